@@ -1,0 +1,365 @@
+"""The ``mmlr`` command line.
+
+Exit codes (DESIGN §3): 0 ok, 1 failure with a one-line reason on stderr, 2 usage error.
+This module is the one place where exceptions become exit codes: ``MmlrError`` prints its
+one-line message; anything unexpected is logged with its traceback to the log file and the
+user sees one line pointing there, never the traceback itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from store.errors import ConfigError, MmlrError, ValidationError
+from store.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+# ----------------------------------------------------------------------------- helpers
+def _parse_date(value: str) -> date:
+    for fmt in ("%Y-%m-%d", "%Y/%m/%d"):
+        try:
+            from datetime import datetime
+
+            return datetime.strptime(value, fmt).date()
+        except ValueError:
+            continue
+    raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}")
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _context(settings: Settings):  # type: ignore[no-untyped-def]
+    from store.context import make_context
+
+    return make_context(settings)
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.bootstrap import initialise
+
+    ctx = _context(settings)
+    report = initialise(ctx)
+    print(report.describe())
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.poll import poll
+
+    ctx = _context(settings)
+    pmids = None
+    if args.pmids:
+        pmids = _read_pmid_file(Path(args.pmids))
+    summary = poll(ctx, since=args.since, until=args.until, pmids=pmids, progress=True)
+    print(summary.describe())
+    return 0
+
+
+def _read_pmid_file(path: Path) -> list[int]:
+    if not path.exists():
+        raise ValidationError(f"PMID file {path} does not exist")
+    pmids: list[int] = []
+    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+        token = raw.split("#", 1)[0].strip()
+        if not token:
+            continue
+        if not token.isdigit():
+            raise ValidationError(f"{path}:{lineno}: {token!r} is not a PMID")
+        pmids.append(int(token))
+    return pmids
+
+
+def cmd_screen(args: argparse.Namespace, settings: Settings) -> int:
+    from screening.service import screen
+
+    ctx = _context(settings)
+    summary = screen(ctx, force_retrain=args.retrain, progress=True)
+    print(summary.describe())
+    return 0
+
+
+def cmd_pool(args: argparse.Namespace, settings: Settings) -> int:
+    from reports.pool import pool_all
+
+    ctx = _context(settings)
+    run = pool_all(ctx)
+    if args.json:
+        _print_json(run.to_json())
+    else:
+        print(run.describe())
+    return 0
+
+
+def cmd_meta(args: argparse.Namespace, settings: Settings) -> int:
+    from reports.meta_cli import meta_from_csv
+
+    result = meta_from_csv(Path(args.file), method=args.method, ci=args.ci)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(result.describe())
+    return 0
+
+
+def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    from reports.digest import build_digest, deliver_digest
+
+    ctx = _context(settings)
+    digest = build_digest(ctx)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(digest.html, encoding="utf-8")
+        print(f"digest written to {out}")
+    if args.send or not args.out:
+        for line in deliver_digest(ctx, digest):
+            print(line)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.cycle import run_cycle
+
+    ctx = _context(settings)
+    summary = run_cycle(ctx, progress=True)
+    print(summary.describe())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.service import serve
+
+    serve(settings, web=args.command in ("serve", "web"), scheduler=args.command in ("serve", "worker"),
+          host=args.host, port=args.port)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.demo import run_demo
+
+    return run_demo(settings, serve=not args.no_serve, port=args.port)
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from screening.simulate import simulate
+
+    prior_ids = None
+    if args.prior_ids:
+        try:
+            pos, neg = (int(x) for x in args.prior_ids.split(","))
+        except ValueError:
+            raise ValidationError(
+                f"--prior-ids takes two record_id values POS,NEG, got {args.prior_ids!r}"
+            ) from None
+        prior_ids = (pos, neg)
+    result = simulate(Path(args.dataset), seed=args.seed, prior_ids=prior_ids, progress=not args.json)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(result.describe())
+    return 0
+
+
+def cmd_replay_server(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.replay_server import serve_forever
+
+    serve_forever(Path(args.dir), host=args.host, port=args.port, faults=args.faults,
+                  seed=args.seed)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from reports.exports import export
+
+    ctx = _context(settings)
+    written = export(ctx, args.kind, Path(args.out) if args.out else None)
+    if written:
+        print("\n".join(str(p) for p in written), file=sys.stderr)
+    return 0
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    from screening.web.auth import add_user
+
+    ctx = _context(settings)
+    with ctx.sessions() as session:
+        password = add_user(session, args.email, role=args.role, password=args.password)
+        session.commit()
+    print(f"user {args.email} ({args.role}) created")
+    if password and not args.password:
+        print(f"password (shown once): {password}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    from store.settings import settings_table
+
+    rows = settings_table()
+    if args.markdown:
+        print("| variable | default | meaning |\n| --- | --- | --- |")
+        for name, default, doc in rows:
+            print(f"| `{name}` | {f'`{default}`' if default else '—'} | {doc} |")
+    else:
+        for name, default, doc in rows:
+            print(f"{name:28} {default or '-':24} {doc}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmlr",
+        description="mmlr keeps a systematic review of maintenance therapy in multiple "
+        "myeloma alive: monitor PubMed, screen, pool, report.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="offline full cycle on the demo corpus, then serve the UI")
+    p.add_argument("--no-serve", action="store_true", help="stop after the cycle")
+    p.add_argument("--port", type=int, default=None, help="web port (default MMLR_PORT)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("init", help="create/upgrade the schema, load seed evidence, first admin")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("poll", help="one monitoring pass over PubMed")
+    p.add_argument("--since", type=_parse_date, help="create-date window start (YYYY-MM-DD)")
+    p.add_argument("--until", type=_parse_date, help="create-date window end (YYYY-MM-DD)")
+    p.add_argument("--pmids", metavar="FILE", help="fetch the PMIDs listed in FILE instead")
+    p.set_defaults(func=cmd_poll)
+
+    p = sub.add_parser("screen", help="(re)train if decisions changed, score unscored records")
+    p.add_argument("--retrain", action="store_true", help="retrain even without new decisions")
+    p.set_defaults(func=cmd_screen)
+
+    p = sub.add_parser("pool", help="recompute every analysis")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_pool)
+
+    p = sub.add_parser("meta", help="pool the rows of a CSV (study, yi, sei | hr, ci_low, ci_high)")
+    p.add_argument("file")
+    p.add_argument("--method", choices=["REML", "DL", "PM", "FE"], default="REML")
+    p.add_argument("--ci", choices=["hksj", "hksj-adhoc", "wald"], default="hksj")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_meta)
+
+    p = sub.add_parser("digest", help="build the digest; send it when SMTP is configured")
+    p.add_argument("--out", metavar="FILE.html", help="also write the HTML here")
+    p.add_argument("--send", action="store_true", help="deliver (SMTP or outbox)")
+    p.set_defaults(func=cmd_digest)
+
+    p = sub.add_parser("run", help="poll → screen → pool → digest, once")
+    p.set_defaults(func=cmd_run)
+
+    for name, text in (("serve", "web app + scheduler"), ("worker", "scheduler only"),
+                       ("web", "web app only")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--host", default=None)
+        p.add_argument("--port", type=int, default=None)
+        p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("simulate", help="replay a labelled screening dataset")
+    p.add_argument("dataset", metavar="DATASET.csv[.gz]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prior-ids", metavar="POS_ID,NEG_ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("replay-server", help="E-utilities-compatible server over PubMed XML")
+    p.add_argument("--dir", required=True, help="folder of PubMed XML files (searched recursively)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--faults", default=None, help="e.g. 429@3,500@7,timeout@9 or random:0.1")
+    p.add_argument("--seed", type=int, default=0, help="seed of random faults")
+    p.set_defaults(func=cmd_replay_server)
+
+    p = sub.add_parser("export", help="export records or evidence")
+    p.add_argument("kind", choices=["ris", "csv", "prisma", "metafor"])
+    p.add_argument("--out", help="file (or folder for metafor); default stdout")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("users", help="user administration")
+    usub = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    pa = usub.add_parser("add", help="add a user")
+    pa.add_argument("email")
+    pa.add_argument("--role", choices=["admin", "curator", "viewer"], required=True)
+    pa.add_argument("--password", default=None, help="default: generated and printed once")
+    pa.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("config", help="list every setting with its default")
+    p.add_argument("--markdown", action="store_true")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def configure_logging(settings: Settings | None, verbose: bool) -> None:
+    level = logging.DEBUG if verbose else getattr(
+        logging, (settings.log_level if settings else "INFO").upper(), logging.INFO
+    )
+    handlers: list[logging.Handler] = []
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    stream.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handlers.append(stream)
+    if settings is not None:
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(settings.data_dir / "mmlr.log", encoding="utf-8")
+            fh.setLevel(level)
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            handlers.append(fh)
+        except OSError:
+            pass
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+    # httpx logs every request with its full URL, which would include the API key.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on usage errors
+    settings: Settings | None = None
+    try:
+        settings = load_settings()
+        configure_logging(settings, args.verbose)
+        code = int(args.func(args, settings))
+    except MmlrError as exc:
+        print(f"mmlr: error: {exc.one_line()}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("mmlr: interrupted", file=sys.stderr)
+        code = 130
+    except Exception:  # the one place an unexpected error becomes a line, not a traceback
+        log.exception("unexpected error in `mmlr %s`", args.command)
+        where = settings.data_dir / "mmlr.log" if settings else "the log"
+        print(f"mmlr: internal error in `{args.command}`; details in {where}", file=sys.stderr)
+        code = 1
+    return code
+
+
+def entrypoint() -> None:  # pragma: no cover - console script wrapper
+    sys.exit(main())
+
+
+__all__ = ["ConfigError", "build_parser", "main"]

@@ -1,0 +1,69 @@
+"""What the PubMed parser yields and the poller stores: one value object per record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+#: Fields whose change makes a new revision (and a re-score).
+CONTENT_FIELDS = (
+    "pmid_version", "title", "abstract", "journal", "journal_abbrev", "year", "pub_date",
+    "create_date", "authors", "doi", "pmc", "language", "publication_types", "mesh",
+    "keywords", "nct_ids", "status", "comments_corrections", "is_book",
+)
+
+
+@dataclass(slots=True)
+class ParsedRecord:
+    """One PubmedArticle / PubmedBookArticle / MEDLINE record, parsed."""
+
+    pmid: int
+    title: str
+    pmid_version: int = 1
+    abstract: str | None = None
+    journal: str | None = None
+    journal_abbrev: str | None = None
+    year: int | None = None
+    pub_date: str | None = None
+    create_date: date | None = None
+    authors: list[str] = field(default_factory=list)
+    doi: str | None = None
+    pmc: str | None = None
+    language: list[str] = field(default_factory=list)
+    publication_types: list[str] = field(default_factory=list)
+    mesh: list[dict[str, Any]] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+    nct_ids: list[str] = field(default_factory=list)
+    status: str | None = None
+    comments_corrections: list[dict[str, Any]] = field(default_factory=list)
+    is_book: bool = False
+
+    def content(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: data[k] for k in CONTENT_FIELDS}
+
+    def content_hash(self) -> str:
+        payload = json.dumps(self.content(), sort_keys=True, default=str, ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    @property
+    def is_retraction_notice(self) -> bool:
+        return "Retraction Notice" in self.publication_types or any(
+            c.get("ref_type") == "RetractionOf" for c in self.comments_corrections
+        )
+
+    @property
+    def is_retracted(self) -> bool:
+        return "Retracted Publication" in self.publication_types or any(
+            c.get("ref_type") == "RetractionIn" for c in self.comments_corrections
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class DeletedCitation:
+    """A PMID that NLM deleted (``<DeleteCitation>`` in update files)."""
+
+    pmid: int

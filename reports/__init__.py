@@ -1,0 +1,1 @@
+"""Reports: meta-analysis, analyses, forest plots, digests, mail, exports."""

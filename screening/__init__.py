@@ -1,0 +1,1 @@
+"""Screening: features, classifier, active-learning order, simulation, curator web app."""

@@ -1,0 +1,86 @@
+"""The one exception hierarchy of mmlr.
+
+    MmlrError                     base: a message a person can act on (+ optional hint)
+    ├── ConfigError               a setting is missing, malformed or unsafe
+    ├── IngestError               PubMed / E-utilities could not be read
+    │   ├── EntrezError           the service answered with an error or never answered
+    │   └── ParseError            a document is not the PubMed XML we expect
+    ├── ScreeningError            the classifier or a dataset cannot be used
+    ├── PoolingError              a meta-analysis cannot be computed from its inputs
+    ├── DeliveryError             a digest could not be written or sent
+    ├── ValidationError           user input is wrong (HTTP 400 / CLI exit 1)
+    ├── NotFoundError             the object asked for does not exist (HTTP 404)
+    ├── AuthError                 not logged in / bad credentials (HTTP 401)
+    ├── PermissionDeniedError     logged in but the role does not allow it (HTTP 403)
+    └── LockedError               another worker holds the lock for this job
+
+The mapping to HTTP status codes lives in ``screening.web.errors``; the mapping to CLI exit
+codes in ``monitor.cli``. Messages name the object and the fix, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class MmlrError(Exception):
+    """Base class: ``message`` is shown to the user as one line; ``hint`` says what to do."""
+
+    http_status: int = 500
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = " ".join(self.message.split())
+        if self.hint:
+            text = f"{text} ({' '.join(self.hint.split())})"
+        return text
+
+
+class ConfigError(MmlrError):
+    http_status = 500
+
+
+class IngestError(MmlrError):
+    http_status = 502
+
+
+class EntrezError(IngestError):
+    pass
+
+
+class ParseError(IngestError):
+    pass
+
+
+class ScreeningError(MmlrError):
+    http_status = 500
+
+
+class PoolingError(MmlrError):
+    http_status = 422
+
+
+class DeliveryError(MmlrError):
+    http_status = 502
+
+
+class ValidationError(MmlrError):
+    http_status = 400
+
+
+class NotFoundError(MmlrError):
+    http_status = 404
+
+
+class AuthError(MmlrError):
+    http_status = 401
+
+
+class PermissionDeniedError(MmlrError):
+    http_status = 403
+
+
+class LockedError(MmlrError):
+    http_status = 409

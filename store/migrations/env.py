@@ -1,0 +1,42 @@
+"""Alembic environment: the engine comes from the caller (``store.engine.migrate``) or from
+``MMLR_DATABASE_URL`` when Alembic is run by hand."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+config = context.config
+target_metadata = SQLModel.metadata
+
+# APScheduler creates and owns its job table; Alembic must not try to drop it.
+_FOREIGN_TABLES = {"apscheduler_jobs"}
+
+
+def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+    return not (type_ == "table" and name in _FOREIGN_TABLES)
+
+
+def run_migrations_online() -> None:
+    engine = config.attributes.get("connection_engine")
+    if engine is None:
+        from store.engine import make_engine
+        from store.settings import load_settings
+
+        engine = make_engine(load_settings())
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            include_object=include_object,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+run_migrations_online()

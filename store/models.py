@@ -1,0 +1,369 @@
+"""SQLModel tables of mmlr (DESIGN §1 and §4).
+
+Conventions:
+- timestamps are timezone-aware UTC (``utcnow()``); SQLModel's ``UTCDateTime`` refuses naive
+  values, so a local time can never slip in;
+- lists and small documents are JSON columns (portable between both engines);
+- ``Decision`` and ``AuditLog`` are append-only: nothing updates or deletes their rows;
+- a PubMed record's key is its PMID; each content change keeps a ``RecordRevision``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Aware UTC now."""
+    return datetime.now(timezone.utc)
+
+
+def _json(default: Any = None, *, nullable: bool = False) -> Any:
+    factory = (lambda: list(default)) if isinstance(default, list) else (  # noqa: E731
+        (lambda: dict(default)) if isinstance(default, dict) else None
+    )
+    if factory is None:
+        return Field(default=None, sa_column=Column(JSON, nullable=True))
+    return Field(default_factory=factory, sa_column=Column(JSON, nullable=nullable))
+
+
+def _text(*, nullable: bool = True) -> Any:
+    return Field(default=None if nullable else "", sa_column=Column(Text, nullable=nullable))
+
+
+# --------------------------------------------------------------------------- records
+class Record(SQLModel, table=True):
+    """The newest version of one PubMed record."""
+
+    __tablename__ = "records"
+
+    pmid: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    pmid_version: int = 1
+    title: str = _text(nullable=False)
+    abstract: str | None = _text()
+    journal: str | None = None
+    journal_abbrev: str | None = None
+    year: int | None = Field(default=None, index=True)
+    pub_date: str | None = None  # as printed (e.g. "2012 Mar-Apr"), ISO when exact
+    create_date: date | None = Field(default=None, index=True)  # [crdt] / PubStatus=entrez
+    authors: list[str] = _json([])
+    doi: str | None = None
+    pmc: str | None = None
+    language: list[str] = _json([])
+    publication_types: list[str] = _json([])
+    mesh: list[dict[str, Any]] = _json([])  # {"descriptor", "major", "qualifiers": [...]}
+    keywords: list[str] = _json([])
+    nct_ids: list[str] = _json([])
+    status: str | None = None  # MedlineCitation/@Status: Publisher, In-Process, MEDLINE, …
+    comments_corrections: list[dict[str, Any]] = _json([])  # {"ref_type", "pmid", "source"}
+    is_book: bool = False
+    source: str = "entrez"  # entrez | demo | seed
+    content_hash: str = Field(default="", index=True)
+    deleted: bool = Field(default=False, index=True)  # DeleteCitation: hidden from the queue
+    retracted: bool = False
+    first_seen_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    last_fetched_at: datetime = Field(default_factory=utcnow)
+    # Denormalised current screening state, so the queue is one indexed query.
+    score: float | None = Field(default=None, index=True)
+    score_model_version_id: int | None = Field(default=None, foreign_key="model_versions.id")
+    flagged: bool = Field(default=False, index=True)
+    audit_sample: bool = False  # chosen for the random low-score audit
+    decision: str | None = Field(default=None, index=True)  # latest: include | exclude | maybe
+
+
+class RecordRevision(SQLModel, table=True):
+    """A previous version of a record, kept when its content changed."""
+
+    __tablename__ = "record_revisions"
+    __table_args__ = (UniqueConstraint("pmid", "revision"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pmid: int = Field(sa_column=Column(BigInteger, index=True, nullable=False))
+    revision: int
+    content_hash: str
+    status: str | None = None
+    changed_fields: list[str] = _json([])
+    snapshot: dict[str, Any] = _json({})  # the content *before* the change
+    recorded_at: datetime = Field(default_factory=utcnow)
+    poll_run_id: int | None = Field(default=None, foreign_key="poll_runs.id")
+
+
+class PollRun(SQLModel, table=True):
+    """One monitoring pass, checkpointed after every efetch batch so it can resume."""
+
+    __tablename__ = "poll_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = "crdt"  # crdt | pmids | recheck
+    status: str = Field(default="running", index=True)  # running | completed | failed
+    query: str = _text(nullable=False)
+    window_start: date | None = None
+    window_end: date | None = None
+    pmids: list[int] = _json([])  # the full list to fetch, fixed once searched
+    batch_size: int = 200
+    batches_done: int = 0
+    found: int = 0
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    retracted: int = 0
+    missing: list[int] = _json([])  # requested but not returned by efetch
+    requests: int = 0
+    retries: int = 0
+    error: str | None = _text()
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    heartbeat_at: datetime = Field(default_factory=utcnow)
+
+
+class Alert(SQLModel, table=True):
+    """Something a curator must know: retraction, erratum, deletion of a record in use."""
+
+    __tablename__ = "alerts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # retraction | erratum | expression_of_concern | deleted
+    pmid: int = Field(sa_column=Column(BigInteger, index=True, nullable=False))
+    related_pmid: int | None = Field(default=None, sa_column=Column(BigInteger))
+    message: str = _text(nullable=False)
+    in_analysis: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    digest_id: int | None = Field(default=None, foreign_key="digests.id")
+
+
+# --------------------------------------------------------------------------- screening
+class ModelVersion(SQLModel, table=True):
+    """A trained classifier with its configuration, training data size and CV metrics."""
+
+    __tablename__ = "model_versions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = "default"
+    config: dict[str, Any] = _json({})
+    n_train: int = 0
+    n_positive: int = 0
+    n_decisions: int = 0  # curator decisions in the training set
+    cv_metrics: dict[str, Any] = _json({})
+    threshold: float | None = None
+    artifact: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    code_version: str = ""
+    active: bool = Field(default=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Score(SQLModel, table=True):
+    """A model's score of one record (one row per model version and record content)."""
+
+    __tablename__ = "scores"
+    __table_args__ = (UniqueConstraint("pmid", "model_version_id", "content_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pmid: int = Field(sa_column=Column(BigInteger, index=True, nullable=False))
+    model_version_id: int = Field(foreign_key="model_versions.id", index=True)
+    content_hash: str = ""
+    score: float
+    flagged: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(index=True, unique=True)
+    name: str | None = None
+    role: str = "viewer"  # admin | curator | viewer
+    password_hash: str = ""
+    api_token_hash: str | None = Field(default=None, index=True)
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    last_login_at: datetime | None = None
+
+
+class Decision(SQLModel, table=True):
+    """A curator's screening decision. Append-only; the latest per record counts."""
+
+    __tablename__ = "decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    pmid: int = Field(sa_column=Column(BigInteger, index=True, nullable=False))
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    decision: str  # include | exclude | maybe
+    reason: str | None = _text()
+    stage: str = "title_abstract"
+    # Provenance: what the curator saw when deciding.
+    model_version_id: int | None = Field(default=None, foreign_key="model_versions.id")
+    score_shown: float | None = None
+    rank_shown: int | None = None
+    audit_sample: bool = False
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+# --------------------------------------------------------------------------- evidence
+class Trial(SQLModel, table=True):
+    """A randomised trial (pooled once per analysis, whatever its number of reports)."""
+
+    __tablename__ = "trials"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    registry_ids: list[str] = _json([])  # NCT…, EudraCT…
+    drug: str  # maintenance drug as pooled, e.g. "thalidomide", "lenalidomide"
+    regimen: str | None = None  # as given, e.g. "thalidomide+prednisone"
+    comparator: str | None = None
+    setting: str  # post_asct | non_transplant | mixed
+    is_strategy: bool = False  # induction differs too: out of the primary analysis
+    notes: str | None = _text()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrialReport(SQLModel, table=True):
+    """One publication of a trial (primary paper, update, abstract)."""
+
+    __tablename__ = "trial_reports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    trial_id: int = Field(foreign_key="trials.id", index=True)
+    pmid: int | None = Field(default=None, sa_column=Column(BigInteger, index=True))
+    citation: str = _text(nullable=False)
+    year: int | None = None
+    source_key: str | None = None
+    kind: str = "primary"  # primary | update | abstract | secondary
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Estimate(SQLModel, table=True):
+    """A hazard ratio of maintenance vs control for one endpoint at one data cut."""
+
+    __tablename__ = "estimates"
+
+    id: int | None = Field(default=None, primary_key=True)
+    trial_id: int = Field(foreign_key="trials.id", index=True)
+    report_id: int | None = Field(default=None, foreign_key="trial_reports.id")
+    endpoint: str  # PFS | EFS | TTP | OS
+    setting: str  # post_asct | non_transplant | mixed
+    comparison: str = "maintenance vs control"  # arm contrast, for multi-arm trials
+    hr: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    log_hr: float
+    se: float
+    method: str = "reported_ci"  # reported_ci | p_value_events | o_minus_e | medians
+    approximate: bool = False
+    orientation_entered: str = "maint_vs_control"
+    data_cut: date | None = None
+    data_cut_label: str | None = None
+    n_maintenance: int | None = None
+    n_control: int | None = None
+    events: int | None = None
+    verified: bool = False
+    verified_by: int | None = Field(default=None, foreign_key="users.id")
+    source_key: str | None = None
+    citation: str | None = _text()
+    notes: str | None = _text()
+    created_by: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PooledResult(SQLModel, table=True):
+    """A frozen snapshot of one analysis: inputs, settings, code version, result."""
+
+    __tablename__ = "pooled_results"
+
+    id: int | None = Field(default=None, primary_key=True)
+    analysis_key: str = Field(index=True)
+    analysis_label: str = ""
+    method: str = "REML"
+    ci_method: str = "hksj"
+    k: int = 0
+    estimate: float | None = None
+    se: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    pi_low: float | None = None
+    pi_high: float | None = None
+    tau2: float | None = None
+    i2: float | None = None
+    q: float | None = None
+    q_p: float | None = None
+    result: dict[str, Any] = _json({})  # everything else (weights, leave-one-out, …)
+    inputs: list[dict[str, Any]] = _json([])
+    inputs_hash: str = Field(default="", index=True)
+    settings: dict[str, Any] = _json({})
+    code_version: str = ""
+    computed_at: datetime = Field(default_factory=utcnow)
+
+
+# --------------------------------------------------------------------------- digests
+class Digest(SQLModel, table=True):
+    __tablename__ = "digests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    period_start: datetime | None = None
+    period_end: datetime = Field(default_factory=utcnow)
+    subject: str = ""
+    html: str = _text(nullable=False)
+    text: str = _text(nullable=False)
+    summary: dict[str, Any] = _json({})
+    pooled_result_ids: list[int] = _json([])
+    content_hash: str = Field(default="", index=True)
+
+
+class Delivery(SQLModel, table=True):
+    __tablename__ = "deliveries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest_id: int = Field(foreign_key="digests.id", index=True)
+    channel: str = "outbox"  # outbox | smtp
+    recipient: str | None = None
+    status: str = "pending"  # pending | sent | failed
+    attempts: int = 0
+    error: str | None = _text()
+    path: str | None = None
+    message_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+# --------------------------------------------------------------------------- operations
+class AuditLog(SQLModel, table=True):
+    """Who did what, when. Append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = "system"  # user e-mail or "system"
+    action: str
+    object_type: str | None = None
+    object_id: str | None = None
+    details: dict[str, Any] = _json({})
+
+
+class JobLock(SQLModel, table=True):
+    """Lease-based lock (the SQLite equivalent of a PostgreSQL advisory lock)."""
+
+    __tablename__ = "job_locks"
+
+    name: str = Field(primary_key=True)
+    holder: str
+    acquired_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class KeyValue(SQLModel, table=True):
+    """Small service state (e.g. the last digest cut-off), one row per key."""
+
+    __tablename__ = "key_values"
+
+    key: str = Field(primary_key=True)
+    value: dict[str, Any] = _json({})
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,293 @@
+"""The one settings object of mmlr.
+
+Every setting is declared once here (name, default, help) and read from the environment with
+the ``MMLR_`` prefix. The defaults run the whole service with nothing configured: a SQLite
+file in ``./mmlr-data``, digests written to an outbox folder there, the real NCBI address for
+E-utilities. ``docs/configuration.md`` and the README table are generated from ``SETTINGS_DOC``
+below by ``mmlr config --markdown`` so the documentation cannot drift from the code.
+
+The settings object lives in ``store`` (not ``monitor``) so that every package can accept it
+as a parameter without importing the service shell.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from store.errors import ConfigError
+
+NCBI_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+
+#: The protocol's high-recall PubMed query (DOMAIN.md, "Finding the trials in PubMed").
+PROTOCOL_QUERY = (
+    '("Multiple Myeloma"[Mesh] OR myeloma[tiab]) AND (maintenance[tiab] OR '
+    '"Maintenance Chemotherapy"[Mesh] OR consolidation[tiab]) AND '
+    '(randomized controlled trial[pt] OR randomi*[tiab] OR "phase III"[tiab] OR '
+    '"phase 3"[tiab])'
+)
+
+_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development", "please-change"}
+
+
+class Settings(BaseSettings):
+    """All configuration. Build it with :func:`load_settings` (or ``Settings()``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MMLR_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production", "test"] = Field(
+        "development",
+        description="`production` refuses generated or placeholder secrets and an unset "
+        "`MMLR_SECRET_KEY`.",
+    )
+    data_dir: Path = Field(
+        Path("./mmlr-data"),
+        description="Folder for the SQLite file, the outbox, demo corpus, models and the "
+        "generated secret key.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Default: `sqlite:///<data dir>/mmlr.sqlite3`. For "
+        "PostgreSQL: `postgresql+psycopg://user:pass@host:5432/db`.",
+    )
+    entrez_url: str = Field(NCBI_EUTILS_URL, description="Base URL of NCBI E-utilities.")
+    entrez_email: str | None = Field(
+        None, description="Contact address sent to NCBI with every request (NCBI asks for it)."
+    )
+    entrez_api_key: SecretStr | None = Field(
+        None, description="NCBI API key: raises the rate from 3 to 10 requests/s. Never logged."
+    )
+    entrez_tool: str = Field("mmlr", description="`tool` parameter sent to NCBI (no spaces).")
+    entrez_timeout: float = Field(30.0, description="Seconds before one E-utilities request times out.")
+    entrez_max_retries: int = Field(6, description="Retries of one request on 429/5xx/timeouts.")
+    entrez_retry_budget: int = Field(
+        200, description="Retries allowed in one poll run before it stops with an error."
+    )
+    entrez_batch_size: int = Field(200, description="PMIDs per efetch POST.")
+    entrez_rate: float | None = Field(
+        None,
+        description="Requests per second. Default 2.7 without an API key, 9 with one "
+        "(below NCBI's 3 and 10, as NCBI advises).",
+    )
+    poll_overlap_days: int = Field(
+        3, description="Each poll window starts this many days before the previous one ended."
+    )
+    poll_start: str = Field(
+        "2024/01/01",
+        description="Create-date (`[crdt]`) start of the very first poll, `YYYY/MM/DD`.",
+    )
+    recheck_days: int = Field(
+        120,
+        description="Records not yet MEDLINE-indexed are re-fetched for this many days after "
+        "they first appear, to pick up MeSH and publication types.",
+    )
+    query: str = Field(PROTOCOL_QUERY, description="PubMed query of the protocol.")
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="`smtp://user:pass@host:587?starttls=true` or `smtps://…`; unset: digests "
+        "go to the outbox folder.",
+    )
+    mail_from: str = Field("mmlr@localhost", description="Sender of digest e-mails.")
+    digest_to: str = Field("", description="Comma-separated digest recipients.")
+    admin_email: str = Field("admin@localhost", description="First admin, created by `init`/`demo`.")
+    admin_password: SecretStr | None = Field(
+        None, description="Password of the first admin; unset: generated and printed once."
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Signs sessions and CSRF tokens. Unset in development: generated and kept in "
+        "the data dir. Required in production.",
+    )
+    poll_cron: str = Field("0 6 * * *", description="Cron (UTC) of the monitoring cycle.")
+    digest_cron: str = Field("0 7 * * 1", description="Cron (UTC) of the weekly digest.")
+    retrain_min_decisions: int = Field(
+        10, description="New curator decisions that trigger retraining of the classifier."
+    )
+    target_recall: float = Field(
+        0.99, description="Recall the flag threshold is calibrated to by cross-validation."
+    )
+    audit_fraction: float = Field(
+        0.05, description="Share of low-score records routed to curators as a random audit."
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8000", description="Public URL of the web app, used in e-mail links."
+    )
+    host: str = Field("127.0.0.1", description="Address `serve`/`web` listen on.")
+    port: int = Field(8000, description="Port `serve`/`web` listen on.")
+    pool_method: Literal["REML", "DL", "PM", "FE"] = Field(
+        "REML", description="τ² estimator of the primary analyses."
+    )
+    pool_ci: Literal["hksj", "hksj-adhoc", "wald"] = Field(
+        "hksj", description="Confidence interval of the primary analyses."
+    )
+    log_level: str = Field("INFO", description="Logging level of the entry points.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split(":", 1)[0]
+        if not scheme.startswith(("sqlite", "postgresql")):
+            raise ValueError(
+                f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or "
+                "postgresql+psycopg://USER:PASS@HOST/DB"
+            )
+        if scheme in ("postgresql", "postgres"):
+            value = "postgresql+psycopg" + value[len(scheme):]
+        return value
+
+    @field_validator("entrez_url")
+    @classmethod
+    def _check_entrez_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"MMLR_ENTREZ_URL must be an http(s) URL, got {value!r}")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("entrez_tool")
+    @classmethod
+    def _check_tool(cls, value: str) -> str:
+        if not value or any(ch.isspace() for ch in value):
+            raise ValueError("MMLR_ENTREZ_TOOL must be one word without spaces (NCBI's rule)")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parse_smtp_url(value.get_secret_value())
+        return value
+
+    # ---- derived values -------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mmlr.sqlite3').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def request_rate(self) -> float:
+        if self.entrez_rate:
+            return self.entrez_rate
+        return 9.0 if self.entrez_api_key else 2.7
+
+    @property
+    def digest_recipients(self) -> list[str]:
+        return [a.strip() for a in self.digest_to.split(",") if a.strip()]
+
+    def secret(self) -> str:
+        """The session-signing key: from the environment, else kept in the data dir."""
+        if self.secret_key is not None:
+            key = self.secret_key.get_secret_value()
+            if self.env == "production" and (
+                key.lower() in _PLACEHOLDER_SECRETS or len(key) < 32
+            ):
+                raise ConfigError(
+                    "MMLR_SECRET_KEY is a placeholder or shorter than 32 characters",
+                    hint="set a long random value, e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))'`",
+                )
+            return key
+        if self.env == "production":
+            raise ConfigError(
+                "MMLR_SECRET_KEY is not set",
+                hint="production needs an explicit secret key in the environment",
+            )
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        os.chmod(path, 0o600)
+        return key
+
+
+class SmtpTarget:
+    """A parsed ``MMLR_SMTP_URL``."""
+
+    def __init__(
+        self, *, host: str, port: int, username: str | None, password: str | None,
+        ssl: bool, starttls: bool, timeout: float,
+    ) -> None:
+        self.host, self.port, self.username, self.password = host, port, username, password
+        self.ssl, self.starttls, self.timeout = ssl, starttls, timeout
+
+    def __repr__(self) -> str:  # never show the password
+        return f"SmtpTarget(host={self.host!r}, port={self.port}, ssl={self.ssl}, starttls={self.starttls})"
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """Parse ``smtp://user:pass@host:587?starttls=true`` / ``smtps://…``; raise ConfigError."""
+    from urllib.parse import unquote
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ConfigError(
+            f"MMLR_SMTP_URL must start with smtp:// or smtps://, got {parts.scheme or 'no scheme'!r}"
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError("MMLR_SMTP_URL has an invalid port") from exc
+    if not parts.hostname:
+        raise ConfigError("MMLR_SMTP_URL has no host", hint="e.g. smtp://mail.example.org:587")
+    query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
+    ssl = parts.scheme == "smtps"
+    starttls = query.get("starttls", "false") in ("1", "true", "yes")
+    try:
+        timeout = float(query.get("timeout", "30"))
+    except ValueError as exc:
+        raise ConfigError("MMLR_SMTP_URL timeout must be a number of seconds") from exc
+    return SmtpTarget(
+        host=parts.hostname,
+        port=port or (465 if ssl else 587 if starttls else 25),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        ssl=ssl,
+        starttls=starttls,
+        timeout=timeout,
+    )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; turn pydantic's errors into one clear ConfigError."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting MMLR_{field.upper()}: {msg}") from None
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, for the docs."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, Path):
+            default = str(default)
+        if name == "query":
+            default = "the protocol query (see docs/configuration.md)"
+        rows.append((f"MMLR_{name.upper()}", "" if default is None else str(default),
+                     field.description or ""))
+    return rows

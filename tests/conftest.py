@@ -1,0 +1,136 @@
+"""Shared fixtures: a fresh database per test (SQLite file, or a fresh PostgreSQL database
+when ``MMLR_TEST_DATABASE_URL`` points at a server), settings in a temporary data dir, the
+shared third-party data, and a guard that keeps a developer's ``MMLR_*`` environment out.
+
+``CI=true`` turns "skip because a service or ../shared is missing" into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("MMLR_SHARED_DIR", ROOT.parent / "shared"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = os.environ.get("MMLR_TEST_DATABASE_URL", "")
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a prerequisite is missing; in CI the prerequisite is required."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in list(os.environ):
+        if key.startswith("MMLR_") and not key.startswith("MMLR_TEST_") and key != "MMLR_SHARED_DIR":
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MMLR_DATA_DIR", str(tmp_path / "data"))
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    need(SHARED.is_dir() and (SHARED / "data").is_dir(), f"../shared is not at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture
+def pubmed_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "pubmed"
+
+
+@pytest.fixture
+def screening_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "screening"
+
+
+def _fresh_pg_database(admin_url: str) -> tuple[str, str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"mmlr_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    return url, name
+
+
+def _drop_pg_database(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> Iterator[str]:
+    """The database of this test: PostgreSQL when configured, else a SQLite file."""
+    if PG_URL:
+        url, name = _fresh_pg_database(PG_URL)
+        yield url
+        _drop_pg_database(PG_URL, name)
+    else:
+        yield f"sqlite:///{tmp_path / 'mmlr.sqlite3'}"
+
+
+@pytest.fixture
+def pg_admin_url() -> str:
+    need(bool(PG_URL), "MMLR_TEST_DATABASE_URL is not set (PostgreSQL tests)")
+    return PG_URL
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
+    from store.settings import Settings
+
+    return Settings(
+        env="test",
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        entrez_url="http://127.0.0.1:9/entrez/eutils/",  # overridden by tests that poll
+        entrez_email="tests@example.org",
+        secret_key="test-secret-key-that-is-long-enough-0123456789",
+        admin_password="admin-password-for-tests",
+    )
+
+
+@pytest.fixture
+def ctx(settings):  # type: ignore[no-untyped-def]
+    from store.context import make_context
+
+    context = make_context(settings)
+    yield context
+    context.dispose()
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    path = "/usr/bin/chromium"
+    need(Path(path).exists(), "Chromium is not installed at /usr/bin/chromium")
+    return path
+
+
+@pytest.fixture
+def rscript() -> str:
+    path = shutil.which("Rscript")
+    need(path is not None, "Rscript is not installed (apt-get install r-base-core r-cran-metafor)")
+    assert path is not None
+    return path
