@@ -307,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Console lines never carry a traceback; the log file keeps it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 def configure_logging(settings: Settings | None, verbose: bool) -> None:
     level = logging.DEBUG if verbose else getattr(
         logging, (settings.log_level if settings else "INFO").upper(), logging.INFO
@@ -314,7 +326,7 @@ def configure_logging(settings: Settings | None, verbose: bool) -> None:
     handlers: list[logging.Handler] = []
     stream = logging.StreamHandler(sys.stderr)
     stream.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    stream.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    stream.setFormatter(_OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
     handlers.append(stream)
     if settings is not None:
         try:
@@ -347,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MmlrError as exc:
         print(f"mmlr: error: {exc.one_line()}", file=sys.stderr)
         code = 1
+    except BrokenPipeError:  # `mmlr … | head`
+        code = 0
     except KeyboardInterrupt:
         print("mmlr: interrupted", file=sys.stderr)
         code = 130

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 22:34:16.391346
+Create Date: 2026-11-24 22:36:21.709587
 """
 from alembic import op
 import sqlalchemy as sa
