@@ -1,0 +1,179 @@
+"""`mmlr init`: schema, seed evidence and the first admin.
+
+The seed evidence (``monitor/seed/trials.csv`` and ``estimates.csv``) holds facts and figures
+about the maintenance trials — names, PMIDs, drugs, settings, hazard ratios with their CIs,
+arm sizes — each with its citation. The numbers were taken from ``../shared/data/trials/``
+(see ``docs/seed-evidence.md``). Loading is idempotent: rows are matched on natural keys
+and only missing ones are added, so curator edits made later are never overwritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from sqlmodel import Session, select
+
+from store.audit import audit
+from store.context import AppContext
+from store.errors import ValidationError
+from store.models import Estimate, Trial, TrialReport, User
+
+log = logging.getLogger(__name__)
+
+SEED_PACKAGE = "monitor.seed"
+
+
+@dataclass
+class SeedSummary:
+    trials_added: int = 0
+    reports_added: int = 0
+    estimates_added: int = 0
+
+
+@dataclass
+class InitReport:
+    seed: SeedSummary
+    admin_email: str | None = None
+    admin_password: str | None = None  # only when generated: shown once
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        lines = [
+            "schema at the newest revision",
+            f"seed evidence: {self.seed.trials_added} trials, {self.seed.reports_added} reports, "
+            f"{self.seed.estimates_added} estimates added",
+        ]
+        if self.admin_email and self.admin_password:
+            lines.append(f"admin {self.admin_email} created; password (shown once): "
+                         f"{self.admin_password}")
+        elif self.admin_email:
+            lines.append(f"admin {self.admin_email} created (password from MMLR_ADMIN_PASSWORD)")
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def _read_seed(name: str) -> list[dict[str, str]]:
+    text = resources.files(SEED_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+    return list(csv.DictReader(text.splitlines()))
+
+
+def _opt_int(value: str) -> int | None:
+    return int(value) if value.strip() else None
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes")
+
+
+def load_seed_evidence(session: Session) -> SeedSummary:
+    """Add the seed trials, their reports and estimates that are not stored yet."""
+    from reports.derive import from_ci
+
+    summary = SeedSummary()
+    trials: dict[str, Trial] = {t.name: t for t in session.exec(select(Trial)).all()}
+    for row in _read_seed("trials.csv"):
+        trial = trials.get(row["trial"])
+        if trial is None:
+            trial = Trial(
+                name=row["trial"], drug=row["drug"], regimen=row["regimen"] or None,
+                comparator=row["comparator"] or None, setting=row["setting"],
+                is_strategy=_flag(row["is_strategy"]), notes=row["notes"] or None,
+            )
+            session.add(trial)
+            session.flush()
+            trials[trial.name] = trial
+            summary.trials_added += 1
+            audit(session, "seed.trial", object_type="trial", object_id=trial.id,
+                  source_key=row["source_key"])
+        summary.reports_added += _ensure_report(
+            session, trial, pmid=_opt_int(row["pmid"]), citation=row["citation"],
+            year=_opt_int(row["year"]), source_key=row["source_key"], kind="primary",
+        )
+
+    existing = {
+        (e.trial_id, e.endpoint, e.setting, e.source_key, e.comparison)
+        for e in session.exec(select(Estimate)).all()
+    }
+    for lineno, row in enumerate(_read_seed("estimates.csv"), start=2):
+        trial = trials.get(row["trial"])
+        if trial is None:
+            raise ValidationError(
+                f"seed estimates.csv line {lineno}: trial {row['trial']!r} is not in trials.csv"
+            )
+        key = (trial.id, row["endpoint"], row["setting"], row["source_key"], row["comparison"])
+        if key in existing:
+            continue
+        derived = from_ci(float(row["hr"]), float(row["ci_low"]), float(row["ci_high"]),
+                          orientation=row["orientation"])
+        summary.reports_added += _ensure_report(
+            session, trial, pmid=_opt_int(row["pmid"]), citation=row["citation"],
+            year=_opt_int(row["report_year"]), source_key=row["source_key"],
+            kind="primary" if row["pmid"] else "secondary",
+        )
+        report = _find_report(session, trial, row["source_key"], row["citation"])
+        estimate = Estimate(
+            trial_id=trial.id,  # type: ignore[arg-type]
+            report_id=report.id if report else None,
+            endpoint=row["endpoint"], setting=row["setting"], comparison=row["comparison"],
+            hr=derived.hr, ci_low=derived.ci_low, ci_high=derived.ci_high,
+            log_hr=derived.log_hr, se=derived.se, method=derived.method,
+            approximate=derived.approximate, orientation_entered=row["orientation"],
+            data_cut_label=row["data_cut_label"] or None,
+            n_maintenance=_opt_int(row["n_maintenance"]), n_control=_opt_int(row["n_control"]),
+            verified=_flag(row["verified"]), source_key=row["source_key"],
+            citation=row["citation"], notes=row["notes"] or None,
+        )
+        session.add(estimate)
+        session.flush()
+        existing.add(key)
+        summary.estimates_added += 1
+        audit(session, "seed.estimate", object_type="estimate", object_id=estimate.id,
+              trial=trial.name, source_key=row["source_key"])
+    return summary
+
+
+def _find_report(session: Session, trial: Trial, source_key: str, citation: str) -> TrialReport | None:
+    return session.exec(
+        select(TrialReport).where(TrialReport.trial_id == trial.id,
+                                  TrialReport.source_key == source_key,
+                                  TrialReport.citation == citation)
+    ).first()
+
+
+def _ensure_report(session: Session, trial: Trial, **fields: Any) -> int:
+    if _find_report(session, trial, fields["source_key"], fields["citation"]) is not None:
+        return 0
+    session.add(TrialReport(trial_id=trial.id, **fields))  # type: ignore[arg-type]
+    session.flush()
+    return 1
+
+
+def seed_pmids(session: Session) -> set[int]:
+    """PMIDs of the protocol's known reports (the classifier's cold-start includes)."""
+    return {p for p in session.exec(select(TrialReport.pmid)).all() if p}
+
+
+def ensure_admin(ctx: AppContext, session: Session) -> tuple[str | None, str | None]:
+    """Create the first admin when there is none. Returns (email, generated password)."""
+    from screening.web.auth import add_user
+
+    if session.exec(select(User).where(User.role == "admin")).first() is not None:
+        return None, None
+    settings = ctx.settings
+    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    generated = add_user(session, settings.admin_email, role="admin", password=given)
+    return settings.admin_email, (None if given else generated)
+
+
+def initialise(ctx: AppContext) -> InitReport:
+    """Everything `mmlr init` does (the schema is already at head: make_context migrated it)."""
+    with ctx.sessions() as session:
+        seed = load_seed_evidence(session)
+        email, password = ensure_admin(ctx, session)
+        session.commit()
+    log.info("init: %s trials, %s estimates added", seed.trials_added, seed.estimates_added)
+    return InitReport(seed=seed, admin_email=email, admin_password=password)

@@ -1,0 +1,80 @@
+"""One pass of the whole flow (`mmlr run`): poll → screen → pool → digest.
+
+Each step is idempotent, so the cycle is too: a second run with nothing new stores nothing new
+and sends nothing. The scheduler calls :func:`scheduled_cycle` / :func:`scheduled_digest`,
+module-level functions that build their own context from the environment (APScheduler keeps
+job references in its job store, so they must be importable by name).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from store.context import AppContext, make_context
+from store.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleSummary:
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    deliveries: list[str] = field(default_factory=list)
+    digest_id: int | None = None
+
+    def add(self, step: str, summary: Any) -> None:
+        text = summary.describe() if hasattr(summary, "describe") else str(summary)
+        self.steps.append((step, text))
+
+    def describe(self) -> str:
+        lines = []
+        for step, text in self.steps:
+            first, *rest = text.splitlines() or [""]
+            lines.append(f"{step:7} {first}")
+            lines.extend(f"        {line}" for line in rest)
+        lines.extend(f"digest  {line}" for line in self.deliveries)
+        return "\n".join(lines)
+
+
+def run_cycle(ctx: AppContext, *, progress: bool = False) -> CycleSummary:
+    from monitor.poll import poll
+    from reports.digest import build_digest, deliver_digest
+    from reports.pool import pool_all
+    from screening.service import screen
+
+    summary = CycleSummary()
+    summary.add("poll", poll(ctx, progress=progress))
+    summary.add("screen", screen(ctx, progress=progress))
+    summary.add("pool", pool_all(ctx))
+    digest = build_digest(ctx)
+    summary.digest_id = digest.id
+    summary.deliveries = deliver_digest(ctx, digest)
+    log.info("cycle done: %s", "; ".join(f"{s}: {t.splitlines()[0] if t else ''}"
+                                          for s, t in summary.steps))
+    return summary
+
+
+def scheduled_cycle() -> None:
+    """Scheduler entry point for the monitoring cycle."""
+    ctx = make_context(load_settings())
+    try:
+        run_cycle(ctx)
+    except Exception:  # a scheduler job must log, not die silently
+        log.exception("scheduled cycle failed")
+    finally:
+        ctx.dispose()
+
+
+def scheduled_digest() -> None:
+    """Scheduler entry point for the (weekly) digest."""
+    from reports.digest import build_digest, deliver_digest
+
+    ctx = make_context(load_settings())
+    try:
+        deliver_digest(ctx, build_digest(ctx))
+    except Exception:
+        log.exception("scheduled digest failed")
+    finally:
+        ctx.dispose()

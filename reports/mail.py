@@ -1,0 +1,255 @@
+"""E-mail of digests: MIME building and SMTP delivery (the only SMTP code of mmlr).
+
+A digest e-mail is ``multipart/alternative``: a plain-text part, then a ``multipart/related``
+part holding the HTML and its forest plots as inline images referenced by ``cid:``. The stored
+digest HTML carries its images as ``data:`` URIs (self-contained for the outbox and for
+``mmlr digest --out``); :func:`inline_images` turns them into related parts, because most mail
+clients refuse ``data:`` images.
+
+Sending goes through :mod:`smtplib` to the server of ``MMLR_SMTP_URL`` (parsed by
+:func:`store.settings.parse_smtp_url`): ``smtps://`` uses implicit TLS, ``?starttls=true``
+upgrades a plain connection, credentials in the URL trigger ``LOGIN``. Transient failures
+(connection refused or reset, timeouts, 4xx replies) are retried with backoff; everything else
+becomes a one-line :class:`~store.errors.DeliveryError`. The password never appears in a log
+line or an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import smtplib
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from store.errors import DeliveryError
+from store.settings import SmtpTarget
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait before each retry of a transient failure (so 1 + 3 attempts in all).
+DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 3.0, 9.0)
+
+# Only our own template writes ``src="data:…"``: user text is autoescaped, so a quote inside a
+# PubMed title can never open an attribute that this pattern would match.
+_DATA_URI = re.compile(
+    r'src="data:image/(?P<subtype>png|jpeg|gif|svg\+xml);base64,(?P<data>[A-Za-z0-9+/=]+)"'
+)
+
+
+@dataclass(frozen=True)
+class InlineImage:
+    """An image carried inside the HTML part (``<img src="cid:{cid}">``)."""
+
+    cid: str  # without angle brackets
+    data: bytes
+    subtype: str = "png"
+
+
+@dataclass
+class SendResult:
+    """Outcome of one :func:`send_message` call."""
+
+    message_id: str
+    accepted: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # recipient -> one-line reason
+    attempts: int = 1
+
+
+def inline_images(html: str, *, domain: str = "mmlr") -> tuple[str, list[InlineImage]]:
+    """Replace every ``data:`` image in ``html`` by a ``cid:`` reference; return the images."""
+    images: list[InlineImage] = []
+
+    def _swap(match: re.Match[str]) -> str:
+        cid = f"img{len(images) + 1}.{make_msgid(domain=domain)[1:-1]}"
+        images.append(InlineImage(cid=cid, data=base64.b64decode(match["data"]),
+                                  subtype=match["subtype"]))
+        return f'src="cid:{cid}"'
+
+    return _DATA_URI.sub(_swap, html), images
+
+
+def build_message(
+    *, subject: str, text: str, html: str, sender: str, recipients: Sequence[str],
+    images: Sequence[InlineImage] = (), domain: str | None = None,
+) -> EmailMessage:
+    """A ``multipart/alternative`` message (text + related HTML with inline images)."""
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = sender
+    # The outbox copy has no recipients yet; RFC 5322's empty group keeps the header valid.
+    msg["To"] = ", ".join(recipients) if recipients else "undisclosed-recipients:;"
+    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Message-ID"] = make_msgid(domain=domain or _domain_of(sender))
+    msg.set_content(text, subtype="plain", charset="utf-8")
+    msg.add_alternative(html, subtype="html", charset="utf-8")
+    html_part = msg.get_payload()[1]
+    for image in images:
+        html_part.add_related(image.data, maintype="image", subtype=image.subtype,
+                              cid=f"<{image.cid}>", disposition="inline",
+                              filename=f"{image.cid.split('.', 1)[0]}.{_ext(image.subtype)}")
+    return msg
+
+
+def send_message(
+    target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str], *,
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+) -> SendResult:
+    """Send ``msg`` to ``recipients``; retry transient failures; raise DeliveryError otherwise.
+
+    Recipients the server refuses (5xx to ``RCPT``) do not abort the others: they come back in
+    ``SendResult.refused``. When every recipient is refused that is a DeliveryError.
+    """
+    message_id = str(msg["Message-ID"])
+    attempts = 0
+    delays = list(retry_delays)
+    while True:
+        attempts += 1
+        try:
+            refused = _send_once(target, msg, recipients)
+        except _Transient as exc:
+            if not delays:
+                raise DeliveryError(
+                    f"SMTP server {target.host}:{target.port} failed after {attempts} attempts: "
+                    f"{_scrub(exc.reason, target)}",
+                    hint="the digest is kept; `mmlr digest --send` retries the failed recipients",
+                ) from None
+            delay = delays.pop(0)
+            log.warning("SMTP %s:%s attempt %s failed (%s); retrying in %.1fs",
+                        target.host, target.port, attempts, _scrub(exc.reason, target), delay)
+            time.sleep(delay)
+            continue
+        accepted = [r for r in recipients if r not in refused]
+        log.info("SMTP %s:%s accepted %s of %s recipients (Message-ID %s)", target.host,
+                 target.port, len(accepted), len(recipients), message_id)
+        return SendResult(message_id=message_id, accepted=accepted, refused=refused,
+                          attempts=attempts)
+
+
+# ----------------------------------------------------------------------------- internals
+class _Transient(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str]) -> dict[str, str]:
+    try:
+        smtp = _connect(target)
+    except (ConnectionError, socket.timeout, TimeoutError, smtplib.SMTPConnectError,
+            smtplib.SMTPServerDisconnected) as exc:
+        raise _Transient(_describe_os_error(exc)) from None
+    except ssl.SSLError as exc:
+        raise DeliveryError(
+            f"TLS handshake with SMTP server {target.host}:{target.port} failed: "
+            f"{exc.reason or exc.__class__.__name__}",
+            hint="check smtps:// versus ?starttls=true in MMLR_SMTP_URL",
+        ) from None
+    except OSError as exc:  # DNS failure, unreachable network: not worth retrying
+        raise DeliveryError(
+            f"cannot reach SMTP server {target.host}:{target.port}: {_describe_os_error(exc)}",
+            hint="check the host and port in MMLR_SMTP_URL",
+        ) from None
+    try:
+        with smtp:
+            _handshake(smtp, target)
+            try:
+                refused = smtp.send_message(msg, to_addrs=list(recipients))
+            except smtplib.SMTPRecipientsRefused as exc:
+                return _all_refused(exc, recipients, target)
+            return {addr: _reply_text(code, text) for addr, (code, text) in refused.items()}
+    except smtplib.SMTPAuthenticationError as exc:
+        raise DeliveryError(
+            f"SMTP login to {target.host}:{target.port} as {target.username!r} failed "
+            f"({_reply_text(exc.smtp_code, exc.smtp_error)})",
+            hint="check the user and password in MMLR_SMTP_URL",
+        ) from None
+    except smtplib.SMTPNotSupportedError as exc:
+        raise DeliveryError(
+            f"SMTP server {target.host}:{target.port} does not support "
+            f"{_scrub(str(exc), target)}",
+            hint="check ?starttls= and the credentials in MMLR_SMTP_URL",
+        ) from None
+    except smtplib.SMTPSenderRefused as exc:
+        if 400 <= exc.smtp_code < 500:
+            raise _Transient(_reply_text(exc.smtp_code, exc.smtp_error)) from None
+        raise DeliveryError(
+            f"SMTP server {target.host}:{target.port} refused the sender {exc.sender!r} "
+            f"({_reply_text(exc.smtp_code, exc.smtp_error)})",
+            hint="set MMLR_MAIL_FROM to an address the server accepts",
+        ) from None
+    except smtplib.SMTPResponseException as exc:
+        reason = _reply_text(exc.smtp_code, exc.smtp_error)
+        if 400 <= exc.smtp_code < 500:
+            raise _Transient(reason) from None
+        raise DeliveryError(
+            f"SMTP server {target.host}:{target.port} rejected the digest ({_scrub(reason, target)})"
+        ) from None
+    except (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, TimeoutError) as exc:
+        raise _Transient(_describe_os_error(exc)) from None
+
+
+def _connect(target: SmtpTarget) -> smtplib.SMTP:
+    if target.ssl:
+        return smtplib.SMTP_SSL(target.host, target.port, timeout=target.timeout,
+                                context=ssl.create_default_context())
+    return smtplib.SMTP(target.host, target.port, timeout=target.timeout)
+
+
+def _handshake(smtp: smtplib.SMTP, target: SmtpTarget) -> None:
+    smtp.ehlo()
+    if target.starttls and not target.ssl:
+        smtp.starttls(context=ssl.create_default_context())
+        smtp.ehlo()
+    if target.username:
+        smtp.login(target.username, target.password or "")
+
+
+def _all_refused(
+    exc: smtplib.SMTPRecipientsRefused, recipients: Sequence[str], target: SmtpTarget,
+) -> dict[str, str]:
+    refused = {addr: _reply_text(code, text) for addr, (code, text) in exc.recipients.items()}
+    codes = [code for code, _ in exc.recipients.values()]
+    if codes and all(400 <= c < 500 for c in codes):
+        raise _Transient("every recipient was deferred: " + "; ".join(refused.values())) from None
+    return refused or {r: "refused" for r in recipients}
+
+
+def _reply_text(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(str(text).split())}".strip()
+
+
+def _describe_os_error(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the SMTP server running?)"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return "server closed the connection"
+    text = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+    return " ".join(str(text).split())
+
+
+def _scrub(text: str, target: SmtpTarget) -> str:
+    # Servers sometimes echo what they received; the password must never travel further.
+    if target.password:
+        text = text.replace(target.password, "***")
+    return text
+
+
+def _domain_of(address: str) -> str:
+    domain = address.rsplit("@", 1)[-1].strip(" >")
+    return domain if domain and "@" in address else "mmlr.localhost"
+
+
+def _ext(subtype: str) -> str:
+    return {"svg+xml": "svg", "jpeg": "jpg"}.get(subtype, subtype)

@@ -1,0 +1,183 @@
+"""Feature extractors: turn screening documents into one sparse matrix.
+
+A ``Document`` holds what a record offers a screener (title, abstract, MeSH, publication
+types, keywords, journal). Each extractor is a small named component (see ``registry``) with
+``fit(docs)`` / ``transform(docs)``; ``FeatureSet`` stacks them, each block scaled by its
+weight. TF-IDF is fitted on the whole corpus to be ranked: that uses no labels, only the
+vocabulary, exactly as a screener sees the whole search result before deciding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from screening.registry import FEATURES
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """The text of one record as the classifier sees it."""
+
+    title: str = ""
+    abstract: str = ""
+    mesh: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    publication_types: tuple[str, ...] = ()
+    journal: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.title}\n{self.abstract}"
+
+    def terms(self) -> list[str]:
+        """Controlled-vocabulary terms, each one token (``mesh:``, ``pt:``, ``kw:``, ``j:``)."""
+        out = [f"mesh:{t.strip().lower()}" for t in self.mesh if t.strip()]
+        out += [f"kw:{t.strip().lower()}" for t in self.keywords if t.strip()]
+        out += [f"pt:{t.strip().lower()}" for t in self.publication_types if t.strip()]
+        if self.journal.strip():
+            out.append(f"j:{self.journal.strip().lower()}")
+        return out
+
+
+class Extractor(Protocol):
+    def fit(self, docs: Sequence[Document]) -> Extractor: ...
+
+    def transform(self, docs: Sequence[Document]) -> sp.csr_matrix: ...
+
+
+def _texts(docs: Iterable[Document]) -> list[str]:
+    return [d.text for d in docs]
+
+
+def doc_terms(doc: Document) -> list[str]:
+    """Analyzer of the ``terms`` extractor (module level so fitted models pickle)."""
+    return doc.terms()
+
+
+def _identity(doc: Any) -> Any:
+    return doc
+
+
+class _Tfidf:
+    """A TfidfVectorizer over one view of the document."""
+
+    def __init__(self, view: str, **params: Any) -> None:
+        self.view = view
+        self.params = params
+        self.vectorizer = TfidfVectorizer(**params)
+        self.fitted = False
+
+    def _view(self, docs: Sequence[Document]) -> list[Any]:
+        return _texts(docs) if self.view == "text" else list(docs)
+
+    def fit(self, docs: Sequence[Document]) -> _Tfidf:
+        try:
+            self.vectorizer.fit(self._view(docs))
+            self.fitted = True
+        except ValueError:  # empty vocabulary (e.g. no MeSH anywhere): contributes nothing
+            self.fitted = False
+        return self
+
+    def transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
+        if not self.fitted:
+            return sp.csr_matrix((len(docs), 0))
+        return sp.csr_matrix(self.vectorizer.transform(self._view(docs)))
+
+
+@FEATURES.register("word_tfidf", doc="word uni- and bigram TF-IDF of title and abstract")
+def word_tfidf(ngram_max: int = 2, min_df: int = 1, max_df: float = 0.95,
+               stop_words: str | None = "english") -> _Tfidf:
+    return _Tfidf("text", ngram_range=(1, ngram_max), sublinear_tf=True, min_df=min_df,
+                  max_df=max_df, stop_words=stop_words, strip_accents="unicode")
+
+
+@FEATURES.register("char_tfidf", doc="character 3-5-gram TF-IDF of title and abstract")
+def char_tfidf(ngram_min: int = 3, ngram_max: int = 5, min_df: int = 2,
+               max_features: int | None = 200_000) -> _Tfidf:
+    return _Tfidf("text", analyzer="char_wb", ngram_range=(ngram_min, ngram_max),
+                  sublinear_tf=True, min_df=min_df, max_features=max_features,
+                  strip_accents="unicode", dtype=np.float32)
+
+
+@FEATURES.register("terms", doc="MeSH, keywords, publication types and journal as tokens")
+def terms(min_df: int = 1) -> _Tfidf:
+    return _Tfidf("doc", analyzer=doc_terms, min_df=min_df, sublinear_tf=True)
+
+
+#: Design cues of a randomised (maintenance) trial report. Transparent on purpose: each is one
+#: readable pattern; the classifier learns their weights.
+DESIGN_CUES: dict[str, str] = {
+    "randomised": r"\brandomi[sz]", "rct_pt": r"randomized controlled trial",
+    "phase3": r"\bphase (?:iii|3)\b", "phase2": r"\bphase (?:ii|2)\b",
+    "placebo": r"\bplacebo", "blind": r"\b(?:double|single)[- ]blind",
+    "versus": r"\b(?:versus|vs\.?|compared with)\b", "allocation": r"\ballocat",
+    "maintenance": r"\bmaintenance\b", "consolidation": r"\bconsolidation\b",
+    "asct": r"\b(?:asct|autologous (?:stem[- ]cell|haematopoietic|hematopoietic)|"
+            r"high[- ]dose (?:therapy|chemotherapy|melphalan))",
+    "myeloma": r"\bmyeloma\b", "pfs": r"progression[- ]free|event[- ]free|time to progression",
+    "os": r"overall survival", "hazard": r"hazard ratio|\bhr\b",
+    "review": r"\b(?:review|meta-analys[ie]s|systematic)\b",
+    "case": r"\bcase (?:report|series)\b|\bwe (?:report|describe) a\b",
+    "retrospective": r"\bretrospective|\bcohort\b|\bregistry\b",
+    "preclinical": r"\bin vitro\b|\bmice\b|\bmouse\b|\bcell lines?\b|\brats?\b",
+}
+
+
+class _DesignCues:
+    """Binary indicators of DESIGN_CUES in title, abstract and publication types."""
+
+    def __init__(self) -> None:
+        self.patterns = [re.compile(p, re.IGNORECASE) for p in DESIGN_CUES.values()]
+
+    def fit(self, docs: Sequence[Document]) -> _DesignCues:
+        return self
+
+    def transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
+        rows = []
+        for d in docs:
+            text = f"{d.text}\n{' '.join(d.publication_types)}"
+            rows.append([1.0 if p.search(text) else 0.0 for p in self.patterns])
+        m = np.asarray(rows, dtype=np.float64).reshape(len(docs), len(self.patterns))
+        return sp.csr_matrix(normalize(m))
+
+
+@FEATURES.register("design_cues", doc="indicators of trial-design cues (randomised, phase 3, "
+                   "maintenance after ASCT, …)")
+def design_cues() -> _DesignCues:
+    return _DesignCues()
+
+
+@dataclass
+class FeatureSet:
+    """Several extractors stacked side by side, each block multiplied by its weight."""
+
+    extractors: list[tuple[str, float, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, spec: Sequence[dict[str, Any]]) -> FeatureSet:
+        parts = []
+        for item in spec:
+            params = dict(item.get("params", {}))
+            parts.append((item["name"], float(item.get("weight", 1.0)),
+                          FEATURES.create(item["name"], **params)))
+        return cls(parts)
+
+    def fit(self, docs: Sequence[Document]) -> FeatureSet:
+        for _, _, ext in self.extractors:
+            ext.fit(docs)
+        return self
+
+    def transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
+        blocks = [ext.transform(docs) * weight for _, weight, ext in self.extractors]
+        return sp.csr_matrix(sp.hstack(blocks, format="csr"))
+
+    def fit_transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
+        return self.fit(docs).transform(docs)

@@ -1,0 +1,52 @@
+"""CSRF protection for the HTML forms: a per-session synchroniser token.
+
+Every page that shows a form puts ``csrf_token(request)`` in a hidden field; every unsafe
+request to a page route (POST/PUT/PATCH/DELETE) must send it back. The JSON API does not use
+cookies for writes (it needs a Bearer token), so it is not exposed to CSRF and does not use this.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from fastapi import Request
+
+from store.errors import PermissionDeniedError
+
+SESSION_KEY = "csrf"
+FIELD = "csrf_token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def csrf_token(request: Request) -> str:
+    """The session's token, created on first use."""
+    token = request.session.get(SESSION_KEY)
+    if not isinstance(token, str) or len(token) < 32:
+        token = secrets.token_urlsafe(32)
+        request.session[SESSION_KEY] = token
+    return token
+
+
+def rotate_csrf_token(request: Request) -> None:
+    """A new token on login/logout, so a token seen before login is worthless after it."""
+    request.session[SESSION_KEY] = secrets.token_urlsafe(32)
+
+
+async def csrf_protect(request: Request) -> None:
+    """Router dependency: refuse an unsafe request whose form token does not match."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    expected = request.session.get(SESSION_KEY)
+    sent = request.headers.get("x-csrf-token")
+    if sent is None:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            value = form.get(FIELD)
+            sent = value if isinstance(value, str) else None
+    if not expected or not sent or not hmac.compare_digest(str(expected), sent):
+        raise PermissionDeniedError(
+            "the form's security token is missing or does not match this session",
+            hint="reload the page and submit the form again",
+        )

@@ -1,0 +1,129 @@
+"""Request-scoped dependencies: the context, a database session, the user, role checks.
+
+Nothing here is global: the context hangs off ``request.app.state`` (built by ``create_app``),
+and each request gets its own session, closed when the response is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from screening.web.auth import has_role, user_for_token
+from store.context import AppContext
+from store.errors import AuthError, PermissionDeniedError
+from store.models import User
+
+SESSION_USER_KEY = "uid"
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session = get_ctx(request).sessions()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def session_user(request: Request, session: Session) -> User | None:
+    """The logged-in (cookie) user, re-read from the database on every request so that a
+    deactivation or role change takes effect at once."""
+    uid = request.session.get(SESSION_USER_KEY)
+    if not isinstance(uid, int):
+        return None
+    user = session.get(User, uid)
+    if user is None or not user.active:
+        request.session.pop(SESSION_USER_KEY, None)
+        return None
+    return user
+
+
+def optional_user(request: Request, session: DbSession) -> User | None:
+    user = session_user(request, session)
+    request.state.user = user
+    return user
+
+
+def _denied(user: User, role: str) -> PermissionDeniedError:
+    return PermissionDeniedError(
+        f"{user.email} is a {user.role}; this needs the {role} role",
+        hint="ask an admin to change your role",
+    )
+
+
+def require_page_role(role: str) -> Callable[..., User]:
+    """Dependency for HTML pages: logged in via the session cookie with at least ``role``."""
+
+    def dependency(request: Request, session: DbSession) -> User:
+        user = session_user(request, session)
+        request.state.user = user
+        if user is None:
+            raise AuthError("please log in", hint="your session ended or you are not logged in")
+        if not has_role(user, role):
+            raise _denied(user, role)
+        return user
+
+    return dependency
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise AuthError("the Authorization header must be 'Bearer <token>'")
+    return value.strip()
+
+
+def require_api_reader(request: Request, session: DbSession) -> User:
+    """API reads: a Bearer token or a logged-in browser session, any role."""
+    token = _bearer(request)
+    user = user_for_token(session, token) if token else session_user(request, session)
+    if user is None:
+        raise AuthError("authentication required",
+                        hint="send Authorization: Bearer <token> (an admin can issue one)")
+    request.state.user = user
+    return user
+
+
+def require_api_writer(request: Request, session: DbSession) -> User:
+    """API writes: a Bearer token (never the cookie: that would need CSRF) of a curator."""
+    token = _bearer(request)
+    if not token:
+        raise AuthError("write endpoints need an API token",
+                        hint="send Authorization: Bearer <token> (an admin can issue one)")
+    user = user_for_token(session, token)
+    request.state.user = user
+    if not has_role(user, "curator"):
+        raise _denied(user, "curator")
+    return user
+
+
+Viewer = Annotated[User, Depends(require_page_role("viewer"))]
+Curator = Annotated[User, Depends(require_page_role("curator"))]
+Admin = Annotated[User, Depends(require_page_role("admin"))]
+ApiReader = Annotated[User, Depends(require_api_reader)]
+ApiWriter = Annotated[User, Depends(require_api_writer)]
+
+
+def flash(request: Request, message: str, kind: str = "info") -> None:
+    """A one-shot message for the next page (never secrets: the session cookie is only signed)."""
+    messages: list[Any] = list(request.session.get("flash", []))
+    messages.append([kind, message])
+    request.session["flash"] = messages[-5:]
+
+
+def pop_flashes(request: Request) -> list[tuple[str, str]]:
+    messages = request.session.pop("flash", []) or []
+    return [(str(k), str(m)) for k, m in messages]

@@ -1,0 +1,155 @@
+"""The one mapping from errors to HTTP responses.
+
+- ``MmlrError`` subclasses carry their status (``http_status``) and a one-line message: pages
+  get an HTML error page, ``/api/`` gets ``{"error": "<one line>"}``. A page that needs a login
+  redirects to the login form instead.
+- Starlette/FastAPI's own errors (unknown route, wrong method, malformed parameters) get the
+  same two shapes.
+- Anything unexpected becomes a 500 with a generic message; the traceback goes to the log only.
+  ``str()`` of an unexpected exception is never shown: it can carry SQL, paths or secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from store.errors import AuthError, MmlrError
+
+log = logging.getLogger(__name__)
+
+GENERIC_500 = "internal error; the details are in the server log"
+_HTTP_MESSAGES = {
+    404: "no such page",
+    405: "this method is not allowed here",
+}
+
+
+def is_api(request: Request | Scope) -> bool:
+    path = request["path"] if isinstance(request, dict) else request.url.path
+    return path == "/api" or path.startswith("/api/")
+
+
+def status_for(exc: MmlrError) -> int:
+    return int(getattr(exc, "http_status", 500))
+
+
+def error_response(request: Request, status: int, message: str, *,
+                   hint: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    if is_api(request):
+        text = message if not hint else f"{message} ({hint})"
+        return JSONResponse({"error": text}, status_code=status, headers=headers)
+    from screening.web.templating import render
+
+    try:
+        return render(request, "error.html", {"status": status, "message": message,
+                                              "hint": hint}, status_code=status)
+    except Exception:  # a broken template must not hide the original error
+        log.exception("could not render the error page")
+        return Response(f"{status}: {message}", status_code=status, media_type="text/plain")
+
+
+def _login_redirect(request: Request) -> Response:
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+async def mmlr_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MmlrError)
+    status = status_for(exc)
+    if isinstance(exc, AuthError) and status == 401 and not is_api(request) \
+            and request.method == "GET" and request.url.path != "/login":
+        return _login_redirect(request)
+    if status >= 500:
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path,
+                  exc.one_line())
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 and is_api(request) else None
+    if status == 429:
+        headers = {"Retry-After": "900"}
+    return error_response(request, status, " ".join(exc.message.split()), hint=exc.hint,
+                          headers=headers)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    message = _HTTP_MESSAGES.get(exc.status_code, "the request could not be handled")
+    return error_response(request, exc.status_code, message,
+                          headers=dict(exc.headers) if exc.headers else None)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{loc or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(request, 400, _describe_validation(exc))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(MmlrError, mmlr_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+
+
+class CatchAllMiddleware:
+    """Turn an unexpected exception into a generic 500 (HTML or JSON), logging the traceback.
+
+    A pure ASGI middleware (not Starlette's ServerErrorMiddleware, which re-raises) so that the
+    response still passes through the security-headers middleware outside it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # too late for a clean error page; the server closes the connection
+                raise
+            await _send_generic_500(scope, send)
+
+
+async def _send_generic_500(scope: Scope, send: Send) -> None:
+    body: bytes
+    if is_api(scope):
+        body, ctype = json.dumps({"error": GENERIC_500}).encode(), "application/json"
+    else:
+        body = (
+            "<!doctype html><html lang=en><head><meta charset=utf-8><title>Error · mmlr</title>"
+            "<link rel=stylesheet href=/static/style.css></head><body><main>"
+            f"<h1>Something went wrong</h1><p>{GENERIC_500}.</p>"
+            "<p><a href=/>Back to the queue</a></p></main></body></html>"
+        ).encode()
+        ctype = "text/html; charset=utf-8"
+    headers: list[Any] = [(b"content-type", ctype.encode()),
+                          (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

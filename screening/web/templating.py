@@ -1,0 +1,77 @@
+"""Jinja2 templates with autoescaping always on, and the helpers every page needs."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from screening.web.auth import has_role
+from screening.web.csrf import csrf_token
+from screening.web.deps import pop_flashes
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+
+def _fmt_dt(value: datetime | date | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return value.isoformat()
+
+
+def _fmt_num(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def _exp(value: float | None) -> float | None:
+    return None if value is None else math.exp(value)
+
+
+def _doi_url(doi: str) -> str:
+    # Quote everything that is not part of a DOI's usual alphabet: the link cannot break out
+    # of its attribute (autoescape) nor point anywhere but doi.org.
+    return "https://doi.org/" + quote(doi.strip(), safe="/:;()._-")
+
+
+def _context(request: Request) -> dict[str, Any]:
+    user = getattr(request.state, "user", None)
+    return {
+        "user": user,
+        "csrf_token": csrf_token(request),
+        "flashes": pop_flashes(request),
+        "can": (lambda role: user is not None and has_role(user, role)),
+    }
+
+
+def make_templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,  # every value from PubMed or a user is escaped, always
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["dt"] = _fmt_dt
+    env.filters["num"] = _fmt_num
+    env.filters["exp"] = _exp
+    env.filters["doi_url"] = _doi_url
+    return Jinja2Templates(env=env, context_processors=[_context])
+
+
+def render(request: Request, name: str, context: dict[str, Any] | None = None, *,
+           status_code: int = 200) -> HTMLResponse:
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, name, context or {}, status_code=status_code)

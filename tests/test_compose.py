@@ -1,0 +1,53 @@
+"""docker-compose.yml is validated against the compose specification (no Docker engine here)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from conftest import ROOT, need
+
+
+@pytest.fixture
+def compose_schema() -> dict:
+    path = Path(os.environ.get("MMLR_TEST_COMPOSE_SCHEMA", ROOT / ".venv/share/compose_spec.json"))
+    need(path.is_file(), f"compose specification schema not found at {path} (scripts/test fetches it)")
+    return json.loads(path.read_text())
+
+
+def _validate(document: dict, schema: dict) -> None:
+    # The schema names draft 2019-09 with a trailing '#', which jsonschema does not look up.
+    jsonschema.Draft201909Validator(schema).validate(document)
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_file_matches_the_specification(compose_schema: dict) -> None:
+    _validate(_compose(), compose_schema)
+
+
+def test_compose_schema_check_rejects_a_broken_file(compose_schema: dict) -> None:
+    broken = _compose()
+    broken["services"]["postgres"]["healthcheck"]["retries"] = "many"
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(broken, compose_schema)
+
+
+def test_compose_stack_has_the_services_operators_expect() -> None:
+    services = _compose()["services"]
+    assert {"postgres", "web", "worker", "mailcatcher"} <= set(services)
+    assert "healthcheck" in services["postgres"]
+    assert any(v.startswith("pgdata:") for v in services["postgres"]["volumes"])
+    for name in ("web", "worker"):
+        env = services[name]["environment"]
+        assert env["MMLR_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert env["MMLR_ENV"] == "production"
+        # secrets come from the environment, never written into the file
+        assert "${MMLR_SECRET_KEY" in env["MMLR_SECRET_KEY"]
