@@ -58,12 +58,10 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
+    pmids = _read_pmid_file(Path(args.pmids)) if args.pmids else None
     from monitor.poll import poll
 
     ctx = _context(settings)
-    pmids = None
-    if args.pmids:
-        pmids = _read_pmid_file(Path(args.pmids))
     summary = poll(ctx, since=args.since, until=args.until, pmids=pmids, progress=True)
     print(summary.describe())
     return 0
@@ -377,3 +375,7 @@ def entrypoint() -> None:  # pragma: no cover - console script wrapper
 
 
 __all__ = ["ConfigError", "build_parser", "main"]
+
+
+if __name__ == "__main__":  # python -m monitor.cli
+    sys.exit(main())

@@ -61,11 +61,30 @@ _MONTHS = {
 # --------------------------------------------------------------------------- small helpers
 
 
+_MATHML = "{http://www.w3.org/1998/Math/MathML}"
+
+
 def _text(elem: Any) -> str:
     """All text under ``elem`` (inline <i>, <sup>, MathML... flattened), whitespace collapsed."""
     if elem is None:
         return ""
-    return " ".join("".join(elem.itertext()).split())
+    if len(elem) == 0:
+        return " ".join((elem.text or "").split())
+    parts: list[str] = []
+    _gather(elem, parts, False)
+    return " ".join("".join(parts).split())
+
+
+def _gather(elem: Any, parts: list[str], in_math: bool) -> None:
+    """Text in document order; inside MathML the pretty-printing whitespace between tokens is
+    dropped, so "<mi>V</mi> <mi>O</mi><mn>2</mn>" reads "VO2" and not "V O 2"."""
+    math = in_math or (isinstance(elem.tag, str) and elem.tag.startswith(_MATHML))
+    if elem.text:
+        parts.append(elem.text.strip() if math else elem.text)
+    for child in elem:
+        _gather(child, parts, math)
+        if child.tail:
+            parts.append(child.tail.strip() if math else child.tail)
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -32,7 +32,7 @@ _RANK = {role: i for i, role in enumerate(ROLES)}
 
 # scrypt cost: 2**14 x 8 uses 16 MiB and ~50 ms; OWASP's minimum for interactive logins.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
-MIN_PASSWORD_LENGTH = 10
+MIN_PASSWORD_LENGTH = 8
 MAX_FAILED_LOGINS = 5
 THROTTLE_WINDOW = timedelta(minutes=15)
 TOKEN_PREFIX = "mmlr_"

@@ -1,0 +1,197 @@
+"""Benchmark: mmlr's active learner vs ASReview's default model (ELAS u4) on every dataset.
+
+    python bench/screening/run_benchmark.py [--datasets A,B] [--seeds 5] [--tools mmlr,asreview]
+    python bench/screening/run_benchmark.py --report     # table from the cached results
+
+For each dataset of ../shared/data/screening and each seed, both tools start from the same two
+priors (drawn by ``screening.simulate.choose_priors`` with the seed) and run through their own
+``simulate`` command as a subprocess, so wall time is measured the same way for both. ASReview is
+installed from PyPI into a separate venv outside the repository (a peer to measure, never a
+dependency). Its labelling order is read from the project's ``results.db`` and scored with OUR
+metric definitions (``screening.metrics``). Every (tool, dataset, seed) result is cached in
+bench/results/screening.json (git-ignored), so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from statistics import mean
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from screening.metrics import order_metrics  # noqa: E402
+from screening.simulate import choose_priors, load_dataset  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "screening"
+RESULTS = ROOT / "bench" / "results" / "screening.json"
+VENV = Path(os.environ.get("MMLR_BENCH_ASREVIEW_VENV",
+                           Path.home() / ".cache" / "mmlr-bench" / "asreview-venv"))
+ASREVIEW_SPEC = "asreview>=2,<4"
+METRICS = ("wss_95", "wss_100", "recall_at_10", "recall_at_25", "n_95", "n_100", "wall")
+
+
+def ensure_asreview() -> Path:
+    exe = VENV / "bin" / "asreview"
+    if not exe.exists():
+        print(f"creating {VENV} and installing {ASREVIEW_SPEC} …", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", ASREVIEW_SPEC], check=True)
+    return exe
+
+
+def load_cache() -> dict[str, dict]:
+    if RESULTS.exists():
+        return json.loads(RESULTS.read_text())
+    return {}
+
+
+def save_cache(cache: dict[str, dict]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    tmp.replace(RESULTS)
+
+
+def run_mmlr(path: Path, seed: int, prior_ids: tuple[int, int]) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
+    env["MMLR_DATA_DIR"] = tempfile.mkdtemp(prefix="mmlr-bench-")
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "simulate", str(path), "--seed", str(seed),
+         "--prior-ids", f"{prior_ids[0]},{prior_ids[1]}", "--json"],
+        check=True, capture_output=True, text=True, cwd=ROOT, env=env)
+    wall = time.perf_counter() - started
+    result = json.loads(out.stdout)
+    result["wall"] = wall
+    return result
+
+
+def run_asreview(path: Path, seed: int, prior_idx: tuple[int, int], labels: list[int]) -> dict:
+    exe = ensure_asreview()
+    with tempfile.TemporaryDirectory(prefix="asreview-bench-") as tmp:
+        csv_path = Path(tmp) / (path.name.removesuffix(".gz"))
+        csv_path.write_bytes(gzip.decompress(path.read_bytes()))
+        project = Path(tmp) / "sim.asreview"
+        started = time.perf_counter()
+        subprocess.run(
+            [str(exe), "simulate", str(csv_path), "--prior-idx", str(prior_idx[0]),
+             str(prior_idx[1]), "--seed", str(seed), "-o", str(project)],
+            check=True, capture_output=True, text=True, cwd=tmp)
+        wall = time.perf_counter() - started
+        with zipfile.ZipFile(project) as zf:
+            zf.extract("results.db", tmp)
+        con = sqlite3.connect(Path(tmp) / "results.db")
+        rows = con.execute("SELECT r.record_id, r.label FROM results r "
+                           "ORDER BY r.time, r.rowid").fetchall()
+        con.close()
+    priors = set(prior_idx)
+    order = [rid for rid, _ in rows if rid not in priors]
+    # ASReview's record_id is the 0-based row; check its labels agree with ours.
+    for rid, label in rows:
+        if int(label) != labels[rid]:
+            raise RuntimeError(f"ASReview label of row {rid} differs from the dataset's")
+    seq = [labels[i] for i in order]
+    m = order_metrics(seq, n=len(labels) - 2, p=sum(labels) - 1)
+    return {"wss_95": m.wss_95, "wss_100": m.wss_100, "recall_at_10": m.recall_at_10,
+            "recall_at_25": m.recall_at_25, "n_95": m.n_95, "n_100": m.n_100, "wall": wall,
+            "n_records": len(labels), "n_included": sum(labels)}
+
+
+def run(datasets: list[Path], seeds: int, tools: list[str]) -> dict[str, dict]:
+    cache = load_cache()
+    for path in datasets:
+        data = load_dataset(path)
+        labels = [int(v) for v in data.labels]
+        for seed in range(seeds):
+            pos, neg = choose_priors(data, seed)
+            prior_ids = (data.record_ids[pos], data.record_ids[neg])
+            for tool in tools:
+                key = f"{tool}|{data.name}|{seed}"
+                if key in cache:
+                    continue
+                if tool == "mmlr":
+                    res = run_mmlr(path, seed, prior_ids)
+                else:
+                    res = run_asreview(path, seed, (pos, neg), labels)
+                res["priors"] = list(prior_ids)
+                cache[key] = res
+                save_cache(cache)
+                print(f"{key}: WSS@95 {res['wss_95']:.3f} n100 {res['n_100']} "
+                      f"{res['wall']:.1f}s", flush=True)
+    return cache
+
+
+def report(cache: dict[str, dict], datasets: list[str]) -> str:
+    lines = [
+        "| dataset | seeds | WSS@95 mmlr | WSS@95 ASR | Δ | WSS@100 mmlr | WSS@100 ASR | "
+        "recall@10 mmlr | recall@10 ASR | n100 mmlr | n100 ASR | wall s mmlr | wall s ASR | "
+        "time ratio |",
+        "|" + " --- |" * 14,
+    ]
+    means: dict[str, list[float]] = {}
+    for name in datasets:
+        seeds = sorted({int(k.split("|")[2]) for k in cache
+                        if k.split("|")[1] == name and f"asreview|{name}|{k.split('|')[2]}" in cache
+                        and f"mmlr|{name}|{k.split('|')[2]}" in cache})
+        if not seeds:
+            continue
+        agg = {}
+        for tool in ("mmlr", "asreview"):
+            rows = [cache[f"{tool}|{name}|{s}"] for s in seeds]
+            agg[tool] = {m: mean(float(r[m]) for r in rows) for m in METRICS}
+        a, b = agg["mmlr"], agg["asreview"]
+        vals = [a["wss_95"], b["wss_95"], a["wss_95"] - b["wss_95"], a["wss_100"], b["wss_100"],
+                a["recall_at_10"], b["recall_at_10"], a["n_100"], b["n_100"], a["wall"],
+                b["wall"], a["wall"] / b["wall"]]
+        for key, v in zip(("m95", "a95", "d95", "m100", "a100", "mr10", "ar10", "mn", "an",
+                           "mw", "aw", "tr"), vals, strict=True):
+            means.setdefault(key, []).append(v)
+        lines.append(f"| {name} | {len(seeds)} | " + " | ".join(
+            f"{v:.1f}" if i in (7, 8) else f"{v:.2f}" if i in (9, 10, 11) else f"{v:.3f}"
+            for i, v in enumerate(vals)) + " |")
+    if means:
+        n = len(means["m95"])
+        mvals = [mean(means[k]) for k in ("m95", "a95", "d95", "m100", "a100", "mr10", "ar10",
+                                          "mn", "an", "mw", "aw", "tr")]
+        lines.append(f"| **mean of {n}** | | " + " | ".join(
+            f"{v:.1f}" if i in (7, 8) else f"{v:.2f}" if i in (9, 10, 11) else f"{v:.3f}"
+            for i, v in enumerate(mvals)) + " |")
+        better = sum(1 for d in means["d95"] if d >= 0)
+        fewer = sum(1 for x, y in zip(means["mn"], means["an"], strict=True) if x <= y)
+        lines.append("")
+        lines.append(f"WSS@95 ≥ ASReview on {better}/{n} datasets; records to 100% ≤ ASReview "
+                     f"on {fewer}/{n}; total wall time ratio mmlr/ASReview "
+                     f"{sum(means['mw']) / sum(means['aw']):.2f}.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default="", help="comma-separated names (default: all)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--tools", default="mmlr,asreview")
+    parser.add_argument("--report", action="store_true", help="only print the table")
+    args = parser.parse_args()
+    paths = sorted(DATA.glob("*.csv.gz"), key=lambda p: p.stat().st_size)
+    if args.datasets:
+        wanted = set(args.datasets.split(","))
+        paths = [p for p in paths if p.name.removesuffix(".csv.gz") in wanted]
+    names = [p.name.removesuffix(".csv.gz") for p in paths]
+    if not args.report:
+        run(paths, args.seeds, args.tools.split(","))
+    print(report(load_cache(), names))
+
+
+if __name__ == "__main__":
+    main()

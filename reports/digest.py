@@ -1,0 +1,606 @@
+"""Digests: what changed in the review since the previous digest, and their delivery.
+
+``build_digest(ctx)`` compares the database with the previous :class:`~store.models.Digest`
+and stores a new one holding
+
+* new flagged records (flagged now, not flagged when the previous digest was built),
+* curator decisions made since (``Decision.id`` above the previous digest's last one),
+* alerts not yet reported (retractions, errata, deletions; each gets ``Alert.digest_id``),
+* for each analysis the pooled result frozen in the previous digest next to the newest one:
+  HR, CI, I², k, whether the CI crosses 1 now (or stopped crossing), the weight of each newly
+  added trial, and a forest plot (PNG, embedded as a ``data:`` URI),
+* the screening health (recall estimate) when ``screening.health`` is available.
+
+Every digest freezes the ids of the pooled results it reports (``Digest.pooled_result_ids``)
+and keeps the whole change set as JSON in ``Digest.summary``, so each number can be audited.
+
+**Idempotency.** When nothing changed since the previous digest no row is written:
+``build_digest`` returns the previous digest and marks it *unchanged* in its SQLAlchemy
+instance info (``is_unchanged(digest)`` reads the mark). ``deliver_digest`` never sends a
+digest twice to the same recipient (nor writes it twice to the outbox), so ``mmlr run`` twice
+in a row changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from sqlalchemy import func, inspect
+from sqlmodel import Session, col, select
+
+from store.audit import audit
+from store.context import AppContext
+from store.errors import ConfigError, DeliveryError, MmlrError
+from store.models import Alert, Decision, Delivery, Digest, PooledResult, Record, utcnow
+from store.settings import parse_smtp_url
+
+log = logging.getLogger(__name__)
+
+#: Flagged records listed one by one; beyond this the digest gives the count only.
+MAX_LISTED_RECORDS = 50
+PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
+_UNCHANGED_MARK = "mmlr.digest_unchanged"
+_SUMMARY_VERSION = 1
+# Keys of the summary that change with every build and say nothing about the evidence.
+_VOLATILE_KEYS = ("period_start", "period_end", "first", "screening_health")
+
+
+# ----------------------------------------------------------------------------- formatting
+def format_hr(estimate: float | None, ci_low: float | None, ci_high: float | None) -> str:
+    """``"0.57 (0.46–0.71)"`` from log-scale values; ``"not estimable"`` without an estimate."""
+    if estimate is None or not math.isfinite(estimate):
+        return "not estimable"
+    text = f"{math.exp(estimate):.2f}"
+    if ci_low is not None and ci_high is not None:
+        text += f" ({math.exp(ci_low):.2f}–{math.exp(ci_high):.2f})"
+    return text
+
+
+def crosses_one(ci_low: float | None, ci_high: float | None) -> bool | None:
+    """Whether a log-scale CI includes HR = 1 (None when there is no CI)."""
+    if ci_low is None or ci_high is None:
+        return None
+    return ci_low <= 0.0 <= ci_high
+
+
+def is_unchanged(digest: Digest) -> bool:
+    """True when ``build_digest`` returned the previous digest because nothing changed."""
+    return bool(inspect(digest).info.get(_UNCHANGED_MARK, False))
+
+
+# ----------------------------------------------------------------------------- building
+def build_digest(ctx: AppContext) -> Digest:
+    """Store and return the digest of what changed since the previous one (see module doc)."""
+    now = utcnow()
+    with ctx.sessions() as session:
+        previous = session.exec(select(Digest).order_by(col(Digest.id).desc()).limit(1)).first()
+        prev_summary: dict[str, Any] = dict(previous.summary or {}) if previous else {}
+        first = previous is None
+
+        flagged = _flagged_records(session)
+        flagged_pmids = sorted(r.pmid for r in flagged)
+        seen = set() if first else set(prev_summary.get("flagged_pmids", []))
+        new_flagged = [r for r in flagged if r.pmid not in seen]
+
+        decisions, last_decision_id = _decisions_since(session, previous, prev_summary)
+        alerts = list(session.exec(
+            select(Alert).where(col(Alert.digest_id).is_(None)).order_by(col(Alert.id))
+        ).all())
+        current = _latest_pooled(session)
+        old = _pooled_by_ids(session, previous.pooled_result_ids if previous else [])
+        analyses = _compare_analyses(old, current)
+
+        changed = bool(new_flagged or decisions["total"] or alerts
+                       or any(a["status"] != "unchanged" for a in analyses))
+        if previous is not None and not changed:
+            log.info("digest: nothing changed since digest #%s; not building a new one",
+                     previous.id)
+            inspect(previous).info[_UNCHANGED_MARK] = True
+            return previous
+
+        summary: dict[str, Any] = {
+            "version": _SUMMARY_VERSION,
+            "first": first,
+            "period_start": previous.period_end.isoformat() if previous else None,
+            "period_end": now.isoformat(),
+            "flagged_pmids": flagged_pmids,
+            "last_decision_id": last_decision_id,
+            "new_flagged_total": len(new_flagged),
+            "new_flagged": [_record_view(r) for r in new_flagged[:MAX_LISTED_RECORDS]],
+            "decisions": decisions,
+            "alerts": [_alert_view(a) for a in alerts],
+            "analyses": analyses,
+        }
+        summary["screening_health"], summary["screening_health_note"] = _screening_health(session)
+        images = _forest_images(current, analyses)  # before storing: it adds forest notes
+        digest = Digest(
+            period_start=previous.period_end if previous else None,
+            period_end=now,
+            summary=summary,
+            pooled_result_ids=sorted(int(r.id) for r in current.values() if r.id is not None),
+            content_hash=_content_hash(summary),
+            html="",
+            text="",
+        )
+        session.add(digest)
+        session.flush()  # the id goes into the subject and the footer
+        digest.subject = _subject(digest, summary)
+        digest.html, digest.text = render_digest(digest, images=images,
+                                                 base_url=ctx.settings.base_url)
+        for alert in alerts:
+            alert.digest_id = digest.id
+            session.add(alert)
+        audit(session, "digest.built", object_type="digest", object_id=digest.id,
+              new_flagged=len(new_flagged), decisions=decisions["total"], alerts=len(alerts),
+              analyses_changed=sum(a["status"] != "unchanged" for a in analyses),
+              pooled_result_ids=digest.pooled_result_ids)
+        session.commit()
+        session.refresh(digest)
+        log.info("digest #%s built: %s", digest.id, digest.subject)
+        return digest
+
+
+def _flagged_records(session: Session) -> list[Record]:
+    stmt = (select(Record)
+            .where(col(Record.flagged).is_(True), col(Record.deleted).is_(False))
+            .order_by(col(Record.score).desc(), col(Record.pmid)))
+    return list(session.exec(stmt).all())
+
+
+def _decisions_since(
+    session: Session, previous: Digest | None, prev_summary: dict[str, Any],
+) -> tuple[dict[str, Any], int | None]:
+    stmt = select(Decision).order_by(col(Decision.id))
+    last_id = prev_summary.get("last_decision_id")
+    if previous is not None:
+        # Ids are the cut-off (timestamps of two rows can tie); the timestamp only serves a
+        # digest stored before the id was recorded.
+        if last_id is not None:
+            stmt = stmt.where(col(Decision.id) > int(last_id))
+        else:
+            stmt = stmt.where(col(Decision.created_at) > previous.period_end)
+    rows = list(session.exec(stmt).all())
+    counts = Counter(d.decision for d in rows)
+    latest: dict[int, Decision] = {}
+    for d in rows:
+        latest[d.pmid] = d  # rows are in id order: the last one per record counts
+    include_pmids = [p for p, d in latest.items() if d.decision == "include"]
+    records = {r.pmid: r for r in session.exec(
+        select(Record).where(col(Record.pmid).in_(include_pmids))).all()} if include_pmids else {}
+    includes = [_record_view(records[p]) if p in records else {"pmid": p, "title": "",
+                                                                "url": PUBMED_URL.format(pmid=p)}
+                for p in include_pmids]
+    new_last = rows[-1].id if rows else (int(last_id) if last_id is not None else None)
+    if new_last is None and previous is None:
+        new_last = session.exec(select(func.max(Decision.id))).one()
+    return ({"total": len(rows), "counts": dict(sorted(counts.items())),
+             "records": len(latest), "includes": includes}, new_last)
+
+
+def _latest_pooled(session: Session) -> dict[str, PooledResult]:
+    """The newest pooled result of every analysis, keyed by analysis key."""
+    try:
+        from reports.pool import latest_results
+    except ImportError:
+        rows = _latest_pooled_query(session)
+    else:
+        rows = list(latest_results(session))
+    return {r.analysis_key: r for r in sorted(rows, key=lambda r: (r.analysis_key, r.id or 0))}
+
+
+def _latest_pooled_query(session: Session) -> list[PooledResult]:
+    newest = (select(PooledResult.analysis_key, func.max(PooledResult.id).label("id"))
+              .group_by(PooledResult.analysis_key).subquery())
+    return list(session.exec(
+        select(PooledResult).join(newest, col(PooledResult.id) == newest.c.id)
+    ).all())
+
+
+def _pooled_by_ids(session: Session, ids: Sequence[int]) -> dict[str, PooledResult]:
+    if not ids:
+        return {}
+    rows = session.exec(select(PooledResult).where(col(PooledResult.id).in_(list(ids)))).all()
+    return {r.analysis_key: r for r in rows}
+
+
+# ----------------------------------------------------------------------------- analyses
+def _compare_analyses(
+    old: dict[str, PooledResult], new: dict[str, PooledResult],
+) -> list[dict[str, Any]]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if after is None:
+            status = "removed"
+        elif before is None:
+            status = "new"
+        elif _same_result(before, after):
+            status = "unchanged"
+        else:
+            status = "updated"
+        entry: dict[str, Any] = {
+            "key": key,
+            "label": (after or before).analysis_label or key,  # type: ignore[union-attr]
+            "status": status,
+            "old": _pooled_view(before) if before is not None else None,
+            "new": _pooled_view(after) if after is not None else None,
+            "crossing": _crossing_change(before, after),
+            "added_trials": [],
+            "removed_trials": [],
+        }
+        if after is not None and status != "unchanged":
+            old_labels = {s["label"] for s in _studies(before)} if before is not None else set()
+            new_studies = _studies(after)
+            entry["added_trials"] = [s for s in new_studies if s["label"] not in old_labels]
+            new_labels = {s["label"] for s in new_studies}
+            entry["removed_trials"] = sorted(old_labels - new_labels)
+        out.append(entry)
+    return out
+
+
+def _same_result(a: PooledResult, b: PooledResult) -> bool:
+    if a.id == b.id:
+        return True
+    if (a.method, a.ci_method, a.k) != (b.method, b.ci_method, b.k):
+        return False
+    if a.inputs_hash and b.inputs_hash and a.inputs_hash != b.inputs_hash:
+        return False
+    return all(_close(x, y) for x, y in ((a.estimate, b.estimate), (a.ci_low, b.ci_low),
+                                         (a.ci_high, b.ci_high), (a.tau2, b.tau2)))
+
+
+def _close(x: float | None, y: float | None) -> bool:
+    if x is None or y is None:
+        return x is None and y is None
+    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _crossing_change(before: PooledResult | None, after: PooledResult | None) -> str | None:
+    now = crosses_one(after.ci_low, after.ci_high) if after is not None else None
+    then = crosses_one(before.ci_low, before.ci_high) if before is not None else None
+    if now is None or then is None or now == then:
+        return None
+    return "now crosses 1" if now else "no longer crosses 1"
+
+
+def _pooled_view(row: PooledResult) -> dict[str, Any]:
+    def hr(x: float | None) -> float | None:
+        return round(math.exp(x), 6) if x is not None and math.isfinite(x) else None
+
+    return {
+        "id": row.id,
+        "k": row.k,
+        "method": row.method,
+        "ci_method": row.ci_method,
+        "estimate": row.estimate,
+        "ci_low": row.ci_low,
+        "ci_high": row.ci_high,
+        "hr": hr(row.estimate),
+        "hr_ci_low": hr(row.ci_low),
+        "hr_ci_high": hr(row.ci_high),
+        "hr_text": format_hr(row.estimate, row.ci_low, row.ci_high),
+        "pi_text": (f"{math.exp(row.pi_low):.2f}–{math.exp(row.pi_high):.2f}"
+                    if row.pi_low is not None and row.pi_high is not None else None),
+        "i2": row.i2,
+        "i2_text": f"{row.i2:.0f}%" if row.i2 is not None else "–",
+        "tau2": row.tau2,
+        "crosses_one": crosses_one(row.ci_low, row.ci_high),
+        "inputs_hash": row.inputs_hash,
+        "computed_at": row.computed_at.isoformat() if row.computed_at else None,
+    }
+
+
+def _studies(row: PooledResult) -> list[dict[str, Any]]:
+    """Each pooled study of ``row`` with its label and its weight in percent.
+
+    The weight is read from the stored inputs (``weight``) or the result's ``weights`` list
+    when the pooling code kept it; otherwise it is recomputed as the inverse-variance weight
+    ``1 / (se² + τ²)`` of the frozen inputs, which is what both estimators use.
+    """
+    inputs = [dict(i) for i in (row.inputs or []) if isinstance(i, dict)]
+    labels = [str(_first(i, "trial", "trial_name", "study", "label", "name", default=f"study {n}"))
+              for n, i in enumerate(inputs, start=1)]
+    weights: list[float | None] = [_as_float(_first(i, "weight", "weight_pct")) for i in inputs]
+    result_weights = (row.result or {}).get("weights") if isinstance(row.result, dict) else None
+    if any(w is None for w in weights) and isinstance(result_weights, list) \
+            and len(result_weights) == len(inputs):
+        weights = [_as_float(w) for w in result_weights]
+    if any(w is None for w in weights):
+        tau2 = row.tau2 or 0.0
+        raw = []
+        for i in inputs:
+            se = _as_float(_first(i, "se", "sei", "se_log_hr"))
+            raw.append(1.0 / (se * se + tau2) if se and se > 0 else None)
+        weights = raw
+    if all(w is not None for w in weights) and weights:
+        total = sum(w for w in weights if w is not None)
+        # Stored weights may be fractions or percentages; normalising makes them percentages.
+        weights = [100.0 * w / total if total > 0 else None for w in weights]  # type: ignore[operator]
+    return [{"label": label, "weight": None if w is None else round(w, 1)}
+            for label, w in zip(labels, weights, strict=True)]
+
+
+def _first(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for key in keys:
+        if d.get(key) is not None:
+            return d[key]
+    return default
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+# ----------------------------------------------------------------------------- parts
+def _record_view(r: Record) -> dict[str, Any]:
+    return {
+        "pmid": r.pmid,
+        "title": " ".join((r.title or "").split()),
+        "journal": r.journal_abbrev or r.journal or "",
+        "year": r.year,
+        "score": None if r.score is None else round(float(r.score), 3),
+        "publication_types": list(r.publication_types or []),
+        "decision": r.decision,
+        "url": PUBMED_URL.format(pmid=r.pmid),
+    }
+
+
+def _alert_view(a: Alert) -> dict[str, Any]:
+    return {"id": a.id, "kind": a.kind, "pmid": a.pmid, "related_pmid": a.related_pmid,
+            "message": " ".join(a.message.split()), "in_analysis": a.in_analysis,
+            "url": PUBMED_URL.format(pmid=a.pmid)}
+
+
+def _screening_health(session: Session) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        from screening.health import screening_health
+    except ImportError:
+        return None, "screening health is not available in this installation"
+    try:
+        health = screening_health(session)
+    except MmlrError as exc:
+        log.warning("digest: screening health unavailable: %s", exc.one_line())
+        return None, f"screening health could not be computed: {exc.one_line()}"
+    except Exception:  # an optional part must not stop the digest; the log keeps the cause
+        log.exception("digest: screening health failed")
+        return None, "screening health could not be computed (details in the log)"
+    # A plain-JSON copy: the summary is stored and must not hold numpy scalars or dates.
+    return json.loads(json.dumps(health, default=str)), None
+
+
+def _forest_images(
+    current: dict[str, PooledResult], analyses: list[dict[str, Any]],
+) -> dict[str, str]:
+    """PNG forest plot (as a data URI) of each new or updated analysis, by analysis key."""
+    wanted = [a for a in analyses if a["status"] in ("new", "updated") and a["new"]["k"]]
+    if not wanted:
+        return {}
+    try:
+        from reports.forest import render_forest
+    except ImportError:
+        for a in wanted:
+            a["forest_note"] = "forest plots are not available in this installation"
+        return {}
+    images: dict[str, str] = {}
+    for a in wanted:
+        try:
+            png = render_forest(current[a["key"]], fmt="png")
+        except MmlrError as exc:
+            a["forest_note"] = f"forest plot unavailable: {exc.one_line()}"
+            log.warning("digest: no forest plot for %s: %s", a["key"], exc.one_line())
+            continue
+        except Exception:  # an optional part must not stop the digest; the log keeps the cause
+            log.exception("digest: forest plot of %s failed", a["key"])
+            a["forest_note"] = "forest plot could not be rendered (details in the log)"
+            continue
+        images[a["key"]] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return images
+
+
+def _subject(digest: Digest, summary: dict[str, Any]) -> str:
+    parts = []
+    if summary["alerts"]:
+        parts.append(_plural(len(summary["alerts"]), "alert"))
+    changed = sum(a["status"] != "unchanged" for a in summary["analyses"])
+    if changed:
+        parts.append(_plural(changed, "analysis changed", "analyses changed"))
+    if summary["new_flagged_total"]:
+        parts.append(_plural(summary["new_flagged_total"], "new flagged record"))
+    if summary["decisions"]["total"]:
+        parts.append(_plural(summary["decisions"]["total"], "decision"))
+    what = ", ".join(parts) if parts else "no changes"
+    return f"mmlr digest #{digest.id} ({digest.period_end:%Y-%m-%d}): {what}"
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def _content_hash(summary: dict[str, Any]) -> str:
+    stable = {k: v for k, v in summary.items() if k not in _VOLATILE_KEYS}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- rendering
+@lru_cache(maxsize=2)
+def _environment(html: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=html,  # every title, journal and message comes from PubMed or a user
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda w: "–" if w is None else f"{w:.1f}%"
+    return env
+
+
+def render_digest(
+    digest: Digest, *, images: dict[str, str] | None = None, base_url: str = "",
+) -> tuple[str, str]:
+    """(HTML, plain text) of a digest from its stored summary."""
+    summary = digest.summary
+    context = {
+        "digest": digest,
+        "s": summary,
+        "images": images or {},
+        "base_url": base_url.rstrip("/"),
+        "changed": [a for a in summary["analyses"] if a["status"] != "unchanged"],
+        "unchanged": [a for a in summary["analyses"] if a["status"] == "unchanged"],
+        "more_flagged": summary["new_flagged_total"] - len(summary["new_flagged"]),
+        "period_start": _fmt_time(summary.get("period_start")),
+        "period_end": _fmt_time(summary.get("period_end")),
+    }
+    html = _environment(True).get_template("digest.html.j2").render(context)
+    text = _environment(False).get_template("digest.txt.j2").render(context)
+    return html, text
+
+
+def _fmt_time(value: str | None) -> str | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# ----------------------------------------------------------------------------- delivery
+def deliver_digest(
+    ctx: AppContext, digest: Digest, *, retry_delays: Sequence[float] | None = None,
+) -> list[str]:
+    """Deliver ``digest`` (outbox folder, or SMTP when ``MMLR_SMTP_URL`` is set).
+
+    Returns one human line per delivery. A digest is never delivered twice to the same
+    recipient (nor written twice to the outbox): those get an "already …" line instead.
+    Raises DeliveryError after recording a failed Delivery row when anything failed; the
+    digest stays and a later call retries the failed recipients only.
+    """
+    settings = ctx.settings
+    if settings.smtp_url is None:
+        return _deliver_outbox(ctx, digest)
+    target = parse_smtp_url(settings.smtp_url.get_secret_value())
+    recipients = settings.digest_recipients
+    if not recipients:
+        raise ConfigError(
+            "MMLR_SMTP_URL is set but the digest has no recipients",
+            hint="set MMLR_DIGEST_TO to a comma-separated list of e-mail addresses",
+        )
+    return _deliver_smtp(ctx, digest, target, recipients, retry_delays)
+
+
+def _existing(session: Session, digest: Digest, channel: str) -> dict[str | None, Delivery]:
+    rows = session.exec(select(Delivery).where(Delivery.digest_id == digest.id,
+                                               Delivery.channel == channel)
+                        .order_by(col(Delivery.id))).all()
+    return {r.recipient: r for r in rows}
+
+
+def _deliver_outbox(ctx: AppContext, digest: Digest) -> list[str]:
+    from reports.mail import build_message, inline_images
+
+    settings = ctx.settings
+    with ctx.sessions() as session:
+        done = _existing(session, digest, "outbox").get(None)
+        if done is not None and done.status == "sent":
+            return [f"digest #{digest.id} already in the outbox: {done.path} (not written again)"]
+        row = done or Delivery(digest_id=int(digest.id or 0), channel="outbox")
+        row.attempts += 1
+        stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+        html_path = settings.outbox_dir / f"digest-{digest.id}-{stamp}.html"
+        eml_path = html_path.with_suffix(".eml")
+        try:
+            settings.outbox_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(html_path, digest.html.encode("utf-8"))
+            cid_html, images = inline_images(digest.html)
+            msg = build_message(subject=digest.subject, text=digest.text, html=cid_html,
+                                sender=settings.mail_from, recipients=settings.digest_recipients,
+                                images=images)
+            _write_atomic(eml_path, msg.as_bytes())
+        except OSError as exc:
+            row.status, row.error = "failed", f"cannot write to {settings.outbox_dir}: {exc.strerror}"
+            session.add(row)
+            session.commit()
+            raise DeliveryError(row.error, hint="check MMLR_DATA_DIR is writable") from None
+        row.status, row.error, row.path = "sent", None, str(html_path)
+        row.message_id, row.sent_at = str(msg["Message-ID"]), utcnow()
+        session.add(row)
+        audit(session, "digest.delivered", object_type="digest", object_id=digest.id,
+              channel="outbox", path=str(html_path))
+        session.commit()
+    log.info("digest #%s written to %s", digest.id, html_path)
+    return [f"digest #{digest.id} written to {html_path} (e-mail copy: {eml_path.name})"]
+
+
+def _deliver_smtp(
+    ctx: AppContext, digest: Digest, target: Any, recipients: list[str],
+    retry_delays: Sequence[float] | None,
+) -> list[str]:
+    from reports.mail import DEFAULT_RETRY_DELAYS, build_message, inline_images, send_message
+
+    settings = ctx.settings
+    lines: list[str] = []
+    failures: list[str] = []
+    cid_html, images = inline_images(digest.html)
+    with ctx.sessions() as session:
+        existing = _existing(session, digest, "smtp")
+        for rcpt in recipients:
+            row = existing.get(rcpt)
+            if row is not None and row.status == "sent":
+                lines.append(f"digest #{digest.id} already sent to {rcpt} "
+                             f"on {row.sent_at:%Y-%m-%d %H:%M} UTC (not resent)")
+                continue
+            row = row or Delivery(digest_id=int(digest.id or 0), channel="smtp", recipient=rcpt)
+            msg = build_message(subject=digest.subject, text=digest.text, html=cid_html,
+                                sender=settings.mail_from, recipients=[rcpt], images=images)
+            try:
+                result = send_message(target, msg, [rcpt], retry_delays=DEFAULT_RETRY_DELAYS
+                                      if retry_delays is None else retry_delays)
+            except DeliveryError as exc:
+                row.attempts += 1
+                row.status, row.error = "failed", exc.one_line()
+                failures.append(f"{rcpt}: {exc.message}")
+            else:
+                row.attempts += result.attempts
+                row.message_id = result.message_id
+                if rcpt in result.refused:
+                    row.status, row.error = "failed", f"recipient refused: {result.refused[rcpt]}"
+                    failures.append(f"{rcpt}: refused ({result.refused[rcpt]})")
+                else:
+                    row.status, row.error, row.sent_at = "sent", None, utcnow()
+                    lines.append(f"digest #{digest.id} sent to {rcpt} ({result.message_id})")
+            session.add(row)
+            # Commit per recipient: a crash later must not lose the record of what went out.
+            session.commit()
+        audit(session, "digest.delivered", object_type="digest", object_id=digest.id,
+              channel="smtp", sent=len(lines), failed=len(failures))
+        session.commit()
+    for line in lines:
+        log.info("%s", line)
+    if failures:
+        sent = len(recipients) - len(failures)
+        raise DeliveryError(
+            f"digest #{digest.id} reached {sent} of {len(recipients)} recipients; "
+            + "; ".join(failures),
+            hint="the digest is kept; run `mmlr digest --send` again to retry the failed ones",
+        )
+    return lines
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

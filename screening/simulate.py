@@ -1,0 +1,235 @@
+"""`mmlr simulate`: replay a labelled screening dataset through our active learner.
+
+Starting from one include and one exclude (given as ``record_id`` values, or drawn with the
+seed), the learner screens in model order, retraining as configured
+(``ScreeningConfig.batch_size``), until every include is found; the metrics are those of
+``screening.metrics``. The whole run is deterministic for a given seed and configuration.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from screening.config import ScreeningConfig
+from screening.features import Document, FeatureSet
+from screening.metrics import order_metrics
+from screening.model import make_classifier, make_query
+from store.errors import ValidationError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("record_id", "title", "abstract", "label_included")
+
+
+@dataclass
+class LabelledDataset:
+    name: str
+    record_ids: list[int]
+    docs: list[Document]
+    labels: np.ndarray
+
+    @property
+    def n_included(self) -> int:
+        return int(self.labels.sum())
+
+
+def _split_terms(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(t.strip() for t in value.split(";") if t.strip())
+
+
+def dataset_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".csv"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def load_dataset(path: Path) -> LabelledDataset:
+    """Read a screening CSV (optionally gzipped); raise ValidationError naming what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"dataset {path} does not exist")
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8-sig")
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise ValidationError(f"dataset {path} cannot be read: {exc}") from None
+    except UnicodeDecodeError:
+        raise ValidationError(f"dataset {path} is not UTF-8 text",
+                              hint="save it as UTF-8 CSV") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = reader.fieldnames or []
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ValidationError(
+            f"dataset {path} lacks required column(s) {', '.join(missing)}",
+            hint=f"columns needed: {', '.join(REQUIRED_COLUMNS)}")
+    ids: list[int] = []
+    docs: list[Document] = []
+    labels: list[int] = []
+    seen: set[int] = set()
+    for lineno, row in enumerate(reader, start=2):
+        rid, label = (row.get("record_id") or "").strip(), (row.get("label_included") or "").strip()
+        if not rid.isdigit():
+            raise ValidationError(f"{path}:{lineno}: record_id {rid!r} is not a whole number")
+        if label not in ("0", "1", "0.0", "1.0"):
+            raise ValidationError(
+                f"{path}:{lineno}: label_included {label!r} for record_id {rid} is not 0 or 1",
+                hint="every record needs a label for a simulation")
+        if int(rid) in seen:
+            raise ValidationError(f"{path}:{lineno}: record_id {rid} appears twice")
+        seen.add(int(rid))
+        ids.append(int(rid))
+        labels.append(int(float(label)))
+        docs.append(Document(
+            title=row.get("title") or "", abstract=row.get("abstract") or "",
+            mesh=_split_terms(row.get("keywords")), journal=row.get("journal") or "",
+        ))
+    y = np.asarray(labels, dtype=int)
+    if int(y.sum()) < 2 or int((y == 0).sum()) < 1:
+        raise ValidationError(
+            f"dataset {path} has {int(y.sum())} includes and {int((y == 0).sum())} excludes in "
+            "label_included", hint="a simulation needs at least 2 includes and 1 exclude")
+    return LabelledDataset(dataset_name(path), ids, docs, y)
+
+
+@dataclass
+class SimulationResult:
+    dataset: str
+    n_records: int
+    n_included: int
+    recall_at_10: float
+    recall_at_25: float
+    wss_95: float
+    wss_100: float
+    n_95: int
+    n_100: int
+    seconds: float
+    seed: int = 0
+    prior_ids: tuple[int, int] = (0, 0)
+    order: list[int] = field(default_factory=list, repr=False)  # record_ids after the priors
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset, "n_records": self.n_records,
+            "n_included": self.n_included, "recall_at_10": round(self.recall_at_10, 6),
+            "recall_at_25": round(self.recall_at_25, 6), "wss_95": round(self.wss_95, 6),
+            "wss_100": round(self.wss_100, 6), "n_95": self.n_95, "n_100": self.n_100,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def describe(self) -> str:
+        return (
+            f"{self.dataset}: {self.n_records} records, {self.n_included} includes "
+            f"(priors {self.prior_ids[0]},{self.prior_ids[1]}; seed {self.seed})\n"
+            f"recall@10% {self.recall_at_10:.3f}  recall@25% {self.recall_at_25:.3f}\n"
+            f"WSS@95 {self.wss_95:.3f}  WSS@100 {self.wss_100:.3f}\n"
+            f"records screened to 95% recall: {self.n_95}; to 100%: {self.n_100}\n"
+            f"{self.seconds:.1f} s"
+        )
+
+
+def choose_priors(data: LabelledDataset, seed: int,
+                  prior_ids: Sequence[int] | None = None) -> tuple[int, int]:
+    """Indices of the prior include and exclude (given by record_id, or drawn with the seed)."""
+    index = {rid: i for i, rid in enumerate(data.record_ids)}
+    if prior_ids is not None:
+        if len(prior_ids) != 2:
+            raise ValidationError("prior ids must be two record_id values: one include, one exclude")
+        pos_id, neg_id = int(prior_ids[0]), int(prior_ids[1])
+        for rid in (pos_id, neg_id):
+            if rid not in index:
+                raise ValidationError(f"prior record_id {rid} is not in dataset {data.name}")
+        if data.labels[index[pos_id]] != 1:
+            raise ValidationError(f"prior record_id {pos_id} is not an include in {data.name}")
+        if data.labels[index[neg_id]] != 0:
+            raise ValidationError(f"prior record_id {neg_id} is not an exclude in {data.name}")
+        return index[pos_id], index[neg_id]
+    rng = np.random.default_rng(seed)
+    pos = np.flatnonzero(data.labels == 1)
+    neg = np.flatnonzero(data.labels == 0)
+    return int(rng.choice(pos)), int(rng.choice(neg))
+
+
+def run_active_learning(data: LabelledDataset, priors: tuple[int, int],
+                        config: ScreeningConfig, *, progress: bool = False) -> list[int]:
+    """Indices of the records in the order the learner screens them (priors excluded)."""
+    X = FeatureSet.from_config(config.features).fit_transform(data.docs)
+    y = data.labels
+    labelled = np.zeros(len(y), dtype=bool)
+    labelled[list(priors)] = True
+    total_pos = int(y.sum())
+    found = int(y[labelled].sum())
+    order: list[int] = []
+    query = make_query(config)
+    rng = np.random.default_rng(config.seed)
+    bar = _progress_bar(progress, data.name, total_pos)
+    with bar if bar is not None else _nullcontext():
+        task = bar.add_task("includes found", total=total_pos, completed=found) if bar else None
+        while found < total_pos and not labelled.all():
+            train = np.flatnonzero(labelled)
+            pool = np.flatnonzero(~labelled)
+            clf = make_classifier(config).fit(X[train], y[train])
+            scores = clf.decision(X[pool])
+            batch = pool[query(scores, config.batch_size(len(train)), rng)]
+            for idx in batch:
+                labelled[idx] = True
+                order.append(int(idx))
+                found += int(y[idx])
+                if found >= total_pos:
+                    break
+            if bar is not None and task is not None:
+                bar.update(task, completed=found)
+    return order
+
+
+def _progress_bar(enabled: bool, name: str, total: int) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(TextColumn(f"simulating {name}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("includes"), transient=True)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def simulate(path: Path, *, seed: int = 0, prior_ids: Sequence[int] | None = None,
+             progress: bool = False, config: ScreeningConfig | None = None) -> SimulationResult:
+    """Replay ``path`` from two priors; see the module docstring."""
+    config = (config or ScreeningConfig()).validate()
+    data = load_dataset(Path(path))
+    started = time.perf_counter()
+    priors = choose_priors(data, seed, prior_ids)
+    order = run_active_learning(data, priors, config, progress=progress)
+    seconds = time.perf_counter() - started
+    labels = [int(data.labels[i]) for i in order]
+    m = order_metrics(labels, n=len(data.labels) - 2, p=data.n_included - 1)
+    log.info("simulated %s (seed %s): WSS@95 %.3f in %.1f s", data.name, seed, m.wss_95, seconds)
+    return SimulationResult(
+        dataset=data.name, n_records=len(data.labels), n_included=data.n_included,
+        recall_at_10=m.recall_at_10, recall_at_25=m.recall_at_25, wss_95=m.wss_95,
+        wss_100=m.wss_100, n_95=m.n_95, n_100=m.n_100, seconds=seconds, seed=seed,
+        prior_ids=(data.record_ids[priors[0]], data.record_ids[priors[1]]),
+        order=[data.record_ids[i] for i in order],
+    )

@@ -1,0 +1,90 @@
+"""The CLI contract: exit codes, one-line errors, idempotent init."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+
+def run_mmlr(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_") or k.startswith("MMLR_TEST_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True,
+                          text=True, env=full_env, cwd=ROOT, timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("mmlr: error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_usage_error_exits_2(tmp_path: Path) -> None:
+    proc = run_mmlr("pool", "--no-such-flag", env={"MMLR_DATA_DIR": str(tmp_path)})
+    assert proc.returncode == 2
+    assert "usage:" in proc.stderr
+
+
+def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    proc = run_mmlr("init", env={"MMLR_DATA_DIR": str(tmp_path),
+                                 "MMLR_DATABASE_URL": "postgresql+psycopg://nobody:pw@127.0.0.1:1/none"})
+    assert_one_line_error(proc, "cannot connect to the database", "MMLR_DATABASE_URL")
+    assert "pw@" not in proc.stderr  # the password is not shown
+
+
+def test_unsupported_database_url_is_one_clear_line(tmp_path: Path) -> None:
+    proc = run_mmlr("init", env={"MMLR_DATA_DIR": str(tmp_path), "MMLR_DATABASE_URL": "oracle://x"})
+    assert_one_line_error(proc, "MMLR_DATABASE_URL", "unsupported database URL scheme")
+
+
+def test_bad_smtp_url_is_one_clear_line(tmp_path: Path) -> None:
+    proc = run_mmlr("digest", "--send", env={"MMLR_DATA_DIR": str(tmp_path),
+                                             "MMLR_SMTP_URL": "mailto:someone@example.org"})
+    assert_one_line_error(proc, "MMLR_SMTP_URL")
+
+
+def test_pmid_file_errors_name_the_line(tmp_path: Path) -> None:
+    pmids = tmp_path / "pmids.txt"
+    pmids.write_text("28826616\n# a comment\nnot-a-pmid\n")
+    proc = run_mmlr("poll", "--pmids", str(pmids), env={"MMLR_DATA_DIR": str(tmp_path / "d")})
+    assert_one_line_error(proc, f"{pmids}:3", "'not-a-pmid' is not a PMID")
+
+
+def test_unexpected_errors_never_show_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor import cli
+
+    def explode(args, settings):  # type: ignore[no-untyped-def]
+        raise RuntimeError("secret internals")
+
+    import logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["config"].set_defaults(func=explode)  # type: ignore[union-attr]
+    try:
+        code = cli.main(["config"])
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "internal error in `config`" in err and "secret internals" not in err
+    assert "Traceback" not in err
+    log_file = Path(os.environ["MMLR_DATA_DIR"]) / "mmlr.log"
+    assert "secret internals" in log_file.read_text()  # the details are kept for operators

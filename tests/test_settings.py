@@ -1,0 +1,89 @@
+"""The one settings object: defaults that run, clear errors, safe secrets, docs in sync."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from store.errors import ConfigError
+from store.settings import Settings, load_settings, parse_smtp_url
+
+
+def test_defaults_run_with_nothing_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MMLR_DATA_DIR")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.db_url == f"sqlite:///{tmp_path / 'mmlr-data' / 'mmlr.sqlite3'}"
+    assert s.outbox_dir == Path("mmlr-data/outbox")
+    assert s.smtp_url is None and s.entrez_url.startswith("https://eutils.ncbi.nlm.nih.gov/")
+    assert s.request_rate < 3  # NCBI's limit without a key, with headroom
+
+
+def test_rate_with_api_key_stays_below_ten(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMLR_ENTREZ_API_KEY", "abc123")
+    assert 3 < load_settings().request_rate < 10
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "fragment"),
+    [
+        ("MMLR_DATABASE_URL", "mysql://x@y/z", "unsupported database URL scheme 'mysql'"),
+        ("MMLR_ENTREZ_URL", "ftp://example.org", "MMLR_ENTREZ_URL must be an http(s) URL"),
+        ("MMLR_SMTP_URL", "http://mail.example.org", "MMLR_SMTP_URL must start with smtp://"),
+        ("MMLR_SMTP_URL", "smtp://", "MMLR_SMTP_URL has no host"),
+        ("MMLR_ENTREZ_TOOL", "my tool", "without spaces"),
+        ("MMLR_PORT", "eighty", "MMLR_PORT"),
+    ],
+)
+def test_bad_values_give_one_clear_error(monkeypatch: pytest.MonkeyPatch, var: str, value: str,
+                                         fragment: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert fragment in err.value.one_line()
+    assert "\n" not in err.value.one_line()
+
+
+def test_postgres_scheme_is_normalised_to_psycopg() -> None:
+    s = Settings(database_url="postgresql://u@h/db")
+    assert s.db_url == "postgresql+psycopg://u@h/db"
+
+
+def test_smtp_url_parsing_never_shows_the_password() -> None:
+    target = parse_smtp_url("smtp://user:s%40cret@mail.example.org:2525?starttls=true")
+    assert (target.host, target.port, target.username, target.password) == (
+        "mail.example.org", 2525, "user", "s@cret")
+    assert target.starttls and not target.ssl
+    assert "s@cret" not in repr(target)
+    assert parse_smtp_url("smtps://mail.example.org").port == 465
+
+
+def test_secret_key_generated_and_kept_in_development(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path)
+    first = s.secret()
+    assert len(first) >= 32 and s.secret() == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("key", [None, "changeme", "short"])
+def test_production_refuses_missing_or_placeholder_secret(tmp_path: Path, key: str | None) -> None:
+    s = Settings(env="production", data_dir=tmp_path, secret_key=key)
+    with pytest.raises(ConfigError, match="MMLR_SECRET_KEY"):
+        s.secret()
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_readme_settings_table_is_generated_from_the_settings() -> None:
+    out = subprocess.run([sys.executable, "-m", "monitor.cli", "config", "--markdown"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"<!-- settings-table:start -->\n(.*)<!-- settings-table:end -->", readme, re.S)
+    assert table is not None
+    assert table.group(1) == out, "README table is stale: regenerate with `mmlr config --markdown`"
+    for name in Settings.model_fields:
+        assert f"`MMLR_{name.upper()}`" in readme

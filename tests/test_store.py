@@ -1,0 +1,75 @@
+"""Schema, migrations and engines on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlmodel import SQLModel, select
+
+from store.errors import ConfigError
+from store.models import Decision, Record, utcnow
+
+
+def test_migrations_create_exactly_the_models(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.engine.connect() as conn:
+        mc = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = [d for d in compare_metadata(mc, SQLModel.metadata)
+                if not (d[0] == "remove_table" and d[1].name == "apscheduler_jobs")]
+    assert diff == [], f"models and migrations differ; run python -m store.revision: {diff}"
+
+
+def test_migrate_twice_is_a_no_op(ctx) -> None:  # type: ignore[no-untyped-def]
+    from store.engine import migrate
+
+    migrate(ctx.engine)
+    with ctx.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_sqlite_runs_in_wal_mode(ctx) -> None:  # type: ignore[no-untyped-def]
+    if not ctx.settings.is_sqlite:
+        pytest.skip("SQLite only")
+    with ctx.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_records_round_trip_json_and_aware_timestamps(ctx) -> None:  # type: ignore[no-untyped-def]
+    mesh = [{"descriptor": "Multiple Myeloma", "major": True, "qualifiers": [{"name": "drug therapy", "major": False}]}]
+    with ctx.sessions() as s:
+        s.add(Record(pmid=90000001, title="Ünïcode title", mesh=mesh, authors=["Šimková J"]))
+        s.commit()
+    with ctx.sessions() as s:
+        rec = s.get(Record, 90000001)
+        assert rec is not None and rec.mesh == mesh and rec.authors == ["Šimková J"]
+        assert rec.first_seen_at.tzinfo is not None
+        assert abs(rec.first_seen_at - utcnow()) < timedelta(minutes=1)
+
+
+def test_naive_timestamps_are_refused(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        s.add(Decision(pmid=1, decision="include", created_at=datetime(2026, 1, 1)))
+        with pytest.raises(Exception, match="timezone"):
+            s.commit()
+
+
+def test_pmids_beyond_32_bits_fit(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        s.add(Record(pmid=2**33, title="big"))
+        s.commit()
+        assert s.exec(select(Record.pmid)).all() == [2**33]
+
+
+def test_bad_database_url_is_a_config_error() -> None:
+    from store.engine import make_engine
+
+    with pytest.raises(ConfigError, match="not a valid database URL"):
+        make_engine("::not a url::")
+
+
+def test_aware_utc_helper() -> None:
+    assert utcnow().tzinfo is timezone.utc
