@@ -107,8 +107,11 @@ def load_seed_evidence(session: Session) -> SeedSummary:
         key = (trial.id, row["endpoint"], row["setting"], row["source_key"], row["comparison"])
         if key in existing:
             continue
-        derived = from_ci(float(row["hr"]), float(row["ci_low"]), float(row["ci_high"]),
-                          orientation=row["orientation"])
+        # strings keep the printed digits, which the asymmetry check needs
+        derived = from_ci(row["hr"], row["ci_low"], row["ci_high"], orientation=row["orientation"])
+        hr, lo, hi = float(row["hr"]), float(row["ci_low"]), float(row["ci_high"])
+        if row["orientation"] == "control_vs_maint":  # stored as maintenance vs control
+            hr, lo, hi = 1 / hr, 1 / hi, 1 / lo
         summary.reports_added += _ensure_report(
             session, trial, pmid=_opt_int(row["pmid"]), citation=row["citation"],
             year=_opt_int(row["report_year"]), source_key=row["source_key"],
@@ -119,7 +122,7 @@ def load_seed_evidence(session: Session) -> SeedSummary:
             trial_id=trial.id,  # type: ignore[arg-type]
             report_id=report.id if report else None,
             endpoint=row["endpoint"], setting=row["setting"], comparison=row["comparison"],
-            hr=derived.hr, ci_low=derived.ci_low, ci_high=derived.ci_high,
+            hr=hr, ci_low=lo, ci_high=hi,
             log_hr=derived.log_hr, se=derived.se, method=derived.method,
             approximate=derived.approximate, orientation_entered=row["orientation"],
             data_cut_label=row["data_cut_label"] or None,

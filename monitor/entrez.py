@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from lxml import etree
 
+from monitor.pubmed_xml import check_eutils_error
 from monitor.ratelimit import RateLimiter, shared_limiter
 from store.errors import EntrezError
 from store.settings import Settings
@@ -138,13 +139,13 @@ class EntrezClient:
                 f"{status}: {snippet}",
                 hint="a client error is not retried; check MMLR_ENTREZ_URL and the query",
             )
+        error = check_eutils_error(resp.content)
+        if error is not None:
+            raise _Retryable(f"<ERROR> in a 200 answer: {self.redact(error)}")
         try:
             root = etree.fromstring(resp.content, etree.XMLParser(**_PARSER_OPTIONS))
         except etree.XMLSyntaxError as exc:
             raise _Retryable(f"truncated or non-XML body ({str(exc).splitlines()[0]})") from None
-        errors = [" ".join((e.text or "").split()) for e in root.iterfind("ERROR")]
-        if errors:
-            raise _Retryable(f"<ERROR> in a 200 answer: {self.redact('; '.join(errors))}")
         if root.tag != expect:
             raise _Retryable(f"unexpected <{root.tag}> answer (wanted <{expect}>)")
         return root, resp.content
@@ -181,8 +182,8 @@ class EntrezClient:
                 delay = self._backoff(attempt, failure.retry_after)
                 attempt += 1
                 self.retries += 1
-                log.warning("E-utilities %s: %s; retry %d/%d in %.2f s", endpoint,
-                            self.redact(failure.reason), attempt, self.max_retries, delay)
+                log.info("E-utilities %s: %s; retry %d/%d in %.2f s", endpoint,
+                     self.redact(failure.reason), attempt, self.max_retries, delay)
                 time.sleep(delay)
 
     # -- endpoints

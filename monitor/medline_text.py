@@ -105,7 +105,7 @@ def _comments(record: dict[str, Any]) -> list[dict[str, Any]]:
         for ref in _list(record, tag):
             ref = " ".join(ref.split())
             match = _PMID_IN_REF.search(ref)
-            source = _PMID_IN_REF.sub("", ref).strip().rstrip(".").strip() or None
+            source = _PMID_IN_REF.sub("", ref).strip() or None
             links.append({
                 "ref_type": ref_type,
                 "pmid": int(match.group(1)) if match else None,
@@ -115,7 +115,7 @@ def _comments(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _nct_ids(record: dict[str, Any], title: str, abstract: str | None) -> list[str]:
-    found = set()
+    found: set[str] = set()
     for entry in _list(record, "SI"):
         if "clinicaltrials" in entry.lower():
             found.update("NCT" + m for m in NCT_RE.findall(entry))
@@ -179,7 +179,9 @@ def _text_handle(source: TextSource) -> tuple[IO[str], str, bool]:
 
 
 def iter_medline_records(source: TextSource) -> Iterator[ParsedRecord]:
-    """Yield the records of MEDLINE text: a path, the text itself, bytes, or a text handle."""
+    """Yield the records of MEDLINE text: a path (``Path``, or a ``str`` without newlines),
+    the text itself, bytes, or a text handle. Records without a PMID are reported in one
+    ParseError at the end, after every good record has been yielded."""
     handle, name, owned = _text_handle(source)
     problems: list[str] = []
     try:

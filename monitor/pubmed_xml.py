@@ -428,14 +428,18 @@ def _book_record(doc: Any, data: Any, pmid: int, version: int) -> ParsedRecord:
 def _source_name(source: Source, name: str | None) -> str:
     if name:
         return name
+    if isinstance(source, str) and source.lstrip().startswith("<"):
+        return "<response>"
     if isinstance(source, str | Path):
         return str(source)
     file_name = getattr(source, "name", None)
     return file_name if isinstance(file_name, str) else "<response>"
 
 
-def _open(source: Source) -> tuple[IO[bytes], bool]:
+def _open(source: Source) -> tuple[IO[bytes] | gzip.GzipFile, bool]:
     """A binary stream over ``source`` (gzip decoded) and whether we must close it."""
+    if isinstance(source, str) and source.lstrip().startswith("<"):
+        source = source.encode("utf-8")  # XML text passed as str, not a path
     if isinstance(source, bytes | bytearray):
         data = bytes(source)
         if data[:2] == b"\x1f\x8b":
@@ -451,8 +455,9 @@ def _open(source: Source) -> tuple[IO[bytes], bool]:
                 hint="check the path and its permissions",
             ) from exc
         if path.suffix == ".gz" or stream.read(2) == b"\x1f\x8b":
-            stream.seek(0)
-            return gzip.GzipFile(fileobj=stream), True
+            stream.close()
+            # gzip.open owns (and closes) the file; GzipFile(fileobj=...) would not.
+            return gzip.open(path, "rb"), True
         stream.seek(0)
         return stream, True
     return source, False
@@ -460,6 +465,8 @@ def _open(source: Source) -> tuple[IO[bytes], bool]:
 
 def _syntax_error(name: str, exc: etree.XMLSyntaxError) -> ParseError:
     line, column = exc.position if exc.position else (exc.lineno, 0)
+    if not line:
+        return ParseError(f"{name} is empty (no XML at all)", hint="fetch it again")
     reason = (exc.msg or str(exc)).split(", line ")[0].strip()
     return ParseError(
         f"{name} is not well-formed XML at line {line}, column {column}: {reason}",
@@ -678,7 +685,7 @@ def _json_error(body: bytes) -> str | None:
                 if isinstance(value.get(inner), str):
                     return value[inner]
         # esummary's JSON error: {"esummaryresult": ["Invalid db name specified: x"]}
-        if key.endswith("result") and isinstance(value, list) and value:
-            if all(isinstance(v, str) for v in value):
-                return "; ".join(value)
+        if (key.endswith("result") and isinstance(value, list) and value
+                and all(isinstance(v, str) for v in value)):
+            return "; ".join(value)
     return None

@@ -604,3 +604,77 @@ def serve_forever(directory: Path | str, *, host: str = "127.0.0.1", port: int =
 def iter_indexed(directory: Path) -> Iterator[IndexedRecord]:
     """Every record the server would serve from ``directory`` (benchmarks, tests)."""
     yield from index_directory(directory).records.values()
+
+
+# ----------------------------------------------------------------------------- load corpora
+def synthetic_article(
+    pmid: int, *, created: date, title: str | None = None, status: str = "MEDLINE",
+    abstract: str | None = None, mesh: tuple[str, ...] = (),
+    publication_types: tuple[str, ...] = ("Journal Article",),
+    comments: tuple[tuple[str, int], ...] = (), version: int = 1,
+) -> bytes:
+    """One PubmedArticle of a *synthetic* record (tests and benchmarks; never real data).
+
+    ``comments`` are CommentsCorrections ``(RefType, PMID)`` pairs, e.g. ``("RetractionIn", n)``.
+    """
+    title = title or f"Synthetic record {pmid}: maintenance therapy in myeloma (not real)"
+    abstract = abstract or (f"SYNTHETIC. Record {pmid} is generated for load and fault "
+                            "testing of the mmlr poller. It describes no real study.")
+    mesh_xml = "".join(f'<MeshHeading><DescriptorName UI="D0" MajorTopicYN="N">{_esc(m)}'
+                       "</DescriptorName></MeshHeading>" for m in mesh)
+    pt_xml = "".join(f'<PublicationType UI="D0">{_esc(p)}</PublicationType>'
+                     for p in publication_types)
+    cc_xml = "".join(f'<CommentsCorrections RefType="{ref}"><RefSource>Synthetic</RefSource>'
+                     f'<PMID Version="1">{target}</PMID></CommentsCorrections>'
+                     for ref, target in comments)
+    return (
+        f'<PubmedArticle><MedlineCitation Status="{status}" Owner="NLM">'
+        f'<PMID Version="{version}">{pmid}</PMID>'
+        f"<Article PubModel=\"Print\"><Journal><JournalIssue CitedMedium=\"Internet\"><PubDate>"
+        f"<Year>{created.year}</Year><Month>{created.month:02d}</Month></PubDate></JournalIssue>"
+        f"<Title>Journal of Synthetic Haematology</Title><ISOAbbreviation>J Synth Haematol"
+        f"</ISOAbbreviation></Journal><ArticleTitle>{_esc(title)}</ArticleTitle>"
+        f"<Abstract><AbstractText>{_esc(abstract)}</AbstractText></Abstract>"
+        f"<AuthorList><Author><LastName>Testauthor</LastName><ForeName>Ana</ForeName>"
+        f"<Initials>A</Initials></Author></AuthorList><Language>eng</Language>"
+        f"<PublicationTypeList>{pt_xml}</PublicationTypeList></Article>"
+        + (f"<MeshHeadingList>{mesh_xml}</MeshHeadingList>" if mesh_xml else "")
+        + (f"<CommentsCorrectionsList>{cc_xml}</CommentsCorrectionsList>" if cc_xml else "")
+        + "</MedlineCitation><PubmedData><History>"
+        f'<PubMedPubDate PubStatus="entrez"><Year>{created.year}</Year><Month>{created.month}'
+        f"</Month><Day>{created.day}</Day><Hour>6</Hour><Minute>0</Minute></PubMedPubDate>"
+        f'<PubMedPubDate PubStatus="pubmed"><Year>{created.year}</Year><Month>{created.month}'
+        f"</Month><Day>{created.day}</Day></PubMedPubDate></History>"
+        f"<PublicationStatus>ppublish</PublicationStatus><ArticleIdList>"
+        f'<ArticleId IdType="pubmed">{pmid}</ArticleId></ArticleIdList></PubmedData>'
+        "</PubmedArticle>\n"
+    ).encode("utf-8")
+
+
+def write_article_set(path: Path, articles: list[bytes], *, deleted: tuple[int, ...] = ()) -> Path:
+    """Write a PubmedArticleSet file (``.xml`` or ``.xml.gz``) of ``articles``."""
+    body = _EFETCH_HEAD + b"<PubmedArticleSet>\n" + b"".join(articles)
+    if deleted:
+        body += b"<DeleteCitation>" + b"".join(
+            b'<PMID Version="1">%d</PMID>' % p for p in deleted) + b"</DeleteCitation>\n"
+    body += b"</PubmedArticleSet>\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(body) if path.name.endswith(".gz") else body)
+    return path
+
+
+def write_synthetic_corpus(dest: Path | str, count: int, *, first_pmid: int = 95_000_001,
+                           start: date = date(2025, 1, 1), days: int = 300,
+                           per_file: int = 1000) -> list[Path]:
+    """``count`` synthetic MEDLINE records, create dates spread over ``days`` from ``start``."""
+    from datetime import timedelta
+
+    dest = Path(dest)
+    paths = []
+    articles = [synthetic_article(first_pmid + i,
+                                  created=start + timedelta(days=(i * days) // max(count, 1)))
+                for i in range(count)]
+    for n, offset in enumerate(range(0, count, per_file)):
+        paths.append(write_article_set(dest / f"synthetic_{n:04d}.xml",
+                                       articles[offset:offset + per_file]))
+    return paths

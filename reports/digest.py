@@ -100,7 +100,7 @@ def build_digest(ctx: AppContext) -> Digest:
         ).all())
         current = _latest_pooled(session)
         old = _pooled_by_ids(session, previous.pooled_result_ids if previous else [])
-        analyses = _compare_analyses(old, current)
+        analyses = _compare_analyses(old, current, prev_summary)
 
         changed = bool(new_flagged or decisions["total"] or alerts
                        or any(a["status"] != "unchanged" for a in analyses))
@@ -217,48 +217,63 @@ def _pooled_by_ids(session: Session, ids: Sequence[int]) -> dict[str, PooledResu
 
 # ----------------------------------------------------------------------------- analyses
 def _compare_analyses(
-    old: dict[str, PooledResult], new: dict[str, PooledResult],
+    old: dict[str, PooledResult], new: dict[str, PooledResult], previous: dict[str, Any],
 ) -> list[dict[str, Any]]:
+    """One entry per analysis: the frozen view of the previous digest next to the newest.
+
+    The "before" side comes from the frozen PooledResult row, or from the previous digest's
+    stored summary when that row no longer exists, so a deleted snapshot cannot hide a change.
+    """
+    prev_views = {a["key"]: a["new"] for a in previous.get("analyses", []) if a.get("new")}
     out = []
-    for key in sorted(set(old) | set(new)):
-        before, after = old.get(key), new.get(key)
-        if after is None:
+    for key in sorted(set(old) | set(prev_views) | set(new)):
+        after = new.get(key)
+        before = _pooled_view(old[key]) if key in old else prev_views.get(key)
+        now = _pooled_view(after) if after is not None else None
+        if now is None:
             status = "removed"
         elif before is None:
             status = "new"
-        elif _same_result(before, after):
+        elif _same_result(before, now):
             status = "unchanged"
         else:
             status = "updated"
+        label = (after.analysis_label if after is not None else "") or (
+            _previous_label(previous, key)) or key
         entry: dict[str, Any] = {
             "key": key,
-            "label": (after or before).analysis_label or key,  # type: ignore[union-attr]
+            "label": label,
             "status": status,
-            "old": _pooled_view(before) if before is not None else None,
-            "new": _pooled_view(after) if after is not None else None,
-            "crossing": _crossing_change(before, after),
+            "old": before,
+            "new": now,
+            "crossing": _crossing_change(before, now),
             "added_trials": [],
             "removed_trials": [],
         }
         if after is not None and status != "unchanged":
-            old_labels = {s["label"] for s in _studies(before)} if before is not None else set()
+            old_labels = set(before["trials"]) if before is not None else set()
             new_studies = _studies(after)
-            entry["added_trials"] = [s for s in new_studies if s["label"] not in old_labels]
-            new_labels = {s["label"] for s in new_studies}
-            entry["removed_trials"] = sorted(old_labels - new_labels)
+            entry["added_trials"] = [t for t in new_studies if t["label"] not in old_labels]
+            entry["removed_trials"] = sorted(old_labels - {t["label"] for t in new_studies})
         out.append(entry)
     return out
 
 
-def _same_result(a: PooledResult, b: PooledResult) -> bool:
-    if a.id == b.id:
+def _previous_label(previous: dict[str, Any], key: str) -> str | None:
+    for a in previous.get("analyses", []):
+        if a.get("key") == key:
+            return str(a.get("label") or "") or None
+    return None
+
+
+def _same_result(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a["id"] is not None and a["id"] == b["id"]:
         return True
-    if (a.method, a.ci_method, a.k) != (b.method, b.ci_method, b.k):
+    if (a["method"], a["ci_method"], a["k"]) != (b["method"], b["ci_method"], b["k"]):
         return False
-    if a.inputs_hash and b.inputs_hash and a.inputs_hash != b.inputs_hash:
+    if a["inputs_hash"] and b["inputs_hash"] and a["inputs_hash"] != b["inputs_hash"]:
         return False
-    return all(_close(x, y) for x, y in ((a.estimate, b.estimate), (a.ci_low, b.ci_low),
-                                         (a.ci_high, b.ci_high), (a.tau2, b.tau2)))
+    return all(_close(a[f], b[f]) for f in ("estimate", "ci_low", "ci_high", "tau2"))
 
 
 def _close(x: float | None, y: float | None) -> bool:
@@ -267,9 +282,9 @@ def _close(x: float | None, y: float | None) -> bool:
     return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def _crossing_change(before: PooledResult | None, after: PooledResult | None) -> str | None:
-    now = crosses_one(after.ci_low, after.ci_high) if after is not None else None
-    then = crosses_one(before.ci_low, before.ci_high) if before is not None else None
+def _crossing_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str | None:
+    now = after["crosses_one"] if after is not None else None
+    then = before["crosses_one"] if before is not None else None
     if now is None or then is None or now == then:
         return None
     return "now crosses 1" if now else "no longer crosses 1"
@@ -298,6 +313,7 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "tau2": row.tau2,
         "crosses_one": crosses_one(row.ci_low, row.ci_high),
         "inputs_hash": row.inputs_hash,
+        "trials": [t["label"] for t in _studies(row)],
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
     }
 
@@ -440,14 +456,17 @@ def _content_hash(summary: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- rendering
 @lru_cache(maxsize=2)
 def _environment(html: bool) -> jinja2.Environment:
+    # HTML: every title, journal and message comes from PubMed or a user, so autoescape is
+    # on. The text/plain part is not HTML: escaping would only print "&lt;" to the reader.
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=html,  # every title, journal and message comes from PubMed or a user
+        autoescape=html,  # noqa: S701
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
     env.filters["pct"] = lambda w: "–" if w is None else f"{w:.1f}%"
+    env.filters["plural"] = lambda n, one, many=None: _plural(int(n), one, many)
     return env
 
 
@@ -496,7 +515,7 @@ def deliver_digest(
     recipients = settings.digest_recipients
     if not recipients:
         raise ConfigError(
-            "MMLR_SMTP_URL is set but the digest has no recipients",
+            "no digest recipients: MMLR_DIGEST_TO is empty while MMLR_SMTP_URL is set",
             hint="set MMLR_DIGEST_TO to a comma-separated list of e-mail addresses",
         )
     return _deliver_smtp(ctx, digest, target, recipients, retry_delays)
@@ -531,7 +550,8 @@ def _deliver_outbox(ctx: AppContext, digest: Digest) -> list[str]:
                                 images=images)
             _write_atomic(eml_path, msg.as_bytes())
         except OSError as exc:
-            row.status, row.error = "failed", f"cannot write to {settings.outbox_dir}: {exc.strerror}"
+            row.status = "failed"
+            row.error = f"cannot write to {settings.outbox_dir}: {exc.strerror}"
             session.add(row)
             session.commit()
             raise DeliveryError(row.error, hint="check MMLR_DATA_DIR is writable") from None
@@ -555,6 +575,7 @@ def _deliver_smtp(
     lines: list[str] = []
     failures: list[str] = []
     cid_html, images = inline_images(digest.html)
+    server_error: DeliveryError | None = None
     with ctx.sessions() as session:
         existing = _existing(session, digest, "smtp")
         for rcpt in recipients:
@@ -567,12 +588,17 @@ def _deliver_smtp(
             msg = build_message(subject=digest.subject, text=digest.text, html=cid_html,
                                 sender=settings.mail_from, recipients=[rcpt], images=images)
             try:
+                if server_error is not None:
+                    # The server itself failed (down, login refused): do not hammer it once
+                    # per recipient; the others are recorded as failed with the same reason.
+                    raise server_error
                 result = send_message(target, msg, [rcpt], retry_delays=DEFAULT_RETRY_DELAYS
                                       if retry_delays is None else retry_delays)
             except DeliveryError as exc:
+                server_error = exc
                 row.attempts += 1
                 row.status, row.error = "failed", exc.one_line()
-                failures.append(f"{rcpt}: {exc.message}")
+                failures.append(f"{rcpt}: {exc.one_line()}")
             else:
                 row.attempts += result.attempts
                 row.message_id = result.message_id

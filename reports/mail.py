@@ -20,12 +20,11 @@ import base64
 import logging
 import re
 import smtplib
-import socket
 import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
@@ -86,7 +85,7 @@ def build_message(
     msg["From"] = sender
     # The outbox copy has no recipients yet; RFC 5322's empty group keeps the header valid.
     msg["To"] = ", ".join(recipients) if recipients else "undisclosed-recipients:;"
-    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=domain or _domain_of(sender))
     msg.set_content(text, subtype="plain", charset="utf-8")
     msg.add_alternative(html, subtype="html", charset="utf-8")
@@ -119,7 +118,7 @@ def send_message(
                 raise DeliveryError(
                     f"SMTP server {target.host}:{target.port} failed after {attempts} attempts: "
                     f"{_scrub(exc.reason, target)}",
-                    hint="the digest is kept; `mmlr digest --send` retries the failed recipients",
+                    hint="check that the server of MMLR_SMTP_URL is running and reachable",
                 ) from None
             delay = delays.pop(0)
             log.warning("SMTP %s:%s attempt %s failed (%s); retrying in %.1fs",
@@ -143,7 +142,7 @@ class _Transient(Exception):
 def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str]) -> dict[str, str]:
     try:
         smtp = _connect(target)
-    except (ConnectionError, socket.timeout, TimeoutError, smtplib.SMTPConnectError,
+    except (ConnectionError, TimeoutError, smtplib.SMTPConnectError,
             smtplib.SMTPServerDisconnected) as exc:
         raise _Transient(_describe_os_error(exc)) from None
     except ssl.SSLError as exc:
@@ -189,10 +188,9 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
         reason = _reply_text(exc.smtp_code, exc.smtp_error)
         if 400 <= exc.smtp_code < 500:
             raise _Transient(reason) from None
-        raise DeliveryError(
-            f"SMTP server {target.host}:{target.port} rejected the digest ({_scrub(reason, target)})"
-        ) from None
-    except (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, TimeoutError) as exc:
+        raise DeliveryError(f"SMTP server {target.host}:{target.port} rejected the digest "
+                            f"({_scrub(reason, target)})") from None
+    except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
         raise _Transient(_describe_os_error(exc)) from None
 
 
@@ -231,7 +229,7 @@ def _reply_text(code: int, text: bytes | str) -> str:
 def _describe_os_error(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the SMTP server running?)"
-    if isinstance(exc, socket.timeout | TimeoutError):
+    if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return "server closed the connection"

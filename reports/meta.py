@@ -352,7 +352,8 @@ def meta_analysis(
     elif method == "FE":
         tau2 = 0.0
         if ci != "wald":
-            notes.append("HKSJ applied to a fixed-effect model (metafor warns it is not meant for FE)")
+            notes.append("HKSJ applied to a fixed-effect model "
+                         "(metafor warns it is not meant for FE)")
     elif method == "DL":
         tau2 = _tau2_dl(y, v)
     elif method == "PM":
@@ -382,10 +383,9 @@ def meta_analysis(
         df = k - 1
     se = math.sqrt(var)
     crit = float(stats.t.ppf(1 - (1 - _LEVEL) / 2, df)) if df else _Z
-    if se > 0:
-        stat = mu / se
-    else:  # HKSJ on identical studies: metafor reports z = ±Inf (p = 0) or NaN for 0/0
-        stat = math.copysign(math.inf, mu) if mu != 0 else math.nan
+    # HKSJ on identical studies gives SE 0: metafor reports z = ±Inf (p = 0), or NaN for 0/0.
+    zero_se_stat = math.copysign(math.inf, mu) if mu != 0 else math.nan
+    stat = mu / se if se > 0 else zero_se_stat
     pval = float(2 * (stats.t.sf(abs(stat), df) if df else stats.norm.sf(abs(stat))))
     # metafor's predict() gives no prediction interval for a fixed-effect model.
     pi_half = math.nan if method == "FE" else crit * math.sqrt(var + tau2)

@@ -93,23 +93,37 @@ def naive_bayes(alpha: float = 1.0, seed: int = 0) -> _NaiveBayes:
 
 
 class _RankEnsemble:
-    """Mean of the members' standardised decision values."""
+    """Mean of the members' decision values, each standardised with its training statistics
+    (fixed at fit time, so a record's score never depends on what it is scored with)."""
 
     def __init__(self, members: list[Any]) -> None:
         self.members = members
+        self.stats: list[tuple[float, float]] = []
 
     def fit(self, X: sp.csr_matrix, y: np.ndarray) -> _RankEnsemble:
+        self.stats = []
         for m in self.members:
-            m.fit(X, y)
+            d = m.fit(X, y).decision(X)
+            self.stats.append((float(d.mean()), float(d.std()) or 1.0))
         return self
 
     def decision(self, X: sp.csr_matrix) -> np.ndarray:
         total = np.zeros(X.shape[0])
-        for m in self.members:
-            d = m.decision(X)
-            sd = d.std()
-            total += (d - d.mean()) / (sd if sd > 0 else 1.0)
+        for m, (mu, sd) in zip(self.members, self.stats, strict=True):
+            total += (m.decision(X) - mu) / sd
         return total / len(self.members)
+
+
+class FoldEnsemble:
+    """The cross-validation fold models, averaged: the flag threshold is calibrated on these
+    very models' out-of-fold scores, so it keeps its meaning on new records (a refit on all
+    data would score on a different scale and miss the target recall)."""
+
+    def __init__(self, members: list[Any]) -> None:
+        self.members = members
+
+    def decision(self, X: sp.csr_matrix) -> np.ndarray:
+        return np.mean([m.decision(X) for m in self.members], axis=0)
 
 
 @CLASSIFIERS.register("svm+logistic", doc="ensemble of the linear SVM and logistic regression")
@@ -140,10 +154,7 @@ def _query_max_random(scores: np.ndarray, n: int, rng: np.random.Generator,
     order = list(np.argsort(-scores, kind="stable"))
     picked: list[int] = []
     while len(picked) < min(n, len(order)):
-        if rng.random() < random_share:
-            idx = int(rng.integers(len(order)))
-        else:
-            idx = 0
+        idx = int(rng.integers(len(order))) if rng.random() < random_share else 0
         picked.append(int(order.pop(idx)))
     return np.asarray(picked, dtype=int)
 
@@ -179,6 +190,7 @@ def calibrate_threshold(scores: np.ndarray, y: np.ndarray, target_recall: float)
 class CvResult:
     threshold: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    models: list[Any] = field(default_factory=list, repr=False)
 
 
 def cross_validate(X: sp.csr_matrix, y: np.ndarray, config: ScreeningConfig) -> CvResult:
@@ -190,10 +202,12 @@ def cross_validate(X: sp.csr_matrix, y: np.ndarray, config: ScreeningConfig) -> 
             f"cross-validation needs at least 2 includes and 2 excludes (have {n_pos} and "
             f"{n_neg})", hint="screen more records or add seed PMIDs")
     oof = np.zeros(len(y))
+    models = []
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
     for train, test in skf.split(np.zeros(len(y)), y):
         clf = make_classifier(config).fit(X[train], y[train])
         oof[test] = to_score(clf.decision(X[test]))
+        models.append(clf)
     threshold = calibrate_threshold(oof, y, config.target_recall)
     flagged = oof >= threshold
     tp = int((flagged & (y == 1)).sum())
@@ -209,7 +223,7 @@ def cross_validate(X: sp.csr_matrix, y: np.ndarray, config: ScreeningConfig) -> 
         "flagged_share": float(flagged.mean()), "auc": round(auc, 4),
         "n_positive": n_pos, "n_negative": n_neg,
     }
-    return CvResult(threshold=threshold, metrics=metrics)
+    return CvResult(threshold=threshold, metrics=metrics, models=models)
 
 
 @dataclass
@@ -267,8 +281,11 @@ def train_model(docs: Sequence[Document], y: np.ndarray, config: ScreeningConfig
         raise ScreeningError("training needs both includes and excludes")
     features = FeatureSet.from_config(config.features).fit(list(corpus or docs))
     X = features.transform(docs)
-    cv = cross_validate(X, y, config) if calibrate else None
-    clf = make_classifier(config).fit(X, y)
+    if calibrate:
+        cv = cross_validate(X, y, config)
+        clf: Any = FoldEnsemble(cv.models)
+    else:
+        cv, clf = None, make_classifier(config).fit(X, y)
     model = ScreeningModel(config=config, features=features, classifier=clf,
                            threshold=cv.threshold if cv else None)
     return model, cv

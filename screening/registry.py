@@ -22,7 +22,9 @@ class Registry(Generic[T]):
         self._factories: dict[str, Callable[..., T]] = {}
         self._docs: dict[str, str] = {}
 
-    def register(self, name: str, *, doc: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(
+        self, name: str, *, doc: str = ""
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
@@ -60,5 +62,5 @@ QUERIES: Registry[object] = Registry("query strategy")
 
 def ensure_registered() -> None:
     """Import the modules whose import registers the built-in components."""
-    import screening.features  # noqa: F401
+    import screening.features
     import screening.model  # noqa: F401

@@ -149,7 +149,8 @@ def choose_priors(data: LabelledDataset, seed: int,
     index = {rid: i for i, rid in enumerate(data.record_ids)}
     if prior_ids is not None:
         if len(prior_ids) != 2:
-            raise ValidationError("prior ids must be two record_id values: one include, one exclude")
+            raise ValidationError(
+                "prior ids must be two record_id values: one include, one exclude")
         pos_id, neg_id = int(prior_ids[0]), int(prior_ids[1])
         for rid in (pos_id, neg_id):
             if rid not in index:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import sqlite3
@@ -108,16 +109,30 @@ def run_asreview(path: Path, seed: int, prior_idx: tuple[int, int], labels: list
             "n_records": len(labels), "n_included": sum(labels)}
 
 
+def mmlr_tag() -> str:
+    """Short fingerprint of the default configuration: cached mmlr results of another
+    configuration are not reused."""
+    from screening.config import ScreeningConfig
+
+    blob = json.dumps(ScreeningConfig().to_dict(), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:8]
+
+
+def tool_key(tool: str) -> str:
+    return f"mmlr@{mmlr_tag()}" if tool == "mmlr" else tool
+
+
 def run(datasets: list[Path], seeds: int, tools: list[str]) -> dict[str, dict]:
+    """Seeds in the outer loop: an interrupted run has every dataset for the first seeds."""
     cache = load_cache()
-    for path in datasets:
-        data = load_dataset(path)
-        labels = [int(v) for v in data.labels]
-        for seed in range(seeds):
+    loaded = {path: load_dataset(path) for path in datasets}
+    for seed in range(seeds):
+        for path, data in loaded.items():
+            labels = [int(v) for v in data.labels]
             pos, neg = choose_priors(data, seed)
             prior_ids = (data.record_ids[pos], data.record_ids[neg])
             for tool in tools:
-                key = f"{tool}|{data.name}|{seed}"
+                key = f"{tool_key(tool)}|{data.name}|{seed}"
                 if key in cache:
                     continue
                 if tool == "mmlr":
@@ -133,40 +148,42 @@ def run(datasets: list[Path], seeds: int, tools: list[str]) -> dict[str, dict]:
 
 
 def report(cache: dict[str, dict], datasets: list[str]) -> str:
+    mine, peer = tool_key("mmlr"), tool_key("asreview")
     lines = [
+        f"mmlr configuration {mine.split('@')[1]}; ASReview {ASREVIEW_SPEC} default model "
+        "(ELAS u4); means over the seeds both tools finished.",
+        "",
         "| dataset | seeds | WSS@95 mmlr | WSS@95 ASR | Δ | WSS@100 mmlr | WSS@100 ASR | "
         "recall@10 mmlr | recall@10 ASR | n100 mmlr | n100 ASR | wall s mmlr | wall s ASR | "
         "time ratio |",
         "|" + " --- |" * 14,
     ]
     means: dict[str, list[float]] = {}
+    keys = ("m95", "a95", "d95", "m100", "a100", "mr10", "ar10", "mn", "an", "mw", "aw", "tr")
+
+    def fmt(vals: list[float]) -> str:
+        return " | ".join(f"{v:.1f}" if i in (7, 8) else f"{v:.2f}" if i in (9, 10, 11)
+                          else f"{v:.3f}" for i, v in enumerate(vals))
+
     for name in datasets:
-        seeds = sorted({int(k.split("|")[2]) for k in cache
-                        if k.split("|")[1] == name and f"asreview|{name}|{k.split('|')[2]}" in cache
-                        and f"mmlr|{name}|{k.split('|')[2]}" in cache})
+        seeds = sorted(s for s in range(100)
+                       if f"{mine}|{name}|{s}" in cache and f"{peer}|{name}|{s}" in cache)
         if not seeds:
             continue
         agg = {}
-        for tool in ("mmlr", "asreview"):
+        for tool in (mine, peer):
             rows = [cache[f"{tool}|{name}|{s}"] for s in seeds]
             agg[tool] = {m: mean(float(r[m]) for r in rows) for m in METRICS}
-        a, b = agg["mmlr"], agg["asreview"]
+        a, b = agg[mine], agg[peer]
         vals = [a["wss_95"], b["wss_95"], a["wss_95"] - b["wss_95"], a["wss_100"], b["wss_100"],
                 a["recall_at_10"], b["recall_at_10"], a["n_100"], b["n_100"], a["wall"],
                 b["wall"], a["wall"] / b["wall"]]
-        for key, v in zip(("m95", "a95", "d95", "m100", "a100", "mr10", "ar10", "mn", "an",
-                           "mw", "aw", "tr"), vals, strict=True):
+        for key, v in zip(keys, vals, strict=True):
             means.setdefault(key, []).append(v)
-        lines.append(f"| {name} | {len(seeds)} | " + " | ".join(
-            f"{v:.1f}" if i in (7, 8) else f"{v:.2f}" if i in (9, 10, 11) else f"{v:.3f}"
-            for i, v in enumerate(vals)) + " |")
+        lines.append(f"| {name} | {len(seeds)} | {fmt(vals)} |")
     if means:
         n = len(means["m95"])
-        mvals = [mean(means[k]) for k in ("m95", "a95", "d95", "m100", "a100", "mr10", "ar10",
-                                          "mn", "an", "mw", "aw", "tr")]
-        lines.append(f"| **mean of {n}** | | " + " | ".join(
-            f"{v:.1f}" if i in (7, 8) else f"{v:.2f}" if i in (9, 10, 11) else f"{v:.3f}"
-            for i, v in enumerate(mvals)) + " |")
+        lines.append(f"| **mean of {n}** | | {fmt([mean(means[k]) for k in keys])} |")
         better = sum(1 for d in means["d95"] if d >= 0)
         fewer = sum(1 for x, y in zip(means["mn"], means["an"], strict=True) if x <= y)
         lines.append("")

@@ -35,11 +35,13 @@ _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
 MIN_PASSWORD_LENGTH = 8
 MAX_FAILED_LOGINS = 5
 THROTTLE_WINDOW = timedelta(minutes=15)
-TOKEN_PREFIX = "mmlr_"
+TOKEN_PREFIX = "mmlr_"  # noqa: S105 - a public prefix, not a secret
 
 # Deliberately permissive (e-mail syntax is a swamp) but it must have one @, no spaces and no
 # characters that would break HTML or headers. "admin@localhost" is valid: it is the default.
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+)
 
 
 class ThrottledError(AuthError):

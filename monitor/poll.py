@@ -1,0 +1,506 @@
+"""Incremental, resumable PubMed polling (``mmlr poll``).
+
+One poll, under the database lock ``poll`` (so two workers never poll at once):
+
+1. **Resume** every unfinished run first (a crash, SIGKILL or SIGTERM left it ``running`` or
+   ``interrupted``): its PMID list is fixed in the ``PollRun`` row and ``batches_done`` says how
+   far it got, so it continues with the next batch.
+2. **Search** ``(<query>) AND start:end[crdt]``: start = the last completed run's window end
+   minus ``poll_overlap_days`` (first run: ``poll_start``, or ``--since``), end = ``--until`` or
+   today (UTC). A window whose count reaches PubMed's 9,999 cap is split in halves, recursively.
+   PMIDs already stored with status MEDLINE are final and skipped, so a poll with nothing new
+   costs one esearch per window.
+3. **Fetch** the PMID list by POST in batches of ``entrez_batch_size``. Each batch is parsed and
+   upserted *in the same transaction* that advances ``batches_done``, so a batch is stored
+   exactly once whatever happens to the process.
+4. **Recheck** stored records that are not yet MEDLINE-indexed and younger than
+   ``recheck_days`` (their MeSH and publication types arrive later), as a separate ``recheck``
+   run whose requests are counted separately.
+
+Upserts: a new PMID is inserted; a changed content hash keeps a ``RecordRevision`` with the
+previous snapshot and the changed fields, and resets the record's score so it is re-scored;
+an unchanged record only gets ``last_fetched_at``. ``DeleteCitation`` hides a record
+(``deleted``), never removes it. Retractions and errata raise ``Alert`` rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from monitor.entrez import PUBMED_SEARCH_CAP, EntrezClient
+from monitor.pubmed_xml import parse_all
+from monitor.records import CONTENT_FIELDS, DeletedCitation, ParsedRecord
+from store.context import AppContext
+from store.errors import EntrezError, ValidationError
+from store.locks import JobLease, job_lock
+from store.models import Alert, PollRun, Record, RecordRevision, TrialReport, utcnow
+
+log = logging.getLogger(__name__)
+
+#: A poll holds its lock at most this long without renewing it (renewed after every batch).
+LOCK_TTL = 15 * 60
+_UNFINISHED = ("running", "interrupted")
+_IN_CHUNK = 500  # PMIDs per IN (...) query
+
+
+@dataclass
+class PollSummary:
+    found: int = 0
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    retracted: int = 0
+    requests: int = 0
+    retries: int = 0
+    windows: int = 0
+    missing: int = 0
+    recheck_requests: int = 0
+    resumed: int = 0
+    interrupted: bool = False
+    run_ids: list[int] = field(default_factory=list)
+
+    def describe(self) -> str:
+        line = (f"found {self.found} / fetched {self.fetched} / new {self.new} / updated "
+                f"{self.updated} / deleted {self.deleted} / retracted {self.retracted}")
+        extra = [f"{self.requests} requests ({self.retries} retries, {self.windows} "
+                 f"window{'s' if self.windows != 1 else ''}"
+                 + (f", {self.recheck_requests} for rechecks" if self.recheck_requests else "")
+                 + ")"]
+        if self.missing:
+            extra.append(f"{self.missing} PMIDs not returned")
+        if self.resumed:
+            extra.append(f"resumed {self.resumed} unfinished run(s)")
+        if self.interrupted:
+            extra.append("interrupted: the next poll resumes where this one stopped")
+        return line + "; " + "; ".join(extra)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _parse_poll_start(value: str) -> date:
+    try:
+        return datetime.strptime(value.strip(), "%Y/%m/%d").date()
+    except ValueError:
+        raise ValidationError(f"MMLR_POLL_START {value!r} is not a date YYYY/MM/DD") from None
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def _content_of(record: Record) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in CONTENT_FIELDS}
+
+
+@contextmanager
+def _sigterm_sets(event: threading.Event) -> Iterator[None]:
+    """While polling in the main thread, SIGTERM asks for a stop after the current batch."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        log.warning("SIGTERM: finishing the current batch, then stopping")
+        event.set()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def search_window(client: EntrezClient, query: str, start: date,
+                  end: date) -> tuple[list[int], int]:
+    """PMIDs created in [start, end] matching ``query``, and the number of esearch windows used.
+
+    A window whose count reaches PubMed's 9,999 cap is split in halves, recursively.
+    """
+    term = f"({query}) AND {start:%Y/%m/%d}:{end:%Y/%m/%d}[crdt]"
+    result = client.esearch(term, retmax=PUBMED_SEARCH_CAP)
+    if result.count >= PUBMED_SEARCH_CAP:
+        if start >= end:
+            raise EntrezError(
+                f"{result.count} records match the query on {start:%Y-%m-%d} alone; PubMed "
+                f"returns at most {PUBMED_SEARCH_CAP} per search",
+                hint="the query is far too broad: narrow MMLR_QUERY",
+            )
+        middle = start + (end - start) // 2
+        log.info("window %s..%s has %d records: splitting", start, end, result.count)
+        left, n_left = search_window(client, query, start, middle)
+        right, n_right = search_window(client, query, middle + timedelta(days=1), end)
+        return left + right, 1 + n_left + n_right
+    if len(result.ids) < result.count:
+        raise EntrezError(
+            f"esearch for {start:%Y/%m/%d}:{end:%Y/%m/%d}[crdt] listed {len(result.ids)} of "
+            f"{result.count} PMIDs",
+            hint="E-utilities answered inconsistently; the next poll searches again",
+        )
+    return result.ids, 1
+
+
+class _Poller:
+    def __init__(self, ctx: AppContext, client: EntrezClient, lease: JobLease,
+                 summary: PollSummary, stop: threading.Event, progress: bool) -> None:
+        self.ctx, self.client, self.lease = ctx, client, lease
+        self.summary, self.stop, self.progress = summary, stop, progress
+        self.fetched_now: set[int] = set()
+
+    # ------------------------------------------------------------------ search
+    def search(self, start: date, end: date) -> list[int]:
+        ids, windows = search_window(self.client, self.ctx.settings.query, start, end)
+        self.summary.windows += windows
+        return ids
+
+    # ------------------------------------------------------------------ runs
+    def create_run(self, kind: str, pmids: list[int], *, found: int, requests: int = 0,
+                   window: tuple[date, date] | None = None) -> int:
+        with self.ctx.sessions() as session:
+            run = PollRun(kind=kind, query=self.ctx.settings.query if kind == "crdt" else kind,
+                          pmids=pmids, batch_size=self.ctx.settings.entrez_batch_size,
+                          found=found, requests=requests,
+                          window_start=window[0] if window else None,
+                          window_end=window[1] if window else None)
+            session.add(run)
+            session.commit()
+            assert run.id is not None
+            return run.id
+
+    def fetch_run(self, run_id: int) -> int:
+        """Fetch the remaining batches of a run; return the requests it spent."""
+        with self.ctx.sessions() as session:
+            run = session.get(PollRun, run_id)
+            assert run is not None
+            pmids, size, done = list(run.pmids), run.batch_size, run.batches_done
+            kind = run.kind
+        self.summary.run_ids.append(run_id)
+        total = math.ceil(len(pmids) / size) if pmids else 0
+        spent = 0
+        progress_cm: Any = nullcontext()
+        if self.progress and total - done > 1:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            progress_cm = Progress(console=Console(stderr=True), transient=True)
+        with progress_cm as bar:
+            task = bar.add_task(f"poll {kind} run {run_id}", total=total,
+                                completed=done) if bar else None
+            for index in range(done, total):
+                batch = pmids[index * size:(index + 1) * size]
+                requests0, retries0 = self.client.requests, self.client.retries
+                try:
+                    body = self.client.efetch_xml(batch)
+                except EntrezError as exc:
+                    self._mark(run_id, "interrupted", exc.one_line(),
+                               requests=self.client.requests - requests0,
+                               retries=self.client.retries - retries0)
+                    raise
+                spent += self.client.requests - requests0
+                self._store_batch(run_id, index, batch, body,
+                                  requests=self.client.requests - requests0,
+                                  retries=self.client.retries - retries0)
+                self.lease.renew()
+                if bar is not None:
+                    bar.update(task, completed=index + 1)
+                if self.stop.is_set() and index + 1 < total:
+                    self._mark(run_id, "interrupted", "stopped by SIGTERM")
+                    self.summary.interrupted = True
+                    return spent
+        self._mark(run_id, "completed", None)
+        return spent
+
+    def _mark(self, run_id: int, status: str, error: str | None, *, requests: int = 0,
+              retries: int = 0) -> None:
+        with self.ctx.sessions() as session:
+            run = session.get(PollRun, run_id)
+            assert run is not None
+            run.status = status
+            run.error = error
+            run.requests += requests
+            run.retries += retries
+            run.heartbeat_at = utcnow()
+            if status == "completed":
+                run.finished_at = utcnow()
+            session.add(run)
+            session.commit()
+        self.summary.requests += requests
+        self.summary.retries += retries
+
+    # ------------------------------------------------------------------ storing
+    def _store_batch(self, run_id: int, index: int, batch: list[int], body: bytes, *,
+                     requests: int, retries: int) -> None:
+        outcome = parse_all(body, name=f"efetch batch {index + 1} of poll run {run_id}",
+                            on_error="keep")
+        counts = {"fetched": 0, "new": 0, "updated": 0, "unchanged": 0, "deleted": 0,
+                  "retracted": 0}
+        returned: set[int] = set()
+        with self.ctx.sessions() as session:
+            store = _BatchStore(session, run_id, counts)
+            store.load(batch, outcome.records)
+            for rec in outcome.records:
+                returned.add(rec.pmid)
+                store.upsert(rec)
+            for gone in outcome.deleted:
+                returned.add(gone.pmid)
+                store.delete(gone)
+            counts["fetched"] = len(returned)
+            missing = [p for p in batch if p not in returned]
+            run = session.get(PollRun, run_id)
+            assert run is not None
+            run.batches_done = index + 1
+            for key, value in counts.items():
+                setattr(run, key, getattr(run, key) + value)
+            if missing:
+                run.missing = [*run.missing, *missing]
+            run.requests += requests
+            run.retries += retries
+            run.heartbeat_at = utcnow()
+            session.add(run)
+            session.commit()
+        for key, value in counts.items():
+            setattr(self.summary, key, getattr(self.summary, key) + value)
+        self.summary.missing += len(missing)
+        self.summary.requests += requests
+        self.summary.retries += retries
+        self.fetched_now.update(batch)
+        if missing:
+            log.info("poll run %d batch %d: %d PMIDs not returned: %s", run_id, index + 1,
+                     len(missing), ", ".join(map(str, missing[:10])))
+
+
+class _BatchStore:
+    """Upserts of one efetch batch inside one session (one transaction)."""
+
+    def __init__(self, session: Session, run_id: int, counts: dict[str, int]) -> None:
+        self.session, self.run_id, self.counts = session, run_id, counts
+        self.existing: dict[int, Record] = {}
+        self.in_analysis: set[int] = set()
+        self.now = utcnow()
+
+    def load(self, batch: list[int], records: list[ParsedRecord]) -> None:
+        wanted = set(batch)
+        for rec in records:
+            wanted.add(rec.pmid)
+            wanted.update(c["pmid"] for c in rec.comments_corrections
+                          if c.get("pmid") and c.get("ref_type") == "RetractionOf")
+        ids = sorted(wanted)
+        for part in _chunks(ids, _IN_CHUNK):
+            for row in self.session.exec(select(Record).where(col(Record.pmid).in_(part))):
+                self.existing[row.pmid] = row
+            self.in_analysis.update(
+                p for p in self.session.exec(
+                    select(TrialReport.pmid).where(col(TrialReport.pmid).in_(part))) if p)
+
+    def upsert(self, rec: ParsedRecord) -> None:
+        content = rec.content()
+        digest = rec.content_hash()
+        record = self.existing.get(rec.pmid)
+        old_links: set[tuple[str, int | None]] = set()
+        was_retracted = False
+        if record is None:
+            record = Record(pmid=rec.pmid, **content, content_hash=digest, source="entrez",
+                            first_seen_at=self.now, updated_at=self.now,
+                            last_fetched_at=self.now)
+            self.session.add(record)
+            self.existing[rec.pmid] = record
+            self.counts["new"] += 1
+            stored_before = False
+        else:
+            stored_before = True
+            was_retracted = record.retracted
+            old_links = {(c.get("ref_type"), c.get("pmid")) for c in record.comments_corrections}
+            if record.content_hash != digest:
+                self._revise(record, content, digest)
+                self.counts["updated"] += 1
+            else:
+                self.counts["unchanged"] += 1
+            record.last_fetched_at = self.now
+            if record.deleted:  # PubMed serves it again: it is no longer deleted
+                record.deleted = False
+            self.session.add(record)
+        self._links(rec, record, stored_before=stored_before, was_retracted=was_retracted,
+                    old_links=old_links)
+
+    def _revise(self, record: Record, content: dict[str, Any], digest: str) -> None:
+        before = _jsonable(_content_of(record))
+        after = _jsonable(content)
+        changed = sorted(k for k in CONTENT_FIELDS if before.get(k) != after.get(k))
+        last = self.session.exec(select(func.max(RecordRevision.revision))
+                                 .where(RecordRevision.pmid == record.pmid)).one()
+        self.session.add(RecordRevision(
+            pmid=record.pmid, revision=(last or 0) + 1, content_hash=record.content_hash,
+            status=record.status, changed_fields=changed, snapshot=before,
+            poll_run_id=self.run_id))
+        for name, value in content.items():
+            setattr(record, name, value)
+        record.content_hash = digest
+        record.updated_at = self.now
+        # New content must be scored again by the active model.
+        record.score = None
+        record.flagged = False
+        record.score_model_version_id = None
+
+    def _alert(self, kind: str, pmid: int, related: int | None, message: str) -> None:
+        exists = self.session.exec(select(Alert.id).where(
+            Alert.kind == kind, Alert.pmid == pmid,
+            Alert.related_pmid == related if related is not None
+            else col(Alert.related_pmid).is_(None))).first()
+        if exists is None:
+            self.session.add(Alert(kind=kind, pmid=pmid, related_pmid=related, message=message,
+                                   in_analysis=pmid in self.in_analysis))
+
+    def _links(self, rec: ParsedRecord, record: Record, *, stored_before: bool,
+               was_retracted: bool, old_links: set[tuple[str, int | None]]) -> None:
+        in_analysis = rec.pmid in self.in_analysis
+        if rec.is_retracted and not was_retracted:
+            record.retracted = True
+            self.counts["retracted"] += 1
+            if stored_before or in_analysis:
+                notice = next((c.get("pmid") for c in rec.comments_corrections
+                               if c.get("ref_type") == "RetractionIn"), None)
+                self._alert("retraction", rec.pmid, notice,
+                            f"PMID {rec.pmid} ({rec.title[:120]}) has been retracted"
+                            + (f"; notice PMID {notice}" if notice else ""))
+        for link in rec.comments_corrections:
+            ref, target = link.get("ref_type"), link.get("pmid")
+            if ref == "ErratumIn" and (ref, target) not in old_links and (
+                    stored_before or in_analysis):
+                self._alert("erratum", rec.pmid, target,
+                            f"PMID {rec.pmid} ({rec.title[:120]}) has an erratum"
+                            + (f" (PMID {target})" if target else f": {link.get('source')}"))
+            if ref == "RetractionOf" and target:
+                retracted = self.existing.get(target)
+                if retracted is not None and not retracted.retracted:
+                    retracted.retracted = True
+                    self.session.add(retracted)
+                    self.counts["retracted"] += 1
+                if retracted is not None or target in self.in_analysis:
+                    self._alert("retraction", target, rec.pmid,
+                                f"PMID {target} is retracted by notice PMID {rec.pmid}")
+
+    def delete(self, gone: DeletedCitation) -> None:
+        record = self.existing.get(gone.pmid)
+        if record is None or record.deleted:
+            return
+        record.deleted = True
+        record.updated_at = self.now
+        self.session.add(record)
+        self.counts["deleted"] += 1
+        if gone.pmid in self.in_analysis or record.decision:
+            self._alert("deleted", gone.pmid, None,
+                        f"PMID {gone.pmid} was deleted from PubMed; curator work is kept")
+
+
+# ---------------------------------------------------------------------------- entry point
+def _window(ctx: AppContext, since: date | None, until: date | None) -> tuple[date, date]:
+    end = until or datetime.now(UTC).date()
+    if since is None:
+        with ctx.sessions() as session:
+            last = session.exec(
+                select(PollRun).where(PollRun.kind == "crdt", PollRun.status == "completed",
+                                      col(PollRun.window_end).is_not(None))
+                .order_by(col(PollRun.window_end).desc(), col(PollRun.id).desc())).first()
+        if last is not None and last.window_end is not None:
+            since = last.window_end - timedelta(days=ctx.settings.poll_overlap_days)
+        else:
+            since = _parse_poll_start(ctx.settings.poll_start)
+    if since > end:
+        raise ValidationError(f"poll window starts {since} after it ends {end}",
+                              hint="check --since/--until")
+    return since, end
+
+
+def _final_pmids(ctx: AppContext, pmids: list[int]) -> set[int]:
+    final: set[int] = set()
+    with ctx.sessions() as session:
+        for part in _chunks(pmids, _IN_CHUNK):
+            final.update(session.exec(select(Record.pmid).where(
+                col(Record.pmid).in_(part), Record.status == "MEDLINE",
+                col(Record.deleted).is_(False))))
+    return final
+
+
+def _recheck_pmids(ctx: AppContext, exclude: set[int]) -> list[int]:
+    days = ctx.settings.recheck_days
+    now = utcnow()
+    with ctx.sessions() as session:
+        rows = session.exec(select(Record.pmid).where(
+            or_(col(Record.status).is_(None), Record.status != "MEDLINE"),
+            col(Record.deleted).is_(False),
+            or_(col(Record.create_date) >= (now - timedelta(days=days)).date(),
+                (col(Record.create_date).is_(None))
+                & (col(Record.first_seen_at) >= now - timedelta(days=days))),
+        ).order_by(col(Record.pmid)))
+        return [p for p in rows if p not in exclude]
+
+
+def poll(ctx: AppContext, *, since: date | None = None, until: date | None = None,
+         pmids: list[int] | None = None, progress: bool = False,
+         backoff_base: float = 0.5, stop: threading.Event | None = None) -> PollSummary:
+    """One monitoring pass (see the module docstring). Raises LockedError if one is running.
+
+    ``backoff_base`` is the first retry's maximal delay (tests make it tiny); ``stop`` lets a
+    caller (or SIGTERM in the main thread) end the poll cleanly after the current batch.
+    """
+    summary = PollSummary()
+    stop_event = stop or threading.Event()
+    with job_lock(ctx.engine, "poll", ttl=LOCK_TTL) as lease, \
+            EntrezClient(ctx.settings, backoff_base=backoff_base) as client, \
+            _sigterm_sets(stop_event):
+        poller = _Poller(ctx, client, lease, summary, stop_event, progress)
+        with ctx.sessions() as session:
+            unfinished = list(session.exec(select(PollRun.id).where(
+                col(PollRun.status).in_(_UNFINISHED)).order_by(col(PollRun.id))))
+        for run_id in unfinished:
+            assert run_id is not None
+            log.info("resuming unfinished poll run %d", run_id)
+            summary.resumed += 1
+            poller.fetch_run(run_id)
+            if summary.interrupted:
+                return summary
+        if pmids is not None:
+            wanted = sorted(set(pmids))
+            summary.found += len(wanted)
+            poller.fetch_run(poller.create_run("pmids", wanted, found=len(wanted)))
+        else:
+            start, end = _window(ctx, since, until)
+            requests0, retries0 = client.requests, client.retries
+            found = sorted(set(poller.search(start, end)))
+            search_requests = client.requests - requests0
+            summary.requests += search_requests
+            summary.retries += client.retries - retries0
+            summary.found += len(found)
+            final = _final_pmids(ctx, found)
+            todo = [p for p in found if p not in final]
+            log.info("window %s..%s: %d PMIDs, %d already final, %d to fetch", start, end,
+                     len(found), len(final), len(todo))
+            poller.fetch_run(poller.create_run("crdt", todo, found=len(found),
+                                               requests=search_requests, window=(start, end)))
+            if summary.interrupted:
+                return summary
+            recheck = _recheck_pmids(ctx, poller.fetched_now | set(found))
+            if recheck:
+                summary.recheck_requests += poller.fetch_run(
+                    poller.create_run("recheck", recheck, found=0))
+    log.info("poll: %s", summary.describe())
+    return summary

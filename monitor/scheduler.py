@@ -1,0 +1,113 @@
+"""The APScheduler 3.x scheduler of ``mmlr serve`` / ``mmlr worker``.
+
+Jobs have explicit ids and are added with ``replace_existing`` so restarting a worker updates
+them instead of duplicating them; ``coalesce`` runs a job once after downtime rather than once
+per missed slot; ``max_instances=1`` stops a slow cycle from overlapping the next one inside a
+process (across processes the database lock in :mod:`store.locks`, taken by ``poll()``, does
+that). Jobs live in the application database (``apscheduler_jobs``, owned by APScheduler and
+excluded from Alembic), so they survive restarts. Functions are stored as textual references
+(``"monitor.cycle:scheduled_cycle"``) that read their settings from the environment, so nothing
+un-picklable goes into the job store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from store.errors import ConfigError
+from store.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Misfire grace: a job whose slot passed less than this many seconds ago still runs.
+MISFIRE_GRACE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    func: str | Callable[[], Any]  # "module:function" (persistable) or a module-level callable
+    cron: str  # five-field crontab, UTC
+
+
+def default_jobs(settings: Settings) -> dict[str, JobSpec]:
+    return {
+        "poll-cycle": JobSpec("monitor.cycle:scheduled_cycle", settings.poll_cron),
+        "digest": JobSpec("monitor.cycle:scheduled_digest", settings.digest_cron),
+    }
+
+
+def _spec(job_id: str, value: JobSpec | str | Callable[[], Any], settings: Settings) -> JobSpec:
+    if isinstance(value, JobSpec):
+        return value
+    # A bare function: the digest job follows the digest cron, every other job the poll cron.
+    return JobSpec(value, settings.digest_cron if "digest" in job_id else settings.poll_cron)
+
+
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _crontab_days(field: str) -> str:
+    """Crontab day-of-week numbers (0/7 = Sunday) as names.
+
+    APScheduler 3 numbers days from Monday = 0, and its ``from_crontab`` passes the numbers
+    through unchanged, so "0 7 * * 1" (Monday in crontab) would fire on Tuesday.
+    """
+    def name(token: str) -> str:
+        if not token.isdigit():
+            return token
+        number = int(token)
+        if number > 7:
+            raise ValueError(f"day of week {number} is out of range 0-7")
+        return _DAY_NAMES[number]
+
+    parts = []
+    for item in field.split(","):
+        spec, slash, step = item.partition("/")
+        spec = "-".join(name(t) for t in spec.split("-"))
+        parts.append(spec + (slash + step if slash else ""))
+    return ",".join(parts)
+
+
+def _trigger(job_id: str, cron: str) -> Any:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        fields = cron.split()
+        if len(fields) != 5:
+            raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+        minute, hour, day, month, dow = fields
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                           day_of_week=_crontab_days(dow), timezone="UTC")
+    except ValueError as exc:
+        setting = "MMLR_DIGEST_CRON" if "digest" in job_id else "MMLR_POLL_CRON"
+        raise ConfigError(f"{setting} {cron!r} is not a valid crontab: {exc}",
+                          hint="five fields, e.g. '0 6 * * *' (UTC)") from None
+
+
+def build_scheduler(settings: Settings, *, blocking: bool,
+                    jobs: Mapping[str, JobSpec | str | Callable[[], Any]] | None = None) -> Any:
+    """A configured (not yet started) Blocking- or BackgroundScheduler with its jobs added."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    cls = BlockingScheduler if blocking else BackgroundScheduler
+    scheduler = cls(
+        jobstores={"default": SQLAlchemyJobStore(url=settings.db_url)},
+        executors={"default": ThreadPoolExecutor(max_workers=2)},
+        job_defaults={"coalesce": True, "max_instances": 1,
+                      "misfire_grace_time": MISFIRE_GRACE_SECONDS},
+        timezone="UTC",
+    )
+    specs = default_jobs(settings) if jobs is None else {
+        job_id: _spec(job_id, value, settings) for job_id, value in jobs.items()}
+    for job_id, spec in specs.items():
+        scheduler.add_job(spec.func, trigger=_trigger(job_id, spec.cron), id=job_id,
+                          name=job_id, replace_existing=True, coalesce=True, max_instances=1,
+                          misfire_grace_time=MISFIRE_GRACE_SECONDS)
+        log.info("scheduled job %s (%s, cron %s UTC)", job_id, spec.func, spec.cron)
+    return scheduler

@@ -1,0 +1,215 @@
+"""Analyses as data (drug × setting × endpoint) and the rules that pick their inputs.
+
+An :class:`Analysis` names what is pooled; :func:`default_analyses` lists the IMWG 2012
+Figure 1 analyses (thalidomide PFS/EFS and OS by setting, lenalidomide PFS by setting) plus
+every other drug/endpoint/setting with data, and a sensitivity twin that includes strategy
+trials wherever a strategy trial has data. :func:`select_inputs` applies the selection rules to
+plain :class:`Candidate` rows (no database here, so the rules are tested on their own):
+
+1. the trial's pooled drug (``Trial.drug``) is the analysis' drug; the estimate's endpoint is
+   accepted (PFS analyses accept PFS, EFS and TTP, the latter two flagged ``efs_ttp``); the
+   estimate's setting matches (``all`` accepts post_asct, non_transplant and mixed);
+2. only verified estimates count (``Estimate.verified``);
+3. strategy trials (``Trial.is_strategy``: induction differs too) are left out of the primary
+   analysis and included in its ``with_strategy`` sensitivity twin;
+4. multi-arm trials contribute one comparison: the comparison of the trial's first entered
+   estimate (lowest id) for this analysis; other contrasts (which would re-use a control arm
+   or the maintenance arm) are dropped;
+5. one estimate per trial per analysis: the latest data cut. The cut date is
+   ``Estimate.data_cut``, else 31 December of the report year, else undated (oldest). Ties
+   on the same cut: PFS before EFS before TTP, then the most recently entered estimate
+   (highest id). Earlier cuts stay in the database for the cumulative view;
+6. exception for ``all``: a trial reported only by stratum (e.g. MRC Myeloma IX intensive /
+   non-intensive) has disjoint patients in each stratum, so each setting's latest estimate
+   enters as its own row; when a whole-trial (``mixed``) estimate exists, it is used instead.
+
+Every dropped candidate is returned with its reason, so a snapshot explains itself.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+SETTINGS = ("post_asct", "non_transplant", "all")
+SETTING_LABELS = {"post_asct": "post-ASCT", "non_transplant": "non-transplant",
+                  "mixed": "mixed", "all": "all settings"}
+ENDPOINTS: dict[str, tuple[str, ...]] = {"PFS": ("PFS", "EFS", "TTP"), "OS": ("OS",)}
+_ENDPOINT_RANK = {"PFS": 0, "EFS": 1, "TTP": 2, "OS": 0}
+
+#: IMWG 2012 Figure 1: (A) thalidomide PFS/EFS, (B) thalidomide OS, (C) lenalidomide PFS.
+IMWG_2012 = (("thalidomide", "PFS"), ("thalidomide", "OS"), ("lenalidomide", "PFS"))
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One pooled analysis: drug × setting × endpoint (± strategy trials)."""
+
+    drug: str
+    setting: str  # post_asct | non_transplant | all
+    endpoint: str  # PFS | OS
+    include_strategy: bool = False
+
+    def __post_init__(self) -> None:
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        if self.endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {tuple(ENDPOINTS)}, got {self.endpoint!r}")
+
+    @property
+    def key(self) -> str:
+        base = f"{self.drug}/{self.endpoint}/{self.setting}"
+        return base + "/with_strategy" if self.include_strategy else base
+
+    @property
+    def label(self) -> str:
+        endpoint = "PFS (EFS/TTP accepted)" if self.endpoint == "PFS" else "OS"
+        text = f"{self.drug.capitalize()} maintenance — {endpoint} — {SETTING_LABELS[self.setting]}"
+        return text + " (sensitivity: strategy trials included)" if self.include_strategy else text
+
+    @property
+    def is_default(self) -> bool:
+        return (self.drug, self.endpoint) in IMWG_2012 and not self.include_strategy
+
+    def accepts(self, c: Candidate) -> bool:
+        return (
+            _norm(c.drug) == _norm(self.drug)
+            and c.endpoint.upper() in ENDPOINTS[self.endpoint]
+            and (self.setting == "all" or c.setting == self.setting)
+        )
+
+
+@dataclass
+class Candidate:
+    """One stored estimate with what the selection rules need (built by reports.pool)."""
+
+    estimate_id: int
+    trial_id: int
+    trial_name: str
+    drug: str
+    is_strategy: bool
+    endpoint: str
+    setting: str
+    comparison: str
+    log_hr: float
+    se: float
+    verified: bool
+    data_cut: date | None = None
+    data_cut_label: str | None = None
+    report_year: int | None = None
+    pmid: int | None = None
+    hr: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    method: str = "reported_ci"
+    approximate: bool = False
+
+    @property
+    def cut_date(self) -> date | None:
+        if self.data_cut is not None:
+            return self.data_cut
+        if self.report_year:
+            return date(self.report_year, 12, 31)
+        return None
+
+    @property
+    def efs_ttp(self) -> bool:
+        return self.endpoint.upper() in ("EFS", "TTP")
+
+
+@dataclass
+class Selection:
+    chosen: list[Candidate]
+    dropped: list[tuple[Candidate, str]]
+
+
+def _norm(text: str) -> str:
+    return text.strip().lower()
+
+
+def _latest(cands: list[Candidate]) -> Candidate:
+    return max(cands, key=lambda c: (c.cut_date or date.min,
+                                     -_ENDPOINT_RANK.get(c.endpoint.upper(), 9),
+                                     c.estimate_id))
+
+
+def select_inputs(analysis: Analysis, candidates: Iterable[Candidate]) -> Selection:
+    """Apply the selection rules of the module docstring to ``candidates``."""
+    chosen: list[Candidate] = []
+    dropped: list[tuple[Candidate, str]] = []
+    by_trial: dict[int, list[Candidate]] = defaultdict(list)
+    for c in candidates:
+        if not analysis.accepts(c):
+            continue
+        if not c.verified:
+            dropped.append((c, "not verified"))
+        elif c.is_strategy and not analysis.include_strategy:
+            dropped.append((c, "strategy trial (sensitivity analysis only)"))
+        else:
+            by_trial[c.trial_id].append(c)
+    for trial_cands in by_trial.values():
+        primary = min(trial_cands, key=lambda c: c.estimate_id).comparison
+        same = []
+        for c in trial_cands:
+            if c.comparison == primary:
+                same.append(c)
+            else:
+                dropped.append((c, f"other comparison of a multi-arm trial ({primary!r} used)"))
+        if analysis.setting == "all" and any(c.setting == "mixed" for c in same):
+            groups = {"mixed": [c for c in same if c.setting == "mixed"]}
+            for c in same:
+                if c.setting != "mixed":
+                    dropped.append((c, "whole-trial estimate used instead of the stratum"))
+        else:
+            groups = defaultdict(list)
+            for c in same:
+                groups[c.setting].append(c)
+        for group in groups.values():
+            best = _latest(group)
+            chosen.append(best)
+            for c in group:
+                if c is not best:
+                    dropped.append((c, f"superseded by estimate {best.estimate_id} "
+                                       "(latest verified data cut)"))
+    chosen.sort(key=lambda c: (c.cut_date or date.min, c.trial_name, c.estimate_id))
+    return Selection(chosen=chosen, dropped=dropped)
+
+
+def default_analyses(candidates: Iterable[Candidate]) -> list[Analysis]:
+    """IMWG 2012 Figure 1 analyses, then every other drug/endpoint/setting with data.
+
+    A ``with_strategy`` sensitivity twin is added wherever a strategy trial has a verified
+    estimate the primary analysis leaves out.
+    """
+    out: list[Analysis] = [
+        Analysis(drug, setting, endpoint)
+        for drug, endpoint in IMWG_2012 for setting in SETTINGS
+    ]
+    seen = set(out)
+    extra: set[Analysis] = set()
+    strategy: set[Analysis] = set()
+    for c in candidates:
+        if not c.verified:
+            continue
+        endpoint = next((e for e, accepted in ENDPOINTS.items()
+                         if c.endpoint.upper() in accepted), None)
+        if endpoint is None:
+            continue
+        drug = _norm(c.drug)
+        settings = ["all"] + ([c.setting] if c.setting in SETTINGS else [])
+        for setting in settings:
+            analysis = Analysis(drug, setting, endpoint)
+            if c.is_strategy:
+                strategy.add(Analysis(drug, setting, endpoint, include_strategy=True))
+            if analysis not in seen:
+                extra.add(analysis)
+    order = {s: i for i, s in enumerate(SETTINGS)}
+
+    def sort_key(a: Analysis) -> tuple[str, str, int]:
+        return (a.drug, a.endpoint, order[a.setting])
+
+    out += sorted(extra, key=sort_key)
+    out += sorted(strategy, key=sort_key)
+    return out

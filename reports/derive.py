@@ -1,0 +1,228 @@
+"""Log hazard ratio and its SE from what a trial report gives.
+
+Every function returns a :class:`DerivedEstimate` on the *maintenance vs control* scale
+(HR < 1 favours maintenance) with ``method`` (the value stored in ``Estimate.method``) and
+``approximate`` (the number rests on an assumption a reader should know about):
+
+- :func:`from_ci` — HR with a 95% CI (``reported_ci``): SE = (ln hi − ln lo)/(2·1.959964);
+  HRs printed as control vs maintenance are inverted; a CI that is asymmetric on the log
+  scale beyond what rounding of the printed digits explains gets a warning.
+- :func:`from_p_value` — two-sided P and the number of events (``p_value_events``; Parmar
+  1998, Tierney 2007): V = events·r(1−r) with r the share randomised to maintenance (¼·events
+  for 1:1), O−E = ±z·√V, ln HR = (O−E)/V, SE = 1/√V. Approximate: it assumes the log-rank
+  statistic and a P value printed to enough digits.
+- :func:`from_o_minus_e` — log-rank O−E and its variance V (``o_minus_e``; Peto's one-step).
+- :func:`from_medians` — median survival per arm under exponential survival
+  (``medians``): HR = median_control / median_maint, Var = 1/E_maint + 1/E_control.
+  Always approximate.
+
+Bad input raises :class:`store.errors.ValidationError` with a sentence naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from scipy import stats
+
+from store.errors import ValidationError
+
+Z95 = 1.959964
+ORIENTATIONS = ("maint_vs_control", "control_vs_maint")
+Orientation = Literal["maint_vs_control", "control_vs_maint"]
+#: Slack on top of the rounding bound, so 1e-12 float noise never warns.
+_ASYMMETRY_SLACK = 1e-9
+
+
+@dataclass
+class DerivedEstimate:
+    """A log HR (maintenance vs control) with its SE and how it was obtained."""
+
+    log_hr: float
+    se: float
+    method: str  # reported_ci | p_value_events | o_minus_e | medians
+    approximate: bool = False
+    orientation_entered: str = "maint_vs_control"
+    warnings: list[str] = field(default_factory=list)
+    notes: str = ""
+
+    @property
+    def hr(self) -> float:
+        return math.exp(self.log_hr)
+
+    @property
+    def ci_low(self) -> float:
+        return math.exp(self.log_hr - Z95 * self.se)
+
+    @property
+    def ci_high(self) -> float:
+        return math.exp(self.log_hr + Z95 * self.se)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _positive(name: str, value: float | None) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValidationError(f"{name} must be a positive number, got {value!r}",
+                              hint="hazard ratios, CI limits, medians and events are > 0")
+    return number
+
+
+def _orientation(value: str) -> str:
+    if value not in ORIENTATIONS:
+        raise ValidationError(f"orientation must be one of {', '.join(ORIENTATIONS)}, "
+                              f"got {value!r}")
+    return value
+
+
+def _decimals(value: float | str) -> int:
+    """Digits after the decimal point as printed (0.46 → 2; 0.659 → 3)."""
+    try:
+        exponent = Decimal(str(value)).normalize().as_tuple().exponent
+    except InvalidOperation:
+        return 2
+    return max(0, -int(exponent)) if isinstance(exponent, int) else 2
+
+
+def rounding_bound(hr: float | str, lo: float | str, hi: float | str) -> float:
+    """Largest |ln hr − (ln lo + ln hi)/2| that rounding of the printed values explains."""
+    def half_ulp_log(x: float | str) -> float:
+        return 0.5 * 10.0 ** (-_decimals(x)) / float(x)
+
+    return half_ulp_log(hr) + 0.5 * (half_ulp_log(lo) + half_ulp_log(hi))
+
+
+# ----------------------------------------------------------------------------- methods
+def from_ci(
+    hr: float | str,
+    ci_low: float | str,
+    ci_high: float | str,
+    orientation: str = "maint_vs_control",
+) -> DerivedEstimate:
+    """Log HR and SE from an HR and its 95% CI as printed.
+
+    ``orientation="control_vs_maint"`` inverts: HR' = 1/HR and CI' = (1/hi, 1/lo). Pass the
+    numbers as printed (strings keep their digits: ``"0.50"`` has two decimals) so the
+    asymmetry check knows how much rounding to allow.
+    """
+    orientation = _orientation(orientation)
+    h, lo, hi = _positive("HR", hr), _positive("CI lower limit", ci_low), _positive(
+        "CI upper limit", ci_high)
+    if not lo < hi:
+        raise ValidationError(f"CI lower limit {ci_low} must be below the upper limit {ci_high}")
+    if not lo <= h <= hi:
+        raise ValidationError(f"HR {hr} lies outside its CI {ci_low}–{ci_high}",
+                              hint="check the numbers and their order")
+    warnings: list[str] = []
+    asymmetry = math.log(h) - (math.log(lo) + math.log(hi)) / 2
+    bound = rounding_bound(hr, ci_low, ci_high)
+    if abs(asymmetry) > bound + _ASYMMETRY_SLACK:
+        warnings.append(
+            f"the CI {ci_low}–{ci_high} is not symmetric around HR {hr} on the log scale "
+            f"(off by {abs(asymmetry):.3f}, rounding explains at most {bound:.3f}): check the "
+            "numbers; the SE is taken from the CI width"
+        )
+    log_hr = math.log(h)
+    se = (math.log(hi) - math.log(lo)) / (2 * Z95)
+    if orientation == "control_vs_maint":
+        log_hr = -log_hr  # the CI width, hence the SE, is unchanged by inversion
+    return DerivedEstimate(log_hr=log_hr, se=se, method="reported_ci",
+                           orientation_entered=orientation, warnings=warnings)
+
+
+def _allocation(n_maint: int | None, n_control: int | None) -> tuple[float, str]:
+    if n_maint is None and n_control is None:
+        return 0.5, "1:1 allocation assumed (V = events/4)"
+    if n_maint is None or n_control is None:
+        raise ValidationError("give both arm sizes or neither (neither assumes 1:1)")
+    a, b = _positive("maintenance arm size", n_maint), _positive("control arm size", n_control)
+    return a / (a + b), f"V = events·r(1−r) with r = {a:g}/{a + b:g}"
+
+
+def from_p_value(
+    p_value: float | str,
+    events: int,
+    *,
+    favours: Literal["maintenance", "control"],
+    n_maint: int | None = None,
+    n_control: int | None = None,
+) -> DerivedEstimate:
+    """Parmar/Tierney: log HR and SE from a two-sided (log-rank) P value and total events.
+
+    ``favours`` is the arm with the better outcome (the sign of the log HR); a P value
+    printed as a bound ("<0.001") cannot be used — give the exact value.
+    """
+    text = str(p_value).strip()
+    if text[:1] in "<>≤≥":
+        raise ValidationError(f"P value {text!r} is a bound, not a value",
+                              hint="the method needs the exact P value")
+    try:
+        p = float(text)
+    except ValueError:
+        raise ValidationError(f"P value must be a number, got {p_value!r}") from None
+    if not 0 < p < 1:
+        raise ValidationError(f"two-sided P value must be strictly between 0 and 1, got {p}")
+    if favours not in ("maintenance", "control"):
+        raise ValidationError(f"favours must be 'maintenance' or 'control', got {favours!r}")
+    e = _positive("number of events", events)
+    r, how = _allocation(n_maint, n_control)
+    v = e * r * (1 - r)
+    z = float(stats.norm.isf(p / 2))
+    o_minus_e = (-1.0 if favours == "maintenance" else 1.0) * z * math.sqrt(v)
+    return DerivedEstimate(
+        log_hr=o_minus_e / v, se=1 / math.sqrt(v), method="p_value_events", approximate=True,
+        notes=f"Parmar/Tierney from P = {p:g}, {e:g} events; {how}",
+    )
+
+
+def from_o_minus_e(o_minus_e: float, variance: float) -> DerivedEstimate:
+    """Peto: ln HR = (O−E)/V, SE = 1/√V, O−E for the maintenance arm."""
+    try:
+        oe = float(o_minus_e)
+    except (TypeError, ValueError):
+        raise ValidationError(f"O−E must be a number, got {o_minus_e!r}") from None
+    if not math.isfinite(oe):
+        raise ValidationError(f"O−E must be finite, got {o_minus_e!r}")
+    v = _positive("log-rank variance V", variance)
+    return DerivedEstimate(log_hr=oe / v, se=1 / math.sqrt(v), method="o_minus_e",
+                           notes=f"O−E = {oe:g}, V = {v:g}")
+
+
+def from_medians(
+    median_maint: float,
+    median_control: float,
+    *,
+    events_maint: int | None = None,
+    events_control: int | None = None,
+    events: int | None = None,
+) -> DerivedEstimate:
+    """HR from median survival under exponential survival in both arms (approximate).
+
+    The hazard of an exponential is ln 2 / median, so HR = median_control / median_maint.
+    Var(ln HR) = 1/E_maint + 1/E_control; with only the total ``events`` the split is taken
+    as even (Var = 4/events), which the notes say.
+    """
+    m_t, m_c = _positive("maintenance median", median_maint), _positive(
+        "control median", median_control)
+    if events_maint is not None or events_control is not None:
+        if events_maint is None or events_control is None:
+            raise ValidationError("give events for both arms, or only the total")
+        variance = 1 / _positive("maintenance events", events_maint) + 1 / _positive(
+            "control events", events_control)
+        how = f"events {events_maint}/{events_control}"
+    elif events is not None:
+        variance = 4 / _positive("number of events", events)
+        how = f"{events} events split evenly (assumed)"
+    else:
+        raise ValidationError("events are needed for the variance",
+                              hint="give events per arm or the total")
+    return DerivedEstimate(
+        log_hr=math.log(m_c / m_t), se=math.sqrt(variance), method="medians", approximate=True,
+        notes=f"exponential survival assumed: medians {m_t:g} vs {m_c:g} months; {how}",
+    )

@@ -1,0 +1,252 @@
+"""``mmlr export {ris,csv,prisma,metafor}``: records and evidence for other tools.
+
+* ``csv`` — one row per record (RFC 4180 quoting, UTF-8): ``pmid, title, journal, year,
+  status, score, decision`` (DESIGN §3) then ``screening, flagged, deleted, retracted, doi,
+  publication_types, nct_ids, first_seen_at``. ``status`` is PubMed's indexing status
+  (Publisher, In-Process, MEDLINE…); ``screening`` is where the record stands in the review
+  (deleted, included, excluded, maybe, flagged, not flagged, unscored).
+* ``ris`` — RIS for reference managers (Zotero, EndNote), one ``TY  - JOUR`` entry per
+  record not deleted from PubMed.
+* ``prisma`` — the PRISMA 2020 flow counts as CSV (``stage, count, note``) plus a Markdown
+  summary beside it (``prisma.csv`` / ``prisma.md``).
+* ``metafor`` — delegated to :func:`reports.export_metafor.write_metafor_export`.
+
+``out=None`` writes csv/ris/prisma (CSV) to stdout and returns ``[]``; otherwise the written
+files are returned. Rows are streamed from the database, so a large review does not have to
+fit in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from store.context import AppContext
+from store.errors import NotFoundError, ValidationError
+from store.models import Record, RecordRevision, Trial, TrialReport
+
+log = logging.getLogger(__name__)
+
+KINDS = ("ris", "csv", "prisma", "metafor")
+CSV_COLUMNS = ("pmid", "title", "journal", "year", "status", "score", "decision", "screening",
+               "flagged", "deleted", "retracted", "doi", "publication_types", "nct_ids",
+               "first_seen_at")
+_BATCH = 1000
+
+
+def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
+    """Write the ``kind`` export to ``out`` (stdout when None); return the files written."""
+    if kind not in KINDS:
+        raise ValidationError(f"unknown export {kind!r}", hint=f"choose one of {', '.join(KINDS)}")
+    if kind == "metafor":
+        return _export_metafor(ctx, out)
+    writer: Callable[[Session, IO[str]], None] = {"csv": write_records_csv,
+                                                  "ris": write_ris}.get(kind, write_prisma_csv)
+    with ctx.sessions() as session:
+        if out is None:
+            writer(session, sys.stdout)
+            sys.stdout.flush()
+            return []
+        if out.is_dir():
+            out = out / f"{'records' if kind != 'prisma' else 'prisma'}.{_ext(kind)}"
+        with _open_out(out) as fh:
+            writer(session, fh)
+        written = [out]
+        if kind == "prisma":
+            summary = out.with_suffix(".md")
+            with _open_out(summary) as fh:
+                fh.write(prisma_markdown(prisma_counts(session)))
+            written.append(summary)
+    log.info("export %s written to %s", kind, ", ".join(str(p) for p in written))
+    return written
+
+
+# ----------------------------------------------------------------------------- csv
+def screening_state(record: Record) -> str:
+    """Where a record stands in the review, in one word or two."""
+    if record.deleted:
+        return "deleted"
+    if record.decision:
+        return {"include": "included", "exclude": "excluded"}.get(record.decision,
+                                                                  record.decision)
+    if record.score is None:
+        return "unscored"
+    return "flagged" if record.flagged else "not flagged"
+
+
+def write_records_csv(session: Session, fh: IO[str]) -> None:
+    """One row per record, ordered by PMID."""
+    writer = csv.writer(fh)  # QUOTE_MINIMAL: commas, quotes and newlines are quoted
+    writer.writerow(CSV_COLUMNS)
+    for r in _records(session):
+        writer.writerow([
+            r.pmid, r.title, r.journal or "", "" if r.year is None else r.year, r.status or "",
+            "" if r.score is None else f"{r.score:.6g}", r.decision or "", screening_state(r),
+            _bool(r.flagged), _bool(r.deleted), _bool(r.retracted), r.doi or "",
+            "; ".join(r.publication_types or []), "; ".join(r.nct_ids or []),
+            r.first_seen_at.isoformat() if r.first_seen_at else "",
+        ])
+
+
+# ----------------------------------------------------------------------------- ris
+def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -> None:
+    """RIS entries (tags per the RIS specification; one value per line)."""
+    for r in _records(session):
+        if r.deleted and not include_deleted:
+            continue
+        lines = [("TY", "JOUR"), ("TI", r.title)]
+        lines += [("AU", a) for a in (r.authors or [])]
+        lines += [("PY", r.year), ("T2", r.journal), ("J2", r.journal_abbrev), ("DO", r.doi),
+                  ("AB", r.abstract), ("AN", r.pmid), ("DB", "PubMed"),
+                  ("UR", f"https://pubmed.ncbi.nlm.nih.gov/{r.pmid}/")]
+        lines += [("LA", lang) for lang in (r.language or [])]
+        mesh = [m.get("descriptor") for m in (r.mesh or []) if isinstance(m, dict)]
+        lines += [("KW", k) for k in [*(r.keywords or []), *mesh]]
+        lines += [("M3", pt) for pt in (r.publication_types or [])]
+        notes = [f"mmlr screening: {screening_state(r)}"]
+        if r.retracted:
+            notes.append("RETRACTED")
+        lines.append(("N1", "; ".join(notes)))
+        for tag, value in lines:
+            text = _one_line(value)
+            if text:
+                fh.write(f"{tag}  - {text}\n")
+        fh.write("ER  - \n\n")
+
+
+# ----------------------------------------------------------------------------- prisma
+def prisma_counts(session: Session) -> list[tuple[str, int, str]]:
+    """(stage, count, note) of the PRISMA 2020 flow for database searches."""
+    def count(*where: Any, model: Any = Record) -> int:
+        stmt = select(func.count()).select_from(model)
+        for cond in where:
+            stmt = stmt.where(cond)
+        return int(session.exec(stmt).one())
+
+    live = col(Record.deleted).is_(False)
+    undecided = col(Record.decision).is_(None)
+    identified = count()
+    revisions = count(model=RecordRevision)
+    deleted = count(col(Record.deleted).is_(True))
+    screened = identified - deleted
+    included = count(live, col(Record.decision) == "include")
+    excluded_curators = count(live, col(Record.decision) == "exclude")
+    maybe = count(live, col(Record.decision) == "maybe")
+    excluded_auto = count(live, undecided, col(Record.score).is_not(None),
+                          col(Record.flagged).is_(False))
+    awaiting = count(live, undecided) - excluded_auto
+    return [
+        ("records identified (PubMed)", identified, "distinct PMIDs retrieved"),
+        ("duplicates removed", revisions,
+         "later versions of a PMID already held (kept as revisions of one record)"),
+        ("records removed before screening (deleted citations)", deleted,
+         "PubMed DeleteCitation; curator work on them is kept"),
+        ("records screened", screened, "identified minus deleted"),
+        ("records excluded by automation", excluded_auto,
+         "scored below the flag threshold, no curator decision"),
+        ("records excluded by curators", excluded_curators, "latest decision: exclude"),
+        ("records awaiting screening", awaiting + maybe,
+         "flagged or unscored without a decision, plus 'maybe' decisions"),
+        ("records included", included, "latest decision: include"),
+        ("trials included", count(model=Trial), "randomised trials in the evidence base"),
+        ("reports of included trials", count(model=TrialReport),
+         "publications linked to those trials"),
+    ]
+
+
+def write_prisma_csv(session: Session, fh: IO[str]) -> None:
+    writer = csv.writer(fh)
+    writer.writerow(("stage", "count", "note"))
+    writer.writerows(prisma_counts(session))
+
+
+def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
+    n = {stage: value for stage, value, _ in counts}
+    lines = [
+        "# PRISMA 2020 flow (mmlr)",
+        "",
+        "| stage | n | note |",
+        "| --- | ---: | --- |",
+        *(f"| {stage} | {value} | {note} |" for stage, value, note in counts),
+        "",
+        f"Identification: {n['records identified (PubMed)']} records from PubMed "
+        f"({n['duplicates removed']} duplicate retrievals merged, "
+        f"{n['records removed before screening (deleted citations)']} deleted citations "
+        "removed).",
+        f"Screening: {n['records screened']} screened; "
+        f"{n['records excluded by automation']} excluded by the classifier, "
+        f"{n['records excluded by curators']} by curators; "
+        f"{n['records awaiting screening']} awaiting.",
+        f"Included: {n['records included']} records; {n['trials included']} trials with "
+        f"{n['reports of included trials']} reports.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- metafor
+def _export_metafor(ctx: AppContext, out: Path | None) -> list[Path]:
+    try:
+        from reports.export_metafor import write_metafor_export
+    except ImportError:
+        raise NotFoundError(
+            "the metafor export (reports.export_metafor) is not part of this installation",
+            hint="reinstall mmlr",
+        ) from None
+    return list(write_metafor_export(ctx, out))  # None: its own default folder
+
+
+# ----------------------------------------------------------------------------- helpers
+def _records(session: Session) -> Iterator[Record]:
+    # Keyset pages keep memory flat and behave the same on SQLite and PostgreSQL.
+    last = -1
+    while True:
+        page = session.exec(select(Record).where(col(Record.pmid) > last)
+                            .order_by(col(Record.pmid)).limit(_BATCH)).all()
+        if not page:
+            return
+        yield from page
+        last = page[-1].pmid
+        session.expunge_all()
+
+
+@contextmanager
+def _open_out(path: Path) -> Iterator[IO[str]]:
+    """Write to ``path`` via a temporary file, so a failed export never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = tmp.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise ValidationError(f"cannot write the export to {path}: {exc.strerror}",
+                              hint="choose a writable --out path") from None
+    try:
+        with fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _one_line(value: Any) -> str:
+    if value is None:
+        return ""
+    return " ".join(str(value).split())
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _ext(kind: str) -> str:
+    return {"ris": "ris"}.get(kind, "csv")

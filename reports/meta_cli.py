@@ -1,0 +1,212 @@
+"""``mmlr meta FILE.csv``: pool arbitrary rows so anyone can audit a number.
+
+The CSV has a header and one row per study: ``study, yi, sei`` (log HR and its SE) or
+``study, hr, ci_low, ci_high`` (HR with a 95% CI, maintenance vs control), optionally
+``subgroup`` and ``date`` (YYYY, YYYY-MM or YYYY-MM-DD, for the cumulative analysis). Each
+subgroup is pooled on its own, then all rows together, followed by the test for subgroup
+differences. Any bad cell stops the run with a ValidationError naming file, line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reports.derive import from_ci
+from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
+from store.errors import ValidationError
+
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+
+@dataclass
+class CsvStudy:
+    line: int
+    study: str
+    yi: float
+    sei: float
+    subgroup: str | None = None
+    date: str | None = None
+
+
+@dataclass
+class MetaCsvResult:
+    path: Path
+    method: str
+    ci: str
+    analyses: list[tuple[str, MetaResult]]  # subgroups in order of appearance, then "all"
+    subgroup_test: SubgroupTest | None
+    studies: list[CsvStudy]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.path.name}"
+
+    @property
+    def overall(self) -> MetaResult:
+        return dict(self.analyses)["all"]
+
+    def cumulative(self) -> list[tuple[str, MetaResult]]:
+        """All rows added by date (only when every row has one)."""
+        if not self.studies or any(s.date is None for s in self.studies):
+            return []
+        return self.overall.cumulative([s.date for s in self.studies])
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "method": self.method,
+            "ci": self.ci,
+            "analyses": [res.to_json(name) for name, res in self.analyses],
+            "subgroup_test": self.subgroup_test.to_json() if self.subgroup_test else None,
+            "warnings": self.warnings,
+        }
+        cumulative = self.cumulative()
+        if cumulative:
+            doc["cumulative"] = [{"added": name, "k": r.k, "estimate": r.estimate,
+                                  "ci_low": r.ci_low, "ci_high": r.ci_high}
+                                 for name, r in cumulative]
+        return clean_json(doc)
+
+    def describe(self) -> str:
+        lines = [f"{self.path}: {len(self.studies)} rows, {self.method} + {self.ci}"]
+        header = (f"{'analysis':20} {'k':>3} {'log HR':>8} {'SE':>7} {'HR':>6} "
+                  f"{'95% CI':>13} {'95% PI':>13} {'tau2':>7} {'I2':>5} {'p(Q)':>6}")
+        lines += [header, "-" * len(header)]
+        for name, r in self.analyses:
+            pi = f"{r.hr_pi_low:.2f}–{r.hr_pi_high:.2f}" if math.isfinite(r.pi_low) else "—"
+            lines.append(
+                f"{name[:20]:20} {r.k:>3} {r.estimate:8.4f} {r.se:7.4f} {r.hr:6.3f} "
+                f"{f'{r.hr_ci_low:.3f}–{r.hr_ci_high:.3f}':>13} {pi:>13} {r.tau2:7.4f} "
+                f"{r.i2:4.0f}% {r.q_p:6.3f}"
+            )
+        if self.subgroup_test:
+            t = self.subgroup_test
+            lines.append(f"Test for subgroup differences: Q = {t.q:.4f}, df = {t.df}, "
+                         f"p = {t.p:.4f}")
+        for name, r in self.analyses:
+            lines += [f"note ({name}): {n}" for n in r.notes]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _number(path: Path, line: int, column: str, text: str) -> float:
+    value = (text or "").strip()
+    if not value:
+        raise ValidationError(f"{path}, line {line}, column {column}: empty cell",
+                              hint="every row needs a number here")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValidationError(
+            f"{path}, line {line}, column {column}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValidationError(f"{path}, line {line}, column {column}: {value!r} is not finite")
+    return number
+
+
+def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
+    """Parse and validate the rows (see the module docstring); return them and warnings."""
+    if not path.exists():
+        raise ValidationError(f"{path}: file not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ValidationError(f"{path}: cannot be read as UTF-8 text ({exc.__class__.__name__})"
+                              ) from None
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames:
+        raise ValidationError(f"{path}: empty file", hint="the first line must be a header")
+    reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
+    cols = set(reader.fieldnames)
+    if "study" not in cols:
+        raise ValidationError(f"{path}, line 1: no 'study' column",
+                              hint="header must be study,yi,sei or study,hr,ci_low,ci_high")
+    if {"yi", "sei"} <= cols:
+        kind = "yi"
+    elif {"hr", "ci_low", "ci_high"} <= cols:
+        kind = "hr"
+    else:
+        raise ValidationError(
+            f"{path}, line 1: needs columns yi and sei, or hr, ci_low and ci_high "
+            f"(found {', '.join(reader.fieldnames)})")
+    studies: list[CsvStudy] = []
+    warnings: list[str] = []
+    for row in reader:
+        n = reader.line_num  # physical line (blank lines and quoted newlines counted)
+        if None in row:
+            raise ValidationError(f"{path}, line {n}: more cells than header columns")
+        if all(not (v or "").strip() for v in row.values()):
+            continue
+        study = (row.get("study") or "").strip()
+        if not study:
+            raise ValidationError(f"{path}, line {n}, column study: empty study name")
+        if kind == "yi":
+            yi = _number(path, n, "yi", row["yi"])
+            sei = _number(path, n, "sei", row["sei"])
+            if sei <= 0:
+                raise ValidationError(
+                    f"{path}, line {n}, column sei: standard error {row['sei'].strip()} "
+                    "must be positive")
+        else:
+            values = {c: _number(path, n, c, row[c]) for c in ("hr", "ci_low", "ci_high")}
+            for c, v in values.items():
+                if v <= 0:
+                    raise ValidationError(
+                        f"{path}, line {n}, column {c}: {row[c].strip()} must be > 0 "
+                        "(hazard ratios and their limits are positive)")
+            h, lo, hi = values["hr"], values["ci_low"], values["ci_high"]
+            if not lo < hi:
+                raise ValidationError(
+                    f"{path}, line {n}, column ci_high: upper limit {row['ci_high'].strip()} "
+                    f"is not above the lower limit {row['ci_low'].strip()}")
+            if not lo <= h <= hi:
+                raise ValidationError(
+                    f"{path}, line {n}, column hr: HR {row['hr'].strip()} is outside its CI "
+                    f"{row['ci_low'].strip()}–{row['ci_high'].strip()}")
+            derived = from_ci(row["hr"].strip(), row["ci_low"].strip(), row["ci_high"].strip())
+            yi, sei = derived.log_hr, derived.se
+            warnings += [f"line {n} ({study}): {w}" for w in derived.warnings]
+        subgroup = None
+        if "subgroup" in cols:
+            subgroup = (row.get("subgroup") or "").strip()
+            if not subgroup:
+                raise ValidationError(
+                    f"{path}, line {n}, column subgroup: empty",
+                    hint="name a subgroup on every row, or leave the column out")
+            if subgroup == "all":
+                raise ValidationError(f"{path}, line {n}, column subgroup: 'all' is reserved "
+                                      "for the pooled total; rename the subgroup")
+        when = None
+        if "date" in cols and (row.get("date") or "").strip():
+            when = row["date"].strip()
+            if not _DATE.match(when):
+                raise ValidationError(
+                    f"{path}, line {n}, column date: {when!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
+        studies.append(CsvStudy(n, study, yi, sei, subgroup, when))
+    if not studies:
+        raise ValidationError(f"{path}: no data rows after the header")
+    return studies, warnings
+
+
+def meta_from_csv(path: Path, *, method: str = "REML", ci: str = "hksj") -> MetaCsvResult:
+    """Pool each subgroup of the CSV, then all rows, with ``method`` and ``ci``."""
+    path = Path(path)
+    studies, warnings = read_meta_csv(path)
+    analyses: list[tuple[str, MetaResult]] = []
+    groups = list(dict.fromkeys(s.subgroup for s in studies if s.subgroup is not None))
+    for name in groups:
+        part = [s for s in studies if s.subgroup == name]
+        analyses.append((name, meta_analysis([s.yi for s in part], [s.sei for s in part],
+                                             method=method, ci=ci,
+                                             labels=[s.study for s in part])))
+    analyses.append(("all", meta_analysis([s.yi for s in studies], [s.sei for s in studies],
+                                          method=method, ci=ci,
+                                          labels=[s.study for s in studies])))
+    test = subgroup_test(analyses[:-1]) if len(groups) > 1 else None
+    return MetaCsvResult(path=path, method=method, ci=ci, analyses=analyses,
+                         subgroup_test=test, studies=studies, warnings=warnings)

@@ -1,0 +1,345 @@
+"""``mmlr pool``: recompute every analysis and keep a snapshot of each changed result.
+
+A :class:`store.models.PooledResult` row is written for an analysis only when the hash of its
+inputs, the pooling settings or the code version differ from its newest snapshot, so running
+``pool_all`` twice changes nothing. A snapshot is self-contained: ``inputs`` holds one row per
+study (trial, estimate id, yi, sei, HR and CI, weight, flags, date) and ``result`` the extras
+(p value, τ² CI, HR scale, subgroups and their test, leave-one-out, cumulative, dropped
+candidates), so a forest plot or a digest can be rebuilt from the stored row alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from reports.analyses import (
+    SETTING_LABELS,
+    Analysis,
+    Candidate,
+    default_analyses,
+    select_inputs,
+)
+from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
+from store.audit import audit
+from store.context import AppContext
+from store.models import Estimate, PooledResult, Trial, TrialReport
+
+log = logging.getLogger(__name__)
+
+_CODE_FILES = ("meta.py", "analyses.py", "pool.py")
+
+
+def code_version() -> str:
+    """Package version + a hash of the pooling code: a snapshot says which code made it."""
+    try:
+        version = metadata.version("mmlr")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        version = "0"
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _CODE_FILES:
+        digest.update((here / name).read_bytes())
+    return f"{version}+{digest.hexdigest()[:12]}"
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class AnalysisOutcome:
+    analysis: Analysis
+    result: MetaResult | None
+    inputs: list[dict[str, Any]]
+    extras: dict[str, Any]
+    subgroup_test: SubgroupTest | None = None
+    snapshot_id: int | None = None
+    changed: bool = False
+
+    @property
+    def k(self) -> int:
+        return self.result.k if self.result else 0
+
+    def to_json(self) -> dict[str, Any]:
+        assert self.result is not None
+        entry = self.result.to_json(self.analysis.key)
+        entry.update({
+            "label": self.analysis.label, "drug": self.analysis.drug,
+            "setting": self.analysis.setting, "endpoint": self.analysis.endpoint,
+            "sensitivity": self.analysis.include_strategy,
+            "trials": [row["trial"] for row in self.inputs],
+            "snapshot_id": self.snapshot_id, "changed": self.changed,
+        })
+        entry.pop("weights", None)  # per-study weights live in "studies"
+        entry["studies"] = [{k: row[k] for k in ("trial", "estimate_id", "yi", "sei", "hr",
+                                                 "ci_low", "ci_high", "weight", "flags")}
+                            for row in self.inputs]
+        return clean_json(entry)
+
+
+@dataclass
+class PoolRun:
+    """What ``pool_all`` did: one outcome per analysis (k = 0 ones included)."""
+
+    method: str
+    ci: str
+    code_version: str
+    outcomes: list[AnalysisOutcome] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[AnalysisOutcome]:
+        return [o for o in self.outcomes if o.changed]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``mmlr pool --json`` document (DESIGN §3)."""
+        pooled = [o for o in self.outcomes if o.result is not None]
+        return {
+            "method": self.method,
+            "ci": self.ci,
+            "code_version": self.code_version,
+            "analyses": [o.to_json() for o in pooled],
+            "subgroup_test": {
+                o.analysis.key: {**o.subgroup_test.to_json(), "by": "setting",
+                                 "subgroups": o.subgroup_test.subgroups}
+                for o in pooled if o.subgroup_test is not None
+            },
+            "no_data": [o.analysis.key for o in self.outcomes if o.result is None],
+            "snapshots_written": len(self.changed),
+        }
+
+    def describe(self) -> str:
+        lines = [f"Pooled with {self.method} + {self.ci} (code {self.code_version}); "
+                 f"{len(self.changed)} new snapshot(s)."]
+        header = (f"{'analysis':44} {'k':>2}  {'HR':>5} {'95% CI':>13} {'95% PI':>13} "
+                  f"{'I²':>5} {'p(Q)':>6}")
+        lines += [header, "-" * len(header)]
+        for o in self.outcomes:
+            if o.result is None:
+                lines.append(f"{o.analysis.key:44} {0:>2}  no eligible verified estimates")
+                continue
+            r = o.result
+            pi = (f"{r.hr_pi_low:.2f}–{r.hr_pi_high:.2f}" if math.isfinite(r.pi_low) else "—")
+            mark = " *" if o.changed else ""
+            lines.append(
+                f"{o.analysis.key:44} {r.k:>2}  {r.hr:5.2f} "
+                f"{f'{r.hr_ci_low:.2f}–{r.hr_ci_high:.2f}':>13} {pi:>13} "
+                f"{r.i2:4.0f}% {r.q_p:6.3f}{mark}"
+            )
+            if o.subgroup_test is not None:
+                t = o.subgroup_test
+                lines.append(f"{'':46}subgroup difference (setting): Q = {t.q:.2f}, "
+                             f"df = {t.df}, p = {t.p:.3f}")
+        if self.changed:
+            lines.append("* new snapshot stored")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- loading
+def load_candidates(session: Session) -> list[Candidate]:
+    """Every stored estimate joined with its trial and report."""
+    rows = session.exec(
+        select(Estimate, Trial, TrialReport)
+        .join(Trial, Trial.id == Estimate.trial_id)  # type: ignore[arg-type]
+        .outerjoin(TrialReport, TrialReport.id == Estimate.report_id)  # type: ignore[arg-type]
+        .order_by(Estimate.id)  # type: ignore[arg-type]
+    ).all()
+    out = []
+    for est, trial, report in rows:
+        assert est.id is not None and trial.id is not None
+        out.append(Candidate(
+            estimate_id=est.id, trial_id=trial.id, trial_name=trial.name, drug=trial.drug,
+            is_strategy=trial.is_strategy, endpoint=est.endpoint, setting=est.setting,
+            comparison=est.comparison, log_hr=est.log_hr, se=est.se, verified=est.verified,
+            data_cut=est.data_cut, data_cut_label=est.data_cut_label,
+            report_year=report.year if report else None,
+            pmid=report.pmid if report else None,
+            hr=est.hr, ci_low=est.ci_low, ci_high=est.ci_high, method=est.method,
+            approximate=est.approximate,
+        ))
+    return out
+
+
+def _row_label(c: Candidate, analysis: Analysis, names: list[str]) -> str:
+    # A trial entered per stratum appears twice in an "all" analysis: say which stratum.
+    if analysis.setting == "all" and names.count(c.trial_name) > 1:
+        return f"{c.trial_name} ({SETTING_LABELS.get(c.setting, c.setting)})"
+    return c.trial_name
+
+
+def _input_rows(analysis: Analysis, chosen: list[Candidate]) -> list[dict[str, Any]]:
+    names = [c.trial_name for c in chosen]
+    rows = []
+    for c in chosen:
+        flags = []
+        if c.efs_ttp:
+            flags.append(c.endpoint.upper())
+        if c.approximate:
+            flags.append("approximate")
+        if c.is_strategy:
+            flags.append("strategy")
+        if c.method != "reported_ci":
+            flags.append(c.method)
+        cut = c.cut_date
+        rows.append({
+            "trial": _row_label(c, analysis, names), "trial_name": c.trial_name,
+            "trial_id": c.trial_id, "estimate_id": c.estimate_id,
+            "yi": c.log_hr, "sei": c.se,
+            "hr": c.hr if c.hr else math.exp(c.log_hr),
+            "ci_low": c.ci_low if c.ci_low else math.exp(c.log_hr - 1.959964 * c.se),
+            "ci_high": c.ci_high if c.ci_high else math.exp(c.log_hr + 1.959964 * c.se),
+            "endpoint": c.endpoint.upper(), "setting": c.setting, "subgroup": c.setting,
+            "comparison": c.comparison, "method": c.method, "approximate": c.approximate,
+            "efs_ttp": c.efs_ttp, "is_strategy": c.is_strategy, "flags": flags,
+            "data_cut": c.data_cut.isoformat() if c.data_cut else None,
+            "data_cut_label": c.data_cut_label,
+            "date": cut.isoformat() if cut else None, "year": c.report_year, "pmid": c.pmid,
+        })
+    return rows
+
+
+def _hash_inputs(analysis: Analysis, rows: list[dict[str, Any]]) -> str:
+    payload = {"analysis": analysis.key, "rows": rows}
+    text = json.dumps(clean_json(payload), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _summary(res: MetaResult) -> dict[str, Any]:
+    return {"k": res.k, "estimate": res.estimate, "se": res.se, "ci_low": res.ci_low,
+            "ci_high": res.ci_high, "pi_low": res.pi_low, "pi_high": res.pi_high,
+            "hr": res.hr, "hr_ci_low": res.hr_ci_low, "hr_ci_high": res.hr_ci_high,
+            "tau2": res.tau2, "i2": res.i2, "q": res.q, "q_df": res.q_df, "q_p": res.q_p,
+            "pval": res.pval}
+
+
+def compute_analysis(
+    analysis: Analysis, candidates: list[Candidate], *, method: str, ci: str
+) -> AnalysisOutcome:
+    """Select the inputs of one analysis and pool them (no database access)."""
+    selection = select_inputs(analysis, candidates)
+    rows = _input_rows(analysis, selection.chosen)
+    dropped = [{"estimate_id": c.estimate_id, "trial": c.trial_name, "reason": reason}
+               for c, reason in selection.dropped]
+    if not rows:
+        return AnalysisOutcome(analysis, None, [], {"dropped": dropped})
+    res = meta_analysis([r["yi"] for r in rows], [r["sei"] for r in rows], method=method,
+                        ci=ci, labels=[r["trial"] for r in rows])
+    for row, weight in zip(rows, res.weights, strict=True):
+        row["weight"] = weight
+    subgroups: list[tuple[str, MetaResult]] = []
+    test = None
+    if analysis.setting == "all":
+        order = list(dict.fromkeys(r["subgroup"] for r in rows))
+        if len(order) > 1:
+            for name in order:
+                part = [r for r in rows if r["subgroup"] == name]
+                subgroups.append((name, meta_analysis(
+                    [r["yi"] for r in part], [r["sei"] for r in part], method=method, ci=ci,
+                    labels=[r["trial"] for r in part])))
+            test = subgroup_test(subgroups)
+    extras: dict[str, Any] = {
+        "label": analysis.label, "drug": analysis.drug, "setting": analysis.setting,
+        "endpoint": analysis.endpoint, "sensitivity": analysis.include_strategy,
+        "pval": res.pval, "df": res.df, "h2": res.h2, "s2w": res.s2w,
+        "tau2_ci": list(res.tau2_ci) if res.tau2_ci else None, "ci_used": res.ci,
+        "notes": res.notes,
+        "hr": res.hr, "hr_ci_low": res.hr_ci_low, "hr_ci_high": res.hr_ci_high,
+        "hr_pi_low": res.hr_pi_low, "hr_pi_high": res.hr_pi_high,
+        "flags": {"efs_ttp": [r["trial"] for r in rows if r["efs_ttp"]],
+                  "approximate": [r["trial"] for r in rows if r["approximate"]],
+                  "strategy": [r["trial"] for r in rows if r["is_strategy"]]},
+        "subgroups": [{"name": name, **_summary(sub)} for name, sub in subgroups],
+        "subgroup_test": test.to_json() if test else None,
+        "leave_one_out": [{"omitted": name, **_summary(sub)}
+                          for name, sub in res.leave_one_out()],
+        "cumulative": [{"added": name, "date": rows[res.labels.index(name)]["date"],
+                        **_summary(sub)}
+                       for name, sub in res.cumulative([r["date"] or "" for r in rows])],
+        "dropped": dropped,
+    }
+    return AnalysisOutcome(analysis, res, rows, clean_json(extras), subgroup_test=test)
+
+
+# ----------------------------------------------------------------------------- snapshots
+def latest_results(session: Session) -> list[PooledResult]:
+    """The newest snapshot of every analysis key (ids grow with time), ordered by key."""
+    newest = (select(func.max(PooledResult.id)).group_by(PooledResult.analysis_key)
+              .scalar_subquery())
+    return list(session.exec(
+        select(PooledResult).where(PooledResult.id.in_(newest))  # type: ignore[union-attr]
+        .order_by(PooledResult.analysis_key)
+    ).all())
+
+
+def pool_all(ctx: AppContext) -> PoolRun:
+    """Recompute every analysis with ``settings.pool_method``/``pool_ci``; store changes."""
+    method, ci = ctx.settings.pool_method, ctx.settings.pool_ci
+    version = code_version()
+    run = PoolRun(method=method, ci=ci, code_version=version)
+    settings_doc = {"method": method, "ci": ci}
+    with ctx.sessions() as session:
+        candidates = load_candidates(session)
+        previous = {p.analysis_key: p for p in latest_results(session)}
+        analyses = default_analyses(candidates)
+        known = {a.key for a in analyses}
+        # An analysis that had data once stays listed even when its inputs vanish.
+        for key, snap in previous.items():
+            if key not in known:
+                drug, endpoint, setting, *rest = key.split("/")
+                try:
+                    analyses.append(Analysis(drug, setting, endpoint, include_strategy=bool(rest)))
+                except ValueError:
+                    log.warning("ignoring snapshot %s with an unknown analysis key", snap.id)
+        new_rows: list[tuple[AnalysisOutcome, PooledResult]] = []
+        for analysis in analyses:
+            outcome = compute_analysis(analysis, candidates, method=method, ci=ci)
+            run.outcomes.append(outcome)
+            prev = previous.get(analysis.key)
+            inputs_hash = _hash_inputs(analysis, outcome.inputs)
+            if prev is not None and (prev.inputs_hash, prev.settings, prev.code_version) == (
+                inputs_hash, settings_doc, version
+            ):
+                outcome.snapshot_id = prev.id
+                continue
+            if outcome.result is None and (prev is None or prev.k == 0):
+                continue  # never had data: nothing to record
+            new_rows.append((outcome, _snapshot(outcome, inputs_hash, settings_doc, version)))
+        for _, row in new_rows:
+            session.add(row)
+        if new_rows:
+            session.flush()
+            for outcome, row in new_rows:
+                outcome.snapshot_id, outcome.changed = row.id, True
+            audit(session, "pool", object_type="pooled_results",
+                  snapshots=[row.id for _, row in new_rows], method=method, ci=ci,
+                  code_version=version)
+        session.commit()
+    log.info("pooled %d analyses, %d new snapshot(s)", len(run.outcomes), len(run.changed))
+    return run
+
+
+def _snapshot(outcome: AnalysisOutcome, inputs_hash: str, settings_doc: dict[str, Any],
+              version: str) -> PooledResult:
+    res = outcome.result
+
+    def val(x: float | None) -> float | None:
+        return x if x is not None and math.isfinite(x) else None
+
+    return PooledResult(
+        analysis_key=outcome.analysis.key, analysis_label=outcome.analysis.label,
+        method=settings_doc["method"], ci_method=res.ci if res else settings_doc["ci"],
+        k=outcome.k,
+        estimate=val(res.estimate) if res else None, se=val(res.se) if res else None,
+        ci_low=val(res.ci_low) if res else None, ci_high=val(res.ci_high) if res else None,
+        pi_low=val(res.pi_low) if res else None, pi_high=val(res.pi_high) if res else None,
+        tau2=val(res.tau2) if res else None, i2=val(res.i2) if res else None,
+        q=val(res.q) if res else None, q_p=val(res.q_p) if res else None,
+        result=outcome.extras, inputs=clean_json(outcome.inputs), inputs_hash=inputs_hash,
+        settings=dict(settings_doc), code_version=version,
+    )

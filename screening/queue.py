@@ -1,0 +1,66 @@
+"""The review queue: records in the active model's certainty order (highest score first).
+
+Undecided records of the random audit sample are interleaved — one every ``AUDIT_EVERY``
+positions — so low-score records reach curators without waiting for the queue to drain;
+each is marked ``audit_sample`` so the page can say why it is there. Deleted records never
+appear; decided records only with ``include_decided``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from store.models import Record
+
+AUDIT_EVERY = 10
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    pmid: int
+    title: str
+    journal: str | None
+    year: int | None
+    score: float | None
+    flagged: bool
+    audit_sample: bool
+    model_version_id: int | None
+    rank: int
+    decision: str | None = None
+
+
+def _item(r: Record, rank: int) -> QueueItem:
+    return QueueItem(pmid=r.pmid, title=r.title, journal=r.journal, year=r.year, score=r.score,
+                     flagged=r.flagged, audit_sample=r.audit_sample,
+                     model_version_id=r.score_model_version_id, rank=rank, decision=r.decision)
+
+
+def queue(session: Session, *, limit: int = 50, offset: int = 0,
+          include_decided: bool = False) -> list[QueueItem]:
+    """One page of the queue (ranks are 1-based positions in the whole queue)."""
+    limit, offset = max(0, int(limit)), max(0, int(offset))
+    need = offset + limit
+    if need == 0:
+        return []
+    live = col(Record.deleted).is_(False)
+    by_score = (col(Record.score).desc().nulls_last(), col(Record.pmid).desc())
+    pending_audit = col(Record.audit_sample).is_(True) & col(Record.decision).is_(None)
+    audit = list(session.exec(select(Record).where(live, pending_audit)
+                              .order_by(*by_score).limit(need)))
+    main_stmt = select(Record).where(live, ~pending_audit)
+    if not include_decided:
+        main_stmt = main_stmt.where(col(Record.decision).is_(None))
+    main = list(session.exec(main_stmt.order_by(*by_score).limit(need)))
+    merged: list[Record] = []
+    mi = ai = 0
+    while len(merged) < need and (mi < len(main) or ai < len(audit)):
+        slot_for_audit = (len(merged) + 1) % AUDIT_EVERY == 0
+        if (slot_for_audit and ai < len(audit)) or mi >= len(main):
+            merged.append(audit[ai])
+            ai += 1
+        else:
+            merged.append(main[mi])
+            mi += 1
+    return [_item(r, offset + i + 1) for i, r in enumerate(merged[offset:need])]

@@ -1,0 +1,356 @@
+"""`mmlr screen`: (re)train the classifier when the evidence changed, score what needs it.
+
+One call, under the job lock "screen":
+1. decide whether to train: no model yet, ``force_retrain``, at least
+   ``settings.retrain_min_decisions`` decisions newer than the active model, or the active
+   model is the keyword prior and a classifier can now be trained;
+2. build the training set — curator decisions (include/maybe = 1, exclude = 0) override
+   everything; seed PMIDs (``TrialReport.pmid``) are known includes; undecided records whose
+   publication type can never be a trial report, or that never mention myeloma, are weak
+   negatives (capped per include) — and train, calibrating the flag threshold by
+   cross-validation; with fewer than 2 includes or 2 excludes the transparent keyword prior
+   (``screening.prior``) stands in;
+3. score every live record whose score is missing, from another model, or from older content,
+   reusing a Score row when one exists for (pmid, model, content hash);
+4. choose the random audit sample among low-score undecided records.
+
+Progress is written to KeyValue "screening.progress"; every transaction is short so the web
+app keeps serving while this runs in a background thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from screening.config import ScreeningConfig
+from screening.features import Document
+from screening.model import ScreeningModel, train_model
+from screening.prior import PRIOR_THRESHOLD, prior_config, prior_score
+from store.audit import audit
+from store.context import AppContext
+from store.errors import ScreeningError
+from store.locks import job_lock
+from store.models import Decision, KeyValue, ModelVersion, Record, Score, TrialReport, utcnow
+
+log = logging.getLogger(__name__)
+
+PROGRESS_KEY = "screening.progress"
+PRIOR_NAME = "keyword-prior"
+SCORE_BATCH = 500
+_MYELOMA = re.compile(r"myelom|plasma[- ]cell", re.IGNORECASE)
+
+
+@dataclass
+class ScreenSummary:
+    model_version_id: int
+    model_name: str
+    trained: bool
+    n_train: int
+    n_positive: int
+    scored: int
+    flagged: int
+    audit_sample: int
+    threshold: float | None = None
+
+    def describe(self) -> str:
+        what = (f"model v{self.model_version_id} (keyword prior)" if self.model_name == PRIOR_NAME
+                else f"model v{self.model_version_id} (trained on {self.n_train}: "
+                     f"{self.n_positive} includes)")
+        if self.trained:
+            what += " new"
+        return f"{what} / scored {self.scored} / flagged {self.flagged}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model_version_id": self.model_version_id, "model": self.model_name,
+                "trained": self.trained, "n_train": self.n_train,
+                "n_positive": self.n_positive, "scored": self.scored,
+                "flagged": self.flagged, "audit_sample": self.audit_sample,
+                "threshold": self.threshold}
+
+
+def code_version() -> str:
+    try:
+        return version("mmlr")
+    except PackageNotFoundError:  # running from a checkout that was not installed
+        return "unknown"
+
+
+def record_document(r: Record) -> Document:
+    return Document(
+        title=r.title or "", abstract=r.abstract or "",
+        mesh=tuple(str(m.get("descriptor", "")) for m in (r.mesh or []) if isinstance(m, dict)),
+        keywords=tuple(r.keywords or ()), publication_types=tuple(r.publication_types or ()),
+        journal=r.journal or "",
+    )
+
+
+def audit_draw(pmid: int, salt: str = "mmlr-audit") -> float:
+    """A fixed pseudo-random number in [0, 1) per PMID: the audit sample is reproducible and
+    independent of the record's content and score."""
+    digest = hashlib.sha256(f"{salt}:{pmid}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+# ----------------------------------------------------------------------------- progress
+def write_progress(ctx: AppContext, phase: str, done: int, total: int) -> None:
+    with ctx.sessions() as session:
+        row = session.get(KeyValue, PROGRESS_KEY)
+        value = {"phase": phase, "done": done, "total": total,
+                 "updated_at": utcnow().isoformat()}
+        if row is None:
+            row = KeyValue(key=PROGRESS_KEY, value=value)
+        else:
+            row.value = value
+            row.updated_at = utcnow()
+        session.add(row)
+        session.commit()
+
+
+# ----------------------------------------------------------------------------- training data
+@dataclass
+class TrainingSet:
+    pmids: list[int]
+    labels: np.ndarray
+    n_decisions: int
+    n_seed: int
+    n_weak: int
+    snapshot_at: datetime
+
+    @property
+    def n_positive(self) -> int:
+        return int(self.labels.sum())
+
+    @property
+    def trainable(self) -> bool:
+        return self.n_positive >= 2 and int((self.labels == 0).sum()) >= 2
+
+
+def latest_decisions(session: Session) -> dict[int, str]:
+    """The newest decision per PMID (the Decision table is append-only)."""
+    newest = (select(Decision.pmid, func.max(Decision.id).label("id"))
+              .group_by(col(Decision.pmid)).subquery())
+    rows = session.exec(select(Decision.pmid, Decision.decision)
+                        .join(newest, col(Decision.id) == newest.c.id)).all()
+    return {int(p): d for p, d in rows}
+
+
+def build_training_set(session: Session, records: Sequence[Record],
+                       config: ScreeningConfig) -> TrainingSet:
+    snapshot_at = utcnow()
+    decided = latest_decisions(session)
+    seeds = {int(p) for p in session.exec(select(TrialReport.pmid)
+                                          .where(col(TrialReport.pmid).is_not(None))).all()
+             if p is not None}
+    labels: dict[int, int] = {}
+    for pmid, decision in decided.items():
+        labels[pmid] = 0 if decision == "exclude" else 1  # "maybe" counts as include: recall first
+    live = {r.pmid for r in records}
+    n_seed = 0
+    for pmid in sorted(seeds & live):
+        if pmid not in labels:
+            labels[pmid] = 1
+            n_seed += 1
+    weak_types = {t.lower() for t in config.weak_negative_types}
+    weak = [r.pmid for r in records if r.pmid not in labels and (
+        any(t.lower() in weak_types for t in (r.publication_types or []))
+        or not _MYELOMA.search(" ".join([r.title or "", r.abstract or "", *[
+            str(m.get("descriptor", "")) for m in (r.mesh or []) if isinstance(m, dict)]])))]
+    n_pos = sum(labels.values())
+    cap = int(max(1, n_pos) * config.weak_negative_ratio)
+    weak.sort(key=lambda p: audit_draw(p, salt="mmlr-weak"))  # deterministic, content-blind
+    for pmid in weak[:cap]:
+        labels[pmid] = 0
+    pmids = sorted(labels)
+    return TrainingSet(pmids=pmids, labels=np.asarray([labels[p] for p in pmids], dtype=int),
+                       n_decisions=len(decided), n_seed=n_seed, n_weak=min(len(weak), cap),
+                       snapshot_at=snapshot_at)
+
+
+# ----------------------------------------------------------------------------- models
+def active_model(session: Session) -> ModelVersion | None:
+    return session.exec(select(ModelVersion).where(col(ModelVersion.active).is_(True))
+                        .order_by(col(ModelVersion.id).desc())).first()
+
+
+def load_model(mv: ModelVersion) -> ScreeningModel | None:
+    """The fitted model of a version (None for the keyword prior)."""
+    if mv.name == PRIOR_NAME:
+        return None
+    config = ScreeningConfig.from_dict(mv.config)
+    return ScreeningModel.from_bytes(mv.artifact, config=config, threshold=mv.threshold,
+                                     label=f"model version {mv.id}")
+
+
+def _needs_training(session: Session, ctx: AppContext, mv: ModelVersion | None,
+                    force: bool, trainable: bool) -> bool:
+    if mv is None or force:
+        return True
+    if mv.name == PRIOR_NAME:
+        return trainable
+    newer = session.exec(select(func.count()).select_from(Decision)
+                         .where(Decision.created_at > mv.created_at)).one()
+    return int(newer) >= ctx.settings.retrain_min_decisions
+
+
+def _train(ctx: AppContext, records: Sequence[Record], ts: TrainingSet,
+           config: ScreeningConfig) -> ModelVersion:
+    if not ts.trainable:
+        mv = ModelVersion(name=PRIOR_NAME, config=prior_config(), n_train=len(ts.pmids),
+                          n_positive=ts.n_positive, n_decisions=ts.n_decisions,
+                          cv_metrics={"note": "keyword prior: fewer than 2 includes or 2 "
+                                              "excludes to train on"},
+                          threshold=PRIOR_THRESHOLD, code_version=code_version(),
+                          created_at=ts.snapshot_at)
+    else:
+        by_pmid = {r.pmid: r for r in records}
+        docs = [record_document(by_pmid[p]) for p in ts.pmids]
+        corpus = [record_document(r) for r in records]
+        model, cv = train_model(docs, ts.labels, config, corpus=corpus)
+        metrics = dict(cv.metrics) if cv else {}
+        metrics.update({"n_seed": ts.n_seed, "n_weak_negative": ts.n_weak})
+        mv = ModelVersion(name=config.name, config=config.to_dict(), n_train=len(ts.pmids),
+                          n_positive=ts.n_positive, n_decisions=ts.n_decisions,
+                          cv_metrics=metrics, threshold=model.threshold,
+                          artifact=model.to_bytes(), code_version=code_version(),
+                          created_at=ts.snapshot_at)
+    with ctx.sessions() as session:
+        for old in session.exec(select(ModelVersion).where(col(ModelVersion.active).is_(True))):
+            old.active = False
+            session.add(old)
+        session.add(mv)
+        session.flush()
+        audit(session, "model.train", object_type="model_version", object_id=mv.id,
+              name=mv.name, n_train=mv.n_train, n_positive=mv.n_positive,
+              threshold=mv.threshold)
+        session.commit()
+    log.info("trained model version %s (%s): %s records, %s includes", mv.id, mv.name,
+             mv.n_train, mv.n_positive)
+    return mv
+
+
+# ----------------------------------------------------------------------------- scoring
+def _stale(session: Session, records: Sequence[Record], mv: ModelVersion) -> list[Record]:
+    have = {(int(p), h) for p, h in session.exec(
+        select(Score.pmid, Score.content_hash).where(Score.model_version_id == mv.id)).all()}
+    return [r for r in records if r.score is None or r.score_model_version_id != mv.id
+            or (r.pmid, r.content_hash) not in have]
+
+
+def _score_records(ctx: AppContext, mv: ModelVersion, model: ScreeningModel | None,
+                   stale: Sequence[Record], progress: Any) -> int:
+    threshold = mv.threshold if mv.threshold is not None else 1.0
+    new_rows = 0
+    for start in range(0, len(stale), SCORE_BATCH):
+        chunk = stale[start:start + SCORE_BATCH]
+        docs = [record_document(r) for r in chunk]
+        scores = (model.score(docs) if model is not None
+                  else np.asarray([prior_score(d) for d in docs]))
+        with ctx.sessions() as session:
+            existing = {int(s.pmid): s for s in session.exec(select(Score).where(
+                Score.model_version_id == mv.id,
+                col(Score.pmid).in_([r.pmid for r in chunk]))).all()}
+            for r, value in zip(chunk, scores, strict=True):
+                rec = session.get(Record, r.pmid)
+                if rec is None or rec.deleted:
+                    continue
+                row = existing.get(rec.pmid)
+                if row is None or row.content_hash != rec.content_hash:
+                    row = session.exec(select(Score).where(
+                        Score.pmid == rec.pmid, Score.model_version_id == mv.id,
+                        Score.content_hash == rec.content_hash)).first()
+                if row is None:
+                    row = Score(pmid=rec.pmid, model_version_id=int(mv.id or 0),
+                                content_hash=rec.content_hash, score=float(value),
+                                flagged=bool(value >= threshold))
+                    session.add(row)
+                    new_rows += 1
+                rec.score, rec.flagged = row.score, row.flagged
+                rec.score_model_version_id = mv.id
+                session.add(rec)
+            session.commit()
+        done = min(start + SCORE_BATCH, len(stale))
+        write_progress(ctx, "scoring", done, len(stale))
+        if progress is not None:
+            progress.update(progress.task_ids[0], completed=done)
+    return new_rows
+
+
+def _choose_audit(ctx: AppContext, fraction: float) -> int:
+    """Mark undecided low-score records whose fixed draw falls under the audit fraction."""
+    with ctx.sessions() as session:
+        rows = session.exec(select(Record).where(col(Record.deleted).is_(False),
+                                                 col(Record.decision).is_(None))).all()
+        for r in rows:
+            want = (not r.flagged) and r.score is not None and audit_draw(r.pmid) < fraction
+            if r.audit_sample != want:
+                r.audit_sample = want
+                session.add(r)
+        session.commit()
+        n = session.exec(select(func.count()).select_from(Record).where(
+            col(Record.deleted).is_(False), col(Record.audit_sample).is_(True))).one()
+    return int(n)
+
+
+def _progress_bar(enabled: bool, total: int) -> Any:
+    if not enabled or total == 0:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("scoring records"), BarColumn(), MofNCompleteColumn(),
+                   transient=True)
+    bar.add_task("score", total=total)
+    return bar
+
+
+# ----------------------------------------------------------------------------- entry point
+def screen(ctx: AppContext, *, force_retrain: bool = False, progress: bool = False,
+           config: ScreeningConfig | None = None) -> ScreenSummary:
+    """Train when needed, score stale records, pick the audit sample (module docstring)."""
+    config = config or ScreeningConfig(target_recall=ctx.settings.target_recall)
+    config.validate()
+    with job_lock(ctx.engine, "screen"):
+        with ctx.sessions() as session:
+            records = list(session.exec(select(Record).where(col(Record.deleted).is_(False))
+                                        .order_by(col(Record.pmid))).all())
+            mv = active_model(session)
+            ts = build_training_set(session, records, config)
+            train = _needs_training(session, ctx, mv, force_retrain, ts.trainable)
+        if train:
+            write_progress(ctx, "training", 0, len(ts.pmids))
+            mv = _train(ctx, records, ts, config)
+        assert mv is not None
+        model = load_model(mv)
+        with ctx.sessions() as session:
+            stale = _stale(session, records, mv)
+        write_progress(ctx, "scoring", 0, len(stale))
+        bar = _progress_bar(progress, len(stale))
+        if bar is not None:
+            with bar:
+                scored = _score_records(ctx, mv, model, stale, bar)
+        else:
+            scored = _score_records(ctx, mv, model, stale, None)
+        n_audit = _choose_audit(ctx, ctx.settings.audit_fraction)
+        with ctx.sessions() as session:
+            flagged = session.exec(select(func.count()).select_from(Record).where(
+                col(Record.deleted).is_(False), col(Record.flagged).is_(True))).one()
+        write_progress(ctx, "done", len(stale), len(stale))
+    summary = ScreenSummary(model_version_id=int(mv.id or 0), model_name=mv.name,
+                            trained=train, n_train=mv.n_train, n_positive=mv.n_positive,
+                            scored=scored, flagged=int(flagged), audit_sample=n_audit,
+                            threshold=mv.threshold)
+    log.info("screen: %s", summary.describe())
+    return summary
+
+
+__all__ = ["ScreenSummary", "ScreeningError", "screen"]

@@ -1,0 +1,85 @@
+"""``create_app(settings)``: the curator web app and the JSON API.
+
+Everything the app needs is built here from the settings (no import-time globals): its own
+AppContext (engine + session factory), the templates, the background retrainer. Middleware,
+outermost first: security headers → catch-all 500 → signed session cookie → routes (whose
+MmlrError/HTTP errors are mapped by ``screening.web.errors``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from screening.web import (
+    routes_admin,
+    routes_api,
+    routes_auth,
+    routes_digests,
+    routes_estimates,
+    routes_records,
+    routes_trials,
+)
+from screening.web.errors import CatchAllMiddleware, install_error_handlers
+from screening.web.retrain import Retrainer
+from screening.web.security import SecurityHeadersMiddleware
+from screening.web.templating import make_templates
+from store.context import AppContext, make_context
+from store.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+SESSION_MAX_AGE = 12 * 60 * 60  # a working day; then log in again
+
+
+def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
+    """Build the app. ``ctx`` lets a caller share an existing context (tests, `mmlr demo`);
+    by default the app builds and owns its own."""
+    owns_ctx = ctx is None
+    context = ctx if ctx is not None else make_context(settings)
+    secure = settings.base_url.lower().startswith("https://")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.retrainer.join(timeout=60)
+        if owns_ctx:
+            context.dispose()
+
+    app = FastAPI(title="mmlr", version=_version(), lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.state.ctx = context
+    app.state.settings = settings
+    app.state.templates = make_templates()
+    app.state.retrainer = Retrainer(context)
+
+    install_error_handlers(app)
+    for module in (routes_auth, routes_records, routes_trials, routes_estimates,
+                   routes_digests, routes_admin, routes_api):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # add_middleware puts each new one outermost: add innermost first.
+    app.add_middleware(SessionMiddleware, secret_key=settings.secret(),
+                       session_cookie="mmlr_session", max_age=SESSION_MAX_AGE,
+                       same_site="lax", https_only=secure)
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=secure)
+    log.info("web app created for %s", settings.base_url)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mmlr")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,77 @@
+"""Read-side helpers for pooled results and digests (shared by pages and the API)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from store.models import Estimate, PooledResult, Trial, TrialReport
+
+
+def latest_pooled(session: Session) -> list[PooledResult]:
+    """Newest snapshot per analysis: ``reports.pool.latest_results`` when it exists."""
+    try:
+        module = importlib.import_module("reports.pool")
+        latest = module.latest_results
+    except (ImportError, AttributeError):
+        latest = None
+    if latest is not None:
+        return list(latest(session))
+    rows = session.exec(select(PooledResult).order_by(col(PooledResult.analysis_key),
+                                                      col(PooledResult.id).desc())).all()
+    seen: dict[str, PooledResult] = {}
+    for row in rows:
+        seen.setdefault(row.analysis_key, row)
+    return list(seen.values())
+
+
+def _exp(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else math.exp(value)
+
+
+def pooled_json(row: PooledResult) -> dict[str, Any]:
+    return {
+        "id": row.id, "analysis": row.analysis_key, "label": row.analysis_label,
+        "method": row.method, "ci_method": row.ci_method, "k": row.k,
+        "estimate": row.estimate, "se": row.se, "ci_low": row.ci_low, "ci_high": row.ci_high,
+        "pi_low": row.pi_low, "pi_high": row.pi_high,
+        "hr": _exp(row.estimate), "hr_ci_low": _exp(row.ci_low), "hr_ci_high": _exp(row.ci_high),
+        "hr_pi_low": _exp(row.pi_low), "hr_pi_high": _exp(row.pi_high),
+        "tau2": row.tau2, "i2": row.i2, "q": row.q, "q_p": row.q_p,
+        "computed_at": row.computed_at.isoformat() if row.computed_at else None,
+        "forest_svg": f"/estimates/{row.id}/forest.svg",
+    }
+
+
+def estimate_json(e: Estimate) -> dict[str, Any]:
+    return {
+        "id": e.id, "trial_id": e.trial_id, "report_id": e.report_id, "endpoint": e.endpoint,
+        "setting": e.setting, "comparison": e.comparison, "hr": e.hr, "ci_low": e.ci_low,
+        "ci_high": e.ci_high, "log_hr": e.log_hr, "se": e.se, "method": e.method,
+        "approximate": e.approximate, "orientation_entered": e.orientation_entered,
+        "data_cut": e.data_cut.isoformat() if e.data_cut else None,
+        "data_cut_label": e.data_cut_label, "n_maintenance": e.n_maintenance,
+        "n_control": e.n_control, "events": e.events, "verified": e.verified,
+    }
+
+
+def trials_json(session: Session) -> list[dict[str, Any]]:
+    trials = session.exec(select(Trial).order_by(col(Trial.name))).all()
+    reports: dict[int, list[dict[str, Any]]] = {}
+    for rep in session.exec(select(TrialReport).order_by(col(TrialReport.id))).all():
+        reports.setdefault(rep.trial_id, []).append(
+            {"id": rep.id, "pmid": rep.pmid, "citation": rep.citation, "year": rep.year,
+             "kind": rep.kind})
+    estimates: dict[int, list[dict[str, Any]]] = {}
+    for est in session.exec(select(Estimate).order_by(col(Estimate.id))).all():
+        estimates.setdefault(est.trial_id, []).append(estimate_json(est))
+    return [
+        {"id": t.id, "name": t.name, "drug": t.drug, "regimen": t.regimen,
+         "comparator": t.comparator, "setting": t.setting, "is_strategy": t.is_strategy,
+         "registry_ids": list(t.registry_ids or []),
+         "reports": reports.get(t.id or 0, []), "estimates": estimates.get(t.id or 0, [])}
+        for t in trials
+    ]

@@ -1,0 +1,287 @@
+"""The extraction form: turn what a curator typed into a stored Estimate.
+
+The arithmetic (log HR, SE, inversion of "control vs maintenance", HRs derived from P values,
+O−E/V or medians) belongs to ``reports.derive``; this module only reads and checks the fields,
+names each bad one, and calls the right derivation. Form and JSON API share it, so both give
+the same field-level messages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlmodel import Session
+
+from store.audit import audit
+from store.errors import MmlrError, ValidationError
+from store.models import Estimate, Trial, TrialReport, User
+
+ENDPOINTS: tuple[str, ...] = ("PFS", "EFS", "TTP", "OS")
+SETTINGS: tuple[str, ...] = ("post_asct", "non_transplant", "mixed")
+ORIENTATIONS: dict[str, str] = {
+    "maint_vs_control": "maintenance vs control (HR < 1 favours maintenance)",
+    "control_vs_maint": "control vs maintenance (inverse: converted on save)",
+}
+METHODS: dict[str, str] = {
+    "reported_ci": "reported HR with 95% CI",
+    "p_value_events": "no CI: HR from a two-sided P value and the number of events",
+    "o_minus_e": "no CI: HR from O−E and its variance V",
+    "medians": "no HR: approximate HR from median times (exponential assumption)",
+}
+
+
+class FieldErrors(ValidationError):
+    """Bad values in named fields; ``fields`` maps each field to its message."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = dict(fields)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()),
+                         hint="correct the marked fields")
+
+
+@dataclass
+class EstimateDraft:
+    values: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Reader:
+    """Reads typed values from a form/JSON mapping and collects one error per field."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
+        self.errors: dict[str, str] = {}
+
+    def text(self, name: str, *, max_len: int = 500) -> str | None:
+        raw = self.data.get(name)
+        if raw is None:
+            return None
+        value = str(raw).strip()
+        if len(value) > max_len:
+            self.errors[name] = f"is longer than {max_len} characters"
+            return None
+        return value or None
+
+    def choice(self, name: str, options: Any, default: str | None = None) -> str | None:
+        value = self.text(name) or default
+        if value is None:
+            self.errors[name] = "is required"
+        elif value not in options:
+            self.errors[name] = f"must be one of {', '.join(options)}"
+            return None
+        return value
+
+    def number(self, name: str, *, required: bool = False, positive: bool = False,
+               low: float | None = None, high: float | None = None) -> float | None:
+        raw = self.data.get(name)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            if required:
+                self.errors[name] = "is required"
+            return None
+        if isinstance(raw, bool):
+            self.errors[name] = "must be a number"
+            return None
+        text = str(raw).strip()
+        try:
+            value = float(text)
+        except ValueError:
+            hint = " (use a decimal point, not a comma)" if "," in text else ""
+            self.errors[name] = f"{text[:30]!r} is not a number{hint}"
+            return None
+        if not math.isfinite(value):
+            self.errors[name] = "must be a finite number"
+        elif positive and value <= 0:
+            self.errors[name] = "must be greater than 0"
+        elif low is not None and value < low:
+            self.errors[name] = f"must be at least {low:g}"
+        elif high is not None and value > high:
+            self.errors[name] = f"must be at most {high:g}"
+        else:
+            return value
+        return None
+
+    def integer(self, name: str, *, minimum: int = 0, required: bool = False) -> int | None:
+        value = self.number(name, required=required)
+        if value is None:
+            return None
+        if value != int(value):
+            self.errors[name] = "must be a whole number"
+            return None
+        if value < minimum:
+            self.errors[name] = f"must be at least {minimum}"
+            return None
+        return int(value)
+
+    def flag(self, name: str) -> bool:
+        raw = self.data.get(name)
+        if isinstance(raw, bool):
+            return raw
+        return str(raw or "").strip().lower() in ("1", "true", "on", "yes")
+
+    def day(self, name: str) -> date | None:
+        text = self.text(name, max_len=10)
+        if text is None:
+            return None
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            self.errors[name] = f"{text!r} is not a date (YYYY-MM-DD)"
+            return None
+
+
+def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
+                   reports: list[TrialReport]) -> EstimateDraft:
+    """Check every field and derive log HR and SE; raise FieldErrors naming each bad field."""
+    r = _Reader(data)
+    report_id = r.integer("report_id", minimum=1)
+    if report_id is not None and report_id not in {rep.id for rep in reports}:
+        r.errors["report_id"] = f"report {report_id} does not belong to trial {trial.name}"
+    values: dict[str, Any] = {
+        "report_id": report_id,
+        "endpoint": r.choice("endpoint", ENDPOINTS),
+        "setting": r.choice("setting", SETTINGS, default=trial.setting),
+        "comparison": r.text("comparison", max_len=200) or "maintenance vs control",
+        "data_cut": r.day("data_cut"),
+        "data_cut_label": r.text("data_cut_label", max_len=200),
+        "n_maintenance": r.integer("n_maintenance", minimum=1),
+        "n_control": r.integer("n_control", minimum=1),
+        "events": r.integer("events", minimum=1),
+        "verified": r.flag("verified"),
+        "notes": r.text("notes", max_len=4000),
+        "citation": r.text("citation", max_len=1000),
+    }
+    method = r.choice("method", METHODS, default="reported_ci")
+    orientation = r.choice("orientation", ORIENTATIONS, default="maint_vs_control")
+    values["orientation_entered"] = orientation
+    derived: Any = None
+    if method == "reported_ci":
+        derived = _from_ci(r, orientation)
+    elif method == "p_value_events":
+        derived = _from_p_value(r, orientation, values)
+    elif method == "o_minus_e":
+        derived = _from_o_minus_e(r, orientation)
+    elif method == "medians":
+        derived = _from_medians(r, values)
+    if r.errors or derived is None:
+        raise FieldErrors(r.errors or {"method": "choose how the HR was reported"})
+    limits: tuple[float, float] | None = None
+    if isinstance(derived, tuple):
+        derived, limits = derived
+    ci_low, ci_high = limits if limits else (derived.ci_low, derived.ci_high)
+    notes = "\n".join(n for n in (values["notes"], getattr(derived, "notes", "")) if n) or None
+    values.update(hr=math.exp(derived.log_hr), ci_low=ci_low, ci_high=ci_high,
+                  log_hr=derived.log_hr, se=derived.se, method=derived.method,
+                  approximate=bool(derived.approximate), notes=notes)
+    return EstimateDraft(values=values, warnings=_warnings(derived))
+
+
+def _warnings(derived: Any) -> list[str]:
+    return [str(w) for w in getattr(derived, "warnings", None) or [] if w]
+
+
+def _derive(r: _Reader, field_name: str, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+    from reports import derive
+
+    try:
+        return getattr(derive, fn_name)(*args, **kwargs)
+    except MmlrError as exc:  # the derivation's own check, attached to the leading field
+        r.errors[field_name] = exc.one_line()
+        return None
+
+
+def _raw(r: _Reader, name: str) -> str:
+    # reports.derive wants the numbers as printed: "0.50" has two decimals, which bounds the
+    # rounding the CI-asymmetry check allows.
+    return str(r.data.get(name)).strip()
+
+
+def _from_ci(r: _Reader, orientation: str | None) -> Any:
+    hr = r.number("hr", required=True, positive=True)
+    lo = r.number("ci_low", required=True, positive=True)
+    hi = r.number("ci_high", required=True, positive=True)
+    if lo is not None and hi is not None and lo >= hi:
+        r.errors["ci_low"] = f"the lower limit {lo:g} must be below the upper limit {hi:g}"
+    elif hr is not None and lo is not None and hi is not None and not lo <= hr <= hi:
+        r.errors["hr"] = f"{hr:g} is not inside its confidence interval {lo:g}–{hi:g}"
+    if r.errors or orientation is None or hr is None or lo is None or hi is None:
+        return None
+    derived = _derive(r, "hr", "from_ci", _raw(r, "hr"), _raw(r, "ci_low"), _raw(r, "ci_high"),
+                      orientation=orientation)
+    # Keep the CI as printed (inverted when entered the other way round) rather than the
+    # symmetric one implied by log HR ± 1.96 SE.
+    limits = (lo, hi) if orientation == "maint_vs_control" else (1 / hi, 1 / lo)
+    return None if derived is None else (derived, limits)
+
+
+def _favours(r: _Reader, orientation: str | None) -> str | None:
+    chosen = r.text("favours", max_len=20)
+    if chosen:
+        if chosen not in ("maintenance", "control"):
+            r.errors["favours"] = "must be maintenance or control"
+            return None
+        return chosen
+    hr = r.number("hr", positive=True)
+    if hr is None or hr == 1 or orientation is None:
+        if "hr" not in r.errors:
+            r.errors["favours"] = "is required: which arm did better (or give the reported HR)"
+        return None
+    better_maint = hr < 1 if orientation == "maint_vs_control" else hr > 1
+    return "maintenance" if better_maint else "control"
+
+
+def _from_p_value(r: _Reader, orientation: str | None, values: dict[str, Any]) -> Any:
+    favours = _favours(r, orientation)
+    if r.text("p_value", max_len=30) is None:
+        r.errors["p_value"] = "is required"
+    if values.get("events") is None and "events" not in r.errors:
+        r.errors["events"] = "is required to derive an HR from a P value"
+    if r.errors:
+        return None
+    return _derive(r, "p_value", "from_p_value", _raw(r, "p_value"), values["events"],
+                   favours=favours, n_maint=values.get("n_maintenance"),
+                   n_control=values.get("n_control"))
+
+
+def _from_o_minus_e(r: _Reader, orientation: str | None) -> Any:
+    o_minus_e = r.number("o_minus_e", required=True)
+    variance = r.number("variance", required=True, positive=True)
+    if r.errors or orientation is None or o_minus_e is None:
+        return None
+    # O−E is of the maintenance arm; entered for the control arm it changes sign.
+    sign = 1.0 if orientation == "maint_vs_control" else -1.0
+    return _derive(r, "o_minus_e", "from_o_minus_e", sign * o_minus_e, variance)
+
+
+def _from_medians(r: _Reader, values: dict[str, Any]) -> Any:
+    m_maint = r.number("median_maintenance", required=True, positive=True)
+    m_control = r.number("median_control", required=True, positive=True)
+    e_maint = r.integer("events_maintenance", minimum=1)
+    e_control = r.integer("events_control", minimum=1)
+    if (e_maint is None) != (e_control is None) and not r.errors:
+        missing = "events_control" if e_control is None else "events_maintenance"
+        r.errors[missing] = "is required when the other arm's events are given"
+    if e_maint is None and values.get("events") is None and not r.errors:
+        r.errors["events_maintenance"] = "(or the total events) is required for the SE"
+    if r.errors:
+        return None
+    return _derive(r, "median_maintenance", "from_medians", m_maint, m_control,
+                   events_maint=e_maint, events_control=e_control,
+                   events=None if e_maint is not None else values.get("events"))
+
+
+def save_estimate(session: Session, *, trial: Trial, draft: EstimateDraft, user: User) -> Estimate:
+    """Store the estimate (the caller commits)."""
+    values = dict(draft.values)
+    estimate = Estimate(trial_id=trial.id, created_by=user.id,  # type: ignore[arg-type]
+                        verified_by=user.id if values.get("verified") else None, **values)
+    session.add(estimate)
+    session.flush()
+    audit(session, "estimate.add", actor=user.email, object_type="estimate",
+          object_id=estimate.id, trial=trial.name, endpoint=estimate.endpoint,
+          hr=estimate.hr, method=estimate.method, orientation=estimate.orientation_entered,
+          warnings=draft.warnings)
+    return estimate

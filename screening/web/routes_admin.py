@@ -1,0 +1,113 @@
+"""User administration (admins only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session, col, func, select
+
+from screening.web.auth import ROLES, add_user, check_role, issue_api_token
+from screening.web.csrf import csrf_protect
+from screening.web.deps import Admin, DbSession, flash
+from screening.web.templating import render
+from store.audit import audit
+from store.errors import NotFoundError, ValidationError
+from store.models import User
+
+router = APIRouter(prefix="/admin", dependencies=[Depends(csrf_protect)])
+
+
+def _user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"user {user_id} does not exist")
+    return user
+
+
+def _keep_an_admin(session: Session, target: User) -> None:
+    """Refuse to demote or deactivate the last active admin: nobody could undo it."""
+    if target.role != "admin" or not target.active:
+        return
+    admins = session.exec(select(func.count()).select_from(User).where(
+        User.role == "admin", col(User.active).is_(True))).one()
+    if int(admins) <= 1:
+        raise ValidationError(f"{target.email} is the last active admin",
+                              hint="make another user an admin first")
+
+
+def _page(request: Request, session: Session, *, status_code: int = 200,
+          **extra: object) -> Response:
+    users = session.exec(select(User).order_by(col(User.email))).all()
+    context = {"users": users, "roles": ROLES, "error": None, "values": {}, "secret": None}
+    context.update(extra)
+    return render(request, "admin_users.html", context, status_code=status_code)
+
+
+@router.get("/users")
+def users_page(request: Request, session: DbSession, admin: Admin) -> Response:
+    return _page(request, session)
+
+
+@router.post("/users")
+def create_user(request: Request, session: DbSession, admin: Admin,
+                email: Annotated[str, Form(max_length=254)],
+                role: Annotated[str, Form(max_length=20)],
+                password: Annotated[str, Form(max_length=1024)] = "") -> Response:
+    try:
+        generated = add_user(session, email, role=role, password=password or None,
+                             actor=admin.email)
+    except ValidationError as exc:
+        session.rollback()
+        return _page(request, session, status_code=400, error=exc.one_line(),
+                     values={"email": email, "role": role})
+    session.commit()
+    if generated:
+        # Rendered, not flashed: the session cookie is signed, not encrypted.
+        return _page(request, session, secret=("password", email.strip().lower(), generated))
+    flash(request, f"User {email.strip().lower()} added.", "ok")
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.post("/users/{user_id}/role")
+def change_role(request: Request, user_id: int, session: DbSession, admin: Admin,
+                role: Annotated[str, Form(max_length=20)]) -> Response:
+    target = _user(session, user_id)
+    check_role(role)
+    if role != "admin":
+        _keep_an_admin(session, target)
+    old, target.role = target.role, role
+    session.add(target)
+    audit(session, "user.role", actor=admin.email, object_type="user", object_id=target.email,
+          old=old, new=role)
+    session.commit()
+    flash(request, f"{target.email} is now a {role}.", "ok")
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.post("/users/{user_id}/active")
+def set_active(request: Request, user_id: int, session: DbSession, admin: Admin,
+               active: Annotated[str, Form(pattern="^(0|1)$")]) -> Response:
+    target = _user(session, user_id)
+    make_active = active == "1"
+    if not make_active:
+        _keep_an_admin(session, target)
+        target.api_token_hash = None  # a deactivated account's token dies with it
+    target.active = make_active
+    session.add(target)
+    audit(session, "user.activate" if make_active else "user.deactivate", actor=admin.email,
+          object_type="user", object_id=target.email)
+    session.commit()
+    flash(request, f"{target.email} {'reactivated' if make_active else 'deactivated'}.", "ok")
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.post("/users/{user_id}/token")
+def new_token(request: Request, user_id: int, session: DbSession, admin: Admin) -> Response:
+    target = _user(session, user_id)
+    if not target.active:
+        raise ValidationError(f"{target.email} is deactivated", hint="reactivate the user first")
+    token = issue_api_token(session, target, actor=admin.email)
+    session.commit()
+    return _page(request, session, secret=("API token", target.email, token))

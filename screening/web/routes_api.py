@@ -1,0 +1,174 @@
+"""The JSON API under /api/.
+
+Reads accept a Bearer token or a logged-in browser session (any role); writes need a Bearer
+token of a curator or admin. Errors are ``{"error": "<one line>"}`` (see ``errors.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, text
+from sqlmodel import Session, col, select
+
+from screening.web.decisions import DECISIONS, parse_pmid, parse_rank, record_decision
+from screening.web.deps import ApiReader, ApiWriter, DbSession, get_ctx
+from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
+from screening.web.extraction import parse_estimate, save_estimate
+from store.errors import NotFoundError, ValidationError
+from store.models import PollRun, Record, Trial, TrialReport
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api")
+
+STATUSES = ("undecided", "decided", *DECISIONS, "deleted", "all")
+
+
+@router.get("/health")
+def health(request: Request) -> JSONResponse:
+    """Liveness and database reachability; no authentication (for load balancers)."""
+    app = request.app
+    body: dict[str, Any] = {"status": "ok", "database": "ok", "version": app.version,
+                            "records": None, "last_poll": None}
+    try:
+        with get_ctx(request).engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        with get_ctx(request).sessions() as session:
+            body["records"] = int(session.exec(select(func.count()).select_from(Record)).one())
+            last = session.exec(select(PollRun).where(PollRun.status == "completed")
+                                .order_by(col(PollRun.finished_at).desc())).first()
+            if last is not None and last.finished_at is not None:
+                body["last_poll"] = last.finished_at.isoformat()
+    except Exception as exc:  # any failure here means "not healthy"; never a 500
+        # The reason goes to the log; the public answer says only what is wrong.
+        log.warning("health check: database unreachable: %s", type(exc).__name__)
+        body.update(status="error", database="unreachable")
+        return JSONResponse(body, status_code=503, headers={"Cache-Control": "no-store"})
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _record_json(r: Record) -> dict[str, Any]:
+    return {"pmid": r.pmid, "title": r.title, "journal": r.journal, "year": r.year,
+            "doi": r.doi, "pubmed_status": r.status, "publication_types": r.publication_types,
+            "nct_ids": r.nct_ids, "score": r.score, "model_version_id": r.score_model_version_id,
+            "flagged": r.flagged, "audit_sample": r.audit_sample, "decision": r.decision,
+            "deleted": r.deleted, "retracted": r.retracted}
+
+
+def _parse_bool(name: str, value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValidationError(f"{name}={value!r} is not a boolean", hint="use true or false")
+
+
+@router.get("/records")
+def records(session: DbSession, user: ApiReader,
+            status: Annotated[str, Query(max_length=20)] = "all",
+            flagged: Annotated[str | None, Query(max_length=10)] = None,
+            limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+            offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    """Records by screening status, highest score first."""
+    if status not in STATUSES:
+        raise ValidationError(f"status={status!r} is not valid",
+                              hint=f"use one of {', '.join(STATUSES)}")
+    want_flag = _parse_bool("flagged", flagged)
+    conditions: list[Any] = []
+    if status == "deleted":
+        conditions.append(col(Record.deleted).is_(True))
+    elif status != "all":
+        conditions.append(col(Record.deleted).is_(False))
+        if status == "undecided":
+            conditions.append(col(Record.decision).is_(None))
+        elif status == "decided":
+            conditions.append(col(Record.decision).is_not(None))
+        else:
+            conditions.append(Record.decision == status)
+    if want_flag is not None:
+        conditions.append(col(Record.flagged).is_(want_flag))
+    total = session.exec(select(func.count()).select_from(Record).where(*conditions)).one()
+    rows = session.exec(select(Record).where(*conditions).order_by(
+        col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)).all()
+    return {"total": int(total), "limit": limit, "offset": offset,
+            "records": [_record_json(r) for r in rows]}
+
+
+@router.get("/estimates")
+def estimates(session: DbSession, user: ApiReader) -> dict[str, Any]:
+    return {"analyses": [pooled_json(r) for r in latest_pooled(session)]}
+
+
+@router.get("/trials")
+def trials(session: DbSession, user: ApiReader) -> dict[str, Any]:
+    return {"trials": trials_json(session)}
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.body() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationError("the request body must be a JSON object")
+    return data
+
+
+@router.post("/decisions", status_code=201)
+async def post_decision(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
+    data = await _json_object(request)
+    if "pmid" not in data:
+        raise ValidationError("pmid is required")
+    pmid = parse_pmid(data["pmid"])
+    decision = data.get("decision")
+    if not isinstance(decision, str):
+        raise ValidationError("decision is required", hint=f"one of {', '.join(DECISIONS)}")
+    reason = data.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ValidationError("reason must be a string")
+    row = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
+                          rank_shown=parse_rank(data.get("rank_shown")))
+    session.commit()
+    request.app.state.retrainer.maybe_start(session)
+    return JSONResponse(status_code=201, content={
+        "id": row.id, "pmid": row.pmid, "decision": row.decision, "reason": row.reason,
+        "user": user.email, "model_version_id": row.model_version_id,
+        "score_shown": row.score_shown, "rank_shown": row.rank_shown,
+        "audit_sample": row.audit_sample, "created_at": row.created_at.isoformat()})
+
+
+def _find_trial(session: Session, data: dict[str, Any]) -> Trial:
+    if data.get("trial_id") is not None:
+        try:
+            trial_id = int(data["trial_id"])
+        except (TypeError, ValueError):
+            raise ValidationError(f"trial_id {data['trial_id']!r} is not a number") from None
+        trial = session.get(Trial, trial_id)
+        if trial is None:
+            raise NotFoundError(f"trial {trial_id} does not exist")
+        return trial
+    if isinstance(data.get("trial"), str):
+        trial = session.exec(select(Trial).where(Trial.name == data["trial"])).first()
+        if trial is None:
+            raise NotFoundError(f"trial {data['trial']!r} does not exist")
+        return trial
+    raise ValidationError("trial_id (or trial, the trial's name) is required")
+
+
+@router.post("/estimates", status_code=201)
+async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
+    data = await _json_object(request)
+    trial = _find_trial(session, data)
+    reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
+    draft = parse_estimate(data, trial=trial, reports=reports)
+    estimate = save_estimate(session, trial=trial, draft=draft, user=user)
+    session.commit()
+    return JSONResponse(status_code=201,
+                        content={**estimate_json(estimate), "warnings": draft.warnings})

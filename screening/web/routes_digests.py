@@ -1,0 +1,50 @@
+"""Digests as they were sent, and where they went."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import col, select
+
+from screening.web.deps import DbSession, Viewer
+from screening.web.templating import render
+from store.errors import NotFoundError
+from store.models import Delivery, Digest
+
+router = APIRouter()
+
+# The stored digest HTML is shown in an <iframe sandbox> (no scripts, no forms, no same-origin
+# access) and served with a CSP that is itself a sandbox, so even a digest with hostile content
+# from PubMed cannot run anything. Only this response may be framed, and only by us.
+DIGEST_FRAME_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src data: cid: 'self'; "
+                               "style-src 'unsafe-inline'; frame-ancestors 'self'",
+    "X-Frame-Options": "SAMEORIGIN",
+}
+
+
+def _digest(session: DbSession, digest_id: int) -> Digest:
+    digest = session.get(Digest, digest_id)
+    if digest is None:
+        raise NotFoundError(f"digest {digest_id} does not exist")
+    return digest
+
+
+@router.get("/digests")
+def digests_page(request: Request, session: DbSession, user: Viewer) -> Response:
+    digests = session.exec(select(Digest).order_by(col(Digest.created_at).desc()).limit(200)).all()
+    return render(request, "digests.html", {"digests": digests})
+
+
+@router.get("/digests/{digest_id}")
+def digest_page(request: Request, digest_id: int, session: DbSession, user: Viewer) -> Response:
+    digest = _digest(session, digest_id)
+    deliveries = session.exec(select(Delivery).where(Delivery.digest_id == digest_id)
+                              .order_by(col(Delivery.id))).all()
+    return render(request, "digest.html", {"digest": digest, "deliveries": deliveries})
+
+
+@router.get("/digests/{digest_id}/html")
+def digest_html(digest_id: int, session: DbSession, user: Viewer) -> Response:
+    digest = _digest(session, digest_id)
+    return HTMLResponse(digest.html, headers=DIGEST_FRAME_HEADERS)

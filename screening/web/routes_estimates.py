@@ -1,0 +1,50 @@
+"""Pooled estimates and their forest plots."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from screening.web.deps import DbSession, Viewer
+from screening.web.evidence import latest_pooled, pooled_json
+from screening.web.templating import render
+from store.errors import MmlrError, NotFoundError
+from store.models import PooledResult
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+# The SVG comes from matplotlib (text escaped), and is shown through <img>, where scripts never
+# run; this policy also covers someone opening the URL directly.
+SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+               "Cache-Control": "private, max-age=300"}
+
+
+@router.get("/estimates")
+def estimates_page(request: Request, session: DbSession, user: Viewer) -> Response:
+    rows = latest_pooled(session)
+    return render(request, "estimates.html", {"results": [(r, pooled_json(r)) for r in rows]})
+
+
+@router.get("/estimates/{result_id}/forest.svg")
+def forest_svg(result_id: int, session: DbSession, user: Viewer) -> Response:
+    row = session.get(PooledResult, result_id)
+    if row is None:
+        raise NotFoundError(f"pooled result {result_id} does not exist")
+    try:
+        forest = importlib.import_module("reports.forest")
+    except ImportError:
+        raise NotFoundError("forest plots are not available in this installation") from None
+    try:
+        svg = forest.render_forest(row, fmt="svg")
+    except MmlrError:
+        raise
+    except Exception:
+        log.exception("forest plot of pooled result %s failed", result_id)
+        raise NotFoundError(f"the forest plot of pooled result {result_id} could not be drawn",
+                            hint="the details are in the server log") from None
+    data = svg if isinstance(svg, bytes) else str(svg).encode("utf-8")
+    return Response(data, media_type="image/svg+xml", headers=SVG_HEADERS)

@@ -1,0 +1,83 @@
+"""The review queue, the record page and screening decisions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import col, select
+
+from screening.web.csrf import csrf_protect
+from screening.web.decisions import decision_history, parse_rank, record_decision
+from screening.web.deps import Curator, DbSession, Viewer, flash
+from screening.web.queue_view import load_queue, queue_counts, screening_health, screening_progress
+from screening.web.templating import render
+from store.errors import NotFoundError
+from store.models import Alert, Record, RecordRevision, Trial, TrialReport
+
+router = APIRouter(dependencies=[Depends(csrf_protect)])
+
+PAGE_SIZE = 50
+
+
+def _health_items(health: dict[str, object]) -> tuple[list[tuple[str, str]], str | None]:
+    """Scalars of the health summary as label/value pairs; long text separately."""
+    items: list[tuple[str, str]] = []
+    text = None
+    for key, value in health.items():
+        if isinstance(value, str) and len(value) > 60:
+            text = value if text is None else f"{text} {value}"
+        elif isinstance(value, float):
+            items.append((key.replace("_", " "), f"{value:.3g}"))
+        elif isinstance(value, int | str | bool) or value is None:
+            items.append((key.replace("_", " "), "—" if value is None else str(value)))
+    return items, text
+
+
+@router.get("/")
+def queue_page(request: Request, session: DbSession, user: Viewer,
+               show: Annotated[str, Query(pattern="^(undecided|all)$")] = "undecided",
+               offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
+    rows = load_queue(session, limit=PAGE_SIZE + 1, offset=offset, include_decided=show == "all")
+    health = screening_health(session)
+    items, text = _health_items(health) if health else ([], None)
+    retrainer = request.app.state.retrainer
+    return render(request, "queue.html", {
+        "rows": rows[:PAGE_SIZE], "has_next": len(rows) > PAGE_SIZE, "offset": offset,
+        "limit": PAGE_SIZE, "show": show, "counts": queue_counts(session),
+        "health": health, "health_items": items, "health_text": text,
+        "progress": screening_progress(session), "retrain_running": retrainer.running,
+        "retrain_error": retrainer.last_error,
+    })
+
+
+@router.get("/records/{pmid}")
+def record_page(request: Request, pmid: int, session: DbSession, user: Viewer,
+                rank: Annotated[int | None, Query(ge=1)] = None) -> Response:
+    record = session.get(Record, pmid)
+    if record is None:
+        raise NotFoundError(f"record PMID {pmid} is not in the database")
+    revisions = session.exec(select(RecordRevision).where(RecordRevision.pmid == pmid)
+                             .order_by(col(RecordRevision.revision).desc())).all()
+    alerts = session.exec(select(Alert).where(Alert.pmid == pmid)
+                          .order_by(col(Alert.created_at).desc())).all()
+    reports = session.exec(select(TrialReport, Trial).join(Trial)
+                           .where(TrialReport.pmid == pmid)).all()
+    return render(request, "record.html", {
+        "record": record, "rank": rank, "revisions": revisions, "alerts": alerts,
+        "reports": reports, "history": decision_history(session, pmid),
+    })
+
+
+@router.post("/records/{pmid}/decision")
+def decide(request: Request, pmid: int, session: DbSession, user: Curator,
+           decision: Annotated[str, Form(max_length=20)],
+           reason: Annotated[str, Form(max_length=4000)] = "",
+           rank_shown: Annotated[str, Form(max_length=12)] = "") -> Response:
+    row = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
+                          rank_shown=parse_rank(rank_shown))
+    session.commit()
+    request.app.state.retrainer.maybe_start(session)
+    flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok")
+    return RedirectResponse(f"/records/{pmid}", status_code=303)

@@ -1,0 +1,134 @@
+"""Database-level job locks: two workers (or ``serve`` plus ``worker``) never run one job at once.
+
+PostgreSQL: a session-level ``pg_try_advisory_lock`` held on a dedicated connection for the
+duration of the job; the server releases it if the process dies, so a crash never leaves a
+stale lock. SQLite has no advisory locks: a lease row in ``job_locks`` is taken inside
+``BEGIN IMMEDIATE`` (which serialises writers across processes); an expired lease, or one
+whose holder process on this host is gone (SIGKILL), may be taken over. Long jobs call
+``renew()`` to extend their lease.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
+
+from store.errors import LockedError
+from store.models import JobLock
+
+log = logging.getLogger(__name__)
+
+
+def _advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for a lock name (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.sha256(f"mmlr:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class JobLease:
+    """The held lock; ``renew()`` extends a SQLite lease (a no-op on PostgreSQL)."""
+
+    def __init__(self, engine: Engine, name: str, holder: str, ttl: float) -> None:
+        self.engine, self.name, self.holder, self.ttl = engine, name, holder, ttl
+
+    def renew(self) -> None:
+        if self.engine.dialect.name != "sqlite":
+            return
+        table = JobLock.__table__
+        with self.engine.begin() as conn:
+            conn.execute(update(table).where(table.c.name == self.name,
+                                             table.c.holder == self.holder)
+                         .values(expires_at=datetime.now(UTC)
+                                 + timedelta(seconds=self.ttl)))
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_dead(holder: str) -> bool:
+    """True when the holder is a process of this host that no longer exists (e.g. SIGKILLed)."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _sqlite_acquire(conn: Connection, name: str, holder: str, ttl: float) -> None:
+    table = JobLock.__table__
+    now = datetime.now(UTC)
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(select(table.c.holder, table.c.expires_at)
+                           .where(table.c.name == name)).first()
+        if row is not None and _aware(row.expires_at) > now and not _holder_dead(row.holder):
+            conn.exec_driver_sql("ROLLBACK")
+            raise LockedError(
+                f"job {name!r} is already running (held by {row.holder} until "
+                f"{_aware(row.expires_at):%Y-%m-%d %H:%M:%S} UTC)",
+                hint="wait for it to finish; a crashed holder's lease expires by itself",
+            )
+        values = {"holder": holder, "acquired_at": now, "expires_at": now + timedelta(seconds=ttl)}
+        if row is None:
+            conn.execute(insert(table).values(name=name, **values))
+        else:
+            log.warning("lock %r: taking over the expired or orphaned lease of %s", name,
+                        row.holder)
+            conn.execute(update(table).where(table.c.name == name).values(**values))
+        conn.exec_driver_sql("COMMIT")
+    except LockedError:
+        raise
+    except BaseException:
+        conn.exec_driver_sql("ROLLBACK")
+        raise
+
+
+@contextmanager
+def job_lock(engine: Engine, name: str, *, ttl: float = 3600.0) -> Iterator[JobLease]:
+    """Hold the lock ``name`` for the block; raise LockedError at once if someone else has it."""
+    holder = _holder()
+    if engine.dialect.name == "postgresql":
+        conn = engine.connect()
+        try:
+            key = _advisory_key(name)
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()  # the lock is session-level: no transaction stays open while we work
+            if not got:
+                raise LockedError(f"job {name!r} is already running in another worker",
+                                  hint="wait for it to finish")
+            try:
+                yield JobLease(engine, name, holder, ttl)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        finally:
+            conn.close()
+        return
+    # SQLite: AUTOCOMMIT hands transaction control to us, so BEGIN IMMEDIATE is really sent.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        _sqlite_acquire(conn, name, holder, ttl)
+    try:
+        yield JobLease(engine, name, holder, ttl)
+    finally:
+        table = JobLock.__table__
+        with engine.begin() as conn:
+            conn.execute(delete(table).where(table.c.name == name, table.c.holder == holder))

@@ -1,0 +1,76 @@
+"""`mmlr init`: seed evidence with citations, first admin, idempotent."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from sqlmodel import select
+
+from monitor.bootstrap import initialise, load_seed_evidence, seed_pmids
+from store.models import AuditLog, Estimate, Trial, TrialReport, User
+
+
+def test_init_loads_seed_evidence_and_one_admin(ctx) -> None:  # type: ignore[no-untyped-def]
+    report = initialise(ctx)
+    assert report.seed.trials_added >= 15 and report.seed.estimates_added == 11
+    assert report.admin_email == "admin@localhost"
+    assert report.admin_password is None  # given in the environment, so not printed
+    with ctx.sessions() as s:
+        admins = s.exec(select(User).where(User.role == "admin")).all()
+        assert [a.email for a in admins] == ["admin@localhost"]
+        calgb = s.exec(select(Trial).where(Trial.name == "CALGB 100104")).one()
+        ests = s.exec(select(Estimate).where(Estimate.trial_id == calgb.id)).all()
+        verified = [e for e in ests if e.verified]
+        assert len(ests) == 2 and len(verified) == 1
+        e = verified[0]
+        assert (e.hr, e.ci_low, e.ci_high) == (0.57, 0.46, 0.71)
+        assert e.log_hr == pytest.approx(math.log(0.57))
+        assert e.se == pytest.approx((math.log(0.71) - math.log(0.46)) / (2 * 1.959964), rel=1e-6)
+        assert e.citation and "Lancet Haematol 2017" in e.citation
+        assert all(est.citation and est.source_key for est in s.exec(select(Estimate)).all())
+        assert s.exec(select(AuditLog).where(AuditLog.action == "seed.estimate")).all()
+
+
+def test_inverse_orientation_is_stored_as_maintenance_vs_control(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        load_seed_evidence(s)
+        s.commit()
+        trial = s.exec(select(Trial).where(Trial.name == "GBRAM0001")).one()
+        est = s.exec(select(Estimate).where(Estimate.trial_id == trial.id)).one()
+        assert est.orientation_entered == "control_vs_maint"
+        assert est.hr == pytest.approx(1 / 2.43) and est.ci_low == pytest.approx(1 / 5.35)
+        assert est.ci_high == pytest.approx(1 / 1.10) and est.log_hr < 0
+        assert not est.verified
+
+
+def test_strategy_trials_are_flagged(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        load_seed_evidence(s)
+        s.commit()
+        hovon = s.exec(select(Trial).where(Trial.name == "HOVON-65/GMMG-HD4")).one()
+        assert hovon.is_strategy and hovon.drug == "bortezomib"
+
+
+def test_init_twice_adds_nothing_and_keeps_curator_edits(ctx) -> None:  # type: ignore[no-untyped-def]
+    initialise(ctx)
+    with ctx.sessions() as s:
+        trial = s.exec(select(Trial).where(Trial.name == "CEMSG 01-002-0601")).one()
+        trial.notes = "edited by a curator"
+        s.add(trial)
+        s.commit()
+        n_reports = len(s.exec(select(TrialReport)).all())
+    again = initialise(ctx)
+    assert (again.seed.trials_added, again.seed.reports_added, again.seed.estimates_added) == (0, 0, 0)
+    assert again.admin_email is None
+    with ctx.sessions() as s:
+        assert s.exec(select(Trial).where(Trial.name == "CEMSG 01-002-0601")).one().notes == "edited by a curator"
+        assert len(s.exec(select(TrialReport)).all()) == n_reports
+        assert {28826616, 25184862, 20418244, 16873668} <= seed_pmids(s)
+
+
+def test_generated_admin_password_is_returned_once(ctx) -> None:  # type: ignore[no-untyped-def]
+    ctx.settings = ctx.settings.model_copy(update={"admin_password": None})
+    report = initialise(ctx)
+    assert report.admin_password and len(report.admin_password) >= 12
+    assert report.admin_password in report.describe()

@@ -1,0 +1,110 @@
+"""Log HR and SE from a CI, a P value and events, O−E and V, and medians."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats
+
+from reports.derive import from_ci, from_medians, from_o_minus_e, from_p_value
+from store.errors import ValidationError
+
+
+def test_from_ci_reproduces_the_printed_ci() -> None:
+    d = from_ci("0.57", "0.46", "0.71")  # CALGB 100104 TTP (HOLSTEIN2017)
+    assert d.method == "reported_ci" and not d.approximate and d.warnings == []
+    assert d.log_hr == pytest.approx(math.log(0.57))
+    assert d.se == pytest.approx((math.log(0.71) - math.log(0.46)) / (2 * 1.959964))
+    assert round(d.ci_low, 2) == 0.46 or round(d.ci_high, 2) == 0.71
+
+
+def test_inversion_of_control_vs_maintenance() -> None:
+    d = from_ci("2.43", "1.10", "5.35", orientation="control_vs_maint")  # GBRAM0001 interim
+    assert d.hr == pytest.approx(1 / 2.43)
+    assert d.ci_low == pytest.approx(1 / 5.35, rel=0.02)
+    assert d.ci_high == pytest.approx(1 / 1.10, rel=0.02)
+    assert d.orientation_entered == "control_vs_maint"
+
+
+def test_asymmetric_ci_warns_but_rounding_does_not() -> None:
+    assert from_ci("0.659", "0.542", "0.801").warnings == []
+    assert from_ci(0.47, 0.33, 0.65).warnings == []
+    warned = from_ci("0.50", "0.45", "0.90")
+    assert len(warned.warnings) == 1 and "not symmetric" in warned.warnings[0]
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (("0", "0.5", "0.9"), "HR must be a positive"),
+    (("-0.5", "0.5", "0.9"), "HR must be a positive"),
+    (("0.5", "0.6", "0.9"), "outside its CI"),
+    (("0.5", "0.9", "0.4"), "must be below"),
+    (("abc", "0.4", "0.9"), "HR must be a number"),
+    (("nan", "0.4", "0.9"), "HR must be a positive"),
+])
+def test_from_ci_rejects(args, match) -> None:
+    with pytest.raises(ValidationError, match=match):
+        from_ci(*args)
+
+
+def test_from_ci_rejects_unknown_orientation() -> None:
+    with pytest.raises(ValidationError, match="orientation"):
+        from_ci("0.5", "0.4", "0.6", orientation="unclear")
+
+
+def test_p_value_events_one_to_one() -> None:
+    d = from_p_value("0.0068", 100, favours="maintenance")
+    v = 100 / 4
+    z = stats.norm.isf(0.0068 / 2)
+    assert d.log_hr == pytest.approx(-z * math.sqrt(v) / v)
+    assert d.se == pytest.approx(1 / math.sqrt(v))
+    assert d.method == "p_value_events" and d.approximate and "1:1" in d.notes
+    # A P value reproduces itself: 2·(1 − Φ(|ln HR|/SE)) = P.
+    assert 2 * stats.norm.sf(abs(d.log_hr) / d.se) == pytest.approx(0.0068)
+    assert from_p_value(0.2, 100, favours="control").log_hr > 0
+
+
+def test_p_value_events_with_arm_sizes() -> None:
+    d = from_p_value(0.01, 120, favours="maintenance", n_maint=425, n_control=281)
+    r = 425 / 706
+    assert d.se == pytest.approx(1 / math.sqrt(120 * r * (1 - r)))
+
+
+@pytest.mark.parametrize(("p", "kwargs", "match"), [
+    ("<0.001", {}, "bound"),
+    ("1.2", {}, "between 0 and 1"),
+    ("0", {}, "between 0 and 1"),
+    ("0.01", {"n_maint": 100}, "both arm sizes"),
+])
+def test_p_value_rejects(p, kwargs, match) -> None:
+    with pytest.raises(ValidationError, match=match):
+        from_p_value(p, 100, favours="maintenance", **kwargs)
+    with pytest.raises(ValidationError, match="favours"):
+        from_p_value("0.01", 100, favours="neither")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="events"):
+        from_p_value("0.01", 0, favours="maintenance")
+
+
+def test_o_minus_e() -> None:
+    d = from_o_minus_e(-12.5, 40.0)
+    assert d.log_hr == pytest.approx(-12.5 / 40) and d.se == pytest.approx(1 / math.sqrt(40))
+    assert d.method == "o_minus_e" and not d.approximate
+    with pytest.raises(ValidationError, match="variance"):
+        from_o_minus_e(-1, 0)
+    with pytest.raises(ValidationError, match="O−E"):
+        from_o_minus_e("x", 3)  # type: ignore[arg-type]
+
+
+def test_medians_exponential() -> None:
+    d = from_medians(41.9, 21.6, events_maint=60, events_control=90)
+    assert d.hr == pytest.approx(21.6 / 41.9)
+    assert d.se == pytest.approx(math.sqrt(1 / 60 + 1 / 90))
+    assert d.method == "medians" and d.approximate and "exponential" in d.notes
+    total = from_medians(41.9, 21.6, events=150)
+    assert total.se == pytest.approx(math.sqrt(4 / 150)) and "assumed" in total.notes
+    with pytest.raises(ValidationError, match="events are needed"):
+        from_medians(41.9, 21.6)
+    with pytest.raises(ValidationError, match="both arms"):
+        from_medians(41.9, 21.6, events_maint=60)
+    with pytest.raises(ValidationError, match="maintenance median"):
+        from_medians(0, 21.6, events=10)

@@ -1,0 +1,408 @@
+"""Digests: what changed since the previous digest, idempotency, outbox delivery, rendering."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from sqlmodel import func, select
+
+from reports.digest import (
+    build_digest,
+    crosses_one,
+    deliver_digest,
+    format_hr,
+    is_unchanged,
+    render_digest,
+)
+from store.errors import ConfigError, DeliveryError
+from store.models import Alert, Decision, Delivery, Digest, PooledResult, Record
+from store.settings import Settings
+
+XSS_TITLE = ('Lenalidomide <script>alert(1)</script> maintenance '
+             '<img src=x onerror="window.__xss=1"> & "quotes"')
+
+
+def pooled(key: str, label: str, trials: list[tuple[str, float, float]], *, tau2: float = 0.0,
+           i2: float = 0.0, inputs_hash: str | None = None) -> PooledResult:
+    """A PooledResult pooled by fixed-effect inverse variance from (trial, hr, se) triples."""
+    w = [1 / (se * se + tau2) for _, _, se in trials]
+    est = sum(wi * math.log(hr) for wi, (_, hr, _) in zip(w, trials, strict=True)) / sum(w)
+    se = math.sqrt(1 / sum(w))
+    return PooledResult(
+        analysis_key=key, analysis_label=label, k=len(trials), estimate=est, se=se,
+        ci_low=est - 1.959964 * se, ci_high=est + 1.959964 * se, tau2=tau2, i2=i2,
+        # the per-study shape reports.pool stores (weights left out: the digest derives them)
+        inputs=[{"trial": t, "yi": math.log(hr), "sei": s, "hr": hr,
+                 "ci_low": math.exp(math.log(hr) - 1.959964 * s),
+                 "ci_high": math.exp(math.log(hr) + 1.959964 * s)} for t, hr, s in trials],
+        inputs_hash=inputs_hash or "|".join(f"{t}:{hr}:{s}" for t, hr, s in trials),
+    )
+
+
+def seed(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        s.add(Record(pmid=90000001, title=XSS_TITLE, journal="Blood", year=2024, flagged=True,
+                     score=0.97, publication_types=["Randomized Controlled Trial"]))
+        s.add(Record(pmid=90000002, title="Thalidomide maintenance after ASCT", journal="Lancet",
+                     year=2023, flagged=True, score=0.81, publication_types=["Journal Article"]))
+        s.add(Record(pmid=90000003, title="A case report", journal="BMJ", year=2022,
+                     flagged=False, score=0.02))
+        s.add(Record(pmid=90000004, title="Deleted flagged record", flagged=True, score=0.9,
+                     deleted=True))
+        s.add(pooled("len_pfs_post_asct", "Lenalidomide, PFS, post-ASCT",
+                     [("CALGB 100104", 0.48, 0.12), ("IFM 2005-02", 0.50, 0.10)], i2=0.0))
+        s.add(pooled("thal_os_post_asct", "Thalidomide, OS, post-ASCT",
+                     [("IFM 99-02", 0.80, 0.15), ("MRC IX", 0.95, 0.08)], i2=40.0))
+        s.add(Alert(kind="retraction", pmid=90000002, message="Retracted: <b>bad data</b>",
+                    in_analysis=True))
+        s.add(Decision(pmid=90000001, decision="include"))
+        s.add(Decision(pmid=90000003, decision="exclude"))
+        s.commit()
+
+
+def count(ctx, model) -> int:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        return int(s.exec(select(func.count()).select_from(model)).one())
+
+
+# ----------------------------------------------------------------------------- formatting
+def test_format_hr_two_decimals_and_en_dash() -> None:
+    assert format_hr(math.log(0.57), math.log(0.46), math.log(0.71)) == "0.57 (0.46–0.71)"
+    assert format_hr(math.log(1.234), None, None) == "1.23"
+    assert format_hr(None, None, None) == "not estimable"
+    assert crosses_one(math.log(0.8), math.log(1.1)) is True
+    assert crosses_one(math.log(0.5), math.log(0.9)) is False
+    assert crosses_one(None, 0.1) is None
+
+
+# ----------------------------------------------------------------------------- first digest
+def test_first_digest_reports_everything_current(ctx) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    digest = build_digest(ctx)
+    s = digest.summary
+    assert not is_unchanged(digest) and s["first"] is True
+    # flagged records: both live ones, best score first; the deleted one is left out
+    assert [r["pmid"] for r in s["new_flagged"]] == [90000001, 90000002]
+    assert s["new_flagged"][0]["publication_types"] == ["Randomized Controlled Trial"]
+    assert s["new_flagged"][0]["url"] == "https://pubmed.ncbi.nlm.nih.gov/90000001/"
+    assert s["decisions"]["counts"] == {"exclude": 1, "include": 1}
+    assert [r["pmid"] for r in s["decisions"]["includes"]] == [90000001]
+    assert [a["kind"] for a in s["alerts"]] == ["retraction"]
+    assert {a["key"]: a["status"] for a in s["analyses"]} == {
+        "len_pfs_post_asct": "new", "thal_os_post_asct": "new"}
+    # the digest freezes exactly the pooled results it reports
+    with ctx.sessions() as sess:
+        ids = sorted(r.id for r in sess.exec(select(PooledResult)).all())
+        assert digest.pooled_result_ids == ids
+        assert all(a.digest_id == digest.id for a in sess.exec(select(Alert)).all())
+    len_pfs = next(a for a in s["analyses"] if a["key"] == "len_pfs_post_asct")
+    # fixed-effect weights of se 0.12 vs 0.10: 1/0.0144 : 1/0.01 = 41.0% : 59.0%
+    assert [(t["label"], t["weight"]) for t in len_pfs["added_trials"]] == [
+        ("CALGB 100104", 41.0), ("IFM 2005-02", 59.0)]
+    hr_text = len_pfs["new"]["hr_text"]
+    assert hr_text == format_hr(len_pfs["new"]["estimate"], len_pfs["new"]["ci_low"],
+                                len_pfs["new"]["ci_high"])
+    assert hr_text in digest.html and hr_text in digest.text
+    assert "CALGB 100104 (weight 41.0%)" in digest.text
+    assert digest.subject.startswith(f"mmlr digest #{digest.id} ")
+    assert "2 analyses changed" in digest.subject and "2 new flagged records" in digest.subject
+
+
+def test_first_digest_of_an_empty_review_is_still_stored(ctx) -> None:  # type: ignore[no-untyped-def]
+    digest = build_digest(ctx)
+    assert digest.id is not None and not is_unchanged(digest)
+    assert "No new flagged records." in digest.text
+    assert "no changes" in digest.subject
+    again = build_digest(ctx)
+    assert again.id == digest.id and is_unchanged(again)
+
+
+# ----------------------------------------------------------------------------- idempotency
+def test_nothing_changed_returns_previous_and_delivers_nothing_twice(ctx) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    first = build_digest(ctx)
+    lines = deliver_digest(ctx, first)
+    assert len(lines) == 1 and "written to" in lines[0]
+    second = build_digest(ctx)
+    assert second.id == first.id and is_unchanged(second)
+    assert count(ctx, Digest) == 1
+    again = deliver_digest(ctx, second)
+    assert len(again) == 1 and "already in the outbox" in again[0]
+    assert count(ctx, Delivery) == 1
+    assert len(list(ctx.settings.outbox_dir.glob("digest-*.html"))) == 1
+    # re-pooling the same inputs writes a new PooledResult row but changes no number
+    with ctx.sessions() as s:
+        s.add(pooled("len_pfs_post_asct", "Lenalidomide, PFS, post-ASCT",
+                     [("CALGB 100104", 0.48, 0.12), ("IFM 2005-02", 0.50, 0.10)]))
+        s.commit()
+    third = build_digest(ctx)
+    assert third.id == first.id and is_unchanged(third)
+
+
+# ----------------------------------------------------------------------------- changes
+def test_second_digest_says_what_changed(ctx) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    first = build_digest(ctx)
+    with ctx.sessions() as s:
+        s.add(Record(pmid=90000010, title="Ixazomib maintenance: TOURMALINE-MM3",
+                     journal="Lancet", year=2019, flagged=True, score=0.88))
+        s.add(Decision(pmid=90000002, decision="include"))
+        s.add(Decision(pmid=90000010, decision="exclude"))
+        s.add(Decision(pmid=90000010, decision="include"))  # changed mind: latest counts
+        s.add(Alert(kind="erratum", pmid=90000001, message="Erratum in Blood 2025"))
+        # a third, null trial widens the lenalidomide CI across 1
+        s.add(pooled("len_pfs_post_asct", "Lenalidomide, PFS, post-ASCT",
+                     [("CALGB 100104", 0.48, 0.40), ("IFM 2005-02", 0.50, 0.40),
+                      ("NEW-TRIAL", 1.40, 0.20)], i2=55.0))
+        s.commit()
+    second = build_digest(ctx)
+    s2 = second.summary
+    assert second.id != first.id and not is_unchanged(second)
+    assert second.period_start == first.period_end
+    assert [r["pmid"] for r in s2["new_flagged"]] == [90000010]
+    assert s2["decisions"]["total"] == 3
+    assert s2["decisions"]["counts"] == {"exclude": 1, "include": 2}
+    assert sorted(r["pmid"] for r in s2["decisions"]["includes"]) == [90000002, 90000010]
+    assert [a["kind"] for a in s2["alerts"]] == ["erratum"]
+    by_key = {a["key"]: a for a in s2["analyses"]}
+    assert by_key["thal_os_post_asct"]["status"] == "unchanged"
+    len_pfs = by_key["len_pfs_post_asct"]
+    assert len_pfs["status"] == "updated"
+    assert len_pfs["old"]["k"] == 2 and len_pfs["new"]["k"] == 3
+    assert len_pfs["old"]["id"] in first.pooled_result_ids
+    assert len_pfs["new"]["id"] in second.pooled_result_ids
+    assert len_pfs["crossing"] == "now crosses 1"
+    # 1/0.16 : 1/0.16 : 1/0.04 -> NEW-TRIAL carries 4/6 of the weight
+    assert [(t["label"], t["weight"]) for t in len_pfs["added_trials"]] == [("NEW-TRIAL", 66.7)]
+    assert "The CI now crosses 1." in second.text
+    assert "Newly added: NEW-TRIAL (weight 66.7%)" in second.text
+    assert f"{len_pfs['old']['hr_text']} -> {len_pfs['new']['hr_text']}" in second.text
+    assert "CI now crosses 1" in second.html
+    assert "Unchanged: Thalidomide, OS, post-ASCT" in second.text
+    assert "1 analysis changed" in second.subject and "1 alert" in second.subject
+
+
+def test_ci_that_stops_crossing_one_and_removed_analysis(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        s.add(pooled("bort", "Bortezomib, PFS", [("A", 0.9, 0.3)]))
+        s.add(pooled("gone", "Interferon, PFS", [("B", 0.9, 0.3)]))
+        s.commit()
+    build_digest(ctx)
+    with ctx.sessions() as s:
+        s.add(pooled("bort", "Bortezomib, PFS", [("A", 0.9, 0.3), ("C", 0.6, 0.05)]))
+        old = s.exec(select(PooledResult).where(PooledResult.analysis_key == "gone")).one()
+        s.delete(old)
+        s.commit()
+    d = build_digest(ctx)
+    by_key = {a["key"]: a for a in d.summary["analyses"]}
+    assert by_key["bort"]["crossing"] == "no longer crosses 1"
+    assert by_key["gone"]["status"] == "removed" and by_key["gone"]["new"] is None
+    assert "The CI no longer crosses 1." in d.text and "[no longer pooled]" in d.text
+
+
+# ----------------------------------------------------------------------------- escaping
+def test_pubmed_text_is_escaped_in_html(ctx) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    html = build_digest(ctx).html
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=" in html
+    assert "<b>bad data</b>" not in html and "&lt;b&gt;bad data&lt;/b&gt;" in html
+
+
+# ----------------------------------------------------------------------------- optional parts
+def test_forest_plot_per_changed_analysis(ctx) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    from conftest import need
+
+    need(importlib.util.find_spec("reports.forest") is not None, "reports.forest (H3) is missing")
+    seed(ctx)
+    d = build_digest(ctx)
+    assert d.html.count('class="forest" src="data:image/png;base64,') == 2
+
+
+def test_forest_plot_failure_is_noted_not_fatal(ctx, caplog) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    from conftest import need
+
+    need(importlib.util.find_spec("reports.forest") is not None, "reports.forest (H3) is missing")
+    with ctx.sessions() as s:  # a snapshot whose inputs lack the HR columns the plot needs
+        s.add(PooledResult(analysis_key="odd", analysis_label="Odd", k=1, estimate=-0.2,
+                           ci_low=-0.4, ci_high=0.0, inputs=[{"trial": "X", "sei": 0.1}]))
+        s.commit()
+    d = build_digest(ctx)
+    assert "forest plot could not be rendered (details in the log)" in d.html
+    assert "forest plot could not be rendered" in d.text
+    assert 'class="forest"' not in d.html
+    assert d.summary["analyses"][0]["forest_note"].startswith("forest plot could not")
+    assert "forest plot of odd failed" in caplog.text
+
+
+def test_screening_health_is_reported(ctx) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    d = build_digest(ctx)
+    health = d.summary["screening_health"]
+    assert health is not None and health["records"] == 3  # the deleted record is not counted
+    assert "estimated recall: -" in d.text  # no audit sample screened yet: said, not guessed
+    assert "assumption: The audit sample is a random sample" in d.text
+    assert "Assumptions:" in d.html
+
+
+def test_failing_screening_health_is_said_not_skipped(ctx, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    import screening.health
+
+    # Fault injection at the package seam: the digest must survive an optional part failing.
+    def broken(session):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError("internal detail")
+
+    monkeypatch.setattr(screening.health, "screening_health", broken)
+    d = build_digest(ctx)
+    assert d.summary["screening_health"] is None
+    assert "screening health could not be computed (details in the log)" in d.text
+    assert "internal detail" not in d.html
+    assert "screening health failed" in caplog.text
+
+
+# ----------------------------------------------------------------------------- delivery
+def test_outbox_files_and_delivery_row(ctx) -> None:  # type: ignore[no-untyped-def]
+    import email
+    from email import policy
+
+    seed(ctx)
+    d = build_digest(ctx)
+    [line] = deliver_digest(ctx, d)
+    [html_path] = ctx.settings.outbox_dir.glob(f"digest-{d.id}-*.html")
+    eml_path = html_path.with_suffix(".eml")
+    assert str(html_path) in line
+    assert html_path.read_text(encoding="utf-8") == d.html
+    msg = email.message_from_bytes(eml_path.read_bytes(), policy=policy.default)
+    assert msg["Subject"] == d.subject and msg.get_content_type() == "multipart/alternative"
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+    assert (row.channel, row.status, row.attempts, row.path) == ("outbox", "sent", 1,
+                                                                 str(html_path))
+    assert row.message_id == msg["Message-ID"]
+
+
+def test_unwritable_outbox_fails_clearly_and_loses_nothing(ctx) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    d = build_digest(ctx)
+    ctx.settings.outbox_dir.parent.mkdir(parents=True, exist_ok=True)
+    ctx.settings.outbox_dir.write_text("a file where the outbox folder should be")
+    with pytest.raises(DeliveryError) as err:
+        deliver_digest(ctx, d)
+    assert "cannot write to" in err.value.one_line() and "\n" not in err.value.one_line()
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+        assert row.status == "failed" and row.error
+    ctx.settings.outbox_dir.unlink()
+    [line] = deliver_digest(ctx, d)  # the same digest, retried
+    assert "written to" in line
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+        assert (row.status, row.attempts, row.error) == ("sent", 2, None)
+
+
+def test_smtp_without_recipients_is_a_config_error(ctx) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(**{**ctx.settings.model_dump(), "smtp_url": "smtp://127.0.0.1:9"})
+    smtp_ctx = dataclasses.replace(ctx, settings=settings)
+    d = build_digest(smtp_ctx)
+    with pytest.raises(ConfigError, match="MMLR_DIGEST_TO"):
+        deliver_digest(smtp_ctx, d)
+    assert count(ctx, Delivery) == 0
+
+
+# ----------------------------------------------------------------------------- rendering
+def test_render_is_reproducible_from_the_stored_summary(ctx) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    d = build_digest(ctx)
+    with ctx.sessions() as s:
+        stored = s.get(Digest, d.id)
+    # The text part depends on the stored summary only (forest images live in the HTML).
+    _, text = render_digest(stored, base_url=ctx.settings.base_url)
+    assert text == d.text
+
+
+@pytest.mark.browser
+def test_digest_renders_in_chromium(ctx, chromium_path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+
+    seed(ctx)
+    build_digest(ctx)
+    with ctx.sessions() as s:
+        s.add(pooled("len_pfs_post_asct", "Lenalidomide, PFS, post-ASCT",
+                     [("CALGB 100104", 0.48, 0.40), ("IFM 2005-02", 0.50, 0.40),
+                      ("NEW-TRIAL", 1.40, 0.20)]))
+        s.add(Record(pmid=90000010, title="Ixazomib maintenance", journal="Lancet", year=2019,
+                     flagged=True, score=0.88))
+        s.commit()
+    d = build_digest(ctx)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium_path,
+            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 720, "height": 900})
+            page.set_content(d.html)
+            assert page.inner_text("#digest-title") == f"mmlr digest #{d.id}"
+            assert page.locator("table.analysis").count() == 1
+            analysis = page.locator("table.analysis").first
+            assert analysis.get_attribute("data-key") == "len_pfs_post_asct"
+            assert analysis.locator(".crossing").inner_text() == "CI now crosses 1"
+            assert "NEW-TRIAL (weight" in analysis.locator(".added").inner_text()
+            assert page.locator("tr.record").count() == 1
+            assert page.locator("tr.record a.title").inner_text() == "Ixazomib maintenance"
+            width = page.evaluate("document.querySelector('table.digest').offsetWidth")
+            assert 600 <= width <= 640
+            page.screenshot(path=str(tmp_path / "digest.png"), full_page=True)
+            # the first digest carried the malicious title: it must not run there either
+            with ctx.sessions() as s:
+                first = s.exec(select(Digest).order_by(Digest.id)).first()
+            page.set_content(first.html)
+            assert page.evaluate("() => window.__xss === undefined")
+            assert page.locator("script").count() == 0
+            assert "<script>alert(1)</script>" in page.inner_text("tr.record[data-pmid='90000001']")
+        finally:
+            browser.close()
+    assert (tmp_path / "digest.png").stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------- CLI
+def _mmlr(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True,
+                          text=True, env=full, cwd=ROOT, timeout=120)
+
+
+def test_cli_digest_twice_writes_the_outbox_once(db_url: str, tmp_path: Path) -> None:
+    env = {"MMLR_DATA_DIR": str(tmp_path / "cli"), "MMLR_DATABASE_URL": db_url}
+    first = _mmlr("digest", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "digest #1 written to" in first.stdout
+    second = _mmlr("digest", "--send", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "already in the outbox" in second.stdout
+    assert len(list((tmp_path / "cli" / "outbox").glob("digest-1-*.html"))) == 1
+
+
+def test_cli_digest_send_with_bad_smtp_url_is_one_line(db_url: str, tmp_path: Path) -> None:
+    proc = _mmlr("digest", "--send", env={"MMLR_DATA_DIR": str(tmp_path / "cli"),
+                                          "MMLR_DATABASE_URL": db_url,
+                                          "MMLR_SMTP_URL": "smtp://user:hunter2@mail:notaport"})
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mmlr: error: ")
+    assert "MMLR_SMTP_URL" in lines[0] and "port" in lines[0]
+    assert "hunter2" not in proc.stderr and "Traceback" not in proc.stderr

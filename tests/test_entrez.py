@@ -1,0 +1,170 @@
+"""The Entrez client against the real replay server: identification, retries, rate, secrecy."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from monitor.entrez import EntrezClient
+from monitor.ratelimit import RateLimiter, shared_limiter
+from monitor.replay_server import start_replay_server, synthetic_article, write_article_set
+from store.errors import EntrezError
+from store.settings import Settings
+
+KEY = "SECRETKEY0123456789abcdef"
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    write_article_set(tmp_path / "corpus" / "a.xml", [
+        synthetic_article(200 + i, created=date(2025, 4, 1 + i)) for i in range(6)])
+    return tmp_path / "corpus"
+
+
+def _settings(tmp_path: Path, url: str, **extra: object) -> Settings:
+    values: dict[str, object] = {"env": "test", "data_dir": tmp_path / "data",
+                                 "entrez_url": url, "entrez_email": "curator@example.org",
+                                 "entrez_tool": "mmlr-tests", "entrez_rate": 100.0,
+                                 "entrez_timeout": 0.5}
+    values.update(extra)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def test_sends_identification_by_post(tmp_path: Path, corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None) as srv, EntrezClient(
+            _settings(tmp_path, srv.url, entrez_api_key=KEY), backoff_base=0.001) as client:
+        found = client.esearch("x AND 2025/04/01:2025/04/03[crdt]")
+        assert found.count == 3 and found.ids == [202, 201, 200]
+        body = client.efetch_xml([201, 999])
+        assert b"<PMID Version=\"1\">201</PMID>" in body
+        webenv, key = client.epost([200, 201])
+        assert webenv.startswith("MCID_") and key == "1"
+        assert client.requests == 3 and client.retries == 0
+        for params in srv.stats.params:
+            assert params["tool"] == ["mmlr-tests"]
+            assert params["email"] == ["curator@example.org"]
+            assert params["api_key"] == [KEY]
+            assert params["db"] == ["pubmed"]
+
+
+def test_search_reports_warnings(tmp_path: Path, corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None) as srv, EntrezClient(
+            _settings(tmp_path, srv.url)) as client:
+        assert client.esearch("x 2020/01/01:2020/01/02[crdt]").warnings == ["No items found."]
+        assert client.efetch_xml([]) == b"<PubmedArticleSet></PubmedArticleSet>"
+        assert srv.stats.total == 1  # an empty id list costs no request
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "503", "timeout", "reset", "truncate",
+                                   "error200"])
+def test_each_retryable_fault_is_retried(tmp_path: Path, corpus: Path, fault: str) -> None:
+    with start_replay_server(corpus, faults=f"{fault}@1", rate_limit=None, hold_seconds=1.0,
+                             retry_after=0) as srv, EntrezClient(
+            _settings(tmp_path, srv.url), backoff_base=0.001) as client:
+        body = client.efetch_xml([200, 201])
+        assert body.count(b"<PubmedArticle>") == 2
+        assert client.retries == 1 and client.requests == 2
+        assert srv.stats.faults == {fault: 1}
+
+
+def test_retry_after_is_honoured(tmp_path: Path, corpus: Path) -> None:
+    with start_replay_server(corpus, faults="429@1", rate_limit=None, retry_after=0.4) as srv, \
+            EntrezClient(_settings(tmp_path, srv.url), backoff_base=0.001) as client:
+        started = time.monotonic()
+        client.esearch("x")
+        assert time.monotonic() - started >= 0.4
+
+
+def test_other_4xx_fails_fast(tmp_path: Path, corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None) as srv, EntrezClient(
+            _settings(tmp_path, srv.url), backoff_base=0.001) as client:
+        with pytest.raises(EntrezError, match="refused the request with HTTP 404") as info:
+            client._request("einfo", {}, "eInfoResult")
+        assert "\n" not in info.value.one_line()
+        assert client.requests == 1 and client.retries == 0
+
+
+def test_gives_up_after_max_retries(tmp_path: Path, corpus: Path) -> None:
+    with start_replay_server(corpus, faults="500@1,500@2,500@3", rate_limit=None) as srv, \
+            EntrezClient(_settings(tmp_path, srv.url, entrez_max_retries=2),
+                         backoff_base=0.001) as client, \
+            pytest.raises(EntrezError, match="esearch failed after 3 attempts: HTTP 500"):
+        client.esearch("x")
+
+
+def test_retry_budget_per_run(tmp_path: Path, corpus: Path) -> None:
+    settings = _settings(tmp_path, "http://127.0.0.1:1/", entrez_retry_budget=1)
+    with start_replay_server(corpus, faults="500@1,500@3", rate_limit=None) as srv:
+        settings = _settings(tmp_path, srv.url, entrez_retry_budget=1)
+        with EntrezClient(settings, backoff_base=0.001) as client:
+            client.esearch("x")  # one retry: the whole budget of this run
+            # the per-request limit (6) is not reached, but the run's budget is spent
+            with pytest.raises(EntrezError, match="retry budget of 1 retries"):
+                client.esearch("x")
+        assert srv.stats.total == 3
+
+
+def test_api_key_never_in_logs_or_errors(tmp_path: Path, corpus: Path,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with start_replay_server(corpus, faults="429@1,429@2,429@3", rate_limit=None,
+                             retry_after=0) as srv, EntrezClient(
+            _settings(tmp_path, srv.url, entrez_api_key=KEY, entrez_max_retries=2),
+            backoff_base=0.001) as client, pytest.raises(EntrezError) as info:
+        client.esearch("x")
+    # the server echoed the key in its 429 bodies (as NCBI does) ...
+    assert srv.stats.params[0]["api_key"] == [KEY]
+    # ... but neither the error nor any log line shows it
+    assert "HTTP 429" in info.value.one_line()
+    assert KEY not in info.value.one_line() and KEY not in str(info.value)
+    assert "***" in info.value.one_line()
+    assert caplog.records, "expected retry warnings"
+    for record in caplog.records:
+        assert KEY not in record.getMessage()
+
+
+def test_unreachable_url_is_one_clear_line(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "http://127.0.0.1:9/entrez/eutils/", entrez_max_retries=1,
+                         entrez_api_key=KEY)
+    with EntrezClient(settings, backoff_base=0.001) as client, pytest.raises(EntrezError) as info:
+        client.esearch("x")
+    line = info.value.one_line()
+    assert line.startswith("cannot reach E-utilities at http://127.0.0.1:9/entrez/eutils/: ")
+    assert "(after 2 attempts)" in line and "\n" not in line and KEY not in line
+
+
+def test_client_never_exceeds_the_server_rate(tmp_path: Path, corpus: Path) -> None:
+    # Default rate without a key (2.7/s) against NCBI's real limit of 3/s.
+    settings = _settings(tmp_path, "http://127.0.0.1:1/", entrez_rate=None)
+    assert settings.request_rate == 2.7
+    with start_replay_server(corpus) as srv:
+        settings = _settings(tmp_path, srv.url, entrez_rate=None)
+        with EntrezClient(settings, limiter=RateLimiter(settings.request_rate)) as client:
+            for _ in range(7):
+                client.esearch("x")
+        assert srv.stats.rate_limited == 0
+        assert srv.stats.max_rate <= 3
+
+
+def test_rate_limiter_spaces_requests() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        limiter.acquire()
+    assert slept == [0.25, 0.25, 0.25, 0.25]
+    limiter.defer(2.0)
+    limiter.acquire()
+    assert slept[-1] == pytest.approx(2.0)
+    assert shared_limiter("k", 3) is shared_limiter("k", 3)
+    assert shared_limiter("k", 5).rate == 5
+    assert shared_limiter(None, 2) is not shared_limiter("k", 2)

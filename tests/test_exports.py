@@ -1,0 +1,207 @@
+"""`mmlr export {csv,ris,prisma,metafor}`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from reports.exports import CSV_COLUMNS, export, prisma_counts
+from store.errors import ValidationError
+from store.models import PooledResult, Record, RecordRevision, Trial, TrialReport
+
+NASTY_TITLE = 'Lenalidomide, "maintenance"\nafter ASCT: Müller–Ødegård ≥ 65 years'
+
+
+def seed(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        s.add(Record(pmid=3, title=NASTY_TITLE, journal="Blood, Journal of ASH", year=2012,
+                     status="MEDLINE", score=0.912345678, flagged=True, decision="include",
+                     doi="10.1182/blood-2011-11-374249", authors=["Ludwig H", "Ødegård B"],
+                     abstract="Line one.\nLine two.", publication_types=[
+                         "Randomized Controlled Trial", "Journal Article"],
+                     nct_ids=["NCT00114101"], keywords=["maintenance"],
+                     mesh=[{"descriptor": "Multiple Myeloma", "major": True, "qualifiers": []}],
+                     language=["eng"]))
+        s.add(Record(pmid=1, title="Excluded by curators", score=0.7, flagged=True,
+                     decision="exclude", status="In-Process"))
+        s.add(Record(pmid=2, title="Below threshold", score=0.01, flagged=False))
+        s.add(Record(pmid=4, title="Not yet scored"))
+        s.add(Record(pmid=5, title="Withdrawn", deleted=True, flagged=True, score=0.9,
+                     decision="include"))
+        s.add(Record(pmid=6, title="Maybe", score=0.6, flagged=True, decision="maybe"))
+        s.add(RecordRevision(pmid=3, revision=1, content_hash="x"))
+        s.add(RecordRevision(pmid=3, revision=2, content_hash="y"))
+        trial = Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct")
+        s.add(trial)
+        s.flush()
+        s.add(TrialReport(trial_id=trial.id, pmid=3, citation="McCarthy 2012"))
+        s.add(TrialReport(trial_id=trial.id, pmid=None, citation="Holstein 2017"))
+        s.commit()
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_csv_rows_quoting_and_non_ascii(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    out = tmp_path / "records.csv"
+    assert export(ctx, "csv", out) == [out]
+    rows = read_csv(out.read_text(encoding="utf-8"))
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert [r["pmid"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
+    r3 = rows[2]
+    assert r3["title"] == NASTY_TITLE  # commas, quotes, a newline and non-ASCII survive
+    assert r3["journal"] == "Blood, Journal of ASH"
+    assert (r3["year"], r3["status"], r3["score"], r3["decision"]) == (
+        "2012", "MEDLINE", "0.912346", "include")
+    assert r3["publication_types"] == "Randomized Controlled Trial; Journal Article"
+    assert r3["doi"] == "10.1182/blood-2011-11-374249" and r3["flagged"] == "true"
+    assert {r["pmid"]: r["screening"] for r in rows} == {
+        "1": "excluded", "2": "not flagged", "3": "included", "4": "unscored",
+        "5": "deleted", "6": "maybe"}
+    assert rows[3]["score"] == "" and rows[3]["year"] == ""
+    assert rows[4]["deleted"] == "true"
+    raw = out.read_bytes()
+    assert b'"Lenalidomide, ""maintenance""\nafter ASCT' in raw
+    assert "Müller–Ødegård".encode() in raw
+
+
+def test_csv_to_stdout(ctx, capsys) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    assert export(ctx, "csv", None) == []
+    rows = read_csv(capsys.readouterr().out)
+    assert len(rows) == 6 and rows[2]["title"] == NASTY_TITLE
+
+
+def test_csv_streams_more_rows_than_one_page(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        s.add_all([Record(pmid=n, title=f"record {n}") for n in range(1, 2502)])
+        s.commit()
+    out = tmp_path / "many.csv"
+    export(ctx, "csv", out)
+    rows = read_csv(out.read_text(encoding="utf-8"))
+    assert [int(r["pmid"]) for r in rows] == list(range(1, 2502))
+
+
+def test_ris_entries(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    [path] = export(ctx, "ris", tmp_path / "records.ris")
+    text = path.read_text(encoding="utf-8")
+    entries = [e for e in text.split("ER  - \n") if e.strip()]
+    assert len(entries) == 5  # the deleted citation is left out
+    first = next(e for e in entries if "AN  - 3\n" in e)
+    lines = first.strip().splitlines()
+    assert lines[0] == "TY  - JOUR"
+    assert "TI  - Lenalidomide, \"maintenance\" after ASCT: Müller–Ødegård ≥ 65 years" in lines
+    assert lines.count("AU  - Ludwig H") == 1 and "AU  - Ødegård B" in lines
+    assert "AB  - Line one. Line two." in lines  # one line per tag
+    assert "DO  - 10.1182/blood-2011-11-374249" in lines and "PY  - 2012" in lines
+    assert "UR  - https://pubmed.ncbi.nlm.nih.gov/3/" in lines
+    assert "KW  - Multiple Myeloma" in lines and "M3  - Randomized Controlled Trial" in lines
+    assert all(line[:2].isalnum() and line[2:6] == "  - " for line in lines)
+
+
+def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    written = export(ctx, "prisma", tmp_path / "prisma.csv")
+    assert [p.name for p in written] == ["prisma.csv", "prisma.md"]
+    rows = {r["stage"]: int(r["count"]) for r in read_csv(written[0].read_text())}
+    assert rows == {
+        "records identified (PubMed)": 6,
+        "duplicates removed": 2,
+        "records removed before screening (deleted citations)": 1,
+        "records screened": 5,
+        "records excluded by automation": 1,
+        "records excluded by curators": 1,
+        "records awaiting screening": 2,  # pmid 4 (unscored) + pmid 6 (maybe)
+        "records included": 1,
+        "trials included": 1,
+        "reports of included trials": 2,
+    }
+    # the flow adds up: screened = excluded + awaiting + included
+    assert rows["records screened"] == (rows["records excluded by automation"]
+                                        + rows["records excluded by curators"]
+                                        + rows["records awaiting screening"]
+                                        + rows["records included"])
+    md = written[1].read_text()
+    assert "| records included | 1 |" in md
+    assert "Included: 1 records; 1 trials with 2 reports." in md
+
+
+def test_prisma_into_a_folder(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    written = export(ctx, "prisma", tmp_path)
+    assert [p.name for p in written] == ["prisma.csv", "prisma.md"]
+    with ctx.sessions() as s:
+        assert all(n == 0 for _, n, _ in prisma_counts(s))
+
+
+def test_unknown_kind_and_unwritable_path(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValidationError, match="unknown export 'bibtex'") as err:
+        export(ctx, "bibtex", None)
+    assert "ris, csv, prisma, metafor" in err.value.one_line()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValidationError, match="cannot write the export to") as err:
+        export(ctx, "csv", blocker / "sub" / "records.csv")
+    assert "--out" in err.value.one_line()
+
+
+def test_a_failed_export_leaves_no_half_file(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    out = tmp_path / "records.csv"
+    out.write_text("previous export\n")
+    # a database failure midway through the export must not replace the previous file
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with ctx.engine.begin() as conn:
+        conn.execute(text("DROP TABLE record_revisions"))
+    with pytest.raises(DBAPIError):
+        export(ctx, "prisma", out)
+    assert out.read_text() == "previous export\n"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_metafor_delegates(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    from conftest import need
+
+    need(importlib.util.find_spec("reports.export_metafor") is not None,
+         "reports.export_metafor (H3) is missing")
+    with ctx.sessions() as s:
+        s.add(PooledResult(analysis_key="lenalidomide/pfs/post_asct", analysis_label="Len PFS",
+                           k=2, estimate=-0.7, ci_low=-0.9, ci_high=-0.5, settings={"ci": "hksj"},
+                           inputs=[{"trial": "CALGB 100104", "estimate_id": 1, "yi": -0.73,
+                                    "sei": 0.12},
+                                   {"trial": "IFM 2005-02", "estimate_id": 2, "yi": -0.69,
+                                    "sei": 0.10}]))
+        s.commit()
+    written = export(ctx, "metafor", tmp_path / "metafor")
+    assert written and all(p.exists() for p in written)
+    assert all(tmp_path / "metafor" in p.parents for p in written)
+    table = next(p for p in written if p.suffix == ".csv").read_text()
+    assert "CALGB 100104" in table and "IFM 2005-02" in table
+
+
+def test_cli_export_csv(db_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
+    env.update({"MMLR_DATA_DIR": str(tmp_path / "d"), "MMLR_DATABASE_URL": db_url})
+    proc = subprocess.run([sys.executable, "-m", "monitor.cli", "export", "csv"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == ",".join(CSV_COLUMNS)
+    bad = subprocess.run([sys.executable, "-m", "monitor.cli", "export", "csv", "--out",
+                          "/proc/nope/records.csv"], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=120)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("mmlr: error: cannot write the export to /proc/nope/records.csv")
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,354 @@
+"""Mail delivery through a real SMTP server (aiosmtpd on 127.0.0.1) and MIME structure."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import email
+import io
+import math
+import socket
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from sqlmodel import select
+
+from reports.digest import build_digest, deliver_digest
+from reports.mail import InlineImage, build_message, inline_images, send_message
+from store.errors import DeliveryError
+from store.models import Delivery, PooledResult, Record
+from store.settings import Settings, parse_smtp_url
+
+FAST = (0.01, 0.01)  # retry delays for tests: the behaviour is the same, only shorter
+XSS_TITLE = 'Maintenance <script>alert(1)</script> <img src=x onerror="alert(2)"> trial'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Capture:
+    """aiosmtpd handler that keeps each accepted message and can misbehave on demand."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.defer_data = 0  # answer 451 to DATA this many times
+        self.refuse = "refused"  # recipients containing this get 550
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if self.refuse and self.refuse in address:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if self.defer_data > 0:
+            self.defer_data -= 1
+            return "451 4.3.0 try again later"
+        msg = email.message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append((list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+        return "250 OK queued"
+
+
+def _authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        b"digest", b"s3cret-pa55")
+    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Capture, int]]:
+    handler = Capture()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_auth() -> Iterator[tuple[Capture, int]]:
+    handler = Capture()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port,
+                            authenticator=_authenticator, auth_require_tls=False)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+def with_settings(ctx, **changes: Any):  # type: ignore[no-untyped-def]
+    return dataclasses.replace(ctx, settings=Settings(**{**ctx.settings.model_dump(), **changes}))
+
+
+def png_bytes() -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 1))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def seed(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        s.add(Record(pmid=90000001, title=XSS_TITLE, journal="Blood", year=2024, flagged=True,
+                     score=0.9))
+        s.add(PooledResult(analysis_key="len", analysis_label="Lenalidomide, PFS", k=1,
+                           estimate=math.log(0.5), ci_low=math.log(0.4), ci_high=math.log(0.6),
+                           inputs=[{"trial": "CALGB 100104", "yi": math.log(0.5), "sei": 0.1,
+                                    "hr": 0.5, "ci_low": 0.4, "ci_high": 0.6, "weight": 100.0}]))
+        s.commit()
+
+
+def parts(msg: EmailMessage) -> tuple[str, str, list[EmailMessage]]:
+    assert msg.get_content_type() == "multipart/alternative"
+    plain, related = msg.get_payload()  # type: ignore[misc]
+    assert plain.get_content_type() == "text/plain"
+    if related.get_content_type() == "text/html":
+        return plain.get_content(), related.get_content(), []
+    assert related.get_content_type() == "multipart/related"
+    html, *images = related.get_payload()
+    assert html.get_content_type() == "text/html"
+    return plain.get_content(), html.get_content(), images
+
+
+# ----------------------------------------------------------------------------- MIME
+def test_inline_images_become_cid_related_parts() -> None:
+    png = png_bytes()
+    html = ('<p>plot</p><img class="forest" src="data:image/png;base64,'
+            + base64.b64encode(png).decode() + '" alt="x">')
+    cid_html, images = inline_images(html)
+    assert "data:image" not in cid_html and len(images) == 1
+    msg = build_message(subject="S", text="plain", html=cid_html, sender="mmlr@example.org",
+                        recipients=["a@example.org"], images=images)
+    raw = email.message_from_bytes(msg.as_bytes(), policy=policy.default)
+    text, body, attached = parts(raw)  # type: ignore[arg-type]
+    assert text.strip() == "plain"
+    [image] = attached
+    assert image.get_content_type() == "image/png"
+    assert image.get_content() == png
+    cid = image["Content-ID"].strip("<>")
+    assert f'src="cid:{cid}"' in body
+    assert raw["Message-ID"].endswith("@example.org>") and raw["Date"]
+
+
+def test_user_text_cannot_smuggle_an_inline_image() -> None:
+    # An escaped quote never forms the src="data:…" our template writes.
+    html = '<p>&lt;img src=&#34;data:image/png;base64,AAAA&#34;&gt;</p>'
+    assert inline_images(html) == (html, [])
+
+
+# ----------------------------------------------------------------------------- delivery
+def test_digest_sent_to_each_recipient_once(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
+    handler, port = smtp
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
+                         digest_to="ana@example.org, bo@example.org",
+                         mail_from="Living review <review@example.org>")
+    seed(ctx)
+    digest = build_digest(sctx)
+    lines = deliver_digest(sctx, digest, retry_delays=FAST)
+    assert len(lines) == 2 and all("sent to" in line for line in lines)
+    assert sorted(r for rcpts, _ in handler.messages for r in rcpts) == [
+        "ana@example.org", "bo@example.org"]
+    rcpts, msg = handler.messages[0]
+    assert msg["Subject"] == digest.subject
+    assert msg["From"] == "Living review <review@example.org>" and msg["To"] == rcpts[0]
+    text, html, images = parts(msg)
+    assert XSS_TITLE in text  # plain text is shown as text, never interpreted
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=" in html
+    for image in images:  # forest plots, when reports.forest renders them
+        assert f'src="cid:{image["Content-ID"].strip("<>")}"' in html
+    assert "data:image" not in html
+    with ctx.sessions() as s:
+        rows = s.exec(select(Delivery).order_by(Delivery.id)).all()
+    assert [(r.channel, r.recipient, r.status, r.attempts) for r in rows] == [
+        ("smtp", "ana@example.org", "sent", 1), ("smtp", "bo@example.org", "sent", 1)]
+    assert {r.message_id for r in rows} == {m["Message-ID"] for _, m in handler.messages}
+    # the same digest again: nothing is resent
+    again = deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    assert all("already sent" in line for line in again) and len(again) == 2
+    assert len(handler.messages) == 2
+
+
+def test_forest_images_travel_as_cid(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    from conftest import need
+
+    need(importlib.util.find_spec("reports.forest") is not None, "reports.forest (H3) is missing")
+    handler, port = smtp
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}", digest_to="a@example.org")
+    seed(ctx)
+    deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    [(_, msg)] = handler.messages
+    _, html, images = parts(msg)
+    assert len(images) == 1 and images[0].get_content_type() == "image/png"
+    assert images[0].get_content().startswith(b"\x89PNG")
+    assert f'src="cid:{images[0]["Content-ID"].strip("<>")}"' in html
+
+
+def test_server_down_fails_clearly_and_the_digest_can_be_resent(ctx, caplog) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()  # nothing listens here yet
+    sctx = with_settings(ctx, smtp_url=f"smtp://digest:s3cret-pa55@127.0.0.1:{port}",
+                         digest_to="ana@example.org")
+    seed(ctx)
+    digest = build_digest(sctx)
+    with pytest.raises(DeliveryError) as err:
+        deliver_digest(sctx, digest, retry_delays=FAST)
+    line = err.value.one_line()
+    assert "connection refused" in line and "after 3 attempts" in line
+    assert "reached 0 of 1 recipients" in line and "\n" not in line
+    assert "s3cret-pa55" not in line and "s3cret-pa55" not in caplog.text
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+    assert (row.status, row.recipient, row.attempts) == ("failed", "ana@example.org", 1)
+    assert "connection refused" in (row.error or "")
+    # the server comes up: the kept digest goes out, and the same row records it
+    handler = Capture()
+    controller = Controller(handler, hostname="127.0.0.1", port=port,
+                            authenticator=_authenticator, auth_require_tls=False)
+    controller.start()
+    try:
+        [sent] = deliver_digest(sctx, digest, retry_delays=FAST)
+    finally:
+        controller.stop()
+    assert "sent to ana@example.org" in sent and len(handler.messages) == 1
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+    assert (row.status, row.attempts, row.error) == ("sent", 2, None)
+
+
+def test_server_down_is_tried_once_not_once_per_recipient(ctx, caplog) -> None:  # type: ignore[no-untyped-def]
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{free_port()}",
+                         digest_to="a@example.org,b@example.org,c@example.org")
+    with pytest.raises(DeliveryError, match="reached 0 of 3 recipients"):
+        deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    assert caplog.text.count("retrying in") == 2  # one round of retries, not three
+    with ctx.sessions() as s:
+        rows = s.exec(select(Delivery)).all()
+    assert sorted((r.recipient, r.status) for r in rows) == [
+        ("a@example.org", "failed"), ("b@example.org", "failed"), ("c@example.org", "failed")]
+
+
+def test_transient_4xx_is_retried(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
+    handler, port = smtp
+    handler.defer_data = 1
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}", digest_to="a@example.org")
+    [line] = deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    assert "sent to a@example.org" in line and len(handler.messages) == 1
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+def test_persistent_4xx_gives_up_after_the_retries(smtp) -> None:  # type: ignore[no-untyped-def]
+    handler, port = smtp
+    handler.defer_data = 10
+    msg = build_message(subject="s", text="t", html="<p>h</p>", sender="m@example.org",
+                        recipients=["a@example.org"])
+    with pytest.raises(DeliveryError, match=r"failed after 3 attempts: 451 4\.3\.0 try again"):
+        send_message(parse_smtp_url(f"smtp://127.0.0.1:{port}"), msg, ["a@example.org"],
+                     retry_delays=FAST)
+    assert handler.defer_data == 7 and handler.messages == []
+
+
+def test_refused_recipient_does_not_stop_the_others(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
+    handler, port = smtp
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
+                         digest_to="refused@example.org,ok@example.org")
+    digest = build_digest(sctx)
+    with pytest.raises(DeliveryError) as err:
+        deliver_digest(sctx, digest, retry_delays=FAST)
+    line = err.value.one_line()
+    assert "reached 1 of 2 recipients" in line
+    assert "refused@example.org: refused (550 5.1.1 mailbox unavailable)" in line
+    assert [r for rcpts, _ in handler.messages for r in rcpts] == ["ok@example.org"]
+    with ctx.sessions() as s:
+        rows = {r.recipient: r.status for r in s.exec(select(Delivery)).all()}
+    assert rows == {"refused@example.org": "failed", "ok@example.org": "sent"}
+    handler.refuse = ""  # the mailbox exists now: only the failed recipient is retried
+    lines = deliver_digest(sctx, digest, retry_delays=FAST)
+    assert [r for rcpts, _ in handler.messages for r in rcpts] == ["ok@example.org",
+                                                                   "refused@example.org"]
+    assert any("already sent to ok@example.org" in x for x in lines)
+
+
+def test_login_with_credentials(ctx, smtp_auth) -> None:  # type: ignore[no-untyped-def]
+    handler, port = smtp_auth
+    sctx = with_settings(ctx, smtp_url=f"smtp://digest:s3cret-pa55@127.0.0.1:{port}",
+                         digest_to="a@example.org")
+    [line] = deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    assert "sent to a@example.org" in line and len(handler.messages) == 1
+
+
+def test_wrong_password_is_one_line_without_the_password(ctx, smtp_auth, caplog) -> None:  # type: ignore[no-untyped-def]
+    handler, port = smtp_auth
+    sctx = with_settings(ctx, smtp_url=f"smtp://digest:wrong-pa55word@127.0.0.1:{port}",
+                         digest_to="a@example.org")
+    with pytest.raises(DeliveryError) as err:
+        deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    line = err.value.one_line()
+    assert "SMTP login to 127.0.0.1" in line and "as 'digest' failed (535" in line
+    assert "MMLR_SMTP_URL" in line
+    assert "wrong-pa55word" not in line and "wrong-pa55word" not in caplog.text
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+    assert row.status == "failed" and "wrong-pa55word" not in (row.error or "")
+    assert handler.messages == []
+
+
+def test_starttls_on_a_server_without_it_is_a_clear_error(smtp) -> None:  # type: ignore[no-untyped-def]
+    _, port = smtp
+    msg = build_message(subject="s", text="t", html="<p>h</p>", sender="m@example.org",
+                        recipients=["a@example.org"])
+    with pytest.raises(DeliveryError, match="does not support STARTTLS") as err:
+        send_message(parse_smtp_url(f"smtp://127.0.0.1:{port}?starttls=true"), msg,
+                     ["a@example.org"], retry_delays=FAST)
+    assert "?starttls=" in err.value.one_line()
+
+
+def test_smtps_against_a_plain_server_is_a_clear_error(smtp) -> None:  # type: ignore[no-untyped-def]
+    _, port = smtp
+    msg = build_message(subject="s", text="t", html="<p>h</p>", sender="m@example.org",
+                        recipients=["a@example.org"])
+    with pytest.raises(DeliveryError) as err:
+        send_message(parse_smtp_url(f"smtps://127.0.0.1:{port}"), msg, ["a@example.org"],
+                     retry_delays=FAST)
+    assert "TLS" in err.value.one_line() and "\n" not in err.value.one_line()
+
+
+def test_outbox_eml_has_the_same_structure(ctx) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    digest = build_digest(ctx)
+    deliver_digest(ctx, digest)
+    [eml] = ctx.settings.outbox_dir.glob("*.eml")
+    msg = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    text, html, _ = parts(msg)  # type: ignore[arg-type]
+    assert msg["To"] == "undisclosed-recipients:;"
+    assert "&lt;script&gt;" in html and XSS_TITLE in text
+
+
+def test_inline_image_builder_accepts_explicit_images() -> None:
+    png = png_bytes()
+    msg = build_message(subject="s", text="t", html='<img src="cid:plot1@x">',
+                        sender="m@example.org", recipients=["a@example.org"],
+                        images=[InlineImage(cid="plot1@x", data=png)])
+    _, _, [image] = parts(email.message_from_bytes(msg.as_bytes(), policy=policy.default))  # type: ignore[arg-type]
+    assert image["Content-ID"] == "<plot1@x>" and image.get_content() == png

@@ -1,0 +1,80 @@
+"""`mmlr export metafor`: the exported R script, run by R, reproduces every stored analysis."""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from reports.export_metafor import write_metafor_export
+from reports.pool import latest_results, pool_all
+from store.errors import ValidationError
+from tests.test_pool import add_estimate, add_trial
+
+
+@pytest.fixture
+def pooled(ctx):
+    with ctx.sessions() as s:
+        rows = [("A", "0.60", "0.45", "0.80", "post_asct", "PFS"),
+                ("B", "0.72", "0.55", "0.94", "post_asct", "EFS"),
+                ("C", "0.95", "0.70", "1.29", "post_asct", "PFS"),
+                ("D", "0.55", "0.36", "0.86", "non_transplant", "PFS"),
+                ("E", "0.80", "0.62", "1.03", "post_asct", "OS")]
+        for name, hr, lo, hi, setting, endpoint in rows:
+            t = add_trial(s, f"Trial {name}", setting=setting)
+            add_estimate(s, t, hr, lo, hi, endpoint=endpoint, cut=date(2010, 1, 1))
+        s.commit()
+    pool_all(ctx)
+    return ctx
+
+
+def test_written_files(pooled, tmp_path: Path) -> None:
+    paths = write_metafor_export(pooled, tmp_path / "out")
+    assert [p.name for p in paths] == ["mmlr-metafor.csv", "mmlr-metafor.R"]
+    with paths[0].open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["analysis"] for r in rows} == {"thalidomide/PFS/post_asct",
+                                             "thalidomide/PFS/non_transplant",
+                                             "thalidomide/PFS/all", "thalidomide/OS/post_asct",
+                                             "thalidomide/OS/all"}
+    assert {r["test"] for r in rows} == {"knha"} and {r["method"] for r in rows} == {"REML"}
+    assert "rma(" in paths[1].read_text()
+
+
+def test_r_reproduces_every_stored_analysis(pooled, tmp_path: Path, rscript: str) -> None:
+    csv_path, r_path = write_metafor_export(pooled, tmp_path)
+    out = tmp_path / "results.csv"
+    proc = subprocess.run([rscript, str(r_path), str(csv_path), str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with out.open() as fh:
+        theirs = {r["analysis"]: r for r in csv.DictReader(fh)}
+    with pooled.sessions() as s:
+        snaps = [p for p in latest_results(s) if p.k > 0]
+    assert {p.analysis_key for p in snaps} == set(theirs)
+    for p in snaps:
+        ref = theirs[p.analysis_key]
+        for field in ("estimate", "se", "ci_low", "ci_high", "tau2", "i2", "q", "q_p",
+                      "pi_low", "pi_high"):
+            ours = getattr(p, field)
+            assert ours == pytest.approx(float(ref[field]), abs=1e-6, rel=1e-6), (
+                p.analysis_key, field)
+        assert p.result["hr"] == pytest.approx(math.exp(float(ref["estimate"])), rel=1e-6)
+
+
+def test_export_errors(ctx, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="no pooled analyses"):
+        write_metafor_export(ctx, tmp_path)
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    with pytest.raises(ValidationError, match="takes a folder"):
+        write_metafor_export(ctx, target)
+
+
+def test_default_folder_is_in_the_data_dir(pooled) -> None:
+    paths = write_metafor_export(pooled, None)
+    assert paths[0].parent == pooled.settings.data_dir / "exports"

@@ -1,0 +1,371 @@
+"""Polling end to end against the real replay server and a real database (SQLite / PostgreSQL).
+
+The scenario corpus has two versions: v1 (first poll) and v2 (a later day: records indexed for
+MEDLINE, a retraction, an erratum, a deletion, new records). Every fault and crash test checks
+that the database ends up exactly as after a fault-free run of the same scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import delete, select
+
+from monitor.entrez import EntrezClient
+from monitor.poll import poll, search_window
+from monitor.replay_server import (
+    ReplayServer,
+    start_replay_server,
+    synthetic_article,
+    write_article_set,
+    write_synthetic_corpus,
+)
+from store.context import AppContext, make_context
+from store.errors import LockedError
+from store.models import (
+    Alert,
+    Decision,
+    JobLock,
+    PollRun,
+    Record,
+    RecordRevision,
+    Trial,
+    TrialReport,
+)
+from store.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TODAY = date.today()
+SINCE = TODAY - timedelta(days=100)
+MEDLINE_PMIDS = list(range(1000, 1024))
+
+
+def _day(days_ago: int) -> date:
+    return TODAY - timedelta(days=days_ago)
+
+
+def write_scenario(dest: Path, version: int) -> None:
+    """Write corpus version 1 or 2 into ``dest`` (replacing what was there)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    arts = [synthetic_article(p, created=_day(90 - i)) for i, p in enumerate(MEDLINE_PMIDS)
+            if p != 1005]
+    if version == 1:
+        arts.append(synthetic_article(1005, created=_day(80), status="Publisher"))
+        arts.append(synthetic_article(1100, created=_day(60), status="In-Process"))
+        arts.append(synthetic_article(1101, created=_day(59), status="Publisher",
+                                      title="Maintenance lenalidomide trial (synthetic)"))
+        arts.append(synthetic_article(1103, created=_day(58), status="In-Data-Review"))
+    else:
+        arts.append(synthetic_article(
+            1100, created=_day(60), status="MEDLINE", mesh=("Multiple Myeloma", "Lenalidomide"),
+            publication_types=("Journal Article", "Randomized Controlled Trial")))
+        arts.append(synthetic_article(
+            1101, created=_day(59), status="MEDLINE", title="Maintenance lenalidomide trial "
+            "(synthetic)", publication_types=("Journal Article", "Retracted Publication"),
+            comments=(("RetractionIn", 1102),)))
+        arts.append(synthetic_article(1103, created=_day(58), status="MEDLINE",
+                                      comments=(("ErratumIn", 1104),)))
+        arts.append(synthetic_article(1102, created=_day(1), publication_types=(
+            "Retraction of Publication",), comments=(("RetractionOf", 1101),)))
+        arts.append(synthetic_article(1200, created=_day(1)))
+    write_article_set(dest / "scenario.xml", arts, deleted=(1005,) if version == 2 else ())
+
+
+def make_settings(tmp_path: Path, db_url: str, url: str, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "test", "data_dir": tmp_path / "data", "database_url": db_url,
+        "entrez_url": url, "entrez_email": "tests@example.org", "entrez_rate": 500.0,
+        "entrez_timeout": 0.3, "entrez_batch_size": 7, "recheck_days": 120,
+        "poll_start": SINCE.strftime("%Y/%m/%d"),
+    }
+    values.update(extra)
+    return Settings(**values)
+
+
+def wipe(ctx: AppContext) -> None:
+    with ctx.sessions() as session:
+        for model in (Alert, RecordRevision, Decision, Record, PollRun, JobLock, TrialReport,
+                      Trial):
+            session.exec(delete(model))  # type: ignore[call-overload]
+        session.commit()
+        trial = Trial(name="SYNTH-1", drug="lenalidomide", setting="post_asct")
+        session.add(trial)
+        session.flush()
+        session.add(TrialReport(trial_id=trial.id, pmid=1101, citation="synthetic"))
+        session.commit()
+
+
+def snapshot(ctx: AppContext, *, runs: bool = True) -> dict[str, Any]:
+    """Everything a poll decides, without timestamps or request counts."""
+    with ctx.sessions() as session:
+        records = sorted(
+            (r.pmid, r.content_hash, r.status, r.deleted, r.retracted, r.score, r.flagged,
+             r.decision) for r in session.exec(select(Record)))
+        revisions = sorted(
+            (r.pmid, r.revision, r.content_hash, r.status, tuple(r.changed_fields),
+             json.dumps(r.snapshot, sort_keys=True)) for r in session.exec(select(RecordRevision)))
+        alerts = sorted((a.kind, a.pmid, a.related_pmid or 0, a.in_analysis, a.message)
+                        for a in session.exec(select(Alert)))
+        out: dict[str, Any] = {"records": records, "revisions": revisions, "alerts": alerts}
+        if runs:
+            out["runs"] = sorted(
+                (r.kind, r.status, r.window_start, r.window_end, tuple(r.pmids), r.batches_done,
+                 tuple(sorted(r.missing)), r.found, r.new, r.updated, r.unchanged, r.deleted,
+                 r.retracted) for r in session.exec(select(PollRun)))
+    return out
+
+
+def run_scenario(ctx: AppContext, server: ReplayServer, corpus: Path) -> list[str]:
+    """v1 → poll → v2 (+ a score and a decision to keep) → poll; returns the summaries."""
+    wipe(ctx)
+    write_scenario(corpus, 1)
+    server.reload()
+    first = poll(ctx, backoff_base=0.001)
+    with ctx.sessions() as session:
+        rec = session.get(Record, 1100)
+        assert rec is not None
+        rec.score, rec.flagged = 0.9, True
+        gone = session.get(Record, 1005)
+        assert gone is not None
+        gone.decision = "include"
+        session.add(Decision(pmid=1005, decision="include"))
+        session.add_all([rec, gone])
+        session.commit()
+    write_scenario(corpus, 2)
+    server.reload()
+    second = poll(ctx, backoff_base=0.001)
+    return [first.describe(), second.describe()]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    write_scenario(tmp_path / "corpus", 1)
+    return tmp_path / "corpus"
+
+
+@pytest.fixture
+def clean_reference(tmp_path: Path, db_url: str, corpus: Path) -> Any:
+    """The fault-free scenario's snapshot, and the context (same database) to reuse."""
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url))
+        run_scenario(ctx, srv, corpus)
+        reference = snapshot(ctx)
+    yield ctx, reference
+    ctx.dispose()
+
+
+def test_scenario_outcome_and_rate(tmp_path: Path, db_url: str, corpus: Path) -> None:
+    # NCBI's real limit (3/s) on the server and the default client rate (2.7/s).
+    with start_replay_server(corpus) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url, entrez_rate=None))
+        first, second = run_scenario(ctx, srv, corpus)
+        # a third poll with nothing new: one esearch, nothing fetched except rechecks
+        third = poll(ctx, backoff_base=0.001)
+        assert srv.stats.rate_limited == 0 and srv.stats.max_rate <= 3
+    assert third.requests - third.recheck_requests == 1
+    assert third.new == 0 and third.updated == 0 and third.found == 2
+    assert first.startswith("found 27 / fetched 27 / new 27 / updated 0 / deleted 0 / "
+                            "retracted 0; 5 requests (0 retries, 1 window)")
+    # v2: the crdt window (last end - 3 days .. today) finds 1102 and 1200; the recheck pass
+    # re-fetches the four young records that were not MEDLINE-indexed yet.
+    assert second.startswith("found 2 / fetched 6 / new 2 / updated 3 / deleted 1 / "
+                             "retracted 1; 3 requests (0 retries, 1 window, 1 for rechecks)")
+    snap = snapshot(ctx)
+    records = {r[0]: r for r in snap["records"]}
+    assert records[1100][2] == "MEDLINE" and records[1100][5] is None  # re-scored later
+    assert records[1100][6] is False
+    assert records[1005][3] is True and records[1005][7] == "include"  # hidden, decision kept
+    assert records[1101][4] is True
+    with ctx.sessions() as session:
+        assert len(session.exec(select(Decision)).all()) == 1
+        rev = session.exec(select(RecordRevision).where(RecordRevision.pmid == 1100)).one()
+        assert rev.revision == 1 and rev.status == "In-Process"
+        assert {"status", "mesh", "publication_types"} <= set(rev.changed_fields)
+        assert rev.snapshot["status"] == "In-Process" and rev.snapshot["mesh"] == []
+        runs = session.exec(select(PollRun).order_by(PollRun.id)).all()
+        assert [r.kind for r in runs] == ["crdt", "crdt", "recheck", "crdt"]
+        assert runs[0].window_start == SINCE and runs[0].window_end == TODAY
+        assert runs[1].window_start == TODAY - timedelta(days=3)
+        assert all(r.status == "completed" for r in runs)
+    alerts = {(a[0], a[1], a[2]): a[3] for a in snap["alerts"]}
+    assert alerts == {("retraction", 1101, 1102): True, ("erratum", 1103, 1104): False,
+                      ("deleted", 1005, 0): False}
+    ctx.dispose()
+
+
+FAULTS = ["429", "500", "503", "timeout", "reset", "truncate", "error200", "slow"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_each_fault_alone_gives_the_same_database(
+        tmp_path: Path, clean_reference: Any, corpus: Path, fault: str) -> None:
+    ctx, reference = clean_reference
+    spec = ",".join(f"{fault}@{n}" for n in (1, 3, 8))  # esearch, an efetch, the 2nd poll
+    with start_replay_server(corpus, faults=spec, rate_limit=None, hold_seconds=0.6,
+                             slow_seconds=0.05, retry_after=0) as srv:
+        fault_ctx = make_context(make_settings(tmp_path, ctx.settings.db_url, srv.url))
+        run_scenario(fault_ctx, srv, corpus)
+        assert srv.stats.faults == {fault: 3}
+        assert snapshot(fault_ctx) == reference
+        fault_ctx.dispose()
+
+
+def test_soak_random_faults(tmp_path: Path, clean_reference: Any, corpus: Path) -> None:
+    ctx, reference = clean_reference
+    injected = 0
+    for seed in range(50):
+        with start_replay_server(corpus, faults="random:0.25", seed=seed, rate_limit=None,
+                                 hold_seconds=0.5, retry_after=0) as srv:
+            soak_ctx = make_context(make_settings(tmp_path, ctx.settings.db_url, srv.url))
+            run_scenario(soak_ctx, srv, corpus)
+            injected += sum(srv.stats.faults.values())
+            assert snapshot(soak_ctx) == reference, f"seed {seed}"
+            soak_ctx.dispose()
+    assert injected > 50  # the soak really injected faults
+
+
+def test_pmids_mode_records_missing(tmp_path: Path, db_url: str, corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url))
+        summary = poll(ctx, pmids=[1000, 99999, 1000, 1100])
+        assert (summary.found, summary.fetched, summary.new, summary.missing) == (3, 2, 2, 1)
+        with ctx.sessions() as session:
+            run = session.exec(select(PollRun)).one()
+            assert run.kind == "pmids" and run.missing == [99999] and run.pmids == [1000, 1100,
+                                                                                    99999]
+        assert srv.stats.requests["esearch"] == 0
+        ctx.dispose()
+
+
+def test_window_over_9999_is_split(tmp_path: Path) -> None:
+    write_synthetic_corpus(tmp_path / "big", 10_000, start=date(2025, 1, 1), days=2,
+                           per_file=5000)
+    with start_replay_server(tmp_path / "big", rate_limit=None) as srv:
+        settings = make_settings(tmp_path, "sqlite:///unused.db", srv.url)
+        with EntrezClient(settings) as client:
+            ids, windows = search_window(client, "q", date(2025, 1, 1), date(2025, 1, 2))
+        assert windows == 3 and len(set(ids)) == 10_000
+        assert srv.stats.requests["esearch"] == 3
+
+
+def _wait_for(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def _cli_env(tmp_path: Path, settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
+    env.update({"MMLR_DATABASE_URL": settings.db_url, "MMLR_DATA_DIR": str(tmp_path / "cli"),
+                "MMLR_ENTREZ_URL": settings.entrez_url, "MMLR_ENTREZ_RATE": "500",
+                "MMLR_ENTREZ_BATCH_SIZE": "4", "MMLR_ENTREZ_EMAIL": "tests@example.org",
+                "MMLR_POLL_START": settings.poll_start, "MMLR_RECHECK_DAYS": "120"})
+    return env
+
+
+def _mmlr(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", "from monitor.cli import entrypoint; "
+                             "entrypoint()", *args], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _batches_done(ctx: AppContext) -> int:
+    with ctx.sessions() as session:
+        run = session.exec(select(PollRun)).first()
+        return run.batches_done if run else 0
+
+
+@pytest.mark.parametrize("how", ["sigkill", "sigterm"])
+def test_crash_then_resume_gives_the_same_database(
+        tmp_path: Path, clean_reference: Any, corpus: Path, how: str) -> None:
+    ctx, _ = clean_reference
+    write_scenario(corpus, 1)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        settings = make_settings(tmp_path, ctx.settings.db_url, srv.url, entrez_batch_size=4)
+        run_ctx = make_context(settings)
+        wipe(run_ctx)
+        poll(run_ctx)
+        reference = snapshot(run_ctx, runs=False)
+        wipe(run_ctx)
+        srv.set_delay(0.3)
+        proc = _mmlr(["poll"], _cli_env(tmp_path, settings))
+        _wait_for(lambda: _batches_done(run_ctx) >= 2)
+        proc.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        with run_ctx.sessions() as session:
+            run = session.exec(select(PollRun)).one()
+            assert 2 <= run.batches_done < 7, (out, err)
+            if how == "sigterm":
+                assert proc.returncode == 0, err
+                assert run.status == "interrupted" and "interrupted" in out
+            else:
+                assert proc.returncode == -signal.SIGKILL and run.status == "running"
+        srv.set_delay(0)
+        summary = poll(run_ctx, backoff_base=0.001)  # resumes the run, then polls again
+        assert summary.resumed == 1
+        assert snapshot(run_ctx, runs=False) == reference
+        with run_ctx.sessions() as session:
+            first = session.exec(select(PollRun).order_by(PollRun.id)).first()
+            assert first is not None and first.status == "completed" and first.batches_done == 7
+        run_ctx.dispose()
+
+
+def test_two_workers_poll_once(tmp_path: Path, db_url: str, corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None, delay=0.2) as srv:
+        settings = make_settings(tmp_path, db_url, srv.url)
+        contexts = [make_context(settings), make_context(settings)]
+        barrier = threading.Barrier(2)
+        results: list[Any] = [None, None]
+
+        def worker(i: int) -> None:
+            barrier.wait()
+            try:
+                results[i] = poll(contexts[i]).new
+            except LockedError as exc:
+                results[i] = exc
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert sorted(type(r).__name__ for r in results) == ["LockedError", "int"]
+        assert 27 in results
+        locked = next(r for r in results if isinstance(r, LockedError))
+        assert "already running" in locked.one_line()
+        assert srv.stats.requests["esearch"] == 1
+        with contexts[0].sessions() as session:
+            assert len(session.exec(select(PollRun)).all()) == 1
+            assert session.exec(select(JobLock)).first() is None  # released
+        for c in contexts:
+            c.dispose()
+
+
+def test_cli_unreachable_entrez_is_one_line(tmp_path: Path, settings: Settings) -> None:
+    make_context(settings).dispose()
+    env = _cli_env(tmp_path, settings)
+    env["MMLR_ENTREZ_URL"] = "http://127.0.0.1:9/entrez/eutils/"
+    env["MMLR_ENTREZ_MAX_RETRIES"] = "1"
+    proc = _mmlr(["poll"], env)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(
+        "mmlr: error: cannot reach E-utilities at http://127.0.0.1:9/entrez/eutils/: ")
+    assert "Traceback" not in err

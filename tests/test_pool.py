@@ -1,0 +1,282 @@
+"""pool_all on a real database (SQLite file, or PostgreSQL with MMLR_TEST_DATABASE_URL):
+snapshots, idempotency, selection rules, JSON shape, self-contained stored rows."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import pytest
+from sqlmodel import select
+
+from reports.derive import from_ci
+from reports.meta import meta_analysis
+from reports.pool import latest_results, pool_all
+from store.context import make_context
+from store.models import AuditLog, Estimate, PooledResult, Trial, TrialReport
+
+
+def add_trial(session, name: str, drug: str = "thalidomide", *, setting: str = "post_asct",
+              is_strategy: bool = False) -> Trial:
+    trial = Trial(name=name, drug=drug, setting=setting, is_strategy=is_strategy)
+    session.add(trial)
+    session.flush()
+    return trial
+
+
+def add_estimate(session, trial: Trial, hr: str, lo: str, hi: str, *, endpoint: str = "PFS",
+                 setting: str | None = None, cut: date | None = None, year: int | None = None,
+                 verified: bool = True, comparison: str = "maintenance vs control",
+                 approximate: bool = False) -> Estimate:
+    report = None
+    if year is not None:
+        report = TrialReport(trial_id=trial.id, citation=f"{trial.name} {year}", year=year)
+        session.add(report)
+        session.flush()
+    d = from_ci(hr, lo, hi)
+    est = Estimate(trial_id=trial.id, report_id=report.id if report else None,
+                   endpoint=endpoint, setting=setting or trial.setting, comparison=comparison,
+                   hr=float(hr), ci_low=float(lo), ci_high=float(hi), log_hr=d.log_hr, se=d.se,
+                   data_cut=cut, verified=verified, approximate=approximate)
+    session.add(est)
+    session.flush()
+    return est
+
+
+@pytest.fixture
+def evidence(ctx):
+    """Four thalidomide post-ASCT trials (one EFS), two non-transplant, one lenalidomide."""
+    with ctx.sessions() as s:
+        a = add_trial(s, "Trial A")
+        add_estimate(s, a, "0.60", "0.45", "0.80", cut=date(2010, 6, 1))
+        b = add_trial(s, "Trial B")
+        add_estimate(s, b, "0.72", "0.55", "0.94", endpoint="EFS", year=2008)
+        c = add_trial(s, "Trial C")
+        add_estimate(s, c, "0.95", "0.70", "1.29", cut=date(2012, 1, 1))
+        add_estimate(s, c, "0.80", "0.62", "1.03", endpoint="OS", cut=date(2012, 1, 1))
+        d = add_trial(s, "Trial D", setting="non_transplant")
+        add_estimate(s, d, "0.55", "0.36", "0.86", cut=date(2009, 1, 1))
+        e = add_trial(s, "Trial E", setting="non_transplant")
+        add_estimate(s, e, "0.85", "0.66", "1.10", cut=date(2013, 3, 1))
+        f = add_trial(s, "Trial F", drug="lenalidomide")
+        add_estimate(s, f, "0.57", "0.46", "0.71", endpoint="TTP", cut=date(2017, 1, 1))
+        s.commit()
+    return ctx
+
+
+def _by_key(run):
+    return {o.analysis.key: o for o in run.outcomes}
+
+
+def test_pool_all_stores_snapshots_and_is_idempotent(evidence) -> None:
+    first = pool_all(evidence)
+    keys = {o.analysis.key for o in first.changed}
+    assert {"thalidomide/PFS/post_asct", "thalidomide/PFS/non_transplant",
+            "thalidomide/PFS/all", "thalidomide/OS/post_asct", "thalidomide/OS/all",
+            "lenalidomide/PFS/post_asct", "lenalidomide/PFS/all"} == keys
+    with evidence.sessions() as s:
+        n_snap = len(s.exec(select(PooledResult)).all())
+        n_audit = len(s.exec(select(AuditLog)).all())
+    assert n_snap == len(keys) and n_audit == 1
+
+    second = pool_all(evidence)
+    assert second.changed == []
+    with evidence.sessions() as s:
+        assert len(s.exec(select(PooledResult)).all()) == n_snap
+        assert len(s.exec(select(AuditLog)).all()) == n_audit
+    # Same snapshot ids reported, same numbers.
+    a, b = _by_key(first), _by_key(second)
+    for key in keys:
+        assert a[key].snapshot_id == b[key].snapshot_id
+        assert a[key].result.estimate == b[key].result.estimate
+
+
+def test_stored_numbers_are_the_estimator_on_the_selected_inputs(evidence) -> None:
+    pool_all(evidence)
+    with evidence.sessions() as s:
+        snap = {p.analysis_key: p for p in latest_results(s)}["thalidomide/PFS/post_asct"]
+    assert [r["trial"] for r in snap.inputs] == ["Trial B", "Trial A", "Trial C"]  # by date
+    ref = meta_analysis([r["yi"] for r in snap.inputs], [r["sei"] for r in snap.inputs],
+                        method="REML", ci="hksj")
+    assert snap.k == 3 and snap.method == "REML" and snap.ci_method == "hksj"
+    for field in ("estimate", "se", "ci_low", "ci_high", "pi_low", "pi_high", "tau2", "i2",
+                  "q", "q_p"):
+        assert getattr(snap, field) == pytest.approx(getattr(ref, field), rel=1e-12, abs=1e-12)
+    assert [r["weight"] for r in snap.inputs] == pytest.approx(ref.weights)
+    assert snap.result["hr"] == pytest.approx(math.exp(ref.estimate))
+    assert len(snap.result["leave_one_out"]) == 3
+    assert [c["k"] for c in snap.result["cumulative"]] == [1, 2, 3]
+    assert snap.result["cumulative"][0]["added"] == "Trial B"
+    assert snap.settings == {"method": "REML", "ci": "hksj"}
+    assert snap.code_version and len(snap.inputs_hash) == 64
+
+
+def test_efs_ttp_flagged_and_subgroups_in_all(evidence) -> None:
+    run = pool_all(evidence)
+    out = _by_key(run)["thalidomide/PFS/all"]
+    flags = {r["trial"]: r["flags"] for r in out.inputs}
+    assert flags["Trial B"] == ["EFS"] and flags["Trial A"] == []
+    assert out.extras["flags"]["efs_ttp"] == ["Trial B"]
+    assert [sg["name"] for sg in out.extras["subgroups"]] == ["post_asct", "non_transplant"]
+    assert out.subgroup_test is not None and out.subgroup_test.df == 1
+    doc = run.to_json()
+    assert "thalidomide/PFS/all" in doc["subgroup_test"]
+    assert set(doc["subgroup_test"]["thalidomide/PFS/all"]) >= {"q", "df", "p"}
+    len_out = _by_key(run)["lenalidomide/PFS/post_asct"]
+    assert len_out.inputs[0]["flags"] == ["TTP"] and len_out.k == 1
+
+
+def test_json_shape(evidence) -> None:
+    doc = pool_all(evidence).to_json()
+    assert doc["method"] == "REML" and doc["ci"] == "hksj"
+    required = {"name", "k", "estimate", "se", "ci_low", "ci_high", "pi_low", "pi_high", "hr",
+                "hr_ci_low", "hr_ci_high", "tau2", "i2", "q", "q_p"}
+    names = [a["name"] for a in doc["analyses"]]
+    assert names[:2] == ["thalidomide/PFS/post_asct", "thalidomide/PFS/non_transplant"]
+    for entry in doc["analyses"]:
+        assert required <= set(entry)
+        assert entry["hr"] == pytest.approx(math.exp(entry["estimate"]))
+    # IMWG analyses without data are listed, not silently dropped.
+    assert "lenalidomide/PFS/non_transplant" in doc["no_data"]
+    assert doc["snapshots_written"] == 7
+
+
+def test_new_estimate_only_changes_affected_analyses(evidence) -> None:
+    pool_all(evidence)
+    with evidence.sessions() as s:
+        g = add_trial(s, "Trial G", drug="lenalidomide", setting="non_transplant")
+        add_estimate(s, g, "0.49", "0.35", "0.68", cut=date(2012, 5, 1))
+        s.commit()
+    run = pool_all(evidence)
+    assert {o.analysis.key for o in run.changed} == {
+        "lenalidomide/PFS/non_transplant", "lenalidomide/PFS/all"}
+
+
+def test_settings_change_writes_new_snapshots(evidence, settings) -> None:
+    pool_all(evidence)
+    other = make_context(replace_settings(settings, pool_method="DL", pool_ci="wald"),
+                         upgrade=False)
+    try:
+        run = pool_all(other)
+        assert len(run.changed) == 7
+        snap = {p.analysis_key: p for p in _latest(other)}["thalidomide/PFS/post_asct"]
+        assert snap.method == "DL" and snap.settings == {"method": "DL", "ci": "wald"}
+        assert pool_all(other).changed == []
+    finally:
+        other.dispose()
+
+
+def replace_settings(settings, **changes):
+    return settings.model_copy(update=changes)
+
+
+def _latest(ctx):
+    with ctx.sessions() as s:
+        return latest_results(s)
+
+
+def test_latest_verified_data_cut_wins(ctx) -> None:
+    with ctx.sessions() as s:
+        t = add_trial(s, "Cuts")
+        old = add_estimate(s, t, "0.70", "0.50", "0.98", cut=date(2010, 1, 1))
+        new = add_estimate(s, t, "0.60", "0.48", "0.75", cut=date(2014, 1, 1))
+        unverified = add_estimate(s, t, "0.40", "0.30", "0.53", cut=date(2019, 1, 1),
+                                  verified=False)
+        s.commit()
+        ids = old.id, new.id, unverified.id
+    out = _by_key(pool_all(ctx))["thalidomide/PFS/post_asct"]
+    assert [r["estimate_id"] for r in out.inputs] == [ids[1]]
+    reasons = {d["estimate_id"]: d["reason"] for d in out.extras["dropped"]}
+    assert reasons[ids[2]] == "not verified"
+    assert reasons[ids[0]].startswith("superseded by estimate")
+
+
+def test_same_cut_prefers_pfs_over_efs(ctx) -> None:
+    with ctx.sessions() as s:
+        t = add_trial(s, "Both")
+        add_estimate(s, t, "0.70", "0.50", "0.98", endpoint="PFS", cut=date(2010, 1, 1))
+        add_estimate(s, t, "0.65", "0.50", "0.85", endpoint="EFS", cut=date(2010, 1, 1))
+        s.commit()
+    out = _by_key(pool_all(ctx))["thalidomide/PFS/post_asct"]
+    assert [r["endpoint"] for r in out.inputs] == ["PFS"]
+
+
+def test_strategy_trials_only_in_sensitivity(ctx) -> None:
+    with ctx.sessions() as s:
+        a = add_trial(s, "Clean")
+        add_estimate(s, a, "0.60", "0.45", "0.80", cut=date(2010, 1, 1))
+        h = add_trial(s, "HOVON-65-like", is_strategy=True)
+        add_estimate(s, h, "0.75", "0.62", "0.90", cut=date(2012, 1, 1))
+        s.commit()
+    out = _by_key(pool_all(ctx))
+    primary = out["thalidomide/PFS/post_asct"]
+    sens = out["thalidomide/PFS/post_asct/with_strategy"]
+    assert [r["trial"] for r in primary.inputs] == ["Clean"]
+    assert any("strategy" in d["reason"] for d in primary.extras["dropped"])
+    assert [r["trial"] for r in sens.inputs] == ["Clean", "HOVON-65-like"]
+    assert sens.inputs[1]["flags"] == ["strategy"] and sens.analysis.include_strategy
+
+
+def test_multi_arm_trial_contributes_one_comparison(ctx) -> None:
+    with ctx.sessions() as s:
+        t = add_trial(s, "MM-015-like", drug="lenalidomide", setting="non_transplant")
+        first = add_estimate(s, t, "0.49", "0.37", "0.65", comparison="MPR-R vs MPR",
+                             cut=date(2012, 1, 1))
+        add_estimate(s, t, "0.40", "0.30", "0.53", comparison="MPR-R vs MP",
+                     cut=date(2012, 1, 1))
+        s.commit()
+        first_id = first.id
+    out = _by_key(pool_all(ctx))["lenalidomide/PFS/non_transplant"]
+    assert [r["estimate_id"] for r in out.inputs] == [first_id]
+    assert out.inputs[0]["comparison"] == "MPR-R vs MPR"
+    assert any("multi-arm" in d["reason"] for d in out.extras["dropped"])
+
+
+def test_strata_enter_all_separately_unless_whole_trial_estimate(ctx) -> None:
+    with ctx.sessions() as s:
+        t = add_trial(s, "MRC IX-like", setting="mixed")
+        add_estimate(s, t, "0.70", "0.55", "0.89", setting="post_asct", cut=date(2012, 1, 1))
+        add_estimate(s, t, "0.85", "0.66", "1.10", setting="non_transplant",
+                     cut=date(2012, 1, 1))
+        s.commit()
+    out = _by_key(pool_all(ctx))["thalidomide/PFS/all"]
+    assert sorted(r["trial"] for r in out.inputs) == [
+        "MRC IX-like (non-transplant)", "MRC IX-like (post-ASCT)"]
+    with ctx.sessions() as s:
+        t = s.exec(select(Trial)).one()
+        add_estimate(s, t, "0.75", "0.62", "0.90", setting="mixed", cut=date(2013, 1, 1))
+        s.commit()
+    out = _by_key(pool_all(ctx))["thalidomide/PFS/all"]
+    assert [r["trial"] for r in out.inputs] == ["MRC IX-like"]
+
+
+def test_unverified_inputs_record_an_empty_snapshot(evidence) -> None:
+    pool_all(evidence)
+    with evidence.sessions() as s:
+        for est in s.exec(select(Estimate).join(Trial).where(Trial.drug == "lenalidomide")):
+            est.verified = False
+            s.add(est)
+        s.commit()
+    run = pool_all(evidence)
+    assert {o.analysis.key for o in run.changed} == {"lenalidomide/PFS/post_asct",
+                                                     "lenalidomide/PFS/all"}
+    snap = {p.analysis_key: p for p in _latest(evidence)}["lenalidomide/PFS/all"]
+    assert snap.k == 0 and snap.estimate is None
+    assert pool_all(evidence).changed == []
+
+
+def test_describe_lists_every_analysis(evidence) -> None:
+    text = pool_all(evidence).describe()
+    assert "thalidomide/PFS/post_asct" in text and "no eligible verified estimates" in text
+    assert "subgroup difference" in text
+
+
+def test_fixed_effect_snapshot_has_no_prediction_interval(evidence, settings) -> None:
+    other = make_context(replace_settings(settings, pool_method="FE", pool_ci="wald"),
+                         upgrade=False)
+    try:
+        pool_all(other)
+        snap = {p.analysis_key: p for p in _latest(other)}["thalidomide/PFS/post_asct"]
+        assert snap.pi_low is None and snap.tau2 == 0.0
+    finally:
+        other.dispose()

@@ -1,0 +1,199 @@
+"""The E-utilities replay server: indexing, esearch/efetch/epost, 9,999 cap, rate limit, faults."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+
+from monitor.faults import parse_fault_spec
+from monitor.pubmed_xml import iter_records
+from monitor.records import DeletedCitation, ParsedRecord
+from monitor.replay_server import (
+    parse_date_ranges,
+    start_replay_server,
+    synthetic_article,
+    write_article_set,
+)
+from store.errors import ValidationError
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    write_article_set(root / "a.xml", [
+        synthetic_article(101, created=date(2025, 1, 5)),
+        synthetic_article(102, created=date(2025, 1, 20)),
+        synthetic_article(103, created=date(2025, 2, 3), status="In-Process"),
+    ])
+    write_article_set(root / "sub" / "b.xml.gz", [
+        synthetic_article(104, created=date(2025, 3, 1)),
+    ], deleted=(105,))
+    (root / "notes.xml").write_text("<eSearchResult><Count>1</Count></eSearchResult>")
+    (root / "broken.xml").write_text("<PubmedArticleSet><PubmedArticle>")
+    (root / "readme.txt").write_text("not xml")
+    return root
+
+
+def _post(url: str, endpoint: str, **params: object) -> httpx.Response:
+    return httpx.post(url + f"{endpoint}.fcgi", data={"db": "pubmed", **params}, timeout=5)
+
+
+def test_indexes_xml_and_gz_recursively_and_skips_other_files(corpus: Path) -> None:
+    with start_replay_server(corpus) as srv:
+        assert sorted(srv.corpus.records) == [101, 102, 103, 104]
+        assert srv.corpus.deleted == {105}
+        skipped = {Path(p).name for p in srv.corpus.skipped_files}
+        assert skipped == {"notes.xml", "broken.xml"}
+        assert srv.url.startswith("http://127.0.0.1:") and srv.url.endswith("/entrez/eutils/")
+
+
+def test_esearch_crdt_window_count_and_headers(corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        resp = httpx.get(srv.url + "esearch.fcgi", params={
+            "db": "pubmed", "term": "myeloma AND 2025/01/01:2025/01/31[crdt]", "retmax": 100})
+        assert resp.status_code == 200
+        assert resp.headers["content-type"] == "text/xml; charset=UTF-8"
+        assert resp.headers["x-ratelimit-limit"] == "0"  # unlimited in this test
+        assert "<Count>2</Count>" in resp.text
+        assert "<Id>102</Id>" in resp.text and "<Id>101</Id>" in resp.text
+        assert resp.text.index("<Id>102</Id>") < resp.text.index("<Id>101</Id>")  # newest first
+        # month / year precision, edat and datetype+mindate/maxdate
+        assert "<Count>3</Count>" in _post(srv.url, "esearch", term="x 2025/01:2025/02[crdt]").text
+        assert "<Count>4</Count>" in _post(srv.url, "esearch", term="x 2025:2025[edat]").text
+        text = _post(srv.url, "esearch", term="x", datetype="crdt", mindate="2025/03/01",
+                     maxdate="2025/12/31").text
+        assert "<Count>1</Count>" in text and "<Id>104</Id>" in text
+        empty = _post(srv.url, "esearch", term="x 2024/01/01:2024/12/31[crdt]").text
+        assert "<Count>0</Count>" in empty and "No items found." in empty
+
+
+def test_parse_date_ranges() -> None:
+    assert parse_date_ranges("(q) AND 2025/1/2:2025/02[crdt]") == [
+        ("crdt", date(2025, 1, 2), date(2025, 2, 28))]
+    assert parse_date_ranges("q 2024:2024[pdat]") == []
+
+
+def test_esearch_9999_cap(tmp_path: Path) -> None:
+    write_article_set(tmp_path / "c" / "a.xml", [synthetic_article(1, created=date(2025, 1, 1))])
+    with start_replay_server(tmp_path / "c", rate_limit=None) as srv:
+        text = _post(srv.url, "esearch", term="x", retmax=20000).text
+        assert "Restrictions achieved. start and count adjusted to 0, 9999" in text
+        text = _post(srv.url, "esearch", term="x", retstart=15000, retmax=10).text
+        assert "<ERROR>Search Backend failed: Exception:\nPosition 15000 is out of acceptable " \
+               "range [9999,9998]</ERROR>" in text
+
+
+def test_history_efetch_and_epost(corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        text = _post(srv.url, "esearch", term="x", usehistory="y", retmax=0).text
+        webenv = text.split("<WebEnv>")[1].split("</WebEnv>")[0]
+        assert "<QueryKey>1</QueryKey>" in text and webenv.startswith("MCID_")
+        page = _post(srv.url, "efetch", WebEnv=webenv, query_key=1, retstart=1, retmax=2)
+        pmids = [r.pmid for r in iter_records(page.content)]
+        assert pmids == [103, 102]
+        out = _post(srv.url, "efetch", WebEnv=webenv, query_key=1, retstart=9, retmax=1)
+        assert out.status_code == 400 and "OUT OF RANGE" in out.text
+        unknown = _post(srv.url, "efetch", WebEnv="MCID_nope", query_key=1)
+        assert unknown.status_code == 400 and "Unable to obtain query #1" in unknown.text
+        posted = _post(srv.url, "epost", id="101,104,abc")
+        assert "Some IDs have invalid value" in posted.text
+        webenv2 = posted.text.split("<WebEnv>")[1].split("</WebEnv>")[0]
+        got = _post(srv.url, "efetch", WebEnv=webenv2, query_key=1, retmax=10)
+        assert sorted(r.pmid for r in iter_records(got.content)) == [101, 104]
+        assert "Empty ID list" in _post(srv.url, "epost", id="").text
+
+
+def test_efetch_id_lists_get_and_post(corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        get = httpx.get(srv.url + "efetch.fcgi", params={"db": "pubmed", "id": "101,999,105"})
+        items = list(iter_records(get.content))
+        assert [i.pmid for i in items if isinstance(i, ParsedRecord)] == [101]
+        assert [i.pmid for i in items if isinstance(i, DeletedCitation)] == [105]
+        post = _post(srv.url, "efetch", id="104,102")
+        assert [r.pmid for r in iter_records(post.content)] == [104, 102]
+        # the stored bytes are served: the title survives byte for byte
+        assert b"Synthetic record 104" in post.content
+        empty = _post(srv.url, "efetch", id="999")
+        assert list(iter_records(empty.content)) == []
+        assert b"<PubmedArticleSet>" in empty.content
+        assert srv.stats.requests["efetch"] == 3
+
+
+def test_wrong_db_and_unknown_endpoint(corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        assert "Invalid db name specified: gds" in httpx.get(
+            srv.url + "esearch.fcgi", params={"db": "gds", "term": "x"}).text
+        assert httpx.get(srv.url + "einfo.fcgi").status_code == 404
+
+
+def test_rate_limit_answers_ncbi_429(corpus: Path) -> None:
+    with start_replay_server(corpus) as srv:
+        codes = [_post(srv.url, "esearch", term="x").status_code for _ in range(5)]
+        assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
+        resp = _post(srv.url, "esearch", term="x")
+        assert resp.status_code == 429
+        body = json.loads(resp.text)
+        assert body["error"] == "API rate limit exceeded" and body["limit"] == "3"
+        assert body["api-key"] == "127.0.0.1"
+        assert srv.stats.max_rate > 3 and srv.stats.rate_limited >= 2
+        time.sleep(1.05)
+        # with an API key the limit is 10 per second
+        codes = [_post(srv.url, "esearch", term="x", api_key="K").status_code for _ in range(8)]
+        assert set(codes) == {200}
+
+
+def test_fault_spec_parsing() -> None:
+    plan = parse_fault_spec("429@3,500@7,timeout@9,truncate@11,error200@13,reset@15,slow@2")
+    assert plan.fixed == {3: "429", 7: "500", 9: "timeout", 11: "truncate", 13: "error200",
+                          15: "reset", 2: "slow"}
+    assert [plan.next()[1] for _ in range(4)] == [None, "slow", "429", None]
+    for bad in ("429", "boom@2", "500@0", "500@x", "random:2", "random:x", "500@1,429@1"):
+        with pytest.raises(ValidationError):
+            parse_fault_spec(bad)
+    a, b = parse_fault_spec("random:0.5", seed=4), parse_fault_spec("random:0.5", seed=4)
+    assert [a.next() for _ in range(30)] == [b.next() for _ in range(30)]
+    assert any(k for _, k in (parse_fault_spec("random:0.5", seed=1).next() for _ in range(30)))
+
+
+def test_each_fault_kind_is_served(corpus: Path) -> None:
+    spec = "429@1,500@2,503@3,truncate@4,error200@5,reset@6,timeout@7,slow@8"
+    with start_replay_server(corpus, faults=spec, rate_limit=None, hold_seconds=0.6,
+                             slow_seconds=0.2, retry_after=2) as srv:
+        r = _post(srv.url, "esearch", term="x")
+        assert r.status_code == 429 and r.headers["retry-after"] == "2"
+        assert _post(srv.url, "esearch", term="x").status_code == 500
+        assert _post(srv.url, "esearch", term="x").status_code == 503
+        truncated = _post(srv.url, "efetch", id="101,102")
+        assert truncated.status_code == 200 and not truncated.content.rstrip().endswith(
+            b"</PubmedArticleSet>")
+        err = _post(srv.url, "esearch", term="x")
+        assert err.status_code == 200 and "<ERROR>" in err.text
+        with pytest.raises(httpx.TransportError):
+            _post(srv.url, "esearch", term="x")
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(srv.url + "esearch.fcgi", data={"term": "x"}, timeout=0.2)
+        started = time.monotonic()
+        slow = _post(srv.url, "esearch", term="x")
+        assert slow.status_code == 200 and time.monotonic() - started >= 0.2
+        assert _post(srv.url, "esearch", term="x").status_code == 200
+        assert srv.stats.faults == {"429": 1, "500": 1, "503": 1, "truncate": 1,
+                                    "error200": 1, "reset": 1, "timeout": 1, "slow": 1}
+
+
+def test_bad_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="is not a directory"):
+        start_replay_server(tmp_path / "nope")
+
+
+def test_gzip_file_is_served(tmp_path: Path) -> None:
+    path = write_article_set(tmp_path / "g" / "x.xml.gz",
+                             [synthetic_article(7, created=date(2025, 5, 5))])
+    assert gzip.decompress(path.read_bytes()).startswith(b"<?xml")
+    with start_replay_server(tmp_path / "g") as srv:
+        assert [r.pmid for r in iter_records(_post(srv.url, "efetch", id="7").content)] == [7]

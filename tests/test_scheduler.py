@@ -1,0 +1,121 @@
+"""Scheduler jobs in the application database, and the database-level job locks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import inspect, text
+
+from monitor.scheduler import MISFIRE_GRACE_SECONDS, JobSpec, build_scheduler
+from store.context import AppContext
+from store.errors import ConfigError, LockedError
+from store.locks import job_lock
+from store.models import JobLock, utcnow
+from store.settings import Settings
+
+
+def scheduled_noop() -> None:  # a module-level job function (picklable by reference)
+    return None
+
+
+def test_jobs_with_ids_in_the_database(ctx: AppContext, settings: Settings) -> None:
+    for _ in range(2):  # a restart replaces the jobs instead of duplicating them
+        scheduler = build_scheduler(settings, blocking=False)
+        scheduler.start(paused=True)
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+        assert set(jobs) == {"poll-cycle", "digest"}
+        cycle = jobs["poll-cycle"]
+        assert cycle.coalesce is True and cycle.max_instances == 1
+        assert cycle.misfire_grace_time == MISFIRE_GRACE_SECONDS
+        assert str(cycle.trigger.timezone) == "UTC"
+        assert "hour='6'" in str(cycle.trigger)
+        # crontab "0 7 * * 1" is Monday (APScheduler's from_crontab would say Tuesday)
+        monday = jobs["digest"].trigger.get_next_fire_time(
+            None, datetime(2026, 11, 24, tzinfo=UTC))
+        assert monday == datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
+        assert cycle.func_ref == "monitor.cycle:scheduled_cycle"
+        scheduler.shutdown(wait=False)
+    assert "apscheduler_jobs" in inspect(ctx.engine).get_table_names()
+    with ctx.engine.connect() as conn:
+        ids = sorted(r[0] for r in conn.execute(text("SELECT id FROM apscheduler_jobs")))
+    assert ids == ["digest", "poll-cycle"]
+
+
+def test_crontab_days_are_translated() -> None:
+    from monitor.scheduler import _crontab_days
+
+    assert _crontab_days("1") == "mon"
+    assert _crontab_days("0,7") == "sun,sun"
+    assert _crontab_days("1-5/2") == "mon-fri/2"
+    assert _crontab_days("*") == "*"
+
+
+def test_custom_jobs_and_bad_cron(ctx: AppContext, settings: Settings) -> None:
+    scheduler = build_scheduler(settings, blocking=False, jobs={
+        "nightly": JobSpec("tests.test_scheduler:scheduled_noop", "30 2 * * *"),
+        "digest-extra": scheduled_noop})
+    scheduler.start(paused=True)
+    assert {j.id for j in scheduler.get_jobs()} >= {"nightly", "digest-extra"}
+    scheduler.shutdown(wait=False)
+    with pytest.raises(ConfigError, match="MMLR_POLL_CRON 'every day' is not a valid crontab"):
+        build_scheduler(settings, blocking=True, jobs={"poll": JobSpec(scheduled_noop,
+                                                                       "every day")})
+
+
+def test_lock_is_exclusive_and_released(ctx: AppContext) -> None:
+    with job_lock(ctx.engine, "poll", ttl=60) as lease:
+        with pytest.raises(LockedError, match="'poll' is already running"), \
+                job_lock(ctx.engine, "poll", ttl=60):
+            pass
+        with job_lock(ctx.engine, "digest", ttl=60):  # other names are independent
+            pass
+        lease.renew()
+    with job_lock(ctx.engine, "poll", ttl=60):  # released: can be taken again
+        pass
+
+
+def test_lock_is_exclusive_across_processes(ctx: AppContext, settings: Settings) -> None:
+    code = (
+        "import sys\n"
+        "from store.engine import make_engine\n"
+        "from store.locks import job_lock\n"
+        "from store.errors import LockedError\n"
+        "try:\n"
+        "    with job_lock(make_engine(sys.argv[1]), 'poll', ttl=60):\n"
+        "        print('acquired')\n"
+        "except LockedError as exc:\n"
+        "    print('locked:', exc.one_line())\n"
+    )
+    with job_lock(ctx.engine, "poll", ttl=60):
+        out = subprocess.run([sys.executable, "-c", code, settings.db_url], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        assert out.startswith("locked:")
+    out = subprocess.run([sys.executable, "-c", code, settings.db_url], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert out.startswith("acquired")
+
+
+def test_sqlite_lease_takeover(ctx: AppContext) -> None:
+    if ctx.engine.dialect.name != "sqlite":
+        pytest.skip("lease rows are the SQLite mechanism (PostgreSQL frees advisory locks "
+                    "when the session dies)")
+    with ctx.sessions() as session:
+        # a live holder elsewhere whose lease is still valid blocks ...
+        session.add(JobLock(name="a", holder="otherhost:1:x",
+                            expires_at=utcnow() + timedelta(minutes=5)))
+        # ... an expired one and a dead process on this host do not
+        session.add(JobLock(name="b", holder="otherhost:1:x",
+                            expires_at=utcnow() - timedelta(seconds=1)))
+        import socket
+
+        session.add(JobLock(name="c", holder=f"{socket.gethostname()}:999999999:x",
+                            expires_at=utcnow() + timedelta(minutes=5)))
+        session.commit()
+    with pytest.raises(LockedError, match="held by otherhost:1:x"), job_lock(ctx.engine, "a"):
+        pass
+    for name in ("b", "c"):
+        with job_lock(ctx.engine, name):
+            pass

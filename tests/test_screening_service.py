@@ -1,0 +1,226 @@
+"""`screen()` on a real database (SQLite file or PostgreSQL) with the synthetic demo corpus:
+cold start (keyword prior, then seed PMIDs), retraining after decisions, idempotency,
+provenance on scores and decisions, the queue and the screening health."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, col, func, select
+
+from monitor.demo_corpus import read_labels, write_demo_corpus
+from monitor.pubmed_xml import iter_records
+from monitor.records import ParsedRecord
+from screening.health import screening_health
+from screening.queue import AUDIT_EVERY, queue
+from screening.service import PROGRESS_KEY, load_model, record_document, screen
+from store.errors import LockedError
+from store.locks import job_lock
+from store.models import Decision, KeyValue, ModelVersion, Record, Score, Trial, TrialReport, User
+
+
+def _load_corpus(ctx, tmp_path: Path) -> dict[int, bool]:
+    dest = tmp_path / "corpus"
+    files = write_demo_corpus(dest)
+    with ctx.sessions() as session:
+        for f in files:
+            if f.suffix != ".xml":
+                continue
+            for item in iter_records(f):
+                if not isinstance(item, ParsedRecord):
+                    continue
+                data = item.content()
+                session.merge(Record(pmid=item.pmid, source="demo",
+                                     content_hash=item.content_hash(),
+                                     **{k: v for k, v in data.items()}))
+        session.commit()
+    return {pmid: eligible for pmid, (_, eligible) in read_labels(dest).items()}
+
+
+def _count(session: Session, model, *conds) -> int:
+    return int(session.exec(select(func.count()).select_from(model).where(*conds)).one())
+
+
+def _add_seeds(ctx, pmids: list[int]) -> None:
+    with ctx.sessions() as session:
+        trial = Trial(name="Demo seed trial", drug="lenalidomide", setting="post_asct")
+        session.add(trial)
+        session.flush()
+        for p in pmids:
+            session.add(TrialReport(trial_id=int(trial.id or 0), pmid=p, citation=f"PMID {p}"))
+        session.commit()
+
+
+def _curator(ctx) -> User:
+    with ctx.sessions() as session:
+        user = User(email="curator@example.org", role="curator")
+        session.add(user)
+        session.commit()
+        session.refresh(user)
+        return user
+
+
+def _decide(ctx, user: User, pmid: int, decision: str) -> Decision:
+    from screening.web.decisions import record_decision
+
+    with ctx.sessions() as session:
+        row = record_decision(session, user=user, pmid=pmid, decision=decision)
+        session.commit()
+        session.refresh(row)
+        return row
+
+
+@pytest.fixture
+def corpus(ctx, tmp_path: Path) -> dict[int, bool]:
+    return _load_corpus(ctx, tmp_path)
+
+
+def test_cold_start_prior_then_seeds_then_decisions(ctx, corpus) -> None:
+    n = len(corpus)
+    eligible = sorted(p for p, e in corpus.items() if e)
+    # 1. nothing known: the transparent keyword prior ranks the records
+    s1 = screen(ctx)
+    assert s1.model_name == "keyword-prior" and s1.trained
+    assert s1.scored == n and 0 < s1.flagged < n
+    assert "keyword prior" in s1.describe() and f"scored {n}" in s1.describe()
+    with ctx.sessions() as session:
+        assert _count(session, Score) == n
+        flagged = session.exec(select(Record.pmid).where(col(Record.flagged).is_(True))).all()
+    # the prior already finds most maintenance trials
+    assert sum(corpus[p] for p in flagged) >= 0.8 * len(eligible)
+
+    # 2. idempotent: nothing new → no new model, no new score rows
+    s2 = screen(ctx)
+    assert not s2.trained and s2.scored == 0 and s2.model_version_id == s1.model_version_id
+    with ctx.sessions() as session:
+        assert _count(session, Score) == n and _count(session, ModelVersion) == 1
+
+    # 3. the seed trials' records arrive: a classifier replaces the prior
+    _add_seeds(ctx, eligible[:5])
+    s3 = screen(ctx)
+    assert s3.trained and s3.model_name == "mmlr-default" and s3.scored == n
+    assert s3.n_positive == 5 and s3.n_train > 5
+    with ctx.sessions() as session:
+        mv = session.get(ModelVersion, s3.model_version_id)
+        assert mv is not None and mv.active and mv.artifact and mv.threshold is not None
+        assert mv.cv_metrics["recall"] >= ctx.settings.target_recall
+        assert mv.cv_metrics["n_seed"] == 5 and mv.cv_metrics["n_weak_negative"] > 0
+        assert mv.config["classifier"] == "svm" and mv.code_version
+        assert not session.get(ModelVersion, s1.model_version_id).active
+        # provenance on every record and score
+        recs = session.exec(select(Record)).all()
+        assert {r.score_model_version_id for r in recs} == {mv.id}
+        assert _count(session, Score, Score.model_version_id == mv.id) == n
+        # persistence round trip through the database: the stored model gives the same scores
+        model = load_model(session.get(ModelVersion, mv.id))
+        sample = recs[:20]
+        rescored = model.score([record_document(r) for r in sample])
+        for r, value in zip(sample, rescored, strict=True):
+            row = session.exec(select(Score).where(Score.pmid == r.pmid,
+                                                   Score.model_version_id == mv.id)).one()
+            assert row.score == pytest.approx(float(value), abs=1e-12)
+            assert row.content_hash == r.content_hash and r.score == row.score
+
+    # 4. curator decisions carry the model version they saw; enough of them retrain
+    user = _curator(ctx)
+    top = queue(ctx.sessions(), limit=ctx.settings.retrain_min_decisions)
+    for item in top:
+        d = _decide(ctx, user, item.pmid, "include" if corpus[item.pmid] else "exclude")
+        assert d.model_version_id == s3.model_version_id
+        assert d.score_shown == pytest.approx(item.score)
+    s4 = screen(ctx)
+    assert s4.trained and s4.model_version_id != s3.model_version_id
+    with ctx.sessions() as session:
+        mv4 = session.get(ModelVersion, s4.model_version_id)
+        assert mv4.n_decisions == len(top)
+    # the classifier puts the eligible records on top of the queue
+    ranked = queue(ctx.sessions(), limit=40)
+    assert sum(corpus[i.pmid] for i in ranked) >= 30
+    undecided_eligible = [p for p in eligible if p not in {i.pmid for i in top}]
+    with ctx.sessions() as session:
+        scores = dict(session.exec(select(Record.pmid, Record.score)).all())
+    others = [scores[p] for p, e in corpus.items() if not e]
+    pairs = [(scores[p] > o) for p in undecided_eligible for o in others]
+    assert sum(pairs) / len(pairs) > 0.9  # AUC of the undecided eligible records
+
+    # 5. a second call with nothing new is a no-op again
+    s5 = screen(ctx)
+    assert not s5.trained and s5.scored == 0
+    with ctx.sessions() as session:
+        progress = session.get(KeyValue, PROGRESS_KEY).value
+    assert progress["phase"] == "done" and {"done", "total", "updated_at"} <= set(progress)
+
+
+def test_changed_content_is_rescored_and_deleted_records_leave_the_queue(ctx, corpus) -> None:
+    eligible = sorted(p for p, e in corpus.items() if e)
+    _add_seeds(ctx, eligible[:4])
+    first = screen(ctx)
+    victim, gone = eligible[10], eligible[11]
+    with ctx.sessions() as session:
+        rec = session.get(Record, victim)
+        old_hash = rec.content_hash
+        rec.abstract = (rec.abstract or "") + " Updated with MEDLINE indexing."
+        rec.content_hash = "changed-" + old_hash
+        rec.score = None  # what the poller does when the content changes
+        session.add(rec)
+        dead = session.get(Record, gone)
+        dead.deleted = True
+        session.add(dead)
+        session.commit()
+    again = screen(ctx)
+    assert not again.trained and again.scored == 1
+    with ctx.sessions() as session:
+        rows = session.exec(select(Score).where(Score.pmid == victim)).all()
+        assert {r.content_hash for r in rows} == {old_hash, "changed-" + old_hash}
+        assert {r.model_version_id for r in rows} == {first.model_version_id}
+        assert session.get(Record, victim).score is not None
+    pmids = {i.pmid for i in queue(ctx.sessions(), limit=500, include_decided=True)}
+    assert gone not in pmids and victim in pmids
+    assert first.model_version_id == again.model_version_id
+
+
+def test_queue_interleaves_the_audit_sample_and_health_estimates_recall(ctx, corpus) -> None:
+    ctx = replace(ctx, settings=ctx.settings.model_copy(update={"audit_fraction": 0.3}))
+    eligible = sorted(p for p, e in corpus.items() if e)
+    _add_seeds(ctx, eligible[:5])
+    summary = screen(ctx)
+    assert summary.audit_sample > 0
+    items = queue(ctx.sessions(), limit=60)
+    assert [i.rank for i in items] == list(range(1, 61))
+    assert len({i.pmid for i in items}) == 60
+    audit_positions = [i.rank for i in items if i.audit_sample]
+    assert audit_positions and all(r % AUDIT_EVERY == 0 for r in audit_positions)
+    main_scores = [i.score for i in items if not i.audit_sample]
+    assert main_scores == sorted(main_scores, reverse=True)
+    assert all(not i.flagged for i in items if i.audit_sample)
+    # paging gives the same order as one long page
+    assert [i.pmid for i in queue(ctx.sessions(), limit=20, offset=20)] == \
+        [i.pmid for i in items[20:40]]
+
+    health = screening_health(ctx.sessions())
+    assert health["audit_screened"] == 0 and health["estimated_recall"] is None
+    assert "not yet possible" in health["stopping_test"] and health["assumptions"]
+
+    user = _curator(ctx)
+    with ctx.sessions() as session:
+        audit = session.exec(select(Record).where(col(Record.audit_sample).is_(True))).all()
+        flagged = session.exec(select(Record).where(col(Record.flagged).is_(True))).all()
+    for r in audit:
+        d = _decide(ctx, user, r.pmid, "include" if corpus[r.pmid] else "exclude")
+        assert d.audit_sample
+    for r in flagged:
+        _decide(ctx, user, r.pmid, "include" if corpus[r.pmid] else "exclude")
+    health = screening_health(ctx.sessions())
+    assert health["audit_screened"] == len(audit)
+    assert health["includes_found"] == sum(corpus[p] for p in {r.pmid for r in [*audit, *flagged]})
+    assert 0 < health["estimated_recall"] <= 1
+    assert health["estimated_recall_lower95"] <= health["estimated_recall"]
+    assert 0 <= health["stopping_p_value"] <= 1
+    assert health["records"] == len(corpus)
+
+
+def test_screen_refuses_to_run_twice_at_once(ctx, corpus) -> None:
+    with job_lock(ctx.engine, "screen"), pytest.raises(LockedError):
+        screen(ctx)

@@ -1,0 +1,138 @@
+"""`mmlr simulate`: metric definitions, the whole pipeline on real data, errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from screening.metrics import order_metrics, records_to_recall
+from screening.simulate import load_dataset, simulate
+from store.errors import ValidationError
+
+KEYS = ["dataset", "n_records", "n_included", "recall_at_10", "recall_at_25", "wss_95",
+        "wss_100", "n_95", "n_100", "seconds"]
+
+
+def test_metrics_follow_the_issue_definitions() -> None:
+    # 22 records, 5 includes; priors excluded → N = 20, P = 4 (labels of the 20 in order).
+    labels = [1, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1] + [0] * 7
+    m = order_metrics(labels, n=20, p=4)
+    assert records_to_recall(labels, 4, 0.95) == 13  # ⌈0.95·4⌉ = 4 includes
+    assert m.n_95 == 13 and m.n_100 == 13
+    assert m.recall_at_10 == 0.25  # ⌊0.1·20⌋ = 2 screened → 1 include of 4
+    assert m.recall_at_25 == 0.5  # ⌊0.25·20⌋ = 5 screened → 2 of 4
+    assert m.wss_95 == pytest.approx((20 - 13) / 20 - 0.05)
+    assert m.wss_100 == pytest.approx((20 - 13) / 20)
+    # an order that stops once every include is found gives the same numbers
+    assert order_metrics(labels[:13], n=20, p=4) == m
+    # 95% of 40 includes = 38 includes
+    many = [1] * 38 + [0] + [1, 1]
+    assert records_to_recall(many, 40, 0.95) == 38
+    assert records_to_recall(many, 40, 1.0) == 41
+
+
+def test_simulate_windisch_end_to_end_is_deterministic(screening_dir: Path) -> None:
+    path = screening_dir / "windisch2024_rct_oncology_test.csv.gz"
+    a = simulate(path, seed=3)
+    b = simulate(path, seed=3)
+    assert list(a.to_json()) == KEYS
+    assert a.order == b.order and a.prior_ids == b.prior_ids
+    assert {k: v for k, v in a.to_json().items() if k != "seconds"} == \
+        {k: v for k, v in b.to_json().items() if k != "seconds"}
+    assert a.n_records == 100 and a.n_included == 6
+    assert a.dataset == "windisch2024_rct_oncology_test"
+    # Every include after the prior is found, and better than screening at random.
+    assert a.n_100 <= 98 and a.wss_100 > 0.1
+    assert a.n_95 <= a.n_100
+    assert 0 <= a.recall_at_10 <= a.recall_at_25 <= 1
+    data = load_dataset(path)
+    labels = dict(zip(data.record_ids, data.labels.tolist(), strict=True))
+    assert sum(labels[r] for r in a.order) == 5  # P = includes − 1
+    assert a.prior_ids[0] not in a.order and a.prior_ids[1] not in a.order
+    assert "WSS@95" in a.describe()
+
+
+def test_simulate_on_a_cohen_set_beats_random_by_far(screening_dir: Path) -> None:
+    r = simulate(screening_dir / "cohen2006_NSAIDS.csv.gz", seed=0)
+    assert r.n_included == 41
+    assert r.wss_95 > 0.5, r.to_json()
+    assert r.recall_at_25 > 0.8
+
+
+def test_prior_ids_are_used_and_checked(screening_dir: Path) -> None:
+    path = screening_dir / "windisch2024_rct_oncology_test.csv.gz"
+    data = load_dataset(path)
+    pos = [r for r, y in zip(data.record_ids, data.labels, strict=True) if y == 1]
+    neg = [r for r, y in zip(data.record_ids, data.labels, strict=True) if y == 0]
+    r = simulate(path, prior_ids=(pos[1], neg[5]))
+    assert r.prior_ids == (pos[1], neg[5])
+    with pytest.raises(ValidationError, match="not an include"):
+        simulate(path, prior_ids=(neg[0], neg[1]))
+    with pytest.raises(ValidationError, match="not in dataset"):
+        simulate(path, prior_ids=(pos[0], 999999))
+
+
+def _write(path: Path, text: str, gz: bool = False) -> Path:
+    if gz:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_missing_column_is_named(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "bad.csv", "record_id,title,label_included\n1,a,1\n2,b,0\n3,c,1\n")
+    with pytest.raises(ValidationError) as err:
+        load_dataset(bad)
+    assert "bad.csv" in err.value.one_line() and "abstract" in err.value.one_line()
+
+
+def test_missing_label_is_named(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "nolabel.csv.gz",
+                 "record_id,title,abstract,label_included\n1,a,x,1\n2,b,y,\n3,c,z,1\n", gz=True)
+    with pytest.raises(ValidationError) as err:
+        load_dataset(bad)
+    line = err.value.one_line()
+    assert "nolabel.csv.gz:3" in line and "label_included" in line and "record_id 2" in line
+
+
+def test_too_few_includes_and_unreadable_files(tmp_path: Path) -> None:
+    one = _write(tmp_path / "one.csv",
+                 "record_id,title,abstract,label_included\n1,a,x,1\n2,b,y,0\n")
+    with pytest.raises(ValidationError, match="has 1 includes and 1 excludes"):
+        load_dataset(one)
+    with pytest.raises(ValidationError, match="does not exist"):
+        load_dataset(tmp_path / "nope.csv")
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(b"\x1f\x8b\x08garbage")
+    with pytest.raises(ValidationError, match="cannot be read"):
+        load_dataset(broken)
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
+    env["MMLR_DATA_DIR"] = str(tmp_path / "data")
+    return subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def test_cli_json_and_error(screening_dir: Path, tmp_path: Path) -> None:
+    path = screening_dir / "windisch2024_rct_oncology_test.csv.gz"
+    proc = _cli(tmp_path, str(path), "--seed", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert list(out) == KEYS
+    assert out == {**simulate(path, seed=1).to_json(), "seconds": out["seconds"]}
+    bad = _write(tmp_path / "bad.csv", "record_id,title\n1,a\n")
+    proc = _cli(tmp_path, str(bad))
+    assert proc.returncode == 1
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mmlr: error: ")
+    assert "bad.csv" in lines[0] and "label_included" in lines[0]

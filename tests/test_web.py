@@ -1,0 +1,401 @@
+"""The curator web app in-process (starlette TestClient over the real app and database).
+
+Helpers at the top are reused by the other test_web*/test_browser* modules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, col, func, select
+
+from screening.web.app import create_app
+from screening.web.auth import add_user, hash_password, verify_password
+from store.errors import ValidationError
+from store.models import AuditLog, Decision, ModelVersion, Record, User
+
+PASSWORD = "correct horse battery"
+XSS_TITLE = "<script>alert(1)</script> maintenance lenalidomide"
+XSS_ABSTRACT = '"><img src=x onerror=alert(1)> randomised'
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+# ----------------------------------------------------------------------------- helpers
+def db(app: Any) -> Session:
+    return app.state.ctx.sessions()  # type: ignore[no-any-return]
+
+
+def make_user(app: Any, email: str, role: str, password: str = PASSWORD) -> None:
+    with db(app) as session:
+        add_user(session, email, role=role, password=password)
+        session.commit()
+
+
+def csrf_from(html: str) -> str:
+    match = _CSRF.search(html)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+def login(client: TestClient, email: str, password: str = PASSWORD) -> Any:
+    token = csrf_from(client.get("/login").text)
+    return client.post("/login", data={"email": email, "password": password,
+                                       "csrf_token": token, "next": "/"},
+                       follow_redirects=False)
+
+
+def add_records(app: Any, rows: list[dict[str, Any]]) -> None:
+    with db(app) as session:
+        for row in rows:
+            session.add(Record(**row))
+        session.commit()
+
+
+def add_model(app: Any) -> int:
+    with db(app) as session:
+        model = ModelVersion(name="test", n_train=10, n_positive=2)
+        session.add(model)
+        session.commit()
+        assert model.id is not None
+        return model.id
+
+
+@pytest.fixture
+def app(settings: Any) -> Iterator[Any]:
+    application = create_app(settings)
+    yield application
+    application.state.retrainer.join(timeout=30)
+    application.state.ctx.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def users(app: Any) -> dict[str, str]:
+    emails = {"admin": "admin@example.org", "curator": "curator@example.org",
+              "viewer": "viewer@example.org"}
+    for role, email in emails.items():
+        make_user(app, email, role)
+    return emails
+
+
+def as_role(app: Any, users: dict[str, str], role: str) -> TestClient:
+    c = TestClient(app, raise_server_exceptions=False)
+    assert login(c, users[role]).status_code == 303
+    return c
+
+
+@pytest.fixture
+def records(app: Any) -> int:
+    model_id = add_model(app)
+    add_records(app, [
+        {"pmid": 90000001, "title": "Low-score case report", "score": 0.05,
+         "score_model_version_id": model_id, "journal": "J Low", "year": 2020},
+        {"pmid": 90000002, "title": XSS_TITLE, "abstract": XSS_ABSTRACT, "score": 0.97,
+         "flagged": True, "score_model_version_id": model_id, "journal": "Blood", "year": 2024,
+         "authors": ["Doe J", "Roe R"], "mesh": [{"descriptor": "Multiple Myeloma",
+                                                   "major": True, "qualifiers": ["therapy"]}],
+         "publication_types": ["Randomized Controlled Trial"], "nct_ids": ["NCT00114101"],
+         "doi": "10.1000/xyz\"><b>bad"},
+        {"pmid": 90000003, "title": "Middle-score induction trial", "score": 0.41,
+         "audit_sample": True, "score_model_version_id": model_id, "journal": "Lancet",
+         "year": 2023},
+        {"pmid": 90000004, "title": "Unscored new record", "journal": "NEJM", "year": 2025},
+        {"pmid": 90000005, "title": "Deleted citation", "score": 0.99, "deleted": True},
+    ])
+    return model_id
+
+
+# ----------------------------------------------------------------------------- auth
+def test_password_hashing_is_salted_and_verifies() -> None:
+    first, second = hash_password("s3cret-pass"), hash_password("s3cret-pass")
+    assert first != second and first.startswith("scrypt$")
+    assert verify_password("s3cret-pass", first)
+    assert not verify_password("s3cret-pasS", first)
+    assert not verify_password("s3cret-pass", "not-a-hash")
+    assert not verify_password("s3cret-pass", "bcrypt$1$2$3$00$00")
+
+
+def test_add_user_validates_and_generates(app: Any) -> None:
+    with db(app) as session:
+        generated = add_user(session, " New.User@Example.ORG ", role="curator")
+        session.commit()
+        assert generated and len(generated) >= 12
+        user = session.exec(select(User).where(User.email == "new.user@example.org")).one()
+        assert verify_password(generated, user.password_hash)
+        assert add_user(session, "given@example.org", role="viewer", password="long-enough") is None
+        for email, role, password, fragment in [
+            ("not-an-email", "viewer", None, "is not an e-mail address"),
+            ("x@example.org", "superuser", None, "unknown role"),
+            ("new.user@example.org", "viewer", None, "already exists"),
+            ("short@example.org", "viewer", "abc", "too short"),
+            ("<script>@example.org", "viewer", None, "is not an e-mail address"),
+        ]:
+            with pytest.raises(ValidationError, match=fragment):
+                add_user(session, email, role=role, password=password)
+            session.rollback()
+
+
+def test_pages_need_login(client: TestClient, records: int) -> None:
+    for path in ["/", "/records/90000002", "/trials", "/trials/new", "/estimates",
+                 "/digests", "/admin/users"]:
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/login?next=")
+    for path in ["/api/records", "/api/estimates", "/api/trials"]:
+        response = client.get(path)
+        assert response.status_code == 401
+        assert response.json() == {"error": "authentication required (send Authorization: "
+                                             "Bearer <token> (an admin can issue one))"}
+
+
+def test_login_logout_and_next(client: TestClient, users: dict[str, str]) -> None:
+    bad = login(client, users["curator"], "wrong password!")
+    assert bad.status_code == 401 and "wrong e-mail or password" in bad.text
+    token = csrf_from(client.get("/login").text)
+    ok = client.post("/login", data={"email": users["curator"].upper(), "password": PASSWORD,
+                                     "csrf_token": token, "next": "/trials"},
+                     follow_redirects=False)
+    assert ok.status_code == 303 and ok.headers["location"] == "/trials"
+    cookie = ok.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie
+    assert client.get("/").status_code == 200
+    # the pre-login CSRF token is worthless after login (rotated)
+    stale = client.post("/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert stale.status_code == 403
+    fresh = csrf_from(client.get("/").text)
+    out = client.post("/logout", data={"csrf_token": fresh}, follow_redirects=False)
+    assert out.status_code == 303
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_login_next_cannot_leave_the_site(client: TestClient, users: dict[str, str]) -> None:
+    for target in ["//evil.example/", "https://evil.example/", "/\\evil.example"]:
+        token = csrf_from(client.get("/login").text)
+        response = client.post("/login", data={"email": users["viewer"], "password": PASSWORD,
+                                               "csrf_token": token, "next": target},
+                               follow_redirects=False)
+        assert response.headers["location"] == "/", target
+        client.cookies.clear()
+
+
+def test_login_throttle_after_repeated_failures(client: TestClient, app: Any,
+                                                users: dict[str, str]) -> None:
+    for _ in range(5):
+        assert login(client, users["curator"], "wrong password!").status_code == 401
+    blocked = login(client, users["curator"])  # even the right password is refused now
+    assert blocked.status_code == 429
+    assert "too many failed logins for curator@example.org" in blocked.text
+    assert login(client, users["viewer"]).status_code == 303  # other accounts unaffected
+    with db(app) as session:
+        failures = session.exec(select(func.count()).select_from(AuditLog).where(
+            AuditLog.action == "auth.login_failed")).one()
+    assert failures == 5
+
+
+def test_deactivated_user_loses_access_at_once(app: Any, users: dict[str, str]) -> None:
+    curator = as_role(app, users, "curator")
+    assert curator.get("/").status_code == 200
+    with db(app) as session:
+        user = session.exec(select(User).where(User.email == users["curator"])).one()
+        user.active = False
+        session.add(user)
+        session.commit()
+    assert curator.get("/", follow_redirects=False).status_code == 303
+    assert login(TestClient(app), users["curator"]).status_code == 401
+
+
+# ----------------------------------------------------------------------------- CSRF
+def _unsafe_routes(app: Any) -> list[tuple[str, str]]:
+    found = []
+    for included in app.routes:
+        router = getattr(included, "original_router", None)
+        for route in getattr(router, "routes", []):
+            for method in sorted(getattr(route, "methods", None) or []):
+                if method in {"POST", "PUT", "PATCH", "DELETE"}:
+                    found.append((method, route.path))
+    return found
+
+
+def test_every_form_route_refuses_a_missing_or_wrong_csrf_token(app: Any, users: dict[str, str],
+                                                                records: int) -> None:
+    admin = as_role(app, users, "admin")
+    routes = _unsafe_routes(app)
+    page_routes = [(m, p) for m, p in routes if not p.startswith("/api/")]
+    assert len(page_routes) >= 10, page_routes  # the enumeration really found the forms
+    params = {"pmid": "90000002", "trial_id": "1", "estimate_id": "1", "user_id": "1"}
+    for method, path in page_routes:
+        url = re.sub(r"\{(\w+)\}", lambda m: params[m.group(1)], path)
+        for data in ({"decision": "include"}, {"decision": "include", "csrf_token": "x" * 43}):
+            response = admin.request(method, url, data=data, follow_redirects=False)
+            assert response.status_code == 403, (method, url, data)
+            assert "security token is missing or does not match" in response.text
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Decision)).one() == 0
+    # the JSON API's writes are not cookie-authenticated, so CSRF cannot reach them
+    api = [p for _, p in routes if p.startswith("/api/")]
+    assert set(api) == {"/api/decisions", "/api/estimates"}
+    assert admin.post("/api/decisions", json={"pmid": 90000002,
+                                              "decision": "include"}).status_code == 401
+
+
+# ----------------------------------------------------------------------------- queue + records
+def test_queue_is_ordered_by_score_and_marks_records(app: Any, users: dict[str, str],
+                                                     records: int) -> None:
+    page = as_role(app, users, "viewer").get("/")
+    assert page.status_code == 200
+    order = [int(p) for p in re.findall(r'data-pmid="(\d+)"', page.text)]
+    # highest score first, unscored last, the deleted record left out; the audit-sample
+    # record (90000003) is placed by the learner's interleaving, wherever that puts it
+    assert [p for p in order if p != 90000003] == [90000002, 90000001, 90000004]
+    assert sorted(order) == [90000001, 90000002, 90000003, 90000004]
+    row = page.text.split('data-pmid="90000002"')[1].split("</tr>")[0]
+    assert "0.970" in row and "flagged" in row
+    assert "audit" in page.text.split('data-pmid="90000003"')[1].split("</tr>")[0]
+    assert "audit" not in page.text.split('data-pmid="90000001"')[1].split("</tr>")[0]
+
+
+def test_malicious_pubmed_text_is_escaped(app: Any, users: dict[str, str],
+                                          records: int) -> None:
+    viewer = as_role(app, users, "viewer")
+    for path in ["/", "/records/90000002", "/?show=all"]:
+        html = viewer.get(path).text
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "<img src=x" not in html and "<b>bad" not in html
+    record = viewer.get("/records/90000002").text
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in record
+    assert 'href="https://doi.org/10.1000/xyz%22%3E%3Cb%3Ebad"' in record
+
+
+def test_record_page_shows_details_and_viewer_has_no_form(app: Any, users: dict[str, str],
+                                                         records: int) -> None:
+    html = as_role(app, users, "viewer").get("/records/90000002").text
+    for fragment in ["Blood", "Doe J, Roe R", "Multiple Myeloma*/therapy",
+                     "Randomized Controlled Trial", "NCT00114101", "No decisions yet."]:
+        assert fragment in html
+    assert "decision-form" not in html
+    forbidden = as_role(app, users, "viewer")
+    token = csrf_from(forbidden.get("/").text)
+    response = forbidden.post("/records/90000002/decision",
+                              data={"decision": "include", "csrf_token": token})
+    assert response.status_code == 403
+    assert "viewer@example.org is a viewer; this needs the curator role" in response.text
+    assert "decision-form" in as_role(app, users, "curator").get("/records/90000002").text
+
+
+def test_decision_is_stored_with_provenance(app: Any, users: dict[str, str],
+                                            records: int) -> None:
+    curator = as_role(app, users, "curator")
+    page = curator.get("/records/90000003?rank=2").text
+    response = curator.post("/records/90000003/decision", follow_redirects=False, data={
+        "decision": "include", "reason": "RCT of lenalidomide maintenance",
+        "rank_shown": "2", "csrf_token": csrf_from(page)})
+    assert response.status_code == 303
+    with db(app) as session:
+        decision = session.exec(select(Decision)).one()
+        assert (decision.pmid, decision.decision, decision.model_version_id) == (
+            90000003, "include", records)
+        assert decision.score_shown == pytest.approx(0.41)
+        assert decision.rank_shown == 2 and decision.audit_sample is True
+        assert decision.reason == "RCT of lenalidomide maintenance"
+        assert session.get(Record, 90000003).decision == "include"  # type: ignore[union-attr]
+        audit_row = session.exec(select(AuditLog).where(AuditLog.action == "decision.add")).one()
+        assert audit_row.actor == users["curator"] and audit_row.object_id == "90000003"
+    html = curator.get("/records/90000003").text
+    assert "Decision saved: include" in html
+    history = html.split("<h2>Decision history</h2>")[1]
+    assert "curator@example.org" in history and f"v{records}" in history and "0.410" in history
+    # a second decision is appended, never overwriting the first
+    curator.post("/records/90000003/decision", data={"decision": "exclude",
+                                                     "csrf_token": csrf_from(html)})
+    with db(app) as session:
+        assert [d.decision for d in session.exec(select(Decision).order_by(col(Decision.id)))] \
+            == ["include", "exclude"]
+    # the decided record left the undecided queue
+    assert 'data-pmid="90000003"' not in curator.get("/").text
+
+
+def test_bad_decisions_are_refused_and_change_nothing(app: Any, users: dict[str, str],
+                                                      records: int) -> None:
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/").text)
+    bad_value = curator.post("/records/90000002/decision",
+                             data={"decision": "delete", "csrf_token": token})
+    assert bad_value.status_code == 400
+    assert "decision &#39;delete&#39; is not valid" in bad_value.text
+    missing = curator.post("/records/90000002/decision", data={"csrf_token": token})
+    assert missing.status_code == 400 and "decision: Field required" in missing.text
+    unknown = curator.post("/records/12345/decision",
+                           data={"decision": "include", "csrf_token": token})
+    assert unknown.status_code == 404 and "record PMID 12345 is not in the database" in unknown.text
+    bad_rank = curator.post("/records/90000002/decision",
+                            data={"decision": "include", "rank_shown": "-3", "csrf_token": token})
+    assert bad_rank.status_code == 400
+    assert curator.get("/records/424242").status_code == 404
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Decision)).one() == 0
+        assert session.get(Record, 90000002).decision is None  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------------------- errors + headers
+def test_security_headers_and_error_pages(client: TestClient) -> None:
+    page = client.get("/login")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "<script" not in page.text  # no inline (or any) scripts
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404 and "no such page" in missing.text
+    assert missing.headers["x-frame-options"] == "DENY"
+    api_missing = client.get("/api/nothing")
+    assert api_missing.status_code == 404 and api_missing.json() == {"error": "no such page"}
+
+
+def test_unexpected_errors_are_generic_and_logged(app: Any, client: TestClient,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    # A route that fails the way a bug would, to exercise the catch-all for real.
+    def boom() -> None:
+        raise RuntimeError("password=hunter2 in SELECT * FROM secrets")
+
+    app.add_api_route("/api/boom", boom)
+    app.add_api_route("/boom", boom)
+    with caplog.at_level("ERROR"):
+        api = client.get("/api/boom")
+        page = client.get("/boom")
+    assert api.status_code == 500
+    assert api.json() == {"error": "internal error; the details are in the server log"}
+    assert page.status_code == 500 and "internal error" in page.text
+    for response in (api, page):
+        assert "hunter2" not in response.text and "Traceback" not in response.text
+        assert response.headers["x-frame-options"] == "DENY"
+    assert "hunter2" in caplog.text  # the traceback is in the log only
+
+
+def test_secure_cookie_when_base_url_is_https(settings: Any) -> None:
+    app = create_app(settings.model_copy(update={"base_url": "https://mmlr.example.org"}))
+    try:
+        with TestClient(app, base_url="https://testserver") as c:
+            response = c.get("/login")
+            assert "secure" in response.headers["set-cookie"].lower()
+            assert "strict-transport-security" in response.headers
+    finally:
+        app.state.ctx.dispose()
+
+
+def test_created_at_renders_in_utc(app: Any, users: dict[str, str]) -> None:
+    add_records(app, [{"pmid": 1, "title": "t", "first_seen_at": datetime(2024, 3, 1, 12, 30,
+                                                                           tzinfo=UTC)}])
+    html = as_role(app, users, "viewer").get("/records/1").text
+    assert "2024-03-01 12:30 UTC" in html

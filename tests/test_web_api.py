@@ -1,0 +1,225 @@
+"""The JSON API under /api/: shapes, token auth, errors, and health when the database goes."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_web
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import func, select
+from test_web import db
+
+from screening.web.auth import issue_api_token
+from store.models import Decision, Estimate, PollRun, Record, Trial, User, utcnow
+
+app = test_web.app
+users = test_web.users
+records = test_web.records
+
+
+def _token(app: Any, email: str) -> dict[str, str]:
+    with db(app) as session:
+        user = session.exec(select(User).where(User.email == email)).one()
+        token = issue_api_token(session, user, actor="test")
+        session.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api(app: Any) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False)
+
+
+# ----------------------------------------------------------------------------- health
+def test_health_shape(app: Any, api: TestClient, records: int) -> None:
+    with db(app) as session:
+        session.add(PollRun(query="q", status="completed", finished_at=utcnow()))
+        session.commit()
+    response = api.get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"status", "database", "version", "records", "last_poll"}
+    assert (body["status"], body["database"], body["records"]) == ("ok", "ok", 5)
+    assert body["version"] and body["last_poll"].startswith(str(utcnow().year))
+
+
+def test_health_is_503_when_the_database_goes_away(app: Any, api: TestClient,
+                                                   settings: Any) -> None:
+    assert api.get("/api/health").status_code == 200
+    app.state.ctx.engine.dispose()
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite":
+        # The file is replaced by something that is not a database.
+        path = Path(url.database or "")
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        path.write_bytes(b"this is not a database" * 100)
+    else:
+        admin = create_engine(os.environ["MMLR_TEST_DATABASE_URL"], isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{url.database}" WITH (FORCE)'))
+        admin.dispose()
+    response = api.get("/api/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["database"]) == ("error", "unreachable")
+    assert "Traceback" not in response.text and str(url.database) not in response.text
+
+
+# ----------------------------------------------------------------------------- reads
+def test_records_api_filters_and_shapes(app: Any, api: TestClient, users: dict[str, str],
+                                        records: int) -> None:
+    headers = _token(app, users["viewer"])
+    everything = api.get("/api/records", headers=headers).json()
+    assert everything["total"] == 5 and everything["limit"] == 100
+    first = everything["records"][0]
+    assert first["pmid"] == 90000005 and first["score"] == pytest.approx(0.99)
+    assert {"pmid", "title", "journal", "year", "score", "flagged", "audit_sample", "decision",
+            "model_version_id", "pubmed_status", "deleted"} <= set(first)
+    undecided = api.get("/api/records?status=undecided", headers=headers).json()
+    assert [r["pmid"] for r in undecided["records"]] == [90000002, 90000003, 90000001, 90000004]
+    flagged = api.get("/api/records?status=undecided&flagged=true", headers=headers).json()
+    assert [r["pmid"] for r in flagged["records"]] == [90000002]
+    page = api.get("/api/records?limit=2&offset=1", headers=headers).json()
+    assert [r["pmid"] for r in page["records"]] == [90000002, 90000003]
+    deleted = api.get("/api/records?status=deleted", headers=headers).json()
+    assert [r["pmid"] for r in deleted["records"]] == [90000005]
+    for query, message in [
+        ("status=gone", "status='gone' is not valid (use one of undecided, decided, include"),
+        ("flagged=maybe", "flagged='maybe' is not a boolean (use true or false)"),
+        ("limit=0", "limit: Input should be greater than or equal to 1"),
+        ("limit=abc", "limit: Input should be a valid integer"),
+    ]:
+        response = api.get(f"/api/records?{query}", headers=headers)
+        assert response.status_code == 400, query
+        assert response.json()["error"].startswith(message), response.json()
+
+
+def test_browser_session_can_read_the_api(app: Any, users: dict[str, str],
+                                          records: int) -> None:
+    viewer = test_web.as_role(app, users, "viewer")
+    assert viewer.get("/api/records").status_code == 200
+
+
+def test_estimates_and_trials_api(app: Any, api: TestClient, users: dict[str, str]) -> None:
+    from monitor.bootstrap import load_seed_evidence
+    from reports.pool import pool_all
+
+    with db(app) as session:
+        load_seed_evidence(session)
+        session.commit()
+    pool_all(app.state.ctx)
+    headers = _token(app, users["viewer"])
+    analyses = api.get("/api/estimates", headers=headers).json()["analyses"]
+    pooled = [a for a in analyses if a["k"]]
+    assert pooled
+    for a in pooled:
+        assert a["hr"] == pytest.approx(math.exp(a["estimate"]))
+        assert a["hr_ci_low"] < a["hr"] < a["hr_ci_high"]
+        assert a["forest_svg"] == f"/estimates/{a['id']}/forest.svg"
+        assert {"i2", "tau2", "pi_low", "pi_high", "q", "q_p", "method", "ci_method"} <= set(a)
+    trials = api.get("/api/trials", headers=headers).json()["trials"]
+    calgb = next(t for t in trials if t["name"] == "CALGB 100104")
+    assert calgb["drug"] == "lenalidomide" and calgb["reports"] and calgb["estimates"]
+    assert {"hr", "ci_low", "ci_high", "log_hr", "se", "verified", "endpoint"} <= set(
+        calgb["estimates"][0])
+
+
+def test_bad_tokens_are_refused(app: Any, api: TestClient, users: dict[str, str]) -> None:
+    for header, message in [
+        ("Bearer mmlr_not-a-real-token", "the API token is not valid"),
+        ("Bearer nonsense", "the API token is malformed"),
+        ("Basic dXNlcjpwYXNz", "the Authorization header must be 'Bearer <token>'"),
+    ]:
+        response = api.get("/api/trials", headers={"Authorization": header})
+        assert response.status_code == 401
+        assert response.json()["error"].startswith(message)
+        assert response.headers["www-authenticate"] == "Bearer"
+    headers = _token(app, users["curator"])
+    with db(app) as session:  # a deactivated user's token stops working
+        user = session.exec(select(User).where(User.email == users["curator"])).one()
+        user.active = False
+        session.add(user)
+        session.commit()
+    assert api.get("/api/trials", headers=headers).status_code == 401
+
+
+# ----------------------------------------------------------------------------- writes
+def test_post_decision_with_a_curator_token(app: Any, api: TestClient, users: dict[str, str],
+                                            records: int) -> None:
+    headers = _token(app, users["curator"])
+    response = api.post("/api/decisions", headers=headers, json={
+        "pmid": 90000002, "decision": "exclude", "reason": "not maintenance", "rank_shown": 1})
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["pmid"], body["decision"], body["user"]) == (90000002, "exclude",
+                                                              users["curator"])
+    assert body["model_version_id"] == records and body["score_shown"] == pytest.approx(0.97)
+    with db(app) as session:
+        assert session.get(Record, 90000002).decision == "exclude"  # type: ignore[union-attr]
+        assert session.exec(select(func.count()).select_from(Decision)).one() == 1
+
+
+def test_post_decision_refusals(app: Any, api: TestClient, users: dict[str, str],
+                                records: int) -> None:
+    curator = _token(app, users["curator"])
+    viewer = _token(app, users["viewer"])
+    cases = [
+        ({}, {"pmid": 90000002, "decision": "include"}, 401, "write endpoints need an API token"),
+        (viewer, {"pmid": 90000002, "decision": "include"}, 403,
+         "viewer@example.org is a viewer; this needs the curator role"),
+        (curator, {"pmid": 90000002, "decision": "yes"}, 400, "decision 'yes' is not valid"),
+        (curator, {"pmid": "abc", "decision": "include"}, 400, "'abc' is not a PMID"),
+        (curator, {"decision": "include"}, 400, "pmid is required"),
+        (curator, {"pmid": 1, "decision": "include"}, 404, "record PMID 1 is not in the database"),
+        (curator, {"pmid": 90000002, "decision": "include", "reason": 5}, 400,
+         "reason must be a string"),
+        (curator, [1, 2], 400, "the request body must be a JSON object"),
+    ]
+    for headers, body, status, message in cases:
+        response = api.post("/api/decisions", headers=headers, json=body)
+        assert response.status_code == status, (body, response.text)
+        assert response.json()["error"].startswith(message)
+    broken = api.post("/api/decisions", headers={**curator, "content-type": "application/json"},
+                      content=b"{not json")
+    assert broken.status_code == 400
+    assert broken.json() == {"error": "the request body is not valid JSON"}
+    # a logged-in browser session cannot write through the API (no CSRF exposure)
+    browser = test_web.as_role(app, users, "curator")
+    assert browser.post("/api/decisions", json={"pmid": 90000002,
+                                                "decision": "include"}).status_code == 401
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Decision)).one() == 0
+
+
+def test_post_estimate_converts_and_validates(app: Any, api: TestClient,
+                                              users: dict[str, str]) -> None:
+    with db(app) as session:
+        session.add(Trial(name="API-TRIAL", drug="thalidomide", setting="non_transplant"))
+        session.commit()
+    headers = _token(app, users["curator"])
+    response = api.post("/api/estimates", headers=headers, json={
+        "trial": "API-TRIAL", "endpoint": "OS", "hr": 1.25, "ci_low": 1.0, "ci_high": 1.5625,
+        "orientation": "control_vs_maint", "verified": True})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["hr"] == pytest.approx(0.8) and body["setting"] == "non_transplant"
+    assert (body["ci_low"], body["ci_high"]) == (pytest.approx(0.64), pytest.approx(1.0))
+    assert body["orientation_entered"] == "control_vs_maint" and body["verified"] is True
+    assert body["warnings"] == []
+    bad = api.post("/api/estimates", headers=headers, json={
+        "trial": "API-TRIAL", "endpoint": "OS", "hr": 0, "ci_low": 0.5, "ci_high": 0.4})
+    assert bad.status_code == 400
+    assert bad.json()["error"] == ("hr: must be greater than 0; ci_low: the lower limit 0.5 "
+                                   "must be below the upper limit 0.4 (correct the marked "
+                                   "fields)")
+    missing = api.post("/api/estimates", headers=headers, json={"trial": "NOPE"})
+    assert missing.status_code == 404 and "trial 'NOPE' does not exist" in missing.text
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Estimate)).one() == 1

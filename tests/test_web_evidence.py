@@ -1,0 +1,365 @@
+"""Trials, extraction of estimates, pooled estimates, digests and user admin pages."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pytest
+import test_web
+from fastapi.testclient import TestClient
+from sqlmodel import col, func, select
+from test_web import PASSWORD, as_role, csrf_from, db, login
+
+from store.models import (
+    AuditLog,
+    Delivery,
+    Digest,
+    Estimate,
+    PooledResult,
+    Trial,
+    TrialReport,
+    User,
+)
+
+# the shared fixtures of test_web
+app = test_web.app
+users = test_web.users
+
+
+def _trial(app: Any, **overrides: Any) -> int:
+    with db(app) as session:
+        trial = Trial(name=overrides.pop("name", "TEST-1"), drug="lenalidomide",
+                      setting="post_asct", comparator="placebo", **overrides)
+        session.add(trial)
+        session.flush()
+        session.add(TrialReport(trial_id=trial.id, pmid=90000002, citation="Doe J. Blood 2024",
+                                year=2024))
+        session.commit()
+        assert trial.id is not None
+        return trial.id
+
+
+def _estimates(app: Any) -> list[Estimate]:
+    with db(app) as session:
+        return list(session.exec(select(Estimate).order_by(col(Estimate.id))))
+
+
+def _post_estimate(c: TestClient, trial_id: int, **fields: str) -> Any:
+    token = csrf_from(c.get(f"/trials/{trial_id}").text)
+    data = {"endpoint": "PFS", "method": "reported_ci", "orientation": "maint_vs_control",
+            "csrf_token": token, **fields}
+    return c.post(f"/trials/{trial_id}/estimates", data=data, follow_redirects=False)
+
+
+# ----------------------------------------------------------------------------- trials
+def test_curator_creates_a_trial_and_a_report(app: Any, users: dict[str, str]) -> None:
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/trials/new").text)
+    response = curator.post("/trials/new", follow_redirects=False, data={
+        "name": "Myeloma XI", "drug": "Lenalidomide", "setting": "mixed",
+        "comparator": "observation", "registry_ids": "ISRCTN49407852, 2009-010956-93",
+        "is_strategy": "", "csrf_token": token})
+    assert response.status_code == 303
+    trial_url = response.headers["location"]
+    page = curator.get(trial_url).text
+    assert "Trial Myeloma XI created." in page and "lenalidomide" in page
+    added = curator.post(f"{trial_url}/reports", follow_redirects=False, data={
+        "pmid": "30559051", "citation": "Jackson GH et al. Lancet Oncol 2019", "year": "2019",
+        "kind": "primary", "csrf_token": csrf_from(page)})
+    assert added.status_code == 303
+    with db(app) as session:
+        trial = session.exec(select(Trial).where(Trial.name == "Myeloma XI")).one()
+        assert trial.registry_ids == ["ISRCTN49407852", "2009-010956-93"]
+        report = session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)).one()
+        assert (report.pmid, report.year, report.kind) == (30559051, 2019, "primary")
+    listing = as_role(app, users, "viewer").get("/trials").text
+    assert "Myeloma XI" in listing and "Add a trial" not in listing
+
+
+def test_bad_trial_fields_are_named_and_kept(app: Any, users: dict[str, str]) -> None:
+    _trial(app, name="Existing")
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/trials/new").text)
+    response = curator.post("/trials/new", data={
+        "name": "Existing", "drug": "", "setting": "orbit", "registry_ids": "NCT123",
+        "notes": "keep <me>", "csrf_token": token})
+    assert response.status_code == 400
+    html = response.text
+    assert "Name a trial named &#39;Existing&#39; already exists" in html
+    assert "Maintenance drug is required" in html
+    assert "Setting must be one of post_asct, non_transplant, mixed" in html
+    assert "&#39;NCT123&#39; is not a registry id" in html
+    assert "keep &lt;me&gt;</textarea>" in html  # what was typed is not lost
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Trial)).one() == 1
+
+
+def test_viewer_cannot_create_trials_or_extract(app: Any, users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    viewer = as_role(app, users, "viewer")
+    assert viewer.get("/trials/new").status_code == 403
+    page = viewer.get(f"/trials/{trial_id}").text
+    assert "extraction-form" not in page
+    response = _post_estimate(viewer, trial_id, hr="0.5", ci_low="0.4", ci_high="0.6")
+    assert response.status_code == 403
+    assert _estimates(app) == []
+
+
+# ----------------------------------------------------------------------------- extraction
+def test_estimate_in_inverse_orientation_is_converted(app: Any, users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    response = _post_estimate(curator, trial_id, orientation="control_vs_maint", hr="2.00",
+                              ci_low="1.60", ci_high="2.50", data_cut="2016-03-01",
+                              data_cut_label="median follow-up 72 months",
+                              n_maintenance="231", n_control="229", events="300",
+                              verified="1")
+    assert response.status_code == 303
+    (estimate,) = _estimates(app)
+    assert estimate.hr == pytest.approx(0.5)
+    assert (estimate.ci_low, estimate.ci_high) == (pytest.approx(0.4), pytest.approx(0.625))
+    assert estimate.log_hr == pytest.approx(math.log(0.5))
+    assert estimate.se == pytest.approx((math.log(2.5) - math.log(1.6)) / (2 * 1.959964))
+    assert estimate.orientation_entered == "control_vs_maint"
+    assert estimate.method == "reported_ci" and not estimate.approximate
+    assert estimate.verified and estimate.verified_by is not None
+    assert str(estimate.data_cut) == "2016-03-01" and estimate.n_maintenance == 231
+    page = curator.get(f"/trials/{trial_id}").text
+    assert "stored inverted as maintenance vs control" in page
+    row = page.split(f'id="estimate-{estimate.id}"')[1].split("</tr>")[0]
+    assert "0.50" in row and "0.40–0.62" in row and "control_vs_maint" in row
+    with db(app) as session:
+        audit = session.exec(select(AuditLog).where(AuditLog.action == "estimate.add")).one()
+        assert audit.details["orientation"] == "control_vs_maint"
+
+
+@pytest.mark.parametrize(("fields", "messages"), [
+    ({"hr": "0", "ci_low": "0.4", "ci_high": "0.6"}, ["HR must be greater than 0"]),
+    ({"hr": "-1", "ci_low": "-2", "ci_high": "0.6"},
+     ["HR must be greater than 0", "95% CI lower must be greater than 0"]),
+    ({"hr": "0.9", "ci_low": "0.4", "ci_high": "0.6"},
+     ["HR 0.9 is not inside its confidence interval 0.4–0.6"]),
+    ({"hr": "0.5", "ci_low": "0.6", "ci_high": "0.4"},
+     ["the lower limit 0.6 must be below the upper limit 0.4"]),
+    ({"hr": "0,5", "ci_low": "0.4", "ci_high": "0.6"},
+     ["&#39;0,5&#39; is not a number (use a decimal point, not a comma)"]),
+    ({"hr": "nan", "ci_low": "0.4", "ci_high": "0.6"}, ["HR must be a finite number"]),
+    ({"hr": "0.5", "ci_low": "", "ci_high": "0.6"}, ["95% CI lower is required"]),
+    ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "endpoint": "DFS"},
+     ["Endpoint must be one of PFS, EFS, TTP, OS"]),
+    ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "orientation": "sideways"},
+     ["Orientation of the numbers entered must be one of"]),
+    ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "data_cut": "31/12/2020"},
+     ["&#39;31/12/2020&#39; is not a date (YYYY-MM-DD)"]),
+    ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "n_control": "12.5"},
+     ["Patients, control must be a whole number"]),
+    ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "report_id": "999"},
+     ["report 999 does not belong to trial TEST-1"]),
+    ({"method": "p_value_events", "p_value": "<0.001", "events": "120", "favours": "maintenance"},
+     ["P value &#39;&lt;0.001&#39; is a bound, not a value"]),
+    ({"method": "p_value_events", "p_value": "0.01"},
+     ["Events (both arms) is required to derive an HR from a P value",
+      "is required: which arm did better"]),
+    ({"method": "o_minus_e", "o_minus_e": "-10", "variance": "0"},
+     ["V (variance of O − E) must be greater than 0"]),
+    ({"method": "medians", "median_maintenance": "40", "median_control": "20",
+      "events_maintenance": "50"}, ["Events, control arm is required when the other arm"]),
+])
+def test_bad_numbers_get_field_errors_and_save_nothing(app: Any, users: dict[str, str],
+                                                       fields: dict[str, str],
+                                                       messages: list[str]) -> None:
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    response = _post_estimate(curator, trial_id, notes="typed by hand", **fields)
+    assert response.status_code == 400
+    for message in messages:
+        assert message in response.text, message
+    assert "nothing was saved" in response.text and 'aria-invalid="true"' in response.text
+    assert "typed by hand</textarea>" in response.text
+    assert _estimates(app) == []
+
+
+def test_asymmetric_ci_is_saved_with_a_warning(app: Any, users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    assert _post_estimate(curator, trial_id, hr="0.50", ci_low="0.45",
+                          ci_high="0.90").status_code == 303
+    page = curator.get(f"/trials/{trial_id}").text
+    assert "Check: the CI 0.45–0.90 is not symmetric around HR 0.50 on the log scale" in page
+    # a CI symmetric up to rounding of the printed digits does not warn
+    assert _post_estimate(curator, trial_id, hr="0.57", ci_low="0.46",
+                          ci_high="0.71").status_code == 303
+    assert "not symmetric" not in curator.get(f"/trials/{trial_id}").text
+    assert len(_estimates(app)) == 2
+
+
+def test_no_hr_reported_helpers(app: Any, users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    assert _post_estimate(curator, trial_id, method="p_value_events", p_value="0.002",
+                          events="200", hr="0.6").status_code == 303
+    assert _post_estimate(curator, trial_id, method="o_minus_e", o_minus_e="12",
+                          variance="40", orientation="control_vs_maint").status_code == 303
+    assert _post_estimate(curator, trial_id, method="medians", median_maintenance="46",
+                          median_control="27", events_maintenance="120",
+                          events_control="150", endpoint="OS").status_code == 303
+    p_est, oe_est, med_est = _estimates(app)
+    # Parmar: V = 200/4 = 50, O−E = −z·√V, favouring maintenance (HR 0.6 < 1)
+    assert p_est.method == "p_value_events" and p_est.approximate
+    assert p_est.log_hr == pytest.approx(-3.090232 / math.sqrt(50), rel=1e-5)
+    # O−E entered for the control arm: the maintenance arm's is −12
+    assert oe_est.method == "o_minus_e" and oe_est.log_hr == pytest.approx(-12 / 40)
+    assert oe_est.se == pytest.approx(1 / math.sqrt(40))
+    assert med_est.method == "medians" and med_est.approximate
+    assert med_est.hr == pytest.approx(27 / 46)
+    assert med_est.se == pytest.approx(math.sqrt(1 / 120 + 1 / 150))
+    assert "approximate" in curator.get(f"/trials/{trial_id}").text
+
+
+def test_verify_toggles_and_is_audited(app: Any, users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    _post_estimate(curator, trial_id, hr="0.5", ci_low="0.4", ci_high="0.6")
+    (estimate,) = _estimates(app)
+    assert not estimate.verified
+    token = csrf_from(curator.get(f"/trials/{trial_id}").text)
+    assert curator.post(f"/estimates/{estimate.id}/verify", data={"csrf_token": token},
+                        follow_redirects=False).status_code == 303
+    (estimate,) = _estimates(app)
+    assert estimate.verified and estimate.verified_by is not None
+    assert curator.post("/estimates/999/verify", data={"csrf_token": token}).status_code == 404
+
+
+# ----------------------------------------------------------------------------- pooled estimates
+@pytest.fixture
+def pooled(app: Any) -> list[PooledResult]:
+    from monitor.bootstrap import load_seed_evidence
+    from reports.pool import latest_results, pool_all
+
+    with db(app) as session:
+        load_seed_evidence(session)
+        session.commit()
+    pool_all(app.state.ctx)
+    with db(app) as session:
+        return [r for r in latest_results(session) if r.k > 0]
+
+
+def test_estimates_page_shows_latest_pooled_results(app: Any, users: dict[str, str],
+                                                    pooled: list[PooledResult]) -> None:
+    html = as_role(app, users, "viewer").get("/estimates").text
+    assert pooled
+    for row in pooled:
+        assert f'src="/estimates/{row.id}/forest.svg"' in html
+        assert f"{math.exp(row.estimate or 0):.2f}" in html
+    assert "CALGB 100104" in html  # per-study inputs are listed under each analysis
+
+
+def test_forest_plot_svg(app: Any, users: dict[str, str], pooled: list[PooledResult]) -> None:
+    pytest.importorskip("reports.forest", reason="reports.forest (helper H3) not installed yet")
+    viewer = as_role(app, users, "viewer")
+    response = viewer.get(f"/estimates/{pooled[0].id}/forest.svg")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    assert response.content.lstrip().startswith((b"<?xml", b"<svg"))
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert viewer.get("/estimates/99999/forest.svg").status_code == 404
+
+
+# ----------------------------------------------------------------------------- digests
+def test_digest_html_is_sandboxed(app: Any, users: dict[str, str]) -> None:
+    with db(app) as session:
+        digest = Digest(subject="Weekly <b>digest</b>", html="<h1>New</h1><script>alert(1)"
+                        "</script>", text="New records: 3 <script>")
+        session.add(digest)
+        session.flush()
+        session.add(Delivery(digest_id=digest.id, channel="outbox", status="sent",
+                             path="/tmp/outbox/d.eml"))
+        session.commit()
+        digest_id = digest.id
+    viewer = as_role(app, users, "viewer")
+    listing = viewer.get("/digests").text
+    assert "Weekly &lt;b&gt;digest&lt;/b&gt;" in listing
+    page = viewer.get(f"/digests/{digest_id}").text
+    assert f'<iframe class="digest" sandbox="" src="/digests/{digest_id}/html"' in page
+    assert "New records: 3 &lt;script&gt;" in page and "/tmp/outbox/d.eml" in page
+    raw = viewer.get(f"/digests/{digest_id}/html")
+    assert raw.headers["content-security-policy"].startswith("sandbox;")
+    assert raw.headers["x-frame-options"] == "SAMEORIGIN"
+    assert viewer.get("/digests/999").status_code == 404
+
+
+# ----------------------------------------------------------------------------- admin
+def test_admin_manages_users(app: Any, users: dict[str, str]) -> None:
+    admin = as_role(app, users, "admin")
+    page = admin.get("/admin/users")
+    assert page.status_code == 200 and users["viewer"] in page.text
+    added = admin.post("/admin/users", data={"email": "new@example.org", "role": "curator",
+                                             "csrf_token": csrf_from(page.text)})
+    assert added.status_code == 200 and "shown once" in added.text
+    generated = re.search(r'<code class="secret">([^<]+)</code>', added.text)
+    assert generated
+    assert login(TestClient(app), "new@example.org", generated.group(1)).status_code == 303
+
+    dup = admin.post("/admin/users", data={"email": "new@example.org", "role": "viewer",
+                                           "csrf_token": csrf_from(added.text)})
+    assert dup.status_code == 400 and "a user new@example.org already exists" in dup.text
+
+    with db(app) as session:
+        ids = {u.email: u.id for u in session.exec(select(User))}
+    token = csrf_from(dup.text)
+    assert admin.post(f"/admin/users/{ids['new@example.org']}/role",
+                      data={"role": "viewer", "csrf_token": token},
+                      follow_redirects=False).status_code == 303
+    bad_role = admin.post(f"/admin/users/{ids['new@example.org']}/role",
+                          data={"role": "god", "csrf_token": token})
+    assert bad_role.status_code == 400 and "unknown role" in bad_role.text
+    # the last admin can neither be demoted nor deactivated
+    last = admin.post(f"/admin/users/{ids[users['admin']]}/role",
+                      data={"role": "viewer", "csrf_token": token})
+    assert last.status_code == 400 and "is the last active admin" in last.text
+    assert admin.post(f"/admin/users/{ids[users['admin']]}/active",
+                      data={"active": "0", "csrf_token": token}).status_code == 400
+    # deactivation ends access
+    viewer = as_role(app, users, "viewer")
+    assert admin.post(f"/admin/users/{ids[users['viewer']]}/active",
+                      data={"active": "0", "csrf_token": token},
+                      follow_redirects=False).status_code == 303
+    assert viewer.get("/", follow_redirects=False).status_code == 303
+    with db(app) as session:
+        roles = {u.email: (u.role, u.active) for u in session.exec(select(User))}
+        assert roles["new@example.org"] == ("viewer", True)
+        assert roles[users["viewer"]] == ("viewer", False)
+        assert roles[users["admin"]] == ("admin", True)
+        actions = [a.action for a in session.exec(select(AuditLog))]
+        assert {"user.add", "user.role", "user.deactivate"} <= set(actions)
+
+
+def test_only_admins_reach_admin_pages(app: Any, users: dict[str, str]) -> None:
+    for role in ("viewer", "curator"):
+        c = as_role(app, users, role)
+        response = c.get("/admin/users")
+        assert response.status_code == 403 and "this needs the admin role" in response.text
+        token = csrf_from(c.get("/").text)
+        assert c.post("/admin/users", data={"email": "x@example.org", "role": "admin",
+                                            "csrf_token": token}).status_code == 403
+    with db(app) as session:
+        assert session.exec(select(User).where(User.email == "x@example.org")).first() is None
+
+
+def test_admin_issues_api_token(app: Any, users: dict[str, str]) -> None:
+    admin = as_role(app, users, "admin")
+    with db(app) as session:
+        curator_id = session.exec(select(User.id).where(User.email == users["curator"])).one()
+    page = admin.post(f"/admin/users/{curator_id}/token",
+                      data={"csrf_token": csrf_from(admin.get("/admin/users").text)})
+    token = re.search(r'<code class="secret">(mmlr_[^<]+)</code>', page.text)
+    assert token
+    api = TestClient(app)
+    me = api.get("/api/trials", headers={"Authorization": f"Bearer {token.group(1)}"})
+    assert me.status_code == 200
+    with db(app) as session:
+        stored = session.exec(select(User.api_token_hash).where(User.id == curator_id)).one()
+        assert stored and token.group(1) not in stored  # only the hash is stored
+    assert PASSWORD not in page.text
