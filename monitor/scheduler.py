@@ -94,10 +94,14 @@ def build_scheduler(settings: Settings, *, blocking: bool,
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
+    from sqlalchemy.pool import NullPool
 
     cls = BlockingScheduler if blocking else BackgroundScheduler
     scheduler = cls(
-        jobstores={"default": SQLAlchemyJobStore(url=settings.db_url)},
+        # NullPool: the job store touches the database once a minute at most; pooled
+        # connections would outlive the scheduler's shutdown (psycopg warns about them).
+        jobstores={"default": SQLAlchemyJobStore(
+            url=settings.db_url, engine_options={"poolclass": NullPool})},
         executors={"default": ThreadPoolExecutor(max_workers=2)},
         job_defaults={"coalesce": True, "max_instances": 1,
                       "misfire_grace_time": MISFIRE_GRACE_SECONDS},

@@ -81,7 +81,7 @@ def _orientation(value: str) -> str:
     return value
 
 
-def _decimals(value: float | str) -> int:
+def printed_decimals(value: float | str) -> int:
     """Digits after the decimal point as printed (0.46 → 2; 0.659 → 3)."""
     try:
         exponent = Decimal(str(value)).normalize().as_tuple().exponent
@@ -93,7 +93,7 @@ def _decimals(value: float | str) -> int:
 def rounding_bound(hr: float | str, lo: float | str, hi: float | str) -> float:
     """Largest |ln hr − (ln lo + ln hi)/2| that rounding of the printed values explains."""
     def half_ulp_log(x: float | str) -> float:
-        return 0.5 * 10.0 ** (-_decimals(x)) / float(x)
+        return 0.5 * 10.0 ** (-printed_decimals(x)) / float(x)
 
     return half_ulp_log(hr) + 0.5 * (half_ulp_log(lo) + half_ulp_log(hi))
 

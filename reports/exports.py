@@ -71,7 +71,7 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- csv
-def screening_state(record: Record) -> str:
+def screening_state(record: Any) -> str:
     """Where a record stands in the review, in one word or two."""
     if record.deleted:
         return "deleted"
@@ -83,18 +83,31 @@ def screening_state(record: Record) -> str:
     return "flagged" if record.flagged else "not flagged"
 
 
+_CSV_SOURCE = (Record.pmid, Record.title, Record.journal, Record.year, Record.status,
+               Record.score, Record.decision, Record.flagged, Record.deleted, Record.retracted,
+               Record.doi, Record.publication_types, Record.nct_ids, Record.first_seen_at)
+
+
 def write_records_csv(session: Session, fh: IO[str]) -> None:
     """One row per record, ordered by PMID."""
     writer = csv.writer(fh)  # QUOTE_MINIMAL: commas, quotes and newlines are quoted
     writer.writerow(CSV_COLUMNS)
-    for r in _records(session):
-        writer.writerow([
-            r.pmid, r.title, r.journal or "", "" if r.year is None else r.year, r.status or "",
-            "" if r.score is None else f"{r.score:.6g}", r.decision or "", screening_state(r),
-            _bool(r.flagged), _bool(r.deleted), _bool(r.retracted), r.doi or "",
-            "; ".join(r.publication_types or []), "; ".join(r.nct_ids or []),
-            r.first_seen_at.isoformat() if r.first_seen_at else "",
-        ])
+    # Plain column rows, not ORM objects: building entities cost ~4x the whole export.
+    last = -1
+    while True:
+        page = session.exec(select(*_CSV_SOURCE).where(col(Record.pmid) > last)  # type: ignore[call-overload]
+                            .order_by(col(Record.pmid)).limit(_BATCH)).all()
+        if not page:
+            return
+        for r in page:
+            writer.writerow([
+                r.pmid, r.title, r.journal or "", "" if r.year is None else r.year,
+                r.status or "", "" if r.score is None else f"{r.score:.6g}", r.decision or "",
+                screening_state(r), _bool(r.flagged), _bool(r.deleted), _bool(r.retracted),
+                r.doi or "", "; ".join(r.publication_types or []), "; ".join(r.nct_ids or []),
+                r.first_seen_at.isoformat() if r.first_seen_at else "",
+            ])
+        last = page[-1].pmid
 
 
 # ----------------------------------------------------------------------------- ris

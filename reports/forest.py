@@ -243,8 +243,8 @@ def _draw(data: ForestData) -> Figure:
     values = [v for r in data.rows for v in (r.lo, r.hi)] + [data.overall.lo, data.overall.hi]
     if data.overall.pi:
         values += list(data.overall.pi)
-    lo = max(min(values + [0.5]) / 1.15, 0.02)
-    hi = min(max(values + [2.0]) * 1.15, 50.0)
+    lo = max(min([*values, 0.5]) / 1.15, 0.02)
+    hi = min(max([*values, 2.0]) * 1.15, 50.0)
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
     # Fewer ticks on a wide axis, so the labels never collide at 640 px.

@@ -143,7 +143,7 @@ class MetaResult:
         return meta_analysis(
             [self.yi[j] for j in rows], [self.sei[j] for j in rows],
             method=self.method, ci=self.requested_ci or self.ci,  # type: ignore[arg-type]
-            labels=[self.labels[j] for j in rows],
+            labels=[self.labels[j] for j in rows], tau2_ci=False,
         )
 
     def to_json(self, name: str = "all") -> dict[str, Any]:
@@ -227,8 +227,8 @@ def _validate(
 def _gen_q(tau2: float, y: np.ndarray, v: np.ndarray) -> float:
     """Generalised Cochran's Q at τ² (metafor's ``.QE.func`` with objective 0)."""
     w = 1.0 / (v + tau2)
-    mu = float(np.sum(w * y) / np.sum(w))
-    return float(np.sum(w * (y - mu) ** 2))
+    mu = float((w * y).sum() / w.sum())
+    return float((w * (y - mu) ** 2).sum())
 
 
 def _tau2_dl(y: np.ndarray, v: np.ndarray) -> float:
@@ -268,9 +268,10 @@ def _tau2_pm(y: np.ndarray, v: np.ndarray) -> float:
 def _reml_score(t: float, y: np.ndarray, v: np.ndarray) -> float:
     """d/dτ² of the restricted log-likelihood, times 2: y'PPy − tr(P)."""
     w = 1.0 / (v + t)
-    sw = float(np.sum(w))
-    mu = float(np.sum(w * y) / sw)
-    return float(np.sum(w**2 * (y - mu) ** 2) - (sw - np.sum(w**2) / sw))
+    sw = float(w.sum())
+    mu = float((w * y).sum() / sw)
+    w2 = w * w
+    return float((w2 * (y - mu) ** 2).sum() - (sw - w2.sum() / sw))
 
 
 def _reml_loglik(t: float, y: np.ndarray, v: np.ndarray) -> float:
@@ -292,11 +293,15 @@ def _tau2_reml(y: np.ndarray, v: np.ndarray) -> float:
     spread = float(np.sum((y - y.mean()) ** 2)) + float(np.max(v))
     hi = _upper_bracket(score, 10.0 * spread)
     grid = np.concatenate(([0.0], np.geomspace(1e-10 * spread, hi, 120)))
-    scores = [score(float(t)) for t in grid]
+    # The whole grid in one broadcast (rows: τ² values), not 121 Python calls.
+    w = 1.0 / (v[None, :] + grid[:, None])
+    sw = w.sum(axis=1)
+    mu = (w * y).sum(axis=1) / sw
+    w2 = w**2
+    scores = (w2 * (y[None, :] - mu[:, None]) ** 2).sum(axis=1) - (sw - w2.sum(axis=1) / sw)
     candidates = [0.0] if scores[0] <= 0 else []
-    for a, b, sa, sb in zip(grid[:-1], grid[1:], scores[:-1], scores[1:], strict=True):
-        if sa > 0 >= sb:
-            candidates.append(_root(score, float(a), float(b)))
+    for j in np.nonzero((scores[:-1] > 0) & (scores[1:] <= 0))[0]:
+        candidates.append(_root(score, float(grid[j]), float(grid[j + 1])))
     if not candidates:  # score positive everywhere on the grid: cannot happen (hi has score < 0)
         raise PoolingError("REML τ² search failed", hint="try method DL or PM")
     return max(candidates, key=lambda t: _reml_loglik(t, y, v))
@@ -326,8 +331,11 @@ def meta_analysis(
     method: Method | str = "REML",
     ci: CiMethod | str = "hksj",
     labels: Sequence[str] | None = None,
+    tau2_ci: bool = True,
 ) -> MetaResult:
     """Pool log HRs ``yi`` with standard errors ``sei`` (metafor ``rma`` + ``predict``).
+
+    ``tau2_ci=False`` skips the Q-profile search (leave-one-out and cumulative refits do).
 
     Raises :class:`store.errors.PoolingError` naming the offending study for empty input,
     non-finite effects, or zero/negative/non-finite standard errors, and for unknown
@@ -400,18 +408,18 @@ def meta_analysis(
         if method == "FE":
             i2 = max(0.0, 100.0 * (q - (k - 1)) / q) if q > 0 else 0.0
             h2 = q / (k - 1)
-            tau2_ci = None
+            q_ci = None
         else:
             vt = (k - 1) / (sw_fe - float(np.sum(w_fe**2)) / sw_fe)
             i2 = 100.0 * tau2 / (vt + tau2)
             h2 = tau2 / vt + 1.0
-            tau2_ci = _tau2_qprofile(y, v, tau2)
+            q_ci = _tau2_qprofile(y, v, tau2) if tau2_ci else None
     else:
-        q, q_p, i2, h2, tau2_ci = 0.0, 1.0, 0.0, 1.0, None
+        q, q_p, i2, h2, q_ci = 0.0, 1.0, 0.0, 1.0, None
 
     return MetaResult(
         k=k, estimate=mu, se=se, ci_low=mu - crit * se, ci_high=mu + crit * se,
-        pi_low=mu - pi_half, pi_high=mu + pi_half, tau2=tau2, tau2_ci=tau2_ci,
+        pi_low=mu - pi_half, pi_high=mu + pi_half, tau2=tau2, tau2_ci=q_ci,
         i2=i2, h2=h2, q=q, q_df=k - 1, q_p=q_p,
         weights=[float(x) for x in 100.0 * w / sw],
         method=str(method), ci=str(ci), pval=pval, stat=stat, df=df, s2w=s2w,

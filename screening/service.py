@@ -152,10 +152,11 @@ def build_training_set(session: Session, records: Sequence[Record],
     seeds = {int(p) for p in session.exec(select(TrialReport.pmid)
                                           .where(col(TrialReport.pmid).is_not(None))).all()
              if p is not None}
+    live = {r.pmid for r in records}
     labels: dict[int, int] = {}
     for pmid, decision in decided.items():
-        labels[pmid] = 0 if decision == "exclude" else 1  # "maybe" counts as include: recall first
-    live = {r.pmid for r in records}
+        if pmid in live:  # a deleted record keeps its decision but leaves the training set
+            labels[pmid] = 0 if decision == "exclude" else 1  # "maybe" = include: recall first
     n_seed = 0
     for pmid in sorted(seeds & live):
         if pmid not in labels:
@@ -173,7 +174,7 @@ def build_training_set(session: Session, records: Sequence[Record],
         labels[pmid] = 0
     pmids = sorted(labels)
     return TrainingSet(pmids=pmids, labels=np.asarray([labels[p] for p in pmids], dtype=int),
-                       n_decisions=len(decided), n_seed=n_seed, n_weak=min(len(weak), cap),
+                       n_decisions=len(set(decided) & live), n_seed=n_seed, n_weak=min(len(weak), cap),
                        snapshot_at=snapshot_at)
 
 

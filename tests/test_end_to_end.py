@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import ROOT
+from conftest import PG_URL, ROOT, _drop_pg_database, _fresh_pg_database
 
 COUNTED_TABLES = ("records", "record_revisions", "model_versions", "scores", "pooled_results",
                   "digests", "deliveries", "estimates", "trials", "alerts")
@@ -54,12 +54,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def demo_run(tmp_path: Path, db_url: str) -> tuple[Path, str, subprocess.CompletedProcess[str]]:
-    data_dir = tmp_path / "demo-data"
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One demo per module (it is the expensive part); the tests below only add to it."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    if PG_URL:
+        db_url, name = _fresh_pg_database(PG_URL)
+    else:
+        db_url, name = f"sqlite:///{tmp / 'mmlr.sqlite3'}", ""
+    data_dir = tmp / "demo-data"
     proc = mmlr("demo", "--no-serve", env=_env(data_dir, db_url))
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    return data_dir, db_url, proc
+    yield data_dir, db_url, proc
+    if name:
+        _drop_pg_database(PG_URL, name)
 
 
 def test_demo_ends_with_a_digest_of_flagged_records_and_pooled_estimates(demo_run) -> None:  # type: ignore[no-untyped-def]

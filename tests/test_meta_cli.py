@@ -74,9 +74,10 @@ def test_cli_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
                 "hr_ci_low", "hr_ci_high", "tau2", "i2", "q", "q_p"} <= set(entry)
     assert set(doc["subgroup_test"]) == {"q", "df", "p"} and doc["subgroup_test"]["df"] == 2
     allrow = doc["analyses"][-1]
-    ref = meta_analysis([math.log(h) for h in (0.57, 0.47, 0.55, 0.659)],
-                        [r.sei for r in [meta_from_csv(path).overall]][0], method="DL",
-                        ci="wald")
+    cis = ((0.57, 0.46, 0.71), (0.47, 0.33, 0.65), (0.55, 0.36, 0.86), (0.659, 0.542, 0.801))
+    ref = meta_analysis([math.log(h) for h, _, _ in cis],
+                        [(math.log(hi) - math.log(lo)) / (2 * 1.959964) for _, lo, hi in cis],
+                        method="DL", ci="wald")
     assert allrow["estimate"] == pytest.approx(ref.estimate)
     assert allrow["i2"] == pytest.approx(ref.i2)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.derive import _decimals, from_ci
+from reports.derive import from_ci, printed_decimals
 from reports.meta import meta_analysis
 
 
@@ -65,7 +65,7 @@ def test_per_trial_cis_round_trip(shared_dir: Path) -> None:
         if d.orientation_entered == "control_vs_maint":
             hr, lo, hi = 1 / hr, 1 / hi, 1 / lo
         for ours, printed in ((hr, r["hr"]), (lo, r["ci_low"]), (hi, r["ci_high"])):
-            unit = 10.0 ** -_decimals(printed)
+            unit = 10.0 ** -printed_decimals(printed)
             assert abs(ours - float(printed)) <= 1.5 * unit, (r["trial_name"], printed, ours)
 
 

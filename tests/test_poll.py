@@ -225,14 +225,15 @@ def test_each_fault_alone_gives_the_same_database(
 def test_soak_random_faults(tmp_path: Path, clean_reference: Any, corpus: Path) -> None:
     ctx, reference = clean_reference
     injected = 0
-    for seed in range(50):
-        with start_replay_server(corpus, faults="random:0.25", seed=seed, rate_limit=None,
-                                 hold_seconds=0.5, retry_after=0) as srv:
-            soak_ctx = make_context(make_settings(tmp_path, ctx.settings.db_url, srv.url))
+    with start_replay_server(corpus, rate_limit=None, hold_seconds=0.5, retry_after=0) as srv:
+        soak_ctx = make_context(make_settings(tmp_path, ctx.settings.db_url, srv.url))
+        for seed in range(50):
+            srv.set_faults("random:0.25", seed=seed)
+            srv.reset_stats()
             run_scenario(soak_ctx, srv, corpus)
             injected += sum(srv.stats.faults.values())
             assert snapshot(soak_ctx) == reference, f"seed {seed}"
-            soak_ctx.dispose()
+        soak_ctx.dispose()
     assert injected > 50  # the soak really injected faults
 
 

@@ -280,3 +280,38 @@ def test_fixed_effect_snapshot_has_no_prediction_interval(evidence, settings) ->
         assert snap.pi_low is None and snap.tau2 == 0.0
     finally:
         other.dispose()
+
+
+def _run_cli(argv: list[str]) -> int:
+    """monitor.cli.main(), then close the log-file handler it installs on the root logger
+    (main() replaces it on the next call without closing it: a ResourceWarning)."""
+    import logging
+
+    from monitor.cli import main
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    level = root.level
+    try:
+        return main(argv)
+    finally:
+        for handler in list(root.handlers):
+            if handler not in before:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in before:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+
+
+def test_mmlr_pool_json_via_cli(evidence, db_url, monkeypatch, capsys) -> None:
+    import json
+
+    monkeypatch.setenv("MMLR_DATABASE_URL", db_url)
+    assert _run_cli(["pool", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["method"] == "REML" and len(doc["analyses"]) == 7
+    assert _run_cli(["pool"]) == 0
+    out = capsys.readouterr().out
+    assert "0 new snapshot(s)" in out and "thalidomide/PFS/all" in out

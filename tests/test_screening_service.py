@@ -72,6 +72,18 @@ def _decide(ctx, user: User, pmid: int, decision: str) -> Decision:
         return row
 
 
+def _queue(ctx, **kw):
+    # Sessions are closed explicitly: a connection left to the garbage collector can be
+    # finalised at any later point of the run.
+    with ctx.sessions() as session:
+        return queue(session, **kw)
+
+
+def _health(ctx):
+    with ctx.sessions() as session:
+        return screening_health(session)
+
+
 @pytest.fixture
 def corpus(ctx, tmp_path: Path) -> dict[int, bool]:
     return _load_corpus(ctx, tmp_path)
@@ -125,7 +137,7 @@ def test_cold_start_prior_then_seeds_then_decisions(ctx, corpus) -> None:
 
     # 4. curator decisions carry the model version they saw; enough of them retrain
     user = _curator(ctx)
-    top = queue(ctx.sessions(), limit=ctx.settings.retrain_min_decisions)
+    top = _queue(ctx, limit=ctx.settings.retrain_min_decisions)
     for item in top:
         d = _decide(ctx, user, item.pmid, "include" if corpus[item.pmid] else "exclude")
         assert d.model_version_id == s3.model_version_id
@@ -136,7 +148,7 @@ def test_cold_start_prior_then_seeds_then_decisions(ctx, corpus) -> None:
         mv4 = session.get(ModelVersion, s4.model_version_id)
         assert mv4.n_decisions == len(top)
     # the classifier puts the eligible records on top of the queue
-    ranked = queue(ctx.sessions(), limit=40)
+    ranked = _queue(ctx, limit=40)
     assert sum(corpus[i.pmid] for i in ranked) >= 30
     undecided_eligible = [p for p in eligible if p not in {i.pmid for i in top}]
     with ctx.sessions() as session:
@@ -148,6 +160,18 @@ def test_cold_start_prior_then_seeds_then_decisions(ctx, corpus) -> None:
     # 5. a second call with nothing new is a no-op again
     s5 = screen(ctx)
     assert not s5.trained and s5.scored == 0
+    # 6. a decided record that PubMed deletes leaves the training set, not the history
+    with ctx.sessions() as session:
+        dead = session.get(Record, top[0].pmid)
+        dead.deleted = True
+        session.add(dead)
+        session.commit()
+    s6 = screen(ctx, force_retrain=True)
+    assert s6.trained
+    with ctx.sessions() as session:
+        assert session.get(ModelVersion, s6.model_version_id).n_decisions == len(top) - 1
+        assert _count(session, Decision, Decision.pmid == top[0].pmid) == 1
+    assert top[0].pmid not in {i.pmid for i in _queue(ctx, limit=500, include_decided=True)}
     with ctx.sessions() as session:
         progress = session.get(KeyValue, PROGRESS_KEY).value
     assert progress["phase"] == "done" and {"done", "total", "updated_at"} <= set(progress)
@@ -176,7 +200,7 @@ def test_changed_content_is_rescored_and_deleted_records_leave_the_queue(ctx, co
         assert {r.content_hash for r in rows} == {old_hash, "changed-" + old_hash}
         assert {r.model_version_id for r in rows} == {first.model_version_id}
         assert session.get(Record, victim).score is not None
-    pmids = {i.pmid for i in queue(ctx.sessions(), limit=500, include_decided=True)}
+    pmids = {i.pmid for i in _queue(ctx, limit=500, include_decided=True)}
     assert gone not in pmids and victim in pmids
     assert first.model_version_id == again.model_version_id
 
@@ -187,7 +211,7 @@ def test_queue_interleaves_the_audit_sample_and_health_estimates_recall(ctx, cor
     _add_seeds(ctx, eligible[:5])
     summary = screen(ctx)
     assert summary.audit_sample > 0
-    items = queue(ctx.sessions(), limit=60)
+    items = _queue(ctx, limit=60)
     assert [i.rank for i in items] == list(range(1, 61))
     assert len({i.pmid for i in items}) == 60
     audit_positions = [i.rank for i in items if i.audit_sample]
@@ -196,10 +220,10 @@ def test_queue_interleaves_the_audit_sample_and_health_estimates_recall(ctx, cor
     assert main_scores == sorted(main_scores, reverse=True)
     assert all(not i.flagged for i in items if i.audit_sample)
     # paging gives the same order as one long page
-    assert [i.pmid for i in queue(ctx.sessions(), limit=20, offset=20)] == \
+    assert [i.pmid for i in _queue(ctx, limit=20, offset=20)] == \
         [i.pmid for i in items[20:40]]
 
-    health = screening_health(ctx.sessions())
+    health = _health(ctx)
     assert health["audit_screened"] == 0 and health["estimated_recall"] is None
     assert "not yet possible" in health["stopping_test"] and health["assumptions"]
 
@@ -212,7 +236,7 @@ def test_queue_interleaves_the_audit_sample_and_health_estimates_recall(ctx, cor
         assert d.audit_sample
     for r in flagged:
         _decide(ctx, user, r.pmid, "include" if corpus[r.pmid] else "exclude")
-    health = screening_health(ctx.sessions())
+    health = _health(ctx)
     assert health["audit_screened"] == len(audit)
     assert health["includes_found"] == sum(corpus[p] for p in {r.pmid for r in [*audit, *flagged]})
     assert 0 < health["estimated_recall"] <= 1
@@ -224,3 +248,20 @@ def test_queue_interleaves_the_audit_sample_and_health_estimates_recall(ctx, cor
 def test_screen_refuses_to_run_twice_at_once(ctx, corpus) -> None:
     with job_lock(ctx.engine, "screen"), pytest.raises(LockedError):
         screen(ctx)
+
+
+def test_cli_screen_runs_on_an_empty_database(settings, db_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
+    env.update({"MMLR_DATA_DIR": str(settings.data_dir), "MMLR_DATABASE_URL": db_url})
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "monitor.cli", "screen"], env=env,
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().startswith("model v1 (keyword prior)")
+        assert "scored 0 / flagged 0" in proc.stdout

@@ -223,3 +223,106 @@ def test_post_estimate_converts_and_validates(app: Any, api: TestClient,
     assert missing.status_code == 404 and "trial 'NOPE' does not exist" in missing.text
     with db(app) as session:
         assert session.exec(select(func.count()).select_from(Estimate)).one() == 1
+
+
+# ----------------------------------------------------------------------------- retraining
+@pytest.fixture
+def retrain_app(settings: Any) -> Any:
+    from screening.web.app import create_app
+
+    application = create_app(settings.model_copy(update={"retrain_min_decisions": 2}))
+    yield application
+    application.state.retrainer.join(timeout=60)
+    application.state.ctx.dispose()
+
+
+def test_enough_decisions_retrain_in_the_background(retrain_app: Any) -> None:
+    from sqlmodel import col
+
+    from store.models import KeyValue, ModelVersion
+
+    app = retrain_app
+    test_web.make_user(app, "cur@example.org", "curator")
+    model_id = test_web.add_model(app)
+    test_web.add_records(app, [{"pmid": 100 + i, "title": f"record {i} myeloma maintenance",
+                                "score": 0.1 * i, "score_model_version_id": model_id}
+                               for i in range(1, 6)])
+    api = TestClient(app)
+    headers = _token(app, "cur@example.org")
+    retrainer = app.state.retrainer
+    assert api.post("/api/decisions", headers=headers,
+                    json={"pmid": 101, "decision": "exclude"}).status_code == 201
+    assert not retrainer.running and retrainer.runs == 0  # one new decision: below threshold
+    assert api.post("/api/decisions", headers=headers,
+                    json={"pmid": 105, "decision": "include"}).status_code == 201
+    retrainer.join(timeout=120)
+    assert retrainer.runs == 1 and retrainer.last_error is None, retrainer.last_error
+    with db(app) as session:
+        versions = session.exec(select(ModelVersion).order_by(col(ModelVersion.id))).all()
+        assert len(versions) == 2 and versions[-1].active and versions[-1].n_decisions == 2
+        progress = session.get(KeyValue, "screening.progress")
+        assert progress is not None and progress.value["phase"] == "done"
+    viewer_page = test_web.as_role(app, {"curator": "cur@example.org"}, "curator").get("/")
+    assert "Classifier: done" in viewer_page.text
+
+
+def test_retraining_never_blocks_and_runs_one_at_a_time(retrain_app: Any) -> None:
+    import threading
+
+    from screening.web.retrain import Retrainer
+
+    app = retrain_app
+    release, started = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow_screen(ctx: Any) -> None:  # stands in for a long training run
+        calls.append(1)
+        started.set()
+        release.wait(30)
+
+    app.state.retrainer = Retrainer(app.state.ctx, screen=slow_screen)
+    test_web.make_user(app, "cur@example.org", "curator")
+    test_web.add_records(app, [{"pmid": 200 + i, "title": f"r{i}"} for i in range(4)])
+    api = TestClient(app)
+    headers = _token(app, "cur@example.org")
+    for pmid in (200, 201):
+        assert api.post("/api/decisions", headers=headers,
+                        json={"pmid": pmid, "decision": "exclude"}).status_code == 201
+    assert started.wait(10)
+    # the job is still running: requests are answered, and no second job starts
+    for pmid in (202, 203):
+        assert api.post("/api/decisions", headers=headers,
+                        json={"pmid": pmid, "decision": "include"}).status_code == 201
+    page = test_web.as_role(app, {"curator": "cur@example.org"}, "curator").get("/")
+    assert "Retraining the classifier in the background" in page.text
+    assert app.state.retrainer.running and calls == [1]
+    release.set()
+    app.state.retrainer.join(timeout=10)
+    assert not app.state.retrainer.running and calls == [1]
+
+
+def test_failed_retraining_is_reported_in_one_line(retrain_app: Any,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from screening.web.retrain import Retrainer
+    from store.errors import ScreeningError
+
+    app = retrain_app
+    test_web.make_user(app, "cur@example.org", "curator")
+    curator = test_web.as_role(app, {"curator": "cur@example.org"}, "curator")
+    for exc, shown in [
+        (ScreeningError("the model artifact is unreadable", hint="retrain with --retrain"),
+         "the model artifact is unreadable (retrain with --retrain)"),
+        (KeyError("internal detail 42"),
+         "screening failed unexpectedly; the details are in the server log"),
+    ]:
+        def failing(ctx: Any, exc: Exception = exc) -> None:
+            raise exc
+
+        retrainer = Retrainer(app.state.ctx, screen=failing)
+        app.state.retrainer = retrainer
+        assert retrainer.start()
+        retrainer.join(timeout=10)
+        page = curator.get("/").text
+        assert f"Last retraining failed: {shown}" in page
+        assert "internal detail 42" not in page
+    assert "internal detail 42" in caplog.text  # the unexpected one is logged in full

@@ -1,0 +1,174 @@
+"""The curator UI in real Chromium (Playwright) against uvicorn on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_web
+import uvicorn
+from sqlmodel import select
+from test_web import PASSWORD, db
+
+from store.models import Decision, Estimate, Trial
+
+pytestmark = pytest.mark.browser
+
+app = test_web.app
+users = test_web.users
+records = test_web.records
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def server(app: Any) -> Iterator[str]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=20)
+    sock.close()
+
+
+@pytest.fixture
+def browser(chromium_path: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _page(browser: Any, problems: list[str]) -> Any:
+    page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+    # CSP violations and failed requests show up as console errors: there must be none.
+    # (The one expected failure status, 400 for a form with bad numbers, is not a problem.)
+    page.on("console", lambda m: problems.append(m.text)
+            if m.type == "error" and "status of 400" not in m.text else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return page
+
+
+def _log_in(page: Any, base: str, email: str) -> None:
+    page.goto(base + "/")
+    assert "/login" in page.url  # redirected: the queue needs a login
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(base + "/")
+
+
+def _shot(page: Any, shots: Path, name: str) -> None:
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def test_curator_screens_and_extracts(app: Any, users: dict[str, str], records: int,
+                                      server: str, browser: Any, tmp_path: Path) -> None:
+    with db(app) as session:
+        trial = Trial(name="BROWSER-TRIAL", drug="lenalidomide", setting="post_asct",
+                      comparator="placebo")
+        session.add(trial)
+        session.commit()
+        trial_id = trial.id
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _log_in(page, server, users["curator"])
+
+    rows = page.locator("tr[data-pmid]")
+    pmids = [int(rows.nth(i).get_attribute("data-pmid")) for i in range(rows.count())]
+    assert [p for p in pmids if p != 90000003] == [90000002, 90000001, 90000004]
+    cells = page.locator("tr[data-pmid] td.score").all_inner_texts()
+    scored = [float(s) for s, p in zip(cells, pmids, strict=True)
+              if p != 90000003 and s.strip() != "—"]
+    assert scored == sorted(scored, reverse=True) == [0.97, 0.05]
+    # the hostile title is shown as text, not run
+    assert page.locator("tr[data-pmid='90000002'] a").inner_text().startswith("<script>")
+    _shot(page, tmp_path, "queue")
+
+    page.locator("tr[data-pmid='90000002'] a").click()
+    page.wait_for_url(f"{server}/records/90000002?rank=1")
+    assert page.get_by_role("heading", level=1).inner_text().startswith("<script>alert(1)")
+    page.get_by_label("Include").check()
+    page.get_by_label("Reason (optional)").fill("phase 3 RCT of maintenance")
+    page.get_by_role("button", name="Save decision").click()
+    page.wait_for_url(f"{server}/records/90000002")
+    assert "Decision saved: include" in page.locator(".flash").inner_text()
+    history = page.locator("tr.decision-row").first
+    assert history.locator("td.decision").inner_text() == "include"
+    assert history.locator("td.model").inner_text() == f"v{records}"
+    assert history.locator("td.score-shown").inner_text() == "0.970"
+    assert history.locator("td.rank-shown").inner_text() == "1"
+    assert page.locator(".current-decision").inner_text() == "include"
+    _shot(page, tmp_path, "record")
+    with db(app) as session:
+        decision = session.exec(select(Decision)).one()
+        assert (decision.pmid, decision.decision, decision.model_version_id,
+                decision.rank_shown) == (90000002, "include", records, 1)
+        assert decision.score_shown == pytest.approx(0.97)
+
+    page.goto(f"{server}/trials/{trial_id}")
+    form = page.locator("form.extraction-form")
+    form.get_by_label("Endpoint").select_option("PFS")
+    form.get_by_label("Orientation of the numbers entered").select_option("control_vs_maint")
+    form.get_by_label("HR", exact=True).fill("2.00")
+    form.get_by_label("95% CI lower").fill("1.60")
+    form.get_by_label("95% CI upper").fill("2.50")
+    form.get_by_label("Data cut label").fill("median follow-up 72 months")
+    form.get_by_role("button", name="Save estimate").click()
+    page.wait_for_load_state()
+    assert "stored inverted as maintenance vs control" in page.locator(".flash").first.inner_text()
+    row = page.locator("tr.estimate-row").first
+    assert row.locator("td.hr").inner_text() == "0.50"
+    assert row.locator("td.ci").inner_text() == "0.40–0.62"
+    assert row.locator("td.orientation").inner_text() == "control_vs_maint"
+    _shot(page, tmp_path, "trial")
+    with db(app) as session:
+        estimate = session.exec(select(Estimate)).one()
+        assert estimate.hr == pytest.approx(0.5) and estimate.ci_high == pytest.approx(0.625)
+
+    # a bad number comes back with its field marked and the other values kept
+    form = page.locator("form.extraction-form")
+    form.get_by_label("Endpoint").select_option("OS")
+    form.get_by_label("HR", exact=True).fill("0")
+    form.get_by_label("95% CI lower").fill("0.4")
+    form.get_by_label("95% CI upper").fill("0.6")
+    form.get_by_role("button", name="Save estimate").click()
+    page.wait_for_load_state()
+    assert page.locator("#hr-error").inner_text() == "HR must be greater than 0"
+    assert page.locator("form.extraction-form #ci_low").input_value() == "0.4"
+    _shot(page, tmp_path, "trial-error")
+    assert problems == []
+
+
+def test_viewer_sees_no_decision_form(app: Any, users: dict[str, str], records: int,
+                                      server: str, browser: Any, tmp_path: Path) -> None:
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _log_in(page, server, users["viewer"])
+    page.goto(f"{server}/records/90000003")
+    assert page.get_by_role("heading", level=1).inner_text() == "Middle-score induction trial"
+    assert page.locator("form.decision-form").count() == 0
+    assert page.get_by_role("button", name="Save decision").count() == 0
+    page.goto(f"{server}/admin/users")
+    assert "this needs the admin role" in page.locator(".error-message").inner_text()
+    _shot(page, tmp_path, "viewer-record")
+    assert all("status of 403" in p for p in problems)  # only the refused admin page
