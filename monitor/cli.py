@@ -94,7 +94,10 @@ def cmd_pool(args: argparse.Namespace, settings: Settings) -> int:
     from reports.pool import pool_all
 
     ctx = _context(settings)
-    run = pool_all(ctx)
+    try:  # dispose: an undisposed PostgreSQL pool leaks its connection (ResourceWarning)
+        run = pool_all(ctx)
+    finally:
+        ctx.dispose()
     if args.json:
         _print_json(run.to_json())
     else:

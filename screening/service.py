@@ -174,8 +174,8 @@ def build_training_set(session: Session, records: Sequence[Record],
         labels[pmid] = 0
     pmids = sorted(labels)
     return TrainingSet(pmids=pmids, labels=np.asarray([labels[p] for p in pmids], dtype=int),
-                       n_decisions=len(set(decided) & live), n_seed=n_seed, n_weak=min(len(weak), cap),
-                       snapshot_at=snapshot_at)
+                       n_decisions=len(set(decided) & live), n_seed=n_seed,
+                       n_weak=min(len(weak), cap), snapshot_at=snapshot_at)
 
 
 # ----------------------------------------------------------------------------- models
@@ -261,9 +261,12 @@ def _score_records(ctx: AppContext, mv: ModelVersion, model: ScreeningModel | No
             existing = {int(s.pmid): s for s in session.exec(select(Score).where(
                 Score.model_version_id == mv.id,
                 col(Score.pmid).in_([r.pmid for r in chunk]))).all()}
+            current = {rec.pmid: rec for rec in session.exec(select(Record).where(
+                col(Record.pmid).in_([r.pmid for r in chunk]))).all()}
             for r, value in zip(chunk, scores, strict=True):
-                rec = session.get(Record, r.pmid)
-                if rec is None or rec.deleted:
+                rec = current.get(r.pmid)
+                if rec is None or rec.deleted or rec.content_hash != r.content_hash:
+                    # changed or deleted while we scored: the next run scores the new content
                     continue
                 row = existing.get(rec.pmid)
                 if row is None or row.content_hash != rec.content_hash:

@@ -34,7 +34,7 @@ _HTTP_MESSAGES = {
 
 
 def is_api(request: Request | Scope) -> bool:
-    path = request["path"] if isinstance(request, dict) else request.url.path
+    path = request.url.path if isinstance(request, Request) else request["path"]
     return path == "/api" or path.startswith("/api/")
 
 

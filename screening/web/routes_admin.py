@@ -40,7 +40,8 @@ def _keep_an_admin(session: Session, target: User) -> None:
 def _page(request: Request, session: Session, *, status_code: int = 200,
           **extra: object) -> Response:
     users = session.exec(select(User).order_by(col(User.email))).all()
-    context = {"users": users, "roles": ROLES, "error": None, "values": {}, "secret": None}
+    context: dict[str, object] = {"users": users, "roles": ROLES, "error": None, "values": {},
+                                  "secret": None}
     context.update(extra)
     return render(request, "admin_users.html", context, status_code=status_code)
 
