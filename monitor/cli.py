@@ -341,6 +341,8 @@ def configure_logging(settings: Settings | None, verbose: bool) -> None:
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
+        if isinstance(h, logging.FileHandler):
+            h.close()  # a second main() in one process must not leak the first file
     for h in handlers:
         root.addHandler(h)
     root.setLevel(level)

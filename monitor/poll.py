@@ -25,6 +25,7 @@ an unchanged record only gets ``last_fetched_at``. ``DeleteCitation`` hides a re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -34,9 +35,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, insert, or_
 from sqlmodel import Session, col, select
 
 from monitor.entrez import PUBMED_SEARCH_CAP, EntrezClient
@@ -263,6 +265,7 @@ class _Poller:
             for gone in outcome.deleted:
                 returned.add(gone.pmid)
                 store.delete(gone)
+            store.flush_new()
             counts["fetched"] = len(returned)
             missing = [p for p in batch if p not in returned]
             run = session.get(PollRun, run_id)
@@ -293,9 +296,20 @@ class _BatchStore:
 
     def __init__(self, session: Session, run_id: int, counts: dict[str, int]) -> None:
         self.session, self.run_id, self.counts = session, run_id, counts
-        self.existing: dict[int, Record] = {}
+        self.existing: dict[int, Any] = {}  # Record, or SimpleNamespace rows not yet inserted
         self.in_analysis: set[int] = set()
+        self.pending_new: list[SimpleNamespace] = []
         self.now = utcnow()
+
+    def _persist(self, record: Any) -> None:
+        """Track a changed row (rows still waiting for flush_new() are inserted there)."""
+        if not any(record is pending for pending in self.pending_new):
+            self.session.add(record)
+
+    def flush_new(self) -> None:
+        if self.pending_new:
+            self.session.execute(insert(Record), [vars(r) for r in self.pending_new])
+            self.pending_new = []
 
     def load(self, batch: list[int], records: list[ParsedRecord]) -> None:
         wanted = set(batch)
@@ -312,16 +326,23 @@ class _BatchStore:
                     select(TrialReport.pmid).where(col(TrialReport.pmid).in_(part))) if p)
 
     def upsert(self, rec: ParsedRecord) -> None:
-        content = rec.content()
-        digest = rec.content_hash()
+        # A shallow copy hashes exactly like ParsedRecord.content_hash() (same values, same
+        # JSON) without dataclasses.asdict's deep copy, the slowest step of a big batch.
+        content = {name: getattr(rec, name) for name in CONTENT_FIELDS}
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str,
+                                           ensure_ascii=False).encode("utf-8")).hexdigest()
         record = self.existing.get(rec.pmid)
         old_links: set[tuple[str, int | None]] = set()
         was_retracted = False
         if record is None:
-            record = Record(pmid=rec.pmid, **content, content_hash=digest, source="entrez",
-                            first_seen_at=self.now, updated_at=self.now,
-                            last_fetched_at=self.now)
-            self.session.add(record)
+            # New rows are plain attribute bags inserted with one executemany in
+            # flush_new(): building ORM objects costs more than parsing them.
+            record = SimpleNamespace(
+                pmid=rec.pmid, **content, content_hash=digest, source="entrez",
+                first_seen_at=self.now, updated_at=self.now, last_fetched_at=self.now,
+                deleted=False, retracted=False, score=None, score_model_version_id=None,
+                flagged=False, audit_sample=False, decision=None)
+            self.pending_new.append(record)
             self.existing[rec.pmid] = record
             self.counts["new"] += 1
             stored_before = False
@@ -337,11 +358,11 @@ class _BatchStore:
             record.last_fetched_at = self.now
             if record.deleted:  # PubMed serves it again: it is no longer deleted
                 record.deleted = False
-            self.session.add(record)
+            self._persist(record)
         self._links(rec, record, stored_before=stored_before, was_retracted=was_retracted,
                     old_links=old_links)
 
-    def _revise(self, record: Record, content: dict[str, Any], digest: str) -> None:
+    def _revise(self, record: Any, content: dict[str, Any], digest: str) -> None:
         before = _jsonable(_content_of(record))
         after = _jsonable(content)
         changed = sorted(k for k in CONTENT_FIELDS if before.get(k) != after.get(k))
@@ -369,7 +390,7 @@ class _BatchStore:
             self.session.add(Alert(kind=kind, pmid=pmid, related_pmid=related, message=message,
                                    in_analysis=pmid in self.in_analysis))
 
-    def _links(self, rec: ParsedRecord, record: Record, *, stored_before: bool,
+    def _links(self, rec: ParsedRecord, record: Any, *, stored_before: bool,
                was_retracted: bool, old_links: set[tuple[str, int | None]]) -> None:
         in_analysis = rec.pmid in self.in_analysis
         if rec.is_retracted and not was_retracted:
@@ -392,7 +413,7 @@ class _BatchStore:
                 retracted = self.existing.get(target)
                 if retracted is not None and not retracted.retracted:
                     retracted.retracted = True
-                    self.session.add(retracted)
+                    self._persist(retracted)
                     self.counts["retracted"] += 1
                 if retracted is not None or target in self.in_analysis:
                     self._alert("retraction", target, rec.pmid,
@@ -404,7 +425,7 @@ class _BatchStore:
             return
         record.deleted = True
         record.updated_at = self.now
-        self.session.add(record)
+        self._persist(record)
         self.counts["deleted"] += 1
         if gone.pmid in self.in_analysis or record.decision:
             self._alert("deleted", gone.pmid, None,

@@ -34,6 +34,15 @@ ASSUMPTIONS = [
 ]
 
 
+def stopping_p_value(*, found: int, pool: int, sample: int, sample_includes: int,
+                     target_recall: float) -> float:
+    """P(≤ sample_includes includes in a random sample of ``sample`` from ``pool`` records) if
+    just enough includes (K_tar) remained in the pool to make recall < target_recall."""
+    k_tar = math.floor(found * (1 - target_recall) / target_recall + 1e-9) + 1
+    return float(hypergeom.cdf(sample_includes, pool, min(pool, sample_includes + k_tar),
+                               sample))
+
+
 def _count(session: Session, *conds: Any) -> int:
     stmt = select(func.count()).select_from(Record).where(col(Record.deleted).is_(False), *conds)
     return int(session.exec(stmt).one())
@@ -78,9 +87,8 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL) 
         out["estimated_recall_lower95"] = (round(found / (found + est_low_hi + est_flagged), 3)
                                            if found else None)
         # Hypergeometric stopping test on the low-score pool (audited + still unscreened).
-        pool = low_left + audit_n
-        k_tar = math.floor(found * (1 - target_recall) / target_recall) + 1
-        p = float(hypergeom.cdf(audit_k, pool, min(pool, audit_k + k_tar), audit_n))
+        p = stopping_p_value(found=found, pool=low_left + audit_n, sample=audit_n,
+                             sample_includes=audit_k, target_recall=target_recall)
         out["stopping_p_value"] = round(p, 4)
         out["stopping_test"] = (
             f"recall ≥ {target_recall:.0%} with 95% confidence (p = {p:.3f})" if p < ALPHA

@@ -24,6 +24,8 @@ from sqlmodel import delete, select
 
 from monitor.entrez import EntrezClient
 from monitor.poll import poll, search_window
+from monitor.pubmed_xml import iter_records
+from monitor.records import ParsedRecord
 from monitor.replay_server import (
     ReplayServer,
     start_replay_server,
@@ -184,6 +186,10 @@ def test_scenario_outcome_and_rate(tmp_path: Path, db_url: str, corpus: Path) ->
                              "retracted 1; 3 requests (0 retries, 1 window, 1 for rechecks)")
     snap = snapshot(ctx)
     records = {r[0]: r for r in snap["records"]}
+    # the stored hash is the parser's content hash (the poller computes it its own way)
+    parsed = {r.pmid: r for r in iter_records(corpus / "scenario.xml")
+              if isinstance(r, ParsedRecord)}
+    assert all(records[p][1] == rec.content_hash() for p, rec in parsed.items())
     assert records[1100][2] == "MEDLINE" and records[1100][5] is None  # re-scored later
     assert records[1100][6] is False
     assert records[1005][3] is True and records[1005][7] == "include"  # hidden, decision kept

@@ -129,3 +129,22 @@ def test_training_needs_both_classes() -> None:
     docs, _ = _toy()
     with pytest.raises(ScreeningError, match="both includes and excludes"):
         train_model(docs, np.ones(len(docs)), ScreeningConfig())
+
+
+def test_hypergeometric_stopping_test() -> None:
+    from scipy.stats import hypergeom
+
+    from screening.health import stopping_p_value
+
+    # 95 found, target 95%: recall < 95% needs ≥ 6 missed (5 missed is exactly 95%).
+    p = stopping_p_value(found=95, pool=1000, sample=300, sample_includes=0, target_recall=0.95)
+    assert p == pytest.approx(hypergeom.cdf(0, 1000, 6, 300))
+    assert p < 0.2
+    # a bigger clean sample gives more confidence; an include in the sample gives less
+    assert stopping_p_value(found=95, pool=1000, sample=600, sample_includes=0,
+                            target_recall=0.95) < p
+    assert stopping_p_value(found=95, pool=1000, sample=300, sample_includes=1,
+                            target_recall=0.95) > p
+    # screening the whole pool without finding anything proves the target
+    assert stopping_p_value(found=10, pool=50, sample=50, sample_includes=0,
+                            target_recall=0.95) == 0.0
