@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from store.context import AppContext, make_context
+from store.errors import LockedError
 from store.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def scheduled_cycle() -> None:
     ctx = make_context(load_settings())
     try:
         run_cycle(ctx)
+    except LockedError as exc:  # another worker is polling: this run is simply not needed
+        log.info("scheduled cycle skipped: %s", exc.one_line())
     except Exception:  # a scheduler job must log, not die silently
         log.exception("scheduled cycle failed")
     finally:
