@@ -48,8 +48,9 @@ class InitReport:
             f"{self.seed.estimates_added} estimates added",
         ]
         if self.admin_email and self.admin_password:
-            lines.append(f"admin {self.admin_email} created; password (shown once): "
-                         f"{self.admin_password}")
+            lines.append(
+                f"admin {self.admin_email} created; password (shown once): {self.admin_password}"
+            )
         elif self.admin_email:
             lines.append(f"admin {self.admin_email} created (password from MMLR_ADMIN_PASSWORD)")
         lines.extend(self.notes)
@@ -79,19 +80,33 @@ def load_seed_evidence(session: Session) -> SeedSummary:
         trial = trials.get(row["trial"])
         if trial is None:
             trial = Trial(
-                name=row["trial"], drug=row["drug"], regimen=row["regimen"] or None,
-                comparator=row["comparator"] or None, setting=row["setting"],
-                is_strategy=_flag(row["is_strategy"]), notes=row["notes"] or None,
+                name=row["trial"],
+                drug=row["drug"],
+                regimen=row["regimen"] or None,
+                comparator=row["comparator"] or None,
+                setting=row["setting"],
+                is_strategy=_flag(row["is_strategy"]),
+                notes=row["notes"] or None,
             )
             session.add(trial)
             session.flush()
             trials[trial.name] = trial
             summary.trials_added += 1
-            audit(session, "seed.trial", object_type="trial", object_id=trial.id,
-                  source_key=row["source_key"])
+            audit(
+                session,
+                "seed.trial",
+                object_type="trial",
+                object_id=trial.id,
+                source_key=row["source_key"],
+            )
         summary.reports_added += _ensure_report(
-            session, trial, pmid=_opt_int(row["pmid"]), citation=row["citation"],
-            year=_opt_int(row["year"]), source_key=row["source_key"], kind="primary",
+            session,
+            trial,
+            pmid=_opt_int(row["pmid"]),
+            citation=row["citation"],
+            year=_opt_int(row["year"]),
+            source_key=row["source_key"],
+            kind="primary",
         )
 
     existing = {
@@ -113,37 +128,61 @@ def load_seed_evidence(session: Session) -> SeedSummary:
         if row["orientation"] == "control_vs_maint":  # stored as maintenance vs control
             hr, lo, hi = 1 / hr, 1 / hi, 1 / lo
         summary.reports_added += _ensure_report(
-            session, trial, pmid=_opt_int(row["pmid"]), citation=row["citation"],
-            year=_opt_int(row["report_year"]), source_key=row["source_key"],
+            session,
+            trial,
+            pmid=_opt_int(row["pmid"]),
+            citation=row["citation"],
+            year=_opt_int(row["report_year"]),
+            source_key=row["source_key"],
             kind="primary" if row["pmid"] else "secondary",
         )
         report = _find_report(session, trial, row["source_key"], row["citation"])
         estimate = Estimate(
             trial_id=trial.id,  # type: ignore[arg-type]
             report_id=report.id if report else None,
-            endpoint=row["endpoint"], setting=row["setting"], comparison=row["comparison"],
-            hr=hr, ci_low=lo, ci_high=hi,
-            log_hr=derived.log_hr, se=derived.se, method=derived.method,
-            approximate=derived.approximate, orientation_entered=row["orientation"],
+            endpoint=row["endpoint"],
+            setting=row["setting"],
+            comparison=row["comparison"],
+            hr=hr,
+            ci_low=lo,
+            ci_high=hi,
+            log_hr=derived.log_hr,
+            se=derived.se,
+            method=derived.method,
+            approximate=derived.approximate,
+            orientation_entered=row["orientation"],
             data_cut_label=row["data_cut_label"] or None,
-            n_maintenance=_opt_int(row["n_maintenance"]), n_control=_opt_int(row["n_control"]),
-            verified=_flag(row["verified"]), source_key=row["source_key"],
-            citation=row["citation"], notes=row["notes"] or None,
+            n_maintenance=_opt_int(row["n_maintenance"]),
+            n_control=_opt_int(row["n_control"]),
+            verified=_flag(row["verified"]),
+            source_key=row["source_key"],
+            citation=row["citation"],
+            notes=row["notes"] or None,
         )
         session.add(estimate)
         session.flush()
         existing.add(key)
         summary.estimates_added += 1
-        audit(session, "seed.estimate", object_type="estimate", object_id=estimate.id,
-              trial=trial.name, source_key=row["source_key"])
+        audit(
+            session,
+            "seed.estimate",
+            object_type="estimate",
+            object_id=estimate.id,
+            trial=trial.name,
+            source_key=row["source_key"],
+        )
     return summary
 
 
-def _find_report(session: Session, trial: Trial, source_key: str, citation: str) -> TrialReport | None:
+def _find_report(
+    session: Session, trial: Trial, source_key: str, citation: str
+) -> TrialReport | None:
     return session.exec(
-        select(TrialReport).where(TrialReport.trial_id == trial.id,
-                                  TrialReport.source_key == source_key,
-                                  TrialReport.citation == citation)
+        select(TrialReport).where(
+            TrialReport.trial_id == trial.id,
+            TrialReport.source_key == source_key,
+            TrialReport.citation == citation,
+        )
     ).first()
 
 

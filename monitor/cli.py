@@ -144,8 +144,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.service import serve
 
-    serve(settings, web=args.command in ("serve", "web"), scheduler=args.command in ("serve", "worker"),
-          host=args.host, port=args.port)
+    serve(
+        settings,
+        web=args.command in ("serve", "web"),
+        scheduler=args.command in ("serve", "worker"),
+        host=args.host,
+        port=args.port,
+    )
     return 0
 
 
@@ -167,7 +172,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
                 f"--prior-ids takes two record_id values POS,NEG, got {args.prior_ids!r}"
             ) from None
         prior_ids = (pos, neg)
-    result = simulate(Path(args.dataset), seed=args.seed, prior_ids=prior_ids, progress=not args.json)
+    result = simulate(
+        Path(args.dataset), seed=args.seed, prior_ids=prior_ids, progress=not args.json
+    )
     if args.json:
         _print_json(result.to_json())
     else:
@@ -178,8 +185,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_replay_server(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.replay_server import serve_forever
 
-    serve_forever(Path(args.dir), host=args.host, port=args.port, faults=args.faults,
-                  seed=args.seed)
+    serve_forever(
+        Path(args.dir), host=args.host, port=args.port, faults=args.faults, seed=args.seed
+    )
     return 0
 
 
@@ -267,8 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="poll → screen → pool → digest, once")
     p.set_defaults(func=cmd_run)
 
-    for name, text in (("serve", "web app + scheduler"), ("worker", "scheduler only"),
-                       ("web", "web app only")):
+    for name, text in (
+        ("serve", "web app + scheduler"),
+        ("worker", "scheduler only"),
+        ("web", "web app only"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--host", default=None)
         p.add_argument("--port", type=int, default=None)
@@ -321,8 +332,10 @@ class _OneLineFormatter(logging.Formatter):
 
 
 def configure_logging(settings: Settings | None, verbose: bool) -> None:
-    level = logging.DEBUG if verbose else getattr(
-        logging, (settings.log_level if settings else "INFO").upper(), logging.INFO
+    level = (
+        logging.DEBUG
+        if verbose
+        else getattr(logging, (settings.log_level if settings else "INFO").upper(), logging.INFO)
     )
     handlers: list[logging.Handler] = []
     stream = logging.StreamHandler(sys.stderr)

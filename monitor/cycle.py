@@ -52,8 +52,10 @@ def run_cycle(ctx: AppContext, *, progress: bool = False) -> CycleSummary:
     digest = build_digest(ctx)
     summary.digest_id = digest.id
     summary.deliveries = deliver_digest(ctx, digest)
-    log.info("cycle done: %s", "; ".join(f"{s}: {t.splitlines()[0] if t else ''}"
-                                          for s, t in summary.steps))
+    log.info(
+        "cycle done: %s",
+        "; ".join(f"{s}: {t.splitlines()[0] if t else ''}" for s, t in summary.steps),
+    )
     return summary
 
 

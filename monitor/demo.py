@@ -7,6 +7,7 @@ cycle, prints where the digest and the web app are, then serves the UI (unless -
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -41,21 +42,20 @@ def run_demo(settings: Settings, *, serve: bool = True, port: int | None = None)
             print(summary.describe(), flush=True)
         finally:
             ctx.dispose()
-        digest_files = sorted(demo_settings.outbox_dir.glob("*.html"), key=lambda p: p.stat().st_mtime)
-        if digest_files:
-            print(f"digest: {digest_files[-1].resolve()}", flush=True)
+        digest_file = newest_digest(demo_settings.outbox_dir)
+        if digest_file is not None:
+            print(f"digest: {digest_file.resolve()}", flush=True)
         url = f"http://{demo_settings.host}:{port or demo_settings.port}/"
         if not serve:
             print(f"web app: run `mmlr web` and open {url}", flush=True)
             return 0
-        from monitor.service import install_sigterm_as_interrupt, serve as serve_app
+        from monitor.service import install_sigterm_as_interrupt
+        from monitor.service import serve as serve_app
 
         install_sigterm_as_interrupt()
         print(f"web app: {url} (log in as {demo_settings.admin_email})", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             serve_app(demo_settings, web=True, scheduler=True, port=port)
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

@@ -25,8 +25,15 @@ def start_scheduler(settings: Settings, *, blocking: bool) -> Any:
     return scheduler
 
 
-def serve(settings: Settings, *, web: bool, scheduler: bool, host: str | None = None,
-          port: int | None = None, on_ready: Any = None) -> None:
+def serve(
+    settings: Settings,
+    *,
+    web: bool,
+    scheduler: bool,
+    host: str | None = None,
+    port: int | None = None,
+    on_ready: Any = None,
+) -> None:
     """Run the web app and/or the scheduler until SIGINT/SIGTERM."""
     from store.context import make_context
 
@@ -44,8 +51,13 @@ def serve(settings: Settings, *, web: bool, scheduler: bool, host: str | None = 
 
     sched = start_scheduler(settings, blocking=False) if scheduler else None
     app = create_app(settings)
-    config = uvicorn.Config(app, host=host or settings.host, port=port or settings.port,
-                            log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="warning",
+        access_log=False,
+    )
     server = uvicorn.Server(config)
     if sched is not None:
         sched.start()

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from store.engine import SessionFactory, check_connection, make_engine, make_session_factory, migrate
+from store.engine import (
+    SessionFactory,
+    check_connection,
+    make_engine,
+    make_session_factory,
+    migrate,
+)
 from store.settings import Settings
 
 

@@ -42,12 +42,14 @@ def make_engine(settings: Settings | str, *, echo: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False,
-                                                            "timeout": 30})
+        engine = create_engine(
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
     elif parsed.get_backend_name() == "postgresql":
-        engine = create_engine(url, echo=echo, pool_pre_ping=True,
-                               connect_args={"connect_timeout": 10})
+        engine = create_engine(
+            url, echo=echo, pool_pre_ping=True, connect_args={"connect_timeout": 10}
+        )
     else:
         raise ConfigError(f"unsupported database backend {parsed.get_backend_name()!r}")
     return engine

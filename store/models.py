@@ -10,7 +10,7 @@ Conventions:
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstraint
@@ -19,12 +19,14 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     """Aware UTC now."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _json(default: Any = None, *, nullable: bool = False) -> Any:
-    factory = (lambda: list(default)) if isinstance(default, list) else (  # noqa: E731
-        (lambda: dict(default)) if isinstance(default, dict) else None
+    factory = (
+        (lambda: list(default))
+        if isinstance(default, list)
+        else ((lambda: dict(default)) if isinstance(default, dict) else None)
     )
     if factory is None:
         return Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -15,7 +15,6 @@ from alembic.config import Config
 
 from store.engine import make_engine
 
-
 VERSIONS = Path(__file__).parent / "migrations" / "versions"
 
 

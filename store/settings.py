@@ -33,7 +33,15 @@ PROTOCOL_QUERY = (
     '"phase 3"[tiab])'
 )
 
-_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development", "please-change"}
+_PLACEHOLDER_SECRETS = {
+    "",
+    "changeme",
+    "change-me",
+    "secret",
+    "dev",
+    "development",
+    "please-change",
+}
 
 
 class Settings(BaseSettings):
@@ -64,7 +72,9 @@ class Settings(BaseSettings):
         None, description="NCBI API key: raises the rate from 3 to 10 requests/s. Never logged."
     )
     entrez_tool: str = Field("mmlr", description="`tool` parameter sent to NCBI (no spaces).")
-    entrez_timeout: float = Field(30.0, description="Seconds before one E-utilities request times out.")
+    entrez_timeout: float = Field(
+        30.0, description="Seconds before one E-utilities request times out."
+    )
     entrez_max_retries: int = Field(6, description="Retries of one request on 429/5xx/timeouts.")
     entrez_retry_budget: int = Field(
         200, description="Retries allowed in one poll run before it stops with an error."
@@ -95,7 +105,9 @@ class Settings(BaseSettings):
     )
     mail_from: str = Field("mmlr@localhost", description="Sender of digest e-mails.")
     digest_to: str = Field("", description="Comma-separated digest recipients.")
-    admin_email: str = Field("admin@localhost", description="First admin, created by `init`/`demo`.")
+    admin_email: str = Field(
+        "admin@localhost", description="First admin, created by `init`/`demo`."
+    )
     admin_password: SecretStr | None = Field(
         None, description="Password of the first admin; unset: generated and printed once."
     )
@@ -140,7 +152,7 @@ class Settings(BaseSettings):
                 "postgresql+psycopg://USER:PASS@HOST/DB"
             )
         if scheme in ("postgresql", "postgres"):
-            value = "postgresql+psycopg" + value[len(scheme):]
+            value = "postgresql+psycopg" + value[len(scheme) :]
         return value
 
     @field_validator("entrez_url")
@@ -195,9 +207,7 @@ class Settings(BaseSettings):
         """The session-signing key: from the environment, else kept in the data dir."""
         if self.secret_key is not None:
             key = self.secret_key.get_secret_value()
-            if self.env == "production" and (
-                key.lower() in _PLACEHOLDER_SECRETS or len(key) < 32
-            ):
+            if self.env == "production" and (key.lower() in _PLACEHOLDER_SECRETS or len(key) < 32):
                 raise ConfigError(
                     "MMLR_SECRET_KEY is a placeholder or shorter than 32 characters",
                     hint="set a long random value, e.g. `python -c 'import secrets; "
@@ -223,14 +233,24 @@ class SmtpTarget:
     """A parsed ``MMLR_SMTP_URL``."""
 
     def __init__(
-        self, *, host: str, port: int, username: str | None, password: str | None,
-        ssl: bool, starttls: bool, timeout: float,
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str | None,
+        password: str | None,
+        ssl: bool,
+        starttls: bool,
+        timeout: float,
     ) -> None:
         self.host, self.port, self.username, self.password = host, port, username, password
         self.ssl, self.starttls, self.timeout = ssl, starttls, timeout
 
     def __repr__(self) -> str:  # never show the password
-        return f"SmtpTarget(host={self.host!r}, port={self.port}, ssl={self.ssl}, starttls={self.starttls})"
+        return (
+            f"SmtpTarget(host={self.host!r}, port={self.port}, ssl={self.ssl}, "
+            f"starttls={self.starttls})"
+        )
 
 
 def parse_smtp_url(url: str) -> SmtpTarget:
@@ -240,7 +260,8 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps"):
         raise ConfigError(
-            f"MMLR_SMTP_URL must start with smtp:// or smtps://, got {parts.scheme or 'no scheme'!r}"
+            "MMLR_SMTP_URL must start with smtp:// or smtps://, "
+            f"got {parts.scheme or 'no scheme'!r}"
         )
     try:
         port = parts.port
@@ -288,6 +309,11 @@ def settings_table() -> list[tuple[str, str, str]]:
             default = str(default)
         if name == "query":
             default = "the protocol query (see docs/configuration.md)"
-        rows.append((f"MMLR_{name.upper()}", "" if default is None else str(default),
-                     field.description or ""))
+        rows.append(
+            (
+                f"MMLR_{name.upper()}",
+                "" if default is None else str(default),
+                field.description or "",
+            )
+        )
     return rows

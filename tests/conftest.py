@@ -33,7 +33,11 @@ def need(condition: bool, reason: str) -> None:
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for key in list(os.environ):
-        if key.startswith("MMLR_") and not key.startswith("MMLR_TEST_") and key != "MMLR_SHARED_DIR":
+        if (
+            key.startswith("MMLR_")
+            and not key.startswith("MMLR_TEST_")
+            and key != "MMLR_SHARED_DIR"
+        ):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MMLR_DATA_DIR", str(tmp_path / "data"))
 

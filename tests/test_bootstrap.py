@@ -61,10 +61,17 @@ def test_init_twice_adds_nothing_and_keeps_curator_edits(ctx) -> None:  # type: 
         s.commit()
         n_reports = len(s.exec(select(TrialReport)).all())
     again = initialise(ctx)
-    assert (again.seed.trials_added, again.seed.reports_added, again.seed.estimates_added) == (0, 0, 0)
+    assert (again.seed.trials_added, again.seed.reports_added, again.seed.estimates_added) == (
+        0,
+        0,
+        0,
+    )
     assert again.admin_email is None
     with ctx.sessions() as s:
-        assert s.exec(select(Trial).where(Trial.name == "CEMSG 01-002-0601")).one().notes == "edited by a curator"
+        assert (
+            s.exec(select(Trial).where(Trial.name == "CEMSG 01-002-0601")).one().notes
+            == "edited by a curator"
+        )
         assert len(s.exec(select(TrialReport)).all()) == n_reports
         assert {28826616, 25184862, 20418244, 16873668} <= seed_pmids(s)
 

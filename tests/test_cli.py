@@ -8,15 +8,26 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 
-def run_mmlr(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_") or k.startswith("MMLR_TEST_")}
+def run_mmlr(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MMLR_") or k.startswith("MMLR_TEST_")
+    }
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True,
-                          text=True, env=full_env, cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=timeout,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -36,8 +47,13 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
 
 
 def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
-    proc = run_mmlr("init", env={"MMLR_DATA_DIR": str(tmp_path),
-                                 "MMLR_DATABASE_URL": "postgresql+psycopg://nobody:pw@127.0.0.1:1/none"})
+    proc = run_mmlr(
+        "init",
+        env={
+            "MMLR_DATA_DIR": str(tmp_path),
+            "MMLR_DATABASE_URL": "postgresql+psycopg://nobody:pw@127.0.0.1:1/none",
+        },
+    )
     assert_one_line_error(proc, "cannot connect to the database", "MMLR_DATABASE_URL")
     assert "pw@" not in proc.stderr  # the password is not shown
 
@@ -48,8 +64,11 @@ def test_unsupported_database_url_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_bad_smtp_url_is_one_clear_line(tmp_path: Path) -> None:
-    proc = run_mmlr("digest", "--send", env={"MMLR_DATA_DIR": str(tmp_path),
-                                             "MMLR_SMTP_URL": "mailto:someone@example.org"})
+    proc = run_mmlr(
+        "digest",
+        "--send",
+        env={"MMLR_DATA_DIR": str(tmp_path), "MMLR_SMTP_URL": "mailto:someone@example.org"},
+    )
     assert_one_line_error(proc, "MMLR_SMTP_URL")
 
 
@@ -60,8 +79,9 @@ def test_pmid_file_errors_name_the_line(tmp_path: Path) -> None:
     assert_one_line_error(proc, f"{pmids}:3", "'not-a-pmid' is not a PMID")
 
 
-def test_unexpected_errors_never_show_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_errors_never_show_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from monitor import cli
 
     def explode(args, settings):  # type: ignore[no-untyped-def]

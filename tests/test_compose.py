@@ -9,14 +9,16 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
 from conftest import ROOT, need
 
 
 @pytest.fixture
 def compose_schema() -> dict:
     path = Path(os.environ.get("MMLR_TEST_COMPOSE_SCHEMA", ROOT / ".venv/share/compose_spec.json"))
-    need(path.is_file(), f"compose specification schema not found at {path} (scripts/test fetches it)")
+    need(
+        path.is_file(),
+        f"compose specification schema not found at {path} (scripts/test fetches it)",
+    )
     return json.loads(path.read_text())
 
 

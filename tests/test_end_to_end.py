@@ -17,25 +17,50 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import PG_URL, ROOT, _drop_pg_database, _fresh_pg_database
 from sqlalchemy import create_engine, text
 
-from conftest import PG_URL, ROOT, _drop_pg_database, _fresh_pg_database
-
-COUNTED_TABLES = ("records", "record_revisions", "model_versions", "scores", "pooled_results",
-                  "digests", "deliveries", "estimates", "trials", "alerts")
+COUNTED_TABLES = (
+    "records",
+    "record_revisions",
+    "model_versions",
+    "scores",
+    "pooled_results",
+    "digests",
+    "deliveries",
+    "estimates",
+    "trials",
+    "alerts",
+)
 
 
 def _env(data_dir: Path, db_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_") or k.startswith("MMLR_TEST_")}
-    env.update({"MMLR_DATA_DIR": str(data_dir), "MMLR_DATABASE_URL": db_url,
-                "MMLR_ADMIN_PASSWORD": "demo-admin-password", "MMLR_ENTREZ_EMAIL": "tests@example.org"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MMLR_") or k.startswith("MMLR_TEST_")
+    }
+    env.update(
+        {
+            "MMLR_DATA_DIR": str(data_dir),
+            "MMLR_DATABASE_URL": db_url,
+            "MMLR_ADMIN_PASSWORD": "demo-admin-password",
+            "MMLR_ENTREZ_EMAIL": "tests@example.org",
+        }
+    )
     env.update(extra)
     return env
 
 
 def mmlr(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+    )
     return proc
 
 
@@ -43,7 +68,10 @@ def counts(db_url: str) -> dict[str, int]:
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
-            return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in COUNTED_TABLES}
+            return {
+                t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in COUNTED_TABLES
+            }
     finally:
         engine.dispose()
 
@@ -71,7 +99,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
 
 
 def test_demo_ends_with_a_digest_of_flagged_records_and_pooled_estimates(demo_run) -> None:  # type: ignore[no-untyped-def]
-    data_dir, db_url, proc = demo_run
+    _data_dir, db_url, proc = demo_run
     match = re.search(r"^digest: (.+\.html)$", proc.stdout, re.M)
     assert match, proc.stdout
     html = Path(match.group(1)).read_text(encoding="utf-8")
@@ -110,8 +138,23 @@ def test_pool_json_and_csv_export_have_the_documented_shapes(demo_run) -> None: 
     data = json.loads(proc.stdout)
     assert {"method", "ci", "analyses", "subgroup_test"} <= set(data)
     assert data["method"] == "REML" and data["ci"] == "hksj"
-    keys = {"name", "k", "estimate", "se", "ci_low", "ci_high", "pi_low", "pi_high", "hr",
-            "hr_ci_low", "hr_ci_high", "tau2", "i2", "q", "q_p"}
+    keys = {
+        "name",
+        "k",
+        "estimate",
+        "se",
+        "ci_low",
+        "ci_high",
+        "pi_low",
+        "pi_high",
+        "hr",
+        "hr_ci_low",
+        "hr_ci_high",
+        "tau2",
+        "i2",
+        "q",
+        "q_p",
+    }
     assert data["analyses"] and all(keys <= set(a) for a in data["analyses"])
     for a in data["analyses"]:
         if a["k"] >= 1:
@@ -127,9 +170,14 @@ def test_pool_json_and_csv_export_have_the_documented_shapes(demo_run) -> None: 
 def test_web_app_answers_health(demo_run) -> None:  # type: ignore[no-untyped-def]
     data_dir, db_url, _ = demo_run
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "web", "--port", str(port)],
-                            env=_env(data_dir, db_url), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "web", "--port", str(port)],
+        env=_env(data_dir, db_url),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

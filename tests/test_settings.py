@@ -8,13 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from store.errors import ConfigError
 from store.settings import Settings, load_settings, parse_smtp_url
 
 
-def test_defaults_run_with_nothing_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_run_with_nothing_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MMLR_DATA_DIR")
     monkeypatch.chdir(tmp_path)
     s = load_settings()
@@ -40,8 +42,9 @@ def test_rate_with_api_key_stays_below_ten(monkeypatch: pytest.MonkeyPatch) -> N
         ("MMLR_PORT", "eighty", "MMLR_PORT"),
     ],
 )
-def test_bad_values_give_one_clear_error(monkeypatch: pytest.MonkeyPatch, var: str, value: str,
-                                         fragment: str) -> None:
+def test_bad_values_give_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, fragment: str
+) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError) as err:
         load_settings()
@@ -57,7 +60,11 @@ def test_postgres_scheme_is_normalised_to_psycopg() -> None:
 def test_smtp_url_parsing_never_shows_the_password() -> None:
     target = parse_smtp_url("smtp://user:s%40cret@mail.example.org:2525?starttls=true")
     assert (target.host, target.port, target.username, target.password) == (
-        "mail.example.org", 2525, "user", "s@cret")
+        "mail.example.org",
+        2525,
+        "user",
+        "s@cret",
+    )
     assert target.starttls and not target.ssl
     assert "s@cret" not in repr(target)
     assert parse_smtp_url("smtps://mail.example.org").port == 465
@@ -79,10 +86,17 @@ def test_production_refuses_missing_or_placeholder_secret(tmp_path: Path, key: s
 
 
 def test_readme_settings_table_is_generated_from_the_settings() -> None:
-    out = subprocess.run([sys.executable, "-m", "monitor.cli", "config", "--markdown"],
-                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "config", "--markdown"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
     readme = (ROOT / "README.md").read_text()
-    table = re.search(r"<!-- settings-table:start -->\n(.*)<!-- settings-table:end -->", readme, re.S)
+    table = re.search(
+        r"<!-- settings-table:start -->\n(.*)<!-- settings-table:end -->", readme, re.S
+    )
     assert table is not None
     assert table.group(1) == out, "README table is stale: regenerate with `mmlr config --markdown`"
     for name in Settings.model_fields:

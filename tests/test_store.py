@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -17,8 +17,11 @@ from store.models import Decision, Record, utcnow
 def test_migrations_create_exactly_the_models(ctx) -> None:  # type: ignore[no-untyped-def]
     with ctx.engine.connect() as conn:
         mc = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = [d for d in compare_metadata(mc, SQLModel.metadata)
-                if not (d[0] == "remove_table" and d[1].name == "apscheduler_jobs")]
+        diff = [
+            d
+            for d in compare_metadata(mc, SQLModel.metadata)
+            if not (d[0] == "remove_table" and d[1].name == "apscheduler_jobs")
+        ]
     assert diff == [], f"models and migrations differ; run python -m store.revision: {diff}"
 
 
@@ -39,7 +42,13 @@ def test_sqlite_runs_in_wal_mode(ctx) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_records_round_trip_json_and_aware_timestamps(ctx) -> None:  # type: ignore[no-untyped-def]
-    mesh = [{"descriptor": "Multiple Myeloma", "major": True, "qualifiers": [{"name": "drug therapy", "major": False}]}]
+    mesh = [
+        {
+            "descriptor": "Multiple Myeloma",
+            "major": True,
+            "qualifiers": [{"name": "drug therapy", "major": False}],
+        }
+    ]
     with ctx.sessions() as s:
         s.add(Record(pmid=90000001, title="Ünïcode title", mesh=mesh, authors=["Šimková J"]))
         s.commit()
@@ -72,4 +81,4 @@ def test_bad_database_url_is_a_config_error() -> None:
 
 
 def test_aware_utc_helper() -> None:
-    assert utcnow().tzinfo is timezone.utc
+    assert utcnow().tzinfo is UTC

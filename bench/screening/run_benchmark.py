@@ -15,6 +15,7 @@ bench/results/screening.json (git-ignored), so an interrupted run resumes where 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import hashlib
 import json
@@ -57,11 +58,18 @@ def load_cache() -> dict[str, dict]:
     return {}
 
 
-def save_cache(cache: dict[str, dict]) -> None:
+def save_result(key: str, result: dict) -> dict[str, dict]:
+    """Merge one result into the cache file under an exclusive lock: several benchmark
+    processes (e.g. one per tool) may run at once and must not overwrite each other."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-    tmp.replace(RESULTS)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cache = load_cache()
+        cache[key] = result
+        tmp = RESULTS.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        tmp.replace(RESULTS)
+    return cache
 
 
 def run_mmlr(path: Path, seed: int, prior_ids: tuple[int, int]) -> dict:
@@ -133,15 +141,14 @@ def run(datasets: list[Path], seeds: int, tools: list[str]) -> dict[str, dict]:
             prior_ids = (data.record_ids[pos], data.record_ids[neg])
             for tool in tools:
                 key = f"{tool_key(tool)}|{data.name}|{seed}"
-                if key in cache:
+                if key in load_cache():  # re-read: another process may have done it
                     continue
                 if tool == "mmlr":
                     res = run_mmlr(path, seed, prior_ids)
                 else:
                     res = run_asreview(path, seed, (pos, neg), labels)
                 res["priors"] = list(prior_ids)
-                cache[key] = res
-                save_cache(cache)
+                cache = save_result(key, res)
                 print(f"{key}: WSS@95 {res['wss_95']:.3f} n100 {res['n_100']} "
                       f"{res['wall']:.1f}s", flush=True)
     return cache

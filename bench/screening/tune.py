@@ -44,6 +44,11 @@ VARIANTS: dict[str, dict] = {
     "svm ratio3": {"features": [W, T], "classifier": "svm", "classifier_params": {"ratio": 3.0}},
     "svm ratio30": {"features": [W, T], "classifier": "svm",
                     "classifier_params": {"ratio": 30.0}},
+    "nostop+terms": {"features": [{"name": "word_tfidf", "weight": 1.0,
+                                   "params": {"stop_words": None}}, T], "classifier": "svm"},
+    "nostop+terms0.3": {"features": [{"name": "word_tfidf", "weight": 1.0,
+                                      "params": {"stop_words": None}},
+                                     {"name": "terms", "weight": 0.3}], "classifier": "svm"},
     "batch frac": {"features": [W, T], "classifier": "svm", "retrain_fraction": 0.02},
 }
 
