@@ -177,6 +177,18 @@ def select_inputs(analysis: Analysis, candidates: Iterable[Candidate]) -> Select
     return Selection(chosen=chosen, dropped=dropped)
 
 
+def analysis_order(key: str) -> tuple[int, int, str, int, int]:
+    """Reading order of an analysis key (``drug/endpoint/setting[/with_strategy]``): the IMWG
+    2012 Figure 1 analyses first, then the other drugs, sensitivity analyses last; within a
+    drug PFS before OS and post-ASCT, non-transplant, all."""
+    parts = key.split("/")
+    drug, endpoint, setting = [*parts, "", "", ""][:3]
+    strategy = int(len(parts) > 3)
+    imwg = next((i for i, pair in enumerate(IMWG_2012) if pair == (drug, endpoint)), len(IMWG_2012))
+    setting_rank = SETTINGS.index(setting) if setting in SETTINGS else len(SETTINGS)
+    return (strategy, imwg, drug, 0 if endpoint == "PFS" else 1, setting_rank)
+
+
 def default_analyses(candidates: Iterable[Candidate]) -> list[Analysis]:
     """IMWG 2012 Figure 1 analyses, then every other drug/endpoint/setting with data.
 

@@ -40,6 +40,7 @@ import jinja2
 from sqlalchemy import func, inspect
 from sqlmodel import Session, col, select
 
+from reports.analyses import analysis_order
 from store.audit import audit
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
@@ -226,7 +227,7 @@ def _compare_analyses(
     """
     prev_views = {a["key"]: a["new"] for a in previous.get("analyses", []) if a.get("new")}
     out = []
-    for key in sorted(set(old) | set(prev_views) | set(new)):
+    for key in sorted(set(old) | set(prev_views) | set(new), key=analysis_order):
         after = new.get(key)
         before = _pooled_view(old[key]) if key in old else prev_views.get(key)
         now = _pooled_view(after) if after is not None else None

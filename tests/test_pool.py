@@ -315,3 +315,13 @@ def test_mmlr_pool_json_via_cli(evidence, db_url, monkeypatch, capsys) -> None:
     assert _run_cli(["pool"]) == 0
     out = capsys.readouterr().out
     assert "0 new snapshot(s)" in out and "thalidomide/PFS/all" in out
+
+
+def test_analysis_order_puts_imwg_first_and_sensitivity_last() -> None:
+    from reports.analyses import analysis_order
+
+    keys = ["bortezomib/OS/all/with_strategy", "ixazomib/OS/all", "thalidomide/OS/post_asct",
+            "lenalidomide/PFS/all", "thalidomide/PFS/all", "thalidomide/PFS/post_asct"]
+    assert sorted(keys, key=analysis_order) == [
+        "thalidomide/PFS/post_asct", "thalidomide/PFS/all", "thalidomide/OS/post_asct",
+        "lenalidomide/PFS/all", "ixazomib/OS/all", "bortezomib/OS/all/with_strategy"]
