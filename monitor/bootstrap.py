@@ -109,7 +109,7 @@ def load_seed_evidence(session: Session) -> SeedSummary:
             kind="primary",
         )
 
-    existing = {
+    existing: set[tuple[object, ...]] = {
         (e.trial_id, e.endpoint, e.setting, e.source_key, e.comparison)
         for e in session.exec(select(Estimate)).all()
     }

@@ -466,7 +466,7 @@ def _recheck_pmids(ctx: AppContext, exclude: set[int]) -> list[int]:
     now = utcnow()
     with ctx.sessions() as session:
         rows = session.exec(select(Record.pmid).where(
-            or_(col(Record.status).is_(None), Record.status != "MEDLINE"),
+            or_(col(Record.status).is_(None), col(Record.status) != "MEDLINE"),
             col(Record.deleted).is_(False),
             or_(col(Record.create_date) >= (now - timedelta(days=days)).date(),
                 (col(Record.create_date).is_(None))

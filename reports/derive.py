@@ -63,7 +63,7 @@ class DerivedEstimate:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _positive(name: str, value: float | None) -> float:
+def _positive(name: str, value: float | str | None) -> float:
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -34,10 +34,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from sqlalchemy import func, inspect
+from sqlalchemy.orm import InstanceState
 from sqlmodel import Session, col, select
 
 from reports.analyses import analysis_order
@@ -76,9 +77,13 @@ def crosses_one(ci_low: float | None, ci_high: float | None) -> bool | None:
     return ci_low <= 0.0 <= ci_high
 
 
+def _state(digest: Digest) -> InstanceState[Digest]:
+    return cast("InstanceState[Digest]", inspect(digest))
+
+
 def is_unchanged(digest: Digest) -> bool:
     """True when ``build_digest`` returned the previous digest because nothing changed."""
-    return bool(inspect(digest).info.get(_UNCHANGED_MARK, False))
+    return bool(_state(digest).info.get(_UNCHANGED_MARK, False))
 
 
 # ----------------------------------------------------------------------------- building
@@ -108,7 +113,7 @@ def build_digest(ctx: AppContext) -> Digest:
         if previous is not None and not changed:
             log.info("digest: nothing changed since digest #%s; not building a new one",
                      previous.id)
-            inspect(previous).info[_UNCHANGED_MARK] = True
+            _state(previous).info[_UNCHANGED_MARK] = True
             return previous
 
         summary: dict[str, Any] = {

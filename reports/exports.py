@@ -22,7 +22,7 @@ import csv
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -95,8 +95,9 @@ def write_records_csv(session: Session, fh: IO[str]) -> None:
     # Plain column rows, not ORM objects: building entities cost ~4x the whole export.
     last = -1
     while True:
-        page = session.exec(select(*_CSV_SOURCE).where(col(Record.pmid) > last)  # type: ignore[call-overload]
-                            .order_by(col(Record.pmid)).limit(_BATCH)).all()
+        page: Sequence[Any] = session.exec(  # Rows of the selected columns
+            select(*_CSV_SOURCE).where(col(Record.pmid) > last)  # type: ignore[call-overload]
+            .order_by(col(Record.pmid)).limit(_BATCH)).all()
         if not page:
             return
         for r in page:
@@ -116,7 +117,7 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -
     for r in _records(session):
         if r.deleted and not include_deleted:
             continue
-        lines = [("TY", "JOUR"), ("TI", r.title)]
+        lines: list[tuple[str, object]] = [("TY", "JOUR"), ("TI", r.title)]
         lines += [("AU", a) for a in (r.authors or [])]
         lines += [("PY", r.year), ("T2", r.journal), ("J2", r.journal_abbrev), ("DO", r.doi),
                   ("AB", r.abstract), ("AN", r.pmid), ("DB", "PubMed"),

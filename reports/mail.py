@@ -89,7 +89,7 @@ def build_message(
     msg["Message-ID"] = make_msgid(domain=domain or _domain_of(sender))
     msg.set_content(text, subtype="plain", charset="utf-8")
     msg.add_alternative(html, subtype="html", charset="utf-8")
-    html_part = msg.get_payload()[1]
+    html_part = list(msg.iter_parts())[1]  # the HTML alternative, an EmailMessage
     for image in images:
         html_part.add_related(image.data, maintype="image", subtype=image.subtype,
                               cid=f"<{image.cid}>", disposition="inline",

@@ -94,7 +94,7 @@ class _Tfidf:
 
 @FEATURES.register("word_tfidf", doc="word uni- and bigram TF-IDF of title and abstract")
 def word_tfidf(ngram_max: int = 2, min_df: int = 1, max_df: float = 0.95,
-               stop_words: str | None = "english") -> _Tfidf:
+               stop_words: str | None = None) -> _Tfidf:
     return _Tfidf("text", ngram_range=(1, ngram_max), sublinear_tf=True, min_df=min_df,
                   max_df=max_df, stop_words=stop_words, strip_accents="unicode")
 

@@ -37,6 +37,10 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+#: The lease table as a Core Table (SQLModel classes do not declare __table__ to mypy).
+_LOCK_TABLE = JobLock.metadata.tables[JobLock.__tablename__]
+
+
 class JobLease:
     """The held lock; ``renew()`` extends a SQLite lease (a no-op on PostgreSQL)."""
 
@@ -46,7 +50,7 @@ class JobLease:
     def renew(self) -> None:
         if self.engine.dialect.name != "sqlite":
             return
-        table = JobLock.__table__
+        table = _LOCK_TABLE
         with self.engine.begin() as conn:
             conn.execute(update(table).where(table.c.name == self.name,
                                              table.c.holder == self.holder)
@@ -74,7 +78,7 @@ def _holder_dead(holder: str) -> bool:
 
 
 def _sqlite_acquire(conn: Connection, name: str, holder: str, ttl: float) -> None:
-    table = JobLock.__table__
+    table = _LOCK_TABLE
     now = datetime.now(UTC)
     conn.exec_driver_sql("BEGIN IMMEDIATE")
     try:
@@ -129,6 +133,6 @@ def job_lock(engine: Engine, name: str, *, ttl: float = 3600.0) -> Iterator[JobL
     try:
         yield JobLease(engine, name, holder, ttl)
     finally:
-        table = JobLock.__table__
+        table = _LOCK_TABLE
         with engine.begin() as conn:
             conn.execute(delete(table).where(table.c.name == name, table.c.holder == holder))
