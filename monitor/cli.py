@@ -62,7 +62,8 @@ def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.poll import poll
 
     ctx = _context(settings)
-    summary = poll(ctx, since=args.since, until=args.until, pmids=pmids, progress=True)
+    summary = poll(ctx, since=args.since, until=args.until, pmids=pmids, progress=True,
+                   modified=args.modified)
     print(summary.describe())
     return 0
 
@@ -247,9 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("poll", help="one monitoring pass over PubMed")
-    p.add_argument("--since", type=_parse_date, help="create-date window start (YYYY-MM-DD)")
-    p.add_argument("--until", type=_parse_date, help="create-date window end (YYYY-MM-DD)")
-    p.add_argument("--pmids", metavar="FILE", help="fetch the PMIDs listed in FILE instead")
+    p.add_argument("--since", type=_parse_date,
+                   help="create-date (with --modified: modification-date) window start "
+                   "(YYYY-MM-DD)")
+    p.add_argument("--until", type=_parse_date,
+                   help="create-date (with --modified: modification-date) window end "
+                   "(YYYY-MM-DD)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--pmids", metavar="FILE", help="fetch the PMIDs listed in FILE instead")
+    which.add_argument("--modified", action="store_true",
+                       help="modification-date ([mdat]) pass: re-fetch stored records PubMed "
+                       "changed (retractions, errata)")
     p.set_defaults(func=cmd_poll)
 
     p = sub.add_parser("screen", help="(re)train if decisions changed, score unscored records")

@@ -17,10 +17,22 @@ One poll, under the database lock ``poll`` (so two workers never poll at once):
    ``recheck_days`` (their MeSH and publication types arrive later), as a separate ``recheck``
    run whose requests are counted separately.
 
+The **modified pass** (``poll(ctx, modified=True)``, ``mmlr poll --modified``, weekly in the
+scheduler) closes the gap step 2 leaves: a MEDLINE record is final for the crdt pass, so a
+retraction, erratum or expression of concern added to it later would never be seen. It searches
+``(<query>) AND start:end[mdat]`` (start = the last completed modified run's window end minus
+``poll_overlap_days``; first time ``recheck_days`` back) and fetches every PMID found, stored or
+not, as a ``modified`` run with the same batches, checkpoints, upserts and alerts. Only a
+stored record last fetched after the whole window had passed (a back-fill ``--until`` in the
+past) is skipped: its stored version already holds every modification the window can hold.
+The overlap days are searched again on purpose (NCBI's day boundaries are US time and its
+indexing lags), so records modified in them are fetched once more and stored as unchanged.
+
 Upserts: a new PMID is inserted; a changed content hash keeps a ``RecordRevision`` with the
 previous snapshot and the changed fields, and resets the record's score so it is re-scored;
 an unchanged record only gets ``last_fetched_at``. ``DeleteCitation`` hides a record
-(``deleted``), never removes it. Retractions and errata raise ``Alert`` rows.
+(``deleted``), never removes it. Retractions, errata and expressions of concern raise ``Alert``
+rows, ``in_analysis`` when the PMID is a trial report's or a record a curator included.
 """
 
 from __future__ import annotations
@@ -45,9 +57,10 @@ from monitor.entrez import PUBMED_SEARCH_CAP, EntrezClient
 from monitor.pubmed_xml import parse_all
 from monitor.records import CONTENT_FIELDS, DeletedCitation, ParsedRecord
 from store.context import AppContext
-from store.errors import EntrezError, ValidationError
+from store.errors import EntrezError, LockedError, ValidationError
 from store.locks import JobLease, job_lock
 from store.models import Alert, PollRun, Record, RecordRevision, TrialReport, utcnow
+from store.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +68,11 @@ log = logging.getLogger(__name__)
 LOCK_TTL = 15 * 60
 _UNFINISHED = ("running", "interrupted")
 _IN_CHUNK = 500  # PMIDs per IN (...) query
+#: A record fetched this long after a modification day ends is sure to hold that day's changes
+#: (NCBI dates are US Eastern, up to 5 h behind UTC, and indexing lags by hours).
+_MDAT_SETTLE = timedelta(days=1)
+#: CommentsCorrections links on a record that raise an alert of this kind.
+_NOTICE_LINKS = {"ErratumIn": "erratum", "ExpressionOfConcernIn": "expression_of_concern"}
 
 
 @dataclass
@@ -132,13 +150,14 @@ def _sigterm_sets(event: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def search_window(client: EntrezClient, query: str, start: date,
-                  end: date) -> tuple[list[int], int]:
-    """PMIDs created in [start, end] matching ``query``, and the number of esearch windows used.
+def search_window(client: EntrezClient, query: str, start: date, end: date, *,
+                  tag: str = "crdt") -> tuple[list[int], int]:
+    """PMIDs whose ``tag`` date (crdt: created, mdat: modified) is in [start, end] matching
+    ``query``, and the number of esearch windows used.
 
     A window whose count reaches PubMed's 9,999 cap is split in halves, recursively.
     """
-    term = f"({query}) AND {start:%Y/%m/%d}:{end:%Y/%m/%d}[crdt]"
+    term = f"({query}) AND {start:%Y/%m/%d}:{end:%Y/%m/%d}[{tag}]"
     result = client.esearch(term, retmax=PUBMED_SEARCH_CAP)
     if result.count >= PUBMED_SEARCH_CAP:
         if start >= end:
@@ -149,12 +168,12 @@ def search_window(client: EntrezClient, query: str, start: date,
             )
         middle = start + (end - start) // 2
         log.info("window %s..%s has %d records: splitting", start, end, result.count)
-        left, n_left = search_window(client, query, start, middle)
-        right, n_right = search_window(client, query, middle + timedelta(days=1), end)
+        left, n_left = search_window(client, query, start, middle, tag=tag)
+        right, n_right = search_window(client, query, middle + timedelta(days=1), end, tag=tag)
         return left + right, 1 + n_left + n_right
     if len(result.ids) < result.count:
         raise EntrezError(
-            f"esearch for {start:%Y/%m/%d}:{end:%Y/%m/%d}[crdt] listed {len(result.ids)} of "
+            f"esearch for {start:%Y/%m/%d}:{end:%Y/%m/%d}[{tag}] listed {len(result.ids)} of "
             f"{result.count} PMIDs",
             hint="E-utilities answered inconsistently; the next poll searches again",
         )
@@ -169,8 +188,8 @@ class _Poller:
         self.fetched_now: set[int] = set()
 
     # ------------------------------------------------------------------ search
-    def search(self, start: date, end: date) -> list[int]:
-        ids, windows = search_window(self.client, self.ctx.settings.query, start, end)
+    def search(self, start: date, end: date, *, tag: str = "crdt") -> list[int]:
+        ids, windows = search_window(self.client, self.ctx.settings.query, start, end, tag=tag)
         self.summary.windows += windows
         return ids
 
@@ -178,7 +197,8 @@ class _Poller:
     def create_run(self, kind: str, pmids: list[int], *, found: int, requests: int = 0,
                    window: tuple[date, date] | None = None) -> int:
         with self.ctx.sessions() as session:
-            run = PollRun(kind=kind, query=self.ctx.settings.query if kind == "crdt" else kind,
+            searched = kind in ("crdt", "modified")
+            run = PollRun(kind=kind, query=self.ctx.settings.query if searched else kind,
                           pmids=pmids, batch_size=self.ctx.settings.entrez_batch_size,
                           found=found, requests=requests,
                           window_start=window[0] if window else None,
@@ -321,6 +341,8 @@ class _BatchStore:
         for part in _chunks(ids, _IN_CHUNK):
             for row in self.session.exec(select(Record).where(col(Record.pmid).in_(part))):
                 self.existing[row.pmid] = row
+                if row.decision == "include":  # on its way into an analysis
+                    self.in_analysis.add(row.pmid)
             self.in_analysis.update(
                 p for p in self.session.exec(
                     select(TrialReport.pmid).where(col(TrialReport.pmid).in_(part))) if p)
@@ -404,10 +426,11 @@ class _BatchStore:
                             + (f"; notice PMID {notice}" if notice else ""))
         for link in rec.comments_corrections:
             ref, target = link.get("ref_type"), link.get("pmid")
-            if ref == "ErratumIn" and (ref, target) not in old_links and (
-                    stored_before or in_analysis):
-                self._alert("erratum", rec.pmid, target,
-                            f"PMID {rec.pmid} ({rec.title[:120]}) has an erratum"
+            kind = _NOTICE_LINKS.get(ref or "")
+            if kind and (ref, target) not in old_links and (stored_before or in_analysis):
+                what = "an erratum" if kind == "erratum" else "an expression of concern"
+                self._alert(kind, rec.pmid, target,
+                            f"PMID {rec.pmid} ({rec.title[:120]}) has {what}"
                             + (f" (PMID {target})" if target else f": {link.get('source')}"))
             if ref == "RetractionOf" and target:
                 retracted = self.existing.get(target)
@@ -433,16 +456,21 @@ class _BatchStore:
 
 
 # ---------------------------------------------------------------------------- entry point
-def _window(ctx: AppContext, since: date | None, until: date | None) -> tuple[date, date]:
+def _window(ctx: AppContext, since: date | None, until: date | None,
+            kind: str = "crdt") -> tuple[date, date]:
     end = until or datetime.now(UTC).date()
     if since is None:
         with ctx.sessions() as session:
             last = session.exec(
-                select(PollRun).where(PollRun.kind == "crdt", PollRun.status == "completed",
+                select(PollRun).where(PollRun.kind == kind, PollRun.status == "completed",
                                       col(PollRun.window_end).is_not(None))
                 .order_by(col(PollRun.window_end).desc(), col(PollRun.id).desc())).first()
         if last is not None and last.window_end is not None:
             since = last.window_end - timedelta(days=ctx.settings.poll_overlap_days)
+        elif kind == "modified":
+            # Older changes were seen when those records were first fetched (or are
+            # MEDLINE-final history the review started from).
+            since = end - timedelta(days=ctx.settings.recheck_days)
         else:
             since = _parse_poll_start(ctx.settings.poll_start)
     if since > end:
@@ -461,6 +489,18 @@ def _final_pmids(ctx: AppContext, pmids: list[int]) -> set[int]:
     return final
 
 
+def _settled_pmids(ctx: AppContext, pmids: list[int], end: date) -> set[int]:
+    """Stored PMIDs fetched after every modification dated up to ``end`` had settled."""
+    settled_at = datetime.combine(end + timedelta(days=1), datetime.min.time(),
+                                  tzinfo=UTC) + _MDAT_SETTLE
+    settled: set[int] = set()
+    with ctx.sessions() as session:
+        for part in _chunks(pmids, _IN_CHUNK):
+            settled.update(session.exec(select(Record.pmid).where(
+                col(Record.pmid).in_(part), col(Record.last_fetched_at) >= settled_at)))
+    return settled
+
+
 def _recheck_pmids(ctx: AppContext, exclude: set[int]) -> list[int]:
     days = ctx.settings.recheck_days
     now = utcnow()
@@ -477,12 +517,18 @@ def _recheck_pmids(ctx: AppContext, exclude: set[int]) -> list[int]:
 
 def poll(ctx: AppContext, *, since: date | None = None, until: date | None = None,
          pmids: list[int] | None = None, progress: bool = False,
-         backoff_base: float = 0.5, stop: threading.Event | None = None) -> PollSummary:
+         backoff_base: float = 0.5, stop: threading.Event | None = None,
+         modified: bool = False) -> PollSummary:
     """One monitoring pass (see the module docstring). Raises LockedError if one is running.
 
-    ``backoff_base`` is the first retry's maximal delay (tests make it tiny); ``stop`` lets a
-    caller (or SIGTERM in the main thread) end the poll cleanly after the current batch.
+    ``modified`` runs the modification-date pass instead of the create-date one (``since`` and
+    ``until`` then bound the ``[mdat]`` window). ``backoff_base`` is the first retry's maximal
+    delay (tests make it tiny); ``stop`` lets a caller (or SIGTERM in the main thread) end the
+    poll cleanly after the current batch.
     """
+    if modified and pmids is not None:
+        raise ValidationError("a PMID list and the modified pass cannot be combined",
+                              hint="use either --pmids FILE or --modified")
     summary = PollSummary()
     stop_event = stop or threading.Event()
     with job_lock(ctx.engine, "poll", ttl=LOCK_TTL) as lease, \
@@ -503,6 +549,8 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
             wanted = sorted(set(pmids))
             summary.found += len(wanted)
             poller.fetch_run(poller.create_run("pmids", wanted, found=len(wanted)))
+        elif modified:
+            _modified_pass(ctx, poller, since, until)
         else:
             start, end = _window(ctx, since, until)
             requests0, retries0 = client.requests, client.retries
@@ -525,3 +573,41 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
                     poller.create_run("recheck", recheck, found=0))
     log.info("poll: %s", summary.describe())
     return summary
+
+
+def _modified_pass(ctx: AppContext, poller: _Poller, since: date | None,
+                   until: date | None) -> None:
+    summary, client = poller.summary, poller.client
+    start, end = _window(ctx, since, until, kind="modified")
+    requests0, retries0 = client.requests, client.retries
+    found = sorted(set(poller.search(start, end, tag="mdat")))
+    search_requests = client.requests - requests0
+    summary.requests += search_requests
+    summary.retries += client.retries - retries0
+    summary.found += len(found)
+    skip = _settled_pmids(ctx, found, end) | poller.fetched_now
+    todo = [p for p in found if p not in skip]
+    log.info("modified window %s..%s: %d PMIDs, %d fetched since the window closed, %d to "
+             "fetch", start, end, len(found), len(found) - len(todo), len(todo))
+    poller.fetch_run(poller.create_run("modified", todo, found=len(found),
+                                       requests=search_requests, window=(start, end)))
+
+
+def scheduled_modified_pass() -> None:
+    """Scheduler entry point (job ``modified-pass``) for the modification-date pass.
+
+    A pass skipped because another poll holds the lock loses nothing: the next one starts from
+    the last *completed* modified run's window.
+    """
+    from store.context import make_context
+
+    ctx = make_context(load_settings())
+    try:
+        summary = poll(ctx, modified=True)
+        log.info("scheduled modified pass: %s", summary.describe())
+    except LockedError as exc:
+        log.info("scheduled modified pass skipped: %s", exc.one_line())
+    except Exception:  # a scheduler job must log, not die silently
+        log.exception("scheduled modified pass failed")
+    finally:
+        ctx.dispose()

@@ -2,8 +2,12 @@
 
 It indexes every PubMed XML file under a directory (recursively, ``.xml`` and ``.xml.gz``) by
 PMID, keeping each record's bytes, its Create Date (``PubMedPubDate PubStatus="entrez"``, which
-is what ``[crdt]`` searches) and its Entrez date (``PubStatus="pubmed"``, falling back to the
-create date). Files that are not ``PubmedArticleSet`` documents are skipped with a log line.
+is what ``[crdt]`` searches), its Entrez date (``PubStatus="pubmed"``, falling back to the
+create date) and its modification date for ``[mdat]`` (``MedlineCitation/DateRevised``, else
+``DateCompleted``, else the create date; tests may override it per PMID with
+:meth:`ReplayServer.set_modified`). Files that are not ``PubmedArticleSet`` documents are skipped
+with a log line. :meth:`ReplayServer.reload` re-indexes the directory (or switches to another
+one), so a test can serve a later version of a record.
 
 Endpoints under ``/entrez/eutils/``, GET or form-encoded POST, as NCBI answers them:
 
@@ -16,7 +20,8 @@ Endpoints under ``/entrez/eutils/``, GET or form-encoded POST, as NCBI answers t
 - ``epost.fcgi``: stores an id list → ``WebEnv``/``QueryKey``.
 
 **Search rule (deliberately simple):** only the date part of ``term`` filters. Ranges written
-``YYYY[/MM[/DD]]:YYYY[/MM[/DD]][crdt]`` (or ``[edat]``), and ``datetype``+``mindate``/``maxdate``,
+``YYYY[/MM[/DD]]:YYYY[/MM[/DD]][crdt]`` (or ``[edat]``, ``[mdat]``), and
+``datetype``+``mindate``/``maxdate``,
 restrict by that date (several ranges are intersected); the rest of the query is ignored and every
 indexed record matches it, i.e. the corpus *is* the result set of the protocol query. Ids come
 back newest PMID first.
@@ -82,10 +87,11 @@ _ERROR_500 = (
 )
 _DATE_RANGE = re.compile(
     r"(\d{4}(?:/\d{1,2}(?:/\d{1,2})?)?)\s*:\s*(\d{4}(?:/\d{1,2}(?:/\d{1,2})?)?)\s*"
-    r"\[\s*(crdt|edat|create date|entrez date|[a-z ]+)\s*\]",
+    r"\[\s*(crdt|edat|mdat|create date|entrez date|modification date|[a-z ]+)\s*\]",
     re.IGNORECASE,
 )
-_DATE_TAGS = {"crdt": "crdt", "create date": "crdt", "edat": "edat", "entrez date": "edat"}
+_DATE_TAGS = {"crdt": "crdt", "create date": "crdt", "edat": "edat", "entrez date": "edat",
+              "mdat": "mdat", "modification date": "mdat"}
 
 
 # ----------------------------------------------------------------------------- the corpus
@@ -95,6 +101,7 @@ class IndexedRecord:
     crdt: date | None
     edat: date | None
     raw: bytes
+    mdat: date | None = None  # DateRevised, else DateCompleted, else crdt
 
 
 @dataclass
@@ -113,6 +120,17 @@ def _history_date(article: Any, status: str) -> date | None:
         except (TypeError, ValueError):
             return None
     return None
+
+
+def _citation_date(article: Any, name: str) -> date | None:
+    node = article.find(f"MedlineCitation/{name}")
+    if node is None:
+        return None
+    try:
+        return date(int(node.findtext("Year")), int(node.findtext("Month") or 1),
+                    int(node.findtext("Day") or 1))
+    except (TypeError, ValueError):
+        return None
 
 
 def _open(path: Path) -> Any:
@@ -143,8 +161,11 @@ def _index_file(path: Path, corpus: Corpus) -> None:
                     pmid = int(pmid_text)
                     crdt = _history_date(elem, "entrez")
                     edat = _history_date(elem, "pubmed") or crdt
+                    mdat = (_citation_date(elem, "DateRevised")
+                            or _citation_date(elem, "DateCompleted") or crdt)
                     elem.tail = None
-                    corpus.records[pmid] = IndexedRecord(pmid, crdt, edat, etree.tostring(elem))
+                    corpus.records[pmid] = IndexedRecord(pmid, crdt, edat, etree.tostring(elem),
+                                                         mdat)
                     corpus.deleted.discard(pmid)
                 else:
                     log.info("replay server: record without PMID in %s skipped", path)
@@ -387,6 +408,7 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self._windows: dict[str, deque[float]] = defaultdict(deque)
         self._history: dict[str, dict[int, list[int]]] = {}
+        self.mdat_overrides: dict[int, date] = {}
 
     def register(self, endpoint: str, client: str, params: dict[str, list[str]]) -> int:
         """Count a request; return how many this client sent within the last second."""
@@ -422,10 +444,14 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
             ranges.append((_DATE_TAGS[datetype], _parse_day(mindate, end=False),
                            _parse_day(maxdate, end=True)))
         matches = []
+        overrides = self.mdat_overrides
         for rec in self.corpus.records.values():
             ok = True
             for tag, start, end in ranges:
-                when = rec.crdt if tag == "crdt" else rec.edat
+                if tag == "mdat":
+                    when = overrides.get(rec.pmid, rec.mdat)
+                else:
+                    when = rec.crdt if tag == "crdt" else rec.edat
                 if when is None or not start <= when <= end:
                     ok = False
                     break
@@ -538,9 +564,20 @@ class ReplayServer:
     def set_delay(self, seconds: float) -> None:
         self._httpd.delay = seconds
 
-    def reload(self) -> None:
-        """Re-index the directory (tests change files to make revisions)."""
+    def reload(self, directory: Path | str | None = None) -> None:
+        """Re-index the directory, or switch to ``directory`` (tests serve later versions)."""
+        if directory is not None:
+            directory = Path(directory)
+            if not directory.is_dir():
+                raise ValidationError(f"replay server: {directory} is not a directory",
+                                      hint="pass a folder of PubMed XML files")
+            self.directory = directory
         self._httpd.corpus = index_directory(self.directory)
+
+    def set_modified(self, modified: dict[int, date] | None) -> None:
+        """Override the ``[mdat]`` date of PMIDs (None clears); survives :meth:`reload`."""
+        with self._httpd.lock:
+            self._httpd.mdat_overrides = dict(modified or {})
 
     def reset_stats(self) -> None:
         with self._httpd.lock:
@@ -617,12 +654,14 @@ def synthetic_article(
     pmid: int, *, created: date, title: str | None = None, status: str = "MEDLINE",
     abstract: str | None = None, mesh: tuple[str, ...] = (),
     publication_types: tuple[str, ...] = ("Journal Article",),
-    comments: tuple[tuple[str, int], ...] = (), version: int = 1,
+    comments: tuple[tuple[str, int], ...] = (), version: int = 1, revised: date | None = None,
 ) -> bytes:
     """One PubmedArticle of a *synthetic* record (tests and benchmarks; never real data).
 
-    ``comments`` are CommentsCorrections ``(RefType, PMID)`` pairs, e.g. ``("RetractionIn", n)``.
+    ``comments`` are CommentsCorrections ``(RefType, PMID)`` pairs, e.g. ``("RetractionIn", n)``;
+    ``revised`` is the ``DateRevised`` (what ``[mdat]`` searches; default: the create date).
     """
+    revised = revised or created
     title = title or f"Synthetic record {pmid}: maintenance therapy in myeloma (not real)"
     abstract = abstract or (f"SYNTHETIC. Record {pmid} is generated for load and fault "
                             "testing of the mmlr poller. It describes no real study.")
@@ -636,6 +675,8 @@ def synthetic_article(
     return (
         f'<PubmedArticle><MedlineCitation Status="{status}" Owner="NLM">'
         f'<PMID Version="{version}">{pmid}</PMID>'
+        f"<DateRevised><Year>{revised.year}</Year><Month>{revised.month:02d}</Month>"
+        f"<Day>{revised.day:02d}</Day></DateRevised>"
         f"<Article PubModel=\"Print\"><Journal><JournalIssue CitedMedium=\"Internet\"><PubDate>"
         f"<Year>{created.year}</Year><Month>{created.month:02d}</Month></PubDate></JournalIssue>"
         f"<Title>Journal of Synthetic Haematology</Title><ISOAbbreviation>J Synth Haematol"

@@ -36,14 +36,25 @@ def default_jobs(settings: Settings) -> dict[str, JobSpec]:
     return {
         "poll-cycle": JobSpec("monitor.cycle:scheduled_cycle", settings.poll_cron),
         "digest": JobSpec("monitor.cycle:scheduled_digest", settings.digest_cron),
+        "modified-pass": JobSpec("monitor.poll:scheduled_modified_pass", settings.modified_cron),
     }
+
+
+def _cron_setting(job_id: str) -> tuple[str, str]:
+    """(settings attribute, environment variable) of the cron a job id follows."""
+    if "digest" in job_id:
+        return "digest_cron", "MMLR_DIGEST_CRON"
+    if "modified" in job_id:
+        return "modified_cron", "MMLR_MODIFIED_CRON"
+    return "poll_cron", "MMLR_POLL_CRON"
 
 
 def _spec(job_id: str, value: JobSpec | str | Callable[[], Any], settings: Settings) -> JobSpec:
     if isinstance(value, JobSpec):
         return value
-    # A bare function: the digest job follows the digest cron, every other job the poll cron.
-    return JobSpec(value, settings.digest_cron if "digest" in job_id else settings.poll_cron)
+    # A bare function: a digest job follows the digest cron, a modified-pass job the modified
+    # cron, every other job the poll cron.
+    return JobSpec(value, getattr(settings, _cron_setting(job_id)[0]))
 
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -82,7 +93,7 @@ def _trigger(job_id: str, cron: str) -> Any:
         return CronTrigger(minute=minute, hour=hour, day=day, month=month,
                            day_of_week=_crontab_days(dow), timezone="UTC")
     except ValueError as exc:
-        setting = "MMLR_DIGEST_CRON" if "digest" in job_id else "MMLR_POLL_CRON"
+        setting = _cron_setting(job_id)[1]
         raise ConfigError(f"{setting} {cron!r} is not a valid crontab: {exc}",
                           hint="five fields, e.g. '0 6 * * *' (UTC)") from None
 

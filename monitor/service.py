@@ -15,6 +15,7 @@ JOBS: dict[str, str] = {
     # job id -> "module:function"; the cron of each comes from the settings
     "poll-cycle": "monitor.cycle:scheduled_cycle",
     "digest": "monitor.cycle:scheduled_digest",
+    "modified-pass": "monitor.poll:scheduled_modified_pass",
 }
 
 

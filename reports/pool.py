@@ -26,6 +26,7 @@ from reports.analyses import (
     SETTING_LABELS,
     Analysis,
     Candidate,
+    analysis_order,
     default_analyses,
     select_inputs,
 )
@@ -268,13 +269,14 @@ def compute_analysis(
 
 # ----------------------------------------------------------------------------- snapshots
 def latest_results(session: Session) -> list[PooledResult]:
-    """The newest snapshot of every analysis key (ids grow with time), ordered by key."""
+    """The newest snapshot of every analysis key (ids grow with time), in reading order
+    (IMWG 2012 analyses first, sensitivity analyses last: ``analysis_order``)."""
     newest = (select(func.max(PooledResult.id)).group_by(PooledResult.analysis_key)
               .scalar_subquery())
-    return list(session.exec(
+    rows = session.exec(
         select(PooledResult).where(PooledResult.id.in_(newest))  # type: ignore[union-attr]
-        .order_by(PooledResult.analysis_key)
-    ).all())
+    ).all()
+    return sorted(rows, key=lambda r: analysis_order(r.analysis_key))
 
 
 def pool_all(ctx: AppContext) -> PoolRun:

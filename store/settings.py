@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     )
     poll_cron: str = Field("0 6 * * *", description="Cron (UTC) of the monitoring cycle.")
     digest_cron: str = Field("0 7 * * 1", description="Cron (UTC) of the weekly digest.")
+    modified_cron: str = Field(
+        "0 5 * * 0",
+        description="Cron (UTC) of the modification-date (`[mdat]`) pass that re-fetches "
+        "stored records PubMed changed since (retractions, errata, late indexing).",
+    )
     retrain_min_decisions: int = Field(
         10, description="New curator decisions that trigger retraining of the classifier."
     )

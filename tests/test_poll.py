@@ -34,7 +34,7 @@ from monitor.replay_server import (
     write_synthetic_corpus,
 )
 from store.context import AppContext, make_context
-from store.errors import LockedError
+from store.errors import LockedError, ValidationError
 from store.models import (
     Alert,
     Decision,
@@ -206,8 +206,9 @@ def test_scenario_outcome_and_rate(tmp_path: Path, db_url: str, corpus: Path) ->
         assert runs[1].window_start == TODAY - timedelta(days=3)
         assert all(r.status == "completed" for r in runs)
     alerts = {(a[0], a[1], a[2]): a[3] for a in snap["alerts"]}
+    # 1005 carries a curator's include decision: its deletion concerns the analysis
     assert alerts == {("retraction", 1101, 1102): True, ("erratum", 1103, 1104): False,
-                      ("deleted", 1005, 0): False}
+                      ("deleted", 1005, 0): True}
     ctx.dispose()
 
 
@@ -376,3 +377,209 @@ def test_cli_unreachable_entrez_is_one_line(tmp_path: Path, settings: Settings) 
     assert lines[0].startswith(
         "mmlr: error: cannot reach E-utilities at http://127.0.0.1:9/entrez/eutils/: ")
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------- modified pass
+#: MEDLINE records created two months ago; 2000 is a trial report in an analysis, 2001 a
+#: record a curator included, 2003 and the bulk ones plain.
+MOD_OLD = _day(60)
+MOD_BULK = list(range(3000, 3018))
+
+
+def write_modified_scenario(dest: Path, version: int, *, bulk: bool = False) -> None:
+    """v1: everything MEDLINE and untouched since creation. v2: PubMed changed some of them
+    yesterday (retraction, erratum, expression of concern) and a two-month-old record now
+    matches the query (MeSH added): only ``[mdat]`` can find any of this."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    changed = _day(1) if version == 2 else None
+    arts = [
+        synthetic_article(2000, created=MOD_OLD, title="Lenalidomide maintenance RCT (synthetic)",
+                          revised=changed, publication_types=(
+                              ("Journal Article", "Retracted Publication") if changed
+                              else ("Journal Article",)),
+                          comments=(("RetractionIn", 2100),) if changed else ()),
+        synthetic_article(2001, created=MOD_OLD, revised=changed,
+                          comments=(("ErratumIn", 2101),) if changed else ()),
+        synthetic_article(2002, created=MOD_OLD),
+        synthetic_article(2003, created=MOD_OLD, revised=changed,
+                          comments=(("ExpressionOfConcernIn", 2102),) if changed else ()),
+    ]
+    if changed:
+        arts.append(synthetic_article(2050, created=MOD_OLD, revised=changed,
+                                      mesh=("Multiple Myeloma",)))
+    if bulk:
+        arts.extend(synthetic_article(p, created=MOD_OLD, revised=changed,
+                                      mesh=("Multiple Myeloma",) if changed else ())
+                    for p in MOD_BULK)
+    write_article_set(dest / "modified.xml", arts)
+
+
+def modified_setup(ctx: AppContext) -> None:
+    """Store v1 by a crdt poll, then put 2000 in an analysis and include 2001."""
+    wipe(ctx)
+    with ctx.sessions() as session:
+        report = session.exec(select(TrialReport)).one()
+        report.pmid = 2000
+        session.add(report)
+        session.commit()
+    poll(ctx, backoff_base=0.001)
+    with ctx.sessions() as session:
+        rec = session.get(Record, 2001)
+        assert rec is not None and rec.status == "MEDLINE"
+        rec.decision = "include"
+        session.add(rec)
+        session.add(Decision(pmid=2001, decision="include"))
+        session.commit()
+
+
+def mod_settings(tmp_path: Path, db_url: str, url: str, **extra: Any) -> Settings:
+    # recheck_days 30: the first modified window (30 days back) does not reach the records'
+    # creation two months ago.
+    return make_settings(tmp_path, db_url, url, recheck_days=30, **extra)
+
+
+def test_modified_pass_sees_retraction_erratum_and_concern(tmp_path: Path, db_url: str) -> None:
+    corpus = tmp_path / "mod"
+    write_modified_scenario(corpus, 1)
+    with start_replay_server(corpus) as srv:  # NCBI's 3/s limit, the default client rate
+        ctx = make_context(mod_settings(tmp_path, db_url, srv.url, entrez_rate=None))
+        modified_setup(ctx)
+        # Nothing modified in the window: the pass costs its one esearch.
+        srv.reset_stats()
+        quiet = poll(ctx, modified=True, backoff_base=0.001)
+        assert (quiet.found, quiet.fetched, quiet.requests) == (0, 0, 1)
+        assert srv.stats.requests == {"esearch": 1}
+        term = srv.stats.params[0]["term"][0]
+        assert term.endswith(f"{_day(30):%Y/%m/%d}:{TODAY:%Y/%m/%d}[mdat]")
+
+        write_modified_scenario(corpus, 2)
+        srv.reload()
+        # The crdt pass alone cannot see it: the records are MEDLINE-final and old.
+        srv.reset_stats()
+        crdt = poll(ctx, backoff_base=0.001)
+        assert (crdt.found, crdt.fetched, crdt.requests) == (0, 0, 1)
+        with ctx.sessions() as session:
+            assert session.exec(select(Alert)).all() == []
+            rec = session.get(Record, 2000)
+            assert rec is not None and rec.retracted is False
+            assert session.get(Record, 2050) is None
+
+        srv.reset_stats()
+        summary = poll(ctx, modified=True, backoff_base=0.001)
+        assert srv.stats.rate_limited == 0 and srv.stats.max_rate <= 3
+        # window: last modified end - 3 days .. today; 2002 was not modified
+        assert summary.describe().startswith(
+            "found 4 / fetched 4 / new 1 / updated 3 / deleted 0 / retracted 1; 2 requests "
+            "(0 retries, 1 window)")
+        assert srv.stats.requests == {"esearch": 1, "efetch": 1}
+        with ctx.sessions() as session:
+            run = session.exec(select(PollRun).where(PollRun.kind == "modified")
+                               .order_by(col_id_desc())).first()
+            assert run is not None and run.status == "completed"
+            assert run.window_start == TODAY - timedelta(days=3) and run.window_end == TODAY
+            assert run.pmids == [2000, 2001, 2003, 2050] and run.query == ctx.settings.query
+            retracted = session.get(Record, 2000)
+            assert retracted is not None and retracted.retracted is True
+            assert "Retracted Publication" in retracted.publication_types
+            assert retracted.score is None  # re-scored by the active model
+            revisions = {r.pmid: r for r in session.exec(select(RecordRevision))}
+            assert sorted(revisions) == [2000, 2001, 2003]
+            assert "publication_types" in revisions[2000].changed_fields
+            assert revisions[2000].poll_run_id == run.id
+            assert revisions[2001].changed_fields == ["comments_corrections"]
+            included = session.get(Record, 2001)
+            assert included is not None and included.decision == "include"  # curator work kept
+            alerts = {(a.kind, a.pmid, a.related_pmid): a.in_analysis
+                      for a in session.exec(select(Alert))}
+        assert alerts == {("retraction", 2000, 2100): True, ("erratum", 2001, 2101): True,
+                          ("expression_of_concern", 2003, 2102): False}
+        before = snapshot(ctx, runs=False)
+
+        # Again with nothing new: the overlap days are searched again, their records come
+        # back unchanged, and nothing is stored twice or alerted twice.
+        again = poll(ctx, modified=True, backoff_base=0.001)
+        assert (again.found, again.unchanged, again.updated, again.new) == (4, 4, 0, 0)
+        assert snapshot(ctx, runs=False) == before
+        ctx.dispose()
+
+
+def col_id_desc() -> Any:
+    from sqlmodel import col
+
+    return col(PollRun.id).desc()
+
+
+def test_modified_backfill_skips_records_fetched_after_the_window(
+        tmp_path: Path, db_url: str) -> None:
+    corpus = tmp_path / "mod"
+    write_modified_scenario(corpus, 1)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(mod_settings(tmp_path, db_url, srv.url))
+        modified_setup(ctx)
+        # A back-fill over the creation days: every record found was fetched (today) long
+        # after that window closed, so its stored version is current.
+        srv.reset_stats()
+        old = poll(ctx, modified=True, since=_day(70), until=_day(50), backoff_base=0.001)
+        assert (old.found, old.fetched, old.requests) == (4, 0, 1)
+        # A per-PMID mdat override (the replay server's test hook) puts 2002 in today's window
+        srv.set_modified({2002: TODAY})
+        recent = poll(ctx, modified=True, since=_day(2), backoff_base=0.001)
+        assert (recent.found, recent.fetched, recent.unchanged) == (1, 1, 1)
+        srv.set_modified(None)
+        ctx.dispose()
+
+
+def test_modified_and_pmids_cannot_be_combined(tmp_path: Path, db_url: str) -> None:
+    ctx = make_context(mod_settings(tmp_path, db_url, "http://127.0.0.1:9/entrez/eutils/"))
+    with pytest.raises(ValidationError, match="cannot be combined"):
+        poll(ctx, modified=True, pmids=[1])
+    ctx.dispose()
+
+
+def _modified_batches_done(ctx: AppContext) -> int:
+    with ctx.sessions() as session:
+        run = session.exec(select(PollRun).where(PollRun.kind == "modified")).first()
+        return run.batches_done if run else 0
+
+
+def test_modified_run_killed_then_resumed_gives_the_same_database(
+        tmp_path: Path, db_url: str) -> None:
+    corpus = tmp_path / "mod"
+    with start_replay_server(tmp_path, rate_limit=None) as srv:
+        settings = mod_settings(tmp_path, db_url, srv.url, entrez_batch_size=4)
+        ctx = make_context(settings)
+
+        def prepare() -> None:
+            write_modified_scenario(corpus, 1, bulk=True)
+            srv.reload(corpus)
+            modified_setup(ctx)
+            write_modified_scenario(corpus, 2, bulk=True)
+            srv.reload()
+
+        prepare()
+        poll(ctx, modified=True, backoff_base=0.001)
+        reference = snapshot(ctx, runs=False)
+        assert len(reference["revisions"]) == 3 + len(MOD_BULK)
+
+        prepare()
+        srv.set_delay(0.3)
+        proc = _mmlr(["poll", "--modified"], _cli_env(tmp_path, settings) | {
+            "MMLR_RECHECK_DAYS": "30"})
+        _wait_for(lambda: _modified_batches_done(ctx) >= 2)
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, (out, err)
+        with ctx.sessions() as session:
+            run = session.exec(select(PollRun).where(PollRun.kind == "modified")).one()
+            total = -(-len(run.pmids) // 4)
+            assert run.status == "running" and 2 <= run.batches_done < total
+        srv.set_delay(0)
+        srv.reset_stats()
+        summary = poll(ctx, backoff_base=0.001)  # any poll resumes the unfinished run first
+        assert summary.resumed == 1
+        assert snapshot(ctx, runs=False) == reference
+        with ctx.sessions() as session:
+            run = session.exec(select(PollRun).where(PollRun.kind == "modified")).one()
+            assert run.status == "completed" and run.batches_done == total
+        ctx.dispose()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -73,10 +75,62 @@ def test_esearch_crdt_window_count_and_headers(corpus: Path) -> None:
         assert "<Count>0</Count>" in empty and "No items found." in empty
 
 
+def test_esearch_mdat_window_follows_date_revised(tmp_path: Path) -> None:
+    root = tmp_path / "v1"
+    write_article_set(root / "a.xml", [
+        synthetic_article(201, created=date(2025, 1, 5)),  # DateRevised = created
+        synthetic_article(202, created=date(2025, 1, 6), revised=date(2025, 6, 1)),
+    ])
+    # no DateRevised: DateCompleted, else the create date
+    bare = synthetic_article(203, created=date(2025, 2, 1)).replace(
+        b"<DateRevised><Year>2025</Year><Month>02</Month><Day>01</Day></DateRevised>",
+        b"<DateCompleted><Year>2025</Year><Month>03</Month><Day>09</Day></DateCompleted>")
+    bare_crdt = synthetic_article(204, created=date(2025, 2, 2)).replace(
+        b"<DateRevised><Year>2025</Year><Month>02</Month><Day>02</Day></DateRevised>", b"")
+    write_article_set(root / "b.xml", [bare, bare_crdt])
+    later = tmp_path / "v2"
+    write_article_set(later / "a.xml", [
+        synthetic_article(201, created=date(2025, 1, 5), revised=date(2025, 7, 4),
+                          comments=(("RetractionIn", 299),)),
+    ])
+
+    def ids(srv: Any, term: str, **extra: str) -> list[int]:
+        text = _post(srv.url, "esearch", term=term, retmax=100, **extra).text
+        return sorted(int(i) for i in re.findall(r"<Id>(\d+)</Id>", text))
+
+    with start_replay_server(root, rate_limit=None) as srv:
+        assert {p: r.mdat for p, r in srv.corpus.records.items()} == {
+            201: date(2025, 1, 5), 202: date(2025, 6, 1), 203: date(2025, 3, 9),
+            204: date(2025, 2, 2)}
+        assert ids(srv, "q AND 2025/06/01:2025/06/30[mdat]") == [202]
+        assert ids(srv, "q AND 2025/01:2025/03[modification date]") == [201, 203, 204]
+        assert ids(srv, "q", datetype="mdat", mindate="2025/03/01", maxdate="2025/12/31") == [
+            202, 203]
+        # crdt and mdat ranges intersect
+        assert ids(srv, "q AND 2025/01:2025/01[crdt] AND 2025/06:2025/06[mdat]") == [202]
+        # test hook: a per-PMID override that survives a reload
+        srv.set_modified({201: date(2025, 6, 15)})
+        srv.reload()
+        assert ids(srv, "q AND 2025/06/01:2025/06/30[mdat]") == [201, 202]
+        srv.set_modified(None)
+        assert ids(srv, "q AND 2025/06/01:2025/06/30[mdat]") == [202]
+        # serve another directory: the later version of 201
+        srv.reload(later)
+        assert srv.directory == later
+        assert ids(srv, "q AND 2025/07/01:2025/07/31[mdat]") == [201]
+        body = _post(srv.url, "efetch", id="201").content
+        assert b'RefType="RetractionIn"' in body
+        with pytest.raises(ValidationError, match="is not a directory"):
+            srv.reload(tmp_path / "missing")
+        assert srv.directory == later
+
+
 def test_parse_date_ranges() -> None:
     assert parse_date_ranges("(q) AND 2025/1/2:2025/02[crdt]") == [
         ("crdt", date(2025, 1, 2), date(2025, 2, 28))]
     assert parse_date_ranges("q 2024:2024[pdat]") == []
+    assert parse_date_ranges("(q) AND 2025/03/01:2025/03/08[mdat]") == [
+        ("mdat", date(2025, 3, 1), date(2025, 3, 8))]
 
 
 def test_esearch_9999_cap(tmp_path: Path) -> None:

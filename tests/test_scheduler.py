@@ -26,7 +26,7 @@ def test_jobs_with_ids_in_the_database(ctx: AppContext, settings: Settings) -> N
         scheduler = build_scheduler(settings, blocking=False)
         scheduler.start(paused=True)
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {"poll-cycle", "digest"}
+        assert set(jobs) == {"poll-cycle", "digest", "modified-pass"}
         cycle = jobs["poll-cycle"]
         assert cycle.coalesce is True and cycle.max_instances == 1
         assert cycle.misfire_grace_time == MISFIRE_GRACE_SECONDS
@@ -37,11 +37,38 @@ def test_jobs_with_ids_in_the_database(ctx: AppContext, settings: Settings) -> N
             None, datetime(2026, 11, 24, tzinfo=UTC))
         assert monday == datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
         assert cycle.func_ref == "monitor.cycle:scheduled_cycle"
+        # the weekly modification-date pass: MMLR_MODIFIED_CRON, default Sunday 05:00 UTC
+        modified = jobs["modified-pass"]
+        assert modified.func_ref == "monitor.poll:scheduled_modified_pass"
+        assert settings.modified_cron == "0 5 * * 0"
+        assert modified.coalesce is True and modified.max_instances == 1
+        sunday = modified.trigger.get_next_fire_time(None, datetime(2026, 11, 24, tzinfo=UTC))
+        assert sunday == datetime(2026, 11, 29, 5, 0, tzinfo=UTC)
         scheduler.shutdown(wait=False)
     assert "apscheduler_jobs" in inspect(ctx.engine).get_table_names()
     with ctx.engine.connect() as conn:
         ids = sorted(r[0] for r in conn.execute(text("SELECT id FROM apscheduler_jobs")))
-    assert ids == ["digest", "poll-cycle"]
+    assert ids == ["digest", "modified-pass", "poll-cycle"]
+
+
+def test_modified_cron_setting(ctx: AppContext, settings: Settings,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor.service import JOBS
+    from store.settings import load_settings
+
+    assert JOBS["modified-pass"] == "monitor.poll:scheduled_modified_pass"
+    monkeypatch.setenv("MMLR_MODIFIED_CRON", "30 4 * * 3")
+    custom = load_settings().model_copy(update={"database_url": settings.database_url})
+    assert custom.modified_cron == "30 4 * * 3"
+    scheduler = build_scheduler(custom, blocking=False)
+    scheduler.start(paused=True)
+    job = scheduler.get_job("modified-pass")
+    assert job.trigger.get_next_fire_time(None, datetime(2026, 11, 24, tzinfo=UTC)) == \
+        datetime(2026, 11, 25, 4, 30, tzinfo=UTC)  # Wednesday
+    scheduler.shutdown(wait=False)
+    bad = settings.model_copy(update={"modified_cron": "weekly"})
+    with pytest.raises(ConfigError, match="MMLR_MODIFIED_CRON 'weekly' is not a valid crontab"):
+        build_scheduler(bad, blocking=True)
 
 
 def test_crontab_days_are_translated() -> None:
@@ -55,7 +82,7 @@ def test_crontab_days_are_translated() -> None:
 
 def test_custom_jobs_and_bad_cron(ctx: AppContext, settings: Settings) -> None:
     scheduler = build_scheduler(settings, blocking=False, jobs={
-        "nightly": JobSpec("tests.test_scheduler:scheduled_noop", "30 2 * * *"),
+        "nightly": JobSpec(f"{__name__}:scheduled_noop", "30 2 * * *"),
         "digest-extra": scheduled_noop})
     scheduler.start(paused=True)
     assert {j.id for j in scheduler.get_jobs()} >= {"nightly", "digest-extra"}
