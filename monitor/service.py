@@ -1,29 +1,19 @@
-"""Long-running entry points: `mmlr serve` (web + scheduler), `worker`, `web`."""
+"""Long-running entry points: `mmlr serve` (web + scheduler), `worker`, `web`.
+
+SIGTERM and SIGINT stop both the same way: the web server stops accepting requests and the
+scheduler shuts down waiting for a running job. A poll checkpoints after every efetch batch, so
+even a hard kill loses at most the batch in flight, and the next run resumes it.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
-import threading
 from typing import Any
 
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
-
-JOBS: dict[str, str] = {
-    # job id -> "module:function"; the cron of each comes from the settings
-    "poll-cycle": "monitor.cycle:scheduled_cycle",
-    "digest": "monitor.cycle:scheduled_digest",
-    "modified-pass": "monitor.poll:scheduled_modified_pass",
-}
-
-
-def start_scheduler(settings: Settings, *, blocking: bool) -> Any:
-    from monitor.scheduler import build_scheduler
-
-    scheduler = build_scheduler(settings, blocking=blocking)
-    return scheduler
 
 
 def serve(
@@ -33,24 +23,41 @@ def serve(
     scheduler: bool,
     host: str | None = None,
     port: int | None = None,
-    on_ready: Any = None,
 ) -> None:
     """Run the web app and/or the scheduler until SIGINT/SIGTERM."""
+    from apscheduler.events import EVENT_SCHEDULER_STARTED
+
+    from monitor.scheduler import build_scheduler, default_jobs
     from store.context import make_context
 
     make_context(settings).dispose()  # fail fast (one line) on a bad database, migrate once
     if not web:
-        sched = start_scheduler(settings, blocking=True)
-        log.info("worker started: jobs %s", ", ".join(JOBS))
-        print("mmlr worker running; Ctrl-C to stop", flush=True)
-        sched.start()  # blocks; BlockingScheduler handles SIGINT/SIGTERM via KeyboardInterrupt
+        sched = build_scheduler(settings, blocking=True)
+        install_sigterm_as_interrupt()
+        specs = default_jobs(settings).items()
+        jobs = ", ".join(f"{job_id} ({spec.cron})" for job_id, spec in specs)
+
+        def _started(_event: Any) -> None:  # after the job store holds the jobs
+            log.info("worker started: %s", jobs)
+            print(f"mmlr worker running, jobs: {jobs} (UTC); Ctrl-C to stop", flush=True)
+
+        sched.add_listener(_started, EVENT_SCHEDULER_STARTED)
+        try:
+            sched.start()  # blocks until interrupted
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            if sched.running:
+                sched.shutdown(wait=True)
+        log.info("worker stopped")
+        print("mmlr worker stopped", flush=True)
         return
 
     import uvicorn
 
     from screening.web.app import create_app
 
-    sched = start_scheduler(settings, blocking=False) if scheduler else None
+    sched = build_scheduler(settings, blocking=False) if scheduler else None
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -59,13 +66,10 @@ def serve(
         log_level="warning",
         access_log=False,
     )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config)  # handles SIGINT/SIGTERM itself: finishes open requests
     if sched is not None:
         sched.start()
-    url = f"http://{config.host}:{config.port}/"
-    print(f"mmlr web app at {url} (Ctrl-C to stop)", flush=True)
-    if on_ready is not None:
-        threading.Thread(target=on_ready, args=(url,), daemon=True).start()
+    print(f"mmlr web app at http://{config.host}:{config.port}/ (Ctrl-C to stop)", flush=True)
     try:
         server.run()
     finally:

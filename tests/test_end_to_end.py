@@ -207,3 +207,70 @@ def test_count_helper_sees_an_empty_database(ctx) -> None:  # type: ignore[no-un
         s.add(Trial(name="X", drug="thalidomide", setting="post_asct"))
         s.commit()
     assert counts(ctx.settings.db_url)["trials"] == 1
+
+
+def _wait_for_line(proc: subprocess.Popen[str], fragment: str, timeout: float = 120) -> list[str]:
+    """Read stdout until a line contains ``fragment`` (the process must stay alive)."""
+    import selectors
+
+    lines: list[str] = []
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sel.select(timeout=1):
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            lines.append(line)
+            if fragment in line:
+                return lines
+    raise AssertionError(f"{fragment!r} never printed; got:\n{''.join(lines)}")
+
+
+def test_worker_registers_its_jobs_and_stops_on_sigterm(demo_run) -> None:  # type: ignore[no-untyped-def]
+    data_dir, db_url, _ = demo_run
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker"],
+                            env=_env(data_dir, db_url), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_line(proc, "mmlr worker running")
+        engine = create_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                jobs = {r[0] for r in conn.execute(text("SELECT id FROM apscheduler_jobs"))}
+        finally:
+            engine.dispose()
+        assert jobs == {"poll-cycle", "digest", "modified-pass"}
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "mmlr worker stopped" in out and "Traceback" not in err
+
+
+def test_readme_demo_command_serves_until_stopped(tmp_path: Path, db_url: str) -> None:
+    """`mmlr demo` (what scripts/demo runs): full cycle, then the UI answers; SIGTERM stops it
+    cleanly, replay server included."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "demo", "--port", str(port)],
+                            env=_env(tmp_path / "data", db_url), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = _wait_for_line(proc, f"http://127.0.0.1:{port}/", timeout=300)
+        assert any(line.startswith("digest: ") for line in lines)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.3)
+        assert health.json()["status"] == "ok"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
