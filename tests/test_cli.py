@@ -108,3 +108,24 @@ def test_unexpected_errors_never_show_a_traceback(
     assert "Traceback" not in err
     log_file = Path(os.environ["MMLR_DATA_DIR"]) / "mmlr.log"
     assert "secret internals" in log_file.read_text()  # the details are kept for operators
+
+
+def test_readme_documents_every_command_and_flag() -> None:
+    """The README's CLI table is the user's reference: every subcommand has a row that names
+    each of its options."""
+    import argparse
+
+    from monitor.cli import build_parser
+
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("| `mmlr ")]
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, cmd in sub.choices.items():
+        mine = [r.replace("\\|", "/").split("|")[1] for r in rows
+                if f"`mmlr {name}`" in r or f"`mmlr {name} " in r]
+        assert mine, f"`mmlr {name}` has no row in the README's CLI table"
+        for action in cmd._actions:
+            for flag in action.option_strings:
+                if flag.startswith("--") and flag != "--help":
+                    assert any(flag in r for r in mine), f"`mmlr {name} {flag}` is missing"
