@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import col, select
 
+from screening.queue import queue
 from screening.web.csrf import csrf_protect
 from screening.web.decisions import decision_history, parse_rank, record_decision
 from screening.web.deps import Curator, DbSession, Viewer, flash
-from screening.web.queue_view import load_queue, queue_counts, screening_health, screening_progress
+from screening.web.queue_view import queue_counts, screening_health, screening_progress
 from screening.web.templating import render
 from store.errors import NotFoundError
 from store.models import Alert, Record, RecordRevision, Trial, TrialReport
@@ -39,7 +40,7 @@ def _health_items(health: dict[str, object]) -> tuple[list[tuple[str, str]], str
 def queue_page(request: Request, session: DbSession, user: Viewer,
                show: Annotated[str, Query(pattern="^(undecided|all)$")] = "undecided",
                offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
-    rows = load_queue(session, limit=PAGE_SIZE + 1, offset=offset, include_decided=show == "all")
+    rows = queue(session, limit=PAGE_SIZE + 1, offset=offset, include_decided=show == "all")
     health = screening_health(session)
     items, text = _health_items(health) if health else ([], None)
     retrainer = request.app.state.retrainer
