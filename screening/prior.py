@@ -1,9 +1,15 @@
 """The transparent keyword prior used until a classifier can be trained.
 
 Each pattern adds its weight when it occurs in the title, abstract, MeSH or publication
-types; the sum minus ``BIAS`` goes through a logistic function. A record mentioning myeloma
-and a randomised design scores above 0.5 and is flagged; reviews, case reports and lab work
-score low. Curators can read exactly why a record ranks where it does.
+types; the sum minus ``BIAS`` goes through a logistic function, which orders the queue. A
+record is *flagged* only when it passes the protocol's three gates — it mentions myeloma,
+maintenance and a randomised design (the three concepts the PubMed query ANDs together) — and
+is not typed as a review, editorial, comment, letter or case report; otherwise its score is
+capped just below the threshold, so it keeps its place in the order but is not flagged.
+Without the gates an additive score flags every randomised myeloma trial (induction,
+transplant) and maintenance RCTs in other cancers: on the demo corpus 170 of 186 records
+instead of 65, with the same 45 of 45 eligible trials found. Curators can read exactly why a
+record ranks where it does.
 """
 
 from __future__ import annotations
@@ -31,14 +37,41 @@ PRIOR_THRESHOLD = 0.5
 
 _COMPILED = [(re.compile(p, re.IGNORECASE), w) for p, w in KEYWORD_WEIGHTS.items()]
 
+#: Concepts a record must mention to be flagged by the prior (the protocol query's AND terms).
+FLAG_GATES: dict[str, str] = {
+    "myeloma": r"\bmyeloma\b",
+    "maintenance": r"\bmaintenance\b",
+    "randomised design": r"\brandomi[sz]|\bphase (?:iii|3)\b|randomized controlled trial",
+}
+#: Publication types that are never a trial report.
+NOT_TRIAL_REPORTS = frozenset({"review", "systematic review", "meta-analysis", "editorial",
+                               "comment", "letter", "case reports"})
+_GATES = [re.compile(p, re.IGNORECASE) for p in FLAG_GATES.values()]
+#: Where a record that fails a gate is capped: just below the flag threshold.
+_CAPPED = PRIOR_THRESHOLD - 0.01
+
 
 def prior_score(doc: Document) -> float:
     text = " ".join([doc.title, doc.abstract, *doc.mesh, *doc.keywords, *doc.publication_types])
     total = sum(w for pattern, w in _COMPILED if pattern.search(text)) - BIAS
-    return 1.0 / (1.0 + math.exp(-total))
+    score = 1.0 / (1.0 + math.exp(-total))
+    if not passes_gates(doc, text):
+        score = min(score, _CAPPED)
+    return score
+
+
+def passes_gates(doc: Document, text: str | None = None) -> bool:
+    """True when the prior may flag the record (see the module docstring)."""
+    if text is None:
+        text = " ".join([doc.title, doc.abstract, *doc.mesh, *doc.keywords,
+                         *doc.publication_types])
+    if any(pt.lower() in NOT_TRIAL_REPORTS for pt in doc.publication_types):
+        return False
+    return all(gate.search(text) for gate in _GATES)
 
 
 def prior_config() -> dict[str, object]:
     """What a keyword-prior ModelVersion stores as its configuration."""
     return {"name": "keyword-prior", "keyword_weights": KEYWORD_WEIGHTS, "bias": BIAS,
-            "threshold": PRIOR_THRESHOLD}
+            "threshold": PRIOR_THRESHOLD, "flag_gates": FLAG_GATES,
+            "not_trial_reports": sorted(NOT_TRIAL_REPORTS)}
