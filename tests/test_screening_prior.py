@@ -16,7 +16,8 @@ def _doc(title: str, abstract: str = "", pts: tuple[str, ...] = ()) -> Document:
 
 
 def test_every_gate_is_needed_for_a_flag() -> None:
-    full = _doc("Lenalidomide maintenance after ASCT in multiple myeloma: a randomised phase 3 trial")
+    full = _doc("Lenalidomide maintenance after ASCT in multiple myeloma: "
+                "a randomised phase 3 trial")
     assert prior_score(full) >= PRIOR_THRESHOLD and passes_gates(full)
     for missing in (
         _doc("Lenalidomide induction before ASCT in multiple myeloma: a randomised phase 3 trial"),
