@@ -99,7 +99,7 @@ def load_seed_evidence(session: Session) -> SeedSummary:
                 object_id=trial.id,
                 source_key=row["source_key"],
             )
-        summary.reports_added += _ensure_report(
+        _, added = _ensure_report(
             session,
             trial,
             pmid=_opt_int(row["pmid"]),
@@ -108,6 +108,7 @@ def load_seed_evidence(session: Session) -> SeedSummary:
             source_key=row["source_key"],
             kind="primary",
         )
+        summary.reports_added += added
 
     existing: set[tuple[object, ...]] = {
         (e.trial_id, e.endpoint, e.setting, e.source_key, e.comparison)
@@ -127,7 +128,7 @@ def load_seed_evidence(session: Session) -> SeedSummary:
         hr, lo, hi = float(row["hr"]), float(row["ci_low"]), float(row["ci_high"])
         if row["orientation"] == "control_vs_maint":  # stored as maintenance vs control
             hr, lo, hi = 1 / hr, 1 / hi, 1 / lo
-        summary.reports_added += _ensure_report(
+        report, added = _ensure_report(
             session,
             trial,
             pmid=_opt_int(row["pmid"]),
@@ -136,10 +137,10 @@ def load_seed_evidence(session: Session) -> SeedSummary:
             source_key=row["source_key"],
             kind="primary" if row["pmid"] else "secondary",
         )
-        report = _find_report(session, trial, row["source_key"], row["citation"])
+        summary.reports_added += added
         estimate = Estimate(
             trial_id=trial.id,  # type: ignore[arg-type]
-            report_id=report.id if report else None,
+            report_id=report.id,
             endpoint=row["endpoint"],
             setting=row["setting"],
             comparison=row["comparison"],
@@ -186,12 +187,15 @@ def _find_report(
     ).first()
 
 
-def _ensure_report(session: Session, trial: Trial, **fields: Any) -> int:
-    if _find_report(session, trial, fields["source_key"], fields["citation"]) is not None:
-        return 0
-    session.add(TrialReport(trial_id=trial.id, **fields))  # type: ignore[arg-type]
+def _ensure_report(session: Session, trial: Trial, **fields: Any) -> tuple[TrialReport, int]:
+    """The report with this source and citation, added when missing (and 1 if it was)."""
+    found = _find_report(session, trial, fields["source_key"], fields["citation"])
+    if found is not None:
+        return found, 0
+    report = TrialReport(trial_id=trial.id, **fields)  # type: ignore[arg-type]
+    session.add(report)
     session.flush()
-    return 1
+    return report, 1
 
 
 def seed_pmids(session: Session) -> set[int]:

@@ -42,6 +42,26 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MMLR_DATA_DIR", str(tmp_path / "data"))
 
 
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Tests that call ``monitor.cli.main()`` in-process get its log handlers (a file in the
+    test's data dir) installed on the root logger; put the logger back and close what main()
+    added, so no handler or open file leaks into the next test."""
+    import logging
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in before:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in before:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     need(SHARED.is_dir() and (SHARED / "data").is_dir(), f"../shared is not at {SHARED}")

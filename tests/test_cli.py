@@ -87,21 +87,10 @@ def test_unexpected_errors_never_show_a_traceback(
     def explode(args, settings):  # type: ignore[no-untyped-def]
         raise RuntimeError("secret internals")
 
-    import logging
-
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     parser._subparsers._group_actions[0].choices["config"].set_defaults(func=explode)  # type: ignore[union-attr]
-    try:
-        code = cli.main(["config"])
-    finally:
-        for handler in root.handlers:
-            if handler not in saved[0]:
-                handler.close()
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
+    code = cli.main(["config"])  # conftest restores the root logger afterwards
     err = capsys.readouterr().err
     assert code == 1
     assert "internal error in `config`" in err and "secret internals" not in err

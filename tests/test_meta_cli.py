@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import subprocess
 import sys
@@ -22,24 +21,6 @@ RV-MM-PI-209,0.47,0.33,0.65,mixed,2014
 CEMSG,0.55,0.36,0.86,non_transplant,2009
 TOURMALINE-MM4,0.659,0.542,0.801,non_transplant,2020
 """
-
-
-@pytest.fixture(autouse=True)
-def _close_cli_log_handlers():
-    """monitor.cli.main() installs a log-file handler on the root logger and replaces (without
-    closing) the previous one on the next call; close ours so no ResourceWarning escapes."""
-    root = logging.getLogger()
-    before = list(root.handlers)
-    level = root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in before:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in before:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
 
 
 def write(tmp_path: Path, text: str, name: str = "rows.csv") -> Path:

@@ -283,26 +283,9 @@ def test_fixed_effect_snapshot_has_no_prediction_interval(evidence, settings) ->
 
 
 def _run_cli(argv: list[str]) -> int:
-    """monitor.cli.main(), then close the log-file handler it installs on the root logger
-    (main() replaces it on the next call without closing it: a ResourceWarning)."""
-    import logging
-
     from monitor.cli import main
 
-    root = logging.getLogger()
-    before = list(root.handlers)
-    level = root.level
-    try:
-        return main(argv)
-    finally:
-        for handler in list(root.handlers):
-            if handler not in before:
-                root.removeHandler(handler)
-                handler.close()
-        for handler in before:
-            if handler not in root.handlers:
-                root.addHandler(handler)
-        root.setLevel(level)
+    return main(argv)  # conftest restores the root logger afterwards
 
 
 def test_mmlr_pool_json_via_cli(evidence, db_url, monkeypatch, capsys) -> None:
