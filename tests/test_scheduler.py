@@ -53,10 +53,10 @@ def test_jobs_with_ids_in_the_database(ctx: AppContext, settings: Settings) -> N
 
 def test_modified_cron_setting(ctx: AppContext, settings: Settings,
                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from monitor.service import JOBS
+    from monitor.scheduler import default_jobs
     from store.settings import load_settings
 
-    assert JOBS["modified-pass"] == "monitor.poll:scheduled_modified_pass"
+    assert default_jobs(settings)["modified-pass"].func == "monitor.poll:scheduled_modified_pass"
     monkeypatch.setenv("MMLR_MODIFIED_CRON", "30 4 * * 3")
     custom = load_settings().model_copy(update={"database_url": settings.database_url})
     assert custom.modified_cron == "30 4 * * 3"

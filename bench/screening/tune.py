@@ -52,6 +52,11 @@ VARIANTS: dict[str, dict] = {
                                       "params": {"stop_words": None}},
                                      {"name": "terms", "weight": 0.3}], "classifier": "svm"},
     "batch frac": {"features": [W, T], "classifier": "svm", "retrain_fraction": 0.02},
+    # Second round (2026-11-25), all on the chosen features (stop words kept, terms 0.5):
+    "default": {},
+    "ens2": {"classifier": "svm+logistic"},
+    "svm+nb": {"classifier": "svm+nb"},
+    "explore": {"query": "max_random"},
 }
 
 
