@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from typing import Any
 
 from store.settings import Settings
@@ -33,7 +34,6 @@ def serve(
     make_context(settings).dispose()  # fail fast (one line) on a bad database, migrate once
     if not web:
         sched = build_scheduler(settings, blocking=True)
-        install_sigterm_as_interrupt()
         specs = default_jobs(settings).items()
         jobs = ", ".join(f"{job_id} ({spec.cron})" for job_id, spec in specs)
 
@@ -41,14 +41,21 @@ def serve(
             log.info("worker started: %s", jobs)
             print(f"mmlr worker running, jobs: {jobs} (UTC); Ctrl-C to stop", flush=True)
 
+        # The signal handler only starts the shutdown: raising from it could land inside an
+        # APScheduler listener, which swallows exceptions, and the worker would never stop.
+        stopper: list[threading.Thread] = []
+
+        def _stop(_signum: int, _frame: Any) -> None:
+            if not stopper:
+                stopper.append(threading.Thread(target=sched.shutdown, kwargs={"wait": True}))
+                stopper[0].start()
+
         sched.add_listener(_started, EVENT_SCHEDULER_STARTED)
-        try:
-            sched.start()  # blocks until interrupted
-        except (KeyboardInterrupt, SystemExit):
-            pass
-        finally:
-            if sched.running:
-                sched.shutdown(wait=True)
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        sched.start()  # returns once shutdown() has stopped the main loop
+        for thread in stopper:
+            thread.join()  # a running job finishes its batch first
         log.info("worker stopped")
         print("mmlr worker stopped", flush=True)
         return

@@ -133,12 +133,6 @@ def svm_logistic(C_svm: float = 0.1, C_lr: float = 10.0, ratio: float = 10.0,
                           logistic(C=C_lr, ratio=ratio, seed=seed)])
 
 
-@CLASSIFIERS.register("svm+nb", doc="ensemble of the linear SVM and complement naive Bayes")
-def svm_nb(C_svm: float = 0.1, alpha: float = 1.0, ratio: float = 10.0,
-           seed: int = 0) -> _RankEnsemble:
-    return _RankEnsemble([svm(C=C_svm, ratio=ratio, seed=seed), naive_bayes(alpha=alpha)])
-
-
 def make_classifier(config: ScreeningConfig) -> Any:
     params = dict(config.classifier_params)
     params.setdefault("seed", config.seed)

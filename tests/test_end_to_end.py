@@ -209,6 +209,17 @@ def test_count_helper_sees_an_empty_database(ctx) -> None:  # type: ignore[no-un
     assert counts(ctx.settings.db_url)["trials"] == 1
 
 
+def _stop(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    """SIGTERM, then wait; a process that ignores it is killed and the test fails."""
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"did not stop on SIGTERM within {timeout}s:\n{err}") from None
+
+
 def _wait_for_line(proc: subprocess.Popen[str], fragment: str, timeout: float = 120) -> list[str]:
     """Read stdout until a line contains ``fragment`` (the process must stay alive)."""
     import selectors
@@ -244,8 +255,7 @@ def test_worker_registers_its_jobs_and_stops_on_sigterm(demo_run) -> None:  # ty
             engine.dispose()
         assert jobs == {"poll-cycle", "digest", "modified-pass"}
     finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=60)
+        out, err = _stop(proc)
     assert proc.returncode == 0, err
     assert "mmlr worker stopped" in out and "Traceback" not in err
 
@@ -270,7 +280,6 @@ def test_readme_demo_command_serves_until_stopped(tmp_path: Path, db_url: str) -
                 time.sleep(0.3)
         assert health.json()["status"] == "ok"
     finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=60)
+        _, err = _stop(proc)
     assert proc.returncode == 0, err
     assert "Traceback" not in err

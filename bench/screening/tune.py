@@ -15,13 +15,52 @@ import sys
 import time
 from pathlib import Path
 from statistics import mean
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from screening.config import ScreeningConfig  # noqa: E402
 from screening.metrics import order_metrics  # noqa: E402
+from screening.model import _RankEnsemble, naive_bayes, svm  # noqa: E402
+from screening.registry import CLASSIFIERS  # noqa: E402
 from screening.simulate import choose_priors, load_dataset, run_active_learning  # noqa: E402
+
+
+# A candidate tried in the second round (not adopted, so it lives here and not in screening/).
+@CLASSIFIERS.register("svm+nb", doc="ensemble of the linear SVM and complement naive Bayes")
+def svm_nb(C_svm: float = 0.1, alpha: float = 1.0, ratio: float = 10.0,
+           seed: int = 0) -> _RankEnsemble:
+    return _RankEnsemble([svm(C=C_svm, ratio=ratio, seed=seed), naive_bayes(alpha=alpha)])
+
+
+class _SvmAutoRatio:
+    """Class-weight ratio by an inner rule instead of a constant: the includes get
+    clip(n_excludes / n_includes, 1, 10) times the excludes' total weight, so an
+    include-rich early training set is not pushed further towards the includes."""
+
+    def __init__(self, C: float, seed: int) -> None:
+        self.C, self.seed = C, seed
+        self.model: Any = svm(C=C, seed=seed)
+
+    def fit(self, X: sp.csr_matrix, y: np.ndarray) -> _SvmAutoRatio:
+        n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
+        ratio = min(10.0, max(1.0, n_neg / max(1, n_pos)))
+        model: Any = svm(C=self.C, ratio=ratio, seed=self.seed)
+        self.model = model.fit(X, y)
+        return self
+
+    def decision(self, X: sp.csr_matrix) -> np.ndarray:
+        return self.model.decision(X)
+
+
+@CLASSIFIERS.register("svm_auto_ratio", doc="linear SVM, class-weight ratio by an inner rule")
+def svm_auto_ratio(C: float = 0.1, seed: int = 0) -> _SvmAutoRatio:
+    return _SvmAutoRatio(C, seed)
+
 
 DATA = ROOT.parent / "shared" / "data" / "screening"
 DEV = ("cohen2006_ADHD", "cohen2006_Antihistamines", "cohen2006_NSAIDS", "cohen2006_Triptans")
@@ -57,6 +96,14 @@ VARIANTS: dict[str, dict] = {
     "ens2": {"classifier": "svm+logistic"},
     "svm+nb": {"classifier": "svm+nb"},
     "explore": {"query": "max_random"},
+    "auto_ratio": {"classifier": "svm_auto_ratio"},
+    "C0.3": {"classifier_params": {"C": 0.3}},
+    "terms0.4": {"features": [{"name": "word_tfidf", "weight": 1.0,
+                               "params": {"stop_words": None}},
+                              {"name": "terms", "weight": 0.4}]},
+    "terms0.6": {"features": [{"name": "word_tfidf", "weight": 1.0,
+                               "params": {"stop_words": None}},
+                              {"name": "terms", "weight": 0.6}]},
 }
 
 
