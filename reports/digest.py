@@ -45,6 +45,7 @@ from reports.analyses import analysis_order
 from store.audit import audit
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
+from store.locks import job_lock
 from store.models import Alert, Decision, Delivery, Digest, PooledResult, Record, utcnow
 from store.settings import parse_smtp_url
 
@@ -88,7 +89,17 @@ def is_unchanged(digest: Digest) -> bool:
 
 # ----------------------------------------------------------------------------- building
 def build_digest(ctx: AppContext) -> Digest:
-    """Store and return the digest of what changed since the previous one (see module doc)."""
+    """Store and return the digest of what changed since the previous one (see module doc).
+
+    Runs under the database lock "digest": two workers building at the same moment would each
+    see the same previous digest and store the same changes twice. The second one gets
+    ``LockedError`` instead.
+    """
+    with job_lock(ctx.engine, "digest", ttl=1800):
+        return _build_digest(ctx)
+
+
+def _build_digest(ctx: AppContext) -> Digest:
     now = utcnow()
     with ctx.sessions() as session:
         previous = session.exec(select(Digest).order_by(col(Digest.id).desc()).limit(1)).first()

@@ -406,3 +406,18 @@ def test_cli_digest_send_with_bad_smtp_url_is_one_line(db_url: str, tmp_path: Pa
     assert len(lines) == 1 and lines[0].startswith("mmlr: error: ")
     assert "MMLR_SMTP_URL" in lines[0] and "port" in lines[0]
     assert "hunter2" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_digest_being_built_elsewhere_is_not_built_twice(ctx) -> None:  # type: ignore[no-untyped-def]
+    from sqlmodel import select
+
+    from reports.digest import build_digest
+    from store.errors import LockedError
+    from store.locks import job_lock
+    from store.models import Digest
+
+    with job_lock(ctx.engine, "digest"), pytest.raises(LockedError, match="digest"):
+        build_digest(ctx)
+    with ctx.sessions() as s:
+        assert s.exec(select(Digest)).all() == []
+    assert build_digest(ctx).id is not None  # free again once the other holder is done
