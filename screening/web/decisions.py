@@ -12,8 +12,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from screening.web.deps import get_or_404
 from store.audit import audit
-from store.errors import NotFoundError, ValidationError
+from store.errors import ValidationError
 from store.models import Decision, Record, User
 
 DECISIONS: tuple[str, ...] = ("include", "exclude", "maybe")
@@ -46,9 +47,8 @@ def record_decision(session: Session, *, user: User, pmid: int, decision: str,
     if reason is not None and len(reason) > MAX_REASON:
         raise ValidationError(f"the reason is {len(reason)} characters long",
                               hint=f"keep it under {MAX_REASON} characters")
-    record = session.get(Record, pmid)
-    if record is None:
-        raise NotFoundError(f"record PMID {pmid} is not in the database")
+    record = get_or_404(session, Record, pmid,
+                        missing=f"record PMID {pmid} is not in the database")
     row = Decision(
         pmid=pmid, user_id=user.id, decision=decision, reason=reason,
         model_version_id=record.score_model_version_id, score_shown=record.score,

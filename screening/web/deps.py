@@ -7,17 +7,28 @@ and each request gets its own session, closed when the response is done.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlmodel import Session
 
 from screening.web.auth import has_role, user_for_token
 from store.context import AppContext
-from store.errors import AuthError, PermissionDeniedError
+from store.errors import AuthError, NotFoundError, PermissionDeniedError
 from store.models import User
 
 SESSION_USER_KEY = "uid"
+
+
+T = TypeVar("T")
+
+
+def get_or_404(session: Session, model: type[T], key: object, *, missing: str) -> T:
+    """The row with this primary key, or NotFoundError with the message ``missing``."""
+    row = session.get(model, key)
+    if row is None:
+        raise NotFoundError(missing)
+    return row
 
 
 def get_ctx(request: Request) -> AppContext:

@@ -10,20 +10,17 @@ from sqlmodel import Session, col, func, select
 
 from screening.web.auth import ROLES, add_user, check_role, issue_api_token
 from screening.web.csrf import csrf_protect
-from screening.web.deps import Admin, DbSession, flash
+from screening.web.deps import Admin, DbSession, flash, get_or_404
 from screening.web.templating import render
 from store.audit import audit
-from store.errors import NotFoundError, ValidationError
+from store.errors import ValidationError
 from store.models import User
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(csrf_protect)])
 
 
 def _user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFoundError(f"user {user_id} does not exist")
-    return user
+    return get_or_404(session, User, user_id, missing=f"user {user_id} does not exist")
 
 
 def _keep_an_admin(session: Session, target: User) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from screening.web.decisions import DECISIONS, parse_pmid, parse_rank, record_decision
-from screening.web.deps import ApiReader, ApiWriter, DbSession, get_ctx
+from screening.web.deps import ApiReader, ApiWriter, DbSession, get_ctx, get_or_404
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.extraction import parse_estimate, save_estimate
 from store.errors import NotFoundError, ValidationError
@@ -150,10 +150,7 @@ def _find_trial(session: Session, data: dict[str, Any]) -> Trial:
             trial_id = int(data["trial_id"])
         except (TypeError, ValueError):
             raise ValidationError(f"trial_id {data['trial_id']!r} is not a number") from None
-        trial = session.get(Trial, trial_id)
-        if trial is None:
-            raise NotFoundError(f"trial {trial_id} does not exist")
-        return trial
+        return get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
     if isinstance(data.get("trial"), str):
         trial = session.exec(select(Trial).where(Trial.name == data["trial"])).first()
         if trial is None:

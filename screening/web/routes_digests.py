@@ -6,9 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 
-from screening.web.deps import DbSession, Viewer
+from screening.web.deps import DbSession, Viewer, get_or_404
 from screening.web.templating import render
-from store.errors import NotFoundError
 from store.models import Delivery, Digest
 
 router = APIRouter()
@@ -24,10 +23,7 @@ DIGEST_FRAME_HEADERS = {
 
 
 def _digest(session: DbSession, digest_id: int) -> Digest:
-    digest = session.get(Digest, digest_id)
-    if digest is None:
-        raise NotFoundError(f"digest {digest_id} does not exist")
-    return digest
+    return get_or_404(session, Digest, digest_id, missing=f"digest {digest_id} does not exist")
 
 
 @router.get("/digests")

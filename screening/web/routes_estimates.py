@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from screening.web.deps import DbSession, Viewer
+from reports.forest import render_forest
+from screening.web.deps import DbSession, Viewer, get_or_404
 from screening.web.evidence import latest_pooled, pooled_json
 from screening.web.templating import render
 from store.errors import MmlrError, NotFoundError
@@ -31,15 +31,10 @@ def estimates_page(request: Request, session: DbSession, user: Viewer) -> Respon
 
 @router.get("/estimates/{result_id}/forest.svg")
 def forest_svg(result_id: int, session: DbSession, user: Viewer) -> Response:
-    row = session.get(PooledResult, result_id)
-    if row is None:
-        raise NotFoundError(f"pooled result {result_id} does not exist")
+    row = get_or_404(session, PooledResult, result_id,
+                     missing=f"pooled result {result_id} does not exist")
     try:
-        forest = importlib.import_module("reports.forest")
-    except ImportError:
-        raise NotFoundError("forest plots are not available in this installation") from None
-    try:
-        svg = forest.render_forest(row, fmt="svg")
+        svg = render_forest(row, fmt="svg")
     except MmlrError:
         raise
     except Exception:

@@ -11,10 +11,9 @@ from sqlmodel import col, select
 from screening.queue import queue
 from screening.web.csrf import csrf_protect
 from screening.web.decisions import decision_history, parse_rank, record_decision
-from screening.web.deps import Curator, DbSession, Viewer, flash
+from screening.web.deps import Curator, DbSession, Viewer, flash, get_or_404
 from screening.web.queue_view import queue_counts, screening_health, screening_progress
 from screening.web.templating import render
-from store.errors import NotFoundError
 from store.models import Alert, Record, RecordRevision, Trial, TrialReport
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
@@ -56,9 +55,8 @@ def queue_page(request: Request, session: DbSession, user: Viewer,
 @router.get("/records/{pmid}")
 def record_page(request: Request, pmid: int, session: DbSession, user: Viewer,
                 rank: Annotated[int | None, Query(ge=1)] = None) -> Response:
-    record = session.get(Record, pmid)
-    if record is None:
-        raise NotFoundError(f"record PMID {pmid} is not in the database")
+    record = get_or_404(session, Record, pmid,
+                        missing=f"record PMID {pmid} is not in the database")
     revisions = session.exec(select(RecordRevision).where(RecordRevision.pmid == pmid)
                              .order_by(col(RecordRevision.revision).desc())).all()
     alerts = session.exec(select(Alert).where(Alert.pmid == pmid)

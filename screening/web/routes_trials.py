@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
 from screening.web.csrf import csrf_protect
-from screening.web.deps import Curator, DbSession, Viewer, flash
+from screening.web.deps import Curator, DbSession, Viewer, flash, get_or_404
 from screening.web.extraction import (
     ENDPOINTS,
     METHODS,
@@ -22,7 +22,6 @@ from screening.web.extraction import (
 from screening.web.templating import render
 from screening.web.trials import REPORT_KINDS, add_report, create_trial
 from store.audit import audit
-from store.errors import NotFoundError
 from store.models import Estimate, Trial, TrialReport
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
@@ -37,10 +36,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _trial(session: Session, trial_id: int) -> Trial:
-    trial = session.get(Trial, trial_id)
-    if trial is None:
-        raise NotFoundError(f"trial {trial_id} does not exist")
-    return trial
+    return get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
 
 
 @router.get("/trials")
@@ -128,9 +124,8 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
 @router.post("/estimates/{estimate_id}/verify")
 def verify_estimate(request: Request, estimate_id: int, session: DbSession,
                     user: Curator) -> Response:
-    estimate = session.get(Estimate, estimate_id)
-    if estimate is None:
-        raise NotFoundError(f"estimate {estimate_id} does not exist")
+    estimate = get_or_404(session, Estimate, estimate_id,
+                          missing=f"estimate {estimate_id} does not exist")
     estimate.verified = not estimate.verified
     estimate.verified_by = user.id if estimate.verified else None
     session.add(estimate)
