@@ -43,6 +43,7 @@ import re
 import secrets
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -387,6 +388,10 @@ def _int(params: dict[str, list[str]], name: str, default: int) -> int:
         return default
 
 
+# socket.timeout is TimeoutError since Python 3.10.
+_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+
+
 class _ReplayHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -409,6 +414,20 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         self._windows: dict[str, deque[float]] = defaultdict(deque)
         self._history: dict[str, dict[int, list[int]]] = {}
         self.mdat_overrides: dict[int, date] = {}
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Called by socketserver inside the ``except`` around a request; its default prints
+        "Exception occurred during processing of request" and a traceback to stderr. Clients
+        hanging up mid-answer is routine here (timeouts and truncated bodies are injected, so
+        clients give up on purpose): DEBUG. Anything else is a bug in this server: logged with
+        its traceback, never printed."""
+        exc = sys.exc_info()[1]
+        host = client_address[0] if isinstance(client_address, tuple) else client_address
+        if isinstance(exc, _CLIENT_GONE):
+            log.debug("replay server: client %s disconnected mid-request (%s: %s)",
+                      host, type(exc).__name__, exc)
+            return
+        log.exception("replay server: unexpected error while answering %s", host)
 
     def register(self, endpoint: str, client: str, params: dict[str, list[str]]) -> int:
         """Count a request; return how many this client sent within the last second."""

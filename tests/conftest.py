@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh database per test (SQLite file, or a fresh PostgreSQL database
 when ``MMLR_TEST_DATABASE_URL`` points at a server), settings in a temporary data dir, the
-shared third-party data, and a guard that keeps a developer's ``MMLR_*`` environment out.
+shared third-party data, and a guard that keeps a developer's ``MMLR_*`` environment out;
+plus ``cli_env``/``run_cli`` for tests that run ``python -m monitor.cli`` in a subprocess.
 
 ``CI=true`` turns "skip because a service or ../shared is missing" into a failure.
 """
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +32,48 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI subprocess: this process's, minus every ``MMLR_*`` setting
+    (a developer's own configuration must not leak into a test) except ``MMLR_TEST_*`` (which
+    only configures the test run, never the CLI), then ``extra`` on top."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MMLR_") or k.startswith("MMLR_TEST_")
+    }
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m monitor.cli *args`` from the repository root and capture its output.
+    ``env`` is the complete environment (build it with :func:`cli_env`); the default is
+    ``cli_env()``. ``kwargs`` go to :func:`subprocess.run` (e.g. ``check=True``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env if env is not None else cli_env(),
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """The CLI failed the way users should see it: exit 1 and one ``mmlr: error: ...`` line on
+    stderr (no traceback) containing every fragment."""
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("mmlr: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], proc.stderr
 
 
 @pytest.fixture(autouse=True)

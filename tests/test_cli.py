@@ -3,71 +3,42 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-
-
-def run_mmlr(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    full_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("MMLR_") or k.startswith("MMLR_TEST_")
-    }
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "monitor.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=ROOT,
-        timeout=timeout,
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert proc.returncode == 1, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("mmlr: error: ")
-    assert "Traceback" not in proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from conftest import ROOT, assert_one_line_error, cli_env, run_cli
 
 
 def test_usage_error_exits_2(tmp_path: Path) -> None:
-    proc = run_mmlr("pool", "--no-such-flag", env={"MMLR_DATA_DIR": str(tmp_path)})
+    proc = run_cli("pool", "--no-such-flag", env=cli_env(MMLR_DATA_DIR=str(tmp_path)))
     assert proc.returncode == 2
     assert "usage:" in proc.stderr
 
 
 def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
-    proc = run_mmlr(
+    proc = run_cli(
         "init",
-        env={
-            "MMLR_DATA_DIR": str(tmp_path),
-            "MMLR_DATABASE_URL": "postgresql+psycopg://nobody:pw@127.0.0.1:1/none",
-        },
+        env=cli_env(
+            MMLR_DATA_DIR=str(tmp_path),
+            MMLR_DATABASE_URL="postgresql+psycopg://nobody:pw@127.0.0.1:1/none",
+        ),
     )
     assert_one_line_error(proc, "cannot connect to the database", "MMLR_DATABASE_URL")
     assert "pw@" not in proc.stderr  # the password is not shown
 
 
 def test_unsupported_database_url_is_one_clear_line(tmp_path: Path) -> None:
-    proc = run_mmlr("init", env={"MMLR_DATA_DIR": str(tmp_path), "MMLR_DATABASE_URL": "oracle://x"})
+    proc = run_cli(
+        "init", env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_DATABASE_URL="oracle://x")
+    )
     assert_one_line_error(proc, "MMLR_DATABASE_URL", "unsupported database URL scheme")
 
 
 def test_bad_smtp_url_is_one_clear_line(tmp_path: Path) -> None:
-    proc = run_mmlr(
+    proc = run_cli(
         "digest",
         "--send",
-        env={"MMLR_DATA_DIR": str(tmp_path), "MMLR_SMTP_URL": "mailto:someone@example.org"},
+        env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_SMTP_URL="mailto:someone@example.org"),
     )
     assert_one_line_error(proc, "MMLR_SMTP_URL")
 
@@ -75,7 +46,7 @@ def test_bad_smtp_url_is_one_clear_line(tmp_path: Path) -> None:
 def test_pmid_file_errors_name_the_line(tmp_path: Path) -> None:
     pmids = tmp_path / "pmids.txt"
     pmids.write_text("28826616\n# a comment\nnot-a-pmid\n")
-    proc = run_mmlr("poll", "--pmids", str(pmids), env={"MMLR_DATA_DIR": str(tmp_path / "d")})
+    proc = run_cli("poll", "--pmids", str(pmids), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
     assert_one_line_error(proc, f"{pmids}:3", "'not-a-pmid' is not a PMID")
 
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import assert_one_line_error, cli_env, run_cli
 from sqlmodel import func, select
 
 from reports.digest import (
@@ -379,33 +376,23 @@ def test_digest_renders_in_chromium(ctx, chromium_path, tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
-def _mmlr(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
-    full.update(env)
-    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True,
-                          text=True, env=full, cwd=ROOT, timeout=120)
-
-
 def test_cli_digest_twice_writes_the_outbox_once(db_url: str, tmp_path: Path) -> None:
-    env = {"MMLR_DATA_DIR": str(tmp_path / "cli"), "MMLR_DATABASE_URL": db_url}
-    first = _mmlr("digest", env=env)
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "cli"), MMLR_DATABASE_URL=db_url)
+    first = run_cli("digest", env=env)
     assert first.returncode == 0, first.stderr
     assert "digest #1 written to" in first.stdout
-    second = _mmlr("digest", "--send", env=env)
+    second = run_cli("digest", "--send", env=env)
     assert second.returncode == 0, second.stderr
     assert "already in the outbox" in second.stdout
     assert len(list((tmp_path / "cli" / "outbox").glob("digest-1-*.html"))) == 1
 
 
 def test_cli_digest_send_with_bad_smtp_url_is_one_line(db_url: str, tmp_path: Path) -> None:
-    proc = _mmlr("digest", "--send", env={"MMLR_DATA_DIR": str(tmp_path / "cli"),
-                                          "MMLR_DATABASE_URL": db_url,
-                                          "MMLR_SMTP_URL": "smtp://user:hunter2@mail:notaport"})
-    assert proc.returncode == 1
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mmlr: error: ")
-    assert "MMLR_SMTP_URL" in lines[0] and "port" in lines[0]
-    assert "hunter2" not in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("digest", "--send", env=cli_env(MMLR_DATA_DIR=str(tmp_path / "cli"),
+                                                   MMLR_DATABASE_URL=db_url,
+                                                   MMLR_SMTP_URL="smtp://user:hunter2@mail:notaport"))
+    assert_one_line_error(proc, "MMLR_SMTP_URL", "port")
+    assert "hunter2" not in proc.stderr
 
 
 def test_a_digest_being_built_elsewhere_is_not_built_twice(ctx) -> None:  # type: ignore[no-untyped-def]

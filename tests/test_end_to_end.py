@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import socket
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import PG_URL, ROOT, _drop_pg_database, _fresh_pg_database
+from conftest import PG_URL, ROOT, _drop_pg_database, _fresh_pg_database, cli_env, run_cli
 from sqlalchemy import create_engine, text
 
 COUNTED_TABLES = (
@@ -34,34 +33,18 @@ COUNTED_TABLES = (
 )
 
 
+# A full cycle on 2 busy cores can take minutes; run_cli's default is for quick commands.
+CLI_TIMEOUT = 600
+
+
 def _env(data_dir: Path, db_url: str, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("MMLR_") or k.startswith("MMLR_TEST_")
+    defaults = {
+        "MMLR_DATA_DIR": str(data_dir),
+        "MMLR_DATABASE_URL": db_url,
+        "MMLR_ADMIN_PASSWORD": "demo-admin-password",
+        "MMLR_ENTREZ_EMAIL": "tests@example.org",
     }
-    env.update(
-        {
-            "MMLR_DATA_DIR": str(data_dir),
-            "MMLR_DATABASE_URL": db_url,
-            "MMLR_ADMIN_PASSWORD": "demo-admin-password",
-            "MMLR_ENTREZ_EMAIL": "tests@example.org",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def mmlr(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=timeout,
-    )
-    return proc
+    return cli_env(**(defaults | extra))
 
 
 def counts(db_url: str) -> dict[str, int]:
@@ -91,7 +74,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     else:
         db_url, name = f"sqlite:///{tmp / 'mmlr.sqlite3'}", ""
     data_dir = tmp / "demo-data"
-    proc = mmlr("demo", "--no-serve", env=_env(data_dir, db_url))
+    proc = run_cli("demo", "--no-serve", env=_env(data_dir, db_url), timeout=CLI_TIMEOUT)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     yield data_dir, db_url, proc
     if name:
@@ -120,11 +103,11 @@ def test_run_twice_changes_nothing_the_second_time(demo_run, tmp_path: Path) -> 
     data_dir, db_url, _ = demo_run
     with start_replay_server(data_dir / "demo-corpus") as replay:
         env = _env(data_dir, db_url, MMLR_ENTREZ_URL=replay.url, MMLR_POLL_START="2025/01/01")
-        first = mmlr("run", env=env)
+        first = run_cli("run", env=env, timeout=CLI_TIMEOUT)
         assert first.returncode == 0, first.stderr
         before = counts(db_url)
         outbox_before = sorted(p.name for p in (data_dir / "outbox").iterdir())
-        second = mmlr("run", env=env)
+        second = run_cli("run", env=env, timeout=CLI_TIMEOUT)
         assert second.returncode == 0, second.stderr
         assert counts(db_url) == before
         assert sorted(p.name for p in (data_dir / "outbox").iterdir()) == outbox_before
@@ -133,7 +116,7 @@ def test_run_twice_changes_nothing_the_second_time(demo_run, tmp_path: Path) -> 
 def test_pool_json_and_csv_export_have_the_documented_shapes(demo_run) -> None:  # type: ignore[no-untyped-def]
     data_dir, db_url, _ = demo_run
     env = _env(data_dir, db_url)
-    proc = mmlr("pool", "--json", env=env)
+    proc = run_cli("pool", "--json", env=env, timeout=CLI_TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert {"method", "ci", "analyses", "subgroup_test"} <= set(data)
@@ -160,7 +143,7 @@ def test_pool_json_and_csv_export_have_the_documented_shapes(demo_run) -> None: 
         if a["k"] >= 1:
             assert a["hr"] == pytest.approx(2.718281828459045 ** a["estimate"], rel=1e-9)
 
-    proc = mmlr("export", "csv", env=env)
+    proc = run_cli("export", "csv", env=env, timeout=CLI_TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert {"pmid", "title", "journal", "year", "status", "score", "decision"} <= set(rows[0])

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import assert_one_line_error, cli_env, run_cli
 
 from reports.exports import CSV_COLUMNS, export, prisma_counts
 from store.errors import ValidationError
@@ -193,15 +190,10 @@ def test_metafor_delegates(ctx, tmp_path: Path) -> None:  # type: ignore[no-unty
 
 
 def test_cli_export_csv(db_url: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
-    env.update({"MMLR_DATA_DIR": str(tmp_path / "d"), "MMLR_DATABASE_URL": db_url})
-    proc = subprocess.run([sys.executable, "-m", "monitor.cli", "export", "csv"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    proc = run_cli("export", "csv", env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == ",".join(CSV_COLUMNS)
-    bad = subprocess.run([sys.executable, "-m", "monitor.cli", "export", "csv", "--out",
-                          "/proc/nope/records.csv"], capture_output=True, text=True, env=env,
-                         cwd=ROOT, timeout=120)
-    assert bad.returncode == 1
+    bad = run_cli("export", "csv", "--out", "/proc/nope/records.csv", env=env)
+    assert_one_line_error(bad)
     assert bad.stderr.startswith("mmlr: error: cannot write the export to /proc/nope/records.csv")
-    assert len(bad.stderr.strip().splitlines()) == 1

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, assert_one_line_error, cli_env, run_cli
 
 from monitor.cli import main
 from reports.meta import meta_analysis
@@ -105,24 +106,16 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_cli_error_is_one_line_exit_1(tmp_path: Path) -> None:
     path = write(tmp_path, "study,yi,sei\na,0.1,0.1\nb,x,0.1\n")
-    proc = subprocess.run([sys.executable, "-m", "monitor.cli", "meta", str(path)],
-                          capture_output=True, text=True, cwd=Path(__file__).parent.parent,
-                          env={"PATH": "/usr/bin:/bin", "MMLR_DATA_DIR": str(tmp_path / "d")},
-                          timeout=120)
-    assert proc.returncode == 1, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert f"{path}, line 3, column yi: 'x' is not a number" in lines[0]
-    assert "Traceback" not in proc.stderr
+    proc = run_cli("meta", str(path), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert_one_line_error(proc, f"{path}, line 3, column yi: 'x' is not a number")
 
 
 def test_cli_via_console_script_json(tmp_path: Path) -> None:
     path = write(tmp_path, ROWS)
     proc = subprocess.run([sys.executable, "-c", "import sys; from monitor.cli import main; "
                            "sys.exit(main(sys.argv[1:]))", "meta", str(path), "--json"],
-                          capture_output=True, text=True, cwd=Path(__file__).parent.parent,
-                          env={"PATH": "/usr/bin:/bin", "MMLR_DATA_DIR": str(tmp_path / "d")},
-                          timeout=120)
+                          capture_output=True, text=True, cwd=ROOT,
+                          env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")), timeout=120)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["analyses"][-1]["name"] == "all" and doc["analyses"][-1]["k"] == 4

@@ -8,7 +8,6 @@ that the database ends up exactly as after a fault-free run of the same scenario
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT, cli_env
 from sqlmodel import delete, select
 
 from monitor.entrez import EntrezClient
@@ -47,7 +47,6 @@ from store.models import (
 )
 from store.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 TODAY = date.today()
 SINCE = TODAY - timedelta(days=100)
 MEDLINE_PMIDS = list(range(1000, 1024))
@@ -278,12 +277,10 @@ def _wait_for(predicate: Any, timeout: float = 30.0) -> None:
 
 
 def _cli_env(tmp_path: Path, settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
-    env.update({"MMLR_DATABASE_URL": settings.db_url, "MMLR_DATA_DIR": str(tmp_path / "cli"),
-                "MMLR_ENTREZ_URL": settings.entrez_url, "MMLR_ENTREZ_RATE": "500",
-                "MMLR_ENTREZ_BATCH_SIZE": "4", "MMLR_ENTREZ_EMAIL": "tests@example.org",
-                "MMLR_POLL_START": settings.poll_start, "MMLR_RECHECK_DAYS": "120"})
-    return env
+    return cli_env(MMLR_DATABASE_URL=settings.db_url, MMLR_DATA_DIR=str(tmp_path / "cli"),
+                   MMLR_ENTREZ_URL=settings.entrez_url, MMLR_ENTREZ_RATE="500",
+                   MMLR_ENTREZ_BATCH_SIZE="4", MMLR_ENTREZ_EMAIL="tests@example.org",
+                   MMLR_POLL_START=settings.poll_start, MMLR_RECHECK_DAYS="120")
 
 
 def _mmlr(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:

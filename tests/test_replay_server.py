@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import re
+import socket
+import struct
 import time
 from datetime import date
 from pathlib import Path
@@ -238,6 +241,63 @@ def test_each_fault_kind_is_served(corpus: Path) -> None:
         assert _post(srv.url, "esearch", term="x").status_code == 200
         assert srv.stats.faults == {"429": 1, "500": 1, "503": 1, "truncate": 1,
                                     "error200": 1, "reset": 1, "timeout": 1, "slow": 1}
+
+
+def _wait_for_record(caplog: pytest.LogCaptureFixture, fragment: str,
+                     timeout: float = 10.0) -> logging.LogRecord | None:
+    """The server logs from its request thread; give it time to get there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in caplog.records:
+            if record.name == "monitor.replay_server" and fragment in record.getMessage():
+                return record
+        time.sleep(0.02)
+    return None
+
+
+def test_client_hanging_up_mid_answer_is_logged_at_debug_not_printed(
+    corpus: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="monitor.replay_server")
+    with start_replay_server(corpus, faults="slow@1", slow_seconds=0.5, rate_limit=None) as srv:
+        sock = socket.create_connection((srv.host, srv.port), timeout=5)
+        try:
+            sock.sendall(b"GET /entrez/eutils/esearch.fcgi?db=pubmed&term=x HTTP/1.1\r\n"
+                         b"Host: 127.0.0.1\r\n\r\n")
+            deadline = time.monotonic() + 10
+            while srv.stats.faults.get("slow", 0) < 1:  # the server is now holding the answer
+                assert time.monotonic() < deadline, "the request never reached the server"
+                time.sleep(0.01)
+            # SO_LINGER 0: close() sends RST, so the server's write of the held answer fails
+            # with a reset/broken pipe (a plain FIN could let the first write through).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        finally:
+            sock.close()
+        record = _wait_for_record(caplog, "disconnected mid-request")
+    err = capsys.readouterr().err
+    assert err == "", err  # socketserver's default prints a traceback here
+    assert record is not None, [r.getMessage() for r in caplog.records]
+    assert record.levelno == logging.DEBUG and record.exc_info is None
+    assert "127.0.0.1" in record.getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_unexpected_handler_error_is_logged_with_traceback_not_printed(
+    corpus: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad Content-Length makes the handler raise ValueError: a server bug, so ERROR."""
+    caplog.set_level(logging.DEBUG, logger="monitor.replay_server")
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        with socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+            sock.sendall(b"POST /entrez/eutils/esearch.fcgi HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Length: abc\r\n\r\n")
+            assert sock.recv(1024) == b""  # the server drops the connection
+        record = _wait_for_record(caplog, "unexpected error while answering")
+    err = capsys.readouterr().err
+    assert err == "", err
+    assert record is not None, [r.getMessage() for r in caplog.records]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert record.exc_info[0] is ValueError
 
 
 def test_bad_directory_is_a_clear_error(tmp_path: Path) -> None:

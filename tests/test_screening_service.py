@@ -251,17 +251,11 @@ def test_screen_refuses_to_run_twice_at_once(ctx, corpus) -> None:
 
 
 def test_cli_screen_runs_on_an_empty_database(settings, db_url: str) -> None:
-    import os
-    import subprocess
-    import sys
+    from conftest import cli_env, run_cli
 
-    from conftest import ROOT
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
-    env.update({"MMLR_DATA_DIR": str(settings.data_dir), "MMLR_DATABASE_URL": db_url})
+    env = cli_env(MMLR_DATA_DIR=str(settings.data_dir), MMLR_DATABASE_URL=db_url)
     for _ in range(2):
-        proc = subprocess.run([sys.executable, "-m", "monitor.cli", "screen"], env=env,
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        proc = run_cli("screen", env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip().startswith("model v1 (keyword prior)")
         assert "scored 0 / flagged 0" in proc.stdout

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, cli_env, run_cli
 
 from store.errors import ConfigError
 from store.settings import Settings, load_settings, parse_smtp_url
@@ -85,13 +83,9 @@ def test_production_refuses_missing_or_placeholder_secret(tmp_path: Path, key: s
     assert not (tmp_path / "secret_key").exists()
 
 
-def test_readme_settings_table_is_generated_from_the_settings() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "config", "--markdown"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
+def test_readme_settings_table_is_generated_from_the_settings(tmp_path: Path) -> None:
+    out = run_cli(
+        "config", "--markdown", env=cli_env(MMLR_DATA_DIR=str(tmp_path / "data")), check=True
     ).stdout
     readme = (ROOT / "README.md").read_text()
     table = re.search(

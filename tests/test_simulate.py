@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import assert_one_line_error, cli_env, run_cli
 
 from screening.metrics import order_metrics, records_to_recall
 from screening.simulate import load_dataset, simulate
@@ -117,10 +115,8 @@ def test_too_few_includes_and_unreadable_files(tmp_path: Path) -> None:
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLR_")}
-    env["MMLR_DATA_DIR"] = str(tmp_path / "data")
-    return subprocess.run([sys.executable, "-m", "monitor.cli", "simulate", *args],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    return run_cli("simulate", *args, env=cli_env(MMLR_DATA_DIR=str(tmp_path / "data")),
+                   timeout=300)
 
 
 def test_cli_json_and_error(screening_dir: Path, tmp_path: Path) -> None:
@@ -132,7 +128,4 @@ def test_cli_json_and_error(screening_dir: Path, tmp_path: Path) -> None:
     assert out == {**simulate(path, seed=1).to_json(), "seconds": out["seconds"]}
     bad = _write(tmp_path / "bad.csv", "record_id,title\n1,a\n")
     proc = _cli(tmp_path, str(bad))
-    assert proc.returncode == 1
-    lines = [x for x in proc.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mmlr: error: ")
-    assert "bad.csv" in lines[0] and "label_included" in lines[0]
+    assert_one_line_error(proc, "bad.csv", "label_included")
