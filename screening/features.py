@@ -52,6 +52,8 @@ class Extractor(Protocol):
 
     def transform(self, docs: Sequence[Document]) -> sp.csr_matrix: ...
 
+    def fit_transform(self, docs: Sequence[Document]) -> sp.csr_matrix: ...
+
 
 def _texts(docs: Iterable[Document]) -> list[str]:
     return [d.text for d in docs]
@@ -91,12 +93,58 @@ class _Tfidf:
             return sp.csr_matrix((len(docs), 0))
         return sp.csr_matrix(self.vectorizer.transform(self._view(docs)))
 
+    def fit_transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
+        # One pass over the texts instead of two (tokenising dominates feature time).
+        try:
+            matrix = self.vectorizer.fit_transform(self._view(docs))
+        except ValueError:  # empty vocabulary, as in fit()
+            self.fitted = False
+            return sp.csr_matrix((len(docs), 0))
+        self.fitted = True
+        return sp.csr_matrix(matrix)
+
 
 @FEATURES.register("word_tfidf", doc="word uni- and bigram TF-IDF of title and abstract")
 def word_tfidf(ngram_max: int = 2, min_df: int = 1, max_df: float = 0.95,
                stop_words: str | None = None) -> _Tfidf:
     return _Tfidf("text", ngram_range=(1, ngram_max), sublinear_tf=True, min_df=min_df,
                   max_df=max_df, stop_words=stop_words, strip_accents="unicode")
+
+
+class TextAndTerms:
+    """Analyzer of ``text_terms_tfidf``: the word n-grams of title and abstract, then the
+    controlled terms, in one token stream. A class (not a closure) so fitted models pickle;
+    the word analyzer is rebuilt after unpickling rather than stored."""
+
+    def __init__(self, ngram_max: int = 2, stop_words: str | None = None,
+                 strip_accents: str | None = "unicode") -> None:
+        self.params = {"ngram_range": (1, ngram_max), "stop_words": stop_words,
+                       "strip_accents": strip_accents}
+        self._words: Any = None
+
+    def __call__(self, doc: Document) -> list[str]:
+        if self._words is None:
+            self._words = TfidfVectorizer(**self.params).build_analyzer()
+        return [*self._words(doc.text), *doc.terms()]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"params": self.params}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.params, self._words = state["params"], None
+
+
+@FEATURES.register("text_terms_tfidf", doc="word uni- and bigrams of title and abstract plus "
+                   "MeSH, keywords, publication types and journal, as one TF-IDF vocabulary")
+def text_terms_tfidf(ngram_max: int = 2, min_df: int = 1, max_df: float = 0.95,
+                     stop_words: str | None = None) -> _Tfidf:
+    # Why one vocabulary rather than a separate ``terms`` block: a record has ~15 controlled
+    # terms against ~250 word n-grams, so in one L2-normalised vector each term weighs about
+    # as much as a word; as a block of its own (weight 0.5) the terms carried a fifth of the
+    # vector and cost up to 0.1 WSS@95 where MeSH is shared by includes and excludes
+    # (docs/benchmarks.md, Screening, third round).
+    return _Tfidf("doc", analyzer=TextAndTerms(ngram_max, stop_words), sublinear_tf=True,
+                  min_df=min_df, max_df=max_df)
 
 
 @FEATURES.register("char_tfidf", doc="character 3-5-gram TF-IDF of title and abstract")
@@ -140,6 +188,9 @@ class _DesignCues:
     def fit(self, docs: Sequence[Document]) -> _DesignCues:
         return self
 
+    def fit_transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
+        return self.transform(docs)
+
     def transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
         rows = []
         for d in docs:
@@ -180,4 +231,7 @@ class FeatureSet:
         return sp.csr_matrix(sp.hstack(blocks, format="csr"))
 
     def fit_transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
-        return self.fit(docs).transform(docs)
+        blocks = []
+        for _, weight, ext in self.extractors:
+            blocks.append(ext.fit_transform(docs) * weight)
+        return sp.csr_matrix(sp.hstack(blocks, format="csr"))

@@ -64,7 +64,10 @@ class _Linear:
 
 
 @CLASSIFIERS.register("svm", doc="linear SVM (squared hinge) with include-favouring weights")
-def svm(C: float = 0.1, ratio: float = 10.0, seed: int = 0) -> _Linear:
+def svm(C: float = 0.11, ratio: float = 9.8, seed: int = 0) -> _Linear:
+    # ELAS u4's values (ASReview 2+, tuned on SYNERGY): on records without controlled terms
+    # our default model then ranks exactly as ELAS u4 does, so the terms are the only
+    # difference the benchmark measures.
     return _Linear(LinearSVC(C=C, loss="squared_hinge", random_state=seed, max_iter=5000), ratio)
 
 

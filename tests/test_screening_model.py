@@ -68,6 +68,31 @@ def test_feature_blocks_include_mesh_terms_and_design_cues() -> None:
     assert empty.transform([Document(title="y")]).shape == (1, 0)
 
 
+def test_default_features_put_words_and_controlled_terms_in_one_vocabulary() -> None:
+    docs, _ = _toy()
+    fs = FeatureSet.from_config(ScreeningConfig().features)
+    X = fs.fit_transform(docs)
+    vocab = fs.extractors[0][2].vectorizer.vocabulary_
+    assert {"lenalidomide maintenance", "mesh:multiple myeloma", "pt:case reports"} <= set(vocab)
+    # One L2-normalised vector per record: a term weighs like a word, not like a whole block.
+    assert np.allclose(np.sqrt(X.multiply(X).sum(axis=1)).A1, 1.0)
+    # Same fit and transform in one pass as in two.
+    again = FeatureSet.from_config(ScreeningConfig().features).fit(docs).transform(docs)
+    assert (abs(X - again) > 1e-12).nnz == 0
+
+
+def test_without_controlled_terms_the_default_features_equal_word_tfidf() -> None:
+    # This is what makes the default model rank exactly as ELAS u4 on data without MeSH
+    # (docs/benchmarks.md): the terms add tokens, they change nothing else.
+    docs = [Document(title=d.title, abstract=d.abstract) for d in _toy()[0]]
+    docs[0] = Document(title="Café-au-lait spots", abstract="Naïve patients")
+    ours = FeatureSet.from_config(ScreeningConfig().features).fit_transform(docs)
+    words = FeatureSet.from_config(
+        [{"name": "word_tfidf", "params": {"stop_words": None}}]).fit_transform(docs)
+    assert ours.shape == words.shape
+    assert abs(ours - words).max() < 1e-12
+
+
 def test_calibrate_threshold_keeps_the_target_share_of_includes() -> None:
     scores = np.asarray([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
     y = np.asarray([1, 1, 0, 1, 0, 1, 0, 0, 1, 0])
