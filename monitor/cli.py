@@ -215,6 +215,22 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_users_password(args: argparse.Namespace, settings: Settings) -> int:
+    from screening.web.auth import reset_password
+
+    ctx = _context(settings)
+    try:
+        with ctx.sessions() as session:
+            password = reset_password(session, args.email, password=args.password)
+            session.commit()
+    finally:
+        ctx.dispose()
+    print(f"password of {args.email} changed; their sessions are logged out")
+    if password and not args.password:
+        print(f"password (shown once): {password}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     from store.settings import settings_table
 
@@ -321,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--role", choices=["admin", "curator", "viewer"], required=True)
     pa.add_argument("--password", default=None, help="default: generated and printed once")
     pa.set_defaults(func=cmd_users)
+    pp = usub.add_parser("password", help="set a user's password; ends their sessions")
+    pp.add_argument("email")
+    pp.add_argument("--password", default=None, help="default: generated and printed once")
+    pp.set_defaults(func=cmd_users_password)
 
     p = sub.add_parser("config", help="list every setting with its default")
     p.add_argument("--markdown", action="store_true")

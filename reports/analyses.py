@@ -9,7 +9,8 @@ plain :class:`Candidate` rows (no database here, so the rules are tested on thei
 1. the trial's pooled drug (``Trial.drug``) is the analysis' drug; the estimate's endpoint is
    accepted (PFS analyses accept PFS, EFS and TTP, the latter two flagged ``efs_ttp``); the
    estimate's setting matches (``all`` accepts post_asct, non_transplant and mixed);
-2. only verified estimates count (``Estimate.verified``);
+2. only verified estimates count (``Estimate.verified``), and never a withdrawn one
+   (``Estimate.withdrawn_at``: retracted by a curator or replaced by a correction);
 3. strategy trials (``Trial.is_strategy``: induction differs too) are left out of the primary
    analysis and included in its ``with_strategy`` sensitivity twin;
 4. multi-arm trials contribute one comparison: the comparison of the trial's first entered
@@ -105,6 +106,7 @@ class Candidate:
     ci_high: float | None = None
     method: str = "reported_ci"
     approximate: bool = False
+    withdrawn: bool = False
 
     @property
     def cut_date(self) -> date | None:
@@ -143,7 +145,9 @@ def select_inputs(analysis: Analysis, candidates: Iterable[Candidate]) -> Select
     for c in candidates:
         if not analysis.accepts(c):
             continue
-        if not c.verified:
+        if c.withdrawn:
+            dropped.append((c, "withdrawn"))
+        elif not c.verified:
             dropped.append((c, "not verified"))
         elif c.is_strategy and not analysis.include_strategy:
             dropped.append((c, "strategy trial (sensitivity analysis only)"))
@@ -203,7 +207,7 @@ def default_analyses(candidates: Iterable[Candidate]) -> list[Analysis]:
     extra: set[Analysis] = set()
     strategy: set[Analysis] = set()
     for c in candidates:
-        if not c.verified:
+        if not c.verified or c.withdrawn:
             continue
         endpoint = next((e for e, accepted in ENDPOINTS.items()
                          if c.endpoint.upper() in accepted), None)

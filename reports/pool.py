@@ -162,7 +162,7 @@ def load_candidates(session: Session) -> list[Candidate]:
             report_year=report.year if report else None,
             pmid=report.pmid if report else None,
             hr=est.hr, ci_low=est.ci_low, ci_high=est.ci_high, method=est.method,
-            approximate=est.approximate,
+            approximate=est.approximate, withdrawn=est.withdrawn_at is not None,
         ))
     return out
 

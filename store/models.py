@@ -187,6 +187,9 @@ class User(SQLModel, table=True):
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
     last_login_at: datetime | None = None
+    # Sessions are signed cookies (nothing server-side to delete): each one carries the version
+    # it was issued under, and a password change bumps it, so older cookies stop working.
+    session_version: int = 0
 
 
 class Decision(SQLModel, table=True):
@@ -272,6 +275,12 @@ class Estimate(SQLModel, table=True):
     notes: str | None = _text()
     created_by: int | None = Field(default=None, foreign_key="users.id")
     created_at: datetime = Field(default_factory=utcnow)
+    # Numbers that may have been pooled are never edited in place: a correction is a new row
+    # pointing at the one it replaces, and the old row is withdrawn (kept, out of analyses).
+    withdrawn_at: datetime | None = None
+    withdrawn_by: int | None = Field(default=None, foreign_key="users.id")
+    withdrawn_reason: str | None = _text()
+    supersedes_id: int | None = Field(default=None, foreign_key="estimates.id")
 
 
 class PooledResult(SQLModel, table=True):

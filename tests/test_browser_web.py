@@ -156,6 +156,36 @@ def test_curator_screens_and_extracts(app: Any, users: dict[str, str], records: 
     assert page.locator("#hr-error").inner_text() == "HR must be greater than 0"
     assert page.locator("form.extraction-form #ci_low").input_value() == "0.4"
     _shot(page, tmp_path, "trial-error")
+
+    # a correction is a new, unverified estimate; the old one stays, struck through
+    page.locator(f"#estimate-{estimate.id}").get_by_role("link", name="Correct").click()
+    page.wait_for_url(f"{server}/estimates/{estimate.id}/edit")
+    form = page.locator("form.extraction-form")
+    assert form.get_by_label("HR", exact=True).input_value() == "0.5"
+    assert form.get_by_label("Orientation of the numbers entered").input_value() \
+        == "maint_vs_control"
+    form.get_by_label("95% CI upper").fill("0.63")
+    form.get_by_label("Why the correction (optional)").fill("upper limit <rounded>")
+    form.get_by_role("button", name="Save correction").click()
+    page.locator(".flash", has_text="corrected by estimate").wait_for()
+    old_row = page.locator(f"#estimate-{estimate.id}")
+    assert "withdrawn" in (old_row.get_attribute("class") or "")
+    assert old_row.locator("td.hr").evaluate(
+        "e => getComputedStyle(e).textDecorationLine") == "line-through"
+    assert old_row.locator(".withdrawn-reason").inner_text().endswith(": upper limit <rounded>")
+    new_row = page.locator("tr.estimate-row:not(.withdrawn)")
+    assert new_row.locator("td.verified").inner_text().startswith("no")
+    # ... and the correction can be withdrawn in turn, with a reason
+    new_row.locator("summary", has_text="Withdraw").click()
+    new_row.get_by_label("Reason", exact=True).fill("duplicate entry")
+    new_row.get_by_role("button", name="Withdraw estimate").click()
+    page.locator(".flash", has_text="no longer enters any analysis").wait_for()
+    assert page.locator("tr.estimate-row.withdrawn").count() == 2
+    _shot(page, tmp_path, "trial-corrected")
+    with db(app) as session:
+        rows = session.exec(select(Estimate).order_by(Estimate.id)).all()  # type: ignore[arg-type]
+        assert [r.withdrawn_at is not None for r in rows] == [True, True]
+        assert rows[1].supersedes_id == rows[0].id and rows[1].ci_high == pytest.approx(0.63)
     assert problems == []
 
 

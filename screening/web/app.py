@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from screening.web import (
+    routes_account,
     routes_admin,
     routes_api,
     routes_auth,
@@ -61,7 +62,7 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
     app.state.retrainer = Retrainer(context)
 
     install_error_handlers(app)
-    for module in (routes_auth, routes_records, routes_trials, routes_estimates,
+    for module in (routes_auth, routes_account, routes_records, routes_trials, routes_estimates,
                    routes_digests, routes_admin, routes_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -5,8 +5,12 @@ salt; verification is constant-time. API tokens are long random strings, so a pl
 of the token is enough to store them (there is nothing to brute-force), and a SHA-256 lets the
 token be looked up by an indexed equality query.
 
-The throttle counts failed logins per account in the audit log (``auth.login_failed``) rather
-than in process memory, so it holds across restarts and across several web instances.
+The throttle counts failed logins in the audit log (``auth.login_failed``) rather than in
+process memory, so it holds across restarts and across several web instances. It has two
+independent limits: per account (guessing one password) and per client address (spraying a
+few guesses over many accounts). The address is ``request.client.host``: behind a reverse proxy
+uvicorn already rewrites it from ``X-Forwarded-For``, but only for proxies listed in its
+``FORWARDED_ALLOW_IPS`` (default 127.0.0.1 and ::1), so a client cannot forge it with a header.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import logging
 import re
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from store.audit import audit
-from store.errors import AuthError, ValidationError
+from store.errors import AuthError, NotFoundError, ValidationError
 from store.models import AuditLog, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -33,7 +38,8 @@ _RANK = {role: i for i, role in enumerate(ROLES)}
 # scrypt cost: 2**14 x 8 uses 16 MiB and ~50 ms; OWASP's minimum for interactive logins.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
 MIN_PASSWORD_LENGTH = 8
-MAX_FAILED_LOGINS = 5
+MAX_FAILED_LOGINS = 5  # per account within THROTTLE_WINDOW
+MAX_FAILED_LOGINS_PER_CLIENT = 20  # per client address, across all accounts, same window
 THROTTLE_WINDOW = timedelta(minutes=15)
 TOKEN_PREFIX = "mmlr_"  # noqa: S105 - a public prefix, not a secret
 
@@ -45,9 +51,18 @@ _EMAIL = re.compile(
 
 
 class ThrottledError(AuthError):
-    """Too many failed logins for one account: HTTP 429 until the window has passed."""
+    """Too many failed logins for one account or from one address: HTTP 429 until the window
+    has passed."""
 
     http_status = 429
+
+
+class PasswordFieldError(ValidationError):
+    """A password-change form error; ``field`` names the form field at fault."""
+
+    def __init__(self, field: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
 
 
 # ----------------------------------------------------------------------------- passwords
@@ -154,34 +169,123 @@ def add_user(session: Session, email: str, *, role: str, password: str | None = 
     return password if generated else None
 
 
-def recent_failures(session: Session, email: str) -> int:
+def _failures_since() -> Any:
     since = utcnow() - THROTTLE_WINDOW
-    stmt = select(func.count()).select_from(AuditLog).where(
-        AuditLog.action == "auth.login_failed", AuditLog.object_id == email, AuditLog.at >= since)
+    return select(func.count()).select_from(AuditLog).where(
+        AuditLog.action == "auth.login_failed", AuditLog.at >= since)
+
+
+def recent_failures(session: Session, email: str) -> int:
+    stmt = _failures_since().where(AuditLog.object_id == email)
     return int(session.exec(stmt).one())
+
+
+def recent_client_failures(session: Session, client: str) -> int:
+    """Failed logins from ``client`` (any account) within the window; the address is in the
+    audit row's details (JSON: ``json_extract`` on SQLite, ``->>`` on PostgreSQL)."""
+    stmt = _failures_since().where(AuditLog.details["client"].as_string() == client)
+    return int(session.exec(stmt).one())
+
+
+def check_throttle(session: Session, email: str, client: str = "") -> None:
+    """Raise ThrottledError while the account or the client address has too many failures."""
+    hint = f"wait {int(THROTTLE_WINDOW.total_seconds() // 60)} minutes and try again"
+    if recent_failures(session, email) >= MAX_FAILED_LOGINS:
+        raise ThrottledError(f"too many failed logins for {email}", hint=hint)
+    # An unknown address (no peer information) cannot be told apart from others: skip it
+    # rather than lump every such request into one bucket that anyone could fill.
+    if client and recent_client_failures(session, client) >= MAX_FAILED_LOGINS_PER_CLIENT:
+        raise ThrottledError(f"too many failed logins from {client}", hint=hint)
+
+
+def record_failed_login(session: Session, email: str, client: str = "", **details: Any) -> None:
+    """Audit one failed login (the caller commits it even though the request fails)."""
+    audit(session, "auth.login_failed", actor=email or "anonymous", object_type="login",
+          object_id=email, client=client, **details)
+    log.info("failed login for %s from %s", email, client or "?")
 
 
 def authenticate(session: Session, email: str, password: str, *, client: str = "") -> User:
     """Return the active user with these credentials or raise AuthError / ThrottledError.
 
     Every failure is audited (and committed by the caller); the throttle refuses even a correct
-    password while the account has too many recent failures, so guessing cannot continue.
+    password while the account or the address has too many recent failures, so guessing cannot
+    continue.
     """
     address = normalise_email(email)
-    if recent_failures(session, address) >= MAX_FAILED_LOGINS:
-        raise ThrottledError(
-            f"too many failed logins for {address}",
-            hint=f"wait {int(THROTTLE_WINDOW.total_seconds() // 60)} minutes and try again",
-        )
+    check_throttle(session, address, client)
     user = session.exec(select(User).where(User.email == address)).first()
     ok = verify_password(password, user.password_hash if user else _DUMMY_HASH)
     if user is None or not ok or not user.active:
-        audit(session, "auth.login_failed", actor=address or "anonymous", object_type="login",
-              object_id=address, client=client)
-        log.info("failed login for %s from %s", address, client or "?")
+        record_failed_login(session, address, client)
         raise AuthError("wrong e-mail or password")
     user.last_login_at = utcnow()
     session.add(user)
     audit(session, "auth.login", actor=address, object_type="user", object_id=address,
           client=client)
     return user
+
+
+def set_password(session: Session, user: User, password: str, *, actor: str,
+                 client: str = "") -> None:
+    """Store a new password (policy-checked) and end every other session of the user.
+
+    Bumping ``session_version`` invalidates every cookie issued before; the caller re-stamps
+    the current session if it should survive. The caller commits.
+    """
+    check_password_strength(password)
+    user.password_hash = hash_password(password)
+    user.session_version = (user.session_version or 0) + 1
+    session.add(user)
+    audit(session, "auth.password_change", actor=actor, object_type="user",
+          object_id=user.email, client=client)
+    log.info("password of %s changed by %s", user.email, actor)
+
+
+def change_own_password(session: Session, user: User, *, current: str, new: str,
+                        confirm: str, client: str = "") -> None:
+    """The account page's password change; raises PasswordFieldError naming the bad field.
+
+    A wrong current password is audited as a failed login: otherwise a stolen session cookie
+    would be an unthrottled oracle for guessing the password. The caller commits (also on
+    that failure, so the audit row stays).
+    """
+    check_throttle(session, user.email, client)
+    if not current:
+        raise PasswordFieldError("current_password", "current password: enter it",
+                                 hint="type the password you log in with now")
+    if not verify_password(current, user.password_hash):
+        record_failed_login(session, user.email, client, via="password_change")
+        raise PasswordFieldError("current_password", "current password: it is wrong",
+                                 hint="type the password you log in with now")
+    try:
+        check_password_strength(new)
+    except ValidationError as exc:
+        raise PasswordFieldError("new_password", f"new password: {exc.message}",
+                                 hint=exc.hint) from None
+    if new == current:
+        raise PasswordFieldError("new_password",
+                                 "new password: it is the same as the current one",
+                                 hint="choose a different password")
+    if new != confirm:
+        raise PasswordFieldError("confirm_password",
+                                 "confirm password: it does not match the new password",
+                                 hint="type the new password twice, identically")
+    set_password(session, user, new, actor=user.email, client=client)
+
+
+def reset_password(session: Session, email: str, *, password: str | None = None,
+                   actor: str = "system") -> str | None:
+    """`mmlr users password`: set a user's password without the current one (whoever runs the
+    CLI already holds the database). Returns the generated password when none was given. The
+    user's sessions all end; the caller commits."""
+    address = normalise_email(email)
+    user = session.exec(select(User).where(User.email == address)).first()
+    if user is None:
+        raise NotFoundError(f"no user {address}", hint="list users on the admin page, or add "
+                            "one with `mmlr users add EMAIL --role ROLE`")
+    generated = password is None
+    if password is None:
+        password = generate_password()
+    set_password(session, user, password, actor=actor)
+    return password if generated else None

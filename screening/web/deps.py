@@ -18,6 +18,7 @@ from store.errors import AuthError, NotFoundError, PermissionDeniedError
 from store.models import User
 
 SESSION_USER_KEY = "uid"
+SESSION_VERSION_KEY = "sv"
 
 
 T = TypeVar("T")
@@ -48,15 +49,24 @@ DbSession = Annotated[Session, Depends(get_session)]
 
 def session_user(request: Request, session: Session) -> User | None:
     """The logged-in (cookie) user, re-read from the database on every request so that a
-    deactivation or role change takes effect at once."""
+    deactivation, role change or password change takes effect at once."""
     uid = request.session.get(SESSION_USER_KEY)
     if not isinstance(uid, int):
         return None
     user = session.get(User, uid)
-    if user is None or not user.active:
+    # A cookie issued before the user's last password change carries an older version.
+    if user is None or not user.active \
+            or request.session.get(SESSION_VERSION_KEY, 0) != (user.session_version or 0):
         request.session.pop(SESSION_USER_KEY, None)
+        request.session.pop(SESSION_VERSION_KEY, None)
         return None
     return user
+
+
+def start_session(request: Request, user: User) -> None:
+    """Log ``user`` in on this cookie, stamped with their current session version."""
+    request.session[SESSION_USER_KEY] = user.id
+    request.session[SESSION_VERSION_KEY] = user.session_version or 0
 
 
 def optional_user(request: Request, session: DbSession) -> User | None:

@@ -55,6 +55,9 @@ def estimate_json(e: Estimate) -> dict[str, Any]:
         "data_cut": e.data_cut.isoformat() if e.data_cut else None,
         "data_cut_label": e.data_cut_label, "n_maintenance": e.n_maintenance,
         "n_control": e.n_control, "events": e.events, "verified": e.verified,
+        "withdrawn_at": e.withdrawn_at.isoformat() if e.withdrawn_at else None,
+        "withdrawn_by": e.withdrawn_by, "withdrawn_reason": e.withdrawn_reason,
+        "supersedes_id": e.supersedes_id,
     }
 
 

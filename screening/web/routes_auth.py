@@ -7,14 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from screening.web.auth import ThrottledError, authenticate
+from screening.web.auth import THROTTLE_WINDOW, ThrottledError, authenticate
 from screening.web.csrf import csrf_protect, rotate_csrf_token
-from screening.web.deps import SESSION_USER_KEY, DbSession, flash, optional_user
+from screening.web.deps import DbSession, flash, optional_user, start_session
 from screening.web.templating import render
 from store.errors import AuthError
 from store.models import User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
+
+
+def retry_after() -> str:
+    """Seconds for the Retry-After header of a throttled request: the whole window (the
+    oldest counted failure may be younger, but saying less would invite early retries)."""
+    return str(int(THROTTLE_WINDOW.total_seconds()))
 
 
 def safe_next(target: str | None) -> str:
@@ -40,15 +46,17 @@ def login(request: Request, session: DbSession, email: Annotated[str, Form(max_l
     try:
         user = authenticate(session, email, password, client=client)
     except ThrottledError as exc:
-        return render(request, "login.html", {"error": exc.one_line(), "email": email,
+        page = render(request, "login.html", {"error": exc.one_line(), "email": email,
                                               "next": safe_next(next)}, status_code=429)
+        page.headers["Retry-After"] = retry_after()
+        return page
     except AuthError as exc:
         session.commit()  # keep the audited failure: it feeds the throttle
         return render(request, "login.html", {"error": exc.one_line(), "email": email,
                                               "next": safe_next(next)}, status_code=401)
     session.commit()
     request.session.clear()  # no state from before the login survives it
-    request.session[SESSION_USER_KEY] = user.id
+    start_session(request, user)
     rotate_csrf_token(request)
     return RedirectResponse(safe_next(next), status_code=303)
 

@@ -8,6 +8,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
+from screening.web.corrections import (
+    correct_estimate,
+    ensure_current,
+    form_values,
+    read_reason,
+    withdraw_estimate,
+)
 from screening.web.csrf import csrf_protect
 from screening.web.deps import Curator, DbSession, Viewer, flash, get_or_404
 from screening.web.extraction import (
@@ -22,7 +29,7 @@ from screening.web.extraction import (
 from screening.web.templating import render
 from screening.web.trials import REPORT_KINDS, add_report, create_trial
 from store.audit import audit
-from store.models import Estimate, Trial, TrialReport
+from store.models import Estimate, Trial, TrialReport, User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -42,8 +49,9 @@ def _trial(session: Session, trial_id: int) -> Trial:
 @router.get("/trials")
 def trials_page(request: Request, session: DbSession, user: Viewer) -> Response:
     trials = session.exec(select(Trial).order_by(col(Trial.drug), col(Trial.name))).all()
-    n_est = dict(session.exec(select(Estimate.trial_id, func.count()).group_by(
-        col(Estimate.trial_id))).all())
+    # Withdrawn estimates stay on the trial page (the trail) but are not counted as evidence.
+    n_est = dict(session.exec(select(Estimate.trial_id, func.count()).where(
+        col(Estimate.withdrawn_at).is_(None)).group_by(col(Estimate.trial_id))).all())
     n_rep = dict(session.exec(select(TrialReport.trial_id, func.count()).group_by(
         col(TrialReport.trial_id))).all())
     return render(request, "trials.html", {"trials": trials, "n_est": n_est, "n_rep": n_rep})
@@ -73,9 +81,15 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
                            .order_by(col(TrialReport.year), col(TrialReport.id))).all()
     estimates = session.exec(select(Estimate).where(Estimate.trial_id == trial.id).order_by(
         col(Estimate.endpoint), col(Estimate.data_cut), col(Estimate.id))).all()
+    user_ids = {e.withdrawn_by for e in estimates if e.withdrawn_by is not None}
+    emails = {u.id: u.email for u in session.exec(
+        select(User).where(col(User.id).in_(user_ids)))} if user_ids else {}
+    # the correcting estimate of each corrected one, for the link back and forth
+    corrected_by = {e.supersedes_id: e.id for e in estimates if e.supersedes_id is not None}
     context = {"trial": trial, "reports": reports, "estimates": estimates,
                "values": {"setting": trial.setting}, "errors": {}, "report_values": {},
-               "report_errors": {}, **CHOICES}
+               "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
+               "withdraw_errors": {}, "withdraw_values": {}, **CHOICES}
     context.update(extra)
     return render(request, "trial.html", context, status_code=status_code)
 
@@ -124,8 +138,8 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
 @router.post("/estimates/{estimate_id}/verify")
 def verify_estimate(request: Request, estimate_id: int, session: DbSession,
                     user: Curator) -> Response:
-    estimate = get_or_404(session, Estimate, estimate_id,
-                          missing=f"estimate {estimate_id} does not exist")
+    estimate = _estimate(session, estimate_id)
+    ensure_current(estimate)  # a withdrawn estimate stays exactly as it was
     estimate.verified = not estimate.verified
     estimate.verified_by = user.id if estimate.verified else None
     session.add(estimate)
@@ -135,3 +149,70 @@ def verify_estimate(request: Request, estimate_id: int, session: DbSession,
     state = "verified" if estimate.verified else "unverified"
     flash(request, f"Estimate {estimate.id} marked {state}.", "ok")
     return RedirectResponse(f"/trials/{estimate.trial_id}", status_code=303)
+
+
+def _estimate(session: Session, estimate_id: int) -> Estimate:
+    return get_or_404(session, Estimate, estimate_id,
+                      missing=f"estimate {estimate_id} does not exist")
+
+
+@router.post("/estimates/{estimate_id}/withdraw")
+async def withdraw(request: Request, estimate_id: int, session: DbSession,
+                   user: Curator) -> Response:
+    estimate = _estimate(session, estimate_id)
+    ensure_current(estimate)
+    data = await _form(request)
+    try:
+        reason = read_reason(data)
+    except FieldErrors as exc:
+        trial = _trial(session, estimate.trial_id)
+        return _trial_page(request, session, trial, status_code=400,
+                           withdraw_errors={estimate.id: exc.fields["reason"]},
+                           withdraw_values={estimate.id: data.get("reason", "")})
+    withdraw_estimate(session, estimate, reason=reason, user=user)
+    session.commit()
+    flash(request, f"Estimate {estimate.id} withdrawn: it no longer enters any analysis.", "ok")
+    return RedirectResponse(f"/trials/{estimate.trial_id}#estimate-{estimate.id}",
+                            status_code=303)
+
+
+def _edit_page(request: Request, session: Session, estimate: Estimate, values: dict[str, str],
+               errors: dict[str, str], *, status_code: int = 200) -> Response:
+    trial = _trial(session, estimate.trial_id)
+    reports = session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)
+                           .order_by(col(TrialReport.year), col(TrialReport.id))).all()
+    return render(request, "estimate_edit.html",
+                  {"trial": trial, "estimate": estimate, "reports": reports, "values": values,
+                   "errors": errors, **CHOICES}, status_code=status_code)
+
+
+@router.get("/estimates/{estimate_id}/edit")
+def edit_estimate_form(request: Request, estimate_id: int, session: DbSession,
+                       user: Curator) -> Response:
+    estimate = _estimate(session, estimate_id)
+    ensure_current(estimate)
+    return _edit_page(request, session, estimate, form_values(estimate), {})
+
+
+@router.post("/estimates/{estimate_id}/edit")
+async def edit_estimate(request: Request, estimate_id: int, session: DbSession,
+                        user: Curator) -> Response:
+    old = _estimate(session, estimate_id)
+    ensure_current(old)
+    trial = _trial(session, old.trial_id)
+    data = await _form(request)
+    data.pop("verified", None)  # a correction is verified later, by someone else
+    reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
+    try:
+        note = read_reason(data, "correction_note", required=False)
+        draft = parse_estimate(data, trial=trial, reports=reports)
+    except FieldErrors as exc:
+        return _edit_page(request, session, old, data, exc.fields, status_code=400)
+    new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
+    session.commit()
+    flash(request, f"Estimate {old.id} corrected by estimate {new.id} (HR {new.hr:.3g}); "
+                   f"estimate {old.id} is withdrawn. The correction is unverified until "
+                   "someone checks it.", "ok")
+    for warning in draft.warnings:
+        flash(request, f"Check: {warning}", "warn")
+    return RedirectResponse(f"/trials/{trial.id}#estimate-{new.id}", status_code=303)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 22:36:21.709587
+Create Date: 2026-11-25 02:20:18.340409
 """
 from alembic import op
 import sqlalchemy as sa
@@ -161,6 +161,7 @@ def upgrade() -> None:
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('last_login_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('session_version', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('users', schema=None) as batch_op:
@@ -341,10 +342,16 @@ def upgrade() -> None:
     sa.Column('notes', sa.Text(), nullable=True),
     sa.Column('created_by', sa.Integer(), nullable=True),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('withdrawn_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('withdrawn_by', sa.Integer(), nullable=True),
+    sa.Column('withdrawn_reason', sa.Text(), nullable=True),
+    sa.Column('supersedes_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['created_by'], ['users.id'], ),
     sa.ForeignKeyConstraint(['report_id'], ['trial_reports.id'], ),
+    sa.ForeignKeyConstraint(['supersedes_id'], ['estimates.id'], ),
     sa.ForeignKeyConstraint(['trial_id'], ['trials.id'], ),
     sa.ForeignKeyConstraint(['verified_by'], ['users.id'], ),
+    sa.ForeignKeyConstraint(['withdrawn_by'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('estimates', schema=None) as batch_op:

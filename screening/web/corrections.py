@@ -1,0 +1,132 @@
+"""Correcting and withdrawing estimates, with a trail.
+
+Numbers that may already have been pooled (and frozen in a snapshot or a digest) are never
+changed in place. A withdrawal keeps the row and says who, when and why; a correction is a new,
+unverified estimate whose ``supersedes_id`` points at the old one, which is withdrawn with the
+reason "corrected by estimate N". Analyses skip withdrawn estimates (``reports.analyses``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from screening.web.extraction import EstimateDraft, FieldErrors, save_estimate
+from store.audit import audit
+from store.errors import ValidationError
+from store.models import Estimate, Trial, User, utcnow
+
+REASON_MAX = 1000
+
+
+class EstimateWithdrawnError(ValidationError):
+    """The estimate was withdrawn already: it can be neither withdrawn again, corrected nor
+    verified (HTTP 409: the request conflicts with the estimate's state)."""
+
+    http_status = 409
+
+    def __init__(self, estimate: Estimate) -> None:
+        reason = f" ({estimate.withdrawn_reason})" if estimate.withdrawn_reason else ""
+        super().__init__(
+            f"estimate {estimate.id} was already withdrawn{reason}",
+            hint="withdrawn estimates stay on record as they were; "
+                 "enter a new estimate on the trial page instead",
+        )
+
+
+def ensure_current(estimate: Estimate) -> None:
+    """Raise EstimateWithdrawnError when ``estimate`` is withdrawn."""
+    if estimate.withdrawn_at is not None:
+        raise EstimateWithdrawnError(estimate)
+
+
+def read_reason(data: dict[str, Any], name: str = "reason", *, required: bool = True) -> str:
+    """The stripped reason text; FieldErrors naming ``name`` when missing or too long."""
+    text = " ".join(str(data.get(name) or "").split())
+    if required and not text:
+        raise FieldErrors({name: "is required: say why the estimate is withdrawn"})
+    if len(text) > REASON_MAX:
+        raise FieldErrors({name: f"is longer than {REASON_MAX} characters"})
+    return text
+
+
+def withdraw_estimate(session: Session, estimate: Estimate, *, reason: str, user: User,
+                      action: str = "estimate.withdraw", **details: Any) -> None:
+    """Mark ``estimate`` withdrawn (the caller commits).
+
+    The row is updated only while it is still current (a conditional UPDATE), so two curators
+    withdrawing or correcting the same estimate at once cannot both succeed.
+    """
+    ensure_current(estimate)
+    when = utcnow()
+    result = session.exec(
+        update(Estimate)
+        .where(col(Estimate.id) == estimate.id, col(Estimate.withdrawn_at).is_(None))
+        .values(withdrawn_at=when, withdrawn_by=user.id, withdrawn_reason=reason)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        session.refresh(estimate)
+        raise EstimateWithdrawnError(estimate)
+    session.refresh(estimate)
+    audit(session, action, actor=user.email, object_type="estimate", object_id=estimate.id,
+          reason=reason, trial_id=estimate.trial_id, endpoint=estimate.endpoint,
+          hr=estimate.hr, verified=estimate.verified, **details)
+
+
+def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: EstimateDraft,
+                     user: User, note: str = "") -> Estimate:
+    """Save ``draft`` as a new unverified estimate superseding ``old`` and withdraw ``old``
+    (the caller commits). Returns the new estimate."""
+    ensure_current(old)
+    values = dict(draft.values)
+    # A correction must be checked again by someone: whatever the form said, it starts
+    # unverified.
+    values["verified"] = False
+    values["supersedes_id"] = old.id
+    if not values.get("citation"):
+        values["citation"] = old.citation
+    new = save_estimate(session, trial=trial, draft=EstimateDraft(values, draft.warnings),
+                        user=user)
+    reason = f"corrected by estimate {new.id}" + (f": {note}" if note else "")
+    old_numbers = {"hr": old.hr, "ci_low": old.ci_low, "ci_high": old.ci_high,
+                   "se": old.se, "method": old.method, "verified": old.verified}
+    withdraw_estimate(session, old, reason=reason, user=user)
+    audit(session, "estimate.correct", actor=user.email, object_type="estimate",
+          object_id=new.id, supersedes=old.id, note=note or None, old=old_numbers,
+          new={"hr": new.hr, "ci_low": new.ci_low, "ci_high": new.ci_high, "se": new.se,
+               "method": new.method})
+    return new
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def form_values(estimate: Estimate) -> dict[str, str]:
+    """The extraction form's fields filled from a stored estimate.
+
+    The HR and CI are stored as maintenance vs control, so the orientation is that one.
+    Derivations (P value, O−E, medians) keep only their result, not their inputs: those
+    fields stay empty and the edit page says so.
+    """
+    values = {
+        "report_id": "" if estimate.report_id is None else str(estimate.report_id),
+        "endpoint": estimate.endpoint,
+        "setting": estimate.setting,
+        "comparison": estimate.comparison,
+        "method": estimate.method,
+        "orientation": "maint_vs_control",
+        "hr": _num(estimate.hr),
+        "ci_low": _num(estimate.ci_low),
+        "ci_high": _num(estimate.ci_high),
+        "data_cut": estimate.data_cut.isoformat() if estimate.data_cut else "",
+        "data_cut_label": estimate.data_cut_label or "",
+        "n_maintenance": "" if estimate.n_maintenance is None else str(estimate.n_maintenance),
+        "n_control": "" if estimate.n_control is None else str(estimate.n_control),
+        "events": "" if estimate.events is None else str(estimate.events),
+        "notes": estimate.notes or "",
+    }
+    return values
