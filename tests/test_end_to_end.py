@@ -162,15 +162,7 @@ def test_web_app_answers_health(demo_run) -> None:  # type: ignore[no-untyped-de
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(proc.communicate()[1]) from None
-                time.sleep(0.3)
+        r = _wait_for_health(proc, port)
         assert r.status_code == 200
         body = r.json()
         assert body["status"] == "ok" and body["database"] == "ok" and body["records"] >= 150
@@ -201,6 +193,21 @@ def _stop(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
         proc.kill()
         _, err = proc.communicate()
         raise AssertionError(f"did not stop on SIGTERM within {timeout}s:\n{err}") from None
+
+
+def _wait_for_health(proc: subprocess.Popen[str], port: int,
+                     timeout: float = 60) -> httpx.Response:
+    """The first answer of ``/api/health`` from the server ``proc`` started on ``port``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited: {proc.communicate()[1]}") from None
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no answer on port {port} in {timeout:.0f} s") from None
+            time.sleep(0.3)
 
 
 def _wait_for_line(proc: subprocess.Popen[str], fragment: str, timeout: float = 120) -> list[str]:
@@ -253,14 +260,7 @@ def test_readme_demo_command_serves_until_stopped(tmp_path: Path, db_url: str) -
     try:
         lines = _wait_for_line(proc, f"http://127.0.0.1:{port}/", timeout=300)
         assert any(line.startswith("digest: ") for line in lines)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.3)
+        health = _wait_for_health(proc, port)
         assert health.json()["status"] == "ok"
     finally:
         _, err = _stop(proc)

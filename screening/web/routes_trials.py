@@ -77,8 +77,7 @@ async def new_trial(request: Request, session: DbSession, user: Curator) -> Resp
 
 def _trial_page(request: Request, session: Session, trial: Trial, *, status_code: int = 200,
                 **extra: Any) -> Response:
-    reports = session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)
-                           .order_by(col(TrialReport.year), col(TrialReport.id))).all()
+    reports = _reports(session, trial)
     estimates = session.exec(select(Estimate).where(Estimate.trial_id == trial.id).order_by(
         col(Estimate.endpoint), col(Estimate.data_cut), col(Estimate.id))).all()
     user_ids = {e.withdrawn_by for e in estimates if e.withdrawn_by is not None}
@@ -119,7 +118,7 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
                              user: Curator) -> Response:
     trial = _trial(session, trial_id)
     data = await _form(request)
-    reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
+    reports = _reports(session, trial)
     try:
         draft = parse_estimate(data, trial=trial, reports=reports)
     except FieldErrors as exc:
@@ -151,6 +150,11 @@ def verify_estimate(request: Request, estimate_id: int, session: DbSession,
     return RedirectResponse(f"/trials/{estimate.trial_id}", status_code=303)
 
 
+def _reports(session: Session, trial: Trial) -> list[TrialReport]:
+    return list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)
+                             .order_by(col(TrialReport.year), col(TrialReport.id))))
+
+
 def _estimate(session: Session, estimate_id: int) -> Estimate:
     return get_or_404(session, Estimate, estimate_id,
                       missing=f"estimate {estimate_id} does not exist")
@@ -179,8 +183,7 @@ async def withdraw(request: Request, estimate_id: int, session: DbSession,
 def _edit_page(request: Request, session: Session, estimate: Estimate, values: dict[str, str],
                errors: dict[str, str], *, status_code: int = 200) -> Response:
     trial = _trial(session, estimate.trial_id)
-    reports = session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)
-                           .order_by(col(TrialReport.year), col(TrialReport.id))).all()
+    reports = _reports(session, trial)
     return render(request, "estimate_edit.html",
                   {"trial": trial, "estimate": estimate, "reports": reports, "values": values,
                    "errors": errors, **CHOICES}, status_code=status_code)
@@ -201,8 +204,7 @@ async def edit_estimate(request: Request, estimate_id: int, session: DbSession,
     ensure_current(old)
     trial = _trial(session, old.trial_id)
     data = await _form(request)
-    data.pop("verified", None)  # a correction is verified later, by someone else
-    reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
+    reports = _reports(session, trial)
     try:
         note = read_reason(data, "correction_note", required=False)
         draft = parse_estimate(data, trial=trial, reports=reports)
