@@ -221,13 +221,14 @@ def cmd_users_password(args: argparse.Namespace, settings: Settings) -> int:
     ctx = _context(settings)
     try:
         with ctx.sessions() as session:
-            password = reset_password(session, args.email, password=args.password)
+            reset = reset_password(session, args.email, password=args.password)
             session.commit()
     finally:
         ctx.dispose()
-    print(f"password of {args.email} changed; their sessions are logged out")
-    if password and not args.password:
-        print(f"password (shown once): {password}")
+    revoked = "; their API token was revoked" if reset.token_revoked else ""
+    print(f"password of {args.email} changed; their sessions are logged out{revoked}")
+    if reset.generated:
+        print(f"password (shown once): {reset.generated}")
     return 0
 
 
@@ -337,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--role", choices=["admin", "curator", "viewer"], required=True)
     pa.add_argument("--password", default=None, help="default: generated and printed once")
     pa.set_defaults(func=cmd_users)
-    pp = usub.add_parser("password", help="set a user's password; ends their sessions")
+    pp = usub.add_parser("password",
+                         help="set a user's password; ends their sessions, revokes their API token")
     pp.add_argument("email")
     pp.add_argument("--password", default=None, help="default: generated and printed once")
     pp.set_defaults(func=cmd_users_password)

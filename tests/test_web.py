@@ -155,7 +155,7 @@ def test_pages_need_login(client: TestClient, records: int) -> None:
         response = client.get(path)
         assert response.status_code == 401
         assert response.json() == {"error": "authentication required (send Authorization: "
-                                             "Bearer <token> (an admin can issue one))"}
+                                             "Bearer <token>; create one at /account)"}
 
 
 def test_login_logout_and_next(client: TestClient, users: dict[str, str]) -> None:
@@ -243,7 +243,9 @@ def test_every_form_route_refuses_a_missing_or_wrong_csrf_token(app: Any, users:
         assert session.exec(select(func.count()).select_from(Decision)).one() == 0
     # the JSON API's writes are not cookie-authenticated, so CSRF cannot reach them
     api = [p for _, p in routes if p.startswith("/api/")]
-    assert set(api) == {"/api/decisions", "/api/estimates"}
+    assert set(api) == {"/api/decisions", "/api/estimates",
+                        "/api/estimates/{estimate_id}/withdraw",
+                        "/api/estimates/{estimate_id}/correct"}
     assert admin.post("/api/decisions", json={"pmid": 90000002,
                                               "decision": "include"}).status_code == 401
 

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, func, select
 from test_web import PASSWORD, as_role, csrf_from, db, login
 
+from screening.web.auth import issue_api_token
 from store.models import (
     AuditLog,
     Delivery,
@@ -321,8 +322,12 @@ def test_admin_manages_users(app: Any, users: dict[str, str]) -> None:
     assert last.status_code == 400 and "is the last active admin" in last.text
     assert admin.post(f"/admin/users/{ids[users['admin']]}/active",
                       data={"active": "0", "csrf_token": token}).status_code == 400
-    # deactivation ends access
+    # deactivation ends access, the API token's included (revoked, and audited as such)
     viewer = as_role(app, users, "viewer")
+    with db(app) as session:
+        viewer_user = session.exec(select(User).where(User.email == users["viewer"])).one()
+        issue_api_token(session, viewer_user, actor=users["admin"])
+        session.commit()
     assert admin.post(f"/admin/users/{ids[users['viewer']]}/active",
                       data={"active": "0", "csrf_token": token},
                       follow_redirects=False).status_code == 303
@@ -334,6 +339,12 @@ def test_admin_manages_users(app: Any, users: dict[str, str]) -> None:
         assert roles[users["admin"]] == ("admin", True)
         actions = [a.action for a in session.exec(select(AuditLog))]
         assert {"user.add", "user.role", "user.deactivate"} <= set(actions)
+        deactivated = session.exec(select(User).where(User.email == users["viewer"])).one()
+        assert deactivated.api_token_hash is None
+        (revoked,) = session.exec(select(AuditLog).where(
+            AuditLog.action == "user.token_revoked")).all()
+        assert (revoked.actor, revoked.object_id) == (users["admin"], users["viewer"])
+        assert revoked.details == {"via": "deactivate"}
 
 
 def test_only_admins_reach_admin_pages(app: Any, users: dict[str, str]) -> None:

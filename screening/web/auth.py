@@ -20,6 +20,7 @@ import hmac
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -96,6 +97,15 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
+def password_or_generated(password: str | None) -> tuple[str, str | None]:
+    """The password to store, and the same again when it was generated (the caller shows it
+    once), else None: ``add_user`` and ``reset_password`` both take an optional password."""
+    if password is None:
+        generated = generate_password()
+        return generated, generated
+    return password, None
+
+
 def check_password_strength(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(
@@ -110,12 +120,32 @@ def hash_token(token: str) -> str:
 
 
 def issue_api_token(session: Session, user: User, *, actor: str) -> str:
-    """Give ``user`` a new API token (replacing any old one); the token is shown once."""
+    """Give ``user`` a new API token (replacing any old one); the token is shown once.
+
+    Only its hash is stored; the token itself is returned for the caller to show and is never
+    logged or audited. The caller commits.
+    """
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    replaced = user.api_token_hash is not None
     user.api_token_hash = hash_token(token)
     session.add(user)
-    audit(session, "user.token_issued", actor=actor, object_type="user", object_id=user.email)
+    audit(session, "user.token_issued", actor=actor, object_type="user", object_id=user.email,
+          replaced=replaced)
+    log.info("API token of %s issued by %s", user.email, actor)
     return token
+
+
+def revoke_api_token(session: Session, user: User, *, actor: str, **details: Any) -> bool:
+    """Remove ``user``'s API token; True when there was one (then audited as
+    ``user.token_revoked``), False when there was nothing to revoke. The caller commits."""
+    if user.api_token_hash is None:
+        return False
+    user.api_token_hash = None
+    session.add(user)
+    audit(session, "user.token_revoked", actor=actor, object_type="user", object_id=user.email,
+          **details)
+    log.info("API token of %s revoked by %s", user.email, actor)
+    return True
 
 
 def user_for_token(session: Session, token: str) -> User:
@@ -123,7 +153,8 @@ def user_for_token(session: Session, token: str) -> User:
         raise AuthError("the API token is malformed", hint="send Authorization: Bearer mmlr_…")
     user = session.exec(select(User).where(User.api_token_hash == hash_token(token))).first()
     if user is None or not user.active:
-        raise AuthError("the API token is not valid", hint="ask an admin to issue a new token")
+        raise AuthError("the API token is not valid",
+                        hint="create a new one on your account page, /account")
     return user
 
 
@@ -158,15 +189,13 @@ def add_user(session: Session, email: str, *, role: str, password: str | None = 
     if existing is not None:
         raise ValidationError(f"a user {address} already exists",
                               hint="change their role on the admin page instead")
-    generated = password is None
-    if password is None:
-        password = generate_password()
+    password, generated = password_or_generated(password)
     check_password_strength(password)
     session.add(User(email=address, role=role, password_hash=hash_password(password)))
     session.flush()
     audit(session, "user.add", actor=actor, object_type="user", object_id=address, role=role)
     log.info("user %s added with role %s", address, role)
-    return password if generated else None
+    return generated
 
 
 def _failures_since() -> Any:
@@ -227,11 +256,14 @@ def authenticate(session: Session, email: str, password: str, *, client: str = "
 
 
 def set_password(session: Session, user: User, password: str, *, actor: str,
-                 client: str = "") -> None:
-    """Store a new password (policy-checked) and end every other session of the user.
+                 client: str = "") -> bool:
+    """Store a new password (policy-checked), end every other session of the user and revoke
+    their API token; return True when there was a token to revoke.
 
     Bumping ``session_version`` invalidates every cookie issued before; the caller re-stamps
-    the current session if it should survive. The caller commits.
+    the current session if it should survive. The token goes too: a password change is what
+    a user does when they think the account is compromised, and a token issued under the old
+    password must not outlive it. The caller commits.
     """
     check_password_strength(password)
     user.password_hash = hash_password(password)
@@ -240,24 +272,37 @@ def set_password(session: Session, user: User, password: str, *, actor: str,
     audit(session, "auth.password_change", actor=actor, object_type="user",
           object_id=user.email, client=client)
     log.info("password of %s changed by %s", user.email, actor)
+    return revoke_api_token(session, user, actor=actor, via="password_change")
 
 
-def change_own_password(session: Session, user: User, *, current: str, new: str,
-                        confirm: str, client: str = "") -> None:
-    """The account page's password change; raises PasswordFieldError naming the bad field.
+def confirm_current_password(session: Session, user: User, current: str, *, client: str,
+                             via: str) -> None:
+    """Re-authenticate a logged-in user before a sensitive change (password, API token).
 
-    A wrong current password is audited as a failed login: otherwise a stolen session cookie
-    would be an unthrottled oracle for guessing the password. The caller commits (also on
-    that failure, so the audit row stays).
+    Throttled and audited like a login: a wrong password is recorded as a failed login, so a
+    stolen session cookie is neither an unthrottled password oracle nor enough on its own to
+    mint a long-lived credential. The caller commits, also on failure.
     """
     check_throttle(session, user.email, client)
     if not current:
         raise PasswordFieldError("current_password", "current password: enter it",
                                  hint="type the password you log in with now")
     if not verify_password(current, user.password_hash):
-        record_failed_login(session, user.email, client, via="password_change")
+        record_failed_login(session, user.email, client, via=via)
         raise PasswordFieldError("current_password", "current password: it is wrong",
                                  hint="type the password you log in with now")
+
+
+def change_own_password(session: Session, user: User, *, current: str, new: str,
+                        confirm: str, client: str = "") -> bool:
+    """The account page's password change; raises PasswordFieldError naming the bad field.
+    Returns True when the change also revoked the user's API token.
+
+    A wrong current password is audited as a failed login: otherwise a stolen session cookie
+    would be an unthrottled oracle for guessing the password. The caller commits (also on
+    that failure, so the audit row stays).
+    """
+    confirm_current_password(session, user, current, client=client, via="password_change")
     try:
         check_password_strength(new)
     except ValidationError as exc:
@@ -271,21 +316,28 @@ def change_own_password(session: Session, user: User, *, current: str, new: str,
         raise PasswordFieldError("confirm_password",
                                  "confirm password: it does not match the new password",
                                  hint="type the new password twice, identically")
-    set_password(session, user, new, actor=user.email, client=client)
+    return set_password(session, user, new, actor=user.email, client=client)
+
+
+@dataclass(frozen=True)
+class PasswordReset:
+    """What ``reset_password`` did: the generated password (None when one was given) and
+    whether an API token was revoked."""
+
+    generated: str | None
+    token_revoked: bool
 
 
 def reset_password(session: Session, email: str, *, password: str | None = None,
-                   actor: str = "system") -> str | None:
+                   actor: str = "system") -> PasswordReset:
     """`mmlr users password`: set a user's password without the current one (whoever runs the
-    CLI already holds the database). Returns the generated password when none was given. The
-    user's sessions all end; the caller commits."""
+    CLI already holds the database). The user's sessions all end and their API token is
+    revoked; the caller commits."""
     address = normalise_email(email)
     user = session.exec(select(User).where(User.email == address)).first()
     if user is None:
         raise NotFoundError(f"no user {address}", hint="list users on the admin page, or add "
                             "one with `mmlr users add EMAIL --role ROLE`")
-    generated = password is None
-    if password is None:
-        password = generate_password()
-    set_password(session, user, password, actor=actor)
-    return password if generated else None
+    password, generated = password_or_generated(password)
+    revoked = set_password(session, user, password, actor=actor)
+    return PasswordReset(generated=generated, token_revoked=revoked)

@@ -113,7 +113,7 @@ def require_api_reader(request: Request, session: DbSession) -> User:
     user = user_for_token(session, token) if token else session_user(request, session)
     if user is None:
         raise AuthError("authentication required",
-                        hint="send Authorization: Bearer <token> (an admin can issue one)")
+                        hint="send Authorization: Bearer <token>; create one at /account")
     request.state.user = user
     return user
 
@@ -123,7 +123,7 @@ def require_api_writer(request: Request, session: DbSession) -> User:
     token = _bearer(request)
     if not token:
         raise AuthError("write endpoints need an API token",
-                        hint="send Authorization: Bearer <token> (an admin can issue one)")
+                        hint="send Authorization: Bearer <token>; create one at /account")
     user = user_for_token(session, token)
     request.state.user = user
     if not has_role(user, "curator"):

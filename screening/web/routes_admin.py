@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
-from screening.web.auth import ROLES, add_user, check_role, issue_api_token
+from screening.web.auth import ROLES, add_user, check_role, issue_api_token, revoke_api_token
 from screening.web.csrf import csrf_protect
 from screening.web.deps import Admin, DbSession, flash, get_or_404
 from screening.web.templating import render
@@ -91,7 +91,8 @@ def set_active(request: Request, user_id: int, session: DbSession, admin: Admin,
     make_active = active == "1"
     if not make_active:
         _keep_an_admin(session, target)
-        target.api_token_hash = None  # a deactivated account's token dies with it
+        # a deactivated account's token dies with it (and the audit trail says so)
+        revoke_api_token(session, target, actor=admin.email, via="deactivate")
     target.active = make_active
     session.add(target)
     audit(session, "user.activate" if make_active else "user.deactivate", actor=admin.email,

@@ -2,6 +2,8 @@
 
 Reads accept a Bearer token or a logged-in browser session (any role); writes need a Bearer
 token of a curator or admin. Errors are ``{"error": "<one line>"}`` (see ``errors.py``).
+Withdrawing and correcting estimates call the same functions as the trial page
+(``corrections.py``), so the rules and messages are the same.
 """
 
 from __future__ import annotations
@@ -15,12 +17,18 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
+from screening.web.corrections import (
+    correct_estimate,
+    ensure_current,
+    read_reason,
+    withdraw_estimate,
+)
 from screening.web.decisions import DECISIONS, parse_pmid, parse_rank, record_decision
 from screening.web.deps import ApiReader, ApiWriter, DbSession, get_ctx, get_or_404
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.extraction import parse_estimate, save_estimate
 from store.errors import NotFoundError, ValidationError
-from store.models import PollRun, Record, Trial, TrialReport
+from store.models import Estimate, PollRun, Record, Trial, TrialReport
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
@@ -169,3 +177,64 @@ async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -
     session.commit()
     return JSONResponse(status_code=201,
                         content={**estimate_json(estimate), "warnings": draft.warnings})
+
+
+def _estimate(session: Session, estimate_id: int) -> Estimate:
+    return get_or_404(session, Estimate, estimate_id,
+                      missing=f"estimate {estimate_id} does not exist")
+
+
+def _text_field(data: dict[str, Any], name: str) -> None:
+    """Refuse a non-string ``name`` (read_reason would quietly turn 5 into "5")."""
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string")
+
+
+@router.post("/estimates/{estimate_id}/withdraw")
+async def post_withdraw(request: Request, estimate_id: int, session: DbSession,
+                        user: ApiWriter) -> JSONResponse:
+    """Withdraw an estimate with a reason: it stays on record and leaves every analysis."""
+    estimate = _estimate(session, estimate_id)
+    ensure_current(estimate)
+    data = await _json_object(request)
+    _text_field(data, "reason")
+    reason = read_reason(data)
+    withdraw_estimate(session, estimate, reason=reason, user=user)
+    session.commit()
+    return JSONResponse(content=estimate_json(estimate))
+
+
+def _same_trial(session: Session, data: dict[str, Any], trial: Trial) -> None:
+    """A correction stays on the corrected estimate's trial. A client may send the old
+    estimate's JSON back with new numbers (it carries ``trial_id``), so the same trial is
+    accepted; another one is refused rather than ignored."""
+    if data.get("trial_id") is None and data.get("trial") is None:
+        return
+    named = _find_trial(session, data)
+    if named.id != trial.id:
+        raise ValidationError(
+            f"trial: a correction stays on the trial of the estimate it corrects "
+            f"({trial.name}), not {named.name}",
+            hint="leave out trial and trial_id, or withdraw this estimate and post a new one "
+                 "to the other trial")
+
+
+@router.post("/estimates/{estimate_id}/correct", status_code=201)
+async def post_correction(request: Request, estimate_id: int, session: DbSession,
+                          user: ApiWriter) -> JSONResponse:
+    """Save a corrected copy of an estimate (unverified, ``supersedes_id`` set) and withdraw
+    the old one with the reason "corrected by estimate N[: correction_note]"."""
+    old = _estimate(session, estimate_id)
+    ensure_current(old)
+    trial = get_or_404(session, Trial, old.trial_id, missing=f"trial {old.trial_id} does not exist")
+    data = await _json_object(request)
+    _same_trial(session, data, trial)
+    _text_field(data, "correction_note")
+    reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
+    note = read_reason(data, "correction_note", required=False)
+    draft = parse_estimate(data, trial=trial, reports=reports)
+    new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
+    session.commit()
+    return JSONResponse(status_code=201,
+                        content={**estimate_json(new), "warnings": draft.warnings})

@@ -1,0 +1,268 @@
+"""Self-service API tokens on the account page, and their revocation by a password change (web
+and `mmlr users password`), over the real app and database (SQLite, or PostgreSQL with
+MMLR_TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+import pytest
+import test_web
+from fastapi.testclient import TestClient
+from sqlmodel import col, select
+from test_web import PASSWORD, as_role, csrf_from, db, login
+from test_web_account import NEW_PASSWORD, change
+
+from screening.web.auth import hash_token, issue_api_token, password_or_generated
+from store.models import AuditLog, Trial, User
+
+app = test_web.app
+client = test_web.client
+users = test_web.users
+
+_SECRET = re.compile(r'<code class="secret">(mmlr_[^<]+)</code>')
+
+
+def _user(app: Any, email: str) -> User:
+    with db(app) as session:
+        return session.exec(select(User).where(User.email == email)).one()
+
+
+def _audit(app: Any, action: str) -> list[AuditLog]:
+    with db(app) as session:
+        return list(session.exec(select(AuditLog).where(AuditLog.action == action)
+                                 .order_by(col(AuditLog.id))).all())
+
+
+def _create(browser: TestClient) -> str:
+    token = csrf_from(browser.get("/account").text)
+    page = browser.post("/account/token", data={"csrf_token": token,
+                                                 "current_password": PASSWORD})
+    assert page.status_code == 200, page.text
+    found = _SECRET.findall(page.text)
+    assert len(found) == 1, "the new token is shown exactly once"
+    return str(found[0])
+
+
+def _revoke(browser: TestClient) -> Any:
+    token = csrf_from(browser.get("/account").text)
+    return browser.post("/account/token/revoke", data={"csrf_token": token},
+                        follow_redirects=False)
+
+
+def _reads(app: Any, token: str) -> int:
+    response = TestClient(app).get("/api/trials", headers={"Authorization": f"Bearer {token}"})
+    return response.status_code
+
+
+# ----------------------------------------------------------------------------- helper
+def test_password_or_generated() -> None:
+    password, generated = password_or_generated(None)
+    assert generated == password and len(password) >= 12
+    assert password_or_generated(None)[0] != password  # random each time
+    assert password_or_generated("given one") == ("given one", None)
+
+
+# ----------------------------------------------------------------------------- create
+def test_create_shows_the_token_once_and_it_works_as_bearer(
+        app: Any, users: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    email = users["curator"]
+    curator = as_role(app, users, "curator")
+    page = curator.get("/account").text
+    assert "You have no API token." in page and "Create API token" in page
+    assert 'action="/account/token/revoke"' not in page
+
+    token = _create(curator)
+    assert token.startswith("mmlr_") and len(token) > 40
+    headers = {"Authorization": f"Bearer {token}"}
+    api = TestClient(app)
+    assert api.get("/api/trials", headers=headers).status_code == 200
+    with db(app) as session:  # a curator's token writes too
+        session.add(Trial(name="TOKEN-TRIAL", drug="lenalidomide", setting="post_asct"))
+        session.commit()
+    wrote = api.post("/api/estimates", headers=headers, json={
+        "trial": "TOKEN-TRIAL", "endpoint": "PFS", "hr": 0.5, "ci_low": 0.4, "ci_high": 0.625})
+    assert wrote.status_code == 201, wrote.text
+
+    # shown once: the next visit says a token exists but never shows it or its hash
+    again = curator.get("/account")
+    assert again.headers["cache-control"] == "no-store"
+    stored = _user(app, email).api_token_hash
+    assert stored == hash_token(token)
+    assert token not in again.text and stored not in again.text
+    assert "You have an API token, issued" in again.text
+    assert "Replace API token" in again.text and 'action="/account/token/revoke"' in again.text
+
+    (row,) = _audit(app, "user.token_issued")
+    assert (row.actor, row.object_id) == (email, email)
+    assert row.details == {"replaced": False}
+    with db(app) as session:
+        everything = json.dumps([r.details for r in session.exec(select(AuditLog)).all()])
+    assert token not in everything and stored not in everything
+    assert token not in caplog.text
+
+
+def test_a_viewer_token_reads_but_does_not_write(app: Any, users: dict[str, str]) -> None:
+    viewer = as_role(app, users, "viewer")
+    assert "writing needs the curator role" in viewer.get("/account").text
+    token = _create(viewer)
+    headers = {"Authorization": f"Bearer {token}"}
+    api = TestClient(app, raise_server_exceptions=False)
+    assert api.get("/api/trials", headers=headers).status_code == 200
+    refused = api.post("/api/decisions", headers=headers,
+                       json={"pmid": 1, "decision": "include"})
+    assert refused.status_code == 403
+    assert refused.json()["error"].startswith("viewer@example.org is a viewer")
+
+
+def test_account_page_names_an_admin_who_issued_the_token(app: Any,
+                                                          users: dict[str, str]) -> None:
+    with db(app) as session:
+        user = session.exec(select(User).where(User.email == users["curator"])).one()
+        issue_api_token(session, user, actor=users["admin"])
+        session.commit()
+    page = as_role(app, users, "curator").get("/account").text
+    assert f"by {users['admin']}" in page and "You have an API token" in page
+
+
+# ----------------------------------------------------------------------------- rotate/revoke
+def test_rotating_makes_the_old_token_fail(app: Any, users: dict[str, str]) -> None:
+    curator = as_role(app, users, "curator")
+    first = _create(curator)
+    second = _create(curator)
+    assert first != second
+    assert _reads(app, first) == 401
+    assert _reads(app, second) == 200
+    rows = _audit(app, "user.token_issued")
+    assert [r.details["replaced"] for r in rows] == [False, True]
+    assert {r.actor for r in rows} == {users["curator"]}
+
+
+def test_revoking_makes_the_token_fail(app: Any, users: dict[str, str]) -> None:
+    email = users["curator"]
+    curator = as_role(app, users, "curator")
+    token = _create(curator)
+    assert _reads(app, token) == 200
+    response = _revoke(curator)
+    assert response.status_code == 303 and response.headers["location"] == "/account"
+    page = curator.get("/account").text
+    assert "Your API token was revoked: it no longer works." in page
+    assert "You have no API token." in page
+    assert _reads(app, token) == 401
+    assert _user(app, email).api_token_hash is None
+    (row,) = _audit(app, "user.token_revoked")
+    assert (row.actor, row.object_id) == (email, email)
+
+    # nothing left to revoke: said so, not audited again
+    assert _revoke(curator).status_code == 303
+    assert "You have no API token, so there was nothing to revoke." in \
+        curator.get("/account").text
+    assert len(_audit(app, "user.token_revoked")) == 1
+
+
+def test_token_forms_need_the_csrf_token(app: Any, users: dict[str, str]) -> None:
+    email = users["curator"]
+    curator = as_role(app, users, "curator")
+    token = _create(curator)
+    for path in ("/account/token", "/account/token/revoke"):
+        for data in ({}, {"csrf_token": "x" * 43}):
+            response = curator.post(path, data=data, follow_redirects=False)
+            assert response.status_code == 403, path
+            assert "security token is missing or does not match" in response.text
+            assert not _SECRET.search(response.text)
+    assert _user(app, email).api_token_hash == hash_token(token)
+    assert _reads(app, token) == 200
+    assert len(_audit(app, "user.token_issued")) == 1 and _audit(app, "user.token_revoked") == []
+
+
+def test_token_forms_need_a_login(client: TestClient, users: dict[str, str]) -> None:
+    page = client.get("/account", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=%2Faccount"
+    token = csrf_from(client.get("/login").text)  # a valid CSRF token, but nobody logged in
+    for path in ("/account/token", "/account/token/revoke"):
+        response = client.post(path, data={"csrf_token": token}, follow_redirects=False)
+        assert response.status_code == 401 and "please log in" in response.text
+        assert not _SECRET.search(response.text)
+    assert _audit(app=client.app, action="user.token_issued") == []
+    with db(client.app) as session:
+        assert all(u.api_token_hash is None for u in session.exec(select(User)).all())
+
+
+def test_creating_a_token_asks_for_the_password_again(app: Any, users: dict[str, str]) -> None:
+    """A stolen session cookie alone must not mint a credential that outlives the session."""
+    email = users["curator"]
+    curator = as_role(app, users, "curator")
+    for password, message in (("", "current password: enter it"),
+                              ("wrong password!", "current password: it is wrong")):
+        csrf = csrf_from(curator.get("/account").text)
+        page = curator.post("/account/token",
+                            data={"csrf_token": csrf, "current_password": password})
+        assert page.status_code == 400 and message in page.text
+        assert 'id="token_password" name="current_password" type="password" ' \
+            'autocomplete="current-password" required aria-invalid="true"' in page.text
+        assert not _SECRET.search(page.text)
+    assert _user(app, email).api_token_hash is None
+    assert _audit(app, "user.token_issued") == []
+    failed = _audit(app, "auth.login_failed")
+    assert [r.details.get("via") for r in failed if r.object_id == email] == ["token_create"]
+
+
+# ----------------------------------------------------------------------------- password change
+def test_password_change_revokes_the_token_and_says_so(app: Any, users: dict[str, str]) -> None:
+    email = users["curator"]
+    curator = as_role(app, users, "curator")
+    token = _create(curator)
+    response = change(curator, PASSWORD, NEW_PASSWORD, NEW_PASSWORD)
+    assert response.status_code == 303
+    page = curator.get("/account").text
+    assert ("Your password was changed; your other sessions are logged out and your API "
+            "token was revoked.") in page
+    assert "You have no API token." in page
+    assert _reads(app, token) == 401
+    (row,) = _audit(app, "user.token_revoked")
+    assert (row.actor, row.object_id) == (email, email)
+    assert row.details == {"via": "password_change"}
+
+    # without a token the message does not mention one
+    assert change(curator, NEW_PASSWORD, PASSWORD, PASSWORD).status_code == 303
+    page = curator.get("/account").text
+    assert "Your password was changed; your other sessions are logged out." in page
+    assert "token was revoked" not in page
+    assert len(_audit(app, "user.token_revoked")) == 1
+
+
+def test_a_refused_password_change_keeps_the_token(app: Any, users: dict[str, str]) -> None:
+    curator = as_role(app, users, "curator")
+    token = _create(curator)
+    assert change(curator, "wrong password!", NEW_PASSWORD, NEW_PASSWORD).status_code == 400
+    assert _reads(app, token) == 200
+    assert _audit(app, "user.token_revoked") == []
+
+
+def test_cli_password_reset_revokes_the_token(app: Any, users: dict[str, str], settings: Any,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor import cli
+
+    monkeypatch.setenv("MMLR_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("MMLR_DATA_DIR", str(settings.data_dir))
+    email = users["viewer"]
+    token = _create(as_role(app, users, "viewer"))
+    assert cli.main(["users", "password", email, "--password", NEW_PASSWORD]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == (f"password of {email} changed; their sessions are logged out; "
+                           "their API token was revoked")
+    assert _reads(app, token) == 401
+    (row,) = _audit(app, "user.token_revoked")
+    assert (row.actor, row.object_id, row.details) == ("system", email,
+                                                       {"via": "password_change"})
+    assert login(TestClient(app), email, NEW_PASSWORD).status_code == 303
+
+    # no token now: the message does not claim one was revoked
+    assert cli.main(["users", "password", email, "--password", PASSWORD]) == 0
+    assert "API token" not in capsys.readouterr().out
+    assert len(_audit(app, "user.token_revoked")) == 1

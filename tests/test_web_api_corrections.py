@@ -1,0 +1,234 @@
+"""Withdrawing and correcting estimates through the JSON API (Bearer tokens), over the real app
+and database (SQLite, or PostgreSQL with MMLR_TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import test_web
+from fastapi.testclient import TestClient
+from sqlmodel import col, select
+from test_web import db
+from test_web_api import _token
+from test_web_evidence import _estimates, _trial
+
+from store.models import AuditLog, Estimate, PooledResult, User
+
+app = test_web.app
+users = test_web.users
+
+LEN_PFS = "lenalidomide/PFS/post_asct"
+
+
+@pytest.fixture
+def api(app: Any) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _audits(app: Any, action: str) -> list[AuditLog]:
+    with db(app) as session:
+        return list(session.exec(select(AuditLog).where(AuditLog.action == action)
+                                 .order_by(col(AuditLog.id))))
+
+
+def _post(api: TestClient, headers: dict[str, str], trial_id: int, hr: str = "0.50",
+          lo: str = "0.40", hi: str = "0.625", **extra: Any) -> dict[str, Any]:
+    response = api.post("/api/estimates", headers=headers, json={
+        "trial_id": trial_id, "endpoint": "PFS", "hr": hr, "ci_low": lo, "ci_high": hi,
+        "verified": True, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _state(app: Any) -> list[tuple[Any, ...]]:
+    """Everything a refused request must leave alone: every estimate's numbers and status."""
+    return [(e.id, e.hr, e.ci_low, e.ci_high, e.verified, e.withdrawn_at, e.withdrawn_reason,
+             e.supersedes_id) for e in _estimates(app)]
+
+
+def _user_id(app: Any, email: str) -> int:
+    with db(app) as session:
+        return session.exec(select(User.id).where(User.email == email)).one()  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- withdraw
+def test_api_withdraw_takes_the_estimate_out_of_the_analysis(app: Any, api: TestClient,
+                                                             users: dict[str, str]) -> None:
+    from reports.pool import latest_results, pool_all
+
+    ctx = app.state.ctx
+    headers = _token(app, users["curator"])
+    a = _post(api, headers, _trial(app, name="TRIAL-A"))
+    b = _post(api, headers, _trial(app, name="TRIAL-B"), "0.80", "0.64", "1.00")
+
+    def snapshot() -> PooledResult:
+        with db(app) as session:
+            return next(r for r in latest_results(session) if r.analysis_key == LEN_PFS)
+
+    pool_all(ctx)
+    before = snapshot()
+    assert {row["estimate_id"] for row in before.inputs} == {a["id"], b["id"]}
+
+    response = api.post(f"/api/estimates/{a['id']}/withdraw", headers=headers,
+                        json={"reason": "  duplicate of the <b>2012</b> cut "})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == a["id"] and body["withdrawn_at"]
+    assert body["withdrawn_reason"] == "duplicate of the <b>2012</b> cut"
+    assert body["withdrawn_by"] == _user_id(app, users["curator"])
+    assert body["hr"] == pytest.approx(0.5)  # the numbers stay as they were
+    (row,) = _audits(app, "estimate.withdraw")
+    assert row.object_id == str(a["id"]) and row.actor == users["curator"]
+    assert row.details["reason"] == "duplicate of the <b>2012</b> cut"
+
+    pool_all(ctx)
+    after = snapshot()
+    assert after.id != before.id
+    assert [row["estimate_id"] for row in after.inputs] == [b["id"]]
+    assert {"estimate_id": a["id"], "trial": "TRIAL-A", "reason": "withdrawn"} in \
+        after.result["dropped"]
+
+    listed = {e["id"]: e for t in api.get("/api/trials", headers=headers).json()["trials"]
+              for e in t["estimates"]}
+    assert listed[a["id"]]["withdrawn_reason"] == "duplicate of the <b>2012</b> cut"
+    assert listed[a["id"]]["withdrawn_at"] == body["withdrawn_at"]
+    assert listed[b["id"]]["withdrawn_at"] is None
+
+
+def test_api_withdraw_refusals_change_nothing(app: Any, api: TestClient,
+                                              users: dict[str, str]) -> None:
+    curator = _token(app, users["curator"])
+    viewer = _token(app, users["viewer"])
+    estimate = _post(api, curator, _trial(app))
+    url = f"/api/estimates/{estimate['id']}/withdraw"
+    before = _state(app)
+    browser = test_web.as_role(app, users, "curator")  # a cookie never writes through the API
+    cases: list[tuple[TestClient, dict[str, str], str, Any, int, str]] = [
+        (api, curator, url, {"reason": "   "}, 400,
+         "reason: is required: say why the estimate is withdrawn"),
+        (api, curator, url, {}, 400, "reason: is required"),
+        (api, curator, url, {"reason": 5}, 400, "reason must be a string"),
+        (api, curator, url, {"reason": "x" * 1001}, 400,
+         "reason: is longer than 1000 characters"),
+        (api, curator, url, ["not", "an", "object"], 400,
+         "the request body must be a JSON object"),
+        (api, curator, "/api/estimates/999999/withdraw", {"reason": "x"}, 404,
+         "estimate 999999 does not exist"),
+        (api, curator, "/api/estimates/abc/withdraw", {"reason": "x"}, 400, "estimate_id:"),
+        (api, viewer, url, {"reason": "x"}, 403,
+         "viewer@example.org is a viewer; this needs the curator role"),
+        (api, {}, url, {"reason": "x"}, 401, "write endpoints need an API token"),
+        (api, {"Authorization": "Bearer mmlr_forged"}, url, {"reason": "x"}, 401,
+         "the API token is not valid"),
+        (browser, {}, url, {"reason": "x"}, 401, "write endpoints need an API token"),
+    ]
+    for client, headers, path, body, status, message in cases:
+        response = client.post(path, headers=headers, json=body)
+        assert response.status_code == status, (body, response.text)
+        assert response.json()["error"].startswith(message), response.json()
+    assert _state(app) == before
+    assert _audits(app, "estimate.withdraw") == []
+
+
+def test_api_withdraw_twice_is_a_conflict(app: Any, api: TestClient,
+                                          users: dict[str, str]) -> None:
+    headers = _token(app, users["curator"])
+    estimate = _post(api, headers, _trial(app))
+    url = f"/api/estimates/{estimate['id']}/withdraw"
+    assert api.post(url, headers=headers, json={"reason": "wrong arm"}).status_code == 200
+    again = api.post(url, headers=headers, json={"reason": "again"})
+    assert again.status_code == 409
+    assert again.json()["error"].startswith(
+        f"estimate {estimate['id']} was already withdrawn (wrong arm)")
+    (after,) = _estimates(app)
+    assert after.withdrawn_reason == "wrong arm"
+    assert len(_audits(app, "estimate.withdraw")) == 1
+
+
+# ----------------------------------------------------------------------------- correct
+def test_api_correct_supersedes_and_withdraws_the_old(app: Any, api: TestClient,
+                                                      users: dict[str, str]) -> None:
+    headers = _token(app, users["curator"])
+    trial_id = _trial(app)
+    old = _post(api, headers, trial_id, data_cut_label="median follow-up 34 months")
+    response = api.post(f"/api/estimates/{old['id']}/correct", headers=headers, json={
+        "endpoint": "PFS", "hr": 0.55, "ci_low": 0.45, "ci_high": 0.67, "verified": True,
+        "data_cut_label": "median follow-up 34 months", "correction_note": "CI misread"})
+    assert response.status_code == 201, response.text
+    new = response.json()
+    assert new["supersedes_id"] == old["id"] and new["trial_id"] == trial_id
+    assert new["hr"] == pytest.approx(0.55) and new["ci_high"] == pytest.approx(0.67)
+    assert new["verified"] is False  # a correction is checked again, whatever was sent
+    assert new["withdrawn_at"] is None and new["warnings"] == []
+    old_after, stored = _estimates(app)
+    assert stored.id == new["id"] and stored.supersedes_id == old["id"]
+    assert old_after.withdrawn_at is not None
+    assert old_after.withdrawn_reason == f"corrected by estimate {new['id']}: CI misread"
+    assert old_after.hr == pytest.approx(0.5)  # never changed in place
+    (correct,) = _audits(app, "estimate.correct")
+    assert correct.actor == users["curator"] and correct.details["supersedes"] == old["id"]
+    assert correct.details["new"]["hr"] == pytest.approx(0.55)
+
+    # the client may send a stored estimate's JSON back with new numbers (it names the trial)
+    again = api.post(f"/api/estimates/{new['id']}/correct", headers=headers,
+                     json={**new, "hr": 0.6, "ci_low": 0.5, "ci_high": 0.72})
+    assert again.status_code == 201, again.text
+    third = again.json()
+    assert third["supersedes_id"] == new["id"] and third["hr"] == pytest.approx(0.6)
+    with db(app) as session:
+        corrected = session.get(Estimate, new["id"])
+        assert corrected is not None
+        assert corrected.withdrawn_reason == f"corrected by estimate {third['id']}"
+
+
+def test_api_correct_refusals_change_nothing(app: Any, api: TestClient,
+                                             users: dict[str, str]) -> None:
+    curator = _token(app, users["curator"])
+    viewer = _token(app, users["viewer"])
+    _trial(app, name="OTHER")
+    old = _post(api, curator, _trial(app))
+    url = f"/api/estimates/{old['id']}/correct"
+    fix = {"endpoint": "PFS", "hr": 0.55, "ci_low": 0.45, "ci_high": 0.67}
+    before = _state(app)
+    cases: list[tuple[dict[str, str], str, Any, int, str]] = [
+        (curator, url, {**fix, "hr": 0.9, "ci_low": 0.4, "ci_high": 0.6}, 400,
+         "hr: 0.9 is not inside its confidence interval 0.4–0.6"),
+        (curator, url, {**fix, "ci_low": 0.7}, 400,
+         "ci_low: the lower limit 0.7 must be below the upper limit 0.67"),
+        (curator, url, {**fix, "hr": "0,55"}, 400,
+         "hr: '0,55' is not a number (use a decimal point, not a comma)"),
+        (curator, url, {**fix, "endpoint": "QOL"}, 400, "endpoint: must be one of PFS"),
+        (curator, url, {**fix, "correction_note": ["x"]}, 400,
+         "correction_note must be a string"),
+        (curator, url, {**fix, "trial": "OTHER"}, 400,
+         "trial: a correction stays on the trial of the estimate it corrects (TEST-1), "
+         "not OTHER"),
+        (curator, url, {**fix, "trial": "NOPE"}, 404, "trial 'NOPE' does not exist"),
+        (curator, "/api/estimates/999999/correct", fix, 404, "estimate 999999 does not exist"),
+        (viewer, url, fix, 403, "viewer@example.org is a viewer; this needs the curator role"),
+        ({}, url, fix, 401, "write endpoints need an API token"),
+    ]
+    for headers, path, body, status, message in cases:
+        response = api.post(path, headers=headers, json=body)
+        assert response.status_code == status, (body, response.text)
+        assert response.json()["error"].startswith(message), response.json()
+    assert _state(app) == before and len(before) == 1
+    assert _audits(app, "estimate.correct") == [] and _audits(app, "estimate.withdraw") == []
+    assert len(_audits(app, "estimate.add")) == 1
+
+
+def test_api_correcting_a_withdrawn_estimate_is_a_conflict(app: Any, api: TestClient,
+                                                           users: dict[str, str]) -> None:
+    headers = _token(app, users["curator"])
+    old = _post(api, headers, _trial(app))
+    assert api.post(f"/api/estimates/{old['id']}/withdraw", headers=headers,
+                    json={"reason": "retracted paper"}).status_code == 200
+    before = _state(app)
+    response = api.post(f"/api/estimates/{old['id']}/correct", headers=headers, json={
+        "endpoint": "PFS", "hr": 0.55, "ci_low": 0.45, "ci_high": 0.67})
+    assert response.status_code == 409
+    assert response.json()["error"].startswith(
+        f"estimate {old['id']} was already withdrawn (retracted paper)")
+    assert _state(app) == before
+    assert _audits(app, "estimate.correct") == []
