@@ -112,38 +112,43 @@ def word_tfidf(ngram_max: int = 2, min_df: int = 1, max_df: float = 0.95,
 
 
 class TextAndTerms:
-    """Analyzer of ``text_terms_tfidf``: the word n-grams of title and abstract, then the
-    controlled terms, in one token stream. A class (not a closure) so fitted models pickle;
-    the word analyzer is rebuilt after unpickling rather than stored."""
+    """Analyzer of ``text_terms_tfidf``: the word n-grams of title and abstract, optionally the
+    title's n-grams again as title features (``t:``), then the controlled terms, in one token
+    stream. A class (not a closure) so fitted models pickle; the word analyzer is rebuilt
+    after unpickling rather than stored."""
 
     def __init__(self, ngram_max: int = 2, stop_words: str | None = None,
-                 strip_accents: str | None = "unicode") -> None:
+                 strip_accents: str | None = "unicode", title_tokens: bool = False) -> None:
         self.params = {"ngram_range": (1, ngram_max), "stop_words": stop_words,
                        "strip_accents": strip_accents}
+        self.title_tokens = title_tokens
         self._words: Any = None
 
     def __call__(self, doc: Document) -> list[str]:
         if self._words is None:
             self._words = TfidfVectorizer(**self.params).build_analyzer()
-        return [*self._words(doc.text), *doc.terms()]
+        title = [f"t:{t}" for t in self._words(doc.title)] if self.title_tokens else []
+        return [*self._words(doc.text), *title, *doc.terms()]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"params": self.params}
+        return {"params": self.params, "title_tokens": self.title_tokens}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.params, self._words = state["params"], None
+        self.title_tokens = bool(state.get("title_tokens", False))
 
 
 @FEATURES.register("text_terms_tfidf", doc="word uni- and bigrams of title and abstract plus "
                    "MeSH, keywords, publication types and journal, as one TF-IDF vocabulary")
 def text_terms_tfidf(ngram_max: int = 2, min_df: int = 1, max_df: float = 0.95,
-                     stop_words: str | None = None) -> _Tfidf:
+                     stop_words: str | None = None, title_tokens: bool = False) -> _Tfidf:
     # Why one vocabulary rather than a separate ``terms`` block: a record has ~15 controlled
     # terms against ~250 word n-grams, so in one L2-normalised vector each term weighs about
     # as much as a word; as a block of its own (weight 0.5) the terms carried a fifth of the
     # vector and cost up to 0.1 WSS@95 where MeSH is shared by includes and excludes
     # (docs/benchmarks.md, Screening, third round).
-    return _Tfidf("doc", analyzer=TextAndTerms(ngram_max, stop_words), sublinear_tf=True,
+    return _Tfidf("doc", analyzer=TextAndTerms(ngram_max, stop_words, title_tokens=title_tokens),
+                  sublinear_tf=True,
                   min_df=min_df, max_df=max_df)
 
 

@@ -93,6 +93,24 @@ def test_without_controlled_terms_the_default_features_equal_word_tfidf() -> Non
     assert abs(ours - words).max() < 1e-12
 
 
+def test_title_tokens_repeat_the_title_as_title_features_and_survive_pickling() -> None:
+    import pickle
+
+    docs, _ = _toy()
+    spec = [{"name": "text_terms_tfidf", "params": {"title_tokens": True}}]
+    fs = FeatureSet.from_config(spec)
+    X = fs.fit_transform(docs)
+    vocab = fs.extractors[0][2].vectorizer.vocabulary_
+    # the title's n-grams twice (as words and as title features), the abstract's once
+    assert {"lenalidomide maintenance", "t:lenalidomide maintenance", "t:rare skin"} <= set(vocab)
+    assert "survival improved" in vocab and "t:survival improved" not in vocab
+    assert "t:mesh:multiple myeloma" not in vocab and "mesh:multiple myeloma" in vocab
+    plain = FeatureSet.from_config([{"name": "text_terms_tfidf"}]).fit_transform(docs)
+    assert X.shape[1] > plain.shape[1]
+    again = pickle.loads(pickle.dumps(fs))
+    assert (abs(again.transform(docs) - X) > 1e-12).nnz == 0
+
+
 def test_calibrate_threshold_keeps_the_target_share_of_includes() -> None:
     scores = np.asarray([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
     y = np.asarray([1, 1, 0, 1, 0, 1, 0, 0, 1, 0])
