@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +265,9 @@ def test_enough_decisions_retrain_in_the_background(retrain_app: Any) -> None:
         assert progress is not None and progress.value["phase"] == "done"
     viewer_page = test_web.as_role(app, {"curator": "cur@example.org"}, "curator").get("/")
     assert "Classifier: done" in viewer_page.text
+    # the progress time is shown like every other time on the pages, not as raw ISO text
+    assert re.search(r"\(updated \d{4}-\d\d-\d\d \d\d:\d\d UTC\)", viewer_page.text)
+    assert progress.value["updated_at"] not in viewer_page.text
 
 
 def test_retraining_never_blocks_and_runs_one_at_a_time(retrain_app: Any) -> None:

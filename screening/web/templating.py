@@ -20,9 +20,14 @@ from screening.web.deps import pop_flashes
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
-def _fmt_dt(value: datetime | date | None) -> str:
+def _fmt_dt(value: datetime | date | str | None) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str):  # ISO text from a JSON column (e.g. the scoring progress)
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
