@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import test_web
 from fastapi.testclient import TestClient
-from sqlmodel import col, select
+from sqlmodel import select
 from test_web import PASSWORD, as_role, csrf_from, db, login
-from test_web_account import NEW_PASSWORD, change
+from test_web_account import NEW_PASSWORD, _audit, _user, change
 
 from screening.web.auth import hash_token, issue_api_token, password_or_generated
 from store.models import AuditLog, Trial, User
@@ -24,17 +24,6 @@ client = test_web.client
 users = test_web.users
 
 _SECRET = re.compile(r'<code class="secret">(mmlr_[^<]+)</code>')
-
-
-def _user(app: Any, email: str) -> User:
-    with db(app) as session:
-        return session.exec(select(User).where(User.email == email)).one()
-
-
-def _audit(app: Any, action: str) -> list[AuditLog]:
-    with db(app) as session:
-        return list(session.exec(select(AuditLog).where(AuditLog.action == action)
-                                 .order_by(col(AuditLog.id))).all())
 
 
 def _create(browser: TestClient) -> str:

@@ -48,6 +48,19 @@ def _page(request: Request, session: Session, user: User, *, status_code: int = 
                   status_code=status_code)
 
 
+def _refused(request: Request, session: Session, user: User,
+             exc: ThrottledError | PasswordFieldError, *, field: str) -> Response:
+    """The page again with the one-line reason next to ``field``: 429 with Retry-After when
+    throttled, else 400. Nothing changed, but a wrong password was audited as a failed
+    login: that row is committed so the throttle counts it."""
+    if isinstance(exc, ThrottledError):
+        page = _page(request, session, user, status_code=429, error=exc.one_line(), field=field)
+        page.headers["Retry-After"] = retry_after()
+        return page
+    session.commit()
+    return _page(request, session, user, status_code=400, error=exc.one_line(), field=field)
+
+
 @router.get("/account")
 def account_page(request: Request, session: DbSession, user: Viewer) -> Response:
     return _page(request, session, user)
@@ -62,15 +75,9 @@ def change_password(request: Request, session: DbSession, user: Viewer,
         token_revoked = change_own_password(session, user, current=current_password,
                                             new=new_password, confirm=confirm_password,
                                             client=client)
-    except ThrottledError as exc:
-        page = _page(request, session, user, status_code=429, error=exc.one_line(),
-                     field="current_password")
-        page.headers["Retry-After"] = retry_after()
-        return page
-    except PasswordFieldError as exc:
-        session.commit()  # nothing changed, but a wrong current password is audited: keep it
-        return _page(request, session, user, status_code=400, error=exc.one_line(),
-                     field=exc.field)
+    except (ThrottledError, PasswordFieldError) as exc:
+        field = exc.field if isinstance(exc, PasswordFieldError) else "current_password"
+        return _refused(request, session, user, exc, field=field)
     session.commit()
     session.refresh(user)
     # The version bump logged out every other cookie; this one is re-stamped to stay in.
@@ -93,15 +100,8 @@ def create_token(request: Request, session: DbSession, user: Viewer,
     try:
         confirm_current_password(session, user, current_password, client=client,
                                  via="token_create")
-    except ThrottledError as exc:
-        page = _page(request, session, user, status_code=429, error=exc.one_line(),
-                     field="token_password")
-        page.headers["Retry-After"] = retry_after()
-        return page
-    except PasswordFieldError as exc:
-        session.commit()  # keep the failed-login audit row
-        return _page(request, session, user, status_code=400, error=exc.one_line(),
-                     field="token_password")
+    except (ThrottledError, PasswordFieldError) as exc:
+        return _refused(request, session, user, exc, field="token_password")
     token = issue_api_token(session, user, actor=user.email)
     session.commit()
     session.refresh(user)
