@@ -22,9 +22,10 @@ Bad input raises :class:`store.errors.ValidationError` with a sentence naming th
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Any, Literal
 
 from scipy import stats
 
@@ -226,3 +227,51 @@ def from_medians(
         log_hr=math.log(m_c / m_t), se=math.sqrt(variance), method="medians", approximate=True,
         notes=f"exponential survival assumed: medians {m_t:g} vs {m_c:g} months; {how}",
     )
+
+
+# ----------------------------------------------------------------------------- re-derivation
+def favours_from_hr(hr: float, orientation: str) -> Literal["maintenance", "control"]:
+    """The arm that did better, from an HR printed in ``orientation``."""
+    better_maint = hr < 1 if _orientation(orientation) == "maint_vs_control" else hr > 1
+    return "maintenance" if better_maint else "control"
+
+
+def derive_from_inputs(method: str, inputs: Mapping[str, Any]) -> DerivedEstimate:
+    """Re-derive a stored estimate from its ``Estimate.derivation_inputs``.
+
+    This is what a second reviewer does by hand: the same function, called with what the
+    curator typed (the extraction form stores exactly these keys). ``orientation`` only
+    matters for O−E (entered for the control arm it changes sign) and for a ``favours`` implied
+    by a typed HR; medians are per arm and have no orientation.
+    """
+    data = dict(inputs)
+    orientation = str(data.get("orientation") or "maint_vs_control")
+    try:
+        return _derive_from(method, data, orientation)
+    except KeyError as exc:
+        raise ValidationError(f"the {method} inputs lack {exc.args[0]!r}",
+                              hint="the stored inputs are incomplete; re-enter them") from None
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"the {method} inputs are not numbers where needed: {exc}",
+                              hint="the stored inputs are damaged; re-enter them") from None
+
+
+def _derive_from(method: str, data: dict[str, Any], orientation: str) -> DerivedEstimate:
+    if method == "p_value_events":
+        favours = data.get("favours")
+        if favours is None and data.get("hr") is not None:
+            favours = favours_from_hr(float(data["hr"]), orientation)
+        if favours not in ("maintenance", "control"):
+            raise KeyError("favours")  # reported as "the inputs lack 'favours'"
+        return from_p_value(data["p_value"], data["events"], favours=favours,
+                            n_maint=data.get("n_maintenance"), n_control=data.get("n_control"))
+    if method == "o_minus_e":
+        sign = 1.0 if _orientation(orientation) == "maint_vs_control" else -1.0
+        return from_o_minus_e(sign * float(data["o_minus_e"]), data["variance"])
+    if method == "medians":
+        return from_medians(data["median_maintenance"], data["median_control"],
+                            events_maint=data.get("events_maintenance"),
+                            events_control=data.get("events_control"),
+                            events=data.get("events"))
+    raise ValidationError(f"method {method!r} has no derivation inputs",
+                          hint="only p_value_events, o_minus_e and medians are derived")

@@ -4,6 +4,12 @@ The CSV holds the inputs of the newest snapshot of each analysis (one row per st
 method and metafor ``test`` it was pooled with); the R script fits each analysis with
 ``rma()``, prints ``rma``/``predict``/``confint`` output and writes a results CSV with the same
 fields as ``mmlr pool --json``, so a statistician can check our numbers without trusting us.
+
+Each row also says how its log HR was obtained (``derivation``: reported_ci, p_value_events,
+o_minus_e, medians; ``approximate``) and, for a derived one, what the curator typed, one column
+per input (``DERIVATION_COLUMNS``; empty when unused). Plain columns rather than a JSON blob,
+so R reads them with ``read.csv`` alone; the R script re-derives every such row
+(Parmar/Tierney, Peto, exponential medians) and prints the difference from ``yi``/``sei``.
 """
 
 from __future__ import annotations
@@ -11,18 +17,27 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, select
 
 from reports.meta import METAFOR_TEST
 from reports.pool import latest_results
 from store.context import AppContext
 from store.errors import ValidationError
+from store.models import Estimate
 
 log = logging.getLogger(__name__)
 
 CSV_NAME = "mmlr-metafor.csv"
 R_NAME = "mmlr-metafor.R"
+#: How each estimate was obtained and, for a derived one, the inputs as entered.
+DERIVATION_COLUMNS = ("derivation", "approximate", "orientation", "p_value", "favours",
+                      "events", "n_maintenance", "n_control", "o_minus_e", "variance",
+                      "median_maintenance", "median_control", "events_maintenance",
+                      "events_control")
 CSV_COLUMNS = ("analysis", "label", "study", "estimate_id", "yi", "sei", "subgroup",
-               "method", "test", "snapshot_id")
+               "method", "test", "snapshot_id", *DERIVATION_COLUMNS)
 
 R_SCRIPT = r"""# Reproduces every pooled analysis of mmlr with R metafor.
 # Usage: Rscript mmlr-metafor.R [mmlr-metafor.csv] [results.csv]
@@ -56,6 +71,44 @@ for (key in unique(dat$analysis)) {
 }
 write.csv(do.call(rbind, rows), output, row.names = FALSE)
 cat("\nresults written to", output, "\n")
+
+# Re-derive every HR that was not reported with a CI, from the inputs the curator typed
+# (maintenance vs control; O-E entered for the control arm changes sign).
+# (a derived estimate entered before mmlr kept its inputs has none: it is counted, not checked)
+derived <- dat$derivation %in% c("p_value_events", "o_minus_e", "medians")
+has_inputs <- !is.na(dat$orientation) & dat$orientation != ""
+der <- dat[derived & has_inputs & !duplicated(dat$estimate_id), ]
+missing <- length(unique(dat$estimate_id[derived & !has_inputs]))
+if (missing > 0) cat("\n", missing, " derived estimate(s) without stored inputs\n", sep = "")
+if (nrow(der) > 0) {
+  yi <- sei <- rep(NA_real_, nrow(der))
+  for (i in seq_len(nrow(der))) {
+    r <- der[i, ]
+    if (r$derivation == "p_value_events") {
+      share <- if (is.na(r$n_maintenance)) 0.5 else
+        r$n_maintenance / (r$n_maintenance + r$n_control)
+      v <- r$events * share * (1 - share)
+      z <- qnorm(as.numeric(r$p_value) / 2, lower.tail = FALSE)
+      yi[i] <- ifelse(r$favours == "maintenance", -1, 1) * z * sqrt(v) / v
+      sei[i] <- 1 / sqrt(v)
+    } else if (r$derivation == "o_minus_e") {
+      oe <- ifelse(r$orientation == "control_vs_maint", -1, 1) * r$o_minus_e
+      yi[i] <- oe / r$variance
+      sei[i] <- 1 / sqrt(r$variance)
+    } else if (r$derivation == "medians") {
+      yi[i] <- log(r$median_control / r$median_maintenance)
+      sei[i] <- if (is.na(r$events_maintenance)) sqrt(4 / r$events) else
+        sqrt(1 / r$events_maintenance + 1 / r$events_control)
+    }
+  }
+  cat("\n==== re-derived from the inputs entered\n")
+  print(data.frame(estimate_id = der$estimate_id, study = der$study,
+                   derivation = der$derivation, yi = der$yi, yi_rederived = yi,
+                   sei = der$sei, sei_rederived = sei), row.names = FALSE)
+  worst <- max(abs(c(yi - der$yi, sei - der$sei)))
+  cat("largest difference:", format(worst, digits = 3), "\n")
+  if (!is.finite(worst) || worst > 1e-9) warning("a derived estimate does not match its inputs")
+}
 """
 
 
@@ -67,6 +120,9 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
         raise ValidationError(f"{folder} is a file; `mmlr export metafor --out` takes a folder")
     with ctx.sessions() as session:
         snapshots = [s for s in latest_results(session) if s.k > 0]
+        ids = {row["estimate_id"] for snap in snapshots for row in snap.inputs}
+        estimates = {e.id: e for e in session.exec(
+            select(Estimate).where(col(Estimate.id).in_(ids)))} if ids else {}
     if not snapshots:
         raise ValidationError("no pooled analyses to export", hint="run `mmlr pool` first")
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,7 +136,26 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
                 writer.writerow([snap.analysis_key, snap.analysis_label, row["trial"],
                                  row["estimate_id"], repr(float(row["yi"])),
                                  repr(float(row["sei"])), row.get("subgroup") or "",
-                                 snap.method, test, snap.id])
+                                 snap.method, test, snap.id,
+                                 *_derivation_cells(estimates.get(row["estimate_id"]))])
     r_path.write_text(R_SCRIPT, encoding="utf-8")
     log.info("metafor export of %d analyses written to %s", len(snapshots), folder)
     return [csv_path, r_path]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""  # read.csv makes an empty numeric cell NA
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _derivation_cells(estimate: Estimate | None) -> list[str]:
+    """``DERIVATION_COLUMNS`` of one row: empty when the estimate is gone (the snapshot still
+    holds yi/sei) and, for the inputs, when it was reported with a CI."""
+    if estimate is None:
+        return [""] * len(DERIVATION_COLUMNS)
+    inputs = dict(estimate.derivation_inputs or {})
+    head = [estimate.method, "TRUE" if estimate.approximate else "FALSE"]
+    return head + [_cell(inputs.get(name)) for name in DERIVATION_COLUMNS[2:]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from screening.features import Document
 
@@ -48,26 +49,65 @@ NOT_TRIAL_REPORTS = frozenset({"review", "systematic review", "meta-analysis", "
                                "comment", "letter", "case reports"})
 _GATES = [re.compile(p, re.IGNORECASE) for p in FLAG_GATES.values()]
 #: Where a record that fails a gate is capped: just below the flag threshold.
-_CAPPED = PRIOR_THRESHOLD - 0.01
+PRIOR_CAP = PRIOR_THRESHOLD - 0.01
+
+
+def _prior_text(doc: Document) -> str:
+    return " ".join([doc.title, doc.abstract, *doc.mesh, *doc.keywords, *doc.publication_types])
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordMatch:
+    """One KEYWORD_WEIGHTS pattern found in a record, with the text it matched first."""
+
+    pattern: str
+    weight: float
+    matched: str
+
+
+def matched_keywords(doc: Document, text: str | None = None) -> list[KeywordMatch]:
+    """The patterns that add their weight to this record's prior score (in table order).
+    ``prior_score`` sums exactly these, so the record page's explanation cannot drift."""
+    if text is None:
+        text = _prior_text(doc)
+    out = []
+    for (pattern, weight), source in zip(_COMPILED, KEYWORD_WEIGHTS, strict=True):
+        found = pattern.search(text)
+        if found:
+            out.append(KeywordMatch(source, weight, found.group(0)))
+    return out
+
+
+def prior_decision(doc: Document, text: str | None = None) -> float:
+    """The sum the logistic is applied to: matched weights minus ``BIAS``."""
+    return sum(m.weight for m in matched_keywords(doc, text)) - BIAS
 
 
 def prior_score(doc: Document) -> float:
-    text = " ".join([doc.title, doc.abstract, *doc.mesh, *doc.keywords, *doc.publication_types])
-    total = sum(w for pattern, w in _COMPILED if pattern.search(text)) - BIAS
-    score = 1.0 / (1.0 + math.exp(-total))
+    text = _prior_text(doc)
+    score = 1.0 / (1.0 + math.exp(-prior_decision(doc, text)))
     if not passes_gates(doc, text):
-        score = min(score, _CAPPED)
+        score = min(score, PRIOR_CAP)
     return score
+
+
+def failed_gates(doc: Document, text: str | None = None) -> list[str]:
+    """Names of the FLAG_GATES concepts this record does not mention."""
+    if text is None:
+        text = _prior_text(doc)
+    return [name for name, gate in zip(FLAG_GATES, _GATES, strict=True) if not gate.search(text)]
+
+
+def not_trial_report_types(doc: Document) -> list[str]:
+    """The record's publication types that can never be a trial report."""
+    return [pt for pt in doc.publication_types if pt.lower() in NOT_TRIAL_REPORTS]
 
 
 def passes_gates(doc: Document, text: str | None = None) -> bool:
     """True when the prior may flag the record (see the module docstring)."""
-    if text is None:
-        text = " ".join([doc.title, doc.abstract, *doc.mesh, *doc.keywords,
-                         *doc.publication_types])
-    if any(pt.lower() in NOT_TRIAL_REPORTS for pt in doc.publication_types):
+    if not_trial_report_types(doc):
         return False
-    return all(gate.search(text) for gate in _GATES)
+    return not failed_gates(doc, text)
 
 
 def prior_config() -> dict[str, object]:

@@ -281,6 +281,11 @@ class Estimate(SQLModel, table=True):
     withdrawn_by: int | None = Field(default=None, foreign_key="users.id")
     withdrawn_reason: str | None = _text()
     supersedes_id: int | None = Field(default=None, foreign_key="estimates.id")
+    # What the curator typed for a derived HR (P value as text, events, O−E and V, medians…,
+    # and the orientation), so a second reviewer can re-derive it and a correction can start
+    # from it; None for a reported HR with CI. SQL NULL, not JSON null, when absent.
+    derivation_inputs: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
 
 
 class PooledResult(SQLModel, table=True):

@@ -28,6 +28,7 @@ from screening.web import (
     routes_trials,
 )
 from screening.web.errors import CatchAllMiddleware, install_error_handlers
+from screening.web.explanations import ModelCache
 from screening.web.retrain import Retrainer
 from screening.web.security import SecurityHeadersMiddleware
 from screening.web.templating import make_templates
@@ -60,6 +61,8 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.templates = make_templates()
     app.state.retrainer = Retrainer(context)
+    # Loaded models for the record page's "Why this score" (keyed by version id).
+    app.state.model_cache = ModelCache()
 
     install_error_handlers(app)
     for module in (routes_auth, routes_account, routes_records, routes_trials, routes_estimates,

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col
 
+from screening.web.derivation_inputs import curator_notes, form_fields
 from screening.web.extraction import EstimateDraft, FieldErrors, save_estimate
 from store.audit import audit
 from store.errors import ValidationError
@@ -92,12 +93,13 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
                         user=user)
     reason = f"corrected by estimate {new.id}" + (f": {note}" if note else "")
     old_numbers = {"hr": old.hr, "ci_low": old.ci_low, "ci_high": old.ci_high,
-                   "se": old.se, "method": old.method, "verified": old.verified}
+                   "se": old.se, "method": old.method, "verified": old.verified,
+                   "derivation_inputs": old.derivation_inputs}
     withdraw_estimate(session, old, reason=reason, user=user)
     audit(session, "estimate.correct", actor=user.email, object_type="estimate",
           object_id=new.id, supersedes=old.id, note=note or None, old=old_numbers,
           new={"hr": new.hr, "ci_low": new.ci_low, "ci_high": new.ci_high, "se": new.se,
-               "method": new.method})
+               "method": new.method, "derivation_inputs": new.derivation_inputs})
     return new
 
 
@@ -108,9 +110,11 @@ def _num(value: float | None) -> str:
 def form_values(estimate: Estimate) -> dict[str, str]:
     """The extraction form's fields filled from a stored estimate.
 
-    The HR and CI are stored as maintenance vs control, so the orientation is that one.
-    Derivations (P value, O−E, medians) keep only their result, not their inputs: those
-    fields stay empty and the edit page says so.
+    A reported HR and CI are stored as maintenance vs control, so the orientation is that one.
+    A derived HR is given back as its inputs (P value, O−E and V, medians…, in the orientation
+    they were entered), not as the derived HR and CI: saving the form unchanged re-derives the
+    same number. A derived estimate stored before its inputs were kept gets the derived HR and
+    CI and empty input fields; the edit page says so.
     """
     values = {
         "report_id": "" if estimate.report_id is None else str(estimate.report_id),
@@ -129,4 +133,12 @@ def form_values(estimate: Estimate) -> dict[str, str]:
         "events": "" if estimate.events is None else str(estimate.events),
         "notes": estimate.notes or "",
     }
+    derivation = form_fields(estimate)
+    if derivation:
+        # The derived HR/CI are results, not inputs; "hr" comes back only when it was typed
+        # (to give the direction of a P value).
+        for name in ("hr", "ci_low", "ci_high"):
+            values[name] = ""
+        values.update(derivation)
+        values["notes"] = curator_notes(estimate)
     return values

@@ -57,7 +57,7 @@ def estimate_json(e: Estimate) -> dict[str, Any]:
         "n_control": e.n_control, "events": e.events, "verified": e.verified,
         "withdrawn_at": e.withdrawn_at.isoformat() if e.withdrawn_at else None,
         "withdrawn_by": e.withdrawn_by, "withdrawn_reason": e.withdrawn_reason,
-        "supersedes_id": e.supersedes_id,
+        "supersedes_id": e.supersedes_id, "derivation_inputs": e.derivation_inputs,
     }
 
 

@@ -3,7 +3,9 @@
 The arithmetic (log HR, SE, inversion of "control vs maintenance", HRs derived from P values,
 O−E/V or medians) belongs to ``reports.derive``; this module only reads and checks the fields,
 names each bad one, and calls the right derivation. Form and JSON API share it, so both give
-the same field-level messages.
+the same field-level messages. For a derived HR it also keeps what the derivation used, as
+typed (``Estimate.derivation_inputs``), so the number can be re-derived and a correction
+pre-filled (``derivation_inputs.py``).
 """
 
 from __future__ import annotations
@@ -158,14 +160,16 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     orientation = r.choice("orientation", ORIENTATIONS, default="maint_vs_control")
     values["orientation_entered"] = orientation
     derived: Any = None
+    # What the chosen derivation used, as typed: kept with the estimate (derivation_inputs).
+    inputs: dict[str, Any] = {"orientation": orientation}
     if method == "reported_ci":
         derived = _from_ci(r, orientation)
     elif method == "p_value_events":
-        derived = _from_p_value(r, orientation, values)
+        derived = _from_p_value(r, orientation, values, inputs)
     elif method == "o_minus_e":
-        derived = _from_o_minus_e(r, orientation)
+        derived = _from_o_minus_e(r, orientation, inputs)
     elif method == "medians":
-        derived = _from_medians(r, values)
+        derived = _from_medians(r, values, inputs)
     if r.errors or derived is None:
         raise FieldErrors(r.errors or {"method": "choose how the HR was reported"})
     limits: tuple[float, float] | None = None
@@ -175,7 +179,8 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     notes = "\n".join(n for n in (values["notes"], getattr(derived, "notes", "")) if n) or None
     values.update(hr=math.exp(derived.log_hr), ci_low=ci_low, ci_high=ci_high,
                   log_hr=derived.log_hr, se=derived.se, method=derived.method,
-                  approximate=bool(derived.approximate), notes=notes)
+                  approximate=bool(derived.approximate), notes=notes,
+                  derivation_inputs=None if derived.method == "reported_ci" else inputs)
     return EstimateDraft(values=values, warnings=_warnings(derived))
 
 
@@ -217,46 +222,57 @@ def _from_ci(r: _Reader, orientation: str | None) -> Any:
     return None if derived is None else (derived, limits)
 
 
-def _favours(r: _Reader, orientation: str | None) -> str | None:
+def _favours(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> str | None:
+    from reports.derive import favours_from_hr
+
     chosen = r.text("favours", max_len=20)
     if chosen:
         if chosen not in ("maintenance", "control"):
             r.errors["favours"] = "must be maintenance or control"
             return None
+        inputs["favours"] = chosen
         return chosen
     hr = r.number("hr", positive=True)
     if hr is None or hr == 1 or orientation is None:
         if "hr" not in r.errors:
             r.errors["favours"] = "is required: which arm did better (or give the reported HR)"
         return None
-    better_maint = hr < 1 if orientation == "maint_vs_control" else hr > 1
-    return "maintenance" if better_maint else "control"
+    # Keep the HR the direction came from, and the direction it implies, so a reader sees both.
+    inputs.update(hr=hr, favours=favours_from_hr(hr, orientation))
+    return str(inputs["favours"])
 
 
-def _from_p_value(r: _Reader, orientation: str | None, values: dict[str, Any]) -> Any:
-    favours = _favours(r, orientation)
-    if r.text("p_value", max_len=30) is None:
+def _from_p_value(r: _Reader, orientation: str | None, values: dict[str, Any],
+                  inputs: dict[str, Any]) -> Any:
+    favours = _favours(r, orientation, inputs)
+    p_value = r.text("p_value", max_len=30)
+    if p_value is None:
         r.errors["p_value"] = "is required"
     if values.get("events") is None and "events" not in r.errors:
         r.errors["events"] = "is required to derive an HR from a P value"
     if r.errors:
         return None
+    inputs.update(p_value=p_value, events=values["events"])
+    for arm in ("n_maintenance", "n_control"):
+        if values.get(arm) is not None:
+            inputs[arm] = values[arm]
     return _derive(r, "p_value", "from_p_value", _raw(r, "p_value"), values["events"],
                    favours=favours, n_maint=values.get("n_maintenance"),
                    n_control=values.get("n_control"))
 
 
-def _from_o_minus_e(r: _Reader, orientation: str | None) -> Any:
+def _from_o_minus_e(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> Any:
     o_minus_e = r.number("o_minus_e", required=True)
     variance = r.number("variance", required=True, positive=True)
     if r.errors or orientation is None or o_minus_e is None:
         return None
+    inputs.update(o_minus_e=o_minus_e, variance=variance)  # as entered, before any sign change
     # O−E is of the maintenance arm; entered for the control arm it changes sign.
     sign = 1.0 if orientation == "maint_vs_control" else -1.0
     return _derive(r, "o_minus_e", "from_o_minus_e", sign * o_minus_e, variance)
 
 
-def _from_medians(r: _Reader, values: dict[str, Any]) -> Any:
+def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) -> Any:
     m_maint = r.number("median_maintenance", required=True, positive=True)
     m_control = r.number("median_control", required=True, positive=True)
     e_maint = r.integer("events_maintenance", minimum=1)
@@ -268,6 +284,11 @@ def _from_medians(r: _Reader, values: dict[str, Any]) -> Any:
         r.errors["events_maintenance"] = "(or the total events) is required for the SE"
     if r.errors:
         return None
+    inputs.update(median_maintenance=m_maint, median_control=m_control)
+    if e_maint is not None:
+        inputs.update(events_maintenance=e_maint, events_control=e_control)
+    else:
+        inputs["events"] = values.get("events")
     return _derive(r, "median_maintenance", "from_medians", m_maint, m_control,
                    events_maint=e_maint, events_control=e_control,
                    events=None if e_maint is not None else values.get("events"))
@@ -283,5 +304,5 @@ def save_estimate(session: Session, *, trial: Trial, draft: EstimateDraft, user:
     audit(session, "estimate.add", actor=user.email, object_type="estimate",
           object_id=estimate.id, trial=trial.name, endpoint=estimate.endpoint,
           hr=estimate.hr, method=estimate.method, orientation=estimate.orientation_entered,
-          warnings=draft.warnings)
+          derivation_inputs=estimate.derivation_inputs, warnings=draft.warnings)
     return estimate

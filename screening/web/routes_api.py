@@ -26,9 +26,11 @@ from screening.web.corrections import (
 from screening.web.decisions import DECISIONS, parse_pmid, parse_rank, record_decision
 from screening.web.deps import ApiReader, ApiWriter, DbSession, get_ctx, get_or_404
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
+from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
+from screening.web.routes_trials import load_estimate
 from store.errors import NotFoundError, ValidationError
-from store.models import Estimate, PollRun, Record, Trial, TrialReport
+from store.models import PollRun, Record, Trial, TrialReport
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
@@ -109,6 +111,17 @@ def records(session: DbSession, user: ApiReader,
             "records": [_record_json(r) for r in rows]}
 
 
+@router.get("/records/{pmid}/explanation")
+def record_explanation_json(request: Request, pmid: int, session: DbSession, user: ApiReader,
+                            k: Annotated[int, Query(ge=1, le=50)] = 8) -> dict[str, Any]:
+    """Why the record scores what it does (the record page's "Why this score")."""
+    record = get_or_404(session, Record, pmid,
+                        missing=f"record PMID {pmid} is not in the database")
+    explanation = record_explanation(session, record, request.app.state.model_cache, k=k)
+    # "score" is the explanation's (recomputed); "stored_score" what the queue shows.
+    return {"pmid": pmid, "stored_score": record.score, **explanation.to_json()}
+
+
 @router.get("/estimates")
 def estimates(session: DbSession, user: ApiReader) -> dict[str, Any]:
     return {"analyses": [pooled_json(r) for r in latest_pooled(session)]}
@@ -179,11 +192,6 @@ async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -
                         content={**estimate_json(estimate), "warnings": draft.warnings})
 
 
-def _estimate(session: Session, estimate_id: int) -> Estimate:
-    return get_or_404(session, Estimate, estimate_id,
-                      missing=f"estimate {estimate_id} does not exist")
-
-
 def _text_field(data: dict[str, Any], name: str) -> None:
     """Refuse a non-string ``name`` (read_reason would quietly turn 5 into "5")."""
     value = data.get(name)
@@ -195,7 +203,7 @@ def _text_field(data: dict[str, Any], name: str) -> None:
 async def post_withdraw(request: Request, estimate_id: int, session: DbSession,
                         user: ApiWriter) -> JSONResponse:
     """Withdraw an estimate with a reason: it stays on record and leaves every analysis."""
-    estimate = _estimate(session, estimate_id)
+    estimate = load_estimate(session, estimate_id)
     ensure_current(estimate)
     data = await _json_object(request)
     _text_field(data, "reason")
@@ -225,7 +233,7 @@ async def post_correction(request: Request, estimate_id: int, session: DbSession
                           user: ApiWriter) -> JSONResponse:
     """Save a corrected copy of an estimate (unverified, ``supersedes_id`` set) and withdraw
     the old one with the reason "corrected by estimate N[: correction_note]"."""
-    old = _estimate(session, estimate_id)
+    old = load_estimate(session, estimate_id)
     ensure_current(old)
     trial = get_or_404(session, Trial, old.trial_id, missing=f"trial {old.trial_id} does not exist")
     data = await _json_object(request)

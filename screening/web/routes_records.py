@@ -12,6 +12,7 @@ from screening.queue import queue
 from screening.web.csrf import csrf_protect
 from screening.web.decisions import decision_history, parse_rank, record_decision
 from screening.web.deps import Curator, DbSession, Viewer, flash, get_or_404
+from screening.web.explanations import record_explanation
 from screening.web.queue_view import queue_counts, screening_health, screening_progress
 from screening.web.templating import render
 from store.models import Alert, Record, RecordRevision, Trial, TrialReport
@@ -63,9 +64,11 @@ def record_page(request: Request, pmid: int, session: DbSession, user: Viewer,
                           .order_by(col(Alert.created_at).desc())).all()
     reports = session.exec(select(TrialReport, Trial).join(Trial)
                            .where(TrialReport.pmid == pmid)).all()
+    explanation = record_explanation(session, record, request.app.state.model_cache)
     return render(request, "record.html", {
         "record": record, "rank": rank, "revisions": revisions, "alerts": alerts,
         "reports": reports, "history": decision_history(session, pmid),
+        "explanation": explanation,
     })
 
 

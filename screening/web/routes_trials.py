@@ -17,6 +17,7 @@ from screening.web.corrections import (
 )
 from screening.web.csrf import csrf_protect
 from screening.web.deps import Curator, DbSession, Viewer, flash, get_or_404
+from screening.web.derivation_inputs import describe
 from screening.web.extraction import (
     ENDPOINTS,
     METHODS,
@@ -85,7 +86,9 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
         select(User).where(col(User.id).in_(user_ids)))} if user_ids else {}
     # the correcting estimate of each corrected one, for the link back and forth
     corrected_by = {e.supersedes_id: e.id for e in estimates if e.supersedes_id is not None}
+    inputs_text = {e.id: describe(e.method, e.derivation_inputs) for e in estimates}
     context = {"trial": trial, "reports": reports, "estimates": estimates,
+               "inputs_text": inputs_text,
                "values": {"setting": trial.setting}, "errors": {}, "report_values": {},
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
                "withdraw_errors": {}, "withdraw_values": {}, **CHOICES}
@@ -137,7 +140,7 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
 @router.post("/estimates/{estimate_id}/verify")
 def verify_estimate(request: Request, estimate_id: int, session: DbSession,
                     user: Curator) -> Response:
-    estimate = _estimate(session, estimate_id)
+    estimate = load_estimate(session, estimate_id)
     ensure_current(estimate)  # a withdrawn estimate stays exactly as it was
     estimate.verified = not estimate.verified
     estimate.verified_by = user.id if estimate.verified else None
@@ -155,7 +158,8 @@ def _reports(session: Session, trial: Trial) -> list[TrialReport]:
                              .order_by(col(TrialReport.year), col(TrialReport.id))))
 
 
-def _estimate(session: Session, estimate_id: int) -> Estimate:
+def load_estimate(session: Session, estimate_id: int) -> Estimate:
+    """The estimate, or a 404 naming it (the trial page's routes and the JSON API's)."""
     return get_or_404(session, Estimate, estimate_id,
                       missing=f"estimate {estimate_id} does not exist")
 
@@ -163,7 +167,7 @@ def _estimate(session: Session, estimate_id: int) -> Estimate:
 @router.post("/estimates/{estimate_id}/withdraw")
 async def withdraw(request: Request, estimate_id: int, session: DbSession,
                    user: Curator) -> Response:
-    estimate = _estimate(session, estimate_id)
+    estimate = load_estimate(session, estimate_id)
     ensure_current(estimate)
     data = await _form(request)
     try:
@@ -186,13 +190,15 @@ def _edit_page(request: Request, session: Session, estimate: Estimate, values: d
     reports = _reports(session, trial)
     return render(request, "estimate_edit.html",
                   {"trial": trial, "estimate": estimate, "reports": reports, "values": values,
-                   "errors": errors, **CHOICES}, status_code=status_code)
+                   "errors": errors, **CHOICES,
+                   "inputs_text": describe(estimate.method, estimate.derivation_inputs)},
+                  status_code=status_code)
 
 
 @router.get("/estimates/{estimate_id}/edit")
 def edit_estimate_form(request: Request, estimate_id: int, session: DbSession,
                        user: Curator) -> Response:
-    estimate = _estimate(session, estimate_id)
+    estimate = load_estimate(session, estimate_id)
     ensure_current(estimate)
     return _edit_page(request, session, estimate, form_values(estimate), {})
 
@@ -200,7 +206,7 @@ def edit_estimate_form(request: Request, estimate_id: int, session: DbSession,
 @router.post("/estimates/{estimate_id}/edit")
 async def edit_estimate(request: Request, estimate_id: int, session: DbSession,
                         user: Curator) -> Response:
-    old = _estimate(session, estimate_id)
+    old = load_estimate(session, estimate_id)
     ensure_current(old)
     trial = _trial(session, old.trial_id)
     data = await _form(request)
