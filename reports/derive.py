@@ -236,6 +236,11 @@ def favours_from_hr(hr: float, orientation: str) -> Literal["maintenance", "cont
     return "maintenance" if better_maint else "control"
 
 
+def o_minus_e_of_maintenance(o_minus_e: float, orientation: str) -> float:
+    """O−E is the maintenance arm's; entered for the control arm it changes sign."""
+    return o_minus_e if _orientation(orientation) == "maint_vs_control" else -o_minus_e
+
+
 def derive_from_inputs(method: str, inputs: Mapping[str, Any]) -> DerivedEstimate:
     """Re-derive a stored estimate from its ``Estimate.derivation_inputs``.
 
@@ -266,8 +271,8 @@ def _derive_from(method: str, data: dict[str, Any], orientation: str) -> Derived
         return from_p_value(data["p_value"], data["events"], favours=favours,
                             n_maint=data.get("n_maintenance"), n_control=data.get("n_control"))
     if method == "o_minus_e":
-        sign = 1.0 if _orientation(orientation) == "maint_vs_control" else -1.0
-        return from_o_minus_e(sign * float(data["o_minus_e"]), data["variance"])
+        return from_o_minus_e(o_minus_e_of_maintenance(float(data["o_minus_e"]), orientation),
+                              data["variance"])
     if method == "medians":
         return from_medians(data["median_maintenance"], data["median_control"],
                             events_maint=data.get("events_maintenance"),

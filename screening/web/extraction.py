@@ -267,9 +267,10 @@ def _from_o_minus_e(r: _Reader, orientation: str | None, inputs: dict[str, Any])
     if r.errors or orientation is None or o_minus_e is None:
         return None
     inputs.update(o_minus_e=o_minus_e, variance=variance)  # as entered, before any sign change
-    # O−E is of the maintenance arm; entered for the control arm it changes sign.
-    sign = 1.0 if orientation == "maint_vs_control" else -1.0
-    return _derive(r, "o_minus_e", "from_o_minus_e", sign * o_minus_e, variance)
+    from reports.derive import o_minus_e_of_maintenance
+
+    return _derive(r, "o_minus_e", "from_o_minus_e",
+                   o_minus_e_of_maintenance(o_minus_e, orientation), variance)
 
 
 def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) -> Any:
