@@ -43,8 +43,11 @@ def run_cycle(ctx: AppContext, *, progress: bool = False) -> CycleSummary:
     from monitor.poll import poll
     from reports.digest import build_digest, deliver_digest
     from reports.pool import pool_all
-    from screening.service import screen
+    from screening.service import check_prior_query, screen
 
+    # Fail before polling, not after, when the keyword prior would score and cannot read
+    # MMLR_QUERY (`mmlr poll` alone never checks: PubMed may read more than the prior).
+    check_prior_query(ctx)
     summary = CycleSummary()
     summary.add("poll", poll(ctx, progress=progress))
     summary.add("screen", screen(ctx, progress=progress))

@@ -31,7 +31,14 @@ def serve(
     from monitor.scheduler import build_scheduler, default_jobs
     from store.context import make_context
 
-    make_context(settings).dispose()  # fail fast (one line) on a bad database, migrate once
+    ctx = make_context(settings)  # fail fast (one line) on a bad database, migrate once
+    try:
+        if scheduler:  # the scheduled cycle screens: fail now, not at its first run
+            from screening.service import check_prior_query
+
+            check_prior_query(ctx)
+    finally:
+        ctx.dispose()
     if not web:
         sched = build_scheduler(settings, blocking=True)
         specs = default_jobs(settings).items()

@@ -4,7 +4,9 @@
 and stores a new one holding
 
 * new flagged records (flagged now, not flagged when the previous digest was built),
-* curator decisions made since (``Decision.id`` above the previous digest's last one),
+* curator decisions made since (``Decision.id`` above the previous digest's last one); under
+  dual screening counted as votes and resolutions, and only resolved includes are listed —
+  a single vote is neither a decision nor something a second screener may read beforehand,
 * alerts not yet reported (retractions, errata, deletions; each gets ``Alert.digest_id``),
 * for each analysis the pooled result frozen in the previous digest next to the newest one:
   HR, CI, I², k, whether the CI crosses 1 now (or stopped crossing), the weight of each newly
@@ -111,7 +113,8 @@ def _build_digest(ctx: AppContext) -> Digest:
         seen = set() if first else set(prev_summary.get("flagged_pmids", []))
         new_flagged = [r for r in flagged if r.pmid not in seen]
 
-        decisions, last_decision_id = _decisions_since(session, previous, prev_summary)
+        decisions, last_decision_id = _decisions_since(
+            session, previous, prev_summary, dual=ctx.settings.screeners_per_record == 2)
         alerts = list(session.exec(
             select(Alert).where(col(Alert.digest_id).is_(None)).order_by(col(Alert.id))
         ).all())
@@ -177,7 +180,8 @@ def _flagged_records(session: Session) -> list[Record]:
 
 
 def _decisions_since(
-    session: Session, previous: Digest | None, prev_summary: dict[str, Any],
+    session: Session, previous: Digest | None, prev_summary: dict[str, Any], *,
+    dual: bool = False,
 ) -> tuple[dict[str, Any], int | None]:
     stmt = select(Decision).order_by(col(Decision.id))
     last_id = prev_summary.get("last_decision_id")
@@ -190,10 +194,16 @@ def _decisions_since(
             stmt = stmt.where(col(Decision.created_at) > previous.period_end)
     rows = list(session.exec(stmt).all())
     counts = Counter(d.decision for d in rows)
+    if dual:  # how many, not which way: the votes of unresolved records stay blind
+        counts = Counter("votes" if d.kind == "vote" else "resolutions" for d in rows)
     latest: dict[int, Decision] = {}
     for d in rows:
         latest[d.pmid] = d  # rows are in id order: the last one per record counts
     include_pmids = [p for p, d in latest.items() if d.decision == "include"]
+    if dual:  # an include is a resolved one, whichever row of the period settled it
+        include_pmids = sorted(int(p) for p in session.exec(select(Record.pmid).where(
+            col(Record.pmid).in_(list(latest)), Record.decision == "include"))) \
+            if latest else []
     records = {r.pmid: r for r in session.exec(
         select(Record).where(col(Record.pmid).in_(include_pmids))).all()} if include_pmids else {}
     includes = [_record_view(records[p]) if p in records else {"pmid": p, "title": "",

@@ -8,7 +8,8 @@ honest account of the ranking, not an approximation; ``Explanation.rest`` carrie
 that are not listed so the parts always add up to the decision. Any other classifier gets an
 explanation that says it has none rather than a guess (a surrogate would look just as precise
 while explaining something else). The keyword prior of the cold start is explained from its
-own table (``screening.prior``): matched patterns, the bias, failed gates and the cap.
+own table (``screening.prior``): matched patterns, the bias, the gates of the query it
+scored with that the record fails, and the cap.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from screening.prior import (
     not_trial_report_types,
     prior_score,
 )
+from screening.query_gates import QueryGates
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,9 @@ HOW_TO_READ_LINEAR = (
     "coefficient for it.")
 HOW_TO_READ_PRIOR = (
     "The score is the logistic of the sum of the matched patterns' weights minus the bias; "
-    "bigger positive numbers pushed the record up the queue. A record that misses a gate or "
-    "is typed as not a trial report is capped just below the flag threshold.")
+    "bigger positive numbers pushed the record up the queue. A record that misses a gate (a "
+    "concept the protocol's PubMed query ANDs together) or is typed as not a trial report is "
+    "capped just below the flag threshold.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,8 @@ class Explanation:
     score: float | None = None
     message: str | None = None
     how_to_read: str = ""
-    # keyword prior only
+    # keyword prior only: every gate of the query it scored with, and those this record fails
+    gates: list[str] = field(default_factory=list)
     failed_gates: list[str] = field(default_factory=list)
     not_trial_report: list[str] = field(default_factory=list)
     capped: bool = False
@@ -247,8 +251,9 @@ def explain_record(model: ScreeningModel, doc: Document, k: int = 8) -> Explanat
 
 
 # ----------------------------------------------------------------------------- keyword prior
-def explain_prior(doc: Document, k: int = 8) -> Explanation:
-    """The keyword prior's account of ``doc``: matched patterns, bias, gates and cap."""
+def explain_prior(doc: Document, gates: QueryGates, k: int = 8) -> Explanation:
+    """The keyword prior's account of ``doc``: matched patterns, bias, cap and the ``gates``
+    it scored with (those of the version that scored it: ``prior.gates_from_config``)."""
     if k < 1:
         k = 1
     items = [Contribution(feature=m.pattern, label=f"“{m.matched}”", value=1.0,
@@ -256,12 +261,12 @@ def explain_prior(doc: Document, k: int = 8) -> Explanation:
              for m in matched_keywords(doc)]
     up, down, rest, n_rest = _split(items, k)
     decision = sum(c.contribution for c in items) - BIAS
-    gates = failed_gates(doc)
+    failed = failed_gates(doc, gates)
     types = not_trial_report_types(doc)
-    score = prior_score(doc)
+    score = prior_score(doc, gates)
     uncapped = float(to_score(np.asarray([decision]))[0])
     return Explanation(kind="prior", classifier="keyword prior", up=up, down=down,
                        intercept=-BIAS, rest=rest, n_rest=n_rest, decision=decision,
-                       score=score, how_to_read=HOW_TO_READ_PRIOR, failed_gates=gates,
-                       not_trial_report=types,
-                       capped=bool((gates or types) and uncapped > PRIOR_CAP))
+                       score=score, how_to_read=HOW_TO_READ_PRIOR, gates=gates.names,
+                       failed_gates=failed, not_trial_report=types,
+                       capped=bool((failed or types) and uncapped > PRIOR_CAP))

@@ -4,6 +4,11 @@ Undecided records of the random audit sample are interleaved — one every ``AUD
 positions — so low-score records reach curators without waiting for the queue to drain;
 each is marked ``audit_sample`` so the page can say why it is there. Deleted records never
 appear; decided records only with ``include_decided``.
+
+Under dual screening the queue is per screener (``screener_id``): it leaves out the records
+that person has voted on and the conflicts (they wait for a resolution, not another vote),
+but keeps records one other person voted on — they need a second screener. Those carry
+``votes=1``; the order and the audit interleaving are the same.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
+from screening.votes import hidden_from_queue, screener_counts
 from store.models import Record
 
 AUDIT_EVERY = 10
@@ -29,17 +35,20 @@ class QueueItem:
     model_version_id: int | None
     rank: int
     decision: str | None = None
+    votes: int = 0  # people who voted on it (counted under dual screening only)
 
 
-def _item(r: Record, rank: int) -> QueueItem:
+def _item(r: Record, rank: int, votes: int = 0) -> QueueItem:
     return QueueItem(pmid=r.pmid, title=r.title, journal=r.journal, year=r.year, score=r.score,
                      flagged=r.flagged, audit_sample=r.audit_sample,
-                     model_version_id=r.score_model_version_id, rank=rank, decision=r.decision)
+                     model_version_id=r.score_model_version_id, rank=rank, decision=r.decision,
+                     votes=votes)
 
 
 def queue(session: Session, *, limit: int = 50, offset: int = 0,
-          include_decided: bool = False) -> list[QueueItem]:
-    """One page of the queue (ranks are 1-based positions in the whole queue)."""
+          include_decided: bool = False, screener_id: int | None = None) -> list[QueueItem]:
+    """One page of the queue (ranks are 1-based positions in the whole queue); with
+    ``screener_id``, that person's dual-screening queue (module docstring)."""
     limit, offset = max(0, int(limit)), max(0, int(offset))
     need = offset + limit
     if need == 0:
@@ -47,11 +56,15 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
     live = col(Record.deleted).is_(False)
     by_score = (col(Record.score).desc().nulls_last(), col(Record.pmid).desc())
     pending_audit = col(Record.audit_sample).is_(True) & col(Record.decision).is_(None)
+    if screener_id is not None:
+        pending_audit = pending_audit & ~hidden_from_queue(screener_id)
     audit = list(session.exec(select(Record).where(live, pending_audit)
                               .order_by(*by_score).limit(need)))
     main_stmt = select(Record).where(live, ~pending_audit)
     if not include_decided:
         main_stmt = main_stmt.where(col(Record.decision).is_(None))
+        if screener_id is not None:
+            main_stmt = main_stmt.where(~hidden_from_queue(screener_id))
     main = list(session.exec(main_stmt.order_by(*by_score).limit(need)))
     merged: list[Record] = []
     mi = ai = 0
@@ -63,4 +76,8 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
         else:
             merged.append(main[mi])
             mi += 1
-    return [_item(r, offset + i + 1) for i, r in enumerate(merged[offset:need])]
+    page = merged[offset:need]
+    if screener_id is None:
+        return [_item(r, offset + i + 1) for i, r in enumerate(page)]
+    votes = screener_counts(session, [r.pmid for r in page])
+    return [_item(r, offset + i + 1, votes.get(r.pmid, 0)) for i, r in enumerate(page)]

@@ -3,13 +3,15 @@
 One call, under the job lock "screen":
 1. decide whether to train: no model yet, ``force_retrain``, at least
    ``settings.retrain_min_decisions`` decisions newer than the active model, or the active
-   model is the keyword prior and a classifier can now be trained;
-2. build the training set — curator decisions (include/maybe = 1, exclude = 0) override
-   everything; seed PMIDs (``TrialReport.pmid``) are known includes; undecided records whose
-   publication type can never be a trial report, or that never mention myeloma, are weak
-   negatives (capped per include) — and train, calibrating the flag threshold by
-   cross-validation; with fewer than 2 includes or 2 excludes the transparent keyword prior
-   (``screening.prior``) stands in;
+   model is the keyword prior and a classifier can now be trained, or the keyword prior
+   scored with another query than ``settings.query`` (its gates come from the query);
+2. build the training set — curator decisions (include/maybe = 1, exclude = 0; under dual
+   screening the resolved decision, else the recall-first rule of ``latest_decisions``)
+   override everything; seed PMIDs (``TrialReport.pmid``) are known includes; undecided
+   records whose publication type can never be a trial report, or that never mention
+   myeloma, are weak negatives (capped per include) — and train, calibrating the flag
+   threshold by cross-validation; with fewer than 2 includes or 2 excludes the transparent
+   keyword prior (``screening.prior``) stands in;
 3. score every live record whose score is missing, from another model, or from older content,
    reusing a Score row when one exists for (pmid, model, content hash);
 4. choose the random audit sample among low-score undecided records.
@@ -33,10 +35,18 @@ import numpy as np
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from screening.agreement import VOTE, latest_votes, provisional_label
 from screening.config import ScreeningConfig
 from screening.features import Document
 from screening.model import ScreeningModel, train_model
-from screening.prior import PRIOR_THRESHOLD, prior_config, prior_score
+from screening.prior import (
+    PRIOR_THRESHOLD,
+    gates_from_config,
+    prior_config,
+    prior_gates,
+    prior_score,
+)
+from screening.votes import votes_on
 from store.audit import audit
 from store.context import AppContext
 from store.errors import ScreeningError
@@ -136,19 +146,41 @@ class TrainingSet:
         return self.n_positive >= 2 and int((self.labels == 0).sum()) >= 2
 
 
-def latest_decisions(session: Session) -> dict[int, str]:
-    """The newest decision per PMID (the Decision table is append-only)."""
-    newest = (select(Decision.pmid, func.max(Decision.id).label("id"))
-              .group_by(col(Decision.pmid)).subquery())
-    rows = session.exec(select(Decision.pmid, Decision.decision)
-                        .join(newest, col(Decision.id) == newest.c.id)).all()
-    return {int(p): d for p, d in rows}
+def latest_decisions(session: Session, *, screeners: int = 1) -> dict[int, str]:
+    """The curators' decision per PMID that the classifier learns from.
+
+    Single screening: the newest decision (the Decision table is append-only). Dual
+    screening: the resolved decision (``Record.decision``) where there is one; a record with
+    votes but no resolution yet (awaiting a second screener, or in conflict) counts as
+    include when any screener's latest vote is include or maybe, and as exclude only when
+    every screener said exclude (``screening.agreement.provisional_label``). Why: these
+    labels steer the ranking and the recall estimate, and a false exclude can bury an
+    eligible trial at the bottom of the queue, while a false include only costs a look.
+    """
+    if screeners == 1:
+        newest = (select(Decision.pmid, func.max(Decision.id).label("id"))
+                  .group_by(col(Decision.pmid)).subquery())
+        rows = session.exec(select(Decision.pmid, Decision.decision)
+                            .join(newest, col(Decision.id) == newest.c.id)).all()
+        return {int(p): d for p, d in rows}
+    resolved = {int(p): str(d) for p, d in session.exec(
+        select(Record.pmid, Record.decision).where(col(Record.decision).is_not(None))).all()}
+    voted = {int(p) for p in session.exec(
+        select(Decision.pmid).where(col(Decision.kind) == VOTE).distinct()).all()}
+    pending = sorted(voted - set(resolved))
+    for pmid, votes in votes_on(session, pending).items():
+        # every screener's latest vote; a vote without a user still carries its opinion
+        named = [v.decision for v in latest_votes(votes).values()]
+        anonymous = [v.decision for v in votes if v.user_id is None]
+        label = provisional_label(named + anonymous)
+        resolved[pmid] = "include" if label else "exclude"
+    return resolved
 
 
 def build_training_set(session: Session, records: Sequence[Record],
-                       config: ScreeningConfig) -> TrainingSet:
+                       config: ScreeningConfig, *, screeners: int = 1) -> TrainingSet:
     snapshot_at = utcnow()
-    decided = latest_decisions(session)
+    decided = latest_decisions(session, screeners=screeners)
     seeds = {int(p) for p in session.exec(select(TrialReport.pmid)
                                           .where(col(TrialReport.pmid).is_not(None))).all()
              if p is not None}
@@ -184,6 +216,17 @@ def active_model(session: Session) -> ModelVersion | None:
                         .order_by(col(ModelVersion.id).desc())).first()
 
 
+def check_prior_query(ctx: AppContext) -> None:
+    """Start-up check of commands that screen (``run``, ``serve``/``worker``): while no trained
+    classifier is active the keyword prior scores, and it must be able to read MMLR_QUERY
+    (ValidationError naming it otherwise). With a trained classifier the query only goes to
+    PubMed, which may understand more than the prior does, so nothing is checked."""
+    with ctx.sessions() as session:
+        mv = active_model(session)
+    if mv is None or mv.name == PRIOR_NAME:
+        prior_gates(ctx.settings.query)
+
+
 def load_model(mv: ModelVersion) -> ScreeningModel | None:
     """The fitted model of a version (None for the keyword prior)."""
     if mv.name == PRIOR_NAME:
@@ -197,8 +240,8 @@ def _needs_training(session: Session, ctx: AppContext, mv: ModelVersion | None,
                     force: bool, trainable: bool) -> bool:
     if mv is None or force:
         return True
-    if mv.name == PRIOR_NAME:
-        return trainable
+    if mv.name == PRIOR_NAME:  # a changed MMLR_QUERY means new gates: a new prior version
+        return trainable or (mv.config or {}).get("query") != ctx.settings.query
     newer = session.exec(select(func.count()).select_from(Decision)
                          .where(Decision.created_at > mv.created_at)).one()
     return int(newer) >= ctx.settings.retrain_min_decisions
@@ -207,7 +250,8 @@ def _needs_training(session: Session, ctx: AppContext, mv: ModelVersion | None,
 def _train(ctx: AppContext, records: Sequence[Record], ts: TrainingSet,
            config: ScreeningConfig) -> ModelVersion:
     if not ts.trainable:
-        mv = ModelVersion(name=PRIOR_NAME, config=prior_config(), n_train=len(ts.pmids),
+        mv = ModelVersion(name=PRIOR_NAME, config=prior_config(prior_gates(ctx.settings.query)),
+                          n_train=len(ts.pmids),
                           n_positive=ts.n_positive, n_decisions=ts.n_decisions,
                           cv_metrics={"note": "keyword prior: fewer than 2 includes or 2 "
                                               "excludes to train on"},
@@ -255,8 +299,8 @@ def _score_records(ctx: AppContext, mv: ModelVersion, model: ScreeningModel | No
     for start in range(0, len(stale), SCORE_BATCH):
         chunk = stale[start:start + SCORE_BATCH]
         docs = [record_document(r) for r in chunk]
-        scores = (model.score(docs) if model is not None
-                  else np.asarray([prior_score(d) for d in docs]))
+        scores = (model.score(docs) if model is not None  # gates: cached per query
+                  else np.asarray([prior_score(d, gates_from_config(mv.config)) for d in docs]))
         with ctx.sessions() as session:
             existing = {int(s.pmid): s for s in session.exec(select(Score).where(
                 Score.model_version_id == mv.id,
@@ -328,9 +372,12 @@ def screen(ctx: AppContext, *, force_retrain: bool = False, progress: bool = Fal
             records = list(session.exec(select(Record).where(col(Record.deleted).is_(False))
                                         .order_by(col(Record.pmid))).all())
             mv = active_model(session)
-            ts = build_training_set(session, records, config)
+            ts = build_training_set(session, records, config,
+                                    screeners=ctx.settings.screeners_per_record)
             train = _needs_training(session, ctx, mv, force_retrain, ts.trainable)
         if train:
+            if not ts.trainable:  # the keyword prior stands in: it must read MMLR_QUERY
+                prior_gates(ctx.settings.query)
             write_progress(ctx, "training", 0, len(ts.pmids))
             mv = _train(ctx, records, ts, config)
         assert mv is not None

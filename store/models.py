@@ -193,14 +193,22 @@ class User(SQLModel, table=True):
 
 
 class Decision(SQLModel, table=True):
-    """A curator's screening decision. Append-only; the latest per record counts."""
+    """A curator's screening decision. Append-only.
+
+    Single screening: the latest row per record counts. Dual screening
+    (``settings.screeners_per_record == 2``): rows of kind ``vote`` are each screener's
+    independent votes (their latest counts) and rows of kind ``resolution`` settle a conflict
+    (rules in ``screening.agreement``); ``Record.decision`` holds the outcome either way.
+    """
 
     __tablename__ = "decisions"
 
     id: int | None = Field(default=None, primary_key=True)
     pmid: int = Field(sa_column=Column(BigInteger, index=True, nullable=False))
-    user_id: int | None = Field(default=None, foreign_key="users.id")
+    # Indexed: the dual-screening queue asks "which records has this user voted on?".
+    user_id: int | None = Field(default=None, foreign_key="users.id", index=True)
     decision: str  # include | exclude | maybe
+    kind: str = "vote"  # vote | resolution (a third person's or an admin's final decision)
     reason: str | None = _text()
     stage: str = "title_abstract"
     # Provenance: what the curator saw when deciding.

@@ -97,7 +97,12 @@ class Settings(BaseSettings):
         description="Records not yet MEDLINE-indexed are re-fetched for this many days after "
         "they first appear, to pick up MeSH and publication types.",
     )
-    query: str = Field(PROTOCOL_QUERY, description="PubMed query of the protocol.")
+    query: str = Field(
+        PROTOCOL_QUERY,
+        description="PubMed query of the protocol. Its AND-ed groups are also the keyword "
+        "prior's gates: the commands that need the prior refuse syntax it cannot evaluate "
+        "(docs/curation.md).",
+    )
     smtp_url: SecretStr | None = Field(
         None,
         description="`smtp://user:pass@host:587?starttls=true` or `smtps://…`; unset: digests "
@@ -132,6 +137,12 @@ class Settings(BaseSettings):
     audit_fraction: float = Field(
         0.05, description="Share of low-score records routed to curators as a random audit."
     )
+    screeners_per_record: int = Field(
+        1,
+        description="Independent screeners per record: `1` one decision settles a record; `2` "
+        "dual screening (two people vote blind, disagreements go to `/conflicts`). See "
+        "docs/curation.md.",
+    )
     base_url: str = Field(
         "http://127.0.0.1:8000", description="Public URL of the web app, used in e-mail links."
     )
@@ -158,6 +169,14 @@ class Settings(BaseSettings):
             )
         if scheme in ("postgresql", "postgres"):
             value = "postgresql+psycopg" + value[len(scheme) :]
+        return value
+
+    @field_validator("screeners_per_record")
+    @classmethod
+    def _check_screeners(cls, value: int) -> int:
+        if value not in (1, 2):
+            raise ValueError("must be 1 (single screening) or 2 (dual screening), "
+                             f"got {value}")
         return value
 
     @field_validator("entrez_url")

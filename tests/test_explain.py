@@ -11,7 +11,10 @@ from screening.config import ScreeningConfig
 from screening.explain import Explanation, explain_prior, explain_record, feature_names
 from screening.features import Document
 from screening.model import FoldEnsemble, ScreeningModel, _Linear, train_model
-from screening.prior import PRIOR_THRESHOLD, prior_score
+from screening.prior import PRIOR_THRESHOLD, prior_gates, prior_score
+from store.settings import PROTOCOL_QUERY
+
+GATES = prior_gates(PROTOCOL_QUERY)
 
 _FILLER = ["patients", "were", "enrolled", "and", "followed", "at", "several", "centres", "with",
            "data", "collected", "prospectively", "by", "the", "study", "team", "over", "many",
@@ -169,25 +172,27 @@ def test_prior_lists_matched_patterns_and_failed_gates() -> None:
     doc = Document(title="Lenalidomide maintenance in multiple myeloma: a review",
                    abstract="Progression-free survival after ASCT.",
                    publication_types=("Review",))
-    ex = explain_prior(doc)
+    ex = explain_prior(doc, GATES)
     assert ex.kind == "prior" and ex.intercept == -3.0
     up = {c.label: c.contribution for c in ex.up}
     assert up == {"“myeloma”": 2.0, "“maintenance”": 2.0, "“Lenalidomide”": 1.0,
                   "“ASCT”": 0.5, "“Progression-free”": 0.5}
     assert [(c.label, c.contribution) for c in ex.down] == [("“review”", -2.0)]
-    assert ex.failed_gates == ["randomised design"]
+    # the gate is named after the query's terms, not a hard-coded label
+    assert ex.failed_gates == ["randomized controlled trial / randomi* / phase III / phase 3"]
+    assert ex.gates == GATES.names and len(ex.gates) == 3
     assert ex.not_trial_report == ["Review"]
     # 6 − 2 − 3 = 1 → 0.73 uncapped, capped below the threshold by the gates
     assert ex.decision == pytest.approx(1.0)
-    assert ex.capped and ex.score == prior_score(doc) < PRIOR_THRESHOLD
+    assert ex.capped and ex.score == prior_score(doc, GATES) < PRIOR_THRESHOLD
     assert _parts(ex) == pytest.approx(ex.decision)
 
 
 def test_prior_of_a_full_trial_report_passes_every_gate() -> None:
     doc = Document(title="Lenalidomide maintenance after ASCT in multiple myeloma: "
                          "a randomised phase 3 trial")
-    ex = explain_prior(doc, k=2)
+    ex = explain_prior(doc, GATES, k=2)
     assert ex.failed_gates == [] and ex.not_trial_report == [] and not ex.capped
     assert len(ex.up) == 2 and ex.n_rest == 4  # six patterns matched, two shown
-    assert ex.score == pytest.approx(prior_score(doc)) and ex.score >= PRIOR_THRESHOLD
+    assert ex.score == pytest.approx(prior_score(doc, GATES)) and ex.score >= PRIOR_THRESHOLD
     assert _parts(ex) == pytest.approx(ex.decision)

@@ -245,7 +245,8 @@ def test_every_form_route_refuses_a_missing_or_wrong_csrf_token(app: Any, users:
     api = [p for _, p in routes if p.startswith("/api/")]
     assert set(api) == {"/api/decisions", "/api/estimates",
                         "/api/estimates/{estimate_id}/withdraw",
-                        "/api/estimates/{estimate_id}/correct"}
+                        "/api/estimates/{estimate_id}/correct",
+                        "/api/records/{pmid}/resolution"}
     assert admin.post("/api/decisions", json={"pmid": 90000002,
                                               "decision": "include"}).status_code == 401
 

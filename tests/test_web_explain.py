@@ -22,6 +22,7 @@ from screening.service import PRIOR_NAME, screen
 from screening.web.auth import issue_api_token
 from screening.web.decisions import record_decision
 from screening.web.explanations import ModelCache
+from store.context import make_context
 from store.models import ModelVersion, Record, User
 
 app = test_web.app
@@ -163,9 +164,44 @@ def test_keyword_prior_lists_matches_and_failed_gates(app: Any, users: dict[str,
     assert f"({PRIOR_NAME})" in section and "bias" in section
     assert "“case report”" in section.split('class="why-down"')[1]
     failed = re.search(r'class="why-failed-gates">([^<]*)<', section)
-    assert failed and failed.group(1) == "myeloma, maintenance, randomised design"
+    # the gates of the configured query (PROTOCOL_QUERY), by name
+    assert failed and html.unescape(failed.group(1)) == (
+        "Multiple Myeloma / myeloma; maintenance / Maintenance Chemotherapy / consolidation; "
+        "randomized controlled trial / randomi* / phase III / phase 3")
     assert 'class="why-not-trial">Case Reports<' in section
     assert app.state.model_cache.loads == 0  # the prior has no artifact to load
+
+
+def test_prior_explains_with_the_query_its_version_stored(app: Any,
+                                                          users: dict[str, str]) -> None:
+    includes, _ = _load(app)
+    first = screen(app.state.ctx)  # the default PROTOCOL_QUERY
+    skin_query = 'myeloma[tiab] AND "skin"[tiab]'
+    skin = make_context(app.state.ctx.settings.model_copy(update={"query": skin_query}))
+    try:
+        second = screen(skin)  # a changed query: a new prior version with its own gates
+        assert second.trained and second.model_name == PRIOR_NAME
+        assert second.model_version_id != first.model_version_id
+        assert not screen(skin).trained  # the same query again: nothing to do
+    finally:
+        skin.dispose()
+    viewer = as_role(app, users, "viewer")
+    page = _section(viewer.get(f"/records/{includes[0]}").text)
+    assert f"Model v{second.model_version_id}" in page
+    failed = re.search(r'class="why-failed-gates">([^<]*)<', page)
+    assert failed and html.unescape(failed.group(1)) == "skin"
+    # a score of the earlier version keeps that version's gates, whatever MMLR_QUERY says now
+    with db(app) as session:
+        record = session.get(Record, includes[0])
+        assert record is not None
+        record.score_model_version_id = first.model_version_id
+        session.add(record)
+        session.commit()
+    page = _section(viewer.get(f"/records/{includes[0]}").text)
+    assert f"Model v{first.model_version_id}" in page and "why-failed-gates" not in page
+    passed = re.search(r'class="why-passed-gates">([^<]*)<', page)
+    assert passed and html.unescape(passed.group(1)).startswith(
+        "Multiple Myeloma / myeloma; maintenance / Maintenance Chemotherapy / consolidation")
 
 
 def test_unscored_record_says_so(app: Any, users: dict[str, str]) -> None:

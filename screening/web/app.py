@@ -22,6 +22,7 @@ from screening.web import (
     routes_admin,
     routes_api,
     routes_auth,
+    routes_conflicts,
     routes_digests,
     routes_estimates,
     routes_records,
@@ -65,8 +66,8 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
     app.state.model_cache = ModelCache()
 
     install_error_handlers(app)
-    for module in (routes_auth, routes_account, routes_records, routes_trials, routes_estimates,
-                   routes_digests, routes_admin, routes_api):
+    for module in (routes_auth, routes_account, routes_records, routes_conflicts, routes_trials,
+                   routes_estimates, routes_digests, routes_admin, routes_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

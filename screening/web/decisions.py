@@ -4,18 +4,29 @@ Provenance is what the curator saw: the model version that produced the score on
 that score, the rank in the queue and whether the record was in the random audit sample. It
 is read from the record on the server (not from the form) so it cannot be forged, except the
 rank, which only the queue page knows.
+
+Single screening (``screeners == 1``): the decision settles the record, the latest counts.
+Dual screening (``screeners == 2``): the row is a vote, and the record is settled only when two
+people agree (``screening.agreement``); a settled record, or a conflict the voter is not part
+of, refuses further votes (a resolution changes it: ``screening.web.conflicts``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from screening.agreement import VOTE, Vote, decision_after_vote, latest_votes
+from screening.votes import votes_on
 from screening.web.deps import get_or_404
 from store.audit import audit
-from store.errors import ValidationError
+from store.errors import NotFoundError, ValidationError
 from store.models import Decision, Record, User
+
+log = logging.getLogger(__name__)
 
 DECISIONS: tuple[str, ...] = ("include", "exclude", "maybe")
 MAX_REASON = 2000
@@ -37,16 +48,54 @@ def parse_rank(value: Any) -> int | None:
     return int(text)
 
 
-def record_decision(session: Session, *, user: User, pmid: int, decision: str,
-                    reason: str | None = None, rank_shown: int | None = None) -> Decision:
-    """Append a decision and update the record's current decision; the caller commits."""
+class RecordStateError(ValidationError):
+    """The request does not fit the record's screening state (HTTP 409): a vote on a record
+    already resolved, a resolution of a record that two people have not screened yet, …"""
+
+    http_status = 409
+
+
+def check_decision(decision: str) -> str:
     if decision not in DECISIONS:
         raise ValidationError(f"decision {decision!r} is not valid",
                               hint=f"choose one of {', '.join(DECISIONS)}")
+    return decision
+
+
+def clean_reason(reason: str | None) -> str | None:
     reason = (reason or "").strip() or None
     if reason is not None and len(reason) > MAX_REASON:
         raise ValidationError(f"the reason is {len(reason)} characters long",
                               hint=f"keep it under {MAX_REASON} characters")
+    return reason
+
+
+def locked_record(session: Session, pmid: int) -> Record:
+    """The record, write-locked until the transaction ends, read fresh.
+
+    Two votes arriving together must see each other, or each would count only itself and
+    leave two agreeing votes unresolved. A no-op UPDATE is the lock both engines honour: on
+    PostgreSQL it locks the row, on SQLite it starts the write transaction (waiting for the
+    other writer to commit); every read after it sees the other vote."""
+    touched = session.execute(
+        update(Record).where(col(Record.pmid) == pmid).values(decision=Record.decision)
+        .execution_options(synchronize_session=False))
+    record = session.get(Record, pmid, populate_existing=True)
+    if record is None or touched.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFoundError(f"record PMID {pmid} is not in the database")
+    return record
+
+
+def record_decision(session: Session, *, user: User, pmid: int, decision: str,
+                    reason: str | None = None, rank_shown: int | None = None,
+                    screeners: int = 1) -> Decision:
+    """Append a decision (a vote under dual screening) and update the record's current
+    decision; the caller commits."""
+    check_decision(decision)
+    reason = clean_reason(reason)
+    if screeners != 1:
+        return _record_vote(session, user=user, pmid=pmid, decision=decision, reason=reason,
+                            rank_shown=rank_shown)
     record = get_or_404(session, Record, pmid,
                         missing=f"record PMID {pmid} is not in the database")
     row = Decision(
@@ -61,6 +110,41 @@ def record_decision(session: Session, *, user: User, pmid: int, decision: str,
     audit(session, "decision.add", actor=user.email, object_type="record", object_id=pmid,
           decision=decision, decision_id=row.id, model_version_id=row.model_version_id,
           score_shown=row.score_shown, rank_shown=rank_shown)
+    return row
+
+
+def _record_vote(session: Session, *, user: User, pmid: int, decision: str,
+                 reason: str | None, rank_shown: int | None) -> Decision:
+    record = locked_record(session, pmid)
+    before = votes_on(session, [pmid])[pmid]
+    screeners = latest_votes(before)
+    if record.decision is not None:
+        raise RecordStateError(
+            f"PMID {pmid} is already resolved ({record.decision}); votes no longer change it",
+            hint="an admin can change a resolved record with a resolution on its page")
+    if len(screeners) >= 2 and user.id not in screeners:
+        raise RecordStateError(
+            f"PMID {pmid} is in conflict between its two screeners; a third vote does not "
+            "settle it", hint="resolve it on /conflicts instead")
+    row = Decision(
+        pmid=pmid, user_id=user.id, decision=decision, reason=reason, kind=VOTE,
+        model_version_id=record.score_model_version_id, score_shown=record.score,
+        rank_shown=rank_shown, audit_sample=record.audit_sample,
+    )
+    session.add(row)
+    session.flush()
+    after = [*before, Vote(id=int(row.id or 0), user_id=user.id, decision=decision)]
+    record.decision = decision_after_vote(record.decision, after)
+    session.add(record)
+    n_screeners = len(latest_votes(after))
+    audit(session, "decision.add", actor=user.email, object_type="record", object_id=pmid,
+          decision=decision, decision_id=row.id, model_version_id=row.model_version_id,
+          score_shown=row.score_shown, rank_shown=rank_shown, kind=VOTE,
+          screeners=n_screeners, resolved=record.decision)
+    if record.decision is not None:
+        log.info("PMID %s resolved by agreement: %s", pmid, record.decision)
+    elif n_screeners >= 2:
+        log.info("PMID %s is in conflict after %s votes", pmid, n_screeners)
     return row
 
 

@@ -36,6 +36,11 @@ def get_ctx(request: Request) -> AppContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
+def screeners_per_record(request: Request) -> int:
+    """1 (single screening) or 2 (dual screening), from the settings the app was built with."""
+    return int(request.app.state.settings.screeners_per_record)
+
+
 def get_session(request: Request) -> Iterator[Session]:
     session = get_ctx(request).sessions()
     try:

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from sqlmodel import Session
 
 from screening.explain import Explainer, Explanation, explain_prior, unavailable
+from screening.prior import gates_from_config
 from screening.service import PRIOR_NAME, load_model, record_document
 from store.errors import MmlrError
 from store.models import ModelVersion, Record
@@ -72,7 +73,9 @@ def record_explanation(session: Session, record: Record, cache: ModelCache,
     try:
         explainer = cache.get(mv)
         doc = record_document(record)
-        explanation = explain_prior(doc, k) if explainer is None else explainer.explain(doc, k)
+        # the prior is explained with the gates of the query stored with its version
+        explanation = (explain_prior(doc, gates_from_config(mv.config), k)
+                       if explainer is None else explainer.explain(doc, k))
     except MmlrError as exc:  # ScreeningError (artifact) or ValidationError (stored config)
         explanation = unavailable(exc.one_line())
     explanation.model_version_id = mv.id

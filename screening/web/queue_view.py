@@ -10,21 +10,42 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from screening.health import screening_health as _health
+from screening.votes import hidden_from_queue, in_conflict, screened_once, voted_by
 from store.models import Decision, KeyValue, Record
 
 log = logging.getLogger(__name__)
 
 
-def queue_counts(session: Session) -> dict[str, int]:
-    live = col(Record.deleted).is_(False)
-    total = session.exec(select(func.count()).select_from(Record).where(live)).one()
-    undecided = session.exec(select(func.count()).select_from(Record).where(
-        live, col(Record.decision).is_(None))).one()
-    flagged = session.exec(select(func.count()).select_from(Record).where(
-        live, col(Record.decision).is_(None), col(Record.flagged).is_(True))).one()
+def _count(session: Session, *conds: Any) -> int:
+    return int(session.exec(select(func.count()).select_from(Record).where(
+        col(Record.deleted).is_(False), *conds)).one())
+
+
+def queue_counts(session: Session, *, screener_id: int | None = None) -> dict[str, int]:
+    """The queue page's counts; with ``screener_id`` (dual screening) also the ones that make
+    sense per person: awaiting your vote (and how many of those already have one vote),
+    voted by you and awaiting a second screener, conflicts, resolved."""
+    undecided = col(Record.decision).is_(None)
     decisions = session.exec(select(func.count()).select_from(Decision)).one()
-    return {"records": int(total), "undecided": int(undecided), "flagged": int(flagged),
-            "decisions": int(decisions)}
+    counts = {"records": _count(session), "undecided": _count(session, undecided),
+              "flagged": _count(session, undecided, col(Record.flagged).is_(True)),
+              "decisions": int(decisions)}
+    if screener_id is None:
+        return counts
+    yours = ~hidden_from_queue(screener_id)
+    counts.update({
+        "awaiting_you": _count(session, undecided, yours),
+        "awaiting_you_flagged": _count(session, undecided, yours,
+                                       col(Record.flagged).is_(True)),
+        "awaiting_you_second": _count(session, undecided, yours,
+                                      col(Record.pmid).in_(screened_once())),
+        "yours_awaiting_second": _count(session, undecided,
+                                        col(Record.pmid).in_(voted_by(screener_id)),
+                                        col(Record.pmid).in_(screened_once())),
+        "conflicts": _count(session, in_conflict()),
+        "resolved": _count(session, col(Record.decision).is_not(None)),
+    })
+    return counts
 
 
 def screening_health(session: Session) -> dict[str, Any] | None:

@@ -3,7 +3,8 @@
 Reads accept a Bearer token or a logged-in browser session (any role); writes need a Bearer
 token of a curator or admin. Errors are ``{"error": "<one line>"}`` (see ``errors.py``).
 Withdrawing and correcting estimates call the same functions as the trial page
-(``corrections.py``), so the rules and messages are the same.
+(``corrections.py``), and votes, resolutions and blinding the same as the record and
+conflicts pages (``decisions.py``, ``conflicts.py``), so the rules and messages are the same.
 """
 
 from __future__ import annotations
@@ -17,6 +18,18 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
+from screening.agreement import record_state
+from screening.votes import hidden_from_queue, in_conflict, screener_counts, user_votes
+from screening.web.conflicts import (
+    CONFLICTS_PAGE_SIZE,
+    agreement,
+    conflict_count,
+    decision_json,
+    list_conflicts,
+    record_resolution,
+    record_screening,
+    visible_history,
+)
 from screening.web.corrections import (
     correct_estimate,
     ensure_current,
@@ -24,7 +37,14 @@ from screening.web.corrections import (
     withdraw_estimate,
 )
 from screening.web.decisions import DECISIONS, parse_pmid, parse_rank, record_decision
-from screening.web.deps import ApiReader, ApiWriter, DbSession, get_ctx, get_or_404
+from screening.web.deps import (
+    ApiReader,
+    ApiWriter,
+    DbSession,
+    get_ctx,
+    get_or_404,
+    screeners_per_record,
+)
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
@@ -35,7 +55,7 @@ from store.models import PollRun, Record, Trial, TrialReport
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
 
-STATUSES = ("undecided", "decided", *DECISIONS, "deleted", "all")
+STATUSES = ("undecided", "decided", *DECISIONS, "deleted", "all", "conflict")
 
 
 @router.get("/health")
@@ -81,15 +101,19 @@ def _parse_bool(name: str, value: str | None) -> bool | None:
 
 
 @router.get("/records")
-def records(session: DbSession, user: ApiReader,
+def records(request: Request, session: DbSession, user: ApiReader,
             status: Annotated[str, Query(max_length=20)] = "all",
             flagged: Annotated[str | None, Query(max_length=10)] = None,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
             offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
-    """Records by screening status, highest score first."""
+    """Records by screening status, highest score first. Under dual screening ``undecided``
+    is the caller's queue (records they have not voted on, conflicts left out), ``conflict``
+    the records whose screeners disagree, and each record says how many people voted and
+    the caller's own vote — never anyone else's."""
     if status not in STATUSES:
         raise ValidationError(f"status={status!r} is not valid",
                               hint=f"use one of {', '.join(STATUSES)}")
+    dual = screeners_per_record(request) == 2
     want_flag = _parse_bool("flagged", flagged)
     conditions: list[Any] = []
     if status == "deleted":
@@ -98,6 +122,10 @@ def records(session: DbSession, user: ApiReader,
         conditions.append(col(Record.deleted).is_(False))
         if status == "undecided":
             conditions.append(col(Record.decision).is_(None))
+            if dual and user.id is not None:
+                conditions.append(~hidden_from_queue(user.id))
+        elif status == "conflict":
+            conditions.append(in_conflict())
         elif status == "decided":
             conditions.append(col(Record.decision).is_not(None))
         else:
@@ -107,8 +135,41 @@ def records(session: DbSession, user: ApiReader,
     total = session.exec(select(func.count()).select_from(Record).where(*conditions)).one()
     rows = session.exec(select(Record).where(*conditions).order_by(
         col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)).all()
-    return {"total": int(total), "limit": limit, "offset": offset,
-            "records": [_record_json(r) for r in rows]}
+    body = [_record_json(r) for r in rows]
+    if dual:
+        pmids = [r.pmid for r in rows]
+        screeners = screener_counts(session, pmids)
+        mine = user_votes(session, user.id, pmids) if user.id is not None else {}
+        for item, r in zip(body, rows, strict=True):
+            item["screening"] = record_state(r.decision, screeners[r.pmid])
+            item["screeners"] = screeners[r.pmid]
+            item["your_vote"] = mine.get(r.pmid)
+    return {"total": int(total), "limit": limit, "offset": offset, "records": body}
+
+
+@router.get("/records/{pmid}/decisions")
+def record_decisions(request: Request, pmid: int, session: DbSession,
+                     user: ApiReader) -> dict[str, Any]:
+    """The record's votes and resolutions, newest first, as the record page shows them: under
+    dual screening, hidden from a caller who has not voted while the record awaits votes."""
+    record = get_or_404(session, Record, pmid,
+                        missing=f"record PMID {pmid} is not in the database")
+    screening = record_screening(session, record, user,
+                                 screeners_per_record=screeners_per_record(request))
+    history = visible_history(session, pmid, screening)
+    return {"pmid": pmid, "decision": record.decision, **screening.to_json(),
+            "hidden_message": screening.hidden_message if screening.hidden_votes else None,
+            "decisions": [decision_json(d, e) for d, e in history]}
+
+
+@router.get("/conflicts")
+def conflicts(request: Request, session: DbSession, user: ApiReader) -> dict[str, Any]:
+    """Records whose screeners disagree (highest score first, at most 200) with every
+    screener's latest vote, and the agreement statistics of the blind votes."""
+    return {"screeners_per_record": screeners_per_record(request),
+            "total": conflict_count(session), "limit": CONFLICTS_PAGE_SIZE,
+            "conflicts": [c.to_json() for c in list_conflicts(session, user)],
+            "agreement": agreement(session).to_json()}
 
 
 @router.get("/records/{pmid}/explanation")
@@ -154,15 +215,41 @@ async def post_decision(request: Request, session: DbSession, user: ApiWriter) -
     reason = data.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise ValidationError("reason must be a string")
+    screeners = screeners_per_record(request)
     row = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
-                          rank_shown=parse_rank(data.get("rank_shown")))
+                          rank_shown=parse_rank(data.get("rank_shown")), screeners=screeners)
     session.commit()
     request.app.state.retrainer.maybe_start(session)
-    return JSONResponse(status_code=201, content={
+    content: dict[str, Any] = {
         "id": row.id, "pmid": row.pmid, "decision": row.decision, "reason": row.reason,
         "user": user.email, "model_version_id": row.model_version_id,
         "score_shown": row.score_shown, "rank_shown": row.rank_shown,
-        "audit_sample": row.audit_sample, "created_at": row.created_at.isoformat()})
+        "audit_sample": row.audit_sample, "created_at": row.created_at.isoformat()}
+    if screeners != 1:  # what the vote did: the record's state, never the other vote
+        record = get_or_404(session, Record, pmid, missing=f"record PMID {pmid} is gone")
+        content.update(kind=row.kind, record_decision=record.decision,
+                       screening=record_state(record.decision,
+                                              screener_counts(session, [pmid])[pmid]))
+    return JSONResponse(status_code=201, content=content)
+
+
+@router.post("/records/{pmid}/resolution", status_code=201)
+async def post_resolution(request: Request, pmid: int, session: DbSession,
+                          user: ApiWriter) -> JSONResponse:
+    """Resolve a conflict (or, for an admin, change a resolved record): ``{"decision",
+    "reason"}``, the same rules as the conflicts page."""
+    data = await _json_object(request)
+    decision = data.get("decision")
+    if not isinstance(decision, str):
+        raise ValidationError("decision is required", hint=f"one of {', '.join(DECISIONS)}")
+    _text_field(data, "reason")
+    row = record_resolution(session, user=user, pmid=pmid, decision=decision,
+                            reason=data.get("reason"),
+                            screeners_per_record=screeners_per_record(request))
+    session.commit()
+    request.app.state.retrainer.maybe_start(session)
+    return JSONResponse(status_code=201, content={**decision_json(row, user.email),
+                                                  "record_decision": row.decision})
 
 
 def _find_trial(session: Session, data: dict[str, Any]) -> Trial:

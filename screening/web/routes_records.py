@@ -6,12 +6,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
+from screening.agreement import latest_votes, record_state
 from screening.queue import queue
+from screening.votes import votes_on
+from screening.web.conflicts import record_screening, visible_history
 from screening.web.csrf import csrf_protect
-from screening.web.decisions import decision_history, parse_rank, record_decision
-from screening.web.deps import Curator, DbSession, Viewer, flash, get_or_404
+from screening.web.decisions import DECISIONS, parse_rank, record_decision
+from screening.web.deps import (
+    Curator,
+    DbSession,
+    Viewer,
+    flash,
+    get_or_404,
+    screeners_per_record,
+)
 from screening.web.explanations import record_explanation
 from screening.web.queue_view import queue_counts, screening_health, screening_progress
 from screening.web.templating import render
@@ -40,13 +50,17 @@ def _health_items(health: dict[str, object]) -> tuple[list[tuple[str, str]], str
 def queue_page(request: Request, session: DbSession, user: Viewer,
                show: Annotated[str, Query(pattern="^(undecided|all)$")] = "undecided",
                offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
-    rows = queue(session, limit=PAGE_SIZE + 1, offset=offset, include_decided=show == "all")
+    # Dual screening: the queue is this person's (not what they voted on, not conflicts).
+    screener_id = user.id if screeners_per_record(request) == 2 else None
+    rows = queue(session, limit=PAGE_SIZE + 1, offset=offset, include_decided=show == "all",
+                 screener_id=screener_id)
     health = screening_health(session)
     items, text = _health_items(health) if health else ([], None)
     retrainer = request.app.state.retrainer
     return render(request, "queue.html", {
         "rows": rows[:PAGE_SIZE], "has_next": len(rows) > PAGE_SIZE, "offset": offset,
-        "limit": PAGE_SIZE, "show": show, "counts": queue_counts(session),
+        "limit": PAGE_SIZE, "show": show,
+        "counts": queue_counts(session, screener_id=screener_id),
         "health": health, "health_items": items, "health_text": text,
         "progress": screening_progress(session), "retrain_running": retrainer.running,
         "retrain_error": retrainer.last_error,
@@ -65,10 +79,13 @@ def record_page(request: Request, pmid: int, session: DbSession, user: Viewer,
     reports = session.exec(select(TrialReport, Trial).join(Trial)
                            .where(TrialReport.pmid == pmid)).all()
     explanation = record_explanation(session, record, request.app.state.model_cache)
+    screening = record_screening(session, record, user,
+                                 screeners_per_record=screeners_per_record(request))
     return render(request, "record.html", {
         "record": record, "rank": rank, "revisions": revisions, "alerts": alerts,
-        "reports": reports, "history": decision_history(session, pmid),
-        "explanation": explanation,
+        "reports": reports, "history": visible_history(session, pmid, screening),
+        "explanation": explanation, "screening": screening,
+        "decisions": DECISIONS,
     })
 
 
@@ -77,9 +94,27 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
            decision: Annotated[str, Form(max_length=20)],
            reason: Annotated[str, Form(max_length=4000)] = "",
            rank_shown: Annotated[str, Form(max_length=12)] = "") -> Response:
+    screeners = screeners_per_record(request)
     row = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
-                          rank_shown=parse_rank(rank_shown))
+                          rank_shown=parse_rank(rank_shown), screeners=screeners)
     session.commit()
     request.app.state.retrainer.maybe_start(session)
-    flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok")
+    if screeners == 1:
+        flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok")
+    else:
+        flash(request, vote_outcome(session, pmid, row.decision), "ok")
     return RedirectResponse(f"/records/{pmid}", status_code=303)
+
+
+def vote_outcome(session: Session, pmid: int, vote: str) -> str:
+    """The flash after a dual-screening vote: what the vote did to the record."""
+    record = get_or_404(session, Record, pmid, missing=f"record PMID {pmid} is not in the "
+                                                       "database")
+    screeners = len(latest_votes(votes_on(session, [pmid])[pmid]))
+    state = record_state(record.decision, screeners)
+    text = f"Vote saved: {vote} (PMID {pmid})."
+    if state == "resolved":
+        return f"{text} Both screeners agree: resolved as {record.decision}."
+    if state == "conflict":
+        return f"{text} The votes differ: the record is now on the conflicts page."
+    return f"{text} It now awaits a second screener."

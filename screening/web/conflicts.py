@@ -1,0 +1,214 @@
+"""Dual screening in the web app: who may resolve a record, resolutions, what a person may see
+of other people's votes (blinding), the conflicts list and the screening state of a record.
+
+The rules (``screening.agreement``), in the words of the curation guide:
+
+- **Resolving.** A conflict is resolved by an admin or by a curator who did not vote on the
+  record — a third person. A record already resolved (by agreement, by an earlier resolution
+  or under single screening) changes only by a resolution of an admin. A record that fewer
+  than two people have screened cannot be resolved: it needs its second vote first.
+  A resolution needs a reason and is a ``Decision`` row of kind ``resolution``, audited as
+  ``decision.resolve``.
+- **Blinding.** Under dual screening, while a record waits for votes (unresolved, fewer than
+  two screeners), the votes on it are shown only to the people who cast them. Once two people
+  voted — agreeing or not — or the record is resolved, every vote is visible: the blind part
+  of the screening is over, and whoever resolves a conflict must read both votes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from screening.agreement import (
+    RESOLUTION,
+    ScreeningAgreement,
+    State,
+    latest_votes,
+    record_state,
+    screening_agreement,
+)
+from screening.votes import blind_pairs, in_conflict, latest_vote_rows, votes_on
+from screening.web.auth import has_role
+from screening.web.decisions import (
+    RecordStateError,
+    check_decision,
+    clean_reason,
+    decision_history,
+    locked_record,
+)
+from store.audit import audit
+from store.errors import PermissionDeniedError, ValidationError
+from store.models import Decision, Record, User
+
+log = logging.getLogger(__name__)
+
+CONFLICTS_PAGE_SIZE = 200
+
+
+# ----------------------------------------------------------------------------- resolving
+def resolve_refusal(user: User, record: Record, screener_ids: set[int]) -> str | None:
+    """Why ``user`` may not resolve ``record`` (None when they may); ``screener_ids`` are the
+    people who voted on it."""
+    if not has_role(user, "curator"):
+        return f"{user.email} is a {user.role}; resolving needs the curator role"
+    if record.decision is None and len(screener_ids) < 2:
+        return None  # not a permission question: refused as a state error by the caller
+    if has_role(user, "admin"):
+        return None
+    if record.decision is not None:
+        return (f"PMID {record.pmid} is already resolved ({record.decision}); only an admin "
+                "can change a resolved record")
+    if user.id in screener_ids:
+        return (f"you voted on PMID {record.pmid}; a conflict is resolved by an admin or a "
+                "curator who did not vote on it")
+    return None
+
+
+def record_resolution(session: Session, *, user: User, pmid: int, decision: str,
+                      reason: str | None, screeners_per_record: int) -> Decision:
+    """Store a resolution and make it the record's decision; the caller commits."""
+    check_decision(decision)
+    reason = clean_reason(reason)
+    if reason is None:
+        raise ValidationError("a resolution needs a reason",
+                              hint="say why, e.g. what the discussion or the full text showed")
+    record = locked_record(session, pmid)
+    votes = votes_on(session, [pmid])[pmid]
+    screeners = latest_votes(votes)
+    if record.decision is None and len(screeners) < 2:
+        raise RecordStateError(
+            f"PMID {pmid} has votes from {len(screeners)} of 2 screeners; only a conflict "
+            "or a resolved record can be resolved",
+            hint="it stays in the queue until a second curator votes")
+    if record.decision is not None and screeners_per_record == 1:
+        raise RecordStateError(
+            f"PMID {pmid} is decided ({record.decision}) under single screening",
+            hint="a new decision on the record page changes it")
+    refusal = resolve_refusal(user, record, set(screeners))
+    if refusal is not None:
+        raise PermissionDeniedError(refusal, hint="ask an admin or another curator")
+    previous = record.decision
+    row = Decision(pmid=pmid, user_id=user.id, decision=decision, reason=reason,
+                   kind=RESOLUTION, model_version_id=record.score_model_version_id,
+                   score_shown=record.score, audit_sample=record.audit_sample)
+    session.add(row)
+    record.decision = decision
+    session.add(record)
+    session.flush()
+    audit(session, "decision.resolve", actor=user.email, object_type="record", object_id=pmid,
+          decision=decision, decision_id=row.id, previous=previous,
+          votes={str(uid): v.decision for uid, v in screeners.items()})
+    log.info("PMID %s resolved as %s by user %s (was %s)", pmid, decision, user.id, previous)
+    return row
+
+
+# ----------------------------------------------------------------------------- one record
+@dataclass(frozen=True)
+class RecordScreening:
+    """What the record page and the API say about a record's screening, for one person."""
+
+    dual: bool
+    state: State
+    screeners: int  # people who voted
+    hidden_votes: int  # votes this person may not see yet (blinding)
+    your_vote: str | None
+    may_vote: bool
+    may_resolve: bool
+
+    @property
+    def hidden_message(self) -> str:
+        n = self.hidden_votes
+        votes = "1 vote" if n == 1 else f"{n} votes"
+        return f"{votes} recorded, hidden until you vote."
+
+    def to_json(self) -> dict[str, Any]:
+        return {"screeners_per_record": 2 if self.dual else 1, "state": self.state,
+                "screeners": self.screeners, "hidden_votes": self.hidden_votes,
+                "your_vote": self.your_vote, "may_vote": self.may_vote,
+                "may_resolve": self.may_resolve}
+
+
+def record_screening(session: Session, record: Record, user: User, *,
+                     screeners_per_record: int) -> RecordScreening:
+    votes = votes_on(session, [record.pmid])[record.pmid]
+    latest = latest_votes(votes)
+    dual = screeners_per_record != 1
+    state = record_state(record.decision, len(latest))
+    mine = latest.get(user.id) if user.id is not None else None
+    hidden = 0
+    if dual and state in ("unscreened", "awaiting_second") and mine is None:
+        hidden = len(votes)
+    curator = has_role(user, "curator")
+    if not dual:
+        may_vote = curator
+    else:
+        may_vote = curator and (state in ("unscreened", "awaiting_second")
+                                or (state == "conflict" and mine is not None))
+    # Under single screening a decided record changes by a new decision, not a resolution.
+    resolvable = state == "conflict" or (state == "resolved" and dual)
+    may_resolve = resolvable and resolve_refusal(user, record, set(latest)) is None
+    return RecordScreening(dual=dual, state=state, screeners=len(latest), hidden_votes=hidden,
+                           your_vote=mine.decision if mine else None, may_vote=may_vote,
+                           may_resolve=may_resolve)
+
+
+def visible_history(session: Session, pmid: int,
+                    screening: RecordScreening) -> list[tuple[Decision, str | None]]:
+    """The record's decisions, newest first — none while the votes are hidden from this
+    person (blinding)."""
+    return [] if screening.hidden_votes else decision_history(session, pmid)
+
+
+def decision_json(row: Decision, email: str | None) -> dict[str, Any]:
+    return {"id": row.id, "pmid": row.pmid, "kind": row.kind, "decision": row.decision,
+            "reason": row.reason, "user": email, "model_version_id": row.model_version_id,
+            "score_shown": row.score_shown, "rank_shown": row.rank_shown,
+            "audit_sample": row.audit_sample, "created_at": row.created_at.isoformat()}
+
+
+# ----------------------------------------------------------------------------- conflicts
+@dataclass(frozen=True)
+class ConflictView:
+    record: Record
+    votes: list[tuple[Decision, str | None]]  # each screener's latest vote, oldest first
+    may_resolve: bool
+    refusal: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.record
+        return {"pmid": r.pmid, "title": r.title, "journal": r.journal, "year": r.year,
+                "score": r.score, "flagged": r.flagged, "audit_sample": r.audit_sample,
+                "votes": [decision_json(d, e) for d, e in self.votes],
+                "may_resolve": self.may_resolve}
+
+
+def conflict_count(session: Session) -> int:
+    return int(session.exec(select(func.count()).select_from(Record).where(
+        col(Record.deleted).is_(False), in_conflict())).one())
+
+
+def list_conflicts(session: Session, user: User, *,
+                   limit: int = CONFLICTS_PAGE_SIZE) -> list[ConflictView]:
+    """Live records in conflict, highest score first, with every screener's latest vote."""
+    records = session.exec(select(Record).where(col(Record.deleted).is_(False), in_conflict())
+                           .order_by(col(Record.score).desc().nulls_last(),
+                                     col(Record.pmid).desc()).limit(limit)).all()
+    rows = latest_vote_rows(session, [r.pmid for r in records])
+    out = []
+    for record in records:
+        votes = rows[record.pmid]
+        refusal = resolve_refusal(user, record,
+                                  {d.user_id for d, _ in votes if d.user_id is not None})
+        out.append(ConflictView(record=record, votes=votes, may_resolve=refusal is None,
+                                refusal=refusal))
+    return out
+
+
+def agreement(session: Session) -> ScreeningAgreement:
+    """Cohen's kappa and raw agreement of the blind votes of every record screened twice."""
+    return screening_agreement(blind_pairs(session))

@@ -1,0 +1,407 @@
+"""Dual screening in the web app and the JSON API (MMLR_SCREENERS_PER_RECORD=2): votes, the
+per-person queue, blinding, conflicts, resolutions and their role checks, agreement
+statistics. Real app and database (SQLite, or PostgreSQL with MMLR_TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import test_web
+from fastapi.testclient import TestClient
+from sqlmodel import col, func, select
+from test_web import as_role, csrf_from, db, make_user
+from test_web_api import _token
+
+from store.models import AuditLog, Decision, Record
+
+app = test_web.app
+users = test_web.users
+records = test_web.records
+
+FIRST, SECOND, THIRD = "curator@example.org", "curator2@example.org", "curator3@example.org"
+
+
+@pytest.fixture
+def settings(settings: Any) -> Any:
+    """The shared test settings, with dual screening switched on."""
+    return settings.model_copy(update={"screeners_per_record": 2})
+
+
+@pytest.fixture
+def team(app: Any, users: dict[str, str]) -> dict[str, str]:
+    """Admin, viewer and three curators."""
+    make_user(app, SECOND, "curator")
+    make_user(app, THIRD, "curator")
+    return {**users, "curator2": SECOND, "curator3": THIRD}
+
+
+def _vote(client: TestClient, pmid: int, decision: str, reason: str = "") -> Any:
+    token = csrf_from(client.get(f"/records/{pmid}").text)
+    return client.post(f"/records/{pmid}/decision", follow_redirects=False,
+                       data={"decision": decision, "reason": reason, "csrf_token": token})
+
+
+def _api_vote(app: Any, email: str, pmid: int, decision: str, reason: str = "") -> Any:
+    api = TestClient(app, raise_server_exceptions=False)
+    return api.post("/api/decisions", headers=_token(app, email),
+                    json={"pmid": pmid, "decision": decision, "reason": reason})
+
+
+def _decision(app: Any, pmid: int) -> str | None:
+    with db(app) as session:
+        record = session.get(Record, pmid)
+        assert record is not None
+        return record.decision
+
+
+def _queue_pmids(html: str) -> list[int]:
+    return [int(p) for p in re.findall(r'data-pmid="(\d+)"', html)]
+
+
+def _history(html: str) -> str:
+    return html.split("<h2>Decision history</h2>")[1].split("</section>")[0]
+
+
+def _conflict(app: Any, pmid: int = 90000002) -> None:
+    """curator votes include, curator2 exclude (each with a reason)."""
+    assert _api_vote(app, FIRST, pmid, "include", "phase 3 <b>RCT</b>").status_code == 201
+    assert _api_vote(app, SECOND, pmid, "exclude", "induction, not maintenance").status_code \
+        == 201
+
+
+# ----------------------------------------------------------------------------- votes + queue
+def test_first_vote_leaves_the_record_open_for_a_second_screener(
+        app: Any, team: dict[str, str], records: int) -> None:
+    first, second = as_role(app, team, "curator"), as_role(app, team, "curator2")
+    response = _vote(first, 90000002, "include", "randomised maintenance")
+    assert response.status_code == 303
+    assert "It now awaits a second screener" in first.get("/records/90000002").text
+    assert _decision(app, 90000002) is None  # one vote resolves nothing
+    with db(app) as session:
+        row = session.exec(select(Decision)).one()
+        assert (row.kind, row.decision, row.pmid) == ("vote", "include", 90000002)
+        audit_row = session.exec(select(AuditLog).where(AuditLog.action == "decision.add")).one()
+        assert audit_row.details["kind"] == "vote" and audit_row.details["screeners"] == 1
+        assert audit_row.details["resolved"] is None
+    # the voter's queue no longer has it; the other curator's does, marked for a 2nd screener
+    first_queue = first.get("/").text
+    assert 90000002 not in _queue_pmids(first_queue)
+    assert sorted(_queue_pmids(first_queue)) == [90000001, 90000003, 90000004]
+    second_queue = second.get("/").text
+    assert _queue_pmids(second_queue)[0] == 90000002
+    row_html = second_queue.split('data-pmid="90000002"')[1].split("</tr>")[0]
+    assert "needs 2nd screener" in row_html
+    assert re.search(r'class="count-awaiting-you">4<', second_queue)
+    assert re.search(r'class="count-awaiting-you-second">1<', second_queue)
+    assert re.search(r'class="count-yours-awaiting-second">1<', first_queue)
+    assert re.search(r'class="count-awaiting-you">3<', first_queue)
+    # the JSON API's undecided list is the same per-person queue
+    mine = TestClient(app).get("/api/records?status=undecided",
+                               headers=_token(app, FIRST)).json()
+    theirs = TestClient(app).get("/api/records?status=undecided",
+                                 headers=_token(app, SECOND)).json()
+    assert 90000002 not in [r["pmid"] for r in mine["records"]] and mine["total"] == 3
+    top = theirs["records"][0]
+    assert (top["pmid"], top["screening"], top["screeners"], top["your_vote"],
+            top["decision"]) == (90000002, "awaiting_second", 1, None, None)
+
+
+def test_both_screeners_agreeing_resolves_the_record(app: Any, team: dict[str, str],
+                                                     records: int) -> None:
+    assert _api_vote(app, FIRST, 90000003, "exclude").json()["screening"] == "awaiting_second"
+    second = as_role(app, team, "curator2")
+    _vote(second, 90000003, "exclude", "not maintenance")
+    assert "Both screeners agree: resolved as exclude" in second.get("/records/90000003").text
+    assert _decision(app, 90000003) == "exclude"
+    # resolved: out of every queue, and no more votes change it
+    third = as_role(app, team, "curator3")
+    assert 90000003 not in _queue_pmids(third.get("/").text)
+    late = _api_vote(app, THIRD, 90000003, "include")
+    assert late.status_code == 409
+    assert late.json()["error"].startswith("PMID 90000003 is already resolved (exclude)")
+    assert _decision(app, 90000003) == "exclude"
+
+
+@pytest.mark.parametrize(("first", "second", "expected"), [
+    ("include", "include", "include"),
+    ("maybe", "maybe", "maybe"),
+    ("include", "maybe", None),
+    ("maybe", "exclude", None),
+    ("include", "exclude", None),
+])
+def test_agreement_rule_over_the_api(app: Any, team: dict[str, str], records: int,
+                                     first: str, second: str, expected: str | None) -> None:
+    _api_vote(app, FIRST, 90000001, first)
+    answer = _api_vote(app, SECOND, 90000001, second).json()
+    assert answer["record_decision"] == expected
+    assert answer["screening"] == ("conflict" if expected is None else "resolved")
+    assert _decision(app, 90000001) == expected
+    listed = TestClient(app).get("/api/records?status=conflict",
+                                 headers=_token(app, THIRD)).json()
+    assert [r["pmid"] for r in listed["records"]] == ([] if expected else [90000001])
+
+
+def test_the_same_person_twice_is_not_two_screeners(app: Any, team: dict[str, str],
+                                                    records: int) -> None:
+    first = as_role(app, team, "curator")
+    _vote(first, 90000002, "include")
+    _vote(first, 90000002, "include")
+    assert _decision(app, 90000002) is None
+    page = first.get("/records/90000002").text
+    assert "one vote, awaiting a second screener" in page
+    assert 'class="your-vote">include<' in page
+
+
+# ----------------------------------------------------------------------------- blinding
+def test_a_second_screener_cannot_see_the_first_vote(app: Any, team: dict[str, str],
+                                                     records: int) -> None:
+    first = as_role(app, team, "curator")
+    _vote(first, 90000002, "include", "SECRET-REASON maintenance RCT")
+    for role in ("curator2", "admin", "viewer"):  # nobody who has not voted, admins included
+        page = as_role(app, team, role).get("/records/90000002").text
+        history = _history(page)
+        assert "1 vote recorded, hidden until you vote." in history, role
+        assert "curator@example.org" not in history and "decision-row" not in history
+        assert "SECRET-REASON" not in page
+        assert 'class="current-decision">none<' in page
+        api = TestClient(app).get("/api/records/90000002/decisions",
+                                  headers=_token(app, team[role]))
+        body = api.json()
+        assert (body["decisions"], body["hidden_votes"], body["decision"]) == ([], 1, None)
+        assert body["hidden_message"] == "1 vote recorded, hidden until you vote."
+        assert "SECRET-REASON" not in api.text and "include" not in api.text
+        listed = TestClient(app).get("/api/records", headers=_token(app, team[role])).json()
+        row = next(r for r in listed["records"] if r["pmid"] == 90000002)
+        assert (row["decision"], row["your_vote"], row["screeners"]) == (None, None, 1)
+    # the voter sees their own vote
+    own = TestClient(app).get("/api/records/90000002/decisions",
+                              headers=_token(app, FIRST)).json()
+    assert [(d["decision"], d["user"], d["kind"]) for d in own["decisions"]] == [
+        ("include", FIRST, "vote")]
+    # once the second screener has voted, both see both votes
+    second = as_role(app, team, "curator2")
+    _vote(second, 90000002, "exclude", "induction trial")
+    for client in (first, second):
+        history = _history(client.get("/records/90000002").text)
+        assert "SECRET-REASON" in history and "induction trial" in history
+        assert "hidden until you vote" not in history
+
+
+# ----------------------------------------------------------------------------- conflicts
+def test_conflicts_page_lists_both_votes_and_leaves_the_queues(app: Any, team: dict[str, str],
+                                                               records: int) -> None:
+    _conflict(app)
+    assert _decision(app, 90000002) is None
+    third = as_role(app, team, "curator3")
+    assert 'href="/conflicts"' in third.get("/").text  # the header link
+    assert 90000002 not in _queue_pmids(third.get("/").text)  # waits for a resolution
+    page = third.get("/conflicts").text
+    assert 'class="conflict-total">1<' in page
+    article = page.split('data-pmid="90000002"')[1].split("</article>")[0]
+    votes = re.findall(r'<td class="who">([^<]*)</td><td class="decision">([^<]*)</td>'
+                       r'<td class="reason">([^<]*)</td>', article)
+    assert votes == [(FIRST, "include", "phase 3 &lt;b&gt;RCT&lt;/b&gt;"),
+                     (SECOND, "exclude", "induction, not maintenance")]
+    assert "<b>RCT" not in page and "&lt;script&gt;alert(1)" in article  # escaped title
+    assert 'action="/records/90000002/resolution"' in article
+    # the screeners of the record see it without a form, and why
+    own = as_role(app, team, "curator").get("/conflicts").text
+    assert 'action="/records/90000002/resolution"' not in own
+    assert "you voted on PMID 90000002; a conflict is resolved by an admin" in own
+    # a third person's vote does not settle a conflict
+    third_vote = _api_vote(app, THIRD, 90000002, "include")
+    assert third_vote.status_code == 409 and "resolve it on /conflicts" in third_vote.json()[
+        "error"]
+    # the API lists the same
+    body = TestClient(app).get("/api/conflicts", headers=_token(app, THIRD)).json()
+    assert body["total"] == 1 and body["screeners_per_record"] == 2
+    (conflict,) = body["conflicts"]
+    assert [(v["user"], v["decision"]) for v in conflict["votes"]] == [
+        (FIRST, "include"), (SECOND, "exclude")]
+    assert conflict["may_resolve"] is True
+    assert TestClient(app).get("/api/conflicts", headers=_token(app, FIRST)).json()[
+        "conflicts"][0]["may_resolve"] is False
+
+
+def test_a_screener_changing_their_vote_settles_a_conflict(app: Any, team: dict[str, str],
+                                                           records: int) -> None:
+    _conflict(app)
+    answer = _api_vote(app, SECOND, 90000002, "include", "agreed after discussion").json()
+    assert (answer["screening"], answer["record_decision"]) == ("resolved", "include")
+    assert "no-conflicts" in as_role(app, team, "curator3").get("/conflicts").text
+
+
+def test_who_may_resolve(app: Any, team: dict[str, str], records: int) -> None:
+    _conflict(app)
+    viewer = as_role(app, team, "viewer")
+    refused = viewer.post("/records/90000002/resolution", data={
+        "decision": "include", "reason": "r", "csrf_token": csrf_from(viewer.get("/").text)})
+    assert refused.status_code == 403
+    assert "viewer@example.org is a viewer; this needs the curator role" in refused.text
+    voter = as_role(app, team, "curator")
+    own = voter.post("/records/90000002/resolution", data={
+        "decision": "include", "reason": "mine wins", "csrf_token": csrf_from(voter.get("/").text)})
+    assert own.status_code == 403
+    assert "you voted on PMID 90000002; a conflict is resolved by an admin or a curator who " \
+           "did not vote on it" in own.text
+    assert _decision(app, 90000002) is None
+    third = as_role(app, team, "curator3")
+    done = third.post("/records/90000002/resolution", follow_redirects=False, data={
+        "decision": "include", "reason": "full text: maintenance randomisation",
+        "csrf_token": csrf_from(third.get("/conflicts").text)})
+    assert done.status_code == 303 and done.headers["location"] == "/conflicts"
+    assert "Resolved: PMID 90000002 is include." in third.get("/conflicts").text
+    assert _decision(app, 90000002) == "include"
+    with db(app) as session:
+        resolution = session.exec(select(Decision).where(Decision.kind == "resolution")).one()
+        assert (resolution.decision, resolution.reason) == (
+            "include", "full text: maintenance randomisation")
+        entry = session.exec(select(AuditLog).where(
+            AuditLog.action == "decision.resolve")).one()
+        assert entry.actor == THIRD and entry.object_id == "90000002"
+        assert entry.details["previous"] is None and entry.details["decision"] == "include"
+        assert sorted(entry.details["votes"].values()) == ["exclude", "include"]
+        assert entry.details["decision_id"] == resolution.id
+    page = third.get("/records/90000002").text
+    assert 'class="kind">resolution<' in _history(page)
+    # resolved now: only an admin may change it
+    again = third.post("/records/90000002/resolution", data={
+        "decision": "exclude", "reason": "second thoughts",
+        "csrf_token": csrf_from(third.get("/").text)})
+    assert again.status_code == 403 and "only an admin can change a resolved record" in again.text
+    admin = as_role(app, team, "admin")
+    assert "Change the resolved decision" in admin.get("/records/90000002").text
+    changed = admin.post("/records/90000002/resolution", follow_redirects=False, data={
+        "decision": "exclude", "reason": "protocol: induction comparison", "back": "record",
+        "csrf_token": csrf_from(admin.get("/").text)})
+    assert changed.status_code == 303 and changed.headers["location"] == "/records/90000002"
+    assert _decision(app, 90000002) == "exclude"
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(AuditLog).where(
+            AuditLog.action == "decision.resolve")).one() == 2
+
+
+def test_an_admin_who_voted_may_resolve(app: Any, team: dict[str, str], records: int) -> None:
+    assert _api_vote(app, team["admin"], 90000003, "include").status_code == 201
+    assert _api_vote(app, FIRST, 90000003, "maybe").status_code == 201
+    answer = TestClient(app).post("/api/records/90000003/resolution",
+                                  headers=_token(app, team["admin"]),
+                                  json={"decision": "maybe", "reason": "needs the full text"})
+    assert answer.status_code == 201
+    assert (answer.json()["kind"], answer.json()["record_decision"]) == ("resolution", "maybe")
+
+
+def test_resolution_needs_a_conflict_a_reason_and_a_valid_decision(
+        app: Any, team: dict[str, str], records: int) -> None:
+    third = as_role(app, team, "curator3")
+    token = csrf_from(third.get("/").text)
+    _api_vote(app, FIRST, 90000001, "include")  # one vote: not a conflict yet
+    early = third.post("/records/90000001/resolution",
+                       data={"decision": "include", "reason": "r", "csrf_token": token})
+    assert early.status_code == 409
+    assert "PMID 90000001 has votes from 1 of 2 screeners" in early.text
+    _conflict(app)
+    cases = [({"decision": "include", "reason": "  "}, 400, "a resolution needs a reason"),
+             ({"decision": "delete", "reason": "r"}, 400, "decision &#39;delete&#39; is not valid"),
+             ({"reason": "r"}, 400, "decision: Field required")]
+    for data, status, message in cases:
+        response = third.post("/records/90000002/resolution", data={**data, "csrf_token": token})
+        assert response.status_code == status and message in response.text, data
+    unknown = third.post("/records/12345/resolution",
+                         data={"decision": "include", "reason": "r", "csrf_token": token})
+    assert unknown.status_code == 404
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Decision).where(
+            Decision.kind == "resolution")).one() == 0
+    assert _decision(app, 90000002) is None
+
+
+def test_resolve_form_refuses_a_missing_or_wrong_csrf_token(app: Any, team: dict[str, str],
+                                                            records: int) -> None:
+    _conflict(app)
+    admin = as_role(app, team, "admin")
+    for extra in ({}, {"csrf_token": "x" * 43}):
+        response = admin.post("/records/90000002/resolution",
+                              data={"decision": "include", "reason": "r", **extra})
+        assert response.status_code == 403
+        assert "security token is missing or does not match" in response.text
+    assert _decision(app, 90000002) is None
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(AuditLog).where(
+            AuditLog.action == "decision.resolve")).one() == 0
+
+
+def test_api_resolution_has_the_same_rules_and_errors(app: Any, team: dict[str, str],
+                                                      records: int) -> None:
+    _conflict(app)
+    api = TestClient(app, raise_server_exceptions=False)
+    url = "/api/records/90000002/resolution"
+    body = {"decision": "exclude", "reason": "not a maintenance comparison"}
+    assert api.post(url, json=body).status_code == 401
+    viewer = api.post(url, json=body, headers=_token(app, team["viewer"]))
+    assert viewer.status_code == 403 and "needs the curator role" in viewer.json()["error"]
+    voter = api.post(url, json=body, headers=_token(app, FIRST))
+    assert voter.status_code == 403 and voter.json()["error"].startswith(
+        "you voted on PMID 90000002")
+    bad = api.post(url, json={"decision": "exclude", "reason": 5},
+                   headers=_token(app, THIRD))
+    assert bad.status_code == 400 and bad.json() == {"error": "reason must be a string"}
+    missing = api.post("/api/records/424242/resolution", json=body, headers=_token(app, THIRD))
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "record PMID 424242 is not in the database"
+    ok = api.post(url, json=body, headers=_token(app, THIRD))
+    assert ok.status_code == 201
+    assert (ok.json()["kind"], ok.json()["decision"], ok.json()["user"]) == (
+        "resolution", "exclude", THIRD)
+    assert _decision(app, 90000002) == "exclude"
+    again = api.post(url, json=body, headers=_token(app, THIRD))
+    assert again.status_code == 403  # resolved now: admins only
+    assert api.get("/api/conflicts", headers=_token(app, THIRD)).json()["total"] == 0
+
+
+def test_agreement_statistics_on_the_conflicts_page(app: Any, team: dict[str, str],
+                                                    records: int) -> None:
+    # blind pairs (curator, curator2): exclude/exclude, include/include, include/exclude,
+    # maybe/maybe. Three categories: p_o = .75, p_e = .5·.25 + .25·.5 + .25·.25 = .3125,
+    # kappa = .4375/.6875 = .636; include/maybe vs exclude: p_o = .75, marginals .75/.25 and
+    # .5/.5, p_e = .5, kappa = .5
+    for pmid, a, b in [(90000001, "exclude", "exclude"), (90000002, "include", "include"),
+                       (90000003, "include", "exclude"), (90000004, "maybe", "maybe")]:
+        _api_vote(app, FIRST, pmid, a)
+        _api_vote(app, SECOND, pmid, b)
+    # settling the conflict by discussion changes the outcome, not the blind agreement
+    _api_vote(app, SECOND, 90000003, "include")
+    page = as_role(app, team, "curator3").get("/conflicts").text
+    values = dict(re.findall(r'<dd class="([a-z-]+)">([^<]*)</dd>', page))
+    assert values == {"agreement-n": "4", "raw-binary": "0.750", "kappa-binary": "0.500",
+                      "raw-three": "0.750", "kappa-three": "0.636"}
+    stats = TestClient(app).get("/api/conflicts", headers=_token(app, THIRD)).json()["agreement"]
+    assert stats["three_way"]["kappa"] == pytest.approx(0.4375 / 0.6875)
+    assert stats["binary"]["n"] == 4 and stats["binary"]["kappa"] == pytest.approx(0.5)
+
+
+def test_single_screening_pages_are_unchanged(settings: Any, tmp_path: Any) -> None:
+    """The header link, counts and blinding exist only under dual screening."""
+    from screening.web.app import create_app
+
+    single = create_app(settings.model_copy(update={"screeners_per_record": 1}))
+    try:
+        emails = {"admin": "a@example.org", "curator": FIRST, "viewer": "v@example.org"}
+        for role, email in emails.items():
+            make_user(single, email, role)
+        test_web.add_records(single, [{"pmid": 7, "title": "t", "score": 0.5}])
+        curator = as_role(single, emails, "curator")
+        queue = curator.get("/").text
+        assert 'href="/conflicts"' not in queue and "awaiting your vote" not in queue
+        _vote(curator, 7, "include", "reason shown to all")
+        assert _decision(single, 7) == "include"
+        viewer_page = as_role(single, emails, "viewer").get("/records/7").text
+        assert "reason shown to all" in _history(viewer_page)
+        with db(single) as session:
+            assert session.exec(select(Decision.kind)).one() == "vote"
+            assert session.exec(select(col(AuditLog.details)).where(
+                AuditLog.action == "decision.add")).one().get("kind") is None
+    finally:
+        single.state.ctx.dispose()
