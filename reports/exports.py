@@ -32,7 +32,7 @@ from sqlmodel import Session, col, select
 
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
-from store.models import Record, RecordRevision, Trial, TrialReport
+from store.models import Decision, Record, RecordRevision, Trial, TrialReport
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,12 @@ def prisma_counts(session: Session) -> list[tuple[str, int, str]]:
     included = count(live, col(Record.decision) == "include")
     excluded_curators = count(live, col(Record.decision) == "exclude")
     maybe = count(live, col(Record.decision) == "maybe")
+    # A low-score record somebody voted on is not excluded by automation: under dual
+    # screening it waits for a second vote or a resolution (and a curator may have said
+    # include), so it counts as awaiting screening.
+    voted = col(Record.pmid).in_(select(Decision.pmid))
     excluded_auto = count(live, undecided, col(Record.score).is_not(None),
-                          col(Record.flagged).is_(False))
+                          col(Record.flagged).is_(False), ~voted)
     awaiting = count(live, undecided) - excluded_auto
     return [
         ("records identified (PubMed)", identified, "distinct PMIDs retrieved"),
@@ -169,7 +173,8 @@ def prisma_counts(session: Session) -> list[tuple[str, int, str]]:
          "scored below the flag threshold, no curator decision"),
         ("records excluded by curators", excluded_curators, "latest decision: exclude"),
         ("records awaiting screening", awaiting + maybe,
-         "flagged or unscored without a decision, plus 'maybe' decisions"),
+         "flagged or unscored without a decision, records with votes but no resolved "
+         "decision yet (dual screening), plus 'maybe' decisions"),
         ("records included", included, "latest decision: include"),
         ("trials included", count(model=Trial), "randomised trials in the evidence base"),
         ("reports of included trials", count(model=TrialReport),

@@ -15,6 +15,7 @@ from store.errors import ValidationError
 #: Publication types that are never a randomised trial report: weak negatives at cold start.
 WEAK_NEGATIVE_TYPES = ("Review", "Systematic Review", "Meta-Analysis", "Editorial", "Comment",
                        "Case Reports", "Letter", "News", "Biography", "Retraction Notice",
+                       "Retraction of Publication", "Expression of Concern",
                        "Published Erratum")
 
 

@@ -332,7 +332,7 @@ def settings_table() -> list[tuple[str, str, str]]:
         if isinstance(default, Path):
             default = str(default)
         if name == "query":
-            default = "the protocol query (see docs/configuration.md)"
+            default = "the protocol query (see docs/operations.md)"
         rows.append(
             (
                 f"MMLR_{name.upper()}",

@@ -197,3 +197,21 @@ def test_cli_export_csv(db_url: str, tmp_path: Path) -> None:
     bad = run_cli("export", "csv", "--out", "/proc/nope/records.csv", env=env)
     assert_one_line_error(bad)
     assert bad.stderr.startswith("mmlr: error: cannot write the export to /proc/nope/records.csv")
+
+
+def test_prisma_counts_voted_low_score_records_as_awaiting(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Dual screening: a low-score record with one include vote and no resolved decision is
+    not 'excluded by automation' (a curator wants it), it awaits its second vote."""
+    from store.models import Decision
+
+    seed(ctx)
+    with ctx.sessions() as s:
+        s.add(Decision(pmid=2, decision="include", kind="vote"))
+        s.commit()
+        rows = {stage: n for stage, n, _ in prisma_counts(s)}
+    assert rows["records excluded by automation"] == 0
+    assert rows["records awaiting screening"] == 3  # pmids 2 (one vote), 4 and 6
+    assert rows["records screened"] == (rows["records excluded by automation"]
+                                        + rows["records excluded by curators"]
+                                        + rows["records awaiting screening"]
+                                        + rows["records included"])
