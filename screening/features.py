@@ -138,18 +138,60 @@ class TextAndTerms:
         self.title_tokens = bool(state.get("title_tokens", False))
 
 
+#: Prefixes of the controlled-term tokens of ``Document.terms`` (the rest are word n-grams).
+TERM_PREFIXES = ("mesh:", "kw:", "pt:", "j:")
+
+
+class _TermsWeightedTfidf(_Tfidf):
+    """One vocabulary whose controlled-term columns are scaled by ``terms_weight`` before the
+    rows are L2-normalised, so a term weighs ``terms_weight`` times a word of the same TF-IDF
+    instead of the same."""
+
+    def __init__(self, view: str, terms_weight: float, **params: Any) -> None:
+        super().__init__(view, norm=None, **params)
+        self.terms_weight = terms_weight
+        self.column_scale: np.ndarray | None = None
+
+    def _finish(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        if self.column_scale is None:
+            names = self.vectorizer.get_feature_names_out()
+            is_term = np.char.startswith(names.astype(str), TERM_PREFIXES[0])
+            for prefix in TERM_PREFIXES[1:]:
+                is_term |= np.char.startswith(names.astype(str), prefix)
+            self.column_scale = np.where(is_term, self.terms_weight, 1.0)
+        return sp.csr_matrix(normalize(matrix @ sp.diags(self.column_scale)))
+
+    def fit(self, docs: Sequence[Document]) -> _TermsWeightedTfidf:
+        super().fit(docs)
+        self.column_scale = None
+        return self
+
+    def transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
+        matrix = super().transform(docs)
+        return self._finish(matrix) if self.fitted else matrix
+
+    def fit_transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
+        self.column_scale = None
+        matrix = super().fit_transform(docs)
+        return self._finish(matrix) if self.fitted else matrix
+
+
 @FEATURES.register("text_terms_tfidf", doc="word uni- and bigrams of title and abstract plus "
                    "MeSH, keywords, publication types and journal, as one TF-IDF vocabulary")
 def text_terms_tfidf(ngram_max: int = 2, min_df: int = 1, max_df: float = 0.95,
-                     stop_words: str | None = None, title_tokens: bool = False) -> _Tfidf:
+                     stop_words: str | None = None, title_tokens: bool = False,
+                     terms_weight: float = 1.0) -> _Tfidf:
     # Why one vocabulary rather than a separate ``terms`` block: a record has ~15 controlled
     # terms against ~250 word n-grams, so in one L2-normalised vector each term weighs about
     # as much as a word; as a block of its own (weight 0.5) the terms carried a fifth of the
     # vector and cost up to 0.1 WSS@95 where MeSH is shared by includes and excludes
-    # (docs/benchmarks.md, Screening, third round).
-    return _Tfidf("doc", analyzer=TextAndTerms(ngram_max, stop_words, title_tokens=title_tokens),
-                  sublinear_tf=True,
-                  min_df=min_df, max_df=max_df)
+    # (docs/benchmarks.md, Screening, third round). ``terms_weight`` scales the terms inside
+    # the one vocabulary (an option; 1.0 keeps the plain TfidfVectorizer path bit for bit).
+    analyzer = TextAndTerms(ngram_max, stop_words, title_tokens=title_tokens)
+    if terms_weight != 1.0:
+        return _TermsWeightedTfidf("doc", terms_weight, analyzer=analyzer, sublinear_tf=True,
+                                   min_df=min_df, max_df=max_df)
+    return _Tfidf("doc", analyzer=analyzer, sublinear_tf=True, min_df=min_df, max_df=max_df)
 
 
 @FEATURES.register("char_tfidf", doc="character 3-5-gram TF-IDF of title and abstract")

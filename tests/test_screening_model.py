@@ -111,6 +111,35 @@ def test_title_tokens_repeat_the_title_as_title_features_and_survive_pickling() 
     assert (abs(again.transform(docs) - X) > 1e-12).nnz == 0
 
 
+def test_terms_weight_scales_the_controlled_terms_inside_the_one_vocabulary() -> None:
+    import pickle
+
+    docs, _ = _toy()
+    plain_fs = FeatureSet.from_config([{"name": "text_terms_tfidf"}])
+    plain = plain_fs.fit_transform(docs).toarray()
+    names = plain_fs.extractors[0][2].vectorizer.get_feature_names_out()
+    is_term = np.asarray([n.startswith(("mesh:", "kw:", "pt:", "j:")) for n in names])
+    assert is_term.any() and (~is_term).any()
+    half_fs = FeatureSet.from_config([{"name": "text_terms_tfidf",
+                                       "params": {"terms_weight": 0.5}}])
+    half = half_fs.fit_transform(docs).toarray()
+    for row_plain, row_half in zip(plain, half, strict=True):
+        words, terms = row_plain[~is_term], row_plain[is_term]
+        if not terms.any():
+            assert np.allclose(row_half, row_plain)  # nothing to scale: the same row
+            continue
+        # each term weighs half a word of the same TF-IDF, then the row is L2-normalised
+        expected = np.concatenate([words, terms * 0.5])
+        expected /= np.linalg.norm(expected)
+        assert np.allclose(np.concatenate([row_half[~is_term], row_half[is_term]]), expected)
+        assert np.isclose(np.linalg.norm(row_half), 1.0)
+    again = pickle.loads(pickle.dumps(half_fs))
+    assert np.allclose(again.transform(docs).toarray(), half)
+    # 1.0 is the plain TfidfVectorizer path, bit for bit (the default configuration)
+    one = FeatureSet.from_config([{"name": "text_terms_tfidf", "params": {"terms_weight": 1.0}}])
+    assert (one.fit_transform(docs).toarray() == plain).all()
+
+
 def test_calibrate_threshold_keeps_the_target_share_of_includes() -> None:
     scores = np.asarray([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
     y = np.asarray([1, 1, 0, 1, 0, 1, 0, 0, 1, 0])

@@ -37,7 +37,12 @@ from screening.config import ScreeningConfig  # noqa: E402
 from screening.metrics import order_metrics  # noqa: E402
 from screening.model import _RankEnsemble, naive_bayes, svm  # noqa: E402
 from screening.registry import CLASSIFIERS  # noqa: E402
-from screening.simulate import choose_priors, load_dataset, run_active_learning  # noqa: E402
+from screening.simulate import (  # noqa: E402
+    LabelledDataset,
+    choose_priors,
+    load_dataset,
+    run_active_learning,
+)
 
 
 # A candidate tried in the second round (not adopted, so it lives here and not in screening/).
@@ -122,6 +127,11 @@ VARIANTS: dict[str, dict] = {
                                    "params": {"stop_words": None, "title_tokens": True}}]},
     # How noisy the per-dataset goal is: ELAS u4 with C moved by 9% (docs/benchmarks.md).
     "elas_c0.10": {"features": [W0], "classifier_params": {"C": 0.10}},
+    # Fifth round (2026-11-30): the terms scaled inside the one vocabulary.
+    "terms_w0.5": {"features": [{"name": "text_terms_tfidf",
+                                 "params": {"stop_words": None, "terms_weight": 0.5}}]},
+    "terms_w0.75": {"features": [{"name": "text_terms_tfidf",
+                                  "params": {"stop_words": None, "terms_weight": 0.75}}]},
     "default": {},
 }
 # The first round's SVM variants ran with the SVM defaults of that time.
@@ -135,18 +145,23 @@ RESULTS = ROOT / "bench" / "results" / "tune.json"
 BENCH = ROOT / "bench" / "results" / "screening.json"
 
 
-def _run_one(job: tuple[str, str, int]) -> tuple[str, dict[str, float]]:
-    vname, dsname, seed = job
-    data = load_dataset(DATA / f"{dsname}.csv.gz")
-    config = ScreeningConfig(**VARIANTS[vname]).validate()
+def simulate_variant(data: LabelledDataset, variant: str, seed: int) -> dict[str, float]:
+    """One simulation of ``variant`` on ``data`` from the priors drawn with ``seed``."""
+    config = ScreeningConfig(**VARIANTS[variant]).validate()
     priors = choose_priors(data, seed)
     t0 = time.perf_counter()
     order = run_active_learning(data, priors, config)
     seconds = time.perf_counter() - t0
     m = order_metrics([int(data.labels[i]) for i in order],
                       n=len(data.labels) - 2, p=data.n_included - 1)
-    return f"{vname}|{dsname}|{seed}", {"wss_95": m.wss_95, "wss_100": m.wss_100,
-                                        "n_100": m.n_100, "seconds": seconds}
+    return {"wss_95": m.wss_95, "wss_100": m.wss_100, "n_95": m.n_95, "n_100": m.n_100,
+            "n_records": len(data.labels), "seconds": seconds}
+
+
+def _run_one(job: tuple[str, str, int]) -> tuple[str, dict[str, float]]:
+    vname, dsname, seed = job
+    data = load_dataset(DATA / f"{dsname}.csv.gz")
+    return f"{vname}|{dsname}|{seed}", simulate_variant(data, vname, seed)
 
 
 def _load(path: Path) -> dict[str, dict[str, float]]:
