@@ -43,7 +43,8 @@ def stopping_p_value(*, found: int, pool: int, sample: int, sample_includes: int
                                sample))
 
 
-def _count(session: Session, *conds: Any) -> int:
+def count_live(session: Session, *conds: Any) -> int:
+    """Live (not deleted) records matching ``conds``."""
     stmt = select(func.count()).select_from(Record).where(col(Record.deleted).is_(False), *conds)
     return int(session.exec(stmt).one())
 
@@ -52,16 +53,16 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL) 
     decided = col(Record.decision).is_not(None)
     undecided = col(Record.decision).is_(None)
     is_include = col(Record.decision).in_(["include", "maybe"])
-    n_records = _count(session)
-    screened = _count(session, decided)
-    found = _count(session, is_include)
+    n_records = count_live(session)
+    screened = count_live(session, decided)
+    found = count_live(session, is_include)
     remaining = n_records - screened
-    flagged_left = _count(session, undecided, col(Record.flagged).is_(True))
-    low_left = _count(session, undecided, col(Record.flagged).is_(False))
-    audit_n = _count(session, decided, col(Record.audit_sample).is_(True))
-    audit_k = _count(session, is_include, col(Record.audit_sample).is_(True))
-    flagged_decided = _count(session, decided, col(Record.flagged).is_(True))
-    flagged_inc = _count(session, is_include, col(Record.flagged).is_(True))
+    flagged_left = count_live(session, undecided, col(Record.flagged).is_(True))
+    low_left = count_live(session, undecided, col(Record.flagged).is_(False))
+    audit_n = count_live(session, decided, col(Record.audit_sample).is_(True))
+    audit_k = count_live(session, is_include, col(Record.audit_sample).is_(True))
+    flagged_decided = count_live(session, decided, col(Record.flagged).is_(True))
+    flagged_inc = count_live(session, is_include, col(Record.flagged).is_(True))
     flagged_rate = flagged_inc / flagged_decided if flagged_decided else 1.0
     est_flagged = flagged_left * flagged_rate
 

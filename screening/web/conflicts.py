@@ -32,7 +32,13 @@ from screening.agreement import (
     record_state,
     screening_agreement,
 )
-from screening.votes import blind_pairs, in_conflict, latest_vote_rows, votes_on
+from screening.votes import (
+    blind_pairs,
+    in_conflict,
+    latest_vote_rows,
+    screener_counts,
+    votes_on,
+)
 from screening.web.auth import has_role
 from screening.web.decisions import (
     RecordStateError,
@@ -155,6 +161,11 @@ def record_screening(session: Session, record: Record, user: User, *,
     return RecordScreening(dual=dual, state=state, screeners=len(latest), hidden_votes=hidden,
                            your_vote=mine.decision if mine else None, may_vote=may_vote,
                            may_resolve=may_resolve)
+
+
+def current_state(session: Session, record: Record) -> State:
+    """Where ``record`` stands now (after a vote, say), from its decision and its screeners."""
+    return record_state(record.decision, screener_counts(session, [record.pmid])[record.pmid])
 
 
 def visible_history(session: Session, pmid: int,

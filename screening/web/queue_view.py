@@ -9,16 +9,12 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from screening.health import count_live
 from screening.health import screening_health as _health
 from screening.votes import hidden_from_queue, in_conflict, screened_once, voted_by
 from store.models import Decision, KeyValue, Record
 
 log = logging.getLogger(__name__)
-
-
-def _count(session: Session, *conds: Any) -> int:
-    return int(session.exec(select(func.count()).select_from(Record).where(
-        col(Record.deleted).is_(False), *conds)).one())
 
 
 def queue_counts(session: Session, *, screener_id: int | None = None) -> dict[str, int]:
@@ -27,23 +23,23 @@ def queue_counts(session: Session, *, screener_id: int | None = None) -> dict[st
     voted by you and awaiting a second screener, conflicts, resolved."""
     undecided = col(Record.decision).is_(None)
     decisions = session.exec(select(func.count()).select_from(Decision)).one()
-    counts = {"records": _count(session), "undecided": _count(session, undecided),
-              "flagged": _count(session, undecided, col(Record.flagged).is_(True)),
+    counts = {"records": count_live(session), "undecided": count_live(session, undecided),
+              "flagged": count_live(session, undecided, col(Record.flagged).is_(True)),
               "decisions": int(decisions)}
     if screener_id is None:
         return counts
     yours = ~hidden_from_queue(screener_id)
     counts.update({
-        "awaiting_you": _count(session, undecided, yours),
-        "awaiting_you_flagged": _count(session, undecided, yours,
+        "awaiting_you": count_live(session, undecided, yours),
+        "awaiting_you_flagged": count_live(session, undecided, yours,
                                        col(Record.flagged).is_(True)),
-        "awaiting_you_second": _count(session, undecided, yours,
+        "awaiting_you_second": count_live(session, undecided, yours,
                                       col(Record.pmid).in_(screened_once())),
-        "yours_awaiting_second": _count(session, undecided,
+        "yours_awaiting_second": count_live(session, undecided,
                                         col(Record.pmid).in_(voted_by(screener_id)),
                                         col(Record.pmid).in_(screened_once())),
-        "conflicts": _count(session, in_conflict()),
-        "resolved": _count(session, col(Record.decision).is_not(None)),
+        "conflicts": count_live(session, in_conflict()),
+        "resolved": count_live(session, col(Record.decision).is_not(None)),
     })
     return counts
 

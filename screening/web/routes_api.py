@@ -24,6 +24,7 @@ from screening.web.conflicts import (
     CONFLICTS_PAGE_SIZE,
     agreement,
     conflict_count,
+    current_state,
     decision_json,
     list_conflicts,
     record_resolution,
@@ -228,8 +229,7 @@ async def post_decision(request: Request, session: DbSession, user: ApiWriter) -
     if screeners != 1:  # what the vote did: the record's state, never the other vote
         record = get_or_404(session, Record, pmid, missing=f"record PMID {pmid} is gone")
         content.update(kind=row.kind, record_decision=record.decision,
-                       screening=record_state(record.decision,
-                                              screener_counts(session, [pmid])[pmid]))
+                       screening=current_state(session, record))
     return JSONResponse(status_code=201, content=content)
 
 

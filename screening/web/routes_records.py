@@ -8,10 +8,8 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from screening.agreement import latest_votes, record_state
 from screening.queue import queue
-from screening.votes import votes_on
-from screening.web.conflicts import record_screening, visible_history
+from screening.web.conflicts import current_state, record_screening, visible_history
 from screening.web.csrf import csrf_protect
 from screening.web.decisions import DECISIONS, parse_rank, record_decision
 from screening.web.deps import (
@@ -110,8 +108,7 @@ def vote_outcome(session: Session, pmid: int, vote: str) -> str:
     """The flash after a dual-screening vote: what the vote did to the record."""
     record = get_or_404(session, Record, pmid, missing=f"record PMID {pmid} is not in the "
                                                        "database")
-    screeners = len(latest_votes(votes_on(session, [pmid])[pmid]))
-    state = record_state(record.decision, screeners)
+    state = current_state(session, record)
     text = f"Vote saved: {vote} (PMID {pmid})."
     if state == "resolved":
         return f"{text} Both screeners agree: resolved as {record.decision}."
