@@ -232,3 +232,76 @@ def test_api_correcting_a_withdrawn_estimate_is_a_conflict(app: Any, api: TestCl
         f"estimate {old['id']} was already withdrawn (retracted paper)")
     assert _state(app) == before
     assert _audits(app, "estimate.correct") == []
+
+
+# ------------------------------------------------------------- a derived estimate's JSON, back
+def _derived(api: TestClient, headers: dict[str, str], trial_id: int) -> dict[str, Any]:
+    """A P-value derivation whose direction came from an HR typed for control vs maintenance."""
+    response = api.post("/api/estimates", headers=headers, json={
+        "trial_id": trial_id, "endpoint": "OS", "method": "p_value_events",
+        "orientation": "control_vs_maint", "hr": "1.6", "p_value": "0.003", "events": 210})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    assert body["derivation_inputs"] == {"orientation": "control_vs_maint", "hr": 1.6,
+                                         "favours": "maintenance", "p_value": "0.003",
+                                         "events": 210}
+    assert body["hr"] < 1  # stored as maintenance vs control
+    return body
+
+
+def test_api_correct_takes_a_derived_estimate_back_with_edited_inputs(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    headers = _token(app, users["curator"])
+    old = _derived(api, headers, _trial(app))
+    sent = {**old, "derivation_inputs": {**old["derivation_inputs"], "p_value": "0.03"}}
+    response = api.post(f"/api/estimates/{old['id']}/correct", headers=headers, json=sent)
+    assert response.status_code == 201, response.text
+    new = response.json()
+    assert new["derivation_inputs"] == {**old["derivation_inputs"], "p_value": "0.03"}
+    # same direction (maintenance better), weaker evidence: closer to 1, never inverted
+    assert old["log_hr"] < new["log_hr"] < 0
+    assert new["supersedes_id"] == old["id"] and new["warnings"] == []
+
+    # sent back unchanged, the same inputs give the same number again
+    again = api.post(f"/api/estimates/{new['id']}/correct", headers=headers, json=new)
+    assert again.status_code == 201, again.text
+    third = again.json()
+    assert third["derivation_inputs"] == new["derivation_inputs"]
+    assert third["log_hr"] == pytest.approx(new["log_hr"]) and third["se"] == pytest.approx(
+        new["se"])
+
+
+def test_api_derivation_inputs_refusals_change_nothing(app: Any, api: TestClient,
+                                                       users: dict[str, str]) -> None:
+    headers = _token(app, users["curator"])
+    old = _derived(api, headers, _trial(app))
+    url = f"/api/estimates/{old['id']}/correct"
+    before = _state(app)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({**old, "events": 250}, "events is given twice with different values (250 at the top "
+                                 "level, 210 in derivation_inputs)"),
+        ({**old, "derivation_inputs": "p=0.003"}, "derivation_inputs must be an object"),
+        ({**old, "derivation_inputs": {**old["derivation_inputs"], "p_value": "0,03"}},
+         "p_value"),
+    ]
+    for body, message in cases:
+        response = api.post(url, headers=headers, json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"].startswith(message), response.json()
+    assert _state(app) == before
+    assert _audits(app, "estimate.correct") == []
+
+
+def test_api_reported_ci_says_the_inputs_were_not_used(app: Any, api: TestClient,
+                                                       users: dict[str, str]) -> None:
+    headers = _token(app, users["curator"])
+    old = _derived(api, headers, _trial(app))
+    # the paper's CI was found after all: the old JSON with the method switched
+    response = api.post(f"/api/estimates/{old['id']}/correct", headers=headers, json={
+        **old, "method": "reported_ci", "hr": 0.62, "ci_low": 0.45, "ci_high": 0.85})
+    assert response.status_code == 201, response.text
+    new = response.json()
+    assert new["method"] == "reported_ci" and new["derivation_inputs"] is None
+    assert new["hr"] == pytest.approx(0.62)
+    assert new["warnings"] == ["derivation_inputs not used: method reported_ci takes hr, "
+                               "ci_low and ci_high"]

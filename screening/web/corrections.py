@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col
 
+from screening.web.deps import get_or_404
 from screening.web.derivation_inputs import curator_notes, form_fields
 from screening.web.extraction import EstimateDraft, FieldErrors, save_estimate
 from store.audit import audit
@@ -35,6 +36,12 @@ class EstimateWithdrawnError(ValidationError):
             hint="withdrawn estimates stay on record as they were; "
                  "enter a new estimate on the trial page instead",
         )
+
+
+def load_estimate(session: Session, estimate_id: int) -> Estimate:
+    """The estimate, or a 404 naming it (the trial page's routes and the JSON API's)."""
+    return get_or_404(session, Estimate, estimate_id,
+                      missing=f"estimate {estimate_id} does not exist")
 
 
 def ensure_current(estimate: Estimate) -> None:

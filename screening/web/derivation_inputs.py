@@ -3,7 +3,9 @@
 The extraction form (``extraction.parse_estimate``) stores what the curator typed for an HR
 derived from a P value and events, O−E and V, or medians. This module turns those inputs into
 the one-line description shown next to the method on the trial page, and into the form fields
-that pre-fill a correction, so correcting a derived estimate needs no retyping.
+that pre-fill a correction, so correcting a derived estimate needs no retyping. The JSON API
+takes them back the same way (``merge_derivation_inputs``): a client can send a stored
+estimate's JSON, with ``derivation_inputs`` edited, to ``/api/estimates/{id}/correct``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from store.errors import ValidationError
 from store.models import Estimate
 
 #: Form fields a derivation may use, in the order a reader meets them on the form.
@@ -97,3 +100,49 @@ def curator_notes(estimate: Estimate) -> str:
     if generated and notes.endswith(generated):
         notes = notes[: -len(generated)].rstrip("\n")
     return notes
+
+
+#: Fields of an estimate's JSON that are the derivation's *results* for a derived HR, not inputs
+#: (a P-value derivation's inputs may carry the typed HR that gave the direction).
+_DERIVED_OUTPUTS = frozenset({"hr", "ci_low", "ci_high", "log_hr", "se"})
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return field_text(a).strip() == field_text(b).strip()
+
+
+def merge_derivation_inputs(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The request with a nested ``derivation_inputs`` object lifted to the top level, where
+    ``parse_estimate`` reads the fields, and the warnings to return with the answer.
+
+    A derived estimate's JSON carries its inputs only nested, so without this a client sending
+    it back would be told ``p_value: is required``. A field given both at the top level and
+    nested must agree (else a 400 names it: guessing which one the client edited could store a
+    wrong number); the top-level HR and CI of a derived estimate are its results, so the
+    nested values win there. Inputs sent with ``method`` ``reported_ci`` are not used, and the
+    answer says so.
+    """
+    nested = data.get("derivation_inputs")
+    merged = {k: v for k, v in data.items() if k != "derivation_inputs"}
+    if nested is None:
+        return merged, []
+    if not isinstance(nested, Mapping):
+        raise ValidationError("derivation_inputs must be an object (or null)",
+                              hint="send the inputs as the estimate's JSON returns them")
+    if str(data.get("method") or "reported_ci") == "reported_ci":
+        return merged, ["derivation_inputs not used: method reported_ci takes hr, ci_low and "
+                        "ci_high"] if nested else []
+    for key, value in nested.items():
+        if key == "favours" and nested.get("hr") is not None and "favours" not in merged:
+            continue  # the direction came from the typed HR: derive it again (as form_fields)
+        if key in merged and merged[key] is not None and key not in _DERIVED_OUTPUTS \
+                and not _same(merged[key], value):
+            raise ValidationError(
+                f"{key} is given twice with different values ({field_text(merged[key])} at the "
+                f"top level, {field_text(value)} in derivation_inputs)",
+                hint="send it once, or the same value in both places")
+        merged[key] = value
+    return merged, []

@@ -12,6 +12,7 @@ from screening.web.corrections import (
     correct_estimate,
     ensure_current,
     form_values,
+    load_estimate,
     read_reason,
     withdraw_estimate,
 )
@@ -156,12 +157,6 @@ def verify_estimate(request: Request, estimate_id: int, session: DbSession,
 def _reports(session: Session, trial: Trial) -> list[TrialReport]:
     return list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)
                              .order_by(col(TrialReport.year), col(TrialReport.id))))
-
-
-def load_estimate(session: Session, estimate_id: int) -> Estimate:
-    """The estimate, or a 404 naming it (the trial page's routes and the JSON API's)."""
-    return get_or_404(session, Estimate, estimate_id,
-                      missing=f"estimate {estimate_id} does not exist")
 
 
 @router.post("/estimates/{estimate_id}/withdraw")
