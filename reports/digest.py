@@ -114,7 +114,7 @@ def _build_digest(ctx: AppContext) -> Digest:
         new_flagged = [r for r in flagged if r.pmid not in seen]
 
         decisions, last_decision_id = _decisions_since(
-            session, previous, prev_summary, dual=ctx.settings.screeners_per_record == 2)
+            session, previous, prev_summary, dual=ctx.settings.dual_screening)
         alerts = list(session.exec(
             select(Alert).where(col(Alert.digest_id).is_(None)).order_by(col(Alert.id))
         ).all())
@@ -143,7 +143,8 @@ def _build_digest(ctx: AppContext) -> Digest:
             "alerts": [_alert_view(a) for a in alerts],
             "analyses": analyses,
         }
-        summary["screening_health"], summary["screening_health_note"] = _screening_health(session)
+        summary["screening_health"], summary["screening_health_note"] = _screening_health(
+            session, dual=ctx.settings.dual_screening)
         images = _forest_images(current, analyses)  # before storing: it adds forest notes
         digest = Digest(
             period_start=previous.period_end if previous else None,
@@ -410,13 +411,14 @@ def _alert_view(a: Alert) -> dict[str, Any]:
             "url": PUBMED_URL.format(pmid=a.pmid)}
 
 
-def _screening_health(session: Session) -> tuple[dict[str, Any] | None, str | None]:
+def _screening_health(session: Session, *,
+                      dual: bool = False) -> tuple[dict[str, Any] | None, str | None]:
     try:
         from screening.health import screening_health
     except ImportError:
         return None, "screening health is not available in this installation"
     try:
-        health = screening_health(session)
+        health = screening_health(session, dual=dual)
     except MmlrError as exc:
         log.warning("digest: screening health unavailable: %s", exc.one_line())
         return None, f"screening health could not be computed: {exc.one_line()}"

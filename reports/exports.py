@@ -4,11 +4,15 @@
   status, score, decision`` (DESIGN §3) then ``screening, flagged, deleted, retracted, doi,
   publication_types, nct_ids, first_seen_at``. ``status`` is PubMed's indexing status
   (Publisher, In-Process, MEDLINE…); ``screening`` is where the record stands in the review
-  (deleted, included, excluded, maybe, flagged, not flagged, unscored).
+  (deleted, included, excluded, maybe, flagged, not flagged, unscored). Under dual screening
+  two more columns follow: ``screening_state`` (``unscreened``, ``awaiting_second``,
+  ``conflict``, ``resolved``: the values of the API's ``screening`` field) and ``screeners``
+  (how many people voted on the record).
 * ``ris`` — RIS for reference managers (Zotero, EndNote), one ``TY  - JOUR`` entry per
   record not deleted from PubMed.
 * ``prisma`` — the PRISMA 2020 flow counts as CSV (``stage, count, note``) plus a Markdown
-  summary beside it (``prisma.csv`` / ``prisma.md``).
+  summary beside it (``prisma.csv`` / ``prisma.md``); under dual screening with a line for
+  the records in conflict awaiting resolution.
 * ``metafor`` — delegated to :func:`reports.export_metafor.write_metafor_export`.
 
 ``out=None`` writes csv/ris/prisma (CSV) to stdout and returns ``[]``; otherwise the written
@@ -24,6 +28,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,7 +45,11 @@ KINDS = ("ris", "csv", "prisma", "metafor")
 CSV_COLUMNS = ("pmid", "title", "journal", "year", "status", "score", "decision", "screening",
                "flagged", "deleted", "retracted", "doi", "publication_types", "nct_ids",
                "first_seen_at")
+#: Appended under dual screening (single-screening exports keep exactly ``CSV_COLUMNS``).
+DUAL_CSV_COLUMNS = (*CSV_COLUMNS, "screening_state", "screeners")
 _BATCH = 1000
+# Decision.kind of a screener's vote (``screening.agreement.VOTE``; reports import store only).
+_VOTE = "vote"
 
 
 def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
@@ -49,8 +58,11 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
         raise ValidationError(f"unknown export {kind!r}", hint=f"choose one of {', '.join(KINDS)}")
     if kind == "metafor":
         return _export_metafor(ctx, out)
-    writer: Callable[[Session, IO[str]], None] = {"csv": write_records_csv,
-                                                  "ris": write_ris}.get(kind, write_prisma_csv)
+    dual = ctx.settings.dual_screening
+    writers: dict[str, Callable[[Session, IO[str]], None]] = {
+        "csv": partial(write_records_csv, dual=dual), "ris": write_ris,
+        "prisma": partial(write_prisma_csv, dual=dual)}
+    writer = writers[kind]
     with ctx.sessions() as session:
         if out is None:
             writer(session, sys.stdout)
@@ -64,7 +76,7 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
         if kind == "prisma":
             summary = out.with_suffix(".md")
             with _open_out(summary) as fh:
-                fh.write(prisma_markdown(prisma_counts(session)))
+                fh.write(prisma_markdown(prisma_counts(session, dual=dual)))
             written.append(summary)
     log.info("export %s written to %s", kind, ", ".join(str(p) for p in written))
     return written
@@ -88,10 +100,41 @@ _CSV_SOURCE = (Record.pmid, Record.title, Record.journal, Record.year, Record.st
                Record.doi, Record.publication_types, Record.nct_ids, Record.first_seen_at)
 
 
-def write_records_csv(session: Session, fh: IO[str]) -> None:
-    """One row per record, ordered by PMID."""
+def dual_state(decision: str | None, screeners: int) -> str:
+    """Where a record stands under dual screening: the rule of
+    ``screening.agreement.record_state``, restated here because reports import store only
+    (a test keeps the two equal)."""
+    if decision is not None:
+        return "resolved"
+    if screeners >= 2:
+        return "conflict"
+    return "awaiting_second" if screeners == 1 else "unscreened"
+
+
+def _screeners_between(session: Session, first: int, last: int) -> dict[int, int]:
+    """How many different people voted on each record with first <= PMID <= last (records
+    nobody voted on are left out). A range, not an IN list: one page of the export."""
+    rows = session.exec(
+        select(Decision.pmid, func.count(func.distinct(Decision.user_id)))
+        .where(col(Decision.kind) == _VOTE, col(Decision.user_id).is_not(None),
+               col(Decision.pmid) >= first, col(Decision.pmid) <= last)
+        .group_by(col(Decision.pmid))).all()
+    return {int(pmid): int(n) for pmid, n in rows}
+
+
+def _screened_twice() -> Any:
+    """SELECT of the PMIDs that two or more different people voted on."""
+    return (select(Decision.pmid)
+            .where(col(Decision.kind) == _VOTE, col(Decision.user_id).is_not(None))
+            .group_by(col(Decision.pmid))
+            .having(func.count(func.distinct(Decision.user_id)) >= 2))
+
+
+def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> None:
+    """One row per record, ordered by PMID; ``dual`` adds each record's dual-screening state
+    and number of screeners."""
     writer = csv.writer(fh)  # QUOTE_MINIMAL: commas, quotes and newlines are quoted
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(DUAL_CSV_COLUMNS if dual else CSV_COLUMNS)
     # Plain column rows, not ORM objects: building entities cost ~4x the whole export.
     last = -1
     while True:
@@ -100,14 +143,19 @@ def write_records_csv(session: Session, fh: IO[str]) -> None:
             .order_by(col(Record.pmid)).limit(_BATCH)).all()
         if not page:
             return
+        screeners = _screeners_between(session, page[0].pmid, page[-1].pmid) if dual else {}
         for r in page:
-            writer.writerow([
+            row = [
                 r.pmid, r.title, r.journal or "", "" if r.year is None else r.year,
                 r.status or "", "" if r.score is None else f"{r.score:.6g}", r.decision or "",
                 screening_state(r), _bool(r.flagged), _bool(r.deleted), _bool(r.retracted),
                 r.doi or "", "; ".join(r.publication_types or []), "; ".join(r.nct_ids or []),
                 r.first_seen_at.isoformat() if r.first_seen_at else "",
-            ])
+            ]
+            if dual:
+                n = screeners.get(r.pmid, 0)
+                row += [dual_state(r.decision, n), n]
+            writer.writerow(row)
         last = page[-1].pmid
 
 
@@ -138,8 +186,13 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -
 
 
 # ----------------------------------------------------------------------------- prisma
-def prisma_counts(session: Session) -> list[tuple[str, int, str]]:
-    """(stage, count, note) of the PRISMA 2020 flow for database searches."""
+CONFLICT_STAGE = "records in conflict awaiting resolution"
+
+
+def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, int, str]]:
+    """(stage, count, note) of the PRISMA 2020 flow for database searches. Records screened
+    = excluded (automation, curators) + awaiting + included; with ``dual`` the records in
+    conflict get a line of their own, taken out of the awaiting ones."""
     def count(*where: Any, model: Any = Record) -> int:
         stmt = select(func.count()).select_from(model)
         for cond in where:
@@ -162,6 +215,18 @@ def prisma_counts(session: Session) -> list[tuple[str, int, str]]:
     excluded_auto = count(live, undecided, col(Record.score).is_not(None),
                           col(Record.flagged).is_(False), ~voted)
     awaiting = count(live, undecided) - excluded_auto
+    awaiting_note = ("flagged or unscored without a decision, records with votes but no "
+                     "resolved decision yet (dual screening), plus 'maybe' decisions")
+    conflicts = 0
+    conflict_line: list[tuple[str, int, str]] = []
+    if dual:
+        # Every conflict has votes, so none is excluded by automation: the line is carved out
+        # of the awaiting records and the flow still adds up.
+        conflicts = count(live, undecided, col(Record.pmid).in_(_screened_twice()))
+        conflict_line = [(CONFLICT_STAGE, conflicts,
+                          "the screeners disagree; an admin or a third curator resolves it")]
+        awaiting_note = ("flagged or unscored without a vote, records with one vote awaiting "
+                         "the second screener, plus 'maybe' decisions")
     return [
         ("records identified (PubMed)", identified, "distinct PMIDs retrieved"),
         ("duplicates removed", revisions,
@@ -172,9 +237,8 @@ def prisma_counts(session: Session) -> list[tuple[str, int, str]]:
         ("records excluded by automation", excluded_auto,
          "scored below the flag threshold, no curator decision"),
         ("records excluded by curators", excluded_curators, "latest decision: exclude"),
-        ("records awaiting screening", awaiting + maybe,
-         "flagged or unscored without a decision, records with votes but no resolved "
-         "decision yet (dual screening), plus 'maybe' decisions"),
+        *conflict_line,
+        ("records awaiting screening", awaiting + maybe - conflicts, awaiting_note),
         ("records included", included, "latest decision: include"),
         ("trials included", count(model=Trial), "randomised trials in the evidence base"),
         ("reports of included trials", count(model=TrialReport),
@@ -182,10 +246,10 @@ def prisma_counts(session: Session) -> list[tuple[str, int, str]]:
     ]
 
 
-def write_prisma_csv(session: Session, fh: IO[str]) -> None:
+def write_prisma_csv(session: Session, fh: IO[str], *, dual: bool = False) -> None:
     writer = csv.writer(fh)
     writer.writerow(("stage", "count", "note"))
-    writer.writerows(prisma_counts(session))
+    writer.writerows(prisma_counts(session, dual=dual))
 
 
 def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
@@ -204,7 +268,9 @@ def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
         f"Screening: {n['records screened']} screened; "
         f"{n['records excluded by automation']} excluded by the classifier, "
         f"{n['records excluded by curators']} by curators; "
-        f"{n['records awaiting screening']} awaiting.",
+        f"{n['records awaiting screening']} awaiting"
+        + (f", {n[CONFLICT_STAGE]} in conflict awaiting resolution." if CONFLICT_STAGE in n
+           else "."),
         f"Included: {n['records included']} records; {n['trials included']} trials with "
         f"{n['reports of included trials']} reports.",
         "",

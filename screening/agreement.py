@@ -1,8 +1,8 @@
 """Dual screening rules, as pure functions: when two screeners agree, what state a record is
 in, what an unresolved record teaches the classifier, and how well screeners agree.
 
-With ``settings.screeners_per_record == 2`` each record is screened by two people who vote
-without seeing each other's vote (Cochrane MECIR C39/C40). The rules:
+With ``settings.dual_screening`` (``MMLR_SCREENERS_PER_RECORD=2``) each record is screened by
+two people who vote without seeing each other's vote (Cochrane MECIR C39/C40). The rules:
 
 - **Agreement.** A record is resolved when at least two different screeners' latest votes
   are all the same decision: include + include, exclude + exclude, and also maybe + maybe
@@ -18,7 +18,10 @@ without seeing each other's vote (Cochrane MECIR C39/C40). The rules:
 - **Training label of an unresolved record** (``provisional_label``): include when any
   screener's latest vote is include or maybe, exclude only when every vote is exclude.
 - **Agreement statistics** use each of the first two screeners' *first* vote on a record —
-  the votes cast blind. A vote changed after seeing the other one is not independent.
+  the votes cast blind. A vote changed after seeing the other one is not independent. Kappa
+  is left undefined (None), never shown as a number, with fewer than ``MIN_KAPPA_PAIRS``
+  pairs or when chance agreement is 1 (both screeners always chose one and the same
+  category).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ THREE_CATEGORIES: tuple[str, ...] = ("include", "maybe", "exclude")
 BINARY_CATEGORIES: tuple[str, ...] = ("include", "exclude")
 
 State = Literal["unscreened", "awaiting_second", "conflict", "resolved"]
+# One pair gives a kappa of 0 or undefined whatever the screeners think: not a measurement.
+MIN_KAPPA_PAIRS = 2
 
 
 @dataclass(frozen=True)
@@ -103,12 +108,22 @@ def blind_pair(votes: Iterable[Vote]) -> tuple[str, str] | None:
 class Agreement:
     """Agreement of two raters over ``n`` items: observed (raw) agreement p_o, chance
     agreement p_e from the raters' own marginals, and Cohen's kappa (p_o − p_e)/(1 − p_e).
-    ``kappa`` is None when undefined (no items, or p_e = 1: both raters used one category)."""
+    ``kappa`` is None when undefined: fewer than ``MIN_KAPPA_PAIRS`` items, or p_e = 1 (both
+    raters used one and the same category); ``kappa_note`` says which."""
 
     n: int
     observed: float | None
     expected: float | None
     kappa: float | None
+
+    @property
+    def kappa_note(self) -> str | None:
+        """Why ``kappa`` is undefined, in words for the page; None when it is defined."""
+        if self.kappa is not None:
+            return None
+        if self.n < MIN_KAPPA_PAIRS:
+            return "not enough paired votes"
+        return "undefined: all votes in one category"
 
 
 def cohen_kappa(pairs: Sequence[tuple[str, str]], categories: Sequence[str]) -> Agreement:
@@ -122,7 +137,8 @@ def cohen_kappa(pairs: Sequence[tuple[str, str]], categories: Sequence[str]) -> 
     observed = sum(a == b for a, b in pairs) / n
     expected = sum((sum(a == c for a, _ in pairs) / n) * (sum(b == c for _, b in pairs) / n)
                    for c in categories)
-    kappa = None if expected >= 1.0 else (observed - expected) / (1.0 - expected)
+    defined = n >= MIN_KAPPA_PAIRS and expected < 1.0
+    kappa = (observed - expected) / (1.0 - expected) if defined else None
     return Agreement(n=n, observed=observed, expected=expected, kappa=kappa)
 
 

@@ -8,6 +8,10 @@ sample that does not depend on text or score. From the audited records curators 
 stopping test of Callaghan & Müller-Hansen (2020): H0 "recall is below the target" is
 rejected (p < 0.05) when finding only k includes in the sample would be unlikely had at least
 K_tar = ⌊found·(1−r)/r⌋ + 1 includes remained.
+
+Under dual screening a record is screened once its two votes agree or a conflict is resolved;
+until then it counts as remaining, and the summary also says how many of the remaining records
+await a second vote and how many are in conflict awaiting a resolution (``dual=True``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from scipy.stats import beta, hypergeom
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from screening.votes import in_conflict, screened_once
 from store.models import Record
 
 TARGET_RECALL = 0.95  # the recall the stopping test speaks about (Callaghan & Müller-Hansen)
@@ -49,7 +54,9 @@ def count_live(session: Session, *conds: Any) -> int:
     return int(session.exec(stmt).one())
 
 
-def screening_health(session: Session, *, target_recall: float = TARGET_RECALL) -> dict[str, Any]:
+def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
+                     dual: bool = False) -> dict[str, Any]:
+    """The health summary (module docstring); ``dual`` adds the dual-screening counts."""
     decided = col(Record.decision).is_not(None)
     undecided = col(Record.decision).is_(None)
     is_include = col(Record.decision).in_(["include", "maybe"])
@@ -68,9 +75,16 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL) 
 
     out: dict[str, Any] = {
         "records": n_records, "screened": screened, "includes_found": found,
-        "records_remaining": remaining, "flagged_remaining": flagged_left,
-        "audit_screened": audit_n, "audit_includes": audit_k,
+        "records_remaining": remaining,
     }
+    if dual:
+        # Parts of records_remaining that no longer wait for a first look: a methodologist
+        # tells "not screened yet" from "screened once" and "screeners disagree" (MECIR C40).
+        out["awaiting_second_vote"] = count_live(session, undecided,
+                                                 col(Record.pmid).in_(screened_once()))
+        out["conflicts_awaiting_resolution"] = count_live(session, in_conflict())
+    out.update({"flagged_remaining": flagged_left,
+                "audit_screened": audit_n, "audit_includes": audit_k})
     if audit_n == 0:
         out.update({
             "estimated_remaining_includes": None, "estimated_recall": None,

@@ -52,6 +52,7 @@ from store.context import AppContext
 from store.errors import ScreeningError
 from store.locks import job_lock
 from store.models import Decision, KeyValue, ModelVersion, Record, Score, TrialReport, utcnow
+from store.settings import is_dual_screening
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def latest_decisions(session: Session, *, screeners: int = 1) -> dict[int, str]:
     labels steer the ranking and the recall estimate, and a false exclude can bury an
     eligible trial at the bottom of the queue, while a false include only costs a look.
     """
-    if screeners == 1:
+    if not is_dual_screening(screeners):
         newest = (select(Decision.pmid, func.max(Decision.id).label("id"))
                   .group_by(col(Decision.pmid)).subquery())
         rows = session.exec(select(Decision.pmid, Decision.decision)

@@ -196,7 +196,7 @@ class Decision(SQLModel, table=True):
     """A curator's screening decision. Append-only.
 
     Single screening: the latest row per record counts. Dual screening
-    (``settings.screeners_per_record == 2``): rows of kind ``vote`` are each screener's
+    (``settings.dual_screening``): rows of kind ``vote`` are each screener's
     independent votes (their latest counts) and rows of kind ``resolution`` settle a conflict
     (rules in ``screening.agreement``); ``Record.decision`` holds the outcome either way.
     """

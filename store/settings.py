@@ -33,6 +33,16 @@ PROTOCOL_QUERY = (
     '"phase 3"[tiab])'
 )
 
+
+def is_dual_screening(screeners_per_record: int) -> bool:
+    """Whether ``screeners_per_record`` means dual screening (two blind votes per record).
+
+    The one place that turns the number into the mode, for ``Settings.dual_screening`` and for
+    the functions that take the number as a parameter; the validator admits only 1 and 2.
+    """
+    return screeners_per_record >= 2
+
+
 _PLACEHOLDER_SECRETS = {
     "",
     "changeme",
@@ -208,6 +218,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'mmlr.sqlite3').resolve()}"
+
+    @property
+    def dual_screening(self) -> bool:
+        """Two blind votes per record, conflicts resolved by a third person (docs/curation.md)."""
+        return is_dual_screening(self.screeners_per_record)
 
     @property
     def is_sqlite(self) -> bool:

@@ -132,3 +132,35 @@ def test_kappa_undefined_cases_and_unknown_categories() -> None:
     assert disagree.kappa == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="not in"):
         cohen_kappa([("include", "perhaps")], ("include", "exclude"))
+
+
+def test_kappa_of_fewer_than_two_pairs_is_undefined_not_zero() -> None:
+    # One disagreeing pair: p_o = 0, p_e = 1·0 + 0·1 = 0, so the formula gives 0 — a number
+    # that says "chance-level agreement" about a single record.
+    one = cohen_kappa([("include", "exclude")], ("include", "exclude"))
+    assert (one.n, one.observed, one.expected) == (1, 0.0, 0.0)
+    assert one.kappa is None
+    assert one.kappa_note == "not enough paired votes"
+    # one agreeing pair: p_e = 1 as well, and still the count is what is missing
+    agreeing = cohen_kappa([("exclude", "exclude")], ("include", "exclude"))
+    assert (agreeing.kappa, agreeing.kappa_note) == (None, "not enough paired votes")
+    assert cohen_kappa([], ("include", "exclude")).kappa_note == "not enough paired votes"
+    stats = screening_agreement([("include", "maybe")])
+    assert stats.to_json()["three_way"] == {"n": 1, "raw_agreement": 0.0, "expected": 0.0,
+                                            "kappa": None}
+    # from two pairs on, kappa is a number (here: perfect disagreement)
+    two = cohen_kappa([("include", "exclude"), ("exclude", "include")], ("include", "exclude"))
+    assert two.kappa == pytest.approx(-1.0) and two.kappa_note is None
+
+
+def test_kappa_with_every_vote_in_one_category_is_undefined() -> None:
+    # include/maybe vs exclude: every vote is include-like, p_e = 1·1 = 1, kappa = 0/0
+    stats = screening_agreement([("include", "maybe"), ("maybe", "include"),
+                                 ("include", "include")])
+    assert stats.binary.expected == 1.0 and stats.binary.kappa is None
+    assert stats.binary.kappa_note == "undefined: all votes in one category"
+    assert stats.to_json()["binary"]["kappa"] is None
+    # the three categories are not all the same: that kappa is defined
+    # (p_o = 1/3; marginals include 2/3 & 2/3, maybe 1/3 & 1/3: p_e = 5/9; kappa = -1/2)
+    assert stats.three_way.kappa == pytest.approx(-0.5, abs=1e-12)
+    assert stats.three_way.kappa_note is None

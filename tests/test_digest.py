@@ -258,7 +258,7 @@ def test_failing_screening_health_is_said_not_skipped(ctx, monkeypatch, caplog) 
     import screening.health
 
     # Fault injection at the package seam: the digest must survive an optional part failing.
-    def broken(session):  # type: ignore[no-untyped-def]
+    def broken(session, **options):  # type: ignore[no-untyped-def]
         raise ZeroDivisionError("internal detail")
 
     monkeypatch.setattr(screening.health, "screening_health", broken)

@@ -18,6 +18,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from reports.digest import build_digest
 from screening.agreement import record_state
 from screening.config import ScreeningConfig
+from screening.health import screening_health
 from screening.queue import AUDIT_EVERY, queue
 from screening.service import build_training_set, latest_decisions
 from screening.votes import screener_counts
@@ -231,6 +232,59 @@ def test_digest_under_dual_screening_lists_only_resolved_includes(dual: Any) -> 
     second = build_digest(dual).summary["decisions"]
     assert second["counts"] == {"votes": 1}
     assert [r["pmid"] for r in second["includes"]] == [30]
+
+
+# ----------------------------------------------------------------------------- health
+def _health_setup(dual: Any) -> None:
+    """1 awaits its second vote, 2 and 4 are conflicts, 3 is resolved, 5 nobody screened; 6
+    was a conflict until PubMed deleted it (deleted records are not counted)."""
+    people = _users(dual)
+    a, b = people["a"], people["b"]
+    _records(dual, range(1, 7))
+    _vote(dual, a, 1, "include")
+    for pmid, first, second in [(2, "include", "exclude"), (3, "exclude", "exclude"),
+                                (4, "maybe", "include"), (6, "include", "exclude")]:
+        _vote(dual, a, pmid, first)
+        _vote(dual, b, pmid, second)
+    with dual.sessions() as session:
+        record = session.get(Record, 6)
+        assert record is not None
+        record.deleted = True
+        session.add(record)
+        session.commit()
+
+
+def test_screening_health_separates_second_votes_and_conflicts(dual: Any) -> None:
+    _health_setup(dual)
+    with dual.sessions() as session:
+        health = screening_health(session, dual=True)
+        single = screening_health(session)
+    assert (health["records"], health["screened"], health["records_remaining"]) == (5, 1, 4)
+    assert health["awaiting_second_vote"] == 1
+    assert health["conflicts_awaiting_resolution"] == 2
+    # right after the remaining records they are part of, for the banner and the digest
+    keys = list(health)
+    assert keys[keys.index("records_remaining") + 1:][:2] == [
+        "awaiting_second_vote", "conflicts_awaiting_resolution"]
+    # single screening: the same summary without the two counts, in the same order
+    assert single == {k: v for k, v in health.items()
+                      if k not in ("awaiting_second_vote", "conflicts_awaiting_resolution")}
+    assert list(single) == [k for k in keys if k in single]
+
+
+def test_digest_health_counts_second_votes_and_conflicts_only_under_dual(ctx: Any,
+                                                                       dual: Any) -> None:
+    _records(ctx, [50], flagged=True)
+    single = build_digest(ctx)
+    assert "awaiting_second_vote" not in single.summary["screening_health"]
+    assert "awaiting second vote" not in single.text
+    _health_setup(dual)
+    digest = build_digest(dual)
+    health = digest.summary["screening_health"]
+    assert (health["awaiting_second_vote"], health["conflicts_awaiting_resolution"]) == (1, 2)
+    assert "awaiting second vote: 1" in digest.text
+    assert "conflicts awaiting resolution: 2" in digest.text
+    assert "conflicts awaiting resolution" in digest.html
 
 
 # ----------------------------------------------------------------------------- migration

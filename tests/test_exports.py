@@ -215,3 +215,127 @@ def test_prisma_counts_voted_low_score_records_as_awaiting(ctx, tmp_path: Path) 
                                         + rows["records excluded by curators"]
                                         + rows["records awaiting screening"]
                                         + rows["records included"])
+
+
+# ----------------------------------------------------------------------------- dual screening
+@pytest.fixture
+def dual(ctx):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    return replace(ctx, settings=ctx.settings.model_copy(update={"screeners_per_record": 2}))
+
+
+def seed_votes(ctx) -> None:  # type: ignore[no-untyped-def]
+    """On top of ``seed``: pmid 2 (low score) in conflict, pmid 4 (unscored) with one
+    screener who changed their vote, an imported vote without a user on pmid 6."""
+    from store.models import Decision, User
+
+    with ctx.sessions() as s:
+        a, b = User(email="a@example.org", role="curator"), User(email="b@example.org",
+                                                                 role="curator")
+        s.add_all([a, b])
+        s.flush()
+        s.add_all([Decision(pmid=2, user_id=a.id, decision="include", kind="vote"),
+                   Decision(pmid=2, user_id=b.id, decision="exclude", kind="vote"),
+                   Decision(pmid=4, user_id=a.id, decision="include", kind="vote"),
+                   Decision(pmid=4, user_id=a.id, decision="maybe", kind="vote"),
+                   Decision(pmid=6, user_id=None, decision="maybe", kind="vote")])
+        s.commit()
+
+
+def test_csv_under_dual_screening_adds_state_and_screeners(ctx, dual, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from reports.exports import DUAL_CSV_COLUMNS
+
+    seed(ctx)
+    seed_votes(ctx)
+    [single_path] = export(ctx, "csv", tmp_path / "single.csv")
+    [dual_path] = export(dual, "csv", tmp_path / "dual.csv")
+    single, rows = (read_csv(p.read_text(encoding="utf-8")) for p in (single_path, dual_path))
+    assert list(single[0]) == list(CSV_COLUMNS)
+    assert list(rows[0]) == list(DUAL_CSV_COLUMNS) == [*CSV_COLUMNS, "screening_state",
+                                                       "screeners"]
+    # the single-screening columns say the same in both
+    assert [{k: r[k] for k in CSV_COLUMNS} for r in rows] == single
+    assert {r["pmid"]: (r["screening_state"], r["screeners"]) for r in rows} == {
+        "1": ("resolved", "0"),  # decided, no vote rows (e.g. under single screening)
+        "2": ("conflict", "2"),
+        "3": ("resolved", "0"),
+        "4": ("awaiting_second", "1"),  # one person, two votes
+        "5": ("resolved", "0"),
+        "6": ("resolved", "0"),  # a vote without a user is nobody's
+    }
+
+
+def test_csv_under_dual_screening_counts_votes_on_every_page(dual, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from store.models import Decision, User
+
+    with dual.sessions() as s:
+        s.add_all([Record(pmid=n, title=f"record {n}") for n in range(1, 1202)])
+        users = [User(email=f"{n}@example.org", role="curator") for n in range(2)]
+        s.add_all(users)
+        s.flush()
+        # the last record of the first page and the first of the second (1000 rows a page)
+        for pmid in (1000, 1001):
+            s.add_all([Decision(pmid=pmid, user_id=u.id, decision=d, kind="vote")
+                       for u, d in zip(users, ("include", "exclude"), strict=True)])
+        s.add(Decision(pmid=1201, user_id=users[0].id, decision="include", kind="vote"))
+        s.commit()
+    [path] = export(dual, "csv", tmp_path / "records.csv")
+    rows = {r["pmid"]: (r["screening_state"], r["screeners"])
+            for r in read_csv(path.read_text(encoding="utf-8"))}
+    assert len(rows) == 1201
+    assert rows["1000"] == rows["1001"] == ("conflict", "2")
+    assert rows["1201"] == ("awaiting_second", "1")
+    assert rows["999"] == rows["1002"] == ("unscreened", "0")
+
+
+def test_export_state_follows_the_dual_screening_rule() -> None:
+    from reports.exports import dual_state
+    from screening.agreement import record_state
+
+    for decision in (None, "include", "exclude", "maybe"):
+        for screeners in range(4):
+            assert dual_state(decision, screeners) == record_state(decision, screeners)
+
+
+def _flow_adds_up(rows: dict[str, int]) -> bool:
+    return rows["records screened"] == sum(
+        n for stage, n in rows.items()
+        if stage.startswith(("records excluded", "records awaiting", "records in conflict"))
+        or stage == "records included")
+
+
+def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    seed_votes(ctx)
+    written = export(dual, "prisma", tmp_path / "prisma.csv")
+    table = read_csv(written[0].read_text())
+    rows = {r["stage"]: int(r["count"]) for r in table}
+    assert rows == {
+        "records identified (PubMed)": 6,
+        "duplicates removed": 2,
+        "records removed before screening (deleted citations)": 1,
+        "records screened": 5,
+        "records excluded by automation": 0,  # pmid 2 has votes: not the classifier's
+        "records excluded by curators": 1,
+        "records in conflict awaiting resolution": 1,  # pmid 2
+        "records awaiting screening": 2,  # pmid 4 (one screener) + pmid 6 (maybe)
+        "records included": 1,
+        "trials included": 1,
+        "reports of included trials": 2,
+    }
+    assert _flow_adds_up(rows)
+    stages = [r["stage"] for r in table]
+    assert stages.index("records in conflict awaiting resolution") \
+        == stages.index("records awaiting screening") - 1
+    md = written[1].read_text()
+    assert "| records in conflict awaiting resolution | 1 |" in md
+    assert "2 awaiting, 1 in conflict awaiting resolution." in md
+    # single screening, same database: no conflict line, the conflict is awaiting screening
+    with ctx.sessions() as s:
+        single = {stage: n for stage, n, _ in prisma_counts(s)}
+    assert "records in conflict awaiting resolution" not in single
+    assert single["records awaiting screening"] == 3 and _flow_adds_up(single)
+    [single_md] = [p for p in export(ctx, "prisma", tmp_path / "single.csv")
+                   if p.suffix == ".md"]
+    assert "3 awaiting." in single_md.read_text()

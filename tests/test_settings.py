@@ -95,3 +95,13 @@ def test_readme_settings_table_is_generated_from_the_settings(tmp_path: Path) ->
     assert table.group(1) == out, "README table is stale: regenerate with `mmlr config --markdown`"
     for name in Settings.model_fields:
         assert f"`MMLR_{name.upper()}`" in readme
+
+
+def test_dual_screening_is_named_once() -> None:
+    from store.settings import is_dual_screening
+
+    assert Settings(screeners_per_record=2).dual_screening is True
+    assert Settings().dual_screening is False  # the default: one decision settles a record
+    assert [is_dual_screening(n) for n in (1, 2)] == [False, True]
+    with pytest.raises(ConfigError, match=r"must be 1 .* or 2"):
+        load_settings(screeners_per_record=3)

@@ -382,6 +382,54 @@ def test_agreement_statistics_on_the_conflicts_page(app: Any, team: dict[str, st
     assert stats["binary"]["n"] == 4 and stats["binary"]["kappa"] == pytest.approx(0.5)
 
 
+def _agreement_values(app: Any) -> dict[str, str]:
+    page = as_role(app, {"curator3": THIRD}, "curator3").get("/conflicts").text
+    return dict(re.findall(r'<dd class="([a-z-]+)">([^<]*)</dd>', page))
+
+
+def test_kappa_of_a_single_pair_is_not_shown_as_a_number(app: Any, team: dict[str, str],
+                                                         records: int) -> None:
+    _conflict(app)  # one record screened twice: include / exclude
+    values = _agreement_values(app)
+    assert values["agreement-n"] == "1" and values["raw-binary"] == "0.000"
+    assert values["kappa-binary"] == "not enough paired votes"
+    assert values["kappa-three"] == "not enough paired votes"
+    stats = TestClient(app).get("/api/conflicts", headers=_token(app, THIRD)).json()["agreement"]
+    assert stats["binary"]["n"] == 1
+    assert stats["binary"]["kappa"] is None and stats["three_way"]["kappa"] is None
+
+
+def test_kappa_with_every_vote_in_one_category_says_undefined(app: Any, team: dict[str, str],
+                                                              records: int) -> None:
+    # include/include and maybe/include: include/maybe vs exclude has every vote in one
+    # category (p_e = 1); three categories: p_o = .5, p_e = .5·1 + .5·0 = .5, kappa = 0
+    for pmid, a, b in [(90000001, "include", "include"), (90000002, "maybe", "include")]:
+        _api_vote(app, FIRST, pmid, a)
+        _api_vote(app, SECOND, pmid, b)
+    values = _agreement_values(app)
+    assert values["agreement-n"] == "2"
+    assert values["kappa-binary"] == "undefined: all votes in one category"
+    assert values["kappa-three"] == "0.000"  # a real zero is still a number
+    stats = TestClient(app).get("/api/conflicts", headers=_token(app, THIRD)).json()["agreement"]
+    assert stats["binary"]["kappa"] is None and stats["binary"]["expected"] == 1.0
+    assert stats["three_way"]["kappa"] == pytest.approx(0.0)
+
+
+def test_health_banner_counts_second_votes_and_conflicts(app: Any, team: dict[str, str],
+                                                         records: int) -> None:
+    _conflict(app)  # 90000002: include / exclude
+    assert _api_vote(app, FIRST, 90000003, "include").status_code == 201  # one vote
+    for email in (FIRST, SECOND):  # 90000001 resolved by agreement
+        assert _api_vote(app, email, 90000001, "exclude").status_code == 201
+    page = as_role(app, team, "viewer").get("/").text
+    banner = page.split('aria-label="Screening health"')[1].split("</section>")[0]
+    items = dict(re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", banner))
+    assert items["records"] == "4" and items["screened"] == "1"
+    assert items["records remaining"] == "3"  # 90000002, 90000003, 90000004
+    assert items["awaiting second vote"] == "1"  # 90000003
+    assert items["conflicts awaiting resolution"] == "1"  # 90000002
+
+
 def test_single_screening_pages_are_unchanged(settings: Any, tmp_path: Any) -> None:
     """The header link, counts and blinding exist only under dual screening."""
     from screening.web.app import create_app
@@ -395,6 +443,7 @@ def test_single_screening_pages_are_unchanged(settings: Any, tmp_path: Any) -> N
         curator = as_role(single, emails, "curator")
         queue = curator.get("/").text
         assert 'href="/conflicts"' not in queue and "awaiting your vote" not in queue
+        assert "awaiting second vote" not in queue and "conflicts awaiting" not in queue
         _vote(curator, 7, "include", "reason shown to all")
         assert _decision(single, 7) == "include"
         viewer_page = as_role(single, emails, "viewer").get("/records/7").text

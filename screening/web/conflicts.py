@@ -50,6 +50,7 @@ from screening.web.decisions import (
 from store.audit import audit
 from store.errors import PermissionDeniedError, ValidationError
 from store.models import Decision, Record, User
+from store.settings import is_dual_screening
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def record_resolution(session: Session, *, user: User, pmid: int, decision: str,
             f"PMID {pmid} has votes from {len(screeners)} of 2 screeners; only a conflict "
             "or a resolved record can be resolved",
             hint="it stays in the queue until a second curator votes")
-    if record.decision is not None and screeners_per_record == 1:
+    if record.decision is not None and not is_dual_screening(screeners_per_record):
         raise RecordStateError(
             f"PMID {pmid} is decided ({record.decision}) under single screening",
             hint="a new decision on the record page changes it")
@@ -143,7 +144,7 @@ def record_screening(session: Session, record: Record, user: User, *,
                      screeners_per_record: int) -> RecordScreening:
     votes = votes_on(session, [record.pmid])[record.pmid]
     latest = latest_votes(votes)
-    dual = screeners_per_record != 1
+    dual = is_dual_screening(screeners_per_record)
     state = record_state(record.decision, len(latest))
     mine = latest.get(user.id) if user.id is not None else None
     hidden = 0

@@ -6,9 +6,10 @@ is read from the record on the server (not from the form) so it cannot be forged
 rank, which only the queue page knows.
 
 Single screening (``screeners == 1``): the decision settles the record, the latest counts.
-Dual screening (``screeners == 2``): the row is a vote, and the record is settled only when two
-people agree (``screening.agreement``); a settled record, or a conflict the voter is not part
-of, refuses further votes (a resolution changes it: ``screening.web.conflicts``).
+Dual screening (``screeners == 2``; ``store.settings.is_dual_screening`` tells them apart): the
+row is a vote, and the record is settled only when two people agree (``screening.agreement``);
+a settled record, or a conflict the voter is not part of, refuses further votes (a resolution
+changes it: ``screening.web.conflicts``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from screening.web.deps import get_or_404
 from store.audit import audit
 from store.errors import NotFoundError, ValidationError
 from store.models import Decision, Record, User
+from store.settings import is_dual_screening
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ def record_decision(session: Session, *, user: User, pmid: int, decision: str,
     decision; the caller commits."""
     check_decision(decision)
     reason = clean_reason(reason)
-    if screeners != 1:
+    if is_dual_screening(screeners):
         return _record_vote(session, user=user, pmid=pmid, decision=decision, reason=reason,
                             rank_shown=rank_shown)
     record = get_or_404(session, Record, pmid,

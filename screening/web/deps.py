@@ -41,6 +41,11 @@ def screeners_per_record(request: Request) -> int:
     return int(request.app.state.settings.screeners_per_record)
 
 
+def dual_screening(request: Request) -> bool:
+    """Whether the app was built for dual screening (``Settings.dual_screening``)."""
+    return bool(request.app.state.settings.dual_screening)
+
+
 def get_session(request: Request) -> Iterator[Session]:
     session = get_ctx(request).sessions()
     try:

@@ -44,10 +44,11 @@ def queue_counts(session: Session, *, screener_id: int | None = None) -> dict[st
     return counts
 
 
-def screening_health(session: Session) -> dict[str, Any] | None:
-    """The health banner's figures; None (no banner) when they cannot be computed."""
+def screening_health(session: Session, *, dual: bool = False) -> dict[str, Any] | None:
+    """The health banner's figures (with ``dual``, also the records awaiting a second vote
+    and the conflicts); None (no banner) when they cannot be computed."""
     try:
-        return dict(_health(session))
+        return dict(_health(session, dual=dual))
     except Exception:  # the banner is advisory; the queue must still render
         log.exception("screening_health failed")
         return None

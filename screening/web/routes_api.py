@@ -34,6 +34,7 @@ from screening.web.conflicts import (
 from screening.web.corrections import (
     correct_estimate,
     ensure_current,
+    load_estimate,
     read_reason,
     withdraw_estimate,
 )
@@ -42,16 +43,18 @@ from screening.web.deps import (
     ApiReader,
     ApiWriter,
     DbSession,
+    dual_screening,
     get_ctx,
     get_or_404,
     screeners_per_record,
 )
+from screening.web.derivation_inputs import merge_derivation_inputs
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
-from screening.web.routes_trials import load_estimate
 from store.errors import NotFoundError, ValidationError
 from store.models import PollRun, Record, Trial, TrialReport
+from store.settings import is_dual_screening
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
@@ -114,7 +117,7 @@ def records(request: Request, session: DbSession, user: ApiReader,
     if status not in STATUSES:
         raise ValidationError(f"status={status!r} is not valid",
                               hint=f"use one of {', '.join(STATUSES)}")
-    dual = screeners_per_record(request) == 2
+    dual = dual_screening(request)
     want_flag = _parse_bool("flagged", flagged)
     conditions: list[Any] = []
     if status == "deleted":
@@ -226,7 +229,7 @@ async def post_decision(request: Request, session: DbSession, user: ApiWriter) -
         "user": user.email, "model_version_id": row.model_version_id,
         "score_shown": row.score_shown, "rank_shown": row.rank_shown,
         "audit_sample": row.audit_sample, "created_at": row.created_at.isoformat()}
-    if screeners != 1:  # what the vote did: the record's state, never the other vote
+    if is_dual_screening(screeners):  # what the vote did: the record's state, never the other vote
         record = get_or_404(session, Record, pmid, missing=f"record PMID {pmid} is gone")
         content.update(kind=row.kind, record_decision=record.decision,
                        screening=current_state(session, record))
@@ -269,14 +272,14 @@ def _find_trial(session: Session, data: dict[str, Any]) -> Trial:
 
 @router.post("/estimates", status_code=201)
 async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
-    data = await _json_object(request)
+    data, notices = merge_derivation_inputs(await _json_object(request))
     trial = _find_trial(session, data)
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
     draft = parse_estimate(data, trial=trial, reports=reports)
     estimate = save_estimate(session, trial=trial, draft=draft, user=user)
     session.commit()
-    return JSONResponse(status_code=201,
-                        content={**estimate_json(estimate), "warnings": draft.warnings})
+    return JSONResponse(status_code=201, content={**estimate_json(estimate),
+                                                  "warnings": [*draft.warnings, *notices]})
 
 
 def _text_field(data: dict[str, Any], name: str) -> None:
@@ -323,7 +326,7 @@ async def post_correction(request: Request, estimate_id: int, session: DbSession
     old = load_estimate(session, estimate_id)
     ensure_current(old)
     trial = get_or_404(session, Trial, old.trial_id, missing=f"trial {old.trial_id} does not exist")
-    data = await _json_object(request)
+    data, notices = merge_derivation_inputs(await _json_object(request))
     _same_trial(session, data, trial)
     _text_field(data, "correction_note")
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
@@ -332,4 +335,4 @@ async def post_correction(request: Request, estimate_id: int, session: DbSession
     new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
     session.commit()
     return JSONResponse(status_code=201,
-                        content={**estimate_json(new), "warnings": draft.warnings})
+                        content={**estimate_json(new), "warnings": [*draft.warnings, *notices]})

@@ -16,6 +16,7 @@ from screening.web.deps import (
     Curator,
     DbSession,
     Viewer,
+    dual_screening,
     flash,
     get_or_404,
     screeners_per_record,
@@ -24,6 +25,7 @@ from screening.web.explanations import record_explanation
 from screening.web.queue_view import queue_counts, screening_health, screening_progress
 from screening.web.templating import render
 from store.models import Alert, Record, RecordRevision, Trial, TrialReport
+from store.settings import is_dual_screening
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -49,10 +51,11 @@ def queue_page(request: Request, session: DbSession, user: Viewer,
                show: Annotated[str, Query(pattern="^(undecided|all)$")] = "undecided",
                offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
     # Dual screening: the queue is this person's (not what they voted on, not conflicts).
-    screener_id = user.id if screeners_per_record(request) == 2 else None
+    dual = dual_screening(request)
+    screener_id = user.id if dual else None
     rows = queue(session, limit=PAGE_SIZE + 1, offset=offset, include_decided=show == "all",
                  screener_id=screener_id)
-    health = screening_health(session)
+    health = screening_health(session, dual=dual)
     items, text = _health_items(health) if health else ([], None)
     retrainer = request.app.state.retrainer
     return render(request, "queue.html", {
@@ -97,7 +100,7 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
                           rank_shown=parse_rank(rank_shown), screeners=screeners)
     session.commit()
     request.app.state.retrainer.maybe_start(session)
-    if screeners == 1:
+    if not is_dual_screening(screeners):
         flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok")
     else:
         flash(request, vote_outcome(session, pmid, row.decision), "ok")

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 
 from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
-from screening.web.deps import pop_flashes, screeners_per_record
+from screening.web.deps import dual_screening, pop_flashes
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -59,7 +59,7 @@ def _context(request: Request) -> dict[str, Any]:
         "flashes": pop_flashes(request),
         "can": (lambda role: user is not None and has_role(user, role)),
         # dual screening: votes, blinding, the conflicts page (docs/curation.md)
-        "dual": screeners_per_record(request) == 2,
+        "dual": dual_screening(request),
     }
 
 
