@@ -13,9 +13,13 @@ plain :class:`Candidate` rows (no database here, so the rules are tested on thei
    (``Estimate.withdrawn_at``: retracted by a curator or replaced by a correction);
 3. strategy trials (``Trial.is_strategy``: induction differs too) are left out of the primary
    analysis and included in its ``with_strategy`` sensitivity twin;
-4. multi-arm trials contribute one comparison: the comparison of the trial's first entered
-   estimate (lowest id) for this analysis; other contrasts (which would re-use a control arm
-   or the maintenance arm) are dropped;
+4. multi-arm trials contribute one comparison. Comparisons are compared as written but
+   without case, spacing or "versus"/"vs." differences (``comparison_key``), and the generic
+   "maintenance vs control" (what the form stores when a curator names none) stands for the
+   trial's one named comparison. A trial with two or more named comparisons uses the one of
+   its first entered estimate (lowest id) among them; other contrasts (which would re-use a
+   control arm or the maintenance arm) are dropped, and so are its unnamed estimates (which
+   contrast they are cannot be told);
 5. one estimate per trial per analysis: the latest data cut. The cut date is
    ``Estimate.data_cut``, else 31 December of the report year, else undated (oldest). Ties
    on the same cut: PFS before EFS before TTP, then the most recently entered estimate
@@ -29,6 +33,7 @@ Every dropped candidate is returned with its reason, so a snapshot explains itse
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +44,9 @@ SETTING_LABELS = {"post_asct": "post-ASCT", "non_transplant": "non-transplant",
                   "mixed": "mixed", "all": "all settings"}
 ENDPOINTS: dict[str, tuple[str, ...]] = {"PFS": ("PFS", "EFS", "TTP"), "OS": ("OS",)}
 _ENDPOINT_RANK = {"PFS": 0, "EFS": 1, "TTP": 2, "OS": 0}
+
+#: The comparison stored when none is named: "the trial's comparison" (``Estimate.comparison``).
+GENERIC_COMPARISON = "maintenance vs control"
 
 #: IMWG 2012 Figure 1: (A) thalidomide PFS/EFS, (B) thalidomide OS, (C) lenalidomide PFS.
 IMWG_2012 = (("thalidomide", "PFS"), ("thalidomide", "OS"), ("lenalidomide", "PFS"))
@@ -131,6 +139,46 @@ def _norm(text: str) -> str:
     return text.strip().lower()
 
 
+def comparison_key(text: str | None) -> str:
+    """A comparison as selection compares it: lower case, single spaces, "versus"/"vs."/"v."
+    written "vs" (a new data cut typed "Lenalidomide versus placebo" is the same contrast as
+    the seed's "lenalidomide vs placebo")."""
+    words = " ".join((text or "").lower().split())
+    return re.sub(r"(?<![\w-])(?:versus|vs\.?|v\.)(?=\s)", "vs", words)
+
+
+_UNNAMED = {comparison_key(GENERIC_COMPARISON), ""}
+
+
+def is_named_comparison(text: str | None) -> bool:
+    """False for a blank comparison and the generic "maintenance vs control"."""
+    return comparison_key(text) not in _UNNAMED
+
+
+def _one_comparison(cands: list[Candidate]) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
+    """Rule 4: the candidates of the trial's pooled comparison, and the others with reasons."""
+    named = sorted({comparison_key(c.comparison) for c in cands} - _UNNAMED)
+    if len(named) <= 1:
+        return cands, []
+    first = min((c for c in cands if comparison_key(c.comparison) not in _UNNAMED),
+                key=lambda c: c.estimate_id)
+    primary = comparison_key(first.comparison)
+    keep: list[Candidate] = []
+    dropped: list[tuple[Candidate, str]] = []
+    for c in cands:
+        key = comparison_key(c.comparison)
+        if key == primary:
+            keep.append(c)
+        elif key in _UNNAMED:
+            dropped.append((c, f"comparison not named, and this multi-arm trial has "
+                               f"{len(named)} ({', '.join(repr(n) for n in named)}): name it "
+                               "to pool this estimate"))
+        else:
+            dropped.append((c, f"other comparison of a multi-arm trial "
+                               f"({first.comparison!r} used)"))
+    return keep, dropped
+
+
 def _latest(cands: list[Candidate]) -> Candidate:
     return max(cands, key=lambda c: (c.cut_date or date.min,
                                      -_ENDPOINT_RANK.get(c.endpoint.upper(), 9),
@@ -154,13 +202,8 @@ def select_inputs(analysis: Analysis, candidates: Iterable[Candidate]) -> Select
         else:
             by_trial[c.trial_id].append(c)
     for trial_cands in by_trial.values():
-        primary = min(trial_cands, key=lambda c: c.estimate_id).comparison
-        same = []
-        for c in trial_cands:
-            if c.comparison == primary:
-                same.append(c)
-            else:
-                dropped.append((c, f"other comparison of a multi-arm trial ({primary!r} used)"))
+        same, other = _one_comparison(trial_cands)
+        dropped.extend(other)
         if analysis.setting == "all" and any(c.setting == "mixed" for c in same):
             groups = {"mixed": [c for c in same if c.setting == "mixed"]}
             for c in same:

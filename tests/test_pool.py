@@ -308,3 +308,46 @@ def test_analysis_order_puts_imwg_first_and_sensitivity_last() -> None:
     assert sorted(keys, key=analysis_order) == [
         "thalidomide/PFS/post_asct", "thalidomide/PFS/all", "thalidomide/OS/post_asct",
         "lenalidomide/PFS/all", "ixazomib/OS/all", "bortezomib/OS/all/with_strategy"]
+
+
+def test_a_new_cut_written_differently_is_the_same_comparison(ctx) -> None:
+    """Rule 4 compares contrasts, not spellings: a later cut typed "versus" with other case,
+    or left generic, replaces the earlier one instead of being dropped as another arm."""
+    with ctx.sessions() as s:
+        t = add_trial(s, "CALGB-like", drug="lenalidomide")
+        add_estimate(s, t, "0.48", "0.36", "0.63", comparison="lenalidomide vs placebo",
+                     cut=date(2011, 10, 1))
+        spelled = add_estimate(s, t, "0.57", "0.46", "0.71",
+                               comparison="Lenalidomide  versus placebo", cut=date(2016, 1, 1))
+        s.commit()
+        spelled_id = spelled.id
+    out = _by_key(pool_all(ctx))["lenalidomide/PFS/post_asct"]
+    assert [r["estimate_id"] for r in out.inputs] == [spelled_id]
+    assert all("superseded" in d["reason"] for d in out.extras["dropped"])
+
+    with ctx.sessions() as s:
+        t = s.exec(select(Trial).where(Trial.name == "CALGB-like")).one()
+        generic = add_estimate(s, t, "0.61", "0.48", "0.76", cut=date(2023, 1, 1))
+        s.commit()
+        generic_id = generic.id
+    out = _by_key(pool_all(ctx))["lenalidomide/PFS/post_asct"]
+    assert [r["estimate_id"] for r in out.inputs] == [generic_id]
+
+
+def test_unnamed_estimate_of_a_multi_arm_trial_is_left_out_with_its_reason(ctx) -> None:
+    with ctx.sessions() as s:
+        t = add_trial(s, "Three-arm", drug="lenalidomide", setting="non_transplant")
+        first = add_estimate(s, t, "0.49", "0.37", "0.65", comparison="MPR-R vs MPR",
+                             cut=date(2012, 1, 1))
+        add_estimate(s, t, "0.40", "0.30", "0.53", comparison="MPR-R vs MP",
+                     cut=date(2012, 1, 1))
+        add_estimate(s, t, "0.45", "0.33", "0.61", cut=date(2014, 1, 1))  # generic
+        s.commit()
+        first_id = first.id
+    out = _by_key(pool_all(ctx))["lenalidomide/PFS/non_transplant"]
+    assert [r["estimate_id"] for r in out.inputs] == [first_id]
+    reasons = sorted(d["reason"] for d in out.extras["dropped"])
+    assert reasons == [
+        "comparison not named, and this multi-arm trial has 2 ('mpr-r vs mp', 'mpr-r vs mpr'): "
+        "name it to pool this estimate",
+        "other comparison of a multi-arm trial ('MPR-R vs MPR' used)"]

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
+from reports.analyses import GENERIC_COMPARISON, comparison_key, is_named_comparison
 from store.audit import audit
 from store.errors import MmlrError, ValidationError
 from store.models import Estimate, Trial, TrialReport, User
@@ -146,7 +147,8 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         "report_id": report_id,
         "endpoint": r.choice("endpoint", ENDPOINTS),
         "setting": r.choice("setting", SETTINGS, default=trial.setting),
-        "comparison": r.text("comparison", max_len=200) or "maintenance vs control",
+        # None when blank: save_estimate fills in the trial's comparison (it has the session)
+        "comparison": r.text("comparison", max_len=200),
         "data_cut": r.day("data_cut"),
         "data_cut_label": r.text("data_cut_label", max_len=200),
         "n_maintenance": r.integer("n_maintenance", minimum=1),
@@ -295,9 +297,33 @@ def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) ->
                    events=None if e_maint is not None else values.get("events"))
 
 
+def _comparison(session: Session, trial: Trial, typed: str | None,
+                warnings: list[str]) -> str:
+    """The comparison to store. Blank means the trial's comparison: its one named comparison
+    if it has exactly one, else the generic one. Analyses pool one comparison per trial
+    (``reports.analyses`` rule 4), so a contrast the trial has not had before is pointed out:
+    written differently by mistake, it would leave a new data cut out of every analysis."""
+    rows = session.exec(select(Estimate.comparison).where(
+        Estimate.trial_id == trial.id, col(Estimate.withdrawn_at).is_(None))).all()
+    named: dict[str, str] = {}
+    for text in rows:
+        if is_named_comparison(text):
+            named.setdefault(comparison_key(text), text)
+    if typed is None:
+        return next(iter(named.values())) if len(named) == 1 else GENERIC_COMPARISON
+    if is_named_comparison(typed) and named and comparison_key(typed) not in named:
+        listed = ", ".join(repr(t) for t in sorted(named.values()))
+        warnings.append(
+            f"comparison {typed!r} is new for {trial.name} (its estimates compare {listed}): a "
+            "multi-arm trial enters each analysis with one comparison, its first entered; if "
+            "this is the same contrast, write it the same way")
+    return typed
+
+
 def save_estimate(session: Session, *, trial: Trial, draft: EstimateDraft, user: User) -> Estimate:
     """Store the estimate (the caller commits)."""
     values = dict(draft.values)
+    values["comparison"] = _comparison(session, trial, values.get("comparison"), draft.warnings)
     estimate = Estimate(trial_id=trial.id, created_by=user.id,  # type: ignore[arg-type]
                         verified_by=user.id if values.get("verified") else None, **values)
     session.add(estimate)
