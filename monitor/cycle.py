@@ -1,9 +1,15 @@
 """One pass of the whole flow (`mmlr run`): poll → screen → pool → digest.
 
 Each step is idempotent, so the cycle is too: a second run with nothing new stores nothing new
-and sends nothing. The scheduler calls :func:`scheduled_cycle` / :func:`scheduled_digest`,
-module-level functions that build their own context from the environment (APScheduler keeps
-job references in its job store, so they must be importable by name).
+and sends nothing. The *scheduled* cycle (daily by default) leaves the digest to its own job
+(``MMLR_DIGEST_CRON``, weekly by default): subscribers want one summary a week, not a mail
+per poll. The exception is an alert on a record in use (a retraction, erratum, expression of
+concern or deletion of a trial report or an included record): that one cannot wait a week, so
+the cycle builds and sends the digest at once.
+
+The scheduler calls :func:`scheduled_cycle` / :func:`scheduled_digest`, module-level functions
+that build their own context from the environment (APScheduler keeps job references in its job
+store, so they must be importable by name).
 """
 
 from __future__ import annotations
@@ -39,7 +45,22 @@ class CycleSummary:
         return "\n".join(lines)
 
 
-def run_cycle(ctx: AppContext, *, progress: bool = False) -> CycleSummary:
+def urgent_alerts(ctx: AppContext) -> int:
+    """Alerts on records in use that no digest has reported yet."""
+    from sqlalchemy import func
+    from sqlmodel import col, select
+
+    from store.models import Alert
+
+    with ctx.sessions() as session:
+        stmt = select(func.count()).select_from(Alert).where(
+            col(Alert.digest_id).is_(None), col(Alert.in_analysis).is_(True))
+        return int(session.exec(stmt).one())
+
+
+def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -> CycleSummary:
+    """poll → screen → pool, then the digest: always with ``digest`` (``mmlr run``), else only
+    when an alert on a record in use is waiting (the scheduled cycle; module docstring)."""
     from monitor.poll import poll
     from reports.digest import build_digest, deliver_digest
     from reports.pool import pool_all
@@ -52,9 +73,17 @@ def run_cycle(ctx: AppContext, *, progress: bool = False) -> CycleSummary:
     summary.add("poll", poll(ctx, progress=progress))
     summary.add("screen", screen(ctx, progress=progress))
     summary.add("pool", pool_all(ctx))
-    digest = build_digest(ctx)
-    summary.digest_id = digest.id
-    summary.deliveries = deliver_digest(ctx, digest)
+    urgent = 0 if digest else urgent_alerts(ctx)
+    if digest or urgent:
+        built = build_digest(ctx)
+        summary.digest_id = built.id
+        summary.deliveries = deliver_digest(ctx, built)
+        if urgent:
+            log.warning("digest #%s sent ahead of MMLR_DIGEST_CRON: %d alert(s) on records in "
+                        "use", built.id, urgent)
+    else:
+        summary.add("digest", "not built: the digest follows MMLR_DIGEST_CRON (no alert on a "
+                              "record in use is waiting)")
     log.info(
         "cycle done: %s",
         "; ".join(f"{s}: {t.splitlines()[0] if t else ''}" for s, t in summary.steps),
@@ -66,7 +95,7 @@ def scheduled_cycle() -> None:
     """Scheduler entry point for the monitoring cycle."""
     ctx = make_context(load_settings())
     try:
-        run_cycle(ctx)
+        run_cycle(ctx, digest=False)
     except LockedError as exc:  # another worker is polling: this run is simply not needed
         log.info("scheduled cycle skipped: %s", exc.one_line())
     except Exception:  # a scheduler job must log, not die silently
