@@ -483,6 +483,19 @@ def _content_hash(summary: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- rendering
+#: Said under the analyses whenever a CI starts or stops crossing 1: a living meta-analysis
+#: re-tests at every update, so such a change is a reason to look, not a finding (repeated
+#: significance testing; Simmonds et al., J Clin Epidemiol 2017;91:38-46).
+CROSSING_CAVEAT = (
+    "A confidence interval that starts or stops crossing 1 after an update is not a new test "
+    "result: a living review re-pools at every update, and unadjusted repeated testing finds "
+    "spurious 'significance' more often than 5% of the time. Read it as a change to review "
+    "(the trial that moved it, its weight, the prediction interval), not as a conclusion.")
+#: How an alert on a record in use is marked (``Alert.in_analysis``: a trial report's PMID,
+#: or a record a curator included — not necessarily one already pooled).
+IN_USE_LABEL = "in use: a trial report or an included record"
+
+
 @lru_cache(maxsize=2)
 def _environment(html: bool) -> jinja2.Environment:
     # HTML: every title, journal and message comes from PubMed or a user, so autoescape is
@@ -514,6 +527,8 @@ def render_digest(
         "more_flagged": summary["new_flagged_total"] - len(summary["new_flagged"]),
         "period_start": _fmt_time(summary.get("period_start")),
         "period_end": _fmt_time(summary.get("period_end")),
+        "crossing_caveat": CROSSING_CAVEAT,
+        "in_use_label": IN_USE_LABEL,
     }
     html = _environment(True).get_template("digest.html.j2").render(context)
     text = _environment(False).get_template("digest.txt.j2").render(context)

@@ -182,6 +182,10 @@ def test_second_digest_says_what_changed(ctx) -> None:  # type: ignore[no-untype
     assert "Newly added: NEW-TRIAL (weight 66.7%)" in second.text
     assert f"{len_pfs['old']['hr_text']} -> {len_pfs['new']['hr_text']}" in second.text
     assert "CI now crosses 1" in second.html
+    # repeated testing: a crossing is a reason to look, said in both parts, once
+    from reports.digest import CROSSING_CAVEAT
+    assert second.text.count(CROSSING_CAVEAT) == 1 and "crossing-caveat" in second.html
+    assert "not a new test result" in second.html
     assert "Unchanged: Thalidomide, OS, post-ASCT" in second.text
     assert "1 analysis changed" in second.subject and "1 alert" in second.subject
 
@@ -202,6 +206,17 @@ def test_ci_that_stops_crossing_one_and_removed_analysis(ctx) -> None:  # type: 
     assert by_key["bort"]["crossing"] == "no longer crosses 1"
     assert by_key["gone"]["status"] == "removed" and by_key["gone"]["new"] is None
     assert "The CI no longer crosses 1." in d.text and "[no longer pooled]" in d.text
+    assert "not a new test result" in d.text
+
+
+def test_no_crossing_no_caveat_and_alerts_say_in_use(ctx) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    first = build_digest(ctx)
+    assert "not a new test result" not in first.text
+    assert "not a new test result" not in first.html
+    # Alert.in_analysis covers trial reports and included records: the label says so
+    assert "(in use: a trial report or an included record)" in first.text
+    assert "in a pooled analysis" not in first.text + first.html
 
 
 # ----------------------------------------------------------------------------- escaping
