@@ -6,6 +6,17 @@ inputs, the pooling settings or the code version differ from its newest snapshot
 study (trial, estimate id, yi, sei, HR and CI, weight, flags, date) and ``result`` the extras
 (p value, τ² CI, HR scale, subgroups and their test, leave-one-out, cumulative, dropped
 candidates), so a forest plot or a digest can be rebuilt from the stored row alone.
+
+Two sensitivity views are stored with every snapshot, both pooled with the analysis' own τ²
+estimator and CI (``meta_analysis``, the code path of the main estimate):
+
+* ``leave_one_out``: the pooled estimate without each study in turn (``omitted``);
+* ``cumulative``: the evidence over time (:func:`cumulative_by_publication`): the pooled
+  estimate as it stood on each date new evidence was published, each trial contributing its
+  latest verified estimate published by then — earlier data cuts included, replaced by later
+  cuts as they appear. Its last step is the main estimate. A change to an earlier cut changes
+  this view but not the pooled inputs, so the snapshot also keeps ``cumulative_inputs_hash``
+  and a new one is written when either hash changes.
 """
 
 from __future__ import annotations
@@ -14,7 +25,9 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -82,6 +95,9 @@ class AnalysisOutcome:
         entry["studies"] = [{k: row[k] for k in ("trial", "estimate_id", "yi", "sei", "hr",
                                                  "ci_low", "ci_high", "weight", "flags")}
                             for row in self.inputs]
+        # The same entries as the snapshot stores and GET /api/estimates returns.
+        entry["leave_one_out"] = self.extras.get("leave_one_out", [])
+        entry["cumulative"] = self.extras.get("cumulative", [])
         return clean_json(entry)
 
 
@@ -219,6 +235,14 @@ def _summary(res: MetaResult) -> dict[str, Any]:
             "pval": res.pval}
 
 
+def _pool_rows(rows: list[dict[str, Any]], *, method: str, ci: str,
+               tau2_ci: bool = True) -> MetaResult:
+    # One call for the main estimate and every step of the cumulative view, so a step can
+    # never be pooled differently from the estimate it leads to.
+    return meta_analysis([r["yi"] for r in rows], [r["sei"] for r in rows], method=method,
+                         ci=ci, labels=[r["trial"] for r in rows], tau2_ci=tau2_ci)
+
+
 def compute_analysis(
     analysis: Analysis, candidates: list[Candidate], *, method: str, ci: str
 ) -> AnalysisOutcome:
@@ -229,8 +253,7 @@ def compute_analysis(
                for c, reason in selection.dropped]
     if not rows:
         return AnalysisOutcome(analysis, None, [], {"dropped": dropped})
-    res = meta_analysis([r["yi"] for r in rows], [r["sei"] for r in rows], method=method,
-                        ci=ci, labels=[r["trial"] for r in rows])
+    res = _pool_rows(rows, method=method, ci=ci)
     for row, weight in zip(rows, res.weights, strict=True):
         row["weight"] = weight
     subgroups: list[tuple[str, MetaResult]] = []
@@ -244,6 +267,7 @@ def compute_analysis(
                     [r["yi"] for r in part], [r["sei"] for r in part], method=method, ci=ci,
                     labels=[r["trial"] for r in part])))
             test = subgroup_test(subgroups)
+    cumulative = cumulative_by_publication(analysis, candidates, method=method, ci=ci)
     extras: dict[str, Any] = {
         "label": analysis.label, "drug": analysis.drug, "setting": analysis.setting,
         "endpoint": analysis.endpoint, "sensitivity": analysis.include_strategy,
@@ -259,12 +283,153 @@ def compute_analysis(
         "subgroup_test": test.to_json() if test else None,
         "leave_one_out": [{"omitted": name, **_summary(sub)}
                           for name, sub in res.leave_one_out()],
-        "cumulative": [{"added": name, "date": rows[res.labels.index(name)]["date"],
-                        **_summary(sub)}
-                       for name, sub in res.cumulative([r["date"] or "" for r in rows])],
+        "cumulative": cumulative,
+        "cumulative_inputs_hash": _hash_cumulative(cumulative),
         "dropped": dropped,
     }
     return AnalysisOutcome(analysis, res, rows, clean_json(extras), subgroup_test=test)
+
+
+# ----------------------------------------------------------------------------- evidence over time
+def publication_date(c: Candidate) -> tuple[date | None, str]:
+    """When the estimate ``c`` became public, and how to print that date.
+
+    We take ``Candidate.cut_date`` — the date the selection already orders cuts by (the data
+    cut, else 31 December of the report year) — unless the report's year is later than the
+    cut's year, and then 31 December of the report year. Why: a data cut is not a
+    publication (a 2012 cut printed in 2014 was not evidence anyone had in 2012), so a later
+    report year must win; 31 December is the convention ``cut_date`` already uses for a year,
+    so the view never shows evidence before it could have been read; and within the cut's own
+    year the cut date is the more precise of the two (and the one the selection orders cuts
+    by). The label is the year when the date stands for a report year (a day would be false
+    precision), else the ISO date.
+    ``(None, "undated")`` when neither is known: such estimates, which the selection treats
+    as oldest, are available from the first step on.
+    """
+    cut = c.cut_date
+    if c.report_year and (cut is None or c.report_year > cut.year):
+        return date(c.report_year, 12, 31), str(c.report_year)
+    if cut is None:
+        return None, "undated"
+    if c.data_cut is None:  # cut_date came from the report year
+        return cut, str(cut.year)
+    return cut, cut.isoformat()
+
+
+def cumulative_by_publication(
+    analysis: Analysis, candidates: list[Candidate], *, method: str, ci: str
+) -> list[dict[str, Any]]:
+    """The pooled estimate of ``analysis`` on each date on which new evidence was published.
+
+    At date D the inputs are ``select_inputs(analysis, candidates published by D)``
+    (:func:`publication_date`), so each trial contributes its latest verified estimate
+    published by then: it enters at its first publication, and a later data cut replaces the
+    earlier one when it appears. The selection rules are applied as they are, untouched; a
+    date on which the selection does not change (an unverified estimate, another analysis'
+    data) is not a step. The database is read as it is now: an estimate withdrawn or not yet
+    verified today is absent from every date. Each step pools with ``method``/``ci`` like the
+    main estimate, and says which trials entered, were updated or left (``changes``, and in
+    words ``change``), and which estimates it pooled (``studies``).
+    """
+    published = [(publication_date(c), c) for c in candidates]
+    # None (the undated estimates alone) comes first: the selection treats them as oldest.
+    points: list[date | None] = [None] if any(w is None for (w, _), _ in published) else []
+    points += sorted({when for (when, _), _ in published if when is not None})
+    steps: list[dict[str, Any]] = []
+    before: list[Candidate] = []
+    for point in points:
+        available = [c for (when, _), c in published
+                     if when is None or (point is not None and when <= point)]
+        chosen = select_inputs(analysis, available).chosen
+        if {c.estimate_id for c in chosen} == {c.estimate_id for c in before}:
+            continue
+        changes = _changes(before, chosen)
+        before = chosen
+        if not chosen:
+            continue
+        rows = _input_rows(analysis, chosen)
+        res = _pool_rows(rows, method=method, ci=ci, tau2_ci=False)
+        # The label of what was published that day: an exact cut date rather than a year
+        # when both fall on it.
+        ids = {c.estimate_id for c in chosen}
+        labels = [label for (when, label), c in published
+                  if when == point and c.estimate_id in ids]
+        steps.append({
+            "date": point.isoformat() if point is not None else None,
+            "date_label": max(labels, key=len) if labels else (
+                point.isoformat() if point is not None else "undated"),
+            "added": ", ".join(ch["trial"] for ch in changes if ch["change"] != "left"),
+            "change": "; ".join(ch["text"] for ch in changes),
+            "changes": changes,
+            "studies": [{"trial": r["trial"], "estimate_id": r["estimate_id"], "yi": r["yi"],
+                         "sei": r["sei"]} for r in rows],
+            **_summary(res),
+        })
+    return steps
+
+
+def _changes(before: list[Candidate], after: list[Candidate]) -> list[dict[str, Any]]:
+    """What changed between two selections, per trial (a trial entered by stratum has several
+    estimates), in the order of the new selection; trials that left come last."""
+    old: dict[int, list[Candidate]] = {}
+    new: dict[int, list[Candidate]] = {}
+    for c in before:
+        old.setdefault(c.trial_id, []).append(c)
+    for c in after:
+        new.setdefault(c.trial_id, []).append(c)
+    out = []
+    for trial_id in [*new, *(t for t in old if t not in new)]:
+        now, then = new.get(trial_id, []), old.get(trial_id, [])
+        now_ids, then_ids = {c.estimate_id for c in now}, {c.estimate_id for c in then}
+        added = [c for c in now if c.estimate_id not in then_ids]
+        removed = [c for c in then if c.estimate_id not in now_ids]
+        if not added and not removed:
+            continue
+        name = (now or then)[0].trial_name
+        new_cut, old_cut = _cut_names(added, removed)
+        if not now:
+            kind, text = "left", f"{name} leaves"
+        elif not then:
+            cut = "undated" if new_cut == "undated" else f"{new_cut} cut"
+            kind, text = "entered", f"{name} enters ({cut})"
+        elif removed:
+            kind, text = "updated", f"{name} {new_cut} cut replaces {old_cut}"
+        else:  # a stratum of a trial already in (an "all" analysis)
+            kind, text = "updated", f"{name} adds its {new_cut} cut ({_strata(added)})"
+        out.append({"trial": name, "trial_id": trial_id, "change": kind,
+                    "estimate_ids": [c.estimate_id for c in added],
+                    "replaced_estimate_ids": [c.estimate_id for c in removed], "text": text})
+    return out
+
+
+def _strata(cands: list[Candidate]) -> str:
+    return " + ".join(dict.fromkeys(SETTING_LABELS.get(c.setting, c.setting) for c in cands))
+
+
+def _cut_names(new: list[Candidate], old: list[Candidate]) -> tuple[str, str]:
+    """Short names of two sets of cuts that tell them apart: the cut's year ("2017"), else its
+    date, else date and endpoint, else the estimate ids."""
+    def day(c: Candidate) -> str:
+        return c.cut_date.isoformat() if c.cut_date else "undated"
+
+    ways: tuple[Callable[[Candidate], str], ...] = (
+        lambda c: str(c.cut_date.year) if c.cut_date else "undated",
+        day,
+        lambda c: f"{day(c)} {c.endpoint.upper()}",
+        lambda c: f"estimate {c.estimate_id}",
+    )
+    for describe in ways:
+        pair = (" + ".join(dict.fromkeys(describe(c) for c in new)),
+                " + ".join(dict.fromkeys(describe(c) for c in old)))
+        if not new or not old or pair[0] != pair[1]:
+            break
+    return pair
+
+
+def _hash_cumulative(steps: list[dict[str, Any]]) -> str:
+    payload = [{"date": s["date"], "studies": s["studies"]} for s in steps]
+    text = json.dumps(clean_json(payload), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -304,8 +469,11 @@ def pool_all(ctx: AppContext) -> PoolRun:
             run.outcomes.append(outcome)
             prev = previous.get(analysis.key)
             inputs_hash = _hash_inputs(analysis, outcome.inputs)
-            if prev is not None and (prev.inputs_hash, prev.settings, prev.code_version) == (
-                inputs_hash, settings_doc, version
+            # The pooled inputs, or only the earlier cuts of the cumulative view, changed.
+            prev_cumulative = (prev.result or {}).get("cumulative_inputs_hash") if prev else None
+            if prev is not None and (prev.inputs_hash, prev.settings, prev.code_version,
+                                     prev_cumulative) == (
+                inputs_hash, settings_doc, version, outcome.extras.get("cumulative_inputs_hash")
             ):
                 outcome.snapshot_id = prev.id
                 continue

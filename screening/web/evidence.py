@@ -43,7 +43,32 @@ def pooled_json(row: PooledResult) -> dict[str, Any]:
         "tau2": row.tau2, "i2": row.i2, "q": row.q, "q_p": row.q_p,
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
         "forest_svg": f"/estimates/{row.id}/forest.svg",
+        "leave_one_out": leave_one_out(row),
+        "cumulative": evidence_over_time(row),
     }
+
+
+def _result_list(row: PooledResult, key: str) -> list[dict[str, Any]]:
+    result = row.result if isinstance(row.result, dict) else {}
+    entries = result.get(key)
+    return [dict(e) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def leave_one_out(row: PooledResult) -> list[dict[str, Any]]:
+    """The snapshot's leave-one-out fits, one per omitted study (none when k < 2)."""
+    return _result_list(row, "leave_one_out")
+
+
+def evidence_over_time(row: PooledResult) -> list[dict[str, Any]]:
+    """The snapshot's cumulative analysis by publication date (``reports.pool``), one entry
+    per date on which the pooled estimate changed.
+
+    Snapshots stored before that view existed ordered trials by their latest data cut and
+    never used earlier cuts, which is not what the page and the API call evidence over
+    time: their steps (without ``change``) are left out until ``mmlr pool`` replaces them.
+    """
+    steps = _result_list(row, "cumulative")
+    return steps if all("change" in step for step in steps) else []
 
 
 def estimate_json(e: Estimate) -> dict[str, Any]:

@@ -1,0 +1,131 @@
+"""The /estimates page and GET /api/estimates: leave-one-out and the evidence over time under
+each analysis, escaped, and shown only when they have something to say."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Any
+
+import lxml.html
+import pytest
+import test_web
+from fastapi.testclient import TestClient
+from sqlmodel import select
+from test_pool import add_estimate, add_trial
+from test_web import as_role, db
+
+from reports.pool import latest_results, pool_all
+from screening.web.auth import issue_api_token
+from store.models import PooledResult, User
+
+app = test_web.app
+users = test_web.users
+
+# A trial name a curator might type, and one that would be markup if not escaped.
+HOSTILE = "<b>Cuts</b> & co"
+
+
+@pytest.fixture
+def pooled(app: Any) -> dict[str, PooledResult]:
+    """Thalidomide post-ASCT: Trial A (2010), HOSTILE reported in 2012 and 2017, Trial C
+    (2013 cut published 2014); lenalidomide post-ASCT: one trial only."""
+    with db(app) as s:
+        a = add_trial(s, "Trial A")
+        add_estimate(s, a, "0.60", "0.45", "0.80", cut=date(2010, 6, 1))
+        cuts = add_trial(s, HOSTILE)
+        add_estimate(s, cuts, "0.48", "0.36", "0.63", year=2012)
+        add_estimate(s, cuts, "0.57", "0.46", "0.71", year=2017)
+        c = add_trial(s, "Trial C")
+        add_estimate(s, c, "0.95", "0.70", "1.29", cut=date(2013, 5, 1), year=2014)
+        alone = add_trial(s, "Alone", drug="lenalidomide")
+        add_estimate(s, alone, "0.50", "0.40", "0.63", year=2012)
+        s.commit()
+    pool_all(app.state.ctx)
+    with db(app) as s:
+        return {r.analysis_key: r for r in latest_results(s) if r.k > 0}
+
+
+def _section(html: str, row: PooledResult) -> Any:
+    (section,) = lxml.html.fromstring(html).xpath(f'//section[@id="analysis-{row.id}"]')
+    return section
+
+
+def _rows(section: Any, table_class: str) -> list[list[str]]:
+    return [[" ".join(td.text_content().split()) for td in tr.xpath("td")]
+            for tr in section.xpath(f'.//table[@class="{table_class}"]/tbody/tr')]
+
+
+def _old_snapshot(app: Any) -> PooledResult:
+    # Earlier code stored a cumulative series ordered by each trial's latest cut, without
+    # earlier cuts: it must not be presented as the evidence over time.
+    with db(app) as s:
+        row = PooledResult(
+            analysis_key="bortezomib/PFS/all", analysis_label="Bortezomib (old snapshot)", k=2,
+            estimate=-0.4, ci_low=-0.8, ci_high=0.0,
+            result={"cumulative": [{"added": "A", "date": "2010-01-01", "k": 1, "hr": 0.6},
+                                   {"added": "B", "date": "2017-12-31", "k": 2, "hr": 0.67}],
+                    "leave_one_out": []},
+            inputs=[])
+        s.add(row)
+        s.commit()
+        s.refresh(row)
+        return row
+
+
+def test_estimates_page_shows_leave_one_out_and_evidence_over_time(
+        app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
+    old = _old_snapshot(app)
+    html = as_role(app, users, "viewer").get("/estimates").text
+    assert "<b>Cuts</b>" not in html and "&lt;b&gt;Cuts&lt;/b&gt; &amp; co" in html
+    row = pooled["thalidomide/PFS/post_asct"]
+    section = _section(html, row)
+    loo = _rows(section, "leave-one-out")
+    by_omitted = {cells[0]: cells for cells in loo}
+    assert list(by_omitted) == ["Trial A", "Trial C", HOSTILE]
+    stored = {e["omitted"]: e for e in row.result["leave_one_out"]}
+    for name, cells in by_omitted.items():
+        e = stored[name]
+        assert cells[1:] == [f"{e['hr']:.2f}", f"{e['hr_ci_low']:.2f}–{e['hr_ci_high']:.2f}",
+                             f"{e['i2']:.0f}%"]
+    history = _rows(section, "evidence-over-time")
+    assert [cells[:3] for cells in history] == [
+        ["2010-06-01", "Trial A enters (2010 cut)", "1"],
+        ["2012", f"{HOSTILE} enters (2012 cut)", "2"],
+        ["2014", "Trial C enters (2013 cut)", "3"],
+        ["2017", f"{HOSTILE} 2017 cut replaces 2012", "3"]]
+    last = row.result["cumulative"][-1]
+    assert history[-1][3:] == [f"{last['hr']:.2f}",
+                               f"{last['hr_ci_low']:.2f}–{last['hr_ci_high']:.2f}"]
+    # The last step is today's estimate.
+    assert history[-1][3] == f"{math.exp(row.estimate or 0):.2f}"
+    # One trial: neither a leave-one-out nor a history to show.
+    alone = _section(html, pooled["lenalidomide/PFS/post_asct"])
+    assert not alone.xpath('.//table[@class="leave-one-out"]')
+    assert not alone.xpath('.//table[@class="evidence-over-time"]')
+    assert not _section(html, old).xpath('.//table[@class="evidence-over-time"]')
+
+
+def test_estimates_api_carries_leave_one_out_and_history(
+        app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
+    _old_snapshot(app)
+    with db(app) as s:
+        viewer = s.exec(select(User).where(User.email == users["viewer"])).one()
+        token = issue_api_token(s, viewer, actor="test")
+        s.commit()
+    api = TestClient(app, raise_server_exceptions=False)
+    doc = api.get("/api/estimates", headers={"Authorization": f"Bearer {token}"}).json()
+    entry = next(a for a in doc["analyses"] if a["analysis"] == "thalidomide/PFS/post_asct")
+    assert [e["omitted"] for e in entry["leave_one_out"]] == ["Trial A", "Trial C", HOSTILE]
+    assert {"k", "hr", "hr_ci_low", "hr_ci_high", "i2", "tau2", "estimate", "ci_low",
+            "ci_high"} <= set(entry["leave_one_out"][0])
+    steps = entry["cumulative"]
+    assert [(s["date"], s["k"]) for s in steps] == [
+        ("2010-06-01", 1), ("2012-12-31", 2), ("2014-12-31", 3), ("2017-12-31", 3)]
+    assert steps[-1]["change"] == f"{HOSTILE} 2017 cut replaces 2012"
+    assert steps[-1]["changes"][0]["change"] == "updated"
+    assert steps[-1]["hr"] == pytest.approx(entry["hr"])
+    alone = next(a for a in doc["analyses"] if a["analysis"] == "lenalidomide/PFS/post_asct")
+    assert alone["leave_one_out"] == [] and len(alone["cumulative"]) == 1
+    old = next(a for a in doc["analyses"] if a["analysis"] == "bortezomib/PFS/all")
+    assert old["cumulative"] == []
