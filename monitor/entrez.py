@@ -17,6 +17,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from lxml import etree
@@ -69,6 +70,12 @@ class EntrezClient:
                  limiter: RateLimiter | None = None, rng: random.Random | None = None) -> None:
         self.settings = settings
         self.base_url = settings.entrez_url
+        host = urlsplit(self.base_url).hostname or ""
+        if not settings.entrez_email and host.endswith("ncbi.nlm.nih.gov"):
+            # NCBI contacts this address before it blocks a misbehaving client; without it a
+            # block is the first thing an operator hears.
+            log.warning("MMLR_ENTREZ_EMAIL is not set: NCBI asks every E-utilities client for "
+                        "a contact address and may block clients without one")
         self._key = settings.entrez_api_key.get_secret_value() if settings.entrez_api_key else ""
         self.limiter = limiter or shared_limiter(self._key or None, settings.request_rate)
         self.backoff_base = backoff_base

@@ -168,3 +168,19 @@ def test_rate_limiter_spaces_requests() -> None:
     assert shared_limiter("k", 3) is shared_limiter("k", 3)
     assert shared_limiter("k", 5).rate == 5
     assert shared_limiter(None, 2) is not shared_limiter("k", 2)
+
+
+def test_missing_contact_address_is_warned_for_ncbi_only(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ncbi = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+    with caplog.at_level(logging.WARNING, logger="monitor.entrez"):
+        EntrezClient(_settings(tmp_path, ncbi, entrez_email=None, entrez_rate=None)).close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "MMLR_ENTREZ_EMAIL is not set: NCBI asks every E-utilities client for a contact "
+        "address and may block clients without one"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="monitor.entrez"):
+        EntrezClient(_settings(tmp_path, ncbi, entrez_email="me@example.org",
+                               entrez_rate=None)).close()
+        EntrezClient(_settings(tmp_path, "http://127.0.0.1:1/", entrez_email=None)).close()
+    assert caplog.records == []  # an address given, or not NCBI (a mirror, the replay server)
