@@ -12,7 +12,14 @@ One poll, under the database lock ``poll`` (so two workers never poll at once):
    costs one esearch per window.
 3. **Fetch** the PMID list by POST in batches of ``entrez_batch_size``. Each batch is parsed and
    upserted *in the same transaction* that advances ``batches_done``, so a batch is stored
-   exactly once whatever happens to the process.
+   exactly once whatever happens to the process. A PMID the answer leaves out is what real
+   PubMed does with a deleted record (ENTREZ.md §0.5: no ``DeleteCitation`` over E-utilities),
+   but also what a transiently incomplete answer looks like. So a left-out PMID that is
+   *stored* is asked for again, alone, before that transaction; only the documented answer
+   for a PMID PubMed has no record of, an empty ``PubmedArticleSet``, marks it deleted. If
+   that request fails, the batch is not stored and the run stops as ``interrupted`` (nothing is
+   marked deleted; the next poll resumes the batch and asks again). A left-out PMID that was
+   never stored costs no request: it is only counted (``PollRun.missing``).
 4. **Recheck** stored records that are not yet MEDLINE-indexed and younger than
    ``recheck_days`` (their MeSH and publication types arrive later), as a separate ``recheck``
    run whose requests are counted separately.
@@ -27,12 +34,19 @@ stored record last fetched after the whole window had passed (a back-fill ``--un
 past) is skipped: its stored version already holds every modification the window can hold.
 The overlap days are searched again on purpose (NCBI's day boundaries are US time and its
 indexing lags), so records modified in them are fetched once more and stored as unchanged.
+The search only finds records the query matches, so the pass then re-fetches by PMID every
+**watched** PMID it has not just fetched: each trial report's and each record a curator
+included (a ``watched`` run; see :func:`watched_pmids`). A back-fill window (``until`` before
+today) skips this: it asks about the past, the watched records are about now.
 
 Upserts: a new PMID is inserted; a changed content hash keeps a ``RecordRevision`` with the
 previous snapshot and the changed fields, and resets the record's score so it is re-scored;
-an unchanged record only gets ``last_fetched_at``. ``DeleteCitation`` hides a record
-(``deleted``), never removes it. Retractions, errata and expressions of concern raise ``Alert``
-rows, ``in_analysis`` when the PMID is a trial report's or a record a curator included.
+an unchanged record only gets ``last_fetched_at``. ``DeleteCitation``, or a deletion confirmed
+as in step 3, hides a record (``deleted``), never removes it or its decisions. Retractions,
+errata and expressions of concern raise ``Alert`` rows, from the corrected record's links
+(``RetractionIn``, ``ErratumIn``, ``ExpressionOfConcernIn``) or from the notice's
+(``RetractionOf``, ``ErratumFor``, ``ExpressionOfConcernFor``), ``in_analysis`` when the PMID
+is a trial report's or a record a curator included; so does the deletion of such a record.
 """
 
 from __future__ import annotations
@@ -55,7 +69,7 @@ from sqlmodel import Session, col, select
 
 from monitor.entrez import PUBMED_SEARCH_CAP, EntrezClient
 from monitor.pubmed_xml import parse_all
-from monitor.records import CONTENT_FIELDS, DeletedCitation, ParsedRecord
+from monitor.records import CONTENT_FIELDS, ParsedRecord
 from store.context import AppContext
 from store.errors import EntrezError, LockedError, ValidationError
 from store.locks import JobLease, job_lock
@@ -73,6 +87,13 @@ _IN_CHUNK = 500  # PMIDs per IN (...) query
 _MDAT_SETTLE = timedelta(days=1)
 #: CommentsCorrections links on a record that raise an alert of this kind.
 _NOTICE_LINKS = {"ErratumIn": "erratum", "ExpressionOfConcernIn": "expression_of_concern"}
+#: The same links seen from the notice: a new notice record names the record it corrects at
+#: once, while the reverse link on that record may come weeks later, on a record the query may
+#: not even match. Both sides raise the same alert (kind, corrected PMID, notice PMID), so it
+#: is raised once. ``RetractionOf`` also marks the target retracted (``_BatchStore._links``).
+_NOTICE_FOR_LINKS = {"RetractionOf": "retraction", "ErratumFor": "erratum",
+                     "ExpressionOfConcernFor": "expression_of_concern"}
+_WHAT = {"erratum": "an erratum", "expression_of_concern": "an expression of concern"}
 
 
 @dataclass
@@ -89,6 +110,8 @@ class PollSummary:
     windows: int = 0
     missing: int = 0
     recheck_requests: int = 0
+    watched_requests: int = 0  # the modified pass's re-fetch of trial-report/included PMIDs
+    deletion_checks: int = 0  # single-PMID efetches asking about a stored PMID left out
     resumed: int = 0
     interrupted: bool = False
     run_ids: list[int] = field(default_factory=list)
@@ -99,9 +122,13 @@ class PollSummary:
         extra = [f"{self.requests} requests ({self.retries} retries, {self.windows} "
                  f"window{'s' if self.windows != 1 else ''}"
                  + (f", {self.recheck_requests} for rechecks" if self.recheck_requests else "")
+                 + (f", {self.watched_requests} for watched reports"
+                    if self.watched_requests else "")
                  + ")"]
         if self.missing:
             extra.append(f"{self.missing} PMIDs not returned")
+        if self.deletion_checks:
+            extra.append(f"{self.deletion_checks} left-out stored PMID(s) asked for again")
         if self.resumed:
             extra.append(f"resumed {self.resumed} unfinished run(s)")
         if self.interrupted:
@@ -180,6 +207,16 @@ def search_window(client: EntrezClient, query: str, start: date, end: date, *,
     return result.ids, 1
 
 
+@dataclass
+class _BatchAnswer:
+    """What E-utilities answered for one batch, deletion checks included."""
+
+    records: list[ParsedRecord] = field(default_factory=list)
+    cited_deleted: list[int] = field(default_factory=list)  # <DeleteCitation> (replay, FTP)
+    confirmed_deleted: list[int] = field(default_factory=list)  # left out, twice
+    checks: int = 0
+
+
 class _Poller:
     def __init__(self, ctx: AppContext, client: EntrezClient, lease: JobLease,
                  summary: PollSummary, stop: threading.Event, progress: bool) -> None:
@@ -232,13 +269,14 @@ class _Poller:
                 requests0, retries0 = self.client.requests, self.client.retries
                 try:
                     body = self.client.efetch_xml(batch)
+                    answer = self._answer(run_id, index, batch, body)
                 except EntrezError as exc:
                     self._mark(run_id, "interrupted", exc.one_line(),
                                requests=self.client.requests - requests0,
                                retries=self.client.retries - retries0)
                     raise
                 spent += self.client.requests - requests0
-                self._store_batch(run_id, index, batch, body,
+                self._store_batch(run_id, index, batch, answer,
                                   requests=self.client.requests - requests0,
                                   retries=self.client.retries - retries0)
                 self.lease.renew()
@@ -268,23 +306,80 @@ class _Poller:
         self.summary.requests += requests
         self.summary.retries += retries
 
-    # ------------------------------------------------------------------ storing
-    def _store_batch(self, run_id: int, index: int, batch: list[int], body: bytes, *,
-                     requests: int, retries: int) -> None:
+    # ------------------------------------------------------------------ deletions
+    def _answer(self, run_id: int, index: int, batch: list[int], body: bytes) -> _BatchAnswer:
+        """Parse a batch's answer and ask again, alone, for each stored PMID it left out.
+
+        Real efetch leaves a deleted PMID out of a multi-PMID answer, and answers a request
+        for it alone with an empty ``PubmedArticleSet`` (ENTREZ.md §0.5 and §2.2; the real
+        bytes are the replay server's empty answer). An incomplete answer leaves PMIDs out
+        too, so only that second, documented answer confirms a deletion. ENTREZ.md documents
+        no esummary answer for a deleted PMID, hence efetch. Raises EntrezError (nothing
+        stored) when a second request fails.
+        """
         outcome = parse_all(body, name=f"efetch batch {index + 1} of poll run {run_id}",
                             on_error="keep")
+        answer = _BatchAnswer(records=list(outcome.records),
+                              cited_deleted=[d.pmid for d in outcome.deleted])
+        returned = {r.pmid for r in answer.records} | set(answer.cited_deleted)
+        for pmid in self._stored_live([p for p in batch if p not in returned]):
+            answer.checks += 1
+            try:
+                single = self.client.efetch_xml([pmid])
+            except EntrezError as exc:
+                # Raised, not logged: the caller records it on the run and shows it once.
+                raise EntrezError(
+                    f"PMID {pmid} was left out of an efetch answer and the request that would "
+                    f"confirm its deletion failed: {exc.message}",
+                    hint="nothing was marked deleted; the next poll resumes this batch and "
+                    "asks again" + (f"; {exc.hint}" if exc.hint else ""),
+                ) from None
+            again = parse_all(single, name=f"efetch of PMID {pmid} alone (poll run {run_id})",
+                              on_error="keep")
+            if not again.records and not again.deleted and again.error is None:
+                answer.confirmed_deleted.append(pmid)
+                continue
+            answer.records.extend(again.records)
+            answer.cited_deleted.extend(d.pmid for d in again.deleted)
+            if pmid in {r.pmid for r in again.records} | {d.pmid for d in again.deleted}:
+                log.info("poll run %d batch %d: PMID %d was left out but served when asked for "
+                         "alone (a transiently incomplete answer, not a deletion)", run_id,
+                         index + 1, pmid)
+            else:  # neither the record nor the documented empty answer: believe nothing
+                log.warning("poll run %d batch %d: PMID %d was left out, and asked for alone "
+                            "it did not come back as the empty answer of a deleted PMID "
+                            "either; not marked deleted", run_id, index + 1, pmid)
+        return answer
+
+    def _stored_live(self, pmids: list[int]) -> list[int]:
+        """The PMIDs of ``pmids`` stored and not deleted, in order (one query per chunk)."""
+        if not pmids:
+            return []
+        live: set[int] = set()
+        with self.ctx.sessions() as session:
+            for part in _chunks(sorted(set(pmids)), _IN_CHUNK):
+                live.update(session.exec(select(Record.pmid).where(
+                    col(Record.pmid).in_(part), col(Record.deleted).is_(False))))
+        return [p for p in pmids if p in live]
+
+    # ------------------------------------------------------------------ storing
+    def _store_batch(self, run_id: int, index: int, batch: list[int], answer: _BatchAnswer, *,
+                     requests: int, retries: int) -> None:
         counts = {"fetched": 0, "new": 0, "updated": 0, "unchanged": 0, "deleted": 0,
                   "retracted": 0}
         returned: set[int] = set()
         with self.ctx.sessions() as session:
             store = _BatchStore(session, run_id, counts)
-            store.load(batch, outcome.records)
-            for rec in outcome.records:
+            store.load(batch, answer.records)
+            for rec in answer.records:
                 returned.add(rec.pmid)
                 store.upsert(rec)
-            for gone in outcome.deleted:
-                returned.add(gone.pmid)
-                store.delete(gone)
+            for pmid in answer.cited_deleted:
+                returned.add(pmid)
+                store.delete(pmid)
+            for pmid in answer.confirmed_deleted:
+                returned.add(pmid)
+                store.delete(pmid)
             store.flush_new()
             counts["fetched"] = len(returned)
             missing = [p for p in batch if p not in returned]
@@ -303,9 +398,14 @@ class _Poller:
         for key, value in counts.items():
             setattr(self.summary, key, getattr(self.summary, key) + value)
         self.summary.missing += len(missing)
+        self.summary.deletion_checks += answer.checks
         self.summary.requests += requests
         self.summary.retries += retries
         self.fetched_now.update(batch)
+        for pmid in answer.confirmed_deleted:
+            log.info("PMID %d is no longer in PubMed (left out of poll run %d's answer, and "
+                     "asked for alone: no record): marked deleted, curator work kept", pmid,
+                     run_id)
         if missing:
             log.info("poll run %d batch %d: %d PMIDs not returned: %s", run_id, index + 1,
                      len(missing), ", ".join(map(str, missing[:10])))
@@ -336,7 +436,7 @@ class _BatchStore:
         for rec in records:
             wanted.add(rec.pmid)
             wanted.update(c["pmid"] for c in rec.comments_corrections
-                          if c.get("pmid") and c.get("ref_type") == "RetractionOf")
+                          if c.get("pmid") and c.get("ref_type") in _NOTICE_FOR_LINKS)
         ids = sorted(wanted)
         for part in _chunks(ids, _IN_CHUNK):
             for row in self.session.exec(select(Record).where(col(Record.pmid).in_(part))):
@@ -428,10 +528,17 @@ class _BatchStore:
             ref, target = link.get("ref_type"), link.get("pmid")
             kind = _NOTICE_LINKS.get(ref or "")
             if kind and (ref, target) not in old_links and (stored_before or in_analysis):
-                what = "an erratum" if kind == "erratum" else "an expression of concern"
                 self._alert(kind, rec.pmid, target,
-                            f"PMID {rec.pmid} ({rec.title[:120]}) has {what}"
+                            f"PMID {rec.pmid} ({rec.title[:120]}) has {_WHAT[kind]}"
                             + (f" (PMID {target})" if target else f": {link.get('source')}"))
+            notice_for = _NOTICE_FOR_LINKS.get(ref or "")
+            if notice_for in _WHAT and target and (
+                    target in self.existing or target in self.in_analysis):
+                # The notice is news about a record we hold; the reverse link (ErratumIn...)
+                # on that record may come later, and that record may never match the query.
+                self._alert(notice_for, target, rec.pmid,
+                            f"PMID {target} has {_WHAT[notice_for]}: notice PMID {rec.pmid} "
+                            f"({rec.title[:120]})")
             if ref == "RetractionOf" and target:
                 retracted = self.existing.get(target)
                 if retracted is not None and not retracted.retracted:
@@ -442,17 +549,19 @@ class _BatchStore:
                     self._alert("retraction", target, rec.pmid,
                                 f"PMID {target} is retracted by notice PMID {rec.pmid}")
 
-    def delete(self, gone: DeletedCitation) -> None:
-        record = self.existing.get(gone.pmid)
+    def delete(self, pmid: int) -> None:
+        """Hide a record NLM deleted (``DeleteCitation`` or a confirmed omission): out of the
+        queue, decisions and revisions kept; an alert when curators used it."""
+        record = self.existing.get(pmid)
         if record is None or record.deleted:
             return
         record.deleted = True
         record.updated_at = self.now
         self._persist(record)
         self.counts["deleted"] += 1
-        if gone.pmid in self.in_analysis or record.decision:
-            self._alert("deleted", gone.pmid, None,
-                        f"PMID {gone.pmid} was deleted from PubMed; curator work is kept")
+        if pmid in self.in_analysis or record.decision:
+            self._alert("deleted", pmid, None,
+                        f"PMID {pmid} was deleted from PubMed; curator work is kept")
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -591,6 +700,40 @@ def _modified_pass(ctx: AppContext, poller: _Poller, since: date | None,
              "fetch", start, end, len(found), len(found) - len(todo), len(todo))
     poller.fetch_run(poller.create_run("modified", todo, found=len(found),
                                        requests=search_requests, window=(start, end)))
+    if summary.interrupted or end < datetime.now(UTC).date():
+        return  # a back-fill asks about its past window; the watched PMIDs are about now
+    watched = [p for p in watched_pmids(ctx) if p not in poller.fetched_now]
+    if watched:
+        log.info("modified pass: re-fetching %d watched PMIDs (trial reports, included "
+                 "records)", len(watched))
+        summary.watched_requests += poller.fetch_run(
+            poller.create_run("watched", watched, found=0))
+
+
+def watched_pmids(ctx: AppContext) -> list[int]:
+    """PMIDs the modified pass re-fetches by PMID: every trial report's, every record a
+    curator included; not the records already marked deleted.
+
+    The ``[mdat]`` search only finds what matches the query, and the seed reports are older
+    than ``poll_start``, so a retraction, erratum or deletion of a report in an analysis could
+    otherwise go unseen. Why a plain efetch of the list rather than asking first which of them
+    changed: ENTREZ.md documents fetching explicit PMID lists by POST in batches (§0.5, §3.6
+    "or re-fetch PMIDs") but no way to intersect a PMID list with an ``[mdat]`` range, and
+    for a review's few hundred PMIDs the efetch costs ⌈N/200⌉ POSTs, one up to 200, which is
+    what that esearch would cost before fetching anything. It does not depend on NCBI's
+    undocumented mdat day boundaries, and only a fetch by PMID notices a deleted report (a
+    search just stops finding it). Unchanged records are stored as unchanged (content hash).
+    """
+    with ctx.sessions() as session:
+        reports = {p for p in session.exec(select(TrialReport.pmid).where(
+            col(TrialReport.pmid).is_not(None))) if p}
+        included = set(session.exec(select(Record.pmid).where(Record.decision == "include")))
+        wanted = sorted(reports | included)
+        deleted: set[int] = set()
+        for part in _chunks(wanted, _IN_CHUNK):
+            deleted.update(session.exec(select(Record.pmid).where(
+                col(Record.pmid).in_(part), col(Record.deleted).is_(True))))
+    return [p for p in wanted if p not in deleted]
 
 
 def scheduled_modified_pass() -> None:

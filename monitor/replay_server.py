@@ -14,9 +14,11 @@ Endpoints under ``/entrez/eutils/``, GET or form-encoded POST, as NCBI answers t
 - ``esearch.fcgi``: ``Count``, ``retstart``/``retmax`` with PubMed's 9,999 cap (the real
   ``WarningList`` and ``ERROR`` texts), ``usehistory=y`` → ``WebEnv``/``QueryKey``.
 - ``efetch.fcgi``: ``id`` lists or ``WebEnv``+``query_key``(+``retstart``/``retmax``) →
-  ``PubmedArticleSet`` of the stored records; unknown PMIDs are simply absent, PMIDs the corpus
-  deletes (``<DeleteCitation>``) come back as a ``DeleteCitation`` element (a replay extension
-  so deletions can be exercised end to end).
+  ``PubmedArticleSet`` of the stored records; unknown PMIDs are simply absent, and an answer
+  with no record at all is byte for byte the one NCBI sent for a PMID it has no record of
+  (``shared/data/pubmed/efetch_xml/metapub/pmid_xml/37909814.xml``). PMIDs the corpus deletes
+  (``<DeleteCitation>``) come back as a ``DeleteCitation`` element (a replay extension, as
+  only NLM's FTP update files carry that element).
 - ``epost.fcgi``: stores an id list → ``WebEnv``/``QueryKey``.
 
 **Search rule (deliberately simple):** only the date part of ``term`` filters. Ranges written
@@ -25,6 +27,18 @@ Endpoints under ``/entrez/eutils/``, GET or form-encoded POST, as NCBI answers t
 restrict by that date (several ranges are intersected); the rest of the query is ignored and every
 indexed record matches it, i.e. the corpus *is* the result set of the protocol query. Ids come
 back newest PMID first.
+
+Test hooks that survive :meth:`ReplayServer.reload`:
+
+- :meth:`ReplayServer.set_removed`: PMIDs NLM deleted, served the way E-utilities serves them
+  (ENTREZ.md §0.5 and §2.2): esearch no longer finds them and efetch leaves them out, so a
+  request for one of them alone gets the empty ``PubmedArticleSet``. No ``DeleteCitation``.
+- :meth:`ReplayServer.set_outside_query`: PMIDs the protocol query does not match (the server
+  otherwise ignores the query's words): esearch leaves them out, efetch serves them.
+- :meth:`ReplayServer.set_modified`: per-PMID ``[mdat]`` dates.
+
+No ``esummary.fcgi``: the poller does not use it, and neither ENTREZ.md nor the recorded
+answers say how it answers for a deleted PMID, so the server does not invent that answer.
 
 Rate: requests are counted per client (API key, else IP) over a sliding second; above the limit
 (3/s, 10/s with ``api_key``) the answer is NCBI's 429 JSON. ``stats`` records per-endpoint counts,
@@ -73,6 +87,9 @@ _EFETCH_HEAD = (
     b'<?xml version="1.0" ?>\n<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, '
     b'1st January 2025//EN" "https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">\n'
 )
+#: What efetch answers when it has no record for any PMID asked for: the real bytes of
+#: ``shared/data/pubmed/efetch_xml/metapub/pmid_xml/37909814.xml`` (ENTREZ.md §2.2).
+_EFETCH_EMPTY = _EFETCH_HEAD + b"<PubmedArticleSet>\n</PubmedArticleSet>"
 _EFETCH_ERROR_HEAD = (
     b'<?xml version="1.0" encoding="UTF-8" ?>\n<!DOCTYPE eEfetchResult PUBLIC "-//NLM//DTD '
     b'efetch 20131226//EN" "https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20131226/efetch.dtd">\n'
@@ -349,6 +366,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "slow":
             srv.stopping.wait(srv.slow_seconds)
             return False
+        elif fault == "omit":
+            if endpoint != "efetch" or (params.get("db") or ["pubmed"])[-1] != "pubmed":
+                return False  # only an article set can leave a record out
+            status, body = srv.efetch(params, omit_last=True)
+            self._send(status, body, XML_TYPE, headers)
         return True
 
     def _answer(self, endpoint: str, params: dict[str, list[str]]) -> tuple[int, bytes]:
@@ -414,6 +436,8 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         self._windows: dict[str, deque[float]] = defaultdict(deque)
         self._history: dict[str, dict[int, list[int]]] = {}
         self.mdat_overrides: dict[int, date] = {}
+        self.removed: set[int] = set()  # deleted by NLM: left out of every answer
+        self.outside_query: set[int] = set()  # served by efetch, never found by esearch
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Called by socketserver inside the ``except`` around a request; its default prints
@@ -464,7 +488,10 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
                            _parse_day(maxdate, end=True)))
         matches = []
         overrides = self.mdat_overrides
+        hidden = self.removed | self.outside_query
         for rec in self.corpus.records.values():
+            if rec.pmid in hidden:
+                continue
             ok = True
             for tag, start, end in ranges:
                 if tag == "mdat":
@@ -506,7 +533,10 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         parts.append(b"</eSearchResult>\n")
         return 200, _ESEARCH_HEAD + b"".join(parts)
 
-    def efetch(self, params: dict[str, list[str]]) -> tuple[int, bytes]:
+    def efetch(self, params: dict[str, list[str]], *,
+               omit_last: bool = False) -> tuple[int, bytes]:
+        """The article set for ``params``; ``omit_last`` leaves its last record out (the
+        ``omit`` fault)."""
         rettype = (params.get("rettype") or [""])[-1].lower()
         if rettype not in ("", "xml", "abstract", "full"):
             return 400, (_EFETCH_ERROR_HEAD + b"<eFetchResult><ERROR>rettype="
@@ -529,17 +559,22 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
                     b"in history. History includes %d IDs.</ERROR>\n</eFetchResult>\n"
                     % (retstart, retmax, len(stored))))
             ids = stored[retstart: retstart + min(retmax, 10000)]
-        chunks = [_EFETCH_HEAD, b"<PubmedArticleSet>\n"]
+        items: list[tuple[int, bytes]] = []
         for pmid in ids:
             rec = self.corpus.records.get(pmid)
+            if pmid in self.removed:
+                continue  # E-utilities simply leaves a deleted PMID out
             if rec is not None:
-                chunks.append(rec.raw)
-                chunks.append(b"\n")
+                items.append((pmid, rec.raw + b"\n"))
             elif pmid in self.corpus.deleted:
-                chunks.append(b'<DeleteCitation><PMID Version="1">%d</PMID></DeleteCitation>\n'
-                              % pmid)
-        chunks.append(b"</PubmedArticleSet>\n")
-        return 200, b"".join(chunks)
+                items.append((pmid, b'<DeleteCitation><PMID Version="1">%d</PMID>'
+                              b"</DeleteCitation>\n" % pmid))
+        if omit_last and items:
+            log.info("replay server: omit fault: PMID %d left out of the answer", items.pop()[0])
+        if not items:
+            return 200, _EFETCH_EMPTY
+        return 200, (_EFETCH_HEAD + b"<PubmedArticleSet>\n" + b"".join(raw for _, raw in items)
+                     + b"</PubmedArticleSet>\n")
 
     def epost(self, params: dict[str, list[str]]) -> tuple[int, bytes]:
         raw = [t for v in params.get("id", []) for t in v.split(",") if t.strip()]
@@ -597,6 +632,19 @@ class ReplayServer:
         """Override the ``[mdat]`` date of PMIDs (None clears); survives :meth:`reload`."""
         with self._httpd.lock:
             self._httpd.mdat_overrides = dict(modified or {})
+
+    def set_removed(self, pmids: set[int] | list[int] | None) -> None:
+        """Serve ``pmids`` as deleted by NLM (None clears): esearch no longer finds them and
+        efetch leaves them out, as E-utilities does (no ``DeleteCitation``); survives
+        :meth:`reload`."""
+        with self._httpd.lock:
+            self._httpd.removed = set(pmids or ())
+
+    def set_outside_query(self, pmids: set[int] | list[int] | None) -> None:
+        """Make ``pmids`` records the query does not match (None clears): esearch leaves them
+        out of every result, efetch still serves them; survives :meth:`reload`."""
+        with self._httpd.lock:
+            self._httpd.outside_query = set(pmids or ())
 
     def reset_stats(self) -> None:
         with self._httpd.lock:

@@ -101,7 +101,7 @@ class PollRun(SQLModel, table=True):
     __tablename__ = "poll_runs"
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = "crdt"  # crdt | pmids | recheck | modified
+    kind: str = "crdt"  # crdt | pmids | recheck | modified | watched
     status: str = Field(default="running", index=True)  # running | completed | failed
     query: str = _text(nullable=False)
     window_start: date | None = None

@@ -442,13 +442,16 @@ def test_modified_pass_sees_retraction_erratum_and_concern(tmp_path: Path, db_ur
     with start_replay_server(corpus) as srv:  # NCBI's 3/s limit, the default client rate
         ctx = make_context(mod_settings(tmp_path, db_url, srv.url, entrez_rate=None))
         modified_setup(ctx)
-        # Nothing modified in the window: the pass costs its one esearch.
+        # Nothing modified in the window: the pass costs its one esearch, plus one efetch of
+        # the watched PMIDs (trial report 2000, included 2001), which come back unchanged.
         srv.reset_stats()
         quiet = poll(ctx, modified=True, backoff_base=0.001)
-        assert (quiet.found, quiet.fetched, quiet.requests) == (0, 0, 1)
-        assert srv.stats.requests == {"esearch": 1}
+        assert (quiet.found, quiet.fetched, quiet.unchanged, quiet.requests) == (0, 2, 2, 2)
+        assert quiet.watched_requests == 1
+        assert srv.stats.requests == {"esearch": 1, "efetch": 1}
         term = srv.stats.params[0]["term"][0]
         assert term.endswith(f"{_day(30):%Y/%m/%d}:{TODAY:%Y/%m/%d}[mdat]")
+        assert srv.stats.params[1]["id"] == ["2000,2001"]
 
         write_modified_scenario(corpus, 2)
         srv.reload()
@@ -470,6 +473,7 @@ def test_modified_pass_sees_retraction_erratum_and_concern(tmp_path: Path, db_ur
             "found 4 / fetched 4 / new 1 / updated 3 / deleted 0 / retracted 1; 2 requests "
             "(0 retries, 1 window)")
         assert srv.stats.requests == {"esearch": 1, "efetch": 1}
+        assert summary.watched_requests == 0  # the search found both watched PMIDs
         with ctx.sessions() as session:
             run = session.exec(select(PollRun).where(PollRun.kind == "modified")
                                .order_by(col_id_desc())).first()
@@ -519,10 +523,13 @@ def test_modified_backfill_skips_records_fetched_after_the_window(
         srv.reset_stats()
         old = poll(ctx, modified=True, since=_day(70), until=_day(50), backoff_base=0.001)
         assert (old.found, old.fetched, old.requests) == (4, 0, 1)
-        # A per-PMID mdat override (the replay server's test hook) puts 2002 in today's window
+        # A per-PMID mdat override (the replay server's test hook) puts 2002 in today's window;
+        # a window reaching today also re-fetches the watched 2000 and 2001 (the back-fill
+        # above did not).
         srv.set_modified({2002: TODAY})
         recent = poll(ctx, modified=True, since=_day(2), backoff_base=0.001)
-        assert (recent.found, recent.fetched, recent.unchanged) == (1, 1, 1)
+        assert (recent.found, recent.fetched, recent.unchanged) == (1, 3, 3)
+        assert (old.watched_requests, recent.watched_requests) == (0, 1)
         srv.set_modified(None)
         ctx.dispose()
 

@@ -182,6 +182,48 @@ def test_efetch_id_lists_get_and_post(corpus: Path) -> None:
         assert srv.stats.requests["efetch"] == 3
 
 
+def test_removed_pmids_are_left_out_as_ncbi_does(corpus: Path, pubmed_dir: Path) -> None:
+    # The real answer NCBI gave for a PMID it has no record of (ENTREZ.md §2.2).
+    real_empty = (pubmed_dir / "efetch_xml" / "metapub" / "pmid_xml" / "37909814.xml").read_bytes()
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        assert _post(srv.url, "efetch", id="999").content == real_empty
+        srv.set_removed({102, 105})
+        srv.reload()  # the removal survives a reload
+        # left out of a list, no DeleteCitation (even for 105, which the corpus deletes)
+        items = list(iter_records(_post(srv.url, "efetch", id="101,102,105").content))
+        assert [(type(i).__name__, i.pmid) for i in items] == [("ParsedRecord", 101)]
+        # asked for alone: byte for byte the real empty answer
+        assert _post(srv.url, "efetch", id="102").content == real_empty
+        # and no search finds it any more
+        text = _post(srv.url, "esearch", term="x 2025/01/01:2025/01/31[crdt]").text
+        assert "<Count>1</Count>" in text and "<Id>102</Id>" not in text
+        srv.set_removed(None)
+        assert [r.pmid for r in iter_records(_post(srv.url, "efetch", id="102").content)] == [102]
+
+
+def test_outside_query_pmids_are_fetched_but_never_found(corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        srv.set_outside_query([101])
+        text = _post(srv.url, "esearch", term="x 2025/01/01:2025/01/31[crdt]").text
+        assert "<Count>1</Count>" in text and "<Id>101</Id>" not in text
+        assert [r.pmid for r in iter_records(_post(srv.url, "efetch", id="101").content)] == [101]
+        srv.set_outside_query(None)
+        assert "<Count>2</Count>" in _post(srv.url, "esearch",
+                                           term="x 2025/01/01:2025/01/31[crdt]").text
+
+
+def test_omit_fault_leaves_the_last_record_out_of_one_efetch(corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None, faults="omit@1,omit@2") as srv:
+        # an esearch is answered whole: only an article set can leave a record out
+        assert "<Count>4</Count>" in _post(srv.url, "esearch", term="x 2025:2025[crdt]").text
+        partial = _post(srv.url, "efetch", id="101,103,104")
+        assert partial.status_code == 200
+        assert [r.pmid for r in iter_records(partial.content)] == [101, 103]  # well-formed
+        whole = _post(srv.url, "efetch", id="101,103,104")
+        assert [r.pmid for r in iter_records(whole.content)] == [101, 103, 104]
+        assert srv.stats.faults == {"omit": 2}
+
+
 def test_wrong_db_and_unknown_endpoint(corpus: Path) -> None:
     with start_replay_server(corpus, rate_limit=None) as srv:
         assert "Invalid db name specified: gds" in httpx.get(

@@ -1,0 +1,214 @@
+"""Records NLM deletes, as real E-utilities shows them: left out of efetch answers.
+
+Real efetch sends no ``DeleteCitation`` (that element only exists in NLM's FTP update files):
+a deleted PMID is simply absent from a multi-PMID answer, and a request for it alone gets an
+empty ``PubmedArticleSet`` (ENTREZ.md §0.5, §2.2). The replay server serves exactly that for
+PMIDs given to ``set_removed`` (its empty answer is the real recorded one), and its ``omit``
+fault leaves a record out of one answer the way a transiently incomplete answer would. A
+stored PMID left out is marked deleted only when asked for alone it comes back empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, cli_env
+from sqlmodel import col, select
+from test_poll import TODAY, make_settings, wipe
+
+from monitor.poll import poll
+from monitor.replay_server import start_replay_server, synthetic_article, write_article_set
+from store.context import AppContext, make_context
+from store.errors import EntrezError
+from store.models import Alert, Decision, PollRun, Record, RecordRevision
+
+# Young records not yet MEDLINE-indexed (so the recheck pass fetches them again): 1101 is a
+# trial report's PMID (see test_poll.wipe), 1102 is the one a curator includes.
+PMIDS = [1100, 1101, 1102]
+
+
+def write_corpus(dest: Path, *, indexed: bool = False) -> None:
+    """Three Publisher records created yesterday; ``indexed``: 1102 is now MEDLINE-indexed (a
+    later version)."""
+    created = TODAY - timedelta(days=1)
+    arts = [synthetic_article(p, created=created, status="Publisher") for p in PMIDS[:2]]
+    arts.append(synthetic_article(
+        1102, created=created, status="MEDLINE" if indexed else "Publisher",
+        mesh=("Multiple Myeloma",) if indexed else (),
+        title="Lenalidomide maintenance after ASCT (synthetic)"))
+    write_article_set(dest / "records.xml", arts)
+
+
+def setup_stored(ctx: AppContext) -> None:
+    """Poll once (all three stored), then a curator includes 1102."""
+    wipe(ctx)
+    poll(ctx, backoff_base=0.001)
+    with ctx.sessions() as session:
+        rec = session.get(Record, 1102)
+        assert rec is not None and rec.deleted is False
+        rec.decision = "include"
+        session.add(rec)
+        session.add(Decision(pmid=1102, decision="include"))
+        session.commit()
+
+
+def efetch_ids(srv: Any) -> list[str]:
+    """The ``id`` parameter of every efetch the server received, in order."""
+    return [p["id"][0] for p in srv.stats.params if "id" in p and "term" not in p]
+
+
+def state(ctx: AppContext) -> dict[int, tuple[bool, str | None, str | None]]:
+    with ctx.sessions() as session:
+        return {r.pmid: (r.deleted, r.decision, r.status) for r in session.exec(select(Record))}
+
+
+def alerts(ctx: AppContext) -> dict[tuple[str, int, int | None], bool]:
+    with ctx.sessions() as session:
+        return {(a.kind, a.pmid, a.related_pmid): a.in_analysis
+                for a in session.exec(select(Alert))}
+
+
+def test_left_out_and_confirmed_is_deleted_with_alerts_and_decisions_kept(
+        tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url))
+        setup_stored(ctx)
+        # NLM deletes the trial report's record and the included one: E-utilities stops
+        # finding them and leaves them out of efetch answers.
+        srv.set_removed({1101, 1102})
+        srv.reset_stats()
+        with caplog.at_level(logging.INFO, logger="monitor.poll"):
+            summary = poll(ctx, backoff_base=0.001)
+        # crdt: the search finds 1100 only; the recheck of the young stored records asks for
+        # 1101 and 1102, gets neither, and asks for each alone: both empty, so both deleted.
+        assert (summary.deleted, summary.deletion_checks, summary.missing) == (2, 2, 0)
+        assert efetch_ids(srv) == ["1100", "1101,1102", "1101", "1102"]
+        assert state(ctx) == {1100: (False, None, "Publisher"),
+                              1101: (True, None, "Publisher"),
+                              1102: (True, "include", "Publisher")}
+        with ctx.sessions() as session:
+            assert len(session.exec(select(Decision)).all()) == 1  # curator work kept
+            recheck = session.exec(select(PollRun).where(PollRun.kind == "recheck")).one()
+            assert (recheck.status, recheck.deleted, recheck.missing) == ("completed", 2, [])
+        # the same alerts as the DeleteCitation path: both records are in use
+        assert alerts(ctx) == {("deleted", 1101, None): True, ("deleted", 1102, None): True}
+        logged = [r.getMessage() for r in caplog.records]
+        assert any("PMID 1102 is no longer in PubMed" in m for m in logged), logged
+        assert "2 left-out stored PMID(s) asked for again" in summary.describe()
+
+        # Deleted records are not rechecked, and asking for one explicitly costs no second
+        # request: it is already deleted. A PMID never stored is only counted, as before.
+        srv.reset_stats()
+        again = poll(ctx, pmids=[1102, 99999], backoff_base=0.001)
+        assert (again.deletion_checks, again.missing, again.deleted) == (0, 2, 0)
+        assert efetch_ids(srv) == ["1102,99999"]
+        assert len(alerts(ctx)) == 2
+        ctx.dispose()
+
+
+def test_left_out_once_but_served_alone_is_not_deleted(tmp_path: Path, db_url: str) -> None:
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url))
+        setup_stored(ctx)
+        write_corpus(corpus, indexed=True)
+        srv.reload()
+        # Request 1 is the crdt esearch, 2 the efetch of 1100-1102: its answer leaves out its
+        # last record, 1102 (well-formed, just incomplete).
+        srv.set_faults("omit@2")
+        srv.reset_stats()
+        summary = poll(ctx, backoff_base=0.001)
+        assert srv.stats.faults == {"omit": 1}
+        assert efetch_ids(srv) == ["1100,1101,1102", "1102"]
+        assert (summary.deleted, summary.deletion_checks, summary.missing) == (0, 1, 0)
+        # the answer to the second request is stored like any other: 1102's new version
+        assert state(ctx)[1102] == (False, "include", "MEDLINE")
+        with ctx.sessions() as session:
+            rev = session.exec(select(RecordRevision).where(RecordRevision.pmid == 1102)).one()
+            assert rev.status == "Publisher"
+            run = session.exec(select(PollRun).where(PollRun.kind == "crdt")
+                               .order_by(col(PollRun.id).desc())).first()
+            assert run is not None and (run.missing, run.updated, run.fetched) == ([], 1, 3)
+        assert alerts(ctx) == {}
+        ctx.dispose()
+
+
+def test_failed_confirmation_deletes_nothing_and_the_next_poll_asks_again(
+        tmp_path: Path, db_url: str) -> None:
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    with start_replay_server(corpus, rate_limit=None, retry_after=0) as srv:
+        settings = make_settings(tmp_path, db_url, srv.url, entrez_retry_budget=2)
+        ctx = make_context(settings)
+        setup_stored(ctx)
+        before = state(ctx)
+        srv.set_removed({1102})
+        # Request 1 is the batch efetch (1102 left out); 2-4 the request asking for 1102
+        # alone and its two retries, which spend the run's retry budget of 2.
+        srv.set_faults("500@2,500@3,500@4")
+        with pytest.raises(EntrezError) as caught:
+            poll(ctx, pmids=PMIDS, backoff_base=0.001)
+        message = caught.value.one_line()
+        assert message.startswith("PMID 1102 was left out of an efetch answer and the request "
+                                  "that would confirm its deletion failed: E-utilities retry "
+                                  "budget of 2 retries")
+        assert "nothing was marked deleted" in message
+        assert srv.stats.faults == {"500": 3}
+        # nothing deleted, nothing alerted, curator work untouched; the batch is not stored
+        # (it is fetched again, whole, by the resumed run)
+        assert state(ctx) == before
+        assert alerts(ctx) == {}
+        with ctx.sessions() as session:
+            run = session.exec(select(PollRun).where(PollRun.kind == "pmids")).one()
+            assert (run.status, run.batches_done, run.deleted) == ("interrupted", 0, 0)
+            assert run.error is not None and "nothing was marked deleted" in run.error
+            assert len(session.exec(select(Decision)).all()) == 1
+
+        # NCBI recovers: the next poll resumes the run, asks again, and deletes 1102.
+        srv.set_faults(None)
+        summary = poll(ctx, backoff_base=0.001)
+        assert summary.resumed == 1 and summary.deletion_checks == 1
+        assert state(ctx)[1102] == (True, "include", "Publisher")
+        assert alerts(ctx) == {("deleted", 1102, None): True}
+        with ctx.sessions() as session:
+            run = session.exec(select(PollRun).where(PollRun.kind == "pmids")).one()
+            assert (run.status, run.batches_done, run.deleted, run.missing) == (
+                "completed", 1, 1, [])
+        ctx.dispose()
+
+
+def test_failed_confirmation_is_one_line_on_the_cli(tmp_path: Path, db_url: str) -> None:
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    with start_replay_server(corpus, rate_limit=None, retry_after=0) as srv:
+        settings = make_settings(tmp_path, db_url, srv.url)
+        ctx = make_context(settings)
+        setup_stored(ctx)
+        ctx.dispose()
+        srv.set_removed({1102})
+        srv.set_faults("503@2,503@3")
+        pmid_file = tmp_path / "pmids.txt"
+        pmid_file.write_text("1100\n1102\n")
+        env = cli_env(MMLR_DATABASE_URL=settings.db_url, MMLR_DATA_DIR=str(tmp_path / "cli"),
+                      MMLR_ENTREZ_URL=srv.url, MMLR_ENTREZ_RATE="500",
+                      MMLR_ENTREZ_EMAIL="tests@example.org", MMLR_ENTREZ_MAX_RETRIES="1")
+        proc = subprocess.run(
+            [sys.executable, "-c", "from monitor.cli import entrypoint; entrypoint()", "poll",
+             "--pmids", str(pmid_file)], env=env, cwd=ROOT, text=True, capture_output=True,
+            timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("mmlr: error: PMID 1102 was left out of an efetch answer and "
+                               "the request that would confirm its deletion failed: "
+                               "E-utilities efetch failed after 2 attempts: HTTP 503")
+    assert "nothing was marked deleted" in lines[0] and "Traceback" not in proc.stderr
