@@ -202,3 +202,56 @@ def test_viewer_sees_no_decision_form(app: Any, users: dict[str, str], records: 
     assert "this needs the admin role" in page.locator(".error-message").inner_text()
     _shot(page, tmp_path, "viewer-record")
     assert all("status of 403" in p for p in problems)  # only the refused admin page
+
+
+def test_trial_is_edited_and_its_estimate_verified_by_a_second_person(
+        app: Any, users: dict[str, str], server: str, browser: Any, tmp_path: Path) -> None:
+    import math
+
+    from store.models import User
+
+    with db(app) as session:
+        curator = session.exec(select(User).where(User.email == users["curator"])).one()
+        trial = Trial(name="EDIT-ME", drug="lenalidomide", setting="post_asct")
+        session.add(trial)
+        session.flush()
+        session.add(Estimate(trial_id=trial.id, endpoint="PFS", setting="post_asct", hr=0.5,  # type: ignore[arg-type]
+                             ci_low=0.4, ci_high=0.625, log_hr=math.log(0.5), se=0.1,
+                             created_by=curator.id))
+        session.commit()
+        trial_id = trial.id
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _log_in(page, server, users["curator"])
+    page.goto(f"{server}/trials/{trial_id}")
+    row = page.locator("tr.estimate-row").first
+    assert row.locator(".awaiting-second").inner_text() == \
+        "awaiting a second person: you entered it"
+    assert row.get_by_role("button", name="Verify").count() == 0
+    page.locator("details.edit-trial summary").click()
+    form = page.locator("form.trial-form")
+    assert form.get_by_label("Name").input_value() == "EDIT-ME"
+    form.get_by_label("Maintenance drug").fill("Thalidomide")
+    form.get_by_label("Strategy trial").check()
+    form.get_by_role("button", name="Save trial").click()
+    flash = page.locator(".flash", has_text="updated")
+    flash.wait_for()
+    assert "drug lenalidomide → thalidomide; strategy trial no → yes" in flash.inner_text()
+    assert "recomputed" in flash.inner_text()
+    assert "left out of the primary analysis" in page.locator("dl").inner_text()
+    _shot(page, tmp_path, "trial-edited")
+
+    checker = _page(browser, problems)
+    _log_in(checker, server, users["admin"])
+    checker.goto(f"{server}/trials/{trial_id}")
+    checker.locator("tr.estimate-row").first.get_by_role("button", name="Verify").click()
+    checker.locator(".flash", has_text="marked verified").wait_for()
+    row = checker.locator("tr.estimate-row").first
+    assert row.locator(".verified-by").inner_text() == f"verified by {users['admin']}"
+    assert row.locator(".entered-by").inner_text() == f"entered by {users['curator']}"
+    _shot(checker, tmp_path, "trial-verified")
+    with db(app) as session:
+        stored = session.get(Trial, trial_id)
+        assert stored is not None and (stored.drug, stored.is_strategy) == ("thalidomide", True)
+        assert session.exec(select(Estimate)).one().verified
+    assert problems == []

@@ -9,8 +9,8 @@ from typing import Any
 import test_web
 from fastapi.testclient import TestClient
 from test_web import as_role, db
-from test_web_api import _token
-from test_web_evidence import _estimates, _post_estimate, _trial
+from test_web_api import _token, verify_as_admin
+from test_web_evidence import _estimates, _post_estimate, _trial, verified_by_second_person
 
 from reports.pool import latest_results, pool_all
 
@@ -22,9 +22,10 @@ def _api_post(api: TestClient, headers: dict[str, str], trial_id: int,
               **fields: Any) -> dict[str, Any]:
     response = api.post("/api/estimates", headers=headers, json={
         "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
-        "ci_high": "0.625", "verified": True, **fields})
+        "ci_high": "0.625", **fields})
     assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
+    # verified by a second person (MMLR_VERIFY_SECOND_PERSON)
+    return {**response.json(), **verify_as_admin(api, response.json()["id"])}
 
 
 def test_blank_comparison_is_the_trial_comparison(app: Any, users: dict[str, str]) -> None:
@@ -43,8 +44,9 @@ def test_blank_comparison_is_the_trial_comparison(app: Any, users: dict[str, str
     # the form does the same
     curator = as_role(app, users, "curator")
     response = _post_estimate(curator, trial_id, hr="0.62", ci_low="0.5", ci_high="0.77",
-                              data_cut="2024-01-31", verified="on")
+                              data_cut="2024-01-31")
     assert response.status_code == 303, response.text
+    verified_by_second_person(app)
     assert _estimates(app)[-1].comparison == "lenalidomide vs placebo"
 
     pool_all(app.state.ctx)

@@ -11,7 +11,7 @@ import test_web
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 from test_web import as_role, csrf_from, db
-from test_web_evidence import _estimates, _post_estimate, _trial
+from test_web_evidence import _estimates, _post_estimate, _trial, verified_by_second_person
 
 from reports.analyses import Analysis, Candidate, select_inputs
 from screening.web.corrections import EstimateWithdrawnError, withdraw_estimate
@@ -24,10 +24,13 @@ LEN_PFS = "lenalidomide/PFS/post_asct"
 
 
 def _one_estimate(app: Any, c: TestClient, **fields: str) -> tuple[int, Estimate]:
+    """One estimate entered by ``c`` and verified by a second curator."""
     trial_id = _trial(app)
-    fields = {"hr": "0.50", "ci_low": "0.40", "ci_high": "0.625", "verified": "1", **fields}
+    fields = {"hr": "0.50", "ci_low": "0.40", "ci_high": "0.625", **fields}
     assert _post_estimate(c, trial_id, **fields).status_code == 303
+    verified_by_second_person(app)
     (estimate,) = _estimates(app)
+    assert estimate.verified
     return trial_id, estimate
 
 
@@ -280,8 +283,9 @@ def test_withdrawn_estimate_leaves_the_pooled_result_and_the_digest_says_so(
     second = _trial(app, name="TRIAL-B")
     for trial_id, hr, lo, hi in ((first, "0.50", "0.40", "0.625"),
                                  (second, "0.80", "0.64", "1.00")):
-        assert _post_estimate(curator, trial_id, hr=hr, ci_low=lo, ci_high=hi,
-                              verified="1").status_code == 303
+        assert _post_estimate(curator, trial_id, hr=hr, ci_low=lo,
+                              ci_high=hi).status_code == 303
+    verified_by_second_person(app)
     a, b = _estimates(app)
 
     def snapshot() -> PooledResult:

@@ -246,6 +246,7 @@ def test_every_form_route_refuses_a_missing_or_wrong_csrf_token(app: Any, users:
     assert set(api) == {"/api/decisions", "/api/estimates",
                         "/api/estimates/{estimate_id}/withdraw",
                         "/api/estimates/{estimate_id}/correct",
+                        "/api/estimates/{estimate_id}/verify", "/api/trials/{trial_id}",
                         "/api/records/{pmid}/resolution"}
     assert admin.post("/api/decisions", json={"pmid": 90000002,
                                               "decision": "include"}).status_code == 401

@@ -37,6 +37,15 @@ def api(app: Any) -> TestClient:
     return TestClient(app, raise_server_exceptions=False)
 
 
+def verify_as_admin(api: TestClient, estimate_id: int) -> dict[str, Any]:
+    """Verify an estimate through the API as the admin: a second person, since the tests'
+    estimates are entered by curators (MMLR_VERIFY_SECOND_PERSON)."""
+    response = api.post(f"/api/estimates/{estimate_id}/verify",
+                        headers=_token(api.app, "admin@example.org"))
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
 # ----------------------------------------------------------------------------- health
 def test_health_shape(app: Any, api: TestClient, records: int) -> None:
     with db(app) as session:
@@ -207,13 +216,14 @@ def test_post_estimate_converts_and_validates(app: Any, api: TestClient,
     headers = _token(app, users["curator"])
     response = api.post("/api/estimates", headers=headers, json={
         "trial": "API-TRIAL", "endpoint": "OS", "hr": 1.25, "ci_low": 1.0, "ci_high": 1.5625,
-        "orientation": "control_vs_maint", "verified": True})
+        "orientation": "control_vs_maint"})
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["hr"] == pytest.approx(0.8) and body["setting"] == "non_transplant"
     assert (body["ci_low"], body["ci_high"]) == (pytest.approx(0.64), pytest.approx(1.0))
-    assert body["orientation_entered"] == "control_vs_maint" and body["verified"] is True
+    assert body["orientation_entered"] == "control_vs_maint" and body["verified"] is False
     assert body["warnings"] == []
+    assert verify_as_admin(api, body["id"])["verified"] is True
     bad = api.post("/api/estimates", headers=headers, json={
         "trial": "API-TRIAL", "endpoint": "OS", "hr": 0, "ci_low": 0.5, "ci_high": 0.4})
     assert bad.status_code == 400

@@ -10,7 +10,7 @@ import test_web
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 from test_web import db
-from test_web_api import _token
+from test_web_api import _token, verify_as_admin
 from test_web_evidence import _estimates, _trial
 
 from store.models import AuditLog, Estimate, PooledResult, User
@@ -34,11 +34,12 @@ def _audits(app: Any, action: str) -> list[AuditLog]:
 
 def _post(api: TestClient, headers: dict[str, str], trial_id: int, hr: str = "0.50",
           lo: str = "0.40", hi: str = "0.625", **extra: Any) -> dict[str, Any]:
+    """Enter an estimate with ``headers`` (a curator), verified by the admin."""
     response = api.post("/api/estimates", headers=headers, json={
         "trial_id": trial_id, "endpoint": "PFS", "hr": hr, "ci_low": lo, "ci_high": hi,
-        "verified": True, **extra})
+        **extra})
     assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return {**response.json(), **verify_as_admin(api, response.json()["id"])}
 
 
 def _state(app: Any) -> list[tuple[Any, ...]]:

@@ -10,7 +10,7 @@ import pytest
 import test_web
 from fastapi.testclient import TestClient
 from sqlmodel import col, func, select
-from test_web import PASSWORD, as_role, csrf_from, db, login
+from test_web import PASSWORD, as_role, csrf_from, db, login, make_user
 
 from screening.web.auth import issue_api_token
 from store.models import (
@@ -52,6 +52,31 @@ def _post_estimate(c: TestClient, trial_id: int, **fields: str) -> Any:
     data = {"endpoint": "PFS", "method": "reported_ci", "orientation": "maint_vs_control",
             "csrf_token": token, **fields}
     return c.post(f"/trials/{trial_id}/estimates", data=data, follow_redirects=False)
+
+
+def _verify(c: TestClient, estimate: Estimate, verified: str | None = "1") -> Any:
+    """Press the Verify (``"1"``) or Unverify (``"0"``) button of ``estimate``'s row; ``None``
+    posts no state (the toggle of older pages)."""
+    token = csrf_from(c.get(f"/trials/{estimate.trial_id}").text)
+    data = {"csrf_token": token, **({} if verified is None else {"verified": verified})}
+    return c.post(f"/estimates/{estimate.id}/verify", data=data, follow_redirects=False)
+
+
+def second_curator(app: Any, email: str = "checker@example.org") -> TestClient:
+    """Another curator, logged in: the second person who verifies what a first one entered
+    (MMLR_VERIFY_SECOND_PERSON)."""
+    make_user(app, email, "curator")
+    c = TestClient(app, raise_server_exceptions=False)
+    assert login(c, email).status_code == 303
+    return c
+
+
+def verified_by_second_person(app: Any) -> None:
+    """Verify every unverified current estimate as a second curator."""
+    checker = second_curator(app)
+    for estimate in _estimates(app):
+        if not estimate.verified and estimate.withdrawn_at is None:
+            assert _verify(checker, estimate).status_code == 303
 
 
 # ----------------------------------------------------------------------------- trials
@@ -115,9 +140,9 @@ def test_estimate_in_inverse_orientation_is_converted(app: Any, users: dict[str,
     response = _post_estimate(curator, trial_id, orientation="control_vs_maint", hr="2.00",
                               ci_low="1.60", ci_high="2.50", data_cut="2016-03-01",
                               data_cut_label="median follow-up 72 months",
-                              n_maintenance="231", n_control="229", events="300",
-                              verified="1")
+                              n_maintenance="231", n_control="229", events="300")
     assert response.status_code == 303
+    verified_by_second_person(app)
     (estimate,) = _estimates(app)
     assert estimate.hr == pytest.approx(0.5)
     assert (estimate.ci_low, estimate.ci_high) == (pytest.approx(0.4), pytest.approx(0.625))
@@ -225,12 +250,22 @@ def test_verify_toggles_and_is_audited(app: Any, users: dict[str, str]) -> None:
     _post_estimate(curator, trial_id, hr="0.5", ci_low="0.4", ci_high="0.6")
     (estimate,) = _estimates(app)
     assert not estimate.verified
-    token = csrf_from(curator.get(f"/trials/{trial_id}").text)
-    assert curator.post(f"/estimates/{estimate.id}/verify", data={"csrf_token": token},
-                        follow_redirects=False).status_code == 303
+    checker = second_curator(app)  # not the person who entered it
+    response = _verify(checker, estimate, None)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/trials/{trial_id}#estimate-{estimate.id}"
     (estimate,) = _estimates(app)
     assert estimate.verified and estimate.verified_by is not None
-    assert curator.post("/estimates/999/verify", data={"csrf_token": token}).status_code == 404
+    assert _verify(checker, estimate, None).status_code == 303  # toggles back
+    assert not _estimates(app)[0].verified
+    with db(app) as session:
+        actions = [(a.action, a.actor) for a in session.exec(
+            select(AuditLog).where(col(AuditLog.action).like("estimate.%verify"))
+            .order_by(col(AuditLog.id)))]
+    assert actions == [("estimate.verify", "checker@example.org"),
+                       ("estimate.unverify", "checker@example.org")]
+    token = csrf_from(checker.get(f"/trials/{trial_id}").text)
+    assert checker.post("/estimates/999/verify", data={"csrf_token": token}).status_code == 404
 
 
 # ----------------------------------------------------------------------------- pooled estimates

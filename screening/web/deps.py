@@ -46,6 +46,11 @@ def dual_screening(request: Request) -> bool:
     return bool(request.app.state.settings.dual_screening)
 
 
+def verify_second_person(request: Request) -> bool:
+    """Whether a second person must verify an estimate (``Settings.verify_second_person``)."""
+    return bool(request.app.state.settings.verify_second_person)
+
+
 def get_session(request: Request) -> Iterator[Session]:
     session = get_ctx(request).sessions()
     try:

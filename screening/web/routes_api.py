@@ -2,9 +2,10 @@
 
 Reads accept a Bearer token or a logged-in browser session (any role); writes need a Bearer
 token of a curator or admin. Errors are ``{"error": "<one line>"}`` (see ``errors.py``).
-Withdrawing and correcting estimates call the same functions as the trial page
-(``corrections.py``), and votes, resolutions and blinding the same as the record and
-conflicts pages (``decisions.py``, ``conflicts.py``), so the rules and messages are the same.
+Withdrawing, correcting and verifying estimates and editing trials call the same functions as
+the trial page (``corrections.py``, ``verification.py``, ``trials.py``), and votes,
+resolutions and blinding the same as the record and conflicts pages (``decisions.py``,
+``conflicts.py``), so the rules and messages are the same.
 """
 
 from __future__ import annotations
@@ -47,11 +48,14 @@ from screening.web.deps import (
     get_ctx,
     get_or_404,
     screeners_per_record,
+    verify_second_person,
 )
 from screening.web.derivation_inputs import merge_derivation_inputs
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
+from screening.web.trials import edit_message, edit_trial, trial_data_from_json, trial_json
+from screening.web.verification import parse_new_estimate, set_verified
 from store.errors import NotFoundError, ValidationError
 from store.models import PollRun, Record, Trial, TrialReport
 from store.settings import is_dual_screening
@@ -197,6 +201,21 @@ def trials(session: DbSession, user: ApiReader) -> dict[str, Any]:
     return {"trials": trials_json(session)}
 
 
+@router.patch("/trials/{trial_id}")
+async def patch_trial(request: Request, trial_id: int, session: DbSession,
+                      user: ApiWriter) -> JSONResponse:
+    """Edit a trial: any of its fields (those left out keep their values), the same checks
+    and messages as the trial page's form. Answers the trial, ``changed`` (old and new value
+    of each changed field) and ``message`` (the page's flash)."""
+    trial = get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
+    data = trial_data_from_json(trial, await _json_object(request))
+    change = edit_trial(session, trial, data, user=user)
+    message = edit_message(session, trial, change)
+    session.commit()
+    return JSONResponse(content={**trial_json(trial), "changed": change.to_json(),
+                                 "message": message})
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
         data = json.loads(await request.body() or b"null")
@@ -275,11 +294,28 @@ async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -
     data, notices = merge_derivation_inputs(await _json_object(request))
     trial = _find_trial(session, data)
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
-    draft = parse_estimate(data, trial=trial, reports=reports)
+    draft = parse_new_estimate(data, trial=trial, reports=reports,
+                               second_person=verify_second_person(request))
     estimate = save_estimate(session, trial=trial, draft=draft, user=user)
     session.commit()
     return JSONResponse(status_code=201, content={**estimate_json(estimate),
                                                   "warnings": [*draft.warnings, *notices]})
+
+
+@router.post("/estimates/{estimate_id}/verify")
+async def post_verify(request: Request, estimate_id: int, session: DbSession,
+                      user: ApiWriter) -> JSONResponse:
+    """Verify an estimate (``{"verified": true}``, also an empty body) or un-verify it
+    (``false``). Under MMLR_VERIFY_SECOND_PERSON not by the person who entered it (403)."""
+    estimate = load_estimate(session, estimate_id)
+    data = await _json_object(request) if (await request.body()).strip() else {}
+    verified = data.get("verified", True)
+    if not isinstance(verified, bool):
+        raise ValidationError("verified must be true or false")
+    set_verified(session, estimate, verified=verified, user=user,
+                 second_person=verify_second_person(request))
+    session.commit()
+    return JSONResponse(content=estimate_json(estimate))
 
 
 def _text_field(data: dict[str, Any], name: str) -> None:

@@ -17,7 +17,14 @@ from screening.web.corrections import (
     withdraw_estimate,
 )
 from screening.web.csrf import csrf_protect
-from screening.web.deps import Curator, DbSession, Viewer, flash, get_or_404
+from screening.web.deps import (
+    Curator,
+    DbSession,
+    Viewer,
+    flash,
+    get_or_404,
+    verify_second_person,
+)
 from screening.web.derivation_inputs import describe
 from screening.web.extraction import (
     ENDPOINTS,
@@ -29,8 +36,16 @@ from screening.web.extraction import (
     save_estimate,
 )
 from screening.web.templating import render
-from screening.web.trials import REPORT_KINDS, add_report, create_trial
-from store.audit import audit
+from screening.web.trials import (
+    REPORT_KINDS,
+    add_report,
+    create_trial,
+    edit_message,
+    edit_trial,
+    trial_form_values,
+)
+from screening.web.verification import may_verify, parse_new_estimate, set_verified
+from store.errors import ValidationError
 from store.models import Estimate, Trial, TrialReport, User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
@@ -82,17 +97,26 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
     reports = _reports(session, trial)
     estimates = session.exec(select(Estimate).where(Estimate.trial_id == trial.id).order_by(
         col(Estimate.endpoint), col(Estimate.data_cut), col(Estimate.id))).all()
-    user_ids = {e.withdrawn_by for e in estimates if e.withdrawn_by is not None}
+    # who entered, verified and withdrew each estimate, by e-mail
+    user_ids = {uid for e in estimates for uid in (e.withdrawn_by, e.verified_by, e.created_by)
+                if uid is not None}
     emails = {u.id: u.email for u in session.exec(
         select(User).where(col(User.id).in_(user_ids)))} if user_ids else {}
     # the correcting estimate of each corrected one, for the link back and forth
     corrected_by = {e.supersedes_id: e.id for e in estimates if e.supersedes_id is not None}
     inputs_text = {e.id: describe(e.method, e.derivation_inputs) for e in estimates}
+    # estimates this user may not verify (they entered them): the row says so, not a button
+    user = getattr(request.state, "user", None)
+    second_person = verify_second_person(request)
+    not_yours_to_verify = {e.id for e in estimates if user is not None
+                           and not may_verify(e, user, second_person=second_person)}
     context = {"trial": trial, "reports": reports, "estimates": estimates,
                "inputs_text": inputs_text,
                "values": {"setting": trial.setting}, "errors": {}, "report_values": {},
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
-               "withdraw_errors": {}, "withdraw_values": {}, **CHOICES}
+               "withdraw_errors": {}, "withdraw_values": {},
+               "trial_values": trial_form_values(trial), "trial_errors": {},
+               "not_yours_to_verify": not_yours_to_verify, **CHOICES}
     context.update(extra)
     return render(request, "trial.html", context, status_code=status_code)
 
@@ -100,6 +124,23 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
 @router.get("/trials/{trial_id}")
 def trial_page(request: Request, trial_id: int, session: DbSession, user: Viewer) -> Response:
     return _trial_page(request, session, _trial(session, trial_id))
+
+
+@router.post("/trials/{trial_id}/edit")
+async def trial_edit(request: Request, trial_id: int, session: DbSession,
+                     user: Curator) -> Response:
+    """Change a trial's fields (the same checks as a new trial); audited with old and new."""
+    trial = _trial(session, trial_id)
+    data = await _form(request)
+    try:
+        change = edit_trial(session, trial, data, user=user)
+    except FieldErrors as exc:
+        return _trial_page(request, session, trial, status_code=400, trial_values=data,
+                           trial_errors=exc.fields)
+    message = edit_message(session, trial, change)
+    session.commit()
+    flash(request, message, "ok" if change.new else "info")
+    return RedirectResponse(f"/trials/{trial.id}", status_code=303)
 
 
 @router.post("/trials/{trial_id}/reports")
@@ -124,7 +165,8 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
     data = await _form(request)
     reports = _reports(session, trial)
     try:
-        draft = parse_estimate(data, trial=trial, reports=reports)
+        draft = parse_new_estimate(data, trial=trial, reports=reports,
+                                   second_person=verify_second_person(request))
     except FieldErrors as exc:
         return _trial_page(request, session, trial, status_code=400, values=data,
                            errors=exc.fields)
@@ -139,19 +181,23 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
 
 
 @router.post("/estimates/{estimate_id}/verify")
-def verify_estimate(request: Request, estimate_id: int, session: DbSession,
-                    user: Curator) -> Response:
+async def verify_estimate(request: Request, estimate_id: int, session: DbSession,
+                          user: Curator) -> Response:
+    """Verify or un-verify. The button sends the state it asks for (``verified`` 1 or 0), so a
+    second click on a stale page does not undo the first; without it the state toggles."""
     estimate = load_estimate(session, estimate_id)
-    ensure_current(estimate)  # a withdrawn estimate stays exactly as it was
-    estimate.verified = not estimate.verified
-    estimate.verified_by = user.id if estimate.verified else None
-    session.add(estimate)
-    audit(session, "estimate.verify" if estimate.verified else "estimate.unverify",
-          actor=user.email, object_type="estimate", object_id=estimate.id)
+    wanted = (await _form(request)).get("verified")
+    if wanted not in (None, "1", "0"):
+        raise ValidationError(f"verified={wanted[:20]!r} is not valid", hint="send 1 or 0")
+    verified = not estimate.verified if wanted is None else wanted == "1"
+    changed = set_verified(session, estimate, verified=verified, user=user,
+                           second_person=verify_second_person(request))
     session.commit()
     state = "verified" if estimate.verified else "unverified"
-    flash(request, f"Estimate {estimate.id} marked {state}.", "ok")
-    return RedirectResponse(f"/trials/{estimate.trial_id}", status_code=303)
+    flash(request, f"Estimate {estimate.id} marked {state}." if changed
+          else f"Estimate {estimate.id} is already {state}.", "ok" if changed else "info")
+    return RedirectResponse(f"/trials/{estimate.trial_id}#estimate-{estimate.id}",
+                            status_code=303)
 
 
 def _reports(session: Session, trial: Trial) -> list[TrialReport]:

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 
 from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
-from screening.web.deps import dual_screening, pop_flashes
+from screening.web.deps import dual_screening, pop_flashes, verify_second_person
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -60,6 +60,8 @@ def _context(request: Request) -> dict[str, Any]:
         "can": (lambda role: user is not None and has_role(user, role)),
         # dual screening: votes, blinding, the conflicts page (docs/curation.md)
         "dual": dual_screening(request),
+        # whoever entered an estimate may not verify it (MMLR_VERIFY_SECOND_PERSON)
+        "second_person": verify_second_person(request),
     }
 
 

@@ -1,16 +1,20 @@
-"""Trials and their reports: reading and checking what the forms send."""
+"""Trials and their reports: reading and checking what the forms and the API send, creating
+and editing trials."""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from screening.web.extraction import SETTINGS, FieldErrors, _Reader
 from store.audit import audit
-from store.models import Trial, TrialReport, User
+from store.errors import ValidationError
+from store.models import AuditLog, Estimate, Trial, TrialReport, User
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
 # ClinicalTrials.gov, EudraCT, ISRCTN and the Australian/NZ registry: the ones myeloma trials use.
@@ -28,13 +32,33 @@ def parse_registry_ids(text: str | None) -> tuple[list[str], str | None]:
     return list(dict.fromkeys(ids)), None
 
 
-def create_trial(session: Session, data: Mapping[str, Any], *, user: User) -> Trial:
+#: What a curator may set on a trial, with the words the messages use for each field.
+TRIAL_FIELDS: dict[str, str] = {
+    "name": "name", "drug": "drug", "regimen": "regimen", "comparator": "comparator",
+    "setting": "setting", "is_strategy": "strategy trial", "registry_ids": "registry ids",
+    "notes": "notes",
+}
+#: Fields whose change moves the trial's estimates between analyses (drug, strategy flag) or
+#: relabels them (name): the next pool run writes new snapshots.
+POOLED_FIELDS: tuple[str, ...] = ("name", "drug", "is_strategy")
+
+
+def read_trial(session: Session, data: Mapping[str, Any], *,
+               trial: Trial | None = None) -> dict[str, Any]:
+    """The checked values of the trial form, for a new trial or for editing ``trial``.
+
+    Raises FieldErrors naming each bad field. The name must be free (``trial`` itself
+    excepted), and a seed trial keeps its name (see ``_seed_rename_problem``).
+    """
     r = _Reader(data)
     name = r.text("name", max_len=200)
     if name is None and "name" not in r.errors:
         r.errors["name"] = "is required"
-    elif name and session.exec(select(Trial).where(Trial.name == name)).first() is not None:
+    elif name and _name_taken(session, name, trial):
         r.errors["name"] = f"a trial named {name!r} already exists"
+    elif name and trial is not None and name != trial.name \
+            and (problem := _seed_rename_problem(session, trial)):
+        r.errors["name"] = problem
     drug = r.text("drug", max_len=100)
     if drug is None and "drug" not in r.errors:
         r.errors["drug"] = "is required (the maintenance drug as pooled, e.g. lenalidomide)"
@@ -42,17 +66,182 @@ def create_trial(session: Session, data: Mapping[str, Any], *, user: User) -> Tr
     registry_ids, problem = parse_registry_ids(r.text("registry_ids", max_len=500))
     if problem:
         r.errors["registry_ids"] = problem
+    values = {"name": name or "", "drug": (drug or "").lower(), "setting": setting or "",
+              "regimen": r.text("regimen", max_len=200),
+              "comparator": r.text("comparator", max_len=200),
+              "is_strategy": r.flag("is_strategy"), "registry_ids": registry_ids,
+              "notes": r.text("notes", max_len=4000)}
+    # Checked after every field is read: a too-long regimen or note is an error, not dropped.
     if r.errors:
         raise FieldErrors(r.errors)
-    trial = Trial(name=name or "", drug=(drug or "").lower(), setting=setting or "",
-                  regimen=r.text("regimen", max_len=200),
-                  comparator=r.text("comparator", max_len=200), is_strategy=r.flag("is_strategy"),
-                  registry_ids=registry_ids, notes=r.text("notes", max_len=4000))
+    return values
+
+
+def _name_taken(session: Session, name: str, trial: Trial | None) -> bool:
+    query = select(Trial.id).where(Trial.name == name)
+    if trial is not None:
+        query = query.where(Trial.id != trial.id)
+    return session.exec(query).first() is not None
+
+
+def _seed_rename_problem(session: Session, trial: Trial) -> str | None:
+    """Why ``trial`` cannot be renamed, or None. ``mmlr init`` finds the seed trials by name
+    (``monitor.bootstrap``): renamed, a seed trial would be added again with its verified
+    estimates, and the trial would count twice in every analysis."""
+    seeded = session.exec(select(AuditLog.id).where(
+        AuditLog.action == "seed.trial", AuditLog.object_type == "trial",
+        AuditLog.object_id == str(trial.id))).first()
+    if seeded is None:
+        return None
+    return (f"cannot be changed: {trial.name} comes from the seed evidence, which `mmlr init` "
+            "finds by name (renamed, it would be added again and counted twice); put another "
+            "name or acronym in the notes")
+
+
+def create_trial(session: Session, data: Mapping[str, Any], *, user: User) -> Trial:
+    trial = Trial(**read_trial(session, data))
     session.add(trial)
     session.flush()
     audit(session, "trial.add", actor=user.email, object_type="trial", object_id=trial.id,
           name=trial.name)
     return trial
+
+
+def trial_form_values(trial: Trial) -> dict[str, str]:
+    """The trial form's fields filled from a stored trial."""
+    return {"name": trial.name, "drug": trial.drug, "regimen": trial.regimen or "",
+            "comparator": trial.comparator or "", "setting": trial.setting,
+            "is_strategy": "1" if trial.is_strategy else "",
+            "registry_ids": ", ".join(trial.registry_ids or []), "notes": trial.notes or ""}
+
+
+def trial_json(trial: Trial) -> dict[str, Any]:
+    """A trial's own fields as the JSON API gives them back after an edit."""
+    return {"id": trial.id, "name": trial.name, "drug": trial.drug, "regimen": trial.regimen,
+            "comparator": trial.comparator, "setting": trial.setting,
+            "is_strategy": trial.is_strategy, "registry_ids": list(trial.registry_ids or []),
+            "notes": trial.notes}
+
+
+@dataclass(frozen=True)
+class TrialChange:
+    """What an edit changed: old and new value of each changed field (empty: nothing)."""
+
+    old: dict[str, Any] = field(default_factory=dict)
+    new: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def affects_analyses(self) -> bool:
+        return any(name in self.new for name in POOLED_FIELDS)
+
+    def describe(self) -> str:
+        """E.g. "drug lenalidomide → thalidomide; strategy trial no → yes"."""
+        parts = []
+        for name in self.new:
+            label = TRIAL_FIELDS[name]
+            if name == "notes":  # can be long: the audit log keeps both versions
+                parts.append("notes edited")
+            else:
+                parts.append(f"{label} {_shown(self.old[name])} → {_shown(self.new[name])}")
+        return "; ".join(parts)
+
+    def to_json(self) -> dict[str, dict[str, Any]]:
+        return {name: {"old": self.old[name], "new": self.new[name]} for name in self.new}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        value = ", ".join(value)
+    text = str(value or "—")
+    # flashes travel in the session cookie: keep them short
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def edit_trial(session: Session, trial: Trial, data: Mapping[str, Any], *,
+               user: User) -> TrialChange:
+    """Check ``data`` like a new trial and store what changed, audited as ``trial.edit`` with
+    old and new values (the caller commits). Raises FieldErrors naming each bad field.
+
+    The trial's estimates are not touched: the next pool run reads the trial's drug, name and
+    strategy flag afresh (``reports.pool.load_candidates``). Each estimate keeps the setting
+    it was entered with (a trial reported by stratum has several); ``Trial.setting`` is the
+    default of new estimates.
+    """
+    values = read_trial(session, data, trial=trial)
+    old = {name: getattr(trial, name) for name in values}
+    old["registry_ids"] = list(old["registry_ids"] or [])  # a JSON column: may be NULL
+    changed = [name for name in TRIAL_FIELDS if values[name] != old[name]]
+    if not changed:
+        return TrialChange()
+    change = TrialChange(old={name: old[name] for name in changed},
+                         new={name: values[name] for name in changed})
+    for name in changed:
+        setattr(trial, name, values[name])
+    session.add(trial)
+    session.flush()
+    audit(session, "trial.edit", actor=user.email, object_type="trial", object_id=trial.id,
+          name=trial.name, old=change.old, new=change.new)
+    return change
+
+
+def edit_message(session: Session, trial: Trial, change: TrialChange) -> str:
+    """The one sentence the trial page (flash) and the JSON API give after an edit."""
+    if not change.new:
+        return f"Trial {trial.name}: nothing changed."
+    text = f"Trial {trial.name} updated: {change.describe()}."
+    if change.affects_analyses:
+        text += (" The analyses will be recomputed with this change at the next pool run "
+                 "(mmlr pool, mmlr run or the scheduled cycle).")
+    if "setting" in change.new:
+        others = session.exec(select(Estimate.setting).where(
+            Estimate.trial_id == trial.id, col(Estimate.withdrawn_at).is_(None),
+            Estimate.setting != trial.setting)).all()
+        if others:
+            counts = sorted(Counter(others).items())
+            listed = ", ".join(f"{n} in {setting}" for setting, n in counts)
+            text += (f" Its estimates keep the setting they were entered with ({listed}): "
+                     "correct an estimate to move it to another analysis; new estimates "
+                     f"default to {trial.setting}.")
+    return text
+
+
+#: Keys of a trial's JSON (``GET /api/trials``) that are not editable: a client may send the
+#: JSON back with new values, so they are accepted (``id`` must be this trial's) and ignored.
+_READ_ONLY = ("id", "reports", "estimates")
+
+
+def trial_data_from_json(trial: Trial, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The edit form's data for a JSON body: the stored values with the body's on top (a
+    field left out keeps its value). Refuses unknown keys and values of the wrong type rather
+    than reading ``"yes"`` as a strategy flag or 5 as a name."""
+    unknown = sorted(set(body) - set(TRIAL_FIELDS) - set(_READ_ONLY))
+    if unknown:
+        raise ValidationError(f"unknown field {', '.join(map(repr, unknown))}",
+                              hint=f"a trial's fields are {', '.join(TRIAL_FIELDS)}")
+    if "id" in body and body["id"] != trial.id:
+        raise ValidationError(f"id {body['id']!r} is not this trial's ({trial.id})",
+                              hint="leave out id, or send the edit to that trial's URL")
+    errors: dict[str, str] = {}
+    data: dict[str, Any] = dict(trial_form_values(trial))
+    for name in TRIAL_FIELDS:
+        if name not in body:
+            continue
+        value = body[name]
+        if name == "is_strategy":
+            if not isinstance(value, bool):
+                errors[name] = "must be true or false"
+        elif name == "registry_ids" and isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                errors[name] = "must be a string or a list of strings"
+            value = ", ".join(v for v in value if isinstance(v, str))
+        elif value is not None and not isinstance(value, str):
+            errors[name] = "must be a string"
+        data[name] = value
+    if errors:
+        raise FieldErrors(errors)
+    return data
 
 
 def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,

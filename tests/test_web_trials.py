@@ -1,0 +1,287 @@
+"""Editing a trial after it is created: the form on the trial page and PATCH /api/trials/{id},
+their checks, the audit trail, and the analyses the next pool run recomputes. Over the real app
+and database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import test_web
+from fastapi.testclient import TestClient
+from sqlmodel import col, select
+from test_web import as_role, csrf_from, db
+from test_web_api import _token
+from test_web_evidence import _estimates, _post_estimate, _trial, verified_by_second_person
+
+from store.models import AuditLog, Trial
+
+app = test_web.app
+users = test_web.users
+
+RECOMPUTED = ("The analyses will be recomputed with this change at the next pool run "
+              "(mmlr pool, mmlr run or the scheduled cycle).")
+FORM = {"name": "TEST-1", "drug": "lenalidomide", "regimen": "", "comparator": "placebo",
+        "setting": "post_asct", "registry_ids": "", "notes": ""}
+
+
+@pytest.fixture
+def api(app: Any) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _edit(c: TestClient, trial_id: int, **fields: str) -> Any:
+    token = csrf_from(c.get(f"/trials/{trial_id}").text)
+    return c.post(f"/trials/{trial_id}/edit", follow_redirects=False,
+                  data={**FORM, "csrf_token": token, **fields})
+
+
+def _stored(app: Any, trial_id: int) -> Trial:
+    with db(app) as session:
+        trial = session.get(Trial, trial_id)
+        assert trial is not None
+        return trial
+
+
+def _edits(app: Any) -> list[AuditLog]:
+    with db(app) as session:
+        return list(session.exec(select(AuditLog).where(AuditLog.action == "trial.edit")
+                                 .order_by(col(AuditLog.id))))
+
+
+# ----------------------------------------------------------------------------- the form
+def test_curator_edits_a_trial_and_the_change_is_audited(app: Any,
+                                                         users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    page = curator.get(f"/trials/{trial_id}").text
+    assert "<summary>Edit trial</summary>" in page
+    assert f'action="/trials/{trial_id}/edit"' in page
+    assert 'id="trial-name" name="name" type="text" value="TEST-1"' in page  # filled in
+    assert 'id="trial-setting" name="setting"' in page
+    response = _edit(curator, trial_id, name="  MM <015>  ", drug="Thalidomide",
+                     is_strategy="1", registry_ids="nct00114101 2009-010956-93",
+                     notes="induction differs")
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/trials/{trial_id}"
+    trial = _stored(app, trial_id)
+    assert (trial.name, trial.drug, trial.is_strategy) == ("MM <015>", "thalidomide", True)
+    assert trial.registry_ids == ["NCT00114101", "2009-010956-93"]
+    assert (trial.comparator, trial.regimen, trial.notes) == ("placebo", None,
+                                                               "induction differs")
+    html = curator.get(f"/trials/{trial_id}").text
+    assert ("Trial MM &lt;015&gt; updated: name TEST-1 → MM &lt;015&gt;; drug lenalidomide → "
+            "thalidomide; strategy trial no → yes; registry ids — → NCT00114101, "
+            f"2009-010956-93; notes edited. {RECOMPUTED}") in html
+    assert "<015>" not in html
+    (row,) = _edits(app)
+    assert (row.actor, row.object_type, row.object_id) == (users["curator"], "trial",
+                                                           str(trial_id))
+    assert row.details["old"] == {"name": "TEST-1", "drug": "lenalidomide",
+                                  "is_strategy": False, "registry_ids": [], "notes": None}
+    assert row.details["new"] == {"name": "MM <015>", "drug": "thalidomide",
+                                  "is_strategy": True,
+                                  "registry_ids": ["NCT00114101", "2009-010956-93"],
+                                  "notes": "induction differs"}
+    # saving the form unchanged changes nothing and writes no audit row
+    again = _edit(curator, trial_id, name="MM <015>", drug="thalidomide", is_strategy="1",
+                  registry_ids="NCT00114101, 2009-010956-93", notes="induction differs")
+    assert again.status_code == 303
+    assert "Trial MM &lt;015&gt;: nothing changed." in curator.get(f"/trials/{trial_id}").text
+    assert len(_edits(app)) == 1
+    # an unticked box clears the strategy flag, as on the new-trial form
+    assert _edit(curator, trial_id, name="MM <015>", drug="thalidomide").status_code == 303
+    assert _stored(app, trial_id).is_strategy is False
+
+
+def test_bad_trial_edit_names_each_field_and_keeps_the_values(app: Any,
+                                                              users: dict[str, str]) -> None:
+    _trial(app, name="Existing")
+    trial_id = _trial(app, name="Mine")
+    curator = as_role(app, users, "curator")
+    response = _edit(curator, trial_id, name="Existing", drug=" ", setting="orbit",
+                     registry_ids="NCT123", regimen="x" * 201, notes="keep <me>")
+    assert response.status_code == 400
+    html = response.text
+    assert "Please correct the marked fields: the trial was not changed." in html
+    assert "Name a trial named &#39;Existing&#39; already exists" in html
+    assert "Maintenance drug is required" in html
+    assert "Setting must be one of post_asct, non_transplant, mixed" in html
+    assert "Registry ids &#39;NCT123&#39; is not a registry id" in html
+    assert "Regimen is longer than 200 characters" in html
+    assert 'id="trial-name" name="name" type="text" value="Existing"' in html  # kept
+    assert "keep &lt;me&gt;</textarea>" in html
+    assert "<details class=\"edit-trial\" open>" in html
+    assert _stored(app, trial_id).name == "Mine" and _edits(app) == []
+    # its own name is not "taken"
+    assert _edit(curator, trial_id, name="Mine", drug="lenalidomide",
+                 setting="mixed").status_code == 303
+
+
+def test_new_trial_refuses_a_too_long_regimen(app: Any, users: dict[str, str]) -> None:
+    curator = as_role(app, users, "curator")
+    response = curator.post("/trials/new", data={
+        **FORM, "regimen": "x" * 201, "csrf_token": csrf_from(curator.get("/trials/new").text)})
+    assert response.status_code == 400  # it used to be dropped without a word
+    assert "Regimen is longer than 200 characters" in response.text
+
+
+def test_viewers_cannot_edit_and_the_form_needs_its_token(app: Any,
+                                                          users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    viewer = as_role(app, users, "viewer")
+    page = viewer.get(f"/trials/{trial_id}").text
+    assert "Edit trial" not in page and f"/trials/{trial_id}/edit" not in page
+    assert _edit(viewer, trial_id, drug="thalidomide").status_code == 403
+    curator = as_role(app, users, "curator")
+    for token in (None, "y" * 43):
+        data = {**FORM, "drug": "thalidomide", **({} if token is None else {"csrf_token": token})}
+        response = curator.post(f"/trials/{trial_id}/edit", data=data)
+        assert response.status_code == 403
+        assert "security token is missing or does not match" in response.text
+    assert _stored(app, trial_id).drug == "lenalidomide" and _edits(app) == []
+    assert _edit(curator, 999, drug="thalidomide").status_code == 404
+
+
+def test_a_seed_trial_keeps_its_name(app: Any, users: dict[str, str]) -> None:
+    from monitor.bootstrap import load_seed_evidence
+
+    with db(app) as session:
+        load_seed_evidence(session)
+        session.commit()
+        calgb = session.exec(select(Trial).where(Trial.name == "CALGB 100104")).one()
+        form = {"name": calgb.name, "drug": calgb.drug, "setting": calgb.setting,
+                "comparator": calgb.comparator or "", "regimen": calgb.regimen or "",
+                "notes": calgb.notes or ""}
+    curator = as_role(app, users, "curator")
+    response = _edit(curator, calgb.id, **{**form, "name": "Alliance A"})  # type: ignore[arg-type]
+    assert response.status_code == 400
+    assert ("Name cannot be changed: CALGB 100104 comes from the seed evidence, which `mmlr "
+            "init` finds by name (renamed, it would be added again and counted twice)") \
+        in response.text
+    # its other fields are the curators'
+    assert _edit(curator, calgb.id, **{**form, "registry_ids": "NCT00114101"}  # type: ignore[arg-type]
+                 ).status_code == 303
+    with db(app) as session:
+        load_seed_evidence(session)  # `mmlr init` again adds nothing
+        session.commit()
+    assert _stored(app, calgb.id).registry_ids == ["NCT00114101"]  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- analyses
+def test_the_next_pool_run_follows_the_edited_drug_and_strategy_flag(
+        app: Any, users: dict[str, str]) -> None:
+    from reports.pool import latest_results, pool_all
+
+    curator = as_role(app, users, "curator")
+    moved = _trial(app, name="TRIAL-A")
+    stays = _trial(app, name="TRIAL-B")
+    for trial_id, hr, lo, hi in ((moved, "0.50", "0.40", "0.625"),
+                                 (stays, "0.80", "0.64", "1.00")):
+        assert _post_estimate(curator, trial_id, hr=hr, ci_low=lo, ci_high=hi).status_code == 303
+    verified_by_second_person(app)
+    a, b = _estimates(app)
+
+    def pooled() -> dict[str, list[int]]:
+        with db(app) as session:
+            return {r.analysis_key: [row["estimate_id"] for row in r.inputs]
+                    for r in latest_results(session)}
+
+    pool_all(app.state.ctx)
+    assert pooled()["lenalidomide/PFS/post_asct"] == [a.id, b.id]
+    assert pooled().get("thalidomide/PFS/post_asct", []) == []
+
+    assert _edit(curator, moved, name="TRIAL-A", drug="thalidomide").status_code == 303
+    assert RECOMPUTED in curator.get(f"/trials/{moved}").text
+    run = pool_all(app.state.ctx)
+    assert {o.analysis.key for o in run.changed} >= {"lenalidomide/PFS/post_asct",
+                                                     "thalidomide/PFS/post_asct"}
+    assert pooled()["lenalidomide/PFS/post_asct"] == [b.id]
+    assert pooled()["thalidomide/PFS/post_asct"] == [a.id]
+
+    # a strategy trial leaves the primary analysis for its sensitivity twin
+    assert _edit(curator, moved, name="TRIAL-A", drug="thalidomide",
+                 is_strategy="1").status_code == 303
+    pool_all(app.state.ctx)
+    assert pooled()["thalidomide/PFS/post_asct"] == []
+    assert pooled()["thalidomide/PFS/post_asct/with_strategy"] == [a.id]
+
+
+def test_a_new_setting_is_the_default_of_new_estimates_only(app: Any,
+                                                            users: dict[str, str]) -> None:
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    assert _post_estimate(curator, trial_id, hr="0.5", ci_low="0.4",
+                          ci_high="0.625").status_code == 303
+    assert _edit(curator, trial_id, setting="mixed").status_code == 303
+    html = curator.get(f"/trials/{trial_id}").text
+    assert ("Trial TEST-1 updated: setting post_asct → mixed. Its estimates keep the setting "
+            "they were entered with (1 in post_asct): correct an estimate to move it to "
+            "another analysis; new estimates default to mixed.") in html
+    assert RECOMPUTED not in html  # no analysis reads the trial's setting
+    assert _estimates(app)[0].setting == "post_asct"
+    assert '<option value="mixed" selected>' in html.split('extraction-form"')[1]
+
+
+# ----------------------------------------------------------------------------- the API
+def test_api_patch_edits_the_given_fields_with_the_same_rules(app: Any, api: TestClient,
+                                                              users: dict[str, str]) -> None:
+    _trial(app, name="Existing")
+    trial_id = _trial(app)
+    headers = _token(app, users["curator"])
+    url = f"/api/trials/{trial_id}"
+    response = api.patch(url, headers=headers, json={"drug": "Thalidomide",
+                                                     "is_strategy": True})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["id"], body["name"], body["drug"], body["is_strategy"]) == (
+        trial_id, "TEST-1", "thalidomide", True)
+    assert body["comparator"] == "placebo"  # left out: kept
+    assert body["changed"] == {"drug": {"old": "lenalidomide", "new": "thalidomide"},
+                               "is_strategy": {"old": False, "new": True}}
+    assert body["message"] == ("Trial TEST-1 updated: drug lenalidomide → thalidomide; "
+                               f"strategy trial no → yes. {RECOMPUTED}")
+    (row,) = _edits(app)
+    assert row.actor == users["curator"] and row.details["new"]["drug"] == "thalidomide"
+
+    # the trial's JSON from GET /api/trials can be sent back with new values
+    listed = next(t for t in api.get("/api/trials", headers=headers).json()["trials"]
+                  if t["id"] == trial_id)
+    back = api.patch(url, headers=headers, json={**listed, "registry_ids": ["NCT00114101"]})
+    assert back.status_code == 200, back.text
+    assert back.json()["changed"] == {"registry_ids": {"old": [], "new": ["NCT00114101"]}}
+    unchanged = api.patch(url, headers=headers, json={})
+    assert unchanged.json()["changed"] == {}
+    assert unchanged.json()["message"] == "Trial TEST-1: nothing changed."
+
+    cases: list[tuple[dict[str, str], str, Any, int, str]] = [
+        (headers, url, {"name": "Existing", "setting": "orbit"}, 400,
+         "name: a trial named 'Existing' already exists; setting: must be one of post_asct, "
+         "non_transplant, mixed (correct the marked fields)"),
+        (headers, url, {"drug": "", "registry_ids": "NCT123"}, 400,
+         "drug: is required (the maintenance drug as pooled, e.g. lenalidomide); "
+         "registry_ids: 'NCT123' is not a registry id"),
+        (headers, url, {"is_strategy": "yes", "name": 5, "registry_ids": [1]}, 400,
+         "name: must be a string; is_strategy: must be true or false; registry_ids: must be a "
+         "string or a list of strings"),
+        (headers, url, {"strategy": True}, 400,
+         "unknown field 'strategy' (a trial's fields are name, drug, regimen, comparator, "
+         "setting, is_strategy, registry_ids, notes)"),
+        (headers, url, {"id": trial_id + 1, "drug": "x"}, 400,
+         f"id {trial_id + 1} is not this trial's ({trial_id})"),
+        (headers, url, ["not", "an", "object"], 400, "the request body must be a JSON object"),
+        (headers, "/api/trials/999", {"drug": "x"}, 404, "trial 999 does not exist"),
+        (_token(app, users["viewer"]), url, {"drug": "x"}, 403,
+         "viewer@example.org is a viewer; this needs the curator role"),
+        ({}, url, {"drug": "x"}, 401, "write endpoints need an API token"),
+    ]
+    for hdrs, path, payload, status, message in cases:
+        refused = api.patch(path, headers=hdrs, json=payload)
+        assert refused.status_code == status, (payload, refused.text)
+        assert refused.json()["error"].startswith(message), refused.json()
+    trial = _stored(app, trial_id)
+    assert (trial.name, trial.drug, trial.setting) == ("TEST-1", "thalidomide", "post_asct")
+    assert len(_edits(app)) == 2
+    # a cookie never writes through the API
+    browser = as_role(app, users, "curator")
+    assert browser.patch(url, json={"drug": "x"}).status_code == 401
