@@ -34,10 +34,15 @@ Every dropped candidate is returned with its reason, so a snapshot explains itse
 from __future__ import annotations
 
 import re
+import tomllib
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
+from pathlib import Path
+from typing import Any
+
+from store.errors import ConfigError
 
 SETTINGS = ("post_asct", "non_transplant", "all")
 SETTING_LABELS = {"post_asct": "post-ASCT", "non_transplant": "non-transplant",
@@ -54,12 +59,18 @@ IMWG_2012 = (("thalidomide", "PFS"), ("thalidomide", "OS"), ("lenalidomide", "PF
 
 @dataclass(frozen=True)
 class Analysis:
-    """One pooled analysis: drug × setting × endpoint (± strategy trials)."""
+    """One pooled analysis: drug × setting × endpoint (± strategy trials).
+
+    ``drug`` names the analysis (its key starts with it); it pools the trials of that drug,
+    or of every drug in ``drugs`` for an analysis defined in ``MMLR_ANALYSES_FILE`` (a drug
+    class such as IMiD, shown as ``title``)."""
 
     drug: str
     setting: str  # post_asct | non_transplant | all
     endpoint: str  # PFS | OS
     include_strategy: bool = False
+    drugs: tuple[str, ...] = ()
+    title: str = ""
 
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
@@ -73,9 +84,15 @@ class Analysis:
         return base + "/with_strategy" if self.include_strategy else base
 
     @property
+    def members(self) -> tuple[str, ...]:
+        """The (normalised) trial drugs this analysis pools."""
+        return tuple(_norm(d) for d in self.drugs) or (_norm(self.drug),)
+
+    @property
     def label(self) -> str:
         endpoint = "PFS (EFS/TTP accepted)" if self.endpoint == "PFS" else "OS"
-        text = f"{self.drug.capitalize()} maintenance — {endpoint} — {SETTING_LABELS[self.setting]}"
+        name = self.title or self.drug.capitalize()
+        text = f"{name} maintenance — {endpoint} — {SETTING_LABELS[self.setting]}"
         return text + " (sensitivity: strategy trials included)" if self.include_strategy else text
 
     @property
@@ -84,7 +101,7 @@ class Analysis:
 
     def accepts(self, c: Candidate) -> bool:
         return (
-            _norm(c.drug) == _norm(self.drug)
+            _norm(c.drug) in self.members
             and c.endpoint.upper() in ENDPOINTS[self.endpoint]
             and (self.setting == "all" or c.setting == self.setting)
         )
@@ -236,12 +253,15 @@ def analysis_order(key: str) -> tuple[int, int, str, int, int]:
     return (strategy, imwg, drug, 0 if endpoint == "PFS" else 1, setting_rank)
 
 
-def default_analyses(candidates: Iterable[Candidate]) -> list[Analysis]:
-    """IMWG 2012 Figure 1 analyses, then every other drug/endpoint/setting with data.
+def default_analyses(candidates: Iterable[Candidate],
+                     defined: Sequence[Analysis] = ()) -> list[Analysis]:
+    """IMWG 2012 Figure 1 analyses, then every other drug/endpoint/setting with data, then
+    the ``defined`` ones (``load_analyses``).
 
     A ``with_strategy`` sensitivity twin is added wherever a strategy trial has a verified
-    estimate the primary analysis leaves out.
+    estimate the primary analysis leaves out (for a defined analysis too).
     """
+    candidates = list(candidates)
     out: list[Analysis] = [
         Analysis(drug, setting, endpoint)
         for drug, endpoint in IMWG_2012 for setting in SETTINGS
@@ -270,5 +290,92 @@ def default_analyses(candidates: Iterable[Candidate]) -> list[Analysis]:
         return (a.drug, a.endpoint, order[a.setting])
 
     out += sorted(extra, key=sort_key)
+    clash = sorted({a.drug for a in defined} & {a.drug for a in out})
+    if clash:
+        raise ConfigError(f"MMLR_ANALYSES_FILE: analysis name(s) {', '.join(clash)} are also "
+                          "trial drugs, whose own analyses have that name",
+                          hint="name the class differently, e.g. 'imid'")
+    out += list(defined)
+    for a in defined:
+        if any(c.is_strategy and c.verified and not c.withdrawn and a.accepts(c)
+               for c in candidates):
+            strategy.add(replace(a, include_strategy=True))
     out += sorted(strategy, key=sort_key)
     return out
+
+
+# ----------------------------------------------------------------------------- defined analyses
+_ANALYSIS_KEYS = {"name", "title", "drugs", "endpoint", "settings"}
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
+def load_analyses(path: Path | None) -> list[Analysis]:
+    """The analyses of ``MMLR_ANALYSES_FILE`` (TOML), each setting of each entry one Analysis.
+
+    An entry is ``[[analysis]]`` with ``name`` (the key's first part: lower case letters,
+    digits, ``-``/``_``), ``drugs`` (the trial drugs pooled together), ``endpoint`` (PFS or
+    OS), optional ``title`` (shown instead of the name) and ``settings`` (default all three).
+    Every mistake is a ConfigError naming the file, the entry and the field: a silently
+    skipped analysis would be an evidence gap nobody sees.
+    """
+    if path is None:
+        return []
+    where = f"MMLR_ANALYSES_FILE {path}"
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where} does not exist",
+                          hint="unset MMLR_ANALYSES_FILE or point it at a TOML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
+    unknown = sorted(set(doc) - {"analysis"})
+    entries = doc.get("analysis", [])
+    if unknown or not isinstance(entries, list):
+        raise ConfigError(f"{where}: expected only [[analysis]] tables, found "
+                          f"{', '.join(unknown) or 'analysis = …'}")
+    out: list[Analysis] = []
+    names: set[tuple[str, str]] = set()
+    for i, entry in enumerate(entries, start=1):
+        out += _defined(entry, f"{where}, analysis {i}", names)
+    return out
+
+
+def _defined(entry: Any, where: str, names: set[tuple[str, str]]) -> list[Analysis]:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = sorted(set(entry) - _ANALYSIS_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}",
+                          hint=f"valid keys: {', '.join(sorted(_ANALYSIS_KEYS))}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"{where}: name {name!r} must be 1-40 lower-case letters, digits, "
+                          "'-' or '_' (it becomes the analysis key)")
+    drugs = entry.get("drugs")
+    if (not isinstance(drugs, list) or not drugs
+            or not all(isinstance(d, str) and d.strip() for d in drugs)):
+        raise ConfigError(f"{where} ({name}): drugs must be a non-empty list of drug names, "
+                          "as the trials name them")
+    endpoint = entry.get("endpoint")
+    if endpoint not in ENDPOINTS:
+        raise ConfigError(f"{where} ({name}): endpoint {endpoint!r} must be one of "
+                          f"{', '.join(ENDPOINTS)}")
+    settings = entry.get("settings", list(SETTINGS))
+    if (not isinstance(settings, list) or not settings
+            or any(st not in SETTINGS for st in settings)):
+        raise ConfigError(f"{where} ({name}): settings {settings!r} must be a list of "
+                          f"{', '.join(SETTINGS)}")
+    title = entry.get("title", "")
+    if not isinstance(title, str):
+        raise ConfigError(f"{where} ({name}): title must be text")
+    if (name, endpoint) in names:
+        raise ConfigError(f"{where}: analysis {name} {endpoint} is defined twice")
+    if any(_norm(name) == _norm(d) for d in drugs) and len(drugs) == 1:
+        raise ConfigError(f"{where} ({name}): a single drug is pooled already, under its own "
+                          "name", hint="define a class of two or more drugs, or another name")
+    names.add((name, endpoint))
+    members = tuple(dict.fromkeys(_norm(d) for d in drugs))
+    return [Analysis(name, setting, endpoint, drugs=members, title=title.strip())
+            for setting in dict.fromkeys(settings)]

@@ -41,6 +41,7 @@ from reports.analyses import (
     Candidate,
     analysis_order,
     default_analyses,
+    load_analyses,
     select_inputs,
 )
 from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
@@ -86,6 +87,7 @@ class AnalysisOutcome:
         entry = self.result.to_json(self.analysis.key)
         entry.update({
             "label": self.analysis.label, "drug": self.analysis.drug,
+            "drugs": list(self.analysis.members),
             "setting": self.analysis.setting, "endpoint": self.analysis.endpoint,
             "sensitivity": self.analysis.include_strategy,
             "trials": [row["trial"] for row in self.inputs],
@@ -269,7 +271,8 @@ def compute_analysis(
             test = subgroup_test(subgroups)
     cumulative = cumulative_by_publication(analysis, candidates, method=method, ci=ci)
     extras: dict[str, Any] = {
-        "label": analysis.label, "drug": analysis.drug, "setting": analysis.setting,
+        "label": analysis.label, "drug": analysis.drug, "drugs": list(analysis.members),
+        "setting": analysis.setting,
         "endpoint": analysis.endpoint, "sensitivity": analysis.include_strategy,
         "pval": res.pval, "df": res.df, "h2": res.h2, "s2w": res.s2w,
         "tau2_ci": list(res.tau2_ci) if res.tau2_ci else None, "ci_used": res.ci,
@@ -453,7 +456,7 @@ def pool_all(ctx: AppContext) -> PoolRun:
     with ctx.sessions() as session:
         candidates = load_candidates(session)
         previous = {p.analysis_key: p for p in latest_results(session)}
-        analyses = default_analyses(candidates)
+        analyses = default_analyses(candidates, load_analyses(ctx.settings.analyses_file))
         known = {a.key for a in analyses}
         # An analysis that had data once stays listed even when its inputs vanish.
         for key, snap in previous.items():

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from store.errors import ConfigError
@@ -93,7 +93,8 @@ class Settings(BaseSettings):
     entrez_rate: float | None = Field(
         None,
         description="Requests per second. Default 2.7 without an API key, 9 with one "
-        "(below NCBI's 3 and 10, as NCBI advises).",
+        "(below NCBI's 3 and 10, as NCBI advises); above 3 (10 with a key) it is refused for "
+        "NCBI's own host.",
     )
     poll_overlap_days: int = Field(
         3, description="Each poll window starts this many days before the previous one ended."
@@ -153,6 +154,13 @@ class Settings(BaseSettings):
         "dual screening (two people vote blind, disagreements go to `/conflicts`). See "
         "docs/curation.md.",
     )
+    verify_second_person: bool = Field(
+        True,
+        description="`true`: an estimate is verified by a second person (double data "
+        "extraction): whoever enters or corrects it cannot save it verified nor verify it "
+        "later; another curator or an admin does. `false`: people may verify their own "
+        "estimates. See docs/curation.md.",
+    )
     base_url: str = Field(
         "http://127.0.0.1:8000", description="Public URL of the web app, used in e-mail links."
     )
@@ -163,6 +171,10 @@ class Settings(BaseSettings):
     )
     pool_ci: Literal["hksj", "hksj-adhoc", "wald"] = Field(
         "hksj", description="Confidence interval of the primary analyses."
+    )
+    analyses_file: Path | None = Field(
+        None, description="TOML file of extra analyses, e.g. a drug class pooled together "
+        "(IMiD: thalidomide or lenalidomide); see docs/curation.md, \"Analyses\".",
     )
     log_level: str = Field("INFO", description="Logging level of the entry points.")
 
@@ -187,6 +199,24 @@ class Settings(BaseSettings):
         if value not in (1, 2):
             raise ValueError("must be 1 (single screening) or 2 (dual screening), "
                              f"got {value}")
+        return value
+
+    @field_validator("entrez_rate")
+    @classmethod
+    def _check_rate(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # NCBI blocks clients above 3 requests/s (10 with an API key); a faster setting would
+        # get the whole installation blocked, so it is refused for NCBI's own host. Other
+        # hosts (a mirror, our replay server in tests) may go faster.
+        if value is None:
+            return None
+        if value <= 0:
+            raise ValueError(f"must be a positive number of requests per second, got {value}")
+        host = urlsplit(str(info.data.get("entrez_url") or "")).hostname or ""
+        limit = 10.0 if info.data.get("entrez_api_key") else 3.0
+        if host.endswith("ncbi.nlm.nih.gov") and value > limit:
+            key = "with" if limit == 10.0 else "without"
+            raise ValueError(f"{value:g} requests/s is above NCBI's limit of {limit:g} {key} "
+                             "an API key (leave it unset for a safe default)")
         return value
 
     @field_validator("entrez_url")
@@ -346,6 +376,8 @@ def settings_table() -> list[tuple[str, str, str]]:
         default = field.default
         if isinstance(default, Path):
             default = str(default)
+        elif isinstance(default, bool):  # as it is written in the environment, not `True`
+            default = "true" if default else "false"
         if name == "query":
             default = "the protocol query (see docs/operations.md)"
         rows.append(

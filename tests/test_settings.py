@@ -29,6 +29,27 @@ def test_rate_with_api_key_stays_below_ten(monkeypatch: pytest.MonkeyPatch) -> N
     assert 3 < load_settings().request_rate < 10
 
 
+def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMLR_ENTREZ_RATE", "5")
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert exc.value.one_line().startswith(
+        "invalid setting MMLR_ENTREZ_RATE: 5 requests/s is above NCBI's limit of 3 without an "
+        "API key")
+    monkeypatch.setenv("MMLR_ENTREZ_API_KEY", "abc123")
+    assert load_settings().request_rate == 5.0  # with a key 5/s is allowed
+    monkeypatch.setenv("MMLR_ENTREZ_RATE", "12")
+    with pytest.raises(ConfigError, match="above NCBI's limit of 10 with an API key"):
+        load_settings()
+    monkeypatch.setenv("MMLR_ENTREZ_RATE", "0")
+    with pytest.raises(ConfigError, match="must be a positive number"):
+        load_settings()
+    # a mirror or the replay server is not NCBI: the tests poll it at 500/s
+    monkeypatch.setenv("MMLR_ENTREZ_RATE", "500")
+    monkeypatch.setenv("MMLR_ENTREZ_URL", "http://127.0.0.1:8099/entrez/eutils/")
+    assert load_settings().request_rate == 500.0
+
+
 @pytest.mark.parametrize(
     ("var", "value", "fragment"),
     [

@@ -1,0 +1,152 @@
+"""Analyses defined as data (MMLR_ANALYSES_FILE): a drug class pooled together, validated
+with errors that name the file, the entry and the field, over a real database."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from conftest import cli_env, run_cli
+from test_pool import add_estimate, add_trial
+
+from reports.analyses import Analysis, load_analyses
+from reports.meta import meta_analysis
+from reports.pool import pool_all
+from store.context import make_context
+from store.errors import ConfigError
+
+IMID = '''
+[[analysis]]
+name = "imid"
+title = "IMiD (thalidomide or lenalidomide)"
+drugs = ["Thalidomide", "lenalidomide"]
+endpoint = "PFS"
+settings = ["post_asct", "all"]
+'''
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "analyses.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_class_is_read_as_one_analysis_per_setting(tmp_path: Path) -> None:
+    analyses = load_analyses(_write(tmp_path, IMID))
+    assert [a.key for a in analyses] == ["imid/PFS/post_asct", "imid/PFS/all"]
+    assert analyses[0].members == ("thalidomide", "lenalidomide")
+    assert analyses[1].label == "IMiD (thalidomide or lenalidomide) maintenance — PFS (EFS/TTP " \
+                                "accepted) — all settings"
+    assert load_analyses(None) == []
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[[analysis]\nname=", "is not valid TOML"),
+    ("[other]\nx = 1\n", "expected only [[analysis]] tables, found other"),
+    ('[[analysis]]\nname = "imid"\ndrugs = ["a", "b"]\nendpoint = "PFS"\ncolour = "red"\n',
+     "analysis 1: unknown key(s) colour"),
+    ('[[analysis]]\nname = "IMiD class"\ndrugs = ["a", "b"]\nendpoint = "PFS"\n',
+     "analysis 1: name 'IMiD class' must be 1-40 lower-case letters"),
+    ('[[analysis]]\nname = "imid"\ndrugs = []\nendpoint = "PFS"\n',
+     "analysis 1 (imid): drugs must be a non-empty list"),
+    ('[[analysis]]\nname = "imid"\ndrugs = ["a", "b"]\nendpoint = "QOL"\n',
+     "analysis 1 (imid): endpoint 'QOL' must be one of PFS, OS"),
+    ('[[analysis]]\nname = "imid"\ndrugs = ["a", "b"]\nendpoint = "OS"\nsettings = ["mixed"]\n',
+     "analysis 1 (imid): settings ['mixed'] must be a list of post_asct, non_transplant, all"),
+    ('[[analysis]]\nname = "len"\ndrugs = ["len"]\nendpoint = "OS"\n',
+     "analysis 1 (len): a single drug is pooled already"),
+    (IMID + IMID, "analysis 2: analysis imid PFS is defined twice"),
+])
+def test_each_mistake_is_named(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_analyses(path)
+    assert f"MMLR_ANALYSES_FILE {path}" in exc.value.one_line()
+    assert message in exc.value.one_line()
+
+
+def test_missing_file_is_said(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_analyses(tmp_path / "nope.toml")
+
+
+def test_a_class_pools_the_trials_of_its_drugs(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+    ctx = make_context(settings.model_copy(update={"analyses_file": _write(tmp_path, IMID)}))
+    try:
+        with ctx.sessions() as s:
+            thal = add_trial(s, "THAL-A")
+            add_estimate(s, thal, "0.60", "0.45", "0.80", cut=date(2010, 1, 1))
+            lena = add_trial(s, "LEN-B", drug="lenalidomide")
+            add_estimate(s, lena, "0.50", "0.40", "0.625", cut=date(2012, 1, 1))
+            bort = add_trial(s, "BORT-C", drug="bortezomib")
+            add_estimate(s, bort, "0.75", "0.60", "0.94", cut=date(2012, 1, 1))
+            hovon = add_trial(s, "STRATEGY-D", is_strategy=True)
+            add_estimate(s, hovon, "0.80", "0.65", "0.98", cut=date(2012, 1, 1))
+            s.commit()
+        run = pool_all(ctx)
+        out = {o.analysis.key: o for o in run.outcomes}
+        imid = out["imid/PFS/all"]
+        assert sorted(r["trial"] for r in imid.inputs) == ["LEN-B", "THAL-A"]
+        assert imid.extras["drugs"] == ["thalidomide", "lenalidomide"]
+        # the same numbers as pooling the two rows by hand
+        direct = meta_analysis([r["yi"] for r in imid.inputs], [r["sei"] for r in imid.inputs],
+                               method=settings.pool_method, ci=settings.pool_ci)
+        assert imid.result is not None and imid.result.estimate == pytest.approx(direct.estimate)
+        twin = out["imid/PFS/all/with_strategy"]
+        assert sorted(r["trial"] for r in twin.inputs) == ["LEN-B", "STRATEGY-D", "THAL-A"]
+        assert "imid/PFS/non_transplant" not in out  # not asked for
+        # the drugs' own analyses are still there, unchanged
+        assert [r["trial"] for r in out["lenalidomide/PFS/all"].inputs] == ["LEN-B"]
+        listed = {a["name"]: a for a in run.to_json()["analyses"]}
+        assert listed["imid/PFS/all"]["drugs"] == ["thalidomide", "lenalidomide"]
+    finally:
+        ctx.dispose()
+
+
+def test_a_class_named_like_a_drug_is_refused(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+    path = _write(tmp_path, IMID.replace('name = "imid"', 'name = "lenalidomide"'))
+    ctx = make_context(settings.model_copy(update={"analyses_file": path}))
+    try:
+        with pytest.raises(ConfigError, match="lenalidomide are also trial drugs"):
+            pool_all(ctx)
+    finally:
+        ctx.dispose()
+
+
+def test_cli_says_what_is_wrong_in_one_line(tmp_path: Path, db_url: str) -> None:
+    path = _write(tmp_path, '[[analysis]]\nname = "imid"\ndrugs = "thalidomide"\n')
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "data"), MMLR_DATABASE_URL=db_url,
+                  MMLR_ANALYSES_FILE=str(path))
+    result = run_cli("pool", env=env)
+    assert result.returncode != 0
+    assert "drugs must be a non-empty list of drug names" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_analysis_equality_keeps_old_keys() -> None:
+    # a plain drug analysis is what it always was (keys in stored snapshots stay valid)
+    a = Analysis("thalidomide", "all", "PFS")
+    assert a.key == "thalidomide/PFS/all" and a.members == ("thalidomide",)
+
+
+def test_an_analysis_taken_out_of_the_file_is_no_longer_pooled(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+    from reports.pool import latest_results
+
+    path = _write(tmp_path, IMID)
+    ctx = make_context(settings.model_copy(update={"analyses_file": path}))
+    with ctx.sessions() as s:
+        add_estimate(s, add_trial(s, "THAL-A"), "0.60", "0.45", "0.80", cut=date(2010, 1, 1))
+        s.commit()
+    pool_all(ctx)
+    ctx.dispose()
+    ctx = make_context(settings)  # the file no longer names it
+    try:
+        run = pool_all(ctx)
+        gone = {o.analysis.key: o for o in run.outcomes}["imid/PFS/all"]
+        assert gone.result is None and gone.changed
+        with ctx.sessions() as s:
+            newest = {r.analysis_key: r for r in latest_results(s)}
+        assert newest["imid/PFS/all"].k == 0
+    finally:
+        ctx.dispose()
