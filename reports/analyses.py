@@ -258,8 +258,8 @@ def default_analyses(candidates: Iterable[Candidate],
     """IMWG 2012 Figure 1 analyses, then every other drug/endpoint/setting with data, then
     the ``defined`` ones (``load_analyses``).
 
-    A ``with_strategy`` sensitivity twin is added wherever a strategy trial has a verified
-    estimate the primary analysis leaves out (for a defined analysis too).
+    A ``with_strategy`` sensitivity twin is added wherever a strategy trial has an estimate
+    the primary analysis leaves out (for a defined analysis too).
     """
     candidates = list(candidates)
     out: list[Analysis] = [
@@ -270,7 +270,9 @@ def default_analyses(candidates: Iterable[Candidate],
     extra: set[Analysis] = set()
     strategy: set[Analysis] = set()
     for c in candidates:
-        if not c.verified or c.withdrawn:
+        # Unverified estimates count too: their analysis then exists with k = 0 ("no data"
+        # in `mmlr pool --json`) and the trial page can say what verifying them will change.
+        if c.withdrawn:
             continue
         endpoint = next((e for e, accepted in ENDPOINTS.items()
                          if c.endpoint.upper() in accepted), None)
@@ -297,7 +299,7 @@ def default_analyses(candidates: Iterable[Candidate],
                           hint="name the class differently, e.g. 'imid'")
     out += list(defined)
     for a in defined:
-        if any(c.is_strategy and c.verified and not c.withdrawn and a.accepts(c)
+        if any(c.is_strategy and not c.withdrawn and a.accepts(c)
                for c in candidates):
             strategy.add(replace(a, include_strategy=True))
     out += sorted(strategy, key=sort_key)

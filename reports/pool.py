@@ -435,6 +435,41 @@ def _hash_cumulative(steps: list[dict[str, Any]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# ----------------------------------------------------------------------------- per estimate
+@dataclass(frozen=True)
+class Use:
+    """Where one estimate stands in one analysis: pooled (``reason`` None) or left out."""
+
+    analysis_key: str
+    label: str
+    reason: str | None
+
+
+def uses_of_estimates(session: Session, estimate_ids: set[int],
+                      analyses_file: Path | None = None) -> dict[int, list[Use]]:
+    """For each estimate of ``estimate_ids``, every analysis that accepts it and whether the
+    selection rules pool it there or why not, computed from the database *now* (what the next
+    ``pool_all`` will use; snapshots may be older). A curator sees at the estimate that a new
+    data cut replaced it, or that it is left out (not verified, another comparison…), instead
+    of finding a number missing from an analysis. Estimates no analysis accepts (an endpoint
+    no analysis pools) get an empty list."""
+    candidates = load_candidates(session)
+    out: dict[int, list[Use]] = {i: [] for i in estimate_ids}
+    if not estimate_ids:
+        return out
+    for analysis in default_analyses(candidates, load_analyses(analyses_file)):
+        if not any(c.estimate_id in estimate_ids and analysis.accepts(c) for c in candidates):
+            continue
+        selection = select_inputs(analysis, candidates)
+        for c in selection.chosen:
+            if c.estimate_id in estimate_ids:
+                out[c.estimate_id].append(Use(analysis.key, analysis.label, None))
+        for c, reason in selection.dropped:
+            if c.estimate_id in estimate_ids:
+                out[c.estimate_id].append(Use(analysis.key, analysis.label, reason))
+    return out
+
+
 # ----------------------------------------------------------------------------- snapshots
 def latest_results(session: Session) -> list[PooledResult]:
     """The newest snapshot of every analysis key (ids grow with time), in reading order

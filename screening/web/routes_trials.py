@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
+from reports.pool import uses_of_estimates
 from screening.web.corrections import (
     correct_estimate,
     ensure_current,
@@ -45,7 +47,7 @@ from screening.web.trials import (
     trial_form_values,
 )
 from screening.web.verification import may_verify, parse_new_estimate, set_verified
-from store.errors import ValidationError
+from store.errors import ConfigError, ValidationError
 from store.models import Estimate, Trial, TrialReport, User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
@@ -111,7 +113,7 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
     not_yours_to_verify = {e.id for e in estimates if user is not None
                            and not may_verify(e, user, second_person=second_person)}
     context = {"trial": trial, "reports": reports, "estimates": estimates,
-               "inputs_text": inputs_text,
+               "inputs_text": inputs_text, **_analysis_uses(request, session, estimates),
                "values": {"setting": trial.setting}, "errors": {}, "report_values": {},
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
                "withdraw_errors": {}, "withdraw_values": {},
@@ -119,6 +121,26 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
                "not_yours_to_verify": not_yours_to_verify, **CHOICES}
     context.update(extra)
     return render(request, "trial.html", context, status_code=status_code)
+
+
+def _analysis_uses(request: Request, session: Session,
+                   estimates: Sequence[Estimate]) -> dict[str, Any]:
+    """Per current estimate: the analyses it is pooled in, and those it is left out of grouped
+    by reason (``reports.pool.uses_of_estimates``), for the Status column."""
+    ids = {e.id for e in estimates if e.id is not None and e.withdrawn_at is None}
+    try:
+        uses = uses_of_estimates(session, ids, request.app.state.settings.analyses_file)
+    except ConfigError as exc:  # a broken MMLR_ANALYSES_FILE must not hide the trial
+        return {"uses": {}, "uses_error": exc.one_line()}
+    view: dict[int, dict[str, Any]] = {}
+    for estimate_id, items in uses.items():
+        left_out: dict[str, list[str]] = {}
+        for use in items:
+            if use.reason is not None:
+                left_out.setdefault(use.reason, []).append(use.label)
+        view[estimate_id] = {"pooled": [u.label for u in items if u.reason is None],
+                             "left_out": list(left_out.items()), "none": not items}
+    return {"uses": view, "uses_error": None}
 
 
 @router.get("/trials/{trial_id}")
