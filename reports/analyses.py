@@ -96,6 +96,15 @@ class Analysis:
         return text + " (sensitivity: strategy trials included)" if self.include_strategy else text
 
     @property
+    def short_label(self) -> str:
+        """The label without the trial's own drug, for a page that is about one trial:
+        "PFS post-ASCT", "IMiD: OS all settings", "PFS all settings, with strategy trials"."""
+        text = f"{self.endpoint} {SETTING_LABELS[self.setting]}"
+        if self.drugs:
+            text = f"{self.title or self.drug}: {text}"
+        return text + ", with strategy trials" if self.include_strategy else text
+
+    @property
     def is_default(self) -> bool:
         return (self.drug, self.endpoint) in IMWG_2012 and not self.include_strategy
 

@@ -463,10 +463,10 @@ def uses_of_estimates(session: Session, estimate_ids: set[int],
         selection = select_inputs(analysis, candidates)
         for c in selection.chosen:
             if c.estimate_id in estimate_ids:
-                out[c.estimate_id].append(Use(analysis.key, analysis.label, None))
+                out[c.estimate_id].append(Use(analysis.key, analysis.short_label, None))
         for c, reason in selection.dropped:
             if c.estimate_id in estimate_ids:
-                out[c.estimate_id].append(Use(analysis.key, analysis.label, reason))
+                out[c.estimate_id].append(Use(analysis.key, analysis.short_label, reason))
     return out
 
 

@@ -150,3 +150,11 @@ def test_an_analysis_taken_out_of_the_file_is_no_longer_pooled(tmp_path: Path, s
         assert newest["imid/PFS/all"].k == 0
     finally:
         ctx.dispose()
+
+
+def test_short_labels_leave_out_the_trials_own_drug(tmp_path: Path) -> None:
+    imid_all = load_analyses(_write(tmp_path, IMID))[1]
+    assert Analysis("thalidomide", "post_asct", "PFS").short_label == "PFS post-ASCT"
+    assert Analysis("thalidomide", "all", "OS", include_strategy=True).short_label == \
+        "OS all settings, with strategy trials"
+    assert imid_all.short_label == "IMiD (thalidomide or lenalidomide): PFS all settings"
