@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from store.audit import audit
 from store.context import AppContext
 from store.errors import ValidationError
-from store.models import Estimate, Trial, TrialReport, User
+from store.models import AuditLog, Estimate, Trial, TrialReport, User
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,21 @@ def load_seed_evidence(session: Session) -> SeedSummary:
     from reports.derive import from_ci
 
     summary = SeedSummary()
-    trials: dict[str, Trial] = {t.name: t for t in session.exec(select(Trial)).all()}
+    stored = session.exec(select(Trial)).all()
+    trials: dict[str, Trial] = {t.name: t for t in stored}
+    # A seed trial is found by its source key (kept in its "seed.trial" audit row), not only
+    # by name: curators may rename it, and a renamed seed trial must not be added again.
+    by_id = {str(t.id): t for t in stored}
+    seeded: dict[str, Trial] = {}
+    for object_id, details in session.exec(select(AuditLog.object_id, AuditLog.details).where(
+            AuditLog.action == "seed.trial", AuditLog.object_type == "trial")):
+        key = (details or {}).get("source_key")
+        if key and str(object_id) in by_id:
+            seeded[str(key)] = by_id[str(object_id)]
     for row in _read_seed("trials.csv"):
-        trial = trials.get(row["trial"])
+        trial = seeded.get(row["source_key"]) or trials.get(row["trial"])
+        if trial is not None:
+            trials[row["trial"]] = trial  # estimates.csv names trials by their seed name
         if trial is None:
             trial = Trial(
                 name=row["trial"],

@@ -14,7 +14,7 @@ from test_web import as_role, csrf_from, db
 from test_web_api import _token
 from test_web_evidence import _estimates, _post_estimate, _trial, verified_by_second_person
 
-from store.models import AuditLog, Trial
+from store.models import AuditLog, Estimate, Trial
 
 app = test_web.app
 users = test_web.users
@@ -143,29 +143,28 @@ def test_viewers_cannot_edit_and_the_form_needs_its_token(app: Any,
     assert _edit(curator, 999, drug="thalidomide").status_code == 404
 
 
-def test_a_seed_trial_keeps_its_name(app: Any, users: dict[str, str]) -> None:
+def test_a_renamed_seed_trial_is_not_seeded_again(app: Any, users: dict[str, str]) -> None:
     from monitor.bootstrap import load_seed_evidence
 
     with db(app) as session:
         load_seed_evidence(session)
         session.commit()
         calgb = session.exec(select(Trial).where(Trial.name == "CALGB 100104")).one()
+        n_trials = len(session.exec(select(Trial)).all())
+        n_estimates = len(session.exec(select(Estimate)).all())
         form = {"name": calgb.name, "drug": calgb.drug, "setting": calgb.setting,
                 "comparator": calgb.comparator or "", "regimen": calgb.regimen or "",
                 "notes": calgb.notes or ""}
     curator = as_role(app, users, "curator")
     response = _edit(curator, calgb.id, **{**form, "name": "Alliance A"})  # type: ignore[arg-type]
-    assert response.status_code == 400
-    assert ("Name cannot be changed: CALGB 100104 comes from the seed evidence, which `mmlr "
-            "init` finds by name (renamed, it would be added again and counted twice)") \
-        in response.text
-    # its other fields are the curators'
-    assert _edit(curator, calgb.id, **{**form, "registry_ids": "NCT00114101"}  # type: ignore[arg-type]
-                 ).status_code == 303
+    assert response.status_code == 303
     with db(app) as session:
-        load_seed_evidence(session)  # `mmlr init` again adds nothing
+        summary = load_seed_evidence(session)  # `mmlr init` again: found by its source key
         session.commit()
-    assert _stored(app, calgb.id).registry_ids == ["NCT00114101"]  # type: ignore[arg-type]
+        assert (summary.trials_added, summary.estimates_added) == (0, 0)
+        assert len(session.exec(select(Trial)).all()) == n_trials
+        assert len(session.exec(select(Estimate)).all()) == n_estimates
+    assert _stored(app, calgb.id).name == "Alliance A"  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- analyses

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from screening.web.extraction import SETTINGS, FieldErrors, _Reader
 from store.audit import audit
 from store.errors import ValidationError
-from store.models import AuditLog, Estimate, Trial, TrialReport, User
+from store.models import Estimate, Trial, TrialReport, User
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
 # ClinicalTrials.gov, EudraCT, ISRCTN and the Australian/NZ registry: the ones myeloma trials use.
@@ -48,7 +48,7 @@ def read_trial(session: Session, data: Mapping[str, Any], *,
     """The checked values of the trial form, for a new trial or for editing ``trial``.
 
     Raises FieldErrors naming each bad field. The name must be free (``trial`` itself
-    excepted), and a seed trial keeps its name (see ``_seed_rename_problem``).
+    excepted). Seed trials may be renamed too: ``mmlr init`` finds them by their source key.
     """
     r = _Reader(data)
     name = r.text("name", max_len=200)
@@ -56,9 +56,6 @@ def read_trial(session: Session, data: Mapping[str, Any], *,
         r.errors["name"] = "is required"
     elif name and _name_taken(session, name, trial):
         r.errors["name"] = f"a trial named {name!r} already exists"
-    elif name and trial is not None and name != trial.name \
-            and (problem := _seed_rename_problem(session, trial)):
-        r.errors["name"] = problem
     drug = r.text("drug", max_len=100)
     if drug is None and "drug" not in r.errors:
         r.errors["drug"] = "is required (the maintenance drug as pooled, e.g. lenalidomide)"
@@ -82,20 +79,6 @@ def _name_taken(session: Session, name: str, trial: Trial | None) -> bool:
     if trial is not None:
         query = query.where(Trial.id != trial.id)
     return session.exec(query).first() is not None
-
-
-def _seed_rename_problem(session: Session, trial: Trial) -> str | None:
-    """Why ``trial`` cannot be renamed, or None. ``mmlr init`` finds the seed trials by name
-    (``monitor.bootstrap``): renamed, a seed trial would be added again with its verified
-    estimates, and the trial would count twice in every analysis."""
-    seeded = session.exec(select(AuditLog.id).where(
-        AuditLog.action == "seed.trial", AuditLog.object_type == "trial",
-        AuditLog.object_id == str(trial.id))).first()
-    if seeded is None:
-        return None
-    return (f"cannot be changed: {trial.name} comes from the seed evidence, which `mmlr init` "
-            "finds by name (renamed, it would be added again and counted twice); put another "
-            "name or acronym in the notes")
 
 
 def create_trial(session: Session, data: Mapping[str, Any], *, user: User) -> Trial:
