@@ -119,9 +119,10 @@ def cmd_meta(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     from reports.digest import build_digest, deliver_digest
+    from screening.health import screening_health
 
     ctx = _context(settings)
-    digest = build_digest(ctx)
+    digest = build_digest(ctx, health=screening_health)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

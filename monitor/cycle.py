@@ -64,6 +64,7 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     from monitor.poll import poll
     from reports.digest import build_digest, deliver_digest
     from reports.pool import pool_all
+    from screening.health import screening_health
     from screening.service import check_prior_query, screen
 
     # Fail before polling, not after, when the keyword prior would score and cannot read
@@ -75,7 +76,7 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     summary.add("pool", pool_all(ctx))
     urgent = 0 if digest else urgent_alerts(ctx)
     if digest or urgent:
-        built = build_digest(ctx)
+        built = build_digest(ctx, health=screening_health)
         summary.digest_id = built.id
         summary.deliveries = deliver_digest(ctx, built)
         if urgent:
@@ -107,10 +108,11 @@ def scheduled_cycle() -> None:
 def scheduled_digest() -> None:
     """Scheduler entry point for the (weekly) digest."""
     from reports.digest import build_digest, deliver_digest
+    from screening.health import screening_health
 
     ctx = make_context(load_settings())
     try:
-        deliver_digest(ctx, build_digest(ctx))
+        deliver_digest(ctx, build_digest(ctx, health=screening_health))
     except Exception:
         log.exception("scheduled digest failed")
     finally:

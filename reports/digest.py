@@ -11,7 +11,8 @@ and stores a new one holding
 * for each analysis the pooled result frozen in the previous digest next to the newest one:
   HR, CI, I², k, whether the CI crosses 1 now (or stopped crossing), the weight of each newly
   added trial, and a forest plot (PNG, embedded as a ``data:`` URI),
-* the screening health (recall estimate) when ``screening.health`` is available.
+* the screening health (recall estimate), computed by the provider the caller passes
+  (``build_digest(ctx, health=screening.health.screening_health)``).
 
 Every digest freezes the ids of the pooled results it reports (``Digest.pooled_result_ids``)
 and keeps the whole change set as JSON in ``Digest.summary``, so each number can be audited.
@@ -32,7 +33,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -90,18 +91,25 @@ def is_unchanged(digest: Digest) -> bool:
 
 
 # ----------------------------------------------------------------------------- building
-def build_digest(ctx: AppContext) -> Digest:
+#: Computes the screening-health summary (``screening.health.screening_health``): passed in by
+#: the caller, because reports import store only (docs/architecture.md).
+HealthProvider = Callable[..., dict[str, Any]]
+
+
+def build_digest(ctx: AppContext, *, health: HealthProvider | None = None) -> Digest:
     """Store and return the digest of what changed since the previous one (see module doc).
 
+    ``health`` computes the screening health shown in the digest (the entry points pass
+    ``screening.health.screening_health``); without it the digest says it was not computed.
     Runs under the database lock "digest": two workers building at the same moment would each
     see the same previous digest and store the same changes twice. The second one gets
     ``LockedError`` instead.
     """
     with job_lock(ctx.engine, "digest", ttl=1800):
-        return _build_digest(ctx)
+        return _build_digest(ctx, health)
 
 
-def _build_digest(ctx: AppContext) -> Digest:
+def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
     now = utcnow()
     with ctx.sessions() as session:
         previous = session.exec(select(Digest).order_by(col(Digest.id).desc()).limit(1)).first()
@@ -144,7 +152,7 @@ def _build_digest(ctx: AppContext) -> Digest:
             "analyses": analyses,
         }
         summary["screening_health"], summary["screening_health_note"] = _screening_health(
-            session, dual=ctx.settings.dual_screening)
+            session, health, dual=ctx.settings.dual_screening)
         images = _forest_images(current, analyses)  # before storing: it adds forest notes
         digest = Digest(
             period_start=previous.period_end if previous else None,
@@ -411,14 +419,12 @@ def _alert_view(a: Alert) -> dict[str, Any]:
             "url": PUBMED_URL.format(pmid=a.pmid)}
 
 
-def _screening_health(session: Session, *,
+def _screening_health(session: Session, provider: HealthProvider | None, *,
                       dual: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+    if provider is None:
+        return None, "screening health was not computed for this digest"
     try:
-        from screening.health import screening_health
-    except ImportError:
-        return None, "screening health is not available in this installation"
-    try:
-        health = screening_health(session, dual=dual)
+        health = provider(session, dual=dual)
     except MmlrError as exc:
         log.warning("digest: screening health unavailable: %s", exc.one_line())
         return None, f"screening health could not be computed: {exc.one_line()}"

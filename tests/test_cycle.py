@@ -47,6 +47,7 @@ def test_scheduled_cycle_sends_only_urgent_alerts(tmp_path: Path, db_url: str) -
             assert [a.kind for a in alerts] == ["retraction"] and alerts[0].in_analysis
             assert alerts[0].digest_id == digest.id and urgent_alerts(ctx) == 0
             assert "1101" in digest.text
+            assert digest.summary["screening_health"] is not None  # the cycle passes it in
 
             # nothing urgent left: the scheduled cycle builds nothing; `mmlr run` does build
             # (and, nothing having changed since, returns the same digest)

@@ -260,8 +260,10 @@ def test_forest_plot_failure_is_noted_not_fatal(ctx, caplog) -> None:  # type: i
 
 
 def test_screening_health_is_reported(ctx) -> None:  # type: ignore[no-untyped-def]
+    from screening.health import screening_health
+
     seed(ctx)
-    d = build_digest(ctx)
+    d = build_digest(ctx, health=screening_health)
     health = d.summary["screening_health"]
     assert health is not None and health["records"] == 3  # the deleted record is not counted
     assert "estimated recall: -" in d.text  # no audit sample screened yet: said, not guessed
@@ -269,15 +271,12 @@ def test_screening_health_is_reported(ctx) -> None:  # type: ignore[no-untyped-d
     assert "Assumptions:" in d.html
 
 
-def test_failing_screening_health_is_said_not_skipped(ctx, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
-    import screening.health
-
+def test_failing_screening_health_is_said_not_skipped(ctx, caplog) -> None:  # type: ignore[no-untyped-def]
     # Fault injection at the package seam: the digest must survive an optional part failing.
     def broken(session, **options):  # type: ignore[no-untyped-def]
         raise ZeroDivisionError("internal detail")
 
-    monkeypatch.setattr(screening.health, "screening_health", broken)
-    d = build_digest(ctx)
+    d = build_digest(ctx, health=broken)
     assert d.summary["screening_health"] is None
     assert "screening health could not be computed (details in the log)" in d.text
     assert "internal detail" not in d.html
@@ -423,3 +422,10 @@ def test_a_digest_being_built_elsewhere_is_not_built_twice(ctx) -> None:  # type
     with ctx.sessions() as s:
         assert s.exec(select(Digest)).all() == []
     assert build_digest(ctx).id is not None  # free again once the other holder is done
+
+
+def test_without_a_health_provider_the_digest_says_so(ctx) -> None:  # type: ignore[no-untyped-def]
+    seed(ctx)
+    d = build_digest(ctx)  # reports import store only: the caller supplies the health
+    assert d.summary["screening_health"] is None
+    assert "screening health was not computed for this digest" in d.text

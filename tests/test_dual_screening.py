@@ -275,11 +275,11 @@ def test_screening_health_separates_second_votes_and_conflicts(dual: Any) -> Non
 def test_digest_health_counts_second_votes_and_conflicts_only_under_dual(ctx: Any,
                                                                        dual: Any) -> None:
     _records(ctx, [50], flagged=True)
-    single = build_digest(ctx)
+    single = build_digest(ctx, health=screening_health)
     assert "awaiting_second_vote" not in single.summary["screening_health"]
     assert "awaiting second vote" not in single.text
     _health_setup(dual)
-    digest = build_digest(dual)
+    digest = build_digest(dual, health=screening_health)
     health = digest.summary["screening_health"]
     assert (health["awaiting_second_vote"], health["conflicts_awaiting_resolution"]) == (1, 2)
     assert "awaiting second vote: 1" in digest.text
