@@ -15,6 +15,9 @@ Every function returns a :class:`DerivedEstimate` on the *maintenance vs control
 - :func:`from_medians` — median survival per arm under exponential survival
   (``medians``): HR = median_control / median_maint, Var = 1/E_maint + 1/E_control.
   Always approximate.
+- :func:`from_km_curves` — digitised Kaplan–Meier curves and the numbers-at-risk table per
+  arm (``km_curves``; Guyot 2012): individual data reconstructed per arm, then a Cox model
+  (``reports.km``). Always approximate; per arm, so maintenance vs control by construction.
 
 Bad input raises :class:`store.errors.ValidationError` with a sentence naming the field.
 """
@@ -44,7 +47,7 @@ class DerivedEstimate:
 
     log_hr: float
     se: float
-    method: str  # reported_ci | p_value_events | o_minus_e | medians
+    method: str  # reported_ci | p_value_events | o_minus_e | medians | km_curves
     approximate: bool = False
     orientation_entered: str = "maint_vs_control"
     warnings: list[str] = field(default_factory=list)
@@ -229,6 +232,30 @@ def from_medians(
     )
 
 
+def from_km_curves(
+    curve_maintenance: str,
+    at_risk_maintenance: str,
+    curve_control: str,
+    at_risk_control: str,
+    *,
+    events_maintenance: int | None = None,
+    events_control: int | None = None,
+) -> DerivedEstimate:
+    """Guyot 2012: log HR and SE of a Cox model fitted to individual data reconstructed from
+    each arm's digitised KM curve (``time, survival`` lines, proportions or percentages) and
+    at-risk table (``time, number at risk`` lines from time 0), with the arm's total events
+    when known. Bad input raises :class:`reports.km.KmInputError` naming arm, field and line.
+    """
+    from reports import km
+
+    arms = (km.read_arm("maintenance", curve_maintenance, at_risk_maintenance,
+                        events_maintenance),
+            km.read_arm("control", curve_control, at_risk_control, events_control))
+    result = km.hr_from_curves(*arms)
+    return DerivedEstimate(log_hr=result.log_hr, se=result.se, method="km_curves",
+                           approximate=True, warnings=result.warnings, notes=result.notes)
+
+
 # ----------------------------------------------------------------------------- re-derivation
 def favours_from_hr(hr: float, orientation: str) -> Literal["maintenance", "control"]:
     """The arm that did better, from an HR printed in ``orientation``."""
@@ -247,7 +274,7 @@ def derive_from_inputs(method: str, inputs: Mapping[str, Any]) -> DerivedEstimat
     This is what a second reviewer does by hand: the same function, called with what the
     curator typed (the extraction form stores exactly these keys). ``orientation`` only
     matters for O−E (entered for the control arm it changes sign) and for a ``favours`` implied
-    by a typed HR; medians are per arm and have no orientation.
+    by a typed HR; medians and KM curves are per arm and have no orientation.
     """
     data = dict(inputs)
     orientation = str(data.get("orientation") or "maint_vs_control")
@@ -278,5 +305,27 @@ def _derive_from(method: str, data: dict[str, Any], orientation: str) -> Derived
                             events_maint=data.get("events_maintenance"),
                             events_control=data.get("events_control"),
                             events=data.get("events"))
+    if method == "km_curves":
+        return from_km_curves(
+            _text(data["curve_maintenance"]), _text(data["at_risk_maintenance"]),
+            _text(data["curve_control"]), _text(data["at_risk_control"]),
+            events_maintenance=_count(data.get("events_maintenance")),
+            events_control=_count(data.get("events_control")))
     raise ValidationError(f"method {method!r} has no derivation inputs",
-                          hint="only p_value_events, o_minus_e and medians are derived")
+                          hint="only p_value_events, o_minus_e, medians and km_curves are "
+                               "derived")
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected the text typed, got {type(value).__name__}")
+    return value
+
+
+def _count(value: Any) -> int | None:
+    if value is None:
+        return None
+    number = float(value)
+    if number != int(number):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(number)

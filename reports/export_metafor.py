@@ -6,15 +6,23 @@ method and metafor ``test`` it was pooled with); the R script fits each analysis
 fields as ``mmlr pool --json``, so a statistician can check our numbers without trusting us.
 
 Each row also says how its log HR was obtained (``derivation``: reported_ci, p_value_events,
-o_minus_e, medians; ``approximate``) and, for a derived one, what the curator typed, one column
-per input (``DERIVATION_COLUMNS``; empty when unused). Plain columns rather than a JSON blob,
-so R reads them with ``read.csv`` alone; the R script re-derives every such row
+o_minus_e, medians, km_curves; ``approximate``) and, for a derived one, what the curator typed,
+one column per input (``DERIVATION_COLUMNS``; empty when unused). Plain columns rather than a
+JSON blob, so R reads them with ``read.csv`` alone; the R script re-derives every such row
 (Parmar/Tierney, Peto, exponential medians) and prints the difference from ``yi``/``sei``.
+
+A KM-curve row (``km_curves``, Guyot 2012) has its ``yi``/``sei`` like any other, but its
+inputs are lists (the digitised points and at-risk table of each arm), which no scalar column
+holds: they are written whole, as JSON, in the last column (``derivation_inputs_json``; empty
+for every other row), with ``orientation`` and the per-arm events also in their columns. The R
+script does not re-derive those rows (that is a reconstruction and a Cox fit, which
+``reports.derive.derive_from_inputs`` does); it counts them in a printed note.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,8 +44,10 @@ DERIVATION_COLUMNS = ("derivation", "approximate", "orientation", "p_value", "fa
                       "events", "n_maintenance", "n_control", "o_minus_e", "variance",
                       "median_maintenance", "median_control", "events_maintenance",
                       "events_control")
+#: Methods whose inputs are not scalars: written as JSON in ``derivation_inputs_json``.
+JSON_INPUT_METHODS = ("km_curves",)
 CSV_COLUMNS = ("analysis", "label", "study", "estimate_id", "yi", "sei", "subgroup",
-               "method", "test", "snapshot_id", *DERIVATION_COLUMNS)
+               "method", "test", "snapshot_id", *DERIVATION_COLUMNS, "derivation_inputs_json")
 
 R_SCRIPT = r"""# Reproduces every pooled analysis of mmlr with R metafor.
 # Usage: Rscript mmlr-metafor.R [mmlr-metafor.csv] [results.csv]
@@ -75,6 +85,12 @@ cat("\nresults written to", output, "\n")
 # Re-derive every HR that was not reported with a CI, from the inputs the curator typed
 # (maintenance vs control; O-E entered for the control arm changes sign).
 # (a derived estimate entered before mmlr kept its inputs has none: it is counted, not checked)
+# HRs reconstructed from KM curves (Guyot 2012) need the reconstruction and a Cox fit: their
+# inputs are in derivation_inputs_json; they are counted here, not re-derived.
+km_ids <- unique(dat$estimate_id[dat$derivation %in% "km_curves"])
+if (length(km_ids) > 0)
+  cat("\n", length(km_ids), " estimate(s) reconstructed from KM curves (km_curves) not ",
+      "re-derived here: inputs in derivation_inputs_json\n", sep = "")
 derived <- dat$derivation %in% c("p_value_events", "o_minus_e", "medians")
 has_inputs <- !is.na(dat$orientation) & dat$orientation != ""
 der <- dat[derived & has_inputs & !duplicated(dat$estimate_id), ]
@@ -152,10 +168,14 @@ def _cell(value: Any) -> str:
 
 
 def _derivation_cells(estimate: Estimate | None) -> list[str]:
-    """``DERIVATION_COLUMNS`` of one row: empty when the estimate is gone (the snapshot still
-    holds yi/sei) and, for the inputs, when it was reported with a CI."""
+    """``DERIVATION_COLUMNS`` and ``derivation_inputs_json`` of one row: empty when the
+    estimate is gone (the snapshot still holds yi/sei) and, for the inputs, when it was
+    reported with a CI; the JSON only for methods with list inputs (ASCII, so R reads it in
+    any locale)."""
     if estimate is None:
-        return [""] * len(DERIVATION_COLUMNS)
+        return [""] * (len(DERIVATION_COLUMNS) + 1)
     inputs = dict(estimate.derivation_inputs or {})
     head = [estimate.method, "TRUE" if estimate.approximate else "FALSE"]
-    return head + [_cell(inputs.get(name)) for name in DERIVATION_COLUMNS[2:]]
+    as_json = (json.dumps(inputs, sort_keys=True)
+               if estimate.method in JSON_INPUT_METHODS and inputs else "")
+    return head + [_cell(inputs.get(name)) for name in DERIVATION_COLUMNS[2:]] + [as_json]

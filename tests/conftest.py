@@ -201,6 +201,16 @@ def chromium_path() -> str:
 @pytest.fixture
 def rscript() -> str:
     path = shutil.which("Rscript")
-    need(path is not None, "Rscript is not installed (apt-get install r-base-core r-cran-metafor)")
+    need(path is not None, "Rscript is not installed "
+         "(apt-get install r-base-core r-cran-metafor r-cran-survival)")
     assert path is not None
     return path
+
+
+@pytest.fixture
+def rscript_survival(rscript: str) -> str:
+    """Rscript with R's survival package (the reference for the Cox fit of ``reports.km``)."""
+    found = subprocess.run([rscript, "-e", 'quit(status = !requireNamespace("survival", '
+                            'quietly = TRUE))'], capture_output=True, timeout=120).returncode == 0
+    need(found, "R's survival package is not installed (apt-get install r-cran-survival)")
+    return rscript

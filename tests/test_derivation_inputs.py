@@ -5,6 +5,7 @@ exported for R, and added to existing databases by migration 0002."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import subprocess
 from html.parser import HTMLParser
@@ -26,6 +27,16 @@ from store.models import AuditLog, Estimate, Trial, User, utcnow
 
 app = test_web.app
 users = test_web.users
+
+# A trial that printed only KM curves (Guyot 2012): each arm's digitised curve and at-risk table
+# as typed (percentages with a header; proportions with semicolons; a tab-separated table).
+KM_TEXTS = {
+    "curve_maintenance": "Time,Survival\n0,100\n3,96.5\n6,92.1\n12,84.2\n24,70.3\n36,61.8\n"
+                         "42,58\n48,57.1",
+    "at_risk_maintenance": "0, 150\n12, 121\n24, 98\n36, 60",
+    "curve_control": "0;1\n3;0.93\n6;0.85\n12;0.71\n24;0.50\n36;0.39\n42;0.33\n48;0.31",
+    "at_risk_control": "0\t140\n12\t95\n24\t66\n36\t35",
+}
 
 # One case per way of deriving (and per variant of its inputs): the form fields typed, and the
 # inputs that must be stored, exactly.
@@ -63,6 +74,11 @@ CASES: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
         {"orientation": "maint_vs_control", "median_maintenance": 30.0, "median_control": 20.0,
          "events": 250},
     ),
+    "km_curves": (  # the texts as typed (around them, blank lines and spaces are trimmed)
+        {"method": "km_curves", **{k: f"\n{v}\n  " for k, v in KM_TEXTS.items()},
+         "events_control": "82"},
+        {"orientation": "maint_vs_control", **KM_TEXTS, "events_control": 82},
+    ),
 }
 
 
@@ -76,6 +92,11 @@ def _by_hand(method: str, inputs: dict[str, Any]) -> derive.DerivedEstimate:
     if method == "o_minus_e":
         sign = -1 if inputs["orientation"] == "control_vs_maint" else 1
         return derive.from_o_minus_e(sign * inputs["o_minus_e"], inputs["variance"])
+    if method == "km_curves":
+        return derive.from_km_curves(
+            inputs["curve_maintenance"], inputs["at_risk_maintenance"], inputs["curve_control"],
+            inputs["at_risk_control"], events_maintenance=inputs.get("events_maintenance"),
+            events_control=inputs.get("events_control"))
     return derive.from_medians(inputs["median_maintenance"], inputs["median_control"],
                                events_maint=inputs.get("events_maintenance"),
                                events_control=inputs.get("events_control"),
@@ -257,6 +278,7 @@ def test_correction_form_is_prefilled_with_the_inputs(app: Any, users: dict[str,
     ("o_minus_e_control_arm", ("variance", "35.5")),
     ("medians_per_arm", ("events_control", "150")),
     ("medians_total_events", ("median_control", "18.5")),
+    ("km_curves", ("events_control", "85")),
 ])
 def test_correcting_one_number_needs_no_retyping(app: Any, users: dict[str, str], case: str,
                                                  change: tuple[str, str]) -> None:
@@ -391,6 +413,13 @@ def test_metafor_export_carries_the_inputs(ctx: Any, tmp_path: Path) -> None:
     m = by_study["Trial medians_total_events"]
     assert (m["median_maintenance"], m["median_control"], m["events"],
             m["events_maintenance"]) == ("30.0", "20.0", "250", "")
+    # the KM curves' inputs are lists: whole, as JSON, in a column of their own
+    k = by_study["Trial km_curves"]
+    assert (k["derivation"], k["approximate"], k["orientation"], k["events_control"],
+            k["p_value"]) == ("km_curves", "TRUE", "maint_vs_control", "82", "")
+    assert json.loads(k["derivation_inputs_json"]) == CASES["km_curves"][1]
+    assert float(k["yi"]) < 0 and float(k["sei"]) > 0
+    assert all(r["derivation_inputs_json"] == "" for r in rows if r["derivation"] != "km_curves")
 
 
 def test_r_rederives_every_derived_row(ctx: Any, tmp_path: Path, rscript: str) -> None:
@@ -402,6 +431,8 @@ def test_r_rederives_every_derived_row(ctx: Any, tmp_path: Path, rscript: str) -
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "re-derived from the inputs entered" in proc.stdout
+    assert ("1 estimate(s) reconstructed from KM curves (km_curves) not re-derived here: "
+            "inputs in derivation_inputs_json") in proc.stdout
     worst = float(proc.stdout.split("largest difference:")[1].split()[0])
     assert worst < 1e-9
     assert "does not match" not in proc.stderr

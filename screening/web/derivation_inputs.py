@@ -1,11 +1,12 @@
 """The inputs of a derived hazard ratio (``Estimate.derivation_inputs``), read back.
 
 The extraction form (``extraction.parse_estimate``) stores what the curator typed for an HR
-derived from a P value and events, O−E and V, or medians. This module turns those inputs into
-the one-line description shown next to the method on the trial page, and into the form fields
-that pre-fill a correction, so correcting a derived estimate needs no retyping. The JSON API
-takes them back the same way (``merge_derivation_inputs``): a client can send a stored
-estimate's JSON, with ``derivation_inputs`` edited, to ``/api/estimates/{id}/correct``.
+derived from a P value and events, O−E and V, medians, or Kaplan–Meier curves. This module
+turns those inputs into the one-line description shown next to the method on the trial page,
+and into the form fields that pre-fill a correction, so correcting a derived estimate needs no
+retyping. The JSON API takes them back the same way (``merge_derivation_inputs``): a client can
+send a stored estimate's JSON, with ``derivation_inputs`` edited, to
+``/api/estimates/{id}/correct``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from store.models import Estimate
 INPUT_FIELDS: tuple[str, ...] = (
     "p_value", "favours", "hr", "events", "n_maintenance", "n_control", "o_minus_e",
     "variance", "median_maintenance", "median_control", "events_maintenance", "events_control",
+    "curve_maintenance", "at_risk_maintenance", "curve_control", "at_risk_control",
 )
 
 
@@ -63,7 +65,47 @@ def describe(method: str, inputs: Mapping[str, Any] | None) -> str:
             events = f"{field_text(get('events'))} events (split evenly)"
         return (f"derived from medians {field_text(get('median_maintenance'))} vs "
                 f"{field_text(get('median_control'))} months and {events}")
+    if method == "km_curves":
+        return _describe_km(inputs)
     return ""
+
+
+def _data_lines(text: Any) -> list[str]:
+    """The lines of a stored KM text that hold numbers (not blank, a comment or a header)."""
+    from reports.km import data_lines
+
+    return data_lines(text) if isinstance(text, str) else []
+
+
+def _per_arm(maint: str, control: str) -> str:
+    return maint if maint == control else f"{maint}/{control}"
+
+
+def _describe_km(inputs: Mapping[str, Any]) -> str:
+    """'reconstructed from KM curves: 41/39 curve points, at-risk table at 6 times; 2 × 150
+    patients; 88/95 events'. Counts come from the stored text, so a damaged row still reads;
+    the arm sizes are the at-risk tables' first numbers as typed."""
+    get = inputs.get
+    points = [len(_data_lines(get(f"curve_{arm}"))) for arm in ("maintenance", "control")]
+    tables = [_data_lines(get(f"at_risk_{arm}")) for arm in ("maintenance", "control")]
+    sizes = [_second_field(rows[0]) if rows else "?" for rows in tables]
+    patients = (f"2 × {sizes[0]} patients" if sizes[0] == sizes[1]
+                else f"{sizes[0]}/{sizes[1]} patients")
+    text = (f"reconstructed from KM curves: {points[0]}/{points[1]} curve points, at-risk "
+            f"table at {_per_arm(str(len(tables[0])), str(len(tables[1])))} times; {patients}")
+    events = {arm: field_text(get(f"events_{arm}")) for arm in ("maintenance", "control")}
+    if events["maintenance"] and events["control"]:
+        text += f"; {events['maintenance']}/{events['control']} events"
+    else:
+        text += "".join(f"; {n} {arm} events" for arm, n in events.items() if n)
+    return text
+
+
+def _second_field(line: str) -> str:
+    from reports.km import line_fields
+
+    parts = line_fields(line)
+    return parts[1] if len(parts) > 1 else "?"
 
 
 def form_fields(estimate: Estimate) -> dict[str, str]:

@@ -1,11 +1,11 @@
 """The extraction form: turn what a curator typed into a stored Estimate.
 
 The arithmetic (log HR, SE, inversion of "control vs maintenance", HRs derived from P values,
-O−E/V or medians) belongs to ``reports.derive``; this module only reads and checks the fields,
-names each bad one, and calls the right derivation. Form and JSON API share it, so both give
-the same field-level messages. For a derived HR it also keeps what the derivation used, as
-typed (``Estimate.derivation_inputs``), so the number can be re-derived and a correction
-pre-filled (``derivation_inputs.py``).
+O−E/V, medians or Kaplan–Meier curves) belongs to ``reports.derive``; this module only reads
+and checks the fields, names each bad one, and calls the right derivation. Form and JSON API
+share it, so both give the same field-level messages. For a derived HR it also keeps what the
+derivation used, as typed (``Estimate.derivation_inputs``), so the number can be re-derived and
+a correction pre-filled (``derivation_inputs.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,15 @@ METHODS: dict[str, str] = {
     "p_value_events": "no CI: HR from a two-sided P value and the number of events",
     "o_minus_e": "no CI: HR from O−E and its variance V",
     "medians": "no HR: approximate HR from median times (exponential assumption)",
+    "km_curves": "no HR: reconstructed from the Kaplan–Meier curves and numbers at risk "
+                 "(Guyot 2012)",
 }
+#: The KM method's text fields: per arm, the digitiser's ``time, survival`` lines and the
+#: ``time, number at risk`` lines of the table.
+KM_TEXT_FIELDS: tuple[str, ...] = ("curve_maintenance", "at_risk_maintenance", "curve_control",
+                                   "at_risk_control")
+#: Longest text accepted in one of them (a digitised curve is a few thousand characters).
+KM_TEXT_MAX = 100_000
 
 
 class FieldErrors(ValidationError):
@@ -64,6 +72,21 @@ class _Reader:
         if raw is None:
             return None
         value = str(raw).strip()
+        if len(value) > max_len:
+            self.errors[name] = f"is longer than {max_len} characters"
+            return None
+        return value or None
+
+    def lines(self, name: str, *, max_len: int) -> str | None:
+        """A textarea's text, stripped, with the browser's CRLF line ends made LF (the
+        curator typed lines, not line-end characters)."""
+        raw = self.data.get(name)
+        if raw is None:
+            return None
+        if not isinstance(raw, str):
+            self.errors[name] = "must be text: one pair of numbers per line"
+            return None
+        value = raw.replace("\r\n", "\n").replace("\r", "\n").strip()
         if len(value) > max_len:
             self.errors[name] = f"is longer than {max_len} characters"
             return None
@@ -172,6 +195,8 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         derived = _from_o_minus_e(r, orientation, inputs)
     elif method == "medians":
         derived = _from_medians(r, values, inputs)
+    elif method == "km_curves":
+        derived = _from_km_curves(r, inputs)
     if r.errors or derived is None:
         raise FieldErrors(r.errors or {"method": "choose how the HR was reported"})
     limits: tuple[float, float] | None = None
@@ -295,6 +320,49 @@ def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) ->
     return _derive(r, "median_maintenance", "from_medians", m_maint, m_control,
                    events_maint=e_maint, events_control=e_control,
                    events=None if e_maint is not None else values.get("events"))
+
+
+def _from_km_curves(r: _Reader, inputs: dict[str, Any]) -> Any:
+    texts = {name: r.lines(name, max_len=KM_TEXT_MAX) for name in KM_TEXT_FIELDS}
+    for name, text in texts.items():
+        if text is None and name not in r.errors:
+            r.errors[name] = ("is required: the digitised 'time, survival' lines" if
+                              name.startswith("curve") else
+                              "is required: the 'time, number at risk' lines, from time 0")
+    # an arm's total events, when reported: optional, per arm (the reconstruction of each arm
+    # uses its own)
+    e_maint = r.integer("events_maintenance", minimum=0)
+    e_control = r.integer("events_control", minimum=0)
+    if r.errors:
+        return None
+    inputs.update(texts)
+    for name, value in (("events_maintenance", e_maint), ("events_control", e_control)):
+        if value is not None:
+            inputs[name] = value
+    from reports.derive import from_km_curves
+    from reports.km import KmInputError, read_arm
+
+    def km_error(exc: KmInputError) -> None:  # on the field it names, with the line
+        r.errors[exc.field] = exc.detail + (f" ({exc.hint})" if exc.hint else "")
+
+    # Each arm is checked on its own first, so a mistake in both arms is named in both at once.
+    for arm, events in (("maintenance", e_maint), ("control", e_control)):
+        try:
+            read_arm(arm, texts[f"curve_{arm}"] or "", texts[f"at_risk_{arm}"] or "", events)
+        except KmInputError as exc:
+            km_error(exc)
+    if r.errors:
+        return None
+    try:
+        return from_km_curves(texts["curve_maintenance"] or "",
+                              texts["at_risk_maintenance"] or "", texts["curve_control"] or "",
+                              texts["at_risk_control"] or "", events_maintenance=e_maint,
+                              events_control=e_control)
+    except KmInputError as exc:  # an arm whose curve never drops
+        km_error(exc)
+    except MmlrError as exc:  # the model itself (it did not converge)
+        r.errors["curve_maintenance"] = exc.one_line()
+    return None
 
 
 def _comparison(session: Session, trial: Trial, typed: str | None,
