@@ -4,8 +4,11 @@ in use is waiting, which is sent at once."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlmodel import col, select
 from test_poll import make_settings, write_scenario
 
@@ -20,51 +23,52 @@ def _digests(ctx) -> list[Digest]:  # type: ignore[no-untyped-def]
         return list(session.exec(select(Digest).order_by(col(Digest.id))))
 
 
-def test_scheduled_cycle_sends_only_urgent_alerts(tmp_path: Path, db_url: str) -> None:
+@pytest.fixture
+def cycle(tmp_path: Path, db_url: str) -> Iterator[tuple[Any, Any, Path]]:
+    """(context, replay server, corpus folder) serving version 1 of test_poll's scenario."""
     corpus = tmp_path / "corpus"
     write_scenario(corpus, 1)
     with start_replay_server(corpus, rate_limit=None) as srv:
         ctx = make_context(make_settings(tmp_path, db_url, srv.url))
         try:
-            first = run_cycle(ctx, digest=False)
-            assert first.digest_id is None and _digests(ctx) == []
-            assert ("digest", "not built: the digest follows MMLR_DIGEST_CRON (no alert on a "
-                              "record in use is waiting)") in first.steps
-            # a curator includes 1101, which version 2 of the corpus retracts
-            with ctx.sessions() as session:
-                rec = session.get(Record, 1101)
-                assert rec is not None
-                rec.decision = "include"
-                session.add_all([rec, Decision(pmid=1101, decision="include")])
-                session.commit()
-            write_scenario(corpus, 2)
-            srv.reload()
-            second = run_cycle(ctx, digest=False)
-            (digest,) = _digests(ctx)
-            assert second.digest_id == digest.id and second.deliveries
-            with ctx.sessions() as session:
-                alerts = session.exec(select(Alert).where(Alert.pmid == 1101)).all()
-            assert [a.kind for a in alerts] == ["retraction"] and alerts[0].in_analysis
-            assert alerts[0].digest_id == digest.id and urgent_alerts(ctx) == 0
-            assert "1101" in digest.text
-            assert digest.summary["screening_health"] is not None  # the cycle passes it in
-
-            # nothing urgent left: the scheduled cycle builds nothing; `mmlr run` does build
-            # (and, nothing having changed since, returns the same digest)
-            assert run_cycle(ctx, digest=False).digest_id is None
-            assert run_cycle(ctx).digest_id == digest.id and len(_digests(ctx)) == 1
+            yield ctx, srv, corpus
         finally:
             ctx.dispose()
 
 
-def test_mmlr_run_always_ends_with_a_digest(tmp_path: Path, db_url: str) -> None:
-    corpus = tmp_path / "corpus"
-    write_scenario(corpus, 1)
-    with start_replay_server(corpus, rate_limit=None) as srv:
-        ctx = make_context(make_settings(tmp_path, db_url, srv.url))
-        try:
-            summary = run_cycle(ctx)
-            (digest,) = _digests(ctx)
-            assert summary.digest_id == digest.id and urgent_alerts(ctx) == 0
-        finally:
-            ctx.dispose()
+def test_scheduled_cycle_sends_only_urgent_alerts(cycle: tuple[Any, Any, Path]) -> None:
+    ctx, srv, corpus = cycle
+    first = run_cycle(ctx, digest=False)
+    assert first.digest_id is None and _digests(ctx) == []
+    assert ("digest", "not built: the digest follows MMLR_DIGEST_CRON (no alert on a "
+                      "record in use is waiting)") in first.steps
+    # a curator includes 1101, which version 2 of the corpus retracts
+    with ctx.sessions() as session:
+        rec = session.get(Record, 1101)
+        assert rec is not None
+        rec.decision = "include"
+        session.add_all([rec, Decision(pmid=1101, decision="include")])
+        session.commit()
+    write_scenario(corpus, 2)
+    srv.reload()
+    second = run_cycle(ctx, digest=False)
+    (digest,) = _digests(ctx)
+    assert second.digest_id == digest.id and second.deliveries
+    with ctx.sessions() as session:
+        alerts = session.exec(select(Alert).where(Alert.pmid == 1101)).all()
+    assert [a.kind for a in alerts] == ["retraction"] and alerts[0].in_analysis
+    assert alerts[0].digest_id == digest.id and urgent_alerts(ctx) == 0
+    assert "1101" in digest.text
+    assert digest.summary["screening_health"] is not None  # the cycle passes it in
+
+    # nothing urgent left: the scheduled cycle builds nothing; `mmlr run` does build
+    # (and, nothing having changed since, returns the same digest)
+    assert run_cycle(ctx, digest=False).digest_id is None
+    assert run_cycle(ctx).digest_id == digest.id and len(_digests(ctx)) == 1
+
+
+def test_mmlr_run_always_ends_with_a_digest(cycle: tuple[Any, Any, Path]) -> None:
+    ctx, _, _ = cycle
+    summary = run_cycle(ctx)
+    (digest,) = _digests(ctx)
+    assert summary.digest_id == digest.id and urgent_alerts(ctx) == 0
