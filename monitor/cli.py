@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "changed (retractions, errata)")
     p.set_defaults(func=cmd_poll)
 
-    p = sub.add_parser("screen", help="(re)train if decisions changed, score unscored records")
+    p = sub.add_parser("screen", help="retrain after MMLR_RETRAIN_MIN_DECISIONS new "
+                       "decisions (or --retrain), score unscored and outdated records")
     p.add_argument("--retrain", action="store_true", help="retrain even without new decisions")
     p.set_defaults(func=cmd_screen)
 
