@@ -17,7 +17,6 @@ import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from lxml import etree
@@ -25,7 +24,7 @@ from lxml import etree
 from monitor.pubmed_xml import check_eutils_error
 from monitor.ratelimit import RateLimiter, shared_limiter
 from store.errors import EntrezError
-from store.settings import Settings
+from store.settings import Settings, is_ncbi
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +69,7 @@ class EntrezClient:
                  limiter: RateLimiter | None = None, rng: random.Random | None = None) -> None:
         self.settings = settings
         self.base_url = settings.entrez_url
-        host = urlsplit(self.base_url).hostname or ""
-        if not settings.entrez_email and host.endswith("ncbi.nlm.nih.gov"):
+        if not settings.entrez_email and is_ncbi(self.base_url):
             # NCBI contacts this address before it blocks a misbehaving client; without it a
             # block is the first thing an operator hears.
             log.warning("MMLR_ENTREZ_EMAIL is not set: NCBI asks every E-utilities client for "

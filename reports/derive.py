@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from scipy import stats
 
+from reports.km import ArmInput, hr_from_curves, read_arm
 from store.errors import ValidationError
 
 Z95 = 1.959964
@@ -246,12 +247,15 @@ def from_km_curves(
     at-risk table (``time, number at risk`` lines from time 0), with the arm's total events
     when known. Bad input raises :class:`reports.km.KmInputError` naming arm, field and line.
     """
-    from reports import km
+    return from_km_arms(
+        read_arm("maintenance", curve_maintenance, at_risk_maintenance, events_maintenance),
+        read_arm("control", curve_control, at_risk_control, events_control))
 
-    arms = (km.read_arm("maintenance", curve_maintenance, at_risk_maintenance,
-                        events_maintenance),
-            km.read_arm("control", curve_control, at_risk_control, events_control))
-    result = km.hr_from_curves(*arms)
+
+def from_km_arms(maintenance: ArmInput, control: ArmInput) -> DerivedEstimate:
+    """:func:`from_km_curves` for arms already read (``reports.km.read_arm``): the form reads
+    each arm once, to name the mistakes of both arms in one answer."""
+    result = hr_from_curves(maintenance, control)
     return DerivedEstimate(log_hr=result.log_hr, se=result.se, method="km_curves",
                            approximate=True, warnings=result.warnings, notes=result.notes)
 

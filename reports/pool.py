@@ -435,6 +435,11 @@ def _hash_cumulative(steps: list[dict[str, Any]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def all_analyses(candidates: list[Candidate], analyses_file: Path | None) -> list[Analysis]:
+    """Every analysis to compute: the default ones and those of ``MMLR_ANALYSES_FILE``."""
+    return default_analyses(candidates, load_analyses(analyses_file))
+
+
 # ----------------------------------------------------------------------------- per estimate
 @dataclass(frozen=True)
 class Use:
@@ -457,7 +462,7 @@ def uses_of_estimates(session: Session, estimate_ids: set[int],
     out: dict[int, list[Use]] = {i: [] for i in estimate_ids}
     if not estimate_ids:
         return out
-    for analysis in default_analyses(candidates, load_analyses(analyses_file)):
+    for analysis in all_analyses(candidates, analyses_file):
         if not any(c.estimate_id in estimate_ids and analysis.accepts(c) for c in candidates):
             continue
         selection = select_inputs(analysis, candidates)
@@ -491,7 +496,7 @@ def pool_all(ctx: AppContext) -> PoolRun:
     with ctx.sessions() as session:
         candidates = load_candidates(session)
         previous = {p.analysis_key: p for p in latest_results(session)}
-        analyses = default_analyses(candidates, load_analyses(ctx.settings.analyses_file))
+        analyses = all_analyses(candidates, ctx.settings.analyses_file)
         known = {a.key for a in analyses}
         # An analysis that had data once stays listed even when its inputs vanish.
         for key, snap in previous.items():

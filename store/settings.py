@@ -34,6 +34,12 @@ PROTOCOL_QUERY = (
 )
 
 
+def is_ncbi(url: str) -> bool:
+    """Whether ``url`` is NCBI's own E-utilities host (its rate limits and contact rules apply;
+    a mirror or the replay server is not)."""
+    return (urlsplit(url).hostname or "").endswith("ncbi.nlm.nih.gov")
+
+
 def is_dual_screening(screeners_per_record: int) -> bool:
     """Whether ``screeners_per_record`` means dual screening (two blind votes per record).
 
@@ -211,9 +217,8 @@ class Settings(BaseSettings):
             return None
         if value <= 0:
             raise ValueError(f"must be a positive number of requests per second, got {value}")
-        host = urlsplit(str(info.data.get("entrez_url") or "")).hostname or ""
         limit = 10.0 if info.data.get("entrez_api_key") else 3.0
-        if host.endswith("ncbi.nlm.nih.gov") and value > limit:
+        if is_ncbi(str(info.data.get("entrez_url") or "")) and value > limit:
             key = "with" if limit == 10.0 else "without"
             raise ValueError(f"{value:g} requests/s is above NCBI's limit of {limit:g} {key} "
                              "an API key (leave it unset for a safe default)")

@@ -339,25 +339,24 @@ def _from_km_curves(r: _Reader, inputs: dict[str, Any]) -> Any:
     for name, value in (("events_maintenance", e_maint), ("events_control", e_control)):
         if value is not None:
             inputs[name] = value
-    from reports.derive import from_km_curves
-    from reports.km import KmInputError, read_arm
+    from reports.derive import from_km_arms
+    from reports.km import ArmInput, KmInputError, read_arm
 
     def km_error(exc: KmInputError) -> None:  # on the field it names, with the line
         r.errors[exc.field] = exc.detail + (f" ({exc.hint})" if exc.hint else "")
 
-    # Each arm is checked on its own first, so a mistake in both arms is named in both at once.
+    # Each arm is read on its own, so a mistake in both arms is named in both at once.
+    arms: list[ArmInput] = []
     for arm, events in (("maintenance", e_maint), ("control", e_control)):
         try:
-            read_arm(arm, texts[f"curve_{arm}"] or "", texts[f"at_risk_{arm}"] or "", events)
+            arms.append(read_arm(arm, texts[f"curve_{arm}"] or "", texts[f"at_risk_{arm}"] or "",
+                                 events))
         except KmInputError as exc:
             km_error(exc)
     if r.errors:
         return None
     try:
-        return from_km_curves(texts["curve_maintenance"] or "",
-                              texts["at_risk_maintenance"] or "", texts["curve_control"] or "",
-                              texts["at_risk_control"] or "", events_maintenance=e_maint,
-                              events_control=e_control)
+        return from_km_arms(*arms)
     except KmInputError as exc:  # an arm whose curve never drops
         km_error(exc)
     except MmlrError as exc:  # the model itself (it did not converge)
