@@ -32,7 +32,14 @@ sys.path.insert(0, str(ROOT))
 
 from reports.export_metafor import write_metafor_export  # noqa: E402
 from reports.forest import render_forest  # noqa: E402
-from reports.pool import latest_results, pool_all  # noqa: E402
+from reports.pool import (  # noqa: E402
+    all_analyses,
+    compute_analysis,
+    latest_results,
+    load_candidates,
+    pool_all,
+)
+from reports.sequential import MonitoringPlan  # noqa: E402
 from store.context import AppContext, make_context  # noqa: E402
 from store.models import Estimate, PooledResult, Trial  # noqa: E402
 from store.settings import Settings  # noqa: E402
@@ -105,6 +112,17 @@ def run_ours(ctx: AppContext) -> tuple[float, int]:
     return time.perf_counter() - start, len(snaps)
 
 
+def run_statistics(ctx: AppContext, plan: MonitoringPlan | None) -> float:
+    """Every analysis' statistics alone (no database writes, no plots), with or without the
+    sequential-monitoring view: what monitoring adds to a pooling run."""
+    with ctx.sessions() as s:
+        candidates = load_candidates(s)
+    start = time.perf_counter()
+    for analysis in all_analyses(candidates, None):
+        compute_analysis(analysis, candidates, method="REML", ci="hksj", plan=plan)
+    return time.perf_counter() - start
+
+
 def run_metafor(rscript: str, csv_path: Path, work: Path) -> float:
     script = work / "bench.R"
     script.write_text(R_BENCH)
@@ -136,6 +154,11 @@ def main() -> int:
         for _ in range(args.repeat):
             elapsed, n_analyses = run_ours(ctx)
             ours.append(elapsed)
+        # Alternated, so both see the same machine load.
+        plain, monitored = [], []
+        for _ in range(args.repeat):
+            plain.append(run_statistics(ctx, None))
+            monitored.append(run_statistics(ctx, MonitoringPlan()))
         csv_path, _ = write_metafor_export(ctx, work / "export")
         theirs = [run_metafor(rscript, csv_path, work) for _ in range(args.repeat)]
         ctx.dispose()
@@ -146,6 +169,9 @@ def main() -> int:
     print(f"metafor one Rscript, rma+predict+confint+leave1out+cumul+forest PNG: {best_r:.2f} s "
           f"(runs: {', '.join(f'{t:.2f}' for t in theirs)})")
     print(f"ratio metafor/ours: {best_r / best_ours:.2f}x")
+    print(f"statistics of every analysis without / with sequential monitoring: "
+          f"{min(plain):.2f} s / {min(monitored):.2f} s "
+          f"(monitoring costs {min(monitored) / min(plain):.2f}x)")
     return 0
 
 

@@ -141,6 +141,9 @@ class Candidate:
     method: str = "reported_ci"
     approximate: bool = False
     withdrawn: bool = False
+    # RoB 2 overall judgment of the trial's result for this endpoint (store.bias), None when
+    # nobody has assessed it.
+    risk_of_bias: str | None = None
 
     @property
     def cut_date(self) -> date | None:

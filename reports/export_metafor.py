@@ -13,10 +13,16 @@ JSON blob, so R reads them with ``read.csv`` alone; the R script re-derives ever
 
 A KM-curve row (``km_curves``, Guyot 2012) has its ``yi``/``sei`` like any other, but its
 inputs are lists (the digitised points and at-risk table of each arm), which no scalar column
-holds: they are written whole, as JSON, in the last column (``derivation_inputs_json``; empty
+holds: they are written whole, as JSON, in one column (``derivation_inputs_json``; empty
 for every other row), with ``orientation`` and the per-arm events also in their columns. The R
 script does not re-derive those rows (that is a reconstruction and a Cox fit, which
 ``reports.derive.derive_from_inputs`` does); it counts them in a printed note.
+
+The last column, ``risk_of_bias``, is the *current* overall RoB 2 judgment (``low``,
+``some_concerns``, ``high``; ``store.bias``) of the row's trial for the row's endpoint (an EFS
+estimate pooled in a PFS analysis is judged as EFS), empty when it has not been assessed: a
+statistician can subset on it for a sensitivity analysis. It is read at export time, not
+frozen in the snapshot, so it may be newer than the pooled numbers.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from sqlmodel import col, select
 
 from reports.meta import METAFOR_TEST
 from reports.pool import latest_results
+from store.bias import current_assessments
 from store.context import AppContext
 from store.errors import ValidationError
 from store.models import Estimate
@@ -47,7 +54,8 @@ DERIVATION_COLUMNS = ("derivation", "approximate", "orientation", "p_value", "fa
 #: Methods whose inputs are not scalars: written as JSON in ``derivation_inputs_json``.
 JSON_INPUT_METHODS = ("km_curves",)
 CSV_COLUMNS = ("analysis", "label", "study", "estimate_id", "yi", "sei", "subgroup",
-               "method", "test", "snapshot_id", *DERIVATION_COLUMNS, "derivation_inputs_json")
+               "method", "test", "snapshot_id", *DERIVATION_COLUMNS, "derivation_inputs_json",
+               "risk_of_bias")
 
 R_SCRIPT = r"""# Reproduces every pooled analysis of mmlr with R metafor.
 # Usage: Rscript mmlr-metafor.R [mmlr-metafor.csv] [results.csv]
@@ -139,6 +147,8 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
         ids = {row["estimate_id"] for snap in snapshots for row in snap.inputs}
         estimates = {e.id: e for e in session.exec(
             select(Estimate).where(col(Estimate.id).in_(ids)))} if ids else {}
+        bias: dict[tuple[int, str] | None, str] = {
+            key: row.overall for key, row in current_assessments(session).items()}
     if not snapshots:
         raise ValidationError("no pooled analyses to export", hint="run `mmlr pool` first")
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,14 +159,26 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
         for snap in snapshots:
             test = METAFOR_TEST[snap.settings.get("ci", snap.ci_method)]
             for row in snap.inputs:
+                estimate = estimates.get(row["estimate_id"])
                 writer.writerow([snap.analysis_key, snap.analysis_label, row["trial"],
                                  row["estimate_id"], repr(float(row["yi"])),
                                  repr(float(row["sei"])), row.get("subgroup") or "",
                                  snap.method, test, snap.id,
-                                 *_derivation_cells(estimates.get(row["estimate_id"]))])
+                                 *_derivation_cells(estimate),
+                                 bias.get(_bias_key(row, estimate), "")])
     r_path.write_text(R_SCRIPT, encoding="utf-8")
     log.info("metafor export of %d analyses written to %s", len(snapshots), folder)
     return [csv_path, r_path]
+
+
+def _bias_key(row: dict[str, Any], estimate: Estimate | None) -> tuple[int, str] | None:
+    """The (trial id, endpoint) whose RoB 2 judgment a snapshot row takes: the row's own,
+    or, for a row of a snapshot older than those fields, its estimate's (None: neither)."""
+    trial_id = row.get("trial_id", estimate.trial_id if estimate is not None else None)
+    endpoint = row.get("endpoint", estimate.endpoint if estimate is not None else None)
+    if trial_id is None or endpoint is None:
+        return None
+    return int(trial_id), str(endpoint).upper()
 
 
 def _cell(value: Any) -> str:

@@ -33,6 +33,10 @@ ROW_IN = 0.22
 _MARK_EFS = "†"
 _MARK_APPROX = "‡"
 _LABELS = {"post_asct": "Post-ASCT", "non_transplant": "Non-transplant", "mixed": "Mixed"}
+# RoB 2 overall judgment: a sign (readable in grey print and without colour vision) on a
+# traffic-light disc, as RoB 2's own figures do.
+_ROB = {"low": ("+", "#2e7d32"), "some_concerns": ("!", "#c79100"), "high": ("−", "#b22222"),
+        None: ("?", "0.6")}
 
 
 @dataclass
@@ -44,6 +48,7 @@ class ForestRow:
     weight: float | None
     subgroup: str | None = None
     flags: Sequence[str] = ()
+    risk_of_bias: str | None = None  # RoB 2 overall: low | some_concerns | high
 
 
 @dataclass
@@ -109,7 +114,7 @@ def _from_pooled(p: Any) -> ForestData:
         raise PoolingError(f"analysis {p.analysis_key!r} has no pooled estimate to plot")
     extras = p.result or {}
     rows = [ForestRow(r["trial"], r["hr"], r["ci_low"], r["ci_high"], r.get("weight"),
-                      r.get("subgroup"), r.get("flags") or ())
+                      r.get("subgroup"), r.get("flags") or (), r.get("risk_of_bias"))
             for r in p.inputs]
     pi = (math.exp(p.pi_low), math.exp(p.pi_high)) if p.pi_low is not None and p.k > 1 else None
     overall = Diamond("Overall", math.exp(p.estimate), math.exp(p.ci_low), math.exp(p.ci_high),
@@ -231,6 +236,11 @@ def _draw(data: ForestData) -> Figure:
         notes.append(f"{_MARK_APPROX} approximate (derived, not a reported CI)")
     if notes:
         footer.append("; ".join(notes))
+    # The RoB column appears once any result of the analysis has been assessed.
+    show_rob = any(r.risk_of_bias for r in data.rows)
+    if show_rob:
+        footer.append("Risk of bias (RoB 2, overall): + low, ! some concerns, − high, "
+                      "? not assessed")
     n = len(lines)
     head_in, axis_in = 0.55, 0.62
     foot_in = 0.17 * len(footer) + 0.1
@@ -273,6 +283,8 @@ def _draw(data: ForestData) -> Figure:
     put(0.015, head_y, "Study", fontweight="bold")
     put(0.69, head_y, "HR [95% CI]", fontweight="bold")
     put(0.985, head_y, "Weight", fontweight="bold", ha="right")
+    if show_rob:
+        put(0.345, head_y, "RoB", fontweight="bold", ha="center")
     fig.text(0.015, 1 - 0.2 / height, data.title, fontsize=8.5, fontweight="bold", va="center",
              parse_math=False)
 
@@ -285,6 +297,10 @@ def _draw(data: ForestData) -> Figure:
                 _MARK_APPROX if "approximate" in r.flags else "")
             put(0.03 if data.subgroups else 0.015, y, _shorten(r.label, 30) + mark)
             put(0.69, y, f"{r.hr:.2f} [{r.lo:.2f}, {r.hi:.2f}]")
+            if show_rob:
+                sign, colour = _ROB.get(r.risk_of_bias, _ROB[None])
+                put(0.345, y, sign, ha="center", color="white", fontweight="bold",
+                    bbox={"boxstyle": "circle,pad=0.15", "fc": colour, "ec": "none"})
             if r.weight is not None:
                 put(0.985, y, f"{r.weight:.1f}%", ha="right")
             ax.plot([max(r.lo, lo), min(r.hi, hi)], [y, y], color="black", lw=0.9, zorder=2,

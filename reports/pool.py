@@ -44,14 +44,17 @@ from reports.analyses import (
     load_analyses,
     select_inputs,
 )
+from reports.certainty import suggest_certainty
 from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
+from reports.sequential import MonitoringPlan, against_primary, monitor
 from store.audit import audit
+from store.bias import JUDGMENTS, current_assessments
 from store.context import AppContext
 from store.models import Estimate, PooledResult, Trial, TrialReport
 
 log = logging.getLogger(__name__)
 
-_CODE_FILES = ("meta.py", "analyses.py", "pool.py")
+_CODE_FILES = ("meta.py", "analyses.py", "pool.py", "sequential.py", "certainty.py")
 
 
 def code_version() -> str:
@@ -95,11 +98,15 @@ class AnalysisOutcome:
         })
         entry.pop("weights", None)  # per-study weights live in "studies"
         entry["studies"] = [{k: row[k] for k in ("trial", "estimate_id", "yi", "sei", "hr",
-                                                 "ci_low", "ci_high", "weight", "flags")}
+                                                 "ci_low", "ci_high", "weight", "flags",
+                                                 "risk_of_bias")}
                             for row in self.inputs]
         # The same entries as the snapshot stores and GET /api/estimates returns.
         entry["leave_one_out"] = self.extras.get("leave_one_out", [])
         entry["cumulative"] = self.extras.get("cumulative", [])
+        entry["monitoring"] = self.extras.get("monitoring")
+        entry["risk_of_bias"] = self.extras.get("risk_of_bias")
+        entry["certainty"] = self.extras.get("certainty")
         return clean_json(entry)
 
 
@@ -155,23 +162,46 @@ class PoolRun:
                 t = o.subgroup_test
                 lines.append(f"{'':46}subgroup difference (setting): Q = {t.q:.2f}, "
                              f"df = {t.df}, p = {t.p:.3f}")
+            lines.append(f"{'':46}{_monitoring_and_certainty(o.extras)}")
         if self.changed:
             lines.append("* new snapshot stored")
         return "\n".join(lines)
 
 
+_STATUS_WORDS = {"firm_evidence": "boundary crossed", "conventional_only":
+                 "significant only conventionally", "required_information_reached":
+                 "required information reached", "open": "open"}
+
+
+def _monitoring_and_certainty(extras: dict[str, Any]) -> str:
+    """One line for the CLI table: the monitoring status and the suggested certainty."""
+    parts = []
+    view = extras.get("monitoring")
+    if view:
+        parts.append(f"monitoring: {_STATUS_WORDS.get(view['status'], view['status'])}, "
+                     f"{100 * view['fraction']:.0f}% of the required information")
+    certainty = extras.get("certainty")
+    if certainty:
+        parts.append(f"suggested certainty: {certainty['level']}"
+                     + (" (provisional)" if certainty["provisional"] else ""))
+    return "; ".join(parts)
+
+
 # ----------------------------------------------------------------------------- loading
 def load_candidates(session: Session) -> list[Candidate]:
-    """Every stored estimate joined with its trial and report."""
+    """Every stored estimate joined with its trial, its report and the current RoB 2 judgment
+    of the trial's result for the estimate's endpoint."""
     rows = session.exec(
         select(Estimate, Trial, TrialReport)
         .join(Trial, Trial.id == Estimate.trial_id)  # type: ignore[arg-type]
         .outerjoin(TrialReport, TrialReport.id == Estimate.report_id)  # type: ignore[arg-type]
         .order_by(Estimate.id)  # type: ignore[arg-type]
     ).all()
+    bias = current_assessments(session)
     out = []
     for est, trial, report in rows:
         assert est.id is not None and trial.id is not None
+        assessed = bias.get((trial.id, est.endpoint))
         out.append(Candidate(
             estimate_id=est.id, trial_id=trial.id, trial_name=trial.name, drug=trial.drug,
             is_strategy=trial.is_strategy, endpoint=est.endpoint, setting=est.setting,
@@ -181,6 +211,7 @@ def load_candidates(session: Session) -> list[Candidate]:
             pmid=report.pmid if report else None,
             hr=est.hr, ci_low=est.ci_low, ci_high=est.ci_high, method=est.method,
             approximate=est.approximate, withdrawn=est.withdrawn_at is not None,
+            risk_of_bias=assessed.overall if assessed else None,
         ))
     return out
 
@@ -219,6 +250,7 @@ def _input_rows(analysis: Analysis, chosen: list[Candidate]) -> list[dict[str, A
             "data_cut": c.data_cut.isoformat() if c.data_cut else None,
             "data_cut_label": c.data_cut_label,
             "date": cut.isoformat() if cut else None, "year": c.report_year, "pmid": c.pmid,
+            "risk_of_bias": c.risk_of_bias,
         })
     return rows
 
@@ -246,9 +278,14 @@ def _pool_rows(rows: list[dict[str, Any]], *, method: str, ci: str,
 
 
 def compute_analysis(
-    analysis: Analysis, candidates: list[Candidate], *, method: str, ci: str
+    analysis: Analysis, candidates: list[Candidate], *, method: str, ci: str,
+    plan: MonitoringPlan | None = None,
 ) -> AnalysisOutcome:
-    """Select the inputs of one analysis and pool them (no database access)."""
+    """Select the inputs of one analysis and pool them (no database access).
+
+    With a monitoring ``plan`` the extras carry the sequential-monitoring view of the evidence
+    over time (``monitoring``, :func:`reports.sequential.monitor`); without, it is None.
+    """
     selection = select_inputs(analysis, candidates)
     rows = _input_rows(analysis, selection.chosen)
     dropped = [{"estimate_id": c.estimate_id, "trial": c.trial_name, "reason": reason}
@@ -270,6 +307,8 @@ def compute_analysis(
                     labels=[r["trial"] for r in part])))
             test = subgroup_test(subgroups)
     cumulative = cumulative_by_publication(analysis, candidates, method=method, ci=ci)
+    monitoring = (against_primary(monitor(cumulative, plan, method=method), res.ci_low,
+                                  res.ci_high) if plan else None)
     extras: dict[str, Any] = {
         "label": analysis.label, "drug": analysis.drug, "drugs": list(analysis.members),
         "setting": analysis.setting,
@@ -288,9 +327,53 @@ def compute_analysis(
                           for name, sub in res.leave_one_out()],
         "cumulative": cumulative,
         "cumulative_inputs_hash": _hash_cumulative(cumulative),
+        "monitoring": monitoring,
+        "risk_of_bias": _bias_view(rows, method=method, ci=ci),
+        "certainty": suggest_certainty(k=res.k, hr_ci_low=res.hr_ci_low,
+                                       hr_ci_high=res.hr_ci_high, i2=res.i2 if res.k > 1 else None,
+                                       q_p=res.q_p if res.k > 1 else None, rows=rows,
+                                       monitoring=monitoring),
         "dropped": dropped,
     }
     return AnalysisOutcome(analysis, res, rows, clean_json(extras), subgroup_test=test)
+
+
+# ----------------------------------------------------------------------------- risk of bias
+#: The sensitivity analyses by risk of bias: which inputs each keeps. Cochrane's usual one is
+#: "low risk only"; "without high risk" keeps results nobody has assessed yet, and says so.
+_BIAS_SUBSETS: tuple[tuple[str, str, Callable[[dict[str, Any]], bool]], ...] = (
+    ("low_only", "low risk of bias only", lambda r: r["risk_of_bias"] == "low"),
+    ("without_high", "without high risk of bias",
+     lambda r: r["risk_of_bias"] != "high"),
+)
+
+
+def _bias_view(rows: list[dict[str, Any]], *, method: str, ci: str) -> dict[str, Any]:
+    """The share of the pooled weight at each RoB 2 judgment, and the estimate re-pooled
+    without the results at risk (each subset with the analysis' own estimator and CI).
+
+    A subset equal to all inputs is not pooled again (``same_as_primary``); an empty one
+    has no estimate. ``not_assessed`` counts the inputs nobody has judged: until they are,
+    "low risk only" leaves them out and "without high risk" keeps them.
+    """
+    weight: dict[str, float] = {j: 0.0 for j in (*JUDGMENTS, "not_assessed")}
+    count: dict[str, int] = dict.fromkeys(weight, 0)
+    for r in rows:
+        key = r["risk_of_bias"] or "not_assessed"
+        weight[key] += r["weight"]
+        count[key] += 1
+    sensitivity = []
+    for key, label, keep in _BIAS_SUBSETS:
+        part = [r for r in rows if keep(r)]
+        entry: dict[str, Any] = {"name": key, "label": label, "k": len(part),
+                                 "trials": [r["trial"] for r in part],
+                                 "left_out": [r["trial"] for r in rows if not keep(r)]}
+        if part and len(part) < len(rows):
+            entry.update(_summary(_pool_rows(part, method=method, ci=ci, tau2_ci=False)))
+        entry["same_as_primary"] = len(part) == len(rows)
+        sensitivity.append(entry)
+    return {"weight_percent": weight, "count": count,
+            "assessed": len(rows) - count["not_assessed"], "sensitivity": sensitivity}
 
 
 # ----------------------------------------------------------------------------- evidence over time
@@ -492,7 +575,9 @@ def pool_all(ctx: AppContext) -> PoolRun:
     method, ci = ctx.settings.pool_method, ctx.settings.pool_ci
     version = code_version()
     run = PoolRun(method=method, ci=ci, code_version=version)
-    settings_doc = {"method": method, "ci": ci}
+    plan = MonitoringPlan(anticipated_hr=ctx.settings.monitoring_hr,
+                          power=ctx.settings.monitoring_power)
+    settings_doc = {"method": method, "ci": ci, "monitoring": plan.to_json()}
     with ctx.sessions() as session:
         candidates = load_candidates(session)
         previous = {p.analysis_key: p for p in latest_results(session)}
@@ -508,7 +593,7 @@ def pool_all(ctx: AppContext) -> PoolRun:
                     log.warning("ignoring snapshot %s with an unknown analysis key", snap.id)
         new_rows: list[tuple[AnalysisOutcome, PooledResult]] = []
         for analysis in analyses:
-            outcome = compute_analysis(analysis, candidates, method=method, ci=ci)
+            outcome = compute_analysis(analysis, candidates, method=method, ci=ci, plan=plan)
             run.outcomes.append(outcome)
             prev = previous.get(analysis.key)
             inputs_hash = _hash_inputs(analysis, outcome.inputs)

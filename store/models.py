@@ -4,7 +4,8 @@ Conventions:
 - timestamps are timezone-aware UTC (``utcnow()``); SQLModel's ``UTCDateTime`` refuses naive
   values, so a local time can never slip in;
 - lists and small documents are JSON columns (portable between both engines);
-- ``Decision`` and ``AuditLog`` are append-only: nothing updates or deletes their rows;
+- ``Decision``, ``BiasAssessment`` and ``AuditLog`` are append-only: nothing updates or deletes
+  their rows;
 - a PubMed record's key is its PMID; each content change keeps a ``RecordRevision``.
 """
 
@@ -294,6 +295,27 @@ class Estimate(SQLModel, table=True):
     # from it; None for a reported HR with CI. SQL NULL, not JSON null, when absent.
     derivation_inputs: dict[str, Any] | None = Field(
         default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
+
+
+class BiasAssessment(SQLModel, table=True):
+    """A Cochrane RoB 2 judgment of one trial's result for one endpoint. Append-only.
+
+    Re-assessing adds a row: the newest per (trial, endpoint) is current, the older ones are
+    its history (rules and queries in ``store.bias``). ``domains`` maps each of the five
+    domain keys of ``store.bias.DOMAINS`` to ``{"judgment": "low" | "some_concerns" | "high",
+    "support": text}``.
+    """
+
+    __tablename__ = "bias_assessments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    trial_id: int = Field(foreign_key="trials.id", index=True)
+    endpoint: str  # PFS | EFS | TTP | OS, as Estimate.endpoint
+    domains: dict[str, Any] = _json({})
+    overall: str  # low | some_concerns | high
+    overall_note: str | None = _text()
+    assessed_by: int = Field(foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class PooledResult(SQLModel, table=True):

@@ -12,6 +12,7 @@ as a parameter without importing the service shell.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from pathlib import Path
@@ -182,6 +183,14 @@ class Settings(BaseSettings):
         None, description="TOML file of extra analyses, e.g. a drug class pooled together "
         "(IMiD: thalidomide or lenalidomide); see docs/curation.md, \"Analyses\".",
     )
+    monitoring_hr: float = Field(
+        0.80, description="Sequential monitoring (monitoring only, beside the primary "
+        "analysis): the smallest HR worth detecting, which sets the required information "
+        "of every analysis. See docs/curation.md, \"Sequential monitoring\".",
+    )
+    monitoring_power: float = Field(
+        0.80, description="Power of the sequential monitoring plan (two-sided α 0.05).",
+    )
     log_level: str = Field("INFO", description="Logging level of the entry points.")
 
     @field_validator("database_url")
@@ -205,6 +214,21 @@ class Settings(BaseSettings):
         if value not in (1, 2):
             raise ValueError("must be 1 (single screening) or 2 (dual screening), "
                              f"got {value}")
+        return value
+
+    @field_validator("monitoring_hr")
+    @classmethod
+    def _check_monitoring_hr(cls, value: float) -> float:
+        # An HR of 1 asks for infinite information; ≤ 0 is not a hazard ratio.
+        if not math.isfinite(value) or value <= 0 or value == 1:
+            raise ValueError(f"must be a hazard ratio other than 1, e.g. 0.80, got {value:g}")
+        return value
+
+    @field_validator("monitoring_power")
+    @classmethod
+    def _check_monitoring_power(cls, value: float) -> float:
+        if not 0.5 <= value < 1:
+            raise ValueError(f"must be at least 0.5 and below 1, e.g. 0.80, got {value:g}")
         return value
 
     @field_validator("entrez_rate")

@@ -42,6 +42,8 @@ def test_written_files(pooled, tmp_path: Path) -> None:
                                              "thalidomide/PFS/all", "thalidomide/OS/post_asct",
                                              "thalidomide/OS/all"}
     assert {r["test"] for r in rows} == {"knha"} and {r["method"] for r in rows} == {"REML"}
+    # the current RoB 2 judgment comes last; nothing is assessed here
+    assert list(rows[0])[-1] == "risk_of_bias" and {r["risk_of_bias"] for r in rows} == {""}
     assert "rma(" in paths[1].read_text()
 
 

@@ -2,8 +2,9 @@
 
 Reads accept a Bearer token or a logged-in browser session (any role); writes need a Bearer
 token of a curator or admin. Errors are ``{"error": "<one line>"}`` (see ``errors.py``).
-Withdrawing, correcting and verifying estimates and editing trials call the same functions as
-the trial page (``corrections.py``, ``verification.py``, ``trials.py``), and votes,
+Withdrawing, correcting and verifying estimates, editing trials and assessing their risk of bias
+call the same functions as the trial page (``corrections.py``, ``verification.py``,
+``trials.py``, ``risk_of_bias.py`` and ``store.bias``), and votes,
 resolutions and blinding the same as the record and conflicts pages (``decisions.py``,
 ``conflicts.py``), so the rules and messages are the same.
 """
@@ -54,8 +55,11 @@ from screening.web.derivation_inputs import merge_derivation_inputs
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
+from screening.web.risk_of_bias import read_json as read_bias_json
+from screening.web.risk_of_bias import saved_message as bias_saved_message
 from screening.web.trials import edit_message, edit_trial, trial_data_from_json, trial_json
 from screening.web.verification import parse_new_estimate, set_verified
+from store.bias import add_assessment, assessment_json, current_assessment
 from store.errors import NotFoundError, ValidationError
 from store.models import PollRun, Record, Trial, TrialReport
 from store.settings import is_dual_screening
@@ -214,6 +218,25 @@ async def patch_trial(request: Request, trial_id: int, session: DbSession,
     session.commit()
     return JSONResponse(content={**trial_json(trial), "changed": change.to_json(),
                                  "message": message})
+
+
+@router.post("/trials/{trial_id}/risk-of-bias", status_code=201)
+async def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
+                            user: ApiWriter) -> JSONResponse:
+    """Assess a trial's risk of bias (RoB 2) for one endpoint: ``{"endpoint", "domains":
+    {key: {"judgment", "support"}}, "overall", "overall_note"}``, ``overall`` optional (the
+    judgment the domains give). The same checks and messages as the trial page's form
+    (``store.bias``); the new assessment becomes the endpoint's current one."""
+    trial = get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
+    checked = read_bias_json(await _json_object(request))
+    previous = current_assessment(session, trial_id, checked.endpoint)
+    row = add_assessment(session, trial=trial, assessment=checked, user=user)
+    session.commit()
+    return JSONResponse(status_code=201, content={
+        "id": row.id, "trial_id": row.trial_id, "endpoint": row.endpoint,
+        **assessment_json(row), "suggested_overall": checked.suggested,
+        "replaces": previous.id if previous is not None else None,
+        "message": bias_saved_message(row, checked, previous)})
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
@@ -37,6 +37,10 @@ from screening.web.extraction import (
     parse_estimate,
     save_estimate,
 )
+from screening.web.risk_of_bias import form_values as bias_form_values
+from screening.web.risk_of_bias import page_context as bias_context
+from screening.web.risk_of_bias import read_form as read_bias_form
+from screening.web.risk_of_bias import saved_message as bias_saved_message
 from screening.web.templating import render
 from screening.web.trials import (
     REPORT_KINDS,
@@ -47,6 +51,8 @@ from screening.web.trials import (
     trial_form_values,
 )
 from screening.web.verification import may_verify, parse_new_estimate, set_verified
+from store.bias import ENDPOINTS as BIAS_ENDPOINTS
+from store.bias import AssessmentError, add_assessment, current_assessment
 from store.errors import ConfigError, ValidationError
 from store.models import Estimate, Trial, TrialReport, User
 
@@ -118,7 +124,8 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
                "withdraw_errors": {}, "withdraw_values": {},
                "trial_values": trial_form_values(trial), "trial_errors": {},
-               "not_yours_to_verify": not_yours_to_verify, **CHOICES}
+               "not_yours_to_verify": not_yours_to_verify, **CHOICES,
+               **bias_context(session, trial, estimates)}
     context.update(extra)
     return render(request, "trial.html", context, status_code=status_code)
 
@@ -144,8 +151,37 @@ def _analysis_uses(request: Request, session: Session,
 
 
 @router.get("/trials/{trial_id}")
-def trial_page(request: Request, trial_id: int, session: DbSession, user: Viewer) -> Response:
-    return _trial_page(request, session, _trial(session, trial_id))
+def trial_page(request: Request, trial_id: int, session: DbSession, user: Viewer,
+               assess: Annotated[str | None, Query(max_length=10)] = None) -> Response:
+    """The trial page; ``?assess=PFS`` opens the risk-of-bias form filled with the endpoint's
+    current assessment, to re-assess from it (an unknown endpoint opens it blank)."""
+    trial = _trial(session, trial_id)
+    if assess is None:
+        return _trial_page(request, session, trial)
+    values: dict[str, str] = {}
+    if assess in BIAS_ENDPOINTS:
+        current = current_assessment(session, trial_id, assess)
+        values = bias_form_values(current) if current is not None else {"endpoint": assess}
+    return _trial_page(request, session, trial, rob_values=values, rob_open=True)
+
+
+@router.post("/trials/{trial_id}/bias")
+async def trial_assess_bias(request: Request, trial_id: int, session: DbSession,
+                            user: Curator) -> Response:
+    """Save a risk-of-bias (RoB 2) assessment of one endpoint: a new row, the endpoint's
+    current one from now on; the earlier ones stay in the history (``store.bias``)."""
+    trial = _trial(session, trial_id)
+    data = await _form(request)
+    try:
+        checked = read_bias_form(data)
+    except AssessmentError as exc:
+        return _trial_page(request, session, trial, status_code=400, rob_values=data,
+                           rob_errors=exc.fields, rob_open=True)
+    previous = current_assessment(session, trial_id, checked.endpoint)
+    row = add_assessment(session, trial=trial, assessment=checked, user=user)
+    session.commit()
+    flash(request, bias_saved_message(row, checked, previous), "ok")
+    return RedirectResponse(f"/trials/{trial.id}#rob-{row.endpoint}", status_code=303)
 
 
 @router.post("/trials/{trial_id}/edit")

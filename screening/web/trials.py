@@ -192,7 +192,7 @@ def edit_message(session: Session, trial: Trial, change: TrialChange) -> str:
 
 #: Keys of a trial's JSON (``GET /api/trials``) that are not editable: a client may send the
 #: JSON back with new values, so they are accepted (``id`` must be this trial's) and ignored.
-_READ_ONLY = ("id", "reports", "estimates")
+_READ_ONLY = ("id", "reports", "estimates", "risk_of_bias")
 
 
 def trial_data_from_json(trial: Trial, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,142 @@
+"""A suggested GRADE certainty of the evidence for each analysis: a starting point for a
+guideline panel, computed from what mmlr knows, never a GRADE judgment itself.
+
+GRADE rates the certainty of a body of randomised evidence "high" and rates it down for risk of
+bias, inconsistency, indirectness, imprecision and publication bias (Guyatt et al., J Clin
+Epidemiol 2011, GRADE guidelines 1–8). Those are judgments; what this module does is apply
+fixed, written-down rules to the numbers mmlr has, so that the panel starts from the same place
+every time and sees why. The rules are ours (chosen to follow the GRADE guidance they cite),
+and every domain says what it looked at:
+
+* **Risk of bias** — the pooled weight at each RoB 2 overall judgment (``store.bias``): rate
+  down twice when results at high risk carry at least half the weight, once when results at
+  high risk or with some concerns do. Results nobody assessed make the suggestion
+  *provisional* when they carry half the weight or more.
+* **Inconsistency** — rate down once when I² ≥ 50% and Cochran's Q has p < 0.10 (one trial:
+  not applicable).
+* **Indirectness** — only what the data show: rate down once when EFS or TTP in place of PFS
+  carry at least half the weight. Population, intervention and comparator stay the panel's
+  call.
+* **Imprecision** — GRADE guidelines 6 (Guyatt 2011): rate down twice when the 95% CI includes
+  both an appreciable benefit (HR ≤ 0.75) and an appreciable harm (HR ≥ 1.25), once when it
+  includes no effect (HR 1), and once when it excludes no effect but the optimal information
+  size is not reached — taken as the heterogeneity-adjusted required information of the
+  sequential monitoring (``reports.sequential``), unless the Z-curve has crossed its
+  monitoring boundary, which is the stricter test the information size stands in for.
+* **Publication bias** — never rated down by rule: with fewer than 10 trials a funnel plot or
+  an asymmetry test cannot detect it (Sterne et al., BMJ 2011), and with more the panel should
+  look at the funnel plot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+LEVELS: tuple[str, ...] = ("very low", "low", "moderate", "high")
+APPRECIABLE_BENEFIT = 0.75  # HR; GRADE's default 25% relative change
+APPRECIABLE_HARM = 1.25
+
+
+def _share(rows: Sequence[dict[str, Any]], test: Any) -> float:
+    total = sum(r.get("weight") or 0.0 for r in rows) or 1.0
+    return sum(r.get("weight") or 0.0 for r in rows if test(r)) / total
+
+
+def _risk_of_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    high = _share(rows, lambda r: r.get("risk_of_bias") == "high")
+    concerns = _share(rows, lambda r: r.get("risk_of_bias") in ("high", "some_concerns"))
+    unassessed = _share(rows, lambda r: not r.get("risk_of_bias"))
+    if high >= 0.5:
+        down, why = 2, f"results at high risk of bias carry {100 * high:.0f}% of the weight"
+    elif concerns >= 0.5:
+        down, why = 1, (f"results at high risk or with some concerns carry "
+                        f"{100 * concerns:.0f}% of the weight")
+    else:
+        down, why = 0, (f"results at low risk carry "
+                        f"{100 * (1 - concerns - unassessed):.0f}% of the weight")
+    if unassessed > 0:
+        why += f"; {100 * unassessed:.0f}% of the weight not assessed yet"
+    return {"domain": "risk_of_bias", "label": "Risk of bias", "downgrade": down,
+            "reason": why, "provisional": unassessed >= 0.5,
+            "provisional_reason": "most of the weight has no risk-of-bias assessment"}
+
+
+def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any]:
+    base = {"domain": "inconsistency", "label": "Inconsistency", "provisional": False}
+    if k < 2 or i2 is None:
+        return {**base, "downgrade": 0, "reason": "not applicable: one trial"}
+    q_text = f"Q p = {q_p:.2f}" if q_p is not None else "Q p n/a"
+    if i2 >= 50 and q_p is not None and q_p < 0.10:
+        return {**base, "downgrade": 1, "reason": f"I² = {i2:.0f}%, {q_text}"}
+    return {**base, "downgrade": 0, "reason": f"I² = {i2:.0f}%, {q_text}"}
+
+
+def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    surrogate = _share(rows, lambda r: r.get("efs_ttp"))
+    base = {"domain": "indirectness", "label": "Indirectness", "provisional": False}
+    if surrogate >= 0.5:
+        return {**base, "downgrade": 1,
+                "reason": f"EFS or TTP in place of PFS carry {100 * surrogate:.0f}% of the "
+                          "weight"}
+    note = (f"EFS or TTP carry {100 * surrogate:.0f}% of the weight; " if surrogate else "")
+    return {**base, "downgrade": 0,
+            "reason": note + "population, drug and comparator are the panel's to judge"}
+
+
+def _imprecision(hr_low: float, hr_high: float,
+                 monitoring: dict[str, Any] | None) -> dict[str, Any]:
+    base = {"domain": "imprecision", "label": "Imprecision", "provisional": False}
+    ci = f"95% CI {hr_low:.2f}–{hr_high:.2f}"
+    if hr_low <= APPRECIABLE_BENEFIT and hr_high >= APPRECIABLE_HARM:
+        return {**base, "downgrade": 2,
+                "reason": f"{ci} includes appreciable benefit and appreciable harm"}
+    if hr_low <= 1.0 <= hr_high:
+        return {**base, "downgrade": 1, "reason": f"{ci} includes no effect"}
+    if monitoring is None:
+        return {**base, "downgrade": 0, "reason": f"{ci} excludes no effect",
+                "provisional": True,
+                "provisional_reason": "no information size to compare with"}
+    fraction = float(monitoring.get("fraction") or 0.0)
+    if monitoring.get("status") == "firm_evidence":
+        return {**base, "downgrade": 0,
+                "reason": f"{ci} excludes no effect and the Z-curve crossed its monitoring "
+                          "boundary"}
+    if fraction < 1.0:
+        return {**base, "downgrade": 1,
+                "reason": f"{ci} excludes no effect, but only {100 * fraction:.0f}% of the "
+                          "optimal information size is reached (sequential monitoring)"}
+    return {**base, "downgrade": 0,
+            "reason": f"{ci} excludes no effect; the optimal information size is reached"}
+
+
+def _publication_bias(k: int) -> dict[str, Any]:
+    reason = ("not assessable by rule: fewer than 10 trials" if k < 10
+              else "for the panel: look at the funnel plot")
+    return {"domain": "publication_bias", "label": "Publication bias", "downgrade": 0,
+            "reason": reason, "provisional": False}
+
+
+def suggest_certainty(*, k: int, hr_ci_low: float, hr_ci_high: float, i2: float | None,
+                      q_p: float | None, rows: Sequence[dict[str, Any]],
+                      monitoring: dict[str, Any] | None) -> dict[str, Any]:
+    """The suggested certainty of one pooled analysis.
+
+    ``rows`` are the pooled inputs as ``reports.pool`` stores them (``weight`` in percent,
+    ``risk_of_bias``, ``efs_ttp``); ``monitoring`` the sequential-monitoring view or None.
+    Returns ``level`` (one of ``LEVELS``), ``downgrades`` (the sum, the level never going
+    below "very low"), ``provisional`` (a domain could not be judged on most of the
+    evidence), ``domains`` (each with ``downgrade`` and a ``reason`` in words) and ``text``.
+    """
+    domains = [_risk_of_bias(rows), _inconsistency(k, i2, q_p), _indirectness(rows),
+               _imprecision(hr_ci_low, hr_ci_high, monitoring), _publication_bias(k)]
+    total = sum(d["downgrade"] for d in domains)
+    level = LEVELS[max(0, len(LEVELS) - 1 - total)]
+    provisional = [d["provisional_reason"] for d in domains if d["provisional"]]
+    reasons = [f"−{d['downgrade']} {d['label'].lower()}" for d in domains if d["downgrade"]]
+    text = (f"Suggested certainty: {level}"
+            + (f" ({', '.join(reasons)})" if reasons else " (no domain rated down)")
+            + (f"; provisional: {'; '.join(provisional)}" if provisional else "")
+            + ". A starting point for the panel, not a GRADE judgment.")
+    return {"level": level, "downgrades": total, "provisional": bool(provisional),
+            "domains": domains, "text": text}

@@ -1,0 +1,130 @@
+"""The suggested GRADE certainty (reports.certainty): each domain's rule at its edges, the
+level arithmetic, the provisional flag, and its place in pool_all's snapshots."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from reports.certainty import suggest_certainty
+from reports.pool import latest_results, pool_all
+from tests.test_pool import add_estimate, add_trial
+from tests.test_pool_bias import assess
+
+
+def rows(*specs: tuple[float, str | None, bool]) -> list[dict]:
+    """(weight %, RoB judgment, EFS/TTP) per pooled input."""
+    return [{"weight": w, "risk_of_bias": rob, "efs_ttp": surrogate}
+            for w, rob, surrogate in specs]
+
+
+FIRM = {"status": "firm_evidence", "fraction": 0.6}
+ENOUGH = {"status": "required_information_reached", "fraction": 1.3}
+SHORT = {"status": "conventional_only", "fraction": 0.4}
+LOW_ROB = rows((50, "low", False), (50, "low", False))
+
+
+def domain(result: dict, name: str) -> dict:
+    return next(d for d in result["domains"] if d["domain"] == name)
+
+
+def suggest(**kw) -> dict:
+    base = {"k": 2, "hr_ci_low": 0.5, "hr_ci_high": 0.8, "i2": 0.0, "q_p": 0.9,
+            "rows": LOW_ROB, "monitoring": FIRM}
+    return suggest_certainty(**{**base, **kw})
+
+
+def test_clean_evidence_is_high() -> None:
+    result = suggest()
+    assert result["level"] == "high" and result["downgrades"] == 0
+    assert not result["provisional"]
+    assert result["text"].startswith("Suggested certainty: high (no domain rated down)")
+    assert result["text"].endswith("not a GRADE judgment.")
+
+
+@pytest.mark.parametrize("specs, down", [
+    (((50, "high", False), (50, "low", False)), 2),
+    (((49, "high", False), (51, "low", False)), 0),
+    (((30, "high", False), (20, "some_concerns", False), (50, "low", False)), 1),
+    (((40, "some_concerns", False), (60, "low", False)), 0),
+])
+def test_risk_of_bias_by_weight(specs, down: int) -> None:
+    assert domain(suggest(rows=rows(*specs)), "risk_of_bias")["downgrade"] == down
+
+
+def test_unassessed_weight_makes_it_provisional() -> None:
+    result = suggest(rows=rows((60, None, False), (40, "low", False)))
+    rob = domain(result, "risk_of_bias")
+    assert rob["provisional"] and "60% of the weight not assessed yet" in rob["reason"]
+    assert result["provisional"]
+    assert "provisional: most of the weight has no risk-of-bias assessment" in result["text"]
+    assert not suggest(rows=rows((40, None, False), (60, "low", False)))["provisional"]
+
+
+@pytest.mark.parametrize("k, i2, q_p, down", [
+    (3, 50.0, 0.09, 1), (3, 49.9, 0.01, 0), (3, 80.0, 0.2, 0), (1, None, None, 0)])
+def test_inconsistency(k: int, i2, q_p, down: int) -> None:
+    d = domain(suggest(k=k, i2=i2, q_p=q_p), "inconsistency")
+    assert d["downgrade"] == down
+    if k == 1:
+        assert d["reason"] == "not applicable: one trial"
+
+
+def test_indirectness_from_surrogate_endpoints() -> None:
+    mostly = suggest(rows=rows((50, "low", True), (50, "low", False)))
+    assert domain(mostly, "indirectness")["downgrade"] == 1
+    some = suggest(rows=rows((30, "low", True), (70, "low", False)))
+    assert domain(some, "indirectness")["downgrade"] == 0
+    assert "EFS or TTP carry 30% of the weight" in domain(some, "indirectness")["reason"]
+
+
+@pytest.mark.parametrize("lo, hi, monitoring, down", [
+    (0.70, 1.30, FIRM, 2),     # appreciable benefit and harm
+    (0.80, 1.30, FIRM, 1),     # includes 1, not appreciable benefit
+    (0.60, 1.05, FIRM, 1),     # includes 1
+    (0.50, 0.80, SHORT, 1),    # excludes 1, information short of the optimal size
+    (0.50, 0.80, FIRM, 0),     # ... but the boundary was crossed
+    (0.50, 0.80, ENOUGH, 0),   # ... or the information is there
+])
+def test_imprecision(lo: float, hi: float, monitoring: dict, down: int) -> None:
+    d = domain(suggest(hr_ci_low=lo, hr_ci_high=hi, monitoring=monitoring), "imprecision")
+    assert d["downgrade"] == down, d["reason"]
+
+
+def test_imprecision_without_a_plan_is_provisional() -> None:
+    result = suggest(monitoring=None)
+    assert domain(result, "imprecision")["provisional"] and result["provisional"]
+
+
+def test_publication_bias_is_never_rated_by_rule() -> None:
+    assert "fewer than 10 trials" in domain(suggest(k=4), "publication_bias")["reason"]
+    assert "funnel plot" in domain(suggest(k=12), "publication_bias")["reason"]
+    assert domain(suggest(k=12), "publication_bias")["downgrade"] == 0
+
+
+def test_levels_add_up_and_stop_at_very_low() -> None:
+    result = suggest(rows=rows((60, "high", True), (40, "low", False)), i2=80.0, q_p=0.01,
+                     hr_ci_low=0.6, hr_ci_high=1.4, k=3)
+    assert result["downgrades"] == 2 + 1 + 1 + 2
+    assert result["level"] == "very low"
+    assert "−2 risk of bias, −1 inconsistency, −1 indirectness, −2 imprecision" in result["text"]
+    assert suggest(hr_ci_low=0.6, hr_ci_high=1.05)["level"] == "moderate"
+    assert suggest(hr_ci_low=0.7, hr_ci_high=1.3)["level"] == "low"
+
+
+def test_pool_all_stores_the_suggestion(ctx) -> None:
+    with ctx.sessions() as s:
+        for i, (hr, lo, hi) in enumerate([("0.60", "0.45", "0.80"), ("0.95", "0.70", "1.29")]):
+            trial = add_trial(s, f"Trial {i}")
+            add_estimate(s, trial, hr, lo, hi, cut=date(2008 + i, 1, 1))
+            assess(s, trial, "high")
+        s.commit()
+    doc = pool_all(ctx).to_json()
+    entry = next(a for a in doc["analyses"] if a["name"] == "thalidomide/PFS/post_asct")
+    certainty = entry["certainty"]
+    assert domain(certainty, "risk_of_bias")["downgrade"] == 2
+    assert certainty["level"] in ("low", "very low")
+    with ctx.sessions() as s:
+        snap = {p.analysis_key: p for p in latest_results(s)}["thalidomide/PFS/post_asct"]
+    assert snap.result["certainty"] == certainty
