@@ -11,6 +11,11 @@ and stores a new one holding
 * for each analysis the pooled result frozen in the previous digest next to the newest one:
   HR, CI, I², k, whether the CI crosses 1 now (or stopped crossing), the weight of each newly
   added trial, and a forest plot (PNG, embedded as a ``data:`` URI),
+* for each analysis its sequential-monitoring status (``reports.sequential``, monitoring
+  only) and, when the status changed between the two snapshots, what that means in words
+  ("the Z-curve now crosses the monitoring boundary"); a snapshot from before monitoring
+  existed has an unknown status, from which no change is claimed. An analysis whose status
+  changed also gets the monitoring graph (PNG, like the forest plot),
 * the screening health (recall estimate), computed by the provider the caller passes
   (``build_digest(ctx, health=screening.health.screening_health)``).
 
@@ -45,6 +50,7 @@ from sqlalchemy.orm import InstanceState
 from sqlmodel import Session, col, select
 
 from reports.analyses import analysis_order
+from reports.monitoring_view import number, plan_text, status_change, status_label
 from store.audit import audit
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
@@ -130,8 +136,11 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         old = _pooled_by_ids(session, previous.pooled_result_ids if previous else [])
         analyses = _compare_analyses(old, current, prev_summary)
 
+        # A monitoring status can change while the pooled estimate does not (an earlier cut
+        # verified, the plan changed): subscribers hear of that too.
         changed = bool(new_flagged or decisions["total"] or alerts
-                       or any(a["status"] != "unchanged" for a in analyses))
+                       or any(a["status"] != "unchanged" or a["monitoring_change"]
+                              for a in analyses))
         if previous is not None and not changed:
             log.info("digest: nothing changed since digest #%s; not building a new one",
                      previous.id)
@@ -154,6 +163,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         summary["screening_health"], summary["screening_health_note"] = _screening_health(
             session, health, dual=ctx.settings.dual_screening)
         images = _forest_images(current, analyses)  # before storing: it adds forest notes
+        monitoring_images = _monitoring_images(current, analyses)
         digest = Digest(
             period_start=previous.period_end if previous else None,
             period_end=now,
@@ -167,6 +177,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         session.flush()  # the id goes into the subject and the footer
         digest.subject = _subject(digest, summary)
         digest.html, digest.text = render_digest(digest, images=images,
+                                                 monitoring_images=monitoring_images,
                                                  base_url=ctx.settings.base_url)
         for alert in alerts:
             alert.digest_id = digest.id
@@ -283,6 +294,7 @@ def _compare_analyses(
             "old": before,
             "new": now,
             "crossing": _crossing_change(before, now),
+            "monitoring_change": _monitoring_change(before, now),
             "added_trials": [],
             "removed_trials": [],
         }
@@ -326,6 +338,38 @@ def _crossing_change(before: dict[str, Any] | None, after: dict[str, Any] | None
     return "now crosses 1" if now else "no longer crosses 1"
 
 
+def _monitoring_change(before: dict[str, Any] | None,
+                       after: dict[str, Any] | None) -> str | None:
+    """The monitoring status change between two views in words, or None (also when either
+    side is unknown: a view from before monitoring existed has no ``monitoring``)."""
+    then = (before or {}).get("monitoring") or {}
+    now = (after or {}).get("monitoring") or {}
+    words = status_change(then.get("status"), now.get("status"))
+    if words is None:
+        return None
+    words += f" (was: {status_label(then.get('status'))})"
+    if then.get("plan_text") and now.get("plan_text") and then["plan_text"] != now["plan_text"]:
+        words += f"; the plan changed from {then['plan_text']} to {now['plan_text']}"
+    return words
+
+
+def _monitoring_view(row: PooledResult) -> dict[str, Any] | None:
+    """What the digest keeps of a snapshot's sequential monitoring; None when the snapshot
+    has none (stored before monitoring existed, or nothing pooled)."""
+    result = row.result if isinstance(row.result, dict) else {}
+    view = result.get("monitoring")
+    if not isinstance(view, dict) or not view.get("status"):
+        return None
+    fraction = number(view.get("fraction"))
+    return {
+        "status": str(view["status"]),
+        "label": status_label(str(view["status"])),
+        "text": " ".join(str(view.get("text") or "").split()),
+        "fraction": None if fraction is None else round(fraction, 6),
+        "plan_text": plan_text(view.get("plan")),
+    }
+
+
 def _pooled_view(row: PooledResult) -> dict[str, Any]:
     def hr(x: float | None) -> float | None:
         return round(math.exp(x), 6) if x is not None and math.isfinite(x) else None
@@ -351,6 +395,7 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "inputs_hash": row.inputs_hash,
         "trials": [t["label"] for t in _studies(row)],
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
+        "monitoring": _monitoring_view(row),
     }
 
 
@@ -464,6 +509,40 @@ def _forest_images(
     return images
 
 
+def _monitoring_images(
+    current: dict[str, PooledResult], analyses: list[dict[str, Any]],
+) -> dict[str, str]:
+    """PNG monitoring graph (as a data URI) of each analysis whose monitoring status changed.
+
+    Only those: a graph is ~45 KB and the first digest of the seed evidence would otherwise
+    carry one per analysis; the estimates page has them all. Like the forest plots, but quietly
+    optional: a failure is logged and the analysis keeps its status sentence (the graph adds
+    nothing the sentence does not say in words).
+    """
+    wanted = [a for a in analyses if a.get("monitoring_change")
+              and a["new"] and a["new"].get("monitoring")]
+    if not wanted:
+        return {}
+    try:
+        from reports.monitoring_plot import render_monitoring
+    except ImportError:
+        return {}
+    images: dict[str, str] = {}
+    for a in wanted:
+        row = current[a["key"]]
+        try:
+            png = render_monitoring((row.result or {}).get("monitoring"), fmt="png",
+                                    title=f"{a['label']}: sequential monitoring")
+        except MmlrError as exc:
+            log.warning("digest: no monitoring graph for %s: %s", a["key"], exc.one_line())
+            continue
+        except Exception:  # an optional part must not stop the digest; the log keeps the cause
+            log.exception("digest: monitoring graph of %s failed", a["key"])
+            continue
+        images[a["key"]] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return images
+
+
 def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     parts = []
     if summary["alerts"]:
@@ -471,6 +550,10 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     changed = sum(a["status"] != "unchanged" for a in summary["analyses"])
     if changed:
         parts.append(_plural(changed, "analysis changed", "analyses changed"))
+    monitoring = sum(bool(a.get("monitoring_change")) for a in summary["analyses"])
+    if monitoring:
+        parts.append(_plural(monitoring, "monitoring status changed",
+                             "monitoring statuses changed"))
     if summary["new_flagged_total"]:
         parts.append(_plural(summary["new_flagged_total"], "new flagged record"))
     if summary["decisions"]["total"]:
@@ -519,17 +602,26 @@ def _environment(html: bool) -> jinja2.Environment:
 
 
 def render_digest(
-    digest: Digest, *, images: dict[str, str] | None = None, base_url: str = "",
+    digest: Digest, *, images: dict[str, str] | None = None,
+    monitoring_images: dict[str, str] | None = None, base_url: str = "",
 ) -> tuple[str, str]:
-    """(HTML, plain text) of a digest from its stored summary."""
+    """(HTML, plain text) of a digest from its stored summary.
+
+    ``images`` and ``monitoring_images`` are the forest plots and monitoring graphs (data
+    URIs by analysis key) of the HTML part; the text part depends on the summary only.
+    """
     summary = digest.summary
     context = {
         "digest": digest,
         "s": summary,
         "images": images or {},
+        "monitoring_images": monitoring_images or {},
         "base_url": base_url.rstrip("/"),
         "changed": [a for a in summary["analyses"] if a["status"] != "unchanged"],
         "unchanged": [a for a in summary["analyses"] if a["status"] == "unchanged"],
+        # .get: entries of digests stored before monitoring existed have no such key
+        "monitoring_only": [a for a in summary["analyses"]
+                            if a["status"] == "unchanged" and a.get("monitoring_change")],
         "more_flagged": summary["new_flagged_total"] - len(summary["new_flagged"]),
         "period_start": _fmt_time(summary.get("period_start")),
         "period_end": _fmt_time(summary.get("period_end")),

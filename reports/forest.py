@@ -298,8 +298,8 @@ def _draw(data: ForestData) -> Figure:
             put(0.03 if data.subgroups else 0.015, y, _shorten(r.label, 30) + mark)
             put(0.69, y, f"{r.hr:.2f} [{r.lo:.2f}, {r.hi:.2f}]")
             if show_rob:
-                sign, colour = _ROB.get(r.risk_of_bias, _ROB[None])
-                put(0.345, y, sign, ha="center", color="white", fontweight="bold",
+                rob_mark, colour = _ROB.get(r.risk_of_bias, _ROB[None])
+                put(0.345, y, rob_mark, ha="center", color="white", fontweight="bold",
                     bbox={"boxstyle": "circle,pad=0.15", "fc": colour, "ec": "none"})
             if r.weight is not None:
                 put(0.985, y, f"{r.weight:.1f}%", ha="right")

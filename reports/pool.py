@@ -586,8 +586,8 @@ def pool_all(ctx: AppContext) -> PoolRun:
         # An analysis that had data once stays listed even when its inputs vanish.
         for key, snap in previous.items():
             if key not in known:
-                drug, endpoint, setting, *rest = key.split("/")
-                try:
+                try:  # a key of another version, or of an analysis no longer in the file
+                    drug, endpoint, setting, *rest = key.split("/")
                     analyses.append(Analysis(drug, setting, endpoint, include_strategy=bool(rest)))
                 except ValueError:
                     log.warning("ignoring snapshot %s with an unknown analysis key", snap.id)

@@ -353,3 +353,12 @@ def test_unnamed_estimate_of_a_multi_arm_trial_is_left_out_with_its_reason(ctx) 
         "comparison not named, and this multi-arm trial has 2 ('mpr-r vs mp', 'mpr-r vs mpr'): "
         "name it to pool this estimate",
         "other comparison of a multi-arm trial ('MPR-R vs MPR' used)"]
+
+
+def test_a_snapshot_with_an_unreadable_key_is_skipped_not_fatal(evidence, caplog) -> None:
+    with evidence.sessions() as s:
+        s.add(PooledResult(analysis_key="odd-key", k=1, estimate=-0.2))
+        s.commit()
+    run = pool_all(evidence)
+    assert "odd-key" not in {o.analysis.key for o in run.outcomes}
+    assert "with an unknown analysis key" in caplog.text

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from screening.web.risk_of_bias import risk_of_bias_json
 from store.models import Estimate, PooledResult, Trial, TrialReport
 
 
@@ -33,6 +34,7 @@ def _exp(value: float | None) -> float | None:
 
 
 def pooled_json(row: PooledResult) -> dict[str, Any]:
+    monitoring = sequential_monitoring(row)
     return {
         "id": row.id, "analysis": row.analysis_key, "label": row.analysis_label,
         "method": row.method, "ci_method": row.ci_method, "k": row.k,
@@ -45,6 +47,8 @@ def pooled_json(row: PooledResult) -> dict[str, Any]:
         "forest_svg": f"/estimates/{row.id}/forest.svg",
         "leave_one_out": leave_one_out(row),
         "cumulative": evidence_over_time(row),
+        "monitoring": monitoring,
+        "monitoring_svg": f"/estimates/{row.id}/monitoring.svg" if monitoring else None,
     }
 
 
@@ -69,6 +73,20 @@ def evidence_over_time(row: PooledResult) -> list[dict[str, Any]]:
     """
     steps = _result_list(row, "cumulative")
     return steps if all("change" in step for step in steps) else []
+
+
+def sequential_monitoring(row: PooledResult) -> dict[str, Any] | None:
+    """The snapshot's sequential-monitoring view (``reports.sequential.monitor``), as stored.
+
+    None when the snapshot has none: computed before monitoring existed, or without a plan,
+    or with nothing pooled. A view without looks is treated the same (nothing to show).
+    """
+    result = row.result if isinstance(row.result, dict) else {}
+    view = result.get("monitoring")
+    if not isinstance(view, dict) or not isinstance(view.get("looks"), list) \
+            or not view["looks"]:
+        return None
+    return dict(view)
 
 
 def estimate_json(e: Estimate) -> dict[str, Any]:
@@ -98,10 +116,12 @@ def trials_json(session: Session) -> list[dict[str, Any]]:
     estimates: dict[int, list[dict[str, Any]]] = {}
     for est in session.exec(select(Estimate).order_by(col(Estimate.id))).all():
         estimates.setdefault(est.trial_id, []).append(estimate_json(est))
+    bias = risk_of_bias_json(session)  # current RoB 2 assessments per trial
     return [
         {"id": t.id, "name": t.name, "drug": t.drug, "regimen": t.regimen,
          "comparator": t.comparator, "setting": t.setting, "is_strategy": t.is_strategy,
          "registry_ids": list(t.registry_ids or []),
-         "reports": reports.get(t.id or 0, []), "estimates": estimates.get(t.id or 0, [])}
+         "reports": reports.get(t.id or 0, []), "estimates": estimates.get(t.id or 0, []),
+         "risk_of_bias": bias.get(t.id or 0, {})}
         for t in trials
     ]

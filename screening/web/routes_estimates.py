@@ -1,4 +1,4 @@
-"""Pooled estimates and their forest plots."""
+"""Pooled estimates, their forest plots and their sequential-monitoring graphs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from reports.forest import render_forest
+from reports.monitoring_plot import render_monitoring
+from reports.monitoring_view import STATUS_LABELS
 from screening.web.deps import DbSession, Viewer, get_or_404
-from screening.web.evidence import latest_pooled, pooled_json
+from screening.web.evidence import latest_pooled, pooled_json, sequential_monitoring
 from screening.web.templating import render
 from store.errors import MmlrError, NotFoundError
 from store.models import PooledResult
@@ -26,7 +28,8 @@ SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe
 @router.get("/estimates")
 def estimates_page(request: Request, session: DbSession, user: Viewer) -> Response:
     rows = latest_pooled(session)
-    return render(request, "estimates.html", {"results": [(r, pooled_json(r)) for r in rows]})
+    return render(request, "estimates.html", {"results": [(r, pooled_json(r)) for r in rows],
+                                              "status_labels": STATUS_LABELS})
 
 
 @router.get("/estimates/{result_id}/forest.svg")
@@ -43,3 +46,25 @@ def forest_svg(result_id: int, session: DbSession, user: Viewer) -> Response:
                             hint="the details are in the server log") from None
     data = svg if isinstance(svg, bytes) else str(svg).encode("utf-8")
     return Response(data, media_type="image/svg+xml", headers=SVG_HEADERS)
+
+
+@router.get("/estimates/{result_id}/monitoring.svg")
+def monitoring_svg(result_id: int, session: DbSession, user: Viewer) -> Response:
+    """The sequential-monitoring graph of a snapshot (``reports.monitoring_plot``)."""
+    row = get_or_404(session, PooledResult, result_id,
+                     missing=f"pooled result {result_id} does not exist")
+    view = sequential_monitoring(row)
+    if view is None:
+        raise NotFoundError(f"pooled result {result_id} has no sequential monitoring",
+                            hint="snapshots from before monitoring existed have none; "
+                            "run `mmlr pool` to compute it")
+    try:
+        svg = render_monitoring(view, fmt="svg", title=row.analysis_label or row.analysis_key)
+    except MmlrError:
+        raise
+    except Exception:
+        log.exception("monitoring plot of pooled result %s failed", result_id)
+        raise NotFoundError(
+            f"the monitoring plot of pooled result {result_id} could not be drawn",
+            hint="the details are in the server log") from None
+    return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
