@@ -396,7 +396,17 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "trials": [t["label"] for t in _studies(row)],
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
         "monitoring": _monitoring_view(row),
+        "certainty_text": _certainty_text(row),
     }
+
+
+def _certainty_text(row: PooledResult) -> str | None:
+    """The suggested GRADE certainty in a few words ("moderate", "low (provisional)"); None
+    for a snapshot stored before it existed."""
+    view = (row.result if isinstance(row.result, dict) else {}).get("certainty")
+    if not isinstance(view, dict) or not view.get("level"):
+        return None
+    return str(view["level"]) + (" (provisional)" if view.get("provisional") else "")
 
 
 def _studies(row: PooledResult) -> list[dict[str, Any]]:

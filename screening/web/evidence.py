@@ -49,7 +49,18 @@ def pooled_json(row: PooledResult) -> dict[str, Any]:
         "cumulative": evidence_over_time(row),
         "monitoring": monitoring,
         "monitoring_svg": f"/estimates/{row.id}/monitoring.svg" if monitoring else None,
+        "risk_of_bias": _result_dict(row, "risk_of_bias"),
+        "certainty": _result_dict(row, "certainty"),
     }
+
+
+def _result_dict(row: PooledResult, key: str) -> dict[str, Any] | None:
+    """A view the snapshot stores as a dict (``reports.pool``: ``risk_of_bias`` — the weight
+    at each RoB 2 judgment and the sensitivity analyses —, ``certainty`` — the suggested GRADE
+    certainty); None for snapshots stored before it existed."""
+    result = row.result if isinstance(row.result, dict) else {}
+    view = result.get(key)
+    return dict(view) if isinstance(view, dict) else None
 
 
 def _result_list(row: PooledResult, key: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from reports.monitoring_view import STATUS_LABELS
 from screening.web.deps import DbSession, Viewer, get_or_404
 from screening.web.evidence import latest_pooled, pooled_json, sequential_monitoring
 from screening.web.templating import render
+from store.bias import JUDGMENT_LABELS
 from store.errors import MmlrError, NotFoundError
 from store.models import PooledResult
 
@@ -29,7 +30,8 @@ SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe
 def estimates_page(request: Request, session: DbSession, user: Viewer) -> Response:
     rows = latest_pooled(session)
     return render(request, "estimates.html", {"results": [(r, pooled_json(r)) for r in rows],
-                                              "status_labels": STATUS_LABELS})
+                                              "status_labels": STATUS_LABELS,
+                                              "rob_labels": JUDGMENT_LABELS})
 
 
 @router.get("/estimates/{result_id}/forest.svg")
