@@ -14,9 +14,9 @@ and every domain says what it looked at:
   *provisional* when they carry half the weight or more.
 * **Inconsistency** — rate down once when I² ≥ 50% and Cochran's Q has p < 0.10 (one trial:
   not applicable).
-* **Indirectness** — only what the data show: rate down once when EFS or TTP in place of PFS
-  carry at least half the weight. Population, intervention and comparator stay the panel's
-  call.
+* **Indirectness** — never rated down by rule: the share of the weight from EFS or TTP in
+  place of PFS is shown (pooling them is the field's practice, IMWG 2012 did); population,
+  intervention and comparator stay the panel's call.
 * **Imprecision** — GRADE guidelines 6 (Guyatt 2011): rate down twice when the 95% CI includes
   both an appreciable benefit (HR ≤ 0.75) and an appreciable harm (HR ≥ 1.25), once when it
   includes no effect (HR 1), and once when it excludes no effect but the optimal information
@@ -73,14 +73,14 @@ def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any
 
 
 def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    # Never rated down by rule: pooling EFS and TTP with PFS is the field's practice (IMWG
+    # 2012 did), so a rule would rate down most maintenance analyses for a choice the review
+    # made on purpose; the share is put in front of the panel instead.
     surrogate = _share(rows, lambda r: r.get("efs_ttp"))
-    base = {"domain": "indirectness", "label": "Indirectness", "provisional": False}
-    if surrogate >= 0.5:
-        return {**base, "downgrade": 1,
-                "reason": f"EFS or TTP in place of PFS carry {100 * surrogate:.0f}% of the "
-                          "weight"}
-    note = (f"EFS or TTP carry {100 * surrogate:.0f}% of the weight; " if surrogate else "")
-    return {**base, "downgrade": 0,
+    note = (f"for the panel: EFS or TTP in place of PFS carry {100 * surrogate:.0f}% of the "
+            "weight; " if surrogate else "")
+    return {"domain": "indirectness", "label": "Indirectness", "provisional": False,
+            "downgrade": 0,
             "reason": note + "population, drug and comparator are the panel's to judge"}
 
 

@@ -71,12 +71,12 @@ def test_inconsistency(k: int, i2, q_p, down: int) -> None:
         assert d["reason"] == "not applicable: one trial"
 
 
-def test_indirectness_from_surrogate_endpoints() -> None:
-    mostly = suggest(rows=rows((50, "low", True), (50, "low", False)))
-    assert domain(mostly, "indirectness")["downgrade"] == 1
-    some = suggest(rows=rows((30, "low", True), (70, "low", False)))
-    assert domain(some, "indirectness")["downgrade"] == 0
-    assert "EFS or TTP carry 30% of the weight" in domain(some, "indirectness")["reason"]
+def test_indirectness_is_shown_not_rated() -> None:
+    mostly = domain(suggest(rows=rows((80, "low", True), (20, "low", False))), "indirectness")
+    assert mostly["downgrade"] == 0
+    assert mostly["reason"].startswith("for the panel: EFS or TTP in place of PFS carry 80%")
+    none = domain(suggest(), "indirectness")
+    assert none["reason"] == "population, drug and comparator are the panel's to judge"
 
 
 @pytest.mark.parametrize("lo, hi, monitoring, down", [
@@ -106,9 +106,9 @@ def test_publication_bias_is_never_rated_by_rule() -> None:
 def test_levels_add_up_and_stop_at_very_low() -> None:
     result = suggest(rows=rows((60, "high", True), (40, "low", False)), i2=80.0, q_p=0.01,
                      hr_ci_low=0.6, hr_ci_high=1.4, k=3)
-    assert result["downgrades"] == 2 + 1 + 1 + 2
+    assert result["downgrades"] == 2 + 1 + 2
     assert result["level"] == "very low"
-    assert "−2 risk of bias, −1 inconsistency, −1 indirectness, −2 imprecision" in result["text"]
+    assert "(−2 risk of bias, −1 inconsistency, −2 imprecision)" in result["text"]
     assert suggest(hr_ci_low=0.6, hr_ci_high=1.05)["level"] == "moderate"
     assert suggest(hr_ci_low=0.7, hr_ci_high=1.3)["level"] == "low"
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
 
 from screening.web.app import create_app
-from screening.web.auth import add_user, hash_password, verify_password
+from screening.web.auth import add_user, hash_password, issue_api_token, verify_password
 from store.errors import ValidationError
 from store.models import AuditLog, Decision, ModelVersion, Record, User
 
@@ -92,6 +92,16 @@ def as_role(app: Any, users: dict[str, str], role: str) -> TestClient:
     c = TestClient(app, raise_server_exceptions=False)
     assert login(c, users[role]).status_code == 303
     return c
+
+
+def api_as(app: Any, users: dict[str, str], role: str) -> TestClient:
+    """A client without a session that sends a fresh API token of the ``role`` user."""
+    with db(app) as s:
+        user = s.exec(select(User).where(User.email == users[role])).one()
+        token = issue_api_token(s, user, actor="test")
+        s.commit()
+    return TestClient(app, raise_server_exceptions=False,
+                      headers={"Authorization": f"Bearer {token}"})
 
 
 @pytest.fixture

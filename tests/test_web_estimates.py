@@ -10,14 +10,11 @@ from typing import Any
 import lxml.html
 import pytest
 import test_web
-from fastapi.testclient import TestClient
-from sqlmodel import select
 from test_pool import add_estimate, add_trial
-from test_web import as_role, db
+from test_web import api_as, as_role, db
 
 from reports.pool import latest_results, pool_all
-from screening.web.auth import issue_api_token
-from store.models import PooledResult, User
+from store.models import PooledResult
 
 app = test_web.app
 users = test_web.users
@@ -109,12 +106,7 @@ def test_estimates_page_shows_leave_one_out_and_evidence_over_time(
 def test_estimates_api_carries_leave_one_out_and_history(
         app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
     _old_snapshot(app)
-    with db(app) as s:
-        viewer = s.exec(select(User).where(User.email == users["viewer"])).one()
-        token = issue_api_token(s, viewer, actor="test")
-        s.commit()
-    api = TestClient(app, raise_server_exceptions=False)
-    doc = api.get("/api/estimates", headers={"Authorization": f"Bearer {token}"}).json()
+    doc = api_as(app, users, "viewer").get("/api/estimates").json()
     entry = next(a for a in doc["analyses"] if a["analysis"] == "thalidomide/PFS/post_asct")
     assert [e["omitted"] for e in entry["leave_one_out"]] == ["Trial A", "Trial C", HOSTILE]
     assert {"k", "hr", "hr_ci_low", "hr_ci_high", "i2", "tau2", "estimate", "ci_low",

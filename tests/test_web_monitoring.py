@@ -9,13 +9,11 @@ import lxml.html
 import pytest
 import test_web
 from fastapi.testclient import TestClient
-from sqlmodel import select
 from test_pool import add_estimate, add_trial
-from test_web import as_role, db
+from test_web import api_as, as_role, db
 
 from reports.pool import latest_results, pool_all
-from screening.web.auth import issue_api_token
-from store.models import PooledResult, User
+from store.models import PooledResult
 
 app = test_web.app
 users = test_web.users
@@ -124,12 +122,7 @@ def test_monitoring_graph_is_an_svg_behind_login(
 def test_estimates_api_carries_monitoring(
         app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
     _old_snapshot(app)
-    with db(app) as s:
-        viewer = s.exec(select(User).where(User.email == users["viewer"])).one()
-        token = issue_api_token(s, viewer, actor="test")
-        s.commit()
-    api = TestClient(app, raise_server_exceptions=False)
-    doc = api.get("/api/estimates", headers={"Authorization": f"Bearer {token}"}).json()
+    doc = api_as(app, users, "viewer").get("/api/estimates").json()
     by_key = {a["analysis"]: a for a in doc["analyses"]}
     entry = by_key["lenalidomide/PFS/all"]
     row = pooled["lenalidomide/PFS/all"]
