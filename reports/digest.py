@@ -295,6 +295,7 @@ def _compare_analyses(
             "new": now,
             "crossing": _crossing_change(before, now),
             "monitoring_change": _monitoring_change(before, now),
+            "bias_changes": _bias_changes(before, now),
             "added_trials": [],
             "removed_trials": [],
         }
@@ -336,6 +337,22 @@ def _crossing_change(before: dict[str, Any] | None, after: dict[str, Any] | None
     if now is None or then is None or now == then:
         return None
     return "now crosses 1" if now else "no longer crosses 1"
+
+
+_ROB_WORDS = {"low": "low", "some_concerns": "some concerns", "high": "high", None: "not assessed"}
+
+
+def _bias_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
+    """The trials pooled in both snapshots whose RoB 2 judgment changed, in words ("CALGB
+    100104: high (was: not assessed)"): such a change alone makes a new snapshot with the same
+    numbers, and the digest must say why the analysis is listed."""
+    then = (before or {}).get("risk_of_bias")
+    now = (after or {}).get("risk_of_bias")
+    if then is None or now is None:
+        return []
+    return [f"{trial}: {_ROB_WORDS.get(judgment, judgment)} "
+            f"(was: {_ROB_WORDS.get(then[trial], then[trial])})"
+            for trial, judgment in now.items() if trial in then and then[trial] != judgment]
 
 
 def _monitoring_change(before: dict[str, Any] | None,
@@ -397,6 +414,9 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
         "monitoring": _monitoring_view(row),
         "certainty_text": _certainty_text(row),
+        # None for snapshots from before the judgments were pooled: no change is claimed.
+        "risk_of_bias": ({str(r.get("trial")): r.get("risk_of_bias") for r in row.inputs or []}
+                         if all("risk_of_bias" in r for r in row.inputs or []) else None),
     }
 
 

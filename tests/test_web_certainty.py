@@ -132,5 +132,10 @@ def test_digest_says_the_certainty_and_its_change(app: Any) -> None:
     second = build_digest(ctx)
     assert second.id != first.id
     assert f"Suggested certainty (GRADE starting point): {level} -> {new_level}" in second.text
+    # ... and why the analysis is listed with the same numbers.
+    assert ("Risk of bias (RoB 2) changed: Trial 0: high (was: low); Trial 1: high (was: low)."
+            in second.text)
+    assert "Risk of bias (RoB 2) changed: Trial 0: high (was: low)" in second.html
+    assert "Risk of bias (RoB 2) changed" not in first.text
     rows = lxml.html.fromstring(second.html).xpath('//tr[@class="certainty"]')
     assert [level, new_level] in [[_text(td) for td in row.xpath("td")][1:] for row in rows]
