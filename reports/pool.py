@@ -51,6 +51,7 @@ from store.audit import audit
 from store.bias import JUDGMENTS, current_assessments
 from store.context import AppContext
 from store.models import Estimate, PooledResult, Trial, TrialReport
+from store.settings import monitoring_hrs
 
 log = logging.getLogger(__name__)
 
@@ -575,9 +576,12 @@ def pool_all(ctx: AppContext) -> PoolRun:
     method, ci = ctx.settings.pool_method, ctx.settings.pool_ci
     version = code_version()
     run = PoolRun(method=method, ci=ci, code_version=version)
-    plan = MonitoringPlan(anticipated_hr=ctx.settings.monitoring_hr,
-                          power=ctx.settings.monitoring_power)
-    settings_doc = {"method": method, "ci": ci, "monitoring": plan.to_json()}
+    hrs = monitoring_hrs(ctx.settings.monitoring_hr)
+    plans = {endpoint: MonitoringPlan(anticipated_hr=hr, power=ctx.settings.monitoring_power)
+             for endpoint, hr in hrs.items()}
+    settings_doc = {"method": method, "ci": ci,
+                    "monitoring": {"anticipated_hr": hrs, "alpha": MonitoringPlan.alpha,
+                                   "power": ctx.settings.monitoring_power}}
     with ctx.sessions() as session:
         candidates = load_candidates(session)
         previous = {p.analysis_key: p for p in latest_results(session)}
@@ -593,7 +597,8 @@ def pool_all(ctx: AppContext) -> PoolRun:
                     log.warning("ignoring snapshot %s with an unknown analysis key", snap.id)
         new_rows: list[tuple[AnalysisOutcome, PooledResult]] = []
         for analysis in analyses:
-            outcome = compute_analysis(analysis, candidates, method=method, ci=ci, plan=plan)
+            outcome = compute_analysis(analysis, candidates, method=method, ci=ci,
+                                       plan=plans[analysis.endpoint])
             run.outcomes.append(outcome)
             prev = previous.get(analysis.key)
             inputs_hash = _hash_inputs(analysis, outcome.inputs)

@@ -41,6 +41,49 @@ def is_ncbi(url: str) -> bool:
     return (urlsplit(url).hostname or "").endswith("ncbi.nlm.nih.gov")
 
 
+#: The endpoints of the analyses (``reports.analyses``): EFS and TTP are pooled as PFS.
+MONITORING_ENDPOINTS = ("PFS", "OS")
+DEFAULT_MONITORING_HR = 0.80
+
+
+def monitoring_hrs(value: str | float) -> dict[str, float]:
+    """The anticipated HR of sequential monitoring per analysis endpoint, from
+    ``MMLR_MONITORING_HR``: ``"0.80"`` (every endpoint), ``"PFS=0.75,OS=0.85"``, or a bare
+    number with named endpoints (``"0.8,OS=0.9"``; the number is for those not named).
+
+    Raises ValueError saying which part is wrong: an HR of 1 asks for infinite information,
+    one ≤ 0 is not a hazard ratio, and an unknown or repeated endpoint is a typo.
+    """
+    if isinstance(value, int | float):
+        value = str(value)
+    out: dict[str, float] = {}
+    default: float | None = None
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            raise ValueError(f"empty entry in {value!r}: use e.g. 0.80 or PFS=0.75,OS=0.85")
+        name, _, number = part.rpartition("=")
+        name = name.strip().upper()
+        try:
+            hr = float(number)
+        except ValueError:
+            raise ValueError(f"{number.strip()!r} is not a number (in {value!r})") from None
+        if not math.isfinite(hr) or hr <= 0 or hr == 1:
+            raise ValueError(f"must be a hazard ratio other than 1, e.g. 0.80, got {hr:g}")
+        if not name:
+            if default is not None:
+                raise ValueError(f"two HRs for every endpoint in {value!r}")
+            default = hr
+        elif name not in MONITORING_ENDPOINTS:
+            raise ValueError(f"unknown endpoint {name!r}: use {' or '.join(MONITORING_ENDPOINTS)} "
+                             "(EFS and TTP are pooled as PFS)")
+        elif name in out:
+            raise ValueError(f"{name} is given twice in {value!r}")
+        else:
+            out[name] = hr
+    fallback = DEFAULT_MONITORING_HR if default is None else default
+    return {endpoint: out.get(endpoint, fallback) for endpoint in MONITORING_ENDPOINTS}
+
+
 def is_dual_screening(screeners_per_record: int) -> bool:
     """Whether ``screeners_per_record`` means dual screening (two blind votes per record).
 
@@ -183,10 +226,12 @@ class Settings(BaseSettings):
         None, description="TOML file of extra analyses, e.g. a drug class pooled together "
         "(IMiD: thalidomide or lenalidomide); see docs/curation.md, \"Analyses\".",
     )
-    monitoring_hr: float = Field(
-        0.80, description="Sequential monitoring (monitoring only, beside the primary "
-        "analysis): the smallest HR worth detecting, which sets the required information "
-        "of every analysis. See docs/curation.md, \"Sequential monitoring\".",
+    monitoring_hr: str = Field(
+        "0.80", description="Sequential monitoring (monitoring only, beside the primary "
+        "analysis): the smallest HR worth detecting, which sets the required information. "
+        "One HR for every analysis (`0.80`), or per endpoint (`PFS=0.75,OS=0.85`; an endpoint "
+        "not named takes 0.80, or a bare number given with them). See docs/curation.md, "
+        "\"Sequential monitoring\".",
     )
     monitoring_power: float = Field(
         0.80, description="Power of the sequential monitoring plan (two-sided α 0.05).",
@@ -216,13 +261,12 @@ class Settings(BaseSettings):
                              f"got {value}")
         return value
 
-    @field_validator("monitoring_hr")
+    @field_validator("monitoring_hr", mode="before")
     @classmethod
-    def _check_monitoring_hr(cls, value: float) -> float:
-        # An HR of 1 asks for infinite information; ≤ 0 is not a hazard ratio.
-        if not math.isfinite(value) or value <= 0 or value == 1:
-            raise ValueError(f"must be a hazard ratio other than 1, e.g. 0.80, got {value:g}")
-        return value
+    def _check_monitoring_hr(cls, value: object) -> str:
+        text = str(value).strip()
+        monitoring_hrs(text)  # raises ValueError naming what is wrong
+        return text
 
     @field_validator("monitoring_power")
     @classmethod

@@ -23,7 +23,7 @@ from reports.sequential import (
     obrien_fleming_spending,
 )
 from store.errors import ConfigError, PoolingError
-from store.settings import load_settings
+from store.settings import load_settings, monitoring_hrs
 from tests.conftest import need
 from tests.test_pool import add_estimate, add_trial
 
@@ -161,10 +161,27 @@ def test_plan_refuses_nonsense(kwargs: dict[str, float], message: str) -> None:
         MonitoringPlan(**kwargs)
 
 
+@pytest.mark.parametrize("value, expected", [
+    ("0.80", {"PFS": 0.8, "OS": 0.8}),
+    (0.7, {"PFS": 0.7, "OS": 0.7}),
+    ("PFS=0.75, os=0.85", {"PFS": 0.75, "OS": 0.85}),
+    ("OS=0.9", {"PFS": 0.8, "OS": 0.9}),
+    ("0.6,OS=0.9", {"PFS": 0.6, "OS": 0.9}),
+    ("1.25", {"PFS": 1.25, "OS": 1.25}),  # harm is a direction that can be monitored too
+])
+def test_monitoring_hr_per_endpoint(value: object, expected: dict[str, float]) -> None:
+    assert monitoring_hrs(load_settings(monitoring_hr=value).monitoring_hr) == expected
+
+
 @pytest.mark.parametrize("env, message", [
     ({"monitoring_hr": 1}, "MMLR_MONITORING_HR: must be a hazard ratio other than 1"),
     ({"monitoring_hr": 0}, "MMLR_MONITORING_HR"),
     ({"monitoring_hr": "nan"}, "MMLR_MONITORING_HR"),
+    ({"monitoring_hr": "EFS=0.8"}, "unknown endpoint 'EFS': use PFS or OS"),
+    ({"monitoring_hr": "PFS=0.7,PFS=0.8"}, "PFS is given twice"),
+    ({"monitoring_hr": "0.7,0.8"}, "two HRs for every endpoint"),
+    ({"monitoring_hr": "PFS=abc"}, "'abc' is not a number"),
+    ({"monitoring_hr": "PFS=0.7,"}, "empty entry"),
     ({"monitoring_power": 1.2}, "MMLR_MONITORING_POWER: must be at least 0.5 and below 1"),
 ])
 def test_settings_refuse_nonsense(env: dict[str, object], message: str) -> None:
@@ -266,6 +283,7 @@ def test_pool_all_stores_the_view_and_replans(ctx, settings) -> None:
                                           ("0.65", "0.50", "0.85")]):
             trial = add_trial(s, f"Trial {i}")
             add_estimate(s, trial, hr, lo, hi, cut=date(2008 + 2 * i, 6, 1))
+        add_estimate(s, trial, "0.85", "0.70", "1.03", endpoint="OS", cut=date(2012, 6, 1))
         s.commit()
     run = pool_all(ctx)
     doc = json.loads(json.dumps(run.to_json()))
@@ -273,17 +291,24 @@ def test_pool_all_stores_the_view_and_replans(ctx, settings) -> None:
     view = entry["monitoring"]
     assert [lk["k"] for lk in view["looks"]] == [1, 2, 3]
     assert view["plan"] == {"anticipated_hr": 0.8, "alpha": 0.05, "power": 0.8}
+    os_view = next(a for a in doc["analyses"] if a["name"] == "thalidomide/OS/post_asct")
+    assert os_view["monitoring"]["plan"]["anticipated_hr"] == 0.8
     assert view["status"] in {"firm_evidence", "conventional_only"}
     with ctx.sessions() as s:
         snap = {p.analysis_key: p for p in latest_results(s)}["thalidomide/PFS/post_asct"]
     assert snap.result["monitoring"] == view
     # Another plan is another snapshot (the settings are part of what a snapshot freezes).
-    other = make_context(settings.model_copy(update={"monitoring_hr": 0.6}), upgrade=False)
+    # ... and a plan per endpoint applies to each analysis by its endpoint.
+    other = make_context(settings.model_copy(update={"monitoring_hr": "PFS=0.6,OS=0.9"}),
+                         upgrade=False)
     try:
         again = pool_all(other)
         changed = {o.analysis.key: o for o in again.changed}
         new_view = changed["thalidomide/PFS/post_asct"].extras["monitoring"]
         assert new_view["required_information"] < view["required_information"]
+        assert new_view["plan"]["anticipated_hr"] == 0.6
+        assert changed["thalidomide/OS/post_asct"].extras["monitoring"]["plan"][
+            "anticipated_hr"] == 0.9
         assert pool_all(other).changed == []
     finally:
         other.dispose()
