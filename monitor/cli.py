@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from reports.exports import KINDS as EXPORT_KINDS
 from store.errors import ConfigError, MmlrError, ValidationError
 from store.settings import Settings, load_settings
 
@@ -329,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay_server)
 
     p = sub.add_parser("export", help="export records or evidence")
-    p.add_argument("kind", choices=["ris", "csv", "prisma", "metafor"])
+    p.add_argument("kind", choices=EXPORT_KINDS)
     p.add_argument("--out", help="file (or folder for metafor); default stdout")
     p.set_defaults(func=cmd_export)
 

@@ -1,4 +1,4 @@
-"""``mmlr export {ris,csv,prisma,metafor}``: records and evidence for other tools.
+"""``mmlr export {ris,csv,prisma,metafor,sof}``: records and evidence for other tools.
 
 * ``csv`` — one row per record (RFC 4180 quoting, UTF-8): ``pmid, title, journal, year,
   status, score, decision`` (DESIGN §3) then ``screening, flagged, deleted, retracted, doi,
@@ -14,6 +14,8 @@
   summary beside it (``prisma.csv`` / ``prisma.md``); under dual screening with a line for
   the records in conflict awaiting resolution.
 * ``metafor`` — delegated to :func:`reports.export_metafor.write_metafor_export`.
+* ``sof`` — the summary of findings, one row per pooled analysis (``reports.export_sof``), as
+  CSV plus a Markdown table beside it (``sof.csv`` / ``sof.md``).
 
 ``out=None`` writes csv/ris/prisma (CSV) to stdout and returns ``[]``; otherwise the written
 files are returned. Rows are streamed from the database, so a large review does not have to
@@ -41,13 +43,14 @@ from store.models import Decision, Record, RecordRevision, Trial, TrialReport
 
 log = logging.getLogger(__name__)
 
-KINDS = ("ris", "csv", "prisma", "metafor")
+KINDS = ("ris", "csv", "prisma", "metafor", "sof")
 CSV_COLUMNS = ("pmid", "title", "journal", "year", "status", "score", "decision", "screening",
                "flagged", "deleted", "retracted", "doi", "publication_types", "nct_ids",
                "first_seen_at")
 #: Appended under dual screening (single-screening exports keep exactly ``CSV_COLUMNS``).
 DUAL_CSV_COLUMNS = (*CSV_COLUMNS, "screening_state", "screeners")
 _BATCH = 1000
+_STEM = {"prisma": "prisma", "sof": "sof"}  # file name in an --out folder; else "records"
 # Decision.kind of a screener's vote (``screening.agreement.VOTE``; reports import store only).
 _VOTE = "vote"
 
@@ -59,9 +62,13 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
     if kind == "metafor":
         return _export_metafor(ctx, out)
     dual = ctx.settings.dual_screening
+    # Imported here: the summary of findings reads pooled snapshots (numpy, scipy behind it),
+    # which the record exports do not need to load.
+    from reports.export_sof import sof_markdown, write_sof_csv
+
     writers: dict[str, Callable[[Session, IO[str]], None]] = {
         "csv": partial(write_records_csv, dual=dual), "ris": write_ris,
-        "prisma": partial(write_prisma_csv, dual=dual)}
+        "prisma": partial(write_prisma_csv, dual=dual), "sof": write_sof_csv}
     writer = writers[kind]
     with ctx.sessions() as session:
         if out is None:
@@ -69,14 +76,16 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
             sys.stdout.flush()
             return []
         if out.is_dir():
-            out = out / f"{'records' if kind != 'prisma' else 'prisma'}.{_ext(kind)}"
+            out = out / f"{_STEM.get(kind, 'records')}.{_ext(kind)}"
         with _open_out(out) as fh:
             writer(session, fh)
         written = [out]
-        if kind == "prisma":
+        markdown = {"prisma": lambda: prisma_markdown(prisma_counts(session, dual=dual)),
+                    "sof": lambda: sof_markdown(session)}.get(kind)
+        if markdown is not None:  # the human-readable table beside the CSV
             summary = out.with_suffix(".md")
             with _open_out(summary) as fh:
-                fh.write(prisma_markdown(prisma_counts(session, dual=dual)))
+                fh.write(markdown())
             written.append(summary)
     log.info("export %s written to %s", kind, ", ".join(str(p) for p in written))
     return written

@@ -1,0 +1,129 @@
+"""``mmlr export sof``: a summary of findings — one row per pooled analysis — for guideline
+panels: the pooled HR with its CI and prediction interval, heterogeneity, the weight at each
+RoB 2 judgment and the low-risk-only estimate, the sequential-monitoring status, and the
+suggested certainty with the reason for every domain rated down.
+
+Read from the newest snapshot of each analysis (``reports.pool.latest_results``), so every
+number is one the estimates page and the digests show and can be audited (``snapshot_id``,
+``code_version``). The Markdown table beside the CSV is the one a panel pastes into its
+minutes; it says that the certainty is a suggestion.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from typing import IO, Any
+
+from sqlmodel import Session
+
+from reports.pool import latest_results
+from store.models import PooledResult
+
+SOF_COLUMNS = (
+    "analysis", "label", "k", "trials", "events_equivalent", "hr", "hr_ci_low", "hr_ci_high",
+    "hr_pi_low", "hr_pi_high", "i2", "tau2", "method", "ci_method",
+    "rob_low_pct", "rob_some_concerns_pct", "rob_high_pct", "rob_not_assessed_pct",
+    "hr_low_rob_only", "hr_low_rob_only_ci_low", "hr_low_rob_only_ci_high",
+    "monitoring_status", "information_fraction", "required_events",
+    "certainty", "certainty_provisional", "rated_down", "certainty_reasons",
+    "snapshot_id", "computed_at", "code_version",
+)
+
+
+def _exp(x: float | None) -> float | None:
+    return math.exp(x) if x is not None and math.isfinite(x) else None
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return ""
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def sof_rows(session: Session) -> list[dict[str, Any]]:
+    """One dict per analysis with a pooled estimate (k ≥ 1), in reading order."""
+    return [_row(p) for p in latest_results(session) if p.k > 0 and p.estimate is not None]
+
+
+def _row(p: PooledResult) -> dict[str, Any]:
+    result = p.result if isinstance(p.result, dict) else {}
+    rob = result.get("risk_of_bias") or {}
+    weight = rob.get("weight_percent") or {}
+    low_only: dict[str, Any] = next((e for e in rob.get("sensitivity") or []
+                                     if e.get("name") == "low_only"), {})
+    monitoring = result.get("monitoring") or {}
+    certainty = result.get("certainty") or {}
+    rated = [d for d in certainty.get("domains") or [] if d.get("downgrade")]
+    info = sum(1.0 / r["sei"] ** 2 for r in p.inputs or [] if r.get("sei"))
+    return {
+        "analysis": p.analysis_key, "label": p.analysis_label, "k": p.k,
+        "trials": "; ".join(str(r.get("trial")) for r in p.inputs or []),
+        "events_equivalent": round(4 * info) if info else None,
+        "hr": _exp(p.estimate), "hr_ci_low": _exp(p.ci_low), "hr_ci_high": _exp(p.ci_high),
+        "hr_pi_low": _exp(p.pi_low) if p.k > 1 else None,
+        "hr_pi_high": _exp(p.pi_high) if p.k > 1 else None,
+        "i2": p.i2, "tau2": p.tau2, "method": p.method, "ci_method": p.ci_method,
+        "rob_low_pct": weight.get("low"), "rob_some_concerns_pct": weight.get("some_concerns"),
+        "rob_high_pct": weight.get("high"), "rob_not_assessed_pct": weight.get("not_assessed"),
+        "hr_low_rob_only": low_only.get("hr"),
+        "hr_low_rob_only_ci_low": low_only.get("hr_ci_low"),
+        "hr_low_rob_only_ci_high": low_only.get("hr_ci_high"),
+        "monitoring_status": monitoring.get("status"),
+        "information_fraction": monitoring.get("fraction"),
+        "required_events": monitoring.get("required_events"),
+        "certainty": certainty.get("level"),
+        "certainty_provisional": (None if not certainty
+                                  else "true" if certainty.get("provisional") else "false"),
+        "rated_down": "; ".join(f"{d['label'].lower()} −{d['downgrade']}" for d in rated),
+        "certainty_reasons": " | ".join(f"{d.get('label')}: {d.get('reason')}"
+                                        for d in certainty.get("domains") or []),
+        "snapshot_id": p.id, "computed_at": p.computed_at.isoformat() if p.computed_at else None,
+        "code_version": p.code_version,
+    }
+
+
+def write_sof_csv(session: Session, fh: IO[str]) -> None:
+    writer = csv.writer(fh)
+    writer.writerow(SOF_COLUMNS)
+    for row in sof_rows(session):
+        writer.writerow([_fmt(row[c]) for c in SOF_COLUMNS])
+
+
+def _cell(text: Any) -> str:
+    # A trial name or a reason with "|" would split a Markdown cell.
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def sof_markdown(session: Session) -> str:
+    """The summary of findings as a Markdown table, with what each column means."""
+    rows = sof_rows(session)
+    lines = ["# Summary of findings", "",
+             "Hazard ratios of maintenance vs control (HR < 1 favours maintenance), pooled "
+             "with the analysis' method; certainty is **suggested by fixed rules** as a "
+             "starting point for the panel, not a GRADE judgment (see docs/curation.md).", "",
+             "| analysis | trials (k) | HR (95% CI) | 95% PI | I² | low RoB only | monitoring "
+             "| suggested certainty |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    if not rows:
+        lines.append("| no pooled analysis yet | | | | | | | |")
+    for r in rows:
+        hr = f"{r['hr']:.2f} ({r['hr_ci_low']:.2f}–{r['hr_ci_high']:.2f})"
+        pi = (f"{r['hr_pi_low']:.2f}–{r['hr_pi_high']:.2f}" if r["hr_pi_low"] is not None
+              else "—")
+        i2 = f"{r['i2']:.0f}%" if r["i2"] is not None and r["k"] > 1 else "—"
+        low = (f"{r['hr_low_rob_only']:.2f} ({r['hr_low_rob_only_ci_low']:.2f}–"
+               f"{r['hr_low_rob_only_ci_high']:.2f})" if r["hr_low_rob_only"] is not None
+               else "—")
+        monitoring = (f"{r['monitoring_status'].replace('_', ' ')}, "
+                      f"{100 * r['information_fraction']:.0f}% of required information"
+                      if r["monitoring_status"] else "—")
+        certainty = (r["certainty"] or "—") + (
+            " (provisional)" if r["certainty_provisional"] == "true" else "") + (
+            f"; {r['rated_down']}" if r["rated_down"] else "")
+        lines.append("| " + " | ".join(_cell(x) for x in (
+            r["label"] or r["analysis"], f"{r['trials']} ({r['k']})", hr, pi, i2, low,
+            monitoring, certainty)) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,76 @@
+"""`mmlr export sof`: the summary of findings, one row per pooled analysis, as CSV and a
+Markdown table, read from the newest snapshots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from datetime import date
+from pathlib import Path
+
+from reports.export_sof import SOF_COLUMNS
+from reports.exports import export
+from reports.pool import latest_results, pool_all
+from tests.conftest import cli_env, run_cli
+from tests.test_pool import add_estimate, add_trial
+from tests.test_pool_bias import assess
+
+KEY = "thalidomide/PFS/post_asct"
+PIPE = "MM|IX <b>"
+
+
+def _evidence(ctx) -> None:
+    with ctx.sessions() as s:
+        for i, (name, hr, lo, hi, rob) in enumerate([("Low", "0.60", "0.45", "0.80", "low"),
+                                                     (PIPE, "0.72", "0.55", "0.94", "high")]):
+            trial = add_trial(s, name)
+            add_estimate(s, trial, hr, lo, hi, cut=date(2010 + i, 1, 1))
+            assess(s, trial, rob)
+        s.commit()
+    pool_all(ctx)
+
+
+def test_csv_and_markdown_from_the_snapshots(ctx, tmp_path: Path) -> None:
+    _evidence(ctx)
+    written = export(ctx, "sof", tmp_path)
+    assert written == [tmp_path / "sof.csv", tmp_path / "sof.md"]
+    rows = list(csv.DictReader(io.StringIO(written[0].read_text())))
+    assert tuple(rows[0]) == SOF_COLUMNS
+    with ctx.sessions() as s:
+        snaps = {p.analysis_key: p for p in latest_results(s) if p.k > 0}
+    assert [r["analysis"] for r in rows] == list(snaps)  # every pooled analysis, in order
+    row = next(r for r in rows if r["analysis"] == KEY)
+    snap = snaps[KEY]
+    assert float(row["hr"]) == float(f"{math.exp(snap.estimate):.4g}")
+    assert row["k"] == "2" and row["trials"] == f"Low; {PIPE}"
+    certainty = snap.result["certainty"]
+    assert row["certainty"] == certainty["level"]
+    assert row["certainty_provisional"] == "false"
+    # The high-risk trial has the narrower CI, so more than half the weight: rated down twice.
+    assert row["rated_down"].startswith("risk of bias −2")
+    assert float(row["rob_high_pct"]) > 50
+    assert row["monitoring_status"] == snap.result["monitoring"]["status"]
+    low_only = snap.result["risk_of_bias"]["sensitivity"][0]
+    assert float(row["hr_low_rob_only"]) == float(f"{low_only['hr']:.4g}")
+    assert row["snapshot_id"] == str(snap.id)
+    md = written[1].read_text()
+    assert "not a GRADE judgment" in md
+    # A "|" in a trial name must not split the Markdown table's cells.
+    line = next(ln for ln in md.splitlines() if "MM\\|IX" in ln)
+    assert line.count(" | ") == 7
+
+
+def test_no_pooled_analysis_yet(ctx, tmp_path: Path) -> None:
+    csv_path, md_path = export(ctx, "sof", tmp_path)
+    assert csv_path.read_text().strip() == ",".join(SOF_COLUMNS)
+    assert "no pooled analysis yet" in md_path.read_text()
+
+
+def test_cli_writes_the_csv_to_stdout(ctx, settings) -> None:
+    _evidence(ctx)
+    proc = run_cli("export", "sof", env=cli_env(MMLR_DATA_DIR=str(settings.data_dir),
+                                                MMLR_DATABASE_URL=settings.db_url))
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert KEY in {r["analysis"] for r in rows}
