@@ -255,3 +255,68 @@ def test_trial_is_edited_and_its_estimate_verified_by_a_second_person(
         assert stored is not None and (stored.drug, stored.is_strategy) == ("thalidomide", True)
         assert session.exec(select(Estimate)).one().verified
     assert problems == []
+
+
+def test_risk_of_bias_assessed_in_the_browser_reaches_the_estimates_page(
+        app: Any, users: dict[str, str], server: str, browser: Any, tmp_path: Path) -> None:
+    """A curator assesses RoB 2 through the form (a mistake first), pooling picks it up, and
+    a viewer reads the RoB column, the sensitivity table, the certainty and the monitoring
+    graph on /estimates."""
+    import math
+
+    from reports.pool import pool_all
+
+    with db(app) as session:
+        for i, (name, hr, lo, hi) in enumerate((("RoB-A", 0.6, 0.45, 0.8),
+                                                ("RoB-B <i>x</i>", 0.72, 0.55, 0.94))):
+            trial = Trial(name=name, drug="thalidomide", setting="post_asct")
+            session.add(trial)
+            session.flush()
+            se = (math.log(hi) - math.log(lo)) / (2 * 1.959964)
+            session.add(Estimate(trial_id=trial.id, endpoint="PFS", setting="post_asct",  # type: ignore[arg-type]
+                                 hr=hr, ci_low=lo, ci_high=hi, log_hr=math.log(hr), se=se,
+                                 verified=True))
+        session.commit()
+        trial_id = session.exec(select(Trial).where(Trial.name == "RoB-A")).one().id
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _log_in(page, server, users["curator"])
+    page.goto(f"{server}/trials/{trial_id}")
+    page.get_by_text("Assess risk of bias").click()
+    form = page.locator("form.rob-form")
+    form.get_by_label("Endpoint").select_option("PFS")
+    for fieldset in form.locator("fieldset.rob-domain").all():
+        fieldset.get_by_label("Judgment", exact=True).select_option("low")
+    form.locator("fieldset[data-domain=randomization]").get_by_label(
+        "Support for the judgment").fill("Central <b>web</b> randomisation")
+    form.get_by_label("Overall judgment", exact=True).select_option("high")  # above the domains, no note
+    form.get_by_role("button", name="Save assessment").click()
+    error = page.locator("#rob-overall-error")
+    error.wait_for()
+    assert "higher than the domains allow: every domain is low" in error.inner_text()
+    form = page.locator("form.rob-form")
+    assert form.locator("fieldset[data-domain=randomization]").get_by_label(
+        "Support for the judgment").input_value() == "Central <b>web</b> randomisation"
+    form.get_by_label("Overall judgment", exact=True).select_option("")
+    form.get_by_role("button", name="Save assessment").click()
+    page.locator(".flash", has_text="Risk of bias for PFS saved").wait_for()
+    assert "Central <b>web</b> randomisation" in page.locator("#rob-PFS").inner_text()
+    _shot(page, tmp_path, "rob-saved")
+
+    pool_all(app.state.ctx)
+    viewer = _page(browser, problems)
+    _log_in(viewer, server, users["viewer"])
+    viewer.goto(f"{server}/estimates")
+    section = viewer.locator("section", has_text="Thalidomide maintenance — PFS (EFS/TTP "
+                             "accepted) — post-ASCT").first
+    trials = section.locator("table").first.inner_text()
+    assert "RoB-A" in trials and "Low" in trials and "RoB-B <i>x</i>" in trials
+    assert "not assessed" in trials
+    assert "low risk of bias only" in section.locator("table.rob-sensitivity").inner_text()
+    assert "Suggested certainty:" in section.locator("div.certainty").inner_text()
+    graph = section.locator("img.monitoring-plot")
+    graph.scroll_into_view_if_needed()
+    viewer.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                             arg=graph.element_handle())
+    _shot(viewer, tmp_path, "estimates-rob-certainty")
+    assert problems == []
