@@ -267,8 +267,7 @@ def test_risk_of_bias_assessed_in_the_browser_reaches_the_estimates_page(
     from reports.pool import pool_all
 
     with db(app) as session:
-        for i, (name, hr, lo, hi) in enumerate((("RoB-A", 0.6, 0.45, 0.8),
-                                                ("RoB-B <i>x</i>", 0.72, 0.55, 0.94))):
+        for name, hr, lo, hi in (("RoB-A", 0.6, 0.45, 0.8), ("RoB-B <i>x</i>", 0.72, 0.55, 0.94)):
             trial = Trial(name=name, drug="thalidomide", setting="post_asct")
             session.add(trial)
             session.flush()
@@ -289,7 +288,8 @@ def test_risk_of_bias_assessed_in_the_browser_reaches_the_estimates_page(
         fieldset.get_by_label("Judgment", exact=True).select_option("low")
     form.locator("fieldset[data-domain=randomization]").get_by_label(
         "Support for the judgment").fill("Central <b>web</b> randomisation")
-    form.get_by_label("Overall judgment", exact=True).select_option("high")  # above the domains, no note
+    # "high" above five low domains: refused
+    form.get_by_label("Overall judgment", exact=True).select_option("high")
     form.get_by_role("button", name="Save assessment").click()
     error = page.locator("#rob-overall-error")
     error.wait_for()
