@@ -46,6 +46,7 @@ from reports.analyses import (
 )
 from reports.certainty import suggest_certainty
 from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
+from reports.monitoring_view import status_label
 from reports.sequential import MonitoringPlan, against_primary, monitor
 from store.audit import audit
 from store.bias import JUDGMENTS, current_assessments
@@ -169,17 +170,12 @@ class PoolRun:
         return "\n".join(lines)
 
 
-_STATUS_WORDS = {"firm_evidence": "boundary crossed", "conventional_only":
-                 "significant only conventionally", "required_information_reached":
-                 "required information reached", "open": "open"}
-
-
 def _monitoring_and_certainty(extras: dict[str, Any]) -> str:
     """One line for the CLI table: the monitoring status and the suggested certainty."""
     parts = []
     view = extras.get("monitoring")
     if view:
-        parts.append(f"monitoring: {_STATUS_WORDS.get(view['status'], view['status'])}, "
+        parts.append(f"monitoring: {status_label(view['status'])}, "
                      f"{100 * view['fraction']:.0f}% of the required information")
     certainty = extras.get("certainty")
     if certainty:
