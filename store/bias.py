@@ -17,6 +17,11 @@ RoB 2 and is refused (``validate_assessment``). Assessments are append-only
 is current (``current_assessments``) and the older ones stay as its history
 (``assessment_history``).
 
+Cochrane asks for two reviewers to assess independently and reconcile their disagreements.
+The rows keep who assessed, so ``assessor_agreement`` can tell — from one endpoint's rows —
+each person's latest assessment and where those differ. It only reports: the current
+assessment, the one the analyses use, stays the newest row whoever saved it.
+
 This lives in ``store`` rather than in the web app because the reports, which may import only
 ``store``, will read the current judgments (e.g. to leave high-risk results out of a
 sensitivity analysis); the trial page and the JSON API call the same checks, so they give the
@@ -289,6 +294,24 @@ def assessment_history(session: Session, trial_id: int) -> list[BiasAssessment]:
         BiasAssessment.trial_id == trial_id).order_by(col(BiasAssessment.id).desc())))
 
 
+def history_by_endpoint(session: Session, *, trial_ids: Iterable[int] | None = None,
+                        ) -> dict[tuple[int, str], list[BiasAssessment]]:
+    """Every assessment per (trial id, endpoint), newest first (by id, as
+    ``current_assessments``: the first row of each list is its current assessment).
+    ``trial_ids`` limits it to those trials. One query, for ``assessor_agreement`` of every
+    endpoint of a page or of the API at once."""
+    query = select(BiasAssessment).order_by(col(BiasAssessment.id).desc())
+    if trial_ids is not None:
+        ids = list(trial_ids)
+        if not ids:
+            return {}
+        query = query.where(col(BiasAssessment.trial_id).in_(ids))
+    grouped: dict[tuple[int, str], list[BiasAssessment]] = {}
+    for row in session.exec(query):
+        grouped.setdefault((row.trial_id, row.endpoint), []).append(row)
+    return grouped
+
+
 def assessment_json(row: BiasAssessment) -> dict[str, Any]:
     """An assessment as the JSON API gives it: ``overall``, ``overall_note``, ``domains`` (in
     ``DOMAINS`` order), ``assessed_by`` (a user id, as estimates' ``created_by``) and
@@ -299,3 +322,102 @@ def assessment_json(row: BiasAssessment) -> dict[str, Any]:
                               "support": stored.get(key, {}).get("support", "")}
                         for key in DOMAINS},
             "assessed_by": row.assessed_by, "created_at": row.created_at.isoformat()}
+
+
+# ----------------------------------------------------------------------------- agreement
+#: The key a disagreement on the overall judgment has in place of a domain's.
+OVERALL = "overall"
+OVERALL_LABEL = "Overall judgment"
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A domain (``domain`` a key of ``DOMAINS``, or ``OVERALL``) on which the assessors'
+    latest assessments differ. ``judgments`` maps every assessor's user id to their judgment
+    (``None`` when a stored row lacks it), in the order of ``AssessorAgreement.latest``."""
+
+    domain: str
+    label: str
+    judgments: dict[int, str | None]
+
+    def grouped(self) -> list[tuple[str | None, list[int]]]:
+        """Each judgment given with the assessors who gave it, from least to most risk: what
+        "low (ann) vs high (bob, cy)" is written from."""
+        by_judgment: dict[str | None, list[int]] = {}
+        for user_id, judgment in self.judgments.items():
+            by_judgment.setdefault(judgment, []).append(user_id)
+        return sorted(by_judgment.items(), key=lambda item: _rank_or_last(item[0]))
+
+
+@dataclass(frozen=True)
+class AssessorAgreement:
+    """How the people who assessed one trial's endpoint agree (``assessor_agreement``).
+
+    ``latest`` maps each assessor's user id to their latest assessment, ordered by that
+    row's id, so the assessor of the current assessment comes last; ``disagreements`` lists
+    the domains, then the overall judgment, on which those latest assessments differ.
+    """
+
+    latest: dict[int, BiasAssessment]
+    disagreements: tuple[Disagreement, ...]
+
+    @property
+    def assessors(self) -> int:
+        """How many different people assessed."""
+        return len(self.latest)
+
+    @property
+    def agree(self) -> bool | None:
+        """Whether the assessors' latest assessments agree on every domain and overall;
+        None when fewer than two people assessed (there is nobody to agree with)."""
+        if self.assessors < 2:
+            return None
+        return not self.disagreements
+
+
+def assessor_agreement(rows: Iterable[BiasAssessment]) -> AssessorAgreement:
+    """Compare the latest assessment of each person who assessed one trial's endpoint.
+
+    ``rows`` are that endpoint's stored assessments in any order (e.g. ``history_by_endpoint``
+    's list). Someone who assessed twice counts once, with their later assessment: re-assessing
+    is how a person changes their mind, so their earlier rows no longer say what they think.
+    Only judgments are compared — support texts are the assessors' own words and differ
+    anyway. Raises ValueError for rows of different trials or endpoints (comparing PFS with
+    OS judgments would report disagreements that are not), or unsaved rows (the order of
+    rows is their id, as for the current assessment).
+    """
+    latest: dict[int, BiasAssessment] = {}
+    seen: set[tuple[int, str]] = set()
+    for row in rows:
+        if row.id is None:
+            raise ValueError("assessor_agreement compares stored assessments: save them first")
+        seen.add((row.trial_id, row.endpoint))
+        mine = latest.get(row.assessed_by)
+        if mine is None or _row_id(mine) < row.id:
+            latest[row.assessed_by] = row
+    if len(seen) > 1:
+        raise ValueError("assessor_agreement compares the assessments of one trial's endpoint, "
+                         f"not of {len(seen)}: group them first (history_by_endpoint)")
+    ordered = dict(sorted(latest.items(), key=lambda item: _row_id(item[1])))
+    compared: list[tuple[str, str, dict[int, str | None]]] = [
+        (key, label, {user_id: _judgment(row, key) for user_id, row in ordered.items()})
+        for key, label in DOMAINS.items()]
+    compared.append((OVERALL, OVERALL_LABEL,
+                     {user_id: row.overall for user_id, row in ordered.items()}))
+    return AssessorAgreement(latest=ordered, disagreements=tuple(
+        Disagreement(domain=key, label=label, judgments=judgments)
+        for key, label, judgments in compared if len(set(judgments.values())) > 1))
+
+
+def _judgment(row: BiasAssessment, key: str) -> str | None:
+    judgment = (row.domains or {}).get(key, {}).get("judgment")
+    return judgment if isinstance(judgment, str) else None
+
+
+def _row_id(row: BiasAssessment) -> int:
+    assert row.id is not None  # assessor_agreement refuses unsaved rows
+    return row.id
+
+
+def _rank_or_last(judgment: str | None) -> int:
+    return _RANK.get(judgment, len(_RANK)) if judgment is not None else len(_RANK)

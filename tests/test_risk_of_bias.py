@@ -494,7 +494,8 @@ def test_api_assesses_and_lists_the_current_assessment(app: Any, api: TestClient
     assert rob["PFS"] == {
         "overall": "high", "overall_note": "concerns add up",
         "domains": _domains(deviations="some_concerns", missing_data="some_concerns"),
-        "assessed_by": curator_id, "created_at": raised.json()["created_at"]}
+        "assessed_by": curator_id, "created_at": raised.json()["created_at"],
+        "assessors": 1, "disagreements": []}
     assert rob["OS"]["overall"] == "low"
     # the trial's JSON, assessments and all, may still be sent back to edit the trial
     edited = api.patch(f"/api/trials/{trial_id}", headers=headers, json={**mine, "notes": "x"})

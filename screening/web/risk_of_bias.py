@@ -5,6 +5,10 @@ only maps the form's flat fields onto them and arranges the page.
 The form's fields are named as the checks name them (``endpoint``,
 ``domains.<key>.judgment``, ``domains.<key>.support``, ``overall``, ``overall_note``), so an
 error lands next to its field and the API's messages use the same names.
+
+Each endpoint also shows whether the people who assessed it agree (``store.bias.
+assessor_agreement``), on the page as a line or a warning and in the API as ``assessors`` and
+``disagreements``; what is current, and pooled, is still the newest assessment.
 """
 
 from __future__ import annotations
@@ -21,17 +25,18 @@ from store.bias import (
     ENDPOINTS,
     JUDGMENT_LABELS,
     AssessmentError,
+    AssessorAgreement,
     CheckedAssessment,
-    assessment_history,
     assessment_json,
-    current_assessments,
+    assessor_agreement,
+    history_by_endpoint,
     validate_assessment,
 )
 from store.models import BiasAssessment, Estimate, Trial, User
 
 #: Keys of a JSON body besides the assessment's own: what ``GET /api/trials`` gives for an
 #: assessment, so a client may send one back with changes; accepted and ignored.
-_READ_ONLY = ("assessed_by", "created_at")
+_READ_ONLY = ("assessed_by", "created_at", "assessors", "disagreements")
 _FIELDS = ("endpoint", "domains", "overall", "overall_note")
 
 
@@ -79,11 +84,13 @@ def form_values(row: BiasAssessment) -> dict[str, str]:
 
 @dataclass
 class EndpointBias:
-    """One endpoint's part of the section: its current assessment and the earlier ones."""
+    """One endpoint's part of the section: its current assessment, the earlier ones, and how
+    the people who assessed it agree (None when nobody has)."""
 
     endpoint: str
     current: BiasAssessment | None = None
     history: list[BiasAssessment] = field(default_factory=list)
+    agreement: AssessorAgreement | None = None
 
 
 def bias_sections(session: Session, trial: Trial,
@@ -93,12 +100,11 @@ def bias_sections(session: Session, trial: Trial,
     assert trial.id is not None
     sections = {e.endpoint: EndpointBias(e.endpoint) for e in estimates
                 if e.withdrawn_at is None}
-    for row in assessment_history(session, trial.id):  # newest first
-        section = sections.setdefault(row.endpoint, EndpointBias(row.endpoint))
-        if section.current is None:
-            section.current = row
-        else:
-            section.history.append(row)
+    for (_, endpoint), rows in history_by_endpoint(session, trial_ids=[trial.id]).items():
+        section = sections.setdefault(endpoint, EndpointBias(endpoint))
+        # newest first: the first is current (what pooling uses), whoever assessed it
+        section.current, section.history = rows[0], rows[1:]
+        section.agreement = assessor_agreement(rows)
     order = {endpoint: i for i, endpoint in enumerate(ENDPOINTS)}
     return sorted(sections.values(), key=lambda s: (order.get(s.endpoint, len(order)),
                                                     s.endpoint))
@@ -125,14 +131,29 @@ def page_context(session: Session, trial: Trial,
 
 def risk_of_bias_json(session: Session) -> dict[int, dict[str, Any]]:
     """Per trial id, its current assessments as ``GET /api/trials`` gives them:
-    ``{endpoint: assessment_json(...)}``, endpoints in ``ENDPOINTS`` order."""
+    ``{endpoint: {**assessment_json(...), "assessors", "disagreements"}}``, endpoints in
+    ``ENDPOINTS`` order (``agreement_json``)."""
     order = {endpoint: i for i, endpoint in enumerate(ENDPOINTS)}
     by_trial: dict[int, dict[str, Any]] = {}
-    for (trial_id, endpoint), row in sorted(
-            current_assessments(session).items(),
+    for (trial_id, endpoint), rows in sorted(
+            history_by_endpoint(session).items(),
             key=lambda item: (item[0][0], order.get(item[0][1], len(order)), item[0][1])):
-        by_trial.setdefault(trial_id, {})[endpoint] = assessment_json(row)
+        # rows are newest first: rows[0] is the current assessment, as current_assessments
+        # gives it; the others only count for the assessors' agreement
+        by_trial.setdefault(trial_id, {})[endpoint] = {
+            **assessment_json(rows[0]), **agreement_json(assessor_agreement(rows))}
     return by_trial
+
+
+def agreement_json(agreement: AssessorAgreement) -> dict[str, Any]:
+    """``assessors`` (how many people assessed) and ``disagreements``: per domain key (or
+    ``"overall"``) on which their latest assessments differ, ``{"domain", "judgments":
+    {user id: judgment}}`` — the user ids as strings, since they are JSON object keys."""
+    return {"assessors": agreement.assessors,
+            "disagreements": [{"domain": d.domain,
+                               "judgments": {str(user_id): judgment
+                                             for user_id, judgment in d.judgments.items()}}
+                              for d in agreement.disagreements]}
 
 
 def saved_message(row: BiasAssessment, assessment: CheckedAssessment,
