@@ -144,6 +144,9 @@ class Candidate:
     # RoB 2 overall judgment of the trial's result for this endpoint (store.bias), None when
     # nobody has assessed it.
     risk_of_bias: str | None = None
+    # Whether the people who assessed it disagree (store.bias.assessor_agreement): the
+    # judgment above is then the newest one, not an agreed one.
+    risk_of_bias_disputed: bool = False
 
     @property
     def cut_date(self) -> date | None:

@@ -10,8 +10,8 @@ and every domain says what it looked at:
 
 * **Risk of bias** — the pooled weight at each RoB 2 overall judgment (``store.bias``): rate
   down twice when results at high risk carry at least half the weight, once when results at
-  high risk or with some concerns do. Results nobody assessed make the suggestion
-  *provisional* when they carry half the weight or more.
+  high risk or with some concerns do. Results nobody assessed, or whose assessors disagree,
+  make the suggestion *provisional* when together they carry half the weight or more.
 * **Inconsistency** — rate down once when I² ≥ 50% and Cochran's Q has p < 0.10 (one trial:
   not applicable).
 * **Indirectness** — never rated down by rule: the share of the weight from EFS or TTP in
@@ -47,6 +47,8 @@ def _risk_of_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     high = _share(rows, lambda r: r.get("risk_of_bias") == "high")
     concerns = _share(rows, lambda r: r.get("risk_of_bias") in ("high", "some_concerns"))
     unassessed = _share(rows, lambda r: not r.get("risk_of_bias"))
+    # A judgment two assessors disagree on is not settled either (Cochrane: reconcile first).
+    disputed = _share(rows, lambda r: r.get("risk_of_bias") and r.get("risk_of_bias_disputed"))
     if high >= 0.5:
         down, why = 2, f"results at high risk of bias carry {100 * high:.0f}% of the weight"
     elif concerns >= 0.5:
@@ -57,9 +59,11 @@ def _risk_of_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                         f"{100 * (1 - concerns - unassessed):.0f}% of the weight")
     if unassessed > 0:
         why += f"; {100 * unassessed:.0f}% of the weight not assessed yet"
+    if disputed > 0:
+        why += f"; the assessors disagree on results carrying {100 * disputed:.0f}%"
     return {"domain": "risk_of_bias", "label": "Risk of bias", "downgrade": down,
-            "reason": why, "provisional": unassessed >= 0.5,
-            "provisional_reason": "most of the weight has no risk-of-bias assessment"}
+            "reason": why, "provisional": unassessed + disputed >= 0.5,
+            "provisional_reason": "most of the weight has no agreed risk-of-bias assessment"}
 
 
 def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, su
 from reports.monitoring_view import status_label
 from reports.sequential import MonitoringPlan, against_primary, monitor
 from store.audit import audit
-from store.bias import JUDGMENTS, current_assessments
+from store.bias import JUDGMENTS, assessor_agreement, current_assessments, history_by_endpoint
 from store.context import AppContext
 from store.models import Estimate, PooledResult, Trial, TrialReport
 from store.settings import monitoring_hrs
@@ -195,6 +195,8 @@ def load_candidates(session: Session) -> list[Candidate]:
         .order_by(Estimate.id)  # type: ignore[arg-type]
     ).all()
     bias = current_assessments(session)
+    disputed = {key for key, rows in history_by_endpoint(session).items()
+                if assessor_agreement(rows).agree is False}
     out = []
     for est, trial, report in rows:
         assert est.id is not None and trial.id is not None
@@ -209,6 +211,7 @@ def load_candidates(session: Session) -> list[Candidate]:
             hr=est.hr, ci_low=est.ci_low, ci_high=est.ci_high, method=est.method,
             approximate=est.approximate, withdrawn=est.withdrawn_at is not None,
             risk_of_bias=assessed.overall if assessed else None,
+            risk_of_bias_disputed=(trial.id, est.endpoint) in disputed,
         ))
     return out
 
@@ -247,7 +250,7 @@ def _input_rows(analysis: Analysis, chosen: list[Candidate]) -> list[dict[str, A
             "data_cut": c.data_cut.isoformat() if c.data_cut else None,
             "data_cut_label": c.data_cut_label,
             "date": cut.isoformat() if cut else None, "year": c.report_year, "pmid": c.pmid,
-            "risk_of_bias": c.risk_of_bias,
+            "risk_of_bias": c.risk_of_bias, "risk_of_bias_disputed": c.risk_of_bias_disputed,
         })
     return rows
 

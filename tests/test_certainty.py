@@ -58,8 +58,21 @@ def test_unassessed_weight_makes_it_provisional() -> None:
     rob = domain(result, "risk_of_bias")
     assert rob["provisional"] and "60% of the weight not assessed yet" in rob["reason"]
     assert result["provisional"]
-    assert "provisional: most of the weight has no risk-of-bias assessment" in result["text"]
+    assert "provisional: most of the weight has no agreed risk-of-bias assessment" in (
+        result["text"])
     assert not suggest(rows=rows((40, None, False), (60, "low", False)))["provisional"]
+
+
+def test_disputed_judgments_count_as_unsettled() -> None:
+    specs = [{"weight": 30, "risk_of_bias": None, "efs_ttp": False},
+             {"weight": 25, "risk_of_bias": "low", "efs_ttp": False,
+              "risk_of_bias_disputed": True},
+             {"weight": 45, "risk_of_bias": "low", "efs_ttp": False}]
+    rob = domain(suggest(rows=specs), "risk_of_bias")
+    assert "the assessors disagree on results carrying 25%" in rob["reason"]
+    assert rob["provisional"]  # 30% unassessed + 25% disputed
+    specs[1]["risk_of_bias_disputed"] = False
+    assert not domain(suggest(rows=specs), "risk_of_bias")["provisional"]
 
 
 @pytest.mark.parametrize("k, i2, q_p, down", [

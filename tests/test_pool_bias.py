@@ -143,3 +143,23 @@ def test_forest_plot_has_no_rob_column_when_nothing_is_assessed(ctx) -> None:
     pool_all(ctx)
     svg = render_forest(_snapshot(ctx), fmt="svg").decode()
     assert "Risk of bias" not in svg
+
+
+def test_assessors_who_disagree_are_carried_into_the_inputs(ctx, trials) -> None:
+    with ctx.sessions() as s:
+        other = User(email="second@example.org", role="curator")
+        s.add(other)
+        s.flush()
+        domains = {key: {"judgment": "high", "support": ""} for key in DOMAINS}
+        add_assessment(s, trial=s.get(Trial, trials["Low"]), user=other,
+                       assessment=validate_assessment(endpoint="PFS", domains=domains))
+        s.commit()
+    pool_all(ctx)
+    rows = {r["trial"]: r for r in _snapshot(ctx).inputs}
+    # The newest judgment is pooled; that two people disagree on it is carried along.
+    assert rows["Low"]["risk_of_bias"] == "high" and rows["Low"]["risk_of_bias_disputed"]
+    assert not rows["Some"]["risk_of_bias_disputed"]
+    rob = next(d for d in _snapshot(ctx).result["certainty"]["domains"]
+               if d["domain"] == "risk_of_bias")
+    assert "the assessors disagree on results carrying" in rob["reason"]
+
