@@ -33,6 +33,7 @@ Every dropped candidate is returned with its reason, so a snapshot explains itse
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections import defaultdict
@@ -71,6 +72,9 @@ class Analysis:
     include_strategy: bool = False
     drugs: tuple[str, ...] = ()
     title: str = ""
+    # The anticipated HR of this analysis' sequential monitoring, when its entry in
+    # MMLR_ANALYSES_FILE sets one; None: the endpoint's (MMLR_MONITORING_HR).
+    monitoring_hr: float | None = None
 
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
@@ -322,7 +326,7 @@ def default_analyses(candidates: Iterable[Candidate],
 
 
 # ----------------------------------------------------------------------------- defined analyses
-_ANALYSIS_KEYS = {"name", "title", "drugs", "endpoint", "settings"}
+_ANALYSIS_KEYS = {"name", "title", "drugs", "endpoint", "settings", "monitoring_hr"}
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
 
@@ -331,7 +335,8 @@ def load_analyses(path: Path | None) -> list[Analysis]:
 
     An entry is ``[[analysis]]`` with ``name`` (the key's first part: lower case letters,
     digits, ``-``/``_``), ``drugs`` (the trial drugs pooled together), ``endpoint`` (PFS or
-    OS), optional ``title`` (shown instead of the name) and ``settings`` (default all three).
+    OS), optional ``title`` (shown instead of the name), ``settings`` (default all three) and
+    ``monitoring_hr`` (the anticipated HR of its sequential monitoring; default the endpoint's).
     Every mistake is a ConfigError naming the file, the entry and the field: a silently
     skipped analysis would be an evidence gap nobody sees.
     """
@@ -392,7 +397,14 @@ def _defined(entry: Any, where: str, names: set[tuple[str, str]]) -> list[Analys
     if any(_norm(name) == _norm(d) for d in drugs) and len(drugs) == 1:
         raise ConfigError(f"{where} ({name}): a single drug is pooled already, under its own "
                           "name", hint="define a class of two or more drugs, or another name")
+    monitoring_hr = entry.get("monitoring_hr")
+    if monitoring_hr is not None and (
+            isinstance(monitoring_hr, bool) or not isinstance(monitoring_hr, int | float)
+            or not math.isfinite(monitoring_hr) or monitoring_hr <= 0 or monitoring_hr == 1):
+        raise ConfigError(f"{where} ({name}): monitoring_hr {monitoring_hr!r} must be a hazard "
+                          "ratio other than 1, e.g. 0.75 (the smallest effect worth detecting)")
     names.add((name, endpoint))
     members = tuple(dict.fromkeys(_norm(d) for d in drugs))
-    return [Analysis(name, setting, endpoint, drugs=members, title=title.strip())
+    return [Analysis(name, setting, endpoint, drugs=members, title=title.strip(),
+                     monitoring_hr=float(monitoring_hr) if monitoring_hr is not None else None)
             for setting in dict.fromkeys(settings)]

@@ -576,11 +576,12 @@ def pool_all(ctx: AppContext) -> PoolRun:
     version = code_version()
     run = PoolRun(method=method, ci=ci, code_version=version)
     hrs = monitoring_hrs(ctx.settings.monitoring_hr)
-    plans = {endpoint: MonitoringPlan(anticipated_hr=hr, power=ctx.settings.monitoring_power)
-             for endpoint, hr in hrs.items()}
-    settings_doc = {"method": method, "ci": ci,
-                    "monitoring": {"anticipated_hr": hrs, "alpha": MonitoringPlan.alpha,
-                                   "power": ctx.settings.monitoring_power}}
+
+    def plan_of(analysis: Analysis) -> MonitoringPlan:
+        # An analyses-file entry may set its own anticipated HR; else the endpoint's.
+        return MonitoringPlan(anticipated_hr=analysis.monitoring_hr or hrs[analysis.endpoint],
+                              power=ctx.settings.monitoring_power)
+
     with ctx.sessions() as session:
         candidates = load_candidates(session)
         previous = {p.analysis_key: p for p in latest_results(session)}
@@ -596,8 +597,10 @@ def pool_all(ctx: AppContext) -> PoolRun:
                     log.warning("ignoring snapshot %s with an unknown analysis key", snap.id)
         new_rows: list[tuple[AnalysisOutcome, PooledResult]] = []
         for analysis in analyses:
-            outcome = compute_analysis(analysis, candidates, method=method, ci=ci,
-                                       plan=plans[analysis.endpoint])
+            plan = plan_of(analysis)
+            # What a snapshot freezes: the estimator, the CI and this analysis' own plan.
+            settings_doc = {"method": method, "ci": ci, "monitoring": plan.to_json()}
+            outcome = compute_analysis(analysis, candidates, method=method, ci=ci, plan=plan)
             run.outcomes.append(outcome)
             prev = previous.get(analysis.key)
             inputs_hash = _hash_inputs(analysis, outcome.inputs)

@@ -57,6 +57,10 @@ def test_a_class_is_read_as_one_analysis_per_setting(tmp_path: Path) -> None:
     ('[[analysis]]\nname = "len"\ndrugs = ["len"]\nendpoint = "OS"\n',
      "analysis 1 (len): a single drug is pooled already"),
     (IMID + IMID, "analysis 2: analysis imid PFS is defined twice"),
+    (IMID + "monitoring_hr = 1\n", "analysis 1 (imid): monitoring_hr 1 must be a hazard ratio"),
+    (IMID + 'monitoring_hr = "0.7"\n', "monitoring_hr '0.7' must be a hazard ratio other"),
+    (IMID + "monitoring_hr = -0.5\n", "monitoring_hr -0.5 must be a hazard ratio"),
+    (IMID + "monitoring_hr = true\n", "monitoring_hr True must be a hazard ratio"),
 ])
 def test_each_mistake_is_named(tmp_path: Path, text: str, message: str) -> None:
     path = _write(tmp_path, text)
@@ -158,3 +162,27 @@ def test_short_labels_leave_out_the_trials_own_drug(tmp_path: Path) -> None:
     assert Analysis("thalidomide", "all", "OS", include_strategy=True).short_label == \
         "OS all settings, with strategy trials"
     assert imid_all.short_label == "IMiD (thalidomide or lenalidomide): PFS all settings"
+
+
+def test_an_entry_sets_its_own_monitoring_plan(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+    path = _write(tmp_path, IMID + "monitoring_hr = 0.7\n")
+    assert {a.monitoring_hr for a in load_analyses(path)} == {0.7}
+    ctx = make_context(settings.model_copy(update={"analyses_file": path}))
+    try:
+        with ctx.sessions() as s:
+            for i, drug in enumerate(("thalidomide", "lenalidomide")):
+                trial = add_trial(s, f"Trial {i}", drug)
+                add_estimate(s, trial, "0.6", "0.45", "0.8", cut=date(2010 + i, 1, 1))
+            s.commit()
+        run = {o.analysis.key: o for o in pool_all(ctx).outcomes}
+        assert run["imid/PFS/post_asct"].extras["monitoring"]["plan"]["anticipated_hr"] == 0.7
+        # ... while the drug's own analysis keeps the endpoint's plan (MMLR_MONITORING_HR).
+        assert run["thalidomide/PFS/post_asct"].extras["monitoring"]["plan"][
+            "anticipated_hr"] == 0.8
+        # Another HR in the file is another snapshot of that analysis only.
+        path.write_text(IMID + "monitoring_hr = 0.6\n", encoding="utf-8")
+        changed = {o.analysis.key for o in pool_all(ctx).changed}
+        assert changed == {"imid/PFS/post_asct", "imid/PFS/all"}
+    finally:
+        ctx.dispose()
+

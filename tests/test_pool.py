@@ -108,7 +108,7 @@ def test_stored_numbers_are_the_estimator_on_the_selected_inputs(evidence) -> No
     assert [c["k"] for c in snap.result["cumulative"]] == [1, 2, 3]
     assert snap.result["cumulative"][0]["added"] == "Trial B"
     assert snap.settings == {"method": "REML", "ci": "hksj", "monitoring": {
-        "anticipated_hr": {"PFS": 0.8, "OS": 0.8}, "alpha": 0.05, "power": 0.8}}
+        "anticipated_hr": 0.8, "alpha": 0.05, "power": 0.8}}
     assert snap.result["monitoring"]["looks"][-1]["k"] == 3
     assert snap.code_version and len(snap.inputs_hash) == 64
 
