@@ -13,7 +13,7 @@ import pytest
 import test_web
 from fastapi.testclient import TestClient
 from sqlmodel import select
-from test_risk_of_bias import _domains, _section, _with_estimate
+from test_risk_of_bias import _domains, _people, _section, _with_estimate
 from test_web import as_role, db
 from test_web_api import _token
 
@@ -139,12 +139,7 @@ def test_rows_of_several_endpoints_or_unsaved_rows_are_refused() -> None:
 # ----------------------------------------------------------------------------- the query
 def test_history_by_endpoint_groups_newest_first(ctx: Any) -> None:
     with ctx.sessions() as s:
-        one = Trial(name="One", drug="lenalidomide", setting="post_asct")
-        two = Trial(name="Two", drug="thalidomide", setting="post_asct")
-        ann = User(email="ann@example.org", role="curator")
-        bob = User(email="bob@example.org", role="curator")
-        s.add_all([one, two, ann, bob])
-        s.flush()
+        one, two, ann, bob = _people(s)
 
         def judge(trial: Trial, user: User, endpoint: str, **judgments: str) -> int:
             row = add_assessment(s, trial=trial, user=user, assessment=validate_assessment(
