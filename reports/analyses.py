@@ -33,7 +33,6 @@ Every dropped candidate is returned with its reason, so a snapshot explains itse
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from collections import defaultdict
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from store.errors import ConfigError
+from store.settings import is_monitorable_hr
 
 SETTINGS = ("post_asct", "non_transplant", "all")
 SETTING_LABELS = {"post_asct": "post-ASCT", "non_transplant": "non-transplant",
@@ -400,7 +400,7 @@ def _defined(entry: Any, where: str, names: set[tuple[str, str]]) -> list[Analys
     monitoring_hr = entry.get("monitoring_hr")
     if monitoring_hr is not None and (
             isinstance(monitoring_hr, bool) or not isinstance(monitoring_hr, int | float)
-            or not math.isfinite(monitoring_hr) or monitoring_hr <= 0 or monitoring_hr == 1):
+            or not is_monitorable_hr(monitoring_hr)):
         raise ConfigError(f"{where} ({name}): monitoring_hr {monitoring_hr!r} must be a hazard "
                           "ratio other than 1, e.g. 0.75 (the smallest effect worth detecting)")
     names.add((name, endpoint))

@@ -47,7 +47,7 @@ from reports.analyses import (
 from reports.certainty import suggest_certainty
 from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
 from reports.monitoring_view import status_label
-from reports.sequential import MonitoringPlan, against_primary, monitor
+from reports.sequential import MonitoringPlan, monitor
 from store.audit import audit
 from store.bias import JUDGMENTS, assessor_agreement, current_assessments, history_by_endpoint
 from store.context import AppContext
@@ -307,8 +307,8 @@ def compute_analysis(
                     labels=[r["trial"] for r in part])))
             test = subgroup_test(subgroups)
     cumulative = cumulative_by_publication(analysis, candidates, method=method, ci=ci)
-    monitoring = (against_primary(monitor(cumulative, plan, method=method), res.ci_low,
-                                  res.ci_high) if plan else None)
+    monitoring = (monitor(cumulative, plan, method=method, primary_ci=(res.ci_low, res.ci_high))
+                  if plan else None)
     extras: dict[str, Any] = {
         "label": analysis.label, "drug": analysis.drug, "drugs": list(analysis.members),
         "setting": analysis.setting,

@@ -43,6 +43,7 @@ from scipy import optimize, stats
 
 from reports.meta import meta_analysis
 from store.errors import PoolingError
+from store.settings import is_monitorable_hr
 
 Spending = Callable[[float, float], float]
 
@@ -62,8 +63,7 @@ class MonitoringPlan:
     power: float = 0.80
 
     def __post_init__(self) -> None:
-        hr = self.anticipated_hr
-        if not math.isfinite(hr) or hr <= 0 or hr == 1:
+        if not is_monitorable_hr(self.anticipated_hr):
             raise PoolingError(
                 f"anticipated HR {self.anticipated_hr} cannot be monitored",
                 hint="give the smallest effect worth detecting, e.g. 0.80 (not 1 or ≤ 0)")
@@ -161,10 +161,17 @@ def _fit(step: dict[str, Any], method: str) -> tuple[float, float, float]:
     return res.estimate, res.se, float(sum(1.0 / s**2 for s in sei))
 
 
-def monitor(steps: Sequence[dict[str, Any]], plan: MonitoringPlan, *,
-            method: str) -> dict[str, Any] | None:
+def monitor(steps: Sequence[dict[str, Any]], plan: MonitoringPlan, *, method: str,
+            primary_ci: tuple[float, float] | None = None) -> dict[str, Any] | None:
     """The monitoring view of one analysis from its evidence-over-time ``steps``
-    (:func:`reports.pool.cumulative_by_publication`), or None when there are none."""
+    (:func:`reports.pool.cumulative_by_publication`), or None when there are none.
+
+    ``primary_ci`` is the primary analysis' 95% CI (log scale). When the Z-curve claims firm
+    evidence that this CI does not show, the view says so (``primary_disagrees``): with few
+    trials the two disagree by construction — the Z-curve is referred to the normal
+    distribution, HKSJ to t with k − 1 degrees of freedom (12.7 rather than 1.96 for two
+    trials) — and a reader must not take the boundary as the stronger claim.
+    """
     if not steps:
         return None
     fits = [_fit(step, method) for step in steps]
@@ -188,11 +195,11 @@ def monitor(steps: Sequence[dict[str, Any]], plan: MonitoringPlan, *,
     for look in looks:
         if look["new_look"]:
             look["boundary"] = next(bounds)
-    return _verdict(looks, plan, required, diversity)
+    return _verdict(looks, plan, required, diversity, primary_ci)
 
 
 def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
-             diversity: float) -> dict[str, Any]:
+             diversity: float, primary_ci: tuple[float, float] | None) -> dict[str, Any]:
     z_conv = float(stats.norm.isf(plan.alpha / 2))
     crossed = next((lk for lk in looks
                     if lk["boundary"] is not None and abs(lk["z"]) >= lk["boundary"]), None)
@@ -201,6 +208,7 @@ def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
                    None)
     reached = next((lk for lk in looks if lk["fraction"] >= 1.0), None)
     favours = "maintenance" if last["z"] < 0 else "control"
+    disagrees = False
     if crossed is not None:
         side = "maintenance" if crossed["z"] < 0 else "control"
         status = "firm_evidence"
@@ -213,6 +221,11 @@ def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
             text += (f" The latest Z ({last['z']:.2f}) is back inside "
                      + (f"the boundary (±{last['boundary']:.2f})." if last["boundary"]
                         else f"the conventional ±{z_conv:.2f}."))
+        disagrees = primary_ci is not None and primary_ci[0] <= 0.0 <= primary_ci[1]
+        if disagrees:
+            text += (" The primary analysis' 95% CI still includes no effect: with few trials "
+                     "the monitoring's normal reference is more optimistic than the primary "
+                     "analysis.")
     elif reached is not None:
         status = "required_information_reached"
         text = (f"The required information was reached with the evidence of "
@@ -240,23 +253,8 @@ def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
         "boundary": current,
         "favours": favours,
         "status": status,
-        "primary_disagrees": False,
+        "primary_disagrees": disagrees,
         "text": text + " Monitoring only; the primary analysis is the pooled estimate above.",
         "looks": looks,
     }
-
-
-def against_primary(view: dict[str, Any] | None, ci_low: float,
-                    ci_high: float) -> dict[str, Any] | None:
-    """Say so when the monitoring claims firm evidence that the primary analysis' CI (log
-    scale) does not show. With few trials the two disagree by construction: the Z-curve is
-    referred to the normal distribution, HKSJ to t with k − 1 degrees of freedom (12.7 rather
-    than 1.96 for two trials), and a reader must not take the boundary as the stronger claim."""
-    if view is None or view["status"] != "firm_evidence" or not ci_low <= 0.0 <= ci_high:
-        return view
-    note = (" The primary analysis' 95% CI still includes no effect: with few trials the "
-            "monitoring's normal reference is more optimistic than the primary analysis.")
-    tail = " Monitoring only;"
-    head, _, rest = view["text"].partition(tail)
-    return {**view, "primary_disagrees": True, "text": head + note + tail + rest}
 

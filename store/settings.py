@@ -46,6 +46,13 @@ MONITORING_ENDPOINTS = ("PFS", "OS")
 DEFAULT_MONITORING_HR = 0.80
 
 
+def is_monitorable_hr(hr: float) -> bool:
+    """Whether ``hr`` can be an anticipated effect of sequential monitoring: a finite hazard
+    ratio other than 1 (1 asks for infinite information; ≤ 0 is not a hazard ratio). The one
+    rule for MMLR_MONITORING_HR, an analyses-file ``monitoring_hr`` and a monitoring plan."""
+    return math.isfinite(hr) and hr > 0 and hr != 1
+
+
 def monitoring_hrs(value: str | float) -> dict[str, float]:
     """The anticipated HR of sequential monitoring per analysis endpoint, from
     ``MMLR_MONITORING_HR``: ``"0.80"`` (every endpoint), ``"PFS=0.75,OS=0.85"``, or a bare
@@ -67,7 +74,7 @@ def monitoring_hrs(value: str | float) -> dict[str, float]:
             hr = float(number)
         except ValueError:
             raise ValueError(f"{number.strip()!r} is not a number (in {value!r})") from None
-        if not math.isfinite(hr) or hr <= 0 or hr == 1:
+        if not is_monitorable_hr(hr):
             raise ValueError(f"must be a hazard ratio other than 1, e.g. 0.80, got {hr:g}")
         if not name:
             if default is not None:

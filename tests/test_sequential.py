@@ -17,7 +17,6 @@ from scipy import stats
 from reports.pool import latest_results, pool_all
 from reports.sequential import (
     MonitoringPlan,
-    against_primary,
     monitor,
     monitoring_boundaries,
     obrien_fleming_spending,
@@ -315,12 +314,26 @@ def test_pool_all_stores_the_view_and_replans(ctx, settings) -> None:
 
 
 def test_firm_evidence_the_primary_ci_does_not_show_is_called_out() -> None:
-    view = monitor(steps_of([(-0.6, 0.1), (-0.1, 0.12)]), MonitoringPlan(anticipated_hr=0.7),
-                   method="REML")
+    steps = steps_of([(-0.6, 0.1), (-0.1, 0.12)])
+    plan = MonitoringPlan(anticipated_hr=0.7)
+    view = monitor(steps, plan, method="REML")
     assert view is not None and view["status"] == "firm_evidence"
-    assert against_primary(view, -0.5, -0.1) is view  # the primary agrees: unchanged
-    said = against_primary(view, -1.7, 0.5)  # e.g. HKSJ with two trials
+    assert not view["primary_disagrees"]
+    agreeing = monitor(steps, plan, method="REML", primary_ci=(-0.5, -0.1))
+    assert agreeing == view  # the primary agrees: nothing to add
+    said = monitor(steps, plan, method="REML", primary_ci=(-1.7, 0.5))  # HKSJ, two trials
     assert said is not None and said["primary_disagrees"]
     assert "still includes no effect" in said["text"]
     assert said["text"].endswith("the primary analysis is the pooled estimate above.")
-    assert against_primary(None, -1.0, 1.0) is None
+    # ... and nothing is claimed when the monitoring itself found no firm evidence.
+    open_view = monitor(steps_of([(-0.1, 0.3)]), plan, method="REML", primary_ci=(-1.0, 1.0))
+    assert open_view is not None and not open_view["primary_disagrees"]
+
+
+def test_the_settings_know_the_endpoints_of_the_analyses() -> None:
+    # store.settings cannot import reports (the package rule), so it names the endpoints an
+    # MMLR_MONITORING_HR entry may use itself; they must be the analyses' endpoints.
+    from reports.analyses import ENDPOINTS
+    from store.settings import MONITORING_ENDPOINTS
+
+    assert set(MONITORING_ENDPOINTS) == set(ENDPOINTS)

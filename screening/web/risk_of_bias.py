@@ -27,8 +27,10 @@ from store.bias import (
     AssessmentError,
     AssessorAgreement,
     CheckedAssessment,
+    add_assessment,
     assessment_json,
     assessor_agreement,
+    current_assessment,
     history_by_endpoint,
     validate_assessment,
 )
@@ -154,6 +156,25 @@ def agreement_json(agreement: AssessorAgreement) -> dict[str, Any]:
                                "judgments": {str(user_id): judgment
                                              for user_id, judgment in d.judgments.items()}}
                               for d in agreement.disagreements]}
+
+
+@dataclass(frozen=True)
+class Saved:
+    """An assessment just stored, the one it replaced as current, and the sentence saying so."""
+
+    row: BiasAssessment
+    previous: BiasAssessment | None
+    message: str
+
+
+def save_assessment(session: Session, *, trial: Trial, assessment: CheckedAssessment,
+                    user: User) -> Saved:
+    """Store a checked assessment (the caller commits): what the trial page's form and the API
+    both do, so they replace and say it the same way."""
+    assert trial.id is not None
+    previous = current_assessment(session, trial.id, assessment.endpoint)
+    row = add_assessment(session, trial=trial, assessment=assessment, user=user)
+    return Saved(row, previous, saved_message(row, assessment, previous))
 
 
 def saved_message(row: BiasAssessment, assessment: CheckedAssessment,

@@ -56,10 +56,10 @@ from screening.web.evidence import estimate_json, latest_pooled, pooled_json, tr
 from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
 from screening.web.risk_of_bias import read_json as read_bias_json
-from screening.web.risk_of_bias import saved_message as bias_saved_message
+from screening.web.risk_of_bias import save_assessment
 from screening.web.trials import edit_message, edit_trial, trial_data_from_json, trial_json
 from screening.web.verification import parse_new_estimate, set_verified
-from store.bias import add_assessment, assessment_json, current_assessment
+from store.bias import assessment_json
 from store.errors import NotFoundError, ValidationError
 from store.models import PollRun, Record, Trial, TrialReport
 from store.settings import is_dual_screening
@@ -229,14 +229,14 @@ async def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
     (``store.bias``); the new assessment becomes the endpoint's current one."""
     trial = get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
     checked = read_bias_json(await _json_object(request))
-    previous = current_assessment(session, trial_id, checked.endpoint)
-    row = add_assessment(session, trial=trial, assessment=checked, user=user)
+    saved = save_assessment(session, trial=trial, assessment=checked, user=user)
     session.commit()
+    row = saved.row
     return JSONResponse(status_code=201, content={
         "id": row.id, "trial_id": row.trial_id, "endpoint": row.endpoint,
         **assessment_json(row), "suggested_overall": checked.suggested,
-        "replaces": previous.id if previous is not None else None,
-        "message": bias_saved_message(row, checked, previous)})
+        "replaces": saved.previous.id if saved.previous is not None else None,
+        "message": saved.message})
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

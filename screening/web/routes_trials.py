@@ -40,7 +40,7 @@ from screening.web.extraction import (
 from screening.web.risk_of_bias import form_values as bias_form_values
 from screening.web.risk_of_bias import page_context as bias_context
 from screening.web.risk_of_bias import read_form as read_bias_form
-from screening.web.risk_of_bias import saved_message as bias_saved_message
+from screening.web.risk_of_bias import save_assessment
 from screening.web.templating import render
 from screening.web.trials import (
     REPORT_KINDS,
@@ -52,7 +52,7 @@ from screening.web.trials import (
 )
 from screening.web.verification import may_verify, parse_new_estimate, set_verified
 from store.bias import ENDPOINTS as BIAS_ENDPOINTS
-from store.bias import AssessmentError, add_assessment, current_assessment
+from store.bias import AssessmentError, current_assessment
 from store.errors import ConfigError, ValidationError
 from store.models import Estimate, Trial, TrialReport, User
 
@@ -177,11 +177,10 @@ async def trial_assess_bias(request: Request, trial_id: int, session: DbSession,
     except AssessmentError as exc:
         return _trial_page(request, session, trial, status_code=400, rob_values=data,
                            rob_errors=exc.fields, rob_open=True)
-    previous = current_assessment(session, trial_id, checked.endpoint)
-    row = add_assessment(session, trial=trial, assessment=checked, user=user)
+    saved = save_assessment(session, trial=trial, assessment=checked, user=user)
     session.commit()
-    flash(request, bias_saved_message(row, checked, previous), "ok")
-    return RedirectResponse(f"/trials/{trial.id}#rob-{row.endpoint}", status_code=303)
+    flash(request, saved.message, "ok")
+    return RedirectResponse(f"/trials/{trial.id}#rob-{saved.row.endpoint}", status_code=303)
 
 
 @router.post("/trials/{trial_id}/edit")
