@@ -24,8 +24,10 @@ and every domain says what it looked at:
   sequential monitoring (``reports.sequential``), unless the Z-curve has crossed its
   monitoring boundary, which is the stricter test the information size stands in for.
 * **Publication bias** — never rated down by rule: with fewer than 10 trials a funnel plot or
-  an asymmetry test cannot detect it (Sterne et al., BMJ 2011), and with more the panel should
-  look at the funnel plot.
+  an asymmetry test cannot detect it (Sterne et al., BMJ 2011), and with more an asymmetric
+  funnel has other causes too (heterogeneity, chance, small trials done differently). The
+  reason quotes Egger's test and trim-and-fill (``reports.small_study``) for the panel, and
+  says when they point to asymmetry.
 """
 
 from __future__ import annotations
@@ -114,26 +116,40 @@ def _imprecision(hr_low: float, hr_high: float,
             "reason": f"{ci} excludes no effect; the optimal information size is reached"}
 
 
-def _publication_bias(k: int) -> dict[str, Any]:
-    reason = ("not assessable by rule: fewer than 10 trials" if k < 10
-              else "for the panel: look at the funnel plot")
+def _publication_bias(k: int, small_study: dict[str, Any] | None) -> dict[str, Any]:
+    if k < 10:
+        reason = "not assessable by rule: fewer than 10 trials"
+    else:
+        reason = "for the panel: look at the funnel plot"
+        egger = (small_study or {}).get("egger")
+        fill = (small_study or {}).get("trim_fill")
+        if egger:
+            reason += (f"; Egger's test p = {egger['p']:.3f}"
+                       + (", the funnel is asymmetric" if egger["p"] < 0.10 else ""))
+        if fill and fill["k0"]:
+            reason += (f"; trim-and-fill adds {fill['k0']} trial{'s' if fill['k0'] > 1 else ''}"
+                       f" (HR {fill['hr']:.2f}, {fill['hr_ci_low']:.2f}–"
+                       f"{fill['hr_ci_high']:.2f})")
     return {"domain": "publication_bias", "label": "Publication bias", "downgrade": 0,
             "reason": reason, "provisional": False}
 
 
 def suggest_certainty(*, k: int, hr_ci_low: float, hr_ci_high: float, i2: float | None,
                       q_p: float | None, rows: Sequence[dict[str, Any]],
-                      monitoring: dict[str, Any] | None) -> dict[str, Any]:
+                      monitoring: dict[str, Any] | None,
+                      small_study: dict[str, Any] | None = None) -> dict[str, Any]:
     """The suggested certainty of one pooled analysis.
 
     ``rows`` are the pooled inputs as ``reports.pool`` stores them (``weight`` in percent,
-    ``risk_of_bias``, ``efs_ttp``); ``monitoring`` the sequential-monitoring view or None.
+    ``risk_of_bias``, ``efs_ttp``); ``monitoring`` the sequential-monitoring view or None;
+    ``small_study`` the funnel-plot view (``reports.small_study``) or None.
     Returns ``level`` (one of ``LEVELS``), ``downgrades`` (the sum, the level never going
     below "very low"), ``provisional`` (a domain could not be judged on most of the
     evidence), ``domains`` (each with ``downgrade`` and a ``reason`` in words) and ``text``.
     """
     domains = [_risk_of_bias(rows), _inconsistency(k, i2, q_p), _indirectness(rows),
-               _imprecision(hr_ci_low, hr_ci_high, monitoring), _publication_bias(k)]
+               _imprecision(hr_ci_low, hr_ci_high, monitoring),
+               _publication_bias(k, small_study)]
     total = sum(d["downgrade"] for d in domains)
     level = LEVELS[max(0, len(LEVELS) - 1 - total)]
     provisional = [d["provisional_reason"] for d in domains if d["provisional"]]

@@ -48,6 +48,7 @@ from reports.certainty import suggest_certainty
 from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
 from reports.monitoring_view import status_label
 from reports.sequential import MonitoringPlan, monitor
+from reports.small_study import small_study_effects
 from store.audit import audit
 from store.bias import JUDGMENTS, assessor_agreement, current_assessments, history_by_endpoint
 from store.context import AppContext
@@ -56,7 +57,8 @@ from store.settings import monitoring_hrs
 
 log = logging.getLogger(__name__)
 
-_CODE_FILES = ("meta.py", "analyses.py", "pool.py", "sequential.py", "certainty.py")
+_CODE_FILES = ("meta.py", "analyses.py", "pool.py", "sequential.py", "certainty.py",
+               "small_study.py")
 
 
 def code_version() -> str:
@@ -309,6 +311,8 @@ def compute_analysis(
     cumulative = cumulative_by_publication(analysis, candidates, method=method, ci=ci)
     monitoring = (monitor(cumulative, plan, method=method, primary_ci=(res.ci_low, res.ci_high))
                   if plan else None)
+    small_study = small_study_effects([r["yi"] for r in rows], [r["sei"] for r in rows],
+                                      method=method, ci=ci)
     extras: dict[str, Any] = {
         "label": analysis.label, "drug": analysis.drug, "drugs": list(analysis.members),
         "setting": analysis.setting,
@@ -329,10 +333,11 @@ def compute_analysis(
         "cumulative_inputs_hash": _hash_cumulative(cumulative),
         "monitoring": monitoring,
         "risk_of_bias": _bias_view(rows, method=method, ci=ci),
+        "small_study": small_study,
         "certainty": suggest_certainty(k=res.k, hr_ci_low=res.hr_ci_low,
                                        hr_ci_high=res.hr_ci_high, i2=res.i2 if res.k > 1 else None,
                                        q_p=res.q_p if res.k > 1 else None, rows=rows,
-                                       monitoring=monitoring),
+                                       monitoring=monitoring, small_study=small_study),
         "dropped": dropped,
     }
     return AnalysisOutcome(analysis, res, rows, clean_json(extras), subgroup_test=test)
