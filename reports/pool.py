@@ -48,7 +48,7 @@ from reports.certainty import suggest_certainty
 from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
 from reports.monitoring_view import status_label
 from reports.sequential import MonitoringPlan, monitor
-from reports.small_study import small_study_effects
+from reports.small_study import short_text, small_study_effects
 from store.audit import audit
 from store.bias import JUDGMENTS, assessor_agreement, current_assessments, history_by_endpoint
 from store.context import AppContext
@@ -111,6 +111,7 @@ class AnalysisOutcome:
         entry["monitoring"] = self.extras.get("monitoring")
         entry["risk_of_bias"] = self.extras.get("risk_of_bias")
         entry["certainty"] = self.extras.get("certainty")
+        entry["small_study"] = self.extras.get("small_study")
         return clean_json(entry)
 
 
@@ -173,7 +174,8 @@ class PoolRun:
 
 
 def _monitoring_and_certainty(extras: dict[str, Any]) -> str:
-    """One line for the CLI table: the monitoring status and the suggested certainty."""
+    """One line for the CLI table: the monitoring status, the suggested certainty and, from
+    three trials, the small-study tests."""
     parts = []
     view = extras.get("monitoring")
     if view:
@@ -183,6 +185,9 @@ def _monitoring_and_certainty(extras: dict[str, Any]) -> str:
     if certainty:
         parts.append(f"suggested certainty: {certainty['level']}"
                      + (" (provisional)" if certainty["provisional"] else ""))
+    funnel = short_text(extras.get("small_study"))
+    if funnel:
+        parts.append(f"small-study effects: {funnel}")
     return "; ".join(parts)
 
 

@@ -46,6 +46,10 @@ MIN_TRIALS_FOR_TESTS = 10
 MIN_TRIALS = 3
 _LEVEL = 0.95
 _MAX_ITERATIONS = 100
+#: Where trim-and-fill imputes the missing trials, in words: left of the pooled estimate is a
+#: smaller HR, i.e. more benefit from maintenance.
+SIDE_WORDS = {"left": "on the side of more benefit (left)",
+              "right": "on the side of less benefit (right)"}
 
 
 # ----------------------------------------------------------------------------- regression
@@ -104,7 +108,7 @@ def _tau2(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str) -> float:
 
     def loglik(t: float) -> float:
         p, xtwx_inv = _projection(v, X, t)
-        sign, logdet = np.linalg.slogdet(xtwx_inv)
+        _, logdet = np.linalg.slogdet(xtwx_inv)
         return -0.5 * float(np.sum(np.log(v + t)) - logdet + y @ p @ y)
 
     hi = _grow(score, 10.0 * spread)
@@ -215,8 +219,10 @@ def trim_and_fill(yi: Sequence[float], sei: Sequence[float], *, method: str = "R
     if k < MIN_TRIALS:
         raise PoolingError(f"trim-and-fill needs at least {MIN_TRIALS} trials, not {k}")
     if side is None:
-        slope = meta_regression(y, s, _egger_design(s), method=method, ci="wald").coef[1]
-        side = "right" if slope < 0 else "left"
+        reg = meta_regression(y.tolist(), s.tolist(), _egger_design(s), method=method, ci="wald")
+        # A slope within rounding of 0 (a symmetric funnel) is "left", metafor's choice for 0;
+        # its sign would otherwise be floating-point noise.
+        side = "right" if reg.coef[1] < -1e-9 * max(1.0, float(reg.se[1])) else "left"
     if side not in ("left", "right"):
         raise PoolingError(f"unknown side {side!r}", hint="use left or right")
     # Work as if the missing trials were on the left: then the excess ones are the largest.
@@ -230,7 +236,8 @@ def trim_and_fill(yi: Sequence[float], sei: Sequence[float], *, method: str = "R
             converged = True
             break
         previous = k0
-        centre = meta_analysis(ys[: k - k0], ss[: k - k0], method=method, ci="wald",
+        kept = slice(0, k - k0)
+        centre = meta_analysis(ys[kept].tolist(), ss[kept].tolist(), method=method, ci="wald",
                                tau2_ci=False).estimate
         dev = ys - centre
         # Ranks of |deviation|, ties broken by position (the sorted order), as R's
@@ -245,7 +252,7 @@ def trim_and_fill(yi: Sequence[float], sei: Sequence[float], *, method: str = "R
     fill_s = ss[k - k0:] if k0 else np.empty(0)
     all_y = np.concatenate([y, fill_y])
     all_s = np.concatenate([s, fill_s])
-    res = meta_analysis(all_y, all_s, method=method, ci=ci, tau2_ci=False)
+    res = meta_analysis(all_y.tolist(), all_s.tolist(), method=method, ci=ci, tau2_ci=False)
     return {
         "side": side, "k0": k0, "converged": converged,
         "filled": [{"yi": float(a), "sei": float(b)} for a, b in zip(fill_y, fill_s, strict=True)],
@@ -298,10 +305,28 @@ def summary_text(view: dict[str, Any]) -> str:
     tf = view.get("trim_fill")
     if tf:
         parts.append("trim-and-fill adds no trial" if tf["k0"] == 0 else
-                     f"trim-and-fill adds {tf['k0']} on the {tf['side']}: HR {tf['hr']:.2f} "
+                     f"trim-and-fill adds {tf['k0']} trial{'s' if tf['k0'] > 1 else ''} "
+                     f"{SIDE_WORDS[tf['side']]}: HR {tf['hr']:.2f} "
                      f"({tf['hr_ci_low']:.2f}–{tf['hr_ci_high']:.2f})")
     text = "; ".join(parts) or "no test could be computed"
     if not view["k_sufficient"]:
         text += (f". With {k} trials (< {MIN_TRIALS_FOR_TESTS}) these cannot tell asymmetry "
                  "from chance")
     return text + "."
+
+
+def short_text(view: dict[str, Any] | None) -> str | None:
+    """The few words a table line has room for (``mmlr pool``); None without a funnel."""
+    if not view or not view.get("available"):
+        return None
+    parts = []
+    if view.get("egger"):
+        parts.append(f"Egger p = {view['egger']['p']:.3f}")
+    fill = view.get("trim_fill")
+    if fill:
+        parts.append(f"trim-and-fill +{fill['k0']}"
+                     + (f" (HR {fill['hr']:.2f})" if fill["k0"] else ""))
+    if not parts:
+        return None
+    return ", ".join(parts) + ("" if view["k_sufficient"]
+                               else f" (k < {MIN_TRIALS_FOR_TESTS}: not interpretable)")

@@ -198,7 +198,7 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def rscript() -> str:
     path = shutil.which("Rscript")
     need(path is not None, "Rscript is not installed "
