@@ -4,10 +4,16 @@ Builds a fresh SQLite database with 100 synthetic trials (4 drugs, 3 settings, P
 1–3 data cuts each, a few strategy trials and unverified estimates), then in one run:
 
 1. ours: ``pool_all`` (selection, REML + HKSJ, Q-profile τ² CI, leave-one-out, cumulative,
-   subgroups, snapshot writes) and ``render_forest`` (PNG) for every analysis;
+   subgroups, sequential monitoring, small-study effects, snapshot writes) and
+   ``render_forest`` (PNG) for every analysis;
 2. baseline: one ``Rscript`` over the same per-analysis inputs (the ``mmlr export metafor``
-   CSV): ``rma`` + ``predict`` + ``confint`` + ``leave1out`` + ``cumul`` and a ``forest()`` PNG
-   per analysis — R start-up and ``library(metafor)`` included, as a user would run it.
+   CSV): ``rma`` + ``predict`` + ``confint`` + ``leave1out`` + ``cumul``, from 3 trials
+   ``regtest`` + ``trimfill``, and a ``forest()`` PNG per analysis — R start-up and
+   ``library(metafor)`` included, as a user would run it.
+
+Also times the statistics alone (no database, no plots) without and with the sequential
+monitoring, and the small-study effects (Egger + trim-and-fill) of every analysis on their own,
+against those statistics.
 
     python bench/pool.py [--trials 100] [--seed 1] [--repeat 3]
 
@@ -40,6 +46,7 @@ from reports.pool import (  # noqa: E402
     pool_all,
 )
 from reports.sequential import MonitoringPlan  # noqa: E402
+from reports.small_study import small_study_effects  # noqa: E402
 from store.context import AppContext, make_context  # noqa: E402
 from store.models import Estimate, PooledResult, Trial  # noqa: E402
 from store.settings import Settings  # noqa: E402
@@ -58,6 +65,10 @@ for (key in unique(dat$analysis)) {
     ci <- confint(res)
     l1 <- leave1out(res)
     cm <- cumul(res)
+  }
+  if (res$k >= 3 && length(unique(d$sei)) > 1) {
+    eg <- regtest(rma(yi = d$yi, sei = d$sei, method = "FE"), model = "lm")
+    tf <- trimfill(res)
   }
   i <- i + 1
   png(file.path(outdir, sprintf("forest_%03d.png", i)), width = 640, height = 400)
@@ -123,6 +134,20 @@ def run_statistics(ctx: AppContext, plan: MonitoringPlan | None) -> float:
     return time.perf_counter() - start
 
 
+def run_small_study(ctx: AppContext) -> float:
+    """Egger's test and trim-and-fill of every analysis on its own (the part of the statistics
+    that ``reports.small_study`` adds), over the inputs the analyses select."""
+    with ctx.sessions() as s:
+        candidates = load_candidates(s)
+    inputs = [o.inputs for o in (compute_analysis(a, candidates, method="REML", ci="hksj")
+                                 for a in all_analyses(candidates, None)) if o.inputs]
+    start = time.perf_counter()
+    for rows in inputs:
+        small_study_effects([r["yi"] for r in rows], [r["sei"] for r in rows], method="REML",
+                            ci="hksj")
+    return time.perf_counter() - start
+
+
 def run_metafor(rscript: str, csv_path: Path, work: Path) -> float:
     script = work / "bench.R"
     script.write_text(R_BENCH)
@@ -155,10 +180,11 @@ def main() -> int:
             elapsed, n_analyses = run_ours(ctx)
             ours.append(elapsed)
         # Alternated, so both see the same machine load.
-        plain, monitored = [], []
+        plain, monitored, funnel = [], [], []
         for _ in range(args.repeat):
             plain.append(run_statistics(ctx, None))
             monitored.append(run_statistics(ctx, MonitoringPlan()))
+            funnel.append(run_small_study(ctx))
         csv_path, _ = write_metafor_export(ctx, work / "export")
         theirs = [run_metafor(rscript, csv_path, work) for _ in range(args.repeat)]
         ctx.dispose()
@@ -166,12 +192,15 @@ def main() -> int:
     print(f"inputs: {args.trials} trials, {n_est} estimates, {n_analyses} analyses with data")
     print(f"ours    pool_all + {n_analyses} PNG forest plots: {best_ours:.2f} s "
           f"(runs: {', '.join(f'{t:.2f}' for t in ours)})")
-    print(f"metafor one Rscript, rma+predict+confint+leave1out+cumul+forest PNG: {best_r:.2f} s "
+    print(f"metafor one Rscript, rma+predict+confint+leave1out+cumul+regtest+trimfill+forest PNG: "
+          f"{best_r:.2f} s "
           f"(runs: {', '.join(f'{t:.2f}' for t in theirs)})")
     print(f"ratio metafor/ours: {best_r / best_ours:.2f}x")
     print(f"statistics of every analysis without / with sequential monitoring: "
           f"{min(plain):.2f} s / {min(monitored):.2f} s "
           f"(monitoring costs {min(monitored) / min(plain):.2f}x)")
+    print(f"small-study effects of every analysis alone: {min(funnel):.2f} s "
+          f"({100 * min(funnel) / min(monitored):.0f}% of the statistics with monitoring)")
     return 0
 
 

@@ -35,6 +35,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from reports.small_study import ASYMMETRY_P, p_text
+
 LEVELS: tuple[str, ...] = ("very low", "low", "moderate", "high")
 APPRECIABLE_BENEFIT = 0.75  # HR; GRADE's default 25% relative change
 APPRECIABLE_HARM = 1.25
@@ -124,8 +126,8 @@ def _publication_bias(k: int, small_study: dict[str, Any] | None) -> dict[str, A
         egger = (small_study or {}).get("egger")
         fill = (small_study or {}).get("trim_fill")
         if egger:
-            reason += (f"; Egger's test p = {egger['p']:.3f}"
-                       + (", the funnel is asymmetric" if egger["p"] < 0.10 else ""))
+            reason += (f"; Egger's test {p_text(egger['p'])}"
+                       + (", the funnel is asymmetric" if egger["p"] < ASYMMETRY_P else ""))
         if fill and fill["k0"]:
             reason += (f"; trim-and-fill adds {fill['k0']} trial{'s' if fill['k0'] > 1 else ''}"
                        f" (HR {fill['hr']:.2f}, {fill['hr_ci_low']:.2f}–"

@@ -16,6 +16,10 @@ and stores a new one holding
   ("the Z-curve now crosses the monitoring boundary"); a snapshot from before monitoring
   existed has an unknown status, from which no change is claimed. An analysis whose status
   changed also gets the monitoring graph (PNG, like the forest plot),
+* for each analysis with 10 or more trials, a line on small-study effects
+  (``reports.small_study``) when the funnel assessment changed in a way a review panel acts
+  on: the analysis reached 10 trials, Egger's p crossed 0.10, or trim-and-fill fills another
+  number of trials; a snapshot from before the assessment existed claims no change,
 * the screening health (recall estimate), computed by the provider the caller passes
   (``build_digest(ctx, health=screening.health.screening_health)``).
 
@@ -51,6 +55,7 @@ from sqlmodel import Session, col, select
 
 from reports.analyses import analysis_order
 from reports.monitoring_view import number, plan_text, status_change, status_label
+from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
 from store.audit import audit
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
@@ -137,10 +142,11 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         analyses = _compare_analyses(old, current, prev_summary)
 
         # A monitoring status can change while the pooled estimate does not (an earlier cut
-        # verified, the plan changed): subscribers hear of that too.
+        # verified, the plan changed), and so can the funnel assessment (new code of
+        # reports/small_study.py re-pools the same inputs): subscribers hear of those too.
         changed = bool(new_flagged or decisions["total"] or alerts
                        or any(a["status"] != "unchanged" or a["monitoring_change"]
-                              for a in analyses))
+                              or a["small_study_change"] for a in analyses))
         if previous is not None and not changed:
             log.info("digest: nothing changed since digest #%s; not building a new one",
                      previous.id)
@@ -295,6 +301,7 @@ def _compare_analyses(
             "new": now,
             "crossing": _crossing_change(before, now),
             "monitoring_change": _monitoring_change(before, now),
+            "small_study_change": _small_study_change(before, now),
             "bias_changes": _bias_changes(before, now),
             "added_trials": [],
             "removed_trials": [],
@@ -370,6 +377,95 @@ def _monitoring_change(before: dict[str, Any] | None,
     return words
 
 
+def _egger_words(p: float | None) -> str:
+    if p is None:
+        return "Egger's test could not be computed"
+    return f"Egger's test {p_text(p)}" + (" (asymmetry)" if p < ASYMMETRY_P else "")
+
+
+def _trim_fill_words(tf: dict[str, Any] | None, was: int | None = None) -> str:
+    """``"trim-and-fill: 0 → 2 trials filled on the left, adjusted HR 0.80 (0.70–0.92)"``
+    (``was`` the earlier count, when there is one to compare with)."""
+    if tf is None:
+        return "trim-and-fill could not be computed"
+    k0 = tf["k0"]
+    if was is None and not k0:
+        return "trim-and-fill: no trial filled"
+    count = f"{was} → {k0}" if was is not None else str(k0)
+    words = f"trim-and-fill: {count} trial{'' if k0 == 1 else 's'} filled"
+    # With nothing filled the "adjusted" estimate is the primary one, already in the table.
+    if k0:
+        words += f" {SIDE_WORDS.get(tf['side'], 'on the ' + tf['side'])}"
+        if tf["hr"] is not None:
+            words += f", adjusted HR {tf['hr']:.2f}"
+            if tf["hr_ci_low"] is not None and tf["hr_ci_high"] is not None:
+                words += f" ({tf['hr_ci_low']:.2f}–{tf['hr_ci_high']:.2f})"
+    return words
+
+
+def _small_study_change(before: dict[str, Any] | None,
+                        after: dict[str, Any] | None) -> str | None:
+    """What changed in the funnel assessment of an analysis with 10+ trials, in words, or
+    None when nothing a panel acts on did.
+
+    Three changes count: the analysis reached :data:`MIN_TRIALS_FOR_TESTS` trials (below, the
+    tests cannot tell asymmetry from chance, so the first readable result is news), Egger's p
+    crossed :data:`ASYMMETRY_P` either way, and trim-and-fill fills another number of trials.
+    A p that moves without crossing is noise to a panel and is not reported. A view without
+    ``small_study`` (stored before the assessment existed) is unknown: no change is claimed
+    from it, in particular no asymmetry "appears" against it.
+    """
+    now = (after or {}).get("small_study")
+    if not now or not now["k_sufficient"]:
+        return None
+    reached = (f"now {MIN_TRIALS_FOR_TESTS}+ trials: funnel asymmetry can be assessed — "
+               f"{_egger_words(now['egger_p'])}; {_trim_fill_words(now['trim_fill'])}")
+    # No earlier snapshot, or one that pooled nothing: there was no funnel to compare with.
+    if before is None or not before.get("k"):
+        return reached
+    then = before.get("small_study")
+    if not then:
+        return None
+    if not then["k_sufficient"]:
+        return reached
+    parts = []
+    p_then, p_now = then["egger_p"], now["egger_p"]
+    if p_then is not None and p_now is not None \
+            and (p_then < ASYMMETRY_P) != (p_now < ASYMMETRY_P):
+        parts.append(f"Egger's test {p_text(p_then)} → {p_text(p_now)}: funnel asymmetry "
+                     + ("appeared" if p_now < ASYMMETRY_P else "no longer detected")
+                     + f" (threshold p < {ASYMMETRY_P:.2f})")
+    tf_then, tf_now = then["trim_fill"], now["trim_fill"]
+    if tf_then is not None and tf_now is not None and tf_then["k0"] != tf_now["k0"]:
+        parts.append(_trim_fill_words(tf_now, was=tf_then["k0"]))
+    return "; ".join(parts) or None
+
+
+def _small_study_view(row: PooledResult) -> dict[str, Any] | None:
+    """What the digest keeps of a snapshot's funnel assessment (rounded, so that the summary
+    and its content hash do not depend on the last bits of a float); None when the snapshot has
+    none (stored before the assessment existed, or nothing pooled)."""
+    result = row.result if isinstance(row.result, dict) else {}
+    view = result.get("small_study")
+    if not isinstance(view, dict) or not isinstance(view.get("k_sufficient"), bool):
+        return None
+
+    def rounded(value: Any) -> float | None:
+        x = number(value)
+        return None if x is None else round(x, 6)
+
+    egger = view.get("egger")
+    egger_p = rounded(egger.get("p")) if isinstance(egger, dict) else None
+    tf = view.get("trim_fill")
+    trim_fill = None
+    if isinstance(tf, dict) and isinstance(tf.get("k0"), int) and not isinstance(tf["k0"], bool):
+        trim_fill = {"side": str(tf.get("side") or ""), "k0": tf["k0"],
+                     "hr": rounded(tf.get("hr")), "hr_ci_low": rounded(tf.get("hr_ci_low")),
+                     "hr_ci_high": rounded(tf.get("hr_ci_high"))}
+    return {"k_sufficient": view["k_sufficient"], "egger_p": egger_p,
+            "trim_fill": trim_fill}
+
+
 def _monitoring_view(row: PooledResult) -> dict[str, Any] | None:
     """What the digest keeps of a snapshot's sequential monitoring; None when the snapshot
     has none (stored before monitoring existed, or nothing pooled)."""
@@ -413,6 +509,7 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "trials": [t["label"] for t in _studies(row)],
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
         "monitoring": _monitoring_view(row),
+        "small_study": _small_study_view(row),
         "certainty_text": _certainty_text(row),
         # None for snapshots from before the judgments were pooled: no change is claimed.
         "risk_of_bias": ({str(r.get("trial")): r.get("risk_of_bias") for r in row.inputs or []}
@@ -584,6 +681,14 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     if monitoring:
         parts.append(_plural(monitoring, "monitoring status changed",
                              "monitoring statuses changed"))
+    # A funnel change is a sensitivity signal, not a conclusion: it stays in the body, and an
+    # analysis whose estimate changed is counted above already. Only one whose estimate did
+    # not (new small_study.py code) is named, or the subject would say "no changes".
+    funnel_only = sum(a["status"] == "unchanged" and bool(a.get("small_study_change"))
+                      for a in summary["analyses"])
+    if funnel_only:
+        parts.append(_plural(funnel_only, "funnel assessment changed",
+                             "funnel assessments changed"))
     if summary["new_flagged_total"]:
         parts.append(_plural(summary["new_flagged_total"], "new flagged record"))
     if summary["decisions"]["total"]:
@@ -652,6 +757,8 @@ def render_digest(
         # .get: entries of digests stored before monitoring existed have no such key
         "monitoring_only": [a for a in summary["analyses"]
                             if a["status"] == "unchanged" and a.get("monitoring_change")],
+        "small_study_only": [a for a in summary["analyses"]
+                             if a["status"] == "unchanged" and a.get("small_study_change")],
         "more_flagged": summary["new_flagged_total"] - len(summary["new_flagged"]),
         "period_start": _fmt_time(summary.get("period_start")),
         "period_end": _fmt_time(summary.get("period_end")),

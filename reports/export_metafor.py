@@ -3,7 +3,8 @@
 The CSV holds the inputs of the newest snapshot of each analysis (one row per study, with the
 method and metafor ``test`` it was pooled with); the R script fits each analysis with
 ``rma()``, prints ``rma``/``predict``/``confint`` output and writes a results CSV with the same
-fields as ``mmlr pool --json``, so a statistician can check our numbers without trusting us.
+fields as ``mmlr pool --json``, so a statistician can check our numbers without trusting us;
+from three trials it also runs Egger's test and trim-and-fill (``reports.small_study``).
 
 Each row also says how its log HR was obtained (``derivation``: reported_ci, p_value_events,
 o_minus_e, medians, km_curves; ``approximate``) and, for a derived one, what the curator typed,
@@ -59,7 +60,8 @@ CSV_COLUMNS = ("analysis", "label", "study", "estimate_id", "yi", "sei", "subgro
 
 R_SCRIPT = r"""# Reproduces every pooled analysis of mmlr with R metafor.
 # Usage: Rscript mmlr-metafor.R [mmlr-metafor.csv] [results.csv]
-# Each analysis: rma(yi, sei=sei, method=<as stored>, test=<knha|adhoc|z>) and predict().
+# Each analysis: rma(yi, sei=sei, method=<as stored>, test=<knha|adhoc|z>) and predict(),
+# and from 3 trials Egger's test (regtest, model="lm") and trimfill().
 # hksj = test="knha", hksj-adhoc = test="adhoc", wald = test="z".
 # The convergence tolerances are tightened so that tau^2 is the converged value; with
 # metafor's defaults the numbers agree to about 1e-5.
@@ -81,11 +83,30 @@ for (key in unique(dat$analysis)) {
   p <- predict(res)
   pi.lb <- if (is.null(p$pi.lb)) NA else p$pi.lb
   pi.ub <- if (is.null(p$pi.ub)) NA else p$pi.ub
+  # Small-study effects (mmlr's funnel-plot view), from 3 trials with different SEs:
+  # Egger's test and trim-and-fill. metafor 3.8's trimfill() prints a Wald CI whatever the
+  # test; mmlr pools the augmented data with the analysis' own test, as the refit below.
+  eg <- tf <- NULL
+  if (res$k >= 3 && length(unique(d$sei)) > 1) {
+    eg <- regtest(rma(yi = d$yi, sei = d$sei, method = "FE"), model = "lm")
+    print(eg)
+    tf <- trimfill(res, control = list(threshold = 1e-12, tol = 1e-12, maxiter = 10000))
+    print(tf)
+    tf.fit <- rma(yi = tf$yi, vi = tf$vi, method = d$method[1], test = d$test[1],
+                  control = list(threshold = 1e-12, tol = 1e-12, maxiter = 10000))
+  }
   rows[[length(rows) + 1]] <- data.frame(
     analysis = key, k = res$k, estimate = as.numeric(res$beta), se = res$se,
     ci_low = res$ci.lb, ci_high = res$ci.ub, pi_low = pi.lb, pi_high = pi.ub,
     hr = exp(as.numeric(res$beta)), hr_ci_low = exp(res$ci.lb), hr_ci_high = exp(res$ci.ub),
-    tau2 = res$tau2, i2 = res$I2, q = res$QE, q_p = res$QEp)
+    tau2 = res$tau2, i2 = res$I2, q = res$QE, q_p = res$QEp,
+    egger_p = if (is.null(eg)) NA else eg$pval,
+    egger_limit = if (is.null(eg)) NA else as.numeric(eg$est),
+    trimfill_side = if (is.null(tf)) NA else tf$side,
+    trimfill_k0 = if (is.null(tf)) NA else tf$k0,
+    trimfill_estimate = if (is.null(tf)) NA else as.numeric(tf.fit$beta),
+    trimfill_ci_low = if (is.null(tf)) NA else tf.fit$ci.lb,
+    trimfill_ci_high = if (is.null(tf)) NA else tf.fit$ci.ub)
 }
 write.csv(do.call(rbind, rows), output, row.names = FALSE)
 cat("\nresults written to", output, "\n")

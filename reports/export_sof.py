@@ -1,6 +1,7 @@
 """``mmlr export sof``: a summary of findings — one row per pooled analysis — for guideline
 panels: the pooled HR with its CI and prediction interval, heterogeneity, the weight at each
-RoB 2 judgment and the low-risk-only estimate, the sequential-monitoring status, and the
+RoB 2 judgment and the low-risk-only estimate, Egger's test and trim-and-fill (from three
+trials; flagged as not interpretable below ten), the sequential-monitoring status, and the
 suggested certainty with the reason for every domain rated down.
 
 Read from the newest snapshot of each analysis (``reports.pool.latest_results``), so every
@@ -18,6 +19,7 @@ from typing import IO, Any
 from sqlmodel import Session
 
 from reports.pool import latest_results
+from reports.small_study import short_text
 from store.models import PooledResult
 
 SOF_COLUMNS = (
@@ -25,7 +27,8 @@ SOF_COLUMNS = (
     "hr_pi_low", "hr_pi_high", "i2", "tau2", "method", "ci_method",
     "rob_low_pct", "rob_some_concerns_pct", "rob_high_pct", "rob_not_assessed_pct",
     "hr_low_rob_only", "hr_low_rob_only_ci_low", "hr_low_rob_only_ci_high",
-    "monitoring_status", "information_fraction", "required_events",
+    "egger_p", "trim_fill_k0", "hr_trim_fill", "hr_trim_fill_ci_low", "hr_trim_fill_ci_high",
+    "small_study_interpretable", "monitoring_status", "information_fraction", "required_events",
     "certainty", "certainty_provisional", "rated_down", "certainty_reasons",
     "snapshot_id", "computed_at", "code_version",
 )
@@ -55,6 +58,9 @@ def _row(p: PooledResult) -> dict[str, Any]:
     low_only: dict[str, Any] = next((e for e in rob.get("sensitivity") or []
                                      if e.get("name") == "low_only"), {})
     monitoring = result.get("monitoring") or {}
+    funnel = result.get("small_study") or {}
+    egger = funnel.get("egger") or {}
+    fill = funnel.get("trim_fill") or {}
     certainty = result.get("certainty") or {}
     rated = [d for d in certainty.get("domains") or [] if d.get("downgrade")]
     info = sum(1.0 / r["sei"] ** 2 for r in p.inputs or [] if r.get("sei"))
@@ -71,6 +77,13 @@ def _row(p: PooledResult) -> dict[str, Any]:
         "hr_low_rob_only": low_only.get("hr"),
         "hr_low_rob_only_ci_low": low_only.get("hr_ci_low"),
         "hr_low_rob_only_ci_high": low_only.get("hr_ci_high"),
+        "egger_p": egger.get("p"), "trim_fill_k0": fill.get("k0"),
+        "hr_trim_fill": fill.get("hr"), "hr_trim_fill_ci_low": fill.get("hr_ci_low"),
+        "hr_trim_fill_ci_high": fill.get("hr_ci_high"),
+        # Empty for a snapshot from before the funnel view, or with fewer than 3 trials.
+        "small_study_interpretable": (None if not funnel.get("available")
+                                      else "true" if funnel.get("k_sufficient") else "false"),
+        "small_study_text": short_text(funnel),
         "monitoring_status": monitoring.get("status"),
         "information_fraction": monitoring.get("fraction"),
         "required_events": monitoring.get("required_events"),
@@ -104,11 +117,11 @@ def sof_markdown(session: Session) -> str:
              "Hazard ratios of maintenance vs control (HR < 1 favours maintenance), pooled "
              "with the analysis' method; certainty is **suggested by fixed rules** as a "
              "starting point for the panel, not a GRADE judgment (see docs/curation.md).", "",
-             "| analysis | trials (k) | HR (95% CI) | 95% PI | I² | low RoB only | monitoring "
-             "| suggested certainty |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| analysis | trials (k) | HR (95% CI) | 95% PI | I² | low RoB only "
+             "| small-study effects | monitoring | suggested certainty |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     if not rows:
-        lines.append("| no pooled analysis yet | | | | | | | |")
+        lines.append("| no pooled analysis yet | | | | | | | | |")
     for r in rows:
         hr = f"{r['hr']:.2f} ({r['hr_ci_low']:.2f}–{r['hr_ci_high']:.2f})"
         pi = (f"{r['hr_pi_low']:.2f}–{r['hr_pi_high']:.2f}" if r["hr_pi_low"] is not None
@@ -125,5 +138,5 @@ def sof_markdown(session: Session) -> str:
             f"; {r['rated_down']}" if r["rated_down"] else "")
         lines.append("| " + " | ".join(_cell(x) for x in (
             r["label"] or r["analysis"], f"{r['trials']} ({r['k']})", hr, pi, i2, low,
-            monitoring, certainty)) + " |")
+            r["small_study_text"] or "—", monitoring, certainty)) + " |")
     return "\n".join(lines) + "\n"

@@ -42,6 +42,9 @@ from store.errors import PoolingError
 
 #: Sterne et al. 2011: below this many trials an asymmetry test cannot tell bias from chance.
 MIN_TRIALS_FOR_TESTS = 10
+#: Egger's p below which a funnel counts as asymmetric, on the page, in the certainty and in
+#: the digest: 0.10 rather than 0.05 because the test has little power (Egger et al. 1997).
+ASYMMETRY_P = 0.10
 #: The fewest trials the regression can be fitted on (two coefficients and one df).
 MIN_TRIALS = 3
 _LEVEL = 0.95
@@ -292,6 +295,11 @@ def small_study_effects(yi: Sequence[float], sei: Sequence[float], *, method: st
     return out
 
 
+def p_text(p: float) -> str:
+    """A p value as the view's sentences print it ("p < 0.001" rather than "p = 0.000")."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def summary_text(view: dict[str, Any]) -> str:
     """One sentence on what the tests say, with the caveat that belongs to it."""
     k = view["k"]
@@ -300,8 +308,8 @@ def summary_text(view: dict[str, Any]) -> str:
     parts = []
     egger = view.get("egger")
     if egger:
-        parts.append(f"Egger's test p = {egger['p']:.3f}"
-                     + (" (asymmetry)" if egger["p"] < 0.10 else ""))
+        parts.append(f"Egger's test {p_text(egger['p'])}"
+                     + (" (asymmetry)" if egger["p"] < ASYMMETRY_P else ""))
     tf = view.get("trim_fill")
     if tf:
         parts.append("trim-and-fill adds no trial" if tf["k0"] == 0 else
@@ -321,7 +329,7 @@ def short_text(view: dict[str, Any] | None) -> str | None:
         return None
     parts = []
     if view.get("egger"):
-        parts.append(f"Egger p = {view['egger']['p']:.3f}")
+        parts.append(f"Egger {p_text(view['egger']['p'])}")
     fill = view.get("trim_fill")
     if fill:
         parts.append(f"trim-and-fill +{fill['k0']}"

@@ -12,6 +12,7 @@ from pathlib import Path
 from reports.export_sof import SOF_COLUMNS
 from reports.exports import export
 from reports.pool import latest_results, pool_all
+from reports.small_study import p_text
 from tests.conftest import cli_env, run_cli
 from tests.test_pool import add_estimate, add_trial
 from tests.test_pool_bias import assess
@@ -58,7 +59,30 @@ def test_csv_and_markdown_from_the_snapshots(ctx, tmp_path: Path) -> None:
     assert "not a GRADE judgment" in md
     # A "|" in a trial name must not split the Markdown table's cells.
     line = next(ln for ln in md.splitlines() if "MM\\|IX" in ln)
-    assert line.count(" | ") == 7
+    assert line.count(" | ") == 8
+    # Two trials: no funnel, so the small-study columns are empty and the cell a dash.
+    assert (row["egger_p"], row["trim_fill_k0"], row["small_study_interpretable"]) == ("", "", "")
+    assert "| — |" in line
+
+
+def test_small_study_columns(ctx, tmp_path: Path) -> None:
+    with ctx.sessions() as s:
+        for i, (hr, lo, hi) in enumerate([("0.60", "0.50", "0.72"), ("0.45", "0.25", "0.81"),
+                                          ("0.70", "0.55", "0.89"), ("0.30", "0.12", "0.75")]):
+            add_estimate(s, add_trial(s, f"T{i}"), hr, lo, hi, cut=date(2010 + i, 1, 1))
+        s.commit()
+    pool_all(ctx)
+    csv_path, md_path = export(ctx, "sof", tmp_path)
+    row = next(r for r in csv.DictReader(io.StringIO(csv_path.read_text()))
+               if r["analysis"] == KEY)
+    with ctx.sessions() as s:
+        funnel = next(p for p in latest_results(s) if p.analysis_key == KEY).result["small_study"]
+    assert float(row["egger_p"]) == float(f"{funnel['egger']['p']:.4g}")
+    assert int(row["trim_fill_k0"]) == funnel["trim_fill"]["k0"]
+    assert float(row["hr_trim_fill"]) == float(f"{funnel['trim_fill']['hr']:.4g}")
+    assert row["small_study_interpretable"] == "false"  # 4 trials < 10
+    line = next(ln for ln in md_path.read_text().splitlines() if "T0; T1; T2; T3" in ln)
+    assert f"Egger {p_text(funnel['egger']['p'])}" in line and "not interpretable" in line
 
 
 def test_no_pooled_analysis_yet(ctx, tmp_path: Path) -> None:

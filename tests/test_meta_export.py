@@ -58,6 +58,7 @@ def test_r_reproduces_every_stored_analysis(pooled, tmp_path: Path, rscript: str
     with pooled.sessions() as s:
         snaps = [p for p in latest_results(s) if p.k > 0]
     assert {p.analysis_key for p in snaps} == set(theirs)
+    checked = set()
     for p in snaps:
         ref = theirs[p.analysis_key]
         for field in ("estimate", "se", "ci_low", "ci_high", "tau2", "i2", "q", "q_p",
@@ -66,6 +67,20 @@ def test_r_reproduces_every_stored_analysis(pooled, tmp_path: Path, rscript: str
             assert ours == pytest.approx(float(ref[field]), abs=1e-6, rel=1e-6), (
                 p.analysis_key, field)
         assert p.result["hr"] == pytest.approx(math.exp(float(ref["estimate"])), rel=1e-6)
+        funnel = p.result["small_study"]
+        if p.k < 3:
+            assert ref["egger_p"] == "NA" and not funnel["available"]
+            continue
+        checked.add(p.analysis_key)
+        assert funnel["egger"]["p"] == pytest.approx(float(ref["egger_p"]), rel=1e-6)
+        assert funnel["egger"]["limit"] == pytest.approx(float(ref["egger_limit"]), rel=1e-6)
+        fill = funnel["trim_fill"]
+        assert (fill["side"], fill["k0"]) == (ref["trimfill_side"], int(ref["trimfill_k0"]))
+        for name, column in (("estimate", "trimfill_estimate"), ("ci_low", "trimfill_ci_low"),
+                             ("ci_high", "trimfill_ci_high")):
+            assert fill[name] == pytest.approx(float(ref[column]), abs=1e-6, rel=1e-6)
+    # the PFS analyses after ASCT (3 trials) and over all settings (4) have a funnel
+    assert checked == {"thalidomide/PFS/post_asct", "thalidomide/PFS/all"}
 
 
 def test_export_errors(ctx, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from reports.small_study import (
     MIN_TRIALS_FOR_TESTS,
     egger_test,
     meta_regression,
+    p_text,
     small_study_effects,
     trim_and_fill,
 )
@@ -42,7 +43,7 @@ def test_asymmetric_funnel_is_found_and_filled() -> None:
     # Filling the missing side moves the estimate towards no effect.
     primary = np.average(ASYMMETRIC_Y, weights=1 / np.square(ASYMMETRIC_SE))
     assert fill["estimate"] > primary
-    assert "Egger's test p = " in view["summary"] and "(asymmetry)" in view["summary"]
+    assert f"Egger's test {p_text(egger['p'])} (asymmetry)" in view["summary"]
     assert "on the side of less benefit" in view["summary"]
     assert "cannot tell asymmetry from chance" not in view["summary"]
 
@@ -117,7 +118,8 @@ def test_pooling_stores_the_view_and_the_certainty_quotes_it() -> None:
     assert view["k"] == 12 and view["egger"]["p"] < 0.01 and view["trim_fill"]["k0"] >= 1
     reason = next(d["reason"] for d in outcome.extras["certainty"]["domains"]
                   if d["domain"] == "publication_bias")
-    assert "Egger's test p = " in reason and "the funnel is asymmetric" in reason
+    p = view["egger"]["p"]
+    assert f"Egger's test {p_text(p)}, the funnel is asymmetric" in reason
     assert "trim-and-fill adds" in reason
     # Never rated down by rule, whatever the test says.
     assert all(d["downgrade"] == 0 for d in outcome.extras["certainty"]["domains"]
@@ -149,8 +151,14 @@ def test_pool_table_and_json_carry_the_tests() -> None:
                                      ci="hksj")]
     text = run.describe()
     p = run.outcomes[0].extras["small_study"]["egger"]["p"]
-    assert f"small-study effects: Egger p = {p:.3f}, trim-and-fill +" in text
+    assert f"small-study effects: Egger {p_text(p)}, trim-and-fill +" in text
     # The four-trial analysis gets its numbers with the caveat, the twelve-trial one without.
     assert text.count("(k < 10: not interpretable)") == 1
     entry = run.to_json()["analyses"][0]
     assert entry["small_study"]["k"] == 12 and entry["small_study"]["trim_fill"]["k0"] >= 1
+
+
+def test_p_values_are_never_printed_as_zero() -> None:
+    assert p_text(0.0004) == "p < 0.001"
+    assert p_text(0.001) == "p = 0.001"
+    assert p_text(0.2346) == "p = 0.235"

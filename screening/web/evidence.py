@@ -35,6 +35,7 @@ def _exp(value: float | None) -> float | None:
 
 def pooled_json(row: PooledResult) -> dict[str, Any]:
     monitoring = sequential_monitoring(row)
+    small_study = small_study_view(row)
     return {
         "id": row.id, "analysis": row.analysis_key, "label": row.analysis_label,
         "method": row.method, "ci_method": row.ci_method, "k": row.k,
@@ -51,6 +52,9 @@ def pooled_json(row: PooledResult) -> dict[str, Any]:
         "monitoring_svg": f"/estimates/{row.id}/monitoring.svg" if monitoring else None,
         "risk_of_bias": _result_dict(row, "risk_of_bias"),
         "certainty": _result_dict(row, "certainty"),
+        "small_study": small_study,
+        "funnel_svg": f"/estimates/{row.id}/funnel.svg" if funnel_available(small_study)
+        else None,
     }
 
 
@@ -61,6 +65,17 @@ def _result_dict(row: PooledResult, key: str) -> dict[str, Any] | None:
     result = row.result if isinstance(row.result, dict) else {}
     view = result.get(key)
     return dict(view) if isinstance(view, dict) else None
+
+
+def small_study_view(row: PooledResult) -> dict[str, Any] | None:
+    """The snapshot's small-study view (``reports.small_study.small_study_effects``: Egger's
+    test and trim-and-fill); None for snapshots stored before it existed."""
+    return _result_dict(row, "small_study")
+
+
+def funnel_available(view: dict[str, Any] | None) -> bool:
+    """Whether the view has a funnel plot to draw: it exists and has enough trials (k ≥ 3)."""
+    return view is not None and view.get("available") is True
 
 
 def _result_list(row: PooledResult, key: str) -> list[dict[str, Any]]:

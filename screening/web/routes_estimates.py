@@ -1,4 +1,5 @@
-"""Pooled estimates, their forest plots and their sequential-monitoring graphs."""
+"""Pooled estimates, their forest plots, their sequential-monitoring graphs and their funnel
+plots."""
 
 from __future__ import annotations
 
@@ -8,10 +9,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from reports.forest import render_forest
+from reports.funnel_plot import render_funnel
 from reports.monitoring_plot import render_monitoring
 from reports.monitoring_view import STATUS_LABELS
+from reports.small_study import SIDE_WORDS
 from screening.web.deps import DbSession, Viewer, get_or_404
-from screening.web.evidence import latest_pooled, pooled_json, sequential_monitoring
+from screening.web.evidence import (
+    funnel_available,
+    latest_pooled,
+    pooled_json,
+    sequential_monitoring,
+    small_study_view,
+)
 from screening.web.templating import render
 from store.bias import JUDGMENT_LABELS
 from store.errors import MmlrError, NotFoundError
@@ -31,7 +40,8 @@ def estimates_page(request: Request, session: DbSession, user: Viewer) -> Respon
     rows = latest_pooled(session)
     return render(request, "estimates.html", {"results": [(r, pooled_json(r)) for r in rows],
                                               "status_labels": STATUS_LABELS,
-                                              "rob_labels": JUDGMENT_LABELS})
+                                              "rob_labels": JUDGMENT_LABELS,
+                                              "side_words": SIDE_WORDS})
 
 
 @router.get("/estimates/{result_id}/forest.svg")
@@ -68,5 +78,31 @@ def monitoring_svg(result_id: int, session: DbSession, user: Viewer) -> Response
         log.exception("monitoring plot of pooled result %s failed", result_id)
         raise NotFoundError(
             f"the monitoring plot of pooled result {result_id} could not be drawn",
+            hint="the details are in the server log") from None
+    return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
+
+
+@router.get("/estimates/{result_id}/funnel.svg")
+def funnel_svg(result_id: int, session: DbSession, user: Viewer) -> Response:
+    """The contour-enhanced funnel plot of a snapshot (``reports.funnel_plot``)."""
+    row = get_or_404(session, PooledResult, result_id,
+                     missing=f"pooled result {result_id} does not exist")
+    view = small_study_view(row)
+    if view is None:
+        raise NotFoundError(f"pooled result {result_id} has no small-study view",
+                            hint="snapshots from before small-study effects existed have none; "
+                            "run `mmlr pool` to compute it")
+    if not funnel_available(view):
+        raise NotFoundError(f"pooled result {result_id} has no funnel plot",
+                            hint=str(view.get("reason") or "too few trials"))
+    try:
+        svg = render_funnel(row.inputs, view, estimate=row.estimate, fmt="svg",
+                            title=row.analysis_label or row.analysis_key)
+    except MmlrError:
+        raise
+    except Exception:
+        log.exception("funnel plot of pooled result %s failed", result_id)
+        raise NotFoundError(
+            f"the funnel plot of pooled result {result_id} could not be drawn",
             hint="the details are in the server log") from None
     return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
