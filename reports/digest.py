@@ -53,10 +53,12 @@ from sqlalchemy import func, inspect
 from sqlalchemy.orm import InstanceState
 from sqlmodel import Session, col, select
 
+from reports.absolute import absolute_view
 from reports.analyses import analysis_order
 from reports.monitoring_view import number, plan_text, status_change, status_label
 from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
 from store.audit import audit
+from store.baselines import baseline_for, current_baselines
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
 from store.locks import job_lock
@@ -140,6 +142,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         current = _latest_pooled(session)
         old = _pooled_by_ids(session, previous.pooled_result_ids if previous else [])
         analyses = _compare_analyses(old, current, prev_summary)
+        _add_absolute_effects(session, analyses, current)
 
         # A monitoring status can change while the pooled estimate does not (an earlier cut
         # verified, the plan changed), and so can the funnel assessment (new code of
@@ -439,6 +442,19 @@ def _small_study_change(before: dict[str, Any] | None,
     if tf_then is not None and tf_now is not None and tf_then["k0"] != tf_now["k0"]:
         parts.append(_trim_fill_words(tf_now, was=tf_then["k0"]))
     return "; ".join(parts) or None
+
+
+def _add_absolute_effects(session: Session, analyses: list[dict[str, Any]],
+                          current: dict[str, PooledResult]) -> None:
+    """Each analysis' absolute effect per 1000 (``reports.absolute``) with the assumed control
+    risk current now, frozen into the summary as words and the entry's id: what subscribers
+    read is what the digest keeps. None until a curator enters a control risk."""
+    baselines = current_baselines(session)
+    for entry in analyses:
+        row = current.get(entry["key"])
+        view = absolute_view(row, baseline_for(entry["key"], baselines)) if row else None
+        entry["absolute"] = ({"text": view["text"], "source": " ".join(view["source"].split()),
+                              "baseline_id": view["baseline_id"]} if view else None)
 
 
 def _small_study_view(row: PooledResult) -> dict[str, Any] | None:

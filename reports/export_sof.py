@@ -1,12 +1,16 @@
 """``mmlr export sof``: a summary of findings — one row per pooled analysis — for guideline
 panels: the pooled HR with its CI and prediction interval, heterogeneity, the weight at each
-RoB 2 judgment and the low-risk-only estimate, Egger's test and trim-and-fill (from three
+RoB 2 judgment and the low-risk-only estimate, the absolute effect per 1000 patients at the
+time point of the analysis' assumed control risk (``store.baselines``, ``reports.absolute``;
+empty until a curator enters one), Egger's test and trim-and-fill (from three
 trials; flagged as not interpretable below ten), the sequential-monitoring status, and the
 suggested certainty with the reason for every domain rated down.
 
 Read from the newest snapshot of each analysis (``reports.pool.latest_results``), so every
 number is one the estimates page and the digests show and can be audited (``snapshot_id``,
-``code_version``). The Markdown table beside the CSV is the one a panel pastes into its
+``code_version``). The absolute effect is the one exception: it combines the snapshot's HR with
+the assumed control risk current at export time, named by ``baseline_id`` (entries are never
+changed, only added). The Markdown table beside the CSV is the one a panel pastes into its
 minutes; it says that the certainty is a suggestion.
 """
 
@@ -18,8 +22,10 @@ from typing import IO, Any
 
 from sqlmodel import Session
 
+from reports.absolute import absolute_view
 from reports.pool import latest_results
 from reports.small_study import short_text
+from store.baselines import baseline_for, current_baselines
 from store.models import PooledResult
 
 SOF_COLUMNS = (
@@ -28,7 +34,11 @@ SOF_COLUMNS = (
     "rob_low_pct", "rob_some_concerns_pct", "rob_high_pct", "rob_not_assessed_pct",
     "hr_low_rob_only", "hr_low_rob_only_ci_low", "hr_low_rob_only_ci_high",
     "egger_p", "trim_fill_k0", "hr_trim_fill", "hr_trim_fill_ci_low", "hr_trim_fill_ci_high",
-    "small_study_interpretable", "monitoring_status", "information_fraction", "required_events",
+    "small_study_interpretable",
+    "baseline_months", "control_event_free_pct", "control_per_1000", "maintenance_per_1000",
+    "maintenance_per_1000_ci_low", "maintenance_per_1000_ci_high", "difference_per_1000",
+    "difference_per_1000_ci_low", "difference_per_1000_ci_high", "baseline_source",
+    "baseline_id", "monitoring_status", "information_fraction", "required_events",
     "certainty", "certainty_provisional", "rated_down", "certainty_reasons",
     "snapshot_id", "computed_at", "code_version",
 )
@@ -48,10 +58,12 @@ def _fmt(x: Any, digits: int = 4) -> str:
 
 def sof_rows(session: Session) -> list[dict[str, Any]]:
     """One dict per analysis with a pooled estimate (k ≥ 1), in reading order."""
-    return [_row(p) for p in latest_results(session) if p.k > 0 and p.estimate is not None]
+    baselines = current_baselines(session)
+    return [_row(p, absolute_view(p, baseline_for(p.analysis_key, baselines)))
+            for p in latest_results(session) if p.k > 0 and p.estimate is not None]
 
 
-def _row(p: PooledResult) -> dict[str, Any]:
+def _row(p: PooledResult, absolute: dict[str, Any] | None) -> dict[str, Any]:
     result = p.result if isinstance(p.result, dict) else {}
     rob = result.get("risk_of_bias") or {}
     weight = rob.get("weight_percent") or {}
@@ -84,6 +96,7 @@ def _row(p: PooledResult) -> dict[str, Any]:
         "small_study_interpretable": (None if not funnel.get("available")
                                       else "true" if funnel.get("k_sufficient") else "false"),
         "small_study_text": short_text(funnel),
+        **_absolute_cells(absolute),
         "monitoring_status": monitoring.get("status"),
         "information_fraction": monitoring.get("fraction"),
         "required_events": monitoring.get("required_events"),
@@ -96,6 +109,19 @@ def _row(p: PooledResult) -> dict[str, Any]:
         "snapshot_id": p.id, "computed_at": p.computed_at.isoformat() if p.computed_at else None,
         "code_version": p.code_version,
     }
+
+
+def _absolute_cells(view: dict[str, Any] | None) -> dict[str, Any]:
+    """The absolute-effect columns: empty until an assumed control risk is entered."""
+    v = view or {}
+    rounded = {name: round(v[name]) if name in v else None for name in (
+        "control_per_1000", "maintenance_per_1000", "maintenance_per_1000_ci_low",
+        "maintenance_per_1000_ci_high", "difference_per_1000", "difference_per_1000_ci_low",
+        "difference_per_1000_ci_high")}
+    return {"baseline_months": v.get("months"),
+            "control_event_free_pct": (100 * v["event_free_control"] if view else None),
+            **rounded, "baseline_source": v.get("source"), "baseline_id": v.get("baseline_id"),
+            "absolute_text": v.get("text")}
 
 
 def write_sof_csv(session: Session, fh: IO[str]) -> None:
@@ -117,11 +143,11 @@ def sof_markdown(session: Session) -> str:
              "Hazard ratios of maintenance vs control (HR < 1 favours maintenance), pooled "
              "with the analysis' method; certainty is **suggested by fixed rules** as a "
              "starting point for the panel, not a GRADE judgment (see docs/curation.md).", "",
-             "| analysis | trials (k) | HR (95% CI) | 95% PI | I² | low RoB only "
-             "| small-study effects | monitoring | suggested certainty |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| analysis | trials (k) | HR (95% CI) | absolute effect | 95% PI | I² "
+             "| low RoB only | small-study effects | monitoring | suggested certainty |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     if not rows:
-        lines.append("| no pooled analysis yet | | | | | | | | |")
+        lines.append("| no pooled analysis yet | | | | | | | | | |")
     for r in rows:
         hr = f"{r['hr']:.2f} ({r['hr_ci_low']:.2f}–{r['hr_ci_high']:.2f})"
         pi = (f"{r['hr_pi_low']:.2f}–{r['hr_pi_high']:.2f}" if r["hr_pi_low"] is not None
@@ -137,6 +163,8 @@ def sof_markdown(session: Session) -> str:
             " (provisional)" if r["certainty_provisional"] == "true" else "") + (
             f"; {r['rated_down']}" if r["rated_down"] else "")
         lines.append("| " + " | ".join(_cell(x) for x in (
-            r["label"] or r["analysis"], f"{r['trials']} ({r['k']})", hr, pi, i2, low,
+            r["label"] or r["analysis"], f"{r['trials']} ({r['k']})", hr,
+            (f"{r['absolute_text']} Assumed control risk: {r['baseline_source']}"
+             if r["absolute_text"] else "— (no assumed control risk entered)"), pi, i2, low,
             r["small_study_text"] or "—", monitoring, certainty)) + " |")
     return "\n".join(lines) + "\n"

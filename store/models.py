@@ -318,6 +318,28 @@ class BiasAssessment(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class BaselineRisk(SQLModel, table=True):
+    """The assumed control-arm risk of one analysis at one time point, from which the summary
+    of findings turns the pooled HR into absolute effects (``reports.absolute``). Append-only.
+
+    ``event_free`` is the proportion of control patients free of the analysis' event (alive
+    and progression-free for PFS, alive for OS) ``months`` after randomisation, as read from a
+    source the curator names (a trial's control arm, a registry). Entering a new one adds a
+    row: the newest per analysis is current, the older ones are its history
+    (``store.baselines``).
+    """
+
+    __tablename__ = "baseline_risks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    analysis_key: str = Field(index=True)
+    months: float
+    event_free: float
+    source: str = _text(nullable=False)
+    entered_by: int = Field(foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class PooledResult(SQLModel, table=True):
     """A frozen snapshot of one analysis: inputs, settings, code version, result."""
 

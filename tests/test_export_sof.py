@@ -13,6 +13,8 @@ from reports.export_sof import SOF_COLUMNS
 from reports.exports import export
 from reports.pool import latest_results, pool_all
 from reports.small_study import p_text
+from store.baselines import add_baseline, validate_baseline
+from store.models import User
 from tests.conftest import cli_env, run_cli
 from tests.test_pool import add_estimate, add_trial
 from tests.test_pool_bias import assess
@@ -59,10 +61,43 @@ def test_csv_and_markdown_from_the_snapshots(ctx, tmp_path: Path) -> None:
     assert "not a GRADE judgment" in md
     # A "|" in a trial name must not split the Markdown table's cells.
     line = next(ln for ln in md.splitlines() if "MM\\|IX" in ln)
-    assert line.count(" | ") == 8
+    assert line.count(" | ") == 9
     # Two trials: no funnel, so the small-study columns are empty and the cell a dash.
     assert (row["egger_p"], row["trim_fill_k0"], row["small_study_interpretable"]) == ("", "", "")
     assert "| — |" in line
+    # No assumed control risk yet: no absolute effect, and the table says why.
+    assert row["difference_per_1000"] == row["baseline_id"] == ""
+    assert "— (no assumed control risk entered)" in line
+
+
+def test_absolute_effect_columns(ctx, tmp_path: Path) -> None:
+    _evidence(ctx)
+    with ctx.sessions() as s:
+        user = User(email="c@example.org", role="curator", password_hash="x")
+        s.add(user)
+        s.commit()
+        entry = add_baseline(s, entry=validate_baseline(
+            analysis_key=KEY, months=36, event_free_percent=35,
+            source="CALGB | 100104 control arm"), user=user)
+        s.commit()
+        snap = next(p for p in latest_results(s) if p.analysis_key == KEY)
+    csv_path, md_path = export(ctx, "sof", tmp_path)
+    rows = {r["analysis"]: r for r in csv.DictReader(io.StringIO(csv_path.read_text()))}
+    row = rows[KEY]
+    hr = math.exp(snap.estimate)
+    assert int(row["difference_per_1000"]) == round(1000 * (0.35 - 0.35 ** hr))
+    assert int(row["control_per_1000"]) == 650 and float(row["control_event_free_pct"]) == 35
+    assert int(row["maintenance_per_1000_ci_low"]) == round(
+        1000 * (1 - 0.35 ** math.exp(snap.ci_low)))
+    assert (row["baseline_months"], row["baseline_id"]) == ("36", str(entry.id))
+    # The sensitivity twin uses its primary analysis' entry; other analyses have none.
+    twin = rows.get(KEY + "/with_strategy")
+    assert twin is None or twin["baseline_id"] == str(entry.id)
+    assert rows["thalidomide/PFS/all"]["baseline_id"] == ""
+    line = next(ln for ln in md_path.read_text().splitlines() if ln.startswith("| Thal")
+                and "post-ASCT" in ln and "PFS" in ln)
+    assert "per 1000 with maintenance" in line
+    assert "Assumed control risk: CALGB \\| 100104 control arm" in line
 
 
 def test_small_study_columns(ctx, tmp_path: Path) -> None:

@@ -1,0 +1,105 @@
+"""Absolute effects for the summary of findings: a pooled HR turned into events per 1000
+patients at a time point, from an assumed control-arm risk (``store.baselines``).
+
+GRADE guidance 27 (Skoetz et al., J Clin Epidemiol 2020;118:124-131) for time-to-event
+outcomes: under proportional hazards the event-free proportion with maintenance at time t is
+the control one raised to the power of the HR, S_m(t) = S_c(t)^HR, so the event risks are
+
+    risk_c = 1 − S_c(t)        risk_m = 1 − S_c(t)^HR
+
+and the absolute effect is risk_m − risk_c per 1000 patients. The HR's CI limits give the
+limits of risk_m and of the difference (the assumed control risk is taken as known, as GRADE's
+tables do). The result inherits the HR's assumption of proportional hazards up to t.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from store.errors import PoolingError
+from store.models import BaselineRisk, PooledResult
+
+#: What an event is, in words, per analysis endpoint (PFS analyses pool EFS and TTP too).
+EVENT_WORDS = {"PFS": "progressed or died", "OS": "died"}
+PER = 1000
+
+
+def absolute_effect(*, hr: float, hr_ci_low: float, hr_ci_high: float, event_free: float,
+                    months: float, endpoint: str) -> dict[str, Any]:
+    """Events per 1000 without and with maintenance at ``months`` and their difference.
+
+    ``event_free`` is the control arm's event-free proportion at ``months`` (0 < S < 1).
+    Numbers are kept unrounded; ``text`` rounds them to whole patients per 1000, as a summary
+    of findings table does. Raises :class:`PoolingError` for an HR or CI that is not a
+    positive finite number in order, or a proportion outside (0, 1).
+    """
+    for name, value in (("hr", hr), ("hr_ci_low", hr_ci_low), ("hr_ci_high", hr_ci_high)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise PoolingError(f"{name} {value!r} must be a positive finite number")
+    if not hr_ci_low <= hr <= hr_ci_high:
+        raise PoolingError(f"HR {hr} is not inside its CI {hr_ci_low}–{hr_ci_high}")
+    if not 0 < event_free < 1:
+        raise PoolingError(f"control event-free proportion {event_free!r} must be in (0, 1)")
+    if endpoint not in EVENT_WORDS:
+        raise PoolingError(f"unknown endpoint {endpoint!r}",
+                           hint=f"use one of {', '.join(EVENT_WORDS)}")
+
+    def risk(h: float) -> float:
+        return PER * (1.0 - event_free ** h)
+
+    control = risk(1.0)
+    view = {
+        "months": months, "event_free_control": event_free, "endpoint": endpoint,
+        "control_per_1000": control,
+        "maintenance_per_1000": risk(hr),
+        "maintenance_per_1000_ci_low": risk(hr_ci_low),
+        "maintenance_per_1000_ci_high": risk(hr_ci_high),
+        "difference_per_1000": risk(hr) - control,
+        "difference_per_1000_ci_low": risk(hr_ci_low) - control,
+        "difference_per_1000_ci_high": risk(hr_ci_high) - control,
+    }
+    view["text"] = effect_text(view)
+    return view
+
+
+def _count(diff: float) -> str:
+    """A difference per 1000 in GRADE's words: "170 fewer", "20 more", "0 fewer"."""
+    n = round(diff)
+    return f"{abs(n)} more" if n > 0 else f"{abs(n)} fewer"
+
+
+def _months(months: float) -> str:
+    return f"{months:.0f}" if float(months).is_integer() else f"{months:.1f}"
+
+
+def effect_text(view: dict[str, Any]) -> str:
+    """The absolute effect as one sentence of a summary of findings."""
+    words = EVENT_WORDS[view["endpoint"]]
+    return (f"At {_months(view['months'])} months, {round(view['control_per_1000'])} per "
+            f"{PER} {words} without maintenance (assumed) and "
+            f"{round(view['maintenance_per_1000'])} per {PER} with maintenance (95% CI "
+            f"{round(view['maintenance_per_1000_ci_low'])} to "
+            f"{round(view['maintenance_per_1000_ci_high'])}): "
+            f"{_count(view['difference_per_1000'])} per {PER} (from "
+            f"{_count(view['difference_per_1000_ci_low'])} to "
+            f"{_count(view['difference_per_1000_ci_high'])}).")
+
+
+def absolute_view(row: PooledResult, baseline: BaselineRisk | None) -> dict[str, Any] | None:
+    """The absolute effect of a stored snapshot with the analysis' current assumed control
+    risk, and where that risk comes from; None without an entry or a pooled estimate.
+
+    Computed when shown, not frozen in the snapshot: the entry (``baseline_id``) and the
+    snapshot (``snapshot_id``) together say what it was made from.
+    """
+    if baseline is None or row.estimate is None or row.ci_low is None or row.ci_high is None:
+        return None
+    endpoint = row.analysis_key.split("/")[1]
+    view = absolute_effect(hr=math.exp(row.estimate), hr_ci_low=math.exp(row.ci_low),
+                           hr_ci_high=math.exp(row.ci_high), event_free=baseline.event_free,
+                           months=baseline.months, endpoint=endpoint)
+    view.update({"baseline_id": baseline.id, "baseline_analysis": baseline.analysis_key,
+                 "source": baseline.source, "snapshot_id": row.id,
+                 "entered_at": baseline.created_at.isoformat() if baseline.created_at else None})
+    return view

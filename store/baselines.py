@@ -1,0 +1,157 @@
+"""Assumed control-arm risks: the checks of an entry, storing one, and the current one per
+analysis.
+
+A hazard ratio says nothing about how many patients benefit; a guideline panel's summary of
+findings states it per 1000 patients at a time point, from an assumed risk without maintenance
+(GRADE guidance 27, Skoetz et al., J Clin Epidemiol 2020;118:124-131). That assumed risk is
+not in the pooled data: a curator enters it per analysis as "x% of control patients
+event-free at m months" and names where it comes from (a trial's control arm, the median of
+the included trials' control arms, a registry). ``reports.absolute`` does the arithmetic.
+
+Entries are append-only (``store.models.BaselineRisk``): a new entry becomes current and the
+older ones stay as its history. The sensitivity twin of an analysis (``…/with_strategy``) uses
+its own entry when it has one and its primary analysis' otherwise (``baseline_for``): they
+describe the same patients.
+
+This lives in ``store`` because the web app (form and API) and the exports (which may import
+only ``store`` and ``reports``) read the same rows with the same rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session, col, func, select
+
+from store.audit import audit
+from store.errors import ValidationError
+from store.models import BaselineRisk, User
+from store.settings import MONITORING_ENDPOINTS
+
+#: The longest follow-up an entry may name (20 years): beyond it a typo is likelier.
+MAX_MONTHS = 240.0
+SOURCE_MAX = 1000
+STRATEGY_SUFFIX = "/with_strategy"
+
+
+class BaselineError(ValidationError):
+    """Bad fields of an entry; ``fields`` maps each (``months``, ``event_free_percent``,
+    ``source``, ``analysis``) to its message, named as in the form and the JSON body."""
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self.fields = dict(fields)
+        super().__init__("; ".join(f"{name}: {text}" for name, text in self.fields.items()),
+                         hint="correct the marked fields")
+
+
+@dataclass(frozen=True)
+class CheckedBaseline:
+    """An entry that passed ``validate_baseline``: ``event_free`` as a proportion (0, 1)."""
+
+    analysis_key: str
+    months: float
+    event_free: float
+    source: str
+
+
+def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any,
+                      source: Any) -> CheckedBaseline:
+    """Check an entry as typed in the form or sent as JSON (numbers may be text; a decimal
+    comma is accepted); every bad field is reported at once (:class:`BaselineError`)."""
+    errors: dict[str, str] = {}
+    key = _read_key(analysis_key, errors)
+    m = _read_number(months, "months", errors)
+    if m is not None and not 0 < m <= MAX_MONTHS:
+        errors["months"] = f"must be more than 0 and at most {MAX_MONTHS:.0f} months"
+    pct = _read_number(event_free_percent, "event_free_percent", errors)
+    if pct is not None and not 0 < pct < 100:
+        # 0% or 100% event-free leaves nothing for a hazard ratio to change.
+        errors["event_free_percent"] = "must be more than 0 and less than 100 (percent)"
+    text = source.replace("\r\n", "\n").strip() if isinstance(source, str) else None
+    if not text:
+        errors["source"] = ("is required: name where the control-arm risk comes from "
+                            "(GRADE asks for it)")
+    elif len(text) > SOURCE_MAX:
+        errors["source"] = f"is longer than {SOURCE_MAX} characters"
+    if errors:
+        raise BaselineError(errors)
+    assert key is not None and m is not None and pct is not None and text
+    return CheckedBaseline(analysis_key=key, months=m, event_free=pct / 100.0, source=text)
+
+
+def _read_key(value: Any, errors: dict[str, str]) -> str | None:
+    parts = value.split("/") if isinstance(value, str) else []
+    ok = (len(parts) in (3, 4) and all(parts) and parts[1] in MONITORING_ENDPOINTS
+          and (len(parts) == 3 or parts[3] == STRATEGY_SUFFIX[1:]))
+    if not ok:
+        errors["analysis"] = (f"{_shown(value)} is not an analysis key "
+                              "(drug/endpoint/setting, e.g. thalidomide/PFS/post_asct)")
+        return None
+    return str(value)
+
+
+def _read_number(value: Any, name: str, errors: dict[str, str]) -> float | None:
+    if isinstance(value, bool):
+        errors[name] = "must be a number"
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str) and value.strip():
+        try:
+            number = float(value.strip().replace(",", "."))
+        except ValueError:
+            errors[name] = f"{_shown(value)} is not a number"
+            return None
+    else:
+        errors[name] = "is required"
+        return None
+    if number != number or number in (float("inf"), float("-inf")):
+        errors[name] = "must be a finite number"
+        return None
+    return number
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def add_baseline(session: Session, *, entry: CheckedBaseline, user: User) -> BaselineRisk:
+    """Store ``entry`` by ``user`` as a new row (the caller commits); it becomes the current
+    one of its analysis. Audited as ``baseline.set`` with the entry it replaces."""
+    if user.id is None:
+        raise ValueError("the user must be stored before entering a baseline risk")
+    previous = current_baselines(session).get(entry.analysis_key)
+    row = BaselineRisk(analysis_key=entry.analysis_key, months=entry.months,
+                       event_free=entry.event_free, source=entry.source, entered_by=user.id)
+    session.add(row)
+    session.flush()
+    audit(session, "baseline.set", actor=user.email, object_type="baseline_risk",
+          object_id=row.id, analysis=row.analysis_key, months=row.months,
+          event_free=row.event_free, replaces=previous.id if previous is not None else None)
+    return row
+
+
+def current_baselines(session: Session) -> dict[str, BaselineRisk]:
+    """The current entry per analysis key: the newest row of each, by id (rows are only ever
+    added, so the highest id is the last one saved)."""
+    newest = select(func.max(BaselineRisk.id)).group_by(col(BaselineRisk.analysis_key))
+    rows = session.exec(select(BaselineRisk).where(col(BaselineRisk.id).in_(newest)))
+    return {row.analysis_key: row for row in rows}
+
+
+def baseline_for(analysis_key: str,
+                 current: Mapping[str, BaselineRisk]) -> BaselineRisk | None:
+    """The entry an analysis uses: its own, else (for a sensitivity twin) its primary's."""
+    own = current.get(analysis_key)
+    if own is not None or not analysis_key.endswith(STRATEGY_SUFFIX):
+        return own
+    return current.get(analysis_key[: -len(STRATEGY_SUFFIX)])
+
+
+def baseline_history(session: Session, analysis_key: str) -> list[BaselineRisk]:
+    """Every entry of one analysis, newest first (the first is the current one)."""
+    return list(session.exec(select(BaselineRisk).where(
+        BaselineRisk.analysis_key == analysis_key).order_by(col(BaselineRisk.id).desc())))

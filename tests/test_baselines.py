@@ -1,0 +1,186 @@
+"""Assumed control-arm risks (store.baselines): the checks of an entry, the append-only history
+and which entry an analysis uses — over the real database (SQLite, or PostgreSQL with
+MMLR_TEST_DATABASE_URL) — and the absolute effects computed from them (reports.absolute)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from reports.absolute import absolute_effect, absolute_view
+from store.baselines import (
+    BaselineError,
+    add_baseline,
+    baseline_for,
+    baseline_history,
+    current_baselines,
+    validate_baseline,
+)
+from store.errors import PoolingError, ValidationError
+from store.models import AuditLog, BaselineRisk, PooledResult, User
+
+KEY = "thalidomide/PFS/post_asct"
+
+
+def _entry(**kwargs: Any) -> dict[str, Any]:
+    return {"analysis_key": KEY, "months": 36, "event_free_percent": 35,
+            "source": "control arm of CALGB 100104", **kwargs}
+
+
+def _fields(**kwargs: Any) -> dict[str, str]:
+    with pytest.raises(BaselineError) as caught:
+        validate_baseline(**_entry(**kwargs))
+    assert isinstance(caught.value, ValidationError) and caught.value.http_status == 400
+    return caught.value.fields
+
+
+def test_a_valid_entry_is_read_as_typed() -> None:
+    entry = validate_baseline(**_entry(months="36", event_free_percent="35,5",
+                                       source="  CALGB 100104 control arm\r\n"))
+    assert (entry.months, entry.event_free, entry.source) == (36.0, 0.355,
+                                                             "CALGB 100104 control arm")
+    twin = validate_baseline(**_entry(analysis_key=KEY + "/with_strategy"))
+    assert twin.analysis_key == KEY + "/with_strategy"
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("months", 0, "more than 0 and at most 240"),
+    ("months", 241, "more than 0 and at most 240"),
+    ("months", "abc", "'abc' is not a number"),
+    ("months", None, "is required"),
+    ("months", True, "must be a number"),
+    ("months", float("nan"), "finite"),
+    ("event_free_percent", 0, "more than 0 and less than 100"),
+    ("event_free_percent", 100, "more than 0 and less than 100"),
+    ("event_free_percent", "", "is required"),
+    ("source", "  ", "is required: name where the control-arm risk comes from"),
+    ("source", "x" * 1001, "longer than 1000"),
+    ("analysis_key", "thalidomide/QOL/post_asct", "is not an analysis key"),
+    ("analysis_key", "thalidomide/PFS/post_asct/extra", "is not an analysis key"),
+    ("analysis_key", 7, "is not an analysis key"),
+])
+def test_each_bad_field_is_named(field: str, value: Any, message: str) -> None:
+    fields = _fields(**{field: value})
+    name = "analysis" if field == "analysis_key" else field
+    assert list(fields) == [name] and message in fields[name]
+
+
+def test_every_bad_field_at_once() -> None:
+    assert set(_fields(months=-1, event_free_percent=150, source="")) == {
+        "months", "event_free_percent", "source"}
+
+
+def _user(session: Any) -> User:
+    user = User(email="curator@example.org", role="curator", password_hash="x")
+    session.add(user)
+    session.commit()
+    return user
+
+
+def test_entries_are_appended_and_the_newest_is_current(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        user = _user(s)
+        first = add_baseline(s, entry=validate_baseline(**_entry()), user=user)
+        s.commit()
+        second = add_baseline(s, entry=validate_baseline(**_entry(event_free_percent=40)),
+                              user=user)
+        other = add_baseline(s, entry=validate_baseline(**_entry(
+            analysis_key="lenalidomide/OS/all", months=60, event_free_percent=70)), user=user)
+        s.commit()
+        current = current_baselines(s)
+        assert current[KEY].id == second.id and current["lenalidomide/OS/all"].id == other.id
+        assert [r.id for r in baseline_history(s, KEY)] == [second.id, first.id]
+        assert len(s.exec(select(BaselineRisk)).all()) == 3  # nothing overwritten
+        audits = s.exec(select(AuditLog).where(AuditLog.action == "baseline.set")).all()
+        assert [a.details["replaces"] for a in audits] == [None, first.id, None]
+        # The sensitivity twin uses the primary's entry until it has its own.
+        assert baseline_for(KEY + "/with_strategy", current).id == second.id
+        assert baseline_for("bortezomib/PFS/all", current) is None
+        own = add_baseline(s, entry=validate_baseline(**_entry(
+            analysis_key=KEY + "/with_strategy", months=24)), user=user)
+        s.commit()
+        assert baseline_for(KEY + "/with_strategy", current_baselines(s)).id == own.id
+
+
+def test_absolute_effect_follows_proportional_hazards() -> None:
+    view = absolute_effect(hr=0.57, hr_ci_low=0.46, hr_ci_high=0.71, event_free=0.35,
+                           months=36, endpoint="PFS")
+    # S_m = S_c ** HR: 0.35 ** 0.57 = 0.5497 event-free, so 450 of 1000 progressed or died.
+    assert view["control_per_1000"] == pytest.approx(650.0)
+    assert view["maintenance_per_1000"] == pytest.approx(1000 * (1 - 0.35 ** 0.57))
+    assert view["maintenance_per_1000_ci_low"] == pytest.approx(1000 * (1 - 0.35 ** 0.46))
+    assert view["difference_per_1000_ci_high"] == pytest.approx(1000 * (0.35 - 0.35 ** 0.71))
+    assert view["text"] == (
+        "At 36 months, 650 per 1000 progressed or died without maintenance (assumed) and 450 "
+        "per 1000 with maintenance (95% CI 383 to 525): 200 fewer per 1000 (from 267 fewer to "
+        "125 fewer).")
+    harm = absolute_effect(hr=1.06, hr_ci_low=0.72, hr_ci_high=1.56, event_free=0.7,
+                           months=60.5, endpoint="OS")
+    assert harm["text"].startswith("At 60.5 months, 300 per 1000 died")
+    assert "15 more per 1000 (from 74 fewer to 127 more)" in harm["text"]
+    none = absolute_effect(hr=1.0, hr_ci_low=0.9, hr_ci_high=1.1, event_free=0.5, months=12,
+                           endpoint="OS")
+    assert none["difference_per_1000"] == 0 and "0 fewer per 1000" in none["text"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"hr": 0.0}, "hr 0.0 must be a positive finite number"),
+    ({"hr_ci_high": math.inf}, "hr_ci_high inf must be a positive finite number"),
+    ({"hr": 0.8, "hr_ci_low": 0.85}, "not inside its CI"),
+    ({"event_free": 1.0}, "must be in \\(0, 1\\)"),
+    ({"endpoint": "QOL"}, "unknown endpoint 'QOL'"),
+])
+def test_absolute_effect_refuses_what_it_cannot_use(kwargs: dict[str, Any], message: str) -> None:
+    args = {"hr": 0.7, "hr_ci_low": 0.6, "hr_ci_high": 0.8, "event_free": 0.4, "months": 36,
+            "endpoint": "PFS", **kwargs}
+    with pytest.raises(PoolingError, match=message):
+        absolute_effect(**args)
+
+
+def test_absolute_view_of_a_snapshot() -> None:
+    row = PooledResult(id=9, analysis_key=KEY + "/with_strategy", k=3, estimate=math.log(0.7),
+                       ci_low=math.log(0.6), ci_high=math.log(0.8))
+    baseline = BaselineRisk(id=4, analysis_key=KEY, months=36, event_free=0.4,
+                            source="<b>registry</b>", entered_by=1)
+    view = absolute_view(row, baseline)
+    assert view is not None
+    assert view["maintenance_per_1000"] == pytest.approx(1000 * (1 - 0.4 ** 0.7))
+    assert (view["baseline_id"], view["baseline_analysis"], view["snapshot_id"]) == (4, KEY, 9)
+    assert view["source"] == "<b>registry</b>"  # escaping is the page's job
+    assert absolute_view(row, None) is None
+    assert absolute_view(PooledResult(analysis_key=KEY, k=0), baseline) is None
+
+
+def test_the_digest_states_the_absolute_effect(ctx) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    from test_pool import add_estimate, add_trial
+
+    from reports.digest import build_digest
+    from reports.pool import pool_all
+
+    with ctx.sessions() as s:
+        for i, (hr, lo, hi) in enumerate([("0.60", "0.45", "0.80"), ("0.72", "0.55", "0.94")]):
+            add_estimate(s, add_trial(s, f"T{i}"), hr, lo, hi, cut=date(2010 + i, 1, 1))
+        user = _user(s)
+        add_baseline(s, entry=validate_baseline(**_entry(
+            source="<b>control</b>\r\narm of T0")), user=user)
+        s.commit()
+    pool_all(ctx)
+    digest = build_digest(ctx)
+    with ctx.sessions() as s:
+        snap = next(p for p in s.exec(select(PooledResult)) if p.analysis_key == KEY)
+        expected = absolute_effect(hr=math.exp(snap.estimate), hr_ci_low=math.exp(snap.ci_low),
+                                   hr_ci_high=math.exp(snap.ci_high), event_free=0.35,
+                                   months=36, endpoint="PFS")["text"]
+    entry = next(a for a in digest.summary["analyses"] if a["key"] == KEY)
+    assert entry["absolute"]["text"] == expected
+    assert f"  Absolute effect: {expected} Assumed control risk: <b>control</b> arm of T0." \
+        in digest.text
+    assert "Assumed control risk: &lt;b&gt;control&lt;/b&gt; arm of T0." in digest.html
+    # Analyses without an entry say nothing about absolute effects.
+    other = next(a for a in digest.summary["analyses"] if a["key"] == "thalidomide/PFS/all")
+    assert other["absolute"] is None
