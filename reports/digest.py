@@ -306,6 +306,10 @@ def _compare_analyses(
             "monitoring_change": _monitoring_change(before, now),
             "small_study_change": _small_study_change(before, now),
             "bias_changes": _bias_changes(before, now),
+            # Updated with the same numbers (a risk-of-bias judgment or a flag of an input
+            # changed): said in the heading, so nobody looks for the difference in the HR.
+            "same_numbers": (status == "updated" and before is not None and now is not None
+                             and _same_numbers(before, now)),
             "added_trials": [],
             "removed_trials": [],
         }
@@ -332,7 +336,12 @@ def _same_result(a: dict[str, Any], b: dict[str, Any]) -> bool:
         return False
     if a["inputs_hash"] and b["inputs_hash"] and a["inputs_hash"] != b["inputs_hash"]:
         return False
-    return all(_close(a[f], b[f]) for f in ("estimate", "ci_low", "ci_high", "tau2"))
+    return _same_numbers(a, b)
+
+
+def _same_numbers(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a["k"] == b["k"] and all(_close(a[f], b[f])
+                                    for f in ("estimate", "ci_low", "ci_high", "tau2"))
 
 
 def _close(x: float | None, y: float | None) -> bool:

@@ -171,7 +171,8 @@ def test_second_digest_says_what_changed(ctx) -> None:  # type: ignore[no-untype
     by_key = {a["key"]: a for a in s2["analyses"]}
     assert by_key["thal_os_post_asct"]["status"] == "unchanged"
     len_pfs = by_key["len_pfs_post_asct"]
-    assert len_pfs["status"] == "updated"
+    assert len_pfs["status"] == "updated" and not len_pfs["same_numbers"]
+    assert "estimate unchanged" not in second.text
     assert len_pfs["old"]["k"] == 2 and len_pfs["new"]["k"] == 3
     assert len_pfs["old"]["id"] in first.pooled_result_ids
     assert len_pfs["new"]["id"] in second.pooled_result_ids

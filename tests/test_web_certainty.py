@@ -137,5 +137,10 @@ def test_digest_says_the_certainty_and_its_change(app: Any) -> None:
             in second.text)
     assert "Risk of bias (RoB 2) changed: Trial 0: high (was: low)" in second.html
     assert "Risk of bias (RoB 2) changed" not in first.text
+    # The heading says the numbers did not move (only the judgments did).
+    label = next(a["label"] for a in second.summary["analyses"] if a["key"] == KEY)
+    assert f"* {label} [updated, estimate unchanged]" in second.text
+    assert "— updated, estimate unchanged" in second.html
+    assert f"* {label} [new analysis]" in first.text
     rows = lxml.html.fromstring(second.html).xpath('//tr[@class="certainty"]')
     assert [level, new_level] in [[_text(td) for td in row.xpath("td")][1:] for row in rows]
