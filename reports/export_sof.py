@@ -124,11 +124,29 @@ def _absolute_cells(view: dict[str, Any] | None) -> dict[str, Any]:
             "absolute_text": v.get("text")}
 
 
+#: Columns holding text people typed (trial names, labels, the control risk's source, reasons).
+_TEXT_COLUMNS = frozenset({"label", "trials", "rated_down", "certainty_reasons",
+                           "baseline_source"})
+
+
+def spreadsheet_safe(text: str) -> str:
+    """Text a spreadsheet would run as a formula (=, +, -, @, tab, CR first: OWASP's "CSV
+    injection") gets a leading apostrophe, which spreadsheets show as text; a number is
+    left alone. The CSV is for panels, who open it in Excel."""
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
+
 def write_sof_csv(session: Session, fh: IO[str]) -> None:
     writer = csv.writer(fh)
     writer.writerow(SOF_COLUMNS)
     for row in sof_rows(session):
-        writer.writerow([_fmt(row[c]) for c in SOF_COLUMNS])
+        writer.writerow([spreadsheet_safe(_fmt(row[c])) if c in _TEXT_COLUMNS else _fmt(row[c])
+                         for c in SOF_COLUMNS])
 
 
 def _cell(text: Any) -> str:

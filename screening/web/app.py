@@ -26,6 +26,7 @@ from screening.web import (
     routes_digests,
     routes_estimates,
     routes_records,
+    routes_summary,
     routes_trials,
 )
 from screening.web.errors import CatchAllMiddleware, install_error_handlers
@@ -67,7 +68,7 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
 
     install_error_handlers(app)
     for module in (routes_auth, routes_account, routes_records, routes_conflicts, routes_trials,
-                   routes_estimates, routes_digests, routes_admin, routes_api):
+                   routes_estimates, routes_summary, routes_digests, routes_admin, routes_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

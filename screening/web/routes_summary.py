@@ -1,0 +1,42 @@
+"""The summary of findings in the browser: one table of every pooled analysis, as ``mmlr
+export sof`` writes it (``reports.export_sof``), with the CSV and Markdown a panel takes away.
+
+Read-only and for every signed-in role: it shows what the estimates page shows, one row per
+analysis, with links to each analysis' section there.
+"""
+
+from __future__ import annotations
+
+import io
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from reports.export_sof import sof_markdown, sof_rows, write_sof_csv
+from screening.web.deps import DbSession, Viewer
+from screening.web.templating import render
+
+router = APIRouter()
+
+#: Downloads, not pages: the browser saves them under a name that says what they are.
+_CSV_NAME = "mmlr-summary-of-findings.csv"
+_MD_NAME = "mmlr-summary-of-findings.md"
+
+
+@router.get("/summary")
+def summary_page(request: Request, session: DbSession, user: Viewer) -> Response:
+    return render(request, "summary.html", {"rows": sof_rows(session)})
+
+
+@router.get("/summary.csv")
+def summary_csv(session: DbSession, user: Viewer) -> Response:
+    buffer = io.StringIO()
+    write_sof_csv(session, buffer)
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{_CSV_NAME}"'})
+
+
+@router.get("/summary.md")
+def summary_markdown(session: DbSession, user: Viewer) -> Response:
+    return Response(sof_markdown(session), media_type="text/markdown; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{_MD_NAME}"'})

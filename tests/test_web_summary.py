@@ -1,0 +1,107 @@
+"""The summary of findings page (/summary) and its CSV and Markdown downloads: behind login,
+one row per pooled analysis with the numbers of ``reports.export_sof``, escaped, and safe to
+open in a spreadsheet."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import lxml.html
+import test_web
+import test_web_funnel
+from fastapi.testclient import TestClient
+from sqlmodel import select
+from test_web import as_role, db
+from test_web_funnel import FEW, MANY
+
+from reports.export_sof import SOF_COLUMNS, sof_rows, spreadsheet_safe
+from store.baselines import add_baseline, validate_baseline
+from store.models import PooledResult, Trial, User
+
+app = test_web.app
+users = test_web.users
+pooled = test_web_funnel.pooled
+
+
+def _rows(html: str) -> dict[str, Any]:
+    doc = lxml.html.fromstring(html)
+    return {tr.get("data-analysis"): tr for tr in doc.xpath("//table[contains(@class, "
+                                                              "'summary-of-findings')]/tbody/tr")}
+
+
+def test_page_lists_every_analysis_with_its_numbers(app: Any, users: dict[str, str],
+                                                    pooled: dict[str, PooledResult]) -> None:
+    with db(app) as s:
+        expected = {r["analysis"]: r for r in sof_rows(s)}
+    page = as_role(app, users, "viewer").get("/summary")
+    assert page.status_code == 200
+    rows = _rows(page.text)
+    assert set(rows) == set(expected)
+    many = rows[MANY]
+    cells = [c.text_content().strip() for c in many.xpath("td")]
+    exp = expected[MANY]
+    assert cells[1] == "12"
+    assert cells[2] == f"{exp['hr']:.2f} ({exp['hr_ci_low']:.2f}–{exp['hr_ci_high']:.2f})"
+    assert cells[3] == "—"  # no assumed control risk yet
+    assert cells[7] == exp["small_study_text"] and "Egger" in cells[7]
+    assert many.xpath("td/a")[0].get("href") == f"/estimates#analysis-{pooled[MANY].id}"
+    assert "not a GRADE judgment" in page.text
+    # The nav links to the page for every role.
+    assert '<a href="/summary">Summary of findings</a>' in page.text
+
+
+def test_absolute_effect_and_escaping(app: Any, users: dict[str, str],
+                                      pooled: dict[str, PooledResult]) -> None:
+    with db(app) as s:
+        curator = s.exec(select(User).where(User.email == users["curator"])).one()
+        add_baseline(s, entry=validate_baseline(
+            analysis_key=FEW, months=36, event_free_percent=40,
+            source="<script>alert(1)</script> registry"), user=curator)
+        s.commit()
+        text = next(r for r in sof_rows(s) if r["analysis"] == FEW)["absolute_text"]
+    page = as_role(app, users, "viewer").get("/summary")
+    cell = _rows(page.text)[FEW].xpath("td")[3].text_content()
+    assert text in cell and "Assumed control risk: <script>alert(1)</script> registry" in cell
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; registry" in page.text
+
+
+def test_downloads(app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
+    with db(app) as s:  # a trial name a spreadsheet would run as a formula
+        trial = s.exec(select(Trial).where(Trial.name == "Len 1")).one()
+        trial.name = "=HYPERLINK(\"http://x\")"
+        s.add(trial)
+        s.commit()
+    from reports.pool import pool_all
+    pool_all(app.state.ctx)
+    client = as_role(app, users, "viewer")
+    got = client.get("/summary.csv")
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    assert 'filename="mmlr-summary-of-findings.csv"' in got.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(got.text)))
+    assert tuple(rows[0]) == SOF_COLUMNS
+    few = next(r for r in rows if r["analysis"] == FEW)
+    assert few["trials"].startswith("'=HYPERLINK") and few["k"] == "4"
+    md = client.get("/summary.md")
+    assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown")
+    assert md.text.startswith("# Summary of findings")
+
+
+def test_spreadsheet_safe_leaves_numbers_and_plain_text() -> None:
+    assert spreadsheet_safe("-0.25") == "-0.25" and spreadsheet_safe("+3") == "+3"
+    assert spreadsheet_safe("@SUM(A1)") == "'@SUM(A1)" and spreadsheet_safe("-x") == "'-x"
+    assert spreadsheet_safe("\tcmd") == "'\tcmd" and spreadsheet_safe("MRC IX") == "MRC IX"
+
+
+def test_login_required(app: Any) -> None:
+    anonymous = TestClient(app, raise_server_exceptions=False)
+    for url in ("/summary", "/summary.csv", "/summary.md"):
+        got = anonymous.get(url, follow_redirects=False)
+        assert got.status_code in (303, 401), url
+
+
+def test_empty(app: Any, users: dict[str, str]) -> None:
+    page = as_role(app, users, "viewer").get("/summary")
+    assert page.status_code == 200 and "No pooled analysis yet" in page.text
