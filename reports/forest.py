@@ -11,24 +11,20 @@ PNGs are 640 px wide, the width of an e-mail column.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from matplotlib.ticker import FixedLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
+from reports.figures import DPI, WIDTH_IN, figure_bytes
 from store.errors import PoolingError
 
 Z95 = 1.959964
-WIDTH_IN = 6.4
-DPI = 100  # 6.4 in × 100 dpi = 640 px
 ROW_IN = 0.22
 _MARK_EFS = "†"
 _MARK_APPROX = "‡"
@@ -189,17 +185,7 @@ def render_forest(pooled: Any, *, fmt: str = "png", title: str | None = None) ->
         raise PoolingError(f"unknown forest plot format {fmt!r}", hint="use png or svg")
     data = forest_data(pooled, title)
     fig = _draw(data)
-    buf = io.BytesIO()
-    # svg.fonttype "none" keeps text as text (searchable, small); rc_context restores it.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "mmlr"}):
-        FigureCanvasAgg(fig)
-        fig.savefig(buf, format=fmt, dpi=DPI, metadata=_metadata(fmt))
-    return buf.getvalue()
-
-
-def _metadata(fmt: str) -> dict[str, Any]:
-    # No creation date, so the same plot gives the same bytes (digests are hashed).
-    return {"Date": None} if fmt == "svg" else {"Software": "mmlr"}
+    return figure_bytes(fig, fmt)
 
 
 def _layout(data: ForestData) -> list[tuple[str, Any]]:

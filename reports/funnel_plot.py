@@ -23,7 +23,6 @@ recomputed here: the plot and the page cannot disagree.
 
 from __future__ import annotations
 
-import io
 import math
 import textwrap
 from collections.abc import Sequence
@@ -31,15 +30,14 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from reports.forest import DPI, WIDTH_IN, Z95
+from reports.figures import DPI, WIDTH_IN, figure_bytes
+from reports.forest import Z95
 from reports.monitoring_view import number
 from store.errors import PoolingError
 
@@ -73,15 +71,9 @@ def render_funnel(inputs: Sequence[dict[str, Any]] | None, small_study: dict[str
     pooled log HR, the centre of the pseudo 95% limits."""
     if fmt not in ("png", "svg"):
         raise PoolingError(f"unknown funnel plot format {fmt!r}", hint="use png or svg")
-    fig = funnel_figure(inputs, small_study, estimate=estimate, title=title)
-    buf = io.BytesIO()
-    # Text stays text in the SVG (searchable, escaped by matplotlib: trial names come from
-    # curators and PubMed); no date in the output, so the same snapshot gives the same bytes.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "mmlr"}):
-        FigureCanvasAgg(fig)
-        fig.savefig(buf, format=fmt, dpi=DPI,
-                    metadata={"Date": None} if fmt == "svg" else {"Software": "mmlr"})
-    return buf.getvalue()
+    # Text stays text in the SVG (reports.figures), escaped by matplotlib: trial names come
+    # from curators and PubMed.
+    return figure_bytes(funnel_figure(inputs, small_study, estimate=estimate, title=title), fmt)
 
 
 def funnel_figure(inputs: Sequence[dict[str, Any]] | None, small_study: dict[str, Any] | None,

@@ -16,17 +16,14 @@ Monitoring only: the graph sits beside the primary (conventional) analysis, neve
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from statistics import NormalDist
 from typing import Any
 
-import matplotlib
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from reports.forest import DPI, WIDTH_IN
+from reports.figures import DPI, WIDTH_IN, figure_bytes
 from reports.monitoring_view import number, plan_line
 from store.errors import PoolingError
 
@@ -45,15 +42,7 @@ def render_monitoring(monitoring: dict[str, Any] | None, *, fmt: str = "png",
     """The monitoring graph of ``monitoring`` as PNG (e-mail) or SVG (web) bytes."""
     if fmt not in ("png", "svg"):
         raise PoolingError(f"unknown monitoring plot format {fmt!r}", hint="use png or svg")
-    fig = monitoring_figure(monitoring, title=title)
-    buf = io.BytesIO()
-    # Text stays text in the SVG (searchable, escaped by matplotlib); no date in the output,
-    # so the same view gives the same bytes.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "mmlr"}):
-        FigureCanvasAgg(fig)
-        fig.savefig(buf, format=fmt, dpi=DPI,
-                    metadata={"Date": None} if fmt == "svg" else {"Software": "mmlr"})
-    return buf.getvalue()
+    return figure_bytes(monitoring_figure(monitoring, title=title), fmt)
 
 
 def monitoring_figure(monitoring: dict[str, Any] | None, *, title: str | None = None) -> Figure:
