@@ -90,15 +90,21 @@ def absolute_view(row: PooledResult, baseline: BaselineRisk | None) -> dict[str,
     """The absolute effect of a stored snapshot with the analysis' current assumed control
     risk, and where that risk comes from; None without an entry or a pooled estimate.
 
+    Raises :class:`PoolingError` when the snapshot's numbers allow no absolute effect.
     Computed when shown, not frozen in the snapshot: the entry (``baseline_id``) and the
     snapshot (``snapshot_id``) together say what it was made from.
     """
     if baseline is None or row.estimate is None or row.ci_low is None or row.ci_high is None:
         return None
     endpoint = row.analysis_key.split("/")[1]
-    view = absolute_effect(hr=math.exp(row.estimate), hr_ci_low=math.exp(row.ci_low),
-                           hr_ci_high=math.exp(row.ci_high), event_free=baseline.event_free,
-                           months=baseline.months, endpoint=endpoint)
+    try:
+        hrs = [math.exp(x) for x in (row.estimate, row.ci_low, row.ci_high)]
+    except OverflowError:  # a log HR beyond ~709: no proportion can be computed from it
+        raise PoolingError(f"snapshot {row.id}: the HR or its CI is too large for an "
+                           "absolute effect") from None
+    view = absolute_effect(hr=hrs[0], hr_ci_low=hrs[1], hr_ci_high=hrs[2],
+                           event_free=baseline.event_free, months=baseline.months,
+                           endpoint=endpoint)
     view.update({"baseline_id": baseline.id, "baseline_analysis": baseline.analysis_key,
                  "source": baseline.source, "snapshot_id": row.id,
                  "entered_at": baseline.created_at.isoformat() if baseline.created_at else None})

@@ -184,3 +184,11 @@ def test_the_digest_states_the_absolute_effect(ctx) -> None:  # type: ignore[no-
     # Analyses without an entry say nothing about absolute effects.
     other = next(a for a in digest.summary["analyses"] if a["key"] == "thalidomide/PFS/all")
     assert other["absolute"] is None
+
+
+def test_an_absurd_snapshot_gives_a_clear_error_not_an_overflow() -> None:
+    row = PooledResult(id=3, analysis_key=KEY, k=2, estimate=800.0, ci_low=790.0, ci_high=810.0)
+    baseline = BaselineRisk(id=1, analysis_key=KEY, months=36, event_free=0.4, source="x",
+                            entered_by=1)
+    with pytest.raises(PoolingError, match="snapshot 3: the HR or its CI is too large"):
+        absolute_view(row, baseline)

@@ -304,6 +304,33 @@ def test_risk_of_bias_assessed_in_the_browser_reaches_the_estimates_page(
     _shot(page, tmp_path, "rob-saved")
 
     pool_all(app.state.ctx)
+    # the curator enters the assumed control risk of the analysis (a bad percent first)
+    page.goto(f"{server}/estimates")
+    section = page.locator("section", has_text="Thalidomide maintenance — PFS (EFS/TTP "
+                           "accepted) — post-ASCT").first
+    anchor = section.get_attribute("id")
+    block = section.locator("div.absolute-effect")
+    assert "No assumed control risk has been entered yet" in block.inner_text()
+    block.locator("summary", has_text="Enter the assumed control risk").click()
+    block.get_by_label("Time point t (months after randomisation)").fill("36")
+    block.get_by_label("Event-free in the control arm at t (%)").fill("100")
+    block.get_by_label("Source").fill("control arm of <i>RoB-A</i>")
+    block.get_by_role("button", name="Save assumed control risk").click()
+    page.locator(".field-error", has_text="less than 100").wait_for()
+    block = page.locator(f"#{anchor} div.absolute-effect")
+    assert block.locator("details.baseline-form").get_attribute("open") is not None
+    assert block.get_by_label("Source").input_value() == "control arm of <i>RoB-A</i>"
+    block.get_by_label("Event-free in the control arm at t (%)").fill("35")
+    block.get_by_role("button", name="Save assumed control risk").click()
+    page.locator(".flash", has_text="35% event-free at 36 months").wait_for()
+    assert page.url.endswith(f"/estimates#{anchor}")
+    sentence = page.locator(f"#{anchor} p.absolute-text").inner_text()
+    assert sentence.startswith("At 36 months, 650 per 1000 progressed or died without "
+                               "maintenance (assumed)")
+    assert page.locator(f"#{anchor} .baseline-source").inner_text() == (
+        "control arm of <i>RoB-A</i>")
+    _shot(page, tmp_path, "estimates-absolute-effect")
+
     viewer = _page(browser, problems)
     _log_in(viewer, server, users["viewer"])
     viewer.goto(f"{server}/estimates")

@@ -284,3 +284,11 @@ def test_api_patch_edits_the_given_fields_with_the_same_rules(app: Any, api: Tes
     # a cookie never writes through the API
     browser = as_role(app, users, "curator")
     assert browser.patch(url, json={"drug": "x"}).status_code == 401
+
+
+def test_form_field_attributes_reach_the_browser(app: Any, users: dict[str, str]) -> None:
+    """The macros' extra attributes are real attributes (they were once escaped into text, so
+    phones showed a letter keyboard for HRs)."""
+    page = as_role(app, users, "curator").get(f"/trials/{_trial(app)}").text
+    assert 'name="hr" type="text" value="" inputmode="decimal">' in page
+    assert 'inputmode=&#34;' not in page and "&#34;decimal" not in page

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from screening.web.absolute_effects import Baselines, absolute_json
 from screening.web.risk_of_bias import risk_of_bias_json
 from store.models import Estimate, PooledResult, Trial, TrialReport
 
@@ -33,7 +34,12 @@ def _exp(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else math.exp(value)
 
 
-def pooled_json(row: PooledResult) -> dict[str, Any]:
+def pooled_json(row: PooledResult, *, baselines: Baselines) -> dict[str, Any]:
+    """One analysis' newest snapshot as the page and ``GET /api/estimates`` read it.
+
+    ``baselines`` (``absolute_effects.load_baselines``, read once for all analyses) gives the
+    assumed control risk the analysis uses: it is not part of the snapshot, so the absolute
+    effect is computed here, from the snapshot's HR and the current entry."""
     monitoring = sequential_monitoring(row)
     small_study = small_study_view(row)
     return {
@@ -55,6 +61,7 @@ def pooled_json(row: PooledResult) -> dict[str, Any]:
         "small_study": small_study,
         "funnel_svg": f"/estimates/{row.id}/funnel.svg" if funnel_available(small_study)
         else None,
+        **absolute_json(row, baselines),
     }
 
 

@@ -4,7 +4,8 @@ Reads accept a Bearer token or a logged-in browser session (any role); writes ne
 token of a curator or admin. Errors are ``{"error": "<one line>"}`` (see ``errors.py``).
 Withdrawing, correcting and verifying estimates, editing trials and assessing their risk of bias
 call the same functions as the trial page (``corrections.py``, ``verification.py``,
-``trials.py``, ``risk_of_bias.py`` and ``store.bias``), and votes,
+``trials.py``, ``risk_of_bias.py`` and ``store.bias``), entering an assumed control risk the
+same as the estimates page (``absolute_effects.py`` and ``store.baselines``), and votes,
 resolutions and blinding the same as the record and conflicts pages (``decisions.py``,
 ``conflicts.py``), so the rules and messages are the same.
 """
@@ -22,6 +23,14 @@ from sqlmodel import Session, col, select
 
 from screening.agreement import record_state
 from screening.votes import hidden_from_queue, in_conflict, screener_counts, user_votes
+from screening.web.absolute_effects import (
+    absolute_effect_of,
+    baseline_json,
+    load_baselines,
+    save_baseline,
+    snapshot_for,
+)
+from screening.web.absolute_effects import read_json as read_baseline_json
 from screening.web.conflicts import (
     CONFLICTS_PAGE_SIZE,
     agreement,
@@ -59,6 +68,7 @@ from screening.web.risk_of_bias import read_json as read_bias_json
 from screening.web.risk_of_bias import save_assessment
 from screening.web.trials import edit_message, edit_trial, trial_data_from_json, trial_json
 from screening.web.verification import parse_new_estimate, set_verified
+from store.baselines import BaselineError
 from store.bias import assessment_json
 from store.errors import NotFoundError, ValidationError
 from store.models import PollRun, Record, Trial, TrialReport
@@ -197,7 +207,8 @@ def record_explanation_json(request: Request, pmid: int, session: DbSession, use
 
 @router.get("/estimates")
 def estimates(session: DbSession, user: ApiReader) -> dict[str, Any]:
-    return {"analyses": [pooled_json(r) for r in latest_pooled(session)]}
+    baselines = load_baselines(session)
+    return {"analyses": [pooled_json(r, baselines=baselines) for r in latest_pooled(session)]}
 
 
 @router.get("/trials")
@@ -235,6 +246,34 @@ async def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
     return JSONResponse(status_code=201, content={
         "id": row.id, "trial_id": row.trial_id, "endpoint": row.endpoint,
         **assessment_json(row), "suggested_overall": checked.suggested,
+        "replaces": saved.previous.id if saved.previous is not None else None,
+        "message": saved.message})
+
+
+@router.post("/estimates/baseline", status_code=201)
+async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
+    """Enter the assumed control risk of an analysis: ``{"analysis", "months",
+    "event_free_percent", "source"}``, the same checks and messages as the form on
+    /estimates (``store.baselines``). Answers the entry, the analysis' absolute effect
+    recomputed with it, ``replaces`` and ``message``. A refused entry answers 400 with
+    ``fields`` (field → message, as next to the form's fields) beside ``error``."""
+    body = await _json_object(request)
+    rows = latest_pooled(session)
+    try:
+        checked = read_baseline_json(body)
+    except BaselineError as exc:
+        if isinstance(body.get("analysis"), str):
+            snapshot_for(rows, body["analysis"])  # an unknown analysis is 404 before all
+        return JSONResponse(status_code=400, content={"error": exc.one_line(),
+                                                      "fields": exc.fields})
+    row = snapshot_for(rows, checked.analysis_key)
+    saved = save_baseline(session, entry=checked, user=user,
+                          label=row.analysis_label or row.analysis_key)
+    session.commit()
+    view, _ = absolute_effect_of(row, saved.row)
+    return JSONResponse(status_code=201, content={
+        "baseline": baseline_json(saved.row, {saved.row.entered_by: user.email}),
+        "absolute_effect": view, "snapshot_id": row.id,
         "replaces": saved.previous.id if saved.previous is not None else None,
         "message": saved.message})
 

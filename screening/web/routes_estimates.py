@@ -1,19 +1,29 @@
 """Pooled estimates, their forest plots, their sequential-monitoring graphs and their funnel
-plots."""
+plots, and the assumed control risk that turns each pooled HR into an absolute effect."""
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session
 
 from reports.forest import render_forest
 from reports.funnel_plot import render_funnel
 from reports.monitoring_plot import render_monitoring
 from reports.monitoring_view import STATUS_LABELS
 from reports.small_study import SIDE_WORDS
-from screening.web.deps import DbSession, Viewer, get_or_404
+from screening.web.absolute_effects import (
+    FormState,
+    absolute_blocks,
+    load_baselines,
+    read_form,
+    save_baseline,
+    snapshot_for,
+)
+from screening.web.csrf import csrf_protect
+from screening.web.deps import Curator, DbSession, Viewer, flash, get_or_404
 from screening.web.evidence import (
     funnel_available,
     latest_pooled,
@@ -22,12 +32,15 @@ from screening.web.evidence import (
     small_study_view,
 )
 from screening.web.templating import render
+from store.baselines import BaselineError
 from store.bias import JUDGMENT_LABELS
 from store.errors import MmlrError, NotFoundError
 from store.models import PooledResult
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+# The baseline form posts here with the session cookie, so it needs the CSRF token (the GETs
+# are not affected: csrf_protect checks unsafe methods only).
+router = APIRouter(dependencies=[Depends(csrf_protect)])
 
 # The SVG comes from matplotlib (text escaped), and is shown through <img>, where scripts never
 # run; this policy also covers someone opening the URL directly.
@@ -35,13 +48,43 @@ SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe
                "Cache-Control": "private, max-age=300"}
 
 
+def _estimates_page(request: Request, session: Session, *, status_code: int = 200,
+                    form: FormState | None = None) -> Response:
+    """The page; ``form`` holds, per analysis key, what was typed and what was wrong with it,
+    to show a refused entry again next to its fields."""
+    rows = latest_pooled(session)
+    baselines = load_baselines(session)
+    blocks, emails = absolute_blocks(session, rows, baselines, form=form)
+    labels = {r.analysis_key: r.analysis_label or r.analysis_key for r in rows}
+    return render(request, "estimates.html",
+                  {"results": [(r, pooled_json(r, baselines=baselines)) for r in rows],
+                   "status_labels": STATUS_LABELS, "rob_labels": JUDGMENT_LABELS,
+                   "side_words": SIDE_WORDS, "absolute": blocks, "entered_by": emails,
+                   "labels": labels}, status_code=status_code)
+
+
 @router.get("/estimates")
 def estimates_page(request: Request, session: DbSession, user: Viewer) -> Response:
-    rows = latest_pooled(session)
-    return render(request, "estimates.html", {"results": [(r, pooled_json(r)) for r in rows],
-                                              "status_labels": STATUS_LABELS,
-                                              "rob_labels": JUDGMENT_LABELS,
-                                              "side_words": SIDE_WORDS})
+    return _estimates_page(request, session)
+
+
+@router.post("/estimates/baseline")
+async def estimates_baseline(request: Request, session: DbSession, user: Curator) -> Response:
+    """Enter an analysis' assumed control risk (the form under its absolute effect): a new
+    entry, current from now on; the earlier ones stay in its history (``store.baselines``)."""
+    form = await request.form()
+    data = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+    row = snapshot_for(latest_pooled(session), data.get("analysis"))
+    try:
+        checked = read_form(data)
+    except BaselineError as exc:
+        return _estimates_page(request, session, status_code=400,
+                               form={row.analysis_key: (data, exc.fields)})
+    saved = save_baseline(session, entry=checked, user=user,
+                          label=row.analysis_label or row.analysis_key)
+    session.commit()
+    flash(request, saved.message, "ok")
+    return RedirectResponse(f"/estimates#analysis-{row.id}", status_code=303)
 
 
 @router.get("/estimates/{result_id}/forest.svg")
