@@ -223,6 +223,15 @@ def _validate(
     return y, s, names
 
 
+def check_method(method: str, ci: str) -> None:
+    """PoolingError for an unknown τ² estimator or CI method (every fit checks both)."""
+    if method not in METHODS:
+        raise PoolingError(f"unknown pooling method {method!r}",
+                           hint=f"use one of {', '.join(METHODS)}")
+    if ci not in CI_METHODS:
+        raise PoolingError(f"unknown CI method {ci!r}", hint=f"use one of {', '.join(CI_METHODS)}")
+
+
 # ----------------------------------------------------------------------------- τ² estimators
 def _gen_q(tau2: float, y: np.ndarray, v: np.ndarray) -> float:
     """Generalised Cochran's Q at τ² (metafor's ``.QE.func`` with objective 0)."""
@@ -341,11 +350,7 @@ def meta_analysis(
     non-finite effects, or zero/negative/non-finite standard errors, and for unknown
     ``method``/``ci`` values.
     """
-    if method not in METHODS:
-        raise PoolingError(f"unknown pooling method {method!r}",
-                           hint=f"use one of {', '.join(METHODS)}")
-    if ci not in CI_METHODS:
-        raise PoolingError(f"unknown CI method {ci!r}", hint=f"use one of {', '.join(CI_METHODS)}")
+    check_method(method, ci)
     y, s, names = _validate(yi, sei, labels)
     v = s**2
     k = len(y)

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
-from reports.meta import CI_METHODS, METHODS, _validate, meta_analysis
+from reports.meta import _root, _upper_bracket, _validate, check_method, meta_analysis
 from store.errors import PoolingError
 
 #: Sterne et al. 2011: below this many trials an asymmetry test cannot tell bias from chance.
@@ -99,8 +99,8 @@ def _tau2(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str) -> float:
 
         if excess(0.0) <= 0:
             return 0.0
-        hi = _grow(excess, spread)
-        return float(optimize.brentq(excess, 0.0, hi, xtol=1e-15, maxiter=500))
+        hi = _upper_bracket(excess, spread)
+        return _root(excess, 0.0, hi)
 
     # REML: the global maximum of the restricted likelihood on τ² ≥ 0; the score
     # y'PPy − tr(P) is scanned on a grid so that a second local maximum cannot hide.
@@ -114,27 +114,17 @@ def _tau2(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str) -> float:
         _, logdet = np.linalg.slogdet(xtwx_inv)
         return -0.5 * float(np.sum(np.log(v + t)) - logdet + y @ p @ y)
 
-    hi = _grow(score, 10.0 * spread)
+    hi = _upper_bracket(score, 10.0 * spread)
     grid = np.concatenate(([0.0], np.geomspace(1e-10 * spread, hi, 80)))
     scores = [score(float(t)) for t in grid]
     found = [0.0] if scores[0] <= 0 else []
     for j in range(len(grid) - 1):
         if scores[j] > 0 >= scores[j + 1]:
-            found.append(float(optimize.brentq(score, float(grid[j]), float(grid[j + 1]),
-                                               xtol=1e-15, maxiter=500)))
+            found.append(_root(score, float(grid[j]), float(grid[j + 1])))
     if not found:  # pragma: no cover - hi is chosen with a negative score
         raise PoolingError("REML τ² search of the meta-regression failed",
                            hint="try method DL or PM")
     return max(found, key=loglik)
-
-
-def _grow(fn: Any, start: float) -> float:
-    hi = max(start, 1e-4)
-    for _ in range(200):
-        if fn(hi) < 0:
-            return hi
-        hi *= 4.0
-    raise PoolingError("τ² search of the meta-regression did not converge")
 
 
 def meta_regression(yi: Sequence[float], sei: Sequence[float], X: np.ndarray, *,
@@ -146,11 +136,7 @@ def meta_regression(yi: Sequence[float], sei: Sequence[float], X: np.ndarray, *,
     s² = Q_E(τ̂²)/(k − p) and uses t(k − p) (metafor ``knha``), ``hksj-adhoc`` by max(1, s²),
     ``wald`` uses the normal distribution.
     """
-    if method not in METHODS:
-        raise PoolingError(f"unknown pooling method {method!r}",
-                           hint=f"use one of {', '.join(METHODS)}")
-    if ci not in CI_METHODS:
-        raise PoolingError(f"unknown CI method {ci!r}", hint=f"use one of {', '.join(CI_METHODS)}")
+    check_method(method, ci)
     y, s, _ = _validate(yi, sei, None)
     v = s**2
     k, n_coef = X.shape

@@ -51,17 +51,22 @@ def make_datasets(seed: int = 20240611) -> dict[str, list[tuple[float, float]]]:
     return data
 
 
-@pytest.fixture
-def reference(tmp_path: Path, rscript: str) -> dict:
-    datasets = make_datasets()
-    folder = tmp_path
-    inp, out = folder / "in.csv", folder / "out.csv"
-    with inp.open("w", newline="") as fh:
+def write_datasets(datasets: dict[str, list[tuple[float, float]]], path: Path) -> None:
+    """The oracles' input: one row per study (dataset, yi, sei), full precision."""
+    with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["dataset", "yi", "sei"])
         for name, rows in datasets.items():
             for yi, sei in rows:
                 writer.writerow([name, repr(yi), repr(sei)])
+
+
+@pytest.fixture
+def reference(tmp_path: Path, rscript: str) -> dict:
+    datasets = make_datasets()
+    folder = tmp_path
+    inp, out = folder / "in.csv", folder / "out.csv"
+    write_datasets(datasets, inp)
     proc = subprocess.run([rscript, str(ORACLE), str(inp), str(out)], capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_meta_metafor import write_datasets
 
 from reports.meta import METAFOR_TEST
 from reports.small_study import _egger_design, egger_test, meta_regression, trim_and_fill
@@ -60,12 +61,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, rscript: str) -> dict:
     datasets = make_datasets()
     folder = tmp_path_factory.mktemp("small_study")
     inp, out, aug = folder / "in.csv", folder / "out.csv", folder / "aug.csv"
-    with inp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["dataset", "yi", "sei"])
-        for name, rows in datasets.items():
-            for yi, sei in rows:
-                writer.writerow([name, repr(yi), repr(sei)])
+    write_datasets(datasets, inp)
     proc = subprocess.run([rscript, str(ORACLE), str(inp), str(out), str(aug)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

@@ -12,9 +12,9 @@ from typing import Any
 import lxml.html
 import pytest
 import test_web
-from fastapi.testclient import TestClient
 from test_pool import add_estimate, add_trial
 from test_web import api_as, as_role, db
+from test_web_monitoring import svg_behind_login
 
 from reports.pool import latest_results, pool_all
 from store.models import PooledResult
@@ -136,17 +136,7 @@ def test_caveat_only_below_ten_trials_and_one_line_below_three(
 def test_funnel_plot_is_an_svg_behind_login(
         app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
     row = pooled[MANY]
-    url = f"/estimates/{row.id}/funnel.svg"
-    response = TestClient(app).get(url, follow_redirects=False)
-    assert response.status_code == 303
-    assert response.headers["location"].startswith("/login?next=")
-    viewer = as_role(app, users, "viewer")
-    response = viewer.get(url)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("image/svg+xml")
-    assert "default-src 'none'" in response.headers["content-security-policy"]
-    svg = response.text
-    assert svg.lstrip().startswith(("<?xml", "<svg")) and svg.rstrip().endswith("</svg>")
+    svg = svg_behind_login(app, users, f"/estimates/{row.id}/funnel.svg")
     k0 = row.result["small_study"]["trim_fill"]["k0"]
     assert f"filled by trim-and-fill (k0 = {k0})" in svg
     assert "Standard error of log HR" in svg
@@ -154,6 +144,7 @@ def test_funnel_plot_is_an_svg_behind_login(
     # the trial name is text in the SVG, not markup
     assert "MM-&lt;b&gt;X&lt;/b&gt;" in svg and "<b>" not in svg
     # two trials: no plot, and the reason says why
+    viewer = as_role(app, users, "viewer")
     two = viewer.get(f"/estimates/{pooled[TWO].id}/funnel.svg")
     assert two.status_code == 404
     assert "has no funnel plot" in two.text and "a funnel plot needs at least 3" in two.text

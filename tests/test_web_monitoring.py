@@ -96,24 +96,30 @@ def test_estimates_page_shows_the_monitoring_block(
     assert _block(html, old) == []
 
 
-def test_monitoring_graph_is_an_svg_behind_login(
-        app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
-    row = pooled["lenalidomide/PFS/all"]
-    url = f"/estimates/{row.id}/monitoring.svg"
+def svg_behind_login(app: Any, users: dict[str, str], url: str) -> str:
+    """The SVG at ``url``: anonymous users are sent to the login page, a viewer gets it with
+    the SVG content type and the no-script policy."""
     anonymous = TestClient(app, raise_server_exceptions=False)
     response = anonymous.get(url, follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"].startswith("/login?next=")
-    viewer = as_role(app, users, "viewer")
-    response = viewer.get(url)
+    response = as_role(app, users, "viewer").get(url)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("image/svg+xml")
     assert "default-src 'none'" in response.headers["content-security-policy"]
     svg = response.text
-    assert svg.lstrip().startswith(("<?xml", "<svg"))
+    assert svg.lstrip().startswith(("<?xml", "<svg")) and svg.rstrip().endswith("</svg>")
+    return svg
+
+
+def test_monitoring_graph_is_an_svg_behind_login(
+        app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
+    row = pooled["lenalidomide/PFS/all"]
+    svg = svg_behind_login(app, users, f"/estimates/{row.id}/monitoring.svg")
     assert "Z (&lt; 0 favours maintenance)" in svg and "Monitoring boundary" in svg
     assert (row.analysis_label or "")[:20] in svg  # titled with the analysis
     old = _old_snapshot(app)
+    viewer = as_role(app, users, "viewer")
     missing = viewer.get(f"/estimates/{old.id}/monitoring.svg")
     assert missing.status_code == 404 and "has no sequential monitoring" in missing.text
     assert viewer.get("/estimates/99999/monitoring.svg").status_code == 404

@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from reports.absolute import absolute_view
+from screening.web.deps import unknown_fields
 from store.baselines import (
     STRATEGY_SUFFIX,
     BaselineError,
@@ -62,12 +63,11 @@ def read_form(data: Mapping[str, str]) -> CheckedBaseline:
 
 def read_json(body: Mapping[str, Any]) -> CheckedBaseline:
     """The checked entry of a JSON body ``{"analysis", "months", "event_free_percent",
-    "source"}`` (raises BaselineError). Unknown keys are refused rather than ignored: a
-    misspelt ``event_free`` (a proportion?) would otherwise read as a missing field at best."""
-    unknown = sorted(str(k) for k in body if k not in _FIELDS and k not in _READ_ONLY)
-    if unknown:
-        raise BaselineError({"body": (f"unknown field {', '.join(map(repr, unknown))}: an "
-                                      f"assumed control risk has {', '.join(_FIELDS)}")})
+    "source"}`` (raises BaselineError; unknown keys too: a misspelt ``event_free``, a
+    proportion?, would otherwise read as a missing field)."""
+    refused = unknown_fields(body, _FIELDS, _READ_ONLY, "an assumed control risk")
+    if refused:
+        raise BaselineError({"body": refused})
     return validate_baseline(analysis_key=body.get("analysis"), months=body.get("months"),
                              event_free_percent=body.get("event_free_percent"),
                              source=body.get("source"))

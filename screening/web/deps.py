@@ -6,7 +6,7 @@ and each request gets its own session, closed when the response is done.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -163,3 +163,15 @@ def flash(request: Request, message: str, kind: str = "info") -> None:
 def pop_flashes(request: Request) -> list[tuple[str, str]]:
     messages = request.session.pop("flash", []) or []
     return [(str(k), str(m)) for k, m in messages]
+
+
+def unknown_fields(body: Mapping[str, Any], fields: Sequence[str], read_only: Iterable[str],
+                   what: str) -> str | None:
+    """Why a JSON body with keys outside ``fields`` (and the ``read_only`` ones a client may
+    send back from a GET) is refused, or None. Refused rather than ignored: a misspelt key
+    would otherwise read as a missing field, or fall back on a default without a word."""
+    allowed = set(fields) | set(read_only)
+    unknown = sorted(str(k) for k in body if k not in allowed)
+    if not unknown:
+        return None
+    return f"unknown field {', '.join(map(repr, unknown))}: {what} has {', '.join(fields)}"

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from screening.web.deps import unknown_fields
 from store.bias import (
     DOMAINS,
     ENDPOINTS,
@@ -64,10 +65,9 @@ def read_json(body: Mapping[str, Any]) -> CheckedAssessment:
     "support"}}, "overall", "overall_note"}`` (raises AssessmentError). Unknown keys are
     refused rather than ignored: a misspelt ``overal`` would otherwise fall back on the
     suggestion without a word."""
-    unknown = sorted(str(k) for k in body if k not in _FIELDS and k not in _READ_ONLY)
-    if unknown:
-        raise AssessmentError({"body": (f"unknown field {', '.join(map(repr, unknown))}: an "
-                                        f"assessment has {', '.join(_FIELDS)}")})
+    refused = unknown_fields(body, _FIELDS, _READ_ONLY, "an assessment")
+    if refused:
+        raise AssessmentError({"body": refused})
     return validate_assessment(endpoint=body.get("endpoint"), domains=body.get("domains"),
                                overall=body.get("overall"),
                                overall_note=body.get("overall_note"))

@@ -4,6 +4,7 @@ plots, and the assumed control risk that turns each pooled HR into an absolute e
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -91,16 +92,7 @@ async def estimates_baseline(request: Request, session: DbSession, user: Curator
 def forest_svg(result_id: int, session: DbSession, user: Viewer) -> Response:
     row = get_or_404(session, PooledResult, result_id,
                      missing=f"pooled result {result_id} does not exist")
-    try:
-        svg = render_forest(row, fmt="svg")
-    except MmlrError:
-        raise
-    except Exception:
-        log.exception("forest plot of pooled result %s failed", result_id)
-        raise NotFoundError(f"the forest plot of pooled result {result_id} could not be drawn",
-                            hint="the details are in the server log") from None
-    data = svg if isinstance(svg, bytes) else str(svg).encode("utf-8")
-    return Response(data, media_type="image/svg+xml", headers=SVG_HEADERS)
+    return _svg("forest plot", result_id, lambda: render_forest(row, fmt="svg"))
 
 
 @router.get("/estimates/{result_id}/monitoring.svg")
@@ -113,16 +105,8 @@ def monitoring_svg(result_id: int, session: DbSession, user: Viewer) -> Response
         raise NotFoundError(f"pooled result {result_id} has no sequential monitoring",
                             hint="snapshots from before monitoring existed have none; "
                             "run `mmlr pool` to compute it")
-    try:
-        svg = render_monitoring(view, fmt="svg", title=row.analysis_label or row.analysis_key)
-    except MmlrError:
-        raise
-    except Exception:
-        log.exception("monitoring plot of pooled result %s failed", result_id)
-        raise NotFoundError(
-            f"the monitoring plot of pooled result {result_id} could not be drawn",
-            hint="the details are in the server log") from None
-    return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
+    return _svg("monitoring plot", result_id, lambda: render_monitoring(
+        view, fmt="svg", title=row.analysis_label or row.analysis_key))
 
 
 @router.get("/estimates/{result_id}/funnel.svg")
@@ -138,14 +122,21 @@ def funnel_svg(result_id: int, session: DbSession, user: Viewer) -> Response:
     if not funnel_available(view):
         raise NotFoundError(f"pooled result {result_id} has no funnel plot",
                             hint=str(view.get("reason") or "too few trials"))
+    return _svg("funnel plot", result_id, lambda: render_funnel(
+        row.inputs, view, estimate=row.estimate, fmt="svg",
+        title=row.analysis_label or row.analysis_key))
+
+
+def _svg(what: str, result_id: int, draw: Callable[[], bytes]) -> Response:
+    """A plot of a snapshot as an SVG response. Our errors (a view the plot cannot draw) keep
+    their message; anything else is logged with its traceback and becomes a 404 that says
+    where the details are, never the exception's text."""
     try:
-        svg = render_funnel(row.inputs, view, estimate=row.estimate, fmt="svg",
-                            title=row.analysis_label or row.analysis_key)
+        svg = draw()
     except MmlrError:
         raise
     except Exception:
-        log.exception("funnel plot of pooled result %s failed", result_id)
-        raise NotFoundError(
-            f"the funnel plot of pooled result {result_id} could not be drawn",
-            hint="the details are in the server log") from None
+        log.exception("%s of pooled result %s failed", what, result_id)
+        raise NotFoundError(f"the {what} of pooled result {result_id} could not be drawn",
+                            hint="the details are in the server log") from None
     return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
