@@ -12,8 +12,8 @@ Builds a fresh SQLite database with 100 synthetic trials (4 drugs, 3 settings, P
    ``library(metafor)`` included, as a user would run it.
 
 Also times the statistics alone (no database, no plots) without and with the sequential
-monitoring, and the small-study effects (Egger + trim-and-fill) of every analysis on their own,
-against those statistics.
+monitoring, the small-study effects (Egger + trim-and-fill) of every analysis on their own,
+against those statistics, and the digest's palette PNGs against full-colour ones.
 
     python bench/pool.py [--trials 100] [--seed 1] [--repeat 3]
 
@@ -23,6 +23,7 @@ Prints both times (best of ``--repeat``) and the ratio metafor / ours.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import random
 import shutil
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reports.export_metafor import write_metafor_export  # noqa: E402
-from reports.forest import render_forest  # noqa: E402
+from reports.figures import DPI, figure_bytes  # noqa: E402
+from reports.forest import _draw, forest_data, render_forest  # noqa: E402
 from reports.pool import (  # noqa: E402
     all_analyses,
     compute_analysis,
@@ -148,6 +150,22 @@ def run_small_study(ctx: AppContext) -> float:
     return time.perf_counter() - start
 
 
+def run_png(ctx: AppContext) -> tuple[float, int, float, int]:
+    """Every analysis' forest plot as the digest's PNG (``reports.figures``: drawn, then a
+    64-colour palette) against the full-colour PNG matplotlib writes: (seconds, bytes) each."""
+    with ctx.sessions() as s:
+        figures = [_draw(forest_data(p, None)) for p in latest_results(s) if p.k > 0]
+    start = time.perf_counter()
+    ours = sum(len(figure_bytes(fig, "png")) for fig in figures)
+    mid = time.perf_counter()
+    full = 0
+    for fig in figures:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI)
+        full += len(buf.getvalue())
+    return mid - start, ours, time.perf_counter() - mid, full
+
+
 def run_metafor(rscript: str, csv_path: Path, work: Path) -> float:
     script = work / "bench.R"
     script.write_text(R_BENCH)
@@ -180,11 +198,12 @@ def main() -> int:
             elapsed, n_analyses = run_ours(ctx)
             ours.append(elapsed)
         # Alternated, so both see the same machine load.
-        plain, monitored, funnel = [], [], []
+        plain, monitored, funnel, pngs = [], [], [], []
         for _ in range(args.repeat):
             plain.append(run_statistics(ctx, None))
             monitored.append(run_statistics(ctx, MonitoringPlan()))
             funnel.append(run_small_study(ctx))
+            pngs.append(run_png(ctx))
         csv_path, _ = write_metafor_export(ctx, work / "export")
         theirs = [run_metafor(rscript, csv_path, work) for _ in range(args.repeat)]
         ctx.dispose()
@@ -201,6 +220,11 @@ def main() -> int:
           f"(monitoring costs {min(monitored) / min(plain):.2f}x)")
     print(f"small-study effects of every analysis alone: {min(funnel):.2f} s "
           f"({100 * min(funnel) / min(monitored):.0f}% of the statistics with monitoring)")
+    palette_s, palette_b = min(p[0] for p in pngs), pngs[0][1]
+    full_s, full_b = min(p[2] for p in pngs), pngs[0][3]
+    print(f"forest PNGs, palette (digest) / full colour: {palette_s:.2f} s / {full_s:.2f} s "
+          f"({palette_s / full_s:.2f}x), {palette_b / 1024:.0f} KB / {full_b / 1024:.0f} KB "
+          f"({palette_b / full_b:.2f}x)")
     return 0
 
 
