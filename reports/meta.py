@@ -291,29 +291,40 @@ def _reml_loglik(t: float, y: np.ndarray, v: np.ndarray) -> float:
 
 
 def _tau2_reml(y: np.ndarray, v: np.ndarray) -> float:
-    """Global maximiser of the restricted likelihood on τ² ≥ 0.
-
-    The score is scanned on a geometric grid so a second local maximum cannot hide (metafor
-    guards the same case with its ``ll0check``); each + → − sign change is refined with Brent.
-    """
+    """Global maximiser of the restricted likelihood on τ² ≥ 0 (``reml_maximum``)."""
     def score(t: float) -> float:
         return _reml_score(t, y, v)
 
+    def scores(grid: np.ndarray) -> np.ndarray:
+        # The whole grid in one broadcast (rows: τ² values), not one Python call per point.
+        w = 1.0 / (v[None, :] + grid[:, None])
+        sw = w.sum(axis=1)
+        mu = (w * y).sum(axis=1) / sw
+        w2 = w**2
+        return (w2 * (y[None, :] - mu[:, None]) ** 2).sum(axis=1) - (sw - w2.sum(axis=1) / sw)
+
+    return reml_maximum(score, scores, lambda t: _reml_loglik(t, y, v), y, v, points=120)
+
+
+def reml_maximum(score: Callable[[float], float], scores: Callable[[np.ndarray], np.ndarray],
+                 loglik: Callable[[float], float], y: np.ndarray, v: np.ndarray, *,
+                 points: int) -> float:
+    """The τ² ≥ 0 where a restricted likelihood is largest, from its ``score`` (the
+    derivative, decreasing through each maximum) and ``loglik``: the score is scanned on a
+    geometric grid of ``points`` so a second local maximum cannot hide (metafor guards the same
+    case with its ``ll0check``), each + → − sign change is refined with Brent, and the best
+    candidate wins. ``scores`` evaluates the score on the whole grid. Shared by the pooled
+    estimate and the meta-regression (``reports.small_study``)."""
     spread = float(np.sum((y - y.mean()) ** 2)) + float(np.max(v))
     hi = _upper_bracket(score, 10.0 * spread)
-    grid = np.concatenate(([0.0], np.geomspace(1e-10 * spread, hi, 120)))
-    # The whole grid in one broadcast (rows: τ² values), not 121 Python calls.
-    w = 1.0 / (v[None, :] + grid[:, None])
-    sw = w.sum(axis=1)
-    mu = (w * y).sum(axis=1) / sw
-    w2 = w**2
-    scores = (w2 * (y[None, :] - mu[:, None]) ** 2).sum(axis=1) - (sw - w2.sum(axis=1) / sw)
-    candidates = [0.0] if scores[0] <= 0 else []
-    for j in np.nonzero((scores[:-1] > 0) & (scores[1:] <= 0))[0]:
+    grid = np.concatenate(([0.0], np.geomspace(1e-10 * spread, hi, points)))
+    values = scores(grid)
+    candidates = [0.0] if values[0] <= 0 else []
+    for j in np.nonzero((values[:-1] > 0) & (values[1:] <= 0))[0]:
         candidates.append(_root(score, float(grid[j]), float(grid[j + 1])))
     if not candidates:  # score positive everywhere on the grid: cannot happen (hi has score < 0)
         raise PoolingError("REML τ² search failed", hint="try method DL or PM")
-    return max(candidates, key=lambda t: _reml_loglik(t, y, v))
+    return max(candidates, key=loglik)
 
 
 def _tau2_qprofile(y: np.ndarray, v: np.ndarray, tau2: float) -> tuple[float, float]:

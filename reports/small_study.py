@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from reports.meta import _root, _upper_bracket, _validate, check_method, meta_analysis
+from reports.meta import (
+    _root,
+    _upper_bracket,
+    _validate,
+    check_method,
+    meta_analysis,
+    reml_maximum,
+)
 from store.errors import PoolingError
 
 #: Sterne et al. 2011: below this many trials an asymmetry test cannot tell bias from chance.
@@ -102,8 +109,8 @@ def _tau2(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str) -> float:
         hi = _upper_bracket(excess, spread)
         return _root(excess, 0.0, hi)
 
-    # REML: the global maximum of the restricted likelihood on τ² ≥ 0; the score
-    # y'PPy − tr(P) is scanned on a grid so that a second local maximum cannot hide.
+    # REML: the global maximum of the restricted likelihood on τ² ≥ 0 (reml_maximum), from
+    # its score y'PPy − tr(P).
     def score(t: float) -> float:
         p, _ = _projection(v, X, t)
         py = p @ y
@@ -114,17 +121,8 @@ def _tau2(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str) -> float:
         _, logdet = np.linalg.slogdet(xtwx_inv)
         return -0.5 * float(np.sum(np.log(v + t)) - logdet + y @ p @ y)
 
-    hi = _upper_bracket(score, 10.0 * spread)
-    grid = np.concatenate(([0.0], np.geomspace(1e-10 * spread, hi, 80)))
-    scores = [score(float(t)) for t in grid]
-    found = [0.0] if scores[0] <= 0 else []
-    for j in range(len(grid) - 1):
-        if scores[j] > 0 >= scores[j + 1]:
-            found.append(_root(score, float(grid[j]), float(grid[j + 1])))
-    if not found:  # pragma: no cover - hi is chosen with a negative score
-        raise PoolingError("REML τ² search of the meta-regression failed",
-                           hint="try method DL or PM")
-    return max(found, key=loglik)
+    return reml_maximum(score, lambda grid: np.array([score(float(t)) for t in grid]), loglik,
+                        y, v, points=80)
 
 
 def meta_regression(yi: Sequence[float], sei: Sequence[float], X: np.ndarray, *,

@@ -123,7 +123,9 @@ def add_baseline(session: Session, *, entry: CheckedBaseline, user: User) -> Bas
     one of its analysis. Audited as ``baseline.set`` with the entry it replaces."""
     if user.id is None:
         raise ValueError("the user must be stored before entering a baseline risk")
-    previous = current_baselines(session).get(entry.analysis_key)
+    previous = session.exec(select(BaselineRisk).where(
+        BaselineRisk.analysis_key == entry.analysis_key).order_by(
+        col(BaselineRisk.id).desc())).first()
     row = BaselineRisk(analysis_key=entry.analysis_key, months=entry.months,
                        event_free=entry.event_free, source=entry.source, entered_by=user.id)
     session.add(row)
@@ -151,7 +153,10 @@ def baseline_for(analysis_key: str,
     return current.get(analysis_key[: -len(STRATEGY_SUFFIX)])
 
 
-def baseline_history(session: Session, analysis_key: str) -> list[BaselineRisk]:
-    """Every entry of one analysis, newest first (the first is the current one)."""
-    return list(session.exec(select(BaselineRisk).where(
-        BaselineRisk.analysis_key == analysis_key).order_by(col(BaselineRisk.id).desc())))
+def baseline_history(session: Session) -> dict[str, list[BaselineRisk]]:
+    """Every entry per analysis key, newest first (the first of each is its current one): one
+    query for a whole page of analyses."""
+    history: dict[str, list[BaselineRisk]] = {}
+    for row in session.exec(select(BaselineRisk).order_by(col(BaselineRisk.id).desc())):
+        history.setdefault(row.analysis_key, []).append(row)
+    return history

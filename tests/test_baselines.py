@@ -92,7 +92,9 @@ def test_entries_are_appended_and_the_newest_is_current(ctx) -> None:  # type: i
         s.commit()
         current = current_baselines(s)
         assert current[KEY].id == second.id and current["lenalidomide/OS/all"].id == other.id
-        assert [r.id for r in baseline_history(s, KEY)] == [second.id, first.id]
+        history = baseline_history(s)
+        assert [r.id for r in history[KEY]] == [second.id, first.id]
+        assert [r.id for r in history["lenalidomide/OS/all"]] == [other.id]
         assert len(s.exec(select(BaselineRisk)).all()) == 3  # nothing overwritten
         audits = s.exec(select(AuditLog).where(AuditLog.action == "baseline.set")).all()
         assert [a.details["replaces"] for a in audits] == [None, first.id, None]

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from reports.absolute import absolute_view
 from screening.web.deps import unknown_fields
+from screening.web.templating import utc_text
 from store.baselines import (
     STRATEGY_SUFFIX,
     BaselineError,
@@ -194,6 +194,7 @@ def absolute_blocks(session: Session, rows: Sequence[PooledResult], baselines: B
     entries they show. ``form`` maps a key to the values typed and the errors found, for the
     page shown again after a refused entry."""
     blocks: dict[str, AbsoluteBlock] = {}
+    histories = baseline_history(session)
     for row in rows:
         if row.estimate is None:
             continue  # nothing pooled: no HR to turn into an absolute effect
@@ -202,7 +203,7 @@ def absolute_blocks(session: Session, rows: Sequence[PooledResult], baselines: B
         view, error = absolute_effect_of(row, entry)
         # Newest first, so the first is the analysis' own current entry; a twin using its
         # primary's entry has no own entries and so no history.
-        history = baseline_history(session, key)[1:]
+        history = histories.get(key, [])[1:]
         values, errors = (form or {}).get(key, (form_values(entry), {}))
         blocks[key] = AbsoluteBlock(key, entry, view, error, history, dict(values),
                                     dict(errors))
@@ -235,13 +236,8 @@ def save_baseline(session: Session, *, entry: CheckedBaseline, user: User,
             f"{number_text(row.event_free * 100)}% event-free at {number_text(row.months)} "
             "months.")
     if previous is not None:
-        text += f" It replaces the entry of {_utc_text(previous.created_at)}, kept in the history."
+        text += f" It replaces the entry of {utc_text(previous.created_at)}, kept in the history."
     elif primary is not None:
         text += " This sensitivity analysis no longer uses its primary analysis' entry."
     return Saved(row, previous, text)
 
-
-def _utc_text(when: datetime) -> str:
-    # SQLite gives the stored UTC time back without its zone: it is UTC, not local time.
-    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

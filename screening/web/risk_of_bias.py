@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from screening.web.deps import unknown_fields
+from screening.web.templating import utc_text
 from store.bias import (
     DOMAINS,
     ENDPOINTS,
@@ -185,6 +185,6 @@ def saved_message(row: BiasAssessment, assessment: CheckedAssessment,
         text += " (the judgment the domains give)"
     text += "."
     if previous is not None:
-        when = previous.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        text += f" It replaces the assessment of {when}, kept in the history."
+        text += (f" It replaces the assessment of {utc_text(previous.created_at)}, kept in the "
+                 "history.")
     return text

@@ -20,7 +20,9 @@ from screening.web.deps import dual_screening, pop_flashes, verify_second_person
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
-def _fmt_dt(value: datetime | date | str | None) -> str:
+def utc_text(value: datetime | date | str | None) -> str:
+    """A time as every page and message shows it: "2026-11-30 20:51 UTC" (a naive value is
+    UTC, as stored); a date as ISO; "—" for none."""
     if value is None:
         return "—"
     if isinstance(value, str):  # ISO text from a JSON column (e.g. the scoring progress)
@@ -73,7 +75,7 @@ def make_templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["dt"] = _fmt_dt
+    env.filters["dt"] = utc_text
     env.filters["num"] = _fmt_num
     env.filters["exp"] = _exp
     env.filters["doi_url"] = _doi_url
