@@ -14,6 +14,7 @@ tables do). The result inherits the HR's assumption of proportional hazards up t
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -23,6 +24,8 @@ from store.models import BaselineRisk, PooledResult
 #: What an event is, in words, per analysis endpoint (PFS analyses pool EFS and TTP too).
 EVENT_WORDS = {"PFS": "progressed or died", "OS": "died"}
 PER = 1000
+
+log = logging.getLogger(__name__)
 
 
 def absolute_effect(*, hr: float, hr_ci_low: float, hr_ci_high: float, event_free: float,
@@ -109,3 +112,15 @@ def absolute_view(row: PooledResult, baseline: BaselineRisk | None) -> dict[str,
                  "source": baseline.source, "snapshot_id": row.id,
                  "entered_at": baseline.created_at.isoformat() if baseline.created_at else None})
     return view
+
+
+def absolute_or_reason(row: PooledResult,
+                       baseline: BaselineRisk | None) -> tuple[dict[str, Any] | None, str | None]:
+    """``absolute_view``, or None and why when the stored numbers allow none (an HR outside
+    its CI, one too large to exponentiate): one odd snapshot must not stop a page, an export
+    or a digest, so every reader goes through here."""
+    try:
+        return absolute_view(row, baseline), None
+    except PoolingError as exc:
+        log.warning("absolute effect of snapshot %s: %s", row.id, exc.one_line())
+        return None, exc.one_line()

@@ -53,14 +53,14 @@ from sqlalchemy import func, inspect
 from sqlalchemy.orm import InstanceState
 from sqlmodel import Session, col, select
 
-from reports.absolute import absolute_view
+from reports.absolute import absolute_or_reason
 from reports.analyses import analysis_order
 from reports.monitoring_view import number, plan_text, status_change, status_label
 from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
 from store.audit import audit
 from store.baselines import baseline_for, current_baselines
 from store.context import AppContext
-from store.errors import ConfigError, DeliveryError, MmlrError, PoolingError
+from store.errors import ConfigError, DeliveryError, MmlrError
 from store.locks import job_lock
 from store.models import Alert, Decision, Delivery, Digest, PooledResult, Record, utcnow
 from store.settings import parse_smtp_url
@@ -461,11 +461,8 @@ def _add_absolute_effects(session: Session, analyses: list[dict[str, Any]],
     baselines = current_baselines(session)
     for entry in analyses:
         row = current.get(entry["key"])
-        try:
-            view = absolute_view(row, baseline_for(entry["key"], baselines)) if row else None
-        except PoolingError as exc:  # one odd snapshot must not stop the digest
-            log.warning("digest: no absolute effect for %s: %s", entry["key"], exc.one_line())
-            view = None
+        view = (absolute_or_reason(row, baseline_for(entry["key"], baselines))[0]
+                if row else None)
         entry["absolute"] = ({"text": view["text"], "source": " ".join(view["source"].split()),
                               "baseline_id": view["baseline_id"]} if view else None)
 

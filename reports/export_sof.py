@@ -22,7 +22,8 @@ from typing import IO, Any
 
 from sqlmodel import Session
 
-from reports.absolute import absolute_view
+from reports.absolute import absolute_or_reason
+from reports.meta import hr_of
 from reports.pool import latest_results
 from reports.small_study import short_text
 from store.baselines import baseline_for, current_baselines
@@ -44,10 +45,6 @@ SOF_COLUMNS = (
 )
 
 
-def _exp(x: float | None) -> float | None:
-    return math.exp(x) if x is not None and math.isfinite(x) else None
-
-
 def _fmt(x: Any, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return ""
@@ -59,7 +56,7 @@ def _fmt(x: Any, digits: int = 4) -> str:
 def sof_rows(session: Session) -> list[dict[str, Any]]:
     """One dict per analysis with a pooled estimate (k ≥ 1), in reading order."""
     baselines = current_baselines(session)
-    return [_row(p, absolute_view(p, baseline_for(p.analysis_key, baselines)))
+    return [_row(p, absolute_or_reason(p, baseline_for(p.analysis_key, baselines))[0])
             for p in latest_results(session) if p.k > 0 and p.estimate is not None]
 
 
@@ -80,9 +77,9 @@ def _row(p: PooledResult, absolute: dict[str, Any] | None) -> dict[str, Any]:
         "analysis": p.analysis_key, "label": p.analysis_label, "k": p.k,
         "trials": "; ".join(str(r.get("trial")) for r in p.inputs or []),
         "events_equivalent": round(4 * info) if info else None,
-        "hr": _exp(p.estimate), "hr_ci_low": _exp(p.ci_low), "hr_ci_high": _exp(p.ci_high),
-        "hr_pi_low": _exp(p.pi_low) if p.k > 1 else None,
-        "hr_pi_high": _exp(p.pi_high) if p.k > 1 else None,
+        "hr": hr_of(p.estimate), "hr_ci_low": hr_of(p.ci_low), "hr_ci_high": hr_of(p.ci_high),
+        "hr_pi_low": hr_of(p.pi_low) if p.k > 1 else None,
+        "hr_pi_high": hr_of(p.pi_high) if p.k > 1 else None,
         "i2": p.i2, "tau2": p.tau2, "method": p.method, "ci_method": p.ci_method,
         "rob_low_pct": weight.get("low"), "rob_some_concerns_pct": weight.get("some_concerns"),
         "rob_high_pct": weight.get("high"), "rob_not_assessed_pct": weight.get("not_assessed"),

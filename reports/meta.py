@@ -176,6 +176,17 @@ class SubgroupTest:
         return clean_json({"q": self.q, "df": self.df, "p": self.p})
 
 
+def hr_of(log_hr: float | None) -> float | None:
+    """exp of a stored log HR (or CI limit): None when there is none, inf beyond the float
+    range (an HKSJ interval of two discordant trials can reach it), never an OverflowError."""
+    if log_hr is None or not math.isfinite(log_hr):
+        return None
+    try:
+        return math.exp(log_hr)
+    except OverflowError:
+        return math.inf
+
+
 def clean_json(value: Any) -> Any:
     """NaN/inf → None, numpy scalars → Python (PostgreSQL's JSON refuses NaN)."""
     if isinstance(value, dict):

@@ -194,3 +194,19 @@ def test_an_absurd_snapshot_gives_a_clear_error_not_an_overflow() -> None:
                             entered_by=1)
     with pytest.raises(PoolingError, match="snapshot 3: the HR or its CI is too large"):
         absolute_view(row, baseline)
+
+
+def test_an_absurd_snapshot_leaves_the_summary_of_findings_standing(ctx) -> None:  # type: ignore[no-untyped-def]
+    from reports.export_sof import sof_rows
+
+    with ctx.sessions() as s:
+        user = _user(s)
+        # Two discordant trials under HKSJ: a CI limit beyond the float range.
+        s.add(PooledResult(analysis_key=KEY, analysis_label="Thal", k=2, estimate=0.5,
+                           ci_low=-790.0, ci_high=790.0, inputs=[], result={}))
+        add_baseline(s, entry=validate_baseline(**_entry()), user=user)
+        s.commit()
+        rows = sof_rows(s)
+    assert [r["analysis"] for r in rows] == [KEY]
+    assert rows[0]["absolute_text"] is None and rows[0]["baseline_id"] is None
+    assert rows[0]["hr_ci_high"] == math.inf and rows[0]["hr"] == pytest.approx(math.exp(0.5))

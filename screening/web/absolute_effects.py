@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from reports.absolute import absolute_view
+from reports.absolute import absolute_or_reason
 from screening.web.deps import unknown_fields
 from screening.web.templating import utc_text
 from store.baselines import (
@@ -31,7 +31,7 @@ from store.baselines import (
     current_baselines,
     validate_baseline,
 )
-from store.errors import NotFoundError, PoolingError, ValidationError
+from store.errors import NotFoundError, ValidationError
 from store.models import BaselineRisk, PooledResult, User
 
 log = logging.getLogger(__name__)
@@ -130,23 +130,10 @@ def baseline_json(entry: BaselineRisk | None, emails: Mapping[int, str]) -> dict
             "entered_at": entry.created_at.isoformat() if entry.created_at else None}
 
 
-def absolute_effect_of(row: PooledResult,
-                       entry: BaselineRisk | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The absolute view of a snapshot with an entry, and why there is none when the numbers
-    cannot give one. A stored snapshot the arithmetic refuses (an HR outside its CI, an
-    endpoint it has no words for, an HR too large to exponentiate) must not take the whole
-    page down with it."""
-    try:
-        return absolute_view(row, entry), None
-    except PoolingError as exc:
-        log.warning("absolute effect of snapshot %s: %s", row.id, exc.one_line())
-        return None, exc.one_line()
-
-
 def absolute_json(row: PooledResult, baselines: Baselines) -> dict[str, Any]:
     """``absolute_effect`` and ``baseline`` of an analysis in ``GET /api/estimates``."""
     entry = baselines.for_analysis(row.analysis_key)
-    view, _ = absolute_effect_of(row, entry)
+    view, _ = absolute_or_reason(row, entry)
     return {"absolute_effect": view, "baseline": baseline_json(entry, baselines.emails)}
 
 
@@ -200,7 +187,7 @@ def absolute_blocks(session: Session, rows: Sequence[PooledResult], baselines: B
             continue  # nothing pooled: no HR to turn into an absolute effect
         key = row.analysis_key
         entry = baselines.for_analysis(key)
-        view, error = absolute_effect_of(row, entry)
+        view, error = absolute_or_reason(row, entry)
         # Newest first, so the first is the analysis' own current entry; a twin using its
         # primary's entry has no own entries and so no history.
         history = histories.get(key, [])[1:]

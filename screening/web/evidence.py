@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import math
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from reports.meta import hr_of
 from screening.web.absolute_effects import Baselines, absolute_json
 from screening.web.risk_of_bias import risk_of_bias_json
 from store.models import Estimate, PooledResult, Trial, TrialReport
@@ -30,10 +30,6 @@ def latest_pooled(session: Session) -> list[PooledResult]:
     return list(seen.values())
 
 
-def _exp(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else math.exp(value)
-
-
 def pooled_json(row: PooledResult, *, baselines: Baselines) -> dict[str, Any]:
     """One analysis' newest snapshot as the page and ``GET /api/estimates`` read it.
 
@@ -47,8 +43,8 @@ def pooled_json(row: PooledResult, *, baselines: Baselines) -> dict[str, Any]:
         "method": row.method, "ci_method": row.ci_method, "k": row.k,
         "estimate": row.estimate, "se": row.se, "ci_low": row.ci_low, "ci_high": row.ci_high,
         "pi_low": row.pi_low, "pi_high": row.pi_high,
-        "hr": _exp(row.estimate), "hr_ci_low": _exp(row.ci_low), "hr_ci_high": _exp(row.ci_high),
-        "hr_pi_low": _exp(row.pi_low), "hr_pi_high": _exp(row.pi_high),
+        "hr": hr_of(row.estimate), "hr_ci_low": hr_of(row.ci_low), "hr_ci_high": hr_of(row.ci_high),
+        "hr_pi_low": hr_of(row.pi_low), "hr_pi_high": hr_of(row.pi_high),
         "tau2": row.tau2, "i2": row.i2, "q": row.q, "q_p": row.q_p,
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
         "forest_svg": f"/estimates/{row.id}/forest.svg",

@@ -21,10 +21,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
+from reports.absolute import absolute_or_reason
 from screening.agreement import record_state
 from screening.votes import hidden_from_queue, in_conflict, screener_counts, user_votes
 from screening.web.absolute_effects import (
-    absolute_effect_of,
     baseline_json,
     load_baselines,
     save_baseline,
@@ -270,7 +270,7 @@ async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -
     saved = save_baseline(session, entry=checked, user=user,
                           label=row.analysis_label or row.analysis_key)
     session.commit()
-    view, _ = absolute_effect_of(row, saved.row)
+    view, _ = absolute_or_reason(row, saved.row)
     return JSONResponse(status_code=201, content={
         "baseline": baseline_json(saved.row, {saved.row.entered_by: user.email}),
         "absolute_effect": view, "snapshot_id": row.id,
