@@ -167,13 +167,13 @@ class PoolRun:
                 t = o.subgroup_test
                 lines.append(f"{'':46}subgroup difference (setting): Q = {t.q:.2f}, "
                              f"df = {t.df}, p = {t.p:.3f}")
-            lines.append(f"{'':46}{_monitoring_and_certainty(o.extras)}")
+            lines.append(f"{'':46}{_analysis_notes(o.extras)}")
         if self.changed:
             lines.append("* new snapshot stored")
         return "\n".join(lines)
 
 
-def _monitoring_and_certainty(extras: dict[str, Any]) -> str:
+def _analysis_notes(extras: dict[str, Any]) -> str:
     """One line for the CLI table: the monitoring status, the suggested certainty and, from
     three trials, the small-study tests."""
     parts = []
