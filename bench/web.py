@@ -3,11 +3,18 @@
     python bench/web.py [--records 20000] [--requests 30]
 
 Builds a throw-away SQLite database with N scored records, then times, in the same process:
-- the queue page (GET /, 50 rows) against its baseline, the queue query alone
-  (``screening.web.queue_view.load_queue`` + ``queue_counts``), to show what templating,
-  sessions and middleware add;
+- the queue page (GET /, 50 rows) against its baseline, the queue alone
+  (``screening.queue.queue`` + ``queue_counts``), to show what templating, sessions and
+  middleware add;
+- matching one page of 50 records against the trials (``matches_for_records``, part of
+  ``queue``) against the queue;
 - GET /api/records?limit=100 against a plain SQLAlchemy ``SELECT … LIMIT 100``;
+- the digest's pass for possible reports of trials in the review
+  (``store.trial_match.unlinked_strong_matches``, every live record against ``--trials``
+  trials) against loading the columns it reads of the same records;
 - a login (scrypt, deliberately slow) for scale.
+Records carry a ~1,000-character abstract; one in 50 names a trial in its title and one in
+50 lists a trial's registration, so the matcher finds something.
 Prints median milliseconds and the ratios. Uses the in-process TestClient (no network).
 """
 
@@ -36,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=40)
     args = parser.parse_args()
 
     import random
@@ -43,22 +51,37 @@ def main() -> None:
     from fastapi.testclient import TestClient
     from sqlmodel import col, select
 
+    from screening.queue import queue
     from screening.web.app import create_app
     from screening.web.auth import add_user, hash_password, verify_password
-    from screening.web.queue_view import load_queue, queue_counts, screening_health
-    from store.models import Record
+    from screening.web.queue_view import queue_counts, screening_health
+    from store.models import Record, Trial, TrialReport
     from store.settings import Settings
+    from store.trial_match import matches_for_records, unlinked_strong_matches
 
     tmp = Path(tempfile.mkdtemp(prefix="mmlr-bench-web-"))
     settings = Settings(env="test", data_dir=tmp, secret_key="b" * 48)
     app = create_app(settings)
     ctx = app.state.ctx
     rng = random.Random(0)
+    words = ["maintenance", "lenalidomide", "thalidomide", "myeloma", "randomised", "survival",
+             "progression", "transplant", "patients", "months", "hazard", "ratio", "interval",
+             "placebo", "observation", "trial", "response", "induction"]
     with ctx.sessions() as session:
+        for t in range(args.trials):
+            trial = Trial(name=f"BENCH-MM{t:02d}", drug="lenalidomide", setting="post_asct",
+                          registry_ids=[f"NCT0{t:07d}"])
+            session.add(trial)
+            session.flush()
+            session.add(TrialReport(trial_id=trial.id, pmid=80_000_000 + t, citation="bench"))
         for i in range(args.records):
             score = rng.random()
-            session.add(Record(pmid=90_000_000 + i, title=f"Record {i} on myeloma maintenance",
-                               journal="Blood", year=2000 + i % 25, score=score,
+            named = f" in BENCH-MM{i % args.trials:02d}" if args.trials and i % 50 == 0 else ""
+            listed = [f"NCT0{i % args.trials:07d}"] if args.trials and i % 50 == 25 else []
+            session.add(Record(pmid=90_000_000 + i,
+                               title=f"Record {i} on myeloma maintenance{named}",
+                               abstract=" ".join(rng.choice(words) for _ in range(120)),
+                               nct_ids=listed, journal="Blood", year=2000 + i % 25, score=score,
                                flagged=score > 0.7, authors=["Doe J", "Roe R"]))
         add_user(session, "bench@example.org", role="curator", password="bench-password")
         session.commit()
@@ -75,12 +98,12 @@ def main() -> None:
 
     def query_only() -> None:
         with ctx.sessions() as session:
-            load_queue(session, limit=51)
+            queue(session, limit=51)
             queue_counts(session)
 
     def queries_and_health() -> None:
         with ctx.sessions() as session:
-            load_queue(session, limit=51)
+            queue(session, limit=51)
             queue_counts(session)
             screening_health(session)
 
@@ -88,10 +111,36 @@ def main() -> None:
         with ctx.sessions() as session:
             list(session.exec(select(Record).order_by(col(Record.score).desc()).limit(100)))
 
+    def load_records() -> None:  # the columns the matcher reads, of every live record
+        with ctx.sessions() as session:
+            list(session.exec(select(Record.pmid, Record.title, Record.abstract, Record.nct_ids,
+                                     Record.comments_corrections)
+                              .where(col(Record.deleted).is_(False))))
+
+    def queue_only() -> None:
+        with ctx.sessions() as session:
+            queue(session, limit=50)
+
+    with ctx.sessions() as session:
+        page = list(session.exec(select(Record).order_by(col(Record.score).desc()).limit(50)))
+
+    def page_matches() -> None:
+        with ctx.sessions() as session:
+            matches_for_records(session, page)
+
+    def digest_matches() -> None:
+        with ctx.sessions() as session:
+            unlinked_strong_matches(session)
+
+    with ctx.sessions() as session:
+        found = len(unlinked_strong_matches(session))
+    print(f"{found} records with a strong trial match")
     rows = [
         ("queue page vs queue queries", query_only, lambda: client.get("/")),
         ("queue page vs queries + health", queries_and_health, lambda: client.get("/")),
         ("GET /api/records?limit=100", plain_select, lambda: client.get("/api/records?limit=100")),
+        ("match 50 records vs queue()", queue_only, page_matches),
+        ("digest trial matches vs loading", load_records, digest_matches),
     ]
     print(f"{args.records} records, SQLite, median of {args.requests} requests")
     print(f"{'task':32} {'baseline ms':>12} {'ours ms':>9} {'ratio':>7}")

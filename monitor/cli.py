@@ -234,6 +234,63 @@ def cmd_users_password(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_subscribers_add(args: argparse.Namespace, settings: Settings) -> int:
+    from store.subscribers import add_subscriber
+
+    ctx = _context(settings)
+    try:
+        with ctx.sessions() as session:
+            row = add_subscriber(session, args.email, actor="cli",
+                                 resubscribe=args.resubscribe)
+            session.commit()
+    finally:
+        ctx.dispose()
+    print(f"{row.email} subscribed to the digest")
+    return 0
+
+
+def cmd_subscribers_list(args: argparse.Namespace, settings: Settings) -> int:
+    from store.addresses import normalise_email
+    from store.subscribers import list_subscribers
+
+    ctx = _context(settings)
+    try:
+        with ctx.sessions() as session:
+            rows = list_subscribers(session)
+    finally:
+        ctx.dispose()
+    fixed = list(dict.fromkeys(a for a in map(normalise_email, settings.digest_recipients) if a))
+    for row in rows:
+        state = ("active" if row.active else
+                 f"unsubscribed {row.unsubscribed_at:%Y-%m-%d}" if row.unsubscribed_at
+                 else "unsubscribed")
+        print(f"{row.email}\t{state}\tadded {row.created_at:%Y-%m-%d} by {row.created_by}")
+    for address in fixed:
+        print(f"{address}\tfixed (MMLR_DIGEST_TO: always receives, no unsubscribe link)")
+    if not rows and not fixed:
+        print("no subscribers, and MMLR_DIGEST_TO is empty", file=sys.stderr)
+    return 0
+
+
+def cmd_subscribers_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from store.errors import NotFoundError
+    from store.subscribers import find_subscriber, set_active
+
+    ctx = _context(settings)
+    try:
+        with ctx.sessions() as session:
+            row = find_subscriber(session, args.email)
+            if row is None:
+                raise NotFoundError(f"{args.email.strip()} is not a subscriber",
+                                    hint="`mmlr subscribers list` shows who is")
+            changed = set_active(session, row, False, actor="cli", via="cli")
+            session.commit()
+    finally:
+        ctx.dispose()
+    print(f"{row.email} unsubscribed" if changed else f"{row.email} was already unsubscribed")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     from store.settings import settings_table
 
@@ -346,6 +403,19 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("email")
     pp.add_argument("--password", default=None, help="default: generated and printed once")
     pp.set_defaults(func=cmd_users_password)
+
+    p = sub.add_parser("subscribers", help="digest subscribers")
+    ssub = p.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")
+    ps = ssub.add_parser("add", help="subscribe an address to the digest")
+    ps.add_argument("email")
+    ps.add_argument("--resubscribe", action="store_true",
+                    help="subscribe again an address that unsubscribed (only if they asked)")
+    ps.set_defaults(func=cmd_subscribers_add)
+    ps = ssub.add_parser("list", help="subscribers and the fixed MMLR_DIGEST_TO addresses")
+    ps.set_defaults(func=cmd_subscribers_list)
+    ps = ssub.add_parser("remove", help="unsubscribe an address (kept, marked unsubscribed)")
+    ps.add_argument("email")
+    ps.set_defaults(func=cmd_subscribers_remove)
 
     p = sub.add_parser("config", help="list every setting with its default")
     p.add_argument("--markdown", action="store_true")

@@ -64,6 +64,7 @@ from store.errors import ConfigError, DeliveryError, MmlrError
 from store.locks import job_lock
 from store.models import Alert, Decision, Delivery, Digest, PooledResult, Record, utcnow
 from store.settings import parse_smtp_url
+from store.trial_match import unlinked_strong_matches
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         seen = set() if first else set(prev_summary.get("flagged_pmids", []))
         new_flagged = [r for r in flagged if r.pmid not in seen]
 
+        trial_matches, trial_match_keys = _new_trial_matches(session, prev_summary)
         decisions, last_decision_id = _decisions_since(
             session, previous, prev_summary, dual=ctx.settings.dual_screening)
         alerts = list(session.exec(
@@ -147,7 +149,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         # A monitoring status can change while the pooled estimate does not (an earlier cut
         # verified, the plan changed), and so can the funnel assessment (new code of
         # reports/small_study.py re-pools the same inputs): subscribers hear of those too.
-        changed = bool(new_flagged or decisions["total"] or alerts
+        changed = bool(new_flagged or decisions["total"] or alerts or trial_matches
                        or any(a["status"] != "unchanged" or a["monitoring_change"]
                               or a["small_study_change"] for a in analyses))
         if previous is not None and not changed:
@@ -167,6 +169,9 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
             "new_flagged": [_record_view(r) for r in new_flagged[:MAX_LISTED_RECORDS]],
             "decisions": decisions,
             "alerts": [_alert_view(a) for a in alerts],
+            "trial_match_keys": trial_match_keys,
+            "new_trial_reports_total": len(trial_matches),
+            "new_trial_reports": trial_matches[:MAX_LISTED_RECORDS],
             "analyses": analyses,
         }
         summary["screening_health"], summary["screening_health_note"] = _screening_health(
@@ -206,6 +211,29 @@ def _flagged_records(session: Session) -> list[Record]:
             .where(col(Record.flagged).is_(True), col(Record.deleted).is_(False))
             .order_by(col(Record.score).desc(), col(Record.pmid)))
     return list(session.exec(stmt).all())
+
+
+def _new_trial_matches(session: Session, prev_summary: dict[str, Any],
+                       ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records that may be new reports of trials in the review (``store.trial_match``, strong
+    signals only), not yet linked to them and not announced by the previous digest; and the
+    keys ("PMID:trial id") of every such pair now, for the next digest to compare with.
+
+    A pair is announced once: the record stays marked on the queue and its page until a
+    curator links or excludes it, but the digest does not repeat it every week."""
+    announced = set(prev_summary.get("trial_match_keys", []))
+    keys: list[str] = []
+    new: list[dict[str, Any]] = []
+    for record, matches in unlinked_strong_matches(session):
+        fresh = []
+        for m in matches:
+            key = f"{record.pmid}:{m.trial_id}"
+            keys.append(key)
+            if key not in announced:
+                fresh.append(m.as_dict())
+        if fresh:
+            new.append({**_record_view(record), "trials": fresh})
+    return new, sorted(keys)
 
 
 def _decisions_since(
@@ -715,6 +743,10 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     if funnel_only:
         parts.append(_plural(funnel_only, "funnel assessment changed",
                              "funnel assessments changed"))
+    if summary.get("new_trial_reports_total"):
+        parts.append(_plural(summary["new_trial_reports_total"],
+                             "possible report of a trial in the review",
+                             "possible reports of trials in the review"))
     if summary["new_flagged_total"]:
         parts.append(_plural(summary["new_flagged_total"], "new flagged record"))
     if summary["decisions"]["total"]:
@@ -786,6 +818,9 @@ def render_digest(
         "small_study_only": [a for a in summary["analyses"]
                              if a["status"] == "unchanged" and a.get("small_study_change")],
         "more_flagged": summary["new_flagged_total"] - len(summary["new_flagged"]),
+        "trial_reports": summary.get("new_trial_reports", []),
+        "more_trial_reports": (summary.get("new_trial_reports_total", 0)
+                               - len(summary.get("new_trial_reports", []))),
         "period_start": _fmt_time(summary.get("period_start")),
         "period_end": _fmt_time(summary.get("period_end")),
         "crossing_caveat": CROSSING_CAVEAT,
@@ -812,25 +847,45 @@ def deliver_digest(
     recipient (nor written twice to the outbox): those get an "already …" line instead.
     Raises DeliveryError after recording a failed Delivery row when anything failed; the
     digest stays and a later call retries the failed recipients only.
+
+    SMTP recipients are the ``MMLR_DIGEST_TO`` addresses and the active subscribers, each
+    once (``store.subscribers.digest_recipients``). A subscriber's copy carries a personal
+    unsubscribe link and the RFC 8058 one-click headers, added to a copy at send time: the
+    stored digest stays the same for everyone, and the outbox copy has no personal link.
     """
+    from store.subscribers import digest_recipients, unsubscribe_url
+
     settings = ctx.settings
     if settings.smtp_url is None:
         return _deliver_outbox(ctx, digest)
     target = parse_smtp_url(settings.smtp_url.get_secret_value())
-    recipients = settings.digest_recipients
-    if not recipients:
+    with ctx.sessions() as session:
+        found = digest_recipients(session, settings.digest_recipients, settings.secret)
+    if not found:
         raise ConfigError(
-            "no digest recipients: MMLR_DIGEST_TO is empty while MMLR_SMTP_URL is set",
-            hint="set MMLR_DIGEST_TO to a comma-separated list of e-mail addresses",
+            "no digest recipients: nobody is subscribed and MMLR_DIGEST_TO is empty while "
+            "MMLR_SMTP_URL is set",
+            hint="add subscribers with `mmlr subscribers add EMAIL` or on /admin/subscribers, "
+            "or set MMLR_DIGEST_TO to a comma-separated list of e-mail addresses",
         )
+    recipients = [(r.address, None if r.token is None
+                   else unsubscribe_url(settings.base_url, r.token)) for r in found]
     return _deliver_smtp(ctx, digest, target, recipients, retry_delays)
 
 
 def _existing(session: Session, digest: Digest, channel: str) -> dict[str | None, Delivery]:
+    """The digest's Delivery rows by lower-case recipient (None: the outbox). Keyed
+    lower-case because recipients are compared that way: a row written for "Ana@X.org"
+    before addresses were normalised still counts for "ana@x.org"; a sent row wins."""
     rows = session.exec(select(Delivery).where(Delivery.digest_id == digest.id,
                                                Delivery.channel == channel)
                         .order_by(col(Delivery.id))).all()
-    return {r.recipient: r for r in rows}
+    out: dict[str | None, Delivery] = {}
+    for r in rows:
+        key = None if r.recipient is None else r.recipient.lower()
+        if key not in out or out[key].status != "sent":
+            out[key] = r
+    return out
 
 
 def _deliver_outbox(ctx: AppContext, digest: Digest) -> list[str]:
@@ -871,10 +926,18 @@ def _deliver_outbox(ctx: AppContext, digest: Digest) -> list[str]:
 
 
 def _deliver_smtp(
-    ctx: AppContext, digest: Digest, target: Any, recipients: list[str],
+    ctx: AppContext, digest: Digest, target: Any, recipients: list[tuple[str, str | None]],
     retry_delays: Sequence[float] | None,
 ) -> list[str]:
-    from reports.mail import DEFAULT_RETRY_DELAYS, build_message, inline_images, send_message
+    """Send to each (address, unsubscribe URL or None) in turn, one message each."""
+    from reports.mail import (
+        DEFAULT_RETRY_DELAYS,
+        build_message,
+        inline_images,
+        send_message,
+        unsubscribe_headers,
+        with_unsubscribe_footer,
+    )
 
     settings = ctx.settings
     lines: list[str] = []
@@ -883,15 +946,20 @@ def _deliver_smtp(
     server_error: DeliveryError | None = None
     with ctx.sessions() as session:
         existing = _existing(session, digest, "smtp")
-        for rcpt in recipients:
+        for rcpt, unsubscribe in recipients:
             row = existing.get(rcpt)
             if row is not None and row.status == "sent":
                 lines.append(f"digest #{digest.id} already sent to {rcpt} "
                              f"on {row.sent_at:%Y-%m-%d %H:%M} UTC (not resent)")
                 continue
             row = row or Delivery(digest_id=int(digest.id or 0), channel="smtp", recipient=rcpt)
-            msg = build_message(subject=digest.subject, text=digest.text, html=cid_html,
-                                sender=settings.mail_from, recipients=[rcpt], images=images)
+            html, text, headers = cid_html, digest.text, None
+            if unsubscribe is not None:
+                html, text = with_unsubscribe_footer(cid_html, digest.text, unsubscribe)
+                headers = unsubscribe_headers(unsubscribe)
+            msg = build_message(subject=digest.subject, text=text, html=html,
+                                sender=settings.mail_from, recipients=[rcpt], images=images,
+                                headers=headers)
             try:
                 if server_error is not None:
                     # The server itself failed (down, login refused): do not hammer it once

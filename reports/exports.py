@@ -11,8 +11,10 @@
 * ``ris`` — RIS for reference managers (Zotero, EndNote), one ``TY  - JOUR`` entry per
   record not deleted from PubMed.
 * ``prisma`` — the PRISMA 2020 flow counts as CSV (``stage, count, note``) plus a Markdown
-  summary beside it (``prisma.csv`` / ``prisma.md``); under dual screening with a line for
-  the records in conflict awaiting resolution.
+  summary and the flow diagram beside it (``prisma.csv`` / ``prisma.md`` / ``prisma.svg``,
+  drawn by ``reports.prisma_diagram``); under dual screening with a line for the records in
+  conflict awaiting resolution. The diagram adds what changed since the last digest where a
+  stored timestamp says so (:func:`prisma_since`).
 * ``metafor`` — delegated to :func:`reports.export_metafor.write_metafor_export`.
 * ``sof`` — the summary of findings, one row per pooled analysis (``reports.export_sof``), as
   CSV plus a Markdown table beside it (``sof.csv`` / ``sof.md``).
@@ -28,8 +30,10 @@ import csv
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +43,7 @@ from sqlmodel import Session, col, select
 
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
-from store.models import Decision, Record, RecordRevision, Trial, TrialReport
+from store.models import Decision, Digest, Record, RecordRevision, Trial, TrialReport
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,11 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
             with _open_out(summary) as fh:
                 fh.write(markdown())
             written.append(summary)
+        if kind == "prisma":  # and the flow diagram, as the /prisma page draws it
+            diagram = out.with_suffix(".svg")
+            with _open_out(diagram) as fh:
+                fh.write(prisma_figure(session, dual=dual))
+            written.append(diagram)
     log.info("export %s written to %s", kind, ", ".join(str(p) for p in written))
     return written
 
@@ -195,7 +204,19 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -
 
 
 # ----------------------------------------------------------------------------- prisma
+# Stage names: the CSV's first column, and the keys the Markdown summary and the diagram
+# (``reports.prisma_diagram``) look the numbers up by.
+IDENTIFIED_STAGE = "records identified (PubMed)"
+DUPLICATES_STAGE = "duplicates removed"
+DELETED_STAGE = "records removed before screening (deleted citations)"
+SCREENED_STAGE = "records screened"
+AUTOMATION_STAGE = "records excluded by automation"
+CURATORS_STAGE = "records excluded by curators"
 CONFLICT_STAGE = "records in conflict awaiting resolution"
+AWAITING_STAGE = "records awaiting screening"
+INCLUDED_STAGE = "records included"
+TRIALS_STAGE = "trials included"
+REPORTS_STAGE = "reports of included trials"
 
 
 def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, int, str]]:
@@ -203,10 +224,7 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
     = excluded (automation, curators) + awaiting + included; with ``dual`` the records in
     conflict get a line of their own, taken out of the awaiting ones."""
     def count(*where: Any, model: Any = Record) -> int:
-        stmt = select(func.count()).select_from(model)
-        for cond in where:
-            stmt = stmt.where(cond)
-        return int(session.exec(stmt).one())
+        return _count(session, *where, model=model)
 
     live = col(Record.deleted).is_(False)
     undecided = col(Record.decision).is_(None)
@@ -237,22 +255,103 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
         awaiting_note = ("flagged or unscored without a vote, records with one vote awaiting "
                          "the second screener, plus 'maybe' decisions")
     return [
-        ("records identified (PubMed)", identified, "distinct PMIDs retrieved"),
-        ("duplicates removed", revisions,
+        (IDENTIFIED_STAGE, identified, "distinct PMIDs retrieved"),
+        (DUPLICATES_STAGE, revisions,
          "later versions of a PMID already held (kept as revisions of one record)"),
-        ("records removed before screening (deleted citations)", deleted,
-         "PubMed DeleteCitation; curator work on them is kept"),
-        ("records screened", screened, "identified minus deleted"),
-        ("records excluded by automation", excluded_auto,
+        (DELETED_STAGE, deleted, "PubMed DeleteCitation; curator work on them is kept"),
+        (SCREENED_STAGE, screened, "identified minus deleted"),
+        (AUTOMATION_STAGE, excluded_auto,
          "scored below the flag threshold, no curator decision"),
-        ("records excluded by curators", excluded_curators, "latest decision: exclude"),
+        (CURATORS_STAGE, excluded_curators, "latest decision: exclude"),
         *conflict_line,
-        ("records awaiting screening", awaiting + maybe - conflicts, awaiting_note),
-        ("records included", included, "latest decision: include"),
-        ("trials included", count(model=Trial), "randomised trials in the evidence base"),
-        ("reports of included trials", count(model=TrialReport),
-         "publications linked to those trials"),
+        (AWAITING_STAGE, awaiting + maybe - conflicts, awaiting_note),
+        (INCLUDED_STAGE, included, "latest decision: include"),
+        (TRIALS_STAGE, count(model=Trial), "randomised trials in the evidence base"),
+        (REPORTS_STAGE, count(model=TrialReport), "publications linked to those trials"),
     ]
+
+
+#: What the "since" figure of each stage counts (the stages :func:`prisma_since` covers).
+SINCE_NOTES: dict[str, str] = {
+    IDENTIFIED_STAGE: "records first stored after that time",
+    DUPLICATES_STAGE: "new versions of held records stored after that time",
+    CURATORS_STAGE: "records whose current exclude decision was made after that time",
+    INCLUDED_STAGE: "records whose current include decision was made after that time",
+    TRIALS_STAGE: "trials added after that time",
+    REPORTS_STAGE: "trial reports added after that time",
+}
+#: The stages without one, and why: shown on the page so the gap is never silent.
+NO_SINCE_REASON = (
+    "Deleted citations, records screened, exclusions by automation, conflicts and records "
+    "awaiting screening have no figure since the last digest: no stored time says when a "
+    "record was deleted (records screened is identified minus deleted), and the others are "
+    "states recomputed by each model or vote, not dated events.")
+
+
+@dataclass(frozen=True)
+class PrismaSince:
+    """What the review gained after ``at`` (exclusive), per PRISMA stage; only the stages of
+    :data:`SINCE_NOTES` are in ``counts``: a stage without a stored date is left out rather
+    than estimated."""
+
+    at: datetime
+    counts: Mapping[str, int]
+    what: str = "that time"  # the cut-off in words, e.g. "the last digest"
+
+
+def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> PrismaSince:
+    """Counts of :data:`SINCE_NOTES` stamped strictly after ``at`` (aware; the cut-off of the
+    digests, whose ``period_end`` is the instant they were built).
+
+    A decided record's newest ``Decision`` row is the one that set its current decision: a
+    single-screening decision always does, and under dual screening a resolved record
+    refuses further votes (only a resolution, which sets it, can follow). Records decided
+    without any row (imports) have no date and are not counted. A record whose decision was
+    changed after ``at`` counts in its new box but is not taken out of its old one: these
+    are additions, not net changes."""
+    live = col(Record.deleted).is_(False)
+    decided_after = col(Record.pmid).in_(
+        select(Decision.pmid).group_by(col(Decision.pmid))
+        .having(func.max(Decision.created_at) > at))
+    counts = {
+        IDENTIFIED_STAGE: _count(session, col(Record.first_seen_at) > at),
+        DUPLICATES_STAGE: _count(session, col(RecordRevision.recorded_at) > at,
+                                 model=RecordRevision),
+        CURATORS_STAGE: _count(session, live, col(Record.decision) == "exclude", decided_after),
+        INCLUDED_STAGE: _count(session, live, col(Record.decision) == "include", decided_after),
+        TRIALS_STAGE: _count(session, col(Trial.created_at) > at, model=Trial),
+        REPORTS_STAGE: _count(session, col(TrialReport.created_at) > at, model=TrialReport),
+    }
+    return PrismaSince(at=at, counts=counts, what=what)
+
+
+def last_digest_end(session: Session) -> datetime | None:
+    """The ``period_end`` of the newest digest (the living review's last update), or None."""
+    return session.exec(select(Digest.period_end)
+                        .order_by(col(Digest.id).desc()).limit(1)).first()
+
+
+def prisma_since_last_digest(session: Session) -> PrismaSince | None:
+    """:func:`prisma_since` the newest digest's period end; None before the first digest."""
+    end = last_digest_end(session)
+    return None if end is None else prisma_since(session, end, what="the last digest")
+
+
+def prisma_figure(session: Session, *, dual: bool = False, title: str | None = None) -> str:
+    """The PRISMA flow diagram (SVG text) of the review as it stands, with what was added
+    since the last digest when there is one: what ``/prisma`` and ``export prisma`` show."""
+    # Imported here: the diagram module imports this one's stage names.
+    from reports.prisma_diagram import prisma_svg
+
+    return prisma_svg(prisma_counts(session, dual=dual), title=title,
+                      since=prisma_since_last_digest(session))
+
+
+def _count(session: Session, *where: Any, model: Any = Record) -> int:
+    stmt = select(func.count()).select_from(model)
+    for cond in where:
+        stmt = stmt.where(cond)
+    return int(session.exec(stmt).one())
 
 
 def write_prisma_csv(session: Session, fh: IO[str], *, dual: bool = False) -> None:
@@ -270,18 +369,17 @@ def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
         "| --- | ---: | --- |",
         *(f"| {stage} | {value} | {note} |" for stage, value, note in counts),
         "",
-        f"Identification: {n['records identified (PubMed)']} records from PubMed "
-        f"({n['duplicates removed']} duplicate retrievals merged, "
-        f"{n['records removed before screening (deleted citations)']} deleted citations "
-        "removed).",
-        f"Screening: {n['records screened']} screened; "
-        f"{n['records excluded by automation']} excluded by the classifier, "
-        f"{n['records excluded by curators']} by curators; "
-        f"{n['records awaiting screening']} awaiting"
+        f"Identification: {n[IDENTIFIED_STAGE]} records from PubMed "
+        f"({n[DUPLICATES_STAGE]} duplicate retrievals merged, "
+        f"{n[DELETED_STAGE]} deleted citations removed).",
+        f"Screening: {n[SCREENED_STAGE]} screened; "
+        f"{n[AUTOMATION_STAGE]} excluded by the classifier, "
+        f"{n[CURATORS_STAGE]} by curators; "
+        f"{n[AWAITING_STAGE]} awaiting"
         + (f", {n[CONFLICT_STAGE]} in conflict awaiting resolution." if CONFLICT_STAGE in n
            else "."),
-        f"Included: {n['records included']} records; {n['trials included']} trials with "
-        f"{n['reports of included trials']} reports.",
+        f"Included: {n[INCLUDED_STAGE]} records; {n[TRIALS_STAGE]} trials with "
+        f"{n[REPORTS_STAGE]} reports.",
         "",
     ]
     return "\n".join(lines)

@@ -17,16 +17,20 @@ line or an error message.
 from __future__ import annotations
 
 import base64
+import email.policy
 import logging
 import re
 import smtplib
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import EmailPolicy, Policy
 from email.utils import format_datetime, make_msgid
+from html import escape
 
 from store.errors import DeliveryError
 from store.settings import SmtpTarget
@@ -41,6 +45,30 @@ DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 3.0, 9.0)
 _DATA_URI = re.compile(
     r'src="data:image/(?P<subtype>png|jpeg|gif|svg\+xml);base64,(?P<data>[A-Za-z0-9+/=]+)"'
 )
+
+
+class _OneLineHeader(UnstructuredHeader, BaseHeader):
+    """A header written as given, on one line. ``List-Unsubscribe`` holds one long URL with
+    nowhere to fold: the default policy would turn it into an RFC 2047 encoded word, which
+    mail clients do not read as a URL (no one-click unsubscribe). RFC 5322 allows 998
+    characters a line; a value that is not ASCII still gets the standard treatment."""
+
+    def fold(self, *, policy: Policy) -> str:
+        value = str(self)
+        if not value.isascii() or len(self.name) + len(value) + 2 > 998:
+            return super().fold(policy=policy)
+        return f"{self.name}: {value}{policy.linesep}"
+
+
+def _mail_policy() -> EmailPolicy[EmailMessage]:
+    # A registry of our own: mapping the type on the shared default registry would change
+    # every message the process builds.
+    registry = HeaderRegistry()
+    registry.map_to_type("list-unsubscribe", _OneLineHeader)
+    return email.policy.default.clone(header_factory=registry)
+
+
+_POLICY = _mail_policy()
 
 
 @dataclass(frozen=True)
@@ -78,15 +106,22 @@ def inline_images(html: str, *, domain: str = "mmlr") -> tuple[str, list[InlineI
 def build_message(
     *, subject: str, text: str, html: str, sender: str, recipients: Sequence[str],
     images: Sequence[InlineImage] = (), domain: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> EmailMessage:
-    """A ``multipart/alternative`` message (text + related HTML with inline images)."""
-    msg = EmailMessage()
+    """A ``multipart/alternative`` message (text + related HTML with inline images).
+
+    ``headers`` are added as given (e.g. :func:`unsubscribe_headers`); a value with a line
+    break is refused by the e-mail package, so none can inject another header.
+    """
+    msg = EmailMessage(policy=_POLICY)
     msg["Subject"] = subject
     msg["From"] = sender
     # The outbox copy has no recipients yet; RFC 5322's empty group keeps the header valid.
     msg["To"] = ", ".join(recipients) if recipients else "undisclosed-recipients:;"
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=domain or _domain_of(sender))
+    for name, value in (headers or {}).items():
+        msg[name] = value
     msg.set_content(text, subtype="plain", charset="utf-8")
     msg.add_alternative(html, subtype="html", charset="utf-8")
     html_part = list(msg.iter_parts())[1]  # the HTML alternative, an EmailMessage
@@ -95,6 +130,30 @@ def build_message(
                               cid=f"<{image.cid}>", disposition="inline",
                               filename=f"{image.cid.split('.', 1)[0]}.{_ext(image.subtype)}")
     return msg
+
+
+def unsubscribe_headers(url: str) -> dict[str, str]:
+    """The RFC 2369 / RFC 8058 pair that lets a mail client unsubscribe in one click: it
+    POSTs ``List-Unsubscribe=One-Click`` to ``url`` (which must be https for the big
+    providers to offer it, and the headers DKIM-signed by the sending server)."""
+    return {"List-Unsubscribe": f"<{url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+def with_unsubscribe_footer(html: str, text: str, url: str) -> tuple[str, str]:
+    """(HTML, text) of a digest with a personal unsubscribe line at the end.
+
+    Added at send time to a copy: the stored digest stays the same for every recipient.
+    The line goes before ``</body>`` (after the whole digest) or at the very end.
+    """
+    line = (f'<p class="unsubscribe" style="margin:16px 0 0 0;font-size:12px;color:#777;">'
+            f'You receive this digest as a subscriber. '
+            f'<a href="{escape(url, quote=True)}" style="color:#1d4ed8;">Unsubscribe</a> '
+            f'(one click, no login).</p>\n')
+    cut = html.lower().rfind("</body>")
+    html = html + line if cut < 0 else html[:cut] + line + html[cut:]
+    text = text.rstrip("\n") + f"\n\nYou receive this digest as a subscriber. Unsubscribe: {url}\n"
+    return html, text
 
 
 def send_message(

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from screening.votes import hidden_from_queue, screener_counts
 from store.models import Record
+from store.trial_match import TrialMatch, matches_for_records
 
 AUDIT_EVERY = 10
 
@@ -36,13 +37,15 @@ class QueueItem:
     rank: int
     decision: str | None = None
     votes: int = 0  # people who voted on it (counted under dual screening only)
+    #: trials of the review this record strongly matches (``store.trial_match``)
+    trials: tuple[TrialMatch, ...] = ()
 
 
-def _item(r: Record, rank: int, votes: int = 0) -> QueueItem:
+def _item(r: Record, rank: int, votes: int, trials: list[TrialMatch]) -> QueueItem:
     return QueueItem(pmid=r.pmid, title=r.title, journal=r.journal, year=r.year, score=r.score,
                      flagged=r.flagged, audit_sample=r.audit_sample,
                      model_version_id=r.score_model_version_id, rank=rank, decision=r.decision,
-                     votes=votes)
+                     votes=votes, trials=tuple(m for m in trials if m.strong))
 
 
 def queue(session: Session, *, limit: int = 50, offset: int = 0,
@@ -77,7 +80,9 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
             merged.append(main[mi])
             mi += 1
     page = merged[offset:need]
-    if screener_id is None:
-        return [_item(r, offset + i + 1) for i, r in enumerate(page)]
-    votes = screener_counts(session, [r.pmid for r in page])
-    return [_item(r, offset + i + 1, votes.get(r.pmid, 0)) for i, r in enumerate(page)]
+    votes = screener_counts(session, [r.pmid for r in page]) if screener_id is not None else {}
+    # A new report of a trial already in the review is marked wherever it ranks: it may
+    # carry a new data cut, whatever its score.
+    matches = matches_for_records(session, page)
+    return [_item(r, offset + i + 1, votes.get(r.pmid, 0), matches.get(r.pmid, []))
+            for i, r in enumerate(page)]

@@ -401,6 +401,25 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = None
 
 
+class Subscriber(SQLModel, table=True):
+    """A digest recipient managed in the app (``store.subscribers``), beside the fixed
+    ``MMLR_DIGEST_TO`` list.
+
+    Rows are never deleted: unsubscribing clears ``active`` and stamps ``unsubscribed_at``,
+    so the history stays auditable and the id never gets reused, which matters because the
+    unsubscribe link is an HMAC of (id, e-mail) and stores no secret of its own.
+    """
+
+    __tablename__ = "subscribers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(index=True, unique=True)  # normalised: stripped, lower-case
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = "system"  # an admin's e-mail, "cli" or "system"
+    unsubscribed_at: datetime | None = None
+
+
 # --------------------------------------------------------------------------- operations
 class AuditLog(SQLModel, table=True):
     """Who did what, when. Append-only."""

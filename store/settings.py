@@ -177,7 +177,12 @@ class Settings(BaseSettings):
         "go to the outbox folder.",
     )
     mail_from: str = Field("mmlr@localhost", description="Sender of digest e-mails.")
-    digest_to: str = Field("", description="Comma-separated digest recipients.")
+    digest_to: str = Field(
+        "",
+        description="Comma-separated fixed digest recipients: they always receive the digest, "
+        "beside the subscribers managed on `/admin/subscribers` or with `mmlr subscribers`, and "
+        "cannot unsubscribe by a link (remove them here).",
+    )
     admin_email: str = Field(
         "admin@localhost", description="First admin, created by `init`/`demo`."
     )
@@ -350,6 +355,8 @@ class Settings(BaseSettings):
 
     @property
     def digest_recipients(self) -> list[str]:
+        """The fixed recipients as written; ``store.subscribers.digest_recipients`` adds the
+        subscribers and compares lower-case."""
         return [a.strip() for a in self.digest_to.split(",") if a.strip()]
 
     def secret(self) -> str:

@@ -347,3 +347,46 @@ def test_risk_of_bias_assessed_in_the_browser_reaches_the_estimates_page(
                              arg=graph.element_handle())
     _shot(viewer, tmp_path, "estimates-rob-certainty")
     assert problems == []
+
+
+def test_a_new_report_of_a_trial_is_linked_from_its_record_page(
+        app: Any, users: dict[str, str], records: int, server: str, browser: Any,
+        tmp_path: Path) -> None:
+    """Record 90000002 lists NCT00114101; once a trial of the review has that registration,
+    the queue marks the record and its page proposes the link, which lands on the trial's
+    extraction form."""
+    with db(app) as session:
+        trial = Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct",
+                      registry_ids=["NCT00114101"])
+        session.add(trial)
+        session.commit()
+        trial_id = trial.id
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _log_in(page, server, users["curator"])
+    badge = page.locator("tr[data-pmid='90000002'] .badge.trial-match")
+    assert badge.inner_text() == "report of CALGB 100104?"
+    assert page.locator("tr[data-pmid='90000001'] .badge.trial-match").count() == 0
+
+    page.locator("tr[data-pmid='90000002'] a").click()
+    section = page.locator("section#trials")
+    assert section.locator("li.trial-match").inner_text() == (
+        "CALGB 100104 — registration NCT00114101 listed in the record")
+    form = section.locator("#link-trial-form")
+    assert form.is_visible()  # open: there is a match
+    assert form.get_by_label("Trial", exact=True).input_value() == str(trial_id)
+    # the trial has the record's registration already: nothing to add, not ticked
+    assert not form.get_by_role("checkbox").is_checked()
+    assert form.get_by_label("Kind of report").input_value() == "update"
+    assert form.get_by_label("Citation").input_value() == "Doe J et al. Blood 2024"
+    form.get_by_label("Citation").fill("Doe J et al. Blood 2024;143:1-9")
+    _shot(page, tmp_path, "record-trials")
+    form.get_by_role("button", name="Add report").click()
+    page.wait_for_url(f"{server}/trials/{trial_id}#add-estimate")
+    assert page.locator(".flash").inner_text() == (
+        "PMID 90000002 added to CALGB 100104 as its update report. "
+        "Enter its hazard ratios below.")
+    assert page.locator("#add-estimate").is_visible()
+    assert "Doe J et al. Blood 2024;143:1-9" in page.locator("body").inner_text()
+    _shot(page, tmp_path, "linked")
+    assert problems == []

@@ -109,7 +109,7 @@ def test_ris_entries(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-de
 def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     seed(ctx)
     written = export(ctx, "prisma", tmp_path / "prisma.csv")
-    assert [p.name for p in written] == ["prisma.csv", "prisma.md"]
+    assert [p.name for p in written] == ["prisma.csv", "prisma.md", "prisma.svg"]
     rows = {r["stage"]: int(r["count"]) for r in read_csv(written[0].read_text())}
     assert rows == {
         "records identified (PubMed)": 6,
@@ -135,7 +135,8 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
 
 def test_prisma_into_a_folder(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     written = export(ctx, "prisma", tmp_path)
-    assert [p.name for p in written] == ["prisma.csv", "prisma.md"]
+    assert [p.name for p in written] == ["prisma.csv", "prisma.md", "prisma.svg"]
+    assert "Screening: 0 records screened;" in written[2].read_text()  # an empty review
     with ctx.sessions() as s:
         assert all(n == 0 for _, n, _ in prisma_counts(s))
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +26,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from store.addresses import check_email, normalise_email
 from store.audit import audit
 from store.errors import AuthError, NotFoundError, ValidationError
 from store.models import AuditLog, User, utcnow
@@ -43,12 +43,6 @@ MAX_FAILED_LOGINS = 5  # per account within THROTTLE_WINDOW
 MAX_FAILED_LOGINS_PER_CLIENT = 20  # per client address, across all accounts, same window
 THROTTLE_WINDOW = timedelta(minutes=15)
 TOKEN_PREFIX = "mmlr_"  # noqa: S105 - a public prefix, not a secret
-
-# Deliberately permissive (e-mail syntax is a swamp) but it must have one @, no spaces and no
-# characters that would break HTML or headers. "admin@localhost" is valid: it is the default.
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
-)
 
 
 class ThrottledError(AuthError):
@@ -159,10 +153,6 @@ def user_for_token(session: Session, token: str) -> User:
 
 
 # ----------------------------------------------------------------------------- users
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
-
-
 def check_role(role: str) -> str:
     if role not in _RANK:
         raise ValidationError(f"unknown role {role!r}", hint=f"use one of {', '.join(ROLES)}")
@@ -181,9 +171,7 @@ def add_user(session: Session, email: str, *, role: str, password: str | None = 
     Raises ValidationError on a malformed e-mail, an unknown role, a short password or an
     e-mail that already has an account. The caller commits.
     """
-    address = normalise_email(email)
-    if not _EMAIL.match(address) or len(address) > 254:
-        raise ValidationError(f"{email!r} is not an e-mail address", hint="e.g. jane@example.org")
+    address = check_email(email)
     check_role(role)
     existing = session.exec(select(User).where(User.email == address)).first()
     if existing is not None:

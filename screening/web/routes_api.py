@@ -73,6 +73,7 @@ from store.bias import assessment_json
 from store.errors import NotFoundError, ValidationError
 from store.models import PollRun, Record, Trial, TrialReport
 from store.settings import is_dual_screening
+from store.trial_match import matches_for_records
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
@@ -158,6 +159,9 @@ def records(request: Request, session: DbSession, user: ApiReader,
     rows = session.exec(select(Record).where(*conditions).order_by(
         col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)).all()
     body = [_record_json(r) for r in rows]
+    matches = matches_for_records(session, rows)
+    for item, r in zip(body, rows, strict=True):
+        item["trial_matches"] = [m.as_dict() for m in matches.get(r.pmid, [])]
     if dual:
         pmids = [r.pmid for r in rows]
         screeners = screener_counts(session, pmids)

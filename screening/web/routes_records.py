@@ -22,10 +22,13 @@ from screening.web.deps import (
     screeners_per_record,
 )
 from screening.web.explanations import record_explanation
+from screening.web.extraction import FieldErrors
 from screening.web.queue_view import queue_counts, screening_health, screening_progress
 from screening.web.templating import render
-from store.models import Alert, Record, RecordRevision, Trial, TrialReport
+from screening.web.trials import REPORT_KINDS, link_record, record_citation
+from store.models import Alert, Record, RecordRevision, Trial, TrialReport, User
 from store.settings import is_dual_screening
+from store.trial_match import TrialIndex, registry_key
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -73,6 +76,14 @@ def record_page(request: Request, pmid: int, session: DbSession, user: Viewer,
                 rank: Annotated[int | None, Query(ge=1)] = None) -> Response:
     record = get_or_404(session, Record, pmid,
                         missing=f"record PMID {pmid} is not in the database")
+    return _record_page(request, session, record, user, rank=rank)
+
+
+def _record_page(request: Request, session: Session, record: Record, user: User, *,
+                 rank: int | None = None, status_code: int = 200,
+                 link_values: dict[str, str] | None = None,
+                 link_errors: dict[str, str] | None = None) -> Response:
+    pmid = record.pmid
     revisions = session.exec(select(RecordRevision).where(RecordRevision.pmid == pmid)
                              .order_by(col(RecordRevision.revision).desc())).all()
     alerts = session.exec(select(Alert).where(Alert.pmid == pmid)
@@ -82,12 +93,48 @@ def record_page(request: Request, pmid: int, session: DbSession, user: Viewer,
     explanation = record_explanation(session, record, request.app.state.model_cache)
     screening = record_screening(session, record, user,
                                  screeners_per_record=screeners_per_record(request))
+    index = TrialIndex.load(session)
+    matches = index.match_record(record)
+    trials = session.exec(select(Trial.id, Trial.name).order_by(col(Trial.name))).all()
+    # The form proposes the best match; adding the record's registration to it is ticked
+    # when the record lists exactly one (a pooled analysis of several trials lists them
+    # all) and that trial does not have it yet.
+    best = matches[0].trial_id if matches else None
+    ids = [registry_key(r) for r in record.nct_ids or []]
+    values = link_values if link_values is not None else {
+        "trial_id": str(best or ""), "kind": "update" if matches else "primary",
+        "citation": record_citation(record), "year": str(record.year or ""),
+        "add_registry": "1" if len(ids) == 1 and best not in index.by_registry.get(ids[0], ())
+        else ""}
     return render(request, "record.html", {
         "record": record, "rank": rank, "revisions": revisions, "alerts": alerts,
         "reports": reports, "history": visible_history(session, pmid, screening),
         "explanation": explanation, "screening": screening,
-        "decisions": DECISIONS,
-    })
+        "decisions": DECISIONS, "trial_matches": matches,
+        "trial_options": {str(i): n for i, n in trials}, "report_kinds": REPORT_KINDS,
+        "link_values": values, "link_errors": link_errors or {},
+    }, status_code=status_code)
+
+
+@router.post("/records/{pmid}/reports")
+async def link_to_trial(request: Request, pmid: int, session: DbSession,
+                        user: Curator) -> Response:
+    record = get_or_404(session, Record, pmid,
+                        missing=f"record PMID {pmid} is not in the database")
+    data = {k: str(v) for k, v in (await request.form()).items()}
+    try:
+        trial, report, added = link_record(session, record, data, user=user)
+    except FieldErrors as exc:
+        session.rollback()
+        return _record_page(request, session, record, user, status_code=400,
+                            link_values=data, link_errors=exc.fields)
+    session.commit()
+    text = f"PMID {pmid} added to {trial.name} as its {report.kind} report."
+    if added:
+        text += f" Registration{'s' if len(added) > 1 else ''} added to the trial: " \
+                f"{', '.join(added)}."
+    flash(request, text + " Enter its hazard ratios below.", "ok")
+    return RedirectResponse(f"/trials/{trial.id}#add-estimate", status_code=303)
 
 
 @router.post("/records/{pmid}/decision")

@@ -19,6 +19,7 @@ from screening.web.corrections import (
     withdraw_estimate,
 )
 from screening.web.csrf import csrf_protect
+from screening.web.decisions import parse_pmid
 from screening.web.deps import (
     Curator,
     DbSession,
@@ -48,13 +49,15 @@ from screening.web.trials import (
     create_trial,
     edit_message,
     edit_trial,
+    new_trial_values,
+    record_citation,
     trial_form_values,
 )
 from screening.web.verification import may_verify, parse_new_estimate, set_verified
 from store.bias import ENDPOINTS as BIAS_ENDPOINTS
 from store.bias import AssessmentError, current_assessment
 from store.errors import ConfigError, ValidationError
-from store.models import Estimate, Trial, TrialReport, User
+from store.models import Estimate, Record, Trial, TrialReport, User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -83,20 +86,44 @@ def trials_page(request: Request, session: DbSession, user: Viewer) -> Response:
 
 
 @router.get("/trials/new")
-def new_trial_form(request: Request, user: Curator) -> Response:
-    return render(request, "trial_new.html", {"values": {}, "errors": {}, **CHOICES})
+def new_trial_form(request: Request, session: DbSession, user: Curator,
+                   from_pmid: Annotated[int | None, Query(ge=1)] = None) -> Response:
+    """The new-trial form; ``from_pmid`` fills it from a record (name, registrations), which
+    becomes the trial's primary report when the trial is created."""
+    values: dict[str, str] = {}
+    record = None
+    if from_pmid is not None:
+        record = get_or_404(session, Record, from_pmid,
+                            missing=f"record PMID {from_pmid} is not in the database")
+        values = new_trial_values(record)
+    return render(request, "trial_new.html", {"values": values, "errors": {},
+                                              "record": record, **CHOICES})
 
 
 @router.post("/trials/new")
 async def new_trial(request: Request, session: DbSession, user: Curator) -> Response:
     data = await _form(request)
+    record = None
+    if data.get("from_pmid"):
+        pmid = parse_pmid(data["from_pmid"])
+        record = get_or_404(session, Record, pmid,
+                            missing=f"record PMID {pmid} is not in the database")
     try:
         trial = create_trial(session, data, user=user)
+        if record is not None:
+            add_report(session, trial, {"pmid": str(record.pmid), "kind": "primary",
+                                        "citation": record_citation(record),
+                                        "year": str(record.year or "")}, user=user)
     except FieldErrors as exc:
+        session.rollback()
         return render(request, "trial_new.html", {"values": data, "errors": exc.fields,
-                                                  **CHOICES}, status_code=400)
+                                                  "record": record, **CHOICES},
+                      status_code=400)
     session.commit()
-    flash(request, f"Trial {trial.name} created.", "ok")
+    text = f"Trial {trial.name} created."
+    if record is not None:
+        text += f" PMID {record.pmid} is its primary report: complete its citation below."
+    flash(request, text, "ok")
     return RedirectResponse(f"/trials/{trial.id}", status_code=303)
 
 

@@ -14,18 +14,15 @@ from sqlmodel import Session, col, select
 from screening.web.extraction import SETTINGS, FieldErrors, _Reader
 from store.audit import audit
 from store.errors import ValidationError
-from store.models import Estimate, Trial, TrialReport, User
+from store.models import Estimate, Record, Trial, TrialReport, User
+from store.trial_match import REGISTRY_ID
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
-# ClinicalTrials.gov, EudraCT, ISRCTN and the Australian/NZ registry: the ones myeloma trials use.
-_REGISTRY_ID = re.compile(
-    r"^(NCT\d{8}|\d{4}-\d{6}-\d{2}|ISRCTN\d{8}|ACTRN\d{14}|EUCTR\d{4}-\d{6}-\d{2}(-[A-Z]{2})?)$"
-)
 
 
 def parse_registry_ids(text: str | None) -> tuple[list[str], str | None]:
     ids = [t for t in re.split(r"[\s,;]+", (text or "").strip().upper()) if t]
-    bad = [t for t in ids if not _REGISTRY_ID.match(t)]
+    bad = [t for t in ids if not REGISTRY_ID.match(t)]
     if bad:
         return [], (f"{bad[0]!r} is not a registry id (NCT12345678, EudraCT 2004-001234-56, "
                     "ISRCTN…, ACTRN…)")
@@ -247,3 +244,65 @@ def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
     audit(session, "report.add", actor=user.email, object_type="trial_report",
           object_id=report.id, trial=trial.name, pmid=pmid)
     return report
+
+
+# A trial's short name in a title's parentheses: "(CALGB 100104)", "(TOURMALINE-MM3)",
+# "(Myeloma XI)". Abbreviations of one word without a digit ("(ASCT)", "(PFS)") are not names.
+_NAME_IN_TITLE = re.compile(r"\(([A-Z][A-Za-z0-9]*(?:[ ./#-]+[A-Za-z0-9]+)*)\)")
+
+
+def trial_name_from_title(title: str | None) -> str:
+    """The trial name a title gives in parentheses, or "" (the curator types it)."""
+    for m in _NAME_IN_TITLE.finditer(title or ""):
+        name = m.group(1)
+        if any(ch.isdigit() for ch in name) or re.search(r"[ ./#-]", name):
+            return name
+    return ""
+
+
+def new_trial_values(record: Record) -> dict[str, str]:
+    """The new-trial form filled from the record it is created from."""
+    return {"name": trial_name_from_title(record.title),
+            "registry_ids": ", ".join(record.nct_ids or []), "from_pmid": str(record.pmid)}
+
+
+def record_citation(record: Record) -> str:
+    """A first citation of a record for its report row ("Holstein SA et al. Lancet Haematol
+    2017"); the curator may complete it (volume, pages) on the record page."""
+    authors = list(record.authors or [])
+    who = (authors[0] if len(authors) == 1 else f"{authors[0]} et al.") if authors else ""
+    where = " ".join(str(x) for x in (record.journal_abbrev or record.journal, record.year) if x)
+    return " ".join(part for part in (who, where) if part) or f"PMID {record.pmid}"
+
+
+def link_record(session: Session, record: Record, data: Mapping[str, Any], *,
+                user: User) -> tuple[Trial, TrialReport, list[str]]:
+    """Add ``record`` as a report of the trial the form names (``trial_id``, with the report's
+    ``kind``, ``citation`` and ``year``). With ``add_registry`` set, the record's registry ids
+    the trial does not have yet are added to it (PubMed's DataBank list is the registry's own
+    cross-reference). Returns the trial, the report and the ids added; raises FieldErrors."""
+    r = _Reader(data)
+    trial_id = r.integer("trial_id", minimum=1)
+    trial = session.get(Trial, trial_id) if trial_id is not None else None
+    if trial is None and "trial_id" not in r.errors:
+        r.errors["trial_id"] = ("choose a trial of the review" if trial_id is None
+                                else f"there is no trial {trial_id}")
+    if trial is not None and session.exec(select(TrialReport.id).where(
+            TrialReport.trial_id == trial.id, TrialReport.pmid == record.pmid)).first():
+        r.errors["trial_id"] = f"PMID {record.pmid} is already a report of {trial.name}"
+    if r.errors or trial is None:
+        raise FieldErrors(r.errors)
+    report = add_report(session, trial, {**data, "pmid": str(record.pmid)}, user=user)
+    added: list[str] = []
+    if r.flag("add_registry"):
+        have = set(trial.registry_ids or [])
+        added = [rid for rid in parse_registry_ids(" ".join(record.nct_ids or []))[0]
+                 if rid not in have]
+        if added:
+            old = list(trial.registry_ids or [])
+            trial.registry_ids = [*old, *added]
+            session.add(trial)
+            audit(session, "trial.edit", actor=user.email, object_type="trial",
+                  object_id=trial.id, name=trial.name, old={"registry_ids": old},
+                  new={"registry_ids": trial.registry_ids}, source=f"PMID {record.pmid}")
+    return trial, report, added

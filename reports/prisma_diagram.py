@@ -1,0 +1,361 @@
+"""The PRISMA 2020 flow diagram (Page et al., BMJ 2021;372:n71: the template for new reviews
+with searches of databases) as standalone SVG, drawn from :func:`reports.exports.prisma_counts`.
+
+Plain string building, no plotting library: boxes, arrows and the template's phase bars
+(Identification, Screening, Included). Every text goes through :func:`html.escape`, so the
+result is well-formed XML whatever a title or note contains, and it can be served as
+``image/svg+xml`` or written inline into a page (no XML declaration, no scripts, no styles:
+presentation attributes only, which the app's content security policy allows).
+
+Our flow has no full-text stage: where the template has "reports sought / assessed", the
+screening phase ends with the records included after title/abstract screening; the records
+still awaiting a decision (and, under dual screening, those in conflict) branch off it.
+Long labels are wrapped with an estimated character width (a sans-serif at ``FONT_SIZE``
+rarely averages more than 0.6 em per character), so no text runs out of its box.
+"""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+
+from reports.exports import (
+    AUTOMATION_STAGE,
+    AWAITING_STAGE,
+    CONFLICT_STAGE,
+    CURATORS_STAGE,
+    DELETED_STAGE,
+    DUPLICATES_STAGE,
+    IDENTIFIED_STAGE,
+    INCLUDED_STAGE,
+    REPORTS_STAGE,
+    SCREENED_STAGE,
+    TRIALS_STAGE,
+    PrismaSince,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TITLE = "PRISMA 2020 flow diagram"
+HEADER = "Identification of studies via databases (PubMed)"
+#: Stages every diagram needs (the conflict stage is drawn only when present: dual screening).
+REQUIRED_STAGES = (IDENTIFIED_STAGE, DUPLICATES_STAGE, DELETED_STAGE, SCREENED_STAGE,
+                   AUTOMATION_STAGE, CURATORS_STAGE, AWAITING_STAGE, INCLUDED_STAGE,
+                   TRIALS_STAGE, REPORTS_STAGE)
+
+FONT_FAMILY = "Helvetica, Arial, sans-serif"
+FONT_SIZE = 13
+NOTE_SIZE = 11
+TITLE_SIZE = 16
+LINE = 17  # baseline to baseline at FONT_SIZE
+NOTE_LINE = 15
+TITLE_LINE = 21
+EM_RATIO = 0.6  # estimated average character width, in em (bold: BOLD_RATIO)
+BOLD_RATIO = 0.66
+PAD = 8  # inside a box
+MARGIN = 12
+PHASE_W = 28
+LEFT_X = MARGIN + PHASE_W + 14
+LEFT_W = 300
+COL_GAP = 56
+RIGHT_X = LEFT_X + LEFT_W + COL_GAP
+RIGHT_W = 330
+WIDTH = RIGHT_X + RIGHT_W + MARGIN
+ROW_GAP = 26
+INK = "#1d2327"
+BOX_STROKE = "#3b4752"
+HEADER_FILL = "#f6d68b"
+PHASE_FILL = "#bcd4ec"
+NOTE_INK = "#4a5560"
+
+
+@dataclass(frozen=True)
+class _Text:
+    text: str
+    bold: bool = False
+
+
+@dataclass
+class _Box:
+    name: str  # the class that names the box (tests and styles find it by this)
+    texts: list[_Text]
+    lines: list[_Text] = field(default_factory=list)
+
+    def wrap(self, width: float) -> None:
+        self.lines = [_Text(line, t.bold) for t in self.texts
+                      for line in wrap_text(t.text, width, FONT_SIZE, bold=t.bold)]
+
+    @property
+    def height(self) -> float:
+        return 2 * PAD + len(self.lines) * LINE
+
+
+@dataclass
+class _Row:
+    phase: str
+    left: _Box | None
+    right: _Box | None
+    height: float = 0.0
+    y: float = 0.0
+
+
+def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = None,
+               since: PrismaSince | None = None) -> str:
+    """The flow diagram of ``counts`` (``prisma_counts`` rows, looked up by stage name) as SVG
+    text. ``title`` is drawn above the diagram and names it for assistive technology;
+    ``since`` adds "(+k since DATE)" to the stages it has a figure for, and a note saying what
+    those figures count and from when."""
+    n = {stage: int(value) for stage, value, _ in counts}
+    missing = [s for s in REQUIRED_STAGES if s not in n]
+    if missing:
+        raise ValueError(f"PRISMA counts lack the stages {', '.join(map(repr, missing))}")
+    added = dict(since.counts) if since is not None else {}
+    day = _day(since.at) if since is not None else ""
+
+    def count(stage: str) -> _Text:
+        return _Text(count_text(n[stage], added.get(stage), day))
+
+    rows = [
+        _Row("Identification",
+             _Box("identified", [_Text("Records identified from PubMed"),
+                                 count(IDENTIFIED_STAGE)]),
+             _Box("removed", [_Text("Records removed before screening:", bold=True),
+                              _Text("Duplicate records (later versions of a PMID already "
+                                    "held)"), count(DUPLICATES_STAGE),
+                              _Text("Records removed for other reasons (deleted from "
+                                    "PubMed)"), count(DELETED_STAGE)])),
+        _Row("Screening",
+             _Box("screened", [_Text("Records screened"), count(SCREENED_STAGE)]),
+             _Box("excluded", [_Text("Records excluded:", bold=True),
+                               _Text("by the automation tool (classifier score below the "
+                                     "flag threshold)"), count(AUTOMATION_STAGE),
+                               _Text("by curators"), count(CURATORS_STAGE)])),
+        _Row("Screening", None,
+             _Box("awaiting", [_Text("Records awaiting a screening decision (no decision "
+                                     "yet, or 'maybe')"), count(AWAITING_STAGE)])),
+    ]
+    if CONFLICT_STAGE in n:  # dual screening
+        rows.append(_Row("Screening", None, _Box("conflicts", [
+            _Text("Records in conflict awaiting resolution (the two screeners disagree)"),
+            count(CONFLICT_STAGE)])))
+    rows += [
+        _Row("Screening",
+             _Box("included-records", [_Text("Records included after title/abstract "
+                                             "screening"), count(INCLUDED_STAGE)]), None),
+        _Row("Included",
+             _Box("included", [_Text("Studies included in review (randomised trials)"),
+                               count(TRIALS_STAGE), _Text("Reports of included studies"),
+                               count(REPORTS_STAGE)]), None),
+    ]
+    name = title or DEFAULT_TITLE
+    note = _since_note(since) if since is not None else ""
+    svg = _draw(rows, title=title, name=name, desc=describe(n, added, day), note=note)
+    log.debug("PRISMA diagram drawn: %d rows, %d characters", len(rows), len(svg))
+    return svg
+
+
+# ----------------------------------------------------------------------------- text
+def count_text(value: int, added: int | None = None, day: str = "") -> str:
+    """"n = 1,234", or "n = 1,234 (+12 since 2025-11-02)" when a since figure exists."""
+    text = f"n = {value:,}"
+    if added is not None:
+        text += f" (+{added:,} since {day})"
+    return text
+
+
+def wrap_text(text: str, width: float, size: float, *, bold: bool = False) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels at font ``size`` (estimated)."""
+    per_char = size * (BOLD_RATIO if bold else EM_RATIO)
+    chars = max(1, int(width // per_char))
+    return textwrap.wrap(text, width=chars, break_on_hyphens=False) or [""]
+
+
+def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
+    """The whole flow in words (the SVG's ``<desc>``)."""
+    def num(stage: str) -> str:
+        extra = f" ({added[stage]:,} added since {day})" if stage in added else ""
+        return f"{n[stage]:,}{extra}"
+
+    conflicts = (f"; {num(CONFLICT_STAGE)} in conflict awaiting resolution"
+                 if CONFLICT_STAGE in n else "")
+    return (
+        f"Identification: {num(IDENTIFIED_STAGE)} records identified from PubMed; removed "
+        f"before screening: {num(DUPLICATES_STAGE)} duplicate records and "
+        f"{num(DELETED_STAGE)} records deleted from PubMed. "
+        f"Screening: {num(SCREENED_STAGE)} records screened; excluded: "
+        f"{num(AUTOMATION_STAGE)} by the automation tool and {num(CURATORS_STAGE)} by "
+        f"curators; {num(AWAITING_STAGE)} awaiting a screening decision{conflicts}; "
+        f"{num(INCLUDED_STAGE)} records included after title/abstract screening. "
+        f"Included: {num(TRIALS_STAGE)} studies (randomised trials) with "
+        f"{num(REPORTS_STAGE)} reports.")
+
+
+def _day(at: datetime) -> str:
+    return _utc(at).date().isoformat()
+
+
+def _utc(at: datetime) -> datetime:
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _since_note(since: PrismaSince) -> str:
+    return (f"+n since {_day(since.at)}: added after {since.what} "
+            f"({_utc(since.at):%Y-%m-%d %H:%M} UTC): records first stored, new versions "
+            "stored, current curator decisions made, trials and reports added. A box "
+            "without one has no stored date to count from (deletions, the classifier's "
+            "exclusions, conflicts, the backlog).")
+
+
+# ----------------------------------------------------------------------------- drawing
+def _draw(rows: list[_Row], *, title: str | None, name: str, desc: str, note: str) -> str:
+    for row in rows:
+        for box, width in ((row.left, LEFT_W), (row.right, RIGHT_W)):
+            if box is not None:
+                box.wrap(width - 2 * PAD)
+        row.height = max(b.height for b in (row.left, row.right) if b is not None)
+    _fit_phase_labels(rows)
+
+    body: list[str] = []
+    y = float(MARGIN)
+    if title:
+        for line in wrap_text(title, WIDTH - 2 * MARGIN, TITLE_SIZE, bold=True):
+            y += TITLE_LINE
+            body.append(_text(MARGIN, y - 5, line, size=TITLE_SIZE, bold=True))
+        y += 8
+    header_h = 2 * PAD + LINE
+    body.append(_rect(LEFT_X, y, RIGHT_X + RIGHT_W - LEFT_X, header_h, fill=HEADER_FILL,
+                      cls="header"))
+    body.append(_text((LEFT_X + RIGHT_X + RIGHT_W) / 2, y + PAD + LINE - 4, HEADER,
+                      bold=True, anchor="middle"))
+    y += header_h + ROW_GAP
+    for row in rows:
+        row.y = y
+        y += row.height + ROW_GAP
+    bottom = y - ROW_GAP
+
+    body += _phase_bars(rows)
+    body += _arrows(rows)
+    for row in rows:
+        for box, x, w in ((row.left, LEFT_X, LEFT_W), (row.right, RIGHT_X, RIGHT_W)):
+            if box is not None:
+                body.append(_box(box, x, row.y, w, row.height))
+    if note:
+        y = bottom + 10
+        for line in wrap_text(note, WIDTH - 2 * MARGIN, NOTE_SIZE):
+            y += NOTE_LINE
+            body.append(_text(MARGIN, y - 4, line, size=NOTE_SIZE, fill=NOTE_INK,
+                              cls="since-note"))
+        bottom = y
+    height = int(bottom + MARGIN)
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" '
+            f'aria-labelledby="prisma-title prisma-desc" width="{WIDTH}" height="{height}" '
+            f'viewBox="0 0 {WIDTH} {height}" font-family="{FONT_FAMILY}" '
+            f'font-size="{FONT_SIZE}" fill="{INK}">')
+    defs = ('<defs><marker id="prisma-arrowhead" viewBox="0 0 10 10" refX="10" refY="5" '
+            'markerWidth="7" markerHeight="7" orient="auto">'
+            f'<path d="M0,0 L10,5 L0,10 z" fill="{BOX_STROKE}"/></marker></defs>')
+    return "\n".join([
+        head,
+        f'<title id="prisma-title">{escape(name)}</title>',
+        f'<desc id="prisma-desc">{escape(desc)}</desc>',
+        defs,
+        f'<rect width="{WIDTH}" height="{height}" fill="#ffffff"/>',
+        *body,
+        "</svg>",
+        "",
+    ])
+
+
+def _fit_phase_labels(rows: list[_Row]) -> None:
+    """Make each phase bar tall enough for its (rotated) label: the last row of a short
+    phase grows."""
+    for phase, group in _phases(rows):
+        span = sum(r.height for r in group) + ROW_GAP * (len(group) - 1)
+        need = len(phase) * FONT_SIZE * BOLD_RATIO + 2 * PAD
+        if span < need:
+            group[-1].height += need - span
+
+
+def _phases(rows: Iterable[_Row]) -> list[tuple[str, list[_Row]]]:
+    groups: list[tuple[str, list[_Row]]] = []
+    for row in rows:
+        if groups and groups[-1][0] == row.phase:
+            groups[-1][1].append(row)
+        else:
+            groups.append((row.phase, [row]))
+    return groups
+
+
+def _phase_bars(rows: list[_Row]) -> list[str]:
+    out = []
+    for phase, group in _phases(rows):
+        top, bottom = group[0].y, group[-1].y + group[-1].height
+        cx, cy = MARGIN + PHASE_W / 2, (top + bottom) / 2
+        out.append(_rect(MARGIN, top, PHASE_W, bottom - top, fill=PHASE_FILL, rx=6,
+                         cls=f"phase phase-{phase.lower()}", stroke="none"))
+        out.append(f'<text x="{cx:g}" y="{cy:g}" transform="rotate(-90 {cx:g} {cy:g})" '
+                   f'text-anchor="middle" dy="0.35em" font-weight="bold">'
+                   f'{escape(phase)}</text>')
+    return out
+
+
+def _arrows(rows: list[_Row]) -> list[str]:
+    """Down the left column from box to box; right from a left box to its right box, and
+    from the vertical line to the boxes that branch off it."""
+    out = []
+    spine = LEFT_X + LEFT_W / 2
+    previous: _Row | None = None
+    for row in rows:
+        mid = row.y + row.height / 2
+        if row.left is not None:
+            if previous is not None:
+                out.append(_arrow(spine, previous.y + previous.height, spine, row.y))
+            if row.right is not None:
+                out.append(_arrow(LEFT_X + LEFT_W, mid, RIGHT_X, mid))
+            previous = row
+        elif row.right is not None:
+            out.append(_arrow(spine, mid, RIGHT_X, mid))
+    return out
+
+
+def _box(box: _Box, x: float, y: float, w: float, h: float) -> str:
+    parts = [f'<g class="box box-{escape(box.name)}">',
+             _rect(x, y, w, h, fill="#ffffff")]
+    # Centre the lines vertically: a box may be stretched to its row's height.
+    top = y + (h - len(box.lines) * LINE) / 2
+    for i, line in enumerate(box.lines):
+        parts.append(_text(x + PAD, top + (i + 1) * LINE - 4, line.text, bold=line.bold))
+    parts.append("</g>")
+    return "\n".join(parts)
+
+
+def _rect(x: float, y: float, w: float, h: float, *, fill: str, rx: float = 3,
+          cls: str = "", stroke: str = BOX_STROKE) -> str:
+    klass = f' class="{escape(cls)}"' if cls else ""
+    return (f'<rect{klass} x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{rx:g}" '
+            f'fill="{fill}" stroke="{stroke}" stroke-width="1.2"/>')
+
+
+def _text(x: float, y: float, text: str, *, size: float = FONT_SIZE, bold: bool = False,
+          anchor: str = "start", fill: str = "", cls: str = "") -> str:
+    attrs = [f'x="{x:g}"', f'y="{y:g}"']
+    if size != FONT_SIZE:
+        attrs.append(f'font-size="{size:g}"')
+    if bold:
+        attrs.append('font-weight="bold"')
+    if anchor != "start":
+        attrs.append(f'text-anchor="{anchor}"')
+    if fill:
+        attrs.append(f'fill="{fill}"')
+    if cls:
+        attrs.append(f'class="{escape(cls)}"')
+    return f'<text {" ".join(attrs)}>{escape(text)}</text>'
+
+
+def _arrow(x1: float, y1: float, x2: float, y2: float) -> str:
+    return (f'<line class="arrow" x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" '
+            f'stroke="{BOX_STROKE}" stroke-width="1.4" marker-end="url(#prisma-arrowhead)"/>')

@@ -1,0 +1,48 @@
+"""The PRISMA 2020 flow of the review in the browser: the diagram (``reports.prisma_diagram``)
+inline, the counts with their notes, and what was added since the last digest; the diagram
+alone as ``/prisma.svg``.
+
+Read-only and for every signed-in role. The counts follow the app's screening setting, as
+``mmlr export prisma`` does: under dual screening the records in conflict have a line (and a
+box) of their own.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from markupsafe import Markup
+
+from reports.exports import (
+    NO_SINCE_REASON,
+    SINCE_NOTES,
+    prisma_counts,
+    prisma_figure,
+    prisma_since_last_digest,
+)
+from reports.prisma_diagram import prisma_svg
+from screening.web.deps import DbSession, Viewer, dual_screening
+from screening.web.routes_estimates import SVG_HEADERS
+from screening.web.templating import render
+
+router = APIRouter()
+
+_SVG_NAME = "mmlr-prisma.svg"
+
+
+@router.get("/prisma")
+def prisma_page(request: Request, session: DbSession, user: Viewer) -> Response:
+    counts = prisma_counts(session, dual=dual_screening(request))
+    since = prisma_since_last_digest(session)
+    # Markup: prisma_svg escapes every text it writes, so the page takes it as it is.
+    svg = Markup(prisma_svg(counts, since=since))  # noqa: S704
+    return render(request, "prisma.html", {
+        "counts": counts, "since": since, "svg": svg, "since_notes": SINCE_NOTES,
+        "no_since_reason": NO_SINCE_REASON})
+
+
+@router.get("/prisma.svg")
+def prisma_image(request: Request, session: DbSession, user: Viewer) -> Response:
+    svg = prisma_figure(session, dual=dual_screening(request))
+    return Response(svg, media_type="image/svg+xml", headers={
+        **SVG_HEADERS, "Content-Disposition": f'inline; filename="{_SVG_NAME}"'})

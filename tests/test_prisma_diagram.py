@@ -1,0 +1,436 @@
+"""The PRISMA 2020 flow diagram (``reports.prisma_diagram``), the counts since the last digest
+(``reports.exports.prisma_since``), the ``/prisma`` page and ``/prisma.svg``, and the diagram
+written by ``mmlr export prisma``."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import lxml.html
+import pytest
+import test_web
+from conftest import cli_env, run_cli
+from fastapi.testclient import TestClient
+from sqlmodel import select
+from test_exports import seed, seed_votes
+from test_web import as_role
+
+from reports.exports import (
+    AUTOMATION_STAGE,
+    AWAITING_STAGE,
+    CONFLICT_STAGE,
+    CURATORS_STAGE,
+    DELETED_STAGE,
+    DUPLICATES_STAGE,
+    IDENTIFIED_STAGE,
+    INCLUDED_STAGE,
+    REPORTS_STAGE,
+    SCREENED_STAGE,
+    TRIALS_STAGE,
+    PrismaSince,
+    export,
+    prisma_counts,
+    prisma_since,
+    prisma_since_last_digest,
+)
+from reports.prisma_diagram import (
+    BOLD_RATIO,
+    EM_RATIO,
+    FONT_SIZE,
+    LEFT_W,
+    PAD,
+    RIGHT_W,
+    prisma_svg,
+    wrap_text,
+)
+from screening.web.app import create_app
+from store.models import Decision, Digest, Record, RecordRevision, Trial, TrialReport, User
+
+app = test_web.app
+users = test_web.users
+
+SVG = "{http://www.w3.org/2000/svg}"
+CUT = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)
+BEFORE, AFTER = CUT - timedelta(days=1), CUT + timedelta(days=1)
+#: Which box of the diagram shows which stage.
+BOX_OF = {IDENTIFIED_STAGE: "identified", DUPLICATES_STAGE: "removed",
+          DELETED_STAGE: "removed", SCREENED_STAGE: "screened", AUTOMATION_STAGE: "excluded",
+          CURATORS_STAGE: "excluded", CONFLICT_STAGE: "conflicts", AWAITING_STAGE: "awaiting",
+          INCLUDED_STAGE: "included-records", TRIALS_STAGE: "included",
+          REPORTS_STAGE: "included"}
+EXTRA_LOW_SCORES = 1500  # enough records for thousands separators
+
+
+# ----------------------------------------------------------------------------- helpers
+def parse(svg: str) -> ET.Element:
+    root = ET.fromstring(svg)  # raises on anything that is not well-formed XML
+    assert root.tag == f"{SVG}svg"
+    return root
+
+
+def boxes(svg: str) -> dict[str, str]:
+    """Box name (its ``box-NAME`` class) -> its text, wrapped lines joined by spaces."""
+    found = {}
+    for g in parse(svg).iter(f"{SVG}g"):
+        classes = (g.get("class") or "").split()
+        if "box" in classes:
+            name = next(c[4:] for c in classes if c.startswith("box-"))
+            found[name] = " ".join(t.text or "" for t in g.iter(f"{SVG}text"))
+    return found
+
+
+def seed_many(ctx: Any) -> None:
+    """``test_exports.seed`` plus 1,500 records the classifier excluded."""
+    seed(ctx)
+    with ctx.sessions() as s:
+        s.add_all([Record(pmid=1000 + i, title=f"low {i}", score=0.01, flagged=False)
+                   for i in range(EXTRA_LOW_SCORES)])
+        s.commit()
+
+
+def seed_since(ctx: Any) -> None:
+    """Records, revisions, decisions, trials and reports on both sides of ``CUT``."""
+    with ctx.sessions() as s:
+        a, b = User(email="a@example.org", role="curator"), User(email="b@example.org",
+                                                                 role="curator")
+        s.add_all([a, b])
+        s.flush()
+
+        def record(pmid: int, seen: datetime, decision: str | None = None,
+                   deleted: bool = False) -> None:
+            s.add(Record(pmid=pmid, title=f"record {pmid}", first_seen_at=seen,
+                         decision=decision, deleted=deleted, score=0.9, flagged=True))
+
+        def decide(pmid: int, decision: str, at: datetime, user: User = a) -> None:
+            s.add(Decision(pmid=pmid, user_id=user.id, decision=decision, created_at=at))
+
+        record(10, BEFORE, "include")
+        decide(10, "include", BEFORE)  # included before the cut: not new
+        record(11, BEFORE, "include")
+        decide(11, "exclude", BEFORE)
+        decide(11, "include", AFTER)  # changed its mind after the cut: a new include
+        record(12, AFTER, "include")
+        decide(12, "include", AFTER)
+        record(13, AFTER, "exclude")
+        decide(13, "exclude", AFTER)
+        record(14, BEFORE, "exclude")
+        decide(14, "exclude", BEFORE)
+        record(15, AFTER, "include", deleted=True)  # deleted: out of the included box
+        decide(15, "include", AFTER)
+        record(16, BEFORE, "include")  # decided without a row (import): no date, not new
+        record(17, AFTER)  # new, undecided
+        record(18, BEFORE, "include")  # dual screening: the second, agreeing vote after
+        decide(18, "include", BEFORE, a)
+        decide(18, "include", AFTER, b)
+        record(19, AFTER, "maybe")
+        decide(19, "maybe", AFTER)
+        record(20, CUT)  # at the cut itself: not after it
+        s.add_all([RecordRevision(pmid=10, revision=1, content_hash="a", recorded_at=BEFORE),
+                   RecordRevision(pmid=10, revision=2, content_hash="b", recorded_at=AFTER),
+                   RecordRevision(pmid=11, revision=1, content_hash="c", recorded_at=AFTER)])
+        old = Trial(name="Old trial", drug="thalidomide", setting="post_asct", created_at=BEFORE)
+        new = Trial(name="New trial", drug="lenalidomide", setting="post_asct", created_at=AFTER)
+        s.add_all([old, new])
+        s.flush()
+        s.add_all([TrialReport(trial_id=old.id, citation="old 1", created_at=BEFORE),
+                   TrialReport(trial_id=old.id, citation="old update", created_at=AFTER),
+                   TrialReport(trial_id=new.id, citation="new 1", created_at=AFTER)])
+        s.commit()
+
+
+SINCE_EXPECTED = {
+    IDENTIFIED_STAGE: 5,  # 12, 13, 15, 17, 19
+    DUPLICATES_STAGE: 2,
+    CURATORS_STAGE: 1,  # 13
+    INCLUDED_STAGE: 3,  # 11, 12, 18
+    TRIALS_STAGE: 1,
+    REPORTS_STAGE: 2,
+}
+
+
+# ----------------------------------------------------------------------------- the diagram
+def test_every_count_is_in_its_box(ctx: Any) -> None:
+    seed_many(ctx)
+    with ctx.sessions() as s:
+        counts = prisma_counts(s)
+    n = {stage: value for stage, value, _ in counts}
+    assert n[IDENTIFIED_STAGE] == 1506 and n[AUTOMATION_STAGE] == 1501
+    svg = prisma_svg(counts)
+    root = parse(svg)
+    assert root.get("role") == "img"
+    shown = boxes(svg)
+    assert CONFLICT_STAGE not in n and "conflicts" not in shown
+    for stage, value, _ in counts:
+        assert f"n = {value:,}" in shown[BOX_OF[stage]], stage
+    assert "n = 1,506" in shown["identified"] and "n = 1,501" in shown["excluded"]
+    assert shown["removed"].count("n = ") == 2 and "n = 2" in shown["removed"]
+    assert "by curators n = 1" in shown["excluded"]
+    assert "Reports of included studies n = 2" in shown["included"]
+    # the template's phase bars, and the accessible name and description
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert {"Identification", "Screening", "Included"} <= set(texts)
+    assert root.get("aria-labelledby") == "prisma-title prisma-desc"
+    assert root.find(f"{SVG}title").text == "PRISMA 2020 flow diagram"  # type: ignore[union-attr]
+    desc = root.find(f"{SVG}desc").text  # type: ignore[union-attr]
+    assert desc == (
+        "Identification: 1,506 records identified from PubMed; removed before screening: 2 "
+        "duplicate records and 1 records deleted from PubMed. Screening: 1,505 records "
+        "screened; excluded: 1,501 by the automation tool and 1 by curators; 2 awaiting a "
+        "screening decision; 1 records included after title/abstract screening. Included: 1 "
+        "studies (randomised trials) with 2 reports.")
+    assert "since" not in svg  # no cut-off given: no since figures, no note
+
+
+def test_hostile_text_is_escaped() -> None:
+    counts = [(stage, 1, "") for stage in BOX_OF if stage != CONFLICT_STAGE]
+    title = 'Review <script>alert("x")</script> & co'
+    svg = prisma_svg(counts, title=title)
+    root = parse(svg)
+    assert root.find(f"{SVG}title").text == title  # type: ignore[union-attr]
+    assert "<script" not in svg and not list(root.iter(f"{SVG}script"))
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in svg
+    # drawn above the diagram too, as text
+    assert any("<script>" in (t.text or "") for t in root.iter(f"{SVG}text"))
+
+
+def test_missing_stages_are_refused() -> None:
+    with pytest.raises(ValueError, match="records screened"):
+        prisma_svg([(stage, 1, "") for stage in BOX_OF if stage != SCREENED_STAGE])
+
+
+def test_conflict_box_only_under_dual_screening(ctx: Any) -> None:
+    seed(ctx)
+    seed_votes(ctx)
+    with ctx.sessions() as s:
+        dual, single = prisma_counts(s, dual=True), prisma_counts(s)
+    dual_boxes, single_boxes = boxes(prisma_svg(dual)), boxes(prisma_svg(single))
+    assert "conflicts" not in single_boxes
+    assert dual_boxes["conflicts"].endswith("n = 1")  # pmid 2
+    assert "in conflict awaiting resolution" in dual_boxes["conflicts"]
+    assert dual_boxes["awaiting"].endswith("n = 2") and single_boxes["awaiting"].endswith("n = 3")
+    assert "in conflict" in ET.fromstring(prisma_svg(dual)).find(f"{SVG}desc").text  # type: ignore[union-attr, operator]
+
+
+def test_long_labels_are_wrapped_inside_their_boxes() -> None:
+    counts = [(stage, 123_456_789, "") for stage in BOX_OF]
+    since = PrismaSince(at=CUT, counts={IDENTIFIED_STAGE: 98_765_432})
+    svg = prisma_svg(counts, title="A very long title " * 12, since=since)
+    root = parse(svg)
+    width = int(root.get("width") or 0)
+    for g in root.iter(f"{SVG}g"):
+        if "box" not in (g.get("class") or ""):
+            continue
+        rect = g.find(f"{SVG}rect")
+        assert rect is not None
+        box_w = float(rect.get("width") or 0)
+        assert box_w in (LEFT_W, RIGHT_W)
+        for t in g.iter(f"{SVG}text"):
+            ratio = BOLD_RATIO if t.get("font-weight") == "bold" else EM_RATIO
+            assert len(t.text or "") * FONT_SIZE * ratio <= box_w - 2 * PAD, t.text
+    title_lines = [t for t in root.iter(f"{SVG}text") if t.get("font-size") == "16"]
+    assert len(title_lines) >= 3  # wrapped, not one line running off the drawing
+    assert all(len(t.text or "") * 16 * BOLD_RATIO <= width for t in title_lines)
+    assert "n = 123,456,789" in boxes(svg)["included"]
+    assert "(+98,765,432 since 2025-11-02)" in boxes(svg)["identified"]
+    assert wrap_text("one two three four", 10.5 * FONT_SIZE * EM_RATIO, FONT_SIZE) == [
+        "one two", "three four"]
+
+
+# ----------------------------------------------------------------------------- since
+def test_since_counts_dated_additions_only(ctx: Any) -> None:
+    seed_since(ctx)
+    with ctx.sessions() as s:
+        since = prisma_since(s, CUT)
+        # the same instant in another time zone: the same cut-off
+        elsewhere = prisma_since(s, CUT.astimezone(timezone(timedelta(hours=2))))
+        everything = prisma_since(s, BEFORE - timedelta(days=1))
+    assert dict(since.counts) == SINCE_EXPECTED
+    assert dict(elsewhere.counts) == SINCE_EXPECTED
+    # stages without a stored date are left out, not estimated
+    assert not {DELETED_STAGE, SCREENED_STAGE, AUTOMATION_STAGE, AWAITING_STAGE,
+                CONFLICT_STAGE} & set(since.counts)
+    # before everything: every dated addition counts (16 has no decision row: never)
+    assert dict(everything.counts) == {IDENTIFIED_STAGE: 11, DUPLICATES_STAGE: 3,
+                                       CURATORS_STAGE: 2, INCLUDED_STAGE: 4, TRIALS_STAGE: 2,
+                                       REPORTS_STAGE: 3}
+
+
+def test_since_the_newest_digest(ctx: Any) -> None:
+    seed_since(ctx)
+    with ctx.sessions() as s:
+        assert prisma_since_last_digest(s) is None
+        s.add(Digest(period_end=BEFORE - timedelta(days=5), html="", text=""))
+        s.add(Digest(period_end=CUT, html="", text=""))
+        s.commit()
+        since = prisma_since_last_digest(s)
+        counts = prisma_counts(s)
+    assert since is not None and since.at == CUT and since.what == "the last digest"
+    assert dict(since.counts) == SINCE_EXPECTED
+    svg = prisma_svg(counts, since=since)
+    shown = boxes(svg)
+    assert shown["identified"].endswith("n = 11 (+5 since 2025-11-02)")
+    # included: 10, 11, 12, 16 (no decision row) and 18; decided after the cut: 11, 12, 18
+    assert shown["included-records"].endswith("n = 5 (+3 since 2025-11-02)")
+    assert "n = 2 (+1 since 2025-11-02)" in shown["included"]
+    assert "n = 3 (+2 since 2025-11-02)" in shown["included"]
+    assert shown["screened"].endswith("n = 10")  # no dated figure for records screened
+    assert "n = 1" in shown["removed"] and "n = 1 (+" not in shown["removed"]
+    note = " ".join(t.text or "" for t in parse(svg).iter(f"{SVG}text")
+                    if "since-note" in (t.get("class") or ""))
+    assert "after the last digest (2025-11-02 12:00 UTC)" in note
+    desc = parse(svg).find(f"{SVG}desc").text  # type: ignore[union-attr]
+    assert "11 (5 added since 2025-11-02) records identified" in (desc or "")
+
+
+# ----------------------------------------------------------------------------- web
+def _cells(html: str) -> dict[str, list[str]]:
+    doc = lxml.html.fromstring(html)
+    return {tr.get("data-stage"): [td.text_content().strip() for td in tr.xpath("td")]
+            for tr in doc.xpath("//table[contains(@class, 'prisma-counts')]/tbody/tr")}
+
+
+def test_pages_need_login(app: Any) -> None:
+    anonymous = TestClient(app, raise_server_exceptions=False)
+    for url in ("/prisma", "/prisma.svg"):
+        got = anonymous.get(url, follow_redirects=False)
+        assert got.status_code == 303, url
+        assert got.headers["location"] == f"/login?next={url.replace('/', '%2F')}"
+
+
+def test_page_shows_the_counts_and_the_diagram(app: Any, users: dict[str, str]) -> None:
+    seed_many(app.state.ctx)
+    page = as_role(app, users, "viewer").get("/prisma")
+    assert page.status_code == 200
+    rows = _cells(page.text)
+    assert rows[IDENTIFIED_STAGE][:2] == [IDENTIFIED_STAGE, "1,506"]
+    assert rows[AUTOMATION_STAGE][1] == "1,501" and rows[INCLUDED_STAGE][1] == "1"
+    assert CONFLICT_STAGE not in rows and len(rows[SCREENED_STAGE]) == 3  # no since column
+    assert "No digest yet" in page.text
+    doc = lxml.html.fromstring(page.text)
+    [svg] = doc.xpath("//figure[@class='prisma']/svg")
+    assert svg.get("role") == "img"
+    assert "n = 1,506" in " ".join(svg.xpath(".//g[contains(@class, 'box-identified')]"
+                                             "//text/text()"))
+    nav = [a.text for a in doc.xpath("//header//nav/a")]
+    assert nav[nav.index("Summary of findings") + 1] == "PRISMA"
+
+
+def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> None:
+    dual = create_app(settings.model_copy(update={"screeners_per_record": 2}))
+    try:
+        test_web.make_user(dual, "viewer@example.org", "viewer")
+        seed_since(dual.state.ctx)
+        with dual.state.ctx.sessions() as s:  # a conflict: two screeners, no agreement
+            a, b = (s.exec(select(User).where(User.email == e)).one()
+                    for e in ("a@example.org", "b@example.org"))
+            s.add(Record(pmid=30, title="disputed", first_seen_at=BEFORE, score=0.9,
+                         flagged=True))
+            s.add_all([Decision(pmid=30, user_id=a.id, decision="include", created_at=AFTER),
+                       Decision(pmid=30, user_id=b.id, decision="exclude", created_at=AFTER)])
+            s.add(Digest(period_end=CUT, html="", text=""))
+            s.commit()
+        client = as_role(dual, {"viewer": "viewer@example.org"}, "viewer")
+        page = client.get("/prisma")
+        assert page.status_code == 200
+        rows = _cells(page.text)
+        assert rows[CONFLICT_STAGE][1:3] == ["1", "—"]
+        assert rows[IDENTIFIED_STAGE][1:3] == ["12", "+5"]
+        assert rows[INCLUDED_STAGE][1:3] == ["5", "+3"]
+        assert rows[DELETED_STAGE][1:3] == ["1", "—"]
+        assert "records first stored after that time" in rows[IDENTIFIED_STAGE][3]
+        assert "period end 2025-11-02 12:00 UTC" in page.text
+        doc = lxml.html.fromstring(page.text)
+        conflict = " ".join(doc.xpath("//svg//g[contains(@class, 'box-conflicts')]"
+                                      "//text/text()"))
+        assert conflict.endswith("n = 1")
+        image = client.get("/prisma.svg")
+        assert image.status_code == 200
+        assert image.headers["content-type"] == "image/svg+xml"
+        assert image.headers["content-security-policy"].startswith("default-src 'none'")
+        shown = boxes(image.text)
+        assert shown["conflicts"].endswith("n = 1")
+        assert shown["identified"].endswith("n = 12 (+5 since 2025-11-02)")
+    finally:
+        dual.state.retrainer.join(timeout=30)
+        dual.state.ctx.dispose()
+
+
+# ----------------------------------------------------------------------------- export
+def test_export_writes_the_diagram_beside_the_tables(ctx: Any, tmp_path: Path) -> None:
+    seed_since(ctx)
+    with ctx.sessions() as s:
+        s.add(Digest(period_end=CUT, html="", text=""))
+        s.commit()
+    (tmp_path / "out").mkdir()
+    written = export(ctx, "prisma", tmp_path / "out")
+    assert [p.name for p in written] == ["prisma.csv", "prisma.md", "prisma.svg"]
+    shown = boxes(written[2].read_text(encoding="utf-8"))
+    assert shown["identified"].endswith("n = 11 (+5 since 2025-11-02)")
+    assert "conflicts" not in shown  # the test settings screen once
+
+
+def test_cli_export_prisma(ctx: Any, db_url: str, tmp_path: Path) -> None:
+    seed_many(ctx)
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    folder = tmp_path / "prisma"
+    folder.mkdir()
+    proc = run_cli("export", "prisma", "--out", str(folder), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["prisma.csv", "prisma.md", "prisma.svg"]
+    assert str(folder / "prisma.svg") in proc.stderr.splitlines()
+    assert "n = 1,506" in boxes((folder / "prisma.svg").read_text(encoding="utf-8"))["identified"]
+    # without --out: the CSV on standard output, as before, and no diagram
+    plain = run_cli("export", "prisma", env=env)
+    assert plain.returncode == 0, plain.stderr
+    lines = plain.stdout.splitlines()
+    assert lines[0] == "stage,count,note" and lines[1].startswith(f"{IDENTIFIED_STAGE},1506,")
+    assert "<svg" not in plain.stdout
+
+
+# ----------------------------------------------------------------------------- real fonts
+@pytest.mark.browser
+def test_text_fits_its_boxes_in_chromium(chromium_path: str) -> None:
+    """The wrapping estimates character widths; Chromium measures the text as drawn, in the
+    worst case we expect (nine-digit counts, since figures, dual screening, a long title)."""
+    from playwright.sync_api import sync_playwright
+    from test_browser_web import CHROMIUM_ARGS
+
+    counts = [(stage, 123_456_789, "") for stage in BOX_OF]
+    since = PrismaSince(at=CUT, counts=dict.fromkeys(BOX_OF, 98_765_432))
+    svg = prisma_svg(counts, title="Maintenance therapy in multiple myeloma: a living "
+                     "systematic review, updated whenever PubMed has news " * 2, since=since)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_content(f"<!doctype html><html><body>{svg}</body></html>")
+            overflow = page.evaluate("""() => {
+                const out = [];
+                const svg = document.querySelector('svg');
+                const width = svg.viewBox.baseVal.width, height = svg.viewBox.baseVal.height;
+                // the rotated phase labels are measured against their bars below
+                for (const t of svg.querySelectorAll('text:not([transform])')) {
+                    const b = t.getBBox();
+                    const box = t.closest('g.box');
+                    const r = box ? box.querySelector('rect').getBBox()
+                                  : {x: 0, y: 0, width: width, height: height};
+                    if (b.x < r.x || b.x + b.width > r.x + r.width
+                        || b.y < r.y || b.y + b.height > r.y + r.height) {
+                        out.push(t.textContent);
+                    }
+                }
+                for (const bar of svg.querySelectorAll('rect.phase')) {
+                    const label = bar.nextElementSibling.getBoundingClientRect();
+                    const r = bar.getBoundingClientRect();
+                    if (label.top < r.top || label.bottom > r.bottom) {
+                        out.push(bar.nextElementSibling.textContent);
+                    }
+                }
+                return out;
+            }""")
+        finally:
+            browser.close()
+    assert overflow == []

@@ -1,0 +1,390 @@
+"""Which trials of the review a record may report (``store.trial_match``), and where that is
+used: the record page (suggestions and the form that links a record to a trial), the queue's
+badge, ``trial_matches`` in GET /api/records and the digest's "possible reports" section —
+over the real app, database and digest builder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lxml.html
+import pytest
+import test_web
+from sqlmodel import col, select
+from test_web import as_role, csrf_from, db
+
+from reports.digest import build_digest
+from store.models import AuditLog, Decision, Record, Trial, TrialReport
+from store.trial_match import (
+    TrialIndex,
+    name_parts,
+    name_tokens,
+    registry_ids_in_text,
+    registry_key,
+    unlinked_strong_matches,
+)
+
+app = test_web.app
+users = test_web.users
+
+NCT = "NCT00114101"
+
+
+def _trial(trial_id: int, name: str, registry: list[str] | None = None) -> Trial:
+    return Trial(id=trial_id, name=name, drug="lenalidomide", setting="post_asct",
+                 registry_ids=registry or [])
+
+
+def _index(*trials: Trial, reports: list[tuple[int, int]] | None = None,
+           backlinks: list[tuple[int, dict[str, Any]]] | None = None) -> TrialIndex:
+    return TrialIndex(list(trials), reports or [], backlinks or [])
+
+
+def _match(index: TrialIndex, *, pmid: int = 1, title: str = "", abstract: str = "",
+           nct_ids: list[str] | None = None,
+           links: list[dict[str, Any]] | None = None) -> dict[str, tuple[bool, tuple[str, ...]]]:
+    found = index.match(pmid=pmid, title=title, abstract=abstract, nct_ids=nct_ids or [],
+                        comments_corrections=links or [])
+    return {m.trial_name: (m.strong, m.reasons) for m in found}
+
+
+# ----------------------------------------------------------------------------- names and ids
+def test_names_compare_on_letter_and_digit_runs() -> None:
+    assert name_tokens("CALGB-100104") == name_tokens("calgb 100104") == "calgb 100104"
+    assert name_tokens("CALGB100104") == "calgb 100104"
+    assert name_tokens("NCIC CTG MY.10") == "ncic ctg my 10"
+    assert name_tokens("MM-015") != name_tokens("MM-15")
+    assert name_parts("HOVON-65/GMMG-HD4") == ["hovon 65 gmmg hd 4", "hovon 65", "gmmg hd 4"]
+    assert name_parts("MRC Myeloma IX") == ["mrc myeloma ix"]
+    # one word without a digit would match prose: not used ("S0232" has a digit: used)
+    assert name_parts("MAIA") == []
+    assert name_parts("S0232") == ["s 0232"]
+
+
+def test_registry_ids_are_found_in_text_and_spelled_one_way() -> None:
+    text = ("Registered at ClinicalTrials.gov (nct00114101) and EudraCT 2004-001234-56; "
+            "see also EUCTR2005-000123-12-GB. Enrolled 2004-01-02 to 2006-12-31.")
+    assert registry_ids_in_text(text) == ["NCT00114101", "2004-001234-56", "2005-000123-12"]
+    assert registry_key("EUCTR2004-001234-56-IT") == "2004-001234-56"
+    assert registry_key(" isrctn12345678 ") == "ISRCTN12345678"
+    assert registry_ids_in_text("NCT001141012 is not an id") == []
+
+
+# ----------------------------------------------------------------------------- matching
+def test_each_signal_gives_its_reason_and_strength() -> None:
+    calgb = _trial(1, "CALGB 100104", [NCT])
+    ifm = _trial(2, "IFM 2005-02", ["EUCTR2004-001234-56-FR"])
+    hovon = _trial(3, "HOVON-65/GMMG-HD4")
+    index = _index(calgb, ifm, hovon, reports=[(1, 500), (2, 600)],
+                   backlinks=[(600, {"ref_type": "UpdateIn", "pmid": 77})])
+
+    assert _match(index, nct_ids=[NCT.lower()]) == {
+        "CALGB 100104": (True, (f"registration {NCT} listed in the record",))}
+    assert _match(index, abstract="EudraCT number 2004-001234-56.") == {
+        "IFM 2005-02": (True, ("registration 2004-001234-56 named in the abstract",))}
+    assert _match(index, title="Ten-year follow-up of CALGB-100104") == {
+        "CALGB 100104": (True, ("trial name in the title",))}
+    # a review citing trials by name in its abstract: weak
+    assert _match(index, abstract="Trials such as GMMG-HD4 and CALGB100104 showed ...") == {
+        "CALGB 100104": (False, ("trial name in the abstract",)),
+        "HOVON-65/GMMG-HD4": (False, ("trial name in the abstract",))}
+    assert _match(index, links=[{"ref_type": "UpdateOf", "pmid": 500}]) == {
+        "CALGB 100104": (True, ("an update of PMID 500, a report of the trial",))}
+    assert _match(index, links=[{"ref_type": "CommentOn", "pmid": 600}]) == {
+        "IFM 2005-02": (False, ("a comment on PMID 600, a report of the trial",))}
+    # the report's own PubMed link points at the new record
+    assert _match(index, pmid=77) == {"IFM 2005-02": (True, (
+        "an update of PMID 600, a report of the trial (PubMed's link from that report)",))}
+    # no signal: nothing, and a link to a PMID that is no report is no signal
+    assert _match(index, title="Lenalidomide maintenance in myeloma",
+                  links=[{"ref_type": "UpdateOf", "pmid": 999}]) == {}
+
+
+def test_strong_matches_come_first_and_linked_trials_are_left_out() -> None:
+    index = _index(_trial(1, "CALGB 100104", [NCT]), _trial(2, "IFM 2005-02"),
+                   reports=[(2, 42)])
+    found = index.match(pmid=9, title="After CALGB 100104", abstract="Unlike IFM 2005-02, ...",
+                        nct_ids=[NCT])
+    assert [(m.trial_name, m.strong) for m in found] == [("CALGB 100104", True),
+                                                        ("IFM 2005-02", False)]
+    assert found[0].reasons == (f"registration {NCT} listed in the record",
+                                "trial name in the title")
+    # the digest's pass reads only the strong signals, and finds the same strong matches
+    assert index.match(pmid=9, title="After CALGB 100104", abstract="Unlike IFM 2005-02, ...",
+                       nct_ids=[NCT], strong_only=True) == found[:1]
+    # PMID 42 is already a report of the IFM trial: only CALGB is suggested
+    assert [m.trial_name for m in index.match(
+        pmid=42, title="IFM 2005-02 and CALGB 100104", abstract="")] == ["CALGB 100104"]
+
+
+def test_longest_name_wins_where_two_names_overlap() -> None:
+    index = _index(_trial(1, "MRC Myeloma IX"), _trial(2, "Myeloma IX"))
+    assert set(_match(index, title="Final results of the MRC Myeloma IX trial")) == {
+        "MRC Myeloma IX"}
+    assert set(_match(index, title="In the Myeloma IX study")) == {"Myeloma IX"}
+
+
+def test_unlinked_strong_matches_skip_excluded_deleted_and_linked(ctx: Any) -> None:
+    with ctx.sessions() as s:
+        trial = Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct",
+                      registry_ids=[NCT])
+        s.add(trial)
+        s.flush()
+        for pmid, extra in [(1, {}), (2, {"decision": "exclude"}), (3, {"deleted": True}),
+                            (4, {"decision": "include"}), (5, {})]:
+            s.add(Record(pmid=pmid, title=f"Record {pmid}", nct_ids=[NCT], **extra))
+        s.add(Record(pmid=6, title="Weak only", abstract="as in CALGB 100104"))
+        s.add(TrialReport(trial_id=trial.id, pmid=5, citation="linked"))
+        s.commit()
+        found = {r.pmid: [m.trial_name for m in ms] for r, ms in unlinked_strong_matches(s)}
+    assert found == {1: ["CALGB 100104"], 4: ["CALGB 100104"]}
+
+
+# ----------------------------------------------------------------------------- web
+@pytest.fixture
+def review(app: Any) -> dict[str, int]:
+    """Two trials of the review and three records: an update of one (listing its
+    registration), a review naming it in the abstract only, and an unrelated record."""
+    with db(app) as s:
+        calgb = Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct")
+        other = Trial(name="IFM 2005-02", drug="lenalidomide", setting="post_asct")
+        s.add(calgb)
+        s.add(other)
+        s.flush()
+        s.add(TrialReport(trial_id=calgb.id, pmid=28826616, citation="Holstein SA et al. 2017"))
+        s.add(Record(pmid=90000011, title="Lenalidomide maintenance: final analysis of "
+                     "CALGB 100104 <i>update</i>", abstract="Long-term follow-up.",
+                     nct_ids=[NCT], authors=["Holstein SA", "Doe J"],
+                     journal_abbrev="Lancet Haematol", year=2026, score=0.4))
+        s.add(Record(pmid=90000012, title="Maintenance therapy: a review",
+                     abstract="CALGB 100104 and IFM 2005-02 showed ...", score=0.9))
+        s.add(Record(pmid=90000013, title="Unrelated", abstract="Nothing here.", score=0.2))
+        s.commit()
+        return {"calgb": int(calgb.id or 0), "ifm": int(other.id or 0)}
+
+
+def _section(html: str) -> Any:
+    (node,) = lxml.html.fromstring(html).xpath('//section[@id="trials"]')
+    return node
+
+
+def test_record_page_suggests_the_trial_with_a_prefilled_form(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    html = as_role(app, users, "curator").get("/records/90000011").text
+    section = _section(html)
+    (match,) = section.xpath('.//li[contains(@class, "trial-match")]')
+    assert match.get("data-trial") == str(review["calgb"]) and "strong" in match.get("class")
+    # the trial has no registration yet: its name in the title is the signal
+    assert " ".join(match.text_content().split()) == "CALGB 100104 — trial name in the title"
+    (form,) = section.xpath('.//form[@id="link-trial-form"]')
+    selected = form.xpath('.//select[@name="trial_id"]/option[@selected]')
+    assert [o.get("value") for o in selected] == [str(review["calgb"])]
+    assert form.xpath('.//select[@name="kind"]/option[@selected]/@value') == ["update"]
+    assert form.xpath('.//input[@name="citation"]/@value') == [
+        "Holstein SA et al. Lancet Haematol 2026"]
+    assert form.xpath('.//input[@name="add_registry"]/@checked') == ["checked"]
+    # weak matches are shown as weak; a record with none says so
+    weak = _section(as_role(app, users, "viewer").get("/records/90000012").text)
+    assert [" ".join(li.text_content().split()) for li in weak.xpath(".//li")] == [
+        "CALGB 100104 (weak) — trial name in the abstract",
+        "IFM 2005-02 (weak) — trial name in the abstract"]
+    assert not weak.xpath(".//form")  # a viewer gets no form
+    none = _section(as_role(app, users, "viewer").get("/records/90000013").text)
+    assert none.xpath('.//p[contains(@class, "no-trial-match")]')
+
+
+def test_linking_adds_the_report_and_the_registration(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/records/90000011").text)
+    form = {"csrf_token": token, "trial_id": str(review["calgb"]), "kind": "update",
+            "citation": "Holstein SA et al. Lancet Haematol 2026;13:e1-9", "year": "2026",
+            "add_registry": "1"}
+    response = curator.post("/records/90000011/reports", data=form, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/trials/{review['calgb']}#add-estimate"
+    page = curator.get(response.headers["location"]).text
+    assert (f"PMID 90000011 added to CALGB 100104 as its update report. Registration added "
+            f"to the trial: {NCT}. Enter its hazard ratios below.") in page
+    with db(app) as s:
+        report = s.exec(select(TrialReport).where(TrialReport.pmid == 90000011)).one()
+        assert (report.trial_id, report.kind, report.year, report.citation) == (
+            review["calgb"], "update", 2026, form["citation"])
+        assert s.get(Trial, review["calgb"]).registry_ids == [NCT]  # type: ignore[union-attr]
+        actions = [a.action for a in s.exec(select(AuditLog).order_by(col(AuditLog.id)))]
+        assert actions[-2:] == ["report.add", "trial.edit"]
+    # now a report of the trial: listed as such, no longer suggested for it
+    section = _section(curator.get("/records/90000011").text)
+    assert "CALGB 100104 — update:" in " ".join(section.text_content().split())
+    assert not section.xpath('.//li[contains(@class, "trial-match")]')
+    # the same link again is refused, next to the field, and nothing is added
+    again = curator.post("/records/90000011/reports", data=form, follow_redirects=False)
+    assert again.status_code == 400
+    assert "Trial PMID 90000011 is already a report of CALGB 100104" in again.text
+    with db(app) as s:
+        assert len(s.exec(select(TrialReport).where(TrialReport.pmid == 90000011)).all()) == 1
+
+
+def test_linking_refuses_bad_input_and_the_viewer(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/records/90000013").text)
+    bad = curator.post("/records/90000013/reports", data={
+        "csrf_token": token, "trial_id": "", "kind": "sequel", "citation": "",
+        "year": "26"}, follow_redirects=False)
+    assert bad.status_code == 400
+    text = " ".join(lxml.html.fromstring(bad.text).text_content().split())
+    assert "Trial choose a trial of the review" in text
+    missing = curator.post("/records/90000013/reports", data={
+        "csrf_token": token, "trial_id": "999", "citation": "X 2026"}, follow_redirects=False)
+    assert missing.status_code == 400 and "there is no trial 999" in missing.text
+    kind = curator.post("/records/90000013/reports", data={
+        "csrf_token": token, "trial_id": str(review["ifm"]), "kind": "sequel",
+        "citation": "X 2026"}, follow_redirects=False)
+    assert kind.status_code == 400 and "must be one of primary, update" in kind.text
+    # what was typed is kept in the form
+    assert lxml.html.fromstring(kind.text).xpath(
+        '//form[@id="link-trial-form"]//input[@name="citation"]/@value') == ["X 2026"]
+    unknown = curator.post("/records/123/reports", data={"csrf_token": token},
+                           follow_redirects=False)
+    assert unknown.status_code == 404 and "record PMID 123 is not in the database" in unknown.text
+    viewer = as_role(app, users, "viewer")
+    token = csrf_from(viewer.get("/records/90000013").text)
+    denied = viewer.post("/records/90000013/reports", data={
+        "csrf_token": token, "trial_id": str(review["ifm"]), "citation": "X 2026"},
+        follow_redirects=False)
+    assert denied.status_code == 403
+    with db(app) as s:
+        assert s.exec(select(TrialReport).where(TrialReport.pmid == 90000013)).all() == []
+
+
+def test_queue_badge_and_api_field(app: Any, users: dict[str, str],
+                                   review: dict[str, int]) -> None:
+    page = as_role(app, users, "viewer").get("/").text
+    row = page.split('data-pmid="90000011"')[1].split("</tr>")[0]
+    assert "report of CALGB 100104?" in row
+    # weak matches (a review naming trials) get no badge
+    assert "report of" not in page.split('data-pmid="90000012"')[1].split("</tr>")[0]
+    api = test_web.api_as(app, users, "viewer").get("/api/records").json()
+    by_pmid = {r["pmid"]: r["trial_matches"] for r in api["records"]}
+    assert by_pmid[90000011] == [{"trial_id": review["calgb"], "trial": "CALGB 100104",
+                                  "reasons": ["trial name in the title"],
+                                  "strong": True}]
+    assert [m["strong"] for m in by_pmid[90000012]] == [False, False]
+    assert by_pmid[90000013] == []
+
+
+# ----------------------------------------------------------------------------- digest
+def test_digest_lists_new_possible_reports_once(ctx: Any) -> None:
+    with ctx.sessions() as s:
+        trial = Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct",
+                      registry_ids=[NCT])
+        s.add(trial)
+        s.flush()
+        trial_id = trial.id
+        s.add(Record(pmid=90000021, title="Overall survival in CALGB 100104 <b>x</b>",
+                     journal_abbrev="Blood", year=2026))
+        s.add(Record(pmid=90000022, title="A review", abstract="CALGB 100104 ..."))
+        s.commit()
+    first = build_digest(ctx)
+    doc = lxml.html.fromstring(first.html)
+    rows = doc.xpath('//div[@id="trial-reports"]//tr[@class="trial-report"]')
+    assert [r.get("data-pmid") for r in rows] == ["90000021"]  # the weak one is not listed
+    assert " ".join(rows[0].text_content().split()).endswith(
+        "Trial CALGB 100104: trial name in the title")
+    assert "<b>x</b>" not in first.html and "&lt;b&gt;x&lt;/b&gt;" in first.html
+    assert "1 possible report of a trial in the review" in first.subject
+    assert "POSSIBLE REPORTS OF TRIALS IN THE REVIEW (1)" in first.text
+    assert "Trial CALGB 100104: trial name in the title" in first.text
+    assert first.summary["trial_match_keys"] == [f"90000021:{trial_id}"]
+
+    # announced once: the next digest (built because of a decision) does not repeat it,
+    # but lists a new record that lists the registration
+    with ctx.sessions() as s:
+        s.add(Decision(pmid=90000022, decision="exclude"))
+        s.add(Record(pmid=90000023, title="Quality of life", nct_ids=[NCT]))
+        s.commit()
+    second = build_digest(ctx)
+    assert second.id != first.id
+    assert second.summary["new_trial_reports_total"] == 1
+    assert [r["pmid"] for r in second.summary["new_trial_reports"]] == [90000023]
+    assert second.summary["new_trial_reports"][0]["trials"][0]["reasons"] == [
+        f"registration {NCT} listed in the record"]
+
+    # nothing new at all: no new digest; linking a record is no news either
+    with ctx.sessions() as s:
+        s.add(TrialReport(trial_id=trial_id, pmid=90000023, citation="QoL"))
+        s.commit()
+    assert build_digest(ctx).id == second.id
+    third_summary = second.summary
+    assert 'id="trial-reports"' in second.html and third_summary["trial_match_keys"] == [
+        f"90000021:{trial_id}", f"90000023:{trial_id}"]
+
+
+def test_digest_without_matches_has_no_section(ctx: Any) -> None:
+    with ctx.sessions() as s:
+        s.add(Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct"))
+        s.add(Record(pmid=90000031, title="Unrelated"))
+        s.commit()
+    digest = build_digest(ctx)
+    assert 'id="trial-reports"' not in digest.html
+    assert "POSSIBLE REPORTS" not in digest.text
+    assert digest.summary["new_trial_reports_total"] == 0
+
+
+# ----------------------------------------------------------------------------- new trial
+def test_trial_name_is_read_from_the_title_parentheses() -> None:
+    from screening.web.trials import trial_name_from_title
+
+    assert trial_name_from_title("Lenalidomide maintenance (CALGB 100104): final") == (
+        "CALGB 100104")
+    assert trial_name_from_title("Ixazomib after ASCT (TOURMALINE-MM3): a trial") == (
+        "TOURMALINE-MM3")
+    assert trial_name_from_title("Maintenance after ASCT (ASCT) in myeloma (Myeloma XI)") == (
+        "Myeloma XI")
+    assert trial_name_from_title("Progression-free survival (PFS) with lenalidomide") == ""
+    assert trial_name_from_title(None) == ""
+
+
+def test_new_trial_from_a_record_links_it_as_the_primary_report(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    with db(app) as s:
+        s.add(Record(pmid=90000014, title="Ixazomib maintenance (SYN-MM03): a phase 3 trial",
+                     nct_ids=["NCT09912345"], authors=["Roe R"], journal="Blood", year=2025))
+        s.commit()
+    curator = as_role(app, users, "curator")
+    record_page = lxml.html.fromstring(curator.get("/records/90000014").text)
+    assert record_page.xpath('//p[@class="new-trial-from-record"]/a/@href') == [
+        "/trials/new?from_pmid=90000014"]
+    form_page = curator.get("/trials/new?from_pmid=90000014")
+    doc = lxml.html.fromstring(form_page.text)
+    assert doc.xpath('//input[@name="name"]/@value') == ["SYN-MM03"]
+    assert doc.xpath('//input[@name="registry_ids"]/@value') == ["NCT09912345"]
+    assert doc.xpath('//input[@name="from_pmid"]/@value') == ["90000014"]
+    token = csrf_from(form_page.text)
+    # a refused form keeps the record (and creates nothing)
+    bad = curator.post("/trials/new", data={"csrf_token": token, "name": "SYN-MM03",
+                                            "drug": "", "setting": "post_asct",
+                                            "from_pmid": "90000014"}, follow_redirects=False)
+    assert bad.status_code == 400
+    assert lxml.html.fromstring(bad.text).xpath('//input[@name="from_pmid"]/@value') == [
+        "90000014"]
+    created = curator.post("/trials/new", data={
+        "csrf_token": token, "name": "SYN-MM03", "drug": "ixazomib", "setting": "post_asct",
+        "registry_ids": "NCT09912345", "from_pmid": "90000014"}, follow_redirects=False)
+    assert created.status_code == 303
+    page = curator.get(created.headers["location"]).text
+    assert ("Trial SYN-MM03 created. PMID 90000014 is its primary report: complete its "
+            "citation below.") in page
+    with db(app) as s:
+        trial = s.exec(select(Trial).where(Trial.name == "SYN-MM03")).one()
+        report = s.exec(select(TrialReport).where(TrialReport.pmid == 90000014)).one()
+        assert (report.trial_id, report.kind, report.citation, report.year) == (
+            trial.id, "primary", "Roe R Blood 2025", 2025)
+    # an unknown record is a clear 404, not a trial without its report
+    missing = curator.post("/trials/new", data={
+        "csrf_token": token, "name": "Other 1", "drug": "ixazomib", "setting": "post_asct",
+        "from_pmid": "123"}, follow_redirects=False)
+    assert missing.status_code == 404 and "record PMID 123 is not in the database" in missing.text
+    with db(app) as s:
+        assert s.exec(select(Trial).where(Trial.name == "Other 1")).first() is None
