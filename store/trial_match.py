@@ -107,6 +107,15 @@ def name_parts(name: str) -> list[str]:
     return list(dict.fromkeys(parts))
 
 
+def _pmid(value: Any) -> int | None:
+    """A link's PMID as stored (an int; text from older rows), or None for anything else:
+    a malformed link must not stop a page or the digest."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and len(text) <= 12 else None
+
+
 @dataclass(frozen=True)
 class TrialMatch:
     """One trial a record may report, and why."""
@@ -148,10 +157,10 @@ class TrialIndex:
         self.backlinked: dict[int, list[tuple[int, str]]] = defaultdict(list)
         for report_pmid, link in backlinks:
             words = _SAME_WORK_BACKLINKS.get(str(link.get("ref_type")))
-            target = link.get("pmid")
+            target = _pmid(link.get("pmid"))
             if words and target:
                 for trial_id in self.linked.get(int(report_pmid), ()):
-                    self.backlinked[int(target)].append(
+                    self.backlinked[target].append(
                         (trial_id, f"{words} PMID {report_pmid}, a report of the trial "
                                    "(PubMed's link from that report)"))
         parts: dict[str, set[int]] = defaultdict(set)
@@ -213,10 +222,10 @@ class TrialIndex:
             for trial_id in self.by_registry.get(rid, ()):
                 found[trial_id].strong.append(f"registration {rid} {where}")
         for link in comments_corrections or []:
-            ref, target = str(link.get("ref_type")), link.get("pmid")
+            ref, target = str(link.get("ref_type")), _pmid(link.get("pmid"))
             if not target:
                 continue
-            for trial_id in self.linked.get(int(target), ()):
+            for trial_id in self.linked.get(target, ()):
                 if ref in SAME_WORK_LINKS:
                     found[trial_id].strong.append(
                         f"{SAME_WORK_LINKS[ref]} PMID {target}, a report of the trial")

@@ -77,18 +77,22 @@ def _log_in(page: Any, base: str, email: str) -> None:
     page.wait_for_url(base + "/")
 
 
+def _add_trial(app: Any, **fields: Any) -> int:
+    """A lenalidomide post-ASCT trial with ``fields`` on top; its id."""
+    with db(app) as session:
+        trial = Trial(**{"drug": "lenalidomide", "setting": "post_asct", **fields})
+        session.add(trial)
+        session.commit()
+        return int(trial.id or 0)
+
+
 def _shot(page: Any, shots: Path, name: str) -> None:
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
 def test_curator_screens_and_extracts(app: Any, users: dict[str, str], records: int,
                                       server: str, browser: Any, tmp_path: Path) -> None:
-    with db(app) as session:
-        trial = Trial(name="BROWSER-TRIAL", drug="lenalidomide", setting="post_asct",
-                      comparator="placebo")
-        session.add(trial)
-        session.commit()
-        trial_id = trial.id
+    trial_id = _add_trial(app, name="BROWSER-TRIAL", comparator="placebo")
     problems: list[str] = []
     page = _page(browser, problems)
     _log_in(page, server, users["curator"])
@@ -355,12 +359,7 @@ def test_a_new_report_of_a_trial_is_linked_from_its_record_page(
     """Record 90000002 lists NCT00114101; once a trial of the review has that registration,
     the queue marks the record and its page proposes the link, which lands on the trial's
     extraction form."""
-    with db(app) as session:
-        trial = Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct",
-                      registry_ids=["NCT00114101"])
-        session.add(trial)
-        session.commit()
-        trial_id = trial.id
+    trial_id = _add_trial(app, name="CALGB 100104", registry_ids=["NCT00114101"])
     problems: list[str] = []
     page = _page(browser, problems)
     _log_in(page, server, users["curator"])

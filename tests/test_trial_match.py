@@ -35,6 +35,14 @@ def _trial(trial_id: int, name: str, registry: list[str] | None = None) -> Trial
                  registry_ids=registry or [])
 
 
+def _stored_calgb(session: Any) -> Trial:
+    trial = Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct",
+                  registry_ids=[NCT])
+    session.add(trial)
+    session.flush()
+    return trial
+
+
 def _index(*trials: Trial, reports: list[tuple[int, int]] | None = None,
            backlinks: list[tuple[int, dict[str, Any]]] | None = None) -> TrialIndex:
     return TrialIndex(list(trials), reports or [], backlinks or [])
@@ -95,6 +103,10 @@ def test_each_signal_gives_its_reason_and_strength() -> None:
     # the report's own PubMed link points at the new record
     assert _match(index, pmid=77) == {"IFM 2005-02": (True, (
         "an update of PMID 600, a report of the trial (PubMed's link from that report)",))}
+    # a PMID stored as text still counts; a malformed link is no signal and no crash
+    assert set(_match(index, links=[{"ref_type": "UpdateOf", "pmid": "500"},
+                                    {"ref_type": "UpdateOf", "pmid": "n/a"},
+                                    {"ref_type": "UpdateOf"}])) == {"CALGB 100104"}
     # no signal: nothing, and a link to a PMID that is no report is no signal
     assert _match(index, title="Lenalidomide maintenance in myeloma",
                   links=[{"ref_type": "UpdateOf", "pmid": 999}]) == {}
@@ -126,10 +138,7 @@ def test_longest_name_wins_where_two_names_overlap() -> None:
 
 def test_unlinked_strong_matches_skip_excluded_deleted_and_linked(ctx: Any) -> None:
     with ctx.sessions() as s:
-        trial = Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct",
-                      registry_ids=[NCT])
-        s.add(trial)
-        s.flush()
+        trial = _stored_calgb(s)
         for pmid, extra in [(1, {}), (2, {"decision": "exclude"}), (3, {"deleted": True}),
                             (4, {"decision": "include"}), (5, {})]:
             s.add(Record(pmid=pmid, title=f"Record {pmid}", nct_ids=[NCT], **extra))
@@ -277,11 +286,7 @@ def test_queue_badge_and_api_field(app: Any, users: dict[str, str],
 # ----------------------------------------------------------------------------- digest
 def test_digest_lists_new_possible_reports_once(ctx: Any) -> None:
     with ctx.sessions() as s:
-        trial = Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct",
-                      registry_ids=[NCT])
-        s.add(trial)
-        s.flush()
-        trial_id = trial.id
+        trial_id = _stored_calgb(s).id
         s.add(Record(pmid=90000021, title="Overall survival in CALGB 100104 <b>x</b>",
                      journal_abbrev="Blood", year=2026))
         s.add(Record(pmid=90000022, title="A review", abstract="CALGB 100104 ..."))
