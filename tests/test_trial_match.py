@@ -198,6 +198,11 @@ def test_record_page_suggests_the_trial_with_a_prefilled_form(
         "CALGB 100104 (weak) — trial name in the abstract",
         "IFM 2005-02 (weak) — trial name in the abstract"]
     assert not weak.xpath(".//form")  # a viewer gets no form
+    # a curator's form does not propose a weak match: no trial chosen, closed
+    weak_form = _section(as_role(app, users, "curator").get("/records/90000012").text)
+    assert weak_form.xpath('.//select[@name="trial_id"]/option[@selected]/@value') == []
+    assert weak_form.xpath('.//select[@name="kind"]/option[@selected]/@value') == ["primary"]
+    assert weak_form.xpath('.//details[contains(@class, "link-trial")]/@open') == []
     none = _section(as_role(app, users, "viewer").get("/records/90000013").text)
     assert none.xpath('.//p[contains(@class, "no-trial-match")]')
 

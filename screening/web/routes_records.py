@@ -99,10 +99,11 @@ def _record_page(request: Request, session: Session, record: Record, user: User,
     # The form proposes the best match; adding the record's registration to it is ticked
     # when the record lists exactly one (a pooled analysis of several trials lists them
     # all) and that trial does not have it yet.
-    best = matches[0].trial_id if matches else None
+    # A weak match (a comment, a name in the abstract) is shown, not proposed.
+    best = matches[0].trial_id if matches and matches[0].strong else None
     ids = [registry_key(r) for r in record.nct_ids or []]
     values = link_values if link_values is not None else {
-        "trial_id": str(best or ""), "kind": "update" if matches else "primary",
+        "trial_id": str(best or ""), "kind": "update" if best else "primary",
         "citation": record_citation(record), "year": str(record.year or ""),
         "add_registry": "1" if len(ids) == 1 and best not in index.by_registry.get(ids[0], ())
         else ""}
@@ -110,7 +111,7 @@ def _record_page(request: Request, session: Session, record: Record, user: User,
         "record": record, "rank": rank, "revisions": revisions, "alerts": alerts,
         "reports": reports, "history": visible_history(session, pmid, screening),
         "explanation": explanation, "screening": screening,
-        "decisions": DECISIONS, "trial_matches": matches,
+        "decisions": DECISIONS, "trial_matches": matches, "proposed": best is not None,
         "trial_options": {str(i): n for i, n in trials}, "report_kinds": REPORT_KINDS,
         "link_values": values, "link_errors": link_errors or {},
     }, status_code=status_code)
