@@ -200,8 +200,15 @@ def _find_report(
 
 
 def _ensure_report(session: Session, trial: Trial, **fields: Any) -> tuple[TrialReport, int]:
-    """The report with this source and citation, added when missing (and 1 if it was)."""
+    """The report with this source and citation, added when missing (and 1 if it was).
+
+    A PMID is one publication: a seed row citing it again under other words (an estimate
+    read from the conference abstract of the paper whose PMID the row gives) uses the trial's
+    report of that PMID rather than a second one."""
     found = _find_report(session, trial, fields["source_key"], fields["citation"])
+    if found is None and fields.get("pmid"):
+        found = session.exec(select(TrialReport).where(
+            TrialReport.trial_id == trial.id, TrialReport.pmid == fields["pmid"])).first()
     if found is not None:
         return found, 0
     report = TrialReport(trial_id=trial.id, **fields)  # type: ignore[arg-type]

@@ -30,6 +30,15 @@ def test_init_loads_seed_evidence_and_one_admin(ctx) -> None:  # type: ignore[no
         assert e.citation and "Lancet Haematol 2017" in e.citation
         assert all(est.citation and est.source_key for est in s.exec(select(Estimate)).all())
         assert s.exec(select(AuditLog).where(AuditLog.action == "seed.estimate")).all()
+        # one report per publication: CEMSG's estimate (read from the ASH abstract of the
+        # paper whose PMID the seed gives) uses the trial's report of that PMID
+        pairs = [(r.trial_id, r.pmid) for r in s.exec(select(TrialReport)).all() if r.pmid]
+        assert len(pairs) == len(set(pairs))
+        cemsg = s.exec(select(Trial).where(Trial.name == "CEMSG 01-002-0601")).one()
+        (est,) = s.exec(select(Estimate).where(Estimate.trial_id == cemsg.id)).all()
+        report = s.get(TrialReport, est.report_id)
+        assert report is not None and report.pmid == 20418244
+        assert "Haematologica 2010" in report.citation
 
 
 def test_inverse_orientation_is_stored_as_maintenance_vs_control(ctx) -> None:  # type: ignore[no-untyped-def]

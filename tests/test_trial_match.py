@@ -398,3 +398,26 @@ def test_new_trial_from_a_record_links_it_as_the_primary_report(
     assert missing.status_code == 404 and "record PMID 123 is not in the database" in missing.text
     with db(app) as s:
         assert s.exec(select(Trial).where(Trial.name == "Other 1")).first() is None
+
+
+def test_trial_page_refuses_a_pmid_the_trial_has_already(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    curator = as_role(app, users, "curator")
+    url = f"/trials/{review['calgb']}"
+    token = csrf_from(curator.get(url).text)
+    form = {"csrf_token": token, "pmid": "90000011", "citation": "Holstein SA 2026",
+            "year": "2026", "kind": "update"}
+    assert curator.post(url + "/reports", data=form, follow_redirects=False).status_code == 303
+    again = curator.post(url + "/reports", data=form, follow_redirects=False)
+    assert again.status_code == 400
+    text = " ".join(lxml.html.fromstring(again.text).text_content().split())
+    assert "PMID 90000011 is already a report of CALGB 100104" in text
+    # the seed report's PMID too; another trial may still cite the same PMID
+    form["pmid"] = "28826616"
+    assert curator.post(url + "/reports", data=form).status_code == 400
+    other = f"/trials/{review['ifm']}/reports"
+    assert curator.post(other, data=form, follow_redirects=False).status_code == 303
+    with db(app) as s:
+        rows = s.exec(select(TrialReport.trial_id, TrialReport.pmid)).all()
+    assert sorted(rows) == sorted([(review["calgb"], 28826616), (review["calgb"], 90000011),
+                                   (review["ifm"], 28826616)])

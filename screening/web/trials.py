@@ -235,6 +235,9 @@ def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
     if year is not None and year > 2100:
         r.errors["year"] = "must be a four-digit year"
     kind = r.choice("kind", REPORT_KINDS, default="primary")
+    if pmid is not None and session.exec(select(TrialReport.id).where(
+            TrialReport.trial_id == trial.id, TrialReport.pmid == pmid)).first():
+        r.errors["pmid"] = f"{pmid} is already a report of {trial.name}"
     if r.errors:
         raise FieldErrors(r.errors)
     report = TrialReport(trial_id=trial.id, pmid=pmid, citation=citation or "",  # type: ignore[arg-type]
