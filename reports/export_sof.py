@@ -28,6 +28,7 @@ from reports.pool import latest_results
 from reports.small_study import short_text
 from store.baselines import baseline_for, current_baselines
 from store.models import PooledResult
+from store.spreadsheet import spreadsheet_safe
 
 SOF_COLUMNS = (
     "analysis", "label", "k", "trials", "events_equivalent", "hr", "hr_ci_low", "hr_ci_high",
@@ -124,18 +125,6 @@ def _absolute_cells(view: dict[str, Any] | None) -> dict[str, Any]:
 #: Columns holding text people typed (trial names, labels, the control risk's source, reasons).
 _TEXT_COLUMNS = frozenset({"label", "trials", "rated_down", "certainty_reasons",
                            "baseline_source"})
-
-
-def spreadsheet_safe(text: str) -> str:
-    """Text a spreadsheet would run as a formula (=, +, -, @, tab, CR first: OWASP's "CSV
-    injection") gets a leading apostrophe, which spreadsheets show as text; a number is
-    left alone. The CSV is for panels, who open it in Excel."""
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            float(text)
-        except ValueError:
-            return "'" + text
-    return text
 
 
 def write_sof_csv(session: Session, fh: IO[str]) -> None:

@@ -16,9 +16,10 @@ from sqlmodel import select
 from test_web import as_role, db
 from test_web_funnel import FEW, MANY
 
-from reports.export_sof import SOF_COLUMNS, sof_rows, spreadsheet_safe
+from reports.export_sof import SOF_COLUMNS, sof_rows
 from store.baselines import add_baseline, validate_baseline
 from store.models import PooledResult, Trial, User
+from store.spreadsheet import spreadsheet_safe
 
 app = test_web.app
 users = test_web.users

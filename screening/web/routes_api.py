@@ -72,6 +72,7 @@ from store.baselines import BaselineError
 from store.bias import assessment_json
 from store.errors import NotFoundError, ValidationError
 from store.models import PollRun, Record, Trial, TrialReport
+from store.searches import count_runs, run_row, search_runs, search_summary
 from store.settings import is_dual_screening
 from store.trial_match import matches_for_records
 
@@ -218,6 +219,32 @@ def estimates(session: DbSession, user: ApiReader) -> dict[str, Any]:
 @router.get("/trials")
 def trials(session: DbSession, user: ApiReader) -> dict[str, Any]:
     return {"trials": trials_json(session)}
+
+
+@router.get("/searches")
+def searches(request: Request, session: DbSession, user: ApiReader,
+             kind: Annotated[str, Query(pattern="^(searches|all)$")] = "searches",
+             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+             offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    """The search log (``/searches``): the summary a methods section reports, and the runs,
+    newest first (``kind=all`` adds the re-fetches of known records)."""
+    only = kind == "searches"
+    summary = search_summary(session, request.app.state.settings.query)
+    return {
+        "summary": {
+            "query": summary.query,
+            "first_search": summary.first_search.isoformat() if summary.first_search else None,
+            "last_search": summary.last_search.isoformat() if summary.last_search else None,
+            "covered_from": summary.covered_from.isoformat() if summary.covered_from else None,
+            "covered_to": summary.covered_to.isoformat() if summary.covered_to else None,
+            "runs": summary.runs, "failed": summary.failed,
+            "queries": [{"query": q.query, "first_used": q.first_used.isoformat(),
+                         "last_used": q.last_used.isoformat(), "runs": q.runs,
+                         "current": q.current} for q in summary.queries]},
+        "total": count_runs(session, searches_only=only), "limit": limit, "offset": offset,
+        "runs": [run_row(r) for r in search_runs(session, limit=limit, offset=offset,
+                                                 searches_only=only)],
+    }
 
 
 @router.patch("/trials/{trial_id}")

@@ -24,6 +24,7 @@ from reports.prisma_diagram import prisma_svg
 from screening.web.deps import DbSession, Viewer, dual_screening
 from screening.web.routes_estimates import SVG_HEADERS
 from screening.web.templating import render
+from store.searches import search_summary
 
 router = APIRouter()
 
@@ -38,7 +39,8 @@ def prisma_page(request: Request, session: DbSession, user: Viewer) -> Response:
     svg = Markup(prisma_svg(counts, since=since))  # noqa: S704
     return render(request, "prisma.html", {
         "counts": counts, "since": since, "svg": svg, "since_notes": SINCE_NOTES,
-        "no_since_reason": NO_SINCE_REASON})
+        "no_since_reason": NO_SINCE_REASON,
+        "search": search_summary(session, request.app.state.settings.query)})
 
 
 @router.get("/prisma.svg")
