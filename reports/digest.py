@@ -63,6 +63,7 @@ from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
 from store.locks import job_lock
 from store.models import Alert, Decision, Delivery, Digest, PooledResult, Record, utcnow
+from store.searches import searches_between
 from store.settings import parse_smtp_url
 from store.trial_match import unlinked_strong_matches
 
@@ -74,7 +75,7 @@ PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 _UNCHANGED_MARK = "mmlr.digest_unchanged"
 _SUMMARY_VERSION = 1
 # Keys of the summary that change with every build and say nothing about the evidence.
-_VOLATILE_KEYS = ("period_start", "period_end", "first", "screening_health")
+_VOLATILE_KEYS = ("period_start", "period_end", "first", "screening_health", "searches")
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -176,6 +177,9 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         }
         summary["screening_health"], summary["screening_health_note"] = _screening_health(
             session, health, dual=ctx.settings.dual_screening)
+        # What was searched this period: a living review reports its searches at each update.
+        summary["searches"] = searches_between(
+            session, previous.period_end if previous else None, now, ctx.settings.query)
         images = _forest_images(current, analyses)  # before storing: it adds forest notes
         monitoring_images = _monitoring_images(current, analyses)
         digest = Digest(

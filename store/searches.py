@@ -143,3 +143,33 @@ def write_search_csv(runs: Sequence[PollRun], fh: IO[str]) -> None:
     for run in sorted(runs, key=lambda r: (r.started_at, r.id or 0)):
         row = run_row(run)
         writer.writerow([safe(row[c]) for c in CSV_COLUMNS])
+
+
+def searches_between(session: Session, start: datetime | None, end: datetime,
+                     current_query: str) -> dict[str, Any]:
+    """The searches of one digest period (started after ``start``, up to ``end``) as plain
+    JSON: how many ran and failed, what they found, the period PubMed is covered to, and
+    whether the query changed (a run in the period searched with another query than the
+    last run before it, or than the one in force)."""
+    searched = col(PollRun.kind).in_(SEARCH_KINDS)
+    stmt = select(PollRun).where(searched, col(PollRun.started_at) <= end)
+    if start is not None:
+        stmt = stmt.where(col(PollRun.started_at) > start)
+    period = list(session.exec(stmt.order_by(col(PollRun.started_at), col(PollRun.id))).all())
+    before = None
+    if start is not None:
+        before = session.exec(select(PollRun.query).where(
+            searched, col(PollRun.started_at) <= start)
+            .order_by(col(PollRun.started_at).desc(), col(PollRun.id).desc())).first()
+    used = {r.query for r in period}
+    summary = search_summary(session, current_query)
+    return {
+        "runs": len(period),
+        "failed": sum(r.status in ("failed", "interrupted") for r in period),
+        "found": sum(r.found for r in period if r.kind == "crdt"),
+        "new": sum(r.new for r in period),
+        "updated": sum(r.updated for r in period),
+        "covered_to": summary.covered_to.isoformat() if summary.covered_to else None,
+        "last_search": summary.last_search.isoformat() if summary.last_search else None,
+        "query_changed": bool(used - {before}) if before is not None else len(used) > 1,
+    }

@@ -165,3 +165,43 @@ def test_real_polls_fill_the_log(tmp_path: Path, db_url: str) -> None:
     assert summary.covered_from == date.today() - timedelta(days=100)
     assert summary.covered_to == date.today()
     assert summary.last_search is not None
+
+
+def test_digest_says_what_was_searched_this_period(app: Any, runs: str) -> None:
+    from reports.digest import build_digest
+    from store.models import Decision, Record
+    from store.searches import searches_between
+
+    ctx = app.state.ctx
+    with db(app) as s:
+        # the period after 2026-11-10: the failed run and the completed one with the query in
+        # force, after two runs with the earlier query
+        period = searches_between(s, _at(10), _at(30), runs)
+        assert period == {"runs": 3, "failed": 1, "found": 14, "new": 11, "updated": 3,
+                          "covered_to": "2026-11-22", "last_search": _at(22, 7).isoformat(),
+                          "query_changed": True}
+        # after the change: nothing changed
+        assert searches_between(s, _at(20), _at(30), runs)["query_changed"] is False
+        assert searches_between(s, _at(23), _at(30), runs)["runs"] == 0
+        s.add(Record(pmid=90000041, title="Something to report"))
+        s.add(Decision(pmid=90000041, decision="exclude"))
+        s.commit()
+    digest = build_digest(ctx)  # the first: every run so far
+    assert digest.summary["searches"]["runs"] == 5
+    doc = lxml.html.fromstring(digest.html)
+    text = " ".join(doc.xpath('string(//div[@id="searches"])').split())
+    assert text == (
+        "Searches 5 PubMed searches so far (1 failed or interrupted; the next poll resumes): "
+        "143 found by the searches of new records, 138 new records, 5 updated. PubMed is "
+        "searched up to create date 2026-11-22 (last search completed 2026-11-22 07:00 UTC). "
+        "The search query changed during the review: see the search log. Search log.")
+    assert "SEARCHES\n5 PubMed searches so far" in digest.text
+    # a period without any search says so, loudly
+    with db(app) as s:
+        s.add(Decision(pmid=90000041, decision="include"))
+        s.commit()
+    second = build_digest(ctx)
+    assert second.id != digest.id and second.summary["searches"]["runs"] == 0
+    assert "No PubMed search ran this period." in second.text
+    assert "No PubMed search ran this period." in lxml.html.fromstring(second.html).xpath(
+        'string(//div[@id="searches"])')
