@@ -356,10 +356,28 @@ def test_trial_name_is_read_from_the_title_parentheses() -> None:
     assert trial_name_from_title(None) == ""
 
 
+def test_new_trial_form_guesses_drug_setting_and_comparator() -> None:
+    from screening.web.trials import new_trial_values
+
+    def guess(title: str, abstract: str | None = None) -> tuple[str, str, str]:
+        v = new_trial_values(Record(pmid=1, title=title, abstract=abstract))
+        return v["drug"], v["setting"], v["comparator"]
+
+    assert guess("Thalidomide-interferon vs. observation in transplant-ineligible "
+                 "patients") == ("thalidomide", "non_transplant", "observation")
+    assert guess("Lenalidomide after high-dose melphalan") == ("lenalidomide", "post_asct", "")
+    # the title names no population: the abstract decides; both named: the curator does
+    assert guess("Daratumumab maintenance", "Patients after autologous stem-cell "
+                 "transplantation were randomly assigned") == ("daratumumab", "post_asct", "")
+    assert guess("Maintenance in patients eligible or not eligible for transplant after "
+                 "ASCT or MP") == ("", "", "")
+
+
 def test_new_trial_from_a_record_links_it_as_the_primary_report(
         app: Any, users: dict[str, str], review: dict[str, int]) -> None:
     with db(app) as s:
-        s.add(Record(pmid=90000014, title="Ixazomib maintenance (SYN-MM03): a phase 3 trial",
+        s.add(Record(pmid=90000014, title="Ixazomib maintenance versus placebo after ASCT "
+                     "(SYN-MM03): a phase 3 trial",
                      nct_ids=["NCT09912345"], authors=["Roe R"], journal="Blood", year=2025))
         s.commit()
     curator = as_role(app, users, "curator")
@@ -370,6 +388,9 @@ def test_new_trial_from_a_record_links_it_as_the_primary_report(
     doc = lxml.html.fromstring(form_page.text)
     assert doc.xpath('//input[@name="name"]/@value') == ["SYN-MM03"]
     assert doc.xpath('//input[@name="registry_ids"]/@value') == ["NCT09912345"]
+    assert doc.xpath('//input[@name="drug"]/@value') == ["ixazomib"]
+    assert doc.xpath('//select[@name="setting"]/option[@selected]/@value') == ["post_asct"]
+    assert doc.xpath('//input[@name="comparator"]/@value') == ["placebo"]
     assert doc.xpath('//input[@name="from_pmid"]/@value') == ["90000014"]
     token = csrf_from(form_page.text)
     # a refused form keeps the record (and creates nothing)

@@ -263,9 +263,47 @@ def trial_name_from_title(title: str | None) -> str:
     return ""
 
 
+#: Maintenance drugs a title names (the first one named is the drug as pooled: a trial of
+#: "thalidomide-interferon" pools with thalidomide, as the seed does).
+MAINTENANCE_DRUGS = ("lenalidomide", "thalidomide", "pomalidomide", "bortezomib", "ixazomib",
+                     "carfilzomib", "daratumumab", "isatuximab", "elotuzumab", "interferon")
+_DRUG = re.compile(r"\b(" + "|".join(MAINTENANCE_DRUGS) + r")\b", re.IGNORECASE)
+_TRANSPLANT = r"(?:autologous |stem[- ]cell )*transplant"
+_NON_TRANSPLANT = re.compile(
+    rf"transplant(?:ation)?[- ]ineligible|(?:ineligible|not eligible) for {_TRANSPLANT}"
+    r"|non[- ]?transplant", re.IGNORECASE)
+_POST_ASCT = re.compile(r"\bASCT\b|autologous (?:stem[- ]cell )?transplant|high[- ]dose melphalan",
+                        re.IGNORECASE)
+_COMPARATOR = re.compile(
+    r"\b(?:versus|vs\.?|compared with)\s+(placebo|observation|no maintenance|no further therapy)\b",
+    re.IGNORECASE)
+
+
+def _setting_from_text(*texts: str | None) -> str:
+    """post_asct or non_transplant when the first text that says either says only one."""
+    for text in texts:
+        if not text:
+            continue
+        non, post = bool(_NON_TRANSPLANT.search(text)), bool(_POST_ASCT.search(text))
+        if non != post:
+            return "non_transplant" if non else "post_asct"
+        if non and post:
+            return ""  # both populations: the curator decides (mixed, or strata)
+    return ""
+
+
 def new_trial_values(record: Record) -> dict[str, str]:
-    """The new-trial form filled from the record it is created from."""
+    """The new-trial form filled from the record it is created from: the name in the title's
+    parentheses, the first maintenance drug the title names, the setting when the title (or
+    else the abstract) names one population only, a no-treatment comparator named after
+    "versus", and the record's registrations. Guesses, shown for the curator to check."""
+    drug = _DRUG.search(record.title or "")
+    comparator = _COMPARATOR.search(record.title or "") or _COMPARATOR.search(
+        record.abstract or "")
     return {"name": trial_name_from_title(record.title),
+            "drug": drug.group(1).lower() if drug else "",
+            "setting": _setting_from_text(record.title, record.abstract),
+            "comparator": comparator.group(1).lower() if comparator else "",
             "registry_ids": ", ".join(record.nct_ids or []), "from_pmid": str(record.pmid)}
 
 
