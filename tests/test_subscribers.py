@@ -530,3 +530,20 @@ def test_cli_add_list_remove(db_url: str, tmp_path: Path) -> None:
     back = run_cli("subscribers", "add", "ana@example.org", "--resubscribe", env=env)
     assert back.returncode == 0, back.stderr
     assert run_cli("subscribers", env=env).returncode == 2  # no action: usage error
+
+
+def test_admin_page_says_when_nobody_is_mailed(app, users, settings) -> None:  # type: ignore[no-untyped-def]
+    from pydantic import SecretStr
+
+    from screening.web.app import create_app
+
+    warning = "Mail is not configured"
+    assert warning in as_role(app, users, "admin").get("/admin/subscribers").text
+    mailing = create_app(settings.model_copy(
+        update={"smtp_url": SecretStr("smtp://127.0.0.1:9")}))
+    try:
+        page = as_role(mailing, users, "admin").get("/admin/subscribers")
+        assert page.status_code == 200 and warning not in page.text
+    finally:
+        mailing.state.retrainer.join(timeout=30)
+        mailing.state.ctx.dispose()

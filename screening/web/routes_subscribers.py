@@ -32,7 +32,10 @@ def _page(request: Request, session: Session, *, status_code: int = 200,
           error: str | None = None, values: dict[str, str] | None = None) -> Response:
     return render(request, "admin_subscribers.html",
                   {"subscribers": list_subscribers(session), "fixed": _fixed(request),
-                   "error": error, "values": values or {}}, status_code=status_code)
+                   "error": error, "values": values or {},
+                   # Without SMTP nobody is mailed: the page must not let admins think so.
+                   "mail_configured": request.app.state.settings.smtp_url is not None},
+                  status_code=status_code)
 
 
 @router.get("/subscribers")
