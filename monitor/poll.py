@@ -479,7 +479,7 @@ class _BatchStore:
                 self.counts["unchanged"] += 1
             record.last_fetched_at = self.now
             if record.deleted:  # PubMed serves it again: it is no longer deleted
-                record.deleted = False
+                record.deleted, record.deleted_at = False, None
             self._persist(record)
         self._links(rec, record, stored_before=stored_before, was_retracted=was_retracted,
                     old_links=old_links)
@@ -556,7 +556,7 @@ class _BatchStore:
         if record is None or record.deleted:
             return
         record.deleted = True
-        record.updated_at = self.now
+        record.updated_at = record.deleted_at = self.now
         self._persist(record)
         self.counts["deleted"] += 1
         if pmid in self.in_analysis or record.decision:

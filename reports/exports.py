@@ -275,6 +275,7 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
 SINCE_NOTES: dict[str, str] = {
     IDENTIFIED_STAGE: "records first stored after that time",
     DUPLICATES_STAGE: "new versions of held records stored after that time",
+    DELETED_STAGE: "records a poll found deleted from PubMed after that time",
     CURATORS_STAGE: "records whose current exclude decision was made after that time",
     INCLUDED_STAGE: "records whose current include decision was made after that time",
     TRIALS_STAGE: "trials added after that time",
@@ -282,10 +283,10 @@ SINCE_NOTES: dict[str, str] = {
 }
 #: The stages without one, and why: shown on the page so the gap is never silent.
 NO_SINCE_REASON = (
-    "Deleted citations, records screened, exclusions by automation, conflicts and records "
-    "awaiting screening have no figure since the last digest: no stored time says when a "
-    "record was deleted (records screened is identified minus deleted), and the others are "
-    "states recomputed by each model or vote, not dated events.")
+    "Records screened, exclusions by automation, conflicts and records awaiting screening have "
+    "no figure since the last digest: records screened is a difference (identified minus "
+    "deleted), and the others are states recomputed by each model or vote, not dated events. "
+    "Deletions are dated from the upgrade that began storing their time on.")
 
 
 @dataclass(frozen=True)
@@ -317,6 +318,8 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
         IDENTIFIED_STAGE: _count(session, col(Record.first_seen_at) > at),
         DUPLICATES_STAGE: _count(session, col(RecordRevision.recorded_at) > at,
                                  model=RecordRevision),
+        DELETED_STAGE: _count(session, col(Record.deleted).is_(True),
+                              col(Record.deleted_at) > at),
         CURATORS_STAGE: _count(session, live, col(Record.decision) == "exclude", decided_after),
         INCLUDED_STAGE: _count(session, live, col(Record.decision) == "include", decided_after),
         TRIALS_STAGE: _count(session, col(Trial.created_at) > at, model=Trial),

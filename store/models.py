@@ -67,6 +67,7 @@ class Record(SQLModel, table=True):
     source: str = "entrez"  # entrez | demo | seed
     content_hash: str = Field(default="", index=True)
     deleted: bool = Field(default=False, index=True)  # DeleteCitation: hidden from the queue
+    deleted_at: datetime | None = None  # when a poll hid it (NULL: not deleted, or before 0007)
     retracted: bool = False
     first_seen_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -98,6 +98,10 @@ def test_left_out_and_confirmed_is_deleted_with_alerts_and_decisions_kept(
             assert len(session.exec(select(Decision)).all()) == 1  # curator work kept
             recheck = session.exec(select(PollRun).where(PollRun.kind == "recheck")).one()
             assert (recheck.status, recheck.deleted, recheck.missing) == ("completed", 2, [])
+            # when: for the PRISMA page's "since the last digest"
+            dated = {r.pmid: r.deleted_at for r in session.exec(select(Record))}
+            assert dated[1100] is None and dated[1101] == dated[1102] is not None
+            assert recheck.started_at <= dated[1101] <= (recheck.finished_at or dated[1101])
         # the same alerts as the DeleteCitation path: both records are in use
         assert alerts(ctx) == {("deleted", 1101, None): True, ("deleted", 1102, None): True}
         logged = [r.getMessage() for r in caplog.records]
@@ -111,6 +115,13 @@ def test_left_out_and_confirmed_is_deleted_with_alerts_and_decisions_kept(
         assert (again.deletion_checks, again.missing, again.deleted) == (0, 2, 0)
         assert efetch_ids(srv) == ["1102,99999"]
         assert len(alerts(ctx)) == 2
+
+        # PubMed serves 1101 again: no longer deleted, and no deletion date
+        srv.set_removed({1102})
+        poll(ctx, pmids=[1101], backoff_base=0.001)
+        with ctx.sessions() as session:
+            back = session.get(Record, 1101)
+            assert back is not None and (back.deleted, back.deleted_at) == (False, None)
         ctx.dispose()
 
 

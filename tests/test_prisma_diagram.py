@@ -100,9 +100,10 @@ def seed_since(ctx: Any) -> None:
         s.flush()
 
         def record(pmid: int, seen: datetime, decision: str | None = None,
-                   deleted: bool = False) -> None:
+                   deleted: datetime | None = None) -> None:
             s.add(Record(pmid=pmid, title=f"record {pmid}", first_seen_at=seen,
-                         decision=decision, deleted=deleted, score=0.9, flagged=True))
+                         decision=decision, deleted=deleted is not None, deleted_at=deleted,
+                         score=0.9, flagged=True))
 
         def decide(pmid: int, decision: str, at: datetime, user: User = a) -> None:
             s.add(Decision(pmid=pmid, user_id=user.id, decision=decision, created_at=at))
@@ -118,7 +119,7 @@ def seed_since(ctx: Any) -> None:
         decide(13, "exclude", AFTER)
         record(14, BEFORE, "exclude")
         decide(14, "exclude", BEFORE)
-        record(15, AFTER, "include", deleted=True)  # deleted: out of the included box
+        record(15, AFTER, "include", deleted=AFTER)  # deleted: out of the included box
         decide(15, "include", AFTER)
         record(16, BEFORE, "include")  # decided without a row (import): no date, not new
         record(17, AFTER)  # new, undecided
@@ -144,6 +145,7 @@ def seed_since(ctx: Any) -> None:
 SINCE_EXPECTED = {
     IDENTIFIED_STAGE: 5,  # 12, 13, 15, 17, 19
     DUPLICATES_STAGE: 2,
+    DELETED_STAGE: 1,  # 15
     CURATORS_STAGE: 1,  # 13
     INCLUDED_STAGE: 3,  # 11, 12, 18
     TRIALS_STAGE: 1,
@@ -250,12 +252,12 @@ def test_since_counts_dated_additions_only(ctx: Any) -> None:
     assert dict(since.counts) == SINCE_EXPECTED
     assert dict(elsewhere.counts) == SINCE_EXPECTED
     # stages without a stored date are left out, not estimated
-    assert not {DELETED_STAGE, SCREENED_STAGE, AUTOMATION_STAGE, AWAITING_STAGE,
+    assert not {SCREENED_STAGE, AUTOMATION_STAGE, AWAITING_STAGE,
                 CONFLICT_STAGE} & set(since.counts)
     # before everything: every dated addition counts (16 has no decision row: never)
     assert dict(everything.counts) == {IDENTIFIED_STAGE: 11, DUPLICATES_STAGE: 3,
-                                       CURATORS_STAGE: 2, INCLUDED_STAGE: 4, TRIALS_STAGE: 2,
-                                       REPORTS_STAGE: 3}
+                                       DELETED_STAGE: 1, CURATORS_STAGE: 2, INCLUDED_STAGE: 4,
+                                       TRIALS_STAGE: 2, REPORTS_STAGE: 3}
 
 
 def test_since_the_newest_digest(ctx: Any) -> None:
@@ -277,7 +279,7 @@ def test_since_the_newest_digest(ctx: Any) -> None:
     assert "n = 2 (+1 since 2025-11-02)" in shown["included"]
     assert "n = 3 (+2 since 2025-11-02)" in shown["included"]
     assert shown["screened"].endswith("n = 10")  # no dated figure for records screened
-    assert "n = 1" in shown["removed"] and "n = 1 (+" not in shown["removed"]
+    assert "n = 1 (+1 since 2025-11-02)" in shown["removed"]  # deleted after the cut
     note = " ".join(t.text or "" for t in parse(svg).iter(f"{SVG}text")
                     if "since-note" in (t.get("class") or ""))
     assert "after the last digest (2025-11-02 12:00 UTC)" in note
@@ -339,7 +341,8 @@ def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> N
         assert rows[CONFLICT_STAGE][1:3] == ["1", "—"]
         assert rows[IDENTIFIED_STAGE][1:3] == ["12", "+5"]
         assert rows[INCLUDED_STAGE][1:3] == ["5", "+3"]
-        assert rows[DELETED_STAGE][1:3] == ["1", "—"]
+        assert rows[DELETED_STAGE][1:3] == ["1", "+1"]
+        assert rows[SCREENED_STAGE][1:3] == ["11", "—"]  # a difference: no dated figure
         assert "records first stored after that time" in rows[IDENTIFIED_STAGE][3]
         assert "period end 2025-11-02 12:00 UTC" in page.text
         doc = lxml.html.fromstring(page.text)

@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-12-07
+Create Date: 2026-11-30
 
 Adds the table ``subscribers``: digest recipients added by an admin (web or CLI), one row per
 normalised e-mail address, deactivated (never deleted) when they unsubscribe. No secret is
