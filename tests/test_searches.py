@@ -205,3 +205,19 @@ def test_digest_says_what_was_searched_this_period(app: Any, runs: str) -> None:
     assert "No PubMed search ran this period." in second.text
     assert "No PubMed search ran this period." in lxml.html.fromstring(second.html).xpath(
         'string(//div[@id="searches"])')
+
+
+def test_an_e_utilities_address_with_credentials_is_shown_without_them(settings: Any) -> None:
+    from screening.web.app import create_app
+
+    proxied = create_app(settings.model_copy(update={
+        "entrez_url": "https://proxyuser:s3cret-pw@proxy.example.org:8443/entrez/eutils/"}))
+    try:
+        test_web.make_user(proxied, "viewer2@example.org", "viewer")
+        page = as_role(proxied, {"viewer": "viewer2@example.org"}, "viewer").get("/searches")
+        assert page.status_code == 200
+        assert "s3cret-pw" not in page.text and "proxyuser" not in page.text
+        assert "https://proxy.example.org:8443/entrez/eutils/" in page.text
+    finally:
+        proxied.state.retrainer.join(timeout=30)
+        proxied.state.ctx.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -41,8 +42,19 @@ def searches_page(request: Request, session: DbSession, user: Viewer,
         "runs": search_runs(session, limit=PAGE_SIZE, offset=offset, searches_only=only),
         "total": count_runs(session, searches_only=only), "offset": offset,
         "limit": PAGE_SIZE, "show": show, "kind_words": KIND_WORDS,
-        "search_kinds": SEARCH_KINDS, "entrez_url": settings.entrez_url,
+        "search_kinds": SEARCH_KINDS, "entrez_url": _without_userinfo(settings.entrez_url),
     })
+
+
+def _without_userinfo(url: str) -> str:
+    """The E-utilities address as a viewer may see it: a ``user:password@`` part (a proxy's
+    credentials) is a secret and never reaches a page."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @router.get("/searches.csv")
