@@ -179,7 +179,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
             session, health, dual=ctx.settings.dual_screening)
         # What was searched this period: a living review reports its searches at each update.
         summary["searches"] = searches_between(
-            session, previous.period_end if previous else None, now, ctx.settings.query)
+            session, previous.period_end if previous else None, now)
         images = _forest_images(current, analyses)  # before storing: it adds forest notes
         monitoring_images = _monitoring_images(current, analyses)
         digest = Digest(

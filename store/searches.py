@@ -74,12 +74,9 @@ class SearchSummary:
 def search_summary(session: Session, current_query: str) -> SearchSummary:
     """The summary of every search run so far, against the query in force now."""
     searched = col(PollRun.kind).in_(SEARCH_KINDS)
-    new_records = (PollRun.kind == "crdt") & (PollRun.status == "completed")
     first, runs = session.exec(select(func.min(PollRun.started_at), func.count())
                                .where(searched)).one()
-    last, start, end = session.exec(
-        select(func.max(PollRun.finished_at), func.min(PollRun.window_start),
-               func.max(PollRun.window_end)).where(new_records)).one()
+    last, start, end = _coverage(session)
     failed = session.exec(select(func.count()).where(
         searched, col(PollRun.status).in_(("failed", "interrupted")))).one()
     periods = session.exec(
@@ -92,6 +89,16 @@ def search_summary(session: Session, current_query: str) -> SearchSummary:
     return SearchSummary(query=current_query, first_search=first, last_search=last,
                          covered_from=start, covered_to=end, runs=int(runs or 0),
                          failed=int(failed or 0), queries=queries)
+
+
+def _coverage(session: Session) -> tuple[datetime | None, date | None, date | None]:
+    """(finish of the newest, first and last create date covered) of the completed searches
+    of new records."""
+    last, start, end = session.exec(
+        select(func.max(PollRun.finished_at), func.min(PollRun.window_start),
+               func.max(PollRun.window_end))
+        .where(PollRun.kind == "crdt", PollRun.status == "completed")).one()
+    return last, start, end
 
 
 def search_runs(session: Session, *, limit: int | None = None, offset: int = 0,
@@ -145,12 +152,12 @@ def write_search_csv(runs: Sequence[PollRun], fh: IO[str]) -> None:
         writer.writerow([safe(row[c]) for c in CSV_COLUMNS])
 
 
-def searches_between(session: Session, start: datetime | None, end: datetime,
-                     current_query: str) -> dict[str, Any]:
+def searches_between(session: Session, start: datetime | None,
+                     end: datetime) -> dict[str, Any]:
     """The searches of one digest period (started after ``start``, up to ``end``) as plain
-    JSON: how many ran and failed, what they found, the period PubMed is covered to, and
-    whether the query changed (a run in the period searched with another query than the
-    last run before it, or than the one in force)."""
+    JSON: how many ran and failed, what they found, the create date PubMed is covered to, and
+    whether the query changed (a run in the period searched with another query than the last
+    run before it; with no run before, runs of the period that differ among themselves)."""
     searched = col(PollRun.kind).in_(SEARCH_KINDS)
     stmt = select(PollRun).where(searched, col(PollRun.started_at) <= end)
     if start is not None:
@@ -162,14 +169,14 @@ def searches_between(session: Session, start: datetime | None, end: datetime,
             searched, col(PollRun.started_at) <= start)
             .order_by(col(PollRun.started_at).desc(), col(PollRun.id).desc())).first()
     used = {r.query for r in period}
-    summary = search_summary(session, current_query)
+    last, _, covered_to = _coverage(session)
     return {
         "runs": len(period),
         "failed": sum(r.status in ("failed", "interrupted") for r in period),
         "found": sum(r.found for r in period if r.kind == "crdt"),
         "new": sum(r.new for r in period),
         "updated": sum(r.updated for r in period),
-        "covered_to": summary.covered_to.isoformat() if summary.covered_to else None,
-        "last_search": summary.last_search.isoformat() if summary.last_search else None,
+        "covered_to": covered_to.isoformat() if covered_to else None,
+        "last_search": last.isoformat() if last else None,
         "query_changed": bool(used - {before}) if before is not None else len(used) > 1,
     }

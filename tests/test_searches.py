@@ -176,13 +176,13 @@ def test_digest_says_what_was_searched_this_period(app: Any, runs: str) -> None:
     with db(app) as s:
         # the period after 2026-11-10: the failed run and the completed one with the query in
         # force, after two runs with the earlier query
-        period = searches_between(s, _at(10), _at(30), runs)
+        period = searches_between(s, _at(10), _at(30))
         assert period == {"runs": 3, "failed": 1, "found": 14, "new": 11, "updated": 3,
                           "covered_to": "2026-11-22", "last_search": _at(22, 7).isoformat(),
                           "query_changed": True}
         # after the change: nothing changed
-        assert searches_between(s, _at(20), _at(30), runs)["query_changed"] is False
-        assert searches_between(s, _at(23), _at(30), runs)["runs"] == 0
+        assert searches_between(s, _at(20), _at(30))["query_changed"] is False
+        assert searches_between(s, _at(23), _at(30))["runs"] == 0
         s.add(Record(pmid=90000041, title="Something to report"))
         s.add(Decision(pmid=90000041, decision="exclude"))
         s.commit()

@@ -328,12 +328,17 @@ def link_record(session: Session, record: Record, data: Mapping[str, Any], *,
     if trial is None and "trial_id" not in r.errors:
         r.errors["trial_id"] = ("choose a trial of the review" if trial_id is None
                                 else f"there is no trial {trial_id}")
-    if trial is not None and session.exec(select(TrialReport.id).where(
-            TrialReport.trial_id == trial.id, TrialReport.pmid == record.pmid)).first():
-        r.errors["trial_id"] = f"PMID {record.pmid} is already a report of {trial.name}"
     if r.errors or trial is None:
         raise FieldErrors(r.errors)
-    report = add_report(session, trial, {**data, "pmid": str(record.pmid)}, user=user)
+    try:
+        report = add_report(session, trial, {**data, "pmid": str(record.pmid)}, user=user)
+    except FieldErrors as exc:
+        # add_report's rule (one report per PMID and trial) speaks of the PMID; the record
+        # page's form has no PMID field, so the error belongs to the trial chosen.
+        errors = dict(exc.fields)
+        if "pmid" in errors:
+            errors["trial_id"] = f"PMID {errors.pop('pmid')}"
+        raise FieldErrors(errors) from None
     added: list[str] = []
     if r.flag("add_registry"):
         have = set(trial.registry_ids or [])
