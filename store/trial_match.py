@@ -19,9 +19,11 @@ Signals, strongest first (``TrialMatch.strong``):
   or a comment, erratum or other notice on one of its reports.
 
 Names are compared on their letter and digit runs ("CALGB 100104", "CALGB-100104" and
-"CALGB100104" are one name; "MM-015" is not "MM-15"). A name part of one word without a digit
-("MAIA") would match ordinary prose, so it is not used; such a trial is found by its registry
-id. Records already linked to a trial are not suggested for it again.
+"CALGB100104" are one name; "MM-015" is not "MM-15"), a roman numeral from II to XXXIX being
+its arabic value ("Myeloma XI" is "Myeloma 11"; a lone "I", "V" or "X" stays a letter). A name
+part of one word without a digit as written ("MAIA", "XI") would match ordinary prose, so it
+is not used; such a trial is found by its registry id. Records already linked to a trial are
+not suggested for it again.
 
 It lives in ``store`` because the digest (``reports``, which may import only ``store``) lists
 new strong matches, and the web app shows all of them.
@@ -69,6 +71,50 @@ _NOTICE_WORDS = {"CommentOn": "a comment on", "ErratumFor": "an erratum for",
 _TOKEN = re.compile(r"[a-z]+|\d+")
 
 
+def _roman(n: int) -> str:
+    return "x" * (n // 10) + ("", "i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix")[n % 10]
+
+
+# Roman numerals are their arabic value in names and text alike ("Myeloma IX" is "Myeloma 9"),
+# on both sides the same way, so a name matches whichever way a paper writes it. Only a whole
+# letter run of two letters or more that is a canonical numeral from 2 to 39 counts ("ii",
+# "xiv" yes; "iiii", "ic", "ixazomib" no): a lone "I", "V" or "X" is a pronoun, a letter or a
+# grade as often as a number (so "MM-V" is not "MM-5"), and the letters L, C, D and M would
+# turn words into numbers ("mix", "civil", "did") for trial numbers that papers do not write
+# in roman.
+# Converting everywhere, not only next to another name token, is the simpler rule and is
+# safe: a name still matches only as its whole token sequence, so "phase II", "stage IV" or
+# "IV bortezomib" become "phase 2", "stage 4", "4 bortezomib" and can only match a trial whose
+# name is that sequence ("IFM II" is "ifm 2", never "IFM 2009"). Digit runs are compared as
+# written, so no numeral equals "015" or "02" ("MM-XV" is "MM-15", not "MM-015"). What the
+# rule adds is the other spelling: a trial named "Myeloma XI" is also found by "myeloma: 11"
+# in prose, as a trial named "Myeloma 11" always was.
+# One substitution over the lower-cased text, before the token scan: the pattern starts with a
+# character class (the regex engine's fast scan) and the callback runs only for whole runs of
+# 2-7 of the letters i, v, x; a run that is no canonical numeral is left as it is. The number
+# is padded with spaces so that the tokens stay where they were: "ix2" is "9 2", not "92".
+_ROMAN_VALUES = {_roman(n): f" {n} " for n in range(2, 40) if len(_roman(n)) > 1}
+_ROMAN_RUN = re.compile(r"[ivx](?<![a-z].)[ivx]{1,6}(?![a-z])")
+
+
+def _roman_to_arabic(match: re.Match[str]) -> str:
+    run = match.group()
+    return _ROMAN_VALUES.get(run, run)
+
+
+# A number that counts years, months, weeks or days ("11-year follow-up", "at 5 years") is a
+# duration, never a trial's number: without this, "Myeloma XI" (or "Myeloma 11") would be a
+# strong match for every title "… myeloma: 11-year follow-up". Dropped before the token scan.
+_DURATION = re.compile(r"\d+(?=[\s-]*(?:year|month|week|day)s?\b)")
+
+
+def _words(text: str) -> list[str]:
+    """``text``'s lower-case letter and digit runs, roman numerals as arabic, durations
+    left out."""
+    text = _ROMAN_RUN.sub(_roman_to_arabic, text.lower())
+    return _TOKEN.findall(_DURATION.sub(" ", text))
+
+
 def registry_key(value: str) -> str:
     """One spelling per registration: upper case, and an EU CTR id ("EUCTR2004-001234-56-GB")
     reduced to its EudraCT number, which is how papers and curators usually write it."""
@@ -88,21 +134,23 @@ def registry_ids_in_text(text: str | None) -> list[str]:
 
 
 def name_tokens(text: str | None) -> str:
-    """``text`` as its lower-case letter and digit runs joined by single spaces: the form in
-    which trial names are compared ("MY.10" → "my 10", "GBRAM0001" → "gbram 0001")."""
-    return " ".join(_TOKEN.findall((text or "").lower()))
+    """``text`` as its lower-case letter and digit runs joined by single spaces, a roman
+    numeral from II to XXXIX as its arabic value: the form in which trial names are compared
+    ("MY.10" → "my 10", "GBRAM0001" → "gbram 0001", "Myeloma XI" → "myeloma 11")."""
+    return " ".join(_words(text or ""))
 
 
 def name_parts(name: str) -> list[str]:
     """The parts of a trial name that are specific enough to look for in text, as
     ``name_tokens``: the whole name, and each side of a "/" ("HOVON-65/GMMG-HD4"). A part of
-    one word without a digit is left out: it would match ordinary prose."""
+    one word without a digit as written is left out: it would match ordinary prose (a lone
+    "XI" would match every "11" and "xi")."""
     candidates = [name, *name.split("/")] if "/" in name else [name]
     parts = []
     for candidate in candidates:
         tokens = name_tokens(candidate)
         words = tokens.split()
-        if len(words) >= 2 or (words and any(w.isdigit() for w in words)):
+        if len(words) >= 2 or (words and re.search(r"\d", candidate)):
             parts.append(tokens)
     return list(dict.fromkeys(parts))
 
@@ -169,7 +217,7 @@ class TrialIndex:
                 parts[part].add(trial_id)
         # Looked up by first word, longest first, so one pass over a text's words finds every
         # trial's names (a dictionary lookup per word, not a regular expression per name),
-        # and "mrc myeloma ix" wins over a trial called "myeloma ix" at the same place.
+        # and "mrc myeloma 9" wins over a trial called "myeloma 9" at the same place.
         self._by_first: dict[str, list[tuple[tuple[str, ...], set[int]]]] = defaultdict(list)
         for part, ids in sorted(parts.items(), key=lambda item: -len(item[0].split())):
             sequence = tuple(part.split())
@@ -193,7 +241,7 @@ class TrialIndex:
     def _names_in(self, text: str | None) -> set[int]:
         if not self._by_first or not text:
             return set()
-        words = _TOKEN.findall(text.lower())  # name_tokens, as a list
+        words = _words(text)  # name_tokens, as a list
         found: set[int] = set()
         i = 0
         while i < len(words):

@@ -5,6 +5,7 @@ over the real app, database and digest builder."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import lxml.html
@@ -63,10 +64,85 @@ def test_names_compare_on_letter_and_digit_runs() -> None:
     assert name_tokens("NCIC CTG MY.10") == "ncic ctg my 10"
     assert name_tokens("MM-015") != name_tokens("MM-15")
     assert name_parts("HOVON-65/GMMG-HD4") == ["hovon 65 gmmg hd 4", "hovon 65", "gmmg hd 4"]
-    assert name_parts("MRC Myeloma IX") == ["mrc myeloma ix"]
+    assert name_parts("MRC Myeloma IX") == ["mrc myeloma 9"]
     # one word without a digit would match prose: not used ("S0232" has a digit: used)
     assert name_parts("MAIA") == []
     assert name_parts("S0232") == ["s 0232"]
+
+
+def test_roman_numerals_from_2_to_39_are_their_arabic_value() -> None:
+    assert name_tokens("MRC Myeloma IX") == name_tokens("MRC Myeloma 9") == "mrc myeloma 9"
+    assert name_tokens("Myeloma XI") == name_tokens("myeloma-11") == "myeloma 11"
+    assert name_tokens("DSMM XIV") == "dsmm 14"
+    # the number keeps the token's place: next to digits or punctuation it is still one token
+    assert name_tokens("GMMG-MM VI") == name_tokens("GMMG-MM6") == "gmmg mm 6"
+    assert name_tokens("ix2 2ix (XXXIX).") == "9 2 2 9 39"
+    # digit runs are still compared as written: no numeral is "015"
+    assert name_tokens("MM-015") != name_tokens("MM-15") == name_tokens("MM-XV")
+    assert name_tokens("MM-015") == "mm 015"
+    # single letters are not numbers; nor are non-canonical runs or words containing i, v, x
+    assert name_tokens("I V X") == "i v x"
+    assert name_tokens("GMMG-MM V") == "gmmg mm v" != name_tokens("GMMG-MM5")
+    assert name_tokens("IIII IC XL xxxx IIX VX ixazomib vivid civil mix") == (
+        "iiii ic xl xxxx iix vx ixazomib vivid civil mix")
+
+    def roman(n: int) -> str:
+        ones = ["", "I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX"]
+        return "X" * (n // 10) + ones[n % 10]
+
+    # every run of the letters i, v, x of up to 8 letters: exactly the canonical II..XXXIX
+    # of two letters or more are numbers (V and X, five and ten, are one letter: letters)
+    numerals = {roman(n).lower(): str(n) for n in range(2, 40) if n not in (5, 10)}
+    assert len(numerals) == 36 and max(map(len, numerals)) == 7
+    for size in range(1, 9):
+        for run in map("".join, itertools.product("ivx", repeat=size)):
+            assert name_tokens(f"Myeloma {run.upper()}") == f"myeloma {numerals.get(run, run)}"
+    # a one-word numeral is no more specific than a one-word name: not looked for in text
+    assert name_parts("XI") == []
+    assert name_parts("DSMM XIV/XV") == ["dsmm 14 15", "dsmm 14"]
+
+
+def test_roman_and_arabic_trial_names_match_each_other_in_text() -> None:
+    roman = _index(_trial(1, "MRC Myeloma IX"), _trial(2, "Myeloma XI"))
+    assert _match(roman, title="Thalidomide maintenance: MRC Myeloma 9 long-term") == {
+        "MRC Myeloma IX": (True, ("trial name in the title",))}
+    assert set(_match(roman, title="Lenalidomide maintenance (Myeloma 11): final")) == {
+        "Myeloma XI"}
+    assert _match(roman, abstract="as in the Myeloma-11 trial") == {
+        "Myeloma XI": (False, ("trial name in the abstract",))}
+    arabic = _index(_trial(1, "MRC Myeloma 9"), _trial(2, "Myeloma 11"))
+    assert set(_match(arabic, title="The MRC Myeloma IX trial")) == {"MRC Myeloma 9"}
+    assert set(_match(arabic, title="Results of Myeloma XI")) == {"Myeloma 11"}
+    # another number is another trial, whichever way either is written
+    for title in ("Myeloma X", "Myeloma 10", "Myeloma 1", "Myeloma I", "Myeloma XII",
+                  "Myeloma 110", "Myeloma 011"):
+        assert _match(roman, title=f"Results of {title}") == {}, title
+        assert _match(arabic, title=f"Results of {title}") == {}, title
+    assert _match(_index(_trial(1, "MM-015")), title="MM-15 and MM-XV") == {}
+    assert set(_match(_index(_trial(1, "MM-15")), title="the MM-XV trial")) == {"MM-15"}
+    # a duration is not a trial's number, however the name writes it
+    for title in ("Lenalidomide in myeloma: 11-year follow-up", "Myeloma XI years on",
+                  "Myeloma 11 months after transplant", "myeloma, 9-years results of MRC"):
+        assert _match(roman, title=title) == {}, title
+        assert _match(arabic, title=title) == {}, title
+
+
+def test_numerals_in_prose_match_only_a_whole_name() -> None:
+    """"phase II", "stage III", "IV bortezomib", "XX karyotype" become numbers on both sides,
+    so they match only a trial whose whole name they spell."""
+    index = _index(_trial(1, "IFM 2009"), _trial(2, "TOURMALINE-MM2"), _trial(3, "GMMG-MM5"),
+                   _trial(4, "Total Therapy 2"), _trial(5, "Myeloma XI"),
+                   _trial(6, "HOVON-65/GMMG-HD4"), _trial(7, "EMN02/HO95"))
+    title = ("A phase II study of IV bortezomib then ixazomib maintenance in stage III/IV "
+             "multiple myeloma (IFM II, TOURMALINE phase II, MM V): XI centres, HD IV arm")
+    abstract = ("In this phase II trial (IFM), patients with ISS stage II or III myeloma "
+                "received IV melphalan as total therapy. GMMG phase V; "
+                "EMN II; HOVON II. I am told V and X; vi, xi, xx and xiv are numerals.")
+    assert _match(index, title=title, abstract=abstract) == {}
+    # the same prose with the names in it: those, and only those, match
+    assert set(_match(index, title="Phase II TOURMALINE-MM II and Total Therapy II")) == {
+        "TOURMALINE-MM2", "Total Therapy 2"}
+    assert set(_match(index, title="GMMG-HD IV: phase III")) == {"HOVON-65/GMMG-HD4"}
 
 
 def test_registry_ids_are_found_in_text_and_spelled_one_way() -> None:
