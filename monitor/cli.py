@@ -118,6 +118,33 @@ def cmd_meta(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_network(args: argparse.Namespace, settings: Settings) -> int:
+    from reports.network_inputs import (
+        current_networks,
+        describe,
+        network_method,
+        summary_json,
+    )
+
+    ctx = _context(settings)
+    try:
+        with ctx.sessions() as session:
+            items = current_networks(session, settings.analyses_file, settings.pool_method)
+    finally:
+        ctx.dispose()
+    if args.key:
+        items = [item for item in items if item[0].key == args.key]
+        if not items:
+            raise ValidationError(f"no network {args.key!r}",
+                                  hint="run mmlr network without --key to list them")
+    if args.json:
+        _print_json({"method": network_method(settings.pool_method),
+                     "networks": [summary_json(*item) for item in items]})
+    else:
+        print(describe(items))
+    return 0
+
+
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     from reports.digest import build_digest, deliver_digest
     from screening.health import screening_health
@@ -352,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci", choices=["hksj", "hksj-adhoc", "wald"], default="hksj")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_meta)
+
+    p = sub.add_parser("network", help="network meta-analysis: every treatment against every "
+                       "other")
+    p.add_argument("--key", metavar="KEY", help="one network, e.g. PFS/all (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_network)
 
     p = sub.add_parser("digest", help="build the digest; send it when SMTP is configured")
     p.add_argument("--out", metavar="FILE.html", help="also write the HTML here")

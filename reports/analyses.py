@@ -151,6 +151,12 @@ class Candidate:
     # Whether the people who assessed it disagree (store.bias.assessor_agreement): the
     # judgment above is then the newest one, not an agreed one.
     risk_of_bias_disputed: bool = False
+    # The trial's arms as entered (Trial.regimen / Trial.comparator) and the estimate's arm
+    # sizes: the network meta-analysis maps arms to treatments and sizes its nodes with them.
+    regimen: str | None = None
+    comparator: str | None = None
+    n_maintenance: int | None = None
+    n_control: int | None = None
 
     @property
     def cut_date(self) -> date | None:
@@ -340,9 +346,22 @@ def load_analyses(path: Path | None) -> list[Analysis]:
     Every mistake is a ConfigError naming the file, the entry and the field: a silently
     skipped analysis would be an evidence gap nobody sees.
     """
-    if path is None:
-        return []
+    doc, where = _read_file(path)
+    entries = doc.get("analysis", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: expected [[analysis]] tables, found analysis = …")
+    out: list[Analysis] = []
+    names: set[tuple[str, str]] = set()
+    for i, entry in enumerate(entries, start=1):
+        out += _defined(entry, f"{where}, analysis {i}", names)
+    return out
+
+
+def _read_file(path: Path | None) -> tuple[dict[str, Any], str]:
+    """The analyses file's TOML (empty without a file) and how errors name it."""
     where = f"MMLR_ANALYSES_FILE {path}"
+    if path is None:
+        return {}, where
     try:
         doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -352,15 +371,48 @@ def load_analyses(path: Path | None) -> list[Analysis]:
         raise ConfigError(f"{where} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where} is not valid TOML: {exc}") from None
-    unknown = sorted(set(doc) - {"analysis"})
-    entries = doc.get("analysis", [])
-    if unknown or not isinstance(entries, list):
-        raise ConfigError(f"{where}: expected only [[analysis]] tables, found "
-                          f"{', '.join(unknown) or 'analysis = …'}")
-    out: list[Analysis] = []
-    names: set[tuple[str, str]] = set()
+    unknown = sorted(set(doc) - {"analysis", "arms"})
+    if unknown:
+        raise ConfigError(f"{where}: expected only [[analysis]] and [[arms]] tables, found "
+                          f"{', '.join(unknown)}")
+    return doc, where
+
+
+_ARMS_KEYS = {"trial", "treatment", "control"}
+
+
+def load_arm_overrides(path: Path | None) -> dict[str, tuple[str, str]]:
+    """The ``[[arms]]`` entries of ``MMLR_ANALYSES_FILE``: trial name → (treatment, control)
+    as the network meta-analysis should name its two arms, where the automatic reading of
+    the trial's drug and comparator (``reports.network_inputs``) is not what curators mean.
+    Names are compared without case or surrounding spaces; every mistake is a ConfigError.
+    """
+    doc, where = _read_file(path)
+    entries = doc.get("arms", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: expected [[arms]] tables, found arms = …")
+    out: dict[str, tuple[str, str]] = {}
     for i, entry in enumerate(entries, start=1):
-        out += _defined(entry, f"{where}, analysis {i}", names)
+        at = f"{where}, arms {i}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: must be a table")
+        unknown = sorted(set(entry) - _ARMS_KEYS)
+        missing = sorted(_ARMS_KEYS - set(entry))
+        if unknown or missing:
+            raise ConfigError(f"{at}: " + "; ".join(
+                ([f"unknown key(s) {', '.join(unknown)}"] if unknown else [])
+                + ([f"missing {', '.join(missing)}"] if missing else [])),
+                hint="each [[arms]] names trial, treatment and control")
+        values = [entry[k] for k in ("trial", "treatment", "control")]
+        if not all(isinstance(v, str) and v.strip() for v in values):
+            raise ConfigError(f"{at}: trial, treatment and control must be non-empty text")
+        trial, treatment, control = (" ".join(v.split()) for v in values)
+        if _norm(treatment) == _norm(control):
+            raise ConfigError(f"{at} ({trial}): treatment and control are both {treatment!r}",
+                              hint="a network compares two different treatments")
+        if _norm(trial) in out:
+            raise ConfigError(f"{at}: trial {trial!r} has two [[arms]] entries")
+        out[_norm(trial)] = (_norm(treatment), _norm(control))
     return out
 
 

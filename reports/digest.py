@@ -56,6 +56,9 @@ from sqlmodel import Session, col, select
 from reports.absolute import absolute_or_reason
 from reports.analyses import analysis_order
 from reports.monitoring_view import number, plan_text, status_change, status_label
+from reports.network_digest import changes as network_changes
+from reports.network_digest import snapshot as network_snapshot
+from reports.network_inputs import current_networks
 from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
 from store.audit import audit
 from store.baselines import baseline_for, current_baselines
@@ -146,12 +149,16 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         old = _pooled_by_ids(session, previous.pooled_result_ids if previous else [])
         analyses = _compare_analyses(old, current, prev_summary)
         _add_absolute_effects(session, analyses, current)
+        networks = network_snapshot(current_networks(
+            session, ctx.settings.analyses_file, ctx.settings.pool_method))
+        network_list, networks_unchanged = network_changes(prev_summary.get("networks"),
+                                                           networks)
 
         # A monitoring status can change while the pooled estimate does not (an earlier cut
         # verified, the plan changed), and so can the funnel assessment (new code of
         # reports/small_study.py re-pools the same inputs): subscribers hear of those too.
         changed = bool(new_flagged or decisions["total"] or alerts or trial_matches
-                       or any(a["status"] != "unchanged" or a["monitoring_change"]
+                       or network_list or any(a["status"] != "unchanged" or a["monitoring_change"]
                               or a["small_study_change"] for a in analyses))
         if previous is not None and not changed:
             log.info("digest: nothing changed since digest #%s; not building a new one",
@@ -174,6 +181,9 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
             "new_trial_reports_total": len(trial_matches),
             "new_trial_reports": trial_matches[:MAX_LISTED_RECORDS],
             "analyses": analyses,
+            "networks": networks,
+            "network_changes": network_list,
+            "networks_unchanged": networks_unchanged,
         }
         summary["screening_health"], summary["screening_health_note"] = _screening_health(
             session, health, dual=ctx.settings.dual_screening)
@@ -747,6 +757,11 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     if funnel_only:
         parts.append(_plural(funnel_only, "funnel assessment changed",
                              "funnel assessments changed"))
+    # Networks move with the pooled analyses' inputs; named only when no analysis changed
+    # (an [[arms]] correction, say), so the subject never says "no changes" over them.
+    if summary.get("network_changes") and not changed:
+        parts.append(_plural(len(summary["network_changes"]), "network changed",
+                             "networks changed"))
     if summary.get("new_trial_reports_total"):
         parts.append(_plural(summary["new_trial_reports_total"],
                              "possible report of a trial in the review",

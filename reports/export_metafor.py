@@ -36,7 +36,9 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from reports.export_network import write_network_export
 from reports.meta import METAFOR_TEST
+from reports.network_inputs import current_networks
 from reports.pool import latest_results
 from store.bias import current_assessments
 from store.context import AppContext
@@ -189,7 +191,10 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
                                  bias.get(_bias_key(row, estimate), "")])
     r_path.write_text(R_SCRIPT, encoding="utf-8")
     log.info("metafor export of %d analyses written to %s", len(snapshots), folder)
-    return [csv_path, r_path]
+    with ctx.sessions() as session:
+        networks = current_networks(session, ctx.settings.analyses_file,
+                                    ctx.settings.pool_method)
+    return [csv_path, r_path, *write_network_export(folder, networks)]
 
 
 def _bias_key(row: dict[str, Any], estimate: Estimate | None) -> tuple[int, str] | None:

@@ -219,6 +219,8 @@ def load_candidates(session: Session) -> list[Candidate]:
             approximate=est.approximate, withdrawn=est.withdrawn_at is not None,
             risk_of_bias=assessed.overall if assessed else None,
             risk_of_bias_disputed=(trial.id, est.endpoint) in disputed,
+            regimen=trial.regimen, comparator=trial.comparator,
+            n_maintenance=est.n_maintenance, n_control=est.n_control,
         ))
     return out
 

@@ -236,7 +236,8 @@ class Settings(BaseSettings):
     )
     analyses_file: Path | None = Field(
         None, description="TOML file of extra analyses, e.g. a drug class pooled together "
-        "(IMiD: thalidomide or lenalidomide); see docs/curation.md, \"Analyses\".",
+        "(IMiD: thalidomide or lenalidomide), and of [[arms]] corrections for the network "
+        "meta-analysis; see docs/curation.md, \"Analyses\" and \"Network meta-analysis\".",
     )
     monitoring_hr: str = Field(
         "0.80", description="Sequential monitoring (monitoring only, beside the primary "

@@ -43,7 +43,7 @@ def test_a_class_is_read_as_one_analysis_per_setting(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("[[analysis]\nname=", "is not valid TOML"),
-    ("[other]\nx = 1\n", "expected only [[analysis]] tables, found other"),
+    ("[other]\nx = 1\n", "expected only [[analysis]] and [[arms]] tables, found other"),
     ('[[analysis]]\nname = "imid"\ndrugs = ["a", "b"]\nendpoint = "PFS"\ncolour = "red"\n',
      "analysis 1: unknown key(s) colour"),
     ('[[analysis]]\nname = "IMiD class"\ndrugs = ["a", "b"]\nendpoint = "PFS"\n',

@@ -25,6 +25,7 @@ from screening.web import (
     routes_conflicts,
     routes_digests,
     routes_estimates,
+    routes_network,
     routes_prisma,
     routes_records,
     routes_searches,
@@ -72,9 +73,9 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
 
     install_error_handlers(app)
     for module in (routes_auth, routes_account, routes_records, routes_conflicts, routes_trials,
-                   routes_estimates, routes_summary, routes_prisma, routes_searches, routes_digests,
-                   routes_admin,
-                   routes_subscribers, routes_unsubscribe, routes_api):
+                   routes_estimates, routes_summary, routes_network, routes_prisma,
+                   routes_searches, routes_digests, routes_admin, routes_subscribers,
+                   routes_unsubscribe, routes_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from reports.small_study import p_text
 from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
 from screening.web.deps import dual_screening, pop_flashes, verify_second_person
@@ -41,6 +42,13 @@ def _fmt_num(value: float | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     return f"{value:.{digits}f}"
+
+
+def _pvalue(value: float | None) -> str:
+    """A p value for a table cell: "< 0.001" rather than "0.000"."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _exp(value: float | None) -> float | None:
@@ -78,6 +86,8 @@ def make_templates() -> Jinja2Templates:
     env.filters["dt"] = utc_text
     env.filters["num"] = _fmt_num
     env.filters["exp"] = _exp
+    env.filters["pvalue"] = _pvalue
+    env.filters["p_text"] = p_text
     env.filters["doi_url"] = _doi_url
     return Jinja2Templates(env=env, context_processors=[_context])
 

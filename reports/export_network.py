@@ -1,0 +1,174 @@
+"""``mmlr export metafor`` also writes the networks: a CSV and an R script that refit every
+network meta-analysis of the review with R metafor, so a statistician can check the network
+page's numbers without trusting us.
+
+``mmlr-network.csv`` has one row per contrast as fitted (``reports.network_inputs``): the
+network's key and label, the trial, its treatment and control arm, the log HR and its SE, the
+estimate's id, the reference treatment and the model (REML or FE). ``mmlr-network.R`` builds
+everything model-specific from the treatment names itself — a multi-arm trial's contrasts
+turned against their common arm, the design matrix, the within-trial covariance (correlation
+½), ``rma.mv(yi, V, mods = X, random = ~ comp | study, rho = 1/2)`` and the common-effect fit,
+the design-by-treatment interaction model (Q within designs) and each pair's direct pool with
+the network's τ² — prints each treatment's HR against the reference and writes the numbers in
+long form (network, what, name, value). ``tests/test_network_metafor.py`` runs this same
+script as its oracle.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from reports.network import NetworkResult
+from reports.network_inputs import NetworkInput
+
+log = logging.getLogger(__name__)
+
+CSV_NAME = "mmlr-network.csv"
+R_NAME = "mmlr-network.R"
+CSV_COLUMNS = ("network", "label", "study", "treat", "control", "yi", "sei", "estimate_id",
+               "ref", "method")
+
+R_SCRIPT = r"""# Refits every network meta-analysis of mmlr with R metafor.
+# Usage: Rscript mmlr-network.R [mmlr-network.csv] [results.csv]
+# Per network: rma.mv(yi, V, mods = X, intercept = FALSE, random = ~ comp | study,
+# rho = 1/2, method = "REML") (or method = "FE"), with X built from the treatment names
+# (+1 treatment arm, -1 control arm, no column for the reference) and V the within-trial
+# covariance: two contrasts of one multi-arm trial share their control arm, correlation 1/2.
+# Also: the common-effect fit's Q, the design-by-treatment interaction model's Q (Q within
+# designs; Q - Q within is the inconsistency), and each pair's direct pool with the network's
+# tau^2. The results file is long: network, what, name, value.
+suppressMessages(library(metafor))
+args <- commandArgs(trailingOnly = TRUE)
+here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1]))
+input <- if (length(args) >= 1) args[1] else file.path(here, "mmlr-network.csv")
+output <- if (length(args) >= 2) args[2] else file.path(here, "mmlr-network-results.csv")
+dat <- read.csv(input, stringsAsFactors = FALSE)
+rows <- list()
+put <- function(net, what, name, value) {
+  rows[[length(rows) + 1]] <<- data.frame(network = net, what = what, name = name,
+                                          value = sprintf("%.17g", value))
+}
+design_matrix <- function(d, trts) {
+  all <- sort(unique(c(d$treat, d$control)))
+  x <- matrix(0, nrow(d), length(all), dimnames = list(NULL, all))
+  for (i in seq_len(nrow(d))) {
+    x[i, d$treat[i]] <- x[i, d$treat[i]] + 1
+    x[i, d$control[i]] <- x[i, d$control[i]] - 1
+  }
+  x[, trts, drop = FALSE]
+}
+# Tight tolerance first (we compare solutions, not stopping rules); nlminb may refuse it on a
+# flat likelihood, then metafor's defaults. With as many contrasts as effects tau^2 is not
+# identified and metafor may fail outright: recorded as NA, the common-effect fit stands in.
+ctrl <- list(rel.tol = 1e-12, iter.max = 10000, eval.max = 10000)
+for (net in unique(dat$network)) {
+  d <- dat[dat$network == net, ]
+  for (st in unique(d$study[duplicated(d$study)])) {
+    s <- which(d$study == st)
+    common <- Reduce(intersect, lapply(s, function(i) c(d$treat[i], d$control[i])))
+    flip <- s[d$treat[s] == common]
+    d[flip, c("treat", "control")] <- d[flip, c("control", "treat")]
+    d$yi[flip] <- -d$yi[flip]
+  }
+  ref <- d$ref[1]
+  trts <- setdiff(sort(unique(c(d$treat, d$control))), ref)
+  x <- design_matrix(d, trts)
+  same <- outer(d$study, d$study, "==") * 1
+  diag(same) <- 0
+  V <- diag(d$sei^2, nrow(d)) + 0.5 * same * outer(d$sei, d$sei)
+  d$comp <- paste(d$treat, d$control, sep = ":")
+  fe <- rma.mv(d$yi, V, mods = x, intercept = FALSE, method = "FE")
+  fit_re <- function(control) {
+    rma.mv(d$yi, V, mods = x, intercept = FALSE, random = ~ comp | study, rho = 1/2,
+           data = d, method = "REML", control = control)
+  }
+  re <- NULL
+  if (d$method[1] == "REML") {
+    re <- tryCatch(fit_re(ctrl), error = function(e) tryCatch(fit_re(list()),
+                                                              error = function(e) NULL))
+  }
+  if (is.null(re)) {
+    put(net, "tau2", "", if (d$method[1] == "REML") NA else 0)
+    re <- fe
+    re$tau2 <- 0
+  } else {
+    put(net, "tau2", "", re$tau2)
+  }
+  cat("\n==== ", net, " (", d$label[1], "): ", nrow(d), " contrasts, tau^2 = ",
+      format(re$tau2, digits = 4), "\n", sep = "")
+  for (j in seq_along(trts)) {
+    put(net, "fe_b", trts[j], fe$beta[j])
+    put(net, "fe_se", trts[j], fe$se[j])
+    put(net, "re_b", trts[j], re$beta[j])
+    put(net, "re_se", trts[j], re$se[j])
+    cat(sprintf("  %-24s HR vs %s %.2f (%.2f to %.2f)\n", trts[j], ref, exp(re$beta[j]),
+                exp(re$ci.lb[j]), exp(re$ci.ub[j])))
+  }
+  put(net, "qe", "", fe$QE)
+  put(net, "qe_df", "", fe$k - fe$p)
+  arms <- tapply(c(d$treat, d$control), c(d$study, d$study),
+                 function(a) paste(sort(unique(a)), collapse = "|"))
+  d$design <- arms[d$study]
+  blocks <- list()
+  for (des in unique(d$design)) {
+    t <- strsplit(des, "|", fixed = TRUE)[[1]]
+    xd <- design_matrix(d, t)[, -1, drop = FALSE]
+    xd[d$design != des, ] <- 0
+    colnames(xd) <- paste(des, colnames(xd))
+    blocks[[des]] <- xd
+  }
+  xi <- do.call(cbind, blocks)
+  q_within <- 0
+  if (ncol(xi) < nrow(d)) {
+    q_within <- rma.mv(d$yi, V, mods = xi, intercept = FALSE, method = "FE")$QE
+  }
+  put(net, "q_within", "", q_within)
+  cat(sprintf("  Q = %.3f on %d df; within designs %.3f; between designs %.3f\n", fe$QE,
+              fe$k - fe$p, q_within, fe$QE - q_within))
+  # direct pools with the network's tau^2; a pair is named "later|earlier" alphabetically
+  key <- ifelse(d$treat > d$control, paste(d$treat, d$control, sep = "|"),
+                paste(d$control, d$treat, sep = "|"))
+  yk <- ifelse(d$treat > d$control, d$yi, -d$yi)
+  for (k in unique(key)) {
+    s <- key == k
+    dp <- rma(yk[s], sei = d$sei[s], tau2 = re$tau2, test = "z")
+    put(net, "direct", k, dp$beta[1])
+    put(net, "direct_se", k, dp$se)
+  }
+}
+write.csv(do.call(rbind, rows), output, row.names = FALSE)
+cat("\nResults written to", output, "\n")
+"""
+
+
+def write_network_csv(path: Path,
+                      items: Sequence[tuple[NetworkInput, NetworkResult | None, str]]) -> int:
+    """The fitted networks' contrasts as ``mmlr-network.R`` reads them; how many networks."""
+    fitted = [(net, res) for net, res, _ in items if res is not None]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for net, res in fitted:
+            for c in res.contrasts:
+                writer.writerow([net.key, net.label, c.study, c.treat, c.control,
+                                 repr(c.log_hr), repr(c.se), c.estimate_id or "",
+                                 res.reference, res.method])
+    return len(fitted)
+
+
+def write_network_export(folder: Path,
+                         items: Sequence[tuple[NetworkInput, NetworkResult | None, str]]
+                         ) -> list[Path]:
+    """``mmlr-network.csv`` and ``mmlr-network.R`` in ``folder``; nothing when no network
+    could be fitted (the metafor export says so in its log)."""
+    if not any(res is not None for _, res, _ in items):
+        log.info("no network meta-analysis to export")
+        return []
+    csv_path, r_path = folder / CSV_NAME, folder / R_NAME
+    count = write_network_csv(csv_path, items)
+    r_path.write_text(R_SCRIPT, encoding="utf-8")
+    log.info("network export of %d networks written to %s", count, folder)
+    return [csv_path, r_path]

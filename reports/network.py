@@ -1,0 +1,493 @@
+"""Network meta-analysis of log hazard ratios: contrast-based, frequentist, multivariate.
+
+Pairwise pools answer "does lenalidomide beat no maintenance?"; a maintenance guideline also
+asks "lenalidomide or thalidomide?", which few trials compare head to head. A network
+meta-analysis combines the direct contrasts (X vs control, X vs Y) into one consistent set of
+relative effects, so every pair of treatments gets an estimate (Gay F et al., JAMA Oncol
+2018;4(10):1389-97 did this for myeloma maintenance).
+
+``network_meta_analysis(contrasts, reference=...)`` is the equivalent of
+
+    rma.mv(yi, V, mods = X, intercept = FALSE, random = ~ comp | study, rho = 1/2,
+           method = "REML")                          # method "FE": method = "FE", no random
+
+with ``X`` the contrast design matrix (one column per treatment other than the reference,
++1 for the contrast's treatment arm, −1 for its control arm). Agreement with metafor is checked
+by ``tests/test_network_metafor.py``. Conventions, and why:
+
+- **Model.** Effects d_t of each treatment t against the reference (log HR); a contrast "a vs
+  b" estimates d_a − d_b (consistency). Random effects: one heterogeneity variance τ² for every
+  comparison, two contrasts of the same multi-arm trial correlated with τ²/2 (the usual
+  homogeneous-variance assumption; metafor's ``rho = 1/2``). τ² by REML, found by scanning
+  and root-bracketing the restricted score (``reports.meta.reml_maximum``), so it is the
+  converged global maximum.
+- **Multi-arm trials.** A trial with three arms contributes two contrasts against one common
+  arm. Published hazard ratios come without the arm-level variances that give their exact
+  covariance; we take the covariance of two contrasts sharing an arm as half the geometric
+  mean of their variances (correlation 0.5, exact when the arms' variances are equal: the
+  standard approximation). Contrasts of one trial must share one arm (a "star"); the caller
+  (``reports.network_inputs``) keeps them so.
+- **CIs** are Wald (normal) intervals, as metafor's ``rma.mv`` and R netmeta report them.
+  Hartung–Knapp has no agreed multivariate form; the pairwise analyses keep HKSJ.
+- **Heterogeneity and inconsistency.** Q of the common-effect model (metafor's ``QE``),
+  decomposed as Krahn et al. (BMC Med Res Methodol 2013;13:35): Q within designs (the
+  design-by-treatment interaction model's residual Q: heterogeneity between trials of the
+  same design) and Q between designs (Q − Q within: inconsistency). I² = (Q − df)/Q.
+- **Ranking.** P-scores (Rücker & Schwarzer, BMC Med Res Methodol 2015;15:58): the mean over
+  the other treatments of the probability that a treatment's HR is lower (better), from the
+  network's normal approximation. A ranking is only as sure as its CIs; the page says so.
+- **Direct and indirect evidence** (the SIDE back-calculation of netmeta's ``netsplit``;
+  König et al., Stat Med 2013;32:5414-29): for each pair with direct trials, the direct
+  estimate pools those trials (weights 1/(v + τ²) with the network's τ²), the indirect
+  estimate is what the network estimate implies besides it, and z tests their difference.
+  Exact for two-arm trials, an approximation where multi-arm trials are involved (noted).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from reports.meta import clean_json, hr_of, reml_maximum
+from store.errors import PoolingError
+
+log = logging.getLogger(__name__)
+
+NETWORK_METHODS: tuple[str, ...] = ("REML", "FE")
+_LEVEL = 0.95
+_Z = float(stats.norm.ppf(1 - (1 - _LEVEL) / 2))
+#: Correlation of two contrasts of one trial sharing an arm (see the module docstring).
+SHARED_ARM_CORRELATION = 0.5
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """One trial's log HR of ``treat`` versus ``control`` (HR < 1 favours ``treat``)."""
+
+    study: str
+    treat: str
+    control: str
+    log_hr: float
+    se: float
+    estimate_id: int | None = None
+    n_treat: int | None = None
+    n_control: int | None = None
+    label: str = ""  # what a page shows for the row (trial and data cut)
+
+    def flipped(self) -> Contrast:
+        return Contrast(self.study, self.control, self.treat, -self.log_hr, self.se,
+                        self.estimate_id, self.n_control, self.n_treat, self.label)
+
+
+@dataclass(frozen=True)
+class Relative:
+    """The network's estimate of ``treat`` versus ``control`` (log scale, Wald CI)."""
+
+    treat: str
+    control: str
+    log_hr: float
+    se: float
+
+    @property
+    def ci_low(self) -> float:
+        return self.log_hr - _Z * self.se
+
+    @property
+    def ci_high(self) -> float:
+        return self.log_hr + _Z * self.se
+
+    @property
+    def p(self) -> float:
+        return float(2 * stats.norm.sf(abs(self.log_hr / self.se))) if self.se > 0 else math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        return {"treat": self.treat, "control": self.control, "log_hr": self.log_hr,
+                "se": self.se, "ci_low": self.ci_low, "ci_high": self.ci_high, "p": self.p,
+                "hr": hr_of(self.log_hr), "hr_ci_low": hr_of(self.ci_low),
+                "hr_ci_high": hr_of(self.ci_high)}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Direct against indirect evidence for one pair (``treat`` vs ``control``)."""
+
+    treat: str
+    control: str
+    k_direct: int
+    direct: float
+    direct_se: float
+    indirect: float | None
+    indirect_se: float | None
+    network: float
+    network_se: float
+    approximate: bool  # the network has a multi-arm trial: back-calculation approximates
+
+    @property
+    def direct_share(self) -> float:
+        """How much of the network estimate's precision comes from the direct trials."""
+        return min(1.0, (self.network_se / self.direct_se) ** 2)
+
+    @property
+    def z(self) -> float | None:
+        if self.indirect is None or self.indirect_se is None:
+            return None
+        return (self.direct - self.indirect) / math.hypot(self.direct_se, self.indirect_se)
+
+    @property
+    def p(self) -> float | None:
+        z = self.z
+        return None if z is None else float(2 * stats.norm.sf(abs(z)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"treat": self.treat, "control": self.control, "k_direct": self.k_direct,
+                "direct": self.direct, "direct_se": self.direct_se,
+                "direct_hr": hr_of(self.direct), "indirect": self.indirect,
+                "indirect_se": self.indirect_se,
+                "indirect_hr": hr_of(self.indirect) if self.indirect is not None else None,
+                "network": self.network, "network_se": self.network_se,
+                "direct_share": self.direct_share, "z": self.z, "p": self.p,
+                "approximate": self.approximate}
+
+
+@dataclass(frozen=True)
+class QTest:
+    q: float
+    df: int
+
+    @property
+    def p(self) -> float | None:
+        return float(stats.chi2.sf(self.q, self.df)) if self.df > 0 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"q": self.q, "df": self.df, "p": self.p}
+
+
+@dataclass
+class NetworkResult:
+    """A fitted network: relative effects, heterogeneity, inconsistency, ranking."""
+
+    method: str
+    reference: str
+    treatments: list[str]  # reference first, then in first-seen order
+    contrasts: list[Contrast]  # as fitted (multi-arm rows oriented to the common arm)
+    studies: int
+    tau2: float
+    basic: np.ndarray  # d_t for treatments[1:], versus the reference
+    cov: np.ndarray
+    q_total: QTest
+    q_within: QTest
+    q_between: QTest
+    p_scores: dict[str, float]
+    splits: list[Split]
+    disconnected: list[Contrast] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def i2(self) -> float:
+        q, df = self.q_total.q, self.q_total.df
+        return max(0.0, 100.0 * (q - df) / q) if q > 0 and df > 0 else 0.0
+
+    def relative(self, treat: str, control: str) -> Relative:
+        """The network estimate of ``treat`` versus ``control``."""
+        index = {t: i for i, t in enumerate(self.treatments)}
+        for name in (treat, control):
+            if name not in index:
+                raise PoolingError(f"treatment {name!r} is not in this network",
+                                   hint=f"its treatments: {', '.join(self.treatments)}")
+        a = np.zeros(len(self.treatments) - 1)
+        if index[treat]:
+            a[index[treat] - 1] += 1.0
+        if index[control]:
+            a[index[control] - 1] -= 1.0
+        est = float(a @ self.basic)
+        var = float(a @ self.cov @ a)
+        return Relative(treat, control, est, math.sqrt(max(var, 0.0)))
+
+    def league(self) -> list[Relative]:
+        """Every ordered pair of different treatments, row treatment versus column."""
+        return [self.relative(a, b) for a in self.treatments for b in self.treatments
+                if a != b]
+
+    def ranking(self) -> list[tuple[str, float]]:
+        """Treatments by P-score, best first (ties: the order of ``treatments``)."""
+        order = {t: i for i, t in enumerate(self.treatments)}
+        return sorted(self.p_scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+
+    def to_json(self) -> dict[str, Any]:
+        return clean_json({
+            "method": self.method, "ci": "wald", "reference": self.reference,
+            "treatments": self.treatments, "studies": self.studies,
+            "contrasts": len(self.contrasts), "tau2": self.tau2, "i2": self.i2,
+            "q_total": self.q_total.to_json(), "q_within_designs": self.q_within.to_json(),
+            "q_between_designs": self.q_between.to_json(),
+            "versus_reference": [self.relative(t, self.reference).to_json()
+                                 for t in self.treatments[1:]],
+            "league": [r.to_json() for r in self.league()],
+            "ranking": [{"treatment": t, "p_score": p} for t, p in self.ranking()],
+            "splits": [s.to_json() for s in self.splits],
+            "disconnected": [{"study": c.study, "treat": c.treat, "control": c.control}
+                             for c in self.disconnected],
+            "notes": self.notes,
+        })
+
+
+# ----------------------------------------------------------------------------- input checks
+def _validate(contrasts: Sequence[Contrast]) -> None:
+    if not contrasts:
+        raise PoolingError("nothing to analyse: no contrasts", hint="give at least one trial")
+    for c in contrasts:
+        where = f"trial {c.study!r} ({c.treat} vs {c.control})"
+        if not c.study.strip() or not c.treat.strip() or not c.control.strip():
+            raise PoolingError(f"{where}: trial and both treatments must be named")
+        if c.treat == c.control:
+            raise PoolingError(f"{where}: a treatment cannot be compared with itself",
+                               hint="map the two arms to different treatments")
+        if not math.isfinite(c.log_hr):
+            raise PoolingError(f"{where}: log HR is {c.log_hr} (not a finite number)")
+        if not (math.isfinite(c.se) and c.se > 0):
+            raise PoolingError(f"{where}: standard error {c.se} must be a positive finite "
+                               "number")
+
+
+def _star(rows: list[Contrast]) -> list[Contrast]:
+    """A trial's contrasts oriented against their one common arm (see the module docstring);
+    a two-arm trial's single contrast is returned as given."""
+    study = rows[0].study
+    pairs = [frozenset((c.treat, c.control)) for c in rows]
+    if len(set(pairs)) != len(pairs):
+        raise PoolingError(f"trial {study!r} gives the same pair of treatments twice",
+                           hint="one estimate per pair of arms")
+    if len(rows) == 1:
+        return rows
+    common = set.intersection(*(set(p) for p in pairs))
+    if len(common) != 1:
+        raise PoolingError(f"trial {study!r}: its {len(rows)} contrasts do not share one arm",
+                           hint="a multi-arm trial contributes its arms against one common arm")
+    arm = next(iter(common))
+    return [c if c.control == arm else c.flipped() for c in rows]
+
+
+def _components(contrasts: Sequence[Contrast]) -> dict[str, str]:
+    """Union-find: each treatment's component representative."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for c in contrasts:
+        parent[find(c.treat)] = find(c.control)
+    return {t: find(t) for t in parent}
+
+
+# ----------------------------------------------------------------------------- matrices
+def _design(contrasts: Sequence[Contrast], treatments: Sequence[str]) -> np.ndarray:
+    """+1 at the contrast's treatment, −1 at its control; the first treatment is the
+    reference and has no column."""
+    col = {t: i - 1 for i, t in enumerate(treatments)}
+    x = np.zeros((len(contrasts), len(treatments) - 1))
+    for r, c in enumerate(contrasts):
+        if col[c.treat] >= 0:
+            x[r, col[c.treat]] += 1.0
+        if col[c.control] >= 0:
+            x[r, col[c.control]] -= 1.0
+    return x
+
+
+def _same_study(contrasts: Sequence[Contrast]) -> np.ndarray:
+    """1 where two different rows belong to the same trial (they share its common arm)."""
+    names = np.array([c.study for c in contrasts], dtype=object)
+    same = (names[:, None] == names[None, :]).astype(float)
+    np.fill_diagonal(same, 0.0)
+    return same
+
+
+def _within_cov(se: np.ndarray, same: np.ndarray) -> np.ndarray:
+    return np.diag(se**2) + SHARED_ARM_CORRELATION * same * np.outer(se, se)
+
+
+def _gls(y: np.ndarray, x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Generalised least squares: coefficients, their covariance, residual Q."""
+    w = np.linalg.inv(v)
+    info = x.T @ w @ x
+    cov = np.linalg.inv(info)
+    beta = cov @ (x.T @ w @ y)
+    r = y - x @ beta
+    return beta, cov, float(r @ w @ r)
+
+
+def _q_within_designs(contrasts: Sequence[Contrast], s: np.ndarray) -> QTest:
+    """Residual Q of the design-by-treatment interaction model: each design (the set of
+    treatments a trial compares) pooled on its own, common effect."""
+    by_design: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    arms: dict[str, set[str]] = defaultdict(set)
+    for c in contrasts:
+        arms[c.study] |= {c.treat, c.control}
+    for i, c in enumerate(contrasts):
+        by_design[tuple(sorted(arms[c.study]))].append(i)
+    q, df = 0.0, 0
+    for design, rows in by_design.items():
+        sub = [contrasts[i] for i in rows]
+        x = _design(sub, design)
+        idx = np.array(rows)
+        y = np.array([c.log_hr for c in sub])
+        if len(rows) > x.shape[1]:
+            _, _, q_d = _gls(y, x, s[np.ix_(idx, idx)])
+            q += q_d
+            df += len(rows) - x.shape[1]
+    return QTest(max(q, 0.0), df)
+
+
+# ----------------------------------------------------------------------------- τ² (REML)
+def _tau2_reml(y: np.ndarray, x: np.ndarray, s: np.ndarray, p: np.ndarray) -> float:
+    """REML τ² of V = S + τ² P (P: 1 on the diagonal, ½ between rows of one trial)."""
+
+    def q_matrix(t: float) -> np.ndarray:
+        w = np.linalg.inv(s + t * p)
+        wx = w @ x
+        return w - wx @ np.linalg.inv(x.T @ wx) @ wx.T
+
+    def score(t: float) -> float:
+        # 2 × d/dτ² of the restricted log-likelihood: y'QPQy − tr(QP)
+        q = q_matrix(t)
+        qy = q @ y
+        return float(qy @ p @ qy - np.trace(q @ p))
+
+    def scores(grid: np.ndarray) -> np.ndarray:
+        return np.array([score(float(t)) for t in grid])
+
+    def loglik(t: float) -> float:
+        v = s + t * p
+        w = np.linalg.inv(v)
+        info = x.T @ w @ x
+        beta = np.linalg.solve(info, x.T @ w @ y)
+        r = y - x @ beta
+        return -0.5 * float(np.linalg.slogdet(v)[1] + np.linalg.slogdet(info)[1]
+                            + r @ w @ r)
+
+    if len(y) <= x.shape[1]:
+        return 0.0  # no residual degrees of freedom: τ² is not identified
+    return reml_maximum(score, scores, loglik, y, np.diag(s), points=60)
+
+
+# ----------------------------------------------------------------------------- the model
+def network_meta_analysis(contrasts: Sequence[Contrast], *, reference: str | None = None,
+                          method: str = "REML") -> NetworkResult:
+    """Fit the network of ``contrasts`` (see the module docstring).
+
+    ``reference``: the treatment every effect is expressed against (default: the one in most
+    contrasts). Trials not connected to the reference's part of the network are left out and
+    returned in ``disconnected``. Raises :class:`store.errors.PoolingError` for malformed
+    contrasts, a multi-arm trial whose contrasts do not share an arm, an unknown reference or
+    method, and a network with fewer than two connected treatments.
+    """
+    if method not in NETWORK_METHODS:
+        raise PoolingError(f"unknown network method {method!r}",
+                           hint=f"use one of {', '.join(NETWORK_METHODS)}")
+    _validate(contrasts)
+    by_study: dict[str, list[Contrast]] = defaultdict(list)
+    for c in contrasts:
+        by_study[c.study].append(c)
+    oriented = [row for rows in by_study.values() for row in _star(rows)]
+
+    seen = list(dict.fromkeys(t for c in oriented for t in (c.treat, c.control)))
+    if reference is None:
+        counts = {t: sum(t in (c.treat, c.control) for c in oriented) for t in seen}
+        reference = max(seen, key=lambda t: counts[t])  # ties: first seen
+    elif reference not in seen:
+        raise PoolingError(f"reference treatment {reference!r} is in no trial of this network",
+                           hint=f"its treatments: {', '.join(seen)}")
+    comp = _components(oriented)
+    kept = [c for c in oriented if comp[c.treat] == comp[reference]]
+    disconnected = [c for c in oriented if comp[c.treat] != comp[reference]]
+    treatments = [reference] + [t for t in seen if t != reference and comp[t] == comp[reference]]
+    if len(treatments) < 2:
+        raise PoolingError("nothing to compare: fewer than two connected treatments")
+
+    y = np.array([c.log_hr for c in kept])
+    se = np.array([c.se for c in kept])
+    x = _design(kept, treatments)
+    same = _same_study(kept)
+    s = _within_cov(se, same)
+    p = np.eye(len(kept)) + 0.5 * same
+
+    _, _, q_fe = _gls(y, x, s)
+    df_total = len(kept) - x.shape[1]
+    q_total = QTest(max(q_fe, 0.0), df_total)
+    q_within = _q_within_designs(kept, s)
+    q_between = QTest(max(q_total.q - q_within.q, 0.0), df_total - q_within.df)
+
+    tau2 = _tau2_reml(y, x, s, p) if method == "REML" else 0.0
+    basic, cov, _ = _gls(y, x, s + tau2 * p)
+    notes: list[str] = []
+    if df_total == 0 and method == "REML":
+        notes.append("as many contrasts as treatment effects: τ² cannot be estimated and is "
+                     "taken as 0")
+    if disconnected:
+        names = sorted({c.study for c in disconnected})
+        notes.append(f"{len(names)} trial(s) not connected to {reference}: {', '.join(names)}")
+
+    result = NetworkResult(
+        method=method, reference=reference, treatments=treatments, contrasts=kept,
+        studies=len({c.study for c in kept}), tau2=tau2, basic=basic, cov=cov,
+        q_total=q_total, q_within=q_within, q_between=q_between, p_scores={}, splits=[],
+        disconnected=disconnected, notes=notes)
+    result.p_scores = _p_scores(result)
+    result.splits = _splits(result, kept, tau2)
+    return result
+
+
+def _p_scores(res: NetworkResult) -> dict[str, float]:
+    """P-scores with a lower HR better (maintenance wants fewer events)."""
+    out: dict[str, float] = {}
+    n = len(res.treatments)
+    for a in res.treatments:
+        total = 0.0
+        for b in res.treatments:
+            if a == b:
+                continue
+            rel = res.relative(a, b)  # log HR of a vs b: negative means a is better
+            total += float(stats.norm.cdf(-rel.log_hr / rel.se)) if rel.se > 0 else (
+                1.0 if rel.log_hr < 0 else 0.0 if rel.log_hr > 0 else 0.5)
+        out[a] = total / (n - 1)
+    return out
+
+
+def _splits(res: NetworkResult, kept: Sequence[Contrast], tau2: float) -> list[Split]:
+    """Direct and back-calculated indirect evidence for every directly compared pair."""
+    # Back-calculation is exact only when every trial has two arms (König et al. 2013).
+    multi = any(n > 1 for n in Counter(c.study for c in kept).values())
+    pairs: dict[tuple[str, str], list[Contrast]] = defaultdict(list)
+    order = {t: i for i, t in enumerate(res.treatments)}
+    for c in kept:
+        # one orientation per pair: the later treatment versus the earlier one
+        row = c if order[c.treat] > order[c.control] else c.flipped()
+        pairs[(row.treat, row.control)].append(row)
+    out: list[Split] = []
+    for (a, b), rows in sorted(pairs.items(), key=lambda kv: (order[kv[0][1]], order[kv[0][0]])):
+        w = np.array([1.0 / (r.se**2 + tau2) for r in rows])
+        direct = float(np.sum(w * np.array([r.log_hr for r in rows])) / np.sum(w))
+        direct_var = 1.0 / float(np.sum(w))
+        net = res.relative(a, b)
+        net_var = net.se**2
+        gain = 1.0 / net_var - 1.0 / direct_var
+        indirect = indirect_se = None
+        # Precision the network adds beyond the direct trials; ~0 when there is no other path.
+        if gain > 1e-9 / net_var:
+            ind_var = 1.0 / gain
+            indirect = ind_var * (net.log_hr / net_var - direct / direct_var)
+            indirect_se = math.sqrt(ind_var)
+        out.append(Split(a, b, len(rows), direct, math.sqrt(direct_var), indirect,
+                         indirect_se, net.log_hr, net.se,
+                         approximate=multi))
+    return out

@@ -1,0 +1,120 @@
+"""What the digest says about the network meta-analysis: a compact snapshot of each fitted
+network, kept in the digest's summary, and the changes since the previous digest's snapshot.
+
+A digest says what changed (DESIGN §4). For a network that is: it was fitted for the first
+time or can no longer be; trials or treatments joined; a treatment's HR against the reference
+moved (shown to two decimals, as the page shows it) or its CI now includes or excludes 1;
+another treatment now ranks first; direct and indirect evidence started or stopped
+disagreeing (p < 0.05 between designs). Networks without such a change are counted, not
+listed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from reports.network import NetworkResult
+from reports.network_inputs import NetworkInput
+
+INCONSISTENCY_P = 0.05
+
+
+def snapshot(items: Sequence[tuple[NetworkInput, NetworkResult | None, str]]
+             ) -> dict[str, dict[str, Any]]:
+    """The fitted networks by key, with what the next digest compares."""
+    out: dict[str, dict[str, Any]] = {}
+    for net, res, _ in items:
+        if res is None:
+            continue
+        vs = {}
+        for t in res.treatments[1:]:
+            rel = res.relative(t, res.reference)
+            vs[t] = [_hr(rel.log_hr), _hr(rel.ci_low), _hr(rel.ci_high)]
+        ranking = res.ranking()
+        out[net.key] = {
+            "label": net.label, "reference": res.reference, "studies": res.studies,
+            "treatments": res.treatments, "vs_reference": vs,
+            "best": ranking[0][0], "best_p_score": round(ranking[0][1], 2),
+            "inconsistency_p": res.q_between.p,
+            # What was fitted, so the digest's numbers can be audited later (DESIGN §4).
+            "method": res.method, "tau2": res.tau2,
+            "inputs": [[c.study, c.treat, c.control, c.estimate_id] for c in res.contrasts],
+        }
+    return out
+
+
+def _hr(log_value: float) -> float:
+    return round(math.exp(log_value), 2)
+
+
+def _text(hr: Sequence[float]) -> str:
+    return f"{hr[0]:.2f} ({hr[1]:.2f} to {hr[2]:.2f})"
+
+
+def _crosses(hr: Sequence[float]) -> bool:
+    return hr[1] <= 1.0 <= hr[2]
+
+
+def changes(before: dict[str, dict[str, Any]] | None, after: dict[str, dict[str, Any]]
+            ) -> tuple[list[dict[str, Any]], int]:
+    """The networks to list (key, label, lines, current rows) and how many are unchanged.
+    ``before`` None: no earlier digest kept a snapshot, so every network is new."""
+    before = before or {}
+    listed: list[dict[str, Any]] = []
+    unchanged = 0
+    for key, now in after.items():
+        was = before.get(key)
+        lines = _lines(was, now)
+        if not lines:
+            unchanged += 1
+            continue
+        rows = [{"treatment": t, "hr": _text(hr), "crosses_one": _crosses(hr)}
+                for t, hr in now["vs_reference"].items()]
+        listed.append({"key": key, "label": now["label"], "reference": now["reference"],
+                       "lines": lines, "rows": rows, "best": now["best"],
+                       "best_p_score": now["best_p_score"]})
+    for key, was in before.items():
+        if key not in after:
+            listed.append({"key": key, "label": was["label"], "reference": was["reference"],
+                           "lines": ["No longer fitted: fewer than three connected treatments "
+                                     "or no verified estimates."], "rows": [], "best": None,
+                           "best_p_score": None})
+    return listed, unchanged
+
+
+def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    if was is None:
+        return [f"Fitted for the first time: {now['studies']} trials, "
+                f"{len(now['treatments'])} treatments."]
+    lines: list[str] = []
+    if now["studies"] != was["studies"]:
+        lines.append(f"Trials: {was['studies']} → {now['studies']}.")
+    joined = [t for t in now["treatments"] if t not in was["treatments"]]
+    left = [t for t in was["treatments"] if t not in now["treatments"]]
+    if joined:
+        lines.append(f"Joined the network: {', '.join(joined)}.")
+    if left:
+        lines.append(f"Left the network: {', '.join(left)}.")
+    for t, hr in now["vs_reference"].items():
+        old = was["vs_reference"].get(t)
+        if old is None or list(old) == list(hr):
+            continue
+        text = f"{t} vs {now['reference']}: HR {_text(old)} → {_text(hr)}"
+        if _crosses(old) and not _crosses(hr):
+            text += "; the CI now excludes 1"
+        elif _crosses(hr) and not _crosses(old):
+            text += "; the CI now includes 1"
+        lines.append(text + ".")
+    if now["best"] != was["best"]:
+        lines.append(f"Highest P-score: {was['best']} → {now['best']} "
+                     f"({now['best_p_score']:.2f}).")
+    p_was, p_now = was.get("inconsistency_p"), now.get("inconsistency_p")
+    if p_now is not None and p_now < INCONSISTENCY_P and not (
+            p_was is not None and p_was < INCONSISTENCY_P):
+        lines.append(f"Direct and indirect evidence now disagree (p = {p_now:.3f}).")
+    elif p_was is not None and p_was < INCONSISTENCY_P and not (
+            p_now is not None and p_now < INCONSISTENCY_P):
+        lines.append("Direct and indirect evidence no longer disagree.")
+    return lines

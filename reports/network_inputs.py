@@ -1,0 +1,323 @@
+"""From stored evidence to the networks of ``reports.network``: which trials, which arms.
+
+One network per endpoint (PFS, accepting EFS/TTP as the pairwise analyses do, and OS) and
+setting (post-ASCT, non-transplant, all settings), plus a sensitivity network with strategy
+trials wherever a strategy trial has data. The trials and estimates are the pairwise
+analyses' (``reports.analyses.select_inputs`` over every drug): verified, not withdrawn, one
+comparison per trial, its latest data cut, strata as separate rows in "all settings".
+
+**Arms to treatments.** Each trial's maintenance arm is its pooled drug (``Trial.drug``, the
+review's own vocabulary, so the network's nodes are the pairwise analyses' drugs). Its
+control arm is read from ``Trial.comparator``:
+
+- maintenance agents named in the comparator (the review's drugs, interferon, steroids and
+  the other agents of ``AGENTS``; "no X"/"without X" does not name X) that the maintenance
+  arm also receives besides its pooled drug (``Trial.regimen``) are background of an add-on
+  design and drop out: "thalidomide + interferon-alpha vs interferon-alpha" is thalidomide
+  vs no maintenance, as the pairwise analysis pools it;
+- what is left names the control treatment ("thalidomide vs interferon-alpha":
+  interferon); nothing left (placebo, observation, "MP (no maintenance)") is
+  ``NO_MAINTENANCE``.
+
+Curators correct any reading with an ``[[arms]]`` entry in ``MMLR_ANALYSES_FILE``
+(``reports.analyses.load_arm_overrides``); the page shows each trial's arms and where they
+came from. A trial whose two arms read as the same treatment (a dose or schedule comparison)
+cannot enter and is listed with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from reports.analyses import (
+    ENDPOINTS,
+    SETTING_LABELS,
+    SETTINGS,
+    Analysis,
+    Candidate,
+    load_arm_overrides,
+    select_inputs,
+)
+from reports.network import Contrast, NetworkResult, network_meta_analysis
+from reports.network_plot import PlotEdge, PlotNode, render_network_svg
+from store.errors import PoolingError
+
+log = logging.getLogger(__name__)
+
+NO_MAINTENANCE = "no maintenance"
+#: Maintenance agents recognised in a comparator besides the review's own drugs, with the
+#: spellings trials use. Steroids count: alone they were maintenance in older trials.
+AGENTS: dict[str, tuple[str, ...]] = {
+    "interferon": ("interferon", "interferon-alpha", "interferon alfa", "ifn", "ifn-alpha",
+                   "ifn-α", "ifn alpha", "ifn-a"),
+    "prednisone": ("prednisone",),
+    "prednisolone": ("prednisolone",),
+    "dexamethasone": ("dexamethasone", "dex"),
+    "thalidomide": ("thalidomide", "thal"),
+    "lenalidomide": ("lenalidomide", "len"),
+    "pomalidomide": ("pomalidomide",),
+    "bortezomib": ("bortezomib",),
+    "ixazomib": ("ixazomib",),
+    "carfilzomib": ("carfilzomib",),
+    "daratumumab": ("daratumumab",),
+    "isatuximab": ("isatuximab",),
+    "elotuzumab": ("elotuzumab",),
+}
+_NEGATED = re.compile(r"\b(?:no|without|non)[\s-]+[\w-]+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Arms:
+    """How one trial entered a network (or why it did not)."""
+
+    trial: str
+    treatment: str
+    control: str
+    source: str  # "read from the trial" | "MMLR_ANALYSES_FILE [[arms]]"
+    comparator: str | None = None
+
+
+@dataclass
+class NetworkInput:
+    endpoint: str
+    setting: str
+    include_strategy: bool
+    contrasts: list[Contrast] = field(default_factory=list)
+    arms: list[Arms] = field(default_factory=list)
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
+    candidates: dict[str, Candidate] = field(default_factory=dict)  # contrast study → input
+
+    @property
+    def key(self) -> str:
+        base = f"{self.endpoint}/{self.setting}"
+        return base + "/with_strategy" if self.include_strategy else base
+
+    @property
+    def label(self) -> str:
+        endpoint = "PFS (EFS/TTP accepted)" if self.endpoint == "PFS" else "OS"
+        text = f"{endpoint} — {SETTING_LABELS[self.setting]}"
+        return text + " (sensitivity: strategy trials included)" if self.include_strategy \
+            else text
+
+    @property
+    def treatments(self) -> list[str]:
+        return list(dict.fromkeys(t for c in self.contrasts for t in (c.treat, c.control)))
+
+
+def _names(text: str, vocabulary: dict[str, tuple[str, ...]]) -> set[str]:
+    """The agents ``text`` names (not negated ones), by their vocabulary key."""
+    text = _NEGATED.sub(" ", text.lower())
+    found = set()
+    for agent, spellings in vocabulary.items():
+        if any(re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", text) for s in spellings):
+            found.add(agent)
+    return found
+
+
+def read_arms(c: Candidate, vocabulary: dict[str, tuple[str, ...]]) -> tuple[str, str]:
+    """(treatment, control) of a trial, read as the module docstring says."""
+    treatment = " ".join(c.drug.lower().split())
+    # Background: what the maintenance arm receives besides the pooled drug. The pooled drug
+    # itself never is, so "thalidomide 200 mg vs thalidomide 50 mg" reads as thalidomide on
+    # both arms (a dose comparison, left out), not as thalidomide vs no maintenance.
+    background = _names(c.regimen or "", vocabulary) - _names(c.drug, vocabulary)
+    control = sorted(_names(c.comparator or "", vocabulary) - background)
+    return treatment, "+".join(control) if control else NO_MAINTENANCE
+
+
+def vocabulary_of(candidates: Iterable[Candidate]) -> dict[str, tuple[str, ...]]:
+    """``AGENTS`` plus every drug the review pools (a new agent is known once a trial of it
+    is entered)."""
+    vocab = dict(AGENTS)
+    for c in candidates:
+        drug = " ".join(c.drug.lower().split())
+        vocab.setdefault(drug, (drug,))
+    return vocab
+
+
+def build_networks(candidates: Sequence[Candidate],
+                   overrides: dict[str, tuple[str, str]] | None = None) -> list[NetworkInput]:
+    """Every network with at least one trial, in a stable order (PFS before OS; post-ASCT,
+    non-transplant, all; the primary network before its strategy twin)."""
+    overrides = overrides or {}
+    vocab = vocabulary_of(candidates)
+    drugs = tuple(sorted({" ".join(c.drug.lower().split()) for c in candidates}))
+    has_strategy = {(c.endpoint.upper(), c.setting) for c in candidates if c.is_strategy}
+    out: list[NetworkInput] = []
+    if not drugs:
+        return out
+    for endpoint in ENDPOINTS:
+        for setting in SETTINGS:
+            for strategy in (False, True):
+                if strategy and not any(
+                        e in ENDPOINTS[endpoint] and (setting == "all" or s == setting)
+                        for e, s in has_strategy):
+                    continue
+                analysis = Analysis("network", setting, endpoint, include_strategy=strategy,
+                                    drugs=drugs)
+                net = _network(analysis, candidates, vocab, overrides)
+                if net.arms or net.dropped:
+                    out.append(net)
+    return out
+
+
+def _network(analysis: Analysis, candidates: Sequence[Candidate],
+             vocab: dict[str, tuple[str, ...]],
+             overrides: dict[str, tuple[str, str]]) -> NetworkInput:
+    net = NetworkInput(analysis.endpoint, analysis.setting, analysis.include_strategy)
+    selection = select_inputs(analysis, candidates)
+    for c, why in selection.dropped:
+        net.dropped.append((f"{c.trial_name}, estimate {c.estimate_id}", why))
+    per_trial: dict[int, int] = defaultdict(int)
+    for c in selection.chosen:
+        per_trial[c.trial_id] += 1
+    for c in selection.chosen:
+        key = " ".join(c.trial_name.lower().split())
+        if key in overrides:
+            treatment, control = overrides[key]
+            source = "MMLR_ANALYSES_FILE [[arms]]"
+        else:
+            treatment, control = read_arms(c, vocab)
+            source = "read from the trial"
+        if treatment == control:
+            net.dropped.append((c.trial_name, f"both arms read as {treatment!r} (a dose or "
+                                "schedule comparison?): name them with [[arms]] in "
+                                "MMLR_ANALYSES_FILE"))
+            continue
+        # A trial entered by stratum is one row per setting: disjoint patients, two studies.
+        study = c.trial_name if per_trial[c.trial_id] == 1 else \
+            f"{c.trial_name} ({SETTING_LABELS.get(c.setting, c.setting)})"
+        net.arms.append(Arms(study, treatment, control, source, c.comparator))
+        net.contrasts.append(Contrast(study, treatment, control, c.log_hr, c.se,
+                                      estimate_id=c.estimate_id, n_treat=c.n_maintenance,
+                                      n_control=c.n_control, label=study))
+        net.candidates[study] = c
+    return net
+
+
+def networks_for(candidates: Sequence[Candidate], analyses_file: Path | None,
+                 method: str = "REML") -> list[tuple[NetworkInput, NetworkResult | None, str]]:
+    """Each network with its fit, or None and the reason it has none (fewer than three
+    connected treatments: a pairwise analysis already answers it)."""
+    out: list[tuple[NetworkInput, NetworkResult | None, str]] = []
+    for net in build_networks(candidates, load_arm_overrides(analyses_file)):
+        treatments = net.treatments
+        if len(treatments) < 3:
+            out.append((net, None, f"{len(treatments)} treatment(s): nothing beyond the "
+                                   "pairwise analyses"))
+            continue
+        reference = NO_MAINTENANCE if NO_MAINTENANCE in treatments else None
+        try:
+            res = network_meta_analysis(net.contrasts, reference=reference, method=method)
+        except PoolingError as exc:
+            out.append((net, None, exc.one_line()))
+            continue
+        if len(res.treatments) < 3:
+            out.append((net, None, "fewer than three connected treatments"))
+            continue
+        out.append((net, res, ""))
+    return out
+
+
+def node_sizes(res: NetworkResult) -> dict[str, tuple[int, int | None]]:
+    """Trials and randomised patients per treatment (patients None when any arm size is
+    missing: a partial count would draw a misleading node)."""
+    trials: dict[str, set[str]] = defaultdict(set)
+    patients: dict[str, int | None] = {t: 0 for t in res.treatments}
+    for c in res.contrasts:
+        for arm, n in ((c.treat, c.n_treat), (c.control, c.n_control)):
+            trials[arm].add(c.study)
+            have = patients.get(arm)
+            patients[arm] = None if have is None or n is None else have + n
+    return {t: (len(trials[t]), patients[t]) for t in res.treatments}
+
+
+def summary_json(net: NetworkInput, res: NetworkResult | None, reason: str) -> dict[str, Any]:
+    """What the API, the CLI and the digest keep of one network."""
+    doc: dict[str, Any] = {
+        "key": net.key, "label": net.label, "endpoint": net.endpoint, "setting": net.setting,
+        "include_strategy": net.include_strategy,
+        "arms": [{"trial": a.trial, "treatment": a.treatment, "control": a.control,
+                  "source": a.source, "comparator": a.comparator} for a in net.arms],
+        "inputs": [{"trial": c.study, "treatment": c.treat, "control": c.control,
+                    "log_hr": c.log_hr, "se": c.se, "estimate_id": c.estimate_id}
+                   for c in net.contrasts],
+        "dropped": [{"what": what, "why": why} for what, why in net.dropped],
+        "fitted": res is not None, "reason": reason or None,
+    }
+    if res is not None:
+        doc.update(res.to_json())
+    return doc
+
+
+def network_method(pool_method: str) -> str:
+    """The network's model for ``MMLR_POOL_METHOD``: common effect for FE, else random
+    effects with REML τ² (the one multivariate estimator we fit; see ``reports.network``)."""
+    return "FE" if pool_method == "FE" else "REML"
+
+
+def current_networks(session: Session, analyses_file: Path | None, pool_method: str
+                     ) -> list[tuple[NetworkInput, NetworkResult | None, str]]:
+    """Every network of the evidence as stored now."""
+    from reports.pool import load_candidates  # reports.pool is heavy; only callers need it
+
+    return networks_for(load_candidates(session), analyses_file, network_method(pool_method))
+
+
+def plot_parts(res: NetworkResult) -> tuple[list[PlotNode], list[PlotEdge]]:
+    """The network plot's nodes (trials, patients) and edges (direct comparisons)."""
+    sizes = node_sizes(res)
+    nodes = [PlotNode(t, sizes[t][0], sizes[t][1]) for t in res.treatments]
+    pairs: dict[tuple[str, str], list[str]] = defaultdict(list)
+    order = {t: i for i, t in enumerate(res.treatments)}
+    for c in res.contrasts:
+        a, b = sorted((c.treat, c.control), key=lambda t: order[t])
+        pairs[(a, b)].append(c.study)
+    edges = [PlotEdge(a, b, len(names), tuple(names)) for (a, b), names in pairs.items()]
+    return nodes, edges
+
+
+def network_svg(net: NetworkInput, res: NetworkResult) -> str:
+    nodes, edges = plot_parts(res)
+    return render_network_svg(nodes, edges, title=f"Network: {net.label}",
+                              reference=res.reference)
+
+
+def _hr_text(log_hr: float, se: float) -> str:
+    z = 1.959964
+    return (f"{math.exp(log_hr):.2f} ({math.exp(log_hr - z * se):.2f} to "
+            f"{math.exp(log_hr + z * se):.2f})")
+
+
+def describe(items: Sequence[tuple[NetworkInput, NetworkResult | None, str]]) -> str:
+    """The networks as text, for ``mmlr network``."""
+    if not items:
+        return "No verified estimates yet: no network to analyse."
+    lines: list[str] = []
+    for net, res, why in items:
+        lines.append(f"{net.label}  [{net.key}]")
+        if res is None:
+            lines.append(f"  not fitted: {why}")
+            continue
+        lines.append(f"  {res.studies} trials, {len(res.treatments)} treatments, "
+                     f"{'common effect' if res.method == 'FE' else 'random effects (REML)'}"
+                     f", tau2 = {res.tau2:.4f}")
+        width = max(len(t) for t in res.treatments)
+        for t in res.treatments[1:]:
+            rel = res.relative(t, res.reference)
+            lines.append(f"  {t:<{width}}  HR vs {res.reference} "
+                         f"{_hr_text(rel.log_hr, rel.se)}  P-score {res.p_scores[t]:.2f}")
+        inc = res.q_between
+        lines.append(f"  inconsistency (between designs): Q = {inc.q:.2f} on {inc.df} df"
+                     + (f", p = {inc.p:.3f}" if inc.p is not None else " (no closed loop)"))
+        lines.extend(f"  note: {note}" for note in res.notes)
+    return "\n".join(lines)

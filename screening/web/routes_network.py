@@ -1,0 +1,82 @@
+"""The network meta-analysis in the browser (``reports.network``): every network of the
+review, and for the one chosen its plot, effects against no maintenance, league table,
+ranking, heterogeneity and inconsistency, direct against indirect evidence, and the trials
+with the arms they entered as. ``/network.svg?key=…`` is the plot alone; ``GET /api/network``
+the same numbers for machines.
+
+Read-only and for every signed-in role. Computed on request from the stored evidence: a
+network has a few dozen trials at most, and a verified estimate shows here at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from markupsafe import Markup
+
+from reports.network import NetworkResult
+from reports.network_inputs import (
+    NetworkInput,
+    current_networks,
+    network_method,
+    network_svg,
+    summary_json,
+)
+from screening.web.deps import ApiReader, DbSession, Viewer
+from screening.web.routes_estimates import SVG_HEADERS
+from screening.web.templating import render
+from store.errors import NotFoundError
+
+router = APIRouter()
+
+Fitted = tuple[NetworkInput, NetworkResult | None, str]
+
+
+def _networks(request: Request, session: DbSession) -> list[Fitted]:
+    settings = request.app.state.settings
+    return current_networks(session, settings.analyses_file, settings.pool_method)
+
+
+def _chosen(networks: list[Fitted], key: str | None) -> Fitted | None:
+    if key:
+        for item in networks:
+            if item[0].key == key:
+                return item
+        raise NotFoundError(f"no network {key!r}",
+                            hint="the network page lists the networks of the review")
+    # Default: the first network that could be fitted (PFS before OS, post-ASCT first).
+    return next((item for item in networks if item[1] is not None), None)
+
+
+@router.get("/network")
+def network_page(request: Request, session: DbSession, user: Viewer,
+                 key: str | None = None) -> Response:
+    networks = _networks(request, session)
+    chosen = _chosen(networks, key)
+    context: dict[str, Any] = {"networks": networks, "chosen": chosen,
+                               "method": network_method(request.app.state.settings.pool_method)}
+    if chosen is not None and chosen[1] is not None:
+        net, res = chosen[0], chosen[1]
+        # Markup: network_svg escapes every text it writes, so the page takes it as it is.
+        context["svg"] = Markup(network_svg(net, res))  # noqa: S704
+        context["league"] = {(r.treat, r.control): r for r in res.league()}
+    return render(request, "network.html", context)
+
+
+@router.get("/network.svg")
+def network_image(request: Request, session: DbSession, user: Viewer, key: str) -> Response:
+    chosen = _chosen(_networks(request, session), key)
+    if chosen is None or chosen[1] is None:
+        raise NotFoundError(f"network {key!r} has no fit to draw",
+                            hint=chosen[2] if chosen else None)
+    slug = key.replace("/", "-")
+    return Response(network_svg(chosen[0], chosen[1]), media_type="image/svg+xml", headers={
+        **SVG_HEADERS, "Content-Disposition": f'inline; filename="mmlr-network-{slug}.svg"'})
+
+
+@router.get("/api/network")
+def network_json(request: Request, session: DbSession, user: ApiReader) -> dict[str, Any]:
+    return {"method": network_method(request.app.state.settings.pool_method),
+            "networks": [summary_json(*item) for item in _networks(request, session)]}

@@ -1,0 +1,410 @@
+"""Network meta-analysis over the stored evidence: arms read from the trials, curator
+overrides, which trials enter, the known answers of small networks, the page, the API, the
+CLI and the digest's section."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_web
+from conftest import assert_one_line_error, cli_env, run_cli
+from test_pool import add_estimate, add_trial
+from test_web import api_as, as_role
+
+from reports.analyses import Candidate, load_arm_overrides
+from reports.digest import build_digest
+from reports.network import Contrast, network_meta_analysis
+from reports.network_inputs import (
+    AGENTS,
+    NO_MAINTENANCE,
+    build_networks,
+    networks_for,
+    read_arms,
+)
+from reports.pool import load_candidates
+from store.errors import ConfigError, PoolingError
+
+app = test_web.app
+client = test_web.client
+users = test_web.users
+
+XSS = '<script>alert("x")</script>'
+
+
+def _cand(drug: str, regimen: str | None, comparator: str | None, **kw: Any) -> Candidate:
+    base: dict[str, Any] = dict(estimate_id=1, trial_id=1, trial_name="T", drug=drug,
+                                is_strategy=False, endpoint="PFS", setting="post_asct",
+                                comparison="maintenance vs control", log_hr=-0.3, se=0.1,
+                                verified=True, regimen=regimen, comparator=comparator)
+    base.update(kw)
+    return Candidate(**base)
+
+
+# ----------------------------------------------------------------------------- arms
+@pytest.mark.parametrize(("drug", "regimen", "comparator", "arms"), [
+    ("lenalidomide", "lenalidomide", "placebo", ("lenalidomide", NO_MAINTENANCE)),
+    # add-on designs: the comparator's agents are background (CEMSG 01-002-0601, S0232)
+    ("thalidomide", "thalidomide + interferon-alpha", "interferon-alpha",
+     ("thalidomide", NO_MAINTENANCE)),
+    ("lenalidomide", "lenalidomide + dexamethasone", "placebo + dexamethasone",
+     ("lenalidomide", NO_MAINTENANCE)),
+    # an active comparator (HOVON-50; HOVON-65/GMMG-HD4)
+    ("thalidomide", "thalidomide", "interferon-alpha", ("thalidomide", "interferon")),
+    ("bortezomib", "bortezomib (PAD induction + bortezomib maintenance)",
+     "VAD induction + thalidomide maintenance", ("bortezomib", "thalidomide")),
+    # negations and induction-only comparators name no maintenance agent
+    ("thalidomide", "thalidomide", "no thalidomide", ("thalidomide", NO_MAINTENANCE)),
+    ("thalidomide", "thalidomide", "MP (no maintenance)", ("thalidomide", NO_MAINTENANCE)),
+    ("thalidomide", None, None, ("thalidomide", NO_MAINTENANCE)),
+    # a dose comparison: both arms thalidomide
+    ("thalidomide", "thalidomide 200 mg", "thalidomide 50 mg", ("thalidomide", "thalidomide")),
+    # two agents left: a combination control
+    ("daratumumab", "daratumumab", "lenalidomide + dexamethasone",
+     ("daratumumab", "dexamethasone+lenalidomide")),
+])
+def test_arms_are_read_from_drug_regimen_and_comparator(
+        drug: str, regimen: str | None, comparator: str | None, arms: tuple[str, str]) -> None:
+    assert read_arms(_cand(drug, regimen, comparator), dict(AGENTS)) == arms
+
+
+def test_a_drug_the_review_pools_is_known_in_comparators() -> None:
+    cands = [_cand("elranatamab", "elranatamab", "placebo"),
+             _cand("teclistamab", "teclistamab", "elranatamab", trial_id=2, trial_name="U",
+                   estimate_id=2)]
+    nets = build_networks(cands)
+    arms = {a.trial: (a.treatment, a.control) for a in nets[0].arms}
+    assert arms == {"T": ("elranatamab", NO_MAINTENANCE), "U": ("teclistamab", "elranatamab")}
+
+
+def _arms_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "analyses.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_arm_overrides_are_read(tmp_path: Path) -> None:
+    path = _arms_file(tmp_path, '[[arms]]\ntrial = " HOVON-50 "\ntreatment = "Thalidomide"\n'
+                                'control = "interferon  alpha"\n')
+    assert load_arm_overrides(path) == {"hovon-50": ("thalidomide", "interferon alpha")}
+    assert load_arm_overrides(None) == {}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[[arms]]\ntrial = "A"\ntreatment = "x"\n', "arms 1: missing control"),
+    ('[[arms]]\ntrial = "A"\ntreatment = "x"\ncontrol = "y"\ncolour = 1\n',
+     "unknown key(s) colour"),
+    ('[[arms]]\ntrial = "A"\ntreatment = "X"\ncontrol = "x "\n', "treatment and control are both"),
+    ('[[arms]]\ntrial = "A"\ntreatment = ""\ncontrol = "y"\n', "must be non-empty text"),
+    ('[[arms]]\ntrial = "A"\ntreatment = "x"\ncontrol = "y"\n'
+     '[[arms]]\ntrial = "a"\ntreatment = "x"\ncontrol = "z"\n', "has two [[arms]] entries"),
+    ('arms = "x"\n', "expected [[arms]] tables"),
+])
+def test_arm_override_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        load_arm_overrides(_arms_file(tmp_path, text))
+
+
+# ----------------------------------------------------------------------------- engine facts
+def test_a_loop_of_single_trials_gives_bucher_and_a_consistency_test() -> None:
+    rows = [Contrast("AC", "a", "c", -0.5, 0.2), Contrast("BC", "b", "c", -0.2, 0.25),
+            Contrast("AB", "a", "b", 0.4, 0.3)]
+    res = network_meta_analysis(rows, reference="c", method="FE")
+    split = {(s.treat, s.control): s for s in res.splits}[("b", "a")]
+    # indirect b vs a through c: (−0.2) − (−0.5) = 0.3, variance 0.25² + 0.2²
+    assert split.indirect == pytest.approx(0.3)
+    assert split.indirect_se == pytest.approx(math.hypot(0.25, 0.2))
+    assert split.direct == pytest.approx(-0.4)
+    # one loop, one inconsistency degree of freedom; no design has two trials
+    assert (res.q_between.df, res.q_within.df) == (1, 0)
+    z = (-0.4 - 0.3) / math.hypot(0.3, math.hypot(0.25, 0.2))
+    assert res.q_between.q == pytest.approx(z * z)
+
+
+def test_a_star_network_has_no_indirect_check_and_a_disconnected_trial_is_named() -> None:
+    rows = [Contrast("A1", "a", "c", -0.5, 0.2), Contrast("B1", "b", "c", -0.2, 0.25),
+            Contrast("X1", "x", "y", -0.1, 0.3)]
+    res = network_meta_analysis(rows, reference="c")
+    assert res.treatments == ["c", "a", "b"]
+    assert all(s.indirect is None for s in res.splits)
+    assert res.q_between.p is None
+    assert [c.study for c in res.disconnected] == ["X1"]
+    assert any("not connected to c: X1" in n for n in res.notes)
+    rel = res.relative("a", "b")  # indirect only: difference of the two, variances added
+    assert rel.log_hr == pytest.approx(-0.3) and rel.se == pytest.approx(math.hypot(0.2, 0.25))
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ([], "no contrasts"),
+    ([Contrast("A", "a", "a", -0.1, 0.1)], "cannot be compared with itself"),
+    ([Contrast("A", "a", "b", math.nan, 0.1)], "not a finite number"),
+    ([Contrast("A", "a", "b", -0.1, 0.0)], "positive finite"),
+    ([Contrast("A", "a", "b", -0.1, 0.1), Contrast("A", "b", "a", 0.1, 0.1)],
+     "same pair of treatments twice"),
+    ([Contrast("A", "a", "b", -0.1, 0.1), Contrast("A", "c", "d", 0.1, 0.1)],
+     "do not share one arm"),
+])
+def test_malformed_networks_are_refused_with_the_reason(rows: list[Contrast],
+                                                        message: str) -> None:
+    with pytest.raises(PoolingError, match=message):
+        network_meta_analysis(rows)
+
+
+def test_unknown_reference_and_method_are_refused() -> None:
+    rows = [Contrast("A", "a", "b", -0.1, 0.1)]
+    with pytest.raises(PoolingError, match="reference treatment 'z' is in no trial"):
+        network_meta_analysis(rows, reference="z")
+    with pytest.raises(PoolingError, match="unknown network method 'DL'"):
+        network_meta_analysis(rows, method="DL")
+
+
+def test_a_three_arm_trial_enters_as_two_correlated_contrasts() -> None:
+    # The same trial as two separate two-arm trials would count its control arm twice: the
+    # shared-arm covariance makes the indirect a-vs-b estimate less precise than that.
+    three = [Contrast("T", "a", "c", -0.4, 0.2), Contrast("T", "c", "b", 0.1, 0.2)]
+    two = [Contrast("T1", "a", "c", -0.4, 0.2), Contrast("T2", "b", "c", -0.1, 0.2)]
+    joint = network_meta_analysis(three, reference="c", method="FE").relative("a", "b")
+    apart = network_meta_analysis(two, reference="c", method="FE").relative("a", "b")
+    assert joint.log_hr == pytest.approx(apart.log_hr) == pytest.approx(-0.3)
+    # var(a−b) = 0.04 + 0.04 − 2·cov, cov = 0.5·0.2·0.2 = 0.02 → 0.04
+    assert joint.se == pytest.approx(0.2) and apart.se == pytest.approx(math.sqrt(0.08))
+
+
+# ----------------------------------------------------------------------------- stored evidence
+def _trial(s: Any, name: str, drug: str, comparator: str, regimen: str | None = None,
+           **kw: Any) -> Any:
+    trial = add_trial(s, name, drug, **kw)
+    trial.comparator = comparator
+    trial.regimen = regimen or drug
+    s.add(trial)
+    return trial
+
+
+@pytest.fixture
+def network_evidence(ctx: Any) -> Any:
+    """Post-ASCT PFS: thalidomide and lenalidomide against placebo, thalidomide against
+    interferon and interferon against observation (a loop), a strategy trial, an unverified
+    estimate, and a dose comparison."""
+    with ctx.sessions() as s:
+        add_estimate(s, _trial(s, "THAL-1", "thalidomide", "placebo"), "0.60", "0.45", "0.80")
+        add_estimate(s, _trial(s, "THAL-2", "thalidomide", "observation"),
+                     "0.70", "0.50", "0.98")
+        add_estimate(s, _trial(s, "LEN-1", "lenalidomide", "placebo"), "0.50", "0.40", "0.63")
+        add_estimate(s, _trial(s, XSS, "lenalidomide", "placebo"), "0.55", "0.40", "0.76")
+        add_estimate(s, _trial(s, "HOVON-X", "thalidomide", "interferon-alpha"),
+                     "0.80", "0.62", "1.03")
+        add_estimate(s, _trial(s, "IFN-1", "interferon", "no maintenance"),
+                     "0.85", "0.70", "1.03")
+        add_estimate(s, _trial(s, "STRAT-1", "bortezomib", "thalidomide maintenance",
+                               is_strategy=True), "0.75", "0.62", "0.90")
+        add_estimate(s, _trial(s, "LEN-UNVERIFIED", "lenalidomide", "placebo"),
+                     "0.30", "0.20", "0.45", verified=False)
+        add_estimate(s, _trial(s, "DOSE-1", "thalidomide", "thalidomide 50 mg",
+                               regimen="thalidomide 200 mg"), "0.90", "0.70", "1.15")
+        s.commit()
+    return ctx
+
+
+def _fit(ctx: Any, key: str, analyses_file: Path | None = None) -> Any:
+    with ctx.sessions() as s:
+        items = networks_for(load_candidates(s), analyses_file)
+    return next(item for item in items if item[0].key == key)
+
+
+def test_stored_trials_enter_as_their_arms_and_numbers(network_evidence: Any) -> None:
+    net, res, why = _fit(network_evidence, "PFS/post_asct")
+    assert why == "" and res is not None
+    assert res.reference == NO_MAINTENANCE
+    assert set(res.treatments) == {NO_MAINTENANCE, "thalidomide", "lenalidomide", "interferon"}
+    # the same numbers as the engine on the contrasts written by hand
+    def lg(hr: float, lo: float, hi: float) -> tuple[float, float]:
+        return math.log(hr), (math.log(hi) - math.log(lo)) / (2 * 1.959964)
+    by_hand = [Contrast(n, t, c, *lg(*v)) for n, t, c, v in [
+        ("THAL-1", "thalidomide", NO_MAINTENANCE, (0.60, 0.45, 0.80)),
+        ("THAL-2", "thalidomide", NO_MAINTENANCE, (0.70, 0.50, 0.98)),
+        ("LEN-1", "lenalidomide", NO_MAINTENANCE, (0.50, 0.40, 0.63)),
+        (XSS, "lenalidomide", NO_MAINTENANCE, (0.55, 0.40, 0.76)),
+        ("HOVON-X", "thalidomide", "interferon", (0.80, 0.62, 1.03)),
+        ("IFN-1", "interferon", NO_MAINTENANCE, (0.85, 0.70, 1.03))]]
+    ref = network_meta_analysis(by_hand, reference=NO_MAINTENANCE)
+    for t in ("thalidomide", "lenalidomide", "interferon"):
+        ours, theirs = res.relative(t, NO_MAINTENANCE), ref.relative(t, NO_MAINTENANCE)
+        assert ours.log_hr == pytest.approx(theirs.log_hr, abs=1e-9)
+        assert ours.se == pytest.approx(theirs.se, abs=1e-9)
+    assert res.q_between.df == 1  # the thalidomide–interferon–no maintenance loop
+    dropped = dict(net.dropped)
+    assert dropped["LEN-UNVERIFIED, estimate 8"] == "not verified"
+    assert "strategy trial" in dropped["STRAT-1, estimate 7"]
+    assert "both arms read as 'thalidomide'" in dropped["DOSE-1"]
+
+
+def test_strategy_trials_enter_only_the_sensitivity_network(network_evidence: Any) -> None:
+    _, res, _ = _fit(network_evidence, "PFS/post_asct/with_strategy")
+    assert "bortezomib" in res.treatments
+    assert ("bortezomib", "thalidomide") in {(c.treat, c.control) for c in res.contrasts}
+    _, primary, _ = _fit(network_evidence, "PFS/post_asct")
+    assert "bortezomib" not in primary.treatments
+
+
+def test_an_arms_entry_overrides_the_reading(network_evidence: Any, tmp_path: Path) -> None:
+    path = _arms_file(tmp_path, '[[arms]]\ntrial = "thal-2"\ntreatment = "thalidomide"\n'
+                                'control = "interferon"\n')
+    net, res, _ = _fit(network_evidence, "PFS/post_asct", path)
+    arms = {a.trial: a for a in net.arms}
+    assert (arms["THAL-2"].control, arms["THAL-2"].source) == (
+        "interferon", "MMLR_ANALYSES_FILE [[arms]]")
+    assert arms["THAL-1"].source == "read from the trial"
+    # HOVON-X and THAL-2 now both compare thalidomide with interferon
+    split = next(x for x in res.splits if {x.treat, x.control} == {"thalidomide", "interferon"})
+    assert split.k_direct == 2
+
+
+def test_a_trial_entered_by_stratum_is_two_studies_in_all_settings(ctx: Any) -> None:
+    with ctx.sessions() as s:
+        mrc = _trial(s, "MRC IX", "thalidomide", "no maintenance", setting="mixed")
+        add_estimate(s, mrc, "0.70", "0.60", "0.82", setting="post_asct")
+        add_estimate(s, mrc, "0.80", "0.66", "0.97", setting="non_transplant")
+        add_estimate(s, _trial(s, "LEN-1", "lenalidomide", "placebo"), "0.5", "0.4", "0.63")
+        add_estimate(s, _trial(s, "LEN-TH", "lenalidomide", "thalidomide"),
+                     "0.8", "0.6", "1.07")
+        s.commit()
+    _, res, _ = _fit(ctx, "PFS/all")
+    studies = sorted(c.study for c in res.contrasts)
+    assert studies == ["LEN-1", "LEN-TH", "MRC IX (non-transplant)", "MRC IX (post-ASCT)"]
+
+
+def test_two_treatments_are_not_a_network(ctx: Any) -> None:
+    with ctx.sessions() as s:
+        add_estimate(s, _trial(s, "LEN-1", "lenalidomide", "placebo"), "0.5", "0.4", "0.63")
+        s.commit()
+    _net, res, why = _fit(ctx, "PFS/post_asct")
+    assert res is None and "nothing beyond the pairwise analyses" in why
+
+
+# ----------------------------------------------------------------------------- web, API, CLI
+def test_the_page_shows_the_network_escaped_for_every_role(
+        network_evidence: Any, app: Any, users: dict[str, str]) -> None:
+    viewer = as_role(app, users, "viewer")
+    page = viewer.get("/network?key=PFS/post_asct")
+    assert page.status_code == 200
+    html = page.text
+    assert XSS not in html and "&lt;script&gt;alert(" in html
+    assert "<svg" in html and 'role="img"' in html
+    assert 'data-treatment="lenalidomide"' in html
+    assert "League table" in html and "Direct and indirect evidence" in html
+    assert "not verified" in html and "both arms read as" in html
+    # the default is the first fitted network; an unknown key is a 404 page, not a traceback
+    assert viewer.get("/network").status_code == 200
+    missing = viewer.get("/network?key=PFS/nowhere")
+    assert missing.status_code == 404 and "no network" in missing.text
+    svg = viewer.get("/network.svg?key=PFS/post_asct")
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    assert "default-src 'none'" in svg.headers["content-security-policy"]
+    assert XSS not in svg.text
+    assert viewer.get("/network.svg?key=OS/all").status_code == 404  # no OS data
+
+
+def test_the_page_needs_a_login(network_evidence: Any, client: Any) -> None:
+    response = client.get("/network", follow_redirects=False)
+    assert response.status_code in (302, 303) and "/login" in response.headers["location"]
+
+
+def test_the_api_gives_every_network(network_evidence: Any, app: Any,
+                                     users: dict[str, str]) -> None:
+    data = api_as(app, users, "viewer").get("/api/network").json()
+    nets = {n["key"]: n for n in data["networks"]}
+    assert data["method"] == "REML"
+    post = nets["PFS/post_asct"]
+    assert post["fitted"] and post["reference"] == NO_MAINTENANCE
+    pairs = {(r["treat"], r["control"]) for r in post["league"]}
+    assert ("lenalidomide", "thalidomide") in pairs and ("thalidomide", "lenalidomide") in pairs
+    assert sum(r["p_score"] for r in post["ranking"]) == pytest.approx(len(post["treatments"]) / 2)
+    assert nets["PFS/post_asct/with_strategy"]["include_strategy"] is True
+    assert api_as(app, users, "viewer").get("/api/network",
+                                            headers={"Authorization": ""}).status_code == 401
+
+
+def test_the_cli_prints_and_exports_networks(network_evidence: Any, settings: Any) -> None:
+    env = cli_env(MMLR_DATA_DIR=str(settings.data_dir), MMLR_DATABASE_URL=settings.database_url)
+    text = run_cli("network", "--key", "PFS/post_asct", env=env)
+    assert text.returncode == 0, text.stderr
+    assert "lenalidomide" in text.stdout and "HR vs no maintenance" in text.stdout
+    data = json.loads(run_cli("network", "--json", env=env).stdout)
+    assert {n["key"] for n in data["networks"]} >= {"PFS/post_asct", "PFS/all"}
+    assert_one_line_error(run_cli("network", "--key", "OS/x", env=env), "no network 'OS/x'")
+
+
+def test_a_broken_arms_file_is_one_line_on_the_cli(ctx: Any, settings: Any,
+                                                   tmp_path: Path) -> None:
+    path = _arms_file(tmp_path, '[[arms]]\ntrial = "A"\n')
+    env = cli_env(MMLR_DATA_DIR=str(settings.data_dir), MMLR_DATABASE_URL=settings.database_url,
+                  MMLR_ANALYSES_FILE=str(path))
+    assert_one_line_error(run_cli("network", env=env), "arms 1: missing control, treatment")
+
+
+# ----------------------------------------------------------------------------- digest
+def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> None:
+    ctx = network_evidence
+    first = build_digest(ctx)
+    changes = {n["key"]: n for n in first.summary["network_changes"]}
+    assert changes["PFS/post_asct"]["lines"][0].startswith("Fitted for the first time: 6 trials")
+    assert 'id="networks"' in first.html and "NETWORK META-ANALYSIS" in first.text
+    assert XSS not in first.html
+
+    with ctx.sessions() as s:  # a large lenalidomide-vs-thalidomide trial joins the loop
+        add_estimate(s, _trial(s, "LEN-THAL", "lenalidomide", "thalidomide"),
+                     "0.40", "0.30", "0.53")
+        s.commit()
+    second = build_digest(ctx)
+    assert second.id != first.id
+    lines = {n["key"]: n["lines"] for n in second.summary["network_changes"]}
+    post = lines["PFS/post_asct"]
+    assert "Trials: 6 → 7." in post
+    def hr(digest: Any) -> str:
+        lo_hi = digest.summary["networks"]["PFS/post_asct"]["vs_reference"]["lenalidomide"]
+        return f"{lo_hi[0]:.2f} ({lo_hi[1]:.2f} to {lo_hi[2]:.2f})"
+    assert f"lenalidomide vs no maintenance: HR {hr(first)} → {hr(second)}." in post
+    assert hr(first) != hr(second)
+    # the new trial disagrees with the indirect evidence through placebo-controlled trials
+    assert any(line.startswith("Direct and indirect evidence now disagree") for line in post)
+    assert any(line.endswith("the CI now includes 1.") for line in post)
+    assert "Trials: 6 → 7." in second.text
+
+    assert build_digest(ctx).id == second.id  # nothing changed: no new digest
+
+
+def test_the_metafor_export_refits_the_networks_in_r(network_evidence: Any, settings: Any,
+                                                     tmp_path: Path, rscript: str) -> None:
+    """`mmlr export metafor` writes the networks with an R script; run as shipped, metafor
+    gives the page's numbers."""
+    out = tmp_path / "export"
+    env = cli_env(MMLR_DATA_DIR=str(settings.data_dir), MMLR_DATABASE_URL=settings.database_url)
+    proc = run_cli("pool", env=env)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("export", "metafor", "--out", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "mmlr-network.csv").exists() and (out / "mmlr-network.R").exists()
+    r = subprocess.run([rscript, str(out / "mmlr-network.R")], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "HR vs no maintenance" in r.stdout
+    theirs: dict[tuple[str, str, str], float] = {}
+    with (out / "mmlr-network-results.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            theirs[(row["network"], row["what"], row["name"])] = float(row["value"])
+    with network_evidence.sessions() as s:
+        items = networks_for(load_candidates(s), None)
+    fitted = [(net, res) for net, res, _ in items if res is not None]
+    assert {net.key for net, _ in fitted} == {key for key, _, _ in theirs}
+    for net, res in fitted:
+        assert res.tau2 == pytest.approx(theirs[(net.key, "tau2", "")], abs=1e-5)
+        for t in res.treatments[1:]:
+            rel = res.relative(t, res.reference)
+            assert rel.log_hr == pytest.approx(theirs[(net.key, "re_b", t)], abs=1e-5)
+            assert rel.se == pytest.approx(theirs[(net.key, "re_se", t)], abs=1e-5)
