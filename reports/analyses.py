@@ -379,40 +379,60 @@ def _read_file(path: Path | None) -> tuple[dict[str, Any], str]:
 
 
 _ARMS_KEYS = {"trial", "treatment", "control"}
+_ARMS_OPTIONAL = {"comparison"}
+#: ``load_arm_overrides``: trial (normalised) → comparison key (None: the trial's one
+#: comparison) → (treatment, control).
+ArmOverrides = dict[str, dict[str | None, tuple[str, str]]]
 
 
-def load_arm_overrides(path: Path | None) -> dict[str, tuple[str, str]]:
-    """The ``[[arms]]`` entries of ``MMLR_ANALYSES_FILE``: trial name → (treatment, control)
-    as the network meta-analysis should name its two arms, where the automatic reading of
-    the trial's drug and comparator (``reports.network_inputs``) is not what curators mean.
-    Names are compared without case or surrounding spaces; every mistake is a ConfigError.
+def load_arm_overrides(path: Path | None) -> ArmOverrides:
+    """The ``[[arms]]`` entries of ``MMLR_ANALYSES_FILE``: how the network meta-analysis
+    should name a trial's two arms, where the automatic reading of the trial's drug and
+    comparator (``reports.network_inputs``) is not what curators mean. An entry with a
+    ``comparison`` (as the estimates name it, compared like ``comparison_key``) maps that
+    contrast of a multi-arm trial; a trial's entries then all name one, and each mapped
+    comparison enters the network. Names are compared without case or surrounding spaces;
+    every mistake is a ConfigError naming the entry.
     """
     doc, where = _read_file(path)
     entries = doc.get("arms", [])
     if not isinstance(entries, list):
         raise ConfigError(f"{where}: expected [[arms]] tables, found arms = …")
-    out: dict[str, tuple[str, str]] = {}
+    out: ArmOverrides = {}
     for i, entry in enumerate(entries, start=1):
         at = f"{where}, arms {i}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{at}: must be a table")
-        unknown = sorted(set(entry) - _ARMS_KEYS)
+        unknown = sorted(set(entry) - _ARMS_KEYS - _ARMS_OPTIONAL)
         missing = sorted(_ARMS_KEYS - set(entry))
         if unknown or missing:
             raise ConfigError(f"{at}: " + "; ".join(
                 ([f"unknown key(s) {', '.join(unknown)}"] if unknown else [])
                 + ([f"missing {', '.join(missing)}"] if missing else [])),
-                hint="each [[arms]] names trial, treatment and control")
+                hint="each [[arms]] names trial, treatment and control (and optionally the "
+                     "comparison of a multi-arm trial)")
         values = [entry[k] for k in ("trial", "treatment", "control")]
         if not all(isinstance(v, str) and v.strip() for v in values):
             raise ConfigError(f"{at}: trial, treatment and control must be non-empty text")
+        comparison = entry.get("comparison")
+        if comparison is not None and not (isinstance(comparison, str)
+                                           and is_named_comparison(comparison)):
+            raise ConfigError(f"{at}: comparison {comparison!r} must name a contrast as the "
+                              "trial's estimates do, e.g. \"VT vs IFN\"")
         trial, treatment, control = (" ".join(v.split()) for v in values)
         if _norm(treatment) == _norm(control):
             raise ConfigError(f"{at} ({trial}): treatment and control are both {treatment!r}",
                               hint="a network compares two different treatments")
-        if _norm(trial) in out:
-            raise ConfigError(f"{at}: trial {trial!r} has two [[arms]] entries")
-        out[_norm(trial)] = (_norm(treatment), _norm(control))
+        mapped = out.setdefault(_norm(trial), {})
+        key = comparison_key(comparison) if comparison is not None else None
+        if key in mapped:
+            raise ConfigError(f"{at}: trial {trial!r} has two [[arms]] entries"
+                              + (f" for comparison {comparison!r}" if key else ""))
+        if mapped and (key is None or None in mapped):
+            raise ConfigError(f"{at}: trial {trial!r} has [[arms]] entries with and without "
+                              "a comparison", hint="name the comparison in every entry of a "
+                                                   "multi-arm trial, or give one entry without")
+        mapped[key] = (_norm(treatment), _norm(control))
     return out
 
 

@@ -32,7 +32,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,9 @@ from reports.analyses import (
     SETTING_LABELS,
     SETTINGS,
     Analysis,
+    ArmOverrides,
     Candidate,
+    comparison_key,
     load_arm_overrides,
     select_inputs,
 )
@@ -84,6 +86,7 @@ class Arms:
     control: str
     source: str  # "read from the trial" | "MMLR_ANALYSES_FILE [[arms]]"
     comparator: str | None = None
+    comparison: str | None = None  # the estimate's, when an [[arms]] entry mapped it
 
 
 @dataclass
@@ -94,7 +97,6 @@ class NetworkInput:
     contrasts: list[Contrast] = field(default_factory=list)
     arms: list[Arms] = field(default_factory=list)
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
-    candidates: dict[str, Candidate] = field(default_factory=dict)  # contrast study → input
 
     @property
     def key(self) -> str:
@@ -145,7 +147,7 @@ def vocabulary_of(candidates: Iterable[Candidate]) -> dict[str, tuple[str, ...]]
 
 
 def build_networks(candidates: Sequence[Candidate],
-                   overrides: dict[str, tuple[str, str]] | None = None) -> list[NetworkInput]:
+                   overrides: ArmOverrides | None = None) -> list[NetworkInput]:
     """Every network with at least one trial, in a stable order (PFS before OS; post-ASCT,
     non-transplant, all; the primary network before its strategy twin)."""
     overrides = overrides or {}
@@ -155,6 +157,7 @@ def build_networks(candidates: Sequence[Candidate],
     out: list[NetworkInput] = []
     if not drugs:
         return out
+    split, unmapped = _split_multi_arm(candidates, overrides)
     for endpoint in ENDPOINTS:
         for setting in SETTINGS:
             for strategy in (False, True):
@@ -164,43 +167,91 @@ def build_networks(candidates: Sequence[Candidate],
                     continue
                 analysis = Analysis("network", setting, endpoint, include_strategy=strategy,
                                     drugs=drugs)
-                net = _network(analysis, candidates, vocab, overrides)
+                net = _network(analysis, split, unmapped, vocab, overrides)
                 if net.arms or net.dropped:
                     out.append(net)
     return out
 
 
+def _trial_key(name: str) -> str:
+    return " ".join(name.lower().split())
+
+
+def _split_multi_arm(candidates: Sequence[Candidate], overrides: ArmOverrides
+                     ) -> tuple[list[Candidate], list[Candidate]]:
+    """Candidates with each comparison that ``[[arms]]`` maps as a trial of its own for the
+    selection rules (so each keeps its latest cut instead of rule 4 keeping one comparison);
+    and the candidates of such trials whose comparison no entry maps."""
+    pseudo: dict[tuple[int, str], int] = {}
+    out: list[Candidate] = []
+    unmapped: list[Candidate] = []
+    for c in candidates:
+        mapped = overrides.get(_trial_key(c.trial_name), {})
+        if None in mapped or not mapped:
+            out.append(c)
+            continue
+        key = comparison_key(c.comparison)
+        if key not in mapped:
+            unmapped.append(c)
+            continue
+        # A negative id no stored trial has: one per (trial, comparison).
+        ident = pseudo.setdefault((c.trial_id, key), -1 - len(pseudo))
+        out.append(replace(c, trial_id=ident))
+    return out, unmapped
+
+
+def _arms_of(c: Candidate, vocab: dict[str, tuple[str, ...]], overrides: ArmOverrides,
+             study: str) -> Arms:
+    mapped = overrides.get(_trial_key(c.trial_name), {})
+    key = None if None in mapped else comparison_key(c.comparison)
+    if key in mapped:
+        treatment, control = mapped[key]
+        return Arms(study, treatment, control, "MMLR_ANALYSES_FILE [[arms]]", c.comparator,
+                    c.comparison if key else None)
+    return Arms(study, *read_arms(c, vocab), "read from the trial", c.comparator)
+
+
 def _network(analysis: Analysis, candidates: Sequence[Candidate],
-             vocab: dict[str, tuple[str, ...]],
-             overrides: dict[str, tuple[str, str]]) -> NetworkInput:
+             unmapped: Sequence[Candidate], vocab: dict[str, tuple[str, ...]],
+             overrides: ArmOverrides) -> NetworkInput:
     net = NetworkInput(analysis.endpoint, analysis.setting, analysis.include_strategy)
+    for c in unmapped:
+        if analysis.accepts(c):
+            net.dropped.append((f"{c.trial_name}, estimate {c.estimate_id}",
+                                f"comparison {c.comparison!r} has no [[arms]] entry, and "
+                                "this trial's other comparisons have"))
     selection = select_inputs(analysis, candidates)
     for c, why in selection.dropped:
         net.dropped.append((f"{c.trial_name}, estimate {c.estimate_id}", why))
-    per_trial: dict[int, int] = defaultdict(int)
+    settings_of: dict[str, set[str]] = defaultdict(set)
     for c in selection.chosen:
-        per_trial[c.trial_id] += 1
+        settings_of[c.trial_name].add(c.setting)
+    rows: dict[str, list[tuple[Arms, Contrast]]] = defaultdict(list)
     for c in selection.chosen:
-        key = " ".join(c.trial_name.lower().split())
-        if key in overrides:
-            treatment, control = overrides[key]
-            source = "MMLR_ANALYSES_FILE [[arms]]"
-        else:
-            treatment, control = read_arms(c, vocab)
-            source = "read from the trial"
-        if treatment == control:
-            net.dropped.append((c.trial_name, f"both arms read as {treatment!r} (a dose or "
-                                "schedule comparison?): name them with [[arms]] in "
+        # A trial entered by stratum is one row per setting: disjoint patients, two studies.
+        study = c.trial_name if len(settings_of[c.trial_name]) == 1 else \
+            f"{c.trial_name} ({SETTING_LABELS.get(c.setting, c.setting)})"
+        arms = _arms_of(c, vocab, overrides, study)
+        if arms.treatment == arms.control:
+            net.dropped.append((c.trial_name, f"both arms read as {arms.treatment!r} (a dose "
+                                "or schedule comparison?): name them with [[arms]] in "
                                 "MMLR_ANALYSES_FILE"))
             continue
-        # A trial entered by stratum is one row per setting: disjoint patients, two studies.
-        study = c.trial_name if per_trial[c.trial_id] == 1 else \
-            f"{c.trial_name} ({SETTING_LABELS.get(c.setting, c.setting)})"
-        net.arms.append(Arms(study, treatment, control, source, c.comparator))
-        net.contrasts.append(Contrast(study, treatment, control, c.log_hr, c.se,
-                                      estimate_id=c.estimate_id, n_treat=c.n_maintenance,
-                                      n_control=c.n_control, label=study))
-        net.candidates[study] = c
+        rows[study].append((arms, Contrast(study, arms.treatment, arms.control, c.log_hr,
+                                           c.se, estimate_id=c.estimate_id,
+                                           n_treat=c.n_maintenance, n_control=c.n_control,
+                                           label=study)))
+    for study, entries in rows.items():
+        pairs = [frozenset((a.treatment, a.control)) for a, _ in entries]
+        shared = set.intersection(*(set(p) for p in pairs))
+        if len(entries) > 1 and (len(set(pairs)) < len(pairs) or len(shared) != 1):
+            net.dropped.append((study, "its [[arms]] comparisons must be different pairs of "
+                                "arms sharing one arm (a multi-arm trial against its common "
+                                "arm)"))
+            continue
+        for arms, contrast in entries:
+            net.arms.append(arms)
+            net.contrasts.append(contrast)
     return net
 
 
@@ -247,7 +298,8 @@ def summary_json(net: NetworkInput, res: NetworkResult | None, reason: str) -> d
         "key": net.key, "label": net.label, "endpoint": net.endpoint, "setting": net.setting,
         "include_strategy": net.include_strategy,
         "arms": [{"trial": a.trial, "treatment": a.treatment, "control": a.control,
-                  "source": a.source, "comparator": a.comparator} for a in net.arms],
+                  "source": a.source, "comparator": a.comparator, "comparison": a.comparison}
+                 for a in net.arms],
         "inputs": [{"trial": c.study, "treatment": c.treat, "control": c.control,
                     "log_hr": c.log_hr, "se": c.se, "estimate_id": c.estimate_id}
                    for c in net.contrasts],

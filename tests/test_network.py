@@ -91,7 +91,14 @@ def _arms_file(tmp_path: Path, text: str) -> Path:
 def test_arm_overrides_are_read(tmp_path: Path) -> None:
     path = _arms_file(tmp_path, '[[arms]]\ntrial = " HOVON-50 "\ntreatment = "Thalidomide"\n'
                                 'control = "interferon  alpha"\n')
-    assert load_arm_overrides(path) == {"hovon-50": ("thalidomide", "interferon alpha")}
+    assert load_arm_overrides(path) == {"hovon-50": {None: ("thalidomide", "interferon alpha")}}
+    three = _arms_file(tmp_path, '[[arms]]\ntrial = "GEM"\ncomparison = "VT versus IFN"\n'
+                                 'treatment = "bortezomib+thalidomide"\ncontrol = "interferon"\n'
+                                 '[[arms]]\ntrial = "GEM"\ncomparison = "T vs IFN"\n'
+                                 'treatment = "thalidomide"\ncontrol = "interferon"\n')
+    assert load_arm_overrides(three) == {"gem": {
+        "vt vs ifn": ("bortezomib+thalidomide", "interferon"),
+        "t vs ifn": ("thalidomide", "interferon")}}
     assert load_arm_overrides(None) == {}
 
 
@@ -104,6 +111,14 @@ def test_arm_overrides_are_read(tmp_path: Path) -> None:
     ('[[arms]]\ntrial = "A"\ntreatment = "x"\ncontrol = "y"\n'
      '[[arms]]\ntrial = "a"\ntreatment = "x"\ncontrol = "z"\n', "has two [[arms]] entries"),
     ('arms = "x"\n', "expected [[arms]] tables"),
+    ('[[arms]]\ntrial = "A"\ncomparison = "B vs C"\ntreatment = "b"\ncontrol = "c"\n'
+     '[[arms]]\ntrial = "A"\ncomparison = "b  versus c"\ntreatment = "b"\ncontrol = "d"\n',
+     "has two [[arms]] entries for comparison 'b  versus c'"),
+    ('[[arms]]\ntrial = "A"\ncomparison = "B vs C"\ntreatment = "b"\ncontrol = "c"\n'
+     '[[arms]]\ntrial = "A"\ntreatment = "b"\ncontrol = "d"\n',
+     "entries with and without a comparison"),
+    ('[[arms]]\ntrial = "A"\ncomparison = "maintenance vs control"\ntreatment = "b"\n'
+     'control = "c"\n', "must name a contrast as the trial's estimates do"),
 ])
 def test_arm_override_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")
@@ -263,6 +278,70 @@ def test_an_arms_entry_overrides_the_reading(network_evidence: Any, tmp_path: Pa
     # HOVON-X and THAL-2 now both compare thalidomide with interferon
     split = next(x for x in res.splits if {x.treat, x.control} == {"thalidomide", "interferon"})
     assert split.k_direct == 2
+
+
+THREE_ARMS = """
+[[arms]]
+trial = "GEM-3"
+comparison = "VT vs IFN"
+treatment = "bortezomib+thalidomide"
+control = "interferon"
+
+[[arms]]
+trial = "GEM-3"
+comparison = "T vs IFN"
+treatment = "thalidomide"
+control = "interferon"
+"""
+
+
+def test_a_multi_arm_trial_enters_with_each_comparison_its_arms_map(
+        network_evidence: Any, tmp_path: Path) -> None:
+    with network_evidence.sessions() as s:
+        gem = _trial(s, "GEM-3", "thalidomide", "interferon-alpha")
+        add_estimate(s, gem, "0.70", "0.52", "0.94", comparison="VT vs IFN", year=2010)
+        add_estimate(s, gem, "0.62", "0.45", "0.86", comparison="VT vs IFN", year=2012)
+        t_ifn = add_estimate(s, gem, "0.85", "0.63", "1.15", comparison="T vs IFN")
+        vt_t = add_estimate(s, gem, "0.80", "0.60", "1.07", comparison="VT vs T")
+        s.commit()
+        later_id = t_ifn.id - 1  # the later of the two VT vs IFN cuts
+    # without entries, rule 4 keeps the trial's first named comparison only
+    net, res, _ = _fit(network_evidence, "PFS/post_asct")
+    assert [c.estimate_id for c in res.contrasts if c.study == "GEM-3"] == [later_id]
+    assert "bortezomib+thalidomide" not in res.treatments
+    # with them, both mapped comparisons enter (latest cut each) as one three-arm trial
+    net, res, why = _fit(network_evidence, "PFS/post_asct", _arms_file(tmp_path, THREE_ARMS))
+    assert why == ""
+    rows = [c for c in res.contrasts if c.study == "GEM-3"]
+    assert sorted(c.estimate_id for c in rows) == [later_id, t_ifn.id]
+    assert {a.comparison for a in net.arms if a.trial == "GEM-3"} == {"VT vs IFN", "T vs IFN"}
+    dropped = dict(net.dropped)
+    assert "has no [[arms]] entry" in dropped[f"GEM-3, estimate {vt_t.id}"]
+    assert "superseded" in dropped[f"GEM-3, estimate {later_id - 1}"]
+    # the shared interferon arm is counted once: the fit is not that of two separate trials
+    two_trials = network_meta_analysis(
+        [c if c.study != "GEM-3" or c.treat == "thalidomide"
+         else Contrast("GEM-3b", c.treat, c.control, c.log_hr, c.se) for c in res.contrasts],
+        reference=NO_MAINTENANCE)
+    vt = res.relative("bortezomib+thalidomide", "thalidomide")
+    assert vt.se != pytest.approx(two_trials.relative("bortezomib+thalidomide",
+                                                      "thalidomide").se, rel=1e-3)
+    assert res.splits[0].approximate  # back-calculation with a multi-arm trial
+
+
+def test_multi_arm_entries_that_share_no_arm_leave_the_trial_out(
+        network_evidence: Any, tmp_path: Path) -> None:
+    with network_evidence.sessions() as s:
+        gem = _trial(s, "GEM-3", "thalidomide", "interferon-alpha")
+        add_estimate(s, gem, "0.70", "0.52", "0.94", comparison="VT vs IFN")
+        add_estimate(s, gem, "0.85", "0.63", "1.15", comparison="T vs P")
+        s.commit()
+    text = THREE_ARMS.replace('"T vs IFN"', '"T vs P"').replace(
+        'treatment = "thalidomide"\ncontrol = "interferon"', 'treatment = "thalidomide"\n'
+        'control = "prednisone"')
+    net, res, _ = _fit(network_evidence, "PFS/post_asct", _arms_file(tmp_path, text))
+    assert "GEM-3" not in {c.study for c in res.contrasts}
+    assert "sharing one arm" in dict(net.dropped)["GEM-3"]
 
 
 def test_a_trial_entered_by_stratum_is_two_studies_in_all_settings(ctx: Any) -> None:
