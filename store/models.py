@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -243,6 +243,8 @@ class TrialReport(SQLModel, table=True):
     """One publication of a trial (primary paper, update, abstract)."""
 
     __tablename__ = "trial_reports"
+    # One report per publication and trial (reports without a PMID are not constrained).
+    __table_args__ = (Index("uq_trial_reports_trial_pmid", "trial_id", "pmid", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     trial_id: int = Field(foreign_key="trials.id", index=True)
