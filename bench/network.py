@@ -21,14 +21,13 @@ import argparse
 import csv
 import math
 import re
-import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from timing import median_ms
 
 R_SCRIPT = r"""
 suppressMessages(library(metafor))
@@ -54,16 +53,6 @@ elapsed <- system.time(out <- do.call(rbind, lapply(nets, fit)))[["elapsed"]]
 write.csv(out, args[2], row.names = FALSE)
 cat(sprintf("%.6f\n", elapsed))
 """
-
-
-def _median_ms(fn: Callable[[], object], n: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def _network(rng: np.random.Generator, treatments: int, trials: int) -> list[tuple]:
@@ -102,7 +91,7 @@ def main() -> None:
     def ours() -> list:
         return [network_meta_analysis(c, reference="placebo") for c in contrasts]
 
-    best = min(_median_ms(ours, 1) for _ in range(3)) / 1000
+    best = min(median_ms(ours, 1) for _ in range(3)) / 1000
     fits = ours()
 
     tmp = Path(tempfile.mkdtemp(prefix="mmlr-bench-network-"))
@@ -179,8 +168,8 @@ def _page(rows: list[tuple], requests: int, tmp: Path) -> None:
         with ctx.sessions() as session:
             load_candidates(session)
 
-    b = _median_ms(baseline, requests)
-    o = _median_ms(lambda: client.get("/network?key=PFS/post_asct"), requests)
+    b = median_ms(baseline, requests)
+    o = median_ms(lambda: client.get("/network?key=PFS/post_asct"), requests)
     print(f"GET /network ({len(done)} trials, {len({r[1] for r in rows} | {r[2] for r in rows})} "
           f"treatments), median of {requests}")
     print(f"{'load_candidates (baseline)':40} {b:9.1f} ms")

@@ -22,21 +22,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-
-def _median_ms(fn: Callable[[], object], n: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+from timing import median_ms
 
 
 def main() -> None:
@@ -93,7 +82,7 @@ def main() -> None:
         "email": "bench@example.org", "password": "bench-password", "csrf_token": token.group(1)})
     assert response.status_code == 303
     stored = hash_password("bench-password")
-    scrypt_ms = _median_ms(lambda: verify_password("bench-password", stored), 5)
+    scrypt_ms = median_ms(lambda: verify_password("bench-password", stored), 5)
     assert client.get("/").status_code == 200
 
     def query_only() -> None:
@@ -145,7 +134,7 @@ def main() -> None:
     print(f"{args.records} records, SQLite, median of {args.requests} requests")
     print(f"{'task':32} {'baseline ms':>12} {'ours ms':>9} {'ratio':>7}")
     for name, base, ours in rows:
-        b, o = _median_ms(base, args.requests), _median_ms(ours, args.requests)
+        b, o = median_ms(base, args.requests), median_ms(ours, args.requests)
         print(f"{name:32} {b:12.1f} {o:9.1f} {o / b:6.1f}x")
     print(f"{'password check (scrypt n=2^14)':32} {'':12} {scrypt_ms:9.1f}")
     ctx.dispose()

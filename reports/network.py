@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,9 +274,10 @@ def _star(rows: list[Contrast]) -> list[Contrast]:
     return [c if c.control == arm else c.flipped() for c in rows]
 
 
-def _components(contrasts: Sequence[Contrast]) -> dict[str, str]:
-    """Union-find: each treatment's component representative."""
-    parent: dict[str, str] = {}
+def connected_parts(names: Iterable[str], pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Union-find: each name's representative, the same for names joined by ``pairs`` (the
+    treatments a network can compare; the plot marks a network that falls apart)."""
+    parent = {name: name for name in names}
 
     def find(x: str) -> str:
         parent.setdefault(x, x)
@@ -285,9 +286,9 @@ def _components(contrasts: Sequence[Contrast]) -> dict[str, str]:
             x = parent[x]
         return x
 
-    for c in contrasts:
-        parent[find(c.treat)] = find(c.control)
-    return {t: find(t) for t in parent}
+    for a, b in pairs:
+        parent[find(a)] = find(b)
+    return {name: find(name) for name in parent}
 
 
 # ----------------------------------------------------------------------------- matrices
@@ -407,7 +408,7 @@ def network_meta_analysis(contrasts: Sequence[Contrast], *, reference: str | Non
     elif reference not in seen:
         raise PoolingError(f"reference treatment {reference!r} is in no trial of this network",
                            hint=f"its treatments: {', '.join(seen)}")
-    comp = _components(oriented)
+    comp = connected_parts(seen, ((c.treat, c.control) for c in oriented))
     kept = [c for c in oriented if comp[c.treat] == comp[reference]]
     disconnected = [c for c in oriented if comp[c.treat] != comp[reference]]
     treatments = [reference] + [t for t in seen if t != reference and comp[t] == comp[reference]]

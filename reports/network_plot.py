@@ -42,6 +42,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
+from reports.network import connected_parts
+
 log = logging.getLogger(__name__)
 
 FONT_FAMILY = "Helvetica, Arial, sans-serif"
@@ -326,17 +328,8 @@ def describe(nodes: Sequence[PlotNode], edges: Sequence[PlotEdge], *,
 
 
 def _components(nodes: Sequence[PlotNode], edges: Sequence[PlotEdge]) -> int:
-    parent = {n.name: n.name for n in nodes}
-
-    def root(name: str) -> str:
-        while parent[name] != name:
-            parent[name] = parent[parent[name]]
-            name = parent[name]
-        return name
-
-    for edge in edges:
-        parent[root(edge.a)] = root(edge.b)
-    return len({root(n.name) for n in nodes})
+    parts = connected_parts((n.name for n in nodes), ((e.a, e.b) for e in edges))
+    return len(set(parts.values()))
 
 
 def _key(by_patients: bool, has_edges: bool, has_reference: bool, has_isolated: bool) -> str:
