@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -377,6 +378,17 @@ def test_the_page_shows_the_network_escaped_for_every_role(
     assert "<svg" in html and 'role="img"' in html
     assert 'data-treatment="lenalidomide"' in html
     assert "League table" in html and "Direct and indirect evidence" in html
+    # lenalidomide's row: vs no maintenance and vs interferon the CI excludes 1 (bold), vs
+    # thalidomide it does not
+    league = html[html.index('class="league"'):]
+    row = league[league.index('<th scope="row">lenalidomide</th>'):]
+    row = row[:row.index("</tr>")]
+    cells = re.findall(r'<td class="(num[^"]*)">([^<]*)</td>', row)
+    bold = {cell for cls, cell in cells if "excludes-one" in cls}
+    assert len(cells) == 3 and len(bold) == 2
+    plain = next(cell for cls, cell in cells if "excludes-one" not in cls)
+    lo, hi = (float(x) for x in re.findall(r"\d+\.\d+", plain)[1:])
+    assert lo < 1 < hi
     assert "not verified" in html and "both arms read as" in html
     # the default is the first fitted network; an unknown key is a 404 page, not a traceback
     assert viewer.get("/network").status_code == 200
