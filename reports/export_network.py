@@ -21,8 +21,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from reports.network import NetworkResult
-from reports.network_inputs import NetworkInput
+from reports.network_inputs import Fitted
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +143,7 @@ cat("\nResults written to", output, "\n")
 """
 
 
-def write_network_csv(path: Path,
-                      items: Sequence[tuple[NetworkInput, NetworkResult | None, str]]) -> int:
+def write_network_csv(path: Path, items: Sequence[Fitted]) -> int:
     """The fitted networks' contrasts as ``mmlr-network.R`` reads them; how many networks."""
     fitted = [(net, res) for net, res, _ in items if res is not None]
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -159,11 +157,9 @@ def write_network_csv(path: Path,
     return len(fitted)
 
 
-def write_network_export(folder: Path,
-                         items: Sequence[tuple[NetworkInput, NetworkResult | None, str]]
-                         ) -> list[Path]:
+def write_network_export(folder: Path, items: Sequence[Fitted]) -> list[Path]:
     """``mmlr-network.csv`` and ``mmlr-network.R`` in ``folder``; nothing when no network
-    could be fitted (the metafor export says so in its log)."""
+    could be fitted (logged)."""
     if not any(res is not None for _, res, _ in items):
         log.info("no network meta-analysis to export")
         return []

@@ -15,14 +15,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from reports.network import NetworkResult
-from reports.network_inputs import NetworkInput
+from reports.network_inputs import Fitted
 
 INCONSISTENCY_P = 0.05
 
 
-def snapshot(items: Sequence[tuple[NetworkInput, NetworkResult | None, str]]
-             ) -> dict[str, dict[str, Any]]:
+def snapshot(items: Sequence[Fitted]) -> dict[str, dict[str, Any]]:
     """The fitted networks by key, with what the next digest compares."""
     out: dict[str, dict[str, Any]] = {}
     for net, res, _ in items:

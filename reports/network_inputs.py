@@ -51,6 +51,7 @@ from reports.analyses import (
 )
 from reports.network import Contrast, NetworkResult, network_meta_analysis
 from reports.network_plot import PlotEdge, PlotNode, render_network_svg
+from reports.pool import load_candidates
 from store.errors import PoolingError
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ _NEGATED = re.compile(r"\b(?:no|without|non)[\s-]+[\w-]+", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Arms:
-    """How one trial entered a network (or why it did not)."""
+    """How one trial's contrast entered a network: its two arms as treatments, and where
+    that reading came from (shown on the page beside the comparator as entered)."""
 
     trial: str
     treatment: str
@@ -91,6 +93,9 @@ class Arms:
 
 @dataclass
 class NetworkInput:
+    """One network's inputs: the contrasts to fit, each with its arms, and what was left out
+    with the reason (the selection rules' drops, dose comparisons, unmapped comparisons)."""
+
     endpoint: str
     setting: str
     include_strategy: bool
@@ -113,6 +118,10 @@ class NetworkInput:
     @property
     def treatments(self) -> list[str]:
         return list(dict.fromkeys(t for c in self.contrasts for t in (c.treat, c.control)))
+
+
+#: A network with its fit, or None and the reason it has none.
+Fitted = tuple[NetworkInput, NetworkResult | None, str]
 
 
 def _names(text: str, vocabulary: dict[str, tuple[str, ...]]) -> set[str]:
@@ -256,10 +265,10 @@ def _network(analysis: Analysis, candidates: Sequence[Candidate],
 
 
 def networks_for(candidates: Sequence[Candidate], analyses_file: Path | None,
-                 method: str = "REML") -> list[tuple[NetworkInput, NetworkResult | None, str]]:
+                 method: str = "REML") -> list[Fitted]:
     """Each network with its fit, or None and the reason it has none (fewer than three
     connected treatments: a pairwise analysis already answers it)."""
-    out: list[tuple[NetworkInput, NetworkResult | None, str]] = []
+    out: list[Fitted] = []
     for net in build_networks(candidates, load_arm_overrides(analyses_file)):
         treatments = net.treatments
         if len(treatments) < 3:
@@ -317,11 +326,9 @@ def network_method(pool_method: str) -> str:
     return "FE" if pool_method == "FE" else "REML"
 
 
-def current_networks(session: Session, analyses_file: Path | None, pool_method: str
-                     ) -> list[tuple[NetworkInput, NetworkResult | None, str]]:
+def current_networks(session: Session, analyses_file: Path | None,
+                     pool_method: str) -> list[Fitted]:
     """Every network of the evidence as stored now."""
-    from reports.pool import load_candidates  # reports.pool is heavy; only callers need it
-
     return networks_for(load_candidates(session), analyses_file, network_method(pool_method))
 
 
@@ -350,7 +357,7 @@ def _hr_text(log_hr: float, se: float) -> str:
             f"{math.exp(log_hr + z * se):.2f})")
 
 
-def describe(items: Sequence[tuple[NetworkInput, NetworkResult | None, str]]) -> str:
+def describe(items: Sequence[Fitted]) -> str:
     """The networks as text, for ``mmlr network``."""
     if not items:
         return "No verified estimates yet: no network to analyse."

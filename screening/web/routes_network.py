@@ -16,9 +16,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from reports.network import NetworkResult
 from reports.network_inputs import (
-    NetworkInput,
+    Fitted,
     current_networks,
     network_method,
     network_svg,
@@ -30,8 +29,6 @@ from screening.web.templating import render
 from store.errors import NotFoundError
 
 router = APIRouter()
-
-Fitted = tuple[NetworkInput, NetworkResult | None, str]
 
 
 def _networks(request: Request, session: DbSession) -> list[Fitted]:
