@@ -88,7 +88,7 @@ _SIDE = 0.38  # |cos| above which a label sits beside its circle rather than abo
 # Characters XML 1.0 does not allow (escaping cannot save them), lone surrogates included.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
-_Box = tuple[float, float, float, float]  # left, top, right, bottom
+Box = tuple[float, float, float, float]  # left, top, right, bottom
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class PlotEdge:
 
 
 @dataclass(frozen=True)
-class _Text:
+class SvgText:
     text: str
     x: float
     y: float  # baseline
@@ -121,7 +121,7 @@ class _Text:
     italic: bool = False
     fill: str = ""
 
-    def box(self) -> _Box:
+    def box(self) -> Box:
         return text_box(self.text, self.x, self.y, self.size, self.anchor, bold=self.bold)
 
 
@@ -133,7 +133,7 @@ class _Node:
     r: float
     reference: bool
     isolated: bool
-    label: tuple[_Text, ...]
+    label: tuple[SvgText, ...]
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def edge_width(trials: int) -> float:
 
 # ----------------------------------------------------------------------------- text
 def text_box(text: str, x: float, y: float, size: float, anchor: str, *,
-             bold: bool = False) -> _Box:
+             bold: bool = False) -> Box:
     """Estimated bounds (left, top, right, bottom) of ``text`` drawn at ``x``, baseline
     ``y``."""
     width = len(text) * size * (BOLD_RATIO if bold else EM_RATIO)
@@ -353,7 +353,7 @@ def _ident(nodes: Sequence[PlotNode], edges: Sequence[PlotEdge], title: str,
     return f"nma-{digest.hexdigest()[:10]}"
 
 
-def _esc(text: str) -> str:
+def xml_text(text: str) -> str:
     return escape(_NOT_XML.sub("", text))
 
 
@@ -387,7 +387,7 @@ def _place(nodes: Sequence[PlotNode], radii: Sequence[float], ring: float,
 
 
 def _label(node: PlotNode, is_ref: bool, x: float, y: float, r: float, cos: float,
-           sin: float) -> tuple[_Text, ...]:
+           sin: float) -> tuple[SvgText, ...]:
     """The name (one or two lines), "(reference)", and the trials and patients, outside the
     circle in the direction pointing away from the centre of the network."""
     lines: list[tuple[str, float, float, bool, str]] = [
@@ -403,14 +403,14 @@ def _label(node: PlotNode, is_ref: bool, x: float, y: float, r: float, cos: floa
     for text, size, line_h, italic, fill in lines:
         # the estimated text box centred in its line
         baseline = top + (line_h - (ASCENT + DESCENT) * size) / 2 + ASCENT * size
-        texts.append(_Text(text, ax, baseline, size, anchor, italic=italic, fill=fill))
+        texts.append(SvgText(text, ax, baseline, size, anchor, italic=italic, fill=fill))
         top += line_h
     return tuple(texts)
 
 
 def _overlaps(placed: Sequence[_Node]) -> bool:
     """Whether any label overlaps another node's label or circle."""
-    boxes = [(i, _union(t.box() for t in p.label)) for i, p in enumerate(placed)]
+    boxes = [(i, union_box(t.box() for t in p.label)) for i, p in enumerate(placed)]
     for i, box in boxes:
         for j, other in boxes:
             if j > i and _meet(box, other, 2):
@@ -421,13 +421,13 @@ def _overlaps(placed: Sequence[_Node]) -> bool:
     return False
 
 
-def _union(boxes: Iterable[_Box]) -> _Box:
+def union_box(boxes: Iterable[Box]) -> Box:
     items = list(boxes)
     return (min(b[0] for b in items), min(b[1] for b in items),
             max(b[2] for b in items), max(b[3] for b in items))
 
 
-def _meet(a: _Box, b: _Box, pad: float) -> bool:
+def _meet(a: Box, b: Box, pad: float) -> bool:
     return not (a[2] + pad <= b[0] or b[2] + pad <= a[0] or a[3] + pad <= b[1]
                 or b[3] + pad <= a[1])
 
@@ -461,7 +461,7 @@ def _to_segment(x: float, y: float, a: _Node, b: _Node) -> float:
     return math.hypot(x - a.x - t * vx, y - a.y - t * vy)
 
 
-def _count_box(c: _Count) -> _Box:
+def _count_box(c: _Count) -> Box:
     return c.x - c.w / 2, c.y - c.h / 2, c.x + c.w / 2, c.y + c.h / 2
 
 
@@ -471,7 +471,7 @@ def _draw(placed: list[_Node], edges: Sequence[PlotEdge], counts: list[_Count], 
     boxes = [t.box() for p in placed for t in p.label]
     boxes += [(p.x - p.r, p.y - p.r, p.x + p.r, p.y + p.r) for p in placed]
     boxes += [_count_box(c) for c in counts]
-    left, top, right, bottom = _union(boxes)
+    left, top, right, bottom = union_box(boxes)
     inner = max(right - left, MIN_WIDTH)
     title_lines = wrap_text(title, inner, TITLE_SIZE, bold=True)
     # a word longer than the drawing widens the canvas rather than running off it
@@ -483,7 +483,7 @@ def _draw(placed: list[_Node], edges: Sequence[PlotEdge], counts: list[_Count], 
     y = float(MARGIN)
     for line in title_lines:
         baseline = y + (TITLE_LINE - (ASCENT + DESCENT) * TITLE_SIZE) / 2 + ASCENT * TITLE_SIZE
-        body.append(_text(_Text(line, MARGIN, baseline, TITLE_SIZE, bold=True), "title"))
+        body.append(text_element(SvgText(line, MARGIN, baseline, TITLE_SIZE, bold=True), "title"))
         y += TITLE_LINE
     y += 14
     dx = MARGIN + (inner - (right - left)) / 2 - left
@@ -494,10 +494,10 @@ def _draw(placed: list[_Node], edges: Sequence[PlotEdge], counts: list[_Count], 
     body.append('<g class="edges">')
     for edge in edges:
         a, b = centres[edge.a], centres[edge.b]
-        body.append(f'<g class="edge"><title>{_esc(_edge_text(edge))}</title>'
-                    f'<line x1="{_n(a.x + dx)}" y1="{_n(a.y + dy)}" x2="{_n(b.x + dx)}" '
-                    f'y2="{_n(b.y + dy)}" stroke="{EDGE_INK}" '
-                    f'stroke-width="{_n(edge_width(edge.trials))}" stroke-linecap="round"/>'
+        body.append(f'<g class="edge"><title>{xml_text(_edge_text(edge))}</title>'
+                    f'<line x1="{coord(a.x + dx)}" y1="{coord(a.y + dy)}" x2="{coord(b.x + dx)}" '
+                    f'y2="{coord(b.y + dy)}" stroke="{EDGE_INK}" '
+                    f'stroke-width="{coord(edge_width(edge.trials))}" stroke-linecap="round"/>'
                     "</g>")
     body.append("</g>")
     body.append('<g class="nodes">')
@@ -509,16 +509,16 @@ def _draw(placed: list[_Node], edges: Sequence[PlotEdge], counts: list[_Count], 
     for edge, c in zip(edges, counts, strict=True):
         x0, y0, _, _ = _count_box(c)
         baseline = c.y + (ASCENT - DESCENT) * NOTE_SIZE / 2
-        body.append(f'<g class="edge-count"><title>{_esc(_edge_text(edge))}</title>'
-                    f'<rect x="{_n(x0 + dx)}" y="{_n(y0 + dy)}" width="{_n(c.w)}" '
-                    f'height="{_n(c.h)}" rx="3" fill="{BACKGROUND}" stroke="{EDGE_INK}" '
+        body.append(f'<g class="edge-count"><title>{xml_text(_edge_text(edge))}</title>'
+                    f'<rect x="{coord(x0 + dx)}" y="{coord(y0 + dy)}" width="{coord(c.w)}" '
+                    f'height="{coord(c.h)}" rx="3" fill="{BACKGROUND}" stroke="{EDGE_INK}" '
                     f'stroke-width="0.8"/>'
-                    + _text(_Text(c.text, c.x + dx, baseline + dy, NOTE_SIZE, "middle"))
+                    + text_element(SvgText(c.text, c.x + dx, baseline + dy, NOTE_SIZE, "middle"))
                     + "</g>")
     body.append("</g>")
     for line in key_lines:
         baseline = y + (NOTE_LINE - (ASCENT + DESCENT) * NOTE_SIZE) / 2 + ASCENT * NOTE_SIZE
-        body.append(_text(_Text(line, MARGIN, baseline, NOTE_SIZE, fill=NOTE_INK), "key"))
+        body.append(text_element(SvgText(line, MARGIN, baseline, NOTE_SIZE, fill=NOTE_INK), "key"))
         y += NOTE_LINE
     height = math.ceil(y + MARGIN)
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" '
@@ -527,8 +527,8 @@ def _draw(placed: list[_Node], edges: Sequence[PlotEdge], counts: list[_Count], 
             f'font-size="{FONT_SIZE}" fill="{INK}">')
     return "\n".join([
         head,
-        f'<title id="{ident}-title">{_esc(title)}</title>',
-        f'<desc id="{ident}-desc">{_esc(desc)}</desc>',
+        f'<title id="{ident}-title">{xml_text(title)}</title>',
+        f'<desc id="{ident}-desc">{xml_text(desc)}</desc>',
         f'<rect width="{width}" height="{height}" fill="{BACKGROUND}"/>',
         *body,
         "</svg>",
@@ -542,20 +542,20 @@ def _node(p: _Node, dx: float, dy: float) -> str:
     ref = " (reference)" if p.reference else ""
     stroke = REFERENCE_STROKE_WIDTH if p.reference else NODE_STROKE_WIDTH
     dash = ' stroke-dasharray="4 3"' if p.isolated else ""
-    parts = [f'<g class="{classes}"><title>{_esc(p.node.name + ref)}: '
-             f'{_esc(_node_detail(p.node))}</title>',
-             f'<circle cx="{_n(p.x + dx)}" cy="{_n(p.y + dy)}" r="{_n(p.r)}" fill="{NODE_FILL}" '
-             f'stroke="{NODE_STROKE}" stroke-width="{_n(stroke)}"{dash}/>']
-    parts += [_text(_Text(t.text, t.x + dx, t.y + dy, t.size, t.anchor, t.bold, t.italic,
-                          t.fill)) for t in p.label]
+    parts = [f'<g class="{classes}"><title>{xml_text(p.node.name + ref)}: '
+             f'{xml_text(_node_detail(p.node))}</title>',
+             f'<circle cx="{coord(p.x + dx)}" cy="{coord(p.y + dy)}" r="{coord(p.r)}" '
+             f'fill="{NODE_FILL}" stroke="{NODE_STROKE}" stroke-width="{coord(stroke)}"{dash}/>']
+    parts += [text_element(SvgText(t.text, t.x + dx, t.y + dy, t.size, t.anchor, t.bold,
+                                   t.italic, t.fill)) for t in p.label]
     parts.append("</g>")
     return "".join(parts)
 
 
-def _text(t: _Text, cls: str = "") -> str:
-    attrs = [f'x="{_n(t.x)}"', f'y="{_n(t.y)}"']
+def text_element(t: SvgText, cls: str = "") -> str:
+    attrs = [f'x="{coord(t.x)}"', f'y="{coord(t.y)}"']
     if t.size != FONT_SIZE:
-        attrs.append(f'font-size="{_n(t.size)}"')
+        attrs.append(f'font-size="{coord(t.size)}"')
     if t.bold:
         attrs.append('font-weight="bold"')
     if t.italic:
@@ -566,10 +566,10 @@ def _text(t: _Text, cls: str = "") -> str:
         attrs.append(f'fill="{t.fill}"')
     if cls:
         attrs.append(f'class="{cls}"')
-    return f'<text {" ".join(attrs)}>{_esc(t.text)}</text>'
+    return f'<text {" ".join(attrs)}>{xml_text(t.text)}</text>'
 
 
-def _n(value: float) -> str:
+def coord(value: float) -> str:
     """A coordinate to 0.1 px (``-0`` avoided): short, and stable across platforms."""
     rounded = round(value, 1)
     return f"{rounded + 0.0:g}"

@@ -399,6 +399,12 @@ def test_the_page_shows_the_network_escaped_for_every_role(
     assert "default-src 'none'" in svg.headers["content-security-policy"]
     assert XSS not in svg.text
     assert viewer.get("/network.svg?key=OS/all").status_code == 404  # no OS data
+    forest = viewer.get("/network-forest.svg?key=PFS/post_asct")
+    assert forest.headers["content-type"].startswith("image/svg+xml")
+    assert "mmlr-network-forest-PFS-post_asct.svg" in forest.headers["content-disposition"]
+    assert "lenalidomide vs no maintenance: HR" in forest.text
+    assert html.count("<svg") == 2  # the network plot and the forest plot, inline
+    assert viewer.get("/network-forest.svg?key=nope").status_code == 404
 
 
 def test_the_page_needs_a_login(network_evidence: Any, client: Any) -> None:

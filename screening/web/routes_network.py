@@ -1,8 +1,9 @@
 """The network meta-analysis in the browser (``reports.network``): every network of the
-review, and for the one chosen its plot, effects against no maintenance, league table,
-ranking, heterogeneity and inconsistency, direct against indirect evidence, and the trials
-with the arms they entered as. ``/network.svg?key=…`` is the plot alone; ``GET /api/network``
-the same numbers for machines.
+review, and for the one chosen its plot, forest plot and effects against no maintenance,
+league table, ranking, heterogeneity and inconsistency, direct against indirect evidence,
+and the trials with the arms they entered as. ``/network.svg?key=…`` and
+``/network-forest.svg?key=…`` are the plots alone; ``GET /api/network`` the same numbers for
+machines.
 
 Read-only and for every signed-in role. Computed on request from the stored evidence: a
 network has a few dozen trials at most, and a verified estimate shows here at once.
@@ -10,14 +11,18 @@ network has a few dozen trials at most, and a verified estimate shows here at on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
+from reports.network import NetworkResult
+from reports.network_forest import render_network_forest_svg
 from reports.network_inputs import (
     Fitted,
+    NetworkInput,
     current_networks,
     network_method,
     network_svg,
@@ -58,19 +63,36 @@ def network_page(request: Request, session: DbSession, user: Viewer,
         net, res = chosen[0], chosen[1]
         # Markup: network_svg escapes every text it writes, so the page takes it as it is.
         context["svg"] = Markup(network_svg(net, res))  # noqa: S704
+        context["forest"] = Markup(_forest(net, res))  # noqa: S704  (escaped, as above)
         context["league"] = {(r.treat, r.control): r for r in res.league()}
     return render(request, "network.html", context)
 
 
+def _forest(net: NetworkInput, res: NetworkResult) -> str:
+    return render_network_forest_svg(res, title=f"{net.label}: each treatment vs "
+                                                f"{res.reference}")
+
+
 @router.get("/network.svg")
 def network_image(request: Request, session: DbSession, user: Viewer, key: str) -> Response:
+    return _image(request, session, key, network_svg, "network")
+
+
+@router.get("/network-forest.svg")
+def network_forest_image(request: Request, session: DbSession, user: Viewer,
+                         key: str) -> Response:
+    return _image(request, session, key, _forest, "network-forest")
+
+
+def _image(request: Request, session: DbSession, key: str,
+           draw: Callable[[NetworkInput, NetworkResult], str], stem: str) -> Response:
     chosen = _chosen(_networks(request, session), key)
     if chosen is None or chosen[1] is None:
         raise NotFoundError(f"network {key!r} has no fit to draw",
                             hint=chosen[2] if chosen else None)
     slug = key.replace("/", "-")
-    return Response(network_svg(chosen[0], chosen[1]), media_type="image/svg+xml", headers={
-        **SVG_HEADERS, "Content-Disposition": f'inline; filename="mmlr-network-{slug}.svg"'})
+    return Response(draw(chosen[0], chosen[1]), media_type="image/svg+xml", headers={
+        **SVG_HEADERS, "Content-Disposition": f'inline; filename="mmlr-{stem}-{slug}.svg"'})
 
 
 @router.get("/api/network")
