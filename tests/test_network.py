@@ -505,3 +505,15 @@ def test_the_metafor_export_refits_the_networks_in_r(network_evidence: Any, sett
             rel = res.relative(t, res.reference)
             assert rel.log_hr == pytest.approx(theirs[(net.key, "re_b", t)], abs=1e-5)
             assert rel.se == pytest.approx(theirs[(net.key, "re_se", t)], abs=1e-5)
+
+
+def test_a_broken_arms_file_is_named_on_the_page(network_evidence: Any, app: Any,
+                                                 users: dict[str, str], tmp_path: Path) -> None:
+    path = _arms_file(tmp_path, '[[arms]]\ntrial = "A"\ntreatment = "x"\ncontrol = "x"\n')
+    app.state.settings = app.state.settings.model_copy(update={"analyses_file": path})
+    page = as_role(app, users, "viewer").get("/network")
+    assert page.status_code == 500  # a configuration problem of the server, said in one line
+    assert "arms 1 (A): treatment and control are both" in page.text
+    assert "Traceback" not in page.text
+    api = api_as(app, users, "viewer").get("/api/network")
+    assert api.status_code == 500 and "treatment and control are both" in api.json()["error"]
