@@ -38,7 +38,8 @@ R_SCRIPT = r"""# Refits every network meta-analysis of mmlr with R metafor.
 # covariance: two contrasts of one multi-arm trial share their control arm, correlation 1/2.
 # Also: the common-effect fit's Q, the design-by-treatment interaction model's Q (Q within
 # designs; Q - Q within is the inconsistency), and each pair's direct pool with the network's
-# tau^2. The results file is long: network, what, name, value.
+# tau^2, and each treatment's 95% prediction interval (random effects). The results file is
+# long: network, what, name, value.
 suppressMessages(library(metafor))
 args <- commandArgs(trailingOnly = TRUE)
 here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1]))
@@ -105,6 +106,15 @@ for (net in unique(dat$network)) {
     put(net, "re_se", trts[j], re$se[j])
     cat(sprintf("  %-24s HR vs %s %.2f (%.2f to %.2f)\n", trts[j], ref, exp(re$beta[j]),
                 exp(re$ci.lb[j]), exp(re$ci.ub[j])))
+  }
+  if (d$method[1] == "REML") {
+    # 95% prediction intervals of each treatment vs the reference (random effects only; the
+    # common-effect stand-in above has none, and its CI is the interval with tau^2 = 0)
+    pr <- predict(re, newmods = diag(length(trts)), tau2.levels = rep(1, length(trts)))
+    for (j in seq_along(trts)) {
+      put(net, "re_pi_lb", trts[j], if (is.null(pr$pi.lb)) pr$ci.lb[j] else pr$pi.lb[j])
+      put(net, "re_pi_ub", trts[j], if (is.null(pr$pi.ub)) pr$ci.ub[j] else pr$pi.ub[j])
+    }
   }
   put(net, "qe", "", fe$QE)
   put(net, "qe_df", "", fe$k - fe$p)

@@ -88,12 +88,26 @@ class Contrast:
 
 @dataclass(frozen=True)
 class Relative:
-    """The network's estimate of ``treat`` versus ``control`` (log scale, Wald CI)."""
+    """The network's estimate of ``treat`` versus ``control`` (log scale, Wald CI) and, for a
+    random-effects network, the 95% prediction interval: where the true contrast of a new
+    trial is expected, log HR ± z·√(SE² + τ²) (metafor's ``predict()`` for ``rma.mv``).
+    ``tau2`` None: a common-effect network, which has none."""
 
     treat: str
     control: str
     log_hr: float
     se: float
+    tau2: float | None = None
+
+    @property
+    def pi_low(self) -> float | None:
+        return None if self.tau2 is None else self.log_hr - _Z * math.hypot(
+            self.se, math.sqrt(self.tau2))
+
+    @property
+    def pi_high(self) -> float | None:
+        return None if self.tau2 is None else self.log_hr + _Z * math.hypot(
+            self.se, math.sqrt(self.tau2))
 
     @property
     def ci_low(self) -> float:
@@ -111,7 +125,10 @@ class Relative:
         return {"treat": self.treat, "control": self.control, "log_hr": self.log_hr,
                 "se": self.se, "ci_low": self.ci_low, "ci_high": self.ci_high, "p": self.p,
                 "hr": hr_of(self.log_hr), "hr_ci_low": hr_of(self.ci_low),
-                "hr_ci_high": hr_of(self.ci_high)}
+                "hr_ci_high": hr_of(self.ci_high), "pi_low": self.pi_low,
+                "pi_high": self.pi_high,
+                "hr_pi_low": hr_of(self.pi_low) if self.pi_low is not None else None,
+                "hr_pi_high": hr_of(self.pi_high) if self.pi_high is not None else None}
 
 
 @dataclass(frozen=True)
@@ -208,7 +225,8 @@ class NetworkResult:
             a[index[control] - 1] -= 1.0
         est = float(a @ self.basic)
         var = float(a @ self.cov @ a)
-        return Relative(treat, control, est, math.sqrt(max(var, 0.0)))
+        return Relative(treat, control, est, math.sqrt(max(var, 0.0)),
+                        self.tau2 if self.method == "REML" else None)
 
     def league(self) -> list[Relative]:
         """Every ordered pair of different treatments, row treatment versus column."""

@@ -376,7 +376,7 @@ def test_the_page_shows_the_network_escaped_for_every_role(
     html = page.text
     assert XSS not in html and "&lt;script&gt;alert(" in html
     assert "<svg" in html and 'role="img"' in html
-    assert 'data-treatment="lenalidomide"' in html
+    assert 'data-treatment="lenalidomide"' in html and "95% prediction interval" in html
     assert "League table" in html and "Direct and indirect evidence" in html
     # lenalidomide's row: vs no maintenance and vs interferon the CI excludes 1 (bold), vs
     # thalidomide it does not
@@ -422,6 +422,8 @@ def test_the_api_gives_every_network(network_evidence: Any, app: Any,
     pairs = {(r["treat"], r["control"]) for r in post["league"]}
     assert ("lenalidomide", "thalidomide") in pairs and ("thalidomide", "lenalidomide") in pairs
     assert sum(r["p_score"] for r in post["ranking"]) == pytest.approx(len(post["treatments"]) / 2)
+    for r in post["versus_reference"]:  # the prediction interval contains the CI
+        assert r["pi_low"] <= r["ci_low"] < r["ci_high"] <= r["pi_high"]
     assert nets["PFS/post_asct/with_strategy"]["include_strategy"] is True
     assert api_as(app, users, "viewer").get("/api/network",
                                             headers={"Authorization": ""}).status_code == 401

@@ -5,8 +5,9 @@ Rscript call fits every network with metafor, building the design matrix, the wi
 covariance of multi-arm trials, the design-by-treatment interaction model and the direct
 pools from the treatment names on its own (contrasts are written as generated, some the
 other way round). Compared: the common-effect and random-effects (REML, ``random = ~ comp |
-study, rho = 1/2``) effects and SEs against the reference, τ², Q, Q within designs and the
-direct estimates of each pair. ``test_network.py`` runs the same script on a real export.
+study, rho = 1/2``) effects and SEs against the reference with their prediction intervals,
+τ², Q, Q within designs and the direct estimates of each pair. ``test_network.py`` runs the
+same script on a real export.
 """
 
 from __future__ import annotations
@@ -115,6 +116,12 @@ def test_effects_tau2_and_q_match_metafor(oracle: dict) -> None:
             unidentified += 1
         elif not _close(re.tau2, their_tau2, 1e-5):
             bad.append(f"{name} tau2 {re.tau2} vs {their_tau2}")
+        for t in re.treatments[1:]:
+            rel = re.relative(t, re.reference)
+            for ours, what in ((rel.pi_low, "re_pi_lb"), (rel.pi_high, "re_pi_ub")):
+                assert ours is not None
+                if not _close(ours, ref[(name, what, t)], 1e-5):
+                    bad.append(f"{name} {t} {what} {ours} vs {ref[(name, what, t)]}")
         for ours, what in ((fe.q_total.q, "qe"), (fe.q_within.q, "q_within")):
             if not _close(ours, ref[(name, what, "")]):
                 bad.append(f"{name} {what} {ours} vs {ref[(name, what, '')]}")
