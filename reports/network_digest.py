@@ -1,5 +1,6 @@
 """What the digest says about the network meta-analysis: a compact snapshot of each fitted
-network, kept in the digest's summary, and the changes since the previous digest's snapshot.
+network, kept in the digest's summary, the changes since the previous digest's snapshot, and
+a network's history over the digests (the network page's "over time" table).
 
 A digest says what changed (DESIGN §4). For a network that is: it was fitted for the first
 time or can no longer be; trials or treatments joined; a treatment's HR against the reference
@@ -15,7 +16,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from sqlmodel import Session, col, select
+
 from reports.network_inputs import Fitted
+from store.models import Digest
 
 INCONSISTENCY_P = 0.05
 
@@ -116,3 +120,23 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
             p_now is not None and p_now < INCONSISTENCY_P):
         lines.append("Direct and indirect evidence no longer disagree.")
     return lines
+
+
+def history(session: Session, key: str) -> list[dict[str, Any]]:
+    """A network as each digest froze it, oldest first: the digest, its date, the trials, the
+    best-ranked treatment and every treatment's HR against the reference (None where it was
+    not in the network then). A living review's readers ask what the last update changed;
+    this is the answer for the network, from the digests' own snapshots, not recomputed."""
+    rows: list[dict[str, Any]] = []
+    # Only the summary's networks, extracted by the database (JSON path on SQLite and
+    # PostgreSQL alike): a summary also lists every flagged PMID, which this does not need.
+    networks = col(Digest.summary)["networks"]
+    stmt = select(Digest.id, Digest.period_end, networks).order_by(col(Digest.id))
+    for digest_id, period_end, snaps in session.exec(stmt):
+        snap = (snaps or {}).get(key) if isinstance(snaps, dict) else None
+        if snap is None:
+            continue
+        rows.append({"digest_id": digest_id, "date": period_end, "studies": snap["studies"],
+                     "reference": snap["reference"], "best": snap["best"],
+                     "vs_reference": {t: _text(hr) for t, hr in snap["vs_reference"].items()}})
+    return rows

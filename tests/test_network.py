@@ -519,3 +519,28 @@ def test_a_broken_arms_file_is_named_on_the_page(network_evidence: Any, app: Any
     assert "Traceback" not in page.text
     api = api_as(app, users, "viewer").get("/api/network")
     assert api.status_code == 500 and "treatment and control are both" in api.json()["error"]
+
+
+def test_the_page_shows_the_network_over_the_digests(
+        network_evidence: Any, app: Any, users: dict[str, str]) -> None:
+    from reports.network_digest import history
+
+    ctx = network_evidence
+    first = build_digest(ctx)
+    with ctx.sessions() as s:
+        add_estimate(s, _trial(s, "LEN-THAL", "lenalidomide", "thalidomide"),
+                     "0.40", "0.30", "0.53")
+        s.commit()
+    second = build_digest(ctx)
+    with ctx.sessions() as s:
+        rows = history(s, "PFS/post_asct")
+        assert history(s, "OS/all") == []
+    assert [r["digest_id"] for r in rows] == [first.id, second.id]
+    assert [r["studies"] for r in rows] == [6, 7]
+    snap = second.summary["networks"]["PFS/post_asct"]["vs_reference"]["lenalidomide"]
+    assert rows[1]["vs_reference"]["lenalidomide"] == \
+        f"{snap[0]:.2f} ({snap[1]:.2f} to {snap[2]:.2f})"
+    page = as_role(app, users, "viewer").get("/network?key=PFS/post_asct").text
+    over_time = page[page.index('id="over-time"'):]
+    assert f"#{first.id}" in over_time and f"#{second.id}" in over_time
+    assert rows[0]["vs_reference"]["lenalidomide"] in over_time

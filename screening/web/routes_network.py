@@ -1,7 +1,8 @@
 """The network meta-analysis in the browser (``reports.network``): every network of the
 review, and for the one chosen its plot, forest plot and effects against no maintenance,
 league table, ranking, heterogeneity and inconsistency, direct against indirect evidence,
-and the trials with the arms they entered as. ``/network.svg?key=…`` and
+the trials with the arms they entered as, and the network as each digest froze it.
+``/network.svg?key=…`` and
 ``/network-forest.svg?key=…`` are the plots alone; ``GET /api/network`` the same numbers for
 machines.
 
@@ -19,6 +20,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 
 from reports.network import NetworkResult
+from reports.network_digest import history
 from reports.network_forest import render_network_forest_svg
 from reports.network_inputs import (
     Fitted,
@@ -64,6 +66,7 @@ def network_page(request: Request, session: DbSession, user: Viewer,
         # Markup: network_svg escapes every text it writes, so the page takes it as it is.
         context["svg"] = Markup(network_svg(net, res))  # noqa: S704
         context["forest"] = Markup(_forest(net, res))  # noqa: S704  (escaped, as above)
+        context["history"] = history(session, net.key)
         context["league"] = {(r.treat, r.control): r for r in res.league()}
     return render(request, "network.html", context)
 
