@@ -63,6 +63,7 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     when an alert on a record in use is waiting (the scheduled cycle; module docstring)."""
     from monitor.poll import poll
     from reports.digest import build_digest, deliver_digest
+    from reports.network_inputs import brief, current_networks
     from reports.pool import pool_all
     from screening.health import screening_health
     from screening.service import check_prior_query, screen
@@ -74,6 +75,9 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     summary.add("poll", poll(ctx, progress=progress))
     summary.add("screen", screen(ctx, progress=progress))
     summary.add("pool", pool_all(ctx))
+    with ctx.sessions() as session:
+        summary.add("network", brief(current_networks(
+            session, ctx.settings.analyses_file, ctx.settings.pool_method)))
     urgent = 0 if digest else urgent_alerts(ctx)
     if digest or urgent:
         built = build_digest(ctx, health=screening_health)

@@ -380,3 +380,21 @@ def describe(items: Sequence[Fitted]) -> str:
                      + (f", p = {inc.p:.3f}" if inc.p is not None else " (no closed loop)"))
         lines.extend(f"  note: {note}" for note in res.notes)
     return "\n".join(lines)
+
+
+def brief(items: Sequence[Fitted]) -> str:
+    """One line per fitted network for ``mmlr run``: its treatments and the best-ranked one
+    against the reference (the page and ``mmlr network`` have the rest)."""
+    fitted = [(net, res) for net, res, _ in items if res is not None]
+    if not fitted:
+        return "no network with three or more connected treatments yet"
+    lines = [f"{len(fitted)} network(s) fitted; `mmlr network` or /network for all of it"]
+    for net, res in fitted:
+        best, p_score = res.ranking()[0]
+        text = f"{net.key}: {res.studies} trials, {len(res.treatments)} treatments; " \
+               f"highest P-score {best} ({p_score:.2f})"
+        if best != res.reference:
+            rel = res.relative(best, res.reference)
+            text += f", HR vs {res.reference} {_hr_text(rel.log_hr, rel.se)}"
+        lines.append(text)
+    return "\n".join(lines)

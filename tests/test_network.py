@@ -544,3 +544,19 @@ def test_the_page_shows_the_network_over_the_digests(
     over_time = page[page.index('id="over-time"'):]
     assert f"#{first.id}" in over_time and f"#{second.id}" in over_time
     assert rows[0]["vs_reference"]["lenalidomide"] in over_time
+
+
+def test_the_cycle_names_the_networks(network_evidence: Any) -> None:
+    from reports.network_inputs import brief
+
+    with network_evidence.sessions() as s:
+        items = networks_for(load_candidates(s), None)
+    text = brief(items)
+    first, *rest = text.splitlines()
+    fitted = [net.key for net, res, _ in items if res is not None]
+    assert first.startswith(f"{len(fitted)} network(s) fitted")
+    assert [line.split(":")[0] for line in rest] == fitted
+    post = next(line for line in rest if line.startswith("PFS/post_asct:"))
+    assert "6 trials, 4 treatments; highest P-score lenalidomide" in post
+    assert "HR vs no maintenance 0." in post
+    assert brief([]) == "no network with three or more connected treatments yet"
