@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 import pytest
+from test_network_plot import SVG, assert_accessible, parse, text_extents
 
 from reports.network import Contrast, NetworkResult, network_meta_analysis
 from reports.network_forest import (
@@ -21,9 +22,7 @@ from reports.network_forest import (
     MIN_SIDE,
     render_network_forest_svg,
 )
-from reports.network_plot import ASCENT, BOLD_RATIO, DESCENT, EM_RATIO, FONT_SIZE
 
-SVG = "{http://www.w3.org/2000/svg}"
 LEN, THAL, IXA, NONE, WORSE = ("lenalidomide", "thalidomide", "ixazomib", "no maintenance",
                                "interferon")
 BASE = [Contrast("CALGB", LEN, NONE, -0.63, 0.12), Contrast("IFM", LEN, NONE, -0.69, 0.11),
@@ -49,12 +48,6 @@ def wild() -> NetworkResult:
 
 
 # ----------------------------------------------------------------------------- helpers
-def parse(svg: str) -> ET.Element:
-    root = ET.fromstring(svg)  # raises on anything that is not well-formed XML
-    assert root.tag == f"{SVG}svg"
-    return root
-
-
 def by_class(root: ET.Element, tag: str, cls: str) -> list[ET.Element]:
     return [e for e in root.iter(f"{SVG}{tag}") if cls in (e.get("class") or "").split()]
 
@@ -107,30 +100,14 @@ def ticks(root: ET.Element) -> list[tuple[float, float]]:
             for t in by_class(root, "text", "tick")]
 
 
-def text_extents(root: ET.Element) -> list[tuple[str, float, float, float, float]]:
-    """Every ``<text>`` with its estimated bounds, computed here from the published ratios
-    and the attributes actually written."""
-    base = float(root.get("font-size", FONT_SIZE))
-    out = []
-    for t in root.iter(f"{SVG}text"):
-        size = float(t.get("font-size", base))
-        ratio = BOLD_RATIO if t.get("font-weight") == "bold" else EM_RATIO
-        width = len(t.text or "") * size * ratio
-        x, y = float(t.get("x", 0)), float(t.get("y", 0))
-        left = {"start": x, "middle": x - width / 2, "end": x - width}[
-            t.get("text-anchor", "start")]
-        out.append((t.text or "", left, y - ASCENT * size, left + width, y + DESCENT * size))
-    return out
-
-
 def assert_inside(svg: str) -> None:
     root = parse(svg)
     x0, y0, w, h = map(float, root.get("viewBox", "").split())
     assert (x0, y0) == (0, 0)
     assert root.get("width") == f"{w:g}" and root.get("height") == f"{h:g}"
-    for text, left, top, right, bottom in text_extents(root):
-        assert left >= 0 and right <= w, (text, left, right, w)
-        assert top >= 0 and bottom <= h, (text, top, bottom, h)
+    for d in text_extents(root):
+        assert d.left >= 0 and d.right <= w, (d, w)
+        assert d.top >= 0 and d.bottom <= h, (d, h)
     for rect in by_class(root, "rect", "estimate"):
         x, y = float(rect.get("x", 0)), float(rect.get("y", 0))
         assert x >= 0 and x + float(rect.get("width", 0)) <= w
@@ -150,20 +127,7 @@ def expected_row_text(res: NetworkResult, name: str) -> str:
 # ----------------------------------------------------------------------------- the drawing
 def test_well_formed_accessible_and_free_of_scripts_and_styles(result: NetworkResult) -> None:
     svg = render_network_forest_svg(result, title="PFS: network estimates")
-    root = parse(svg)
-    assert svg.startswith("<svg ") and "<?xml" not in svg
-    assert root.get("role") == "img"
-    ids = (root.get("aria-labelledby") or "").split()
-    assert len(ids) == 2
-    title, desc = root.find(f"{SVG}title"), root.find(f"{SVG}desc")
-    assert title is not None and desc is not None
-    assert [title.get("id"), desc.get("id")] == ids
-    assert title.text == "PFS: network estimates"
-    assert "PFS: network estimates" in [t.text for t in root.iter(f"{SVG}text")]
-    for el in root.iter():
-        assert el.tag not in (f"{SVG}script", f"{SVG}style", f"{SVG}foreignObject")
-        assert "style" not in el.attrib
-        assert not any(a.startswith("on") for a in el.attrib)
+    root = assert_accessible(svg, "PFS: network estimates")
     # one row per treatment besides the reference, with its numbers in the columns
     assert len(rows(root)) == len(result.treatments) - 1 == 4
     assert NONE not in labels(root)
@@ -292,8 +256,8 @@ def test_ticks_cover_every_interval_and_include_one(result: NetworkResult) -> No
     assert float(axis.get("x1", "nan")) == pytest.approx(marks[0][1])
     assert float(axis.get("x2", "nan")) == pytest.approx(marks[-1][1])
     # no two tick labels collide
-    boxes = sorted((left, right) for text, left, _, right, _ in text_extents(root)
-                   if text in {f"{v:g}" for v in values})
+    boxes = sorted((d.left, d.right) for d in text_extents(root)
+                   if d.text in {f"{v:g}" for v in values})
     assert all(a[1] < b[0] for a, b in itertools.pairwise(boxes))
     assert not by_class(root, "polygon", "ci-arrow")  # nothing clipped here
 

@@ -96,6 +96,28 @@ def assert_inside(svg: str) -> None:
         assert r <= cx <= w - r and r <= cy <= h - r
 
 
+def assert_accessible(svg: str, title: str) -> ET.Element:
+    """Well-formed standalone SVG labelled for assistive technology (``role="img"``, a title
+    and a description), with ``title`` drawn too, and nothing a content security policy would
+    block or that could run (scripts, styles, event handlers). Returns the parsed root.
+    Shared with the forest plot's tests."""
+    root = parse(svg)
+    assert svg.startswith("<svg ") and "<?xml" not in svg
+    assert root.get("role") == "img"
+    ids = (root.get("aria-labelledby") or "").split()
+    assert len(ids) == 2
+    title_el, desc = root.find(f"{SVG}title"), root.find(f"{SVG}desc")
+    assert title_el is not None and desc is not None
+    assert [title_el.get("id"), desc.get("id")] == ids
+    assert title_el.text == title
+    assert title in [t.text for t in root.iter(f"{SVG}text")]
+    for el in root.iter():
+        assert el.tag not in (f"{SVG}script", f"{SVG}style", f"{SVG}foreignObject")
+        assert "style" not in el.attrib
+        assert not any(a.startswith("on") for a in el.attrib)
+    return root
+
+
 def circles(root: ET.Element) -> list[ET.Element]:
     """The nodes' circles, in the order drawn (the nodes' order)."""
     return [g.find(f"{SVG}circle") for g in groups(root, "node")]  # type: ignore[misc]
@@ -133,21 +155,7 @@ def long_network() -> tuple[list[PlotNode], list[PlotEdge]]:
 # ----------------------------------------------------------------------------- the drawing
 def test_well_formed_accessible_and_free_of_scripts_and_styles() -> None:
     svg = render_network_svg(NODES, EDGES, title="Maintenance network", reference=NONE)
-    root = parse(svg)
-    assert svg.startswith("<svg ") and "<?xml" not in svg
-    assert root.get("role") == "img"
-    ids = (root.get("aria-labelledby") or "").split()
-    assert len(ids) == 2
-    title, desc = root.find(f"{SVG}title"), root.find(f"{SVG}desc")
-    assert title is not None and desc is not None
-    assert [title.get("id"), desc.get("id")] == ids
-    assert title.text == "Maintenance network"
-    # the title is drawn too
-    assert "Maintenance network" in [t.text for t in root.iter(f"{SVG}text")]
-    for el in root.iter():
-        assert el.tag not in (f"{SVG}script", f"{SVG}style", f"{SVG}foreignObject")
-        assert "style" not in el.attrib
-        assert not any(a.startswith("on") for a in el.attrib)
+    root = assert_accessible(svg, "Maintenance network")
     # one circle per node, one line per edge, one count per edge
     assert len(circles(root)) == 4
     assert len(groups(root, "edge")) == 4
