@@ -129,7 +129,8 @@ def cmd_network(args: argparse.Namespace, settings: Settings) -> int:
     ctx = _context(settings)
     try:
         with ctx.sessions() as session:
-            items = current_networks(session, settings.analyses_file, settings.pool_method)
+            items = current_networks(session, settings.analyses_file, settings.pool_method,
+                                     without_high_rob=args.without_high_rob)
     finally:
         ctx.dispose()
     if args.key:
@@ -139,6 +140,7 @@ def cmd_network(args: argparse.Namespace, settings: Settings) -> int:
                                   hint="run mmlr network without --key to list them")
     if args.json:
         _print_json({"method": network_method(settings.pool_method),
+                     "without_high_rob": args.without_high_rob,
                      "networks": [summary_json(*item) for item in items]})
     else:
         print(describe(items))
@@ -383,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("network", help="network meta-analysis: every treatment against every "
                        "other")
     p.add_argument("--key", metavar="KEY", help="one network, e.g. PFS/all (default: all)")
+    p.add_argument("--without-high-rob", action="store_true",
+                   help="sensitivity: leave out trials at high risk of bias (RoB 2)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_network)
 

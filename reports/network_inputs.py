@@ -89,6 +89,10 @@ class Arms:
     source: str  # "read from the trial" | "MMLR_ANALYSES_FILE [[arms]]"
     comparator: str | None = None
     comparison: str | None = None  # the estimate's, when an [[arms]] entry mapped it
+    # The trial's current RoB 2 overall judgment for the endpoint (None: not assessed), and
+    # whether its assessors disagree (store.bias), as the pooled analyses show them.
+    risk_of_bias: str | None = None
+    risk_of_bias_disputed: bool = False
 
 
 @dataclass
@@ -99,6 +103,9 @@ class NetworkInput:
     endpoint: str
     setting: str
     include_strategy: bool
+    # The sensitivity network without trials whose result is at high risk of bias (RoB 2);
+    # trials nobody has assessed stay in, as in the pooled analyses' "without high risk".
+    without_high_rob: bool = False
     contrasts: list[Contrast] = field(default_factory=list)
     arms: list[Arms] = field(default_factory=list)
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
@@ -112,8 +119,11 @@ class NetworkInput:
     def label(self) -> str:
         endpoint = "PFS (EFS/TTP accepted)" if self.endpoint == "PFS" else "OS"
         text = f"{endpoint} — {SETTING_LABELS[self.setting]}"
-        return text + " (sensitivity: strategy trials included)" if self.include_strategy \
-            else text
+        if self.include_strategy:
+            text += " (sensitivity: strategy trials included)"
+        if self.without_high_rob:
+            text += " — without trials at high risk of bias"
+        return text
 
     @property
     def treatments(self) -> list[str]:
@@ -155,8 +165,8 @@ def vocabulary_of(candidates: Iterable[Candidate]) -> dict[str, tuple[str, ...]]
     return vocab
 
 
-def build_networks(candidates: Sequence[Candidate],
-                   overrides: ArmOverrides | None = None) -> list[NetworkInput]:
+def build_networks(candidates: Sequence[Candidate], overrides: ArmOverrides | None = None,
+                   *, without_high_rob: bool = False) -> list[NetworkInput]:
     """Every network with at least one trial, in a stable order (PFS before OS; post-ASCT,
     non-transplant, all; the primary network before its strategy twin)."""
     overrides = overrides or {}
@@ -176,7 +186,8 @@ def build_networks(candidates: Sequence[Candidate],
                     continue
                 analysis = Analysis("network", setting, endpoint, include_strategy=strategy,
                                     drugs=drugs)
-                net = _network(analysis, split, unmapped, vocab, overrides)
+                net = _network(analysis, split, unmapped, vocab, overrides,
+                               without_high_rob)
                 if net.arms or net.dropped:
                     out.append(net)
     return out
@@ -214,16 +225,19 @@ def _arms_of(c: Candidate, vocab: dict[str, tuple[str, ...]], overrides: ArmOver
     mapped = overrides.get(_trial_key(c.trial_name), {})
     key = None if None in mapped else comparison_key(c.comparison)
     if key in mapped:
-        treatment, control = mapped[key]
-        return Arms(study, treatment, control, "MMLR_ANALYSES_FILE [[arms]]", c.comparator,
-                    c.comparison if key else None)
-    return Arms(study, *read_arms(c, vocab), "read from the trial", c.comparator)
+        (treatment, control), source = mapped[key], "MMLR_ANALYSES_FILE [[arms]]"
+    else:
+        (treatment, control), source = read_arms(c, vocab), "read from the trial"
+    return Arms(study, treatment, control, source, c.comparator,
+                c.comparison if key in mapped and key else None, c.risk_of_bias,
+                c.risk_of_bias_disputed)
 
 
 def _network(analysis: Analysis, candidates: Sequence[Candidate],
              unmapped: Sequence[Candidate], vocab: dict[str, tuple[str, ...]],
-             overrides: ArmOverrides) -> NetworkInput:
-    net = NetworkInput(analysis.endpoint, analysis.setting, analysis.include_strategy)
+             overrides: ArmOverrides, without_high_rob: bool = False) -> NetworkInput:
+    net = NetworkInput(analysis.endpoint, analysis.setting, analysis.include_strategy,
+                       without_high_rob)
     for c in unmapped:
         if analysis.accepts(c):
             net.dropped.append((f"{c.trial_name}, estimate {c.estimate_id}",
@@ -237,6 +251,10 @@ def _network(analysis: Analysis, candidates: Sequence[Candidate],
         settings_of[c.trial_name].add(c.setting)
     rows: dict[str, list[tuple[Arms, Contrast]]] = defaultdict(list)
     for c in selection.chosen:
+        if without_high_rob and c.risk_of_bias == "high":
+            net.dropped.append((c.trial_name, "high risk of bias (RoB 2), left out of this "
+                                "sensitivity network"))
+            continue
         # A trial entered by stratum is one row per setting: disjoint patients, two studies.
         study = c.trial_name if len(settings_of[c.trial_name]) == 1 else \
             f"{c.trial_name} ({SETTING_LABELS.get(c.setting, c.setting)})"
@@ -265,11 +283,12 @@ def _network(analysis: Analysis, candidates: Sequence[Candidate],
 
 
 def networks_for(candidates: Sequence[Candidate], analyses_file: Path | None,
-                 method: str = "REML") -> list[Fitted]:
+                 method: str = "REML", *, without_high_rob: bool = False) -> list[Fitted]:
     """Each network with its fit, or None and the reason it has none (fewer than three
     connected treatments: a pairwise analysis already answers it)."""
     out: list[Fitted] = []
-    for net in build_networks(candidates, load_arm_overrides(analyses_file)):
+    for net in build_networks(candidates, load_arm_overrides(analyses_file),
+                              without_high_rob=without_high_rob):
         treatments = net.treatments
         if len(treatments) < 3:
             out.append((net, None, f"{len(treatments)} treatment(s): nothing beyond the "
@@ -305,9 +324,11 @@ def summary_json(net: NetworkInput, res: NetworkResult | None, reason: str) -> d
     """What the API, the CLI and the digest keep of one network."""
     doc: dict[str, Any] = {
         "key": net.key, "label": net.label, "endpoint": net.endpoint, "setting": net.setting,
-        "include_strategy": net.include_strategy,
+        "include_strategy": net.include_strategy, "without_high_rob": net.without_high_rob,
         "arms": [{"trial": a.trial, "treatment": a.treatment, "control": a.control,
-                  "source": a.source, "comparator": a.comparator, "comparison": a.comparison}
+                  "source": a.source, "comparator": a.comparator, "comparison": a.comparison,
+                  "risk_of_bias": a.risk_of_bias,
+                  "risk_of_bias_disputed": a.risk_of_bias_disputed}
                  for a in net.arms],
         "inputs": [{"trial": c.study, "treatment": c.treat, "control": c.control,
                     "log_hr": c.log_hr, "se": c.se, "estimate_id": c.estimate_id}
@@ -326,10 +347,12 @@ def network_method(pool_method: str) -> str:
     return "FE" if pool_method == "FE" else "REML"
 
 
-def current_networks(session: Session, analyses_file: Path | None,
-                     pool_method: str) -> list[Fitted]:
-    """Every network of the evidence as stored now."""
-    return networks_for(load_candidates(session), analyses_file, network_method(pool_method))
+def current_networks(session: Session, analyses_file: Path | None, pool_method: str, *,
+                     without_high_rob: bool = False) -> list[Fitted]:
+    """Every network of the evidence as stored now (``without_high_rob``: the sensitivity
+    networks without trials at high risk of bias)."""
+    return networks_for(load_candidates(session), analyses_file, network_method(pool_method),
+                        without_high_rob=without_high_rob)
 
 
 def plot_parts(res: NetworkResult) -> tuple[list[PlotNode], list[PlotEdge]]:

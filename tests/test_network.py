@@ -16,7 +16,7 @@ import pytest
 import test_web
 from conftest import assert_one_line_error, cli_env, run_cli
 from test_pool import add_estimate, add_trial
-from test_web import api_as, as_role
+from test_web import api_as, as_role, make_user
 
 from reports.analyses import Candidate, load_arm_overrides
 from reports.digest import build_digest
@@ -560,3 +560,52 @@ def test_the_cycle_names_the_networks(network_evidence: Any) -> None:
     assert "6 trials, 4 treatments; highest P-score lenalidomide" in post
     assert "HR vs no maintenance 0." in post
     assert brief([]) == "no network with three or more connected treatments yet"
+
+
+def test_a_sensitivity_network_leaves_out_trials_at_high_risk_of_bias(
+        network_evidence: Any, app: Any, users: dict[str, str], settings: Any) -> None:
+    from sqlmodel import select
+
+    from store.bias import add_assessment, validate_assessment
+    from store.models import Trial, User
+
+    make_user(app, "rob@example.org", "curator")
+    with network_evidence.sessions() as s:
+        user = s.exec(select(User).where(User.email == "rob@example.org")).one()
+        len1 = s.exec(select(Trial).where(Trial.name == "LEN-1")).one()
+        domains = {key: {"judgment": "low", "support": "fine"}
+                   for key in ("randomization", "deviations", "missing_data", "measurement",
+                               "reporting")}
+        domains["missing_data"]["judgment"] = "high"
+        add_assessment(s, trial=len1, user=user,
+                       assessment=validate_assessment(endpoint="PFS", domains=domains))
+        s.commit()
+    with network_evidence.sessions() as s:
+        all_trials = networks_for(load_candidates(s), None)
+        sensitivity = networks_for(load_candidates(s), None, without_high_rob=True)
+    net, res, _ = next(i for i in all_trials if i[0].key == "PFS/post_asct")
+    assert {a.trial: a.risk_of_bias for a in net.arms}["LEN-1"] == "high"
+    assert {a.trial: a.risk_of_bias for a in net.arms}["THAL-1"] is None  # not assessed
+    s_net, s_res, _ = next(i for i in sensitivity if i[0].key == "PFS/post_asct")
+    assert "LEN-1" not in {c.study for c in s_res.contrasts}
+    assert {c.study for c in s_res.contrasts} == {c.study for c in res.contrasts} - {"LEN-1"}
+    assert "high risk of bias" in dict(s_net.dropped)["LEN-1"]
+    assert s_net.label.endswith("— without trials at high risk of bias")
+    assert s_res.relative("lenalidomide", NO_MAINTENANCE).log_hr != pytest.approx(
+        res.relative("lenalidomide", NO_MAINTENANCE).log_hr)
+
+    viewer = as_role(app, users, "viewer")
+    page = viewer.get("/network?key=PFS/post_asct").text
+    assert 'class="rob rob-high"' in page and "not assessed" in page
+    page = viewer.get("/network?key=PFS/post_asct&without_high_rob=true").text
+    assert "Sensitivity: trials whose result is at high risk of bias" in page
+    assert "left out of this sensitivity network" in page
+    api = api_as(app, users, "viewer").get("/api/network?without_high_rob=true").json()
+    assert api["without_high_rob"] is True
+    post = next(n for n in api["networks"] if n["key"] == "PFS/post_asct")
+    assert "LEN-1" not in {r["trial"] for r in post["inputs"]}
+    env = cli_env(MMLR_DATA_DIR=str(settings.data_dir), MMLR_DATABASE_URL=settings.database_url)
+    data = json.loads(run_cli("network", "--json", "--without-high-rob", "--key",
+                              "PFS/post_asct", env=env).stdout)
+    assert data["without_high_rob"] is True
+    assert "LEN-1" not in {r["trial"] for r in data["networks"][0]["inputs"]}

@@ -38,9 +38,11 @@ from store.errors import NotFoundError
 router = APIRouter()
 
 
-def _networks(request: Request, session: DbSession) -> list[Fitted]:
+def _networks(request: Request, session: DbSession, without_high_rob: bool = False
+              ) -> list[Fitted]:
     settings = request.app.state.settings
-    return current_networks(session, settings.analyses_file, settings.pool_method)
+    return current_networks(session, settings.analyses_file, settings.pool_method,
+                            without_high_rob=without_high_rob)
 
 
 def _chosen(networks: list[Fitted], key: str | None) -> Fitted | None:
@@ -56,17 +58,19 @@ def _chosen(networks: list[Fitted], key: str | None) -> Fitted | None:
 
 @router.get("/network")
 def network_page(request: Request, session: DbSession, user: Viewer,
-                 key: str | None = None) -> Response:
-    networks = _networks(request, session)
+                 key: str | None = None, without_high_rob: bool = False) -> Response:
+    networks = _networks(request, session, without_high_rob)
     chosen = _chosen(networks, key)
     context: dict[str, Any] = {"networks": networks, "chosen": chosen,
+                               "without_high_rob": without_high_rob,
                                "method": network_method(request.app.state.settings.pool_method)}
     if chosen is not None and chosen[1] is not None:
         net, res = chosen[0], chosen[1]
         # Markup: network_svg escapes every text it writes, so the page takes it as it is.
         context["svg"] = Markup(network_svg(net, res))  # noqa: S704
         context["forest"] = Markup(_forest(net, res))  # noqa: S704  (escaped, as above)
-        context["history"] = history(session, net.key)
+        # The digests keep the primary networks only.
+        context["history"] = [] if without_high_rob else history(session, net.key)
         context["league"] = {(r.treat, r.control): r for r in res.league()}
     return render(request, "network.html", context)
 
@@ -77,28 +81,32 @@ def _forest(net: NetworkInput, res: NetworkResult) -> str:
 
 
 @router.get("/network.svg")
-def network_image(request: Request, session: DbSession, user: Viewer, key: str) -> Response:
-    return _image(request, session, key, network_svg, "network")
+def network_image(request: Request, session: DbSession, user: Viewer, key: str,
+                  without_high_rob: bool = False) -> Response:
+    return _image(request, session, key, without_high_rob, network_svg, "network")
 
 
 @router.get("/network-forest.svg")
 def network_forest_image(request: Request, session: DbSession, user: Viewer,
-                         key: str) -> Response:
-    return _image(request, session, key, _forest, "network-forest")
+                         key: str, without_high_rob: bool = False) -> Response:
+    return _image(request, session, key, without_high_rob, _forest, "network-forest")
 
 
-def _image(request: Request, session: DbSession, key: str,
+def _image(request: Request, session: DbSession, key: str, without_high_rob: bool,
            draw: Callable[[NetworkInput, NetworkResult], str], stem: str) -> Response:
-    chosen = _chosen(_networks(request, session), key)
+    chosen = _chosen(_networks(request, session, without_high_rob), key)
     if chosen is None or chosen[1] is None:
         raise NotFoundError(f"network {key!r} has no fit to draw",
                             hint=chosen[2] if chosen else None)
-    slug = key.replace("/", "-")
+    slug = key.replace("/", "-") + ("-without-high-rob" if without_high_rob else "")
     return Response(draw(chosen[0], chosen[1]), media_type="image/svg+xml", headers={
         **SVG_HEADERS, "Content-Disposition": f'inline; filename="mmlr-{stem}-{slug}.svg"'})
 
 
 @router.get("/api/network")
-def network_json(request: Request, session: DbSession, user: ApiReader) -> dict[str, Any]:
+def network_json(request: Request, session: DbSession, user: ApiReader,
+                 without_high_rob: bool = False) -> dict[str, Any]:
     return {"method": network_method(request.app.state.settings.pool_method),
-            "networks": [summary_json(*item) for item in _networks(request, session)]}
+            "without_high_rob": without_high_rob,
+            "networks": [summary_json(*item)
+                         for item in _networks(request, session, without_high_rob)]}
