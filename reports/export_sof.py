@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from typing import IO, Any
 
 from sqlmodel import Session
 
 from reports.absolute import absolute_or_reason
 from reports.meta import hr_of
+from reports.network_inputs import Fitted, node_sizes
 from reports.pool import latest_results
 from reports.small_study import short_text
 from store.baselines import baseline_for, current_baselines
@@ -140,8 +142,52 @@ def _cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def sof_markdown(session: Session) -> str:
-    """The summary of findings as a Markdown table, with what each column means."""
+def network_rows(networks: Sequence[Fitted]) -> list[dict[str, Any]]:
+    """One row per treatment of each fitted primary network (all trials, no strategy
+    trials): its HR against the reference with CI and prediction interval, P-score, and the
+    trials with an arm of it. The sensitivity networks stay on the network page."""
+    out: list[dict[str, Any]] = []
+    for net, res, _ in networks:
+        if res is None or net.include_strategy or net.without_high_rob:
+            continue
+        trials = {t: n for t, (n, _) in node_sizes(res).items()}
+        for t, p_score in res.ranking():
+            if t == res.reference:
+                continue
+            rel = res.relative(t, res.reference)
+            out.append({"network": net.key, "label": net.label, "reference": res.reference,
+                        "treatment": t, "trials": trials[t], "hr": hr_of(rel.log_hr),
+                        "hr_ci_low": hr_of(rel.ci_low), "hr_ci_high": hr_of(rel.ci_high),
+                        "hr_pi_low": hr_of(rel.pi_low) if rel.pi_low is not None else None,
+                        "hr_pi_high": hr_of(rel.pi_high) if rel.pi_high is not None else None,
+                        "p_score": p_score})
+    return out
+
+
+def _network_markdown(networks: Sequence[Fitted]) -> list[str]:
+    rows = network_rows(networks)
+    if not rows:
+        return []
+    lines = ["", "## Network meta-analysis", "",
+             "Each treatment against no maintenance, direct and indirect evidence combined "
+             "(the network page has the league table, inconsistency checks and the "
+             "sensitivity networks). Rankings exaggerate small, uncertain differences: read "
+             "P-scores with the CIs.", "",
+             "| network | treatment | trials | HR (95% CI) | 95% PI | P-score |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        pi = (f"{r['hr_pi_low']:.2f}–{r['hr_pi_high']:.2f}" if r["hr_pi_low"] is not None
+              else "—")
+        lines.append("| " + " | ".join(_cell(x) for x in (
+            r["label"], f"{r['treatment']} vs {r['reference']}", r["trials"],
+            f"{r['hr']:.2f} ({r['hr_ci_low']:.2f}–{r['hr_ci_high']:.2f})", pi,
+            f"{r['p_score']:.2f}")) + " |")
+    return lines
+
+
+def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
+    """The summary of findings as a Markdown table, with what each column means, and the
+    network meta-analysis' estimates of ``networks`` (``reports.network_inputs``) after it."""
     rows = sof_rows(session)
     lines = ["# Summary of findings", "",
              "Hazard ratios of maintenance vs control (HR < 1 favours maintenance), pooled "
@@ -171,4 +217,5 @@ def sof_markdown(session: Session) -> str:
             (f"{r['absolute_text']} Assumed control risk: {r['baseline_source']}"
              if r["absolute_text"] else "— (no assumed control risk entered)"), pi, i2, low,
             r["small_study_text"] or "—", monitoring, certainty)) + " |")
+    lines += _network_markdown(networks)
     return "\n".join(lines) + "\n"

@@ -69,6 +69,7 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
     # Imported here: the summary of findings reads pooled snapshots (numpy, scipy behind it),
     # which the record exports do not need to load.
     from reports.export_sof import sof_markdown, write_sof_csv
+    from reports.network_inputs import current_networks
 
     writers: dict[str, Callable[[Session, IO[str]], None]] = {
         "csv": partial(write_records_csv, dual=dual), "ris": write_ris,
@@ -85,7 +86,9 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
             writer(session, fh)
         written = [out]
         markdown = {"prisma": lambda: prisma_markdown(prisma_counts(session, dual=dual)),
-                    "sof": lambda: sof_markdown(session)}.get(kind)
+                    "sof": lambda: sof_markdown(session, current_networks(
+                        session, ctx.settings.analyses_file, ctx.settings.pool_method))
+                    }.get(kind)
         if markdown is not None:  # the human-readable table beside the CSV
             summary = out.with_suffix(".md")
             with _open_out(summary) as fh:

@@ -609,3 +609,34 @@ def test_a_sensitivity_network_leaves_out_trials_at_high_risk_of_bias(
                               "PFS/post_asct", env=env).stdout)
     assert data["without_high_rob"] is True
     assert "LEN-1" not in {r["trial"] for r in data["networks"][0]["inputs"]}
+
+
+def test_the_summary_of_findings_lists_the_network_estimates(
+        network_evidence: Any, app: Any, users: dict[str, str], settings: Any,
+        tmp_path: Path) -> None:
+    from reports.export_sof import network_rows, sof_markdown
+
+    with network_evidence.sessions() as s:
+        items = networks_for(load_candidates(s), None)
+        markdown = sof_markdown(s, items)
+    rows = network_rows(items)
+    # primary networks only, best P-score first within each, reference left out
+    assert {r["network"] for r in rows} == {net.key for net, res, _ in items
+                                            if res is not None and not net.include_strategy}
+    post = [r for r in rows if r["network"] == "PFS/post_asct"]
+    assert post[0]["treatment"] == "lenalidomide"
+    assert [r["p_score"] for r in post] == sorted((r["p_score"] for r in post), reverse=True)
+    assert {r["treatment"]: r["trials"] for r in post}["lenalidomide"] == 2
+    assert "## Network meta-analysis" in markdown
+    assert "| lenalidomide vs no maintenance | 2 |" in markdown
+    assert XSS not in markdown  # trial names are not in it; treatment names are escaped cells
+    page = as_role(app, users, "viewer").get("/summary").text
+    assert 'id="network"' in page and "lenalidomide vs no maintenance" in page
+    assert "## Network meta-analysis" in as_role(app, users, "viewer").get("/summary.md").text
+    env = cli_env(MMLR_DATA_DIR=str(settings.data_dir), MMLR_DATABASE_URL=settings.database_url)
+    assert run_cli("pool", env=env).returncode == 0
+    out = tmp_path / "sof"
+    out.mkdir()
+    proc = run_cli("export", "sof", "--out", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "## Network meta-analysis" in (out / "sof.md").read_text()

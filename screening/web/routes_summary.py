@@ -1,5 +1,6 @@
 """The summary of findings in the browser: one table of every pooled analysis, as ``mmlr
-export sof`` writes it (``reports.export_sof``), with the CSV and Markdown a panel takes away.
+export sof`` writes it (``reports.export_sof``), with the CSV and Markdown a panel takes away,
+and the network meta-analysis' estimates of each treatment against no maintenance.
 
 Read-only and for every signed-in role: it shows what the estimates page shows, one row per
 analysis, with links to each analysis' section there.
@@ -12,7 +13,8 @@ import io
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from reports.export_sof import sof_markdown, sof_rows, write_sof_csv
+from reports.export_sof import network_rows, sof_markdown, sof_rows, write_sof_csv
+from reports.network_inputs import Fitted, current_networks
 from screening.web.deps import DbSession, Viewer
 from screening.web.templating import render
 
@@ -23,9 +25,15 @@ _CSV_NAME = "mmlr-summary-of-findings.csv"
 _MD_NAME = "mmlr-summary-of-findings.md"
 
 
+def _networks(request: Request, session: DbSession) -> list[Fitted]:
+    settings = request.app.state.settings
+    return current_networks(session, settings.analyses_file, settings.pool_method)
+
+
 @router.get("/summary")
 def summary_page(request: Request, session: DbSession, user: Viewer) -> Response:
-    return render(request, "summary.html", {"rows": sof_rows(session)})
+    return render(request, "summary.html", {
+        "rows": sof_rows(session), "network_rows": network_rows(_networks(request, session))})
 
 
 @router.get("/summary.csv")
@@ -37,6 +45,7 @@ def summary_csv(session: DbSession, user: Viewer) -> Response:
 
 
 @router.get("/summary.md")
-def summary_markdown(session: DbSession, user: Viewer) -> Response:
-    return Response(sof_markdown(session), media_type="text/markdown; charset=utf-8",
+def summary_markdown(request: Request, session: DbSession, user: Viewer) -> Response:
+    return Response(sof_markdown(session, _networks(request, session)),
+                    media_type="text/markdown; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{_MD_NAME}"'})
