@@ -463,6 +463,8 @@ def network_meta_analysis(contrasts: Sequence[Contrast], *, reference: str | Non
         disconnected=disconnected, notes=notes)
     result.p_scores = _p_scores(result)
     result.splits = _splits(result, kept, tau2)
+    log.debug("network of %d trials, %d treatments fitted (%s): tau2 %.4g, Q %.3g on %d df",
+              result.studies, len(treatments), method, tau2, q_total.q, q_total.df)
     return result
 
 

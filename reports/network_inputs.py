@@ -23,6 +23,12 @@ Curators correct any reading with an ``[[arms]]`` entry in ``MMLR_ANALYSES_FILE`
 (``reports.analyses.load_arm_overrides``); the page shows each trial's arms and where they
 came from. A trial whose two arms read as the same treatment (a dose or schedule comparison)
 cannot enter and is listed with the reason.
+
+**Multi-arm trials** enter the pooled analyses with one comparison (rule 4). Here, entries
+that name a trial's comparisons map each to its arms, and every mapped comparison enters
+with its latest cut, as one trial with a common arm (``reports.network`` models the
+correlation). **Sensitivity:** ``without_high_rob`` leaves out the trials whose result is at
+high risk of bias (RoB 2), keeping those not assessed, as the pooled analyses' view does.
 """
 
 from __future__ import annotations
@@ -298,6 +304,8 @@ def networks_for(candidates: Sequence[Candidate], analyses_file: Path | None,
         try:
             res = network_meta_analysis(net.contrasts, reference=reference, method=method)
         except PoolingError as exc:
+            # Shown on the page; logged too, since the digest then skips the network.
+            log.warning("network %s not fitted: %s", net.key, exc.one_line())
             out.append((net, None, exc.one_line()))
             continue
         if len(res.treatments) < 3:
