@@ -473,7 +473,11 @@ def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> N
     # the new trial disagrees with the indirect evidence through placebo-controlled trials
     assert any(line.startswith("Direct and indirect evidence now disagree") for line in post)
     assert any(line.endswith("the CI now includes 1.") for line in post)
-    assert "Trials: 6 → 7." in second.text
+    # the text part: one line each, the label on its own line, no run-together lines
+    text = second.text[second.text.index("NETWORK META-ANALYSIS"):]
+    assert "\n* Trials: 6 → 7.\n" in text
+    assert "\n  lenalidomide: HR vs no maintenance " in text
+    assert re.search(r"\n\nPFS \(EFS/TTP accepted\) — post-ASCT( \(\S+\))?\n\* ", text)
 
     assert build_digest(ctx).id == second.id  # nothing changed: no new digest
 
