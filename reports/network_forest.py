@@ -50,11 +50,8 @@ from reports.network import NetworkResult
 from reports.network_plot import (
     ASCENT,
     BACKGROUND,
-    BOLD_RATIO,
     DESCENT,
     EDGE_INK,
-    EM_RATIO,
-    FONT_FAMILY,
     FONT_SIZE,
     INK,
     LINE,
@@ -73,8 +70,8 @@ from reports.network_plot import (
     text_element,
     union_box,
     wrap_text,
-    xml_text,
 )
+from reports.svg_text import BOLD_RATIO, EM_RATIO, FONT_FAMILY, xml_text
 
 log = logging.getLogger(__name__)
 

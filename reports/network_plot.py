@@ -24,11 +24,12 @@ How it is drawn:
   cut off.
 
 Plain string building, no plotting library, like :mod:`reports.prisma_diagram`: every text
-goes through :func:`html.escape` (and loses the characters XML 1.0 forbids), so the result is
-well-formed XML whatever a treatment or trial is called. No XML declaration, no scripts, no
-styles: presentation attributes only, which the app's content security policy allows. The
-``<title>`` and ``<desc>`` (the whole network in words) label the image for assistive
-technology; each line and circle has a ``<title>`` the browser shows on hover.
+goes through :func:`reports.svg_text.xml_text` (escaped, without the characters XML 1.0
+forbids), so the result is well-formed XML whatever a treatment or trial is called. No XML
+declaration, no scripts, no styles: presentation attributes only, which the app's content
+security policy allows. The ``<title>`` and ``<desc>`` (the whole network in words) label the
+image for assistive technology; each line and circle has a ``<title>`` the browser shows on
+hover.
 """
 
 from __future__ import annotations
@@ -36,25 +37,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import re
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from html import escape
 
 from reports.network import connected_parts
+from reports.svg_text import BOLD_RATIO, EM_RATIO, FONT_FAMILY, xml_text
 
 log = logging.getLogger(__name__)
 
-FONT_FAMILY = "Helvetica, Arial, sans-serif"
 FONT_SIZE = 13  # treatment names
 NOTE_SIZE = 11  # the line under a name, the edge counts, the key
 TITLE_SIZE = 16
 LINE = 16  # baseline to baseline at FONT_SIZE
 NOTE_LINE = 14
 TITLE_LINE = 21
-EM_RATIO = 0.6  # estimated average character width, in em (bold: BOLD_RATIO)
-BOLD_RATIO = 0.66
 # Estimated extent of a line of text around its baseline, in em: generous, so the canvas
 # errs on the side of room.
 ASCENT = 0.95
@@ -86,8 +83,6 @@ BACKGROUND = "#ffffff"
 
 _SIDE = 0.38  # |cos| above which a label sits beside its circle rather than above/below it
 # Characters XML 1.0 does not allow (escaping cannot save them), lone surrogates included.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
 Box = tuple[float, float, float, float]  # left, top, right, bottom
 
 
@@ -351,10 +346,6 @@ def _ident(nodes: Sequence[PlotNode], edges: Sequence[PlotEdge], title: str,
     # page do not share the ids their aria-labelledby points at.
     digest = hashlib.sha256(repr((title, reference, tuple(nodes), tuple(edges))).encode())
     return f"nma-{digest.hexdigest()[:10]}"
-
-
-def xml_text(text: str) -> str:
-    return escape(_NOT_XML.sub("", text))
 
 
 # ----------------------------------------------------------------------------- layout

@@ -2,8 +2,9 @@
 with searches of databases) as standalone SVG, drawn from :func:`reports.exports.prisma_counts`.
 
 Plain string building, no plotting library: boxes, arrows and the template's phase bars
-(Identification, Screening, Included). Every text goes through :func:`html.escape`, so the
-result is well-formed XML whatever a title or note contains, and it can be served as
+(Identification, Screening, Included). Every text goes through
+:func:`reports.svg_text.xml_text`, so the result is well-formed XML whatever a title or note
+contains, and it can be served as
 ``image/svg+xml`` or written inline into a page (no XML declaration, no scripts, no styles:
 presentation attributes only, which the app's content security policy allows).
 
@@ -21,7 +22,6 @@ import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from html import escape
 
 from reports.exports import (
     AUTOMATION_STAGE,
@@ -37,6 +37,7 @@ from reports.exports import (
     TRIALS_STAGE,
     PrismaSince,
 )
+from reports.svg_text import BOLD_RATIO, EM_RATIO, FONT_FAMILY, xml_text
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,12 @@ REQUIRED_STAGES = (IDENTIFIED_STAGE, DUPLICATES_STAGE, DELETED_STAGE, SCREENED_S
                    AUTOMATION_STAGE, CURATORS_STAGE, AWAITING_STAGE, INCLUDED_STAGE,
                    TRIALS_STAGE, REPORTS_STAGE)
 
-FONT_FAMILY = "Helvetica, Arial, sans-serif"
 FONT_SIZE = 13
 NOTE_SIZE = 11
 TITLE_SIZE = 16
 LINE = 17  # baseline to baseline at FONT_SIZE
 NOTE_LINE = 15
 TITLE_LINE = 21
-EM_RATIO = 0.6  # estimated average character width, in em (bold: BOLD_RATIO)
-BOLD_RATIO = 0.66
 PAD = 8  # inside a box
 MARGIN = 12
 PHASE_W = 28
@@ -260,8 +258,8 @@ def _draw(rows: list[_Row], *, title: str | None, name: str, desc: str, note: st
             f'<path d="M0,0 L10,5 L0,10 z" fill="{BOX_STROKE}"/></marker></defs>')
     return "\n".join([
         head,
-        f'<title id="prisma-title">{escape(name)}</title>',
-        f'<desc id="prisma-desc">{escape(desc)}</desc>',
+        f'<title id="prisma-title">{xml_text(name)}</title>',
+        f'<desc id="prisma-desc">{xml_text(desc)}</desc>',
         defs,
         f'<rect width="{WIDTH}" height="{height}" fill="#ffffff"/>',
         *body,
@@ -299,7 +297,7 @@ def _phase_bars(rows: list[_Row]) -> list[str]:
                          cls=f"phase phase-{phase.lower()}", stroke="none"))
         out.append(f'<text x="{cx:g}" y="{cy:g}" transform="rotate(-90 {cx:g} {cy:g})" '
                    f'text-anchor="middle" dy="0.35em" font-weight="bold">'
-                   f'{escape(phase)}</text>')
+                   f'{xml_text(phase)}</text>')
     return out
 
 
@@ -323,7 +321,7 @@ def _arrows(rows: list[_Row]) -> list[str]:
 
 
 def _box(box: _Box, x: float, y: float, w: float, h: float) -> str:
-    parts = [f'<g class="box box-{escape(box.name)}">',
+    parts = [f'<g class="box box-{xml_text(box.name)}">',
              _rect(x, y, w, h, fill="#ffffff")]
     # Centre the lines vertically: a box may be stretched to its row's height.
     top = y + (h - len(box.lines) * LINE) / 2
@@ -335,7 +333,7 @@ def _box(box: _Box, x: float, y: float, w: float, h: float) -> str:
 
 def _rect(x: float, y: float, w: float, h: float, *, fill: str, rx: float = 3,
           cls: str = "", stroke: str = BOX_STROKE) -> str:
-    klass = f' class="{escape(cls)}"' if cls else ""
+    klass = f' class="{xml_text(cls)}"' if cls else ""
     return (f'<rect{klass} x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="{rx:g}" '
             f'fill="{fill}" stroke="{stroke}" stroke-width="1.2"/>')
 
@@ -352,8 +350,8 @@ def _text(x: float, y: float, text: str, *, size: float = FONT_SIZE, bold: bool 
     if fill:
         attrs.append(f'fill="{fill}"')
     if cls:
-        attrs.append(f'class="{escape(cls)}"')
-    return f'<text {" ".join(attrs)}>{escape(text)}</text>'
+        attrs.append(f'class="{xml_text(cls)}"')
+    return f'<text {" ".join(attrs)}>{xml_text(text)}</text>'
 
 
 def _arrow(x1: float, y1: float, x2: float, y2: float) -> str:
