@@ -67,6 +67,21 @@ _Z = float(stats.norm.ppf(1 - (1 - _LEVEL) / 2))
 SHARED_ARM_CORRELATION = 0.5
 
 
+def hr_text(log_hr: float, ci_low: float, ci_high: float) -> str:
+    """``"0.54 (0.45 to 0.65)"`` from log-scale values: two decimals, as the network page
+    shows HRs; below 0.01 two significant digits, so a tiny bound is never "0.00"."""
+    def number(log_value: float) -> str:
+        value = math.exp(log_value)
+        return f"{value:.2f}" if value >= 0.01 else f"{value:.2g}"
+
+    return f"{number(log_hr)} ({number(ci_low)} to {number(ci_high)})"
+
+
+def wald_ci(log_hr: float, se: float) -> tuple[float, float]:
+    """The 95% Wald interval of a log HR."""
+    return log_hr - _Z * se, log_hr + _Z * se
+
+
 @dataclass(frozen=True)
 class Contrast:
     """One trial's log HR of ``treat`` versus ``control`` (HR < 1 favours ``treat``)."""
@@ -80,6 +95,10 @@ class Contrast:
     n_treat: int | None = None
     n_control: int | None = None
     label: str = ""  # what a page shows for the row (trial and data cut)
+
+    @property
+    def hr_text(self) -> str:
+        return hr_text(self.log_hr, *wald_ci(self.log_hr, self.se))
 
     def flipped(self) -> Contrast:
         return Contrast(self.study, self.control, self.treat, -self.log_hr, self.se,
@@ -111,15 +130,19 @@ class Relative:
 
     @property
     def ci_low(self) -> float:
-        return self.log_hr - _Z * self.se
+        return wald_ci(self.log_hr, self.se)[0]
 
     @property
     def ci_high(self) -> float:
-        return self.log_hr + _Z * self.se
+        return wald_ci(self.log_hr, self.se)[1]
 
     @property
     def p(self) -> float:
         return float(2 * stats.norm.sf(abs(self.log_hr / self.se))) if self.se > 0 else math.nan
+
+    @property
+    def hr_text(self) -> str:
+        return hr_text(self.log_hr, self.ci_low, self.ci_high)
 
     def to_json(self) -> dict[str, Any]:
         return {"treat": self.treat, "control": self.control, "log_hr": self.log_hr,
@@ -145,6 +168,16 @@ class Split:
     network: float
     network_se: float
     approximate: bool  # the network has a multi-arm trial: back-calculation approximates
+
+    @property
+    def direct_text(self) -> str:
+        return hr_text(self.direct, *wald_ci(self.direct, self.direct_se))
+
+    @property
+    def indirect_text(self) -> str | None:
+        if self.indirect is None or self.indirect_se is None:
+            return None
+        return hr_text(self.indirect, *wald_ci(self.indirect, self.indirect_se))
 
     @property
     def direct_share(self) -> float:

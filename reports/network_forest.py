@@ -45,8 +45,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from reports.meta import hr_of
-from reports.network import NetworkResult
+from reports.network import NetworkResult, hr_text
 from reports.network_plot import (
     ASCENT,
     BACKGROUND,
@@ -161,18 +160,6 @@ def forest_rows(result: NetworkResult, order: str) -> list[_Row]:
 
 
 # ----------------------------------------------------------------------------- numbers
-def _number(value: float | None) -> str:
-    if value is None:
-        return "NA"
-    # two decimals, as the network page shows HRs; below 0.01, two significant digits
-    return f"{value:.2f}" if value >= 0.01 or value == 0 else f"{value:.2g}"
-
-
-def hr_text(log_hr: float, ci_low: float, ci_high: float) -> str:
-    """``"0.54 (0.45 to 0.65)"`` from log-scale values."""
-    return f"{_number(hr_of(log_hr))} ({_number(hr_of(ci_low))} to {_number(hr_of(ci_high))})"
-
-
 def _p_text(p: float) -> str:
     return f"{p:.2f}" if math.isfinite(p) else "NA"
 

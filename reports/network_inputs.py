@@ -34,7 +34,6 @@ high risk of bias (RoB 2), keeping those not assessed, as the pooled analyses' v
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -382,12 +381,6 @@ def network_svg(net: NetworkInput, res: NetworkResult) -> str:
                               reference=res.reference)
 
 
-def _hr_text(log_hr: float, se: float) -> str:
-    z = 1.959964
-    return (f"{math.exp(log_hr):.2f} ({math.exp(log_hr - z * se):.2f} to "
-            f"{math.exp(log_hr + z * se):.2f})")
-
-
 def describe(items: Sequence[Fitted]) -> str:
     """The networks as text, for ``mmlr network``."""
     if not items:
@@ -405,7 +398,7 @@ def describe(items: Sequence[Fitted]) -> str:
         for t in res.treatments[1:]:
             rel = res.relative(t, res.reference)
             lines.append(f"  {t:<{width}}  HR vs {res.reference} "
-                         f"{_hr_text(rel.log_hr, rel.se)}  P-score {res.p_scores[t]:.2f}")
+                         f"{rel.hr_text}  P-score {res.p_scores[t]:.2f}")
         inc = res.q_between
         lines.append(f"  inconsistency (between designs): Q = {inc.q:.2f} on {inc.df} df"
                      + (f", p = {inc.p:.3f}" if inc.p is not None else " (no closed loop)"))
@@ -426,6 +419,6 @@ def brief(items: Sequence[Fitted]) -> str:
                f"highest P-score {best} ({p_score:.2f})"
         if best != res.reference:
             rel = res.relative(best, res.reference)
-            text += f", HR vs {res.reference} {_hr_text(rel.log_hr, rel.se)}"
+            text += f", HR vs {res.reference} {rel.hr_text}"
         lines.append(text)
     return "\n".join(lines)

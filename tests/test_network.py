@@ -644,3 +644,18 @@ def test_the_summary_of_findings_lists_the_network_estimates(
     proc = run_cli("export", "sof", "--out", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
     assert "## Network meta-analysis" in (out / "sof.md").read_text()
+
+
+def test_hazard_ratios_read_the_same_everywhere() -> None:
+    from reports.network import hr_text, wald_ci
+
+    assert hr_text(math.log(0.54), math.log(0.45), math.log(0.65)) == "0.54 (0.45 to 0.65)"
+    assert hr_text(math.log(0.5), math.log(0.004), math.log(60)) == "0.50 (0.004 to 60.00)"
+    lo, hi = wald_ci(-0.5, 0.1)
+    assert (lo, hi) == pytest.approx((-0.5 - 0.1959964, -0.5 + 0.1959964))
+    row = Contrast("T", "a", "b", -0.5, 0.1)
+    assert row.hr_text == hr_text(-0.5, lo, hi)
+    res = network_meta_analysis([row, Contrast("U", "c", "b", -0.2, 0.2)], reference="b")
+    split = res.splits[0]
+    assert split.direct_text == res.relative(split.treat, split.control).hr_text
+    assert split.indirect_text is None  # a star: no indirect path
