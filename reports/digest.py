@@ -78,7 +78,8 @@ PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 _UNCHANGED_MARK = "mmlr.digest_unchanged"
 _SUMMARY_VERSION = 1
 # Keys of the summary that change with every build and say nothing about the evidence.
-_VOLATILE_KEYS = ("period_start", "period_end", "first", "screening_health", "searches")
+_VOLATILE_KEYS = ("period_start", "period_end", "first", "screening_health",
+                  "screening_health_change", "searches")
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -187,6 +188,8 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         }
         summary["screening_health"], summary["screening_health_note"] = _screening_health(
             session, health, dual=ctx.settings.dual_screening)
+        summary["screening_health_change"] = stopping_change(
+            prev_summary.get("screening_health"), summary["screening_health"])
         # What was searched this period: a living review reports its searches at each update.
         summary["searches"] = searches_between(
             session, previous.period_end if previous else None, now)
@@ -657,6 +660,19 @@ def _alert_view(a: Alert) -> dict[str, Any]:
     return {"id": a.id, "kind": a.kind, "pmid": a.pmid, "related_pmid": a.related_pmid,
             "message": " ".join(a.message.split()), "in_analysis": a.in_analysis,
             "url": PUBMED_URL.format(pmid=a.pmid)}
+
+
+def stopping_change(before: dict[str, Any] | None, now: dict[str, Any] | None) -> str | None:
+    """One sentence when the stopping test's verdict (``may_stop``) flipped since the previous
+    digest: the news a review team waits for, or the news that new records reopened it."""
+    if not before or not now or "may_stop" not in before or "may_stop" not in now:
+        return None  # digests from before the verdict was stored cannot be compared
+    if now["may_stop"] and not before["may_stop"]:
+        return (f"Screening may stop: {now['stopping_test']}. This rests on the assumptions "
+                "below; it says nothing about studies the search missed.")
+    if before["may_stop"] and not now["may_stop"]:
+        return f"Screening can no longer stop: {now['stopping_test']}."
+    return None
 
 
 def _screening_health(session: Session, provider: HealthProvider | None, *,

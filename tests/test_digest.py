@@ -272,6 +272,37 @@ def test_screening_health_is_reported(ctx) -> None:  # type: ignore[no-untyped-d
     assert "Assumptions:" in d.html
 
 
+def test_digest_says_when_screening_may_stop_and_when_no_longer(ctx) -> None:  # type: ignore[no-untyped-def]
+    from reports.digest import stopping_change
+    from screening.health import screening_health
+
+    seed(ctx)
+    first = build_digest(ctx, health=screening_health)
+    assert first.summary["screening_health"]["may_stop"] is False
+    assert first.summary["screening_health_change"] is None  # nothing to compare with
+    assert "may stop: no" in first.text
+    with ctx.sessions() as s:  # every live record screened
+        for pmid, label in ((90000001, "include"), (90000002, "include"),
+                            (90000003, "exclude")):
+            r = s.get(Record, pmid)
+            r.decision = label
+            s.add(r)
+            s.add(Decision(pmid=pmid, decision=label))
+        s.commit()
+    second = build_digest(ctx, health=screening_health)
+    assert "Screening may stop: every record has been screened." in second.text
+    assert "<strong>Screening may stop: every record has been screened." in second.html
+    assert "may stop: yes" in second.text
+    with ctx.sessions() as s:  # a new flagged record arrives: no screening has seen it yet
+        s.add(Record(pmid=90000020, title="New maintenance trial", flagged=True, score=0.95))
+        s.commit()
+    third = build_digest(ctx, health=screening_health)
+    assert ("Screening can no longer stop: cannot yet claim recall ≥ 95%: no record has been "
+            "screened since the last unscreened record arrived.") in third.text
+    # a digest stored before the verdict existed is not compared
+    assert stopping_change({"stopping_p_value": 0.9}, second.summary["screening_health"]) is None
+
+
 def test_failing_screening_health_is_said_not_skipped(ctx, caplog) -> None:  # type: ignore[no-untyped-def]
     # Fault injection at the package seam: the digest must survive an optional part failing.
     def broken(session, **options):  # type: ignore[no-untyped-def]

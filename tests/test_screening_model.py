@@ -206,7 +206,7 @@ def test_training_needs_both_classes() -> None:
 def test_hypergeometric_stopping_test() -> None:
     from scipy.stats import hypergeom
 
-    from screening.health import stopping_p_value
+    from screening.stopping import audit_p_value as stopping_p_value
 
     # 95 found, target 95%: recall < 95% needs ≥ 6 missed (5 missed is exactly 95%).
     p = stopping_p_value(found=95, pool=1000, sample=300, sample_includes=0, target_recall=0.95)

@@ -225,7 +225,8 @@ def test_queue_interleaves_the_audit_sample_and_health_estimates_recall(ctx, cor
 
     health = _health(ctx)
     assert health["audit_screened"] == 0 and health["estimated_recall"] is None
-    assert "not yet possible" in health["stopping_test"] and health["assumptions"]
+    assert "not yet possible" in health["audit_test"] and health["assumptions"]
+    assert "no record has been screened since" in health["stopping_test"]
 
     user = _curator(ctx)
     with ctx.sessions() as session:
@@ -241,7 +242,9 @@ def test_queue_interleaves_the_audit_sample_and_health_estimates_recall(ctx, cor
     assert health["includes_found"] == sum(corpus[p] for p in {r.pmid for r in [*audit, *flagged]})
     assert 0 < health["estimated_recall"] <= 1
     assert health["estimated_recall_lower95"] <= health["estimated_recall"]
-    assert 0 <= health["stopping_p_value"] <= 1
+    assert 0 <= health["audit_p_value"] <= 1
+    # The records were all there before the first decision: every decision may be sampled.
+    assert 0 < health["stopping_p_value"] <= 1 and "last" in health["stopping_test"]
     assert health["records"] == len(corpus)
 
 

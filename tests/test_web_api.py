@@ -141,6 +141,26 @@ def test_estimates_and_trials_api(app: Any, api: TestClient, users: dict[str, st
         calgb["estimates"][0])
 
 
+def test_screening_health_as_data(app: Any, api: TestClient, users: dict[str, str],
+                                  records: int) -> None:
+    assert api.get("/api/screening/health").status_code == 401
+    viewer = _token(app, users["viewer"])
+    body = api.get("/api/screening/health", headers=viewer).json()
+    assert (body["records"], body["screened"], body["records_remaining"]) == (4, 0, 4)
+    assert body["stopping_p_value"] == 1.0 and body["assumptions"]
+    curator = _token(app, users["curator"])
+    for pmid in (90000002, 90000003):  # the flagged include, then the audit record
+        response = api.post("/api/decisions", headers=curator, json={
+            "pmid": pmid, "decision": "include" if pmid == 90000002 else "exclude"})
+        assert response.status_code == 201, response.text
+    body = api.get("/api/screening/health", headers=viewer).json()
+    assert (body["screened"], body["includes_found"], body["audit_screened"]) == (2, 1, 1)
+    # one include found: recall < 95% needs one more among the 2 unscreened + the last record
+    assert body["stopping_p_value"] == pytest.approx(2 / 3, abs=1e-4)
+    assert "the last record screened held 0 includes; 2 unscreened" in body["stopping_test"]
+    assert "audit_p_value" in body and "Callaghan" in body["method"]
+
+
 def test_bad_tokens_are_refused(app: Any, api: TestClient, users: dict[str, str]) -> None:
     for header, message in [
         ("Bearer mmlr_not-a-real-token", "the API token is not valid"),

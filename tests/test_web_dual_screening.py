@@ -428,6 +428,11 @@ def test_health_banner_counts_second_votes_and_conflicts(app: Any, team: dict[st
     assert items["records remaining"] == "3"  # 90000002, 90000003, 90000004
     assert items["awaiting second vote"] == "1"  # 90000003
     assert items["conflicts awaiting resolution"] == "1"  # 90000002
+    # The stopping test speaks about decided records only: one exclude, three remaining.
+    assert ("<strong>Stopping test:</strong> cannot yet claim recall ≥ 95% (p = 0.750; the "
+            "last record screened held 0 includes; 3 unscreened)") in banner
+    assert "<summary>Assumptions</summary>" in banner
+    assert items["audit test"].startswith("not yet possible")  # no audit record decided
 
 
 def test_single_screening_pages_are_unchanged(settings: Any, tmp_path: Any) -> None:

@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from reports.absolute import absolute_or_reason
 from screening.agreement import record_state
+from screening.health import screening_health
 from screening.votes import hidden_from_queue, in_conflict, screener_counts, user_votes
 from screening.web.absolute_effects import (
     baseline_json,
@@ -208,6 +209,14 @@ def record_explanation_json(request: Request, pmid: int, session: DbSession, use
     explanation = record_explanation(session, record, request.app.state.model_cache, k=k)
     # "score" is the explanation's (recomputed); "stored_score" what the queue shows.
     return {"pmid": pmid, "stored_score": record.score, **explanation.to_json()}
+
+
+@router.get("/screening/health")
+def screening_health_json(request: Request, session: DbSession,
+                          user: ApiReader) -> dict[str, Any]:
+    """The queue's health banner as data: counts, recall estimate, both stopping tests
+    (prioritised order and random audit) with p-values, method and assumptions."""
+    return screening_health(session, dual=dual_screening(request))
 
 
 @router.get("/estimates")

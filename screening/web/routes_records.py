@@ -35,18 +35,23 @@ router = APIRouter(dependencies=[Depends(csrf_protect)])
 PAGE_SIZE = 50
 
 
-def _health_items(health: dict[str, object]) -> tuple[list[tuple[str, str]], str | None]:
-    """Scalars of the health summary as label/value pairs; long text separately."""
+def _health_items(health: dict[str, object],
+                  ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Scalars of the health summary as label/value pairs; long texts (the stopping tests'
+    verdicts, the method) separately, each with its label."""
     items: list[tuple[str, str]] = []
-    text = None
+    texts: list[tuple[str, str]] = []
     for key, value in health.items():
+        label = key.replace("_", " ")
         if isinstance(value, str) and len(value) > 60:
-            text = value if text is None else f"{text} {value}"
+            texts.append((label, value))
+        elif isinstance(value, bool):
+            items.append((label, "yes" if value else "no"))
         elif isinstance(value, float):
-            items.append((key.replace("_", " "), f"{value:.3g}"))
+            items.append((label, f"{value:.3g}"))
         elif isinstance(value, int | str | bool) or value is None:
-            items.append((key.replace("_", " "), "—" if value is None else str(value)))
-    return items, text
+            items.append((label, "—" if value is None else str(value)))
+    return items, texts
 
 
 @router.get("/")
@@ -59,13 +64,13 @@ def queue_page(request: Request, session: DbSession, user: Viewer,
     rows = queue(session, limit=PAGE_SIZE + 1, offset=offset, include_decided=show == "all",
                  screener_id=screener_id)
     health = screening_health(session, dual=dual)
-    items, text = _health_items(health) if health else ([], None)
+    items, texts = _health_items(health) if health else ([], [])
     retrainer = request.app.state.retrainer
     return render(request, "queue.html", {
         "rows": rows[:PAGE_SIZE], "has_next": len(rows) > PAGE_SIZE, "offset": offset,
         "limit": PAGE_SIZE, "show": show,
         "counts": queue_counts(session, screener_id=screener_id),
-        "health": health, "health_items": items, "health_text": text,
+        "health": health, "health_items": items, "health_texts": texts,
         "progress": screening_progress(session), "retrain_running": retrainer.running,
         "retrain_error": retrainer.last_error,
     })

@@ -1,0 +1,142 @@
+"""Stopping tests: may screening stop and claim a recall target?
+
+Both are the hypergeometric test of Callaghan & Müller-Hansen (Syst Rev 2020;9:273). The null
+hypothesis is "recall is below the target": at least ``m = ⌊F·(1−r)/r⌋ + 1`` includes are still
+among the unscreened records, where F is the number of includes found so far and r the
+target. A sample of ``n`` records taken at random from an urn (the sample plus the records it
+was drawn from) that contains only ``k`` includes is unlikely if the urn held ``k + m``:
+``p = P(X ≤ k)``, X hypergeometric. A small p rejects the null: stop, recall ≥ r.
+
+- **Audit test** (``audit_p_value``): the sample is the random audit of low-score records
+  (a fixed hash of the PMID, so truly random). It needs the sample to be most of the urn:
+  with nothing found in it, p = (1 − n/N)^m roughly, so for m ≥ 1 the audit must cover about
+  95% of the low-score records still unscreened before it can reject. With a 5% audit it
+  mostly confirms a review that is nearly screened; its value is the unbiased estimate of
+  what the low scores still hide.
+- **Prioritised-order test** (``ranked_p_value``): the records screened last, in the queue's
+  order, are taken as the sample and the records still unscreened as the rest of the urn.
+  They were not drawn at random: the model put them first because it thought them *more*
+  likely eligible than the rest, so treating them as a random draw overstates the includes
+  the rest holds, and the test is conservative (the assumption of Callaghan & Müller-Hansen,
+  their evaluations and ours in docs/benchmarks.md). Every n (the last 1, 2, … screened) is a
+  candidate sample and the smallest p counts, as in their implementation. A sample may only
+  start after the last unscreened record arrived: a record that came in later was never in
+  the urn those screenings were drawn from, and a run of excludes says nothing about it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import hypergeom
+
+#: The recall the tests speak about by default (Callaghan & Müller-Hansen's usual target).
+TARGET_RECALL = 0.95
+ALPHA = 0.05
+
+
+def missed_for_failure(found: int, target_recall: float) -> int:
+    """The fewest includes still unscreened that would make recall (found / all) < target."""
+    return math.floor(found * (1 - target_recall) / target_recall + 1e-9) + 1
+
+
+def audit_p_value(*, found: int, pool: int, sample: int, sample_includes: int,
+                  target_recall: float) -> float:
+    """P(≤ sample_includes includes in a random sample of ``sample`` from ``pool`` records) if
+    just enough includes remained in the pool to make recall < target_recall."""
+    urn_includes = sample_includes + missed_for_failure(found, target_recall)
+    if urn_includes > pool:  # the unsampled part cannot hold that many: the null is impossible
+        return 0.0
+    return float(hypergeom.cdf(sample_includes, pool, urn_includes, sample))
+
+
+@dataclass(frozen=True)
+class RankedTest:
+    """The prioritised-order test's result: the smallest p over the candidate samples, and the
+    sample behind it (the last ``sample`` records screened, ``sample_includes`` of them
+    includes). ``sample`` is 0 when no record was screened after the last arrival."""
+
+    p_value: float
+    sample: int
+    sample_includes: int
+    unscreened: int
+    found: int
+    target_recall: float
+
+    @property
+    def rejects(self) -> bool:
+        return self.p_value < ALPHA
+
+    def describe(self) -> str:
+        r = f"{self.target_recall:.0%}"
+        if self.unscreened == 0:
+            return "every record has been screened"
+        if self.sample == 0:
+            return (f"cannot yet claim recall ≥ {r}: no record has been screened since the "
+                    "last unscreened record arrived")
+        last = ("the last record screened" if self.sample == 1
+                else f"the last {self.sample} records screened")
+        basis = (f"{last} held {self.sample_includes} "
+                 f"include{'' if self.sample_includes == 1 else 's'}; "
+                 f"{self.unscreened} unscreened")
+        if self.rejects:
+            return f"recall ≥ {r} with 95% confidence (p = {self.p_value:.3f}; {basis})"
+        return (f"cannot yet claim recall ≥ {r} (p = {self.p_value:.3f}; {basis}); "
+                "keep screening in queue order")
+
+
+def ranked_p_values(labels: np.ndarray, unscreened: int, target_recall: float, *,
+                    start: int = 0) -> np.ndarray:
+    """p for every candidate sample: element n−1 is the last n screened records' p.
+
+    ``labels`` are the screened records' labels (1 include) in screening order; samples may
+    not reach before index ``start`` (the first screening after the last arrival)."""
+    y = np.asarray(labels, dtype=np.int64)
+    found = int(y.sum())
+    m = missed_for_failure(found, target_recall)
+    tail = y[start:][::-1]  # most recent first: element n−1 closes the last-n sample
+    n = np.arange(1, len(tail) + 1)
+    k = np.cumsum(tail)
+    urn = unscreened + n
+    urn_includes = k + m
+    p = np.zeros(len(tail))
+    possible = urn_includes <= urn
+    p[possible] = hypergeom.cdf(k[possible], urn[possible], urn_includes[possible], n[possible])
+    return p
+
+
+def ranked_p_value(labels: np.ndarray, unscreened: int, *,
+                   target_recall: float = TARGET_RECALL, start: int = 0) -> RankedTest:
+    """The prioritised-order test (module docstring) on screened ``labels`` in order.
+
+    Only one candidate per include count needs computing: with k fixed, a longer sample
+    (one more exclude) leaves the unscreened records a smaller share of the urn, so p falls.
+    The smallest p is therefore at a sample that ends just before an include (or reaches
+    ``start``): O(includes) work instead of O(screened), the same minimum as
+    ``ranked_p_values(...).min()``."""
+    y = np.asarray(labels, dtype=np.int64)
+    found = int(y.sum())
+    if unscreened == 0:
+        return RankedTest(0.0, 0, 0, 0, found, target_recall)
+    tail = y[start:][::-1]  # most recent first
+    if len(tail) == 0:
+        return RankedTest(1.0, 0, 0, unscreened, found, target_recall)
+    # The longest sample holding j includes stops just before the (j+1)-th most recent one.
+    n = np.r_[np.flatnonzero(tail), len(tail)]
+    k = np.arange(len(n))
+    keep = n > 0
+    n, k = n[keep], k[keep]
+    m = missed_for_failure(found, target_recall)
+    urn, urn_includes = unscreened + n, k + m
+    p = np.zeros(len(n))
+    possible = urn_includes <= urn
+    p[possible] = hypergeom.cdf(k[possible], urn[possible], urn_includes[possible], n[possible])
+    best = int(np.argmin(p))
+    return RankedTest(float(p[best]), int(n[best]), int(k[best]), unscreened, found,
+                      target_recall)
+
+
+__all__ = ["ALPHA", "TARGET_RECALL", "RankedTest", "audit_p_value", "missed_for_failure",
+           "ranked_p_value", "ranked_p_values"]

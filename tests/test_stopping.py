@@ -1,0 +1,171 @@
+"""The stopping tests (`screening.stopping`): known answers, the p-value's calibration under
+the null by simulation, the window after the last arrival on a real database, and the whole
+pipeline on a real labelled review."""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import hypergeom
+
+from screening.config import ScreeningConfig
+from screening.health import prioritised_order_test, screening_health
+from screening.simulate import choose_priors, load_dataset, run_active_learning
+from screening.stopping import (
+    ALPHA,
+    audit_p_value,
+    missed_for_failure,
+    ranked_p_value,
+    ranked_p_values,
+)
+from store.models import Record, User, utcnow
+
+
+def _missed_by_definition(found: int, target: float) -> int:
+    """The smallest number of unscreened includes with found / (found + missed) < target,
+    by counting up (not the closed form under test)."""
+    missed = 0
+    while found + missed == 0 or found / (found + missed) >= target:
+        missed += 1
+    return missed
+
+
+@pytest.mark.parametrize("found", [0, 1, 5, 18, 19, 20, 95, 96, 190, 1000])
+@pytest.mark.parametrize("target", [0.8, 0.9, 0.95, 0.99])
+def test_missed_for_failure_is_the_boundary_of_the_null(found: int, target: float) -> None:
+    assert missed_for_failure(found, target) == _missed_by_definition(found, target)
+
+
+def test_known_answer_last_100_excludes() -> None:
+    # 95 includes found, the last 100 screened all excludes, 1000 unscreened: recall < 95%
+    # needs 6 missed, so p(n=100) is drawing 100 excludes from 1,100 records holding 6 includes.
+    y = np.zeros(1000, dtype=int)
+    y[np.linspace(0, 899, 95).astype(int)] = 1
+    p = ranked_p_values(y, 1000, 0.95)
+    assert p[99] == pytest.approx(hypergeom.cdf(0, 1100, 6, 100), rel=1e-12)
+    assert p[99] == pytest.approx((1 - 100 / 1100) ** 6, abs=0.01)  # sanity of the magnitude
+    # each further clean record lowers p; the first include (n = 101) raises it
+    assert np.all(np.diff(p[:100]) < 0) and p[100] > p[99]
+
+
+def test_every_sample_size_against_an_explicit_loop() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        y = (rng.random(300) < rng.uniform(0.02, 0.3)).astype(int)
+        unscreened = int(rng.integers(0, 400))
+        start = int(rng.integers(0, 50))
+        p = ranked_p_values(y, unscreened, 0.95, start=start)
+        assert len(p) == len(y) - start
+        found = int(y.sum())
+        m = _missed_by_definition(found, 0.95)
+        for n in range(1, len(y) - start + 1):
+            k = int(y[-n:].sum())
+            urn, urn_inc = unscreened + n, k + m
+            want = 0.0 if urn_inc > urn else hypergeom.cdf(k, urn, urn_inc, n)
+            assert p[n - 1] == pytest.approx(want, abs=1e-12)
+        res = ranked_p_value(y, unscreened, start=start)
+        if unscreened:
+            assert res.p_value == pytest.approx(float(p.min()))
+            assert res.sample_includes == int(y[len(y) - res.sample:].sum())
+            assert p[res.sample - 1] == res.p_value
+
+
+def test_edges_every_record_screened_nothing_since_arrival_impossible_null() -> None:
+    done = ranked_p_value(np.array([1, 0, 0]), 0)
+    assert done.p_value == 0.0 and done.describe() == "every record has been screened"
+    waiting = ranked_p_value(np.array([1, 0, 0]), 10, start=3)
+    assert waiting.p_value == 1.0 and not waiting.rejects
+    assert "since the last unscreened record arrived" in waiting.describe()
+    # 95 found needs 6 missed; 2 unscreened + a 1-record sample cannot hold 6 includes
+    y = np.r_[np.ones(95, dtype=int), 0]
+    assert ranked_p_values(y, 2, 0.95)[0] == 0.0
+    # the audit form agrees on the same question
+    assert audit_p_value(found=95, pool=3, sample=1, sample_includes=0,
+                         target_recall=0.95) == 0.0
+
+
+@pytest.mark.parametrize(("before", "urn", "n"), [(95, 1000, 400), (19, 300, 280),
+                                                (5, 2000, 1960), (200, 5000, 2000)])
+def test_p_value_is_valid_under_the_null_and_has_power_otherwise(before: int, urn: int,
+                                                                  n: int) -> None:
+    """A random sample of n from an urn holding K includes, after ``before`` includes were
+    found: the chance that p < α while recall is below the target is at most α for every K
+    (exactly, summing over the hypergeometric distribution of the includes in the sample).
+    With one include in the urn (recall above the target whatever happens) it says so most of
+    the time."""
+
+    @functools.cache
+    def p_at(k: int) -> float:  # the test's p at this sample size when the sample holds k
+        sample = np.r_[np.ones(k, dtype=int), np.zeros(n - k, dtype=int)]
+        return float(ranked_p_values(np.r_[np.ones(before, dtype=int), sample], urn - n,
+                                     0.95)[n - 1])
+
+    worst = 0.0
+    for urn_includes in range(1, 4 * missed_for_failure(before, 0.95) + 8):
+        ks = range(max(0, urn_includes - (urn - n)), min(n, urn_includes) + 1)
+        false_claim = sum(hypergeom.pmf(k, urn, urn_includes, n) for k in ks
+                          if (before + k) / (before + urn_includes) < 0.95 and p_at(k) < ALPHA)
+        worst = max(worst, false_claim)
+    assert worst <= ALPHA
+    if before == 95:  # not vacuous: here the test errs close to α, and never above it
+        assert worst > 0.8 * ALPHA
+    power = hypergeom.pmf(0, urn, 1, n) * (p_at(0) < ALPHA) + \
+        hypergeom.pmf(1, urn, 1, n) * (p_at(1) < ALPHA)
+    assert power > 0.5
+
+
+def test_prioritised_order_test_on_the_database(ctx) -> None:  # type: ignore[no-untyped-def]
+    from screening.web.decisions import record_decision
+
+    t0 = utcnow() - timedelta(days=30)
+    with ctx.sessions() as session:
+        user = User(email="curator@example.org", role="curator")
+        session.add(user)
+        for pmid in range(1, 401):
+            session.add(Record(pmid=pmid, title=f"record {pmid}", first_seen_at=t0))
+        session.commit()
+        session.refresh(user)
+        # 20 includes early, then 300 excludes: screened in this order, one decision each
+        for pmid in range(1, 321):
+            record_decision(session, user=user, pmid=pmid,
+                            decision="include" if pmid <= 20 else "exclude")
+        session.commit()
+        test = prioritised_order_test(session)
+        assert test.unscreened == 80 and test.found == 20
+        assert test.rejects and test.sample_includes == 0 and test.sample == 300
+        health = screening_health(session)
+        assert health["stopping_p_value"] == pytest.approx(round(test.p_value, 4))
+        assert health["stopping_test"].startswith("recall ≥ 95% with 95% confidence")
+
+        # A record arrives after those decisions: none of them was drawn with it in the urn.
+        session.add(Record(pmid=999, title="late arrival", first_seen_at=utcnow()))
+        session.commit()
+        late = prioritised_order_test(session)
+        assert late.sample == 0 and not late.rejects and late.unscreened == 81
+        # Screening it opens the window again (the newest unscreened record is old).
+        record_decision(session, user=user, pmid=999, decision="exclude")
+        session.commit()
+        again = prioritised_order_test(session)
+        assert again.rejects and again.sample == 301
+        # An include found late in the order is evidence of more: p rises.
+        record_decision(session, user=user, pmid=321, decision="include")
+        session.commit()
+        assert prioritised_order_test(session).p_value > again.p_value
+
+
+def test_the_test_keeps_its_promise_on_a_real_review(screening_dir: Path) -> None:
+    """mmlr's learner screens a real labelled review (Cohen 2006, antihistamines); the first
+    time the test rejects, recall is at least the target, and it rejects before the end."""
+    data = load_dataset(screening_dir / "cohen2006_Antihistamines.csv.gz")
+    priors = choose_priors(data, 0)
+    order = run_active_learning(data, priors, ScreeningConfig())
+    rest = sorted(set(range(len(data.labels))) - set(order) - set(priors))
+    y = data.labels[[*priors, *order, *rest]].astype(int)
+    stop = next(t for t in range(3, len(y) + 1)
+                if ranked_p_value(y[:t], len(y) - t, start=2).rejects)
+    assert stop < len(y)
+    assert y[:stop].sum() / y.sum() >= 0.95
