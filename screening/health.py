@@ -23,6 +23,7 @@ await a second vote and how many are in conflict awaiting a resolution (``dual=T
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,10 +35,15 @@ from screening.stopping import ALPHA, TARGET_RECALL, RankedTest, audit_p_value, 
 from screening.votes import in_conflict, screened_once
 from store.models import Decision, Record
 
+#: Queue places counted as "the top of the queue" (one page of the queue) when checking that
+#: the records behind the prioritised-order test were taken in queue order.
+TOP_PLACES = 50
+
 ASSUMPTIONS = [
     "Prioritised-order test: records were screened roughly in queue order, so those screened "
     "last were at least as likely to be eligible as the records still unscreened (the test "
-    "treats them as a random draw, which makes it conservative).",
+    "treats them as a random draw, which makes it conservative); a caution is added when "
+    "they were mostly opened below the first page of the queue or not from the queue.",
     "The audit sample is a random sample (fixed hash of the PMID) of records below the flag "
     "threshold; its decided records are representative of the unscreened low-score records.",
     "Curators' decisions are correct.",
@@ -82,10 +88,12 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
         out["awaiting_second_vote"] = count_live(session, undecided,
                                                  col(Record.pmid).in_(screened_once()))
         out["conflicts_awaiting_resolution"] = count_live(session, in_conflict())
-    ranked = prioritised_order_test(session, target_recall=target_recall)
+    order = screening_order(session)
+    ranked = order.test(target_recall)
+    warning = order.order_warning(ranked.sample)
     out.update({"flagged_remaining": flagged_left,
                 "may_stop": ranked.rejects,
-                "stopping_test": ranked.describe(),
+                "stopping_test": ranked.describe() + (f"; caution: {warning}" if warning else ""),
                 "stopping_p_value": round(ranked.p_value, 4),
                 "audit_screened": audit_n, "audit_includes": audit_k})
     if audit_n == 0:
@@ -119,20 +127,53 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
     return out
 
 
-def prioritised_order_test(session: Session, *,
-                           target_recall: float = TARGET_RECALL) -> RankedTest:
-    """The prioritised-order stopping test on the database: screened records in the order
-    they were first decided; a sample may only start after the last unscreened record
-    arrived (``screening.stopping``)."""
+@dataclass(frozen=True)
+class ScreeningOrder:
+    """The screened records in the order they were first decided: their labels, the best
+    queue place any screener opened them from (None: via the API without one, a direct link
+    or a search), the index of the first screening after the newest unscreened record arrived,
+    and how many live records are unscreened."""
+
+    labels: np.ndarray
+    places: list[int | None]
+    start: int
+    unscreened: int
+
+    def test(self, target_recall: float = TARGET_RECALL) -> RankedTest:
+        return ranked_p_value(self.labels, self.unscreened, target_recall=target_recall,
+                              start=self.start)
+
+    def order_warning(self, sample: int) -> str | None:
+        """A sentence when the last ``sample`` records were mostly not taken from the top of
+        the queue: then the test's assumption (they were the model's likeliest) is doubtful."""
+        if sample == 0:
+            return None
+        places = self.places[len(self.places) - sample:]
+        known = sorted(p for p in places if p is not None)
+        unknown = len(places) - len(known)
+        median = known[len(known) // 2] if known else None
+        if unknown * 2 > len(places):
+            return (f"{unknown} of the last {len(places)} records screened were not opened "
+                    "from the queue (API without a place, direct link or search): the test "
+                    "assumes queue order, which cannot be checked for them")
+        if median is not None and median > TOP_PLACES:
+            return (f"the last {len(places)} records screened were opened at median queue "
+                    f"place {median}, not from the top: the test assumes queue order")
+        return None
+
+
+def screening_order(session: Session) -> ScreeningOrder:
+    """Read the screened records in order (``ScreeningOrder``) for the prioritised-order test."""
     live = col(Record.deleted).is_(False)
     first_look = func.min(Decision.created_at).label("first_look")
-    looks = (select(col(Record.pmid), col(Record.decision), first_look)
+    looks = (select(col(Record.pmid), col(Record.decision), first_look,
+                    func.min(Decision.rank_shown).label("place"))
              .select_from(Record).join(Decision, col(Decision.pmid) == col(Record.pmid),
                                        isouter=True)
              .where(live, col(Record.decision).is_not(None))
              .group_by(col(Record.pmid), col(Record.decision)).subquery())
-    decisions = session.exec(select(looks.c.decision)
-                             .order_by(looks.c.first_look.asc().nulls_first(), looks.c.pmid)).all()
+    rows = session.exec(select(looks.c.decision, looks.c.place)
+                        .order_by(looks.c.first_look.asc().nulls_first(), looks.c.pmid)).all()
     unscreened = count_live(session, col(Record.decision).is_(None))
     newest = (select(func.max(Record.first_seen_at))
               .where(live, col(Record.decision).is_(None)).scalar_subquery())
@@ -140,6 +181,13 @@ def prioritised_order_test(session: Session, *,
     # (no decision row: screened before anything was recorded, so before it too).
     start = int(session.exec(select(func.count()).select_from(looks).where(
         looks.c.first_look.is_(None) | (looks.c.first_look <= newest))).one())
-    labels = np.fromiter((d in ("include", "maybe") for d in decisions), dtype=np.int64,
-                         count=len(decisions))
-    return ranked_p_value(labels, unscreened, target_recall=target_recall, start=start)
+    labels = np.fromiter((d in ("include", "maybe") for d, _ in rows), dtype=np.int64,
+                         count=len(rows))
+    return ScreeningOrder(labels, [None if p is None else int(p) for _, p in rows], start,
+                          unscreened)
+
+
+def prioritised_order_test(session: Session, *,
+                           target_recall: float = TARGET_RECALL) -> RankedTest:
+    """The prioritised-order stopping test on the database (``screening.stopping``)."""
+    return screening_order(session).test(target_recall)

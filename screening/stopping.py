@@ -64,6 +64,7 @@ class RankedTest:
     unscreened: int
     found: int
     target_recall: float
+    screened: int
 
     @property
     def rejects(self) -> bool:
@@ -73,6 +74,8 @@ class RankedTest:
         r = f"{self.target_recall:.0%}"
         if self.unscreened == 0:
             return "every record has been screened"
+        if self.screened == 0:
+            return f"cannot yet claim recall ≥ {r}: no record has been screened yet"
         if self.sample == 0:
             return (f"cannot yet claim recall ≥ {r}: no record has been screened since the "
                     "last unscreened record arrived")
@@ -119,10 +122,10 @@ def ranked_p_value(labels: np.ndarray, unscreened: int, *,
     y = np.asarray(labels, dtype=np.int64)
     found = int(y.sum())
     if unscreened == 0:
-        return RankedTest(0.0, 0, 0, 0, found, target_recall)
+        return RankedTest(0.0, 0, 0, 0, found, target_recall, len(y))
     tail = y[start:][::-1]  # most recent first
     if len(tail) == 0:
-        return RankedTest(1.0, 0, 0, unscreened, found, target_recall)
+        return RankedTest(1.0, 0, 0, unscreened, found, target_recall, len(y))
     # The longest sample holding j includes stops just before the (j+1)-th most recent one.
     n = np.r_[np.flatnonzero(tail), len(tail)]
     k = np.arange(len(n))
@@ -135,7 +138,7 @@ def ranked_p_value(labels: np.ndarray, unscreened: int, *,
     p[possible] = hypergeom.cdf(k[possible], urn[possible], urn_includes[possible], n[possible])
     best = int(np.argmin(p))
     return RankedTest(float(p[best]), int(n[best]), int(k[best]), unscreened, found,
-                      target_recall)
+                      target_recall, len(y))
 
 
 __all__ = ["ALPHA", "TARGET_RECALL", "RankedTest", "audit_p_value", "missed_for_failure",

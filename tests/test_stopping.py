@@ -75,6 +75,9 @@ def test_every_sample_size_against_an_explicit_loop() -> None:
 
 
 def test_edges_every_record_screened_nothing_since_arrival_impossible_null() -> None:
+    nothing = ranked_p_value(np.array([], dtype=int), 10)
+    assert nothing.p_value == 1.0 and nothing.describe().endswith("no record has been "
+                                                                  "screened yet")
     done = ranked_p_value(np.array([1, 0, 0]), 0)
     assert done.p_value == 0.0 and done.describe() == "every record has been screened"
     waiting = ranked_p_value(np.array([1, 0, 0]), 10, start=3)
@@ -169,3 +172,34 @@ def test_the_test_keeps_its_promise_on_a_real_review(screening_dir: Path) -> Non
                 if ranked_p_value(y[:t], len(y) - t, start=2).rejects)
     assert stop < len(y)
     assert y[:stop].sum() / y.sum() >= 0.95
+
+
+@pytest.mark.parametrize(("place", "caution"), [
+    (1, None),
+    (None, "300 of the last 300 records screened were not opened from the queue"),
+    (400, "the last 300 records screened were opened at median queue place 400"),
+])
+def test_the_health_says_when_the_sample_was_not_taken_in_queue_order(
+        ctx, place: int | None, caution: str | None) -> None:  # type: ignore[no-untyped-def]
+    """The test assumes the records screened last were the model's likeliest: the queue
+    place each was opened from (kept with every decision) shows whether that holds."""
+    from screening.web.decisions import record_decision
+
+    t0 = utcnow() - timedelta(days=30)
+    with ctx.sessions() as session:
+        user = User(email="curator@example.org", role="curator")
+        session.add(user)
+        for pmid in range(1, 401):
+            session.add(Record(pmid=pmid, title=f"record {pmid}", first_seen_at=t0))
+        session.commit()
+        session.refresh(user)
+        for pmid in range(1, 321):
+            record_decision(session, user=user, pmid=pmid, rank_shown=place,
+                            decision="include" if pmid <= 20 else "exclude")
+        session.commit()
+        text = screening_health(session)["stopping_test"]
+    assert text.startswith("recall ≥ 95% with 95% confidence")  # the verdict is the same
+    if caution is None:
+        assert "caution" not in text
+    else:
+        assert f"; caution: {caution}" in text
