@@ -187,7 +187,8 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
             "networks_unchanged": networks_unchanged,
         }
         summary["screening_health"], summary["screening_health_note"] = _screening_health(
-            session, health, dual=ctx.settings.dual_screening)
+            session, health, dual=ctx.settings.dual_screening,
+            target_recall=ctx.settings.stopping_recall)
         summary["screening_health_change"] = stopping_change(
             prev_summary.get("screening_health"), summary["screening_health"])
         # What was searched this period: a living review reports its searches at each update.
@@ -676,11 +677,12 @@ def stopping_change(before: dict[str, Any] | None, now: dict[str, Any] | None) -
 
 
 def _screening_health(session: Session, provider: HealthProvider | None, *,
-                      dual: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+                      dual: bool, target_recall: float,
+                      ) -> tuple[dict[str, Any] | None, str | None]:
     if provider is None:
         return None, "screening health was not computed for this digest"
     try:
-        health = provider(session, dual=dual)
+        health = provider(session, dual=dual, target_recall=target_recall)
     except MmlrError as exc:
         log.warning("digest: screening health unavailable: %s", exc.one_line())
         return None, f"screening health could not be computed: {exc.one_line()}"

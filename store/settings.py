@@ -210,6 +210,10 @@ class Settings(BaseSettings):
     audit_fraction: float = Field(
         0.05, description="Share of low-score records routed to curators as a random audit."
     )
+    stopping_recall: float = Field(
+        0.95, description="Recall target of the stopping tests in the screening health (queue "
+        "banner, digest): they say whether recall is at least this with 95% confidence."
+    )
     screeners_per_record: int = Field(
         1,
         description="Independent screeners per record: `1` one decision settles a record; `2` "
@@ -286,6 +290,14 @@ class Settings(BaseSettings):
     def _check_monitoring_power(cls, value: float) -> float:
         if not 0.5 <= value < 1:
             raise ValueError(f"must be at least 0.5 and below 1, e.g. 0.80, got {value:g}")
+        return value
+
+    @field_validator("stopping_recall")
+    @classmethod
+    def _check_stopping_recall(cls, value: float) -> float:
+        # Below 0.5 "recall ≥ r" says little; 1 can never be shown by sampling.
+        if not 0.5 <= value < 1:
+            raise ValueError(f"must be at least 0.5 and below 1, e.g. 0.95, got {value:g}")
         return value
 
     @field_validator("entrez_rate")

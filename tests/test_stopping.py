@@ -203,3 +203,41 @@ def test_the_health_says_when_the_sample_was_not_taken_in_queue_order(
         assert "caution" not in text
     else:
         assert f"; caution: {caution}" in text
+
+
+@pytest.mark.parametrize("value", ["1", "0.3", "ninety"])
+def test_a_stopping_recall_outside_its_range_is_refused(value: str) -> None:
+    from store.errors import ConfigError
+    from store.settings import load_settings
+
+    with pytest.raises(ConfigError, match="MMLR_STOPPING_RECALL"):
+        load_settings(stopping_recall=value)
+
+
+def test_the_stopping_recall_setting_reaches_the_banner_and_the_digest(
+        ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from reports.digest import build_digest
+    from screening.web.app import create_app
+    from screening.web.auth import issue_api_token
+
+    settings = ctx.settings.model_copy(update={"stopping_recall": 0.99})
+    with ctx.sessions() as session:
+        session.add(Record(pmid=1, title="one record"))
+        user = User(email="viewer@example.org", role="viewer")
+        session.add(user)
+        session.commit()
+        session.refresh(user)
+        token = issue_api_token(session, user, actor="test")
+        session.commit()
+    app = create_app(settings)
+    try:
+        body = TestClient(app).get("/api/screening/health",
+                                   headers={"Authorization": f"Bearer {token}"}).json()
+        assert body["stopping_test"] == "cannot yet claim recall ≥ 99%: no record has been " \
+            "screened yet"
+        digest = build_digest(app.state.ctx, health=screening_health)
+        assert "cannot yet claim recall ≥ 99%" in digest.text
+    finally:
+        app.state.ctx.dispose()

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from screening.health import count_live
 from screening.health import screening_health as _health
+from screening.stopping import TARGET_RECALL
 from screening.votes import hidden_from_queue, in_conflict, screened_once, voted_by
 from store.models import Decision, KeyValue, Record
 
@@ -44,11 +45,12 @@ def queue_counts(session: Session, *, screener_id: int | None = None) -> dict[st
     return counts
 
 
-def screening_health(session: Session, *, dual: bool = False) -> dict[str, Any] | None:
+def screening_health(session: Session, *, dual: bool = False,
+                     target_recall: float = TARGET_RECALL) -> dict[str, Any] | None:
     """The health banner's figures (with ``dual``, also the records awaiting a second vote
     and the conflicts); None (no banner) when they cannot be computed."""
     try:
-        return dict(_health(session, dual=dual))
+        return dict(_health(session, dual=dual, target_recall=target_recall))
     except Exception:  # the banner is advisory; the queue must still render
         log.exception("screening_health failed")
         return None

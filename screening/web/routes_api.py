@@ -216,7 +216,8 @@ def screening_health_json(request: Request, session: DbSession,
                           user: ApiReader) -> dict[str, Any]:
     """The queue's health banner as data: counts, recall estimate, both stopping tests
     (prioritised order and random audit) with p-values, method and assumptions."""
-    return screening_health(session, dual=dual_screening(request))
+    return screening_health(session, dual=dual_screening(request),
+                            target_recall=request.app.state.settings.stopping_recall)
 
 
 @router.get("/estimates")

@@ -63,7 +63,8 @@ def queue_page(request: Request, session: DbSession, user: Viewer,
     screener_id = user.id if dual else None
     rows = queue(session, limit=PAGE_SIZE + 1, offset=offset, include_decided=show == "all",
                  screener_id=screener_id)
-    health = screening_health(session, dual=dual)
+    health = screening_health(session, dual=dual,
+                              target_recall=request.app.state.settings.stopping_recall)
     items, texts = _health_items(health) if health else ([], [])
     retrainer = request.app.state.retrainer
     return render(request, "queue.html", {
