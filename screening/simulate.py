@@ -202,6 +202,14 @@ def run_active_learning(data: LabelledDataset, priors: tuple[int, int],
     return order
 
 
+def screening_sequence(n_records: int, priors: tuple[int, int], order: list[int]) -> list[int]:
+    """Every record index in the order a reviewer following the learner screens them: the
+    two priors, the learner's order, then the records it never had to show (the learner stops
+    once every include is found, so these are all excludes; their order does not matter)."""
+    seen = {*priors, *order}
+    return [*priors, *order, *(i for i in range(n_records) if i not in seen)]
+
+
 def _progress_bar(enabled: bool, name: str, total: int) -> Any:
     if not enabled:
         return None

@@ -11,10 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.stats import hypergeom
+from sqlmodel import Session
 
 from screening.config import ScreeningConfig
 from screening.health import prioritised_order_test, screening_health
-from screening.simulate import choose_priors, load_dataset, run_active_learning
+from screening.simulate import (
+    choose_priors,
+    load_dataset,
+    run_active_learning,
+    screening_sequence,
+)
 from screening.stopping import (
     ALPHA,
     audit_p_value,
@@ -121,22 +127,30 @@ def test_p_value_is_valid_under_the_null_and_has_power_otherwise(before: int, ur
     assert power > 0.5
 
 
-def test_prioritised_order_test_on_the_database(ctx) -> None:  # type: ignore[no-untyped-def]
+def _screen_in_order(session: Session, *, place: int | None = None) -> User:
+    """400 records that arrived a month ago; a curator screens 320 of them in order, opened
+    from queue place ``place``: 20 includes first, then 300 excludes."""
     from screening.web.decisions import record_decision
 
     t0 = utcnow() - timedelta(days=30)
+    user = User(email="curator@example.org", role="curator")
+    session.add(user)
+    for pmid in range(1, 401):
+        session.add(Record(pmid=pmid, title=f"record {pmid}", first_seen_at=t0))
+    session.commit()
+    session.refresh(user)
+    for pmid in range(1, 321):
+        record_decision(session, user=user, pmid=pmid, rank_shown=place,
+                        decision="include" if pmid <= 20 else "exclude")
+    session.commit()
+    return user
+
+
+def test_prioritised_order_test_on_the_database(ctx) -> None:  # type: ignore[no-untyped-def]
+    from screening.web.decisions import record_decision
+
     with ctx.sessions() as session:
-        user = User(email="curator@example.org", role="curator")
-        session.add(user)
-        for pmid in range(1, 401):
-            session.add(Record(pmid=pmid, title=f"record {pmid}", first_seen_at=t0))
-        session.commit()
-        session.refresh(user)
-        # 20 includes early, then 300 excludes: screened in this order, one decision each
-        for pmid in range(1, 321):
-            record_decision(session, user=user, pmid=pmid,
-                            decision="include" if pmid <= 20 else "exclude")
-        session.commit()
+        user = _screen_in_order(session)
         test = prioritised_order_test(session)
         assert test.unscreened == 80 and test.found == 20
         assert test.rejects and test.sample_includes == 0 and test.sample == 300
@@ -166,8 +180,9 @@ def test_the_test_keeps_its_promise_on_a_real_review(screening_dir: Path) -> Non
     data = load_dataset(screening_dir / "cohen2006_Antihistamines.csv.gz")
     priors = choose_priors(data, 0)
     order = run_active_learning(data, priors, ScreeningConfig())
-    rest = sorted(set(range(len(data.labels))) - set(order) - set(priors))
-    y = data.labels[[*priors, *order, *rest]].astype(int)
+    sequence = screening_sequence(len(data.labels), priors, order)
+    y = data.labels[sequence].astype(int)
+    assert sorted(sequence) == list(range(len(y))) and not y[len(order) + 2:].any()
     stop = next(t for t in range(3, len(y) + 1)
                 if ranked_p_value(y[:t], len(y) - t, start=2).rejects)
     assert stop < len(y)
@@ -183,20 +198,8 @@ def test_the_health_says_when_the_sample_was_not_taken_in_queue_order(
         ctx, place: int | None, caution: str | None) -> None:  # type: ignore[no-untyped-def]
     """The test assumes the records screened last were the model's likeliest: the queue
     place each was opened from (kept with every decision) shows whether that holds."""
-    from screening.web.decisions import record_decision
-
-    t0 = utcnow() - timedelta(days=30)
     with ctx.sessions() as session:
-        user = User(email="curator@example.org", role="curator")
-        session.add(user)
-        for pmid in range(1, 401):
-            session.add(Record(pmid=pmid, title=f"record {pmid}", first_seen_at=t0))
-        session.commit()
-        session.refresh(user)
-        for pmid in range(1, 321):
-            record_decision(session, user=user, pmid=pmid, rank_shown=place,
-                            decision="include" if pmid <= 20 else "exclude")
-        session.commit()
+        _screen_in_order(session, place=place)
         text = screening_health(session)["stopping_test"]
     assert text.startswith("recall ≥ 95% with 95% confidence")  # the verdict is the same
     if caution is None:

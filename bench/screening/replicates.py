@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from statistics import mean, stdev
 
@@ -42,6 +40,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+from cache import load, run_cached  # noqa: E402
 from tune import DATA, VARIANTS, simulate_variant  # noqa: E402
 
 from screening.simulate import LabelledDataset, load_dataset  # noqa: E402
@@ -74,24 +73,14 @@ def _key(variant: str, dsname: str, replicate: int, share: float) -> str:
     return f"{variant}|{dsname}|{replicate}|{share}"
 
 
-def _load() -> dict[str, dict[str, float]]:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-
-
 def run(variants: list[str], datasets: list[str], replicates: int, share: float,
         jobs: int) -> None:
-    cache = _load()
+    cache = load(RESULTS)
     todo = [(v, d, r, share) for r in range(replicates) for d in datasets for v in variants
             if _key(v, d, r, share) not in cache]
     # Replicates in the outer loop: an interrupted run has every dataset for the first ones.
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for key, res in pool.map(_run_one, todo):
-            cache[key] = res
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            tmp = RESULTS.with_suffix(".tmp")
-            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-            tmp.replace(RESULTS)
-            print(f"{key}: WSS@95 {res['wss_95']:.3f} {res['seconds']:.1f}s", flush=True)
+    run_cached(RESULTS, todo, _run_one, jobs,
+               lambda key, res: f"{key}: WSS@95 {res['wss_95']:.3f} {res['seconds']:.1f}s")
 
 
 def paired(deltas: list[float]) -> dict[str, float]:
@@ -106,7 +95,7 @@ def paired(deltas: list[float]) -> dict[str, float]:
 
 def report(variants: list[str], baseline: str, datasets: list[str], replicates: int,
            share: float) -> str:
-    cache = _load()
+    cache = load(RESULTS)
     lines = [f"ΔWSS@95 of each variant against `{baseline}` on the same replicate "
              f"({share:.0%} of the records, same priors); mean [95% t interval] over the "
              "replicates both finished, and the share of replicates with Δ ≥ 0", "",

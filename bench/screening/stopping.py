@@ -27,10 +27,8 @@ report time, so every rule sees the same screening orders.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from statistics import mean
 
@@ -42,11 +40,17 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+from cache import load, run_cached  # noqa: E402
 from replicates import subsample  # noqa: E402
 from tune import DATA  # noqa: E402
 
 from screening.config import ScreeningConfig  # noqa: E402
-from screening.simulate import choose_priors, load_dataset, run_active_learning  # noqa: E402
+from screening.simulate import (  # noqa: E402
+    choose_priors,
+    load_dataset,
+    run_active_learning,
+    screening_sequence,
+)
 from screening.stopping import ALPHA, ranked_p_value  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "stopping.json"
@@ -65,30 +69,17 @@ def _run_one(job: tuple[str, int]) -> tuple[str, dict[str, object]]:
     started = time.perf_counter()
     priors = choose_priors(data, replicate)
     order = run_active_learning(data, priors, ScreeningConfig())
-    seen = set(order) | set(priors)
-    rest = [i for i in range(len(data.labels)) if i not in seen]
-    assert not data.labels[rest].any(), "the learner stops only once every include is found"
-    sequence = [*priors, *order, *rest]
+    sequence = screening_sequence(len(data.labels), priors, order)
     labels = "".join(str(int(data.labels[i])) for i in sequence)
     return _key(dsname, replicate), {"labels": labels,
                                      "seconds": round(time.perf_counter() - started, 2)}
 
 
-def _load() -> dict[str, dict[str, object]]:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-
-
 def run(datasets: list[str], replicates: int, jobs: int) -> None:
-    cache = _load()
+    cache = load(RESULTS)
     todo = [(d, r) for r in range(replicates) for d in datasets if _key(d, r) not in cache]
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for key, res in pool.map(_run_one, todo):
-            cache[key] = res
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            tmp = RESULTS.with_suffix(".tmp")
-            tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-            tmp.replace(RESULTS)
-            print(f"{key}: {len(str(res['labels']))} records, {res['seconds']} s", flush=True)
+    run_cached(RESULTS, todo, _run_one, jobs,
+               lambda key, res: f"{key}: {len(res['labels'])} records, {res['seconds']} s")
 
 
 # ----------------------------------------------------------------------------- the rules
@@ -129,7 +120,7 @@ def outcomes(y: np.ndarray, target: float) -> dict[str, tuple[int, float]]:
 
 
 def report(datasets: list[str], replicates: int, target: float) -> str:
-    cache = _load()
+    cache = load(RESULTS)
     lines = [f"Stopping at a {target:.0%} recall target; per dataset the mean over the "
              "replicates of the share of records screened at the stop, the mean and lowest "
              f"recall there, and the runs stopping below {target:.0%} (failures)", "",

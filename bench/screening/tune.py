@@ -19,10 +19,8 @@ interrupted run resumes.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -32,6 +30,8 @@ import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from cache import load, run_cached  # noqa: E402
 
 from screening.config import ScreeningConfig  # noqa: E402
 from screening.metrics import order_metrics  # noqa: E402
@@ -164,23 +164,15 @@ def _run_one(job: tuple[str, str, int]) -> tuple[str, dict[str, float]]:
     return f"{vname}|{dsname}|{seed}", simulate_variant(data, vname, seed)
 
 
-def _load(path: Path) -> dict[str, dict[str, float]]:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def run(variants: list[str], datasets: list[str], seeds: int, jobs: int) -> None:
-    cache = _load(RESULTS)
+    cache = load(RESULTS)
     todo = [(v, d, s) for v in variants for d in datasets for s in range(seeds)
             if f"{v}|{d}|{s}" not in cache]
     # Largest datasets first, so the parallel workers finish together.
     size = {d: (DATA / f"{d}.csv.gz").stat().st_size for d in datasets}
     todo.sort(key=lambda job: -size[job[1]])
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for key, res in pool.map(_run_one, todo):
-            cache[key] = res
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(cache, indent=1, sort_keys=True))
-            print(f"{key}: WSS@95 {res['wss_95']:.3f} {res['seconds']:.1f}s", flush=True)
+    run_cached(RESULTS, todo, _run_one, jobs,
+               lambda key, res: f"{key}: WSS@95 {res['wss_95']:.3f} {res['seconds']:.1f}s")
 
 
 # As in run_benchmark.py: a difference this small is rounding between two identical screening
@@ -197,7 +189,7 @@ def _delta(cache: dict, peer: dict, variant: str, dsname: str, seeds: int) -> fl
 
 
 def report(variants: list[str], datasets: list[str], seeds: int, criterion: str = "min") -> str:
-    cache, peer = _load(RESULTS), _load(BENCH)
+    cache, peer = load(RESULTS), load(BENCH)
     delta = {(v, d): _delta(cache, peer, v, d, seeds) for v in variants for d in datasets}
     lines = [f"ΔWSS@95 vs ASReview (same priors, mean of seeds); LODO criterion: {criterion} Δ "
              "over the other datasets", "",
