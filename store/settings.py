@@ -285,19 +285,14 @@ class Settings(BaseSettings):
         monitoring_hrs(text)  # raises ValueError naming what is wrong
         return text
 
-    @field_validator("monitoring_power")
+    @field_validator("monitoring_power", "stopping_recall")
     @classmethod
-    def _check_monitoring_power(cls, value: float) -> float:
+    def _check_share(cls, value: float, info: ValidationInfo) -> float:
+        # A power or a recall target: below 0.5 it says little, and 1 cannot be reached (no
+        # design has power 1; sampling can never show recall 1).
         if not 0.5 <= value < 1:
-            raise ValueError(f"must be at least 0.5 and below 1, e.g. 0.80, got {value:g}")
-        return value
-
-    @field_validator("stopping_recall")
-    @classmethod
-    def _check_stopping_recall(cls, value: float) -> float:
-        # Below 0.5 "recall ≥ r" says little; 1 can never be shown by sampling.
-        if not 0.5 <= value < 1:
-            raise ValueError(f"must be at least 0.5 and below 1, e.g. 0.95, got {value:g}")
+            example = "0.95" if info.field_name == "stopping_recall" else "0.80"
+            raise ValueError(f"must be at least 0.5 and below 1, e.g. {example}, got {value:g}")
         return value
 
     @field_validator("entrez_rate")
