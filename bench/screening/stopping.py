@@ -2,7 +2,8 @@
 stopping with it save?
 
     python bench/screening/stopping.py [--datasets A,B|all] [--replicates 10] [-j 2]
-    python bench/screening/stopping.py --report [--target 0.95]
+                                       [--process simulate|live]
+    python bench/screening/stopping.py --report [--target 0.95] [--process simulate|live]
 
 For each dataset of ../shared/data/screening and replicate r (the replicate protocol of
 ``replicates.py``: each record kept with probability 0.9, priors drawn with seed r) this runs
@@ -15,6 +16,14 @@ every screened record, it asks each stopping rule whether screening may stop:
 - ``50 excludes`` / ``100 excludes``: the rule of thumb "stop after N excludes in a row",
   the usual baseline (no error guarantee);
 - ``oracle``: the first point where recall reaches the target (needs the labels; the floor).
+
+``--process live`` replays the way the running service orders the work instead of
+``mmlr simulate``'s loop: the model retrains after every ``MMLR_RETRAIN_MIN_DECISIONS`` (10)
+decisions on the cross-validation fold ensemble with its flag threshold at
+``MMLR_TARGET_RECALL``; records below the threshold whose fixed draw falls under
+``MMLR_AUDIT_FRACTION`` form the audit sample (a salt per replicate), and the queue
+interleaves one of them every ``screening.queue.AUDIT_EVERY`` places, as ``screening.queue``
+does. Curators take the queue from the top.
 
 For each rule: the share of records screened when it stops, the recall at that point, and
 how often that recall is below the target. The test claims "recall ≥ target with 95%
@@ -33,6 +42,7 @@ from pathlib import Path
 from statistics import mean
 
 import numpy as np
+import sklearn
 from scipy.stats import beta
 
 HERE = Path(__file__).resolve().parent
@@ -45,39 +55,92 @@ from replicates import subsample  # noqa: E402
 from tune import DATA  # noqa: E402
 
 from screening.config import ScreeningConfig  # noqa: E402
+from screening.features import FeatureSet  # noqa: E402
+from screening.model import (  # noqa: E402
+    FoldEnsemble,
+    cross_validate,
+    make_classifier,
+    to_score,
+)
+from screening.queue import AUDIT_EVERY  # noqa: E402
+from screening.service import audit_draw  # noqa: E402
 from screening.simulate import (  # noqa: E402
+    LabelledDataset,
     choose_priors,
     load_dataset,
     run_active_learning,
     screening_sequence,
 )
 from screening.stopping import ALPHA, ranked_p_value  # noqa: E402
+from store.errors import ScreeningError  # noqa: E402
+from store.settings import Settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "stopping.json"
 SHARE = 0.9
 PRIORS = 2  # the first two screened records are the priors: no sample reaches before them
 
 
-def _key(dsname: str, replicate: int) -> str:
-    return f"{dsname}|{replicate}|{SHARE}"
+def _key(dsname: str, replicate: int, process: str = "simulate") -> str:
+    return f"{dsname}|{replicate}|{SHARE}" + ("" if process == "simulate" else f"|{process}")
 
 
-def _run_one(job: tuple[str, int]) -> tuple[str, dict[str, object]]:
+def _run_one(job: tuple[str, int, str]) -> tuple[str, dict[str, object]]:
     """Screen one replicate to the end; the labels in screening order, priors first."""
-    dsname, replicate = job
+    dsname, replicate, process = job
     data = subsample(load_dataset(DATA / f"{dsname}.csv.gz"), replicate, SHARE)
     started = time.perf_counter()
     priors = choose_priors(data, replicate)
-    order = run_active_learning(data, priors, ScreeningConfig())
-    sequence = screening_sequence(len(data.labels), priors, order)
+    if process == "live":
+        sequence = live_order(data, priors, f"bench-{replicate}")
+    else:
+        order = run_active_learning(data, priors, ScreeningConfig())
+        sequence = screening_sequence(len(data.labels), priors, order)
     labels = "".join(str(int(data.labels[i])) for i in sequence)
-    return _key(dsname, replicate), {"labels": labels,
-                                     "seconds": round(time.perf_counter() - started, 2)}
+    return _key(dsname, replicate, process), {
+        "labels": labels, "seconds": round(time.perf_counter() - started, 2)}
 
 
-def run(datasets: list[str], replicates: int, jobs: int) -> None:
+def live_order(data: LabelledDataset, priors: tuple[int, int], salt: str) -> list[int]:
+    """The order in which curators taking the live queue from the top screen ``data``."""
+    # The service's defaults (read from the settings' fields, not the environment).
+    setting = {name: Settings.model_fields[name].default
+               for name in ("target_recall", "audit_fraction", "retrain_min_decisions")}
+    config = ScreeningConfig(target_recall=setting["target_recall"])
+    X = FeatureSet.from_config(config.features).fit_transform(data.docs)
+    y = data.labels
+    draw = np.array([audit_draw(int(rid), salt=salt) for rid in data.record_ids])
+    labelled = np.zeros(len(y), dtype=bool)
+    labelled[list(priors)] = True
+    order = list(priors)
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        while y[~labelled].any():
+            train = np.flatnonzero(labelled)
+            pool = np.flatnonzero(~labelled)
+            try:  # the service calibrates once cross-validation is possible
+                cv = cross_validate(X[train], y[train], config)
+                scores = to_score(FoldEnsemble(cv.models).decision(X[pool]))
+                flagged = scores >= cv.threshold
+            except ScreeningError:
+                scores = to_score(make_classifier(config).fit(X[train], y[train])
+                                  .decision(X[pool]))
+                flagged = np.zeros(len(pool), dtype=bool)
+            audit = ~flagged & (draw[pool] < setting["audit_fraction"])
+            by_score = np.argsort(-scores, kind="stable")
+            main = [pool[i] for i in by_score if not audit[i]]
+            sampled = [pool[i] for i in by_score if audit[i]]
+            for _ in range(min(setting["retrain_min_decisions"], len(pool))):
+                slot_for_audit = (len(order) - len(priors) + 1) % AUDIT_EVERY == 0
+                source = sampled if (slot_for_audit and sampled) or not main else main
+                idx = source.pop(0)
+                labelled[idx] = True
+                order.append(int(idx))
+    return screening_sequence(len(y), priors, order[len(priors):])
+
+
+def run(datasets: list[str], replicates: int, jobs: int, process: str) -> None:
     cache = load(RESULTS)
-    todo = [(d, r) for r in range(replicates) for d in datasets if _key(d, r) not in cache]
+    todo = [(d, r, process) for r in range(replicates) for d in datasets
+            if _key(d, r, process) not in cache]
     run_cached(RESULTS, todo, _run_one, jobs,
                lambda key, res: f"{key}: {len(res['labels'])} records, {res['seconds']} s")
 
@@ -119,19 +182,20 @@ def outcomes(y: np.ndarray, target: float) -> dict[str, tuple[int, float]]:
     return {rule: (t, float(y[:t].sum()) / total) for rule, t in stops.items()}
 
 
-def report(datasets: list[str], replicates: int, target: float) -> str:
+def report(datasets: list[str], replicates: int, target: float, process: str) -> str:
     cache = load(RESULTS)
-    lines = [f"Stopping at a {target:.0%} recall target; per dataset the mean over the "
-             "replicates of the share of records screened at the stop, the mean and lowest "
-             f"recall there, and the runs stopping below {target:.0%} (failures)", "",
+    lines = [f"Screening order: {process}. Stopping at a {target:.0%} recall target; per "
+             "dataset the mean over the replicates of the share of records screened at the "
+             f"stop, the mean and lowest recall there, and the runs stopping below "
+             f"{target:.0%} (failures)", "",
              "| dataset | runs | includes | " + " | ".join(
                  f"{r}: screened / recall (min) / failures" for r in RULES) + " |",
              "|" + " --- |" * (len(RULES) + 3)]
     pooled: dict[str, list[tuple[float, float]]] = {r: [] for r in RULES}
     per_set_ratio: list[float] = []
     for d in datasets:
-        runs = [np.array([int(c) for c in str(cache[_key(d, r)]["labels"])])
-                for r in range(replicates) if _key(d, r) in cache]
+        runs = [np.array([int(c) for c in str(cache[_key(d, r, process)]["labels"])])
+                for r in range(replicates) if _key(d, r, process) in cache]
         if not runs:
             continue
         res = [outcomes(y, target) for y in runs]
@@ -171,6 +235,8 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=10)
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("-j", "--jobs", type=int, default=1)
+    parser.add_argument("--process", choices=("simulate", "live"), default="simulate",
+                        help="replay mmlr simulate's loop, or the live service's order")
     parser.add_argument("--report", action="store_true", help="only print the table")
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -181,8 +247,8 @@ def main() -> None:
     datasets = (sorted(sizes, key=sizes.__getitem__) if args.datasets == "all"
                 else args.datasets.split(","))
     if not args.report:
-        run(datasets, args.replicates, args.jobs)
-    print(report(datasets, args.replicates, args.target))
+        run(datasets, args.replicates, args.jobs, args.process)
+    print(report(datasets, args.replicates, args.target, args.process))
 
 
 if __name__ == "__main__":
