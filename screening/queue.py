@@ -13,7 +13,9 @@ but keeps records one other person voted on — they need a second screener. Tho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
@@ -22,6 +24,23 @@ from store.models import Record
 from store.trial_match import TrialMatch, matches_for_records
 
 AUDIT_EVERY = 10
+T = TypeVar("T")
+
+
+def interleave(main: Sequence[T], audit: Sequence[T], need: int) -> list[T]:
+    """The first ``need`` places of the queue: an audit item at every ``AUDIT_EVERY``-th place
+    while any remain, the main order elsewhere, and audit items once the main order runs out."""
+    merged: list[T] = []
+    mi = ai = 0
+    while len(merged) < need and (mi < len(main) or ai < len(audit)):
+        slot_for_audit = (len(merged) + 1) % AUDIT_EVERY == 0
+        if (slot_for_audit and ai < len(audit)) or mi >= len(main):
+            merged.append(audit[ai])
+            ai += 1
+        else:
+            merged.append(main[mi])
+            mi += 1
+    return merged
 
 
 @dataclass(frozen=True)
@@ -69,17 +88,7 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
         if screener_id is not None:
             main_stmt = main_stmt.where(~hidden_from_queue(screener_id))
     main = list(session.exec(main_stmt.order_by(*by_score).limit(need)))
-    merged: list[Record] = []
-    mi = ai = 0
-    while len(merged) < need and (mi < len(main) or ai < len(audit)):
-        slot_for_audit = (len(merged) + 1) % AUDIT_EVERY == 0
-        if (slot_for_audit and ai < len(audit)) or mi >= len(main):
-            merged.append(audit[ai])
-            ai += 1
-        else:
-            merged.append(main[mi])
-            mi += 1
-    page = merged[offset:need]
+    page = interleave(main, audit, need)[offset:need]
     votes = screener_counts(session, [r.pmid for r in page]) if screener_id is not None else {}
     # A new report of a trial already in the review is marked wherever it ranks: it may
     # carry a new data cut, whatever its score.

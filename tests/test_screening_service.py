@@ -262,3 +262,14 @@ def test_cli_screen_runs_on_an_empty_database(settings, db_url: str) -> None:
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip().startswith("model v1 (keyword prior)")
         assert "scored 0 / flagged 0" in proc.stdout
+
+
+def test_interleave_puts_an_audit_item_at_every_tenth_place() -> None:
+    from screening.queue import interleave
+
+    main = [f"m{i}" for i in range(25)]
+    merged = interleave(main, ["a1", "a2", "a3"], 40)
+    places = [i + 1 for i, x in enumerate(merged) if x.startswith("a")]
+    assert places == [AUDIT_EVERY, 2 * AUDIT_EVERY, 28]  # the last after the main order ends
+    assert [x for x in merged if x.startswith("m")] == main  # the main order is kept
+    assert interleave(main, ["a1"], 5) == main[:5] and interleave([], ["a1"], 3) == ["a1"]

@@ -62,7 +62,7 @@ from screening.model import (  # noqa: E402
     make_classifier,
     to_score,
 )
-from screening.queue import AUDIT_EVERY  # noqa: E402
+from screening.queue import interleave  # noqa: E402
 from screening.service import audit_draw  # noqa: E402
 from screening.simulate import (  # noqa: E402
     LabelledDataset,
@@ -126,14 +126,12 @@ def live_order(data: LabelledDataset, priors: tuple[int, int], salt: str) -> lis
                 flagged = np.zeros(len(pool), dtype=bool)
             audit = ~flagged & (draw[pool] < setting["audit_fraction"])
             by_score = np.argsort(-scores, kind="stable")
-            main = [pool[i] for i in by_score if not audit[i]]
-            sampled = [pool[i] for i in by_score if audit[i]]
-            for _ in range(min(setting["retrain_min_decisions"], len(pool))):
-                slot_for_audit = (len(order) - len(priors) + 1) % AUDIT_EVERY == 0
-                source = sampled if (slot_for_audit and sampled) or not main else main
-                idx = source.pop(0)
+            main = [int(pool[i]) for i in by_score if not audit[i]]
+            sampled = [int(pool[i]) for i in by_score if audit[i]]
+            # Curators take the top of a fresh queue listing until the model retrains.
+            for idx in interleave(main, sampled, setting["retrain_min_decisions"]):
                 labelled[idx] = True
-                order.append(int(idx))
+                order.append(idx)
     return screening_sequence(len(y), priors, order[len(priors):])
 
 
