@@ -49,7 +49,7 @@ def _health_items(health: dict[str, object],
             items.append((label, "yes" if value else "no"))
         elif isinstance(value, float):
             items.append((label, f"{value:.3g}"))
-        elif isinstance(value, int | str | bool) or value is None:
+        elif isinstance(value, int | str) or value is None:
             items.append((label, "—" if value is None else str(value)))
     return items, texts
 
