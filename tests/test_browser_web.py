@@ -87,7 +87,20 @@ def _add_trial(app: Any, **fields: Any) -> int:
 
 
 def _shot(page: Any, shots: Path, name: str) -> None:
-    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    """Save a full-page screenshot for people reading the run (not an assertion). On a busy
+    machine Chromium can refuse one capture right after a navigation ("Unable to capture
+    screenshot", seen in CI while a demo ran beside it): wait for the page, try once more."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in (1, 2):
+        try:
+            page.wait_for_load_state("load")
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            return
+        except PlaywrightError:
+            if attempt == 2:
+                raise
+            page.wait_for_timeout(500)
 
 
 def test_curator_screens_and_extracts(app: Any, users: dict[str, str], records: int,
