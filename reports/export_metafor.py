@@ -40,6 +40,7 @@ from reports.export_network import write_network_export
 from reports.meta import METAFOR_TEST
 from reports.network_inputs import current_networks
 from reports.pool import latest_results
+from reports.r_script import r_prologue
 from store.bias import current_assessments
 from store.context import AppContext
 from store.errors import ValidationError
@@ -67,13 +68,7 @@ R_SCRIPT = r"""# Reproduces every pooled analysis of mmlr with R metafor.
 # hksj = test="knha", hksj-adhoc = test="adhoc", wald = test="z".
 # The convergence tolerances are tightened so that tau^2 is the converged value; with
 # metafor's defaults the numbers agree to about 1e-5.
-suppressMessages(library(metafor))
-args <- commandArgs(trailingOnly = TRUE)
-here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1]))
-input <- if (length(args) >= 1) args[1] else file.path(here, "mmlr-metafor.csv")
-output <- if (length(args) >= 2) args[2] else file.path(here, "mmlr-metafor-results.csv")
-dat <- read.csv(input, stringsAsFactors = FALSE)
-rows <- list()
+""" + r_prologue("mmlr-metafor.csv", "mmlr-metafor-results.csv") + r"""
 for (key in unique(dat$analysis)) {
   d <- dat[dat$analysis == key, ]
   cat("\n==== ", key, " (", d$label[1], ")\n", sep = "")

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reports.network_inputs import Fitted
+from reports.r_script import r_prologue
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,7 @@ R_SCRIPT = r"""# Refits every network meta-analysis of mmlr with R metafor.
 # designs; Q - Q within is the inconsistency), and each pair's direct pool with the network's
 # tau^2, and each treatment's 95% prediction interval (random effects). The results file is
 # long: network, what, name, value.
-suppressMessages(library(metafor))
-args <- commandArgs(trailingOnly = TRUE)
-here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1]))
-input <- if (length(args) >= 1) args[1] else file.path(here, "mmlr-network.csv")
-output <- if (length(args) >= 2) args[2] else file.path(here, "mmlr-network-results.csv")
-dat <- read.csv(input, stringsAsFactors = FALSE)
-rows <- list()
+""" + r_prologue("mmlr-network.csv", "mmlr-network-results.csv") + r"""
 put <- function(net, what, name, value) {
   rows[[length(rows) + 1]] <<- data.frame(network = net, what = what, name = name,
                                           value = sprintf("%.17g", value))
