@@ -31,13 +31,10 @@ from scipy.stats import beta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from screening.queue import PAGE_SIZE
 from screening.stopping import ALPHA, TARGET_RECALL, RankedTest, audit_p_value, ranked_p_value
 from screening.votes import in_conflict, screened_once
 from store.models import Decision, Record
-
-#: Queue places counted as "the top of the queue" (one page of the queue) when checking that
-#: the records behind the prioritised-order test were taken in queue order.
-TOP_PLACES = 50
 
 ASSUMPTIONS = [
     "Prioritised-order test: records were screened roughly in queue order, so those screened "
@@ -156,7 +153,8 @@ class ScreeningOrder:
             return (f"{unknown} of the last {len(places)} records screened were not opened "
                     "from the queue (API without a place, direct link or search): the test "
                     "assumes queue order, which cannot be checked for them")
-        if median is not None and median > TOP_PLACES:
+        # Below the first page of the queue is not "the top".
+        if median is not None and median > PAGE_SIZE:
             return (f"the last {len(places)} records screened were opened at median queue "
                     f"place {median}, not from the top: the test assumes queue order")
         return None

@@ -24,6 +24,8 @@ from store.models import Record
 from store.trial_match import TrialMatch, matches_for_records
 
 AUDIT_EVERY = 10
+#: Records on one page of the queue (the web page; the stopping test's "top of the queue").
+PAGE_SIZE = 50
 T = TypeVar("T")
 
 

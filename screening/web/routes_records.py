@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from screening.queue import queue
+from screening.queue import PAGE_SIZE, queue
 from screening.web.conflicts import current_state, record_screening, visible_history
 from screening.web.csrf import csrf_protect
 from screening.web.decisions import DECISIONS, parse_rank, record_decision
@@ -32,7 +32,6 @@ from store.trial_match import TrialIndex, registry_key
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
-PAGE_SIZE = 50
 
 
 def _health_items(health: dict[str, object],
