@@ -205,7 +205,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             ) from None
         prior_ids = (pos, neg)
     result = simulate(
-        Path(args.dataset), seed=args.seed, prior_ids=prior_ids, progress=not args.json
+        Path(args.dataset), seed=args.seed, prior_ids=prior_ids, progress=not args.json,
+        stop_recall=args.stop_recall,
     )
     if args.json:
         _print_json(result.to_json())
@@ -412,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", metavar="DATASET.csv[.gz]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior-ids", metavar="POS_ID,NEG_ID")
+    p.add_argument("--stop-recall", type=float, metavar="R",
+                   help="also report where the queue's stopping test at recall target R "
+                        "(e.g. 0.95) would have stopped, and the recall reached there")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_simulate)
 

@@ -4,6 +4,11 @@ Starting from one include and one exclude (given as ``record_id`` values, or dra
 seed), the learner screens in model order, retraining as configured
 (``ScreeningConfig.batch_size``), until every include is found; the metrics are those of
 ``screening.metrics``. The whole run is deterministic for a given seed and configuration.
+
+With a stopping target (``--stop-recall``) it also reports where the queue's stopping test
+(``screening.stopping.first_stop``) would have let the review stop, asked after every record
+as the live banner is, and the recall actually reached there: a team can check the test's
+claim on its own labelled data before relying on it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from screening.config import ScreeningConfig
 from screening.features import Document, FeatureSet
 from screening.metrics import order_metrics
 from screening.model import make_classifier, make_query
+from screening.stopping import first_stop
 from store.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -123,25 +129,67 @@ class SimulationResult:
     seed: int = 0
     prior_ids: tuple[int, int] = (0, 0)
     order: list[int] = field(default_factory=list, repr=False)  # record_ids after the priors
+    stop: StopPoint | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "dataset": self.dataset, "n_records": self.n_records,
             "n_included": self.n_included, "recall_at_10": round(self.recall_at_10, 6),
             "recall_at_25": round(self.recall_at_25, 6), "wss_95": round(self.wss_95, 6),
             "wss_100": round(self.wss_100, 6), "n_95": self.n_95, "n_100": self.n_100,
             "seconds": round(self.seconds, 3),
         }
+        if self.stop is not None:  # only when asked: the keys above are a fixed interface
+            out.update(self.stop.to_json())
+        return out
 
     def describe(self) -> str:
-        return (
+        text = (
             f"{self.dataset}: {self.n_records} records, {self.n_included} includes "
             f"(priors {self.prior_ids[0]},{self.prior_ids[1]}; seed {self.seed})\n"
             f"recall@10% {self.recall_at_10:.3f}  recall@25% {self.recall_at_25:.3f}\n"
             f"WSS@95 {self.wss_95:.3f}  WSS@100 {self.wss_100:.3f}\n"
             f"records screened to 95% recall: {self.n_95}; to 100%: {self.n_100}\n"
-            f"{self.seconds:.1f} s"
         )
+        if self.stop is not None:
+            text += self.stop.describe(self.n_records - 2) + "\n"
+        return text + f"{self.seconds:.1f} s"
+
+
+@dataclass(frozen=True)
+class StopPoint:
+    """Where the stopping test first allowed stopping in a replay. ``n_stop`` counts the
+    records screened after the two priors (as ``n_95`` does); ``recall`` is of *all*
+    includes, the prior one too, because that is what the test claims."""
+
+    target: float
+    n_stop: int
+    recall: float
+    stopped: bool  # False: the test never allowed stopping before the last record
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stop_recall_target": self.target, "n_stop": self.n_stop,
+                "recall_at_stop": round(self.recall, 6), "stopped": self.stopped}
+
+    def describe(self, n: int) -> str:
+        if not self.stopped:
+            return (f"stopping test ({self.target:.0%} target): never allowed stopping "
+                    "before the last record")
+        verdict = "met" if self.recall >= self.target - 1e-12 else "MISSED"
+        return (f"stopping test ({self.target:.0%} target): stop after {self.n_stop} records "
+                f"({self.n_stop / n:.1%} of {n}); recall there {self.recall:.3f} "
+                f"(target {verdict})")
+
+
+def stop_point(labels: Sequence[int], target: float) -> StopPoint:
+    """The stopping test replayed over ``labels``: every record's label in screening order,
+    the two priors first (the test's samples start after them: the model did not choose
+    them)."""
+    y = np.asarray(labels, dtype=np.int64)
+    t = first_stop(y, target_recall=target, start=2)
+    screened = len(y) if t is None else t
+    return StopPoint(target=target, n_stop=screened - 2,
+                     recall=float(y[:screened].sum()) / float(y.sum()), stopped=t is not None)
 
 
 def choose_priors(data: LabelledDataset, seed: int,
@@ -228,8 +276,13 @@ class _nullcontext:
 
 
 def simulate(path: Path, *, seed: int = 0, prior_ids: Sequence[int] | None = None,
-             progress: bool = False, config: ScreeningConfig | None = None) -> SimulationResult:
-    """Replay ``path`` from two priors; see the module docstring."""
+             progress: bool = False, config: ScreeningConfig | None = None,
+             stop_recall: float | None = None) -> SimulationResult:
+    """Replay ``path`` from two priors; see the module docstring. ``stop_recall`` adds the
+    stopping test's stop point at that recall target (in [0.5, 1))."""
+    if stop_recall is not None and not 0.5 <= stop_recall < 1:
+        raise ValidationError(f"a stopping recall target must be at least 0.5 and below 1, "
+                              f"e.g. 0.95, got {stop_recall:g}")
     config = (config or ScreeningConfig()).validate()
     data = load_dataset(Path(path))
     started = time.perf_counter()
@@ -239,10 +292,14 @@ def simulate(path: Path, *, seed: int = 0, prior_ids: Sequence[int] | None = Non
     labels = [int(data.labels[i]) for i in order]
     m = order_metrics(labels, n=len(data.labels) - 2, p=data.n_included - 1)
     log.info("simulated %s (seed %s): WSS@95 %.3f in %.1f s", data.name, seed, m.wss_95, seconds)
+    stop = None
+    if stop_recall is not None:  # after the clock: the replay's time is the learner's
+        sequence = screening_sequence(len(data.labels), priors, order)
+        stop = stop_point([int(data.labels[i]) for i in sequence], stop_recall)
     return SimulationResult(
         dataset=data.name, n_records=len(data.labels), n_included=data.n_included,
         recall_at_10=m.recall_at_10, recall_at_25=m.recall_at_25, wss_95=m.wss_95,
         wss_100=m.wss_100, n_95=m.n_95, n_100=m.n_100, seconds=seconds, seed=seed,
         prior_ids=(data.record_ids[priors[0]], data.record_ids[priors[1]]),
-        order=[data.record_ids[i] for i in order],
+        order=[data.record_ids[i] for i in order], stop=stop,
     )

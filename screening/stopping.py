@@ -140,5 +140,19 @@ def ranked_p_value(labels: np.ndarray, unscreened: int, *,
                       target_recall, len(y))
 
 
-__all__ = ["ALPHA", "TARGET_RECALL", "RankedTest", "audit_p_value", "missed_for_failure",
-           "null_p_values", "ranked_p_value", "ranked_p_values"]
+def first_stop(labels: np.ndarray, *, target_recall: float = TARGET_RECALL,
+               start: int = 0) -> int | None:
+    """How many of ``labels`` (every record of a finished review, in screening order) had
+    been screened when the prioritised-order test first allowed stopping; None if it never
+    did before the last record. The test is asked after every record from ``start`` on
+    (e.g. after two priors the model did not choose), as a curator would see it."""
+    y = np.asarray(labels, dtype=np.int64)
+    total = len(y)
+    for t in range(start + 1, total):
+        if ranked_p_value(y[:t], total - t, target_recall=target_recall, start=start).rejects:
+            return t
+    return None
+
+
+__all__ = ["ALPHA", "TARGET_RECALL", "RankedTest", "audit_p_value", "first_stop",
+           "missed_for_failure", "null_p_values", "ranked_p_value", "ranked_p_values"]

@@ -129,3 +129,21 @@ def test_cli_json_and_error(screening_dir: Path, tmp_path: Path) -> None:
     bad = _write(tmp_path / "bad.csv", "record_id,title\n1,a\n")
     proc = _cli(tmp_path, str(bad))
     assert_one_line_error(proc, "bad.csv", "label_included")
+
+
+def test_cli_reports_the_stopping_test_only_when_asked(screening_dir: Path,
+                                                       tmp_path: Path) -> None:
+    path = screening_dir / "cohen2006_NSAIDS.csv.gz"
+    proc = _cli(tmp_path, str(path), "--stop-recall", "0.9", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert list(out) == [*KEYS, "stop_recall_target", "n_stop", "recall_at_stop", "stopped"]
+    assert out["stop_recall_target"] == 0.9 and out["stopped"] is True
+    # it stops before the last record and, on this review, after 90% of the includes
+    assert 0 < out["n_stop"] < out["n_records"] - 2 and out["recall_at_stop"] >= 0.9
+    proc = _cli(tmp_path, str(path), "--stop-recall", "0.9")
+    assert proc.returncode == 0, proc.stderr
+    assert f"stop after {out['n_stop']} records" in proc.stdout
+    for bad in ("1", "0.3"):
+        proc = _cli(tmp_path, str(path), "--stop-recall", bad)
+        assert_one_line_error(proc, "stopping recall target", "below 1")

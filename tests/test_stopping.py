@@ -16,14 +16,17 @@ from sqlmodel import Session
 from screening.config import ScreeningConfig
 from screening.health import prioritised_order_test, screening_health
 from screening.simulate import (
+    StopPoint,
     choose_priors,
     load_dataset,
     run_active_learning,
     screening_sequence,
+    simulate,
 )
 from screening.stopping import (
     ALPHA,
     audit_p_value,
+    first_stop,
     missed_for_failure,
     ranked_p_value,
     ranked_p_values,
@@ -187,6 +190,28 @@ def test_the_test_keeps_its_promise_on_a_real_review(screening_dir: Path) -> Non
                 if ranked_p_value(y[:t], len(y) - t, start=2).rejects)
     assert stop < len(y)
     assert y[:stop].sum() / y.sum() >= 0.95
+    # first_stop is that loop; `mmlr simulate --stop-recall` reports the same point, its
+    # count after the priors like n_95, its recall of every include as the test claims it
+    assert first_stop(y, start=2) == stop
+    result = simulate(screening_dir / "cohen2006_Antihistamines.csv.gz", seed=0,
+                      stop_recall=0.95)
+    assert result.stop == StopPoint(0.95, stop - 2, float(y[:stop].sum() / y.sum()), True)
+    assert "(target met)" in result.describe()
+
+
+def test_first_stop_is_none_when_the_test_never_allows_stopping() -> None:
+    # an include as the last record: nothing before it can show recall >= 95%
+    y = np.r_[1, 0, np.zeros(3, dtype=int), 1]
+    assert first_stop(y, start=2) is None
+    # at 50% one more missed include would need two: one unscreened record cannot hold them
+    assert first_stop(y, start=2, target_recall=0.5) == 5
+    assert "never allowed stopping" in StopPoint(0.95, 4, 1.0, False).describe(4)
+    # a long run of excludes after every include: it stops inside the run, not at its end
+    y = np.r_[np.ones(20, dtype=int), np.zeros(400, dtype=int)]
+    t = first_stop(y)
+    assert t is not None and 20 < t < len(y)
+    assert ranked_p_value(y[:t], len(y) - t).rejects
+    assert not ranked_p_value(y[:t - 1], len(y) - t + 1).rejects
 
 
 @pytest.mark.parametrize(("place", "caution"), [

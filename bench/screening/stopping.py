@@ -10,8 +10,9 @@ For each dataset of ../shared/data/screening and replicate r (the replicate prot
 mmlr's default active learner to the end and keeps the order in which it screened. Then, after
 every screened record, it asks each stopping rule whether screening may stop:
 
-- ``ranked``: ``screening.stopping.ranked_p_value`` at the target recall, p < 0.05 (the test
-  the queue and the digest show; samples start after the two priors, which the model did not
+- ``ranked``: ``screening.stopping.first_stop`` (``ranked_p_value`` after every record) at
+  the target recall, p < 0.05 (the test the queue and the digest show, and ``mmlr simulate
+  --stop-recall`` replays; samples start after the two priors, which the model did not
   choose);
 - ``50 excludes`` / ``100 excludes``: the rule of thumb "stop after N excludes in a row",
   the usual baseline (no error guarantee);
@@ -71,7 +72,7 @@ from screening.simulate import (  # noqa: E402
     run_active_learning,
     screening_sequence,
 )
-from screening.stopping import ALPHA, ranked_p_value  # noqa: E402
+from screening.stopping import ALPHA, first_stop  # noqa: E402
 from store.errors import ScreeningError  # noqa: E402
 from store.settings import Settings  # noqa: E402
 
@@ -146,11 +147,8 @@ def run(datasets: list[str], replicates: int, jobs: int, process: str) -> None:
 # ----------------------------------------------------------------------------- the rules
 def stop_ranked(y: np.ndarray, target: float) -> int:
     """Records screened when the prioritised-order test first rejects (all of them if never)."""
-    n_total = len(y)
-    for t in range(PRIORS + 1, n_total + 1):
-        if ranked_p_value(y[:t], n_total - t, target_recall=target, start=PRIORS).rejects:
-            return t
-    return n_total
+    t = first_stop(y, target_recall=target, start=PRIORS)
+    return len(y) if t is None else t
 
 
 def stop_consecutive(y: np.ndarray, run_length: int) -> int:
