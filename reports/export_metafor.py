@@ -45,6 +45,7 @@ from store.bias import current_assessments
 from store.context import AppContext
 from store.errors import ValidationError
 from store.models import Estimate
+from store.spreadsheet import spreadsheet_row
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +179,12 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
             test = METAFOR_TEST[snap.settings.get("ci", snap.ci_method)]
             for row in snap.inputs:
                 estimate = estimates.get(row["estimate_id"])
-                writer.writerow([snap.analysis_key, snap.analysis_label, row["trial"],
-                                 row["estimate_id"], repr(float(row["yi"])),
-                                 repr(float(row["sei"])), row.get("subgroup") or "",
-                                 snap.method, test, snap.id,
-                                 *_derivation_cells(estimate),
-                                 bias.get(_bias_key(row, estimate), "")])
+                # Trial names and labels are typed by people: text, never a formula.
+                writer.writerow(spreadsheet_row([
+                    snap.analysis_key, snap.analysis_label, row["trial"], row["estimate_id"],
+                    repr(float(row["yi"])), repr(float(row["sei"])), row.get("subgroup") or "",
+                    snap.method, test, snap.id, *_derivation_cells(estimate),
+                    bias.get(_bias_key(row, estimate), "")]))
     r_path.write_text(R_SCRIPT, encoding="utf-8")
     log.info("metafor export of %d analyses written to %s", len(snapshots), folder)
     with ctx.sessions() as session:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from reports.network_inputs import Fitted
 from reports.r_script import r_prologue
+from store.spreadsheet import spreadsheet_row
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +157,9 @@ def write_network_csv(path: Path, items: Sequence[Fitted]) -> int:
         writer.writerow(CSV_COLUMNS)
         for net, res in fitted:
             for c in res.contrasts:
-                writer.writerow([net.key, net.label, c.study, c.treat, c.control,
-                                 repr(c.log_hr), repr(c.se), c.estimate_id or "",
-                                 res.reference, res.method])
+                writer.writerow(spreadsheet_row([
+                    net.key, net.label, c.study, c.treat, c.control, repr(c.log_hr),
+                    repr(c.se), c.estimate_id or "", res.reference, res.method]))
     return len(fitted)
 
 

@@ -44,6 +44,7 @@ from sqlmodel import Session, col, select
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
 from store.models import Decision, Digest, Record, RecordRevision, Trial, TrialReport
+from store.spreadsheet import spreadsheet_row
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,9 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
             if dual:
                 n = screeners.get(r.pmid, 0)
                 row += [dual_state(r.decision, n), n]
-            writer.writerow(row)
+            # Titles, journals and DOIs come from PubMed: a cell starting with "=" must
+            # reach a panel's spreadsheet as text, not as a formula.
+            writer.writerow(spreadsheet_row(row))
         last = page[-1].pmid
 
 
@@ -363,7 +366,7 @@ def _count(session: Session, *where: Any, model: Any = Record) -> int:
 def write_prisma_csv(session: Session, fh: IO[str], *, dual: bool = False) -> None:
     writer = csv.writer(fh)
     writer.writerow(("stage", "count", "note"))
-    writer.writerows(prisma_counts(session, dual=dual))
+    writer.writerows(spreadsheet_row(row) for row in prisma_counts(session, dual=dual))
 
 
 def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:

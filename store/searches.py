@@ -25,7 +25,7 @@ from typing import IO, Any
 from sqlmodel import Session, col, func, select
 
 from store.models import PollRun
-from store.spreadsheet import spreadsheet_safe
+from store.spreadsheet import spreadsheet_row
 
 #: Runs that search the query (the others fetch PMIDs already known).
 SEARCH_KINDS = ("crdt", "modified")
@@ -140,16 +140,12 @@ def run_row(run: PollRun) -> dict[str, Any]:
 
 def write_search_csv(runs: Sequence[PollRun], fh: IO[str]) -> None:
     """The search log as CSV, one row per run (oldest first, as an appendix reads)."""
-    # An error text from a server, or a query, could start like a formula.
-    def safe(value: Any) -> Any:
-        return spreadsheet_safe(value) if isinstance(value, str) else (
-            "" if value is None else value)
-
     writer = csv.writer(fh)
     writer.writerow(CSV_COLUMNS)
     for run in sorted(runs, key=lambda r: (r.started_at, r.id or 0)):
         row = run_row(run)
-        writer.writerow([safe(row[c]) for c in CSV_COLUMNS])
+        # An error text from a server, or a query, could start like a formula.
+        writer.writerow(spreadsheet_row(row[c] for c in CSV_COLUMNS))
 
 
 def searches_between(session: Session, start: datetime | None,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 def spreadsheet_safe(text: str) -> str:
     """Text a spreadsheet would run as a formula (=, +, -, @, tab, CR first: OWASP's "CSV
@@ -13,3 +16,10 @@ def spreadsheet_safe(text: str) -> str:
         except ValueError:
             return "'" + text
     return text
+
+
+def spreadsheet_row(cells: Iterable[Any]) -> list[Any]:
+    """A CSV row whose text cells are :func:`spreadsheet_safe` (None becomes empty); numbers
+    and numeric text stay as they are, so R and pandas read the same values."""
+    return ["" if c is None else spreadsheet_safe(c) if isinstance(c, str) else c
+            for c in cells]

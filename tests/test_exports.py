@@ -71,6 +71,23 @@ def test_csv_rows_quoting_and_non_ascii(ctx, tmp_path: Path) -> None:  # type: i
     assert "Müller–Ødegård".encode() in raw
 
 
+def test_csv_cells_a_spreadsheet_would_run_reach_it_as_text(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """PubMed text is not ours: a title, journal or DOI starting like a formula is written
+    with a leading apostrophe (OWASP CSV injection); numbers stay numbers."""
+    with ctx.sessions() as s:
+        s.add(Record(pmid=7, title='=HYPERLINK("http://example.invalid","x")',
+                     journal="@SUM(A1)", doi="+1-cmd", score=0.5, year=2020,
+                     publication_types=["-Journal Article"]))
+        s.commit()
+    out = tmp_path / "records.csv"
+    export(ctx, "csv", out)
+    (row,) = read_csv(out.read_text(encoding="utf-8"))
+    assert row["title"] == '\'=HYPERLINK("http://example.invalid","x")'
+    assert (row["journal"], row["doi"]) == ("'@SUM(A1)", "'+1-cmd")
+    assert row["publication_types"] == "'-Journal Article"
+    assert (row["score"], row["year"], row["pmid"]) == ("0.5", "2020", "7")
+
+
 def test_csv_to_stdout(ctx, capsys) -> None:  # type: ignore[no-untyped-def]
     seed(ctx)
     assert export(ctx, "csv", None) == []

@@ -47,6 +47,20 @@ def test_written_files(pooled, tmp_path: Path) -> None:
     assert "rma(" in paths[1].read_text()
 
 
+def test_a_trial_name_like_a_formula_is_exported_as_text(ctx, tmp_path: Path) -> None:
+    with ctx.sessions() as s:
+        for name, hr in (("=cmd|' /C calc'!A0", "0.60"), ("Trial B", "0.80")):
+            add_estimate(s, add_trial(s, name), hr, "0.45", "0.95", cut=date(2010, 1, 1))
+        s.commit()
+    pool_all(ctx)
+    csv_path = write_metafor_export(ctx, tmp_path / "out")[0]
+    with csv_path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["study"] for r in rows} == {"'=cmd|' /C calc'!A0", "Trial B"}
+    # yi and sei stay numbers R reads as such (negative log hazard ratios)
+    assert all(float(r["yi"]) < 0 and not r["yi"].startswith("'") for r in rows)
+
+
 def test_r_reproduces_every_stored_analysis(pooled, tmp_path: Path, rscript: str) -> None:
     csv_path, r_path = write_metafor_export(pooled, tmp_path)
     out = tmp_path / "results.csv"
