@@ -1,4 +1,4 @@
-"""``mmlr export {ris,csv,prisma,metafor,sof}``: records and evidence for other tools.
+"""``mmlr export {ris,csv,prisma,metafor,sof,screening}``: records and evidence for other tools.
 
 * ``csv`` — one row per record (RFC 4180 quoting, UTF-8): ``pmid, title, journal, year,
   status, score, decision`` (DESIGN §3) then ``screening, flagged, deleted, retracted, doi,
@@ -18,6 +18,12 @@
 * ``metafor`` — delegated to :func:`reports.export_metafor.write_metafor_export`.
 * ``sof`` — the summary of findings, one row per pooled analysis (``reports.export_sof``), as
   CSV plus a Markdown table beside it (``sof.csv`` / ``sof.md``).
+* ``screening`` — the review's own screening decisions as a labelled dataset in the schema of
+  ``mmlr simulate`` (and ASReview): ``record_id`` (the PMID), ``pmid, doi, title, abstract,
+  year, keywords, mesh, publication_types, journal, label_included`` for every record not
+  deleted whose decision is include (1) or exclude (0); undecided and "maybe" records are
+  left out. A team can replay its own review with ``mmlr simulate screening.csv
+  --stop-recall 0.95`` to see how the classifier and the stopping test did on it.
 
 ``out=None`` writes csv/ris/prisma (CSV) to stdout and returns ``[]``; otherwise the written
 files are returned. Rows are streamed from the database, so a large review does not have to
@@ -48,14 +54,17 @@ from store.spreadsheet import spreadsheet_row
 
 log = logging.getLogger(__name__)
 
-KINDS = ("ris", "csv", "prisma", "metafor", "sof")
+KINDS = ("ris", "csv", "prisma", "metafor", "sof", "screening")
 CSV_COLUMNS = ("pmid", "title", "journal", "year", "status", "score", "decision", "screening",
                "flagged", "deleted", "retracted", "doi", "publication_types", "nct_ids",
                "first_seen_at")
 #: Appended under dual screening (single-screening exports keep exactly ``CSV_COLUMNS``).
 DUAL_CSV_COLUMNS = (*CSV_COLUMNS, "screening_state", "screeners")
 _BATCH = 1000
-_STEM = {"prisma": "prisma", "sof": "sof"}  # file name in an --out folder; else "records"
+SCREENING_COLUMNS = ("record_id", "pmid", "doi", "title", "abstract", "year", "keywords",
+                     "mesh", "publication_types", "journal", "label_included")
+# File name in an --out folder (else "records").
+_STEM = {"prisma": "prisma", "sof": "sof", "screening": "screening"}
 # Decision.kind of a screener's vote (``screening.agreement.VOTE``; reports import store only).
 _VOTE = "vote"
 
@@ -74,7 +83,8 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
 
     writers: dict[str, Callable[[Session, IO[str]], None]] = {
         "csv": partial(write_records_csv, dual=dual), "ris": write_ris,
-        "prisma": partial(write_prisma_csv, dual=dual), "sof": write_sof_csv}
+        "prisma": partial(write_prisma_csv, dual=dual), "sof": write_sof_csv,
+        "screening": write_screening_csv}
     writer = writers[kind]
     with ctx.sessions() as session:
         if out is None:
@@ -181,6 +191,26 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
             # reach a panel's spreadsheet as text, not as a formula.
             writer.writerow(spreadsheet_row(row))
         last = page[-1].pmid
+
+
+# ----------------------------------------------------------------------------- screening
+_LABELS = {"include": 1, "exclude": 0}
+
+
+def write_screening_csv(session: Session, fh: IO[str]) -> None:
+    """The decided records as a labelled screening dataset (module docstring), by PMID. The
+    text columns are what the live classifier reads (``screening.service.record_document``),
+    so a replay sees the same features; multi-valued columns are joined with "; "."""
+    writer = csv.writer(fh)
+    writer.writerow(SCREENING_COLUMNS)
+    for r in _records(session):
+        label = _LABELS.get(r.decision or "")
+        if r.deleted or label is None:
+            continue
+        mesh = [str(m.get("descriptor", "")) for m in (r.mesh or []) if isinstance(m, dict)]
+        writer.writerow(spreadsheet_row([
+            r.pmid, r.pmid, r.doi, r.title, r.abstract, r.year, "; ".join(r.keywords or []),
+            "; ".join(mesh), "; ".join(r.publication_types or []), r.journal, label]))
 
 
 # ----------------------------------------------------------------------------- ris

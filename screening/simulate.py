@@ -56,6 +56,13 @@ def _split_terms(value: str | None) -> tuple[str, ...]:
     return tuple(t.strip() for t in value.split(";") if t.strip())
 
 
+def _terms(row: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    if "mesh" in row:
+        return {"mesh": _split_terms(row.get("mesh")),
+                "keywords": _split_terms(row.get("keywords"))}
+    return {"mesh": _split_terms(row.get("keywords"))}
+
+
 def dataset_name(path: Path) -> str:
     name = path.name
     for suffix in (".gz", ".csv"):
@@ -104,7 +111,10 @@ def load_dataset(path: Path) -> LabelledDataset:
         labels.append(int(float(label)))
         docs.append(Document(
             title=row.get("title") or "", abstract=row.get("abstract") or "",
-            mesh=_split_terms(row.get("keywords")), journal=row.get("journal") or "",
+            # Published datasets (Cohen 2006 and most SYNERGY sets) put MeSH headings in
+            # ``keywords``; mmlr's own export (``mmlr export screening``) has both columns.
+            **_terms(row), publication_types=_split_terms(row.get("publication_types")),
+            journal=row.get("journal") or "",
         ))
     y = np.asarray(labels, dtype=int)
     if int(y.sum()) < 2 or int((y == 0).sum()) < 1:

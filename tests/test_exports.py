@@ -88,6 +88,46 @@ def test_csv_cells_a_spreadsheet_would_run_reach_it_as_text(ctx, tmp_path: Path)
     assert (row["score"], row["year"], row["pmid"]) == ("0.5", "2020", "7")
 
 
+def test_screening_export_is_a_dataset_simulate_replays(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The decided records, labelled, in the schema `mmlr simulate` reads, with the same text
+    the live classifier sees (title, abstract, MeSH, keywords, publication types, journal)."""
+    from screening.service import record_document
+    from screening.simulate import load_dataset, simulate
+
+    seed(ctx)
+    with ctx.sessions() as s:
+        s.add(Record(pmid=8, title="Thalidomide maintenance, a randomised trial",
+                     abstract="Randomised.", decision="include", score=0.8,
+                     publication_types=["Randomized Controlled Trial"]))
+        s.add(Record(pmid=9, title="A review of everything", decision="exclude"))
+        s.commit()
+    out = tmp_path / "screening.csv"
+    assert export(ctx, "screening", out) == [out]
+    rows = read_csv(out.read_text(encoding="utf-8"))
+    # included, excluded: yes; undecided, maybe and deleted (5, a withdrawn include): no
+    assert [(r["record_id"], r["label_included"]) for r in rows] == [
+        ("1", "0"), ("3", "1"), ("8", "1"), ("9", "0")]
+    assert rows[1]["mesh"] == "Multiple Myeloma" and rows[1]["keywords"] == "maintenance"
+    data = load_dataset(out)
+    assert data.record_ids == [1, 3, 8, 9] and data.labels.tolist() == [0, 1, 1, 0]
+    with ctx.sessions() as s:
+        assert data.docs == [record_document(s.get(Record, pmid)) for pmid in (1, 3, 8, 9)]
+    result = simulate(out, prior_ids=(3, 1), stop_recall=0.95)
+    assert result.n_records == 4 and result.order[-1] in (8, 9)
+
+
+def test_a_dataset_without_a_mesh_column_has_its_headings_in_keywords(tmp_path: Path) -> None:
+    # Cohen 2006 and the SYNERGY sets carry MeSH headings in `keywords`
+    from screening.simulate import load_dataset
+
+    path = tmp_path / "published.csv"
+    path.write_text("record_id,title,abstract,keywords,label_included\n"
+                    "1,a,b,Humans; Myeloma,1\n2,c,d,,1\n3,e,f,Mice,0\n", encoding="utf-8")
+    docs = load_dataset(path).docs
+    assert docs[0].mesh == ("Humans", "Myeloma") and docs[0].keywords == ()
+    assert docs[2].terms() == ["mesh:mice"]
+
+
 def test_csv_to_stdout(ctx, capsys) -> None:  # type: ignore[no-untyped-def]
     seed(ctx)
     assert export(ctx, "csv", None) == []
