@@ -49,6 +49,7 @@ from sqlmodel import Session, col, select
 
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
+from store.fulltext import FullTextCounts, fulltext_counts, reason_label
 from store.models import Decision, Digest, Record, RecordRevision, Trial, TrialReport
 from store.spreadsheet import spreadsheet_row
 
@@ -253,6 +254,14 @@ AWAITING_STAGE = "records awaiting screening"
 INCLUDED_STAGE = "records included"
 TRIALS_STAGE = "trials included"
 REPORTS_STAGE = "reports of included trials"
+# The full-text stage (``store.fulltext``): the records included above are the reports sought.
+NOT_RETRIEVED_STAGE = "reports not retrieved"
+FULLTEXT_AWAITING_STAGE = "reports awaiting full-text assessment"
+ASSESSED_STAGE = "reports assessed for eligibility"
+FULLTEXT_EXCLUDED_STAGE = "reports excluded after full-text assessment"
+#: One line per reason of ``store.fulltext.REASONS``: this prefix, then the reason's text.
+EXCLUDED_REASON_PREFIX = "reports excluded: "
+ELIGIBLE_STAGE = "reports eligible after full-text assessment"
 
 
 def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, int, str]]:
@@ -301,9 +310,25 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
         (CURATORS_STAGE, excluded_curators, "latest decision: exclude"),
         *conflict_line,
         (AWAITING_STAGE, awaiting + maybe - conflicts, awaiting_note),
-        (INCLUDED_STAGE, included, "latest decision: include"),
+        (INCLUDED_STAGE, included,
+         "latest decision: include; the reports sought for retrieval"),
+        *_fulltext_lines(fulltext_counts(session)),
         (TRIALS_STAGE, count(model=Trial), "randomised trials in the evidence base"),
         (REPORTS_STAGE, count(model=TrialReport), "publications linked to those trials"),
+    ]
+
+
+def _fulltext_lines(ft: FullTextCounts) -> list[tuple[str, int, str]]:
+    """The full-text stage's PRISMA lines; every reason has its line, 0 or not, so the CSV
+    has the same rows from one export to the next."""
+    return [
+        (NOT_RETRIEVED_STAGE, ft.not_retrieved, "full text could not be obtained"),
+        (FULLTEXT_AWAITING_STAGE, ft.awaiting, "included, no full-text verdict yet"),
+        (ASSESSED_STAGE, ft.assessed, "eligible plus excluded after reading the full text"),
+        (FULLTEXT_EXCLUDED_STAGE, ft.excluded_total, "the sum of the reasons below"),
+        *((f"{EXCLUDED_REASON_PREFIX}{reason_label(code)}", n, f"reason code {code}")
+          for code, n in ft.excluded.items()),
+        (ELIGIBLE_STAGE, ft.eligible, "latest full-text verdict: eligible"),
     ]
 
 
@@ -314,14 +339,21 @@ SINCE_NOTES: dict[str, str] = {
     DELETED_STAGE: "records a poll found deleted from PubMed after that time",
     CURATORS_STAGE: "records whose current exclude decision was made after that time",
     INCLUDED_STAGE: "records whose current include decision was made after that time",
+    NOT_RETRIEVED_STAGE: "reports whose current verdict, not retrieved, was made after that "
+                         "time",
+    ASSESSED_STAGE: "reports whose current full-text verdict was made after that time",
+    FULLTEXT_EXCLUDED_STAGE: "reports whose current verdict, excluded, was made after that "
+                             "time",
+    ELIGIBLE_STAGE: "reports whose current verdict, eligible, was made after that time",
     TRIALS_STAGE: "trials added after that time",
     REPORTS_STAGE: "trial reports added after that time",
 }
 #: The stages without one, and why: shown on the page so the gap is never silent.
 NO_SINCE_REASON = (
-    "Records screened, exclusions by automation, conflicts and records awaiting screening have "
-    "no figure since the last digest: records screened is a difference (identified minus "
-    "deleted), and the others are states recomputed by each model or vote, not dated events. "
+    "Records screened, exclusions by automation, conflicts, records awaiting screening and "
+    "reports awaiting full-text assessment have no figure since the last digest: records "
+    "screened is a difference (identified minus deleted), and the others are states "
+    "recomputed by each model, vote or decision, not dated events. "
     "Deletions are dated from the upgrade that began storing their time on.")
 
 
@@ -347,6 +379,7 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
     changed after ``at`` counts in its new box but is not taken out of its old one: these
     are additions, not net changes."""
     live = col(Record.deleted).is_(False)
+    recent = fulltext_counts(session, since=at)
     decided_after = col(Record.pmid).in_(
         select(Decision.pmid).group_by(col(Decision.pmid))
         .having(func.max(Decision.created_at) > at))
@@ -358,6 +391,8 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
                               col(Record.deleted_at) > at),
         CURATORS_STAGE: _count(session, live, col(Record.decision) == "exclude", decided_after),
         INCLUDED_STAGE: _count(session, live, col(Record.decision) == "include", decided_after),
+        NOT_RETRIEVED_STAGE: recent.not_retrieved, ASSESSED_STAGE: recent.assessed,
+        FULLTEXT_EXCLUDED_STAGE: recent.excluded_total, ELIGIBLE_STAGE: recent.eligible,
         TRIALS_STAGE: _count(session, col(Trial.created_at) > at, model=Trial),
         REPORTS_STAGE: _count(session, col(TrialReport.created_at) > at, model=TrialReport),
     }
@@ -417,6 +452,10 @@ def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
         f"{n[AWAITING_STAGE]} awaiting"
         + (f", {n[CONFLICT_STAGE]} in conflict awaiting resolution." if CONFLICT_STAGE in n
            else "."),
+        *([f"Full text: {n[INCLUDED_STAGE]} reports sought; {n[NOT_RETRIEVED_STAGE]} not "
+           f"retrieved, {n[FULLTEXT_AWAITING_STAGE]} awaiting assessment; "
+           f"{n[ASSESSED_STAGE]} assessed: {n[ELIGIBLE_STAGE]} eligible, "
+           f"{n[FULLTEXT_EXCLUDED_STAGE]} excluded."] if ASSESSED_STAGE in n else []),
         f"Included: {n[INCLUDED_STAGE]} records; {n[TRIALS_STAGE]} trials with "
         f"{n[REPORTS_STAGE]} reports.",
         "",

@@ -8,9 +8,12 @@ contains, and it can be served as
 ``image/svg+xml`` or written inline into a page (no XML declaration, no scripts, no styles:
 presentation attributes only, which the app's content security policy allows).
 
-Our flow has no full-text stage: where the template has "reports sought / assessed", the
-screening phase ends with the records included after title/abstract screening; the records
-still awaiting a decision (and, under dual screening, those in conflict) branch off it.
+The records included after title/abstract screening are the template's "reports sought for
+retrieval"; the full-text stage (``store.fulltext``) follows them: reports not retrieved and
+those awaiting assessment branch off, then the reports assessed for eligibility with the
+reports excluded by reason beside them (reasons with no report are left out of the box, the
+CSV keeps them). Counts stored before the full-text stage existed have none of its stages
+and are drawn as before, ending with the records included.
 Long labels are wrapped with an estimated character width (a sans-serif at ``FONT_SIZE``
 rarely averages more than 0.6 em per character), so no text runs out of its box.
 """
@@ -24,14 +27,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from reports.exports import (
+    ASSESSED_STAGE,
     AUTOMATION_STAGE,
     AWAITING_STAGE,
     CONFLICT_STAGE,
     CURATORS_STAGE,
     DELETED_STAGE,
     DUPLICATES_STAGE,
+    ELIGIBLE_STAGE,
+    EXCLUDED_REASON_PREFIX,
+    FULLTEXT_AWAITING_STAGE,
+    FULLTEXT_EXCLUDED_STAGE,
     IDENTIFIED_STAGE,
     INCLUDED_STAGE,
+    NOT_RETRIEVED_STAGE,
     REPORTS_STAGE,
     SCREENED_STAGE,
     TRIALS_STAGE,
@@ -140,10 +149,25 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
         rows.append(_Row("Screening", None, _Box("conflicts", [
             _Text("Records in conflict awaiting resolution (the two screeners disagree)"),
             count(CONFLICT_STAGE)])))
+    fulltext = ASSESSED_STAGE in n
+    rows.append(_Row("Screening", _Box("included-records", [
+        _Text("Reports sought for retrieval (records included after title/abstract "
+              "screening)" if fulltext else "Records included after title/abstract screening"),
+        count(INCLUDED_STAGE)]),
+        _Box("not-retrieved", [_Text("Reports not retrieved"), count(NOT_RETRIEVED_STAGE),
+                               _Text("Reports awaiting full-text assessment"),
+                               count(FULLTEXT_AWAITING_STAGE)]) if fulltext else None))
+    if fulltext:
+        reasons = [(stage.removeprefix(EXCLUDED_REASON_PREFIX), value)
+                   for stage, value, _ in counts
+                   if stage.startswith(EXCLUDED_REASON_PREFIX) and value]
+        rows.append(_Row("Screening", _Box("assessed", [
+            _Text("Reports assessed for eligibility"), count(ASSESSED_STAGE),
+            _Text("of which eligible"), count(ELIGIBLE_STAGE)]),
+            _Box("fulltext-excluded", [
+                _Text("Reports excluded:", bold=True), count(FULLTEXT_EXCLUDED_STAGE),
+                *(_Text(f"{reason} (n = {value:,})") for reason, value in reasons)])))
     rows += [
-        _Row("Screening",
-             _Box("included-records", [_Text("Records included after title/abstract "
-                                             "screening"), count(INCLUDED_STAGE)]), None),
         _Row("Included",
              _Box("included", [_Text("Studies included in review (randomised trials)"),
                                count(TRIALS_STAGE), _Text("Reports of included studies"),
@@ -180,6 +204,11 @@ def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
 
     conflicts = (f"; {num(CONFLICT_STAGE)} in conflict awaiting resolution"
                  if CONFLICT_STAGE in n else "")
+    fulltext = (f"Full text: {num(NOT_RETRIEVED_STAGE)} reports not retrieved, "
+                f"{num(FULLTEXT_AWAITING_STAGE)} awaiting assessment; "
+                f"{num(ASSESSED_STAGE)} assessed for eligibility: {num(ELIGIBLE_STAGE)} "
+                f"eligible, {num(FULLTEXT_EXCLUDED_STAGE)} excluded. "
+                if ASSESSED_STAGE in n else "")
     return (
         f"Identification: {num(IDENTIFIED_STAGE)} records identified from PubMed; removed "
         f"before screening: {num(DUPLICATES_STAGE)} duplicate records and "
@@ -188,6 +217,7 @@ def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
         f"{num(AUTOMATION_STAGE)} by the automation tool and {num(CURATORS_STAGE)} by "
         f"curators; {num(AWAITING_STAGE)} awaiting a screening decision{conflicts}; "
         f"{num(INCLUDED_STAGE)} records included after title/abstract screening. "
+        f"{fulltext}"
         f"Included: {num(TRIALS_STAGE)} studies (randomised trials) with "
         f"{num(REPORTS_STAGE)} reports.")
 

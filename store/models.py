@@ -221,6 +221,22 @@ class Decision(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, index=True)
 
 
+class FullTextAssessment(SQLModel, table=True):
+    """A curator's full-text eligibility verdict on a record included at title/abstract
+    screening (PRISMA 2020: reports sought, not retrieved, assessed, excluded with reasons).
+    Append-only: the latest row per record counts (rules in ``store.fulltext``)."""
+
+    __tablename__ = "fulltext_assessments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    pmid: int = Field(sa_column=Column(BigInteger, index=True, nullable=False))
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    verdict: str  # eligible | excluded | not_retrieved
+    reason: str | None = None  # a code of store.fulltext.REASONS when excluded
+    note: str | None = _text()
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
 # --------------------------------------------------------------------------- evidence
 class Trial(SQLModel, table=True):
     """A randomised trial (pooled once per analysis, whatever its number of reports)."""

@@ -43,6 +43,18 @@ def seed(ctx) -> None:  # type: ignore[no-untyped-def]
         s.commit()
 
 
+def fulltext_rows(awaiting: int) -> dict[str, int]:
+    """The full-text stage's PRISMA lines when nobody has assessed a full text yet: every
+    report sought is awaiting, every reason has its line at 0."""
+    from store.fulltext import REASONS
+
+    return {"reports not retrieved": 0, "reports awaiting full-text assessment": awaiting,
+            "reports assessed for eligibility": 0,
+            "reports excluded after full-text assessment": 0,
+            **{f"reports excluded: {label}": 0 for label in REASONS.values()},
+            "reports eligible after full-text assessment": 0}
+
+
 def read_csv(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text, newline="")))
 
@@ -177,6 +189,7 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
         "records excluded by curators": 1,
         "records awaiting screening": 2,  # pmid 4 (unscored) + pmid 6 (maybe)
         "records included": 1,
+        **fulltext_rows(awaiting=1),
         "trials included": 1,
         "reports of included trials": 2,
     }
@@ -188,6 +201,8 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
     md = written[1].read_text()
     assert "| records included | 1 |" in md
     assert "Included: 1 records; 1 trials with 2 reports." in md
+    assert ("Full text: 1 reports sought; 0 not retrieved, 1 awaiting assessment; 0 assessed: "
+            "0 eligible, 0 excluded.") in md
 
 
 def test_prisma_into_a_folder(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -379,6 +394,7 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
         "records in conflict awaiting resolution": 1,  # pmid 2
         "records awaiting screening": 2,  # pmid 4 (one screener) + pmid 6 (maybe)
         "records included": 1,
+        **fulltext_rows(awaiting=1),
         "trials included": 1,
         "reports of included trials": 2,
     }

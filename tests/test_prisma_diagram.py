@@ -19,14 +19,20 @@ from test_exports import seed, seed_votes
 from test_web import as_role
 
 from reports.exports import (
+    ASSESSED_STAGE,
     AUTOMATION_STAGE,
     AWAITING_STAGE,
     CONFLICT_STAGE,
     CURATORS_STAGE,
     DELETED_STAGE,
     DUPLICATES_STAGE,
+    ELIGIBLE_STAGE,
+    EXCLUDED_REASON_PREFIX,
+    FULLTEXT_AWAITING_STAGE,
+    FULLTEXT_EXCLUDED_STAGE,
     IDENTIFIED_STAGE,
     INCLUDED_STAGE,
+    NOT_RETRIEVED_STAGE,
     REPORTS_STAGE,
     SCREENED_STAGE,
     TRIALS_STAGE,
@@ -60,7 +66,14 @@ BOX_OF = {IDENTIFIED_STAGE: "identified", DUPLICATES_STAGE: "removed",
           DELETED_STAGE: "removed", SCREENED_STAGE: "screened", AUTOMATION_STAGE: "excluded",
           CURATORS_STAGE: "excluded", CONFLICT_STAGE: "conflicts", AWAITING_STAGE: "awaiting",
           INCLUDED_STAGE: "included-records", TRIALS_STAGE: "included",
-          REPORTS_STAGE: "included"}
+          REPORTS_STAGE: "included", NOT_RETRIEVED_STAGE: "not-retrieved",
+          FULLTEXT_AWAITING_STAGE: "not-retrieved", ASSESSED_STAGE: "assessed",
+          ELIGIBLE_STAGE: "assessed", FULLTEXT_EXCLUDED_STAGE: "fulltext-excluded"}
+
+
+def box_of(stage: str) -> str:
+    """The box of a stage; every reason of a full-text exclusion is in the excluded box."""
+    return "fulltext-excluded" if stage.startswith(EXCLUDED_REASON_PREFIX) else BOX_OF[stage]
 EXTRA_LOW_SCORES = 1500  # enough records for thousands separators
 
 
@@ -148,6 +161,7 @@ SINCE_EXPECTED = {
     DELETED_STAGE: 1,  # 15
     CURATORS_STAGE: 1,  # 13
     INCLUDED_STAGE: 3,  # 11, 12, 18
+    NOT_RETRIEVED_STAGE: 0, ASSESSED_STAGE: 0, FULLTEXT_EXCLUDED_STAGE: 0, ELIGIBLE_STAGE: 0,
     TRIALS_STAGE: 1,
     REPORTS_STAGE: 2,
 }
@@ -166,7 +180,7 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     shown = boxes(svg)
     assert CONFLICT_STAGE not in n and "conflicts" not in shown
     for stage, value, _ in counts:
-        assert f"n = {value:,}" in shown[BOX_OF[stage]], stage
+        assert f"n = {value:,}" in shown[box_of(stage)], stage
     assert "n = 1,506" in shown["identified"] and "n = 1,501" in shown["excluded"]
     assert shown["removed"].count("n = ") == 2 and "n = 2" in shown["removed"]
     assert "by curators n = 1" in shown["excluded"]
@@ -181,8 +195,9 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
         "Identification: 1,506 records identified from PubMed; removed before screening: 2 "
         "duplicate records and 1 records deleted from PubMed. Screening: 1,505 records "
         "screened; excluded: 1,501 by the automation tool and 1 by curators; 2 awaiting a "
-        "screening decision; 1 records included after title/abstract screening. Included: 1 "
-        "studies (randomised trials) with 2 reports.")
+        "screening decision; 1 records included after title/abstract screening. Full text: 0 "
+        "reports not retrieved, 1 awaiting assessment; 0 assessed for eligibility: 0 "
+        "eligible, 0 excluded. Included: 1 studies (randomised trials) with 2 reports.")
     assert "since" not in svg  # no cut-off given: no since figures, no note
 
 
@@ -257,7 +272,9 @@ def test_since_counts_dated_additions_only(ctx: Any) -> None:
     # before everything: every dated addition counts (16 has no decision row: never)
     assert dict(everything.counts) == {IDENTIFIED_STAGE: 11, DUPLICATES_STAGE: 3,
                                        DELETED_STAGE: 1, CURATORS_STAGE: 2, INCLUDED_STAGE: 4,
-                                       TRIALS_STAGE: 2, REPORTS_STAGE: 3}
+                                       TRIALS_STAGE: 2, REPORTS_STAGE: 3,
+                                       NOT_RETRIEVED_STAGE: 0, ASSESSED_STAGE: 0,
+                                       FULLTEXT_EXCLUDED_STAGE: 0, ELIGIBLE_STAGE: 0}
 
 
 def test_since_the_newest_digest(ctx: Any) -> None:

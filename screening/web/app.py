@@ -25,6 +25,7 @@ from screening.web import (
     routes_conflicts,
     routes_digests,
     routes_estimates,
+    routes_fulltext,
     routes_network,
     routes_prisma,
     routes_records,
@@ -72,7 +73,8 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
     app.state.model_cache = ModelCache()
 
     install_error_handlers(app)
-    for module in (routes_auth, routes_account, routes_records, routes_conflicts, routes_trials,
+    for module in (routes_auth, routes_account, routes_records, routes_fulltext,
+                   routes_conflicts, routes_trials,
                    routes_estimates, routes_summary, routes_network, routes_prisma,
                    routes_searches, routes_digests, routes_admin, routes_subscribers,
                    routes_unsubscribe, routes_api):

@@ -65,6 +65,7 @@ from screening.web.derivation_inputs import merge_derivation_inputs
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
+from screening.web.fulltext import sought_reports
 from screening.web.risk_of_bias import read_json as read_bias_json
 from screening.web.risk_of_bias import save_assessment
 from screening.web.trials import edit_message, edit_trial, trial_data_from_json, trial_json
@@ -72,6 +73,8 @@ from screening.web.verification import parse_new_estimate, set_verified
 from store.baselines import BaselineError
 from store.bias import assessment_json
 from store.errors import NotFoundError, ValidationError
+from store.fulltext import REASONS, VERDICTS, assess, fulltext_counts
+from store.fulltext import assessment_json as fulltext_json
 from store.models import PollRun, Record, Trial, TrialReport
 from store.searches import count_runs, run_row, search_runs, search_summary
 from store.settings import is_dual_screening
@@ -375,6 +378,32 @@ async def post_resolution(request: Request, pmid: int, session: DbSession,
     request.app.state.retrainer.maybe_start(session)
     return JSONResponse(status_code=201, content={**decision_json(row, user.email),
                                                   "record_decision": row.decision})
+
+
+@router.get("/fulltext")
+def fulltext(session: DbSession, user: ApiReader,
+             show: Annotated[str, Query(pattern="^(awaiting|all)$")] = "all") -> dict[str, Any]:
+    """The full-text stage: its counts (as the PRISMA flow has them) and the reports sought
+    for retrieval with their current verdicts, awaiting ones first (at most 500)."""
+    return {"counts": fulltext_counts(session).to_json(), "reasons": REASONS,
+            "reports": [r.to_json() for r in sought_reports(session, show)]}
+
+
+@router.post("/records/{pmid}/fulltext", status_code=201)
+async def post_fulltext(request: Request, pmid: int, session: DbSession,
+                        user: ApiWriter) -> JSONResponse:
+    """A full-text verdict on an included record: ``{"verdict", "reason", "note"}``, the same
+    rules as the record page (``store.fulltext``)."""
+    data = await _json_object(request)
+    verdict = data.get("verdict")
+    if not isinstance(verdict, str):
+        raise ValidationError("verdict is required", hint=f"one of {', '.join(VERDICTS)}")
+    _text_field(data, "reason")
+    _text_field(data, "note")
+    row = assess(session, user=user, pmid=pmid, verdict=verdict, reason=data.get("reason"),
+                 note=data.get("note"))
+    session.commit()
+    return JSONResponse(status_code=201, content=fulltext_json(row, user.email))
 
 
 def _find_trial(session: Session, data: dict[str, Any]) -> Trial:

@@ -23,6 +23,7 @@ from screening.web.deps import (
 )
 from screening.web.explanations import record_explanation
 from screening.web.extraction import FieldErrors
+from screening.web.fulltext import record_fulltext
 from screening.web.queue_view import queue_counts, screening_health, screening_progress
 from screening.web.templating import render
 from screening.web.trials import REPORT_KINDS, link_record, record_citation
@@ -119,6 +120,7 @@ def _record_page(request: Request, session: Session, record: Record, user: User,
         "decisions": DECISIONS, "trial_matches": matches, "proposed": best is not None,
         "trial_options": {str(i): n for i, n in trials}, "report_kinds": REPORT_KINDS,
         "link_values": values, "link_errors": link_errors or {},
+        "fulltext": record_fulltext(session, record),
     }, status_code=status_code)
 
 

@@ -1,0 +1,247 @@
+"""The full-text stage (``store.fulltext``): verdicts and their rules, the counts and the
+PRISMA flow built on them, the record page's form, ``/fulltext`` and the API."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_web
+from test_prisma_diagram import boxes
+from sqlmodel import func, select
+from test_web import api_as, as_role, csrf_from, db
+
+from reports.exports import (
+    ASSESSED_STAGE,
+    ELIGIBLE_STAGE,
+    EXCLUDED_REASON_PREFIX,
+    FULLTEXT_AWAITING_STAGE,
+    FULLTEXT_EXCLUDED_STAGE,
+    INCLUDED_STAGE,
+    NOT_RETRIEVED_STAGE,
+    export,
+    prisma_counts,
+    prisma_since,
+)
+from reports.prisma_diagram import REQUIRED_STAGES, prisma_svg
+from store.errors import NotFoundError, ValidationError
+from store.fulltext import REASONS, assess, fulltext_counts, latest_assessments
+from store.models import AuditLog, FullTextAssessment, Record, Trial, TrialReport, User
+
+app = test_web.app
+users = test_web.users
+
+XSS_NOTE = "<script>alert('note')</script>"
+
+
+def _seed(session: Any) -> User:
+    """Five included records (one deleted), one excluded, one undecided; a curator."""
+    user = User(email="ft@example.org", role="curator")
+    session.add(user)
+    for pmid in (1, 2, 3, 4, 5):
+        session.add(Record(pmid=pmid, title=f"Included {pmid}", decision="include"))
+    session.add(Record(pmid=6, title="Deleted include", decision="include", deleted=True))
+    session.add(Record(pmid=7, title="Excluded", decision="exclude"))
+    session.add(Record(pmid=8, title="Undecided"))
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+# ----------------------------------------------------------------------------- rules
+@pytest.mark.parametrize(("pmid", "verdict", "reason", "note", "error", "message"), [
+    (1, "maybe", None, None, ValidationError, "full-text verdict 'maybe' is not valid"),
+    (1, "excluded", None, None, ValidationError, "needs a reason"),
+    (1, "excluded", "boring", None, ValidationError, "reason 'boring' is not valid"),
+    (1, "excluded", "other", " ", ValidationError, "'other' needs a note"),
+    (1, "eligible", "not_randomised", None, ValidationError, "only an excluded report takes"),
+    (1, "eligible", None, "x" * 2001, ValidationError, "the note is 2001 characters long"),
+    (6, "eligible", None, None, ValidationError, "deleted from PubMed"),
+    (7, "eligible", None, None, ValidationError, "not included at title/abstract screening "
+                                                 "(current decision: exclude)"),
+    (8, "eligible", None, None, ValidationError, "(current decision: none)"),
+    (99, "eligible", None, None, NotFoundError, "record PMID 99 is not in the database"),
+])
+def test_a_verdict_that_breaks_a_rule_is_refused_and_stores_nothing(
+        ctx: Any, pmid: int, verdict: str, reason: str | None, note: str | None,
+        error: type[Exception], message: str) -> None:
+    with ctx.sessions() as s:
+        user = _seed(s)
+        with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+            assess(s, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note)
+        s.rollback()
+        assert s.exec(select(func.count()).select_from(FullTextAssessment)).one() == 0
+
+
+def test_the_latest_verdict_counts_and_the_flow_adds_up(ctx: Any) -> None:
+    with ctx.sessions() as s:
+        user = _seed(s)
+        assess(s, user=user, pmid=1, verdict="eligible")
+        assess(s, user=user, pmid=2, verdict="excluded", reason="not_maintenance")
+        assess(s, user=user, pmid=3, verdict="not_retrieved", note="  asked the authors  ")
+        assess(s, user=user, pmid=4, verdict="excluded", reason="not_randomised")
+        assess(s, user=user, pmid=4, verdict="eligible")  # read again: the newest counts
+        s.commit()
+        counts = fulltext_counts(s)
+        assert (counts.sought, counts.awaiting, counts.not_retrieved, counts.eligible,
+                counts.excluded_total, counts.assessed) == (5, 1, 1, 2, 1, 3)
+        assert counts.excluded == {**dict.fromkeys(REASONS, 0), "not_maintenance": 1}
+        assert counts.sought == counts.not_retrieved + counts.awaiting + counts.assessed
+        assert latest_assessments(s)[3].note == "asked the authors"
+        assert latest_assessments(s, [4])[4].verdict == "eligible"
+        assert s.exec(select(func.count()).select_from(AuditLog)
+                      .where(AuditLog.action == "fulltext.assess")).one() == 5
+        # the title/abstract decision changes: the verdict stays in history, counts nowhere
+        s.get(Record, 2).decision = "exclude"  # type: ignore[union-attr]
+        s.commit()
+        after = fulltext_counts(s)
+        assert (after.sought, after.excluded_total, after.assessed) == (4, 0, 2)
+        assert 2 in latest_assessments(s)
+
+
+def test_prisma_lines_diagram_and_since_follow_the_verdicts(ctx: Any, tmp_path: Path) -> None:
+    with ctx.sessions() as s:
+        user = _seed(s)
+        assess(s, user=user, pmid=1, verdict="eligible")
+        assess(s, user=user, pmid=2, verdict="excluded", reason="no_outcome")
+        assess(s, user=user, pmid=3, verdict="excluded", reason="other", note="single arm")
+        s.commit()
+        cut = s.exec(select(FullTextAssessment.created_at)
+                     .where(FullTextAssessment.pmid == 2)).one()
+        assess(s, user=user, pmid=4, verdict="not_retrieved")
+        s.commit()
+        counts = prisma_counts(s)
+        since = prisma_since(s, cut)
+    n = {stage: value for stage, value, _ in counts}
+    assert (n[INCLUDED_STAGE], n[NOT_RETRIEVED_STAGE], n[FULLTEXT_AWAITING_STAGE],
+            n[ASSESSED_STAGE], n[ELIGIBLE_STAGE], n[FULLTEXT_EXCLUDED_STAGE]) == (5, 1, 1, 3, 1, 2)
+    assert n[f"{EXCLUDED_REASON_PREFIX}{REASONS['no_outcome']}"] == 1
+    assert n[f"{EXCLUDED_REASON_PREFIX}{REASONS['other']}"] == 1
+    assert n[f"{EXCLUDED_REASON_PREFIX}{REASONS['population']}"] == 0
+    # after the cut: pmid 3's exclusion and pmid 4's "not retrieved"
+    assert (since.counts[ASSESSED_STAGE], since.counts[FULLTEXT_EXCLUDED_STAGE],
+            since.counts[NOT_RETRIEVED_STAGE], since.counts[ELIGIBLE_STAGE]) == (1, 1, 1, 0)
+    shown = boxes(prisma_svg(counts))
+    assert shown["included-records"].startswith("Reports sought for retrieval")
+    assert shown["not-retrieved"] == ("Reports not retrieved n = 1 Reports awaiting full-text "
+                                      "assessment n = 1")
+    assert shown["assessed"] == "Reports assessed for eligibility n = 3 of which eligible n = 1"
+    excluded = shown["fulltext-excluded"]
+    assert excluded.startswith("Reports excluded: n = 2")
+    assert "no time-to-event outcome (PFS, EFS or OS) reported (n = 1)" in excluded
+    assert "other reason (see the note) (n = 1)" in excluded
+    assert "population" not in excluded  # a reason nobody used stays out of the box
+    # the counts of a review stored before the stage existed still draw, without it
+    old = [row for row in counts if row[0] in REQUIRED_STAGES]
+    assert "Reports sought" not in prisma_svg(old) and "Records included after" in \
+        prisma_svg(old)
+    table = list(csv.DictReader(io.StringIO(
+        export(ctx, "prisma", tmp_path / "p.csv")[0].read_text(), newline="")))
+    assert [r["count"] for r in table if r["stage"] == ASSESSED_STAGE] == ["3"]
+
+
+# ----------------------------------------------------------------------------- web
+@pytest.fixture
+def included(app: Any) -> None:
+    with db(app) as s:
+        s.add(Record(pmid=90000011, title="<b>Included</b> trial", decision="include",
+                     score=0.9))
+        s.add(Record(pmid=90000012, title="Second include", decision="include", score=0.8))
+        s.add(Record(pmid=90000013, title="Excluded record", decision="exclude", score=0.1))
+        trial = Trial(name="Myeloma XI", drug="lenalidomide", setting="post_asct")
+        s.add(trial)
+        s.flush()
+        s.add(TrialReport(trial_id=trial.id, pmid=90000012, citation="x"))
+        s.commit()
+
+
+def test_a_curator_records_a_verdict_on_the_record_page(app: Any, users: dict[str, str],
+                                                        included: None) -> None:
+    curator = as_role(app, users, "curator")
+    page = curator.get("/records/90000011")
+    assert 'class="fulltext-form' in page.text and "awaiting assessment" in page.text
+    token = csrf_from(page.text)
+    saved = curator.post("/records/90000011/fulltext", follow_redirects=False, data={
+        "verdict": "excluded", "reason": "other", "note": XSS_NOTE, "csrf_token": token})
+    assert saved.status_code == 303 and saved.headers["location"].endswith("#fulltext")
+    page = curator.get("/records/90000011").text
+    assert "excluded: other reason (see the note)" in page
+    assert XSS_NOTE not in page and "&lt;script&gt;alert(&#39;note&#39;)&lt;/script&gt;" in page
+    # a broken rule is a 400 page saying which, and stores nothing
+    bad = curator.post("/records/90000011/fulltext", data={
+        "verdict": "excluded", "csrf_token": token})
+    assert bad.status_code == 400 and "needs a reason" in bad.text
+    refused = curator.post("/records/90000013/fulltext", data={
+        "verdict": "eligible", "csrf_token": token})
+    assert refused.status_code == 400 and "not included at title/abstract" in refused.text
+    # an excluded record has no form; the list page comes back to the awaiting list
+    assert 'class="fulltext-form' not in curator.get("/records/90000013").text
+    back = curator.post("/records/90000012/fulltext", follow_redirects=False, data={
+        "verdict": "eligible", "back": "list", "csrf_token": token})
+    assert back.headers["location"] == "/fulltext?show=awaiting"
+    with db(app) as s:
+        assert [a.verdict for a in s.exec(select(FullTextAssessment)
+                                          .order_by(FullTextAssessment.id))] == [
+            "excluded", "eligible"]
+
+
+def test_viewers_see_the_list_but_cannot_assess(app: Any, users: dict[str, str],
+                                                included: None) -> None:
+    viewer = as_role(app, users, "viewer")
+    listing = viewer.get("/fulltext")
+    assert listing.status_code == 200
+    assert "&lt;b&gt;Included&lt;/b&gt; trial" in listing.text and "<b>Included</b>" not in \
+        listing.text
+    assert 'class="ft-sought">2<' in listing.text and 'class="ft-awaiting">2<' in listing.text
+    assert "Myeloma XI" in listing.text  # the linked trial of 90000012
+    assert 'class="fulltext-form' not in viewer.get("/records/90000011").text
+    token = csrf_from(viewer.get("/fulltext").text)
+    denied = viewer.post("/records/90000011/fulltext",
+                         data={"verdict": "eligible", "csrf_token": token})
+    assert denied.status_code == 403
+    assert test_web.TestClient(app).get("/fulltext", follow_redirects=False).status_code == 303
+
+
+def test_an_eligible_report_without_a_trial_is_marked(app: Any, users: dict[str, str],
+                                                      included: None) -> None:
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/fulltext").text)
+    for pmid in (90000011, 90000012):
+        curator.post(f"/records/{pmid}/fulltext", data={"verdict": "eligible",
+                                                        "csrf_token": token})
+    html = curator.get("/fulltext").text
+    row = html.split('data-pmid="90000011"')[1].split("</tr>")[0]
+    assert "eligible, not linked to a trial" in row
+    assert "not linked" not in html.split('data-pmid="90000012"')[1].split("</tr>")[0]
+    assert "No report awaits a full-text verdict." in curator.get("/fulltext?show=awaiting").text
+
+
+def test_the_api_reads_and_writes_verdicts(app: Any, users: dict[str, str],
+                                           included: None) -> None:
+    api = api_as(app, users, "curator")
+    made = api.post("/api/records/90000011/fulltext",
+                    json={"verdict": "excluded", "reason": "population"})
+    assert made.status_code == 201
+    assert made.json()["reason_label"] == REASONS["population"]
+    assert made.json()["user"] == users["curator"]
+    for body, status, text in [
+        ({}, 400, "verdict is required"),
+        ({"verdict": "excluded", "reason": 5}, 400, "reason must be a string"),
+        ({"verdict": "eligible", "reason": "population"}, 400, "only an excluded report"),
+    ]:
+        response = api.post("/api/records/90000011/fulltext", json=body)
+        assert response.status_code == status and text in response.json()["error"], body
+    assert api.post("/api/records/1/fulltext", json={"verdict": "eligible"}).status_code == 404
+    viewer = api_as(app, users, "viewer")
+    assert viewer.post("/api/records/90000012/fulltext",
+                       json={"verdict": "eligible"}).status_code == 403
+    read = viewer.get("/api/fulltext").json()
+    assert read["counts"]["sought"] == 2 and read["counts"]["excluded"] == 1
+    assert read["counts"]["excluded_by_reason"]["population"] == 1
+    assert [r["pmid"] for r in read["reports"]] == [90000012, 90000011]  # awaiting first
+    assert read["reports"][0]["trials"] == [{"id": 1, "name": "Myeloma XI"}]
+    assert [r["pmid"] for r in viewer.get("/api/fulltext?show=awaiting").json()["reports"]] \
+        == [90000012]
