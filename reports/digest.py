@@ -20,6 +20,9 @@ and stores a new one holding
   (``reports.small_study``) when the funnel assessment changed in a way a review panel acts
   on: the analysis reached 10 trials, Egger's p crossed 0.10, or trim-and-fill fills another
   number of trials; a snapshot from before the assessment existed claims no change,
+* full-text verdicts made since (``FullTextAssessment.id`` above the previous digest's last
+  one): how many of each, the reports found eligible and those excluded with their reasons,
+  and where the full-text stage stands now (``store.fulltext``),
 * the screening health (recall estimate), computed by the provider the caller passes
   (``build_digest(ctx, health=screening.health.screening_health)``).
 
@@ -64,8 +67,18 @@ from store.audit import audit
 from store.baselines import baseline_for, current_baselines
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
+from store.fulltext import fulltext_counts, reason_label
 from store.locks import job_lock
-from store.models import Alert, Decision, Delivery, Digest, PooledResult, Record, utcnow
+from store.models import (
+    Alert,
+    Decision,
+    Delivery,
+    Digest,
+    FullTextAssessment,
+    PooledResult,
+    Record,
+    utcnow,
+)
 from store.searches import searches_between
 from store.settings import parse_smtp_url
 from store.trial_match import unlinked_strong_matches
@@ -143,6 +156,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         trial_matches, trial_match_keys = _new_trial_matches(session, prev_summary)
         decisions, last_decision_id = _decisions_since(
             session, previous, prev_summary, dual=ctx.settings.dual_screening)
+        fulltext, last_fulltext_id = _fulltext_since(session, previous, prev_summary)
         alerts = list(session.exec(
             select(Alert).where(col(Alert.digest_id).is_(None)).order_by(col(Alert.id))
         ).all())
@@ -158,7 +172,8 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         # A monitoring status can change while the pooled estimate does not (an earlier cut
         # verified, the plan changed), and so can the funnel assessment (new code of
         # reports/small_study.py re-pools the same inputs): subscribers hear of those too.
-        changed = bool(new_flagged or decisions["total"] or alerts or trial_matches
+        changed = bool(new_flagged or decisions["total"] or fulltext["total"] or alerts
+                       or trial_matches
                        or network_list or any(a["status"] != "unchanged" or a["monitoring_change"]
                               or a["small_study_change"] for a in analyses))
         if previous is not None and not changed:
@@ -177,6 +192,8 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
             "new_flagged_total": len(new_flagged),
             "new_flagged": [_record_view(r) for r in new_flagged[:MAX_LISTED_RECORDS]],
             "decisions": decisions,
+            "last_fulltext_id": last_fulltext_id,
+            "fulltext": fulltext,
             "alerts": [_alert_view(a) for a in alerts],
             "trial_match_keys": trial_match_keys,
             "new_trial_reports_total": len(trial_matches),
@@ -289,6 +306,39 @@ def _decisions_since(
         new_last = session.exec(select(func.max(Decision.id))).one()
     return ({"total": len(rows), "counts": dict(sorted(counts.items())),
              "records": len(latest), "includes": includes}, new_last)
+
+
+def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dict[str, Any],
+                    ) -> tuple[dict[str, Any], int | None]:
+    """Full-text verdicts of the period (ids above the previous digest's last one; a digest
+    stored before the stage existed has none, so its period end is the cut-off), the latest
+    per record listed, and the stage as it stands now."""
+    stmt = select(FullTextAssessment).order_by(col(FullTextAssessment.id))
+    last_id = prev_summary.get("last_fulltext_id")
+    if last_id is not None:
+        stmt = stmt.where(col(FullTextAssessment.id) > int(last_id))
+    elif previous is not None:
+        stmt = stmt.where(col(FullTextAssessment.created_at) > previous.period_end)
+    rows = list(session.exec(stmt).all())
+    latest = {row.pmid: row for row in rows}  # id order: the last one per record counts
+    records = {r.pmid: r for r in session.exec(
+        select(Record).where(col(Record.pmid).in_(list(latest))))} if latest else {}
+    listed: dict[str, list[dict[str, Any]]] = {"eligible": [], "excluded": []}
+    for pmid, row in sorted(latest.items()):
+        record = records.get(pmid)
+        if row.verdict not in listed or record is None or record.decision != "include":
+            continue  # a verdict on a record no longer included counts nowhere
+        view = {**_record_view(record), "reason": reason_label(row.reason) if row.reason
+                else None}
+        listed[row.verdict].append(view)
+    new_last = rows[-1].id if rows else (int(last_id) if last_id is not None else None)
+    if new_last is None and previous is None:
+        new_last = session.exec(select(func.max(FullTextAssessment.id))).one()
+    return ({"total": len(rows), "counts": dict(sorted(Counter(r.verdict for r in rows)
+                                                       .items())),
+             "eligible": listed["eligible"][:MAX_LISTED_RECORDS],
+             "excluded": listed["excluded"][:MAX_LISTED_RECORDS],
+             "now": fulltext_counts(session).to_json()}, new_last)
 
 
 def _latest_pooled(session: Session) -> dict[str, PooledResult]:

@@ -402,3 +402,38 @@ def test_a_new_report_of_a_trial_is_linked_from_its_record_page(
     assert "Doe J et al. Blood 2024;143:1-9" in page.locator("body").inner_text()
     _shot(page, tmp_path, "linked")
     assert problems == []
+
+
+def test_a_full_text_is_assessed_after_the_record_is_included(
+        app: Any, users: dict[str, str], records: int, server: str, browser: Any,
+        tmp_path: Path) -> None:
+    """Include at title/abstract, then the full-text section appears: an exclusion needs a
+    reason (the server says so), and the verdict with its reason reaches /fulltext."""
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _log_in(page, server, users["curator"])
+    page.goto(f"{server}/records/90000003")
+    assert page.locator("section#fulltext").count() == 0  # not included: no full-text stage
+    page.get_by_label("Include").check()
+    page.get_by_role("button", name="Save decision").click()
+    section = page.locator("section#fulltext")
+    assert section.locator(".ft-current").inner_text() == "awaiting assessment"
+    section.get_by_label("Excluded", exact=True).check()
+    section.get_by_role("button", name="Save full-text verdict").click()
+    assert "needs a reason" in page.locator("body").inner_text()  # the 400 page, one line
+    page.goto(f"{server}/records/90000003")
+    section = page.locator("section#fulltext")
+    section.get_by_label("Excluded", exact=True).check()
+    section.get_by_label("Reason (only for an excluded report)").select_option("no_outcome")
+    section.get_by_role("button", name="Save full-text verdict").click()
+    page.wait_for_url(f"{server}/records/90000003#fulltext")
+    assert page.locator(".ft-current").inner_text() == (
+        "excluded: no time-to-event outcome (PFS, EFS or OS) reported")
+    _shot(page, tmp_path, "fulltext-record")
+    page.get_by_role("link", name="Full text").click()
+    row = page.locator("tr[data-pmid='90000003']")
+    assert "no time-to-event outcome" in row.locator(".verdict").inner_text()
+    assert page.locator(".ft-excluded").inner_text() == "1"
+    _shot(page, tmp_path, "fulltext-list")
+    problems = [p for p in problems if "status of 400" not in p]
+    assert problems == []

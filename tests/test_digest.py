@@ -191,6 +191,44 @@ def test_second_digest_says_what_changed(ctx) -> None:  # type: ignore[no-untype
     assert "1 analysis changed" in second.subject and "1 alert" in second.subject
 
 
+def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ignore[no-untyped-def]
+    from store.fulltext import REASONS, assess
+    from store.models import User
+
+    seed(ctx)
+    with ctx.sessions() as s:
+        user = User(email="ft@example.org", role="curator")
+        s.add(user)
+        for pmid in (90000001, 90000002):
+            s.get(Record, pmid).decision = "include"  # type: ignore[union-attr]
+        s.commit()
+        assess(s, user=user, pmid=90000001, verdict="eligible")
+        s.commit()
+    first = build_digest(ctx)
+    ft = first.summary["fulltext"]
+    assert ft["total"] == 1 and [r["pmid"] for r in ft["eligible"]] == [90000001]
+    assert ft["now"]["sought"] == 2 and ft["now"]["awaiting"] == 1
+    # the PubMed title is escaped in the HTML part
+    section = first.html.split('id="fulltext"')[1].split("</div>")[0]
+    assert "<script>alert(1)</script>" not in section and "&lt;script&gt;" in section
+    # nothing new: no new digest; a verdict alone is a change
+    assert is_unchanged(build_digest(ctx))
+    with ctx.sessions() as s:
+        user = s.exec(select(User)).one()
+        assess(s, user=user, pmid=90000002, verdict="excluded", reason="not_randomised")
+        s.commit()
+    second = build_digest(ctx)
+    assert second.id != first.id
+    ft = second.summary["fulltext"]
+    assert ft["total"] == 1 and ft["counts"] == {"excluded": 1} and ft["eligible"] == []
+    assert [(r["pmid"], r["reason"]) for r in ft["excluded"]] == [
+        (90000002, REASONS["not_randomised"])]
+    assert (f"- excluded ({REASONS['not_randomised']}): Thalidomide maintenance after ASCT"
+            in second.text)
+    assert "Now: 2 reports sought, 0 awaiting assessment" in second.text
+    assert "FULL-TEXT ASSESSMENT (1)" in second.text
+
+
 def test_ci_that_stops_crossing_one_and_removed_analysis(ctx) -> None:  # type: ignore[no-untyped-def]
     with ctx.sessions() as s:
         s.add(pooled("bort", "Bortezomib, PFS", [("A", 0.9, 0.3)]))

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import test_web
-from test_prisma_diagram import boxes
 from sqlmodel import func, select
+from test_prisma_diagram import boxes
 from test_web import api_as, as_role, csrf_from, db
 
 from reports.exports import (
