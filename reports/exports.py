@@ -2,10 +2,14 @@
 
 * ``csv`` — one row per record (RFC 4180 quoting, UTF-8): ``pmid, title, journal, year,
   status, score, decision`` (DESIGN §3) then ``screening, flagged, deleted, retracted, doi,
-  publication_types, nct_ids, first_seen_at``. ``status`` is PubMed's indexing status
-  (Publisher, In-Process, MEDLINE…); ``screening`` is where the record stands in the review
-  (deleted, included, excluded, maybe, flagged, not flagged, unscored). Under dual screening
-  two more columns follow: ``screening_state`` (``unscreened``, ``awaiting_second``,
+  publication_types, nct_ids, first_seen_at, fulltext, fulltext_reason``. ``status`` is
+  PubMed's indexing status (Publisher, In-Process, MEDLINE…); ``screening`` is where the
+  record stands in the review (deleted, included, excluded, maybe, flagged, not flagged,
+  unscored); ``fulltext`` is an included record's full-text verdict (``awaiting``,
+  ``eligible``, ``excluded``, ``not_retrieved``; empty for the others) and
+  ``fulltext_reason`` the reason of an exclusion (its text, as PRISMA reports it): filtered
+  on ``excluded``, the list of reports excluded with reasons. Under dual screening two more
+  columns follow: ``screening_state`` (``unscreened``, ``awaiting_second``,
   ``conflict``, ``resolved``: the values of the API's ``screening`` field) and ``screeners``
   (how many people voted on the record).
 * ``ris`` — RIS for reference managers (Zotero, EndNote), one ``TY  - JOUR`` entry per
@@ -49,8 +53,16 @@ from sqlmodel import Session, col, select
 
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
-from store.fulltext import FullTextCounts, fulltext_counts, reason_label
-from store.models import Decision, Digest, Record, RecordRevision, Trial, TrialReport
+from store.fulltext import FullTextCounts, fulltext_counts, latest_assessments, reason_label
+from store.models import (
+    Decision,
+    Digest,
+    FullTextAssessment,
+    Record,
+    RecordRevision,
+    Trial,
+    TrialReport,
+)
 from store.spreadsheet import spreadsheet_row
 
 log = logging.getLogger(__name__)
@@ -58,7 +70,7 @@ log = logging.getLogger(__name__)
 KINDS = ("ris", "csv", "prisma", "metafor", "sof", "screening")
 CSV_COLUMNS = ("pmid", "title", "journal", "year", "status", "score", "decision", "screening",
                "flagged", "deleted", "retracted", "doi", "publication_types", "nct_ids",
-               "first_seen_at")
+               "first_seen_at", "fulltext", "fulltext_reason")
 #: Appended under dual screening (single-screening exports keep exactly ``CSV_COLUMNS``).
 DUAL_CSV_COLUMNS = (*CSV_COLUMNS, "screening_state", "screeners")
 _BATCH = 1000
@@ -177,6 +189,8 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
         if not page:
             return
         screeners = _screeners_between(session, page[0].pmid, page[-1].pmid) if dual else {}
+        verdicts = latest_assessments(
+            session, [r.pmid for r in page if r.decision == "include" and not r.deleted])
         for r in page:
             row = [
                 r.pmid, r.title, r.journal or "", "" if r.year is None else r.year,
@@ -184,6 +198,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
                 screening_state(r), _bool(r.flagged), _bool(r.deleted), _bool(r.retracted),
                 r.doi or "", "; ".join(r.publication_types or []), "; ".join(r.nct_ids or []),
                 r.first_seen_at.isoformat() if r.first_seen_at else "",
+                *_fulltext_cells(r, verdicts.get(r.pmid)),
             ]
             if dual:
                 n = screeners.get(r.pmid, 0)
@@ -192,6 +207,15 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
             # reach a panel's spreadsheet as text, not as a formula.
             writer.writerow(spreadsheet_row(row))
         last = page[-1].pmid
+
+
+def _fulltext_cells(r: Any, verdict: FullTextAssessment | None) -> list[str]:
+    """``fulltext`` and ``fulltext_reason`` of one records-CSV row."""
+    if r.decision != "include" or r.deleted:
+        return ["", ""]
+    if verdict is None:
+        return ["awaiting", ""]
+    return [verdict.verdict, reason_label(verdict.reason) if verdict.reason else ""]
 
 
 # ----------------------------------------------------------------------------- screening

@@ -245,3 +245,19 @@ def test_the_api_reads_and_writes_verdicts(app: Any, users: dict[str, str],
     assert read["reports"][0]["trials"] == [{"id": 1, "name": "Myeloma XI"}]
     assert [r["pmid"] for r in viewer.get("/api/fulltext?show=awaiting").json()["reports"]] \
         == [90000012]
+
+
+def test_the_records_csv_carries_each_included_records_verdict(ctx: Any,
+                                                               tmp_path: Path) -> None:
+    with ctx.sessions() as s:
+        user = _seed(s)
+        assess(s, user=user, pmid=1, verdict="eligible")
+        assess(s, user=user, pmid=2, verdict="excluded", reason="no_results")
+        assess(s, user=user, pmid=3, verdict="not_retrieved")
+        s.commit()
+    out = export(ctx, "csv", tmp_path / "records.csv")[0]
+    rows = {int(r["pmid"]): (r["fulltext"], r["fulltext_reason"])
+            for r in csv.DictReader(io.StringIO(out.read_text(), newline=""))}
+    assert rows == {1: ("eligible", ""), 2: ("excluded", REASONS["no_results"]),
+                    3: ("not_retrieved", ""), 4: ("awaiting", ""), 5: ("awaiting", ""),
+                    6: ("", ""), 7: ("", ""), 8: ("", "")}
