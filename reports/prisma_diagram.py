@@ -233,9 +233,9 @@ def _utc(at: datetime) -> datetime:
 def _since_note(since: PrismaSince) -> str:
     return (f"+n since {_day(since.at)}: added after {since.what} "
             f"({_utc(since.at):%Y-%m-%d %H:%M} UTC): records first stored, new versions "
-            "stored, deletions found, current curator decisions made, trials and reports "
-            "added. A box without one counts a state, not a dated event (records screened, "
-            "the classifier's exclusions, conflicts, the backlog).")
+            "stored, deletions found, current curator decisions and full-text verdicts made, "
+            "trials and reports added. A box without one counts a state, not a dated event "
+            "(records screened, the classifier's exclusions, conflicts, the two backlogs).")
 
 
 # ----------------------------------------------------------------------------- drawing
