@@ -53,7 +53,13 @@ from sqlmodel import Session, col, select
 
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
-from store.fulltext import FullTextCounts, fulltext_counts, latest_assessments, reason_label
+from store.fulltext import (
+    FullTextCounts,
+    fulltext_counts,
+    fulltext_state,
+    latest_assessments,
+    reason_label,
+)
 from store.models import (
     Decision,
     Digest,
@@ -211,11 +217,9 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
 
 def _fulltext_cells(r: Any, verdict: FullTextAssessment | None) -> list[str]:
     """``fulltext`` and ``fulltext_reason`` of one records-CSV row."""
-    if r.decision != "include" or r.deleted:
-        return ["", ""]
-    if verdict is None:
-        return ["awaiting", ""]
-    return [verdict.verdict, reason_label(verdict.reason) if verdict.reason else ""]
+    state = fulltext_state(r.decision, r.deleted, verdict)
+    reason = verdict.reason if state == "excluded" and verdict is not None else None
+    return [state or "", reason_label(reason) if reason else ""]
 
 
 # ----------------------------------------------------------------------------- screening

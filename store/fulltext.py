@@ -174,6 +174,15 @@ def fulltext_counts(session: Session, *, since: datetime | None = None) -> FullT
                           awaiting=sought - judged, eligible=eligible, excluded=excluded)
 
 
+def fulltext_state(decision: str | None, deleted: bool,
+                   latest: FullTextAssessment | None) -> str | None:
+    """A record's place in the full-text stage: None when it takes no part (not included,
+    or deleted), "awaiting" without a verdict, else its latest verdict."""
+    if decision != "include" or deleted:
+        return None
+    return "awaiting" if latest is None else latest.verdict
+
+
 def reason_label(code: str | None) -> str:
     """What a reason code means (an unknown code is shown as it is)."""
     return REASONS.get(code or "", code or "")
@@ -186,4 +195,5 @@ def assessment_json(row: FullTextAssessment, email: str | None) -> dict[str, Any
 
 
 __all__ = ["MAX_NOTE", "REASONS", "VERDICTS", "FullTextCounts", "assess", "assessment_json",
-           "check_assessment", "fulltext_counts", "latest_assessments", "reason_label"]
+           "check_assessment", "fulltext_counts", "fulltext_state", "latest_assessments",
+           "reason_label"]

@@ -245,6 +245,10 @@ def test_the_api_reads_and_writes_verdicts(app: Any, users: dict[str, str],
     assert read["reports"][0]["trials"] == [{"id": 1, "name": "Myeloma XI"}]
     assert [r["pmid"] for r in viewer.get("/api/fulltext?show=awaiting").json()["reports"]] \
         == [90000012]
+    listed = {r["pmid"]: (r["fulltext"], r["fulltext_reason"])
+              for r in viewer.get("/api/records").json()["records"]}
+    assert listed == {90000011: ("excluded", "population"), 90000012: ("awaiting", None),
+                      90000013: (None, None)}
 
 
 def test_the_records_csv_carries_each_included_records_verdict(ctx: Any,

@@ -73,7 +73,14 @@ from screening.web.verification import parse_new_estimate, set_verified
 from store.baselines import BaselineError
 from store.bias import assessment_json
 from store.errors import NotFoundError, ValidationError
-from store.fulltext import REASONS, VERDICTS, assess, fulltext_counts
+from store.fulltext import (
+    REASONS,
+    VERDICTS,
+    assess,
+    fulltext_counts,
+    fulltext_state,
+    latest_assessments,
+)
 from store.fulltext import assessment_json as fulltext_json
 from store.models import PollRun, Record, Trial, TrialReport
 from store.searches import count_runs, run_row, search_runs, search_summary
@@ -137,7 +144,9 @@ def records(request: Request, session: DbSession, user: ApiReader,
     """Records by screening status, highest score first. Under dual screening ``undecided``
     is the caller's queue (records they have not voted on, conflicts left out), ``conflict``
     the records whose screeners disagree, and each record says how many people voted and
-    the caller's own vote — never anyone else's."""
+    the caller's own vote — never anyone else's. Every record carries its full-text state
+    (``fulltext``: null unless included, ``awaiting`` or the latest verdict) and, for an
+    excluded report, its reason code (``fulltext_reason``)."""
     if status not in STATUSES:
         raise ValidationError(f"status={status!r} is not valid",
                               hint=f"use one of {', '.join(STATUSES)}")
@@ -164,6 +173,12 @@ def records(request: Request, session: DbSession, user: ApiReader,
     rows = session.exec(select(Record).where(*conditions).order_by(
         col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)).all()
     body = [_record_json(r) for r in rows]
+    verdicts = latest_assessments(session, [r.pmid for r in rows if r.decision == "include"])
+    for item, r in zip(body, rows, strict=True):
+        latest = verdicts.get(r.pmid)
+        item["fulltext"] = fulltext_state(r.decision, r.deleted, latest)
+        item["fulltext_reason"] = (latest.reason if item["fulltext"] == "excluded"
+                                   and latest is not None else None)
     matches = matches_for_records(session, rows)
     for item, r in zip(body, rows, strict=True):
         item["trial_matches"] = [m.as_dict() for m in matches.get(r.pmid, [])]
