@@ -163,6 +163,7 @@ def test_a_curator_records_a_verdict_on_the_record_page(app: Any, users: dict[st
     curator = as_role(app, users, "curator")
     page = curator.get("/records/90000011")
     assert 'class="fulltext-form' in page.text and "awaiting assessment" in page.text
+    assert "ft-single" not in page.text  # single screening: no dual-screening note
     token = csrf_from(page.text)
     saved = curator.post("/records/90000011/fulltext", follow_redirects=False, data={
         "verdict": "excluded", "reason": "other", "note": XSS_NOTE, "csrf_token": token})
