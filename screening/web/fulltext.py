@@ -77,7 +77,8 @@ def sought_reports(session: Session, show: str = "all") -> list[SoughtReport]:
     for pmid, trial_id, name in session.exec(
             select(TrialReport.pmid, Trial.id, Trial.name).join(Trial)
             .where(col(TrialReport.pmid).in_([r.pmid for r in records]))):
-        links.setdefault(int(pmid), []).append((int(trial_id), name))  # type: ignore[arg-type]
+        if pmid is not None and trial_id is not None:  # the IN filter leaves no None pmid
+            links.setdefault(int(pmid), []).append((int(trial_id), name))
     rows = [SoughtReport(r, latest.get(r.pmid), links.get(r.pmid, [])) for r in records]
     if show == "awaiting":
         rows = [r for r in rows if r.assessment is None]
