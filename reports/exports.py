@@ -217,8 +217,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
 
 def _fulltext_cells(r: Any, verdict: FullTextAssessment | None) -> list[str]:
     """``fulltext`` and ``fulltext_reason`` of one records-CSV row."""
-    state = fulltext_state(r.decision, r.deleted, verdict)
-    reason = verdict.reason if state == "excluded" and verdict is not None else None
+    state, reason = fulltext_state(r.decision, r.deleted, verdict)
     return [state or "", reason_label(reason) if reason else ""]
 
 

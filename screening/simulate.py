@@ -32,6 +32,7 @@ from screening.metrics import order_metrics
 from screening.model import make_classifier, make_query
 from screening.stopping import first_stop
 from store.errors import ValidationError
+from store.settings import share_problem
 
 log = logging.getLogger(__name__)
 
@@ -290,9 +291,9 @@ def simulate(path: Path, *, seed: int = 0, prior_ids: Sequence[int] | None = Non
              stop_recall: float | None = None) -> SimulationResult:
     """Replay ``path`` from two priors; see the module docstring. ``stop_recall`` adds the
     stopping test's stop point at that recall target (in [0.5, 1))."""
-    if stop_recall is not None and not 0.5 <= stop_recall < 1:
-        raise ValidationError(f"a stopping recall target must be at least 0.5 and below 1, "
-                              f"e.g. 0.95, got {stop_recall:g}")
+    problem = share_problem(stop_recall, "0.95") if stop_recall is not None else None
+    if problem:  # the rule of MMLR_STOPPING_RECALL
+        raise ValidationError(f"a stopping recall target {problem}")
     config = (config or ScreeningConfig()).validate()
     data = load_dataset(Path(path))
     started = time.perf_counter()

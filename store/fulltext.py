@@ -174,13 +174,16 @@ def fulltext_counts(session: Session, *, since: datetime | None = None) -> FullT
                           awaiting=sought - judged, eligible=eligible, excluded=excluded)
 
 
-def fulltext_state(decision: str | None, deleted: bool,
-                   latest: FullTextAssessment | None) -> str | None:
-    """A record's place in the full-text stage: None when it takes no part (not included,
-    or deleted), "awaiting" without a verdict, else its latest verdict."""
+def fulltext_state(decision: str | None, deleted: bool, latest: FullTextAssessment | None,
+                   ) -> tuple[str | None, str | None]:
+    """A record's place in the full-text stage and, for an excluded report, its reason code:
+    (None, None) when it takes no part (not included, or deleted), ("awaiting", None) without
+    a verdict, else its latest verdict."""
     if decision != "include" or deleted:
-        return None
-    return "awaiting" if latest is None else latest.verdict
+        return None, None
+    if latest is None:
+        return "awaiting", None
+    return latest.verdict, latest.reason if latest.verdict == "excluded" else None
 
 
 def reason_label(code: str | None) -> str:

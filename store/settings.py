@@ -111,6 +111,14 @@ _PLACEHOLDER_SECRETS = {
 }
 
 
+def share_problem(value: float, example: str) -> str | None:
+    """Why ``value`` is no power or recall target (None when it is one). Below 0.5 it says
+    little, and 1 cannot be reached: no design has power 1, sampling never shows recall 1."""
+    if 0.5 <= value < 1:
+        return None
+    return f"must be at least 0.5 and below 1, e.g. {example}, got {value:g}"
+
+
 class Settings(BaseSettings):
     """All configuration. Build it with :func:`load_settings` (or ``Settings()``)."""
 
@@ -288,11 +296,10 @@ class Settings(BaseSettings):
     @field_validator("monitoring_power", "stopping_recall")
     @classmethod
     def _check_share(cls, value: float, info: ValidationInfo) -> float:
-        # A power or a recall target: below 0.5 it says little, and 1 cannot be reached (no
-        # design has power 1; sampling can never show recall 1).
-        if not 0.5 <= value < 1:
-            example = "0.95" if info.field_name == "stopping_recall" else "0.80"
-            raise ValueError(f"must be at least 0.5 and below 1, e.g. {example}, got {value:g}")
+        problem = share_problem(value, "0.95" if info.field_name == "stopping_recall"
+                                else "0.80")
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("entrez_rate")

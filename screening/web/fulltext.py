@@ -51,6 +51,10 @@ class SoughtReport:
         return self.assessment.verdict if self.assessment is not None else "awaiting"
 
     @property
+    def text(self) -> str:
+        return verdict_text(self.assessment)
+
+    @property
     def unlinked(self) -> bool:
         """Eligible but not yet a report of any trial: its data are not in the analyses."""
         return self.verdict == "eligible" and not self.trials

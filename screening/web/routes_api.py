@@ -175,10 +175,8 @@ def records(request: Request, session: DbSession, user: ApiReader,
     body = [_record_json(r) for r in rows]
     verdicts = latest_assessments(session, [r.pmid for r in rows if r.decision == "include"])
     for item, r in zip(body, rows, strict=True):
-        latest = verdicts.get(r.pmid)
-        item["fulltext"] = fulltext_state(r.decision, r.deleted, latest)
-        item["fulltext_reason"] = (latest.reason if item["fulltext"] == "excluded"
-                                   and latest is not None else None)
+        item["fulltext"], item["fulltext_reason"] = fulltext_state(
+            r.decision, r.deleted, verdicts.get(r.pmid))
     matches = matches_for_records(session, rows)
     for item, r in zip(body, rows, strict=True):
         item["trial_matches"] = [m.as_dict() for m in matches.get(r.pmid, [])]

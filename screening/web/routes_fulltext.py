@@ -13,7 +13,7 @@ from screening.web.csrf import csrf_protect
 from screening.web.deps import Curator, DbSession, Viewer, flash
 from screening.web.fulltext import LIST_LIMIT, SHOWS, sought_reports, verdict_text
 from screening.web.templating import render
-from store.fulltext import REASONS, assess, fulltext_counts
+from store.fulltext import assess, fulltext_counts
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -24,7 +24,7 @@ def fulltext_page(request: Request, session: DbSession, user: Viewer,
                   ) -> Response:
     return render(request, "fulltext.html", {
         "rows": sought_reports(session, show), "counts": fulltext_counts(session),
-        "show": show, "shows": SHOWS, "reason_labels": REASONS, "limit": LIST_LIMIT})
+        "show": show, "shows": SHOWS, "limit": LIST_LIMIT})
 
 
 @router.post("/records/{pmid}/fulltext")
