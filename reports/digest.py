@@ -271,20 +271,30 @@ def _new_trial_matches(session: Session, prev_summary: dict[str, Any],
     return new, sorted(keys)
 
 
+def _rows_since(session: Session, model: Any, previous: Digest | None, last_id: Any,
+                ) -> tuple[list[Any], int | None]:
+    """The append-only rows of ``model`` (decisions, full-text verdicts) made since the
+    previous digest, in id order, and the last id the new digest records. Ids are the cut-off
+    (timestamps of two rows can tie); the timestamp only serves a digest stored before the
+    id was recorded."""
+    stmt = select(model).order_by(col(model.id))
+    if last_id is not None:
+        stmt = stmt.where(col(model.id) > int(last_id))
+    elif previous is not None:
+        stmt = stmt.where(col(model.created_at) > previous.period_end)
+    rows = list(session.exec(stmt).all())
+    new_last = rows[-1].id if rows else (int(last_id) if last_id is not None else None)
+    if new_last is None and previous is None:
+        new_last = session.exec(select(func.max(model.id))).one()
+    return rows, new_last
+
+
 def _decisions_since(
     session: Session, previous: Digest | None, prev_summary: dict[str, Any], *,
     dual: bool = False,
 ) -> tuple[dict[str, Any], int | None]:
-    stmt = select(Decision).order_by(col(Decision.id))
-    last_id = prev_summary.get("last_decision_id")
-    if previous is not None:
-        # Ids are the cut-off (timestamps of two rows can tie); the timestamp only serves a
-        # digest stored before the id was recorded.
-        if last_id is not None:
-            stmt = stmt.where(col(Decision.id) > int(last_id))
-        else:
-            stmt = stmt.where(col(Decision.created_at) > previous.period_end)
-    rows = list(session.exec(stmt).all())
+    rows, new_last = _rows_since(session, Decision, previous,
+                                 prev_summary.get("last_decision_id"))
     counts = Counter(d.decision for d in rows)
     if dual:  # how many, not which way: the votes of unresolved records stay blind
         counts = Counter("votes" if d.kind == "vote" else "resolutions" for d in rows)
@@ -301,9 +311,6 @@ def _decisions_since(
     includes = [_record_view(records[p]) if p in records else {"pmid": p, "title": "",
                                                                 "url": PUBMED_URL.format(pmid=p)}
                 for p in include_pmids]
-    new_last = rows[-1].id if rows else (int(last_id) if last_id is not None else None)
-    if new_last is None and previous is None:
-        new_last = session.exec(select(func.max(Decision.id))).one()
     return ({"total": len(rows), "counts": dict(sorted(counts.items())),
              "records": len(latest), "includes": includes}, new_last)
 
@@ -313,13 +320,8 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
     """Full-text verdicts of the period (ids above the previous digest's last one; a digest
     stored before the stage existed has none, so its period end is the cut-off), the latest
     per record listed, and the stage as it stands now."""
-    stmt = select(FullTextAssessment).order_by(col(FullTextAssessment.id))
-    last_id = prev_summary.get("last_fulltext_id")
-    if last_id is not None:
-        stmt = stmt.where(col(FullTextAssessment.id) > int(last_id))
-    elif previous is not None:
-        stmt = stmt.where(col(FullTextAssessment.created_at) > previous.period_end)
-    rows = list(session.exec(stmt).all())
+    rows, new_last = _rows_since(session, FullTextAssessment, previous,
+                                 prev_summary.get("last_fulltext_id"))
     latest = {row.pmid: row for row in rows}  # id order: the last one per record counts
     records = {r.pmid: r for r in session.exec(
         select(Record).where(col(Record.pmid).in_(list(latest))))} if latest else {}
@@ -331,9 +333,6 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
         view = {**_record_view(record), "reason": reason_label(row.reason) if row.reason
                 else None}
         listed[row.verdict].append(view)
-    new_last = rows[-1].id if rows else (int(last_id) if last_id is not None else None)
-    if new_last is None and previous is None:
-        new_last = session.exec(select(func.max(FullTextAssessment.id))).one()
     return ({"total": len(rows), "counts": dict(sorted(Counter(r.verdict for r in rows)
                                                        .items())),
              "eligible": listed["eligible"][:MAX_LISTED_RECORDS],
