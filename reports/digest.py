@@ -20,9 +20,10 @@ and stores a new one holding
   (``reports.small_study``) when the funnel assessment changed in a way a review panel acts
   on: the analysis reached 10 trials, Egger's p crossed 0.10, or trim-and-fill fills another
   number of trials; a snapshot from before the assessment existed claims no change,
-* full-text verdicts made since (``FullTextAssessment.id`` above the previous digest's last
-  one): how many of each, the reports found eligible and those excluded with their reasons,
-  and where the full-text stage stands now (``store.fulltext``),
+* full-text judgements made since (``FullTextAssessment.id`` above the previous digest's
+  last one): how many of each (votes of two assessors only as a number), the reports settled
+  as eligible and as excluded with their reasons, and where the full-text stage stands now
+  (``store.fulltext``),
 * the screening health (recall estimate), computed by the provider the caller passes
   (``build_digest(ctx, health=screening.health.screening_health)``).
 
@@ -67,7 +68,7 @@ from store.audit import audit
 from store.baselines import baseline_for, current_baselines
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
-from store.fulltext import fulltext_counts, reason_label
+from store.fulltext import VOTE, fulltext_counts, outcomes, reason_label
 from store.locks import job_lock
 from store.models import (
     Alert,
@@ -317,24 +318,27 @@ def _decisions_since(
 
 def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dict[str, Any],
                     ) -> tuple[dict[str, Any], int | None]:
-    """Full-text verdicts of the period (ids above the previous digest's last one; a digest
-    stored before the stage existed has none, so its period end is the cut-off), the latest
-    per record listed, and the stage as it stands now."""
+    """Full-text judgements of the period (ids above the previous digest's last one; a digest
+    stored before the stage existed has none, so its period end is the cut-off): the reports
+    *settled* in the period listed (by a verdict, a resolution, or the vote that made two
+    assessors agree), and the stage as it stands now. Votes are counted, never shown by
+    verdict: a vote waiting for its second assessor is blind."""
     rows, new_last = _rows_since(session, FullTextAssessment, previous,
                                  prev_summary.get("last_fulltext_id"))
-    latest = {row.pmid: row for row in rows}  # id order: the last one per record counts
+    period = {row.id for row in rows}
+    settled = outcomes(session, {row.pmid for row in rows})
     records = {r.pmid: r for r in session.exec(
-        select(Record).where(col(Record.pmid).in_(list(latest))))} if latest else {}
+        select(Record).where(col(Record.pmid).in_(list(settled))))} if settled else {}
     listed: dict[str, list[dict[str, Any]]] = {"eligible": [], "excluded": []}
-    for pmid, row in sorted(latest.items()):
+    for pmid, o in sorted(settled.items()):
         record = records.get(pmid)
-        if row.verdict not in listed or record is None or record.decision != "include":
-            continue  # a verdict on a record no longer included counts nowhere
-        view = {**_record_view(record), "reason": reason_label(row.reason) if row.reason
-                else None}
-        listed[row.verdict].append(view)
-    return ({"total": len(rows), "counts": dict(sorted(Counter(r.verdict for r in rows)
-                                                       .items())),
+        if o.row is None or o.row.id not in period or o.verdict not in listed \
+                or record is None or record.decision != "include":
+            continue  # unsettled, settled earlier, or on a record no longer included
+        listed[o.verdict].append({**_record_view(record), "reason": reason_label(o.reason)
+                                  if o.reason else None})
+    counts = Counter("votes" if r.kind == VOTE else r.verdict for r in rows)
+    return ({"total": len(rows), "counts": dict(sorted(counts.items())),
              "eligible": listed["eligible"][:MAX_LISTED_RECORDS],
              "excluded": listed["excluded"][:MAX_LISTED_RECORDS],
              "now": fulltext_counts(session).to_json()}, new_last)

@@ -5,8 +5,9 @@
   publication_types, nct_ids, first_seen_at, fulltext, fulltext_reason``. ``status`` is
   PubMed's indexing status (Publisher, In-Process, MEDLINE…); ``screening`` is where the
   record stands in the review (deleted, included, excluded, maybe, flagged, not flagged,
-  unscored); ``fulltext`` is an included record's full-text verdict (``awaiting``,
-  ``eligible``, ``excluded``, ``not_retrieved``; empty for the others) and
+  unscored); ``fulltext`` is an included record's full-text verdict (``eligible``,
+  ``excluded``, ``not_retrieved``) or, until it is settled, its state (``awaiting``, and with
+  two assessors ``awaiting_second`` or ``conflict``); empty for the others; and
   ``fulltext_reason`` the reason of an exclusion (its text, as PRISMA reports it): filtered
   on ``excluded``, the list of reports excluded with reasons. Under dual screening two more
   columns follow: ``screening_state`` (``unscreened``, ``awaiting_second``,
@@ -55,15 +56,15 @@ from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
 from store.fulltext import (
     FullTextCounts,
+    Outcome,
     fulltext_counts,
     fulltext_state,
-    latest_assessments,
+    outcomes,
     reason_label,
 )
 from store.models import (
     Decision,
     Digest,
-    FullTextAssessment,
     Record,
     RecordRevision,
     Trial,
@@ -195,7 +196,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
         if not page:
             return
         screeners = _screeners_between(session, page[0].pmid, page[-1].pmid) if dual else {}
-        verdicts = latest_assessments(
+        verdicts = outcomes(
             session, [r.pmid for r in page if r.decision == "include" and not r.deleted])
         for r in page:
             row = [
@@ -215,7 +216,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
         last = page[-1].pmid
 
 
-def _fulltext_cells(r: Any, verdict: FullTextAssessment | None) -> list[str]:
+def _fulltext_cells(r: Any, verdict: Outcome | None) -> list[str]:
     """``fulltext`` and ``fulltext_reason`` of one records-CSV row."""
     state, reason = fulltext_state(r.decision, r.deleted, verdict)
     return [state or "", reason_label(reason) if reason else ""]
@@ -350,12 +351,15 @@ def _fulltext_lines(ft: FullTextCounts) -> list[tuple[str, int, str]]:
     has the same rows from one export to the next."""
     return [
         (NOT_RETRIEVED_STAGE, ft.not_retrieved, "full text could not be obtained"),
-        (FULLTEXT_AWAITING_STAGE, ft.awaiting, "included, no full-text verdict yet"),
+        (FULLTEXT_AWAITING_STAGE, ft.awaiting,
+         "included, full-text assessment not settled yet" + (
+             f" ({ft.awaiting_second} awaiting a second assessor, {ft.conflicts} in conflict)"
+             if ft.awaiting_second or ft.conflicts else "")),
         (ASSESSED_STAGE, ft.assessed, "eligible plus excluded after reading the full text"),
         (FULLTEXT_EXCLUDED_STAGE, ft.excluded_total, "the sum of the reasons below"),
         *((f"{EXCLUDED_REASON_PREFIX}{reason_label(code)}", n, f"reason code {code}")
           for code, n in ft.excluded.items()),
-        (ELIGIBLE_STAGE, ft.eligible, "latest full-text verdict: eligible"),
+        (ELIGIBLE_STAGE, ft.eligible, "settled full-text verdict: eligible"),
     ]
 
 
@@ -366,12 +370,10 @@ SINCE_NOTES: dict[str, str] = {
     DELETED_STAGE: "records a poll found deleted from PubMed after that time",
     CURATORS_STAGE: "records whose current exclude decision was made after that time",
     INCLUDED_STAGE: "records whose current include decision was made after that time",
-    NOT_RETRIEVED_STAGE: "reports whose current verdict, not retrieved, was made after that "
-                         "time",
-    ASSESSED_STAGE: "reports whose current full-text verdict was made after that time",
-    FULLTEXT_EXCLUDED_STAGE: "reports whose current verdict, excluded, was made after that "
-                             "time",
-    ELIGIBLE_STAGE: "reports whose current verdict, eligible, was made after that time",
+    NOT_RETRIEVED_STAGE: "reports settled as not retrieved after that time",
+    ASSESSED_STAGE: "reports whose full-text verdict was settled after that time",
+    FULLTEXT_EXCLUDED_STAGE: "reports settled as excluded after that time",
+    ELIGIBLE_STAGE: "reports settled as eligible after that time",
     TRIALS_STAGE: "trials added after that time",
     REPORTS_STAGE: "trial reports added after that time",
 }

@@ -9,6 +9,7 @@
     ├── PoolingError              a meta-analysis cannot be computed from its inputs
     ├── DeliveryError             a digest could not be written or sent
     ├── ValidationError           user input is wrong (HTTP 400 / CLI exit 1)
+    │   └── StateError            the request does not fit the object's state (HTTP 409)
     ├── NotFoundError             the object asked for does not exist (HTTP 404)
     ├── AuthError                 not logged in / bad credentials (HTTP 401)
     ├── PermissionDeniedError     logged in but the role does not allow it (HTTP 403)
@@ -68,6 +69,13 @@ class DeliveryError(MmlrError):
 
 class ValidationError(MmlrError):
     http_status = 400
+
+
+class StateError(ValidationError):
+    """Well-formed, but not now: a vote on a record already resolved, a resolution of one
+    that two people have not assessed yet, …"""
+
+    http_status = 409
 
 
 class NotFoundError(MmlrError):

@@ -1,8 +1,7 @@
 """Full-text assessment: the second screening stage of PRISMA 2020.
 
-A record included at title/abstract screening is a *report sought for retrieval*. A curator
-then reads its full text and records one verdict (``FullTextAssessment``, append-only; the
-latest per record counts):
+A record included at title/abstract screening is a *report sought for retrieval*. Its full
+text is read and judged (``FullTextAssessment``, append-only):
 
 - ``eligible`` — the report belongs in the review (it is then linked to a trial and its
   hazard ratios extracted);
@@ -10,25 +9,45 @@ latest per record counts):
   counts ("Reports excluded: reason 1 (n = …)");
 - ``not_retrieved`` — the full text could not be obtained.
 
+Who settles a report (:func:`outcome`, the one rule every page, count and export reads):
+
+- **One assessor** (``MMLR_SCREENERS_PER_RECORD=1``): each judgement is a row of kind
+  ``verdict`` and the newest one settles the report.
+- **Two independent assessors** (``MMLR_SCREENERS_PER_RECORD=2``, Cochrane MECIR C39/C40 ask
+  for it at both stages): each judgement is a ``vote``. The report is settled when two
+  people's latest votes agree on the verdict *and*, for an exclusion, on the reason — PRISMA
+  reports one reason per report, so two different reasons are a conflict too. Until then it
+  is awaiting (no vote), awaiting a second assessor (one) or a conflict (they differ). A
+  conflict is settled by a ``resolution`` (a third curator's or an admin's, with a note); a
+  settled report changes only by another resolution. While one vote waits for the second,
+  only its author sees it (blinding).
+- Rows of kind ``verdict`` and ``resolution`` settle whatever the setting, so switching it
+  never unsettles a report: the mode only decides what a *new* judgement is.
+
 Only records whose current decision is *include* and that PubMed has not deleted take part:
 a verdict on a record whose title/abstract decision later changed stays in the history but
 counts nowhere. The rules live here (store) so the pages, the API, the PRISMA counts and the
-digest share them.
+digest share them; who may resolve (roles) is the web app's (``screening.web.fulltext``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from store.audit import audit
-from store.errors import NotFoundError, ValidationError
+from store.errors import StateError, ValidationError
 from store.models import FullTextAssessment, Record, User
+from store.record_lock import locked_record
+from store.settings import is_dual_screening
+
+log = logging.getLogger(__name__)
 
 VERDICTS: dict[str, str] = {
     "eligible": "eligible",
@@ -48,6 +67,14 @@ REASONS: dict[str, str] = {
     "other": "other reason (see the note)",
 }
 MAX_NOTE = 2000
+
+VERDICT = "verdict"  # one assessor's judgement: settles the report
+VOTE = "vote"  # one of two independent assessors' judgements
+RESOLUTION = "resolution"  # a third person's ruling on a conflict (or an admin's change)
+SETTLING = frozenset({VERDICT, RESOLUTION})
+_IN_CHUNK = 500  # bound the size of IN (...) lists
+
+State = Literal["awaiting", "awaiting_second", "conflict", "resolved"]
 
 
 def check_assessment(verdict: str, reason: str | None, note: str | None,
@@ -77,13 +104,121 @@ def check_assessment(verdict: str, reason: str | None, note: str | None,
     return verdict, reason, note
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """Where one report stands (:func:`outcome`): ``row`` is the judgement that settled it
+    (None until settled) and ``votes`` each assessor's latest vote, oldest first."""
+
+    state: State
+    row: FullTextAssessment | None = None
+    votes: tuple[FullTextAssessment, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        """The settled verdict, else the state (``awaiting``, ``awaiting_second``,
+        ``conflict``)."""
+        return self.row.verdict if self.row is not None else self.state
+
+    @property
+    def reason(self) -> str | None:
+        """The reason code of a settled exclusion."""
+        return self.row.reason if self.row is not None and self.row.verdict == "excluded" \
+            else None
+
+    def voted(self, user_id: int | None) -> FullTextAssessment | None:
+        """``user_id``'s latest vote, if they voted."""
+        return next((v for v in self.votes if v.user_id is not None and v.user_id == user_id),
+                    None)
+
+
+AWAITING = Outcome("awaiting")
+
+
+def outcome(rows: Iterable[FullTextAssessment]) -> Outcome:
+    """The rule of the module docstring over one record's rows (any order)."""
+    ordered = sorted(rows, key=lambda r: r.id or 0)
+    settling = [r for r in ordered if r.kind in SETTLING]
+    latest: dict[int, FullTextAssessment] = {}
+    for row in ordered:
+        if row.kind == VOTE and row.user_id is not None:  # an unattributed vote is nobody's
+            latest.pop(row.user_id, None)
+            latest[row.user_id] = row  # re-inserted: the dict keeps latest-vote order
+    votes = tuple(latest.values())
+    if settling:
+        return Outcome("resolved", settling[-1], votes)
+    if not votes:
+        return AWAITING
+    if len({(v.verdict, v.reason) for v in votes}) > 1:
+        return Outcome("conflict", None, votes)
+    if len(votes) >= 2:
+        return Outcome("resolved", votes[-1], votes)
+    return Outcome("awaiting_second", None, votes)
+
+
+def _rows(session: Session, pmids: Sequence[int]) -> dict[int, list[FullTextAssessment]]:
+    out: dict[int, list[FullTextAssessment]] = {p: [] for p in pmids}
+    for start in range(0, len(pmids), _IN_CHUNK):
+        part = pmids[start:start + _IN_CHUNK]
+        for row in session.exec(select(FullTextAssessment)
+                                .where(col(FullTextAssessment.pmid).in_(part))
+                                .order_by(col(FullTextAssessment.id))):
+            out[row.pmid].append(row)
+    return out
+
+
+def outcomes(session: Session, pmids: Iterable[int]) -> dict[int, Outcome]:
+    """Each record's :class:`Outcome` (``awaiting`` when it has no row)."""
+    wanted = sorted(set(pmids))
+    return {pmid: outcome(rows) for pmid, rows in _rows(session, wanted).items()}
+
+
 def assess(session: Session, *, user: User, pmid: int, verdict: str,
-           reason: str | None = None, note: str | None = None) -> FullTextAssessment:
-    """Append a full-text verdict on ``pmid``; the caller commits."""
+           reason: str | None = None, note: str | None = None,
+           screeners_per_record: int) -> FullTextAssessment:
+    """Record ``user``'s full-text judgement of ``pmid``: a verdict with one assessor, a vote
+    with two (refused on a settled report, and on a conflict by anyone but its assessors,
+    who may change their vote). The caller commits."""
+    kind = VOTE if is_dual_screening(screeners_per_record) else VERDICT
     verdict, reason, note = check_assessment(verdict, reason, note)
-    record = session.get(Record, pmid)
-    if record is None:
-        raise NotFoundError(f"record PMID {pmid} is not in the database")
+    record = assessable_record(session, pmid)
+    before = outcomes(session, [pmid])[pmid]
+    if kind == VOTE:
+        if before.state == "resolved":
+            raise StateError(
+                f"PMID {pmid}'s full-text assessment is settled ({verdict_words(before)}); "
+                "votes no longer change it",
+                hint="an admin can change it with a resolution on the record page")
+        if before.state == "conflict" and before.voted(user.id) is None:
+            raise StateError(
+                f"PMID {pmid}'s two full-text assessors disagree; a third vote does not "
+                "settle it", hint="resolve the conflict on the record page instead")
+    return append(session, user=user, record=record, verdict=verdict, reason=reason,
+                  note=note, kind=kind)
+
+
+def append(session: Session, *, user: User, record: Record, verdict: str,
+           reason: str | None, note: str | None, kind: str) -> FullTextAssessment:
+    """Store one checked judgement of ``kind`` on ``record`` (locked by the caller through
+    :func:`assessable_record`) and audit it with the outcome it leads to."""
+    row = FullTextAssessment(pmid=record.pmid, user_id=user.id, verdict=verdict,
+                             reason=reason, note=note, kind=kind)
+    session.add(row)
+    session.flush()
+    after = outcomes(session, [record.pmid])[record.pmid]
+    audit(session, "fulltext.assess" if kind != RESOLUTION else "fulltext.resolve",
+          actor=user.email, object_type="record", object_id=record.pmid, verdict=verdict,
+          reason=reason, assessment_id=row.id, kind=kind, state=after.state,
+          settled=after.verdict if after.state == "resolved" else None)
+    if kind == VOTE and after.state != "awaiting_second":
+        log.info("PMID %s full text: %s after %s votes", record.pmid, after.state,
+                 len(after.votes))
+    return row
+
+
+def assessable_record(session: Session, pmid: int) -> Record:
+    """``pmid``'s record, write-locked (two votes at one moment see each other), or an error
+    saying why it takes no part in the full-text stage."""
+    record = locked_record(session, pmid)
     if record.deleted:
         raise ValidationError(f"PMID {pmid} was deleted from PubMed; it is not assessed in "
                               "full text")
@@ -92,13 +227,7 @@ def assess(session: Session, *, user: User, pmid: int, verdict: str,
             f"PMID {pmid} is not included at title/abstract screening (current decision: "
             f"{record.decision or 'none'}); only included records are assessed in full text",
             hint="include it on its record page first")
-    row = FullTextAssessment(pmid=pmid, user_id=user.id, verdict=verdict, reason=reason,
-                             note=note)
-    session.add(row)
-    session.flush()
-    audit(session, "fulltext.assess", actor=user.email, object_type="record", object_id=pmid,
-          verdict=verdict, reason=reason, assessment_id=row.id)
-    return row
+    return record
 
 
 def _sought() -> Any:
@@ -106,29 +235,47 @@ def _sought() -> Any:
     return (col(Record.decision) == "include", col(Record.deleted).is_(False))
 
 
-def latest_assessments(session: Session, pmids: Iterable[int] | None = None,
-                       ) -> dict[int, FullTextAssessment]:
-    """The current (newest) verdict per record, for ``pmids`` or every record."""
-    newest = select(func.max(FullTextAssessment.id)).group_by(col(FullTextAssessment.pmid))
-    stmt = select(FullTextAssessment).where(col(FullTextAssessment.id).in_(newest))
-    if pmids is not None:
-        wanted = list(pmids)
-        if not wanted:
-            return {}
-        stmt = stmt.where(col(FullTextAssessment.pmid).in_(wanted))
-    return {a.pmid: a for a in session.exec(stmt)}
+def sought_pmids(session: Session) -> list[int]:
+    """The reports sought for retrieval (included, not deleted), by PMID."""
+    return [int(p) for p in session.exec(select(Record.pmid).where(*_sought())
+                                         .order_by(col(Record.pmid)))]
+
+
+def verdict_words(o: Outcome) -> str:
+    """An outcome in words: "eligible", "excluded: not a randomised trial", "conflict: …"."""
+    if o.row is not None:
+        return row_words(o.row)
+    return STATE_WORDS[o.state]
+
+
+def row_words(row: FullTextAssessment) -> str:
+    """One judgement in words: "eligible", "excluded: not a randomised trial"."""
+    if row.verdict == "excluded":
+        return f"excluded: {reason_label(row.reason)}"
+    return VERDICTS.get(row.verdict, row.verdict)
+
+
+STATE_WORDS: dict[str, str] = {
+    "awaiting": "awaiting assessment",
+    "awaiting_second": "awaiting a second assessor",
+    "conflict": "conflict: the two assessors disagree",
+}
 
 
 @dataclass(frozen=True)
 class FullTextCounts:
     """Where the reports sought for retrieval stand. ``sought = not_retrieved + awaiting +
-    assessed`` and ``assessed = eligible + sum(excluded.values())``."""
+    assessed`` and ``assessed = eligible + sum(excluded.values())``; ``awaiting`` counts every
+    report not settled yet, of which ``awaiting_second`` have one of two votes and
+    ``conflicts`` two that differ."""
 
     sought: int
     not_retrieved: int
     awaiting: int
     eligible: int
     excluded: Mapping[str, int] = field(default_factory=dict)  # every reason, 0 included
+    awaiting_second: int = 0
+    conflicts: int = 0
 
     @property
     def excluded_total(self) -> int:
@@ -140,50 +287,46 @@ class FullTextCounts:
 
     def to_json(self) -> dict[str, Any]:
         return {"sought": self.sought, "not_retrieved": self.not_retrieved,
-                "awaiting": self.awaiting, "assessed": self.assessed,
+                "awaiting": self.awaiting, "awaiting_second": self.awaiting_second,
+                "conflicts": self.conflicts, "assessed": self.assessed,
                 "eligible": self.eligible, "excluded": self.excluded_total,
                 "excluded_by_reason": dict(self.excluded)}
 
 
 def fulltext_counts(session: Session, *, since: datetime | None = None) -> FullTextCounts:
     """The full-text stage in numbers (see :class:`FullTextCounts`). With ``since``, only
-    verdicts made after it count as eligible / excluded / not retrieved (``sought`` and
-    ``awaiting`` are states, reported as they are now)."""
-    sought = int(session.exec(select(func.count()).select_from(Record)
-                              .where(*_sought())).one())
-    newest = select(func.max(FullTextAssessment.id)).group_by(col(FullTextAssessment.pmid))
-    stmt = (select(FullTextAssessment.verdict, FullTextAssessment.reason, func.count())
-            .join(Record, col(Record.pmid) == col(FullTextAssessment.pmid))
-            .where(col(FullTextAssessment.id).in_(newest), *_sought()))
-    if since is not None:
-        stmt = stmt.where(col(FullTextAssessment.created_at) > since)
-    rows = session.exec(stmt.group_by(col(FullTextAssessment.verdict),
-                                      col(FullTextAssessment.reason))).all()
-    by: dict[tuple[str, str | None], int] = {(v, r): int(n) for v, r, n in rows}
+    reports settled after it count as eligible / excluded / not retrieved (``sought`` and
+    the unsettled ones are states, reported as they are now)."""
+    pmids = sought_pmids(session)
+    states: Counter[str] = Counter()
+    by: Counter[tuple[str, str | None]] = Counter()
+    for o in outcomes(session, pmids).values():
+        states[o.state] += 1
+        if o.row is not None and (since is None or o.row.created_at > since):
+            by[(o.row.verdict, o.reason)] += 1
     excluded = {code: by.get(("excluded", code), 0) for code in REASONS}
     # A reason code no longer in REASONS (renamed in a later version) still counts, as itself.
     for (verdict, code), n in by.items():
         if verdict == "excluded" and code not in excluded:
             excluded[str(code)] = n
-    eligible = sum(n for (verdict, _), n in by.items() if verdict == "eligible")
-    not_retrieved = sum(n for (verdict, _), n in by.items() if verdict == "not_retrieved")
-    judged = int(session.exec(
-        select(func.count()).select_from(Record).where(
-            *_sought(), col(Record.pmid).in_(select(FullTextAssessment.pmid)))).one())
-    return FullTextCounts(sought=sought, not_retrieved=not_retrieved,
-                          awaiting=sought - judged, eligible=eligible, excluded=excluded)
+    return FullTextCounts(
+        sought=len(pmids),
+        not_retrieved=sum(n for (v, _), n in by.items() if v == "not_retrieved"),
+        awaiting=len(pmids) - states["resolved"],
+        eligible=sum(n for (v, _), n in by.items() if v == "eligible"),
+        excluded=excluded, awaiting_second=states["awaiting_second"],
+        conflicts=states["conflict"])
 
 
-def fulltext_state(decision: str | None, deleted: bool, latest: FullTextAssessment | None,
+def fulltext_state(decision: str | None, deleted: bool, o: Outcome | None,
                    ) -> tuple[str | None, str | None]:
     """A record's place in the full-text stage and, for an excluded report, its reason code:
-    (None, None) when it takes no part (not included, or deleted), ("awaiting", None) without
-    a verdict, else its latest verdict."""
+    (None, None) when it takes no part (not included, or deleted), else its settled verdict
+    or its state (``awaiting``, ``awaiting_second``, ``conflict``)."""
     if decision != "include" or deleted:
         return None, None
-    if latest is None:
-        return "awaiting", None
-    return latest.verdict, latest.reason if latest.verdict == "excluded" else None
+    o = o or AWAITING
+    return o.verdict, o.reason
 
 
 def reason_label(code: str | None) -> str:
@@ -192,11 +335,14 @@ def reason_label(code: str | None) -> str:
 
 
 def assessment_json(row: FullTextAssessment, email: str | None) -> dict[str, Any]:
-    return {"id": row.id, "pmid": row.pmid, "verdict": row.verdict, "reason": row.reason,
+    return {"id": row.id, "pmid": row.pmid, "kind": row.kind, "verdict": row.verdict,
+            "reason": row.reason,
             "reason_label": reason_label(row.reason) if row.reason else None,
             "note": row.note, "user": email, "created_at": row.created_at.isoformat()}
 
 
-__all__ = ["MAX_NOTE", "REASONS", "VERDICTS", "FullTextCounts", "assess", "assessment_json",
-           "check_assessment", "fulltext_counts", "fulltext_state", "latest_assessments",
-           "reason_label"]
+__all__ = ["AWAITING", "MAX_NOTE", "REASONS", "RESOLUTION", "SETTLING", "STATE_WORDS",
+           "VERDICT", "VERDICTS", "VOTE", "FullTextCounts", "Outcome", "append", "assess",
+           "assessable_record", "assessment_json", "check_assessment", "fulltext_counts",
+           "fulltext_state", "outcome", "outcomes", "reason_label", "row_words", "sought_pmids",
+           "verdict_words"]

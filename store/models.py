@@ -224,7 +224,9 @@ class Decision(SQLModel, table=True):
 class FullTextAssessment(SQLModel, table=True):
     """A curator's full-text eligibility verdict on a record included at title/abstract
     screening (PRISMA 2020: reports sought, not retrieved, assessed, excluded with reasons).
-    Append-only: the latest row per record counts (rules in ``store.fulltext``)."""
+    Append-only. ``kind`` is ``verdict`` (one assessor: it settles the record), ``vote`` (two
+    independent assessors: settled when they agree) or ``resolution`` (a third person's
+    ruling on a conflict); the rules are in ``store.fulltext``."""
 
     __tablename__ = "fulltext_assessments"
 
@@ -234,6 +236,7 @@ class FullTextAssessment(SQLModel, table=True):
     verdict: str  # eligible | excluded | not_retrieved
     reason: str | None = None  # a code of store.fulltext.REASONS when excluded
     note: str | None = _text()
+    kind: str = "verdict"  # verdict | vote | resolution
     created_at: datetime = Field(default_factory=utcnow, index=True)
 
 

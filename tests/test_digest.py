@@ -202,7 +202,7 @@ def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ig
         for pmid in (90000001, 90000002):
             s.get(Record, pmid).decision = "include"  # type: ignore[union-attr]
         s.commit()
-        assess(s, user=user, pmid=90000001, verdict="eligible")
+        assess(s, screeners_per_record=1, user=user, pmid=90000001, verdict="eligible")
         s.commit()
     first = build_digest(ctx)
     ft = first.summary["fulltext"]
@@ -215,7 +215,7 @@ def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ig
     assert is_unchanged(build_digest(ctx))
     with ctx.sessions() as s:
         user = s.exec(select(User)).one()
-        assess(s, user=user, pmid=90000002, verdict="excluded", reason="not_randomised")
+        assess(s, screeners_per_record=1, user=user, pmid=90000002, verdict="excluded", reason="not_randomised")
         s.commit()
     second = build_digest(ctx)
     assert second.id != first.id
@@ -225,7 +225,7 @@ def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ig
         (90000002, REASONS["not_randomised"])]
     assert (f"- excluded ({REASONS['not_randomised']}): Thalidomide maintenance after ASCT"
             in second.text)
-    assert "Now: 2 reports sought, 0 awaiting assessment" in second.text
+    assert "Now: 2 reports sought, 0 not settled" in second.text
     assert "FULL-TEXT ASSESSMENT (1)" in second.text
 
 

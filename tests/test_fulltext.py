@@ -28,7 +28,7 @@ from reports.exports import (
 )
 from reports.prisma_diagram import REQUIRED_STAGES, prisma_svg
 from store.errors import NotFoundError, ValidationError
-from store.fulltext import REASONS, assess, fulltext_counts, latest_assessments
+from store.fulltext import REASONS, assess, fulltext_counts, outcomes
 from store.models import AuditLog, FullTextAssessment, Record, Trial, TrialReport, User
 
 app = test_web.app
@@ -71,7 +71,7 @@ def test_a_verdict_that_breaks_a_rule_is_refused_and_stores_nothing(
     with ctx.sessions() as s:
         user = _seed(s)
         with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
-            assess(s, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note)
+            assess(s, screeners_per_record=1, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note)
         s.rollback()
         assert s.exec(select(func.count()).select_from(FullTextAssessment)).one() == 0
 
@@ -79,19 +79,21 @@ def test_a_verdict_that_breaks_a_rule_is_refused_and_stores_nothing(
 def test_the_latest_verdict_counts_and_the_flow_adds_up(ctx: Any) -> None:
     with ctx.sessions() as s:
         user = _seed(s)
-        assess(s, user=user, pmid=1, verdict="eligible")
-        assess(s, user=user, pmid=2, verdict="excluded", reason="not_maintenance")
-        assess(s, user=user, pmid=3, verdict="not_retrieved", note="  asked the authors  ")
-        assess(s, user=user, pmid=4, verdict="excluded", reason="not_randomised")
-        assess(s, user=user, pmid=4, verdict="eligible")  # read again: the newest counts
+        assess(s, screeners_per_record=1, user=user, pmid=1, verdict="eligible")
+        assess(s, screeners_per_record=1, user=user, pmid=2, verdict="excluded", reason="not_maintenance")
+        assess(s, screeners_per_record=1, user=user, pmid=3, verdict="not_retrieved", note="  asked the authors  ")
+        assess(s, screeners_per_record=1, user=user, pmid=4, verdict="excluded", reason="not_randomised")
+        assess(s, screeners_per_record=1, user=user, pmid=4, verdict="eligible")  # read again: the newest counts
         s.commit()
         counts = fulltext_counts(s)
         assert (counts.sought, counts.awaiting, counts.not_retrieved, counts.eligible,
                 counts.excluded_total, counts.assessed) == (5, 1, 1, 2, 1, 3)
         assert counts.excluded == {**dict.fromkeys(REASONS, 0), "not_maintenance": 1}
         assert counts.sought == counts.not_retrieved + counts.awaiting + counts.assessed
-        assert latest_assessments(s)[3].note == "asked the authors"
-        assert latest_assessments(s, [4])[4].verdict == "eligible"
+        settled = outcomes(s, [3, 4, 5])
+        assert settled[3].row is not None and settled[3].row.note == "asked the authors"
+        assert settled[4].verdict == "eligible" and settled[4].state == "resolved"
+        assert settled[5].state == "awaiting" and settled[5].row is None
         assert s.exec(select(func.count()).select_from(AuditLog)
                       .where(AuditLog.action == "fulltext.assess")).one() == 5
         # the title/abstract decision changes: the verdict stays in history, counts nowhere
@@ -99,19 +101,19 @@ def test_the_latest_verdict_counts_and_the_flow_adds_up(ctx: Any) -> None:
         s.commit()
         after = fulltext_counts(s)
         assert (after.sought, after.excluded_total, after.assessed) == (4, 0, 2)
-        assert 2 in latest_assessments(s)
+        assert outcomes(s, [2])[2].verdict == "excluded"  # kept, though it counts nowhere
 
 
 def test_prisma_lines_diagram_and_since_follow_the_verdicts(ctx: Any, tmp_path: Path) -> None:
     with ctx.sessions() as s:
         user = _seed(s)
-        assess(s, user=user, pmid=1, verdict="eligible")
-        assess(s, user=user, pmid=2, verdict="excluded", reason="no_outcome")
-        assess(s, user=user, pmid=3, verdict="excluded", reason="other", note="single arm")
+        assess(s, screeners_per_record=1, user=user, pmid=1, verdict="eligible")
+        assess(s, screeners_per_record=1, user=user, pmid=2, verdict="excluded", reason="no_outcome")
+        assess(s, screeners_per_record=1, user=user, pmid=3, verdict="excluded", reason="other", note="single arm")
         s.commit()
         cut = s.exec(select(FullTextAssessment.created_at)
                      .where(FullTextAssessment.pmid == 2)).one()
-        assess(s, user=user, pmid=4, verdict="not_retrieved")
+        assess(s, screeners_per_record=1, user=user, pmid=4, verdict="not_retrieved")
         s.commit()
         counts = prisma_counts(s)
         since = prisma_since(s, cut)
@@ -163,7 +165,7 @@ def test_a_curator_records_a_verdict_on_the_record_page(app: Any, users: dict[st
     curator = as_role(app, users, "curator")
     page = curator.get("/records/90000011")
     assert 'class="fulltext-form' in page.text and "awaiting assessment" in page.text
-    assert "ft-single" not in page.text  # single screening: no dual-screening note
+    assert "ft-dual" not in page.text and "Save full-text verdict" in page.text  # one assessor
     token = csrf_from(page.text)
     saved = curator.post("/records/90000011/fulltext", follow_redirects=False, data={
         "verdict": "excluded", "reason": "other", "note": XSS_NOTE, "csrf_token": token})
@@ -256,9 +258,9 @@ def test_the_records_csv_carries_each_included_records_verdict(ctx: Any,
                                                                tmp_path: Path) -> None:
     with ctx.sessions() as s:
         user = _seed(s)
-        assess(s, user=user, pmid=1, verdict="eligible")
-        assess(s, user=user, pmid=2, verdict="excluded", reason="no_results")
-        assess(s, user=user, pmid=3, verdict="not_retrieved")
+        assess(s, screeners_per_record=1, user=user, pmid=1, verdict="eligible")
+        assess(s, screeners_per_record=1, user=user, pmid=2, verdict="excluded", reason="no_results")
+        assess(s, screeners_per_record=1, user=user, pmid=3, verdict="not_retrieved")
         s.commit()
     out = export(ctx, "csv", tmp_path / "records.csv")[0]
     rows = {int(r["pmid"]): (r["fulltext"], r["fulltext_reason"])

@@ -263,7 +263,8 @@ def test_every_form_route_refuses_a_missing_or_wrong_csrf_token(app: Any, users:
                         "/api/estimates/{estimate_id}/correct",
                         "/api/estimates/{estimate_id}/verify", "/api/trials/{trial_id}",
                         "/api/records/{pmid}/resolution", "/api/trials/{trial_id}/risk-of-bias",
-                        "/api/estimates/baseline", "/api/records/{pmid}/fulltext"}
+                        "/api/estimates/baseline", "/api/records/{pmid}/fulltext",
+                        "/api/records/{pmid}/fulltext/resolve"}
     assert admin.post("/api/decisions", json={"pmid": 90000002,
                                               "decision": "include"}).status_code == 401
 

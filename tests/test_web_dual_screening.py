@@ -124,16 +124,18 @@ def test_both_screeners_agreeing_resolves_the_record(app: Any, team: dict[str, s
     assert _decision(app, 90000003) == "exclude"
 
 
-def test_a_resolved_include_goes_to_one_persons_full_text_verdict(
+def test_a_resolved_include_goes_to_two_full_text_assessors(
         app: Any, team: dict[str, str], records: int) -> None:
-    """Dual screening covers titles and abstracts; the full-text form says its verdict is
-    one person's (single screening's page has no such note)."""
+    """Dual screening extends to the full text: the form asks for a vote and says two people
+    assess each report (single screening's page has no such note; tests/test_fulltext_dual
+    has the rules)."""
     _api_vote(app, FIRST, 90000003, "include")
     second = as_role(app, team, "curator2")
     _vote(second, 90000003, "include")
     page = second.get("/records/90000003").text
-    assert 'class="fulltext-form' in page and 'class="hint ft-single"' in page
-    assert "each full-text verdict is one person" in second.get("/fulltext").text
+    assert 'class="fulltext-form' in page and 'class="hint ft-dual"' in page
+    assert "Save full-text vote" in page
+    assert "Two people assess each report" in second.get("/fulltext").text
 
 
 @pytest.mark.parametrize(("first", "second", "expected"), [

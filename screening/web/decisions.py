@@ -17,15 +17,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from screening.agreement import VOTE, Vote, decision_after_vote, latest_votes
 from screening.votes import votes_on
 from screening.web.deps import get_or_404
 from store.audit import audit
-from store.errors import NotFoundError, ValidationError
+from store.errors import StateError, ValidationError
 from store.models import Decision, Record, User
+from store.record_lock import locked_record
 from store.settings import is_dual_screening
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,9 @@ def parse_rank(value: Any) -> int | None:
     return int(text)
 
 
-class RecordStateError(ValidationError):
+class RecordStateError(StateError):
     """The request does not fit the record's screening state (HTTP 409): a vote on a record
     already resolved, a resolution of a record that two people have not screened yet, …"""
-
-    http_status = 409
 
 
 def check_decision(decision: str) -> str:
@@ -70,22 +68,6 @@ def clean_reason(reason: str | None) -> str | None:
         raise ValidationError(f"the reason is {len(reason)} characters long",
                               hint=f"keep it under {MAX_REASON} characters")
     return reason
-
-
-def locked_record(session: Session, pmid: int) -> Record:
-    """The record, write-locked until the transaction ends, read fresh.
-
-    Two votes arriving together must see each other, or each would count only itself and
-    leave two agreeing votes unresolved. A no-op UPDATE is the lock both engines honour: on
-    PostgreSQL it locks the row, on SQLite it starts the write transaction (waiting for the
-    other writer to commit); every read after it sees the other vote."""
-    touched = session.execute(
-        update(Record).where(col(Record.pmid) == pmid).values(decision=Record.decision)
-        .execution_options(synchronize_session=False))
-    record = session.get(Record, pmid, populate_existing=True)
-    if record is None or touched.rowcount == 0:  # type: ignore[attr-defined]
-        raise NotFoundError(f"record PMID {pmid} is not in the database")
-    return record
 
 
 def record_decision(session: Session, *, user: User, pmid: int, decision: str,

@@ -1,58 +1,200 @@
-"""The full-text stage on the pages and in the API: a record's verdicts for its page, and the
-list of reports sought for ``/fulltext`` (rules and counts: ``store.fulltext``)."""
+"""The full-text stage on the pages and in the API: what a record's page shows and who may
+assess or resolve it, resolutions, the list of reports sought for ``/fulltext`` and the
+agreement of the two assessors' blind votes. The rules and counts are ``store.fulltext``'s;
+what is the web app's here is who may do what (roles) and what a person may see (blinding:
+while a report waits for its second assessor, its vote is shown only to its author).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from store.fulltext import REASONS, VERDICTS, latest_assessments, reason_label
+from screening.agreement import Agreement, Vote, blind_pair, cohen_kappa
+from screening.web.auth import has_role
+from store.errors import PermissionDeniedError, StateError, ValidationError
+from store.fulltext import (
+    REASONS,
+    RESOLUTION,
+    VERDICTS,
+    VOTE,
+    Outcome,
+    append,
+    assessable_record,
+    check_assessment,
+    outcomes,
+    reason_label,
+    row_words,
+    sought_pmids,
+    verdict_words,
+)
 from store.models import FullTextAssessment, Record, Trial, TrialReport, User
 
 #: The list's filters: what each shows.
-SHOWS = {"awaiting": "awaiting assessment", "all": "every report sought"}
+SHOWS = {"awaiting": "not settled yet", "conflict": "conflicts", "all": "every report sought"}
 LIST_LIMIT = 500
+#: The list's order: what needs a person first.
+_ORDER = {"conflict": 0, "awaiting": 1, "awaiting_second": 2, "resolved": 3}
 
 
-def verdict_text(row: FullTextAssessment | None) -> str:
-    """A verdict in words: "eligible", "excluded: not a randomised trial", "awaiting"."""
-    if row is None:
-        return "awaiting assessment"
-    if row.verdict == "excluded":
-        return f"excluded: {reason_label(row.reason)}"
-    return VERDICTS.get(row.verdict, row.verdict)
+# ----------------------------------------------------------------------------- who may
+def resolve_refusal(user: User, o: Outcome) -> str | None:
+    """Why ``user`` may not resolve a report in outcome ``o`` (None when they may): an admin
+    always may; a curator only a conflict they did not vote in."""
+    if not has_role(user, "curator"):
+        return f"{user.email} is a {user.role}; resolving needs the curator role"
+    if has_role(user, "admin"):
+        return None
+    if o.state == "resolved":
+        return (f"the full-text assessment is settled ({verdict_words(o)}); only an admin "
+                "can change a settled report")
+    if o.voted(user.id) is not None:
+        return ("you assessed this report; a conflict is resolved by an admin or a curator "
+                "who did not assess it")
+    return None
 
 
-def record_fulltext(session: Session, record: Record) -> dict[str, Any]:
-    """What the record page shows of the full-text stage: whether it applies (the record is
-    included and not deleted), the current verdict and every verdict, newest first."""
+def may_assess(user: User, o: Outcome, *, dual: bool) -> bool:
+    """Whether ``user`` may record a judgement now: with one assessor any curator (the newest
+    verdict counts); with two, until the report is settled, and in a conflict only its two
+    assessors (changing their vote, which is how a discussion settles it)."""
+    if not has_role(user, "curator"):
+        return False
+    if not dual:
+        return True
+    return o.state in ("awaiting", "awaiting_second") or (
+        o.state == "conflict" and o.voted(user.id) is not None)
+
+
+def resolve(session: Session, *, user: User, pmid: int, verdict: str, reason: str | None,
+            note: str | None, dual: bool) -> FullTextAssessment:
+    """A resolution of a full-text conflict (or an admin's change of a settled report): the
+    verdict, its reason, and a note saying why. The caller commits."""
+    if not dual:
+        raise StateError(
+            f"PMID {pmid} is assessed by one person (MMLR_SCREENERS_PER_RECORD=1); a new "
+            "verdict changes it, not a resolution", hint="record a verdict on its page")
+    verdict, reason, note = check_assessment(verdict, reason, note)
+    if note is None:
+        raise ValidationError("a resolution needs a note saying why",
+                              hint="e.g. what the discussion or the protocol decided")
+    record = assessable_record(session, pmid)
+    o = outcomes(session, [pmid])[pmid]
+    if o.state in ("awaiting", "awaiting_second"):
+        raise StateError(
+            f"PMID {pmid} has full-text votes from {len(o.votes)} of 2 assessors; only a "
+            "conflict or a settled report can be resolved",
+            hint="it needs its second assessor first")
+    refusal = resolve_refusal(user, o)
+    if refusal is not None:
+        raise PermissionDeniedError(refusal, hint="ask an admin or another curator")
+    return append(session, user=user, record=record, verdict=verdict, reason=reason,
+                  note=note, kind=RESOLUTION)
+
+
+# ----------------------------------------------------------------------------- one record
+def _emails(session: Session, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return {int(i): e for i, e in session.exec(select(User.id, User.email)
+                                               .where(col(User.id).in_(sorted(ids))))
+            if i is not None}
+
+
+@dataclass(frozen=True)
+class RecordFullText:
+    """What the record page (and the API) show of a record's full-text stage to one person."""
+
+    applies: bool  # included and not deleted
+    dual: bool
+    outcome: Outcome
+    history: Sequence[tuple[FullTextAssessment, str | None, str]]  # newest first, visible only
+    hidden_votes: int  # votes this person may not see yet (blinding)
+    may_assess: bool
+    may_resolve: bool
+    refusal: str | None
+    yours: FullTextAssessment | None = None  # this person's latest vote
+    emails: dict[int, str] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=lambda: dict(VERDICTS))
+    reasons: dict[str, str] = field(default_factory=lambda: dict(REASONS))
+
+    @property
+    def current(self) -> FullTextAssessment | None:
+        return self.outcome.row
+
+    @property
+    def current_text(self) -> str:
+        return verdict_words(self.outcome)
+
+    def vote_views(self) -> list[tuple[FullTextAssessment, str, str]]:
+        """The assessors' latest votes with who cast them, once they are no longer blind."""
+        if self.hidden_votes:
+            return []
+        return [(v, self.emails.get(v.user_id or -1, "?"), row_words(v))
+                for v in self.outcome.votes]
+
+    def to_json(self) -> dict[str, Any]:
+        mine = self.yours
+        return {"applies": self.applies, "assessors_per_report": 2 if self.dual else 1,
+                "state": self.outcome.state, "verdict": self.outcome.verdict,
+                "reason": self.outcome.reason, "assessors": len(self.outcome.votes),
+                "hidden_votes": self.hidden_votes,
+                "your_vote": mine.verdict if mine else None,
+                "votes": [{"user": e, "verdict": v.verdict, "reason": v.reason,
+                           "note": v.note} for v, e, _ in self.vote_views()],
+                "may_assess": self.may_assess, "may_resolve": self.may_resolve}
+
+
+def record_fulltext(session: Session, record: Record, user: User, *,
+                    dual: bool) -> RecordFullText:
+    """The full-text stage of ``record`` as ``user`` may see it: every judgement newest first,
+    except a vote still waiting for the second assessor, which only its author sees."""
     history = session.exec(
         select(FullTextAssessment, User.email)
         .join(User, col(User.id) == col(FullTextAssessment.user_id), isouter=True)
         .where(FullTextAssessment.pmid == record.pmid)
         .order_by(col(FullTextAssessment.id).desc())).all()
-    current = history[0][0] if history else None
-    return {"applies": record.decision == "include" and not record.deleted,
-            "current": current, "current_text": verdict_text(current),
-            "history": [(row, email, verdict_text(row)) for row, email in history],
-            "verdicts": VERDICTS, "reasons": REASONS}
+    o = outcomes(session, [record.pmid])[record.pmid]
+    blind = o.state == "awaiting_second" and o.voted(user.id) is None
+    hidden = sum(1 for row, _ in history if blind and row.kind == VOTE)
+    visible = [(row, email, row_words(row)) for row, email in history
+               if not (blind and row.kind == VOTE)]
+    applies = record.decision == "include" and not record.deleted
+    refusal = resolve_refusal(user, o) if dual else None
+    resolvable = dual and applies and o.state in ("conflict", "resolved")
+    return RecordFullText(
+        applies=applies, dual=dual, outcome=o, history=visible, hidden_votes=hidden,
+        may_assess=applies and may_assess(user, o, dual=dual),
+        may_resolve=resolvable and refusal is None, refusal=refusal if resolvable else None,
+        yours=o.voted(user.id),
+        emails={row.user_id: email for row, email in history
+                if row.user_id is not None and email is not None})
 
 
+# ----------------------------------------------------------------------------- the list
 @dataclass(frozen=True)
 class SoughtReport:
     record: Record
-    assessment: FullTextAssessment | None
+    outcome: Outcome
     trials: list[tuple[int, str]]
+    yours: FullTextAssessment | None = None  # the viewer's own vote
+    votes: list[tuple[FullTextAssessment, str]] = field(default_factory=list)  # conflicts
+
+    @property
+    def assessment(self) -> FullTextAssessment | None:
+        """The judgement that settled the report (None until settled)."""
+        return self.outcome.row
 
     @property
     def verdict(self) -> str:
-        return self.assessment.verdict if self.assessment is not None else "awaiting"
+        return self.outcome.verdict
 
     @property
     def text(self) -> str:
-        return verdict_text(self.assessment)
+        return verdict_words(self.outcome)
 
     @property
     def unlinked(self) -> bool:
@@ -62,33 +204,64 @@ class SoughtReport:
     def to_json(self) -> dict[str, Any]:
         a = self.assessment
         return {"pmid": self.record.pmid, "title": self.record.title,
-                "verdict": self.verdict, "reason": a.reason if a else None,
-                "reason_label": reason_label(a.reason) if a and a.reason else None,
+                "verdict": self.verdict, "reason": self.outcome.reason,
+                "reason_label": reason_label(self.outcome.reason)
+                if self.outcome.reason else None,
                 "note": a.note if a else None,
                 "assessed_at": a.created_at.isoformat() if a else None,
+                "assessors": len(self.outcome.votes),
+                "your_vote": self.yours.verdict if self.yours else None,
+                "votes": [{"user": e, "verdict": v.verdict, "reason": v.reason}
+                          for v, e in self.votes],
                 "trials": [{"id": i, "name": n} for i, n in self.trials],
                 "eligible_not_linked": self.unlinked}
 
 
-def sought_reports(session: Session, show: str = "all") -> list[SoughtReport]:
-    """The reports sought for retrieval (included, not deleted), awaiting ones first, then by
-    PMID; ``show="awaiting"`` keeps the ones without a verdict. At most ``LIST_LIMIT``."""
-    records = session.exec(select(Record).where(
-        col(Record.decision) == "include", col(Record.deleted).is_(False))
-        .order_by(col(Record.pmid))).all()
-    latest = latest_assessments(session, [r.pmid for r in records])
+def sought_reports(session: Session, show: str = "all", *,
+                   viewer: User | None = None) -> list[SoughtReport]:
+    """The reports sought for retrieval (included, not deleted): conflicts first, then the
+    ones awaiting assessment, then those awaiting their second assessor, then the settled
+    ones, each by PMID. ``show="awaiting"`` keeps the unsettled ones, ``show="conflict"`` the
+    conflicts. A conflict carries its votes (no longer blind); ``viewer`` sees their own vote.
+    At most ``LIST_LIMIT``."""
+    pmids = sought_pmids(session)
+    states = outcomes(session, pmids)
+    if show == "awaiting":
+        pmids = [p for p in pmids if states[p].state != "resolved"]
+    elif show == "conflict":
+        pmids = [p for p in pmids if states[p].state == "conflict"]
+    pmids = sorted(pmids, key=lambda p: (_ORDER[states[p].state], p))[:LIST_LIMIT]
+    records = {r.pmid: r for r in session.exec(select(Record)
+                                               .where(col(Record.pmid).in_(pmids)))}
     links: dict[int, list[tuple[int, str]]] = {}
     for pmid, trial_id, name in session.exec(
             select(TrialReport.pmid, Trial.id, Trial.name).join(Trial)
-            .where(col(TrialReport.pmid).in_([r.pmid for r in records]))):
+            .where(col(TrialReport.pmid).in_(pmids))):
         if pmid is not None and trial_id is not None:  # the IN filter leaves no None pmid
             links.setdefault(int(pmid), []).append((int(trial_id), name))
-    rows = [SoughtReport(r, latest.get(r.pmid), links.get(r.pmid, [])) for r in records]
-    if show == "awaiting":
-        rows = [r for r in rows if r.assessment is None]
-    rows.sort(key=lambda r: (r.assessment is not None, r.record.pmid))
-    return rows[:LIST_LIMIT]
+    emails = _emails(session, {v.user_id for p in pmids if states[p].state == "conflict"
+                               for v in states[p].votes if v.user_id is not None})
+    return [SoughtReport(
+        records[p], states[p], links.get(p, []),
+        yours=states[p].voted(viewer.id) if viewer is not None else None,
+        votes=[(v, emails.get(v.user_id or -1, "?")) for v in states[p].votes]
+        if states[p].state == "conflict" else []) for p in pmids]
 
 
-__all__ = ["LIST_LIMIT", "SHOWS", "SoughtReport", "record_fulltext", "sought_reports",
-           "verdict_text"]
+# ----------------------------------------------------------------------------- agreement
+def fulltext_agreement(session: Session) -> Agreement:
+    """Cohen's kappa over the three verdicts (eligible, excluded, not retrieved) of the blind
+    votes: each of the first two assessors' *first* vote on a report (as at title/abstract
+    screening: a vote changed after seeing the other one is not independent)."""
+    by_pmid: dict[int, list[Vote]] = {}
+    for row_id, pmid, user_id, verdict in session.exec(
+            select(FullTextAssessment.id, FullTextAssessment.pmid, FullTextAssessment.user_id,
+                   FullTextAssessment.verdict).where(FullTextAssessment.kind == VOTE)):
+        by_pmid.setdefault(int(pmid), []).append(
+            Vote(id=int(row_id or 0), user_id=user_id, decision=verdict))
+    pairs = [pair for votes in by_pmid.values() if (pair := blind_pair(votes)) is not None]
+    return cohen_kappa(pairs, tuple(VERDICTS))
+
+
+__all__ = ["LIST_LIMIT", "SHOWS", "RecordFullText", "SoughtReport", "fulltext_agreement",
+           "may_assess", "record_fulltext", "resolve", "resolve_refusal", "sought_reports"]

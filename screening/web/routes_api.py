@@ -65,7 +65,7 @@ from screening.web.derivation_inputs import merge_derivation_inputs
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
-from screening.web.fulltext import sought_reports
+from screening.web.fulltext import fulltext_agreement, record_fulltext, resolve, sought_reports
 from screening.web.risk_of_bias import read_json as read_bias_json
 from screening.web.risk_of_bias import save_assessment
 from screening.web.trials import edit_message, edit_trial, trial_data_from_json, trial_json
@@ -79,7 +79,7 @@ from store.fulltext import (
     assess,
     fulltext_counts,
     fulltext_state,
-    latest_assessments,
+    outcomes,
 )
 from store.fulltext import assessment_json as fulltext_json
 from store.models import PollRun, Record, Trial, TrialReport
@@ -145,8 +145,9 @@ def records(request: Request, session: DbSession, user: ApiReader,
     is the caller's queue (records they have not voted on, conflicts left out), ``conflict``
     the records whose screeners disagree, and each record says how many people voted and
     the caller's own vote — never anyone else's. Every record carries its full-text state
-    (``fulltext``: null unless included, ``awaiting`` or the latest verdict) and, for an
-    excluded report, its reason code (``fulltext_reason``)."""
+    (``fulltext``: null unless included, else its settled verdict or ``awaiting``,
+    ``awaiting_second`` or ``conflict``) and, for an excluded report, its reason code
+    (``fulltext_reason``)."""
     if status not in STATUSES:
         raise ValidationError(f"status={status!r} is not valid",
                               hint=f"use one of {', '.join(STATUSES)}")
@@ -173,7 +174,7 @@ def records(request: Request, session: DbSession, user: ApiReader,
     rows = session.exec(select(Record).where(*conditions).order_by(
         col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)).all()
     body = [_record_json(r) for r in rows]
-    verdicts = latest_assessments(session, [r.pmid for r in rows if r.decision == "include"])
+    verdicts = outcomes(session, [r.pmid for r in rows if r.decision == "include"])
     for item, r in zip(body, rows, strict=True):
         item["fulltext"], item["fulltext_reason"] = fulltext_state(
             r.decision, r.deleted, verdicts.get(r.pmid))
@@ -394,29 +395,69 @@ async def post_resolution(request: Request, pmid: int, session: DbSession,
 
 
 @router.get("/fulltext")
-def fulltext(session: DbSession, user: ApiReader,
-             show: Annotated[str, Query(pattern="^(awaiting|all)$")] = "all") -> dict[str, Any]:
+def fulltext(request: Request, session: DbSession, user: ApiReader,
+             show: Annotated[str, Query(pattern="^(awaiting|conflict|all)$")] = "all",
+             ) -> dict[str, Any]:
     """The full-text stage: its counts (as the PRISMA flow has them) and the reports sought
-    for retrieval with their current verdicts, awaiting ones first (at most 500)."""
-    return {"counts": fulltext_counts(session).to_json(), "reasons": REASONS,
-            "reports": [r.to_json() for r in sought_reports(session, show)]}
+    for retrieval with their current verdicts, conflicts and unsettled ones first (at most
+    500); with two assessors also their agreement (Cohen's kappa of the blind votes)."""
+    body: dict[str, Any] = {"counts": fulltext_counts(session).to_json(), "reasons": REASONS,
+                            "reports": [r.to_json() for r in
+                                        sought_reports(session, show, viewer=user)]}
+    if dual_screening(request):
+        a = fulltext_agreement(session)
+        body["agreement"] = {"n": a.n, "raw_agreement": a.observed, "expected": a.expected,
+                             "kappa": a.kappa}
+    return body
+
+
+@router.get("/records/{pmid}/fulltext")
+def record_fulltext_json(request: Request, pmid: int, session: DbSession,
+                         user: ApiReader) -> dict[str, Any]:
+    """One record's full-text stage as the caller may see it: its state, the settled verdict,
+    the caller's own vote and, unless blind, every judgement (newest first)."""
+    record = get_or_404(session, Record, pmid, missing=f"record PMID {pmid} is not in the "
+                                                       "database")
+    ft = record_fulltext(session, record, user, dual=dual_screening(request))
+    return {"pmid": pmid, **ft.to_json(),
+            "history": [fulltext_json(row, email) for row, email, _ in ft.history]}
+
+
+async def _fulltext_fields(request: Request) -> dict[str, Any]:
+    """``{"verdict", "reason", "note"}`` of a full-text request body, type-checked."""
+    data = await _json_object(request)
+    if not isinstance(data.get("verdict"), str):
+        raise ValidationError("verdict is required", hint=f"one of {', '.join(VERDICTS)}")
+    _text_field(data, "reason")
+    _text_field(data, "note")
+    return {"verdict": data["verdict"], "reason": data.get("reason"), "note": data.get("note")}
 
 
 @router.post("/records/{pmid}/fulltext", status_code=201)
 async def post_fulltext(request: Request, pmid: int, session: DbSession,
                         user: ApiWriter) -> JSONResponse:
-    """A full-text verdict on an included record: ``{"verdict", "reason", "note"}``, the same
-    rules as the record page (``store.fulltext``)."""
-    data = await _json_object(request)
-    verdict = data.get("verdict")
-    if not isinstance(verdict, str):
-        raise ValidationError("verdict is required", hint=f"one of {', '.join(VERDICTS)}")
-    _text_field(data, "reason")
-    _text_field(data, "note")
-    row = assess(session, user=user, pmid=pmid, verdict=verdict, reason=data.get("reason"),
-                 note=data.get("note"))
+    """A full-text judgement on an included record: ``{"verdict", "reason", "note"}``, the
+    same rules as the record page (``store.fulltext``): a verdict with one assessor, a vote
+    with two, answered with the report's state (never the other vote)."""
+    fields = await _fulltext_fields(request)
+    row = assess(session, user=user, pmid=pmid, screeners_per_record=screeners_per_record(
+        request), **fields)
     session.commit()
-    return JSONResponse(status_code=201, content=fulltext_json(row, user.email))
+    state = outcomes(session, [pmid])[pmid].state
+    return JSONResponse(status_code=201, content={**fulltext_json(row, user.email),
+                                                  "state": state})
+
+
+@router.post("/records/{pmid}/fulltext/resolve", status_code=201)
+async def post_fulltext_resolution(request: Request, pmid: int, session: DbSession,
+                                   user: ApiWriter) -> JSONResponse:
+    """Resolve a full-text conflict (or, for an admin, change a settled report):
+    ``{"verdict", "reason", "note"}`` with the note required, the record page's rules."""
+    fields = await _fulltext_fields(request)
+    row = resolve(session, user=user, pmid=pmid, dual=dual_screening(request), **fields)
+    session.commit()
+    return JSONResponse(status_code=201, content={**fulltext_json(row, user.email),
+                                                  "state": "resolved"})
 
 
 def _find_trial(session: Session, data: dict[str, Any]) -> Trial:

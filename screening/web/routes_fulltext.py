@@ -1,6 +1,8 @@
 """The full-text stage: ``/fulltext`` lists the reports sought for retrieval with their
-verdicts (every signed-in role), and a curator records a verdict from the record page
-(``POST /records/{pmid}/fulltext``). The API's twins are in ``routes_api``."""
+verdicts (every signed-in role); a curator records a judgement from the record page
+(``POST /records/{pmid}/fulltext``: a verdict with one assessor, a vote with two) and, with
+two assessors, a conflict is resolved there (``POST /records/{pmid}/fulltext/resolve``). The
+API's twins are in ``routes_api``."""
 
 from __future__ import annotations
 
@@ -10,21 +12,35 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from screening.web.csrf import csrf_protect
-from screening.web.deps import Curator, DbSession, Viewer, flash
-from screening.web.fulltext import LIST_LIMIT, SHOWS, sought_reports, verdict_text
+from screening.web.deps import (
+    Curator,
+    DbSession,
+    Viewer,
+    dual_screening,
+    flash,
+    screeners_per_record,
+)
+from screening.web.fulltext import LIST_LIMIT, SHOWS, fulltext_agreement, resolve, sought_reports
 from screening.web.templating import render
-from store.fulltext import assess, fulltext_counts
+from store.fulltext import STATE_WORDS, VOTE, assess, fulltext_counts, outcomes, row_words
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
 
 @router.get("/fulltext")
 def fulltext_page(request: Request, session: DbSession, user: Viewer,
-                  show: Annotated[str, Query(pattern="^(awaiting|all)$")] = "all",
+                  show: Annotated[str, Query(pattern="^(awaiting|conflict|all)$")] = "all",
                   ) -> Response:
+    dual = dual_screening(request)
     return render(request, "fulltext.html", {
-        "rows": sought_reports(session, show), "counts": fulltext_counts(session),
-        "show": show, "shows": SHOWS, "limit": LIST_LIMIT})
+        "rows": sought_reports(session, show, viewer=user), "counts": fulltext_counts(session),
+        "show": show, "shows": SHOWS, "limit": LIST_LIMIT,
+        "agreement": fulltext_agreement(session) if dual else None})
+
+
+def _back(pmid: int, back: str) -> RedirectResponse:
+    target = "/fulltext?show=awaiting" if back == "list" else f"/records/{pmid}#fulltext"
+    return RedirectResponse(target, status_code=303)
 
 
 @router.post("/records/{pmid}/fulltext")
@@ -33,8 +49,27 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
                    reason: Annotated[str, Form(max_length=40)] = "",
                    note: Annotated[str, Form(max_length=4000)] = "",
                    back: Annotated[str, Form(max_length=10)] = "") -> Response:
-    row = assess(session, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note)
+    row = assess(session, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note,
+                 screeners_per_record=screeners_per_record(request))
     session.commit()
-    flash(request, f"Full-text verdict saved: {verdict_text(row)} (PMID {pmid}).", "ok")
-    target = "/fulltext?show=awaiting" if back == "list" else f"/records/{pmid}#fulltext"
-    return RedirectResponse(target, status_code=303)
+    if row.kind == VOTE:
+        now = outcomes(session, [pmid])[pmid]
+        after = {"resolved": "the two assessors agree: settled",
+                 "conflict": "the two assessors disagree: a conflict to resolve"}.get(
+            now.state, STATE_WORDS[now.state])
+        flash(request, f"Full-text vote saved: {row_words(row)} (PMID {pmid}); {after}.", "ok")
+    else:
+        flash(request, f"Full-text verdict saved: {row_words(row)} (PMID {pmid}).", "ok")
+    return _back(pmid, back)
+
+
+@router.post("/records/{pmid}/fulltext/resolve")
+def resolve_verdict(request: Request, pmid: int, session: DbSession, user: Curator,
+                    verdict: Annotated[str, Form(max_length=20)],
+                    reason: Annotated[str, Form(max_length=40)] = "",
+                    note: Annotated[str, Form(max_length=4000)] = "") -> Response:
+    row = resolve(session, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note,
+                  dual=dual_screening(request))
+    session.commit()
+    flash(request, f"Full-text assessment resolved: {row_words(row)} (PMID {pmid}).", "ok")
+    return _back(pmid, "")

@@ -120,7 +120,7 @@ def _record_page(request: Request, session: Session, record: Record, user: User,
         "decisions": DECISIONS, "trial_matches": matches, "proposed": best is not None,
         "trial_options": {str(i): n for i, n in trials}, "report_kinds": REPORT_KINDS,
         "link_values": values, "link_errors": link_errors or {},
-        "fulltext": record_fulltext(session, record),
+        "fulltext": record_fulltext(session, record, user, dual=screening.dual),
     }, status_code=status_code)
 
 
