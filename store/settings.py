@@ -224,9 +224,10 @@ class Settings(BaseSettings):
     )
     screeners_per_record: int = Field(
         1,
-        description="Independent screeners per record: `1` one decision settles a record; `2` "
-        "dual screening (two people vote blind, disagreements go to `/conflicts`). See "
-        "docs/curation.md.",
+        description="Independent screeners per record, at both stages: `1` one decision (one "
+        "full-text verdict) settles a record; `2` dual screening (two people vote blind on "
+        "titles/abstracts, disagreements go to `/conflicts`; two people assess each full text "
+        "blind, conflicts are resolved on the record page). See docs/curation.md.",
     )
     verify_second_person: bool = Field(
         True,

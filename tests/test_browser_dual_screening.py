@@ -108,3 +108,73 @@ def test_two_curators_disagree_and_an_admin_resolves(app: Any, users: dict[str, 
     assert first.locator(".current-decision").inner_text() == "include"
     assert first.locator("tr.resolution-row td.who").inner_text() == users["admin"]
     assert problems == []
+
+
+def _ft_vote(page: Any, base: str, pmid: int, verdict: str, reason: str = "") -> None:
+    page.goto(f"{base}/records/{pmid}")
+    form = page.locator("form.fulltext-form")
+    form.get_by_label(verdict, exact=True).check()
+    if reason:
+        form.get_by_label("Reason (only for an excluded report)").select_option(reason)
+    form.get_by_role("button", name="Save full-text vote").click()
+    page.wait_for_url(f"{base}/records/{pmid}#fulltext")
+
+
+def test_two_full_text_assessors_disagree_and_a_third_curator_resolves(
+        app: Any, users: dict[str, str], records: int, server: str, browser: Any,
+        tmp_path: Path) -> None:
+    """The full text under dual screening: the second assessor does not see the first vote;
+    two different reasons for one exclusion are a conflict; a curator who did not assess the
+    report resolves it with a note, and /fulltext shows the settled verdict."""
+    make_user(app, SECOND, "curator")
+    make_user(app, "curator3@example.org", "curator")
+    with db(app) as s:
+        record = s.get(Record, 90000003)
+        assert record is not None
+        record.decision = "include"  # resolved at title/abstract screening
+        s.add(record)
+        s.commit()
+    problems: list[str] = []
+    first = _page(browser, problems)
+    _log_in(first, server, users["curator"])
+    _ft_vote(first, server, 90000003, "Excluded", "population")
+    assert "awaiting a second assessor" in first.locator(".flash").inner_text()
+
+    second = _page(browser, problems)
+    _log_in(second, server, SECOND)
+    second.goto(f"{server}/records/90000003")
+    section = second.locator("section#fulltext")
+    assert section.locator(".ft-hidden").inner_text() == (
+        "1 vote recorded, hidden until you assess the report yourself.")
+    assert section.locator(".ft-history, .ft-votes").count() == 0
+    _shot(second, tmp_path, "ft-dual-blind")
+    _ft_vote(second, server, 90000003, "Excluded", "no_outcome")
+    assert "a conflict to resolve" in second.locator(".flash").inner_text()
+    votes = second.locator("section#fulltext .ft-vote").all_inner_texts()
+    assert len(votes) == 2 and "not multiple myeloma" in votes[0] \
+        and "no time-to-event outcome" in votes[1]
+    assert second.locator("form.fulltext-resolve-form").count() == 0
+
+    third = _page(browser, problems)
+    _log_in(third, server, "curator3@example.org")
+    third.goto(f"{server}/fulltext")
+    row = third.locator("tr[data-pmid='90000003']")
+    assert "conflict" in row.locator(".verdict").inner_text()
+    row.get_by_role("link", name="90000003").click()
+    form = third.locator("form.fulltext-resolve-form")
+    form.get_by_label("Excluded", exact=True).check()
+    form.get_by_label("Reason (only for an excluded report)").select_option("no_outcome")
+    form.get_by_label("Why (needed: what the discussion or the protocol decided)").fill(
+        "only response rates <reported>; no PFS")
+    _shot(third, tmp_path, "ft-dual-resolve")
+    form.get_by_role("button", name="Save full-text resolution").click()
+    third.wait_for_url(f"{server}/records/90000003#fulltext")
+    assert third.locator(".ft-current").inner_text() == (
+        "excluded: no time-to-event outcome (PFS, EFS or OS) reported")
+    assert "only response rates <reported>; no PFS" in third.locator(".ft-note").inner_text()
+    third.goto(f"{server}/fulltext")
+    assert third.locator(".ft-excluded").inner_text() == "1"
+    assert third.locator(".ft-conflicts").inner_text() == "0"
+    assert third.locator(".ft-agreement-n").inner_text() == "1"
+    _shot(third, tmp_path, "ft-dual-list")
+    assert problems == []

@@ -202,7 +202,8 @@ def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ig
         for pmid in (90000001, 90000002):
             s.get(Record, pmid).decision = "include"  # type: ignore[union-attr]
         s.commit()
-        assess(s, screeners_per_record=1, user=user, pmid=90000001, verdict="eligible")
+        assess(s, screeners_per_record=1, user=user, pmid=90000001,
+               verdict="eligible")
         s.commit()
     first = build_digest(ctx)
     ft = first.summary["fulltext"]
@@ -215,7 +216,8 @@ def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ig
     assert is_unchanged(build_digest(ctx))
     with ctx.sessions() as s:
         user = s.exec(select(User)).one()
-        assess(s, screeners_per_record=1, user=user, pmid=90000002, verdict="excluded", reason="not_randomised")
+        assess(s, screeners_per_record=1, user=user, pmid=90000002,
+               verdict="excluded", reason="not_randomised")
         s.commit()
     second = build_digest(ctx)
     assert second.id != first.id

@@ -28,13 +28,19 @@ from reports.exports import (
 )
 from reports.prisma_diagram import REQUIRED_STAGES, prisma_svg
 from store.errors import NotFoundError, ValidationError
-from store.fulltext import REASONS, assess, fulltext_counts, outcomes
+from store.fulltext import REASONS, fulltext_counts, outcomes
+from store.fulltext import assess as record_assessment
 from store.models import AuditLog, FullTextAssessment, Record, Trial, TrialReport, User
 
 app = test_web.app
 users = test_web.users
 
 XSS_NOTE = "<script>alert('note')</script>"
+
+
+def assess(session: Any, **fields: Any) -> FullTextAssessment:
+    """One assessor (the default setting): each judgement is a verdict that settles."""
+    return record_assessment(session, screeners_per_record=1, **fields)
 
 
 def _seed(session: Any) -> User:
@@ -71,7 +77,7 @@ def test_a_verdict_that_breaks_a_rule_is_refused_and_stores_nothing(
     with ctx.sessions() as s:
         user = _seed(s)
         with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
-            assess(s, screeners_per_record=1, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note)
+            assess(s, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note)
         s.rollback()
         assert s.exec(select(func.count()).select_from(FullTextAssessment)).one() == 0
 
@@ -79,11 +85,11 @@ def test_a_verdict_that_breaks_a_rule_is_refused_and_stores_nothing(
 def test_the_latest_verdict_counts_and_the_flow_adds_up(ctx: Any) -> None:
     with ctx.sessions() as s:
         user = _seed(s)
-        assess(s, screeners_per_record=1, user=user, pmid=1, verdict="eligible")
-        assess(s, screeners_per_record=1, user=user, pmid=2, verdict="excluded", reason="not_maintenance")
-        assess(s, screeners_per_record=1, user=user, pmid=3, verdict="not_retrieved", note="  asked the authors  ")
-        assess(s, screeners_per_record=1, user=user, pmid=4, verdict="excluded", reason="not_randomised")
-        assess(s, screeners_per_record=1, user=user, pmid=4, verdict="eligible")  # read again: the newest counts
+        assess(s, user=user, pmid=1, verdict="eligible")
+        assess(s, user=user, pmid=2, verdict="excluded", reason="not_maintenance")
+        assess(s, user=user, pmid=3, verdict="not_retrieved", note="  asked the authors  ")
+        assess(s, user=user, pmid=4, verdict="excluded", reason="not_randomised")
+        assess(s, user=user, pmid=4, verdict="eligible")  # read again: the newest counts
         s.commit()
         counts = fulltext_counts(s)
         assert (counts.sought, counts.awaiting, counts.not_retrieved, counts.eligible,
@@ -107,13 +113,13 @@ def test_the_latest_verdict_counts_and_the_flow_adds_up(ctx: Any) -> None:
 def test_prisma_lines_diagram_and_since_follow_the_verdicts(ctx: Any, tmp_path: Path) -> None:
     with ctx.sessions() as s:
         user = _seed(s)
-        assess(s, screeners_per_record=1, user=user, pmid=1, verdict="eligible")
-        assess(s, screeners_per_record=1, user=user, pmid=2, verdict="excluded", reason="no_outcome")
-        assess(s, screeners_per_record=1, user=user, pmid=3, verdict="excluded", reason="other", note="single arm")
+        assess(s, user=user, pmid=1, verdict="eligible")
+        assess(s, user=user, pmid=2, verdict="excluded", reason="no_outcome")
+        assess(s, user=user, pmid=3, verdict="excluded", reason="other", note="single arm")
         s.commit()
         cut = s.exec(select(FullTextAssessment.created_at)
                      .where(FullTextAssessment.pmid == 2)).one()
-        assess(s, screeners_per_record=1, user=user, pmid=4, verdict="not_retrieved")
+        assess(s, user=user, pmid=4, verdict="not_retrieved")
         s.commit()
         counts = prisma_counts(s)
         since = prisma_since(s, cut)
@@ -258,9 +264,9 @@ def test_the_records_csv_carries_each_included_records_verdict(ctx: Any,
                                                                tmp_path: Path) -> None:
     with ctx.sessions() as s:
         user = _seed(s)
-        assess(s, screeners_per_record=1, user=user, pmid=1, verdict="eligible")
-        assess(s, screeners_per_record=1, user=user, pmid=2, verdict="excluded", reason="no_results")
-        assess(s, screeners_per_record=1, user=user, pmid=3, verdict="not_retrieved")
+        assess(s, user=user, pmid=1, verdict="eligible")
+        assess(s, user=user, pmid=2, verdict="excluded", reason="no_results")
+        assess(s, user=user, pmid=3, verdict="not_retrieved")
         s.commit()
     out = export(ctx, "csv", tmp_path / "records.csv")[0]
     rows = {int(r["pmid"]): (r["fulltext"], r["fulltext_reason"])
