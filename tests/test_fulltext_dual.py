@@ -324,6 +324,9 @@ def test_the_list_puts_conflicts_first_and_reports_agreement(app: Any,
     assert read["agreement"]["n"] == 2 and read["agreement"]["raw_agreement"] == 0.5
     conflicts = _api(app, team["viewer"]).get("/api/fulltext?show=conflict").json()
     assert [r["pmid"] for r in conflicts["reports"]] == [PMID]
+    pointer = as_role(app, team, "viewer").get("/conflicts").text
+    assert '<a href="/fulltext?show=conflict">1 report whose two assessors disagree</a>' \
+        in pointer
     html = as_role(app, team, "viewer").get("/fulltext").text
     assert 'class="ft-conflicts">1<' in html and 'class="ft-agreement-n">2<' in html
     assert "Cohen&#39;s κ" in html or "Cohen's κ" in html

@@ -18,6 +18,7 @@ from screening.web.csrf import csrf_protect
 from screening.web.decisions import DECISIONS
 from screening.web.deps import Curator, DbSession, Viewer, flash, screeners_per_record
 from screening.web.templating import render
+from store.fulltext import fulltext_counts
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -27,6 +28,8 @@ def conflicts_page(request: Request, session: DbSession, user: Viewer) -> Respon
     return render(request, "conflicts.html", {
         "conflicts": list_conflicts(session, user), "total": conflict_count(session),
         "limit": CONFLICTS_PAGE_SIZE, "agreement": agreement(session), "decisions": DECISIONS,
+        # Full-text conflicts are resolved on the record page; this page points to them.
+        "fulltext_conflicts": fulltext_counts(session).conflicts,
     })
 
 
