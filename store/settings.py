@@ -12,6 +12,7 @@ as a parameter without importing the service shell.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import secrets
@@ -89,6 +90,16 @@ def monitoring_hrs(value: str | float) -> dict[str, float]:
             out[name] = hr
     fallback = DEFAULT_MONITORING_HR if default is None else default
     return {endpoint: out.get(endpoint, fallback) for endpoint in MONITORING_ENDPOINTS}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine: localhost, 127.0.0.0/8, ::1."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def is_dual_screening(screeners_per_record: int) -> bool:
@@ -237,7 +248,9 @@ class Settings(BaseSettings):
         "estimates. See docs/curation.md.",
     )
     base_url: str = Field(
-        "http://127.0.0.1:8000", description="Public URL of the web app, used in e-mail links."
+        "http://127.0.0.1:8000", description="Public URL of the web app, used in e-mail links; "
+        "`https://` (plain `http://` only on a loopback address: the login and the session "
+        "cookie must not cross a network in clear)."
     )
     host: str = Field("127.0.0.1", description="Address `serve`/`web` listen on.")
     port: int = Field(8000, description="Port `serve`/`web` listen on.")
@@ -319,6 +332,21 @@ class Settings(BaseSettings):
             raise ValueError(f"{value:g} requests/s is above NCBI's limit of {limit:g} {key} "
                              "an API key (leave it unset for a safe default)")
         return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be the web app's http(s) address, got {value!r}")
+        # The session cookie is marked Secure only under https, and the login form posts a
+        # password: plain http is for a browser on the same machine, never across a network.
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError(
+                f"{value} is not https: passwords and session cookies would cross the network "
+                "in clear; put mmlr behind a TLS proxy and give its https:// address (plain "
+                "http only for a loopback address such as http://127.0.0.1:8000)")
+        return value.strip()
 
     @field_validator("entrez_url")
     @classmethod

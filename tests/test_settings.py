@@ -59,6 +59,9 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         ("MMLR_SMTP_URL", "smtp://", "MMLR_SMTP_URL has no host"),
         ("MMLR_ENTREZ_TOOL", "my tool", "without spaces"),
         ("MMLR_PORT", "eighty", "MMLR_PORT"),
+        ("MMLR_BASE_URL", "mmlr.example.org", "must be the web app's http(s) address"),
+        ("MMLR_BASE_URL", "http://mmlr.example.org", "http://mmlr.example.org is not https"),
+        ("MMLR_BASE_URL", "http://10.0.0.5:8000", "passwords and session cookies would cross"),
     ],
 )
 def test_bad_values_give_one_clear_error(
@@ -69,6 +72,14 @@ def test_bad_values_give_one_clear_error(
         load_settings()
     assert fragment in err.value.one_line()
     assert "\n" not in err.value.one_line()
+
+
+@pytest.mark.parametrize("url", ["https://mmlr.example.org", "http://127.0.0.1:8000",
+                                 "http://localhost:8000/", "http://[::1]:8000",
+                                 "https://10.0.0.5"])
+def test_base_url_is_https_or_this_machine(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("MMLR_BASE_URL", url)
+    assert load_settings().base_url == url
 
 
 def test_postgres_scheme_is_normalised_to_psycopg() -> None:
