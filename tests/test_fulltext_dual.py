@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 import test_web
+import test_web_dual_screening
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import func, select
 from test_migration_0008 import _config
-from test_web import as_role, csrf_from, db, make_user
+from test_web import as_role, csrf_from, db
 from test_web_api import _token
+from test_web_dual_screening import FIRST, SECOND, THIRD
 
 from reports.digest import build_digest
 from reports.exports import FULLTEXT_AWAITING_STAGE, prisma_counts
@@ -35,7 +37,8 @@ from store.models import AuditLog, FullTextAssessment, Record, User, utcnow
 app = test_web.app
 users = test_web.users
 
-FIRST, SECOND, THIRD = "curator@example.org", "curator2@example.org", "curator3@example.org"
+settings = test_web_dual_screening.settings  # two screeners (assessors) per record
+team = test_web_dual_screening.team
 PMID, OTHER = 90000021, 90000022
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -170,21 +173,12 @@ def test_switching_the_setting_never_unsettles_a_report(ctx: Any) -> None:
 
 # ----------------------------------------------------------------------------- web app
 @pytest.fixture
-def settings(settings: Any) -> Any:
-    """The shared test settings, with two assessors per report."""
-    return settings.model_copy(update={"screeners_per_record": 2})
-
-
-@pytest.fixture
-def team(app: Any, users: dict[str, str]) -> dict[str, str]:
-    """Admin, viewer and three curators; two included records."""
-    make_user(app, SECOND, "curator")
-    make_user(app, THIRD, "curator")
+def included(app: Any) -> None:
+    """Two records included at title/abstract screening."""
     with db(app) as s:
         s.add(Record(pmid=PMID, title="<b>Maintenance</b> trial", decision="include"))
         s.add(Record(pmid=OTHER, title="Second include", decision="include"))
         s.commit()
-    return {**users, "curator2": SECOND, "curator3": THIRD}
 
 
 def _api(app: Any, email: str) -> TestClient:
@@ -200,7 +194,8 @@ def _section(html: str) -> str:
     return html.split('id="fulltext"')[1].split("</section>")[0]
 
 
-def test_the_second_assessor_cannot_see_the_first_vote(app: Any, team: dict[str, str]) -> None:
+def test_the_second_assessor_cannot_see_the_first_vote(
+        app: Any, team: dict[str, str], included: None) -> None:
     first, second = as_role(app, team, "curator"), as_role(app, team, "curator2")
     saved = _post(first, f"/records/{PMID}/fulltext", verdict="excluded",
                   reason="not_maintenance", note=XSS)
@@ -225,8 +220,8 @@ def test_the_second_assessor_cannot_see_the_first_vote(app: Any, team: dict[str,
     assert "awaiting a second assessor" in row and "excluded" not in row
 
 
-def test_a_conflict_is_resolved_by_a_third_person_with_a_note(app: Any,
-                                                               team: dict[str, str]) -> None:
+def test_a_conflict_is_resolved_by_a_third_person_with_a_note(
+        app: Any, team: dict[str, str], included: None) -> None:
     first, second = as_role(app, team, "curator"), as_role(app, team, "curator2")
     third, viewer = as_role(app, team, "curator3"), as_role(app, team, "viewer")
     _post(first, f"/records/{PMID}/fulltext", verdict="eligible")
@@ -274,8 +269,8 @@ def test_a_conflict_is_resolved_by_a_third_person_with_a_note(app: Any,
                       .where(AuditLog.action == "fulltext.resolve")).one() == 2
 
 
-def test_resolving_needs_a_conflict_and_two_assessors(app: Any, team: dict[str, str],
-                                                      settings: Any) -> None:
+def test_resolving_needs_a_conflict_and_two_assessors(
+        app: Any, team: dict[str, str], included: None) -> None:
     admin = as_role(app, team, "admin")
     early = _post(admin, f"/records/{PMID}/fulltext/resolve", verdict="eligible", note="x")
     assert early.status_code == 409 and "votes from 0 of 2 assessors" in early.text
@@ -304,8 +299,8 @@ def test_with_one_assessor_a_resolution_is_refused(ctx: Any) -> None:
         assert outcomes(s, [1])[1].verdict == "eligible"
 
 
-def test_the_list_puts_conflicts_first_and_reports_agreement(app: Any,
-                                                             team: dict[str, str]) -> None:
+def test_the_list_puts_conflicts_first_and_reports_agreement(
+        app: Any, team: dict[str, str], included: None) -> None:
     a, b = _api(app, FIRST), _api(app, SECOND)
     assert a.post(f"/api/records/{OTHER}/fulltext", json={"verdict": "eligible"}).json()[
         "state"] == "awaiting_second"
@@ -335,8 +330,8 @@ def test_the_list_puts_conflicts_first_and_reports_agreement(app: Any,
     assert records == {PMID: "conflict", OTHER: "eligible"}
 
 
-def test_the_digest_lists_settled_reports_and_counts_votes_only(app: Any,
-                                                                team: dict[str, str]) -> None:
+def test_the_digest_lists_settled_reports_and_counts_votes_only(
+        app: Any, team: dict[str, str], included: None) -> None:
     a, b = _api(app, FIRST), _api(app, SECOND)
     a.post(f"/api/records/{OTHER}/fulltext", json={"verdict": "excluded", "reason": "other",
                                                    "note": "single arm"})
