@@ -107,7 +107,8 @@ def check_assessment(verdict: str, reason: str | None, note: str | None,
 @dataclass(frozen=True)
 class Outcome:
     """Where one report stands (:func:`outcome`): ``row`` is the judgement that settled it
-    (None until settled) and ``votes`` each assessor's latest vote, oldest first."""
+    (None until settled) and ``votes`` each assessor's latest vote, in the order those latest
+    votes were cast (so the last one is the vote that made two agree)."""
 
     state: State
     row: FullTextAssessment | None = None
