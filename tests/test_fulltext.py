@@ -274,3 +274,31 @@ def test_the_records_csv_carries_each_included_records_verdict(ctx: Any,
     assert rows == {1: ("eligible", ""), 2: ("excluded", REASONS["no_results"]),
                     3: ("not_retrieved", ""), 4: ("awaiting", ""), 5: ("awaiting", ""),
                     6: ("", ""), 7: ("", ""), 8: ("", "")}
+
+
+def test_verdicts_that_disagree_with_the_trial_links_are_listed(
+        app: Any, users: dict[str, str], included: None) -> None:
+    """An eligible report no trial has, and an excluded one a trial has (its numbers may be in
+    the analyses though the review ruled it out), are both marked and listed together."""
+    api = api_as(app, users, "curator")
+    assert api.get("/api/fulltext?show=mismatch").json()["reports"] == []  # nothing settled
+    api.post("/api/records/90000011/fulltext", json={"verdict": "eligible"})
+    api.post("/api/records/90000012/fulltext",
+             json={"verdict": "excluded", "reason": "not_randomised"})
+    listed = {r["pmid"]: (r["eligible_not_linked"], r["linked_though_excluded"])
+              for r in api.get("/api/fulltext?show=mismatch").json()["reports"]}
+    assert listed == {90000011: (True, False), 90000012: (False, True)}
+    html = as_role(app, users, "viewer").get("/fulltext?show=mismatch").text
+    row = html.split('data-pmid="90000012"')[1].split("</tr>")[0]
+    assert "a trial's report, though excluded: check its estimates" in row \
+        and "Myeloma XI" in row
+    api.post("/api/records/90000012/fulltext", json={"verdict": "eligible"})  # read again
+    assert [r["pmid"] for r in api.get("/api/fulltext?show=mismatch").json()["reports"]] \
+        == [90000011]
+    assert "Every settled verdict agrees" not in html
+    with db(app) as s:
+        s.add(TrialReport(trial_id=1, pmid=90000011, citation="linked now"))
+        s.commit()
+    assert api.get("/api/fulltext?show=mismatch").json()["reports"] == []
+    assert "Every settled verdict agrees with the trial links." in \
+        as_role(app, users, "viewer").get("/fulltext?show=mismatch").text

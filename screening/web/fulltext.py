@@ -34,7 +34,8 @@ from store.fulltext import (
 from store.models import FullTextAssessment, Record, Trial, TrialReport, User
 
 #: The list's filters: what each shows.
-SHOWS = {"awaiting": "not settled yet", "conflict": "conflicts", "all": "every report sought"}
+SHOWS = {"awaiting": "not settled yet", "conflict": "conflicts",
+         "mismatch": "verdict and trial links disagree", "all": "every report sought"}
 LIST_LIMIT = 500
 #: The list's order: what needs a person first.
 _ORDER = {"conflict": 0, "awaiting": 1, "awaiting_second": 2, "resolved": 3}
@@ -201,6 +202,16 @@ class SoughtReport:
         """Eligible but not yet a report of any trial: its data are not in the analyses."""
         return self.verdict == "eligible" and not self.trials
 
+    @property
+    def linked_though_excluded(self) -> bool:
+        """Settled as excluded or not retrieved, yet a report of a trial: its numbers may be in
+        the analyses although the review ruled the report out (or never read it)."""
+        return self.verdict in ("excluded", "not_retrieved") and bool(self.trials)
+
+    @property
+    def mismatch(self) -> bool:
+        return self.unlinked or self.linked_though_excluded
+
     def to_json(self) -> dict[str, Any]:
         a = self.assessment
         return {"pmid": self.record.pmid, "title": self.record.title,
@@ -214,7 +225,8 @@ class SoughtReport:
                 "votes": [{"user": e, "verdict": v.verdict, "reason": v.reason}
                           for v, e in self.votes],
                 "trials": [{"id": i, "name": n} for i, n in self.trials],
-                "eligible_not_linked": self.unlinked}
+                "eligible_not_linked": self.unlinked,
+                "linked_though_excluded": self.linked_though_excluded}
 
 
 def sought_reports(session: Session, show: str = "all", *,
@@ -222,23 +234,23 @@ def sought_reports(session: Session, show: str = "all", *,
     """The reports sought for retrieval (included, not deleted): conflicts first, then the
     ones awaiting assessment, then those awaiting their second assessor, then the settled
     ones, each by PMID. ``show="awaiting"`` keeps the unsettled ones, ``show="conflict"`` the
-    conflicts. A conflict carries its votes (no longer blind); ``viewer`` sees their own vote.
-    At most ``LIST_LIMIT``."""
+    conflicts, ``show="mismatch"`` the settled reports whose verdict and trial links disagree
+    (eligible but linked to no trial; excluded or not retrieved but linked to one). A conflict
+    carries its votes (no longer blind); ``viewer`` sees their own vote. At most
+    ``LIST_LIMIT``."""
     pmids = sought_pmids(session)
     states = outcomes(session, pmids)
     if show == "awaiting":
         pmids = [p for p in pmids if states[p].state != "resolved"]
     elif show == "conflict":
         pmids = [p for p in pmids if states[p].state == "conflict"]
+    links = _trial_links(session, pmids)
+    if show == "mismatch":
+        pmids = [p for p in pmids if states[p].state == "resolved"
+                 and (states[p].verdict == "eligible") != bool(links.get(p))]
     pmids = sorted(pmids, key=lambda p: (_ORDER[states[p].state], p))[:LIST_LIMIT]
     records = {r.pmid: r for r in session.exec(select(Record)
                                                .where(col(Record.pmid).in_(pmids)))}
-    links: dict[int, list[tuple[int, str]]] = {}
-    for pmid, trial_id, name in session.exec(
-            select(TrialReport.pmid, Trial.id, Trial.name).join(Trial)
-            .where(col(TrialReport.pmid).in_(pmids))):
-        if pmid is not None and trial_id is not None:  # the IN filter leaves no None pmid
-            links.setdefault(int(pmid), []).append((int(trial_id), name))
     emails = _emails(session, {v.user_id for p in pmids if states[p].state == "conflict"
                                for v in states[p].votes if v.user_id is not None})
     return [SoughtReport(
@@ -246,6 +258,18 @@ def sought_reports(session: Session, show: str = "all", *,
         yours=states[p].voted(viewer.id) if viewer is not None else None,
         votes=[(v, emails.get(v.user_id or -1, "?")) for v in states[p].votes]
         if states[p].state == "conflict" else []) for p in pmids]
+
+
+def _trial_links(session: Session, pmids: list[int]) -> dict[int, list[tuple[int, str]]]:
+    """The trials each of these records is a report of, by PMID."""
+    links: dict[int, list[tuple[int, str]]] = {}
+    for start in range(0, len(pmids), 500):
+        for pmid, trial_id, name in session.exec(
+                select(TrialReport.pmid, Trial.id, Trial.name).join(Trial)
+                .where(col(TrialReport.pmid).in_(pmids[start:start + 500]))):
+            if pmid is not None and trial_id is not None:  # the IN filter leaves no None
+                links.setdefault(int(pmid), []).append((int(trial_id), name))
+    return links
 
 
 # ----------------------------------------------------------------------------- agreement

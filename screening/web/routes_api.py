@@ -396,7 +396,7 @@ async def post_resolution(request: Request, pmid: int, session: DbSession,
 
 @router.get("/fulltext")
 def fulltext(request: Request, session: DbSession, user: ApiReader,
-             show: Annotated[str, Query(pattern="^(awaiting|conflict|all)$")] = "all",
+             show: Annotated[str, Query(pattern="^(awaiting|conflict|mismatch|all)$")] = "all",
              ) -> dict[str, Any]:
     """The full-text stage: its counts (as the PRISMA flow has them) and the reports sought
     for retrieval with their current verdicts, conflicts and unsettled ones first (at most

@@ -29,7 +29,7 @@ router = APIRouter(dependencies=[Depends(csrf_protect)])
 
 @router.get("/fulltext")
 def fulltext_page(request: Request, session: DbSession, user: Viewer,
-                  show: Annotated[str, Query(pattern="^(awaiting|conflict|all)$")] = "all",
+                  show: Annotated[str, Query(pattern="^(awaiting|conflict|mismatch|all)$")] = "all",
                   ) -> Response:
     dual = dual_screening(request)
     return render(request, "fulltext.html", {
