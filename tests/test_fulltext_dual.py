@@ -218,6 +218,13 @@ def test_the_second_assessor_cannot_see_the_first_vote(
     listing = second.get("/fulltext").text
     row = listing.split(f'data-pmid="{PMID}"')[1].split("</tr>")[0]
     assert "awaiting a second assessor" in row and "excluded" not in row
+    # each person's to-do: the reports still needing their vote
+    def yours(email: str) -> list[int]:
+        reports = _api(app, email).get("/api/fulltext?show=yours").json()["reports"]
+        return [r["pmid"] for r in reports]
+    assert yours(FIRST) == [OTHER]
+    assert yours(SECOND) == [OTHER, PMID]  # unassessed first, then awaiting a second
+    assert "awaiting your vote" in listing
 
 
 def test_a_conflict_is_resolved_by_a_third_person_with_a_note(

@@ -34,8 +34,10 @@ from store.fulltext import (
 from store.models import FullTextAssessment, Record, Trial, TrialReport, User
 
 #: The list's filters: what each shows.
-SHOWS = {"awaiting": "not settled yet", "conflict": "conflicts",
+SHOWS = {"yours": "awaiting your vote", "awaiting": "not settled yet", "conflict": "conflicts",
          "mismatch": "verdict and trial links disagree", "all": "every report sought"}
+#: The ``show`` query parameter's pattern, for the page and the API alike.
+SHOW_PATTERN = "^(" + "|".join(SHOWS) + ")$"
 LIST_LIMIT = 500
 #: The list's order: what needs a person first.
 _ORDER = {"conflict": 0, "awaiting": 1, "awaiting_second": 2, "resolved": 3}
@@ -233,7 +235,8 @@ def sought_reports(session: Session, show: str = "all", *,
                    viewer: User | None = None) -> list[SoughtReport]:
     """The reports sought for retrieval (included, not deleted): conflicts first, then the
     ones awaiting assessment, then those awaiting their second assessor, then the settled
-    ones, each by PMID. ``show="awaiting"`` keeps the unsettled ones, ``show="conflict"`` the
+    ones, each by PMID. ``show="awaiting"`` keeps the unsettled ones, ``show="yours"`` those
+    of them still needing ``viewer``'s vote (two assessors), ``show="conflict"`` the
     conflicts, ``show="mismatch"`` the settled reports whose verdict and trial links disagree
     (eligible but linked to no trial; excluded or not retrieved but linked to one). A conflict
     carries its votes (no longer blind); ``viewer`` sees their own vote. At most
@@ -244,6 +247,9 @@ def sought_reports(session: Session, show: str = "all", *,
         pmids = [p for p in pmids if states[p].state != "resolved"]
     elif show == "conflict":
         pmids = [p for p in pmids if states[p].state == "conflict"]
+    elif show == "yours":  # two assessors: the reports still needing this person's vote
+        pmids = [p for p in pmids if states[p].state in ("awaiting", "awaiting_second")
+                 and (viewer is None or states[p].voted(viewer.id) is None)]
     links = _trial_links(session, pmids)
     if show == "mismatch":
         pmids = [p for p in pmids if states[p].state == "resolved"
@@ -287,5 +293,6 @@ def fulltext_agreement(session: Session) -> Agreement:
     return cohen_kappa(pairs, tuple(VERDICTS))
 
 
-__all__ = ["LIST_LIMIT", "SHOWS", "RecordFullText", "SoughtReport", "fulltext_agreement",
-           "may_assess", "record_fulltext", "resolve", "resolve_refusal", "sought_reports"]
+__all__ = ["LIST_LIMIT", "SHOWS", "SHOW_PATTERN", "RecordFullText", "SoughtReport",
+           "fulltext_agreement", "may_assess", "record_fulltext", "resolve", "resolve_refusal",
+           "sought_reports"]

@@ -65,7 +65,13 @@ from screening.web.derivation_inputs import merge_derivation_inputs
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
-from screening.web.fulltext import fulltext_agreement, record_fulltext, resolve, sought_reports
+from screening.web.fulltext import (
+    SHOW_PATTERN,
+    fulltext_agreement,
+    record_fulltext,
+    resolve,
+    sought_reports,
+)
 from screening.web.risk_of_bias import read_json as read_bias_json
 from screening.web.risk_of_bias import save_assessment
 from screening.web.trials import edit_message, edit_trial, trial_data_from_json, trial_json
@@ -396,7 +402,7 @@ async def post_resolution(request: Request, pmid: int, session: DbSession,
 
 @router.get("/fulltext")
 def fulltext(request: Request, session: DbSession, user: ApiReader,
-             show: Annotated[str, Query(pattern="^(awaiting|conflict|mismatch|all)$")] = "all",
+             show: Annotated[str, Query(pattern=SHOW_PATTERN)] = "all",
              ) -> dict[str, Any]:
     """The full-text stage: its counts (as the PRISMA flow has them) and the reports sought
     for retrieval with their current verdicts, conflicts and unsettled ones first (at most

@@ -20,7 +20,14 @@ from screening.web.deps import (
     flash,
     screeners_per_record,
 )
-from screening.web.fulltext import LIST_LIMIT, SHOWS, fulltext_agreement, resolve, sought_reports
+from screening.web.fulltext import (
+    LIST_LIMIT,
+    SHOW_PATTERN,
+    SHOWS,
+    fulltext_agreement,
+    resolve,
+    sought_reports,
+)
 from screening.web.templating import render
 from store.fulltext import STATE_WORDS, VOTE, assess, fulltext_counts, outcomes, row_words
 
@@ -29,7 +36,7 @@ router = APIRouter(dependencies=[Depends(csrf_protect)])
 
 @router.get("/fulltext")
 def fulltext_page(request: Request, session: DbSession, user: Viewer,
-                  show: Annotated[str, Query(pattern="^(awaiting|conflict|mismatch|all)$")] = "all",
+                  show: Annotated[str, Query(pattern=SHOW_PATTERN)] = "all",
                   ) -> Response:
     dual = dual_screening(request)
     return render(request, "fulltext.html", {
