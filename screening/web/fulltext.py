@@ -210,10 +210,6 @@ class SoughtReport:
         the analyses although the review ruled the report out (or never read it)."""
         return self.verdict in ("excluded", "not_retrieved") and bool(self.trials)
 
-    @property
-    def mismatch(self) -> bool:
-        return self.unlinked or self.linked_though_excluded
-
     def to_json(self) -> dict[str, Any]:
         a = self.assessment
         return {"pmid": self.record.pmid, "title": self.record.title,
