@@ -68,7 +68,7 @@ from store.audit import audit
 from store.baselines import baseline_for, current_baselines
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
-from store.fulltext import VOTE, fulltext_counts, outcomes, reason_label
+from store.fulltext import PASSED, VOTE, fulltext_counts, outcomes, reason_label
 from store.locks import job_lock
 from store.models import (
     Alert,
@@ -333,7 +333,7 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
     for pmid, o in sorted(settled.items()):
         record = records.get(pmid)
         if o.row is None or o.row.id not in period or o.verdict not in listed \
-                or record is None or record.decision != "include":
+                or record is None or record.decision not in PASSED:
             continue  # unsettled, settled earlier, or on a record no longer included
         listed[o.verdict].append({**_record_view(record), "reason": reason_label(o.reason)
                                   if o.reason else None})

@@ -5,9 +5,10 @@
   publication_types, nct_ids, first_seen_at, fulltext, fulltext_reason``. ``status`` is
   PubMed's indexing status (Publisher, In-Process, MEDLINE…); ``screening`` is where the
   record stands in the review (deleted, included, excluded, maybe, flagged, not flagged,
-  unscored); ``fulltext`` is an included record's full-text verdict (``eligible``,
-  ``excluded``, ``not_retrieved``) or, until it is settled, its state (``awaiting``, and with
-  two assessors ``awaiting_second`` or ``conflict``); empty for the others; and
+  unscored); ``fulltext`` is the full-text verdict of a record included (or marked maybe)
+  at title/abstract screening (``eligible``, ``excluded``, ``not_retrieved``) or, until it
+  is settled, its state (``awaiting``, and with two assessors ``awaiting_second`` or
+  ``conflict``); empty for the others; and
   ``fulltext_reason`` the reason of an exclusion (its text, as PRISMA reports it): filtered
   on ``excluded``, the list of reports excluded with reasons. Under dual screening two more
   columns follow: ``screening_state`` (``unscreened``, ``awaiting_second``,
@@ -55,6 +56,7 @@ from sqlmodel import Session, col, select
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
 from store.fulltext import (
+    PASSED,
     FullTextCounts,
     Outcome,
     fulltext_counts,
@@ -197,7 +199,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
             return
         screeners = _screeners_between(session, page[0].pmid, page[-1].pmid) if dual else {}
         verdicts = outcomes(
-            session, [r.pmid for r in page if r.decision == "include" and not r.deleted])
+            session, [r.pmid for r in page if r.decision in PASSED and not r.deleted])
         for r in page:
             row = [
                 r.pmid, r.title, r.journal or "", "" if r.year is None else r.year,
@@ -305,9 +307,8 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
     revisions = count(model=RecordRevision)
     deleted = count(col(Record.deleted).is_(True))
     screened = identified - deleted
-    included = count(live, col(Record.decision) == "include")
+    included = count(live, col(Record.decision).in_(PASSED))
     excluded_curators = count(live, col(Record.decision) == "exclude")
-    maybe = count(live, col(Record.decision) == "maybe")
     # A low-score record somebody voted on is not excluded by automation: under dual
     # screening it waits for a second vote or a resolution (and a curator may have said
     # include), so it counts as awaiting screening.
@@ -316,7 +317,7 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
                           col(Record.flagged).is_(False), ~voted)
     awaiting = count(live, undecided) - excluded_auto
     awaiting_note = ("flagged or unscored without a decision, records with votes but no "
-                     "resolved decision yet (dual screening), plus 'maybe' decisions")
+                     "resolved decision yet (dual screening)")
     conflicts = 0
     conflict_line: list[tuple[str, int, str]] = []
     if dual:
@@ -326,7 +327,7 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
         conflict_line = [(CONFLICT_STAGE, conflicts,
                           "the screeners disagree; an admin or a third curator resolves it")]
         awaiting_note = ("flagged or unscored without a vote, records with one vote awaiting "
-                         "the second screener, plus 'maybe' decisions")
+                         "the second screener")
     return [
         (IDENTIFIED_STAGE, identified, "distinct PMIDs retrieved"),
         (DUPLICATES_STAGE, revisions,
@@ -337,9 +338,10 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
          "scored below the flag threshold, no curator decision"),
         (CURATORS_STAGE, excluded_curators, "latest decision: exclude"),
         *conflict_line,
-        (AWAITING_STAGE, awaiting + maybe - conflicts, awaiting_note),
+        (AWAITING_STAGE, awaiting - conflicts, awaiting_note),
         (INCLUDED_STAGE, included,
-         "latest decision: include; the reports sought for retrieval"),
+         "latest decision: include, or maybe (the full text decides); the reports sought for "
+         "retrieval"),
         *_fulltext_lines(fulltext_counts(session)),
         (TRIALS_STAGE, count(model=Trial), "randomised trials in the evidence base"),
         (REPORTS_STAGE, count(model=TrialReport), "publications linked to those trials"),
@@ -369,7 +371,8 @@ SINCE_NOTES: dict[str, str] = {
     DUPLICATES_STAGE: "new versions of held records stored after that time",
     DELETED_STAGE: "records a poll found deleted from PubMed after that time",
     CURATORS_STAGE: "records whose current exclude decision was made after that time",
-    INCLUDED_STAGE: "records whose current include decision was made after that time",
+    INCLUDED_STAGE: "records whose current include (or maybe) decision was made after that "
+                    "time",
     NOT_RETRIEVED_STAGE: "reports settled as not retrieved after that time",
     ASSESSED_STAGE: "reports whose full-text verdict was settled after that time",
     FULLTEXT_EXCLUDED_STAGE: "reports settled as excluded after that time",
@@ -419,7 +422,8 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
         DELETED_STAGE: _count(session, col(Record.deleted).is_(True),
                               col(Record.deleted_at) > at),
         CURATORS_STAGE: _count(session, live, col(Record.decision) == "exclude", decided_after),
-        INCLUDED_STAGE: _count(session, live, col(Record.decision) == "include", decided_after),
+        INCLUDED_STAGE: _count(session, live, col(Record.decision).in_(PASSED),
+                               decided_after),
         NOT_RETRIEVED_STAGE: recent.not_retrieved, ASSESSED_STAGE: recent.assessed,
         FULLTEXT_EXCLUDED_STAGE: recent.excluded_total, ELIGIBLE_STAGE: recent.eligible,
         TRIALS_STAGE: _count(session, col(Trial.created_at) > at, model=Trial),

@@ -142,8 +142,8 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
                                      "flag threshold)"), count(AUTOMATION_STAGE),
                                _Text("by curators"), count(CURATORS_STAGE)])),
         _Row("Screening", None,
-             _Box("awaiting", [_Text("Records awaiting a screening decision (no decision "
-                                     "yet, or 'maybe')"), count(AWAITING_STAGE)])),
+             _Box("awaiting", [_Text("Records awaiting a screening decision"),
+                               count(AWAITING_STAGE)])),
     ]
     if CONFLICT_STAGE in n:  # dual screening
         rows.append(_Row("Screening", None, _Box("conflicts", [
@@ -151,8 +151,9 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
             count(CONFLICT_STAGE)])))
     fulltext = ASSESSED_STAGE in n
     rows.append(_Row("Screening", _Box("included-records", [
-        _Text("Reports sought for retrieval (records included after title/abstract "
-              "screening)" if fulltext else "Records included after title/abstract screening"),
+        _Text("Reports sought for retrieval (records included, or marked maybe, at "
+              "title/abstract screening)" if fulltext
+              else "Records included after title/abstract screening"),
         count(INCLUDED_STAGE)]),
         _Box("not-retrieved", [_Text("Reports not retrieved"), count(NOT_RETRIEVED_STAGE),
                                _Text("Reports awaiting full-text assessment"),

@@ -24,10 +24,12 @@ Who settles a report (:func:`outcome`, the one rule every page, count and export
 - Rows of kind ``verdict`` and ``resolution`` settle whatever the setting, so switching it
   never unsettles a report: the mode only decides what a *new* judgement is.
 
-Only records whose current decision is *include* and that PubMed has not deleted take part:
-a verdict on a record whose title/abstract decision later changed stays in the history but
-counts nowhere. The rules live here (store) so the pages, the API, the PRISMA counts and the
-digest share them; who may resolve (roles) is the web app's (``screening.web.fulltext``).
+Only records that passed title/abstract screening — current decision *include*, or *maybe*
+(the abstract cannot decide, so the full text must) — and that PubMed has not deleted take
+part: a verdict on a record whose title/abstract decision later changed to exclude stays in
+the history but counts nowhere. The rules live here (store) so the pages, the API, the PRISMA
+counts and the digest share them; who may resolve (roles) is the web app's
+(``screening.web.fulltext``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ REASONS: dict[str, str] = {
     "other": "other reason (see the note)",
 }
 MAX_NOTE = 2000
+#: Title/abstract decisions that send a record to the full-text stage.
+PASSED: tuple[str, ...] = ("include", "maybe")
 
 VERDICT = "verdict"  # one assessor's judgement: settles the report
 VOTE = "vote"  # one of two independent assessors' judgements
@@ -223,21 +227,21 @@ def assessable_record(session: Session, pmid: int) -> Record:
     if record.deleted:
         raise ValidationError(f"PMID {pmid} was deleted from PubMed; it is not assessed in "
                               "full text")
-    if record.decision != "include":
+    if record.decision not in PASSED:
         raise ValidationError(
             f"PMID {pmid} is not included at title/abstract screening (current decision: "
-            f"{record.decision or 'none'}); only included records are assessed in full text",
-            hint="include it on its record page first")
+            f"{record.decision or 'none'}); only records included (or marked maybe) are "
+            "assessed in full text", hint="include it on its record page first")
     return record
 
 
 def _sought() -> Any:
-    """Conditions of the reports sought for retrieval: included, not deleted."""
-    return (col(Record.decision) == "include", col(Record.deleted).is_(False))
+    """Conditions of the reports sought for retrieval: passed screening, not deleted."""
+    return (col(Record.decision).in_(PASSED), col(Record.deleted).is_(False))
 
 
 def sought_pmids(session: Session) -> list[int]:
-    """The reports sought for retrieval (included, not deleted), by PMID."""
+    """The reports sought for retrieval (included or maybe, not deleted), by PMID."""
     return [int(p) for p in session.exec(select(Record.pmid).where(*_sought())
                                          .order_by(col(Record.pmid)))]
 
@@ -322,9 +326,9 @@ def fulltext_counts(session: Session, *, since: datetime | None = None) -> FullT
 def fulltext_state(decision: str | None, deleted: bool, o: Outcome | None,
                    ) -> tuple[str | None, str | None]:
     """A record's place in the full-text stage and, for an excluded report, its reason code:
-    (None, None) when it takes no part (not included, or deleted), else its settled verdict
-    or its state (``awaiting``, ``awaiting_second``, ``conflict``)."""
-    if decision != "include" or deleted:
+    (None, None) when it takes no part (not passed screening, or deleted), else its settled
+    verdict or its state (``awaiting``, ``awaiting_second``, ``conflict``)."""
+    if decision not in PASSED or deleted:
         return None, None
     o = o or AWAITING
     return o.verdict, o.reason
@@ -342,7 +346,7 @@ def assessment_json(row: FullTextAssessment, email: str | None) -> dict[str, Any
             "note": row.note, "user": email, "created_at": row.created_at.isoformat()}
 
 
-__all__ = ["AWAITING", "MAX_NOTE", "REASONS", "RESOLUTION", "SETTLING", "STATE_WORDS",
+__all__ = ["AWAITING", "MAX_NOTE", "PASSED", "REASONS", "RESOLUTION", "SETTLING", "STATE_WORDS",
            "VERDICT", "VERDICTS", "VOTE", "FullTextCounts", "Outcome", "append", "assess",
            "assessable_record", "assessment_json", "check_assessment", "fulltext_counts",
            "fulltext_state", "outcome", "outcomes", "reason_label", "row_words", "sought_pmids",

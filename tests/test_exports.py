@@ -187,9 +187,9 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
         "records screened": 5,
         "records excluded by automation": 1,
         "records excluded by curators": 1,
-        "records awaiting screening": 2,  # pmid 4 (unscored) + pmid 6 (maybe)
-        "records included": 1,
-        **fulltext_rows(awaiting=1),
+        "records awaiting screening": 1,  # pmid 4 (unscored)
+        "records included": 2,  # pmid 1 (include) + pmid 6 (maybe: the full text decides)
+        **fulltext_rows(awaiting=2),
         "trials included": 1,
         "reports of included trials": 2,
     }
@@ -199,9 +199,9 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
                                         + rows["records awaiting screening"]
                                         + rows["records included"])
     md = written[1].read_text()
-    assert "| records included | 1 |" in md
-    assert "Included: 1 records; 1 trials with 2 reports." in md
-    assert ("Full text: 1 reports sought; 0 not retrieved, 1 awaiting assessment; 0 assessed: "
+    assert "| records included | 2 |" in md
+    assert "Included: 2 records; 1 trials with 2 reports." in md
+    assert ("Full text: 2 reports sought; 0 not retrieved, 2 awaiting assessment; 0 assessed: "
             "0 eligible, 0 excluded.") in md
 
 
@@ -283,7 +283,7 @@ def test_prisma_counts_voted_low_score_records_as_awaiting(ctx, tmp_path: Path) 
         s.commit()
         rows = {stage: n for stage, n, _ in prisma_counts(s)}
     assert rows["records excluded by automation"] == 0
-    assert rows["records awaiting screening"] == 3  # pmids 2 (one vote), 4 and 6
+    assert rows["records awaiting screening"] == 2  # pmids 2 (one vote) and 4
     assert rows["records screened"] == (rows["records excluded by automation"]
                                         + rows["records excluded by curators"]
                                         + rows["records awaiting screening"]
@@ -392,9 +392,9 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
         "records excluded by automation": 0,  # pmid 2 has votes: not the classifier's
         "records excluded by curators": 1,
         "records in conflict awaiting resolution": 1,  # pmid 2
-        "records awaiting screening": 2,  # pmid 4 (one screener) + pmid 6 (maybe)
-        "records included": 1,
-        **fulltext_rows(awaiting=1),
+        "records awaiting screening": 1,  # pmid 4 (one screener)
+        "records included": 2,  # pmid 1 + pmid 6 (maybe: on to the full text)
+        **fulltext_rows(awaiting=2),
         "trials included": 1,
         "reports of included trials": 2,
     }
@@ -404,12 +404,12 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
         == stages.index("records awaiting screening") - 1
     md = written[1].read_text()
     assert "| records in conflict awaiting resolution | 1 |" in md
-    assert "2 awaiting, 1 in conflict awaiting resolution." in md
+    assert "1 awaiting, 1 in conflict awaiting resolution." in md
     # single screening, same database: no conflict line, the conflict is awaiting screening
     with ctx.sessions() as s:
         single = {stage: n for stage, n, _ in prisma_counts(s)}
     assert "records in conflict awaiting resolution" not in single
-    assert single["records awaiting screening"] == 3 and _flow_adds_up(single)
+    assert single["records awaiting screening"] == 2 and _flow_adds_up(single)
     [single_md] = [p for p in export(ctx, "prisma", tmp_path / "single.csv")
                    if p.suffix == ".md"]
-    assert "3 awaiting." in single_md.read_text()
+    assert "2 awaiting." in single_md.read_text()

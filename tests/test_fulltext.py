@@ -302,3 +302,28 @@ def test_verdicts_that_disagree_with_the_trial_links_are_listed(
     assert api.get("/api/fulltext?show=mismatch").json()["reports"] == []
     assert "Every settled verdict agrees with the trial links." in \
         as_role(app, users, "viewer").get("/fulltext?show=mismatch").text
+
+
+def test_a_maybe_goes_on_to_the_full_text(ctx: Any, app: Any, users: dict[str, str]) -> None:
+    """A *maybe* at title/abstract means the abstract cannot decide: the record is a report
+    sought for retrieval, assessed like an include, and leaves "awaiting screening"."""
+    with ctx.sessions() as s:
+        user = _seed(s)
+        s.add(Record(pmid=9, title="Unclear from the abstract", decision="maybe"))
+        s.commit()
+        before = fulltext_counts(s)
+        assert (before.sought, before.awaiting) == (6, 6)  # 1–5 and 9; 6 is deleted
+        assess(s, user=user, pmid=9, verdict="excluded", reason="not_maintenance")
+        s.commit()
+        after = fulltext_counts(s)
+        assert (after.sought, after.awaiting, after.excluded_total) == (6, 5, 1)
+        lines = {stage: n for stage, n, _ in prisma_counts(s)}
+    assert lines[INCLUDED_STAGE] == 6 and lines[FULLTEXT_EXCLUDED_STAGE] == 1
+    with db(app) as s:
+        s.add(Record(pmid=90000031, title="A maybe", decision="maybe"))
+        s.commit()
+    html = as_role(app, users, "viewer").get("/fulltext").text
+    row = html.split('data-pmid="90000031"')[1].split("</tr>")[0]
+    assert "maybe at title/abstract" in row and "awaiting assessment" in row
+    assert 'class="fulltext-form' in as_role(app, users, "curator").get(
+        "/records/90000031").text

@@ -17,6 +17,7 @@ from screening.agreement import Agreement, Vote, blind_pair, cohen_kappa
 from screening.web.auth import has_role
 from store.errors import PermissionDeniedError, StateError, ValidationError
 from store.fulltext import (
+    PASSED,
     REASONS,
     RESOLUTION,
     VERDICTS,
@@ -165,7 +166,7 @@ def record_fulltext(session: Session, record: Record, user: User, *,
     hidden = sum(1 for row, _ in history if blind and row.kind == VOTE)
     visible = [(row, email, row_words(row)) for row, email in history
                if not (blind and row.kind == VOTE)]
-    applies = record.decision == "include" and not record.deleted
+    applies = record.decision in PASSED and not record.deleted
     refusal = resolve_refusal(user, o) if dual else None
     resolvable = dual and applies and o.state in ("conflict", "resolved")
     return RecordFullText(

@@ -80,6 +80,7 @@ from store.baselines import BaselineError
 from store.bias import assessment_json
 from store.errors import NotFoundError, ValidationError
 from store.fulltext import (
+    PASSED,
     REASONS,
     VERDICTS,
     assess,
@@ -180,7 +181,7 @@ def records(request: Request, session: DbSession, user: ApiReader,
     rows = session.exec(select(Record).where(*conditions).order_by(
         col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)).all()
     body = [_record_json(r) for r in rows]
-    verdicts = outcomes(session, [r.pmid for r in rows if r.decision == "include"])
+    verdicts = outcomes(session, [r.pmid for r in rows if r.decision in PASSED])
     for item, r in zip(body, rows, strict=True):
         item["fulltext"], item["fulltext_reason"] = fulltext_state(
             r.decision, r.deleted, verdicts.get(r.pmid))
