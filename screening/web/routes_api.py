@@ -152,7 +152,7 @@ def records(request: Request, session: DbSession, user: ApiReader,
     is the caller's queue (records they have not voted on, conflicts left out), ``conflict``
     the records whose screeners disagree, and each record says how many people voted and
     the caller's own vote — never anyone else's. Every record carries its full-text state
-    (``fulltext``: null unless included, else its settled verdict or ``awaiting``,
+    (``fulltext``: null unless included or maybe, else its settled verdict or ``awaiting``,
     ``awaiting_second`` or ``conflict``) and, for an excluded report, its reason code
     (``fulltext_reason``)."""
     if status not in STATUSES:
