@@ -22,8 +22,9 @@ and stores a new one holding
   number of trials; a snapshot from before the assessment existed claims no change,
 * full-text judgements made since (``FullTextAssessment.id`` above the previous digest's
   last one): how many of each (votes of two assessors only as a number), the reports settled
-  as eligible and as excluded with their reasons, and where the full-text stage stands now
-  (``store.fulltext``),
+  as eligible and as excluded with their reasons, where the full-text stage stands now
+  (``store.fulltext``), and every report settled as excluded or not retrieved that is still
+  a trial's report (a standing check, not a change),
 * the screening health (recall estimate), computed by the provider the caller passes
   (``build_digest(ctx, health=screening.health.screening_health)``).
 
@@ -68,7 +69,14 @@ from store.audit import audit
 from store.baselines import baseline_for, current_baselines
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
-from store.fulltext import PASSED, VOTE, fulltext_counts, outcomes, reason_label
+from store.fulltext import (
+    PASSED,
+    VOTE,
+    fulltext_counts,
+    linked_though_ruled_out,
+    outcomes,
+    reason_label,
+)
 from store.locks import job_lock
 from store.models import (
     Alert,
@@ -338,9 +346,13 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
         listed[o.verdict].append({**_record_view(record), "reason": reason_label(o.reason)
                                   if o.reason else None})
     counts = Counter("votes" if r.kind == VOTE else r.verdict for r in rows)
+    # Not a change of the period but a standing inconsistency: said in every digest until a
+    # curator fixes the trial's reports or the verdict.
+    check = [_record_view(r) for r in linked_though_ruled_out(session)]
     return ({"total": len(rows), "counts": dict(sorted(counts.items())),
              "eligible": listed["eligible"][:MAX_LISTED_RECORDS],
              "excluded": listed["excluded"][:MAX_LISTED_RECORDS],
+             "linked_though_ruled_out": check[:MAX_LISTED_RECORDS],
              "now": fulltext_counts(session).to_json()}, new_last)
 
 

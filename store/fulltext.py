@@ -45,7 +45,7 @@ from sqlmodel import Session, col, select
 
 from store.audit import audit
 from store.errors import StateError, ValidationError
-from store.models import FullTextAssessment, Record, User
+from store.models import FullTextAssessment, Record, TrialReport, User
 from store.record_lock import locked_record
 from store.settings import is_dual_screening
 
@@ -71,6 +71,8 @@ REASONS: dict[str, str] = {
 MAX_NOTE = 2000
 #: Title/abstract decisions that send a record to the full-text stage.
 PASSED: tuple[str, ...] = ("include", "maybe")
+#: Settled verdicts that keep a report out of the analyses.
+RULED_OUT: tuple[str, ...] = ("excluded", "not_retrieved")
 
 VERDICT = "verdict"  # one assessor's judgement: settles the report
 VOTE = "vote"  # one of two independent assessors' judgements
@@ -323,6 +325,17 @@ def fulltext_counts(session: Session, *, since: datetime | None = None) -> FullT
         conflicts=states["conflict"])
 
 
+def linked_though_ruled_out(session: Session) -> list[Record]:
+    """Reports settled as excluded or not retrieved that are still a trial's report: their
+    numbers may be in the analyses although the review ruled them out. By PMID."""
+    linked = {int(p) for p in session.exec(select(TrialReport.pmid)) if p is not None}
+    pmids = [p for p, o in outcomes(session, [p for p in sought_pmids(session)
+                                              if p in linked]).items()
+             if o.state == "resolved" and o.verdict in RULED_OUT]
+    return list(session.exec(select(Record).where(col(Record.pmid).in_(pmids))
+                             .order_by(col(Record.pmid)))) if pmids else []
+
+
 def fulltext_state(decision: str | None, deleted: bool, o: Outcome | None,
                    ) -> tuple[str | None, str | None]:
     """A record's place in the full-text stage and, for an excluded report, its reason code:
@@ -346,8 +359,32 @@ def assessment_json(row: FullTextAssessment, email: str | None) -> dict[str, Any
             "note": row.note, "user": email, "created_at": row.created_at.isoformat()}
 
 
-__all__ = ["AWAITING", "MAX_NOTE", "PASSED", "REASONS", "RESOLUTION", "SETTLING", "STATE_WORDS",
-           "VERDICT", "VERDICTS", "VOTE", "FullTextCounts", "Outcome", "append", "assess",
-           "assessable_record", "assessment_json", "check_assessment", "fulltext_counts",
-           "fulltext_state", "outcome", "outcomes", "reason_label", "row_words", "sought_pmids",
-           "verdict_words"]
+__all__ = [
+    "AWAITING",
+    "MAX_NOTE",
+    "PASSED",
+    "REASONS",
+    "RESOLUTION",
+    "RULED_OUT",
+    "SETTLING",
+    "STATE_WORDS",
+    "VERDICT",
+    "VERDICTS",
+    "VOTE",
+    "FullTextCounts",
+    "Outcome",
+    "append",
+    "assess",
+    "assessable_record",
+    "assessment_json",
+    "check_assessment",
+    "fulltext_counts",
+    "fulltext_state",
+    "linked_though_ruled_out",
+    "outcome",
+    "outcomes",
+    "reason_label",
+    "row_words",
+    "sought_pmids",
+    "verdict_words",
+]

@@ -229,6 +229,39 @@ def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ig
             in second.text)
     assert "Now: 2 reports sought, 0 not settled" in second.text
     assert "FULL-TEXT ASSESSMENT (1)" in second.text
+    assert second.summary["fulltext"]["linked_though_ruled_out"] == [] and "CHECK:" not in \
+        second.text
+
+
+def test_an_excluded_report_still_linked_to_a_trial_is_flagged(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Settled as excluded, yet a trial's report: every digest says so until it is fixed."""
+    from store.fulltext import assess
+    from store.models import Trial, TrialReport, User
+
+    seed(ctx)
+    with ctx.sessions() as s:
+        user = User(email="ft@example.org", role="curator")
+        trial = Trial(name="Linked trial", drug="lenalidomide", setting="post_asct")
+        s.add_all([user, trial])
+        s.get(Record, 90000002).decision = "include"  # type: ignore[union-attr]
+        s.flush()
+        s.add(TrialReport(trial_id=trial.id, pmid=90000002, citation="x"))
+        s.commit()
+        assess(s, screeners_per_record=1, user=user, pmid=90000002, verdict="excluded",
+               reason="not_maintenance")
+        s.commit()
+    digest = build_digest(ctx)
+    assert [r["pmid"] for r in digest.summary["fulltext"]["linked_though_ruled_out"]] == [
+        90000002]
+    assert "CHECK: settled as excluded or not retrieved, yet still a trial's report" in \
+        digest.text and "(PMID 90000002," in digest.text
+    section = digest.html.split('id="fulltext"')[1].split("</div>")[0]
+    assert 'class="ft-check-record"' in section and "<script>" not in section
+    with ctx.sessions() as s:  # read again: eligible after all — the check goes away
+        assess(s, screeners_per_record=1, user=s.exec(select(User)).one(), pmid=90000002,
+               verdict="eligible")
+        s.commit()
+    assert build_digest(ctx).summary["fulltext"]["linked_though_ruled_out"] == []
 
 
 def test_ci_that_stops_crossing_one_and_removed_analysis(ctx) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from store.fulltext import (
     PASSED,
     REASONS,
     RESOLUTION,
+    RULED_OUT,
     VERDICTS,
     VOTE,
     Outcome,
@@ -209,7 +210,7 @@ class SoughtReport:
     def linked_though_excluded(self) -> bool:
         """Settled as excluded or not retrieved, yet a report of a trial: its numbers may be in
         the analyses although the review ruled the report out (or never read it)."""
-        return self.verdict in ("excluded", "not_retrieved") and bool(self.trials)
+        return self.verdict in RULED_OUT and bool(self.trials)
 
     def to_json(self) -> dict[str, Any]:
         a = self.assessment
