@@ -70,6 +70,7 @@ from sqlmodel import Session, col, select
 from monitor.entrez import PUBMED_SEARCH_CAP, EntrezClient
 from monitor.pubmed_xml import parse_all
 from monitor.records import CONTENT_FIELDS, ParsedRecord
+from store.batches import in_chunks
 from store.context import AppContext
 from store.errors import EntrezError, LockedError, ValidationError
 from store.locks import JobLease, job_lock
@@ -81,7 +82,6 @@ log = logging.getLogger(__name__)
 #: A poll holds its lock at most this long without renewing it (renewed after every batch).
 LOCK_TTL = 15 * 60
 _UNFINISHED = ("running", "interrupted")
-_IN_CHUNK = 500  # PMIDs per IN (...) query
 #: A record fetched this long after a modification day ends is sure to hold that day's changes
 #: (NCBI dates are US Eastern, up to 5 h behind UTC, and indexing lags by hours).
 _MDAT_SETTLE = timedelta(days=1)
@@ -137,11 +137,6 @@ class PollSummary:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
 
 
 def _parse_poll_start(value: str) -> date:
@@ -357,7 +352,7 @@ class _Poller:
             return []
         live: set[int] = set()
         with self.ctx.sessions() as session:
-            for part in _chunks(sorted(set(pmids)), _IN_CHUNK):
+            for part in in_chunks(sorted(set(pmids))):
                 live.update(session.exec(select(Record.pmid).where(
                     col(Record.pmid).in_(part), col(Record.deleted).is_(False))))
         return [p for p in pmids if p in live]
@@ -438,7 +433,7 @@ class _BatchStore:
             wanted.update(c["pmid"] for c in rec.comments_corrections
                           if c.get("pmid") and c.get("ref_type") in _NOTICE_FOR_LINKS)
         ids = sorted(wanted)
-        for part in _chunks(ids, _IN_CHUNK):
+        for part in in_chunks(ids):
             for row in self.session.exec(select(Record).where(col(Record.pmid).in_(part))):
                 self.existing[row.pmid] = row
                 if row.decision == "include":  # on its way into an analysis
@@ -591,7 +586,7 @@ def _window(ctx: AppContext, since: date | None, until: date | None,
 def _final_pmids(ctx: AppContext, pmids: list[int]) -> set[int]:
     final: set[int] = set()
     with ctx.sessions() as session:
-        for part in _chunks(pmids, _IN_CHUNK):
+        for part in in_chunks(pmids):
             final.update(session.exec(select(Record.pmid).where(
                 col(Record.pmid).in_(part), Record.status == "MEDLINE",
                 col(Record.deleted).is_(False))))
@@ -604,7 +599,7 @@ def _settled_pmids(ctx: AppContext, pmids: list[int], end: date) -> set[int]:
                                   tzinfo=UTC) + _MDAT_SETTLE
     settled: set[int] = set()
     with ctx.sessions() as session:
-        for part in _chunks(pmids, _IN_CHUNK):
+        for part in in_chunks(pmids):
             settled.update(session.exec(select(Record.pmid).where(
                 col(Record.pmid).in_(part), col(Record.last_fetched_at) >= settled_at)))
     return settled
@@ -730,7 +725,7 @@ def watched_pmids(ctx: AppContext) -> list[int]:
         included = set(session.exec(select(Record.pmid).where(Record.decision == "include")))
         wanted = sorted(reports | included)
         deleted: set[int] = set()
-        for part in _chunks(wanted, _IN_CHUNK):
+        for part in in_chunks(wanted):
             deleted.update(session.exec(select(Record.pmid).where(
                 col(Record.pmid).in_(part), col(Record.deleted).is_(True))))
     return [p for p in wanted if p not in deleted]

@@ -16,9 +16,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from screening.agreement import VOTE, Vote, blind_pair, latest_votes
+from store.batches import in_chunks
 from store.models import Decision, Record, User
-
-_IN_CHUNK = 500  # bound the size of IN (...) lists
 
 
 def _is_vote() -> Any:
@@ -59,8 +58,7 @@ def votes_on(session: Session, pmids: Iterable[int]) -> dict[int, list[Vote]]:
     """Every vote on these records, oldest first, per PMID."""
     wanted = sorted(set(pmids))
     out: dict[int, list[Vote]] = {p: [] for p in wanted}
-    for start in range(0, len(wanted), _IN_CHUNK):
-        part = wanted[start:start + _IN_CHUNK]
+    for part in in_chunks(wanted):
         rows = session.exec(select(Decision.id, Decision.pmid, Decision.user_id,
                                    Decision.decision)
                             .where(_is_vote(), col(Decision.pmid).in_(part))
@@ -81,8 +79,7 @@ def latest_vote_rows(session: Session,
     PMID."""
     wanted = sorted(set(pmids))
     out: dict[int, list[tuple[Decision, str | None]]] = {}
-    for start in range(0, len(wanted), _IN_CHUNK):
-        part = wanted[start:start + _IN_CHUNK]
+    for part in in_chunks(wanted):
         rows = session.exec(select(Decision, User.email)
                             .join(User, col(Decision.user_id) == col(User.id), isouter=True)
                             .where(col(Decision.pmid).in_(part), _is_vote())
@@ -100,8 +97,7 @@ def user_votes(session: Session, user_id: int, pmids: Iterable[int]) -> dict[int
     """``user_id``'s latest vote on each of these records that they voted on."""
     wanted = sorted(set(pmids))
     out: dict[int, str] = {}
-    for start in range(0, len(wanted), _IN_CHUNK):
-        part = wanted[start:start + _IN_CHUNK]
+    for part in in_chunks(wanted):
         rows = session.exec(select(Decision.pmid, Decision.decision)
                             .where(_is_vote(), col(Decision.user_id) == user_id,
                                    col(Decision.pmid).in_(part))

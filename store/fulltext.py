@@ -44,6 +44,7 @@ from typing import Any, Literal
 from sqlmodel import Session, col, select
 
 from store.audit import audit
+from store.batches import in_chunks
 from store.errors import StateError, ValidationError
 from store.models import FullTextAssessment, Record, TrialReport, User
 from store.record_lock import locked_record
@@ -78,7 +79,6 @@ VERDICT = "verdict"  # one assessor's judgement: settles the report
 VOTE = "vote"  # one of two independent assessors' judgements
 RESOLUTION = "resolution"  # a third person's ruling on a conflict (or an admin's change)
 SETTLING = frozenset({VERDICT, RESOLUTION})
-_IN_CHUNK = 500  # bound the size of IN (...) lists
 
 State = Literal["awaiting", "awaiting_second", "conflict", "resolved"]
 
@@ -164,8 +164,7 @@ def outcome(rows: Iterable[FullTextAssessment]) -> Outcome:
 
 def _rows(session: Session, pmids: Sequence[int]) -> dict[int, list[FullTextAssessment]]:
     out: dict[int, list[FullTextAssessment]] = {p: [] for p in pmids}
-    for start in range(0, len(pmids), _IN_CHUNK):
-        part = pmids[start:start + _IN_CHUNK]
+    for part in in_chunks(pmids):
         for row in session.exec(select(FullTextAssessment)
                                 .where(col(FullTextAssessment.pmid).in_(part))
                                 .order_by(col(FullTextAssessment.id))):

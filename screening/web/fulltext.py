@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from screening.agreement import Agreement, Vote, blind_pair, cohen_kappa
 from screening.web.auth import has_role
+from store.batches import in_chunks
 from store.errors import PermissionDeniedError, StateError, ValidationError
 from store.fulltext import (
     PASSED,
@@ -267,10 +268,10 @@ def sought_reports(session: Session, show: str = "all", *,
 def _trial_links(session: Session, pmids: list[int]) -> dict[int, list[tuple[int, str]]]:
     """The trials each of these records is a report of, by PMID."""
     links: dict[int, list[tuple[int, str]]] = {}
-    for start in range(0, len(pmids), 500):
+    for part in in_chunks(pmids):
         for pmid, trial_id, name in session.exec(
                 select(TrialReport.pmid, Trial.id, Trial.name).join(Trial)
-                .where(col(TrialReport.pmid).in_(pmids[start:start + 500]))):
+                .where(col(TrialReport.pmid).in_(part))):
             if pmid is not None and trial_id is not None:  # the IN filter leaves no None
                 links.setdefault(int(pmid), []).append((int(trial_id), name))
     return links
