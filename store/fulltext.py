@@ -324,13 +324,26 @@ def fulltext_counts(session: Session, *, since: datetime | None = None) -> FullT
         conflicts=states["conflict"])
 
 
+def link_problem(o: Outcome, linked: bool) -> str | None:
+    """Where a report's settled verdict and its trial links disagree (None when they agree,
+    or it is not settled): ``"unlinked"`` — eligible, but no trial has the report, so its
+    numbers are not in the analyses yet; ``"ruled_out"`` — excluded or not retrieved, yet a
+    trial's report, so its numbers may be in the analyses although the review ruled it out."""
+    if o.state != "resolved":
+        return None
+    if o.verdict == "eligible" and not linked:
+        return "unlinked"
+    if o.verdict in RULED_OUT and linked:
+        return "ruled_out"
+    return None
+
+
 def linked_though_ruled_out(session: Session) -> list[Record]:
-    """Reports settled as excluded or not retrieved that are still a trial's report: their
-    numbers may be in the analyses although the review ruled them out. By PMID."""
+    """The reports whose :func:`link_problem` is ``"ruled_out"``, by PMID."""
     linked = {int(p) for p in session.exec(select(TrialReport.pmid)) if p is not None}
     pmids = [p for p, o in outcomes(session, [p for p in sought_pmids(session)
                                               if p in linked]).items()
-             if o.state == "resolved" and o.verdict in RULED_OUT]
+             if link_problem(o, linked=True) == "ruled_out"]
     return list(session.exec(select(Record).where(col(Record.pmid).in_(pmids))
                              .order_by(col(Record.pmid)))) if pmids else []
 
@@ -379,6 +392,7 @@ __all__ = [
     "check_assessment",
     "fulltext_counts",
     "fulltext_state",
+    "link_problem",
     "linked_though_ruled_out",
     "outcome",
     "outcomes",

@@ -21,13 +21,13 @@ from store.fulltext import (
     PASSED,
     REASONS,
     RESOLUTION,
-    RULED_OUT,
     VERDICTS,
     VOTE,
     Outcome,
     append,
     assessable_record,
     check_assessment,
+    link_problem,
     outcomes,
     reason_label,
     row_words,
@@ -204,14 +204,13 @@ class SoughtReport:
 
     @property
     def unlinked(self) -> bool:
-        """Eligible but not yet a report of any trial: its data are not in the analyses."""
-        return self.verdict == "eligible" and not self.trials
+        """Eligible but not yet a report of any trial (``store.fulltext.link_problem``)."""
+        return link_problem(self.outcome, bool(self.trials)) == "unlinked"
 
     @property
     def linked_though_excluded(self) -> bool:
-        """Settled as excluded or not retrieved, yet a report of a trial: its numbers may be in
-        the analyses although the review ruled the report out (or never read it)."""
-        return self.verdict in RULED_OUT and bool(self.trials)
+        """Excluded or not retrieved, yet a trial's report (``link_problem``)."""
+        return link_problem(self.outcome, bool(self.trials)) == "ruled_out"
 
     def to_json(self) -> dict[str, Any]:
         a = self.assessment
@@ -251,8 +250,7 @@ def sought_reports(session: Session, show: str = "all", *,
                  and (viewer is None or states[p].voted(viewer.id) is None)]
     links = _trial_links(session, pmids)
     if show == "mismatch":
-        pmids = [p for p in pmids if states[p].state == "resolved"
-                 and (states[p].verdict == "eligible") != bool(links.get(p))]
+        pmids = [p for p in pmids if link_problem(states[p], bool(links.get(p))) is not None]
     pmids = sorted(pmids, key=lambda p: (_ORDER[states[p].state], p))[:LIST_LIMIT]
     records = {r.pmid: r for r in session.exec(select(Record)
                                                .where(col(Record.pmid).in_(pmids)))}
