@@ -58,22 +58,34 @@ CONFLICTS_PAGE_SIZE = 200
 
 
 # ----------------------------------------------------------------------------- resolving
+def third_person_refusal(user: User, *, settled: bool, voted: bool, settled_text: str,
+                         voted_text: str) -> str | None:
+    """The one rule of who resolves, at both screening stages (None when ``user`` may): a
+    curator's role is needed; an admin always may; a settled outcome changes only by an
+    admin (``settled_text`` says so); a conflict is resolved by someone who did not vote in
+    it (``voted_text``)."""
+    if not has_role(user, "curator"):
+        return f"{user.email} is a {user.role}; resolving needs the curator role"
+    if has_role(user, "admin"):
+        return None
+    if settled:
+        return settled_text
+    if voted:
+        return voted_text
+    return None
+
+
 def resolve_refusal(user: User, record: Record, screener_ids: set[int]) -> str | None:
     """Why ``user`` may not resolve ``record`` (None when they may); ``screener_ids`` are the
     people who voted on it."""
-    if not has_role(user, "curator"):
-        return f"{user.email} is a {user.role}; resolving needs the curator role"
-    if record.decision is None and len(screener_ids) < 2:
+    if has_role(user, "curator") and record.decision is None and len(screener_ids) < 2:
         return None  # not a permission question: refused as a state error by the caller
-    if has_role(user, "admin"):
-        return None
-    if record.decision is not None:
-        return (f"PMID {record.pmid} is already resolved ({record.decision}); only an admin "
-                "can change a resolved record")
-    if user.id in screener_ids:
-        return (f"you voted on PMID {record.pmid}; a conflict is resolved by an admin or a "
-                "curator who did not vote on it")
-    return None
+    return third_person_refusal(
+        user, settled=record.decision is not None, voted=user.id in screener_ids,
+        settled_text=f"PMID {record.pmid} is already resolved ({record.decision}); only an "
+                     "admin can change a resolved record",
+        voted_text=f"you voted on PMID {record.pmid}; a conflict is resolved by an admin or a "
+                   "curator who did not vote on it")
 
 
 def record_resolution(session: Session, *, user: User, pmid: int, decision: str,

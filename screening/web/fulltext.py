@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from screening.agreement import Agreement, Vote, blind_pair, cohen_kappa
 from screening.web.auth import has_role
+from screening.web.conflicts import third_person_refusal
 from store.batches import in_chunks
 from store.errors import PermissionDeniedError, StateError, ValidationError
 from store.fulltext import (
@@ -50,17 +51,12 @@ _ORDER = {"conflict": 0, "awaiting": 1, "awaiting_second": 2, "resolved": 3}
 def resolve_refusal(user: User, o: Outcome) -> str | None:
     """Why ``user`` may not resolve a report in outcome ``o`` (None when they may): an admin
     always may; a curator only a conflict they did not vote in."""
-    if not has_role(user, "curator"):
-        return f"{user.email} is a {user.role}; resolving needs the curator role"
-    if has_role(user, "admin"):
-        return None
-    if o.state == "resolved":
-        return (f"the full-text assessment is settled ({verdict_words(o)}); only an admin "
-                "can change a settled report")
-    if o.voted(user.id) is not None:
-        return ("you assessed this report; a conflict is resolved by an admin or a curator "
-                "who did not assess it")
-    return None
+    return third_person_refusal(
+        user, settled=o.state == "resolved", voted=o.voted(user.id) is not None,
+        settled_text=f"the full-text assessment is settled ({verdict_words(o)}); only an "
+                     "admin can change a settled report",
+        voted_text="you assessed this report; a conflict is resolved by an admin or a curator "
+                   "who did not assess it")
 
 
 def may_assess(user: User, o: Outcome, *, dual: bool) -> bool:
