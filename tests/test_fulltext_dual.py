@@ -324,6 +324,8 @@ def test_the_list_puts_conflicts_first_and_reports_agreement(
     assert read["reports"][1]["votes"] == []  # settled: the list shows the verdict
     assert (read["counts"]["conflicts"], read["counts"]["eligible"]) == (1, 1)
     assert read["agreement"]["n"] == 2 and read["agreement"]["raw_agreement"] == 0.5
+    # first assessor always eligible, second half and half: chance agreement 0.5, so κ = 0
+    assert read["agreement"]["kappa"] == pytest.approx(0.0)
     conflicts = _api(app, team["viewer"]).get("/api/fulltext?show=conflict").json()
     assert [r["pmid"] for r in conflicts["reports"]] == [PMID]
     pointer = as_role(app, team, "viewer").get("/conflicts").text
@@ -331,6 +333,7 @@ def test_the_list_puts_conflicts_first_and_reports_agreement(
         in pointer
     html = as_role(app, team, "viewer").get("/fulltext").text
     assert 'class="ft-conflicts">1<' in html and 'class="ft-agreement-n">2<' in html
+    assert 'class="ft-kappa">0.000<' in html
     assert "Cohen&#39;s κ" in html or "Cohen's κ" in html
     records = {r["pmid"]: r["fulltext"] for r in
                _api(app, team["viewer"]).get("/api/records").json()["records"]}
