@@ -29,6 +29,7 @@ from store.fulltext import (
     assessable_record,
     check_assessment,
     link_problem,
+    outcome,
     outcomes,
     reason_label,
     row_words,
@@ -159,7 +160,7 @@ def record_fulltext(session: Session, record: Record, user: User, *,
         .join(User, col(User.id) == col(FullTextAssessment.user_id), isouter=True)
         .where(FullTextAssessment.pmid == record.pmid)
         .order_by(col(FullTextAssessment.id).desc())).all()
-    o = outcomes(session, [record.pmid])[record.pmid]
+    o = outcome(row for row, _ in history)
     blind = o.state == "awaiting_second" and o.voted(user.id) is None
     hidden = sum(1 for row, _ in history if blind and row.kind == VOTE)
     visible = [(row, email, row_words(row)) for row, email in history
