@@ -49,6 +49,7 @@ from store.errors import StateError, ValidationError
 from store.models import FullTextAssessment, Record, TrialReport, User
 from store.record_lock import locked_record
 from store.settings import is_dual_screening
+from store.vote_rule import vote_bar
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +189,14 @@ def assess(session: Session, *, user: User, pmid: int, verdict: str,
     verdict, reason, note = check_assessment(verdict, reason, note)
     record = assessable_record(session, pmid)
     before = outcomes(session, [pmid])[pmid]
+    bar = vote_bar(before.state, voted=before.voted(user.id) is not None)
     if kind == VOTE:
-        if before.state == "resolved":
+        if bar == "settled":
             raise StateError(
                 f"PMID {pmid}'s full-text assessment is settled ({verdict_words(before)}); "
                 "votes no longer change it",
                 hint="an admin can change it with a resolution on the record page")
-        if before.state == "conflict" and before.voted(user.id) is None:
+        if bar == "third_person":
             raise StateError(
                 f"PMID {pmid}'s two full-text assessors disagree; a third vote does not "
                 "settle it", hint="resolve the conflict on the record page instead")

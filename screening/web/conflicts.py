@@ -47,6 +47,7 @@ from screening.web.decisions import (
     decision_history,
     locked_record,
 )
+from store import vote_rule
 from store.audit import audit
 from store.errors import PermissionDeniedError, ValidationError
 from store.models import Decision, Record, User
@@ -162,12 +163,8 @@ def record_screening(session: Session, record: Record, user: User, *,
     hidden = 0
     if dual and state in ("unscreened", "awaiting_second") and mine is None:
         hidden = len(votes)
-    curator = has_role(user, "curator")
-    if not dual:
-        may_vote = curator
-    else:
-        may_vote = curator and (state in ("unscreened", "awaiting_second")
-                                or (state == "conflict" and mine is not None))
+    may_vote = vote_rule.may_vote(curator=has_role(user, "curator"), dual=dual, state=state,
+                                  voted=mine is not None)
     # Under single screening a decided record changes by a new decision, not a resolution.
     resolvable = state == "conflict" or (state == "resolved" and dual)
     may_resolve = resolvable and resolve_refusal(user, record, set(latest)) is None

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from screening.agreement import VOTE, Vote, decision_after_vote, latest_votes
+from screening.agreement import VOTE, Vote, decision_after_vote, latest_votes, record_state
 from screening.votes import votes_on
 from screening.web.deps import get_or_404
 from store.audit import audit
@@ -27,6 +27,7 @@ from store.errors import StateError, ValidationError
 from store.models import Decision, Record, User
 from store.record_lock import locked_record
 from store.settings import is_dual_screening
+from store.vote_rule import vote_bar
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,12 @@ def _record_vote(session: Session, *, user: User, pmid: int, decision: str,
     record = locked_record(session, pmid)
     before = votes_on(session, [pmid])[pmid]
     screeners = latest_votes(before)
-    if record.decision is not None:
+    bar = vote_bar(record_state(record.decision, len(screeners)), voted=user.id in screeners)
+    if bar == "settled":
         raise RecordStateError(
             f"PMID {pmid} is already resolved ({record.decision}); votes no longer change it",
             hint="an admin can change a resolved record with a resolution on its page")
-    if len(screeners) >= 2 and user.id not in screeners:
+    if bar == "third_person":
         raise RecordStateError(
             f"PMID {pmid} is in conflict between its two screeners; a third vote does not "
             "settle it", hint="resolve it on /conflicts instead")

@@ -37,6 +37,7 @@ from store.fulltext import (
     verdict_words,
 )
 from store.models import FullTextAssessment, Record, Trial, TrialReport, User
+from store.vote_rule import may_vote
 
 #: The list's filters: what each shows.
 SHOWS = {"yours": "awaiting your vote", "awaiting": "not settled yet", "conflict": "conflicts",
@@ -61,15 +62,11 @@ def resolve_refusal(user: User, o: Outcome) -> str | None:
 
 
 def may_assess(user: User, o: Outcome, *, dual: bool) -> bool:
-    """Whether ``user`` may record a judgement now: with one assessor any curator (the newest
-    verdict counts); with two, until the report is settled, and in a conflict only its two
-    assessors (changing their vote, which is how a discussion settles it)."""
-    if not has_role(user, "curator"):
-        return False
-    if not dual:
-        return True
-    return o.state in ("awaiting", "awaiting_second") or (
-        o.state == "conflict" and o.voted(user.id) is not None)
+    """Whether ``user`` may record a full-text judgement now (``store.vote_rule``: with one
+    assessor any curator, the newest verdict counting; with two, until the report is settled,
+    and in a conflict only its two assessors)."""
+    return may_vote(curator=has_role(user, "curator"), dual=dual, state=o.state,
+                    voted=o.voted(user.id) is not None)
 
 
 def resolve(session: Session, *, user: User, pmid: int, verdict: str, reason: str | None,
