@@ -39,7 +39,7 @@ def _vote(page: Any, base: str, decision: str, reason: str) -> None:
     form = page.locator("form.decision-form")
     form.get_by_label(decision.capitalize()).check()
     form.get_by_label("Reason (optional)").fill(reason)
-    form.get_by_role("button", name="Save decision").click()
+    form.get_by_role("button", name="Save vote").click()
     page.wait_for_url(f"{base}/records/90000002")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -141,6 +142,18 @@ def test_curator_screens_and_extracts(app: Any, users: dict[str, str], records: 
         assert (decision.pmid, decision.decision, decision.model_version_id,
                 decision.rank_shown) == (90000002, "include", records, 1)
         assert decision.score_shown == pytest.approx(0.97)
+
+    # "Save and open the next": the top of the queue as it now stands opens, with its rank
+    page.goto(f"{server}/")
+    top = page.locator("tr[data-pmid]").first.get_attribute("data-pmid")
+    assert top is not None and top != "90000002"
+    page.locator(f"tr[data-pmid='{top}'] a").click()
+    page.get_by_label("Exclude").check()
+    page.get_by_role("button", name="Save and open the next in your queue").click()
+    page.wait_for_url(re.compile(r".*/records/\d+\?rank=1$"))
+    assert f"Decision saved: exclude (PMID {top})" in page.locator(".flash").inner_text()
+    assert f"/records/{top}?" not in page.url and "/records/90000002?" not in page.url
+    assert page.locator("form.decision-form").count() == 1  # undecided: ready to screen
 
     page.goto(f"{server}/trials/{trial_id}")
     form = page.locator("form.extraction-form")

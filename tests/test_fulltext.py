@@ -197,6 +197,25 @@ def test_a_curator_records_a_verdict_on_the_record_page(app: Any, users: dict[st
             "excluded", "eligible"]
 
 
+def test_save_and_next_opens_the_next_report_awaiting_a_verdict(
+        app: Any, users: dict[str, str], included: None) -> None:
+    curator = as_role(app, users, "curator")
+    page = curator.get("/records/90000011").text
+    assert "Save and assess the next report" in page
+    token = csrf_from(page)
+    first = curator.post("/records/90000011/fulltext", follow_redirects=False, data={
+        "verdict": "eligible", "then": "next", "csrf_token": token})
+    assert first.headers["location"] == "/records/90000012#fulltext"
+    last = curator.post("/records/90000012/fulltext", follow_redirects=False, data={
+        "verdict": "not_retrieved", "then": "next", "csrf_token": token})
+    assert last.headers["location"] == "/fulltext"
+    assert "No report awaits your full-text assessment" in curator.get("/fulltext").text
+    with db(app) as s:
+        assert [a.pmid for a in s.exec(select(FullTextAssessment)
+                                       .order_by(FullTextAssessment.id))] == [
+            90000011, 90000012]
+
+
 def test_viewers_see_the_list_but_cannot_assess(app: Any, users: dict[str, str],
                                                 included: None) -> None:
     viewer = as_role(app, users, "viewer")

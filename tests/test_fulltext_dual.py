@@ -227,6 +227,22 @@ def test_the_second_assessor_cannot_see_the_first_vote(
     assert "awaiting your vote" in listing
 
 
+def test_save_and_next_skips_the_reports_you_voted_on(
+        app: Any, team: dict[str, str], included: None) -> None:
+    first, second = as_role(app, team, "curator"), as_role(app, team, "curator2")
+    assert "Save and assess the next report" in first.get(f"/records/{PMID}").text
+    to_other = _post(first, f"/records/{PMID}/fulltext", verdict="eligible", then="next")
+    assert to_other.headers["location"] == f"/records/{OTHER}#fulltext"
+    done = _post(first, f"/records/{OTHER}/fulltext", verdict="eligible", then="next")
+    assert done.headers["location"] == "/fulltext"  # both voted: nothing left for them
+    # the second assessor is led to the report they have not assessed yet
+    back = _post(second, f"/records/{OTHER}/fulltext", verdict="eligible", then="next")
+    assert back.headers["location"] == f"/records/{PMID}#fulltext"
+    # the agreeing second vote settles the report and says so (this flash once raised a 500)
+    assert back.status_code == 303
+    assert "the two assessors agree: settled" in second.get(f"/records/{PMID}").text
+
+
 def test_a_conflict_is_resolved_by_a_third_person_with_a_note(
         app: Any, team: dict[str, str], included: None) -> None:
     first, second = as_role(app, team, "curator"), as_role(app, team, "curator2")

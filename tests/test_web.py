@@ -346,6 +346,42 @@ def test_decision_is_stored_with_provenance(app: Any, users: dict[str, str],
     assert 'data-pmid="90000003"' not in curator.get("/").text
 
 
+def test_save_and_next_opens_the_top_of_the_queue_until_it_is_empty(
+        app: Any, users: dict[str, str], records: int) -> None:
+    curator = as_role(app, users, "curator")
+    page = curator.get("/records/90000002?rank=1").text
+    assert 'name="then" value="next"' in page
+    token = csrf_from(page)
+    seen: list[int] = []
+    pmid = 90000002
+    while True:
+        # What the queue page shows first is where the button must lead.
+        response = curator.post(f"/records/{pmid}/decision", follow_redirects=False, data={
+            "decision": "exclude", "then": "next", "csrf_token": token})
+        assert response.status_code == 303
+        seen.append(pmid)
+        queue_page = curator.get("/").text
+        top = [int(p) for p in re.findall(r'data-pmid="(\d+)"', queue_page)]
+        if not top:
+            assert response.headers["location"] == "/"
+            assert "Your queue is empty" in queue_page  # the flash, shown once
+            break
+        assert response.headers["location"] == f"/records/{top[0]}?rank=1"
+        pmid = top[0]
+    # every live record once, the decided ones never again, the deleted one never
+    assert sorted(seen) == [90000001, 90000002, 90000003, 90000004]
+    # by score, unscored last; the audit-sample record wherever the interleaving puts it
+    assert [p for p in seen if p != 90000003] == [90000002, 90000001, 90000004]
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Decision)).one() == 4
+    # "then" takes only "next": anything else is refused and stores nothing
+    bad = curator.post("/records/90000002/decision", data={
+        "decision": "include", "then": "https://evil.example", "csrf_token": token})
+    assert bad.status_code in (400, 422)
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Decision)).one() == 4
+
+
 def test_bad_decisions_are_refused_and_change_nothing(app: Any, users: dict[str, str],
                                                       records: int) -> None:
     curator = as_role(app, users, "curator")

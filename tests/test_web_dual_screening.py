@@ -108,6 +108,23 @@ def test_first_vote_leaves_the_record_open_for_a_second_screener(
             top["decision"]) == (90000002, "awaiting_second", 1, None, None)
 
 
+def test_save_and_next_follows_each_screeners_own_queue(
+        app: Any, team: dict[str, str], records: int) -> None:
+    first, second = as_role(app, team, "curator"), as_role(app, team, "curator2")
+    token = csrf_from(first.get("/records/90000002").text)
+    assert "Save vote" in first.get("/records/90000002").text
+    moved = first.post("/records/90000002/decision", follow_redirects=False, data={
+        "decision": "include", "then": "next", "csrf_token": token})
+    mine = _queue_pmids(first.get("/").text)
+    assert 90000002 not in mine
+    assert moved.headers["location"] == f"/records/{mine[0]}?rank=1"
+    # the other screener's next record is the one awaiting its second vote (highest score)
+    token = csrf_from(second.get("/records/90000001").text)
+    theirs = second.post("/records/90000001/decision", follow_redirects=False, data={
+        "decision": "exclude", "then": "next", "csrf_token": token})
+    assert theirs.headers["location"] == "/records/90000002?rank=1"
+
+
 def test_both_screeners_agreeing_resolves_the_record(app: Any, team: dict[str, str],
                                                      records: int) -> None:
     assert _api_vote(app, FIRST, 90000003, "exclude").json()["screening"] == "awaiting_second"

@@ -19,6 +19,9 @@ from store.models import User
 
 SESSION_USER_KEY = "uid"
 SESSION_VERSION_KEY = "sv"
+#: A judgement form's second button (``then=next``): save, then open the next record or
+#: report awaiting this person (the record page's two forms).
+THEN_PATTERN = "^(next)?$"
 
 
 T = TypeVar("T")

@@ -10,9 +10,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session
 
 from screening.web.csrf import csrf_protect
 from screening.web.deps import (
+    THEN_PATTERN,
     Curator,
     DbSession,
     Viewer,
@@ -30,6 +32,7 @@ from screening.web.fulltext import (
 )
 from screening.web.templating import render
 from store.fulltext import STATE_WORDS, VOTE, assess, fulltext_counts, outcomes, row_words
+from store.models import User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -55,19 +58,36 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
                    verdict: Annotated[str, Form(max_length=20)],
                    reason: Annotated[str, Form(max_length=40)] = "",
                    note: Annotated[str, Form(max_length=4000)] = "",
-                   back: Annotated[str, Form(max_length=10)] = "") -> Response:
+                   back: Annotated[str, Form(max_length=10)] = "",
+                   then: Annotated[str, Form(pattern=THEN_PATTERN)] = "") -> Response:
     row = assess(session, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note,
                  screeners_per_record=screeners_per_record(request))
     session.commit()
     if row.kind == VOTE:
         now = outcomes(session, [pmid])[pmid]
-        after = {"resolved": "the two assessors agree: settled",
-                 "conflict": "the two assessors disagree: a conflict to resolve"}.get(
-            now.state, STATE_WORDS[now.state])
+        # (STATE_WORDS has no "resolved": a settled report is worded by its verdict)
+        if now.state == "resolved":
+            after = "the two assessors agree: settled"
+        elif now.state == "conflict":
+            after = "the two assessors disagree: a conflict to resolve"
+        else:
+            after = STATE_WORDS[now.state]
         flash(request, f"Full-text vote saved: {row_words(row)} (PMID {pmid}); {after}.", "ok")
     else:
         flash(request, f"Full-text verdict saved: {row_words(row)} (PMID {pmid}).", "ok")
+    if then == "next":
+        return _next_report(request, session, user)
     return _back(pmid, back)
+
+
+def _next_report(request: Request, session: Session, user: User) -> RedirectResponse:
+    """The first report still needing this person's judgement, in the ``/fulltext`` list's
+    order (``show=yours``), or the list with a word when none is left."""
+    rows = sought_reports(session, "yours", viewer=user)
+    if not rows:
+        flash(request, "No report awaits your full-text assessment.", "ok")
+        return RedirectResponse("/fulltext", status_code=303)
+    return RedirectResponse(f"/records/{rows[0].record.pmid}#fulltext", status_code=303)
 
 
 @router.post("/records/{pmid}/fulltext/resolve")

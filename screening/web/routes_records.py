@@ -13,6 +13,7 @@ from screening.web.conflicts import current_state, record_screening, visible_his
 from screening.web.csrf import csrf_protect
 from screening.web.decisions import DECISIONS, parse_rank, record_decision
 from screening.web.deps import (
+    THEN_PATTERN,
     Curator,
     DbSession,
     Viewer,
@@ -149,7 +150,8 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
 def decide(request: Request, pmid: int, session: DbSession, user: Curator,
            decision: Annotated[str, Form(max_length=20)],
            reason: Annotated[str, Form(max_length=4000)] = "",
-           rank_shown: Annotated[str, Form(max_length=12)] = "") -> Response:
+           rank_shown: Annotated[str, Form(max_length=12)] = "",
+           then: Annotated[str, Form(pattern=THEN_PATTERN)] = "") -> Response:
     screeners = screeners_per_record(request)
     row = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
                           rank_shown=parse_rank(rank_shown), screeners=screeners)
@@ -159,7 +161,20 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
         flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok")
     else:
         flash(request, vote_outcome(session, pmid, row.decision), "ok")
+    if then == "next":
+        return next_in_queue(request, session, user)
     return RedirectResponse(f"/records/{pmid}", status_code=303)
+
+
+def next_in_queue(request: Request, session: Session, user: User) -> RedirectResponse:
+    """The top of this person's queue as it stands after their decision (the model's current
+    order, so the screening stays certainty-ordered; with two screeners the records they have
+    not voted on yet), or the queue page with a word when nothing is left."""
+    rows = queue(session, limit=1, screener_id=user.id if dual_screening(request) else None)
+    if not rows:
+        flash(request, "Your queue is empty: no record awaits your decision.", "ok")
+        return RedirectResponse("/", status_code=303)
+    return RedirectResponse(f"/records/{rows[0].pmid}?rank={rows[0].rank}", status_code=303)
 
 
 def vote_outcome(session: Session, pmid: int, vote: str) -> str:
