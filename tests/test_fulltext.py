@@ -216,6 +216,42 @@ def test_save_and_next_opens_the_next_report_awaiting_a_verdict(
             90000011, 90000012]
 
 
+def test_linking_to_a_trial_may_record_the_eligible_verdict_too(
+        app: Any, users: dict[str, str], included: None) -> None:
+    curator = as_role(app, users, "curator")
+    page = curator.get("/records/90000011").text
+    assert 'name="fulltext_eligible"' in page and "also record my full-text verdict" in page
+    with db(app) as s:
+        trial_id = s.exec(select(Trial.id)).one()
+    form = {"csrf_token": csrf_from(page), "trial_id": str(trial_id), "kind": "update",
+            "citation": "Jackson GH et al. 2026", "fulltext_eligible": "1"}
+    linked = curator.post("/records/90000011/reports", data=form, follow_redirects=False)
+    assert linked.status_code == 303
+    assert "Full-text verdict recorded: eligible." in curator.get(linked.headers["location"]).text
+    with db(app) as s:
+        assert outcomes(s, [90000011])[90000011].verdict == "eligible"
+        assert s.exec(select(TrialReport).where(TrialReport.pmid == 90000011)).one()
+    # settled now: the box is not offered again
+    assert 'name="fulltext_eligible"' not in curator.get("/records/90000011").text
+    # a judgement the rules refuse links nothing either (one transaction)
+    assert 'name="fulltext_eligible"' not in curator.get("/records/90000013").text
+    refused = curator.post("/records/90000013/reports", data={**form, "citation": "X 2026"},
+                           follow_redirects=False)
+    assert refused.status_code == 400 and "not included at title/abstract" in refused.text
+    with db(app) as s:
+        assert s.exec(select(TrialReport).where(TrialReport.pmid == 90000013)).all() == []
+        assert s.exec(select(FullTextAssessment)
+                      .where(FullTextAssessment.pmid == 90000013)).all() == []
+    # without the box, linking records no verdict (the list then marks the mismatch)
+    plain = {k: v for k, v in form.items() if k != "fulltext_eligible"}
+    with db(app) as s:
+        s.add(Record(pmid=90000014, title="Third include", decision="include"))
+        s.commit()
+    curator.post("/records/90000014/reports", data=plain, follow_redirects=False)
+    with db(app) as s:
+        assert outcomes(s, [90000014])[90000014].state == "awaiting"
+
+
 def test_viewers_see_the_list_but_cannot_assess(app: Any, users: dict[str, str],
                                                 included: None) -> None:
     viewer = as_role(app, users, "viewer")

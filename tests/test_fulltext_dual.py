@@ -32,7 +32,7 @@ from store.fulltext import (
     outcome,
     outcomes,
 )
-from store.models import AuditLog, FullTextAssessment, Record, User, utcnow
+from store.models import AuditLog, FullTextAssessment, Record, Trial, User, utcnow
 
 app = test_web.app
 users = test_web.users
@@ -241,6 +241,26 @@ def test_save_and_next_skips_the_reports_you_voted_on(
     # the agreeing second vote settles the report and says so (this flash once raised a 500)
     assert back.status_code == 303
     assert "the two assessors agree: settled" in second.get(f"/records/{PMID}").text
+
+
+def test_linking_with_the_box_casts_a_vote_and_keeps_the_blinding(
+        app: Any, team: dict[str, str], included: None) -> None:
+    first, second = as_role(app, team, "curator"), as_role(app, team, "curator2")
+    with db(app) as s:
+        trial = Trial(name="GIMEMA", drug="lenalidomide", setting="post_asct")
+        s.add(trial)
+        s.commit()
+        trial_id = trial.id
+    linked = _post(first, f"/records/{PMID}/reports", trial_id=str(trial_id), kind="primary",
+                   citation="X 2026", fulltext_eligible="1")
+    assert linked.status_code == 303
+    assert "Full-text vote recorded: eligible." in first.get(linked.headers["location"]).text
+    with db(app) as s:
+        assert outcomes(s, [PMID])[PMID].state == "awaiting_second"
+    assert "also record my full-text" not in first.get(f"/records/{PMID}").text  # voted
+    theirs = second.get(f"/records/{PMID}").text
+    assert "1 vote recorded, hidden until you assess" in theirs
+    assert "also record my full-text vote, eligible" in theirs
 
 
 def test_a_conflict_is_resolved_by_a_third_person_with_a_note(

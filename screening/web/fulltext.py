@@ -129,6 +129,13 @@ class RecordFullText:
     def current_text(self) -> str:
         return verdict_words(self.outcome)
 
+    @property
+    def may_judge_eligible_on_link(self) -> bool:
+        """Whether linking the record to a trial may also record this person's first
+        judgement of it, *eligible*: they may assess it and have not judged it yet."""
+        return self.may_assess and self.outcome.state in ("awaiting", "awaiting_second") \
+            and self.yours is None
+
     def vote_views(self) -> list[tuple[FullTextAssessment, str, str]]:
         """The assessors' latest votes with who cast them, once they are no longer blind."""
         if self.hidden_votes:

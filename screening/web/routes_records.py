@@ -28,6 +28,7 @@ from screening.web.fulltext import record_fulltext
 from screening.web.queue_view import queue_counts, screening_health, screening_progress
 from screening.web.templating import render
 from screening.web.trials import REPORT_KINDS, link_record, record_citation
+from store.fulltext import VOTE, assess
 from store.models import Alert, Record, RecordRevision, Trial, TrialReport, User
 from store.settings import is_dual_screening
 from store.trial_match import TrialIndex, registry_key
@@ -137,8 +138,15 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
         session.rollback()
         return _record_page(request, session, record, user, status_code=400,
                             link_values=data, link_errors=exc.fields)
+    judged = None
+    if data.get("fulltext_eligible") in ("1", "on", "true"):
+        # In the same transaction: a refused judgement (settled meanwhile, say) links nothing.
+        judged = assess(session, user=user, pmid=pmid, verdict="eligible",
+                        screeners_per_record=screeners_per_record(request))
     session.commit()
     text = f"PMID {pmid} added to {trial.name} as its {report.kind} report."
+    if judged is not None:
+        text += f" Full-text {'vote' if judged.kind == VOTE else 'verdict'} recorded: eligible."
     if added:
         text += f" Registration{'s' if len(added) > 1 else ''} added to the trial: " \
                 f"{', '.join(added)}."
