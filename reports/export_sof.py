@@ -124,17 +124,13 @@ def _absolute_cells(view: dict[str, Any] | None) -> dict[str, Any]:
             "absolute_text": v.get("text")}
 
 
-#: Columns holding text people typed (trial names, labels, the control risk's source, reasons).
-_TEXT_COLUMNS = frozenset({"label", "trials", "rated_down", "certainty_reasons",
-                           "baseline_source"})
-
-
 def write_sof_csv(session: Session, fh: IO[str]) -> None:
     writer = csv.writer(fh)
     writer.writerow(SOF_COLUMNS)
     for row in sof_rows(session):
-        writer.writerow([spreadsheet_safe(_fmt(row[c])) if c in _TEXT_COLUMNS else _fmt(row[c])
-                         for c in SOF_COLUMNS])
+        # Every cell, not a list of "text" columns: the analysis key carries the drug a
+        # curator typed, and numbers pass through unchanged (store.spreadsheet).
+        writer.writerow([spreadsheet_safe(_fmt(row[c])) for c in SOF_COLUMNS])
 
 
 def _cell(text: Any) -> str:

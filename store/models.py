@@ -17,6 +17,11 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+#: The largest id or PMID a request may name: what an INTEGER column holds on both engines
+#: (PostgreSQL's int4; SQLite's own limit is 2^63 − 1, beyond which it raises OverflowError).
+#: PMIDs are below 10^8.
+MAX_ID = 2**31 - 1
+
 
 def utcnow() -> datetime:
     """Aware UTC now."""
@@ -189,9 +194,24 @@ class User(SQLModel, table=True):
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
     last_login_at: datetime | None = None
-    # Sessions are signed cookies (nothing server-side to delete): each one carries the version
-    # it was issued under, and a password change bumps it, so older cookies stop working.
+    # Each session cookie carries the version it was issued under, and a password change
+    # bumps it, so every older cookie of the user stops working at once (LoginSession ends
+    # one session: logging out).
     session_version: int = 0
+
+
+class LoginSession(SQLModel, table=True):
+    """One browser session (a login). The signed cookie carries a random token whose hash is
+    stored here: logging out ends the row, so a copy of the cookie stops working too — a
+    signed cookie alone stays valid until it expires, whatever the browser forgets."""
+
+    __tablename__ = "login_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(index=True, unique=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
 
 
 class Decision(SQLModel, table=True):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +17,16 @@ from sqlmodel import Session, col, func, select
 from screening.web.app import create_app
 from screening.web.auth import add_user, hash_password, issue_api_token, verify_password
 from store.errors import ValidationError
-from store.models import AuditLog, Decision, ModelVersion, Record, User
+from store.models import (
+    AuditLog,
+    Decision,
+    LoginSession,
+    ModelVersion,
+    Record,
+    Trial,
+    User,
+    utcnow,
+)
 
 PASSWORD = "correct horse battery"
 XSS_TITLE = "<script>alert(1)</script> maintenance lenalidomide"
@@ -188,6 +197,43 @@ def test_login_logout_and_next(client: TestClient, users: dict[str, str]) -> Non
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
+def test_logout_ends_the_session_on_the_server(app: Any, users: dict[str, str]) -> None:
+    """A copy of the cookie taken before logging out (a shared computer, a stolen cookie)
+    no longer works: the login ended on the server, not only in this browser."""
+    browser = TestClient(app)
+    login(browser, users["curator"])
+    stolen = dict(browser.cookies)
+    copy = TestClient(app, cookies=stolen)
+    assert copy.get("/account", follow_redirects=False).status_code == 200
+    out = browser.post("/logout", data={"csrf_token": csrf_from(browser.get("/").text)},
+                       follow_redirects=False)
+    assert out.status_code == 303
+    assert copy.get("/account", follow_redirects=False).status_code == 303  # to /login
+    assert TestClient(app, cookies=stolen).get("/api/fulltext").status_code == 401
+    with db(app) as session:
+        (row,) = session.exec(select(LoginSession)).all()
+        assert row.ended_at is not None
+    # logging in again opens a new login; other people's logins are untouched
+    other = TestClient(app)
+    login(other, users["viewer"])
+    login(browser, users["curator"])
+    assert browser.get("/account").status_code == 200 and other.get("/").status_code == 200
+    with db(app) as session:
+        assert len([r for r in session.exec(select(LoginSession)) if r.ended_at is None]) == 2
+
+
+def test_a_login_older_than_a_working_day_has_ended(app: Any, users: dict[str, str]) -> None:
+    browser = TestClient(app)
+    login(browser, users["curator"])
+    assert browser.get("/account", follow_redirects=False).status_code == 200
+    with db(app) as session:
+        row = session.exec(select(LoginSession)).one()
+        row.created_at = utcnow() - timedelta(hours=13)
+        session.add(row)
+        session.commit()
+    assert browser.get("/account", follow_redirects=False).status_code == 303
+
+
 def test_login_next_cannot_leave_the_site(client: TestClient, users: dict[str, str]) -> None:
     for target in ["//evil.example/", "https://evil.example/", "/\\evil.example"]:
         token = csrf_from(client.get("/login").text)
@@ -267,6 +313,76 @@ def test_every_form_route_refuses_a_missing_or_wrong_csrf_token(app: Any, users:
                         "/api/records/{pmid}/fulltext/resolve"}
     assert admin.post("/api/decisions", json={"pmid": 90000002,
                                               "decision": "include"}).status_code == 401
+
+
+def _routes_with_ids(app: Any) -> list[tuple[str, str]]:
+    found = []
+    for included in app.routes:
+        router = getattr(included, "original_router", None)
+        for route in getattr(router, "routes", []):
+            if re.search(r"\{(pmid|\w+_id)\}", route.path):
+                found += [(m, route.path) for m in sorted(getattr(route, "methods", None) or [])
+                          if m != "HEAD"]
+    return found
+
+
+@pytest.mark.parametrize("huge", ["9223372036854775808", "99999999999999999999999",
+                                  "2147483648"])
+def test_ids_no_row_can_have_are_404_everywhere(app: Any, users: dict[str, str],
+                                                records: int, huge: str) -> None:
+    """Every route with an id in its path, by every method, as an admin with a valid CSRF
+    token and as an API token holder: an id beyond any column (SQLite overflows past 2^63,
+    PostgreSQL's integer past 2^31) is a 404 naming it, never a 500."""
+    routes = _routes_with_ids(app)
+    assert len(routes) >= 30, routes  # the enumeration found the routes
+    admin = as_role(app, users, "admin")
+    token = csrf_from(admin.get("/").text)
+    api = api_as(app, users, "admin")
+    for method, path in routes:
+        url = re.sub(r"\{(\w+)\}", lambda m: huge, path)
+        client = api if path.startswith("/api/") else admin
+        kwargs: dict[str, Any] = ({"json": {}} if path.startswith("/api/") else
+                                  {"data": {"csrf_token": token}}) if method != "GET" else {}
+        response = client.request(method, url, follow_redirects=False, **kwargs)
+        assert response.status_code == 404, (method, url, response.status_code)
+        assert f"{huge} is not in the database" in response.text, (method, url)
+
+
+def test_numbers_in_forms_and_bodies_beyond_any_column_are_refused(
+        app: Any, users: dict[str, str], records: int) -> None:
+    huge = 9223372036854775808
+    api = api_as(app, users, "curator")
+    assert api.get(f"/api/records?offset={huge}").status_code in (400, 422)
+    assert api.get(f"/api/searches?offset={huge}").status_code in (400, 422)
+    rank = api.post("/api/decisions", json={"pmid": 90000002, "decision": "include",
+                                            "rank_shown": str(huge)})
+    assert rank.status_code == 400 and "rank_shown" in rank.json()["error"]
+    pmid = api.post("/api/decisions", json={"pmid": huge, "decision": "include"})
+    assert pmid.status_code == 400 and "is not a PMID" in pmid.json()["error"]
+    trial = api.post("/api/estimates", json={"trial_id": huge, "endpoint": "PFS"})
+    assert trial.status_code == 404
+    with db(app) as session:
+        t = Trial(name="Myeloma XI", drug="lenalidomide", setting="post_asct")
+        session.add(t)
+        session.commit()
+        trial_id = t.id
+    counts = api.post("/api/estimates", json={
+        "trial_id": trial_id, "endpoint": "PFS", "hr": 0.5, "ci_low": 0.4, "ci_high": 0.6,
+        "n_maintenance": huge, "n_control": 1e30})
+    assert counts.status_code == 400, counts.text
+    assert "must be at most 2147483647" in counts.text
+    nested = api.post("/api/estimates", content=b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}",
+                      headers={"Content-Type": "application/json"})
+    assert nested.status_code == 400 and "nested too deeply" in nested.json()["error"]
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Decision)).one() == 0
+
+
+def test_the_openapi_schema_needs_a_login(app: Any, client: TestClient,
+                                          users: dict[str, str]) -> None:
+    assert client.get("/api/openapi.json").status_code == 401
+    schema = api_as(app, users, "viewer").get("/api/openapi.json")
+    assert schema.status_code == 200 and "/api/records" in schema.json()["paths"]
 
 
 # ----------------------------------------------------------------------------- queue + records

@@ -90,6 +90,24 @@ def test_downloads(app: Any, users: dict[str, str], pooled: dict[str, PooledResu
     assert md.text.startswith("# Summary of findings")
 
 
+def test_an_analysis_named_after_a_typed_drug_is_not_a_formula(
+        app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
+    """The analysis key is built from the trial's drug, which curators type: its cell is
+    written as text too, while the numbers of the same row stay numbers."""
+    with db(app) as s:
+        trial = s.exec(select(Trial).where(Trial.name == "Len 1")).one()
+        trial.drug = "@SUM(1+1)*cmd|' /C calc'!A0"
+        s.add(trial)
+        s.commit()
+    from reports.pool import pool_all
+    pool_all(app.state.ctx)
+    rows = list(csv.DictReader(io.StringIO(
+        as_role(app, users, "viewer").get("/summary.csv").text)))
+    typed = [r for r in rows if "sum(1+1)" in r["analysis"]]
+    assert typed and all(r["analysis"].startswith("'@sum(1+1)") for r in typed)
+    assert all(not r["hr"].startswith("'") and float(r["hr"]) > 0 for r in typed)
+
+
 def test_spreadsheet_safe_leaves_numbers_and_plain_text() -> None:
     assert spreadsheet_safe("-0.25") == "-0.25" and spreadsheet_safe("+3") == "+3"
     assert spreadsheet_safe("@SUM(A1)") == "'@SUM(A1)" and spreadsheet_safe("-x") == "'-x"

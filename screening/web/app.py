@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -35,6 +35,7 @@ from screening.web import (
     routes_trials,
     routes_unsubscribe,
 )
+from screening.web.deps import SESSION_MAX_AGE, check_path_ids
 from screening.web.errors import CatchAllMiddleware, install_error_handlers
 from screening.web.explanations import ModelCache
 from screening.web.retrain import Retrainer
@@ -46,7 +47,6 @@ from store.settings import Settings
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-SESSION_MAX_AGE = 12 * 60 * 60  # a working day; then log in again
 
 
 def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
@@ -63,8 +63,10 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
         if owns_ctx:
             context.dispose()
 
+    # The OpenAPI schema is served by routes_api behind a login, like the rest of the API.
     app = FastAPI(title="mmlr", version=_version(), lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+                  docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(check_path_ids)])
     app.state.ctx = context
     app.state.settings = settings
     app.state.templates = make_templates()

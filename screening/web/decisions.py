@@ -24,7 +24,7 @@ from screening.votes import votes_on
 from screening.web.deps import get_or_404
 from store.audit import audit
 from store.errors import StateError, ValidationError
-from store.models import Decision, Record, User
+from store.models import MAX_ID, Decision, Record, User
 from store.record_lock import locked_record
 from store.settings import is_dual_screening
 from store.vote_rule import vote_bar
@@ -37,7 +37,7 @@ MAX_REASON = 2000
 
 def parse_pmid(value: Any) -> int:
     text = str(value).strip()
-    if not text.isdigit() or len(text) > 12 or int(text) <= 0:
+    if not text.isdigit() or len(text) > 12 or not 0 < int(text) <= MAX_ID:
         raise ValidationError(f"{value!r} is not a PMID", hint="a PMID is a positive whole number")
     return int(text)
 
@@ -46,8 +46,9 @@ def parse_rank(value: Any) -> int | None:
     if value is None or str(value).strip() == "":
         return None
     text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise ValidationError(f"rank_shown {value!r} is not a positive whole number")
+    if not text.isdigit() or len(text) > 12 or not 0 < int(text) <= MAX_ID:
+        raise ValidationError(f"rank_shown {value!r} is not a positive whole number",
+                              hint="the record's place in the queue, from 1")
     return int(text)
 
 

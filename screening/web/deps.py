@@ -6,19 +6,24 @@ and each request gets its own session, closed when the response is done.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from screening.web.auth import has_role, user_for_token
+from screening.web.auth import has_role, hash_token, user_for_token
 from store.context import AppContext
 from store.errors import AuthError, NotFoundError, PermissionDeniedError
-from store.models import User
+from store.models import MAX_ID, LoginSession, User, utcnow
 
 SESSION_USER_KEY = "uid"
 SESSION_VERSION_KEY = "sv"
+SESSION_TOKEN_KEY = "sid"  # noqa: S105 - the cookie key of the login token, not a secret
+#: A login lasts a working day; then log in again (the cookie's lifetime, too).
+SESSION_MAX_AGE = 12 * 60 * 60
 #: A judgement form's second button (``then=next``): save, then open the next record or
 #: report awaiting this person (the record page's two forms).
 THEN_PATTERN = "^(next)?$"
@@ -29,10 +34,25 @@ T = TypeVar("T")
 
 def get_or_404(session: Session, model: type[T], key: object, *, missing: str) -> T:
     """The row with this primary key, or NotFoundError with the message ``missing``."""
+    if isinstance(key, int) and not 0 < key <= MAX_ID:
+        raise NotFoundError(missing)  # no such row, and the database must not be asked
     row = session.get(model, key)
     if row is None:
         raise NotFoundError(missing)
     return row
+
+
+def check_path_ids(request: Request) -> None:
+    """Every route's ids in the path (``pmid``, ``…_id``), checked once for the whole app: a
+    number no row can have (beyond :data:`store.models.MAX_ID`) is a 404, not a question to
+    the database, where SQLite would overflow. Non-numbers are left to the route's own
+    validation (a 400 naming the parameter)."""
+    for name, value in request.path_params.items():
+        if (name == "pmid" or name.endswith("_id")) and isinstance(value, str) \
+                and value.isdigit() and not 0 < int(value) <= MAX_ID:
+            what = "record PMID" if name == "pmid" else name.removesuffix("_id").replace(
+                "_", " ")
+            raise NotFoundError(f"{what} {value} is not in the database")
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -67,24 +87,61 @@ DbSession = Annotated[Session, Depends(get_session)]
 
 def session_user(request: Request, session: Session) -> User | None:
     """The logged-in (cookie) user, re-read from the database on every request so that a
-    deactivation, role change or password change takes effect at once."""
+    deactivation, role change, password change or logout takes effect at once."""
     uid = request.session.get(SESSION_USER_KEY)
     if not isinstance(uid, int):
         return None
     user = session.get(User, uid)
-    # A cookie issued before the user's last password change carries an older version.
-    if user is None or not user.active \
+    login = _login_session(request, session)
+    # A cookie issued before the user's last password change carries an older version; one
+    # whose login ended (logged out, or older than a working day) has no open row.
+    if user is None or not user.active or login is None or login.user_id != user.id \
             or request.session.get(SESSION_VERSION_KEY, 0) != (user.session_version or 0):
-        request.session.pop(SESSION_USER_KEY, None)
-        request.session.pop(SESSION_VERSION_KEY, None)
+        for key in (SESSION_USER_KEY, SESSION_VERSION_KEY, SESSION_TOKEN_KEY):
+            request.session.pop(key, None)
         return None
     return user
 
 
-def start_session(request: Request, user: User) -> None:
-    """Log ``user`` in on this cookie, stamped with their current session version."""
+def _login_session(request: Request, session: Session) -> LoginSession | None:
+    """The open server-side row of this cookie's login, or None."""
+    token = request.session.get(SESSION_TOKEN_KEY)
+    if not isinstance(token, str) or not token:
+        return None
+    row = session.exec(select(LoginSession)
+                       .where(LoginSession.token_hash == hash_token(token))).first()
+    if row is None or row.ended_at is not None \
+            or row.created_at < utcnow() - timedelta(seconds=SESSION_MAX_AGE):
+        return None
+    return row
+
+
+def start_session(request: Request, session: Session, user: User) -> None:
+    """Log ``user`` in on this cookie, stamped with their current session version and a new
+    server-side login (any earlier one of this cookie ends). The caller commits."""
+    if user.id is None:
+        raise AuthError("this user is not saved yet")  # a programming error, never a login
+    end_session(request, session)
+    token = secrets.token_urlsafe(32)
+    session.add(LoginSession(token_hash=hash_token(token), user_id=user.id))
+    # Logins older than the cookie's lifetime can no longer be used: keep the table small.
+    for old in session.exec(select(LoginSession).where(
+            col(LoginSession.created_at) < utcnow() - timedelta(seconds=2 * SESSION_MAX_AGE))):
+        session.delete(old)
     request.session[SESSION_USER_KEY] = user.id
     request.session[SESSION_VERSION_KEY] = user.session_version or 0
+    request.session[SESSION_TOKEN_KEY] = token
+
+
+def end_session(request: Request, session: Session) -> None:
+    """End this cookie's login on the server (a copy of the cookie stops working) and forget
+    it in the cookie. The caller commits."""
+    row = _login_session(request, session)
+    if row is not None:
+        row.ended_at = utcnow()
+        session.add(row)
+    for key in (SESSION_USER_KEY, SESSION_VERSION_KEY, SESSION_TOKEN_KEY):
+        request.session.pop(key, None)
 
 
 def optional_user(request: Request, session: DbSession) -> User | None:

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from reports.analyses import GENERIC_COMPARISON, comparison_key, is_named_comparison
 from store.audit import audit
 from store.errors import MmlrError, ValidationError
-from store.models import Estimate, Trial, TrialReport, User
+from store.models import MAX_ID, Estimate, Trial, TrialReport, User
 
 ENDPOINTS: tuple[str, ...] = ("PFS", "EFS", "TTP", "OS")
 SETTINGS: tuple[str, ...] = ("post_asct", "non_transplant", "mixed")
@@ -130,7 +130,8 @@ class _Reader:
             return value
         return None
 
-    def integer(self, name: str, *, minimum: int = 0, required: bool = False) -> int | None:
+    def integer(self, name: str, *, minimum: int = 0, maximum: int = MAX_ID,
+                required: bool = False) -> int | None:
         value = self.number(name, required=required)
         if value is None:
             return None
@@ -139,6 +140,10 @@ class _Reader:
             return None
         if value < minimum:
             self.errors[name] = f"must be at least {minimum}"
+            return None
+        # (an id, a PMID or a count: none is larger, and the database column is no wider)
+        if value > maximum:
+            self.errors[name] = f"must be at most {maximum}"
             return None
         return int(value)
 

@@ -81,7 +81,8 @@ def change_password(request: Request, session: DbSession, user: Viewer,
     session.commit()
     session.refresh(user)
     # The version bump logged out every other cookie; this one is re-stamped to stay in.
-    start_session(request, user)
+    start_session(request, session, user)
+    session.commit()
     rotate_csrf_token(request)
     revoked = " and your API token was revoked" if token_revoked else ""
     flash(request, f"Your password was changed; your other sessions are logged out{revoked}.",

@@ -100,6 +100,13 @@ router = APIRouter(prefix="/api")
 STATUSES = ("undecided", "decided", *DECISIONS, "deleted", "all", "conflict")
 
 
+@router.get("/openapi.json", include_in_schema=False)
+def openapi_schema(request: Request, user: ApiReader) -> dict[str, Any]:
+    """The API's OpenAPI schema, for signed-in people and token holders only (it maps every
+    route and parameter)."""
+    return request.app.openapi()  # type: ignore[no-any-return]
+
+
 @router.get("/health")
 def health(request: Request) -> JSONResponse:
     """Liveness and database reachability; no authentication (for load balancers)."""
@@ -147,7 +154,7 @@ def records(request: Request, session: DbSession, user: ApiReader,
             status: Annotated[str, Query(max_length=20)] = "all",
             flagged: Annotated[str | None, Query(max_length=10)] = None,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-            offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+            offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
     """Records by screening status, highest score first. Under dual screening ``undecided``
     is the caller's queue (records they have not voted on, conflicts left out), ``conflict``
     the records whose screeners disagree, and each record says how many people voted and
@@ -259,7 +266,7 @@ def trials(session: DbSession, user: ApiReader) -> dict[str, Any]:
 def searches(request: Request, session: DbSession, user: ApiReader,
              kind: Annotated[str, Query(pattern="^(searches|all)$")] = "searches",
              limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-             offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+             offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
     """The search log (``/searches``): the summary a methods section reports, and the runs,
     newest first (``kind=all`` adds the re-fetches of known records)."""
     only = kind == "searches"
@@ -348,6 +355,9 @@ async def _json_object(request: Request) -> dict[str, Any]:
         data = json.loads(await request.body() or b"null")
     except (ValueError, UnicodeDecodeError):
         raise ValidationError("the request body is not valid JSON") from None
+    except RecursionError:  # thousands of nested brackets: the parser gives up, not the app
+        raise ValidationError("the request body is nested too deeply",
+                              hint="send a flat JSON object") from None
     if not isinstance(data, dict):
         raise ValidationError("the request body must be a JSON object")
     return data

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from screening.web.auth import THROTTLE_WINDOW, ThrottledError, authenticate
 from screening.web.csrf import csrf_protect, rotate_csrf_token
-from screening.web.deps import DbSession, flash, optional_user, start_session
+from screening.web.deps import DbSession, end_session, flash, optional_user, start_session
 from screening.web.templating import render
 from store.errors import AuthError
 from store.models import User
@@ -54,15 +54,18 @@ def login(request: Request, session: DbSession, email: Annotated[str, Form(max_l
         session.commit()  # keep the audited failure: it feeds the throttle
         return render(request, "login.html", {"error": exc.one_line(), "email": email,
                                               "next": safe_next(next)}, status_code=401)
-    session.commit()
+    end_session(request, session)
     request.session.clear()  # no state from before the login survives it
-    start_session(request, user)
+    start_session(request, session, user)
+    session.commit()
     rotate_csrf_token(request)
     return RedirectResponse(safe_next(next), status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+def logout(request: Request, session: DbSession) -> Response:
+    end_session(request, session)  # a copy of the cookie stops working too
+    session.commit()
     request.session.clear()
     rotate_csrf_token(request)
     flash(request, "You are logged out.")
