@@ -430,6 +430,18 @@ def test_record_page_shows_details_and_viewer_has_no_form(app: Any, users: dict[
     assert "decision-form" in as_role(app, users, "curator").get("/records/90000002").text
 
 
+def test_mesh_qualifiers_from_the_parser_read_as_pubmed_writes_them(
+        app: Any, users: dict[str, str]) -> None:
+    add_records(app, [{"pmid": 90000021, "title": "Parsed record", "mesh": [
+        {"descriptor": "Multiple Myeloma", "major": False,
+         "qualifiers": [{"name": "drug therapy", "major": True},
+                        {"name": "mortality", "major": False}]},
+        {"descriptor": "Lenalidomide", "major": True, "qualifiers": []}]}])
+    html = as_role(app, users, "viewer").get("/records/90000021").text
+    assert "Multiple Myeloma/drug therapy*/mortality; Lenalidomide*" in html
+    assert "{" not in html.split("<dt>MeSH</dt>")[1].split("</dd>")[0]
+
+
 def test_decision_is_stored_with_provenance(app: Any, users: dict[str, str],
                                             records: int) -> None:
     curator = as_role(app, users, "curator")

@@ -75,6 +75,21 @@ def _context(request: Request) -> dict[str, Any]:
     }
 
 
+def mesh_heading(heading: Any) -> str:
+    """One stored MeSH heading as PubMed writes it: "Multiple Myeloma/drug therapy*", a star
+    after each major topic. Qualifiers are ``{"name", "major"}`` from the parsers (plain
+    strings are read too)."""
+    if not isinstance(heading, dict):
+        return str(heading)
+    text = str(heading.get("descriptor", "")) + ("*" if heading.get("major") else "")
+    for q in heading.get("qualifiers") or []:
+        if isinstance(q, dict):
+            text += "/" + str(q.get("name", "")) + ("*" if q.get("major") else "")
+        else:
+            text += f"/{q}"
+    return text
+
+
 def make_templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -89,6 +104,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["pvalue"] = _pvalue
     env.filters["p_text"] = p_text
     env.filters["doi_url"] = _doi_url
+    env.filters["mesh_heading"] = mesh_heading
     return Jinja2Templates(env=env, context_processors=[_context])
 
 
