@@ -497,6 +497,60 @@ def test_new_trial_from_a_record_links_it_as_the_primary_report(
         assert s.exec(select(Trial).where(Trial.name == "Other 1")).first() is None
 
 
+def test_the_same_trial_cannot_be_entered_twice(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    """A trial entered twice is pooled twice: a registration belongs to one trial, and the
+    primary report of a trial is not made the primary report of a new one."""
+    with db(app) as s:
+        calgb = s.get(Trial, review["calgb"])
+        assert calgb is not None
+        calgb.registry_ids = [NCT]
+        s.add(calgb)
+        s.add(TrialReport(trial_id=review["ifm"], pmid=90000011, kind="primary",
+                          citation="x"))
+        third = Trial(name="HOVON 65", drug="bortezomib", setting="post_asct")
+        s.add(third)
+        s.commit()
+        third_id = third.id
+    curator = as_role(app, users, "curator")
+    # the record page no longer offers a new trial from the IFM trial's primary report
+    page = lxml.html.fromstring(curator.get("/records/90000011").text)
+    assert page.xpath('//p[contains(@class, "new-trial-from-record")]/a') == []
+    assert "primary report of IFM 2005-02" in page.xpath(
+        'string(//p[contains(@class, "new-trial-from-record")])')
+    token = csrf_from(curator.get("/trials/new").text)
+    form = {"csrf_token": token, "name": "CALGB 100104 (again)", "drug": "lenalidomide",
+            "setting": "post_asct", "registry_ids": NCT.lower()}
+    again = curator.post("/trials/new", data=form, follow_redirects=False)
+    assert again.status_code == 400
+    assert (f"{NCT} is already the registration of CALGB 100104: a trial entered twice"
+            " is pooled twice") in again.text
+    primary = curator.post("/trials/new", data={**form, "registry_ids": "",
+                                                "from_pmid": "90000011"},
+                           follow_redirects=False)
+    assert primary.status_code == 400
+    assert "PMID 90000011 is already the primary report of IFM 2005-02" in primary.text
+    # editing another trial to take the registration is refused the same way
+    edit = curator.post(f"/trials/{review['ifm']}/edit", data={
+        "csrf_token": token, "name": "IFM 2005-02", "drug": "lenalidomide",
+        "setting": "post_asct", "registry_ids": NCT}, follow_redirects=False)
+    assert edit.status_code == 400 and "already the registration of CALGB 100104" in edit.text
+    # adding a record's registration to a trial is refused when another trial has it
+    link = curator.post("/records/90000011/reports", data={
+        "csrf_token": token, "trial_id": str(third_id), "kind": "update",
+        "citation": "X 2026", "add_registry": "1"}, follow_redirects=False)
+    assert link.status_code == 400 and "already the registration of CALGB 100104" in link.text
+    with db(app) as s:
+        assert len(s.exec(select(Trial)).all()) == 3
+        assert s.get(Trial, review["ifm"]).registry_ids in ([], None)  # type: ignore[union-attr]
+        assert len(s.exec(select(TrialReport).where(TrialReport.pmid == 90000011)).all()) == 1
+    # the trial itself keeps its registration when edited
+    keep = curator.post(f"/trials/{review['calgb']}/edit", data={
+        "csrf_token": token, "name": "CALGB 100104", "drug": "lenalidomide",
+        "setting": "post_asct", "registry_ids": NCT}, follow_redirects=False)
+    assert keep.status_code == 303
+
+
 def test_trial_page_refuses_a_pmid_the_trial_has_already(
         app: Any, users: dict[str, str], review: dict[str, int]) -> None:
     curator = as_role(app, users, "curator")

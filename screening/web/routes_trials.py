@@ -50,6 +50,7 @@ from screening.web.trials import (
     edit_message,
     edit_trial,
     new_trial_values,
+    primary_report_of,
     record_citation,
     trial_form_values,
 )
@@ -109,6 +110,12 @@ async def new_trial(request: Request, session: DbSession, user: Curator) -> Resp
         record = get_or_404(session, Record, pmid,
                             missing=f"record PMID {pmid} is not in the database")
     try:
+        if record is not None and (other := primary_report_of(session, record.pmid)):
+            raise FieldErrors({"from_pmid": (
+                f"PMID {record.pmid} is already the primary report of {other}: add it to "
+                f"{other}'s reports rather than entering the trial twice (if the publication "
+                "really reports two trials, create this one without it and add the PMID as "
+                "its report)")})
         trial = create_trial(session, data, user=user)
         if record is not None:
             add_report(session, trial, {"pmid": str(record.pmid), "kind": "primary",

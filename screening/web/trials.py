@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ from screening.web.extraction import SETTINGS, FieldErrors, _Reader
 from store.audit import audit
 from store.errors import ValidationError
 from store.models import Estimate, Record, Trial, TrialReport, User
-from store.trial_match import REGISTRY_ID
+from store.trial_match import REGISTRY_ID, registry_key
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
 
@@ -60,6 +60,8 @@ def read_trial(session: Session, data: Mapping[str, Any], *,
     registry_ids, problem = parse_registry_ids(r.text("registry_ids", max_len=500))
     if problem:
         r.errors["registry_ids"] = problem
+    elif taken := registrations_taken(session, registry_ids, trial):
+        r.errors["registry_ids"] = taken
     values = {"name": name or "", "drug": (drug or "").lower(), "setting": setting or "",
               "regimen": r.text("regimen", max_len=200),
               "comparator": r.text("comparator", max_len=200),
@@ -69,6 +71,32 @@ def read_trial(session: Session, data: Mapping[str, Any], *,
     if r.errors:
         raise FieldErrors(r.errors)
     return values
+
+
+def registrations_taken(session: Session, registry_ids: Sequence[str],
+                        trial: Trial | None = None) -> str | None:
+    """Why these registrations cannot be ``trial``'s (a new trial when None): one belongs to
+    another trial of the review already. A registration is one trial, and a trial entered
+    twice is pooled twice; None when they are free."""
+    if not registry_ids:
+        return None
+    owner: dict[str, str] = {}
+    for trial_id, trial_name, ids in session.exec(
+            select(Trial.id, Trial.name, Trial.registry_ids)):
+        if trial is None or trial_id != trial.id:
+            owner.update({registry_key(rid): trial_name for rid in ids or []})
+    for rid in registry_ids:
+        if (other := owner.get(registry_key(rid))) is not None:
+            return (f"{rid} is already the registration of {other}: a trial entered twice is "
+                    f"pooled twice (add the record as a report of {other} instead)")
+    return None
+
+
+def primary_report_of(session: Session, pmid: int) -> str | None:
+    """The trial whose primary report this PMID is already, by name (None: none). A new
+    trial created from such a record would most likely be the same trial entered twice."""
+    return session.exec(select(Trial.name).join(TrialReport).where(
+        TrialReport.pmid == pmid, TrialReport.kind == "primary")).first()
 
 
 def _name_taken(session: Session, name: str, trial: Trial | None) -> bool:
@@ -344,6 +372,8 @@ def link_record(session: Session, record: Record, data: Mapping[str, Any], *,
         have = set(trial.registry_ids or [])
         added = [rid for rid in parse_registry_ids(" ".join(record.nct_ids or []))[0]
                  if rid not in have]
+        if taken := registrations_taken(session, added, trial):
+            raise FieldErrors({"add_registry": taken})
         if added:
             old = list(trial.registry_ids or [])
             trial.registry_ids = [*old, *added]
