@@ -4,6 +4,7 @@ and database."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pytest
@@ -220,6 +221,28 @@ def test_a_new_setting_is_the_default_of_new_estimates_only(app: Any,
     assert RECOMPUTED not in html  # no analysis reads the trial's setting
     assert _estimates(app)[0].setting == "post_asct"
     assert '<option value="mixed" selected>' in html.split('extraction-form"')[1]
+
+
+def test_an_estimate_of_the_other_population_is_refused_unless_the_trial_is_mixed(
+        app: Any, users: dict[str, str]) -> None:
+    """A post-ASCT trial's estimate filed as non-transplant would enter the non-transplant
+    analysis, and "all settings" twice (as two strata of one trial)."""
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    for setting in ("non_transplant", "mixed"):
+        refused = _post_estimate(curator, trial_id, setting=setting, hr="0.66",
+                                 ci_low="0.51", ci_high="0.86")
+        assert refused.status_code == 400
+        assert ("TEST-1 is a post-ASCT trial: its estimates are post-ASCT (if it enrolled both "
+                "populations and reports them by stratum, set the trial's setting to mixed "
+                "first)") in html.unescape(refused.text)
+    assert _estimates(app) == []
+    # a mixed trial reports by stratum, or as a whole
+    assert _edit(curator, trial_id, setting="mixed").status_code == 303
+    for setting in ("non_transplant", "post_asct", "mixed"):
+        assert _post_estimate(curator, trial_id, setting=setting, hr="0.66", ci_low="0.51",
+                              ci_high="0.86").status_code == 303
+    assert [e.setting for e in _estimates(app)] == ["non_transplant", "post_asct", "mixed"]
 
 
 # ----------------------------------------------------------------------------- the API

@@ -164,6 +164,23 @@ class _Reader:
             return None
 
 
+SETTING_WORDS = {"post_asct": "post-ASCT", "non_transplant": "non-transplant",
+                 "mixed": "mixed (both populations)"}
+
+
+def setting_problem(trial: Trial, setting: str) -> str | None:
+    """Why an estimate in ``setting`` cannot be ``trial``'s: a trial of one population reports
+    that population only. Only a *mixed* trial has estimates by stratum (or for the whole
+    trial); an estimate filed under the other population would enter that population's
+    analysis, and the "all settings" analysis twice."""
+    if trial.setting == "mixed" or setting == trial.setting:
+        return None
+    return (f"{trial.name} is a {SETTING_WORDS.get(trial.setting, trial.setting)} trial: its "
+            f"estimates are {SETTING_WORDS.get(trial.setting, trial.setting)} (if it enrolled "
+            "both populations and reports them by stratum, set the trial's setting to mixed "
+            "first)")
+
+
 def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
                    reports: list[TrialReport]) -> EstimateDraft:
     """Check every field and derive log HR and SE; raise FieldErrors naming each bad field."""
@@ -186,6 +203,8 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         "notes": r.text("notes", max_len=4000),
         "citation": r.text("citation", max_len=1000),
     }
+    if values["setting"] and (problem := setting_problem(trial, values["setting"])):
+        r.errors["setting"] = problem
     method = r.choice("method", METHODS, default="reported_ci")
     orientation = r.choice("orientation", ORIENTATIONS, default="maint_vs_control")
     values["orientation_entered"] = orientation
