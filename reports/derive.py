@@ -87,9 +87,11 @@ def _orientation(value: str) -> str:
 
 
 def printed_decimals(value: float | str) -> int:
-    """Digits after the decimal point as printed (0.46 → 2; 0.659 → 3)."""
+    """Digits after the decimal point as printed (0.46 → 2; 0.659 → 3; 0.50 and 1.00 → 2: a
+    trailing zero is a printed digit, so it is not normalised away; a float has lost them and
+    counts what ``str`` shows)."""
     try:
-        exponent = Decimal(str(value)).normalize().as_tuple().exponent
+        exponent = Decimal(str(value).strip()).as_tuple().exponent
     except InvalidOperation:
         return 2
     return max(0, -int(exponent)) if isinstance(exponent, int) else 2

@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats
 
-from reports.derive import from_ci, from_medians, from_o_minus_e, from_p_value
+from reports.derive import from_ci, from_medians, from_o_minus_e, from_p_value, printed_decimals
 from store.errors import ValidationError
 
 
@@ -32,6 +32,21 @@ def test_asymmetric_ci_warns_but_rounding_does_not() -> None:
     assert from_ci(0.47, 0.33, 0.65).warnings == []
     warned = from_ci("0.50", "0.45", "0.90")
     assert len(warned.warnings) == 1 and "not symmetric" in warned.warnings[0]
+
+
+@pytest.mark.parametrize(("hr", "lo", "hi"), [
+    ("1.00", "0.50", "1.10"),  # off by 0.30 on the log scale
+    ("0.80", "0.40", "1.00"),
+    ("0.47", "0.20", "0.57"),
+])
+def test_trailing_zeros_are_printed_digits_and_do_not_widen_the_rounding(
+        hr: str, lo: str, hi: str) -> None:
+    """A trailing zero is a printed digit: "1.00" is rounded to ±0.005, not to ±0.5 (which
+    would have let any asymmetry through)."""
+    assert [printed_decimals(v) for v in ("0.50", "1.00", "1", "0.659")] == [2, 2, 0, 3]
+    (warning,) = from_ci(hr, lo, hi).warnings
+    bound = float(warning.split("rounding explains at most ")[1].split(")")[0])
+    assert bound < 0.05
 
 
 @pytest.mark.parametrize(("args", "match"), [

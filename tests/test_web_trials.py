@@ -15,7 +15,7 @@ from test_web import as_role, csrf_from, db
 from test_web_api import _token
 from test_web_evidence import _estimates, _post_estimate, _trial, verified_by_second_person
 
-from store.models import AuditLog, Estimate, Trial
+from store.models import AuditLog, Estimate, Trial, utcnow
 
 app = test_web.app
 users = test_web.users
@@ -243,6 +243,19 @@ def test_an_estimate_of_the_other_population_is_refused_unless_the_trial_is_mixe
         assert _post_estimate(curator, trial_id, setting=setting, hr="0.66", ci_low="0.51",
                               ci_high="0.86").status_code == 303
     assert [e.setting for e in _estimates(app)] == ["non_transplant", "post_asct", "mixed"]
+
+
+def test_a_data_cut_in_the_future_is_refused(app: Any, users: dict[str, str]) -> None:
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    refused = _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                             data_cut="2099-01-01")
+    assert refused.status_code == 400
+    assert "2099-01-01 is in the future: a data cut has happened" in refused.text
+    assert _estimates(app) == []
+    today = _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                           data_cut=utcnow().date().isoformat())
+    assert today.status_code == 303
 
 
 # ----------------------------------------------------------------------------- the API

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from reports.analyses import GENERIC_COMPARISON, comparison_key, is_named_comparison
 from store.audit import audit
 from store.errors import MmlrError, ValidationError
-from store.models import MAX_ID, Estimate, Trial, TrialReport, User
+from store.models import MAX_ID, Estimate, Trial, TrialReport, User, utcnow
 
 ENDPOINTS: tuple[str, ...] = ("PFS", "EFS", "TTP", "OS")
 SETTINGS: tuple[str, ...] = ("post_asct", "non_transplant", "mixed")
@@ -203,6 +203,11 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         "notes": r.text("notes", max_len=4000),
         "citation": r.text("citation", max_len=1000),
     }
+    cut = values["data_cut"]
+    if cut is not None and cut > utcnow().date():
+        # The latest cut of a trial is the one pooled: a date typed a century ahead would
+        # replace every real later cut, for good.
+        r.errors["data_cut"] = f"{cut.isoformat()} is in the future: a data cut has happened"
     if values["setting"] and (problem := setting_problem(trial, values["setting"])):
         r.errors["setting"] = problem
     method = r.choice("method", METHODS, default="reported_ci")
