@@ -27,14 +27,24 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 # ----------------------------------------------------------------------------- helpers
+#: The earliest date a poll may name: PubMed's create dates begin in the 20th century, and a
+#: window near year 1 would underflow the next poll's overlap.
+EARLIEST_POLL_DATE = date(1900, 1, 1)
+
+
 def _parse_date(value: str) -> date:
     for fmt in ("%Y-%m-%d", "%Y/%m/%d"):
         try:
             from datetime import datetime
 
-            return datetime.strptime(value, fmt).date()
+            day = datetime.strptime(value, fmt).date()
         except ValueError:
             continue
+        if day < EARLIEST_POLL_DATE:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is before {EARLIEST_POLL_DATE.isoformat()}: PubMed has no records "
+                "created then")
+        return day
     raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}")
 
 
@@ -70,15 +80,30 @@ def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _read_pmid_file(path: Path) -> list[int]:
+    """The PMIDs of a file, one per line (``#`` starts a comment), all checked before anything
+    is fetched: a bad line must not leave a half-done poll run behind."""
+    from store.models import MAX_ID
+
     if not path.exists():
         raise ValidationError(f"PMID file {path} does not exist")
+    if not path.is_file():
+        raise ValidationError(f"PMID file {path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"PMID file {path} is not UTF-8 text",
+                              hint="one PMID per line, digits only") from None
+    except OSError as exc:
+        raise ValidationError(f"PMID file {path} cannot be read: {exc.strerror}") from None
     pmids: list[int] = []
-    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, raw in enumerate(text.splitlines(), start=1):
         token = raw.split("#", 1)[0].strip()
         if not token:
             continue
-        if not token.isdigit():
-            raise ValidationError(f"{path}:{lineno}: {token!r} is not a PMID")
+        # isascii: str.isdigit() accepts "²", which int() refuses.
+        if not (token.isascii() and token.isdigit()) or not 0 < int(token) <= MAX_ID:
+            raise ValidationError(f"{path}:{lineno}: {token!r} is not a PMID",
+                                  hint="a PMID is a whole number from 1, one per line")
         pmids.append(int(token))
     return pmids
 

@@ -19,7 +19,10 @@ One poll, under the database lock ``poll`` (so two workers never poll at once):
    for a PMID PubMed has no record of, an empty ``PubmedArticleSet``, marks it deleted. If
    that request fails, the batch is not stored and the run stops as ``interrupted`` (nothing is
    marked deleted; the next poll resumes the batch and asks again). A left-out PMID that was
-   never stored costs no request: it is only counted (``PollRun.missing``).
+   never stored costs no request now: it is counted (``PollRun.missing``) and every later
+   create-date poll asks for it again with its batch, until it arrives or ``recheck_days`` have
+   passed (an answer may be incomplete for a day; a record PubMed dropped before we saw it is
+   not asked for forever).
 4. **Recheck** stored records that are not yet MEDLINE-indexed and younger than
    ``recheck_days`` (their MeSH and publication types arrive later), as a separate ``recheck``
    run whose requests are counted separately.
@@ -126,7 +129,7 @@ class PollSummary:
                     if self.watched_requests else "")
                  + ")"]
         if self.missing:
-            extra.append(f"{self.missing} PMIDs not returned")
+            extra.append(f"{self.missing} PMIDs not returned (asked again by the next polls)")
         if self.deletion_checks:
             extra.append(f"{self.deletion_checks} left-out stored PMID(s) asked for again")
         if self.resumed:
@@ -605,6 +608,23 @@ def _settled_pmids(ctx: AppContext, pmids: list[int], end: date) -> set[int]:
     return settled
 
 
+def _left_out_pmids(ctx: AppContext) -> set[int]:
+    """PMIDs an efetch answer of the last ``recheck_days`` left out and that were never stored:
+    asked for again by every create-date poll until they arrive (a transiently incomplete
+    answer must not lose a record) or the window passes (PubMed dropped them before we ever
+    saw them: they were counted, and are named in the log, each time)."""
+    since = utcnow() - timedelta(days=ctx.settings.recheck_days)
+    with ctx.sessions() as session:
+        runs = session.exec(select(PollRun).where(col(PollRun.kind).in_(("crdt", "pmids")),
+                                                  col(PollRun.started_at) >= since))
+        left: set[int] = {int(p) for run in runs for p in run.missing or []}
+        for part in in_chunks(sorted(left)):
+            stored: list[int] = list(session.exec(
+                select(Record.pmid).where(col(Record.pmid).in_(part))))
+            left.difference_update(stored)
+    return left
+
+
 def _recheck_pmids(ctx: AppContext, exclude: set[int]) -> list[int]:
     days = ctx.settings.recheck_days
     now = utcnow()
@@ -633,6 +653,12 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
     if modified and pmids is not None:
         raise ValidationError("a PMID list and the modified pass cannot be combined",
                               hint="use either --pmids FILE or --modified")
+    today = datetime.now(UTC).date()
+    if until is not None and until > today:
+        # The window's end is where the next poll starts: a future end would make every poll
+        # after it refuse to run until that day came. Checked before anything is fetched.
+        raise ValidationError(f"--until {until} is after today ({today})",
+                              hint="leave --until out to poll up to today")
     summary = PollSummary()
     stop_event = stop or threading.Event()
     with job_lock(ctx.engine, "poll", ttl=LOCK_TTL) as lease, \
@@ -664,9 +690,11 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
             summary.retries += client.retries - retries0
             summary.found += len(found)
             final = _final_pmids(ctx, found)
-            todo = [p for p in found if p not in final]
-            log.info("window %s..%s: %d PMIDs, %d already final, %d to fetch", start, end,
-                     len(found), len(final), len(todo))
+            left_out = _left_out_pmids(ctx) - set(found)
+            todo = sorted({p for p in found if p not in final} | left_out)
+            log.info("window %s..%s: %d PMIDs, %d already final, %d to fetch (%d left out of "
+                     "earlier answers, asked again)", start, end, len(found), len(final),
+                     len(todo), len(left_out))
             poller.fetch_run(poller.create_run("crdt", todo, found=len(found),
                                                requests=search_requests, window=(start, end)))
             if summary.interrupted:

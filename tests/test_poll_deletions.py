@@ -22,7 +22,7 @@ from conftest import ROOT, cli_env
 from sqlmodel import col, select
 from test_poll import TODAY, make_settings, wipe
 
-from monitor.poll import poll
+from monitor.poll import _left_out_pmids, poll
 from monitor.replay_server import start_replay_server, synthetic_article, write_article_set
 from store.context import AppContext, make_context
 from store.errors import EntrezError
@@ -150,6 +150,33 @@ def test_left_out_once_but_served_alone_is_not_deleted(tmp_path: Path, db_url: s
                                .order_by(col(PollRun.id).desc())).first()
             assert run is not None and (run.missing, run.updated, run.fetched) == ([], 1, 3)
         assert alerts(ctx) == {}
+        ctx.dispose()
+
+
+def test_a_new_pmid_left_out_of_an_answer_is_asked_for_by_the_next_poll(
+        tmp_path: Path, db_url: str) -> None:
+    """A PMID never stored costs no request when an answer leaves it out, but it is not lost:
+    the next create-date poll asks for it again even when its create date has left the
+    search window (here: a window that no longer contains it)."""
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url))
+        wipe(ctx)
+        # Request 1 is the esearch, 2 the efetch of 1100-1102, whose answer leaves out 1102.
+        srv.set_faults("omit@2")
+        first = poll(ctx, backoff_base=0.001)
+        assert (first.missing, first.new) == (1, 2) and 1102 not in state(ctx)
+        assert "1 PMIDs not returned (asked again by the next polls)" in first.describe()
+        srv.set_faults(None)
+        srv.reset_stats()
+        # A window after the records' create date: the search finds nothing, yet 1102 is asked.
+        later = poll(ctx, since=TODAY, backoff_base=0.001)
+        assert "1102" in ",".join(efetch_ids(srv))
+        assert later.new == 1 and state(ctx)[1102] == (False, None, "Publisher")
+        # stored now: no longer asked for as left out (the recheck pass may fetch it, as any
+        # record not yet MEDLINE-indexed)
+        assert _left_out_pmids(ctx) == set()
         ctx.dispose()
 
 

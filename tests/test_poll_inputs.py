@@ -1,0 +1,64 @@
+"""What a poll refuses before it fetches or stores anything: a bad PMID file, dates PubMed
+cannot have. Each refusal is one line and leaves no poll run behind (a half-stored run would be
+resumed, and fail, by every later poll)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import assert_one_line_error, cli_env, run_cli
+from sqlmodel import Session, create_engine, select
+
+from store.models import PollRun
+
+
+def _no_runs(data_dir: Path) -> None:
+    db = data_dir / "mmlr.sqlite3"
+    if not db.exists():
+        return  # refused before the database was even opened
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with Session(engine) as session:
+            assert session.exec(select(PollRun)).all() == []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("content", "shown"), [
+    (b"28826616\n99999999999999999999999\n", "'99999999999999999999999' is not a PMID"),
+    ("28826616\n\u00b2\n".encode(), "'\u00b2' is not a PMID"),  # isdigit() is True for it
+    (b"0\n", "'0' is not a PMID"),
+    (b"28826616\n\xff\xfe\n", "is not UTF-8 text"),
+])
+def test_a_bad_pmid_file_is_refused_before_anything_is_stored(
+        tmp_path: Path, content: bytes, shown: str) -> None:
+    pmids = tmp_path / "pmids.txt"
+    pmids.write_bytes(content)
+    data = tmp_path / "d"
+    # A closed port: were anything fetched, the error would be a different one.
+    env = cli_env(MMLR_DATA_DIR=str(data), MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/")
+    proc = run_cli("poll", "--pmids", str(pmids), env=env)
+    assert_one_line_error(proc, shown)
+    _no_runs(data)
+
+
+def test_a_pmid_file_that_is_a_folder_is_named(tmp_path: Path) -> None:
+    proc = run_cli("poll", "--pmids", str(tmp_path), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert_one_line_error(proc, f"PMID file {tmp_path} is not a file")
+
+
+def test_until_after_today_is_refused_before_the_poll(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    env = cli_env(MMLR_DATA_DIR=str(data), MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/")
+    assert run_cli("init", env=env).returncode == 0
+    proc = run_cli("poll", "--until", "2062-12-01", env=env)
+    assert_one_line_error(proc, "--until 2062-12-01 is after today")
+    _no_runs(data)
+
+
+def test_dates_before_pubmed_are_a_usage_error(tmp_path: Path) -> None:
+    proc = run_cli("poll", "--since", "0001-01-01", "--until", "0001-01-02",
+                   env=cli_env(MMLR_DATA_DIR=str(tmp_path)))
+    assert proc.returncode == 2
+    assert "is before 1900-01-01: PubMed has no records created then" in proc.stderr
