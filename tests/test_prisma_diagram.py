@@ -329,6 +329,11 @@ def test_page_shows_the_counts_and_the_diagram(app: Any, users: dict[str, str]) 
     assert rows[AUTOMATION_STAGE][1] == "1,501" and rows[INCLUDED_STAGE][1] == "2"  # + maybe
     assert CONFLICT_STAGE not in rows and len(rows[SCREENED_STAGE]) == 3  # no since column
     assert "No digest yet" in page.text
+    # 1,501 records no person read, and the stopping test far from met: the page says so
+    note = lxml.html.fromstring(page.text).xpath('string(//p[@id="automation-note"])')
+    assert "The 1,501 records counted as excluded by the classifier" in note
+    assert "the stopping test does not support stopping yet" in note
+    assert "report them as records not yet screened" in note
     doc = lxml.html.fromstring(page.text)
     [svg] = doc.xpath("//figure[@class='prisma']/svg")
     assert svg.get("role") == "img"
@@ -336,6 +341,29 @@ def test_page_shows_the_counts_and_the_diagram(app: Any, users: dict[str, str]) 
                                              "//text/text()"))
     nav = [a.text for a in doc.xpath("//header//nav/a")]
     assert nav[nav.index("Summary of findings") + 1] == "PRISMA"
+
+
+def test_page_says_when_the_stopping_test_supports_the_classifiers_exclusions(
+        app: Any, users: dict[str, str]) -> None:
+    """Screened in queue order, every include early and a long run of excludes after the
+    last one: the stopping test supports stopping, and the page says the exclusions rest on
+    it (no caution)."""
+    with app.state.ctx.sessions() as s:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        for i in range(400):
+            decided = i < 390
+            decision = ("include" if i < 5 else "exclude") if decided else None
+            s.add(Record(pmid=5000 + i, title=f"r {i}", score=1 - i / 1000,
+                         flagged=i < 5, decision=decision,
+                         first_seen_at=start - timedelta(days=1)))
+            if decided:
+                s.add(Decision(pmid=5000 + i, decision=decision or "", rank_shown=1,
+                               created_at=start + timedelta(minutes=i)))
+        s.commit()
+    page = as_role(app, users, "viewer").get("/prisma").text
+    note = lxml.html.fromstring(page).xpath('string(//p[@id="automation-note"])')
+    assert "The 10 records excluded by the classifier" in note, note
+    assert "the stopping test supports stopping there" in note
 
 
 def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> None:

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 
 from reports.exports import (
+    AUTOMATION_STAGE,
     NO_SINCE_REASON,
     SINCE_NOTES,
     prisma_counts,
@@ -22,6 +23,7 @@ from reports.exports import (
 )
 from reports.prisma_diagram import prisma_svg
 from screening.web.deps import DbSession, Viewer, dual_screening
+from screening.web.queue_view import screening_health
 from screening.web.routes_estimates import SVG_HEADERS
 from screening.web.templating import render
 from store.searches import search_summary
@@ -33,13 +35,20 @@ _SVG_NAME = "mmlr-prisma.svg"
 
 @router.get("/prisma")
 def prisma_page(request: Request, session: DbSession, user: Viewer) -> Response:
-    counts = prisma_counts(session, dual=dual_screening(request))
+    dual = dual_screening(request)
+    counts = prisma_counts(session, dual=dual)
     since = prisma_since_last_digest(session)
+    # The classifier's exclusions are records no person read: whether stopping there is
+    # supported is the stopping test's call, which the page states beside the count.
+    health = screening_health(session, dual=dual,
+                              target_recall=request.app.state.settings.stopping_recall)
     # Markup: prisma_svg escapes every text it writes, so the page takes it as it is.
     svg = Markup(prisma_svg(counts, since=since))  # noqa: S704
     return render(request, "prisma.html", {
         "counts": counts, "since": since, "svg": svg, "since_notes": SINCE_NOTES,
-        "no_since_reason": NO_SINCE_REASON,
+        "no_since_reason": NO_SINCE_REASON, "health": health,
+        "target_recall": request.app.state.settings.target_recall,
+        "automation": dict((stage, n) for stage, n, _ in counts).get(AUTOMATION_STAGE, 0),
         "search": search_summary(session, request.app.state.settings.query)})
 
 
