@@ -551,6 +551,37 @@ def test_the_same_trial_cannot_be_entered_twice(
     assert keep.status_code == 303
 
 
+def test_adding_a_report_that_screening_did_not_pass_says_so(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    """Its numbers will be pooled once verified, yet PRISMA does not count it as included:
+    the curator is told, not refused (the seed evidence's reports were never screened here)."""
+    with db(app) as s:
+        s.get(Record, 90000012).decision = "exclude"  # type: ignore[union-attr]
+        s.add(Record(pmid=90000014, title="Included", decision="include"))
+        s.commit()
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get(f"/trials/{review['ifm']}").text)
+
+    def add(pmid: int) -> str:
+        done = curator.post(f"/trials/{review['ifm']}/reports", data={
+            "csrf_token": token, "pmid": str(pmid), "kind": "update", "citation": "X 2026"},
+            follow_redirects=False)
+        assert done.status_code == 303
+        return curator.get(done.headers["location"]).text
+
+    assert ("PMID 90000013 has no title/abstract decision yet: screen it on its record page "
+            "(/records/90000013) so that the PRISMA flow counts it as included.") in add(90000013)
+    assert "PMID 90000012 was excluded at title/abstract screening" in add(90000012)
+    page = add(90000014)
+    assert "Report added." in page and "title/abstract" not in page
+    # the record page's link says the same
+    linked = curator.post("/records/90000011/reports", data={
+        "csrf_token": token, "trial_id": str(review["calgb"]), "kind": "update",
+        "citation": "X 2026"}, follow_redirects=False)
+    assert "PMID 90000011 has no title/abstract decision yet" in curator.get(
+        linked.headers["location"]).text
+
+
 def test_trial_page_refuses_a_pmid_the_trial_has_already(
         app: Any, users: dict[str, str], review: dict[str, int]) -> None:
     curator = as_role(app, users, "curator")

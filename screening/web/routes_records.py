@@ -27,7 +27,12 @@ from screening.web.extraction import FieldErrors
 from screening.web.fulltext import record_fulltext
 from screening.web.queue_view import queue_counts, screening_health, screening_progress
 from screening.web.templating import render
-from screening.web.trials import REPORT_KINDS, link_record, record_citation
+from screening.web.trials import (
+    REPORT_KINDS,
+    link_record,
+    record_citation,
+    report_screening_note,
+)
 from store.fulltext import VOTE, assess
 from store.models import Alert, Record, RecordRevision, Trial, TrialReport, User
 from store.settings import is_dual_screening
@@ -151,6 +156,8 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
         text += f" Registration{'s' if len(added) > 1 else ''} added to the trial: " \
                 f"{', '.join(added)}."
     flash(request, text + " Enter its hazard ratios below.", "ok")
+    if note := report_screening_note(session, pmid):
+        flash(request, note, "info")
     return RedirectResponse(f"/trials/{trial.id}#add-estimate", status_code=303)
 
 

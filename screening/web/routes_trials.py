@@ -52,6 +52,7 @@ from screening.web.trials import (
     new_trial_values,
     primary_report_of,
     record_citation,
+    report_screening_note,
     trial_form_values,
 )
 from screening.web.verification import may_verify, parse_new_estimate, set_verified
@@ -240,12 +241,14 @@ async def trial_add_report(request: Request, trial_id: int, session: DbSession,
     trial = _trial(session, trial_id)
     data = await _form(request)
     try:
-        add_report(session, trial, data, user=user)
+        report = add_report(session, trial, data, user=user)
     except FieldErrors as exc:
         return _trial_page(request, session, trial, status_code=400, report_values=data,
                            report_errors=exc.fields)
     session.commit()
     flash(request, "Report added.", "ok")
+    if note := report_screening_note(session, report.pmid):
+        flash(request, note, "info")
     return RedirectResponse(f"/trials/{trial.id}", status_code=303)
 
 

@@ -92,6 +92,23 @@ def registrations_taken(session: Session, registry_ids: Sequence[str],
     return None
 
 
+def report_screening_note(session: Session, pmid: int | None) -> str | None:
+    """What a curator adding ``pmid`` as a trial's report should know about its screening: a
+    record in the database that title/abstract screening did not pass (no decision yet, or
+    excluded) becomes a report — its numbers are pooled once verified — while the PRISMA flow
+    does not count it as included. Not a refusal: the seed evidence's reports were included by
+    the review mmlr continues, not screened here."""
+    if pmid is None:
+        return None
+    record = session.get(Record, pmid)
+    if record is None or record.decision in ("include", "maybe"):
+        return None
+    state = "was excluded at title/abstract screening" if record.decision == "exclude" \
+        else "has no title/abstract decision yet"
+    return (f"PMID {pmid} {state}: screen it on its record page (/records/{pmid}) so that the "
+            "PRISMA flow counts it as included.")
+
+
 def primary_report_of(session: Session, pmid: int) -> str | None:
     """The trial whose primary report this PMID is already, by name (None: none). A new
     trial created from such a record would most likely be the same trial entered twice."""
