@@ -181,8 +181,13 @@ def test_a_curator_records_a_verdict_on_the_record_page(app: Any, users: dict[st
     assert XSS_NOTE not in page and "&lt;script&gt;alert(&#39;note&#39;)&lt;/script&gt;" in page
     # a broken rule is a 400 page saying which, and stores nothing
     bad = curator.post("/records/90000011/fulltext", data={
-        "verdict": "excluded", "csrf_token": token})
+        "verdict": "excluded", "note": "typed <b>before</b> the error", "csrf_token": token})
     assert bad.status_code == 400 and "needs a reason" in bad.text
+    # ... on the record page, next to the form, with what was chosen and typed kept
+    form = bad.text.split('class="fulltext-form')[1].split("</form>")[0]
+    assert "needs a reason: nothing was saved." in form
+    assert 'value="excluded" required checked' in form
+    assert "typed &lt;b&gt;before&lt;/b&gt; the error</textarea>" in form
     refused = curator.post("/records/90000013/fulltext", data={
         "verdict": "eligible", "csrf_token": token})
     assert refused.status_code == 400 and "not included at title/abstract" in refused.text

@@ -30,9 +30,11 @@ from screening.web.fulltext import (
     resolve,
     sought_reports,
 )
+from screening.web.routes_records import record_page_response
 from screening.web.templating import render
-from store.fulltext import STATE_WORDS, VOTE, assess, fulltext_counts, outcomes, row_words
-from store.models import User
+from store.errors import StateError, ValidationError
+from store.fulltext import PASSED, STATE_WORDS, VOTE, assess, fulltext_counts, outcomes, row_words
+from store.models import Record, User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -60,8 +62,20 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
                    note: Annotated[str, Form(max_length=4000)] = "",
                    back: Annotated[str, Form(max_length=10)] = "",
                    then: Annotated[str, Form(pattern=THEN_PATTERN)] = "") -> Response:
-    row = assess(session, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note,
-                 screeners_per_record=screeners_per_record(request))
+    try:
+        row = assess(session, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note,
+                     screeners_per_record=screeners_per_record(request))
+    except StateError:
+        raise  # the report's state refuses any vote (409): not a field to correct
+    except ValidationError as exc:
+        session.rollback()
+        record = session.get(Record, pmid)
+        if record is None or record.deleted or record.decision not in PASSED or back:
+            raise  # no form on the record page to show it in: the error page says it
+        # The form comes back with the error next to it and what was chosen and typed kept.
+        return record_page_response(
+            request, session, record, user, status_code=400, fulltext_error=exc.message,
+            fulltext_values={"verdict": verdict, "reason": reason, "note": note})
     session.commit()
     if row.kind == VOTE:
         now = outcomes(session, [pmid])[pmid]

@@ -89,13 +89,17 @@ def record_page(request: Request, pmid: int, session: DbSession, user: Viewer,
                 rank: Annotated[int | None, Query(ge=1)] = None) -> Response:
     record = get_or_404(session, Record, pmid,
                         missing=f"record PMID {pmid} is not in the database")
-    return _record_page(request, session, record, user, rank=rank)
+    return record_page_response(request, session, record, user, rank=rank)
 
 
-def _record_page(request: Request, session: Session, record: Record, user: User, *,
-                 rank: int | None = None, status_code: int = 200,
-                 link_values: dict[str, str] | None = None,
-                 link_errors: dict[str, str] | None = None) -> Response:
+def record_page_response(request: Request, session: Session, record: Record, user: User, *,
+                         rank: int | None = None, status_code: int = 200,
+                         link_values: dict[str, str] | None = None,
+                         link_errors: dict[str, str] | None = None,
+                         fulltext_values: dict[str, str] | None = None,
+                         fulltext_error: str | None = None) -> Response:
+    """The record page; after a refused form, with its values and errors (``link_*``: the
+    trial link form, ``fulltext_*``: the full-text form)."""
     pmid = record.pmid
     revisions = session.exec(select(RecordRevision).where(RecordRevision.pmid == pmid)
                              .order_by(col(RecordRevision.revision).desc())).all()
@@ -128,6 +132,7 @@ def _record_page(request: Request, session: Session, record: Record, user: User,
         "trial_options": {str(i): n for i, n in trials}, "report_kinds": REPORT_KINDS,
         "link_values": values, "link_errors": link_errors or {},
         "fulltext": record_fulltext(session, record, user, dual=screening.dual),
+        "fulltext_values": fulltext_values or {}, "fulltext_error": fulltext_error,
     }, status_code=status_code)
 
 
@@ -141,7 +146,7 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
         trial, report, added = link_record(session, record, data, user=user)
     except FieldErrors as exc:
         session.rollback()
-        return _record_page(request, session, record, user, status_code=400,
+        return record_page_response(request, session, record, user, status_code=400,
                             link_values=data, link_errors=exc.fields)
     judged = None
     if data.get("fulltext_eligible") in ("1", "on", "true"):
