@@ -423,6 +423,8 @@ def _compare_analyses(
                              and _same_numbers(before, now)),
             "added_trials": [],
             "removed_trials": [],
+            "changed_trials": (_changed_trials(before, now)
+                               if before is not None and now is not None else []),
         }
         if after is not None and status != "unchanged":
             old_labels = set(before["trials"]) if before is not None else set()
@@ -644,6 +646,10 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "crosses_one": crosses_one(row.ci_low, row.ci_high),
         "inputs_hash": row.inputs_hash,
         "trials": [t["label"] for t in _studies(row)],
+        # Which estimate stands for each trial: a new data cut or a correction of a trial
+        # already pooled changes this and nothing else the digest compares by trial.
+        "inputs": {str(i.get("trial")): _input_view(i) for i in row.inputs or []
+                   if isinstance(i, dict)},
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
         "monitoring": _monitoring_view(row),
         "small_study": _small_study_view(row),
@@ -652,6 +658,30 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "risk_of_bias": ({str(r.get("trial")): r.get("risk_of_bias") for r in row.inputs or []}
                          if all("risk_of_bias" in r for r in row.inputs or []) else None),
     }
+
+
+def _input_view(row: dict[str, Any]) -> dict[str, Any]:
+    """One pooled study's estimate in a few words: "HR 0.64 (0.50–0.82), data cut 2026-02-28"."""
+    hr, lo, hi = (_as_float(row.get(k)) for k in ("hr", "ci_low", "ci_high"))
+    text = f"HR {hr:.2f}" if hr is not None else "HR ?"
+    if lo is not None and hi is not None:
+        text += f" ({lo:.2f}–{hi:.2f})"
+    cut = row.get("data_cut_label") or row.get("data_cut") or row.get("year")
+    if cut:
+        text += f", data cut {cut}"
+    return {"estimate_id": row.get("estimate_id"), "text": text}
+
+
+def _changed_trials(before: dict[str, Any], now: dict[str, Any]) -> list[dict[str, str]]:
+    """Trials pooled before and now whose estimate changed (a new data cut replaced the old
+    one, or a correction): each with its estimate then and now. Nothing is claimed against a
+    digest stored before the estimates were kept."""
+    old, new = before.get("inputs"), now.get("inputs")
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return []
+    return [{"label": label, "old": old[label]["text"], "new": view["text"]}
+            for label, view in new.items()
+            if label in old and old[label].get("estimate_id") != view.get("estimate_id")]
 
 
 def _certainty_text(row: PooledResult) -> str | None:

@@ -191,6 +191,37 @@ def test_second_digest_says_what_changed(ctx) -> None:  # type: ignore[no-untype
     assert "1 analysis changed" in second.subject and "1 alert" in second.subject
 
 
+def test_a_new_data_cut_of_a_pooled_trial_is_named(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Same trials, one new estimate: the digest names the trial and both estimates (the HR
+    alone would only say the pooled number moved)."""
+    def analysis(calgb: tuple[int, float, str]) -> PooledResult:
+        row = pooled("len_pfs_post_asct", "Lenalidomide, PFS, post-ASCT",
+                     [("CALGB 100104", calgb[1], 0.12), ("IFM 2005-02", 0.50, 0.10)])
+        assert row.inputs is not None
+        row.inputs = [{**row.inputs[0], "estimate_id": calgb[0], "data_cut_label": calgb[2]},
+                      {**row.inputs[1], "estimate_id": 7, "data_cut": "2012-05-10"}]
+        return row
+
+    with ctx.sessions() as s:
+        s.add(analysis((3, 0.48, "median follow-up 34 months")))
+        s.commit()
+    build_digest(ctx)
+    with ctx.sessions() as s:
+        s.add(analysis((11, 0.61, "2017 update <b>91 months</b>")))
+        s.commit()
+    second = build_digest(ctx)
+    (entry,) = second.summary["analyses"]
+    assert entry["status"] == "updated" and entry["added_trials"] == []
+    assert entry["changed_trials"] == [{
+        "label": "CALGB 100104",
+        "old": "HR 0.48 (0.38–0.61), data cut median follow-up 34 months",
+        "new": "HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>"}]
+    assert ("New estimate: CALGB 100104: HR 0.48 (0.38–0.61), data cut median follow-up 34 "
+            "months → HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>") in second.text
+    assert "&lt;b&gt;91 months&lt;/b&gt;" in second.html and "<b>91" not in second.html
+    assert "IFM 2005-02:" not in second.text  # its estimate did not change
+
+
 def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ignore[no-untyped-def]
     from store.fulltext import REASONS, assess
     from store.models import User
