@@ -65,6 +65,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: The port the demo is told to serve on (it does not serve here: --no-serve).
+DEMO_PORT = 8765
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One demo per module (it is the expensive part); the tests below only add to it."""
@@ -74,7 +78,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     else:
         db_url, name = f"sqlite:///{tmp / 'mmlr.sqlite3'}", ""
     data_dir = tmp / "demo-data"
-    proc = run_cli("demo", "--no-serve", env=_env(data_dir, db_url), timeout=CLI_TIMEOUT)
+    proc = run_cli("demo", "--no-serve", "--port", str(DEMO_PORT), env=_env(data_dir, db_url),
+                   timeout=CLI_TIMEOUT)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     yield data_dir, db_url, proc
     if name:
@@ -89,6 +94,10 @@ def test_demo_ends_with_a_digest_of_flagged_records_and_pooled_estimates(demo_ru
     # flagged synthetic records (PMIDs from 90000001) are listed with their PubMed links
     flagged = set(re.findall(r"\b(900\d{5})\b", html))
     assert len(flagged) >= 5, "the digest lists too few flagged demo records"
+    # its links lead to the app the demo serves (--port), not to the default port
+    assert f'href="http://127.0.0.1:{DEMO_PORT}/' in html
+    assert "127.0.0.1:8000" not in html
+    assert f"http://127.0.0.1:{DEMO_PORT}/" in proc.stdout
     # the seed evidence is pooled: lenalidomide and ixazomib analyses with HRs and CIs
     assert "lenalidomide" in html.lower() and "ixazomib" in html.lower()
     assert re.search(r"0\.\d\d \(0\.\d\d[–-]\d\.\d\d\)", html), "no HR (CI) in the digest"
