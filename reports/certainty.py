@@ -19,7 +19,7 @@ and every domain says what it looked at:
   intervention and comparator stay the panel's call.
 * **Imprecision** — GRADE guidelines 6 (Guyatt 2011): rate down twice when the 95% CI includes
   both an appreciable benefit (HR ≤ 0.75) and an appreciable harm (HR ≥ 1.25), once when it
-  includes no effect (HR 1), and once when it excludes no effect but the optimal information
+  includes no effect (HR 1), and once when it excludes HR 1 (no effect) but the optimal information
   size is not reached — taken as the heterogeneity-adjusted required information of the
   sequential monitoring (``reports.sequential``), unless the Z-curve has crossed its
   monitoring boundary, which is the stricter test the information size stands in for.
@@ -102,20 +102,20 @@ def _imprecision(hr_low: float, hr_high: float,
     if hr_low <= 1.0 <= hr_high:
         return {**base, "downgrade": 1, "reason": f"{ci} includes no effect"}
     if monitoring is None:
-        return {**base, "downgrade": 0, "reason": f"{ci} excludes no effect",
+        return {**base, "downgrade": 0, "reason": f"{ci} excludes HR 1 (no effect)",
                 "provisional": True,
                 "provisional_reason": "no information size to compare with"}
     fraction = float(monitoring.get("fraction") or 0.0)
     if monitoring.get("status") == "firm_evidence":
         return {**base, "downgrade": 0,
-                "reason": f"{ci} excludes no effect and the Z-curve crossed its monitoring "
+                "reason": f"{ci} excludes HR 1 (no effect) and the Z-curve crossed its monitoring "
                           "boundary"}
     if fraction < 1.0:
         return {**base, "downgrade": 1,
-                "reason": f"{ci} excludes no effect, but only {100 * fraction:.0f}% of the "
+                "reason": f"{ci} excludes HR 1 (no effect), but only {100 * fraction:.0f}% of the "
                           "optimal information size is reached (sequential monitoring)"}
     return {**base, "downgrade": 0,
-            "reason": f"{ci} excludes no effect; the optimal information size is reached"}
+            "reason": f"{ci} excludes HR 1 (no effect); the optimal information size is reached"}
 
 
 def _publication_bias(k: int, small_study: dict[str, Any] | None) -> dict[str, Any]:

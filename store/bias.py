@@ -207,12 +207,14 @@ def _check_overall(overall: str, domains: Mapping[str, Mapping[str, str]], note:
     worst = max((d["judgment"] for d in domains.values()), key=_RANK.__getitem__)
     if _RANK[overall] < _RANK[worst]:
         named = [key for key, d in domains.items() if d["judgment"] == worst]
-        errors["overall"] = (f"{overall!r} is lower than the worst domain judgment ({worst!r} "
-                             f"in {', '.join(named)}): RoB 2's overall judgment is at least "
-                             "the worst domain's")
+        # In the words of the form (the API's clients know the codes these stand for).
+        where = "; ".join(DOMAINS[key].lower() for key in named)
+        errors["overall"] = (f"“{JUDGMENT_LABELS[overall]}” is lower than the worst domain "
+                             f"judgment (“{JUDGMENT_LABELS[worst]}” for {where}): RoB 2's "
+                             "overall judgment is at least the worst domain's")
     elif worst == "low" and overall != "low":
-        errors["overall"] = (f"{overall!r} is higher than the domains allow: every domain is "
-                             "low, and RoB 2 judges such a result low overall")
+        errors["overall"] = (f"“{JUDGMENT_LABELS[overall]}” is higher than the domains allow: "
+                             "every domain is low, and RoB 2 judges such a result low overall")
     elif overall == "high" and worst == "some_concerns" and not note:
         # RoB 2 allows "high" when some concerns in several domains together lower confidence
         # substantially; that is the reviewer's judgment, so it must be written down.

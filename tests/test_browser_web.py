@@ -408,9 +408,12 @@ def test_a_new_report_of_a_trial_is_linked_from_its_record_page(
     _shot(page, tmp_path, "record-trials")
     form.get_by_role("button", name="Add report").click()
     page.wait_for_url(f"{server}/trials/{trial_id}#add-estimate")
-    assert page.locator(".flash").inner_text() == (
+    assert page.locator(".flash-ok").inner_text() == (
         "PMID 90000002 added to CALGB 100104 as its update report. "
         "Enter its hazard ratios below.")
+    # the record was never screened: the curator is told what PRISMA will (not) count
+    assert page.locator(".flash-info").inner_text().startswith(
+        "PMID 90000002 has no title/abstract decision yet")
     assert page.locator("#add-estimate").is_visible()
     assert "Doe J et al. Blood 2024;143:1-9" in page.locator("body").inner_text()
     _shot(page, tmp_path, "linked")

@@ -25,6 +25,7 @@ from screening.web.extraction import ENDPOINTS as EXTRACTION_ENDPOINTS
 from store.bias import (
     DOMAINS,
     ENDPOINTS,
+    JUDGMENT_LABELS,
     JUDGMENTS,
     AssessmentError,
     add_assessment,
@@ -110,17 +111,18 @@ def test_a_blank_overall_takes_the_suggestion_and_a_given_one_is_kept() -> None:
 def test_an_overall_lower_than_the_worst_domain_is_refused() -> None:
     assert _fields(domains=_domains(missing_data="some_concerns", reporting="some_concerns"),
                    overall="low") == {"overall": (
-        "'low' is lower than the worst domain judgment ('some_concerns' in missing_data, "
-        "reporting): RoB 2's overall judgment is at least the worst domain's")}
+        "“Low” is lower than the worst domain judgment (“Some concerns” for bias due to missing "
+        "outcome data; bias in selection of the reported result): RoB 2's overall judgment is "
+        "at least the worst domain's")}
     assert _fields(domains=_domains(randomization="high"), overall="some_concerns",
                    overall_note="we think it is fine") == {"overall": (
-        "'some_concerns' is lower than the worst domain judgment ('high' in randomization): "
-        "RoB 2's overall judgment is at least the worst domain's")}
+        "“Some concerns” is lower than the worst domain judgment (“High” for bias arising from "
+        "the randomization process): RoB 2's overall judgment is at least the worst domain's")}
     # nor above "low" when every domain is low: that is not RoB 2 either
     for overall in ("some_concerns", "high"):
         assert _fields(overall=overall, overall_note="gut feeling") == {"overall": (
-            f"'{overall}' is higher than the domains allow: every domain is low, and RoB 2 "
-            "judges such a result low overall")}
+            f"“{JUDGMENT_LABELS[overall]}” is higher than the domains allow: every domain is "
+            "low, and RoB 2 judges such a result low overall")}
 
 
 def test_some_concerns_may_be_raised_to_high_only_with_a_note() -> None:
@@ -404,9 +406,9 @@ def test_a_refused_form_names_the_field_and_keeps_what_was_typed(app: Any,
     low = _assess(curator, trial_id, domains__randomization__judgment="some_concerns",
                   overall="low")
     assert low.status_code == 400
-    assert ("Overall judgment: &#39;low&#39; is lower than the worst domain judgment "
-            "(&#39;some_concerns&#39; in randomization): RoB 2&#39;s overall judgment is at "
-            "least the worst domain&#39;s") in low.text
+    assert ("Overall judgment: “Low” is lower than the worst domain judgment (“Some "
+            "concerns” for bias arising from the randomization process): RoB 2&#39;s overall "
+            "judgment is at least the worst domain&#39;s") in low.text
     raised = _assess(curator, trial_id, domains__randomization__judgment="some_concerns",
                      overall="high")
     assert raised.status_code == 400
@@ -519,8 +521,8 @@ def test_api_refuses_bad_input_viewers_and_unknown_trials(app: Any, api: TestCli
         (_body(endpoint="DFS"),
          "endpoint: 'DFS' is not an endpoint: use one of PFS, EFS, TTP, OS"),
         (_body(domains=_domains(missing_data="some_concerns"), overall="low"),
-         "overall: 'low' is lower than the worst domain judgment ('some_concerns' in "
-         "missing_data): RoB 2's overall judgment is at least the worst domain's"),
+         "overall: “Low” is lower than the worst domain judgment (“Some concerns” for bias due "
+         "to missing outcome data): RoB 2's overall judgment is at least the worst domain's"),
         (_body(domains=_domains(missing_data="some_concerns"), overall="high"),
          "overall_note: is required to judge overall 'high' when no domain is high: say why "
          "the concerns together put the result at high risk"),

@@ -33,7 +33,7 @@ from screening.web.extraction import (
     ENDPOINTS,
     METHODS,
     ORIENTATIONS,
-    SETTINGS,
+    SETTING_WORDS,
     FieldErrors,
     parse_estimate,
     save_estimate,
@@ -63,7 +63,8 @@ from store.models import Estimate, Record, Trial, TrialReport, User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
-CHOICES = {"endpoints": ENDPOINTS, "settings": SETTINGS, "orientations": ORIENTATIONS,
+# The settings' options read as words (post-ASCT), their values stay the stored codes.
+CHOICES = {"endpoints": ENDPOINTS, "settings": SETTING_WORDS, "orientations": ORIENTATIONS,
            "methods": METHODS, "report_kinds": REPORT_KINDS}
 
 
