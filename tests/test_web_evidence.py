@@ -214,11 +214,14 @@ def test_asymmetric_ci_is_saved_with_a_warning(app: Any, users: dict[str, str]) 
                           ci_high="0.90").status_code == 303
     page = curator.get(f"/trials/{trial_id}").text
     assert "Check: the CI 0.45–0.90 is not symmetric around HR 0.50 on the log scale" in page
+    # ... and it stays with the estimate, for the person who verifies it
+    (first,) = _estimates(app)
+    assert (first.notes or "").startswith("Check at entry: the CI 0.45–0.90 is not symmetric")
     # a CI symmetric up to rounding of the printed digits does not warn
     assert _post_estimate(curator, trial_id, hr="0.57", ci_low="0.46",
                           ci_high="0.71").status_code == 303
-    assert "not symmetric" not in curator.get(f"/trials/{trial_id}").text
-    assert len(_estimates(app)) == 2
+    assert 'class="flash flash-warn' not in curator.get(f"/trials/{trial_id}").text
+    assert len(_estimates(app)) == 2 and _estimates(app)[1].notes is None
 
 
 def test_no_hr_reported_helpers(app: Any, users: dict[str, str]) -> None:

@@ -416,10 +416,20 @@ def _comparison(session: Session, trial: Trial, typed: str | None,
     return typed
 
 
+#: The start of a note line that keeps a check's warning with the estimate.
+CHECK_PREFIX = "Check at entry: "
+
+
 def save_estimate(session: Session, *, trial: Trial, draft: EstimateDraft, user: User) -> Estimate:
     """Store the estimate (the caller commits)."""
     values = dict(draft.values)
     values["comparison"] = _comparison(session, trial, values.get("comparison"), draft.warnings)
+    # The checks' warnings stay with the estimate (its notes), so that the second person who
+    # verifies it sees them too, not only the one who saw the message after saving.
+    # A correction carries its predecessor's notes: their checks are replaced by its own.
+    kept = [line for line in str(values.get("notes") or "").splitlines()
+            if line and not line.startswith(CHECK_PREFIX)]
+    values["notes"] = "\n".join([*kept, *(CHECK_PREFIX + w for w in draft.warnings)]) or None
     estimate = Estimate(trial_id=trial.id, created_by=user.id,  # type: ignore[arg-type]
                         verified_by=user.id if values.get("verified") else None, **values)
     session.add(estimate)
