@@ -48,6 +48,17 @@ def _parse_date(value: str) -> date:
     raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}")
 
 
+def _port(value: str) -> int:
+    """A TCP port for --port: the same rule as MMLR_PORT, a usage error (exit 2) otherwise."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, got {port}")
+    return port
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
@@ -372,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="offline full cycle on the demo corpus, then serve the UI")
     p.add_argument("--no-serve", action="store_true", help="stop after the cycle")
-    p.add_argument("--port", type=int, default=None, help="web port (default MMLR_PORT)")
+    p.add_argument("--port", type=_port, default=None, help="web port (default MMLR_PORT)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("init", help="create/upgrade the schema, load seed evidence, first admin")
@@ -431,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--host", default=None)
-        p.add_argument("--port", type=int, default=None)
+        p.add_argument("--port", type=_port, default=None)
         p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("simulate", help="replay a labelled screening dataset")
@@ -447,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay-server", help="E-utilities-compatible server over PubMed XML")
     p.add_argument("--dir", required=True, help="folder of PubMed XML files (searched recursively)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=_port, default=8765)
     p.add_argument("--faults", default=None, help="e.g. 429@3,500@7,timeout@9 or random:0.1")
     p.add_argument("--seed", type=int, default=0, help="seed of random faults")
     p.set_defaults(func=cmd_replay_server)
@@ -502,11 +513,9 @@ class _OneLineFormatter(logging.Formatter):
 
 
 def configure_logging(settings: Settings | None, verbose: bool) -> None:
-    level = (
-        logging.DEBUG
-        if verbose
-        else getattr(logging, (settings.log_level if settings else "INFO").upper(), logging.INFO)
-    )
+    # MMLR_LOG_LEVEL is one of logging's level names (checked when the settings load).
+    level = logging.DEBUG if verbose else getattr(logging, settings.log_level if settings
+                                                  else "INFO")
     handlers: list[logging.Handler] = []
     stream = logging.StreamHandler(sys.stderr)
     stream.setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -519,8 +528,15 @@ def configure_logging(settings: Settings | None, verbose: bool) -> None:
             fh.setLevel(level)
             fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             handlers.append(fh)
-        except OSError:
-            pass
+        except OSError as exc:
+            # Without its log file a command would run blind, and an internal error would
+            # point at a log that does not exist: refuse now, naming the setting.
+            folder = settings.data_dir
+            why = ("it is a file" if folder.exists() and not folder.is_dir()
+                   else exc.strerror or str(exc))
+            raise ConfigError(
+                f"MMLR_DATA_DIR {folder} is not a writable folder ({why})",
+                hint="set MMLR_DATA_DIR to a folder mmlr may create and write to") from None
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

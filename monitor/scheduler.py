@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from store.errors import ConfigError
@@ -85,17 +86,24 @@ def _crontab_days(field: str) -> str:
 def _trigger(job_id: str, cron: str) -> Any:
     from apscheduler.triggers.cron import CronTrigger
 
+    setting = _cron_setting(job_id)[1]
     try:
         fields = cron.split()
         if len(fields) != 5:
             raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
         minute, hour, day, month, dow = fields
-        return CronTrigger(minute=minute, hour=hour, day=day, month=month,
-                           day_of_week=_crontab_days(dow), timezone="UTC")
+        trigger = CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                              day_of_week=_crontab_days(dow), timezone="UTC")
     except ValueError as exc:
-        setting = _cron_setting(job_id)[1]
         raise ConfigError(f"{setting} {cron!r} is not a valid crontab: {exc}",
                           hint="five fields, e.g. '0 6 * * *' (UTC)") from None
+    # A well-formed cron can name a date that never comes ("0 6 31 2 *", 31 February).
+    # APScheduler then adds the job paused, without a word, and the job never runs.
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        raise ConfigError(f"{setting} {cron!r} never fires: no date matches it (such as "
+                          "31 February)",
+                          hint="e.g. '0 6 * * *' (UTC)")
+    return trigger
 
 
 def build_scheduler(settings: Settings, *, blocking: bool,

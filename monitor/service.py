@@ -7,14 +7,44 @@ even a hard kill loses at most the batch in flight, and the next run resumes it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import threading
 from typing import Any
 
+from store.errors import ConfigError
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` for uvicorn, or ConfigError in one line.
+
+    Bound here, before anything announces the address: uvicorn would print its own ERROR and
+    exit with code 3 after "mmlr web app at …" had already been printed. The address family
+    follows uvicorn's own rule (an IPv6 address has a colon).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: no TIME_WAIT wait
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            why, fix = "the port is in use by another program", "--port or MMLR_PORT"
+        elif isinstance(exc, socket.gaierror):
+            why, fix = "no such host", "--host or MMLR_HOST"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why, fix = "the address is not one of this machine's", "--host or MMLR_HOST"
+        else:
+            why, fix = exc.strerror or str(exc), "--host/--port or MMLR_HOST/MMLR_PORT"
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}",
+                          hint=f"choose another with {fix}") from None
+    return sock
 
 
 def serve(
@@ -80,15 +110,18 @@ def serve(
         log_level="warning",
         access_log=False,
     )
-    server = uvicorn.Server(config)  # handles SIGINT/SIGTERM itself: finishes open requests
-    if sched is not None:
-        sched.start()
-    print(f"mmlr web app at http://{config.host}:{config.port}/ (Ctrl-C to stop)", flush=True)
-    try:
-        server.run()
-    finally:
+    sock = listening_socket(config.host, config.port)  # before the scheduler and the banner
+    with sock:  # closed however the server ends (closing it twice is harmless)
+        server = uvicorn.Server(config)  # handles SIGINT/SIGTERM itself: finishes open requests
         if sched is not None:
-            sched.shutdown(wait=True)  # lets a running job finish its batch
+            sched.start()
+        print(f"mmlr web app at http://{config.host}:{config.port}/ (Ctrl-C to stop)",
+              flush=True)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            if sched is not None:
+                sched.shutdown(wait=True)  # lets a running job finish its batch
     log.info("web app stopped")
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from store.errors import ConfigError
-from store.settings import is_monitorable_hr
+from store.settings import MONITORING_HR_RULE, is_monitorable_hr
 
 SETTINGS = ("post_asct", "non_transplant", "all")
 SETTING_LABELS = {"post_asct": "post-ASCT", "non_transplant": "non-transplant",
@@ -473,8 +473,8 @@ def _defined(entry: Any, where: str, names: set[tuple[str, str]]) -> list[Analys
     if monitoring_hr is not None and (
             isinstance(monitoring_hr, bool) or not isinstance(monitoring_hr, int | float)
             or not is_monitorable_hr(monitoring_hr)):
-        raise ConfigError(f"{where} ({name}): monitoring_hr {monitoring_hr!r} must be a hazard "
-                          "ratio other than 1, e.g. 0.75 (the smallest effect worth detecting)")
+        raise ConfigError(f"{where} ({name}): monitoring_hr {monitoring_hr!r} must be "
+                          f"{MONITORING_HR_RULE} (the smallest effect worth detecting)")
     names.add((name, endpoint))
     members = tuple(dict.fromkeys(_norm(d) for d in drugs))
     return [Analysis(name, setting, endpoint, drugs=members, title=title.strip(),

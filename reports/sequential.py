@@ -43,7 +43,7 @@ from scipy import optimize, stats
 
 from reports.meta import meta_analysis
 from store.errors import PoolingError
-from store.settings import is_monitorable_hr
+from store.settings import MONITORING_HR_RULE, is_monitorable_hr
 
 Spending = Callable[[float, float], float]
 
@@ -66,7 +66,7 @@ class MonitoringPlan:
         if not is_monitorable_hr(self.anticipated_hr):
             raise PoolingError(
                 f"anticipated HR {self.anticipated_hr} cannot be monitored",
-                hint="give the smallest effect worth detecting, e.g. 0.80 (not 1 or ≤ 0)")
+                hint=f"give the smallest effect worth detecting: {MONITORING_HR_RULE}")
         if not 0 < self.alpha < 0.5:
             raise PoolingError(f"monitoring α {self.alpha} is outside (0, 0.5)")
         if not 0.5 <= self.power < 1:

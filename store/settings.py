@@ -47,11 +47,27 @@ MONITORING_ENDPOINTS = ("PFS", "OS")
 DEFAULT_MONITORING_HR = 0.80
 
 
+#: The plausible range of an anticipated HR (the smallest effect worth detecting). It is the
+#: *smallest* benefit that would matter, so it lies between 1 and the largest effects seen:
+#: maintenance in myeloma has reached HRs near 0.5 (lenalidomide PFS), and an HR of 0.2 would be
+#: an 80% cut in the hazard, beyond any maintenance effect, whose required information (about a
+#: dozen events) no real trial lacks: the plan would be met by any data. Below 0.2 is a typo
+#: (``80`` for 0.80, ``0.08``) or no plan at all. Harm (HR > 1) is monitored too, bounded by the
+#: same effect on the log scale: 1/0.2 = 5.
+MONITORING_HR_RANGE = (0.2, 5.0)
+
+
 def is_monitorable_hr(hr: float) -> bool:
-    """Whether ``hr`` can be an anticipated effect of sequential monitoring: a finite hazard
-    ratio other than 1 (1 asks for infinite information; ≤ 0 is not a hazard ratio). The one
-    rule for MMLR_MONITORING_HR, an analyses-file ``monitoring_hr`` and a monitoring plan."""
-    return math.isfinite(hr) and hr > 0 and hr != 1
+    """Whether ``hr`` can be an anticipated effect of sequential monitoring: a hazard ratio in
+    :data:`MONITORING_HR_RANGE` other than 1 (1 asks for infinite information). The one rule for
+    MMLR_MONITORING_HR, an analyses-file ``monitoring_hr`` and a monitoring plan."""
+    low, high = MONITORING_HR_RANGE
+    return math.isfinite(hr) and low <= hr <= high and hr != 1
+
+
+#: What :func:`is_monitorable_hr` admits, in words, for the error messages.
+MONITORING_HR_RULE = (f"a hazard ratio other than 1 from {MONITORING_HR_RANGE[0]:g} to "
+                      f"{MONITORING_HR_RANGE[1]:g}, e.g. 0.80")
 
 
 def monitoring_hrs(value: str | float) -> dict[str, float]:
@@ -60,7 +76,8 @@ def monitoring_hrs(value: str | float) -> dict[str, float]:
     number with named endpoints (``"0.8,OS=0.9"``; the number is for those not named).
 
     Raises ValueError saying which part is wrong: an HR of 1 asks for infinite information,
-    one ≤ 0 is not a hazard ratio, and an unknown or repeated endpoint is a typo.
+    one outside :data:`MONITORING_HR_RANGE` is no plausible effect (``80`` for 0.80), and an
+    unknown or repeated endpoint is a typo.
     """
     if isinstance(value, int | float):
         value = str(value)
@@ -76,7 +93,7 @@ def monitoring_hrs(value: str | float) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"{number.strip()!r} is not a number (in {value!r})") from None
         if not is_monitorable_hr(hr):
-            raise ValueError(f"must be a hazard ratio other than 1, e.g. 0.80, got {hr:g}")
+            raise ValueError(f"must be {MONITORING_HR_RULE}, got {hr:g}")
         if not name:
             if default is not None:
                 raise ValueError(f"two HRs for every endpoint in {value!r}")
@@ -130,6 +147,30 @@ def share_problem(value: float, example: str) -> str | None:
     return f"must be at least 0.5 and below 1, e.g. {example}, got {value:g}"
 
 
+#: The whole-number settings' allowed range (lowest, highest or None for no limit), checked at
+#: load: each bound is where the code stops doing what the setting says.
+_INT_RANGES: dict[str, tuple[int, int | None]] = {
+    # 0 divides by zero when batches are counted; a negative size fetches nothing and the
+    # poll still completes, so the records are lost. NCBI's efetch takes at most 10,000 UIDs.
+    "entrez_batch_size": (1, 10_000),
+    # A negative overlap leaves days between two poll windows that no poll searches. More
+    # than a year of overlap re-fetches a year every day: a typo, not a safety margin.
+    "poll_overlap_days": (0, 365),
+    # 0 turns the re-check off (and the first modified pass starts today); ten years is far
+    # beyond MEDLINE indexing (weeks to months) and keeps the date arithmetic in range.
+    "recheck_days": (0, 3650),
+    # 0 retries is a valid choice (fail on the first error); a negative count means nothing.
+    "entrez_max_retries": (0, None),
+    "entrez_retry_budget": (0, None),
+    # 0 would retrain at every screening run, with no new decision to learn from.
+    "retrain_min_decisions": (1, None),
+    "port": (1, 65_535),
+}
+
+#: The level names ``MMLR_LOG_LEVEL`` accepts (any case): the standard ones of ``logging``.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class Settings(BaseSettings):
     """All configuration. Build it with :func:`load_settings` (or ``Settings()``)."""
 
@@ -142,15 +183,19 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         Path("./mmlr-data"),
-        description="Folder for the SQLite file, the outbox, demo corpus, models and the "
-        "generated secret key.",
+        description="Folder for the SQLite file, the log, the outbox, demo corpus, models and "
+        "the generated secret key; mmlr must be able to create it and write to it.",
     )
     database_url: str | None = Field(
         None,
         description="SQLAlchemy URL. Default: `sqlite:///<data dir>/mmlr.sqlite3`. For "
-        "PostgreSQL: `postgresql+psycopg://user:pass@host:5432/db`.",
+        "PostgreSQL: `postgresql+psycopg://user:pass@host:5432/db`. An in-memory SQLite "
+        "database (`sqlite://`) is refused: nothing would be kept.",
     )
-    entrez_url: str = Field(NCBI_EUTILS_URL, description="Base URL of NCBI E-utilities.")
+    entrez_url: str = Field(
+        NCBI_EUTILS_URL, description="Base URL of NCBI E-utilities, without `user:password@` "
+        "(NCBI needs no login; the API key has its own setting)."
+    )
     entrez_email: str | None = Field(
         None, description="Contact address sent to NCBI with every request (NCBI asks for it)."
     )
@@ -159,21 +204,27 @@ class Settings(BaseSettings):
     )
     entrez_tool: str = Field("mmlr", description="`tool` parameter sent to NCBI (no spaces).")
     entrez_timeout: float = Field(
-        30.0, description="Seconds before one E-utilities request times out."
+        30.0, description="Seconds before one E-utilities request times out (above 0)."
     )
-    entrez_max_retries: int = Field(6, description="Retries of one request on 429/5xx/timeouts.")
+    entrez_max_retries: int = Field(
+        6, description="Retries of one request on 429/5xx/timeouts (0 or more)."
+    )
     entrez_retry_budget: int = Field(
-        200, description="Retries allowed in one poll run before it stops with an error."
+        200, description="Retries allowed in one poll run before it stops with an error (0 or "
+        "more)."
     )
-    entrez_batch_size: int = Field(200, description="PMIDs per efetch POST.")
+    entrez_batch_size: int = Field(
+        200, description="PMIDs per efetch POST, 1 to 10000 (NCBI's efetch limit)."
+    )
     entrez_rate: float | None = Field(
         None,
-        description="Requests per second. Default 2.7 without an API key, 9 with one "
+        description="Requests per second (above 0). Default 2.7 without an API key, 9 with one "
         "(below NCBI's 3 and 10, as NCBI advises); above 3 (10 with a key) it is refused for "
         "NCBI's own host.",
     )
     poll_overlap_days: int = Field(
-        3, description="Each poll window starts this many days before the previous one ended."
+        3, description="Each poll window starts this many days (0 to 365) before the previous "
+        "one ended."
     )
     poll_start: str = Field(
         "2024/01/01",
@@ -181,8 +232,8 @@ class Settings(BaseSettings):
     )
     recheck_days: int = Field(
         120,
-        description="Records not yet MEDLINE-indexed are re-fetched for this many days after "
-        "they first appear, to pick up MeSH and publication types.",
+        description="Records not yet MEDLINE-indexed are re-fetched for this many days (0 to "
+        "3650; 0: never) after they first appear, to pick up MeSH and publication types.",
     )
     query: str = Field(
         PROTOCOL_QUERY,
@@ -192,13 +243,14 @@ class Settings(BaseSettings):
     )
     smtp_url: SecretStr | None = Field(
         None,
-        description="`smtp://user:pass@host:587?starttls=true` or `smtps://…`; unset: digests "
-        "go to the outbox folder.",
+        description="`smtp://user:pass@host:587?starttls=true` or `smtps://…`, optionally "
+        "`timeout=SECONDS` (above 0, default 30); unset: digests go to the outbox folder.",
     )
     mail_from: str = Field("mmlr@localhost", description="Sender of digest e-mails.")
     digest_to: str = Field(
         "",
-        description="Comma-separated fixed digest recipients: they always receive the digest, "
+        description="Comma-separated fixed digest recipients (each an e-mail address, as "
+        "for subscribers): they always receive the digest, "
         "beside the subscribers managed on `/admin/subscribers` or with `mmlr subscribers`, and "
         "cannot unsubscribe by a link (remove them here).",
     )
@@ -213,7 +265,10 @@ class Settings(BaseSettings):
         description="Signs sessions and CSRF tokens. Unset in development: generated and kept in "
         "the data dir. Required in production.",
     )
-    poll_cron: str = Field("0 6 * * *", description="Cron (UTC) of the monitoring cycle.")
+    poll_cron: str = Field(
+        "0 6 * * *", description="Cron (UTC) of the monitoring cycle; `serve`/`worker` refuse a "
+        "cron that never fires (`0 6 31 2 *`), as for the other crons."
+    )
     digest_cron: str = Field("0 7 * * 1", description="Cron (UTC) of the weekly digest.")
     modified_cron: str = Field(
         "0 5 * * 0",
@@ -221,13 +276,16 @@ class Settings(BaseSettings):
         "stored records PubMed changed since (retractions, errata, late indexing).",
     )
     retrain_min_decisions: int = Field(
-        10, description="New curator decisions that trigger retraining of the classifier."
+        10, description="New curator decisions (1 or more) that trigger retraining of the "
+        "classifier."
     )
     target_recall: float = Field(
-        0.99, description="Recall the flag threshold is calibrated to by cross-validation."
+        0.99, description="Recall the flag threshold is calibrated to by cross-validation (at "
+        "least 0.5, below 1)."
     )
     audit_fraction: float = Field(
-        0.05, description="Share of low-score records routed to curators as a random audit."
+        0.05, description="Share of low-score records routed to curators as a random audit "
+        "(above 0, below 1: the audit is the recall check that does not rest on the model)."
     )
     stopping_recall: float = Field(
         0.95, description="Recall target of the stopping tests in the screening health (queue "
@@ -253,7 +311,7 @@ class Settings(BaseSettings):
         "cookie must not cross a network in clear)."
     )
     host: str = Field("127.0.0.1", description="Address `serve`/`web` listen on.")
-    port: int = Field(8000, description="Port `serve`/`web` listen on.")
+    port: int = Field(8000, description="Port `serve`/`web` listen on (1 to 65535).")
     pool_method: Literal["REML", "DL", "PM", "FE"] = Field(
         "REML", description="τ² estimator of the primary analyses."
     )
@@ -268,14 +326,77 @@ class Settings(BaseSettings):
     monitoring_hr: str = Field(
         "0.80", description="Sequential monitoring (monitoring only, beside the primary "
         "analysis): the smallest HR worth detecting, which sets the required information. "
-        "One HR for every analysis (`0.80`), or per endpoint (`PFS=0.75,OS=0.85`; an endpoint "
-        "not named takes 0.80, or a bare number given with them). See docs/curation.md, "
-        "\"Sequential monitoring\".",
+        "An HR other than 1 from 0.2 to 5; one for every analysis (`0.80`), or per endpoint "
+        "(`PFS=0.75,OS=0.85`; an endpoint not named takes 0.80, or a bare number given with "
+        "them). See docs/curation.md, \"Sequential monitoring\".",
     )
     monitoring_power: float = Field(
         0.80, description="Power of the sequential monitoring plan (two-sided α 0.05).",
     )
-    log_level: str = Field("INFO", description="Logging level of the entry points.")
+    log_level: str = Field(
+        "INFO", description="Logging level of the entry points: DEBUG, INFO, WARNING, ERROR or "
+        "CRITICAL."
+    )
+
+    @field_validator(*_INT_RANGES)
+    @classmethod
+    def _check_int_range(cls, value: int, info: ValidationInfo) -> int:
+        low, high = _INT_RANGES[str(info.field_name)]
+        if high is None and value < low:
+            raise ValueError(f"must be a whole number of at least {low}, got {value}")
+        if high is not None and not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, got {value}")
+        return value
+
+    @field_validator("entrez_timeout")
+    @classmethod
+    def _check_timeout(cls, value: float) -> float:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"must be a number of seconds above 0, e.g. 30, got {value:g}")
+        return value
+
+    @field_validator("target_recall")
+    @classmethod
+    def _check_target_recall(cls, value: float) -> float:
+        # The same rule as ScreeningConfig.validate, checked at load rather than at the first
+        # screening run.
+        problem = share_problem(value, "0.99")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("audit_fraction")
+    @classmethod
+    def _check_audit_fraction(cls, value: float) -> float:
+        # 0 (or below, or nan) puts no record in the audit sample: the screening health would
+        # say "not yet possible" for ever, and recall would rest on the model's order alone.
+        # 1 or more audits every low-score record, which is screening everything by another name.
+        if not 0 < value < 1:
+            raise ValueError(f"must be a share above 0 and below 1, e.g. 0.05, got {value:g}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return level
+
+    @field_validator("digest_to")
+    @classmethod
+    def _check_digest_to(cls, value: str) -> str:
+        from store.addresses import check_email
+        from store.errors import ValidationError
+
+        for address in (a.strip() for a in value.split(",")):
+            if not address:
+                continue  # "a@x.org, b@y.org," is a list of two
+            try:
+                check_email(address)
+            except ValidationError as exc:  # the rule for every address mmlr accepts
+                raise ValueError(exc.one_line()) from None
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -290,6 +411,22 @@ class Settings(BaseSettings):
             )
         if scheme in ("postgresql", "postgres"):
             value = "postgresql+psycopg" + value[len(scheme) :]
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:  # the value may hold a password: not echoed
+            raise ValueError("is not a database URL: use sqlite:///PATH or "
+                             "postgresql+psycopg://USER:PASS@HOST/DB") from None
+        # An in-memory SQLite database lives as long as one connection: every command would
+        # "succeed" and leave nothing behind.
+        if scheme.startswith("sqlite") and (
+                not url.database or url.database == ":memory:"
+                or url.database.startswith("file::memory:")
+                or url.query.get("mode") == "memory"):
+            raise ValueError(f"{value} is an in-memory SQLite database, which is lost when "
+                             "each command ends: give a file, sqlite:///PATH")
         return value
 
     @field_validator("screeners_per_record")
@@ -324,7 +461,7 @@ class Settings(BaseSettings):
         # hosts (a mirror, our replay server in tests) may go faster.
         if value is None:
             return None
-        if value <= 0:
+        if not (math.isfinite(value) and value > 0):  # nan > limit is False: refused here
             raise ValueError(f"must be a positive number of requests per second, got {value}")
         limit = 10.0 if info.data.get("entrez_api_key") else 3.0
         if is_ncbi(str(info.data.get("entrez_url") or "")) and value > limit:
@@ -354,6 +491,11 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"MMLR_ENTREZ_URL must be an http(s) URL, got {value!r}")
+        # NCBI needs no login (the API key has its own setting), and the URL is printed in
+        # errors and on /searches: a password in it would be shown. Not echoed here either.
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not contain a user name or password (user:pass@): "
+                             "E-utilities needs none; put an API key in MMLR_ENTREZ_API_KEY")
         return value if value.endswith("/") else value + "/"
 
     @field_validator("entrez_tool")
@@ -369,6 +511,21 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None
         parse_smtp_url(value.get_secret_value())
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _check_encoding(cls, value: object) -> object:
+        # Bytes that are not UTF-8 in the environment reach Python as lone surrogates
+        # (PEP 383); such a value cannot be sent to NCBI, logged or stored, and would fail
+        # far from here. Declared after the other validators: pydantic runs
+        # the last-declared "before" validator first.
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("contains bytes that are not UTF-8 text; write the value "
+                                 "in UTF-8") from None
         return value
 
     # ---- derived values -------------------------------------------------------------
@@ -474,8 +631,12 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     starttls = query.get("starttls", "false") in ("1", "true", "yes")
     try:
         timeout = float(query.get("timeout", "30"))
-    except ValueError as exc:
-        raise ConfigError("MMLR_SMTP_URL timeout must be a number of seconds") from exc
+    except ValueError:
+        timeout = math.nan  # refused just below, with the same message
+    # smtplib takes 0 as "non-blocking" (the send fails at once) and refuses a negative one.
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError("MMLR_SMTP_URL timeout must be a number of seconds above 0, got "
+                          f"{query.get('timeout')!r}", hint="e.g. ?timeout=30")
     return SmtpTarget(
         host=parts.hostname,
         port=port or (465 if ssl else 587 if starttls else 25),

@@ -89,3 +89,91 @@ def test_readme_documents_every_command_and_flag() -> None:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
                     assert any(flag in r for r in mine), f"`mmlr {name} {flag}` is missing"
+
+
+@pytest.mark.parametrize(("command", "port"), [
+    ("web", "70000"), ("serve", "0"), ("worker", "65536"), ("demo", "-1"),
+    ("replay-server", "http"),
+])
+def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, command: str, port: str) -> None:
+    # uvicorn would print a 40-line traceback for it
+    proc = run_cli(command, f"--port={port}", *(["--dir", str(tmp_path)] if command ==
+                                                 "replay-server" else []),
+                   env=cli_env(MMLR_DATA_DIR=str(tmp_path)))
+    assert proc.returncode == 2, proc.stderr
+    assert "usage:" in proc.stderr and "argument --port:" in proc.stderr
+    assert "1 to 65535" in proc.stderr or "not a port number" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_mmlr_port_out_of_range_is_one_clear_line(tmp_path: Path) -> None:
+    proc = run_cli("web", env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_PORT="99999"))
+    assert_one_line_error(proc, "MMLR_PORT", "from 1 to 65535, got 99999")
+
+
+def test_a_port_in_use_is_one_line_before_the_address_is_announced(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("web", "--port", str(port), env=cli_env(MMLR_DATA_DIR=str(tmp_path)),
+                       timeout=60)
+    assert_one_line_error(proc, f"cannot listen on 127.0.0.1:{port}: the port is in use",
+                          "--port or MMLR_PORT")
+    assert "mmlr web app at" not in proc.stdout  # nothing claims it is serving
+
+
+def test_an_address_not_of_this_machine_is_one_line(tmp_path: Path) -> None:
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine
+    proc = run_cli("serve", "--host", "192.0.2.1", env=cli_env(MMLR_DATA_DIR=str(tmp_path)),
+                   timeout=60)
+    assert_one_line_error(proc, "cannot listen on 192.0.2.1:8000",
+                          "not one of this machine's", "--host or MMLR_HOST")
+    assert "mmlr web app at" not in proc.stdout
+
+
+def test_a_cron_that_never_fires_stops_the_worker(tmp_path: Path) -> None:
+    # Without the check the worker would start with a paused job and run for ever (the
+    # timeout then fails the test).
+    proc = run_cli("worker", env=cli_env(MMLR_DATA_DIR=str(tmp_path),
+                                         MMLR_POLL_CRON="0 6 31 2 *"), timeout=60)
+    assert_one_line_error(proc, "MMLR_POLL_CRON '0 6 31 2 *' never fires")
+
+
+@pytest.mark.parametrize("where", ["file", "under a file", "/proc/mmlr"])
+def test_an_unusable_data_dir_is_one_clear_line(tmp_path: Path, where: str) -> None:
+    file = tmp_path / "not-a-folder"
+    file.write_text("")
+    data_dir = {"file": str(file), "under a file": str(file / "data"),
+                "/proc/mmlr": "/proc/mmlr"}[where]
+    proc = run_cli("init", env=cli_env(MMLR_DATA_DIR=data_dir))
+    assert_one_line_error(proc, f"MMLR_DATA_DIR {data_dir} is not a writable folder")
+    assert "mmlr.log" not in proc.stderr  # no pointer to a log that cannot exist
+    if where == "file":
+        assert "(it is a file)" in proc.stderr
+
+
+def test_a_setting_that_is_not_utf8_is_one_clear_line(tmp_path: Path) -> None:
+    # Bytes that are not UTF-8 reach os.environ surrogate-escaped; subprocess writes them back
+    # as the raw bytes, as a shell would have set them.
+    proc = run_cli("init", env=cli_env(MMLR_DATA_DIR=str(tmp_path),
+                                       MMLR_ENTREZ_API_KEY="key\udcff"))
+    assert_one_line_error(proc, "MMLR_ENTREZ_API_KEY: contains bytes that are not UTF-8")
+
+
+def test_a_bogus_log_level_is_refused_and_a_lower_case_one_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from monitor import cli
+
+    # It used to fall back to INFO without a word.
+    proc = run_cli("config", env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_LOG_LEVEL="bogus"))
+    assert_one_line_error(proc, "MMLR_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, "
+                          "CRITICAL, got 'bogus'")
+    monkeypatch.setenv("MMLR_LOG_LEVEL", "error")
+    assert cli.main(["config"]) == 0  # conftest restores the root logger afterwards
+    assert logging.getLogger().level == logging.ERROR

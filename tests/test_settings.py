@@ -62,6 +62,75 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         ("MMLR_BASE_URL", "mmlr.example.org", "must be the web app's http(s) address"),
         ("MMLR_BASE_URL", "http://mmlr.example.org", "http://mmlr.example.org is not https"),
         ("MMLR_BASE_URL", "http://10.0.0.5:8000", "passwords and session cookies would cross"),
+        # 0 divided by zero later; a negative size "completed" a poll that fetched nothing
+        ("MMLR_ENTREZ_BATCH_SIZE", "0", "MMLR_ENTREZ_BATCH_SIZE: must be a whole number from 1 "
+         "to 10000, got 0"),
+        ("MMLR_ENTREZ_BATCH_SIZE", "-5", "from 1 to 10000, got -5"),
+        ("MMLR_ENTREZ_BATCH_SIZE", "10001", "from 1 to 10000, got 10001"),
+        ("MMLR_PORT", "99999", "MMLR_PORT: must be a whole number from 1 to 65535, got 99999"),
+        ("MMLR_PORT", "-1", "from 1 to 65535, got -1"),
+        ("MMLR_PORT", "0", "from 1 to 65535, got 0"),
+        # nan > NCBI's limit is False: the rate guard let it through and nothing ever slept
+        ("MMLR_ENTREZ_RATE", "nan", "MMLR_ENTREZ_RATE: must be a positive number"),
+        ("MMLR_ENTREZ_RATE", "-1", "MMLR_ENTREZ_RATE: must be a positive number"),
+        ("MMLR_ENTREZ_TIMEOUT", "-1", "MMLR_ENTREZ_TIMEOUT: must be a number of seconds above 0"),
+        ("MMLR_ENTREZ_TIMEOUT", "nan", "MMLR_ENTREZ_TIMEOUT: must be a number of seconds above 0"),
+        ("MMLR_ENTREZ_TIMEOUT", "0", "MMLR_ENTREZ_TIMEOUT: must be a number of seconds above 0"),
+        ("MMLR_ENTREZ_TIMEOUT", "inf", "MMLR_ENTREZ_TIMEOUT: must be a number of seconds above 0"),
+        ("MMLR_POLL_OVERLAP_DAYS", "-1", "MMLR_POLL_OVERLAP_DAYS: must be a whole number from 0 "
+         "to 365"),
+        ("MMLR_POLL_OVERLAP_DAYS", "400", "from 0 to 365, got 400"),
+        ("MMLR_RECHECK_DAYS", "-1", "MMLR_RECHECK_DAYS: must be a whole number from 0 to 3650"),
+        ("MMLR_RECHECK_DAYS", "1000000", "MMLR_RECHECK_DAYS: must be a whole number from 0"),
+        ("MMLR_ENTREZ_MAX_RETRIES", "-1", "MMLR_ENTREZ_MAX_RETRIES: must be a whole number of at "
+         "least 0"),
+        ("MMLR_ENTREZ_RETRY_BUDGET", "-1", "MMLR_ENTREZ_RETRY_BUDGET: must be a whole number of "
+         "at least 0"),
+        ("MMLR_RETRAIN_MIN_DECISIONS", "0", "MMLR_RETRAIN_MIN_DECISIONS: must be a whole number "
+         "of at least 1"),
+        # -1 silently turned the audit off; 0 does too (the audit test would wait for ever)
+        ("MMLR_AUDIT_FRACTION", "5", "MMLR_AUDIT_FRACTION: must be a share above 0 and below 1"),
+        ("MMLR_AUDIT_FRACTION", "-1", "must be a share above 0 and below 1, e.g. 0.05, got -1"),
+        ("MMLR_AUDIT_FRACTION", "0", "must be a share above 0 and below 1, e.g. 0.05, got 0"),
+        ("MMLR_AUDIT_FRACTION", "1", "must be a share above 0 and below 1, e.g. 0.05, got 1"),
+        ("MMLR_AUDIT_FRACTION", "nan", "must be a share above 0 and below 1"),
+        ("MMLR_TARGET_RECALL", "1", "MMLR_TARGET_RECALL: must be at least 0.5 and below 1"),
+        ("MMLR_TARGET_RECALL", "0.3", "MMLR_TARGET_RECALL: must be at least 0.5 and below 1"),
+        ("MMLR_TARGET_RECALL", "nan", "MMLR_TARGET_RECALL: must be at least 0.5 and below 1"),
+        # 80 for 0.80: a typo that gave absurd monitoring
+        ("MMLR_MONITORING_HR", "80", "MMLR_MONITORING_HR: must be a hazard ratio other than 1 "
+         "from 0.2 to 5, e.g. 0.80, got 80"),
+        ("MMLR_MONITORING_HR", "0.1", "from 0.2 to 5, e.g. 0.80, got 0.1"),
+        ("MMLR_MONITORING_HR", "5.5", "from 0.2 to 5, e.g. 0.80, got 5.5"),
+        ("MMLR_MONITORING_HR", "PFS=0.75,OS=80", "from 0.2 to 5, e.g. 0.80, got 80"),
+        ("MMLR_LOG_LEVEL", "bogus", "MMLR_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, "
+         "CRITICAL, got 'bogus'"),
+        # in-memory SQLite: every command "succeeded" and kept nothing
+        ("MMLR_DATABASE_URL", "sqlite://", "MMLR_DATABASE_URL: sqlite:// is an in-memory SQLite "
+         "database"),
+        ("MMLR_DATABASE_URL", "sqlite:///", "sqlite:/// is an in-memory SQLite database"),
+        ("MMLR_DATABASE_URL", "sqlite:///:memory:", "is an in-memory SQLite database"),
+        ("MMLR_DATABASE_URL", "sqlite+pysqlite:///file:db?mode=memory&uri=true",
+         "is an in-memory SQLite database"),
+        ("MMLR_DATABASE_URL", "sqlite:", "MMLR_DATABASE_URL: is not a database URL"),
+        ("MMLR_DIGEST_TO", "not-an-email", "MMLR_DIGEST_TO: 'not-an-email' is not an e-mail "
+         "address: it has no @"),
+        ("MMLR_DIGEST_TO", "team@example.org, a b@example.org",
+         "'a b@example.org' is not an e-mail address: it contains a space"),
+        ("MMLR_SMTP_URL", "smtp://mail.example.org?timeout=0",
+         "MMLR_SMTP_URL timeout must be a number of seconds above 0, got '0'"),
+        ("MMLR_SMTP_URL", "smtp://mail.example.org?timeout=-1", "above 0, got '-1'"),
+        ("MMLR_SMTP_URL", "smtp://mail.example.org?timeout=nan", "above 0, got 'nan'"),
+        ("MMLR_SMTP_URL", "smtp://mail.example.org?timeout=soon", "above 0, got 'soon'"),
+        # surrogate-escaped bytes (not UTF-8 in the environment) broke far from here
+        ("MMLR_QUERY", "myeloma\udcff", "MMLR_QUERY: contains bytes that are not UTF-8"),
+        ("MMLR_ENTREZ_API_KEY", "abc\udcff", "MMLR_ENTREZ_API_KEY: contains bytes that are not "
+         "UTF-8"),
+        ("MMLR_MONITORING_HR", "0.8\udcff", "MMLR_MONITORING_HR: contains bytes that are not "
+         "UTF-8"),
+        ("MMLR_DATA_DIR", "/tmp/\udcff", "MMLR_DATA_DIR: contains bytes that are not UTF-8"),
+        ("MMLR_ENTREZ_URL", "https://me:hunter2@eutils.ncbi.nlm.nih.gov/entrez/eutils/",
+         "MMLR_ENTREZ_URL: must not contain a user name or password"),
     ],
 )
 def test_bad_values_give_one_clear_error(
@@ -72,6 +141,58 @@ def test_bad_values_give_one_clear_error(
         load_settings()
     assert fragment in err.value.one_line()
     assert "\n" not in err.value.one_line()
+    assert "hunter2" not in err.value.one_line()  # a password is never echoed
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "attribute", "expected"),
+    [  # the ends of each allowed range load (the bounds are not off by one)
+        ("MMLR_ENTREZ_BATCH_SIZE", "1", "entrez_batch_size", 1),
+        ("MMLR_ENTREZ_BATCH_SIZE", "10000", "entrez_batch_size", 10000),
+        ("MMLR_PORT", "1", "port", 1),
+        ("MMLR_PORT", "65535", "port", 65535),
+        ("MMLR_POLL_OVERLAP_DAYS", "0", "poll_overlap_days", 0),
+        ("MMLR_RECHECK_DAYS", "0", "recheck_days", 0),
+        ("MMLR_ENTREZ_MAX_RETRIES", "0", "entrez_max_retries", 0),
+        ("MMLR_ENTREZ_RETRY_BUDGET", "0", "entrez_retry_budget", 0),
+        ("MMLR_RETRAIN_MIN_DECISIONS", "1", "retrain_min_decisions", 1),
+        ("MMLR_ENTREZ_TIMEOUT", "0.5", "entrez_timeout", 0.5),
+        ("MMLR_AUDIT_FRACTION", "0.5", "audit_fraction", 0.5),
+        ("MMLR_TARGET_RECALL", "0.5", "target_recall", 0.5),
+        ("MMLR_MONITORING_HR", "0.2", "monitoring_hr", "0.2"),
+        ("MMLR_MONITORING_HR", "PFS=5,OS=0.9", "monitoring_hr", "PFS=5,OS=0.9"),
+        ("MMLR_LOG_LEVEL", "debug", "log_level", "DEBUG"),  # any case
+        ("MMLR_LOG_LEVEL", " Warning ", "log_level", "WARNING"),
+        ("MMLR_DIGEST_TO", "team@example.org, ops@localhost,", "digest_recipients",
+         ["team@example.org", "ops@localhost"]),
+        ("MMLR_DATABASE_URL", "sqlite:///relative.sqlite3", "db_url",
+         "sqlite:///relative.sqlite3"),
+        ("MMLR_QUERY", "myéloma[tiab]", "query", "myéloma[tiab]"),  # UTF-8 is fine
+    ],
+)
+def test_values_at_the_ends_of_their_range_load(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, attribute: str, expected: object
+) -> None:
+    monkeypatch.setenv(var, value)
+    assert getattr(load_settings(), attribute) == expected
+
+
+def test_smtp_timeout_is_read() -> None:
+    assert parse_smtp_url("smtp://mail.example.org?timeout=2.5").timeout == 2.5
+    assert parse_smtp_url("smtp://mail.example.org").timeout == 30.0
+
+
+@pytest.mark.parametrize("var", ["MMLR_POLL_CRON", "MMLR_DIGEST_CRON", "MMLR_MODIFIED_CRON"])
+def test_a_cron_that_never_fires_is_refused(monkeypatch: pytest.MonkeyPatch, var: str) -> None:
+    # APScheduler adds such a job paused, silently: the cycle would never run.
+    from monitor.scheduler import build_scheduler
+
+    monkeypatch.setenv(var, "0 6 31 2 *")
+    with pytest.raises(ConfigError) as err:
+        build_scheduler(load_settings(), blocking=False)
+    assert err.value.one_line().startswith(f"{var} '0 6 31 2 *' never fires")
+    monkeypatch.setenv(var, "0 6 29 2 *")  # leap days come
+    assert build_scheduler(load_settings(), blocking=False).get_jobs()
 
 
 @pytest.mark.parametrize("url", ["https://mmlr.example.org", "http://127.0.0.1:8000",

@@ -59,7 +59,7 @@ class Retrainer:
 
     def maybe_start(self, session: Session) -> bool:
         """Start a run when enough new decisions exist and none is running. Never blocks."""
-        threshold = max(1, self.ctx.settings.retrain_min_decisions)
+        threshold = self.ctx.settings.retrain_min_decisions  # at least 1 (store.settings)
         if self.running or decisions_since_model(session) < threshold:
             return False
         return self.start()
