@@ -24,6 +24,7 @@ def run_demo(settings: Settings, *, serve: bool = True, port: int | None = None)
     from monitor.cycle import run_cycle
     from monitor.demo_corpus import write_demo_corpus
     from monitor.replay_server import start_replay_server
+    from monitor.service import served_at
     from store.context import make_context
 
     corpus_dir = settings.data_dir / "demo-corpus"
@@ -31,11 +32,9 @@ def run_demo(settings: Settings, *, serve: bool = True, port: int | None = None)
     print(f"demo corpus: {len(files)} files of synthetic PubMed XML in {corpus_dir}", flush=True)
     with start_replay_server(corpus_dir) as replay:
         print(f"replay server (offline E-utilities) at {replay.url}", flush=True)
-        update: dict[str, object] = {"entrez_url": replay.url, "poll_start": DEMO_POLL_START}
-        if port is not None and "base_url" not in settings.model_fields_set:
-            # The digest's links must lead to the app the demo serves, not to the default port.
-            update["base_url"] = f"http://{settings.host}:{port}"
-        demo_settings = settings.model_copy(update=update)
+        # The digest's links must lead to the app the demo serves (--port), not the default.
+        demo_settings = served_at(settings, None, port).model_copy(
+            update={"entrez_url": replay.url, "poll_start": DEMO_POLL_START})
         ctx = make_context(demo_settings)
         try:
             report = initialise(ctx)

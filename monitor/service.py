@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from store.errors import ConfigError
-from store.settings import Settings
+from store.settings import Settings, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,19 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def served_at(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """``settings`` for an app served on ``host``:``port`` (the command line's, when given):
+    with ``MMLR_BASE_URL`` left at its default and a loopback address, the links of digests
+    and e-mails lead to this app rather than to the default port. An explicit
+    ``MMLR_BASE_URL`` (a proxy's public address) is kept as it is."""
+    host, port = host or settings.host, port or settings.port
+    if "base_url" in settings.model_fields_set or not is_loopback(host) \
+            or (host, port) == (settings.host, settings.port):
+        return settings
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return settings.model_copy(update={"base_url": f"http://{shown}:{port}"})
+
+
 def serve(
     settings: Settings,
     *,
@@ -57,6 +70,8 @@ def serve(
 ) -> None:
     """Run the web app and/or the scheduler until SIGINT/SIGTERM."""
     from apscheduler.events import EVENT_SCHEDULER_STARTED
+
+    settings = served_at(settings, host, port)
 
     from monitor.scheduler import build_scheduler, default_jobs
     from store.context import make_context
