@@ -185,14 +185,18 @@ def cmd_network(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     from reports.digest import build_digest, deliver_digest
+    from reports.outfile import check_target, open_out
     from screening.health import screening_health
 
+    out = Path(args.out) if args.out else None
+    hint = "--out takes the name of an HTML file: a new one, or a regular file to replace"
+    if out is not None:  # before the digest is built and stored: a wrong path changes nothing
+        check_target(out, what="the digest", hint=hint)
     ctx = _context(settings)
     digest = build_digest(ctx, health=screening_health)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(digest.html, encoding="utf-8")
+    if out is not None:
+        with open_out(out, what="the digest", hint=hint) as fh:
+            fh.write(digest.html)
         print(f"digest written to {out}")
     if args.send or not args.out:
         for line in deliver_digest(ctx, digest):

@@ -39,6 +39,7 @@ from sqlmodel import col, select
 from reports.export_network import write_network_export
 from reports.meta import METAFOR_TEST
 from reports.network_inputs import current_networks
+from reports.outfile import FOLDER_HINT, ensure_folder, open_out
 from reports.pool import latest_results
 from reports.r_script import r_prologue
 from store.bias import current_assessments
@@ -161,6 +162,8 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
     folder = Path(out) if out is not None else ctx.settings.data_dir / "exports"
     if folder.exists() and not folder.is_dir():
         raise ValidationError(f"{folder} is a file; `mmlr export metafor --out` takes a folder")
+    # Before the database is read: a folder that cannot be made fails at once, in one line.
+    ensure_folder(folder, what="the metafor export", hint=FOLDER_HINT)
     with ctx.sessions() as session:
         snapshots = [s for s in latest_results(session) if s.k > 0]
         ids = {row["estimate_id"] for snap in snapshots for row in snap.inputs}
@@ -170,9 +173,8 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
             key: row.overall for key, row in current_assessments(session).items()}
     if not snapshots:
         raise ValidationError("no pooled analyses to export", hint="run `mmlr pool` first")
-    folder.mkdir(parents=True, exist_ok=True)
     csv_path, r_path = folder / CSV_NAME, folder / R_NAME
-    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+    with open_out(csv_path, what="the metafor export", hint=FOLDER_HINT) as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for snap in snapshots:
@@ -185,7 +187,8 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
                     repr(float(row["yi"])), repr(float(row["sei"])), row.get("subgroup") or "",
                     snap.method, test, snap.id, *_derivation_cells(estimate),
                     bias.get(_bias_key(row, estimate), "")]))
-    r_path.write_text(R_SCRIPT, encoding="utf-8")
+    with open_out(r_path, what="the metafor export", hint=FOLDER_HINT) as fh:
+        fh.write(R_SCRIPT)
     log.info("metafor export of %d analyses written to %s", len(snapshots), folder)
     with ctx.sessions() as session:
         networks = current_networks(session, ctx.settings.analyses_file,

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reports.network_inputs import Fitted
+from reports.outfile import FOLDER_HINT, open_out
 from reports.r_script import r_prologue
 from store.spreadsheet import spreadsheet_row
 
@@ -152,7 +153,7 @@ cat("\nResults written to", output, "\n")
 def write_network_csv(path: Path, items: Sequence[Fitted]) -> int:
     """The fitted networks' contrasts as ``mmlr-network.R`` reads them; how many networks."""
     fitted = [(net, res) for net, res, _ in items if res is not None]
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with open_out(path, what="the network export", hint=FOLDER_HINT) as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for net, res in fitted:
@@ -171,6 +172,7 @@ def write_network_export(folder: Path, items: Sequence[Fitted]) -> list[Path]:
         return []
     csv_path, r_path = folder / CSV_NAME, folder / R_NAME
     count = write_network_csv(csv_path, items)
-    r_path.write_text(R_SCRIPT, encoding="utf-8")
+    with open_out(r_path, what="the network export", hint=FOLDER_HINT) as fh:
+        fh.write(R_SCRIPT)
     log.info("network export of %d networks written to %s", count, folder)
     return [csv_path, r_path]

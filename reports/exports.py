@@ -40,10 +40,9 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -53,6 +52,7 @@ from typing import IO, Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from reports.outfile import check_target, open_out
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
 from store.fulltext import (
@@ -87,6 +87,10 @@ SCREENING_COLUMNS = ("record_id", "pmid", "doi", "title", "abstract", "year", "k
                      "mesh", "publication_types", "journal", "label_included")
 # File name in an --out folder (else "records").
 _STEM = {"prisma": "prisma", "sof": "sof", "screening": "screening"}
+_OUT_HINT = ("--out takes a new file, a regular file to replace or a folder; without --out "
+             "the export goes to stdout")
+# Files written beside the CSV (same name, these suffixes).
+_BESIDE = {"prisma": (".md", ".svg"), "sof": (".md",)}
 # Decision.kind of a screener's vote (``screening.agreement.VOTE``; reports import store only).
 _VOTE = "vote"
 
@@ -115,6 +119,10 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
             return []
         if out.is_dir():
             out = out / f"{_STEM.get(kind, 'records')}.{_ext(kind)}"
+        # Every file of the export is judged before the first is written: a link where the
+        # .md should go must not leave a new CSV beside an old summary.
+        for path in (out, *(out.with_suffix(s) for s in _BESIDE.get(kind, ()))):
+            check_target(path, what="the export", hint=_OUT_HINT)
         with _open_out(out) as fh:
             writer(session, fh)
         written = [out]
@@ -522,23 +530,10 @@ def _records(session: Session) -> Iterator[Record]:
         session.expunge_all()
 
 
-@contextmanager
-def _open_out(path: Path) -> Iterator[IO[str]]:
-    """Write to ``path`` via a temporary file, so a failed export never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = tmp.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise ValidationError(f"cannot write the export to {path}: {exc.strerror}",
-                              hint="choose a writable --out path") from None
-    try:
-        with fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def _open_out(path: Path) -> AbstractContextManager[IO[str]]:
+    """Write to ``path`` via a temporary file, so a failed export never leaves half a file;
+    an existing ``path`` that is not a regular file (a link, a device) is refused."""
+    return open_out(path, what="the export", hint=_OUT_HINT)
 
 
 def _one_line(value: Any) -> str:

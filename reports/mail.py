@@ -164,7 +164,25 @@ def send_message(
 
     Recipients the server refuses (5xx to ``RCPT``) do not abort the others: they come back in
     ``SendResult.refused``. When every recipient is refused that is a DeliveryError.
+
+    This is the one way out of the module for text that came from the server, so it is the
+    one place the password is masked: servers echo what they received (a ``535`` quoting
+    the credentials), and masking here, not in each branch that quotes a reply, means a
+    branch added later cannot forget it.
     """
+    try:
+        result = _send_with_retries(target, msg, recipients, retry_delays)
+    except DeliveryError as exc:
+        raise DeliveryError(_scrub(exc.message, target), hint=None if exc.hint is None
+                            else _scrub(exc.hint, target)) from None
+    result.refused = {addr: _scrub(reason, target) for addr, reason in result.refused.items()}
+    return result
+
+
+def _send_with_retries(
+    target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str],
+    retry_delays: Sequence[float],
+) -> SendResult:
     message_id = str(msg["Message-ID"])
     attempts = 0
     delays = list(retry_delays)
@@ -176,10 +194,11 @@ def send_message(
             if not delays:
                 raise DeliveryError(
                     f"SMTP server {target.host}:{target.port} failed after {attempts} attempts: "
-                    f"{_scrub(exc.reason, target)}",
+                    f"{exc.reason}",
                     hint="check that the server of MMLR_SMTP_URL is running and reachable",
                 ) from None
             delay = delays.pop(0)
+            # Logged before send_message sees it, so masked here too.
             log.warning("SMTP %s:%s attempt %s failed (%s); retrying in %.1fs",
                         target.host, target.port, attempts, _scrub(exc.reason, target), delay)
             time.sleep(delay)
@@ -232,7 +251,7 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
     except smtplib.SMTPNotSupportedError as exc:
         raise DeliveryError(
             f"SMTP server {target.host}:{target.port} does not support "
-            f"{_scrub(str(exc), target)}",
+            f"{_one_line(str(exc))}",
             hint="check ?starttls= and the credentials in MMLR_SMTP_URL",
         ) from None
     except smtplib.SMTPSenderRefused as exc:
@@ -248,9 +267,27 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
         if 400 <= exc.smtp_code < 500:
             raise _Transient(reason) from None
         raise DeliveryError(f"SMTP server {target.host}:{target.port} rejected the digest "
-                            f"({_scrub(reason, target)})") from None
+                            f"({reason})") from None
     except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
         raise _Transient(_describe_os_error(exc)) from None
+    except ssl.SSLError as exc:  # STARTTLS accepted, then the handshake failed
+        raise DeliveryError(
+            f"TLS handshake with SMTP server {target.host}:{target.port} failed: "
+            f"{exc.reason or exc.__class__.__name__}",
+            hint="check smtps:// versus ?starttls=true in MMLR_SMTP_URL",
+        ) from None
+    except smtplib.SMTPException as exc:
+        # What else smtplib raises says that the server and MMLR_SMTP_URL do not fit together:
+        # its bare SMTPExceptions both come from login ("No suitable authentication method
+        # found" from a server offering AUTH XOAUTH2 only; a challenge loop). Retrying cannot
+        # change that, so it fails now (a failed delivery row; the digest is kept for
+        # `mmlr digest --send` once the setting is fixed).
+        raise DeliveryError(
+            f"SMTP exchange with {target.host}:{target.port} failed: "
+            f"{_one_line(str(exc)).rstrip('.') or exc.__class__.__name__}"
+            f"{_auth_offer(smtp, target)}",
+            hint="check MMLR_SMTP_URL against what the server supports",
+        ) from None
 
 
 def _connect(target: SmtpTarget) -> smtplib.SMTP:
@@ -266,7 +303,23 @@ def _handshake(smtp: smtplib.SMTP, target: SmtpTarget) -> None:
         smtp.starttls(context=ssl.create_default_context())
         smtp.ehlo()
     if target.username:
-        smtp.login(target.username, target.password or "")
+        password = target.password or ""
+        # smtplib encodes credentials as ASCII and would raise UnicodeEncodeError mid-login.
+        if not (target.username.isascii() and password.isascii()):
+            raise DeliveryError(
+                f"the user or password for SMTP server {target.host}:{target.port} is not "
+                "ASCII, which SMTP login (PLAIN, LOGIN, CRAM-MD5) cannot send",
+                hint="use an ASCII user and password in MMLR_SMTP_URL")
+        smtp.login(target.username, password)
+
+
+def _auth_offer(smtp: smtplib.SMTP, target: SmtpTarget) -> str:
+    """What the server offers to log in with, when a login was attempted (else "")."""
+    offered = " ".join(smtp.esmtp_features.get("auth", "").split())
+    if not target.username or not smtp.has_extn("auth"):
+        return ""
+    return (f" (the server offers AUTH {offered or 'without a mechanism'}; mmlr logs in "
+            "with PLAIN, LOGIN or CRAM-MD5)")
 
 
 def _all_refused(
@@ -298,9 +351,23 @@ def _describe_os_error(exc: BaseException) -> str:
 
 def _scrub(text: str, target: SmtpTarget) -> str:
     # Servers sometimes echo what they received; the password must never travel further.
-    if target.password:
-        text = text.replace(target.password, "***")
+    # Also masked as it went over the wire: base64 alone (AUTH LOGIN) and within the
+    # "\0user\0password" blob (AUTH PLAIN), since a server may quote the line it rejected.
+    if not target.password:
+        return text
+    forms = [target.password]
+    if target.password.isascii() and (target.username or "").isascii():
+        forms += [base64.b64encode(target.password.encode()).decode(),
+                  base64.b64encode(f"\0{target.username}\0{target.password}".encode()).decode()]
+    # The longest first: a short form can occur inside a long one, and masking it there
+    # first would leave the rest of the long one unmasked.
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
     return text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _domain_of(address: str) -> str:

@@ -4,7 +4,9 @@ The CSV has a header and one row per study: ``study, yi, sei`` (log HR and its S
 ``study, hr, ci_low, ci_high`` (HR with a 95% CI, maintenance vs control), optionally
 ``subgroup`` and ``date`` (YYYY, YYYY-MM or YYYY-MM-DD, for the cumulative analysis). Each
 subgroup is pooled on its own, then all rows together, followed by the test for subgroup
-differences. Any bad cell stops the run with a ValidationError naming file, line and column.
+differences. Any bad cell stops the run with a ValidationError naming file, line and column,
+and so does a number no trial reports (an HR or CI limit outside 1e-4–1e4, a log HR beyond
+±9.21, an SE of the log HR outside 1e-4–10: see ``HR_MIN`` and the bounds below it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, su
 from store.errors import ValidationError
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+# What no real trial reports, so a row beyond it is a typo or a unit mix-up (a percentage, a
+# log taken twice) and is refused rather than pooled; beyond these bounds the arithmetic of
+# the pooling also overflows or divides by zero (a 1e-300 SE, a 1e308 log HR).
+# - A hazard ratio and its CI limits lie in 1e-4..1e4: the most extreme HRs randomised trials
+#   report are around 0.01 and 100, and a limit two orders of magnitude further out would take
+#   a fraction of an event.
+# - A log HR given as ``yi`` lies within the same bounds, ±ln(1e4) ≈ ±9.21.
+# - The SE of a log HR is about 2/√(events): 1e-4 would take 4·10⁸ events (more patients than
+#   any trial has had), and one event per arm already gives only 1.4, so 10 is a hundredth of
+#   an event. A CI from which a smaller or larger SE follows is refused the same way.
+HR_MIN, HR_MAX = 1e-4, 1e4
+LOG_HR_MAX = math.log(HR_MAX)
+SE_MIN, SE_MAX = 1e-4, 10.0
 
 
 @dataclass
@@ -109,6 +125,15 @@ def _number(path: Path, line: int, column: str, text: str) -> float:
     return number
 
 
+def _plausible_se(path: Path, line: int, column: str, se: float, shown: str) -> None:
+    if not SE_MIN <= se <= SE_MAX:
+        plural = "s" if " and " in column else ""
+        raise ValidationError(
+            f"{path}, line {line}, column{plural} {column}: standard error {shown} of the log "
+            f"HR is implausible (outside {SE_MIN:g}–{SE_MAX:g})",
+            hint="a log HR's standard error is about 2/√(events)")
+
+
 def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
     """Parse and validate the rows (see the module docstring); return them and warnings."""
     if not path.exists():
@@ -152,6 +177,12 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
                 raise ValidationError(
                     f"{path}, line {n}, column sei: standard error {row['sei'].strip()} "
                     "must be positive")
+            if abs(yi) > LOG_HR_MAX:
+                raise ValidationError(
+                    f"{path}, line {n}, column yi: log HR {row['yi'].strip()} is implausible "
+                    f"(outside ±{LOG_HR_MAX:.2f}, an HR outside {HR_MIN:g}–{HR_MAX:g})",
+                    hint="yi is the natural log of the hazard ratio")
+            _plausible_se(path, n, "sei", sei, row["sei"].strip())
         else:
             values = {c: _number(path, n, c, row[c]) for c in ("hr", "ci_low", "ci_high")}
             for c, v in values.items():
@@ -159,6 +190,10 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
                     raise ValidationError(
                         f"{path}, line {n}, column {c}: {row[c].strip()} must be > 0 "
                         "(hazard ratios and their limits are positive)")
+                if not HR_MIN <= v <= HR_MAX:
+                    raise ValidationError(
+                        f"{path}, line {n}, column {c}: {row[c].strip()} is implausible for a "
+                        f"hazard ratio (outside {HR_MIN:g}–{HR_MAX:g})")
             h, lo, hi = values["hr"], values["ci_low"], values["ci_high"]
             if not lo < hi:
                 raise ValidationError(
@@ -170,6 +205,9 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
                     f"{row['ci_low'].strip()}–{row['ci_high'].strip()}")
             derived = from_ci(row["hr"].strip(), row["ci_low"].strip(), row["ci_high"].strip())
             yi, sei = derived.log_hr, derived.se
+            _plausible_se(path, n, "ci_low and ci_high", sei,
+                          f"{sei:.3g} (from the CI {row['ci_low'].strip()}–"
+                          f"{row['ci_high'].strip()})")
             warnings += [f"line {n} ({study}): {w}" for w in derived.warnings]
         subgroup = None
         if "subgroup" in cols:

@@ -18,6 +18,7 @@ import gzip
 import io
 import logging
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from store.settings import share_problem
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("record_id", "title", "abstract", "label_included")
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -78,15 +80,41 @@ def load_dataset(path: Path) -> LabelledDataset:
         raise ValidationError(f"dataset {path} does not exist")
     try:
         raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
+    except OSError as exc:
+        raise ValidationError(f"dataset {path} cannot be read: {exc.strerror or exc}") from None
+    is_gzip = raw[:2] == _GZIP_MAGIC
+    if path.suffix.lower() == ".gz" and not is_gzip:
+        # Read as text anyway, it would fail later with a message about columns or UTF-8
+        # that hides the real problem: the file is not what its name says.
+        raise ValidationError(f"dataset {path} is not gzip (its name ends in .gz)",
+                              hint="gzip the CSV, or drop .gz from its name")
+    if is_gzip:
+        try:
             raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+            raise ValidationError(
+                f"dataset {path} cannot be read: damaged gzip data "
+                f"({str(exc) or exc.__class__.__name__})",
+                hint="download or compress the dataset again") from None
+    try:
         text = raw.decode("utf-8-sig")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise ValidationError(f"dataset {path} cannot be read: {exc}") from None
     except UnicodeDecodeError:
         raise ValidationError(f"dataset {path} is not UTF-8 text",
                               hint="save it as UTF-8 CSV") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _read_rows(path, reader)
+    except csv.Error as exc:
+        # Python's csv refuses a field over csv.field_size_limit() (131072 characters): in a
+        # screening dataset that is an unclosed quote swallowing the rows after it, not an
+        # abstract, so the limit stays and the line is named.
+        # reader.reader: DictReader's own line_num is only updated after a row it returned.
+        raise ValidationError(
+            f"dataset {path}, line {reader.reader.line_num}: not valid CSV ({exc})",
+            hint="look for an unclosed quote at or before that line") from None
+
+
+def _read_rows(path: Path, reader: csv.DictReader[str]) -> LabelledDataset:
     columns = reader.fieldnames or []
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
@@ -99,7 +127,7 @@ def load_dataset(path: Path) -> LabelledDataset:
     seen: set[int] = set()
     for lineno, row in enumerate(reader, start=2):
         rid, label = (row.get("record_id") or "").strip(), (row.get("label_included") or "").strip()
-        if not rid.isdigit():
+        if not (rid.isascii() and rid.isdigit()):  # isdigit alone accepts "²", int() does not
             raise ValidationError(f"{path}:{lineno}: record_id {rid!r} is not a whole number")
         if label not in ("0", "1", "0.0", "1.0"):
             raise ValidationError(
@@ -294,6 +322,8 @@ def simulate(path: Path, *, seed: int = 0, prior_ids: Sequence[int] | None = Non
     problem = share_problem(stop_recall, "0.95") if stop_recall is not None else None
     if problem:  # the rule of MMLR_STOPPING_RECALL
         raise ValidationError(f"a stopping recall target {problem}")
+    if seed < 0:  # numpy's generators take none (ValueError deep inside choose_priors)
+        raise ValidationError(f"seed {seed} is negative", hint="--seed takes a whole number ≥ 0")
     config = (config or ScreeningConfig()).validate()
     data = load_dataset(Path(path))
     started = time.perf_counter()

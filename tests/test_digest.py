@@ -565,3 +565,26 @@ def test_without_a_health_provider_the_digest_says_so(ctx) -> None:  # type: ign
     d = build_digest(ctx)  # reports import store only: the caller supplies the health
     assert d.summary["screening_health"] is None
     assert "screening health was not computed for this digest" in d.text
+
+
+@pytest.mark.parametrize(("where", "expected"), [
+    ("folder", "{out}: it is a folder, not a regular file"),
+    ("file/digest.html", "{tmp}/file is not a folder"),
+    ("file/sub/digest.html", "{tmp}/file is not a folder"),
+    ("link.html", "{out}: it is a symbolic link, not a regular file"),
+    ("/proc/mmlr-digest.html", "{out}: "),  # a folder nobody may create files in
+])
+def test_cli_digest_out_that_cannot_be_written_is_one_line(db_url: str, tmp_path: Path,
+                                                           where: str, expected: str) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "elsewhere.html").write_text("kept")
+    (tmp_path / "link.html").symlink_to(tmp_path / "elsewhere.html")
+    out = tmp_path / where  # an absolute ``where`` stays itself
+    proc = run_cli("digest", "--out", str(out),
+                   env=cli_env(MMLR_DATA_DIR=str(tmp_path / "cli"), MMLR_DATABASE_URL=db_url))
+    assert_one_line_error(proc, f"cannot write the digest to {out}",
+                          expected.format(out=out, tmp=tmp_path), "--out takes")
+    assert (tmp_path / "folder").is_dir() and (tmp_path / "file").read_text() == "x"
+    assert (tmp_path / "link.html").is_symlink()
+    assert (tmp_path / "elsewhere.html").read_text() == "kept"

@@ -413,3 +413,98 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
     [single_md] = [p for p in export(ctx, "prisma", tmp_path / "single.csv")
                    if p.suffix == ".md"]
     assert "2 awaiting." in single_md.read_text()
+
+
+# ----------------------------------------------------------------------------- --out
+def _char_device(path: Path) -> Path:
+    """A character device node (a /dev/full of our own: a test must not risk the real one)."""
+    import os
+    import stat
+
+    from conftest import need
+
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    except (PermissionError, AttributeError):
+        need(False, "creating a device node needs CAP_MKNOD")
+    return path
+
+
+def _fifo(path: Path) -> Path:
+    import os
+
+    os.mkfifo(path)
+    return path
+
+
+def _symlink(path: Path) -> Path:
+    target = path.with_name("target.csv")
+    target.write_text("the link's target\n")
+    path.symlink_to(target)
+    return path
+
+
+def _socket(path: Path) -> Path:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+    return path
+
+
+@pytest.mark.parametrize(("make", "kind"), [
+    (_symlink, "symbolic link"), (_fifo, "named pipe"), (_char_device, "character device"),
+    (_socket, "socket"), (lambda p: (p.mkdir(), p)[1], "folder"),
+])
+def test_an_out_that_is_not_a_regular_file_is_refused_and_left_alone(
+        ctx, tmp_path: Path, make, kind: str) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    seed(ctx)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    # In the folder, so a folder named records.csv is met as the file, not as where it goes.
+    out = make(folder / "records.csv")
+    before = os.lstat(out)
+    with pytest.raises(ValidationError) as err:
+        export(ctx, "csv", folder)
+    line = err.value.one_line()
+    assert f"cannot write the export to {out}: it is a {kind}, not a regular file" in line
+    after = os.lstat(out)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)  # never replaced
+    if kind == "symbolic link":
+        assert out.resolve().read_text() == "the link's target\n"
+    assert not list(folder.glob(".*.tmp"))  # no temporary left behind
+
+
+def test_a_link_beside_the_csv_stops_the_export_before_anything_is_written(
+        ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _symlink(tmp_path / "prisma.md")
+    with pytest.raises(ValidationError, match=r"prisma\.md: it is a symbolic link"):
+        export(ctx, "prisma", tmp_path / "prisma.csv")
+    assert not (tmp_path / "prisma.csv").exists() and (tmp_path / "prisma.md").is_symlink()
+
+
+@pytest.mark.parametrize("below", ["records.csv", "sub/records.csv"])
+def test_an_out_below_a_file_says_the_file_is_not_a_folder(ctx, tmp_path: Path,
+                                                           below: str) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValidationError) as err:
+        export(ctx, "csv", blocker / below)
+    line = err.value.one_line()
+    assert f"cannot write the export to {blocker / below}: {blocker} is not a folder" in line
+    assert "File exists" not in line and blocker.read_text() == "x"
+
+
+def test_cli_export_to_a_device_or_a_link_is_one_line_and_replaces_nothing(
+        db_url: str, tmp_path: Path) -> None:
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    device = _char_device(tmp_path / "full")
+    proc = run_cli("export", "ris", "--out", str(device), env=env)
+    assert_one_line_error(proc, f"{device}: it is a character device, not a regular file")
+    assert device.is_char_device()
+    link = _symlink(tmp_path / "link.csv")
+    proc = run_cli("export", "csv", "--out", str(link), env=env)
+    assert_one_line_error(proc, f"{link}: it is a symbolic link, not a regular file")
+    assert link.is_symlink() and link.read_text() == "the link's target\n"

@@ -352,3 +352,185 @@ def test_inline_image_builder_accepts_explicit_images() -> None:
                         images=[InlineImage(cid="plot1@x", data=png)])
     _, _, [image] = parts(email.message_from_bytes(msg.as_bytes(), policy=policy.default))  # type: ignore[arg-type]
     assert image["Content-ID"] == "<plot1@x>" and image.get_content() == png
+
+
+# ----------------------------------------------------------------------------- what leaves
+ECHOED = "SmtpS3cret"
+
+
+class Echo(Capture):
+    """A server that quotes the credentials it received in an error reply, as some do: at
+    ``AUTH`` (as typed, or as they came over the wire in base64), or, after a login it
+    accepts, in its reply to ``MAIL``, ``RCPT`` or ``DATA``, with the reply code ``code``."""
+
+    def __init__(self, where: str, code: int) -> None:
+        super().__init__()
+        self.where, self.code = where, code
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        login, password = auth_data.login, auth_data.password
+        if self.where == "AUTH":
+            quoted = f"{login.decode()} {password.decode()}"
+        elif self.where == "AUTH-base64":  # what smtplib sent: PLAIN's blob, LOGIN's password
+            wire = b"\0" + login + b"\0" + password if mechanism == "PLAIN" else password
+            quoted = f"{login.decode()} {base64.b64encode(wire).decode()}"
+        else:
+            return AuthResult(success=True, auth_data=auth_data)
+        return AuthResult(success=False, handled=False,
+                          message=f"{self.code} 5.7.8 Authentication failed for credentials: "
+                                  f"{quoted}")
+
+    def _echo(self, session) -> str:  # type: ignore[no-untyped-def]
+        creds = session.auth_data
+        return f"{self.code} 5.7.1 not for credentials: {creds.login.decode()} " \
+               f"{creds.password.decode()}"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # type: ignore[no-untyped-def]
+        if self.where == "MAIL":
+            return self._echo(session)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if self.where == "RCPT":
+            return self._echo(session)
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if self.where == "DATA":
+            return self._echo(session)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _serve(handler: Any, **kwargs: Any) -> tuple[Controller, int]:
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    return controller, port
+
+
+def _ours(caplog: pytest.LogCaptureFixture) -> str:
+    """mmlr's own log lines (aiosmtpd's, from the server in this process, are not ours)."""
+    return "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail."))
+
+
+@pytest.mark.parametrize(("where", "code"), [
+    ("AUTH", 535),  # a login refused
+    ("AUTH-base64", 535),
+    ("MAIL", 550),  # the sender refused
+    ("MAIL", 451),  # … for now: retried, logged, then given up
+    ("RCPT", 550),  # every recipient refused: a refusal, not an exception
+    ("RCPT", 450),
+    ("DATA", 554),
+    ("DATA", 451),
+])
+def test_a_password_the_server_echoes_goes_no_further(ctx, caplog, where: str, code: int) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level("DEBUG", logger="reports")
+    handler = Echo(where, code)
+    controller, port = _serve(handler, authenticator=handler.authenticate,
+                              auth_require_tls=False)
+    sctx = with_settings(ctx, smtp_url=f"smtp://user:{ECHOED}@127.0.0.1:{port}",
+                         digest_to="a@example.org")
+    try:
+        with pytest.raises(DeliveryError) as err:
+            deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    finally:
+        controller.stop()
+    line = err.value.one_line()
+    # The reply is quoted (so the echo did reach mmlr), with the password masked.
+    assert "credentials: user ***" in line and str(code) in line, line
+    assert ECHOED not in line and ECHOED not in _ours(caplog)
+    assert base64.b64encode(ECHOED.encode()).decode() not in line
+    if code < 500:  # retried and logged each time: the log lines are masked too
+        assert _ours(caplog).count("credentials: user ***") == 2
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+    assert row.status == "failed" and "credentials: user ***" in (row.error or "")
+    assert ECHOED not in (row.error or "")
+    assert handler.messages == []
+
+
+def test_cli_digest_send_never_shows_or_stores_an_echoed_password(db_url: str,
+                                                                  tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import cli_env, run_cli
+    from sqlmodel import Session, create_engine
+
+    handler = Echo("AUTH", 535)
+    controller, port = _serve(handler, authenticator=handler.authenticate,
+                              auth_require_tls=False)
+    data = tmp_path / "cli"
+    try:
+        proc = run_cli("digest", "--send", env=cli_env(
+            MMLR_DATA_DIR=str(data), MMLR_DATABASE_URL=db_url, MMLR_DIGEST_TO="a@example.org",
+            MMLR_SMTP_URL=f"smtp://user:{ECHOED}@127.0.0.1:{port}"))
+    finally:
+        controller.stop()
+    assert proc.returncode == 1, proc.stderr
+    assert "Authentication failed for credentials: user ***" in proc.stderr
+    assert ECHOED not in proc.stderr + proc.stdout
+    assert ECHOED not in (data / "mmlr.log").read_text(encoding="utf-8")
+    engine = create_engine(db_url)
+    try:
+        with Session(engine) as s:
+            [row] = s.exec(select(Delivery)).all()
+    finally:
+        engine.dispose()
+    assert row.status == "failed" and "user ***" in (row.error or "")
+    assert ECHOED not in (row.error or "")
+
+
+class XOAuth2Only(Capture):
+    """A server whose only login is OAuth 2 (as big providers are heading)."""
+
+    async def auth_XOAUTH2(self, server, args):  # type: ignore[no-untyped-def]
+        return AuthResult(success=False, handled=False)
+
+
+def test_a_server_without_a_login_mmlr_can_do_is_a_clear_error(ctx, caplog) -> None:  # type: ignore[no-untyped-def]
+    handler = XOAuth2Only()
+    controller, port = _serve(handler, auth_exclude_mechanism=["LOGIN", "PLAIN"],
+                              auth_require_tls=False)
+    sctx = with_settings(ctx, smtp_url=f"smtp://digest:s3cret-pa55@127.0.0.1:{port}",
+                         digest_to="a@example.org")
+    digest = build_digest(sctx)
+    try:
+        with pytest.raises(DeliveryError) as err:
+            deliver_digest(sctx, digest, retry_delays=FAST)
+    finally:
+        controller.stop()
+    line = err.value.one_line()
+    assert "No suitable authentication method found" in line and "AUTH XOAUTH2" in line
+    assert "PLAIN, LOGIN or CRAM-MD5" in line and "MMLR_SMTP_URL" in line
+    assert "s3cret-pa55" not in line
+    assert "retrying" not in caplog.text  # no retry can change what the server offers
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+    # recorded as failed: the kept digest is sent by the next `mmlr digest --send`
+    assert (row.status, row.attempts) == ("failed", 1) and "XOAUTH2" in (row.error or "")
+    assert handler.messages == []
+
+
+def test_a_password_smtp_cannot_send_is_a_clear_error(ctx, smtp_auth) -> None:  # type: ignore[no-untyped-def]
+    handler, port = smtp_auth
+    sctx = with_settings(ctx, smtp_url=f"smtp://digest:p%C3%A4sswort@127.0.0.1:{port}",
+                         digest_to="a@example.org")
+    with pytest.raises(DeliveryError, match="is not ASCII") as err:
+        deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    assert "pässwort" not in err.value.one_line() and handler.messages == []
+
+
+def test_a_failed_starttls_handshake_is_a_clear_error() -> None:
+    import ssl
+
+    # A server that offers STARTTLS but has no certificate: the handshake fails.
+    controller, port = _serve(Capture(), tls_context=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    msg = build_message(subject="s", text="t", html="<p>h</p>", sender="m@example.org",
+                        recipients=["a@example.org"])
+    try:
+        with pytest.raises(DeliveryError, match="TLS handshake with SMTP server") as err:
+            send_message(parse_smtp_url(f"smtp://127.0.0.1:{port}?starttls=true"), msg,
+                         ["a@example.org"], retry_delays=FAST)
+    finally:
+        controller.stop()
+    assert "?starttls=" in err.value.one_line()

@@ -91,6 +91,22 @@ def test_cli_table_and_yi_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str
     ("study,yi,sei,subgroup\na,0.1,0.1,\n", r"line 2, column subgroup: empty"),
     ("study,yi,sei,date\na,0.1,0.1,last year\n", r"line 2, column date"),
     ("study,yi,sei\na,0.1,0.1,extra\n", r"line 2: more cells"),
+    # implausible for any trial (and beyond them the pooling overflows or divides by zero)
+    ("study,hr,ci_low,ci_high\nb,0.5,0.4,0.6\na,1e-320,1e-321,1e-319\n",
+     r"line 3, column hr: 1e-320 is implausible for a hazard ratio \(outside 0\.0001–10000\)"),
+    ("study,hr,ci_low,ci_high\na,0.5,0.00009,0.9\n", r"line 2, column ci_low: 0\.00009 is impl"),
+    ("study,hr,ci_low,ci_high\na,5000,4000,20000\n", r"line 2, column ci_high: 20000 is impl"),
+    ("study,hr,ci_low,ci_high\na,0.5,0.49999,0.50001\n",
+     r"line 2, columns ci_low and ci_high: standard error 1\.02e-05 \(from the CI "
+     r"0\.49999–0\.50001\) of the log HR is implausible"),
+    ("study,yi,sei\na,0.1,1e-300\n", r"line 2, column sei: standard error 1e-300 .*implausible"),
+    ("study,yi,sei\na,0.1,0.00009\n", r"line 2, column sei: standard error 0\.00009 "),
+    ("study,yi,sei\na,0.1,1e300\n", r"line 2, column sei: standard error 1e300 .*implausible"),
+    ("study,yi,sei\na,0.1,10.5\n", r"line 2, column sei: standard error 10\.5 .*\(outside"),
+    ("study,yi,sei\na,0.1,inf\n", r"line 2, column sei: 'inf' is not finite"),
+    ("study,yi,sei\na,1e308,0.1\n", r"line 2, column yi: log HR 1e308 is implausible \(outside "
+     r"±9\.21, an HR outside 0\.0001–10000\)"),
+    ("study,yi,sei\na,-9.22,0.1\n", r"line 2, column yi: log HR -9\.22 is implausible"),
 ])
 def test_bad_csv(tmp_path: Path, text: str, match: str) -> None:
     path = write(tmp_path, text)
@@ -126,3 +142,47 @@ def test_asymmetric_ci_is_reported_not_hidden(tmp_path: Path) -> None:
     result = meta_from_csv(path)
     assert len(result.warnings) == 1 and "line 2 (a)" in result.warnings[0]
     assert "warning: line 2 (a)" in result.describe()
+
+
+@pytest.mark.parametrize(("rows", "method", "fragment"), [
+    ("study,hr,ci_low,ci_high\na,1e-320,1e-321,1e-319\nb,0.5,0.4,0.6\n", "REML",
+     "line 2, column hr: 1e-320 is implausible"),
+    ("study,yi,sei\na,0.1,1e-300\nb,0.2,0.1\n", "REML", "line 2, column sei"),
+    ("study,yi,sei\na,1e308,0.1\nb,0.2,0.1\n", "REML", "line 2, column yi"),
+    ("study,yi,sei\na,0.1,1e300\nb,0.2,0.1\n", "REML", "line 2, column sei"),
+    # FE used to exit 0 printing "inf nan–inf"
+    ("study,yi,sei\na,1e308,0.1\nb,0.2,0.1\n", "FE", "line 2, column yi"),
+])
+def test_cli_implausible_rows_are_one_line_without_numpy_warnings(
+        tmp_path: Path, rows: str, method: str, fragment: str) -> None:
+    path = write(tmp_path, rows)
+    proc = run_cli("meta", str(path), "--method", method,
+                   env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert_one_line_error(proc, f"{path}, {fragment}", "implausible")
+    assert "Warning" not in proc.stderr and proc.stdout == ""
+
+
+def test_rows_at_the_bounds_pool_without_a_numpy_warning(tmp_path: Path) -> None:
+    # The most extreme rows allowed, together: the bounds are tight enough for the pooling's
+    # arithmetic (an overflow would print numpy's RuntimeWarning with its source line).
+    from reports.meta_cli import HR_MAX, HR_MIN, LOG_HR_MAX, SE_MAX, SE_MIN
+
+    path = write(tmp_path, f"study,yi,sei\na,{-LOG_HR_MAX!r},{SE_MIN!r}\n"
+                           f"b,{LOG_HR_MAX!r},{SE_MIN!r}\nc,0,{SE_MAX!r}\nd,{LOG_HR_MAX!r},{SE_MAX!r}\n")
+    for method in ("REML", "DL", "PM", "FE"):
+        proc = run_cli("meta", str(path), "--method", method,
+                       env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert "inf" not in proc.stdout and "nan" not in proc.stdout
+    hr = write(tmp_path, f"study,hr,ci_low,ci_high\na,{HR_MIN!r},{HR_MIN!r},{2 * HR_MIN!r}\n"
+                         f"b,{HR_MAX!r},{HR_MAX / 2!r},{HR_MAX!r}\nc,1,{HR_MIN!r},{HR_MAX!r}\n",
+               name="hr.csv")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any numpy RuntimeWarning fails the test
+        for method in ("REML", "DL", "PM", "FE"):
+            result = meta_from_csv(hr, method=method)
+            assert all(math.isfinite(r.estimate) and math.isfinite(r.ci_high)
+                       for _, r in result.analyses)
+            result.describe()

@@ -109,3 +109,26 @@ def test_export_errors(ctx, tmp_path: Path) -> None:
 def test_default_folder_is_in_the_data_dir(pooled) -> None:
     paths = write_metafor_export(pooled, None)
     assert paths[0].parent == pooled.settings.data_dir / "exports"
+
+
+@pytest.mark.parametrize("where", ["file/metafor", "file/sub/metafor", "/proc/mmlr-metafor"])
+def test_a_folder_that_cannot_be_made_is_one_line(pooled, tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("x")
+    folder = tmp_path / where  # an absolute ``where`` stays itself
+    with pytest.raises(ValidationError) as err:
+        write_metafor_export(pooled, folder)
+    line = err.value.one_line()
+    assert line.startswith(f"cannot write the metafor export to {folder}: ")
+    if where.startswith("file/"):
+        assert f"{tmp_path / 'file'} is not a folder" in line
+    assert "--out takes a folder" in line and (tmp_path / "file").read_text() == "x"
+
+
+def test_cli_metafor_into_an_impossible_folder_is_one_line(tmp_path: Path) -> None:
+    from conftest import assert_one_line_error, cli_env, run_cli
+
+    (tmp_path / "file").write_text("x")
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"),
+                  MMLR_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    proc = run_cli("export", "metafor", "--out", str(tmp_path / "file" / "m"), env=env)
+    assert_one_line_error(proc, f"{tmp_path / 'file'} is not a folder")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,84 @@ def test_cli_reports_the_stopping_test_only_when_asked(screening_dir: Path,
     for bad in ("1", "0.3"):
         proc = _cli(tmp_path, str(path), "--stop-recall", bad)
         assert_one_line_error(proc, "stopping recall target", "below 1")
+
+
+ROWS = "record_id,title,abstract,label_included\n" + "".join(
+    f"{i},title {i},abstract {i % 5},{int(i % 4 == 0)}\n" for i in range(1, 200))
+
+
+def _damaged(kind: str) -> bytes:
+    """A gzip of ROWS damaged so that Python fails the way ``kind`` names (checked here, so
+    the test provokes what it says)."""
+    good = gzip.compress(ROWS.encode(), mtime=0)
+    if kind == "zlib":  # the deflate stream itself is garbled
+        raw = bytes(b ^ 0x55 if 20 <= i < 60 else b for i, b in enumerate(good))
+        error: type[BaseException] = zlib.error
+    elif kind == "truncated":
+        raw, error = good[: len(good) // 2], EOFError
+    else:  # the CRC-32 in the trailer does not match
+        raw = good[:-8] + bytes([good[-8] ^ 0xFF]) + good[-7:]
+        error = gzip.BadGzipFile
+    with pytest.raises(error):
+        gzip.decompress(raw)
+    return raw
+
+
+@pytest.mark.parametrize(("kind", "detail"), [
+    ("zlib", "Error -3 while decompressing data"),
+    ("truncated", "Compressed file ended before the end-of-stream marker"),
+    ("crc", "CRC check failed"),
+])
+def test_a_damaged_gzip_is_named(tmp_path: Path, kind: str, detail: str) -> None:
+    path = tmp_path / "damaged.csv.gz"
+    path.write_bytes(_damaged(kind))
+    with pytest.raises(ValidationError) as err:
+        load_dataset(path)
+    line = err.value.one_line()
+    assert f"dataset {path} cannot be read: damaged gzip data ({detail}" in line
+
+
+def test_a_gz_that_is_not_gzip_says_so(tmp_path: Path) -> None:
+    # Even a valid CSV: the name promises gzip, so something went wrong on the way.
+    path = _write(tmp_path / "plain.csv.gz", ROWS)
+    with pytest.raises(ValidationError, match=r"plain\.csv\.gz is not gzip \(its name ends"):
+        load_dataset(path)
+    binary = tmp_path / "binary.csv.gz"
+    binary.write_bytes(b"PK\x03\x04 a zip, not a gzip")
+    with pytest.raises(ValidationError, match="is not gzip"):
+        load_dataset(binary)
+    gz_without_the_name = _write(tmp_path / "rows.csv", ROWS, gz=True)
+    assert len(load_dataset(gz_without_the_name).record_ids) == 199  # told by its bytes
+
+
+def test_a_field_beyond_the_csv_limit_names_its_line(tmp_path: Path) -> None:
+    import csv
+
+    long = "x" * (csv.field_size_limit() + 1)
+    path = _write(tmp_path / "long.csv", ROWS.replace("abstract 1,", f'"{long}",', 1))
+    with pytest.raises(ValidationError) as err:
+        load_dataset(path)
+    line = err.value.one_line()
+    assert f"dataset {path}, line 2: not valid CSV (field larger than field limit" in line
+    assert "unclosed quote" in line
+
+
+def test_a_record_id_of_non_ascii_digits_is_not_a_number(tmp_path: Path) -> None:
+    assert "²".isdigit()  # what let it through
+    path = _write(tmp_path / "sup.csv", ROWS.replace("\n2,", "\n²,", 1))
+    with pytest.raises(ValidationError, match=r"sup\.csv:3: record_id '²' is not a whole number"):
+        load_dataset(path)
+
+
+def test_a_negative_seed_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"seed -1 is negative") as err:
+        simulate(_write(tmp_path / "rows.csv", ROWS), seed=-1)
+    assert "--seed takes a whole number ≥ 0" in err.value.one_line()
+
+
+def test_cli_damaged_gzip_and_negative_seed_are_one_line(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.csv.gz"
+    damaged.write_bytes(_damaged("zlib"))
+    assert_one_line_error(_cli(tmp_path, str(damaged)), "damaged gzip data")
+    rows = _write(tmp_path / "rows.csv", ROWS)
+    assert_one_line_error(_cli(tmp_path, str(rows), "--seed", "-1"), "seed -1 is negative")
