@@ -12,6 +12,10 @@ Builds a throw-away SQLite database with N scored records, then times, in the sa
 - the digest's pass for possible reports of trials in the review
   (``store.trial_match.unlinked_strong_matches``, every live record against ``--trials``
   trials) against loading the columns it reads of the same records;
+- the cookie login check of every signed-in request (the user, and since migration 0011 the
+  open server-side login row of the cookie's token, ``screening.web.deps.session_user``)
+  against the user lookup alone (what the check read before), with ``--logins`` rows in
+  ``login_sessions``;
 - a login (scrypt, deliberately slow) for scale.
 Records carry a ~1,000-character abstract; one in 50 names a trial in its title and one in
 50 lists a trial's registration, so the matcher finds something.
@@ -22,10 +26,15 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tempfile
 from pathlib import Path
 
 from timing import median_ms
+
+# The project first: this folder's own screening/ (the screening benchmark) must not stand in
+# for the package when a module imports screening.stopping.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
@@ -33,6 +42,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--logins", type=int, default=1000,
+                        help="rows in login_sessions (a day's logins of a busy team, at most)")
     args = parser.parse_args()
 
     import random
@@ -42,9 +53,15 @@ def main() -> None:
 
     from screening.queue import queue
     from screening.web.app import create_app
-    from screening.web.auth import add_user, hash_password, verify_password
+    from screening.web.auth import add_user, hash_password, hash_token, verify_password
+    from screening.web.deps import (
+        SESSION_TOKEN_KEY,
+        SESSION_USER_KEY,
+        SESSION_VERSION_KEY,
+        session_user,
+    )
     from screening.web.queue_view import queue_counts, screening_health
-    from store.models import Record, Trial, TrialReport
+    from store.models import LoginSession, Record, Trial, TrialReport, User
     from store.settings import Settings
     from store.trial_match import matches_for_records, unlinked_strong_matches
 
@@ -84,6 +101,28 @@ def main() -> None:
     stored = hash_password("bench-password")
     scrypt_ms = median_ms(lambda: verify_password("bench-password", stored), 5)
     assert client.get("/").status_code == 200
+
+    with ctx.sessions() as session:
+        user = session.exec(select(User).where(User.email == "bench@example.org")).one()
+        uid = int(user.id or 0)
+        for n in range(args.logins):
+            session.add(LoginSession(token_hash=hash_token(f"old-{n}"), user_id=uid))
+        session.add(LoginSession(token_hash=hash_token("bench-token"), user_id=uid))
+        session.commit()
+
+    from types import SimpleNamespace
+
+    # What session_user reads of a request: its (decoded) session cookie.
+    cookie = SimpleNamespace(session={SESSION_USER_KEY: uid, SESSION_VERSION_KEY: 0,
+                                      SESSION_TOKEN_KEY: "bench-token"})
+
+    def user_lookup() -> None:
+        with ctx.sessions() as session:
+            session.get(User, uid)
+
+    def login_check() -> None:
+        with ctx.sessions() as session:
+            assert session_user(cookie, session) is not None  # type: ignore[arg-type]
 
     def query_only() -> None:
         with ctx.sessions() as session:
@@ -130,6 +169,7 @@ def main() -> None:
         ("GET /api/records?limit=100", plain_select, lambda: client.get("/api/records?limit=100")),
         ("match 50 records vs queue()", queue_only, page_matches),
         ("digest trial matches vs loading", load_records, digest_matches),
+        ("cookie login check vs user only", user_lookup, login_check),
     ]
     print(f"{args.records} records, SQLite, median of {args.requests} requests")
     print(f"{'task':32} {'baseline ms':>12} {'ours ms':>9} {'ratio':>7}")
