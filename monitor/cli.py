@@ -93,7 +93,7 @@ def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
 def _read_pmid_file(path: Path) -> list[int]:
     """The PMIDs of a file, one per line (``#`` starts a comment), all checked before anything
     is fetched: a bad line must not leave a half-done poll run behind."""
-    from store.models import MAX_ID
+    from store.ids import parse_id
 
     if not path.exists():
         raise ValidationError(f"PMID file {path} does not exist")
@@ -111,11 +111,11 @@ def _read_pmid_file(path: Path) -> list[int]:
         token = raw.split("#", 1)[0].strip()
         if not token:
             continue
-        # isascii: str.isdigit() accepts "²", which int() refuses.
-        if not (token.isascii() and token.isdigit()) or not 0 < int(token) <= MAX_ID:
+        pmid = parse_id(token)
+        if pmid is None:
             raise ValidationError(f"{path}:{lineno}: {token!r} is not a PMID",
                                   hint="a PMID is a whole number from 1, one per line")
-        pmids.append(int(token))
+        pmids.append(pmid)
     return pmids
 
 

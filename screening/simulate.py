@@ -33,6 +33,7 @@ from screening.metrics import order_metrics
 from screening.model import make_classifier, make_query
 from screening.stopping import first_stop
 from store.errors import ValidationError
+from store.ids import is_ascii_number
 from store.settings import share_problem
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def _read_rows(path: Path, reader: csv.DictReader[str]) -> LabelledDataset:
     seen: set[int] = set()
     for lineno, row in enumerate(reader, start=2):
         rid, label = (row.get("record_id") or "").strip(), (row.get("label_included") or "").strip()
-        if not (rid.isascii() and rid.isdigit()):  # isdigit alone accepts "²", int() does not
+        if not is_ascii_number(rid):
             raise ValidationError(f"{path}:{lineno}: record_id {rid!r} is not a whole number")
         if label not in ("0", "1", "0.0", "1.0"):
             raise ValidationError(

@@ -17,11 +17,6 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-#: The largest id or PMID a request may name: what an INTEGER column holds on both engines
-#: (PostgreSQL's int4; SQLite's own limit is 2^63 − 1, beyond which it raises OverflowError).
-#: PMIDs are below 10^8.
-MAX_ID = 2**31 - 1
-
 
 def utcnow() -> datetime:
     """Aware UTC now."""

@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from store.ids import parse_id
 from store.models import Record, Trial, TrialReport
 
 #: A registry id as a curator types it (ClinicalTrials.gov, EudraCT, ISRCTN, the Australian/NZ
@@ -160,8 +161,7 @@ def _pmid(value: Any) -> int | None:
     a malformed link must not stop a page or the digest."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    text = str(value or "").strip()
-    return int(text) if text.isdigit() and len(text) <= 12 else None
+    return parse_id(str(value or ""))
 
 
 @dataclass(frozen=True)

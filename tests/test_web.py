@@ -348,6 +348,21 @@ def test_ids_no_row_can_have_are_404_everywhere(app: Any, users: dict[str, str],
         assert f"{huge} is not in the database" in response.text, (method, url)
 
 
+def test_digits_that_are_not_ascii_are_no_id_anywhere(app: Any, users: dict[str, str],
+                                                      records: int) -> None:
+    """"²" passes str.isdigit() but not int(): a path id, a PMID and a rank written with it
+    are refused as what they are, never a 500."""
+    admin = as_role(app, users, "admin")
+    for path in ("/records/%C2%B2", "/trials/%C2%B2", "/digests/%C2%B2"):
+        assert admin.get(path).status_code in (400, 404, 422), path
+    api = api_as(app, users, "curator")
+    pmid = api.post("/api/decisions", json={"pmid": "\u00b2", "decision": "include"})
+    assert pmid.status_code == 400 and "is not a PMID" in pmid.json()["error"]
+    rank = api.post("/api/decisions", json={"pmid": 90000002, "decision": "include",
+                                            "rank_shown": "1\u00b2"})
+    assert rank.status_code == 400 and "rank_shown" in rank.json()["error"]
+
+
 def test_numbers_in_forms_and_bodies_beyond_any_column_are_refused(
         app: Any, users: dict[str, str], records: int) -> None:
     huge = 9223372036854775808

@@ -24,7 +24,8 @@ from screening.votes import votes_on
 from screening.web.deps import get_or_404
 from store.audit import audit
 from store.errors import StateError, ValidationError
-from store.models import MAX_ID, Decision, Record, User
+from store.ids import parse_id
+from store.models import Decision, Record, User
 from store.record_lock import locked_record
 from store.settings import is_dual_screening
 from store.vote_rule import vote_bar
@@ -36,20 +37,20 @@ MAX_REASON = 2000
 
 
 def parse_pmid(value: Any) -> int:
-    text = str(value).strip()
-    if not text.isdigit() or len(text) > 12 or not 0 < int(text) <= MAX_ID:
+    pmid = parse_id(str(value))
+    if pmid is None:
         raise ValidationError(f"{value!r} is not a PMID", hint="a PMID is a positive whole number")
-    return int(text)
+    return pmid
 
 
 def parse_rank(value: Any) -> int | None:
     if value is None or str(value).strip() == "":
         return None
-    text = str(value).strip()
-    if not text.isdigit() or len(text) > 12 or not 0 < int(text) <= MAX_ID:
+    rank = parse_id(str(value))
+    if rank is None:
         raise ValidationError(f"rank_shown {value!r} is not a positive whole number",
                               hint="the record's place in the queue, from 1")
-    return int(text)
+    return rank
 
 
 class RecordStateError(StateError):

@@ -17,7 +17,8 @@ from sqlmodel import Session, col, select
 from screening.web.auth import has_role, hash_token, user_for_token
 from store.context import AppContext
 from store.errors import AuthError, NotFoundError, PermissionDeniedError
-from store.models import MAX_ID, LoginSession, User, utcnow
+from store.ids import MAX_ID, is_ascii_number, parse_id
+from store.models import LoginSession, User, utcnow
 
 SESSION_USER_KEY = "uid"
 SESSION_VERSION_KEY = "sv"
@@ -44,12 +45,12 @@ def get_or_404(session: Session, model: type[T], key: object, *, missing: str) -
 
 def check_path_ids(request: Request) -> None:
     """Every route's ids in the path (``pmid``, ``…_id``), checked once for the whole app: a
-    number no row can have (beyond :data:`store.models.MAX_ID`) is a 404, not a question to
+    number no row can have (beyond :data:`store.ids.MAX_ID`) is a 404, not a question to
     the database, where SQLite would overflow. Non-numbers are left to the route's own
     validation (a 400 naming the parameter)."""
     for name, value in request.path_params.items():
         if (name == "pmid" or name.endswith("_id")) and isinstance(value, str) \
-                and value.isdigit() and not 0 < int(value) <= MAX_ID:
+                and is_ascii_number(value) and parse_id(value) is None:
             what = "record PMID" if name == "pmid" else name.removesuffix("_id").replace(
                 "_", " ")
             raise NotFoundError(f"{what} {value} is not in the database")

@@ -21,7 +21,8 @@ from sqlmodel import Session, col, select
 from reports.analyses import GENERIC_COMPARISON, comparison_key, is_named_comparison
 from store.audit import audit
 from store.errors import MmlrError, ValidationError
-from store.models import MAX_ID, Estimate, Trial, TrialReport, User, utcnow
+from store.ids import MAX_ID
+from store.models import Estimate, Trial, TrialReport, User, utcnow
 
 ENDPOINTS: tuple[str, ...] = ("PFS", "EFS", "TTP", "OS")
 SETTINGS: tuple[str, ...] = ("post_asct", "non_transplant", "mixed")

@@ -1,0 +1,27 @@
+"""The one rule for an id or PMID typed by a person or read from a link: ASCII digits naming a
+row an integer column can hold. ``str.isdigit()`` alone is not it: it accepts "²", which
+``int()`` refuses, and any length, which the database refuses (SQLite overflows past 2^63)."""
+
+from __future__ import annotations
+
+#: The largest id or PMID a request may name: what an INTEGER column holds on both engines
+#: (PostgreSQL's int4; SQLite's own limit is 2^63 − 1, beyond which it raises OverflowError).
+#: PMIDs are below 10^8.
+MAX_ID = 2**31 - 1
+
+
+def is_ascii_number(text: str) -> bool:
+    """Whether ``text`` is written in ASCII digits only (a number, whatever its size)."""
+    return text.isascii() and text.isdigit()
+
+
+def parse_id(text: str) -> int | None:
+    """``text`` (spaces around it ignored) as an id from 1 to :data:`MAX_ID`, else None."""
+    text = text.strip()
+    if not is_ascii_number(text) or len(text) > len(str(MAX_ID)):
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ID else None
+
+
+__all__ = ["MAX_ID", "is_ascii_number", "parse_id"]
