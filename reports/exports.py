@@ -61,6 +61,7 @@ from store.fulltext import (
     Outcome,
     fulltext_counts,
     fulltext_state,
+    is_sought,
     outcomes,
     reason_label,
 )
@@ -207,7 +208,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
             return
         screeners = _screeners_between(session, page[0].pmid, page[-1].pmid) if dual else {}
         verdicts = outcomes(
-            session, [r.pmid for r in page if r.decision in PASSED and not r.deleted])
+            session, [r.pmid for r in page if is_sought(r)])
         for r in page:
             row = [
                 r.pmid, r.title, r.journal or "", "" if r.year is None else r.year,

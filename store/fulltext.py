@@ -238,6 +238,11 @@ def assessable_record(session: Session, pmid: int) -> Record:
     return record
 
 
+def is_sought(record: Record) -> bool:
+    """Whether ``record`` takes part in the full-text stage (:func:`_sought`, for one row)."""
+    return record.decision in PASSED and not record.deleted
+
+
 def _sought() -> Any:
     """Conditions of the reports sought for retrieval: passed screening, not deleted."""
     return (col(Record.decision).in_(PASSED), col(Record.deleted).is_(False))
@@ -394,6 +399,7 @@ __all__ = [
     "check_assessment",
     "fulltext_counts",
     "fulltext_state",
+    "is_sought",
     "link_problem",
     "linked_though_ruled_out",
     "outcome",

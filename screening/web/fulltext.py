@@ -19,7 +19,6 @@ from screening.web.conflicts import third_person_refusal
 from store.batches import in_chunks
 from store.errors import PermissionDeniedError, StateError, ValidationError
 from store.fulltext import (
-    PASSED,
     REASONS,
     RESOLUTION,
     VERDICTS,
@@ -28,6 +27,7 @@ from store.fulltext import (
     append,
     assessable_record,
     check_assessment,
+    is_sought,
     link_problem,
     outcome,
     outcomes,
@@ -169,7 +169,7 @@ def record_fulltext(session: Session, record: Record, user: User, *,
     hidden = sum(1 for row, _ in history if blind and row.kind == VOTE)
     visible = [(row, email, row_words(row)) for row, email in history
                if not (blind and row.kind == VOTE)]
-    applies = record.decision in PASSED and not record.deleted
+    applies = is_sought(record)
     refusal = resolve_refusal(user, o) if dual else None
     resolvable = dual and applies and o.state in ("conflict", "resolved")
     return RecordFullText(

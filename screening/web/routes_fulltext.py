@@ -33,7 +33,15 @@ from screening.web.fulltext import (
 from screening.web.routes_records import record_page_response
 from screening.web.templating import render
 from store.errors import StateError, ValidationError
-from store.fulltext import PASSED, STATE_WORDS, VOTE, assess, fulltext_counts, outcomes, row_words
+from store.fulltext import (
+    STATE_WORDS,
+    VOTE,
+    assess,
+    fulltext_counts,
+    is_sought,
+    outcomes,
+    row_words,
+)
 from store.models import Record, User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
@@ -70,7 +78,7 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
     except ValidationError as exc:
         session.rollback()
         record = session.get(Record, pmid)
-        if record is None or record.deleted or record.decision not in PASSED or back:
+        if record is None or not is_sought(record) or back:
             raise  # no form on the record page to show it in: the error page says it
         # The form comes back with the error next to it and what was chosen and typed kept.
         return record_page_response(

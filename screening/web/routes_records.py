@@ -147,7 +147,7 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
     except FieldErrors as exc:
         session.rollback()
         return record_page_response(request, session, record, user, status_code=400,
-                            link_values=data, link_errors=exc.fields)
+                                    link_values=data, link_errors=exc.fields)
     judged = None
     if data.get("fulltext_eligible") in ("1", "on", "true"):
         # In the same transaction: a refused judgement (settled meanwhile, say) links nothing.
