@@ -18,7 +18,12 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from reports.analyses import GENERIC_COMPARISON, comparison_key, is_named_comparison
+from reports.analyses import (
+    GENERIC_COMPARISON,
+    SETTING_LABELS,
+    comparison_key,
+    is_named_comparison,
+)
 from store.audit import audit
 from store.errors import MmlrError, ValidationError
 from store.ids import MAX_ID
@@ -165,8 +170,8 @@ class _Reader:
             return None
 
 
-SETTING_WORDS = {"post_asct": "post-ASCT", "non_transplant": "non-transplant",
-                 "mixed": "mixed (both populations)"}
+#: The settings in words: the analyses' own labels, with what *mixed* means said.
+SETTING_WORDS = {**{s: SETTING_LABELS[s] for s in SETTINGS}, "mixed": "mixed (both populations)"}
 
 
 def setting_problem(trial: Trial, setting: str) -> str | None:

@@ -14,8 +14,9 @@ from sqlmodel import Session, col, select
 from screening.web.extraction import SETTINGS, FieldErrors, _Reader
 from store.audit import audit
 from store.errors import ValidationError
+from store.fulltext import PASSED
 from store.models import Estimate, Record, Trial, TrialReport, User
-from store.trial_match import REGISTRY_ID, registry_key
+from store.trial_match import REGISTRY_ID, TrialIndex, registry_key
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
 
@@ -80,13 +81,13 @@ def registrations_taken(session: Session, registry_ids: Sequence[str],
     twice is pooled twice; None when they are free."""
     if not registry_ids:
         return None
-    owner: dict[str, str] = {}
-    for trial_id, trial_name, ids in session.exec(
-            select(Trial.id, Trial.name, Trial.registry_ids)):
-        if trial is None or trial_id != trial.id:
-            owner.update({registry_key(rid): trial_name for rid in ids or []})
+    # The matcher's index of registrations (its reports are not needed here).
+    index = TrialIndex(session.exec(select(Trial)).all(), reports=[])
     for rid in registry_ids:
-        if (other := owner.get(registry_key(rid))) is not None:
+        others = sorted(index.by_registry.get(registry_key(rid), set())
+                        - {trial.id if trial is not None else None})
+        if others:
+            other = index.names[others[0]]
             return (f"{rid} is already the registration of {other}: a trial entered twice is "
                     f"pooled twice (add the record as a report of {other} instead)")
     return None
@@ -101,7 +102,7 @@ def report_screening_note(session: Session, pmid: int | None) -> str | None:
     if pmid is None:
         return None
     record = session.get(Record, pmid)
-    if record is None or record.decision in ("include", "maybe"):
+    if record is None or record.decision in PASSED:
         return None
     state = "was excluded at title/abstract screening" if record.decision == "exclude" \
         else "has no title/abstract decision yet"
