@@ -662,10 +662,11 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
 
 def _input_view(row: dict[str, Any]) -> dict[str, Any]:
     """One pooled study's estimate in a few words: "HR 0.64 (0.50–0.82), data cut 2026-02-28"."""
-    hr, lo, hi = (_as_float(row.get(k)) for k in ("hr", "ci_low", "ci_high"))
-    text = f"HR {hr:.2f}" if hr is not None else "HR ?"
-    if lo is not None and hi is not None:
-        text += f" ({lo:.2f}–{hi:.2f})"
+    def log(key: str) -> float | None:
+        value = _as_float(row.get(key))
+        return math.log(value) if value is not None and value > 0 else None
+
+    text = "HR " + format_hr(_as_float(row.get("yi")), log("ci_low"), log("ci_high"))
     cut = row.get("data_cut_label") or row.get("data_cut") or row.get("year")
     if cut:
         text += f", data cut {cut}"
