@@ -19,7 +19,7 @@ from typing import Any
 
 from reports.exports import KINDS as EXPORT_KINDS
 from store.errors import ConfigError, MmlrError, ValidationError
-from store.settings import Settings, load_settings
+from store.settings import PORT_RANGE, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,9 @@ def _port(value: str) -> int:
         port = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, got {port}")
+    low, high = PORT_RANGE
+    if not low <= port <= high:
+        raise argparse.ArgumentTypeError(f"a port is from {low} to {high}, got {port}")
     return port
 
 

@@ -147,6 +147,9 @@ def share_problem(value: float, example: str) -> str | None:
     return f"must be at least 0.5 and below 1, e.g. {example}, got {value:g}"
 
 
+#: The ports ``MMLR_PORT`` and every ``--port`` accept.
+PORT_RANGE = (1, 65_535)
+
 #: The whole-number settings' allowed range (lowest, highest or None for no limit), checked at
 #: load: each bound is where the code stops doing what the setting says.
 _INT_RANGES: dict[str, tuple[int, int | None]] = {
@@ -164,7 +167,7 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "entrez_retry_budget": (0, None),
     # 0 would retrain at every screening run, with no new decision to learn from.
     "retrain_min_decisions": (1, None),
-    "port": (1, 65_535),
+    "port": PORT_RANGE,
 }
 
 #: The level names ``MMLR_LOG_LEVEL`` accepts (any case): the standard ones of ``logging``.
