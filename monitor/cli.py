@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -267,9 +268,12 @@ def cmd_replay_server(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from reports.exports import export
+    from screening.health import stopping_supported
 
     ctx = _context(settings)
-    written = export(ctx, args.kind, Path(args.out) if args.out else None)
+    written = export(ctx, args.kind, Path(args.out) if args.out else None,
+                     stopping=partial(stopping_supported,
+                                      target_recall=settings.stopping_recall))
     if written:
         print("\n".join(str(p) for p in written), file=sys.stderr)
     return 0

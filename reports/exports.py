@@ -96,8 +96,16 @@ _BESIDE = {"prisma": (".md", ".svg"), "sof": (".md",)}
 _VOTE = "vote"
 
 
-def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
-    """Write the ``kind`` export to ``out`` (stdout when None); return the files written."""
+#: Whether the stopping test supports stopping (``screening.health.stopping_supported``):
+#: passed in by the entry points, because reports import store only. Without one, the PRISMA
+#: flow counts no record as excluded by automation.
+StoppingCheck = Callable[[Session], bool]
+
+
+def export(ctx: AppContext, kind: str, out: Path | None, *,
+           stopping: StoppingCheck | None = None) -> list[Path]:
+    """Write the ``kind`` export to ``out`` (stdout when None); return the files written.
+    ``stopping`` decides the PRISMA flow's exclusions by automation (:func:`prisma_counts`)."""
     if kind not in KINDS:
         raise ValidationError(f"unknown export {kind!r}", hint=f"choose one of {', '.join(KINDS)}")
     if kind == "metafor":
@@ -108,12 +116,13 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
     from reports.export_sof import sof_markdown, write_sof_csv
     from reports.network_inputs import current_networks
 
-    writers: dict[str, Callable[[Session, IO[str]], None]] = {
-        "csv": partial(write_records_csv, dual=dual), "ris": write_ris,
-        "prisma": partial(write_prisma_csv, dual=dual), "sof": write_sof_csv,
-        "screening": write_screening_csv}
-    writer = writers[kind]
     with ctx.sessions() as session:
+        stops = kind == "prisma" and stopping is not None and stopping(session)
+        writers: dict[str, Callable[[Session, IO[str]], None]] = {
+            "csv": partial(write_records_csv, dual=dual), "ris": write_ris,
+            "prisma": partial(write_prisma_csv, dual=dual, automation_stops=stops),
+            "sof": write_sof_csv, "screening": write_screening_csv}
+        writer = writers[kind]
         if out is None:
             writer(session, sys.stdout)
             sys.stdout.flush()
@@ -127,7 +136,8 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
         with _open_out(out) as fh:
             writer(session, fh)
         written = [out]
-        markdown = {"prisma": lambda: prisma_markdown(prisma_counts(session, dual=dual)),
+        markdown = {"prisma": lambda: prisma_markdown(prisma_counts(
+                        session, dual=dual, automation_stops=stops)),
                     "sof": lambda: sof_markdown(session, current_networks(
                         session, ctx.settings.analyses_file, ctx.settings.pool_method))
                     }.get(kind)
@@ -139,7 +149,7 @@ def export(ctx: AppContext, kind: str, out: Path | None) -> list[Path]:
         if kind == "prisma":  # and the flow diagram, as the /prisma page draws it
             diagram = out.with_suffix(".svg")
             with _open_out(diagram) as fh:
-                fh.write(prisma_figure(session, dual=dual))
+                fh.write(prisma_figure(session, dual=dual, automation_stops=stops))
             written.append(diagram)
     log.info("export %s written to %s", kind, ", ".join(str(p) for p in written))
     return written
@@ -290,6 +300,9 @@ AUTOMATION_STAGE = "records excluded by automation"
 CURATORS_STAGE = "records excluded by curators"
 CONFLICT_STAGE = "records in conflict awaiting resolution"
 AWAITING_STAGE = "records awaiting screening"
+#: A part of AWAITING_STAGE (not a further box of the sum): the classifier's would-be
+#: exclusions while the stopping test does not support them.
+BELOW_THRESHOLD_STAGE = "of the records awaiting screening: below the flag threshold"
 INCLUDED_STAGE = "records included"
 TRIALS_STAGE = "trials included"
 REPORTS_STAGE = "reports of included trials"
@@ -303,10 +316,18 @@ EXCLUDED_REASON_PREFIX = "reports excluded: "
 ELIGIBLE_STAGE = "reports eligible after full-text assessment"
 
 
-def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, int, str]]:
+def prisma_counts(session: Session, *, dual: bool = False,
+                  automation_stops: bool = False) -> list[tuple[str, int, str]]:
     """(stage, count, note) of the PRISMA 2020 flow for database searches. Records screened
     = excluded (automation, curators) + awaiting + included; with ``dual`` the records in
-    conflict get a line of their own, taken out of the awaiting ones."""
+    conflict get a line of their own, taken out of the awaiting ones.
+
+    The undecided records scored below the flag threshold count as *excluded by automation*
+    only with ``automation_stops`` (the stopping test supports stopping: the entry points
+    pass ``screening_health(...)["may_stop"]``, since reports import store only). Until then
+    nobody, the classifier included, has excluded them: they are awaiting screening, and
+    :data:`BELOW_THRESHOLD_STAGE` says how many of those they are (the PRISMA 2020 diagram's
+    "marked as ineligible by automation tools" counts only what a tool actually removed)."""
     def count(*where: Any, model: Any = Record) -> int:
         return _count(session, *where, model=model)
 
@@ -322,8 +343,9 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
     # screening it waits for a second vote or a resolution (and a curator may have said
     # include), so it counts as awaiting screening.
     voted = col(Record.pmid).in_(select(Decision.pmid))
-    excluded_auto = count(live, undecided, col(Record.score).is_not(None),
-                          col(Record.flagged).is_(False), ~voted)
+    below_threshold = count(live, undecided, col(Record.score).is_not(None),
+                            col(Record.flagged).is_(False), ~voted)
+    excluded_auto = below_threshold if automation_stops else 0
     awaiting = count(live, undecided) - excluded_auto
     awaiting_note = ("flagged or unscored without a decision, records with votes but no "
                      "resolved decision yet (dual screening)")
@@ -344,10 +366,16 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
         (DELETED_STAGE, deleted, "PubMed DeleteCitation; curator work on them is kept"),
         (SCREENED_STAGE, screened, "identified minus deleted"),
         (AUTOMATION_STAGE, excluded_auto,
-         "scored below the flag threshold, no curator decision"),
+         "scored below the flag threshold, no curator decision; the stopping test supports "
+         "stopping" if automation_stops else
+         "none until the stopping test supports stopping: the records below the flag "
+         "threshold are awaiting screening"),
         (CURATORS_STAGE, excluded_curators, "latest decision: exclude"),
         *conflict_line,
         (AWAITING_STAGE, awaiting - conflicts, awaiting_note),
+        (BELOW_THRESHOLD_STAGE, 0 if automation_stops else below_threshold,
+         "of the records awaiting screening, those scored below the flag threshold and not "
+         "read by a person; excluded by automation once the stopping test supports stopping"),
         (INCLUDED_STAGE, included,
          "latest decision: include, or maybe (the full text decides); the reports sought for "
          "retrieval"),
@@ -453,13 +481,15 @@ def prisma_since_last_digest(session: Session) -> PrismaSince | None:
     return None if end is None else prisma_since(session, end, what="the last digest")
 
 
-def prisma_figure(session: Session, *, dual: bool = False, title: str | None = None) -> str:
+def prisma_figure(session: Session, *, dual: bool = False, automation_stops: bool = False,
+                  title: str | None = None) -> str:
     """The PRISMA flow diagram (SVG text) of the review as it stands, with what was added
     since the last digest when there is one: what ``/prisma`` and ``export prisma`` show."""
     # Imported here: the diagram module imports this one's stage names.
     from reports.prisma_diagram import prisma_svg
 
-    return prisma_svg(prisma_counts(session, dual=dual), title=title,
+    return prisma_svg(prisma_counts(session, dual=dual, automation_stops=automation_stops),
+                      title=title,
                       since=prisma_since_last_digest(session))
 
 
@@ -470,10 +500,12 @@ def _count(session: Session, *where: Any, model: Any = Record) -> int:
     return int(session.exec(stmt).one())
 
 
-def write_prisma_csv(session: Session, fh: IO[str], *, dual: bool = False) -> None:
+def write_prisma_csv(session: Session, fh: IO[str], *, dual: bool = False,
+                     automation_stops: bool = False) -> None:
     writer = csv.writer(fh)
     writer.writerow(("stage", "count", "note"))
-    writer.writerows(spreadsheet_row(row) for row in prisma_counts(session, dual=dual))
+    writer.writerows(spreadsheet_row(row) for row in prisma_counts(
+        session, dual=dual, automation_stops=automation_stops))
 
 
 def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
@@ -492,6 +524,9 @@ def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
         f"{n[AUTOMATION_STAGE]} excluded by the classifier, "
         f"{n[CURATORS_STAGE]} by curators; "
         f"{n[AWAITING_STAGE]} awaiting"
+        + (f" (of which {n[BELOW_THRESHOLD_STAGE]} below the classifier's flag threshold, "
+           "not read by a person: the stopping test does not support stopping yet)"
+           if n.get(BELOW_THRESHOLD_STAGE) else "")
         + (f", {n[CONFLICT_STAGE]} in conflict awaiting resolution." if CONFLICT_STAGE in n
            else "."),
         *([f"Full text: {n[INCLUDED_STAGE]} reports sought; {n[NOT_RETRIEVED_STAGE]} not "

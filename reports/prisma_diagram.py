@@ -30,6 +30,7 @@ from reports.exports import (
     ASSESSED_STAGE,
     AUTOMATION_STAGE,
     AWAITING_STAGE,
+    BELOW_THRESHOLD_STAGE,
     CONFLICT_STAGE,
     CURATORS_STAGE,
     DELETED_STAGE,
@@ -126,6 +127,12 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
     def count(stage: str) -> _Text:
         return _Text(count_text(n[stage], added.get(stage), day))
 
+    # Until the stopping test supports stopping, the classifier has excluded nothing: its
+    # would-be exclusions wait among the records awaiting a decision, and the box says so.
+    below_threshold = [_Text("of which below the classifier's flag threshold, not read by a "
+                             "person (the stopping test does not support stopping yet)"),
+                       _Text(f"n = {n[BELOW_THRESHOLD_STAGE]:,}")
+                       ] if n.get(BELOW_THRESHOLD_STAGE) else []
     rows = [
         _Row("Identification",
              _Box("identified", [_Text("Records identified from PubMed"),
@@ -143,7 +150,7 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
                                _Text("by curators"), count(CURATORS_STAGE)])),
         _Row("Screening", None,
              _Box("awaiting", [_Text("Records awaiting a screening decision"),
-                               count(AWAITING_STAGE)])),
+                               count(AWAITING_STAGE), *below_threshold])),
     ]
     if CONFLICT_STAGE in n:  # dual screening
         rows.append(_Row("Screening", None, _Box("conflicts", [
@@ -203,6 +210,8 @@ def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
         extra = f" ({added[stage]:,} added since {day})" if stage in added else ""
         return f"{n[stage]:,}{extra}"
 
+    below = (f" (of which {n[BELOW_THRESHOLD_STAGE]:,} below the classifier's flag "
+             "threshold, not read by a person)" if n.get(BELOW_THRESHOLD_STAGE) else "")
     conflicts = (f"; {num(CONFLICT_STAGE)} in conflict awaiting resolution"
                  if CONFLICT_STAGE in n else "")
     fulltext = (f"Full text: {num(NOT_RETRIEVED_STAGE)} reports not retrieved, "
@@ -216,7 +225,7 @@ def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
         f"{num(DELETED_STAGE)} records deleted from PubMed. "
         f"Screening: {num(SCREENED_STAGE)} records screened; excluded: "
         f"{num(AUTOMATION_STAGE)} by the automation tool and {num(CURATORS_STAGE)} by "
-        f"curators; {num(AWAITING_STAGE)} awaiting a screening decision{conflicts}; "
+        f"curators; {num(AWAITING_STAGE)} awaiting a screening decision{below}{conflicts}; "
         f"{num(INCLUDED_STAGE)} records included after title/abstract screening. "
         f"{fulltext}"
         f"Included: {num(TRIALS_STAGE)} studies (randomised trials) with "

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+from functools import partial
 from pathlib import Path
 
 import pytest
 from conftest import assert_one_line_error, cli_env, run_cli
 
 from reports.exports import CSV_COLUMNS, export, prisma_counts
+from screening.health import stopping_supported
 from store.errors import ValidationError
 from store.models import PooledResult, Record, RecordRevision, Trial, TrialReport
 
@@ -53,6 +55,13 @@ def fulltext_rows(awaiting: int) -> dict[str, int]:
             "reports excluded after full-text assessment": 0,
             **{f"reports excluded: {label}": 0 for label in REASONS.values()},
             "reports eligible after full-text assessment": 0}
+
+
+def svg_desc(path: Path) -> str:
+    """The flow in words: the ``<desc>`` of a PRISMA diagram."""
+    import xml.etree.ElementTree as ET
+
+    return ET.parse(path).getroot().findtext("{http://www.w3.org/2000/svg}desc") or ""
 
 
 def read_csv(text: str) -> list[dict[str, str]]:
@@ -175,9 +184,12 @@ def test_ris_entries(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-de
     assert all(line[:2].isalnum() and line[2:6] == "  - " for line in lines)
 
 
+STOPPING = partial(stopping_supported, target_recall=0.95)  # what `mmlr export` passes
+
+
 def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     seed(ctx)
-    written = export(ctx, "prisma", tmp_path / "prisma.csv")
+    written = export(ctx, "prisma", tmp_path / "prisma.csv", stopping=STOPPING)
     assert [p.name for p in written] == ["prisma.csv", "prisma.md", "prisma.svg"]
     rows = {r["stage"]: int(r["count"]) for r in read_csv(written[0].read_text())}
     assert rows == {
@@ -185,21 +197,23 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
         "duplicates removed": 2,
         "records removed before screening (deleted citations)": 1,
         "records screened": 5,
-        "records excluded by automation": 1,
+        # two decisions are no ground to stop: the classifier has excluded nothing yet
+        "records excluded by automation": 0,
         "records excluded by curators": 1,
-        "records awaiting screening": 1,  # pmid 4 (unscored)
+        "records awaiting screening": 2,  # pmid 4 (unscored) and pmid 2 (below threshold)
+        "of the records awaiting screening: below the flag threshold": 1,  # pmid 2
         "records included": 2,  # pmid 1 (include) + pmid 6 (maybe: the full text decides)
         **fulltext_rows(awaiting=2),
         "trials included": 1,
         "reports of included trials": 2,
     }
-    # the flow adds up: screened = excluded + awaiting + included
-    assert rows["records screened"] == (rows["records excluded by automation"]
-                                        + rows["records excluded by curators"]
-                                        + rows["records awaiting screening"]
-                                        + rows["records included"])
+    assert _flow_adds_up(rows)
     md = written[1].read_text()
     assert "| records included | 2 |" in md
+    assert ("2 awaiting (of which 1 below the classifier's flag threshold, not read by a "
+            "person: the stopping test does not support stopping yet).") in md
+    assert ("2 awaiting a screening decision (of which 1 below the classifier's flag "
+            "threshold, not read by a person)") in svg_desc(written[2])
     assert "Included: 2 records; 1 trials with 2 reports." in md
     assert ("Full text: 2 reports sought; 0 not retrieved, 2 awaiting assessment; 0 assessed: "
             "0 eligible, 0 excluded.") in md
@@ -272,6 +286,49 @@ def test_cli_export_csv(db_url: str, tmp_path: Path) -> None:
     assert bad.stderr.startswith("mmlr: error: cannot write the export to /proc/nope/records.csv")
 
 
+def seed_stoppable(ctx) -> None:  # type: ignore[no-untyped-def]
+    """400 records screened in queue order, every include among the first five and a long
+    run of excludes after the last one: the stopping test supports stopping with the ten
+    low-score records left."""
+    from datetime import UTC, datetime, timedelta
+
+    from store.models import Decision
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with ctx.sessions() as s:
+        for i in range(400):
+            decision = ("include" if i < 5 else "exclude") if i < 390 else None
+            s.add(Record(pmid=5000 + i, title=f"r {i}", score=1 - i / 1000, flagged=i < 5,
+                         decision=decision, first_seen_at=start - timedelta(days=1)))
+            if decision:
+                s.add(Decision(pmid=5000 + i, decision=decision, rank_shown=1,
+                               created_at=start + timedelta(minutes=i)))
+        s.commit()
+
+
+def test_prisma_counts_the_classifiers_exclusions_once_the_stopping_test_supports_them(
+        ctx, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seed_stoppable(ctx)
+    with ctx.sessions() as s:
+        assert STOPPING(s)
+        without = {stage: n for stage, n, _ in prisma_counts(s)}
+    # no stopping check given: nothing counts as excluded by automation
+    assert without["records excluded by automation"] == 0
+    assert without["records awaiting screening"] == 10 and _flow_adds_up(without)
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    (tmp_path / "out").mkdir()
+    proc = run_cli("export", "prisma", "--out", str(tmp_path / "out"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["stage"]: int(r["count"])
+            for r in read_csv((tmp_path / "out" / "prisma.csv").read_text())}
+    assert rows["records excluded by automation"] == 10
+    assert rows["records awaiting screening"] == 0
+    assert rows["of the records awaiting screening: below the flag threshold"] == 0
+    assert _flow_adds_up(rows)
+    desc = svg_desc(tmp_path / "out" / "prisma.svg")
+    assert "excluded: 10 by the automation tool" in desc and "of which below" not in desc
+
+
 def test_prisma_counts_voted_low_score_records_as_awaiting(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Dual screening: a low-score record with one include vote and no resolved decision is
     not 'excluded by automation' (a curator wants it), it awaits its second vote."""
@@ -281,7 +338,7 @@ def test_prisma_counts_voted_low_score_records_as_awaiting(ctx, tmp_path: Path) 
     with ctx.sessions() as s:
         s.add(Decision(pmid=2, decision="include", kind="vote"))
         s.commit()
-        rows = {stage: n for stage, n, _ in prisma_counts(s)}
+        rows = {stage: n for stage, n, _ in prisma_counts(s, automation_stops=True)}
     assert rows["records excluded by automation"] == 0
     assert rows["records awaiting screening"] == 2  # pmids 2 (one vote) and 4
     assert rows["records screened"] == (rows["records excluded by automation"]
@@ -393,6 +450,7 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
         "records excluded by curators": 1,
         "records in conflict awaiting resolution": 1,  # pmid 2
         "records awaiting screening": 1,  # pmid 4 (one screener)
+        "of the records awaiting screening: below the flag threshold": 0,  # pmid 2 has votes
         "records included": 2,  # pmid 1 + pmid 6 (maybe: on to the full text)
         **fulltext_rows(awaiting=2),
         "trials included": 1,

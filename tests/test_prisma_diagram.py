@@ -22,6 +22,7 @@ from reports.exports import (
     ASSESSED_STAGE,
     AUTOMATION_STAGE,
     AWAITING_STAGE,
+    BELOW_THRESHOLD_STAGE,
     CONFLICT_STAGE,
     CURATORS_STAGE,
     DELETED_STAGE,
@@ -171,17 +172,20 @@ SINCE_EXPECTED = {
 def test_every_count_is_in_its_box(ctx: Any) -> None:
     seed_many(ctx)
     with ctx.sessions() as s:
-        counts = prisma_counts(s)
+        counts = prisma_counts(s, automation_stops=True)
     n = {stage: value for stage, value, _ in counts}
     assert n[IDENTIFIED_STAGE] == 1506 and n[AUTOMATION_STAGE] == 1501
+    assert n[BELOW_THRESHOLD_STAGE] == 0
     svg = prisma_svg(counts)
     root = parse(svg)
     assert root.get("role") == "img"
     shown = boxes(svg)
     assert CONFLICT_STAGE not in n and "conflicts" not in shown
     for stage, value, _ in counts:
-        assert f"n = {value:,}" in shown[box_of(stage)], stage
+        if stage != BELOW_THRESHOLD_STAGE:  # a part of the awaiting box, shown when not 0
+            assert f"n = {value:,}" in shown[box_of(stage)], stage
     assert "n = 1,506" in shown["identified"] and "n = 1,501" in shown["excluded"]
+    assert "of which" not in shown["awaiting"]
     assert shown["removed"].count("n = ") == 2 and "n = 2" in shown["removed"]
     assert "by curators n = 1" in shown["excluded"]
     assert "Reports of included studies n = 2" in shown["included"]
@@ -199,6 +203,28 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
         "reports not retrieved, 2 awaiting assessment; 0 assessed for eligibility: 0 "
         "eligible, 0 excluded. Included: 1 studies (randomised trials) with 2 reports.")
     assert "since" not in svg  # no cut-off given: no since figures, no note
+
+
+def test_below_threshold_records_await_until_the_stopping_test_supports_stopping(
+        ctx: Any) -> None:
+    seed_many(ctx)
+    with ctx.sessions() as s:
+        counts = prisma_counts(s)  # no stopping test said yes
+    n = {stage: value for stage, value, _ in counts}
+    assert n[AUTOMATION_STAGE] == 0 and n[AWAITING_STAGE] == 1502
+    assert n[BELOW_THRESHOLD_STAGE] == 1501
+    svg = prisma_svg(counts)
+    shown = boxes(svg)
+    assert "by the automation tool (classifier score below the flag threshold) n = 0" \
+        in shown["excluded"]
+    assert shown["awaiting"] == (
+        "Records awaiting a screening decision n = 1,502 of which below the classifier's "
+        "flag threshold, not read by a person (the stopping test does not support stopping "
+        "yet) n = 1,501")
+    desc = parse(svg).find(f"{SVG}desc").text  # type: ignore[union-attr]
+    assert ("excluded: 0 by the automation tool and 1 by curators; 1,502 awaiting a "
+            "screening decision (of which 1,501 below the classifier's flag threshold, not "
+            "read by a person);") in desc
 
 
 def test_hostile_text_is_escaped() -> None:
@@ -326,14 +352,16 @@ def test_page_shows_the_counts_and_the_diagram(app: Any, users: dict[str, str]) 
     assert page.status_code == 200
     rows = _cells(page.text)
     assert rows[IDENTIFIED_STAGE][:2] == [IDENTIFIED_STAGE, "1,506"]
-    assert rows[AUTOMATION_STAGE][1] == "1,501" and rows[INCLUDED_STAGE][1] == "2"  # + maybe
+    # the stopping test is far from met: the classifier has excluded nothing yet
+    assert rows[AUTOMATION_STAGE][1] == "0" and rows[INCLUDED_STAGE][1] == "2"  # + maybe
+    assert rows[AWAITING_STAGE][1] == "1,502" and rows[BELOW_THRESHOLD_STAGE][1] == "1,501"
     assert CONFLICT_STAGE not in rows and len(rows[SCREENED_STAGE]) == 3  # no since column
     assert "No digest yet" in page.text
     # 1,501 records no person read, and the stopping test far from met: the page says so
     note = lxml.html.fromstring(page.text).xpath('string(//p[@id="automation-note"])')
-    assert "The 1,501 records counted as excluded by the classifier" in note
-    assert "the stopping test does not support stopping yet" in note
-    assert "report them as records not yet screened" in note
+    assert ("The 1,501 records ranked below the classifier's flag threshold have not been "
+            "read by a person, so they count as awaiting screening, not as excluded by "
+            "automation: the stopping test does not support stopping yet") in note
     doc = lxml.html.fromstring(page.text)
     [svg] = doc.xpath("//figure[@class='prisma']/svg")
     assert svg.get("role") == "img"
@@ -364,6 +392,11 @@ def test_page_says_when_the_stopping_test_supports_the_classifiers_exclusions(
     note = lxml.html.fromstring(page).xpath('string(//p[@id="automation-note"])')
     assert "The 10 records excluded by the classifier" in note, note
     assert "the stopping test supports stopping there" in note
+    cells = _cells(page)
+    assert cells[AUTOMATION_STAGE][1] == "10" and cells[AWAITING_STAGE][1] == "0"
+    # the diagram alone counts them as the page does
+    svg = as_role(app, users, "viewer").get("/prisma.svg").text
+    assert "n = 10" in boxes(svg)["excluded"]
 
 
 def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> None:

@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from reports.exports import (
     AUTOMATION_STAGE,
+    BELOW_THRESHOLD_STAGE,
     NO_SINCE_REASON,
     SINCE_NOTES,
     prisma_counts,
@@ -22,6 +23,7 @@ from reports.exports import (
     prisma_since_last_digest,
 )
 from reports.prisma_diagram import prisma_svg
+from screening.health import stopping_supported
 from screening.web.deps import DbSession, Viewer, dual_screening
 from screening.web.queue_view import screening_health
 from screening.web.routes_estimates import SVG_HEADERS
@@ -36,24 +38,28 @@ _SVG_NAME = "mmlr-prisma.svg"
 @router.get("/prisma")
 def prisma_page(request: Request, session: DbSession, user: Viewer) -> Response:
     dual = dual_screening(request)
-    counts = prisma_counts(session, dual=dual)
-    since = prisma_since_last_digest(session)
-    # The classifier's exclusions are records no person read: whether stopping there is
-    # supported is the stopping test's call, which the page states beside the count.
+    # The classifier's exclusions are records no person read: they count as excluded by
+    # automation only once the stopping test supports stopping, which the page states.
     health = screening_health(session, dual=dual,
                               target_recall=request.app.state.settings.stopping_recall)
+    counts = prisma_counts(session, dual=dual,
+                           automation_stops=bool(health and health["may_stop"]))
+    n = {stage: value for stage, value, _ in counts}
+    since = prisma_since_last_digest(session)
     # Markup: prisma_svg escapes every text it writes, so the page takes it as it is.
     svg = Markup(prisma_svg(counts, since=since))  # noqa: S704
     return render(request, "prisma.html", {
         "counts": counts, "since": since, "svg": svg, "since_notes": SINCE_NOTES,
         "no_since_reason": NO_SINCE_REASON, "health": health,
         "target_recall": request.app.state.settings.target_recall,
-        "automation": dict((stage, n) for stage, n, _ in counts).get(AUTOMATION_STAGE, 0),
+        "automation": n[AUTOMATION_STAGE], "below_threshold": n[BELOW_THRESHOLD_STAGE],
         "search": search_summary(session, request.app.state.settings.query)})
 
 
 @router.get("/prisma.svg")
 def prisma_image(request: Request, session: DbSession, user: Viewer) -> Response:
-    svg = prisma_figure(session, dual=dual_screening(request))
+    settings = request.app.state.settings
+    svg = prisma_figure(session, dual=dual_screening(request), automation_stops=(
+        stopping_supported(session, target_recall=settings.stopping_recall)))
     return Response(svg, media_type="image/svg+xml", headers={
         **SVG_HEADERS, "Content-Disposition": f'inline; filename="{_SVG_NAME}"'})
