@@ -312,10 +312,14 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
 
     live = col(Record.deleted).is_(False)
     undecided = col(Record.decision).is_(None)
-    identified = count()
+    records = count()
     revisions = count(model=RecordRevision)
+    # The later versions are retrievals of a PMID already held, removed before screening as
+    # duplicates: they are counted among those identified, so that identified = duplicates +
+    # deleted + screened, as the PRISMA flow is read.
+    identified = records + revisions
     deleted = count(col(Record.deleted).is_(True))
-    screened = identified - deleted
+    screened = records - deleted
     included = count(live, col(Record.decision).in_(PASSED))
     excluded_curators = count(live, col(Record.decision) == "exclude")
     # A low-score record somebody voted on is not excluded by automation: under dual
@@ -338,11 +342,12 @@ def prisma_counts(session: Session, *, dual: bool = False) -> list[tuple[str, in
         awaiting_note = ("flagged or unscored without a vote, records with one vote awaiting "
                          "the second screener")
     return [
-        (IDENTIFIED_STAGE, identified, "distinct PMIDs retrieved"),
+        (IDENTIFIED_STAGE, identified,
+         "distinct PMIDs retrieved, plus the later versions of them (duplicates, below)"),
         (DUPLICATES_STAGE, revisions,
          "later versions of a PMID already held (kept as revisions of one record)"),
         (DELETED_STAGE, deleted, "PubMed DeleteCitation; curator work on them is kept"),
-        (SCREENED_STAGE, screened, "identified minus deleted"),
+        (SCREENED_STAGE, screened, "identified minus duplicates and deleted"),
         (AUTOMATION_STAGE, excluded_auto,
          "scored below the flag threshold, no curator decision"),
         (CURATORS_STAGE, excluded_curators, "latest decision: exclude"),
@@ -376,7 +381,8 @@ def _fulltext_lines(ft: FullTextCounts) -> list[tuple[str, int, str]]:
 
 #: What the "since" figure of each stage counts (the stages :func:`prisma_since` covers).
 SINCE_NOTES: dict[str, str] = {
-    IDENTIFIED_STAGE: "records first stored after that time",
+    IDENTIFIED_STAGE: "records first stored, and new versions of held records stored, after "
+                      "that time",
     DUPLICATES_STAGE: "new versions of held records stored after that time",
     DELETED_STAGE: "records a poll found deleted from PubMed after that time",
     CURATORS_STAGE: "records whose current exclude decision was made after that time",
@@ -393,8 +399,8 @@ SINCE_NOTES: dict[str, str] = {
 NO_SINCE_REASON = (
     "Records screened, exclusions by automation, conflicts, records awaiting screening and "
     "reports awaiting full-text assessment have no figure since the last digest: records "
-    "screened is a difference (identified minus deleted), and the others are states "
-    "recomputed by each model, vote or decision, not dated events. "
+    "screened is a difference (identified minus duplicates and deleted), and the others are "
+    "states recomputed by each model, vote or decision, not dated events. "
     "Deletions are dated from the upgrade that began storing their time on.")
 
 
@@ -424,10 +430,11 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
     decided_after = col(Record.pmid).in_(
         select(Decision.pmid).group_by(col(Decision.pmid))
         .having(func.max(Decision.created_at) > at))
+    duplicates = _count(session, col(RecordRevision.recorded_at) > at, model=RecordRevision)
     counts = {
-        IDENTIFIED_STAGE: _count(session, col(Record.first_seen_at) > at),
-        DUPLICATES_STAGE: _count(session, col(RecordRevision.recorded_at) > at,
-                                 model=RecordRevision),
+        # as the total: new records and new versions of held ones (the duplicates)
+        IDENTIFIED_STAGE: _count(session, col(Record.first_seen_at) > at) + duplicates,
+        DUPLICATES_STAGE: duplicates,
         DELETED_STAGE: _count(session, col(Record.deleted).is_(True),
                               col(Record.deleted_at) > at),
         CURATORS_STAGE: _count(session, live, col(Record.decision) == "exclude", decided_after),

@@ -181,7 +181,7 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
     assert [p.name for p in written] == ["prisma.csv", "prisma.md", "prisma.svg"]
     rows = {r["stage"]: int(r["count"]) for r in read_csv(written[0].read_text())}
     assert rows == {
-        "records identified (PubMed)": 6,
+        "records identified (PubMed)": 8,  # 6 PMIDs and 2 later versions of pmid 3
         "duplicates removed": 2,
         "records removed before screening (deleted citations)": 1,
         "records screened": 5,
@@ -193,7 +193,12 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
         "trials included": 1,
         "reports of included trials": 2,
     }
-    # the flow adds up: screened = excluded + awaiting + included
+    # the flow adds up: identified = duplicates + deleted + screened, and
+    # screened = excluded + awaiting + included
+    assert rows["records identified (PubMed)"] == (
+        rows["duplicates removed"]
+        + rows["records removed before screening (deleted citations)"]
+        + rows["records screened"])
     assert rows["records screened"] == (rows["records excluded by automation"]
                                         + rows["records excluded by curators"]
                                         + rows["records awaiting screening"]
@@ -385,7 +390,7 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
     table = read_csv(written[0].read_text())
     rows = {r["stage"]: int(r["count"]) for r in table}
     assert rows == {
-        "records identified (PubMed)": 6,
+        "records identified (PubMed)": 8,  # 6 PMIDs and 2 later versions of pmid 3
         "duplicates removed": 2,
         "records removed before screening (deleted citations)": 1,
         "records screened": 5,
