@@ -626,6 +626,10 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
     def hr(x: float | None) -> float | None:
         return round(math.exp(x), 6) if x is not None and math.isfinite(x) else None
 
+    # One trial has no between-trial variation to measure: its "prediction interval" is its
+    # CI and its I² a 0 by construction, which would tell the panel more than one trial can
+    # (the summary of findings shows "—" for both).
+    several = row.k is not None and row.k > 1
     return {
         "id": row.id,
         "k": row.k,
@@ -639,9 +643,10 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "hr_ci_high": hr(row.ci_high),
         "hr_text": format_hr(row.estimate, row.ci_low, row.ci_high),
         "pi_text": (f"{math.exp(row.pi_low):.2f}–{math.exp(row.pi_high):.2f}"
-                    if row.pi_low is not None and row.pi_high is not None else None),
+                    if several and row.pi_low is not None and row.pi_high is not None
+                    else None),
         "i2": row.i2,
-        "i2_text": f"{row.i2:.0f}%" if row.i2 is not None else "–",
+        "i2_text": f"{row.i2:.0f}%" if several and row.i2 is not None else "–",
         "tau2": row.tau2,
         "crosses_one": crosses_one(row.ci_low, row.ci_high),
         "inputs_hash": row.inputs_hash,

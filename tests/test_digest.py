@@ -588,3 +588,27 @@ def test_cli_digest_out_that_cannot_be_written_is_one_line(db_url: str, tmp_path
     assert (tmp_path / "folder").is_dir() and (tmp_path / "file").read_text() == "x"
     assert (tmp_path / "link.html").is_symlink()
     assert (tmp_path / "elsewhere.html").read_text() == "kept"
+
+
+def test_one_trial_has_no_prediction_interval_or_i2(ctx) -> None:  # type: ignore[no-untyped-def]
+    """A single trial's fit returns a "prediction interval" equal to its CI and I² = 0%: the
+    digest must not show them as if one trial said anything about heterogeneity (the summary
+    of findings shows "—" for both)."""
+    one = pooled("ixa_os_post_asct", "Ixazomib, OS, post-ASCT",
+                 [("TOURMALINE-MM3", 1.025, 0.1336)])
+    one.pi_low, one.pi_high, one.q_p = one.ci_low, one.ci_high, 1.0  # as the fit stores k=1
+    two = pooled("len_pfs_post_asct", "Lenalidomide, PFS, post-ASCT",
+                 [("CALGB 100104", 0.48, 0.12), ("IFM 2005-02", 0.50, 0.10)], i2=12.0)
+    two.pi_low, two.pi_high = two.ci_low - 0.1, two.ci_high + 0.1
+    with ctx.sessions() as s:
+        s.add_all([one, two])
+        s.commit()
+    digest = build_digest(ctx)
+    by_key = {a["key"]: a for a in digest.summary["analyses"]}
+    single = by_key["ixa_os_post_asct"]["new"]
+    assert single["pi_text"] is None and single["i2_text"] == "–"
+    assert by_key["len_pfs_post_asct"]["new"]["i2_text"] == "12%"
+    assert by_key["len_pfs_post_asct"]["new"]["pi_text"] is not None
+    # the HTML has one prediction-interval row: the two-trial analysis'
+    assert digest.html.count("95% prediction interval") == 1
+    assert "I²: - -> –; k: - -> 1" in digest.text
