@@ -499,14 +499,17 @@ def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
         f"{n[AUTOMATION_STAGE]} excluded by the classifier, "
         f"{n[CURATORS_STAGE]} by curators; "
         f"{n[AWAITING_STAGE]} awaiting"
-        + (f", {n[CONFLICT_STAGE]} in conflict awaiting resolution." if CONFLICT_STAGE in n
-           else "."),
+        + (f", {n[CONFLICT_STAGE]} in conflict awaiting resolution" if CONFLICT_STAGE in n
+           else "")
+        # the records that passed complete the sum: screened = excluded + awaiting + these
+        + f"; {n[INCLUDED_STAGE]} included (or marked maybe) for the full text.",
         *([f"Full text: {n[INCLUDED_STAGE]} reports sought; {n[NOT_RETRIEVED_STAGE]} not "
            f"retrieved, {n[FULLTEXT_AWAITING_STAGE]} awaiting assessment; "
            f"{n[ASSESSED_STAGE]} assessed: {n[ELIGIBLE_STAGE]} eligible, "
            f"{n[FULLTEXT_EXCLUDED_STAGE]} excluded."] if ASSESSED_STAGE in n else []),
-        f"Included: {n[INCLUDED_STAGE]} records; {n[TRIALS_STAGE]} trials with "
-        f"{n[REPORTS_STAGE]} reports.",
+        # The studies included are the trials; the records that passed title/abstract
+        # screening are the reports sought above, not the review's included studies.
+        f"Included: {n[TRIALS_STAGE]} trials with {n[REPORTS_STAGE]} reports.",
         "",
     ]
     return "\n".join(lines)

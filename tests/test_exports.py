@@ -205,7 +205,14 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
                                         + rows["records included"])
     md = written[1].read_text()
     assert "| records included | 2 |" in md
-    assert "Included: 2 records; 1 trials with 2 reports." in md
+    # each line adds up, and only the trials are called included (the 2 records passed
+    # title/abstract screening: they are the reports sought for the full text)
+    assert ("Identification: 8 records from PubMed (2 duplicate retrievals merged, 1 deleted "
+            "citations removed).") in md
+    assert ("Screening: 5 screened; 1 excluded by the classifier, 1 by curators; 1 awaiting; "
+            "2 included (or marked maybe) for the full text.") in md
+    assert "Included: 1 trials with 2 reports." in md
+    assert "Included: 2 records" not in md
     assert ("Full text: 2 reports sought; 0 not retrieved, 2 awaiting assessment; 0 assessed: "
             "0 eligible, 0 excluded.") in md
 
@@ -409,7 +416,8 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
         == stages.index("records awaiting screening") - 1
     md = written[1].read_text()
     assert "| records in conflict awaiting resolution | 1 |" in md
-    assert "1 awaiting, 1 in conflict awaiting resolution." in md
+    assert ("1 awaiting, 1 in conflict awaiting resolution; 2 included (or marked maybe) for "
+            "the full text.") in md
     # single screening, same database: no conflict line, the conflict is awaiting screening
     with ctx.sessions() as s:
         single = {stage: n for stage, n, _ in prisma_counts(s)}
@@ -417,7 +425,7 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
     assert single["records awaiting screening"] == 2 and _flow_adds_up(single)
     [single_md] = [p for p in export(ctx, "prisma", tmp_path / "single.csv")
                    if p.suffix == ".md"]
-    assert "2 awaiting." in single_md.read_text()
+    assert "2 awaiting; 2 included" in single_md.read_text()
 
 
 # ----------------------------------------------------------------------------- --out
