@@ -22,7 +22,8 @@ and every domain says what it looked at:
   includes no effect (HR 1), and once when it excludes HR 1 (no effect) but the optimal information
   size is not reached — taken as the heterogeneity-adjusted required information of the
   sequential monitoring (``reports.sequential``), unless the Z-curve has crossed its
-  monitoring boundary, which is the stricter test the information size stands in for.
+  monitoring boundary (and is not back inside it), which is the stricter test the information
+  size stands in for.
 * **Publication bias** — never rated down by rule: with fewer than 10 trials a funnel plot or
   an asymmetry test cannot detect it (Sterne et al., BMJ 2011), and with more an asymmetric
   funnel has other causes too (heterogeneity, chance, small trials done differently). The
@@ -33,6 +34,7 @@ and every domain says what it looked at:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import Any
 
 from reports.small_study import ASYMMETRY_P, p_text
@@ -106,16 +108,36 @@ def _imprecision(hr_low: float, hr_high: float,
                 "provisional": True,
                 "provisional_reason": "no information size to compare with"}
     fraction = float(monitoring.get("fraction") or 0.0)
-    if monitoring.get("status") == "firm_evidence":
+    firm = monitoring.get("status") == "firm_evidence"
+    if firm and not _back_inside(monitoring):
         return {**base, "downgrade": 0,
                 "reason": f"{ci} excludes HR 1 (no effect) and the Z-curve crossed its monitoring "
                           "boundary"}
     if fraction < 1.0:
         return {**base, "downgrade": 1,
                 "reason": f"{ci} excludes HR 1 (no effect), but only {100 * fraction:.0f}% of the "
-                          "optimal information size is reached (sequential monitoring)"}
+                          "optimal information size is reached (sequential monitoring)"
+                          + ("; the Z-curve crossed its monitoring boundary earlier but is back "
+                             "inside it" if firm else "")}
     return {**base, "downgrade": 0,
             "reason": f"{ci} excludes HR 1 (no effect); the optimal information size is reached"}
+
+
+def _back_inside(monitoring: dict[str, Any]) -> bool:
+    """Whether a Z-curve that crossed its boundary has since fallen back inside it (the rule of
+    ``reports.sequential``'s sentence: the latest boundary, or the conventional limit where
+    none applies). Later evidence that pulls the curve back undoes the firm evidence the
+    crossing stood for, so it no longer stands in for the optimal information size. A view
+    without a latest Z (stored before it had one) keeps its crossing."""
+    z = monitoring.get("z")
+    if z is None:
+        return False
+    looks = monitoring.get("looks") or []
+    limit = looks[-1].get("boundary") if looks else monitoring.get("boundary")
+    if limit is None:
+        alpha = float((monitoring.get("plan") or {}).get("alpha") or 0.05)
+        limit = NormalDist().inv_cdf(1 - alpha / 2)
+    return abs(float(z)) < float(limit)
 
 
 def _publication_bias(k: int, small_study: dict[str, Any] | None) -> dict[str, Any]:

@@ -105,6 +105,32 @@ def test_imprecision(lo: float, hi: float, monitoring: dict, down: int) -> None:
     assert d["downgrade"] == down, d["reason"]
 
 
+def test_a_crossing_the_curve_has_fallen_back_from_is_not_firm() -> None:
+    """A large null trial pulls the Z-curve back inside its boundary after an early crossing
+    (status firm_evidence, the sentence says "back inside"): short of the optimal information
+    size, imprecision is rated down again, as without the crossing."""
+    from reports.sequential import MonitoringPlan, monitor
+
+    def steps(studies: list[tuple[float, float]]) -> list[dict]:
+        return [{"date": f"{2005 + i}-12-31", "date_label": str(2005 + i), "k": i + 1,
+                 "studies": [{"trial": f"T{j}", "estimate_id": j, "yi": y, "sei": s}
+                             for j, (y, s) in enumerate(studies[:i + 1])]}
+                for i in range(len(studies))]
+
+    back = monitor(steps([(-1.0, 0.2), (0.05, 0.12)]), MonitoringPlan(), method="FE")
+    assert back is not None and back["status"] == "firm_evidence"
+    assert "back inside" in back["text"] and back["fraction"] < 1
+    d = domain(suggest(hr_ci_low=0.65, hr_ci_high=0.97, monitoring=back), "imprecision")
+    assert d["downgrade"] == 1, d["reason"]
+    assert "back inside" in d["reason"]
+    # still beyond the boundary: the crossing stands in for the information size
+    still = monitor(steps([(-1.0, 0.2), (-0.6, 0.12)]), MonitoringPlan(), method="FE")
+    assert still is not None and still["status"] == "firm_evidence"
+    assert "back inside" not in still["text"] and still["fraction"] < 1
+    kept = domain(suggest(hr_ci_low=0.45, hr_ci_high=0.75, monitoring=still), "imprecision")
+    assert kept["downgrade"] == 0, kept["reason"]
+
+
 def test_imprecision_without_a_plan_is_provisional() -> None:
     result = suggest(monitoring=None)
     assert domain(result, "imprecision")["provisional"] and result["provisional"]
