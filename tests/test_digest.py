@@ -612,3 +612,34 @@ def test_one_trial_has_no_prediction_interval_or_i2(ctx) -> None:  # type: ignor
     # the HTML has one prediction-interval row: the two-trial analysis'
     assert digest.html.count("95% prediction interval") == 1
     assert "I²: - -> –; k: - -> 1" in digest.text
+
+
+def test_a_renamed_trial_is_said_renamed_not_added_and_removed(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Renaming a pooled trial (Edit trial) changes its label in the next snapshot: matched by
+    its trial id it is the same trial, not a new one joining and another leaving; its new
+    estimate and RoB 2 change are still named."""
+    def snapshot(label: str, hr: float, estimate_id: int, rob: str | None) -> PooledResult:
+        row = pooled("dara_pfs", "Daratumumab, PFS",
+                     [("CASSIOPEIA", 0.45, 0.12), (label, hr, 0.15)])
+        row.inputs = [{**i, "trial_id": n, "subgroup": "post_asct", "estimate_id": 10 * n + (
+            estimate_id if n == 2 else 0), "risk_of_bias": rob if n == 2 else "low"}
+            for n, i in enumerate(row.inputs or [], start=1)]
+        return row
+
+    with ctx.sessions() as s:
+        s.add(snapshot("Tab\tName", 0.80, 1, None))
+        s.commit()
+    build_digest(ctx)
+    with ctx.sessions() as s:
+        s.add(snapshot("Pipe | Trial", 0.75, 2, "high"))
+        s.commit()
+    digest = build_digest(ctx)
+    (entry,) = [a for a in digest.summary["analyses"] if a["key"] == "dara_pfs"]
+    assert entry["status"] == "updated"
+    assert entry["renamed_trials"] == [{"old": "Tab\tName", "new": "Pipe | Trial"}]
+    assert entry["added_trials"] == [] and entry["removed_trials"] == []
+    assert [t["label"] for t in entry["changed_trials"]] == ["Pipe | Trial"]
+    assert entry["bias_changes"] == ["Pipe | Trial: high (was: not assessed)"]
+    assert "Renamed (the same trial): Tab\tName → Pipe | Trial" in digest.text
+    assert "Newly added" not in digest.text and "No longer pooled" not in digest.text
+    assert "Renamed (the same trial): Tab\tName → Pipe | Trial" in digest.html
