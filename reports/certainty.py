@@ -72,14 +72,31 @@ def _risk_of_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "provisional_reason": "most of the weight has no agreed risk-of-bias assessment"}
 
 
+def _beside(value: float, threshold: float, digits: int, *, at_or_below: bool = False) -> str:
+    """``value`` rounded to ``digits`` decimals, or to more where that rounding would put it on
+    the other side of ``threshold`` — of ``value >= threshold``, or with ``at_or_below`` of
+    ``value <= threshold`` — (I² 49.6% is not "50%" when 50% rates down, a CI limit of 0.997
+    is not "1.00" when the CI is said to exclude 1): the reason must not contradict the rule
+    it applies."""
+    def side(x: float) -> bool:
+        return x <= threshold if at_or_below else x >= threshold
+
+    for d in range(digits, digits + 6):
+        text = f"{value:.{d}f}"
+        if side(float(text)) == side(value):
+            return text
+    return repr(value)
+
+
 def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any]:
     base = {"domain": "inconsistency", "label": "Inconsistency", "provisional": False}
     if k < 2 or i2 is None:
         return {**base, "downgrade": 0, "reason": "not applicable: one trial"}
-    q_text = f"Q p = {q_p:.2f}" if q_p is not None else "Q p n/a"
+    q_text = f"Q p = {_beside(q_p, 0.10, 2)}" if q_p is not None else "Q p n/a"
+    reason = f"I² = {_beside(i2, 50, 0)}%, {q_text}"
     if i2 >= 50 and q_p is not None and q_p < 0.10:
-        return {**base, "downgrade": 1, "reason": f"I² = {i2:.0f}%, {q_text}"}
-    return {**base, "downgrade": 0, "reason": f"I² = {i2:.0f}%, {q_text}"}
+        return {**base, "downgrade": 1, "reason": reason}
+    return {**base, "downgrade": 0, "reason": reason}
 
 
 def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -97,7 +114,12 @@ def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _imprecision(hr_low: float, hr_high: float,
                  monitoring: dict[str, Any] | None) -> dict[str, Any]:
     base = {"domain": "imprecision", "label": "Imprecision", "provisional": False}
-    ci = f"95% CI {hr_low:.2f}–{hr_high:.2f}"
+    # Each limit keeps, in the text, its side of the thresholds the rules below compare it
+    # with: the lower one of HR ≤ 0.75 and HR ≤ 1, the upper one of HR ≥ 1 and HR ≥ 1.25.
+    low = max((_beside(hr_low, t, 2, at_or_below=True) for t in (APPRECIABLE_BENEFIT, 1.0)),
+              key=len)
+    high = max((_beside(hr_high, t, 2) for t in (1.0, APPRECIABLE_HARM)), key=len)
+    ci = f"95% CI {low}–{high}"
     if hr_low <= APPRECIABLE_BENEFIT and hr_high >= APPRECIABLE_HARM:
         return {**base, "downgrade": 2,
                 "reason": f"{ci} includes appreciable benefit and appreciable harm"}
