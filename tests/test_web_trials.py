@@ -15,7 +15,7 @@ from test_web import as_role, csrf_from, db
 from test_web_api import _token
 from test_web_evidence import _estimates, _post_estimate, _trial, verified_by_second_person
 
-from store.models import AuditLog, Estimate, Trial, utcnow
+from store.models import AuditLog, Estimate, Trial, TrialReport, utcnow
 
 app = test_web.app
 users = test_web.users
@@ -256,6 +256,29 @@ def test_a_data_cut_in_the_future_is_refused(app: Any, users: dict[str, str]) ->
     today = _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
                            data_cut=utcnow().date().isoformat())
     assert today.status_code == 303
+
+
+def test_a_data_cut_after_its_report_was_published_is_refused(app: Any,
+                                                            users: dict[str, str]) -> None:
+    """A cut typed 2025 for a report of 2024 cannot be right, and as the trial's latest cut it
+    would replace the real latest one in every analysis."""
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)  # its report is from 2024
+    with db(app) as session:
+        (report,) = session.exec(select(TrialReport).where(TrialReport.trial_id == trial_id))
+        assert report.year == 2024
+    refused = _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                             data_cut="2025-01-31", report_id=str(report.id))
+    assert refused.status_code == 400
+    assert ("2025-01-31 is after the year of its report (2024): a report cannot give a data "
+            "cut later than its publication") in html.unescape(refused.text)
+    assert _estimates(app) == []
+    for cut in ("2024-06-30", "2023-12-31"):
+        assert _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                              data_cut=cut, report_id=str(report.id)).status_code == 303
+    # without a report there is no year to compare with
+    assert _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                          data_cut="2025-01-31").status_code == 303
 
 
 # ----------------------------------------------------------------------------- the API

@@ -214,6 +214,15 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         # The latest cut of a trial is the one pooled: a date typed a century ahead would
         # replace every real later cut, for good.
         r.errors["data_cut"] = f"{cut.isoformat()} is in the future: a data cut has happened"
+    report = next((rep for rep in reports if rep.id == report_id), None)
+    if cut is not None and "data_cut" not in r.errors and report is not None \
+            and report.year is not None and cut.year > report.year:
+        # A report cannot print data collected after it was published: such a cut is a typo
+        # (2021 for 2012), and as the trial's latest cut it would replace the real one.
+        r.errors["data_cut"] = (
+            f"{cut.isoformat()} is after the year of its report ({report.year}): a report "
+            "cannot give a data cut later than its publication; check the date, or choose "
+            "the report that gives this cut")
     if values["setting"] and (problem := setting_problem(trial, values["setting"])):
         r.errors["setting"] = problem
     method = r.choice("method", METHODS, default="reported_ci")
