@@ -127,6 +127,33 @@ def test_new_trial_refuses_a_too_long_regimen(app: Any, users: dict[str, str]) -
     assert "Regimen is longer than 200 characters" in response.text
 
 
+def test_one_line_fields_refuse_line_breaks_and_tabs(app: Any, api: TestClient,
+                                                     users: dict[str, str]) -> None:
+    """A tab or a line break in a trial's name cannot be seen in the form; it split the name
+    in the forest plot (a glyph the font lacks), the digest and the exports."""
+    curator = as_role(app, users, "curator")
+    response = curator.post("/trials/new", data={
+        **FORM, "name": "Tab\tName", "comparator": "placebo\nobservation",
+        "csrf_token": csrf_from(curator.get("/trials/new").text)})
+    assert response.status_code == 400
+    text = html.unescape(response.text)
+    assert "Name must be one line: no line breaks, tabs or control characters" in text
+    assert "Comparator must be one line" in text
+    trial_id = _trial(app)
+    headers = _token(app, users["curator"])
+    patched = api.patch(f"/api/trials/{trial_id}", headers=headers,
+                        json={"name": "Smith\r\nLine two"})
+    assert patched.status_code == 400
+    assert patched.json()["error"].startswith("name: must be one line")
+    refused = _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                             data_cut_label="median follow-up\n34 months")
+    assert refused.status_code == 400 and "must be one line" in refused.text
+    assert _estimates(app) == [] and _stored(app, trial_id).name == "TEST-1"
+    # text with letters of any script, quotes and a non-breaking space is one line
+    assert _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                          data_cut_label="Müller α ≥ 65\u00a0y “final”").status_code == 303
+
+
 def test_viewers_cannot_edit_and_the_form_needs_its_token(app: Any,
                                                           users: dict[str, str]) -> None:
     trial_id = _trial(app)

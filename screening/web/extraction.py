@@ -83,6 +83,16 @@ class _Reader:
             return None
         return value or None
 
+    def line(self, name: str, *, max_len: int = 500) -> str | None:
+        """A one-line field (a name, a label, a citation): :meth:`text` that refuses line
+        breaks, tabs and other control characters. They cannot be seen in the form, and
+        would split a name across lines in the forest plot, the digest and the exports."""
+        value = self.text(name, max_len=max_len)
+        if value is not None and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+            self.errors[name] = "must be one line: no line breaks, tabs or control characters"
+            return None
+        return value
+
     def lines(self, name: str, *, max_len: int) -> str | None:
         """A textarea's text, stripped, with the browser's CRLF line ends made LF (the
         curator typed lines, not line-end characters)."""
@@ -199,15 +209,15 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         "endpoint": r.choice("endpoint", ENDPOINTS),
         "setting": r.choice("setting", SETTINGS, default=trial.setting),
         # None when blank: save_estimate fills in the trial's comparison (it has the session)
-        "comparison": r.text("comparison", max_len=200),
+        "comparison": r.line("comparison", max_len=200),
         "data_cut": r.day("data_cut"),
-        "data_cut_label": r.text("data_cut_label", max_len=200),
+        "data_cut_label": r.line("data_cut_label", max_len=200),
         "n_maintenance": r.integer("n_maintenance", minimum=1),
         "n_control": r.integer("n_control", minimum=1),
         "events": r.integer("events", minimum=1),
         "verified": r.flag("verified"),
         "notes": r.text("notes", max_len=4000),
-        "citation": r.text("citation", max_len=1000),
+        "citation": r.line("citation", max_len=1000),
     }
     cut = values["data_cut"]
     if cut is not None and cut > utcnow().date():
