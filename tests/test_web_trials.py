@@ -5,6 +5,7 @@ and database."""
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 import pytest
@@ -306,6 +307,24 @@ def test_a_data_cut_after_its_report_was_published_is_refused(app: Any,
     # without a report there is no year to compare with
     assert _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
                           data_cut="2025-01-31").status_code == 303
+
+
+def test_a_reported_hr_is_stored_as_printed(app: Any, api: TestClient,
+                                           users: dict[str, str]) -> None:
+    """0.35 is stored as 0.35, not exp(log(0.35)) = 0.3499999999999999, which the API and
+    every export that prints the stored HR would show; an inverted one as 1/HR."""
+    trial_id = _trial(app)
+    headers = _token(app, users["curator"])
+    for body in ({"hr": "0.35", "ci_low": "0.15", "ci_high": "0.82"},
+                 {"hr": "2.0", "ci_low": "1.25", "ci_high": "3.2",
+                  "orientation": "control_vs_maint"}):
+        response = api.post("/api/estimates", headers=headers,
+                            json={"trial_id": trial_id, "endpoint": "PFS", **body})
+        assert response.status_code == 201, response.text
+    printed, inverted = _estimates(app)
+    assert (printed.hr, printed.ci_low, printed.ci_high) == (0.35, 0.15, 0.82)
+    assert (inverted.hr, inverted.ci_low, inverted.ci_high) == (0.5, 1 / 3.2, 0.8)
+    assert math.isclose(printed.log_hr, math.log(0.35))
 
 
 # ----------------------------------------------------------------------------- the API

@@ -253,12 +253,13 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         derived = _from_km_curves(r, inputs)
     if r.errors or derived is None:
         raise FieldErrors(r.errors or {"method": "choose how the HR was reported"})
-    limits: tuple[float, float] | None = None
+    printed: tuple[float, float, float] | None = None
     if isinstance(derived, tuple):
-        derived, limits = derived
-    ci_low, ci_high = limits if limits else (derived.ci_low, derived.ci_high)
+        derived, printed = derived
+    hr, ci_low, ci_high = printed if printed else (math.exp(derived.log_hr), derived.ci_low,
+                                                   derived.ci_high)
     notes = "\n".join(n for n in (values["notes"], getattr(derived, "notes", "")) if n) or None
-    values.update(hr=math.exp(derived.log_hr), ci_low=ci_low, ci_high=ci_high,
+    values.update(hr=hr, ci_low=ci_low, ci_high=ci_high,
                   log_hr=derived.log_hr, se=derived.se, method=derived.method,
                   approximate=bool(derived.approximate), notes=notes,
                   derivation_inputs=None if derived.method == "reported_ci" else inputs)
@@ -297,10 +298,11 @@ def _from_ci(r: _Reader, orientation: str | None) -> Any:
         return None
     derived = _derive(r, "hr", "from_ci", _raw(r, "hr"), _raw(r, "ci_low"), _raw(r, "ci_high"),
                       orientation=orientation)
-    # Keep the CI as printed (inverted when entered the other way round) rather than the
-    # symmetric one implied by log HR ± 1.96 SE.
-    limits = (lo, hi) if orientation == "maint_vs_control" else (1 / hi, 1 / lo)
-    return None if derived is None else (derived, limits)
+    # Keep the HR and CI as printed (inverted when entered the other way round) rather than
+    # exp(log HR), which gives 0.3499999999999999 for a printed 0.35, and the symmetric CI
+    # implied by log HR ± 1.96 SE.
+    printed = (hr, lo, hi) if orientation == "maint_vs_control" else (1 / hr, 1 / hi, 1 / lo)
+    return None if derived is None else (derived, printed)
 
 
 def _favours(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> str | None:
