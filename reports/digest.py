@@ -715,7 +715,7 @@ def _input_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _changed_trials(before: dict[str, Any], now: dict[str, Any],
-                    renamed: dict[str, str] | None = None) -> list[dict[str, str]]:
+                    renamed: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Trials pooled before and now whose estimate changed (a new data cut replaced the old
     one, or a correction): each with its estimate then and now. Nothing is claimed against a
     digest stored before the estimates were kept. ``renamed``: as for :func:`_bias_changes`."""
@@ -723,10 +723,21 @@ def _changed_trials(before: dict[str, Any], now: dict[str, Any],
     if not isinstance(old, dict) or not isinstance(new, dict):
         return []
     was = _old_label(renamed)
-    return [{"label": label, "old": old[was(label)]["text"], "new": view["text"]}
+    return [{"label": label, "old": old[was(label)]["text"], "new": view["text"],
+             # An estimate entered before the one it replaces: the later one was withdrawn
+             # (or unverified), and the trial went back to an earlier one. Said, so that
+             # nobody reads it as a new data cut.
+             "back": _entered_before(view.get("estimate_id"),
+                                     old[was(label)].get("estimate_id"))}
             for label, view in new.items()
             if was(label) in old
             and old[was(label)].get("estimate_id") != view.get("estimate_id")]
+
+
+def _entered_before(now: Any, then: Any) -> bool:
+    """Whether estimate ``now`` was entered before ``then`` (ids grow with entry: a new data
+    cut or a correction always has a larger one); False when either is unknown."""
+    return isinstance(now, int) and isinstance(then, int) and now < then
 
 
 def _certainty_text(row: PooledResult) -> str | None:

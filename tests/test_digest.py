@@ -215,11 +215,24 @@ def test_a_new_data_cut_of_a_pooled_trial_is_named(ctx) -> None:  # type: ignore
     assert entry["changed_trials"] == [{
         "label": "CALGB 100104",
         "old": "HR 0.48 (0.38–0.61), data cut median follow-up 34 months",
-        "new": "HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>"}]
+        "new": "HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>", "back": False}]
     assert ("New estimate: CALGB 100104: HR 0.48 (0.38–0.61), data cut median follow-up 34 "
             "months → HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>") in second.text
     assert "&lt;b&gt;91 months&lt;/b&gt;" in second.html and "<b>91" not in second.html
     assert "IFM 2005-02:" not in second.text  # its estimate did not change
+    assert "back to an earlier estimate" not in second.text
+
+    # the 2017 cut is withdrawn: the trial goes back to the 2012 one, which is not new
+    with ctx.sessions() as s:
+        s.add(analysis((3, 0.48, "median follow-up 34 months")))
+        s.commit()
+    third = build_digest(ctx)
+    (entry,) = third.summary["analyses"]
+    assert [(t["label"], t["back"]) for t in entry["changed_trials"]] == [("CALGB 100104", True)]
+    assert ("data cut 2017 update <b>91 months</b> → HR 0.48 (0.38–0.61), data cut median "
+            "follow-up 34 months (back to an earlier estimate: the later one was withdrawn or "
+            "unverified)") in third.text
+    assert "(back to an earlier estimate" in third.html
 
 
 def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ignore[no-untyped-def]
