@@ -67,9 +67,11 @@ def absolute_effect(*, hr: float, hr_ci_low: float, hr_ci_high: float, event_fre
 
 
 def _count(diff: float) -> str:
-    """A difference per 1000 in GRADE's words: "170 fewer", "20 more", "0 fewer"."""
-    n = round(diff)
-    return f"{abs(n)} more" if n > 0 else f"{abs(n)} fewer"
+    """A difference per 1000 in GRADE's words: "170 fewer", "20 more", "0 fewer". The word
+    follows the unrounded difference: 0.4 more per 1000 (an HR above 1 at a low risk) is
+    "0 more", not "0 fewer", which would turn a harm into a benefit."""
+    n = abs(round(diff))
+    return f"{n} more" if diff > 0 else f"{n} fewer"
 
 
 def _months(months: float) -> str:

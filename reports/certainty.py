@@ -22,7 +22,8 @@ and every domain says what it looked at:
   includes no effect (HR 1), and once when it excludes HR 1 (no effect) but the optimal information
   size is not reached — taken as the heterogeneity-adjusted required information of the
   sequential monitoring (``reports.sequential``), unless the Z-curve has crossed its
-  monitoring boundary, which is the stricter test the information size stands in for.
+  monitoring boundary (and is not back inside it), which is the stricter test the information
+  size stands in for.
 * **Publication bias** — never rated down by rule: with fewer than 10 trials a funnel plot or
   an asymmetry test cannot detect it (Sterne et al., BMJ 2011), and with more an asymmetric
   funnel has other causes too (heterogeneity, chance, small trials done differently). The
@@ -33,6 +34,7 @@ and every domain says what it looked at:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import Any
 
 from reports.small_study import ASYMMETRY_P, p_text
@@ -70,14 +72,31 @@ def _risk_of_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "provisional_reason": "most of the weight has no agreed risk-of-bias assessment"}
 
 
+def _beside(value: float, threshold: float, digits: int, *, at_or_below: bool = False) -> str:
+    """``value`` rounded to ``digits`` decimals, or to more where that rounding would put it on
+    the other side of ``threshold`` — of ``value >= threshold``, or with ``at_or_below`` of
+    ``value <= threshold`` — (I² 49.6% is not "50%" when 50% rates down, a CI limit of 0.997
+    is not "1.00" when the CI is said to exclude 1): the reason must not contradict the rule
+    it applies."""
+    def side(x: float) -> bool:
+        return x <= threshold if at_or_below else x >= threshold
+
+    for d in range(digits, digits + 6):
+        text = f"{value:.{d}f}"
+        if side(float(text)) == side(value):
+            return text
+    return repr(value)
+
+
 def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any]:
     base = {"domain": "inconsistency", "label": "Inconsistency", "provisional": False}
     if k < 2 or i2 is None:
         return {**base, "downgrade": 0, "reason": "not applicable: one trial"}
-    q_text = f"Q p = {q_p:.2f}" if q_p is not None else "Q p n/a"
+    q_text = f"Q p = {_beside(q_p, 0.10, 2)}" if q_p is not None else "Q p n/a"
+    reason = f"I² = {_beside(i2, 50, 0)}%, {q_text}"
     if i2 >= 50 and q_p is not None and q_p < 0.10:
-        return {**base, "downgrade": 1, "reason": f"I² = {i2:.0f}%, {q_text}"}
-    return {**base, "downgrade": 0, "reason": f"I² = {i2:.0f}%, {q_text}"}
+        return {**base, "downgrade": 1, "reason": reason}
+    return {**base, "downgrade": 0, "reason": reason}
 
 
 def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -95,7 +114,12 @@ def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _imprecision(hr_low: float, hr_high: float,
                  monitoring: dict[str, Any] | None) -> dict[str, Any]:
     base = {"domain": "imprecision", "label": "Imprecision", "provisional": False}
-    ci = f"95% CI {hr_low:.2f}–{hr_high:.2f}"
+    # Each limit keeps, in the text, its side of the thresholds the rules below compare it
+    # with: the lower one of HR ≤ 0.75 and HR ≤ 1, the upper one of HR ≥ 1 and HR ≥ 1.25.
+    low = max((_beside(hr_low, t, 2, at_or_below=True) for t in (APPRECIABLE_BENEFIT, 1.0)),
+              key=len)
+    high = max((_beside(hr_high, t, 2) for t in (1.0, APPRECIABLE_HARM)), key=len)
+    ci = f"95% CI {low}–{high}"
     if hr_low <= APPRECIABLE_BENEFIT and hr_high >= APPRECIABLE_HARM:
         return {**base, "downgrade": 2,
                 "reason": f"{ci} includes appreciable benefit and appreciable harm"}
@@ -106,16 +130,36 @@ def _imprecision(hr_low: float, hr_high: float,
                 "provisional": True,
                 "provisional_reason": "no information size to compare with"}
     fraction = float(monitoring.get("fraction") or 0.0)
-    if monitoring.get("status") == "firm_evidence":
+    firm = monitoring.get("status") == "firm_evidence"
+    if firm and not _back_inside(monitoring):
         return {**base, "downgrade": 0,
                 "reason": f"{ci} excludes HR 1 (no effect) and the Z-curve crossed its monitoring "
                           "boundary"}
     if fraction < 1.0:
         return {**base, "downgrade": 1,
                 "reason": f"{ci} excludes HR 1 (no effect), but only {100 * fraction:.0f}% of the "
-                          "optimal information size is reached (sequential monitoring)"}
+                          "optimal information size is reached (sequential monitoring)"
+                          + ("; the Z-curve crossed its monitoring boundary earlier but is back "
+                             "inside it" if firm else "")}
     return {**base, "downgrade": 0,
             "reason": f"{ci} excludes HR 1 (no effect); the optimal information size is reached"}
+
+
+def _back_inside(monitoring: dict[str, Any]) -> bool:
+    """Whether a Z-curve that crossed its boundary has since fallen back inside it (the rule of
+    ``reports.sequential``'s sentence: the latest boundary, or the conventional limit where
+    none applies). Later evidence that pulls the curve back undoes the firm evidence the
+    crossing stood for, so it no longer stands in for the optimal information size. A view
+    without a latest Z (stored before it had one) keeps its crossing."""
+    z = monitoring.get("z")
+    if z is None:
+        return False
+    looks = monitoring.get("looks") or []
+    limit = looks[-1].get("boundary") if looks else monitoring.get("boundary")
+    if limit is None:
+        alpha = float((monitoring.get("plan") or {}).get("alpha") or 0.05)
+        limit = NormalDist().inv_cdf(1 - alpha / 2)
+    return abs(float(z)) < float(limit)
 
 
 def _publication_bias(k: int, small_study: dict[str, Any] | None) -> dict[str, Any]:

@@ -397,6 +397,9 @@ def _compare_analyses(
         after = new.get(key)
         before = _pooled_view(old[key]) if key in old else prev_views.get(key)
         now = _pooled_view(after) if after is not None else None
+        # A trial renamed between the two snapshots is the same trial: matched by its id, it
+        # is said to be renamed, not to have joined and left.
+        renamed = _renamed_trials(before, now)
         if now is None:
             status = "removed"
         elif before is None:
@@ -416,21 +419,24 @@ def _compare_analyses(
             "crossing": _crossing_change(before, now),
             "monitoring_change": _monitoring_change(before, now),
             "small_study_change": _small_study_change(before, now),
-            "bias_changes": _bias_changes(before, now),
+            "bias_changes": _bias_changes(before, now, renamed),
+            "renamed_trials": [{"old": o, "new": n} for o, n in renamed.items()],
             # Updated with the same numbers (a risk-of-bias judgment or a flag of an input
             # changed): said in the heading, so nobody looks for the difference in the HR.
             "same_numbers": (status == "updated" and before is not None and now is not None
                              and _same_numbers(before, now)),
             "added_trials": [],
             "removed_trials": [],
-            "changed_trials": (_changed_trials(before, now)
+            "changed_trials": (_changed_trials(before, now, renamed)
                                if before is not None and now is not None else []),
         }
         if after is not None and status != "unchanged":
             old_labels = set(before["trials"]) if before is not None else set()
             new_studies = _studies(after)
-            entry["added_trials"] = [t for t in new_studies if t["label"] not in old_labels]
-            entry["removed_trials"] = sorted(old_labels - {t["label"] for t in new_studies})
+            entry["added_trials"] = [t for t in new_studies if t["label"] not in old_labels
+                                     and t["label"] not in renamed.values()]
+            entry["removed_trials"] = sorted(old_labels - {t["label"] for t in new_studies}
+                                             - set(renamed))
         out.append(entry)
     return out
 
@@ -474,17 +480,46 @@ def _crossing_change(before: dict[str, Any] | None, after: dict[str, Any] | None
 _ROB_WORDS = {"low": "low", "some_concerns": "some concerns", "high": "high", None: "not assessed"}
 
 
-def _bias_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
+def _bias_changes(before: dict[str, Any] | None, after: dict[str, Any] | None,
+                  renamed: dict[str, str] | None = None) -> list[str]:
     """The trials pooled in both snapshots whose RoB 2 judgment changed, in words ("CALGB
     100104: high (was: not assessed)"): such a change alone makes a new snapshot with the same
-    numbers, and the digest must say why the analysis is listed."""
+    numbers, and the digest must say why the analysis is listed. ``renamed`` maps a trial's
+    old label to its new one (:func:`_renamed_trials`)."""
     then = (before or {}).get("risk_of_bias")
     now = (after or {}).get("risk_of_bias")
     if then is None or now is None:
         return []
+    was = _old_label(renamed)
     return [f"{trial}: {_ROB_WORDS.get(judgment, judgment)} "
-            f"(was: {_ROB_WORDS.get(then[trial], then[trial])})"
-            for trial, judgment in now.items() if trial in then and then[trial] != judgment]
+            f"(was: {_ROB_WORDS.get(then[was(trial)], then[was(trial)])})"
+            for trial, judgment in now.items()
+            if was(trial) in then and then[was(trial)] != judgment]
+
+
+def _trial_keys(row: PooledResult) -> dict[str, str]:
+    """Each pooled study's label → the trial it is (id, and the stratum: a trial reported by
+    stratum is two studies of the all-settings analysis); studies stored without a trial id
+    (snapshots from before it was kept) are left out."""
+    return {str(i.get("trial")): f"{i['trial_id']}/{i.get('subgroup') or ''}"
+            for i in row.inputs or [] if isinstance(i, dict) and i.get("trial_id") is not None}
+
+
+def _renamed_trials(before: dict[str, Any] | None,
+                    now: dict[str, Any] | None) -> dict[str, str]:
+    """Old label → new label of each trial pooled in both views under another name (matched by
+    trial id and stratum; a view from a digest's stored summary has no ids: nothing is
+    matched)."""
+    then = (before or {}).get("trial_keys") or {}
+    new = {key: label for label, key in ((now or {}).get("trial_keys") or {}).items()}
+    return {label: new[key] for label, key in then.items()
+            if key in new and new[key] != label}
+
+
+def _old_label(renamed: dict[str, str] | None) -> Any:
+    """A function giving a study's label in the older view (its own unless it was renamed)."""
+    back = {n: o for o, n in (renamed or {}).items()}
+    return lambda label: back.get(label, label)
 
 
 def _monitoring_change(before: dict[str, Any] | None,
@@ -626,6 +661,10 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
     def hr(x: float | None) -> float | None:
         return round(math.exp(x), 6) if x is not None and math.isfinite(x) else None
 
+    # One trial has no between-trial variation to measure: its "prediction interval" is its
+    # CI and its I² a 0 by construction, which would tell the panel more than one trial can
+    # (the summary of findings shows "—" for both).
+    several = row.k is not None and row.k > 1
     return {
         "id": row.id,
         "k": row.k,
@@ -639,13 +678,15 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "hr_ci_high": hr(row.ci_high),
         "hr_text": format_hr(row.estimate, row.ci_low, row.ci_high),
         "pi_text": (f"{math.exp(row.pi_low):.2f}–{math.exp(row.pi_high):.2f}"
-                    if row.pi_low is not None and row.pi_high is not None else None),
+                    if several and row.pi_low is not None and row.pi_high is not None
+                    else None),
         "i2": row.i2,
-        "i2_text": f"{row.i2:.0f}%" if row.i2 is not None else "–",
+        "i2_text": f"{row.i2:.0f}%" if several and row.i2 is not None else "–",
         "tau2": row.tau2,
         "crosses_one": crosses_one(row.ci_low, row.ci_high),
         "inputs_hash": row.inputs_hash,
         "trials": [t["label"] for t in _studies(row)],
+        "trial_keys": _trial_keys(row),
         # Which estimate stands for each trial: a new data cut or a correction of a trial
         # already pooled changes this and nothing else the digest compares by trial.
         "inputs": {str(i.get("trial")): _input_view(i) for i in row.inputs or []
@@ -673,16 +714,30 @@ def _input_view(row: dict[str, Any]) -> dict[str, Any]:
     return {"estimate_id": row.get("estimate_id"), "text": text}
 
 
-def _changed_trials(before: dict[str, Any], now: dict[str, Any]) -> list[dict[str, str]]:
+def _changed_trials(before: dict[str, Any], now: dict[str, Any],
+                    renamed: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Trials pooled before and now whose estimate changed (a new data cut replaced the old
     one, or a correction): each with its estimate then and now. Nothing is claimed against a
-    digest stored before the estimates were kept."""
+    digest stored before the estimates were kept. ``renamed``: as for :func:`_bias_changes`."""
     old, new = before.get("inputs"), now.get("inputs")
     if not isinstance(old, dict) or not isinstance(new, dict):
         return []
-    return [{"label": label, "old": old[label]["text"], "new": view["text"]}
+    was = _old_label(renamed)
+    return [{"label": label, "old": old[was(label)]["text"], "new": view["text"],
+             # An estimate entered before the one it replaces: the later one was withdrawn
+             # (or unverified), and the trial went back to an earlier one. Said, so that
+             # nobody reads it as a new data cut.
+             "back": _entered_before(view.get("estimate_id"),
+                                     old[was(label)].get("estimate_id"))}
             for label, view in new.items()
-            if label in old and old[label].get("estimate_id") != view.get("estimate_id")]
+            if was(label) in old
+            and old[was(label)].get("estimate_id") != view.get("estimate_id")]
+
+
+def _entered_before(now: Any, then: Any) -> bool:
+    """Whether estimate ``now`` was entered before ``then`` (ids grow with entry: a new data
+    cut or a correction always has a larger one); False when either is unknown."""
+    return isinstance(now, int) and isinstance(then, int) and now < then
 
 
 def _certainty_text(row: PooledResult) -> str | None:

@@ -4,7 +4,8 @@ The CSV holds the inputs of the newest snapshot of each analysis (one row per st
 method and metafor ``test`` it was pooled with); the R script fits each analysis with
 ``rma()``, prints ``rma``/``predict``/``confint`` output and writes a results CSV with the same
 fields as ``mmlr pool --json``, so a statistician can check our numbers without trusting us;
-from three trials it also runs Egger's test and trim-and-fill (``reports.small_study``).
+from two trials it also writes the leave-one-out table (``leave1out``) beside it, and from
+three trials it runs Egger's test and trim-and-fill (``reports.small_study``).
 
 Each row also says how its log HR was obtained (``derivation``: reported_ci, p_value_events,
 o_minus_e, medians, km_curves; ``approximate``) and, for a derived one, what the curator typed,
@@ -66,11 +67,14 @@ CSV_COLUMNS = ("analysis", "label", "study", "estimate_id", "yi", "sei", "subgro
 R_SCRIPT = r"""# Reproduces every pooled analysis of mmlr with R metafor.
 # Usage: Rscript mmlr-metafor.R [mmlr-metafor.csv] [results.csv]
 # Each analysis: rma(yi, sei=sei, method=<as stored>, test=<knha|adhoc|z>) and predict(),
-# and from 3 trials Egger's test (regtest, model="lm") and trimfill().
+# from 2 trials the leave-one-out table (leave1out; written beside the results as
+# <results>-leave-one-out.csv), and from 3 trials Egger's test (regtest, model="lm") and
+# trimfill().
 # hksj = test="knha", hksj-adhoc = test="adhoc", wald = test="z".
 # The convergence tolerances are tightened so that tau^2 is the converged value; with
 # metafor's defaults the numbers agree to about 1e-5.
 """ + r_prologue("mmlr-metafor.csv", "mmlr-metafor-results.csv") + r"""
+loo <- list()
 for (key in unique(dat$analysis)) {
   d <- dat[dat$analysis == key, ]
   cat("\n==== ", key, " (", d$label[1], ")\n", sep = "")
@@ -82,6 +86,18 @@ for (key in unique(dat$analysis)) {
   p <- predict(res)
   pi.lb <- if (is.null(p$pi.lb)) NA else p$pi.lb
   pi.ub <- if (is.null(p$pi.ub)) NA else p$pi.ub
+  # Leave-one-out (mmlr's sensitivity table, from 2 trials): each study left out in turn,
+  # pooled with the analysis' own method and test (a single trial left: metafor's z test,
+  # as mmlr's).
+  if (res$k >= 2) {
+    l1 <- suppressWarnings(leave1out(res, control = list(threshold = 1e-12, tol = 1e-12,
+                                                           maxiter = 10000)))
+    print(l1)
+    loo[[length(loo) + 1]] <- data.frame(
+      analysis = key, omitted = l1$slab, estimate = l1$estimate, se = l1$se,
+      ci_low = l1$ci.lb, ci_high = l1$ci.ub, tau2 = l1$tau2, i2 = l1$I2, q = l1$Q,
+      q_p = l1$Qp)
+  }
   # Small-study effects (mmlr's funnel-plot view), from 3 trials with different SEs:
   # Egger's test and trim-and-fill. metafor 3.8's trimfill() prints a Wald CI whatever the
   # test; mmlr pools the augmented data with the analysis' own test, as the refit below.
@@ -109,6 +125,11 @@ for (key in unique(dat$analysis)) {
 }
 write.csv(do.call(rbind, rows), output, row.names = FALSE)
 cat("\nresults written to", output, "\n")
+if (length(loo) > 0) {
+  loo_output <- sub("(\\.csv)?$", "-leave-one-out.csv", output)
+  write.csv(do.call(rbind, loo), loo_output, row.names = FALSE)
+  cat("leave-one-out written to", loo_output, "\n")
+}
 
 # Re-derive every HR that was not reported with a CI, from the inputs the curator typed
 # (maintenance vs control; O-E entered for the control arm changes sign).

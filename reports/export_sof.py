@@ -83,7 +83,9 @@ def _row(p: PooledResult, absolute: dict[str, Any] | None) -> dict[str, Any]:
         "hr": hr_of(p.estimate), "hr_ci_low": hr_of(p.ci_low), "hr_ci_high": hr_of(p.ci_high),
         "hr_pi_low": hr_of(p.pi_low) if p.k > 1 else None,
         "hr_pi_high": hr_of(p.pi_high) if p.k > 1 else None,
-        "i2": p.i2, "tau2": p.tau2, "method": p.method, "ci_method": p.ci_method,
+        # One trial: no I² (nor a prediction interval) to speak of, as sof.md's "—" says.
+        "i2": p.i2 if p.k > 1 else None, "tau2": p.tau2, "method": p.method,
+        "ci_method": p.ci_method,
         "rob_low_pct": weight.get("low"), "rob_some_concerns_pct": weight.get("some_concerns"),
         "rob_high_pct": weight.get("high"), "rob_not_assessed_pct": weight.get("not_assessed"),
         "hr_low_rob_only": low_only.get("hr"),

@@ -333,10 +333,14 @@ def prisma_counts(session: Session, *, dual: bool = False,
 
     live = col(Record.deleted).is_(False)
     undecided = col(Record.decision).is_(None)
-    identified = count()
+    records = count()
     revisions = count(model=RecordRevision)
+    # The later versions are retrievals of a PMID already held, removed before screening as
+    # duplicates: they are counted among those identified, so that identified = duplicates +
+    # deleted + screened, as the PRISMA flow is read.
+    identified = records + revisions
     deleted = count(col(Record.deleted).is_(True))
-    screened = identified - deleted
+    screened = records - deleted
     included = count(live, col(Record.decision).in_(PASSED))
     excluded_curators = count(live, col(Record.decision) == "exclude")
     # A low-score record somebody voted on is not excluded by automation: under dual
@@ -360,11 +364,12 @@ def prisma_counts(session: Session, *, dual: bool = False,
         awaiting_note = ("flagged or unscored without a vote, records with one vote awaiting "
                          "the second screener")
     return [
-        (IDENTIFIED_STAGE, identified, "distinct PMIDs retrieved"),
+        (IDENTIFIED_STAGE, identified,
+         "distinct PMIDs retrieved, plus the later versions of them (duplicates, below)"),
         (DUPLICATES_STAGE, revisions,
          "later versions of a PMID already held (kept as revisions of one record)"),
         (DELETED_STAGE, deleted, "PubMed DeleteCitation; curator work on them is kept"),
-        (SCREENED_STAGE, screened, "identified minus deleted"),
+        (SCREENED_STAGE, screened, "identified minus duplicates and deleted"),
         (AUTOMATION_STAGE, excluded_auto,
          "scored below the flag threshold, no curator decision; the stopping test supports "
          "stopping" if automation_stops else
@@ -404,7 +409,8 @@ def _fulltext_lines(ft: FullTextCounts) -> list[tuple[str, int, str]]:
 
 #: What the "since" figure of each stage counts (the stages :func:`prisma_since` covers).
 SINCE_NOTES: dict[str, str] = {
-    IDENTIFIED_STAGE: "records first stored after that time",
+    IDENTIFIED_STAGE: "records first stored, and new versions of held records stored, after "
+                      "that time",
     DUPLICATES_STAGE: "new versions of held records stored after that time",
     DELETED_STAGE: "records a poll found deleted from PubMed after that time",
     CURATORS_STAGE: "records whose current exclude decision was made after that time",
@@ -421,8 +427,8 @@ SINCE_NOTES: dict[str, str] = {
 NO_SINCE_REASON = (
     "Records screened, exclusions by automation, conflicts, records awaiting screening and "
     "reports awaiting full-text assessment have no figure since the last digest: records "
-    "screened is a difference (identified minus deleted), and the others are states "
-    "recomputed by each model, vote or decision, not dated events. "
+    "screened is a difference (identified minus duplicates and deleted), and the others are "
+    "states recomputed by each model, vote or decision, not dated events. "
     "Deletions are dated from the upgrade that began storing their time on.")
 
 
@@ -452,10 +458,11 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
     decided_after = col(Record.pmid).in_(
         select(Decision.pmid).group_by(col(Decision.pmid))
         .having(func.max(Decision.created_at) > at))
+    duplicates = _count(session, col(RecordRevision.recorded_at) > at, model=RecordRevision)
     counts = {
-        IDENTIFIED_STAGE: _count(session, col(Record.first_seen_at) > at),
-        DUPLICATES_STAGE: _count(session, col(RecordRevision.recorded_at) > at,
-                                 model=RecordRevision),
+        # as the total: new records and new versions of held ones (the duplicates)
+        IDENTIFIED_STAGE: _count(session, col(Record.first_seen_at) > at) + duplicates,
+        DUPLICATES_STAGE: duplicates,
         DELETED_STAGE: _count(session, col(Record.deleted).is_(True),
                               col(Record.deleted_at) > at),
         CURATORS_STAGE: _count(session, live, col(Record.decision) == "exclude", decided_after),
@@ -527,14 +534,17 @@ def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
         + (f" (of which {n[BELOW_THRESHOLD_STAGE]} below the classifier's flag threshold, "
            "not read by a person: the stopping test does not support stopping yet)"
            if n.get(BELOW_THRESHOLD_STAGE) else "")
-        + (f", {n[CONFLICT_STAGE]} in conflict awaiting resolution." if CONFLICT_STAGE in n
-           else "."),
+        + (f", {n[CONFLICT_STAGE]} in conflict awaiting resolution" if CONFLICT_STAGE in n
+           else "")
+        # the records that passed complete the sum: screened = excluded + awaiting + these
+        + f"; {n[INCLUDED_STAGE]} included (or marked maybe) for the full text.",
         *([f"Full text: {n[INCLUDED_STAGE]} reports sought; {n[NOT_RETRIEVED_STAGE]} not "
            f"retrieved, {n[FULLTEXT_AWAITING_STAGE]} awaiting assessment; "
            f"{n[ASSESSED_STAGE]} assessed: {n[ELIGIBLE_STAGE]} eligible, "
            f"{n[FULLTEXT_EXCLUDED_STAGE]} excluded."] if ASSESSED_STAGE in n else []),
-        f"Included: {n[INCLUDED_STAGE]} records; {n[TRIALS_STAGE]} trials with "
-        f"{n[REPORTS_STAGE]} reports.",
+        # The studies included are the trials; the records that passed title/abstract
+        # screening are the reports sought above, not the review's included studies.
+        f"Included: {n[TRIALS_STAGE]} trials with {n[REPORTS_STAGE]} reports.",
         "",
     ]
     return "\n".join(lines)

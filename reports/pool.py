@@ -156,12 +156,17 @@ class PoolRun:
                 lines.append(f"{o.analysis.key:44} {0:>2}  no eligible verified estimates")
                 continue
             r = o.result
-            pi = (f"{r.hr_pi_low:.2f}–{r.hr_pi_high:.2f}" if math.isfinite(r.pi_low) else "—")
+            # One trial: no prediction interval, I² or Q to speak of (the summary of
+            # findings and the digest show "—" too), whatever the fit returns for them.
+            several = r.k > 1
+            pi = (f"{r.hr_pi_low:.2f}–{r.hr_pi_high:.2f}"
+                  if several and math.isfinite(r.pi_low) else "—")
+            heterogeneity = f"{r.i2:4.0f}% {r.q_p:6.3f}" if several else f"{'—':>5} {'—':>6}"
             mark = " *" if o.changed else ""
             lines.append(
                 f"{o.analysis.key:44} {r.k:>2}  {r.hr:5.2f} "
                 f"{f'{r.hr_ci_low:.2f}–{r.hr_ci_high:.2f}':>13} {pi:>13} "
-                f"{r.i2:4.0f}% {r.q_p:6.3f}{mark}"
+                f"{heterogeneity}{mark}"
             )
             if o.subgroup_test is not None:
                 t = o.subgroup_test

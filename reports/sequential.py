@@ -198,6 +198,15 @@ def monitor(steps: Sequence[dict[str, Any]], plan: MonitoringPlan, *, method: st
     return _verdict(looks, plan, required, diversity, primary_ci)
 
 
+def _evidence_of(look: dict[str, Any]) -> str:
+    """The evidence of one look in words: "the evidence of 2017-02-28", or for the look of
+    the estimates without a date (counted from the first row on) "the undated evidence", not
+    "the evidence of undated"."""
+    if look.get("date") is None:
+        return "the undated evidence (estimates without a data cut or report year)"
+    return f"the evidence of {look['date_label']}"
+
+
 def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
              diversity: float, primary_ci: tuple[float, float] | None) -> dict[str, Any]:
     z_conv = float(stats.norm.isf(plan.alpha / 2))
@@ -212,8 +221,8 @@ def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
     if crossed is not None:
         side = "maintenance" if crossed["z"] < 0 else "control"
         status = "firm_evidence"
-        text = (f"The Z-curve crossed the monitoring boundary with the evidence of "
-                f"{crossed['date_label']} (Z = {crossed['z']:.2f}, boundary "
+        text = (f"The Z-curve crossed the monitoring boundary with {_evidence_of(crossed)} "
+                f"(Z = {crossed['z']:.2f}, boundary "
                 f"±{crossed['boundary']:.2f}): firm evidence favouring {side}.")
         # Later evidence can pull the curve back; a living review must say so rather than
         # keep repeating a crossing that no longer holds.
@@ -228,8 +237,7 @@ def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
                      "analysis.")
     elif reached is not None:
         status = "required_information_reached"
-        text = (f"The required information was reached with the evidence of "
-                f"{reached['date_label']} without "
+        text = (f"The required information was reached with {_evidence_of(reached)} without "
                 f"crossing the boundary: an effect as large as HR {plan.anticipated_hr:g} is "
                 "unlikely.")
     elif abs(last["z"]) >= z_conv:

@@ -126,6 +126,11 @@ def test_absolute_effect_follows_proportional_hazards() -> None:
     none = absolute_effect(hr=1.0, hr_ci_low=0.9, hr_ci_high=1.1, event_free=0.5, months=12,
                            endpoint="OS")
     assert none["difference_per_1000"] == 0 and "0 fewer per 1000" in none["text"]
+    # a harm too small to reach one per 1000 keeps its direction: "0 more", not "0 fewer"
+    small = absolute_effect(hr=1.02, hr_ci_low=0.79, hr_ci_high=1.33, event_free=0.99,
+                            months=12, endpoint="OS")
+    assert 0 < small["difference_per_1000"] < 0.5
+    assert "0 more per 1000 (from 2 fewer to 3 more)" in small["text"]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -75,6 +75,32 @@ def test_disputed_judgments_count_as_unsettled() -> None:
     assert not domain(suggest(rows=specs), "risk_of_bias")["provisional"]
 
 
+@pytest.mark.parametrize("i2, q_p, down, shown", [
+    (49.6, 0.01, 0, "I² = 49.6%, Q p = 0.01"),      # not "50%": 50% would be rated down
+    (50.0, 0.0996, 1, "I² = 50%, Q p = 0.0996"),    # not "0.10": p < 0.10 is rated down
+    (49.96, 0.1004, 0, "I² = 49.96%, Q p = 0.10"),  # 0.10 is not < 0.10: no contradiction
+    (72.4, 0.03, 1, "I² = 72%, Q p = 0.03"),
+])
+def test_inconsistency_reason_never_contradicts_its_rule(i2: float, q_p: float, down: int,
+                                                        shown: str) -> None:
+    d = domain(suggest(k=3, i2=i2, q_p=q_p), "inconsistency")
+    assert (d["downgrade"], d["reason"]) == (down, shown)
+
+
+def test_a_ci_limit_is_never_rounded_across_1() -> None:
+    """0.997 printed "1.00" would read as a CI touching 1 while it is said to exclude it."""
+    d = domain(suggest(hr_ci_low=0.62, hr_ci_high=0.997, monitoring=FIRM), "imprecision")
+    assert d["downgrade"] == 0 and d["reason"].startswith("95% CI 0.62–0.997 excludes HR 1")
+    d = domain(suggest(hr_ci_low=0.752, hr_ci_high=1.30), "imprecision")
+    assert d["downgrade"] == 1 and d["reason"].startswith("95% CI 0.752–1.30 includes no")
+    d = domain(suggest(hr_ci_low=1.0004, hr_ci_high=1.5), "imprecision")
+    assert d["reason"].startswith("95% CI 1.0004–1.50 excludes HR 1")
+    d = domain(suggest(hr_ci_low=0.70, hr_ci_high=1.2496), "imprecision")
+    assert d["downgrade"] == 1 and d["reason"].startswith("95% CI 0.70–1.2496 includes no")
+    plain = domain(suggest(hr_ci_low=0.61, hr_ci_high=0.79, monitoring=FIRM), "imprecision")
+    assert plain["reason"].startswith("95% CI 0.61–0.79 excludes")
+
+
 @pytest.mark.parametrize("k, i2, q_p, down", [
     (3, 50.0, 0.09, 1), (3, 49.9, 0.01, 0), (3, 80.0, 0.2, 0), (1, None, None, 0)])
 def test_inconsistency(k: int, i2, q_p, down: int) -> None:
@@ -103,6 +129,32 @@ def test_indirectness_is_shown_not_rated() -> None:
 def test_imprecision(lo: float, hi: float, monitoring: dict, down: int) -> None:
     d = domain(suggest(hr_ci_low=lo, hr_ci_high=hi, monitoring=monitoring), "imprecision")
     assert d["downgrade"] == down, d["reason"]
+
+
+def test_a_crossing_the_curve_has_fallen_back_from_is_not_firm() -> None:
+    """A large null trial pulls the Z-curve back inside its boundary after an early crossing
+    (status firm_evidence, the sentence says "back inside"): short of the optimal information
+    size, imprecision is rated down again, as without the crossing."""
+    from reports.sequential import MonitoringPlan, monitor
+
+    def steps(studies: list[tuple[float, float]]) -> list[dict]:
+        return [{"date": f"{2005 + i}-12-31", "date_label": str(2005 + i), "k": i + 1,
+                 "studies": [{"trial": f"T{j}", "estimate_id": j, "yi": y, "sei": s}
+                             for j, (y, s) in enumerate(studies[:i + 1])]}
+                for i in range(len(studies))]
+
+    back = monitor(steps([(-1.0, 0.2), (0.05, 0.12)]), MonitoringPlan(), method="FE")
+    assert back is not None and back["status"] == "firm_evidence"
+    assert "back inside" in back["text"] and back["fraction"] < 1
+    d = domain(suggest(hr_ci_low=0.65, hr_ci_high=0.97, monitoring=back), "imprecision")
+    assert d["downgrade"] == 1, d["reason"]
+    assert "back inside" in d["reason"]
+    # still beyond the boundary: the crossing stands in for the information size
+    still = monitor(steps([(-1.0, 0.2), (-0.6, 0.12)]), MonitoringPlan(), method="FE")
+    assert still is not None and still["status"] == "firm_evidence"
+    assert "back inside" not in still["text"] and still["fraction"] < 1
+    kept = domain(suggest(hr_ci_low=0.45, hr_ci_high=0.75, monitoring=still), "imprecision")
+    assert kept["downgrade"] == 0, kept["reason"]
 
 
 def test_imprecision_without_a_plan_is_provisional() -> None:

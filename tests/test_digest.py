@@ -215,11 +215,24 @@ def test_a_new_data_cut_of_a_pooled_trial_is_named(ctx) -> None:  # type: ignore
     assert entry["changed_trials"] == [{
         "label": "CALGB 100104",
         "old": "HR 0.48 (0.38–0.61), data cut median follow-up 34 months",
-        "new": "HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>"}]
+        "new": "HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>", "back": False}]
     assert ("New estimate: CALGB 100104: HR 0.48 (0.38–0.61), data cut median follow-up 34 "
             "months → HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>") in second.text
     assert "&lt;b&gt;91 months&lt;/b&gt;" in second.html and "<b>91" not in second.html
     assert "IFM 2005-02:" not in second.text  # its estimate did not change
+    assert "back to an earlier estimate" not in second.text
+
+    # the 2017 cut is withdrawn: the trial goes back to the 2012 one, which is not new
+    with ctx.sessions() as s:
+        s.add(analysis((3, 0.48, "median follow-up 34 months")))
+        s.commit()
+    third = build_digest(ctx)
+    (entry,) = third.summary["analyses"]
+    assert [(t["label"], t["back"]) for t in entry["changed_trials"]] == [("CALGB 100104", True)]
+    assert ("data cut 2017 update <b>91 months</b> → HR 0.48 (0.38–0.61), data cut median "
+            "follow-up 34 months (back to an earlier estimate: the later one was withdrawn or "
+            "unverified)") in third.text
+    assert "(back to an earlier estimate" in third.html
 
 
 def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ignore[no-untyped-def]
@@ -588,3 +601,58 @@ def test_cli_digest_out_that_cannot_be_written_is_one_line(db_url: str, tmp_path
     assert (tmp_path / "folder").is_dir() and (tmp_path / "file").read_text() == "x"
     assert (tmp_path / "link.html").is_symlink()
     assert (tmp_path / "elsewhere.html").read_text() == "kept"
+
+
+def test_one_trial_has_no_prediction_interval_or_i2(ctx) -> None:  # type: ignore[no-untyped-def]
+    """A single trial's fit returns a "prediction interval" equal to its CI and I² = 0%: the
+    digest must not show them as if one trial said anything about heterogeneity (the summary
+    of findings shows "—" for both)."""
+    one = pooled("ixa_os_post_asct", "Ixazomib, OS, post-ASCT",
+                 [("TOURMALINE-MM3", 1.025, 0.1336)])
+    one.pi_low, one.pi_high, one.q_p = one.ci_low, one.ci_high, 1.0  # as the fit stores k=1
+    two = pooled("len_pfs_post_asct", "Lenalidomide, PFS, post-ASCT",
+                 [("CALGB 100104", 0.48, 0.12), ("IFM 2005-02", 0.50, 0.10)], i2=12.0)
+    two.pi_low, two.pi_high = two.ci_low - 0.1, two.ci_high + 0.1
+    with ctx.sessions() as s:
+        s.add_all([one, two])
+        s.commit()
+    digest = build_digest(ctx)
+    by_key = {a["key"]: a for a in digest.summary["analyses"]}
+    single = by_key["ixa_os_post_asct"]["new"]
+    assert single["pi_text"] is None and single["i2_text"] == "–"
+    assert by_key["len_pfs_post_asct"]["new"]["i2_text"] == "12%"
+    assert by_key["len_pfs_post_asct"]["new"]["pi_text"] is not None
+    # the HTML has one prediction-interval row: the two-trial analysis'
+    assert digest.html.count("95% prediction interval") == 1
+    assert "I²: - -> –; k: - -> 1" in digest.text
+
+
+def test_a_renamed_trial_is_said_renamed_not_added_and_removed(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Renaming a pooled trial (Edit trial) changes its label in the next snapshot: matched by
+    its trial id it is the same trial, not a new one joining and another leaving; its new
+    estimate and RoB 2 change are still named."""
+    def snapshot(label: str, hr: float, estimate_id: int, rob: str | None) -> PooledResult:
+        row = pooled("dara_pfs", "Daratumumab, PFS",
+                     [("CASSIOPEIA", 0.45, 0.12), (label, hr, 0.15)])
+        row.inputs = [{**i, "trial_id": n, "subgroup": "post_asct", "estimate_id": 10 * n + (
+            estimate_id if n == 2 else 0), "risk_of_bias": rob if n == 2 else "low"}
+            for n, i in enumerate(row.inputs or [], start=1)]
+        return row
+
+    with ctx.sessions() as s:
+        s.add(snapshot("Tab\tName", 0.80, 1, None))
+        s.commit()
+    build_digest(ctx)
+    with ctx.sessions() as s:
+        s.add(snapshot("Pipe | Trial", 0.75, 2, "high"))
+        s.commit()
+    digest = build_digest(ctx)
+    (entry,) = [a for a in digest.summary["analyses"] if a["key"] == "dara_pfs"]
+    assert entry["status"] == "updated"
+    assert entry["renamed_trials"] == [{"old": "Tab\tName", "new": "Pipe | Trial"}]
+    assert entry["added_trials"] == [] and entry["removed_trials"] == []
+    assert [t["label"] for t in entry["changed_trials"]] == ["Pipe | Trial"]
+    assert entry["bias_changes"] == ["Pipe | Trial: high (was: not assessed)"]
+    assert "Renamed (the same trial): Tab\tName → Pipe | Trial" in digest.text
+    assert "Newly added" not in digest.text and "No longer pooled" not in digest.text
+    assert "Renamed (the same trial): Tab\tName → Pipe | Trial" in digest.html

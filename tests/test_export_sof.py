@@ -36,6 +36,11 @@ def _evidence(ctx) -> None:
 
 def test_csv_and_markdown_from_the_snapshots(ctx, tmp_path: Path) -> None:
     _evidence(ctx)
+    with ctx.sessions() as s:  # and an analysis of one trial
+        add_estimate(s, add_trial(s, "Single", drug="lenalidomide"), "0.57", "0.46", "0.71",
+                     cut=date(2017, 1, 1))
+        s.commit()
+    pool_all(ctx)
     written = export(ctx, "sof", tmp_path)
     assert written == [tmp_path / "sof.csv", tmp_path / "sof.md"]
     rows = list(csv.DictReader(io.StringIO(written[0].read_text())))
@@ -68,6 +73,10 @@ def test_csv_and_markdown_from_the_snapshots(ctx, tmp_path: Path) -> None:
     # No assumed control risk yet: no absolute effect, and the table says why.
     assert row["difference_per_1000"] == row["baseline_id"] == ""
     assert "— (no assumed control risk entered)" in line
+    # Two trials have an I²; one trial has none, in the CSV as in the Markdown ("—")
+    assert row["i2"] != ""
+    single = [r for r in rows if r["k"] == "1"]
+    assert single and all(r["i2"] == r["hr_pi_low"] == r["hr_pi_high"] == "" for r in single)
 
 
 def test_absolute_effect_columns(ctx, tmp_path: Path) -> None:

@@ -193,7 +193,7 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
     assert [p.name for p in written] == ["prisma.csv", "prisma.md", "prisma.svg"]
     rows = {r["stage"]: int(r["count"]) for r in read_csv(written[0].read_text())}
     assert rows == {
-        "records identified (PubMed)": 6,
+        "records identified (PubMed)": 8,  # 6 PMIDs and 2 later versions of pmid 3
         "duplicates removed": 2,
         "records removed before screening (deleted citations)": 1,
         "records screened": 5,
@@ -207,14 +207,27 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
         "trials included": 1,
         "reports of included trials": 2,
     }
+    # the flow adds up: identified = duplicates + deleted + screened, and
+    # screened = excluded + awaiting + included
+    assert rows["records identified (PubMed)"] == (
+        rows["duplicates removed"]
+        + rows["records removed before screening (deleted citations)"]
+        + rows["records screened"])
     assert _flow_adds_up(rows)
     md = written[1].read_text()
     assert "| records included | 2 |" in md
-    assert ("2 awaiting (of which 1 below the classifier's flag threshold, not read by a "
-            "person: the stopping test does not support stopping yet).") in md
+    # each line adds up, and only the trials are called included (the 2 records passed
+    # title/abstract screening: they are the reports sought for the full text)
+    assert ("Identification: 8 records from PubMed (2 duplicate retrievals merged, 1 deleted "
+            "citations removed).") in md
+    assert ("Screening: 5 screened; 0 excluded by the classifier, 1 by curators; 2 awaiting "
+            "(of which 1 below the classifier's flag threshold, not read by a person: the "
+            "stopping test does not support stopping yet); 2 included (or marked maybe) for "
+            "the full text.") in md
     assert ("2 awaiting a screening decision (of which 1 below the classifier's flag "
             "threshold, not read by a person)") in svg_desc(written[2])
-    assert "Included: 2 records; 1 trials with 2 reports." in md
+    assert "Included: 1 trials with 2 reports." in md
+    assert "Included: 2 records" not in md
     assert ("Full text: 2 reports sought; 0 not retrieved, 2 awaiting assessment; 0 assessed: "
             "0 eligible, 0 excluded.") in md
 
@@ -442,7 +455,7 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
     table = read_csv(written[0].read_text())
     rows = {r["stage"]: int(r["count"]) for r in table}
     assert rows == {
-        "records identified (PubMed)": 6,
+        "records identified (PubMed)": 8,  # 6 PMIDs and 2 later versions of pmid 3
         "duplicates removed": 2,
         "records removed before screening (deleted citations)": 1,
         "records screened": 5,
@@ -462,7 +475,8 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
         == stages.index("records awaiting screening") - 1
     md = written[1].read_text()
     assert "| records in conflict awaiting resolution | 1 |" in md
-    assert "1 awaiting, 1 in conflict awaiting resolution." in md
+    assert ("1 awaiting, 1 in conflict awaiting resolution; 2 included (or marked maybe) for "
+            "the full text.") in md
     # single screening, same database: no conflict line, the conflict is awaiting screening
     with ctx.sessions() as s:
         single = {stage: n for stage, n, _ in prisma_counts(s)}
@@ -470,7 +484,7 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
     assert single["records awaiting screening"] == 2 and _flow_adds_up(single)
     [single_md] = [p for p in export(ctx, "prisma", tmp_path / "single.csv")
                    if p.suffix == ".md"]
-    assert "2 awaiting." in single_md.read_text()
+    assert "2 awaiting; 2 included" in single_md.read_text()
 
 
 # ----------------------------------------------------------------------------- --out

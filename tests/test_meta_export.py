@@ -95,6 +95,21 @@ def test_r_reproduces_every_stored_analysis(pooled, tmp_path: Path, rscript: str
             assert fill[name] == pytest.approx(float(ref[column]), abs=1e-6, rel=1e-6)
     # the PFS analyses after ASCT (3 trials) and over all settings (4) have a funnel
     assert checked == {"thalidomide/PFS/post_asct", "thalidomide/PFS/all"}
+    # and the leave-one-out table of every analysis of 2 trials or more, beside the results
+    with (tmp_path / "results-leave-one-out.csv").open(encoding="utf-8") as fh:
+        left_out = list(csv.DictReader(fh))
+    compared = 0
+    for p in snaps:
+        ours = p.result["leave_one_out"]
+        refs = {r["omitted"]: r for r in left_out if r["analysis"] == p.analysis_key}
+        assert len(ours) == len(refs) == (p.k if p.k >= 2 else 0), p.analysis_key
+        for entry in ours:
+            ref = refs[entry["omitted"]]
+            for field in ("estimate", "se", "ci_low", "ci_high", "tau2", "i2", "q", "q_p"):
+                assert entry[field] == pytest.approx(float(ref[field]), abs=1e-6, rel=1e-6), (
+                    p.analysis_key, entry["omitted"], field)
+            compared += 1
+    assert compared == 3 + 4  # post-ASCT PFS (3 trials) and all-settings PFS (4)
 
 
 def test_export_errors(ctx, tmp_path: Path) -> None:

@@ -273,6 +273,17 @@ def test_describe_lists_every_analysis(evidence) -> None:
     assert "subgroup difference" in text
 
 
+def test_describe_shows_no_heterogeneity_for_one_trial(evidence) -> None:
+    """A single trial's fit gives PI = CI, I² = 0% and p(Q) = 1: the table says "—" for them,
+    as the summary of findings does, rather than a prediction for a new trial."""
+    lines = pool_all(evidence).describe().splitlines()
+    (single,) = [line for line in lines if line.startswith("lenalidomide/PFS/post_asct ")]
+    assert single.split()[1] == "1" and "%" not in single and "1.000" not in single
+    assert single.split()[4:7] == ["—", "—", "—"]  # PI, I², p(Q)
+    (several,) = [line for line in lines if line.startswith("thalidomide/PFS/post_asct ")]
+    assert "%" in several and several.split()[4] != "—"
+
+
 def test_fixed_effect_snapshot_has_no_prediction_interval(evidence, settings) -> None:
     other = make_context(replace_settings(settings, pool_method="FE", pool_ci="wald"),
                          upgrade=False)

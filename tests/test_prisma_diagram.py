@@ -157,7 +157,7 @@ def seed_since(ctx: Any) -> None:
 
 
 SINCE_EXPECTED = {
-    IDENTIFIED_STAGE: 5,  # 12, 13, 15, 17, 19
+    IDENTIFIED_STAGE: 7,  # 12, 13, 15, 17, 19 and the 2 new versions
     DUPLICATES_STAGE: 2,
     DELETED_STAGE: 1,  # 15
     CURATORS_STAGE: 1,  # 13
@@ -174,7 +174,7 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     with ctx.sessions() as s:
         counts = prisma_counts(s, automation_stops=True)
     n = {stage: value for stage, value, _ in counts}
-    assert n[IDENTIFIED_STAGE] == 1506 and n[AUTOMATION_STAGE] == 1501
+    assert n[IDENTIFIED_STAGE] == 1508 and n[AUTOMATION_STAGE] == 1501
     assert n[BELOW_THRESHOLD_STAGE] == 0
     svg = prisma_svg(counts)
     root = parse(svg)
@@ -184,7 +184,7 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     for stage, value, _ in counts:
         if stage != BELOW_THRESHOLD_STAGE:  # a part of the awaiting box, shown when not 0
             assert f"n = {value:,}" in shown[box_of(stage)], stage
-    assert "n = 1,506" in shown["identified"] and "n = 1,501" in shown["excluded"]
+    assert "n = 1,508" in shown["identified"] and "n = 1,501" in shown["excluded"]
     assert "of which" not in shown["awaiting"]
     assert shown["removed"].count("n = ") == 2 and "n = 2" in shown["removed"]
     assert "by curators n = 1" in shown["excluded"]
@@ -196,7 +196,7 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     assert root.find(f"{SVG}title").text == "PRISMA 2020 flow diagram"  # type: ignore[union-attr]
     desc = root.find(f"{SVG}desc").text  # type: ignore[union-attr]
     assert desc == (
-        "Identification: 1,506 records identified from PubMed; removed before screening: 2 "
+        "Identification: 1,508 records identified from PubMed; removed before screening: 2 "
         "duplicate records and 1 records deleted from PubMed. Screening: 1,505 records "
         "screened; excluded: 1,501 by the automation tool and 1 by curators; 1 awaiting a "
         "screening decision; 2 records included after title/abstract screening. Full text: 0 "
@@ -296,7 +296,7 @@ def test_since_counts_dated_additions_only(ctx: Any) -> None:
     assert not {SCREENED_STAGE, AUTOMATION_STAGE, AWAITING_STAGE,
                 CONFLICT_STAGE} & set(since.counts)
     # before everything: every dated addition counts (16 has no decision row: never)
-    assert dict(everything.counts) == {IDENTIFIED_STAGE: 11, DUPLICATES_STAGE: 3,
+    assert dict(everything.counts) == {IDENTIFIED_STAGE: 14, DUPLICATES_STAGE: 3,
                                        DELETED_STAGE: 1, CURATORS_STAGE: 2, INCLUDED_STAGE: 5,
                                        TRIALS_STAGE: 2, REPORTS_STAGE: 3,
                                        NOT_RETRIEVED_STAGE: 0, ASSESSED_STAGE: 0,
@@ -316,7 +316,7 @@ def test_since_the_newest_digest(ctx: Any) -> None:
     assert dict(since.counts) == SINCE_EXPECTED
     svg = prisma_svg(counts, since=since)
     shown = boxes(svg)
-    assert shown["identified"].endswith("n = 11 (+5 since 2025-11-02)")
+    assert shown["identified"].endswith("n = 14 (+7 since 2025-11-02)")
     # included: 10, 11, 12, 16 (no decision row), 18 and 19 (maybe); decided after the cut:
     # 11, 12, 18, 19
     assert shown["included-records"].endswith("n = 6 (+4 since 2025-11-02)")
@@ -328,7 +328,7 @@ def test_since_the_newest_digest(ctx: Any) -> None:
                     if "since-note" in (t.get("class") or ""))
     assert "after the last digest (2025-11-02 12:00 UTC)" in note
     desc = parse(svg).find(f"{SVG}desc").text  # type: ignore[union-attr]
-    assert "11 (5 added since 2025-11-02) records identified" in (desc or "")
+    assert "14 (7 added since 2025-11-02) records identified" in (desc or "")
 
 
 # ----------------------------------------------------------------------------- web
@@ -351,7 +351,7 @@ def test_page_shows_the_counts_and_the_diagram(app: Any, users: dict[str, str]) 
     page = as_role(app, users, "viewer").get("/prisma")
     assert page.status_code == 200
     rows = _cells(page.text)
-    assert rows[IDENTIFIED_STAGE][:2] == [IDENTIFIED_STAGE, "1,506"]
+    assert rows[IDENTIFIED_STAGE][:2] == [IDENTIFIED_STAGE, "1,508"]
     # the stopping test is far from met: the classifier has excluded nothing yet
     assert rows[AUTOMATION_STAGE][1] == "0" and rows[INCLUDED_STAGE][1] == "2"  # + maybe
     assert rows[AWAITING_STAGE][1] == "1,502" and rows[BELOW_THRESHOLD_STAGE][1] == "1,501"
@@ -365,7 +365,7 @@ def test_page_shows_the_counts_and_the_diagram(app: Any, users: dict[str, str]) 
     doc = lxml.html.fromstring(page.text)
     [svg] = doc.xpath("//figure[@class='prisma']/svg")
     assert svg.get("role") == "img"
-    assert "n = 1,506" in " ".join(svg.xpath(".//g[contains(@class, 'box-identified')]"
+    assert "n = 1,508" in " ".join(svg.xpath(".//g[contains(@class, 'box-identified')]"
                                              "//text/text()"))
     nav = [a.text for a in doc.xpath("//header//nav/a")]
     assert nav[nav.index("Summary of findings") + 1] == "PRISMA"
@@ -418,11 +418,12 @@ def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> N
         assert page.status_code == 200
         rows = _cells(page.text)
         assert rows[CONFLICT_STAGE][1:3] == ["1", "—"]
-        assert rows[IDENTIFIED_STAGE][1:3] == ["12", "+5"]
+        assert rows[IDENTIFIED_STAGE][1:3] == ["15", "+7"]
         assert rows[INCLUDED_STAGE][1:3] == ["6", "+4"]  # with the maybe, 19
         assert rows[DELETED_STAGE][1:3] == ["1", "+1"]
         assert rows[SCREENED_STAGE][1:3] == ["11", "—"]  # a difference: no dated figure
-        assert "records first stored after that time" in rows[IDENTIFIED_STAGE][3]
+        assert ("records first stored, and new versions of held records stored, after that "
+                "time") in rows[IDENTIFIED_STAGE][3]
         assert "period end 2025-11-02 12:00 UTC" in page.text
         doc = lxml.html.fromstring(page.text)
         conflict = " ".join(doc.xpath("//svg//g[contains(@class, 'box-conflicts')]"
@@ -434,7 +435,7 @@ def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> N
         assert image.headers["content-security-policy"].startswith("default-src 'none'")
         shown = boxes(image.text)
         assert shown["conflicts"].endswith("n = 1")
-        assert shown["identified"].endswith("n = 12 (+5 since 2025-11-02)")
+        assert shown["identified"].endswith("n = 15 (+7 since 2025-11-02)")
     finally:
         dual.state.retrainer.join(timeout=30)
         dual.state.ctx.dispose()
@@ -450,7 +451,7 @@ def test_export_writes_the_diagram_beside_the_tables(ctx: Any, tmp_path: Path) -
     written = export(ctx, "prisma", tmp_path / "out")
     assert [p.name for p in written] == ["prisma.csv", "prisma.md", "prisma.svg"]
     shown = boxes(written[2].read_text(encoding="utf-8"))
-    assert shown["identified"].endswith("n = 11 (+5 since 2025-11-02)")
+    assert shown["identified"].endswith("n = 14 (+7 since 2025-11-02)")
     assert "conflicts" not in shown  # the test settings screen once
 
 
@@ -463,12 +464,12 @@ def test_cli_export_prisma(ctx: Any, db_url: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["prisma.csv", "prisma.md", "prisma.svg"]
     assert str(folder / "prisma.svg") in proc.stderr.splitlines()
-    assert "n = 1,506" in boxes((folder / "prisma.svg").read_text(encoding="utf-8"))["identified"]
+    assert "n = 1,508" in boxes((folder / "prisma.svg").read_text(encoding="utf-8"))["identified"]
     # without --out: the CSV on standard output, as before, and no diagram
     plain = run_cli("export", "prisma", env=env)
     assert plain.returncode == 0, plain.stderr
     lines = plain.stdout.splitlines()
-    assert lines[0] == "stage,count,note" and lines[1].startswith(f"{IDENTIFIED_STAGE},1506,")
+    assert lines[0] == "stage,count,note" and lines[1].startswith(f"{IDENTIFIED_STAGE},1508,")
     assert "<svg" not in plain.stdout
 
 

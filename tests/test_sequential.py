@@ -230,6 +230,22 @@ def test_firm_evidence_and_the_direction() -> None:
     assert harm is not None and "favouring control" in harm["text"]
 
 
+def test_a_crossing_at_the_undated_look_is_said_in_words() -> None:
+    """Estimates without a data cut or report year are the first look (date None, label
+    "undated", as reports.pool builds it): the sentence must not read "the evidence of
+    undated"."""
+    studies = [(-0.5, 0.08), (-0.4, 0.1)]
+    steps = steps_of(studies)
+    steps[0] = {**steps[0], "date": None, "date_label": "undated"}
+    view = monitor(steps, MonitoringPlan(), method="REML")
+    assert view is not None and view["status"] == "firm_evidence"
+    assert view["looks"][0]["date"] is None and abs(view["looks"][0]["z"]) >= view["looks"][0][
+        "boundary"]
+    assert "with the undated evidence (estimates without a data cut or report year)" in view[
+        "text"]
+    assert "evidence of undated" not in view["text"]
+
+
 def test_back_inside_after_crossing_is_said() -> None:
     # Two strong early trials cross; three large null trials pull the curve back.
     studies = [(-0.6, 0.1), (-0.55, 0.1), (0.05, 0.06), (0.08, 0.06), (0.1, 0.06)]

@@ -134,6 +134,10 @@ def test_estimates_and_trials_api(app: Any, api: TestClient, users: dict[str, st
         assert a["hr_ci_low"] < a["hr"] < a["hr_ci_high"]
         assert a["forest_svg"] == f"/estimates/{a['id']}/forest.svg"
         assert {"i2", "tau2", "pi_low", "pi_high", "q", "q_p", "method", "ci_method"} <= set(a)
+        # one trial: no prediction interval (its fit's PI is its CI), as in the summary
+        several = a["k"] > 1
+        assert (a["hr_pi_low"] is not None) is several and (a["pi_high"] is not None) is several
+    assert {a["k"] for a in pooled} >= {1, 2}
     trials = api.get("/api/trials", headers=headers).json()["trials"]
     calgb = next(t for t in trials if t["name"] == "CALGB 100104")
     assert calgb["drug"] == "lenalidomide" and calgb["reports"] and calgb["estimates"]

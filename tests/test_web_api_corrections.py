@@ -13,7 +13,7 @@ from test_web import db
 from test_web_api import _token, verify_as_admin
 from test_web_evidence import _estimates, _trial
 
-from store.models import AuditLog, Estimate, PooledResult, User
+from store.models import AuditLog, Estimate, PooledResult, TrialReport, User
 
 app = test_web.app
 users = test_web.users
@@ -181,6 +181,51 @@ def test_api_correct_supersedes_and_withdraws_the_old(app: Any, api: TestClient,
         corrected = session.get(Estimate, new["id"])
         assert corrected is not None
         assert corrected.withdrawn_reason == f"corrected by estimate {third['id']}"
+
+
+def test_api_correct_of_the_number_alone_keeps_the_data_cut(app: Any, api: TestClient,
+                                                           users: dict[str, str]) -> None:
+    """A correction that sends only the number keeps what the estimate is (report, data cut,
+    arm sizes, notes…), as the Correct form does: an undated copy would count as the trial's
+    oldest cut, and the analysis would go back to the earlier cut."""
+    from reports.pool import latest_results, pool_all
+
+    headers = _token(app, users["curator"])
+    trial_id = _trial(app)
+    with db(app) as session:
+        (report,) = session.exec(select(TrialReport).where(TrialReport.trial_id == trial_id))
+        report_id = report.id
+    _post(api, headers, trial_id, "0.48", "0.36", "0.64", data_cut="2012-01-31",
+          data_cut_label="median follow-up 34 months")
+    latest = _post(api, headers, trial_id, "0.57", "0.46", "0.71", data_cut="2017-02-28",
+                   data_cut_label="median follow-up 91 months", report_id=report_id,
+                   n_maintenance=231, n_control=229, events=300,
+                   notes="Müller's table 2, ≥ 65 years")
+    response = api.post(f"/api/estimates/{latest['id']}/correct", headers=headers, json={
+        "endpoint": "PFS", "hr": 0.58, "ci_low": 0.47, "ci_high": 0.72})
+    assert response.status_code == 201, response.text
+    new = response.json()
+    kept = ("report_id", "endpoint", "setting", "comparison", "data_cut", "data_cut_label",
+            "n_maintenance", "n_control", "events")
+    assert {k: new[k] for k in kept} == {k: latest[k] for k in kept}
+    assert new["data_cut"] == "2017-02-28" and new["report_id"] == report_id
+    with db(app) as session:
+        stored = session.get(Estimate, new["id"])
+        assert stored is not None and stored.notes == "Müller's table 2, ≥ 65 years"
+    verify_as_admin(api, new["id"])
+
+    pool_all(app.state.ctx)
+    with db(app) as session:
+        row = next(r for r in latest_results(session) if r.analysis_key == LEN_PFS)
+    assert [i["estimate_id"] for i in row.inputs] == [new["id"]]  # the corrected latest cut
+
+    # a field sent is the client's, null included: the label may be cleared on purpose
+    again = api.post(f"/api/estimates/{new['id']}/correct", headers=headers, json={
+        "endpoint": "PFS", "hr": 0.58, "ci_low": 0.47, "ci_high": 0.72,
+        "data_cut_label": None})
+    assert again.status_code == 201, again.text
+    assert again.json()["data_cut_label"] is None
+    assert again.json()["data_cut"] == "2017-02-28"
 
 
 def test_api_correct_refusals_change_nothing(app: Any, api: TestClient,

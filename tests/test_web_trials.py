@@ -5,6 +5,7 @@ and database."""
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from test_web import as_role, csrf_from, db
 from test_web_api import _token
 from test_web_evidence import _estimates, _post_estimate, _trial, verified_by_second_person
 
-from store.models import AuditLog, Estimate, Trial, utcnow
+from store.models import AuditLog, Estimate, Trial, TrialReport, utcnow
 
 app = test_web.app
 users = test_web.users
@@ -125,6 +126,33 @@ def test_new_trial_refuses_a_too_long_regimen(app: Any, users: dict[str, str]) -
         **FORM, "regimen": "x" * 201, "csrf_token": csrf_from(curator.get("/trials/new").text)})
     assert response.status_code == 400  # it used to be dropped without a word
     assert "Regimen is longer than 200 characters" in response.text
+
+
+def test_one_line_fields_refuse_line_breaks_and_tabs(app: Any, api: TestClient,
+                                                     users: dict[str, str]) -> None:
+    """A tab or a line break in a trial's name cannot be seen in the form; it split the name
+    in the forest plot (a glyph the font lacks), the digest and the exports."""
+    curator = as_role(app, users, "curator")
+    response = curator.post("/trials/new", data={
+        **FORM, "name": "Tab\tName", "comparator": "placebo\nobservation",
+        "csrf_token": csrf_from(curator.get("/trials/new").text)})
+    assert response.status_code == 400
+    text = html.unescape(response.text)
+    assert "Name must be one line: no line breaks, tabs or control characters" in text
+    assert "Comparator must be one line" in text
+    trial_id = _trial(app)
+    headers = _token(app, users["curator"])
+    patched = api.patch(f"/api/trials/{trial_id}", headers=headers,
+                        json={"name": "Smith\r\nLine two"})
+    assert patched.status_code == 400
+    assert patched.json()["error"].startswith("name: must be one line")
+    refused = _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                             data_cut_label="median follow-up\n34 months")
+    assert refused.status_code == 400 and "must be one line" in refused.text
+    assert _estimates(app) == [] and _stored(app, trial_id).name == "TEST-1"
+    # text with letters of any script, quotes and a non-breaking space is one line
+    assert _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                          data_cut_label="Müller α ≥ 65\u00a0y “final”").status_code == 303
 
 
 def test_viewers_cannot_edit_and_the_form_needs_its_token(app: Any,
@@ -256,6 +284,47 @@ def test_a_data_cut_in_the_future_is_refused(app: Any, users: dict[str, str]) ->
     today = _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
                            data_cut=utcnow().date().isoformat())
     assert today.status_code == 303
+
+
+def test_a_data_cut_after_its_report_was_published_is_refused(app: Any,
+                                                            users: dict[str, str]) -> None:
+    """A cut typed 2025 for a report of 2024 cannot be right, and as the trial's latest cut it
+    would replace the real latest one in every analysis."""
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)  # its report is from 2024
+    with db(app) as session:
+        (report,) = session.exec(select(TrialReport).where(TrialReport.trial_id == trial_id))
+        assert report.year == 2024
+    refused = _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                             data_cut="2025-01-31", report_id=str(report.id))
+    assert refused.status_code == 400
+    assert ("2025-01-31 is after the year of its report (2024): a report cannot give a data "
+            "cut later than its publication") in html.unescape(refused.text)
+    assert _estimates(app) == []
+    for cut in ("2024-06-30", "2023-12-31"):
+        assert _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                              data_cut=cut, report_id=str(report.id)).status_code == 303
+    # without a report there is no year to compare with
+    assert _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
+                          data_cut="2025-01-31").status_code == 303
+
+
+def test_a_reported_hr_is_stored_as_printed(app: Any, api: TestClient,
+                                           users: dict[str, str]) -> None:
+    """0.35 is stored as 0.35, not exp(log(0.35)) = 0.3499999999999999, which the API and
+    every export that prints the stored HR would show; an inverted one as 1/HR."""
+    trial_id = _trial(app)
+    headers = _token(app, users["curator"])
+    for body in ({"hr": "0.35", "ci_low": "0.15", "ci_high": "0.82"},
+                 {"hr": "2.0", "ci_low": "1.25", "ci_high": "3.2",
+                  "orientation": "control_vs_maint"}):
+        response = api.post("/api/estimates", headers=headers,
+                            json={"trial_id": trial_id, "endpoint": "PFS", **body})
+        assert response.status_code == 201, response.text
+    printed, inverted = _estimates(app)
+    assert (printed.hr, printed.ci_low, printed.ci_high) == (0.35, 0.15, 0.82)
+    assert (inverted.hr, inverted.ci_low, inverted.ci_high) == (0.5, 1 / 3.2, 0.8)
+    assert math.isclose(printed.log_hr, math.log(0.35))
 
 
 # ----------------------------------------------------------------------------- the API

@@ -8,6 +8,7 @@ reason "corrected by estimate N". Analyses skip withdrawn estimates (``reports.a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import update
@@ -149,3 +150,20 @@ def form_values(estimate: Estimate) -> dict[str, str]:
         values.update(derivation)
         values["notes"] = curator_notes(estimate)
     return values
+
+
+#: What a correction keeps from the estimate it corrects when the request leaves it out: what
+#: the estimate *is* (its report, endpoint, setting, contrast, data cut, arm sizes, events and
+#: notes), as the Correct form comes filled with it. The number itself (HR and CI, or the
+#: inputs it is derived from) is always sent. Without this an API client that sends only the
+#: number that was wrong stores an undated copy, and an undated estimate counts as the trial's
+#: oldest cut: the analyses would go back to the trial's previous data cut.
+KEPT_BY_CORRECTION = ("report_id", "endpoint", "setting", "comparison", "data_cut",
+                      "data_cut_label", "n_maintenance", "n_control", "events", "notes")
+
+
+def with_kept_fields(old: Estimate, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (a correction request) with each field of :data:`KEPT_BY_CORRECTION` it leaves
+    out taken from ``old``, in the form's words; a field sent, null included, is the client's."""
+    stored = form_values(old)
+    return {**{name: stored[name] for name in KEPT_BY_CORRECTION if name not in data}, **data}

@@ -38,13 +38,17 @@ def pooled_json(row: PooledResult, *, baselines: Baselines) -> dict[str, Any]:
     effect is computed here, from the snapshot's HR and the current entry."""
     monitoring = sequential_monitoring(row)
     small_study = small_study_view(row)
+    several = row.k > 1
     return {
         "id": row.id, "analysis": row.analysis_key, "label": row.analysis_label,
         "method": row.method, "ci_method": row.ci_method, "k": row.k,
         "estimate": row.estimate, "se": row.se, "ci_low": row.ci_low, "ci_high": row.ci_high,
-        "pi_low": row.pi_low, "pi_high": row.pi_high,
+        # One trial: its "prediction interval" is its CI, no statement about a new trial
+        # (the summary of findings and the digest show "—" as well).
+        "pi_low": row.pi_low if several else None, "pi_high": row.pi_high if several else None,
         "hr": hr_of(row.estimate), "hr_ci_low": hr_of(row.ci_low), "hr_ci_high": hr_of(row.ci_high),
-        "hr_pi_low": hr_of(row.pi_low), "hr_pi_high": hr_of(row.pi_high),
+        "hr_pi_low": hr_of(row.pi_low) if several else None,
+        "hr_pi_high": hr_of(row.pi_high) if several else None,
         "tau2": row.tau2, "i2": row.i2, "q": row.q, "q_p": row.q_p,
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
         "forest_svg": f"/estimates/{row.id}/forest.svg",

@@ -83,6 +83,16 @@ class _Reader:
             return None
         return value or None
 
+    def line(self, name: str, *, max_len: int = 500) -> str | None:
+        """A one-line field (a name, a label, a citation): :meth:`text` that refuses line
+        breaks, tabs and other control characters. They cannot be seen in the form, and
+        would split a name across lines in the forest plot, the digest and the exports."""
+        value = self.text(name, max_len=max_len)
+        if value is not None and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+            self.errors[name] = "must be one line: no line breaks, tabs or control characters"
+            return None
+        return value
+
     def lines(self, name: str, *, max_len: int) -> str | None:
         """A textarea's text, stripped, with the browser's CRLF line ends made LF (the
         curator typed lines, not line-end characters)."""
@@ -199,21 +209,30 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         "endpoint": r.choice("endpoint", ENDPOINTS),
         "setting": r.choice("setting", SETTINGS, default=trial.setting),
         # None when blank: save_estimate fills in the trial's comparison (it has the session)
-        "comparison": r.text("comparison", max_len=200),
+        "comparison": r.line("comparison", max_len=200),
         "data_cut": r.day("data_cut"),
-        "data_cut_label": r.text("data_cut_label", max_len=200),
+        "data_cut_label": r.line("data_cut_label", max_len=200),
         "n_maintenance": r.integer("n_maintenance", minimum=1),
         "n_control": r.integer("n_control", minimum=1),
         "events": r.integer("events", minimum=1),
         "verified": r.flag("verified"),
         "notes": r.text("notes", max_len=4000),
-        "citation": r.text("citation", max_len=1000),
+        "citation": r.line("citation", max_len=1000),
     }
     cut = values["data_cut"]
     if cut is not None and cut > utcnow().date():
         # The latest cut of a trial is the one pooled: a date typed a century ahead would
         # replace every real later cut, for good.
         r.errors["data_cut"] = f"{cut.isoformat()} is in the future: a data cut has happened"
+    report = next((rep for rep in reports if rep.id == report_id), None)
+    if cut is not None and "data_cut" not in r.errors and report is not None \
+            and report.year is not None and cut.year > report.year:
+        # A report cannot print data collected after it was published: such a cut is a typo
+        # (2021 for 2012), and as the trial's latest cut it would replace the real one.
+        r.errors["data_cut"] = (
+            f"{cut.isoformat()} is after the year of its report ({report.year}): a report "
+            "cannot give a data cut later than its publication; check the date, or choose "
+            "the report that gives this cut")
     if values["setting"] and (problem := setting_problem(trial, values["setting"])):
         r.errors["setting"] = problem
     method = r.choice("method", METHODS, default="reported_ci")
@@ -234,12 +253,13 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         derived = _from_km_curves(r, inputs)
     if r.errors or derived is None:
         raise FieldErrors(r.errors or {"method": "choose how the HR was reported"})
-    limits: tuple[float, float] | None = None
+    printed: tuple[float, float, float] | None = None
     if isinstance(derived, tuple):
-        derived, limits = derived
-    ci_low, ci_high = limits if limits else (derived.ci_low, derived.ci_high)
+        derived, printed = derived
+    hr, ci_low, ci_high = printed if printed else (math.exp(derived.log_hr), derived.ci_low,
+                                                   derived.ci_high)
     notes = "\n".join(n for n in (values["notes"], getattr(derived, "notes", "")) if n) or None
-    values.update(hr=math.exp(derived.log_hr), ci_low=ci_low, ci_high=ci_high,
+    values.update(hr=hr, ci_low=ci_low, ci_high=ci_high,
                   log_hr=derived.log_hr, se=derived.se, method=derived.method,
                   approximate=bool(derived.approximate), notes=notes,
                   derivation_inputs=None if derived.method == "reported_ci" else inputs)
@@ -278,10 +298,11 @@ def _from_ci(r: _Reader, orientation: str | None) -> Any:
         return None
     derived = _derive(r, "hr", "from_ci", _raw(r, "hr"), _raw(r, "ci_low"), _raw(r, "ci_high"),
                       orientation=orientation)
-    # Keep the CI as printed (inverted when entered the other way round) rather than the
-    # symmetric one implied by log HR ± 1.96 SE.
-    limits = (lo, hi) if orientation == "maint_vs_control" else (1 / hi, 1 / lo)
-    return None if derived is None else (derived, limits)
+    # Keep the HR and CI as printed (inverted when entered the other way round) rather than
+    # exp(log HR), which gives 0.3499999999999999 for a printed 0.35, and the symmetric CI
+    # implied by log HR ± 1.96 SE.
+    printed = (hr, lo, hi) if orientation == "maint_vs_control" else (1 / hr, 1 / hi, 1 / lo)
+    return None if derived is None else (derived, printed)
 
 
 def _favours(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> str | None:

@@ -48,6 +48,7 @@ from screening.web.corrections import (
     ensure_current,
     load_estimate,
     read_reason,
+    with_kept_fields,
     withdraw_estimate,
 )
 from screening.web.decisions import DECISIONS, parse_pmid, parse_rank, record_decision
@@ -570,7 +571,9 @@ async def post_correction(request: Request, estimate_id: int, session: DbSession
     _text_field(data, "correction_note")
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
     note = read_reason(data, "correction_note", required=False)
-    draft = parse_estimate(data, trial=trial, reports=reports)
+    # Fields left out keep the old estimate's values, as in the Correct form: a correction
+    # of the number alone must not lose the data cut (and with it the trial's latest cut).
+    draft = parse_estimate(with_kept_fields(old, data), trial=trial, reports=reports)
     new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
     session.commit()
     return JSONResponse(status_code=201,

@@ -49,12 +49,12 @@ def read_trial(session: Session, data: Mapping[str, Any], *,
     excepted). Seed trials may be renamed too: ``mmlr init`` finds them by their source key.
     """
     r = _Reader(data)
-    name = r.text("name", max_len=200)
+    name = r.line("name", max_len=200)
     if name is None and "name" not in r.errors:
         r.errors["name"] = "is required"
     elif name and _name_taken(session, name, trial):
         r.errors["name"] = f"a trial named {name!r} already exists"
-    drug = r.text("drug", max_len=100)
+    drug = r.line("drug", max_len=100)
     if drug is None and "drug" not in r.errors:
         r.errors["drug"] = "is required (the maintenance drug as pooled, e.g. lenalidomide)"
     setting = r.choice("setting", SETTINGS)
@@ -64,8 +64,8 @@ def read_trial(session: Session, data: Mapping[str, Any], *,
     elif taken := registrations_taken(session, registry_ids, trial):
         r.errors["registry_ids"] = taken
     values = {"name": name or "", "drug": (drug or "").lower(), "setting": setting or "",
-              "regimen": r.text("regimen", max_len=200),
-              "comparator": r.text("comparator", max_len=200),
+              "regimen": r.line("regimen", max_len=200),
+              "comparator": r.line("comparator", max_len=200),
               "is_strategy": r.flag("is_strategy"), "registry_ids": registry_ids,
               "notes": r.text("notes", max_len=4000)}
     # Checked after every field is read: a too-long regimen or note is an error, not dropped.
@@ -274,7 +274,7 @@ def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
                user: User) -> TrialReport:
     r = _Reader(data)
     pmid = r.integer("pmid", minimum=1)
-    citation = r.text("citation", max_len=1000)
+    citation = r.line("citation", max_len=1000)
     if citation is None and "citation" not in r.errors:
         r.errors["citation"] = "is required (authors, journal, year)"
     year = r.integer("year", minimum=1900)
