@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from store.audit import audit
+from store.audit import SEED_TRIAL, audit
 from store.context import AppContext
 from store.errors import ValidationError
 from store.models import AuditLog, Estimate, Trial, TrialReport, User
@@ -82,7 +82,7 @@ def load_seed_evidence(session: Session) -> SeedSummary:
     by_id = {str(t.id): t for t in stored}
     seeded: dict[str, Trial] = {}
     for object_id, details in session.exec(select(AuditLog.object_id, AuditLog.details).where(
-            AuditLog.action == "seed.trial", AuditLog.object_type == "trial")):
+            AuditLog.action == SEED_TRIAL, AuditLog.object_type == "trial")):
         key = (details or {}).get("source_key")
         if key and str(object_id) in by_id:
             seeded[str(key)] = by_id[str(object_id)]
@@ -106,7 +106,7 @@ def load_seed_evidence(session: Session) -> SeedSummary:
             summary.trials_added += 1
             audit(
                 session,
-                "seed.trial",
+                SEED_TRIAL,
                 object_type="trial",
                 object_id=trial.id,
                 source_key=row["source_key"],

@@ -53,6 +53,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from reports.outfile import check_target, open_out
+from store.audit import seed_trial_ids
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
 from store.fulltext import (
@@ -306,6 +307,12 @@ BELOW_THRESHOLD_STAGE = "of the records awaiting screening: below the flag thres
 INCLUDED_STAGE = "records included"
 TRIALS_STAGE = "trials included"
 REPORTS_STAGE = "reports of included trials"
+# Parts of the two above (PRISMA 2020's flow for updated reviews): the previous version of the
+# review is the seed evidence (docs/seed-evidence.md), the rest came in through this review.
+PREVIOUS_TRIALS_STAGE = "of the trials included: in the previous version of the review"
+NEW_TRIALS_STAGE = "of the trials included: new"
+PREVIOUS_REPORTS_STAGE = "of the reports: in the previous version of the review"
+NEW_REPORTS_STAGE = "of the reports: new"
 # The full-text stage (``store.fulltext``): the records included above are the reports sought.
 NOT_RETRIEVED_STAGE = "reports not retrieved"
 FULLTEXT_AWAITING_STAGE = "reports awaiting full-text assessment"
@@ -385,8 +392,32 @@ def prisma_counts(session: Session, *, dual: bool = False,
          "latest decision: include, or maybe (the full text decides); the reports sought for "
          "retrieval"),
         *_fulltext_lines(fulltext_counts(session)),
-        (TRIALS_STAGE, count(model=Trial), "randomised trials in the evidence base"),
-        (REPORTS_STAGE, count(model=TrialReport), "publications linked to those trials"),
+        *_included_lines(session),
+    ]
+
+
+def _included_lines(session: Session) -> list[tuple[str, int, str]]:
+    """The included studies and their reports, each split into the previous version's (the
+    seed evidence's trials, and the reports it gave them) and the new ones (trials added
+    since; reports a curator linked, to a new trial or as a later report of an earlier one)."""
+    previous_ids = seed_trial_ids(session)
+    trials = _count(session, model=Trial)
+    reports = _count(session, model=TrialReport)
+    previous_trials = (_count(session, col(Trial.id).in_(previous_ids), model=Trial)
+                       if previous_ids else 0)
+    # Seed reports carry the source key of the reference table; a curator's link has none.
+    previous_reports = (_count(session, col(TrialReport.trial_id).in_(previous_ids),
+                               col(TrialReport.source_key).is_not(None), model=TrialReport)
+                        if previous_ids else 0)
+    return [
+        (TRIALS_STAGE, trials, "randomised trials in the evidence base"),
+        (PREVIOUS_TRIALS_STAGE, previous_trials,
+         "the seed evidence the review started from (docs/seed-evidence.md)"),
+        (NEW_TRIALS_STAGE, trials - previous_trials, "trials added since"),
+        (REPORTS_STAGE, reports, "publications linked to those trials"),
+        (PREVIOUS_REPORTS_STAGE, previous_reports, "the seed evidence's reports"),
+        (NEW_REPORTS_STAGE, reports - previous_reports,
+         "reports linked since: of new trials, or later reports of earlier trials"),
     ]
 
 
@@ -544,7 +575,10 @@ def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
            f"{n[FULLTEXT_EXCLUDED_STAGE]} excluded."] if ASSESSED_STAGE in n else []),
         # The studies included are the trials; the records that passed title/abstract
         # screening are the reports sought above, not the review's included studies.
-        f"Included: {n[TRIALS_STAGE]} trials with {n[REPORTS_STAGE]} reports.",
+        f"Included: {n[TRIALS_STAGE]} trials with {n[REPORTS_STAGE]} reports"
+        + (f" ({n[PREVIOUS_TRIALS_STAGE]} trials with {n[PREVIOUS_REPORTS_STAGE]} reports "
+           f"from the previous version of the review; {n[NEW_TRIALS_STAGE]} new trials and "
+           f"{n[NEW_REPORTS_STAGE]} new reports)." if PREVIOUS_TRIALS_STAGE in n else "."),
         "",
     ]
     return "\n".join(lines)

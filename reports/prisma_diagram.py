@@ -41,7 +41,11 @@ from reports.exports import (
     FULLTEXT_EXCLUDED_STAGE,
     IDENTIFIED_STAGE,
     INCLUDED_STAGE,
+    NEW_REPORTS_STAGE,
+    NEW_TRIALS_STAGE,
     NOT_RETRIEVED_STAGE,
+    PREVIOUS_REPORTS_STAGE,
+    PREVIOUS_TRIALS_STAGE,
     REPORTS_STAGE,
     SCREENED_STAGE,
     TRIALS_STAGE,
@@ -127,6 +131,14 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
     def count(stage: str) -> _Text:
         return _Text(count_text(n[stage], added.get(stage), day))
 
+    def split(previous: str, new: str, what: str) -> list[_Text]:
+        """PRISMA 2020's flow for updated reviews, within the box: the previous version's
+        part and the new part (absent from counts that do not split them)."""
+        if previous not in n:
+            return []
+        return [_Text(f"from the previous version of the review: n = {n[previous]:,}; "
+                      f"new {what}: n = {n[new]:,}")]
+
     # Until the stopping test supports stopping, the classifier has excluded nothing: its
     # would-be exclusions wait among the records awaiting a decision, and the box says so.
     below_threshold = [_Text("of which below the classifier's flag threshold, not read by a "
@@ -178,8 +190,12 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
     rows += [
         _Row("Included",
              _Box("included", [_Text("Studies included in review (randomised trials)"),
-                               count(TRIALS_STAGE), _Text("Reports of included studies"),
-                               count(REPORTS_STAGE)]), None),
+                               count(TRIALS_STAGE), *split(PREVIOUS_TRIALS_STAGE,
+                                                           NEW_TRIALS_STAGE, "studies"),
+                               _Text("Reports of included studies"),
+                               count(REPORTS_STAGE), *split(PREVIOUS_REPORTS_STAGE,
+                                                            NEW_REPORTS_STAGE, "reports")]),
+             None),
     ]
     name = title or DEFAULT_TITLE
     note = _since_note(since) if since is not None else ""
@@ -210,6 +226,10 @@ def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
         extra = f" ({added[stage]:,} added since {day})" if stage in added else ""
         return f"{n[stage]:,}{extra}"
 
+    previous = (f" ({n[PREVIOUS_TRIALS_STAGE]:,} studies with {n[PREVIOUS_REPORTS_STAGE]:,} "
+                f"reports from the previous version of the review; "
+                f"{n[NEW_TRIALS_STAGE]:,} new studies and {n[NEW_REPORTS_STAGE]:,} new "
+                "reports)" if PREVIOUS_TRIALS_STAGE in n else "")
     below = (f" (of which {n[BELOW_THRESHOLD_STAGE]:,} below the classifier's flag "
              "threshold, not read by a person)" if n.get(BELOW_THRESHOLD_STAGE) else "")
     conflicts = (f"; {num(CONFLICT_STAGE)} in conflict awaiting resolution"
@@ -229,7 +249,7 @@ def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
         f"{num(INCLUDED_STAGE)} records included after title/abstract screening. "
         f"{fulltext}"
         f"Included: {num(TRIALS_STAGE)} studies (randomised trials) with "
-        f"{num(REPORTS_STAGE)} reports.")
+        f"{num(REPORTS_STAGE)} reports{previous}.")
 
 
 def _day(at: datetime) -> str:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from store.models import AuditLog
+
+#: The audit action of a trial the seed evidence added (``monitor.bootstrap``): the trials of
+#: the review's previous version, found by it even after a curator renamed them.
+SEED_TRIAL = "seed.trial"
 
 
 def audit(
@@ -28,3 +32,10 @@ def audit(
             details=details,
         )
     )
+
+
+def seed_trial_ids(session: Session) -> set[int]:
+    """Ids of the trials the seed evidence added (the previous version of the review)."""
+    rows = session.exec(select(AuditLog.object_id).where(
+        col(AuditLog.action) == SEED_TRIAL, col(AuditLog.object_type) == "trial"))
+    return {int(row) for row in rows if row and row.isascii() and row.isdigit()}

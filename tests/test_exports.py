@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_one_line_error, cli_env, run_cli
+from sqlmodel import select
 
 from reports.exports import CSV_COLUMNS, export, prisma_counts
 from screening.health import stopping_supported
@@ -205,7 +206,11 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
         "records included": 2,  # pmid 1 (include) + pmid 6 (maybe: the full text decides)
         **fulltext_rows(awaiting=2),
         "trials included": 1,
+        "of the trials included: in the previous version of the review": 0,
+        "of the trials included: new": 1,
         "reports of included trials": 2,
+        "of the reports: in the previous version of the review": 0,
+        "of the reports: new": 2,
     }
     # the flow adds up: identified = duplicates + deleted + screened, and
     # screened = excluded + awaiting + included
@@ -226,10 +231,47 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
             "the full text.") in md
     assert ("2 awaiting a screening decision (of which 1 below the classifier's flag "
             "threshold, not read by a person)") in svg_desc(written[2])
-    assert "Included: 1 trials with 2 reports." in md
+    assert ("Included: 1 trials with 2 reports (0 trials with 0 reports from the previous "
+            "version of the review; 1 new trials and 2 new reports).") in md
     assert "Included: 2 records" not in md
     assert ("Full text: 2 reports sought; 0 not retrieved, 2 awaiting assessment; 0 assessed: "
             "0 eligible, 0 excluded.") in md
+
+
+def test_prisma_splits_the_included_trials_into_the_previous_version_and_new(
+        ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """PRISMA 2020's flow for updated reviews: the seed evidence is the previous version;
+    a trial added since, and a later report linked to a seed trial, are new."""
+    from monitor.bootstrap import load_seed_evidence
+
+    with ctx.sessions() as s:
+        load_seed_evidence(s)
+        s.commit()
+        seeded_trials = len(s.exec(select(Trial)).all())
+        seeded_reports = len(s.exec(select(TrialReport)).all())
+        assert seeded_trials > 10
+        first = s.exec(select(Trial).order_by(Trial.id)).first()
+        assert first is not None
+        first.name = "Renamed by a curator"  # still the previous version's trial
+        new = Trial(name="NEW-MM 1", drug="ixazomib", setting="post_asct")
+        s.add(new)
+        s.flush()
+        s.add(TrialReport(trial_id=new.id, pmid=90000001, citation="New 2026"))
+        s.add(TrialReport(trial_id=first.id, pmid=90000002, citation="Update 2026"))
+        s.commit()
+        rows = {stage: n for stage, n, _ in prisma_counts(s)}
+    assert rows["trials included"] == seeded_trials + 1
+    assert rows["of the trials included: in the previous version of the review"] \
+        == seeded_trials
+    assert rows["of the trials included: new"] == 1
+    assert rows["reports of included trials"] == seeded_reports + 2
+    assert rows["of the reports: in the previous version of the review"] == seeded_reports
+    assert rows["of the reports: new"] == 2
+    svg = next(p for p in export(ctx, "prisma", tmp_path / "p.csv") if p.suffix == ".svg")
+    assert (f"{seeded_trials + 1} studies (randomised trials) with {seeded_reports + 2} "
+            f"reports ({seeded_trials} studies with {seeded_reports} reports from the "
+            "previous version of the review; 1 new studies and 2 new reports).") \
+        in svg_desc(svg)
 
 
 def test_prisma_into_a_folder(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -467,7 +509,11 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
         "records included": 2,  # pmid 1 + pmid 6 (maybe: on to the full text)
         **fulltext_rows(awaiting=2),
         "trials included": 1,
+        "of the trials included: in the previous version of the review": 0,
+        "of the trials included: new": 1,
         "reports of included trials": 2,
+        "of the reports: in the previous version of the review": 0,
+        "of the reports: new": 2,
     }
     assert _flow_adds_up(rows)
     stages = [r["stage"] for r in table]

@@ -33,7 +33,11 @@ from reports.exports import (
     FULLTEXT_EXCLUDED_STAGE,
     IDENTIFIED_STAGE,
     INCLUDED_STAGE,
+    NEW_REPORTS_STAGE,
+    NEW_TRIALS_STAGE,
     NOT_RETRIEVED_STAGE,
+    PREVIOUS_REPORTS_STAGE,
+    PREVIOUS_TRIALS_STAGE,
     REPORTS_STAGE,
     SCREENED_STAGE,
     TRIALS_STAGE,
@@ -68,6 +72,8 @@ BOX_OF = {IDENTIFIED_STAGE: "identified", DUPLICATES_STAGE: "removed",
           CURATORS_STAGE: "excluded", CONFLICT_STAGE: "conflicts", AWAITING_STAGE: "awaiting",
           INCLUDED_STAGE: "included-records", TRIALS_STAGE: "included",
           REPORTS_STAGE: "included", NOT_RETRIEVED_STAGE: "not-retrieved",
+          PREVIOUS_TRIALS_STAGE: "included", NEW_TRIALS_STAGE: "included",
+          PREVIOUS_REPORTS_STAGE: "included", NEW_REPORTS_STAGE: "included",
           FULLTEXT_AWAITING_STAGE: "not-retrieved", ASSESSED_STAGE: "assessed",
           ELIGIBLE_STAGE: "assessed", FULLTEXT_EXCLUDED_STAGE: "fulltext-excluded"}
 
@@ -201,7 +207,11 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
         "screened; excluded: 1,501 by the automation tool and 1 by curators; 1 awaiting a "
         "screening decision; 2 records included after title/abstract screening. Full text: 0 "
         "reports not retrieved, 2 awaiting assessment; 0 assessed for eligibility: 0 "
-        "eligible, 0 excluded. Included: 1 studies (randomised trials) with 2 reports.")
+        "eligible, 0 excluded. Included: 1 studies (randomised trials) with 2 reports (0 "
+        "studies with 0 reports from the previous version of the review; 1 new studies and 2 "
+        "new reports).")
+    assert ("Studies included in review (randomised trials) n = 1 from the previous version "
+            "of the review: n = 0; new studies: n = 1") in shown["included"]
     assert "since" not in svg  # no cut-off given: no since figures, no note
 
 
