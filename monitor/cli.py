@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -271,9 +272,11 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from screening.health import stopping_supported
 
     ctx = _context(settings)
+    # Path() drops a trailing slash, which is how a new folder is asked for ("--out new/").
+    folder = bool(args.out) and args.out.endswith(("/", os.sep))
     written = export(ctx, args.kind, Path(args.out) if args.out else None,
                      stopping=partial(stopping_supported,
-                                      target_recall=settings.stopping_recall))
+                                      target_recall=settings.stopping_recall), folder=folder)
     if written:
         print("\n".join(str(p) for p in written), file=sys.stderr)
     return 0

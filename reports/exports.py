@@ -52,7 +52,7 @@ from typing import IO, Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from reports.outfile import check_target, open_out
+from reports.outfile import check_target, ensure_folder, open_out
 from store.audit import seed_trial_ids
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
@@ -104,9 +104,11 @@ StoppingCheck = Callable[[Session], bool]
 
 
 def export(ctx: AppContext, kind: str, out: Path | None, *,
-           stopping: StoppingCheck | None = None) -> list[Path]:
+           stopping: StoppingCheck | None = None, folder: bool = False) -> list[Path]:
     """Write the ``kind`` export to ``out`` (stdout when None); return the files written.
-    ``stopping`` decides the PRISMA flow's exclusions by automation (:func:`prisma_counts`)."""
+    ``stopping`` decides the PRISMA flow's exclusions by automation (:func:`prisma_counts`);
+    ``folder``: ``out`` names a folder (typed with a trailing slash), created if need be,
+    never a file of that name."""
     if kind not in KINDS:
         raise ValidationError(f"unknown export {kind!r}", hint=f"choose one of {', '.join(KINDS)}")
     if kind == "metafor":
@@ -128,6 +130,8 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
             writer(session, sys.stdout)
             sys.stdout.flush()
             return []
+        if folder and out is not None:
+            ensure_folder(out, what="the export", hint=_OUT_HINT)
         if out.is_dir():
             out = out / f"{_STEM.get(kind, 'records')}.{_ext(kind)}"
         # Every file of the export is judged before the first is written: a link where the

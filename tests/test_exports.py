@@ -384,6 +384,19 @@ def test_prisma_counts_the_classifiers_exclusions_once_the_stopping_test_support
     assert "excluded: 10 by the automation tool" in desc and "of which below" not in desc
 
 
+def test_cli_out_with_a_trailing_slash_is_a_new_folder(db_url: str, tmp_path: Path) -> None:
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    proc = run_cli("export", "prisma", "--out", f"{tmp_path / 'new' / 'deeper'}/", env=env)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "new" / "deeper"
+    assert folder.is_dir()  # not a file named "deeper"
+    assert sorted(p.name for p in folder.iterdir()) == ["prisma.csv", "prisma.md", "prisma.svg"]
+    (tmp_path / "plain").write_text("x")
+    bad = run_cli("export", "csv", "--out", f"{tmp_path / 'plain'}/", env=env)
+    assert_one_line_error(bad)
+    assert "is not a folder" in bad.stderr and (tmp_path / "plain").read_text() == "x"
+
+
 def test_prisma_counts_voted_low_score_records_as_awaiting(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Dual screening: a low-score record with one include vote and no resolved decision is
     not 'excluded by automation' (a curator wants it), it awaits its second vote."""
