@@ -96,7 +96,14 @@ def test_estimates_page_shows_leave_one_out_and_evidence_over_time(
                                f"{last['hr_ci_low']:.2f}–{last['hr_ci_high']:.2f}"]
     # The last step is today's estimate.
     assert history[-1][3] == f"{math.exp(row.estimate or 0):.2f}"
-    # One trial: neither a leave-one-out nor a history to show.
+    # One trial: neither a leave-one-out nor a history to show, nor a heterogeneity.
+    overview = {" ".join(tr.xpath("td")[0].text_content().split()): [
+        " ".join(td.text_content().split()) for td in tr.xpath("td")]
+        for tr in lxml.html.fromstring(html).xpath('//table[@class="pooled"]/tbody/tr')}
+    one = overview[pooled["lenalidomide/PFS/post_asct"].analysis_label or ""]
+    assert one[1] == "1" and one[4:7] == ["—", "—", "—"]  # no PI, I² or τ²
+    several = overview[row.analysis_label or ""]
+    assert several[5] == f"{row.i2:.0f}%" and several[6] == f"{row.tau2:.3f}"
     alone = _section(html, pooled["lenalidomide/PFS/post_asct"])
     assert not alone.xpath('.//table[@class="leave-one-out"]')
     assert not alone.xpath('.//table[@class="evidence-over-time"]')
