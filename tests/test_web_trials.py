@@ -328,3 +328,30 @@ def test_form_field_attributes_reach_the_browser(app: Any, users: dict[str, str]
     page = as_role(app, users, "curator").get(f"/trials/{_trial(app)}").text
     assert 'name="hr" type="text" value="" inputmode="decimal">' in page
     assert 'inputmode=&#34;' not in page and "&#34;decimal" not in page
+
+
+def _visible_text(page: str) -> str:
+    """The page's text as a reader sees it: no tags, so no option values or attributes."""
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def test_trial_pages_say_settings_methods_and_orientations_in_words(
+        app: Any, users: dict[str, str]) -> None:
+    """A haematologist reads "post-ASCT" and "reported HR and 95% CI", never the stored codes
+    (post_asct, reported_ci, control_vs_maint)."""
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    assert _post_estimate(curator, trial_id, orientation="control_vs_maint", hr="2.0",
+                          ci_low="1.6", ci_high="2.5").status_code == 303
+    estimate_id = _estimates(app)[0].id
+    codes = ("post_asct", "non_transplant", "reported_ci", "maint_vs_control",
+             "control_vs_maint")
+    for path in ("/trials", f"/trials/{trial_id}", f"/estimates/{estimate_id}/edit"):
+        text = _visible_text(curator.get(path).text)
+        assert not [c for c in codes if c in text], path
+        assert "post-ASCT" in text, path
+    trial_page = _visible_text(curator.get(f"/trials/{trial_id}").text)
+    assert "reported HR and 95% CI" in trial_page
+    assert "control vs maintenance (inverted on save)" in trial_page
