@@ -5,6 +5,7 @@ and database."""
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 import pytest
@@ -332,7 +333,6 @@ def test_form_field_attributes_reach_the_browser(app: Any, users: dict[str, str]
 
 def _visible_text(page: str) -> str:
     """The page's text as a reader sees it: no tags, so no option values or attributes."""
-    import re
 
     return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
@@ -355,3 +355,26 @@ def test_trial_pages_say_settings_methods_and_orientations_in_words(
     trial_page = _visible_text(curator.get(f"/trials/{trial_id}").text)
     assert "reported HR and 95% CI" in trial_page
     assert "control vs maintenance (inverted on save)" in trial_page
+
+
+def test_a_report_links_to_its_record_page_only_when_the_record_is_stored(
+        app: Any, users: dict[str, str]) -> None:
+    """A seed report's PMID (not among the searched records) leads to PubMed, not to a
+    "Not found" page; a stored record's PMID to its record page."""
+    from test_web import add_records
+
+    from store.models import TrialReport
+
+    add_records(app, [{"pmid": 90000002, "title": "Stored report"}])
+    trial_id = _trial(app)  # its report is PMID 90000002
+    with db(app) as session:
+        session.add(TrialReport(trial_id=trial_id, pmid=30545780, citation="Dimopoulos MA. "
+                                "Lancet 2019", year=2019, kind="primary"))
+        session.commit()
+    viewer = as_role(app, users, "viewer")
+    page = viewer.get(f"/trials/{trial_id}").text
+    assert '<a href="/records/90000002">90000002</a>' in page
+    assert 'href="/records/30545780"' not in page
+    assert 'href="https://pubmed.ncbi.nlm.nih.gov/30545780/"' in page
+    for link in set(re.findall(r'href="(/records/\d+)"', page)):
+        assert viewer.get(link).status_code == 200, link

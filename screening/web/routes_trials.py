@@ -139,6 +139,11 @@ async def new_trial(request: Request, session: DbSession, user: Curator) -> Resp
 def _trial_page(request: Request, session: Session, trial: Trial, *, status_code: int = 200,
                 **extra: Any) -> Response:
     reports = _reports(session, trial)
+    # A report's PMID links to its record page only when the record is in the database (seed
+    # reports often predate the searches); otherwise to PubMed, never to a "not found" page.
+    pmids = {rep.pmid for rep in reports if rep.pmid is not None}
+    stored_pmids = set(session.exec(select(Record.pmid).where(
+        col(Record.pmid).in_(pmids))).all()) if pmids else set()
     estimates = session.exec(select(Estimate).where(Estimate.trial_id == trial.id).order_by(
         col(Estimate.endpoint), col(Estimate.data_cut), col(Estimate.id))).all()
     # who entered, verified and withdrew each estimate, by e-mail
@@ -154,7 +159,8 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
     second_person = verify_second_person(request)
     not_yours_to_verify = {e.id for e in estimates if user is not None
                            and not may_verify(e, user, second_person=second_person)}
-    context = {"trial": trial, "reports": reports, "estimates": estimates,
+    context = {"trial": trial, "reports": reports, "stored_pmids": stored_pmids,
+               "estimates": estimates,
                "inputs_text": inputs_text, **_analysis_uses(request, session, estimates),
                "values": {"setting": trial.setting}, "errors": {}, "report_values": {},
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
