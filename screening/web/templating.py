@@ -103,6 +103,17 @@ def _words(code: Any, kind: str) -> str:
     return _CODE_WORDS[kind].get(str(code), str(code))
 
 
+def _noun(n: Any, one: str, many: str | None = None) -> str:
+    """The noun for ``n`` things: ``one`` for exactly 1, else ``many`` (``one`` + "s")."""
+    return one if n == 1 else (many or one + "s")
+
+
+def _plural(n: Any, one: str, many: str | None = None) -> str:
+    """``n`` and its noun, as the digest says it: "1 record", "2 records", "1,024 records"."""
+    number = f"{n:,}" if isinstance(n, int) else str(n)
+    return f"{number} {_noun(n, one, many)}"
+
+
 def make_templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -119,6 +130,8 @@ def make_templates() -> Jinja2Templates:
     env.filters["doi_url"] = _doi_url
     env.filters["mesh_heading"] = mesh_heading
     env.filters["words"] = _words
+    env.filters["noun"] = _noun
+    env.filters["plural"] = _plural
     return Jinja2Templates(env=env, context_processors=[_context])
 
 
