@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,10 +51,22 @@ def error_response(request: Request, status: int, message: str, *,
 
     try:
         return render(request, "error.html", {"status": status, "message": message,
-                                              "hint": hint}, status_code=status)
+                                              "hint": hint, "login_next": _back_to(request)},
+                      status_code=status)
     except Exception:  # a broken template must not hide the original error
         log.exception("could not render the error page")
         return Response(f"{status}: {message}", status_code=status, media_type="text/plain")
+
+
+def _back_to(request: Request) -> str:
+    """The local page to return to after logging in again: this one for a GET, the page the
+    form was on (its Referer, when it is this site) for a POST; "/" otherwise."""
+    if request.method == "GET":
+        return request.url.path + ("?" + request.url.query if request.url.query else "")
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc == request.url.netloc and referer.path.startswith("/"):
+        return referer.path + ("?" + referer.query if referer.query else "")
+    return "/"
 
 
 def _login_redirect(request: Request) -> Response:
