@@ -30,3 +30,20 @@ def test_queue_counts_say_one_record_and_one_decision(app: Any, users: dict[str,
         "decision": "include", "reason": "", "csrf_token": csrf_from(page)}).status_code == 303
     assert "0 of 1 record awaiting a decision (0 flagged as likely maintenance RCTs); " \
            "1 decision so far." in _text(curator.get("/").text)
+
+
+def test_a_malformed_address_is_explained_in_words_on_pages_and_as_before_in_the_api(
+        app: Any, users: dict[str, str]) -> None:
+    viewer = as_role(app, users, "viewer")
+    for path, words in [
+            ("/records/abc", "pmid must be a whole number, not “abc”"),
+            ("/?offset=-5", "offset must be at least 0"),
+            ("/?show=bogus", "“bogus” is not a value show can take")]:
+        response = viewer.get(path)
+        assert response.status_code == 400
+        text = _text(response.text)
+        assert f"this address or form is not valid: {words}" in text, text
+        assert "Input should" not in text and "^(" not in text
+        assert 'href="/"' in response.text  # a way back
+    api = viewer.get("/api/records?limit=abc")
+    assert api.status_code == 400 and "limit: Input should be a valid integer" in api.text

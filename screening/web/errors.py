@@ -107,9 +107,40 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _plain_problem(err: Any) -> str:
+    """One malformed parameter in words a curator reads (pages; the API keeps pydantic's)."""
+    where = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+    name = ".".join(where) or "a value"
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    given = str(err.get("input", ""))
+    given = given if len(given) <= 40 else given[:39] + "…"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{name} must be a whole number, not “{given}”"
+    if kind in ("float_parsing", "float_type"):
+        return f"{name} must be a number, not “{given}”"
+    bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("above", "gt"),
+              "less_than_equal": ("at most", "le"), "less_than": ("below", "lt")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"{name} must be {words} {ctx.get(key)}"
+    if kind in ("string_pattern_mismatch", "literal_error", "enum"):
+        return f"“{given}” is not a value {name} can take"
+    if kind == "missing":
+        return f"{name} is missing"
+    if kind == "string_too_long":
+        return f"{name} is too long (at most {ctx.get('max_length')} characters)"
+    return f"{name} is not valid"
+
+
 async def validation_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return error_response(request, 400, _describe_validation(exc))
+    if is_api(request):
+        return error_response(request, 400, _describe_validation(exc))
+    problems = "; ".join(_plain_problem(err) for err in exc.errors()[:3]) or "invalid request"
+    return error_response(request, 400, f"this address or form is not valid: {problems}",
+                          hint="go back and use the page's own links and forms, or start again "
+                               "from the queue")
 
 
 def install_error_handlers(app: FastAPI) -> None:
