@@ -327,7 +327,7 @@ def test_form_field_attributes_reach_the_browser(app: Any, users: dict[str, str]
     """The macros' extra attributes are real attributes (they were once escaped into text, so
     phones showed a letter keyboard for HRs)."""
     page = as_role(app, users, "curator").get(f"/trials/{_trial(app)}").text
-    assert 'name="hr" type="text" value="" inputmode="decimal">' in page
+    assert 'name="hr" type="text" value="" aria-describedby="hr-hint" inputmode="decimal">' in page
     assert 'inputmode=&#34;' not in page and "&#34;decimal" not in page
 
 
