@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import test_browser_web
+import test_network
 import test_web
 from sqlmodel import select
 from test_browser_web import _log_in, _page
@@ -23,6 +24,7 @@ users = test_web.users
 records = test_web.records
 server = test_browser_web.server
 browser = test_browser_web.browser
+network_evidence = test_network.network_evidence
 
 LONG_URL = "https://example.org/" + "a" * 300
 LONG_DOI = "10.1000/" + "averylongdoiwithoutanybreaks" * 8
@@ -67,8 +69,8 @@ _OVERFLOW = """() => {
 
 @pytest.mark.parametrize("width", [375, 1280])
 def test_no_page_scrolls_sideways_and_long_strings_wrap(
-        app: Any, users: dict[str, str], records: int, server: str, browser: Any,
-        width: int) -> None:
+        network_evidence: Any, app: Any, users: dict[str, str], records: int, server: str,
+        browser: Any, width: int) -> None:
     _long_record(app)
     trial_id = _trial_with_estimate(app, users)
     problems: list[str] = []
@@ -76,7 +78,8 @@ def test_no_page_scrolls_sideways_and_long_strings_wrap(
     page.set_viewport_size({"width": width, "height": 800})
     _log_in(page, server, users["admin"])
     for path in ["/", "/?show=all", "/records/90000010", "/records/90000002", "/trials",
-                 f"/trials/{trial_id}", "/admin/users", "/fulltext", "/account"]:
+                 f"/trials/{trial_id}", "/admin/users", "/fulltext", "/account",
+                 "/network?key=PFS/post_asct"]:
         page.goto(server + path)
         assert page.evaluate(_OVERFLOW) == [], f"{path} at {width} px scrolls sideways"
     assert problems == []
