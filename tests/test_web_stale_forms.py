@@ -3,6 +3,8 @@ out and how to get back, not "Not allowed". Over the real app and database."""
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 import test_web
@@ -45,3 +47,42 @@ def test_a_wrong_token_while_logged_in_is_still_refused_as_before(
                             data={"decision": "include", "csrf_token": "x" * 40})
     assert response.status_code == 403
     assert "security token is missing or does not match" in response.text
+
+
+def _flashes(page: str) -> list[str]:
+    return [html.unescape(m) for m in
+            re.findall(r'<p class="flash[^"]*" role="status">([^<]*)</p>', page)]
+
+
+def _seen(page: str) -> str:
+    match = re.search(r'name="seen_decision" value="(\d+)"', page)
+    assert match, "no seen_decision in the decision form"
+    return match.group(1)
+
+
+def test_a_decision_over_one_made_meanwhile_by_someone_else_says_so(
+        app: Any, users: dict[str, str]) -> None:
+    """Single screening: the latest decision counts, so a decision saved from a page opened
+    before a colleague's decision replaces theirs: the curator is told, with who and what."""
+    add_records(app, [{"pmid": 90000001, "title": "A record", "score": 0.9}])
+    test_web.make_user(app, "second@example.org", "curator")
+    first = as_role(app, users, "curator")
+    second = as_role(app, {"curator": "second@example.org"}, "curator")
+    stale_page = first.get("/records/90000001").text  # opened, then read for a while
+    fresh_page = second.get("/records/90000001").text
+    assert second.post("/records/90000001/decision", data={
+        "decision": "exclude", "csrf_token": csrf_from(fresh_page),
+        "seen_decision": "0"}).status_code == 200
+    assert _seen(stale_page) == "0"
+    saved = first.post("/records/90000001/decision", data={
+        "decision": "include", "csrf_token": csrf_from(stale_page),
+        "seen_decision": _seen(stale_page)})
+    said = _flashes(saved.text)
+    assert said[0] == "Decision saved: include (PMID 90000001)."
+    assert said[1].startswith("second@example.org decided exclude on PMID 90000001 at ")
+    assert "after you opened it: your decision (include) now counts" in said[1]
+    # a page opened after the colleague's decision, or one's own second thoughts: no warning
+    again = first.get("/records/90000001").text
+    said = _flashes(first.post("/records/90000001/decision", data={
+        "decision": "maybe", "csrf_token": csrf_from(again), "seen_decision": _seen(again)}).text)
+    assert said == ["Decision saved: maybe (PMID 90000001)."]
