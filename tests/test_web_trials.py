@@ -378,3 +378,31 @@ def test_a_report_links_to_its_record_page_only_when_the_record_is_stored(
     assert 'href="https://pubmed.ncbi.nlm.nih.gov/30545780/"' in page
     for link in set(re.findall(r'href="(/records/\d+)"', page)):
         assert viewer.get(link).status_code == 200, link
+
+
+def test_an_edit_over_a_change_made_meanwhile_is_refused_and_keeps_the_typing(
+        app: Any, users: dict[str, str]) -> None:
+    """Two curators open the edit form; the first saves; the second's save would silently undo
+    the first's change: it is refused (409), nothing saved, the form keeps what they typed and
+    can be saved again from there."""
+    trial_id = _trial(app)
+    first = as_role(app, users, "curator")
+    second = as_role(app, users, "admin")
+    stale = second.get(f"/trials/{trial_id}").text
+    shown = re.search(r'name="shown" value="([0-9a-f]+)"', stale)
+    assert shown
+    assert _edit(first, trial_id, comparator="placebo + dexamethasone").status_code == 303
+    refused = second.post(f"/trials/{trial_id}/edit", data={
+        **FORM, "notes": "typed with care", "shown": shown.group(1),
+        "csrf_token": csrf_from(stale)})
+    assert refused.status_code == 409
+    assert "Someone changed this trial after you opened this form" in refused.text
+    assert "typed with care" in refused.text
+    assert _stored(app, trial_id).comparator == "placebo + dexamethasone"
+    assert not _stored(app, trial_id).notes
+    again = re.search(r'name="shown" value="([0-9a-f]+)"', refused.text)
+    assert again and again.group(1) != shown.group(1)
+    saved = second.post(f"/trials/{trial_id}/edit", follow_redirects=False, data={
+        **FORM, "comparator": "placebo + dexamethasone", "notes": "typed with care",
+        "shown": again.group(1), "csrf_token": csrf_from(refused.text)})
+    assert saved.status_code == 303 and _stored(app, trial_id).notes == "typed with care"

@@ -53,6 +53,7 @@ from screening.web.trials import (
     primary_report_of,
     record_citation,
     report_screening_note,
+    trial_fingerprint,
     trial_form_values,
 )
 from screening.web.verification import may_verify, parse_new_estimate, set_verified
@@ -166,6 +167,7 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
                "withdraw_errors": {}, "withdraw_values": {},
                "trial_values": trial_form_values(trial), "trial_errors": {},
+               "trial_shown": trial_fingerprint(trial), "trial_stale": False,
                "not_yours_to_verify": not_yours_to_verify, **CHOICES,
                **bias_context(session, trial, estimates)}
     context.update(extra)
@@ -231,6 +233,12 @@ async def trial_edit(request: Request, trial_id: int, session: DbSession,
     """Change a trial's fields (the same checks as a new trial); audited with old and new."""
     trial = _trial(session, trial_id)
     data = await _form(request)
+    shown = data.get("shown")
+    if shown and shown != trial_fingerprint(trial):
+        # Someone saved the trial after this form was filled: nothing is saved; the form comes
+        # back with what was typed, the page above it with the trial as it is now.
+        return _trial_page(request, session, trial, status_code=409, trial_values=data,
+                           trial_stale=True)
     try:
         change = edit_trial(session, trial, data, user=user)
     except FieldErrors as exc:

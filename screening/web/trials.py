@@ -141,6 +141,16 @@ def trial_form_values(trial: Trial) -> dict[str, str]:
             "registry_ids": ", ".join(trial.registry_ids or []), "notes": trial.notes or ""}
 
 
+def trial_fingerprint(trial: Trial) -> str:
+    """A short digest of the trial's form fields as stored: the edit form carries the one it
+    was filled from, so an edit made meanwhile by someone else is not overwritten unseen."""
+    import hashlib
+    import json
+
+    text = json.dumps(trial_form_values(trial), sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def trial_json(trial: Trial) -> dict[str, Any]:
     """A trial's own fields as the JSON API gives them back after an edit."""
     return {"id": trial.id, "name": trial.name, "drug": trial.drug, "regimen": trial.regimen,
