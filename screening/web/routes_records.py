@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -86,14 +87,27 @@ def queue_page(request: Request, session: DbSession, user: Viewer,
 
 @router.get("/records/{pmid}")
 def record_page(request: Request, pmid: int, session: DbSession, user: Viewer,
-                rank: Annotated[int | None, Query(ge=1)] = None) -> Response:
+                rank: Annotated[int | None, Query(ge=1)] = None,
+                show: Annotated[str, Query(pattern="^(undecided|all)$")] = "undecided",
+                ) -> Response:
     record = get_or_404(session, Record, pmid,
                         missing=f"record PMID {pmid} is not in the database")
-    return record_page_response(request, session, record, user, rank=rank)
+    return record_page_response(request, session, record, user, rank=rank,
+                                queue_back=queue_link(rank, show))
+
+
+def queue_link(rank: int | None, show: str) -> str:
+    """The queue page a record was opened from: its list (undecided or all) and the page of
+    its rank, so "← Queue" returns there rather than to the first page."""
+    params = {"show": "all"} if show == "all" else {}
+    if rank is not None and rank > PAGE_SIZE:
+        params["offset"] = str((rank - 1) // PAGE_SIZE * PAGE_SIZE)
+    return "/?" + urlencode(params) if params else "/"
 
 
 def record_page_response(request: Request, session: Session, record: Record, user: User, *,
                          rank: int | None = None, status_code: int = 200,
+                         queue_back: str = "/",
                          link_values: dict[str, str] | None = None,
                          link_errors: dict[str, str] | None = None,
                          fulltext_values: dict[str, str] | None = None,
@@ -125,7 +139,8 @@ def record_page_response(request: Request, session: Session, record: Record, use
         "add_registry": "1" if len(ids) == 1 and best not in index.by_registry.get(ids[0], ())
         else ""}
     return render(request, "record.html", {
-        "record": record, "rank": rank, "revisions": revisions, "alerts": alerts,
+        "record": record, "rank": rank, "queue_back": queue_back,
+        "revisions": revisions, "alerts": alerts,
         "reports": reports, "history": visible_history(session, pmid, screening),
         "latest_decision_id": _latest_decision_id(session, pmid),
         "explanation": explanation, "screening": screening,
