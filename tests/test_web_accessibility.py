@@ -36,3 +36,24 @@ def test_a_fields_hint_and_error_are_tied_to_it(app: Any, users: dict[str, str])
                                                                              "rep-citation")
     assert 'id="rep-citation-error"' in refused
     assert 'aria-invalid="true" aria-describedby="rep-pmid-error"' in _field(refused, "rep-pmid")
+
+
+def test_login_and_password_errors_are_tied_to_their_fields(
+        app: Any, users: dict[str, str]) -> None:
+    from fastapi.testclient import TestClient
+    from test_web import login
+
+    with TestClient(app, raise_server_exceptions=False) as anonymous:
+        failed = login(anonymous, users["curator"], password="wrong password").text
+    assert '<p class="error-message" id="login-error" role="alert">' in failed
+    for field in ("email", "password"):
+        assert 'aria-invalid="true" aria-describedby="login-error"' in _field(failed, field)
+    curator = as_role(app, users, "curator")
+    page = curator.get("/account").text
+    refused = curator.post("/account/password", data={
+        "current_password": "not my password", "new_password": "a-new-password-1",
+        "confirm_password": "a-new-password-1", "csrf_token": csrf_from(page)}).text
+    assert 'id="password-error" role="alert"' in refused
+    assert 'aria-describedby="password-error"' in _field(refused, "current_password")
+    admin = as_role(app, users, "admin").get("/admin/users").text
+    assert 'aria-describedby="new-password-hint"' in _field(admin, "new-password")
