@@ -47,3 +47,13 @@ def test_a_malformed_address_is_explained_in_words_on_pages_and_as_before_in_the
         assert 'href="/"' in response.text  # a way back
     api = viewer.get("/api/records?limit=abc")
     assert api.status_code == 400 and "limit: Input should be a valid integer" in api.text
+
+
+def test_error_pages_are_titled_by_what_happened(app: Any, users: dict[str, str]) -> None:
+    viewer = as_role(app, users, "viewer")
+    for path, title in [("/records/12345", "Not found (error 404)"),
+                        ("/admin/users", "Not allowed (error 403)"),
+                        ("/?offset=-1", "That did not work (error 400)")]:
+        page = viewer.get(path).text
+        assert f"<title>{title} · mmlr</title>" in page, path
+        assert f"<h1>{title.split(' (')[0]}</h1>" in page
