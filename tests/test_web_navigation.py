@@ -38,3 +38,20 @@ def test_back_to_the_queue_returns_to_the_list_and_page_the_record_was_opened_fr
     assert _back(viewer.get("/records/90000001").text) == "/"
     assert _back(viewer.get(f"/records/90000001?rank={PAGE_SIZE + 1}").text) == \
         f"/?offset={PAGE_SIZE}"
+
+
+def test_opening_a_forms_address_leads_to_its_page_not_an_error(
+        app: Any, users: dict[str, str]) -> None:
+    """/trials/5/estimates shows in the address bar after a refused form; opened again (address
+    bar, bookmark, a login's next=), it leads to the page the form is on."""
+    add_records(app, [{"pmid": 90000001, "title": "A record", "score": 0.9}])
+    curator = as_role(app, users, "curator")
+    for target, page in [("/records/90000001/decision", "/records/90000001"),
+                         ("/records/90000001/fulltext/resolve", "/records/90000001"),
+                         ("/account/password", "/account"), ("/logout", "/")]:
+        response = curator.get(target, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == page, target
+    landed = curator.get("/records/90000001/decision").text
+    assert "That address receives a form and is no page of its own" in landed
+    assert curator.post("/account", data={}).status_code == 405  # other methods: as before
+    assert curator.get("/api/records/90000001/decision").status_code in (404, 405)

@@ -92,8 +92,33 @@ async def mmlr_error_handler(request: Request, exc: Exception) -> Response:
                           headers=headers)
 
 
+def _page_of_form(request: Request) -> str | None:
+    """For a GET of a form's target (``/trials/5/estimates``, opened from the address bar, a
+    bookmark or a login's ``next``): the nearest enclosing page (``/trials/5``), or None."""
+    from starlette.routing import Match
+
+    path = request.url.path.rstrip("/")
+    for _ in range(3):
+        path = path.rsplit("/", 1)[0]
+        candidate = path or "/"
+        scope = {"type": "http", "path": candidate, "method": "GET", "root_path": ""}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            return candidate
+        if not path:
+            return None
+    return None
+
+
 async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405 and request.method == "GET" and not is_api(request):
+        page = _page_of_form(request)
+        if page is not None:
+            from screening.web.deps import flash
+
+            flash(request, "That address receives a form and is no page of its own: here is "
+                           "the page it belongs to.", "info")
+            return RedirectResponse(page, status_code=303)
     message = _HTTP_MESSAGES.get(exc.status_code, "the request could not be handled")
     return error_response(request, exc.status_code, message,
                           headers=dict(exc.headers) if exc.headers else None)
