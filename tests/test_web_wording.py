@@ -57,3 +57,18 @@ def test_error_pages_are_titled_by_what_happened(app: Any, users: dict[str, str]
         page = viewer.get(path).text
         assert f"<title>{title} · mmlr</title>" in page, path
         assert f"<h1>{title.split(' (')[0]}</h1>" in page
+
+
+def test_a_records_alerts_are_named_in_words(app: Any, users: dict[str, str]) -> None:
+    from test_web import db
+
+    from store.models import Alert
+
+    add_records(app, [{"pmid": 90000001, "title": "A trial report", "score": 0.9}])
+    with db(app) as session:
+        session.add(Alert(kind="expression_of_concern", pmid=90000001, related_pmid=90000009,
+                          message="PMID 90000009 is an expression of concern about it"))
+        session.commit()
+    page = as_role(app, users, "viewer").get("/records/90000001").text
+    assert "<strong>Expression of concern</strong>: PMID 90000009 is an expression" in page
+    assert "expression_of_concern" not in _text(page)
