@@ -140,3 +140,16 @@ def test_focus_ring_is_visible_on_white_and_on_the_header(
     shadow = page.evaluate("() => getComputedStyle(document.activeElement).boxShadow")
     ring = shadow[:shadow.index(")") + 1]
     assert _contrast(ring, "rgb(255, 255, 255)") >= 3, shadow
+
+
+def test_a_radio_button_stays_on_the_line_of_its_word(
+        app: Any, users: dict[str, str], records: int, server: str, browser: Any) -> None:
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 375, "height": 800})
+    _log_in(page, server, users["curator"])
+    page.goto(f"{server}/records/90000002")
+    for value in ("include", "exclude", "maybe"):
+        label = page.locator(f"form.decision-form label:has(input[value={value}])")
+        radio = label.locator("input").bounding_box()
+        box = label.bounding_box()
+        assert radio and box and box["height"] < 2 * radio["height"] + 8, value  # one line
