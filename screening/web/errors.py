@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store.errors import AuthError, MmlrError
@@ -95,8 +96,6 @@ async def mmlr_error_handler(request: Request, exc: Exception) -> Response:
 def _page_of_form(request: Request) -> str | None:
     """For a GET of a form's target (``/trials/5/estimates``, opened from the address bar, a
     bookmark or a login's ``next``): the nearest enclosing page (``/trials/5``), or None."""
-    from starlette.routing import Match
-
     path = request.url.path.rstrip("/")
     for _ in range(3):
         path = path.rsplit("/", 1)[0]
