@@ -93,7 +93,9 @@ def mesh_heading(heading: Any) -> str:
 
 #: Stored codes a curator reads in words: ``{{ e.setting|words("setting") }}``.
 _CODE_WORDS: dict[str, dict[str, str]] = {
-    "setting": SETTING_WORDS, "method": METHOD_WORDS, "orientation": ORIENTATION_WORDS}
+    "setting": SETTING_WORDS, "method": METHOD_WORDS, "orientation": ORIENTATION_WORDS,
+    # the pooled analyses' confidence intervals, as docs/curation.md names them
+    "ci": {"hksj": "HKSJ CI", "hksj-adhoc": "HKSJ CI (ad hoc)", "wald": "Wald CI"}}
 
 
 def _words(code: Any, kind: str) -> str:
