@@ -55,3 +55,13 @@ def test_opening_a_forms_address_leads_to_its_page_not_an_error(
     assert "That address receives a form and is no page of its own" in landed
     assert curator.post("/account", data={}).status_code == 405  # other methods: as before
     assert curator.get("/api/records/90000001/decision").status_code in (404, 405)
+
+
+def test_the_queue_pager_says_which_records_are_shown(app: Any, users: dict[str, str]) -> None:
+    add_records(app, [{"pmid": 90000000 + i, "title": f"Record {i}", "score": 1 - i / 1000}
+                      for i in range(1, PAGE_SIZE + 6)])
+    viewer = as_role(app, users, "viewer")
+    first, second = viewer.get("/").text, viewer.get(f"/?offset={PAGE_SIZE}").text
+    assert f'<span class="pager-position">Records 1–{PAGE_SIZE}</span>' in first
+    assert (f'<span class="pager-position">Records {PAGE_SIZE + 1}–{PAGE_SIZE + 5}</span>'
+            in second)
