@@ -169,7 +169,7 @@ def test_curator_screens_and_extracts(app: Any, users: dict[str, str], records: 
     row = page.locator("tr.estimate-row").first
     assert row.locator("td.hr").inner_text() == "0.50"
     assert row.locator("td.ci").inner_text() == "0.40–0.62"
-    assert row.locator("td.orientation").inner_text() == "control_vs_maint"
+    assert row.locator("td.orientation").inner_text() == "control vs maintenance (inverted on save)"
     _shot(page, tmp_path, "trial")
     with db(app) as session:
         estimate = session.exec(select(Estimate)).one()

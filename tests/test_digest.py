@@ -656,3 +656,21 @@ def test_a_renamed_trial_is_said_renamed_not_added_and_removed(ctx) -> None:  # 
     assert "Renamed (the same trial): Tab\tName → Pipe | Trial" in digest.text
     assert "Newly added" not in digest.text and "No longer pooled" not in digest.text
     assert "Renamed (the same trial): Tab\tName → Pipe | Trial" in digest.html
+
+
+def test_one_report_sought_is_one_report_and_grey_text_keeps_aa_contrast(ctx) -> None:  # type: ignore[no-untyped-def]
+    from store.fulltext import assess
+    from store.models import User
+
+    seed(ctx)
+    with ctx.sessions() as s:
+        user = User(email="ft@example.org", role="curator")
+        s.add(user)
+        s.get(Record, 90000001).decision = "include"  # type: ignore[union-attr]
+        s.commit()
+        assess(s, screeners_per_record=1, user=user, pmid=90000001, verdict="eligible")
+        s.commit()
+    digest = build_digest(ctx)
+    assert "Now: 1 report sought, 0 not settled" in digest.text
+    assert "Now: 1 report sought, 0 not settled" in digest.html
+    assert "color:#777" not in digest.html  # 4.48:1 on white, below WCAG AA's 4.5:1

@@ -188,6 +188,11 @@ def test_a_curator_records_a_verdict_on_the_record_page(app: Any, users: dict[st
     assert "needs a reason: nothing was saved." in form
     assert 'value="excluded" required checked' in form
     assert "typed &lt;b&gt;before&lt;/b&gt; the error</textarea>" in form
+    # the message is read with the choices, the reason and the note (screen readers)
+    assert 'id="ft-error"' in form
+    assert '<fieldset aria-describedby="ft-error">' in form
+    assert '<select id="ft-reason" name="reason" aria-describedby="ft-error">' in form
+    assert 'name="note" rows="2" maxlength="2000" aria-describedby="ft-error">' in form
     refused = curator.post("/records/90000013/fulltext", data={
         "verdict": "eligible", "csrf_token": token})
     assert refused.status_code == 400 and "not included at title/abstract" in refused.text

@@ -254,7 +254,12 @@ def test_a_bad_field_is_named_next_to_it_and_what_was_typed_is_kept(
     assert errors == {f"{prefix}{field}-error": message}
     control = details.xpath(f'.//*[@name="{field}"]')[0]
     assert control.get("aria-invalid") == "true"
-    assert control.get("aria-describedby") == f"{prefix}{field}-error"
+    described = control.get("aria-describedby").split()
+    assert described[0] == f"{prefix}{field}-error"  # the error first, then the hint if any
+    assert described[1:] == ([f"{prefix}{field}-hint"] if field in ("event_free_percent",
+                                                                     "source") else [])
+    for ident in described:
+        assert block.xpath(f'.//*[@id="{ident}"]'), ident
     assert details.xpath('.//input[@name="months"]/@value') == [typed["months"]]
     assert details.xpath('.//input[@name="event_free_percent"]/@value') == [
         typed["event_free_percent"]]

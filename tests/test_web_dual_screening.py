@@ -336,7 +336,7 @@ def test_resolution_needs_a_conflict_a_reason_and_a_valid_decision(
     _conflict(app)
     cases = [({"decision": "include", "reason": "  "}, 400, "a resolution needs a reason"),
              ({"decision": "delete", "reason": "r"}, 400, "decision &#39;delete&#39; is not valid"),
-             ({"reason": "r"}, 400, "decision: Field required")]
+             ({"reason": "r"}, 400, "decision is missing")]
     for data, status, message in cases:
         response = third.post("/records/90000002/resolution", data={**data, "csrf_token": token})
         assert response.status_code == status and message in response.text, data

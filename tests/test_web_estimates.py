@@ -128,3 +128,16 @@ def test_estimates_api_carries_leave_one_out_and_history(
     assert alone["leave_one_out"] == [] and len(alone["cumulative"]) == 1
     old = next(a for a in doc["analyses"] if a["analysis"] == "bortezomib/PFS/all")
     assert old["cumulative"] == []
+
+
+def test_the_overview_names_the_method_and_a_single_trial_in_words(
+        app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
+    html = as_role(app, users, "viewer").get("/estimates").text
+    page = lxml.html.fromstring(html)
+    methods = {" ".join(td.text_content().split())
+               for td in page.xpath('//table[@class="pooled"]/tbody/tr/td[9]')}
+    assert "REML, HKSJ CI" in methods and methods <= {"REML, HKSJ CI", "REML, Wald CI"}
+    assert not any("hksj" in m or "wald" in m for m in methods)  # not "REML / hksj"
+    alone = pooled["lenalidomide/PFS/post_asct"]
+    (alt,) = page.xpath(f'//section[@id="analysis-{alone.id}"]/img[@class="forest"]/@alt')
+    assert alt.endswith(", 1 trial")

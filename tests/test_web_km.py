@@ -56,7 +56,7 @@ def test_form_saves_a_km_estimate_with_its_texts_as_typed(app: Any,
     assert "control: 8 curve points, survival read as proportions" in estimate.notes
     page = as_role(app, users, "viewer").get(f"/trials/{trial_id}").text
     assert f'<p class="derivation-inputs">{DESCRIPTION}</p>' in page
-    assert 'km_curves <span class="badge warn">approximate</span>' in page
+    assert 'from the Kaplan–Meier curves <span class="badge warn">approximate</span>' in page
 
 
 def test_correction_form_gives_the_texts_back(app: Any, users: dict[str, str]) -> None:
@@ -199,7 +199,7 @@ def test_km_description_and_correction_form_escape_the_stored_texts(
     assert ("reconstructed from KM curves: 8/0 curve points, at-risk table at 4/2 times; "
             "150/&lt;img src=x&gt; patients; &lt;b&gt;9&lt;/b&gt; control events") in page
     assert "<img src=x>" not in page and "<b>9</b>" not in page
-    assert 'km_curves <span class="badge warn">approximate</span>' in page
+    assert 'from the Kaplan–Meier curves <span class="badge warn">approximate</span>' in page
     edit, fields = _edit_form(as_role(app, users, "curator"), row_id)
     assert "&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;</textarea>" in edit
     assert "<script>alert(1)" not in edit

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Any
 
 import pytest
@@ -395,5 +396,82 @@ def test_form_field_attributes_reach_the_browser(app: Any, users: dict[str, str]
     """The macros' extra attributes are real attributes (they were once escaped into text, so
     phones showed a letter keyboard for HRs)."""
     page = as_role(app, users, "curator").get(f"/trials/{_trial(app)}").text
-    assert 'name="hr" type="text" value="" inputmode="decimal">' in page
+    assert 'name="hr" type="text" value="" aria-describedby="hr-hint" inputmode="decimal">' in page
     assert 'inputmode=&#34;' not in page and "&#34;decimal" not in page
+
+
+def _visible_text(page: str) -> str:
+    """The page's text as a reader sees it: no tags, so no option values or attributes."""
+
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def test_trial_pages_say_settings_methods_and_orientations_in_words(
+        app: Any, users: dict[str, str]) -> None:
+    """A haematologist reads "post-ASCT" and "reported HR and 95% CI", never the stored codes
+    (post_asct, reported_ci, control_vs_maint)."""
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    assert _post_estimate(curator, trial_id, orientation="control_vs_maint", hr="2.0",
+                          ci_low="1.6", ci_high="2.5").status_code == 303
+    estimate_id = _estimates(app)[0].id
+    codes = ("post_asct", "non_transplant", "reported_ci", "maint_vs_control",
+             "control_vs_maint")
+    for path in ("/trials", f"/trials/{trial_id}", f"/estimates/{estimate_id}/edit"):
+        text = _visible_text(curator.get(path).text)
+        assert not [c for c in codes if c in text], path
+        assert "post-ASCT" in text, path
+    trial_page = _visible_text(curator.get(f"/trials/{trial_id}").text)
+    assert "reported HR and 95% CI" in trial_page
+    assert "control vs maintenance (inverted on save)" in trial_page
+
+
+def test_a_report_links_to_its_record_page_only_when_the_record_is_stored(
+        app: Any, users: dict[str, str]) -> None:
+    """A seed report's PMID (not among the searched records) leads to PubMed, not to a
+    "Not found" page; a stored record's PMID to its record page."""
+    from test_web import add_records
+
+    from store.models import TrialReport
+
+    add_records(app, [{"pmid": 90000002, "title": "Stored report"}])
+    trial_id = _trial(app)  # its report is PMID 90000002
+    with db(app) as session:
+        session.add(TrialReport(trial_id=trial_id, pmid=30545780, citation="Dimopoulos MA. "
+                                "Lancet 2019", year=2019, kind="primary"))
+        session.commit()
+    viewer = as_role(app, users, "viewer")
+    page = viewer.get(f"/trials/{trial_id}").text
+    assert '<a href="/records/90000002">90000002</a>' in page
+    assert 'href="/records/30545780"' not in page
+    assert 'href="https://pubmed.ncbi.nlm.nih.gov/30545780/"' in page
+    for link in set(re.findall(r'href="(/records/\d+)"', page)):
+        assert viewer.get(link).status_code == 200, link
+
+
+def test_an_edit_over_a_change_made_meanwhile_is_refused_and_keeps_the_typing(
+        app: Any, users: dict[str, str]) -> None:
+    """Two curators open the edit form; the first saves; the second's save would silently undo
+    the first's change: it is refused (409), nothing saved, the form keeps what they typed and
+    can be saved again from there."""
+    trial_id = _trial(app)
+    first = as_role(app, users, "curator")
+    second = as_role(app, users, "admin")
+    stale = second.get(f"/trials/{trial_id}").text
+    shown = re.search(r'name="shown" value="([0-9a-f]+)"', stale)
+    assert shown
+    assert _edit(first, trial_id, comparator="placebo + dexamethasone").status_code == 303
+    refused = second.post(f"/trials/{trial_id}/edit", data={
+        **FORM, "notes": "typed with care", "shown": shown.group(1),
+        "csrf_token": csrf_from(stale)})
+    assert refused.status_code == 409
+    assert "Someone changed this trial after you opened this form" in refused.text
+    assert "typed with care" in refused.text
+    assert _stored(app, trial_id).comparator == "placebo + dexamethasone"
+    assert not _stored(app, trial_id).notes
+    again = re.search(r'name="shown" value="([0-9a-f]+)"', refused.text)
+    assert again and again.group(1) != shown.group(1)
+    saved = second.post(f"/trials/{trial_id}/edit", follow_redirects=False, data={
+        **FORM, "comparator": "placebo + dexamethasone", "notes": "typed with care",
+        "shown": again.group(1), "csrf_token": csrf_from(refused.text)})
+    assert saved.status_code == 303 and _stored(app, trial_id).notes == "typed with care"

@@ -12,10 +12,13 @@ import secrets
 
 from fastapi import Request
 
-from store.errors import PermissionDeniedError
+from screening.web.deps import SESSION_USER_KEY
+from store.errors import AuthError, PermissionDeniedError
 
 SESSION_KEY = "csrf"
 FIELD = "csrf_token"
+#: Forms sent without a login: a missing token there is a stale page, not an ended session.
+_ANONYMOUS_FORMS = frozenset({"/login", "/logout"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -46,6 +49,15 @@ async def csrf_protect(request: Request) -> None:
             value = form.get(FIELD)
             sent = value if isinstance(value, str) else None
     if not expected or not sent or not hmac.compare_digest(str(expected), sent):
+        logged_out = request.session.get(SESSION_USER_KEY) is None
+        if logged_out and request.url.path not in _ANONYMOUS_FORMS:
+            # The cookie's login is gone (logged out in another tab, or it expired): say so,
+            # rather than "not allowed", and lead back to the login form.
+            raise AuthError(
+                "you are no longer logged in (your session ended, or you logged out in another "
+                "window): nothing was saved",
+                hint="log in again and send the form again; your browser's Back button returns "
+                     "to the form as you filled it in")
         raise PermissionDeniedError(
             "the form's security token is missing or does not match this session",
             hint="reload the page and submit the form again",

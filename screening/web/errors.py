@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store.errors import AuthError, MmlrError
@@ -51,10 +52,22 @@ def error_response(request: Request, status: int, message: str, *,
 
     try:
         return render(request, "error.html", {"status": status, "message": message,
-                                              "hint": hint}, status_code=status)
+                                              "hint": hint, "login_next": _back_to(request)},
+                      status_code=status)
     except Exception:  # a broken template must not hide the original error
         log.exception("could not render the error page")
         return Response(f"{status}: {message}", status_code=status, media_type="text/plain")
+
+
+def _back_to(request: Request) -> str:
+    """The local page to return to after logging in again: this one for a GET, the page the
+    form was on (its Referer, when it is this site) for a POST; "/" otherwise."""
+    if request.method == "GET":
+        return request.url.path + ("?" + request.url.query if request.url.query else "")
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc == request.url.netloc and referer.path.startswith("/"):
+        return referer.path + ("?" + referer.query if referer.query else "")
+    return "/"
 
 
 def _login_redirect(request: Request) -> Response:
@@ -80,8 +93,31 @@ async def mmlr_error_handler(request: Request, exc: Exception) -> Response:
                           headers=headers)
 
 
+def _page_of_form(request: Request) -> str | None:
+    """For a GET of a form's target (``/trials/5/estimates``, opened from the address bar, a
+    bookmark or a login's ``next``): the nearest enclosing page (``/trials/5``), or None."""
+    path = request.url.path.rstrip("/")
+    for _ in range(3):
+        path = path.rsplit("/", 1)[0]
+        candidate = path or "/"
+        scope = {"type": "http", "path": candidate, "method": "GET", "root_path": ""}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            return candidate
+        if not path:
+            return None
+    return None
+
+
 async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405 and request.method == "GET" and not is_api(request):
+        page = _page_of_form(request)
+        if page is not None:
+            from screening.web.deps import flash
+
+            flash(request, "That address receives a form and is no page of its own: here is "
+                           "the page it belongs to.", "info")
+            return RedirectResponse(page, status_code=303)
     message = _HTTP_MESSAGES.get(exc.status_code, "the request could not be handled")
     return error_response(request, exc.status_code, message,
                           headers=dict(exc.headers) if exc.headers else None)
@@ -95,9 +131,40 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _plain_problem(err: Any) -> str:
+    """One malformed parameter in words a curator reads (pages; the API keeps pydantic's)."""
+    where = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+    name = ".".join(where) or "a value"
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    given = str(err.get("input", ""))
+    given = given if len(given) <= 40 else given[:39] + "…"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{name} must be a whole number, not “{given}”"
+    if kind in ("float_parsing", "float_type"):
+        return f"{name} must be a number, not “{given}”"
+    bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("above", "gt"),
+              "less_than_equal": ("at most", "le"), "less_than": ("below", "lt")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"{name} must be {words} {ctx.get(key)}"
+    if kind in ("string_pattern_mismatch", "literal_error", "enum"):
+        return f"“{given}” is not a value {name} can take"
+    if kind == "missing":
+        return f"{name} is missing"
+    if kind == "string_too_long":
+        return f"{name} is too long (at most {ctx.get('max_length')} characters)"
+    return f"{name} is not valid"
+
+
 async def validation_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return error_response(request, 400, _describe_validation(exc))
+    if is_api(request):
+        return error_response(request, 400, _describe_validation(exc))
+    problems = "; ".join(_plain_problem(err) for err in exc.errors()[:3]) or "invalid request"
+    return error_response(request, 400, f"this address or form is not valid: {problems}",
+                          hint="go back and use the page's own links and forms, or start again "
+                               "from the queue")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -43,6 +43,20 @@ METHODS: dict[str, str] = {
     "km_curves": "no HR: reconstructed from the Kaplan–Meier curves and numbers at risk "
                  "(Guyot 2012)",
 }
+#: The settings in words: the analyses' own labels, with what *mixed* means said.
+SETTING_WORDS = {**{s: SETTING_LABELS[s] for s in SETTINGS}, "mixed": "mixed (both populations)"}
+#: The short words of the stored codes, for tables and summaries (the forms' options say more).
+METHOD_WORDS: dict[str, str] = {
+    "reported_ci": "reported HR and 95% CI",
+    "p_value_events": "from the P value and events",
+    "o_minus_e": "from O−E and V",
+    "medians": "from median times (approximate)",
+    "km_curves": "from the Kaplan–Meier curves",
+}
+ORIENTATION_WORDS: dict[str, str] = {
+    "maint_vs_control": "maintenance vs control",
+    "control_vs_maint": "control vs maintenance (inverted on save)",
+}
 #: The KM method's text fields: per arm, the digitiser's ``time, survival`` lines and the
 #: ``time, number at risk`` lines of the table.
 KM_TEXT_FIELDS: tuple[str, ...] = ("curve_maintenance", "at_risk_maintenance", "curve_control",
@@ -180,8 +194,6 @@ class _Reader:
             return None
 
 
-#: The settings in words: the analyses' own labels, with what *mixed* means said.
-SETTING_WORDS = {**{s: SETTING_LABELS[s] for s in SETTINGS}, "mixed": "mixed (both populations)"}
 
 
 def setting_problem(trial: Trial, setting: str) -> str | None:

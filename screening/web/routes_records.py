@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from screening.queue import PAGE_SIZE, queue
 from screening.web.conflicts import current_state, record_screening, visible_history
@@ -26,7 +27,7 @@ from screening.web.explanations import record_explanation
 from screening.web.extraction import FieldErrors
 from screening.web.fulltext import record_fulltext
 from screening.web.queue_view import queue_counts, screening_health, screening_progress
-from screening.web.templating import render
+from screening.web.templating import render, utc_text
 from screening.web.trials import (
     REPORT_KINDS,
     link_record,
@@ -34,7 +35,7 @@ from screening.web.trials import (
     report_screening_note,
 )
 from store.fulltext import VOTE, assess
-from store.models import Alert, Record, RecordRevision, Trial, TrialReport, User
+from store.models import Alert, Decision, Record, RecordRevision, Trial, TrialReport, User
 from store.settings import is_dual_screening
 from store.trial_match import TrialIndex, registry_key
 
@@ -86,14 +87,27 @@ def queue_page(request: Request, session: DbSession, user: Viewer,
 
 @router.get("/records/{pmid}")
 def record_page(request: Request, pmid: int, session: DbSession, user: Viewer,
-                rank: Annotated[int | None, Query(ge=1)] = None) -> Response:
+                rank: Annotated[int | None, Query(ge=1)] = None,
+                show: Annotated[str, Query(pattern="^(undecided|all)$")] = "undecided",
+                ) -> Response:
     record = get_or_404(session, Record, pmid,
                         missing=f"record PMID {pmid} is not in the database")
-    return record_page_response(request, session, record, user, rank=rank)
+    return record_page_response(request, session, record, user, rank=rank,
+                                queue_back=queue_link(rank, show))
+
+
+def queue_link(rank: int | None, show: str) -> str:
+    """The queue page a record was opened from: its list (undecided or all) and the page of
+    its rank, so "← Queue" returns there rather than to the first page."""
+    params = {"show": "all"} if show == "all" else {}
+    if rank is not None and rank > PAGE_SIZE:
+        params["offset"] = str((rank - 1) // PAGE_SIZE * PAGE_SIZE)
+    return "/?" + urlencode(params) if params else "/"
 
 
 def record_page_response(request: Request, session: Session, record: Record, user: User, *,
                          rank: int | None = None, status_code: int = 200,
+                         queue_back: str = "/",
                          link_values: dict[str, str] | None = None,
                          link_errors: dict[str, str] | None = None,
                          fulltext_values: dict[str, str] | None = None,
@@ -125,8 +139,10 @@ def record_page_response(request: Request, session: Session, record: Record, use
         "add_registry": "1" if len(ids) == 1 and best not in index.by_registry.get(ids[0], ())
         else ""}
     return render(request, "record.html", {
-        "record": record, "rank": rank, "revisions": revisions, "alerts": alerts,
+        "record": record, "rank": rank, "queue_back": queue_back,
+        "revisions": revisions, "alerts": alerts,
         "reports": reports, "history": visible_history(session, pmid, screening),
+        "latest_decision_id": _latest_decision_id(session, pmid),
         "explanation": explanation, "screening": screening,
         "decisions": DECISIONS, "trial_matches": matches, "proposed": best is not None,
         "trial_options": {str(i): n for i, n in trials}, "report_kinds": REPORT_KINDS,
@@ -171,6 +187,7 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
            decision: Annotated[str, Form(max_length=20)],
            reason: Annotated[str, Form(max_length=4000)] = "",
            rank_shown: Annotated[str, Form(max_length=12)] = "",
+           seen_decision: Annotated[str, Form(max_length=12)] = "",
            then: Annotated[str, Form(pattern=THEN_PATTERN)] = "") -> Response:
     screeners = screeners_per_record(request)
     row = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
@@ -179,11 +196,37 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
     request.app.state.retrainer.maybe_start(session)
     if not is_dual_screening(screeners):
         flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok")
+        if warning := _decided_meanwhile(session, pmid, seen_decision, row):
+            flash(request, warning, "warn")
     else:
         flash(request, vote_outcome(session, pmid, row.decision), "ok")
     if then == "next":
         return next_in_queue(request, session, user)
     return RedirectResponse(f"/records/{pmid}", status_code=303)
+
+
+def _latest_decision_id(session: Session, pmid: int) -> int:
+    """The newest decision on ``pmid`` (0: none): the decision form sends back the one it was
+    shown with, so a decision someone else made meanwhile is not overridden unnoticed."""
+    return int(session.exec(select(func.max(Decision.id)).where(Decision.pmid == pmid)).one()
+               or 0)
+
+
+def _decided_meanwhile(session: Session, pmid: int, seen: str, mine: Decision) -> str | None:
+    """The warning when another person decided ``pmid`` after the form was shown (single
+    screening: the latest decision counts, so theirs has just been replaced by ``mine``)."""
+    if not seen.isascii() or not seen.isdigit():
+        return None
+    rows = session.exec(select(Decision, User.email).join(User, isouter=True).where(
+        Decision.pmid == pmid, col(Decision.id) > int(seen), col(Decision.id) != mine.id,
+        Decision.user_id != mine.user_id).order_by(col(Decision.id).desc())).all()
+    if not rows:
+        return None
+    other, email = rows[0]
+    return (f"{email or 'Someone'} decided {other.decision} on PMID {pmid} at "
+            f"{utc_text(other.created_at)}, after you opened it: your decision "
+            f"({mine.decision}) now counts. Both are in the decision history; if you did not "
+            "mean to replace theirs, decide again.")
 
 
 def next_in_queue(request: Request, session: Session, user: User) -> RedirectResponse:

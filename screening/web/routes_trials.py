@@ -53,6 +53,7 @@ from screening.web.trials import (
     primary_report_of,
     record_citation,
     report_screening_note,
+    trial_fingerprint,
     trial_form_values,
 )
 from screening.web.verification import may_verify, parse_new_estimate, set_verified
@@ -139,6 +140,11 @@ async def new_trial(request: Request, session: DbSession, user: Curator) -> Resp
 def _trial_page(request: Request, session: Session, trial: Trial, *, status_code: int = 200,
                 **extra: Any) -> Response:
     reports = _reports(session, trial)
+    # A report's PMID links to its record page only when the record is in the database (seed
+    # reports often predate the searches); otherwise to PubMed, never to a "not found" page.
+    pmids = {rep.pmid for rep in reports if rep.pmid is not None}
+    stored_pmids = set(session.exec(select(Record.pmid).where(
+        col(Record.pmid).in_(pmids))).all()) if pmids else set()
     estimates = session.exec(select(Estimate).where(Estimate.trial_id == trial.id).order_by(
         col(Estimate.endpoint), col(Estimate.data_cut), col(Estimate.id))).all()
     # who entered, verified and withdrew each estimate, by e-mail
@@ -154,12 +160,14 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
     second_person = verify_second_person(request)
     not_yours_to_verify = {e.id for e in estimates if user is not None
                            and not may_verify(e, user, second_person=second_person)}
-    context = {"trial": trial, "reports": reports, "estimates": estimates,
+    context = {"trial": trial, "reports": reports, "stored_pmids": stored_pmids,
+               "estimates": estimates,
                "inputs_text": inputs_text, **_analysis_uses(request, session, estimates),
                "values": {"setting": trial.setting}, "errors": {}, "report_values": {},
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
                "withdraw_errors": {}, "withdraw_values": {},
                "trial_values": trial_form_values(trial), "trial_errors": {},
+               "trial_shown": trial_fingerprint(trial), "trial_stale": False,
                "not_yours_to_verify": not_yours_to_verify, **CHOICES,
                **bias_context(session, trial, estimates)}
     context.update(extra)
@@ -225,6 +233,12 @@ async def trial_edit(request: Request, trial_id: int, session: DbSession,
     """Change a trial's fields (the same checks as a new trial); audited with old and new."""
     trial = _trial(session, trial_id)
     data = await _form(request)
+    shown = data.get("shown")
+    if shown and shown != trial_fingerprint(trial):
+        # Someone saved the trial after this form was filled: nothing is saved; the form comes
+        # back with what was typed, the page above it with the trial as it is now.
+        return _trial_page(request, session, trial, status_code=409, trial_values=data,
+                           trial_stale=True)
     try:
         change = edit_trial(session, trial, data, user=user)
     except FieldErrors as exc:

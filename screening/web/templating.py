@@ -17,6 +17,7 @@ from reports.small_study import p_text
 from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
 from screening.web.deps import dual_screening, pop_flashes, verify_second_person
+from screening.web.extraction import METHOD_WORDS, ORIENTATION_WORDS, SETTING_WORDS
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -90,6 +91,31 @@ def mesh_heading(heading: Any) -> str:
     return text
 
 
+#: Stored codes a curator reads in words: ``{{ e.setting|words("setting") }}``.
+_CODE_WORDS: dict[str, dict[str, str]] = {
+    "setting": SETTING_WORDS, "method": METHOD_WORDS, "orientation": ORIENTATION_WORDS,
+    # the pooled analyses' confidence intervals, as docs/curation.md names them
+    "ci": {"hksj": "HKSJ CI", "hksj-adhoc": "HKSJ CI (ad hoc)", "wald": "Wald CI"}}
+
+
+def _words(code: Any, kind: str) -> str:
+    """A stored code (``post_asct``) in words (``post-ASCT``); an unknown code as it is."""
+    if code is None:
+        return "—"
+    return _CODE_WORDS[kind].get(str(code), str(code))
+
+
+def _noun(n: Any, one: str, many: str | None = None) -> str:
+    """The noun for ``n`` things: ``one`` for exactly 1, else ``many`` (``one`` + "s")."""
+    return one if n == 1 else (many or one + "s")
+
+
+def _plural(n: Any, one: str, many: str | None = None) -> str:
+    """``n`` and its noun, as the digest says it: "1 record", "2 records", "1,024 records"."""
+    number = f"{n:,}" if isinstance(n, int) else str(n)
+    return f"{number} {_noun(n, one, many)}"
+
+
 def make_templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -105,6 +131,9 @@ def make_templates() -> Jinja2Templates:
     env.filters["p_text"] = p_text
     env.filters["doi_url"] = _doi_url
     env.filters["mesh_heading"] = mesh_heading
+    env.filters["words"] = _words
+    env.filters["noun"] = _noun
+    env.filters["plural"] = _plural
     return Jinja2Templates(env=env, context_processors=[_context])
 
 

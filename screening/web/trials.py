@@ -3,6 +3,8 @@ and editing trials."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -139,6 +141,13 @@ def trial_form_values(trial: Trial) -> dict[str, str]:
             "comparator": trial.comparator or "", "setting": trial.setting,
             "is_strategy": "1" if trial.is_strategy else "",
             "registry_ids": ", ".join(trial.registry_ids or []), "notes": trial.notes or ""}
+
+
+def trial_fingerprint(trial: Trial) -> str:
+    """A short digest of the trial's form fields as stored: the edit form carries the one it
+    was filled from, so an edit made meanwhile by someone else is not overwritten unseen."""
+    text = json.dumps(trial_form_values(trial), sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def trial_json(trial: Trial) -> dict[str, Any]:

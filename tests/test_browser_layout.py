@@ -1,0 +1,155 @@
+"""Layout and legibility of the curator UI in real Chromium: a narrow window (375 px, a phone or
+a split laptop screen) never scrolls sideways, long unbroken PubMed strings wrap, and the
+header's text has WCAG AA contrast."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import test_browser_web
+import test_network
+import test_web
+from sqlmodel import select
+from test_browser_web import _log_in, _page
+from test_web import add_records, db
+
+from store.models import Estimate, Trial, TrialReport, User
+
+pytestmark = pytest.mark.browser
+
+app = test_web.app
+users = test_web.users
+records = test_web.records
+server = test_browser_web.server
+browser = test_browser_web.browser
+network_evidence = test_network.network_evidence
+
+LONG_URL = "https://example.org/" + "a" * 300
+LONG_DOI = "10.1000/" + "averylongdoiwithoutanybreaks" * 8
+
+
+def _long_record(app: Any) -> None:
+    add_records(app, [{
+        "pmid": 90000010, "score": 0.999, "flagged": True, "journal": "Blood", "year": 2025,
+        "title": "Lenalidomide maintenance after transplantation: protocol at " + LONG_URL,
+        "abstract": "BACKGROUND: data at " + LONG_URL + "\nRESULTS: longer PFS.",
+        "doi": LONG_DOI, "authors": [f"Author{i} AB" for i in range(150)],
+        "mesh": [{"descriptor": "Multiple Myeloma/drug therapy/mortality/" + "x" * 120,
+                  "major": True, "qualifiers": []}],
+        "keywords": ["k" * 200]}])
+
+
+def _trial_with_estimate(app: Any, users: dict[str, str]) -> int:
+    with db(app) as session:
+        curator = session.exec(select(User).where(User.email == users["curator"])).one()
+        trial = Trial(name="LAYOUT-TRIAL", drug="lenalidomide", setting="post_asct",
+                      comparator="placebo", notes="see " + LONG_URL)
+        session.add(trial)
+        session.flush()
+        session.add(TrialReport(trial_id=trial.id, pmid=90000010, citation="Doe J. " + LONG_URL,  # type: ignore[arg-type]
+                                year=2025, kind="primary"))
+        session.add(Estimate(trial_id=trial.id, endpoint="PFS", setting="post_asct", hr=0.5,  # type: ignore[arg-type]
+                             ci_low=0.4, ci_high=0.625, log_hr=math.log(0.5), se=0.1,
+                             created_by=curator.id))
+        session.commit()
+        return int(trial.id or 0)
+
+
+_OVERFLOW = """() => {
+  const w = document.documentElement.clientWidth;
+  if (document.documentElement.scrollWidth <= w) return [];
+  return [...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > w + 1
+                 && e.parentElement.getBoundingClientRect().right <= w + 1)
+    .map(e => e.tagName.toLowerCase() + '.' + e.className);
+}"""
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_no_page_scrolls_sideways_and_long_strings_wrap(
+        network_evidence: Any, app: Any, users: dict[str, str], records: int, server: str,
+        browser: Any, width: int) -> None:
+    _long_record(app)
+    trial_id = _trial_with_estimate(app, users)
+    problems: list[str] = []
+    page = _page(browser, problems)
+    page.set_viewport_size({"width": width, "height": 800})
+    _log_in(page, server, users["admin"])
+    for path in ["/", "/?show=all", "/records/90000010", "/records/90000002", "/trials",
+                 f"/trials/{trial_id}", "/admin/users", "/fulltext", "/account",
+                 "/network?key=PFS/post_asct"]:
+        page.goto(server + path)
+        assert page.evaluate(_OVERFLOW) == [], f"{path} at {width} px scrolls sideways"
+    assert problems == []
+
+
+def test_a_wide_table_scrolls_in_its_own_box_and_stays_a_table(
+        app: Any, users: dict[str, str], server: str, browser: Any) -> None:
+    trial_id = _trial_with_estimate(app, users)
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 375, "height": 800})
+    _log_in(page, server, users["curator"])
+    page.goto(f"{server}/trials/{trial_id}")
+    box = page.locator("table.estimates")
+    assert box.evaluate("t => t.scrollWidth > t.clientWidth")  # wider than the window: scrolls
+    # Chromium's accessibility tree still sees a table with column headers.
+    cdp = page.context.new_cdp_session(page)
+    nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    roles = [n.get("role", {}).get("value") for n in nodes]
+    assert "table" in roles and "columnheader" in roles
+
+
+def _contrast(fg: str, bg: str) -> float:
+    def lum(css: str) -> float:
+        parts = [float(v) for v in css[css.index("(") + 1:-1].split(",")[:3]]
+        lin = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4
+               for c in parts]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    hi, lo = sorted((lum(fg), lum(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_header_text_has_aa_contrast(app: Any, users: dict[str, str], server: str,
+                                     browser: Any) -> None:
+    page = _page(browser, [])
+    _log_in(page, server, users["curator"])
+    header_bg = page.locator("header.site").evaluate("e => getComputedStyle(e).backgroundColor")
+    for selector in ["header.site nav a >> nth=1", "header.site a.who", "header.site .role"]:
+        el = page.locator(selector)
+        colour = el.evaluate("e => getComputedStyle(e).color")
+        opacity = float(el.evaluate("e => getComputedStyle(e).opacity"))
+        assert opacity == 1 and _contrast(colour, header_bg) >= 4.5, (selector, colour)
+
+
+def test_focus_ring_is_visible_on_white_and_on_the_header(
+        app: Any, users: dict[str, str], server: str, browser: Any) -> None:
+    """The yellow outline alone is 1.8:1 on white: a dark ring inside it keeps the focus
+    visible on the white page, the yellow one on the navy header."""
+    page = _page(browser, [])
+    _log_in(page, server, users["curator"])
+    page.goto(server + "/account")
+    page.keyboard.press("Tab")  # the skip link
+    page.keyboard.press("Tab")  # "mmlr", in the header
+    header = page.evaluate("() => getComputedStyle(document.activeElement).outlineColor")
+    assert _contrast(header, "rgb(22, 50, 79)") >= 3
+    page.locator("main input").first.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # back on the field: focus came from the keyboard
+    shadow = page.evaluate("() => getComputedStyle(document.activeElement).boxShadow")
+    ring = shadow[:shadow.index(")") + 1]
+    assert _contrast(ring, "rgb(255, 255, 255)") >= 3, shadow
+
+
+def test_a_radio_button_stays_on_the_line_of_its_word(
+        app: Any, users: dict[str, str], records: int, server: str, browser: Any) -> None:
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 375, "height": 800})
+    _log_in(page, server, users["curator"])
+    page.goto(f"{server}/records/90000002")
+    for value in ("include", "exclude", "maybe"):
+        label = page.locator(f"form.decision-form label:has(input[value={value}])")
+        radio = label.locator("input").bounding_box()
+        box = label.bounding_box()
+        assert radio and box and box["height"] < 2 * radio["height"] + 8, value  # one line

@@ -1,0 +1,59 @@
+"""Form fields a screen reader user can fill in: each field's hint and error are read with it.
+Over the real app and database (starlette TestClient)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import test_web
+from test_web import as_role, csrf_from
+from test_web_evidence import _trial
+
+app = test_web.app
+users = test_web.users
+
+
+def _field(page: str, field_id: str) -> str:
+    match = re.search(rf'<(?:input|textarea)[^>]*\bid="{field_id}"[^>]*>', page)
+    assert match, field_id
+    return match.group(0)
+
+
+def test_a_fields_hint_and_error_are_tied_to_it(app: Any, users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    page = curator.get(f"/trials/{trial_id}").text
+    citation = _field(page, "rep-citation")
+    assert 'aria-describedby="rep-citation-hint"' in citation
+    assert '<p class="hint" id="rep-citation-hint">authors, journal, year' in page
+    assert "aria-describedby" not in _field(page, "rep-year")  # no hint, no error: nothing
+    # a bad report: the error comes first, then the hint
+    refused = curator.post(f"/trials/{trial_id}/reports", data={
+        "pmid": "abc", "year": "", "kind": "primary", "citation": "",
+        "csrf_token": csrf_from(page)}).text
+    assert 'aria-describedby="rep-citation-error rep-citation-hint"' in _field(refused,
+                                                                             "rep-citation")
+    assert 'id="rep-citation-error"' in refused
+    assert 'aria-invalid="true" aria-describedby="rep-pmid-error"' in _field(refused, "rep-pmid")
+
+
+def test_login_and_password_errors_are_tied_to_their_fields(
+        app: Any, users: dict[str, str]) -> None:
+    from fastapi.testclient import TestClient
+    from test_web import login
+
+    with TestClient(app, raise_server_exceptions=False) as anonymous:
+        failed = login(anonymous, users["curator"], password="wrong password").text
+    assert '<p class="error-message" id="login-error" role="alert">' in failed
+    for field in ("email", "password"):
+        assert 'aria-invalid="true" aria-describedby="login-error"' in _field(failed, field)
+    curator = as_role(app, users, "curator")
+    page = curator.get("/account").text
+    refused = curator.post("/account/password", data={
+        "current_password": "not my password", "new_password": "a-new-password-1",
+        "confirm_password": "a-new-password-1", "csrf_token": csrf_from(page)}).text
+    assert 'id="password-error" role="alert"' in refused
+    assert 'aria-describedby="password-error"' in _field(refused, "current_password")
+    admin = as_role(app, users, "admin").get("/admin/users").text
+    assert 'aria-describedby="new-password-hint"' in _field(admin, "new-password")

@@ -1,0 +1,88 @@
+"""Forms sent after the login they were shown under ended: the curator is told they are logged
+out and how to get back, not "Not allowed". Over the real app and database."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import test_web
+from sqlmodel import select
+from test_web import add_records, as_role, csrf_from, db
+
+from store.models import Decision
+
+app = test_web.app
+users = test_web.users
+
+
+def test_a_form_sent_after_logging_out_elsewhere_says_so_and_leads_back(
+        app: Any, users: dict[str, str]) -> None:
+    add_records(app, [{"pmid": 90000001, "title": "A record", "score": 0.9}])
+    curator = as_role(app, users, "curator")
+    form_page = curator.get("/records/90000001?rank=1").text
+    token = csrf_from(form_page)
+    # the same browser logs out in another tab: the cookie's login and token are gone
+    assert curator.post("/logout", data={"csrf_token": token},
+                        follow_redirects=False).status_code == 303
+    response = curator.post(
+        "/records/90000001/decision", follow_redirects=False,
+        headers={"Referer": "http://testserver/records/90000001?rank=1"},
+        data={"decision": "include", "reason": "typed with care", "csrf_token": token})
+    assert response.status_code == 401
+    assert "Please log in" in response.text and "Not allowed" not in response.text
+    assert "you are no longer logged in" in response.text
+    assert "nothing was saved" in response.text
+    assert 'href="/login?next=/records/90000001%3Frank%3D1"' in response.text
+    with db(app) as session:
+        assert session.exec(select(Decision)).first() is None
+
+
+def test_a_wrong_token_while_logged_in_is_still_refused_as_before(
+        app: Any, users: dict[str, str]) -> None:
+    add_records(app, [{"pmid": 90000001, "title": "A record", "score": 0.9}])
+    curator = as_role(app, users, "curator")
+    response = curator.post("/records/90000001/decision", follow_redirects=False,
+                            data={"decision": "include", "csrf_token": "x" * 40})
+    assert response.status_code == 403
+    assert "security token is missing or does not match" in response.text
+
+
+def _flashes(page: str) -> list[str]:
+    return [html.unescape(m) for m in
+            re.findall(r'<p class="flash[^"]*" role="status">([^<]*)</p>', page)]
+
+
+def _seen(page: str) -> str:
+    match = re.search(r'name="seen_decision" value="(\d+)"', page)
+    assert match, "no seen_decision in the decision form"
+    return match.group(1)
+
+
+def test_a_decision_over_one_made_meanwhile_by_someone_else_says_so(
+        app: Any, users: dict[str, str]) -> None:
+    """Single screening: the latest decision counts, so a decision saved from a page opened
+    before a colleague's decision replaces theirs: the curator is told, with who and what."""
+    add_records(app, [{"pmid": 90000001, "title": "A record", "score": 0.9}])
+    test_web.make_user(app, "second@example.org", "curator")
+    first = as_role(app, users, "curator")
+    second = as_role(app, {"curator": "second@example.org"}, "curator")
+    stale_page = first.get("/records/90000001").text  # opened, then read for a while
+    fresh_page = second.get("/records/90000001").text
+    assert second.post("/records/90000001/decision", data={
+        "decision": "exclude", "csrf_token": csrf_from(fresh_page),
+        "seen_decision": "0"}).status_code == 200
+    assert _seen(stale_page) == "0"
+    saved = first.post("/records/90000001/decision", data={
+        "decision": "include", "csrf_token": csrf_from(stale_page),
+        "seen_decision": _seen(stale_page)})
+    said = _flashes(saved.text)
+    assert said[0] == "Decision saved: include (PMID 90000001)."
+    assert said[1].startswith("second@example.org decided exclude on PMID 90000001 at ")
+    assert "after you opened it: your decision (include) now counts" in said[1]
+    # a page opened after the colleague's decision, or one's own second thoughts: no warning
+    again = first.get("/records/90000001").text
+    said = _flashes(first.post("/records/90000001/decision", data={
+        "decision": "maybe", "csrf_token": csrf_from(again), "seen_decision": _seen(again)}).text)
+    assert said == ["Decision saved: maybe (PMID 90000001)."]
