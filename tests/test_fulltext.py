@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 import test_web
 from sqlmodel import func, select
@@ -277,6 +278,40 @@ def test_viewers_see_the_list_but_cannot_assess(app: Any, users: dict[str, str],
                          data={"verdict": "eligible", "csrf_token": token})
     assert denied.status_code == 403
     assert test_web.TestClient(app).get("/fulltext", follow_redirects=False).status_code == 303
+
+
+def test_the_list_pages_through_every_report_sought(app: Any, users: dict[str, str]) -> None:
+    """More reports than a page: none is out of reach, on the page or through the API."""
+    from screening.web.fulltext import LIST_LIMIT
+
+    n = LIST_LIMIT + 3
+    with db(app) as s:
+        s.add_all([Record(pmid=91000000 + i, title=f"report {i}", decision="include")
+                   for i in range(n)])
+        s.commit()
+    viewer = as_role(app, users, "viewer")
+    seen: list[str] = []
+    url: str | None = "/fulltext"
+    while url is not None:
+        page = lxml.html.fromstring(viewer.get(url).text)
+        seen += page.xpath('//tr[contains(@class, "ft-row")]/@data-pmid')
+        following = page.xpath('//nav[@class="pager"]/a[contains(., "Next")]/@href')
+        url = following[0] if following else None
+    assert len(seen) == n and len(set(seen)) == n
+    last = lxml.html.fromstring(viewer.get(f"/fulltext?offset={LIST_LIMIT}").text)
+    assert " ".join(last.xpath('string(//span[@class="pager-position"])').split()) \
+        == f"Reports {LIST_LIMIT + 1}–{n}"
+    assert last.xpath('//nav[@class="pager"]/a[contains(., "Previous")]/@href') \
+        == ["/fulltext?show=all&offset=0"]
+    beyond = viewer.get("/fulltext?offset=5000").text
+    assert "No reports on this page" in beyond
+    api = api_as(app, users, "viewer")
+    first = api.get("/api/fulltext").json()
+    assert len(first["reports"]) == LIST_LIMIT and first["next_offset"] == LIST_LIMIT
+    rest = api.get(f"/api/fulltext?offset={LIST_LIMIT}").json()
+    assert len(rest["reports"]) == 3 and rest["next_offset"] is None
+    assert {r["pmid"] for r in first["reports"]} | {r["pmid"] for r in rest["reports"]} \
+        == {91000000 + i for i in range(n)}
 
 
 def test_an_eligible_report_without_a_trial_is_marked(app: Any, users: dict[str, str],

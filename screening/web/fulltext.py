@@ -230,16 +230,16 @@ class SoughtReport:
                 "linked_though_excluded": self.linked_though_excluded}
 
 
-def sought_reports(session: Session, show: str = "all", *,
-                   viewer: User | None = None) -> list[SoughtReport]:
+def sought_reports(session: Session, show: str = "all", *, viewer: User | None = None,
+                   offset: int = 0, limit: int = LIST_LIMIT) -> list[SoughtReport]:
     """The reports sought for retrieval (included, not deleted): conflicts first, then the
     ones awaiting assessment, then those awaiting their second assessor, then the settled
     ones, each by PMID. ``show="awaiting"`` keeps the unsettled ones, ``show="yours"`` those
     of them still needing ``viewer``'s vote (two assessors), ``show="conflict"`` the
     conflicts, ``show="mismatch"`` the settled reports whose verdict and trial links disagree
     (eligible but linked to no trial; excluded or not retrieved but linked to one). A conflict
-    carries its votes (no longer blind); ``viewer`` sees their own vote. At most
-    ``LIST_LIMIT``."""
+    carries its votes (no longer blind); ``viewer`` sees their own vote. At most ``limit``,
+    from the ``offset``-th on (a page of the list)."""
     pmids = sought_pmids(session)
     states = outcomes(session, pmids)
     if show == "awaiting":
@@ -252,7 +252,7 @@ def sought_reports(session: Session, show: str = "all", *,
     links = _trial_links(session, pmids)
     if show == "mismatch":
         pmids = [p for p in pmids if link_problem(states[p], bool(links.get(p))) is not None]
-    pmids = sorted(pmids, key=lambda p: (_ORDER[states[p].state], p))[:LIST_LIMIT]
+    pmids = sorted(pmids, key=lambda p: (_ORDER[states[p].state], p))[offset:offset + limit]
     records = {r.pmid: r for r in session.exec(select(Record)
                                                .where(col(Record.pmid).in_(pmids)))}
     emails = _emails(session, {v.user_id for p in pmids if states[p].state == "conflict"

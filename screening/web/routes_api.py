@@ -67,6 +67,7 @@ from screening.web.evidence import estimate_json, latest_pooled, pooled_json, tr
 from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
 from screening.web.fulltext import (
+    LIST_LIMIT,
     SHOW_PATTERN,
     fulltext_agreement,
     record_fulltext,
@@ -415,13 +416,17 @@ async def post_resolution(request: Request, pmid: int, session: DbSession,
 @router.get("/fulltext")
 def fulltext(request: Request, session: DbSession, user: ApiReader,
              show: Annotated[str, Query(pattern=SHOW_PATTERN)] = "all",
-             ) -> dict[str, Any]:
+             offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
     """The full-text stage: its counts (as the PRISMA flow has them) and the reports sought
-    for retrieval with their current verdicts, conflicts and unsettled ones first (at most
-    500); with two assessors also their agreement (Cohen's kappa of the blind votes)."""
+    for retrieval with their current verdicts, conflicts and unsettled ones first (500 a
+    page from ``offset``; ``next_offset`` is the next page's, null on the last); with two
+    assessors also their agreement (Cohen's kappa of the blind votes)."""
+    rows = sought_reports(session, show, viewer=user, offset=offset, limit=LIST_LIMIT + 1)
     body: dict[str, Any] = {"counts": fulltext_counts(session).to_json(), "reasons": REASONS,
-                            "reports": [r.to_json() for r in
-                                        sought_reports(session, show, viewer=user)]}
+                            "reports": [r.to_json() for r in rows[:LIST_LIMIT]],
+                            "offset": offset,
+                            "next_offset": offset + LIST_LIMIT if len(rows) > LIST_LIMIT
+                            else None}
     if dual_screening(request):
         a = fulltext_agreement(session)
         body["agreement"] = {"n": a.n, "raw_agreement": a.observed, "expected": a.expected,

@@ -50,11 +50,13 @@ router = APIRouter(dependencies=[Depends(csrf_protect)])
 @router.get("/fulltext")
 def fulltext_page(request: Request, session: DbSession, user: Viewer,
                   show: Annotated[str, Query(pattern=SHOW_PATTERN)] = "all",
-                  ) -> Response:
+                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
     dual = dual_screening(request)
+    # One more than a page: whether there is a next page, without counting them all.
+    rows = sought_reports(session, show, viewer=user, offset=offset, limit=LIST_LIMIT + 1)
     return render(request, "fulltext.html", {
-        "rows": sought_reports(session, show, viewer=user), "counts": fulltext_counts(session),
-        "show": show, "shows": SHOWS, "limit": LIST_LIMIT,
+        "rows": rows[:LIST_LIMIT], "has_next": len(rows) > LIST_LIMIT, "offset": offset,
+        "counts": fulltext_counts(session), "show": show, "shows": SHOWS, "limit": LIST_LIMIT,
         "agreement": fulltext_agreement(session) if dual else None})
 
 
