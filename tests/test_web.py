@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import lxml.html
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
@@ -487,6 +488,24 @@ def test_decision_is_stored_with_provenance(app: Any, users: dict[str, str],
             == ["include", "exclude"]
     # the decided record left the undecided queue
     assert 'data-pmid="90000003"' not in curator.get("/").text
+
+
+def test_save_and_next_says_what_was_saved_with_a_way_back(
+        app: Any, users: dict[str, str], records: int) -> None:
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/records/90000002?rank=1").text)
+    response = curator.post("/records/90000002/decision", follow_redirects=False, data={
+        "decision": "exclude", "then": "next", "csrf_token": token})
+    page = lxml.html.fromstring(curator.get(response.headers["location"]).text)
+    [said] = page.xpath('//p[contains(@class, "flash-ok")]')
+    assert said.text_content() == "Decision saved: exclude (PMID 90000002). Open it again"
+    assert said.xpath("a/@href") == ["/records/90000002"]
+    # a plain save stays on the record: no link to where you already are
+    token = csrf_from(curator.get("/records/90000001").text)
+    curator.post("/records/90000001/decision", data={"decision": "include",
+                                                     "csrf_token": token})
+    again = lxml.html.fromstring(curator.get("/records/90000001").text)
+    assert not again.xpath('//p[contains(@class, "flash")]/a')
 
 
 def test_save_and_next_opens_the_top_of_the_queue_until_it_is_empty(

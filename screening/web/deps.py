@@ -214,16 +214,25 @@ ApiReader = Annotated[User, Depends(require_api_reader)]
 ApiWriter = Annotated[User, Depends(require_api_writer)]
 
 
-def flash(request: Request, message: str, kind: str = "info") -> None:
-    """A one-shot message for the next page (never secrets: the session cookie is only signed)."""
+def flash(request: Request, message: str, kind: str = "info", *,
+          link: tuple[str, str] | None = None) -> None:
+    """A one-shot message for the next page (never secrets: the session cookie is only signed);
+    ``link`` (a path of this app, its words) follows the message, e.g. back to a record."""
     messages: list[Any] = list(request.session.get("flash", []))
-    messages.append([kind, message])
+    messages.append([kind, message, *(link or ())])
     request.session["flash"] = messages[-5:]
 
 
-def pop_flashes(request: Request) -> list[tuple[str, str]]:
+def pop_flashes(request: Request) -> list[tuple[str, str, str | None, str | None]]:
+    """(kind, message, link path or None, link words or None) of each waiting message."""
     messages = request.session.pop("flash", []) or []
-    return [(str(k), str(m)) for k, m in messages]
+    out: list[tuple[str, str, str | None, str | None]] = []
+    for kind, message, *link in messages:
+        # Only a path of this app becomes a link: a cookie from elsewhere cannot add one.
+        href = str(link[0]) if len(link) == 2 and str(link[0]).startswith("/") \
+            and not str(link[0]).startswith("//") else None
+        out.append((str(kind), str(message), href, str(link[1]) if href else None))
+    return out
 
 
 def unknown_fields(body: Mapping[str, Any], fields: Sequence[str], read_only: Iterable[str],

@@ -195,7 +195,9 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
     session.commit()
     request.app.state.retrainer.maybe_start(session)
     if not is_dual_screening(screeners):
-        flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok")
+        # After "Save and open the next" the saved record is no longer on screen: a way back.
+        flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok",
+              link=(f"/records/{pmid}", "Open it again") if then == "next" else None)
         if warning := _decided_meanwhile(session, pmid, seen_decision, row):
             flash(request, warning, "warn")
     else:
