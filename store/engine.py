@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,12 @@ from store.settings import Settings
 log = logging.getLogger(__name__)
 
 SessionFactory = Callable[[], Session]
+
+#: Alembic's command API keeps the running migration in module globals (``alembic.context``,
+#: ``alembic.op``): two threads migrating at once, such as two scheduler jobs firing in the
+#: same minute (each builds its context), tear down each other's (KeyError: 'script') and
+#: the job is lost. One migration at a time per process.
+_MIGRATING = threading.Lock()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -99,5 +106,6 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.attributes["connection_engine"] = engine
     check_connection(engine)
-    command.upgrade(cfg, "head")
+    with _MIGRATING:
+        command.upgrade(cfg, "head")
     log.info("schema at head on %s", engine.url.render_as_string(hide_password=True))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -42,6 +44,23 @@ def test_migrate_twice_is_a_no_op(ctx) -> None:  # type: ignore[no-untyped-def]
     with ctx.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
     assert head is not None
+
+
+def test_threads_of_one_process_migrate_at_once(ctx) -> None:  # type: ignore[no-untyped-def]
+    # A worker's jobs firing in the same minute each build their context, and so migrate,
+    # in the scheduler's threads at once: none of them may fail for the other.
+    from store.engine import migrate
+
+    threads = 4
+    barrier = threading.Barrier(threads)
+
+    def one(_: int) -> None:
+        barrier.wait()
+        migrate(ctx.engine)
+
+    for _ in range(5):
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, range(threads)))  # re-raises what a thread raised
 
 
 def test_sqlite_runs_in_wal_mode(ctx) -> None:  # type: ignore[no-untyped-def]
