@@ -6,6 +6,8 @@ stale lock. SQLite has no advisory locks: a lease row in ``job_locks`` is taken 
 ``BEGIN IMMEDIATE`` (which serialises writers across processes); an expired lease, or one
 whose holder process on this host is gone (SIGKILL), may be taken over. Long jobs call
 ``renew()`` to extend their lease.
+
+Migrations have their own lock, held for the migration's transaction (:func:`migration_lock`).
 """
 
 from __future__ import annotations
@@ -104,6 +106,22 @@ def _sqlite_acquire(conn: Connection, name: str, holder: str, ttl: float) -> Non
     except BaseException:
         conn.exec_driver_sql("ROLLBACK")
         raise
+
+
+def migration_lock(conn: Connection) -> None:
+    """Begin ``conn``'s transaction holding the migration lock, waiting for another process's
+    migration to commit first.
+
+    Every entry point migrates at start, so `mmlr web` and `mmlr worker` started together on
+    a new database (or after an upgrade) would both create the same tables and one would fail.
+    Waiting, then running Alembic in this one transaction, makes the second find the schema at
+    head. PostgreSQL: a transaction-level advisory lock. SQLite: ``BEGIN IMMEDIATE`` takes the
+    database's write lock (the busy timeout waits for it), and SQLite's DDL is transactional.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _advisory_key("migrate")})
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextmanager

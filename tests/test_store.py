@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -9,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from conftest import ROOT, cli_env
 from sqlalchemy import text
 from sqlmodel import SQLModel, select
 
@@ -61,6 +64,65 @@ def test_threads_of_one_process_migrate_at_once(ctx) -> None:  # type: ignore[no
     for _ in range(5):
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(one, range(threads)))  # re-raises what a thread raised
+
+
+def _head() -> str:
+    from pathlib import Path
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    import store.engine
+
+    cfg = Config()
+    cfg.set_main_option("script_location",
+                        str(Path(store.engine.__file__).parent / "migrations"))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
+
+
+_MIGRATE_ON_GO = """
+import pathlib, sys, time
+import alembic.command, alembic.config
+from store.engine import make_engine, migrate
+engine = make_engine(sys.argv[1])
+go = pathlib.Path(sys.argv[2])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.002)
+migrate(engine)
+"""
+
+
+def test_processes_migrate_one_database_at_once(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # `mmlr web` and `mmlr worker` started together on a new database (or after an upgrade of
+    # mmlr) both migrate it: each must find it migrated or migrate it, never fail.
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE_ON_GO, db_url, str(go)],
+                              cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        go.touch()
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    from store.engine import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [
+                (_head(),)]
+    finally:
+        engine.dispose()
 
 
 def test_sqlite_runs_in_wal_mode(ctx) -> None:  # type: ignore[no-untyped-def]
