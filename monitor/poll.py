@@ -75,10 +75,9 @@ from monitor.pubmed_xml import parse_all
 from monitor.records import CONTENT_FIELDS, ParsedRecord
 from store.batches import in_chunks
 from store.context import AppContext
-from store.errors import EntrezError, LockedError, ValidationError
+from store.errors import EntrezError, ValidationError
 from store.locks import JobLease, job_lock
 from store.models import Alert, PollRun, Record, RecordRevision, TrialReport, utcnow
-from store.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -765,15 +764,8 @@ def scheduled_modified_pass() -> None:
     A pass skipped because another poll holds the lock loses nothing: the next one starts from
     the last *completed* modified run's window.
     """
-    from store.context import make_context
+    from monitor.cycle import scheduled_job
 
-    ctx = make_context(load_settings())
-    try:
-        summary = poll(ctx, modified=True)
+    with scheduled_job("modified pass") as context:
+        summary = poll(context(), modified=True)
         log.info("scheduled modified pass: %s", summary.describe())
-    except LockedError as exc:
-        log.info("scheduled modified pass skipped: %s", exc.one_line())
-    except Exception:  # a scheduler job must log, not die silently
-        log.exception("scheduled modified pass failed")
-    finally:
-        ctx.dispose()

@@ -4,6 +4,7 @@ in use is waiting, which is sent at once."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,36 @@ def test_mmlr_run_always_ends_with_a_digest(cycle: tuple[Any, Any, Path]) -> Non
     summary = run_cycle(ctx)
     (digest,) = _digests(ctx)
     assert summary.digest_id == digest.id and urgent_alerts(ctx) == 0
+
+
+def test_scheduled_jobs_end_in_one_line_saying_why(db_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # The worker's terminal shows its log's one-line form: an expected failure must carry
+    # its reason there, and another worker holding a job's lock is no failure at all.
+    from monitor.cycle import scheduled_cycle, scheduled_digest
+    from monitor.poll import scheduled_modified_pass
+    from store.locks import job_lock
+    from store.settings import load_settings
+
+    monkeypatch.setenv("MMLR_DATABASE_URL", db_url)
+    monkeypatch.setenv("MMLR_ENTREZ_URL", "http://127.0.0.1:9/entrez/eutils/")  # no one there
+    monkeypatch.setenv("MMLR_ENTREZ_MAX_RETRIES", "0")
+    ctx = make_context(load_settings())
+    try:
+        with caplog.at_level(logging.INFO), job_lock(ctx.engine, "digest"):
+            scheduled_digest()
+        assert [r.levelno for r in caplog.records if r.name == "monitor.cycle"] == [logging.INFO]
+        assert "scheduled digest skipped: job 'digest' is already running" in caplog.text
+
+        for job, what in ((scheduled_cycle, "cycle"), (scheduled_modified_pass, "modified pass")):
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                job()
+            errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert len(errors) == 1, caplog.text
+            assert errors[0].getMessage().startswith(
+                f"scheduled {what} failed: cannot reach E-utilities at http://127.0.0.1:9/")
+            assert errors[0].exc_info is None  # no traceback for an expected failure
+    finally:
+        ctx.dispose()
