@@ -125,6 +125,19 @@ def test_processes_migrate_one_database_at_once(db_url: str, tmp_path) -> None: 
         engine.dispose()
 
 
+def test_a_database_from_a_newer_mmlr_is_refused_unchanged(ctx) -> None:  # type: ignore[no-untyped-def]
+    # An older mmlr (a rolled-back image) started on a database a newer one upgraded.
+    from store.engine import migrate
+
+    with ctx.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(ConfigError, match=(r"schema revision 9999, newer than this mmlr knows "
+                                           rf"\(up to {_head()}\): a newer mmlr upgraded it")):
+        migrate(ctx.engine)
+    with ctx.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("9999",)]
+
+
 def test_sqlite_runs_in_wal_mode(ctx) -> None:  # type: ignore[no-untyped-def]
     if not ctx.settings.is_sqlite:
         pytest.skip("SQLite only")
