@@ -84,6 +84,10 @@ log = logging.getLogger(__name__)
 #: A poll holds its lock at most this long without renewing it (renewed after every batch).
 LOCK_TTL = 15 * 60
 _UNFINISHED = ("running", "interrupted")
+#: Set while `serve`/`worker` shut down (SIGTERM, Ctrl-C): a poll in a scheduler thread, where
+#: no signal handler can be installed, then stops after its current batch as one in the main
+#: thread does on SIGTERM, instead of holding the shutdown until every batch is fetched.
+SHUTDOWN = threading.Event()
 #: A record fetched this long after a modification day ends is sure to hold that day's changes
 #: (NCBI dates are US Eastern, up to 5 h behind UTC, and indexing lags by hours).
 _MDAT_SETTLE = timedelta(days=1)
@@ -279,7 +283,7 @@ class _Poller:
                 self.lease.renew()
                 if bar is not None:
                     bar.update(task, completed=index + 1)
-                if self.stop.is_set() and index + 1 < total:
+                if (self.stop.is_set() or SHUTDOWN.is_set()) and index + 1 < total:
                     self._mark(run_id, "interrupted", "stopped by SIGTERM")
                     self.summary.interrupted = True
                     return spent
