@@ -75,7 +75,14 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     check_prior_query(ctx)
     summary = CycleSummary()
     summary.add("poll", poll(ctx, progress=progress))
-    summary.add("screen", screen(ctx, progress=progress))
+    try:
+        summary.add("screen", screen(ctx, progress=progress))
+    except LockedError as exc:
+        # Someone else is screening (the web app retraining after curators' decisions): the
+        # next screening scores what this poll stored. The pool, and a digest that cannot
+        # wait (an alert on a record in use), must not be skipped until the next cycle.
+        log.info("cycle: screening skipped: %s", exc.one_line())
+        summary.add("screen", f"skipped: {exc.one_line()}")
     summary.add("pool", pool_all(ctx))
     with ctx.sessions() as session:
         summary.add("network", brief(current_networks(

@@ -75,6 +75,22 @@ def test_mmlr_run_always_ends_with_a_digest(cycle: tuple[Any, Any, Path]) -> Non
     assert summary.digest_id == digest.id and urgent_alerts(ctx) == 0
 
 
+def test_a_screening_running_elsewhere_does_not_skip_the_pool_and_digest(
+        cycle: tuple[Any, Any, Path]) -> None:
+    # The web app retrains after curators' decisions, under the "screen" lock: a cycle that
+    # meets it has polled already, and must still pool and build the digest.
+    from store.locks import job_lock
+
+    ctx, _, _ = cycle
+    with job_lock(ctx.engine, "screen"):
+        summary = run_cycle(ctx)
+    steps = dict(summary.steps)
+    assert steps["screen"].startswith("skipped: job 'screen' is already running")
+    assert "pool" in steps and summary.digest_id is not None
+    with ctx.sessions() as session:
+        assert session.exec(select(Record)).first() is not None  # the poll stored its records
+
+
 def test_scheduled_jobs_end_in_one_line_saying_why(db_url: str,
                                                    monkeypatch: pytest.MonkeyPatch,
                                                    caplog: pytest.LogCaptureFixture) -> None:
