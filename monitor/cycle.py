@@ -83,7 +83,12 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
         # wait (an alert on a record in use), must not be skipped until the next cycle.
         log.info("cycle: screening skipped: %s", exc.one_line())
         summary.add("screen", f"skipped: {exc.one_line()}")
-    summary.add("pool", pool_all(ctx))
+    try:
+        summary.add("pool", pool_all(ctx))
+    except LockedError as exc:
+        # Another run (`mmlr pool` by hand, another worker) is storing the same snapshots.
+        log.info("cycle: pooling skipped: %s", exc.one_line())
+        summary.add("pool", f"skipped: {exc.one_line()}")
     with ctx.sessions() as session:
         summary.add("network", brief(current_networks(
             session, ctx.settings.analyses_file, ctx.settings.pool_method)))

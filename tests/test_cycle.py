@@ -75,18 +75,20 @@ def test_mmlr_run_always_ends_with_a_digest(cycle: tuple[Any, Any, Path]) -> Non
     assert summary.digest_id == digest.id and urgent_alerts(ctx) == 0
 
 
-def test_a_screening_running_elsewhere_does_not_skip_the_pool_and_digest(
-        cycle: tuple[Any, Any, Path]) -> None:
-    # The web app retrains after curators' decisions, under the "screen" lock: a cycle that
-    # meets it has polled already, and must still pool and build the digest.
+@pytest.mark.parametrize("step", ["screen", "pool"])
+def test_a_step_running_elsewhere_does_not_skip_the_rest(cycle: tuple[Any, Any, Path],
+                                                         step: str) -> None:
+    # The web app retrains after curators' decisions under the "screen" lock, `mmlr pool` by
+    # hand pools under "pool": a cycle that meets either has polled already, and must still
+    # do the other steps and build the digest.
     from store.locks import job_lock
 
     ctx, _, _ = cycle
-    with job_lock(ctx.engine, "screen"):
+    with job_lock(ctx.engine, step):
         summary = run_cycle(ctx)
     steps = dict(summary.steps)
-    assert steps["screen"].startswith("skipped: job 'screen' is already running")
-    assert "pool" in steps and summary.digest_id is not None
+    assert steps[step].startswith(f"skipped: job '{step}' is already running")
+    assert {"screen", "pool", "network"} <= set(steps) and summary.digest_id is not None
     with ctx.sessions() as session:
         assert session.exec(select(Record)).first() is not None  # the poll stored its records
 
