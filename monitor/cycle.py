@@ -142,15 +142,21 @@ def scheduled_job(what: str) -> Iterator[Callable[[], AppContext]]:
 
 def scheduled_cycle() -> None:
     """Scheduler entry point for the monitoring cycle."""
+    from monitor.scheduler import claim_tick
+
     with scheduled_job("cycle") as context:
-        run_cycle(context(), digest=False)
+        ctx = context()
+        if claim_tick(ctx, "poll-cycle"):
+            run_cycle(ctx, digest=False)
 
 
 def scheduled_digest() -> None:
     """Scheduler entry point for the (weekly) digest."""
+    from monitor.scheduler import claim_tick
     from reports.digest import build_digest, deliver_digest
     from screening.health import screening_health
 
     with scheduled_job("digest") as context:
         ctx = context()
-        deliver_digest(ctx, build_digest(ctx, health=screening_health))
+        if claim_tick(ctx, "digest"):
+            deliver_digest(ctx, build_digest(ctx, health=screening_health))

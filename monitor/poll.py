@@ -769,7 +769,10 @@ def scheduled_modified_pass() -> None:
     the last *completed* modified run's window.
     """
     from monitor.cycle import scheduled_job
+    from monitor.scheduler import claim_tick
 
     with scheduled_job("modified pass") as context:
-        summary = poll(context(), modified=True)
-        log.info("scheduled modified pass: %s", summary.describe())
+        ctx = context()
+        if claim_tick(ctx, "modified-pass"):
+            summary = poll(ctx, modified=True)
+            log.info("scheduled modified pass: %s", summary.describe())

@@ -8,6 +8,7 @@ whose holder process on this host is gone (SIGKILL), may be taken over. Long job
 ``renew()`` to extend their lease.
 
 Migrations have their own lock, held for the migration's transaction (:func:`migration_lock`).
+:func:`claim_once` records a one-off claim (a scheduler tick run) in the same table.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from store.errors import LockedError
 from store.models import JobLock
@@ -106,6 +108,24 @@ def _sqlite_acquire(conn: Connection, name: str, holder: str, ttl: float) -> Non
     except BaseException:
         conn.exec_driver_sql("ROLLBACK")
         raise
+
+
+def claim_once(engine: Engine, name: str, *, prefix: str, keep: timedelta) -> bool:
+    """Claim ``name`` (which starts with ``prefix``) for this process: False when another
+    process claimed it first. The claim is a ``job_locks`` row never released; rows of
+    ``prefix`` older than ``keep`` are deleted on the way."""
+    table = _LOCK_TABLE
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(delete(table).where(table.c.name.startswith(prefix, autoescape=True),
+                                         table.c.expires_at < now))
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(table).values(name=name, holder=_holder(), acquired_at=now,
+                                              expires_at=now + keep))
+    except IntegrityError:  # the primary key: someone else's row
+        return False
+    return True
 
 
 def migration_lock(conn: Connection) -> None:

@@ -124,3 +124,26 @@ def test_scheduled_jobs_end_in_one_line_saying_why(db_url: str,
             assert errors[0].exc_info is None  # no traceback for an expected failure
     finally:
         ctx.dispose()
+
+
+def test_two_workers_run_a_tick_once(cycle: tuple[Any, Any, Path],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both workers' schedulers may fire the same tick (APScheduler 3 does not coordinate
+    # schedulers sharing a job store); a quick poll then ran twice, one after the other.
+    from monitor.cycle import scheduled_cycle
+    from monitor.poll import scheduled_modified_pass
+    from store.models import PollRun
+
+    ctx, srv, _ = cycle
+    settings = ctx.settings
+    for name, value in {"MMLR_DATABASE_URL": settings.db_url, "MMLR_ENTREZ_URL": srv.url,
+                        "MMLR_ENTREZ_RATE": "500", "MMLR_POLL_START": settings.poll_start,
+                        "MMLR_POLL_CRON": "0 0 1 1 *", "MMLR_MODIFIED_CRON": "0 0 1 1 *"
+                        }.items():
+        monkeypatch.setenv(name, value)
+    for _ in range(2):  # the second worker, in the same (yearly) tick
+        scheduled_cycle()
+        scheduled_modified_pass()
+    with ctx.sessions() as session:
+        kinds = [run.kind for run in session.exec(select(PollRun).order_by(col(PollRun.id)))]
+    assert kinds.count("crdt") == 1 and kinds.count("modified") == 1, kinds
