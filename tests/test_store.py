@@ -98,6 +98,13 @@ migrate(engine)
 def test_processes_migrate_one_database_at_once(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # `mmlr web` and `mmlr worker` started together on a new database (or after an upgrade of
     # mmlr) both migrate it: each must find it migrated or migrate it, never fail.
+    from store.engine import check_connection, make_engine
+
+    # The database exists, empty: on SQLite a file's very first connections race to turn WAL
+    # on, a different matter from the migrations this test is about.
+    engine = make_engine(db_url)
+    check_connection(engine)
+    engine.dispose()
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE_ON_GO, db_url, str(go)],
                               cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
@@ -114,8 +121,6 @@ def test_processes_migrate_one_database_at_once(db_url: str, tmp_path) -> None: 
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    from store.engine import make_engine
-
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
