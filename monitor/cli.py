@@ -513,15 +513,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _OneLineFormatter(logging.Formatter):
-    """Console lines never carry a traceback; the log file keeps it."""
+    """Console lines never carry a traceback (the log file keeps it), and each record is one
+    line: a library's multi-line message (APScheduler quoting a driver's error while the
+    database is down: the error, "Is the server running…", a link) is joined."""
 
     def format(self, record: logging.LogRecord) -> str:
         saved = record.exc_info, record.exc_text, record.stack_info
         record.exc_info = record.exc_text = record.stack_info = None
         try:
-            return super().format(record)
+            text = super().format(record)
         finally:
             record.exc_info, record.exc_text, record.stack_info = saved
+        return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def configure_logging(settings: Settings | None, verbose: bool) -> None:

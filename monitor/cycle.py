@@ -15,11 +15,13 @@ store, so they must be importable by name).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from store.context import AppContext, make_context
-from store.errors import LockedError
+from store.errors import LockedError, MmlrError
 from store.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -73,8 +75,20 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     check_prior_query(ctx)
     summary = CycleSummary()
     summary.add("poll", poll(ctx, progress=progress))
-    summary.add("screen", screen(ctx, progress=progress))
-    summary.add("pool", pool_all(ctx))
+    try:
+        summary.add("screen", screen(ctx, progress=progress))
+    except LockedError as exc:
+        # Someone else is screening (the web app retraining after curators' decisions): the
+        # next screening scores what this poll stored. The pool, and a digest that cannot
+        # wait (an alert on a record in use), must not be skipped until the next cycle.
+        log.info("cycle: screening skipped: %s", exc.one_line())
+        summary.add("screen", f"skipped: {exc.one_line()}")
+    try:
+        summary.add("pool", pool_all(ctx))
+    except LockedError as exc:
+        # Another run (`mmlr pool` by hand, another worker) is storing the same snapshots.
+        log.info("cycle: pooling skipped: %s", exc.one_line())
+        summary.add("pool", f"skipped: {exc.one_line()}")
     with ctx.sessions() as session:
         summary.add("network", brief(current_networks(
             session, ctx.settings.analyses_file, ctx.settings.pool_method)))
@@ -96,28 +110,53 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     return summary
 
 
+@contextmanager
+def scheduled_job(what: str) -> Iterator[Callable[[], AppContext]]:
+    """Run a scheduler job's body and log how it ended; yields a context factory (the context
+    is disposed of afterwards).
+
+    A scheduler job must log, not die silently. Another worker holding the job's lock is no
+    failure (it does the work): one INFO line. An expected failure (NCBI unreachable, the
+    retry budget spent, the SMTP server refusing, the database gone) is one ERROR line with
+    its reason, which is all the worker's terminal shows; only an unexpected error gets its
+    traceback, in the log file.
+    """
+    made: list[AppContext] = []
+
+    def context() -> AppContext:
+        made.append(make_context(load_settings()))
+        return made[-1]
+
+    try:
+        yield context
+    except LockedError as exc:
+        log.info("scheduled %s skipped: %s", what, exc.one_line())
+    except MmlrError as exc:
+        log.error("scheduled %s failed: %s", what, exc.one_line())
+    except Exception:
+        log.exception("scheduled %s failed", what)
+    finally:
+        for ctx in made:
+            ctx.dispose()
+
+
 def scheduled_cycle() -> None:
     """Scheduler entry point for the monitoring cycle."""
-    ctx = make_context(load_settings())
-    try:
-        run_cycle(ctx, digest=False)
-    except LockedError as exc:  # another worker is polling: this run is simply not needed
-        log.info("scheduled cycle skipped: %s", exc.one_line())
-    except Exception:  # a scheduler job must log, not die silently
-        log.exception("scheduled cycle failed")
-    finally:
-        ctx.dispose()
+    from monitor.scheduler import claim_tick
+
+    with scheduled_job("cycle") as context:
+        ctx = context()
+        if claim_tick(ctx, "poll-cycle"):
+            run_cycle(ctx, digest=False)
 
 
 def scheduled_digest() -> None:
     """Scheduler entry point for the (weekly) digest."""
+    from monitor.scheduler import claim_tick
     from reports.digest import build_digest, deliver_digest
     from screening.health import screening_health
 
-    ctx = make_context(load_settings())
-    try:
-        deliver_digest(ctx, build_digest(ctx, health=screening_health))
-    except Exception:
-        log.exception("scheduled digest failed")
-    finally:
-        ctx.dispose()
+    with scheduled_job("digest") as context:
+        ctx = context()
+        if claim_tick(ctx, "digest"):
+            deliver_digest(ctx, build_digest(ctx, health=screening_health))

@@ -75,16 +75,19 @@ from monitor.pubmed_xml import parse_all
 from monitor.records import CONTENT_FIELDS, ParsedRecord
 from store.batches import in_chunks
 from store.context import AppContext
-from store.errors import EntrezError, LockedError, ValidationError
+from store.errors import EntrezError, ValidationError
 from store.locks import JobLease, job_lock
 from store.models import Alert, PollRun, Record, RecordRevision, TrialReport, utcnow
-from store.settings import load_settings
 
 log = logging.getLogger(__name__)
 
 #: A poll holds its lock at most this long without renewing it (renewed after every batch).
 LOCK_TTL = 15 * 60
 _UNFINISHED = ("running", "interrupted")
+#: Set while `serve`/`worker` shut down (SIGTERM, Ctrl-C): a poll in a scheduler thread, where
+#: no signal handler can be installed, then stops after its current batch as one in the main
+#: thread does on SIGTERM, instead of holding the shutdown until every batch is fetched.
+SHUTDOWN = threading.Event()
 #: A record fetched this long after a modification day ends is sure to hold that day's changes
 #: (NCBI dates are US Eastern, up to 5 h behind UTC, and indexing lags by hours).
 _MDAT_SETTLE = timedelta(days=1)
@@ -280,7 +283,7 @@ class _Poller:
                 self.lease.renew()
                 if bar is not None:
                     bar.update(task, completed=index + 1)
-                if self.stop.is_set() and index + 1 < total:
+                if (self.stop.is_set() or SHUTDOWN.is_set()) and index + 1 < total:
                     self._mark(run_id, "interrupted", "stopped by SIGTERM")
                     self.summary.interrupted = True
                     return spent
@@ -765,15 +768,11 @@ def scheduled_modified_pass() -> None:
     A pass skipped because another poll holds the lock loses nothing: the next one starts from
     the last *completed* modified run's window.
     """
-    from store.context import make_context
+    from monitor.cycle import scheduled_job
+    from monitor.scheduler import claim_tick
 
-    ctx = make_context(load_settings())
-    try:
-        summary = poll(ctx, modified=True)
-        log.info("scheduled modified pass: %s", summary.describe())
-    except LockedError as exc:
-        log.info("scheduled modified pass skipped: %s", exc.one_line())
-    except Exception:  # a scheduler job must log, not die silently
-        log.exception("scheduled modified pass failed")
-    finally:
-        ctx.dispose()
+    with scheduled_job("modified pass") as context:
+        ctx = context()
+        if claim_tick(ctx, "modified-pass"):
+            summary = poll(ctx, modified=True)
+            log.info("scheduled modified pass: %s", summary.describe())

@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from store.errors import ConfigError
 from store.settings import Settings
+
+if TYPE_CHECKING:
+    from store.context import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +137,49 @@ def build_scheduler(settings: Settings, *, blocking: bool,
                           misfire_grace_time=MISFIRE_GRACE_SECONDS)
         log.info("scheduled job %s (%s, cron %s UTC)", job_id, spec.func, spec.cron)
     return scheduler
+
+
+#: How far back the current tick of a cron is looked for, widening until one is found.
+_LOOKBACKS = (timedelta(minutes=2), timedelta(hours=2), timedelta(days=2), timedelta(days=32),
+              timedelta(days=367), timedelta(days=5 * 366))
+#: A tick's claim is kept this long: far beyond the misfire grace, within which another
+#: worker could still run the same tick.
+_CLAIM_KEPT = timedelta(days=2)
+
+
+def current_tick(trigger: Any, now: datetime) -> datetime | None:
+    """The latest fire time of ``trigger`` at or before ``now``."""
+    for lookback in _LOOKBACKS:
+        tick = trigger.get_next_fire_time(None, now - lookback)
+        if tick is None or tick > now:
+            continue
+        while True:
+            after = trigger.get_next_fire_time(tick, tick + timedelta(seconds=1))
+            if after is None or after > now:
+                return tick  # type: ignore[no-any-return]
+            tick = after
+    return None
+
+
+def claim_tick(ctx: AppContext, job_id: str) -> bool:
+    """Whether this process runs ``job_id``'s current tick; False (logged) when another
+    worker has.
+
+    APScheduler 3 does not coordinate schedulers that share a job store: each worker may run
+    the same tick, and the job locks only stop them running at the same moment. A quick job
+    (a poll with nothing new) then ran twice, one after the other: two searches per tick on
+    /searches, a weekly modified pass re-fetching every watched record twice.
+    """
+    from store.locks import claim_once
+
+    cron = getattr(ctx.settings, _cron_setting(job_id)[0])
+    tick = current_tick(_trigger(job_id, cron), datetime.now(UTC))
+    if tick is None:  # no tick yet in the lookback (a cron just changed): nothing to share
+        return True
+    prefix = "tick:"
+    if claim_once(ctx.engine, f"{prefix}{job_id}@{tick.isoformat()}", prefix=prefix,
+                  keep=_CLAIM_KEPT):
+        return True
+    log.info("%s: the tick of %s UTC was run by another worker", job_id,
+             f"{tick:%Y-%m-%d %H:%M}")
+    return False

@@ -1,8 +1,9 @@
 """Long-running entry points: `mmlr serve` (web + scheduler), `worker`, `web`.
 
 SIGTERM and SIGINT stop both the same way: the web server stops accepting requests and the
-scheduler shuts down waiting for a running job. A poll checkpoints after every efetch batch, so
-even a hard kill loses at most the batch in flight, and the next run resumes it.
+scheduler shuts down waiting for a running job, a poll stopping after its current efetch batch.
+A poll checkpoints after every batch, so even a hard kill loses at most the batch in flight,
+and the next run resumes it.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def serve(
 
         def _stop(_signum: int, _frame: Any) -> None:
             if not stopper:
-                stopper.append(threading.Thread(target=sched.shutdown, kwargs={"wait": True}))
+                stopper.append(threading.Thread(target=stop_scheduler, args=(sched,)))
                 stopper[0].start()
 
         sched.add_listener(_started, EVENT_SCHEDULER_STARTED)
@@ -136,8 +137,20 @@ def serve(
             server.run(sockets=[sock])
         finally:
             if sched is not None:
-                sched.shutdown(wait=True)  # lets a running job finish its batch
+                stop_scheduler(sched)
     log.info("web app stopped")
+
+
+def stop_scheduler(sched: Any) -> None:
+    """Shut the scheduler down once its running job has ended: a poll stops after its current
+    batch (checkpointed; the next run resumes it), the other jobs finish."""
+    from monitor.poll import SHUTDOWN
+
+    SHUTDOWN.set()
+    try:
+        sched.shutdown(wait=True)
+    finally:
+        SHUTDOWN.clear()  # the process may go on (an in-process caller) and poll again
 
 
 def install_sigterm_as_interrupt() -> None:

@@ -77,7 +77,7 @@ from store.fulltext import (
     outcomes,
     reason_label,
 )
-from store.locks import job_lock
+from store.locks import JobLease, job_lock
 from store.models import (
     Alert,
     Decision,
@@ -99,6 +99,9 @@ MAX_LISTED_RECORDS = 50
 PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 _UNCHANGED_MARK = "mmlr.digest_unchanged"
 _SUMMARY_VERSION = 1
+#: Lease of the delivery lock on SQLite, renewed after each recipient (one recipient's
+#: connection attempts and retries take minutes at most).
+DELIVERY_LOCK_TTL = 1800.0
 # Keys of the summary that change with every build and say nothing about the evidence.
 _VOLATILE_KEYS = ("period_start", "period_end", "first", "screening_health",
                   "screening_health_change", "searches")
@@ -1040,25 +1043,32 @@ def deliver_digest(
     once (``store.subscribers.digest_recipients``). A subscriber's copy carries a personal
     unsubscribe link and the RFC 8058 one-click headers, added to a copy at send time: the
     stored digest stays the same for everyone, and the outbox copy has no personal link.
+
+    Runs under the database lock "digest-delivery": "never twice" rests on the Delivery rows,
+    and two deliveries at once (two workers after one built the digest and the other got it
+    back unchanged, or the worker and `mmlr digest --send`) would each find no "sent" row for
+    a recipient still in flight and both send. The second gets ``LockedError`` instead.
     """
     from store.subscribers import digest_recipients, unsubscribe_url
 
     settings = ctx.settings
-    if settings.smtp_url is None:
-        return _deliver_outbox(ctx, digest)
-    target = parse_smtp_url(settings.smtp_url.get_secret_value())
-    with ctx.sessions() as session:
-        found = digest_recipients(session, settings.digest_recipients, settings.secret)
-    if not found:
-        raise ConfigError(
-            "no digest recipients: nobody is subscribed and MMLR_DIGEST_TO is empty while "
-            "MMLR_SMTP_URL is set",
-            hint="add subscribers with `mmlr subscribers add EMAIL` or on /admin/subscribers, "
-            "or set MMLR_DIGEST_TO to a comma-separated list of e-mail addresses",
-        )
-    recipients = [(r.address, None if r.token is None
-                   else unsubscribe_url(settings.base_url, r.token)) for r in found]
-    return _deliver_smtp(ctx, digest, target, recipients, retry_delays)
+    with job_lock(ctx.engine, "digest-delivery", ttl=DELIVERY_LOCK_TTL) as lease:
+        if settings.smtp_url is None:
+            return _deliver_outbox(ctx, digest)
+        target = parse_smtp_url(settings.smtp_url.get_secret_value())
+        with ctx.sessions() as session:
+            found = digest_recipients(session, settings.digest_recipients, settings.secret)
+        if not found:
+            raise ConfigError(
+                "no digest recipients: nobody is subscribed and MMLR_DIGEST_TO is empty while "
+                "MMLR_SMTP_URL is set",
+                hint="add subscribers with `mmlr subscribers add EMAIL` or on "
+                "/admin/subscribers, or set MMLR_DIGEST_TO to a comma-separated list of e-mail "
+                "addresses",
+            )
+        recipients = [(r.address, None if r.token is None
+                       else unsubscribe_url(settings.base_url, r.token)) for r in found]
+        return _deliver_smtp(ctx, digest, target, recipients, retry_delays, lease)
 
 
 def _existing(session: Session, digest: Digest, channel: str) -> dict[str | None, Delivery]:
@@ -1115,7 +1125,7 @@ def _deliver_outbox(ctx: AppContext, digest: Digest) -> list[str]:
 
 def _deliver_smtp(
     ctx: AppContext, digest: Digest, target: Any, recipients: list[tuple[str, str | None]],
-    retry_delays: Sequence[float] | None,
+    retry_delays: Sequence[float] | None, lease: JobLease,
 ) -> list[str]:
     """Send to each (address, unsubscribe URL or None) in turn, one message each."""
     from reports.mail import (
@@ -1172,6 +1182,7 @@ def _deliver_smtp(
             session.add(row)
             # Commit per recipient: a crash later must not lose the record of what went out.
             session.commit()
+            lease.renew()  # a long list of recipients outlasts no lease
         audit(session, "digest.delivered", object_type="digest", object_id=digest.id,
               channel="smtp", sent=len(lines), failed=len(failures))
         session.commit()

@@ -52,6 +52,7 @@ from reports.small_study import short_text, small_study_effects
 from store.audit import audit
 from store.bias import JUDGMENTS, assessor_agreement, current_assessments, history_by_endpoint
 from store.context import AppContext
+from store.locks import job_lock
 from store.models import Estimate, PooledResult, Trial, TrialReport
 from store.settings import monitoring_hrs
 
@@ -588,7 +589,17 @@ def latest_results(session: Session) -> list[PooledResult]:
 
 
 def pool_all(ctx: AppContext) -> PoolRun:
-    """Recompute every analysis with ``settings.pool_method``/``pool_ci``; store changes."""
+    """Recompute every analysis with ``settings.pool_method``/``pool_ci``; store changes.
+
+    Runs under the database lock "pool": two runs at once (`mmlr pool` while the worker's
+    cycle pools, two workers' cycles) would each compare with the same previous snapshots and
+    both store every change, doubling the evidence over time. The second gets ``LockedError``.
+    """
+    with job_lock(ctx.engine, "pool"):
+        return _pool_all(ctx)
+
+
+def _pool_all(ctx: AppContext) -> PoolRun:
     method, ci = ctx.settings.pool_method, ctx.settings.pool_ci
     version = code_version()
     run = PoolRun(method=method, ci=ci, code_version=version)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,12 @@ from store.settings import Settings
 log = logging.getLogger(__name__)
 
 SessionFactory = Callable[[], Session]
+
+#: Alembic's command API keeps the running migration in module globals (``alembic.context``,
+#: ``alembic.op``): two threads migrating at once, such as two scheduler jobs firing in the
+#: same minute (each builds its context), tear down each other's (KeyError: 'script') and
+#: the job is lost. One migration at a time per process.
+_MIGRATING = threading.Lock()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -94,10 +101,37 @@ def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest Alembic revision."""
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.attributes["connection_engine"] = engine
     check_connection(engine)
-    command.upgrade(cfg, "head")
+    _refuse_newer_schema(engine, ScriptDirectory.from_config(cfg))
+    with _MIGRATING:
+        command.upgrade(cfg, "head")
     log.info("schema at head on %s", engine.url.render_as_string(hide_password=True))
+
+
+def _refuse_newer_schema(engine: Engine, script: Any) -> None:
+    """ConfigError when the database is at a revision this code does not know.
+
+    That is a database a newer mmlr upgraded, opened by an older one (a rolled-back image, an
+    old checkout): Alembic would stop with "Can't locate revision", an internal error, and
+    this code would misread the newer tables if it went on. Nothing is changed.
+    """
+    from alembic.migration import MigrationContext
+    from alembic.util import CommandError
+
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_heads()
+    for revision in current:
+        try:
+            script.get_revision(revision)
+        except CommandError:
+            raise ConfigError(
+                f"the database {engine.url.render_as_string(hide_password=True)} is at schema "
+                f"revision {revision}, newer than this mmlr knows (up to "
+                f"{script.get_current_head()}): a newer mmlr upgraded it",
+                hint="run the newer mmlr, or restore a backup taken before the upgrade",
+            ) from None

@@ -6,6 +6,9 @@ stale lock. SQLite has no advisory locks: a lease row in ``job_locks`` is taken 
 ``BEGIN IMMEDIATE`` (which serialises writers across processes); an expired lease, or one
 whose holder process on this host is gone (SIGKILL), may be taken over. Long jobs call
 ``renew()`` to extend their lease.
+
+Migrations have their own lock, held for the migration's transaction (:func:`migration_lock`).
+:func:`claim_once` records a one-off claim (a scheduler tick run) in the same table.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from store.errors import LockedError
 from store.models import JobLock
@@ -104,6 +108,40 @@ def _sqlite_acquire(conn: Connection, name: str, holder: str, ttl: float) -> Non
     except BaseException:
         conn.exec_driver_sql("ROLLBACK")
         raise
+
+
+def claim_once(engine: Engine, name: str, *, prefix: str, keep: timedelta) -> bool:
+    """Claim ``name`` (which starts with ``prefix``) for this process: False when another
+    process claimed it first. The claim is a ``job_locks`` row never released; rows of
+    ``prefix`` older than ``keep`` are deleted on the way."""
+    table = _LOCK_TABLE
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(delete(table).where(table.c.name.startswith(prefix, autoescape=True),
+                                         table.c.expires_at < now))
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(table).values(name=name, holder=_holder(), acquired_at=now,
+                                              expires_at=now + keep))
+    except IntegrityError:  # the primary key: someone else's row
+        return False
+    return True
+
+
+def migration_lock(conn: Connection) -> None:
+    """Begin ``conn``'s transaction holding the migration lock, waiting for another process's
+    migration to commit first.
+
+    Every entry point migrates at start, so `mmlr web` and `mmlr worker` started together on
+    a new database (or after an upgrade) would both create the same tables and one would fail.
+    Waiting, then running Alembic in this one transaction, makes the second find the schema at
+    head. PostgreSQL: a transaction-level advisory lock. SQLite: ``BEGIN IMMEDIATE`` takes the
+    database's write lock (the busy timeout waits for it), and SQLite's DDL is transactional.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _advisory_key("migrate")})
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextmanager

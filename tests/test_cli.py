@@ -177,3 +177,21 @@ def test_a_bogus_log_level_is_refused_and_a_lower_case_one_is_used(
     monkeypatch.setenv("MMLR_LOG_LEVEL", "error")
     assert cli.main(["config"]) == 0  # conftest restores the root logger afterwards
     assert logging.getLogger().level == logging.ERROR
+
+
+def test_console_log_records_are_one_line_each(capsys: pytest.CaptureFixture[str]) -> None:
+    # What APScheduler prints every 10 s while the database is down, quoting psycopg.
+    import logging
+
+    from monitor.cli import configure_logging
+
+    configure_logging(None, verbose=False)
+    logging.getLogger("apscheduler.scheduler").warning(
+        "Error getting due jobs from job store 'default': (psycopg.OperationalError) connection "
+        "failed: Connection refused\n\tIs the server running on that host?\n(Background on "
+        "this error at: https://sqlalche.me/e/20/e3q8)")
+    err = capsys.readouterr().err
+    assert err == ("WARNING apscheduler.scheduler: Error getting due jobs from job store "
+                   "'default': (psycopg.OperationalError) connection failed: Connection refused "
+                   "Is the server running on that host? (Background on this error at: "
+                   "https://sqlalche.me/e/20/e3q8)\n")

@@ -53,3 +53,12 @@ def test_compose_stack_has_the_services_operators_expect() -> None:
         assert env["MMLR_ENV"] == "production"
         # secrets come from the environment, never written into the file
         assert "${MMLR_SECRET_KEY" in env["MMLR_SECRET_KEY"]
+
+
+def test_compose_publishes_plain_http_on_loopback_only() -> None:
+    # The web app speaks plain HTTP and its login form posts a password; mailpit's UI shows
+    # every digest with its unsubscribe links. Neither may listen on the host's network
+    # interfaces (docs/operations.md: plain http:// only on a loopback address).
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)

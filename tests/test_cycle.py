@@ -4,6 +4,7 @@ in use is waiting, which is sent at once."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,77 @@ def test_mmlr_run_always_ends_with_a_digest(cycle: tuple[Any, Any, Path]) -> Non
     summary = run_cycle(ctx)
     (digest,) = _digests(ctx)
     assert summary.digest_id == digest.id and urgent_alerts(ctx) == 0
+
+
+@pytest.mark.parametrize("step", ["screen", "pool"])
+def test_a_step_running_elsewhere_does_not_skip_the_rest(cycle: tuple[Any, Any, Path],
+                                                         step: str) -> None:
+    # The web app retrains after curators' decisions under the "screen" lock, `mmlr pool` by
+    # hand pools under "pool": a cycle that meets either has polled already, and must still
+    # do the other steps and build the digest.
+    from store.locks import job_lock
+
+    ctx, _, _ = cycle
+    with job_lock(ctx.engine, step):
+        summary = run_cycle(ctx)
+    steps = dict(summary.steps)
+    assert steps[step].startswith(f"skipped: job '{step}' is already running")
+    assert {"screen", "pool", "network"} <= set(steps) and summary.digest_id is not None
+    with ctx.sessions() as session:
+        assert session.exec(select(Record)).first() is not None  # the poll stored its records
+
+
+def test_scheduled_jobs_end_in_one_line_saying_why(db_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # The worker's terminal shows its log's one-line form: an expected failure must carry
+    # its reason there, and another worker holding a job's lock is no failure at all.
+    from monitor.cycle import scheduled_cycle, scheduled_digest
+    from monitor.poll import scheduled_modified_pass
+    from store.locks import job_lock
+    from store.settings import load_settings
+
+    monkeypatch.setenv("MMLR_DATABASE_URL", db_url)
+    monkeypatch.setenv("MMLR_ENTREZ_URL", "http://127.0.0.1:9/entrez/eutils/")  # no one there
+    monkeypatch.setenv("MMLR_ENTREZ_MAX_RETRIES", "0")
+    ctx = make_context(load_settings())
+    try:
+        with caplog.at_level(logging.INFO), job_lock(ctx.engine, "digest"):
+            scheduled_digest()
+        assert [r.levelno for r in caplog.records if r.name == "monitor.cycle"] == [logging.INFO]
+        assert "scheduled digest skipped: job 'digest' is already running" in caplog.text
+
+        for job, what in ((scheduled_cycle, "cycle"), (scheduled_modified_pass, "modified pass")):
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                job()
+            errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert len(errors) == 1, caplog.text
+            assert errors[0].getMessage().startswith(
+                f"scheduled {what} failed: cannot reach E-utilities at http://127.0.0.1:9/")
+            assert errors[0].exc_info is None  # no traceback for an expected failure
+    finally:
+        ctx.dispose()
+
+
+def test_two_workers_run_a_tick_once(cycle: tuple[Any, Any, Path],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both workers' schedulers may fire the same tick (APScheduler 3 does not coordinate
+    # schedulers sharing a job store); a quick poll then ran twice, one after the other.
+    from monitor.cycle import scheduled_cycle
+    from monitor.poll import scheduled_modified_pass
+    from store.models import PollRun
+
+    ctx, srv, _ = cycle
+    settings = ctx.settings
+    for name, value in {"MMLR_DATABASE_URL": settings.db_url, "MMLR_ENTREZ_URL": srv.url,
+                        "MMLR_ENTREZ_RATE": "500", "MMLR_POLL_START": settings.poll_start,
+                        "MMLR_POLL_CRON": "0 0 1 1 *", "MMLR_MODIFIED_CRON": "0 0 1 1 *"
+                        }.items():
+        monkeypatch.setenv(name, value)
+    for _ in range(2):  # the second worker, in the same (yearly) tick
+        scheduled_cycle()
+        scheduled_modified_pass()
+    with ctx.sessions() as session:
+        kinds = [run.kind for run in session.exec(select(PollRun).order_by(col(PollRun.id)))]
+    assert kinds.count("crdt") == 1 and kinds.count("modified") == 1, kinds

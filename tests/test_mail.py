@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import email
 import io
 import math
 import socket
+import threading
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
@@ -20,7 +22,7 @@ from sqlmodel import select
 
 from reports.digest import build_digest, deliver_digest
 from reports.mail import InlineImage, build_message, inline_images, send_message
-from store.errors import DeliveryError
+from store.errors import DeliveryError, LockedError
 from store.models import Delivery, PooledResult, Record
 from store.settings import Settings, parse_smtp_url
 
@@ -41,6 +43,9 @@ class Capture:
         self.messages: list[tuple[list[str], EmailMessage]] = []
         self.defer_data = 0  # answer 451 to DATA this many times
         self.refuse = "refused"  # recipients containing this get 550
+        self.hold_first = False  # keep the first DATA waiting until ``release`` is set
+        self.holding = threading.Event()
+        self.release = threading.Event()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
         if self.refuse and self.refuse in address:
@@ -52,6 +57,11 @@ class Capture:
         if self.defer_data > 0:
             self.defer_data -= 1
             return "451 4.3.0 try again later"
+        if self.hold_first:
+            self.hold_first = False
+            self.holding.set()
+            while not self.release.is_set():  # without blocking the server's event loop
+                await asyncio.sleep(0.01)
         msg = email.message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append((list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
         return "250 OK queued"
@@ -185,6 +195,35 @@ def test_digest_sent_to_each_recipient_once(ctx, smtp) -> None:  # type: ignore[
     again = deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
     assert all("already sent" in line for line in again) and len(again) == 2
     assert len(handler.messages) == 2
+
+
+def test_a_digest_being_delivered_elsewhere_is_not_sent_twice(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
+    # Two workers (or the worker and `mmlr digest --send`) delivering the same digest at
+    # once: the second must not send to a recipient whose copy is still in flight.
+    handler, port = smtp
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}", digest_to="ana@example.org")
+    seed(ctx)
+    digest = build_digest(sctx)
+    handler.hold_first = True
+    first: list[list[str]] = []
+    worker = threading.Thread(target=lambda: first.append(
+        deliver_digest(sctx, digest, retry_delays=FAST)))
+    worker.start()
+    try:
+        assert handler.holding.wait(60), "the first delivery never reached the server"
+        with pytest.raises(LockedError, match="digest-delivery"):
+            deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    finally:
+        handler.release.set()
+        worker.join(60)
+    assert len(first) == 1 and "sent to ana@example.org" in first[0][0]
+    assert [rcpts for rcpts, _ in handler.messages] == [["ana@example.org"]]
+    with ctx.sessions() as s:
+        assert [(r.recipient, r.status) for r in s.exec(select(Delivery)).all()] == [
+            ("ana@example.org", "sent")]
+    # once the first is done, a retry finds the copy sent and sends nothing
+    assert "already sent" in deliver_digest(sctx, digest, retry_delays=FAST)[0]
+    assert len(handler.messages) == 1
 
 
 def test_forest_images_travel_as_cid(ctx, smtp) -> None:  # type: ignore[no-untyped-def]

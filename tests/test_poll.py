@@ -348,6 +348,42 @@ def test_crash_then_resume_gives_the_same_database(
             run_ctx.dispose()
 
 
+def scheduled_poll(tmp: str, db_url: str, url: str) -> None:
+    """A scheduler job (stored by reference) polling in a scheduler thread, as the worker's."""
+    ctx = make_context(make_settings(Path(tmp), db_url, url, entrez_batch_size=4,
+                                     entrez_timeout=5.0))
+    try:
+        poll(ctx)
+    finally:
+        ctx.dispose()
+
+
+def test_stopping_the_worker_stops_its_poll_after_the_batch(
+        tmp_path: Path, db_url: str, corpus: Path) -> None:
+    # SIGTERM to `mmlr worker` (and `mmlr serve` once its web app stopped) shuts the
+    # scheduler down: a poll in its thread must checkpoint and stop, not fetch every batch.
+    from monitor.scheduler import build_scheduler
+    from monitor.service import stop_scheduler
+
+    with start_replay_server(corpus, rate_limit=None, delay=0.2) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url, entrez_batch_size=4,
+                                         entrez_timeout=5.0))
+        try:
+            sched = build_scheduler(ctx.settings, blocking=False, jobs={})
+            sched.add_job(scheduled_poll, args=[str(tmp_path), db_url, srv.url], id="poll-now")
+            sched.start()
+            _wait_for(lambda: _batches_done(ctx) >= 2)
+            stop_scheduler(sched)
+            with ctx.sessions() as session:
+                run = session.exec(select(PollRun)).one()
+            assert run.status == "interrupted" and 2 <= run.batches_done < 7
+            srv.set_delay(0)
+            summary = poll(ctx, backoff_base=0.001)  # the next run resumes it
+            assert summary.resumed == 1 and not summary.interrupted
+        finally:
+            ctx.dispose()
+
+
 def test_two_workers_poll_once(tmp_path: Path, db_url: str, corpus: Path) -> None:
     with start_replay_server(corpus, rate_limit=None, delay=0.2) as srv:
         settings = make_settings(tmp_path, db_url, srv.url)

@@ -4,6 +4,7 @@ snapshots, idempotency, selection rules, JSON shape, self-contained stored rows.
 from __future__ import annotations
 
 import math
+import threading
 from datetime import date
 
 import pytest
@@ -89,6 +90,44 @@ def test_pool_all_stores_snapshots_and_is_idempotent(evidence) -> None:
     for key in keys:
         assert a[key].snapshot_id == b[key].snapshot_id
         assert a[key].result.estimate == b[key].result.estimate
+
+
+def test_two_pools_at_once_store_each_snapshot_once(evidence) -> None:  # type: ignore[no-untyped-def]
+    # `mmlr pool` by hand while the worker's cycle pools: each would compare with the same
+    # previous snapshots and store every change, so the evidence over time got each step twice.
+    from store.errors import LockedError
+    from store.locks import job_lock
+
+    with job_lock(evidence.engine, "pool"), pytest.raises(LockedError, match="'pool'"):
+        pool_all(evidence)
+    with evidence.sessions() as s:
+        assert s.exec(select(PooledResult)).all() == []  # the second run stored nothing
+
+    contexts = [make_context(evidence.settings) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    ended: list[str] = []
+
+    def one(ctx) -> None:  # type: ignore[no-untyped-def]
+        barrier.wait()
+        try:
+            pool_all(ctx)
+            ended.append("pooled")
+        except LockedError:
+            ended.append("locked")
+
+    try:
+        threads = [threading.Thread(target=one, args=(c,)) for c in contexts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for c in contexts:
+            c.dispose()
+    assert "pooled" in ended and len(ended) == 2
+    with evidence.sessions() as s:
+        keys = [r.analysis_key for r in s.exec(select(PooledResult)).all()]
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == 7
 
 
 def test_stored_numbers_are_the_estimator_on_the_selected_inputs(evidence) -> None:

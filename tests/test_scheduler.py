@@ -146,3 +146,22 @@ def test_sqlite_lease_takeover(ctx: AppContext) -> None:
     for name in ("b", "c"):
         with job_lock(ctx.engine, name):
             pass
+
+
+def test_current_tick_is_the_latest_fire_time_not_after_now() -> None:
+    from datetime import UTC, datetime
+
+    from monitor.scheduler import _trigger, current_tick
+
+    now = datetime(2026, 3, 4, 10, 17, 30, tzinfo=UTC)  # a Wednesday
+    assert current_tick(_trigger("poll-cycle", "* * * * *"), now) == now.replace(second=0)
+    assert current_tick(_trigger("poll-cycle", "*/5 * * * *"), now) == now.replace(
+        minute=15, second=0)
+    assert current_tick(_trigger("poll-cycle", "0 6 * * *"), now) == now.replace(
+        hour=6, minute=0, second=0)
+    assert current_tick(_trigger("digest", "0 7 * * 1"), now) == datetime(2026, 3, 2, 7,
+                                                                           tzinfo=UTC)
+    assert current_tick(_trigger("poll-cycle", "0 0 1 1 *"), now) == datetime(2026, 1, 1,
+                                                                              tzinfo=UTC)
+    exact = now.replace(minute=15, second=0)  # a tick is its own current tick
+    assert current_tick(_trigger("poll-cycle", "*/5 * * * *"), exact) == exact

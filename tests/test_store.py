@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from conftest import ROOT, cli_env
 from sqlalchemy import text
 from sqlmodel import SQLModel, select
 
@@ -42,6 +47,100 @@ def test_migrate_twice_is_a_no_op(ctx) -> None:  # type: ignore[no-untyped-def]
     with ctx.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
     assert head is not None
+
+
+def test_threads_of_one_process_migrate_at_once(ctx) -> None:  # type: ignore[no-untyped-def]
+    # A worker's jobs firing in the same minute each build their context, and so migrate,
+    # in the scheduler's threads at once: none of them may fail for the other.
+    from store.engine import migrate
+
+    threads = 4
+    barrier = threading.Barrier(threads)
+
+    def one(_: int) -> None:
+        barrier.wait()
+        migrate(ctx.engine)
+
+    for _ in range(5):
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, range(threads)))  # re-raises what a thread raised
+
+
+def _head() -> str:
+    from pathlib import Path
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    import store.engine
+
+    cfg = Config()
+    cfg.set_main_option("script_location",
+                        str(Path(store.engine.__file__).parent / "migrations"))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
+
+
+_MIGRATE_ON_GO = """
+import pathlib, sys, time
+import alembic.command, alembic.config
+from store.engine import make_engine, migrate
+engine = make_engine(sys.argv[1])
+go = pathlib.Path(sys.argv[2])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.002)
+migrate(engine)
+"""
+
+
+def test_processes_migrate_one_database_at_once(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # `mmlr web` and `mmlr worker` started together on a new database (or after an upgrade of
+    # mmlr) both migrate it: each must find it migrated or migrate it, never fail.
+    from store.engine import check_connection, make_engine
+
+    # The database exists, empty: on SQLite a file's very first connections race to turn WAL
+    # on, a different matter from the migrations this test is about.
+    engine = make_engine(db_url)
+    check_connection(engine)
+    engine.dispose()
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE_ON_GO, db_url, str(go)],
+                              cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        go.touch()
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [
+                (_head(),)]
+    finally:
+        engine.dispose()
+
+
+def test_a_database_from_a_newer_mmlr_is_refused_unchanged(ctx) -> None:  # type: ignore[no-untyped-def]
+    # An older mmlr (a rolled-back image) started on a database a newer one upgraded.
+    from store.engine import migrate
+
+    with ctx.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(ConfigError, match=(r"schema revision 9999, newer than this mmlr knows "
+                                           rf"\(up to {_head()}\): a newer mmlr upgraded it")):
+        migrate(ctx.engine)
+    with ctx.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("9999",)]
 
 
 def test_sqlite_runs_in_wal_mode(ctx) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from store.locks import migration_lock
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -27,6 +28,10 @@ def run_migrations_online() -> None:
 
         engine = make_engine(load_settings())
     with engine.connect() as connection:
+        # One migration at a time across processes. The transaction begun here is the whole
+        # upgrade's (Alembic runs inside a transaction it did not begin), so a process that
+        # waited reads the version the other committed.
+        migration_lock(connection)
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
