@@ -55,6 +55,16 @@ def test_compose_stack_has_the_services_operators_expect() -> None:
         assert "${MMLR_SECRET_KEY" in env["MMLR_SECRET_KEY"]
 
 
+def test_compose_keeps_the_data_dir_in_a_volume() -> None:
+    # The log that "details in mmlr.log" points to, and the exports, must outlive a recreated
+    # container: MMLR_DATA_DIR (/data in the image) is a named volume for every mmlr service.
+    compose = _compose()
+    for name in ("init", "web", "worker"):
+        assert "mmlrdata:/data" in compose["services"][name]["volumes"], name
+    assert "mmlrdata" in compose["volumes"]
+    assert "MMLR_DATA_DIR=/data" in (ROOT / "Dockerfile").read_text()
+
+
 def test_compose_publishes_plain_http_on_loopback_only() -> None:
     # The web app speaks plain HTTP and its login form posts a password; mailpit's UI shows
     # every digest with its unsubscribe links. Neither may listen on the host's network
