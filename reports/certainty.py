@@ -14,9 +14,12 @@ and every domain says what it looked at:
   make the suggestion *provisional* when together they carry half the weight or more.
 * **Inconsistency** — rate down once when I² ≥ 50% and Cochran's Q has p < 0.10 (one trial:
   not applicable).
-* **Indirectness** — never rated down by rule: the share of the weight from EFS or TTP in
-  place of PFS is shown (pooling them is the field's practice, IMWG 2012 did); population,
-  intervention and comparator stay the panel's call.
+* **Indirectness** — rate down once when strategy trials (the arms differ in induction too,
+  so the contrast is not maintenance alone: the review keeps them out of its primary analyses
+  for that reason) carry at least half the weight, as in the sensitivity analyses with them.
+  Otherwise not by rule: the share of the weight from EFS or TTP in place of PFS is shown
+  (pooling them is the field's practice, IMWG 2012 did), and that of strategy trials;
+  population, intervention and comparator stay the panel's call.
 * **Imprecision** — GRADE guidelines 6 (Guyatt 2011): rate down twice when the 95% CI includes
   both an appreciable benefit (HR ≤ 0.75) and an appreciable harm (HR ≥ 1.25), once when it
   includes no effect (HR 1), and once when it excludes HR 1 (no effect) but the optimal information
@@ -100,15 +103,27 @@ def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any
 
 
 def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    # Never rated down by rule: pooling EFS and TTP with PFS is the field's practice (IMWG
+    # EFS and TTP never rate down by rule: pooling them with PFS is the field's practice (IMWG
     # 2012 did), so a rule would rate down most maintenance analyses for a choice the review
-    # made on purpose; the share is put in front of the panel instead.
+    # made on purpose; the share is put in front of the panel instead. A strategy trial is
+    # indirect by the review's own protocol (out of the primary analyses because its arms
+    # differ in induction too): evidence mostly from such trials does not answer the question
+    # of maintenance alone.
     surrogate = _share(rows, lambda r: r.get("efs_ttp"))
-    note = (f"for the panel: EFS or TTP in place of PFS carry {100 * surrogate:.0f}% of the "
-            "weight; " if surrogate else "")
+    strategy = _share(rows, lambda r: r.get("is_strategy"))
+    notes = []
+    if strategy:
+        notes.append(f"strategy trials (induction differs too, so the contrast is not "
+                     f"maintenance alone) carry {_beside(100 * strategy, 50, 0)}% of the weight")
+    if surrogate:
+        notes.append(f"EFS or TTP in place of PFS carry {100 * surrogate:.0f}% of the weight")
+    down = 1 if strategy >= 0.5 else 0
+    lead = "; ".join(notes) + "; " if notes else ""
+    if lead and not down:
+        lead = "for the panel: " + lead
     return {"domain": "indirectness", "label": "Indirectness", "provisional": False,
-            "downgrade": 0,
-            "reason": note + "population, drug and comparator are the panel's to judge"}
+            "downgrade": down,
+            "reason": lead + "population, drug and comparator are the panel's to judge"}
 
 
 def _imprecision(hr_low: float, hr_high: float,

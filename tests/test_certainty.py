@@ -110,6 +110,21 @@ def test_inconsistency(k: int, i2, q_p, down: int) -> None:
         assert d["reason"] == "not applicable: one trial"
 
 
+@pytest.mark.parametrize("strategy_weight, down", [(50, 1), (100, 1), (49, 0), (0, 0)])
+def test_indirectness_rates_down_evidence_mostly_from_strategy_trials(
+        strategy_weight: int, down: int) -> None:
+    specs = [{"weight": strategy_weight, "risk_of_bias": "low", "is_strategy": True},
+             {"weight": 100 - strategy_weight, "risk_of_bias": "low", "is_strategy": False}]
+    d = domain(suggest(rows=specs), "indirectness")
+    assert d["downgrade"] == down
+    if strategy_weight:
+        assert (f"strategy trials (induction differs too, so the contrast is not maintenance "
+                f"alone) carry {strategy_weight}% of the weight") in d["reason"]
+        assert d["reason"].startswith("for the panel: ") is (down == 0)
+    else:
+        assert "strategy" not in d["reason"]
+
+
 def test_indirectness_is_shown_not_rated() -> None:
     mostly = domain(suggest(rows=rows((80, "low", True), (20, "low", False))), "indirectness")
     assert mostly["downgrade"] == 0
