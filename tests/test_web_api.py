@@ -59,6 +59,12 @@ def test_health_shape(app: Any, api: TestClient, records: int) -> None:
     assert body["version"] and body["last_poll"].startswith(str(utcnow().year))
 
 
+def test_the_browsers_icon_request_is_answered_without_a_404(app: Any, api: TestClient) -> None:
+    # Chromium asks for /favicon.ico when it opens the JSON API: no 404 in its console.
+    response = api.get("/favicon.ico")
+    assert response.status_code == 204 and response.content == b""
+
+
 def test_health_is_503_when_the_database_goes_away(app: Any, api: TestClient,
                                                    settings: Any) -> None:
     assert api.get("/api/health").status_code == 200
