@@ -57,3 +57,32 @@ def test_login_and_password_errors_are_tied_to_their_fields(
     assert 'aria-describedby="password-error"' in _field(refused, "current_password")
     admin = as_role(app, users, "admin").get("/admin/users").text
     assert 'aria-describedby="new-password-hint"' in _field(admin, "new-password")
+
+
+def test_each_estimates_controls_are_named_after_it(app: Any, users: dict[str, str]) -> None:
+    """A screen reader's list of controls tells one estimate's Verify from another's."""
+    import lxml.html
+    from sqlmodel import select
+
+    from monitor.bootstrap import load_seed_evidence
+    from store.models import Trial
+
+    with test_web.db(app) as session:
+        load_seed_evidence(session)
+        session.commit()
+        trial = session.exec(select(Trial).where(Trial.name == "CALGB 100104")).one()
+    page = lxml.html.fromstring(as_role(app, users, "curator").get(f"/trials/{trial.id}").text)
+    rows = page.xpath('//tr[contains(@class, "estimate-row")]')
+    assert len(rows) >= 2
+    names = []
+    for row in rows:
+        number = row.get("id").removeprefix("estimate-")
+        endpoint = row.xpath("string(td[2])").strip()
+        hr = row.xpath('string(td[contains(@class, "hr")])').strip()
+        which = f"estimate {number} ({endpoint}, HR {hr})"
+        [button] = row.xpath('.//form[contains(@action, "/verify")]//button')
+        assert button.get("aria-label") == f"{button.text_content().strip()} {which}"
+        assert row.xpath('.//a[contains(@href, "/edit")]/@aria-label') == [f"Correct {which}"]
+        assert row.xpath(".//summary/@aria-label") == [f"Withdraw {which}"]
+        names.append(button.get("aria-label"))
+    assert len(set(names)) == len(names)
