@@ -153,3 +153,19 @@ def test_a_radio_button_stays_on_the_line_of_its_word(
         radio = label.locator("input").bounding_box()
         box = label.bounding_box()
         assert radio and box and box["height"] < 2 * radio["height"] + 8, value  # one line
+
+
+def test_the_digest_email_fits_a_phone(app: Any, browser: Any, tmp_path: Any) -> None:
+    """Digests are read on phones: a PubMed title with a long unbroken string (a URL) wraps
+    instead of widening the e-mail (the inline styles are all an e-mail client keeps)."""
+    from reports.digest import build_digest
+
+    _long_record(app)
+    digest = build_digest(app.state.ctx)
+    assert LONG_URL in digest.html  # the record is listed, its title as typed
+    path = tmp_path / "digest.html"
+    path.write_text(digest.html, encoding="utf-8")
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(path.as_uri())
+    assert page.evaluate(_OVERFLOW) == []
