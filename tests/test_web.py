@@ -415,6 +415,20 @@ def test_queue_is_ordered_by_score_and_marks_records(app: Any, users: dict[str, 
     assert "0.970" in row and "flagged" in row
     assert "audit" in page.text.split('data-pmid="90000003"')[1].split("</tr>")[0]
     assert "audit" not in page.text.split('data-pmid="90000001"')[1].split("</tr>")[0]
+    # what the marks mean, in words on the page (a tooltip reaches neither keyboard nor touch)
+    doc = lxml.html.fromstring(page.text)
+    [legend] = doc.xpath('//dl[contains(@class, "marks-legend")]')
+    meanings = {dt.text_content().strip(): " ".join(dd.text_content().split())
+                for dt, dd in zip(legend.xpath("dt"), legend.xpath("dd"), strict=True)}
+    assert list(meanings) == ["flagged", "audit"]  # only the marks this page shows
+    assert meanings["flagged"].startswith("scored above the flag threshold")
+    for offset in range(4):  # the pages from each record on: their rows' marks, only those
+        one = lxml.html.fromstring(as_role(app, users, "viewer").get(f"/?offset={offset}").text)
+        shown = [b.text_content() for b in one.xpath('//table[@class="queue"]//span[contains('
+                                                      '@class, "badge")]')]
+        explained = [dt.text_content().strip()
+                     for dt in one.xpath('//dl[contains(@class, "marks-legend")]/dt')]
+        assert sorted(explained) == sorted(set(shown)), offset
 
 
 def test_malicious_pubmed_text_is_escaped(app: Any, users: dict[str, str],

@@ -93,6 +93,9 @@ def test_first_vote_leaves_the_record_open_for_a_second_screener(
     assert _queue_pmids(second_queue)[0] == 90000002
     row_html = second_queue.split('data-pmid="90000002"')[1].split("</tr>")[0]
     assert "needs 2nd screener" in row_html
+    assert ("<dt><span class=\"badge second\">needs 2nd screener</span></dt><dd>one person "
+            "voted; their vote stays hidden until you vote</dd>") in second_queue
+    assert "badge second" not in first_queue  # no such mark there, so no such line
     assert re.search(r'class="count-awaiting-you">4<', second_queue)
     assert re.search(r'class="count-awaiting-you-second">1<', second_queue)
     assert re.search(r'class="count-yours-awaiting-second">1<', first_queue)
