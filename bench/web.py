@@ -16,6 +16,10 @@ Builds a throw-away SQLite database with N scored records, then times, in the sa
   open server-side login row of the cookie's token, ``screening.web.deps.session_user``)
   against the user lookup alone (what the check read before), with ``--logins`` rows in
   ``login_sessions``;
+- the PRISMA flow's counts with the stopping test that decides the exclusions by automation
+  (``prisma_counts`` + ``screening.health.stopping_supported``, what ``/prisma.svg`` and
+  ``mmlr export prisma`` compute since 2026-12-01) against the counts alone, with
+  ``--decided`` records screened in queue order;
 - a login (scrypt, deliberately slow) for scale.
 Records carry a ~1,000-character abstract; one in 50 names a trial in its title and one in
 50 lists a trial's registration, so the matcher finds something.
@@ -42,6 +46,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--decided", type=int, default=2000,
+                        help="records screened, highest scores first (1 in 20 included)")
     parser.add_argument("--logins", type=int, default=1000,
                         help="rows in login_sessions (a day's logins of a busy team, at most)")
     args = parser.parse_args()
@@ -51,6 +57,8 @@ def main() -> None:
     from fastapi.testclient import TestClient
     from sqlmodel import col, select
 
+    from reports.exports import prisma_counts
+    from screening.health import stopping_supported
     from screening.queue import queue
     from screening.web.app import create_app
     from screening.web.auth import add_user, hash_password, hash_token, verify_password
@@ -61,7 +69,7 @@ def main() -> None:
         session_user,
     )
     from screening.web.queue_view import queue_counts, screening_health
-    from store.models import LoginSession, Record, Trial, TrialReport, User
+    from store.models import Decision, LoginSession, Record, Trial, TrialReport, User
     from store.settings import Settings
     from store.trial_match import matches_for_records, unlinked_strong_matches
 
@@ -90,6 +98,17 @@ def main() -> None:
                                nct_ids=listed, journal="Blood", year=2000 + i % 25, score=score,
                                flagged=score > 0.7, authors=["Doe J", "Roe R"]))
         add_user(session, "bench@example.org", role="curator", password="bench-password")
+        session.commit()
+        # Screened from the top of the queue, as curators do: what the stopping test reads.
+        from datetime import UTC, datetime, timedelta
+
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        top = session.exec(select(Record).order_by(col(Record.score).desc())
+                           .limit(args.decided)).all()
+        for n, record in enumerate(top):
+            record.decision = "include" if n % 20 == 0 else "exclude"
+            session.add(Decision(pmid=record.pmid, decision=record.decision, rank_shown=1,
+                                 created_at=start + timedelta(minutes=n)))
         session.commit()
 
     client = TestClient(app)
@@ -160,6 +179,14 @@ def main() -> None:
         with ctx.sessions() as session:
             unlinked_strong_matches(session)
 
+    def flow_counts() -> None:
+        with ctx.sessions() as session:
+            prisma_counts(session)
+
+    def flow_with_stopping_test() -> None:
+        with ctx.sessions() as session:
+            prisma_counts(session, automation_stops=stopping_supported(session))
+
     with ctx.sessions() as session:
         found = len(unlinked_strong_matches(session))
     print(f"{found} records with a strong trial match")
@@ -170,8 +197,10 @@ def main() -> None:
         ("match 50 records vs queue()", queue_only, page_matches),
         ("digest trial matches vs loading", load_records, digest_matches),
         ("cookie login check vs user only", user_lookup, login_check),
+        ("PRISMA + stopping test vs counts", flow_counts, flow_with_stopping_test),
     ]
-    print(f"{args.records} records, SQLite, median of {args.requests} requests")
+    print(f"{args.records} records ({args.decided} screened), SQLite, "
+          f"median of {args.requests} requests")
     print(f"{'task':32} {'baseline ms':>12} {'ours ms':>9} {'ratio':>7}")
     for name, base, ours in rows:
         b, o = median_ms(base, args.requests), median_ms(ours, args.requests)
