@@ -41,6 +41,7 @@ from statistics import NormalDist
 from typing import Any
 
 from reports.small_study import ASYMMETRY_P, p_text
+from reports.words import plural
 
 LEVELS: tuple[str, ...] = ("very low", "low", "moderate", "high")
 APPRECIABLE_BENEFIT = 0.75  # HR; GRADE's default 25% relative change
@@ -188,7 +189,7 @@ def _publication_bias(k: int, small_study: dict[str, Any] | None) -> dict[str, A
             reason += (f"; Egger's test {p_text(egger['p'])}"
                        + (", the funnel is asymmetric" if egger["p"] < ASYMMETRY_P else ""))
         if fill and fill["k0"]:
-            reason += (f"; trim-and-fill adds {fill['k0']} trial{'s' if fill['k0'] > 1 else ''}"
+            reason += (f"; trim-and-fill adds {plural(fill['k0'], 'trial')}"
                        f" (HR {fill['hr']:.2f}, {fill['hr_ci_low']:.2f}–"
                        f"{fill['hr_ci_high']:.2f})")
     return {"domain": "publication_bias", "label": "Publication bias", "downgrade": 0,

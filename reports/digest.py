@@ -65,6 +65,7 @@ from reports.network_digest import changes as network_changes
 from reports.network_digest import snapshot as network_snapshot
 from reports.network_inputs import current_networks
 from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
+from reports.words import plural
 from store.audit import audit
 from store.baselines import baseline_for, current_baselines
 from store.context import AppContext
@@ -913,13 +914,13 @@ def _monitoring_images(
 def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     parts = []
     if summary["alerts"]:
-        parts.append(_plural(len(summary["alerts"]), "alert"))
+        parts.append(plural(len(summary["alerts"]), "alert"))
     changed = sum(a["status"] != "unchanged" for a in summary["analyses"])
     if changed:
-        parts.append(_plural(changed, "analysis changed", "analyses changed"))
+        parts.append(plural(changed, "analysis changed", "analyses changed"))
     monitoring = sum(bool(a.get("monitoring_change")) for a in summary["analyses"])
     if monitoring:
-        parts.append(_plural(monitoring, "monitoring status changed",
+        parts.append(plural(monitoring, "monitoring status changed",
                              "monitoring statuses changed"))
     # A funnel change is a sensitivity signal, not a conclusion: it stays in the body, and an
     # analysis whose estimate changed is counted above already. Only one whose estimate did
@@ -927,27 +928,23 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     funnel_only = sum(a["status"] == "unchanged" and bool(a.get("small_study_change"))
                       for a in summary["analyses"])
     if funnel_only:
-        parts.append(_plural(funnel_only, "funnel assessment changed",
+        parts.append(plural(funnel_only, "funnel assessment changed",
                              "funnel assessments changed"))
     # Networks move with the pooled analyses' inputs; named only when no analysis changed
     # (an [[arms]] correction, say), so the subject never says "no changes" over them.
     if summary.get("network_changes") and not changed:
-        parts.append(_plural(len(summary["network_changes"]), "network changed",
+        parts.append(plural(len(summary["network_changes"]), "network changed",
                              "networks changed"))
     if summary.get("new_trial_reports_total"):
-        parts.append(_plural(summary["new_trial_reports_total"],
+        parts.append(plural(summary["new_trial_reports_total"],
                              "possible report of a trial in the review",
                              "possible reports of trials in the review"))
     if summary["new_flagged_total"]:
-        parts.append(_plural(summary["new_flagged_total"], "new flagged record"))
+        parts.append(plural(summary["new_flagged_total"], "new flagged record"))
     if summary["decisions"]["total"]:
-        parts.append(_plural(summary["decisions"]["total"], "decision"))
+        parts.append(plural(summary["decisions"]["total"], "decision"))
     what = ", ".join(parts) if parts else "no changes"
     return f"mmlr digest #{digest.id} ({digest.period_end:%Y-%m-%d}): {what}"
-
-
-def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _content_hash(summary: dict[str, Any]) -> str:
@@ -981,7 +978,7 @@ def _environment(html: bool) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["pct"] = lambda w: "–" if w is None else f"{w:.1f}%"
-    env.filters["plural"] = lambda n, one, many=None: _plural(int(n), one, many)
+    env.filters["plural"] = lambda n, one, many=None: plural(int(n), one, many)
     return env
 
 

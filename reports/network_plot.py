@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from reports.network import connected_parts
 from reports.svg_text import BOLD_RATIO, EM_RATIO, FONT_FAMILY, xml_text
+from reports.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -268,19 +269,15 @@ def wrap_text(text: str, width: float, size: float, *, bold: bool = False) -> li
                          break_on_hyphens=False) or [""]
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
-
-
 def _node_detail(node: PlotNode) -> str:
-    patients = (f", {_plural(node.patients, 'patient')}" if node.patients is not None
+    patients = (f", {plural(node.patients, 'patient')}" if node.patients is not None
                 else ", patients not known")
-    return f"{_plural(node.trials, 'trial')}{patients}"
+    return f"{plural(node.trials, 'trial')}{patients}"
 
 
 def _edge_text(edge: PlotEdge) -> str:
     names = f": {', '.join(edge.names)}" if edge.names else ""
-    return f"{edge.a} vs {edge.b}: {_plural(edge.trials, 'trial')}{names}"
+    return f"{edge.a} vs {edge.b}: {plural(edge.trials, 'trial')}{names}"
 
 
 def describe(nodes: Sequence[PlotNode], edges: Sequence[PlotEdge], *,
@@ -291,16 +288,16 @@ def describe(nodes: Sequence[PlotNode], edges: Sequence[PlotEdge], *,
     comparisons*, not trials; the number of distinct trials is given only when every edge
     names all its trials."""
     summed = sum(e.trials for e in edges)
-    head = (f"Network of {_plural(len(nodes), 'treatment')} and "
-            f"{_plural(len(edges), 'direct comparison')}")
+    head = (f"Network of {plural(len(nodes), 'treatment')} and "
+            f"{plural(len(edges), 'direct comparison')}")
     if edges and all(len(e.names) == e.trials for e in edges):
         distinct = len({name for e in edges for name in e.names})
-        head += f" from {_plural(distinct, 'trial')}"
+        head += f" from {plural(distinct, 'trial')}"
         if distinct != summed:
-            head += (f" ({_plural(summed, 'trial comparison')}: a multi-arm trial counts "
+            head += (f" ({plural(summed, 'trial comparison')}: a multi-arm trial counts "
                      "once for each pair of its arms)")
     else:
-        head += (f" with {_plural(summed, 'trial comparison')} (a multi-arm trial counts once "
+        head += (f" with {plural(summed, 'trial comparison')} (a multi-arm trial counts once "
                  "for each pair of its arms)")
     parts = [head + "."]
     treatments = []
@@ -310,7 +307,7 @@ def describe(nodes: Sequence[PlotNode], edges: Sequence[PlotEdge], *,
     parts.append(f"Treatments: {'; '.join(treatments)}.")
     for edge in edges:
         names = f" ({', '.join(edge.names)})" if edge.names else ""
-        parts.append(f"{edge.a} vs {edge.b}: {_plural(edge.trials, 'trial')}{names}.")
+        parts.append(f"{edge.a} vs {edge.b}: {plural(edge.trials, 'trial')}{names}.")
     linked = {e.a for e in edges} | {e.b for e in edges}
     alone = [n.name for n in nodes if n.name not in linked]
     if alone:

@@ -45,6 +45,7 @@ from reports.meta import (
     meta_analysis,
     reml_maximum,
 )
+from reports.words import plural
 from store.errors import PoolingError
 
 #: Sterne et al. 2011: below this many trials an asymmetry test cannot tell bias from chance.
@@ -297,7 +298,7 @@ def summary_text(view: dict[str, Any]) -> str:
     tf = view.get("trim_fill")
     if tf:
         parts.append("trim-and-fill adds no trial" if tf["k0"] == 0 else
-                     f"trim-and-fill adds {tf['k0']} trial{'s' if tf['k0'] > 1 else ''} "
+                     f"trim-and-fill adds {plural(tf['k0'], 'trial')} "
                      f"{SIDE_WORDS[tf['side']]}: HR {tf['hr']:.2f} "
                      f"({tf['hr_ci_low']:.2f}–{tf['hr_ci_high']:.2f})")
     text = "; ".join(parts) or "no test could be computed"

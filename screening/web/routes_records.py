@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
+from reports.words import noun
 from screening.queue import PAGE_SIZE, queue
 from screening.web.conflicts import current_state, record_screening, visible_history
 from screening.web.csrf import csrf_protect
@@ -174,7 +175,7 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
     if judged is not None:
         text += f" Full-text {'vote' if judged.kind == VOTE else 'verdict'} recorded: eligible."
     if added:
-        text += f" Registration{'s' if len(added) > 1 else ''} added to the trial: " \
+        text += f" {noun(len(added), 'Registration')} added to the trial: " \
                 f"{', '.join(added)}."
     flash(request, text + " Enter its hazard ratios below.", "ok")
     if note := report_screening_note(session, pmid):

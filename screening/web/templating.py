@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from reports.small_study import p_text
+from reports.words import noun, plural
 from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
 from screening.web.deps import dual_screening, pop_flashes, verify_second_person
@@ -105,17 +106,6 @@ def _words(code: Any, kind: str) -> str:
     return _CODE_WORDS[kind].get(str(code), str(code))
 
 
-def _noun(n: Any, one: str, many: str | None = None) -> str:
-    """The noun for ``n`` things: ``one`` for exactly 1, else ``many`` (``one`` + "s")."""
-    return one if n == 1 else (many or one + "s")
-
-
-def _plural(n: Any, one: str, many: str | None = None) -> str:
-    """``n`` and its noun, as the digest says it: "1 record", "2 records", "1,024 records"."""
-    number = f"{n:,}" if isinstance(n, int) else str(n)
-    return f"{number} {_noun(n, one, many)}"
-
-
 def make_templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -132,8 +122,8 @@ def make_templates() -> Jinja2Templates:
     env.filters["doi_url"] = _doi_url
     env.filters["mesh_heading"] = mesh_heading
     env.filters["words"] = _words
-    env.filters["noun"] = _noun
-    env.filters["plural"] = _plural
+    env.filters["noun"] = noun
+    env.filters["plural"] = plural
     return Jinja2Templates(env=env, context_processors=[_context])
 
 
