@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from store.ids import parse_id
 from store.models import AuditLog
 
 #: The audit action of a trial the seed evidence added (``monitor.bootstrap``): the trials of
@@ -38,4 +39,4 @@ def seed_trial_ids(session: Session) -> set[int]:
     """Ids of the trials the seed evidence added (the previous version of the review)."""
     rows = session.exec(select(AuditLog.object_id).where(
         col(AuditLog.action) == SEED_TRIAL, col(AuditLog.object_type) == "trial"))
-    return {int(row) for row in rows if row and row.isascii() and row.isdigit()}
+    return {trial_id for row in rows if row and (trial_id := parse_id(row)) is not None}

@@ -36,6 +36,7 @@ from screening.web.trials import (
     report_screening_note,
 )
 from store.fulltext import VOTE, assess
+from store.ids import parse_id
 from store.models import Alert, Decision, Record, RecordRevision, Trial, TrialReport, User
 from store.settings import is_dual_screening
 from store.trial_match import TrialIndex, registry_key
@@ -218,10 +219,12 @@ def _latest_decision_id(session: Session, pmid: int) -> int:
 def _decided_meanwhile(session: Session, pmid: int, seen: str, mine: Decision) -> str | None:
     """The warning when another person decided ``pmid`` after the form was shown (single
     screening: the latest decision counts, so theirs has just been replaced by ``mine``)."""
-    if not seen.isascii() or not seen.isdigit():
+    # The form sends 0 when the record had no decision yet; nothing (an older page): no check.
+    seen_id = 0 if seen.strip() == "0" else parse_id(seen)
+    if seen_id is None:
         return None
     rows = session.exec(select(Decision, User.email).join(User, isouter=True).where(
-        Decision.pmid == pmid, col(Decision.id) > int(seen), col(Decision.id) != mine.id,
+        Decision.pmid == pmid, col(Decision.id) > seen_id, col(Decision.id) != mine.id,
         Decision.user_id != mine.user_id).order_by(col(Decision.id).desc())).all()
     if not rows:
         return None
