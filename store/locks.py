@@ -4,7 +4,8 @@ PostgreSQL: a session-level ``pg_try_advisory_lock`` held on a dedicated connect
 duration of the job; the server releases it if the process dies, so a crash never leaves a
 stale lock. SQLite has no advisory locks: a lease row in ``job_locks`` is taken inside
 ``BEGIN IMMEDIATE`` (which serialises writers across processes); an expired lease, or one
-whose holder process on this host is gone (SIGKILL), may be taken over. Long jobs call
+whose holder process on this host is gone (SIGKILL; or its pid now names another process, as
+after a container restart), may be taken over. Long jobs call
 ``renew()`` to extend their lease.
 
 Migrations have their own lock, held for the migration's transaction (:func:`migration_lock`).
@@ -62,14 +63,40 @@ class JobLease:
                                  + timedelta(seconds=self.ttl)))
 
 
+def _process_start(pid: int) -> str | None:
+    """An identity of process ``pid``'s start: the kernel's boot id and the process's start
+    time in clock ticks since boot (``/proc``), or None where ``/proc`` cannot tell.
+
+    A pid alone does not name a process for long: in a container restarted after a crash the
+    worker is again pid 1 (or 7) on the same host name, so a lease of the crashed run would
+    look held by a live process until it expires — an hour of no polling. The start time
+    tells the two apart; the boot id covers a rebooted host whose counters start again."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            # The command name (field 2) may hold spaces and parentheses: split after it.
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            boot = fh.read().strip().replace("-", "")[:8]
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+    # Field 22 of stat is the start time; fields[0] here is field 3 (the state).
+    return f"{boot}.{fields[19]}" if len(fields) > 19 else None
+
+
 def _holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """``host:pid:start:nonce`` (start: :func:`_process_start`, empty where unknown)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or ''}:{uuid.uuid4().hex[:8]}"
 
 
 def _holder_dead(holder: str) -> bool:
-    """True when the holder is a process of this host that no longer exists (e.g. SIGKILLed)."""
+    """True when the holder is a process of this host that no longer exists (e.g. SIGKILLed),
+    or whose pid now belongs to another process (a restarted container, a reused pid).
+    Holders written before the start was recorded (``host:pid:nonce``) are judged by the pid
+    alone."""
     host, _, rest = holder.partition(":")
-    pid_text = rest.split(":", 1)[0]
+    parts = rest.split(":")
+    pid_text = parts[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     try:
@@ -77,8 +104,12 @@ def _holder_dead(holder: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
+        pass  # alive, another user's: its start time still tells whether it is the holder
+    recorded = parts[1] if len(parts) == 3 else ""
+    if not recorded:
         return False
-    return False
+    current = _process_start(int(pid_text))
+    return current is not None and current != recorded
 
 
 def _sqlite_acquire(conn: Connection, name: str, holder: str, ttl: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -12,7 +14,7 @@ from sqlalchemy import inspect, text
 from monitor.scheduler import MISFIRE_GRACE_SECONDS, JobSpec, build_scheduler
 from store.context import AppContext
 from store.errors import ConfigError, LockedError
-from store.locks import job_lock
+from store.locks import _holder, _process_start, job_lock
 from store.models import JobLock, utcnow
 from store.settings import Settings
 
@@ -136,8 +138,6 @@ def test_sqlite_lease_takeover(ctx: AppContext) -> None:
         # ... an expired one and a dead process on this host do not
         session.add(JobLock(name="b", holder="otherhost:1:x",
                             expires_at=utcnow() - timedelta(seconds=1)))
-        import socket
-
         session.add(JobLock(name="c", holder=f"{socket.gethostname()}:999999999:x",
                             expires_at=utcnow() + timedelta(minutes=5)))
         session.commit()
@@ -146,6 +146,33 @@ def test_sqlite_lease_takeover(ctx: AppContext) -> None:
     for name in ("b", "c"):
         with job_lock(ctx.engine, name):
             pass
+
+
+def test_sqlite_lease_of_a_reused_pid_is_taken_over(ctx: AppContext) -> None:
+    """A container restarted after a crash runs the worker under the same host name and,
+    often, the same pid: the crashed run's lease names a pid that is alive again, as another
+    process. The recorded start tells them apart; the same pid with its own start blocks."""
+    if ctx.engine.dialect.name != "sqlite":
+        pytest.skip("lease rows are the SQLite mechanism")
+    if _process_start(os.getpid()) is None:
+        pytest.skip("no /proc here to read a process's start from")
+    host, pid, start = socket.gethostname(), os.getpid(), _process_start(os.getpid())
+    assert _holder().split(":")[:3] == [host, str(pid), start]
+    until = utcnow() + timedelta(minutes=5)
+    with ctx.sessions() as session:
+        session.add(JobLock(name="crashed", holder=f"{host}:{pid}:{start}0:x", expires_at=until))
+        session.add(JobLock(name="live", holder=f"{host}:{pid}:{start}:x", expires_at=until))
+        session.add(JobLock(name="older", holder=f"{host}:{pid}:x", expires_at=until))
+        session.commit()
+    with job_lock(ctx.engine, "crashed"):
+        pass
+    with pytest.raises(LockedError, match="'live' is already running"), \
+            job_lock(ctx.engine, "live"):
+        pass
+    # a lease written before the start was recorded is judged by its (living) pid alone
+    with pytest.raises(LockedError, match="'older' is already running"), \
+            job_lock(ctx.engine, "older"):
+        pass
 
 
 def test_current_tick_is_the_latest_fire_time_not_after_now() -> None:
