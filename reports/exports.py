@@ -9,7 +9,8 @@
   at title/abstract screening (``eligible``, ``excluded``, ``not_retrieved``) or, until it
   is settled, its state (``awaiting``, and with two assessors ``awaiting_second`` or
   ``conflict``); empty for the others; and
-  ``fulltext_reason`` the reason of an exclusion (its text, as PRISMA reports it): filtered
+  ``fulltext_reason`` the reason of an exclusion (its text, as PRISMA reports it; for
+  "other reason" the assessor's note saying which, ``other reason: …``): filtered
   on ``excluded``, the list of reports excluded with reasons. Under dual screening two more
   columns follow: ``screening_state`` (``unscreened``, ``awaiting_second``,
   ``conflict``, ``resolved``: the values of the API's ``screening`` field) and ``screeners``
@@ -245,6 +246,11 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
 def _fulltext_cells(r: Any, verdict: Outcome | None) -> list[str]:
     """``fulltext`` and ``fulltext_reason`` of one records-CSV row."""
     state, reason = fulltext_state(r.decision, r.deleted, verdict)
+    note = verdict.row.note if verdict is not None and verdict.row is not None else None
+    if reason == "other" and note:
+        # "other reason (see the note)" points at a note the file would not have: the
+        # exclusion's reason is the note, on one line as every cell of the row.
+        return [state or "", f"other reason: {_one_line(note)}"]
     return [state or "", reason_label(reason) if reason else ""]
 
 
@@ -436,10 +442,19 @@ def _fulltext_lines(ft: FullTextCounts) -> list[tuple[str, int, str]]:
              if ft.awaiting_second or ft.conflicts else "")),
         (ASSESSED_STAGE, ft.assessed, "eligible plus excluded after reading the full text"),
         (FULLTEXT_EXCLUDED_STAGE, ft.excluded_total, "the sum of the reasons below"),
-        *((f"{EXCLUDED_REASON_PREFIX}{reason_label(code)}", n, f"reason code {code}")
+        *((f"{EXCLUDED_REASON_PREFIX}{reason_label(code)}", n, _reason_note(code))
           for code, n in ft.excluded.items()),
         (ELIGIBLE_STAGE, ft.eligible, "settled full-text verdict: eligible"),
     ]
+
+
+def _reason_note(code: str) -> str:
+    """The note of one reason's line, in words (the stage already names the reason)."""
+    if code == "other":
+        # The reason itself is in each report's note, which the records export carries.
+        return ("settled full-text verdict: excluded for a reason not listed here; each "
+                "report's note, on its record page and in the records export, says which")
+    return "settled full-text verdict: excluded for this reason"
 
 
 #: What the "since" figure of each stage counts (the stages :func:`prisma_since` covers).

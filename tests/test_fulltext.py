@@ -376,6 +376,23 @@ def test_the_records_csv_carries_each_included_records_verdict(ctx: Any,
                     6: ("", ""), 7: ("", ""), 8: ("", "")}
 
 
+def test_the_records_csv_says_what_an_other_reason_was(ctx: Any, tmp_path: Path) -> None:
+    """PRISMA asks for every reason for exclusion: a report excluded for "other reason (see
+    the note)" carries the note in the export, where there is no note to see otherwise."""
+    with ctx.sessions() as s:
+        user = _seed(s)
+        assess(s, user=user, pmid=1, verdict="excluded", reason="other",
+               note="single-arm phase 2;\nno control group")
+        assess(s, user=user, pmid=2, verdict="excluded", reason="other", note="=cmd")
+        s.commit()
+    out = export(ctx, "csv", tmp_path / "records.csv")[0]
+    rows = {int(r["pmid"]): r["fulltext_reason"]
+            for r in csv.DictReader(io.StringIO(out.read_text(), newline=""))}
+    # one line, as the other cells of a row; the curator's words as typed
+    assert rows[1] == "other reason: single-arm phase 2; no control group"
+    assert rows[2] == "other reason: =cmd"  # not first in its cell: no formula either
+
+
 def test_verdicts_that_disagree_with_the_trial_links_are_listed(
         app: Any, users: dict[str, str], included: None) -> None:
     """An eligible report no trial has, and an excluded one a trial has (its numbers may be in
