@@ -15,8 +15,10 @@
   columns follow: ``screening_state`` (``unscreened``, ``awaiting_second``,
   ``conflict``, ``resolved``: the values of the API's ``screening`` field) and ``screeners``
   (how many people voted on the record).
-* ``ris`` — RIS for reference managers (Zotero, EndNote), one ``TY  - JOUR`` entry per
-  record not deleted from PubMed.
+* ``ris`` — RIS for reference managers (Zotero, EndNote), one entry per record not deleted
+  from PubMed: its type from PubMed's (``JOUR``; ``BOOK``/``CHAP`` for book records, ``CONF``
+  for "Congress", ``UNPB`` for preprints: :func:`ris_type`), authors as "Last, I.", the
+  publication date as ``DA``, lines ending CR LF as the specification asks.
 * ``prisma`` — the PRISMA 2020 flow counts as CSV (``stage, count, note``) plus a Markdown
   summary and the flow diagram beside it (``prisma.csv`` / ``prisma.md`` / ``prisma.svg``,
   drawn by ``reports.prisma_diagram``); under dual screening with a line for the records in
@@ -275,15 +277,92 @@ def write_screening_csv(session: Session, fh: IO[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- ris
+#: The RIS specification (Research Information Systems, Reference Manager) ends every line
+#: with a carriage return and a line feed; Zotero and EndNote read either, older importers
+#: only this.
+RIS_NEWLINE = "\r\n"
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
+                                       "Sep", "Oct", "Nov", "Dec"), start=1)}
+
+
+def ris_type(record: Any) -> str:
+    """The RIS reference type (TY) of a record, from what PubMed says it is.
+
+    A reference manager files a reference by its type: a book record as a journal article
+    gets a "journal" that is the book's title, and a conference report or a preprint is
+    cited as a peer-reviewed paper. PubMed's book records (NCBI Bookshelf) are a whole book
+    (its title is the book's) or a chapter of one; publication type "Congress" marks the
+    report of a conference (CONF); "Preprint" a manuscript not yet peer reviewed (UNPB, the
+    RIS "unpublished work"). Every other type (Review, Clinical Trial Protocol, Letter,
+    Comment, Editorial, errata and retraction notices, …) is printed in a journal: JOUR.
+    PubMed has no type for a meeting abstract, so RIS's ABST is never written."""
+    if record.is_book:
+        return "BOOK" if not record.journal or record.title == record.journal else "CHAP"
+    types = set(record.publication_types or [])
+    if "Preprint" in types:
+        return "UNPB"
+    if "Congress" in types:
+        return "CONF"
+    return "JOUR"
+
+
+def ris_author(name: str) -> str:
+    """One author as RIS wants it, "Last, Initials": "Ludwig H" → "Ludwig, H.",
+    "McCarthy PL" → "McCarthy, P.L.", "van der Holt B" → "van der Holt, B.".
+
+    The parsers store "Last Initials" (or a group's name): without the comma Zotero and
+    EndNote take the whole text as a surname. Initials get their full stops, as the
+    specification writes them, so "PL" is read as two initials rather than a first name.
+    A name whose last word is not initials — a collective name ("Myeloma XI Study Group")
+    or a surname alone — keeps its words and ends with a comma: the whole text is the
+    surname (EndNote's mark of a corporate author), never split into first and last."""
+    name = " ".join(name.split())
+    last, _, initials = name.rpartition(" ")
+    if last and initials.isalpha() and initials.isupper() and len(initials) <= 3:
+        return f"{last}, {'.'.join(initials)}."
+    return f"{name},"
+
+
+def ris_date(pub_date: str | None) -> str | None:
+    """PubMed's publication date as RIS's ``YYYY/MM/DD/other``: "2012 Mar 29" →
+    "2012/03/29/", "2012 Mar" → "2012/03//", an ISO date likewise; a season or a range
+    ("2012 Mar-Apr") keeps its words in the last part ("2012///Mar-Apr"); None when no year
+    can be read."""
+    text = " ".join((pub_date or "").split())
+    iso = text.split("-")
+    if len(iso) == 3 and all(part.isdigit() for part in iso) and len(iso[0]) == 4:
+        return f"{iso[0]}/{iso[1].zfill(2)}/{iso[2].zfill(2)}/"
+    year, _, rest = text.partition(" ")
+    if not (len(year) == 4 and year.isdigit()):
+        return None
+    parts = rest.split(" ") if rest else []
+    month = _MONTHS.get(parts[0]) if parts else None
+    if parts and month is None:
+        return f"{year}///{rest}"
+    day = parts[1] if len(parts) > 1 else ""
+    if len(parts) > 2 or (day and not day.isdigit()):
+        return f"{year}///{rest}"
+    if not month:
+        return f"{year}///"
+    return f"{year}/{month:02d}/{day.zfill(2) if day else ''}/"
+
+
 def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -> None:
     """RIS entries (tags per the RIS specification; one value per line)."""
     for r in _records(session):
         if r.deleted and not include_deleted:
             continue
-        lines: list[tuple[str, object]] = [("TY", "JOUR"), ("TI", r.title)]
-        lines += [("AU", a) for a in (r.authors or [])]
-        lines += [("PY", r.year), ("T2", r.journal), ("J2", r.journal_abbrev), ("DO", r.doi),
-                  ("AB", r.abstract), ("AN", r.pmid), ("DB", "PubMed"),
+        kind = ris_type(r)
+        lines: list[tuple[str, object]] = [("TY", kind), ("TI", r.title)]
+        lines += [("AU", ris_author(a)) for a in (r.authors or []) if a.strip()]
+        lines += [("PY", r.year), ("DA", ris_date(r.pub_date))]
+        # T2 is the journal of an article (or a conference report, a preprint's server) and
+        # the book of a chapter; a whole book has none (T2 would be its series).
+        if kind != "BOOK":
+            lines.append(("T2", r.journal))
+        if kind not in ("BOOK", "CHAP"):
+            lines.append(("J2", r.journal_abbrev))
+        lines += [("DO", r.doi), ("AB", r.abstract), ("AN", r.pmid), ("DB", "PubMed"),
                   ("UR", f"https://pubmed.ncbi.nlm.nih.gov/{r.pmid}/")]
         lines += [("LA", lang) for lang in (r.language or [])]
         mesh = [m.get("descriptor") for m in (r.mesh or []) if isinstance(m, dict)]
@@ -296,8 +375,8 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -
         for tag, value in lines:
             text = _one_line(value)
             if text:
-                fh.write(f"{tag}  - {text}\n")
-        fh.write("ER  - \n\n")
+                fh.write(f"{tag}  - {text}{RIS_NEWLINE}")
+        fh.write(f"ER  - {RIS_NEWLINE}{RIS_NEWLINE}")
 
 
 # ----------------------------------------------------------------------------- prisma

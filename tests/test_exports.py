@@ -167,22 +167,103 @@ def test_csv_streams_more_rows_than_one_page(ctx, tmp_path: Path) -> None:  # ty
     assert [int(r["pmid"]) for r in rows] == list(range(1, 2502))
 
 
+def _ris_records(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Records of the kinds PubMed holds besides journal articles, with the fields the
+    parsers store for them (a GeneReviews chapter is stored as ``test_pubmed_xml`` reads
+    it)."""
+    with ctx.sessions() as s:
+        s.add(Record(pmid=20301577, title="CACNA1C-Related Disorders", is_book=True,
+                     journal="GeneReviews®", year=1993, pub_date="1993",
+                     authors=["Napolitano C", "Priori SG"], publication_types=["Review"]))
+        s.add(Record(pmid=20301000, title="Myeloma Handbook", is_book=True,
+                     journal="Myeloma Handbook", year=2020, authors=["Smith AB"]))
+        s.add(Record(pmid=31000001, title="Proceedings of the myeloma workshop", year=2019,
+                     journal="Clinical Lymphoma, Myeloma & Leukemia",
+                     journal_abbrev="Clin Lymphoma Myeloma Leuk", pub_date="2019 Sep-Oct",
+                     publication_types=["Congress"], authors=["Myeloma XI Study Group"]))
+        s.add(Record(pmid=31000002, title="Daratumumab maintenance: a preprint", year=2024,
+                     journal="medRxiv", pub_date="2024-02-07",
+                     publication_types=["Preprint"], authors=["McCarthy PL", "Ludwig"]))
+        s.add(Record(pmid=31000003, title="Maintenance after ASCT: a review", year=2015,
+                     journal="Haematologica", pub_date="2015 Mar",
+                     publication_types=["Review", "Journal Article"],
+                     authors=["van der Holt B", "San Miguel JF"]))
+        s.commit()
+
+
 def test_ris_entries(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     seed(ctx)
+    _ris_records(ctx)
     [path] = export(ctx, "ris", tmp_path / "records.ris")
-    text = path.read_text(encoding="utf-8")
-    entries = [e for e in text.split("ER  - \n") if e.strip()]
-    assert len(entries) == 5  # the deleted citation is left out
-    first = next(e for e in entries if "AN  - 3\n" in e)
-    lines = first.strip().splitlines()
+    raw = path.read_bytes()
+    # every line ends CR LF, as the RIS specification asks; none is a bare LF
+    assert raw.count(b"\n") == raw.count(b"\r\n") > 0
+    text = raw.decode("utf-8")
+    entries = {int(e.split("AN  - ")[1].split("\r\n")[0]): e.strip().split("\r\n")
+               for e in text.split("ER  - \r\n") if e.strip()}
+    assert sorted(entries) == [1, 2, 3, 4, 6, 20301000, 20301577, 31000001, 31000002,
+                               31000003]  # the deleted citation (5) is left out
+    lines = entries[3]
     assert lines[0] == "TY  - JOUR"
     assert "TI  - Lenalidomide, \"maintenance\" after ASCT: Müller–Ødegård ≥ 65 years" in lines
-    assert lines.count("AU  - Ludwig H") == 1 and "AU  - Ødegård B" in lines
+    # "Last, Initials": without the comma a reference manager takes "Ludwig H" as a surname
+    assert [line for line in lines if line.startswith("AU  - ")] == [
+        "AU  - Ludwig, H.", "AU  - Ødegård, B."]
     assert "AB  - Line one. Line two." in lines  # one line per tag
     assert "DO  - 10.1182/blood-2011-11-374249" in lines and "PY  - 2012" in lines
+    assert "T2  - Blood, Journal of ASH" in lines
     assert "UR  - https://pubmed.ncbi.nlm.nih.gov/3/" in lines
     assert "KW  - Multiple Myeloma" in lines and "M3  - Randomized Controlled Trial" in lines
-    assert all(line[:2].isalnum() and line[2:6] == "  - " for line in lines)
+    assert all(line[:2].isalnum() and line[2:6] == "  - " for e in entries.values()
+               for line in e)
+    # the type follows what PubMed says the record is
+    types = {pmid: e[0] for pmid, e in entries.items()}
+    assert types == {1: "TY  - JOUR", 2: "TY  - JOUR", 3: "TY  - JOUR", 4: "TY  - JOUR",
+                     6: "TY  - JOUR", 20301000: "TY  - BOOK", 20301577: "TY  - CHAP",
+                     31000001: "TY  - CONF", 31000002: "TY  - UNPB", 31000003: "TY  - JOUR"}
+    chapter = entries[20301577]
+    assert "T2  - GeneReviews®" in chapter  # a chapter's book
+    assert ["AU  - Napolitano, C.", "AU  - Priori, S.G."] == [
+        line for line in chapter if line.startswith("AU  - ")]
+    assert not any(line.startswith(("T2", "J2")) for line in entries[20301000])  # a book
+    conference = entries[31000001]
+    assert "AU  - Myeloma XI Study Group," in conference  # a group: all of it the surname
+    assert "DA  - 2019///Sep-Oct" in conference
+    assert "J2  - Clin Lymphoma Myeloma Leuk" in conference
+    assert {"AU  - McCarthy, P.L.", "AU  - Ludwig,", "DA  - 2024/02/07/"} <= set(
+        entries[31000002])
+    assert {"AU  - van der Holt, B.", "AU  - San Miguel, J.F.", "DA  - 2015/03//"} <= set(
+        entries[31000003])
+
+
+def test_ris_export_reads_back_with_an_independent_parser(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """rispy, a RIS reader that is not ours, reads every entry with its type, authors as
+    surname and initials, and one value per tag."""
+    import rispy
+
+    seed(ctx)
+    _ris_records(ctx)
+    [path] = export(ctx, "ris", tmp_path / "records.ris")
+    with path.open(encoding="utf-8", newline="") as fh:
+        entries = {int(e["accession_number"]): e for e in rispy.load(fh)}
+    assert len(entries) == 10
+    article = entries[3]
+    assert article["type_of_reference"] == "JOUR"
+    assert article["authors"] == ["Ludwig, H.", "Ødegård, B."]
+    assert [a.split(", ")[0] for a in article["authors"]] == ["Ludwig", "Ødegård"]
+    assert article["secondary_title"] == "Blood, Journal of ASH"
+    assert article["doi"] == "10.1182/blood-2011-11-374249"
+    assert article["year"] == "2012"
+    assert article["keywords"] == ["maintenance", "Multiple Myeloma"]
+    assert article["title"] == ('Lenalidomide, "maintenance" after ASCT: Müller–Ødegård ≥ 65 '
+                                "years")
+    assert {pmid: e["type_of_reference"] for pmid, e in entries.items()
+            if e["type_of_reference"] != "JOUR"} == {
+        20301000: "BOOK", 20301577: "CHAP", 31000001: "CONF", 31000002: "UNPB"}
+    assert entries[20301577]["secondary_title"] == "GeneReviews®"
+    assert entries[31000002]["authors"] == ["McCarthy, P.L.", "Ludwig,"]
+    # no value carries the line end into the reference manager
+    assert not any("\r" in str(v) for e in entries.values() for v in e.values())
 
 
 STOPPING = partial(stopping_supported, target_recall=0.95)  # what `mmlr export` passes
