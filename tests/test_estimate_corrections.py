@@ -216,7 +216,7 @@ def test_edit_form_is_prefilled_as_printed(app: Any, users: dict[str, str], orie
     compares like with like; saving it unchanged stores the same numbers."""
     curator = as_role(app, users, "curator")
     hr, lo, hi = typed
-    trial_id, estimate = _one_estimate(app, curator, orientation=orientation, hr=hr,
+    _, estimate = _one_estimate(app, curator, orientation=orientation, hr=hr,
                                        ci_low=lo, ci_high=hi)
     page = curator.get(f"/estimates/{estimate.id}/edit")
     form = lxml.html.fromstring(page.text).xpath(
