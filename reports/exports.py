@@ -56,6 +56,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from reports.outfile import check_target, ensure_folder, open_out
+from reports.words import plural
 from store.audit import seed_trial_ids
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
@@ -645,7 +646,13 @@ def write_prisma_csv(session: Session, fh: IO[str], *, dual: bool = False,
 
 
 def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
+    """The PRISMA counts as a Markdown table, and the flow in sentences below it."""
     n = {stage: value for stage, value, _ in counts}
+
+    def of(stage: str, one: str, many: str | None = None) -> str:
+        """The stage's count with its noun: "1 trial", "2 trials" (reports.words)."""
+        return plural(n[stage], one, many)
+
     lines = [
         "# PRISMA 2020 flow (mmlr)",
         "",
@@ -653,30 +660,31 @@ def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
         "| --- | ---: | --- |",
         *(f"| {stage} | {value} | {note} |" for stage, value, note in counts),
         "",
-        f"Identification: {n[IDENTIFIED_STAGE]} records from PubMed "
-        f"({n[DUPLICATES_STAGE]} duplicate retrievals merged, "
-        f"{n[DELETED_STAGE]} deleted citations removed).",
-        f"Screening: {n[SCREENED_STAGE]} screened; "
-        f"{n[AUTOMATION_STAGE]} excluded by the classifier, "
-        f"{n[CURATORS_STAGE]} by curators; "
-        f"{n[AWAITING_STAGE]} awaiting"
-        + (f" (of which {n[BELOW_THRESHOLD_STAGE]} below the classifier's flag threshold, "
+        f"Identification: {of(IDENTIFIED_STAGE, 'record')} from PubMed "
+        f"({of(DUPLICATES_STAGE, 'duplicate retrieval')} merged, "
+        f"{of(DELETED_STAGE, 'deleted citation')} removed).",
+        f"Screening: {n[SCREENED_STAGE]:,} screened; "
+        f"{n[AUTOMATION_STAGE]:,} excluded by the classifier, "
+        f"{n[CURATORS_STAGE]:,} by curators; "
+        f"{n[AWAITING_STAGE]:,} awaiting"
+        + (f" (of which {n[BELOW_THRESHOLD_STAGE]:,} below the classifier's flag threshold, "
            "not read by a person: the stopping test does not support stopping yet)"
            if n.get(BELOW_THRESHOLD_STAGE) else "")
-        + (f", {n[CONFLICT_STAGE]} in conflict awaiting resolution" if CONFLICT_STAGE in n
+        + (f", {n[CONFLICT_STAGE]:,} in conflict awaiting resolution" if CONFLICT_STAGE in n
            else "")
         # the records that passed complete the sum: screened = excluded + awaiting + these
-        + f"; {n[INCLUDED_STAGE]} included (or marked maybe) for the full text.",
-        *([f"Full text: {n[INCLUDED_STAGE]} reports sought; {n[NOT_RETRIEVED_STAGE]} not "
-           f"retrieved, {n[FULLTEXT_AWAITING_STAGE]} awaiting assessment; "
-           f"{n[ASSESSED_STAGE]} assessed: {n[ELIGIBLE_STAGE]} eligible, "
-           f"{n[FULLTEXT_EXCLUDED_STAGE]} excluded."] if ASSESSED_STAGE in n else []),
+        + f"; {n[INCLUDED_STAGE]:,} included (or marked maybe) for the full text.",
+        *([f"Full text: {of(INCLUDED_STAGE, 'report')} sought; {n[NOT_RETRIEVED_STAGE]:,} "
+           f"not retrieved, {n[FULLTEXT_AWAITING_STAGE]:,} awaiting assessment; "
+           f"{n[ASSESSED_STAGE]:,} assessed: {n[ELIGIBLE_STAGE]:,} eligible, "
+           f"{n[FULLTEXT_EXCLUDED_STAGE]:,} excluded."] if ASSESSED_STAGE in n else []),
         # The studies included are the trials; the records that passed title/abstract
         # screening are the reports sought above, not the review's included studies.
-        f"Included: {n[TRIALS_STAGE]} trials with {n[REPORTS_STAGE]} reports"
-        + (f" ({n[PREVIOUS_TRIALS_STAGE]} trials with {n[PREVIOUS_REPORTS_STAGE]} reports "
-           f"from the previous version of the review; {n[NEW_TRIALS_STAGE]} new trials and "
-           f"{n[NEW_REPORTS_STAGE]} new reports)." if PREVIOUS_TRIALS_STAGE in n else "."),
+        f"Included: {of(TRIALS_STAGE, 'trial')} with {of(REPORTS_STAGE, 'report')}"
+        + (f" ({of(PREVIOUS_TRIALS_STAGE, 'trial')} with "
+           f"{of(PREVIOUS_REPORTS_STAGE, 'report')} from the previous version of the "
+           f"review; {of(NEW_TRIALS_STAGE, 'new trial')} and "
+           f"{of(NEW_REPORTS_STAGE, 'new report')})." if PREVIOUS_TRIALS_STAGE in n else "."),
         "",
     ]
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from functools import partial
 from pathlib import Path
 
@@ -305,18 +306,38 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
     # each line adds up, and only the trials are called included (the 2 records passed
     # title/abstract screening: they are the reports sought for the full text)
     assert ("Identification: 8 records from PubMed (2 duplicate retrievals merged, 1 deleted "
-            "citations removed).") in md
+            "citation removed).") in md
     assert ("Screening: 5 screened; 0 excluded by the classifier, 1 by curators; 2 awaiting "
             "(of which 1 below the classifier's flag threshold, not read by a person: the "
             "stopping test does not support stopping yet); 2 included (or marked maybe) for "
             "the full text.") in md
     assert ("2 awaiting a screening decision (of which 1 below the classifier's flag "
             "threshold, not read by a person)") in svg_desc(written[2])
-    assert ("Included: 1 trials with 2 reports (0 trials with 0 reports from the previous "
-            "version of the review; 1 new trials and 2 new reports).") in md
+    assert ("Included: 1 trial with 2 reports (0 trials with 0 reports from the previous "
+            "version of the review; 1 new trial and 2 new reports).") in md
     assert "Included: 2 records" not in md
     assert ("Full text: 2 reports sought; 0 not retrieved, 2 awaiting assessment; 0 assessed: "
             "0 eligible, 0 excluded.") in md
+
+
+#: "1 trials", "1 new studies", "1 deleted citations": a count of one with a plural noun.
+_ONE_PLURAL = re.compile(
+    r"(?<![\d,.])1 (?:\([^)]*\) )?(?:\w+ )?(?:records|trials|studies|reports|citations|"
+    r"retrievals)\b")
+
+
+def test_prisma_summaries_count_one_thing_in_the_singular(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A flow with one deleted citation and one trial, said in words in prisma.md and in
+    the diagram's description (what a screen reader reads), has no "1 trials"."""
+    seed(ctx)
+    written = export(ctx, "prisma", tmp_path / "prisma.csv", stopping=STOPPING)
+    md, desc = written[1].read_text(), svg_desc(written[2])
+    assert "1 deleted citation removed" in md
+    assert "Included: 1 trial with 2 reports" in md
+    assert "1 record deleted from PubMed" in desc
+    assert "Included: 1 study (randomised trial) with 2 reports" in desc
+    assert not _ONE_PLURAL.findall(md), _ONE_PLURAL.findall(md)
+    assert not _ONE_PLURAL.findall(desc), _ONE_PLURAL.findall(desc)
 
 
 def test_prisma_splits_the_included_trials_into_the_previous_version_and_new(
@@ -351,7 +372,7 @@ def test_prisma_splits_the_included_trials_into_the_previous_version_and_new(
     svg = next(p for p in export(ctx, "prisma", tmp_path / "p.csv") if p.suffix == ".svg")
     assert (f"{seeded_trials + 1} studies (randomised trials) with {seeded_reports + 2} "
             f"reports ({seeded_trials} studies with {seeded_reports} reports from the "
-            "previous version of the review; 1 new studies and 2 new reports).") \
+            "previous version of the review; 1 new study and 2 new reports).") \
         in svg_desc(svg)
 
 

@@ -213,12 +213,12 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     desc = root.find(f"{SVG}desc").text  # type: ignore[union-attr]
     assert desc == (
         "Identification: 1,508 records identified from PubMed; removed before screening: 2 "
-        "duplicate records and 1 records deleted from PubMed. Screening: 1,505 records "
+        "duplicate records and 1 record deleted from PubMed. Screening: 1,505 records "
         "screened; excluded: 1,501 by the automation tool and 1 by curators; 1 awaiting a "
         "screening decision; 2 records included after title/abstract screening. Full text: 0 "
         "reports not retrieved, 2 awaiting assessment; 0 assessed for eligibility: 0 "
-        "eligible, 0 excluded. Included: 1 studies (randomised trials) with 2 reports (0 "
-        "studies with 0 reports from the previous version of the review; 1 new studies and 2 "
+        "eligible, 0 excluded. Included: 1 study (randomised trial) with 2 reports (0 "
+        "studies with 0 reports from the previous version of the review; 1 new study and 2 "
         "new reports).")
     assert ("Studies included in review (randomised trials) n = 1 from the previous version "
             "of the review: n = 0; new studies: n = 1") in shown["included"]
