@@ -192,6 +192,8 @@ def test_edit_form_is_prefilled_as_maintenance_vs_control(app: Any, users: dict[
     assert page.status_code == 200
     html = page.text
     assert f'action="/estimates/{estimate.id}/edit"' in html
+    assert "The form shows the stored numbers as maintenance vs control." in " ".join(
+        html.split())
     assert 'name="hr" type="text" value="0.5"' in html
     assert 'name="ci_low" type="text" value="0.4"' in html
     assert 'name="ci_high" type="text" value="0.625"' in html
@@ -224,6 +226,9 @@ def test_edit_form_is_prefilled_as_printed(app: Any, users: dict[str, str], orie
     assert (form.inputs["hr"].value, form.inputs["ci_low"].value,
             form.inputs["ci_high"].value) == typed
     assert form.inputs["orientation"].value == orientation
+    hint = " ".join(lxml.html.fromstring(page.text).xpath("string(//p[@class='hint'])").split())
+    assert "The form shows the HR and CI as they were typed from the paper" in hint
+    assert "stored numbers as maintenance vs control" not in hint
     # saved unchanged: the same stored numbers, typed the same way
     data = {name: value for name, value in form.form_values()}
     assert curator.post(f"/estimates/{estimate.id}/edit", data=data,
