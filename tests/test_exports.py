@@ -237,6 +237,20 @@ def test_ris_entries(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-de
         entries[31000003])
 
 
+@pytest.mark.parametrize(("printed", "ris"), [
+    ("2012 Mar 29", "2012/03/29/"), ("2012 Mar 5", "2012/03/05/"), ("2012 Mar", "2012/03//"),
+    ("2012", "2012///"), ("2024-02-07", "2024/02/07/"),
+    # a season or a range keeps its words in RIS's "other" part, never a made-up month
+    ("2019 Sep-Oct", "2019///Sep-Oct"), ("1998 Dec-1999 Jan", "1998///Dec-1999 Jan"),
+    ("2012 Spring", "2012///Spring"), ("2012 Mar 5-12", "2012///Mar 5-12"),
+    (None, None), ("", None), ("Spring", None),
+])
+def test_ris_date_keeps_what_pubmed_printed(printed: str | None, ris: str | None) -> None:
+    from reports.exports import ris_date
+
+    assert ris_date(printed) == ris
+
+
 def test_ris_export_reads_back_with_an_independent_parser(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """rispy, a RIS reader that is not ours, reads every entry with its type, authors as
     surname and initials, and one value per tag."""
