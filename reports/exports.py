@@ -18,7 +18,9 @@
 * ``ris`` — RIS for reference managers (Zotero, EndNote), one entry per record not deleted
   from PubMed: its type from PubMed's (``JOUR``; ``BOOK``/``CHAP`` for book records, ``CONF``
   for "Congress", ``UNPB`` for preprints: :func:`ris_type`), authors as "Last, I.", the
-  publication date as ``DA``, lines ending CR LF as the specification asks.
+  publication date as ``DA``, a note (``N1``) of where the review left it (the title/abstract
+  decision and, for a report sought, its full-text verdict), lines ending CR LF as the
+  specification asks.
 * ``prisma`` — the PRISMA 2020 flow counts as CSV (``stage, count, note``) plus a Markdown
   summary and the flow diagram beside it (``prisma.csv`` / ``prisma.md`` / ``prisma.svg``,
   drawn by ``reports.prisma_diagram``); under dual screening with a line for the records in
@@ -61,6 +63,7 @@ from store.audit import seed_trial_ids
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
 from store.fulltext import (
+    AWAITING,
     PASSED,
     FullTextCounts,
     Outcome,
@@ -69,6 +72,7 @@ from store.fulltext import (
     is_sought,
     outcomes,
     reason_label,
+    verdict_words,
 )
 from store.models import (
     Decision,
@@ -249,12 +253,17 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
 def _fulltext_cells(r: Any, verdict: Outcome | None) -> list[str]:
     """``fulltext`` and ``fulltext_reason`` of one records-CSV row."""
     state, reason = fulltext_state(r.decision, r.deleted, verdict)
-    note = verdict.row.note if verdict is not None and verdict.row is not None else None
-    if reason == "other" and note:
-        # "other reason (see the note)" points at a note the file would not have: the
-        # exclusion's reason is the note, on one line as every cell of the row.
-        return [state or "", f"other reason: {_one_line(note)}"]
-    return [state or "", reason_label(reason) if reason else ""]
+    return [state or "", (reason_words(verdict) if verdict is not None else
+                          reason_label(reason)) if reason else ""]
+
+
+def reason_words(o: Outcome) -> str:
+    """The reason of a settled exclusion in words. "other reason (see the note)" would point
+    at a note an export does not carry: for that one the reason is the assessor's note, on
+    one line ("other reason: single-arm phase 2")."""
+    if o.reason == "other" and o.row is not None and o.row.note:
+        return f"other reason: {_one_line(o.row.note)}"
+    return reason_label(o.reason)
 
 
 # ----------------------------------------------------------------------------- screening
@@ -278,6 +287,8 @@ def write_screening_csv(session: Session, fh: IO[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- ris
+#: The records sought for retrieval (store.fulltext.is_sought, as SQL conditions).
+_SOUGHT = (col(Record.decision).in_(PASSED), col(Record.deleted).is_(False))
 #: The RIS specification (Research Information Systems, Reference Manager) ends every line
 #: with a carriage return and a line feed; Zotero and EndNote read either, older importers
 #: only this.
@@ -348,11 +359,27 @@ def ris_date(pub_date: str | None) -> str | None:
     return f"{year}/{month:02d}/{day.zfill(2) if day else ''}/"
 
 
+def fulltext_words(o: Outcome) -> str:
+    """Where the full text left a report, in words: "eligible", "excluded: not a randomised
+    trial", "awaiting assessment"…, an exclusion's reason as :func:`reason_words` gives it."""
+    if o.reason:
+        return f"excluded: {reason_words(o)}"
+    # VERDICTS says "full text not retrieved", which after "full text:" would say it twice
+    return "not retrieved" if o.verdict == "not_retrieved" else verdict_words(o)
+
+
 def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -> None:
     """RIS entries (tags per the RIS specification; one value per line)."""
+    verdicts: dict[int, Outcome] = {}
     for r in _records(session):
         if r.deleted and not include_deleted:
             continue
+        if r.pmid not in verdicts and is_sought(r):
+            # The full-text verdicts of the records sought from here on, a page at a time
+            # (the records come in PMID order).
+            verdicts = outcomes(session, session.exec(
+                select(Record.pmid).where(col(Record.pmid) >= r.pmid, *_SOUGHT)
+                .order_by(col(Record.pmid)).limit(_BATCH)).all())
         kind = ris_type(r)
         lines: list[tuple[str, object]] = [("TY", kind), ("TI", r.title)]
         lines += [("AU", ris_author(a)) for a in (r.authors or []) if a.strip()]
@@ -370,6 +397,9 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -
         lines += [("KW", k) for k in [*(r.keywords or []), *mesh]]
         lines += [("M3", pt) for pt in (r.publication_types or [])]
         notes = [f"mmlr screening: {screening_state(r)}"]
+        if is_sought(r):
+            # "included" is the title/abstract decision: the full text may have excluded it.
+            notes.append(f"full text: {fulltext_words(verdicts.get(r.pmid, AWAITING))}")
         if r.retracted:
             notes.append("RETRACTED")
         lines.append(("N1", "; ".join(notes)))

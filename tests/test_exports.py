@@ -237,6 +237,65 @@ def test_ris_entries(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-de
         entries[31000003])
 
 
+def test_ris_notes_say_where_the_full_text_left_a_report(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A record included on its abstract but excluded on reading the full text must not
+    reach a reference manager as plainly "included": its note gives the full-text verdict
+    (and for an "other" reason, the assessor's words)."""
+    from store.fulltext import assess
+    from store.models import User
+
+    seed(ctx)
+    with ctx.sessions() as s:
+        s.add(Record(pmid=7, title="Included, then excluded for another reason",
+                     decision="include"))
+        s.add(Record(pmid=8, title="Included, full text eligible", decision="include"))
+        s.add(Record(pmid=9, title="Included, full text not found", decision="include"))
+        user = User(email="ft@example.org", role="curator")
+        s.add(user)
+        s.flush()
+        for pmid, verdict, reason, note in ((3, "excluded", "not_randomised", None),
+                                            (7, "excluded", "other", "single arm"),
+                                            (8, "eligible", None, None),
+                                            (9, "not_retrieved", None, None)):
+            assess(s, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note,
+                   screeners_per_record=1)
+        s.commit()
+    [path] = export(ctx, "ris", tmp_path / "records.ris")
+    notes = {int(e.split("AN  - ")[1].split("\r\n")[0]):
+             e.split("N1  - ")[1].split("\r\n")[0]
+             for e in path.read_bytes().decode("utf-8").split("ER  - \r\n") if e.strip()}
+    assert notes[3] == ("mmlr screening: included; full text: excluded: not a randomised "
+                        "trial")
+    assert notes[7] == "mmlr screening: included; full text: excluded: other reason: single arm"
+    assert notes[8] == "mmlr screening: included; full text: eligible"
+    assert notes[9] == "mmlr screening: included; full text: not retrieved"
+    assert notes[6] == "mmlr screening: maybe; full text: awaiting assessment"
+    assert notes[1] == "mmlr screening: excluded"  # never sought: no full-text words
+
+
+def test_ris_notes_read_the_verdicts_of_every_page(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The verdicts are read a page of records at a time: a report past the first page
+    still gets its own."""
+    from store.fulltext import assess
+    from store.models import User
+
+    with ctx.sessions() as s:
+        s.add_all(Record(pmid=pmid, title=f"r{pmid}", decision="include")
+                  for pmid in range(1, 1202))
+        user = User(email="ft@example.org", role="curator")
+        s.add(user)
+        s.flush()
+        for pmid in (1, 1001, 1201):
+            assess(s, user=user, pmid=pmid, verdict="excluded", reason="population",
+                   screeners_per_record=1)
+        s.commit()
+    [path] = export(ctx, "ris", tmp_path / "records.ris")
+    excluded = [int(e.split("AN  - ")[1].split("\r\n")[0])
+                for e in path.read_bytes().decode("utf-8").split("ER  - \r\n")
+                if "full text: excluded" in e]
+    assert excluded == [1, 1001, 1201]
+
+
 @pytest.mark.parametrize(("printed", "ris"), [
     ("2012 Mar 29", "2012/03/29/"), ("2012 Mar 5", "2012/03/05/"), ("2012 Mar", "2012/03//"),
     ("2012", "2012///"), ("2024-02-07", "2024/02/07/"),
