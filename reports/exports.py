@@ -297,7 +297,7 @@ _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Sep", "Oct", "Nov", "Dec"), start=1)}
 
 
-def ris_type(record: Any) -> str:
+def ris_type(record: Record) -> str:
     """The RIS reference type (TY) of a record, from what PubMed says it is.
 
     A reference manager files a reference by its type: a book record as a journal article
