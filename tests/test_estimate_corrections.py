@@ -266,6 +266,10 @@ def test_correction_is_a_new_unverified_estimate_and_withdraws_the_old(
     assert correct.object_id == str(new.id) and correct.details["supersedes"] == old.id
     assert correct.details["old"]["hr"] == pytest.approx(0.5)
     assert correct.details["new"]["hr"] == pytest.approx(0.55)
+    # what was typed from the paper, old and new, for whoever checks the correction
+    assert (correct.details["old"]["printed"], correct.details["new"]["printed"]) == (
+        {"hr": "0.50", "ci_low": "0.40", "ci_high": "0.625"},
+        {"hr": "0.55", "ci_low": "0.45", "ci_high": "0.67"})
     (withdraw,) = _audits(app, "estimate.withdraw")
     assert withdraw.object_id == str(old.id)
     assert [a.object_id for a in _audits(app, "estimate.add")] == [str(old.id), str(new.id)]

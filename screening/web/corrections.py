@@ -107,12 +107,13 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
     reason = f"corrected by estimate {new.id}" + (f": {note}" if note else "")
     old_numbers = {"hr": old.hr, "ci_low": old.ci_low, "ci_high": old.ci_high,
                    "se": old.se, "method": old.method, "verified": old.verified,
-                   "derivation_inputs": old.derivation_inputs}
+                   "derivation_inputs": old.derivation_inputs, "printed": old.printed}
     withdraw_estimate(session, old, reason=reason, user=user)
     audit(session, "estimate.correct", actor=user.email, object_type="estimate",
           object_id=new.id, supersedes=old.id, note=note or None, old=old_numbers,
           new={"hr": new.hr, "ci_low": new.ci_low, "ci_high": new.ci_high, "se": new.se,
-               "method": new.method, "derivation_inputs": new.derivation_inputs})
+               "method": new.method, "derivation_inputs": new.derivation_inputs,
+               "printed": new.printed})
     return new
 
 

@@ -484,5 +484,6 @@ def save_estimate(session: Session, *, trial: Trial, draft: EstimateDraft, user:
     audit(session, "estimate.add", actor=user.email, object_type="estimate",
           object_id=estimate.id, trial=trial.name, endpoint=estimate.endpoint,
           hr=estimate.hr, method=estimate.method, orientation=estimate.orientation_entered,
-          derivation_inputs=estimate.derivation_inputs, warnings=draft.warnings)
+          derivation_inputs=estimate.derivation_inputs, printed=estimate.printed,
+          warnings=draft.warnings)
     return estimate
