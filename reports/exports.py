@@ -438,7 +438,8 @@ NOT_RETRIEVED_STAGE = "reports not retrieved"
 FULLTEXT_AWAITING_STAGE = "reports awaiting full-text assessment"
 ASSESSED_STAGE = "reports assessed for eligibility"
 FULLTEXT_EXCLUDED_STAGE = "reports excluded after full-text assessment"
-#: One line per reason of ``store.fulltext.REASONS``: this prefix, then the reason's text.
+#: One line per reason of ``store.fulltext.REASONS``: this prefix, then the reason's text
+#: (:func:`prisma_reason`).
 EXCLUDED_REASON_PREFIX = "reports excluded: "
 ELIGIBLE_STAGE = "reports eligible after full-text assessment"
 
@@ -552,10 +553,16 @@ def _fulltext_lines(ft: FullTextCounts) -> list[tuple[str, int, str]]:
              if ft.awaiting_second or ft.conflicts else "")),
         (ASSESSED_STAGE, ft.assessed, "eligible plus excluded after reading the full text"),
         (FULLTEXT_EXCLUDED_STAGE, ft.excluded_total, "the sum of the reasons below"),
-        *((f"{EXCLUDED_REASON_PREFIX}{reason_label(code)}", n, _reason_note(code))
+        *((f"{EXCLUDED_REASON_PREFIX}{prisma_reason(code)}", n, _reason_note(code))
           for code, n in ft.excluded.items()),
         (ELIGIBLE_STAGE, ft.eligible, "settled full-text verdict: eligible"),
     ]
+
+
+def prisma_reason(code: str) -> str:
+    """A reason for exclusion as the PRISMA flow names it: its words, but "other reasons"
+    for "other reason (see the note)" — a flow diagram in a paper has no note to see."""
+    return "other reasons" if code == "other" else reason_label(code)
 
 
 def _reason_note(code: str) -> str:

@@ -50,12 +50,13 @@ def seed(ctx) -> None:  # type: ignore[no-untyped-def]
 def fulltext_rows(awaiting: int) -> dict[str, int]:
     """The full-text stage's PRISMA lines when nobody has assessed a full text yet: every
     report sought is awaiting, every reason has its line at 0."""
+    from reports.exports import prisma_reason
     from store.fulltext import REASONS
 
     return {"reports not retrieved": 0, "reports awaiting full-text assessment": awaiting,
             "reports assessed for eligibility": 0,
             "reports excluded after full-text assessment": 0,
-            **{f"reports excluded: {label}": 0 for label in REASONS.values()},
+            **{f"reports excluded: {prisma_reason(code)}": 0 for code in REASONS},
             "reports eligible after full-text assessment": 0}
 
 
