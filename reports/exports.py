@@ -9,13 +9,18 @@
   at title/abstract screening (``eligible``, ``excluded``, ``not_retrieved``) or, until it
   is settled, its state (``awaiting``, and with two assessors ``awaiting_second`` or
   ``conflict``); empty for the others; and
-  ``fulltext_reason`` the reason of an exclusion (its text, as PRISMA reports it): filtered
+  ``fulltext_reason`` the reason of an exclusion (its text, as PRISMA reports it; for
+  "other reason" the assessor's note saying which, ``other reason: …``): filtered
   on ``excluded``, the list of reports excluded with reasons. Under dual screening two more
   columns follow: ``screening_state`` (``unscreened``, ``awaiting_second``,
   ``conflict``, ``resolved``: the values of the API's ``screening`` field) and ``screeners``
   (how many people voted on the record).
-* ``ris`` — RIS for reference managers (Zotero, EndNote), one ``TY  - JOUR`` entry per
-  record not deleted from PubMed.
+* ``ris`` — RIS for reference managers (Zotero, EndNote), one entry per record not deleted
+  from PubMed: its type from PubMed's (``JOUR``; ``BOOK``/``CHAP`` for book records, ``CONF``
+  for "Congress", ``UNPB`` for preprints: :func:`ris_type`), authors as "Last, I.", the
+  publication date as ``DA``, a note (``N1``) of where the review left it (the title/abstract
+  decision and, for a report sought, its full-text verdict), lines ending CR LF as the
+  specification asks.
 * ``prisma`` — the PRISMA 2020 flow counts as CSV (``stage, count, note``) plus a Markdown
   summary and the flow diagram beside it (``prisma.csv`` / ``prisma.md`` / ``prisma.svg``,
   drawn by ``reports.prisma_diagram``); under dual screening with a line for the records in
@@ -53,10 +58,12 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from reports.outfile import check_target, ensure_folder, open_out
+from reports.words import plural
 from store.audit import seed_trial_ids
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
 from store.fulltext import (
+    AWAITING,
     PASSED,
     FullTextCounts,
     Outcome,
@@ -65,6 +72,7 @@ from store.fulltext import (
     is_sought,
     outcomes,
     reason_label,
+    verdict_words,
 )
 from store.models import (
     Decision,
@@ -245,7 +253,17 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
 def _fulltext_cells(r: Any, verdict: Outcome | None) -> list[str]:
     """``fulltext`` and ``fulltext_reason`` of one records-CSV row."""
     state, reason = fulltext_state(r.decision, r.deleted, verdict)
-    return [state or "", reason_label(reason) if reason else ""]
+    return [state or "", (reason_words(verdict) if verdict is not None else
+                          reason_label(reason)) if reason else ""]
+
+
+def reason_words(o: Outcome) -> str:
+    """The reason of a settled exclusion in words. "other reason (see the note)" would point
+    at a note an export does not carry: for that one the reason is the assessor's note, on
+    one line ("other reason: single-arm phase 2")."""
+    if o.reason == "other" and o.row is not None and o.row.note:
+        return f"other reason: {_one_line(o.row.note)}"
+    return reason_label(o.reason)
 
 
 # ----------------------------------------------------------------------------- screening
@@ -269,29 +287,127 @@ def write_screening_csv(session: Session, fh: IO[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- ris
+#: The records sought for retrieval (store.fulltext.is_sought, as SQL conditions).
+_SOUGHT = (col(Record.decision).in_(PASSED), col(Record.deleted).is_(False))
+#: The RIS specification (Research Information Systems, Reference Manager) ends every line
+#: with a carriage return and a line feed; Zotero and EndNote read either, older importers
+#: only this.
+RIS_NEWLINE = "\r\n"
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
+                                       "Sep", "Oct", "Nov", "Dec"), start=1)}
+
+
+def ris_type(record: Record) -> str:
+    """The RIS reference type (TY) of a record, from what PubMed says it is.
+
+    A reference manager files a reference by its type: a book record as a journal article
+    gets a "journal" that is the book's title, and a conference report or a preprint is
+    cited as a peer-reviewed paper. PubMed's book records (NCBI Bookshelf) are a whole book
+    (its title is the book's) or a chapter of one; publication type "Congress" marks the
+    report of a conference (CONF); "Preprint" a manuscript not yet peer reviewed (UNPB, the
+    RIS "unpublished work"). Every other type (Review, Clinical Trial Protocol, Letter,
+    Comment, Editorial, errata and retraction notices, …) is printed in a journal: JOUR.
+    PubMed has no type for a meeting abstract, so RIS's ABST is never written."""
+    if record.is_book:
+        return "BOOK" if not record.journal or record.title == record.journal else "CHAP"
+    types = set(record.publication_types or [])
+    if "Preprint" in types:
+        return "UNPB"
+    if "Congress" in types:
+        return "CONF"
+    return "JOUR"
+
+
+def ris_author(name: str) -> str:
+    """One author as RIS wants it, "Last, Initials": "Ludwig H" → "Ludwig, H.",
+    "McCarthy PL" → "McCarthy, P.L.", "van der Holt B" → "van der Holt, B.".
+
+    The parsers store "Last Initials" (or a group's name): without the comma Zotero and
+    EndNote take the whole text as a surname. Initials get their full stops, as the
+    specification writes them, so "PL" is read as two initials rather than a first name.
+    A name whose last word is not initials — a collective name ("Myeloma XI Study Group")
+    or a surname alone — keeps its words and ends with a comma: the whole text is the
+    surname (EndNote's mark of a corporate author), never split into first and last."""
+    name = " ".join(name.split())
+    last, _, initials = name.rpartition(" ")
+    if last and initials.isalpha() and initials.isupper() and len(initials) <= 3:
+        return f"{last}, {'.'.join(initials)}."
+    return f"{name},"
+
+
+def ris_date(pub_date: str | None) -> str | None:
+    """PubMed's publication date as RIS's ``YYYY/MM/DD/other``: "2012 Mar 29" →
+    "2012/03/29/", "2012 Mar" → "2012/03//", an ISO date likewise; a season or a range
+    ("2012 Mar-Apr") keeps its words in the last part ("2012///Mar-Apr"); None when no year
+    can be read."""
+    text = " ".join((pub_date or "").split())
+    iso = text.split("-")
+    if len(iso) == 3 and all(part.isdigit() for part in iso) and len(iso[0]) == 4:
+        return f"{iso[0]}/{iso[1].zfill(2)}/{iso[2].zfill(2)}/"
+    year, _, rest = text.partition(" ")
+    if not (len(year) == 4 and year.isdigit()):
+        return None
+    parts = rest.split(" ") if rest else []
+    month = _MONTHS.get(parts[0]) if parts else None
+    if parts and month is None:
+        return f"{year}///{rest}"
+    day = parts[1] if len(parts) > 1 else ""
+    if len(parts) > 2 or (day and not day.isdigit()):
+        return f"{year}///{rest}"
+    if not month:
+        return f"{year}///"
+    return f"{year}/{month:02d}/{day.zfill(2) if day else ''}/"
+
+
+def fulltext_words(o: Outcome) -> str:
+    """Where the full text left a report, in words: "eligible", "excluded: not a randomised
+    trial", "awaiting assessment"…, an exclusion's reason as :func:`reason_words` gives it."""
+    if o.reason:
+        return f"excluded: {reason_words(o)}"
+    # VERDICTS says "full text not retrieved", which after "full text:" would say it twice
+    return "not retrieved" if o.verdict == "not_retrieved" else verdict_words(o)
+
+
 def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -> None:
     """RIS entries (tags per the RIS specification; one value per line)."""
+    verdicts: dict[int, Outcome] = {}
     for r in _records(session):
         if r.deleted and not include_deleted:
             continue
-        lines: list[tuple[str, object]] = [("TY", "JOUR"), ("TI", r.title)]
-        lines += [("AU", a) for a in (r.authors or [])]
-        lines += [("PY", r.year), ("T2", r.journal), ("J2", r.journal_abbrev), ("DO", r.doi),
-                  ("AB", r.abstract), ("AN", r.pmid), ("DB", "PubMed"),
+        if r.pmid not in verdicts and is_sought(r):
+            # The full-text verdicts of the records sought from here on, a page at a time
+            # (the records come in PMID order).
+            verdicts = outcomes(session, session.exec(
+                select(Record.pmid).where(col(Record.pmid) >= r.pmid, *_SOUGHT)
+                .order_by(col(Record.pmid)).limit(_BATCH)).all())
+        kind = ris_type(r)
+        lines: list[tuple[str, object]] = [("TY", kind), ("TI", r.title)]
+        lines += [("AU", ris_author(a)) for a in (r.authors or []) if a.strip()]
+        lines += [("PY", r.year), ("DA", ris_date(r.pub_date))]
+        # T2 is the journal of an article (or a conference report, a preprint's server) and
+        # the book of a chapter; a whole book has none (T2 would be its series).
+        if kind != "BOOK":
+            lines.append(("T2", r.journal))
+        if kind not in ("BOOK", "CHAP"):
+            lines.append(("J2", r.journal_abbrev))
+        lines += [("DO", r.doi), ("AB", r.abstract), ("AN", r.pmid), ("DB", "PubMed"),
                   ("UR", f"https://pubmed.ncbi.nlm.nih.gov/{r.pmid}/")]
         lines += [("LA", lang) for lang in (r.language or [])]
         mesh = [m.get("descriptor") for m in (r.mesh or []) if isinstance(m, dict)]
         lines += [("KW", k) for k in [*(r.keywords or []), *mesh]]
         lines += [("M3", pt) for pt in (r.publication_types or [])]
         notes = [f"mmlr screening: {screening_state(r)}"]
+        if is_sought(r):
+            # "included" is the title/abstract decision: the full text may have excluded it.
+            notes.append(f"full text: {fulltext_words(verdicts.get(r.pmid, AWAITING))}")
         if r.retracted:
             notes.append("RETRACTED")
         lines.append(("N1", "; ".join(notes)))
         for tag, value in lines:
             text = _one_line(value)
             if text:
-                fh.write(f"{tag}  - {text}\n")
-        fh.write("ER  - \n\n")
+                fh.write(f"{tag}  - {text}{RIS_NEWLINE}")
+        fh.write(f"ER  - {RIS_NEWLINE}{RIS_NEWLINE}")
 
 
 # ----------------------------------------------------------------------------- prisma
@@ -322,7 +438,8 @@ NOT_RETRIEVED_STAGE = "reports not retrieved"
 FULLTEXT_AWAITING_STAGE = "reports awaiting full-text assessment"
 ASSESSED_STAGE = "reports assessed for eligibility"
 FULLTEXT_EXCLUDED_STAGE = "reports excluded after full-text assessment"
-#: One line per reason of ``store.fulltext.REASONS``: this prefix, then the reason's text.
+#: One line per reason of ``store.fulltext.REASONS``: this prefix, then the reason's text
+#: (:func:`prisma_reason`).
 EXCLUDED_REASON_PREFIX = "reports excluded: "
 ELIGIBLE_STAGE = "reports eligible after full-text assessment"
 
@@ -436,10 +553,25 @@ def _fulltext_lines(ft: FullTextCounts) -> list[tuple[str, int, str]]:
              if ft.awaiting_second or ft.conflicts else "")),
         (ASSESSED_STAGE, ft.assessed, "eligible plus excluded after reading the full text"),
         (FULLTEXT_EXCLUDED_STAGE, ft.excluded_total, "the sum of the reasons below"),
-        *((f"{EXCLUDED_REASON_PREFIX}{reason_label(code)}", n, f"reason code {code}")
+        *((f"{EXCLUDED_REASON_PREFIX}{prisma_reason(code)}", n, _reason_note(code))
           for code, n in ft.excluded.items()),
         (ELIGIBLE_STAGE, ft.eligible, "settled full-text verdict: eligible"),
     ]
+
+
+def prisma_reason(code: str) -> str:
+    """A reason for exclusion as the PRISMA flow names it: its words, but "other reasons"
+    for "other reason (see the note)" — a flow diagram in a paper has no note to see."""
+    return "other reasons" if code == "other" else reason_label(code)
+
+
+def _reason_note(code: str) -> str:
+    """The note of one reason's line, in words (the stage already names the reason)."""
+    if code == "other":
+        # The reason itself is in each report's note, which the records export carries.
+        return ("settled full-text verdict: excluded for a reason not listed here; each "
+                "report's note, on its record page and in the records export, says which")
+    return "settled full-text verdict: excluded for this reason"
 
 
 #: What the "since" figure of each stage counts (the stages :func:`prisma_since` covers).
@@ -551,7 +683,13 @@ def write_prisma_csv(session: Session, fh: IO[str], *, dual: bool = False,
 
 
 def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
+    """The PRISMA counts as a Markdown table, and the flow in sentences below it."""
     n = {stage: value for stage, value, _ in counts}
+
+    def of(stage: str, one: str, many: str | None = None) -> str:
+        """The stage's count with its noun: "1 trial", "2 trials" (reports.words)."""
+        return plural(n[stage], one, many)
+
     lines = [
         "# PRISMA 2020 flow (mmlr)",
         "",
@@ -559,30 +697,31 @@ def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
         "| --- | ---: | --- |",
         *(f"| {stage} | {value} | {note} |" for stage, value, note in counts),
         "",
-        f"Identification: {n[IDENTIFIED_STAGE]} records from PubMed "
-        f"({n[DUPLICATES_STAGE]} duplicate retrievals merged, "
-        f"{n[DELETED_STAGE]} deleted citations removed).",
-        f"Screening: {n[SCREENED_STAGE]} screened; "
-        f"{n[AUTOMATION_STAGE]} excluded by the classifier, "
-        f"{n[CURATORS_STAGE]} by curators; "
-        f"{n[AWAITING_STAGE]} awaiting"
-        + (f" (of which {n[BELOW_THRESHOLD_STAGE]} below the classifier's flag threshold, "
+        f"Identification: {of(IDENTIFIED_STAGE, 'record')} from PubMed "
+        f"({of(DUPLICATES_STAGE, 'duplicate retrieval')} merged, "
+        f"{of(DELETED_STAGE, 'deleted citation')} removed).",
+        f"Screening: {n[SCREENED_STAGE]:,} screened; "
+        f"{n[AUTOMATION_STAGE]:,} excluded by the classifier, "
+        f"{n[CURATORS_STAGE]:,} by curators; "
+        f"{n[AWAITING_STAGE]:,} awaiting"
+        + (f" (of which {n[BELOW_THRESHOLD_STAGE]:,} below the classifier's flag threshold, "
            "not read by a person: the stopping test does not support stopping yet)"
            if n.get(BELOW_THRESHOLD_STAGE) else "")
-        + (f", {n[CONFLICT_STAGE]} in conflict awaiting resolution" if CONFLICT_STAGE in n
+        + (f", {n[CONFLICT_STAGE]:,} in conflict awaiting resolution" if CONFLICT_STAGE in n
            else "")
         # the records that passed complete the sum: screened = excluded + awaiting + these
-        + f"; {n[INCLUDED_STAGE]} included (or marked maybe) for the full text.",
-        *([f"Full text: {n[INCLUDED_STAGE]} reports sought; {n[NOT_RETRIEVED_STAGE]} not "
-           f"retrieved, {n[FULLTEXT_AWAITING_STAGE]} awaiting assessment; "
-           f"{n[ASSESSED_STAGE]} assessed: {n[ELIGIBLE_STAGE]} eligible, "
-           f"{n[FULLTEXT_EXCLUDED_STAGE]} excluded."] if ASSESSED_STAGE in n else []),
+        + f"; {n[INCLUDED_STAGE]:,} included (or marked maybe) for the full text.",
+        *([f"Full text: {of(INCLUDED_STAGE, 'report')} sought; {n[NOT_RETRIEVED_STAGE]:,} "
+           f"not retrieved, {n[FULLTEXT_AWAITING_STAGE]:,} awaiting assessment; "
+           f"{n[ASSESSED_STAGE]:,} assessed: {n[ELIGIBLE_STAGE]:,} eligible, "
+           f"{n[FULLTEXT_EXCLUDED_STAGE]:,} excluded."] if ASSESSED_STAGE in n else []),
         # The studies included are the trials; the records that passed title/abstract
         # screening are the reports sought above, not the review's included studies.
-        f"Included: {n[TRIALS_STAGE]} trials with {n[REPORTS_STAGE]} reports"
-        + (f" ({n[PREVIOUS_TRIALS_STAGE]} trials with {n[PREVIOUS_REPORTS_STAGE]} reports "
-           f"from the previous version of the review; {n[NEW_TRIALS_STAGE]} new trials and "
-           f"{n[NEW_REPORTS_STAGE]} new reports)." if PREVIOUS_TRIALS_STAGE in n else "."),
+        f"Included: {of(TRIALS_STAGE, 'trial')} with {of(REPORTS_STAGE, 'report')}"
+        + (f" ({of(PREVIOUS_TRIALS_STAGE, 'trial')} with "
+           f"{of(PREVIOUS_REPORTS_STAGE, 'report')} from the previous version of the "
+           f"review; {of(NEW_TRIALS_STAGE, 'new trial')} and "
+           f"{of(NEW_REPORTS_STAGE, 'new report')})." if PREVIOUS_TRIALS_STAGE in n else "."),
         "",
     ]
     return "\n".join(lines)

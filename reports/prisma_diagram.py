@@ -52,6 +52,7 @@ from reports.exports import (
     PrismaSince,
 )
 from reports.svg_text import BOLD_RATIO, EM_RATIO, FONT_FAMILY, xml_text
+from reports.words import noun, plural
 
 log = logging.getLogger(__name__)
 
@@ -221,35 +222,39 @@ def wrap_text(text: str, width: float, size: float, *, bold: bool = False) -> li
 
 
 def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
-    """The whole flow in words (the SVG's ``<desc>``)."""
-    def num(stage: str) -> str:
+    """The whole flow in words (the SVG's ``<desc>``), each count with its noun in the
+    number it takes ("1 study", "2 studies")."""
+    def num(stage: str, one: str = "", many: str | None = None) -> str:
         extra = f" ({added[stage]:,} added since {day})" if stage in added else ""
-        return f"{n[stage]:,}{extra}"
+        what = f" {noun(n[stage], one, many)}" if one else ""
+        return f"{n[stage]:,}{extra}{what}"
 
-    previous = (f" ({n[PREVIOUS_TRIALS_STAGE]:,} studies with {n[PREVIOUS_REPORTS_STAGE]:,} "
-                f"reports from the previous version of the review; "
-                f"{n[NEW_TRIALS_STAGE]:,} new studies and {n[NEW_REPORTS_STAGE]:,} new "
-                "reports)" if PREVIOUS_TRIALS_STAGE in n else "")
+    previous = (f" ({plural(n[PREVIOUS_TRIALS_STAGE], 'study', 'studies')} with "
+                f"{plural(n[PREVIOUS_REPORTS_STAGE], 'report')} from the previous version of "
+                f"the review; {plural(n[NEW_TRIALS_STAGE], 'new study', 'new studies')} and "
+                f"{plural(n[NEW_REPORTS_STAGE], 'new report')})"
+                if PREVIOUS_TRIALS_STAGE in n else "")
     below = (f" (of which {n[BELOW_THRESHOLD_STAGE]:,} below the classifier's flag "
              "threshold, not read by a person)" if n.get(BELOW_THRESHOLD_STAGE) else "")
     conflicts = (f"; {num(CONFLICT_STAGE)} in conflict awaiting resolution"
                  if CONFLICT_STAGE in n else "")
-    fulltext = (f"Full text: {num(NOT_RETRIEVED_STAGE)} reports not retrieved, "
+    fulltext = (f"Full text: {num(NOT_RETRIEVED_STAGE, 'report')} not retrieved, "
                 f"{num(FULLTEXT_AWAITING_STAGE)} awaiting assessment; "
                 f"{num(ASSESSED_STAGE)} assessed for eligibility: {num(ELIGIBLE_STAGE)} "
                 f"eligible, {num(FULLTEXT_EXCLUDED_STAGE)} excluded. "
                 if ASSESSED_STAGE in n else "")
     return (
-        f"Identification: {num(IDENTIFIED_STAGE)} records identified from PubMed; removed "
-        f"before screening: {num(DUPLICATES_STAGE)} duplicate records and "
-        f"{num(DELETED_STAGE)} records deleted from PubMed. "
-        f"Screening: {num(SCREENED_STAGE)} records screened; excluded: "
+        f"Identification: {num(IDENTIFIED_STAGE, 'record')} identified from PubMed; removed "
+        f"before screening: {num(DUPLICATES_STAGE, 'duplicate record')} and "
+        f"{num(DELETED_STAGE, 'record')} deleted from PubMed. "
+        f"Screening: {num(SCREENED_STAGE, 'record')} screened; excluded: "
         f"{num(AUTOMATION_STAGE)} by the automation tool and {num(CURATORS_STAGE)} by "
         f"curators; {num(AWAITING_STAGE)} awaiting a screening decision{below}{conflicts}; "
-        f"{num(INCLUDED_STAGE)} records included after title/abstract screening. "
+        f"{num(INCLUDED_STAGE, 'record')} included after title/abstract screening. "
         f"{fulltext}"
-        f"Included: {num(TRIALS_STAGE)} studies (randomised trials) with "
-        f"{num(REPORTS_STAGE)} reports{previous}.")
+        f"Included: {num(TRIALS_STAGE, 'study', 'studies')} "
+        f"({noun(n[TRIALS_STAGE], 'randomised trial')}) with "
+        f"{num(REPORTS_STAGE, 'report')}{previous}.")
 
 
 def _day(at: datetime) -> str:

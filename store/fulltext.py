@@ -367,8 +367,12 @@ def fulltext_state(decision: str | None, deleted: bool, o: Outcome | None,
 
 
 def reason_label(code: str | None) -> str:
-    """What a reason code means (an unknown code is shown as it is)."""
-    return REASONS.get(code or "", code or "")
+    """What a reason code means. A code this version does not know (renamed since the row
+    was stored) is still read as words, its underscores as spaces: a reader of the PRISMA
+    flow or an export never meets ``wrong_population``."""
+    if not code:
+        return ""
+    return REASONS.get(code) or code.replace("_", " ")
 
 
 def assessment_json(row: FullTextAssessment, email: str | None) -> dict[str, Any]:

@@ -332,6 +332,12 @@ class Estimate(SQLModel, table=True):
     # from it; None for a reported HR with CI. SQL NULL, not JSON null, when absent.
     derivation_inputs: dict[str, Any] | None = Field(
         default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
+    # A reported HR and CI as typed from the paper ({"hr": "0.50", "ci_low": "0.41",
+    # "ci_high": "0.62"}, in ``orientation_entered``): a float forgets that "0.50" was printed
+    # with two decimals, which the Correct form gives back. None for a derived HR (its inputs
+    # are above) and for rows older than 0012.
+    printed: dict[str, str] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
 
 
 class BiasAssessment(SQLModel, table=True):

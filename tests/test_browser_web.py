@@ -191,10 +191,11 @@ def test_curator_screens_and_extracts(app: Any, users: dict[str, str], records: 
     page.locator(f"#estimate-{estimate.id}").get_by_role("link", name="Correct").click()
     page.wait_for_url(f"{server}/estimates/{estimate.id}/edit")
     form = page.locator("form.extraction-form")
-    assert form.get_by_label("HR", exact=True).input_value() == "0.5"
+    # as typed from the paper, in the orientation typed: the corrector compares like with like
+    assert form.get_by_label("HR", exact=True).input_value() == "2.00"
     assert form.get_by_label("Orientation of the numbers entered").input_value() \
-        == "maint_vs_control"
-    form.get_by_label("95% CI upper").fill("0.63")
+        == "control_vs_maint"
+    form.get_by_label("95% CI lower").fill("1.59")  # stored inverted: the upper limit
     form.get_by_label("Why the correction (optional)").fill("upper limit <rounded>")
     form.get_by_role("button", name="Save correction").click()
     page.locator(".flash", has_text="corrected by estimate").wait_for()
@@ -215,7 +216,8 @@ def test_curator_screens_and_extracts(app: Any, users: dict[str, str], records: 
     with db(app) as session:
         rows = session.exec(select(Estimate).order_by(Estimate.id)).all()  # type: ignore[arg-type]
         assert [r.withdrawn_at is not None for r in rows] == [True, True]
-        assert rows[1].supersedes_id == rows[0].id and rows[1].ci_high == pytest.approx(0.63)
+        assert rows[1].supersedes_id == rows[0].id and rows[1].ci_high == pytest.approx(1 / 1.59)
+        assert rows[1].printed == {"hr": "2.00", "ci_low": "1.59", "ci_high": "2.50"}
     assert problems == []
 
 

@@ -6,6 +6,7 @@ import math
 import re
 from typing import Any
 
+import lxml.html
 import pytest
 import test_web
 from fastapi.testclient import TestClient
@@ -175,14 +176,24 @@ def test_concurrent_withdrawals_cannot_both_succeed(app: Any, users: dict[str, s
 
 # ----------------------------------------------------------------------------- correct
 def test_edit_form_is_prefilled_as_maintenance_vs_control(app: Any, users: dict[str, str]) -> None:
+    """An estimate stored before the HR was kept as printed (database revision 0011 and
+    older) comes back as its stored numbers, maintenance vs control."""
     curator = as_role(app, users, "curator")
     _, estimate = _one_estimate(app, curator, orientation="control_vs_maint", hr="2.00",
                                 ci_low="1.60", ci_high="2.50", data_cut="2016-03-01",
                                 n_maintenance="231", notes="Table 2 <i>ITT</i>")
+    with db(app) as session:
+        row = session.get(Estimate, estimate.id)
+        assert row is not None and row.printed == {"hr": "2.00", "ci_low": "1.60",
+                                                   "ci_high": "2.50"}
+        row.printed = None
+        session.commit()
     page = curator.get(f"/estimates/{estimate.id}/edit")
     assert page.status_code == 200
     html = page.text
     assert f'action="/estimates/{estimate.id}/edit"' in html
+    assert "The form shows the stored numbers as maintenance vs control." in " ".join(
+        html.split())
     assert 'name="hr" type="text" value="0.5"' in html
     assert 'name="ci_low" type="text" value="0.4"' in html
     assert 'name="ci_high" type="text" value="0.625"' in html
@@ -193,6 +204,42 @@ def test_edit_form_is_prefilled_as_maintenance_vs_control(app: Any, users: dict[
     assert 'name="verified"' not in html  # a correction is verified later, by someone
     assert 'name="correction_note"' in html
     assert "Save correction" in html
+
+
+@pytest.mark.parametrize(("orientation", "typed"), [
+    ("maint_vs_control", ("0.50", "0.40", "0.630")),
+    # typed as the paper prints it, control vs maintenance: stored inverted (2.0 → 0.5)
+    ("control_vs_maint", ("2.00", "1.60", "2.50")),
+])
+def test_edit_form_is_prefilled_as_printed(app: Any, users: dict[str, str], orientation: str,
+                                           typed: tuple[str, str, str]) -> None:
+    """The Correct form gives back the HR and CI as they were typed from the paper — "0.50",
+    not the stored float's "0.5" — in the orientation they were typed in, so a corrector
+    compares like with like; saving it unchanged stores the same numbers."""
+    curator = as_role(app, users, "curator")
+    hr, lo, hi = typed
+    _, estimate = _one_estimate(app, curator, orientation=orientation, hr=hr,
+                                       ci_low=lo, ci_high=hi)
+    page = curator.get(f"/estimates/{estimate.id}/edit")
+    form = lxml.html.fromstring(page.text).xpath(
+        f'//form[@action="/estimates/{estimate.id}/edit"]')[0]
+    assert (form.inputs["hr"].value, form.inputs["ci_low"].value,
+            form.inputs["ci_high"].value) == typed
+    assert form.inputs["orientation"].value == orientation
+    hint = " ".join(lxml.html.fromstring(page.text).xpath("string(//p[@class='hint'])").split())
+    assert "The form shows the HR and CI as they were typed from the paper" in hint
+    assert "stored numbers as maintenance vs control" not in hint
+    # saved unchanged: the same stored numbers, typed the same way
+    data = {name: value for name, value in form.form_values()}
+    assert curator.post(f"/estimates/{estimate.id}/edit", data=data,
+                        follow_redirects=False).status_code == 303
+    old, new = _estimates(app)
+    assert (new.hr, new.ci_low, new.ci_high, new.se) == (old.hr, old.ci_low, old.ci_high,
+                                                         old.se)
+    assert new.orientation_entered == orientation
+    again = lxml.html.fromstring(curator.get(f"/estimates/{new.id}/edit").text).xpath(
+        f'//form[@action="/estimates/{new.id}/edit"]')[0]
+    assert again.inputs["hr"].value == hr
 
 
 def test_correction_is_a_new_unverified_estimate_and_withdraws_the_old(
@@ -219,6 +266,10 @@ def test_correction_is_a_new_unverified_estimate_and_withdraws_the_old(
     assert correct.object_id == str(new.id) and correct.details["supersedes"] == old.id
     assert correct.details["old"]["hr"] == pytest.approx(0.5)
     assert correct.details["new"]["hr"] == pytest.approx(0.55)
+    # what was typed from the paper, old and new, for whoever checks the correction
+    assert (correct.details["old"]["printed"], correct.details["new"]["printed"]) == (
+        {"hr": "0.50", "ci_low": "0.40", "ci_high": "0.625"},
+        {"hr": "0.55", "ci_low": "0.45", "ci_high": "0.67"})
     (withdraw,) = _audits(app, "estimate.withdraw")
     assert withdraw.object_id == str(old.id)
     assert [a.object_id for a in _audits(app, "estimate.add")] == [str(old.id), str(new.id)]

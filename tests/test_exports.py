@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from functools import partial
 from pathlib import Path
 
@@ -49,12 +50,13 @@ def seed(ctx) -> None:  # type: ignore[no-untyped-def]
 def fulltext_rows(awaiting: int) -> dict[str, int]:
     """The full-text stage's PRISMA lines when nobody has assessed a full text yet: every
     report sought is awaiting, every reason has its line at 0."""
+    from reports.exports import prisma_reason
     from store.fulltext import REASONS
 
     return {"reports not retrieved": 0, "reports awaiting full-text assessment": awaiting,
             "reports assessed for eligibility": 0,
             "reports excluded after full-text assessment": 0,
-            **{f"reports excluded: {label}": 0 for label in REASONS.values()},
+            **{f"reports excluded: {prisma_reason(code)}": 0 for code in REASONS},
             "reports eligible after full-text assessment": 0}
 
 
@@ -167,22 +169,176 @@ def test_csv_streams_more_rows_than_one_page(ctx, tmp_path: Path) -> None:  # ty
     assert [int(r["pmid"]) for r in rows] == list(range(1, 2502))
 
 
+def _ris_records(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Records of the kinds PubMed holds besides journal articles, with the fields the
+    parsers store for them (a GeneReviews chapter is stored as ``test_pubmed_xml`` reads
+    it)."""
+    with ctx.sessions() as s:
+        s.add(Record(pmid=20301577, title="CACNA1C-Related Disorders", is_book=True,
+                     journal="GeneReviews®", year=1993, pub_date="1993",
+                     authors=["Napolitano C", "Priori SG"], publication_types=["Review"]))
+        s.add(Record(pmid=20301000, title="Myeloma Handbook", is_book=True,
+                     journal="Myeloma Handbook", year=2020, authors=["Smith AB"]))
+        s.add(Record(pmid=31000001, title="Proceedings of the myeloma workshop", year=2019,
+                     journal="Clinical Lymphoma, Myeloma & Leukemia",
+                     journal_abbrev="Clin Lymphoma Myeloma Leuk", pub_date="2019 Sep-Oct",
+                     publication_types=["Congress"], authors=["Myeloma XI Study Group"]))
+        s.add(Record(pmid=31000002, title="Daratumumab maintenance: a preprint", year=2024,
+                     journal="medRxiv", pub_date="2024-02-07",
+                     publication_types=["Preprint"], authors=["McCarthy PL", "Ludwig"]))
+        s.add(Record(pmid=31000003, title="Maintenance after ASCT: a review", year=2015,
+                     journal="Haematologica", pub_date="2015 Mar",
+                     publication_types=["Review", "Journal Article"],
+                     authors=["van der Holt B", "San Miguel JF"]))
+        s.commit()
+
+
 def test_ris_entries(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     seed(ctx)
+    _ris_records(ctx)
     [path] = export(ctx, "ris", tmp_path / "records.ris")
-    text = path.read_text(encoding="utf-8")
-    entries = [e for e in text.split("ER  - \n") if e.strip()]
-    assert len(entries) == 5  # the deleted citation is left out
-    first = next(e for e in entries if "AN  - 3\n" in e)
-    lines = first.strip().splitlines()
+    raw = path.read_bytes()
+    # every line ends CR LF, as the RIS specification asks; none is a bare LF
+    assert raw.count(b"\n") == raw.count(b"\r\n") > 0
+    text = raw.decode("utf-8")
+    entries = {int(e.split("AN  - ")[1].split("\r\n")[0]): e.strip().split("\r\n")
+               for e in text.split("ER  - \r\n") if e.strip()}
+    assert sorted(entries) == [1, 2, 3, 4, 6, 20301000, 20301577, 31000001, 31000002,
+                               31000003]  # the deleted citation (5) is left out
+    lines = entries[3]
     assert lines[0] == "TY  - JOUR"
     assert "TI  - Lenalidomide, \"maintenance\" after ASCT: Müller–Ødegård ≥ 65 years" in lines
-    assert lines.count("AU  - Ludwig H") == 1 and "AU  - Ødegård B" in lines
+    # "Last, Initials": without the comma a reference manager takes "Ludwig H" as a surname
+    assert [line for line in lines if line.startswith("AU  - ")] == [
+        "AU  - Ludwig, H.", "AU  - Ødegård, B."]
     assert "AB  - Line one. Line two." in lines  # one line per tag
     assert "DO  - 10.1182/blood-2011-11-374249" in lines and "PY  - 2012" in lines
+    assert "T2  - Blood, Journal of ASH" in lines
     assert "UR  - https://pubmed.ncbi.nlm.nih.gov/3/" in lines
     assert "KW  - Multiple Myeloma" in lines and "M3  - Randomized Controlled Trial" in lines
-    assert all(line[:2].isalnum() and line[2:6] == "  - " for line in lines)
+    assert all(line[:2].isalnum() and line[2:6] == "  - " for e in entries.values()
+               for line in e)
+    # the type follows what PubMed says the record is
+    types = {pmid: e[0] for pmid, e in entries.items()}
+    assert types == {1: "TY  - JOUR", 2: "TY  - JOUR", 3: "TY  - JOUR", 4: "TY  - JOUR",
+                     6: "TY  - JOUR", 20301000: "TY  - BOOK", 20301577: "TY  - CHAP",
+                     31000001: "TY  - CONF", 31000002: "TY  - UNPB", 31000003: "TY  - JOUR"}
+    chapter = entries[20301577]
+    assert "T2  - GeneReviews®" in chapter  # a chapter's book
+    chapter_authors = [line for line in chapter if line.startswith("AU  - ")]
+    assert chapter_authors == ["AU  - Napolitano, C.", "AU  - Priori, S.G."]
+    assert not any(line.startswith(("T2", "J2")) for line in entries[20301000])  # a book
+    conference = entries[31000001]
+    assert "AU  - Myeloma XI Study Group," in conference  # a group: all of it the surname
+    assert "DA  - 2019///Sep-Oct" in conference
+    assert "J2  - Clin Lymphoma Myeloma Leuk" in conference
+    assert {"AU  - McCarthy, P.L.", "AU  - Ludwig,", "DA  - 2024/02/07/"} <= set(
+        entries[31000002])
+    assert {"AU  - van der Holt, B.", "AU  - San Miguel, J.F.", "DA  - 2015/03//"} <= set(
+        entries[31000003])
+
+
+def test_ris_notes_say_where_the_full_text_left_a_report(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A record included on its abstract but excluded on reading the full text must not
+    reach a reference manager as plainly "included": its note gives the full-text verdict
+    (and for an "other" reason, the assessor's words)."""
+    from store.fulltext import assess
+    from store.models import User
+
+    seed(ctx)
+    with ctx.sessions() as s:
+        s.add(Record(pmid=7, title="Included, then excluded for another reason",
+                     decision="include"))
+        s.add(Record(pmid=8, title="Included, full text eligible", decision="include"))
+        s.add(Record(pmid=9, title="Included, full text not found", decision="include"))
+        user = User(email="ft@example.org", role="curator")
+        s.add(user)
+        s.flush()
+        for pmid, verdict, reason, note in ((3, "excluded", "not_randomised", None),
+                                            (7, "excluded", "other", "single arm"),
+                                            (8, "eligible", None, None),
+                                            (9, "not_retrieved", None, None)):
+            assess(s, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note,
+                   screeners_per_record=1)
+        s.commit()
+    [path] = export(ctx, "ris", tmp_path / "records.ris")
+    notes = {int(e.split("AN  - ")[1].split("\r\n")[0]):
+             e.split("N1  - ")[1].split("\r\n")[0]
+             for e in path.read_bytes().decode("utf-8").split("ER  - \r\n") if e.strip()}
+    assert notes[3] == ("mmlr screening: included; full text: excluded: not a randomised "
+                        "trial")
+    assert notes[7] == "mmlr screening: included; full text: excluded: other reason: single arm"
+    assert notes[8] == "mmlr screening: included; full text: eligible"
+    assert notes[9] == "mmlr screening: included; full text: not retrieved"
+    assert notes[6] == "mmlr screening: maybe; full text: awaiting assessment"
+    assert notes[1] == "mmlr screening: excluded"  # never sought: no full-text words
+
+
+def test_ris_notes_read_the_verdicts_of_every_page(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The verdicts are read a page of records at a time: a report past the first page
+    still gets its own."""
+    from store.fulltext import assess
+    from store.models import User
+
+    with ctx.sessions() as s:
+        s.add_all(Record(pmid=pmid, title=f"r{pmid}", decision="include")
+                  for pmid in range(1, 1202))
+        user = User(email="ft@example.org", role="curator")
+        s.add(user)
+        s.flush()
+        for pmid in (1, 1001, 1201):
+            assess(s, user=user, pmid=pmid, verdict="excluded", reason="population",
+                   screeners_per_record=1)
+        s.commit()
+    [path] = export(ctx, "ris", tmp_path / "records.ris")
+    excluded = [int(e.split("AN  - ")[1].split("\r\n")[0])
+                for e in path.read_bytes().decode("utf-8").split("ER  - \r\n")
+                if "full text: excluded" in e]
+    assert excluded == [1, 1001, 1201]
+
+
+@pytest.mark.parametrize(("printed", "ris"), [
+    ("2012 Mar 29", "2012/03/29/"), ("2012 Mar 5", "2012/03/05/"), ("2012 Mar", "2012/03//"),
+    ("2012", "2012///"), ("2024-02-07", "2024/02/07/"),
+    # a season or a range keeps its words in RIS's "other" part, never a made-up month
+    ("2019 Sep-Oct", "2019///Sep-Oct"), ("1998 Dec-1999 Jan", "1998///Dec-1999 Jan"),
+    ("2012 Spring", "2012///Spring"), ("2012 Mar 5-12", "2012///Mar 5-12"),
+    (None, None), ("", None), ("Spring", None),
+])
+def test_ris_date_keeps_what_pubmed_printed(printed: str | None, ris: str | None) -> None:
+    from reports.exports import ris_date
+
+    assert ris_date(printed) == ris
+
+
+def test_ris_export_reads_back_with_an_independent_parser(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """rispy, a RIS reader that is not ours, reads every entry with its type, authors as
+    surname and initials, and one value per tag."""
+    import rispy
+
+    seed(ctx)
+    _ris_records(ctx)
+    [path] = export(ctx, "ris", tmp_path / "records.ris")
+    with path.open(encoding="utf-8", newline="") as fh:
+        entries = {int(e["accession_number"]): e for e in rispy.load(fh)}
+    assert len(entries) == 10
+    article = entries[3]
+    assert article["type_of_reference"] == "JOUR"
+    assert article["authors"] == ["Ludwig, H.", "Ødegård, B."]
+    assert [a.split(", ")[0] for a in article["authors"]] == ["Ludwig", "Ødegård"]
+    assert article["secondary_title"] == "Blood, Journal of ASH"
+    assert article["doi"] == "10.1182/blood-2011-11-374249"
+    assert article["year"] == "2012"
+    assert article["keywords"] == ["maintenance", "Multiple Myeloma"]
+    assert article["title"] == ('Lenalidomide, "maintenance" after ASCT: Müller–Ødegård ≥ 65 '
+                                "years")
+    assert {pmid: e["type_of_reference"] for pmid, e in entries.items()
+            if e["type_of_reference"] != "JOUR"} == {
+        20301000: "BOOK", 20301577: "CHAP", 31000001: "CONF", 31000002: "UNPB"}
+    assert entries[20301577]["secondary_title"] == "GeneReviews®"
+    assert entries[31000002]["authors"] == ["McCarthy, P.L.", "Ludwig,"]
+    # no value carries the line end into the reference manager
+    assert not any("\r" in str(v) for e in entries.values() for v in e.values())
 
 
 STOPPING = partial(stopping_supported, target_recall=0.95)  # what `mmlr export` passes
@@ -224,18 +380,38 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
     # each line adds up, and only the trials are called included (the 2 records passed
     # title/abstract screening: they are the reports sought for the full text)
     assert ("Identification: 8 records from PubMed (2 duplicate retrievals merged, 1 deleted "
-            "citations removed).") in md
+            "citation removed).") in md
     assert ("Screening: 5 screened; 0 excluded by the classifier, 1 by curators; 2 awaiting "
             "(of which 1 below the classifier's flag threshold, not read by a person: the "
             "stopping test does not support stopping yet); 2 included (or marked maybe) for "
             "the full text.") in md
     assert ("2 awaiting a screening decision (of which 1 below the classifier's flag "
             "threshold, not read by a person)") in svg_desc(written[2])
-    assert ("Included: 1 trials with 2 reports (0 trials with 0 reports from the previous "
-            "version of the review; 1 new trials and 2 new reports).") in md
+    assert ("Included: 1 trial with 2 reports (0 trials with 0 reports from the previous "
+            "version of the review; 1 new trial and 2 new reports).") in md
     assert "Included: 2 records" not in md
     assert ("Full text: 2 reports sought; 0 not retrieved, 2 awaiting assessment; 0 assessed: "
             "0 eligible, 0 excluded.") in md
+
+
+#: "1 trials", "1 new studies", "1 deleted citations": a count of one with a plural noun.
+_ONE_PLURAL = re.compile(
+    r"(?<![\d,.])1 (?:\([^)]*\) )?(?:\w+ )?(?:records|trials|studies|reports|citations|"
+    r"retrievals)\b")
+
+
+def test_prisma_summaries_count_one_thing_in_the_singular(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A flow with one deleted citation and one trial, said in words in prisma.md and in
+    the diagram's description (what a screen reader reads), has no "1 trials"."""
+    seed(ctx)
+    written = export(ctx, "prisma", tmp_path / "prisma.csv", stopping=STOPPING)
+    md, desc = written[1].read_text(), svg_desc(written[2])
+    assert "1 deleted citation removed" in md
+    assert "Included: 1 trial with 2 reports" in md
+    assert "1 record deleted from PubMed" in desc
+    assert "Included: 1 study (randomised trial) with 2 reports" in desc
+    assert not _ONE_PLURAL.findall(md), _ONE_PLURAL.findall(md)
+    assert not _ONE_PLURAL.findall(desc), _ONE_PLURAL.findall(desc)
 
 
 def test_prisma_splits_the_included_trials_into_the_previous_version_and_new(
@@ -270,7 +446,7 @@ def test_prisma_splits_the_included_trials_into_the_previous_version_and_new(
     svg = next(p for p in export(ctx, "prisma", tmp_path / "p.csv") if p.suffix == ".svg")
     assert (f"{seeded_trials + 1} studies (randomised trials) with {seeded_reports + 2} "
             f"reports ({seeded_trials} studies with {seeded_reports} reports from the "
-            "previous version of the review; 1 new studies and 2 new reports).") \
+            "previous version of the review; 1 new study and 2 new reports).") \
         in svg_desc(svg)
 
 

@@ -128,7 +128,7 @@ def test_prisma_lines_diagram_and_since_follow_the_verdicts(ctx: Any, tmp_path: 
     assert (n[INCLUDED_STAGE], n[NOT_RETRIEVED_STAGE], n[FULLTEXT_AWAITING_STAGE],
             n[ASSESSED_STAGE], n[ELIGIBLE_STAGE], n[FULLTEXT_EXCLUDED_STAGE]) == (5, 1, 1, 3, 1, 2)
     assert n[f"{EXCLUDED_REASON_PREFIX}{REASONS['no_outcome']}"] == 1
-    assert n[f"{EXCLUDED_REASON_PREFIX}{REASONS['other']}"] == 1
+    assert n[f"{EXCLUDED_REASON_PREFIX}other reasons"] == 1
     assert n[f"{EXCLUDED_REASON_PREFIX}{REASONS['population']}"] == 0
     # after the cut: pmid 3's exclusion and pmid 4's "not retrieved"
     assert (since.counts[ASSESSED_STAGE], since.counts[FULLTEXT_EXCLUDED_STAGE],
@@ -141,7 +141,8 @@ def test_prisma_lines_diagram_and_since_follow_the_verdicts(ctx: Any, tmp_path: 
     excluded = shown["fulltext-excluded"]
     assert excluded.startswith("Reports excluded: n = 2")
     assert "no time-to-event outcome (PFS, EFS or OS) reported (n = 1)" in excluded
-    assert "other reason (see the note) (n = 1)" in excluded
+    # a diagram has no note to see: "other reasons", not "other reason (see the note)"
+    assert "other reasons (n = 1)" in excluded and "see the note" not in excluded
     assert "population" not in excluded  # a reason nobody used stays out of the box
     # the counts of a review stored before the stage existed still draw, without it
     old = [row for row in counts if row[0] in REQUIRED_STAGES]
@@ -374,6 +375,23 @@ def test_the_records_csv_carries_each_included_records_verdict(ctx: Any,
     assert rows == {1: ("eligible", ""), 2: ("excluded", REASONS["no_results"]),
                     3: ("not_retrieved", ""), 4: ("awaiting", ""), 5: ("awaiting", ""),
                     6: ("", ""), 7: ("", ""), 8: ("", "")}
+
+
+def test_the_records_csv_says_what_an_other_reason_was(ctx: Any, tmp_path: Path) -> None:
+    """PRISMA asks for every reason for exclusion: a report excluded for "other reason (see
+    the note)" carries the note in the export, where there is no note to see otherwise."""
+    with ctx.sessions() as s:
+        user = _seed(s)
+        assess(s, user=user, pmid=1, verdict="excluded", reason="other",
+               note="single-arm phase 2;\nno control group")
+        assess(s, user=user, pmid=2, verdict="excluded", reason="other", note="=cmd")
+        s.commit()
+    out = export(ctx, "csv", tmp_path / "records.csv")[0]
+    rows = {int(r["pmid"]): r["fulltext_reason"]
+            for r in csv.DictReader(io.StringIO(out.read_text(), newline=""))}
+    # one line, as the other cells of a row; the curator's words as typed
+    assert rows[1] == "other reason: single-arm phase 2; no control group"
+    assert rows[2] == "other reason: =cmd"  # not first in its cell: no formula either
 
 
 def test_verdicts_that_disagree_with_the_trial_links_are_listed(

@@ -4,6 +4,7 @@ written by ``mmlr export prisma``."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -58,7 +59,16 @@ from reports.prisma_diagram import (
     wrap_text,
 )
 from screening.web.app import create_app
-from store.models import Decision, Digest, Record, RecordRevision, Trial, TrialReport, User
+from store.models import (
+    Decision,
+    Digest,
+    FullTextAssessment,
+    Record,
+    RecordRevision,
+    Trial,
+    TrialReport,
+    User,
+)
 
 app = test_web.app
 users = test_web.users
@@ -203,12 +213,12 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     desc = root.find(f"{SVG}desc").text  # type: ignore[union-attr]
     assert desc == (
         "Identification: 1,508 records identified from PubMed; removed before screening: 2 "
-        "duplicate records and 1 records deleted from PubMed. Screening: 1,505 records "
+        "duplicate records and 1 record deleted from PubMed. Screening: 1,505 records "
         "screened; excluded: 1,501 by the automation tool and 1 by curators; 1 awaiting a "
         "screening decision; 2 records included after title/abstract screening. Full text: 0 "
         "reports not retrieved, 2 awaiting assessment; 0 assessed for eligibility: 0 "
-        "eligible, 0 excluded. Included: 1 studies (randomised trials) with 2 reports (0 "
-        "studies with 0 reports from the previous version of the review; 1 new studies and 2 "
+        "eligible, 0 excluded. Included: 1 study (randomised trial) with 2 reports (0 "
+        "studies with 0 reports from the previous version of the review; 1 new study and 2 "
         "new reports).")
     assert ("Studies included in review (randomised trials) n = 1 from the previous version "
             "of the review: n = 0; new studies: n = 1") in shown["included"]
@@ -527,3 +537,38 @@ def test_text_fits_its_boxes_in_chromium(chromium_path: str) -> None:
         finally:
             browser.close()
     assert overflow == []
+
+
+#: A stored code as a reader must never meet it: lower-case words joined by underscores.
+_CODE = re.compile(r"\b[a-z]+(?:_[a-z0-9]+)+\b")
+
+
+def test_page_gives_every_full_text_reason_in_words(app: Any, users: dict[str, str]) -> None:
+    """The reasons for excluding reports after reading them, and their notes, are words on
+    the page: never a stored code such as ``not_randomised``, nor a code a later version
+    renamed (stored rows keep it)."""
+    from store.fulltext import REASONS
+    from store.fulltext import assess as record_assessment
+
+    with app.state.ctx.sessions() as s:
+        curator = s.exec(select(User).where(User.email == users["curator"])).one()
+        for pmid, code in enumerate(REASONS, start=1):
+            s.add(Record(pmid=pmid, title=f"Included {pmid}", decision="include"))
+            s.flush()
+            record_assessment(s, user=curator, pmid=pmid, verdict="excluded", reason=code,
+                              note="single arm" if code == "other" else None,
+                              screeners_per_record=1)
+        # a reason code of an earlier version, stored before it was renamed
+        s.add(Record(pmid=99, title="Included long ago", decision="include"))
+        s.add(FullTextAssessment(pmid=99, user_id=curator.id, verdict="excluded",
+                                 reason="wrong_population", kind="verdict"))
+        s.commit()
+    page = as_role(app, users, "viewer").get("/prisma").text
+    rows = _cells(page)
+    for code, words in REASONS.items():
+        stage = f"{EXCLUDED_REASON_PREFIX}{'other reasons' if code == 'other' else words}"
+        assert rows[stage][1] == "1", (code, rows)
+    assert rows[f"{EXCLUDED_REASON_PREFIX}wrong population"][1] == "1"
+    # nothing a reader meets in the table, stage or note, is a code
+    leaked = {cell for cells in rows.values() for cell in cells if _CODE.search(cell)}
+    assert not leaked, leaked

@@ -16,7 +16,12 @@ from sqlmodel import Session, col
 
 from screening.web.deps import get_or_404
 from screening.web.derivation_inputs import curator_notes, form_fields
-from screening.web.extraction import EstimateDraft, FieldErrors, save_estimate
+from screening.web.extraction import (
+    PRINTED_FIELDS,
+    EstimateDraft,
+    FieldErrors,
+    save_estimate,
+)
 from store.audit import audit
 from store.errors import ValidationError
 from store.models import Estimate, Trial, User, utcnow
@@ -102,12 +107,13 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
     reason = f"corrected by estimate {new.id}" + (f": {note}" if note else "")
     old_numbers = {"hr": old.hr, "ci_low": old.ci_low, "ci_high": old.ci_high,
                    "se": old.se, "method": old.method, "verified": old.verified,
-                   "derivation_inputs": old.derivation_inputs}
+                   "derivation_inputs": old.derivation_inputs, "printed": old.printed}
     withdraw_estimate(session, old, reason=reason, user=user)
     audit(session, "estimate.correct", actor=user.email, object_type="estimate",
           object_id=new.id, supersedes=old.id, note=note or None, old=old_numbers,
           new={"hr": new.hr, "ci_low": new.ci_low, "ci_high": new.ci_high, "se": new.se,
-               "method": new.method, "derivation_inputs": new.derivation_inputs})
+               "method": new.method, "derivation_inputs": new.derivation_inputs,
+               "printed": new.printed})
     return new
 
 
@@ -118,7 +124,10 @@ def _num(value: float | None) -> str:
 def form_values(estimate: Estimate) -> dict[str, str]:
     """The extraction form's fields filled from a stored estimate.
 
-    A reported HR and CI are stored as maintenance vs control, so the orientation is that one.
+    A reported HR and CI come back as typed from the paper (``Estimate.printed``: "0.50"
+    rather than the float's "0.5"), in the orientation they were typed in; an estimate stored
+    before the text was kept gives its numbers, as maintenance vs control (the stored
+    orientation).
     A derived HR is given back as its inputs (P value, O−E and V, medians…, in the orientation
     they were entered), not as the derived HR and CI: saving the form unchanged re-derives the
     same number. A derived estimate stored before its inputs were kept gets the derived HR and
@@ -141,6 +150,11 @@ def form_values(estimate: Estimate) -> dict[str, str]:
         "events": "" if estimate.events is None else str(estimate.events),
         "notes": estimate.notes or "",
     }
+    printed = estimate.printed
+    if estimate.method == "reported_ci" and printed and all(
+            isinstance(printed.get(name), str) for name in PRINTED_FIELDS):
+        values.update({name: printed[name] for name in PRINTED_FIELDS},
+                      orientation=estimate.orientation_entered or "maint_vs_control")
     derivation = form_fields(estimate)
     if derivation:
         # The derived HR/CI are results, not inputs; "hr" comes back only when it was typed

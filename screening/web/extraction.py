@@ -271,11 +271,19 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     hr, ci_low, ci_high = printed if printed else (math.exp(derived.log_hr), derived.ci_low,
                                                    derived.ci_high)
     notes = "\n".join(n for n in (values["notes"], getattr(derived, "notes", "")) if n) or None
+    reported = derived.method == "reported_ci"
     values.update(hr=hr, ci_low=ci_low, ci_high=ci_high,
                   log_hr=derived.log_hr, se=derived.se, method=derived.method,
                   approximate=bool(derived.approximate), notes=notes,
-                  derivation_inputs=None if derived.method == "reported_ci" else inputs)
+                  derivation_inputs=None if reported else inputs,
+                  # the text as typed: "0.50" comes back as "0.50" on the Correct form
+                  printed={name: _raw(r, name) for name in PRINTED_FIELDS} if reported
+                  else None)
     return EstimateDraft(values=values, warnings=_warnings(derived))
+
+
+#: The fields of a reported HR kept as typed (``Estimate.printed``).
+PRINTED_FIELDS = ("hr", "ci_low", "ci_high")
 
 
 def _warnings(derived: Any) -> list[str]:
@@ -476,5 +484,6 @@ def save_estimate(session: Session, *, trial: Trial, draft: EstimateDraft, user:
     audit(session, "estimate.add", actor=user.email, object_type="estimate",
           object_id=estimate.id, trial=trial.name, endpoint=estimate.endpoint,
           hr=estimate.hr, method=estimate.method, orientation=estimate.orientation_entered,
-          derivation_inputs=estimate.derivation_inputs, warnings=draft.warnings)
+          derivation_inputs=estimate.derivation_inputs, printed=estimate.printed,
+          warnings=draft.warnings)
     return estimate
