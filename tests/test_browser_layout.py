@@ -169,3 +169,37 @@ def test_the_digest_email_fits_a_phone(app: Any, browser: Any, tmp_path: Any) ->
     page.set_viewport_size({"width": 375, "height": 800})
     page.goto(path.as_uri())
     assert page.evaluate(_OVERFLOW) == []
+
+
+def test_the_record_is_read_before_it_is_decided(
+        app: Any, users: dict[str, str], records: int, server: str, browser: Any) -> None:
+    """The abstract, publication types and MeSH come before the decision form: beside it on a
+    wide window (both in view on opening), above it on a phone, and before it in keyboard
+    order (a curator tabbing through the page meets the record's links before the form)."""
+    page = _page(browser, [])
+    _log_in(page, server, users["curator"])
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{server}/records/90000002?rank=1")
+    abstract = page.locator("section[aria-label=Abstract] .abstract p").first.bounding_box()
+    mesh = page.locator("dt", has_text="MeSH").bounding_box()
+    form = page.locator("form.decision-form").bounding_box()
+    assert abstract and mesh and form
+    assert form["x"] >= abstract["x"] + abstract["width"]  # beside the abstract, on its right
+    assert form["y"] + form["height"] <= 800 and abstract["y"] + abstract["height"] <= 800
+    page.set_viewport_size({"width": 375, "height": 800})
+    abstract = page.locator("section[aria-label=Abstract]").bounding_box()
+    mesh = page.locator("dt", has_text="MeSH").bounding_box()
+    form = page.locator("form.decision-form").bounding_box()
+    assert abstract and mesh and form
+    assert abstract["y"] + abstract["height"] <= form["y"] and mesh["y"] < form["y"]
+    # keyboard: from the title's PubMed link, the record's own links, then the choices
+    page.get_by_role("link", name="PMID 90000002").focus()
+    seen = []
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        seen.append(page.evaluate(
+            "() => document.activeElement.getAttribute('value')"
+            " || document.activeElement.textContent.trim()"))
+        if seen[-1] == "include":
+            break
+    assert seen[-1] == "include" and "NCT00114101" in seen, seen
