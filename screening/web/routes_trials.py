@@ -303,10 +303,32 @@ async def verify_estimate(request: Request, estimate_id: int, session: DbSession
                            second_person=verify_second_person(request))
     session.commit()
     state = "verified" if estimate.verified else "unverified"
-    flash(request, f"Estimate {estimate.id} marked {state}." if changed
-          else f"Estimate {estimate.id} is already {state}.", "ok" if changed else "info")
+    if changed:
+        flash(request, f"Estimate {estimate.id} marked {state}."
+              + _next_pool_words(request, session, estimate), "ok")
+    else:
+        flash(request, f"Estimate {estimate.id} is already {state}.", "info")
     return RedirectResponse(f"/trials/{estimate.trial_id}#estimate-{estimate.id}",
                             status_code=303)
+
+
+def _next_pool_words(request: Request, session: Session, estimate: Estimate) -> str:
+    """What verifying or un-verifying does, and when: the analyses change at the next pool
+    run, not now, so a curator who opens /estimates straight away is not surprised to find
+    the old numbers there."""
+    if not estimate.verified:
+        return (" It leaves the analyses at the next pool run (mmlr pool, mmlr run or the "
+                "scheduled cycle).")
+    try:
+        uses = uses_of_estimates(session, {int(estimate.id or 0)},
+                                 request.app.state.settings.analyses_file)
+    except ConfigError:  # the Status column of the trial page says what is wrong
+        return ""
+    pooled = [u.label for u in uses.get(int(estimate.id or 0), []) if u.reason is None]
+    if not pooled:
+        return " It is not pooled in any analysis: its Status says why."
+    return (f" The next pool run (mmlr pool, mmlr run or the scheduled cycle) pools it in "
+            f"{'; '.join(pooled)}; until then the estimates page shows the last run.")
 
 
 def _reports(session: Session, trial: Trial) -> list[TrialReport]:
