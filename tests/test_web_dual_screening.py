@@ -493,3 +493,14 @@ def test_single_screening_pages_are_unchanged(settings: Any, tmp_path: Any) -> N
                 AuditLog.action == "decision.add")).one().get("kind") is None
     finally:
         single.state.ctx.dispose()
+
+
+def test_each_conflicts_resolve_button_is_named_after_its_record(
+        app: Any, team: dict[str, str], records: int) -> None:
+    from test_web_accessibility import button_names
+
+    _conflict(app, 90000002)
+    _conflict(app, 90000003)
+    names = button_names(as_role(app, team, "curator3").get("/conflicts").text)
+    assert {"Save resolution for PMID 90000002", "Save resolution for PMID 90000003"} <= set(
+        names)
