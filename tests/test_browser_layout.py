@@ -203,3 +203,20 @@ def test_the_record_is_read_before_it_is_decided(
         if seen[-1] == "include":
             break
     assert seen[-1] == "include" and "NCT00114101" in seen, seen
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_an_hr_and_its_ci_are_entered_on_one_line(
+        app: Any, users: dict[str, str], server: str, browser: Any, width: int) -> None:
+    """As papers print them: HR, lower and upper limit side by side, on a phone too."""
+    trial_id = _trial_with_estimate(app, users)
+    page = _page(browser, [])
+    page.set_viewport_size({"width": width, "height": 800})
+    _log_in(page, server, users["curator"])
+    page.goto(f"{server}/trials/{trial_id}")
+    form = page.locator("form.extraction-form")
+    boxes = [form.locator(f"#{name}").bounding_box() for name in ("hr", "ci_low", "ci_high")]
+    assert all(boxes)
+    assert len({round(b["y"]) for b in boxes if b}) == 1, boxes
+    assert [b["x"] for b in boxes if b] == sorted(b["x"] for b in boxes if b)
+    assert page.evaluate(_OVERFLOW) == []

@@ -105,9 +105,10 @@ def button_names(html: str) -> list[str]:
 def test_the_buttons_of_each_row_are_named_after_it(app: Any, users: dict[str, str]) -> None:
     """A screen reader's list of buttons tells one user's, subscriber's or analysis' buttons
     from another's, instead of reading "Change, Deactivate, Issue API token" once per row."""
+    from test_pool import add_estimate, add_trial
+
     from reports.pool import pool_all
     from store.subscribers import add_subscriber
-    from test_pool import add_estimate, add_trial
 
     with test_web.db(app) as session:
         for email in ("ana@example.org", "bo@example.org"):

@@ -181,7 +181,8 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
     flash(request, text + " Enter its hazard ratios below.", "ok")
     if note := report_screening_note(session, pmid):
         flash(request, note, "info")
-    return RedirectResponse(f"/trials/{trial.id}#add-estimate", status_code=303)
+    return RedirectResponse(f"/trials/{trial.id}?report={report.id}#add-estimate",
+                            status_code=303)
 
 
 @router.post("/records/{pmid}/decision")
