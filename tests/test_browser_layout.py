@@ -220,3 +220,24 @@ def test_an_hr_and_its_ci_are_entered_on_one_line(
     assert len({round(b["y"]) for b in boxes if b}) == 1, boxes
     assert [b["x"] for b in boxes if b] == sorted(b["x"] for b in boxes if b)
     assert page.evaluate(_OVERFLOW) == []
+
+
+def test_the_queue_reads_on_a_phone(app: Any, users: dict[str, str], records: int,
+                                    server: str, browser: Any) -> None:
+    """At 375 px a queue row is a few lines, not a column of four-letter fragments: the title
+    keeps its width, journal and year follow it (their columns only on wider windows)."""
+    add_records(app, [{"pmid": 90000011, "score": 0.998, "journal": "Journal of Clinical Oncology",
+                       "year": 2025, "title": "Long-term follow-up of lenalidomide maintenance "
+                       "versus placebo after autologous transplantation in multiple myeloma "
+                       "(SYN-MM40): a double-blind, randomised, placebo-controlled trial."}])
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 375, "height": 800})
+    _log_in(page, server, users["curator"])
+    row = page.locator("tr[data-pmid='90000011']")
+    title = row.locator("td.title").bounding_box()
+    assert title and title["width"] >= 150 and title["height"] < 450, title
+    assert "Journal of Clinical Oncology · 2025" in row.locator("td.title").inner_text()
+    assert not row.locator("td.journal").is_visible()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert row.locator("td.journal").is_visible()
+    assert not row.locator("td.title .narrow-only").is_visible()
