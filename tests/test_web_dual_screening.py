@@ -504,3 +504,24 @@ def test_each_conflicts_resolve_button_is_named_after_its_record(
     names = button_names(as_role(app, team, "curator3").get("/conflicts").text)
     assert {"Save resolution for PMID 90000002", "Save resolution for PMID 90000003"} <= set(
         names)
+
+
+@pytest.mark.parametrize("back", ["conflicts", "record"])
+def test_a_resolution_without_a_reason_comes_back_to_its_form(
+        app: Any, team: dict[str, str], records: int, back: str) -> None:
+    """A blank reason is refused next to the form it came from, with the decision chosen
+    still chosen: not on an error page that loses it."""
+    import lxml.html
+
+    _conflict(app)
+    third = as_role(app, team, "curator3")
+    page = third.get("/conflicts" if back == "conflicts" else "/records/90000002").text
+    refused = third.post("/records/90000002/resolution", data={
+        "decision": "exclude", "reason": "  ", "back": back, "csrf_token": csrf_from(page)})
+    assert refused.status_code == 400
+    (form,) = lxml.html.fromstring(refused.text).xpath('//form[@id="resolve-90000002"]')
+    assert form.xpath('string(.//p[@role="alert"])').startswith("a resolution needs a reason")
+    assert form.xpath('.//input[@name="decision"][@checked]/@value') == ["exclude"]
+    assert form.xpath('.//textarea/@aria-invalid') == ["true"]
+    assert ("Decision history" in refused.text) == (back == "record")  # the page it came from
+    assert _decision(app, 90000002) is None

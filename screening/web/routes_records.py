@@ -113,9 +113,11 @@ def record_page_response(request: Request, session: Session, record: Record, use
                          link_values: dict[str, str] | None = None,
                          link_errors: dict[str, str] | None = None,
                          fulltext_values: dict[str, str] | None = None,
-                         fulltext_error: str | None = None) -> Response:
+                         fulltext_error: str | None = None,
+                         resolve_values: dict[str, str] | None = None,
+                         resolve_error: str | None = None) -> Response:
     """The record page; after a refused form, with its values and errors (``link_*``: the
-    trial link form, ``fulltext_*``: the full-text form)."""
+    trial link form, ``fulltext_*``: the full-text form, ``resolve_*``: the resolution)."""
     pmid = record.pmid
     revisions = session.exec(select(RecordRevision).where(RecordRevision.pmid == pmid)
                              .order_by(col(RecordRevision.revision).desc())).all()
@@ -151,6 +153,7 @@ def record_page_response(request: Request, session: Session, record: Record, use
         "link_values": values, "link_errors": link_errors or {},
         "fulltext": record_fulltext(session, record, user, dual=screening.dual),
         "fulltext_values": fulltext_values or {}, "fulltext_error": fulltext_error,
+        "resolve_values": resolve_values or {}, "resolve_error": resolve_error,
     }, status_code=status_code)
 
 
