@@ -118,6 +118,10 @@ def test_save_and_next_follows_each_screeners_own_queue(
     assert "Save vote" in first.get("/records/90000002").text
     moved = first.post("/records/90000002/decision", follow_redirects=False, data={
         "decision": "include", "then": "next", "csrf_token": token})
+    # the vote's message on the next record leads back to the one just voted on
+    said = first.get(moved.headers["location"]).text
+    assert ('Vote saved: include (PMID 90000002). It now awaits a second screener. '
+            '<a href="/records/90000002">Open it again</a>') in said
     mine = _queue_pmids(first.get("/").text)
     assert 90000002 not in mine
     assert moved.headers["location"] == f"/records/{mine[0]}?rank=1"

@@ -200,14 +200,15 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
                           rank_shown=parse_rank(rank_shown), screeners=screeners)
     session.commit()
     request.app.state.retrainer.maybe_start(session)
+    # After "Save and open the next" the saved record is no longer on screen: a way back (a
+    # vote too, which may be changed until the record is resolved).
+    back = (f"/records/{pmid}", "Open it again") if then == "next" else None
     if not is_dual_screening(screeners):
-        # After "Save and open the next" the saved record is no longer on screen: a way back.
-        flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok",
-              link=(f"/records/{pmid}", "Open it again") if then == "next" else None)
+        flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok", link=back)
         if warning := _decided_meanwhile(session, pmid, seen_decision, row):
             flash(request, warning, "warn")
     else:
-        flash(request, vote_outcome(session, pmid, row.decision), "ok")
+        flash(request, vote_outcome(session, pmid, row.decision), "ok", link=back)
     if then == "next":
         return next_in_queue(request, session, user)
     return RedirectResponse(f"/records/{pmid}", status_code=303)
