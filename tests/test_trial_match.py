@@ -330,10 +330,10 @@ def test_linking_refuses_bad_input_and_the_viewer(
         "year": "26"}, follow_redirects=False)
     assert bad.status_code == 400
     text = " ".join(lxml.html.fromstring(bad.text).text_content().split())
-    assert "Trial choose a trial of the review" in text
+    assert "Trial is required: choose a trial of the review" in text
     missing = curator.post("/records/90000013/reports", data={
         "csrf_token": token, "trial_id": "999", "citation": "X 2026"}, follow_redirects=False)
-    assert missing.status_code == 400 and "there is no trial 999" in missing.text
+    assert missing.status_code == 400 and "Trial 999 does not exist" in missing.text
     kind = curator.post("/records/90000013/reports", data={
         "csrf_token": token, "trial_id": str(review["ifm"]), "kind": "sequel",
         "citation": "X 2026"}, follow_redirects=False)
