@@ -241,3 +241,15 @@ def test_the_queue_reads_on_a_phone(app: Any, users: dict[str, str], records: in
     page.set_viewport_size({"width": 1280, "height": 800})
     assert row.locator("td.journal").is_visible()
     assert not row.locator("td.title .narrow-only").is_visible()
+
+
+def test_an_email_address_in_a_table_stays_readable_on_a_phone(
+        app: Any, users: dict[str, str], server: str, browser: Any) -> None:
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 375, "height": 800})
+    _log_in(page, server, users["admin"])
+    page.goto(f"{server}/admin/users")
+    cell = page.locator(f"tr[data-email='{users['curator']}'] td.who")
+    box = cell.bounding_box()
+    assert box and box["width"] >= 120, box  # not a column of four-letter fragments
+    assert page.evaluate(_OVERFLOW) == []
