@@ -576,6 +576,77 @@ def uses_of_estimates(session: Session, estimate_ids: set[int],
     return out
 
 
+@dataclass(frozen=True)
+class PendingChange:
+    """One analysis whose next pool run will pool other estimates than its newest snapshot
+    holds: trial names that enter it, that enter with another estimate (a new data cut, a
+    correction) and that leave it; ``new``: the analysis has no snapshot with data yet."""
+
+    analysis_key: str
+    label: str
+    new: bool
+    joins: list[str]
+    replaced: list[str]
+    leaves: list[str]
+
+    def describe(self) -> str:
+        """In words: "new analysis; SYN-MM31 joins", "CALGB 100104 with another estimate"."""
+        def verb(names: list[str], one: str, many: str) -> str:
+            return f"{', '.join(names)} {one if len(names) == 1 else many}"
+        parts = ["new analysis"] if self.new else []
+        if self.joins:
+            parts.append(verb(self.joins, "joins", "join"))
+        if self.replaced:
+            parts.append(f"{', '.join(self.replaced)} with another estimate")
+        if self.leaves:
+            parts.append(verb(self.leaves, "leaves", "leave"))
+        return "; ".join(parts)
+
+
+def pending_changes(session: Session, analyses_file: Path | None = None) -> list[PendingChange]:
+    """The analyses the next ``pool_all`` will change because their evidence changed: the
+    estimates the selection rules choose *now* against those of the newest snapshot (by
+    estimate id; numbers are never edited in place, a correction is a new estimate). A curator
+    who has just verified an estimate sees on /estimates that it is not in the numbers yet,
+    rather than wondering where it went. Only the choice of estimates is compared: a renamed
+    trial or a new risk-of-bias judgment also makes a new snapshot, and is not listed here."""
+    candidates = load_candidates(session)
+    latest = {r.analysis_key: r for r in latest_results(session)}
+    out: list[PendingChange] = []
+
+    def then_of(key: str) -> dict[int, tuple[object, str]]:
+        snap = latest.get(key)
+        rows = (snap.inputs or []) if snap is not None and snap.k else []
+        return {int(r["estimate_id"]): (r.get("trial_id") or r.get("trial_name") or r["trial"],
+                                         str(r.get("trial_name") or r["trial"]))
+                for r in rows if r.get("estimate_id") is not None}
+
+    def change(key: str, label: str, now: dict[int, tuple[object, str]]) -> None:
+        then = then_of(key)
+        if set(now) == set(then):
+            return
+        trials_then = {t for t, _ in then.values()}
+        trials_now = {t for t, _ in now.values()}
+        new_ids = [i for i in now if i not in then]
+        joins = [now[i][1] for i in new_ids if now[i][0] not in trials_then]
+        replaced = [now[i][1] for i in new_ids if now[i][0] in trials_then]
+        leaves = [name for t, name in then.values() if t not in trials_now]
+        out.append(PendingChange(key, label, not then, joins, replaced, leaves))
+
+    seen = set()
+    for analysis in all_analyses(candidates, analyses_file):
+        seen.add(analysis.key)
+        chosen = select_inputs(analysis, candidates).chosen
+        change(analysis.key, analysis.label,
+               {c.estimate_id: (c.trial_id, c.trial_name) for c in chosen})
+    # An analysis whose last estimate left is no longer among the analyses to compute: the
+    # next run still stores it empty (pool_all keeps every analysis that had data).
+    for key, snap in latest.items():
+        if key not in seen:
+            change(key, snap.analysis_label or key, {})
+    return out
+
+
 # ----------------------------------------------------------------------------- snapshots
 def latest_results(session: Session) -> list[PooledResult]:
     """The newest snapshot of every analysis key (ids grow with time), in reading order

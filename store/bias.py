@@ -60,6 +60,10 @@ TEXT_MAX = 4000
 
 _RANK = {judgment: rank for rank, judgment in enumerate(JUDGMENTS)}
 _ONE_OF = "low, some_concerns or high"
+#: A missing judgment, as the form's choices read (a curator who left "— choose —" never saw
+#: the code some_concerns); the codes are listed when a wrong value is sent, which only the
+#: API can do.
+_CHOOSE = "choose low, some concerns or high"
 
 
 class AssessmentError(ValidationError):
@@ -183,7 +187,7 @@ def _read_domains(value: Any, errors: dict[str, str]) -> dict[str, dict[str, str
         judgment = entry.get("judgment")
         support = _read_text(entry.get("support"), f"{name}.support", errors)
         if judgment is None or (isinstance(judgment, str) and not judgment.strip()):
-            errors[f"{name}.judgment"] = f"is required for {label.lower()}: {_ONE_OF}"
+            errors[f"{name}.judgment"] = f"is required for {label.lower()}: {_CHOOSE}"
         elif not isinstance(judgment, str) or judgment.strip() not in JUDGMENTS:
             errors[f"{name}.judgment"] = f"{_shown(judgment)} is not a judgment: use {_ONE_OF}"
         elif name not in errors and f"{name}.support" not in errors:

@@ -178,3 +178,33 @@ def test_two_full_text_assessors_disagree_and_a_third_curator_resolves(
     assert third.locator(".ft-agreement-n").inner_text() == "1"
     _shot(third, tmp_path, "ft-dual-list")
     assert problems == []
+
+
+def test_a_resolution_beside_the_abstract_is_reachable_by_scrolling_the_page(
+        app: Any, users: dict[str, str], records: int, server: str, browser: Any) -> None:
+    """An admin who voted on a conflict has the vote and the resolution beside the abstract:
+    a column taller than the window. Its reason and button are reached by scrolling the page,
+    not hidden below the window in a box that scrolls on its own."""
+    from test_web_dual_screening import _api_vote
+
+    _api_vote(app, users["admin"], 90000002, "include")
+    _api_vote(app, users["curator"], 90000002, "exclude")
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 1280, "height": 700})
+    _log_in(page, server, users["admin"])
+    page.goto(f"{server}/records/90000002")
+    button = page.get_by_role("button", name="Save resolution for PMID 90000002")
+    clipped = button.evaluate("""b => {
+        for (let e = b.parentElement; e && e !== document.body; e = e.parentElement) {
+            const s = getComputedStyle(e);
+            if (s.position === 'sticky' || /(auto|scroll|hidden)/.test(s.overflowY)) return true;
+        }
+        return false; }""")
+    assert not clipped
+    button.scroll_into_view_if_needed()
+    box = button.bounding_box()
+    assert box and box["y"] >= 0 and box["y"] + box["height"] <= 700
+    # the decision alone (a curator who may vote, not resolve) does stay in view
+    page.goto(f"{server}/records/90000001")
+    assert page.locator(".record-decide").evaluate("e => getComputedStyle(e).position") \
+        == "sticky"

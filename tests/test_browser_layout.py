@@ -169,3 +169,87 @@ def test_the_digest_email_fits_a_phone(app: Any, browser: Any, tmp_path: Any) ->
     page.set_viewport_size({"width": 375, "height": 800})
     page.goto(path.as_uri())
     assert page.evaluate(_OVERFLOW) == []
+
+
+def test_the_record_is_read_before_it_is_decided(
+        app: Any, users: dict[str, str], records: int, server: str, browser: Any) -> None:
+    """The abstract, publication types and MeSH come before the decision form: beside it on a
+    wide window (both in view on opening), above it on a phone, and before it in keyboard
+    order (a curator tabbing through the page meets the record's links before the form)."""
+    page = _page(browser, [])
+    _log_in(page, server, users["curator"])
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{server}/records/90000002?rank=1")
+    abstract = page.locator("section[aria-label=Abstract] .abstract p").first.bounding_box()
+    mesh = page.locator("dt", has_text="MeSH").bounding_box()
+    form = page.locator("form.decision-form").bounding_box()
+    assert abstract and mesh and form
+    assert form["x"] >= abstract["x"] + abstract["width"]  # beside the abstract, on its right
+    assert form["y"] + form["height"] <= 800 and abstract["y"] + abstract["height"] <= 800
+    page.set_viewport_size({"width": 375, "height": 800})
+    abstract = page.locator("section[aria-label=Abstract]").bounding_box()
+    mesh = page.locator("dt", has_text="MeSH").bounding_box()
+    form = page.locator("form.decision-form").bounding_box()
+    assert abstract and mesh and form
+    assert abstract["y"] + abstract["height"] <= form["y"] and mesh["y"] < form["y"]
+    # keyboard: from the title's PubMed link, the record's own links, then the choices
+    page.get_by_role("link", name="PMID 90000002").focus()
+    seen = []
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        seen.append(page.evaluate(
+            "() => document.activeElement.getAttribute('value')"
+            " || document.activeElement.textContent.trim()"))
+        if seen[-1] == "include":
+            break
+    assert seen[-1] == "include" and "NCT00114101" in seen, seen
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_an_hr_and_its_ci_are_entered_on_one_line(
+        app: Any, users: dict[str, str], server: str, browser: Any, width: int) -> None:
+    """As papers print them: HR, lower and upper limit side by side, on a phone too."""
+    trial_id = _trial_with_estimate(app, users)
+    page = _page(browser, [])
+    page.set_viewport_size({"width": width, "height": 800})
+    _log_in(page, server, users["curator"])
+    page.goto(f"{server}/trials/{trial_id}")
+    form = page.locator("form.extraction-form")
+    boxes = [form.locator(f"#{name}").bounding_box() for name in ("hr", "ci_low", "ci_high")]
+    assert all(boxes)
+    assert len({round(b["y"]) for b in boxes if b}) == 1, boxes
+    assert [b["x"] for b in boxes if b] == sorted(b["x"] for b in boxes if b)
+    assert page.evaluate(_OVERFLOW) == []
+
+
+def test_the_queue_reads_on_a_phone(app: Any, users: dict[str, str], records: int,
+                                    server: str, browser: Any) -> None:
+    """At 375 px a queue row is a few lines, not a column of four-letter fragments: the title
+    keeps its width, journal and year follow it (their columns only on wider windows)."""
+    add_records(app, [{"pmid": 90000011, "score": 0.998, "journal": "Journal of Clinical Oncology",
+                       "year": 2025, "title": "Long-term follow-up of lenalidomide maintenance "
+                       "versus placebo after autologous transplantation in multiple myeloma "
+                       "(SYN-MM40): a double-blind, randomised, placebo-controlled trial."}])
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 375, "height": 800})
+    _log_in(page, server, users["curator"])
+    row = page.locator("tr[data-pmid='90000011']")
+    title = row.locator("td.title").bounding_box()
+    assert title and title["width"] >= 150 and title["height"] < 450, title
+    assert "Journal of Clinical Oncology · 2025" in row.locator("td.title").inner_text()
+    assert not row.locator("td.journal").is_visible()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert row.locator("td.journal").is_visible()
+    assert not row.locator("td.title .narrow-only").is_visible()
+
+
+def test_an_email_address_in_a_table_stays_readable_on_a_phone(
+        app: Any, users: dict[str, str], server: str, browser: Any) -> None:
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 375, "height": 800})
+    _log_in(page, server, users["admin"])
+    page.goto(f"{server}/admin/users")
+    cell = page.locator(f"tr[data-email='{users['curator']}'] td.who")
+    box = cell.bounding_box()
+    assert box and box["width"] >= 120, box  # not a column of four-letter fragments
+    assert page.evaluate(_OVERFLOW) == []

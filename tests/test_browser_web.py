@@ -409,7 +409,7 @@ def test_a_new_report_of_a_trial_is_linked_from_its_record_page(
     form.get_by_label("Citation").fill("Doe J et al. Blood 2024;143:1-9")
     _shot(page, tmp_path, "record-trials")
     form.get_by_role("button", name="Add report").click()
-    page.wait_for_url(f"{server}/trials/{trial_id}#add-estimate")
+    page.wait_for_url(re.compile(rf".*/trials/{trial_id}\?report=\d+#add-estimate$"))
     assert page.locator(".flash-ok").inner_text() == (
         "PMID 90000002 added to CALGB 100104 as its update report. "
         "Enter its hazard ratios below.")
@@ -418,6 +418,9 @@ def test_a_new_report_of_a_trial_is_linked_from_its_record_page(
         "PMID 90000002 has no title/abstract decision yet")
     assert page.locator("#add-estimate").is_visible()
     assert "Doe J et al. Blood 2024;143:1-9" in page.locator("body").inner_text()
+    # the extraction form is set to the report just added
+    assert page.locator("form.extraction-form #report_id option:checked").inner_text() \
+        == "Doe J et al. Blood 2024;143:1-9"
     _shot(page, tmp_path, "linked")
     assert problems == []
 

@@ -218,6 +218,9 @@ def test_save_and_next_opens_the_next_report_awaiting_a_verdict(
     first = curator.post("/records/90000011/fulltext", follow_redirects=False, data={
         "verdict": "eligible", "then": "next", "csrf_token": token})
     assert first.headers["location"] == "/records/90000012#fulltext"
+    assert ('Full-text verdict saved: eligible (PMID 90000011). '
+            '<a href="/records/90000011#fulltext">Open it again</a>') in curator.get(
+        first.headers["location"]).text  # the report just judged is a click away
     last = curator.post("/records/90000012/fulltext", follow_redirects=False, data={
         "verdict": "not_retrieved", "then": "next", "csrf_token": token})
     assert last.headers["location"] == "/fulltext"

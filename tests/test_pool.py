@@ -412,3 +412,25 @@ def test_a_snapshot_with_an_unreadable_key_is_skipped_not_fatal(evidence, caplog
     run = pool_all(evidence)
     assert "odd-key" not in {o.analysis.key for o in run.outcomes}
     assert "with an unknown analysis key" in caplog.text
+
+
+def test_pending_changes_name_what_the_next_pool_run_changes(ctx) -> None:
+    from reports.pool import pending_changes
+
+    with ctx.sessions() as s:
+        a, b = add_trial(s, "Trial A"), add_trial(s, "Trial B")
+        add_estimate(s, a, "0.60", "0.45", "0.80", year=2010)
+        gone = add_estimate(s, b, "0.70", "0.50", "0.98", year=2011)
+        s.commit()
+        assert {(p.analysis_key, p.describe()) for p in pending_changes(s)} == {
+            ("thalidomide/PFS/post_asct", "new analysis; Trial A, Trial B join"),
+            ("thalidomide/PFS/all", "new analysis; Trial A, Trial B join")}
+    pool_all(ctx)
+    with ctx.sessions() as s:
+        assert pending_changes(s) == []
+        add_estimate(s, a, "0.55", "0.42", "0.72", year=2015)  # a later cut
+        add_estimate(s, a, "0.10", "0.05", "0.20", year=2016, verified=False)  # not yet
+        s.get(Estimate, gone.id).verified = False
+        s.commit()
+        assert [p.describe() for p in pending_changes(s)] == [
+            "Trial A with another estimate; Trial B leaves"] * 2

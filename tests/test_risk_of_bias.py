@@ -163,10 +163,12 @@ def test_some_concerns_may_be_raised_to_high_only_with_a_note() -> None:
      "domains.measurement", "unknown field 'label': a domain has judgment and support"),
     ({"domains": {**_domains(), "deviations": {"support": "no judgment"}}},
      "domains.deviations.judgment",
-     f"is required for bias due to deviations from intended interventions: {ONE_OF}"),
+     "is required for bias due to deviations from intended interventions: choose low, some "
+     "concerns or high"),
     ({"domains": {**_domains(), "deviations": {"judgment": "", "support": ""}}},
      "domains.deviations.judgment",
-     f"is required for bias due to deviations from intended interventions: {ONE_OF}"),
+     "is required for bias due to deviations from intended interventions: choose low, some "
+     "concerns or high"),
     ({"domains": _domains(randomization="moderate")}, "domains.randomization.judgment",
      f"'moderate' is not a judgment: use {ONE_OF}"),
     ({"domains": _domains(randomization="Low")}, "domains.randomization.judgment",
@@ -392,8 +394,8 @@ def test_a_refused_form_names_the_field_and_keeps_what_was_typed(app: Any,
     assert response.status_code == 400
     html = response.text
     assert "Please correct the marked fields: the assessment was not saved." in html
-    assert ("Judgment: is required for bias in selection of the reported result: low, "
-            "some_concerns or high") in html
+    assert ("Judgment: is required for bias in selection of the reported result: choose low, "
+            "some concerns or high") in html  # the words of the form's choices, not codes
     assert '<details class="rob-assess" id="rob-form" open>' in html
     # what was typed is still there, escaped
     assert "allocation &lt;not&gt; described</textarea>" in html

@@ -292,12 +292,18 @@ def test_linking_adds_the_report_and_the_registration(
             "add_registry": "1"}
     response = curator.post("/records/90000011/reports", data=form, follow_redirects=False)
     assert response.status_code == 303
-    assert response.headers["location"] == f"/trials/{review['calgb']}#add-estimate"
+    with db(app) as s:
+        report = s.exec(select(TrialReport).where(TrialReport.pmid == 90000011)).one()
+    assert response.headers["location"] == \
+        f"/trials/{review['calgb']}?report={report.id}#add-estimate"
     page = curator.get(response.headers["location"]).text
     assert (f"PMID 90000011 added to CALGB 100104 as its update report. Registration added "
             f"to the trial: {NCT}. Enter its hazard ratios below.") in page
+    # the form below is set to the report just added, whose numbers the curator enters
+    extraction = lxml.html.fromstring(page).xpath('//form[contains(@class, "extraction-form")]')
+    assert extraction[0].xpath('.//select[@name="report_id"]/option[@selected]/@value') == [
+        str(report.id)]
     with db(app) as s:
-        report = s.exec(select(TrialReport).where(TrialReport.pmid == 90000011)).one()
         assert (report.trial_id, report.kind, report.year, report.citation) == (
             review["calgb"], "update", 2026, form["citation"])
         assert s.get(Trial, review["calgb"]).registry_ids == [NCT]  # type: ignore[union-attr]
@@ -324,10 +330,10 @@ def test_linking_refuses_bad_input_and_the_viewer(
         "year": "26"}, follow_redirects=False)
     assert bad.status_code == 400
     text = " ".join(lxml.html.fromstring(bad.text).text_content().split())
-    assert "Trial choose a trial of the review" in text
+    assert "Trial is required: choose a trial of the review" in text
     missing = curator.post("/records/90000013/reports", data={
         "csrf_token": token, "trial_id": "999", "citation": "X 2026"}, follow_redirects=False)
-    assert missing.status_code == 400 and "there is no trial 999" in missing.text
+    assert missing.status_code == 400 and "Trial 999 does not exist" in missing.text
     kind = curator.post("/records/90000013/reports", data={
         "csrf_token": token, "trial_id": str(review["ifm"]), "kind": "sequel",
         "citation": "X 2026"}, follow_redirects=False)

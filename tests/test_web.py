@@ -460,6 +460,17 @@ def test_record_page_shows_details_and_viewer_has_no_form(app: Any, users: dict[
     assert "decision-form" in as_role(app, users, "curator").get("/records/90000002").text
 
 
+def test_record_page_puts_the_record_before_the_decision(app: Any, users: dict[str, str],
+                                                          records: int) -> None:
+    """A curator reads before deciding: title, journal, abstract, publication types and MeSH
+    come before the decision form in the page; the score's explanation after it."""
+    html = as_role(app, users, "curator").get("/records/90000002").text
+    order = [html.index(fragment) for fragment in [
+        "<h1>", "Blood", 'class="abstract"', "Randomized Controlled Trial",
+        "Multiple Myeloma*/therapy", 'class="decision-form', 'class="why-score"']]
+    assert order == sorted(order)
+
+
 def test_mesh_qualifiers_from_the_parser_read_as_pubmed_writes_them(
         app: Any, users: dict[str, str]) -> None:
     add_records(app, [{"pmid": 90000021, "title": "Parsed record", "mesh": [

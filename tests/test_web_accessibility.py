@@ -86,3 +86,42 @@ def test_each_estimates_controls_are_named_after_it(app: Any, users: dict[str, s
         assert row.xpath(".//summary/@aria-label") == [f"Withdraw {which}"]
         names.append(button.get("aria-label"))
     assert len(set(names)) == len(names)
+
+
+def button_names(html: str) -> list[str]:
+    """The accessible name of every button in the page's main part: its aria-label, else its
+    text; each must start with the words a sighted user sees on it (WCAG 2.5.3)."""
+    import lxml.html
+
+    names = []
+    for button in lxml.html.fromstring(html).xpath("//main//button"):
+        visible = " ".join(button.text_content().split())
+        name = button.get("aria-label") or visible
+        assert name.startswith(visible), (name, visible)
+        names.append(name)
+    return names
+
+
+def test_the_buttons_of_each_row_are_named_after_it(app: Any, users: dict[str, str]) -> None:
+    """A screen reader's list of buttons tells one user's, subscriber's or analysis' buttons
+    from another's, instead of reading "Change, Deactivate, Issue API token" once per row."""
+    from test_pool import add_estimate, add_trial
+
+    from reports.pool import pool_all
+    from store.subscribers import add_subscriber
+
+    with test_web.db(app) as session:
+        for email in ("ana@example.org", "bo@example.org"):
+            add_subscriber(session, email, actor="test")
+        lonely = add_trial(session, "Trial A")
+        add_estimate(session, lonely, "0.60", "0.45", "0.80", year=2010)
+        session.commit()
+    pool_all(app.state.ctx)
+    admin = as_role(app, users, "admin")
+    for path, at_least in [("/admin/users", 9), ("/admin/subscribers", 2), ("/estimates", 2)]:
+        names = button_names(admin.get(path).text)
+        assert len(names) >= at_least, (path, names)
+        assert len(set(names)) == len(names), (path, names)
+    users_page = button_names(admin.get("/admin/users").text)
+    assert {"Change role of viewer@example.org", "Deactivate viewer@example.org",
+            "Issue API token for viewer@example.org"} <= set(users_page)

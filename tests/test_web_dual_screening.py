@@ -118,6 +118,10 @@ def test_save_and_next_follows_each_screeners_own_queue(
     assert "Save vote" in first.get("/records/90000002").text
     moved = first.post("/records/90000002/decision", follow_redirects=False, data={
         "decision": "include", "then": "next", "csrf_token": token})
+    # the vote's message on the next record leads back to the one just voted on
+    said = first.get(moved.headers["location"]).text
+    assert ('Vote saved: include (PMID 90000002). It now awaits a second screener. '
+            '<a href="/records/90000002">Open it again</a>') in said
     mine = _queue_pmids(first.get("/").text)
     assert 90000002 not in mine
     assert moved.headers["location"] == f"/records/{mine[0]}?rank=1"
@@ -493,3 +497,35 @@ def test_single_screening_pages_are_unchanged(settings: Any, tmp_path: Any) -> N
                 AuditLog.action == "decision.add")).one().get("kind") is None
     finally:
         single.state.ctx.dispose()
+
+
+def test_each_conflicts_resolve_button_is_named_after_its_record(
+        app: Any, team: dict[str, str], records: int) -> None:
+    from test_web_accessibility import button_names
+
+    _conflict(app, 90000002)
+    _conflict(app, 90000003)
+    names = button_names(as_role(app, team, "curator3").get("/conflicts").text)
+    assert {"Save resolution for PMID 90000002", "Save resolution for PMID 90000003"} <= set(
+        names)
+
+
+@pytest.mark.parametrize("back", ["conflicts", "record"])
+def test_a_resolution_without_a_reason_comes_back_to_its_form(
+        app: Any, team: dict[str, str], records: int, back: str) -> None:
+    """A blank reason is refused next to the form it came from, with the decision chosen
+    still chosen: not on an error page that loses it."""
+    import lxml.html
+
+    _conflict(app)
+    third = as_role(app, team, "curator3")
+    page = third.get("/conflicts" if back == "conflicts" else "/records/90000002").text
+    refused = third.post("/records/90000002/resolution", data={
+        "decision": "exclude", "reason": "  ", "back": back, "csrf_token": csrf_from(page)})
+    assert refused.status_code == 400
+    (form,) = lxml.html.fromstring(refused.text).xpath('//form[@id="resolve-90000002"]')
+    assert form.xpath('string(.//p[@role="alert"])').startswith("a resolution needs a reason")
+    assert form.xpath('.//input[@name="decision"][@checked]/@value') == ["exclude"]
+    assert form.xpath('.//textarea/@aria-invalid') == ["true"]
+    assert ("Decision history" in refused.text) == (back == "record")  # the page it came from
+    assert _decision(app, 90000002) is None

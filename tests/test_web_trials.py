@@ -475,3 +475,33 @@ def test_an_edit_over_a_change_made_meanwhile_is_refused_and_keeps_the_typing(
         **FORM, "comparator": "placebo + dexamethasone", "notes": "typed with care",
         "shown": again.group(1), "csrf_token": csrf_from(refused.text)})
     assert saved.status_code == 303 and _stored(app, trial_id).notes == "typed with care"
+
+
+def test_the_extraction_form_starts_on_the_report_the_numbers_come_from(
+        app: Any, users: dict[str, str]) -> None:
+    """The trial's only report, or the one asked for (``?report=``, where linking a record
+    lands); with several reports and none asked for, the curator chooses."""
+    import lxml.html
+
+    def chosen(path: str) -> list[str]:
+        page = lxml.html.fromstring(curator.get(path).text)
+        (form,) = page.xpath('//form[contains(@class, "extraction-form")]')
+        return form.xpath('.//select[@name="report_id"]/option[@selected]/@value')
+
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)  # one report
+    other_id = _trial(app, name="TEST-2")
+    with db(app) as session:
+        (only,) = session.exec(select(TrialReport.id).where(TrialReport.trial_id == trial_id))
+        (elsewhere,) = session.exec(select(TrialReport.id).where(
+            TrialReport.trial_id == other_id))
+        later = TrialReport(trial_id=trial_id, pmid=90000003, citation="Doe J. Blood 2027",
+                            year=2027)
+        session.add(later)
+        session.commit()
+        later_id = later.id
+    assert chosen(f"/trials/{other_id}") == [str(elsewhere)]
+    assert chosen(f"/trials/{trial_id}") == []
+    assert chosen(f"/trials/{trial_id}?report={later_id}") == [str(later_id)]
+    assert chosen(f"/trials/{trial_id}?report={only}") == [str(only)]
+    assert chosen(f"/trials/{trial_id}?report={elsewhere}") == []  # another trial's report

@@ -248,3 +248,39 @@ def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert load_settings().verify_second_person is True
     monkeypatch.setenv("MMLR_VERIFY_SECOND_PERSON", "false")
     assert load_settings().verify_second_person is False
+
+
+def test_a_verified_estimate_is_announced_until_the_next_pool_run(
+        app: Any, users: dict[str, str]) -> None:
+    """Verifying changes the analyses at the next pool run, not at once: the flash says where
+    the estimate will be pooled, and /estimates says which analyses the next run changes,
+    until it has run."""
+    import lxml.html
+
+    from reports.pool import pool_all
+
+    def notice(c: TestClient) -> list[str]:
+        page = lxml.html.fromstring(c.get("/estimates").text)
+        return [" ".join(li.text_content().split())
+                for li in page.xpath('//section[@aria-label="Not yet in these numbers"]//li')]
+
+    curator = as_role(app, users, "curator")
+    estimate = _entered(app, curator)
+    assert notice(curator) == []  # an unverified estimate changes no analysis
+    checker = second_curator(app)
+    assert _verify(checker, estimate).status_code == 303
+    flash = lxml.html.fromstring(checker.get(f"/trials/{estimate.trial_id}").text).xpath(
+        'string(//p[contains(@class, "flash")])')
+    assert "The next pool run (mmlr pool, mmlr run or the scheduled cycle) pools it in " \
+           "PFS post-ASCT; PFS all settings" in " ".join(flash.split())
+    assert notice(checker) == [
+        "Lenalidomide maintenance — PFS (EFS/TTP accepted) — post-ASCT: new analysis; "
+        "TEST-1 joins.",
+        "Lenalidomide maintenance — PFS (EFS/TTP accepted) — all settings: new analysis; "
+        "TEST-1 joins."]
+    pool_all(app.state.ctx)
+    assert notice(checker) == []
+    assert _verify(curator, estimate, "0").status_code == 303
+    assert "It leaves the analyses at the next pool run" in curator.get(
+        f"/trials/{estimate.trial_id}").text
+    assert [line.split(": ")[1] for line in notice(curator)] == ["TEST-1 leaves."] * 2

@@ -70,5 +70,30 @@ def test_a_records_alerts_are_named_in_words(app: Any, users: dict[str, str]) ->
                           message="PMID 90000009 is an expression of concern about it"))
         session.commit()
     page = as_role(app, users, "viewer").get("/records/90000001").text
-    assert "<strong>Expression of concern</strong>: PMID 90000009 is an expression" in page
+    assert "<strong>Expression of concern</strong>: " in page
+    assert "PMID 90000009 is an expression of concern about it" in _text(page)
     assert "expression_of_concern" not in _text(page)
+
+
+def test_an_alert_links_the_notice_it_names(app: Any, users: dict[str, str]) -> None:
+    """The curator reads the retraction notice itself: on its record page when it is stored,
+    on PubMed when not (never a "not found" page); the message is escaped all the same."""
+    import lxml.html
+    from test_web import db
+
+    from store.models import Alert
+
+    add_records(app, [{"pmid": 90000001, "title": "A trial report", "score": 0.9},
+                      {"pmid": 90000186, "title": "Retraction notice", "score": 0.1}])
+    with db(app) as session:
+        session.add(Alert(kind="retraction", pmid=90000001, related_pmid=90000186,
+                          message="PMID 90000001 is retracted by notice PMID 90000186"))
+        session.add(Alert(kind="erratum", pmid=90000001, related_pmid=90000777,
+                          message="<b>PMID 90000777</b> corrects it"))
+        session.commit()
+    page = lxml.html.fromstring(as_role(app, users, "viewer").get("/records/90000001").text)
+    links = {a.text_content(): a.get("href")
+             for a in page.xpath('//section[@aria-label="Alerts"]//a')}
+    assert links == {"PMID 90000001": "/records/90000001", "PMID 90000186": "/records/90000186",
+                     "PMID 90000777": "https://pubmed.ncbi.nlm.nih.gov/90000777/"}
+    assert page.xpath('//section[@aria-label="Alerts"]//b') == []  # shown as text

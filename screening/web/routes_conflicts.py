@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session
 
 from screening.web.conflicts import (
     CONFLICTS_PAGE_SIZE,
@@ -16,21 +17,41 @@ from screening.web.conflicts import (
 )
 from screening.web.csrf import csrf_protect
 from screening.web.decisions import DECISIONS
-from screening.web.deps import Curator, DbSession, Viewer, flash, screeners_per_record
+from screening.web.deps import (
+    Curator,
+    DbSession,
+    Viewer,
+    flash,
+    get_or_404,
+    screeners_per_record,
+)
+from screening.web.routes_records import record_page_response
 from screening.web.templating import render
+from store.errors import StateError, ValidationError
 from store.fulltext import fulltext_counts
+from store.models import Record, User
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
 
 @router.get("/conflicts")
 def conflicts_page(request: Request, session: DbSession, user: Viewer) -> Response:
+    return _conflicts_page(request, session, user)
+
+
+def _conflicts_page(request: Request, session: Session, user: User, *, status_code: int = 200,
+                    resolve_pmid: int | None = None, resolve_values: dict[str, str] | None = None,
+                    resolve_error: str | None = None) -> Response:
+    """The page; after a refused resolution, with that record's form filled as sent and the
+    reason it was refused."""
     return render(request, "conflicts.html", {
         "conflicts": list_conflicts(session, user), "total": conflict_count(session),
         "limit": CONFLICTS_PAGE_SIZE, "agreement": agreement(session), "decisions": DECISIONS,
         # Full-text conflicts are resolved on the record page; this page points to them.
         "fulltext_conflicts": fulltext_counts(session).conflicts,
-    })
+        "resolve_pmid": resolve_pmid, "resolve_values": resolve_values or {},
+        "resolve_error": resolve_error,
+    }, status_code=status_code)
 
 
 @router.post("/records/{pmid}/resolution")
@@ -38,8 +59,24 @@ def resolve(request: Request, pmid: int, session: DbSession, user: Curator,
             decision: Annotated[str, Form(max_length=20)],
             reason: Annotated[str, Form(max_length=4000)] = "",
             back: Annotated[str, Form(max_length=20)] = "conflicts") -> Response:
-    row = record_resolution(session, user=user, pmid=pmid, decision=decision, reason=reason,
-                            screeners_per_record=screeners_per_record(request))
+    try:
+        row = record_resolution(session, user=user, pmid=pmid, decision=decision, reason=reason,
+                                screeners_per_record=screeners_per_record(request))
+    except ValidationError as exc:
+        # A blank reason (or a decision that is not one): back to the form that sent it, with
+        # what was chosen and typed, instead of an error page that loses both. A state error
+        # (not a conflict, resolved meanwhile) keeps its own page and status: the form is moot.
+        if isinstance(exc, StateError):
+            raise
+        session.rollback()
+        values = {"decision": decision, "reason": reason}
+        if back == "record":
+            record = get_or_404(session, Record, pmid,
+                                missing=f"record PMID {pmid} is not in the database")
+            return record_page_response(request, session, record, user, status_code=400,
+                                        resolve_values=values, resolve_error=exc.one_line())
+        return _conflicts_page(request, session, user, status_code=400, resolve_pmid=pmid,
+                               resolve_values=values, resolve_error=exc.one_line())
     session.commit()
     request.app.state.retrainer.maybe_start(session)
     flash(request, f"Resolved: PMID {pmid} is {row.decision}.", "ok")

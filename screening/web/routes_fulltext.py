@@ -96,9 +96,12 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
             after = "the two assessors disagree: a conflict to resolve"
         else:
             after = STATE_WORDS[now.state]
-        flash(request, f"Full-text vote saved: {row_words(row)} (PMID {pmid}); {after}.", "ok")
+        text = f"Full-text vote saved: {row_words(row)} (PMID {pmid}); {after}."
     else:
-        flash(request, f"Full-text verdict saved: {row_words(row)} (PMID {pmid}).", "ok")
+        text = f"Full-text verdict saved: {row_words(row)} (PMID {pmid})."
+    # After "Save and assess the next report" the report just judged is off screen: a way back.
+    flash(request, text, "ok",
+          link=(f"/records/{pmid}#fulltext", "Open it again") if then == "next" else None)
     if then == "next":
         return _next_report(request, session, user)
     return _back(pmid, back)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -98,6 +99,24 @@ def record_page(request: Request, pmid: int, session: DbSession, user: Viewer,
                                 queue_back=queue_link(rank, show))
 
 
+_PMID_IN_TEXT = re.compile(r"\bPMID (\d{1,10})\b")
+
+
+def _pmid_parts(text: str, stored: set[int]) -> list[tuple[str, str | None]]:
+    """``text`` cut into (words, link) parts, each "PMID n" linked to its record page when the
+    record is stored and to PubMed otherwise; the template escapes every part."""
+    parts: list[tuple[str, str | None]] = []
+    start = 0
+    for match in _PMID_IN_TEXT.finditer(text):
+        parts.append((text[start:match.start()], None))
+        n = int(match.group(1))
+        parts.append((match.group(0), f"/records/{n}" if n in stored
+                      else f"https://pubmed.ncbi.nlm.nih.gov/{n}/"))
+        start = match.end()
+    parts.append((text[start:], None))
+    return [p for p in parts if p[0]]
+
+
 def queue_link(rank: int | None, show: str) -> str:
     """The queue page a record was opened from: its list (undecided or all) and the page of
     its rank, so "← Queue" returns there rather than to the first page."""
@@ -113,14 +132,22 @@ def record_page_response(request: Request, session: Session, record: Record, use
                          link_values: dict[str, str] | None = None,
                          link_errors: dict[str, str] | None = None,
                          fulltext_values: dict[str, str] | None = None,
-                         fulltext_error: str | None = None) -> Response:
+                         fulltext_error: str | None = None,
+                         resolve_values: dict[str, str] | None = None,
+                         resolve_error: str | None = None) -> Response:
     """The record page; after a refused form, with its values and errors (``link_*``: the
-    trial link form, ``fulltext_*``: the full-text form)."""
+    trial link form, ``fulltext_*``: the full-text form, ``resolve_*``: the resolution)."""
     pmid = record.pmid
     revisions = session.exec(select(RecordRevision).where(RecordRevision.pmid == pmid)
                              .order_by(col(RecordRevision.revision).desc())).all()
     alerts = session.exec(select(Alert).where(Alert.pmid == pmid)
                           .order_by(col(Alert.created_at).desc())).all()
+    # An alert names the notice (retraction, erratum) by its PMID: the curator reads it on its
+    # own record page when it is stored, else on PubMed (never a "not found" page).
+    named = {int(n) for a in alerts for n in _PMID_IN_TEXT.findall(a.message or "")}
+    stored = set(session.exec(select(Record.pmid).where(col(Record.pmid).in_(named))).all()
+                 ) if named else set()
+    alert_parts = [(a, _pmid_parts(a.message or "", stored)) for a in alerts]
     reports = session.exec(select(TrialReport, Trial).join(Trial)
                            .where(TrialReport.pmid == pmid)).all()
     explanation = record_explanation(session, record, request.app.state.model_cache)
@@ -142,7 +169,7 @@ def record_page_response(request: Request, session: Session, record: Record, use
         else ""}
     return render(request, "record.html", {
         "record": record, "rank": rank, "queue_back": queue_back,
-        "revisions": revisions, "alerts": alerts,
+        "revisions": revisions, "alerts": alert_parts,
         "reports": reports, "history": visible_history(session, pmid, screening),
         "latest_decision_id": _latest_decision_id(session, pmid),
         "explanation": explanation, "screening": screening,
@@ -151,6 +178,7 @@ def record_page_response(request: Request, session: Session, record: Record, use
         "link_values": values, "link_errors": link_errors or {},
         "fulltext": record_fulltext(session, record, user, dual=screening.dual),
         "fulltext_values": fulltext_values or {}, "fulltext_error": fulltext_error,
+        "resolve_values": resolve_values or {}, "resolve_error": resolve_error,
     }, status_code=status_code)
 
 
@@ -181,7 +209,8 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
     flash(request, text + " Enter its hazard ratios below.", "ok")
     if note := report_screening_note(session, pmid):
         flash(request, note, "info")
-    return RedirectResponse(f"/trials/{trial.id}#add-estimate", status_code=303)
+    return RedirectResponse(f"/trials/{trial.id}?report={report.id}#add-estimate",
+                            status_code=303)
 
 
 @router.post("/records/{pmid}/decision")
@@ -196,14 +225,15 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
                           rank_shown=parse_rank(rank_shown), screeners=screeners)
     session.commit()
     request.app.state.retrainer.maybe_start(session)
+    # After "Save and open the next" the saved record is no longer on screen: a way back (a
+    # vote too, which may be changed until the record is resolved).
+    back = (f"/records/{pmid}", "Open it again") if then == "next" else None
     if not is_dual_screening(screeners):
-        # After "Save and open the next" the saved record is no longer on screen: a way back.
-        flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok",
-              link=(f"/records/{pmid}", "Open it again") if then == "next" else None)
+        flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok", link=back)
         if warning := _decided_meanwhile(session, pmid, seen_decision, row):
             flash(request, warning, "warn")
     else:
-        flash(request, vote_outcome(session, pmid, row.decision), "ok")
+        flash(request, vote_outcome(session, pmid, row.decision), "ok", link=back)
     if then == "next":
         return next_in_queue(request, session, user)
     return RedirectResponse(f"/records/{pmid}", status_code=303)

@@ -194,14 +194,33 @@ def _analysis_uses(request: Request, session: Session,
     return {"uses": view, "uses_error": None}
 
 
+def _new_estimate_values(session: Session, trial: Trial, report_id: int | None,
+                         ) -> dict[str, str]:
+    """The extraction form's starting values: the trial's setting, and the report the numbers
+    come from when it is known — the one asked for, or the trial's only report. Left on "none"
+    an estimate has no report year, and the evidence-over-time view dates it by its data cut
+    only; a trial of several reports waits for the curator's choice."""
+    values = {"setting": trial.setting}
+    reports = _reports(session, trial)
+    chosen = [r for r in reports if r.id == report_id] if report_id is not None else (
+        reports if len(reports) == 1 else [])
+    if chosen:
+        values["report_id"] = str(chosen[0].id)
+    return values
+
+
 @router.get("/trials/{trial_id}")
 def trial_page(request: Request, trial_id: int, session: DbSession, user: Viewer,
-               assess: Annotated[str | None, Query(max_length=10)] = None) -> Response:
+               assess: Annotated[str | None, Query(max_length=10)] = None,
+               report: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> Response:
     """The trial page; ``?assess=PFS`` opens the risk-of-bias form filled with the endpoint's
-    current assessment, to re-assess from it (an unknown endpoint opens it blank)."""
+    current assessment, to re-assess from it (an unknown endpoint opens it blank);
+    ``?report=N`` chooses that report of the trial in the extraction form (linking a record
+    sends the curator here to enter the numbers of the report just added)."""
     trial = _trial(session, trial_id)
     if assess is None:
-        return _trial_page(request, session, trial)
+        return _trial_page(request, session, trial, values=_new_estimate_values(
+            session, trial, report))
     values: dict[str, str] = {}
     if assess in BIAS_ENDPOINTS:
         current = current_assessment(session, trial_id, assess)
@@ -303,10 +322,32 @@ async def verify_estimate(request: Request, estimate_id: int, session: DbSession
                            second_person=verify_second_person(request))
     session.commit()
     state = "verified" if estimate.verified else "unverified"
-    flash(request, f"Estimate {estimate.id} marked {state}." if changed
-          else f"Estimate {estimate.id} is already {state}.", "ok" if changed else "info")
+    if changed:
+        flash(request, f"Estimate {estimate.id} marked {state}."
+              + _next_pool_words(request, session, estimate), "ok")
+    else:
+        flash(request, f"Estimate {estimate.id} is already {state}.", "info")
     return RedirectResponse(f"/trials/{estimate.trial_id}#estimate-{estimate.id}",
                             status_code=303)
+
+
+def _next_pool_words(request: Request, session: Session, estimate: Estimate) -> str:
+    """What verifying or un-verifying does, and when: the analyses change at the next pool
+    run, not now, so a curator who opens /estimates straight away is not surprised to find
+    the old numbers there."""
+    if not estimate.verified:
+        return (" It leaves the analyses at the next pool run (mmlr pool, mmlr run or the "
+                "scheduled cycle).")
+    try:
+        uses = uses_of_estimates(session, {int(estimate.id or 0)},
+                                 request.app.state.settings.analyses_file)
+    except ConfigError:  # the Status column of the trial page says what is wrong
+        return ""
+    pooled = [u.label for u in uses.get(int(estimate.id or 0), []) if u.reason is None]
+    if not pooled:
+        return " It is not pooled in any analysis: its Status says why."
+    return (f" The next pool run (mmlr pool, mmlr run or the scheduled cycle) pools it in "
+            f"{'; '.join(pooled)}; until then the estimates page shows the last run.")
 
 
 def _reports(session: Session, trial: Trial) -> list[TrialReport]:

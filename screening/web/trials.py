@@ -381,8 +381,9 @@ def link_record(session: Session, record: Record, data: Mapping[str, Any], *,
     trial_id = r.integer("trial_id", minimum=1)
     trial = session.get(Trial, trial_id) if trial_id is not None else None
     if trial is None and "trial_id" not in r.errors:
-        r.errors["trial_id"] = ("choose a trial of the review" if trial_id is None
-                                else f"there is no trial {trial_id}")
+        # The form shows "<label> <error>": "Trial is required: …", "Trial 999 does not exist".
+        r.errors["trial_id"] = ("is required: choose a trial of the review" if trial_id is None
+                                else f"{trial_id} does not exist")
     if r.errors or trial is None:
         raise FieldErrors(r.errors)
     try:
