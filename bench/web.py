@@ -20,6 +20,10 @@ Builds a throw-away SQLite database with N scored records, then times, in the sa
   (``prisma_counts`` + ``screening.health.stopping_supported``, what ``/prisma.svg`` and
   ``mmlr export prisma`` compute since 2026-12-01) against the counts alone, with
   ``--decided`` records screened in queue order;
+- what /estimates adds since 2026-12-01 to say which analyses the next pool run changes
+  (``reports.pool.pending_changes``: every analysis' selection rules run on the stored
+  estimates, compared with its newest snapshot) against reading those snapshots alone
+  (``latest_results``), on the seed evidence pooled once and one estimate verified since;
 - a login (scrypt, deliberately slow) for scale.
 Records carry a ~1,000-character abstract; one in 50 names a trial in its title and one in
 50 lists a trial's registration, so the matcher finds something.
@@ -111,6 +115,22 @@ def main() -> None:
                                  created_at=start + timedelta(minutes=n)))
         session.commit()
 
+    from monitor.bootstrap import load_seed_evidence
+    from reports.pool import latest_results, pending_changes, pool_all
+    from store.models import Estimate
+
+    with ctx.sessions() as session:
+        load_seed_evidence(session)
+        session.commit()
+    pool_all(ctx)
+    with ctx.sessions() as session:
+        # One estimate entered again since the pool run (a correction keeps the numbers in a
+        # new row), so the comparison has something to find.
+        first = session.exec(select(Estimate).order_by(col(Estimate.id))).first()
+        assert first is not None
+        session.add(Estimate(**first.model_dump(exclude={"id"})))
+        session.commit()
+
     client = TestClient(app)
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
     assert token
@@ -187,7 +207,17 @@ def main() -> None:
         with ctx.sessions() as session:
             prisma_counts(session, automation_stops=stopping_supported(session))
 
+    def snapshots_only() -> None:
+        with ctx.sessions() as session:
+            latest_results(session)
+
+    def snapshots_and_pending() -> None:
+        with ctx.sessions() as session:
+            latest_results(session)
+            pending_changes(session)
+
     with ctx.sessions() as session:
+        print(f"{len(pending_changes(session))} analyses with pending changes")
         found = len(unlinked_strong_matches(session))
     print(f"{found} records with a strong trial match")
     rows = [
@@ -198,6 +228,8 @@ def main() -> None:
         ("digest trial matches vs loading", load_records, digest_matches),
         ("cookie login check vs user only", user_lookup, login_check),
         ("PRISMA + stopping test vs counts", flow_counts, flow_with_stopping_test),
+        ("pending changes vs snapshots", snapshots_only, snapshots_and_pending),
+        ("GET /estimates vs snapshots", snapshots_only, lambda: client.get("/estimates")),
     ]
     print(f"{args.records} records ({args.decided} screened), SQLite, "
           f"median of {args.requests} requests")
