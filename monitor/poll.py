@@ -78,6 +78,7 @@ from store.context import AppContext
 from store.errors import EntrezError, ValidationError
 from store.locks import JobLease, job_lock
 from store.models import Alert, PollRun, Record, RecordRevision, TrialReport, utcnow
+from store.settings import parse_poll_start
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +147,11 @@ class PollSummary:
 
 
 def _parse_poll_start(value: str) -> date:
+    # Settings refuse a bad value at load; this guards a Settings built around that check.
     try:
-        return datetime.strptime(value.strip(), "%Y/%m/%d").date()
-    except ValueError:
-        raise ValidationError(f"MMLR_POLL_START {value!r} is not a date YYYY/MM/DD") from None
+        return parse_poll_start(value)
+    except ValueError as exc:
+        raise ValidationError(f"MMLR_POLL_START {exc}") from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -662,6 +664,11 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
         # after it refuse to run until that day came. Checked before anything is fetched.
         raise ValidationError(f"--until {until} is after today ({today})",
                               hint="leave --until out to poll up to today")
+    if since is not None and since > (until or today):
+        # Also before anything is fetched: an unfinished run would otherwise be resumed (and
+        # NCBI asked) before the window was found wrong.
+        raise ValidationError(f"poll window starts {since} after it ends {until or today}",
+                              hint="check --since/--until")
     summary = PollSummary()
     stop_event = stop or threading.Event()
     with job_lock(ctx.engine, "poll", ttl=LOCK_TTL) as lease, \
