@@ -21,7 +21,7 @@ from typing import Any
 
 from reports.exports import KINDS as EXPORT_KINDS
 from store.errors import ConfigError, MmlrError, ValidationError
-from store.settings import PORT_RANGE, Settings, load_settings
+from store.settings import EARLIEST_POLL_DATE, PORT_RANGE, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,6 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 # ----------------------------------------------------------------------------- helpers
-#: The earliest date a poll may name: PubMed's create dates begin in the 20th century, and a
-#: window near year 1 would underflow the next poll's overlap.
-EARLIEST_POLL_DATE = date(1900, 1, 1)
 
 
 def _parse_date(value: str) -> date:
@@ -60,6 +57,14 @@ def _port(value: str) -> int:
     if not low <= port <= high:
         raise argparse.ArgumentTypeError(f"a port is from {low} to {high}, got {port}")
     return port
+
+
+def _host(value: str) -> str:
+    """An address for --host: the same rule as MMLR_HOST, a usage error (exit 2) otherwise. An
+    empty one would bind every interface (or, for serve/web, fall back to MMLR_HOST)."""
+    if not value.strip() or any(ch.isspace() for ch in value.strip()):
+        raise argparse.ArgumentTypeError(f"not an address or host name: {value!r}")
+    return value.strip()
 
 
 def _print_json(data: Any) -> None:
@@ -447,15 +452,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="poll → screen → pool → digest, once")
     p.set_defaults(func=cmd_run)
 
-    for name, text in (
-        ("serve", "web app + scheduler"),
-        ("worker", "scheduler only"),
-        ("web", "web app only"),
-    ):
+    for name, text in (("serve", "web app + scheduler"), ("web", "web app only")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--host", default=None)
-        p.add_argument("--port", type=_port, default=None)
+        p.add_argument("--host", type=_host, default=None, help="address to listen on "
+                       "(default MMLR_HOST)")
+        p.add_argument("--port", type=_port, default=None, help="port to listen on "
+                       "(default MMLR_PORT)")
         p.set_defaults(func=cmd_serve)
+    # No --host/--port: the worker listens on nothing, and they used to change the address in
+    # its digests' links (as for a web app served there) without a word.
+    p = sub.add_parser("worker", help="scheduler only")
+    p.set_defaults(func=cmd_serve, host=None, port=None)
 
     p = sub.add_parser("simulate", help="replay a labelled screening dataset")
     p.add_argument("dataset", metavar="DATASET.csv[.gz]")
@@ -469,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay-server", help="E-utilities-compatible server over PubMed XML")
     p.add_argument("--dir", required=True, help="folder of PubMed XML files (searched recursively)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", type=_host, default="127.0.0.1")
     p.add_argument("--port", type=_port, default=8765)
     p.add_argument("--faults", default=None, help="e.g. 429@3,500@7,timeout@9 or random:0.1")
     p.add_argument("--seed", type=int, default=0, help="seed of random faults")
