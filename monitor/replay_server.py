@@ -690,8 +690,11 @@ def start_replay_server(
                                   key_rate_limit=key_rate_limit, hold_seconds=hold_seconds,
                                   slow_seconds=slow_seconds, retry_after=retry_after, delay=delay)
     except OSError as exc:
-        raise ValidationError(f"replay server cannot listen on {host}:{port}: {exc.strerror}",
-                              hint="choose another --port") from None
+        from monitor.service import bind_problem
+
+        why, fix = bind_problem(exc, host_flag="--host", port_flag="--port")
+        raise ValidationError(f"replay server cannot listen on {host}:{port}: {why}",
+                              hint=f"choose another with {fix}") from None
     return ReplayServer(httpd, directory).start()
 
 
