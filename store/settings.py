@@ -3,8 +3,8 @@
 Every setting is declared once here (name, default, help) and read from the environment with
 the ``MMLR_`` prefix. The defaults run the whole service with nothing configured: a SQLite
 file in ``./mmlr-data``, digests written to an outbox folder there, the real NCBI address for
-E-utilities. ``docs/configuration.md`` and the README table are generated from ``SETTINGS_DOC``
-below by ``mmlr config --markdown`` so the documentation cannot drift from the code.
+E-utilities. The README's settings table is generated from the fields' descriptions below by
+``mmlr config --markdown`` (a test compares them) so the documentation cannot drift from the code.
 
 The settings object lives in ``store`` (not ``monitor``) so that every package can accept it
 as a parameter without importing the service shell.
