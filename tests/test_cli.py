@@ -209,6 +209,21 @@ def test_a_port_in_use_is_one_line_before_the_address_is_announced(tmp_path: Pat
     assert "mmlr web app at" not in proc.stdout  # nothing claims it is serving
 
 
+def test_the_demo_checks_its_web_port_before_the_cycle(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("demo", "--port", str(port), env=cli_env(MMLR_DATA_DIR=str(tmp_path)),
+                       timeout=120)
+    assert_one_line_error(proc, f"cannot listen on 127.0.0.1:{port}: the port is in use")
+    # It used to run the whole cycle first, and announce the app at that address.
+    assert proc.stdout == ""
+    assert not (tmp_path / "mmlr.sqlite3").exists()
+
+
 def test_an_address_not_of_this_machine_is_one_line(tmp_path: Path) -> None:
     # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine
     proc = run_cli("serve", "--host", "192.0.2.1", env=cli_env(MMLR_DATA_DIR=str(tmp_path)),
