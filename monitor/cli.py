@@ -484,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export records or evidence")
     p.add_argument("kind", choices=EXPORT_KINDS)
-    p.add_argument("--out", help="file (or folder for metafor); default stdout")
+    p.add_argument("--out", help="file (or folder for metafor); default stdout, for metafor "
+                   "the exports/ folder of MMLR_DATA_DIR")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("users", help="user administration")
