@@ -535,6 +535,10 @@ class _OneLineFormatter(logging.Formatter):
         return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+#: A log record's attribute (``extra=``) that keeps it off the terminal, in the log file only.
+_FILE_ONLY = "mmlr_file_only"
+
+
 def configure_logging(settings: Settings | None, verbose: bool) -> None:
     # MMLR_LOG_LEVEL is one of logging's level names (checked when the settings load).
     level = logging.DEBUG if verbose else getattr(logging, settings.log_level if settings
@@ -543,6 +547,7 @@ def configure_logging(settings: Settings | None, verbose: bool) -> None:
     stream = logging.StreamHandler(sys.stderr)
     stream.setLevel(logging.DEBUG if verbose else logging.WARNING)
     stream.setFormatter(_OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    stream.addFilter(lambda record: not getattr(record, _FILE_ONLY, False))
     handlers.append(stream)
     if settings is not None:
         try:
@@ -590,7 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mmlr: interrupted", file=sys.stderr)
         code = 130
     except Exception:  # the one place an unexpected error becomes a line, not a traceback
-        log.exception("unexpected error in `mmlr %s`", args.command)
+        # To the log file only: on the terminal it was a second line ("ERROR monitor.cli:
+        # unexpected error…") before the one that says where the details are.
+        log.exception("unexpected error in `mmlr %s`", args.command, extra={_FILE_ONLY: True})
         where = settings.data_dir / "mmlr.log" if settings else "the log"
         print(f"mmlr: internal error in `{args.command}`; details in {where}", file=sys.stderr)
         code = 1

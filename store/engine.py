@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError
 from sqlmodel import Session, create_engine
 
 from store.errors import ConfigError
@@ -48,7 +48,13 @@ def make_engine(settings: Settings | str, *, echo: bool = False) -> Engine:
         raise ConfigError(f"MMLR_DATABASE_URL is not a valid database URL: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file on the way, a read-only or virtual place
+                raise ConfigError(
+                    f"cannot create the folder {folder} of the SQLite database: "
+                    f"{exc.strerror or exc}", hint="check MMLR_DATABASE_URL") from None
         engine = create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
         )
@@ -67,7 +73,7 @@ def check_connection(engine: Engine) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
+    except DatabaseError as exc:  # OperationalError, or SQLite's "file is not a database"
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
         raise ConfigError(
             f"cannot connect to the database {engine.url.render_as_string(hide_password=True)}: "

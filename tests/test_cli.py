@@ -29,6 +29,20 @@ def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     assert "pw@" not in proc.stderr  # the password is not shown
 
 
+def test_a_file_that_is_no_sqlite_database_is_one_clear_line(tmp_path: Path) -> None:
+    # Both were an "internal error" with a second log line, pointing at the log.
+    fake = tmp_path / "fake.sqlite3"
+    fake.write_bytes(b"SQLite format 3\x00" + b"garbage" * 200)
+    proc = run_cli("pool", env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d"),
+                                       MMLR_DATABASE_URL=f"sqlite:///{fake}"))
+    assert_one_line_error(proc, f"cannot connect to the database sqlite:///{fake}: file is not "
+                          "a database", "check MMLR_DATABASE_URL")
+    proc = run_cli("init", env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d"),
+                                       MMLR_DATABASE_URL="sqlite:////proc/mmlr/mmlr.sqlite3"))
+    assert_one_line_error(proc, "cannot create the folder /proc/mmlr of the SQLite database",
+                          "check MMLR_DATABASE_URL")
+
+
 def test_unsupported_database_url_is_one_clear_line(tmp_path: Path) -> None:
     proc = run_cli(
         "init", env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_DATABASE_URL="oracle://x")
@@ -68,6 +82,9 @@ def test_unexpected_errors_never_show_a_traceback(
     assert code == 1
     assert "internal error in `config`" in err and "secret internals" not in err
     assert "Traceback" not in err
+    # One line: the log record of the failure used to reach the terminal too.
+    assert err.strip().splitlines() == [f"mmlr: internal error in `config`; details in "
+                                        f"{Path(os.environ['MMLR_DATA_DIR']) / 'mmlr.log'}"]
     log_file = Path(os.environ["MMLR_DATA_DIR"]) / "mmlr.log"
     assert "secret internals" in log_file.read_text()  # the details are kept for operators
 
