@@ -343,13 +343,20 @@ def cmd_subscribers_list(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         ctx.dispose()
     fixed = list(dict.fromkeys(a for a in map(normalise_email, settings.digest_recipients) if a))
+    fixed_state = "fixed (MMLR_DIGEST_TO: always receives, no unsubscribe link)"
     for row in rows:
-        state = ("active" if row.active else
+        # An address in both lists counts as fixed (docs/operations.md): one line saying so,
+        # where it used to be listed twice, as if it got two copies.
+        state = (fixed_state + ("; also subscribed" if row.active else "; unsubscribed as a "
+                                "subscriber") if row.email in fixed else
+                 "active" if row.active else
                  f"unsubscribed {row.unsubscribed_at:%Y-%m-%d}" if row.unsubscribed_at
                  else "unsubscribed")
         print(f"{row.email}\t{state}\tadded {row.created_at:%Y-%m-%d} by {row.created_by}")
+    listed = {row.email for row in rows}
     for address in fixed:
-        print(f"{address}\tfixed (MMLR_DIGEST_TO: always receives, no unsubscribe link)")
+        if address not in listed:
+            print(f"{address}\t{fixed_state}")
     if not rows and not fixed:
         print("no subscribers, and MMLR_DIGEST_TO is empty", file=sys.stderr)
     return 0
