@@ -64,6 +64,7 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     """poll → screen → pool, then the digest: always with ``digest`` (``mmlr run``), else only
     when an alert on a record in use is waiting (the scheduled cycle; module docstring)."""
     from monitor.poll import poll
+    from reports.analyses import check_analyses_file
     from reports.digest import build_digest, deliver_digest
     from reports.network_inputs import brief, current_networks
     from reports.pool import pool_all
@@ -71,8 +72,10 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     from screening.service import check_prior_query, screen
 
     # Fail before polling, not after, when the keyword prior would score and cannot read
-    # MMLR_QUERY (`mmlr poll` alone never checks: PubMed may read more than the prior).
+    # MMLR_QUERY (`mmlr poll` alone never checks: PubMed may read more than the prior), or
+    # when the analyses file would stop the pooling.
     check_prior_query(ctx)
+    check_analyses_file(ctx.settings.analyses_file)
     summary = CycleSummary()
     summary.add("poll", poll(ctx, progress=progress))
     try:

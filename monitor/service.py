@@ -85,10 +85,12 @@ def serve(
 
     ctx = make_context(settings)  # fail fast (one line) on a bad database, migrate once
     try:
-        if scheduler:  # the scheduled cycle screens: fail now, not at its first run
+        if scheduler:  # the scheduled cycle screens and pools: fail now, not at its first run
+            from reports.analyses import check_analyses_file
             from screening.service import check_prior_query
 
             check_prior_query(ctx)
+            check_analyses_file(settings.analyses_file)
     finally:
         ctx.dispose()
     if not web:
