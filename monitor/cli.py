@@ -451,8 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_network)
 
-    p = sub.add_parser("digest", help="build the digest; send it when SMTP is configured")
-    p.add_argument("--out", metavar="FILE.html", help="also write the HTML here")
+    p = sub.add_parser("digest", help="build the digest and deliver it (SMTP, or the outbox "
+                       "folder)")
+    p.add_argument("--out", metavar="FILE.html", help="write the HTML here instead of "
+                   "delivering it (deliver too with --send)")
     p.add_argument("--send", action="store_true", help="deliver (SMTP or outbox)")
     p.set_defaults(func=cmd_digest)
 

@@ -73,6 +73,7 @@ from sqlmodel import Session, col, select
 from monitor.entrez import PUBMED_SEARCH_CAP, EntrezClient
 from monitor.pubmed_xml import parse_all
 from monitor.records import CONTENT_FIELDS, ParsedRecord
+from reports.words import plural
 from store.batches import in_chunks
 from store.context import AppContext
 from store.errors import EntrezError, ValidationError
@@ -133,7 +134,8 @@ class PollSummary:
                     if self.watched_requests else "")
                  + ")"]
         if self.missing:
-            extra.append(f"{self.missing} PMIDs not returned (asked again by the next polls)")
+            extra.append(f"{plural(self.missing, 'PMID')} not returned (asked again by the "
+                         "next polls)")
         if self.deletion_checks:
             extra.append(f"{self.deletion_checks} left-out stored PMID(s) asked for again")
         if self.resumed:
