@@ -251,7 +251,8 @@ class Settings(BaseSettings):
     )
     poll_start: str = Field(
         "2024/01/01",
-        description="Create-date (`[crdt]`) start of the very first poll, `YYYY/MM/DD`.",
+        description="Create-date (`[crdt]`) start of the very first poll, `YYYY/MM/DD` "
+        "(from 1900/01/01).",
     )
     recheck_days: int = Field(
         120,
@@ -267,9 +268,11 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = Field(
         None,
         description="`smtp://user:pass@host:587?starttls=true` or `smtps://…`, optionally "
-        "`timeout=SECONDS` (above 0, default 30); unset: digests go to the outbox folder.",
+        "`timeout=SECONDS` (above 0, default 30); `starttls` is `true` or `false`, other "
+        "parameters are refused; unset: digests go to the outbox folder.",
     )
-    mail_from: str = Field("mmlr@localhost", description="Sender of digest e-mails.")
+    mail_from: str = Field("mmlr@localhost", description="Sender of digest e-mails: an "
+                           "address, or `Name <address>`.")
     digest_to: str = Field(
         "",
         description="Comma-separated fixed digest recipients (each an e-mail address, as "
@@ -333,7 +336,9 @@ class Settings(BaseSettings):
         "`https://` (plain `http://` only on a loopback address: the login and the session "
         "cookie must not cross a network in clear)."
     )
-    host: str = Field("127.0.0.1", description="Address `serve`/`web` listen on.")
+    host: str = Field("127.0.0.1", description="Address `serve`/`web` listen on (one address "
+                      "or host name; an empty one is refused, as it would mean every "
+                      "interface).")
     port: int = Field(8000, description="Port `serve`/`web` listen on (1 to 65535).")
     pool_method: Literal["REML", "DL", "PM", "FE"] = Field(
         "REML", description="τ² estimator of the primary analyses."
