@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError
+from sqlalchemy.exc import ArgumentError, DatabaseError, ProgrammingError
 from sqlmodel import Session, create_engine
 
 from store.errors import ConfigError
@@ -114,8 +114,21 @@ def migrate(engine: Engine) -> None:
     cfg.attributes["connection_engine"] = engine
     check_connection(engine)
     _refuse_newer_schema(engine, ScriptDirectory.from_config(cfg))
-    with _MIGRATING:
-        command.upgrade(cfg, "head")
+    try:
+        with _MIGRATING:
+            command.upgrade(cfg, "head")
+    except ProgrammingError as exc:
+        # SQLSTATE 42501: since PostgreSQL 15 only a database's owner may create tables in
+        # its public schema, so a role that may merely connect failed here as an internal error.
+        if getattr(exc.orig, "sqlstate", None) != "42501":
+            raise
+        reason = str(exc.orig).strip().splitlines()[0]
+        user = engine.url.username or "the user"
+        raise ConfigError(
+            f"the database user cannot create mmlr's tables in "
+            f"{engine.url.render_as_string(hide_password=True)}: {reason}",
+            hint=f"make {user} the database's owner, or GRANT CREATE ON SCHEMA public TO {user}",
+        ) from None
     log.info("schema at head on %s", engine.url.render_as_string(hide_password=True))
 
 

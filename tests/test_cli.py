@@ -43,6 +43,41 @@ def test_a_file_that_is_no_sqlite_database_is_one_clear_line(tmp_path: Path) -> 
                           "check MMLR_DATABASE_URL")
 
 
+def test_a_postgres_role_that_may_not_create_tables_is_one_clear_line(
+        tmp_path: Path, pg_admin_url: str) -> None:
+    # PostgreSQL 15 lets only a database's owner create tables in its public schema (revoked
+    # here explicitly, whatever the server's version): `init` was an "internal error".
+    import uuid
+
+    from conftest import _drop_pg_database, _fresh_pg_database
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    role, password = f"mmlr_low_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    url, name = _fresh_pg_database(pg_admin_url)
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    inside = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+        with inside.connect() as conn:
+            conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+        low = make_url(url).set(username=role, password=password)
+        proc = run_cli("init", env=cli_env(
+            MMLR_DATA_DIR=str(tmp_path), MMLR_DATABASE_URL=low.render_as_string(
+                hide_password=False)))
+        assert_one_line_error(proc, "the database user cannot create mmlr's tables in ",
+                              "permission denied for schema public",
+                              f"GRANT CREATE ON SCHEMA public TO {role}")
+        assert password not in proc.stderr
+    finally:
+        inside.dispose()
+        _drop_pg_database(pg_admin_url, name)
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
+
+
 def test_unsupported_database_url_is_one_clear_line(tmp_path: Path) -> None:
     proc = run_cli(
         "init", env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_DATABASE_URL="oracle://x")
