@@ -358,6 +358,31 @@ def test_an_address_not_of_this_machine_is_blamed_on_the_host(tmp_path: Path) ->
                           "(choose another with --host)")
 
 
+def test_the_command_names_the_files_it_skipped(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    # It said "0 records from 0 files" of a folder of broken files, and nothing else.
+    (tmp_path / "broken.xml").write_text("<PubmedArticleSet><PubmedArticle><broken")
+    (tmp_path / "notgzip.xml.gz").write_bytes(b"garbage")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with subprocess.Popen([sys.executable, "-m", "monitor.cli", "replay-server", "--dir",
+                           str(tmp_path), "--port", str(port)], cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d"))) as proc:
+        try:
+            assert proc.stdout is not None
+            banner = proc.stdout.readline()
+        finally:
+            proc.terminate()
+    assert banner.startswith("replay server: 0 records from 0 files; skipped 2 files that are "
+                             "not PubMed XML: broken.xml, notgzip.xml.gz; MMLR_ENTREZ_URL="), banner
+
+
 def test_gzip_file_is_served(tmp_path: Path) -> None:
     path = write_article_set(tmp_path / "g" / "x.xml.gz",
                              [synthetic_article(7, created=date(2025, 5, 5))])
