@@ -127,8 +127,8 @@ class PollSummary:
     def describe(self) -> str:
         line = (f"found {self.found} / fetched {self.fetched} / new {self.new} / updated "
                 f"{self.updated} / deleted {self.deleted} / retracted {self.retracted}")
-        extra = [f"{self.requests} requests ({self.retries} retries, {self.windows} "
-                 f"window{'s' if self.windows != 1 else ''}"
+        extra = [f"{plural(self.requests, 'request')} ({plural(self.retries, 'retry', 'retries')}"
+                 f", {plural(self.windows, 'window')}"
                  + (f", {self.recheck_requests} for rechecks" if self.recheck_requests else "")
                  + (f", {self.watched_requests} for watched reports"
                     if self.watched_requests else "")
@@ -660,6 +660,10 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
     if modified and pmids is not None:
         raise ValidationError("a PMID list and the modified pass cannot be combined",
                               hint="use either --pmids FILE or --modified")
+    if pmids is not None and (since is not None or until is not None):
+        # A PMID list is fetched whole: the dates were silently ignored.
+        raise ValidationError("--since/--until do not apply to a PMID list (--pmids)",
+                              hint="a PMID list is fetched whole; leave the dates out")
     today = datetime.now(UTC).date()
     if until is not None and until > today:
         # The window's end is where the next poll starts: a future end would make every poll
