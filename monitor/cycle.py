@@ -77,7 +77,16 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     check_prior_query(ctx)
     check_analyses_file(ctx.settings.analyses_file)
     summary = CycleSummary()
-    summary.add("poll", poll(ctx, progress=progress))
+    polled = poll(ctx, progress=progress)
+    summary.add("poll", polled)
+    if polled.interrupted:
+        # SIGTERM (or the worker shutting down) asked the process to stop: screening, pooling
+        # and a digest after it would keep going past that request, and a container manager
+        # kills a process that does not stop (docker stop: after 10 s), maybe mid-delivery.
+        log.warning("cycle stopped after the interrupted poll; the next run resumes it")
+        summary.add("cycle", "stopped after the interrupted poll: no screening, pooling or "
+                             "digest; the next run resumes the poll and does them")
+        return summary
     try:
         summary.add("screen", screen(ctx, progress=progress))
     except LockedError as exc:
