@@ -21,7 +21,7 @@ from typing import Any
 
 from reports.exports import KINDS as EXPORT_KINDS
 from store.errors import ConfigError, MmlrError, ValidationError
-from store.settings import PORT_RANGE, Settings, load_settings
+from store.settings import EARLIEST_POLL_DATE, PORT_RANGE, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,6 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 # ----------------------------------------------------------------------------- helpers
-#: The earliest date a poll may name: PubMed's create dates begin in the 20th century, and a
-#: window near year 1 would underflow the next poll's overlap.
-EARLIEST_POLL_DATE = date(1900, 1, 1)
 
 
 def _parse_date(value: str) -> date:
@@ -60,6 +57,14 @@ def _port(value: str) -> int:
     if not low <= port <= high:
         raise argparse.ArgumentTypeError(f"a port is from {low} to {high}, got {port}")
     return port
+
+
+def _host(value: str) -> str:
+    """An address for --host: the same rule as MMLR_HOST, a usage error (exit 2) otherwise. An
+    empty one would bind every interface (or, for serve/web, fall back to MMLR_HOST)."""
+    if not value.strip() or any(ch.isspace() for ch in value.strip()):
+        raise argparse.ArgumentTypeError(f"not an address or host name: {value!r}")
+    return value.strip()
 
 
 def _print_json(data: Any) -> None:
@@ -338,13 +343,20 @@ def cmd_subscribers_list(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         ctx.dispose()
     fixed = list(dict.fromkeys(a for a in map(normalise_email, settings.digest_recipients) if a))
+    fixed_state = "fixed (MMLR_DIGEST_TO: always receives, no unsubscribe link)"
     for row in rows:
-        state = ("active" if row.active else
+        # An address in both lists counts as fixed (docs/operations.md): one line saying so,
+        # where it used to be listed twice, as if it got two copies.
+        state = (fixed_state + ("; also subscribed" if row.active else "; unsubscribed as a "
+                                "subscriber") if row.email in fixed else
+                 "active" if row.active else
                  f"unsubscribed {row.unsubscribed_at:%Y-%m-%d}" if row.unsubscribed_at
                  else "unsubscribed")
         print(f"{row.email}\t{state}\tadded {row.created_at:%Y-%m-%d} by {row.created_by}")
+    listed = {row.email for row in rows}
     for address in fixed:
-        print(f"{address}\tfixed (MMLR_DIGEST_TO: always receives, no unsubscribe link)")
+        if address not in listed:
+            print(f"{address}\t{fixed_state}")
     if not rows and not fixed:
         print("no subscribers, and MMLR_DIGEST_TO is empty", file=sys.stderr)
     return 0
@@ -439,23 +451,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_network)
 
-    p = sub.add_parser("digest", help="build the digest; send it when SMTP is configured")
-    p.add_argument("--out", metavar="FILE.html", help="also write the HTML here")
+    p = sub.add_parser("digest", help="build the digest and deliver it (SMTP, or the outbox "
+                       "folder)")
+    p.add_argument("--out", metavar="FILE.html", help="write the HTML here instead of "
+                   "delivering it (deliver too with --send)")
     p.add_argument("--send", action="store_true", help="deliver (SMTP or outbox)")
     p.set_defaults(func=cmd_digest)
 
     p = sub.add_parser("run", help="poll → screen → pool → digest, once")
     p.set_defaults(func=cmd_run)
 
-    for name, text in (
-        ("serve", "web app + scheduler"),
-        ("worker", "scheduler only"),
-        ("web", "web app only"),
-    ):
+    for name, text in (("serve", "web app + scheduler"), ("web", "web app only")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--host", default=None)
-        p.add_argument("--port", type=_port, default=None)
+        p.add_argument("--host", type=_host, default=None, help="address to listen on "
+                       "(default MMLR_HOST)")
+        p.add_argument("--port", type=_port, default=None, help="port to listen on "
+                       "(default MMLR_PORT)")
         p.set_defaults(func=cmd_serve)
+    # No --host/--port: the worker listens on nothing, and they used to change the address in
+    # its digests' links (as for a web app served there) without a word.
+    p = sub.add_parser("worker", help="scheduler only")
+    p.set_defaults(func=cmd_serve, host=None, port=None)
 
     p = sub.add_parser("simulate", help="replay a labelled screening dataset")
     p.add_argument("dataset", metavar="DATASET.csv[.gz]")
@@ -469,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay-server", help="E-utilities-compatible server over PubMed XML")
     p.add_argument("--dir", required=True, help="folder of PubMed XML files (searched recursively)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", type=_host, default="127.0.0.1")
     p.add_argument("--port", type=_port, default=8765)
     p.add_argument("--faults", default=None, help="e.g. 429@3,500@7,timeout@9 or random:0.1")
     p.add_argument("--seed", type=int, default=0, help="seed of random faults")
@@ -477,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export records or evidence")
     p.add_argument("kind", choices=EXPORT_KINDS)
-    p.add_argument("--out", help="file (or folder for metafor); default stdout")
+    p.add_argument("--out", help="file (or folder for metafor); default stdout, for metafor "
+                   "the exports/ folder of MMLR_DATA_DIR")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("users", help="user administration")
@@ -527,6 +544,10 @@ class _OneLineFormatter(logging.Formatter):
         return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+#: A log record's attribute (``extra=``) that keeps it off the terminal, in the log file only.
+_FILE_ONLY = "mmlr_file_only"
+
+
 def configure_logging(settings: Settings | None, verbose: bool) -> None:
     # MMLR_LOG_LEVEL is one of logging's level names (checked when the settings load).
     level = logging.DEBUG if verbose else getattr(logging, settings.log_level if settings
@@ -535,6 +556,7 @@ def configure_logging(settings: Settings | None, verbose: bool) -> None:
     stream = logging.StreamHandler(sys.stderr)
     stream.setLevel(logging.DEBUG if verbose else logging.WARNING)
     stream.setFormatter(_OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    stream.addFilter(lambda record: not getattr(record, _FILE_ONLY, False))
     handlers.append(stream)
     if settings is not None:
         try:
@@ -582,7 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mmlr: interrupted", file=sys.stderr)
         code = 130
     except Exception:  # the one place an unexpected error becomes a line, not a traceback
-        log.exception("unexpected error in `mmlr %s`", args.command)
+        # To the log file only: on the terminal it was a second line ("ERROR monitor.cli:
+        # unexpected error…") before the one that says where the details are.
+        log.exception("unexpected error in `mmlr %s`", args.command, extra={_FILE_ONLY: True})
         where = settings.data_dir / "mmlr.log" if settings else "the log"
         print(f"mmlr: internal error in `{args.command}`; details in {where}", file=sys.stderr)
         code = 1

@@ -64,6 +64,7 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     """poll → screen → pool, then the digest: always with ``digest`` (``mmlr run``), else only
     when an alert on a record in use is waiting (the scheduled cycle; module docstring)."""
     from monitor.poll import poll
+    from reports.analyses import check_analyses_file
     from reports.digest import build_digest, deliver_digest
     from reports.network_inputs import brief, current_networks
     from reports.pool import pool_all
@@ -71,10 +72,21 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
     from screening.service import check_prior_query, screen
 
     # Fail before polling, not after, when the keyword prior would score and cannot read
-    # MMLR_QUERY (`mmlr poll` alone never checks: PubMed may read more than the prior).
+    # MMLR_QUERY (`mmlr poll` alone never checks: PubMed may read more than the prior), or
+    # when the analyses file would stop the pooling.
     check_prior_query(ctx)
+    check_analyses_file(ctx.settings.analyses_file)
     summary = CycleSummary()
-    summary.add("poll", poll(ctx, progress=progress))
+    polled = poll(ctx, progress=progress)
+    summary.add("poll", polled)
+    if polled.interrupted:
+        # SIGTERM (or the worker shutting down) asked the process to stop: screening, pooling
+        # and a digest after it would keep going past that request, and a container manager
+        # kills a process that does not stop (docker stop: after 10 s), maybe mid-delivery.
+        log.warning("cycle stopped after the interrupted poll; the next run resumes it")
+        summary.add("cycle", "stopped after the interrupted poll: no screening, pooling or "
+                             "digest; the next run resumes the poll and does them")
+        return summary
     try:
         summary.add("screen", screen(ctx, progress=progress))
     except LockedError as exc:

@@ -24,9 +24,13 @@ def run_demo(settings: Settings, *, serve: bool = True, port: int | None = None)
     from monitor.cycle import run_cycle
     from monitor.demo_corpus import write_demo_corpus
     from monitor.replay_server import start_replay_server
-    from monitor.service import served_at
+    from monitor.service import listening_socket, served_at
     from store.context import make_context
 
+    if serve:
+        # The web port is checked first: a port in use used to stop the demo only after the
+        # whole cycle, and after it had announced the app at that address.
+        listening_socket(settings.host, port or settings.port).close()
     corpus_dir = settings.data_dir / "demo-corpus"
     files = write_demo_corpus(corpus_dir)
     print(f"demo corpus: {len(files)} files of synthetic PubMed XML in {corpus_dir}", flush=True)

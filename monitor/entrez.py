@@ -23,6 +23,7 @@ from lxml import etree
 
 from monitor.pubmed_xml import check_eutils_error
 from monitor.ratelimit import RateLimiter, shared_limiter
+from reports.words import plural
 from store.errors import EntrezError
 from store.settings import Settings, is_ncbi
 
@@ -177,11 +178,12 @@ class EntrezClient:
                     if failure.unreachable:
                         raise EntrezError(
                             f"cannot reach E-utilities at {self.base_url}: "
-                            f"{self.redact(failure.reason)} (after {attempt + 1} attempts)",
+                            f"{self.redact(failure.reason)} "
+                            f"(after {plural(attempt + 1, 'attempt')})",
                             hint="check MMLR_ENTREZ_URL and the network",
                         ) from None
                     raise EntrezError(
-                        f"E-utilities {endpoint} failed after {attempt + 1} attempts: "
+                        f"E-utilities {endpoint} failed after {plural(attempt + 1, 'attempt')}: "
                         f"{self.redact(failure.reason)}",
                         hint="NCBI may be overloaded; the next poll resumes where this stopped",
                     ) from None

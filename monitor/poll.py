@@ -73,11 +73,13 @@ from sqlmodel import Session, col, select
 from monitor.entrez import PUBMED_SEARCH_CAP, EntrezClient
 from monitor.pubmed_xml import parse_all
 from monitor.records import CONTENT_FIELDS, ParsedRecord
+from reports.words import plural
 from store.batches import in_chunks
 from store.context import AppContext
 from store.errors import EntrezError, ValidationError
 from store.locks import JobLease, job_lock
 from store.models import Alert, PollRun, Record, RecordRevision, TrialReport, utcnow
+from store.settings import parse_poll_start
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +127,15 @@ class PollSummary:
     def describe(self) -> str:
         line = (f"found {self.found} / fetched {self.fetched} / new {self.new} / updated "
                 f"{self.updated} / deleted {self.deleted} / retracted {self.retracted}")
-        extra = [f"{self.requests} requests ({self.retries} retries, {self.windows} "
-                 f"window{'s' if self.windows != 1 else ''}"
+        extra = [f"{plural(self.requests, 'request')} ({plural(self.retries, 'retry', 'retries')}"
+                 f", {plural(self.windows, 'window')}"
                  + (f", {self.recheck_requests} for rechecks" if self.recheck_requests else "")
                  + (f", {self.watched_requests} for watched reports"
                     if self.watched_requests else "")
                  + ")"]
         if self.missing:
-            extra.append(f"{self.missing} PMIDs not returned (asked again by the next polls)")
+            extra.append(f"{plural(self.missing, 'PMID')} not returned (asked again by the "
+                         "next polls)")
         if self.deletion_checks:
             extra.append(f"{self.deletion_checks} left-out stored PMID(s) asked for again")
         if self.resumed:
@@ -146,10 +149,11 @@ class PollSummary:
 
 
 def _parse_poll_start(value: str) -> date:
+    # Settings refuse a bad value at load; this guards a Settings built around that check.
     try:
-        return datetime.strptime(value.strip(), "%Y/%m/%d").date()
-    except ValueError:
-        raise ValidationError(f"MMLR_POLL_START {value!r} is not a date YYYY/MM/DD") from None
+        return parse_poll_start(value)
+    except ValueError as exc:
+        raise ValidationError(f"MMLR_POLL_START {exc}") from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -656,12 +660,21 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
     if modified and pmids is not None:
         raise ValidationError("a PMID list and the modified pass cannot be combined",
                               hint="use either --pmids FILE or --modified")
+    if pmids is not None and (since is not None or until is not None):
+        # A PMID list is fetched whole: the dates were silently ignored.
+        raise ValidationError("--since/--until do not apply to a PMID list (--pmids)",
+                              hint="a PMID list is fetched whole; leave the dates out")
     today = datetime.now(UTC).date()
     if until is not None and until > today:
         # The window's end is where the next poll starts: a future end would make every poll
         # after it refuse to run until that day came. Checked before anything is fetched.
         raise ValidationError(f"--until {until} is after today ({today})",
                               hint="leave --until out to poll up to today")
+    if since is not None and since > (until or today):
+        # Also before anything is fetched: an unfinished run would otherwise be resumed (and
+        # NCBI asked) before the window was found wrong.
+        raise ValidationError(f"poll window starts {since} after it ends {until or today}",
+                              hint="check --since/--until")
     summary = PollSummary()
     stop_event = stop or threading.Event()
     with job_lock(ctx.engine, "poll", ttl=LOCK_TTL) as lease, \

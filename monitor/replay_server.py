@@ -72,6 +72,7 @@ from urllib.parse import parse_qs, urlsplit
 from lxml import etree
 
 from monitor.faults import FaultPlan, parse_fault_spec
+from reports.words import plural
 from store.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -690,8 +691,11 @@ def start_replay_server(
                                   key_rate_limit=key_rate_limit, hold_seconds=hold_seconds,
                                   slow_seconds=slow_seconds, retry_after=retry_after, delay=delay)
     except OSError as exc:
-        raise ValidationError(f"replay server cannot listen on {host}:{port}: {exc.strerror}",
-                              hint="choose another --port") from None
+        from monitor.service import bind_problem
+
+        why, fix = bind_problem(exc, host_flag="--host", port_flag="--port")
+        raise ValidationError(f"replay server cannot listen on {host}:{port}: {why}",
+                              hint=f"choose another with {fix}") from None
     return ReplayServer(httpd, directory).start()
 
 
@@ -700,7 +704,12 @@ def serve_forever(directory: Path | str, *, host: str = "127.0.0.1", port: int =
     """``mmlr replay-server``: serve until interrupted."""
     server = start_replay_server(directory, faults=faults, seed=seed, host=host, port=port)
     corpus = server.corpus
-    print(f"replay server: {len(corpus.records)} records from {corpus.files} files; "
+    # Unreadable files are skipped (test corpora hold some on purpose), but the operator
+    # must hear of them: "0 records from 0 files" alone hid a folder of broken files.
+    names = [Path(p).name for p in corpus.skipped_files]
+    skipped = (f"; skipped {plural(len(names), 'file')} that are not PubMed XML: "
+               + ", ".join(names[:3]) + (", …" if len(names) > 3 else "")) if names else ""
+    print(f"replay server: {len(corpus.records)} records from {corpus.files} files{skipped}; "
           f"MMLR_ENTREZ_URL={server.url}" + (f" (faults: {faults})" if faults else ""), flush=True)
     try:
         while True:

@@ -35,17 +35,23 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            why, fix = "the port is in use by another program", "--port or MMLR_PORT"
-        elif isinstance(exc, socket.gaierror):
-            why, fix = "no such host", "--host or MMLR_HOST"
-        elif exc.errno == errno.EADDRNOTAVAIL:
-            why, fix = "the address is not one of this machine's", "--host or MMLR_HOST"
-        else:
-            why, fix = exc.strerror or str(exc), "--host/--port or MMLR_HOST/MMLR_PORT"
+        why, fix = bind_problem(exc, host_flag="--host or MMLR_HOST",
+                                port_flag="--port or MMLR_PORT")
         raise ConfigError(f"cannot listen on {host}:{port}: {why}",
                           hint=f"choose another with {fix}") from None
     return sock
+
+
+def bind_problem(exc: OSError, *, host_flag: str, port_flag: str) -> tuple[str, str]:
+    """(why binding failed, the option or setting to change) for a failed ``bind``: the one
+    rule of every server mmlr starts, so that a wrong host is never blamed on the port."""
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is in use by another program", port_flag
+    if isinstance(exc, socket.gaierror):
+        return "no such host", host_flag
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "the address is not one of this machine's", host_flag
+    return exc.strerror or str(exc), f"{host_flag} / {port_flag}"
 
 
 def served_at(settings: Settings, host: str | None, port: int | None) -> Settings:
@@ -79,10 +85,12 @@ def serve(
 
     ctx = make_context(settings)  # fail fast (one line) on a bad database, migrate once
     try:
-        if scheduler:  # the scheduled cycle screens: fail now, not at its first run
+        if scheduler:  # the scheduled cycle screens and pools: fail now, not at its first run
+            from reports.analyses import check_analyses_file
             from screening.service import check_prior_query
 
             check_prior_query(ctx)
+            check_analyses_file(settings.analyses_file)
     finally:
         ctx.dispose()
     if not web:

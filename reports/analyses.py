@@ -357,6 +357,14 @@ def load_analyses(path: Path | None) -> list[Analysis]:
     return out
 
 
+def check_analyses_file(path: Path | None) -> None:
+    """ConfigError now for every mistake in ``MMLR_ANALYSES_FILE`` (its analyses and its arm
+    corrections): for `run`, `serve` and `worker` at start, which would otherwise poll first
+    and fail at every pooling."""
+    load_analyses(path)
+    load_arm_overrides(path)
+
+
 def _read_file(path: Path | None) -> tuple[dict[str, Any], str]:
     """The analyses file's TOML (empty without a file) and how errors name it."""
     where = f"MMLR_ANALYSES_FILE {path}"

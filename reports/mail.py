@@ -249,10 +249,18 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
             hint="check the user and password in MMLR_SMTP_URL",
         ) from None
     except smtplib.SMTPNotSupportedError as exc:
+        # smtplib's own text ("SMTP AUTH extension not supported by server.") read as "does
+        # not support SMTP AUTH extension not supported by server.": name the feature instead.
+        if "AUTH" in str(exc):
+            what, fix = ("logging in (SMTP AUTH)", "remove user:password from MMLR_SMTP_URL, "
+                         "or add ?starttls=true if the server offers login only over TLS")
+        elif "STARTTLS" in str(exc):
+            what, fix = "STARTTLS", "remove ?starttls=true from MMLR_SMTP_URL, or use smtps://"
+        else:
+            what, fix = _one_line(str(exc)), "check ?starttls= and the credentials in " \
+                "MMLR_SMTP_URL"
         raise DeliveryError(
-            f"SMTP server {target.host}:{target.port} does not support "
-            f"{_one_line(str(exc))}",
-            hint="check ?starttls= and the credentials in MMLR_SMTP_URL",
+            f"SMTP server {target.host}:{target.port} does not support {what}", hint=fix,
         ) from None
     except smtplib.SMTPSenderRefused as exc:
         if 400 <= exc.smtp_code < 500:

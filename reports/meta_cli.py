@@ -138,11 +138,14 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
     """Parse and validate the rows (see the module docstring); return them and warnings."""
     if not path.exists():
         raise ValidationError(f"{path}: file not found")
+    if not path.is_file():  # a folder used to be reported as "cannot be read as UTF-8 text"
+        raise ValidationError(f"{path}: not a file", hint="give the path of a CSV file")
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (UnicodeDecodeError, OSError) as exc:
-        raise ValidationError(f"{path}: cannot be read as UTF-8 text ({exc.__class__.__name__})"
-                              ) from None
+    except UnicodeDecodeError:
+        raise ValidationError(f"{path}: not UTF-8 text", hint="save it as UTF-8 CSV") from None
+    except OSError as exc:
+        raise ValidationError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames:
         raise ValidationError(f"{path}: empty file", hint="the first line must be a header")

@@ -77,8 +77,11 @@ def dataset_name(path: Path) -> str:
 def load_dataset(path: Path) -> LabelledDataset:
     """Read a screening CSV (optionally gzipped); raise ValidationError naming what is wrong."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ValidationError(f"dataset {path} does not exist")
+    if not path.is_file():  # a folder used to be reported as missing
+        raise ValidationError(f"dataset {path} is not a file",
+                              hint="give the path of a CSV (or .csv.gz) file")
     try:
         raw = path.read_bytes()
     except OSError as exc:

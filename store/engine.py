@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, ProgrammingError
 from sqlmodel import Session, create_engine
 
 from store.errors import ConfigError
@@ -48,7 +48,13 @@ def make_engine(settings: Settings | str, *, echo: bool = False) -> Engine:
         raise ConfigError(f"MMLR_DATABASE_URL is not a valid database URL: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file on the way, a read-only or virtual place
+                raise ConfigError(
+                    f"cannot create the folder {folder} of the SQLite database: "
+                    f"{exc.strerror or exc}", hint="check MMLR_DATABASE_URL") from None
         engine = create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
         )
@@ -67,7 +73,7 @@ def check_connection(engine: Engine) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
+    except DatabaseError as exc:  # OperationalError, or SQLite's "file is not a database"
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
         raise ConfigError(
             f"cannot connect to the database {engine.url.render_as_string(hide_password=True)}: "
@@ -108,8 +114,21 @@ def migrate(engine: Engine) -> None:
     cfg.attributes["connection_engine"] = engine
     check_connection(engine)
     _refuse_newer_schema(engine, ScriptDirectory.from_config(cfg))
-    with _MIGRATING:
-        command.upgrade(cfg, "head")
+    try:
+        with _MIGRATING:
+            command.upgrade(cfg, "head")
+    except ProgrammingError as exc:
+        # SQLSTATE 42501: since PostgreSQL 15 only a database's owner may create tables in
+        # its public schema, so a role that may merely connect failed here as an internal error.
+        if getattr(exc.orig, "sqlstate", None) != "42501":
+            raise
+        reason = str(exc.orig).strip().splitlines()[0]
+        user = engine.url.username or "the user"
+        raise ConfigError(
+            f"the database user cannot create mmlr's tables in "
+            f"{engine.url.render_as_string(hide_password=True)}: {reason}",
+            hint=f"make {user} the database's owner, or GRANT CREATE ON SCHEMA public TO {user}",
+        ) from None
     log.info("schema at head on %s", engine.url.render_as_string(hide_password=True))
 
 

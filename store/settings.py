@@ -3,8 +3,8 @@
 Every setting is declared once here (name, default, help) and read from the environment with
 the ``MMLR_`` prefix. The defaults run the whole service with nothing configured: a SQLite
 file in ``./mmlr-data``, digests written to an outbox folder there, the real NCBI address for
-E-utilities. ``docs/configuration.md`` and the README table are generated from ``SETTINGS_DOC``
-below by ``mmlr config --markdown`` so the documentation cannot drift from the code.
+E-utilities. The README's settings table is generated from the fields' descriptions below by
+``mmlr config --markdown`` (a test compares them) so the documentation cannot drift from the code.
 
 The settings object lives in ``store`` (not ``monitor``) so that every package can accept it
 as a parameter without importing the service shell.
@@ -16,6 +16,7 @@ import ipaddress
 import math
 import os
 import secrets
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -170,6 +171,25 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "port": PORT_RANGE,
 }
 
+#: The earliest create date a poll may start from (``MMLR_POLL_START``, ``--since``): PubMed's
+#: create dates begin in the 20th century, and a window near year 1 would underflow the next
+#: poll's overlap.
+EARLIEST_POLL_DATE = date(1900, 1, 1)
+
+
+def parse_poll_start(value: str) -> date:
+    """``MMLR_POLL_START`` (``YYYY/MM/DD``, PubMed's own date form) as a date; ValueError
+    saying what it allows otherwise."""
+    try:
+        day = datetime.strptime(value.strip(), "%Y/%m/%d").date()
+    except ValueError:
+        raise ValueError(f"must be a date YYYY/MM/DD, e.g. 2024/01/01, got {value!r}") from None
+    if day < EARLIEST_POLL_DATE:
+        raise ValueError(f"must not be before {EARLIEST_POLL_DATE:%Y/%m/%d}: PubMed has no "
+                         f"records created then, got {value!r}")
+    return day
+
+
 #: The level names ``MMLR_LOG_LEVEL`` accepts (any case): the standard ones of ``logging``.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -231,7 +251,8 @@ class Settings(BaseSettings):
     )
     poll_start: str = Field(
         "2024/01/01",
-        description="Create-date (`[crdt]`) start of the very first poll, `YYYY/MM/DD`.",
+        description="Create-date (`[crdt]`) start of the very first poll, `YYYY/MM/DD` "
+        "(from 1900/01/01).",
     )
     recheck_days: int = Field(
         120,
@@ -247,9 +268,11 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = Field(
         None,
         description="`smtp://user:pass@host:587?starttls=true` or `smtps://…`, optionally "
-        "`timeout=SECONDS` (above 0, default 30); unset: digests go to the outbox folder.",
+        "`timeout=SECONDS` (above 0, default 30); `starttls` is `true` or `false`, other "
+        "parameters are refused; unset: digests go to the outbox folder.",
     )
-    mail_from: str = Field("mmlr@localhost", description="Sender of digest e-mails.")
+    mail_from: str = Field("mmlr@localhost", description="Sender of digest e-mails: an "
+                           "address, or `Name <address>`.")
     digest_to: str = Field(
         "",
         description="Comma-separated fixed digest recipients (each an e-mail address, as "
@@ -313,7 +336,9 @@ class Settings(BaseSettings):
         "`https://` (plain `http://` only on a loopback address: the login and the session "
         "cookie must not cross a network in clear)."
     )
-    host: str = Field("127.0.0.1", description="Address `serve`/`web` listen on.")
+    host: str = Field("127.0.0.1", description="Address `serve`/`web` listen on (one address "
+                      "or host name; an empty one is refused, as it would mean every "
+                      "interface).")
     port: int = Field(8000, description="Port `serve`/`web` listen on (1 to 65535).")
     pool_method: Literal["REML", "DL", "PM", "FE"] = Field(
         "REML", description="τ² estimator of the primary analyses."
@@ -385,6 +410,53 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
         return level
+
+    @field_validator("poll_start")
+    @classmethod
+    def _check_poll_start(cls, value: str) -> str:
+        # Read only by the very first poll: unchecked, a typo would pass every command and
+        # stop the worker's first scheduled cycle instead.
+        parse_poll_start(value)
+        return value.strip()
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        # An empty host is not "the default": the socket layer binds it to every interface,
+        # which would put the plain-HTTP login on the network.
+        if not value.strip() or any(ch.isspace() for ch in value.strip()):
+            raise ValueError(f"must be one address or host name to listen on, e.g. 127.0.0.1, "
+                             f"got {value!r} (an empty one would listen on every interface)")
+        return value.strip()
+
+    @field_validator("admin_email")
+    @classmethod
+    def _check_admin_email(cls, value: str) -> str:
+        from store.addresses import check_email
+        from store.errors import ValidationError
+
+        try:  # the rule for every account; `init` would refuse it only after migrating
+            check_email(value)
+        except ValidationError as exc:
+            raise ValueError(exc.one_line()) from None
+        return value.strip()
+
+    @field_validator("mail_from")
+    @classmethod
+    def _check_mail_from(cls, value: str) -> str:
+        from email.utils import parseaddr
+
+        from store.addresses import check_email
+        from store.errors import ValidationError
+
+        # "Living review <review@example.org>" is a valid sender; its address part follows
+        # the rule of every address mmlr accepts (a server would refuse a malformed sender
+        # only at the first delivery).
+        try:
+            check_email(parseaddr(value)[1] if "<" in value else value)
+        except ValidationError as exc:
+            raise ValueError(exc.one_line()) from None
+        return value.strip()
 
     @field_validator("digest_to")
     @classmethod
@@ -613,6 +685,12 @@ class SmtpTarget:
         )
 
 
+#: The query parameters of ``MMLR_SMTP_URL``, and the words its ``starttls`` takes.
+_SMTP_PARAMETERS = {"starttls", "timeout"}
+_TRUE_WORDS = {"1", "true", "yes"}
+_FALSE_WORDS = {"0", "false", "no"}
+
+
 def parse_smtp_url(url: str) -> SmtpTarget:
     """Parse ``smtp://user:pass@host:587?starttls=true`` / ``smtps://…``; raise ConfigError."""
     from urllib.parse import unquote
@@ -629,9 +707,19 @@ def parse_smtp_url(url: str) -> SmtpTarget:
         raise ConfigError("MMLR_SMTP_URL has an invalid port") from exc
     if not parts.hostname:
         raise ConfigError("MMLR_SMTP_URL has no host", hint="e.g. smtp://mail.example.org:587")
-    query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
+    query = {k: v[-1].lower() for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    # A mistyped parameter or value ("startls=true", "starttls=ture") used to be read as "no
+    # STARTTLS": the password then crossed the network in clear, without a word.
+    unknown = sorted(set(query) - _SMTP_PARAMETERS)
+    if unknown:
+        raise ConfigError(f"MMLR_SMTP_URL has an unknown parameter {unknown[0]!r}",
+                          hint="it takes starttls=true|false and timeout=SECONDS")
     ssl = parts.scheme == "smtps"
-    starttls = query.get("starttls", "false") in ("1", "true", "yes")
+    starttls_word = query.get("starttls", "false")
+    if starttls_word not in _TRUE_WORDS | _FALSE_WORDS:
+        raise ConfigError(f"MMLR_SMTP_URL starttls must be true or false, got {starttls_word!r}",
+                          hint="e.g. ?starttls=true")
+    starttls = starttls_word in _TRUE_WORDS
     try:
         timeout = float(query.get("timeout", "30"))
     except ValueError:
@@ -656,12 +744,18 @@ def load_settings(**overrides: object) -> Settings:
     from pydantic import ValidationError as PydanticValidationError
 
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except PydanticValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
         msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
         raise ConfigError(f"invalid setting MMLR_{field.upper()}: {msg}") from None
+    if settings.env == "production":
+        # Checked by every command at start, not only by the web app: the worker signs the
+        # unsubscribe links of the digests it sends with this key, and would otherwise start
+        # and then fail at the first digest.
+        settings.secret()
+    return settings
 
 
 def settings_table() -> list[tuple[str, str, str]]:

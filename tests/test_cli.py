@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, assert_one_line_error, cli_env, run_cli
@@ -25,6 +27,55 @@ def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     )
     assert_one_line_error(proc, "cannot connect to the database", "MMLR_DATABASE_URL")
     assert "pw@" not in proc.stderr  # the password is not shown
+
+
+def test_a_file_that_is_no_sqlite_database_is_one_clear_line(tmp_path: Path) -> None:
+    # Both were an "internal error" with a second log line, pointing at the log.
+    fake = tmp_path / "fake.sqlite3"
+    fake.write_bytes(b"SQLite format 3\x00" + b"garbage" * 200)
+    proc = run_cli("pool", env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d"),
+                                       MMLR_DATABASE_URL=f"sqlite:///{fake}"))
+    assert_one_line_error(proc, f"cannot connect to the database sqlite:///{fake}: file is not "
+                          "a database", "check MMLR_DATABASE_URL")
+    proc = run_cli("init", env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d"),
+                                       MMLR_DATABASE_URL="sqlite:////proc/mmlr/mmlr.sqlite3"))
+    assert_one_line_error(proc, "cannot create the folder /proc/mmlr of the SQLite database",
+                          "check MMLR_DATABASE_URL")
+
+
+def test_a_postgres_role_that_may_not_create_tables_is_one_clear_line(
+        tmp_path: Path, pg_admin_url: str) -> None:
+    # PostgreSQL 15 lets only a database's owner create tables in its public schema (revoked
+    # here explicitly, whatever the server's version): `init` was an "internal error".
+    import uuid
+
+    from conftest import _drop_pg_database, _fresh_pg_database
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    role, password = f"mmlr_low_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    url, name = _fresh_pg_database(pg_admin_url)
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    inside = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+        with inside.connect() as conn:
+            conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+        low = make_url(url).set(username=role, password=password)
+        proc = run_cli("init", env=cli_env(
+            MMLR_DATA_DIR=str(tmp_path), MMLR_DATABASE_URL=low.render_as_string(
+                hide_password=False)))
+        assert_one_line_error(proc, "the database user cannot create mmlr's tables in ",
+                              "permission denied for schema public",
+                              f"GRANT CREATE ON SCHEMA public TO {role}")
+        assert password not in proc.stderr
+    finally:
+        inside.dispose()
+        _drop_pg_database(pg_admin_url, name)
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
 
 
 def test_unsupported_database_url_is_one_clear_line(tmp_path: Path) -> None:
@@ -66,33 +117,99 @@ def test_unexpected_errors_never_show_a_traceback(
     assert code == 1
     assert "internal error in `config`" in err and "secret internals" not in err
     assert "Traceback" not in err
+    # One line: the log record of the failure used to reach the terminal too.
+    assert err.strip().splitlines() == [f"mmlr: internal error in `config`; details in "
+                                        f"{Path(os.environ['MMLR_DATA_DIR']) / 'mmlr.log'}"]
     log_file = Path(os.environ["MMLR_DATA_DIR"]) / "mmlr.log"
     assert "secret internals" in log_file.read_text()  # the details are kept for operators
 
 
-def test_readme_documents_every_command_and_flag() -> None:
-    """The README's CLI table is the user's reference: every subcommand has a row that names
-    each of its options."""
+def _readme_cli_rows() -> list[str]:
+    """The first cell (the synopsis) of each row of the README's CLI table."""
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("| `mmlr ")]
+    return [r.replace("\\|", "/").split("|")[1] for r in rows]
+
+
+def _commands() -> dict[str, Any]:
+    """Every command a user types, nested ones as "users add", with its parser."""
     import argparse
 
     from monitor.cli import build_parser
 
-    rows = [line for line in (ROOT / "README.md").read_text().splitlines()
-            if line.startswith("| `mmlr ")]
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, cmd in sub.choices.items():
-        mine = [r.replace("\\|", "/").split("|")[1] for r in rows
-                if f"`mmlr {name}`" in r or f"`mmlr {name} " in r]
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    path = f"{prefix} {name}".strip()
+                    found[path] = child
+                    found.update(walk(child, path))
+        return found
+
+    return {"": build_parser(), **walk(build_parser(), "")}
+
+
+def _is_group(parser: Any) -> bool:
+    import argparse
+
+    return any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+
+
+def _options(parser: Any) -> set[str]:
+    return {flag for action in parser._actions for flag in action.option_strings
+            if flag not in ("-h", "--help")}
+
+
+def _named(cell: str, commands: dict[str, Any]) -> list[str]:
+    """The commands a synopsis names: `mmlr users add` is "users add", `mmlr -v` none."""
+    named = []
+    for words in re.findall(r"`mmlr ((?:[a-z][a-z-]*)(?: [a-z][a-z-]*)?)", cell):
+        name = words if words in commands else words.split()[0]
+        if name in commands:
+            named.append(name)
+    return named
+
+
+def test_readme_documents_every_command_and_flag() -> None:
+    """The README's CLI table is the user's reference: every command, nested ones included, has
+    a row that names each of its options and choices, and the top-level options have one."""
+    cells = _readme_cli_rows()
+    commands = _commands()
+    for name, cmd in commands.items():
+        if name and _is_group(cmd):
+            continue  # `users`, `subscribers`: their actions have the rows
+        parent, _, child = name.partition(" ")
+        mine = ([c for c in cells if not _named(c, commands)] if name == "" else
+                [c for c in cells if name in _named(c, commands)
+                 or (child and f"`{child}" in c
+                     and any(n.split()[0] == parent for n in _named(c, commands)))])
         assert mine, f"`mmlr {name}` has no row in the README's CLI table"
         for action in cmd._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
-                    assert any(flag in r for r in mine), f"`mmlr {name} {flag}` is missing"
+                    assert any(flag in c for c in mine), f"`mmlr {name} {flag}` is missing"
+            for choice in action.choices or ():
+                if not isinstance(action.choices, dict):  # subcommands are checked above
+                    assert any(str(choice) in c for c in mine), \
+                        f"`mmlr {name}`: the choice {choice!r} is missing"
+
+
+def test_readme_documents_no_option_a_command_lacks() -> None:
+    """The other way round: a flag in a row's synopsis is one every command the row names
+    accepts (`mmlr worker` once showed --host/--port that did nothing but change the links of
+    its digests)."""
+    commands = _commands()
+    for cell in _readme_cli_rows():
+        named = _named(cell, commands) or [""]
+        for flag in re.findall(r"(?<![\w-])--?[a-z][a-z-]*", cell):
+            for name in named:
+                assert flag in _options(commands[name]), \
+                    f"the README shows `{flag}` for `mmlr {name}`, which has no such option"
 
 
 @pytest.mark.parametrize(("command", "port"), [
-    ("web", "70000"), ("serve", "0"), ("worker", "65536"), ("demo", "-1"),
+    ("web", "70000"), ("serve", "0"), ("web", "65536"), ("demo", "-1"),
     ("replay-server", "http"),
 ])
 def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, command: str, port: str) -> None:
@@ -104,6 +221,25 @@ def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, command: str, port
     assert "usage:" in proc.stderr and "argument --port:" in proc.stderr
     assert "1 to 65535" in proc.stderr or "not a port number" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("option", ["--port=9000", "--host=0.0.0.0"])
+def test_the_worker_takes_no_address(tmp_path: Path, option: str) -> None:
+    # It listens on nothing; --port used to be accepted and to change the address in the
+    # links of the digests it sends.
+    proc = run_cli("worker", option, env=cli_env(MMLR_DATA_DIR=str(tmp_path)), timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert f"unrecognized arguments: {option}" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["web", "serve", "replay-server"])
+def test_an_empty_host_is_a_usage_error(tmp_path: Path, command: str) -> None:
+    # An empty address binds every interface (replay-server) or silently means MMLR_HOST.
+    extra = ["--dir", str(tmp_path)] if command == "replay-server" else []
+    proc = run_cli(command, "--host", "", *extra, env=cli_env(MMLR_DATA_DIR=str(tmp_path)),
+                   timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "argument --host: not an address or host name: ''" in proc.stderr
 
 
 def test_mmlr_port_out_of_range_is_one_clear_line(tmp_path: Path) -> None:
@@ -123,6 +259,21 @@ def test_a_port_in_use_is_one_line_before_the_address_is_announced(tmp_path: Pat
     assert_one_line_error(proc, f"cannot listen on 127.0.0.1:{port}: the port is in use",
                           "--port or MMLR_PORT")
     assert "mmlr web app at" not in proc.stdout  # nothing claims it is serving
+
+
+def test_the_demo_checks_its_web_port_before_the_cycle(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("demo", "--port", str(port), env=cli_env(MMLR_DATA_DIR=str(tmp_path)),
+                       timeout=120)
+    assert_one_line_error(proc, f"cannot listen on 127.0.0.1:{port}: the port is in use")
+    # It used to run the whole cycle first, and announce the app at that address.
+    assert proc.stdout == ""
+    assert not (tmp_path / "mmlr.sqlite3").exists()
 
 
 def test_an_address_not_of_this_machine_is_one_line(tmp_path: Path) -> None:

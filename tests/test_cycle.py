@@ -37,6 +37,28 @@ def cycle(tmp_path: Path, db_url: str) -> Iterator[tuple[Any, Any, Path]]:
             ctx.dispose()
 
 
+def test_an_interrupted_poll_ends_the_cycle(tmp_path: Path, db_url: str) -> None:
+    # SIGTERM during `mmlr run`, or the worker shutting down, stopped the poll, and the cycle
+    # then went on to screen, pool and deliver a digest as if nothing had been asked.
+    from monitor.poll import SHUTDOWN
+
+    corpus = tmp_path / "corpus"
+    write_scenario(corpus, 1)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url, entrez_batch_size=4))
+        SHUTDOWN.set()  # what `serve`/`worker` set on SIGTERM; `mmlr poll/run` on their own
+        try:
+            summary = run_cycle(ctx)
+        finally:
+            SHUTDOWN.clear()
+            ctx.dispose()
+    steps = dict(summary.steps)
+    assert "interrupted" in steps["poll"]
+    assert "screen" not in steps and "pool" not in steps and "network" not in steps
+    assert steps["cycle"].startswith("stopped after the interrupted poll")
+    assert summary.digest_id is None and not summary.deliveries
+
+
 def test_scheduled_cycle_sends_only_urgent_alerts(cycle: tuple[Any, Any, Path]) -> None:
     ctx, srv, corpus = cycle
     first = run_cycle(ctx, digest=False)

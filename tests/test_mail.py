@@ -361,6 +361,21 @@ def test_starttls_on_a_server_without_it_is_a_clear_error(smtp) -> None:  # type
         send_message(parse_smtp_url(f"smtp://127.0.0.1:{port}?starttls=true"), msg,
                      ["a@example.org"], retry_delays=FAST)
     assert "?starttls=" in err.value.one_line()
+    assert "not supported by server" not in err.value.one_line()  # smtplib's words, once
+
+
+def test_credentials_for_a_server_without_login_say_so_once(smtp) -> None:  # type: ignore[no-untyped-def]
+    # It read "does not support SMTP AUTH extension not supported by server."
+    _, port = smtp
+    msg = build_message(subject="s", text="t", html="<p>h</p>", sender="m@example.org",
+                        recipients=["a@example.org"])
+    with pytest.raises(DeliveryError) as err:
+        send_message(parse_smtp_url(f"smtp://digest:s3cret-pa55@127.0.0.1:{port}"), msg,
+                     ["a@example.org"], retry_delays=FAST)
+    line = err.value.one_line()
+    assert f"SMTP server 127.0.0.1:{port} does not support logging in (SMTP AUTH)" in line
+    assert "remove user:password from MMLR_SMTP_URL" in line
+    assert "not supported by server" not in line and "s3cret" not in line
 
 
 def test_smtps_against_a_plain_server_is_a_clear_error(smtp) -> None:  # type: ignore[no-untyped-def]

@@ -120,6 +120,17 @@ def test_missing_file(tmp_path: Path) -> None:
         meta_from_csv(tmp_path / "nope.csv")
 
 
+def test_a_folder_or_a_binary_file_is_named_as_such(tmp_path: Path) -> None:
+    # A folder was "cannot be read as UTF-8 text (IsADirectoryError)".
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"))
+    assert_one_line_error(run_cli("meta", str(tmp_path), env=env), f"{tmp_path}: not a file")
+    binary = tmp_path / "rows.csv"
+    binary.write_bytes(b"study,yi,sei\n\xff\xfe,0.1,0.1\n")
+    proc = run_cli("meta", str(binary), env=env)
+    assert_one_line_error(proc, f"{binary}: not UTF-8 text (save it as UTF-8 CSV)")
+    assert "Error" not in proc.stderr  # no Python exception names
+
+
 def test_cli_error_is_one_line_exit_1(tmp_path: Path) -> None:
     path = write(tmp_path, "study,yi,sei\na,0.1,0.1\nb,x,0.1\n")
     proc = run_cli("meta", str(path), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))

@@ -167,7 +167,7 @@ def test_a_new_pmid_left_out_of_an_answer_is_asked_for_by_the_next_poll(
         srv.set_faults("omit@2")
         first = poll(ctx, backoff_base=0.001)
         assert (first.missing, first.new) == (1, 2) and 1102 not in state(ctx)
-        assert "1 PMIDs not returned (asked again by the next polls)" in first.describe()
+        assert "1 PMID not returned (asked again by the next polls)" in first.describe()
         srv.set_faults(None)
         srv.reset_stats()
         # A window after the records' create date: the search finds nothing, yet 1102 is asked.

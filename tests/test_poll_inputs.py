@@ -57,6 +57,33 @@ def test_until_after_today_is_refused_before_the_poll(tmp_path: Path) -> None:
     _no_runs(data)
 
 
+def test_a_window_after_today_is_refused_before_an_unfinished_run_is_resumed(
+        tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    # A closed port and no retries: the first poll fails at once and leaves its run
+    # unfinished, which every later poll resumes first.
+    env = cli_env(MMLR_DATA_DIR=str(data), MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/",
+                  MMLR_ENTREZ_MAX_RETRIES="0")
+    pmids = tmp_path / "pmids.txt"
+    pmids.write_text("28826616\n")
+    first = run_cli("poll", "--pmids", str(pmids), env=env).stderr
+    assert "cannot reach E-utilities" in first and "(after 1 attempt)" in first  # not "attempts"
+    # The wrong window is what the user must hear of, not NCBI being out of reach.
+    proc = run_cli("poll", "--since", "2062-12-01", env=env)
+    assert_one_line_error(proc, "poll window starts 2062-12-01 after it ends",
+                          "check --since/--until")
+
+
+def test_dates_with_a_pmid_list_are_refused_not_ignored(tmp_path: Path) -> None:
+    pmids = tmp_path / "pmids.txt"
+    pmids.write_text("28826616\n")
+    data = tmp_path / "d"
+    env = cli_env(MMLR_DATA_DIR=str(data), MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/")
+    proc = run_cli("poll", "--pmids", str(pmids), "--since", "2025-01-01", env=env)
+    assert_one_line_error(proc, "--since/--until do not apply to a PMID list (--pmids)")
+    _no_runs(data)
+
+
 def test_dates_before_pubmed_are_a_usage_error(tmp_path: Path) -> None:
     proc = run_cli("poll", "--since", "0001-01-01", "--until", "0001-01-02",
                    env=cli_env(MMLR_DATA_DIR=str(tmp_path)))

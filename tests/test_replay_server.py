@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import assert_one_line_error, cli_env, run_cli
 
 from monitor.faults import parse_fault_spec
 from monitor.pubmed_xml import iter_records
@@ -345,6 +346,41 @@ def test_unexpected_handler_error_is_logged_with_traceback_not_printed(
 def test_bad_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="is not a directory"):
         start_replay_server(tmp_path / "nope")
+
+
+def test_an_address_not_of_this_machine_is_blamed_on_the_host(tmp_path: Path) -> None:
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never this machine's. The hint used to say
+    # "choose another --port", which cannot help.
+    proc = run_cli("replay-server", "--dir", str(tmp_path), "--host", "192.0.2.1",
+                   env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")), timeout=60)
+    assert_one_line_error(proc, "replay server cannot listen on 192.0.2.1:8765",
+                          "the address is not one of this machine's",
+                          "(choose another with --host)")
+
+
+def test_the_command_names_the_files_it_skipped(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    # It said "0 records from 0 files" of a folder of broken files, and nothing else.
+    (tmp_path / "broken.xml").write_text("<PubmedArticleSet><PubmedArticle><broken")
+    (tmp_path / "notgzip.xml.gz").write_bytes(b"garbage")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with subprocess.Popen([sys.executable, "-m", "monitor.cli", "replay-server", "--dir",
+                           str(tmp_path), "--port", str(port)], cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d"))) as proc:
+        try:
+            assert proc.stdout is not None
+            banner = proc.stdout.readline()
+        finally:
+            proc.terminate()
+    assert banner.startswith("replay server: 0 records from 0 files; skipped 2 files that are "
+                             "not PubMed XML: broken.xml, notgzip.xml.gz; MMLR_ENTREZ_URL="), banner
 
 
 def test_gzip_file_is_served(tmp_path: Path) -> None:

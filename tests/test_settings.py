@@ -131,6 +131,22 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         ("MMLR_DATA_DIR", "/tmp/\udcff", "MMLR_DATA_DIR: contains bytes that are not UTF-8"),
         ("MMLR_ENTREZ_URL", "https://me:hunter2@eutils.ncbi.nlm.nih.gov/entrez/eutils/",
          "MMLR_ENTREZ_URL: must not contain a user name or password"),
+        # Each of these loaded, and failed only where it was used (the first poll, `init`,
+        # the first delivery) or, for the host, listened on every interface.
+        ("MMLR_POLL_START", "2024-01-01", "MMLR_POLL_START: must be a date YYYY/MM/DD, e.g. "
+         "2024/01/01, got '2024-01-01'"),
+        ("MMLR_POLL_START", "2024/02/30", "MMLR_POLL_START: must be a date YYYY/MM/DD"),
+        ("MMLR_POLL_START", "1800/01/01", "MMLR_POLL_START: must not be before 1900/01/01"),
+        ("MMLR_HOST", "", "MMLR_HOST: must be one address or host name to listen on"),
+        ("MMLR_HOST", "127.0.0.1 ::1", "MMLR_HOST: must be one address or host name"),
+        ("MMLR_ADMIN_EMAIL", "admin", "MMLR_ADMIN_EMAIL: 'admin' is not an e-mail address"),
+        ("MMLR_MAIL_FROM", "Living review", "MMLR_MAIL_FROM: 'Living review' is not an e-mail "
+         "address"),
+        # A typo in STARTTLS sent the password in clear, without a word.
+        ("MMLR_SMTP_URL", "smtp://me:hunter2@mail.example.org:587?starttls=ture",
+         "MMLR_SMTP_URL starttls must be true or false, got 'ture'"),
+        ("MMLR_SMTP_URL", "smtp://me:hunter2@mail.example.org:587?startls=true",
+         "MMLR_SMTP_URL has an unknown parameter 'startls'"),
     ],
 )
 def test_bad_values_give_one_clear_error(
@@ -234,6 +250,51 @@ def test_production_refuses_missing_or_placeholder_secret(tmp_path: Path, key: s
     with pytest.raises(ConfigError, match="MMLR_SECRET_KEY"):
         s.secret()
     assert not (tmp_path / "secret_key").exists()
+
+
+@pytest.mark.parametrize(("var", "value", "attribute", "expected"), [
+    ("MMLR_POLL_START", " 2024/01/01 ", "poll_start", "2024/01/01"),
+    ("MMLR_MAIL_FROM", "Living review <review@example.org>", "mail_from",
+     "Living review <review@example.org>"),
+    ("MMLR_HOST", "::1", "host", "::1"),
+    ("MMLR_ADMIN_EMAIL", "admin@localhost", "admin_email", "admin@localhost"),
+])
+def test_checked_text_settings_accept_their_forms(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, attribute: str, expected: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    assert getattr(load_settings(), attribute) == expected
+
+
+@pytest.mark.parametrize(("query", "starttls"), [
+    ("starttls=true", True), ("starttls=yes", True), ("starttls=1", True),
+    ("starttls=false", False), ("starttls=no", False), ("timeout=5", False),
+])
+def test_smtp_starttls_words(query: str, starttls: bool) -> None:
+    assert parse_smtp_url(f"smtp://mail.example.org:587?{query}").starttls is starttls
+
+
+@pytest.mark.parametrize(("command", "key", "fragment"), [
+    ("config", None, "MMLR_SECRET_KEY is not set"),
+    ("init", "changeme", "MMLR_SECRET_KEY is a placeholder or shorter than 32 characters"),
+    # The worker started with either, and failed at its first digest (the unsubscribe links
+    # are signed with the key).
+    ("worker", None, "MMLR_SECRET_KEY is not set"),
+    ("worker", "changeme", "MMLR_SECRET_KEY is a placeholder"),
+])
+def test_production_refuses_to_start_any_command_without_a_real_secret(
+    tmp_path: Path, command: str, key: str | None, fragment: str
+) -> None:
+    extra = {"MMLR_SECRET_KEY": key} if key is not None else {}
+    proc = run_cli(command, env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_ENV="production",
+                                        **extra), timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmlr: error: ") and fragment in lines[0]
+    assert not (tmp_path / "mmlr.sqlite3").exists()  # refused before anything was done
+    ok = run_cli("config", env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_ENV="production",
+                                       MMLR_SECRET_KEY="k" * 40))
+    assert ok.returncode == 0, ok.stderr
 
 
 def test_readme_settings_table_is_generated_from_the_settings(tmp_path: Path) -> None:

@@ -217,6 +217,15 @@ def test_a_record_id_of_non_ascii_digits_is_not_a_number(tmp_path: Path) -> None
         load_dataset(path)
 
 
+def test_a_folder_is_not_called_missing(tmp_path: Path) -> None:
+    # It was "dataset … does not exist", of a folder that does.
+    proc = run_cli("simulate", str(tmp_path), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert_one_line_error(proc, f"dataset {tmp_path} is not a file")
+    proc = run_cli("simulate", str(tmp_path / "nope.csv"),
+                   env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert_one_line_error(proc, f"dataset {tmp_path / 'nope.csv'} does not exist")
+
+
 def test_a_negative_seed_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"seed -1 is negative") as err:
         simulate(_write(tmp_path / "rows.csv", ROWS), seed=-1)

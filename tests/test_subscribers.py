@@ -532,6 +532,19 @@ def test_cli_add_list_remove(db_url: str, tmp_path: Path) -> None:
     assert run_cli("subscribers", env=env).returncode == 2  # no action: usage error
 
 
+def test_cli_lists_an_address_in_both_lists_once_as_fixed(db_url: str, tmp_path: Path) -> None:
+    # It was listed twice, "active" and "fixed", as if it got two copies; it counts as fixed.
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "cli"), MMLR_DATABASE_URL=db_url,
+                  MMLR_DIGEST_TO="ana@example.org, bo@example.org")
+    assert run_cli("subscribers", "add", "ana@example.org", env=env).returncode == 0
+    lines = run_cli("subscribers", "list", env=env).stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("ana@example.org\tfixed (MMLR_DIGEST_TO: always receives, no "
+                               "unsubscribe link); also subscribed\tadded ")
+    assert lines[1] == ("bo@example.org\tfixed (MMLR_DIGEST_TO: always receives, no unsubscribe "
+                        "link)")
+
+
 def test_admin_page_says_when_nobody_is_mailed(app, users, settings) -> None:  # type: ignore[no-untyped-def]
     from pydantic import SecretStr
 
