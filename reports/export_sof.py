@@ -17,6 +17,7 @@ minutes; it says that the certainty is a suggestion.
 from __future__ import annotations
 
 import csv
+import html
 import math
 from collections.abc import Sequence
 from typing import IO, Any
@@ -136,8 +137,9 @@ def write_sof_csv(session: Session, fh: IO[str]) -> None:
 
 
 def _cell(text: Any) -> str:
-    # A trial name or a reason with "|" would split a Markdown cell.
-    return " ".join(str(text).split()).replace("|", "\\|")
+    # A trial name or a reason with "|" would split a Markdown cell; "<" would open raw HTML,
+    # which Markdown renders as it is (a curator-typed name is text, never markup).
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
 
 
 def network_rows(networks: Sequence[Fitted]) -> list[dict[str, Any]]:

@@ -67,6 +67,8 @@ def test_csv_and_markdown_from_the_snapshots(ctx, tmp_path: Path) -> None:
     # A "|" in a trial name must not split the Markdown table's cells.
     line = next(ln for ln in md.splitlines() if "MM\\|IX" in ln)
     assert line.count(" | ") == 9
+    # ... and "<b>" in it is text, not markup a Markdown renderer would pass on.
+    assert "MM\\|IX &lt;b&gt;" in line and "<b>" not in md
     # Two trials: no funnel, so the small-study columns are empty and the cell a dash.
     assert (row["egger_p"], row["trim_fill_k0"], row["small_study_interpretable"]) == ("", "", "")
     assert "| — |" in line
