@@ -444,6 +444,20 @@ EXCLUDED_REASON_PREFIX = "reports excluded: "
 ELIGIBLE_STAGE = "reports eligible after full-text assessment"
 
 
+def _automation_note(automation_stops: bool, excluded: int) -> str:
+    """The note of the "excluded by automation" line. With nothing below the flag threshold
+    left unread (an empty review, or every such record read by a person) the stopping test
+    passes trivially, and saying it "supports stopping" over a count of 0 would read as a
+    finding."""
+    if not automation_stops:
+        return ("none until the stopping test supports stopping: the records below the flag "
+                "threshold are awaiting screening")
+    if not excluded:
+        return "none: no record below the flag threshold is left without a curator decision"
+    return ("scored below the flag threshold, no curator decision; the stopping test supports "
+            "stopping")
+
+
 def prisma_counts(session: Session, *, dual: bool = False,
                   automation_stops: bool = False) -> list[tuple[str, int, str]]:
     """(stage, count, note) of the PRISMA 2020 flow for database searches. Records screened
@@ -498,11 +512,7 @@ def prisma_counts(session: Session, *, dual: bool = False,
          "later versions of a PMID already held (kept as revisions of one record)"),
         (DELETED_STAGE, deleted, "PubMed DeleteCitation; curator work on them is kept"),
         (SCREENED_STAGE, screened, "identified minus duplicates and deleted"),
-        (AUTOMATION_STAGE, excluded_auto,
-         "scored below the flag threshold, no curator decision; the stopping test supports "
-         "stopping" if automation_stops else
-         "none until the stopping test supports stopping: the records below the flag "
-         "threshold are awaiting screening"),
+        (AUTOMATION_STAGE, excluded_auto, _automation_note(automation_stops, excluded_auto)),
         (CURATORS_STAGE, excluded_curators, "latest decision: exclude"),
         *conflict_line,
         (AWAITING_STAGE, awaiting - conflicts, awaiting_note),

@@ -583,7 +583,10 @@ def test_prisma_counts_voted_low_score_records_as_awaiting(ctx, tmp_path: Path) 
         s.add(Decision(pmid=2, decision="include", kind="vote"))
         s.commit()
         rows = {stage: n for stage, n, _ in prisma_counts(s, automation_stops=True)}
+        notes = {stage: note for stage, _, note in prisma_counts(s, automation_stops=True)}
     assert rows["records excluded by automation"] == 0
+    # A count of 0 is not presented as the stopping test's finding.
+    assert notes["records excluded by automation"].startswith("none: no record below")
     assert rows["records awaiting screening"] == 2  # pmids 2 (one vote) and 4
     assert rows["records screened"] == (rows["records excluded by automation"]
                                         + rows["records excluded by curators"]
