@@ -124,6 +124,11 @@ def _read_pmid_file(path: Path) -> list[int]:
             raise ValidationError(f"{path}:{lineno}: {token!r} is not a PMID",
                                   hint="a PMID is a whole number from 1, one per line")
         pmids.append(pmid)
+    if not pmids:
+        # Most likely the wrong file or an export that failed upstream: a run of nothing would
+        # be stored and reported as a successful poll.
+        raise ValidationError(f"PMID file {path} lists no PMID",
+                              hint="one PMID per line, digits only (# starts a comment)")
     return pmids
 
 
