@@ -110,7 +110,8 @@ def test_password_change_happy_path(app: Any, users: dict[str, str]) -> None:
      "current password: it is wrong"),
     ("", NEW_PASSWORD, NEW_PASSWORD, "current_password", "current password: enter it"),
     (PASSWORD, "x" * (MIN_PASSWORD_LENGTH - 1), "x" * (MIN_PASSWORD_LENGTH - 1), "new_password",
-     f"new password: the password is too short ({MIN_PASSWORD_LENGTH - 1} characters)"),
+     f"new password: the password is too short: {MIN_PASSWORD_LENGTH - 1} characters "
+     f"(use at least {MIN_PASSWORD_LENGTH} characters)"),
     (PASSWORD, NEW_PASSWORD, NEW_PASSWORD + "!", "confirm_password",
      "confirm password: it does not match the new password"),
     (PASSWORD, PASSWORD, PASSWORD, "new_password",

@@ -345,6 +345,21 @@ def test_admin_manages_users(app: Any, users: dict[str, str]) -> None:
     dup = admin.post("/admin/users", data={"email": "new@example.org", "role": "viewer",
                                            "csrf_token": csrf_from(added.text)})
     assert dup.status_code == 400 and "a user new@example.org already exists" in dup.text
+    # The reason stands beside the field it is about, which is marked, and what was typed
+    # stays; one pair of parentheses.
+    assert 'id="new-email" name="email" type="email" required value="new@example.org" ' \
+           'aria-invalid="true" aria-describedby="new-email-error"' in dup.text
+    assert 'id="new-email-error"' in dup.text and 'id="new-password-error"' not in dup.text
+    short = admin.post("/admin/users", data={"email": "other@example.org", "role": "viewer",
+                                             "password": "abc", "csrf_token": csrf_from(dup.text)})
+    assert short.status_code == 400
+    assert ('<p class="field-error" id="new-password-error" role="alert" tabindex="-1" autofocus>'
+            'the password is too short: 3 characters (use at least') in short.text
+    assert 'aria-describedby="new-password-error new-password-hint" aria-invalid="true"' \
+        in short.text
+    assert 'value="other@example.org"' in short.text and 'id="new-email-error"' not in short.text
+    with db(app) as session:
+        assert session.exec(select(User).where(User.email == "other@example.org")).first() is None
 
     with db(app) as session:
         ids = {u.email: u.id for u in session.exec(select(User))}

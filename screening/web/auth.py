@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from reports.words import plural
 from store.addresses import check_email, normalise_email
 from store.audit import audit
 from store.errors import AuthError, NotFoundError, ValidationError
@@ -103,7 +104,7 @@ def password_or_generated(password: str | None) -> tuple[str, str | None]:
 def check_password_strength(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(
-            f"the password is too short ({len(password)} characters)",
+            f"the password is too short: {plural(len(password), 'character')}",
             hint=f"use at least {MIN_PASSWORD_LENGTH} characters",
         )
 

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
-from screening.web.auth import ROLES, add_user, check_role, issue_api_token, revoke_api_token
+from screening.web.auth import (
+    ROLES,
+    add_user,
+    check_password_strength,
+    check_role,
+    issue_api_token,
+    revoke_api_token,
+)
 from screening.web.csrf import csrf_protect
 from screening.web.deps import Admin, DbSession, flash, get_or_404
 from screening.web.templating import render
@@ -38,7 +45,7 @@ def _page(request: Request, session: Session, *, status_code: int = 200,
           **extra: object) -> Response:
     users = session.exec(select(User).order_by(col(User.email))).all()
     context: dict[str, object] = {"users": users, "roles": ROLES, "error": None, "values": {},
-                                  "secret": None}
+                                  "secret": None, "error_field": None}
     context.update(extra)
     return render(request, "admin_users.html", context, status_code=status_code)
 
@@ -53,13 +60,20 @@ def create_user(request: Request, session: DbSession, admin: Admin,
                 email: Annotated[str, Form(max_length=254)],
                 role: Annotated[str, Form(max_length=20)],
                 password: Annotated[str, Form(max_length=1024)] = "") -> Response:
+    # The field an error belongs to, so the page can put the reason beside it: a short
+    # password is the password's, an unknown role (only a hand-made request sends one) the
+    # role's, anything else (malformed, already a user) the address's.
+    field = "password"
     try:
+        if password:
+            check_password_strength(password)
+        field = "role" if role not in ROLES else "email"
         generated = add_user(session, email, role=role, password=password or None,
                              actor=admin.email)
     except ValidationError as exc:
         session.rollback()
         return _page(request, session, status_code=400, error=exc.one_line(),
-                     values={"email": email, "role": role})
+                     values={"email": email, "role": role}, error_field=field)
     session.commit()
     if generated:
         # Rendered, not flashed: the session cookie is signed, not encrypted.
