@@ -54,6 +54,18 @@ def bind_problem(exc: OSError, *, host_flag: str, port_flag: str) -> tuple[str, 
     return exc.strerror or str(exc), f"{host_flag} / {port_flag}"
 
 
+def banner(host: str, port: int) -> str:
+    """The line that says where the app is. A wildcard address (``0.0.0.0``, ``::``, as in a
+    container) is no address a browser can open: it names where to open it on this machine,
+    and that every address of the machine listens."""
+    bare = host.strip("[]")
+    if bare in ("0.0.0.0", "::"):  # noqa: S104 - recognising the wildcard, not binding to it
+        return (f"mmlr web app on every address of this machine, port {port} "
+                f"(here: http://127.0.0.1:{port}/)")
+    shown = f"[{bare}]" if ":" in bare else bare
+    return f"mmlr web app at http://{shown}:{port}/"
+
+
 def served_at(settings: Settings, host: str | None, port: int | None) -> Settings:
     """``settings`` for an app served on ``host``:``port`` (the command line's, when given):
     with ``MMLR_BASE_URL`` left at its default and a loopback address, the links of digests
@@ -139,8 +151,7 @@ def serve(
         server = uvicorn.Server(config)  # handles SIGINT/SIGTERM itself: finishes open requests
         if sched is not None:
             sched.start()
-        print(f"mmlr web app at http://{config.host}:{config.port}/ (Ctrl-C to stop)",
-              flush=True)
+        print(f"{banner(config.host, config.port)} (Ctrl-C to stop)", flush=True)
         try:
             server.run(sockets=[sock])
         finally:

@@ -179,7 +179,18 @@ def test_web_app_answers_health(demo_run) -> None:  # type: ignore[no-untyped-de
         assert login.status_code in (302, 303, 307) and "/login" in login.headers["location"]
     finally:
         proc.terminate()
-        proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=30)
+    assert f"mmlr web app at http://127.0.0.1:{port}/ (Ctrl-C to stop)" in out
+
+
+def test_the_banner_names_an_address_a_browser_can_open() -> None:
+    from monitor.service import banner
+
+    assert banner("127.0.0.1", 8000) == "mmlr web app at http://127.0.0.1:8000/"
+    assert banner("::1", 8000) == "mmlr web app at http://[::1]:8000/"
+    for wildcard in ("0.0.0.0", "::", "[::]"):  # a container's: no browser opens 0.0.0.0
+        assert banner(wildcard, 8080) == ("mmlr web app on every address of this machine, "
+                                          "port 8080 (here: http://127.0.0.1:8080/)")
 
 
 def test_count_helper_sees_an_empty_database(ctx) -> None:  # type: ignore[no-untyped-def]
