@@ -163,7 +163,11 @@ def db_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def pg_admin_url() -> str:
-    need(bool(PG_URL), "MMLR_TEST_DATABASE_URL is not set (PostgreSQL tests)")
+    """The PostgreSQL server of the PostgreSQL run. A test that needs it is the PostgreSQL
+    run's: the SQLite run skips it, in CI too (CI runs both; the PostgreSQL run has the URL,
+    and its own checks fail when the server is missing)."""
+    if not PG_URL:
+        pytest.skip("a PostgreSQL test: runs when MMLR_TEST_DATABASE_URL is set")
     return PG_URL
 
 
