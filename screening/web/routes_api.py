@@ -60,6 +60,7 @@ from screening.web.deps import (
     get_ctx,
     get_or_404,
     screeners_per_record,
+    unknown_fields,
     verify_second_person,
 )
 from screening.web.derivation_inputs import merge_derivation_inputs
@@ -91,6 +92,7 @@ from store.fulltext import (
     outcomes,
 )
 from store.fulltext import assessment_json as fulltext_json
+from store.ids import MAX_ID, parse_id
 from store.models import PollRun, Record, Trial, TrialReport
 from store.searches import count_runs, run_row, search_runs, search_summary
 from store.settings import is_dual_screening
@@ -365,9 +367,22 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return data
 
 
+def _only_fields(data: dict[str, Any], fields: tuple[str, ...], what: str) -> None:
+    """Refuse keys a body of ``what`` does not have. Ignoring them would turn a typo into
+    something else: ``{"verifed": false}`` would verify, ``{"reasn": …}`` vote without
+    the reason, and the client would never know."""
+    refused = unknown_fields(data, fields, (), what)
+    if refused is not None:
+        raise ValidationError(refused)
+
+
+_DECISION_FIELDS = ("pmid", "decision", "reason", "rank_shown")
+
+
 @router.post("/decisions", status_code=201)
 async def post_decision(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
     data = await _json_object(request)
+    _only_fields(data, _DECISION_FIELDS, "a decision")
     if "pmid" not in data:
         raise ValidationError("pmid is required")
     pmid = parse_pmid(data["pmid"])
@@ -400,6 +415,7 @@ async def post_resolution(request: Request, pmid: int, session: DbSession,
     """Resolve a conflict (or, for an admin, change a resolved record): ``{"decision",
     "reason"}``, the same rules as the conflicts page."""
     data = await _json_object(request)
+    _only_fields(data, ("decision", "reason"), "a resolution")
     decision = data.get("decision")
     if not isinstance(decision, str):
         raise ValidationError("decision is required", hint=f"one of {', '.join(DECISIONS)}")
@@ -449,6 +465,7 @@ def record_fulltext_json(request: Request, pmid: int, session: DbSession,
 async def _fulltext_fields(request: Request) -> dict[str, Any]:
     """``{"verdict", "reason", "note"}`` of a full-text request body, type-checked."""
     data = await _json_object(request)
+    _only_fields(data, ("verdict", "reason", "note"), "a full-text judgement")
     if not isinstance(data.get("verdict"), str):
         raise ValidationError("verdict is required", hint=f"one of {', '.join(VERDICTS)}")
     _text_field(data, "reason")
@@ -483,12 +500,23 @@ async def post_fulltext_resolution(request: Request, pmid: int, session: DbSessi
                                                   "state": "resolved"})
 
 
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an id (1 to MAX_ID: an integer or a string of digits), else None; never
+    ``true`` (an int to Python: trial 1) nor 1.7 (``int()`` would quietly make it trial 1).
+    A number beyond any id is the field's 400, as every number in a body (operations.md)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value <= MAX_ID else None
+    return parse_id(value) if isinstance(value, str) else None
+
+
 def _find_trial(session: Session, data: dict[str, Any]) -> Trial:
     if data.get("trial_id") is not None:
-        try:
-            trial_id = int(data["trial_id"])
-        except (TypeError, ValueError):
-            raise ValidationError(f"trial_id {data['trial_id']!r} is not a number") from None
+        trial_id = _whole_number(data["trial_id"])
+        if trial_id is None:
+            raise ValidationError(f"trial_id {data['trial_id']!r} is not a trial's id",
+                                  hint="a whole number, as in GET /api/trials")
         return get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
     if isinstance(data.get("trial"), str):
         trial = session.exec(select(Trial).where(Trial.name == data["trial"])).first()
@@ -518,6 +546,7 @@ async def post_verify(request: Request, estimate_id: int, session: DbSession,
     (``false``). Under MMLR_VERIFY_SECOND_PERSON not by the person who entered it (403)."""
     estimate = load_estimate(session, estimate_id)
     data = await _json_object(request) if (await request.body()).strip() else {}
+    _only_fields(data, ("verified",), "a verification")
     verified = data.get("verified", True)
     if not isinstance(verified, bool):
         raise ValidationError("verified must be true or false")
@@ -541,6 +570,7 @@ async def post_withdraw(request: Request, estimate_id: int, session: DbSession,
     estimate = load_estimate(session, estimate_id)
     ensure_current(estimate)
     data = await _json_object(request)
+    _only_fields(data, ("reason",), "a withdrawal")
     _text_field(data, "reason")
     reason = read_reason(data)
     withdraw_estimate(session, estimate, reason=reason, user=user)

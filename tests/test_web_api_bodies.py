@@ -1,0 +1,113 @@
+"""What the JSON API does with request bodies a client gets slightly wrong (a misspelt key, an
+id of the wrong type), and what its OpenAPI schema promises about them; over the real app and
+database (SQLite, or PostgreSQL with MMLR_TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import test_web
+from fastapi.testclient import TestClient
+from sqlmodel import func, select
+from test_web import db
+from test_web_api import _token
+from test_web_evidence import _estimates, _trial
+
+from store.models import AuditLog, Decision, Estimate, Record
+
+app = test_web.app
+users = test_web.users
+records = test_web.records
+
+
+@pytest.fixture
+def api(app: Any) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _count(app: Any, model: Any) -> int:
+    with db(app) as session:
+        return int(session.exec(select(func.count()).select_from(model)).one())
+
+
+def test_a_misspelt_key_in_a_decision_is_refused_not_dropped(
+        app: Any, api: TestClient, users: dict[str, str], records: int) -> None:
+    curator = _token(app, users["curator"])
+    # "reasn": the vote would be saved without its reason, and the client never told
+    response = api.post("/api/decisions", headers=curator, json={
+        "pmid": 90000002, "decision": "exclude", "reasn": "not maintenance"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == ("unknown field 'reasn': a decision has pmid, decision, "
+                                        "reason, rank_shown")
+    assert _count(app, Decision) == 0
+    with db(app) as session:
+        assert session.get(Record, 90000002).decision is None  # type: ignore[union-attr]
+    ok = api.post("/api/decisions", headers=curator, json={
+        "pmid": 90000002, "decision": "exclude", "reason": "not maintenance", "rank_shown": 1})
+    assert ok.status_code == 201, ok.text
+
+
+def test_a_misspelt_key_in_a_verification_does_not_verify(
+        app: Any, api: TestClient, users: dict[str, str], records: int) -> None:
+    trial_id = _trial(app)
+    entered = api.post("/api/estimates", headers=_token(app, users["curator"]), json={
+        "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+        "ci_high": "0.625"})
+    assert entered.status_code == 201, entered.text
+    estimate_id = entered.json()["id"]
+    admin = _token(app, users["admin"])
+    url = f"/api/estimates/{estimate_id}/verify"
+    # {"verifed": false} meant "un-verify"; read as an empty body it verified the estimate
+    response = api.post(url, headers=admin, json={"verifed": False})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("unknown field 'verifed'")
+    [estimate] = _estimates(app)
+    assert estimate.verified is False
+    assert api.post(url, headers=admin, json={"verified": True}).status_code == 200
+    # withdrawing takes "reason" alone
+    withdraw = api.post(f"/api/estimates/{estimate_id}/withdraw", headers=admin,
+                        json={"reason": "duplicate", "note": "entered twice"})
+    assert withdraw.status_code == 400, withdraw.text
+    assert withdraw.json()["error"].startswith("unknown field 'note'")
+    [estimate] = _estimates(app)
+    assert estimate.withdrawn_at is None
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/records/90000002/resolution", {"decision": "include", "reason": "r", "note": "n"},
+     "note"),
+    ("/api/records/90000002/fulltext", {"verdict": "eligible", "comment": "c"}, "comment"),
+    ("/api/records/90000002/fulltext/resolve", {"verdict": "eligible", "notes": "n"}, "notes"),
+])
+def test_resolutions_and_fulltext_refuse_unknown_keys(
+        app: Any, api: TestClient, users: dict[str, str], records: int, path: str,
+        body: dict[str, Any], field: str) -> None:
+    admin = _token(app, users["admin"])
+    audits = _count(app, AuditLog)
+    response = api.post(path, headers=admin, json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(f"unknown field {field!r}")
+    assert _count(app, AuditLog) == audits
+
+
+@pytest.mark.parametrize("trial_id", [True, 1.7, "1.0", "1" * 40, 2**63, [1]])
+def test_a_trial_id_that_is_no_id_is_refused(app: Any, api: TestClient,
+                                             users: dict[str, str], trial_id: Any) -> None:
+    assert _trial(app) == 1  # so true (== 1 to Python) or 1.7 (int() 1) would find it
+    response = api.post("/api/estimates", headers=_token(app, users["curator"]), json={
+        "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+        "ci_high": "0.625"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(f"trial_id {trial_id!r} is not a trial's id")
+    assert _count(app, Estimate) == 0
+
+
+def test_a_trial_id_as_digits_still_finds_the_trial(app: Any, api: TestClient,
+                                                    users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    response = api.post("/api/estimates", headers=_token(app, users["curator"]), json={
+        "trial_id": str(trial_id), "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+        "ci_high": "0.625"})
+    assert response.status_code == 201, response.text
+    assert response.json()["trial_id"] == trial_id
