@@ -127,10 +127,12 @@ def test_the_schema_promises_the_errors_and_bodies_the_api_really_has(
                   if p != "/api/network"}  # routes_network.py describes its own
     assert len(operations) >= 22, sorted(operations)
     error = schema["components"]["schemas"]["ApiError"]
-    assert error["required"] == ["error"] and "error" in error["properties"]
+    assert error["required"] == ["error", "code"]
+    assert set(error["properties"]["code"]["enum"]) >= {"invalid", "unauthenticated",
+                                                        "forbidden", "not_found", "conflict"}
     # what a malformed parameter really gets: a 400 in that shape, never a 422 {"detail"}
     wrong = api.get("/api/records?limit=0", headers=viewer)
-    assert wrong.status_code == 400 and set(wrong.json()) == {"error"}
+    assert wrong.status_code == 400 and set(wrong.json()) == {"error", "code"}
     for (method, path), op in operations.items():
         responses = op["responses"]
         assert "422" not in responses, (method, path)
@@ -172,3 +174,34 @@ def test_every_body_the_schema_closes_refuses_another_key(
         assert response.status_code == 400, (url, response.text)
         assert response.json()["error"].startswith("unknown field 'no_such_key'"), url
     assert closed >= 6  # decisions, resolution, two full-text, verify, withdraw, trial edit
+
+
+def test_every_error_carries_the_code_of_its_status(
+        app: Any, api: TestClient, users: dict[str, str], records: int) -> None:
+    curator = _token(app, users["curator"])
+    viewer = _token(app, users["viewer"])
+    vote = {"pmid": 90000002, "decision": "include"}
+    trial_id = _trial(app)
+    entered = api.post("/api/estimates", headers=curator, json={
+        "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+        "ci_high": "0.625"})
+    withdraw = f"/api/estimates/{entered.json()['id']}/withdraw"
+    assert api.post(withdraw, headers=curator, json={"reason": "duplicate"}).status_code == 200
+    cases = [
+        (api.get("/api/records?limit=0", headers=viewer), 400, "invalid"),
+        (api.post("/api/decisions", headers=curator, content=b"{nope"), 400, "invalid"),
+        (api.post("/api/decisions", json=vote), 401, "unauthenticated"),
+        (api.get("/api/records", headers={"Authorization": "Bearer nope"}), 401,
+         "unauthenticated"),
+        (api.post("/api/decisions", headers=viewer, json=vote), 403, "forbidden"),
+        (api.get("/api/records/1/decisions", headers=viewer), 404, "not_found"),
+        (api.get("/api/nothing", headers=viewer), 404, "not_found"),
+        (api.delete("/api/records", headers=viewer), 405, "method_not_allowed"),
+        (api.post(withdraw, headers=curator, json={"reason": "again"}), 409, "conflict"),
+        (api.post("/api/estimates/baseline", headers=curator, json={"analysis": 5}), 400,
+         "invalid"),
+    ]
+    for response, status, code in cases:
+        assert response.status_code == status, (response.request.url, response.text)
+        body = response.json()
+        assert body["code"] == code and body["error"], (response.request.url, body)

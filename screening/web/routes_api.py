@@ -1,7 +1,8 @@
 """The JSON API under /api/.
 
 Reads accept a Bearer token or a logged-in browser session (any role); writes need a Bearer
-token of a curator or admin. Errors are ``{"error": "<one line>"}`` (see ``errors.py``).
+token of a curator or admin. Errors are ``{"error": "<one line>", "code": "<code>"}`` (see
+``errors.py``).
 Withdrawing, correcting and verifying estimates, editing trials and assessing their risk of bias
 call the same functions as the trial page (``corrections.py``, ``verification.py``,
 ``trials.py``, ``risk_of_bias.py`` and ``store.bias``), entering an assumed control risk the
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
@@ -65,6 +66,7 @@ from screening.web.deps import (
     verify_second_person,
 )
 from screening.web.derivation_inputs import merge_derivation_inputs
+from screening.web.errors import ERROR_CODES, api_error_body
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
 from screening.web.extraction import parse_estimate, save_estimate
@@ -117,9 +119,11 @@ STATUSES = ("undecided", "decided", *DECISIONS, "deleted", "all", "conflict")
 # no body at all and promise a 422 {"detail": [...]} that errors.py turns into a 400
 # {"error": ...}. What follows tells a client's generator what the API really does.
 class ApiError(BaseModel):
-    """Every refusal of the API: one line saying what is wrong and, in brackets, what to do."""
+    """Every refusal of the API: one line saying what is wrong and, in brackets, what to do,
+    and the status's machine-readable code."""
 
     error: str
+    code: str = Field(json_schema_extra={"enum": [*ERROR_CODES.values(), "error"]})
     #: POST /api/estimates/baseline only: each bad field and the form's message for it
     fields: dict[str, str] | None = None
 
@@ -422,7 +426,7 @@ async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -
     except BaselineError as exc:
         if isinstance(body.get("analysis"), str):
             snapshot_for(rows, body["analysis"])  # an unknown analysis is 404 before all
-        return JSONResponse(status_code=400, content={"error": exc.one_line(),
+        return JSONResponse(status_code=400, content={**api_error_body(400, exc.one_line()),
                                                       "fields": exc.fields})
     row = snapshot_for(rows, checked.analysis_key)
     saved = save_baseline(session, entry=checked, user=user,
