@@ -4,6 +4,7 @@ database (SQLite, or PostgreSQL with MMLR_TEST_DATABASE_URL)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -99,7 +100,8 @@ def test_a_trial_id_that_is_no_id_is_refused(app: Any, api: TestClient,
         "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
         "ci_high": "0.625"})
     assert response.status_code == 400, response.text
-    assert response.json()["error"].startswith(f"trial_id {trial_id!r} is not a trial's id")
+    assert response.json()["error"].startswith(
+        f"trial_id {json.dumps(trial_id)} is not a trial's id")
     assert _count(app, Estimate) == 0
 
 

@@ -616,7 +616,8 @@ def _find_trial(session: Session, data: dict[str, Any]) -> Trial:
     if data.get("trial_id") is not None:
         trial_id = _whole_number(data["trial_id"])
         if trial_id is None:
-            raise ValidationError(f"trial_id {data['trial_id']!r} is not a trial's id",
+            # as the client wrote it (true, not Python's True)
+            raise ValidationError(f"trial_id {json.dumps(data['trial_id'])} is not a trial's id",
                                   hint="a whole number, as in GET /api/trials")
         return get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
     if isinstance(data.get("trial"), str):
