@@ -207,3 +207,32 @@ def test_every_error_carries_the_code_of_its_status(
         assert response.status_code == status, (response.request.url, response.text)
         body = response.json()
         assert body["code"] == code and body["error"], (response.request.url, body)
+
+
+def test_a_misspelt_key_in_an_estimate_or_correction_is_refused(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    curator = _token(app, users["curator"])
+    trial_id = _trial(app)
+    numbers = {"trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+               "ci_high": "0.625"}
+    # "data_cut_lable": saved without the label, and without a word
+    typo = api.post("/api/estimates", headers=curator,
+                    json={**numbers, "data_cut_lable": "median follow-up 30 months"})
+    assert typo.status_code == 400, typo.text
+    assert typo.json()["error"].startswith("unknown field 'data_cut_lable'")
+    assert _count(app, Estimate) == 0
+    entered = api.post("/api/estimates", headers=curator,
+                       json={**numbers, "data_cut_label": "median follow-up 30 months"})
+    assert entered.status_code == 201, entered.text
+    old = entered.json()
+    # the estimate's own JSON (and its warnings) may come back with new numbers ...
+    corrected = api.post(f"/api/estimates/{old['id']}/correct", headers=curator,
+                         json={**old, "hr": 0.55, "ci_low": 0.44, "ci_high": 0.69,
+                               "correction_note": "typo in the HR"})
+    assert corrected.status_code == 201, corrected.text
+    # ... but not with a key no estimate has
+    refused = api.post(f"/api/estimates/{corrected.json()['id']}/correct", headers=curator,
+                       json={"hr": 0.5, "ci_low": 0.4, "ci_high": 0.625, "corection_note": "x"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"].startswith("unknown field 'corection_note'")
+    assert _count(app, Estimate) == 2

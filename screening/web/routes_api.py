@@ -65,11 +65,11 @@ from screening.web.deps import (
     unknown_fields,
     verify_second_person,
 )
-from screening.web.derivation_inputs import merge_derivation_inputs
+from screening.web.derivation_inputs import INPUT_FIELDS, merge_derivation_inputs
 from screening.web.errors import ERROR_CODES, api_error_body
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
-from screening.web.extraction import parse_estimate, save_estimate
+from screening.web.extraction import KM_TEXT_FIELDS, parse_estimate, save_estimate
 from screening.web.fulltext import (
     LIST_LIMIT,
     SHOW_PATTERN,
@@ -628,6 +628,33 @@ def _find_trial(session: Session, data: dict[str, Any]) -> Trial:
     raise ValidationError("trial_id (or trial, the trial's name) is required")
 
 
+#: What an estimate's body may carry: the trial page's form fields (every derivation's
+#: inputs among them), the trial, and — read only, for an estimate's JSON sent back — what
+#: GET /api/trials and the answers of these routes add.
+_ESTIMATE_FIELDS: frozenset[str] = frozenset((
+    "trial_id", "trial", "report_id", "endpoint", "setting", "comparison", "data_cut",
+    "data_cut_label", "n_maintenance", "n_control", "events", "verified", "notes", "citation",
+    "method", "orientation", "hr", "ci_low", "ci_high", "derivation_inputs",
+    *INPUT_FIELDS, *KM_TEXT_FIELDS))
+_ESTIMATE_READ_ONLY: frozenset[str] = frozenset((
+    "id", "log_hr", "se", "approximate", "orientation_entered", "withdrawn_at",
+    "withdrawn_by", "withdrawn_reason", "supersedes_id", "created_by", "verified_by",
+    "warnings"))
+
+
+def _estimate_fields(data: dict[str, Any], *extra: str) -> None:
+    """Refuse a key no estimate has (``data_cut_lable`` would otherwise save no label)."""
+    unknown = sorted(str(k) for k in data
+                     if k not in _ESTIMATE_FIELDS and k not in _ESTIMATE_READ_ONLY
+                     and k not in extra)
+    if unknown:
+        raise ValidationError(
+            f"unknown field {', '.join(map(repr, unknown))}: an estimate has the fields of "
+            "the trial page's form",
+            hint="see docs/curation.md, Extraction; an estimate from GET /api/trials may be "
+                 "sent back as it is")
+
+
 @router.post("/estimates", status_code=201, responses=_errors(400, 401, 403, 404),
              openapi_extra=_body({
                  "type": "object",
@@ -636,7 +663,9 @@ def _find_trial(session: Session, data: dict[str, Any]) -> Trial:
                                 "Extraction)",
                  "properties": {"trial_id": _ID, "trial": _TEXT}}))
 async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
-    data, notices = merge_derivation_inputs(await _json_object(request))
+    body = await _json_object(request)
+    _estimate_fields(body)
+    data, notices = merge_derivation_inputs(body)
     trial = _find_trial(session, data)
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
     draft = parse_new_estimate(data, trial=trial, reports=reports,
@@ -718,7 +747,9 @@ async def post_correction(request: Request, estimate_id: int, session: DbSession
     old = load_estimate(session, estimate_id)
     ensure_current(old)
     trial = get_or_404(session, Trial, old.trial_id, missing=f"trial {old.trial_id} does not exist")
-    data, notices = merge_derivation_inputs(await _json_object(request))
+    body = await _json_object(request)
+    _estimate_fields(body, "correction_note")
+    data, notices = merge_derivation_inputs(body)
     _same_trial(session, data, trial)
     _text_field(data, "correction_note")
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
