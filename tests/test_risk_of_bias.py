@@ -538,19 +538,21 @@ def test_api_refuses_bad_input_viewers_and_unknown_trials(app: Any, api: TestCli
     for body, message in cases:
         response = api.post(url, headers=headers, json=body)
         assert response.status_code == 400, body
-        assert response.json() == {"error": f"{message} (correct the marked fields)"}
+        assert response.json() == {"code": "invalid",
+                                   "error": f"{message} (correct the marked fields)"}
     for raw in (b"[1, 2]", b"not json"):
         response = api.post(url, headers={**headers, "content-type": "application/json"},
                             content=raw)
         assert response.status_code == 400
     viewer = api.post(url, headers=_token(app, users["viewer"]), json=_body())
     assert viewer.status_code == 403
-    assert viewer.json() == {"error": f"{users['viewer']} is a viewer; this needs the curator "
+    assert viewer.json() == {"code": "forbidden",
+                             "error": f"{users['viewer']} is a viewer; this needs the curator "
                                       "role (ask an admin to change your role)"}
     assert api.post(url, json=_body()).status_code == 401
     missing = api.post("/api/trials/9999/risk-of-bias", headers=headers, json=_body())
     assert missing.status_code == 404
-    assert missing.json() == {"error": "trial 9999 does not exist"}
+    assert missing.json() == {"code": "not_found", "error": "trial 9999 does not exist"}
     assert _stored(app) == []
 
 

@@ -174,7 +174,8 @@ def test_pages_need_login(client: TestClient, records: int) -> None:
     for path in ["/api/records", "/api/estimates", "/api/trials"]:
         response = client.get(path)
         assert response.status_code == 401
-        assert response.json() == {"error": "authentication required (send Authorization: "
+        assert response.json() == {"code": "unauthenticated",
+                                   "error": "authentication required (send Authorization: "
                                              "Bearer <token>; create one at /account)"}
 
 
@@ -376,7 +377,7 @@ def test_numbers_in_forms_and_bodies_beyond_any_column_are_refused(
     pmid = api.post("/api/decisions", json={"pmid": huge, "decision": "include"})
     assert pmid.status_code == 400 and "is not a PMID" in pmid.json()["error"]
     trial = api.post("/api/estimates", json={"trial_id": huge, "endpoint": "PFS"})
-    assert trial.status_code == 404
+    assert trial.status_code == 400 and "trial_id" in trial.json()["error"]  # as pmid above
     with db(app) as session:
         t = Trial(name="Myeloma XI", drug="lenalidomide", setting="post_asct")
         session.add(t)
@@ -604,7 +605,8 @@ def test_security_headers_and_error_pages(client: TestClient) -> None:
     assert missing.status_code == 404 and "no such page" in missing.text
     assert missing.headers["x-frame-options"] == "DENY"
     api_missing = client.get("/api/nothing")
-    assert api_missing.status_code == 404 and api_missing.json() == {"error": "no such page"}
+    assert api_missing.status_code == 404 and api_missing.json() == {"code": "not_found",
+                                                                     "error": "no such page"}
 
 
 def test_unexpected_errors_are_generic_and_logged(app: Any, client: TestClient,
@@ -619,7 +621,8 @@ def test_unexpected_errors_are_generic_and_logged(app: Any, client: TestClient,
         api = client.get("/api/boom")
         page = client.get("/boom")
     assert api.status_code == 500
-    assert api.json() == {"error": "internal error; the details are in the server log"}
+    assert api.json() == {"code": "internal",
+                          "error": "internal error; the details are in the server log"}
     assert page.status_code == 500 and "internal error" in page.text
     for response in (api, page):
         assert "hunter2" not in response.text and "Traceback" not in response.text

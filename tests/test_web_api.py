@@ -229,7 +229,7 @@ def test_post_decision_refusals(app: Any, api: TestClient, users: dict[str, str]
     broken = api.post("/api/decisions", headers={**curator, "content-type": "application/json"},
                       content=b"{not json")
     assert broken.status_code == 400
-    assert broken.json() == {"error": "the request body is not valid JSON"}
+    assert broken.json() == {"code": "invalid", "error": "the request body is not valid JSON"}
     # a logged-in browser session cannot write through the API (no CSRF exposure)
     browser = test_web.as_role(app, users, "curator")
     assert browser.post("/api/decisions", json={"pmid": 90000002,

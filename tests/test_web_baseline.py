@@ -419,7 +419,8 @@ def test_api_refuses_viewers_bad_fields_and_unknown_keys(
     body = {"analysis": PRIMARY, "months": 36, "event_free_percent": 35, "source": SOURCE}
     viewer = api_as(app, users, "viewer").post(url, json=body)
     assert viewer.status_code == 403
-    assert viewer.json() == {"error": f"{users['viewer']} is a viewer; this needs the curator "
+    assert viewer.json() == {"code": "forbidden",
+                             "error": f"{users['viewer']} is a viewer; this needs the curator "
                                       "role (ask an admin to change your role)"}
     assert TestClient(app).post(url, json=body).status_code == 401
     api = api_as(app, users, "curator")
@@ -429,7 +430,7 @@ def test_api_refuses_viewers_bad_fields_and_unknown_keys(
               "event_free_percent": "must be more than 0 and less than 100 (percent)",
               "source": "is required: name where the control-arm risk comes from (GRADE asks "
                         "for it)"}
-    assert bad.json() == {"fields": fields, "error": "; ".join(
+    assert bad.json() == {"code": "invalid", "fields": fields, "error": "; ".join(
         f"{k}: {v}" for k, v in fields.items()) + " (correct the marked fields)"}
     typo = api.post(url, json={**body, "event_free": 0.35})
     assert typo.status_code == 400

@@ -385,7 +385,8 @@ def test_api_resolution_has_the_same_rules_and_errors(app: Any, team: dict[str, 
         "you voted on PMID 90000002")
     bad = api.post(url, json={"decision": "exclude", "reason": 5},
                    headers=_token(app, THIRD))
-    assert bad.status_code == 400 and bad.json() == {"error": "reason must be a string"}
+    assert bad.status_code == 400 and bad.json() == {"code": "invalid",
+                                                     "error": "reason must be a string"}
     missing = api.post("/api/records/424242/resolution", json=body, headers=_token(app, THIRD))
     assert missing.status_code == 404
     assert missing.json()["error"] == "record PMID 424242 is not in the database"

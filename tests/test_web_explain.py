@@ -229,7 +229,8 @@ def test_explanation_api(app: Any, users: dict[str, str],
     assert body["stored_score"] == pytest.approx(body["score"], abs=1e-9)
     missing = api.get(f"/api/records/{BASE + 5000}/explanation", headers=headers)
     assert missing.status_code == 404
-    assert missing.json() == {"error": f"record PMID {BASE + 5000} is not in the database"}
+    assert missing.json() == {"code": "not_found",
+                              "error": f"record PMID {BASE + 5000} is not in the database"}
     bad_k = api.get(f"/api/records/{includes[0]}/explanation?k=0", headers=headers)
     assert bad_k.status_code in (400, 422)
 

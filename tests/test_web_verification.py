@@ -80,7 +80,8 @@ def test_api_refuses_an_estimate_saved_verified_by_the_person_entering_it(
     response = api.post("/api/estimates", headers=headers, json={
         "trial_id": trial_id, "endpoint": "PFS", "verified": True, **NUMBERS})
     assert response.status_code == 400
-    assert response.json() == {"error": f"verified: {RULE} (correct the marked fields)"}
+    assert response.json() == {"code": "invalid",
+                               "error": f"verified: {RULE} (correct the marked fields)"}
     bad = api.post("/api/estimates", headers=headers, json={
         "trial_id": trial_id, "endpoint": "PFS", "verified": True, "hr": 0, "ci_low": 0.4,
         "ci_high": 0.6})
@@ -128,7 +129,7 @@ def test_api_refuses_verification_by_the_person_who_entered_it(
     viewer = api.post(url, headers=_token(app, users["viewer"]))
     assert viewer.status_code == 403 and "needs the curator role" in viewer.json()["error"]
     assert api.post(url, headers=headers, json={"verified": "yes"}).json() == {
-        "error": "verified must be true or false"}
+        "code": "invalid", "error": "verified must be true or false"}
     assert api.post("/api/estimates/999/verify", headers=headers).status_code == 404
     assert not _estimates(app)[0].verified and _verify_audits(app) == []
 

@@ -1,8 +1,8 @@
 """The one mapping from errors to HTTP responses.
 
 - ``MmlrError`` subclasses carry their status (``http_status``) and a one-line message: pages
-  get an HTML error page, ``/api/`` gets ``{"error": "<one line>"}``. A page that needs a login
-  redirects to the login form instead.
+  get an HTML error page, ``/api/`` gets ``{"error": "<one line>", "code": "<status's code>"}``
+  (``ERROR_CODES``). A page that needs a login redirects to the login form instead.
 - Starlette/FastAPI's own errors (unknown route, wrong method, malformed parameters) get the
   same two shapes.
 - Anything unexpected becomes a 500 with a generic message; the traceback goes to the log only.
@@ -28,6 +28,34 @@ from store.errors import AuthError, MmlrError
 log = logging.getLogger(__name__)
 
 GENERIC_500 = "internal error; the details are in the server log"
+#: The API's machine-readable ``code`` for each status it answers: a client branches on it
+#: (and on the status) rather than on ``error``, whose words may improve. Stable: add, never
+#: rename.
+ERROR_CODES: dict[int, str] = {
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "unprocessable",
+    429: "throttled",
+    500: "internal",
+    502: "upstream",
+    503: "unavailable",
+}
+
+
+def error_code(status: int) -> str:
+    """The ``code`` of an API error answered with ``status`` (``error`` for one not listed)."""
+    return ERROR_CODES.get(status, "error")
+
+
+def api_error_body(status: int, text: str) -> dict[str, str]:
+    """The JSON body of every API error."""
+    return {"error": text, "code": error_code(status)}
+
+
 _HTTP_MESSAGES = {
     404: "no such page",
     405: "this method is not allowed here",
@@ -47,7 +75,7 @@ def error_response(request: Request, status: int, message: str, *,
                    hint: str | None = None, headers: dict[str, str] | None = None) -> Response:
     if is_api(request):
         text = message if not hint else f"{message} ({hint})"
-        return JSONResponse({"error": text}, status_code=status, headers=headers)
+        return JSONResponse(api_error_body(status, text), status_code=status, headers=headers)
     from screening.web.templating import render
 
     try:
@@ -207,7 +235,7 @@ class CatchAllMiddleware:
 async def _send_generic_500(scope: Scope, send: Send) -> None:
     body: bytes
     if is_api(scope):
-        body, ctype = json.dumps({"error": GENERIC_500}).encode(), "application/json"
+        body, ctype = json.dumps(api_error_body(500, GENERIC_500)).encode(), "application/json"
     else:
         body = (
             "<!doctype html><html lang=en><head><meta charset=utf-8><title>Error · mmlr</title>"

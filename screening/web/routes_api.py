@@ -1,7 +1,8 @@
 """The JSON API under /api/.
 
 Reads accept a Bearer token or a logged-in browser session (any role); writes need a Bearer
-token of a curator or admin. Errors are ``{"error": "<one line>"}`` (see ``errors.py``).
+token of a curator or admin. Errors are ``{"error": "<one line>", "code": "<code>"}`` (see
+``errors.py``).
 Withdrawing, correcting and verifying estimates, editing trials and assessing their risk of bias
 call the same functions as the trial page (``corrections.py``, ``verification.py``,
 ``trials.py``, ``risk_of_bias.py`` and ``store.bias``), entering an assumed control risk the
@@ -18,6 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
@@ -60,12 +62,14 @@ from screening.web.deps import (
     get_ctx,
     get_or_404,
     screeners_per_record,
+    unknown_fields,
     verify_second_person,
 )
-from screening.web.derivation_inputs import merge_derivation_inputs
+from screening.web.derivation_inputs import INPUT_FIELDS, merge_derivation_inputs
+from screening.web.errors import ERROR_CODES, api_error_body
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
-from screening.web.extraction import parse_estimate, save_estimate
+from screening.web.extraction import KM_TEXT_FIELDS, parse_estimate, save_estimate
 from screening.web.fulltext import (
     LIST_LIMIT,
     SHOW_PATTERN,
@@ -76,7 +80,13 @@ from screening.web.fulltext import (
 )
 from screening.web.risk_of_bias import read_json as read_bias_json
 from screening.web.risk_of_bias import save_assessment
-from screening.web.trials import edit_message, edit_trial, trial_data_from_json, trial_json
+from screening.web.trials import (
+    TRIAL_FIELDS,
+    edit_message,
+    edit_trial,
+    trial_data_from_json,
+    trial_json,
+)
 from screening.web.verification import parse_new_estimate, set_verified
 from store.baselines import BaselineError
 from store.bias import assessment_json
@@ -91,6 +101,7 @@ from store.fulltext import (
     outcomes,
 )
 from store.fulltext import assessment_json as fulltext_json
+from store.ids import MAX_ID, parse_id
 from store.models import PollRun, Record, Trial, TrialReport
 from store.searches import count_runs, run_row, search_runs, search_summary
 from store.settings import is_dual_screening
@@ -102,6 +113,60 @@ router = APIRouter(prefix="/api")
 STATUSES = ("undecided", "decided", *DECISIONS, "deleted", "all", "conflict")
 
 
+# ----------------------------------------------------------------------------- OpenAPI
+# The handlers read their bodies themselves (to answer a malformed one in the API's own words,
+# see _json_object), so FastAPI knows neither the bodies nor the errors: the schema would offer
+# no body at all and promise a 422 {"detail": [...]} that errors.py turns into a 400
+# {"error": ...}. What follows tells a client's generator what the API really does.
+class ApiError(BaseModel):
+    """Every refusal of the API: one line saying what is wrong and, in brackets, what to do,
+    and the status's machine-readable code."""
+
+    error: str
+    code: str = Field(json_schema_extra={"enum": [*ERROR_CODES.values(), "error"]})
+    #: POST /api/estimates/baseline only: each bad field and the form's message for it
+    fields: dict[str, str] | None = None
+
+
+_MEANING: dict[int | str, str] = {
+    400: "malformed: a parameter, the JSON body or one of its fields (named in `error`)",
+    401: "no valid API token (or, for reads, no browser login)",
+    403: "the token's role may not do this (a viewer writing; a rule of the review)",
+    404: "no such record, trial or estimate",
+    409: "well-formed, but not in the object's present state (already withdrawn, "
+         "resolved, voted on, ...)",
+    "4XX": "any other refusal (e.g. 405), in the same shape",
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route that may answer ``statuses`` (always also 4XX: FastAPI
+    then adds no 422, which this API never sends: errors.py answers those with 400)."""
+    keys: tuple[int | str, ...] = (*statuses, "4XX")
+    return {status: {"model": ApiError, "description": _MEANING[status]} for status in keys}
+
+
+_READ = _errors(400, 401)
+_READ_ONE = _errors(400, 401, 404)
+
+
+def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
+    """``openapi_extra`` describing a JSON request body."""
+    return {"requestBody": {"required": required,
+                            "content": {"application/json": {"schema": schema}}}}
+
+
+def _closed(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    """A body with exactly these keys: any other is refused (400, ``unknown field``)."""
+    return {"type": "object", "properties": properties, "required": list(required),
+            "additionalProperties": False}
+
+
+_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_TEXT = {"type": "string"}
+_OPEN_TEXT = {"type": ["string", "null"]}
+
+
 @router.get("/openapi.json", include_in_schema=False)
 def openapi_schema(request: Request, user: ApiReader) -> dict[str, Any]:
     """The API's OpenAPI schema, for signed-in people and token holders only (it maps every
@@ -109,7 +174,7 @@ def openapi_schema(request: Request, user: ApiReader) -> dict[str, Any]:
     return request.app.openapi()  # type: ignore[no-any-return]
 
 
-@router.get("/health")
+@router.get("/health", responses={503: {"description": "the database is unreachable"}})
 def health(request: Request) -> JSONResponse:
     """Liveness and database reachability; no authentication (for load balancers)."""
     app = request.app
@@ -151,7 +216,7 @@ def _parse_bool(name: str, value: str | None) -> bool | None:
     raise ValidationError(f"{name}={value!r} is not a boolean", hint="use true or false")
 
 
-@router.get("/records")
+@router.get("/records", responses=_READ)
 def records(request: Request, session: DbSession, user: ApiReader,
             status: Annotated[str, Query(max_length=20)] = "all",
             flagged: Annotated[str | None, Query(max_length=10)] = None,
@@ -208,7 +273,7 @@ def records(request: Request, session: DbSession, user: ApiReader,
     return {"total": int(total), "limit": limit, "offset": offset, "records": body}
 
 
-@router.get("/records/{pmid}/decisions")
+@router.get("/records/{pmid}/decisions", responses=_READ_ONE)
 def record_decisions(request: Request, pmid: int, session: DbSession,
                      user: ApiReader) -> dict[str, Any]:
     """The record's votes and resolutions, newest first, as the record page shows them: under
@@ -223,7 +288,7 @@ def record_decisions(request: Request, pmid: int, session: DbSession,
             "decisions": [decision_json(d, e) for d, e in history]}
 
 
-@router.get("/conflicts")
+@router.get("/conflicts", responses=_READ)
 def conflicts(request: Request, session: DbSession, user: ApiReader) -> dict[str, Any]:
     """Records whose screeners disagree (highest score first, at most 200) with every
     screener's latest vote, and the agreement statistics of the blind votes."""
@@ -233,7 +298,7 @@ def conflicts(request: Request, session: DbSession, user: ApiReader) -> dict[str
             "agreement": agreement(session).to_json()}
 
 
-@router.get("/records/{pmid}/explanation")
+@router.get("/records/{pmid}/explanation", responses=_READ_ONE)
 def record_explanation_json(request: Request, pmid: int, session: DbSession, user: ApiReader,
                             k: Annotated[int, Query(ge=1, le=50)] = 8) -> dict[str, Any]:
     """Why the record scores what it does (the record page's "Why this score")."""
@@ -244,7 +309,7 @@ def record_explanation_json(request: Request, pmid: int, session: DbSession, use
     return {"pmid": pmid, "stored_score": record.score, **explanation.to_json()}
 
 
-@router.get("/screening/health")
+@router.get("/screening/health", responses=_READ)
 def screening_health_json(request: Request, session: DbSession,
                           user: ApiReader) -> dict[str, Any]:
     """The queue's health banner as data: counts, recall estimate, both stopping tests
@@ -253,18 +318,18 @@ def screening_health_json(request: Request, session: DbSession,
                             target_recall=request.app.state.settings.stopping_recall)
 
 
-@router.get("/estimates")
+@router.get("/estimates", responses=_READ)
 def estimates(session: DbSession, user: ApiReader) -> dict[str, Any]:
     baselines = load_baselines(session)
     return {"analyses": [pooled_json(r, baselines=baselines) for r in latest_pooled(session)]}
 
 
-@router.get("/trials")
+@router.get("/trials", responses=_READ)
 def trials(session: DbSession, user: ApiReader) -> dict[str, Any]:
     return {"trials": trials_json(session)}
 
 
-@router.get("/searches")
+@router.get("/searches", responses=_READ)
 def searches(request: Request, session: DbSession, user: ApiReader,
              kind: Annotated[str, Query(pattern="^(searches|all)$")] = "searches",
              limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -290,7 +355,15 @@ def searches(request: Request, session: DbSession, user: ApiReader,
     }
 
 
-@router.patch("/trials/{trial_id}")
+@router.patch("/trials/{trial_id}", responses=_errors(400, 401, 403, 404), openapi_extra=_body({
+    "type": "object", "additionalProperties": False,
+    "description": "any of the trial's fields; those left out keep their values (a trial from "
+                   "GET /api/trials may be sent back)",
+    "properties": {**{name: _OPEN_TEXT for name in TRIAL_FIELDS},
+                   "is_strategy": {"type": "boolean"},
+                   "registry_ids": {"type": ["string", "array", "null"],
+                                    "items": {"type": "string"}},
+                   **{name: {} for name in ("id", "reports", "estimates", "risk_of_bias")}}}))
 async def patch_trial(request: Request, trial_id: int, session: DbSession,
                       user: ApiWriter) -> JSONResponse:
     """Edit a trial: any of its fields (those left out keep their values), the same checks
@@ -305,7 +378,15 @@ async def patch_trial(request: Request, trial_id: int, session: DbSession,
                                  "message": message})
 
 
-@router.post("/trials/{trial_id}/risk-of-bias", status_code=201)
+@router.post("/trials/{trial_id}/risk-of-bias", status_code=201,
+             responses=_errors(400, 401, 403, 404), openapi_extra=_body({
+                 "type": "object", "required": ["endpoint", "domains"],
+                 "description": "RoB 2 for one endpoint (docs/curation.md, Risk of bias)",
+                 "properties": {"endpoint": _TEXT, "domains": {
+                     "type": "object", "additionalProperties": {
+                         "type": "object", "properties": {"judgment": _TEXT,
+                                                          "support": _OPEN_TEXT}}},
+                     "overall": _OPEN_TEXT, "overall_note": _OPEN_TEXT}}))
 async def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
                             user: ApiWriter) -> JSONResponse:
     """Assess a trial's risk of bias (RoB 2) for one endpoint: ``{"endpoint", "domains":
@@ -324,7 +405,14 @@ async def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
         "message": saved.message})
 
 
-@router.post("/estimates/baseline", status_code=201)
+@router.post("/estimates/baseline", status_code=201, responses=_errors(400, 401, 403, 404),
+             openapi_extra=_body({
+                 "type": "object", "required": ["analysis", "months", "event_free_percent",
+                                                "source"],
+                 "properties": {"analysis": _TEXT,
+                                "months": {"type": ["number", "string"]},
+                                "event_free_percent": {"type": ["number", "string"]},
+                                "source": _TEXT}}))
 async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
     """Enter the assumed control risk of an analysis: ``{"analysis", "months",
     "event_free_percent", "source"}``, the same checks and messages as the form on
@@ -338,7 +426,7 @@ async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -
     except BaselineError as exc:
         if isinstance(body.get("analysis"), str):
             snapshot_for(rows, body["analysis"])  # an unknown analysis is 404 before all
-        return JSONResponse(status_code=400, content={"error": exc.one_line(),
+        return JSONResponse(status_code=400, content={**api_error_body(400, exc.one_line()),
                                                       "fields": exc.fields})
     row = snapshot_for(rows, checked.analysis_key)
     saved = save_baseline(session, entry=checked, user=user,
@@ -365,9 +453,26 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return data
 
 
-@router.post("/decisions", status_code=201)
+def _only_fields(data: dict[str, Any], fields: tuple[str, ...], what: str) -> None:
+    """Refuse keys a body of ``what`` does not have. Ignoring them would turn a typo into
+    something else: ``{"verifed": false}`` would verify, ``{"reasn": …}`` vote without
+    the reason, and the client would never know."""
+    refused = unknown_fields(data, fields, (), what)
+    if refused is not None:
+        raise ValidationError(refused)
+
+
+_DECISION_FIELDS = ("pmid", "decision", "reason", "rank_shown")
+
+
+@router.post("/decisions", status_code=201, responses=_errors(400, 401, 403, 404, 409),
+             openapi_extra=_body(_closed({
+                 "pmid": _ID, "decision": {"enum": list(DECISIONS)},
+                 "reason": _OPEN_TEXT, "rank_shown": {"type": ["integer", "null"], "minimum": 1},
+             }, "pmid", "decision")))
 async def post_decision(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
     data = await _json_object(request)
+    _only_fields(data, _DECISION_FIELDS, "a decision")
     if "pmid" not in data:
         raise ValidationError("pmid is required")
     pmid = parse_pmid(data["pmid"])
@@ -394,12 +499,16 @@ async def post_decision(request: Request, session: DbSession, user: ApiWriter) -
     return JSONResponse(status_code=201, content=content)
 
 
-@router.post("/records/{pmid}/resolution", status_code=201)
+@router.post("/records/{pmid}/resolution", status_code=201,
+             responses=_errors(400, 401, 403, 404, 409), openapi_extra=_body(_closed({
+                 "decision": {"enum": list(DECISIONS)}, "reason": _TEXT},
+                 "decision", "reason")))
 async def post_resolution(request: Request, pmid: int, session: DbSession,
                           user: ApiWriter) -> JSONResponse:
     """Resolve a conflict (or, for an admin, change a resolved record): ``{"decision",
     "reason"}``, the same rules as the conflicts page."""
     data = await _json_object(request)
+    _only_fields(data, ("decision", "reason"), "a resolution")
     decision = data.get("decision")
     if not isinstance(decision, str):
         raise ValidationError("decision is required", hint=f"one of {', '.join(DECISIONS)}")
@@ -413,7 +522,7 @@ async def post_resolution(request: Request, pmid: int, session: DbSession,
                                                   "record_decision": row.decision})
 
 
-@router.get("/fulltext")
+@router.get("/fulltext", responses=_READ)
 def fulltext(request: Request, session: DbSession, user: ApiReader,
              show: Annotated[str, Query(pattern=SHOW_PATTERN)] = "all",
              offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
@@ -434,7 +543,7 @@ def fulltext(request: Request, session: DbSession, user: ApiReader,
     return body
 
 
-@router.get("/records/{pmid}/fulltext")
+@router.get("/records/{pmid}/fulltext", responses=_READ_ONE)
 def record_fulltext_json(request: Request, pmid: int, session: DbSession,
                          user: ApiReader) -> dict[str, Any]:
     """One record's full-text stage as the caller may see it: its state, the settled verdict,
@@ -449,6 +558,7 @@ def record_fulltext_json(request: Request, pmid: int, session: DbSession,
 async def _fulltext_fields(request: Request) -> dict[str, Any]:
     """``{"verdict", "reason", "note"}`` of a full-text request body, type-checked."""
     data = await _json_object(request)
+    _only_fields(data, ("verdict", "reason", "note"), "a full-text judgement")
     if not isinstance(data.get("verdict"), str):
         raise ValidationError("verdict is required", hint=f"one of {', '.join(VERDICTS)}")
     _text_field(data, "reason")
@@ -456,7 +566,11 @@ async def _fulltext_fields(request: Request) -> dict[str, Any]:
     return {"verdict": data["verdict"], "reason": data.get("reason"), "note": data.get("note")}
 
 
-@router.post("/records/{pmid}/fulltext", status_code=201)
+@router.post("/records/{pmid}/fulltext", status_code=201,
+             responses=_errors(400, 401, 403, 404, 409),
+             openapi_extra=_body(_closed({"verdict": {"enum": list(VERDICTS)},
+                                        "reason": {"enum": [*REASONS, None]},
+                                        "note": _OPEN_TEXT}, "verdict")))
 async def post_fulltext(request: Request, pmid: int, session: DbSession,
                         user: ApiWriter) -> JSONResponse:
     """A full-text judgement on an included record: ``{"verdict", "reason", "note"}``, the
@@ -471,7 +585,11 @@ async def post_fulltext(request: Request, pmid: int, session: DbSession,
                                                   "state": state})
 
 
-@router.post("/records/{pmid}/fulltext/resolve", status_code=201)
+@router.post("/records/{pmid}/fulltext/resolve", status_code=201,
+             responses=_errors(400, 401, 403, 404, 409),
+             openapi_extra=_body(_closed({"verdict": {"enum": list(VERDICTS)},
+                                        "reason": {"enum": [*REASONS, None]},
+                                        "note": _OPEN_TEXT}, "verdict", "note")))
 async def post_fulltext_resolution(request: Request, pmid: int, session: DbSession,
                                    user: ApiWriter) -> JSONResponse:
     """Resolve a full-text conflict (or, for an admin, change a settled report):
@@ -483,12 +601,24 @@ async def post_fulltext_resolution(request: Request, pmid: int, session: DbSessi
                                                   "state": "resolved"})
 
 
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an id (1 to MAX_ID: an integer or a string of digits), else None; never
+    ``true`` (an int to Python: trial 1) nor 1.7 (``int()`` would quietly make it trial 1).
+    A number beyond any id is the field's 400, as every number in a body (operations.md)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value <= MAX_ID else None
+    return parse_id(value) if isinstance(value, str) else None
+
+
 def _find_trial(session: Session, data: dict[str, Any]) -> Trial:
     if data.get("trial_id") is not None:
-        try:
-            trial_id = int(data["trial_id"])
-        except (TypeError, ValueError):
-            raise ValidationError(f"trial_id {data['trial_id']!r} is not a number") from None
+        trial_id = _whole_number(data["trial_id"])
+        if trial_id is None:
+            # as the client wrote it (true, not Python's True)
+            raise ValidationError(f"trial_id {json.dumps(data['trial_id'])} is not a trial's id",
+                                  hint="a whole number, as in GET /api/trials")
         return get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
     if isinstance(data.get("trial"), str):
         trial = session.exec(select(Trial).where(Trial.name == data["trial"])).first()
@@ -498,9 +628,44 @@ def _find_trial(session: Session, data: dict[str, Any]) -> Trial:
     raise ValidationError("trial_id (or trial, the trial's name) is required")
 
 
-@router.post("/estimates", status_code=201)
+#: What an estimate's body may carry: the trial page's form fields (every derivation's
+#: inputs among them), the trial, and — read only, for an estimate's JSON sent back — what
+#: GET /api/trials and the answers of these routes add.
+_ESTIMATE_FIELDS: frozenset[str] = frozenset((
+    "trial_id", "trial", "report_id", "endpoint", "setting", "comparison", "data_cut",
+    "data_cut_label", "n_maintenance", "n_control", "events", "verified", "notes", "citation",
+    "method", "orientation", "hr", "ci_low", "ci_high", "derivation_inputs",
+    *INPUT_FIELDS, *KM_TEXT_FIELDS))
+_ESTIMATE_READ_ONLY: frozenset[str] = frozenset((
+    "id", "log_hr", "se", "approximate", "orientation_entered", "withdrawn_at",
+    "withdrawn_by", "withdrawn_reason", "supersedes_id", "created_by", "verified_by",
+    "warnings"))
+
+
+def _estimate_fields(data: dict[str, Any], *extra: str) -> None:
+    """Refuse a key no estimate has (``data_cut_lable`` would otherwise save no label)."""
+    unknown = sorted(str(k) for k in data
+                     if k not in _ESTIMATE_FIELDS and k not in _ESTIMATE_READ_ONLY
+                     and k not in extra)
+    if unknown:
+        raise ValidationError(
+            f"unknown field {', '.join(map(repr, unknown))}: an estimate has the fields of "
+            "the trial page's form",
+            hint="see docs/curation.md, Extraction; an estimate from GET /api/trials may be "
+                 "sent back as it is")
+
+
+@router.post("/estimates", status_code=201, responses=_errors(400, 401, 403, 404),
+             openapi_extra=_body({
+                 "type": "object",
+                 "description": "trial_id (or trial, the trial's name) and the extraction "
+                                "fields of the trial page's form (docs/curation.md, "
+                                "Extraction)",
+                 "properties": {"trial_id": _ID, "trial": _TEXT}}))
 async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
-    data, notices = merge_derivation_inputs(await _json_object(request))
+    body = await _json_object(request)
+    _estimate_fields(body)
+    data, notices = merge_derivation_inputs(body)
     trial = _find_trial(session, data)
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
     draft = parse_new_estimate(data, trial=trial, reports=reports,
@@ -511,13 +676,16 @@ async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -
                                                   "warnings": [*draft.warnings, *notices]})
 
 
-@router.post("/estimates/{estimate_id}/verify")
+@router.post("/estimates/{estimate_id}/verify", responses=_errors(400, 401, 403, 404, 409),
+             openapi_extra=_body(_closed({"verified": {"type": "boolean", "default": True}}),
+                                 required=False))
 async def post_verify(request: Request, estimate_id: int, session: DbSession,
                       user: ApiWriter) -> JSONResponse:
     """Verify an estimate (``{"verified": true}``, also an empty body) or un-verify it
     (``false``). Under MMLR_VERIFY_SECOND_PERSON not by the person who entered it (403)."""
     estimate = load_estimate(session, estimate_id)
     data = await _json_object(request) if (await request.body()).strip() else {}
+    _only_fields(data, ("verified",), "a verification")
     verified = data.get("verified", True)
     if not isinstance(verified, bool):
         raise ValidationError("verified must be true or false")
@@ -534,13 +702,15 @@ def _text_field(data: dict[str, Any], name: str) -> None:
         raise ValidationError(f"{name} must be a string")
 
 
-@router.post("/estimates/{estimate_id}/withdraw")
+@router.post("/estimates/{estimate_id}/withdraw", responses=_errors(400, 401, 403, 404, 409),
+             openapi_extra=_body(_closed({"reason": _TEXT}, "reason")))
 async def post_withdraw(request: Request, estimate_id: int, session: DbSession,
                         user: ApiWriter) -> JSONResponse:
     """Withdraw an estimate with a reason: it stays on record and leaves every analysis."""
     estimate = load_estimate(session, estimate_id)
     ensure_current(estimate)
     data = await _json_object(request)
+    _only_fields(data, ("reason",), "a withdrawal")
     _text_field(data, "reason")
     reason = read_reason(data)
     withdraw_estimate(session, estimate, reason=reason, user=user)
@@ -563,7 +733,13 @@ def _same_trial(session: Session, data: dict[str, Any], trial: Trial) -> None:
                  "to the other trial")
 
 
-@router.post("/estimates/{estimate_id}/correct", status_code=201)
+@router.post("/estimates/{estimate_id}/correct", status_code=201,
+             responses=_errors(400, 401, 403, 404, 409), openapi_extra=_body({
+                 "type": "object",
+                 "description": "the extraction fields; those left out keep the old "
+                                "estimate's values (docs/curation.md, Extraction), and an "
+                                "optional correction_note",
+                 "properties": {"correction_note": _OPEN_TEXT}}))
 async def post_correction(request: Request, estimate_id: int, session: DbSession,
                           user: ApiWriter) -> JSONResponse:
     """Save a corrected copy of an estimate (unverified, ``supersedes_id`` set) and withdraw
@@ -571,7 +747,9 @@ async def post_correction(request: Request, estimate_id: int, session: DbSession
     old = load_estimate(session, estimate_id)
     ensure_current(old)
     trial = get_or_404(session, Trial, old.trial_id, missing=f"trial {old.trial_id} does not exist")
-    data, notices = merge_derivation_inputs(await _json_object(request))
+    body = await _json_object(request)
+    _estimate_fields(body, "correction_note")
+    data, notices = merge_derivation_inputs(body)
     _same_trial(session, data, trial)
     _text_field(data, "correction_note")
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))

@@ -1,0 +1,238 @@
+"""What the JSON API does with request bodies a client gets slightly wrong (a misspelt key, an
+id of the wrong type), and what its OpenAPI schema promises about them; over the real app and
+database (SQLite, or PostgreSQL with MMLR_TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import test_web
+from fastapi.testclient import TestClient
+from sqlmodel import func, select
+from test_web import db
+from test_web_api import _token
+from test_web_evidence import _estimates, _trial
+
+from store.models import AuditLog, Decision, Estimate, Record
+
+app = test_web.app
+users = test_web.users
+records = test_web.records
+
+
+@pytest.fixture
+def api(app: Any) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _count(app: Any, model: Any) -> int:
+    with db(app) as session:
+        return int(session.exec(select(func.count()).select_from(model)).one())
+
+
+def test_a_misspelt_key_in_a_decision_is_refused_not_dropped(
+        app: Any, api: TestClient, users: dict[str, str], records: int) -> None:
+    curator = _token(app, users["curator"])
+    # "reasn": the vote would be saved without its reason, and the client never told
+    response = api.post("/api/decisions", headers=curator, json={
+        "pmid": 90000002, "decision": "exclude", "reasn": "not maintenance"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == ("unknown field 'reasn': a decision has pmid, decision, "
+                                        "reason, rank_shown")
+    assert _count(app, Decision) == 0
+    with db(app) as session:
+        assert session.get(Record, 90000002).decision is None  # type: ignore[union-attr]
+    ok = api.post("/api/decisions", headers=curator, json={
+        "pmid": 90000002, "decision": "exclude", "reason": "not maintenance", "rank_shown": 1})
+    assert ok.status_code == 201, ok.text
+
+
+def test_a_misspelt_key_in_a_verification_does_not_verify(
+        app: Any, api: TestClient, users: dict[str, str], records: int) -> None:
+    trial_id = _trial(app)
+    entered = api.post("/api/estimates", headers=_token(app, users["curator"]), json={
+        "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+        "ci_high": "0.625"})
+    assert entered.status_code == 201, entered.text
+    estimate_id = entered.json()["id"]
+    admin = _token(app, users["admin"])
+    url = f"/api/estimates/{estimate_id}/verify"
+    # {"verifed": false} meant "un-verify"; read as an empty body it verified the estimate
+    response = api.post(url, headers=admin, json={"verifed": False})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("unknown field 'verifed'")
+    [estimate] = _estimates(app)
+    assert estimate.verified is False
+    assert api.post(url, headers=admin, json={"verified": True}).status_code == 200
+    # withdrawing takes "reason" alone
+    withdraw = api.post(f"/api/estimates/{estimate_id}/withdraw", headers=admin,
+                        json={"reason": "duplicate", "note": "entered twice"})
+    assert withdraw.status_code == 400, withdraw.text
+    assert withdraw.json()["error"].startswith("unknown field 'note'")
+    [estimate] = _estimates(app)
+    assert estimate.withdrawn_at is None
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/records/90000002/resolution", {"decision": "include", "reason": "r", "note": "n"},
+     "note"),
+    ("/api/records/90000002/fulltext", {"verdict": "eligible", "comment": "c"}, "comment"),
+    ("/api/records/90000002/fulltext/resolve", {"verdict": "eligible", "notes": "n"}, "notes"),
+])
+def test_resolutions_and_fulltext_refuse_unknown_keys(
+        app: Any, api: TestClient, users: dict[str, str], records: int, path: str,
+        body: dict[str, Any], field: str) -> None:
+    admin = _token(app, users["admin"])
+    audits = _count(app, AuditLog)
+    response = api.post(path, headers=admin, json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(f"unknown field {field!r}")
+    assert _count(app, AuditLog) == audits
+
+
+@pytest.mark.parametrize("trial_id", [True, 1.7, "1.0", "1" * 40, 2**63, [1]])
+def test_a_trial_id_that_is_no_id_is_refused(app: Any, api: TestClient,
+                                             users: dict[str, str], trial_id: Any) -> None:
+    assert _trial(app) == 1  # so true (== 1 to Python) or 1.7 (int() 1) would find it
+    response = api.post("/api/estimates", headers=_token(app, users["curator"]), json={
+        "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+        "ci_high": "0.625"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(
+        f"trial_id {json.dumps(trial_id)} is not a trial's id")
+    assert _count(app, Estimate) == 0
+
+
+def test_a_trial_id_as_digits_still_finds_the_trial(app: Any, api: TestClient,
+                                                    users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    response = api.post("/api/estimates", headers=_token(app, users["curator"]), json={
+        "trial_id": str(trial_id), "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+        "ci_high": "0.625"})
+    assert response.status_code == 201, response.text
+    assert response.json()["trial_id"] == trial_id
+
+
+# ----------------------------------------------------------------------------- OpenAPI
+def _api_operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(method.upper(), path, op) for path, ops in schema["paths"].items()
+            if path.startswith("/api/") for method, op in ops.items()]
+
+
+def test_the_schema_promises_the_errors_and_bodies_the_api_really_has(
+        app: Any, api: TestClient, users: dict[str, str], records: int) -> None:
+    viewer = _token(app, users["viewer"])
+    schema = api.get("/api/openapi.json", headers=viewer).json()
+    operations = {(m, p): op for m, p, op in _api_operations(schema)
+                  if p != "/api/network"}  # routes_network.py describes its own
+    assert len(operations) >= 22, sorted(operations)
+    error = schema["components"]["schemas"]["ApiError"]
+    assert error["required"] == ["error", "code"]
+    assert set(error["properties"]["code"]["enum"]) >= {"invalid", "unauthenticated",
+                                                        "forbidden", "not_found", "conflict"}
+    # what a malformed parameter really gets: a 400 in that shape, never a 422 {"detail"}
+    wrong = api.get("/api/records?limit=0", headers=viewer)
+    assert wrong.status_code == 400 and set(wrong.json()) == {"error", "code"}
+    for (method, path), op in operations.items():
+        responses = op["responses"]
+        assert "422" not in responses, (method, path)
+        if path == "/api/health":
+            continue
+        for status in ("400", "401"):
+            ref = responses[status]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("/ApiError"), (method, path, status)
+        if method != "GET":
+            assert "403" in responses, (method, path)
+            body = op["requestBody"]["content"]["application/json"]["schema"]
+            assert body["type"] == "object", (method, path)
+    decision = operations[("POST", "/api/decisions")]["requestBody"]["content"][
+        "application/json"]["schema"]
+    assert decision["required"] == ["pmid", "decision"]
+    assert decision["properties"]["decision"]["enum"] == ["include", "exclude", "maybe"]
+
+
+def test_every_body_the_schema_closes_refuses_another_key(
+        app: Any, api: TestClient, users: dict[str, str], records: int) -> None:
+    admin = _token(app, users["admin"])
+    trial_id = _trial(app)
+    estimate = api.post("/api/estimates", headers=admin, json={
+        "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+        "ci_high": "0.625"})
+    assert estimate.status_code == 201, estimate.text
+    schema = api.get("/api/openapi.json", headers=admin).json()
+    ids = {"pmid": "90000002", "estimate_id": str(estimate.json()["id"]),
+           "trial_id": str(trial_id)}
+    closed = 0
+    for method, path, op in _api_operations(schema):
+        body = (op.get("requestBody") or {}).get("content", {}).get("application/json", {}).get(
+            "schema", {})
+        if body.get("additionalProperties") is not False:
+            continue
+        closed += 1
+        url = path.format(**ids)
+        response = api.request(method, url, headers=admin, json={"no_such_key": 1})
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["error"].startswith("unknown field 'no_such_key'"), url
+    assert closed >= 6  # decisions, resolution, two full-text, verify, withdraw, trial edit
+
+
+def test_every_error_carries_the_code_of_its_status(
+        app: Any, api: TestClient, users: dict[str, str], records: int) -> None:
+    curator = _token(app, users["curator"])
+    viewer = _token(app, users["viewer"])
+    vote = {"pmid": 90000002, "decision": "include"}
+    trial_id = _trial(app)
+    entered = api.post("/api/estimates", headers=curator, json={
+        "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+        "ci_high": "0.625"})
+    withdraw = f"/api/estimates/{entered.json()['id']}/withdraw"
+    assert api.post(withdraw, headers=curator, json={"reason": "duplicate"}).status_code == 200
+    cases = [
+        (api.get("/api/records?limit=0", headers=viewer), 400, "invalid"),
+        (api.post("/api/decisions", headers=curator, content=b"{nope"), 400, "invalid"),
+        (api.post("/api/decisions", json=vote), 401, "unauthenticated"),
+        (api.get("/api/records", headers={"Authorization": "Bearer nope"}), 401,
+         "unauthenticated"),
+        (api.post("/api/decisions", headers=viewer, json=vote), 403, "forbidden"),
+        (api.get("/api/records/1/decisions", headers=viewer), 404, "not_found"),
+        (api.get("/api/nothing", headers=viewer), 404, "not_found"),
+        (api.delete("/api/records", headers=viewer), 405, "method_not_allowed"),
+        (api.post(withdraw, headers=curator, json={"reason": "again"}), 409, "conflict"),
+        (api.post("/api/estimates/baseline", headers=curator, json={"analysis": 5}), 400,
+         "invalid"),
+    ]
+    for response, status, code in cases:
+        assert response.status_code == status, (response.request.url, response.text)
+        body = response.json()
+        assert body["code"] == code and body["error"], (response.request.url, body)
+
+
+def test_a_misspelt_key_in_an_estimate_or_correction_is_refused(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    curator = _token(app, users["curator"])
+    trial_id = _trial(app)
+    numbers = {"trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+               "ci_high": "0.625"}
+    # "data_cut_lable": saved without the label, and without a word
+    typo = api.post("/api/estimates", headers=curator,
+                    json={**numbers, "data_cut_lable": "median follow-up 30 months"})
+    assert typo.status_code == 400, typo.text
+    assert typo.json()["error"].startswith("unknown field 'data_cut_lable'")
+    assert _count(app, Estimate) == 0
+    entered = api.post("/api/estimates", headers=curator,
+                       json={**numbers, "data_cut_label": "median follow-up 30 months"})
+    assert entered.status_code == 201, entered.text
+    old = entered.json()
+    # the estimate's own JSON (and its warnings) may come back with new numbers ...
+    corrected = api.post(f"/api/estimates/{old['id']}/correct", headers=curator,
+                         json={**old, "hr": 0.55, "ci_low": 0.44, "ci_high": 0.69,
+                               "correction_note": "typo in the HR"})
+    assert corrected.status_code == 201, corrected.text
+    # ... but not with a key no estimate has
+    refused = api.post(f"/api/estimates/{corrected.json()['id']}/correct", headers=curator,
+                       json={"hr": 0.5, "ci_low": 0.4, "ci_high": 0.625, "corection_note": "x"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"].startswith("unknown field 'corection_note'")
+    assert _count(app, Estimate) == 2
