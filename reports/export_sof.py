@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from reports.absolute import absolute_or_reason
 from reports.meta import hr_of
+from reports.monitoring_view import status_label
 from reports.network_inputs import Fitted, node_sizes
 from reports.pool import latest_results
 from reports.small_study import short_text
@@ -192,7 +193,12 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
     lines = ["# Summary of findings", "",
              "Hazard ratios of maintenance vs control (HR < 1 favours maintenance), pooled "
              "with the analysis' method; certainty is **suggested by fixed rules** as a "
-             "starting point for the panel, not a GRADE judgment (see docs/curation.md).", "",
+             "starting point for the panel, not a GRADE judgment (see docs/curation.md); "
+             "*provisional* means most of the pooled weight has no agreed risk-of-bias "
+             "assessment yet, or there is no information size to judge imprecision against. "
+             "With one trial there is no prediction interval or I² to speak of (—). The "
+             "monitoring column is sequential monitoring, for monitoring only: the primary "
+             "result is the pooled HR and its 95% CI.", "",
              "| analysis | trials (k) | HR (95% CI) | absolute effect | 95% PI | I² "
              "| low RoB only | small-study effects | monitoring | suggested certainty |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -206,8 +212,11 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
         low = (f"{r['hr_low_rob_only']:.2f} ({r['hr_low_rob_only_ci_low']:.2f}–"
                f"{r['hr_low_rob_only_ci_high']:.2f})" if r["hr_low_rob_only"] is not None
                else "—")
-        monitoring = (f"{r['monitoring_status'].replace('_', ' ')}, "
-                      f"{100 * r['information_fraction']:.0f}% of required information"
+        # In the words of the digest and the pages, and marked as monitoring only: a reader
+        # of this table alone must not take "firm evidence" for the primary result.
+        monitoring = (f"{status_label(r['monitoring_status'])}, "
+                      f"{100 * r['information_fraction']:.0f}% of required information "
+                      "(monitoring only)"
                       if r["monitoring_status"] else "—")
         certainty = (r["certainty"] or "—") + (
             " (provisional)" if r["certainty_provisional"] == "true" else "") + (
