@@ -978,8 +978,8 @@ CROSSING_CAVEAT = (
 #: Said where an analysis has no absolute effect because nobody entered its control risk: a
 #: panel member must not read the missing line as "no difference in absolute terms".
 NO_ABSOLUTE_EFFECT = (
-    "not available: no assumed control risk (events without maintenance at a time point) "
-    "has been entered for this analysis; a curator enters one on the estimates page.")
+    "not available: no assumed control risk entered yet (a curator enters one on the "
+    "estimates page).")
 #: What "(provisional)" beside a suggested certainty means (``reports.certainty``), said once
 #: under the analyses that carry it.
 PROVISIONAL_NOTE = (

@@ -457,6 +457,10 @@ def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> N
     assert changes["PFS/post_asct"]["lines"][0].startswith("Fitted for the first time: 6 trials")
     assert 'id="networks"' in first.html and "NETWORK META-ANALYSIS" in first.text
     assert XSS not in first.html
+    # which way the network's HRs point, in the plain-text part as in the HTML
+    direction = "HR < 1 favours the treatment named first."
+    assert direction in first.text[first.text.index("NETWORK META-ANALYSIS"):]
+    assert direction.replace("<", "&lt;") in first.html
 
     with ctx.sessions() as s:  # a large lenalidomide-vs-thalidomide trial joins the loop
         add_estimate(s, _trial(s, "LEN-THAL", "lenalidomide", "thalidomide"),
