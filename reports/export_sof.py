@@ -196,7 +196,8 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
              "starting point for the panel, not a GRADE judgment (see docs/curation.md); "
              "*provisional* means most of the pooled weight has no agreed risk-of-bias "
              "assessment yet, or there is no information size to judge imprecision against. "
-             "With one trial there is no prediction interval or I² to speak of (—). The "
+             "With one trial there is no prediction interval or I² to speak of, and with fewer "
+             "than three no small-study assessment (—). The "
              "monitoring column is sequential monitoring, for monitoring only: the primary "
              "result is the pooled HR and its 95% CI.", "",
              "| analysis | trials (k) | HR (95% CI) | absolute effect | 95% PI | I² "

@@ -152,3 +152,5 @@ def test_monitoring_is_named_in_words_and_marked_monitoring_only(
         '//span[@class="monitoring-hint"]')[0].text_content().split())
     assert "for monitoring only" in hint and "does not override a CI that includes 1" in hint
     assert "provisional</em> means" in page.text and "*provisional* means" in markdown
+    for said in (page.text, markdown):  # why the small-study cell of k < 3 is "—"
+        assert "with fewer than three no small-study assessment" in " ".join(said.split())
