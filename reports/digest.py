@@ -986,6 +986,13 @@ PROVISIONAL_NOTE = (
     "A provisional suggested certainty may still change: most of the pooled weight has no "
     "agreed risk-of-bias assessment yet, or there is no information size to judge imprecision "
     "against.")
+#: Said beside the network estimates when the pairwise analyses use the Hartung–Knapp CI: the
+#: network's Wald CI of the same comparison can be far narrower with few trials (two
+#: lenalidomide OS trials: 0.27–1.53 pairwise, 0.52–0.80 in the network), and a reader must
+#: not take "the CI now excludes 1" there for a change of the primary result.
+NETWORK_CI_NOTE = (
+    "The network 95% CIs are Wald intervals: with few trials they can be much narrower than "
+    "the Hartung–Knapp CIs of the pairwise analyses, which remain the primary result.")
 #: How an alert on a record in use is marked (``Alert.in_analysis``: a trial report's PMID,
 #: or a record a curator included — not necessarily one already pooled).
 IN_USE_LABEL = "in use: a trial report or an included record"
@@ -1039,6 +1046,9 @@ def render_digest(
         "crossing_caveat": CROSSING_CAVEAT,
         "in_use_label": IN_USE_LABEL,
         "no_absolute": NO_ABSOLUTE_EFFECT,
+        "network_ci_note": (NETWORK_CI_NOTE if any(
+            str((a.get("new") or {}).get("ci_method") or "").startswith("hksj")
+            for a in summary["analyses"]) else ""),
         "provisional_note": PROVISIONAL_NOTE,
         "provisional": any(
             str((a.get("new") or {}).get("certainty_text") or "").endswith("(provisional)")
