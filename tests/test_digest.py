@@ -658,6 +658,8 @@ def test_provisional_certainty_is_explained(ctx) -> None:  # type: ignore[no-unt
     digest = build_digest(ctx)
     assert "-> moderate (provisional)" in digest.text
     assert digest.text.count(PROVISIONAL_NOTE) == 1 and digest.html.count(PROVISIONAL_NOTE) == 1
+    # a paragraph of its own, not indented as if it belonged to the last analysis
+    assert f"\n\n(provisional) {PROVISIONAL_NOTE}\n" in digest.text
 
 
 def test_no_provisional_note_without_a_provisional_certainty(ctx) -> None:  # type: ignore[no-untyped-def]
