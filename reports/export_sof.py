@@ -58,6 +58,13 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+#: What an empty "low risk of bias only" cell means, on the page and in the Markdown.
+LOW_ROB_ONLY_EMPTY = {
+    "same_as_primary": "same as the HR (every trial at low risk)",
+    "none_low": "— (no trial assessed at low risk)",
+}
+
+
 def sof_rows(session: Session) -> list[dict[str, Any]]:
     """One dict per analysis with a pooled estimate (k ≥ 1), in reading order."""
     baselines = current_baselines(session)
@@ -93,6 +100,12 @@ def _row(p: PooledResult, absolute: dict[str, Any] | None) -> dict[str, Any]:
         "hr_low_rob_only": low_only.get("hr"),
         "hr_low_rob_only_ci_low": low_only.get("hr_ci_low"),
         "hr_low_rob_only_ci_high": low_only.get("hr_ci_high"),
+        # Why the low-risk-only cells are empty, for the page and the Markdown (not a CSV
+        # column): every trial at low risk (the main HR is that estimate) and no trial at low
+        # risk are opposite findings that an empty cell would make look alike.
+        "low_rob_only_empty": (None if not low_only or low_only.get("hr") is not None
+                               else "same_as_primary" if low_only.get("same_as_primary")
+                               else "none_low"),
         "egger_p": egger.get("p"), "trim_fill_k0": fill.get("k0"),
         "hr_trim_fill": fill.get("hr"), "hr_trim_fill_ci_low": fill.get("hr_ci_low"),
         "hr_trim_fill_ci_high": fill.get("hr_ci_high"),
@@ -212,7 +225,7 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
         i2 = f"{r['i2']:.0f}%" if r["i2"] is not None and r["k"] > 1 else "—"
         low = (f"{r['hr_low_rob_only']:.2f} ({r['hr_low_rob_only_ci_low']:.2f}–"
                f"{r['hr_low_rob_only_ci_high']:.2f})" if r["hr_low_rob_only"] is not None
-               else "—")
+               else LOW_ROB_ONLY_EMPTY.get(r["low_rob_only_empty"] or "", "—"))
         # In the words of the digest and the pages, and marked as monitoring only: a reader
         # of this table alone must not take "firm evidence" for the primary result.
         monitoring = (f"{status_label(r['monitoring_status'])}, "

@@ -49,6 +49,8 @@ def test_page_lists_every_analysis_with_its_numbers(app: Any, users: dict[str, s
     # no assumed control risk yet: the blank says why, as the Markdown download does
     assert " ".join(cells[3].split()) == "— (no assumed control risk entered)"
     assert cells[7] == exp["small_study_text"] and "Egger" in cells[7]
+    # nobody assessed risk of bias: the empty low-risk-only cell says so
+    assert " ".join(cells[6].split()) == "— (no trial assessed at low risk)"
     assert many.xpath("td/a")[0].get("href") == f"/estimates#analysis-{pooled[MANY].id}"
     assert "not a GRADE judgment" in page.text
     # The nav links to the page for every role.
