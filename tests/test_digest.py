@@ -189,7 +189,10 @@ def test_second_digest_says_what_changed(ctx) -> None:  # type: ignore[no-untype
     from reports.digest import CROSSING_CAVEAT
     assert second.text.count(CROSSING_CAVEAT) == 1 and "crossing-caveat" in second.html
     assert "not a new test result" in second.html
-    assert "Unchanged: Thalidomide, OS, post-ASCT" in second.text
+    # the unchanged analyses one per line, each with its HR, in the plain-text part
+    thal = by_key["thal_os_post_asct"]["new"]["hr_text"]
+    assert (f"\nUnchanged (1), HR (95% CI):\n- Thalidomide, OS, post-ASCT: {thal}\n"
+            in second.text)
     assert "1 analysis changed" in second.subject and "1 alert" in second.subject
 
 
