@@ -60,6 +60,7 @@ from sqlmodel import Session, col, select
 
 from reports.absolute import absolute_or_reason
 from reports.analyses import analysis_order
+from reports.meta import hr_of
 from reports.monitoring_view import number, plan_text, status_change, status_label
 from reports.network_digest import changes as network_changes
 from reports.network_digest import snapshot as network_snapshot
@@ -113,10 +114,17 @@ def format_hr(estimate: float | None, ci_low: float | None, ci_high: float | Non
     """``"0.57 (0.46–0.71)"`` from log-scale values; ``"not estimable"`` without an estimate."""
     if estimate is None or not math.isfinite(estimate):
         return "not estimable"
-    text = f"{math.exp(estimate):.2f}"
+    text = _hr_number(estimate)
     if ci_low is not None and ci_high is not None:
-        text += f" ({math.exp(ci_low):.2f}–{math.exp(ci_high):.2f})"
+        text += f" ({_hr_number(ci_low)}–{_hr_number(ci_high)})"
     return text
+
+
+def _hr_number(log_hr: float) -> str:
+    # An HKSJ interval of two discordant trials can reach beyond the float range: a digest
+    # must still be built (and say "∞") rather than fail on an OverflowError.
+    value = hr_of(log_hr)
+    return "∞" if value is None or math.isinf(value) else f"{value:.2f}"
 
 
 def crosses_one(ci_low: float | None, ci_high: float | None) -> bool | None:
@@ -613,10 +621,14 @@ def _add_absolute_effects(session: Session, analyses: list[dict[str, Any]],
     baselines = current_baselines(session)
     for entry in analyses:
         row = current.get(entry["key"])
-        view = (absolute_or_reason(row, baseline_for(entry["key"], baselines))[0]
-                if row else None)
+        baseline = baseline_for(entry["key"], baselines)
+        view, why = absolute_or_reason(row, baseline) if row else (None, None)
         entry["absolute"] = ({"text": view["text"], "source": " ".join(view["source"].split()),
                               "baseline_id": view["baseline_id"]} if view else None)
+        if view is None and baseline is not None and why:
+            # A control risk was entered but the snapshot's numbers allow no absolute effect:
+            # say so, rather than "no assumed control risk entered" (the digest's default).
+            entry["absolute_unavailable"] = why
 
 
 def _small_study_view(row: PooledResult) -> dict[str, Any] | None:
@@ -663,7 +675,9 @@ def _monitoring_view(row: PooledResult) -> dict[str, Any] | None:
 
 def _pooled_view(row: PooledResult) -> dict[str, Any]:
     def hr(x: float | None) -> float | None:
-        return round(math.exp(x), 6) if x is not None and math.isfinite(x) else None
+        # None, as stored JSON has it, for an HR beyond the float range (reports.meta.hr_of)
+        value = hr_of(x)
+        return round(value, 6) if value is not None and math.isfinite(value) else None
 
     # One trial has no between-trial variation to measure: its "prediction interval" is its
     # CI and its I² a 0 by construction, which would tell the panel more than one trial can
@@ -681,7 +695,7 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "hr_ci_low": hr(row.ci_low),
         "hr_ci_high": hr(row.ci_high),
         "hr_text": format_hr(row.estimate, row.ci_low, row.ci_high),
-        "pi_text": (f"{math.exp(row.pi_low):.2f}–{math.exp(row.pi_high):.2f}"
+        "pi_text": (f"{_hr_number(row.pi_low)}–{_hr_number(row.pi_high)}"
                     if several and row.pi_low is not None and row.pi_high is not None
                     else None),
         "i2": row.i2,
@@ -961,6 +975,24 @@ CROSSING_CAVEAT = (
     "result: a living review re-pools at every update, and unadjusted repeated testing finds "
     "spurious 'significance' more often than 5% of the time. Read it as a change to review "
     "(the trial that moved it, its weight, the prediction interval), not as a conclusion.")
+#: Said where an analysis has no absolute effect because nobody entered its control risk: a
+#: panel member must not read the missing line as "no difference in absolute terms".
+NO_ABSOLUTE_EFFECT = (
+    "not available: no assumed control risk entered yet (a curator enters one on the "
+    "estimates page).")
+#: What "(provisional)" beside a suggested certainty means (``reports.certainty``), said once
+#: under the analyses that carry it.
+PROVISIONAL_NOTE = (
+    "A provisional suggested certainty may still change: most of the pooled weight has no "
+    "agreed risk-of-bias assessment yet, or there is no information size to judge imprecision "
+    "against.")
+#: Said beside the network estimates when the pairwise analyses use the Hartung–Knapp CI: the
+#: network's Wald CI of the same comparison can be far narrower with few trials (two
+#: lenalidomide OS trials: 0.27–1.53 pairwise, 0.52–0.80 in the network), and a reader must
+#: not take "the CI now excludes 1" there for a change of the primary result.
+NETWORK_CI_NOTE = (
+    "The network 95% CIs are Wald intervals: with few trials they can be much narrower than "
+    "the Hartung–Knapp CIs of the pairwise analyses, which remain the primary result.")
 #: How an alert on a record in use is marked (``Alert.in_analysis``: a trial report's PMID,
 #: or a record a curator included — not necessarily one already pooled).
 IN_USE_LABEL = "in use: a trial report or an included record"
@@ -1013,6 +1045,14 @@ def render_digest(
         "period_end": _fmt_time(summary.get("period_end")),
         "crossing_caveat": CROSSING_CAVEAT,
         "in_use_label": IN_USE_LABEL,
+        "no_absolute": NO_ABSOLUTE_EFFECT,
+        "network_ci_note": (NETWORK_CI_NOTE if any(
+            str((a.get("new") or {}).get("ci_method") or "").startswith("hksj")
+            for a in summary["analyses"]) else ""),
+        "provisional_note": PROVISIONAL_NOTE,
+        "provisional": any(
+            str((a.get("new") or {}).get("certainty_text") or "").endswith("(provisional)")
+            for a in summary["analyses"] if a["status"] != "unchanged"),
     }
     html = _environment(True).get_template("digest.html.j2").render(context)
     text = _environment(False).get_template("digest.txt.j2").render(context)

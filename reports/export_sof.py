@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from reports.absolute import absolute_or_reason
 from reports.meta import hr_of
+from reports.monitoring_view import status_label
 from reports.network_inputs import Fitted, node_sizes
 from reports.pool import latest_results
 from reports.small_study import short_text
@@ -55,6 +56,13 @@ def _fmt(x: Any, digits: int = 4) -> str:
     if isinstance(x, float):
         return f"{x:.{digits}g}"
     return str(x)
+
+
+#: What an empty "low risk of bias only" cell means, on the page and in the Markdown.
+LOW_ROB_ONLY_EMPTY = {
+    "same_as_primary": "same as the HR (every trial at low risk)",
+    "none_low": "— (no trial assessed at low risk)",
+}
 
 
 def sof_rows(session: Session) -> list[dict[str, Any]]:
@@ -92,6 +100,12 @@ def _row(p: PooledResult, absolute: dict[str, Any] | None) -> dict[str, Any]:
         "hr_low_rob_only": low_only.get("hr"),
         "hr_low_rob_only_ci_low": low_only.get("hr_ci_low"),
         "hr_low_rob_only_ci_high": low_only.get("hr_ci_high"),
+        # Why the low-risk-only cells are empty, for the page and the Markdown (not a CSV
+        # column): every trial at low risk (the main HR is that estimate) and no trial at low
+        # risk are opposite findings that an empty cell would make look alike.
+        "low_rob_only_empty": (None if not low_only or low_only.get("hr") is not None
+                               else "same_as_primary" if low_only.get("same_as_primary")
+                               else "none_low"),
         "egger_p": egger.get("p"), "trim_fill_k0": fill.get("k0"),
         "hr_trim_fill": fill.get("hr"), "hr_trim_fill_ci_low": fill.get("hr_ci_low"),
         "hr_trim_fill_ci_high": fill.get("hr_ci_high"),
@@ -192,7 +206,13 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
     lines = ["# Summary of findings", "",
              "Hazard ratios of maintenance vs control (HR < 1 favours maintenance), pooled "
              "with the analysis' method; certainty is **suggested by fixed rules** as a "
-             "starting point for the panel, not a GRADE judgment (see docs/curation.md).", "",
+             "starting point for the panel, not a GRADE judgment (see docs/curation.md); "
+             "*provisional* means most of the pooled weight has no agreed risk-of-bias "
+             "assessment yet, or there is no information size to judge imprecision against. "
+             "With one trial there is no prediction interval or I² to speak of, and with fewer "
+             "than three no small-study assessment (—). The "
+             "monitoring column is sequential monitoring, for monitoring only: the primary "
+             "result is the pooled HR and its 95% CI.", "",
              "| analysis | trials (k) | HR (95% CI) | absolute effect | 95% PI | I² "
              "| low RoB only | small-study effects | monitoring | suggested certainty |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -205,9 +225,12 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
         i2 = f"{r['i2']:.0f}%" if r["i2"] is not None and r["k"] > 1 else "—"
         low = (f"{r['hr_low_rob_only']:.2f} ({r['hr_low_rob_only_ci_low']:.2f}–"
                f"{r['hr_low_rob_only_ci_high']:.2f})" if r["hr_low_rob_only"] is not None
-               else "—")
-        monitoring = (f"{r['monitoring_status'].replace('_', ' ')}, "
-                      f"{100 * r['information_fraction']:.0f}% of required information"
+               else LOW_ROB_ONLY_EMPTY.get(r["low_rob_only_empty"] or "", "—"))
+        # In the words of the digest and the pages, and marked as monitoring only: a reader
+        # of this table alone must not take "firm evidence" for the primary result.
+        monitoring = (f"{status_label(r['monitoring_status'])}, "
+                      f"{100 * r['information_fraction']:.0f}% of required information "
+                      "(monitoring only)"
                       if r["monitoring_status"] else "—")
         certainty = (r["certainty"] or "—") + (
             " (provisional)" if r["certainty_provisional"] == "true" else "") + (

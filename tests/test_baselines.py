@@ -11,6 +11,7 @@ import pytest
 from sqlmodel import select
 
 from reports.absolute import absolute_effect, absolute_view
+from reports.digest import NO_ABSOLUTE_EFFECT
 from store.baselines import (
     BaselineError,
     add_baseline,
@@ -188,9 +189,32 @@ def test_the_digest_states_the_absolute_effect(ctx) -> None:  # type: ignore[no-
     assert f"  Absolute effect: {expected} Assumed control risk: <b>control</b> arm of T0." \
         in digest.text
     assert "Assumed control risk: &lt;b&gt;control&lt;/b&gt; arm of T0." in digest.html
-    # Analyses without an entry say nothing about absolute effects.
+    # An analysis without an entry says why it has no absolute effect, in both parts: a
+    # missing line would read as "no absolute difference".
     other = next(a for a in digest.summary["analyses"] if a["key"] == "thalidomide/PFS/all")
-    assert other["absolute"] is None
+    assert other["absolute"] is None and other["status"] == "new"
+    block = digest.text.split(f"* {other['label']} [")[1].split("\n* ")[0]
+    assert f"  Absolute effect: {NO_ABSOLUTE_EFFECT}\n" in block
+    assert digest.text.count(NO_ABSOLUTE_EFFECT) == len(digest.summary["analyses"]) - 1
+    assert digest.html.count(NO_ABSOLUTE_EFFECT) == len(digest.summary["analyses"]) - 1
+
+
+def test_the_digest_says_when_an_entered_control_risk_gives_no_absolute_effect(ctx) -> None:  # type: ignore[no-untyped-def]
+    """A control risk is entered but the snapshot's HR cannot be used: the digest gives the
+    reason, not "no assumed control risk entered", which would send a curator to enter one."""
+    from reports.digest import build_digest
+
+    with ctx.sessions() as s:
+        s.add(PooledResult(analysis_key=KEY, analysis_label="Thal", k=2, estimate=0.5,
+                           ci_low=-790.0, ci_high=790.0, inputs=[], result={}))
+        add_baseline(s, entry=validate_baseline(**_entry()), user=_user(s))
+        s.commit()
+    digest = build_digest(ctx)
+    (entry,) = digest.summary["analyses"]
+    assert entry["absolute"] is None
+    assert "too large" in entry["absolute_unavailable"]
+    assert f"  Absolute effect: not available: {entry['absolute_unavailable']}" in digest.text
+    assert NO_ABSOLUTE_EFFECT not in digest.text and NO_ABSOLUTE_EFFECT not in digest.html
 
 
 def test_an_absurd_snapshot_gives_a_clear_error_not_an_overflow() -> None:

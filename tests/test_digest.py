@@ -74,6 +74,8 @@ def test_format_hr_two_decimals_and_en_dash() -> None:
     assert format_hr(math.log(0.57), math.log(0.46), math.log(0.71)) == "0.57 (0.46–0.71)"
     assert format_hr(math.log(1.234), None, None) == "1.23"
     assert format_hr(None, None, None) == "not estimable"
+    # an HKSJ limit beyond the float range is infinity in words, not an OverflowError
+    assert format_hr(0.5, -790.0, 790.0) == "1.65 (0.00–∞)"
     assert crosses_one(math.log(0.8), math.log(1.1)) is True
     assert crosses_one(math.log(0.5), math.log(0.9)) is False
     assert crosses_one(None, 0.1) is None
@@ -187,7 +189,10 @@ def test_second_digest_says_what_changed(ctx) -> None:  # type: ignore[no-untype
     from reports.digest import CROSSING_CAVEAT
     assert second.text.count(CROSSING_CAVEAT) == 1 and "crossing-caveat" in second.html
     assert "not a new test result" in second.html
-    assert "Unchanged: Thalidomide, OS, post-ASCT" in second.text
+    # the unchanged analyses one per line, each with its HR, in the plain-text part
+    thal = by_key["thal_os_post_asct"]["new"]["hr_text"]
+    assert (f"\nUnchanged (1), HR (95% CI):\n- Thalidomide, OS, post-ASCT: {thal}\n"
+            in second.text)
     assert "1 analysis changed" in second.subject and "1 alert" in second.subject
 
 
@@ -624,7 +629,53 @@ def test_one_trial_has_no_prediction_interval_or_i2(ctx) -> None:  # type: ignor
     assert by_key["len_pfs_post_asct"]["new"]["pi_text"] is not None
     # the HTML has one prediction-interval row: the two-trial analysis'
     assert digest.html.count("95% prediction interval") == 1
-    assert "I²: - -> –; k: - -> 1" in digest.text
+    # I² of one trial is said not to apply, in words, not left as a dash beside a hyphen
+    assert "I²: - -> not applicable (one trial); k: - -> 1" in digest.text
+    assert "I²: - -> 12%; k: - -> 2" in digest.text
+    assert digest.html.count("not applicable (one trial)") == 1
+
+
+def test_the_direction_of_the_hr_is_said_before_the_numbers(ctx) -> None:  # type: ignore[no-untyped-def]
+    """A reader of either part meets the pooled HRs first: which way they point must be said
+    there, not only in the footer."""
+    seed(ctx)
+    digest = build_digest(ctx)
+    direction = "Hazard ratios of maintenance vs control: HR < 1 favours maintenance."
+    text = digest.text
+    assert text.index("POOLED ANALYSES THAT CHANGED\n" + direction + "\n") < text.index(
+        "HR (95% CI):")
+    html = digest.html
+    assert html.index(direction.replace("<", "&lt;")) < html.index('class="hr-new"')
+
+
+def test_provisional_certainty_is_explained(ctx) -> None:  # type: ignore[no-untyped-def]
+    """"(provisional)" beside a suggested certainty is explained once, in both parts."""
+    from reports.digest import PROVISIONAL_NOTE
+
+    row = pooled("ixa_os_post_asct", "Ixazomib, OS, post-ASCT",
+                 [("TOURMALINE-MM3", 1.025, 0.1336)])
+    row.result = {"certainty": {"level": "moderate", "provisional": True}}
+    with ctx.sessions() as s:
+        s.add(row)
+        s.commit()
+    digest = build_digest(ctx)
+    assert "-> moderate (provisional)" in digest.text
+    assert digest.text.count(PROVISIONAL_NOTE) == 1 and digest.html.count(PROVISIONAL_NOTE) == 1
+    # a paragraph of its own, not indented as if it belonged to the last analysis
+    assert f"\n\n(provisional) {PROVISIONAL_NOTE}\n" in digest.text
+
+
+def test_no_provisional_note_without_a_provisional_certainty(ctx) -> None:  # type: ignore[no-untyped-def]
+    from reports.digest import PROVISIONAL_NOTE
+
+    row = pooled("ixa_os_post_asct", "Ixazomib, OS, post-ASCT",
+                 [("TOURMALINE-MM3", 1.025, 0.1336)])
+    row.result = {"certainty": {"level": "moderate", "provisional": False}}
+    with ctx.sessions() as s:
+        s.add(row)
+        s.commit()
+    digest = build_digest(ctx)
+    assert "-> moderate\n" in digest.text and PROVISIONAL_NOTE not in digest.text
 
 
 def test_a_renamed_trial_is_said_renamed_not_added_and_removed(ctx) -> None:  # type: ignore[no-untyped-def]

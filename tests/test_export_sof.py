@@ -144,3 +144,31 @@ def test_cli_writes_the_csv_to_stdout(ctx, settings) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert KEY in {r["analysis"] for r in rows}
+
+
+def test_an_empty_low_risk_only_cell_says_which_of_two_opposite_reasons(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Every trial at low risk (the HR is already the low-risk estimate) and no trial at low
+    risk both leave the low-risk-only HR empty; the Markdown must not print the same "—"."""
+    from reports.export_sof import sof_markdown, sof_rows
+
+    with ctx.sessions() as s:
+        for i, (name, hr, lo, hi) in enumerate([("Low A", "0.60", "0.45", "0.80"),
+                                                ("Low B", "0.72", "0.55", "0.94")]):
+            trial = add_trial(s, name)
+            add_estimate(s, trial, hr, lo, hi, cut=date(2010 + i, 1, 1))
+            assess(s, trial, "low")
+        add_estimate(s, add_trial(s, "Unassessed", setting="non_transplant"),
+                     "0.57", "0.46", "0.71", cut=date(2017, 1, 1))
+        s.commit()
+    pool_all(ctx)
+    with ctx.sessions() as s:
+        rows = {r["analysis"]: r for r in sof_rows(s)}
+        md = sof_markdown(s)
+    assert rows[KEY]["hr_low_rob_only"] is None
+    assert rows[KEY]["low_rob_only_empty"] == "same_as_primary"
+    assert rows["thalidomide/PFS/non_transplant"]["low_rob_only_empty"] == "none_low"
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {rows[KEY]['label']} |"))
+    assert "| same as the HR (every trial at low risk) |" in line
+    other = rows["thalidomide/PFS/non_transplant"]["label"]
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {other} |"))
+    assert "| — (no trial assessed at low risk) |" in line

@@ -5,6 +5,7 @@ CLI and the digest's section."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
 import re
@@ -457,6 +458,10 @@ def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> N
     assert changes["PFS/post_asct"]["lines"][0].startswith("Fitted for the first time: 6 trials")
     assert 'id="networks"' in first.html and "NETWORK META-ANALYSIS" in first.text
     assert XSS not in first.html
+    # which way the network's HRs point, in the plain-text part as in the HTML
+    direction = "HR < 1 favours the treatment named first."
+    assert direction in first.text[first.text.index("NETWORK META-ANALYSIS"):]
+    assert direction.replace("<", "&lt;") in first.html
 
     with ctx.sessions() as s:  # a large lenalidomide-vs-thalidomide trial joins the loop
         add_estimate(s, _trial(s, "LEN-THAL", "lenalidomide", "thalidomide"),
@@ -482,6 +487,24 @@ def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> N
     assert re.search(r"\n\nPFS \(EFS/TTP accepted\) — post-ASCT( \(\S+\))?\n\* ", text)
 
     assert build_digest(ctx).id == second.id  # nothing changed: no new digest
+
+
+def test_the_digest_says_the_network_cis_are_narrower_wald_intervals(
+        network_evidence: Any) -> None:
+    """Pairwise analyses pooled with the Hartung–Knapp CI beside network estimates with Wald
+    CIs: the digest says which is which, so a network CI that excludes 1 is not read as the
+    primary result changing."""
+    from reports.digest import NETWORK_CI_NOTE
+    from reports.pool import pool_all
+
+    ctx = network_evidence
+    pool_all(ctx)
+    digest = build_digest(ctx)
+    assert any(a["new"]["ci_method"] == "hksj" for a in digest.summary["analyses"]
+               if a["new"] and a["new"]["k"] > 1)
+    network_part = digest.text[digest.text.index("NETWORK META-ANALYSIS"):]
+    assert NETWORK_CI_NOTE in network_part.split("\n\n")[0]
+    assert digest.html.count(html.escape(NETWORK_CI_NOTE)) == 1
 
 
 def test_the_metafor_export_refits_the_networks_in_r(network_evidence: Any, settings: Any,

@@ -16,7 +16,8 @@ from sqlmodel import select
 from test_web import as_role, db
 from test_web_funnel import FEW, MANY
 
-from reports.export_sof import SOF_COLUMNS, sof_rows
+from reports.export_sof import SOF_COLUMNS, sof_markdown, sof_rows
+from reports.monitoring_view import STATUS_LABELS
 from store.baselines import add_baseline, validate_baseline
 from store.models import PooledResult, Trial, User
 from store.spreadsheet import spreadsheet_safe
@@ -45,8 +46,11 @@ def test_page_lists_every_analysis_with_its_numbers(app: Any, users: dict[str, s
     exp = expected[MANY]
     assert cells[1] == "12"
     assert cells[2] == f"{exp['hr']:.2f} ({exp['hr_ci_low']:.2f}–{exp['hr_ci_high']:.2f})"
-    assert cells[3] == "—"  # no assumed control risk yet
+    # no assumed control risk yet: the blank says why, as the Markdown download does
+    assert " ".join(cells[3].split()) == "— (no assumed control risk entered)"
     assert cells[7] == exp["small_study_text"] and "Egger" in cells[7]
+    # nobody assessed risk of bias: the empty low-risk-only cell says so
+    assert " ".join(cells[6].split()) == "— (no trial assessed at low risk)"
     assert many.xpath("td/a")[0].get("href") == f"/estimates#analysis-{pooled[MANY].id}"
     assert "not a GRADE judgment" in page.text
     # The nav links to the page for every role.
@@ -124,3 +128,31 @@ def test_login_required(app: Any) -> None:
 def test_empty(app: Any, users: dict[str, str]) -> None:
     page = as_role(app, users, "viewer").get("/summary")
     assert page.status_code == 200 and "No pooled analysis yet" in page.text
+
+
+def test_monitoring_is_named_in_words_and_marked_monitoring_only(
+        app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
+    """A panel member reading "firm evidence" beside a CI that includes 1 must be told that the
+    column is sequential monitoring, not the result; and the status reads as in the digest
+    ("conventionally significant only"), not as the stored code ("conventional only")."""
+    with db(app) as s:
+        expected = {r["analysis"]: r for r in sof_rows(s)}
+        markdown = sof_markdown(s)
+    page = as_role(app, users, "viewer").get("/summary")
+    rows = _rows(page.text)
+    monitored = [key for key, r in expected.items() if r["monitoring_status"]]
+    assert monitored
+    for key in monitored:
+        r = expected[key]
+        cell = " ".join(rows[key].xpath("td")[8].text_content().split())
+        label = STATUS_LABELS[r["monitoring_status"]]
+        assert cell == (f"{label}, {100 * r['information_fraction']:.0f}% of the required "
+                        "information (monitoring only)")
+        assert (f"| {label}, {100 * r['information_fraction']:.0f}% of required information "
+                "(monitoring only) |") in markdown
+    hint = " ".join(lxml.html.fromstring(page.text).xpath(
+        '//span[@class="monitoring-hint"]')[0].text_content().split())
+    assert "for monitoring only" in hint and "does not override a CI that includes 1" in hint
+    assert "provisional</em> means" in page.text and "*provisional* means" in markdown
+    for said in (page.text, markdown):  # why the small-study cell of k < 3 is "—"
+        assert "with fewer than three no small-study assessment" in " ".join(said.split())

@@ -13,7 +13,14 @@ import io
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from reports.export_sof import network_rows, sof_markdown, sof_rows, write_sof_csv
+from reports.export_sof import (
+    LOW_ROB_ONLY_EMPTY,
+    network_rows,
+    sof_markdown,
+    sof_rows,
+    write_sof_csv,
+)
+from reports.monitoring_view import status_label
 from reports.network_inputs import Fitted, current_networks
 from screening.web.deps import DbSession, Viewer
 from screening.web.templating import render
@@ -33,7 +40,10 @@ def _networks(request: Request, session: DbSession) -> list[Fitted]:
 @router.get("/summary")
 def summary_page(request: Request, session: DbSession, user: Viewer) -> Response:
     return render(request, "summary.html", {
-        "rows": sof_rows(session), "network_rows": network_rows(_networks(request, session))})
+        "rows": sof_rows(session), "network_rows": network_rows(_networks(request, session)),
+        # The words the digest and /estimates use ("conventionally significant only"), not
+        # the stored code with its underscores replaced ("conventional only").
+        "monitoring_label": status_label, "low_rob_only_empty": LOW_ROB_ONLY_EMPTY})
 
 
 @router.get("/summary.csv")
