@@ -190,6 +190,18 @@ def parse_poll_start(value: str) -> date:
     return day
 
 
+def _check_address(address: str) -> None:
+    """An e-mail address setting by the rule of every address mmlr accepts
+    (``store.addresses.check_email``), its refusal as the ValueError a validator raises."""
+    from store.addresses import check_email
+    from store.errors import ValidationError
+
+    try:
+        check_email(address)
+    except ValidationError as exc:
+        raise ValueError(exc.one_line()) from None
+
+
 #: The level names ``MMLR_LOG_LEVEL`` accepts (any case): the standard ones of ``logging``.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -432,13 +444,8 @@ class Settings(BaseSettings):
     @field_validator("admin_email")
     @classmethod
     def _check_admin_email(cls, value: str) -> str:
-        from store.addresses import check_email
-        from store.errors import ValidationError
-
-        try:  # the rule for every account; `init` would refuse it only after migrating
-            check_email(value)
-        except ValidationError as exc:
-            raise ValueError(exc.one_line()) from None
+        # the rule for every account; `init` would refuse it only after migrating
+        _check_address(value)
         return value.strip()
 
     @field_validator("mail_from")
@@ -446,31 +453,18 @@ class Settings(BaseSettings):
     def _check_mail_from(cls, value: str) -> str:
         from email.utils import parseaddr
 
-        from store.addresses import check_email
-        from store.errors import ValidationError
-
         # "Living review <review@example.org>" is a valid sender; its address part follows
         # the rule of every address mmlr accepts (a server would refuse a malformed sender
         # only at the first delivery).
-        try:
-            check_email(parseaddr(value)[1] if "<" in value else value)
-        except ValidationError as exc:
-            raise ValueError(exc.one_line()) from None
+        _check_address(parseaddr(value)[1] if "<" in value else value)
         return value.strip()
 
     @field_validator("digest_to")
     @classmethod
     def _check_digest_to(cls, value: str) -> str:
-        from store.addresses import check_email
-        from store.errors import ValidationError
-
         for address in (a.strip() for a in value.split(",")):
-            if not address:
-                continue  # "a@x.org, b@y.org," is a list of two
-            try:
-                check_email(address)
-            except ValidationError as exc:  # the rule for every address mmlr accepts
-                raise ValueError(exc.one_line()) from None
+            if address:  # "a@x.org, b@y.org," is a list of two
+                _check_address(address)
         return value
 
     @field_validator("database_url")

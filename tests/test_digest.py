@@ -648,34 +648,26 @@ def test_the_direction_of_the_hr_is_said_before_the_numbers(ctx) -> None:  # typ
     assert html.index(direction.replace("<", "&lt;")) < html.index('class="hr-new"')
 
 
-def test_provisional_certainty_is_explained(ctx) -> None:  # type: ignore[no-untyped-def]
-    """"(provisional)" beside a suggested certainty is explained once, in both parts."""
+@pytest.mark.parametrize("provisional", [True, False])
+def test_provisional_certainty_is_explained(ctx, provisional: bool) -> None:  # type: ignore[no-untyped-def]
+    """"(provisional)" beside a suggested certainty is explained once, in both parts, and
+    only when a certainty is provisional."""
     from reports.digest import PROVISIONAL_NOTE
 
     row = pooled("ixa_os_post_asct", "Ixazomib, OS, post-ASCT",
                  [("TOURMALINE-MM3", 1.025, 0.1336)])
-    row.result = {"certainty": {"level": "moderate", "provisional": True}}
+    row.result = {"certainty": {"level": "moderate", "provisional": provisional}}
     with ctx.sessions() as s:
         s.add(row)
         s.commit()
     digest = build_digest(ctx)
+    if not provisional:
+        assert "-> moderate\n" in digest.text and PROVISIONAL_NOTE not in digest.text
+        return
     assert "-> moderate (provisional)" in digest.text
     assert digest.text.count(PROVISIONAL_NOTE) == 1 and digest.html.count(PROVISIONAL_NOTE) == 1
     # a paragraph of its own, not indented as if it belonged to the last analysis
     assert f"\n\n(provisional) {PROVISIONAL_NOTE}\n" in digest.text
-
-
-def test_no_provisional_note_without_a_provisional_certainty(ctx) -> None:  # type: ignore[no-untyped-def]
-    from reports.digest import PROVISIONAL_NOTE
-
-    row = pooled("ixa_os_post_asct", "Ixazomib, OS, post-ASCT",
-                 [("TOURMALINE-MM3", 1.025, 0.1336)])
-    row.result = {"certainty": {"level": "moderate", "provisional": False}}
-    with ctx.sessions() as s:
-        s.add(row)
-        s.commit()
-    digest = build_digest(ctx)
-    assert "-> moderate\n" in digest.text and PROVISIONAL_NOTE not in digest.text
 
 
 def test_a_renamed_trial_is_said_renamed_not_added_and_removed(ctx) -> None:  # type: ignore[no-untyped-def]
