@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -247,13 +250,17 @@ def test_mmlr_port_out_of_range_is_one_clear_line(tmp_path: Path) -> None:
     assert_one_line_error(proc, "MMLR_PORT", "from 1 to 65535, got 99999")
 
 
-def test_a_port_in_use_is_one_line_before_the_address_is_announced(tmp_path: Path) -> None:
-    import socket
-
+@contextmanager
+def taken_port() -> Iterator[int]:
+    """A loopback port another socket listens on, for as long as the block runs."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        yield taken.getsockname()[1]
+
+
+def test_a_port_in_use_is_one_line_before_the_address_is_announced(tmp_path: Path) -> None:
+    with taken_port() as port:
         proc = run_cli("web", "--port", str(port), env=cli_env(MMLR_DATA_DIR=str(tmp_path)),
                        timeout=60)
     assert_one_line_error(proc, f"cannot listen on 127.0.0.1:{port}: the port is in use",
@@ -262,12 +269,7 @@ def test_a_port_in_use_is_one_line_before_the_address_is_announced(tmp_path: Pat
 
 
 def test_the_demo_checks_its_web_port_before_the_cycle(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         proc = run_cli("demo", "--port", str(port), env=cli_env(MMLR_DATA_DIR=str(tmp_path)),
                        timeout=120)
     assert_one_line_error(proc, f"cannot listen on 127.0.0.1:{port}: the port is in use")
