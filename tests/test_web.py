@@ -80,6 +80,7 @@ def app(settings: Any) -> Iterator[Any]:
     application = create_app(settings)
     yield application
     application.state.retrainer.join(timeout=30)
+    application.state.pooler.join(timeout=30)
     application.state.ctx.dispose()
 
 

@@ -23,7 +23,8 @@ app = test_web.app
 users = test_web.users
 
 RECOMPUTED = ("The analyses will be recomputed with this change at the next pool run "
-              "(mmlr pool, mmlr run or the scheduled cycle).")
+              "(mmlr pool, mmlr run, the scheduled cycle, or Pool now on the estimates "
+              "page).")
 FORM = {"name": "TEST-1", "drug": "lenalidomide", "regimen": "", "comparator": "placebo",
         "setting": "post_asct", "registry_ids": "", "notes": ""}
 

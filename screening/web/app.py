@@ -1,9 +1,9 @@
 """``create_app(settings)``: the curator web app and the JSON API.
 
 Everything the app needs is built here from the settings (no import-time globals): its own
-AppContext (engine + session factory), the templates, the background retrainer. Middleware,
-outermost first: security headers → catch-all 500 → signed session cookie → routes (whose
-MmlrError/HTTP errors are mapped by ``screening.web.errors``).
+AppContext (engine + session factory), the templates, the background retrainer and pooler.
+Middleware, outermost first: security headers → catch-all 500 → signed session cookie →
+routes (whose MmlrError/HTTP errors are mapped by ``screening.web.errors``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
+from reports.pool import pool_all
 from screening.web import (
     routes_account,
     routes_admin,
@@ -36,6 +37,7 @@ from screening.web import (
     routes_trials,
     routes_unsubscribe,
 )
+from screening.web.background import BackgroundJob
 from screening.web.deps import SESSION_MAX_AGE, check_path_ids
 from screening.web.errors import CatchAllMiddleware, install_error_handlers
 from screening.web.explanations import ModelCache
@@ -61,6 +63,7 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.retrainer.join(timeout=60)
+        app.state.pooler.join(timeout=60)
         if owns_ctx:
             context.dispose()
 
@@ -72,6 +75,9 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.templates = make_templates()
     app.state.retrainer = Retrainer(context)
+    # "Pool now" on /estimates (routes_estimates): the same job as `mmlr pool`, in the
+    # background, under the same database lock.
+    app.state.pooler = BackgroundJob(context, pool_all, what="pooling")
     # Loaded models for the record page's "Why this score" (keyed by version id).
     app.state.model_cache = ModelCache()
 

@@ -2,8 +2,8 @@
 
 A request never waits for the classifier: when the decisions made since the active model
 reach ``settings.retrain_min_decisions`` the web app starts ``screening.service.screen`` in a
-daemon thread, at most one at a time per process (across processes, ``screen`` itself takes
-the job lock and a second caller gets LockedError, which is logged, not shown as a failure).
+daemon thread (``screening.web.background``: one run at a time per process; across processes
+``screen`` takes the job lock).
 Progress is read from KeyValue "screening.progress", which ``screen`` writes.
 """
 
@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from screening.web.background import BackgroundJob
 from store.context import AppContext
-from store.errors import LockedError, MmlrError
 from store.models import Decision, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -40,22 +39,12 @@ def _default_screen(ctx: AppContext) -> Any:
     return module.screen(ctx)
 
 
-class Retrainer:
+class Retrainer(BackgroundJob):
     """Starts at most one background ``screen`` run at a time."""
 
     def __init__(self, ctx: AppContext, *,
                  screen: Callable[[AppContext], Any] | None = None) -> None:
-        self.ctx = ctx
-        self._screen = screen or _default_screen
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.last_result: str | None = None
-        self.last_error: str | None = None
-        self.runs = 0
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        super().__init__(ctx, screen or _default_screen, what="screening")
 
     def maybe_start(self, session: Session) -> bool:
         """Start a run when enough new decisions exist and none is running. Never blocks."""
@@ -64,37 +53,5 @@ class Retrainer:
             return False
         return self.start()
 
-    def start(self) -> bool:
-        with self._lock:
-            if self.running:
-                return False
-            self._thread = threading.Thread(target=self._run, name="mmlr-retrain", daemon=True)
-            self._thread.start()
-            return True
-
-    def _run(self) -> None:
-        log.info("background screening started")
-        try:
-            summary = self._screen(self.ctx)
-            describe = getattr(summary, "describe", None)
-            self.last_result = describe() if callable(describe) else "screening finished"
-            self.last_error = None
-            log.info("background screening finished: %s", self.last_result)
-        except LockedError as exc:
-            log.info("background screening skipped: %s", exc.one_line())
-        except ImportError:
-            self.last_error = "the classifier is not installed (screening.service is missing)"
-            log.warning("background screening unavailable: screening.service is missing")
-        except MmlrError as exc:
-            self.last_error = exc.one_line()
-            log.warning("background screening failed: %s", exc.one_line())
-        except Exception:
-            self.last_error = "screening failed unexpectedly; the details are in the server log"
-            log.exception("background screening failed")
-        finally:
-            self.runs += 1
-
-    def join(self, timeout: float | None = None) -> None:
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+    def missing_module_message(self) -> str:
+        return "the classifier is not installed (screening.service is missing)"

@@ -16,6 +16,7 @@ from reports.monitoring_plot import render_monitoring
 from reports.monitoring_view import STATUS_LABELS
 from reports.pool import pending_changes
 from reports.small_study import SIDE_WORDS
+from reports.words import plural
 from screening.web.absolute_effects import (
     FormState,
     absolute_blocks,
@@ -24,6 +25,7 @@ from screening.web.absolute_effects import (
     save_baseline,
     snapshot_for,
 )
+from screening.web.background import BackgroundJob
 from screening.web.csrf import csrf_protect
 from screening.web.deps import Curator, DbSession, Viewer, flash, get_or_404
 from screening.web.evidence import (
@@ -33,7 +35,8 @@ from screening.web.evidence import (
     sequential_monitoring,
     small_study_view,
 )
-from screening.web.templating import render
+from screening.web.templating import render, utc_text
+from store.audit import audit
 from store.baselines import BaselineError
 from store.bias import JUDGMENT_LABELS
 from store.errors import ConfigError, MmlrError, NotFoundError
@@ -70,12 +73,52 @@ def _estimates_page(request: Request, session: Session, *, status_code: int = 20
                    "pending": pending,
                    "status_labels": STATUS_LABELS, "rob_labels": JUDGMENT_LABELS,
                    "side_words": SIDE_WORDS, "absolute": blocks, "entered_by": emails,
-                   "labels": labels}, status_code=status_code)
+                   "labels": labels, "pooler": request.app.state.pooler},
+                  status_code=status_code)
 
 
 @router.get("/estimates")
 def estimates_page(request: Request, session: DbSession, user: Viewer) -> Response:
     return _estimates_page(request, session)
+
+
+#: How long "Pool now" waits for the run before answering: the seed evidence pools in about a
+#: second, so the page the curator lands on usually has the new numbers; a longer run goes on in
+#: the background and the page says so.
+POOL_WAIT_SECONDS = 15.0
+
+
+@router.post("/estimates/pool")
+def pool_now(request: Request, session: DbSession, user: Curator) -> Response:
+    """Re-pool now rather than at the next scheduled cycle: the same run as `mmlr pool`
+    (``reports.pool.pool_all``, under its database lock), in the background."""
+    pooler = request.app.state.pooler
+    if not pooler.start(by=user.email):
+        flash(request, f"Pooling is already running (started by {pooler.started_by or 'the app'}"
+              f" at {utc_text(pooler.started_at)}); reload this page to see when it is done.",
+              "info")
+        return RedirectResponse("/estimates", status_code=303)
+    audit(session, "pool.requested", actor=user.email)
+    session.commit()
+    pooler.join(timeout=POOL_WAIT_SECONDS)
+    flash(request, *pool_outcome(pooler))
+    return RedirectResponse("/estimates", status_code=303)
+
+
+def pool_outcome(pooler: BackgroundJob) -> tuple[str, str]:
+    """(message, flash kind) of the run "Pool now" started, as far as it has got."""
+    if pooler.running:
+        return ("Pooling is still running in the background; reload this page in a moment to "
+                "see the new numbers.", "info")
+    if pooler.last_error:
+        return f"Pooling failed: {pooler.last_error}", "error"
+    if pooler.last_skipped:
+        return (f"Not pooled here: {pooler.last_skipped}. That run stores the same numbers; "
+                "reload this page when it is done.", "info")
+    changed = len(getattr(pooler.last_summary, "changed", ()))
+    if not changed:
+        return "Pooled: no analysis changed.", "ok"
+    return f"Pooled: {plural(changed, 'analysis', 'analyses')} with new numbers.", "ok"
 
 
 @router.post("/estimates/baseline")

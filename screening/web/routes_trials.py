@@ -336,8 +336,8 @@ def _next_pool_words(request: Request, session: Session, estimate: Estimate) -> 
     run, not now, so a curator who opens /estimates straight away is not surprised to find
     the old numbers there."""
     if not estimate.verified:
-        return (" It leaves the analyses at the next pool run (mmlr pool, mmlr run or the "
-                "scheduled cycle).")
+        return (" It leaves the analyses at the next pool run (mmlr pool, mmlr run, the "
+                "scheduled cycle, or Pool now on the estimates page).")
     try:
         uses = uses_of_estimates(session, {int(estimate.id or 0)},
                                  request.app.state.settings.analyses_file)
@@ -347,7 +347,8 @@ def _next_pool_words(request: Request, session: Session, estimate: Estimate) -> 
     if not pooled:
         return " It is not pooled in any analysis: its Status says why."
     return (f" The next pool run (mmlr pool, mmlr run or the scheduled cycle) pools it in "
-            f"{'; '.join(pooled)}; until then the estimates page shows the last run.")
+            f"{'; '.join(pooled)}; until then the estimates page shows the last run (its Pool "
+            f"now button runs the next one at once).")
 
 
 def _reports(session: Session, trial: Trial) -> list[TrialReport]:

@@ -228,7 +228,8 @@ def edit_message(session: Session, trial: Trial, change: TrialChange) -> str:
     text = f"Trial {trial.name} updated: {change.describe()}."
     if change.affects_analyses:
         text += (" The analyses will be recomputed with this change at the next pool run "
-                 "(mmlr pool, mmlr run or the scheduled cycle).")
+                 "(mmlr pool, mmlr run, the scheduled cycle, or Pool now on the estimates "
+                 "page).")
     if "setting" in change.new:
         others = session.exec(select(Estimate.setting).where(
             Estimate.trial_id == trial.id, col(Estimate.withdrawn_at).is_(None),
