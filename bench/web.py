@@ -24,6 +24,9 @@ Builds a throw-away SQLite database with N scored records, then times, in the sa
   (``reports.pool.pending_changes``: every analysis' selection rules run on the stored
   estimates, compared with its newest snapshot) against reading those snapshots alone
   (``latest_results``), on the seed evidence pooled once and one estimate verified since;
+- ``/search`` (``screening.record_search.search``, a case-insensitive substring scan of every
+  record's searched fields) against loading the columns the trial matcher reads, for two
+  words every record holds and for a phrase few hold, and the page against the queue page;
 - a login (scrypt, deliberately slow) for scale.
 Records carry a ~1,000-character abstract; one in 50 names a trial in its title and one in
 50 lists a trial's registration, so the matcher finds something.
@@ -216,6 +219,16 @@ def main() -> None:
             latest_results(session)
             pending_changes(session)
 
+    from screening.record_search import search
+
+    def search_two_words() -> None:  # every record holds both: the whole table is matched
+        with ctx.sessions() as session:
+            search(session, "lenalidomide survival", limit=51)
+
+    def search_rare_phrase() -> None:  # few records match: the scan finds little
+        with ctx.sessions() as session:
+            search(session, '"record 1234 on"', limit=51)
+
     with ctx.sessions() as session:
         print(f"{len(pending_changes(session))} analyses with pending changes")
         found = len(unlinked_strong_matches(session))
@@ -230,6 +243,10 @@ def main() -> None:
         ("PRISMA + stopping test vs counts", flow_counts, flow_with_stopping_test),
         ("pending changes vs snapshots", snapshots_only, snapshots_and_pending),
         ("GET /estimates vs snapshots", snapshots_only, lambda: client.get("/estimates")),
+        ("search 2 common words vs load", load_records, search_two_words),
+        ("search rare phrase vs load", load_records, search_rare_phrase),
+        ("GET /search vs GET /", lambda: client.get("/"),
+         lambda: client.get("/search?q=lenalidomide+survival")),
     ]
     print(f"{args.records} records ({args.decided} screened), SQLite, "
           f"median of {args.requests} requests")

@@ -31,6 +31,7 @@ from screening.web import (
     routes_network,
     routes_prisma,
     routes_records,
+    routes_search,
     routes_searches,
     routes_subscribers,
     routes_summary,
@@ -85,7 +86,7 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
     for module in (routes_auth, routes_account, routes_records, routes_fulltext,
                    routes_conflicts, routes_trials,
                    routes_estimates, routes_summary, routes_network, routes_prisma,
-                   routes_searches, routes_digests, routes_admin, routes_subscribers,
+                   routes_search, routes_searches, routes_digests, routes_admin, routes_subscribers,
                    routes_unsubscribe, routes_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,158 @@
+"""``/search``: finding records and trials by PMID, DOI, registration, trial name, words or an
+author, over the real app and database (SQLite, and PostgreSQL with MMLR_TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lxml.html
+import pytest
+import test_web
+from fastapi.testclient import TestClient
+from test_web import add_records, as_role, db
+
+from screening.record_search import MAX_QUERY_CHARS, MAX_TERMS, exact_pmid, parse_terms
+from store.errors import ValidationError
+from store.models import Trial
+
+app = test_web.app
+users = test_web.users
+
+RECORDS = [
+    {"pmid": 1001, "title": "Lenalidomide maintenance after autologous transplantation",
+     "abstract": "A randomised trial of maintenance therapy in multiple myeloma.",
+     "journal": "N Engl J Med", "year": 2012, "score": 0.9, "flagged": True,
+     "doi": "10.1056/NEJMoa1114083", "nct_ids": ["NCT00114101"],
+     "authors": ["Attal M", "Lauwers-Cances V"]},
+    {"pmid": 1002, "title": "Thalidomide after transplantation",
+     "abstract": "Maintenance with thalidomide; lenalidomide was not studied.",
+     "journal": "Blood", "year": 2006, "score": 0.5, "authors": ["Müller A"]},
+    {"pmid": 1003, "title": "A review of <script>alert(1)</script> maintenance therapy",
+     "abstract": "Reached 100% of the planned accrual; maintenance_therapy is a keyword.",
+     "journal": "Leukemia", "year": 2020, "score": 0.1, "deleted": True},
+]
+
+
+def _search(c: TestClient, q: str, **params: Any) -> Any:
+    return c.get("/search", params={"q": q, **params}, follow_redirects=False)
+
+
+def _found(c: TestClient, q: str, **params: Any) -> list[int]:
+    answer = _search(c, q, **params)
+    assert answer.status_code == 200, answer.text
+    page = lxml.html.fromstring(answer.text)
+    return [int(pmid) for pmid in page.xpath("//table[contains(@class, 'search-results')]"
+                                            "//tr/@data-pmid")]
+
+
+@pytest.fixture
+def viewer(app: Any, users: dict[str, str]) -> TestClient:
+    add_records(app, RECORDS)
+    return as_role(app, users, "viewer")
+
+
+def test_every_term_must_match_in_any_field(viewer: TestClient) -> None:
+    assert _found(viewer, "lenalidomide") == [1001, 1002]  # title, abstract; by score
+    assert _found(viewer, "lenalidomide transplantation") == [1001, 1002]
+    assert _found(viewer, "lenalidomide randomised") == [1001]  # title AND abstract
+    assert _found(viewer, "LENALIDOMIDE Maintenance blood") == [1002]  # journal, any case
+    assert _found(viewer, '"maintenance therapy"') == [1001, 1003]  # a phrase is one term
+    assert _found(viewer, '"therapy maintenance"') == []
+    assert _found(viewer, "bortezomib") == []
+
+
+def test_identifiers_and_authors_are_found(viewer: TestClient) -> None:
+    assert _found(viewer, "nct00114101") == [1001]
+    assert _found(viewer, "10.1056/nejmoa1114083") == [1001]
+    assert _found(viewer, "attal") == [1001]
+    # Authors are stored as JSON text with non-ASCII letters escaped: found as typed.
+    assert _found(viewer, "Müller") == [1002]
+    assert _found(viewer, "MÜLLER") == [1002]
+
+
+def test_like_wildcards_are_taken_literally(viewer: TestClient) -> None:
+    assert _found(viewer, "100%") == [1003]
+    assert _found(viewer, "maintenance_therapy") == [1003]
+    assert _found(viewer, "%") == [1003]  # the one record with a percent sign, not all
+    assert _found(viewer, "_") == [1003]
+
+
+def test_one_pmid_opens_its_record(viewer: TestClient) -> None:
+    for q in ("1002", " 1002 ", "PMID 1002", "pmid:1002"):
+        answer = _search(viewer, q)
+        assert answer.status_code == 303 and answer.headers["location"] == "/records/1002", q
+    missing = _search(viewer, "99999999")
+    assert missing.status_code == 200
+    text = " ".join(lxml.html.fromstring(missing.text).text_content().split())
+    assert "No record with PMID 99999999 is stored" in text
+    assert 'href="https://pubmed.ncbi.nlm.nih.gov/99999999/"' in missing.text
+
+
+def test_deleted_records_are_found_and_marked_and_text_is_escaped(viewer: TestClient) -> None:
+    answer = _search(viewer, "<script>")
+    assert answer.status_code == 200
+    assert "<script>alert(1)</script>" not in answer.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in answer.text  # the title, and the query
+    row = lxml.html.fromstring(answer.text).xpath("//tr[@data-pmid='1003']")[0]
+    assert "deleted from PubMed" in row.text_content()
+
+
+def test_trials_are_listed_beside_the_records(app: Any, viewer: TestClient) -> None:
+    with db(app) as session:
+        session.add(Trial(name="IFM 2005-02", drug="lenalidomide", setting="post_asct",
+                          comparator="placebo", registry_ids=["NCT00430365"]))
+        session.add(Trial(name="CALGB 100104", drug="lenalidomide", setting="post_asct"))
+        session.commit()
+    page = lxml.html.fromstring(_search(viewer, "ifm lenalidomide").text)
+    assert [a.text for a in page.xpath("//ul[@class='search-trials']//a")] == ["IFM 2005-02"]
+    page = lxml.html.fromstring(_search(viewer, "NCT00430365").text)
+    assert [a.text for a in page.xpath("//ul[@class='search-trials']//a")] == ["IFM 2005-02"]
+
+
+def test_results_are_paged_with_the_query_kept(app: Any, users: dict[str, str]) -> None:
+    add_records(app, [{"pmid": 2000 + i, "title": f"Maintenance study {i}", "score": i / 100}
+                      for i in range(60)])
+    viewer = as_role(app, users, "viewer")
+    first = _found(viewer, "maintenance study")
+    assert first == [2000 + i for i in range(59, 9, -1)]
+    page = lxml.html.fromstring(_search(viewer, "maintenance study").text)
+    (next_link,) = page.xpath("//nav[@class='pager']//a[contains(., 'Next')]/@href")
+    assert next_link == "/search?q=maintenance+study&offset=50"
+    assert _found(viewer, "maintenance study", offset=50) == [2000 + i for i in range(9, -1, -1)]
+    assert "60 records" in page.text_content()
+
+
+def test_a_query_too_long_or_with_too_many_terms_is_refused_beside_the_box(
+        viewer: TestClient) -> None:
+    long_query = "a" * (MAX_QUERY_CHARS + 1)
+    answer = _search(viewer, long_query)
+    assert answer.status_code == 400
+    page = lxml.html.fromstring(answer.text)
+    assert page.xpath("string(//p[@id='search-error'])") == (
+        f"the search is {MAX_QUERY_CHARS + 1} characters long (use at most "
+        f"{MAX_QUERY_CHARS} characters)")
+    assert page.xpath("//input[@id='search-q']/@value") == [long_query]  # kept as typed
+    many = " ".join(f"w{i}" for i in range(MAX_TERMS + 1))
+    answer = _search(viewer, many)
+    assert answer.status_code == 400 and f"has {MAX_TERMS + 1} terms" in answer.text
+
+
+def test_search_needs_a_login_and_is_in_every_page_header(app: Any, viewer: TestClient) -> None:
+    anonymous = TestClient(app, raise_server_exceptions=False)
+    answer = anonymous.get("/search?q=lenalidomide", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+    for path in ("/", "/trials", "/estimates"):
+        page = lxml.html.fromstring(viewer.get(path).text)
+        assert page.xpath("//header//form[@action='/search']//input[@name='q']"), path
+    empty = _search(viewer, "")
+    assert empty.status_code == 200 and "search-results" not in empty.text
+
+
+def test_terms_are_parsed_as_words_and_phrases() -> None:
+    assert parse_terms('  Lenalidomide  "Maintenance   therapy" lenalidomide ') == (
+        "lenalidomide", "maintenance therapy")
+    assert parse_terms('""') == ()
+    with pytest.raises(ValidationError):
+        parse_terms("x" * (MAX_QUERY_CHARS + 1))
+    assert exact_pmid("PMID: 22571200") == 22571200
+    assert exact_pmid("22571200 lenalidomide") is None
