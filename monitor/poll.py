@@ -54,7 +54,6 @@ is a trial report's or a record a curator included; so does the deletion of such
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -72,7 +71,13 @@ from sqlmodel import Session, col, select
 
 from monitor.entrez import PUBMED_SEARCH_CAP, EntrezClient
 from monitor.pubmed_xml import parse_all
-from monitor.records import CONTENT_FIELDS, ParsedRecord
+from monitor.records import (
+    CONTENT_FIELDS,
+    LOCATOR_FIELDS,
+    ParsedRecord,
+    content_digest,
+    legacy_content_hash,
+)
 from reports.words import plural
 from store.batches import in_chunks
 from store.context import AppContext
@@ -456,8 +461,7 @@ class _BatchStore:
         # A shallow copy hashes exactly like ParsedRecord.content_hash() (same values, same
         # JSON) without dataclasses.asdict's deep copy, the slowest step of a big batch.
         content = {name: getattr(rec, name) for name in CONTENT_FIELDS}
-        digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str,
-                                           ensure_ascii=False).encode("utf-8")).hexdigest()
+        digest = content_digest(content)
         record = self.existing.get(rec.pmid)
         old_links: set[tuple[str, int | None]] = set()
         was_retracted = False
@@ -477,7 +481,17 @@ class _BatchStore:
             stored_before = True
             was_retracted = record.retracted
             old_links = {(c.get("ref_type"), c.get("pmid")) for c in record.comments_corrections}
-            if record.content_hash != digest:
+            if record.content_hash != digest and (
+                    record.content_hash == legacy_content_hash(content)):
+                # Stored before migration 0013 and otherwise unchanged: only the locators
+                # (volume, issue, pages) are new to us, not to PubMed. Fill them in without
+                # a revision or a re-score, which every stored record would otherwise get
+                # on its first re-fetch.
+                for name in LOCATOR_FIELDS:
+                    setattr(record, name, content[name])
+                record.content_hash = digest
+                self.counts["unchanged"] += 1
+            elif record.content_hash != digest:
                 self._revise(record, content, digest)
                 self.counts["updated"] += 1
             else:
@@ -520,6 +534,7 @@ class _BatchStore:
     def _links(self, rec: ParsedRecord, record: Any, *, stored_before: bool,
                was_retracted: bool, old_links: set[tuple[str, int | None]]) -> None:
         in_analysis = rec.pmid in self.in_analysis
+        title = rec.title[:120]
         if rec.is_retracted and not was_retracted:
             record.retracted = True
             self.counts["retracted"] += 1
@@ -527,14 +542,14 @@ class _BatchStore:
                 notice = next((c.get("pmid") for c in rec.comments_corrections
                                if c.get("ref_type") == "RetractionIn"), None)
                 self._alert("retraction", rec.pmid, notice,
-                            f"PMID {rec.pmid} ({rec.title[:120]}) has been retracted"
+                            f"PMID {rec.pmid} ({title}) has been retracted"
                             + (f"; notice PMID {notice}" if notice else ""))
         for link in rec.comments_corrections:
             ref, target = link.get("ref_type"), link.get("pmid")
             kind = _NOTICE_LINKS.get(ref or "")
             if kind and (ref, target) not in old_links and (stored_before or in_analysis):
                 self._alert(kind, rec.pmid, target,
-                            f"PMID {rec.pmid} ({rec.title[:120]}) has {_WHAT[kind]}"
+                            f"PMID {rec.pmid} ({title}) has {_WHAT[kind]}"
                             + (f" (PMID {target})" if target else f": {link.get('source')}"))
             notice_for = _NOTICE_FOR_LINKS.get(ref or "")
             if notice_for in _WHAT and target and (
@@ -543,7 +558,7 @@ class _BatchStore:
                 # on that record may come later, and that record may never match the query.
                 self._alert(notice_for, target, rec.pmid,
                             f"PMID {target} has {_WHAT[notice_for]}: notice PMID {rec.pmid} "
-                            f"({rec.title[:120]})")
+                            f"({title})")
             if ref == "RetractionOf" and target:
                 retracted = self.existing.get(target)
                 if retracted is not None and not retracted.retracted:
