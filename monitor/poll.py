@@ -85,6 +85,7 @@ from store.errors import EntrezError, ValidationError
 from store.locks import JobLease, job_lock
 from store.models import Alert, PollRun, Record, RecordRevision, TrialReport, utcnow
 from store.settings import parse_poll_start
+from store.text import shorten
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ _NOTICE_LINKS = {"ErratumIn": "erratum", "ExpressionOfConcernIn": "expression_of
 _NOTICE_FOR_LINKS = {"RetractionOf": "retraction", "ErratumFor": "erratum",
                      "ExpressionOfConcernFor": "expression_of_concern"}
 _WHAT = {"erratum": "an erratum", "expression_of_concern": "an expression of concern"}
+#: How much of a title an alert quotes: enough to recognise the paper in a one-line message;
+#: cut at a word boundary (store.text.shorten), escaped only when the alert is shown.
+ALERT_TITLE_CHARS = 120
 
 
 @dataclass
@@ -534,7 +538,7 @@ class _BatchStore:
     def _links(self, rec: ParsedRecord, record: Any, *, stored_before: bool,
                was_retracted: bool, old_links: set[tuple[str, int | None]]) -> None:
         in_analysis = rec.pmid in self.in_analysis
-        title = rec.title[:120]
+        title = shorten(rec.title, ALERT_TITLE_CHARS)
         if rec.is_retracted and not was_retracted:
             record.retracted = True
             self.counts["retracted"] += 1
