@@ -319,3 +319,29 @@ def test_readme_documents_every_records_csv_column() -> None:
                                 .split("; `ris`")[0]))
     missing = [c for c in CSV_COLUMNS if c not in documented]
     assert not missing, f"README's export row does not name the CSV columns {missing}"
+
+
+# ----------------------------------------------------------------------------- digest
+def test_digest_lists_new_records_with_volume_issue_and_pages(ctx: Any,
+                                                              pubmed_dir: Path) -> None:
+    from reports.digest import build_digest
+
+    with ctx.sessions() as s:
+        for where in (ABBREVIATED, ONLINE_FIRST):
+            rec = _record(pubmed_dir, where)
+            s.add(Record(pmid=rec.pmid, **rec.content(), content_hash=rec.content_hash(),
+                         score=0.9, flagged=True))
+        s.commit()
+    digest = build_digest(ctx)
+    assert "J. Clin. Oncol. 2013;31(10):1207-13; PMID 23435529" in digest.text
+    assert "Virus Res. 2015; PMID 26239319" in digest.text
+    assert "J. Clin. Oncol. 2013;31(10):1207-13 · PMID 23435529" in digest.html
+
+
+def test_a_digest_frozen_before_citations_still_shows_journal_and_year() -> None:
+    from reports.digest import record_where
+
+    assert record_where({"pmid": 1, "journal": "Blood", "year": 2012}) == "Blood 2012"
+    assert record_where({"pmid": 1, "journal": "", "year": None}) == ""
+    assert record_where({"pmid": 1, "journal": "Blood", "year": 2012,
+                         "where": "Blood. 2012;119(9):2000-5"}) == "Blood. 2012;119(9):2000-5"
