@@ -43,13 +43,16 @@ included (a ``watched`` run; see :func:`watched_pmids`). A back-fill window (``u
 today) skips this: it asks about the past, the watched records are about now.
 
 Upserts: a new PMID is inserted; a changed content hash keeps a ``RecordRevision`` with the
-previous snapshot and the changed fields, and resets the record's score so it is re-scored;
-an unchanged record only gets ``last_fetched_at``. ``DeleteCitation``, or a deletion confirmed
-as in step 3, hides a record (``deleted``), never removes it or its decisions. Retractions,
-errata and expressions of concern raise ``Alert`` rows, from the corrected record's links
-(``RetractionIn``, ``ErratumIn``, ``ExpressionOfConcernIn``) or from the notice's
-(``RetractionOf``, ``ErratumFor``, ``ExpressionOfConcernFor``), ``in_analysis`` when the PMID
-is a trial report's or a record a curator included; so does the deletion of such a record.
+previous snapshot and the changed fields, and resets the record's score so it is re-scored; an
+unchanged record only gets ``last_fetched_at``. A record stored before migration 0013 (no
+volume, issue, pages) whose hash matches the new content without them gets them filled in as
+unchanged: PubMed did not change it, we only started keeping them. ``DeleteCitation``, or a
+deletion confirmed as in step 3, hides a record (``deleted``), never removes it or its
+decisions. Retractions, errata and expressions of concern raise ``Alert`` rows, from the
+corrected record's links (``RetractionIn``, ``ErratumIn``, ``ExpressionOfConcernIn``) or from
+the notice's (``RetractionOf``, ``ErratumFor``, ``ExpressionOfConcernFor``), ``in_analysis``
+when the PMID is a trial report's or a record a curator included; so does the deletion of such
+a record.
 """
 
 from __future__ import annotations
