@@ -345,3 +345,22 @@ def test_a_digest_frozen_before_citations_still_shows_journal_and_year() -> None
     assert record_where({"pmid": 1, "journal": "", "year": None}) == ""
     assert record_where({"pmid": 1, "journal": "Blood", "year": 2012,
                          "where": "Blood. 2012;119(9):2000-5"}) == "Blood. 2012;119(9):2000-5"
+
+
+def test_demo_corpus_records_have_printed_pages_or_an_article_number(tmp_path: Path) -> None:
+    from monitor.demo_corpus import write_demo_corpus
+
+    records = [r for p in write_demo_corpus(tmp_path) if p.suffix == ".xml"
+               for r in parse_all(p).records]
+    assert records
+    for r in records:
+        assert r.volume and r.issue, r.pmid
+        if r.pmid % 2:
+            assert r.pages is None and r.elocation == f"e{r.pmid % 100000}"
+            continue
+        start, end = page_range(r.pages)
+        assert start is not None and end is not None and int(end) > int(start), r.pages
+        # printed as PubMed prints it: the end page without the digits it shares
+        assert r.pages is not None and len(r.pages.split("-")[1]) <= len(end)
+    assert any(len(r.pages.split("-")[1]) < len(r.pages.split("-")[0])
+               for r in records if r.pages)
