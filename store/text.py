@@ -80,6 +80,8 @@ def shorten(text: str, limit: int) -> str:
     boundary = text.rfind(" ", 0, room + 1)
     cut = boundary if boundary > room // 2 else _safe_cut(text, room)
     head = _strip_trailing(text[:cut])
-    if not head:  # nothing safe to keep: say so rather than return half a character
-        head = text[:_safe_cut(text, room)] or text[:room]
+    if not head:
+        # Only punctuation before the cut: keep it rather than nothing; and where even that
+        # would split a sequence (safe cut 0) the ellipsis alone, never half a character.
+        head = text[:_safe_cut(text, room)]
     return head + ELLIPSIS

@@ -69,6 +69,9 @@ def test_no_trailing_punctuation_before_the_ellipsis() -> None:
     ("ab\U0001F44D\U0001F3FDcdefgh", 4, "ab…"),
     # nor between the two halves of a surrogate pair (text decoded with surrogateescape)
     ("ab\ud83d\ude00cdefgh", 4, "ab…"),
+    # nothing but a sequence in reach: the ellipsis alone, never half of it
+    ("&amp;" * 4, 4, "…"),
+    ("(((( abc", 4, "(((…"),
 ])
 def test_a_cut_inside_a_word_keeps_sequences_whole(text: str, limit: int,
                                                    expected: str) -> None:
