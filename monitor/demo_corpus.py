@@ -14,6 +14,10 @@ classifier a free hint about eligibility -- every record, eligible or not, carri
 * ``<CopyrightInformation>`` "Synthetic record written for the mmlr demo; not a real
   publication." (not part of the parsed abstract text).
 
+Every record is in volume (year - 2020), issue (month) of that journal, with printed pages
+abbreviated as PubMed prints them ("904-11", even PMIDs) or an article number ("e3", odd
+PMIDs), so the demo's citations and RIS export show both forms.
+
 Titles are *not* prefixed, because the classifier reads titles.
 
 Layout written by :func:`write_demo_corpus`: one PubmedArticleSet file per month of create
@@ -488,6 +492,7 @@ def _article_xml(rng: random.Random, rec: DemoRecord) -> etree._Element:
     _sub(journal, "ISSN", "0000-0000", IssnType="Electronic")
     issue = _sub(journal, "JournalIssue", CitedMedium="Internet")
     _sub(issue, "Volume", str(rec.create.year - 2020))
+    _sub(issue, "Issue", str(rec.create.month))
     pub = _sub(issue, "PubDate")
     if rec.pmid % 17 == 0:  # a few bimonthly issues, as MedlineDate strings
         month = rec.create.month
@@ -499,6 +504,16 @@ def _article_xml(rng: random.Random, rec: DemoRecord) -> etree._Element:
     _sub(journal, "Title", JOURNAL)
     _sub(journal, "ISOAbbreviation", JOURNAL_ABBREV)
     _sub(art, "ArticleTitle", rec.title)
+    if not rec.pmid % 2:
+        # Printed pages, the end page abbreviated as PubMed prints it ("1203-11"); the odd
+        # PMIDs are numbered articles (their pii below, as e-only journals do).
+        first = str(100 + rec.pmid % 1900)
+        last = str(int(first) + 3 + rec.pmid % 9)
+        # PubMed drops the leading digits the end page shares with the start page.
+        common = 0
+        while len(first) == len(last) and common < len(first) and first[common] == last[common]:
+            common += 1
+        _sub(_sub(art, "Pagination"), "MedlinePgn", f"{first}-{last[common:]}")
     doi = f"{DOI_PREFIX}{rec.pmid}"
     if rec.pmid % 2:  # real records often list a pii before the doi
         _sub(art, "ELocationID", f"e{rec.pmid % 100000}", EIdType="pii", ValidYN="Y")

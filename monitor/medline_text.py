@@ -158,6 +158,12 @@ def medline_to_record(record: dict[str, Any], *, where: str = "record") -> Parse
         status=_one(record, "STAT"),
         comments_corrections=_comments(record),
         is_book="BTI" in record,
+        volume=_one(record, "VI"),
+        issue=_one(record, "IP"),
+        pages=_one(record, "PG"),
+        # LID is the ELocationID (AID, the article's other ids, may hold a pii too, but the
+        # XML parser reads ELocationID only, and both must store the same record alike).
+        elocation=_tagged(_list(record, "LID"), "pii"),
     )
 
 

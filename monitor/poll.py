@@ -43,18 +43,20 @@ included (a ``watched`` run; see :func:`watched_pmids`). A back-fill window (``u
 today) skips this: it asks about the past, the watched records are about now.
 
 Upserts: a new PMID is inserted; a changed content hash keeps a ``RecordRevision`` with the
-previous snapshot and the changed fields, and resets the record's score so it is re-scored;
-an unchanged record only gets ``last_fetched_at``. ``DeleteCitation``, or a deletion confirmed
-as in step 3, hides a record (``deleted``), never removes it or its decisions. Retractions,
-errata and expressions of concern raise ``Alert`` rows, from the corrected record's links
-(``RetractionIn``, ``ErratumIn``, ``ExpressionOfConcernIn``) or from the notice's
-(``RetractionOf``, ``ErratumFor``, ``ExpressionOfConcernFor``), ``in_analysis`` when the PMID
-is a trial report's or a record a curator included; so does the deletion of such a record.
+previous snapshot and the changed fields, and resets the record's score so it is re-scored; an
+unchanged record only gets ``last_fetched_at``. A record stored before migration 0013 (no
+volume, issue, pages) whose hash matches the new content without them gets them filled in as
+unchanged: PubMed did not change it, we only started keeping them. ``DeleteCitation``, or a
+deletion confirmed as in step 3, hides a record (``deleted``), never removes it or its
+decisions. Retractions, errata and expressions of concern raise ``Alert`` rows, from the
+corrected record's links (``RetractionIn``, ``ErratumIn``, ``ExpressionOfConcernIn``) or from
+the notice's (``RetractionOf``, ``ErratumFor``, ``ExpressionOfConcernFor``), ``in_analysis``
+when the PMID is a trial report's or a record a curator included; so does the deletion of such
+a record.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -72,7 +74,13 @@ from sqlmodel import Session, col, select
 
 from monitor.entrez import PUBMED_SEARCH_CAP, EntrezClient
 from monitor.pubmed_xml import parse_all
-from monitor.records import CONTENT_FIELDS, ParsedRecord
+from monitor.records import (
+    CONTENT_FIELDS,
+    LOCATOR_FIELDS,
+    ParsedRecord,
+    content_digest,
+    legacy_content_hash,
+)
 from reports.words import plural
 from store.batches import in_chunks
 from store.context import AppContext
@@ -80,6 +88,7 @@ from store.errors import EntrezError, ValidationError
 from store.locks import JobLease, job_lock
 from store.models import Alert, PollRun, Record, RecordRevision, TrialReport, utcnow
 from store.settings import parse_poll_start
+from store.text import shorten
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +111,9 @@ _NOTICE_LINKS = {"ErratumIn": "erratum", "ExpressionOfConcernIn": "expression_of
 _NOTICE_FOR_LINKS = {"RetractionOf": "retraction", "ErratumFor": "erratum",
                      "ExpressionOfConcernFor": "expression_of_concern"}
 _WHAT = {"erratum": "an erratum", "expression_of_concern": "an expression of concern"}
+#: How much of a title an alert quotes: enough to recognise the paper in a one-line message;
+#: cut at a word boundary (store.text.shorten), escaped only when the alert is shown.
+ALERT_TITLE_CHARS = 120
 
 
 @dataclass
@@ -456,8 +468,7 @@ class _BatchStore:
         # A shallow copy hashes exactly like ParsedRecord.content_hash() (same values, same
         # JSON) without dataclasses.asdict's deep copy, the slowest step of a big batch.
         content = {name: getattr(rec, name) for name in CONTENT_FIELDS}
-        digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str,
-                                           ensure_ascii=False).encode("utf-8")).hexdigest()
+        digest = content_digest(content)
         record = self.existing.get(rec.pmid)
         old_links: set[tuple[str, int | None]] = set()
         was_retracted = False
@@ -477,7 +488,17 @@ class _BatchStore:
             stored_before = True
             was_retracted = record.retracted
             old_links = {(c.get("ref_type"), c.get("pmid")) for c in record.comments_corrections}
-            if record.content_hash != digest:
+            if record.content_hash != digest and (
+                    record.content_hash == legacy_content_hash(content)):
+                # Stored before migration 0013 and otherwise unchanged: only the locators
+                # (volume, issue, pages) are new to us, not to PubMed. Fill them in without
+                # a revision or a re-score, which every stored record would otherwise get
+                # on its first re-fetch.
+                for name in LOCATOR_FIELDS:
+                    setattr(record, name, content[name])
+                record.content_hash = digest
+                self.counts["unchanged"] += 1
+            elif record.content_hash != digest:
                 self._revise(record, content, digest)
                 self.counts["updated"] += 1
             else:
@@ -520,6 +541,7 @@ class _BatchStore:
     def _links(self, rec: ParsedRecord, record: Any, *, stored_before: bool,
                was_retracted: bool, old_links: set[tuple[str, int | None]]) -> None:
         in_analysis = rec.pmid in self.in_analysis
+        title = shorten(rec.title, ALERT_TITLE_CHARS)
         if rec.is_retracted and not was_retracted:
             record.retracted = True
             self.counts["retracted"] += 1
@@ -527,14 +549,14 @@ class _BatchStore:
                 notice = next((c.get("pmid") for c in rec.comments_corrections
                                if c.get("ref_type") == "RetractionIn"), None)
                 self._alert("retraction", rec.pmid, notice,
-                            f"PMID {rec.pmid} ({rec.title[:120]}) has been retracted"
+                            f"PMID {rec.pmid} ({title}) has been retracted"
                             + (f"; notice PMID {notice}" if notice else ""))
         for link in rec.comments_corrections:
             ref, target = link.get("ref_type"), link.get("pmid")
             kind = _NOTICE_LINKS.get(ref or "")
             if kind and (ref, target) not in old_links and (stored_before or in_analysis):
                 self._alert(kind, rec.pmid, target,
-                            f"PMID {rec.pmid} ({rec.title[:120]}) has {_WHAT[kind]}"
+                            f"PMID {rec.pmid} ({title}) has {_WHAT[kind]}"
                             + (f" (PMID {target})" if target else f": {link.get('source')}"))
             notice_for = _NOTICE_FOR_LINKS.get(ref or "")
             if notice_for in _WHAT and target and (
@@ -543,7 +565,7 @@ class _BatchStore:
                 # on that record may come later, and that record may never match the query.
                 self._alert(notice_for, target, rec.pmid,
                             f"PMID {target} has {_WHAT[notice_for]}: notice PMID {rec.pmid} "
-                            f"({rec.title[:120]})")
+                            f"({title})")
             if ref == "RetractionOf" and target:
                 retracted = self.existing.get(target)
                 if retracted is not None and not retracted.retracted:

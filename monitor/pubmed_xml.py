@@ -273,6 +273,44 @@ def _doi(art: Any, ids: dict[str, str]) -> str | None:
     return ids.get("doi")
 
 
+def _journal_issue(art: Any) -> tuple[str | None, str | None]:
+    """Volume and issue as printed ("8 Suppl 3", "3 Pt 2"); None when absent or empty."""
+    issue = art.find("Journal/JournalIssue")
+    if issue is None:
+        return None, None
+    return _text(issue.find("Volume")) or None, _text(issue.find("Issue")) or None
+
+
+def _pages(art: Any) -> str | None:
+    """Pagination as PubMed prints it: MedlinePgn ("3003-15", "e0227333", "1787-8; discussion
+    1791"); when only StartPage/EndPage are given (newer records may), "start-end". The
+    abbreviated end page is kept: ``store.citation.page_range`` expands it where a full one
+    is needed. An empty MedlinePgn (an online-first article's placeholder) is no pages."""
+    pagination = art.find("Pagination")
+    if pagination is None:
+        return None
+    printed = _text(pagination.find("MedlinePgn"))
+    if printed:
+        return printed
+    start, end = _text(pagination.find("StartPage")), _text(pagination.find("EndPage"))
+    if start and end and end != start:
+        return f"{start}-{end}"
+    return start or end or None
+
+
+def _elocation(art: Any) -> str | None:
+    """The first valid ELocationID that is not the DOI (the DOI is its own field): a
+    numbered article's number ("e0227333", "euae122") or, before the article is in an issue,
+    the publisher's item identifier ("S0140-6736(20)31234-5")."""
+    for loc in art.iterfind("ELocationID"):
+        if loc.get("EIdType") == "doi" or loc.get("ValidYN", "Y") == "N":
+            continue
+        value = _text(loc)
+        if value:
+            return value
+    return None
+
+
 def _pmc(cit: Any, ids: dict[str, str]) -> str | None:
     """ArticleId pmc; old files carry it as OtherID "PMC123 [Available on 12/22/16]"."""
     if "pmc" in ids:
@@ -364,6 +402,7 @@ def _article_record(cit: Any, data: Any, pmid: int, version: int) -> ParsedRecor
     abstract = _abstract(art)
     journal, abbrev = _journal(art, cit)
     year, pub_date = _article_pub_date(art)
+    volume, issue = _journal_issue(art)
     ids = _article_ids(data)
     return ParsedRecord(
         pmid=pmid,
@@ -386,6 +425,10 @@ def _article_record(cit: Any, data: Any, pmid: int, version: int) -> ParsedRecor
         status=_status(cit),
         comments_corrections=_comments_corrections(cit),
         is_book=False,
+        volume=volume,
+        issue=issue,
+        pages=_pages(art),
+        elocation=_elocation(art),
     )
 
 

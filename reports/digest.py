@@ -69,6 +69,7 @@ from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p
 from reports.words import plural
 from store.audit import audit
 from store.baselines import baseline_for, current_baselines
+from store.citation import citation_line
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
 from store.fulltext import (
@@ -819,6 +820,10 @@ def _record_view(r: Record) -> dict[str, Any]:
         "title": " ".join((r.title or "").split()),
         "journal": r.journal_abbrev or r.journal or "",
         "year": r.year,
+        # "Blood. 2012;119(9):2000-5" (store.citation, without the closing full stop: the
+        # digest goes on with "· PMID …"). Digests frozen before it have only journal and year.
+        "where": citation_line(r.journal_abbrev or r.journal, r.year, r.volume, r.issue,
+                               r.pages, r.elocation).removesuffix("."),
         "score": None if r.score is None else round(float(r.score), 3),
         "publication_types": list(r.publication_types or []),
         "decision": r.decision,
@@ -1011,7 +1016,16 @@ def _environment(html: bool) -> jinja2.Environment:
     )
     env.filters["pct"] = lambda w: "–" if w is None else f"{w:.1f}%"
     env.filters["plural"] = lambda n, one, many=None: plural(int(n), one, many)
+    env.filters["where"] = record_where
     return env
+
+
+def record_where(view: dict[str, Any]) -> str:
+    """Where a listed record was published: its citation ("Blood. 2012;119(9):2000-5"), or
+    in a digest frozen before citations were kept, "journal year" as it was then shown."""
+    if view.get("where"):
+        return str(view["where"])
+    return " ".join(str(x) for x in (view.get("journal"), view.get("year")) if x)
 
 
 def render_digest(

@@ -2,8 +2,10 @@
 
 * ``csv`` — one row per record (RFC 4180 quoting, UTF-8): ``pmid, title, journal, year,
   status, score, decision`` (DESIGN §3) then ``screening, flagged, deleted, retracted, doi,
-  publication_types, nct_ids, first_seen_at, fulltext, fulltext_reason``. ``status`` is
-  PubMed's indexing status (Publisher, In-Process, MEDLINE…); ``screening`` is where the
+  publication_types, nct_ids, first_seen_at, fulltext, fulltext_reason, volume, issue,
+  pages``. ``status`` is PubMed's indexing status (Publisher, In-Process, MEDLINE…);
+  ``volume``, ``issue`` and ``pages`` are as PubMed prints them ("3003-15"; an article number
+  such as "e0227333" when there is no pagination; empty online first); ``screening`` is where the
   record stands in the review (deleted, included, excluded, maybe, flagged, not flagged,
   unscored); ``fulltext`` is the full-text verdict of a record included (or marked maybe)
   at title/abstract screening (``eligible``, ``excluded``, ``not_retrieved``) or, until it
@@ -18,7 +20,8 @@
 * ``ris`` — RIS for reference managers (Zotero, EndNote), one entry per record not deleted
   from PubMed: its type from PubMed's (``JOUR``; ``BOOK``/``CHAP`` for book records, ``CONF``
   for "Congress", ``UNPB`` for preprints: :func:`ris_type`), authors as "Last, I.", the
-  publication date as ``DA``, a note (``N1``) of where the review left it (the title/abstract
+  publication date as ``DA``, volume, issue and pages as ``VL``/``IS``/``SP``/``EP``
+  (:func:`ris_locators`), a note (``N1``) of where the review left it (the title/abstract
   decision and, for a report sought, its full-text verdict), lines ending CR LF as the
   specification asks.
 * ``prisma`` — the PRISMA 2020 flow counts as CSV (``stage, count, note``) plus a Markdown
@@ -60,6 +63,7 @@ from sqlmodel import Session, col, select
 from reports.outfile import check_target, ensure_folder, open_out
 from reports.words import plural
 from store.audit import seed_trial_ids
+from store.citation import article_location, page_range
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
 from store.fulltext import (
@@ -89,7 +93,7 @@ log = logging.getLogger(__name__)
 KINDS = ("ris", "csv", "prisma", "metafor", "sof", "screening")
 CSV_COLUMNS = ("pmid", "title", "journal", "year", "status", "score", "decision", "screening",
                "flagged", "deleted", "retracted", "doi", "publication_types", "nct_ids",
-               "first_seen_at", "fulltext", "fulltext_reason")
+               "first_seen_at", "fulltext", "fulltext_reason", "volume", "issue", "pages")
 #: Appended under dual screening (single-screening exports keep exactly ``CSV_COLUMNS``).
 DUAL_CSV_COLUMNS = (*CSV_COLUMNS, "screening_state", "screeners")
 _BATCH = 1000
@@ -183,7 +187,8 @@ def screening_state(record: Any) -> str:
 
 _CSV_SOURCE = (Record.pmid, Record.title, Record.journal, Record.year, Record.status,
                Record.score, Record.decision, Record.flagged, Record.deleted, Record.retracted,
-               Record.doi, Record.publication_types, Record.nct_ids, Record.first_seen_at)
+               Record.doi, Record.publication_types, Record.nct_ids, Record.first_seen_at,
+               Record.volume, Record.issue, Record.pages, Record.elocation)
 
 
 def dual_state(decision: str | None, screeners: int) -> str:
@@ -240,6 +245,8 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
                 r.doi or "", "; ".join(r.publication_types or []), "; ".join(r.nct_ids or []),
                 r.first_seen_at.isoformat() if r.first_seen_at else "",
                 *_fulltext_cells(r, verdicts.get(r.pmid)),
+                r.volume or "", r.issue or "",
+                article_location(r.pages, r.elocation, r.volume) or "",
             ]
             if dual:
                 n = screeners.get(r.pmid, 0)
@@ -359,6 +366,19 @@ def ris_date(pub_date: str | None) -> str | None:
     return f"{year}/{month:02d}/{day.zfill(2) if day else ''}/"
 
 
+def ris_locators(record: Record) -> list[tuple[str, object]]:
+    """VL, IS, SP and EP: the volume and issue as printed, the pages with the end page written
+    out ("3003-15" → SP 3003, EP 3015; a reference manager prints its own style from them).
+    A numbered article without pagination has its article number as SP, as NLM itself
+    records it; an online-first article (no volume yet) has no SP, its DOI locates it."""
+    if record.pages and record.pages.strip():
+        start, end = page_range(record.pages)
+    else:
+        # An article number is one identifier, never a range ("e00024-24" is not two pages).
+        start, end = article_location(None, record.elocation, record.volume), None
+    return [("VL", record.volume), ("IS", record.issue), ("SP", start), ("EP", end)]
+
+
 def fulltext_words(o: Outcome) -> str:
     """Where the full text left a report, in words: "eligible", "excluded: not a randomised
     trial", "awaiting assessment"…, an exclusion's reason as :func:`reason_words` gives it."""
@@ -390,6 +410,8 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -
             lines.append(("T2", r.journal))
         if kind not in ("BOOK", "CHAP"):
             lines.append(("J2", r.journal_abbrev))
+        if kind != "BOOK":
+            lines += ris_locators(r)
         lines += [("DO", r.doi), ("AB", r.abstract), ("AN", r.pmid), ("DB", "PubMed"),
                   ("UR", f"https://pubmed.ncbi.nlm.nih.gov/{r.pmid}/")]
         lines += [("LA", lang) for lang in (r.language or [])]

@@ -64,6 +64,12 @@ class Record(SQLModel, table=True):
     status: str | None = None  # MedlineCitation/@Status: Publisher, In-Process, MEDLINE, …
     comments_corrections: list[dict[str, Any]] = _json([])  # {"ref_type", "pmid", "source"}
     is_book: bool = False
+    # Where it sits in its journal (store.citation): as PubMed prints them, NULL when PubMed
+    # has none (online first) and for records stored before migration 0013 until re-fetched.
+    volume: str | None = None
+    issue: str | None = None
+    pages: str | None = None  # MedlinePgn, e.g. "3003-15" (end page abbreviated)
+    elocation: str | None = None  # non-DOI ELocationID: article number, or pii when online first
     source: str = "entrez"  # entrez | demo | seed
     content_hash: str = Field(default="", index=True)
     deleted: bool = Field(default=False, index=True)  # DeleteCitation: hidden from the queue

@@ -473,6 +473,42 @@ def test_record_page_puts_the_record_before_the_decision(app: Any, users: dict[s
     assert order == sorted(order)
 
 
+def test_record_page_cites_journal_year_volume_issue_and_pages(
+        app: Any, users: dict[str, str]) -> None:
+    """The citation line reads as PubMed's ("Journal. Year;Vol(Issue):pages."), pages as
+    printed, parts PubMed lacks left out, and every PubMed-supplied part escaped."""
+    add_records(app, [
+        {"pmid": 90000031, "title": "Printed", "journal": "Journal of clinical oncology",
+         "journal_abbrev": "J Clin Oncol", "year": 2013, "volume": "31", "issue": "10",
+         "pages": "1207-13", "elocation": None},
+        {"pmid": 90000032, "title": "Numbered", "journal_abbrev": "Europace", "year": 2024,
+         "volume": "26", "issue": "6", "elocation": "euae122"},
+        {"pmid": 90000033, "title": "Online first", "journal": "Virus Res", "year": 2015,
+         "elocation": "S0168-1702(15)30029-0"},
+        {"pmid": 90000034, "title": "Hostile", "journal_abbrev": "J <b>Bold</b>",
+         "year": 2020, "volume": '1"><script>x</script>', "pages": "5-9"},
+        {"pmid": 90000035, "title": "No journal", "year": 2021},
+    ])
+    viewer = as_role(app, users, "viewer")
+
+    def cited(pmid: int) -> tuple[str, str | None]:
+        doc = lxml.html.fromstring(viewer.get(f"/records/{pmid}").text)
+        found = doc.xpath("//cite[@class='citation']")
+        if not found:
+            return doc.xpath("//p[@class='meta']")[0].text_content(), None
+        return found[0].text_content(), found[0].get("title")
+
+    assert cited(90000031) == ("J Clin Oncol. 2013;31(10):1207-13.",
+                               "Journal of clinical oncology")
+    assert cited(90000032) == ("Europace. 2024;26(6):euae122.", None)
+    assert cited(90000033) == ("Virus Res. 2015.", None)
+    html = viewer.get("/records/90000034").text
+    assert "<script>x" not in html and "<b>Bold" not in html
+    assert cited(90000034)[0] == 'J <b>Bold</b>. 2020;1"><script>x</script>:5-9.'
+    text, _ = cited(90000035)
+    assert "no journal · 2021" in " ".join(text.split())
+
+
 def test_mesh_qualifiers_from_the_parser_read_as_pubmed_writes_them(
         app: Any, users: dict[str, str]) -> None:
     add_records(app, [{"pmid": 90000021, "title": "Parsed record", "mesh": [

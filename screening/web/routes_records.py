@@ -36,6 +36,7 @@ from screening.web.trials import (
     record_citation,
     report_screening_note,
 )
+from store.citation import citation_line
 from store.fulltext import VOTE, assess
 from store.ids import parse_id
 from store.models import Alert, Decision, Record, RecordRevision, Trial, TrialReport, User
@@ -167,8 +168,11 @@ def record_page_response(request: Request, session: Session, record: Record, use
         "citation": record_citation(record), "year": str(record.year or ""),
         "add_registry": "1" if len(ids) == 1 and best not in index.by_registry.get(ids[0], ())
         else ""}
+    # PubMed's own citation form, journal by its ISO abbreviation as PubMed prints it.
+    citation = citation_line(record.journal_abbrev or record.journal, record.year,
+                             record.volume, record.issue, record.pages, record.elocation)
     return render(request, "record.html", {
-        "record": record, "rank": rank, "queue_back": queue_back,
+        "record": record, "rank": rank, "queue_back": queue_back, "citation": citation,
         "revisions": revisions, "alerts": alert_parts,
         "reports": reports, "history": visible_history(session, pmid, screening),
         "latest_decision_id": _latest_decision_id(session, pmid),

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from screening.web.extraction import SETTINGS, FieldErrors, _Reader
 from store.audit import audit
+from store.citation import locator
 from store.errors import ValidationError
 from store.fulltext import PASSED
 from store.models import Estimate, Record, Trial, TrialReport, User
@@ -365,10 +366,14 @@ def new_trial_values(record: Record) -> dict[str, str]:
 
 def record_citation(record: Record) -> str:
     """A first citation of a record for its report row ("Holstein SA et al. Lancet Haematol
-    2017"); the curator may complete it (volume, pages) on the record page."""
+    2017;4(9):e431-42", the seed evidence's form); without volume and pages (online first, or
+    stored before they were kept) the curator may complete it on the record page."""
     authors = list(record.authors or [])
     who = (authors[0] if len(authors) == 1 else f"{authors[0]} et al.") if authors else ""
     where = " ".join(str(x) for x in (record.journal_abbrev or record.journal, record.year) if x)
+    place = locator(record.volume, record.issue, record.pages, record.elocation)
+    if where and place:
+        where += ("" if place.startswith(":") else ";") + place
     return " ".join(part for part in (who, where) if part) or f"PMID {record.pmid}"
 
 

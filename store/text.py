@@ -1,0 +1,87 @@
+"""Shortening PubMed text for one-line messages (alerts, notices).
+
+A title cut at a fixed number of characters ends mid-word ("…maintenance thera"), can split
+a base letter from its combining accent or an emoji from its modifier, and, in text that
+carries a character reference as PubMed sometimes does ("&amp;" kept literally), can leave
+half of it ("&am") for a browser or mail client to misread. :func:`shorten` cuts at the last
+word boundary that fits and marks the cut with an ellipsis.
+
+It works on plain text: escaping for HTML or e-mail is the renderer's job and must happen
+*after* shortening (Jinja's autoescape does it when the message is shown), so a cut can never
+fall inside an escape we made.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+ELLIPSIS = "…"
+# A character reference written out in the text ("&amp;", "&#8211;", "&#x2009;").
+_ENTITY_RE = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+_ENTITY_AT_END_RE = re.compile(_ENTITY_RE.pattern + r"\Z")
+# Longest reference we look back for ("&thetasym;" and friends are under 12 characters).
+_ENTITY_SPAN = 12
+_ZWJ = "\u200d"
+# Punctuation that reads wrong before an ellipsis ("maintenance: …").
+_TRAILING = " \t,;:-–—/(["
+
+
+def _joins_previous(ch: str) -> bool:
+    """Whether ``ch`` belongs to the character before it (a cut must not fall before it)."""
+    code = ord(ch)
+    return (
+        unicodedata.combining(ch) != 0
+        or unicodedata.category(ch) in ("Mn", "Mc", "Me")
+        or ch == _ZWJ
+        or 0xFE00 <= code <= 0xFE0F  # variation selectors
+        or 0xE0100 <= code <= 0xE01EF
+        or 0x1F3FB <= code <= 0x1F3FF  # emoji skin-tone modifiers
+        or 0xDC00 <= code <= 0xDFFF  # the low half of a surrogate pair (surrogateescape text)
+    )
+
+
+def _safe_cut(text: str, end: int) -> int:
+    """The largest cut at or before ``end`` that keeps every combining sequence, joined emoji,
+    surrogate pair and written-out character reference whole."""
+    while end > 0 and end < len(text) and (
+            _joins_previous(text[end]) or text[end - 1] == _ZWJ
+            or 0xD800 <= ord(text[end - 1]) <= 0xDBFF):
+        end -= 1
+    window_start = max(0, end - _ENTITY_SPAN)
+    for match in _ENTITY_RE.finditer(text, window_start, min(len(text), end + _ENTITY_SPAN)):
+        if match.start() < end < match.end():
+            return _safe_cut(text, match.start())
+    return end
+
+
+def _strip_trailing(head: str) -> str:
+    """``head`` without the punctuation that reads wrong before an ellipsis, except the ";"
+    that closes a character reference ("&amp;" must stay whole)."""
+    while head and head[-1] in _TRAILING:
+        if head[-1] == ";" and _ENTITY_AT_END_RE.search(head):
+            break
+        head = head[:-1]
+    return head
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` with its whitespace collapsed, cut to at most ``limit`` characters at a word
+    boundary and ended with "…" when it was longer. One word longer than about half the limit
+    (a gene name, a URL) is cut inside, but never inside a combining sequence or a character
+    reference."""
+    if limit < 2:
+        raise ValueError("limit must leave room for a character and the ellipsis")
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    room = limit - len(ELLIPSIS)
+    # A space right after the room means the word before it is complete.
+    boundary = text.rfind(" ", 0, room + 1)
+    cut = boundary if boundary > room // 2 else _safe_cut(text, room)
+    head = _strip_trailing(text[:cut])
+    if not head:
+        # Only punctuation before the cut: keep it rather than nothing; and where even that
+        # would split a sequence (safe cut 0) the ellipsis alone, never half a character.
+        head = text[:_safe_cut(text, room)]
+    return head + ELLIPSIS
