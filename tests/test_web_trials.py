@@ -409,6 +409,7 @@ def test_api_edits_from_a_stale_copy_are_refused_with_412(app: Any, api: TestCli
     listed = next(t for t in api.get("/api/trials", headers=second).json()["trials"]
                   if t["id"] == trial_id)
     assert listed["version"] == read.json()["version"]
+    assert listed == read.json() and listed["notes"] is None  # every field the version covers
     # the first curator saves with the version they read, and gets the new one back
     saved = api.patch(url, headers={**first, "If-Match": etag},
                       json={"comparator": "placebo + dexamethasone"})

@@ -161,6 +161,8 @@ def trials_json(session: Session, trial_id: int | None = None) -> list[dict[str,
         {"id": t.id, "name": t.name, "drug": t.drug, "regimen": t.regimen,
          "comparator": t.comparator, "setting": t.setting, "is_strategy": t.is_strategy,
          "registry_ids": list(t.registry_ids or []),
+         # notes too: the version covers every editable field, so an editor must see them all
+         "notes": t.notes,
          "reports": reports.get(t.id or 0, []), "estimates": estimates.get(t.id or 0, []),
          "risk_of_bias": bias.get(t.id or 0, {}), "version": trial_fingerprint(t)}
         for t in trials
