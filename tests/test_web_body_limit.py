@@ -27,8 +27,8 @@ server = test_browser_web.server  # uvicorn on loopback
 
 PMID = 90000002
 TOO_LARGE = ("the request is larger than 1 MiB, the most this server accepts: nothing was "
-             "saved (send less at once (a form's text fields, or a JSON body, are far smaller "
-             "than this when filled in by hand))")
+             "saved (send less at once: a form or a JSON body filled in by hand is far smaller "
+             "than this)")
 
 
 @pytest.fixture

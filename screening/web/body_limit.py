@@ -19,9 +19,10 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from screening.web.errors import error_response, status_for
 from store.errors import TooLargeError
 
-#: The largest request body accepted, in bytes.
+#: The largest request body accepted, in bytes (1 MiB).
 MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -37,21 +38,20 @@ def _declared_length(scope: Scope) -> int | None:
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` (413) and buffer the others.
+    """Refuse request bodies over ``MAX_BODY_BYTES`` (413) and buffer the others.
 
     Inside the session middleware, so that the error page of a refused form is the site's
-    (with who is logged in)."""
+    page (its layout, its CSRF token)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = _declared_length(scope)
-        if declared is not None and declared > self.max_bytes:
+        if declared is not None and declared > MAX_BODY_BYTES:
             await self._refuse(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -62,7 +62,7 @@ class BodyLimitMiddleware:
                 return  # the client went away: nobody to answer
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > MAX_BODY_BYTES:
                 await self._refuse(scope, receive, send)
                 return
             chunks.append(chunk)
@@ -81,14 +81,11 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from screening.web.errors import error_response, status_for
-
-        limit = f"{self.max_bytes // 1024 // 1024} MiB" if self.max_bytes % (1024 * 1024) == 0 \
-            else f"{self.max_bytes} bytes"
         error = TooLargeError(
-            f"the request is larger than {limit}, the most this server accepts: nothing was "
-            "saved", hint="send less at once (a form's text fields, or a JSON body, are far "
-                          "smaller than this when filled in by hand)")
+            f"the request is larger than {MAX_BODY_BYTES // 1024 // 1024} MiB, the most this "
+            "server accepts: nothing was saved",
+            hint="send less at once: a form or a JSON body filled in by hand is far smaller "
+                 "than this")
         request = Request(scope, receive)
         response = error_response(request, status_for(error), error.message, hint=error.hint)
         await response(scope, receive, send)
