@@ -10,6 +10,8 @@
     ├── DeliveryError             a digest could not be written or sent
     ├── ValidationError           user input is wrong (HTTP 400 / CLI exit 1)
     │   └── StateError            the request does not fit the object's state (HTTP 409)
+    ├── StaleError                the object changed since the client read it (HTTP 412)
+    ├── TooLargeError             the request body is over the size limit (HTTP 413)
     ├── NotFoundError             the object asked for does not exist (HTTP 404)
     ├── AuthError                 not logged in / bad credentials (HTTP 401)
     ├── PermissionDeniedError     logged in but the role does not allow it (HTTP 403)
@@ -76,6 +78,19 @@ class StateError(ValidationError):
     that two people have not assessed yet, …"""
 
     http_status = 409
+
+
+class StaleError(MmlrError):
+    """A write made from an old copy: the version the client read (``If-Match``, a trial's
+    ``version``) is no longer the object's, so saving would overwrite someone's change."""
+
+    http_status = 412
+
+
+class TooLargeError(MmlrError):
+    """A request body over the limit (``screening.web.body_limit``)."""
+
+    http_status = 413
 
 
 class NotFoundError(MmlrError):

@@ -23,6 +23,10 @@ Who settles a report (:func:`outcome`, the one rule every page, count and export
   only its author sees it (blinding).
 - Rows of kind ``verdict`` and ``resolution`` settle whatever the setting, so switching it
   never unsettles a report: the mode only decides what a *new* judgement is.
+- The same judgement (verdict, reason and note) sent again by its author while it still
+  counts — the newest row on the report for a verdict or a resolution, the author's latest
+  vote for a vote — is not stored twice (:func:`repeated_assessment`, ``store.repeats``): a
+  client retrying after a timeout gets the first one back.
 
 Only records that passed title/abstract screening — current decision *include*, or *maybe*
 (the abstract cannot decide, so the full text must) — and that PubMed has not deleted take
@@ -48,6 +52,7 @@ from store.batches import in_chunks
 from store.errors import StateError, ValidationError
 from store.models import FullTextAssessment, Record, TrialReport, User
 from store.record_lock import locked_record
+from store.repeats import Recorded
 from store.settings import is_dual_screening
 from store.vote_rule import vote_bar
 
@@ -181,13 +186,21 @@ def outcomes(session: Session, pmids: Iterable[int]) -> dict[int, Outcome]:
 
 def assess(session: Session, *, user: User, pmid: int, verdict: str,
            reason: str | None = None, note: str | None = None,
-           screeners_per_record: int) -> FullTextAssessment:
+           screeners_per_record: int) -> Recorded[FullTextAssessment]:
     """Record ``user``'s full-text judgement of ``pmid``: a verdict with one assessor, a vote
     with two (refused on a settled report, and on a conflict by anyone but its assessors,
-    who may change their vote). The caller commits."""
+    who may change their vote). The caller commits. A repeat of the judgement that counts
+    stores nothing and returns it (``created`` false)."""
     kind = VOTE if is_dual_screening(screeners_per_record) else VERDICT
     verdict, reason, note = check_assessment(verdict, reason, note)
     record = assessable_record(session, pmid)
+    # Before the vote's bar: the retry of the vote that settled the report must hear
+    # "already recorded", not "votes no longer change it".
+    same = repeated_assessment(session, user=user, pmid=pmid, kind=kind, verdict=verdict,
+                               reason=reason, note=note)
+    if same is not None:
+        log.info("PMID %s full text: %s's %s repeated; nothing stored", pmid, user.id, kind)
+        return Recorded(same, created=False)
     before = outcomes(session, [pmid])[pmid]
     bar = vote_bar(before.state, voted=before.voted(user.id) is not None)
     if kind == VOTE:
@@ -200,8 +213,27 @@ def assess(session: Session, *, user: User, pmid: int, verdict: str,
             raise StateError(
                 f"PMID {pmid}'s two full-text assessors disagree; a third vote does not "
                 "settle it", hint="resolve the conflict on the record page instead")
-    return append(session, user=user, record=record, verdict=verdict, reason=reason,
-                  note=note, kind=kind)
+    return Recorded(append(session, user=user, record=record, verdict=verdict, reason=reason,
+                           note=note, kind=kind), created=True)
+
+
+def repeated_assessment(session: Session, *, user: User, pmid: int, kind: str, verdict: str,
+                        reason: str | None, note: str | None) -> FullTextAssessment | None:
+    """``user``'s stored judgement of ``kind`` that this one (checked: see
+    :func:`check_assessment`) would repeat, or None: for a vote the user's latest vote, for a
+    verdict or a resolution the newest row on the report, whoever made it (a colleague's
+    judgement since then makes the same one again a change). The caller holds the record's
+    lock (:func:`assessable_record`), so a retry waits for the first attempt and finds it."""
+    if user.id is None:
+        return None
+    rows = _rows(session, [pmid])[pmid]
+    if kind == VOTE:
+        rows = [r for r in rows if r.kind == VOTE and r.user_id == user.id]
+    latest = rows[-1] if rows else None
+    if (latest is not None and latest.user_id == user.id and latest.kind == kind
+            and (latest.verdict, latest.reason, latest.note) == (verdict, reason, note)):
+        return latest
+    return None
 
 
 def append(session: Session, *, user: User, record: Record, verdict: str,
@@ -409,6 +441,7 @@ __all__ = [
     "outcome",
     "outcomes",
     "reason_label",
+    "repeated_assessment",
     "row_words",
     "sought_pmids",
     "verdict_words",

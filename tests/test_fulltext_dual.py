@@ -98,7 +98,7 @@ def _seed(session: Any) -> list[User]:
 def _vote(session: Any, user: User, pmid: int, verdict: str, reason: str | None = None,
           ) -> FullTextAssessment:
     row = assess(session, user=user, pmid=pmid, verdict=verdict, reason=reason,
-                 screeners_per_record=2)
+                 screeners_per_record=2).row
     session.commit()
     return row
 
@@ -166,7 +166,7 @@ def test_switching_the_setting_never_unsettles_a_report(ctx: Any) -> None:
         _vote(s, b, 2, "not_retrieved")
         # back to one assessor: the conflict waits, and one person's verdict settles it
         assert outcomes(s, [2])[2].state == "conflict"
-        row = assess(s, user=c, pmid=2, verdict="not_retrieved", screeners_per_record=1)
+        row = assess(s, user=c, pmid=2, verdict="not_retrieved", screeners_per_record=1).row
         s.commit()
         assert row.kind == VERDICT and outcomes(s, [2])[2].verdict == "not_retrieved"
 

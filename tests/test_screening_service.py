@@ -66,7 +66,7 @@ def _decide(ctx, user: User, pmid: int, decision: str) -> Decision:
     from screening.web.decisions import record_decision
 
     with ctx.sessions() as session:
-        row = record_decision(session, user=user, pmid=pmid, decision=decision)
+        row = record_decision(session, user=user, pmid=pmid, decision=decision).row
         session.commit()
         session.refresh(row)
         return row

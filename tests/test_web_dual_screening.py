@@ -263,6 +263,43 @@ def test_conflicts_page_lists_both_votes_and_leaves_the_queues(app: Any, team: d
         "conflicts"][0]["may_resolve"] is False
 
 
+def test_the_api_pages_through_the_conflicts_like_the_records(
+        app: Any, team: dict[str, str], records: int) -> None:
+    for pmid in (90000001, 90000002, 90000003):
+        _conflict(app, pmid)
+    api = TestClient(app, raise_server_exceptions=False)
+    viewer = _token(app, team["viewer"])
+
+    def page(query: str) -> dict[str, Any]:
+        response = api.get(f"/api/conflicts?{query}", headers=viewer)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    everything = page("")
+    assert (everything["total"], everything["limit"], everything["offset"]) == (3, 200, 0)
+    order = [c["pmid"] for c in everything["conflicts"]]
+    assert order == [90000002, 90000003, 90000001]  # highest score first
+    first, second = page("limit=2"), page("limit=2&offset=2")
+    assert [c["pmid"] for c in first["conflicts"]] == order[:2]
+    assert [c["pmid"] for c in second["conflicts"]] == order[2:]
+    assert (second["total"], second["limit"], second["offset"]) == (3, 2, 2)
+    assert second["agreement"] == everything["agreement"]  # over every pair, not the page
+    assert page("offset=3")["conflicts"] == []
+    # the same refusals, in the same words, as GET /api/records
+    for query, message in [
+        ("limit=0", "limit: Input should be greater than or equal to 1"),
+        ("limit=1001", "limit: Input should be less than or equal to 1000"),
+        ("limit=abc", "limit: Input should be a valid integer"),
+        ("offset=-1", "offset: Input should be greater than or equal to 0"),
+    ]:
+        answers = [api.get(f"{path}?{query}", headers=viewer)
+                   for path in ("/api/conflicts", "/api/records")]
+        assert [a.status_code for a in answers] == [400, 400], query
+        assert answers[0].json() == answers[1].json(), query
+        assert answers[0].json()["code"] == "invalid", query
+        assert answers[0].json()["error"].startswith(message), query
+
+
 def test_a_screener_changing_their_vote_settles_a_conflict(app: Any, team: dict[str, str],
                                                            records: int) -> None:
     _conflict(app)
@@ -396,7 +433,9 @@ def test_api_resolution_has_the_same_rules_and_errors(app: Any, team: dict[str, 
         "resolution", "exclude", THIRD)
     assert _decision(app, 90000002) == "exclude"
     again = api.post(url, json=body, headers=_token(app, THIRD))
-    assert again.status_code == 403  # resolved now: admins only
+    assert again.status_code == 200 and again.json()["already_recorded"]  # a retry: stored once
+    changed = api.post(url, json={**body, "decision": "include"}, headers=_token(app, THIRD))
+    assert changed.status_code == 403  # resolved now: admins only
     assert api.get("/api/conflicts", headers=_token(app, THIRD)).json()["total"] == 0
 
 

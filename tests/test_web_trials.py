@@ -7,6 +7,8 @@ from __future__ import annotations
 import html
 import math
 import re
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from test_web_api import _token
 from test_web_evidence import _estimates, _post_estimate, _trial, verified_by_second_person
 
 from store.models import AuditLog, Estimate, Trial, TrialReport, utcnow
+from store.record_lock import locked_trial
 
 app = test_web.app
 users = test_web.users
@@ -391,6 +394,98 @@ def test_api_patch_edits_the_given_fields_with_the_same_rules(app: Any, api: Tes
     # a cookie never writes through the API
     browser = as_role(app, users, "curator")
     assert browser.patch(url, json={"drug": "x"}).status_code == 401
+
+
+def test_api_edits_from_a_stale_copy_are_refused_with_412(app: Any, api: TestClient,
+                                                          users: dict[str, str]) -> None:
+    """Two curators read the trial, both edit it: the second edit, made from the copy the
+    first one changed, is refused instead of silently undoing the first's change."""
+    trial_id = _trial(app)
+    url = f"/api/trials/{trial_id}"
+    first, second = _token(app, users["curator"]), _token(app, users["admin"])
+    read = api.get(url, headers=second)
+    assert read.status_code == 200, read.text
+    etag = read.headers["ETag"]
+    assert etag == f'"{read.json()["version"]}"'
+    listed = next(t for t in api.get("/api/trials", headers=second).json()["trials"]
+                  if t["id"] == trial_id)
+    assert listed["version"] == read.json()["version"]
+    assert listed == read.json() and listed["notes"] is None  # every field the version covers
+    # the first curator saves with the version they read, and gets the new one back
+    saved = api.patch(url, headers={**first, "If-Match": etag},
+                      json={"comparator": "placebo + dexamethasone"})
+    assert saved.status_code == 200, saved.text
+    new_etag = saved.headers["ETag"]
+    assert new_etag != etag and new_etag == f'"{saved.json()["version"]}"'
+    assert api.get(url, headers=second).headers["ETag"] == new_etag
+    # the second, from the old copy: by If-Match, or by sending the old JSON back whole
+    for headers, body in [({**second, "If-Match": etag}, {"notes": "typed with care"}),
+                          (second, {**listed, "notes": "typed with care"}),
+                          ({**second, "If-Match": f'"other", {etag}'}, {"notes": "x"}),
+                          # weak tags never match for If-Match (RFC 9110)
+                          ({**second, "If-Match": f"W/{new_etag}"}, {"notes": "x"})]:
+        refused = api.patch(url, headers=headers, json=body)
+        assert refused.status_code == 412, (headers, refused.text)
+        assert refused.json() == {
+            "code": "precondition_failed",
+            "error": f"trial {trial_id} (TEST-1) has changed since you read it: nothing was "
+                     "saved (GET it again, apply your change to what it is now, and send the "
+                     "edit with the new ETag or version)"}
+    trial = _stored(app, trial_id)
+    assert (trial.comparator, trial.notes) == ("placebo + dexamethasone", None)
+    assert len(_edits(app)) == 1
+    # malformed preconditions are 400s, not "stale"
+    for headers, body, message in [
+        ({**second, "If-Match": saved.json()["version"]}, {"notes": "x"},
+         f"If-Match {saved.json()['version']!r} is not an entity tag"),
+        (second, {"notes": "x", "version": 5}, "version must be a string"),
+    ]:
+        bad = api.patch(url, headers=headers, json=body)
+        assert bad.status_code == 400 and bad.json()["error"].startswith(message), bad.text
+    # the current version (one of a list, or *) and no precondition at all are accepted
+    for headers in [{**second, "If-Match": f'"other", {new_etag}'},
+                    {**second, "If-Match": "*"}, second]:
+        ok = api.patch(url, headers=headers, json={"notes": f"edit {len(_edits(app))}"})
+        assert ok.status_code == 200, ok.text
+    assert len(_edits(app)) == 4
+    assert api.get("/api/trials/999", headers=second).status_code == 404
+    # an If-Match for a trial that does not exist: still the 404
+    missing = api.patch("/api/trials/999", headers={**second, "If-Match": "*"}, json={})
+    assert missing.status_code == 404
+
+
+def test_an_edit_sent_while_another_is_being_saved_waits_for_it(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """Both edits name the version they read; the second arrives while the first is being
+    saved. Were the version compared before the first commits, both would pass the check and
+    the second overwrite the first: it waits for the trial's lock and is refused."""
+    trial_id = _trial(app)
+    url = f"/api/trials/{trial_id}"
+    headers = _token(app, users["admin"])
+    etag = api.get(url, headers=headers).headers["ETag"]
+    answers: list[Any] = []
+
+    def second_edit() -> None:
+        answers.append(api.patch(url, headers={**headers, "If-Match": etag},
+                                 json={"notes": "the second edit"}))
+
+    first = app.state.ctx.sessions()
+    try:
+        trial = locked_trial(first, trial_id)
+        trial.comparator = "placebo + dexamethasone"
+        first.add(trial)
+        first.flush()
+        thread = threading.Thread(target=second_edit)
+        thread.start()
+        time.sleep(0.5)
+        assert thread.is_alive(), "the second edit should wait for the first one's lock"
+        first.commit()
+    finally:
+        first.close()
+    thread.join(timeout=60)
+    assert [a.status_code for a in answers] == [412], [a.text for a in answers]
+    trial = _stored(app, trial_id)
+    assert (trial.comparator, trial.notes) == ("placebo + dexamethasone", None)
 
 
 def test_form_field_attributes_reach_the_browser(app: Any, users: dict[str, str]) -> None:

@@ -3,7 +3,8 @@
 Everything the app needs is built here from the settings (no import-time globals): its own
 AppContext (engine + session factory), the templates, the background retrainer and pooler.
 Middleware, outermost first: security headers → catch-all 500 → signed session cookie →
-routes (whose MmlrError/HTTP errors are mapped by ``screening.web.errors``).
+request body limit (1 MiB, ``body_limit.py``) → routes (whose MmlrError/HTTP errors are
+mapped by ``screening.web.errors``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from screening.web import (
     routes_unsubscribe,
 )
 from screening.web.background import BackgroundJob
+from screening.web.body_limit import BodyLimitMiddleware
 from screening.web.deps import SESSION_MAX_AGE, check_path_ids
 from screening.web.errors import CatchAllMiddleware, install_error_handlers
 from screening.web.explanations import ModelCache
@@ -98,6 +100,7 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
         return Response(status_code=204)
 
     # add_middleware puts each new one outermost: add innermost first.
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(SessionMiddleware, secret_key=settings.secret(),
                        session_cookie="mmlr_session", max_age=SESSION_MAX_AGE,
                        same_site="lax", https_only=secure)

@@ -46,11 +46,13 @@ from screening.web.decisions import (
     clean_reason,
     decision_history,
     locked_record,
+    repeated_decision,
 )
 from store import vote_rule
 from store.audit import audit
 from store.errors import PermissionDeniedError, ValidationError
 from store.models import Decision, Record, User
+from store.repeats import Recorded
 from store.settings import is_dual_screening
 
 log = logging.getLogger(__name__)
@@ -90,14 +92,24 @@ def resolve_refusal(user: User, record: Record, screener_ids: set[int]) -> str |
 
 
 def record_resolution(session: Session, *, user: User, pmid: int, decision: str,
-                      reason: str | None, screeners_per_record: int) -> Decision:
-    """Store a resolution and make it the record's decision; the caller commits."""
+                      reason: str | None, screeners_per_record: int) -> Recorded[Decision]:
+    """Store a resolution and make it the record's decision; the caller commits. The same
+    resolution sent again by its author while it is still the newest decision on the record
+    is not stored twice (``created`` false)."""
     check_decision(decision)
     reason = clean_reason(reason)
     if reason is None:
         raise ValidationError("a resolution needs a reason",
                               hint="say why, e.g. what the discussion or the full text showed")
     record = locked_record(session, pmid)
+    # Before the state checks: a retried resolution finds the record resolved (by itself),
+    # which for a curator would read as "only an admin can change a resolved record".
+    same = repeated_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
+                             kind=RESOLUTION, own_latest=False)
+    if same is not None and record.decision == decision:
+        log.info("PMID %s: %s's resolution %s repeated; nothing stored", pmid, user.id,
+                 decision)
+        return Recorded(same, created=False)
     votes = votes_on(session, [pmid])[pmid]
     screeners = latest_votes(votes)
     if record.decision is None and len(screeners) < 2:
@@ -124,7 +136,7 @@ def record_resolution(session: Session, *, user: User, pmid: int, decision: str,
           decision=decision, decision_id=row.id, previous=previous,
           votes={str(uid): v.decision for uid, v in screeners.items()})
     log.info("PMID %s resolved as %s by user %s (was %s)", pmid, decision, user.id, previous)
-    return row
+    return Recorded(row, created=True)
 
 
 # ----------------------------------------------------------------------------- one record
@@ -213,12 +225,14 @@ def conflict_count(session: Session) -> int:
         col(Record.deleted).is_(False), in_conflict())).one())
 
 
-def list_conflicts(session: Session, user: User, *,
-                   limit: int = CONFLICTS_PAGE_SIZE) -> list[ConflictView]:
-    """Live records in conflict, highest score first, with every screener's latest vote."""
+def list_conflicts(session: Session, user: User, *, limit: int = CONFLICTS_PAGE_SIZE,
+                   offset: int = 0) -> list[ConflictView]:
+    """Live records in conflict, highest score first (then by PMID, so pages never overlap),
+    ``limit`` from ``offset``, with every screener's latest vote."""
     records = session.exec(select(Record).where(col(Record.deleted).is_(False), in_conflict())
                            .order_by(col(Record.score).desc().nulls_last(),
-                                     col(Record.pmid).desc()).limit(limit)).all()
+                                     col(Record.pmid).desc())
+                           .offset(offset).limit(limit)).all()
     rows = latest_vote_rows(session, [r.pmid for r in records])
     out = []
     for record in records:

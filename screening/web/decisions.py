@@ -10,6 +10,10 @@ Dual screening (``screeners == 2``; ``store.settings.is_dual_screening`` tells t
 row is a vote, and the record is settled only when two people agree (``screening.agreement``);
 a settled record, or a conflict the voter is not part of, refuses further votes (a resolution
 changes it: ``screening.web.conflicts``).
+
+The same decision sent again by the same person while it still counts (a client's retry
+after a timeout, a form sent twice) is not stored twice: ``store.repeats`` has the rule, and
+the answer says it was there already.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from sqlmodel import Session, col, select
 
 from screening.agreement import VOTE, Vote, decision_after_vote, latest_votes, record_state
 from screening.votes import votes_on
-from screening.web.deps import get_or_404
 from store.audit import audit
 from store.errors import StateError, ValidationError
 from store.ids import parse_id
-from store.models import Decision, Record, User
+from store.models import Decision, User
 from store.record_lock import locked_record
+from store.repeats import Recorded
 from store.settings import is_dual_screening
 from store.vote_rule import vote_bar
 
@@ -73,18 +77,45 @@ def clean_reason(reason: str | None) -> str | None:
     return reason
 
 
+def repeated_decision(session: Session, *, user: User, pmid: int, decision: str,
+                      reason: str | None, kind: str, own_latest: bool) -> Decision | None:
+    """``user``'s stored decision of ``kind`` that this one would repeat (same decision, same
+    reason), or None. ``own_latest``: compare with the user's latest row of ``kind`` (a
+    dual-screening vote: the screener's latest vote counts, whatever the other one did);
+    otherwise with the newest row on the record, whoever made it (the latest decision counts,
+    so one decided again after a colleague's is a change, not a repeat). The caller holds the
+    record's lock, so a retry arriving while the first attempt commits sees it."""
+    if user.id is None:
+        return None
+    query = select(Decision).where(Decision.pmid == pmid)
+    if own_latest:
+        query = query.where(Decision.user_id == user.id, Decision.kind == kind)
+    latest = session.exec(query.order_by(col(Decision.id).desc())).first()
+    if (latest is not None and latest.user_id == user.id and latest.kind == kind
+            and latest.decision == decision and latest.reason == reason):
+        return latest
+    return None
+
+
 def record_decision(session: Session, *, user: User, pmid: int, decision: str,
                     reason: str | None = None, rank_shown: int | None = None,
-                    screeners: int = 1) -> Decision:
+                    screeners: int = 1) -> Recorded[Decision]:
     """Append a decision (a vote under dual screening) and update the record's current
-    decision; the caller commits."""
+    decision; the caller commits. A repeat of the decision that counts stores nothing and
+    returns it (``created`` false), with its provenance as first recorded."""
     check_decision(decision)
     reason = clean_reason(reason)
     if is_dual_screening(screeners):
         return _record_vote(session, user=user, pmid=pmid, decision=decision, reason=reason,
                             rank_shown=rank_shown)
-    record = get_or_404(session, Record, pmid,
-                        missing=f"record PMID {pmid} is not in the database")
+    # Locked: a retry that arrives while the first attempt is being saved waits for it and
+    # then finds it, instead of both being stored.
+    record = locked_record(session, pmid)
+    same = repeated_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
+                             kind=VOTE, own_latest=False)
+    if same is not None and record.decision == decision:
+        log.info("PMID %s: %s's decision %s repeated; nothing stored", pmid, user.id, decision)
+        return Recorded(same, created=False)
     row = Decision(
         pmid=pmid, user_id=user.id, decision=decision, reason=reason,
         model_version_id=record.score_model_version_id, score_shown=record.score,
@@ -97,12 +128,19 @@ def record_decision(session: Session, *, user: User, pmid: int, decision: str,
     audit(session, "decision.add", actor=user.email, object_type="record", object_id=pmid,
           decision=decision, decision_id=row.id, model_version_id=row.model_version_id,
           score_shown=row.score_shown, rank_shown=rank_shown)
-    return row
+    return Recorded(row, created=True)
 
 
 def _record_vote(session: Session, *, user: User, pmid: int, decision: str,
-                 reason: str | None, rank_shown: int | None) -> Decision:
+                 reason: str | None, rank_shown: int | None) -> Recorded[Decision]:
     record = locked_record(session, pmid)
+    # Before the vote's bar: the retry of the vote that made two screeners agree finds the
+    # record resolved, and must hear "already recorded", not "votes no longer change it".
+    same = repeated_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
+                             kind=VOTE, own_latest=True)
+    if same is not None:
+        log.info("PMID %s: %s's vote %s repeated; nothing stored", pmid, user.id, decision)
+        return Recorded(same, created=False)
     before = votes_on(session, [pmid])[pmid]
     screeners = latest_votes(before)
     bar = vote_bar(record_state(record.decision, len(screeners)), voted=user.id in screeners)
@@ -133,7 +171,7 @@ def _record_vote(session: Session, *, user: User, pmid: int, decision: str,
         log.info("PMID %s resolved by agreement: %s", pmid, record.decision)
     elif n_screeners >= 2:
         log.info("PMID %s is in conflict after %s votes", pmid, n_screeners)
-    return row
+    return Recorded(row, created=True)
 
 
 def decision_history(session: Session, pmid: int) -> list[tuple[Decision, str | None]]:

@@ -38,6 +38,8 @@ ERROR_CODES: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
+    413: "too_large",
     422: "unprocessable",
     429: "throttled",
     500: "internal",

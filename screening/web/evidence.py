@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from reports.meta import hr_of
 from screening.web.absolute_effects import Baselines, absolute_json
 from screening.web.risk_of_bias import risk_of_bias_json
+from screening.web.trials import trial_fingerprint
 from store.models import Estimate, PooledResult, Trial, TrialReport
 
 
@@ -139,8 +140,14 @@ def estimate_json(e: Estimate) -> dict[str, Any]:
     }
 
 
-def trials_json(session: Session) -> list[dict[str, Any]]:
-    trials = session.exec(select(Trial).order_by(col(Trial.name))).all()
+def trials_json(session: Session, trial_id: int | None = None) -> list[dict[str, Any]]:
+    """Every trial (or the one of ``trial_id``) with its reports, estimates, current risk
+    of bias and ``version`` (the ETag an edit may send back: ``screening.web.preconditions``).
+    """
+    query = select(Trial).order_by(col(Trial.name))
+    if trial_id is not None:
+        query = query.where(Trial.id == trial_id)
+    trials = session.exec(query).all()
     reports: dict[int, list[dict[str, Any]]] = {}
     for rep in session.exec(select(TrialReport).order_by(col(TrialReport.id))).all():
         reports.setdefault(rep.trial_id, []).append(
@@ -154,7 +161,9 @@ def trials_json(session: Session) -> list[dict[str, Any]]:
         {"id": t.id, "name": t.name, "drug": t.drug, "regimen": t.regimen,
          "comparator": t.comparator, "setting": t.setting, "is_strategy": t.is_strategy,
          "registry_ids": list(t.registry_ids or []),
+         # notes too: the version covers every editable field, so an editor must see them all
+         "notes": t.notes,
          "reports": reports.get(t.id or 0, []), "estimates": estimates.get(t.id or 0, []),
-         "risk_of_bias": bias.get(t.id or 0, {})}
+         "risk_of_bias": bias.get(t.id or 0, {}), "version": trial_fingerprint(t)}
         for t in trials
     ]

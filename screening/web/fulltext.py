@@ -32,11 +32,13 @@ from store.fulltext import (
     outcome,
     outcomes,
     reason_label,
+    repeated_assessment,
     row_words,
     sought_pmids,
     verdict_words,
 )
 from store.models import FullTextAssessment, Record, Trial, TrialReport, User
+from store.repeats import Recorded
 from store.vote_rule import may_vote
 
 #: The list's filters: what each shows.
@@ -70,9 +72,10 @@ def may_assess(user: User, o: Outcome, *, dual: bool) -> bool:
 
 
 def resolve(session: Session, *, user: User, pmid: int, verdict: str, reason: str | None,
-            note: str | None, dual: bool) -> FullTextAssessment:
+            note: str | None, dual: bool) -> Recorded[FullTextAssessment]:
     """A resolution of a full-text conflict (or an admin's change of a settled report): the
-    verdict, its reason, and a note saying why. The caller commits."""
+    verdict, its reason, and a note saying why. The caller commits. The same resolution sent
+    again by its author while it is still the newest judgement is not stored twice."""
     if not dual:
         raise StateError(
             f"PMID {pmid} is assessed by one person (MMLR_SCREENERS_PER_RECORD=1); a new "
@@ -82,6 +85,11 @@ def resolve(session: Session, *, user: User, pmid: int, verdict: str, reason: st
         raise ValidationError("a resolution needs a note saying why",
                               hint="e.g. what the discussion or the protocol decided")
     record = assessable_record(session, pmid)
+    # Before the checks of the report's state: a retry finds it settled (by itself).
+    same = repeated_assessment(session, user=user, pmid=pmid, kind=RESOLUTION,
+                               verdict=verdict, reason=reason, note=note)
+    if same is not None:
+        return Recorded(same, created=False)
     o = outcomes(session, [pmid])[pmid]
     if o.state in ("awaiting", "awaiting_second"):
         raise StateError(
@@ -91,8 +99,8 @@ def resolve(session: Session, *, user: User, pmid: int, verdict: str, reason: st
     refusal = resolve_refusal(user, o)
     if refusal is not None:
         raise PermissionDeniedError(refusal, hint="ask an admin or another curator")
-    return append(session, user=user, record=record, verdict=verdict, reason=reason,
-                  note=note, kind=RESOLUTION)
+    return Recorded(append(session, user=user, record=record, verdict=verdict, reason=reason,
+                           note=note, kind=RESOLUTION), created=True)
 
 
 # ----------------------------------------------------------------------------- one record

@@ -9,6 +9,13 @@ call the same functions as the trial page (``corrections.py``, ``verification.py
 same as the estimates page (``absolute_effects.py`` and ``store.baselines``), and votes,
 resolutions and blinding the same as the record and conflicts pages (``decisions.py``,
 ``conflicts.py``), so the rules and messages are the same.
+
+A judgement sent again while it still counts (a retry after a timeout) is answered 200 with
+the stored row and ``already_recorded: true`` instead of being stored twice
+(``store.repeats``); a trial edit may name the version it was made from (``If-Match``, or
+``version`` in the body) and is refused with 412 when it is stale (``preconditions.py``).
+Bodies over 1 MiB never reach these handlers (``body_limit.py``); the OpenAPI schema is
+``api_schema.py``'s.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
@@ -34,6 +40,14 @@ from screening.web.absolute_effects import (
     snapshot_for,
 )
 from screening.web.absolute_effects import read_json as read_baseline_json
+from screening.web.api_schema import (
+    READ,
+    READ_ONE,
+    api_errors,
+    api_schema,
+    closed_body,
+    json_body,
+)
 from screening.web.conflicts import (
     CONFLICTS_PAGE_SIZE,
     agreement,
@@ -66,7 +80,7 @@ from screening.web.deps import (
     verify_second_person,
 )
 from screening.web.derivation_inputs import INPUT_FIELDS, merge_derivation_inputs
-from screening.web.errors import ERROR_CODES, api_error_body
+from screening.web.errors import api_error_body
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
 from screening.web.extraction import KM_TEXT_FIELDS, parse_estimate, save_estimate
@@ -78,6 +92,7 @@ from screening.web.fulltext import (
     resolve,
     sought_reports,
 )
+from screening.web.preconditions import check_version, etag
 from screening.web.risk_of_bias import read_json as read_bias_json
 from screening.web.risk_of_bias import save_assessment
 from screening.web.trials import (
@@ -85,6 +100,7 @@ from screening.web.trials import (
     edit_message,
     edit_trial,
     trial_data_from_json,
+    trial_fingerprint,
     trial_json,
 )
 from screening.web.verification import parse_new_estimate, set_verified
@@ -103,6 +119,7 @@ from store.fulltext import (
 from store.fulltext import assessment_json as fulltext_json
 from store.ids import MAX_ID, parse_id
 from store.models import PollRun, Record, Trial, TrialReport
+from store.record_lock import locked_trial
 from store.searches import count_runs, run_row, search_runs, search_summary
 from store.settings import is_dual_screening
 from store.trial_match import matches_for_records
@@ -111,55 +128,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
 
 STATUSES = ("undecided", "decided", *DECISIONS, "deleted", "all", "conflict")
-
-
-# ----------------------------------------------------------------------------- OpenAPI
-# The handlers read their bodies themselves (to answer a malformed one in the API's own words,
-# see _json_object), so FastAPI knows neither the bodies nor the errors: the schema would offer
-# no body at all and promise a 422 {"detail": [...]} that errors.py turns into a 400
-# {"error": ...}. What follows tells a client's generator what the API really does.
-class ApiError(BaseModel):
-    """Every refusal of the API: one line saying what is wrong and, in brackets, what to do,
-    and the status's machine-readable code."""
-
-    error: str
-    code: str = Field(json_schema_extra={"enum": [*ERROR_CODES.values(), "error"]})
-    #: POST /api/estimates/baseline only: each bad field and the form's message for it
-    fields: dict[str, str] | None = None
-
-
-_MEANING: dict[int | str, str] = {
-    400: "malformed: a parameter, the JSON body or one of its fields (named in `error`)",
-    401: "no valid API token (or, for reads, no browser login)",
-    403: "the token's role may not do this (a viewer writing; a rule of the review)",
-    404: "no such record, trial or estimate",
-    409: "well-formed, but not in the object's present state (already withdrawn, "
-         "resolved, voted on, ...)",
-    "4XX": "any other refusal (e.g. 405), in the same shape",
-}
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses`` of a route that may answer ``statuses`` (always also 4XX: FastAPI
-    then adds no 422, which this API never sends: errors.py answers those with 400)."""
-    keys: tuple[int | str, ...] = (*statuses, "4XX")
-    return {status: {"model": ApiError, "description": _MEANING[status]} for status in keys}
-
-
-_READ = _errors(400, 401)
-_READ_ONE = _errors(400, 401, 404)
-
-
-def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
-    """``openapi_extra`` describing a JSON request body."""
-    return {"requestBody": {"required": required,
-                            "content": {"application/json": {"schema": schema}}}}
-
-
-def _closed(properties: dict[str, Any], *required: str) -> dict[str, Any]:
-    """A body with exactly these keys: any other is refused (400, ``unknown field``)."""
-    return {"type": "object", "properties": properties, "required": list(required),
-            "additionalProperties": False}
 
 
 _ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
@@ -171,7 +139,7 @@ _OPEN_TEXT = {"type": ["string", "null"]}
 def openapi_schema(request: Request, user: ApiReader) -> dict[str, Any]:
     """The API's OpenAPI schema, for signed-in people and token holders only (it maps every
     route and parameter)."""
-    return request.app.openapi()  # type: ignore[no-any-return]
+    return api_schema(request.app)
 
 
 @router.get("/health", responses={503: {"description": "the database is unreachable"}})
@@ -216,7 +184,7 @@ def _parse_bool(name: str, value: str | None) -> bool | None:
     raise ValidationError(f"{name}={value!r} is not a boolean", hint="use true or false")
 
 
-@router.get("/records", responses=_READ)
+@router.get("/records", responses=READ)
 def records(request: Request, session: DbSession, user: ApiReader,
             status: Annotated[str, Query(max_length=20)] = "all",
             flagged: Annotated[str | None, Query(max_length=10)] = None,
@@ -273,7 +241,7 @@ def records(request: Request, session: DbSession, user: ApiReader,
     return {"total": int(total), "limit": limit, "offset": offset, "records": body}
 
 
-@router.get("/records/{pmid}/decisions", responses=_READ_ONE)
+@router.get("/records/{pmid}/decisions", responses=READ_ONE)
 def record_decisions(request: Request, pmid: int, session: DbSession,
                      user: ApiReader) -> dict[str, Any]:
     """The record's votes and resolutions, newest first, as the record page shows them: under
@@ -288,17 +256,21 @@ def record_decisions(request: Request, pmid: int, session: DbSession,
             "decisions": [decision_json(d, e) for d, e in history]}
 
 
-@router.get("/conflicts", responses=_READ)
-def conflicts(request: Request, session: DbSession, user: ApiReader) -> dict[str, Any]:
-    """Records whose screeners disagree (highest score first, at most 200) with every
-    screener's latest vote, and the agreement statistics of the blind votes."""
+@router.get("/conflicts", responses=READ)
+def conflicts(request: Request, session: DbSession, user: ApiReader,
+              limit: Annotated[int, Query(ge=1, le=1000)] = CONFLICTS_PAGE_SIZE,
+              offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
+    """Records whose screeners disagree, highest score first, ``limit`` (200 unless given, at
+    most 1000) from ``offset``, as ``/api/records`` pages; each with every screener's latest
+    vote. ``total`` counts them all; ``agreement`` is over every blind vote pair."""
     return {"screeners_per_record": screeners_per_record(request),
-            "total": conflict_count(session), "limit": CONFLICTS_PAGE_SIZE,
-            "conflicts": [c.to_json() for c in list_conflicts(session, user)],
+            "total": conflict_count(session), "limit": limit, "offset": offset,
+            "conflicts": [c.to_json() for c in list_conflicts(session, user, limit=limit,
+                                                                offset=offset)],
             "agreement": agreement(session).to_json()}
 
 
-@router.get("/records/{pmid}/explanation", responses=_READ_ONE)
+@router.get("/records/{pmid}/explanation", responses=READ_ONE)
 def record_explanation_json(request: Request, pmid: int, session: DbSession, user: ApiReader,
                             k: Annotated[int, Query(ge=1, le=50)] = 8) -> dict[str, Any]:
     """Why the record scores what it does (the record page's "Why this score")."""
@@ -309,7 +281,7 @@ def record_explanation_json(request: Request, pmid: int, session: DbSession, use
     return {"pmid": pmid, "stored_score": record.score, **explanation.to_json()}
 
 
-@router.get("/screening/health", responses=_READ)
+@router.get("/screening/health", responses=READ)
 def screening_health_json(request: Request, session: DbSession,
                           user: ApiReader) -> dict[str, Any]:
     """The queue's health banner as data: counts, recall estimate, both stopping tests
@@ -318,18 +290,32 @@ def screening_health_json(request: Request, session: DbSession,
                             target_recall=request.app.state.settings.stopping_recall)
 
 
-@router.get("/estimates", responses=_READ)
+@router.get("/estimates", responses=READ)
 def estimates(session: DbSession, user: ApiReader) -> dict[str, Any]:
     baselines = load_baselines(session)
     return {"analyses": [pooled_json(r, baselines=baselines) for r in latest_pooled(session)]}
 
 
-@router.get("/trials", responses=_READ)
+@router.get("/trials", responses=READ)
 def trials(session: DbSession, user: ApiReader) -> dict[str, Any]:
+    """Every trial with its reports, estimates, current risk of bias and ``version`` (what
+    ``If-Match`` of an edit names)."""
     return {"trials": trials_json(session)}
 
 
-@router.get("/searches", responses=_READ)
+@router.get("/trials/{trial_id}", responses={
+    200: {"description": "the trial, as in GET /api/trials; its version is also the ETag",
+          "headers": {"ETag": {"schema": {"type": "string"}}}}, **READ_ONE})
+def trial(trial_id: int, session: DbSession, user: ApiReader) -> JSONResponse:
+    """One trial as ``GET /api/trials`` gives it, with its version as the ``ETag`` header
+    (send it back as ``If-Match`` with an edit)."""
+    found = trials_json(session, trial_id)
+    if not found:
+        raise NotFoundError(f"trial {trial_id} does not exist")
+    return JSONResponse(content=found[0], headers={"ETag": etag(found[0]["version"])})
+
+
+@router.get("/searches", responses=READ)
 def searches(request: Request, session: DbSession, user: ApiReader,
              kind: Annotated[str, Query(pattern="^(searches|all)$")] = "searches",
              limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -355,31 +341,47 @@ def searches(request: Request, session: DbSession, user: ApiReader,
     }
 
 
-@router.patch("/trials/{trial_id}", responses=_errors(400, 401, 403, 404), openapi_extra=_body({
-    "type": "object", "additionalProperties": False,
-    "description": "any of the trial's fields; those left out keep their values (a trial from "
-                   "GET /api/trials may be sent back)",
-    "properties": {**{name: _OPEN_TEXT for name in TRIAL_FIELDS},
-                   "is_strategy": {"type": "boolean"},
-                   "registry_ids": {"type": ["string", "array", "null"],
-                                    "items": {"type": "string"}},
-                   **{name: {} for name in ("id", "reports", "estimates", "risk_of_bias")}}}))
+@router.patch("/trials/{trial_id}", responses={
+    200: {"description": "the trial as edited, `changed` and `message`; its new version is "
+                         "also the ETag", "headers": {"ETag": {"schema": {"type": "string"}}}},
+    **api_errors(400, 401, 403, 404, 412)}, openapi_extra={
+    **json_body({
+        "type": "object", "additionalProperties": False,
+        "description": "any of the trial's fields; those left out keep their values (a trial "
+                       "from GET /api/trials may be sent back: its `version` is then checked "
+                       "like If-Match)",
+        "properties": {**{name: _OPEN_TEXT for name in TRIAL_FIELDS},
+                       "is_strategy": {"type": "boolean"},
+                       "registry_ids": {"type": ["string", "array", "null"],
+                                        "items": {"type": "string"}},
+                       "version": _TEXT,
+                       **{name: {} for name in ("id", "reports", "estimates", "risk_of_bias")}}}),
+    "parameters": [{"name": "If-Match", "in": "header", "required": False,
+                    "schema": {"type": "string"},
+                    "description": "the trial's ETag (or version, quoted) as read: the edit is "
+                                   "refused with 412 if the trial has changed since"}]})
 async def patch_trial(request: Request, trial_id: int, session: DbSession,
                       user: ApiWriter) -> JSONResponse:
     """Edit a trial: any of its fields (those left out keep their values), the same checks
     and messages as the trial page's form. Answers the trial, ``changed`` (old and new value
-    of each changed field) and ``message`` (the page's flash)."""
-    trial = get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
-    data = trial_data_from_json(trial, await _json_object(request))
+    of each changed field) and ``message`` (the page's flash). Optimistic concurrency: with
+    ``If-Match`` (or a ``version`` in the body) naming another version than the trial's, 412
+    and nothing saved (``screening.web.preconditions`` says why it is optional)."""
+    body = await _json_object(request)
+    # Locked before the version is compared: no other edit between the check and the write.
+    trial = locked_trial(session, trial_id)
+    check_version(f"trial {trial_id} ({trial.name})", trial_fingerprint(trial),
+                  if_match=request.headers.get("if-match"), sent=body.get("version"))
+    data = trial_data_from_json(trial, body)
     change = edit_trial(session, trial, data, user=user)
     message = edit_message(session, trial, change)
     session.commit()
-    return JSONResponse(content={**trial_json(trial), "changed": change.to_json(),
-                                 "message": message})
+    content = {**trial_json(trial), "changed": change.to_json(), "message": message}
+    return JSONResponse(content=content, headers={"ETag": etag(content["version"])})
 
 
 @router.post("/trials/{trial_id}/risk-of-bias", status_code=201,
-             responses=_errors(400, 401, 403, 404), openapi_extra=_body({
+             responses=api_errors(400, 401, 403, 404), openapi_extra=json_body({
                  "type": "object", "required": ["endpoint", "domains"],
                  "description": "RoB 2 for one endpoint (docs/curation.md, Risk of bias)",
                  "properties": {"endpoint": _TEXT, "domains": {
@@ -405,8 +407,8 @@ async def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
         "message": saved.message})
 
 
-@router.post("/estimates/baseline", status_code=201, responses=_errors(400, 401, 403, 404),
-             openapi_extra=_body({
+@router.post("/estimates/baseline", status_code=201, responses=api_errors(400, 401, 403, 404),
+             openapi_extra=json_body({
                  "type": "object", "required": ["analysis", "months", "event_free_percent",
                                                 "source"],
                  "properties": {"analysis": _TEXT,
@@ -465,12 +467,29 @@ def _only_fields(data: dict[str, Any], fields: tuple[str, ...], what: str) -> No
 _DECISION_FIELDS = ("pmid", "decision", "reason", "rank_shown")
 
 
-@router.post("/decisions", status_code=201, responses=_errors(400, 401, 403, 404, 409),
-             openapi_extra=_body(_closed({
+def _repeatable(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a write that may be a repeat (``store.repeats``): 201 when it
+    stored something, 200 when the same judgement by the same person was there already (a
+    retry after a timeout); ``already_recorded`` says which, the body is the stored row."""
+    return {200: {"description": "the same judgement by you was already recorded (a repeated "
+                                 "request): nothing new was stored, `already_recorded` is "
+                                 "true"}, **api_errors(*statuses)}
+
+
+def _recorded(created: bool, content: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(status_code=201 if created else 200,
+                        content={**content, "already_recorded": not created})
+
+
+@router.post("/decisions", status_code=201,
+             responses=_repeatable(400, 401, 403, 404, 409),
+             openapi_extra=json_body(closed_body({
                  "pmid": _ID, "decision": {"enum": list(DECISIONS)},
                  "reason": _OPEN_TEXT, "rank_shown": {"type": ["integer", "null"], "minimum": 1},
              }, "pmid", "decision")))
 async def post_decision(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
+    """A decision (a vote under dual screening): 201 when stored; 200 with the stored one when
+    the same decision and reason by you already counts (a retry), nothing stored twice."""
     data = await _json_object(request)
     _only_fields(data, _DECISION_FIELDS, "a decision")
     if "pmid" not in data:
@@ -483,10 +502,12 @@ async def post_decision(request: Request, session: DbSession, user: ApiWriter) -
     if reason is not None and not isinstance(reason, str):
         raise ValidationError("reason must be a string")
     screeners = screeners_per_record(request)
-    row = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
-                          rank_shown=parse_rank(data.get("rank_shown")), screeners=screeners)
+    saved = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
+                            rank_shown=parse_rank(data.get("rank_shown")), screeners=screeners)
     session.commit()
-    request.app.state.retrainer.maybe_start(session)
+    if saved.created:
+        request.app.state.retrainer.maybe_start(session)
+    row = saved.row
     content: dict[str, Any] = {
         "id": row.id, "pmid": row.pmid, "decision": row.decision, "reason": row.reason,
         "user": user.email, "model_version_id": row.model_version_id,
@@ -496,11 +517,11 @@ async def post_decision(request: Request, session: DbSession, user: ApiWriter) -
         record = get_or_404(session, Record, pmid, missing=f"record PMID {pmid} is gone")
         content.update(kind=row.kind, record_decision=record.decision,
                        screening=current_state(session, record))
-    return JSONResponse(status_code=201, content=content)
+    return _recorded(saved.created, content)
 
 
 @router.post("/records/{pmid}/resolution", status_code=201,
-             responses=_errors(400, 401, 403, 404, 409), openapi_extra=_body(_closed({
+             responses=_repeatable(400, 401, 403, 404, 409), openapi_extra=json_body(closed_body({
                  "decision": {"enum": list(DECISIONS)}, "reason": _TEXT},
                  "decision", "reason")))
 async def post_resolution(request: Request, pmid: int, session: DbSession,
@@ -513,16 +534,17 @@ async def post_resolution(request: Request, pmid: int, session: DbSession,
     if not isinstance(decision, str):
         raise ValidationError("decision is required", hint=f"one of {', '.join(DECISIONS)}")
     _text_field(data, "reason")
-    row = record_resolution(session, user=user, pmid=pmid, decision=decision,
-                            reason=data.get("reason"),
-                            screeners_per_record=screeners_per_record(request))
+    saved = record_resolution(session, user=user, pmid=pmid, decision=decision,
+                              reason=data.get("reason"),
+                              screeners_per_record=screeners_per_record(request))
     session.commit()
-    request.app.state.retrainer.maybe_start(session)
-    return JSONResponse(status_code=201, content={**decision_json(row, user.email),
-                                                  "record_decision": row.decision})
+    if saved.created:
+        request.app.state.retrainer.maybe_start(session)
+    return _recorded(saved.created, {**decision_json(saved.row, user.email),
+                                     "record_decision": saved.row.decision})
 
 
-@router.get("/fulltext", responses=_READ)
+@router.get("/fulltext", responses=READ)
 def fulltext(request: Request, session: DbSession, user: ApiReader,
              show: Annotated[str, Query(pattern=SHOW_PATTERN)] = "all",
              offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
@@ -543,7 +565,7 @@ def fulltext(request: Request, session: DbSession, user: ApiReader,
     return body
 
 
-@router.get("/records/{pmid}/fulltext", responses=_READ_ONE)
+@router.get("/records/{pmid}/fulltext", responses=READ_ONE)
 def record_fulltext_json(request: Request, pmid: int, session: DbSession,
                          user: ApiReader) -> dict[str, Any]:
     """One record's full-text stage as the caller may see it: its state, the settled verdict,
@@ -567,38 +589,38 @@ async def _fulltext_fields(request: Request) -> dict[str, Any]:
 
 
 @router.post("/records/{pmid}/fulltext", status_code=201,
-             responses=_errors(400, 401, 403, 404, 409),
-             openapi_extra=_body(_closed({"verdict": {"enum": list(VERDICTS)},
-                                        "reason": {"enum": [*REASONS, None]},
-                                        "note": _OPEN_TEXT}, "verdict")))
+             responses=_repeatable(400, 401, 403, 404, 409),
+             openapi_extra=json_body(closed_body({"verdict": {"enum": list(VERDICTS)},
+                                                  "reason": {"enum": [*REASONS, None]},
+                                                  "note": _OPEN_TEXT}, "verdict")))
 async def post_fulltext(request: Request, pmid: int, session: DbSession,
                         user: ApiWriter) -> JSONResponse:
     """A full-text judgement on an included record: ``{"verdict", "reason", "note"}``, the
     same rules as the record page (``store.fulltext``): a verdict with one assessor, a vote
-    with two, answered with the report's state (never the other vote)."""
+    with two, answered with the report's state (never the other vote). 201 when stored; 200
+    with the stored one when the same judgement by you still counts (a retry)."""
     fields = await _fulltext_fields(request)
-    row = assess(session, user=user, pmid=pmid, screeners_per_record=screeners_per_record(
+    saved = assess(session, user=user, pmid=pmid, screeners_per_record=screeners_per_record(
         request), **fields)
     session.commit()
     state = outcomes(session, [pmid])[pmid].state
-    return JSONResponse(status_code=201, content={**fulltext_json(row, user.email),
-                                                  "state": state})
+    return _recorded(saved.created, {**fulltext_json(saved.row, user.email), "state": state})
 
 
 @router.post("/records/{pmid}/fulltext/resolve", status_code=201,
-             responses=_errors(400, 401, 403, 404, 409),
-             openapi_extra=_body(_closed({"verdict": {"enum": list(VERDICTS)},
-                                        "reason": {"enum": [*REASONS, None]},
-                                        "note": _OPEN_TEXT}, "verdict", "note")))
+             responses=_repeatable(400, 401, 403, 404, 409),
+             openapi_extra=json_body(closed_body({"verdict": {"enum": list(VERDICTS)},
+                                                  "reason": {"enum": [*REASONS, None]},
+                                                  "note": _OPEN_TEXT}, "verdict", "note")))
 async def post_fulltext_resolution(request: Request, pmid: int, session: DbSession,
                                    user: ApiWriter) -> JSONResponse:
     """Resolve a full-text conflict (or, for an admin, change a settled report):
     ``{"verdict", "reason", "note"}`` with the note required, the record page's rules."""
     fields = await _fulltext_fields(request)
-    row = resolve(session, user=user, pmid=pmid, dual=dual_screening(request), **fields)
+    saved = resolve(session, user=user, pmid=pmid, dual=dual_screening(request), **fields)
     session.commit()
-    return JSONResponse(status_code=201, content={**fulltext_json(row, user.email),
-                                                  "state": "resolved"})
+    return _recorded(saved.created, {**fulltext_json(saved.row, user.email),
+                                     "state": "resolved"})
 
 
 def _whole_number(value: Any) -> int | None:
@@ -636,7 +658,7 @@ _ESTIMATE_FIELDS: frozenset[str] = frozenset((
     "data_cut_label", "n_maintenance", "n_control", "events", "verified", "notes", "citation",
     "method", "orientation", "hr", "ci_low", "ci_high", "derivation_inputs",
     *INPUT_FIELDS, *KM_TEXT_FIELDS))
-_ESTIMATE_READ_ONLY: frozenset[str] = frozenset((
+_ESTIMATEREAD_ONLY: frozenset[str] = frozenset((
     "id", "log_hr", "se", "approximate", "orientation_entered", "withdrawn_at",
     "withdrawn_by", "withdrawn_reason", "supersedes_id", "created_by", "verified_by",
     "warnings"))
@@ -645,7 +667,7 @@ _ESTIMATE_READ_ONLY: frozenset[str] = frozenset((
 def _estimate_fields(data: dict[str, Any], *extra: str) -> None:
     """Refuse a key no estimate has (``data_cut_lable`` would otherwise save no label)."""
     unknown = sorted(str(k) for k in data
-                     if k not in _ESTIMATE_FIELDS and k not in _ESTIMATE_READ_ONLY
+                     if k not in _ESTIMATE_FIELDS and k not in _ESTIMATEREAD_ONLY
                      and k not in extra)
     if unknown:
         raise ValidationError(
@@ -655,8 +677,8 @@ def _estimate_fields(data: dict[str, Any], *extra: str) -> None:
                  "sent back as it is")
 
 
-@router.post("/estimates", status_code=201, responses=_errors(400, 401, 403, 404),
-             openapi_extra=_body({
+@router.post("/estimates", status_code=201, responses=api_errors(400, 401, 403, 404),
+             openapi_extra=json_body({
                  "type": "object",
                  "description": "trial_id (or trial, the trial's name) and the extraction "
                                 "fields of the trial page's form (docs/curation.md, "
@@ -676,9 +698,10 @@ async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -
                                                   "warnings": [*draft.warnings, *notices]})
 
 
-@router.post("/estimates/{estimate_id}/verify", responses=_errors(400, 401, 403, 404, 409),
-             openapi_extra=_body(_closed({"verified": {"type": "boolean", "default": True}}),
-                                 required=False))
+@router.post("/estimates/{estimate_id}/verify", responses=api_errors(400, 401, 403, 404, 409),
+             openapi_extra=json_body(closed_body({"verified": {"type": "boolean",
+                                                               "default": True}}),
+                                     required=False))
 async def post_verify(request: Request, estimate_id: int, session: DbSession,
                       user: ApiWriter) -> JSONResponse:
     """Verify an estimate (``{"verified": true}``, also an empty body) or un-verify it
@@ -702,8 +725,8 @@ def _text_field(data: dict[str, Any], name: str) -> None:
         raise ValidationError(f"{name} must be a string")
 
 
-@router.post("/estimates/{estimate_id}/withdraw", responses=_errors(400, 401, 403, 404, 409),
-             openapi_extra=_body(_closed({"reason": _TEXT}, "reason")))
+@router.post("/estimates/{estimate_id}/withdraw", responses=api_errors(400, 401, 403, 404, 409),
+             openapi_extra=json_body(closed_body({"reason": _TEXT}, "reason")))
 async def post_withdraw(request: Request, estimate_id: int, session: DbSession,
                         user: ApiWriter) -> JSONResponse:
     """Withdraw an estimate with a reason: it stays on record and leaves every analysis."""
@@ -734,7 +757,7 @@ def _same_trial(session: Session, data: dict[str, Any], trial: Trial) -> None:
 
 
 @router.post("/estimates/{estimate_id}/correct", status_code=201,
-             responses=_errors(400, 401, 403, 404, 409), openapi_extra=_body({
+             responses=api_errors(400, 401, 403, 404, 409), openapi_extra=json_body({
                  "type": "object",
                  "description": "the extraction fields; those left out keep the old "
                                 "estimate's values (docs/curation.md, Extraction), and an "

@@ -60,8 +60,9 @@ def resolve(request: Request, pmid: int, session: DbSession, user: Curator,
             reason: Annotated[str, Form(max_length=4000)] = "",
             back: Annotated[str, Form(max_length=20)] = "conflicts") -> Response:
     try:
-        row = record_resolution(session, user=user, pmid=pmid, decision=decision, reason=reason,
-                                screeners_per_record=screeners_per_record(request))
+        saved = record_resolution(session, user=user, pmid=pmid, decision=decision,
+                                  reason=reason,
+                                  screeners_per_record=screeners_per_record(request))
     except ValidationError as exc:
         # A blank reason (or a decision that is not one): back to the form that sent it, with
         # what was chosen and typed, instead of an error page that loses both. A state error
@@ -78,8 +79,10 @@ def resolve(request: Request, pmid: int, session: DbSession, user: Curator,
         return _conflicts_page(request, session, user, status_code=400, resolve_pmid=pmid,
                                resolve_values=values, resolve_error=exc.one_line())
     session.commit()
-    request.app.state.retrainer.maybe_start(session)
-    flash(request, f"Resolved: PMID {pmid} is {row.decision}.", "ok")
+    if saved.created:
+        request.app.state.retrainer.maybe_start(session)
+    said = "Resolved" if saved.created else "Already resolved (this resolution was saved before)"
+    flash(request, f"{said}: PMID {pmid} is {saved.row.decision}.", "ok")
     # Only two places to go back to: never a URL taken from the form.
     target = f"/records/{pmid}" if back == "record" else "/conflicts"
     return RedirectResponse(target, status_code=303)

@@ -73,8 +73,8 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
                    back: Annotated[str, Form(max_length=10)] = "",
                    then: Annotated[str, Form(pattern=THEN_PATTERN)] = "") -> Response:
     try:
-        row = assess(session, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note,
-                     screeners_per_record=screeners_per_record(request))
+        saved = assess(session, user=user, pmid=pmid, verdict=verdict, reason=reason,
+                       note=note, screeners_per_record=screeners_per_record(request))
     except StateError:
         raise  # the report's state refuses any vote (409): not a field to correct
     except ValidationError as exc:
@@ -87,6 +87,9 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
             request, session, record, user, status_code=400, fulltext_error=exc.message,
             fulltext_values={"verdict": verdict, "reason": reason, "note": note})
     session.commit()
+    row = saved.row
+    # A form sent twice is saved once: the flash says the judgement was there already.
+    did = "saved" if saved.created else "already saved"
     if row.kind == VOTE:
         now = outcomes(session, [pmid])[pmid]
         # (STATE_WORDS has no "resolved": a settled report is worded by its verdict)
@@ -96,9 +99,9 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
             after = "the two assessors disagree: a conflict to resolve"
         else:
             after = STATE_WORDS[now.state]
-        text = f"Full-text vote saved: {row_words(row)} (PMID {pmid}); {after}."
+        text = f"Full-text vote {did}: {row_words(row)} (PMID {pmid}); {after}."
     else:
-        text = f"Full-text verdict saved: {row_words(row)} (PMID {pmid})."
+        text = f"Full-text verdict {did}: {row_words(row)} (PMID {pmid})."
     # After "Save and assess the next report" the report just judged is off screen: a way back.
     flash(request, text, "ok",
           link=(f"/records/{pmid}#fulltext", "Open it again") if then == "next" else None)
@@ -122,8 +125,9 @@ def resolve_verdict(request: Request, pmid: int, session: DbSession, user: Curat
                     verdict: Annotated[str, Form(max_length=20)],
                     reason: Annotated[str, Form(max_length=40)] = "",
                     note: Annotated[str, Form(max_length=4000)] = "") -> Response:
-    row = resolve(session, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note,
-                  dual=dual_screening(request))
+    saved = resolve(session, user=user, pmid=pmid, verdict=verdict, reason=reason, note=note,
+                    dual=dual_screening(request))
     session.commit()
-    flash(request, f"Full-text assessment resolved: {row_words(row)} (PMID {pmid}).", "ok")
+    did = "resolved" if saved.created else "already resolved so"
+    flash(request, f"Full-text assessment {did}: {row_words(saved.row)} (PMID {pmid}).", "ok")
     return _back(pmid, "")

@@ -30,6 +30,7 @@ from reports.network_inputs import (
     network_svg,
     summary_json,
 )
+from screening.web.api_schema import READ
 from screening.web.deps import ApiReader, DbSession, Viewer
 from screening.web.routes_estimates import SVG_HEADERS
 from screening.web.templating import render
@@ -103,7 +104,7 @@ def _image(request: Request, session: DbSession, key: str, without_high_rob: boo
         **SVG_HEADERS, "Content-Disposition": f'inline; filename="mmlr-{stem}-{slug}.svg"'})
 
 
-@router.get("/api/network")
+@router.get("/api/network", responses=READ)
 def network_json(request: Request, session: DbSession, user: ApiReader,
                  without_high_rob: bool = False) -> dict[str, Any]:
     return {"method": network_method(request.app.state.settings.pool_method),

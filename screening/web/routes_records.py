@@ -202,7 +202,7 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
     if data.get("fulltext_eligible") in ("1", "on", "true"):
         # In the same transaction: a refused judgement (settled meanwhile, say) links nothing.
         judged = assess(session, user=user, pmid=pmid, verdict="eligible",
-                        screeners_per_record=screeners_per_record(request))
+                        screeners_per_record=screeners_per_record(request)).row
     session.commit()
     text = f"PMID {pmid} added to {trial.name} as its {report.kind} report."
     if judged is not None:
@@ -225,19 +225,25 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
            seen_decision: Annotated[str, Form(max_length=12)] = "",
            then: Annotated[str, Form(pattern=THEN_PATTERN)] = "") -> Response:
     screeners = screeners_per_record(request)
-    row = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
-                          rank_shown=parse_rank(rank_shown), screeners=screeners)
+    saved = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
+                            rank_shown=parse_rank(rank_shown), screeners=screeners)
     session.commit()
-    request.app.state.retrainer.maybe_start(session)
+    row = saved.row
+    if saved.created:
+        request.app.state.retrainer.maybe_start(session)
     # After "Save and open the next" the saved record is no longer on screen: a way back (a
     # vote too, which may be changed until the record is resolved).
     back = (f"/records/{pmid}", "Open it again") if then == "next" else None
     if not is_dual_screening(screeners):
-        flash(request, f"Decision saved: {row.decision} (PMID {pmid}).", "ok", link=back)
-        if warning := _decided_meanwhile(session, pmid, seen_decision, row):
+        # A form sent twice (a double click, Back and send again) is saved once: say so.
+        said = "Decision saved" if saved.created else "Decision already saved"
+        flash(request, f"{said}: {row.decision} (PMID {pmid}).", "ok", link=back)
+        if saved.created and (warning := _decided_meanwhile(session, pmid, seen_decision,
+                                                             row)):
             flash(request, warning, "warn")
     else:
-        flash(request, vote_outcome(session, pmid, row.decision), "ok", link=back)
+        flash(request, vote_outcome(session, pmid, row.decision, repeated=not saved.created),
+              "ok", link=back)
     if then == "next":
         return next_in_queue(request, session, user)
     return RedirectResponse(f"/records/{pmid}", status_code=303)
@@ -280,12 +286,13 @@ def next_in_queue(request: Request, session: Session, user: User) -> RedirectRes
     return RedirectResponse(f"/records/{rows[0].pmid}?rank={rows[0].rank}", status_code=303)
 
 
-def vote_outcome(session: Session, pmid: int, vote: str) -> str:
-    """The flash after a dual-screening vote: what the vote did to the record."""
+def vote_outcome(session: Session, pmid: int, vote: str, *, repeated: bool = False) -> str:
+    """The flash after a dual-screening vote: what the vote did to the record (``repeated``:
+    the same vote was already this person's latest, and nothing new was stored)."""
     record = get_or_404(session, Record, pmid, missing=f"record PMID {pmid} is not in the "
                                                        "database")
     state = current_state(session, record)
-    text = f"Vote saved: {vote} (PMID {pmid})."
+    text = f"Vote {'already ' if repeated else ''}saved: {vote} (PMID {pmid})."
     if state == "resolved":
         return f"{text} Both screeners agree: resolved as {record.decision}."
     if state == "conflict":

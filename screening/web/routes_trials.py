@@ -61,6 +61,7 @@ from store.bias import ENDPOINTS as BIAS_ENDPOINTS
 from store.bias import AssessmentError, current_assessment
 from store.errors import ConfigError, ValidationError
 from store.models import Estimate, Record, Trial, TrialReport, User
+from store.record_lock import locked_trial
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -249,9 +250,12 @@ async def trial_assess_bias(request: Request, trial_id: int, session: DbSession,
 @router.post("/trials/{trial_id}/edit")
 async def trial_edit(request: Request, trial_id: int, session: DbSession,
                      user: Curator) -> Response:
-    """Change a trial's fields (the same checks as a new trial); audited with old and new."""
-    trial = _trial(session, trial_id)
+    """Change a trial's fields (the same checks as a new trial); audited with old and new.
+    The form carries the fingerprint of the trial it was filled from (``shown``); the trial
+    is locked before it is compared, so no other edit slips in between the check and the
+    write (the JSON API's If-Match uses the same fingerprint)."""
     data = await _form(request)
+    trial = locked_trial(session, trial_id)
     shown = data.get("shown")
     if shown and shown != trial_fingerprint(trial):
         # Someone saved the trial after this form was filled: nothing is saved; the form comes

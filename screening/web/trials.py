@@ -152,11 +152,12 @@ def trial_fingerprint(trial: Trial) -> str:
 
 
 def trial_json(trial: Trial) -> dict[str, Any]:
-    """A trial's own fields as the JSON API gives them back after an edit."""
+    """A trial's own fields as the JSON API gives them back after an edit, with its
+    ``version`` (``screening.web.preconditions``)."""
     return {"id": trial.id, "name": trial.name, "drug": trial.drug, "regimen": trial.regimen,
             "comparator": trial.comparator, "setting": trial.setting,
             "is_strategy": trial.is_strategy, "registry_ids": list(trial.registry_ids or []),
-            "notes": trial.notes}
+            "notes": trial.notes, "version": trial_fingerprint(trial)}
 
 
 @dataclass(frozen=True)
@@ -245,8 +246,9 @@ def edit_message(session: Session, trial: Trial, change: TrialChange) -> str:
 
 
 #: Keys of a trial's JSON (``GET /api/trials``) that are not editable: a client may send the
-#: JSON back with new values, so they are accepted (``id`` must be this trial's) and ignored.
-_READ_ONLY = ("id", "reports", "estimates", "risk_of_bias")
+#: JSON back with new values, so they are accepted (``id`` must be this trial's) and ignored
+#: (``version`` is checked by the route: ``screening.web.preconditions``).
+_READ_ONLY = ("id", "reports", "estimates", "risk_of_bias", "version")
 
 
 def trial_data_from_json(trial: Trial, body: Mapping[str, Any]) -> dict[str, Any]:
