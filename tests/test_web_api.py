@@ -92,12 +92,19 @@ def test_health_is_503_when_the_database_goes_away(app: Any, api: TestClient,
 def test_records_api_filters_and_shapes(app: Any, api: TestClient, users: dict[str, str],
                                         records: int) -> None:
     headers = _token(app, users["viewer"])
+    with db(app) as session:  # where it sits in its journal, as PubMed prints it
+        record = session.get(Record, 90000005)
+        record.volume, record.issue, record.pages = "119", "13", "3003-15"
+        session.add(record)
+        session.commit()
     everything = api.get("/api/records", headers=headers).json()
     assert everything["total"] == 5 and everything["limit"] == 100
     first = everything["records"][0]
     assert first["pmid"] == 90000005 and first["score"] == pytest.approx(0.99)
     assert {"pmid", "title", "journal", "year", "score", "flagged", "audit_sample", "decision",
             "model_version_id", "pubmed_status", "deleted"} <= set(first)
+    assert (first["volume"], first["issue"], first["pages"], first["elocation"]) == (
+        "119", "13", "3003-15", None)
     undecided = api.get("/api/records?status=undecided", headers=headers).json()
     assert [r["pmid"] for r in undecided["records"]] == [90000002, 90000003, 90000001, 90000004]
     flagged = api.get("/api/records?status=undecided&flagged=true", headers=headers).json()

@@ -167,6 +167,9 @@ def health(request: Request) -> JSONResponse:
 
 def _record_json(r: Record) -> dict[str, Any]:
     return {"pmid": r.pmid, "title": r.title, "journal": r.journal, "year": r.year,
+            # as PubMed prints them ("3003-15"); null when it has none (online first) or
+            # until a record stored before migration 0013 is fetched again
+            "volume": r.volume, "issue": r.issue, "pages": r.pages, "elocation": r.elocation,
             "doi": r.doi, "pubmed_status": r.status, "publication_types": r.publication_types,
             "nct_ids": r.nct_ids, "score": r.score, "model_version_id": r.score_model_version_id,
             "flagged": r.flagged, "audit_sample": r.audit_sample, "decision": r.decision,
