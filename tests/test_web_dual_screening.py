@@ -228,6 +228,28 @@ def test_a_second_screener_cannot_see_the_first_vote(app: Any, team: dict[str, s
 
 
 # ----------------------------------------------------------------------------- conflicts
+def test_conflicts_page_pages_through_every_conflict(app: Any, team: dict[str, str],
+                                                     records: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past a page of conflicts the rest are a click away, never cut off."""
+    import screening.web.routes_conflicts as routes
+
+    monkeypatch.setattr(routes, "CONFLICTS_PAGE_SIZE", 1)
+    _conflict(app, 90000002)  # score 0.97
+    _conflict(app, 90000003)  # score 0.41
+    third = as_role(app, team, "curator3")
+    first = third.get("/conflicts").text
+    assert _queue_pmids(first.split("</nav>", 1)[1]) == [90000002]
+    assert 'href="/conflicts?offset=1">Next' in first and "Previous" not in first
+    assert "Conflicts 1–1 of 2, highest score first" in first
+    second = third.get("/conflicts?offset=1").text
+    assert _queue_pmids(second.split("</nav>", 1)[1]) == [90000003]
+    assert 'href="/conflicts?offset=0">← Previous' in second and "Next →" not in second
+    beyond = third.get("/conflicts?offset=5").text
+    assert "No conflicts from number 6 on (there are 2)" in beyond
+    assert third.get("/conflicts?offset=-1").status_code == 400
+
+
 def test_conflicts_page_lists_both_votes_and_leaves_the_queues(app: Any, team: dict[str, str],
                                                                records: int) -> None:
     _conflict(app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
@@ -35,18 +35,23 @@ router = APIRouter(dependencies=[Depends(csrf_protect)])
 
 
 @router.get("/conflicts")
-def conflicts_page(request: Request, session: DbSession, user: Viewer) -> Response:
-    return _conflicts_page(request, session, user)
+def conflicts_page(request: Request, session: DbSession, user: Viewer,
+                   offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
+    return _conflicts_page(request, session, user, offset=offset)
 
 
 def _conflicts_page(request: Request, session: Session, user: User, *, status_code: int = 200,
+                    offset: int = 0,
                     resolve_pmid: int | None = None, resolve_values: dict[str, str] | None = None,
                     resolve_error: str | None = None) -> Response:
-    """The page; after a refused resolution, with that record's form filled as sent and the
-    reason it was refused."""
+    """The page (``CONFLICTS_PAGE_SIZE`` conflicts from ``offset``, highest score first);
+    after a refused resolution, with that record's form filled as sent and the reason it was
+    refused."""
+    size = CONFLICTS_PAGE_SIZE
     return render(request, "conflicts.html", {
-        "conflicts": list_conflicts(session, user), "total": conflict_count(session),
-        "limit": CONFLICTS_PAGE_SIZE, "agreement": agreement(session), "decisions": DECISIONS,
+        "conflicts": list_conflicts(session, user, limit=size, offset=offset),
+        "total": conflict_count(session), "offset": offset,
+        "limit": size, "agreement": agreement(session), "decisions": DECISIONS,
         # Full-text conflicts are resolved on the record page; this page points to them.
         "fulltext_conflicts": fulltext_counts(session).conflicts,
         "resolve_pmid": resolve_pmid, "resolve_values": resolve_values or {},
