@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.exports import KINDS as EXPORT_KINDS
+from reports.exports import SUBSETS as EXPORT_SUBSETS
 from store.errors import ConfigError, MmlrError, ValidationError
 from store.settings import EARLIEST_POLL_DATE, PORT_RANGE, Settings, load_settings
 
@@ -286,7 +287,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     folder = bool(args.out) and args.out.endswith(("/", os.sep))
     written = export(ctx, args.kind, Path(args.out) if args.out else None,
                      stopping=partial(stopping_supported,
-                                      target_recall=settings.stopping_recall), folder=folder)
+                                      target_recall=settings.stopping_recall), folder=folder,
+                     only=args.only)
     if written:
         print("\n".join(str(p) for p in written), file=sys.stderr)
     return 0
@@ -500,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=EXPORT_KINDS)
     p.add_argument("--out", help="file (or folder for metafor); default stdout, for metafor "
                    "the exports/ folder of MMLR_DATA_DIR")
+    p.add_argument("--only", choices=EXPORT_SUBSETS,
+                   help="ris and csv: only these records: " + "; ".join(
+                       f"{name}: {words}" for name, words in EXPORT_SUBSETS.items()))
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("users", help="user administration")

@@ -49,7 +49,7 @@ from __future__ import annotations
 import csv
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +76,7 @@ from store.fulltext import (
     is_sought,
     outcomes,
     reason_label,
+    sought_pmids,
     verdict_words,
 )
 from store.models import (
@@ -109,6 +110,31 @@ _BESIDE = {"prisma": (".md", ".svg"), "sof": (".md",)}
 _VOTE = "vote"
 
 
+#: ``--only`` of the record exports (ris, csv): which records, in words for the help and docs.
+SUBSETS: dict[str, str] = {
+    "included": "passed title/abstract screening (include or maybe), not deleted: the reports "
+                "sought for retrieval",
+    "eligible": "full text settled as eligible",
+    "reports": "linked to a trial of the review (its reports: the included studies' "
+               "references)",
+}
+_SUBSET_KINDS = ("ris", "csv")
+
+
+def subset_pmids(session: Session, only: str) -> set[int]:
+    """The PMIDs of one of :data:`SUBSETS`."""
+    if only == "included":
+        return set(sought_pmids(session))
+    if only == "eligible":
+        settled = outcomes(session, sought_pmids(session))
+        return {pmid for pmid, o in settled.items() if o.verdict == "eligible"}
+    if only == "reports":
+        return {int(p) for p in session.exec(select(TrialReport.pmid).where(
+            col(TrialReport.pmid).is_not(None)).distinct()) if p is not None}
+    raise ValidationError(f"--only {only!r} is not a subset of records",
+                          hint=f"choose one of {', '.join(SUBSETS)}")
+
+
 #: Whether the stopping test supports stopping (``screening.health.stopping_supported``):
 #: passed in by the entry points, because reports import store only. Without one, the PRISMA
 #: flow counts no record as excluded by automation.
@@ -116,13 +142,20 @@ StoppingCheck = Callable[[Session], bool]
 
 
 def export(ctx: AppContext, kind: str, out: Path | None, *,
-           stopping: StoppingCheck | None = None, folder: bool = False) -> list[Path]:
+           stopping: StoppingCheck | None = None, folder: bool = False,
+           only: str | None = None) -> list[Path]:
     """Write the ``kind`` export to ``out`` (stdout when None); return the files written.
     ``stopping`` decides the PRISMA flow's exclusions by automation (:func:`prisma_counts`);
     ``folder``: ``out`` names a folder (typed with a trailing slash), created if need be,
-    never a file of that name."""
+    never a file of that name; ``only`` keeps the record exports to one of :data:`SUBSETS`."""
     if kind not in KINDS:
         raise ValidationError(f"unknown export {kind!r}", hint=f"choose one of {', '.join(KINDS)}")
+    if only is not None and kind not in _SUBSET_KINDS:
+        raise ValidationError(f"--only applies to the record exports, not to {kind!r}",
+                              hint=f"use it with {' or '.join(_SUBSET_KINDS)}")
+    if only is not None and only not in SUBSETS:
+        raise ValidationError(f"--only {only!r} is not a subset of records",
+                              hint=f"choose one of {', '.join(SUBSETS)}")
     if kind == "metafor":
         return _export_metafor(ctx, out)
     dual = ctx.settings.dual_screening
@@ -133,8 +166,10 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
 
     with ctx.sessions() as session:
         stops = kind == "prisma" and stopping is not None and stopping(session)
+        pmids = None if only is None else subset_pmids(session, only)
         writers: dict[str, Callable[[Session, IO[str]], None]] = {
-            "csv": partial(write_records_csv, dual=dual), "ris": write_ris,
+            "csv": partial(write_records_csv, dual=dual, pmids=pmids),
+            "ris": partial(write_ris, pmids=pmids),
             "prisma": partial(write_prisma_csv, dual=dual, automation_stops=stops),
             "sof": write_sof_csv, "screening": write_screening_csv}
         writer = writers[kind]
@@ -221,9 +256,10 @@ def _screened_twice() -> Any:
             .having(func.count(func.distinct(Decision.user_id)) >= 2))
 
 
-def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> None:
+def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
+                      pmids: Collection[int] | None = None) -> None:
     """One row per record, ordered by PMID; ``dual`` adds each record's dual-screening state
-    and number of screeners."""
+    and number of screeners; ``pmids`` keeps those records only (``--only``)."""
     writer = csv.writer(fh)  # QUOTE_MINIMAL: commas, quotes and newlines are quoted
     writer.writerow(DUAL_CSV_COLUMNS if dual else CSV_COLUMNS)
     # Plain column rows, not ORM objects: building entities cost ~4x the whole export.
@@ -234,6 +270,11 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
             .order_by(col(Record.pmid)).limit(_BATCH)).all()
         if not page:
             return
+        last = page[-1].pmid
+        if pmids is not None:
+            page = [r for r in page if r.pmid in pmids]
+            if not page:
+                continue
         screeners = _screeners_between(session, page[0].pmid, page[-1].pmid) if dual else {}
         verdicts = outcomes(
             session, [r.pmid for r in page if is_sought(r)])
@@ -254,7 +295,6 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False) -> N
             # Titles, journals and DOIs come from PubMed: a cell starting with "=" must
             # reach a panel's spreadsheet as text, not as a formula.
             writer.writerow(spreadsheet_row(row))
-        last = page[-1].pmid
 
 
 def _fulltext_cells(r: Any, verdict: Outcome | None) -> list[str]:
@@ -388,11 +428,13 @@ def fulltext_words(o: Outcome) -> str:
     return "not retrieved" if o.verdict == "not_retrieved" else verdict_words(o)
 
 
-def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False) -> None:
-    """RIS entries (tags per the RIS specification; one value per line)."""
+def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False,
+              pmids: Collection[int] | None = None) -> None:
+    """RIS entries (tags per the RIS specification; one value per line); ``pmids`` keeps
+    those records only (``--only``)."""
     verdicts: dict[int, Outcome] = {}
     for r in _records(session):
-        if r.deleted and not include_deleted:
+        if (r.deleted and not include_deleted) or (pmids is not None and r.pmid not in pmids):
             continue
         if r.pmid not in verdicts and is_sought(r):
             # The full-text verdicts of the records sought from here on, a page at a time

@@ -507,6 +507,60 @@ def test_metafor_delegates(ctx, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert "CALGB 100104" in table and "IFM 2005-02" in table
 
 
+def test_only_keeps_the_record_exports_to_a_subset(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--only included|eligible|reports`: what was sought, what the full text kept, and the
+    included studies' references (records linked to a trial); deleted records never."""
+    from store.fulltext import assess
+    from store.models import User
+
+    seed(ctx)  # 3 included and a report of CALGB 100104, 6 maybe, 5 included but deleted
+    with ctx.sessions() as s:
+        s.add(Record(pmid=8, title="Included, full text eligible", decision="include"))
+        s.add(Record(pmid=9, title="Excluded, yet linked to the trial", decision="exclude"))
+        user = User(email="ft@example.org", role="curator")
+        s.add(user)
+        s.flush()
+        assess(s, user=user, pmid=8, verdict="eligible", reason=None, note=None,
+               screeners_per_record=1)
+        assess(s, user=user, pmid=3, verdict="excluded", reason="not_randomised", note=None,
+               screeners_per_record=1)
+        trial = s.exec(select(Trial)).one()
+        s.add(TrialReport(trial_id=trial.id, pmid=9, citation="a later report"))
+        s.commit()
+
+    def ris_pmids(only: str) -> list[int]:
+        [path] = export(ctx, "ris", tmp_path / f"{only}.ris", only=only)
+        return [int(n) for n in re.findall(r"^AN  - (\d+)", path.read_text(encoding="utf-8"),
+                                           re.M)]
+
+    def csv_pmids(only: str) -> list[int]:
+        [path] = export(ctx, "csv", tmp_path / f"{only}.csv", only=only)
+        return [int(r["pmid"]) for r in read_csv(path.read_text(encoding="utf-8"))]
+
+    for pmids in (ris_pmids, csv_pmids):
+        assert pmids("included") == [3, 6, 8]
+        assert pmids("eligible") == [8]
+        assert pmids("reports") == [3, 9]
+    with pytest.raises(ValidationError, match="--only applies to the record exports, not to "
+                                              "'prisma'"):
+        export(ctx, "prisma", tmp_path / "p.csv", only="included")
+    with pytest.raises(ValidationError, match="--only 'all' is not a subset of records"):
+        export(ctx, "ris", tmp_path / "x.ris", only="all")
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "x.ris").exists()
+
+
+def test_cli_export_only(db_url: str, tmp_path: Path) -> None:
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    proc = run_cli("export", "csv", "--only", "eligible", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [",".join(CSV_COLUMNS)]  # nothing assessed yet
+    bad = run_cli("export", "sof", "--only", "reports", env=env)
+    assert_one_line_error(bad)
+    assert "--only applies to the record exports, not to 'sof'" in bad.stderr
+    usage = run_cli("export", "ris", "--only", "everything", env=env)
+    assert usage.returncode == 2 and "invalid choice: 'everything'" in usage.stderr
+
+
 def test_cli_export_csv(db_url: str, tmp_path: Path) -> None:
     env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
     proc = run_cli("export", "csv", env=env)
