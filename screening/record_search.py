@@ -89,13 +89,18 @@ def _trial_matches(term: str) -> Any:
                _json_contains(col(Trial.registry_ids), term))
 
 
+def records_matching(terms: tuple[str, ...]) -> Any:
+    """The WHERE condition of records matching every term (for the page and the API)."""
+    return and_(*(_record_matches(t) for t in terms))
+
+
 def search(session: Session, text: str, *, limit: int = 50, offset: int = 0) -> SearchResult:
     """Records (highest score first, as the queue) and trials (by name) matching every term
     of ``text``; deleted records are found too (the page marks them). No terms: nothing."""
     terms = parse_terms(text)
     if not terms:
         return SearchResult(terms=(), total=0, records=[], trials=[])
-    where = and_(*(_record_matches(t) for t in terms))
+    where = records_matching(terms)
     total = int(session.exec(select(func.count()).select_from(Record).where(where)).one())
     records = list(session.exec(
         select(Record).where(where)

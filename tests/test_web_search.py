@@ -156,3 +156,25 @@ def test_terms_are_parsed_as_words_and_phrases() -> None:
         parse_terms("x" * (MAX_QUERY_CHARS + 1))
     assert exact_pmid("PMID: 22571200") == 22571200
     assert exact_pmid("22571200 lenalidomide") is None
+
+
+def test_the_api_searches_records_with_q(app: Any, users: dict[str, str]) -> None:
+    from test_web import api_as
+
+    add_records(app, [{**r, "decision": "include" if r["pmid"] == 1002 else None}
+                      for r in RECORDS])
+    api = api_as(app, users, "viewer")
+
+    def pmids(query: str) -> list[int]:
+        answer = api.get(f"/api/records?{query}")
+        assert answer.status_code == 200, answer.text
+        return [r["pmid"] for r in answer.json()["records"]]
+
+    assert pmids("q=lenalidomide") == [1001, 1002]
+    assert pmids("q=lenalidomide&status=decided") == [1002]
+    assert pmids("q=%22maintenance+therapy%22") == [1001, 1003]
+    assert api.get("/api/records?q=attal").json()["total"] == 1
+    for query, message in [("q=", "q is empty"), ("q=%20%22%22", "q is empty"),
+                           ("q=" + "a" * (MAX_QUERY_CHARS + 1), "the search is 301 characters")]:
+        answer = api.get(f"/api/records?{query}")
+        assert answer.status_code == 400 and message in answer.json()["error"], query

@@ -32,6 +32,7 @@ from sqlmodel import Session, col, select
 from reports.absolute import absolute_or_reason
 from screening.agreement import record_state
 from screening.health import screening_health
+from screening.record_search import MAX_QUERY_CHARS, parse_terms, records_matching
 from screening.votes import hidden_from_queue, in_conflict, screener_counts, user_votes
 from screening.web.absolute_effects import (
     baseline_json,
@@ -191,6 +192,7 @@ def _parse_bool(name: str, value: str | None) -> bool | None:
 def records(request: Request, session: DbSession, user: ApiReader,
             status: Annotated[str, Query(max_length=20)] = "all",
             flagged: Annotated[str | None, Query(max_length=10)] = None,
+            q: Annotated[str | None, Query(max_length=4 * MAX_QUERY_CHARS)] = None,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
             offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
     """Records by screening status, highest score first. Under dual screening ``undecided``
@@ -199,7 +201,8 @@ def records(request: Request, session: DbSession, user: ApiReader,
     the caller's own vote — never anyone else's. Every record carries its full-text state
     (``fulltext``: null unless included or maybe, else its settled verdict or ``awaiting``,
     ``awaiting_second`` or ``conflict``) and, for an excluded report, its reason code
-    (``fulltext_reason``)."""
+    (``fulltext_reason``). ``q`` keeps the records matching every term of a search, as on
+    ``/search`` (``screening.record_search``)."""
     if status not in STATUSES:
         raise ValidationError(f"status={status!r} is not valid",
                               hint=f"use one of {', '.join(STATUSES)}")
@@ -222,6 +225,12 @@ def records(request: Request, session: DbSession, user: ApiReader,
             conditions.append(Record.decision == status)
     if want_flag is not None:
         conditions.append(col(Record.flagged).is_(want_flag))
+    if q is not None:
+        terms = parse_terms(q)
+        if not terms:
+            raise ValidationError("q is empty", hint="give words, a PMID, a DOI or a "
+                                  "registration number, or leave q out")
+        conditions.append(records_matching(terms))
     total = session.exec(select(func.count()).select_from(Record).where(*conditions)).one()
     rows = session.exec(select(Record).where(*conditions).order_by(
         col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)).all()
