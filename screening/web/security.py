@@ -35,6 +35,8 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        static = str(scope.get("path", "")).startswith("/static/")
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
@@ -43,10 +45,10 @@ class SecurityHeadersMiddleware:
                         headers[name] = value
                 if self.hsts:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-                ctype = headers.get("content-type", "")
-                if ctype.startswith(("text/html", "application/json")) \
-                        and "cache-control" not in headers:
-                    # Pages show unpublished curation work: keep them out of shared caches.
+                if "cache-control" not in headers and not static:
+                    # Pages, plots and downloads show unpublished curation work: keep them
+                    # out of every cache, the browser's disk too (a shared computer keeps
+                    # what it cached after the user logged out). Only /static may be kept.
                     headers["Cache-Control"] = "no-store"
             await send(message)
 
