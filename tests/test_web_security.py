@@ -17,6 +17,7 @@ import test_web_funnel
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from markdown_it import MarkdownIt
+from pydantic import SecretStr
 from sqlmodel import func, select
 from test_web import PASSWORD, api_as, as_role, csrf_from, db, login
 from test_web_funnel import FEW
@@ -202,6 +203,9 @@ def test_nothing_behind_a_login_is_kept_in_a_cache(app: Any, users: dict[str, st
             served.add(path)
             assert response.headers.get("cache-control") == "no-store", (
                 path, response.headers.get("cache-control"))
+            assert response.headers["x-content-type-options"] == "nosniff", path
+            assert response.headers["cross-origin-resource-policy"] == "same-origin", path
+            assert "content-security-policy" in response.headers, path
     # the kinds that were cacheable before: an SVG plot, CSV and Markdown downloads
     assert {"/prisma.svg", "/summary.csv", "/summary.md", "/searches.csv", "/",
             "/api/records"} <= served, served
@@ -292,3 +296,165 @@ def test_a_typed_link_in_the_markdown_download_stays_text(
     assert "<table>" in rendered  # the table is still a table
     assert "<a " not in rendered, rendered
     assert "[open the registry](https://evil.example/) \\[x](javascript:alert(1))" in rendered
+
+
+# ----------------------------------------------------------------------------- secrets in logs
+# Test values, each unique enough to grep for.
+SMTP_PASSWORD = "smtp-Pa55-q7x"
+ENTREZ_KEY = "entrezkey0123456789abcdef"
+SECRET_KEY = "secret-key-for-the-log-test-0123456789-abcdefgh"
+ADMIN_PASSWORD = "admin-Pa55-zz9-plural"
+NEW_PASSWORD = "new-Pa55-for-the-log-test"
+WRONG_PASSWORD = "wrong-Pa55-for-the-log-test"
+
+
+def test_no_secret_reaches_the_log_or_the_audit_trail(settings: Any,
+                                                      caplog: Any) -> None:
+    """A run of the web app with every secret configured, through logins (failed and not), a
+    password change, a new API token used on the API, an admin's generated password and an
+    unsubscribe link: the log at DEBUG and the audit rows carry none of them."""
+    from screening.web.app import create_app
+    from screening.web.auth import add_user
+    from store.subscribers import add_subscriber, unsubscribe_token
+
+    configured = settings.model_copy(update={
+        "smtp_url": SecretStr(f"smtp://digest:{SMTP_PASSWORD}@127.0.0.1:9"),
+        "entrez_api_key": SecretStr(ENTREZ_KEY), "secret_key": SecretStr(SECRET_KEY),
+        "admin_password": SecretStr(ADMIN_PASSWORD)})
+    application = create_app(configured)
+    seen: list[str] = []
+    try:
+        with caplog.at_level("DEBUG"):
+            with db(application) as session:
+                add_user(session, "admin@example.org", role="admin", password=ADMIN_PASSWORD)
+                add_user(session, "cur@example.org", role="curator", password=PASSWORD)
+                subscriber = add_subscriber(session, "reader@example.org", actor="test")
+                session.commit()
+                link = unsubscribe_token(subscriber, configured.secret())
+            browser = TestClient(application, raise_server_exceptions=False)
+            assert login(browser, "cur@example.org", WRONG_PASSWORD).status_code == 401
+            assert login(browser, "cur@example.org").status_code == 303
+            changed = browser.post("/account/password", data={
+                "csrf_token": csrf_from(browser.get("/account").text),
+                "current_password": PASSWORD, "new_password": NEW_PASSWORD,
+                "confirm_password": NEW_PASSWORD}, follow_redirects=False)
+            assert changed.status_code == 303
+            page = browser.post("/account/token", data={
+                "csrf_token": csrf_from(browser.get("/account").text),
+                "current_password": NEW_PASSWORD})
+            token = re.search(r"mmlr_[A-Za-z0-9_-]{43}", page.text)
+            assert token is not None
+            seen.append(token.group(0))
+            api = TestClient(application, headers={"Authorization": f"Bearer {token.group(0)}"})
+            assert api.get("/api/records").status_code == 200
+            admin = TestClient(application, raise_server_exceptions=False)
+            assert login(admin, "admin@example.org", ADMIN_PASSWORD).status_code == 303
+            made = admin.post("/admin/users", data={
+                "csrf_token": csrf_from(admin.get("/admin/users").text),
+                "email": "new@example.org", "role": "viewer"})
+            assert made.status_code == 200, made.text
+            generated = re.findall(r'<code class="secret">([^<]+)</code>', made.text)
+            assert len(generated) == 1, made.text  # shown once, on this page
+            seen += generated
+            anonymous = TestClient(application, raise_server_exceptions=False)
+            assert anonymous.get(f"/unsubscribe?t={link}").status_code == 200
+            assert anonymous.post("/unsubscribe", data={"t": link}).status_code == 200
+            assert anonymous.get(f"/unsubscribe?t={link[:-2]}xx").status_code == 400
+        with db(application) as session:
+            audited = " ".join(f"{row.action} {row.actor} {row.object_id} {row.details}"
+                               for row in session.exec(select(AuditLog)))
+    finally:
+        application.state.retrainer.join(timeout=30)
+        application.state.ctx.dispose()
+    # The test's own HTTP client (httpx) logs the URLs it asks for; the server's log is the
+    # rest (and `mmlr` keeps httpx at WARNING: test_a_cli_run_logs_no_secret).
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records
+                       if not r.name.startswith(("httpx", "httpcore")))
+    assert "failed login for cur@example.org" in logged  # the log was captured at all
+    assert "auth.password_change" in audited and "user.token_issued" in audited
+    for secret in (SMTP_PASSWORD, ENTREZ_KEY, SECRET_KEY, ADMIN_PASSWORD, NEW_PASSWORD,
+                   WRONG_PASSWORD, PASSWORD, link, link.split(".")[1], *seen):
+        assert secret not in logged, secret
+        assert secret not in audited, secret
+
+
+def test_a_cli_run_logs_no_secret(tmp_path: Any, db_url: str) -> None:
+    """`mmlr -v init`, a poll that cannot reach E-utilities and `users add`, with every
+    secret in the environment: the log file and the terminal carry none of them."""
+    from conftest import cli_env, run_cli
+
+    data = tmp_path / "cli"
+    env = cli_env(MMLR_DATA_DIR=str(data), MMLR_DATABASE_URL=db_url,
+                  MMLR_SECRET_KEY=SECRET_KEY, MMLR_ADMIN_PASSWORD=ADMIN_PASSWORD,
+                  MMLR_ENTREZ_API_KEY=ENTREZ_KEY, MMLR_ENTREZ_EMAIL="t@example.org",
+                  MMLR_SMTP_URL=f"smtp://digest:{SMTP_PASSWORD}@127.0.0.1:9",
+                  MMLR_ENTREZ_URL="http://127.0.0.1:9/entrez/eutils/",
+                  MMLR_ENTREZ_MAX_RETRIES="0")
+    out = ""
+    for args in (("-v", "init"), ("-v", "poll"), ("-v", "config"),
+                 ("-v", "users", "add", "x@example.org", "--role", "curator")):
+        proc = run_cli(*args, env=env)
+        out += proc.stdout + proc.stderr
+    assert "cannot reach E-utilities" in out  # the poll failed as intended
+    generated = re.search(r"password \(shown once\): (\S+)", out)
+    assert generated is not None
+    log = (data / "mmlr.log").read_text(encoding="utf-8")
+    assert "user x@example.org added" in log
+    assert generated.group(1) not in log
+    for secret in (SMTP_PASSWORD, ENTREZ_KEY, SECRET_KEY, ADMIN_PASSWORD):
+        assert secret not in log and secret not in out, secret
+
+
+# ----------------------------------------------------------------------------- redirects
+def test_no_next_sends_a_browser_to_another_site(app: Any, users: dict[str, str]) -> None:
+    """Browsers drop tabs and newlines from a URL and read "\\" as "/": every spelling of
+    "//elsewhere" must stay on this site, after a login and for a user already logged in."""
+    targets = ["//evil.example/", "/\t/evil.example/", "/\n/evil.example/", "/\\evil.example",
+               "\\/evil.example", "https://evil.example/", "javascript:alert(1)",
+               "/%2F/evil.example", " //evil.example", "/\r\n/evil.example"]
+    for target in targets:
+        browser = TestClient(app, raise_server_exceptions=False)
+        token = csrf_from(browser.get("/login").text)
+        response = browser.post("/login", data={"email": users["viewer"], "password": PASSWORD,
+                                                "csrf_token": token, "next": target},
+                                follow_redirects=False)
+        assert response.status_code == 303, target
+        for location in (response.headers["location"],
+                         browser.get("/login", params={"next": target},
+                                     follow_redirects=False).headers["location"]):
+            cleaned = re.sub(r"[\t\n\r ]", "", location).replace("\\", "/")
+            assert cleaned.startswith("/") and not cleaned.startswith("//"), (target, location)
+
+
+# ----------------------------------------------------------------------------- enumeration
+def test_a_login_says_and_does_the_same_for_an_unknown_address(
+        app: Any, users: dict[str, str], monkeypatch: Any) -> None:
+    """No account, a deactivated one, a wrong password: the same answer, and the same scrypt
+    work at the same cost (counted on the standard library's function, never timed), so that
+    neither the words nor the response time tell which addresses have accounts."""
+    with db(app) as session:
+        gone = session.exec(select(User).where(User.email == users["admin"])).one()
+        gone.active = False
+        session.add(gone)
+        session.commit()
+    real = hashlib.scrypt
+    calls: list[tuple[int, int, int]] = []
+
+    def counting(password: bytes, **kwargs: Any) -> bytes:
+        calls.append((kwargs["n"], kwargs["r"], kwargs["p"]))
+        return real(password, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", counting)
+    answers = []
+    for email in ("nobody@example.org", users["admin"], users["curator"]):
+        browser = TestClient(app, raise_server_exceptions=False)
+        token = csrf_from(browser.get("/login").text)
+        calls.clear()
+        response = browser.post("/login", data={"email": email, "password": "wrong-pass-1",
+                                                "csrf_token": token, "next": "/"})
+        page = re.sub(r'name="csrf_token" value="[^"]+"', "", response.text)  # random
+        answers.append((response.status_code, page.replace(email, "EMAIL")))
+        assert len(calls) == 1, (email, calls)
+        assert calls[0] == (auth._SCRYPT_N, auth._SCRYPT_R, auth._SCRYPT_P), (email, calls)
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0][0] == 401 and "wrong e-mail or password" in answers[0][1]

@@ -21,6 +21,9 @@ DEFAULT_HEADERS: dict[str, str] = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "Cross-Origin-Opener-Policy": "same-origin",
+    # Another site may not embed our plots, JSON or downloads (the browser refuses to load
+    # them cross-origin, whatever cookies it would send): nothing here is for other sites.
+    "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
 }
 
