@@ -458,3 +458,27 @@ def test_a_login_says_and_does_the_same_for_an_unknown_address(
         assert calls[0] == (auth._SCRYPT_N, auth._SCRYPT_R, auth._SCRYPT_P), (email, calls)
     assert answers[0] == answers[1] == answers[2]
     assert answers[0][0] == 401 and "wrong e-mail or password" in answers[0][1]
+
+
+# ----------------------------------------------------------------------------- deactivation
+def test_a_reactivated_account_gets_no_old_login_or_token_back(app: Any,
+                                                                users: dict[str, str]) -> None:
+    """An account is deactivated when it may be in the wrong hands: its reactivation must not
+    bring back a cookie or an API token from before."""
+    curator = as_role(app, users, "curator")
+    api = api_as(app, users, "curator")
+    assert curator.get("/account").status_code == 200
+    assert api.get("/api/records").status_code == 200
+    admin = as_role(app, users, "admin")
+    with db(app) as session:
+        target = session.exec(select(User).where(User.email == users["curator"])).one()
+    for active in ("0", "1"):
+        changed = admin.post(f"/admin/users/{target.id}/active", data={
+            "active": active, "csrf_token": csrf_from(admin.get("/admin/users").text)},
+            follow_redirects=False)
+        assert changed.status_code == 303, changed.text
+    with db(app) as session:
+        assert session.exec(select(User).where(User.email == users["curator"])).one().active
+    assert curator.get("/account", follow_redirects=False).status_code == 303  # to /login
+    assert api.get("/api/records").status_code == 401
+    assert login(TestClient(app), users["curator"]).status_code == 303  # a new login works
