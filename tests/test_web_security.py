@@ -482,3 +482,41 @@ def test_a_reactivated_account_gets_no_old_login_or_token_back(app: Any,
     assert curator.get("/account", follow_redirects=False).status_code == 303  # to /login
     assert api.get("/api/records").status_code == 401
     assert login(TestClient(app), users["curator"]).status_code == 303  # a new login works
+
+
+# ----------------------------------------------------------------------------- CSRF
+def test_a_csrf_token_works_only_in_its_own_session(app: Any, users: dict[str, str],
+                                                    records: int) -> None:
+    """A token is the session's, not a password to the forms: one read from another login
+    (the attacker's own, say) is refused, as is one from before this login."""
+    victim = as_role(app, users, "curator")
+    attacker = as_role(app, users, "viewer")
+    foreign = csrf_from(attacker.get("/").text)
+    sent = victim.post("/records/90000002/decision", data={
+        "csrf_token": foreign, "decision": "include"}, follow_redirects=False)
+    assert sent.status_code == 403 and "does not match this session" in sent.text
+    # and the same request with the victim's own token goes through (the refusal above was
+    # the token's, nothing else)
+    own = victim.post("/records/90000002/decision", data={
+        "csrf_token": csrf_from(victim.get("/").text), "decision": "include"},
+        follow_redirects=False)
+    assert own.status_code == 303, own.text
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Decision)).one() == 1
+
+
+def test_a_cookie_planted_before_login_is_not_logged_in_by_it(app: Any,
+                                                               users: dict[str, str]) -> None:
+    """Session fixation: someone hands the victim a session cookie of their own making (an
+    anonymous one from the login page), the victim logs in with it; the planted cookie is
+    still anonymous, and the victim's login has a session nobody else knew."""
+    attacker = TestClient(app, raise_server_exceptions=False)
+    attacker.get("/login")
+    planted = dict(attacker.cookies)
+    victim = TestClient(app, raise_server_exceptions=False)
+    victim.cookies.set("mmlr_session", planted["mmlr_session"], domain="testserver.local")
+    assert login(victim, users["curator"]).status_code == 303
+    assert [c.value for c in victim.cookies.jar if c.name == "mmlr_session"] != [
+        planted["mmlr_session"]]
+    assert victim.get("/account", follow_redirects=False).status_code == 200
+    assert attacker.get("/account", follow_redirects=False).status_code == 303  # to /login
