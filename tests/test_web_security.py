@@ -520,3 +520,27 @@ def test_a_cookie_planted_before_login_is_not_logged_in_by_it(app: Any,
         planted["mmlr_session"]]
     assert victim.get("/account", follow_redirects=False).status_code == 200
     assert attacker.get("/account", follow_redirects=False).status_code == 303  # to /login
+
+
+def _store_hash(app: Any, email: str, stored: str) -> None:
+    with db(app) as session:
+        user = session.exec(select(User).where(User.email == email)).one()
+        user.password_hash = stored
+        session.add(user)
+        session.commit()
+
+
+def test_a_hash_of_owasps_cost_logs_in_and_one_beyond_any_is_refused(
+        app: Any, users: dict[str, str]) -> None:
+    """Raising the cost to OWASP's (2**17 x 8, 128 MiB) must work once the constants say so:
+    Python's own 32 MiB ceiling would turn every such login into "wrong password". A stored
+    hash asking for more than one login should ever get (1 GiB) is a failed login, not a
+    crash or an exhausted machine."""
+    salt = b"\x02" * 16
+    owasp = hashlib.scrypt(PASSWORD.encode(), salt=salt, n=2**17, r=8, p=1, dklen=32,
+                           maxmem=2**28)
+    _store_hash(app, users["viewer"], f"scrypt${2**17}$8$1${salt.hex()}${owasp.hex()}")
+    assert login(TestClient(app), users["viewer"]).status_code == 303
+    _store_hash(app, users["curator"], f"scrypt${2**20}$8$1${salt.hex()}${'00' * 32}")
+    refused = login(TestClient(app, raise_server_exceptions=False), users["curator"])
+    assert refused.status_code == 401 and "wrong e-mail or password" in refused.text
