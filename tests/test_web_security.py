@@ -306,6 +306,7 @@ SECRET_KEY = "secret-key-for-the-log-test-0123456789-abcdefgh"
 ADMIN_PASSWORD = "admin-Pa55-zz9-plural"
 NEW_PASSWORD = "new-Pa55-for-the-log-test"
 WRONG_PASSWORD = "wrong-Pa55-for-the-log-test"
+DB_PASSWORD = "db-Pa55-for-the-log-test"
 
 
 def test_no_secret_reaches_the_log_or_the_audit_trail(settings: Any,
@@ -379,8 +380,9 @@ def test_no_secret_reaches_the_log_or_the_audit_trail(settings: Any,
 
 
 def test_a_cli_run_logs_no_secret(tmp_path: Any, db_url: str) -> None:
-    """`mmlr -v init`, a poll that cannot reach E-utilities and `users add`, with every
-    secret in the environment: the log file and the terminal carry none of them."""
+    """`mmlr -v init`, a poll that cannot reach E-utilities, `config`, `users add` and an
+    `init` whose database (its URL with a password) is unreachable, with every secret in
+    the environment: the log file and the terminal carry none of them."""
     from conftest import cli_env, run_cli
 
     data = tmp_path / "cli"
@@ -395,13 +397,19 @@ def test_a_cli_run_logs_no_secret(tmp_path: Any, db_url: str) -> None:
                  ("-v", "users", "add", "x@example.org", "--role", "curator")):
         proc = run_cli(*args, env=env)
         out += proc.stdout + proc.stderr
+    # and a database that cannot be reached, whose URL carries a password
+    unreachable = {**env, "MMLR_DATABASE_URL":
+                   f"postgresql+psycopg://mmlr:{DB_PASSWORD}@127.0.0.1:9/mmlr"}
+    proc = run_cli("-v", "init", env=unreachable)
+    out += proc.stdout + proc.stderr
+    assert "cannot connect to the database postgresql+psycopg://mmlr:***@" in out
     assert "cannot reach E-utilities" in out  # the poll failed as intended
     generated = re.search(r"password \(shown once\): (\S+)", out)
     assert generated is not None
     log = (data / "mmlr.log").read_text(encoding="utf-8")
     assert "user x@example.org added" in log
     assert generated.group(1) not in log
-    for secret in (SMTP_PASSWORD, ENTREZ_KEY, SECRET_KEY, ADMIN_PASSWORD):
+    for secret in (SMTP_PASSWORD, ENTREZ_KEY, SECRET_KEY, ADMIN_PASSWORD, DB_PASSWORD):
         assert secret not in log and secret not in out, secret
 
 
