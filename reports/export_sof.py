@@ -152,8 +152,13 @@ def write_sof_csv(session: Session, fh: IO[str]) -> None:
 
 def _cell(text: Any) -> str:
     # A trial name or a reason with "|" would split a Markdown cell; "<" would open raw HTML,
-    # which Markdown renders as it is (a curator-typed name is text, never markup).
-    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+    # which Markdown renders as it is; "[...](...)" would be a link, "javascript:" ones
+    # included where a renderer does not filter them (a curator-typed name is text, never
+    # markup). The backslash is escaped first, so that one typed before "[" stays a backslash.
+    escaped = html.escape(" ".join(str(text).split()), quote=False)
+    for char in ("\\", "[", "]", "|"):
+        escaped = escaped.replace(char, "\\" + char)
+    return escaped
 
 
 def network_rows(networks: Sequence[Fitted]) -> list[dict[str, Any]]:

@@ -105,8 +105,11 @@ def set_active(request: Request, user_id: int, session: DbSession, admin: Admin,
     make_active = active == "1"
     if not make_active:
         _keep_an_admin(session, target)
-        # a deactivated account's token dies with it (and the audit trail says so)
+        # a deactivated account's token dies with it (and the audit trail says so), and so
+        # do its logins: a reactivation must not bring back a cookie or token of before
+        # (an account is deactivated when it may be in the wrong hands)
         revoke_api_token(session, target, actor=admin.email, via="deactivate")
+        target.session_version = (target.session_version or 0) + 1
     target.active = make_active
     session.add(target)
     audit(session, "user.activate" if make_active else "user.deactivate", actor=admin.email,

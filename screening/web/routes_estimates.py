@@ -49,8 +49,7 @@ router = APIRouter(dependencies=[Depends(csrf_protect)])
 
 # The SVG comes from matplotlib (text escaped), and is shown through <img>, where scripts never
 # run; this policy also covers someone opening the URL directly.
-SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-               "Cache-Control": "private, max-age=300"}
+SVG_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
 
 
 def _estimates_page(request: Request, session: Session, *, status_code: int = 200,

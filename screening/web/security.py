@@ -21,6 +21,9 @@ DEFAULT_HEADERS: dict[str, str] = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "Cross-Origin-Opener-Policy": "same-origin",
+    # Another site may not embed our plots, JSON or downloads (the browser refuses to load
+    # them cross-origin, whatever cookies it would send): nothing here is for other sites.
+    "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
 }
 
@@ -35,6 +38,8 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        static = str(scope.get("path", "")).startswith("/static/")
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
@@ -43,10 +48,10 @@ class SecurityHeadersMiddleware:
                         headers[name] = value
                 if self.hsts:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-                ctype = headers.get("content-type", "")
-                if ctype.startswith(("text/html", "application/json")) \
-                        and "cache-control" not in headers:
-                    # Pages show unpublished curation work: keep them out of shared caches.
+                if "cache-control" not in headers and not static:
+                    # Pages, plots and downloads show unpublished curation work: keep them
+                    # out of every cache, the browser's disk too (a shared computer keeps
+                    # what it cached after the user logged out). Only /static may be kept.
                     headers["Cache-Control"] = "no-store"
             await send(message)
 
