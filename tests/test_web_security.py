@@ -155,9 +155,12 @@ def test_viewers_are_refused_every_write_and_curators_every_admin_route(
         assert session.exec(select(func.count()).select_from(Trial)).one() == 0
         assert session.exec(select(func.count()).select_from(Estimate)).one() == 0
         # only the logins and tokens of this test were audited (a user may revoke their own
-        # token), no change of data
+        # token), and the curator's Pool now, which needs no field (it pooled no evidence):
+        # no change of data
         actions = set(session.exec(select(AuditLog.action).where(AuditLog.id > before)))
-        assert actions <= {"auth.login", "user.token_issued", "user.token_revoked"}, actions
+        assert actions <= {"auth.login", "user.token_issued", "user.token_revoked",
+                           "pool.requested"}, actions
+        assert session.exec(select(func.count()).select_from(PooledResult)).one() == 0
 
 
 def test_the_json_api_refuses_a_cookie_for_every_write(app: Any, users: dict[str, str],
