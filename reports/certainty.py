@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Any
 
+from reports.presentation import has_heterogeneity
 from reports.small_study import ASYMMETRY_P, p_text
 from reports.words import plural
 
@@ -94,7 +95,7 @@ def _beside(value: float, threshold: float, digits: int, *, at_or_below: bool = 
 
 def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any]:
     base = {"domain": "inconsistency", "label": "Inconsistency", "provisional": False}
-    if k < 2 or i2 is None:
+    if not has_heterogeneity(k) or i2 is None:
         return {**base, "downgrade": 0, "reason": "not applicable: one trial"}
     q_text = f"Q p = {_beside(q_p, 0.10, 2)}" if q_p is not None else "Q p n/a"
     reason = f"I² = {_beside(i2, 50, 0)}%, {q_text}"
