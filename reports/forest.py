@@ -23,7 +23,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from reports.figures import DPI, WIDTH_IN, figure_bytes
 from reports.presentation import has_heterogeneity, shown_hr_of, trial_hr
-from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, rounded
+from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
 from store.errors import PoolingError
 
 Z95 = 1.959964
@@ -311,7 +311,7 @@ def _draw(data: ForestData) -> Figure:
         elif kind in ("subtotal", "overall"):
             d: Diamond = item
             bold = kind == "overall"
-            text = d.label if bold else f"Subtotal ({d.k} trial{'s' if d.k != 1 else ''})"
+            text = d.label if bold else f"Subtotal ({plural(d.k, 'trial')})"
             if d.note:
                 text += f"; {d.note}"
             put(0.015 if bold else 0.03, y, text, fontweight="bold" if bold else "normal")

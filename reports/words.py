@@ -7,7 +7,7 @@ differently, round 1.025 two ways or write one interval as "0.18–1.64" here an
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Literal
 
 
@@ -56,7 +56,10 @@ def rounded(value: Number | None, digits: int = 2, *, missing: str = "—") -> s
     if number is None:
         return missing
     step = Decimal(1).scaleb(-digits)
-    return f"{number.quantize(step, rounding=ROUND_HALF_UP):f}"
+    # enough significant digits for any float (the default 28 refuse a τ² of 1e30 to 4 places)
+    context = Context(prec=max(28, number.adjusted() + digits + 2))
+    result = number.quantize(step, rounding=ROUND_HALF_UP, context=context)
+    return f"{abs(result) if result.is_zero() else result:f}"  # never "-0.000"
 
 
 def hr_number(value: Number | None, *, missing: str = "—") -> str:

@@ -65,6 +65,7 @@ def _snapshots(ctx: Any) -> dict[str, PooledResult]:
     (None, 2, "—"),
     (float("nan"), 2, "—"),
     (math.inf, 2, "∞"),
+    (-0.0004, 3, "0.000"),  # format() says "-0.000"
 ])
 def test_rounding_is_half_up_on_the_decimal_text(value: Any, digits: int, text: str) -> None:
     assert rounded(value, digits) == text
@@ -215,3 +216,9 @@ def test_estimates_and_summary_pages_show_the_printed_ci(app: Any,
     (tr,) = lxml.html.fromstring(summary.text).xpath(
         f"//tr[@data-analysis='{ONE}']")
     assert tr.xpath("td")[2].text_content().split("(one")[0].strip() == "0.55 (0.36–0.86)"
+
+
+def test_rounding_copes_with_any_float() -> None:
+    # a τ² near the float range to 4 places needs more than Decimal's default 28 digits
+    assert rounded(1e30, 4) == "1" + "0" * 30 + ".0000"
+    assert rounded(1.7e308, 2).endswith(".00")
