@@ -265,8 +265,7 @@ def small_study_effects(yi: Sequence[float], sei: Sequence[float], *, method: st
                            "available": k >= MIN_TRIALS, "egger": None, "trim_fill": None,
                            "errors": {}}
     if k < MIN_TRIALS:
-        out["reason"] = (f"{k} trial{'s' if k != 1 else ''}: a funnel plot needs at least "
-                         f"{MIN_TRIALS}")
+        out["reason"] = f"{plural(k, 'trial')}: a funnel plot needs at least {MIN_TRIALS}"
         return out
     try:
         out["egger"] = egger_test(yi, sei)

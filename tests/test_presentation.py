@@ -222,3 +222,25 @@ def test_rounding_copes_with_any_float() -> None:
     # a τ² near the float range to 4 places needs more than Decimal's default 28 digits
     assert rounded(1e30, 4) == "1" + "0" * 30 + ".0000"
     assert rounded(1.7e308, 2).endswith(".00")
+
+
+def test_the_one_trial_rule_lives_in_one_place() -> None:
+    """No reader of a pooled result tests k against 1 or 2 itself: each asks
+    reports.presentation (has_heterogeneity, is_one_trial, shown_hr, ci_used), so the rule
+    cannot drift between the digest, the pages, the exports and the plots. The statistics
+    (reports.meta) and the exported R code (metafor's own k) are not readers."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    rule = re.compile(r"\bk\s*(?:==|!=|<=|>=|<|>)\s*[12]\b")
+    allowed = {root / "reports" / "meta.py", root / "reports" / "presentation.py"}
+    found = []
+    for folder in ("reports", "screening/web"):
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix not in (".py", ".html", ".j2") or path in allowed:
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if rule.search(line) and "res$k" not in line:  # R code: metafor's k
+                    found.append(f"{path.relative_to(root)}:{n}: {line.strip()}")
+    assert found == []

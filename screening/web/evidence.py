@@ -97,7 +97,7 @@ def _result_list(row: PooledResult, key: str) -> list[dict[str, Any]]:
 
 
 def leave_one_out(row: PooledResult) -> list[dict[str, Any]]:
-    """The snapshot's leave-one-out fits, one per omitted study (none when k < 2)."""
+    """The snapshot's leave-one-out fits, one per omitted study (none for one trial)."""
     return _result_list(row, "leave_one_out")
 
 
