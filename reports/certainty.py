@@ -42,7 +42,7 @@ from typing import Any
 
 from reports.presentation import has_heterogeneity
 from reports.small_study import ASYMMETRY_P, p_text
-from reports.words import plural
+from reports.words import hr_number, interval_text, plural
 
 LEVELS: tuple[str, ...] = ("very low", "low", "moderate", "high")
 APPRECIABLE_BENEFIT = 0.75  # HR; GRADE's default 25% relative change
@@ -190,9 +190,9 @@ def _publication_bias(k: int, small_study: dict[str, Any] | None) -> dict[str, A
             reason += (f"; Egger's test {p_text(egger['p'])}"
                        + (", the funnel is asymmetric" if egger["p"] < ASYMMETRY_P else ""))
         if fill and fill["k0"]:
+            ci = interval_text(hr_number(fill["hr_ci_low"]), hr_number(fill["hr_ci_high"]))
             reason += (f"; trim-and-fill adds {plural(fill['k0'], 'trial')}"
-                       f" (HR {fill['hr']:.2f}, {fill['hr_ci_low']:.2f}–"
-                       f"{fill['hr_ci_high']:.2f})")
+                       f" (HR {hr_number(fill['hr'])}, {ci})")
     return {"domain": "publication_bias", "label": "Publication bias", "downgrade": 0,
             "reason": reason, "provisional": False}
 
