@@ -22,7 +22,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 from reports.figures import DPI, WIDTH_IN, figure_bytes
-from reports.presentation import has_heterogeneity, shown_hr_of, trial_hr
+from reports.presentation import has_heterogeneity, is_one_trial, shown_hr_of, trial_hr
 from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
 from store.errors import PoolingError
 
@@ -125,6 +125,8 @@ def _from_pooled(p: Any) -> ForestData:
     # is drawn from the pooled numbers, which it matches to the printed precision.
     overall = Diamond("Overall", math.exp(p.estimate), math.exp(p.ci_low), math.exp(p.ci_high),
                       p.k, pi, text=shown_hr_of(p).text("bracket"))
+    if is_one_trial(p.k) and len(rows) == 1:
+        rows[0].text = overall.text  # the trial's row and the result say the same digits
     subgroups = [
         Diamond(_LABELS.get(s["name"], s["name"]), s["hr"], s["hr_ci_low"], s["hr_ci_high"],
                 s["k"], note=f"I² = {rounded(s['i2'], 0)}%" if has_heterogeneity(s["k"]) else "")

@@ -145,6 +145,8 @@ def test_one_trial_printed_with_three_decimals_stays_as_printed(ctx: Any) -> Non
     snaps = _snapshots(ctx)
     alone = snaps["ixazomib/OS/post_asct"]
     assert shown_hr_of(alone).text() == "1.025 (0.789–1.332)"
+    plot = forest_data(alone)  # the trial's row and the result say the same digits
+    assert plot.overall.text == plot.rows[0].text == "1.025 [0.789, 1.332]"
     assert f"{math.exp(alone.estimate):.2f}" == "1.02"
     with ctx.sessions() as s:
         add_printed(s, add_trial(s, "MM4", drug="ixazomib", setting="non_transplant"),
