@@ -246,3 +246,21 @@ def test_the_one_trial_rule_lives_in_one_place() -> None:
                 if rule.search(line) and "res$k" not in line:  # R code: metafor's k
                     found.append(f"{path.relative_to(root)}:{n}: {line.strip()}")
     assert found == []
+
+
+def test_the_printed_text_does_not_change_the_inputs_hash(ctx: Any) -> None:
+    """A snapshot stored before the printed text was kept must not look "updated" (a digest
+    would announce every analysis) only because its rows now carry it."""
+    from reports.pool import _hash_inputs, compute_analysis, load_candidates
+
+    with ctx.sessions() as s:
+        add_printed(s, add_trial(s, "Solo"), "0.55", "0.36", "0.86")
+        s.commit()
+        candidates = load_candidates(s)
+    from reports.analyses import default_analyses
+
+    analysis = next(a for a in default_analyses(candidates) if a.key == ONE)
+    outcome = compute_analysis(analysis, candidates, method="REML", ci="hksj")
+    assert outcome.inputs[0]["printed"] == {"hr": "0.55", "ci_low": "0.36", "ci_high": "0.86"}
+    before = [{k: v for k, v in r.items() if k != "printed"} for r in outcome.inputs]
+    assert _hash_inputs(analysis, outcome.inputs) == _hash_inputs(analysis, before)
