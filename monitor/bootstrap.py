@@ -171,6 +171,9 @@ def load_seed_evidence(session: Session) -> SeedSummary:
             source_key=row["source_key"],
             citation=row["citation"],
             notes=row["notes"] or None,
+            # as printed (in the orientation entered), like an estimate typed on the form:
+            # a one-trial analysis shows these digits (reports.presentation)
+            printed={name: row[name].strip() for name in ("hr", "ci_low", "ci_high")},
         )
         session.add(estimate)
         session.flush()

@@ -157,6 +157,10 @@ class Candidate:
     comparator: str | None = None
     n_maintenance: int | None = None
     n_control: int | None = None
+    # The HR and CI as the paper printed them, maintenance vs control ({"hr": "0.50", …};
+    # None when entered the other way round, derived, or stored before 0012): what a
+    # one-trial analysis shows (reports.presentation).
+    printed: dict[str, str] | None = None
 
     @property
     def cut_date(self) -> date | None:

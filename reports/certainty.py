@@ -40,8 +40,9 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Any
 
+from reports.presentation import has_heterogeneity
 from reports.small_study import ASYMMETRY_P, p_text
-from reports.words import plural
+from reports.words import hr_number, interval_text, plural
 
 LEVELS: tuple[str, ...] = ("very low", "low", "moderate", "high")
 APPRECIABLE_BENEFIT = 0.75  # HR; GRADE's default 25% relative change
@@ -94,7 +95,7 @@ def _beside(value: float, threshold: float, digits: int, *, at_or_below: bool = 
 
 def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any]:
     base = {"domain": "inconsistency", "label": "Inconsistency", "provisional": False}
-    if k < 2 or i2 is None:
+    if not has_heterogeneity(k) or i2 is None:
         return {**base, "downgrade": 0, "reason": "not applicable: one trial"}
     q_text = f"Q p = {_beside(q_p, 0.10, 2)}" if q_p is not None else "Q p n/a"
     reason = f"I² = {_beside(i2, 50, 0)}%, {q_text}"
@@ -189,9 +190,9 @@ def _publication_bias(k: int, small_study: dict[str, Any] | None) -> dict[str, A
             reason += (f"; Egger's test {p_text(egger['p'])}"
                        + (", the funnel is asymmetric" if egger["p"] < ASYMMETRY_P else ""))
         if fill and fill["k0"]:
+            ci = interval_text(hr_number(fill["hr_ci_low"]), hr_number(fill["hr_ci_high"]))
             reason += (f"; trim-and-fill adds {plural(fill['k0'], 'trial')}"
-                       f" (HR {fill['hr']:.2f}, {fill['hr_ci_low']:.2f}–"
-                       f"{fill['hr_ci_high']:.2f})")
+                       f" (HR {hr_number(fill['hr'])}, {ci})")
     return {"domain": "publication_bias", "label": "Publication bias", "downgrade": 0,
             "reason": reason, "provisional": False}
 

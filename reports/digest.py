@@ -65,8 +65,9 @@ from reports.monitoring_view import number, plan_text, status_change, status_lab
 from reports.network_digest import changes as network_changes
 from reports.network_digest import snapshot as network_snapshot
 from reports.network_inputs import current_networks
+from reports.presentation import has_heterogeneity, is_one_trial, shown_hr_of, trial_hr
 from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
-from reports.words import plural
+from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
 from store.audit import audit
 from store.baselines import baseline_for, current_baselines
 from store.citation import citation_line
@@ -112,20 +113,20 @@ _VOLATILE_KEYS = ("period_start", "period_end", "first", "screening_health",
 
 # ----------------------------------------------------------------------------- formatting
 def format_hr(estimate: float | None, ci_low: float | None, ci_high: float | None) -> str:
-    """``"0.57 (0.46–0.71)"`` from log-scale values; ``"not estimable"`` without an estimate."""
+    """``"0.57 (0.46–0.71)"`` from log-scale values; ``"not estimable"`` without an estimate.
+    Numbers as every report writes them (``reports.words.hr_ci_text``: half-up, en dash)."""
     if estimate is None or not math.isfinite(estimate):
         return "not estimable"
-    text = _hr_number(estimate)
-    if ci_low is not None and ci_high is not None:
-        text += f" ({_hr_number(ci_low)}–{_hr_number(ci_high)})"
-    return text
+    has_ci = ci_low is not None and ci_high is not None
+    return hr_ci_text(_hr_value(estimate), _hr_value(ci_low) if has_ci else None,
+                      _hr_value(ci_high) if has_ci else None)
 
 
-def _hr_number(log_hr: float) -> str:
+def _hr_value(log_hr: float | None) -> float:
     # An HKSJ interval of two discordant trials can reach beyond the float range: a digest
     # must still be built (and say "∞") rather than fail on an OverflowError.
     value = hr_of(log_hr)
-    return "∞" if value is None or math.isinf(value) else f"{value:.2f}"
+    return math.inf if value is None else value
 
 
 def crosses_one(ci_low: float | None, ci_high: float | None) -> bool | None:
@@ -570,9 +571,7 @@ def _trim_fill_words(tf: dict[str, Any] | None, was: int | None = None) -> str:
     if k0:
         words += f" {SIDE_WORDS.get(tf['side'], 'on the ' + tf['side'])}"
         if tf["hr"] is not None:
-            words += f", adjusted HR {tf['hr']:.2f}"
-            if tf["hr_ci_low"] is not None and tf["hr_ci_high"] is not None:
-                words += f" ({tf['hr_ci_low']:.2f}–{tf['hr_ci_high']:.2f})"
+            words += f", adjusted HR {hr_ci_text(tf['hr'], tf['hr_ci_low'], tf['hr_ci_high'])}"
     return words
 
 
@@ -682,8 +681,10 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
 
     # One trial has no between-trial variation to measure: its "prediction interval" is its
     # CI and its I² a 0 by construction, which would tell the panel more than one trial can
-    # (the summary of findings shows "—" for both).
-    several = row.k is not None and row.k > 1
+    # (the summary of findings shows "—" for both); its HR and CI are the trial's as printed
+    # (reports.presentation).
+    several = has_heterogeneity(row.k)
+    shown = shown_hr_of(row)
     return {
         "id": row.id,
         "k": row.k,
@@ -695,12 +696,14 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "hr": hr(row.estimate),
         "hr_ci_low": hr(row.ci_low),
         "hr_ci_high": hr(row.ci_high),
-        "hr_text": format_hr(row.estimate, row.ci_low, row.ci_high),
-        "pi_text": (f"{_hr_number(row.pi_low)}–{_hr_number(row.pi_high)}"
+        "hr_text": shown.text(),
+        "hr_note": shown.note,
+        "pi_text": (interval_text(hr_number(_hr_value(row.pi_low)),
+                                  hr_number(_hr_value(row.pi_high)))
                     if several and row.pi_low is not None and row.pi_high is not None
                     else None),
         "i2": row.i2,
-        "i2_text": f"{row.i2:.0f}%" if several and row.i2 is not None else "–",
+        "i2_text": f"{rounded(row.i2, 0)}%" if several and row.i2 is not None else "–",
         "tau2": row.tau2,
         "crosses_one": crosses_one(row.ci_low, row.ci_high),
         "inputs_hash": row.inputs_hash,
@@ -722,11 +725,9 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
 
 def _input_view(row: dict[str, Any]) -> dict[str, Any]:
     """One pooled study's estimate in a few words: "HR 0.64 (0.50–0.82), data cut 2026-02-28"."""
-    def log(key: str) -> float | None:
-        value = _as_float(row.get(key))
-        return math.log(value) if value is not None and value > 0 else None
-
-    text = "HR " + format_hr(_as_float(row.get("yi")), log("ci_low"), log("ci_high"))
+    # The trial's HR and CI as printed (half-up from the paper's digits when kept), not
+    # rebuilt from its log HR.
+    text = "HR " + estimate_text(*trial_hr(row))
     cut = row.get("data_cut_label") or row.get("data_cut") or row.get("year")
     if cut:
         text += f", data cut {cut}"
@@ -1014,9 +1015,11 @@ def _environment(html: bool) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["pct"] = lambda w: "–" if w is None else f"{w:.1f}%"
+    env.filters["pct"] = lambda w: "–" if w is None else f"{rounded(w, 1)}%"
     env.filters["plural"] = lambda n, one, many=None: plural(int(n), one, many)
     env.filters["where"] = record_where
+    # the one-trial rule, from the one place that has it (reports.presentation)
+    env.globals["one_trial"] = is_one_trial
     return env
 
 

@@ -1,7 +1,8 @@
 """``mmlr export metafor``: a CSV and an R script that reproduce every stored analysis.
 
 The CSV holds the inputs of the newest snapshot of each analysis (one row per study, with the
-method and metafor ``test`` it was pooled with); the R script fits each analysis with
+method and metafor ``test`` it was pooled with: ``z`` for an analysis of one trial, which mmlr
+pools with a Wald interval whatever the CI setting); the R script fits each analysis with
 ``rma()``, prints ``rma``/``predict``/``confint`` output and writes a results CSV with the same
 fields as ``mmlr pool --json``, so a statistician can check our numbers without trusting us;
 from two trials it also writes the leave-one-out table (``leave1out``) beside it, and from
@@ -42,6 +43,7 @@ from reports.meta import METAFOR_TEST
 from reports.network_inputs import current_networks
 from reports.outfile import FOLDER_HINT, ensure_folder, open_out
 from reports.pool import latest_results
+from reports.presentation import ci_used
 from reports.r_script import r_prologue
 from store.bias import current_assessments
 from store.context import AppContext
@@ -70,7 +72,8 @@ R_SCRIPT = r"""# Reproduces every pooled analysis of mmlr with R metafor.
 # from 2 trials the leave-one-out table (leave1out; written beside the results as
 # <results>-leave-one-out.csv), and from 3 trials Egger's test (regtest, model="lm") and
 # trimfill().
-# hksj = test="knha", hksj-adhoc = test="adhoc", wald = test="z".
+# hksj = test="knha", hksj-adhoc = test="adhoc", wald = test="z"; an analysis of one trial
+# says "z" (mmlr pooled it with a Wald interval: Hartung-Knapp needs two trials).
 # The convergence tolerances are tightened so that tau^2 is the converged value; with
 # metafor's defaults the numbers agree to about 1e-5.
 """ + r_prologue("mmlr-metafor.csv", "mmlr-metafor-results.csv") + r"""
@@ -111,7 +114,7 @@ for (key in unique(dat$analysis)) {
                   control = list(threshold = 1e-12, tol = 1e-12, maxiter = 10000))
   }
   rows[[length(rows) + 1]] <- data.frame(
-    analysis = key, k = res$k, estimate = as.numeric(res$beta), se = res$se,
+    analysis = key, k = res$k, test = res$test, estimate = as.numeric(res$beta), se = res$se,
     ci_low = res$ci.lb, ci_high = res$ci.ub, pi_low = pi.lb, pi_high = pi.ub,
     hr = exp(as.numeric(res$beta)), hr_ci_low = exp(res$ci.lb), hr_ci_high = exp(res$ci.ub),
     tau2 = res$tau2, i2 = res$I2, q = res$QE, q_p = res$QEp,
@@ -199,7 +202,11 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for snap in snapshots:
-            test = METAFOR_TEST[snap.settings.get("ci", snap.ci_method)]
+            # The test mmlr computed, not the one asked for: one trial is pooled with a Wald
+            # interval whatever the setting (Hartung–Knapp needs k ≥ 2), and the script must
+            # reproduce what the pages show.
+            test = METAFOR_TEST[ci_used(snap.k, str(snap.settings.get("ci", "hksj")),
+                                        snap.ci_method)]
             for row in snap.inputs:
                 estimate = estimates.get(row["estimate_id"])
                 # Trial names and labels are typed by people: text, never a formula.

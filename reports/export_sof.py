@@ -29,13 +29,16 @@ from reports.meta import hr_of
 from reports.monitoring_view import status_label
 from reports.network_inputs import Fitted, node_sizes
 from reports.pool import latest_results
+from reports.presentation import has_heterogeneity, shown_hr_of
 from reports.small_study import short_text
+from reports.words import hr_ci_text, hr_number, interval_text, rounded
 from store.baselines import baseline_for, current_baselines
 from store.models import PooledResult
 from store.spreadsheet import spreadsheet_safe
 
 SOF_COLUMNS = (
     "analysis", "label", "k", "trials", "events_equivalent", "hr", "hr_ci_low", "hr_ci_high",
+    "hr_shown", "hr_ci_low_shown", "hr_ci_high_shown", "hr_source",
     "hr_pi_low", "hr_pi_high", "i2", "tau2", "method", "ci_method",
     "rob_low_pct", "rob_some_concerns_pct", "rob_high_pct", "rob_not_assessed_pct",
     "hr_low_rob_only", "hr_low_rob_only_ci_low", "hr_low_rob_only_ci_high",
@@ -57,6 +60,13 @@ def _fmt(x: Any, digits: int = 4) -> str:
         return f"{x:.{digits}g}"
     return str(x)
 
+
+#: A network prediction interval without τ² (no loop, too few trials): not a real interval.
+NOT_ESTIMABLE = "not estimable (τ² cannot be estimated)"
+
+#: Said beside an HR that is not a pooled one (one trial; reports.presentation).
+_SOURCE_WORDS = {"printed": "one trial, as printed", "trial": "one trial, as reported",
+                 "derived": "one trial, derived HR: no printed CI, CI from its SE"}
 
 #: What an empty "low risk of bias only" cell means, on the page and in the Markdown.
 LOW_ROB_ONLY_EMPTY = {
@@ -85,15 +95,22 @@ def _row(p: PooledResult, absolute: dict[str, Any] | None) -> dict[str, Any]:
     certainty = result.get("certainty") or {}
     rated = [d for d in certainty.get("domains") or [] if d.get("downgrade")]
     info = sum(1.0 / r["sei"] ** 2 for r in p.inputs or [] if r.get("sei"))
+    several = has_heterogeneity(p.k)
+    shown = shown_hr_of(p)
     return {
         "analysis": p.analysis_key, "label": p.analysis_label, "k": p.k,
         "trials": "; ".join(str(r.get("trial")) for r in p.inputs or []),
         "events_equivalent": round(4 * info) if info else None,
         "hr": hr_of(p.estimate), "hr_ci_low": hr_of(p.ci_low), "hr_ci_high": hr_of(p.ci_high),
-        "hr_pi_low": hr_of(p.pi_low) if p.k > 1 else None,
-        "hr_pi_high": hr_of(p.pi_high) if p.k > 1 else None,
+        # What the table shows (text): the pooled HR, or with one trial the trial's as
+        # printed (reports.presentation); the three columns above stay the computed ones.
+        "hr_shown": shown.hr, "hr_ci_low_shown": shown.ci_low,
+        "hr_ci_high_shown": shown.ci_high, "hr_source": shown.source,
+        "hr_text": shown.text(), "hr_note": _SOURCE_WORDS.get(shown.source),
+        "hr_pi_low": hr_of(p.pi_low) if several else None,
+        "hr_pi_high": hr_of(p.pi_high) if several else None,
         # One trial: no I² (nor a prediction interval) to speak of, as sof.md's "—" says.
-        "i2": p.i2 if p.k > 1 else None, "tau2": p.tau2, "method": p.method,
+        "i2": p.i2 if several else None, "tau2": p.tau2, "method": p.method,
         "ci_method": p.ci_method,
         "rob_low_pct": weight.get("low"), "rob_some_concerns_pct": weight.get("some_concerns"),
         "rob_high_pct": weight.get("high"), "rob_not_assessed_pct": weight.get("not_assessed"),
@@ -174,11 +191,16 @@ def network_rows(networks: Sequence[Fitted]) -> list[dict[str, Any]]:
             if t == res.reference:
                 continue
             rel = res.relative(t, res.reference)
+            # Without τ² (too few contrasts, no loop) the "prediction interval" is the CI:
+            # no interval is given, and the table says "not estimable" rather than "—",
+            # which means a common-effect network (no PI by design).
+            pi = rel.pi_low is not None and rel.pi_high is not None and res.tau2_estimable
             out.append({"network": net.key, "label": net.label, "reference": res.reference,
                         "treatment": t, "trials": trials[t], "hr": hr_of(rel.log_hr),
                         "hr_ci_low": hr_of(rel.ci_low), "hr_ci_high": hr_of(rel.ci_high),
-                        "hr_pi_low": hr_of(rel.pi_low) if rel.pi_low is not None else None,
-                        "hr_pi_high": hr_of(rel.pi_high) if rel.pi_high is not None else None,
+                        "hr_pi_low": hr_of(rel.pi_low) if pi else None,
+                        "hr_pi_high": hr_of(rel.pi_high) if pi else None,
+                        "pi_not_estimable": res.method == "REML" and not res.tau2_estimable,
                         "p_score": p_score})
     return out
 
@@ -195,12 +217,13 @@ def _network_markdown(networks: Sequence[Fitted]) -> list[str]:
              "| network | treatment | trials | HR (95% CI) | 95% PI | P-score |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        pi = (f"{r['hr_pi_low']:.2f}–{r['hr_pi_high']:.2f}" if r["hr_pi_low"] is not None
-              else "—")
+        pi = (interval_text(hr_number(r["hr_pi_low"]), hr_number(r["hr_pi_high"]))
+              if r["hr_pi_low"] is not None
+              else NOT_ESTIMABLE if r["pi_not_estimable"] else "—")
         lines.append("| " + " | ".join(_cell(x) for x in (
             r["label"], f"{r['treatment']} vs {r['reference']}", r["trials"],
-            f"{r['hr']:.2f} ({r['hr_ci_low']:.2f}–{r['hr_ci_high']:.2f})", pi,
-            f"{r['p_score']:.2f}")) + " |")
+            hr_ci_text(r["hr"], r["hr_ci_low"], r["hr_ci_high"]), pi,
+            rounded(r["p_score"]))) + " |")
     return lines
 
 
@@ -215,7 +238,9 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
              "*provisional* means most of the pooled weight has no agreed risk-of-bias "
              "assessment yet, or there is no information size to judge imprecision against. "
              "With one trial there is no prediction interval or I² to speak of, and with fewer "
-             "than three no small-study assessment (—). The "
+             "than three no small-study assessment (—); its HR and CI are the trial's as "
+             "printed in the paper (a derived HR has no printed CI: its CI is computed from its "
+             "standard error). The "
              "monitoring column is sequential monitoring, for monitoring only: the primary "
              "result is the pooled HR and its 95% CI.", "",
              "| analysis | trials (k) | HR (95% CI) | absolute effect | 95% PI | I² "
@@ -224,17 +249,18 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
     if not rows:
         lines.append("| no pooled analysis yet | | | | | | | | | |")
     for r in rows:
-        hr = f"{r['hr']:.2f} ({r['hr_ci_low']:.2f}–{r['hr_ci_high']:.2f})"
-        pi = (f"{r['hr_pi_low']:.2f}–{r['hr_pi_high']:.2f}" if r["hr_pi_low"] is not None
-              else "—")
-        i2 = f"{r['i2']:.0f}%" if r["i2"] is not None and r["k"] > 1 else "—"
-        low = (f"{r['hr_low_rob_only']:.2f} ({r['hr_low_rob_only_ci_low']:.2f}–"
-               f"{r['hr_low_rob_only_ci_high']:.2f})" if r["hr_low_rob_only"] is not None
+        hr = r["hr_text"] + (f" ({r['hr_note']})" if r["hr_note"] else "")
+        pi = (interval_text(hr_number(r["hr_pi_low"]), hr_number(r["hr_pi_high"]))
+              if r["hr_pi_low"] is not None else "—")
+        i2 = f"{rounded(r['i2'], 0)}%" if r["i2"] is not None and has_heterogeneity(r["k"]) \
+            else "—"
+        low = (hr_ci_text(r["hr_low_rob_only"], r["hr_low_rob_only_ci_low"],
+                          r["hr_low_rob_only_ci_high"]) if r["hr_low_rob_only"] is not None
                else LOW_ROB_ONLY_EMPTY.get(r["low_rob_only_empty"] or "", "—"))
         # In the words of the digest and the pages, and marked as monitoring only: a reader
         # of this table alone must not take "firm evidence" for the primary result.
         monitoring = (f"{status_label(r['monitoring_status'])}, "
-                      f"{100 * r['information_fraction']:.0f}% of required information "
+                      f"{rounded(100 * r['information_fraction'], 0)}% of required information "
                       "(monitoring only)"
                       if r["monitoring_status"] else "—")
         certainty = (r["certainty"] or "—") + (

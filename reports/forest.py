@@ -22,6 +22,8 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 from reports.figures import DPI, WIDTH_IN, figure_bytes
+from reports.presentation import has_heterogeneity, is_one_trial, shown_hr_of, trial_hr
+from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
 from store.errors import PoolingError
 
 Z95 = 1.959964
@@ -45,6 +47,9 @@ class ForestRow:
     subgroup: str | None = None
     flags: Sequence[str] = ()
     risk_of_bias: str | None = None  # RoB 2 overall: low | some_concerns | high
+    # "0.55 [0.36, 0.86]" as the label shows it, when it is not the numbers above rounded
+    # (a trial's HR from its printed digits: reports.presentation.trial_hr)
+    text: str | None = None
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Diamond:
     k: int
     pi: tuple[float, float] | None = None
     note: str = ""
+    text: str | None = None  # as ForestRow.text (one trial: its HR as printed)
 
 
 @dataclass
@@ -73,15 +79,15 @@ class ForestData:
 def _fmt_p(p: float | None) -> str:
     if p is None or not math.isfinite(p):
         return "p = n/a"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    return "p < 0.001" if p < 0.001 else f"p = {rounded(p, 3)}"
 
 
 def _het_line(tau2: float | None, i2: float | None, q: float | None, df: int,
               q_p: float | None) -> str:
-    if df < 1 or q is None:
+    if not has_heterogeneity(df + 1) or q is None:  # df = k − 1
         return "Heterogeneity: not applicable (one study)"
-    tau = f"τ² = {tau2:.3f}; " if tau2 is not None else ""
-    return (f"Heterogeneity: {tau}I² = {(i2 or 0):.0f}%; Q = {q:.2f}, df = {df}, "
+    tau = f"τ² = {rounded(tau2, 3)}; " if tau2 is not None else ""
+    return (f"Heterogeneity: {tau}I² = {rounded(i2 or 0, 0)}%; Q = {rounded(q)}, df = {df}, "
             f"{_fmt_p(q_p)}")
 
 
@@ -99,7 +105,7 @@ def _from_meta(res: Any, title: str, subgroup: str | None = None) -> list[Forest
 
 def _diamond_from_meta(res: Any, label: str) -> Diamond:
     pi = None
-    if res.pi_low is not None and math.isfinite(res.pi_low) and res.k > 1:
+    if res.pi_low is not None and math.isfinite(res.pi_low) and has_heterogeneity(res.k):
         pi = (math.exp(res.pi_low), math.exp(res.pi_high))
     return Diamond(label, math.exp(res.estimate), math.exp(res.ci_low), math.exp(res.ci_high),
                    res.k, pi)
@@ -110,14 +116,20 @@ def _from_pooled(p: Any) -> ForestData:
         raise PoolingError(f"analysis {p.analysis_key!r} has no pooled estimate to plot")
     extras = p.result or {}
     rows = [ForestRow(r["trial"], r["hr"], r["ci_low"], r["ci_high"], r.get("weight"),
-                      r.get("subgroup"), r.get("flags") or (), r.get("risk_of_bias"))
+                      r.get("subgroup"), r.get("flags") or (), r.get("risk_of_bias"),
+                      text=estimate_text(*trial_hr(r), style="bracket"))
             for r in p.inputs]
-    pi = (math.exp(p.pi_low), math.exp(p.pi_high)) if p.pi_low is not None and p.k > 1 else None
+    pi = ((math.exp(p.pi_low), math.exp(p.pi_high))
+          if p.pi_low is not None and has_heterogeneity(p.k) else None)
+    # One trial: the label is its HR and CI as printed (reports.presentation); the diamond
+    # is drawn from the pooled numbers, which it matches to the printed precision.
     overall = Diamond("Overall", math.exp(p.estimate), math.exp(p.ci_low), math.exp(p.ci_high),
-                      p.k, pi)
+                      p.k, pi, text=shown_hr_of(p).text("bracket"))
+    if is_one_trial(p.k) and len(rows) == 1:
+        rows[0].text = overall.text  # the trial's row and the result say the same digits
     subgroups = [
         Diamond(_LABELS.get(s["name"], s["name"]), s["hr"], s["hr_ci_low"], s["hr_ci_high"],
-                s["k"], note=f"I² = {s['i2']:.0f}%" if s["k"] > 1 else "")
+                s["k"], note=f"I² = {rounded(s['i2'], 0)}%" if has_heterogeneity(s["k"]) else "")
         for s in extras.get("subgroups") or []
     ]
     test = extras.get("subgroup_test")
@@ -125,8 +137,8 @@ def _from_pooled(p: Any) -> ForestData:
         title=p.analysis_label or p.analysis_key, rows=rows, overall=overall,
         subgroups=subgroups,
         heterogeneity=_het_line(p.tau2, p.i2, p.q, p.k - 1, p.q_p),
-        subgroup_test=(f"Test for subgroup differences: Q = {test['q']:.2f}, df = {test['df']}, "
-                       f"{_fmt_p(test['p'])}") if test else None,
+        subgroup_test=(f"Test for subgroup differences: Q = {rounded(test['q'])}, "
+                       f"df = {test['df']}, {_fmt_p(test['p'])}") if test else None,
         method_line=_method_line(p.method, extras.get("ci_used") or p.ci_method),
     )
 
@@ -151,7 +163,7 @@ def _from_csv_result(r: Any) -> ForestData:
         heterogeneity=_het_line(overall_res.tau2 if r.method != "FE" else None,
                                 overall_res.i2, overall_res.q, overall_res.q_df,
                                 overall_res.q_p),
-        subgroup_test=(f"Test for subgroup differences: Q = {test.q:.2f}, df = {test.df}, "
+        subgroup_test=(f"Test for subgroup differences: Q = {rounded(test.q)}, df = {test.df}, "
                        f"{_fmt_p(test.p)}") if test else None,
         method_line=_method_line(r.method, overall_res.ci),
     )
@@ -282,13 +294,13 @@ def _draw(data: ForestData) -> Figure:
             mark = (_MARK_EFS if {"EFS", "TTP"} & set(r.flags) else "") + (
                 _MARK_APPROX if "approximate" in r.flags else "")
             put(0.03 if data.subgroups else 0.015, y, _shorten(r.label, 30) + mark)
-            put(0.69, y, f"{r.hr:.2f} [{r.lo:.2f}, {r.hi:.2f}]")
+            put(0.69, y, r.text or hr_ci_text(r.hr, r.lo, r.hi, "bracket"))
             if show_rob:
                 rob_mark, colour = _ROB.get(r.risk_of_bias, _ROB[None])
                 put(0.345, y, rob_mark, ha="center", color="white", fontweight="bold",
                     bbox={"boxstyle": "circle,pad=0.15", "fc": colour, "ec": "none"})
             if r.weight is not None:
-                put(0.985, y, f"{r.weight:.1f}%", ha="right")
+                put(0.985, y, f"{rounded(r.weight, 1)}%", ha="right")
             ax.plot([max(r.lo, lo), min(r.hi, hi)], [y, y], color="black", lw=0.9, zorder=2,
                     solid_capstyle="butt")
             for end, limit, sign in ((r.lo, lo, -1), (r.hi, hi, 1)):
@@ -301,11 +313,11 @@ def _draw(data: ForestData) -> Figure:
         elif kind in ("subtotal", "overall"):
             d: Diamond = item
             bold = kind == "overall"
-            text = d.label if bold else f"Subtotal ({d.k} trial{'s' if d.k != 1 else ''})"
+            text = d.label if bold else f"Subtotal ({plural(d.k, 'trial')})"
             if d.note:
                 text += f"; {d.note}"
             put(0.015 if bold else 0.03, y, text, fontweight="bold" if bold else "normal")
-            put(0.69, y, f"{d.hr:.2f} [{d.lo:.2f}, {d.hi:.2f}]",
+            put(0.69, y, d.text or hr_ci_text(d.hr, d.lo, d.hi, "bracket"),
                 fontweight="bold" if bold else "normal")
             if bold:
                 put(0.985, y, "100%", ha="right", fontweight="bold")
@@ -316,7 +328,8 @@ def _draw(data: ForestData) -> Figure:
             d = item
             put(0.03, y, f"95% prediction interval (k = {d.k})", style="italic")
             assert d.pi is not None
-            put(0.69, y, f"[{d.pi[0]:.2f}, {d.pi[1]:.2f}]", style="italic")
+            put(0.69, y, interval_text(hr_number(d.pi[0]), hr_number(d.pi[1]), "bracket"),
+                style="italic")
             ax.plot([max(d.pi[0], lo), min(d.pi[1], hi)], [y, y], color="#b22222", lw=2.2,
                     zorder=2, solid_capstyle="butt", alpha=0.55)
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from reports.derive import from_ci
 from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
+from reports.presentation import has_heterogeneity
+from reports.words import interval_text, rounded
 from store.errors import ValidationError
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
@@ -47,6 +49,10 @@ class CsvStudy:
     sei: float
     subgroup: str | None = None
     date: str | None = None
+
+
+#: Decimals of ``mmlr meta``'s table: the log scale, the HR scale.
+_LOG, _HR = 4, 3
 
 
 @dataclass
@@ -89,21 +95,29 @@ class MetaCsvResult:
         return clean_json(doc)
 
     def describe(self) -> str:
+        # One precision per kind of number, every column alike (rounded half-up,
+        # reports.words): the log scale (log HR, SE, τ²) to 4 decimals, the HR scale (HR, CI,
+        # PI) to 3, I² to 0, Q to 2, p to 3. One trial has no PI, I² or Q to speak of.
         lines = [f"{self.path}: {len(self.studies)} rows, {self.method} + {self.ci}"]
         header = (f"{'analysis':20} {'k':>3} {'log HR':>8} {'SE':>7} {'HR':>6} "
                   f"{'95% CI':>13} {'95% PI':>13} {'tau2':>7} {'I2':>5} {'p(Q)':>6}")
         lines += [header, "-" * len(header)]
         for name, r in self.analyses:
-            pi = f"{r.hr_pi_low:.2f}–{r.hr_pi_high:.2f}" if math.isfinite(r.pi_low) else "—"
+            several = has_heterogeneity(r.k)
+            pi = (interval_text(rounded(r.hr_pi_low, _HR), rounded(r.hr_pi_high, _HR))
+                  if several and math.isfinite(r.pi_low) else "—")
+            ci = interval_text(rounded(r.hr_ci_low, _HR), rounded(r.hr_ci_high, _HR))
+            i2 = f"{rounded(r.i2, 0)}%" if several else "—"
+            q_p = rounded(r.q_p, 3) if several else "—"
             lines.append(
-                f"{name[:20]:20} {r.k:>3} {r.estimate:8.4f} {r.se:7.4f} {r.hr:6.3f} "
-                f"{f'{r.hr_ci_low:.3f}–{r.hr_ci_high:.3f}':>13} {pi:>13} {r.tau2:7.4f} "
-                f"{r.i2:4.0f}% {r.q_p:6.3f}"
+                f"{name[:20]:20} {r.k:>3} {rounded(r.estimate, _LOG):>8} "
+                f"{rounded(r.se, _LOG):>7} {rounded(r.hr, _HR):>6} {ci:>13} {pi:>13} "
+                f"{rounded(r.tau2, _LOG):>7} {i2:>5} {q_p:>6}"
             )
         if self.subgroup_test:
             t = self.subgroup_test
-            lines.append(f"Test for subgroup differences: Q = {t.q:.4f}, df = {t.df}, "
-                         f"p = {t.p:.4f}")
+            lines.append(f"Test for subgroup differences: Q = {rounded(t.q, 2)}, df = {t.df}, "
+                         f"p = {rounded(t.p, 3)}")
         for name, r in self.analyses:
             lines += [f"note ({name}): {n}" for n in r.notes]
         lines += [f"warning: {w}" for w in self.warnings]

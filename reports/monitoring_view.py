@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from reports.words import hr_number
+
 #: What each status of :func:`reports.sequential.monitor` is called on pages and in digests.
 STATUS_LABELS = {
     "firm_evidence": "firm evidence (boundary crossed)",
@@ -48,7 +50,7 @@ def plan_text(plan: Any) -> str:
     plan = plan if isinstance(plan, dict) else {}
     parts = []
     if (hr := number(plan.get("anticipated_hr"))) is not None:
-        parts.append(f"HR {hr:.2f}")
+        parts.append(f"HR {hr_number(hr)}")
     if (alpha := number(plan.get("alpha"))) is not None:
         parts.append(f"two-sided α {alpha:g}")
     if (power := number(plan.get("power"))) is not None:

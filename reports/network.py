@@ -56,6 +56,7 @@ import numpy as np
 from scipy import stats
 
 from reports.meta import clean_json, hr_of, reml_maximum
+from reports.words import hr_ci_text
 from store.errors import PoolingError
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,10 @@ SHARED_ARM_CORRELATION = 0.5
 
 
 def hr_text(log_hr: float, ci_low: float, ci_high: float) -> str:
-    """``"0.54 (0.45 to 0.65)"`` from log-scale values: two decimals, as the network page
-    shows HRs; below 0.01 two significant digits, so a tiny bound is never "0.00"."""
-    def number(log_value: float) -> str:
-        value = math.exp(log_value)
-        return f"{value:.2f}" if value >= 0.01 else f"{value:.2g}"
-
-    return f"{number(log_hr)} ({number(ci_low)} to {number(ci_high)})"
+    """``"0.54 (0.45–0.65)"`` from log-scale values, as every page writes an HR
+    (``reports.words.hr_ci_text``: two decimals half-up; below 0.01 two significant digits,
+    so a tiny bound is never "0.00")."""
+    return hr_ci_text(hr_of(log_hr), hr_of(ci_low), hr_of(ci_high))
 
 
 def wald_ci(log_hr: float, se: float) -> tuple[float, float]:
@@ -238,6 +236,13 @@ class NetworkResult:
     splits: list[Split]
     disconnected: list[Contrast] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def tau2_estimable(self) -> bool:
+        """Whether τ² was estimated: a random-effects network with more contrasts than
+        treatment effects (Q has degrees of freedom). Without, τ² is taken as 0 (``notes``)
+        and a prediction interval is the CI, which says nothing about a new trial."""
+        return self.method == "REML" and self.q_total.df > 0
 
     @property
     def i2(self) -> float:

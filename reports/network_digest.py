@@ -19,6 +19,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from reports.network_inputs import Fitted
+from reports.words import hr_ci_text
 from store.models import Digest
 
 INCONSISTENCY_P = 0.05
@@ -52,7 +53,7 @@ def _hr(log_value: float) -> float:
 
 
 def _text(hr: Sequence[float]) -> str:
-    return f"{hr[0]:.2f} ({hr[1]:.2f} to {hr[2]:.2f})"
+    return hr_ci_text(hr[0], hr[1], hr[2])  # "0.54 (0.45–0.65)", as every HR of the digest
 
 
 def _crosses(hr: Sequence[float]) -> bool:

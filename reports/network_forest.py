@@ -45,7 +45,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from reports.network import NetworkResult, hr_text
+from reports.meta import hr_of
+from reports.network import NetworkResult
 from reports.network_plot import (
     ASCENT,
     BACKGROUND,
@@ -71,6 +72,7 @@ from reports.network_plot import (
     wrap_text,
 )
 from reports.svg_text import BOLD_RATIO, EM_RATIO, FONT_FAMILY, xml_text
+from reports.words import hr_ci_text
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,9 @@ class _Row:
 
     @property
     def hr_text(self) -> str:
-        return hr_text(self.log_hr, self.ci_low, self.ci_high)
+        # a figure: "0.54 [0.45, 0.65]", as the pairwise forest plots (reports.words)
+        return hr_ci_text(hr_of(self.log_hr), hr_of(self.ci_low), hr_of(self.ci_high),
+                          "bracket")
 
     @property
     def label(self) -> list[str]:

@@ -47,8 +47,10 @@ from reports.analyses import (
 from reports.certainty import suggest_certainty
 from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
 from reports.monitoring_view import status_label
+from reports.presentation import has_heterogeneity, shown_hr
 from reports.sequential import MonitoringPlan, monitor
 from reports.small_study import short_text, small_study_effects
+from reports.words import hr_number, interval_text, rounded
 from store.audit import audit
 from store.bias import JUDGMENTS, assessor_agreement, current_assessments, history_by_endpoint
 from store.context import AppContext
@@ -158,21 +160,25 @@ class PoolRun:
                 continue
             r = o.result
             # One trial: no prediction interval, I² or Q to speak of (the summary of
-            # findings and the digest show "—" too), whatever the fit returns for them.
-            several = r.k > 1
-            pi = (f"{r.hr_pi_low:.2f}–{r.hr_pi_high:.2f}"
+            # findings and the digest show "—" too), whatever the fit returns for them; its
+            # HR and CI are the trial's as printed (reports.presentation).
+            several = has_heterogeneity(r.k)
+            pi = (interval_text(hr_number(r.hr_pi_low), hr_number(r.hr_pi_high))
                   if several and math.isfinite(r.pi_low) else "—")
-            heterogeneity = f"{r.i2:4.0f}% {r.q_p:6.3f}" if several else f"{'—':>5} {'—':>6}"
+            heterogeneity = (f"{rounded(r.i2, 0) + '%':>5} {rounded(r.q_p, 3):>6}" if several
+                             else f"{'—':>5} {'—':>6}")
             mark = " *" if o.changed else ""
+            shown = shown_hr(r.k, r.estimate, r.ci_low, r.ci_high, o.inputs)
+            ci = (interval_text(shown.ci_low, shown.ci_high)
+                  if shown.ci_low is not None and shown.ci_high is not None else "—")
             lines.append(
-                f"{o.analysis.key:44} {r.k:>2}  {r.hr:5.2f} "
-                f"{f'{r.hr_ci_low:.2f}–{r.hr_ci_high:.2f}':>13} {pi:>13} "
+                f"{o.analysis.key:44} {r.k:>2}  {shown.hr:>5} {ci:>13} {pi:>13} "
                 f"{heterogeneity}{mark}"
             )
             if o.subgroup_test is not None:
                 t = o.subgroup_test
-                lines.append(f"{'':46}subgroup difference (setting): Q = {t.q:.2f}, "
-                             f"df = {t.df}, p = {t.p:.3f}")
+                lines.append(f"{'':46}subgroup difference (setting): Q = {rounded(t.q)}, "
+                             f"df = {t.df}, p = {rounded(t.p, 3)}")
             lines.append(f"{'':46}{_analysis_notes(o.extras)}")
         if self.changed:
             lines.append("* new snapshot stored")
@@ -227,8 +233,19 @@ def load_candidates(session: Session) -> list[Candidate]:
             risk_of_bias_disputed=(trial.id, est.endpoint) in disputed,
             regimen=trial.regimen, comparator=trial.comparator,
             n_maintenance=est.n_maintenance, n_control=est.n_control,
+            printed=_printed_maint_vs_control(est),
         ))
     return out
+
+
+def _printed_maint_vs_control(est: Estimate) -> dict[str, str] | None:
+    """The estimate's HR and CI as printed, when printed maintenance vs control: printed
+    the other way round, the digits are those of the inverse, which nobody printed."""
+    if est.method != "reported_ci" or est.orientation_entered != "maint_vs_control" \
+            or not isinstance(est.printed, dict):
+        return None
+    return {name: str(est.printed[name]) for name in ("hr", "ci_low", "ci_high")
+            if isinstance(est.printed.get(name), str)} or None
 
 
 def _row_label(c: Candidate, analysis: Analysis, names: list[str]) -> str:
@@ -266,12 +283,20 @@ def _input_rows(analysis: Analysis, chosen: list[Candidate]) -> list[dict[str, A
             "data_cut_label": c.data_cut_label,
             "date": cut.isoformat() if cut else None, "year": c.report_year, "pmid": c.pmid,
             "risk_of_bias": c.risk_of_bias, "risk_of_bias_disputed": c.risk_of_bias_disputed,
+            "printed": c.printed,
         })
     return rows
 
 
+#: Input-row keys that change what is shown, never what is pooled: left out of the inputs
+#: hash so that a snapshot stored before them is not "updated" by them alone (a new printed
+#: text always comes with a new estimate id, which the hash does see).
+_DISPLAY_ONLY = ("printed",)
+
+
 def _hash_inputs(analysis: Analysis, rows: list[dict[str, Any]]) -> str:
-    payload = {"analysis": analysis.key, "rows": rows}
+    payload = {"analysis": analysis.key,
+               "rows": [{k: v for k, v in r.items() if k not in _DISPLAY_ONLY} for r in rows]}
     text = json.dumps(clean_json(payload), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -348,8 +373,10 @@ def compute_analysis(
         "risk_of_bias": _bias_view(rows, method=method, ci=ci),
         "small_study": small_study,
         "certainty": suggest_certainty(k=res.k, hr_ci_low=res.hr_ci_low,
-                                       hr_ci_high=res.hr_ci_high, i2=res.i2 if res.k > 1 else None,
-                                       q_p=res.q_p if res.k > 1 else None, rows=rows,
+                                       hr_ci_high=res.hr_ci_high,
+                                       i2=res.i2 if has_heterogeneity(res.k) else None,
+                                       q_p=res.q_p if has_heterogeneity(res.k) else None,
+                                       rows=rows,
                                        monitoring=monitoring, small_study=small_study),
         "dropped": dropped,
     }

@@ -45,7 +45,7 @@ from reports.meta import (
     meta_analysis,
     reml_maximum,
 )
-from reports.words import plural
+from reports.words import hr_ci_text, hr_number, plural
 from store.errors import PoolingError
 
 #: Sterne et al. 2011: below this many trials an asymmetry test cannot tell bias from chance.
@@ -265,8 +265,7 @@ def small_study_effects(yi: Sequence[float], sei: Sequence[float], *, method: st
                            "available": k >= MIN_TRIALS, "egger": None, "trim_fill": None,
                            "errors": {}}
     if k < MIN_TRIALS:
-        out["reason"] = (f"{k} trial{'s' if k != 1 else ''}: a funnel plot needs at least "
-                         f"{MIN_TRIALS}")
+        out["reason"] = f"{plural(k, 'trial')}: a funnel plot needs at least {MIN_TRIALS}"
         return out
     try:
         out["egger"] = egger_test(yi, sei)
@@ -299,8 +298,8 @@ def summary_text(view: dict[str, Any]) -> str:
     if tf:
         parts.append("trim-and-fill adds no trial" if tf["k0"] == 0 else
                      f"trim-and-fill adds {plural(tf['k0'], 'trial')} "
-                     f"{SIDE_WORDS[tf['side']]}: HR {tf['hr']:.2f} "
-                     f"({tf['hr_ci_low']:.2f}–{tf['hr_ci_high']:.2f})")
+                     f"{SIDE_WORDS[tf['side']]}: HR "
+                     f"{hr_ci_text(tf['hr'], tf['hr_ci_low'], tf['hr_ci_high'])}")
     text = "; ".join(parts) or "no test could be computed"
     if not view["k_sufficient"]:
         text += (f". With {k} trials (< {MIN_TRIALS_FOR_TESTS}) these cannot tell asymmetry "
@@ -318,7 +317,7 @@ def short_text(view: dict[str, Any] | None) -> str | None:
     fill = view.get("trim_fill")
     if fill:
         parts.append(f"trim-and-fill +{fill['k0']}"
-                     + (f" (HR {fill['hr']:.2f})" if fill["k0"] else ""))
+                     + (f" (HR {hr_number(fill['hr'])})" if fill["k0"] else ""))
     if not parts:
         return None
     return ", ".join(parts) + ("" if view["k_sufficient"]

@@ -500,3 +500,30 @@ def _columns(conn: Any, table: str) -> list[dict[str, Any]]:
     from sqlalchemy import inspect
 
     return inspect(conn).get_columns(table)  # type: ignore[no-any-return]
+
+
+def test_inputs_keep_the_digits_they_were_typed_with(app: Any, users: dict[str, str]) -> None:
+    """Medians of "24.0" and "12.0" months, O−E "-3.50": a float reads back "24", "12" and
+    "-3.5"; the page and the correction form show them as typed, and the stored numbers are
+    the same numbers."""
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    assert _post_estimate(curator, trial_id, method="medians", median_maintenance="24.0",
+                          median_control="12.0", events_maintenance="120",
+                          events_control="140").status_code == 303
+    assert _post_estimate(curator, trial_id, method="o_minus_e", o_minus_e="-3.50",
+                          variance="40", endpoint="OS").status_code == 303
+    medians, oe = _estimates(app)
+    assert medians.derivation_inputs is not None and oe.derivation_inputs is not None
+    assert medians.derivation_inputs["median_maintenance"] == 24.0  # still a number
+    assert oe.derivation_inputs["o_minus_e"] == -3.5
+    page = as_role(app, users, "viewer").get(f"/trials/{trial_id}").text
+    assert "derived from medians 24.0 vs 12.0 months and 120/140 events" in page
+    assert "derived from O − E = -3.50 and V = 40" in page
+    html, _ = _edit_form(curator, medians.id)
+    assert 'name="median_control" type="text" value="12.0"' in html
+    # typed plainly, nothing is kept beside the numbers (stored exactly as before)
+    assert _post_estimate(curator, trial_id, method="medians", median_maintenance="30",
+                          median_control="20", events="200", endpoint="TTP").status_code == 303
+    plain = _estimates(app)[-1]
+    assert plain.derivation_inputs is not None and "as_entered" not in plain.derivation_inputs

@@ -197,3 +197,16 @@ def test_rows_at_the_bounds_pool_without_a_numpy_warning(tmp_path: Path) -> None
             assert all(math.isfinite(r.estimate) and math.isfinite(r.ci_high)
                        for _, r in result.analyses)
             result.describe()
+
+
+def test_table_has_one_precision_per_kind_of_number(tmp_path: Path) -> None:
+    """HR, CI and PI to 3 decimals alike (the PI had 2), Q to 2 and p to 3 (had 4); one trial
+    has no PI, I² or Q to show."""
+    path = write(tmp_path, "study,hr,ci_low,ci_high,subgroup\na,0.60,0.45,0.80,x\n"
+                           "b,0.72,0.55,0.94,x\nc,1.025,0.789,1.332,y\n")
+    lines = {line.split()[0]: line for line in meta_from_csv(path).describe().splitlines()}
+    assert lines["x"].split()[5:7] == ["0.208–2.101", "0.208–2.101"]
+    assert lines["y"].split()[1:] == ["1", "0.0247", "0.1336", "1.025", "0.789–1.332", "—",
+                                      "0.0000", "—", "—"]
+    assert lines["all"].split()[5:7] == ["0.389–1.506", "0.227–2.578"]
+    assert lines["Test"].endswith("Q = 7.34, df = 1, p = 0.007")

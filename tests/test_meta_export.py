@@ -41,7 +41,13 @@ def test_written_files(pooled, tmp_path: Path) -> None:
                                              "thalidomide/PFS/non_transplant",
                                              "thalidomide/PFS/all", "thalidomide/OS/post_asct",
                                              "thalidomide/OS/all"}
-    assert {r["test"] for r in rows} == {"knha"} and {r["method"] for r in rows} == {"REML"}
+    assert {r["method"] for r in rows} == {"REML"}
+    # The test mmlr used: Hartung–Knapp from two trials, Wald (metafor's "z") for the two
+    # analyses of one trial, which mmlr pools with a Wald interval whatever the setting.
+    tests = {r["analysis"]: r["test"] for r in rows}
+    assert tests == {"thalidomide/PFS/post_asct": "knha", "thalidomide/PFS/all": "knha",
+                     "thalidomide/PFS/non_transplant": "z", "thalidomide/OS/post_asct": "z",
+                     "thalidomide/OS/all": "z"}
     # the current RoB 2 judgment comes last; nothing is assessed here
     assert list(rows[0])[-1] == "risk_of_bias" and {r["risk_of_bias"] for r in rows} == {""}
     assert "rma(" in paths[1].read_text()
@@ -75,6 +81,9 @@ def test_r_reproduces_every_stored_analysis(pooled, tmp_path: Path, rscript: str
     checked = set()
     for p in snaps:
         ref = theirs[p.analysis_key]
+        # R ran the test mmlr used (one trial: "z"), as the export says
+        assert ref["test"] == ("z" if p.k == 1 else "knha") == {"wald": "z", "hksj": "knha"}[
+            p.ci_method], p.analysis_key
         for field in ("estimate", "se", "ci_low", "ci_high", "tau2", "i2", "q", "q_p",
                       "pi_low", "pi_high"):
             ours = getattr(p, field)

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 import test_web
 from conftest import assert_one_line_error, cli_env, run_cli
@@ -474,7 +475,7 @@ def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> N
     assert "Trials: 6 → 7." in post
     def hr(digest: Any) -> str:
         lo_hi = digest.summary["networks"]["PFS/post_asct"]["vs_reference"]["lenalidomide"]
-        return f"{lo_hi[0]:.2f} ({lo_hi[1]:.2f} to {lo_hi[2]:.2f})"
+        return f"{lo_hi[0]:.2f} ({lo_hi[1]:.2f}–{lo_hi[2]:.2f})"
     assert f"lenalidomide vs no maintenance: HR {hr(first)} → {hr(second)}." in post
     assert hr(first) != hr(second)
     # the new trial disagrees with the indirect evidence through placebo-controlled trials
@@ -568,7 +569,7 @@ def test_the_page_shows_the_network_over_the_digests(
     assert [r["studies"] for r in rows] == [6, 7]
     snap = second.summary["networks"]["PFS/post_asct"]["vs_reference"]["lenalidomide"]
     assert rows[1]["vs_reference"]["lenalidomide"] == \
-        f"{snap[0]:.2f} ({snap[1]:.2f} to {snap[2]:.2f})"
+        f"{snap[0]:.2f} ({snap[1]:.2f}–{snap[2]:.2f})"
     page = as_role(app, users, "viewer").get("/network?key=PFS/post_asct").text
     over_time = page[page.index('id="over-time"'):]
     assert f"#{first.id}" in over_time and f"#{second.id}" in over_time
@@ -656,6 +657,8 @@ def test_the_summary_of_findings_lists_the_network_estimates(
     assert post[0]["treatment"] == "lenalidomide"
     assert [r["p_score"] for r in post] == sorted((r["p_score"] for r in post), reverse=True)
     assert {r["treatment"]: r["trials"] for r in post}["lenalidomide"] == 2
+    # a loop (thalidomide–interferon–observation–placebo): τ² is estimated, the PI is real
+    assert all(r["hr_pi_low"] is not None and not r["pi_not_estimable"] for r in post)
     assert "## Network meta-analysis" in markdown
     assert "| lenalidomide vs no maintenance | 2 |" in markdown
     assert XSS not in markdown  # trial names are not in it; treatment names are escaped cells
@@ -674,8 +677,9 @@ def test_the_summary_of_findings_lists_the_network_estimates(
 def test_hazard_ratios_read_the_same_everywhere() -> None:
     from reports.network import hr_text, wald_ci
 
-    assert hr_text(math.log(0.54), math.log(0.45), math.log(0.65)) == "0.54 (0.45 to 0.65)"
-    assert hr_text(math.log(0.5), math.log(0.004), math.log(60)) == "0.50 (0.004 to 60.00)"
+    # the pages' convention (reports.words): an en dash, as the pairwise analyses
+    assert hr_text(math.log(0.54), math.log(0.45), math.log(0.65)) == "0.54 (0.45–0.65)"
+    assert hr_text(math.log(0.5), math.log(0.004), math.log(60)) == "0.50 (0.004–60.00)"
     lo, hi = wald_ci(-0.5, 0.1)
     assert (lo, hi) == pytest.approx((-0.5 - 0.1959964, -0.5 + 0.1959964))
     row = Contrast("T", "a", "b", -0.5, 0.1)
@@ -684,3 +688,31 @@ def test_hazard_ratios_read_the_same_everywhere() -> None:
     split = res.splits[0]
     assert split.direct_text == res.relative(split.treat, split.control).hr_text
     assert split.indirect_text is None  # a star: no indirect path
+
+
+def test_summary_says_a_prediction_interval_without_tau2_is_not_estimable(
+        ctx: Any, app: Any, users: dict[str, str]) -> None:
+    """A star of one trial per comparison (no loop): τ² cannot be estimated, the PI would be
+    the CI. The summary says "not estimable" instead of showing it as if it were one."""
+    from reports.export_sof import NOT_ESTIMABLE, network_rows, sof_markdown
+
+    with ctx.sessions() as s:
+        add_estimate(s, _trial(s, "THAL-1", "thalidomide", "placebo"), "0.60", "0.45", "0.80")
+        add_estimate(s, _trial(s, "LEN-1", "lenalidomide", "placebo"), "0.50", "0.40", "0.63")
+        s.commit()
+    with ctx.sessions() as s:
+        items = networks_for(load_candidates(s), None)
+        markdown = sof_markdown(s, items)
+    primary = [res for net, res, _ in items
+               if res is not None and not net.include_strategy and not net.without_high_rob]
+    assert primary and all(r.method == "REML" and not r.tau2_estimable for r in primary)
+    fitted = primary[0]
+    rel = fitted.relative("lenalidomide", fitted.reference)
+    assert (rel.pi_low, rel.pi_high) == pytest.approx((rel.ci_low, rel.ci_high))  # the defect
+    rows = network_rows(items)
+    assert rows and all(r["hr_pi_low"] is None and r["pi_not_estimable"] for r in rows)
+    assert f"| {NOT_ESTIMABLE} |" in markdown
+    page = as_role(app, users, "viewer").get("/summary").text
+    cells = [" ".join(td.text_content().split()) for td in lxml.html.fromstring(page).xpath(
+        "//table[contains(@class, 'network-summary')]//td[@class='pi']")]
+    assert cells and set(cells) == {NOT_ESTIMABLE}

@@ -120,7 +120,8 @@ def hr(log_value: float) -> str:
 
 def expected_row_text(res: NetworkResult, name: str) -> str:
     rel = res.relative(name, res.reference)
-    return (f"HR {hr(rel.log_hr)} ({hr(rel.ci_low)} to {hr(rel.ci_high)}), "
+    # a figure: brackets, as the pairwise forest plots (reports.words)
+    return (f"HR {hr(rel.log_hr)} [{hr(rel.ci_low)}, {hr(rel.ci_high)}], "
             f"P-score {res.p_scores[name]:.2f}")
 
 
@@ -136,7 +137,7 @@ def test_well_formed_accessible_and_free_of_scripts_and_styles(result: NetworkRe
         rel = result.relative(name, NONE)
         (hr_cell,) = by_class(row, "text", "hr")
         (p_cell,) = by_class(row, "text", "p-score")
-        assert hr_cell.text == f"{hr(rel.log_hr)} ({hr(rel.ci_low)} to {hr(rel.ci_high)})"
+        assert hr_cell.text == f"{hr(rel.log_hr)} [{hr(rel.ci_low)}, {hr(rel.ci_high)}]"
         assert p_cell.text == f"{result.p_scores[name]:.2f}"
     drawn = [t.text for t in root.iter(f"{SVG}text")]
     assert {"Treatment", "HR (95% CI)", "P-score"} <= set(drawn)
@@ -307,7 +308,7 @@ def test_estimate_beyond_the_axis_has_no_square() -> None:
     assert not by_class(row, "rect", "estimate")
     assert len(by_class(row, "polygon", "ci-arrow")) == 1
     (hr_cell,) = by_class(row, "text", "hr")
-    assert (hr_cell.text or "").startswith("40.00 (")
+    assert (hr_cell.text or "").startswith("40.00 [")
     assert all(len(by_class(r, "rect", "estimate")) == 1 for r in rows(root) if r is not row)
 
 

@@ -155,7 +155,8 @@ def test_estimate_in_inverse_orientation_is_converted(app: Any, users: dict[str,
     page = curator.get(f"/trials/{trial_id}").text
     assert "stored inverted as maintenance vs control" in page
     row = page.split(f'id="estimate-{estimate.id}"')[1].split("</tr>")[0]
-    assert "0.50" in row and "0.40–0.62" in row
+    # 1/1.60 = 0.625 exactly: rounded half-up, as clinical reports round (format() said 0.62)
+    assert "0.50" in row and "0.40–0.63" in row
     assert "control vs maintenance (inverted on save)" in row
     with db(app) as session:
         audit = session.exec(select(AuditLog).where(AuditLog.action == "estimate.add")).one()

@@ -36,6 +36,42 @@ def field_text(value: Any) -> str:
     return str(value)
 
 
+#: Decimal inputs a float may shorten ("12.0" → 12.0, read back as "12"); their text as typed
+#: is kept beside them, under ``AS_ENTERED``, when it says more than the number.
+DECIMAL_FIELDS: tuple[str, ...] = ("hr", "o_minus_e", "variance", "median_maintenance",
+                                   "median_control")
+AS_ENTERED = "as_entered"
+
+
+def keep_typed_text(inputs: dict[str, Any], typed: Mapping[str, Any]) -> None:
+    """Add to ``inputs`` the text of each decimal input as typed, when its number alone would
+    not give it back ("12.0", "3.50", "1e1"): a reader sees "12.0 months", as entered. Only
+    then, so that inputs typed plainly are stored exactly as before."""
+    kept = {}
+    for name in DECIMAL_FIELDS:
+        value, text = inputs.get(name), typed.get(name)
+        if isinstance(value, float) and isinstance(text, str) \
+                and text.strip() != field_text(value):
+            kept[name] = text.strip()
+    if kept:
+        inputs[AS_ENTERED] = kept
+
+
+def input_text(inputs: Mapping[str, Any], name: str) -> str:
+    """One stored input as the curator typed it: the kept text when it still stands for the
+    stored number (``keep_typed_text``), else the number (``field_text``)."""
+    value = inputs.get(name)
+    typed = inputs.get(AS_ENTERED)
+    text = typed.get(name) if isinstance(typed, Mapping) else None
+    if isinstance(text, str):
+        try:
+            if value is not None and float(text) == float(value):
+                return text
+        except (TypeError, ValueError):
+            pass
+    return field_text(value)
+
+
 def _arm_sizes(inputs: Mapping[str, Any]) -> str:
     if inputs.get("n_maintenance") is None or inputs.get("n_control") is None:
         return ""
@@ -50,21 +86,21 @@ def describe(method: str, inputs: Mapping[str, Any] | None) -> str:
     if method == "p_value_events":
         favours = f"favours {get('favours')}" if get("favours") else "direction not given"
         if get("hr") is not None:
-            favours += f" (from HR {field_text(get('hr'))})"
+            favours += f" (from HR {input_text(inputs, 'hr')})"
         return (f"derived from P = {field_text(get('p_value'))} and "
                 f"{field_text(get('events'))} events; {favours}{_arm_sizes(inputs)}")
     if method == "o_minus_e":
         arm = " (entered for the control arm)" if get("orientation") == "control_vs_maint" else ""
-        return (f"derived from O − E = {field_text(get('o_minus_e'))} and "
-                f"V = {field_text(get('variance'))}{arm}")
+        return (f"derived from O − E = {input_text(inputs, 'o_minus_e')} and "
+                f"V = {input_text(inputs, 'variance')}{arm}")
     if method == "medians":
         if get("events_maintenance") is not None:
             events = (f"{field_text(get('events_maintenance'))}/"
                       f"{field_text(get('events_control'))} events")
         else:
             events = f"{field_text(get('events'))} events (split evenly)"
-        return (f"derived from medians {field_text(get('median_maintenance'))} vs "
-                f"{field_text(get('median_control'))} months and {events}")
+        return (f"derived from medians {input_text(inputs, 'median_maintenance')} vs "
+                f"{input_text(inputs, 'median_control')} months and {events}")
     if method == "km_curves":
         return _describe_km(inputs)
     return ""
@@ -118,7 +154,7 @@ def form_fields(estimate: Estimate) -> dict[str, str]:
     inputs = estimate.derivation_inputs
     if estimate.method == "reported_ci" or not inputs:
         return {}
-    fields = {name: field_text(inputs.get(name)) for name in INPUT_FIELDS if name in inputs}
+    fields = {name: input_text(inputs, name) for name in INPUT_FIELDS if name in inputs}
     if inputs.get("hr") is not None:
         fields.pop("favours", None)
     fields["orientation"] = str(inputs.get("orientation") or "maint_vs_control")

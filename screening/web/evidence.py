@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from reports.meta import hr_of
+from reports.presentation import has_heterogeneity, shown_hr_of
 from screening.web.absolute_effects import Baselines, absolute_json
 from screening.web.risk_of_bias import risk_of_bias_json
 from screening.web.trials import trial_fingerprint
@@ -39,7 +40,7 @@ def pooled_json(row: PooledResult, *, baselines: Baselines) -> dict[str, Any]:
     effect is computed here, from the snapshot's HR and the current entry."""
     monitoring = sequential_monitoring(row)
     small_study = small_study_view(row)
-    several = row.k > 1
+    several = has_heterogeneity(row.k)
     return {
         "id": row.id, "analysis": row.analysis_key, "label": row.analysis_label,
         "method": row.method, "ci_method": row.ci_method, "k": row.k,
@@ -48,6 +49,10 @@ def pooled_json(row: PooledResult, *, baselines: Baselines) -> dict[str, Any]:
         # (the summary of findings and the digest show "—" as well).
         "pi_low": row.pi_low if several else None, "pi_high": row.pi_high if several else None,
         "hr": hr_of(row.estimate), "hr_ci_low": hr_of(row.ci_low), "hr_ci_high": hr_of(row.ci_high),
+        # What a reader is shown: the pooled HR, or with one trial the trial's as printed
+        # (reports.presentation); the numbers above stay the computed ones.
+        "shown": shown_hr_of(row).to_json(),
+        "heterogeneity": several,
         "hr_pi_low": hr_of(row.pi_low) if several else None,
         "hr_pi_high": hr_of(row.pi_high) if several else None,
         "tau2": row.tau2, "i2": row.i2, "q": row.q, "q_p": row.q_p,
@@ -93,7 +98,7 @@ def _result_list(row: PooledResult, key: str) -> list[dict[str, Any]]:
 
 
 def leave_one_out(row: PooledResult) -> list[dict[str, Any]]:
-    """The snapshot's leave-one-out fits, one per omitted study (none when k < 2)."""
+    """The snapshot's leave-one-out fits, one per omitted study (none for one trial)."""
     return _result_list(row, "leave_one_out")
 
 

@@ -275,11 +275,19 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     values.update(hr=hr, ci_low=ci_low, ci_high=ci_high,
                   log_hr=derived.log_hr, se=derived.se, method=derived.method,
                   approximate=bool(derived.approximate), notes=notes,
-                  derivation_inputs=None if reported else inputs,
+                  derivation_inputs=None if reported else _with_typed_text(inputs, r),
                   # the text as typed: "0.50" comes back as "0.50" on the Correct form
                   printed={name: _raw(r, name) for name in PRINTED_FIELDS} if reported
                   else None)
     return EstimateDraft(values=values, warnings=_warnings(derived))
+
+
+def _with_typed_text(inputs: dict[str, Any], r: _Reader) -> dict[str, Any]:
+    # "12.0 months" must read back as typed, not as the float's "12" (derivation_inputs)
+    from screening.web.derivation_inputs import keep_typed_text
+
+    keep_typed_text(inputs, {name: _raw(r, name) for name in inputs if name in r.data})
+    return inputs
 
 
 #: The fields of a reported HR kept as typed (``Estimate.printed``).

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from reports.export_sof import (
     LOW_ROB_ONLY_EMPTY,
+    NOT_ESTIMABLE,
     network_rows,
     sof_markdown,
     sof_rows,
@@ -43,7 +44,8 @@ def summary_page(request: Request, session: DbSession, user: Viewer) -> Response
         "rows": sof_rows(session), "network_rows": network_rows(_networks(request, session)),
         # The words the digest and /estimates use ("conventionally significant only"), not
         # the stored code with its underscores replaced ("conventional only").
-        "monitoring_label": status_label, "low_rob_only_empty": LOW_ROB_ONLY_EMPTY})
+        "monitoring_label": status_label, "low_rob_only_empty": LOW_ROB_ONLY_EMPTY,
+        "pi_not_estimable": NOT_ESTIMABLE})
 
 
 @router.get("/summary.csv")

@@ -13,8 +13,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from reports.presentation import has_heterogeneity, trial_hr
 from reports.small_study import p_text
-from reports.words import noun, plural
+from reports.words import interval_text, noun, plural, rounded
 from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
 from screening.web.deps import dual_screening, pop_flashes, verify_second_person
@@ -41,9 +42,17 @@ def utc_text(value: datetime | date | str | None) -> str:
 
 
 def _fmt_num(value: float | None, digits: int = 2) -> str:
+    # Half-up, as every report rounds (reports.words.rounded): 1.025 is "1.03" everywhere.
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
-    return f"{value:.{digits}f}"
+    return rounded(value, digits)
+
+
+def _interval(low: float | None, high: float | None, digits: int = 2) -> str:
+    """"0.18–1.64" (each limit as ``num``); "—" without one of them."""
+    if low is None or high is None:
+        return "—"
+    return interval_text(_fmt_num(low, digits), _fmt_num(high, digits))
 
 
 def _pvalue(value: float | None) -> str:
@@ -123,6 +132,11 @@ def make_templates() -> Jinja2Templates:
     env.filters["mesh_heading"] = mesh_heading
     env.filters["words"] = _words
     env.filters["noun"] = noun
+    # One pooled trial's HR and CI as printed (reports.presentation.trial_hr), an interval
+    # in the pages' convention ("0.18–1.64", reports.words), and the one-trial rule.
+    env.globals["trial_hr"] = trial_hr
+    env.globals["interval"] = _interval
+    env.globals["has_heterogeneity"] = has_heterogeneity
     env.filters["plural"] = plural
     return Jinja2Templates(env=env, context_processors=[_context])
 

@@ -1,0 +1,148 @@
+"""What a pooled analysis shows: the one-trial rule and the HR a reader is given.
+
+Every reader of a snapshot (the digest, /estimates, /summary, ``mmlr export sof``, the forest
+plot, the CLI table, the suggested certainty) asks the same two questions, answered here once:
+
+* **Is there between-trial variation to speak of?** (:func:`has_heterogeneity`) From two
+  trials. With one, the fit's prediction interval is its CI and its I², τ² and Q are 0 by
+  construction: they would tell a panel more than one trial can, so every reader shows "—"
+  (or "not applicable (one trial)").
+* **Which HR and CI are shown?** (:func:`shown_hr`) From two trials, the pooled ones. With one
+  trial, the pooled CI is rebuilt from the trial's SE on the log scale, and so can differ from
+  the paper in the last digit (printed 0.36–0.86, rebuilt 0.36–0.85): a one-trial analysis
+  shows the trial's HR and CI *as printed* (``Estimate.printed``, kept in the snapshot's input
+  row) when the paper printed them maintenance vs control; a reported HR entered the other way
+  round (or stored before 0012) shows the stored limits, rounded; a derived HR (from medians,
+  O−E, a P value or KM curves) has no printed CI, so its CI is the one computed from its SE,
+  and the note says so. The pooled numbers used for computation are not touched: this is what
+  is *shown*.
+
+The metafor export asks a third (:func:`ci_used`): which CI mmlr actually computed, which with
+one trial is Wald whatever was asked for (metafor's ``test="z"``; Hartung–Knapp needs k ≥ 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from reports.words import IntervalStyle, estimate_text, hr_number
+
+#: Where a shown HR comes from.
+Source = Literal["pooled", "printed", "trial", "derived"]
+
+#: How a derived HR came about, in a few words (the note of a one-trial analysis).
+_DERIVED_WORDS = {"p_value_events": "a P value and events", "o_minus_e": "O−E and its variance",
+                  "medians": "median survival times", "km_curves": "Kaplan–Meier curves"}
+
+
+def has_heterogeneity(k: int | None) -> bool:
+    """Whether an analysis of ``k`` trials has between-trial variation to speak of (prediction
+    interval, I², τ², Q): from two trials."""
+    return k is not None and k > 1
+
+
+def is_one_trial(k: int | None) -> bool:
+    """Whether an analysis rests on exactly one trial (its HR is the trial's)."""
+    return k == 1
+
+
+def ci_used(k: int | None, requested: str, stored: str | None = None) -> str:
+    """The CI method mmlr computed: Wald for one trial (t with 0 df does not exist, as in
+    metafor), else the stored one (``PooledResult.ci_method``, what the fit reported) or the
+    requested one."""
+    if is_one_trial(k):
+        return "wald"
+    return stored or requested
+
+
+@dataclass(frozen=True)
+class ShownHR:
+    """An analysis' HR and 95% CI as text, where they come from, and why (``note``)."""
+
+    hr: str
+    ci_low: str | None
+    ci_high: str | None
+    source: Source
+    note: str | None = None
+
+    def text(self, style: IntervalStyle = "dash") -> str:
+        """"0.54 (0.36–0.86)" (``dash``) or "0.54 [0.36, 0.86]" (``bracket``, figures)."""
+        return estimate_text(self.hr, self.ci_low, self.ci_high, style)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hr": self.hr, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "text": self.text(), "source": self.source, "note": self.note}
+
+
+def _exp(log_value: float | None) -> float | None:
+    if log_value is None or not math.isfinite(log_value):
+        return None
+    try:
+        return math.exp(log_value)
+    except OverflowError:
+        return math.inf
+
+
+def printed_of(row: dict[str, Any]) -> dict[str, str] | None:
+    """The HR and CI of a snapshot input row as the paper printed them (maintenance vs
+    control), or None: entered the other way round, derived, or stored before 0012."""
+    printed = row.get("printed")
+    if not isinstance(printed, dict):
+        return None
+    values = [printed.get(name) for name in ("hr", "ci_low", "ci_high")]
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        return None
+    return {"hr": str(values[0]).strip(), "ci_low": str(values[1]).strip(),
+            "ci_high": str(values[2]).strip()}
+
+
+def trial_hr(row: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """One pooled trial's HR and CI as a table row or a forest-plot row shows them: two
+    decimals, rounded half-up from the printed digits when the snapshot kept them (1.025 →
+    "1.03"), else from the stored numbers."""
+    printed = printed_of(row)
+    source: dict[str, Any] = printed if printed else row
+    hr = source.get("hr")
+    if hr is None and row.get("yi") is not None:
+        hr = _exp(float(row["yi"]))
+    low, high = source.get("ci_low"), source.get("ci_high")
+    if low is None or high is None:
+        return hr_number(hr), None, None
+    return hr_number(hr), hr_number(low), hr_number(high)
+
+
+def shown_hr(k: int | None, estimate: float | None, ci_low: float | None,
+             ci_high: float | None, inputs: list[dict[str, Any]] | None) -> ShownHR:
+    """The HR and CI an analysis shows (see the module docstring): ``estimate`` and the CI
+    are the pooled log-scale values, ``inputs`` the snapshot's input rows."""
+    rows = [r for r in inputs or [] if isinstance(r, dict)]
+    if is_one_trial(k) and len(rows) == 1:
+        row = rows[0]
+        printed = printed_of(row)
+        if printed:
+            return ShownHR(printed["hr"], printed["ci_low"], printed["ci_high"], "printed",
+                           "one trial: its HR and CI as printed in the paper")
+        method = str(row.get("method") or "reported_ci")
+        if method == "reported_ci" and row.get("ci_low") and row.get("ci_high") \
+                and row.get("hr"):
+            return ShownHR(hr_number(row["hr"]), hr_number(row["ci_low"]),
+                           hr_number(row["ci_high"]), "trial",
+                           "one trial: its reported HR and CI")
+        how = _DERIVED_WORDS.get(method, method.replace("_", " "))
+        return ShownHR(hr_number(_exp(estimate), missing="not estimable"),
+                       hr_number(_exp(ci_low)) if ci_low is not None else None,
+                       hr_number(_exp(ci_high)) if ci_high is not None else None, "derived",
+                       f"one trial, HR derived from {how}: the paper printed no CI for it, "
+                       "so the 95% CI is computed from its standard error")
+    if estimate is None or not math.isfinite(estimate):
+        return ShownHR("not estimable", None, None, "pooled")
+    has_ci = ci_low is not None and ci_high is not None
+    return ShownHR(hr_number(_exp(estimate)), hr_number(_exp(ci_low)) if has_ci else None,
+                   hr_number(_exp(ci_high)) if has_ci else None, "pooled")
+
+
+def shown_hr_of(row: Any) -> ShownHR:
+    """:func:`shown_hr` of a stored snapshot (``store.models.PooledResult``)."""
+    return shown_hr(row.k, row.estimate, row.ci_low, row.ci_high, row.inputs)
