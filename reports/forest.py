@@ -25,6 +25,7 @@ from reports.figures import DPI, WIDTH_IN, figure_bytes
 from reports.presentation import has_heterogeneity, is_one_trial, shown_hr_of, trial_hr
 from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
 from store.errors import PoolingError
+from store.text import shorten
 
 Z95 = 1.959964
 ROW_IN = 0.22
@@ -293,7 +294,7 @@ def _draw(data: ForestData) -> Figure:
             r: ForestRow = item
             mark = (_MARK_EFS if {"EFS", "TTP"} & set(r.flags) else "") + (
                 _MARK_APPROX if "approximate" in r.flags else "")
-            put(0.03 if data.subgroups else 0.015, y, _shorten(r.label, 30) + mark)
+            put(0.03 if data.subgroups else 0.015, y, shorten(r.label, 30) + mark)
             put(0.69, y, r.text or hr_ci_text(r.hr, r.lo, r.hi, "bracket"))
             if show_rob:
                 rob_mark, colour = _ROB.get(r.risk_of_bias, _ROB[None])
@@ -348,6 +349,3 @@ def _draw(data: ForestData) -> Figure:
                  parse_math=False, color="0.15")
     return fig
 
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -40,6 +40,7 @@ from reports.figures import DPI, WIDTH_IN, figure_bytes
 from reports.forest import Z95
 from reports.monitoring_view import number
 from store.errors import PoolingError
+from store.text import shorten
 
 #: The contour bands: (label, lower z, upper z, shade). The unshaded middle is p ≥ 0.10.
 _Z90, _Z99 = NormalDist().inv_cdf(0.95), NormalDist().inv_cdf(0.995)
@@ -258,10 +259,7 @@ def _reference_lines(ax: Axes, centre: float, se_max: float,
 def _label_outliers(ax: Axes, observed: list[FunnelPoint], centre: float) -> None:
     for p in observed:
         if abs(p.yi - centre) > Z95 * p.sei and p.label:
-            ax.annotate(_shorten(p.label), xy=(math.exp(p.yi), p.sei), xytext=(4, 2),
+            ax.annotate(shorten(p.label, _LABEL_CHARS), xy=(math.exp(p.yi), p.sei), xytext=(4, 2),
                         textcoords="offset points", fontsize=6, color="0.1", zorder=5,
                         parse_math=False)
 
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "…"

@@ -29,6 +29,7 @@ from store.audit import audit
 from store.errors import ValidationError
 from store.models import BaselineRisk, User
 from store.settings import MONITORING_ENDPOINTS
+from store.text import quoted
 
 #: The longest follow-up an entry may name (20 years): beyond it a typo is likelier.
 MAX_MONTHS = 240.0
@@ -86,7 +87,7 @@ def _read_key(value: Any, errors: dict[str, str]) -> str | None:
     ok = (len(parts) in (3, 4) and all(parts) and parts[1] in MONITORING_ENDPOINTS
           and (len(parts) == 3 or parts[3] == STRATEGY_SUFFIX[1:]))
     if not ok:
-        errors["analysis"] = (f"{_shown(value)} is not an analysis key "
+        errors["analysis"] = (f"{quoted(value)} is not an analysis key "
                               "(drug/endpoint/setting, e.g. thalidomide/PFS/post_asct)")
         return None
     return str(value)
@@ -102,7 +103,7 @@ def _read_number(value: Any, name: str, errors: dict[str, str]) -> float | None:
         try:
             number = float(value.strip().replace(",", "."))
         except ValueError:
-            errors[name] = f"{_shown(value)} is not a number"
+            errors[name] = f"{quoted(value)} is not a number"
             return None
     else:
         errors[name] = "is required"
@@ -112,10 +113,6 @@ def _read_number(value: Any, name: str, errors: dict[str, str]) -> float | None:
         return None
     return number
 
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def add_baseline(session: Session, *, entry: CheckedBaseline, user: User) -> BaselineRisk:

@@ -39,6 +39,7 @@ from sqlmodel import Session, col, func, select
 from store.audit import audit
 from store.errors import ValidationError
 from store.models import BiasAssessment, Trial, User
+from store.text import quoted
 
 #: The endpoints an assessment is for: the values of ``Estimate.endpoint`` (the extraction
 #: form's ``screening.web.extraction.ENDPOINTS``; a test keeps the two equal).
@@ -154,7 +155,7 @@ def _read_endpoint(value: Any, errors: dict[str, str]) -> str | None:
         errors["endpoint"] = f"is required: one of {', '.join(ENDPOINTS)}"
         return None
     if not isinstance(value, str) or value.strip() not in ENDPOINTS:
-        errors["endpoint"] = (f"{_shown(value)} is not an endpoint: use one of "
+        errors["endpoint"] = (f"{quoted(value)} is not an endpoint: use one of "
                               f"{', '.join(ENDPOINTS)}")
         return None
     return value.strip()
@@ -189,7 +190,7 @@ def _read_domains(value: Any, errors: dict[str, str]) -> dict[str, dict[str, str
         if judgment is None or (isinstance(judgment, str) and not judgment.strip()):
             errors[f"{name}.judgment"] = f"is required for {label.lower()}: {_CHOOSE}"
         elif not isinstance(judgment, str) or judgment.strip() not in JUDGMENTS:
-            errors[f"{name}.judgment"] = f"{_shown(judgment)} is not a judgment: use {_ONE_OF}"
+            errors[f"{name}.judgment"] = f"{quoted(judgment)} is not a judgment: use {_ONE_OF}"
         elif name not in errors and f"{name}.support" not in errors:
             checked[key] = {"judgment": judgment.strip(), "support": support or ""}
     return checked
@@ -199,7 +200,7 @@ def _read_overall(value: Any, errors: dict[str, str]) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None  # blank: the suggestion of the domains
     if not isinstance(value, str) or value.strip() not in JUDGMENTS:
-        errors["overall"] = (f"{_shown(value)} is not a judgment: use {_ONE_OF}, or leave it "
+        errors["overall"] = (f"{quoted(value)} is not a judgment: use {_ONE_OF}, or leave it "
                              "blank for the judgment the domains give")
         return None
     return value.strip()
@@ -239,11 +240,6 @@ def _read_text(value: Any, name: str, errors: dict[str, str]) -> str | None:
         return None
     return text or None
 
-
-def _shown(value: Any) -> str:
-    """A bad value quoted for a message, cut short (it may be anything a client sent)."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
 
 
 # ----------------------------------------------------------------------------- storing

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 ELLIPSIS = "…"
 # A character reference written out in the text ("&amp;", "&#8211;", "&#x2009;").
@@ -85,3 +86,9 @@ def shorten(text: str, limit: int) -> str:
         # would split a sequence (safe cut 0) the ellipsis alone, never half a character.
         head = text[:_safe_cut(text, room)]
     return head + ELLIPSIS
+
+
+def quoted(value: Any, limit: int = 40) -> str:
+    """A bad value quoted for an error message (``repr``), cut short: it may be anything a
+    client sent, a whole document included."""
+    return shorten(repr(value), limit)

@@ -83,6 +83,15 @@ def test_meta_result_and_csv_result(tmp_path: Path) -> None:
     assert render_forest(meta_from_csv(path), fmt="svg").startswith(b"<?xml")
 
 
+def test_a_long_trial_name_is_cut_between_words() -> None:
+    """A label past 30 characters ends at a word with "…", never inside one."""
+    name = "Myeloma IX thalidomide maintenance randomisation"
+    res = meta_analysis([-0.5, -0.2], [0.1, 0.2], labels=[name, "b"])
+    svg = render_forest(res, fmt="svg").decode()
+    assert "Myeloma IX thalidomide…" in svg
+    assert "Myeloma IX thalidomide mainte" not in svg  # the slice it used to be
+
+
 def test_errors(ctx) -> None:
     res = meta_analysis([-0.5], [0.1])
     with pytest.raises(PoolingError, match="format"):
