@@ -172,7 +172,10 @@ class EntrezClient:
             self.limiter.acquire()
             self.requests += 1
             try:
-                return self._once(endpoint, data, expect)
+                try:
+                    return self._once(endpoint, data, expect)
+                finally:
+                    self.limiter.release()
             except _Retryable as failure:
                 if attempt >= self.max_retries:
                     if failure.unreachable:

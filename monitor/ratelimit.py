@@ -4,6 +4,14 @@ NCBI counts requests per IP (or per key) per second, over every thread and clien
 process, so the limiter must be shared: :func:`shared_limiter` hands out one instance per
 identity. Spacing requests ``1/rate`` apart (rather than a bursty token bucket) keeps any
 sliding second at or below the rate, which is what NCBI's counter measures.
+
+NCBI counts *arrivals*, though, and a request held up on the way (a busy machine, a slow
+network) arrives late while the next one, sent on time, does not: two arrivals then come less
+than an interval apart, and four slots 0.37 s apart can land within one second. So
+:meth:`RateLimiter.release`, called when an answer has come back, also puts the next slot at
+least one interval after that moment: a request is sent only after its predecessor was
+answered, so its arrival is at least one interval after the predecessor's, whatever the
+delays on the way.
 """
 
 from __future__ import annotations
@@ -41,6 +49,12 @@ class RateLimiter:
         if wait > 0:
             self._sleep(wait)
         return wait
+
+    def release(self) -> None:
+        """A request's answer (or its failure) has come back: the next slot is at least one
+        interval from now (module docstring: arrivals, not sends, are counted)."""
+        with self._lock:
+            self._next = max(self._next, self._clock() + self.interval)
 
     def defer(self, seconds: float) -> None:
         """Push every caller back (a 429 or Retry-After says the server wants a pause)."""

@@ -170,6 +170,29 @@ def test_rate_limiter_spaces_requests() -> None:
     assert shared_limiter(None, 2) is not shared_limiter("k", 2)
 
 
+def test_the_next_request_waits_an_interval_after_the_answer() -> None:
+    """NCBI counts arrivals: a request slowed on its way must not let the next one, sent on
+    its slot, arrive less than an interval after it. So an answer coming back pushes the next
+    slot to one interval after that moment."""
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
+    limiter.acquire()  # slot 0
+    now[0] += 0.2  # the answer takes 0.2 s: its request may have arrived as late as that
+    limiter.release()
+    limiter.acquire()
+    assert slept == [pytest.approx(0.25)]  # from 0.2 to 0.45, not to the 0.25 slot
+    now[0] += 0.01  # a quick answer leaves the spacing of the slots as it was
+    limiter.release()
+    limiter.acquire()
+    assert slept[-1] == pytest.approx(0.25)
+
+
 def test_missing_contact_address_is_warned_for_ncbi_only(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ncbi = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
