@@ -192,6 +192,9 @@ class User(SQLModel, table=True):
     role: str = "viewer"  # admin | curator | viewer
     password_hash: str = ""
     api_token_hash: str | None = Field(default=None, index=True)
+    # When the API token stops working (``MMLR_API_TOKEN_DAYS`` after it was issued); None
+    # with no token. Checked when the token is used: expiry is computed, not a job.
+    api_token_expires_at: datetime | None = None
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
     last_login_at: datetime | None = None

@@ -168,6 +168,9 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
     "entrez_retry_budget": (0, None),
     # 0 would retrain at every screening run, with no new decision to learn from.
     "retrain_min_decisions": (1, None),
+    # 0 days would issue tokens that are dead on arrival; ten years is "never" in practice and
+    # keeps the date arithmetic in range.
+    "api_token_days": (1, 3650),
     "port": PORT_RANGE,
 }
 
@@ -342,6 +345,11 @@ class Settings(BaseSettings):
         "extraction): whoever enters or corrects it cannot save it verified nor verify it "
         "later; another curator or an admin does. `false`: people may verify their own "
         "estimates. See docs/curation.md.",
+    )
+    api_token_days: int = Field(
+        90, description="Days an API token works after it is issued (1 to 3650); then the API "
+        "answers 401 and its owner creates a new one on /account (or an admin issues one). "
+        "Changing it applies to tokens issued afterwards.",
     )
     base_url: str = Field(
         "http://127.0.0.1:8000", description="Public URL of the web app, used in e-mail links; "

@@ -82,6 +82,10 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         ("MMLR_POLL_OVERLAP_DAYS", "400", "from 0 to 365, got 400"),
         ("MMLR_RECHECK_DAYS", "-1", "MMLR_RECHECK_DAYS: must be a whole number from 0 to 3650"),
         ("MMLR_RECHECK_DAYS", "1000000", "MMLR_RECHECK_DAYS: must be a whole number from 0"),
+        # 0 days would issue tokens already expired; beyond ten years means "never expires"
+        ("MMLR_API_TOKEN_DAYS", "0", "MMLR_API_TOKEN_DAYS: must be a whole number from 1 to "
+         "3650, got 0"),
+        ("MMLR_API_TOKEN_DAYS", "3651", "from 1 to 3650, got 3651"),
         ("MMLR_ENTREZ_MAX_RETRIES", "-1", "MMLR_ENTREZ_MAX_RETRIES: must be a whole number of at "
          "least 0"),
         ("MMLR_ENTREZ_RETRY_BUDGET", "-1", "MMLR_ENTREZ_RETRY_BUDGET: must be a whole number of "
@@ -169,6 +173,8 @@ def test_bad_values_give_one_clear_error(
         ("MMLR_PORT", "65535", "port", 65535),
         ("MMLR_POLL_OVERLAP_DAYS", "0", "poll_overlap_days", 0),
         ("MMLR_RECHECK_DAYS", "0", "recheck_days", 0),
+        ("MMLR_API_TOKEN_DAYS", "1", "api_token_days", 1),
+        ("MMLR_API_TOKEN_DAYS", "3650", "api_token_days", 3650),
         ("MMLR_ENTREZ_MAX_RETRIES", "0", "entrez_max_retries", 0),
         ("MMLR_ENTREZ_RETRY_BUDGET", "0", "entrez_retry_budget", 0),
         ("MMLR_RETRAIN_MIN_DECISIONS", "1", "retrain_min_decisions", 1),

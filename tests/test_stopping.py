@@ -257,7 +257,7 @@ def test_the_stopping_recall_setting_reaches_the_banner_and_the_digest(
         session.add(user)
         session.commit()
         session.refresh(user)
-        token = issue_api_token(session, user, actor="test")
+        token = issue_api_token(session, user, actor="test", days=90)
         session.commit()
     app = create_app(settings)
     try:

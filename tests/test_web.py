@@ -109,7 +109,7 @@ def api_as(app: Any, users: dict[str, str], role: str) -> TestClient:
     """A client without a session that sends a fresh API token of the ``role`` user."""
     with db(app) as s:
         user = s.exec(select(User).where(User.email == users[role])).one()
-        token = issue_api_token(s, user, actor="test")
+        token = issue_api_token(s, user, actor="test", days=90)
         s.commit()
     return TestClient(app, raise_server_exceptions=False,
                       headers={"Authorization": f"Bearer {token}"})

@@ -7,19 +7,35 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import test_web
 from fastapi.testclient import TestClient
-from sqlmodel import select
+from sqlmodel import Session, select
 from test_web import PASSWORD, as_role, csrf_from, db, login
 from test_web_account import NEW_PASSWORD, _audit, _user, change
 
+from screening.web.app import create_app
 from screening.web.auth import hash_token, issue_api_token, password_or_generated
-from store.models import AuditLog, Trial, User
+from screening.web.templating import utc_text
+from store.models import AuditLog, Trial, User, utcnow
 
-app = test_web.app
+#: The token lifetime of this module's app: not the default, so a test fails if it is ignored.
+TOKEN_DAYS = 7
+
+
+@pytest.fixture
+def app(settings: Any) -> Iterator[Any]:
+    application = create_app(settings.model_copy(update={"api_token_days": TOKEN_DAYS}))
+    yield application
+    application.state.retrainer.join(timeout=30)
+    application.state.pooler.join(timeout=30)
+    application.state.ctx.dispose()
+
 client = test_web.client
 users = test_web.users
 
@@ -88,7 +104,13 @@ def test_create_shows_the_token_once_and_it_works_as_bearer(
 
     (row,) = _audit(app, "user.token_issued")
     assert (row.actor, row.object_id) == (email, email)
-    assert row.details == {"replaced": False}
+    expires = _user(app, email).api_token_expires_at
+    assert expires is not None
+    assert row.details == {"replaced": False, "expires_at": expires.isoformat()}
+    # MMLR_API_TOKEN_DAYS of this module's app (7), counted from the issue
+    assert abs(expires - row.at - timedelta(days=TOKEN_DAYS)) < timedelta(minutes=1)
+    assert f"It expires {utc_text(expires)}." in again.text
+    assert 'id="token-expiry-warning"' in again.text  # 7 days: within the two weeks
     with db(app) as session:
         everything = json.dumps([r.details for r in session.exec(select(AuditLog)).all()])
     assert token not in everything and stored not in everything
@@ -112,7 +134,7 @@ def test_account_page_names_an_admin_who_issued_the_token(app: Any,
                                                           users: dict[str, str]) -> None:
     with db(app) as session:
         user = session.exec(select(User).where(User.email == users["curator"])).one()
-        issue_api_token(session, user, actor=users["admin"])
+        issue_api_token(session, user, actor=users["admin"], days=90)
         session.commit()
     page = as_role(app, users, "curator").get("/account").text
     assert f"by {users['admin']}" in page and "You have an API token" in page
@@ -255,3 +277,149 @@ def test_cli_password_reset_revokes_the_token(app: Any, users: dict[str, str], s
     assert cli.main(["users", "password", email, "--password", PASSWORD]) == 0
     assert "API token" not in capsys.readouterr().out
     assert len(_audit(app, "user.token_revoked")) == 1
+
+
+# ----------------------------------------------------------------------------- expiry
+#: A stored expiry set by the tests: long past, whenever they run.
+LONG_AGO = datetime(2020, 1, 2, 3, 4, tzinfo=UTC)
+
+
+def _expire(app: Any, email: str, when: datetime) -> None:
+    with db(app) as session:
+        user = session.exec(select(User).where(User.email == email)).one()
+        user.api_token_expires_at = when
+        session.add(user)
+        session.commit()
+
+
+def test_an_expired_token_is_refused_with_a_reason_and_the_way_out(
+        app: Any, users: dict[str, str]) -> None:
+    curator = as_role(app, users, "curator")
+    token = _create(curator)
+    assert _reads(app, token) == 200
+    _expire(app, users["curator"], LONG_AGO)
+    api = TestClient(app, raise_server_exceptions=False)
+    for method, path, body in (("GET", "/api/trials", None),
+                               ("POST", "/api/decisions", {"pmid": 1, "decision": "include"})):
+        refused = api.request(method, path, json=body,
+                              headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 401, (method, path)
+        assert refused.json() == {
+            "error": "the API token expired on 2020-01-02 03:04 UTC (create a new one on your "
+                     "account page, /account (or ask an admin to issue one))",
+            "code": "unauthenticated"}
+    # any other token still gets the one answer that says nothing about who has a token
+    unknown = api.get("/api/trials", headers={"Authorization": "Bearer mmlr_" + "x" * 43})
+    assert unknown.status_code == 401 and "expired" not in unknown.text
+    assert unknown.json()["error"].startswith("the API token is not valid")
+    # the account page says so; a new token works again, for the full lifetime
+    page = curator.get("/account").text
+    assert "It expired 2020-01-02 03:04 UTC and no longer works" in page
+    assert 'id="token-expiry-warning"' not in page  # expired, not "expires soon"
+    fresh = _create(curator)
+    assert _reads(app, fresh) == 200 and _reads(app, token) == 401
+    renewed = _user(app, users["curator"]).api_token_expires_at
+    assert renewed is not None and renewed > utcnow()
+
+
+def test_account_page_warns_only_within_two_weeks_of_expiry(
+        app: Any, users: dict[str, str]) -> None:
+    viewer = as_role(app, users, "viewer")
+    _create(viewer)
+    far = utcnow() + timedelta(days=60)
+    _expire(app, users["viewer"], far)
+    page = viewer.get("/account").text
+    assert f"It expires {utc_text(far)}." in page and 'id="token-expiry-warning"' not in page
+    soon = utcnow() + timedelta(days=13)
+    _expire(app, users["viewer"], soon)
+    page = viewer.get("/account").text
+    assert 'id="token-expiry-warning"' in page
+    assert f"Your API token expires {utc_text(soon)}, in under two weeks" in page
+
+
+def test_revoking_clears_the_expiry(app: Any, users: dict[str, str]) -> None:
+    curator = as_role(app, users, "curator")
+    _create(curator)
+    assert _revoke(curator).status_code == 303
+    user = _user(app, users["curator"])
+    assert (user.api_token_hash, user.api_token_expires_at) == (None, None)
+    assert 'id="token-expiry"' not in curator.get("/account").text
+
+
+def test_admin_users_page_shows_each_tokens_expiry(app: Any, users: dict[str, str]) -> None:
+    admin = as_role(app, users, "admin")
+    _create(as_role(app, users, "curator"))
+    _create(as_role(app, users, "viewer"))
+    _expire(app, users["curator"], LONG_AGO)
+    later = datetime(2099, 5, 6, 7, 8, tzinfo=UTC)
+    _expire(app, users["viewer"], later)
+    page = admin.get("/admin/users").text
+
+    def cell(email: str) -> str:
+        row = page[page.index(f'<tr data-email="{email}">'):]
+        found = re.search(r'<td class="token">([^<]*)</td>', row[:row.index("</tr>")])
+        assert found is not None, email
+        return found.group(1)
+
+    assert cell(users["curator"]) == "expired 2020-01-02 03:04 UTC"
+    assert cell(users["viewer"]) == "expires 2099-05-06 07:08 UTC"
+    assert cell(users["admin"]) == "—"
+    # an admin's new token for the curator gets the configured lifetime again
+    token = csrf_from(page)
+    with db(app) as session:
+        uid = session.exec(select(User).where(User.email == users["curator"])).one().id
+    issued = admin.post(f"/admin/users/{uid}/token", data={"csrf_token": token})
+    assert issued.status_code == 200
+    expires = _user(app, users["curator"]).api_token_expires_at
+    assert expires is not None and utc_text(expires) in issued.text
+    assert expires > utcnow() + timedelta(days=TOKEN_DAYS - 1)
+
+
+def _alembic(engine: Any) -> Any:
+    from alembic.config import Config
+
+    import store.engine
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(store.engine.__file__).parent / "migrations"))
+    cfg.attributes["connection_engine"] = engine
+    return cfg
+
+
+def test_tokens_from_before_0014_work_for_90_days_after_the_upgrade(db_url: str) -> None:
+    """Tokens had no lifetime before 0014: they get 90 days from the upgrade rather than
+    stopping at once (no client breaks the day of the upgrade); no token, no expiry."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from store.engine import make_engine
+
+    engine = make_engine(db_url)
+    cfg = _alembic(engine)
+    try:
+        command.upgrade(cfg, "0013")
+        users_table = User.__table__  # type: ignore[attr-defined]
+        with engine.begin() as conn:
+            for email, token_hash in (("old@example.org", hash_token("mmlr_old")),
+                                      ("none@example.org", None)):
+                conn.execute(users_table.insert().values(
+                    email=email, role="curator", password_hash="x", api_token_hash=token_hash,
+                    active=True, created_at=LONG_AGO, session_version=0))
+        before = utcnow()
+        command.upgrade(cfg, "head")
+        after = utcnow()
+        with Session(engine) as session:
+            old = session.exec(select(User).where(User.email == "old@example.org")).one()
+            none = session.exec(select(User).where(User.email == "none@example.org")).one()
+            assert old.api_token_expires_at is not None
+            assert before + timedelta(days=90) <= old.api_token_expires_at \
+                <= after + timedelta(days=90)
+            assert none.api_token_expires_at is None
+        command.downgrade(cfg, "0013")
+        with engine.connect() as conn:
+            kept = conn.execute(text("SELECT api_token_hash FROM users WHERE email = "
+                                     "'old@example.org'")).scalar()
+        assert kept == hash_token("mmlr_old")  # the token itself survives a downgrade
+        command.upgrade(cfg, "head")
+    finally:
+        engine.dispose()

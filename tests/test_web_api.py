@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import func, select
-from test_web import db
+from test_web import db, login
 
 from screening.web.auth import issue_api_token
 from store.models import Decision, Estimate, PollRun, Record, Trial, User, utcnow
@@ -27,7 +28,7 @@ records = test_web.records
 def _token(app: Any, email: str) -> dict[str, str]:
     with db(app) as session:
         user = session.exec(select(User).where(User.email == email)).one()
-        token = issue_api_token(session, user, actor="test")
+        token = issue_api_token(session, user, actor="test", days=90)
         session.commit()
     return {"Authorization": f"Bearer {token}"}
 
@@ -47,16 +48,44 @@ def verify_as_admin(api: TestClient, estimate_id: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- health
-def test_health_shape(app: Any, api: TestClient, records: int) -> None:
+def test_health_shape(app: Any, api: TestClient, users: dict[str, str], records: int) -> None:
     with db(app) as session:
         session.add(PollRun(query="q", status="completed", finished_at=utcnow()))
         session.commit()
+    # a load balancer (no credentials) learns only that the service and database are up
     response = api.get("/api/health")
     assert response.status_code == 200
-    body = response.json()
-    assert set(body) == {"status", "database", "version", "records", "last_poll"}
-    assert (body["status"], body["database"], body["records"]) == ("ok", "ok", 5)
-    assert body["version"] and body["last_poll"].startswith(str(utcnow().year))
+    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.headers["cache-control"] == "no-store"
+    # a signed-in caller, by a token of any role or a browser session, gets the details too
+    browser = TestClient(app, raise_server_exceptions=False)
+    assert login(browser, users["viewer"]).status_code == 303
+    for caller, headers in ((api, _token(app, users["viewer"])), (browser, {})):
+        body = caller.get("/api/health", headers=headers).json()
+        assert set(body) == {"status", "database", "version", "records", "last_poll"}
+        assert (body["status"], body["database"], body["records"]) == ("ok", "ok", 5)
+        assert body["version"] == app.version
+        assert body["last_poll"].startswith(str(utcnow().year))
+
+
+def test_health_refuses_a_bad_token_rather_than_answering_less(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """A script whose token lapsed hears so (401 in the API's error shape), instead of
+    getting the public answer and missing the fields it reads without a word."""
+    headers = _token(app, users["viewer"])
+    with db(app) as session:
+        viewer = session.exec(select(User).where(User.email == users["viewer"])).one()
+        viewer.api_token_expires_at = datetime(2020, 1, 2, tzinfo=UTC)
+        session.add(viewer)
+        session.commit()
+    expired = api.get("/api/health", headers=headers)
+    assert expired.status_code == 401 and set(expired.json()) == {"error", "code"}
+    assert expired.json()["error"].startswith("the API token expired on 2020-01-02")
+    for value in ("Bearer mmlr_unknown", "Bearer not-a-token", "Basic abc"):
+        refused = api.get("/api/health", headers={"Authorization": value})
+        assert refused.status_code == 401, value
+        assert refused.json()["code"] == "unauthenticated" and "version" not in refused.text
+    assert api.get("/api/health").json() == {"status": "ok", "database": "ok"}
 
 
 def test_the_browsers_icon_request_is_answered_without_a_404(app: Any, api: TestClient) -> None:
@@ -66,8 +95,9 @@ def test_the_browsers_icon_request_is_answered_without_a_404(app: Any, api: Test
 
 
 def test_health_is_503_when_the_database_goes_away(app: Any, api: TestClient,
-                                                   settings: Any) -> None:
-    assert api.get("/api/health").status_code == 200
+                                                   settings: Any, users: dict[str, str]) -> None:
+    headers = _token(app, users["viewer"])
+    assert api.get("/api/health", headers=headers).status_code == 200
     app.state.ctx.engine.dispose()
     url = make_url(settings.db_url)
     if url.get_backend_name() == "sqlite":
@@ -81,10 +111,10 @@ def test_health_is_503_when_the_database_goes_away(app: Any, api: TestClient,
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE "{url.database}" WITH (FORCE)'))
         admin.dispose()
-    response = api.get("/api/health")
+    response = api.get("/api/health", headers=headers)
     assert response.status_code == 503
-    body = response.json()
-    assert (body["status"], body["database"]) == ("error", "unreachable")
+    assert response.json() == {"status": "error", "database": "unreachable"}
+    assert api.get("/api/health").status_code == 503
     assert "Traceback" not in response.text and str(url.database) not in response.text
 
 

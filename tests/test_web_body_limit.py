@@ -81,6 +81,9 @@ def test_a_form_over_the_limit_gets_a_page_that_says_so(app: Any, users: dict[st
     assert response.status_code == 413
     assert response.headers["content-type"].startswith("text/html")
     assert "<h1>Too large</h1>" in response.text
+    # no route ran, yet the header is the signed-in one, not a logged-out page's
+    assert f'{users["curator"]} <span class="role">(curator)</span>' in response.text
+    assert 'action="/logout"' in response.text and 'href="/estimates"' in response.text
     assert "the request is larger than 1 MiB, the most this server accepts: nothing was " \
            "saved" in response.text
     assert _decisions(app) == 0
@@ -88,6 +91,15 @@ def test_a_form_over_the_limit_gets_a_page_that_says_so(app: Any, users: dict[st
     saved = curator.post(f"/records/{PMID}/decision", follow_redirects=False, data={
         "decision": "include", "csrf_token": token, "reason": "phase 3"})
     assert saved.status_code == 303 and _decisions(app) == 1
+
+
+def test_a_form_over_the_limit_without_a_login_gets_the_page_without_a_user(
+        app: Any) -> None:
+    anonymous = TestClient(app, raise_server_exceptions=False)
+    response = anonymous.post("/login", content=b"x" * (MAX_BODY_BYTES + 1),
+                              headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 413 and "<h1>Too large</h1>" in response.text
+    assert 'action="/logout"' not in response.text
 
 
 def test_a_chunked_body_over_a_real_socket_is_cut_off_at_the_limit(

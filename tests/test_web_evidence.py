@@ -381,7 +381,7 @@ def test_admin_manages_users(app: Any, users: dict[str, str]) -> None:
     viewer = as_role(app, users, "viewer")
     with db(app) as session:
         viewer_user = session.exec(select(User).where(User.email == users["viewer"])).one()
-        issue_api_token(session, viewer_user, actor=users["admin"])
+        issue_api_token(session, viewer_user, actor=users["admin"], days=90)
         session.commit()
     assert admin.post(f"/admin/users/{ids[users['viewer']]}/active",
                       data={"active": "0", "csrf_token": token},

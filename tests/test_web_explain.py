@@ -215,7 +215,7 @@ def test_explanation_api(app: Any, users: dict[str, str],
     includes, _, version = trained
     with db(app) as session:
         user = session.exec(select(User).where(User.email == users["viewer"])).one()
-        token = issue_api_token(session, user, actor="test")
+        token = issue_api_token(session, user, actor="test", days=90)
         session.commit()
     api = TestClient(app, raise_server_exceptions=False)
     headers = {"Authorization": f"Bearer {token}"}

@@ -3,7 +3,10 @@
 Passwords are hashed with scrypt (memory-hard, in the standard library) and a per-user random
 salt; verification is constant-time. API tokens are long random strings, so a plain SHA-256
 of the token is enough to store them (there is nothing to brute-force), and a SHA-256 lets the
-token be looked up by an indexed equality query.
+token be looked up by an indexed equality query. A token works for ``MMLR_API_TOKEN_DAYS``
+after it is issued (``users.api_token_expires_at``): a leaked token stops working on its own.
+Expiry is checked when the token is used, not by a job; an expired token keeps its hash, so
+its holder is told it expired rather than that it is unknown.
 
 The throttle counts failed logins in the audit log (``auth.login_failed``) rather than in
 process memory, so it holds across restarts and across several web instances. It has two
@@ -25,7 +28,7 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func
@@ -136,18 +139,24 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def issue_api_token(session: Session, user: User, *, actor: str) -> str:
-    """Give ``user`` a new API token (replacing any old one); the token is shown once.
+#: How soon before its expiry the account page warns that the token is about to stop working.
+TOKEN_EXPIRY_WARNING = timedelta(days=14)
 
-    Only its hash is stored; the token itself is returned for the caller to show and is never
-    logged or audited. The caller commits.
+
+def issue_api_token(session: Session, user: User, *, actor: str, days: int) -> str:
+    """Give ``user`` a new API token (replacing any old one) that works for ``days`` days; the
+    token is shown once.
+
+    Only its hash and its expiry are stored; the token itself is returned for the caller to
+    show and is never logged or audited. The caller commits.
     """
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     replaced = user.api_token_hash is not None
     user.api_token_hash = hash_token(token)
+    user.api_token_expires_at = utcnow() + timedelta(days=days)
     session.add(user)
     audit(session, "user.token_issued", actor=actor, object_type="user", object_id=user.email,
-          replaced=replaced)
+          replaced=replaced, expires_at=user.api_token_expires_at.isoformat())
     log.info("API token of %s issued by %s", user.email, actor)
     return token
 
@@ -158,6 +167,7 @@ def revoke_api_token(session: Session, user: User, *, actor: str, **details: Any
     if user.api_token_hash is None:
         return False
     user.api_token_hash = None
+    user.api_token_expires_at = None
     session.add(user)
     audit(session, "user.token_revoked", actor=actor, object_type="user", object_id=user.email,
           **details)
@@ -172,7 +182,27 @@ def user_for_token(session: Session, token: str) -> User:
     if user is None or not user.active:
         raise AuthError("the API token is not valid",
                         hint="create a new one on your account page, /account")
+    # Only whoever holds this very token learns that it expired (rather than "not valid"):
+    # any other input still gets the answer above.
+    expired = user.api_token_expires_at
+    if expired is not None and token_expired(user, utcnow()):
+        raise AuthError(f"the API token expired on {expired:%Y-%m-%d %H:%M} UTC",
+                        hint="create a new one on your account page, /account (or ask an "
+                             "admin to issue one)")
     return user
+
+
+def token_expired(user: User, now: datetime) -> bool:
+    """Whether ``user``'s API token has passed its expiry at ``now``. A token without an
+    expiry is not expired: none is issued so, but a row written by hand may have one."""
+    return user.api_token_expires_at is not None and user.api_token_expires_at <= now
+
+
+def token_expires_soon(user: User, now: datetime) -> bool:
+    """Whether ``user``'s token still works at ``now`` but stops within
+    :data:`TOKEN_EXPIRY_WARNING` (the account page then says so)."""
+    expires = user.api_token_expires_at
+    return expires is not None and now < expires <= now + TOKEN_EXPIRY_WARNING
 
 
 # ----------------------------------------------------------------------------- users

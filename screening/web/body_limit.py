@@ -12,15 +12,26 @@ without a length (``Transfer-Encoding: chunked``) when the limit is passed. Eith
 ``/api/``, the error page for a form. What was read is then handed to the app as one message.
 The server (uvicorn) reads and discards the rest of a refused body, so the client gets the
 answer rather than a broken connection.
+
+No route runs for a refused body, so no route has looked up who is logged in: the error page
+looks the session's user up itself (as a page would), so that its header is the signed-in
+one rather than a logged-out one. If that lookup fails, the page is shown without a user.
 """
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from screening.web.errors import error_response, status_for
+from screening.web.deps import get_ctx, session_user
+from screening.web.errors import error_response, is_api, status_for
 from store.errors import TooLargeError
+from store.models import User
+
+log = logging.getLogger(__name__)
 
 #: The largest request body accepted, in bytes (1 MiB).
 MAX_BODY_BYTES = 1024 * 1024
@@ -87,8 +98,24 @@ class BodyLimitMiddleware:
             hint="send less at once: a form or a JSON body filled in by hand is far smaller "
                  "than this")
         request = Request(scope, receive)
+        if not is_api(request):  # the JSON body has no header to fill in
+            request.state.user = await run_in_threadpool(_page_user, request)
         response = error_response(request, status_for(error), error.message, hint=error.hint)
         await response(scope, receive, send)
+
+
+def _page_user(request: Request) -> User | None:
+    """The logged-in user of the refused form's cookie, for the error page's header; None
+    when there is none or the database cannot say (the 413 is answered all the same)."""
+    try:
+        with get_ctx(request).sessions() as session:
+            user = session_user(request, session)
+            if user is not None:
+                session.expunge(user)  # the template reads it after the session closes
+            return user
+    except Exception as exc:  # the refusal must not become a 500 over a header
+        log.warning("413 page: could not look up the logged-in user: %s", type(exc).__name__)
+        return None
 
 
 __all__ = ["MAX_BODY_BYTES", "BodyLimitMiddleware"]

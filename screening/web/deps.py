@@ -75,6 +75,11 @@ def verify_second_person(request: Request) -> bool:
     return bool(request.app.state.settings.verify_second_person)
 
 
+def api_token_days(request: Request) -> int:
+    """Days a newly issued API token works (``Settings.api_token_days``)."""
+    return int(request.app.state.settings.api_token_days)
+
+
 def get_session(request: Request) -> Iterator[Session]:
     session = get_ctx(request).sessions()
     try:
@@ -190,6 +195,17 @@ def require_api_reader(request: Request, session: DbSession) -> User:
     if user is None:
         raise AuthError("authentication required",
                         hint="send Authorization: Bearer <token>; create one at /account")
+    request.state.user = user
+    return user
+
+
+def api_caller(request: Request, session: Session) -> User | None:
+    """Who is calling an API route open to anyone (``/api/health``): the token's user when a
+    Bearer token is sent, else the logged-in browser session's, else None. A token that is
+    sent but malformed, unknown or expired is refused (AuthError), not treated as no token:
+    a script whose token lapsed should hear so, not get a shorter answer without a word."""
+    token = _bearer(request)
+    user = user_for_token(session, token) if token else session_user(request, session)
     request.state.user = user
     return user
 

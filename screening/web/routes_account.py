@@ -16,12 +16,14 @@ from screening.web.auth import (
     confirm_current_password,
     issue_api_token,
     revoke_api_token,
+    token_expired,
+    token_expires_soon,
 )
 from screening.web.csrf import csrf_protect, rotate_csrf_token
-from screening.web.deps import DbSession, Viewer, flash, start_session
+from screening.web.deps import DbSession, Viewer, api_token_days, flash, start_session
 from screening.web.routes_auth import retry_after
 from screening.web.templating import render
-from store.models import AuditLog, User
+from store.models import AuditLog, User, utcnow
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -40,10 +42,13 @@ def _token_issued(session: Session, user: User) -> AuditLog | None:
 def _page(request: Request, session: Session, user: User, *, status_code: int = 200,
           error: str | None = None, field: str | None = None,
           new_token: str | None = None) -> Response:
+    now = utcnow()
     return render(request, "account.html",
                   {"account": user, "error": error, "field": field,
                    "min_length": MIN_PASSWORD_LENGTH,
                    "has_token": user.api_token_hash is not None,
+                   "token_expired": token_expired(user, now),
+                   "token_expires_soon": token_expires_soon(user, now),
                    "token_issued": _token_issued(session, user), "new_token": new_token},
                   status_code=status_code)
 
@@ -103,7 +108,7 @@ def create_token(request: Request, session: DbSession, user: Viewer,
                                  via="token_create")
     except (ThrottledError, PasswordFieldError) as exc:
         return _refused(request, session, user, exc, field="token_password")
-    token = issue_api_token(session, user, actor=user.email)
+    token = issue_api_token(session, user, actor=user.email, days=api_token_days(request))
     session.commit()
     session.refresh(user)
     # Rendered, not flashed or redirected: the session cookie is signed, not encrypted, and

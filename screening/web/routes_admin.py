@@ -17,11 +17,11 @@ from screening.web.auth import (
     revoke_api_token,
 )
 from screening.web.csrf import csrf_protect
-from screening.web.deps import Admin, DbSession, flash, get_or_404
+from screening.web.deps import Admin, DbSession, api_token_days, flash, get_or_404
 from screening.web.templating import render
 from store.audit import audit
 from store.errors import ValidationError
-from store.models import User
+from store.models import User, utcnow
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(csrf_protect)])
 
@@ -45,7 +45,7 @@ def _page(request: Request, session: Session, *, status_code: int = 200,
           **extra: object) -> Response:
     users = session.exec(select(User).order_by(col(User.email))).all()
     context: dict[str, object] = {"users": users, "roles": ROLES, "error": None, "values": {},
-                                  "secret": None, "error_field": None}
+                                  "secret": None, "error_field": None, "now": utcnow()}
     context.update(extra)
     return render(request, "admin_users.html", context, status_code=status_code)
 
@@ -124,6 +124,6 @@ def new_token(request: Request, user_id: int, session: DbSession, admin: Admin) 
     target = _user(session, user_id)
     if not target.active:
         raise ValidationError(f"{target.email} is deactivated", hint="reactivate the user first")
-    token = issue_api_token(session, target, actor=admin.email)
+    token = issue_api_token(session, target, actor=admin.email, days=api_token_days(request))
     session.commit()
     return _page(request, session, secret=("API token", target.email, token))

@@ -44,6 +44,7 @@ from screening.web.absolute_effects import read_json as read_baseline_json
 from screening.web.api_schema import (
     READ,
     READ_ONE,
+    ApiError,
     api_errors,
     api_schema,
     closed_body,
@@ -73,6 +74,7 @@ from screening.web.deps import (
     ApiReader,
     ApiWriter,
     DbSession,
+    api_caller,
     dual_screening,
     get_ctx,
     get_or_404,
@@ -107,7 +109,7 @@ from screening.web.trials import (
 from screening.web.verification import parse_new_estimate, set_verified
 from store.baselines import BaselineError
 from store.bias import assessment_json
-from store.errors import NotFoundError, ValidationError
+from store.errors import AuthError, NotFoundError, ValidationError
 from store.fulltext import (
     PASSED,
     REASONS,
@@ -143,26 +145,45 @@ def openapi_schema(request: Request, user: ApiReader) -> dict[str, Any]:
     return api_schema(request.app)
 
 
-@router.get("/health", responses={503: {"description": "the database is unreachable"}})
+@router.get("/health", responses={
+    **api_errors(401),
+    401: {"model": ApiError,
+          "description": "a Bearer token was sent and is malformed, unknown or expired"},
+    503: {"description": "the database is unreachable (body: status and database only)"}})
 def health(request: Request) -> JSONResponse:
-    """Liveness and database reachability; no authentication (for load balancers)."""
-    app = request.app
-    body: dict[str, Any] = {"status": "ok", "database": "ok", "version": app.version,
-                            "records": None, "last_poll": None}
+    """Liveness and database reachability, for load balancers: no authentication needed.
+    ``{"status": "ok", "database": "ok"}`` with 200, or ``"error"``/``"unreachable"`` with 503.
+
+    A signed-in caller (a Bearer token of any role, or a browser session) also gets
+    ``version``, ``records`` (how many are stored) and ``last_poll`` (when the last
+    monitoring pass completed): these say what software runs and how big the review is, which
+    is nobody else's business. A token that is sent but not valid is answered 401."""
+    body: dict[str, Any] = {"status": "ok", "database": "ok"}
+    refused: AuthError | None = None
     try:
         with get_ctx(request).engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         with get_ctx(request).sessions() as session:
-            body["records"] = int(session.exec(select(func.count()).select_from(Record)).one())
-            last = session.exec(select(PollRun).where(PollRun.status == "completed")
-                                .order_by(col(PollRun.finished_at).desc())).first()
-            if last is not None and last.finished_at is not None:
-                body["last_poll"] = last.finished_at.isoformat()
+            try:
+                caller = api_caller(request, session)
+            except AuthError as exc:  # answered below, once the database is known healthy
+                refused, caller = exc, None
+            if caller is not None:
+                body["version"] = request.app.version
+                body["records"] = int(session.exec(
+                    select(func.count()).select_from(Record)).one())
+                last = session.exec(select(PollRun).where(PollRun.status == "completed")
+                                    .order_by(col(PollRun.finished_at).desc())).first()
+                body["last_poll"] = (last.finished_at.isoformat()
+                                     if last is not None and last.finished_at is not None
+                                     else None)
     except Exception as exc:  # any failure here means "not healthy"; never a 500
         # The reason goes to the log; the public answer says only what is wrong.
         log.warning("health check: database unreachable: %s", type(exc).__name__)
-        body.update(status="error", database="unreachable")
-        return JSONResponse(body, status_code=503, headers={"Cache-Control": "no-store"})
+        return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503,
+                            headers={"Cache-Control": "no-store"})
+    if refused is not None:
+        raise refused
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
