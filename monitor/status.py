@@ -51,10 +51,8 @@ def stale_after(poll_cron: str, now: datetime) -> timedelta:
 def masked_url(url: str) -> str:
     """The database URL with its password replaced by ``***``: the report goes to logs and
     monitoring systems."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is refused by the settings check; never echo it
-        return "(not a valid URL)"
+    # The settings check has parsed it already (and refused one that does not parse).
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -111,7 +109,9 @@ def gather_status(settings: Settings, *, now: datetime | None = None) -> StatusR
                                 "reachable": False, "error": None}
     report.sections.update(database=database, schema=None, poll=None, digest=None,
                            screening=None, pooling=None, locks=None, alerts=None)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
+    # (A ``file:`` URI, ``?uri=true``, is SQLite's to resolve: not checked here.)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and \
+            parsed.query.get("uri") not in ("true", "1"):
         # Connecting would create an empty file: status must not, and "no database here" is
         # the finding (a wrong MMLR_DATA_DIR or MMLR_DATABASE_URL, or `mmlr init` never ran).
         path = Path(parsed.database)

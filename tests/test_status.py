@@ -128,6 +128,10 @@ def test_a_completed_poll_and_delivered_digest_are_healthy(polled: Any) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert proc.stdout.splitlines()[-1].split() == ["status", "ok"]
+    # An aligned table: every value starts in the same column.
+    lines = proc.stdout.splitlines()
+    column = lines[-1].index("ok")
+    assert all(line[column - 2:column] == "  " and line[column] != " " for line in lines)
     code, report, _ = status_json(ctx.settings)
     assert code == 0 and report["healthy"] is True and report["problems"] == []
     assert set(report) == TOP_KEYS
