@@ -388,6 +388,21 @@ def cmd_subscribers_remove(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.status import gather_status
+
+    report = gather_status(settings)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.describe())
+    if report.healthy:
+        return 0
+    # Not an MmlrError: the report above is the answer, and this line says why it is not ok.
+    print(f"mmlr: attention: {report.reason()}", file=sys.stderr)
+    return 1
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     from store.settings import settings_table
 
@@ -532,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     ps = ssub.add_parser("remove", help="unsubscribe an address (kept, marked unsubscribed)")
     ps.add_argument("email")
     ps.set_defaults(func=cmd_subscribers_remove)
+
+    p = sub.add_parser("status", help="read-only health report: schema, last poll, digest, "
+                       "screening, pooling, locks, alerts; exit 1 when something needs "
+                       "attention")
+    p.add_argument("--json", action="store_true", help="one JSON object (keys in "
+                   "docs/operations.md)")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("config", help="list every setting with its default")
     p.add_argument("--markdown", action="store_true")

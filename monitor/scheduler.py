@@ -109,6 +109,22 @@ def _trigger(job_id: str, cron: str) -> Any:
     return trigger
 
 
+def longest_gap(job_id: str, cron: str, after: datetime, *, fires: int = 12) -> timedelta:
+    """The longest time between two of the next ``fires`` firings of ``cron`` after ``after``
+    (ConfigError, as at start, when the cron is malformed or never fires): how long a job of
+    that cron may normally go without running."""
+    trigger = _trigger(job_id, cron)
+    previous = trigger.get_next_fire_time(None, after)
+    gap = timedelta(0)
+    for _ in range(fires):
+        following = trigger.get_next_fire_time(previous, previous + timedelta(seconds=1))
+        if following is None:
+            break
+        gap = max(gap, following - previous)
+        previous = following
+    return gap
+
+
 def build_scheduler(settings: Settings, *, blocking: bool,
                     jobs: Mapping[str, JobSpec | str | Callable[[], Any]] | None = None) -> Any:
     """A configured (not yet started) Blocking- or BackgroundScheduler with its jobs added."""

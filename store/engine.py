@@ -103,15 +103,33 @@ def session_scope(factory: SessionFactory) -> Iterator[Session]:
         session.close()
 
 
-def migrate(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest Alembic revision."""
-    from alembic import command
+def _alembic_config(engine: Engine) -> Any:
     from alembic.config import Config
-    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.attributes["connection_engine"] = engine
+    return cfg
+
+
+def schema_revisions(engine: Engine) -> tuple[tuple[str, ...], str | None]:
+    """(the Alembic revisions the database is at, empty when it has no mmlr schema; the head
+    this code expects), read without changing anything."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_heads()
+    return tuple(current), script.get_current_head()
+
+
+def migrate(engine: Engine) -> None:
+    """Create or upgrade the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    cfg = _alembic_config(engine)
     check_connection(engine)
     _refuse_newer_schema(engine, ScriptDirectory.from_config(cfg))
     try:

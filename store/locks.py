@@ -21,6 +21,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, text, update
@@ -31,6 +32,12 @@ from store.errors import LockedError
 from store.models import JobLock
 
 log = logging.getLogger(__name__)
+
+#: Every lock name ``job_lock`` is taken under: a PostgreSQL advisory lock is a number, and
+#: :func:`held_locks` needs the names to tell ours apart and say which job holds one.
+JOB_NAMES = ("poll", "screen", "pool", "digest", "digest-delivery")
+#: Names of :func:`claim_once` rows (scheduler ticks): claims, not locks anyone waits for.
+CLAIM_PREFIX = "tick:"
 
 
 def _advisory_key(name: str) -> int:
@@ -205,3 +212,64 @@ def job_lock(engine: Engine, name: str, *, ttl: float = 3600.0) -> Iterator[JobL
         table = _LOCK_TABLE
         with engine.begin() as conn:
             conn.execute(delete(table).where(table.c.name == name, table.c.holder == holder))
+
+
+@dataclass(frozen=True)
+class HeldLock:
+    """A job lock as :func:`held_locks` reads it. ``since``/``expires_at`` are known on SQLite
+    only; ``orphaned``: a lease that expired or whose holder process on this host is gone,
+    which the next run of the job takes over."""
+
+    name: str
+    holder: str
+    since: datetime | None
+    expires_at: datetime | None
+    orphaned: bool
+
+
+def held_locks(engine: Engine) -> list[HeldLock]:
+    """The job locks held now, by name, without taking or changing any.
+
+    SQLite: the lease rows of ``job_locks`` (scheduler claims left out). PostgreSQL: the
+    granted advisory locks of this database whose key is one of :data:`JOB_NAMES`, held by a
+    server backend (pid, client address and application as ``pg_stat_activity`` shows them;
+    another role's session may show only its pid)."""
+    if engine.dialect.name == "postgresql":
+        return _pg_held_locks(engine)
+    table = _LOCK_TABLE
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        rows = conn.execute(select(table.c.name, table.c.holder, table.c.acquired_at,
+                                   table.c.expires_at)
+                            .where(~table.c.name.startswith(CLAIM_PREFIX, autoescape=True))
+                            .order_by(table.c.name)).all()
+    return [HeldLock(name=r.name, holder=r.holder, since=_aware(r.acquired_at),
+                     expires_at=_aware(r.expires_at),
+                     orphaned=_aware(r.expires_at) <= now or _holder_dead(r.holder))
+            for r in rows]
+
+
+def _pg_held_locks(engine: Engine) -> list[HeldLock]:
+    names = {_advisory_key(name): name for name in JOB_NAMES}
+    # A bigint advisory key is split in pg_locks: classid the high 32 bits, objid the low 32,
+    # objsubid 1 (2 marks the two-int4 form, which mmlr never uses).
+    query = text(
+        "SELECT l.classid::bigint AS hi, l.objid::bigint AS lo, l.pid, "
+        "a.client_addr::text AS addr, a.application_name AS app "
+        "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out: list[HeldLock] = []
+    for row in rows:
+        unsigned = (int(row.hi) << 32) | int(row.lo)
+        key = unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned
+        name = names.get(key)
+        if name is None:  # another application's advisory lock, or the migration's
+            continue
+        where = ", ".join(part for part in (row.addr, row.app) if part)
+        holder = f"PostgreSQL backend pid {row.pid}" + (f" ({where})" if where else "")
+        out.append(HeldLock(name=name, holder=holder, since=None, expires_at=None,
+                            orphaned=False))
+    return sorted(out, key=lambda lock: lock.name)

@@ -1,0 +1,357 @@
+"""``mmlr status``: one read-only look at a running installation, for an operator, a cron job
+or a container health check.
+
+It reads the database and nothing else (no network, no PubMed, no SMTP), changes nothing (no
+migration, no lock taken, and a SQLite file that does not exist is not created), and says
+whether something needs attention. The rules (docs/operations.md, "Health: mmlr status"):
+
+- the database cannot be opened, or its schema is not the one this mmlr expects;
+- the newest poll run (any kind) ended ``failed`` or ``interrupted``, or says ``running`` but
+  has not checkpointed for longer than the poll's lock lease (:data:`monitor.poll.LOCK_TTL`):
+  its process died, and nothing is being monitored until the next poll resumes it;
+- no search of new records (``crdt``) has completed yet, or none for longer than
+  :func:`stale_after`: twice the longest gap between two firings of ``MMLR_POLL_CRON``, at
+  least a day (default daily cron: 2 days) — one missed slot (NCBI down for a morning) is
+  forgiven, two in a row are not;
+- ``MMLR_POLL_CRON`` is not a cron ``serve``/``worker`` would start with;
+- the newest digest did not reach a recipient (its latest delivery to them failed).
+
+Everything else (screening backlog, pending pool changes, locks, alerts) is reported, never a
+reason to fail: those are curators' work or normal operation, not an operator's alarm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, col, func, select
+
+from store.errors import ConfigError
+from store.settings import Settings
+
+#: The shortest staleness window: a cron firing every few minutes must not turn a slow
+#: PubMed morning into an alarm.
+MIN_STALE = timedelta(days=1)
+#: Newest alerts listed by name (the count covers all of them).
+ALERTS_LISTED = 5
+
+
+def stale_after(poll_cron: str, now: datetime) -> timedelta:
+    """How long without a completed poll is too long under ``poll_cron`` (module docstring).
+    ConfigError when the cron is not one the scheduler accepts."""
+    from monitor.scheduler import longest_gap
+
+    return max(2 * longest_gap("poll-cycle", poll_cron, now), MIN_STALE)
+
+
+def masked_url(url: str) -> str:
+    """The database URL with its password replaced by ``***``: the report goes to logs and
+    monitoring systems."""
+    # The settings check has parsed it already (and refused one that does not parse).
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC (store.models).
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class StatusReport:
+    """What ``mmlr status`` found: ``sections`` (the stable JSON keys, documented in
+    docs/operations.md) and ``problems``, the reasons for exit code 1, most urgent first."""
+
+    checked_at: datetime
+    sections: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def reason(self) -> str:
+        """The one line for stderr: the most urgent problem, and how many more there are."""
+        more = len(self.problems) - 1
+        return self.problems[0] + (f" (and {more} more: see the report)" if more else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, "problems": list(self.problems),
+                "checked_at": _iso(self.checked_at), **self.sections}
+
+    def describe(self) -> str:
+        """A short aligned table for a terminal."""
+        rows = _text_rows(self)
+        width = max(len(label) for label, _ in rows)
+        return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
+# ----------------------------------------------------------------------------- gathering
+def gather_status(settings: Settings, *, now: datetime | None = None) -> StatusReport:
+    """Read the installation's state (module docstring); never raises for a database that
+    cannot be opened: that is the report's first problem."""
+    from store.engine import check_connection, make_engine, schema_revisions
+
+    now = now or datetime.now(UTC)
+    report = StatusReport(checked_at=now)
+    url = settings.db_url
+    parsed = make_url(url)
+    database: dict[str, Any] = {"engine": parsed.get_backend_name(), "url": masked_url(url),
+                                "reachable": False, "error": None}
+    report.sections.update(database=database, schema=None, poll=None, digest=None,
+                           screening=None, pooling=None, locks=None, alerts=None)
+    # (A ``file:`` URI, ``?uri=true``, is SQLite's to resolve: not checked here.)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and \
+            parsed.query.get("uri") not in ("true", "1"):
+        # Connecting would create an empty file: status must not, and "no database here" is
+        # the finding (a wrong MMLR_DATA_DIR or MMLR_DATABASE_URL, or `mmlr init` never ran).
+        path = Path(parsed.database)
+        if not path.is_file():
+            database["error"] = (f"the SQLite database {path} does not exist" if not path.exists()
+                                 else f"the SQLite database {path} is not a file")
+            report.problems.append(f"{database['error']} (check MMLR_DATABASE_URL or "
+                                   "MMLR_DATA_DIR; `mmlr init` creates it)")
+            return report
+    try:
+        engine = make_engine(settings)
+    except ConfigError as exc:
+        database["error"] = exc.one_line()
+        report.problems.append(exc.one_line())
+        return report
+    try:
+        try:
+            check_connection(engine)
+        except ConfigError as exc:
+            database["error"] = exc.one_line()
+            report.problems.append(exc.one_line())
+            return report
+        database["reachable"] = True
+        current, expected = schema_revisions(engine)
+        at_head = current == ((expected,) if expected else ())
+        report.sections["schema"] = {"current": ",".join(current) or None,
+                                     "expected": expected, "at_head": at_head}
+        if not at_head:
+            # The tables are not the ones this code reads: reading them could fail or mislead.
+            report.problems.append(
+                "the database has no mmlr schema (run `mmlr init`)" if not current else
+                f"the database schema is at revision {','.join(current)}, this mmlr expects "
+                f"{expected} (`mmlr init` upgrades it; a newer revision means a newer mmlr "
+                "upgraded it)")
+            return report
+        with Session(engine) as session:
+            _poll(session, settings, now, report)
+            _digest(session, report)
+            _screening(session, settings, report)
+            _pooling(session, settings, report)
+            _alerts(session, report)
+        _locks(engine, report)
+    finally:
+        engine.dispose()
+    return report
+
+
+def _poll(session: Session, settings: Settings, now: datetime, report: StatusReport) -> None:
+    from monitor.poll import LOCK_TTL
+    from store.models import PollRun
+
+    newest = session.exec(select(PollRun).order_by(col(PollRun.started_at).desc(),
+                                                   col(PollRun.id).desc())).first()
+    last = session.exec(select(PollRun).where(PollRun.kind == "crdt",
+                                              PollRun.status == "completed")
+                        .order_by(col(PollRun.finished_at).desc(),
+                                  col(PollRun.id).desc())).first()
+    limit: timedelta | None
+    try:
+        limit = stale_after(settings.poll_cron, now)
+    except ConfigError as exc:
+        limit = None
+        report.problems.append(f"{exc.one_line()}: `mmlr serve`/`mmlr worker` will not start")
+    section: dict[str, Any] = {
+        "last_completed_at": None, "window_start": None, "window_end": None, "found": None,
+        "new": None, "updated": None, "stale_after_hours": (
+            round(limit.total_seconds() / 3600, 1) if limit is not None else None),
+        "stale": False, "newest_run": None}
+    report.sections["poll"] = section
+    if newest is not None:
+        heartbeat = _aware(newest.heartbeat_at)
+        # A live poll checkpoints (and renews its lease) after every batch: silence longer
+        # than the lease means its process died and the lease is free for the next poll.
+        hung = newest.status == "running" and now - heartbeat > timedelta(seconds=LOCK_TTL)
+        section["newest_run"] = {
+            "id": newest.id, "kind": newest.kind,
+            "status": "stale" if hung else newest.status,
+            "started_at": _iso(newest.started_at), "heartbeat_at": _iso(heartbeat),
+            "error": newest.error}
+        if newest.status in ("failed", "interrupted"):
+            report.problems.append(
+                f"the newest poll run #{newest.id} ({newest.kind}) {newest.status}: "
+                f"{' '.join((newest.error or 'no reason recorded').split())}")
+        elif hung:
+            report.problems.append(
+                f"poll run #{newest.id} ({newest.kind}) says running but has not progressed "
+                f"since {heartbeat:%Y-%m-%d %H:%M} UTC: its process died (the next poll "
+                "resumes it)")
+    if last is None or last.finished_at is None:
+        report.problems.append("no search of new records has completed yet (run `mmlr poll`, "
+                               "or wait for MMLR_POLL_CRON)")
+        return
+    finished = _aware(last.finished_at)
+    section.update({
+        "last_completed_at": _iso(finished),
+        "window_start": last.window_start.isoformat() if last.window_start else None,
+        "window_end": last.window_end.isoformat() if last.window_end else None,
+        "found": last.found, "new": last.new, "updated": last.updated})
+    if limit is not None and now - finished > limit:
+        section["stale"] = True
+        report.problems.append(
+            f"no search of new records has completed since {finished:%Y-%m-%d %H:%M} UTC "
+            f"(more than {_span(limit)}, twice the gap of MMLR_POLL_CRON "
+            f"{settings.poll_cron!r})")
+
+
+def _span(value: timedelta) -> str:
+    hours = value.total_seconds() / 3600
+    return f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} hours"
+
+
+def _digest(session: Session, report: StatusReport) -> None:
+    from store.models import Delivery, Digest
+
+    digest = session.exec(select(Digest).order_by(col(Digest.created_at).desc(),
+                                                  col(Digest.id).desc())).first()
+    if digest is None:
+        report.sections["digest"] = {"id": None, "built_at": None, "sent": 0, "failed": 0,
+                                     "pending": 0, "errors": []}
+        return
+    rows = session.exec(select(Delivery).where(Delivery.digest_id == digest.id)
+                        .order_by(col(Delivery.id))).all()
+    # A recipient's latest row decides, but one sent copy settles it: a retry that sent it
+    # after a failure is a delivery (as reports.digest counts "already sent").
+    latest: dict[tuple[str, str | None], Delivery] = {}
+    for row in rows:
+        key = (row.channel, row.recipient.lower() if row.recipient else None)
+        if key not in latest or latest[key].status != "sent":
+            latest[key] = row
+    counts = {status: sum(r.status == status for r in latest.values())
+              for status in ("sent", "failed", "pending")}
+    errors = sorted({" ".join((r.error or "no reason recorded").split())
+                     for r in latest.values() if r.status == "failed"})
+    report.sections["digest"] = {"id": digest.id, "built_at": _iso(digest.created_at),
+                                 **counts, "errors": errors}
+    if counts["failed"]:
+        report.problems.append(
+            f"the newest digest #{digest.id} was not delivered to {counts['failed']} of "
+            f"{len(latest)} recipients: {errors[0]} (`mmlr digest --send` retries them)")
+
+
+def _screening(session: Session, settings: Settings, report: StatusReport) -> None:
+    from screening.health import count_live, prioritised_order_test
+    from store.models import ModelVersion, Record
+
+    model = session.exec(select(ModelVersion).where(col(ModelVersion.active).is_(True))
+                         .order_by(col(ModelVersion.id).desc())).first()
+    test = prioritised_order_test(session, target_recall=settings.stopping_recall)
+    report.sections["screening"] = {
+        "model_version": model.id if model else None,
+        "model_trained_at": _iso(model.created_at) if model else None,
+        "unscored": count_live(session, col(Record.score).is_(None)),
+        "awaiting_screening": count_live(session, col(Record.decision).is_(None)),
+        "may_stop": test.rejects, "stopping_test": test.describe(),
+    }
+
+
+def _pooling(session: Session, settings: Settings, report: StatusReport) -> None:
+    from reports.pool import pending_changes
+    from store.models import PooledResult
+
+    last = session.exec(select(func.max(PooledResult.computed_at))).one()
+    report.sections["pooling"] = {
+        "last_pooled_at": _iso(last),
+        "analyses_with_pending_changes": len(pending_changes(session, settings.analyses_file)),
+    }
+
+
+def _alerts(session: Session, report: StatusReport) -> None:
+    from store.models import Alert
+
+    in_use = col(Alert.in_analysis).is_(True)
+    waiting = [in_use, col(Alert.digest_id).is_(None)]
+    total = int(session.exec(select(func.count()).select_from(Alert).where(in_use)).one())
+    unreported = int(session.exec(select(func.count()).select_from(Alert)
+                                  .where(*waiting)).one())
+    newest = session.exec(select(Alert).where(*waiting).order_by(col(Alert.id).desc())
+                          .limit(ALERTS_LISTED)).all()
+    report.sections["alerts"] = {
+        "in_use": total, "in_use_not_in_a_digest": unreported,
+        "newest": [{"id": a.id, "kind": a.kind, "pmid": a.pmid,
+                    "created_at": _iso(a.created_at)} for a in newest]}
+
+
+def _locks(engine: Engine, report: StatusReport) -> None:
+    from store.locks import held_locks
+
+    report.sections["locks"] = [
+        {"name": lock.name, "holder": lock.holder, "since": _iso(lock.since),
+         "expires_at": _iso(lock.expires_at), "orphaned": lock.orphaned}
+        for lock in held_locks(engine)]
+
+
+# ----------------------------------------------------------------------------- text
+def _when(value: str | None) -> str:
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+
+def _text_rows(report: StatusReport) -> list[tuple[str, str]]:
+    s = report.sections
+    db = s["database"]
+    rows = [("database", f"{db['url']}" + ("" if db["reachable"] else
+                                           f" — {db['error'] or 'not reachable'}"))]
+    if s["schema"] is not None:
+        sc = s["schema"]
+        rows.append(("schema", f"{sc['current'] or 'none'} (expected {sc['expected']})"))
+    if (poll := s["poll"]) is not None:
+        if poll["last_completed_at"]:
+            rows.append(("last poll", f"{_when(poll['last_completed_at'])}, create dates "
+                         f"{poll['window_start']} to {poll['window_end']}: found "
+                         f"{poll['found']}, {poll['new']} new, {poll['updated']} updated"
+                         + (" (stale)" if poll["stale"] else "")))
+        else:
+            rows.append(("last poll", "none completed"))
+        if (run := poll["newest_run"]) is not None:
+            rows.append(("newest poll run", f"#{run['id']} {run['kind']} {run['status']}, "
+                         f"started {_when(run['started_at'])}"))
+        if poll["stale_after_hours"] is not None:
+            rows.append(("poll stale after", _span(timedelta(hours=poll["stale_after_hours"]))))
+    if (dg := s["digest"]) is not None:
+        rows.append(("last digest", "none built" if dg["id"] is None else
+                     f"#{dg['id']} built {_when(dg['built_at'])}: {dg['sent']} delivered, "
+                     f"{dg['failed']} failed, {dg['pending']} pending"))
+    if (sc := s["screening"]) is not None:
+        rows.append(("model", f"#{sc['model_version']} trained {_when(sc['model_trained_at'])}"
+                     if sc["model_version"] is not None else "none trained"))
+        rows.append(("unscored", str(sc["unscored"])))
+        rows.append(("awaiting screening", str(sc["awaiting_screening"])))
+        rows.append(("stopping test", sc["stopping_test"]))
+    if (pl := s["pooling"]) is not None:
+        rows.append(("last pool", f"{_when(pl['last_pooled_at'])}; "
+                     f"{pl['analyses_with_pending_changes']} analyses with changes waiting"))
+    if (locks := s["locks"]) is not None:
+        rows.append(("locks", "; ".join(
+            f"{lk['name']} by {lk['holder']}" + (f" since {_when(lk['since'])}"
+                                                 if lk["since"] else "")
+            + (" (orphaned)" if lk["orphaned"] else "") for lk in locks) or "none held"))
+    if (al := s["alerts"]) is not None:
+        rows.append(("alerts in use", f"{al['in_use']}, {al['in_use_not_in_a_digest']} not "
+                     "yet in a digest" + "".join(
+                         f"; {a['kind']} PMID {a['pmid']}" for a in al["newest"])))
+    rows.append(("status", "ok" if report.healthy else "attention: " + report.reason()))
+    return rows
