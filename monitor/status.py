@@ -179,7 +179,7 @@ def _poll(session: Session, settings: Settings, now: datetime, report: StatusRep
         "last_completed_at": None, "window_start": None, "window_end": None, "found": None,
         "new": None, "updated": None, "stale_after_hours": (
             round(limit.total_seconds() / 3600, 1) if limit is not None else None),
-        "stale": False, "newest_run": None}
+        "stale": False, "first_search_pending": False, "newest_run": None}
     report.sections["poll"] = section
     if newest is not None:
         heartbeat = _aware(newest.heartbeat_at)
@@ -201,8 +201,17 @@ def _poll(session: Session, settings: Settings, now: datetime, report: StatusRep
                 f"since {heartbeat:%Y-%m-%d %H:%M} UTC: its process died (the next poll "
                 "resumes it)")
     if last is None or last.finished_at is None:
-        report.problems.append("no search of new records has completed yet (run `mmlr poll`, "
-                               "or wait for MMLR_POLL_CRON)")
+        # A new installation waits for its first MMLR_POLL_CRON slot (up to a day with the
+        # default cron): only past the stale limit, counted from when it was set up (its
+        # first user, its first audit row), is the missing first search a problem.
+        since = _set_up_at(session)
+        section["first_search_pending"] = True
+        if limit is None or since is None or now - since <= limit:
+            return
+        report.problems.append(
+            f"no search of new records has completed since mmlr was set up on "
+            f"{since:%Y-%m-%d %H:%M} UTC (more than {_span(limit)}, twice the gap of "
+            f"MMLR_POLL_CRON {settings.poll_cron!r}; run `mmlr poll`)")
         return
     finished = _aware(last.finished_at)
     section.update({
@@ -216,6 +225,17 @@ def _poll(session: Session, settings: Settings, now: datetime, report: StatusRep
             f"no search of new records has completed since {finished:%Y-%m-%d %H:%M} UTC "
             f"(more than {_span(limit)}, twice the gap of MMLR_POLL_CRON "
             f"{settings.poll_cron!r})")
+
+
+def _set_up_at(session: Session) -> datetime | None:
+    """When this installation was set up: its first user or first audit row (``mmlr init``
+    makes both), None for a database with neither."""
+    from store.models import AuditLog, User
+
+    times = [session.exec(select(func.min(User.created_at))).one(),
+             session.exec(select(func.min(AuditLog.at))).one()]
+    known = [_aware(t) for t in times if t is not None]
+    return min(known) if known else None
 
 
 def _span(value: timedelta) -> str:
@@ -325,7 +345,9 @@ def _text_rows(report: StatusReport) -> list[tuple[str, str]]:
                          f"{poll['found']}, {poll['new']} new, {poll['updated']} updated"
                          + (" (stale)" if poll["stale"] else "")))
         else:
-            rows.append(("last poll", "none completed"))
+            rows.append(("last poll", "none completed" + (
+                " (the first is due at the next MMLR_POLL_CRON slot)"
+                if poll.get("first_search_pending") and not report.problems else "")))
         if (run := poll["newest_run"]) is not None:
             rows.append(("newest poll run", f"#{run['id']} {run['kind']} {run['status']}, "
                          f"started {_when(run['started_at'])}"))

@@ -104,20 +104,36 @@ def _only_run(ctx: AppContext) -> PollRun:
 
 
 # ----------------------------------------------------------------------------- states
-def test_a_fresh_database_needs_its_first_poll(ctx: AppContext) -> None:
-    """Initialised, never polled: nothing is being monitored yet, which an operator must see
-    (exit 1), with the rest of the report in place."""
+def test_a_fresh_database_waits_for_its_first_poll(ctx: AppContext) -> None:
+    """Initialised, never polled: healthy while its first MMLR_POLL_CRON slot is due, with the
+    rest of the report in place; past the stale limit, counted from when it was set up, the
+    missing first search needs attention."""
+    from store.models import User
+
+    with ctx.sessions() as session:  # what `mmlr init` leaves: the first admin
+        session.add(User(email="admin@example.org", role="admin", password_hash="x"))
+        session.commit()
     proc = status(ctx.settings)
-    assert "no search of new records has completed yet" in attention_line(proc)
-    assert "last poll" in proc.stdout and "none completed" in proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    assert "none completed (the first is due at the next MMLR_POLL_CRON slot)" in proc.stdout
     assert "schema" in proc.stdout and "locks" in proc.stdout
     code, report, _ = status_json(ctx.settings)
-    assert code == 1 and report["healthy"] is False
+    assert code == 0 and report["healthy"] is True
     assert report["schema"]["at_head"] is True
     assert report["poll"]["last_completed_at"] is None
+    assert report["poll"]["first_search_pending"] is True
     assert report["poll"]["newest_run"] is None
     assert report["digest"]["id"] is None
     assert report["locks"] == []
+
+    with ctx.sessions() as session:  # set up three days ago, never polled: overdue
+        admin = session.exec(select(User)).one()
+        admin.created_at = utcnow() - timedelta(days=3)
+        session.add(admin)
+        session.commit()
+    line = attention_line(status(ctx.settings))
+    assert "no search of new records has completed since mmlr was set up on" in line
+    assert "more than 2 days" in line
 
 
 def test_a_completed_poll_and_delivered_digest_are_healthy(polled: Any) -> None:
@@ -154,7 +170,7 @@ def test_json_keys_are_stable(polled: Any) -> None:
     assert set(report["schema"]) == {"current", "expected", "at_head"}
     assert set(report["poll"]) == {"last_completed_at", "window_start", "window_end", "found",
                                    "new", "updated", "stale_after_hours", "stale",
-                                   "newest_run"}
+                                   "first_search_pending", "newest_run"}
     assert set(report["poll"]["newest_run"]) == {"id", "kind", "status", "started_at",
                                                  "heartbeat_at", "error"}
     assert set(report["digest"]) == {"id", "built_at", "sent", "failed", "pending", "errors"}
