@@ -58,6 +58,7 @@ def test_every_term_must_match_in_any_field(viewer: TestClient) -> None:
     assert _found(viewer, "LENALIDOMIDE Maintenance blood") == [1002]  # journal, any case
     assert _found(viewer, '"maintenance therapy"') == [1001, 1003]  # a phrase is one term
     assert _found(viewer, '"therapy maintenance"') == []
+    assert _found(viewer, '"maintenance therapy') == [1001, 1003]  # the closing quote forgotten
     assert _found(viewer, "bortezomib") == []
 
 
@@ -120,6 +121,11 @@ def test_results_are_paged_with_the_query_kept(app: Any, users: dict[str, str]) 
     assert next_link == "/search?q=maintenance+study&offset=50"
     assert _found(viewer, "maintenance study", offset=50) == [2000 + i for i in range(9, -1, -1)]
     assert "60 records" in page.text_content()
+    # A page past the end (an old link, a shrunken result) says so and leads back to the first.
+    past = lxml.html.fromstring(_search(viewer, "maintenance study", offset=500).text)
+    assert "on this page" in past.text_content()
+    assert past.xpath("//section[@aria-label='Records']//a[contains(., 'first page')]/@href") == [
+        "/search?q=maintenance+study&offset=0"]
 
 
 def test_a_query_too_long_or_with_too_many_terms_is_refused_beside_the_box(
@@ -152,6 +158,10 @@ def test_terms_are_parsed_as_words_and_phrases() -> None:
     assert parse_terms('  Lenalidomide  "Maintenance   therapy" lenalidomide ') == (
         "lenalidomide", "maintenance therapy")
     assert parse_terms('""') == ()
+    # An unclosed quote: a phrase to the end, never a word with a quote mark in it.
+    assert parse_terms('lenalidomide "Maintenance therapy') == (
+        "lenalidomide", "maintenance therapy")
+    assert parse_terms('"progression-free') == ("progression-free",)
     with pytest.raises(ValidationError):
         parse_terms("x" * (MAX_QUERY_CHARS + 1))
     assert exact_pmid("PMID: 22571200") == 22571200
