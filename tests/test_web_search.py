@@ -87,6 +87,12 @@ def test_one_pmid_opens_its_record(viewer: TestClient) -> None:
     text = " ".join(lxml.html.fromstring(missing.text).text_content().split())
     assert "No record with PMID 99999999 is stored" in text
     assert 'href="https://pubmed.ncbi.nlm.nih.gov/99999999/"' in missing.text
+    # Nothing mentions it either: no "listed below" above "0 records".
+    assert "listed below" not in text
+    # The percentage "100" is in an abstract: there the records are listed below the note.
+    mentioned = " ".join(lxml.html.fromstring(_search(viewer, "100").text).text_content().split())
+    assert "No record with PMID 100 is stored" in mentioned
+    assert "Records mentioning it are listed below." in mentioned
 
 
 def test_deleted_records_are_found_and_marked_and_text_is_escaped(viewer: TestClient) -> None:
