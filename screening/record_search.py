@@ -23,7 +23,9 @@ from store.models import Record, Trial
 
 MAX_QUERY_CHARS = 300
 MAX_TERMS = 10
-_TERM = re.compile(r'"([^"]*)"|(\S+)')
+# An opening quote never closed (a slip, or a paste cut short) makes a phrase to the end of
+# the query: kept as a word it would carry the quote mark and silently match nothing.
+_TERM = re.compile(r'"([^"]*)"?|(\S+)')
 #: PubMed's PMIDs are at most 8 digits today; a longer number is still searched as words.
 _PMID = re.compile(r"\d{1,10}")
 

@@ -79,7 +79,7 @@ def test_no_page_scrolls_sideways_and_long_strings_wrap(
     _log_in(page, server, users["admin"])
     for path in ["/", "/?show=all", "/records/90000010", "/records/90000002", "/trials",
                  f"/trials/{trial_id}", "/admin/users", "/fulltext", "/account",
-                 "/network?key=PFS/post_asct"]:
+                 "/network?key=PFS/post_asct", "/search?q=lenalidomide"]:
         page.goto(server + path)
         assert page.evaluate(_OVERFLOW) == [], f"{path} at {width} px scrolls sideways"
     assert problems == []
@@ -109,6 +109,33 @@ def _contrast(fg: str, bg: str) -> float:
         return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
     hi, lo = sorted((lum(fg), lum(bg)), reverse=True)
     return (hi + 0.05) / (lo + 0.05)
+
+
+def test_the_search_boxes_are_written_like_every_other_field(
+        app: Any, users: dict[str, str], server: str, browser: Any) -> None:
+    """A type=search input left out of the fields' rule kept Chromium's 13.33 px default and
+    no padding: smaller than what was typed everywhere else, and a phone zooms in on it."""
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 375, "height": 800})
+    _log_in(page, server, users["curator"])
+    page.goto(server + "/search?q=lenalidomide")
+    style = "e => [getComputedStyle(e).fontSize, getComputedStyle(e).paddingTop]"
+    body_size = page.evaluate("() => getComputedStyle(document.body).fontSize")
+    size, padding = page.locator("main input#search-q").evaluate(style)
+    assert size == body_size and float(size[:-2]) >= 16
+    assert float(padding[:-2]) > 3
+    header_size, _ = page.locator("header input#site-q").evaluate(style)
+    assert header_size == body_size
+    # The header box shows its whole placeholder ("PMID, trial, words…"), on a phone and wide.
+    placeholder_fits = """e => {
+      const s = getComputedStyle(e), c = document.createElement('canvas').getContext('2d');
+      c.font = s.fontSize + ' ' + s.fontFamily;
+      const room = e.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+      return c.measureText(e.placeholder).width <= room;
+    }"""
+    for width in (375, 1280):
+        page.set_viewport_size({"width": width, "height": 800})
+        assert page.locator("header input#site-q").evaluate(placeholder_fits), width
 
 
 def test_header_text_has_aa_contrast(app: Any, users: dict[str, str], server: str,

@@ -165,10 +165,14 @@ def test_curator_screens_and_extracts(app: Any, users: dict[str, str], records: 
     form.get_by_label("Data cut label").fill("median follow-up 72 months")
     form.get_by_role("button", name="Save estimate").click()
     page.wait_for_load_state()
-    assert "stored inverted as maintenance vs control" in page.locator(".flash").first.inner_text()
+    saved = page.locator(".flash").first.inner_text()
+    assert "stored inverted as maintenance vs control" in saved
     row = page.locator("tr.estimate-row").first
     assert row.locator("td.hr").inner_text() == "0.50"
-    assert row.locator("td.ci").inner_text() == "0.40–0.62"
+    # 1/1.60 = 0.625 exactly, rounded half-up as clinical reports round; the message says
+    # the same digits as the row
+    assert row.locator("td.ci").inner_text() == "0.40–0.63"
+    assert "HR 0.50 (0.40–0.63)" in saved
     assert row.locator("td.orientation").inner_text() == "control vs maintenance (inverted on save)"
     _shot(page, tmp_path, "trial")
     with db(app) as session:

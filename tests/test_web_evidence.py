@@ -226,6 +226,19 @@ def test_asymmetric_ci_is_saved_with_a_warning(app: Any, users: dict[str, str]) 
     assert len(_estimates(app)) == 2 and _estimates(app)[1].notes is None
 
 
+def test_the_saved_message_writes_the_hr_as_the_row_does(app: Any, users: dict[str, str]) -> None:
+    """Two decimals, rounded half-up, with the CI: not "HR 0.5", nor 1.02 for 1.025."""
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    _post_estimate(curator, trial_id, hr="0.50", ci_low="0.35", ci_high="0.70")
+    page = curator.get(f"/trials/{trial_id}").text
+    assert "Estimate saved: PFS HR 0.50 (0.35–0.70)." in page
+    _post_estimate(curator, trial_id, endpoint="OS", hr="1.025", ci_low="0.789",
+                   ci_high="1.332")
+    page = curator.get(f"/trials/{trial_id}").text
+    assert "Estimate saved: OS HR 1.03 (0.79–1.33)." in page
+
+
 def test_no_hr_reported_helpers(app: Any, users: dict[str, str]) -> None:
     trial_id = _trial(app)
     curator = as_role(app, users, "curator")

@@ -119,6 +119,23 @@ def test_a_failed_run_is_said_and_stores_nothing(app: Any, users: dict[str, str]
     assert _snapshots(app) == 0
 
 
+def test_a_broken_analyses_file_is_said_where_the_notice_would_be(
+        app: Any, users: dict[str, str], tmp_path: Path) -> None:
+    """The changes awaiting a pool run cannot be worked out: the page says why instead of
+    dropping the notice (and its Pool now button) without a word."""
+    checker = _pending(app, users)
+    assert _banner(checker) is not None
+    bad = tmp_path / "analyses.toml"
+    bad.write_text('[[analysis]]\nname = "imid"\ncolour = "red"\n', encoding="utf-8")
+    app.state.settings = app.state.settings.model_copy(update={"analyses_file": bad})
+    page = lxml.html.fromstring(checker.get("/estimates").text)
+    assert _banner(checker) is None
+    (alert,) = page.xpath('//p[contains(@class, "pending-error")]')
+    said = " ".join(alert.text_content().split())
+    assert said.startswith("What the next pool run would change cannot be worked out")
+    assert "MMLR_ANALYSES_FILE" in said and alert.get("role") == "alert"
+
+
 def test_a_run_held_by_another_process_is_not_a_failure(app: Any,
                                                         users: dict[str, str]) -> None:
     """`mmlr pool` or the worker's cycle holds the database lock "pool": this run does

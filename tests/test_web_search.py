@@ -58,6 +58,7 @@ def test_every_term_must_match_in_any_field(viewer: TestClient) -> None:
     assert _found(viewer, "LENALIDOMIDE Maintenance blood") == [1002]  # journal, any case
     assert _found(viewer, '"maintenance therapy"') == [1001, 1003]  # a phrase is one term
     assert _found(viewer, '"therapy maintenance"') == []
+    assert _found(viewer, '"maintenance therapy') == [1001, 1003]  # the closing quote forgotten
     assert _found(viewer, "bortezomib") == []
 
 
@@ -86,6 +87,12 @@ def test_one_pmid_opens_its_record(viewer: TestClient) -> None:
     text = " ".join(lxml.html.fromstring(missing.text).text_content().split())
     assert "No record with PMID 99999999 is stored" in text
     assert 'href="https://pubmed.ncbi.nlm.nih.gov/99999999/"' in missing.text
+    # Nothing mentions it either: no "listed below" above "0 records".
+    assert "listed below" not in text
+    # The percentage "100" is in an abstract: there the records are listed below the note.
+    mentioned = " ".join(lxml.html.fromstring(_search(viewer, "100").text).text_content().split())
+    assert "No record with PMID 100 is stored" in mentioned
+    assert "Records mentioning it are listed below." in mentioned
 
 
 def test_deleted_records_are_found_and_marked_and_text_is_escaped(viewer: TestClient) -> None:
@@ -120,6 +127,11 @@ def test_results_are_paged_with_the_query_kept(app: Any, users: dict[str, str]) 
     assert next_link == "/search?q=maintenance+study&offset=50"
     assert _found(viewer, "maintenance study", offset=50) == [2000 + i for i in range(9, -1, -1)]
     assert "60 records" in page.text_content()
+    # A page past the end (an old link, a shrunken result) says so and leads back to the first.
+    past = lxml.html.fromstring(_search(viewer, "maintenance study", offset=500).text)
+    assert "on this page" in past.text_content()
+    assert past.xpath("//section[@aria-label='Records']//a[contains(., 'first page')]/@href") == [
+        "/search?q=maintenance+study&offset=0"]
 
 
 def test_a_query_too_long_or_with_too_many_terms_is_refused_beside_the_box(
@@ -152,6 +164,10 @@ def test_terms_are_parsed_as_words_and_phrases() -> None:
     assert parse_terms('  Lenalidomide  "Maintenance   therapy" lenalidomide ') == (
         "lenalidomide", "maintenance therapy")
     assert parse_terms('""') == ()
+    # An unclosed quote: a phrase to the end, never a word with a quote mark in it.
+    assert parse_terms('lenalidomide "Maintenance therapy') == (
+        "lenalidomide", "maintenance therapy")
+    assert parse_terms('"progression-free') == ("progression-free",)
     with pytest.raises(ValidationError):
         parse_terms("x" * (MAX_QUERY_CHARS + 1))
     assert exact_pmid("PMID: 22571200") == 22571200

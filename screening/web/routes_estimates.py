@@ -60,16 +60,18 @@ def _estimates_page(request: Request, session: Session, *, status_code: int = 20
     baselines = load_baselines(session)
     blocks, emails = absolute_blocks(session, rows, baselines, form=form)
     labels = {r.analysis_key: r.analysis_label or r.analysis_key for r in rows}
+    pending_error = None
     try:
         pending = pending_changes(session, request.app.state.settings.analyses_file)
     except ConfigError as exc:
-        # A broken MMLR_ANALYSES_FILE is reported by the network page and the cycle; the
-        # snapshots below are still worth showing without the notice.
+        # The snapshots below are still worth showing; but without a word the notice and its
+        # Pool now button just vanished, right after a verification promised them, while every
+        # pool run fails on the same file.
         log.warning("estimates page: changes awaiting the next pool run unknown: %s", exc)
-        pending = []
+        pending, pending_error = [], exc.one_line()
     return render(request, "estimates.html",
                   {"results": [(r, pooled_json(r, baselines=baselines)) for r in rows],
-                   "pending": pending,
+                   "pending": pending, "pending_error": pending_error,
                    "status_labels": STATUS_LABELS, "rob_labels": JUDGMENT_LABELS,
                    "side_words": SIDE_WORDS, "absolute": blocks, "entered_by": emails,
                    "labels": labels, "pooler": request.app.state.pooler},

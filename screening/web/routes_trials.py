@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
 from reports.pool import uses_of_estimates
+from reports.words import hr_ci_text
 from screening.web.corrections import (
     correct_estimate,
     ensure_current,
@@ -290,6 +291,12 @@ async def trial_add_report(request: Request, trial_id: int, session: DbSession,
     return RedirectResponse(f"/trials/{trial.id}", status_code=303)
 
 
+def _hr_said(estimate: Estimate) -> str:
+    """The saved HR and CI as the trial page's row shows them, "0.50 (0.35–0.70)": the
+    flash said "HR 0.5" (and, through binary rounding, 1.02 for a printed 1.025)."""
+    return hr_ci_text(estimate.hr, estimate.ci_low, estimate.ci_high)
+
+
 @router.post("/trials/{trial_id}/estimates")
 async def trial_add_estimate(request: Request, trial_id: int, session: DbSession,
                              user: Curator) -> Response:
@@ -306,7 +313,8 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
     session.commit()
     converted = (" (entered as control vs maintenance; stored inverted as maintenance vs "
                  "control)" if estimate.orientation_entered == "control_vs_maint" else "")
-    flash(request, f"Estimate saved: {estimate.endpoint} HR {estimate.hr:.3g}{converted}.", "ok")
+    flash(request, f"Estimate saved: {estimate.endpoint} HR {_hr_said(estimate)}{converted}.",
+          "ok")
     for warning in draft.warnings:
         flash(request, f"Check: {warning}", "warn")
     return RedirectResponse(f"/trials/{trial.id}#estimate-{estimate.id}", status_code=303)
@@ -414,7 +422,7 @@ async def edit_estimate(request: Request, estimate_id: int, session: DbSession,
         return _edit_page(request, session, old, data, exc.fields, status_code=400)
     new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
     session.commit()
-    flash(request, f"Estimate {old.id} corrected by estimate {new.id} (HR {new.hr:.3g}); "
+    flash(request, f"Estimate {old.id} corrected by estimate {new.id} (HR {_hr_said(new)}); "
                    f"estimate {old.id} is withdrawn. The correction is unverified until "
                    "someone checks it.", "ok")
     for warning in draft.warnings:
