@@ -272,8 +272,8 @@ def test_a_verified_estimate_is_announced_until_the_next_pool_run(
     assert _verify(checker, estimate).status_code == 303
     flash = lxml.html.fromstring(checker.get(f"/trials/{estimate.trial_id}").text).xpath(
         'string(//p[contains(@class, "flash")])')
-    assert "The next pool run (mmlr pool, mmlr run or the scheduled cycle) pools it in " \
-           "PFS post-ASCT; PFS all settings" in " ".join(flash.split())
+    assert "The next pool run (mmlr pool, mmlr run, the scheduled cycle, or Pool now on the " \
+           "estimates page) pools it in PFS post-ASCT; PFS all settings" in " ".join(flash.split())
     assert notice(checker) == [
         "Lenalidomide maintenance — PFS (EFS/TTP accepted) — post-ASCT: new analysis; "
         "TEST-1 joins.",

@@ -358,9 +358,9 @@ def _next_pool_words(request: Request, session: Session, estimate: Estimate) -> 
     pooled = [u.label for u in uses.get(int(estimate.id or 0), []) if u.reason is None]
     if not pooled:
         return " It is not pooled in any analysis: its Status says why."
-    return (f" The next pool run (mmlr pool, mmlr run or the scheduled cycle) pools it in "
-            f"{'; '.join(pooled)}; until then the estimates page shows the last run (its Pool "
-            f"now button runs the next one at once).")
+    return (f" The next pool run (mmlr pool, mmlr run, the scheduled cycle, or Pool now on the "
+            f"estimates page) pools it in {'; '.join(pooled)}; until then the estimates page "
+            f"shows the last run.")
 
 
 def _reports(session: Session, trial: Trial) -> list[TrialReport]:
