@@ -150,15 +150,28 @@ def test_client_never_exceeds_the_server_rate(tmp_path: Path, corpus: Path) -> N
         assert srv.stats.max_rate <= 3
 
 
+class FakeTime:
+    """A clock and a sleep that only advance when told (or slept on), for the limiter."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def limiter(self, rate: float) -> RateLimiter:
+        return RateLimiter(rate, clock=self.clock, sleep=self.sleep)
+
+
 def test_rate_limiter_spaces_requests() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
+    fake = FakeTime()
+    slept = fake.slept
+    limiter = fake.limiter(4.0)
     for _ in range(5):
         limiter.acquire()
     assert slept == [0.25, 0.25, 0.25, 0.25]
@@ -174,20 +187,15 @@ def test_the_next_request_waits_an_interval_after_the_answer() -> None:
     """NCBI counts arrivals: a request slowed on its way must not let the next one, sent on
     its slot, arrive less than an interval after it. So an answer coming back pushes the next
     slot to one interval after that moment."""
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
+    fake = FakeTime()
+    slept = fake.slept
+    limiter = fake.limiter(4.0)
     limiter.acquire()  # slot 0
-    now[0] += 0.2  # the answer takes 0.2 s: its request may have arrived as late as that
+    fake.now += 0.2  # the answer takes 0.2 s: its request may have arrived as late as that
     limiter.release()
     limiter.acquire()
     assert slept == [pytest.approx(0.25)]  # from 0.2 to 0.45, not to the 0.25 slot
-    now[0] += 0.01  # a quick answer leaves the spacing of the slots as it was
+    fake.now += 0.01  # a quick answer leaves the spacing of the slots as it was
     limiter.release()
     limiter.acquire()
     assert slept[-1] == pytest.approx(0.25)

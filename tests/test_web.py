@@ -46,6 +46,16 @@ def make_user(app: Any, email: str, role: str, password: str = PASSWORD) -> None
         session.commit()
 
 
+def update_user(app: Any, email: str, **fields: Any) -> None:
+    """Set stored fields of one user directly (an expiry, a hash of another cost)."""
+    with db(app) as session:
+        user = session.exec(select(User).where(User.email == email)).one()
+        for name, value in fields.items():
+            setattr(user, name, value)
+        session.add(user)
+        session.commit()
+
+
 def csrf_from(html: str) -> str:
     match = _CSRF.search(html)
     assert match, "no CSRF field on the page"

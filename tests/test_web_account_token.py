@@ -16,7 +16,7 @@ import pytest
 import test_web
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
-from test_web import PASSWORD, as_role, csrf_from, db, login
+from test_web import PASSWORD, as_role, csrf_from, db, login, update_user
 from test_web_account import NEW_PASSWORD, _audit, _user, change
 
 from screening.web.app import create_app
@@ -285,11 +285,7 @@ LONG_AGO = datetime(2020, 1, 2, 3, 4, tzinfo=UTC)
 
 
 def _expire(app: Any, email: str, when: datetime) -> None:
-    with db(app) as session:
-        user = session.exec(select(User).where(User.email == email)).one()
-        user.api_token_expires_at = when
-        session.add(user)
-        session.commit()
+    update_user(app, email, api_token_expires_at=when)
 
 
 def test_an_expired_token_is_refused_with_a_reason_and_the_way_out(

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from markdown_it import MarkdownIt
 from pydantic import SecretStr
 from sqlmodel import func, select
-from test_web import PASSWORD, api_as, as_role, csrf_from, db, login
+from test_web import PASSWORD, api_as, as_role, csrf_from, db, login, update_user
 from test_web_funnel import FEW
 
 from screening.web import auth
@@ -534,11 +534,7 @@ def test_a_cookie_planted_before_login_is_not_logged_in_by_it(app: Any,
 
 
 def _store_hash(app: Any, email: str, stored: str) -> None:
-    with db(app) as session:
-        user = session.exec(select(User).where(User.email == email)).one()
-        user.password_hash = stored
-        session.add(user)
-        session.commit()
+    update_user(app, email, password_hash=stored)
 
 
 def test_a_hash_of_owasps_cost_logs_in_and_one_beyond_any_is_refused(
