@@ -77,6 +77,17 @@ def _risk_of_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "provisional_reason": "most of the weight has no agreed risk-of-bias assessment"}
 
 
+def _same_sides(shown: tuple[str, str], hr_low: float, hr_high: float) -> bool:
+    """Whether the shown limits fall on the same side of the imprecision rule's thresholds
+    as the computed ones (the lower of 0.75 and 1, the upper of 1 and 1.25)."""
+    try:
+        low, high = float(shown[0]), float(shown[1])
+    except (TypeError, ValueError):
+        return False
+    return all((low <= t) == (hr_low <= t) for t in (APPRECIABLE_BENEFIT, 1.0)) and all(
+        (high >= t) == (hr_high >= t) for t in (1.0, APPRECIABLE_HARM))
+
+
 def _beside(value: float, threshold: float, digits: int, *, at_or_below: bool = False) -> str:
     """``value`` rounded to ``digits`` decimals, or to more where that rounding would put it on
     the other side of ``threshold`` — of ``value >= threshold``, or with ``at_or_below`` of
@@ -129,13 +140,19 @@ def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _imprecision(hr_low: float, hr_high: float,
-                 monitoring: dict[str, Any] | None) -> dict[str, Any]:
+                 monitoring: dict[str, Any] | None,
+                 shown: tuple[str, str] | None = None) -> dict[str, Any]:
     base = {"domain": "imprecision", "label": "Imprecision", "provisional": False}
     # Each limit keeps, in the text, its side of the thresholds the rules below compare it
     # with: the lower one of HR ≤ 0.75 and HR ≤ 1, the upper one of HR ≥ 1 and HR ≥ 1.25.
     low = max((_beside(hr_low, t, 2, at_or_below=True) for t in (APPRECIABLE_BENEFIT, 1.0)),
               key=len)
     high = max((_beside(hr_high, t, 2) for t in (1.0, APPRECIABLE_HARM)), key=len)
+    if shown is not None and _same_sides(shown, hr_low, hr_high):
+        # One trial shows its CI as printed (reports.presentation); the reason quotes those
+        # digits rather than the rebuilt ones one line below them (0.86, not 0.85), as long
+        # as they sit on the same side of every threshold the rule compares.
+        low, high = shown
     ci = f"95% CI {low}–{high}"
     if hr_low <= APPRECIABLE_BENEFIT and hr_high >= APPRECIABLE_HARM:
         return {**base, "downgrade": 2,
@@ -200,18 +217,21 @@ def _publication_bias(k: int, small_study: dict[str, Any] | None) -> dict[str, A
 def suggest_certainty(*, k: int, hr_ci_low: float, hr_ci_high: float, i2: float | None,
                       q_p: float | None, rows: Sequence[dict[str, Any]],
                       monitoring: dict[str, Any] | None,
-                      small_study: dict[str, Any] | None = None) -> dict[str, Any]:
+                      small_study: dict[str, Any] | None = None,
+                      shown_ci: tuple[str, str] | None = None) -> dict[str, Any]:
     """The suggested certainty of one pooled analysis.
 
     ``rows`` are the pooled inputs as ``reports.pool`` stores them (``weight`` in percent,
     ``risk_of_bias``, ``efs_ttp``); ``monitoring`` the sequential-monitoring view or None;
-    ``small_study`` the funnel-plot view (``reports.small_study``) or None.
+    ``small_study`` the funnel-plot view (``reports.small_study``) or None; ``shown_ci`` the
+    CI limits as the analysis shows them when they are not the computed ones (one trial, as
+    printed), for the imprecision reason's words.
     Returns ``level`` (one of ``LEVELS``), ``downgrades`` (the sum, the level never going
     below "very low"), ``provisional`` (a domain could not be judged on most of the
     evidence), ``domains`` (each with ``downgrade`` and a ``reason`` in words) and ``text``.
     """
     domains = [_risk_of_bias(rows), _inconsistency(k, i2, q_p), _indirectness(rows),
-               _imprecision(hr_ci_low, hr_ci_high, monitoring),
+               _imprecision(hr_ci_low, hr_ci_high, monitoring, shown_ci),
                _publication_bias(k, small_study)]
     total = sum(d["downgrade"] for d in domains)
     level = LEVELS[max(0, len(LEVELS) - 1 - total)]

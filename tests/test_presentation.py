@@ -125,6 +125,25 @@ def test_one_trial_shows_its_printed_ci_everywhere(ctx: Any) -> None:
     assert row["hr_ci_high"] == pytest.approx(math.exp(snap.ci_high))  # machine column
     assert "| 0.55 (0.36–0.86) (one trial, as printed) |" in md
     assert forest_data(snap).overall.text == "0.55 [0.36, 0.86]"
+    # The suggested certainty's reason quotes the same digits as the headline above it.
+    (imprecision,) = [d for d in snap.result["certainty"]["domains"]
+                      if d["domain"] == "imprecision"]
+    assert imprecision["reason"].startswith("95% CI 0.36–0.86 excludes HR 1"), imprecision
+
+
+def test_a_printed_limit_across_a_threshold_from_the_computed_one_is_not_quoted() -> None:
+    """The reason must not contradict its rule: a printed 1.00 beside a computed 0.997 that
+    excludes HR 1 keeps the computed digits."""
+    from reports.certainty import suggest_certainty
+
+    def reason(shown: tuple[str, str]) -> str:
+        result = suggest_certainty(k=1, hr_ci_low=0.5, hr_ci_high=0.997, i2=None, q_p=None,
+                                   rows=[], monitoring=None, shown_ci=shown)
+        (imprecision,) = [d for d in result["domains"] if d["domain"] == "imprecision"]
+        return str(imprecision["reason"])
+
+    assert reason(("0.50", "1.00")).startswith("95% CI 0.50–0.997 excludes HR 1")
+    assert reason(("0.50", "0.99")).startswith("95% CI 0.50–0.99 excludes HR 1")
 
 
 def test_one_trial_in_the_cli_table(ctx: Any) -> None:
