@@ -178,3 +178,18 @@ def test_a_long_run_goes_on_in_the_background(app: Any, users: dict[str, str],
         release.set()
         app.state.pooler.join(timeout=60)
     assert app.state.pooler.runs == 1 and _snapshots(app) == 2
+
+
+def test_an_analysis_left_without_trials_names_no_method(app: Any, users: dict[str, str]) -> None:
+    """Its last estimate unverified and pooled again: the row stays listed, with no fit."""
+    checker = _pending(app, users)
+    assert _pool_now(checker).status_code == 303
+    (estimate,) = _estimates(app)
+    assert _verify(checker, estimate, "0").status_code == 303
+    assert _pool_now(checker).status_code == 303
+    page = lxml.html.fromstring(checker.get("/estimates").text)
+    rows = page.xpath("//table[@class='pooled']/tbody/tr")
+    assert len(rows) == 2
+    for row in rows:
+        cells = [" ".join(td.text_content().split()) for td in row.xpath("td")]
+        assert cells[1] == "0" and cells[8] == "— (no trial)", cells
