@@ -144,6 +144,12 @@ def test_a_query_too_long_or_with_too_many_terms_is_refused_beside_the_box(
         f"the search is {MAX_QUERY_CHARS + 1} characters long (use at most "
         f"{MAX_QUERY_CHARS} characters)")
     assert page.xpath("//input[@id='search-q']/@value") == [long_query]  # kept as typed
+    # typed into the address bar, far past what the box allows: the same answer, not a
+    # generic error page
+    answer = _search(viewer, "b" * 5000)
+    assert answer.status_code == 400
+    assert lxml.html.fromstring(answer.text).xpath("string(//p[@id='search-error'])") == (
+        f"the search is 5,000 characters long (use at most {MAX_QUERY_CHARS} characters)")
     many = " ".join(f"w{i}" for i in range(MAX_TERMS + 1))
     answer = _search(viewer, many)
     assert answer.status_code == 400 and f"has {MAX_TERMS + 1} terms" in answer.text
