@@ -703,7 +703,7 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
                     if several and row.pi_low is not None and row.pi_high is not None
                     else None),
         "i2": row.i2,
-        "i2_text": f"{rounded(row.i2, 0)}%" if several and row.i2 is not None else "–",
+        "i2_text": f"{rounded(row.i2, 0)}%" if several and row.i2 is not None else "—",
         "tau2": row.tau2,
         "crosses_one": crosses_one(row.ci_low, row.ci_high),
         "inputs_hash": row.inputs_hash,
@@ -1015,7 +1015,7 @@ def _environment(html: bool) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["pct"] = lambda w: "–" if w is None else f"{rounded(w, 1)}%"
+    env.filters["pct"] = lambda w: "—" if w is None else f"{rounded(w, 1)}%"
     env.filters["plural"] = lambda n, one, many=None: plural(int(n), one, many)
     env.filters["where"] = record_where
     # the one-trial rule, from the one place that has it (reports.presentation)

@@ -624,7 +624,7 @@ def test_one_trial_has_no_prediction_interval_or_i2(ctx) -> None:  # type: ignor
     digest = build_digest(ctx)
     by_key = {a["key"]: a for a in digest.summary["analyses"]}
     single = by_key["ixa_os_post_asct"]["new"]
-    assert single["pi_text"] is None and single["i2_text"] == "–"
+    assert single["pi_text"] is None and single["i2_text"] == "—"  # a missing number
     assert by_key["len_pfs_post_asct"]["new"]["i2_text"] == "12%"
     assert by_key["len_pfs_post_asct"]["new"]["pi_text"] is not None
     # the HTML has one prediction-interval row: the two-trial analysis'
