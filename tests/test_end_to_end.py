@@ -174,7 +174,8 @@ def test_web_app_answers_health(demo_run) -> None:  # type: ignore[no-untyped-de
         r = _wait_for_health(proc, port)
         assert r.status_code == 200
         body = r.json()
-        assert body["status"] == "ok" and body["database"] == "ok" and body["records"] >= 150
+        # what a load balancer may know; the counts are for signed-in callers (test_web_api)
+        assert body == {"status": "ok", "database": "ok"}
         login = httpx.get(f"http://127.0.0.1:{port}/", timeout=5, follow_redirects=False)
         assert login.status_code in (302, 303, 307) and "/login" in login.headers["location"]
     finally:
