@@ -28,20 +28,39 @@ def run_migrations_online() -> None:
 
         engine = make_engine(load_settings())
     with engine.connect() as connection:
-        # One migration at a time across processes. The transaction begun here is the whole
-        # upgrade's (Alembic runs inside a transaction it did not begin), so a process that
-        # waited reads the version the other committed.
-        migration_lock(connection)
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            include_object=include_object,
-            render_as_batch=connection.dialect.name == "sqlite",
-            compare_type=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration rebuilds a table (copy, drop, rename). With foreign keys
+            # enforced, dropping a table that other rows point at fails ("users" under its
+            # risk-of-bias assessments), though the rebuilt table keeps every row. SQLite
+            # ignores this pragma inside a transaction: it goes before the lock's BEGIN, and
+            # foreign_key_check below proves nothing was left dangling.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            # One migration at a time across processes. The transaction begun here is the
+            # whole upgrade's (Alembic runs inside a transaction it did not begin), so a
+            # process that waited reads the version the other committed.
+            migration_lock(connection)
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                include_object=include_object,
+                render_as_batch=sqlite,
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if dangling:
+                        raise RuntimeError(f"the migration left rows pointing nowhere: {dangling}")
+            connection.commit()
+        finally:
+            if sqlite:
+                # The connection goes back to the pool: it must enforce foreign keys again.
+                connection.rollback()
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 run_migrations_online()
