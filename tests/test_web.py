@@ -274,11 +274,7 @@ def test_login_throttle_after_repeated_failures(client: TestClient, app: Any,
 def test_deactivated_user_loses_access_at_once(app: Any, users: dict[str, str]) -> None:
     curator = as_role(app, users, "curator")
     assert curator.get("/").status_code == 200
-    with db(app) as session:
-        user = session.exec(select(User).where(User.email == users["curator"])).one()
-        user.active = False
-        session.add(user)
-        session.commit()
+    update_user(app, users["curator"], active=False)
     assert curator.get("/", follow_redirects=False).status_code == 303
     assert login(TestClient(app), users["curator"]).status_code == 401
 

@@ -181,11 +181,7 @@ def test_a_bearer_token_of_a_deactivated_user_or_a_made_up_one_is_refused(
         app: Any, users: dict[str, str]) -> None:
     api = api_as(app, users, "curator")
     assert api.get("/api/records").status_code == 200
-    with db(app) as session:
-        user = session.exec(select(User).where(User.email == users["curator"])).one()
-        user.active = False
-        session.add(user)
-        session.commit()
+    update_user(app, users["curator"], active=False)
     assert api.get("/api/records").status_code == 401
     forged = TestClient(app, headers={"Authorization": "Bearer mmlr_" + "A" * 43})
     assert forged.get("/api/records").status_code == 401
