@@ -162,13 +162,11 @@ def gather_status(settings: Settings, *, now: datetime | None = None) -> StatusR
 def _poll(session: Session, settings: Settings, now: datetime, report: StatusReport) -> None:
     from monitor.poll import LOCK_TTL
     from store.models import PollRun
+    from store.searches import last_completed_search
 
     newest = session.exec(select(PollRun).order_by(col(PollRun.started_at).desc(),
                                                    col(PollRun.id).desc())).first()
-    last = session.exec(select(PollRun).where(PollRun.kind == "crdt",
-                                              PollRun.status == "completed")
-                        .order_by(col(PollRun.finished_at).desc(),
-                                  col(PollRun.id).desc())).first()
+    last = last_completed_search(session)
     limit: timedelta | None
     try:
         limit = stale_after(settings.poll_cron, now)

@@ -91,6 +91,18 @@ def search_summary(session: Session, current_query: str) -> SearchSummary:
                          failed=int(failed or 0), queries=queries)
 
 
+def last_completed_search(session: Session) -> PollRun | None:
+    """The newest completed search of new records (``crdt``), or None before the first.
+
+    "The last poll" everywhere (``mmlr status``, ``/api/health``) means this run: the
+    re-fetches and the ``[mdat]`` pass do not find new records, so their finishing says
+    nothing about whether the review is being kept up to date."""
+    return session.exec(select(PollRun).where(PollRun.kind == "crdt",
+                                              PollRun.status == "completed")
+                        .order_by(col(PollRun.finished_at).desc(),
+                                  col(PollRun.id).desc())).first()
+
+
 def _coverage(session: Session) -> tuple[datetime | None, date | None, date | None]:
     """(finish of the newest, first and last create date covered) of the completed searches
     of new records."""

@@ -68,6 +68,29 @@ def test_health_shape(app: Any, api: TestClient, users: dict[str, str], records:
         assert body["last_poll"].startswith(str(utcnow().year))
 
 
+def test_health_and_status_name_the_same_last_poll(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """"The last poll" is the last completed search of new records in both places: a re-fetch
+    of known PMIDs finishing later, or a search still running or failed, does not make a
+    review look up to date."""
+    from datetime import timedelta
+
+    from monitor.status import gather_status
+
+    searched = utcnow() - timedelta(hours=5)
+    with db(app) as session:
+        session.add(PollRun(kind="crdt", query="q", status="completed", finished_at=searched))
+        session.add(PollRun(kind="recheck", query="q", status="completed",
+                            finished_at=searched + timedelta(hours=2)))
+        session.add(PollRun(kind="crdt", query="q", status="failed",
+                            finished_at=searched + timedelta(hours=3)))
+        session.commit()
+    body = api.get("/api/health", headers=_token(app, users["viewer"])).json()
+    status = gather_status(app.state.ctx.settings).sections["poll"]
+    assert body["last_poll"] == searched.isoformat()
+    assert datetime.fromisoformat(status["last_completed_at"]) == searched.replace(tzinfo=UTC)
+
+
 def test_health_refuses_a_bad_token_rather_than_answering_less(
         app: Any, api: TestClient, users: dict[str, str]) -> None:
     """A script whose token lapsed hears so (401 in the API's error shape), instead of

@@ -121,9 +121,15 @@ from store.fulltext import (
 )
 from store.fulltext import assessment_json as fulltext_json
 from store.ids import MAX_ID, parse_id
-from store.models import PollRun, Record, Trial, TrialReport
+from store.models import Record, Trial, TrialReport
 from store.record_lock import locked_trial
-from store.searches import count_runs, run_row, search_runs, search_summary
+from store.searches import (
+    count_runs,
+    last_completed_search,
+    run_row,
+    search_runs,
+    search_summary,
+)
 from store.settings import is_dual_screening
 from store.trial_match import matches_for_records
 
@@ -155,9 +161,10 @@ def health(request: Request) -> JSONResponse:
     ``{"status": "ok", "database": "ok"}`` with 200, or ``"error"``/``"unreachable"`` with 503.
 
     A signed-in caller (a Bearer token of any role, or a browser session) also gets
-    ``version``, ``records`` (how many are stored) and ``last_poll`` (when the last
-    monitoring pass completed): these say what software runs and how big the review is, which
-    is nobody else's business. A token that is sent but not valid is answered 401."""
+    ``version``, ``records`` (how many are stored) and ``last_poll`` (when the last search of
+    new records completed, as ``mmlr status`` counts it): these say what software runs and
+    how big the review is, which is nobody else's business. A token that is sent but not
+    valid is answered 401."""
     body: dict[str, Any] = {"status": "ok", "database": "ok"}
     refused: AuthError | None = None
     try:
@@ -172,8 +179,7 @@ def health(request: Request) -> JSONResponse:
                 body["version"] = request.app.version
                 body["records"] = int(session.exec(
                     select(func.count()).select_from(Record)).one())
-                last = session.exec(select(PollRun).where(PollRun.status == "completed")
-                                    .order_by(col(PollRun.finished_at).desc())).first()
+                last = last_completed_search(session)
                 body["last_poll"] = (last.finished_at.isoformat()
                                      if last is not None and last.finished_at is not None
                                      else None)
