@@ -378,19 +378,11 @@ def compute_analysis(
                                        q_p=res.q_p if has_heterogeneity(res.k) else None,
                                        rows=rows,
                                        monitoring=monitoring, small_study=small_study,
-                                       shown_ci=_shown_ci(res, rows)),
+                                       shown_ci=shown_hr(res.k, res.estimate, res.ci_low,
+                                                         res.ci_high, rows).own_ci),
         "dropped": dropped,
     }
     return AnalysisOutcome(analysis, res, rows, clean_json(extras), subgroup_test=test)
-
-
-def _shown_ci(res: Any, rows: list[dict[str, Any]]) -> tuple[str, str] | None:
-    """The CI limits the analysis shows when they are a trial's own (one trial, as printed or
-    as reported), else None: the certainty's reason then quotes the digits shown above it."""
-    shown = shown_hr(res.k, res.estimate, res.ci_low, res.ci_high, rows)
-    if shown.source in ("printed", "trial") and shown.ci_low and shown.ci_high:
-        return shown.ci_low, shown.ci_high
-    return None
 
 
 # ----------------------------------------------------------------------------- risk of bias

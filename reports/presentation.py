@@ -71,6 +71,15 @@ class ShownHR:
         """"0.54 (0.36–0.86)" (``dash``) or "0.54 [0.36, 0.86]" (``bracket``, figures)."""
         return estimate_text(self.hr, self.ci_low, self.ci_high, style)
 
+    @property
+    def own_ci(self) -> tuple[str, str] | None:
+        """The CI limits when they are one trial's own digits (printed or reported), else
+        None: words that quote the CI shown above them (the certainty's imprecision reason)
+        must quote these, not the limits rebuilt from the standard error."""
+        if self.source in ("printed", "trial") and self.ci_low and self.ci_high:
+            return self.ci_low, self.ci_high
+        return None
+
     def to_json(self) -> dict[str, Any]:
         return {"hr": self.hr, "ci_low": self.ci_low, "ci_high": self.ci_high,
                 "text": self.text(), "source": self.source, "note": self.note}

@@ -146,6 +146,23 @@ def test_a_printed_limit_across_a_threshold_from_the_computed_one_is_not_quoted(
     assert reason(("0.50", "0.99")).startswith("95% CI 0.50–0.99 excludes HR 1")
 
 
+def test_only_a_trials_own_limits_are_quoted_as_shown() -> None:
+    """``own_ci`` is the printed or reported limits of one trial; a pooled or derived CI is
+    computed, so words about it use the computed numbers."""
+    from reports.presentation import shown_hr
+
+    printed = {"printed": {"hr": "0.55", "ci_low": "0.36", "ci_high": "0.86"}}
+    assert shown_hr(1, math.log(0.55), math.log(0.36), math.log(0.85),
+                    [printed]).own_ci == ("0.36", "0.86")
+    reported = {"method": "reported_ci", "hr": 0.55, "ci_low": 0.36, "ci_high": 0.86}
+    assert shown_hr(1, math.log(0.55), math.log(0.36), math.log(0.85),
+                    [reported]).own_ci == ("0.36", "0.86")
+    derived = {"method": "p_value_events"}
+    assert shown_hr(1, math.log(0.55), math.log(0.36), math.log(0.85), [derived]).own_ci is None
+    assert shown_hr(2, math.log(0.55), math.log(0.36), math.log(0.85),
+                    [printed, reported]).own_ci is None
+
+
 def test_one_trial_in_the_cli_table(ctx: Any) -> None:
     with ctx.sessions() as s:
         add_printed(s, add_trial(s, "Solo"), "0.55", "0.36", "0.86")
