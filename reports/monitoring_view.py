@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from reports.words import hr_number
+from reports.words import hr_number, rounded
 
 #: What each status of :func:`reports.sequential.monitor` is called on pages and in digests.
 STATUS_LABELS = {
@@ -54,7 +54,7 @@ def plan_text(plan: Any) -> str:
     if (alpha := number(plan.get("alpha"))) is not None:
         parts.append(f"two-sided α {alpha:g}")
     if (power := number(plan.get("power"))) is not None:
-        parts.append(f"power {100 * power:.0f}%")
+        parts.append(f"power {rounded(100 * power, 0)}%")
     return ", ".join(parts) or "not recorded"
 
 
@@ -63,9 +63,9 @@ def plan_line(monitoring: dict[str, Any]) -> str:
     events"`` from a monitoring view (missing parts are left out)."""
     text = "Plan: " + plan_text(monitoring.get("plan"))
     if (diversity := number(monitoring.get("diversity"))) is not None:
-        text += f"; D² = {100 * diversity:.0f}%"
+        text += f"; D² = {rounded(100 * diversity, 0)}%"
     if (events := number(monitoring.get("required_events"))) is not None:
-        text += f"; required information {events:.0f} events"
+        text += f"; required information {rounded(events, 0)} events"
     return text
 
 

@@ -4,7 +4,8 @@ a network's history over the digests (the network page's "over time" table).
 
 A digest says what changed (DESIGN §4). For a network that is: it was fitted for the first
 time or can no longer be; trials or treatments joined; a treatment's HR against the reference
-moved (shown to two decimals, as the page shows it) or its CI now includes or excludes 1;
+moved (as shown: two decimals, half-up, as the page writes it) or its CI now includes or
+excludes 1;
 another treatment now ranks first; direct and indirect evidence started or stopped
 disagreeing (p < 0.05 between designs). Networks without such a change are counted, not
 listed.
@@ -19,7 +20,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from reports.network_inputs import Fitted
-from reports.words import hr_ci_text
+from reports.words import hr_ci_text, rounded
 from store.models import Digest
 
 INCONSISTENCY_P = 0.05
@@ -39,7 +40,7 @@ def snapshot(items: Sequence[Fitted]) -> dict[str, dict[str, Any]]:
         out[net.key] = {
             "label": net.label, "reference": res.reference, "studies": res.studies,
             "treatments": res.treatments, "vs_reference": vs,
-            "best": ranking[0][0], "best_p_score": round(ranking[0][1], 2),
+            "best": ranking[0][0], "best_p_score": _kept(ranking[0][1]),
             "inconsistency_p": res.q_between.p,
             # What was fitted, so the digest's numbers can be audited later (DESIGN §4).
             "method": res.method, "tau2": res.tau2,
@@ -48,8 +49,15 @@ def snapshot(items: Sequence[Fitted]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _kept(value: float) -> float:
+    # Kept to 6 decimals like the digest's other machine numbers and written by
+    # reports.words when shown: rounding here with round() would be half-even on the binary
+    # value (1.025 -> 1.02 where the page says 1.03) and turn an HR below 0.005 into 0.
+    return round(value, 6)
+
+
 def _hr(log_value: float) -> float:
-    return round(math.exp(log_value), 2)
+    return _kept(math.exp(log_value))
 
 
 def _text(hr: Sequence[float]) -> str:
@@ -102,7 +110,9 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
         lines.append(f"Left the network: {', '.join(left)}.")
     for t, hr in now["vs_reference"].items():
         old = was["vs_reference"].get(t)
-        if old is None or list(old) == list(hr):
+        # Moved as the reader sees it: digits that print the same are no change (snapshots
+        # before 2026-12-02 kept two decimals, and compare the same way).
+        if old is None or (_text(old) == _text(hr) and _crosses(old) == _crosses(hr)):
             continue
         text = f"{t} vs {now['reference']}: HR {_text(old)} → {_text(hr)}"
         if _crosses(old) and not _crosses(hr):
@@ -112,7 +122,7 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
         lines.append(text + ".")
     if now["best"] != was["best"]:
         lines.append(f"Highest P-score: {was['best']} → {now['best']} "
-                     f"({now['best_p_score']:.2f}).")
+                     f"({rounded(now['best_p_score'])}).")
     p_was, p_now = was.get("inconsistency_p"), now.get("inconsistency_p")
     if p_now is not None and p_now < INCONSISTENCY_P and not (
             p_was is not None and p_was < INCONSISTENCY_P):

@@ -42,6 +42,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from reports.meta import meta_analysis
+from reports.words import rounded
 from store.errors import PoolingError
 from store.settings import MONITORING_HR_RULE, is_monitorable_hr
 
@@ -222,14 +223,14 @@ def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
         side = "maintenance" if crossed["z"] < 0 else "control"
         status = "firm_evidence"
         text = (f"The Z-curve crossed the monitoring boundary with {_evidence_of(crossed)} "
-                f"(Z = {crossed['z']:.2f}, boundary "
-                f"±{crossed['boundary']:.2f}): firm evidence favouring {side}.")
+                f"(Z = {rounded(crossed['z'])}, boundary "
+                f"±{rounded(crossed['boundary'])}): firm evidence favouring {side}.")
         # Later evidence can pull the curve back; a living review must say so rather than
         # keep repeating a crossing that no longer holds.
         if last is not crossed and abs(last["z"]) < (last["boundary"] or z_conv):
-            text += (f" The latest Z ({last['z']:.2f}) is back inside "
-                     + (f"the boundary (±{last['boundary']:.2f})." if last["boundary"]
-                        else f"the conventional ±{z_conv:.2f}."))
+            text += (f" The latest Z ({rounded(last['z'])}) is back inside "
+                     + (f"the boundary (±{rounded(last['boundary'])})." if last["boundary"]
+                        else f"the conventional ±{rounded(z_conv)}."))
         disagrees = primary_ci is not None and primary_ci[0] <= 0.0 <= primary_ci[1]
         if disagrees:
             text += (" The primary analysis' 95% CI still includes no effect: with few trials "
@@ -242,15 +243,16 @@ def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
                 "unlikely.")
     elif abs(last["z"]) >= z_conv:
         status = "conventional_only"
-        text = (f"Conventionally significant (|Z| = {abs(last['z']):.2f} ≥ {z_conv:.2f}) but "
-                "inside the monitoring boundary"
-                + (f" (±{current:.2f})" if current is not None else "")
-                + f", with {100 * last['fraction']:.0f}% of the required information: "
-                "possibly a false positive of repeated testing.")
+        text = (f"Conventionally significant (|Z| = {rounded(abs(last['z']))} ≥ "
+                f"{rounded(z_conv)}) but inside the monitoring boundary"
+                + (f" (±{rounded(current)})" if current is not None else "")
+                + f", with {rounded(100 * last['fraction'], 0)}% of the required "
+                "information: possibly a false positive of repeated testing.")
     else:
         status = "open"
-        text = (f"Not significant (Z = {last['z']:.2f}), {100 * last['fraction']:.0f}% of "
-                "the required information: more evidence is needed.")
+        text = (f"Not significant (Z = {rounded(last['z'])}), "
+                f"{rounded(100 * last['fraction'], 0)}% of the required information: more "
+                "evidence is needed.")
     return {
         "plan": plan.to_json(),
         "required_information": required,

@@ -31,6 +31,7 @@ from reports.network_inputs import (
     read_arms,
 )
 from reports.pool import load_candidates
+from reports.words import hr_ci_text
 from store.errors import ConfigError, PoolingError
 
 app = test_web.app
@@ -475,7 +476,7 @@ def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> N
     assert "Trials: 6 → 7." in post
     def hr(digest: Any) -> str:
         lo_hi = digest.summary["networks"]["PFS/post_asct"]["vs_reference"]["lenalidomide"]
-        return f"{lo_hi[0]:.2f} ({lo_hi[1]:.2f}–{lo_hi[2]:.2f})"
+        return hr_ci_text(*lo_hi)
     assert f"lenalidomide vs no maintenance: HR {hr(first)} → {hr(second)}." in post
     assert hr(first) != hr(second)
     # the new trial disagrees with the indirect evidence through placebo-controlled trials
@@ -568,8 +569,7 @@ def test_the_page_shows_the_network_over_the_digests(
     assert [r["digest_id"] for r in rows] == [first.id, second.id]
     assert [r["studies"] for r in rows] == [6, 7]
     snap = second.summary["networks"]["PFS/post_asct"]["vs_reference"]["lenalidomide"]
-    assert rows[1]["vs_reference"]["lenalidomide"] == \
-        f"{snap[0]:.2f} ({snap[1]:.2f}–{snap[2]:.2f})"
+    assert rows[1]["vs_reference"]["lenalidomide"] == hr_ci_text(*snap)
     page = as_role(app, users, "viewer").get("/network?key=PFS/post_asct").text
     over_time = page[page.index('id="over-time"'):]
     assert f"#{first.id}" in over_time and f"#{second.id}" in over_time
@@ -716,3 +716,33 @@ def test_summary_says_a_prediction_interval_without_tau2_is_not_estimable(
     cells = [" ".join(td.text_content().split()) for td in lxml.html.fromstring(page).xpath(
         "//table[contains(@class, 'network-summary')]//td[@class='pi']")]
     assert cells and set(cells) == {NOT_ESTIMABLE}
+
+
+def _net(vs: dict[str, list[float]], best_p: float = 0.125) -> dict[str, Any]:
+    return {"label": "PFS", "reference": "placebo", "studies": 3,
+            "treatments": ["placebo", *vs], "vs_reference": vs, "best": next(iter(vs)),
+            "best_p_score": best_p, "inconsistency_p": 0.5}
+
+
+def test_a_network_hr_moves_in_the_digest_as_the_reader_sees_it() -> None:
+    """The digest writes network HRs as every report does (half-up, two significant digits
+    below 0.01) and lists a move only when the shown digits or the side of 1 change; a
+    snapshot kept with two decimals (before 2026-12-02) compares the same way."""
+    from reports.network_digest import changes
+
+    legacy = {"PFS": _net({"lenalidomide": [0.54, 0.45, 0.65]})}
+    same = {"PFS": _net({"lenalidomide": [0.5412, 0.4501, 0.6488]})}
+    assert changes(legacy, same) == ([], 1)
+    moved = {"PFS": _net({"lenalidomide": [0.5451, 0.4501, 1.004]})}
+    (listed,), _ = changes(same, moved)
+    assert listed["lines"] == ["lenalidomide vs placebo: HR 0.54 (0.45–0.65) → "
+                               "0.55 (0.45–1.00); the CI now includes 1."]
+    # 1.025 (0.789–1.332) is 1.03 (0.79–1.33) as the page writes it, not round()'s 1.02; a
+    # bound of 0.0042 is 0.0042, not 0.00; the P-score half-up too (0.125 -> 0.13, where
+    # format() says 0.12).
+    first, _ = changes(None, {"PFS": _net({"ixazomib": [1.025, 0.789, 1.332],
+                                          "x": [0.02, 0.0042, 0.09]})})
+    assert [r["hr"] for r in first[0]["rows"]] == ["1.03 (0.79–1.33)", "0.02 (0.0042–0.09)"]
+    ranked, _ = changes({"PFS": _net({"x": [0.5, 0.4, 0.6]})},
+                        {"PFS": _net({"ixazomib": [0.5, 0.4, 0.6], "x": [0.5, 0.4, 0.6]})})
+    assert "Highest P-score: x → ixazomib (0.13)." in ranked[0]["lines"]

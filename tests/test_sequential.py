@@ -353,3 +353,14 @@ def test_the_settings_know_the_endpoints_of_the_analyses() -> None:
     from store.settings import MONITORING_ENDPOINTS
 
     assert set(MONITORING_ENDPOINTS) == set(ENDPOINTS)
+
+
+def test_the_verdict_writes_z_half_up_as_every_report_does() -> None:
+    """Z, the boundary and the share of information are written by reports.words (half-up
+    on the decimal digits), not by format(), which rounds the binary value half-even:
+    Z = 1.025 is "1.03" in the words as in the table beside them."""
+    from reports.sequential import MonitoringPlan, _verdict
+
+    looks = [{"z": -1.025, "boundary": 3.5, "fraction": 0.125, "date": None}]
+    verdict = _verdict(looks, MonitoringPlan(), 100.0, 0.0, None)
+    assert verdict["text"].startswith("Not significant (Z = -1.03), 13% of the required")
