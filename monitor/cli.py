@@ -288,7 +288,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     written = export(ctx, args.kind, Path(args.out) if args.out else None,
                      stopping=partial(stopping_supported,
                                       target_recall=settings.stopping_recall), folder=folder,
-                     only=args.only)
+                     only=args.only, excel=args.excel)
     if written:
         print("\n".join(str(p) for p in written), file=sys.stderr)
     return 0
@@ -520,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", choices=EXPORT_SUBSETS,
                    help="ris and csv: only these records: " + "; ".join(
                        f"{name}: {words}" for name, words in EXPORT_SUBSETS.items()))
+    p.add_argument("--excel", action="store_true",
+                   help="CSV exports: start with a byte order mark, so that Excel reads "
+                        "accented names right (R and pandas do not need it)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("users", help="user administration")

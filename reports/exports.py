@@ -87,7 +87,7 @@ from store.models import (
     Trial,
     TrialReport,
 )
-from store.spreadsheet import spreadsheet_row
+from store.spreadsheet import EXCEL_BOM, spreadsheet_row
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +143,12 @@ StoppingCheck = Callable[[Session], bool]
 
 def export(ctx: AppContext, kind: str, out: Path | None, *,
            stopping: StoppingCheck | None = None, folder: bool = False,
-           only: str | None = None) -> list[Path]:
+           only: str | None = None, excel: bool = False) -> list[Path]:
     """Write the ``kind`` export to ``out`` (stdout when None); return the files written.
     ``stopping`` decides the PRISMA flow's exclusions by automation (:func:`prisma_counts`);
     ``folder``: ``out`` names a folder (typed with a trailing slash), created if need be,
-    never a file of that name; ``only`` keeps the record exports to one of :data:`SUBSETS`."""
+    never a file of that name; ``only`` keeps the record exports to one of :data:`SUBSETS`;
+    ``excel`` starts each CSV with a byte order mark (:data:`store.spreadsheet.EXCEL_BOM`)."""
     if kind not in KINDS:
         raise ValidationError(f"unknown export {kind!r}", hint=f"choose one of {', '.join(KINDS)}")
     if only is not None and kind not in _SUBSET_KINDS:
@@ -156,6 +157,9 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
     if only is not None and only not in SUBSETS:
         raise ValidationError(f"--only {only!r} is not a subset of records",
                               hint=f"choose one of {', '.join(SUBSETS)}")
+    if excel and (kind == "metafor" or _ext(kind) != "csv"):
+        raise ValidationError(f"--excel applies to the CSV exports, not to {kind!r}",
+                              hint="use it with csv, prisma, sof or screening")
     if kind == "metafor":
         return _export_metafor(ctx, out)
     dual = ctx.settings.dual_screening
@@ -173,6 +177,8 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
             "prisma": partial(write_prisma_csv, dual=dual, automation_stops=stops),
             "sof": write_sof_csv, "screening": write_screening_csv}
         writer = writers[kind]
+        if excel:
+            writer = partial(_with_bom, writer)
         if out is None:
             writer(session, sys.stdout)
             sys.stdout.flush()
@@ -825,6 +831,12 @@ def _records(session: Session) -> Iterator[Record]:
         yield from page
         last = page[-1].pmid
         session.expunge_all()
+
+
+def _with_bom(writer: Callable[[Session, IO[str]], None], session: Session,
+              fh: IO[str]) -> None:
+    fh.write(EXCEL_BOM)
+    writer(session, fh)
 
 
 def _open_out(path: Path) -> AbstractContextManager[IO[str]]:

@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+#: Written first in a CSV meant for Excel: without it Excel on Windows reads a UTF-8 file
+#: as the local code page ("MÃ¼ller" for "Müller"). Only on request, because pandas keeps
+#: it in the first column's name and other tools show it as a stray character.
+EXCEL_BOM = "\ufeff"
+
 
 def spreadsheet_safe(text: str) -> str:
     """Text a spreadsheet would run as a formula (=, +, -, @, tab, CR first: OWASP's "CSV

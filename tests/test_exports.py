@@ -571,6 +571,27 @@ def test_cli_export_csv(db_url: str, tmp_path: Path) -> None:
     assert bad.stderr.startswith("mmlr: error: cannot write the export to /proc/nope/records.csv")
 
 
+def test_cli_export_for_excel_starts_with_a_byte_order_mark(db_url: str,
+                                                            tmp_path: Path) -> None:
+    """--excel: the CSV starts with U+FEFF (Excel then reads UTF-8, "Müller" not "MÃ¼ller"),
+    to a file and to stdout, and reads back the same under utf-8-sig; without it, no mark;
+    a RIS or metafor export refuses it in one line."""
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    for kind in ("csv", "sof", "prisma", "screening"):
+        excel, plain = tmp_path / f"{kind}-excel.csv", tmp_path / f"{kind}.csv"
+        for flags, out in ((["--excel"], excel), ([], plain)):
+            proc = run_cli("export", kind, *flags, "--out", str(out), env=env)
+            assert proc.returncode == 0, proc.stderr
+        assert not plain.read_bytes().startswith(b"\xef\xbb\xbf"), kind
+        assert excel.read_bytes() == b"\xef\xbb\xbf" + plain.read_bytes(), kind
+    piped = run_cli("export", "csv", "--excel", env=env)
+    assert piped.stdout.startswith("\ufeff" + ",".join(CSV_COLUMNS))
+    for kind in ("ris", "metafor"):
+        bad = run_cli("export", kind, "--excel", env=env)
+        assert_one_line_error(bad)
+        assert f"--excel applies to the CSV exports, not to '{kind}'" in bad.stderr
+
+
 def seed_stoppable(ctx) -> None:  # type: ignore[no-untyped-def]
     """400 records screened in queue order, every include among the first five and a long
     run of excludes after the last one: the stopping test supports stopping with the ten

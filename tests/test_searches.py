@@ -115,6 +115,10 @@ def test_csv_is_the_whole_log_oldest_first_and_spreadsheet_safe(
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert tuple(rows[0]) == CSV_COLUMNS
     assert [r["kind"] for r in rows] == ["crdt", "crdt", "crdt", "crdt", "modified", "recheck"]
+    # for Excel: the same file after a byte order mark; without the flag, none
+    assert not response.text.startswith("\ufeff")
+    excel = as_role(app, users, "viewer").get("/searches.csv?excel=1")
+    assert excel.content == "\ufeff".encode() + response.content
     assert rows[0]["query"] == OLD_QUERY and rows[5]["query"] == ""  # a re-fetch: no query
     assert rows[2]["error"].startswith("'=HYPERLINK")  # not a formula in a spreadsheet
     assert (rows[3]["missing"], rows[3]["retries"], rows[3]["window_end"]) == ("2", "1",

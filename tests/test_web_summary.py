@@ -89,6 +89,9 @@ def test_downloads(app: Any, users: dict[str, str], pooled: dict[str, PooledResu
     assert tuple(rows[0]) == SOF_COLUMNS
     few = next(r for r in rows if r["analysis"] == FEW)
     assert few["trials"].startswith("'=HYPERLINK") and few["k"] == "4"
+    excel = client.get("/summary.csv?excel=1")
+    assert not got.text.startswith("\ufeff")
+    assert excel.content == "\ufeff".encode() + got.content
     md = client.get("/summary.md")
     assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown")
     assert md.text.startswith("# Summary of findings")

@@ -7,7 +7,6 @@ Read-only and for every signed-in role.
 
 from __future__ import annotations
 
-import io
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from screening.web.deps import DbSession, Viewer
+from screening.web.downloads import csv_download
 from screening.web.templating import render
 from store.searches import (
     KIND_WORDS,
@@ -58,8 +58,6 @@ def _without_userinfo(url: str) -> str:
 
 
 @router.get("/searches.csv")
-def searches_csv(session: DbSession, user: Viewer) -> Response:
-    buffer = io.StringIO()
-    write_search_csv(search_runs(session), buffer)
-    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{_CSV_NAME}"'})
+def searches_csv(session: DbSession, user: Viewer, excel: bool = False) -> Response:
+    runs = search_runs(session)
+    return csv_download(lambda fh: write_search_csv(runs, fh), _CSV_NAME, excel=excel)

@@ -8,8 +8,6 @@ analysis, with links to each analysis' section there.
 
 from __future__ import annotations
 
-import io
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -24,6 +22,7 @@ from reports.export_sof import (
 from reports.monitoring_view import status_label
 from reports.network_inputs import Fitted, current_networks
 from screening.web.deps import DbSession, Viewer
+from screening.web.downloads import csv_download
 from screening.web.templating import render
 
 router = APIRouter()
@@ -49,11 +48,8 @@ def summary_page(request: Request, session: DbSession, user: Viewer) -> Response
 
 
 @router.get("/summary.csv")
-def summary_csv(session: DbSession, user: Viewer) -> Response:
-    buffer = io.StringIO()
-    write_sof_csv(session, buffer)
-    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{_CSV_NAME}"'})
+def summary_csv(session: DbSession, user: Viewer, excel: bool = False) -> Response:
+    return csv_download(lambda fh: write_sof_csv(session, fh), _CSV_NAME, excel=excel)
 
 
 @router.get("/summary.md")
