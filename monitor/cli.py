@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -388,6 +389,38 @@ def cmd_subscribers_remove(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_copy_db(args: argparse.Namespace, settings: Settings) -> int:
+    from store.copy_db import copy_database, target_engine
+    from store.engine import make_engine
+
+    source, target = make_engine(settings), target_engine(args.target)
+    try:
+        bar: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            bar = Progress(TextColumn("copying {task.description}"), BarColumn(),
+                           MofNCompleteColumn(), console=Console(stderr=True),
+                           transient=True)
+        tasks: dict[str, Any] = {}
+
+        def advance(table: str, rows: int) -> None:
+            if bar is None:
+                return
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=None)
+            bar.advance(tasks[table], rows)
+
+        with bar if bar is not None else nullcontext():
+            report = copy_database(source, target, progress=advance)
+    finally:
+        source.dispose()
+        target.dispose()
+    print(report.describe())
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.status import gather_status
 
@@ -550,6 +583,13 @@ def build_parser() -> argparse.ArgumentParser:
     ps = ssub.add_parser("remove", help="unsubscribe an address (kept, marked unsubscribed)")
     ps.add_argument("email")
     ps.set_defaults(func=cmd_subscribers_remove)
+
+    p = sub.add_parser("copy-db", help="copy the whole review into another, empty database "
+                       "(SQLite to PostgreSQL or back), compared row by row")
+    p.add_argument("target", metavar="TARGET_URL",
+                   help="e.g. postgresql+psycopg://mmlr@db:5432/mmlr; give the password in "
+                        "PGPASSWORD or ~/.pgpass rather than here, where `ps` shows it")
+    p.set_defaults(func=cmd_copy_db)
 
     p = sub.add_parser("status", help="read-only health report: schema, last poll, digest, "
                        "screening, pooling, locks, alerts; exit 1 when something needs "

@@ -1,0 +1,274 @@
+"""``mmlr copy-db TARGET``: the whole review, every table, into another, empty database.
+
+A team tries mmlr on the embedded default (SQLite) and screens, extracts and verifies for
+weeks before it moves to PostgreSQL for production; the curation is the review and must move
+with it, to the row. This copies every table of the schema from the configured database
+(``MMLR_DATABASE_URL``) into ``TARGET`` — SQLite to PostgreSQL, or back — and then proves it:
+
+* the source must be at the schema this mmlr expects (``mmlr init`` upgrades it first), and
+  no job may be running on it (a poll or a pool writing during the copy would be lost);
+* the target gets the schema (Alembic, as ``mmlr init`` does) and must hold no rows;
+* the source is read in one snapshot (a read transaction on SQLite, REPEATABLE READ on
+  PostgreSQL) and the target written in one transaction: a failure leaves it empty;
+* tables in foreign-key order, rows in primary-key order (a superseding estimate comes after
+  the one it supersedes), in batches; SQL NULL and JSON ``null`` stay distinct;
+* PostgreSQL's id sequences continue after the copied rows, so the next insert does not
+  collide with one;
+* before the commit every table is read back and compared, row by row and value by value,
+  with the source: a difference names the table and the key, and nothing is committed.
+
+Nothing in the source is changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Column, Integer, MetaData, Table, func, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import SQLModel
+
+from store.engine import check_connection, make_engine, migrate, schema_revisions
+from store.errors import ConfigError, LockedError, ValidationError
+from store.locks import held_locks
+
+log = logging.getLogger(__name__)
+
+#: Rows read, written and compared at a time: the records table carries abstracts, so a
+#: batch of this size stays a few megabytes.
+BATCH = 500
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class CopyReport:
+    """What was copied: rows per table, in the order copied."""
+
+    source: str
+    target: str
+    revision: str
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+    def describe(self) -> str:
+        width = max(len(name) for name in self.rows) if self.rows else 0
+        lines = [f"copied {self.source} -> {self.target} (schema {self.revision}): "
+                 f"{self.total} rows in {len(self.rows)} tables, each compared with the "
+                 "source"]
+        lines += [f"  {name:<{width}}  {n}" for name, n in self.rows.items() if n]
+        return "\n".join(lines)
+
+
+def shown_url(engine: Engine) -> str:
+    """The database as messages name it: never with its password."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def copy_tables() -> list[Table]:
+    """The schema's tables in foreign-key order, with JSON columns that write None as SQL
+    NULL, so that ``JSON.NULL`` can carry a stored JSON ``null`` across unchanged."""
+    import store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+    copies = MetaData()
+    tables = []
+    for table in SQLModel.metadata.sorted_tables:
+        copy = table.to_metadata(copies)
+        for column in copy.columns:
+            if isinstance(column.type, JSON):
+                column.type = JSON(none_as_null=True)
+        tables.append(copy)
+    return tables
+
+
+def target_engine(url: str) -> Engine:
+    """The engine of the database to copy into, refusing one that would keep nothing."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValidationError(f"the target {url.split('@')[-1]!r} is not a database URL",
+                              hint="e.g. postgresql+psycopg://mmlr@db:5432/mmlr or "
+                                   "sqlite:////srv/mmlr/mmlr.sqlite3") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ValidationError("the target is an in-memory SQLite database: the copy would "
+                              "be thrown away", hint="name a file: sqlite:////path/mmlr.sqlite3")
+    try:
+        return make_engine(url)
+    except ConfigError as exc:  # it speaks of MMLR_DATABASE_URL, which is the source
+        raise ValidationError(f"the target database: {exc.message}") from None
+
+
+def copy_database(source: Engine, target: Engine, *,
+                  progress: Progress | None = None) -> CopyReport:
+    """Copy every table of ``source`` into the empty ``target`` (module docstring).
+    ``progress(table, rows)`` is called after each batch written."""
+    check_connection(source)
+    try:
+        check_connection(target)
+    except ConfigError as exc:  # its hint names MMLR_DATABASE_URL, which is the source
+        raise ValidationError(f"the target: {exc.message}", hint="check TARGET_URL") from None
+    if _same_database(source, target):
+        raise ValidationError(f"the target is the source database ({shown_url(source)})",
+                              hint="name another, empty database")
+    current, head = schema_revisions(source)
+    if not current:
+        raise ConfigError(f"the source database {shown_url(source)} has no mmlr schema",
+                          hint="check MMLR_DATABASE_URL")
+    if tuple(current) != (head,):
+        raise ConfigError(
+            f"the source database {shown_url(source)} is at schema revision "
+            f"{', '.join(current)}, this mmlr writes {head}",
+            hint="run `mmlr init` on it first (it upgrades the schema), then copy")
+    running = [lock for lock in held_locks(source) if not lock.orphaned]
+    if running:
+        names = ", ".join(f"{lock.name} ({lock.holder})" for lock in running)
+        raise LockedError(f"a job is running on the source database: {names}",
+                          hint="stop `mmlr serve`, `mmlr worker` and `mmlr web` first, so "
+                               "that nothing is written during the copy")
+    tables = copy_tables()
+    migrate(target)
+    with target.connect() as conn:
+        filled = {t.name: n for t in tables
+                  if (n := conn.execute(select(func.count()).select_from(t)).scalar_one())}
+    if filled:
+        held = ", ".join(f"{name}: {n}" for name, n in filled.items())
+        raise ValidationError(
+            f"the target database {shown_url(target)} already holds data ({held}); copy-db "
+            "fills an empty database only, it never merges two reviews",
+            hint="create a new, empty database for the copy")
+    report = CopyReport(source=shown_url(source), target=shown_url(target), revision=head or "")
+    with _snapshot(source) as src, target.begin() as dst:
+        for table in tables:
+            report.rows[table.name] = _copy_table(src, dst, table, progress)
+        if dst.dialect.name == "postgresql":
+            _continue_sequences(dst, tables)
+        for table in tables:
+            _compare_table(src, dst, table)
+    log.info("copied %d rows in %d tables from %s to %s", report.total, len(report.rows),
+             report.source, report.target)
+    return report
+
+
+def _same_database(a: Engine, b: Engine) -> bool:
+    ua, ub = a.url, b.url
+    if ua.get_backend_name() != ub.get_backend_name():
+        return False
+    if ua.get_backend_name() == "sqlite":
+        return bool(ua.database and ub.database) and \
+            Path(str(ua.database)).resolve() == Path(str(ub.database)).resolve()
+    return (ua.host, ua.port or 5432, ua.database) == (ub.host, ub.port or 5432, ub.database)
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection that sees the source as of one moment, for every table."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, \
+                conn.begin():
+            yield conn
+        return
+    with engine.connect() as conn:
+        # pysqlite starts no transaction for a SELECT: without this BEGIN each table would
+        # be read as of its own moment.
+        conn.exec_driver_sql("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def _key(table: Table) -> Column[Any]:
+    (key,) = table.primary_key.columns  # every mmlr table has a one-column key
+    return key
+
+
+def _batches(conn: Connection, table: Table) -> Iterator[Sequence[Any]]:
+    """The table's rows in key order, a batch at a time (keyset paging), each row with one
+    more value per JSON column: whether it is SQL NULL."""
+    key = _key(table)
+    json_columns = [c for c in table.columns if isinstance(c.type, JSON)]
+    query = select(*table.columns, *(c.is_(None) for c in json_columns)).order_by(key)
+    last: Any = None
+    while True:
+        page = conn.execute((query if last is None else query.where(key > last))
+                            .limit(BATCH)).all()
+        if not page:
+            return
+        yield page
+        last = page[-1][list(table.columns).index(key)]
+
+
+def _values(table: Table, row: Sequence[Any]) -> dict[str, Any]:
+    columns = list(table.columns)
+    values = dict(zip((c.name for c in columns), row[:len(columns)], strict=True))
+    json_columns = [c for c in columns if isinstance(c.type, JSON)]
+    for column, is_sql_null in zip(json_columns, row[len(columns):], strict=True):
+        if values[column.name] is None and not is_sql_null:
+            values[column.name] = JSON.NULL  # a stored JSON null, not a missing value
+    return values
+
+
+def _copy_table(src: Connection, dst: Connection, table: Table,
+                progress: Progress | None) -> int:
+    copied = 0
+    key = list(table.columns).index(_key(table))
+    for page in _batches(src, table):
+        try:
+            dst.execute(table.insert(), [_values(table, row) for row in page])
+        except DBAPIError as exc:  # a value the target refuses (e.g. NUL in PostgreSQL text)
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise ValidationError(
+                f"the target refused a row of {table.name} (keys {page[0][key]!r} to "
+                f"{page[-1][key]!r}): {reason}; nothing was committed to the target") from None
+        copied += len(page)
+        if progress is not None:
+            progress(table.name, len(page))
+    return copied
+
+
+def _continue_sequences(dst: Connection, tables: Sequence[Table]) -> None:
+    """Set each id sequence past the copied rows: they were inserted with their ids, which
+    a PostgreSQL sequence does not see."""
+    for table in tables:
+        key = _key(table)
+        if not isinstance(key.type, Integer):
+            continue  # pg_get_serial_sequence is NULL for a key without one (records.pmid)
+        dst.execute(text(
+            f'SELECT setval(pg_get_serial_sequence(:table, :column), '
+            f'COALESCE((SELECT MAX("{key.name}") FROM "{table.name}"), 0) + 1, false)'),
+            {"table": table.name, "column": key.name})
+
+
+def _compare_table(src: Connection, dst: Connection, table: Table) -> None:
+    """Every row of the target equals the source's (ValidationError naming the first that
+    does not): the proof that nothing was lost or changed on the way."""
+    key_index = list(table.columns).index(_key(table))
+    theirs = _rows(dst, table)
+    for ours in _rows(src, table):
+        copied = next(theirs, None)
+        if copied != ours:
+            where = ours[key_index]
+            raise ValidationError(
+                f"the copy of {table.name} differs from the source at key {where!r}; "
+                "nothing was committed to the target",
+                hint="report this with the table and key: the target is left empty")
+    if next(theirs, None) is not None:
+        raise ValidationError(f"the copy of {table.name} has more rows than the source; "
+                              "nothing was committed to the target")
+
+
+def _rows(conn: Connection, table: Table) -> Iterator[tuple[Any, ...]]:
+    for page in _batches(conn, table):
+        yield from (tuple(row) for row in page)

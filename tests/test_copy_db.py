@@ -1,0 +1,305 @@
+"""``mmlr copy-db``: a review moves from one database to another (SQLite to PostgreSQL and
+back) whole, proven row by row, or not at all; the copy then works as the review did."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import (
+    PG_URL,
+    _drop_pg_database,
+    _fresh_pg_database,
+    assert_one_line_error,
+    cli_env,
+    run_cli,
+)
+from sqlalchemy import inspect, text
+from sqlmodel import Session, select
+
+from monitor.bootstrap import initialise
+from reports.pool import pool_all
+from screening.web.auth import add_user
+from store.context import AppContext
+from store.copy_db import copy_database, copy_tables, target_engine
+from store.engine import make_engine, migrate, schema_revisions
+from store.errors import ConfigError, LockedError, ValidationError
+from store.locks import job_lock
+from store.models import (
+    Decision,
+    Estimate,
+    KeyValue,
+    LoginSession,
+    ModelVersion,
+    Record,
+    User,
+    utcnow,
+)
+
+NASTY = "Müller–Ødegård \"maintenance\", 'lenalidomide'\n<b>after</b> ASCT ≥ 1 y; ½ dose"
+
+
+@pytest.fixture
+def review(ctx: AppContext) -> AppContext:
+    """The run's database (SQLite, or PostgreSQL in the PostgreSQL run) with a review in it."""
+    return _fill(ctx)
+
+
+@pytest.fixture
+def sqlite_review(settings: Any, tmp_path: Path) -> Iterator[AppContext]:
+    """A review on a SQLite file whatever the run: the embedded default a team moves from."""
+    from store.context import make_context
+
+    local = settings.model_copy(update={
+        "database_url": f"sqlite:///{tmp_path / 'embedded' / 'mmlr.sqlite3'}"})
+    context = make_context(local)
+    yield _fill(context)
+    context.dispose()
+
+
+def _fill(ctx: AppContext) -> AppContext:
+    """Some of everything: seed evidence and pooled results (mmlr init and a pool run),
+    users and a login, records with lists, non-ASCII text and a record with nothing but its
+    PMID, a model with its bytes, decisions pointing at it, an estimate superseding another,
+    a JSON null and an SQL NULL."""
+    initialise(ctx)
+    with ctx.sessions() as s:
+        add_user(s, "curator@example.org", role="curator", password="a-long-password-1")
+        curator = s.exec(select(User).where(User.email == "curator@example.org")).one()
+        assert curator.id is not None
+        s.add(LoginSession(token_hash="h" * 64, user_id=curator.id))
+        model = ModelVersion(config={"C": 0.11}, artifact=bytes(range(256)) * 4)
+        s.add(model)
+        s.flush()
+        for pmid in (31000001, 31000002, 31000003):
+            s.add(Record(pmid=pmid, title=f"{NASTY} {pmid}", abstract=NASTY * 3,
+                         authors=["Müller H", "Ødegård K"], mesh=[{"descriptor": "Multiple "
+                         "Myeloma", "major": True, "qualifiers": ["therapy"]}],
+                         year=2024, score=0.123456789012345, score_model_version_id=model.id))
+        s.add(Record(pmid=31000004, title=""))
+        s.add(Decision(pmid=31000001, decision="include", user_id=curator.id,
+                       model_version_id=model.id))
+        first = s.exec(select(Estimate).order_by(Estimate.id)).first()  # type: ignore[arg-type]
+        assert first is not None
+        s.add(Estimate(**{**first.model_dump(exclude={"id", "printed", "derivation_inputs"}),
+                          "supersedes_id": first.id, "data_cut": date(2026, 6, 30)}))
+        s.add(KeyValue(key="plain", value={"a": [1, 2.5, None, "é"]}))
+        s.commit()
+    with ctx.engine.begin() as conn:  # a stored JSON null, as an older release could write
+        conn.execute(text("INSERT INTO key_values (key, value, updated_at) "
+                          "VALUES ('json-null', 'null', :at)"), {"at": utcnow()})
+    pool_all(ctx)
+    return ctx
+
+
+def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {t.name: [tuple(r) for r in conn.execute(
+                t.select().order_by(*t.primary_key.columns))] for t in copy_tables()}
+    finally:
+        engine.dispose()
+
+
+def _pairs(review: AppContext, sqlite_review: AppContext,
+           tmp_path: Path) -> Iterator[tuple[AppContext, str]]:
+    """(source, target URL): the run's database to a new SQLite file (PostgreSQL to SQLite
+    in the PostgreSQL run) and, where a server is configured, SQLite to PostgreSQL."""
+    yield review, f"sqlite:///{tmp_path / 'copy' / 'mmlr.sqlite3'}"
+    if PG_URL:
+        url, name = _fresh_pg_database(PG_URL)
+        try:
+            yield sqlite_review, url
+        finally:
+            _drop_pg_database(PG_URL, name)
+
+
+def test_the_copy_holds_every_row_and_works_as_the_review(
+        review: AppContext, sqlite_review: AppContext, tmp_path: Path) -> None:
+    """Every table equal, value by value; the source untouched; the copy takes new rows
+    (PostgreSQL's id sequences continue after the copied ids)."""
+    for source, target_url in _pairs(review, sqlite_review, tmp_path):
+        source_url = source.settings.db_url
+        before = _dump(source_url)
+        assert before["records"] and before["estimates"] and before["pooled_results"]
+        target = target_engine(target_url)
+        try:
+            report = copy_database(source.engine, target)
+        finally:
+            target.dispose()
+        assert report.rows == {name: len(rows) for name, rows in before.items()}
+        assert report.total == sum(map(len, before.values()))
+        assert _dump(target_url) == before
+        assert _dump(source_url) == before  # the source is only read
+        engine = make_engine(target_url)
+        try:
+            with engine.connect() as conn:
+                nulls = {key: bool(null) for key, null in conn.execute(text(
+                    "SELECT key, value IS NULL FROM key_values")).all()}
+                assert nulls == {"plain": False, "json-null": False}  # JSON null kept
+                assert conn.execute(text("SELECT COUNT(*) FROM estimates "
+                                         "WHERE printed IS NULL")).scalar_one() >= 1
+            with Session(engine) as s:
+                s.add(User(email="new@example.org", role="viewer", password_hash="x"))
+                s.add(Decision(pmid=31000002, decision="exclude"))
+                s.commit()
+                assert s.exec(select(User).where(User.email == "new@example.org")).one().id \
+                    == max(row[0] for row in before["users"]) + 1
+                artifact = s.exec(select(ModelVersion)).one().artifact
+                assert artifact == bytes(range(256)) * 4
+        finally:
+            engine.dispose()
+
+
+def test_a_target_with_data_is_refused_and_left_as_it_was(review: AppContext,
+                                                          tmp_path: Path) -> None:
+    target_url = f"sqlite:///{tmp_path / 'copy.sqlite3'}"
+    target = target_engine(target_url)
+    try:
+        copy_database(review.engine, target)
+        with review.sessions() as s:  # the source moves on
+            s.add(Record(pmid=31000009, title="later"))
+            s.commit()
+        before = _dump(target_url)
+        with pytest.raises(ValidationError, match=r"already holds data \(.*records: 4.*\); "
+                                                  "copy-db fills an empty database only"):
+            copy_database(review.engine, target)
+        assert _dump(target_url) == before
+    finally:
+        target.dispose()
+
+
+def test_the_source_itself_is_refused(review: AppContext) -> None:
+    with pytest.raises(ValidationError, match="the target is the source database"):
+        copy_database(review.engine, review.engine)
+
+
+def test_a_running_job_stops_the_copy_before_the_target_is_touched(
+        review: AppContext, tmp_path: Path) -> None:
+    """A poll writing during the copy would be lost with the old database: stop first."""
+    target = target_engine(f"sqlite:///{tmp_path / 'copy.sqlite3'}")
+    try:
+        with job_lock(review.engine, "poll"), \
+                pytest.raises(LockedError, match="a job is running on the source database: "
+                                                 "poll"):
+            copy_database(review.engine, target)
+        assert inspect(target).get_table_names() == []  # not even the schema
+    finally:
+        target.dispose()
+
+
+def test_a_source_behind_the_schema_is_refused(tmp_path: Path) -> None:
+    from alembic import command
+
+    from store.engine import _alembic_config
+
+    old = make_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    target = target_engine(f"sqlite:///{tmp_path / 'copy.sqlite3'}")
+    try:
+        migrate(old)
+        command.downgrade(_alembic_config(old), "-1")
+        head = schema_revisions(old)[1]
+        with pytest.raises(ConfigError, match=rf"is at schema revision \d+, this mmlr writes "
+                                              rf"{head}$") as behind:
+            copy_database(old, target)
+        assert "run `mmlr init` on it first" in behind.value.one_line()
+        empty = make_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+        with pytest.raises(ConfigError, match="has no mmlr schema"):
+            copy_database(empty, target)
+        empty.dispose()
+    finally:
+        old.dispose()
+        target.dispose()
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("sqlite://", "in-memory SQLite database: the copy would be thrown away"),
+    ("sqlite:///:memory:", "in-memory SQLite database"),
+    ("not a url", "the target 'not a url' is not a database URL"),
+    ("mysql://u@h/db", "the target database: unsupported database backend 'mysql'"),
+])
+def test_targets_that_cannot_hold_the_copy(url: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        target_engine(url)
+
+
+def test_a_row_the_target_refuses_leaves_it_empty(sqlite_review: AppContext,
+                                                  pg_admin_url: str) -> None:
+    """PostgreSQL refuses a NUL character that SQLite stores: the copy stops naming the
+    table and keys, and the target keeps nothing (one transaction)."""
+    review = sqlite_review
+    with review.sessions() as s:
+        s.add(Record(pmid=31000005, title="a NUL \x00 in a title"))
+        s.commit()
+    url, name = _fresh_pg_database(pg_admin_url)
+    target = target_engine(url)
+    try:
+        with pytest.raises(ValidationError, match=r"the target refused a row of records "
+                                                  r"\(keys 31000001 to 31000005\).*nothing "
+                                                  "was committed"):
+            copy_database(review.engine, target)
+        assert all(not rows for rows in _dump(url).values())
+    finally:
+        target.dispose()
+        _drop_pg_database(pg_admin_url, name)
+
+
+def test_a_difference_read_back_names_the_table_and_key(review: AppContext,
+                                                        tmp_path: Path) -> None:
+    """The comparison that proves a copy: two databases that differ in one value."""
+    from store.copy_db import _compare_table
+
+    target_url = f"sqlite:///{tmp_path / 'copy.sqlite3'}"
+    target = target_engine(target_url)
+    try:
+        copy_database(review.engine, target)
+        with target.begin() as conn:
+            conn.execute(text("UPDATE records SET title = 'changed' WHERE pmid = 31000002"))
+        (records,) = [t for t in copy_tables() if t.name == "records"]
+        with review.engine.connect() as src, target.connect() as dst, \
+                pytest.raises(ValidationError, match="the copy of records differs from the "
+                                                     "source at key 31000002"):
+            _compare_table(src, dst, records)
+    finally:
+        target.dispose()
+
+
+def test_cli_copy_db(review: AppContext, tmp_path: Path) -> None:
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=review.settings.db_url)
+    target = tmp_path / "moved" / "mmlr.sqlite3"
+    proc = run_cli("copy-db", f"sqlite:///{target}", env=env)
+    assert proc.returncode == 0, proc.stderr
+    first, *rows = proc.stdout.splitlines()
+    assert first.startswith(f"copied {review.engine.url.render_as_string(hide_password=True)}"
+                            f" -> sqlite:///{target} (schema ")
+    assert "each compared with the source" in first
+    assert any(r.split() == ["records", "4"] for r in rows)
+    again = run_cli("copy-db", f"sqlite:///{target}", env=env)
+    assert_one_line_error(again, "already holds data")
+    missing = run_cli("copy-db", env=env)
+    assert missing.returncode == 2 and "TARGET_URL" in missing.stderr
+
+
+def test_a_password_in_the_target_url_reaches_no_output(review: AppContext,
+                                                        pg_admin_url: str,
+                                                        tmp_path: Path) -> None:
+    """The target's password (if typed into the URL) is masked in every line mmlr writes."""
+    from sqlalchemy.engine import make_url
+
+    url, name = _fresh_pg_database(pg_admin_url)
+    secret = "s3cret-Pa55word"
+    with_password = make_url(url).set(password=secret).render_as_string(hide_password=False)
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=review.settings.db_url)
+    try:
+        proc = run_cli("copy-db", with_password, env=env)
+        log = (tmp_path / "d" / "mmlr.log")
+        written = proc.stdout + proc.stderr + (log.read_text() if log.exists() else "")
+        assert secret not in written
+        assert proc.returncode == 0 or "***" in proc.stderr, proc.stderr
+    finally:
+        _drop_pg_database(pg_admin_url, name)
+
