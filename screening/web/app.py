@@ -24,6 +24,7 @@ from screening.web import (
     routes_account,
     routes_admin,
     routes_api,
+    routes_audit,
     routes_auth,
     routes_conflicts,
     routes_digests,
@@ -88,7 +89,8 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
     for module in (routes_auth, routes_account, routes_records, routes_fulltext,
                    routes_conflicts, routes_trials,
                    routes_estimates, routes_summary, routes_network, routes_prisma,
-                   routes_search, routes_searches, routes_digests, routes_admin, routes_subscribers,
+                   routes_search, routes_searches, routes_digests, routes_admin, routes_audit,
+                   routes_subscribers,
                    routes_unsubscribe, routes_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
 from screening.web.deps import dual_screening, pop_flashes, verify_second_person
 from screening.web.extraction import METHOD_WORDS, ORIENTATION_WORDS, SETTING_WORDS
+from store.text import shorten
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -115,6 +117,22 @@ def _words(code: Any, kind: str) -> str:
     return _CODE_WORDS[kind].get(str(code), str(code))
 
 
+def _audit_value(value: Any) -> str:
+    """One value of an audit row's details on the audit page: a list as its items, a dict
+    as compact JSON, long text cut at a word (the CSV keeps everything)."""
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        text = ", ".join(str(v) for v in value)
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    else:
+        text = str(value)
+    return shorten(text, AUDIT_VALUE_CHARS)
+
+
+#: How much of one audit detail the page shows.
+AUDIT_VALUE_CHARS = 300
+
+
 def make_templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -138,6 +156,7 @@ def make_templates() -> Jinja2Templates:
     env.globals["interval"] = _interval
     env.globals["has_heterogeneity"] = has_heterogeneity
     env.filters["plural"] = plural
+    env.filters["audit_value"] = _audit_value
     return Jinja2Templates(env=env, context_processors=[_context])
 
 

@@ -1,0 +1,73 @@
+"""The audit trail for admins (``/admin/audit``): who did what, when, filtered by person,
+action, object, trial or dates, and the same rows as CSV for a review's records.
+
+Admins only: the trail holds every login attempt with its client address. Read-only, so its
+form is a GET form and needs no CSRF token.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from screening.web.deps import Admin, DbSession
+from screening.web.downloads import csv_download
+from screening.web.templating import render
+from store.audit import (
+    AuditQuery,
+    audit_rows,
+    count_audit_rows,
+    parse_audit_query,
+    write_audit_csv,
+)
+from store.errors import ValidationError
+from store.models import Trial
+
+router = APIRouter(prefix="/admin")
+
+PAGE_SIZE = 100
+_CSV_NAME = "mmlr-audit-trail.csv"
+#: The form's fields, in the order of the page (and of the CSV link's query).
+FIELDS = ("actor", "action", "object_type", "object_id", "trial", "since", "until")
+_Field = Annotated[str, Query(max_length=1000)]
+
+
+def _query(values: dict[str, str]) -> AuditQuery:
+    return parse_audit_query(**values)
+
+
+@router.get("/audit")
+def audit_page(request: Request, session: DbSession, admin: Admin,
+               actor: _Field = "", action: _Field = "", object_type: _Field = "",
+               object_id: _Field = "", trial: _Field = "", since: _Field = "",
+               until: _Field = "",
+               offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
+    values = {"actor": actor, "action": action, "object_type": object_type,
+              "object_id": object_id, "trial": trial, "since": since, "until": until}
+    context: dict[str, Any] = {"values": values, "error": None, "rows": [], "total": 0,
+                               "offset": offset, "limit": PAGE_SIZE, "trial_name": None}
+    try:
+        q = _query(values)
+    except ValidationError as exc:
+        context["error"] = exc.one_line()
+        return render(request, "admin_audit.html", context, status_code=400)
+    if q.trial_id is not None:
+        found = session.get(Trial, q.trial_id)
+        context["trial_name"] = found.name if found else None
+    filled = {k: v.strip() for k, v in values.items() if v.strip()}
+    context.update(rows=audit_rows(session, q, limit=PAGE_SIZE, offset=offset),
+                   total=count_audit_rows(session, q), filters=urlencode(filled))
+    return render(request, "admin_audit.html", context)
+
+
+@router.get("/audit.csv")
+def audit_csv(session: DbSession, admin: Admin, actor: _Field = "", action: _Field = "",
+              object_type: _Field = "", object_id: _Field = "", trial: _Field = "",
+              since: _Field = "", until: _Field = "", excel: bool = False) -> Response:
+    q = _query({"actor": actor, "action": action, "object_type": object_type,
+                "object_id": object_id, "trial": trial, "since": since, "until": until})
+    rows = audit_rows(session, q)
+    return csv_download(lambda fh: write_audit_csv(rows, fh), _CSV_NAME, excel=excel)
