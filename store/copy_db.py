@@ -15,7 +15,9 @@ with it, to the row. This copies every table of the schema from the configured d
 * PostgreSQL's id sequences continue after the copied rows, so the next insert does not
   collide with one;
 * before the commit every table is read back and compared, row by row and value by value,
-  with the source: a difference names the table and the key, and nothing is committed.
+  with the source: a difference names the table and the key, and nothing is committed;
+* after it, the source is counted again: a row written there during the copy (a web app
+  left running) is not in the target, and the command fails saying so.
 
 Nothing in the source is changed.
 """
@@ -35,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
 from store.engine import check_connection, make_engine, migrate, schema_revisions
-from store.errors import ConfigError, LockedError, ValidationError
+from store.errors import ConfigError, LockedError, StateError, ValidationError
 from store.locks import held_locks
 
 log = logging.getLogger(__name__)
@@ -156,9 +158,28 @@ def copy_database(source: Engine, target: Engine, *,
             _continue_sequences(dst, tables)
         for table in tables:
             _compare_table(src, dst, table)
+    _check_source_unchanged(source, target, tables, report)
     log.info("copied %d rows in %d tables from %s to %s", report.total, len(report.rows),
              report.source, report.target)
     return report
+
+
+def _check_source_unchanged(source: Engine, target: Engine, tables: Sequence[Table],
+                            report: CopyReport) -> None:
+    """The copy is the source as of its snapshot; rows written since (a web app left running,
+    a curator's decision) are in the source only. Every such write adds a row somewhere (at
+    least to the audit trail), so more rows now than copied means the target misses some."""
+    with source.connect() as conn:
+        grown = {t.name: n - report.rows[t.name] for t in tables
+                 if (n := conn.execute(select(func.count()).select_from(t)).scalar_one())
+                 != report.rows[t.name]}
+    if grown:
+        changes = ", ".join(f"{name}: {n:+d}" for name, n in grown.items())
+        raise StateError(
+            f"the source database changed during the copy ({changes} rows): the copy in "
+            f"{shown_url(target)} misses those writes and must not be used",
+            hint="stop every mmlr process on the source, empty the target (drop and create "
+                 "it again) and copy again")
 
 
 def _same_database(a: Engine, b: Engine) -> bool:

@@ -303,3 +303,28 @@ def test_a_password_in_the_target_url_reaches_no_output(review: AppContext,
     finally:
         _drop_pg_database(pg_admin_url, name)
 
+
+
+def test_a_write_to_the_source_during_the_copy_fails_it(review: AppContext,
+                                                        tmp_path: Path) -> None:
+    """A curator's decision saved while the copy runs (a web app left running) is in the
+    source only: the command fails naming what the target misses."""
+    from store.errors import StateError
+
+    written: list[str] = []
+
+    def a_curator_decides(table: str, rows: int) -> None:
+        if not written:
+            with review.sessions() as s:
+                s.add(Decision(pmid=31000003, decision="exclude"))
+                s.commit()
+            written.append(table)
+
+    target = target_engine(f"sqlite:///{tmp_path / 'copy.sqlite3'}")
+    try:
+        with pytest.raises(StateError, match=r"the source database changed during the copy "
+                                             r"\(decisions: \+1 rows\)"):
+            copy_database(review.engine, target, progress=a_curator_decides)
+    finally:
+        target.dispose()
+    assert written
