@@ -111,6 +111,7 @@ def test_filters_narrow_the_trail(app: Any, users: dict[str, str],
                                        "report.add", "trial.add"]
     assert all("BETA" not in obj for _, obj in history)
     assert f"estimate {trail['ALPHA-estimate']}" in [obj for _, obj in history]
+    assert f"trial {trail['ALPHA']} (ALPHA)" in [obj for _, obj in history]  # named
 
 
 def test_details_are_escaped_and_the_csv_is_spreadsheet_safe(

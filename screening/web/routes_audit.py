@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlmodel import Session, col, select
 
 from screening.web.deps import Admin, DbSession
 from screening.web.downloads import csv_download
@@ -24,7 +25,8 @@ from store.audit import (
     write_audit_csv,
 )
 from store.errors import ValidationError
-from store.models import Trial
+from store.ids import parse_id
+from store.models import AuditLog, Trial
 
 router = APIRouter(prefix="/admin")
 
@@ -48,7 +50,8 @@ def audit_page(request: Request, session: DbSession, admin: Admin,
     values = {"actor": actor, "action": action, "object_type": object_type,
               "object_id": object_id, "trial": trial, "since": since, "until": until}
     context: dict[str, Any] = {"values": values, "error": None, "rows": [], "total": 0,
-                               "offset": offset, "limit": PAGE_SIZE, "trial_name": None}
+                               "offset": offset, "limit": PAGE_SIZE, "trial_name": None,
+                               "trial_names": {}}
     try:
         q = _query(values)
     except ValidationError as exc:
@@ -58,9 +61,21 @@ def audit_page(request: Request, session: DbSession, admin: Admin,
         found = session.get(Trial, q.trial_id)
         context["trial_name"] = found.name if found else None
     filled = {k: v.strip() for k, v in values.items() if v.strip()}
-    context.update(rows=audit_rows(session, q, limit=PAGE_SIZE, offset=offset),
-                   total=count_audit_rows(session, q), filters=urlencode(filled))
+    rows = audit_rows(session, q, limit=PAGE_SIZE, offset=offset)
+    context.update(rows=rows, total=count_audit_rows(session, q), filters=urlencode(filled),
+                   trial_names=_trial_names(session, rows))
     return render(request, "admin_audit.html", context)
+
+
+def _trial_names(session: Session, rows: list[AuditLog]) -> dict[str, str]:
+    """The names of the trials the page's rows are about, by id as the trail keeps it: an
+    id alone says nothing to the reader, and a renamed trial shows its name of today."""
+    ids = {trial_id for r in rows if r.object_type == "trial" and r.object_id
+           and (trial_id := parse_id(r.object_id)) is not None}
+    if not ids:
+        return {}
+    found = session.exec(select(Trial.id, Trial.name).where(col(Trial.id).in_(ids))).all()
+    return {str(trial_id): name for trial_id, name in found}
 
 
 @router.get("/audit.csv")
