@@ -143,17 +143,29 @@ def test_curator_screens_and_extracts(app: Any, users: dict[str, str], records: 
                 decision.rank_shown) == (90000002, "include", records, 1)
         assert decision.score_shown == pytest.approx(0.97)
 
-    # "Save and open the next": the top of the queue as it now stands opens, with its rank
+    # "Exclude, next": one click saves (the reason typed with it) and opens the top of the
+    # queue as it now stands, with its rank; no choice of the radio buttons needed
     page.goto(f"{server}/")
     top = page.locator("tr[data-pmid]").first.get_attribute("data-pmid")
     assert top is not None and top != "90000002"
     page.locator(f"tr[data-pmid='{top}'] a").click()
-    page.get_by_label("Exclude").check()
-    page.get_by_role("button", name="Save and open the next in your queue").click()
+    page.get_by_label("Reason (optional)").fill("a review")
+    page.get_by_role("button", name="Exclude, next").click()
     page.wait_for_url(re.compile(r".*/records/\d+\?rank=1$"))
     assert f"Decision saved: exclude (PMID {top})" in page.locator(".flash").inner_text()
     assert f"/records/{top}?" not in page.url and "/records/90000002?" not in page.url
     assert page.locator("form.decision-form").count() == 1  # undecided: ready to screen
+    with db(app) as session:
+        quick = session.exec(select(Decision).where(Decision.pmid == int(top))).one()
+        assert (quick.decision, quick.reason, quick.rank_shown) == ("exclude", "a review", 1)
+    # a radio chosen and another one-click button pressed: the button pressed counts
+    page.get_by_label("Include").check()
+    current = re.search(r"/records/(\d+)\?", page.url)
+    assert current is not None
+    page.get_by_role("button", name="Maybe, next").click()
+    page.wait_for_load_state()
+    assert f"Decision saved: maybe (PMID {current.group(1)})" in \
+        page.locator(".flash").inner_text()
 
     page.goto(f"{server}/trials/{trial_id}")
     form = page.locator("form.extraction-form")

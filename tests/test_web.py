@@ -581,14 +581,17 @@ def test_save_and_next_opens_the_top_of_the_queue_until_it_is_empty(
         app: Any, users: dict[str, str], records: int) -> None:
     curator = as_role(app, users, "curator")
     page = curator.get("/records/90000002?rank=1").text
-    assert 'name="then" value="next"' in page
+    assert 'name="quick" value="exclude"' in page  # the one-click "Exclude, next"
     token = csrf_from(page)
     seen: list[int] = []
     pmid = 90000002
     while True:
-        # What the queue page shows first is where the button must lead.
-        response = curator.post(f"/records/{pmid}/decision", follow_redirects=False, data={
-            "decision": "exclude", "then": "next", "csrf_token": token})
+        # What the queue page shows first is where the button must lead; the form's own
+        # then=next (the older "Save and open the next") leads there too.
+        data = {"quick": "exclude"} if len(seen) % 2 == 0 else {"decision": "exclude",
+                                                                 "then": "next"}
+        response = curator.post(f"/records/{pmid}/decision", follow_redirects=False,
+                                data={**data, "csrf_token": token})
         assert response.status_code == 303
         seen.append(pmid)
         queue_page = curator.get("/").text
@@ -622,7 +625,12 @@ def test_bad_decisions_are_refused_and_change_nothing(app: Any, users: dict[str,
     assert bad_value.status_code == 400
     assert "decision &#39;delete&#39; is not valid" in bad_value.text
     missing = curator.post("/records/90000002/decision", data={"csrf_token": token})
-    assert missing.status_code == 400 and "decision is missing" in missing.text
+    assert missing.status_code == 400 and "no decision was chosen" in missing.text
+    # a one-click button's value is checked as a decision is
+    bad_quick = curator.post("/records/90000002/decision",
+                             data={"quick": "delete", "decision": "include", "csrf_token": token})
+    assert bad_quick.status_code == 400
+    assert "decision &#39;delete&#39; is not valid" in bad_quick.text
     unknown = curator.post("/records/12345/decision",
                            data={"decision": "include", "csrf_token": token})
     assert unknown.status_code == 404 and "record PMID 12345 is not in the database" in unknown.text

@@ -63,6 +63,9 @@ class RecordStateError(StateError):
 
 
 def check_decision(decision: str) -> str:
+    if not decision:
+        raise ValidationError("no decision was chosen",
+                              hint=f"choose one of {', '.join(DECISIONS)}")
     if decision not in DECISIONS:
         raise ValidationError(f"decision {decision!r} is not valid",
                               hint=f"choose one of {', '.join(DECISIONS)}")

@@ -219,11 +219,14 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
 
 @router.post("/records/{pmid}/decision")
 def decide(request: Request, pmid: int, session: DbSession, user: Curator,
-           decision: Annotated[str, Form(max_length=20)],
+           decision: Annotated[str, Form(max_length=20)] = "",
            reason: Annotated[str, Form(max_length=4000)] = "",
            rank_shown: Annotated[str, Form(max_length=12)] = "",
            seen_decision: Annotated[str, Form(max_length=12)] = "",
-           then: Annotated[str, Form(pattern=THEN_PATTERN)] = "") -> Response:
+           then: Annotated[str, Form(pattern=THEN_PATTERN)] = "",
+           quick: Annotated[str, Form(max_length=20)] = "") -> Response:
+    if quick:  # a one-click button ("Exclude, next"): its decision, then the next record
+        decision, then = quick, "next"
     screeners = screeners_per_record(request)
     saved = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
                             rank_shown=parse_rank(rank_shown), screeners=screeners)
