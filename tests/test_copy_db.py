@@ -18,6 +18,7 @@ from conftest import (
     run_cli,
 )
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from monitor.bootstrap import initialise
@@ -58,6 +59,15 @@ def sqlite_review(settings: Any, tmp_path: Path) -> Iterator[AppContext]:
     context = make_context(local)
     yield _fill(context)
     context.dispose()
+
+
+@pytest.fixture
+def sqlite_target(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
+    """An empty SQLite file to copy into: its URL and engine."""
+    url = f"sqlite:///{tmp_path / 'copy.sqlite3'}"
+    engine = target_engine(url)
+    yield url, engine
+    engine.dispose()
 
 
 def _fill(ctx: AppContext) -> AppContext:
@@ -155,22 +165,18 @@ def test_the_copy_holds_every_row_and_works_as_the_review(
             engine.dispose()
 
 
-def test_a_target_with_data_is_refused_and_left_as_it_was(review: AppContext,
-                                                          tmp_path: Path) -> None:
-    target_url = f"sqlite:///{tmp_path / 'copy.sqlite3'}"
-    target = target_engine(target_url)
-    try:
+def test_a_target_with_data_is_refused_and_left_as_it_was(
+        review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
+    target_url, target = sqlite_target
+    copy_database(review.engine, target)
+    with review.sessions() as s:  # the source moves on
+        s.add(Record(pmid=31000009, title="later"))
+        s.commit()
+    before = _dump(target_url)
+    with pytest.raises(ValidationError, match=r"already holds data \(.*records: 4.*\); "
+                                              "copy-db fills an empty database only"):
         copy_database(review.engine, target)
-        with review.sessions() as s:  # the source moves on
-            s.add(Record(pmid=31000009, title="later"))
-            s.commit()
-        before = _dump(target_url)
-        with pytest.raises(ValidationError, match=r"already holds data \(.*records: 4.*\); "
-                                                  "copy-db fills an empty database only"):
-            copy_database(review.engine, target)
-        assert _dump(target_url) == before
-    finally:
-        target.dispose()
+    assert _dump(target_url) == before
 
 
 def test_the_source_itself_is_refused(review: AppContext) -> None:
@@ -179,17 +185,13 @@ def test_the_source_itself_is_refused(review: AppContext) -> None:
 
 
 def test_a_running_job_stops_the_copy_before_the_target_is_touched(
-        review: AppContext, tmp_path: Path) -> None:
+        review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
     """A poll writing during the copy would be lost with the old database: stop first."""
-    target = target_engine(f"sqlite:///{tmp_path / 'copy.sqlite3'}")
-    try:
-        with job_lock(review.engine, "poll"), \
-                pytest.raises(LockedError, match="a job is running on the source database: "
-                                                 "poll"):
-            copy_database(review.engine, target)
-        assert inspect(target).get_table_names() == []  # not even the schema
-    finally:
-        target.dispose()
+    _, target = sqlite_target
+    with job_lock(review.engine, "poll"), \
+            pytest.raises(LockedError, match="a job is running on the source database: poll"):
+        copy_database(review.engine, target)
+    assert inspect(target).get_table_names() == []  # not even the schema
 
 
 def test_a_source_behind_the_schema_is_refused(tmp_path: Path) -> None:
@@ -248,24 +250,20 @@ def test_a_row_the_target_refuses_leaves_it_empty(sqlite_review: AppContext,
         _drop_pg_database(pg_admin_url, name)
 
 
-def test_a_difference_read_back_names_the_table_and_key(review: AppContext,
-                                                        tmp_path: Path) -> None:
+def test_a_difference_read_back_names_the_table_and_key(
+        review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
     """The comparison that proves a copy: two databases that differ in one value."""
     from store.copy_db import _compare_table
 
-    target_url = f"sqlite:///{tmp_path / 'copy.sqlite3'}"
-    target = target_engine(target_url)
-    try:
-        copy_database(review.engine, target)
-        with target.begin() as conn:
-            conn.execute(text("UPDATE records SET title = 'changed' WHERE pmid = 31000002"))
-        (records,) = [t for t in copy_tables() if t.name == "records"]
-        with review.engine.connect() as src, target.connect() as dst, \
-                pytest.raises(ValidationError, match="the copy of records differs from the "
-                                                     "source at key 31000002"):
-            _compare_table(src, dst, records)
-    finally:
-        target.dispose()
+    _, target = sqlite_target
+    copy_database(review.engine, target)
+    with target.begin() as conn:
+        conn.execute(text("UPDATE records SET title = 'changed' WHERE pmid = 31000002"))
+    (records,) = [t for t in copy_tables() if t.name == "records"]
+    with review.engine.connect() as src, target.connect() as dst, \
+            pytest.raises(ValidationError, match="the copy of records differs from the "
+                                                 "source at key 31000002"):
+        _compare_table(src, dst, records)
 
 
 def test_cli_copy_db(review: AppContext, tmp_path: Path) -> None:
@@ -304,9 +302,8 @@ def test_a_password_in_the_target_url_reaches_no_output(review: AppContext,
         _drop_pg_database(pg_admin_url, name)
 
 
-
-def test_a_write_to_the_source_during_the_copy_fails_it(review: AppContext,
-                                                        tmp_path: Path) -> None:
+def test_a_write_to_the_source_during_the_copy_fails_it(
+        review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
     """A curator's decision saved while the copy runs (a web app left running) is in the
     source only: the command fails naming what the target misses."""
     from store.errors import StateError
@@ -320,11 +317,7 @@ def test_a_write_to_the_source_during_the_copy_fails_it(review: AppContext,
                 s.commit()
             written.append(table)
 
-    target = target_engine(f"sqlite:///{tmp_path / 'copy.sqlite3'}")
-    try:
-        with pytest.raises(StateError, match=r"the source database changed during the copy "
-                                             r"\(decisions: \+1 rows\)"):
-            copy_database(review.engine, target, progress=a_curator_decides)
-    finally:
-        target.dispose()
+    with pytest.raises(StateError, match=r"the source database changed during the copy "
+                                         r"\(decisions: \+1 rows\)"):
+        copy_database(review.engine, sqlite_target[1], progress=a_curator_decides)
     assert written
