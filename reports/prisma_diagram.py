@@ -221,13 +221,14 @@ def _included_texts(n: Mapping[str, int], count: Callable[[str], _Text]) -> list
                 _Text("Reports of included studies"), count(REPORTS_STAGE)]
     of_previous = n.get(NEW_REPORTS_OF_PREVIOUS_STAGE, 0)
     return [
-        _Text(f"New studies included in review: n = {n[NEW_TRIALS_STAGE]:,}; reports of new "
-              f"included studies: n = {n[NEW_REPORTS_STAGE] - of_previous:,}"
-              + (f"; new reports of studies in the previous version: n = {of_previous:,}"
-                 if of_previous else "")),
-        _Text(f"Studies included in previous version of review: n = "
-              f"{n[PREVIOUS_TRIALS_STAGE]:,}; reports of them: n = "
-              f"{n[PREVIOUS_REPORTS_STAGE]:,}"),
+        _Text("New studies included in review"), count(NEW_TRIALS_STAGE),
+        _Text("Reports of new included studies"),
+        _Text(f"n = {n[NEW_REPORTS_STAGE] - of_previous:,}"),
+        *([_Text(f"New reports of studies in the previous version: n = {of_previous:,}")]
+          if of_previous else []),
+        _Text("Studies included in previous version of review"), count(PREVIOUS_TRIALS_STAGE),
+        _Text("Reports of studies included in previous version of review"),
+        count(PREVIOUS_REPORTS_STAGE),
         _Text("Total studies included in review (randomised trials)", bold=True),
         count(TRIALS_STAGE),
         _Text("Reports of total included studies", bold=True), count(REPORTS_STAGE)]

@@ -235,9 +235,11 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
         "for eligibility: 0 eligible, 0 excluded. Included: 1 study (randomised trial) with "
         "2 reports (0 studies with 0 reports from the previous version of the review; 1 new "
         "study and 2 new reports).")
-    assert ("New studies included in review: n = 1; reports of new included studies: n = 2 "
-            "Studies included in previous version of review: n = 0; reports of them: n = 0 "
-            "Total studies included in review (randomised trials) n = 1") in shown["included"]
+    assert shown["included"] == (
+        "New studies included in review n = 1 Reports of new included studies n = 2 "
+        "Studies included in previous version of review n = 0 Reports of studies included "
+        "in previous version of review n = 0 Total studies included in review (randomised "
+        "trials) n = 1 Reports of total included studies n = 2")
     assert "since" not in svg  # no cut-off given: no since figures, no note
 
 
