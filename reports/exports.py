@@ -541,6 +541,19 @@ def _automation_note(automation_stops: bool, stopped: int) -> str:
             "below the classifier's flag threshold")
 
 
+def previous_report_pmids(session: Session) -> set[int]:
+    """The PMIDs of the previous version's reports (the seed evidence's reports of its trials,
+    as :data:`PREVIOUS_REPORTS_STAGE` counts them). A PubMed record with one of them is the
+    same report, matched by PMID: the monitor's re-fetch of the trial reports stores them
+    (``monitor.poll.watched_pmids``), and a search may find them too."""
+    previous_ids = seed_trial_ids(session)
+    if not previous_ids:
+        return set()
+    return {int(p) for p in session.exec(select(TrialReport.pmid).where(
+        col(TrialReport.trial_id).in_(sorted(previous_ids)),
+        col(TrialReport.source_key).is_not(None))) if p is not None}
+
+
 def prisma_counts(session: Session, *, dual: bool = False,
                   automation_stops: bool = False) -> list[tuple[str, int, str]]:
     """(stage, count, note) of the PRISMA 2020 flow for database searches; the identities
@@ -549,8 +562,12 @@ def prisma_counts(session: Session, *, dual: bool = False,
     A PubMed record is one ``Record`` row, keyed by its PMID, so it counts once among the
     records identified however many searches or polls returned it and however many versions
     PubMed published of it (those are :data:`REVISED_STAGE`, a note: a newer version of a
-    record held is neither a new record nor a duplicate). PubMed is the only source searched,
-    so there is no other source's copy to match: the duplicates removed are 0.
+    record held is neither a new record nor a duplicate). PubMed is the only database
+    searched; the one other source of reports is the previous version of the review (the
+    seed evidence), so the duplicates removed are the records whose PMID is one of its
+    reports (:func:`previous_report_pmids`): already included, they take no further part in
+    the flow (every count below leaves them out), and the last box counts them among the
+    previous version's reports.
 
     Removed before screening: the records deleted from PubMed, and, with
     ``automation_stops`` (the stopping test supports stopping: the entry points pass
@@ -566,23 +583,27 @@ def prisma_counts(session: Session, *, dual: bool = False,
     def count(*where: Any, model: Any = Record) -> int:
         return _count(session, *where, model=model)
 
-    live = col(Record.deleted).is_(False)
+    previous = previous_report_pmids(session)
+    # The records in the flow: those not removed as the previous version's reports, which
+    # every count below leaves out.
+    in_flow = col(Record.pmid).not_in(sorted(previous))
+    live = col(Record.deleted).is_(False), in_flow
     undecided = col(Record.decision).is_(None)
     identified = count()  # distinct PMIDs: the table's key
     revised = count(col(Record.pmid).in_(select(RecordRevision.pmid)))
     versions = count(model=RecordRevision)
-    duplicates = 0  # one row per PMID, one source: see the docstring
-    deleted = count(col(Record.deleted).is_(True))
-    included = count(live, col(Record.decision).in_(PASSED))
-    excluded_curators = count(live, col(Record.decision) == "exclude")
+    duplicates = identified - count(in_flow)
+    deleted = count(col(Record.deleted).is_(True), in_flow)
+    included = count(*live, col(Record.decision).in_(PASSED))
+    excluded_curators = count(*live, col(Record.decision) == "exclude")
     # A low-score record somebody voted on is not left unscreened: under dual screening it
     # waits for a second vote or a resolution (and a curator may have said include), so it
     # counts as awaiting screening.
     voted = col(Record.pmid).in_(select(Decision.pmid))
-    below_threshold = count(live, undecided, col(Record.score).is_not(None),
+    below_threshold = count(*live, undecided, col(Record.score).is_not(None),
                             col(Record.flagged).is_(False), ~voted)
     not_screened = below_threshold if automation_stops else 0
-    awaiting = count(live, undecided) - not_screened
+    awaiting = count(*live, undecided) - not_screened
     awaiting_note = ("flagged or unscored without a decision, records with votes but no "
                      "resolved decision yet (dual screening): a living review's backlog")
     conflicts = 0
@@ -590,7 +611,7 @@ def prisma_counts(session: Session, *, dual: bool = False,
     if dual:
         # Every conflict has votes, so none is left unscreened by the stopping rule: the line
         # is carved out of the awaiting records and the flow still adds up.
-        conflicts = count(live, undecided, col(Record.pmid).in_(_screened_twice()))
+        conflicts = count(*live, undecided, col(Record.pmid).in_(_screened_twice()))
         conflict_line = [(CONFLICT_STAGE, conflicts,
                           "screened by both screeners, who disagree; an admin or a third "
                           "curator resolves it")]
@@ -608,9 +629,10 @@ def prisma_counts(session: Session, *, dual: bool = False,
          f"a note, not a box: records PubMed revised after mmlr first stored them "
          f"({plural(versions, 'earlier version')} kept); each is still one record"),
         (DUPLICATES_STAGE, duplicates,
-         "records are keyed by PMID and PubMed is the only source: a PMID returned again is "
-         "the same record, merged on retrieval and never counted twice. Two PMIDs of one "
-         "report are not detected: both are screened"),
+         "records whose PMID is a report of the previous version of the review (the seed "
+         "evidence): the same report, already included, counted in the last box. A PMID "
+         "returned again by PubMed is the same record, merged on retrieval and never counted "
+         "twice; two PMIDs of one report are not detected: both are screened"),
         (AUTOMATION_STAGE, not_screened, _automation_note(automation_stops, not_screened)),
         (DELETED_STAGE, deleted, "PubMed DeleteCitation; curator work on them is kept"),
         (AWAITING_STAGE, awaiting - conflicts, awaiting_note),
@@ -627,8 +649,8 @@ def prisma_counts(session: Session, *, dual: bool = False,
         (INCLUDED_STAGE, included,
          "latest decision: include, or maybe (the full text decides); the reports sought for "
          "retrieval"),
-        *_fulltext_lines(fulltext_counts(session)),
-        (ELIGIBLE_UNLINKED_STAGE, _eligible_unlinked(session),
+        *_fulltext_lines(fulltext_counts(session, exclude=previous)),
+        (ELIGIBLE_UNLINKED_STAGE, _eligible_unlinked(session, previous),
          "a part of the eligible reports: no trial has them yet, so they are not among the "
          "reports of included studies below (their data await extraction)"),
         *_included_lines(session),
@@ -667,10 +689,13 @@ def prisma_identities(counts: Sequence[tuple[str, int, str]]) -> list[tuple[str,
     return out
 
 
-def _eligible_unlinked(session: Session) -> int:
-    """The eligible reports no trial has (``store.fulltext.link_problem``: "unlinked")."""
+def _eligible_unlinked(session: Session, previous: Collection[int]) -> int:
+    """The eligible reports no trial has (``store.fulltext.link_problem``: "unlinked");
+    ``previous`` (the duplicates of the previous version's reports) are in no trial's
+    count here."""
     linked = {int(p) for p in session.exec(select(TrialReport.pmid)) if p is not None}
-    return sum(1 for pmid, o in outcomes(session, sought_pmids(session)).items()
+    sought = [p for p in sought_pmids(session) if p not in previous]
+    return sum(1 for pmid, o in outcomes(session, sought).items()
                if link_problem(o, linked=pmid in linked) == "unlinked")
 
 
@@ -758,7 +783,8 @@ NO_SINCE_REASON = (
     "screening and reports awaiting full-text assessment have no figure since the last digest: "
     "records screened is a difference (identified minus those removed before screening), and "
     "the others are states recomputed by each model, vote or decision, not dated events. "
-    "Duplicate records removed has none either: it is always 0 (see its note). "
+    "Duplicate records removed has none either: a match with the previous version's reports, "
+    "not a dated event. "
     "Deletions are dated from the upgrade that began storing their time on.")
 
 
@@ -783,8 +809,10 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
     without any row (imports) have no date and are not counted. A record whose decision was
     changed after ``at`` counts in its new box but is not taken out of its old one: these
     are additions, not net changes."""
-    live = col(Record.deleted).is_(False)
-    recent = fulltext_counts(session, since=at)
+    previous = previous_report_pmids(session)
+    in_flow = col(Record.pmid).not_in(sorted(previous))
+    live = col(Record.deleted).is_(False), in_flow
+    recent = fulltext_counts(session, since=at, exclude=previous)
     decided_after = col(Record.pmid).in_(
         select(Decision.pmid).group_by(col(Decision.pmid))
         .having(func.max(Decision.created_at) > at))
@@ -795,9 +823,10 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
         IDENTIFIED_STAGE: _count(session, col(Record.first_seen_at) > at),
         REVISED_STAGE: _count(session, revised_after),
         DELETED_STAGE: _count(session, col(Record.deleted).is_(True),
-                              col(Record.deleted_at) > at),
-        CURATORS_STAGE: _count(session, live, col(Record.decision) == "exclude", decided_after),
-        INCLUDED_STAGE: _count(session, live, col(Record.decision).in_(PASSED),
+                              in_flow, col(Record.deleted_at) > at),
+        CURATORS_STAGE: _count(session, *live, col(Record.decision) == "exclude",
+                               decided_after),
+        INCLUDED_STAGE: _count(session, *live, col(Record.decision).in_(PASSED),
                                decided_after),
         NOT_RETRIEVED_STAGE: recent.not_retrieved, ASSESSED_STAGE: recent.assessed,
         FULLTEXT_EXCLUDED_STAGE: recent.excluded_total, ELIGIBLE_STAGE: recent.eligible,

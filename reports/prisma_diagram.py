@@ -158,8 +158,9 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
                                  count(IDENTIFIED_STAGE), *revised,
                                  _Text("Registers: none searched")]),
              _Box("removed", [_Text("Records removed before screening:", bold=True),
-                              _Text("Duplicate records (PubMed is the only source; a PMID "
-                                    "found again is the same record)"),
+                              _Text("Duplicate records (reports of the previous version of "
+                                    "the review found again; a PMID found again is one "
+                                    "record)"),
                               count(DUPLICATES_STAGE),
                               _Text("Records marked as ineligible by automation tools: not "
                                     "screened, screening stopped by the stopping rule ("
@@ -304,7 +305,7 @@ def _since_note(since: PrismaSince) -> str:
             "deletions found, current curator decisions and full-text verdicts made, trials "
             "and reports added. A box without one counts a state, not a dated event (records "
             "screened, records not screened by the stopping rule, conflicts, the two "
-            "backlogs); duplicate records removed are always 0.")
+            "backlogs, the duplicates of the previous version's reports).")
 
 
 # ----------------------------------------------------------------------------- drawing

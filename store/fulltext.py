@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -338,11 +338,14 @@ class FullTextCounts:
                 "excluded_by_reason": dict(self.excluded)}
 
 
-def fulltext_counts(session: Session, *, since: datetime | None = None) -> FullTextCounts:
+def fulltext_counts(session: Session, *, since: datetime | None = None,
+                    exclude: Collection[int] = frozenset()) -> FullTextCounts:
     """The full-text stage in numbers (see :class:`FullTextCounts`). With ``since``, only
     reports settled after it count as eligible / excluded / not retrieved (``sought`` and
-    the unsettled ones are states, reported as they are now)."""
-    pmids = sought_pmids(session)
+    the unsettled ones are states, reported as they are now). The PMIDs of ``exclude`` take
+    no part (the PRISMA flow's records removed as duplicates of the previous version's
+    reports)."""
+    pmids = [p for p in sought_pmids(session) if p not in exclude]
     states: Counter[str] = Counter()
     by: Counter[tuple[str, str | None]] = Counter()
     for o in outcomes(session, pmids).values():

@@ -11,6 +11,7 @@ counts."""
 from __future__ import annotations
 
 import random
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,12 @@ from monitor.bootstrap import initialise
 from monitor.demo import DEMO_POLL_START
 from monitor.demo_corpus import read_labels, write_demo_corpus
 from monitor.poll import poll
-from monitor.replay_server import start_replay_server
+from monitor.replay_server import (
+    ReplayServer,
+    start_replay_server,
+    synthetic_article,
+    write_article_set,
+)
 from reports.exports import (
     ASSESSED_STAGE,
     AUTOMATION_STAGE,
@@ -50,6 +56,7 @@ from reports.exports import (
     SCREENED_STAGE,
     TRIALS_STAGE,
     export,
+    previous_report_pmids,
     prisma_counts,
     prisma_identities,
 )
@@ -98,14 +105,24 @@ def assert_flow_closes(n: dict[str, int]) -> None:
 
 
 # ----------------------------------------------------------------------------- realistic
-def build_review(ctx: AppContext, corpus: Path) -> dict[str, Any]:
+def build_review(ctx: AppContext, corpus: Path, server: ReplayServer) -> dict[str, Any]:
     """The demo corpus polled twice (the second search covers the first's window again) and by
-    the modified pass, then screened as a team would: about half the records decided by label,
-    the classifier trained and scoring the rest, full texts assessed with every verdict and
-    reason, eligible reports linked to a new trial and to a trial of the previous version,
-    and two records deleted from PubMed. Returns the facts the flow must agree with."""
+    the modified pass, whose re-fetch of the trial reports stores two reports of the previous
+    version (the seed evidence) as records; then screened as a team would: about half the
+    records decided by label, the classifier trained and scoring the rest, full texts assessed
+    with every verdict and reason, eligible reports linked to a new trial and to a trial of
+    the previous version, and two records deleted from PubMed. Returns the facts the flow
+    must agree with."""
     labels = read_labels(corpus)
     initialise(ctx)  # schema, the seed evidence (the previous version), the admin
+    with ctx.sessions() as s:
+        seed_pmids = sorted(previous_report_pmids(s))[:2]
+    assert len(seed_pmids) == 2
+    # PubMed has the seed reports, published long before the searches' window: only the
+    # modified pass's re-fetch of the trial reports (monitor.poll.watched_pmids) stores them
+    write_article_set(corpus / "seed-reports.xml", [
+        synthetic_article(p, created=date(2012, 5, 10)) for p in seed_pmids])
+    server.reload()
     poll(ctx, backoff_base=0.001)
     # The whole period searched again (a re-run search, as after a query change): every PMID
     # comes back a second time; then the modified pass.
@@ -125,11 +142,18 @@ def build_review(ctx: AppContext, corpus: Path) -> dict[str, Any]:
                                                   else "exclude")
             record_decision(s, user=curator, pmid=pmid, decision=decision)
         s.commit()
+    with ctx.sessions() as s:
+        # a curator includes a seed report found again: it is still a duplicate of the
+        # previous version's report, whatever was decided on it
+        curator = s.exec(select(User).where(User.email == "curator@example.org")).one()
+        record_decision(s, user=curator, pmid=seed_pmids[0], decision="include")
+        assess(s, user=curator, pmid=seed_pmids[0], verdict="eligible", screeners_per_record=1)
+        s.commit()
     screen(ctx)  # trains on the decisions, scores and flags the rest
     with ctx.sessions() as s:
         curator = s.exec(select(User).where(User.email == "curator@example.org")).one()
-        passed = sorted(s.exec(select(Record.pmid).where(
-            col(Record.decision).in_(("include", "maybe")))).all())
+        passed = sorted(p for p in s.exec(select(Record.pmid).where(
+            col(Record.decision).in_(("include", "maybe")))).all() if p not in seed_pmids)
         assert len(passed) >= 10, passed
         verdicts = ["eligible", "not_retrieved", *(("excluded", c) for c in REASONS)]
         assessed: dict[int, Any] = {}
@@ -151,9 +175,10 @@ def build_review(ctx: AppContext, corpus: Path) -> dict[str, Any]:
         s.add(TrialReport(trial_id=seed_trial.id, pmid=eligible[1],
                           citation="later report of a previous trial", kind="update"))
         # PubMed deleted two records: one nobody decided on, one a curator had excluded
-        undecided = s.exec(select(Record).where(col(Record.decision).is_(None))
+        ours = col(Record.pmid).not_in(seed_pmids)
+        undecided = s.exec(select(Record).where(col(Record.decision).is_(None), ours)
                            .order_by(Record.pmid)).first()
-        excluded = s.exec(select(Record).where(Record.decision == "exclude")
+        excluded = s.exec(select(Record).where(Record.decision == "exclude", ours)
                           .order_by(Record.pmid)).first()
         for gone in (undecided, excluded):
             assert gone is not None
@@ -162,7 +187,10 @@ def build_review(ctx: AppContext, corpus: Path) -> dict[str, Any]:
         s.commit()
         hits = sum(r.found for r in s.exec(select(PollRun)))
         distinct = int(s.exec(select(func.count()).select_from(Record)).one())
-    return {"hits": hits, "distinct": distinct, "deleted": 2}
+        stored_seed = len(s.exec(select(Record.pmid).where(
+            col(Record.pmid).in_(seed_pmids))).all())
+    assert stored_seed == 2  # the watched re-fetch stored them
+    return {"hits": hits, "distinct": distinct, "deleted": 2, "seed_records": stored_seed}
 
 
 @pytest.fixture
@@ -174,7 +202,7 @@ def review(tmp_path: Path, db_url: str) -> Any:
                                          poll_start=DEMO_POLL_START, recheck_days=30,
                                          admin_password="admin-password-for-tests"))
         try:
-            facts = build_review(ctx, corpus)
+            facts = build_review(ctx, corpus, srv)
             yield ctx, facts
         finally:
             ctx.dispose()
@@ -190,9 +218,13 @@ def test_the_flow_closes_on_a_realistic_review(review: Any, tmp_path: Path) -> N
         assert_flow_closes(n)
         # each PMID once, though the searches returned many of them more than once
         assert n[IDENTIFIED_STAGE] == facts["distinct"], key
-        assert n[DUPLICATES_STAGE] == 0 and n[DELETED_STAGE] == facts["deleted"], key
+        # the previous version's reports found again are the duplicates, out of the flow
+        assert n[DUPLICATES_STAGE] == facts["seed_records"] == 2, key
+        assert n[DELETED_STAGE] == facts["deleted"], key
     n = flows[(False, stops)]
-    assert facts["hits"] >= 2 * facts["distinct"]  # the second search found every one again
+    # the second search found every record of the searches again (the two seed reports came
+    # from the re-fetch of the trial reports, which searches nothing)
+    assert facts["hits"] >= 2 * (facts["distinct"] - facts["seed_records"])
     assert n[INCLUDED_STAGE] >= 10 and n[ASSESSED_STAGE] > 0 and n[NOT_RETRIEVED_STAGE] > 0
     assert all(n[f"{EXCLUDED_REASON_PREFIX}{r}"] > 0 for r in (
         "not a randomised trial", "other reasons"))
@@ -211,7 +243,9 @@ def test_the_flow_closes_on_a_realistic_review(review: Any, tmp_path: Path) -> N
     assert flows[(False, True)][SCREENED_STAGE] == flows[(False, False)][SCREENED_STAGE]
     with ctx.sessions() as s:
         decided = int(s.exec(select(func.count()).select_from(Record).where(
-            col(Record.deleted).is_(False), col(Record.decision).is_not(None))).one())
+            col(Record.deleted).is_(False), col(Record.decision).is_not(None),
+            col(Record.pmid).not_in(sorted(previous_report_pmids(s))))).one())
+    # (the seed report a curator included is a duplicate: not among the records screened)
     assert flows[(False, False)][SCREENED_STAGE] == decided
     # the CSV, the Markdown and the diagram are drawn from the same counts
     written = export(ctx, "prisma", tmp_path / "out.csv", stopping=stopping_supported)
