@@ -71,6 +71,7 @@ from store.fulltext import (
     PASSED,
     FullTextCounts,
     Outcome,
+    count_outcomes,
     fulltext_counts,
     fulltext_state,
     is_sought,
@@ -617,6 +618,9 @@ def prisma_counts(session: Session, *, dual: bool = False,
                           "curator resolves it")]
         awaiting_note = ("flagged or unscored without a vote, records with one vote awaiting "
                          "the second screener: a living review's backlog, not screened yet")
+    # The reports sought for retrieval and their full-text outcomes (read once: the full-text
+    # lines and the eligible reports not linked yet both need them).
+    sought = outcomes(session, [p for p in sought_pmids(session) if p not in previous])
     # Screened: what a person has screened (decided, or in conflict under dual screening);
     # the records awaiting a decision branch off before it, as those removed do.
     screened = identified - duplicates - not_screened - deleted - (awaiting - conflicts)
@@ -649,8 +653,8 @@ def prisma_counts(session: Session, *, dual: bool = False,
         (INCLUDED_STAGE, included,
          "latest decision: include, or maybe (the full text decides); the reports sought for "
          "retrieval"),
-        *_fulltext_lines(fulltext_counts(session, exclude=previous)),
-        (ELIGIBLE_UNLINKED_STAGE, _eligible_unlinked(session, previous),
+        *_fulltext_lines(count_outcomes(sought)),
+        (ELIGIBLE_UNLINKED_STAGE, _eligible_unlinked(session, sought),
          "a part of the eligible reports: no trial has them yet, so they are not among the "
          "reports of included studies below (their data await extraction)"),
         *_included_lines(session),
@@ -689,13 +693,11 @@ def prisma_identities(counts: Sequence[tuple[str, int, str]]) -> list[tuple[str,
     return out
 
 
-def _eligible_unlinked(session: Session, previous: Collection[int]) -> int:
-    """The eligible reports no trial has (``store.fulltext.link_problem``: "unlinked");
-    ``previous`` (the duplicates of the previous version's reports) are in no trial's
-    count here."""
+def _eligible_unlinked(session: Session, sought: Mapping[int, Outcome]) -> int:
+    """The eligible reports of ``sought`` (PMID -> full-text outcome) no trial has
+    (``store.fulltext.link_problem``: "unlinked")."""
     linked = {int(p) for p in session.exec(select(TrialReport.pmid)) if p is not None}
-    sought = [p for p in sought_pmids(session) if p not in previous]
-    return sum(1 for pmid, o in outcomes(session, sought).items()
+    return sum(1 for pmid, o in sought.items()
                if link_problem(o, linked=pmid in linked) == "unlinked")
 
 
