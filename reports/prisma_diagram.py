@@ -8,12 +8,18 @@ contains, and it can be served as
 ``image/svg+xml`` or written inline into a page (no XML declaration, no scripts, no styles:
 presentation attributes only, which the app's content security policy allows).
 
-The records included after title/abstract screening are the template's "reports sought for
-retrieval"; the full-text stage (``store.fulltext``) follows them: reports not retrieved and
-those awaiting assessment branch off, then the reports assessed for eligibility with the
-reports excluded by reason beside them (reasons with no report are left out of the box, the
-CSV keeps them). Counts stored before the full-text stage existed have none of its stages
-and are drawn as before, ending with the records included.
+What each box counts is in docs/curation.md ("The PRISMA flow"). Records are identified once
+per PMID (a revised version is a note in the box, never a duplicate); the records left
+unscreened when the stopping rule let screening stop are the template's "marked as ineligible
+by automation tools", removed before screening; the template's "Records excluded" are the
+curators' alone. The records included after title/abstract screening are the template's
+"reports sought for retrieval"; the full-text stage (``store.fulltext``) follows them:
+reports not retrieved and those awaiting assessment branch off, then the reports assessed
+for eligibility with the reports excluded by reason beside them (reasons with no report are
+left out of the box, the CSV keeps them). Counts stored before the full-text stage existed
+have none of its stages and are drawn as before, ending with the records included. The
+last box follows the template for updated reviews when the counts split the previous version
+from the new studies (new studies and their reports, the previous version's, the total).
 Long labels are wrapped with an estimated character width (a sans-serif at ``FONT_SIZE``
 rarely averages more than 0.6 em per character), so no text runs out of its box.
 """
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -36,18 +42,22 @@ from reports.exports import (
     DELETED_STAGE,
     DUPLICATES_STAGE,
     ELIGIBLE_STAGE,
+    ELIGIBLE_UNLINKED_STAGE,
     EXCLUDED_REASON_PREFIX,
     FULLTEXT_AWAITING_STAGE,
     FULLTEXT_EXCLUDED_STAGE,
     IDENTIFIED_STAGE,
     INCLUDED_STAGE,
+    NEW_REPORTS_OF_PREVIOUS_STAGE,
     NEW_REPORTS_STAGE,
     NEW_TRIALS_STAGE,
     NOT_RETRIEVED_STAGE,
     PREVIOUS_REPORTS_STAGE,
     PREVIOUS_TRIALS_STAGE,
     REPORTS_STAGE,
+    REVISED_STAGE,
     SCREENED_STAGE,
+    STOPPING_RULE,
     TRIALS_STAGE,
     PrismaSince,
 )
@@ -132,43 +142,47 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
     def count(stage: str) -> _Text:
         return _Text(count_text(n[stage], added.get(stage), day))
 
-    def split(previous: str, new: str, what: str) -> list[_Text]:
-        """PRISMA 2020's flow for updated reviews, within the box: the previous version's
-        part and the new part (absent from counts that do not split them)."""
-        if previous not in n:
-            return []
-        return [_Text(f"from the previous version of the review: n = {n[previous]:,}; "
-                      f"new {what}: n = {n[new]:,}")]
-
-    # Until the stopping test supports stopping, the classifier has excluded nothing: its
-    # would-be exclusions wait among the records awaiting a decision, and the box says so.
+    # Until the stopping test supports stopping, nothing is left unscreened: the records the
+    # stopping rule would leave wait among the records awaiting a decision, and the box says so.
     below_threshold = [_Text("of which below the classifier's flag threshold, not read by a "
                              "person (the stopping test does not support stopping yet)"),
                        _Text(f"n = {n[BELOW_THRESHOLD_STAGE]:,}")
                        ] if n.get(BELOW_THRESHOLD_STAGE) else []
+    # A note, not a box: a newer version of a record held is still that one record.
+    revised = [_Text("of which revised in PubMed after first retrieval (counted once, not "
+                     "removed): " + count(REVISED_STAGE).text)] if n.get(REVISED_STAGE) else []
     rows = [
         _Row("Identification",
-             _Box("identified", [_Text("Records identified from PubMed"),
-                                 count(IDENTIFIED_STAGE)]),
+             _Box("identified", [_Text("Records identified from:", bold=True),
+                                 _Text("Databases: PubMed (each PMID once)"),
+                                 count(IDENTIFIED_STAGE), *revised,
+                                 _Text("Registers: none searched")]),
              _Box("removed", [_Text("Records removed before screening:", bold=True),
-                              _Text("Duplicate records (later versions of a PMID already "
-                                    "held)"), count(DUPLICATES_STAGE),
+                              _Text("Duplicate records (reports of the previous version of "
+                                    "the review found again; a PMID found again is one "
+                                    "record)"),
+                              count(DUPLICATES_STAGE),
+                              _Text("Records marked as ineligible by automation tools: not "
+                                    "screened, screening stopped by the stopping rule ("
+                                    f"{STOPPING_RULE})"), count(AUTOMATION_STAGE),
                               _Text("Records removed for other reasons (deleted from "
                                     "PubMed)"), count(DELETED_STAGE)])),
-        _Row("Screening",
-             _Box("screened", [_Text("Records screened"), count(SCREENED_STAGE)]),
-             _Box("excluded", [_Text("Records excluded:", bold=True),
-                               _Text("by the automation tool (classifier score below the "
-                                     "flag threshold)"), count(AUTOMATION_STAGE),
-                               _Text("by curators"), count(CURATORS_STAGE)])),
+        # A living review's backlog: not screened yet, so not among the records screened.
         _Row("Screening", None,
-             _Box("awaiting", [_Text("Records awaiting a screening decision"),
-                               count(AWAITING_STAGE), *below_threshold])),
+             _Box("awaiting", [_Text("Records awaiting a screening decision (not screened "
+                                     "yet)"), count(AWAITING_STAGE), *below_threshold])),
+        _Row("Screening",
+             _Box("screened", [_Text("Records screened (title and abstract)"),
+                               count(SCREENED_STAGE)]),
+             _Box("excluded", [_Text("Records excluded:", bold=True),
+                               _Text("by curators"), count(CURATORS_STAGE),
+                               _Text("by automation tools: none (the classifier only ranks "
+                                     "records)")])),
     ]
     if CONFLICT_STAGE in n:  # dual screening
         rows.append(_Row("Screening", None, _Box("conflicts", [
-            _Text("Records in conflict awaiting resolution (the two screeners disagree)"),
-            count(CONFLICT_STAGE)])))
+            _Text("Records in conflict awaiting resolution (screened by both screeners, who "
+                  "disagree)"), count(CONFLICT_STAGE)])))
     fulltext = ASSESSED_STAGE in n
     rows.append(_Row("Screening", _Box("included-records", [
         _Text("Reports sought for retrieval (records included, or marked maybe, at "
@@ -184,25 +198,41 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
                    if stage.startswith(EXCLUDED_REASON_PREFIX) and value]
         rows.append(_Row("Screening", _Box("assessed", [
             _Text("Reports assessed for eligibility"), count(ASSESSED_STAGE),
-            _Text("of which eligible"), count(ELIGIBLE_STAGE)]),
+            _Text("of which eligible"), count(ELIGIBLE_STAGE),
+            *([_Text(f"of those, not linked to a study yet (not among the reports of "
+                     f"included studies): n = {n[ELIGIBLE_UNLINKED_STAGE]:,}")]
+              if n.get(ELIGIBLE_UNLINKED_STAGE) else [])]),
             _Box("fulltext-excluded", [
                 _Text("Reports excluded:", bold=True), count(FULLTEXT_EXCLUDED_STAGE),
                 *(_Text(f"{reason} (n = {value:,})") for reason, value in reasons)])))
-    rows += [
-        _Row("Included",
-             _Box("included", [_Text("Studies included in review (randomised trials)"),
-                               count(TRIALS_STAGE), *split(PREVIOUS_TRIALS_STAGE,
-                                                           NEW_TRIALS_STAGE, "studies"),
-                               _Text("Reports of included studies"),
-                               count(REPORTS_STAGE), *split(PREVIOUS_REPORTS_STAGE,
-                                                            NEW_REPORTS_STAGE, "reports")]),
-             None),
-    ]
+    rows.append(_Row("Included", _Box("included", _included_texts(n, count)), None))
     name = title or DEFAULT_TITLE
     note = _since_note(since) if since is not None else ""
     svg = _draw(rows, title=title, name=name, desc=describe(n, added, day), note=note)
     log.debug("PRISMA diagram drawn: %d rows, %d characters", len(rows), len(svg))
     return svg
+
+
+def _included_texts(n: Mapping[str, int], count: Callable[[str], _Text]) -> list[_Text]:
+    """The last box: PRISMA 2020's "Studies included in review" and "Reports of included
+    studies", and with the previous version's part (the template for updated reviews) its
+    three pairs: new studies and their reports, the previous version's, and the total."""
+    if PREVIOUS_TRIALS_STAGE not in n:
+        return [_Text("Studies included in review (randomised trials)"), count(TRIALS_STAGE),
+                _Text("Reports of included studies"), count(REPORTS_STAGE)]
+    of_previous = n.get(NEW_REPORTS_OF_PREVIOUS_STAGE, 0)
+    return [
+        _Text("New studies included in review"), count(NEW_TRIALS_STAGE),
+        _Text("Reports of new included studies"),
+        _Text(f"n = {n[NEW_REPORTS_STAGE] - of_previous:,}"),
+        *([_Text(f"New reports of studies in the previous version: n = {of_previous:,}")]
+          if of_previous else []),
+        _Text("Studies included in previous version of review"), count(PREVIOUS_TRIALS_STAGE),
+        _Text("Reports of studies included in previous version of review"),
+        count(PREVIOUS_REPORTS_STAGE),
+        _Text("Total studies included in review (randomised trials)", bold=True),
+        count(TRIALS_STAGE),
+        _Text("Reports of total included studies", bold=True), count(REPORTS_STAGE)]
 
 
 # ----------------------------------------------------------------------------- text
@@ -243,13 +273,17 @@ def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
                 f"{num(ASSESSED_STAGE)} assessed for eligibility: {num(ELIGIBLE_STAGE)} "
                 f"eligible, {num(FULLTEXT_EXCLUDED_STAGE)} excluded. "
                 if ASSESSED_STAGE in n else "")
+    revised = (f" (of which {num(REVISED_STAGE)} revised in PubMed after first retrieval, "
+               "counted once)" if n.get(REVISED_STAGE) else "")
     return (
-        f"Identification: {num(IDENTIFIED_STAGE, 'record')} identified from PubMed; removed "
-        f"before screening: {num(DUPLICATES_STAGE, 'duplicate record')} and "
+        f"Identification: {num(IDENTIFIED_STAGE, 'record')} identified from PubMed, each PMID "
+        f"once{revised}; no register searched; removed before screening: "
+        f"{num(DUPLICATES_STAGE, 'duplicate record')}, {num(AUTOMATION_STAGE, 'record')} not "
+        f"screened (screening stopped by the stopping rule) and "
         f"{num(DELETED_STAGE, 'record')} deleted from PubMed. "
-        f"Screening: {num(SCREENED_STAGE, 'record')} screened; excluded: "
-        f"{num(AUTOMATION_STAGE)} by the automation tool and {num(CURATORS_STAGE)} by "
-        f"curators; {num(AWAITING_STAGE)} awaiting a screening decision{below}{conflicts}; "
+        f"Screening: {num(AWAITING_STAGE)} awaiting a screening decision{below}; "
+        f"{num(SCREENED_STAGE, 'record')} screened; excluded: "
+        f"{num(CURATORS_STAGE)} by curators, none by automation tools{conflicts}; "
         f"{num(INCLUDED_STAGE, 'record')} included after title/abstract screening. "
         f"{fulltext}"
         f"Included: {num(TRIALS_STAGE, 'study', 'studies')} "
@@ -267,10 +301,11 @@ def _utc(at: datetime) -> datetime:
 
 def _since_note(since: PrismaSince) -> str:
     return (f"+n since {_day(since.at)}: added after {since.what} "
-            f"({_utc(since.at):%Y-%m-%d %H:%M} UTC): records first stored, new versions "
-            "stored, deletions found, current curator decisions and full-text verdicts made, "
-            "trials and reports added. A box without one counts a state, not a dated event "
-            "(records screened, the classifier's exclusions, conflicts, the two backlogs).")
+            f"({_utc(since.at):%Y-%m-%d %H:%M} UTC): records first stored, records revised, "
+            "deletions found, current curator decisions and full-text verdicts made, trials "
+            "and reports added. A box without one counts a state, not a dated event (records "
+            "screened, records not screened by the stopping rule, conflicts, the two "
+            "backlogs, the duplicates of the previous version's reports).")
 
 
 # ----------------------------------------------------------------------------- drawing

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -338,14 +338,24 @@ class FullTextCounts:
                 "excluded_by_reason": dict(self.excluded)}
 
 
-def fulltext_counts(session: Session, *, since: datetime | None = None) -> FullTextCounts:
+def fulltext_counts(session: Session, *, since: datetime | None = None,
+                    exclude: Collection[int] = frozenset()) -> FullTextCounts:
     """The full-text stage in numbers (see :class:`FullTextCounts`). With ``since``, only
     reports settled after it count as eligible / excluded / not retrieved (``sought`` and
-    the unsettled ones are states, reported as they are now)."""
-    pmids = sought_pmids(session)
+    the unsettled ones are states, reported as they are now). The PMIDs of ``exclude`` take
+    no part (the PRISMA flow's records removed as duplicates of the previous version's
+    reports)."""
+    pmids = [p for p in sought_pmids(session) if p not in exclude]
+    return count_outcomes(outcomes(session, pmids), since=since)
+
+
+def count_outcomes(found: Mapping[int, Outcome], *,
+                   since: datetime | None = None) -> FullTextCounts:
+    """:func:`fulltext_counts` of the reports sought whose outcomes are ``found`` (for a
+    caller that reads the outcomes for something else too)."""
     states: Counter[str] = Counter()
     by: Counter[tuple[str, str | None]] = Counter()
-    for o in outcomes(session, pmids).values():
+    for o in found.values():
         states[o.state] += 1
         if o.row is not None and (since is None or o.row.created_at > since):
             by[(o.row.verdict, o.reason)] += 1
@@ -355,9 +365,9 @@ def fulltext_counts(session: Session, *, since: datetime | None = None) -> FullT
         if verdict == "excluded" and code not in excluded:
             excluded[str(code)] = n
     return FullTextCounts(
-        sought=len(pmids),
+        sought=len(found),
         not_retrieved=sum(n for (v, _), n in by.items() if v == "not_retrieved"),
-        awaiting=len(pmids) - states["resolved"],
+        awaiting=len(found) - states["resolved"],
         eligible=sum(n for (v, _), n in by.items() if v == "eligible"),
         excluded=excluded, awaiting_second=states["awaiting_second"],
         conflicts=states["conflict"])
@@ -433,6 +443,7 @@ __all__ = [
     "assessable_record",
     "assessment_json",
     "check_assessment",
+    "count_outcomes",
     "fulltext_counts",
     "fulltext_state",
     "is_sought",

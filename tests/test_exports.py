@@ -57,7 +57,8 @@ def fulltext_rows(awaiting: int) -> dict[str, int]:
             "reports assessed for eligibility": 0,
             "reports excluded after full-text assessment": 0,
             **{f"reports excluded: {prisma_reason(code)}": 0 for code in REASONS},
-            "reports eligible after full-text assessment": 0}
+            "reports eligible after full-text assessment": 0,
+            "of the reports eligible: not linked to a trial yet": 0}
 
 
 def svg_desc(path: Path) -> str:
@@ -350,12 +351,13 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
     assert [p.name for p in written] == ["prisma.csv", "prisma.md", "prisma.svg"]
     rows = {r["stage"]: int(r["count"]) for r in read_csv(written[0].read_text())}
     assert rows == {
-        "records identified (PubMed)": 8,  # 6 PMIDs and 2 later versions of pmid 3
-        "duplicates removed": 2,
-        "records removed before screening (deleted citations)": 1,
-        "records screened": 5,
-        # two decisions are no ground to stop: the classifier has excluded nothing yet
-        "records excluded by automation": 0,
+        "records identified (PubMed)": 6,  # 6 PMIDs: pmid 3's 2 later versions are no records
+        "of the records identified: revised in PubMed after first retrieval": 1,  # pmid 3
+        "duplicate records removed": 0,
+        "records removed for other reasons (deleted from PubMed)": 1,
+        "records screened": 3,  # pmids 1, 3 and 6: a person decided them
+        # two decisions are no ground to stop: nothing is left unscreened yet
+        "records not screened (screening stopped by the stopping rule)": 0,
         "records excluded by curators": 1,
         "records awaiting screening": 2,  # pmid 4 (unscored) and pmid 2 (below threshold)
         "of the records awaiting screening: below the flag threshold": 1,  # pmid 2
@@ -367,24 +369,30 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
         "reports of included trials": 2,
         "of the reports: in the previous version of the review": 0,
         "of the reports: new": 2,
+        "of the new reports: of trials in the previous version": 0,
     }
-    # the flow adds up: identified = duplicates + deleted + screened, and
-    # screened = excluded + awaiting + included
+    # the flow adds up: identified = duplicates + not screened + deleted + awaiting +
+    # screened, and screened = excluded + included
     assert rows["records identified (PubMed)"] == (
-        rows["duplicates removed"]
-        + rows["records removed before screening (deleted citations)"]
+        rows["duplicate records removed"]
+        + rows["records not screened (screening stopped by the stopping rule)"]
+        + rows["records removed for other reasons (deleted from PubMed)"]
+        + rows["records awaiting screening"]
         + rows["records screened"])
     assert _flow_adds_up(rows)
     md = written[1].read_text()
     assert "| records included | 2 |" in md
     # each line adds up, and only the trials are called included (the 2 records passed
     # title/abstract screening: they are the reports sought for the full text)
-    assert ("Identification: 8 records from PubMed (2 duplicate retrievals merged, 1 deleted "
-            "citation removed).") in md
-    assert ("Screening: 5 screened; 0 excluded by the classifier, 1 by curators; 2 awaiting "
-            "(of which 1 below the classifier's flag threshold, not read by a person: the "
-            "stopping test does not support stopping yet); 2 included (or marked maybe) for "
-            "the full text.") in md
+    assert ("Identification: 6 records from PubMed, each PMID once (1 of them revised in "
+            "PubMed after first retrieval: counted once, not removed). Removed before "
+            "screening: 0 duplicate records, 0 records not screened (screening stopped by the "
+            "prioritised-order stopping test (Callaghan & Müller-Hansen 2020) on the "
+            "classifier's ranking), 1 deleted citation.") in md
+    assert ("Screening: 2 awaiting a screening decision (of which 1 below the classifier's "
+            "flag threshold, not read by a person: the stopping test does not support "
+            "stopping yet); 3 screened: 1 excluded by curators (none by automation tools), 2 "
+            "included (or marked maybe) for the full text.") in md
     assert ("2 awaiting a screening decision (of which 1 below the classifier's flag "
             "threshold, not read by a person)") in svg_desc(written[2])
     assert ("Included: 1 trial with 2 reports (0 trials with 0 reports from the previous "
@@ -406,7 +414,7 @@ def test_prisma_summaries_count_one_thing_in_the_singular(ctx, tmp_path: Path) -
     seed(ctx)
     written = export(ctx, "prisma", tmp_path / "prisma.csv", stopping=STOPPING)
     md, desc = written[1].read_text(), svg_desc(written[2])
-    assert "1 deleted citation removed" in md
+    assert "1 deleted citation." in md
     assert "Included: 1 trial with 2 reports" in md
     assert "1 record deleted from PubMed" in desc
     assert "Included: 1 study (randomised trial) with 2 reports" in desc
@@ -453,7 +461,7 @@ def test_prisma_splits_the_included_trials_into_the_previous_version_and_new(
 def test_prisma_into_a_folder(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     written = export(ctx, "prisma", tmp_path)
     assert [p.name for p in written] == ["prisma.csv", "prisma.md", "prisma.svg"]
-    assert "Screening: 0 records screened;" in written[2].read_text()  # an empty review
+    assert "0 records screened;" in written[2].read_text()  # an empty review
     with ctx.sessions() as s:
         assert all(n == 0 for _, n, _ in prisma_counts(s))
 
@@ -619,7 +627,7 @@ def test_prisma_counts_the_classifiers_exclusions_once_the_stopping_test_support
         assert STOPPING(s)
         without = {stage: n for stage, n, _ in prisma_counts(s)}
     # no stopping check given: nothing counts as excluded by automation
-    assert without["records excluded by automation"] == 0
+    assert without["records not screened (screening stopped by the stopping rule)"] == 0
     assert without["records awaiting screening"] == 10 and _flow_adds_up(without)
     env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
     (tmp_path / "out").mkdir()
@@ -627,12 +635,15 @@ def test_prisma_counts_the_classifiers_exclusions_once_the_stopping_test_support
     assert proc.returncode == 0, proc.stderr
     rows = {r["stage"]: int(r["count"])
             for r in read_csv((tmp_path / "out" / "prisma.csv").read_text())}
-    assert rows["records excluded by automation"] == 10
+    assert rows["records not screened (screening stopped by the stopping rule)"] == 10
+    assert rows["records screened"] == 390  # a person screened every one of them
     assert rows["records awaiting screening"] == 0
     assert rows["of the records awaiting screening: below the flag threshold"] == 0
     assert _flow_adds_up(rows)
     desc = svg_desc(tmp_path / "out" / "prisma.svg")
-    assert "excluded: 10 by the automation tool" in desc and "of which below" not in desc
+    assert "10 records not screened (screening stopped by the stopping rule)" in desc
+    assert "excluded: 385 by curators, none by automation tools" in desc
+    assert "of which below" not in desc
 
 
 def test_cli_out_with_a_trailing_slash_is_a_new_folder(db_url: str, tmp_path: Path) -> None:
@@ -659,13 +670,12 @@ def test_prisma_counts_voted_low_score_records_as_awaiting(ctx, tmp_path: Path) 
         s.commit()
         rows = {stage: n for stage, n, _ in prisma_counts(s, automation_stops=True)}
         notes = {stage: note for stage, _, note in prisma_counts(s, automation_stops=True)}
-    assert rows["records excluded by automation"] == 0
+    assert rows["records not screened (screening stopped by the stopping rule)"] == 0
     # A count of 0 is not presented as the stopping test's finding.
-    assert notes["records excluded by automation"].startswith("none: no record below")
+    assert notes["records not screened (screening stopped by the stopping rule)"].startswith(
+        "none: no record below")
     assert rows["records awaiting screening"] == 2  # pmids 2 (one vote) and 4
-    assert rows["records screened"] == (rows["records excluded by automation"]
-                                        + rows["records excluded by curators"]
-                                        + rows["records awaiting screening"]
+    assert rows["records screened"] == (rows["records excluded by curators"]
                                         + rows["records included"])
 
 
@@ -751,9 +761,16 @@ def test_export_state_follows_the_dual_screening_rule() -> None:
 
 
 def _flow_adds_up(rows: dict[str, int]) -> bool:
-    return rows["records screened"] == sum(
+    """Every box that is a sum of others equals it (``prisma_identities``), and records
+    screened is what a person screened or has still to: curators' exclusions, conflicts,
+    the awaiting records and the records included."""
+    from reports.exports import prisma_identities
+
+    identities = prisma_identities([(stage, n, "") for stage, n in rows.items()])
+    return all(whole == parts for _, whole, parts in identities) and rows[
+        "records screened"] == sum(
         n for stage, n in rows.items()
-        if stage.startswith(("records excluded", "records awaiting", "records in conflict"))
+        if stage.startswith(("records excluded", "records in conflict"))
         or stage == "records included")
 
 
@@ -764,11 +781,12 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
     table = read_csv(written[0].read_text())
     rows = {r["stage"]: int(r["count"]) for r in table}
     assert rows == {
-        "records identified (PubMed)": 8,  # 6 PMIDs and 2 later versions of pmid 3
-        "duplicates removed": 2,
-        "records removed before screening (deleted citations)": 1,
-        "records screened": 5,
-        "records excluded by automation": 0,  # pmid 2 has votes: not the classifier's
+        "records identified (PubMed)": 6,  # 6 PMIDs: pmid 3's 2 later versions are no records
+        "of the records identified: revised in PubMed after first retrieval": 1,  # pmid 3
+        "duplicate records removed": 0,
+        "records removed for other reasons (deleted from PubMed)": 1,
+        "records screened": 4,  # pmids 1, 3, 6, and 2 (in conflict: both screened it)
+        "records not screened (screening stopped by the stopping rule)": 0,  # pmid 2: votes
         "records excluded by curators": 1,
         "records in conflict awaiting resolution": 1,  # pmid 2
         "records awaiting screening": 1,  # pmid 4 (one screener)
@@ -781,15 +799,19 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
         "reports of included trials": 2,
         "of the reports: in the previous version of the review": 0,
         "of the reports: new": 2,
+        "of the new reports: of trials in the previous version": 0,
     }
     assert _flow_adds_up(rows)
     stages = [r["stage"] for r in table]
+    # screened twice: a box beside the records screened, after the curators' exclusions
     assert stages.index("records in conflict awaiting resolution") \
-        == stages.index("records awaiting screening") - 1
+        == stages.index("records excluded by curators") + 1
+    assert stages.index("records awaiting screening") < stages.index("records screened")
     md = written[1].read_text()
     assert "| records in conflict awaiting resolution | 1 |" in md
-    assert ("1 awaiting, 1 in conflict awaiting resolution; 2 included (or marked maybe) for "
-            "the full text.") in md
+    assert ("1 awaiting a screening decision; 4 screened: 1 excluded by curators (none by "
+            "automation tools), 1 in conflict awaiting resolution, 2 included (or marked "
+            "maybe) for the full text.") in md
     # single screening, same database: no conflict line, the conflict is awaiting screening
     with ctx.sessions() as s:
         single = {stage: n for stage, n, _ in prisma_counts(s)}
@@ -797,7 +819,7 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
     assert single["records awaiting screening"] == 2 and _flow_adds_up(single)
     [single_md] = [p for p in export(ctx, "prisma", tmp_path / "single.csv")
                    if p.suffix == ".md"]
-    assert "2 awaiting; 2 included" in single_md.read_text()
+    assert "2 awaiting a screening decision; 3 screened" in single_md.read_text()
 
 
 # ----------------------------------------------------------------------------- --out

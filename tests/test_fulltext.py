@@ -137,7 +137,10 @@ def test_prisma_lines_diagram_and_since_follow_the_verdicts(ctx: Any, tmp_path: 
     assert shown["included-records"].startswith("Reports sought for retrieval")
     assert shown["not-retrieved"] == ("Reports not retrieved n = 1 Reports awaiting full-text "
                                       "assessment n = 1")
-    assert shown["assessed"] == "Reports assessed for eligibility n = 3 of which eligible n = 1"
+    # pmid 1 is eligible, and no trial has it yet: the box says so
+    assert shown["assessed"] == ("Reports assessed for eligibility n = 3 of which eligible n = 1 "
+                                 "of those, not linked to a study yet (not among the reports "
+                                 "of included studies): n = 1")
     excluded = shown["fulltext-excluded"]
     assert excluded.startswith("Reports excluded: n = 2")
     assert "no time-to-event outcome (PFS, EFS or OS) reported (n = 1)" in excluded

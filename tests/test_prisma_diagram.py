@@ -29,17 +29,20 @@ from reports.exports import (
     DELETED_STAGE,
     DUPLICATES_STAGE,
     ELIGIBLE_STAGE,
+    ELIGIBLE_UNLINKED_STAGE,
     EXCLUDED_REASON_PREFIX,
     FULLTEXT_AWAITING_STAGE,
     FULLTEXT_EXCLUDED_STAGE,
     IDENTIFIED_STAGE,
     INCLUDED_STAGE,
+    NEW_REPORTS_OF_PREVIOUS_STAGE,
     NEW_REPORTS_STAGE,
     NEW_TRIALS_STAGE,
     NOT_RETRIEVED_STAGE,
     PREVIOUS_REPORTS_STAGE,
     PREVIOUS_TRIALS_STAGE,
     REPORTS_STAGE,
+    REVISED_STAGE,
     SCREENED_STAGE,
     TRIALS_STAGE,
     PrismaSince,
@@ -78,7 +81,9 @@ CUT = datetime(2025, 11, 2, 12, 0, tzinfo=UTC)
 BEFORE, AFTER = CUT - timedelta(days=1), CUT + timedelta(days=1)
 #: Which box of the diagram shows which stage.
 BOX_OF = {IDENTIFIED_STAGE: "identified", DUPLICATES_STAGE: "removed",
-          DELETED_STAGE: "removed", SCREENED_STAGE: "screened", AUTOMATION_STAGE: "excluded",
+          DELETED_STAGE: "removed", SCREENED_STAGE: "screened", AUTOMATION_STAGE: "removed",
+          REVISED_STAGE: "identified", NEW_REPORTS_OF_PREVIOUS_STAGE: "included",
+          ELIGIBLE_UNLINKED_STAGE: "assessed",
           CURATORS_STAGE: "excluded", CONFLICT_STAGE: "conflicts", AWAITING_STAGE: "awaiting",
           INCLUDED_STAGE: "included-records", TRIALS_STAGE: "included",
           REPORTS_STAGE: "included", NOT_RETRIEVED_STAGE: "not-retrieved",
@@ -173,8 +178,8 @@ def seed_since(ctx: Any) -> None:
 
 
 SINCE_EXPECTED = {
-    IDENTIFIED_STAGE: 7,  # 12, 13, 15, 17, 19 and the 2 new versions
-    DUPLICATES_STAGE: 2,
+    IDENTIFIED_STAGE: 5,  # 12, 13, 15, 17, 19: a new version of 10 or 11 is no new record
+    REVISED_STAGE: 2,  # 10 and 11 (10 twice: once since)
     DELETED_STAGE: 1,  # 15
     CURATORS_STAGE: 1,  # 13
     INCLUDED_STAGE: 4,  # 11, 12, 18, and 19 (maybe: on to the full text)
@@ -190,7 +195,9 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     with ctx.sessions() as s:
         counts = prisma_counts(s, automation_stops=True)
     n = {stage: value for stage, value, _ in counts}
-    assert n[IDENTIFIED_STAGE] == 1508 and n[AUTOMATION_STAGE] == 1501
+    # 1,506 PMIDs, each once (pmid 3's two later versions are a note, not records)
+    assert n[IDENTIFIED_STAGE] == 1506 and n[AUTOMATION_STAGE] == 1501
+    assert n[REVISED_STAGE] == 1 and n[DUPLICATES_STAGE] == 0
     assert n[BELOW_THRESHOLD_STAGE] == 0
     svg = prisma_svg(counts)
     root = parse(svg)
@@ -198,13 +205,19 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     shown = boxes(svg)
     assert CONFLICT_STAGE not in n and "conflicts" not in shown
     for stage, value, _ in counts:
-        if stage != BELOW_THRESHOLD_STAGE:  # a part of the awaiting box, shown when not 0
+        # parts of a box, shown when not 0
+        if stage not in (BELOW_THRESHOLD_STAGE, ELIGIBLE_UNLINKED_STAGE):
             assert f"n = {value:,}" in shown[box_of(stage)], stage
-    assert "n = 1,508" in shown["identified"] and "n = 1,501" in shown["excluded"]
+    assert "n = 1,506" in shown["identified"] and "n = 1,501" in shown["removed"]
+    assert ("of which revised in PubMed after first retrieval (counted once, not removed): "
+            "n = 1") in shown["identified"]
+    assert "Registers: none searched" in shown["identified"]
     assert "of which" not in shown["awaiting"]
-    assert shown["removed"].count("n = ") == 2 and "n = 2" in shown["removed"]
-    assert "by curators n = 1" in shown["excluded"]
-    assert "Reports of included studies n = 2" in shown["included"]
+    # duplicates 0, not screened (the stopping rule) 1,501, deleted 1
+    assert shown["removed"].count("n = ") == 3 and "n = 0" in shown["removed"]
+    assert "stopping rule (the prioritised-order stopping test" in shown["removed"]
+    assert "by curators n = 1 by automation tools: none" in shown["excluded"]
+    assert "Reports of total included studies n = 2" in shown["included"]
     # the template's phase bars, and the accessible name and description
     texts = [t.text for t in root.iter(f"{SVG}text")]
     assert {"Identification", "Screening", "Included"} <= set(texts)
@@ -212,16 +225,21 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     assert root.find(f"{SVG}title").text == "PRISMA 2020 flow diagram"  # type: ignore[union-attr]
     desc = root.find(f"{SVG}desc").text  # type: ignore[union-attr]
     assert desc == (
-        "Identification: 1,508 records identified from PubMed; removed before screening: 2 "
-        "duplicate records and 1 record deleted from PubMed. Screening: 1,505 records "
-        "screened; excluded: 1,501 by the automation tool and 1 by curators; 1 awaiting a "
-        "screening decision; 2 records included after title/abstract screening. Full text: 0 "
-        "reports not retrieved, 2 awaiting assessment; 0 assessed for eligibility: 0 "
-        "eligible, 0 excluded. Included: 1 study (randomised trial) with 2 reports (0 "
-        "studies with 0 reports from the previous version of the review; 1 new study and 2 "
-        "new reports).")
-    assert ("Studies included in review (randomised trials) n = 1 from the previous version "
-            "of the review: n = 0; new studies: n = 1") in shown["included"]
+        "Identification: 1,506 records identified from PubMed, each PMID once (of which 1 "
+        "revised in PubMed after first retrieval, counted once); no register searched; "
+        "removed before screening: 0 duplicate records, 1,501 records not screened "
+        "(screening stopped by the stopping rule) and 1 record deleted from PubMed. "
+        "Screening: 1 awaiting a screening decision; 3 records screened; excluded: 1 by "
+        "curators, none by automation tools; 2 records included after title/abstract "
+        "screening. Full text: 0 reports not retrieved, 2 awaiting assessment; 0 assessed "
+        "for eligibility: 0 eligible, 0 excluded. Included: 1 study (randomised trial) with "
+        "2 reports (0 studies with 0 reports from the previous version of the review; 1 new "
+        "study and 2 new reports).")
+    assert shown["included"] == (
+        "New studies included in review n = 1 Reports of new included studies n = 2 "
+        "Studies included in previous version of review n = 0 Reports of studies included "
+        "in previous version of review n = 0 Total studies included in review (randomised "
+        "trials) n = 1 Reports of total included studies n = 2")
     assert "since" not in svg  # no cut-off given: no since figures, no note
 
 
@@ -235,16 +253,18 @@ def test_below_threshold_records_await_until_the_stopping_test_supports_stopping
     assert n[BELOW_THRESHOLD_STAGE] == 1501
     svg = prisma_svg(counts)
     shown = boxes(svg)
-    assert "by the automation tool (classifier score below the flag threshold) n = 0" \
-        in shown["excluded"]
+    assert ("Records marked as ineligible by automation tools: not screened, screening "
+            "stopped by the stopping rule") in shown["removed"]
+    assert n[SCREENED_STAGE] == 3 and "by automation tools: none" in shown["excluded"]
     assert shown["awaiting"] == (
-        "Records awaiting a screening decision n = 1,502 of which below the classifier's "
-        "flag threshold, not read by a person (the stopping test does not support stopping "
-        "yet) n = 1,501")
+        "Records awaiting a screening decision (not screened yet) n = 1,502 of which below "
+        "the classifier's flag threshold, not read by a person (the stopping test does not "
+        "support stopping yet) n = 1,501")
     desc = parse(svg).find(f"{SVG}desc").text  # type: ignore[union-attr]
-    assert ("excluded: 0 by the automation tool and 1 by curators; 1,502 awaiting a "
-            "screening decision (of which 1,501 below the classifier's flag threshold, not "
-            "read by a person);") in desc
+    assert ("0 records not screened (screening stopped by the stopping rule)" in desc)
+    assert ("Screening: 1,502 awaiting a screening decision (of which 1,501 below the "
+            "classifier's flag threshold, not read by a person); 3 records screened; excluded: "
+            "1 by curators, none by automation tools;") in desc
 
 
 def test_hostile_text_is_escaped() -> None:
@@ -316,7 +336,7 @@ def test_since_counts_dated_additions_only(ctx: Any) -> None:
     assert not {SCREENED_STAGE, AUTOMATION_STAGE, AWAITING_STAGE,
                 CONFLICT_STAGE} & set(since.counts)
     # before everything: every dated addition counts (16 has no decision row: never)
-    assert dict(everything.counts) == {IDENTIFIED_STAGE: 14, DUPLICATES_STAGE: 3,
+    assert dict(everything.counts) == {IDENTIFIED_STAGE: 11, REVISED_STAGE: 2,
                                        DELETED_STAGE: 1, CURATORS_STAGE: 2, INCLUDED_STAGE: 5,
                                        TRIALS_STAGE: 2, REPORTS_STAGE: 3,
                                        NOT_RETRIEVED_STAGE: 0, ASSESSED_STAGE: 0,
@@ -336,19 +356,24 @@ def test_since_the_newest_digest(ctx: Any) -> None:
     assert dict(since.counts) == SINCE_EXPECTED
     svg = prisma_svg(counts, since=since)
     shown = boxes(svg)
-    assert shown["identified"].endswith("n = 14 (+7 since 2025-11-02)")
+    # 11 PMIDs, 5 of them first stored after the cut; the new versions of 10 and 11 are no
+    # new records (a note in the box, not a count that adds to the records identified)
+    assert "PubMed (each PMID once) n = 11 (+5 since 2025-11-02)" in shown["identified"]
+    assert ("revised in PubMed after first retrieval (counted once, not removed): n = 2 (+2 "
+            "since 2025-11-02)") in shown["identified"]
     # included: 10, 11, 12, 16 (no decision row), 18 and 19 (maybe); decided after the cut:
     # 11, 12, 18, 19
     assert shown["included-records"].endswith("n = 6 (+4 since 2025-11-02)")
     assert "n = 2 (+1 since 2025-11-02)" in shown["included"]
     assert "n = 3 (+2 since 2025-11-02)" in shown["included"]
-    assert shown["screened"].endswith("n = 10")  # no dated figure for records screened
+    # 10 live records, of which 17 and 20 await a decision; no dated figure for screened
+    assert shown["screened"].endswith("n = 8")
     assert "n = 1 (+1 since 2025-11-02)" in shown["removed"]  # deleted after the cut
     note = " ".join(t.text or "" for t in parse(svg).iter(f"{SVG}text")
                     if "since-note" in (t.get("class") or ""))
     assert "after the last digest (2025-11-02 12:00 UTC)" in note
     desc = parse(svg).find(f"{SVG}desc").text  # type: ignore[union-attr]
-    assert "14 (7 added since 2025-11-02) records identified" in (desc or "")
+    assert "11 (5 added since 2025-11-02) records identified" in (desc or "")
 
 
 # ----------------------------------------------------------------------------- web
@@ -371,8 +396,9 @@ def test_page_shows_the_counts_and_the_diagram(app: Any, users: dict[str, str]) 
     page = as_role(app, users, "viewer").get("/prisma")
     assert page.status_code == 200
     rows = _cells(page.text)
-    assert rows[IDENTIFIED_STAGE][:2] == [IDENTIFIED_STAGE, "1,508"]
-    # the stopping test is far from met: the classifier has excluded nothing yet
+    assert rows[IDENTIFIED_STAGE][:2] == [IDENTIFIED_STAGE, "1,506"]
+    assert rows[REVISED_STAGE][1] == "1" and rows[DUPLICATES_STAGE][1] == "0"
+    # the stopping test is far from met: nothing is left unscreened yet
     assert rows[AUTOMATION_STAGE][1] == "0" and rows[INCLUDED_STAGE][1] == "2"  # + maybe
     assert rows[AWAITING_STAGE][1] == "1,502" and rows[BELOW_THRESHOLD_STAGE][1] == "1,501"
     assert CONFLICT_STAGE not in rows and len(rows[SCREENED_STAGE]) == 3  # no since column
@@ -380,12 +406,17 @@ def test_page_shows_the_counts_and_the_diagram(app: Any, users: dict[str, str]) 
     # 1,501 records no person read, and the stopping test far from met: the page says so
     note = lxml.html.fromstring(page.text).xpath('string(//p[@id="automation-note"])')
     assert ("The 1,501 records ranked below the classifier's flag threshold have not been "
-            "read by a person, so they count as awaiting screening, not as excluded by "
-            "automation: the stopping test does not support stopping yet") in note
+            "read by a person, so they count as awaiting screening: the stopping rule, the "
+            "prioritised-order stopping test (Callaghan & Müller-Hansen 2020) on the "
+            "classifier's ranking, does not support stopping yet") in note
+    assert "never as excluded by a person" in note
+    revised = lxml.html.fromstring(page.text).xpath('string(//p[@id="revised-note"])')
+    assert "PubMed revised 1 record after mmlr first stored it" in revised
+    assert "neither is a duplicate" in revised
     doc = lxml.html.fromstring(page.text)
     [svg] = doc.xpath("//figure[@class='prisma']/svg")
     assert svg.get("role") == "img"
-    assert "n = 1,508" in " ".join(svg.xpath(".//g[contains(@class, 'box-identified')]"
+    assert "n = 1,506" in " ".join(svg.xpath(".//g[contains(@class, 'box-identified')]"
                                              "//text/text()"))
     nav = [a.text for a in doc.xpath("//header//nav/a")]
     assert nav[nav.index("Summary of findings") + 1] == "PRISMA"
@@ -410,13 +441,16 @@ def test_page_says_when_the_stopping_test_supports_the_classifiers_exclusions(
         s.commit()
     page = as_role(app, users, "viewer").get("/prisma").text
     note = lxml.html.fromstring(page).xpath('string(//p[@id="automation-note"])')
-    assert "The 10 records excluded by the classifier" in note, note
-    assert "the stopping test supports stopping there" in note
+    assert "10 records were not screened by a person" in note, note
+    assert ("screening stopped there under the stopping rule, the prioritised-order stopping "
+            "test (Callaghan & Müller-Hansen 2020) on the classifier's ranking, which supports "
+            "stopping") in note
+    assert "removed before screening" in note
     cells = _cells(page)
     assert cells[AUTOMATION_STAGE][1] == "10" and cells[AWAITING_STAGE][1] == "0"
     # the diagram alone counts them as the page does
     svg = as_role(app, users, "viewer").get("/prisma.svg").text
-    assert "n = 10" in boxes(svg)["excluded"]
+    assert "n = 10" in boxes(svg)["removed"] and "n = 10" not in boxes(svg)["excluded"]
 
 
 def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> None:
@@ -438,12 +472,16 @@ def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> N
         assert page.status_code == 200
         rows = _cells(page.text)
         assert rows[CONFLICT_STAGE][1:3] == ["1", "—"]
-        assert rows[IDENTIFIED_STAGE][1:3] == ["15", "+7"]
+        assert rows[IDENTIFIED_STAGE][1:3] == ["12", "+5"]
+        assert rows[REVISED_STAGE][1:3] == ["2", "+2"]
+        assert DUPLICATES_STAGE in rows and rows[DUPLICATES_STAGE][1:3] == ["0", "—"]
         assert rows[INCLUDED_STAGE][1:3] == ["6", "+4"]  # with the maybe, 19
         assert rows[DELETED_STAGE][1:3] == ["1", "+1"]
-        assert rows[SCREENED_STAGE][1:3] == ["11", "—"]  # a difference: no dated figure
-        assert ("records first stored, and new versions of held records stored, after that "
-                "time") in rows[IDENTIFIED_STAGE][3]
+        # 11 live, of which 17 and 20 await a decision (30 is in conflict: screened twice);
+        # a difference: no dated figure
+        assert rows[SCREENED_STAGE][1:3] == ["9", "—"]
+        assert ("records (PMIDs) first stored after that time; a new version of a record "
+                "held is not a new record") in rows[IDENTIFIED_STAGE][3]
         assert "period end 2025-11-02 12:00 UTC" in page.text
         doc = lxml.html.fromstring(page.text)
         conflict = " ".join(doc.xpath("//svg//g[contains(@class, 'box-conflicts')]"
@@ -455,7 +493,7 @@ def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> N
         assert image.headers["content-security-policy"].startswith("default-src 'none'")
         shown = boxes(image.text)
         assert shown["conflicts"].endswith("n = 1")
-        assert shown["identified"].endswith("n = 15 (+7 since 2025-11-02)")
+        assert "PubMed (each PMID once) n = 12 (+5 since 2025-11-02)" in shown["identified"]
     finally:
         dual.state.retrainer.join(timeout=30)
         dual.state.ctx.dispose()
@@ -471,7 +509,11 @@ def test_export_writes_the_diagram_beside_the_tables(ctx: Any, tmp_path: Path) -
     written = export(ctx, "prisma", tmp_path / "out")
     assert [p.name for p in written] == ["prisma.csv", "prisma.md", "prisma.svg"]
     shown = boxes(written[2].read_text(encoding="utf-8"))
-    assert shown["identified"].endswith("n = 14 (+7 since 2025-11-02)")
+    # 11 PMIDs, 5 of them first stored after the cut; the new versions of 10 and 11 are no
+    # new records (a note in the box, not a count that adds to the records identified)
+    assert "PubMed (each PMID once) n = 11 (+5 since 2025-11-02)" in shown["identified"]
+    assert ("revised in PubMed after first retrieval (counted once, not removed): n = 2 (+2 "
+            "since 2025-11-02)") in shown["identified"]
     assert "conflicts" not in shown  # the test settings screen once
 
 
@@ -484,12 +526,12 @@ def test_cli_export_prisma(ctx: Any, db_url: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["prisma.csv", "prisma.md", "prisma.svg"]
     assert str(folder / "prisma.svg") in proc.stderr.splitlines()
-    assert "n = 1,508" in boxes((folder / "prisma.svg").read_text(encoding="utf-8"))["identified"]
+    assert "n = 1,506" in boxes((folder / "prisma.svg").read_text(encoding="utf-8"))["identified"]
     # without --out: the CSV on standard output, as before, and no diagram
     plain = run_cli("export", "prisma", env=env)
     assert plain.returncode == 0, plain.stderr
     lines = plain.stdout.splitlines()
-    assert lines[0] == "stage,count,note" and lines[1].startswith(f"{IDENTIFIED_STAGE},1508,")
+    assert lines[0] == "stage,count,note" and lines[1].startswith(f"{IDENTIFIED_STAGE},1506,")
     assert "<svg" not in plain.stdout
 
 

@@ -17,7 +17,9 @@ from reports.exports import (
     AUTOMATION_STAGE,
     BELOW_THRESHOLD_STAGE,
     NO_SINCE_REASON,
+    REVISED_STAGE,
     SINCE_NOTES,
+    STOPPING_RULE,
     prisma_counts,
     prisma_figure,
     prisma_since_last_digest,
@@ -38,8 +40,8 @@ _SVG_NAME = "mmlr-prisma.svg"
 @router.get("/prisma")
 def prisma_page(request: Request, session: DbSession, user: Viewer) -> Response:
     dual = dual_screening(request)
-    # The classifier's exclusions are records no person read: they count as excluded by
-    # automation only once the stopping test supports stopping, which the page states.
+    # The records below the flag threshold count as not screened (removed before screening)
+    # only once the stopping test supports stopping, which the page states.
     health = screening_health(session, dual=dual,
                               target_recall=request.app.state.settings.stopping_recall)
     counts = prisma_counts(session, dual=dual,
@@ -53,6 +55,7 @@ def prisma_page(request: Request, session: DbSession, user: Viewer) -> Response:
         "no_since_reason": NO_SINCE_REASON, "health": health,
         "target_recall": request.app.state.settings.target_recall,
         "automation": n[AUTOMATION_STAGE], "below_threshold": n[BELOW_THRESHOLD_STAGE],
+        "revised": n[REVISED_STAGE], "stopping_rule": STOPPING_RULE,
         "search": search_summary(session, request.app.state.settings.query)})
 
 
