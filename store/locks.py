@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from store.errors import LockedError
 from store.models import JobLock
@@ -198,8 +198,7 @@ def job_lock(engine: Engine, name: str, *, ttl: float = 3600.0) -> Iterator[JobL
             try:
                 yield JobLease(engine, name, holder, ttl)
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
+                _pg_unlock(conn, name, key)
         finally:
             conn.close()
         return
@@ -212,6 +211,22 @@ def job_lock(engine: Engine, name: str, *, ttl: float = 3600.0) -> Iterator[JobL
         table = _LOCK_TABLE
         with engine.begin() as conn:
             conn.execute(delete(table).where(table.c.name == name, table.c.holder == holder))
+
+
+def _pg_unlock(conn: Connection, name: str, key: int) -> None:
+    """Release an advisory lock, unless the server already has: a session-level lock ends with
+    its connection, so when the server restarted or the connection broke during the job there
+    is nothing left to release. Raising then would replace the job's own error (the database
+    gone) with one about the unlock."""
+    from store.engine import database_unreachable
+
+    try:
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        conn.commit()
+    except OperationalError as exc:
+        if not database_unreachable(exc):
+            raise
+        log.warning("lock %r: the connection holding it is gone, and the lock with it", name)
 
 
 @dataclass(frozen=True)
