@@ -9,6 +9,7 @@ for the other tests.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -20,12 +21,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from test_web import login, make_user
 
 from monitor.cycle import scheduled_job
 from screening.web.app import create_app
 from store.engine import database_unreachable, make_engine
 from store.locks import held_locks, job_lock
-from test_web import login, make_user
 
 
 class Relay:
@@ -70,25 +71,20 @@ class Relay:
             pass
         finally:
             for sock in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         assert self._listener is not None
-        try:  # wakes the thread blocked in accept(), which close() alone would not
+        # shutdown() wakes the thread blocked in accept(), which close() alone would not.
+        with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._listener.close()
         with self._lock:
             conns, self._conns = self._conns, []
         for sock in conns:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
 
@@ -144,12 +140,11 @@ def test_a_job_whose_database_goes_away_logs_one_error_line_not_the_unlock(
     settings, relay = relayed
     engine = make_engine(settings)
     try:
-        with caplog.at_level(logging.INFO):
-            with scheduled_job("cycle"):
-                with job_lock(engine, "poll"), engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-                    relay.cut()
-                    conn.execute(text("SELECT 1"))  # the job's next query: the server is gone
+        with caplog.at_level(logging.INFO), scheduled_job("cycle"), \
+                job_lock(engine, "poll"), engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            relay.cut()
+            conn.execute(text("SELECT 1"))  # the job's next query: the server is gone
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1, caplog.text
         assert errors[0].exc_info is None
