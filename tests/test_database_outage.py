@@ -26,6 +26,7 @@ from test_web import login, make_user
 from monitor.cycle import scheduled_job
 from screening.web.app import create_app
 from store.engine import database_unreachable, make_engine
+from store.errors import LockedError, MmlrError
 from store.locks import held_locks, job_lock
 
 
@@ -175,3 +176,27 @@ def test_only_an_unreachable_server_counts_as_an_outage(settings: Any, pg_admin_
         assert database_unreachable(shutdown.value)
     finally:
         engine.dispose()
+
+
+def test_a_lock_lost_with_its_connection_stops_the_job_at_its_next_renewal(
+        relayed: tuple[Any, Relay]) -> None:
+    """PostgreSQL restarted between two batches of a poll: the job's other connections
+    reconnect, but the advisory lock ended with its connection. Before, ``renew()`` did
+    nothing on PostgreSQL and the poll went on without its lock while another worker, finding
+    it free, resumed the same run."""
+    settings, relay = relayed
+    engine, other = make_engine(settings), make_engine(settings)
+    try:
+        with job_lock(engine, "poll") as lease:
+            lease.renew()  # held: nothing to say
+            with pytest.raises(LockedError), job_lock(other, "poll"):
+                pass
+            relay.cut()
+            relay.restore()  # the restart is over before the next batch
+            with job_lock(other, "poll"):  # another worker may take the lock now ...
+                pass
+            with pytest.raises(MmlrError, match="lost the lock 'poll'"):
+                lease.renew()  # ... so this job stops at its next checkpoint
+    finally:
+        engine.dispose()
+        other.dispose()
