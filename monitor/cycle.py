@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from store.context import AppContext, make_context
+from store.engine import database_unreachable, unreachable_reason
 from store.errors import LockedError, MmlrError
 from store.settings import load_settings
 
@@ -129,9 +130,9 @@ def scheduled_job(what: str) -> Iterator[Callable[[], AppContext]]:
 
     A scheduler job must log, not die silently. Another worker holding the job's lock is no
     failure (it does the work): one INFO line. An expected failure (NCBI unreachable, the
-    retry budget spent, the SMTP server refusing, the database gone) is one ERROR line with
-    its reason, which is all the worker's terminal shows; only an unexpected error gets its
-    traceback, in the log file.
+    retry budget spent, the SMTP server refusing, the database gone or going away mid-job) is
+    one ERROR line with its reason, which is all the worker's terminal shows; only an
+    unexpected error gets its traceback, in the log file.
     """
     made: list[AppContext] = []
 
@@ -145,8 +146,12 @@ def scheduled_job(what: str) -> Iterator[Callable[[], AppContext]]:
         log.info("scheduled %s skipped: %s", what, exc.one_line())
     except MmlrError as exc:
         log.error("scheduled %s failed: %s", what, exc.one_line())
-    except Exception:
-        log.exception("scheduled %s failed", what)
+    except Exception as exc:
+        if not database_unreachable(exc):
+            log.exception("scheduled %s failed", what)
+        else:  # an outage, not a bug: the next run resumes what this one left (checkpoints)
+            log.error("scheduled %s failed: the database is unreachable: %s (the next run "
+                      "resumes)", what, unreachable_reason(exc))
     finally:
         for ctx in made:
             ctx.dispose()

@@ -147,12 +147,41 @@ def build_scheduler(settings: Settings, *, blocking: bool,
     )
     specs = default_jobs(settings) if jobs is None else {
         job_id: _spec(job_id, value, settings) for job_id, value in jobs.items()}
+    stored = stored_next_runs(settings.db_url)
     for job_id, spec in specs.items():
-        scheduler.add_job(spec.func, trigger=_trigger(job_id, spec.cron), id=job_id,
+        trigger = _trigger(job_id, spec.cron)
+        due = stored.get(job_id)
+        # Replacing the stored job would compute its next run from now: a slot that passed
+        # while no worker ran (a restart across 06:00, a deploy across Monday's digest) would
+        # be skipped to the next day or week. Keep a slot this cron fires at, so the
+        # scheduler runs it late, once (coalesce), within the misfire grace.
+        keep = {"next_run_time": due} if (
+            due is not None and trigger.get_next_fire_time(None, due) == due) else {}
+        scheduler.add_job(spec.func, trigger=trigger, id=job_id,
                           name=job_id, replace_existing=True, coalesce=True, max_instances=1,
-                          misfire_grace_time=MISFIRE_GRACE_SECONDS)
+                          misfire_grace_time=MISFIRE_GRACE_SECONDS, **keep)
         log.info("scheduled job %s (%s, cron %s UTC)", job_id, spec.func, spec.cron)
     return scheduler
+
+
+def stored_next_runs(db_url: str) -> dict[str, datetime]:
+    """The next run time of each job in the job store (``apscheduler_jobs``), as the last
+    scheduler left it; empty before the first worker started. Paused jobs (no next run) are
+    left out."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(db_url, poolclass=NullPool)
+    try:
+        if "apscheduler_jobs" not in inspect(engine).get_table_names():
+            return {}
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, next_run_time FROM apscheduler_jobs "
+                                     "WHERE next_run_time IS NOT NULL")).all()
+    finally:
+        engine.dispose()
+    # APScheduler stores the time as seconds since the epoch (UTC).
+    return {row.id: datetime.fromtimestamp(float(row.next_run_time), UTC) for row in rows}
 
 
 #: How far back the current tick of a cron is looked for, widening until one is found.

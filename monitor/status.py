@@ -7,8 +7,9 @@ whether something needs attention. The rules (docs/operations.md, "Health: mmlr 
 
 - the database cannot be opened, or its schema is not the one this mmlr expects;
 - the newest poll run (any kind) ended ``failed`` or ``interrupted``, or says ``running`` but
-  has not checkpointed for longer than the poll's lock lease (:data:`monitor.poll.LOCK_TTL`):
-  its process died, and nothing is being monitored until the next poll resumes it;
+  no live process holds the poll lock, or it has not checkpointed for longer than the poll's
+  lock lease (:data:`monitor.poll.LOCK_TTL`): its process died, and nothing is being
+  monitored until the next poll resumes it;
 - no search of new records (``crdt``) has completed yet, or none for longer than
   :func:`stale_after`: twice the longest gap between two firings of ``MMLR_POLL_CRON``, at
   least a day (default daily cron: 2 days) — one missed slot (NCBI down for a morning) is
@@ -22,6 +23,7 @@ reason to fail: those are curators' work or normal operation, not an operator's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -147,8 +149,10 @@ def gather_status(settings: Settings, *, now: datetime | None = None) -> StatusR
                 f"{expected} (`mmlr init` upgrades it; a newer revision means a newer mmlr "
                 "upgraded it)")
             return report
+        poll_lock_free = not _poll_lock_held(engine)  # read before the run: see _poll
         with Session(engine) as session:
-            _poll(session, settings, now, report)
+            _poll(session, settings, now, report,
+                  died=lambda: poll_lock_free and not _poll_lock_held(engine))
             _digest(session, report)
             _screening(session, settings, report)
             _pooling(session, settings, report)
@@ -159,7 +163,19 @@ def gather_status(settings: Settings, *, now: datetime | None = None) -> StatusR
     return report
 
 
-def _poll(session: Session, settings: Settings, now: datetime, report: StatusReport) -> None:
+def _poll_lock_held(engine: Engine) -> bool:
+    """Whether a live process holds the poll lock (an orphaned SQLite lease is no holder)."""
+    from store.locks import held_locks
+
+    return any(lock.name == "poll" and not lock.orphaned for lock in held_locks(engine))
+
+
+def _poll(session: Session, settings: Settings, now: datetime, report: StatusReport, *,
+          died: Callable[[], bool] = lambda: False) -> None:
+    """``died``: whether nobody held the poll lock before the newest run was read, nor after.
+    A poll takes the lock before it creates or resumes a run and marks its run ended before
+    releasing it, so a run still marked running with the lock free on both sides is a dead
+    process's (SIGKILL, a lost container), not one about to start or just finished."""
     from monitor.poll import LOCK_TTL
     from store.models import PollRun
     from store.searches import last_completed_search
@@ -184,9 +200,12 @@ def _poll(session: Session, settings: Settings, now: datetime, report: StatusRep
         # A live poll checkpoints (and renews its lease) after every batch: silence longer
         # than the lease means its process died and the lease is free for the next poll.
         hung = newest.status == "running" and now - heartbeat > timedelta(seconds=LOCK_TTL)
+        # No lock holder says so at once: PostgreSQL frees the advisory lock when the process
+        # dies, and a SQLite lease of a dead process on this host is orphaned.
+        orphaned = newest.status == "running" and not hung and died()
         section["newest_run"] = {
             "id": newest.id, "kind": newest.kind,
-            "status": "stale" if hung else newest.status,
+            "status": "stale" if hung or orphaned else newest.status,
             "started_at": _iso(newest.started_at), "heartbeat_at": _iso(heartbeat),
             "error": newest.error}
         if newest.status in ("failed", "interrupted"):
@@ -198,6 +217,10 @@ def _poll(session: Session, settings: Settings, now: datetime, report: StatusRep
                 f"poll run #{newest.id} ({newest.kind}) says running but has not progressed "
                 f"since {heartbeat:%Y-%m-%d %H:%M} UTC: its process died (the next poll "
                 "resumes it)")
+        elif orphaned:
+            report.problems.append(
+                f"poll run #{newest.id} ({newest.kind}) says running but no process holds "
+                "the poll lock: its process died (the next poll resumes it)")
     if last is None or last.finished_at is None:
         # A new installation waits for its first MMLR_POLL_CRON slot (up to a day with the
         # default cron): only past the stale limit, counted from when it was set up (its

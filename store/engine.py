@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError, ProgrammingError
 from sqlmodel import Session, create_engine
 
 from store.errors import ConfigError
@@ -80,6 +80,35 @@ def check_connection(engine: Engine) -> None:
             f"{reason}",
             hint="check MMLR_DATABASE_URL",
         ) from None
+
+
+#: SQLSTATE classes of a server that cannot be reached or went away: 08 connection exception,
+#: 57P operator intervention (an administrator's shutdown, a server starting up or crashing).
+_UNREACHABLE_SQLSTATES = ("08", "57P")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database server cannot be reached or dropped the connection
+    (restarted, stopped, the network gone): an outage, reported in one line and over once the
+    server is back (the pool's pre-ping replaces dead connections), not a bug with a
+    traceback. A failed connect has no SQLSTATE. A deadlock or serialization failure (class
+    40, also an OperationalError) and every SQLite error are not outages."""
+    if not isinstance(exc, OperationalError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not type(exc.orig).__module__.startswith("psycopg"):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(_UNREACHABLE_SQLSTATES)
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """The first line of the driver's message for :func:`database_unreachable` errors (no SQL,
+    no parameters; psycopg names host and port, never the password)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -6,7 +6,8 @@ stale lock. SQLite has no advisory locks: a lease row in ``job_locks`` is taken 
 ``BEGIN IMMEDIATE`` (which serialises writers across processes); an expired lease, or one
 whose holder process on this host is gone (SIGKILL; or its pid now names another process, as
 after a container restart), may be taken over. Long jobs call
-``renew()`` to extend their lease.
+``renew()`` after every step to extend their lease (SQLite) or to stop when the connection
+holding the advisory lock broke and the lock with it (PostgreSQL restarted).
 
 Migrations have their own lock, held for the migration's transaction (:func:`migration_lock`).
 :func:`claim_once` records a one-off claim (a scheduler tick run) in the same table.
@@ -26,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from store.errors import LockedError
+from store.errors import LockedError, MmlrError
 from store.models import JobLock
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,27 @@ _LOCK_TABLE = JobLock.metadata.tables[JobLock.__tablename__]
 
 
 class JobLease:
-    """The held lock; ``renew()`` extends a SQLite lease (a no-op on PostgreSQL)."""
+    """The held lock; ``renew()`` extends a SQLite lease, and on PostgreSQL checks that the
+    advisory lock is still held (``conn``: the connection holding it)."""
 
-    def __init__(self, engine: Engine, name: str, holder: str, ttl: float) -> None:
+    def __init__(self, engine: Engine, name: str, holder: str, ttl: float,
+                 conn: Connection | None = None) -> None:
         self.engine, self.name, self.holder, self.ttl = engine, name, holder, ttl
+        self.conn = conn
 
     def renew(self) -> None:
+        """Extend the lease; MmlrError when the lock was lost.
+
+        PostgreSQL ends a session-level advisory lock with its connection: after a server
+        restart between two batches the job's other connections reconnect (pre-ping) and it
+        would go on without its lock while another worker, finding the lock free, resumes the
+        same poll run. Long jobs renew after every step, so they stop at the next one."""
         if self.engine.dialect.name != "sqlite":
+            if self.conn is not None and not _pg_still_held(self.conn, self.name):
+                raise MmlrError(
+                    f"lost the lock {self.name!r}: the database connection holding it broke "
+                    "(PostgreSQL restarted?), and another worker may now hold it; stopping",
+                    hint="the next run resumes from the last checkpoint")
             return
         table = _LOCK_TABLE
         with self.engine.begin() as conn:
@@ -196,10 +211,9 @@ def job_lock(engine: Engine, name: str, *, ttl: float = 3600.0) -> Iterator[JobL
                 raise LockedError(f"job {name!r} is already running in another worker",
                                   hint="wait for it to finish")
             try:
-                yield JobLease(engine, name, holder, ttl)
+                yield JobLease(engine, name, holder, ttl, conn)
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
+                _pg_unlock(conn, name, key)
         finally:
             conn.close()
         return
@@ -212,6 +226,47 @@ def job_lock(engine: Engine, name: str, *, ttl: float = 3600.0) -> Iterator[JobL
         table = _LOCK_TABLE
         with engine.begin() as conn:
             conn.execute(delete(table).where(table.c.name == name, table.c.holder == holder))
+
+
+def _pg_still_held(conn: Connection, name: str) -> bool:
+    """Whether ``conn``'s session still holds the advisory lock ``name`` (False when the
+    connection is gone, and the lock with it)."""
+    from store.engine import database_unreachable
+
+    if conn.invalidated:
+        return False
+    unsigned = _advisory_key(name) & ((1 << 64) - 1)  # pg_locks splits it: see _pg_held_locks
+    query = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                 "AND granted AND objsubid = 1 AND pid = pg_backend_pid() "
+                 "AND classid::bigint = :hi AND objid::bigint = :lo)")
+    try:
+        held = bool(conn.execute(query, {"hi": unsigned >> 32,
+                                         "lo": unsigned & 0xFFFFFFFF}).scalar())
+        conn.commit()
+    except OperationalError as exc:
+        if not database_unreachable(exc):
+            raise
+        return False
+    return held
+
+
+def _pg_unlock(conn: Connection, name: str, key: int) -> None:
+    """Release an advisory lock, unless the server already has: a session-level lock ends with
+    its connection, so when the server restarted or the connection broke during the job there
+    is nothing left to release. Raising then would replace the job's own error (the database
+    gone) with one about the unlock."""
+    from store.engine import database_unreachable
+
+    if conn.invalidated:  # its loss was already seen (a renewal): nothing to release
+        log.warning("lock %r: the connection holding it is gone, and the lock with it", name)
+        return
+    try:
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        conn.commit()
+    except OperationalError as exc:
+        if not database_unreachable(exc):
+            raise
+        log.warning("lock %r: the connection holding it is gone, and the lock with it", name)
 
 
 @dataclass(frozen=True)

@@ -235,13 +235,34 @@ def test_a_poll_that_stopped_checkpointing_is_stale(polled: Any) -> None:
         session.add(dead)
         session.commit()
         dead_id = int(dead.id or 0)
-    fresh = status(ctx.settings)  # just started: a poll at work, not a problem
+    with job_lock(ctx.engine, "poll"):  # just started, its process alive: a poll at work
+        fresh = status(ctx.settings)
     assert fresh.returncode == 0, fresh.stderr
     _move_back(ctx, dead_id, timedelta(hours=1))
     line = attention_line(status(ctx.settings))
     assert f"poll run #{dead_id} (crdt) says running but has not progressed" in line
     _, report, _ = status_json(ctx.settings)
     assert report["poll"]["newest_run"]["status"] == "stale"
+
+
+def test_a_running_poll_whose_process_died_is_stale_at_once(polled: Any) -> None:
+    """A worker SIGKILLed mid-poll leaves its run marked running with a fresh heartbeat. No
+    live process holds the poll lock (PostgreSQL freed it with the connection; a SQLite lease
+    of a dead process is orphaned): the status says so at once, not after the 15-minute
+    lease, while the other worker would only resume it at its next tick."""
+    ctx, _ = polled
+    _move_back(ctx, int(_only_run(ctx).id or 0), timedelta(hours=3))
+    with ctx.sessions() as session:
+        dead = PollRun(kind="crdt", status="running", query="q", pmids=[1, 2, 3])
+        session.add(dead)
+        session.commit()
+        dead_id = int(dead.id or 0)
+    line = attention_line(status(ctx.settings))
+    assert f"poll run #{dead_id} (crdt) says running but no process holds the poll lock" \
+        in line
+    _, report, _ = status_json(ctx.settings)
+    assert report["poll"]["newest_run"]["status"] == "stale"
+    assert report["locks"] == []
 
 
 def test_a_failed_delivery_needs_attention_until_retried(polled: Any) -> None:

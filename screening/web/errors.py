@@ -5,6 +5,8 @@
   (``ERROR_CODES``). A page that needs a login redirects to the login form instead.
 - Starlette/FastAPI's own errors (unknown route, wrong method, malformed parameters) get the
   same two shapes.
+- The database unreachable (PostgreSQL restarting, the network gone) is a 503 saying so, with
+  one log line: an outage, not a bug.
 - Anything unexpected becomes a 500 with a generic message; the traceback goes to the log only.
   ``str()`` of an unexpected exception is never shown: it can carry SQL, paths or secrets.
 """
@@ -23,11 +25,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from store.engine import database_unreachable, unreachable_reason
 from store.errors import AuthError, MmlrError
 
 log = logging.getLogger(__name__)
 
 GENERIC_500 = "internal error; the details are in the server log"
+UNAVAILABLE_503 = "the database is unreachable; try again in a minute"
+#: Seconds a client is asked to wait while the database is unreachable (a restart takes
+#: seconds; a load balancer's health check, /api/health, says when it is back).
+UNAVAILABLE_RETRY_AFTER = 30
 #: The API's machine-readable ``code`` for each status it answers: a client branches on it
 #: (and on the status) rather than on ``error``, whose words may improve. Stable: add, never
 #: rename.
@@ -227,26 +234,47 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+        except Exception as exc:
+            if not database_unreachable(exc):
+                log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            else:  # an outage (PostgreSQL restarting): one line, and over when it is back
+                log.warning("database unreachable on %s %s: %s", scope.get("method"),
+                            scope.get("path"), unreachable_reason(exc))
             if started:  # too late for a clean error page; the server closes the connection
                 raise
-            await _send_generic_500(scope, send)
+            if database_unreachable(exc):
+                await _send_unavailable(scope, send)
+            else:
+                await _send_generic_500(scope, send)
 
 
 async def _send_generic_500(scope: Scope, send: Send) -> None:
+    await _send_plain_error(scope, send, 500, "Something went wrong", GENERIC_500)
+
+
+async def _send_unavailable(scope: Scope, send: Send) -> None:
+    """503 while the database is unreachable. Plain, like the 500: the templated error page
+    would look up the signed-in user in the database that is down."""
+    await _send_plain_error(scope, send, 503, "Database unavailable", UNAVAILABLE_503,
+                            retry_after=UNAVAILABLE_RETRY_AFTER)
+
+
+async def _send_plain_error(scope: Scope, send: Send, status: int, heading: str, text: str,
+                            *, retry_after: int | None = None) -> None:
     body: bytes
     if is_api(scope):
-        body, ctype = json.dumps(api_error_body(500, GENERIC_500)).encode(), "application/json"
+        body, ctype = json.dumps(api_error_body(status, text)).encode(), "application/json"
     else:
         body = (
             "<!doctype html><html lang=en><head><meta charset=utf-8><title>Error · mmlr</title>"
             "<link rel=stylesheet href=/static/style.css></head><body><main>"
-            f"<h1>Something went wrong</h1><p>{GENERIC_500}.</p>"
+            f"<h1>{heading}</h1><p>{text}.</p>"
             "<p><a href=/>Back to the queue</a></p></main></body></html>"
         ).encode()
         ctype = "text/html; charset=utf-8"
     headers: list[Any] = [(b"content-type", ctype.encode()),
                           (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
