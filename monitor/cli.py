@@ -678,7 +678,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mmlr: interrupted", file=sys.stderr)
         code = 130
-    except Exception:  # the one place an unexpected error becomes a line, not a traceback
+    except Exception as exc:  # the one place an unexpected error becomes a line, not a traceback
+        from store.engine import database_unreachable, unreachable_reason
+
+        if database_unreachable(exc):  # an outage (PostgreSQL restarting), not a bug
+            log.warning("`mmlr %s`: the database is unreachable: %s", args.command,
+                        unreachable_reason(exc), extra={_FILE_ONLY: True})
+            print(f"mmlr: error: the database is unreachable: {unreachable_reason(exc)} "
+                  "(run the command again once it is back; an interrupted poll resumes)",
+                  file=sys.stderr)
+            return 1
         # To the log file only: on the terminal it was a second line ("ERROR monitor.cli:
         # unexpected error…") before the one that says where the details are.
         log.exception("unexpected error in `mmlr %s`", args.command, extra={_FILE_ONLY: True})

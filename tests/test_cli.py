@@ -127,6 +127,38 @@ def test_unexpected_errors_never_show_a_traceback(
     assert "secret internals" in log_file.read_text()  # the details are kept for operators
 
 
+def test_a_database_gone_mid_command_is_one_line_not_an_internal_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL restarting under a running command is an outage: one line saying so, exit
+    1, no traceback and no "internal error" (a bug would be one)."""
+    from monitor import cli
+    from store.engine import make_engine
+
+    def reads_a_database_that_went_away(args, settings):  # type: ignore[no-untyped-def]
+        # a real connection to a port where no server listens: psycopg's own error
+        engine = make_engine("postgresql+psycopg://mmlr@127.0.0.1:9/mmlr")
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["config"].set_defaults(  # type: ignore[union-attr]
+        func=reads_a_database_that_went_away)
+    code = cli.main(["config"])
+    err = capsys.readouterr().err
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    assert line.startswith("mmlr: error: the database is unreachable: connection failed")
+    assert "127.0.0.1" in line and "port 9" in line
+    assert line.endswith("(run the command again once it is back; an interrupted poll "
+                         "resumes)")
+    assert "internal error" not in err and "Traceback" not in err
+
+
 def _readme_cli_rows() -> list[str]:
     """The first cell (the synopsis) of each row of the README's CLI table."""
     rows = [line for line in (ROOT / "README.md").read_text().splitlines()
