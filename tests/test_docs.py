@@ -34,3 +34,15 @@ def test_every_pointer_to_a_section_of_another_document_names_one_that_exists() 
         if not any(place == name or place.startswith(name) for place in places):
             broken.append(f'{doc} sends the reader to {target}, "{name}": no such section')
     assert broken == []
+
+
+def test_the_readme_names_every_page_with_a_csv_for_excel() -> None:
+    """README's `--excel` item lists the pages whose CSV download has a "for Excel" twin; a
+    page added without it (the audit trail) is one a reader does not know to look for."""
+    templates = (ROOT / "screening" / "web" / "templates").glob("*.html")
+    pages = {m for t in templates
+             for m in re.findall(r'href="(/[a-z/_]+)\.csv\?[^"]*excel=1', t.read_text())}
+    assert "/summary" in pages  # the pattern still finds the links
+    readme = (ROOT / "README.md").read_text()
+    [item] = [p for p in readme.split("\n- ") if p.startswith("`--excel`")]
+    assert {p for p in pages if f"`{p}`" not in item} == set()

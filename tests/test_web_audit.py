@@ -172,3 +172,6 @@ def test_the_trail_pages(app: Any, users: dict[str, str]) -> None:
     assert len(_rows(second.text)) == 5 and "← newer" in second.text
     past = admin.get("/admin/audit?action=pool&offset=1000")
     assert "past the last entry" in past.text
+    # The CSV is for the review's records: every row the filters select, not one page.
+    csv_text = admin.get("/admin/audit.csv?action=pool").text
+    assert len(csv_text.strip().splitlines()) == 1 + PAGE_SIZE + 5
