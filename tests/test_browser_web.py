@@ -252,6 +252,39 @@ def test_viewer_sees_no_decision_form(app: Any, users: dict[str, str], records: 
     assert all("status of 403" in p for p in problems)  # only the refused admin page
 
 
+def test_screening_by_keyboard_alone(app: Any, users: dict[str, str], records: int,
+                                    server: str, browser: Any) -> None:
+    """docs/curation.md: Tab leads from the choice through the reason to the buttons, and the
+    access keys (Alt+Shift+key in Chrome on Linux) press the one-click buttons."""
+    problems: list[str] = []
+    page = _page(browser, problems)
+    _log_in(page, server, users["curator"])
+    page.goto(f"{server}/records/90000002?rank=1")
+    page.get_by_label("Reason (optional)").focus()
+    order = []
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.textContent.trim()"))
+    assert order == ["Save decision", "Include, next", "Exclude, next", "Maybe, next"]
+    # Chromium presses an access key on the character the keys type (Playwright's own
+    # keyboard sends none with Alt held), so the keys are typed as the browser gets them.
+    cdp = page.context.new_cdp_session(page)
+    alt_shift = 1 | 8
+    with page.expect_navigation():
+        for kind in ("rawKeyDown", "char", "keyUp"):
+            cdp.send("Input.dispatchKeyEvent", {"type": kind, "modifiers": alt_shift,
+                                                "key": "e", "code": "KeyE", "text": "e",
+                                                "unmodifiedText": "e",
+                                                "windowsVirtualKeyCode": 69})
+    assert re.search(r"/records/\d+\?rank=1$", page.url)
+    assert "/records/90000002?" not in page.url
+    assert "Decision saved: exclude (PMID 90000002)" in page.locator(".flash").inner_text()
+    with db(app) as session:
+        saved = session.exec(select(Decision).where(Decision.pmid == 90000002)).one()
+        assert saved.decision == "exclude"
+    assert problems == []
+
+
 def test_trial_is_edited_and_its_estimate_verified_by_a_second_person(
         app: Any, users: dict[str, str], server: str, browser: Any, tmp_path: Path) -> None:
     import math

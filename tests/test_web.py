@@ -12,6 +12,7 @@ from typing import Any
 
 import lxml.html
 import pytest
+from conftest import ROOT
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
 
@@ -575,6 +576,22 @@ def test_save_and_next_says_what_was_saved_with_a_way_back(
                                                      "csrf_token": token})
     again = lxml.html.fromstring(curator.get("/records/90000001").text)
     assert not again.xpath('//p[contains(@class, "flash")]/a')
+
+
+def test_the_first_session_names_the_buttons_the_record_page_has(
+        app: Any, users: dict[str, str], records: int) -> None:
+    """docs/curation.md walks a new curator through the record page button by button: a
+    button renamed or removed there (the older "Save and open the next in your queue") left
+    them looking for one that is not on the page."""
+    steps = (ROOT / "docs" / "curation.md").read_text().split("## A first session")[1]
+    screen = steps.split("2. **Screen**")[1].split("\n3. ")[0]
+    named = {" ".join(n.split()) for n in re.findall(r"\*([^*]+)\*", screen)}
+    page = lxml.html.fromstring(as_role(app, users, "curator").get("/records/90000002").text)
+    # what a reader can press: the buttons, and the links (the menu's *Queue*)
+    shown = {" ".join(b.text_content().split()) for b in page.xpath("//button | //a")}
+    meant = named - {"include", "exclude", "maybe", "Save vote"}  # choices; a dual-only label
+    assert "Save decision" in meant and "Exclude, next" in meant
+    assert meant <= shown, f"the walkthrough names {sorted(meant - shown)}: not on the page"
 
 
 def test_save_and_next_opens_the_top_of_the_queue_until_it_is_empty(

@@ -172,3 +172,22 @@ def test_the_trail_pages(app: Any, users: dict[str, str]) -> None:
     assert len(_rows(second.text)) == 5 and "← newer" in second.text
     past = admin.get("/admin/audit?action=pool&offset=1000")
     assert "past the last entry" in past.text
+    # The CSV is for the review's records: every row the filters select, not one page.
+    csv_text = admin.get("/admin/audit.csv?action=pool").text
+    assert len(csv_text.strip().splitlines()) == 1 + PAGE_SIZE + 5
+
+
+def test_a_trial_id_no_trial_has_is_said_not_shown_as_an_empty_history(
+        app: Any, users: dict[str, str], trail: dict[str, int]) -> None:
+    """Trials are never deleted: an id without a trial is a typo, which "0 entries" under the
+    plain heading hid (the admin read it as a trial nobody touched)."""
+    admin = as_role(app, users, "admin")
+    missing = max(trail.values()) + 1000
+    page = admin.get(f"/admin/audit?trial={missing}")
+    assert page.status_code == 404
+    assert f"there is no trial {missing}" in page.text
+    tree = lxml.html.fromstring(page.text)
+    assert tree.xpath('string(//input[@name="trial"]/@value)') == str(missing)  # kept to fix
+    assert not tree.xpath("//table[contains(@class, 'audit-trail')]")
+    got = admin.get(f"/admin/audit.csv?trial={missing}")
+    assert got.status_code == 404 and "there is no trial" in got.text

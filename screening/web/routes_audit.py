@@ -24,7 +24,7 @@ from store.audit import (
     parse_audit_query,
     write_audit_csv,
 )
-from store.errors import ValidationError
+from store.errors import NotFoundError, ValidationError
 from store.ids import parse_id
 from store.models import AuditLog, Trial
 
@@ -57,14 +57,28 @@ def audit_page(request: Request, session: DbSession, admin: Admin,
     except ValidationError as exc:
         context["error"] = exc.one_line()
         return render(request, "admin_audit.html", context, status_code=400)
-    if q.trial_id is not None:
-        found = session.get(Trial, q.trial_id)
-        context["trial_name"] = found.name if found else None
+    try:
+        context["trial_name"] = _trial_name(session, q)
+    except NotFoundError as exc:
+        context["error"] = exc.one_line()
+        return render(request, "admin_audit.html", context, status_code=404)
     filled = {k: v.strip() for k, v in values.items() if v.strip()}
     rows = audit_rows(session, q, limit=PAGE_SIZE, offset=offset)
     context.update(rows=rows, total=count_audit_rows(session, q), filters=urlencode(filled),
                    trial_names=_trial_names(session, rows))
     return render(request, "admin_audit.html", context)
+
+
+def _trial_name(session: Session, q: AuditQuery) -> str | None:
+    """The name of the trial whose history ``q`` asks for; NotFoundError for an id no trial
+    has (trials are never deleted: a typo, which would otherwise read as an empty history)."""
+    if q.trial_id is None:
+        return None
+    found = session.get(Trial, q.trial_id)
+    if found is None:
+        raise NotFoundError(f"there is no trial {q.trial_id}",
+                            hint="a trial's id is the number in its page's address, /trials/ID")
+    return found.name
 
 
 def _trial_names(session: Session, rows: list[AuditLog]) -> dict[str, str]:
@@ -84,5 +98,6 @@ def audit_csv(session: DbSession, admin: Admin, actor: _Field = "", action: _Fie
               since: _Field = "", until: _Field = "", excel: bool = False) -> Response:
     q = _query({"actor": actor, "action": action, "object_type": object_type,
                 "object_id": object_id, "trial": trial, "since": since, "until": until})
+    _trial_name(session, q)
     rows = audit_rows(session, q)
     return csv_download(lambda fh: write_audit_csv(rows, fh), _CSV_NAME, excel=excel)
