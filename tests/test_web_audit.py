@@ -191,3 +191,18 @@ def test_a_trial_id_no_trial_has_is_said_not_shown_as_an_empty_history(
     assert not tree.xpath("//table[contains(@class, 'audit-trail')]")
     got = admin.get(f"/admin/audit.csv?trial={missing}")
     assert got.status_code == 404 and "there is no trial" in got.text
+
+
+def test_numbers_in_details_are_shown_short_and_kept_whole_in_the_csv(
+        app: Any, users: dict[str, str]) -> None:
+    with db(app) as s:
+        audit(s, "decision.add", actor=users["curator"], object_type="record",
+              object_id=90000001, score_shown=0.995929862284104, rank_shown=3)
+        s.commit()
+    admin = as_role(app, users, "admin")
+    page = admin.get("/admin/audit?action=decision.add").text
+    assert "score shown</strong>: 0.99593" in page and "0.995929862284104" not in page
+    assert "rank shown</strong>: 3" in page
+    (row,) = list(csv.DictReader(io.StringIO(
+        admin.get("/admin/audit.csv?action=decision.add").text)))
+    assert "0.995929862284104" in row["details"]

@@ -118,8 +118,11 @@ def _words(code: Any, kind: str) -> str:
 
 
 def _audit_value(value: Any) -> str:
-    """One value of an audit row's details on the audit page: a list as its items, a dict
-    as compact JSON, long text cut at a word (the CSV keeps everything)."""
+    """One value of an audit row's details on the audit page: a number to six significant
+    digits, a list as its items, a dict as compact JSON, long text cut at a word (the CSV
+    keeps everything as stored)."""
+    if isinstance(value, float):  # a score or an HR as stored: six significant digits
+        return f"{value:.6g}"
     if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
         text = ", ".join(str(v) for v in value)
     elif isinstance(value, dict | list):
