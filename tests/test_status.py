@@ -224,17 +224,22 @@ def test_a_poll_older_than_twice_the_cron_gap_is_stale(polled: Any) -> None:
     assert report["poll"]["stale_after_hours"] == 14 * 24 and report["poll"]["stale"] is False
 
 
+def _a_poll_left_running(ctx: Any) -> int:
+    """The completed poll moved earlier in the day, then a run that started and is still
+    marked running (its process died, or is at work): its id."""
+    _move_back(ctx, int(_only_run(ctx).id or 0), timedelta(hours=3))
+    with ctx.sessions() as session:
+        run = PollRun(kind="crdt", status="running", query="q", pmids=[1, 2, 3])
+        session.add(run)
+        session.commit()
+        return int(run.id or 0)
+
+
 def test_a_poll_that_stopped_checkpointing_is_stale(polled: Any) -> None:
     """A run still marked running whose heartbeat is older than the poll's lease: its
     process died (SIGKILL, a lost container)."""
     ctx, _ = polled
-    # The completed poll ran earlier in the day, then this one started and died.
-    _move_back(ctx, int(_only_run(ctx).id or 0), timedelta(hours=3))
-    with ctx.sessions() as session:
-        dead = PollRun(kind="crdt", status="running", query="q", pmids=[1, 2, 3])
-        session.add(dead)
-        session.commit()
-        dead_id = int(dead.id or 0)
+    dead_id = _a_poll_left_running(ctx)
     with job_lock(ctx.engine, "poll"):  # just started, its process alive: a poll at work
         fresh = status(ctx.settings)
     assert fresh.returncode == 0, fresh.stderr
@@ -251,12 +256,7 @@ def test_a_running_poll_whose_process_died_is_stale_at_once(polled: Any) -> None
     of a dead process is orphaned): the status says so at once, not after the 15-minute
     lease, while the other worker would only resume it at its next tick."""
     ctx, _ = polled
-    _move_back(ctx, int(_only_run(ctx).id or 0), timedelta(hours=3))
-    with ctx.sessions() as session:
-        dead = PollRun(kind="crdt", status="running", query="q", pmids=[1, 2, 3])
-        session.add(dead)
-        session.commit()
-        dead_id = int(dead.id or 0)
+    dead_id = _a_poll_left_running(ctx)
     line = attention_line(status(ctx.settings))
     assert f"poll run #{dead_id} (crdt) says running but no process holds the poll lock" \
         in line
