@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from store.errors import ConfigError
@@ -147,9 +148,11 @@ def build_scheduler(settings: Settings, *, blocking: bool,
     )
     specs = default_jobs(settings) if jobs is None else {
         job_id: _spec(job_id, value, settings) for job_id, value in jobs.items()}
+    # Every cron is checked (a ConfigError naming it) before the job store is read.
+    triggers = {job_id: _trigger(job_id, spec.cron) for job_id, spec in specs.items()}
     stored = stored_next_runs(settings.db_url)
     for job_id, spec in specs.items():
-        trigger = _trigger(job_id, spec.cron)
+        trigger = triggers[job_id]
         due = stored.get(job_id)
         # Replacing the stored job would compute its next run from now: a slot that passed
         # while no worker ran (a restart across 06:00, a deploy across Monday's digest) would
@@ -169,8 +172,12 @@ def stored_next_runs(db_url: str) -> dict[str, datetime]:
     scheduler left it; empty before the first worker started. Paused jobs (no next run) are
     left out."""
     from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.engine import make_url
     from sqlalchemy.pool import NullPool
 
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        return {}  # no database file yet, so no job store: nothing was scheduled before
     engine = create_engine(db_url, poolclass=NullPool)
     try:
         if "apscheduler_jobs" not in inspect(engine).get_table_names():

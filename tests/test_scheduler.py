@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -233,3 +234,16 @@ def test_current_tick_is_the_latest_fire_time_not_after_now() -> None:
                                                                               tzinfo=UTC)
     exact = now.replace(minute=15, second=0)  # a tick is its own current tick
     assert current_tick(_trigger("poll-cycle", "*/5 * * * *"), exact) == exact
+
+
+def test_the_scheduler_builds_before_any_database_file_exists(tmp_path: Path) -> None:
+    """A first start reads the job store for slots missed while no worker ran; with no
+    database file yet there is none, and nothing is created or refused for it."""
+    from monitor.scheduler import build_scheduler, stored_next_runs
+    from store.settings import Settings
+
+    missing = tmp_path / "not-yet" / "mmlr.sqlite3"
+    assert stored_next_runs(f"sqlite:///{missing}") == {}
+    assert not missing.parent.exists()
+    settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{missing}")
+    assert build_scheduler(settings, blocking=False).get_jobs()
