@@ -37,10 +37,6 @@ FIELDS = ("actor", "action", "object_type", "object_id", "trial", "since", "unti
 _Field = Annotated[str, Query(max_length=1000)]
 
 
-def _query(values: dict[str, str]) -> AuditQuery:
-    return parse_audit_query(**values)
-
-
 @router.get("/audit")
 def audit_page(request: Request, session: DbSession, admin: Admin,
                actor: _Field = "", action: _Field = "", object_type: _Field = "",
@@ -53,7 +49,7 @@ def audit_page(request: Request, session: DbSession, admin: Admin,
                                "offset": offset, "limit": PAGE_SIZE, "trial_name": None,
                                "trial_names": {}}
     try:
-        q = _query(values)
+        q = parse_audit_query(**values)
     except ValidationError as exc:
         context["error"] = exc.one_line()
         return render(request, "admin_audit.html", context, status_code=400)
@@ -96,8 +92,8 @@ def _trial_names(session: Session, rows: list[AuditLog]) -> dict[str, str]:
 def audit_csv(session: DbSession, admin: Admin, actor: _Field = "", action: _Field = "",
               object_type: _Field = "", object_id: _Field = "", trial: _Field = "",
               since: _Field = "", until: _Field = "", excel: bool = False) -> Response:
-    q = _query({"actor": actor, "action": action, "object_type": object_type,
-                "object_id": object_id, "trial": trial, "since": since, "until": until})
+    q = parse_audit_query(actor=actor, action=action, object_type=object_type,
+                          object_id=object_id, trial=trial, since=since, until=until)
     _trial_name(session, q)
     rows = audit_rows(session, q)
     return csv_download(lambda fh: write_audit_csv(rows, fh), _CSV_NAME, excel=excel)
