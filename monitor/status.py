@@ -50,13 +50,6 @@ def stale_after(poll_cron: str, now: datetime) -> timedelta:
     return max(2 * longest_gap("poll-cycle", poll_cron, now), MIN_STALE)
 
 
-def masked_url(url: str) -> str:
-    """The database URL with its password replaced by ``***``: the report goes to logs and
-    monitoring systems."""
-    # The settings check has parsed it already (and refused one that does not parse).
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -101,13 +94,13 @@ class StatusReport:
 def gather_status(settings: Settings, *, now: datetime | None = None) -> StatusReport:
     """Read the installation's state (module docstring); never raises for a database that
     cannot be opened: that is the report's first problem."""
-    from store.engine import check_connection, make_engine, schema_revisions
+    from store.engine import check_connection, make_engine, schema_revisions, shown_url
 
     now = now or datetime.now(UTC)
     report = StatusReport(checked_at=now)
     url = settings.db_url
     parsed = make_url(url)
-    database: dict[str, Any] = {"engine": parsed.get_backend_name(), "url": masked_url(url),
+    database: dict[str, Any] = {"engine": parsed.get_backend_name(), "url": shown_url(url),
                                 "reachable": False, "error": None}
     report.sections.update(database=database, schema=None, poll=None, digest=None,
                            screening=None, pooling=None, locks=None, alerts=None)

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
-from store.engine import check_connection, make_engine, migrate, schema_revisions
+from store.engine import check_connection, make_engine, migrate, schema_revisions, shown_url
 from store.errors import ConfigError, LockedError, StateError, ValidationError
 from store.locks import held_locks
 
@@ -69,11 +69,6 @@ class CopyReport:
                  "source"]
         lines += [f"  {name:<{width}}  {n}" for name, n in self.rows.items() if n]
         return "\n".join(lines)
-
-
-def shown_url(engine: Engine) -> str:
-    """The database as messages name it: never with its password."""
-    return engine.url.render_as_string(hide_password=True)
 
 
 def copy_tables() -> list[Table]:

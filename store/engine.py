@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError, ProgrammingError
 from sqlmodel import Session, create_engine
 
@@ -26,6 +26,14 @@ SessionFactory = Callable[[], Session]
 #: same minute (each builds its context), tear down each other's (KeyError: 'script') and
 #: the job is lost. One migration at a time per process.
 _MIGRATING = threading.Lock()
+
+
+def shown_url(url: str | URL | Engine) -> str:
+    """A database URL as messages, logs and reports name it: never with its password (the
+    URL may carry one; ``***`` takes its place)."""
+    if isinstance(url, Engine):
+        url = url.url
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -76,7 +84,7 @@ def check_connection(engine: Engine) -> None:
     except DatabaseError as exc:  # OperationalError, or SQLite's "file is not a database"
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
         raise ConfigError(
-            f"cannot connect to the database {engine.url.render_as_string(hide_password=True)}: "
+            f"cannot connect to the database {shown_url(engine)}: "
             f"{reason}",
             hint="check MMLR_DATABASE_URL",
         ) from None
@@ -173,10 +181,10 @@ def migrate(engine: Engine) -> None:
         user = engine.url.username or "the user"
         raise ConfigError(
             f"the database user cannot create mmlr's tables in "
-            f"{engine.url.render_as_string(hide_password=True)}: {reason}",
+            f"{shown_url(engine)}: {reason}",
             hint=f"make {user} the database's owner, or GRANT CREATE ON SCHEMA public TO {user}",
         ) from None
-    log.info("schema at head on %s", engine.url.render_as_string(hide_password=True))
+    log.info("schema at head on %s", shown_url(engine))
 
 
 def _refuse_newer_schema(engine: Engine, script: Any) -> None:
@@ -196,7 +204,7 @@ def _refuse_newer_schema(engine: Engine, script: Any) -> None:
             script.get_revision(revision)
         except CommandError:
             raise ConfigError(
-                f"the database {engine.url.render_as_string(hide_password=True)} is at schema "
+                f"the database {shown_url(engine)} is at schema "
                 f"revision {revision}, newer than this mmlr knows (up to "
                 f"{script.get_current_head()}): a newer mmlr upgraded it",
                 hint="run the newer mmlr, or restore a backup taken before the upgrade",

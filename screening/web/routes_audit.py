@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlmodel import Session, col, select
 
@@ -32,19 +32,24 @@ router = APIRouter(prefix="/admin")
 
 PAGE_SIZE = 100
 _CSV_NAME = "mmlr-audit-trail.csv"
-#: The form's fields, in the order of the page (and of the CSV link's query).
-FIELDS = ("actor", "action", "object_type", "object_id", "trial", "since", "until")
 _Field = Annotated[str, Query(max_length=1000)]
 
 
-@router.get("/audit")
-def audit_page(request: Request, session: DbSession, admin: Admin,
-               actor: _Field = "", action: _Field = "", object_type: _Field = "",
+def audit_form(actor: _Field = "", action: _Field = "", object_type: _Field = "",
                object_id: _Field = "", trial: _Field = "", since: _Field = "",
-               until: _Field = "",
+               until: _Field = "") -> dict[str, str]:
+    """The filter fields as typed, in the page's order: the page and its CSV read the same
+    query parameters (``store.audit.parse_audit_query`` checks them)."""
+    return {"actor": actor, "action": action, "object_type": object_type,
+            "object_id": object_id, "trial": trial, "since": since, "until": until}
+
+
+AuditForm = Annotated[dict[str, str], Depends(audit_form)]
+
+
+@router.get("/audit")
+def audit_page(request: Request, session: DbSession, admin: Admin, values: AuditForm,
                offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
-    values = {"actor": actor, "action": action, "object_type": object_type,
-              "object_id": object_id, "trial": trial, "since": since, "until": until}
     context: dict[str, Any] = {"values": values, "error": None, "rows": [], "total": 0,
                                "offset": offset, "limit": PAGE_SIZE, "trial_name": None,
                                "trial_names": {}}
@@ -89,11 +94,9 @@ def _trial_names(session: Session, rows: list[AuditLog]) -> dict[str, str]:
 
 
 @router.get("/audit.csv")
-def audit_csv(session: DbSession, admin: Admin, actor: _Field = "", action: _Field = "",
-              object_type: _Field = "", object_id: _Field = "", trial: _Field = "",
-              since: _Field = "", until: _Field = "", excel: bool = False) -> Response:
-    q = parse_audit_query(actor=actor, action=action, object_type=object_type,
-                          object_id=object_id, trial=trial, since=since, until=until)
+def audit_csv(session: DbSession, admin: Admin, values: AuditForm,
+              excel: bool = False) -> Response:
+    q = parse_audit_query(**values)
     _trial_name(session, q)
     rows = audit_rows(session, q)
     return csv_download(lambda fh: write_audit_csv(rows, fh), _CSV_NAME, excel=excel)
