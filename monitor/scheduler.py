@@ -130,16 +130,18 @@ def build_scheduler(settings: Settings, *, blocking: bool,
                     jobs: Mapping[str, JobSpec | str | Callable[[], Any]] | None = None) -> Any:
     """A configured (not yet started) Blocking- or BackgroundScheduler with its jobs added."""
     from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
     from sqlalchemy.pool import NullPool
 
+    from monitor.job_store import MmlrJobStore, quiet_outages
+
+    quiet_outages()
     cls = BlockingScheduler if blocking else BackgroundScheduler
     scheduler = cls(
         # NullPool: the job store touches the database once a minute at most; pooled
         # connections would outlive the scheduler's shutdown (psycopg warns about them).
-        jobstores={"default": SQLAlchemyJobStore(
+        jobstores={"default": MmlrJobStore(
             url=settings.db_url, engine_options={"poolclass": NullPool})},
         executors={"default": ThreadPoolExecutor(max_workers=2)},
         job_defaults={"coalesce": True, "max_instances": 1,

@@ -200,3 +200,47 @@ def test_a_lock_lost_with_its_connection_stops_the_job_at_its_next_renewal(
     finally:
         engine.dispose()
         other.dispose()
+
+
+def _wait_for(condition: Any, what: str, tries: int = 400) -> None:
+    """Poll ``condition`` (the scheduler works in its own thread); a bound on tries, not a
+    time assertion."""
+    import time
+
+    for _ in range(tries):
+        if condition():
+            return
+        time.sleep(0.025)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_the_scheduler_logs_its_job_store_outage_once_and_its_end(
+        relayed: tuple[Any, Relay], caplog: pytest.LogCaptureFixture) -> None:
+    """Before: APScheduler logged "Error getting due jobs from job store" with the driver's
+    multi-line message every 10 seconds while PostgreSQL was down, and nothing when it was
+    back. Now: one WARNING when the outage begins, one when the store answers again."""
+    from monitor.scheduler import build_scheduler
+
+    settings, relay = relayed
+    scheduler = build_scheduler(settings, blocking=False, jobs={})
+    scheduler.jobstore_retry_interval = 0.05  # APScheduler's 10 s between tries, shortened
+    store = scheduler._jobstores["default"]
+    scheduler.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            relay.cut()
+            scheduler.wakeup()
+            _wait_for(lambda: store.outage.failures >= 5, "five failed reads of the job store")
+            relay.restore()
+            _wait_for(lambda: store.outage.since is None, "the job store answering again")
+        messages = [r.getMessage() for r in caplog.records]
+        assert not [m for m in messages if "Error getting due jobs" in m], caplog.text
+        began = [m for m in messages if m.startswith("the scheduler cannot read its jobs")]
+        assert len(began) == 1, caplog.text
+        assert "the database is unreachable: " in began[0] and "\n" not in began[0]
+        ended = [m for m in messages if m.startswith("the scheduler reads its jobs again")]
+        assert len(ended) == 1, caplog.text
+        assert not [r for r in caplog.records if r.exc_info], caplog.text
+        assert settings.database_url.split("@")[0] not in caplog.text  # no credentials
+    finally:
+        scheduler.shutdown(wait=False)

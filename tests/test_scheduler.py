@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -247,3 +248,52 @@ def test_the_scheduler_builds_before_any_database_file_exists(tmp_path: Path) ->
     assert not missing.parent.exists()
     settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{missing}")
     assert build_scheduler(settings, blocking=False).get_jobs()
+
+
+def test_an_error_of_the_job_store_that_is_no_outage_keeps_apschedulers_line(
+        ctx: AppContext, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """The outage filter hides only what it reported: a job table dropped under the running
+    scheduler (a bug, not the server going away) is still APScheduler's WARNING."""
+    import time
+
+    scheduler = build_scheduler(settings, blocking=False, jobs={})
+    scheduler.jobstore_retry_interval = 0.05
+    scheduler.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            with ctx.engine.begin() as conn:
+                conn.execute(text("DROP TABLE apscheduler_jobs"))
+            scheduler.wakeup()
+            for _ in range(400):  # the scheduler works in its own thread
+                if "Error getting due jobs" in caplog.text:
+                    break
+                time.sleep(0.025)
+        assert "Error getting due jobs from job store 'default'" in caplog.text
+        assert "cannot read its jobs" not in caplog.text
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_an_outage_is_logged_when_it_begins_every_ten_minutes_and_when_it_ends(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from monitor.job_store import OutageLog
+
+    start = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+    now = [start]
+    outage = OutageLog(clock=lambda: now[0])
+    refused = OSError("connection refused\nIs the server running on that host?")
+    with caplog.at_level(logging.WARNING, logger="monitor.job_store"):
+        for minutes in (0, 4, 9, 10, 15, 21):  # retries: the first and 10 minutes on are told
+            now[0] = start + timedelta(minutes=minutes)
+            outage.failed(refused)
+        now[0] = start + timedelta(minutes=23, seconds=30)
+        outage.answered()
+        outage.answered()  # no outage: nothing to say
+    assert [r.getMessage() for r in caplog.records] == [
+        "the scheduler cannot read its jobs, the database is unreachable: connection refused "
+        "(a job whose time comes meanwhile runs once it is back)",
+        "the database is still unreachable after 10 min: connection refused",
+        "the database is still unreachable after 21 min: connection refused",
+        "the scheduler reads its jobs again: the database was unreachable for 23 min",
+    ]
+    assert outage.since is None and outage.failures == 0
