@@ -177,12 +177,19 @@ def count_audit_rows(session: Session, q: AuditQuery) -> int:
                             .where(*_where(session, q))).one())
 
 
+def audit_json(row: AuditLog) -> dict[str, Any]:
+    """One row as the API and the CSV give it (:data:`AUDIT_CSV_COLUMNS`; ``at`` in UTC)."""
+    return {"id": row.id, "at": row.at.isoformat() if row.at else None, "actor": row.actor,
+            "action": row.action, "object_type": row.object_type, "object_id": row.object_id,
+            "details": row.details}
+
+
 def write_audit_csv(rows: Iterable[AuditLog], fh: IO[str]) -> None:
     """The rows as CSV (:data:`AUDIT_CSV_COLUMNS`; ``details`` as JSON), spreadsheet-safe."""
     writer = csv.writer(fh)
     writer.writerow(AUDIT_CSV_COLUMNS)
     for row in rows:
-        writer.writerow(spreadsheet_row([
-            row.id, row.at.isoformat() if row.at else None, row.actor, row.action,
-            row.object_type, row.object_id,
-            json.dumps(row.details, ensure_ascii=False, sort_keys=True, default=str)]))
+        values = audit_json(row)
+        values["details"] = json.dumps(row.details, ensure_ascii=False, sort_keys=True,
+                                       default=str)
+        writer.writerow(spreadsheet_row([values[c] for c in AUDIT_CSV_COLUMNS]))

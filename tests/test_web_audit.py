@@ -206,3 +206,37 @@ def test_numbers_in_details_are_shown_short_and_kept_whole_in_the_csv(
     (row,) = list(csv.DictReader(io.StringIO(
         admin.get("/admin/audit.csv?action=decision.add").text)))
     assert "0.995929862284104" in row["details"]
+
+
+def test_the_api_gives_admins_the_trail_with_the_pages_filters(
+        app: Any, users: dict[str, str], trail: dict[str, int]) -> None:
+    """``GET /api/audit``: a script (an admin's token) reads what the page shows, as JSON."""
+    from fastapi.testclient import TestClient
+    from test_web_api import _token
+
+    api = TestClient(app, raise_server_exceptions=False)
+    for role in ("viewer", "curator"):
+        refused = api.get("/api/audit", headers=_token(app, users[role]))
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "forbidden" and "admin" in refused.json()["error"]
+    assert api.get("/api/audit").status_code == 401
+    admin = _token(app, users["admin"])
+    alpha = api.get(f"/api/audit?trial={trail['ALPHA']}&limit=2", headers=admin)
+    assert alpha.status_code == 200, alpha.text
+    body = alpha.json()
+    assert (body["total"], body["limit"], body["offset"]) == (5, 2, 0)
+    assert [r["action"] for r in body["rows"]] == ["trial.edit", "estimate.verify"]
+    assert body["rows"][0]["details"] == {"note": HOSTILE}  # data, not markup: kept as it is
+    assert set(body["rows"][0]) == set(AUDIT_CSV_COLUMNS)
+    rest = api.get(f"/api/audit?trial={trail['ALPHA']}&limit=2&offset=2", headers=admin).json()
+    assert [r["action"] for r in rest["rows"]] == ["estimate.add", "report.add"]
+    day = api.get("/api/audit?since=2026-11-02&until=2026-11-02&action=report",
+                  headers=admin).json()
+    assert [(r["action"], r["at"][:10]) for r in day["rows"]] == [
+        ("report.add", "2026-11-02"), ("report.add", "2026-11-02")]
+    # the page's refusals, as the API's errors
+    bad = api.get("/api/audit?since=2026-11-03&until=2026-11-01", headers=admin)
+    assert bad.status_code == 400 and "is after until" in bad.json()["error"]
+    missing = api.get("/api/audit?trial=999999", headers=admin)
+    assert missing.status_code == 404 and "there is no trial 999999" in missing.json()["error"]
+    assert api.get("/api/audit?limit=0", headers=admin).status_code == 400

@@ -223,11 +223,21 @@ def require_api_writer(request: Request, session: DbSession) -> User:
     return user
 
 
+def require_api_admin(request: Request, session: DbSession) -> User:
+    """API reads only an admin may make (the audit trail): a token or a browser session of an
+    admin."""
+    user = require_api_reader(request, session)
+    if not has_role(user, "admin"):
+        raise _denied(user, "admin")
+    return user
+
+
 Viewer = Annotated[User, Depends(require_page_role("viewer"))]
 Curator = Annotated[User, Depends(require_page_role("curator"))]
 Admin = Annotated[User, Depends(require_page_role("admin"))]
 ApiReader = Annotated[User, Depends(require_api_reader)]
 ApiWriter = Annotated[User, Depends(require_api_writer)]
+ApiAdmin = Annotated[User, Depends(require_api_admin)]
 
 
 def flash(request: Request, message: str, kind: str = "info", *,

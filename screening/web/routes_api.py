@@ -71,6 +71,7 @@ from screening.web.corrections import (
 )
 from screening.web.decisions import DECISIONS, parse_pmid, parse_rank, record_decision
 from screening.web.deps import (
+    ApiAdmin,
     ApiReader,
     ApiWriter,
     DbSession,
@@ -98,6 +99,7 @@ from screening.web.fulltext import (
 from screening.web.preconditions import check_version, etag
 from screening.web.risk_of_bias import read_json as read_bias_json
 from screening.web.risk_of_bias import save_assessment
+from screening.web.routes_audit import AuditForm, trial_named
 from screening.web.trials import (
     TRIAL_FIELDS,
     edit_message,
@@ -107,6 +109,7 @@ from screening.web.trials import (
     trial_json,
 )
 from screening.web.verification import parse_new_estimate, set_verified
+from store.audit import audit_json, audit_rows, count_audit_rows, parse_audit_query
 from store.baselines import BaselineError
 from store.bias import assessment_json
 from store.errors import AuthError, NotFoundError, ValidationError
@@ -378,6 +381,20 @@ def searches(request: Request, session: DbSession, user: ApiReader,
         "runs": [run_row(r) for r in search_runs(session, limit=limit, offset=offset,
                                                  searches_only=only)],
     }
+
+
+@router.get("/audit", responses=api_errors(400, 401, 403, 404))
+def audit(session: DbSession, admin: ApiAdmin, values: AuditForm,
+          limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+          offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
+    """The audit trail (``/admin/audit``), newest first, for admins only (it holds every
+    login attempt with its client address): the page's filters (``actor``, ``action``,
+    ``object_type``, ``object_id``, ``trial``, ``since``, ``until``), ``total`` rows match."""
+    q = parse_audit_query(**values)
+    trial_named(session, q)  # 404 for a trial id no trial has
+    return {"total": count_audit_rows(session, q), "limit": limit, "offset": offset,
+            "rows": [audit_json(r) for r in audit_rows(session, q, limit=limit,
+                                                         offset=offset)]}
 
 
 @router.patch("/trials/{trial_id}", responses={

@@ -59,7 +59,7 @@ def audit_page(request: Request, session: DbSession, admin: Admin, values: Audit
         context["error"] = exc.one_line()
         return render(request, "admin_audit.html", context, status_code=400)
     try:
-        context["trial_name"] = _trial_name(session, q)
+        context["trial_name"] = trial_named(session, q)
     except NotFoundError as exc:
         context["error"] = exc.one_line()
         return render(request, "admin_audit.html", context, status_code=404)
@@ -70,7 +70,7 @@ def audit_page(request: Request, session: DbSession, admin: Admin, values: Audit
     return render(request, "admin_audit.html", context)
 
 
-def _trial_name(session: Session, q: AuditQuery) -> str | None:
+def trial_named(session: Session, q: AuditQuery) -> str | None:
     """The name of the trial whose history ``q`` asks for; NotFoundError for an id no trial
     has (trials are never deleted: a typo, which would otherwise read as an empty history)."""
     if q.trial_id is None:
@@ -97,6 +97,6 @@ def _trial_names(session: Session, rows: list[AuditLog]) -> dict[str, str]:
 def audit_csv(session: DbSession, admin: Admin, values: AuditForm,
               excel: bool = False) -> Response:
     q = parse_audit_query(**values)
-    _trial_name(session, q)
+    trial_named(session, q)
     rows = audit_rows(session, q)
     return csv_download(lambda fh: write_audit_csv(rows, fh), _CSV_NAME, excel=excel)
