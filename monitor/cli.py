@@ -101,9 +101,9 @@ def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _read_pmid_file(path: Path) -> list[int]:
-    """The PMIDs of a file, one per line (``#`` starts a comment), all checked before anything
-    is fetched: a bad line must not leave a half-done poll run behind."""
-    from store.ids import parse_id
+    """The PMIDs of a file, one or more a line (``#`` starts a comment), all checked before
+    anything is fetched: a bad line must not leave a half-done poll run behind."""
+    from store.ids import pmids_in
 
     if not path.exists():
         raise ValidationError(f"PMID file {path} does not exist")
@@ -116,16 +116,7 @@ def _read_pmid_file(path: Path) -> list[int]:
                               hint="one PMID per line, digits only") from None
     except OSError as exc:
         raise ValidationError(f"PMID file {path} cannot be read: {exc.strerror}") from None
-    pmids: list[int] = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        token = raw.split("#", 1)[0].strip()
-        if not token:
-            continue
-        pmid = parse_id(token)
-        if pmid is None:
-            raise ValidationError(f"{path}:{lineno}: {token!r} is not a PMID",
-                                  hint="a PMID is a whole number from 1, one per line")
-        pmids.append(pmid)
+    pmids = pmids_in(text, lambda lineno: f"{path}:{lineno}")
     if not pmids:
         # Most likely the wrong file or an export that failed upstream: a run of nothing would
         # be stored and reported as a successful poll.

@@ -79,6 +79,13 @@ def served_at(settings: Settings, host: str | None, port: int | None) -> Setting
     return settings.model_copy(update={"base_url": f"http://{shown}:{port}"})
 
 
+def fetch_pmids(ctx: Any, pmids: list[int]) -> Any:
+    """The web app's "Fetch from PubMed" (``screening.web.fetch``): `mmlr poll --pmids`."""
+    from monitor.poll import poll
+
+    return poll(ctx, pmids=pmids)
+
+
 def serve(
     settings: Settings,
     *,
@@ -138,7 +145,7 @@ def serve(
     from screening.web.app import create_app
 
     sched = build_scheduler(settings, blocking=False) if scheduler else None
-    app = create_app(settings)
+    app = create_app(settings, fetch=fetch_pmids)
     config = uvicorn.Config(
         app,
         host=host or settings.host,

@@ -4,6 +4,11 @@ row an integer column can hold. ``str.isdigit()`` alone is not it: it accepts "Â
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
+from store.errors import ValidationError
+
 #: The largest id or PMID a request may name: what an INTEGER column holds on both engines
 #: (PostgreSQL's int4; SQLite's own limit is 2^63 âˆ’ 1, beyond which it raises OverflowError).
 #: PMIDs are below 10^8.
@@ -24,4 +29,26 @@ def parse_id(text: str) -> int | None:
     return value if 0 < value <= MAX_ID else None
 
 
-__all__ = ["MAX_ID", "is_ascii_number", "parse_id"]
+_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def pmids_in(text: str, place: Callable[[int], str]) -> list[int]:
+    """The PMIDs written in ``text``: one or more a line, separated by spaces, commas or
+    semicolons; ``#`` starts a comment. All are checked before any is used (a bad one must not
+    leave a half-done fetch behind): ValidationError naming ``place(line number)`` and the
+    token. Repeats are kept (the caller fetches each PMID once)."""
+    pmids: list[int] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        for token in _SEPARATORS.split(raw.split("#", 1)[0].strip()):
+            if not token:
+                continue
+            pmid = parse_id(token)
+            if pmid is None:
+                raise ValidationError(f"{place(lineno)}: {token!r} is not a PMID",
+                                      hint="a PMID is a whole number from 1; one or more a "
+                                           "line, separated by spaces or commas")
+            pmids.append(pmid)
+    return pmids
+
+
+__all__ = ["MAX_ID", "is_ascii_number", "parse_id", "pmids_in"]

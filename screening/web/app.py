@@ -29,6 +29,7 @@ from screening.web import (
     routes_conflicts,
     routes_digests,
     routes_estimates,
+    routes_fetch,
     routes_fulltext,
     routes_network,
     routes_prisma,
@@ -45,6 +46,7 @@ from screening.web.body_limit import BodyLimitMiddleware
 from screening.web.deps import SESSION_MAX_AGE, check_path_ids
 from screening.web.errors import CatchAllMiddleware, install_error_handlers
 from screening.web.explanations import ModelCache
+from screening.web.fetch import Fetcher, PmidFetch
 from screening.web.retrain import Retrainer
 from screening.web.security import SecurityHeadersMiddleware
 from screening.web.templating import make_templates
@@ -56,9 +58,11 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
+def create_app(settings: Settings, *, ctx: AppContext | None = None,
+               fetch: Fetcher | None = None) -> FastAPI:
     """Build the app. ``ctx`` lets a caller share an existing context (tests, `mmlr demo`);
-    by default the app builds and owns its own."""
+    by default the app builds and owns its own. ``fetch`` fetches PMIDs from PubMed for
+    ``/fetch`` (``monitor.service`` passes the poll; without it the page says it cannot)."""
     owns_ctx = ctx is None
     context = ctx if ctx is not None else make_context(settings)
     secure = settings.base_url.lower().startswith("https://")
@@ -68,6 +72,7 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
         yield
         app.state.retrainer.join(timeout=60)
         app.state.pooler.join(timeout=60)
+        app.state.fetcher.join(timeout=60)
         if owns_ctx:
             context.dispose()
 
@@ -82,6 +87,8 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
     # "Pool now" on /estimates (routes_estimates): the same job as `mmlr pool`, in the
     # background, under the same database lock.
     app.state.pooler = BackgroundJob(context, pool_all, what="pooling")
+    # "Fetch from PubMed" (routes_fetch): `mmlr poll --pmids` in the background.
+    app.state.fetcher = PmidFetch(context, fetch)
     # Loaded models for the record page's "Why this score" (keyed by version id).
     app.state.model_cache = ModelCache()
 
@@ -89,8 +96,8 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None) -> FastAPI:
     for module in (routes_auth, routes_account, routes_records, routes_fulltext,
                    routes_conflicts, routes_trials,
                    routes_estimates, routes_summary, routes_network, routes_prisma,
-                   routes_search, routes_searches, routes_digests, routes_admin, routes_audit,
-                   routes_subscribers,
+                   routes_search, routes_searches, routes_fetch, routes_digests, routes_admin,
+                   routes_audit, routes_subscribers,
                    routes_unsubscribe, routes_api):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
