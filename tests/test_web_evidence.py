@@ -170,7 +170,7 @@ def test_estimate_in_inverse_orientation_is_converted(app: Any, users: dict[str,
     ({"hr": "0.9", "ci_low": "0.4", "ci_high": "0.6"},
      ["HR 0.9 is not inside its confidence interval 0.4–0.6"]),
     ({"hr": "0.5", "ci_low": "0.6", "ci_high": "0.4"},
-     ["the lower limit 0.6 must be below the upper limit 0.4"]),
+     ["95% CI lower 0.6 must be below the upper limit 0.4"]),
     ({"hr": "0,5", "ci_low": "0.4", "ci_high": "0.6"},
      ["&#39;0,5&#39; is not a number (use a decimal point, not a comma)"]),
     ({"hr": "nan", "ci_low": "0.4", "ci_high": "0.6"}, ["HR must be a finite number"]),
@@ -207,6 +207,52 @@ def test_bad_numbers_get_field_errors_and_save_nothing(app: Any, users: dict[str
     assert "nothing was saved" in response.text and 'aria-invalid="true"' in response.text
     assert "typed by hand</textarea>" in response.text
     assert _estimates(app) == []
+
+
+def test_the_same_extraction_entered_twice_is_refused(app: Any, users: dict[str, str]) -> None:
+    """A form sent a second time (back button, double submit) stores no copy: the page names
+    the estimate stored already and keeps what was typed. A new data cut, another endpoint or
+    other numbers are new extractions; a withdrawn estimate is no longer there to repeat."""
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    typed = {"hr": "0.68", "ci_low": "0.52", "ci_high": "0.89",
+             "comparison": "Lenalidomide versus placebo", "data_cut_label": "38 months",
+             "report_id": str(_report_id(app, trial_id))}
+    assert _post_estimate(curator, trial_id, **typed).status_code == 303
+    (first,) = _estimates(app)
+    again = _post_estimate(curator, trial_id, notes="typed by hand",
+                           **{**typed, "comparison": "lenalidomide vs. placebo",
+                              "data_cut_label": " 38  Months"})
+    assert again.status_code == 400
+    assert (f"HR 0.68 (0.52–0.89) is already estimate {first.id} of TEST-1, with the same "
+            "report, endpoint, setting, comparison and data cut: an extraction is entered "
+            f"once (to change estimate {first.id}, use its Correct button)") in again.text
+    assert "nothing was saved" in again.text and "typed by hand</textarea>" in again.text
+    assert len(_estimates(app)) == 1
+    # a derived HR repeated is named on the method
+    derived = {"method": "o_minus_e", "o_minus_e": "-12", "variance": "40", "endpoint": "OS"}
+    assert _post_estimate(curator, trial_id, **derived).status_code == 303
+    repeat = _post_estimate(curator, trial_id, **derived)
+    assert repeat.status_code == 400
+    assert "gives HR 0.74 (0.54–1.01), which is already estimate" in repeat.text
+    # not repeats: a later data cut, another endpoint, other numbers
+    assert _post_estimate(curator, trial_id, **{**typed, "data_cut": "2024-01-31"}
+                          ).status_code == 303
+    assert _post_estimate(curator, trial_id, **{**typed, "endpoint": "EFS"}).status_code == 303
+    assert _post_estimate(curator, trial_id, **{**typed, "hr": "0.69"}).status_code == 303
+    # once the first is withdrawn, entering it again is how it comes back
+    token = csrf_from(curator.get(f"/trials/{trial_id}").text)
+    assert curator.post(f"/estimates/{first.id}/withdraw", follow_redirects=False,
+                        data={"reason": "wrong", "csrf_token": token}).status_code == 303
+    assert _post_estimate(curator, trial_id, **typed).status_code == 303
+    assert len(_estimates(app)) == 6
+
+
+def _report_id(app: Any, trial_id: int) -> int:
+    with db(app) as session:
+        report = session.exec(select(TrialReport).where(TrialReport.trial_id == trial_id)).one()
+        assert report.id is not None
+        return report.id
 
 
 def test_asymmetric_ci_is_saved_with_a_warning(app: Any, users: dict[str, str]) -> None:

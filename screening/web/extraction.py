@@ -24,6 +24,7 @@ from reports.analyses import (
     comparison_key,
     is_named_comparison,
 )
+from reports.words import hr_ci_text
 from store.audit import audit
 from store.errors import MmlrError, ValidationError
 from store.ids import MAX_ID
@@ -235,7 +236,9 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     if cut is not None and cut > utcnow().date():
         # The latest cut of a trial is the one pooled: a date typed a century ahead would
         # replace every real later cut, for good.
-        r.errors["data_cut"] = f"{cut.isoformat()} is in the future: a data cut has happened"
+        r.errors["data_cut"] = (f"{cut.isoformat()} is in the future: a data cut is the day "
+                                 "follow-up was closed for the analysis reported, a day that "
+                                 "has passed (check the year)")
     report = next((rep for rep in reports if rep.id == report_id), None)
     if cut is not None and "data_cut" not in r.errors and report is not None \
             and report.year is not None and cut.year > report.year:
@@ -319,7 +322,9 @@ def _from_ci(r: _Reader, orientation: str | None) -> Any:
     lo = r.number("ci_low", required=True, positive=True)
     hi = r.number("ci_high", required=True, positive=True)
     if lo is not None and hi is not None and lo >= hi:
-        r.errors["ci_low"] = f"the lower limit {lo:g} must be below the upper limit {hi:g}"
+        # Said after the field's name on the form ("95% CI lower 0.89 must be …") and after
+        # "ci_low:" in the API: the message itself names the value, not the field again.
+        r.errors["ci_low"] = f"{lo:g} must be below the upper limit {hi:g}"
     elif hr is not None and lo is not None and hi is not None and not lo <= hr <= hi:
         r.errors["hr"] = f"{hr:g} is not inside its confidence interval {lo:g}–{hi:g}"
     if r.errors or orientation is None or hr is None or lo is None or hi is None:
@@ -469,6 +474,35 @@ def _comparison(session: Session, trial: Trial, typed: str | None,
             "multi-arm trial enters each analysis with one comparison, its first entered; if "
             "this is the same contrast, write it the same way")
     return typed
+
+
+def refuse_repeat(session: Session, *, trial: Trial, draft: EstimateDraft) -> None:
+    """Refuse a new estimate that repeats a current one of the trial: the same report,
+    endpoint, setting, comparison, data cut (date and label), method and numbers. Stored
+    twice it would be listed twice on the trial page, wait twice for verification and, once
+    both are verified, the later copy would silently "supersede" the first. FieldErrors on
+    the HR (on the method for a derived HR), naming the estimate stored already."""
+    values = draft.values
+    comparison = comparison_key(_comparison(session, trial, values.get("comparison"), []))
+    label = " ".join(str(values.get("data_cut_label") or "").lower().split())
+    rows = session.exec(select(Estimate).where(
+        Estimate.trial_id == trial.id, col(Estimate.withdrawn_at).is_(None),
+        Estimate.endpoint == values["endpoint"], Estimate.setting == values["setting"],
+        Estimate.method == values["method"]).order_by(col(Estimate.id))).all()
+    for old in rows:
+        if (old.report_id == values.get("report_id") and old.data_cut == values.get("data_cut")
+                and " ".join((old.data_cut_label or "").lower().split()) == label
+                and comparison_key(old.comparison) == comparison
+                and math.isclose(old.log_hr, values["log_hr"], abs_tol=1e-9)
+                and math.isclose(old.se, values["se"], abs_tol=1e-9)):
+            said = (f"{hr_ci_text(old.hr, old.ci_low, old.ci_high)} is" if
+                    values["method"] == "reported_ci" else
+                    f"gives HR {hr_ci_text(old.hr, old.ci_low, old.ci_high)}, which is")
+            field_name = "hr" if values["method"] == "reported_ci" else "method"
+            raise FieldErrors({field_name: (
+                f"{said} already estimate {old.id} of {trial.name}, with the same report, "
+                f"endpoint, setting, comparison and data cut: an extraction is entered once "
+                f"(to change estimate {old.id}, use its Correct button)")})
 
 
 #: The start of a note line that keeps a check's warning with the estimate.

@@ -37,6 +37,7 @@ from screening.web.extraction import (
     SETTING_WORDS,
     FieldErrors,
     parse_estimate,
+    refuse_repeat,
     save_estimate,
 )
 from screening.web.risk_of_bias import form_values as bias_form_values
@@ -306,6 +307,7 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
     try:
         draft = parse_new_estimate(data, trial=trial, reports=reports,
                                    second_person=verify_second_person(request))
+        refuse_repeat(session, trial=trial, draft=draft)
     except FieldErrors as exc:
         return _trial_page(request, session, trial, status_code=400, values=data,
                            errors=exc.fields)
