@@ -22,6 +22,7 @@ from store.models import (
     Trial,
     TrialReport,
     User,
+    utcnow,
 )
 
 # the shared fixtures of test_web
@@ -102,6 +103,31 @@ def test_curator_creates_a_trial_and_a_report(app: Any, users: dict[str, str]) -
         assert (report.pmid, report.year, report.kind) == (30559051, 2019, "primary")
     listing = as_role(app, users, "viewer").get("/trials").text
     assert "Myeloma XI" in listing and "Add a trial" not in listing
+
+
+def test_a_report_year_in_the_future_is_refused(app: Any, users: dict[str, str]) -> None:
+    """A report's year dates its estimates that have no data cut date, and the latest cut of a
+    trial is pooled: 2031 typed for 2013 would replace the real later cuts. Next year is an
+    issue date PubMed does print; the year after is refused, what was typed kept."""
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    page = curator.get(f"/trials/{trial_id}").text
+    this_year = utcnow().year
+    refused = curator.post(f"/trials/{trial_id}/reports", data={
+        "year": str(this_year + 2), "citation": "Roe R. <i>Blood</i> & co", "kind": "update",
+        "csrf_token": csrf_from(page)})
+    assert refused.status_code == 400
+    assert (f"Year {this_year + 2} is in the future: a report is published already (in an "
+            f"issue dated {this_year + 1} at the latest); check the year") in refused.text
+    assert 'value="Roe R. &lt;i&gt;Blood&lt;/i&gt; &amp; co"' in refused.text
+    added = curator.post(f"/trials/{trial_id}/reports", follow_redirects=False, data={
+        "year": str(this_year + 1), "citation": "Roe R. Blood", "kind": "update",
+        "csrf_token": csrf_from(page)})
+    assert added.status_code == 303
+    with db(app) as session:
+        years = session.exec(select(TrialReport.year).where(TrialReport.trial_id == trial_id)
+                             .order_by(col(TrialReport.id))).all()
+    assert years == [2024, this_year + 1]
 
 
 def test_bad_trial_fields_are_named_and_kept(app: Any, users: dict[str, str]) -> None:
