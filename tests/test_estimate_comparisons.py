@@ -63,7 +63,7 @@ def test_a_new_contrast_is_pointed_out(app: Any, users: dict[str, str]) -> None:
     _api_post(api, headers, trial_id, comparison="lenalidomide vs observation")
     # a later data cut of the same contrast, written differently
     same = _api_post(api, headers, trial_id, comparison="Lenalidomide versus  observation",
-                     data_cut="2021-06-30")
+                     data_cut_label="later cut")
     assert same["warnings"] == []
     other = _api_post(api, headers, trial_id, comparison="lenalidomide vs placebo")
     assert other["comparison"] == "lenalidomide vs placebo"

@@ -274,6 +274,35 @@ def test_the_same_extraction_entered_twice_is_refused(app: Any, users: dict[str,
     assert len(_estimates(app)) == 6
 
 
+def test_an_undated_new_cut_of_a_dated_trial_is_pointed_out(app: Any,
+                                                            users: dict[str, str]) -> None:
+    """A later cut entered with no data cut date and no report ranks below every dated
+    estimate of the trial, so the older cut stays pooled: the curator is told at once, and
+    the warning stays in the notes for whoever verifies it."""
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    assert _post_estimate(curator, trial_id, hr="0.60", ci_low="0.45", ci_high="0.80",
+                          report_id=str(_report_id(app, trial_id))).status_code == 303
+    (dated,) = _estimates(app)
+    # OS is another analysis: nothing to say; the same endpoint family (EFS with PFS) is
+    assert _post_estimate(curator, trial_id, endpoint="OS", hr="0.80", ci_low="0.60",
+                          ci_high="1.07").status_code == 303
+    assert 'class="flash flash-warn' not in curator.get(f"/trials/{trial_id}").text
+    assert _post_estimate(curator, trial_id, endpoint="EFS", hr="0.70", ci_low="0.56",
+                          ci_high="0.88", data_cut_label="final <analysis>").status_code == 303
+    page = curator.get(f"/trials/{trial_id}").text
+    said = (f"no data cut date and no report with a year: this estimate cannot be placed in "
+            f"time, so estimate {dated.id} of TEST-1 (dated) stays the trial&#39;s latest cut in "
+            "every analysis; choose the report the numbers come from or enter the data cut date")
+    assert f"Check: {said}" in page
+    undated = _estimates(app)[-1]
+    assert (undated.notes or "").startswith("Check at entry: no data cut date and no report")
+    # with a date it is placed in time, and nothing is said
+    assert _post_estimate(curator, trial_id, endpoint="EFS", hr="0.71", ci_low="0.56",
+                          ci_high="0.89", data_cut="2024-06-30").status_code == 303
+    assert 'class="flash flash-warn' not in curator.get(f"/trials/{trial_id}").text
+
+
 def _report_id(app: Any, trial_id: int) -> int:
     with db(app) as session:
         report = session.exec(select(TrialReport).where(TrialReport.trial_id == trial_id)).one()

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from reports.analyses import ENDPOINTS as ANALYSIS_ENDPOINTS
 from reports.analyses import (
     GENERIC_COMPARISON,
     SETTING_LABELS,
@@ -505,6 +506,34 @@ def refuse_repeat(session: Session, *, trial: Trial, draft: EstimateDraft) -> No
                 f"(to change estimate {old.id}, use its Correct button)")})
 
 
+def _undated_warning(session: Session, trial: Trial, values: Mapping[str, Any]) -> str | None:
+    """A warning when the estimate cannot be placed in time (no data cut date, and no report
+    with a year) while the trial has dated estimates of the same endpoint and setting: the
+    analyses pool a trial's latest cut, and an undated one ranks below every dated one, so a
+    new data cut entered this way would silently leave the older one pooled."""
+    if values.get("data_cut") is not None:
+        return None
+    report_id = values.get("report_id")
+    report = session.get(TrialReport, report_id) if report_id is not None else None
+    if report is not None and report.year is not None:
+        return None
+    family = next((names for names in ANALYSIS_ENDPOINTS.values()
+                   if str(values.get("endpoint") or "").upper() in names), ())
+    rows = session.exec(
+        select(col(Estimate.id), col(Estimate.data_cut), col(TrialReport.year))
+        .join(TrialReport, col(Estimate.report_id) == col(TrialReport.id), isouter=True)
+        .where(Estimate.trial_id == trial.id, col(Estimate.withdrawn_at).is_(None),
+               Estimate.setting == values.get("setting"), col(Estimate.endpoint).in_(family))
+        .order_by(col(Estimate.id))).all()
+    dated = [str(eid) for eid, cut, year in rows if cut is not None or year is not None]
+    if not dated:
+        return None
+    return (f"no data cut date and no report with a year: this estimate cannot be placed in "
+            f"time, so estimate {', '.join(dated)} of {trial.name} (dated) stays the trial's "
+            "latest cut in every analysis; choose the report the numbers come from or enter "
+            "the data cut date")
+
+
 #: The start of a note line that keeps a check's warning with the estimate.
 CHECK_PREFIX = "Check at entry: "
 
@@ -513,6 +542,8 @@ def save_estimate(session: Session, *, trial: Trial, draft: EstimateDraft, user:
     """Store the estimate (the caller commits)."""
     values = dict(draft.values)
     values["comparison"] = _comparison(session, trial, values.get("comparison"), draft.warnings)
+    if (undated := _undated_warning(session, trial, values)) is not None:
+        draft.warnings.append(undated)
     # The checks' warnings stay with the estimate (its notes), so that the second person who
     # verifies it sees them too, not only the one who saw the message after saving.
     # A correction carries its predecessor's notes: their checks are replaced by its own.
