@@ -724,14 +724,34 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
 
 
 def _input_view(row: dict[str, Any]) -> dict[str, Any]:
-    """One pooled study's estimate in a few words: "HR 0.64 (0.50–0.82), data cut 2026-02-28"."""
+    """One pooled study's estimate in a few words: "HR 0.64 (0.50–0.82), data cut 2026-02-28
+    (median follow-up 38 months)", with the PMID of the report it comes from (None when the
+    report has none)."""
     # The trial's HR and CI as printed (half-up from the paper's digits when kept), not
     # rebuilt from its log HR.
     text = "HR " + estimate_text(*trial_hr(row))
-    cut = row.get("data_cut_label") or row.get("data_cut") or row.get("year")
+    cut = _cut_words(row)
     if cut:
         text += f", data cut {cut}"
-    return {"estimate_id": row.get("estimate_id"), "text": text}
+    return {"estimate_id": row.get("estimate_id"), "text": text, "pmid": _pmid(row)}
+
+
+def _cut_words(row: dict[str, Any]) -> str | None:
+    """The data cut as the curator entered it: the date and the label both when both were
+    given (the label alone hid the date that decides which cut is pooled), else either, else
+    the report's year."""
+    day, label = row.get("data_cut"), row.get("data_cut_label")
+    if day and label:
+        return f"{day} ({label})"
+    cut = label or day or row.get("year")
+    return str(cut) if cut else None
+
+
+def _pmid(row: dict[str, Any]) -> int | None:
+    """The PMID of the report an input row's estimate comes from: the digest names it next to
+    the trial, so a reader can open the publication that changed the numbers."""
+    pmid = row.get("pmid")
+    return pmid if isinstance(pmid, int) and not isinstance(pmid, bool) and pmid > 0 else None
 
 
 def _changed_trials(before: dict[str, Any], now: dict[str, Any],
@@ -744,6 +764,7 @@ def _changed_trials(before: dict[str, Any], now: dict[str, Any],
         return []
     was = _old_label(renamed)
     return [{"label": label, "old": old[was(label)]["text"], "new": view["text"],
+             "old_pmid": old[was(label)].get("pmid"), "pmid": view.get("pmid"),
              # An estimate entered before the one it replaces: the later one was withdrawn
              # (or unverified), and the trial went back to an earlier one. Said, so that
              # nobody reads it as a new data cut.
@@ -795,8 +816,8 @@ def _studies(row: PooledResult) -> list[dict[str, Any]]:
         total = sum(w for w in weights if w is not None)
         # Stored weights may be fractions or percentages; normalising makes them percentages.
         weights = [100.0 * w / total if total > 0 else None for w in weights]  # type: ignore[operator]
-    return [{"label": label, "weight": None if w is None else round(w, 1)}
-            for label, w in zip(labels, weights, strict=True)]
+    return [{"label": label, "weight": None if w is None else round(w, 1), "pmid": _pmid(i)}
+            for label, w, i in zip(labels, weights, inputs, strict=True)]
 
 
 def _first(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
@@ -1020,6 +1041,7 @@ def _environment(html: bool) -> jinja2.Environment:
     env.filters["where"] = record_where
     # the one-trial rule, from the one place that has it (reports.presentation)
     env.globals["one_trial"] = is_one_trial
+    env.globals["pubmed_url"] = lambda pmid: PUBMED_URL.format(pmid=pmid)
     return env
 
 

@@ -196,6 +196,47 @@ def test_second_digest_says_what_changed(ctx) -> None:  # type: ignore[no-untype
     assert "1 analysis changed" in second.subject and "1 alert" in second.subject
 
 
+def test_a_new_estimate_is_named_with_its_pmid_and_data_cut_date(ctx) -> None:  # type: ignore[no-untyped-def]
+    """The digest says which publication moved an analysis: the PMID of the report of a trial
+    that joined or came with a new data cut (linked to PubMed in the HTML part), and a cut
+    entered with both a date and a label keeps its date (which decides the cut pooled)."""
+    def analysis(calgb: dict[str, object], extra: list[dict[str, object]]) -> PooledResult:
+        trials = [("CALGB 100104", float(calgb["hr"]), 0.12), ("IFM 2005-02", 0.50, 0.10)]  # type: ignore[arg-type]
+        trials += [(str(e["trial"]), float(e["hr"]), 0.2) for e in extra]  # type: ignore[arg-type]
+        row = pooled("len_pfs_post_asct", "Lenalidomide, PFS, post-ASCT", trials)
+        assert row.inputs is not None
+        row.inputs = [{**row.inputs[0], **calgb}, {**row.inputs[1], "estimate_id": 7},
+                      *({**i, **e} for i, e in zip(row.inputs[2:], extra, strict=True))]
+        return row
+
+    early = {"estimate_id": 3, "hr": 0.48, "data_cut": "2011-10-01",
+             "data_cut_label": "interim", "pmid": 22571201}
+    with ctx.sessions() as s:
+        s.add(analysis(early, []))
+        s.commit()
+    build_digest(ctx)
+    late = {"estimate_id": 11, "hr": 0.61, "data_cut": "2016-03-01",
+            "data_cut_label": "median follow-up <b>91</b> months", "pmid": 28826616}
+    joins = {"trial": "SYN-MM17 & <i>Co</i>", "estimate_id": 12, "hr": 0.68, "pmid": 90000083}
+    with ctx.sessions() as s:
+        s.add(analysis(late, [joins]))
+        s.commit()
+    second = build_digest(ctx)
+    (entry,) = second.summary["analyses"]
+    assert [(t["label"], t["pmid"]) for t in entry["added_trials"]] == [
+        ("SYN-MM17 & <i>Co</i>", 90000083)]
+    (changed,) = entry["changed_trials"]
+    assert (changed["old_pmid"], changed["pmid"]) == (22571201, 28826616)
+    assert ("New estimate: CALGB 100104: HR 0.48 (0.38–0.61), data cut 2011-10-01 (interim), "
+            "PMID 22571201 → HR 0.61 (0.48–0.77), data cut 2016-03-01 (median follow-up <b>91</b> "
+            "months), PMID 28826616") in second.text
+    assert "Newly added: SYN-MM17 & <i>Co</i> (PMID 90000083; weight" in second.text
+    assert '<a href="https://pubmed.ncbi.nlm.nih.gov/28826616/"' in second.html
+    assert '<a href="https://pubmed.ncbi.nlm.nih.gov/90000083/"' in second.html
+    assert "SYN-MM17 &amp; &lt;i&gt;Co&lt;/i&gt; (<a" in second.html
+    assert "&lt;b&gt;91&lt;/b&gt;" in second.html and "<b>91" not in second.html
+
+
 def test_a_new_data_cut_of_a_pooled_trial_is_named(ctx) -> None:  # type: ignore[no-untyped-def]
     """Same trials, one new estimate: the digest names the trial and both estimates (the HR
     alone would only say the pooled number moved)."""
@@ -220,7 +261,8 @@ def test_a_new_data_cut_of_a_pooled_trial_is_named(ctx) -> None:  # type: ignore
     assert entry["changed_trials"] == [{
         "label": "CALGB 100104",
         "old": "HR 0.48 (0.38–0.61), data cut median follow-up 34 months",
-        "new": "HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>", "back": False}]
+        "new": "HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>", "back": False,
+        "old_pmid": None, "pmid": None}]
     assert ("New estimate: CALGB 100104: HR 0.48 (0.38–0.61), data cut median follow-up 34 "
             "months → HR 0.61 (0.48–0.77), data cut 2017 update <b>91 months</b>") in second.text
     assert "&lt;b&gt;91 months&lt;/b&gt;" in second.html and "<b>91" not in second.html

@@ -317,9 +317,16 @@ def test_post_estimate_converts_and_validates(app: Any, api: TestClient,
     bad = api.post("/api/estimates", headers=headers, json={
         "trial": "API-TRIAL", "endpoint": "OS", "hr": 0, "ci_low": 0.5, "ci_high": 0.4})
     assert bad.status_code == 400
-    assert bad.json()["error"] == ("hr: must be greater than 0; ci_low: the lower limit 0.5 "
-                                   "must be below the upper limit 0.4 (correct the marked "
-                                   "fields)")
+    assert bad.json()["error"] == ("hr: must be greater than 0; ci_low: 0.5 must be below "
+                                   "the upper limit 0.4 (correct the marked fields)")
+    # the same extraction sent again (a client retrying after a timeout) stores no copy
+    repeat = api.post("/api/estimates", headers=headers, json={
+        "trial": "API-TRIAL", "endpoint": "OS", "hr": 1.25, "ci_low": 1.0, "ci_high": 1.5625,
+        "orientation": "control_vs_maint"})
+    assert repeat.status_code == 400
+    assert repeat.json()["error"].startswith(
+        f"hr: 0.80 (0.64–1.00) is already estimate {body['id']} of API-TRIAL, with the same "
+        "report, endpoint, setting, comparison and data cut")
     missing = api.post("/api/estimates", headers=headers, json={"trial": "NOPE"})
     assert missing.status_code == 404 and "trial 'NOPE' does not exist" in missing.text
     with db(app) as session:

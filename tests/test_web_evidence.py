@@ -22,6 +22,7 @@ from store.models import (
     Trial,
     TrialReport,
     User,
+    utcnow,
 )
 
 # the shared fixtures of test_web
@@ -104,6 +105,31 @@ def test_curator_creates_a_trial_and_a_report(app: Any, users: dict[str, str]) -
     assert "Myeloma XI" in listing and "Add a trial" not in listing
 
 
+def test_a_report_year_in_the_future_is_refused(app: Any, users: dict[str, str]) -> None:
+    """A report's year dates its estimates that have no data cut date, and the latest cut of a
+    trial is pooled: 2031 typed for 2013 would replace the real later cuts. Next year is an
+    issue date PubMed does print; the year after is refused, what was typed kept."""
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    page = curator.get(f"/trials/{trial_id}").text
+    this_year = utcnow().year
+    refused = curator.post(f"/trials/{trial_id}/reports", data={
+        "year": str(this_year + 2), "citation": "Roe R. <i>Blood</i> & co", "kind": "update",
+        "csrf_token": csrf_from(page)})
+    assert refused.status_code == 400
+    assert (f"Year {this_year + 2} is in the future: a report is published already (in an "
+            f"issue dated {this_year + 1} at the latest); check the year") in refused.text
+    assert 'value="Roe R. &lt;i&gt;Blood&lt;/i&gt; &amp; co"' in refused.text
+    added = curator.post(f"/trials/{trial_id}/reports", follow_redirects=False, data={
+        "year": str(this_year + 1), "citation": "Roe R. Blood", "kind": "update",
+        "csrf_token": csrf_from(page)})
+    assert added.status_code == 303
+    with db(app) as session:
+        years = session.exec(select(TrialReport.year).where(TrialReport.trial_id == trial_id)
+                             .order_by(col(TrialReport.id))).all()
+    assert years == [2024, this_year + 1]
+
+
 def test_bad_trial_fields_are_named_and_kept(app: Any, users: dict[str, str]) -> None:
     _trial(app, name="Existing")
     curator = as_role(app, users, "curator")
@@ -170,7 +196,7 @@ def test_estimate_in_inverse_orientation_is_converted(app: Any, users: dict[str,
     ({"hr": "0.9", "ci_low": "0.4", "ci_high": "0.6"},
      ["HR 0.9 is not inside its confidence interval 0.4–0.6"]),
     ({"hr": "0.5", "ci_low": "0.6", "ci_high": "0.4"},
-     ["the lower limit 0.6 must be below the upper limit 0.4"]),
+     ["95% CI lower 0.6 must be below the upper limit 0.4"]),
     ({"hr": "0,5", "ci_low": "0.4", "ci_high": "0.6"},
      ["&#39;0,5&#39; is not a number (use a decimal point, not a comma)"]),
     ({"hr": "nan", "ci_low": "0.4", "ci_high": "0.6"}, ["HR must be a finite number"]),
@@ -207,6 +233,81 @@ def test_bad_numbers_get_field_errors_and_save_nothing(app: Any, users: dict[str
     assert "nothing was saved" in response.text and 'aria-invalid="true"' in response.text
     assert "typed by hand</textarea>" in response.text
     assert _estimates(app) == []
+
+
+def test_the_same_extraction_entered_twice_is_refused(app: Any, users: dict[str, str]) -> None:
+    """A form sent a second time (back button, double submit) stores no copy: the page names
+    the estimate stored already and keeps what was typed. A new data cut, another endpoint or
+    other numbers are new extractions; a withdrawn estimate is no longer there to repeat."""
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    typed = {"hr": "0.68", "ci_low": "0.52", "ci_high": "0.89",
+             "comparison": "Lenalidomide versus placebo", "data_cut_label": "38 months",
+             "report_id": str(_report_id(app, trial_id))}
+    assert _post_estimate(curator, trial_id, **typed).status_code == 303
+    (first,) = _estimates(app)
+    again = _post_estimate(curator, trial_id, notes="typed by hand",
+                           **{**typed, "comparison": "lenalidomide vs. placebo",
+                              "data_cut_label": " 38  Months"})
+    assert again.status_code == 400
+    assert (f"HR 0.68 (0.52–0.89) is already estimate {first.id} of TEST-1, with the same "
+            "report, endpoint, setting, comparison and data cut: an extraction is entered "
+            f"once (to change estimate {first.id}, use its Correct button)") in again.text
+    assert "nothing was saved" in again.text and "typed by hand</textarea>" in again.text
+    assert len(_estimates(app)) == 1
+    # a derived HR repeated is named on the method
+    derived = {"method": "o_minus_e", "o_minus_e": "-12", "variance": "40", "endpoint": "OS"}
+    assert _post_estimate(curator, trial_id, **derived).status_code == 303
+    repeat = _post_estimate(curator, trial_id, **derived)
+    assert repeat.status_code == 400
+    assert "gives HR 0.74 (0.54–1.01), which is already estimate" in repeat.text
+    # not repeats: a later data cut, another endpoint, other numbers
+    assert _post_estimate(curator, trial_id, **{**typed, "data_cut": "2024-01-31"}
+                          ).status_code == 303
+    assert _post_estimate(curator, trial_id, **{**typed, "endpoint": "EFS"}).status_code == 303
+    assert _post_estimate(curator, trial_id, **{**typed, "hr": "0.69"}).status_code == 303
+    # once the first is withdrawn, entering it again is how it comes back
+    token = csrf_from(curator.get(f"/trials/{trial_id}").text)
+    assert curator.post(f"/estimates/{first.id}/withdraw", follow_redirects=False,
+                        data={"reason": "wrong", "csrf_token": token}).status_code == 303
+    assert _post_estimate(curator, trial_id, **typed).status_code == 303
+    assert len(_estimates(app)) == 6
+
+
+def test_an_undated_new_cut_of_a_dated_trial_is_pointed_out(app: Any,
+                                                            users: dict[str, str]) -> None:
+    """A later cut entered with no data cut date and no report ranks below every dated
+    estimate of the trial, so the older cut stays pooled: the curator is told at once, and
+    the warning stays in the notes for whoever verifies it."""
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    assert _post_estimate(curator, trial_id, hr="0.60", ci_low="0.45", ci_high="0.80",
+                          report_id=str(_report_id(app, trial_id))).status_code == 303
+    (dated,) = _estimates(app)
+    # OS is another analysis: nothing to say; the same endpoint family (EFS with PFS) is
+    assert _post_estimate(curator, trial_id, endpoint="OS", hr="0.80", ci_low="0.60",
+                          ci_high="1.07").status_code == 303
+    assert 'class="flash flash-warn' not in curator.get(f"/trials/{trial_id}").text
+    assert _post_estimate(curator, trial_id, endpoint="EFS", hr="0.70", ci_low="0.56",
+                          ci_high="0.88", data_cut_label="final <analysis>").status_code == 303
+    page = curator.get(f"/trials/{trial_id}").text
+    said = (f"no data cut date and no report with a year: this estimate cannot be placed in "
+            f"time, so estimate {dated.id} of TEST-1 (dated) stays the trial&#39;s latest cut in "
+            "every analysis; choose the report the numbers come from or enter the data cut date")
+    assert f"Check: {said}" in page
+    undated = _estimates(app)[-1]
+    assert (undated.notes or "").startswith("Check at entry: no data cut date and no report")
+    # with a date it is placed in time, and nothing is said
+    assert _post_estimate(curator, trial_id, endpoint="EFS", hr="0.71", ci_low="0.56",
+                          ci_high="0.89", data_cut="2024-06-30").status_code == 303
+    assert 'class="flash flash-warn' not in curator.get(f"/trials/{trial_id}").text
+
+
+def _report_id(app: Any, trial_id: int) -> int:
+    with db(app) as session:
+        report = session.exec(select(TrialReport).where(TrialReport.trial_id == trial_id)).one()
+        assert report.id is not None
+        return report.id
 
 
 def test_asymmetric_ci_is_saved_with_a_warning(app: Any, users: dict[str, str]) -> None:

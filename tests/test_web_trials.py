@@ -284,7 +284,8 @@ def test_a_data_cut_in_the_future_is_refused(app: Any, users: dict[str, str]) ->
     refused = _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
                              data_cut="2099-01-01")
     assert refused.status_code == 400
-    assert "2099-01-01 is in the future: a data cut has happened" in refused.text
+    assert ("2099-01-01 is in the future: a data cut is the day follow-up was closed for the "
+            "analysis reported, a day that has passed (check the year)") in refused.text
     assert _estimates(app) == []
     today = _post_estimate(curator, trial_id, hr="0.76", ci_low="0.64", ci_high="0.91",
                            data_cut=utcnow().date().isoformat())

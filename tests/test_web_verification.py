@@ -282,6 +282,30 @@ def test_a_verified_estimate_is_announced_until_the_next_pool_run(
     pool_all(app.state.ctx)
     assert notice(checker) == []
     assert _verify(curator, estimate, "0").status_code == 303
-    assert "It leaves the analyses at the next pool run" in curator.get(
-        f"/trials/{estimate.trial_id}").text
+    assert ("It leaves Lenalidomide maintenance — PFS (EFS/TTP accepted) — post-ASCT; "
+            "Lenalidomide maintenance — PFS (EFS/TTP accepted) — all settings at the next pool "
+            "run") in curator.get(f"/trials/{estimate.trial_id}").text
     assert [line.split(": ")[1] for line in notice(curator)] == ["TEST-1 leaves."] * 2
+
+
+def test_unverifying_an_estimate_no_analysis_used_says_nothing_changes(
+        app: Any, users: dict[str, str]) -> None:
+    """An earlier data cut superseded by a later one was in no analysis: unverifying it must
+    not say it "leaves the analyses" (nobody would find the change)."""
+    from reports.pool import pool_all
+
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    for cut, hr in (("2020-06-30", "0.60"), ("2023-06-30", "0.70")):
+        assert _post_estimate(curator, trial_id, hr=hr, ci_low="0.50", ci_high="0.90",
+                              data_cut=cut).status_code == 303
+    earlier, later = _estimates(app)
+    checker = second_curator(app)
+    for estimate in (earlier, later):
+        assert _verify(checker, estimate).status_code == 303
+    pool_all(app.state.ctx)
+    assert _verify(curator, earlier, "0").status_code == 303
+    page = curator.get(f"/trials/{trial_id}").text
+    assert f"Estimate {earlier.id} marked unverified. It was in no analysis of the last pool " \
+           "run: no pooled number changes." in page
+    assert "It leaves" not in page

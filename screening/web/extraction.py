@@ -18,12 +18,14 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from reports.analyses import ENDPOINTS as ANALYSIS_ENDPOINTS
 from reports.analyses import (
     GENERIC_COMPARISON,
     SETTING_LABELS,
     comparison_key,
     is_named_comparison,
 )
+from reports.words import hr_ci_text
 from store.audit import audit
 from store.errors import MmlrError, ValidationError
 from store.ids import MAX_ID
@@ -235,7 +237,9 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     if cut is not None and cut > utcnow().date():
         # The latest cut of a trial is the one pooled: a date typed a century ahead would
         # replace every real later cut, for good.
-        r.errors["data_cut"] = f"{cut.isoformat()} is in the future: a data cut has happened"
+        r.errors["data_cut"] = (f"{cut.isoformat()} is in the future: a data cut is the day "
+                                 "follow-up was closed for the analysis reported, a day that "
+                                 "has passed (check the year)")
     report = next((rep for rep in reports if rep.id == report_id), None)
     if cut is not None and "data_cut" not in r.errors and report is not None \
             and report.year is not None and cut.year > report.year:
@@ -319,7 +323,9 @@ def _from_ci(r: _Reader, orientation: str | None) -> Any:
     lo = r.number("ci_low", required=True, positive=True)
     hi = r.number("ci_high", required=True, positive=True)
     if lo is not None and hi is not None and lo >= hi:
-        r.errors["ci_low"] = f"the lower limit {lo:g} must be below the upper limit {hi:g}"
+        # Said after the field's name on the form ("95% CI lower 0.89 must be …") and after
+        # "ci_low:" in the API: the message itself names the value, not the field again.
+        r.errors["ci_low"] = f"{lo:g} must be below the upper limit {hi:g}"
     elif hr is not None and lo is not None and hi is not None and not lo <= hr <= hi:
         r.errors["hr"] = f"{hr:g} is not inside its confidence interval {lo:g}–{hi:g}"
     if r.errors or orientation is None or hr is None or lo is None or hi is None:
@@ -471,6 +477,63 @@ def _comparison(session: Session, trial: Trial, typed: str | None,
     return typed
 
 
+def refuse_repeat(session: Session, *, trial: Trial, draft: EstimateDraft) -> None:
+    """Refuse a new estimate that repeats a current one of the trial: the same report,
+    endpoint, setting, comparison, data cut (date and label), method and numbers. Stored
+    twice it would be listed twice on the trial page, wait twice for verification and, once
+    both are verified, the later copy would silently "supersede" the first. FieldErrors on
+    the HR (on the method for a derived HR), naming the estimate stored already."""
+    values = draft.values
+    comparison = comparison_key(_comparison(session, trial, values.get("comparison"), []))
+    label = " ".join(str(values.get("data_cut_label") or "").lower().split())
+    rows = session.exec(select(Estimate).where(
+        Estimate.trial_id == trial.id, col(Estimate.withdrawn_at).is_(None),
+        Estimate.endpoint == values["endpoint"], Estimate.setting == values["setting"],
+        Estimate.method == values["method"]).order_by(col(Estimate.id))).all()
+    for old in rows:
+        if (old.report_id == values.get("report_id") and old.data_cut == values.get("data_cut")
+                and " ".join((old.data_cut_label or "").lower().split()) == label
+                and comparison_key(old.comparison) == comparison
+                and math.isclose(old.log_hr, values["log_hr"], abs_tol=1e-9)
+                and math.isclose(old.se, values["se"], abs_tol=1e-9)):
+            said = (f"{hr_ci_text(old.hr, old.ci_low, old.ci_high)} is" if
+                    values["method"] == "reported_ci" else
+                    f"gives HR {hr_ci_text(old.hr, old.ci_low, old.ci_high)}, which is")
+            field_name = "hr" if values["method"] == "reported_ci" else "method"
+            raise FieldErrors({field_name: (
+                f"{said} already estimate {old.id} of {trial.name}, with the same report, "
+                f"endpoint, setting, comparison and data cut: an extraction is entered once "
+                f"(to change estimate {old.id}, use its Correct button)")})
+
+
+def _undated_warning(session: Session, trial: Trial, values: Mapping[str, Any]) -> str | None:
+    """A warning when the estimate cannot be placed in time (no data cut date, and no report
+    with a year) while the trial has dated estimates of the same endpoint and setting: the
+    analyses pool a trial's latest cut, and an undated one ranks below every dated one, so a
+    new data cut entered this way would silently leave the older one pooled."""
+    if values.get("data_cut") is not None:
+        return None
+    report_id = values.get("report_id")
+    report = session.get(TrialReport, report_id) if report_id is not None else None
+    if report is not None and report.year is not None:
+        return None
+    family = next((names for names in ANALYSIS_ENDPOINTS.values()
+                   if str(values.get("endpoint") or "").upper() in names), ())
+    rows = session.exec(
+        select(col(Estimate.id), col(Estimate.data_cut), col(TrialReport.year))
+        .join(TrialReport, col(Estimate.report_id) == col(TrialReport.id), isouter=True)
+        .where(Estimate.trial_id == trial.id, col(Estimate.withdrawn_at).is_(None),
+               Estimate.setting == values.get("setting"), col(Estimate.endpoint).in_(family))
+        .order_by(col(Estimate.id))).all()
+    dated = [str(eid) for eid, cut, year in rows if cut is not None or year is not None]
+    if not dated:
+        return None
+    return (f"no data cut date and no report with a year: this estimate cannot be placed in "
+            f"time, so estimate {', '.join(dated)} of {trial.name} (dated) stays the trial's "
+            "latest cut in every analysis; choose the report the numbers come from or enter "
+            "the data cut date")
+
+
 #: The start of a note line that keeps a check's warning with the estimate.
 CHECK_PREFIX = "Check at entry: "
 
@@ -479,6 +542,8 @@ def save_estimate(session: Session, *, trial: Trial, draft: EstimateDraft, user:
     """Store the estimate (the caller commits)."""
     values = dict(draft.values)
     values["comparison"] = _comparison(session, trial, values.get("comparison"), draft.warnings)
+    if (undated := _undated_warning(session, trial, values)) is not None:
+        draft.warnings.append(undated)
     # The checks' warnings stay with the estimate (its notes), so that the second person who
     # verifies it sees them too, not only the one who saw the message after saving.
     # A correction carries its predecessor's notes: their checks are replaced by its own.

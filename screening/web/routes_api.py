@@ -87,7 +87,12 @@ from screening.web.derivation_inputs import INPUT_FIELDS, merge_derivation_input
 from screening.web.errors import api_error_body
 from screening.web.evidence import estimate_json, latest_pooled, pooled_json, trials_json
 from screening.web.explanations import record_explanation
-from screening.web.extraction import KM_TEXT_FIELDS, parse_estimate, save_estimate
+from screening.web.extraction import (
+    KM_TEXT_FIELDS,
+    parse_estimate,
+    refuse_repeat,
+    save_estimate,
+)
 from screening.web.fulltext import (
     LIST_LIMIT,
     SHOW_PATTERN,
@@ -748,6 +753,7 @@ async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
     draft = parse_new_estimate(data, trial=trial, reports=reports,
                                second_person=verify_second_person(request))
+    refuse_repeat(session, trial=trial, draft=draft)
     estimate = save_estimate(session, trial=trial, draft=draft, user=user)
     session.commit()
     return JSONResponse(status_code=201, content={**estimate_json(estimate),

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
-from reports.pool import uses_of_estimates
+from reports.pool import latest_results, uses_of_estimates
 from reports.words import hr_ci_text
 from screening.web.corrections import (
     correct_estimate,
@@ -37,6 +37,7 @@ from screening.web.extraction import (
     SETTING_WORDS,
     FieldErrors,
     parse_estimate,
+    refuse_repeat,
     save_estimate,
 )
 from screening.web.risk_of_bias import form_values as bias_form_values
@@ -306,6 +307,7 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
     try:
         draft = parse_new_estimate(data, trial=trial, reports=reports,
                                    second_person=verify_second_person(request))
+        refuse_repeat(session, trial=trial, draft=draft)
     except FieldErrors as exc:
         return _trial_page(request, session, trial, status_code=400, values=data,
                            errors=exc.fields)
@@ -348,8 +350,18 @@ def _next_pool_words(request: Request, session: Session, estimate: Estimate) -> 
     run, not now, so a curator who opens /estimates straight away is not surprised to find
     the old numbers there."""
     if not estimate.verified:
-        return (" It leaves the analyses at the next pool run (mmlr pool, mmlr run, the "
-                "scheduled cycle, or Pool now on the estimates page).")
+        # Only an estimate the last pool run used has analyses to leave: an earlier data cut
+        # already superseded by a later one (or verified and unverified between two runs)
+        # changes nothing, and saying it "leaves the analyses" would send someone looking
+        # for a change in the numbers that never comes.
+        pooled = [r.analysis_label or r.analysis_key for r in latest_results(session)
+                  if any(isinstance(row, dict) and row.get("estimate_id") == estimate.id
+                         for row in r.inputs or [])]
+        if not pooled:
+            return " It was in no analysis of the last pool run: no pooled number changes."
+        return (f" It leaves {'; '.join(pooled)} at the next pool run (mmlr pool, mmlr run, "
+                "the scheduled cycle, or Pool now on the estimates page); the trial's latest "
+                "other verified data cut, if it has one, takes its place.")
     try:
         uses = uses_of_estimates(session, {int(estimate.id or 0)},
                                  request.app.state.settings.analyses_file)

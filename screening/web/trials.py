@@ -18,7 +18,7 @@ from store.audit import audit
 from store.citation import locator
 from store.errors import ValidationError
 from store.fulltext import PASSED
-from store.models import Estimate, Record, Trial, TrialReport, User
+from store.models import Estimate, Record, Trial, TrialReport, User, utcnow
 from store.trial_match import REGISTRY_ID, TrialIndex, registry_key
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
@@ -291,8 +291,13 @@ def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
     if citation is None and "citation" not in r.errors:
         r.errors["citation"] = "is required (authors, journal, year)"
     year = r.integer("year", minimum=1900)
-    if year is not None and year > 2100:
-        r.errors["year"] = "must be a four-digit year"
+    # An estimate without a data cut date is dated by its report's year, and a trial's latest
+    # cut is the one pooled: a typo (2031 for 2013) would replace every real later cut. An
+    # issue dated next year is real (online in December, in print in January).
+    latest = utcnow().year + 1
+    if year is not None and year > latest:
+        r.errors["year"] = (f"{year} is in the future: a report is published already (in an "
+                            f"issue dated {latest} at the latest); check the year")
     kind = r.choice("kind", REPORT_KINDS, default="primary")
     if pmid is not None and session.exec(select(TrialReport.id).where(
             TrialReport.trial_id == trial.id, TrialReport.pmid == pmid)).first():
