@@ -528,10 +528,11 @@ def _undated_warning(session: Session, trial: Trial, values: Mapping[str, Any]) 
     dated = [str(eid) for eid, cut, year in rows if cut is not None or year is not None]
     if not dated:
         return None
+    which = (f"estimate {dated[0]} of {trial.name} (dated) stays" if len(dated) == 1 else
+             f"the latest of estimates {', '.join(dated)} of {trial.name} (dated) stays")
     return (f"no data cut date and no report with a year: this estimate cannot be placed in "
-            f"time, so estimate {', '.join(dated)} of {trial.name} (dated) stays the trial's "
-            "latest cut in every analysis; choose the report the numbers come from or enter "
-            "the data cut date")
+            f"time, so {which} the trial's latest cut in every analysis; choose the report "
+            "the numbers come from or enter the data cut date")
 
 
 #: The start of a note line that keeps a check's warning with the estimate.
