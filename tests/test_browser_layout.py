@@ -80,7 +80,7 @@ def test_no_page_scrolls_sideways_and_long_strings_wrap(
     for path in ["/", "/?show=all", "/records/90000010", "/records/90000002", "/trials",
                  f"/trials/{trial_id}", "/admin/users", "/fulltext", "/account",
                  "/network?key=PFS/post_asct", "/search?q=lenalidomide", "/admin/audit",
-                 "/prisma", "/summary", "/searches"]:
+                 "/prisma", "/summary", "/searches", "/fetch", "/search?q=99999998"]:
         page.goto(server + path)
         assert page.evaluate(_OVERFLOW) == [], f"{path} at {width} px scrolls sideways"
     assert problems == []
