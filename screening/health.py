@@ -16,6 +16,9 @@ Two stopping tests (``screening.stopping``, Callaghan & Müller-Hansen 2020):
   small, so it mostly confirms a nearly finished review; its estimate is the check that does
   not rest on the model's order.
 
+Every count is of the screening pool (``count_pool``, ``store.screening_pool``): the previous
+version's reports are not screened again, and the PRISMA flow leaves them out of every count.
+
 Under dual screening a record is screened once its two votes agree or a conflict is resolved;
 until then it counts as remaining, and the summary also says how many of the remaining records
 await a second vote and how many are in conflict awaiting a resolution (``dual=True``).
