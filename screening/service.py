@@ -402,11 +402,8 @@ def screen(ctx: AppContext, *, force_retrain: bool = False, progress: bool = Fal
             scored = _score_records(ctx, mv, model, stale, None)
         n_audit = _choose_audit(ctx, ctx.settings.audit_fraction)
         with ctx.sessions() as session:
-            # Flagged for screening: the previous version's reports score high but wait for
-            # nobody (``store.screening_pool``).
             flagged = session.exec(select(func.count()).select_from(Record).where(
-                col(Record.deleted).is_(False), in_screening_pool(),
-                col(Record.flagged).is_(True))).one()
+                col(Record.deleted).is_(False), col(Record.flagged).is_(True))).one()
         write_progress(ctx, "done", len(stale), len(stale))
     summary = ScreenSummary(model_version_id=int(mv.id or 0), model_name=mv.name,
                             trained=train, n_train=mv.n_train, n_positive=mv.n_positive,
