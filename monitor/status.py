@@ -288,7 +288,7 @@ def _digest(session: Session, report: StatusReport) -> None:
 
 
 def _screening(session: Session, settings: Settings, report: StatusReport) -> None:
-    from screening.health import count_live, prioritised_order_test
+    from screening.health import count_live, count_pool, prioritised_order_test
     from store.models import ModelVersion, Record
 
     model = session.exec(select(ModelVersion).where(col(ModelVersion.active).is_(True))
@@ -298,7 +298,7 @@ def _screening(session: Session, settings: Settings, report: StatusReport) -> No
         "model_version": model.id if model else None,
         "model_trained_at": _iso(model.created_at) if model else None,
         "unscored": count_live(session, col(Record.score).is_(None)),
-        "awaiting_screening": count_live(session, col(Record.decision).is_(None)),
+        "awaiting_screening": count_pool(session, col(Record.decision).is_(None)),
         "may_stop": test.rejects, "stopping_test": test.describe(),
     }
 

@@ -92,6 +92,7 @@ from store.models import (
     Record,
     utcnow,
 )
+from store.screening_pool import in_screening_pool
 from store.searches import searches_between
 from store.settings import parse_smtp_url
 from store.trial_match import unlinked_strong_matches
@@ -265,8 +266,11 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
 
 
 def _flagged_records(session: Session) -> list[Record]:
+    """The likely maintenance RCTs of the screening pool: the previous version's reports
+    score high but are already included, not news."""
     stmt = (select(Record)
-            .where(col(Record.flagged).is_(True), col(Record.deleted).is_(False))
+            .where(col(Record.flagged).is_(True), col(Record.deleted).is_(False),
+                   in_screening_pool())
             .order_by(col(Record.score).desc(), col(Record.pmid)))
     return list(session.exec(stmt).all())
 

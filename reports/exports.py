@@ -89,6 +89,7 @@ from store.models import (
     Trial,
     TrialReport,
 )
+from store.screening_pool import in_screening_pool, previous_report_pmids
 from store.spreadsheet import EXCEL_BOM, spreadsheet_row
 
 log = logging.getLogger(__name__)
@@ -548,19 +549,6 @@ def _automation_note(automation_stops: bool, stopped: int) -> str:
             "below the classifier's flag threshold")
 
 
-def previous_report_pmids(session: Session) -> set[int]:
-    """The PMIDs of the previous version's reports (the seed evidence's reports of its trials,
-    as :data:`PREVIOUS_REPORTS_STAGE` counts them). A PubMed record with one of them is the
-    same report, matched by PMID: the monitor's re-fetch of the trial reports stores them
-    (``monitor.poll.watched_pmids``), and a search may find them too."""
-    previous_ids = seed_trial_ids(session)
-    if not previous_ids:
-        return set()
-    return {int(p) for p in session.exec(select(TrialReport.pmid).where(
-        col(TrialReport.trial_id).in_(sorted(previous_ids)),
-        col(TrialReport.source_key).is_not(None))) if p is not None}
-
-
 def prisma_counts(session: Session, *, dual: bool = False,
                   automation_stops: bool = False) -> list[tuple[str, int, str]]:
     """(stage, count, note) of the PRISMA 2020 flow for database searches; the identities
@@ -592,8 +580,8 @@ def prisma_counts(session: Session, *, dual: bool = False,
 
     previous = previous_report_pmids(session)
     # The records in the flow: those not removed as the previous version's reports, which
-    # every count below leaves out.
-    in_flow = col(Record.pmid).not_in(sorted(previous))
+    # every count below leaves out (the screening pool, as the queue and health count it).
+    in_flow = in_screening_pool()
     live = col(Record.deleted).is_(False), in_flow
     undecided = col(Record.decision).is_(None)
     identified = count()  # distinct PMIDs: the table's key
@@ -818,7 +806,7 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
     changed after ``at`` counts in its new box but is not taken out of its old one: these
     are additions, not net changes."""
     previous = previous_report_pmids(session)
-    in_flow = col(Record.pmid).not_in(sorted(previous))
+    in_flow = in_screening_pool()
     live = col(Record.deleted).is_(False), in_flow
     recent = fulltext_counts(session, since=at, exclude=previous)
     decided_after = col(Record.pmid).in_(

@@ -16,6 +16,9 @@ Two stopping tests (``screening.stopping``, Callaghan & Müller-Hansen 2020):
   small, so it mostly confirms a nearly finished review; its estimate is the check that does
   not rest on the model's order.
 
+Every count is of the screening pool (``count_pool``, ``store.screening_pool``): the previous
+version's reports are not screened again, and the PRISMA flow leaves them out of every count.
+
 Under dual screening a record is screened once its two votes agree or a conflict is resolved;
 until then it counts as remaining, and the summary also says how many of the remaining records
 await a second vote and how many are in conflict awaiting a resolution (``dual=True``).
@@ -35,6 +38,7 @@ from screening.queue import PAGE_SIZE
 from screening.stopping import ALPHA, TARGET_RECALL, RankedTest, audit_p_value, ranked_p_value
 from screening.votes import in_conflict, screened_once
 from store.models import Decision, Record
+from store.screening_pool import in_screening_pool
 
 ASSUMPTIONS = [
     "Prioritised-order test: records were screened roughly in queue order, so those screened "
@@ -56,22 +60,28 @@ def count_live(session: Session, *conds: Any) -> int:
     return int(session.exec(stmt).one())
 
 
+def count_pool(session: Session, *conds: Any) -> int:
+    """Live records of the screening pool matching ``conds``: the previous version's reports
+    are not screened again, so no screening number counts them (``store.screening_pool``)."""
+    return count_live(session, in_screening_pool(), *conds)
+
+
 def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
                      dual: bool = False) -> dict[str, Any]:
     """The health summary (module docstring); ``dual`` adds the dual-screening counts."""
     decided = col(Record.decision).is_not(None)
     undecided = col(Record.decision).is_(None)
     is_include = col(Record.decision).in_(["include", "maybe"])
-    n_records = count_live(session)
-    screened = count_live(session, decided)
-    found = count_live(session, is_include)
+    n_records = count_pool(session)
+    screened = count_pool(session, decided)
+    found = count_pool(session, is_include)
     remaining = n_records - screened
-    flagged_left = count_live(session, undecided, col(Record.flagged).is_(True))
-    low_left = count_live(session, undecided, col(Record.flagged).is_(False))
-    audit_n = count_live(session, decided, col(Record.audit_sample).is_(True))
-    audit_k = count_live(session, is_include, col(Record.audit_sample).is_(True))
-    flagged_decided = count_live(session, decided, col(Record.flagged).is_(True))
-    flagged_inc = count_live(session, is_include, col(Record.flagged).is_(True))
+    flagged_left = count_pool(session, undecided, col(Record.flagged).is_(True))
+    low_left = count_pool(session, undecided, col(Record.flagged).is_(False))
+    audit_n = count_pool(session, decided, col(Record.audit_sample).is_(True))
+    audit_k = count_pool(session, is_include, col(Record.audit_sample).is_(True))
+    flagged_decided = count_pool(session, decided, col(Record.flagged).is_(True))
+    flagged_inc = count_pool(session, is_include, col(Record.flagged).is_(True))
     flagged_rate = flagged_inc / flagged_decided if flagged_decided else 1.0
     est_flagged = flagged_left * flagged_rate
 
@@ -82,9 +92,9 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
     if dual:
         # Parts of records_remaining that no longer wait for a first look: a methodologist
         # tells "not screened yet" from "screened once" and "screeners disagree" (MECIR C40).
-        out["awaiting_second_vote"] = count_live(session, undecided,
+        out["awaiting_second_vote"] = count_pool(session, undecided,
                                                  col(Record.pmid).in_(screened_once()))
-        out["conflicts_awaiting_resolution"] = count_live(session, in_conflict())
+        out["conflicts_awaiting_resolution"] = count_pool(session, in_conflict())
     order = screening_order(session)
     ranked = order.test(target_recall)
     warning = order.order_warning(ranked.sample)
@@ -162,7 +172,9 @@ class ScreeningOrder:
 
 def screening_order(session: Session) -> ScreeningOrder:
     """Read the screened records in order (``ScreeningOrder``) for the prioritised-order test."""
-    live = col(Record.deleted).is_(False)
+    # The screening pool only: the previous version's reports were never screened here, and
+    # a decision recorded on one earlier is kept but is no screening (as in the PRISMA flow).
+    live = col(Record.deleted).is_(False) & in_screening_pool()
     first_look = func.min(Decision.created_at).label("first_look")
     looks = (select(col(Record.pmid), col(Record.decision), first_look,
                     func.min(Decision.rank_shown).label("place"))
@@ -172,7 +184,7 @@ def screening_order(session: Session) -> ScreeningOrder:
              .group_by(col(Record.pmid), col(Record.decision)).subquery())
     rows = session.exec(select(looks.c.decision, looks.c.place)
                         .order_by(looks.c.first_look.asc().nulls_first(), looks.c.pmid)).all()
-    unscreened = count_live(session, col(Record.decision).is_(None))
+    unscreened = count_pool(session, col(Record.decision).is_(None))
     newest = (select(func.max(Record.first_seen_at))
               .where(live, col(Record.decision).is_(None)).scalar_subquery())
     # Screenings before the newest unscreened record arrived were drawn from an urn without it

@@ -2,7 +2,8 @@
 
 Undecided records of the random audit sample are interleaved — one every ``AUDIT_EVERY``
 positions — so low-score records reach curators without waiting for the queue to drain;
-each is marked ``audit_sample`` so the page can say why it is there. Deleted records never
+each is marked ``audit_sample`` so the page can say why it is there. Deleted records and the
+previous version's reports (outside the screening pool, ``store.screening_pool``) never
 appear; decided records only with ``include_decided``.
 
 Under dual screening the queue is per screener (``screener_id``): it leaves out the records
@@ -21,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from screening.votes import hidden_from_queue, screener_counts
 from store.models import Record
+from store.screening_pool import in_screening_pool
 from store.trial_match import TrialMatch, matches_for_records
 
 AUDIT_EVERY = 10
@@ -77,7 +79,9 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
     need = offset + limit
     if need == 0:
         return []
-    live = col(Record.deleted).is_(False)
+    # The previous version's reports are already included: never screened again, whatever
+    # their score (the classifier learns from them, so they would lead the queue).
+    live = col(Record.deleted).is_(False) & in_screening_pool()
     by_score = (col(Record.score).desc().nulls_last(), col(Record.pmid).desc())
     pending_audit = col(Record.audit_sample).is_(True) & col(Record.decision).is_(None)
     if screener_id is not None:

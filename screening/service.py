@@ -52,6 +52,7 @@ from store.context import AppContext
 from store.errors import ScreeningError
 from store.locks import job_lock
 from store.models import Decision, KeyValue, ModelVersion, Record, Score, TrialReport, utcnow
+from store.screening_pool import in_screening_pool, previous_report_pmids
 from store.settings import is_dual_screening
 
 log = logging.getLogger(__name__)
@@ -336,18 +337,25 @@ def _score_records(ctx: AppContext, mv: ModelVersion, model: ScreeningModel | No
 
 
 def _choose_audit(ctx: AppContext, fraction: float) -> int:
-    """Mark undecided low-score records whose fixed draw falls under the audit fraction."""
+    """Mark undecided low-score records of the screening pool whose fixed draw falls under
+    the audit fraction. A previous version's report is never in the sample: it is not
+    screened, so the audit would estimate nothing from it; one drawn before (by an older
+    mmlr, or before its trial was seeded) loses the mark, decided or not."""
     with ctx.sessions() as session:
-        rows = session.exec(select(Record).where(col(Record.deleted).is_(False),
-                                                 col(Record.decision).is_(None))).all()
+        previous = previous_report_pmids(session)
+        rows = session.exec(select(Record).where(col(Record.deleted).is_(False)).where(
+            col(Record.decision).is_(None) | (col(Record.audit_sample).is_(True)
+                                              & ~in_screening_pool()))).all()
         for r in rows:
-            want = (not r.flagged) and r.score is not None and audit_draw(r.pmid) < fraction
+            want = (r.decision is None and r.pmid not in previous and not r.flagged
+                    and r.score is not None and audit_draw(r.pmid) < fraction)
             if r.audit_sample != want:
                 r.audit_sample = want
                 session.add(r)
         session.commit()
         n = session.exec(select(func.count()).select_from(Record).where(
-            col(Record.deleted).is_(False), col(Record.audit_sample).is_(True))).one()
+            col(Record.deleted).is_(False), in_screening_pool(),
+            col(Record.audit_sample).is_(True))).one()
     return int(n)
 
 

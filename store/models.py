@@ -481,7 +481,8 @@ class AuditLog(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
     actor: str = "system"  # user e-mail or "system"
-    action: str
+    # Indexed: the screening pool finds the seed trials by their action in every count.
+    action: str = Field(index=True)
     object_type: str | None = None
     object_id: str | None = None
     details: dict[str, Any] = _json({})

@@ -759,3 +759,22 @@ def test_one_report_sought_is_one_report_and_grey_text_keeps_aa_contrast(ctx) ->
     assert "Now: 1 report sought, 0 not settled" in digest.text
     assert "Now: 1 report sought, 0 not settled" in digest.html
     assert "color:#777" not in digest.html  # 4.48:1 on white, below WCAG AA's 4.5:1
+
+
+def test_the_previous_versions_reports_are_not_news(ctx) -> None:  # type: ignore[no-untyped-def]
+    """The seed evidence's reports stored as records score at the top (the classifier learns
+    from them) but are already included: not among the likely maintenance RCTs, not in the
+    health's counts; a curator's report of a new trial is."""
+    from previous_reports import NEW_REPORT, ORDINARY, store_previous_reports
+
+    from screening.health import screening_health
+
+    with ctx.sessions() as s:
+        pool = store_previous_reports(s)
+    d = build_digest(ctx, health=screening_health)
+    assert [r["pmid"] for r in d.summary["new_flagged"]] == [NEW_REPORT, *ORDINARY[:5]]
+    assert d.summary["new_flagged_total"] == 6
+    flagged_section = d.text.split("SCREENING DECISIONS")[0]
+    assert "A new maintenance RCT" in flagged_section
+    assert not any(f"Seed report {p}" in flagged_section for p in pool.previous)
+    assert d.summary["screening_health"]["records"] == len(ORDINARY) + 1

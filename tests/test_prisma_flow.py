@@ -56,17 +56,19 @@ from reports.exports import (
     SCREENED_STAGE,
     TRIALS_STAGE,
     export,
-    previous_report_pmids,
     prisma_counts,
     prisma_identities,
 )
 from reports.prisma_diagram import prisma_svg
-from screening.health import stopping_supported
+from screening.health import screening_health, screening_order, stopping_supported
+from screening.queue import queue
 from screening.service import screen
 from screening.web.decisions import record_decision
+from screening.web.queue_view import queue_counts
 from store.context import AppContext, make_context
 from store.fulltext import REASONS, assess
 from store.models import PollRun, Record, RecordRevision, Trial, TrialReport, User
+from store.screening_pool import previous_report_pmids
 from store.settings import parse_poll_start
 
 
@@ -247,6 +249,22 @@ def test_the_flow_closes_on_a_realistic_review(review: Any, tmp_path: Path) -> N
             col(Record.pmid).not_in(sorted(previous_report_pmids(s))))).one())
     # (the seed report a curator included is a duplicate: not among the records screened)
     assert flows[(False, False)][SCREENED_STAGE] == decided
+    # The queue, its counts, the screening health and the stopping test count the flow's
+    # records: the previous version's reports are out of every one of them, as here.
+    with ctx.sessions() as s:
+        health = screening_health(s)
+        counts = queue_counts(s)
+        listed = {i.pmid for i in queue(s, limit=100_000)}
+        order = screening_order(s)
+        previous = previous_report_pmids(s)
+    plain = flows[(False, False)]
+    assert health["screened"] == len(order.labels) == plain[SCREENED_STAGE]
+    assert health["records_remaining"] == counts["undecided"] == order.unscreened \
+        == len(listed) == plain[AWAITING_STAGE]
+    assert health["records"] == counts["records"] == plain[IDENTIFIED_STAGE] \
+        - plain[DUPLICATES_STAGE] - plain[DELETED_STAGE]
+    assert counts["previous_reports"] == plain[DUPLICATES_STAGE] == 2
+    assert not listed & previous
     # the CSV, the Markdown and the diagram are drawn from the same counts
     written = export(ctx, "prisma", tmp_path / "out.csv", stopping=stopping_supported)
     csv_text = written[0].read_text(encoding="utf-8")

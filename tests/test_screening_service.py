@@ -273,3 +273,34 @@ def test_interleave_puts_an_audit_item_at_every_tenth_place() -> None:
     assert places == [AUDIT_EVERY, 2 * AUDIT_EVERY, 28]  # the last after the main order ends
     assert [x for x in merged if x.startswith("m")] == main  # the main order is kept
     assert interleave(main, ["a1"], 5) == main[:5] and interleave([], ["a1"], 3) == ["a1"]
+
+
+def test_the_previous_versions_reports_are_not_screened_again(ctx) -> None:
+    """The seed evidence's reports stored as records (the monitor re-fetches them) are already
+    included: the queue (main list and audit list) and the audit sample leave them out, while
+    a curator's report of a new trial is screened like any record."""
+    from previous_reports import NEW_REPORT, ORDINARY, store_previous_reports
+
+    from screening.service import _choose_audit
+
+    with ctx.sessions() as session:
+        pool = store_previous_reports(session)
+        # drawn into the audit sample by an older mmlr, then decided
+        decided = session.get(Record, pool.previous[1])
+        decided.audit_sample = True
+        session.add(decided)
+        session.commit()
+    previous = set(pool.previous)
+    items = _queue(ctx, limit=100)
+    # they score highest, yet the queue starts with the new trial's report
+    assert [i.pmid for i in items][:1] == [NEW_REPORT]
+    assert {i.pmid for i in items} == {*ORDINARY, NEW_REPORT}
+    assert not previous & {i.pmid for i in _queue(ctx, limit=100, include_decided=True)}
+    # the audit sample: every low-score record of the pool is drawn at fraction 1, no
+    # previous report is, and the marks of those drawn before are cleared (decided or not)
+    assert _choose_audit(ctx, 1.0) == len(ORDINARY) - 5
+    with ctx.sessions() as session:
+        drawn = set(session.exec(select(Record.pmid).where(
+            col(Record.audit_sample).is_(True))).all())
+    assert drawn == set(ORDINARY[5:])
+    assert {i.pmid for i in _queue(ctx, limit=100) if i.audit_sample} == set(ORDINARY[5:])

@@ -408,3 +408,14 @@ def test_an_older_schema_is_named(ctx: AppContext) -> None:
     line = attention_line(status(ctx.settings))
     assert f"schema is at revision 0012, this mmlr expects {head}" in line
 
+
+
+def test_the_previous_versions_reports_do_not_await_screening(ctx: AppContext) -> None:
+    """The seed evidence's reports stored as records wait for no screener: the status counts
+    the records of the screening pool (a curator's report of a new trial among them)."""
+    from previous_reports import ORDINARY, store_previous_reports
+
+    with ctx.sessions() as session:
+        store_previous_reports(session)
+    _, report, _ = status_json(ctx.settings)
+    assert report["screening"]["awaiting_screening"] == len(ORDINARY) + 1

@@ -177,6 +177,27 @@ def test_prioritised_order_test_on_the_database(ctx) -> None:  # type: ignore[no
         assert prioritised_order_test(session).p_value > again.p_value
 
 
+def test_the_previous_versions_reports_take_no_part_in_the_stopping_test(
+        ctx) -> None:  # type: ignore[no-untyped-def]
+    """The seed evidence's reports stored as records were never screened here: neither the
+    one left undecided (not unscreened) nor the one a curator included (not a late include of
+    the screened order) counts, as the PRISMA flow leaves them out of every count."""
+    from previous_reports import ORDINARY, store_previous_reports
+
+    with ctx.sessions() as session:
+        user = _screen_in_order(session)
+        store_previous_reports(session, curator=user)
+        test = prioritised_order_test(session)
+        health = screening_health(session)
+    # 80 of the first 400 + the 12 ordinary records + the new trial's report
+    assert test.unscreened == 80 + len(ORDINARY) + 1 and test.found == 20
+    assert test.sample == 300 and test.sample_includes == 0
+    assert (health["records"], health["screened"], health["includes_found"]) == (
+        400 + len(ORDINARY) + 1, 320, 20)
+    assert health["records_remaining"] == 80 + len(ORDINARY) + 1
+    assert health["flagged_remaining"] == 5 + 1  # the previous reports are flagged too
+
+
 def test_the_test_keeps_its_promise_on_a_real_review(screening_dir: Path) -> None:
     """mmlr's learner screens a real labelled review (Cohen 2006, antihistamines); the first
     time the test rejects, recall is at least the target, and it rejects before the end."""

@@ -26,6 +26,7 @@ from store.models import (
     ModelVersion,
     Record,
     Trial,
+    TrialReport,
     User,
     utcnow,
 )
@@ -714,3 +715,87 @@ def test_created_at_renders_in_utc(app: Any, users: dict[str, str]) -> None:
                                                                            tzinfo=UTC)}])
     html = as_role(app, users, "viewer").get("/records/1").text
     assert "2024-03-01 12:30 UTC" in html
+
+
+# ----------------------------------------------------------------------------- previous reports
+def test_the_queue_holds_out_the_previous_versions_reports(app: Any,
+                                                           users: dict[str, str]) -> None:
+    """The seed evidence's reports stored as records score highest, yet neither the queue, its
+    counts nor the one-click "Include, next" show them; the page says how many are held out
+    and why. A curator's report of a new trial is screened like any record."""
+    from previous_reports import NEW_REPORT, ORDINARY, store_previous_reports
+
+    with db(app) as session:
+        pool = store_previous_reports(session)
+    curator = as_role(app, users, "curator")
+    for path in ["/", "/?show=all"]:
+        page = curator.get(path).text
+        order = [int(p) for p in re.findall(r'data-pmid="(\d+)"', page)]
+        assert order[0] == NEW_REPORT and set(order) == {*ORDINARY, NEW_REPORT}, path
+    doc = lxml.html.fromstring(page)
+    summary = " ".join(doc.xpath('//p[@class="summary"]')[0].text_content().split())
+    assert summary.startswith(f"{len(ORDINARY) + 1} of {len(ORDINARY) + 1} records awaiting "
+                              "a decision (6 flagged as likely maintenance RCTs)")
+    [held_out] = doc.xpath('//p[contains(@class, "previous-reports")]')
+    assert " ".join(held_out.text_content().split()).startswith(
+        "3 records are reports of the previous version's trials: already included, not "
+        "screened again")
+    [records_item] = [dd.text_content() for dt, dd in zip(
+        doc.xpath('//section[@aria-label="Screening health"]//dt'),
+        doc.xpath('//section[@aria-label="Screening health"]//dd'), strict=True)
+        if dt.text_content() == "records"]
+    assert records_item == str(len(ORDINARY) + 1)
+    # "Include, next" from the top of the queue leads to the next record of the pool
+    token = csrf_from(page)
+    response = curator.post(f"/records/{NEW_REPORT}/decision", follow_redirects=False,
+                            data={"quick": "include", "csrf_token": token})
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/records/{ORDINARY[0]}?rank=1"
+    assert not set(pool.previous) & {int(p) for p in re.findall(
+        r'data-pmid="(\d+)"', curator.get("/").text)}
+
+
+def test_the_record_page_of_a_previous_report_says_it_is_not_screened_again(
+        app: Any, users: dict[str, str]) -> None:
+    """Opened from a search or a link, a report of the previous version names its trial
+    (escaped, linked) and says it is not screened again; the decision recorded on it earlier
+    is shown, and a decision may still be saved, without a "next" that suggests screening."""
+    from previous_reports import NEW_REPORT, store_previous_reports
+
+    with db(app) as session:
+        pool = store_previous_reports(session)
+        # the seed trials of the decided and the undecided reports, renamed with markup
+        for pmid in pool.previous[:2]:
+            trial = session.exec(select(Trial).join(TrialReport).where(
+                TrialReport.pmid == pmid, col(TrialReport.source_key).is_not(None))).one()
+            trial.name = f"IFM <i>{pmid}</i>"
+            session.add(trial)
+        session.commit()
+    curator = as_role(app, users, "curator")
+    undecided, decided = (curator.get(f"/records/{p}").text for p in pool.previous[:2])
+    for html, pmid in ((undecided, pool.previous[0]), (decided, pool.previous[1])):
+        assert f"<i>{pmid}</i>" not in html
+        doc = lxml.html.fromstring(html)
+        [note] = doc.xpath('//p[contains(concat(" ", @class, " "), " previous-report ")]')
+        text = " ".join(note.text_content().split())
+        assert text.startswith(f"A report of IFM <i>{pmid}</i> in the previous version of "
+                               "the review: already included, it is not screened again")
+        assert [a.get("href") for a in note.xpath(".//a")] == [
+            href for href in doc.xpath('//ul[@class="linked-trials"]//a/@href')]
+        assert "decision-form" in html and 'name="quick"' not in html
+        assert "(not needed)" in html
+    assert "The decision recorded on it earlier (include) is kept, but counts in none of " \
+        "the screening numbers" in " ".join(decided.split())
+    assert "recorded on it earlier" not in undecided
+    # the decision form still works, and the record stays out of the queue's numbers
+    before = curator.get("/").text
+    response = curator.post(f"/records/{pool.previous[0]}/decision", follow_redirects=False,
+                            data={"decision": "exclude", "csrf_token": csrf_from(undecided)})
+    assert response.status_code == 303
+    after = curator.get("/").text
+    summary = re.compile(r'<p class="summary">(.*?)</p>', re.S)
+    assert summary.search(before).group(1).split(";")[0] == \
+        summary.search(after).group(1).split(";")[0]
+    # a curator's report of a new trial is screened: no such note, the one-click buttons
+    new = curator.get(f"/records/{NEW_REPORT}").text
+    assert "previous-report" not in new and 'name="quick"' in new

@@ -437,3 +437,27 @@ def test_failed_retraining_is_reported_in_one_line(retrain_app: Any,
         assert f"Last retraining failed: {shown}" in page
         assert "internal detail 42" not in page
     assert "internal detail 42" in caplog.text  # the unexpected one is logged in full
+
+
+def test_undecided_records_leave_out_the_previous_versions_reports(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """``status=undecided`` is the records waiting for a screener: the seed evidence's
+    reports stored as records are not (``status=all`` still lists them); a curator's report
+    of a new trial is."""
+    from previous_reports import NEW_REPORT, ORDINARY, store_previous_reports
+
+    with db(app) as session:
+        pool = store_previous_reports(session)
+    headers = _token(app, users["viewer"])
+    undecided = api.get("/api/records?status=undecided&limit=1000", headers=headers).json()
+    assert undecided["total"] == len(ORDINARY) + 1
+    assert [r["pmid"] for r in undecided["records"]][:1] == [NEW_REPORT]
+    assert not set(pool.previous) & {r["pmid"] for r in undecided["records"]}
+    flagged = api.get("/api/records?status=undecided&flagged=true", headers=headers).json()
+    assert [r["pmid"] for r in flagged["records"]] == [NEW_REPORT, *ORDINARY[:5]]
+    everything = api.get("/api/records?status=all&limit=1000", headers=headers).json()
+    assert set(pool.previous) <= {r["pmid"] for r in everything["records"]}
+    assert everything["total"] == len(ORDINARY) + 1 + 3
+    # the API's health agrees with the list
+    health = api.get("/api/screening/health", headers=headers).json()
+    assert health["records_remaining"] == undecided["total"]

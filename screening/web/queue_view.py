@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from screening.health import count_live
+from screening.health import count_live, count_pool
 from screening.health import screening_health as _health
 from screening.stopping import TARGET_RECALL
 from screening.votes import hidden_from_queue, in_conflict, screened_once, voted_by
 from store.models import Decision, KeyValue, Record
+from store.screening_pool import in_screening_pool
 
 log = logging.getLogger(__name__)
 
@@ -24,23 +25,25 @@ def queue_counts(session: Session, *, screener_id: int | None = None) -> dict[st
     voted by you and awaiting a second screener, conflicts, resolved."""
     undecided = col(Record.decision).is_(None)
     decisions = session.exec(select(func.count()).select_from(Decision)).one()
-    counts = {"records": count_live(session), "undecided": count_live(session, undecided),
-              "flagged": count_live(session, undecided, col(Record.flagged).is_(True)),
-              "decisions": int(decisions)}
+    counts = {"records": count_pool(session), "undecided": count_pool(session, undecided),
+              "flagged": count_pool(session, undecided, col(Record.flagged).is_(True)),
+              "decisions": int(decisions),
+              # Stored but not screened again: said on the page so the numbers add up.
+              "previous_reports": count_live(session, ~in_screening_pool())}
     if screener_id is None:
         return counts
     yours = ~hidden_from_queue(screener_id)
     counts.update({
-        "awaiting_you": count_live(session, undecided, yours),
-        "awaiting_you_flagged": count_live(session, undecided, yours,
+        "awaiting_you": count_pool(session, undecided, yours),
+        "awaiting_you_flagged": count_pool(session, undecided, yours,
                                        col(Record.flagged).is_(True)),
-        "awaiting_you_second": count_live(session, undecided, yours,
+        "awaiting_you_second": count_pool(session, undecided, yours,
                                       col(Record.pmid).in_(screened_once())),
-        "yours_awaiting_second": count_live(session, undecided,
+        "yours_awaiting_second": count_pool(session, undecided,
                                         col(Record.pmid).in_(voted_by(screener_id)),
                                         col(Record.pmid).in_(screened_once())),
-        "conflicts": count_live(session, in_conflict()),
-        "resolved": count_live(session, col(Record.decision).is_not(None)),
+        "conflicts": count_pool(session, in_conflict()),
+        "resolved": count_pool(session, col(Record.decision).is_not(None)),
     })
     return counts
 

@@ -131,6 +131,7 @@ from store.fulltext import assessment_json as fulltext_json
 from store.ids import MAX_ID, parse_id
 from store.models import Record, Trial, TrialReport
 from store.record_lock import locked_trial
+from store.screening_pool import in_screening_pool
 from store.searches import (
     count_runs,
     last_completed_search,
@@ -230,8 +231,10 @@ def records(request: Request, session: DbSession, user: ApiReader,
             q: str | None = None,  # parse_terms says what is too long, in the API's words
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
             offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
-    """Records by screening status, highest score first. Under dual screening ``undecided``
-    is the caller's queue (records they have not voted on, conflicts left out), ``conflict``
+    """Records by screening status, highest score first. ``undecided`` is the records waiting
+    for a screener: the previous version's reports are not screened again, so ``all`` (or
+    the decision recorded on one earlier) lists them. Under dual screening ``undecided`` is
+    the caller's queue (records they have not voted on, conflicts left out), ``conflict``
     the records whose screeners disagree, and each record says how many people voted and
     the caller's own vote — never anyone else's. Every record carries its full-text state
     (``fulltext``: null unless included or maybe, else its settled verdict or ``awaiting``,
@@ -249,7 +252,9 @@ def records(request: Request, session: DbSession, user: ApiReader,
     elif status != "all":
         conditions.append(col(Record.deleted).is_(False))
         if status == "undecided":
-            conditions.append(col(Record.decision).is_(None))
+            # Waiting for a screener: the previous version's reports wait for nobody (still
+            # listed with status=all, and by their other statuses).
+            conditions.extend([col(Record.decision).is_(None), in_screening_pool()])
             if dual and user.id is not None:
                 conditions.append(~hidden_from_queue(user.id))
         elif status == "conflict":

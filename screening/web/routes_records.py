@@ -40,6 +40,7 @@ from store.citation import citation_line
 from store.fulltext import VOTE, assess
 from store.ids import parse_id
 from store.models import Alert, Decision, Record, RecordRevision, Trial, TrialReport, User
+from store.screening_pool import previous_report_trials
 from store.settings import is_dual_screening
 from store.trial_match import TrialIndex, registry_key
 
@@ -151,6 +152,8 @@ def record_page_response(request: Request, session: Session, record: Record, use
     alert_parts = [(a, _pmid_parts(a.message or "", stored)) for a in alerts]
     reports = session.exec(select(TrialReport, Trial).join(Trial)
                            .where(TrialReport.pmid == pmid)).all()
+    # A report of the previous version is reachable (search, links) but not screened again.
+    previous_of = previous_report_trials(session, pmid)
     explanation = record_explanation(session, record, request.app.state.model_cache)
     screening = record_screening(session, record, user,
                                  screeners_per_record=screeners_per_record(request))
@@ -174,7 +177,8 @@ def record_page_response(request: Request, session: Session, record: Record, use
     return render(request, "record.html", {
         "record": record, "rank": rank, "queue_back": queue_back, "citation": citation,
         "revisions": revisions, "alerts": alert_parts,
-        "reports": reports, "history": visible_history(session, pmid, screening),
+        "reports": reports, "previous_of": previous_of,
+        "history": visible_history(session, pmid, screening),
         "latest_decision_id": _latest_decision_id(session, pmid),
         "explanation": explanation, "screening": screening,
         "decisions": DECISIONS, "trial_matches": matches, "proposed": best is not None,
