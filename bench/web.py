@@ -27,6 +27,10 @@ Builds a throw-away SQLite database with N scored records, then times, in the sa
 - ``/search`` (``screening.record_search.search``, a case-insensitive substring scan of every
   record's searched fields) against loading the columns the trial matcher reads, for two
   words every record holds and for a phrase few hold, and the page against the queue page;
+- the screening counts of the screening pool (``screening.health.count_pool``: every live
+  record but the previous version's reports, found through the seed trials' audit rows, since
+  2026-12-02) against the same counts of every live record (``count_live``), with ``--audit``
+  rows in the audit trail;
 - a login (scrypt, deliberately slow) for scale.
 Records carry a ~1,000-character abstract; one in 50 names a trial in its title and one in
 50 lists a trial's registration, so the matcher finds something.
@@ -55,6 +59,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--decided", type=int, default=2000,
                         help="records screened, highest scores first (1 in 20 included)")
+    parser.add_argument("--audit", type=int, default=60000,
+                        help="rows in the audit trail (a busy review's decisions and logins)")
     parser.add_argument("--logins", type=int, default=1000,
                         help="rows in login_sessions (a day's logins of a busy team, at most)")
     args = parser.parse_args()
@@ -118,12 +124,18 @@ def main() -> None:
                                  created_at=start + timedelta(minutes=n)))
         session.commit()
 
+    from sqlalchemy import insert
+
     from monitor.bootstrap import load_seed_evidence
     from reports.pool import latest_results, pending_changes, pool_all
-    from store.models import Estimate
+    from store.models import AuditLog, Estimate
 
     with ctx.sessions() as session:
         load_seed_evidence(session)
+        session.execute(insert(AuditLog), [
+            {"actor": "bench@example.org", "action": "decision.record", "object_type": "record",
+             "object_id": str(90_000_000 + n % max(1, args.records)), "details": {}}
+            for n in range(args.audit)])
         session.commit()
     pool_all(ctx)
     with ctx.sessions() as session:
@@ -219,6 +231,23 @@ def main() -> None:
             latest_results(session)
             pending_changes(session)
 
+    from screening.health import count_live, count_pool
+
+    # The counts of the screening-health banner and the queue's summary.
+    undecided, decided = col(Record.decision).is_(None), col(Record.decision).is_not(None)
+    flagged = col(Record.flagged).is_(True)
+    conditions = [(), (decided,), (undecided,), (undecided, flagged), (decided, flagged)]
+
+    def live_counts() -> None:
+        with ctx.sessions() as session:
+            for where in conditions:
+                count_live(session, *where)
+
+    def pool_counts() -> None:
+        with ctx.sessions() as session:
+            for where in conditions:
+                count_pool(session, *where)
+
     from screening.record_search import search
 
     def search_two_words() -> None:  # every record holds both: the whole table is matched
@@ -245,10 +274,11 @@ def main() -> None:
         ("GET /estimates vs snapshots", snapshots_only, lambda: client.get("/estimates")),
         ("search 2 common words vs load", load_records, search_two_words),
         ("search rare phrase vs load", load_records, search_rare_phrase),
+        ("5 pool counts vs live counts", live_counts, pool_counts),
         ("GET /search vs GET /", lambda: client.get("/"),
          lambda: client.get("/search?q=lenalidomide+survival")),
     ]
-    print(f"{args.records} records ({args.decided} screened), SQLite, "
+    print(f"{args.records} records ({args.decided} screened, {args.audit} audit rows), SQLite, "
           f"median of {args.requests} requests")
     print(f"{'task':32} {'baseline ms':>12} {'ours ms':>9} {'ratio':>7}")
     for name, base, ours in rows:

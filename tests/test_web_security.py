@@ -37,7 +37,10 @@ pooled = test_web_funnel.pooled
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("GET", "/unsubscribe"),
           ("POST", "/unsubscribe"), ("GET", "/api/health"), ("GET", "/favicon.ico")}
 #: Pages that only show a form a curator sends: a viewer has nothing to do there.
-CURATOR_PAGES = {("GET", "/trials/new"), ("GET", "/estimates/{estimate_id}/edit")}
+CURATOR_PAGES = {("GET", "/trials/new"), ("GET", "/estimates/{estimate_id}/edit"),
+                 ("GET", "/fetch")}
+#: API reads for admins only: the audit trail holds every login attempt with its address.
+ADMIN_API = {("GET", "/api/audit")}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 _IDS = {"pmid": "90000002", "trial_id": "1", "estimate_id": "1", "user_id": "1",
         "subscriber_id": "1", "result_id": "1", "digest_id": "1"}
@@ -63,7 +66,7 @@ def needed_role(method: str, path: str) -> str | None:
     own account; reading a viewer."""
     if (method, path) in PUBLIC:
         return None
-    if path.startswith("/admin/"):
+    if path.startswith("/admin/") or (method, path) in ADMIN_API:
         return "admin"
     if path.startswith("/account"):
         return "viewer"  # everyone's own password and API token
