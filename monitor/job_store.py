@@ -94,6 +94,21 @@ class MmlrJobStore(SQLAlchemyJobStore):  # type: ignore[misc]  # APScheduler has
         self.outage.answered()
         return jobs
 
+    def get_next_run_time(self) -> datetime | None:
+        # APScheduler asks this after the due jobs, outside the try that retries those: an
+        # outage that begins between the two calls would end the scheduler's thread, and with
+        # it every later run, without a word. Instead the outage is logged as above and the
+        # scheduler wakes again after its retry interval, to find out through get_due_jobs.
+        try:
+            value: datetime | None = super().get_next_run_time()
+        except Exception as exc:
+            if not database_unreachable(exc):
+                raise
+            self.outage.failed(exc)
+            retry = getattr(self._scheduler, "jobstore_retry_interval", 10.0)
+            return datetime.now(UTC) + timedelta(seconds=float(retry))
+        return value
+
 
 class OutageFilter(logging.Filter):
     """Drops APScheduler's "Error getting due jobs" line for an outage :class:`OutageLog`

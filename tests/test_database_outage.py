@@ -225,11 +225,11 @@ def test_the_scheduler_logs_its_job_store_outage_once_and_its_end(
     scheduler = build_scheduler(settings, blocking=False, jobs={})
     scheduler.jobstore_retry_interval = 0.05  # APScheduler's 10 s between tries, shortened
     store = scheduler._jobstores["default"]
-    scheduler.start()
+    scheduler.start(paused=True)  # its thread reads the store only once resumed
     try:
         with caplog.at_level(logging.INFO):
             relay.cut()
-            scheduler.wakeup()
+            scheduler.resume()
             _wait_for(lambda: store.outage.failures >= 5, "five failed reads of the job store")
             relay.restore()
             _wait_for(lambda: store.outage.since is None, "the job store answering again")
@@ -242,5 +242,35 @@ def test_the_scheduler_logs_its_job_store_outage_once_and_its_end(
         assert len(ended) == 1, caplog.text
         assert not [r for r in caplog.records if r.exc_info], caplog.text
         assert settings.database_url.split("@")[0] not in caplog.text  # no credentials
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_an_outage_after_the_due_jobs_were_read_does_not_end_the_scheduler(
+        relayed: tuple[Any, Relay], caplog: pytest.LogCaptureFixture) -> None:
+    """APScheduler reads the next run time after the due jobs, outside its retry: the
+    database going away between the two raised out of its thread (the scheduler stopped for
+    good). The store now reports the outage and asks to be woken after the retry interval."""
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.scheduler import build_scheduler
+
+    settings, relay = relayed
+    scheduler = build_scheduler(settings, blocking=False, jobs={})
+    store = scheduler._jobstores["default"]
+    scheduler.start(paused=True)
+    try:
+        with caplog.at_level(logging.INFO):
+            relay.cut()
+            before = datetime.now(UTC)
+            wake = store.get_next_run_time()
+            assert wake is not None
+            assert before < wake <= datetime.now(UTC) + timedelta(
+                seconds=scheduler.jobstore_retry_interval)
+            assert store.outage.since is not None
+            relay.restore()
+            assert store.get_due_jobs(datetime.now(UTC)) == []
+        assert "the scheduler cannot read its jobs" in caplog.text
+        assert "the scheduler reads its jobs again" in caplog.text
     finally:
         scheduler.shutdown(wait=False)
