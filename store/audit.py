@@ -45,11 +45,16 @@ def audit(
     )
 
 
+def seed_trial_rows() -> Any:
+    """SELECT of the seed trials' ids as their "seed.trial" audit rows keep them (text)."""
+    return select(AuditLog.object_id).where(col(AuditLog.action) == SEED_TRIAL,
+                                            col(AuditLog.object_type) == "trial")
+
+
 def seed_trial_ids(session: Session) -> set[int]:
     """Ids of the trials the seed evidence added (the previous version of the review)."""
-    rows = session.exec(select(AuditLog.object_id).where(
-        col(AuditLog.action) == SEED_TRIAL, col(AuditLog.object_type) == "trial"))
-    return {trial_id for row in rows if row and (trial_id := parse_id(row)) is not None}
+    return {trial_id for row in session.exec(seed_trial_rows())
+            if row and (trial_id := parse_id(row)) is not None}
 
 
 # ----------------------------------------------------------------------------- reading it

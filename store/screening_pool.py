@@ -19,14 +19,8 @@ from typing import Any
 from sqlalchemy import String, cast
 from sqlmodel import Session, col, select
 
-from store.audit import SEED_TRIAL
-from store.models import AuditLog, Record, Trial, TrialReport
-
-
-def _seed_trial_ids_query() -> Any:
-    """The ids of the seed trials, as the text their "seed.trial" audit rows hold."""
-    return select(AuditLog.object_id).where(col(AuditLog.action) == SEED_TRIAL,
-                                             col(AuditLog.object_type) == "trial")
+from store.audit import seed_trial_rows
+from store.models import Record, Trial, TrialReport
 
 
 def _is_previous_report() -> tuple[Any, ...]:
@@ -37,7 +31,7 @@ def _is_previous_report() -> tuple[Any, ...]:
     # on PostgreSQL. Uncorrelated, so each engine evaluates it once per query, and the index
     # on the audit action (migration 0015) spares it reading the whole audit trail.
     return (col(TrialReport.source_key).is_not(None), col(TrialReport.pmid).is_not(None),
-            cast(col(TrialReport.trial_id), String).in_(_seed_trial_ids_query()))
+            cast(col(TrialReport.trial_id), String).in_(seed_trial_rows()))
 
 
 def previous_reports_query() -> Any:
