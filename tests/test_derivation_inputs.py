@@ -452,6 +452,7 @@ def test_r_rederives_every_derived_row(ctx: Any, tmp_path: Path, rscript: str) -
 
 
 # ----------------------------------------------------------------------------- migration
+@pytest.mark.empty_database
 def test_database_at_0001_upgrades_with_rows_intact(db_url: str) -> None:
     from alembic import command
     from alembic.config import Config

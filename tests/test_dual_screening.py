@@ -288,6 +288,7 @@ def test_digest_health_counts_second_votes_and_conflicts_only_under_dual(ctx: An
 
 
 # ----------------------------------------------------------------------------- migration
+@pytest.mark.empty_database
 def test_database_at_0002_upgrades_with_decisions_intact(db_url: str) -> None:
     from alembic import command
     from alembic.config import Config

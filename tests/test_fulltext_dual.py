@@ -391,6 +391,7 @@ def test_the_digest_lists_settled_reports_and_counts_votes_only(
     assert "other" not in digest.html.split('id="fulltext"')[1].split("</div>")[0]
 
 
+@pytest.mark.empty_database
 def test_migration_0010_keeps_every_verdict_settling(db_url: str) -> None:
     from alembic import command
 

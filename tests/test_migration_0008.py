@@ -30,6 +30,7 @@ def _report(conn, id_: int, trial_id: int, pmid: int | None, citation: str) -> N
         created_at=utcnow()))
 
 
+@pytest.mark.empty_database
 def test_duplicates_are_merged_and_then_refused(db_url: str) -> None:
     from alembic import command
 

@@ -592,6 +592,7 @@ def test_metafor_export_has_the_current_overall_judgment(pooled: Any, tmp_path: 
 
 
 # ----------------------------------------------------------------------------- migration
+@pytest.mark.empty_database
 def test_database_at_0003_upgrades_to_0004_and_back(db_url: str) -> None:
     from alembic import command
     from alembic.config import Config

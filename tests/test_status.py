@@ -387,6 +387,7 @@ def test_a_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> None:
     assert not path.exists() and not path.parent.exists()
 
 
+@pytest.mark.empty_database
 def test_a_database_without_the_schema_is_not_migrated(tmp_path: Path, db_url: str) -> None:
     """status reads; it never upgrades (every other command would create the tables)."""
     if db_url.startswith("sqlite"):

@@ -382,6 +382,7 @@ def _alembic(engine: Any) -> Any:
     return cfg
 
 
+@pytest.mark.empty_database
 def test_tokens_from_before_0014_work_for_90_days_after_the_upgrade(db_url: str) -> None:
     """Tokens had no lifetime before 0014: they get 90 days from the upgrade rather than
     stopping at once (no client breaks the day of the upgrade); no token, no expiry."""
