@@ -30,7 +30,9 @@ from reports.exports import (
     INCLUDED_STAGE,
     NOT_RETRIEVED_STAGE,
     prisma_counts,
+    subset_pmids,
     write_records_csv,
+    write_ris,
 )
 from screening.web.fulltext import fulltext_agreement
 from store.models import Decision, FullTextAssessment, Record, User
@@ -161,6 +163,15 @@ def test_a_previous_report_takes_no_full_text_verdict(
     rows = {int(r["pmid"]): r for r in csv.DictReader(io.StringIO(out.getvalue()))}
     assert (rows[included]["fulltext"], rows[included]["fulltext_reason"]) == ("", "")
     assert rows[SOUGHT]["fulltext"] == "awaiting"
+    # `mmlr export --only included` is the reports sought; the RIS note gives no full text
+    ris = io.StringIO()
+    with db(app) as session:
+        assert subset_pmids(session, "included") == {SOUGHT}
+        write_ris(session, ris)
+    notes = {int(m[0]): m[1] for m in re.findall(
+        r"AN  - (\d+)\r\n(?:.*\r\n)*?N1  - (.*)\r\n", ris.getvalue())}
+    assert notes[SOUGHT].endswith("full text: awaiting assessment")
+    assert "full text" not in notes[included]
 
 
 def test_the_full_text_agreement_is_over_the_reports_sought(
