@@ -17,7 +17,7 @@ from typing import Any
 import lxml.html
 import pytest
 import test_web
-from previous_reports import ORDINARY, store_previous_reports
+from previous_reports import NEW_TRIAL, ORDINARY, store_previous_reports
 from sqlmodel import Session, func, select
 from test_web import api_as, as_role, csrf_from, db, make_user
 
@@ -35,7 +35,7 @@ from reports.exports import (
     write_ris,
 )
 from screening.web.fulltext import fulltext_agreement
-from store.models import Decision, FullTextAssessment, Record, User
+from store.models import Decision, FullTextAssessment, Record, Trial, User
 
 app = test_web.app
 users = test_web.users
@@ -189,6 +189,25 @@ def test_the_full_text_agreement_is_over_the_reports_sought(
         session.commit()
         agreement = fulltext_agreement(session)
     assert (agreement.n, agreement.observed) == (1, 1.0)
+
+
+def test_linking_a_previous_report_asks_for_no_screening(
+        app: Any, users: dict[str, str]) -> None:
+    """A seed report added as a report of another trial is told nothing about screening it:
+    the PRISMA flow counts it among the previous version's reports whatever is decided on
+    it, so "screen it so that the flow counts it as included" would send the curator to
+    screen a record that is not screened again."""
+    with db(app) as session:
+        previous = store_previous_reports(session).previous[0]
+        new_trial = session.exec(select(Trial.id).where(Trial.name == NEW_TRIAL)).one()
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get(f"/trials/{new_trial}").text)
+    done = curator.post(f"/trials/{new_trial}/reports", data={
+        "csrf_token": token, "pmid": str(previous), "kind": "update", "citation": "X 2026"},
+        follow_redirects=False)
+    assert done.status_code == 303
+    page = html.unescape(curator.get(done.headers["location"]).text)
+    assert "Report added." in page and "title/abstract" not in page
 
 
 # ----------------------------------------------------------------------------- the queue
