@@ -13,10 +13,14 @@ import logging
 import signal
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from store.errors import ConfigError
 from store.settings import Settings, is_loopback
+
+if TYPE_CHECKING:  # the poll is imported when a fetch runs, as the scheduler's jobs do
+    from monitor.poll import PollSummary
+    from store.context import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,9 @@ def served_at(settings: Settings, host: str | None, port: int | None) -> Setting
     return settings.model_copy(update={"base_url": f"http://{shown}:{port}"})
 
 
-def fetch_pmids(ctx: Any, pmids: list[int]) -> Any:
-    """The web app's "Fetch from PubMed" (``screening.web.fetch``): `mmlr poll --pmids`."""
+def fetch_pmids(ctx: AppContext, pmids: list[int]) -> PollSummary:
+    """The web app's "Fetch from PubMed" (``screening.web.fetch``): `mmlr poll --pmids`.
+    Typed, so that mypy checks ``PollSummary`` against the page's ``FetchSummary``."""
     from monitor.poll import poll
 
     return poll(ctx, pmids=pmids)

@@ -74,9 +74,9 @@ from store.citation import citation_line
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
 from store.fulltext import (
-    PASSED,
     VOTE,
     fulltext_counts,
+    is_sought,
     linked_though_ruled_out,
     outcomes,
     reason_label,
@@ -92,7 +92,7 @@ from store.models import (
     Record,
     utcnow,
 )
-from store.screening_pool import in_screening_pool
+from store.screening_pool import in_screening_pool, previous_report_pmids
 from store.searches import searches_between
 from store.settings import parse_smtp_url
 from store.trial_match import unlinked_strong_matches
@@ -322,6 +322,10 @@ def _decisions_since(
 ) -> tuple[dict[str, Any], int | None]:
     rows, new_last = _rows_since(session, Decision, previous,
                                  prev_summary.get("last_decision_id"))
+    # A decision on a previous version's report counts nowhere (store.screening_pool): not
+    # news either. The cut-off stays the last row read, so it is not read again next time.
+    outside = previous_report_pmids(session)
+    rows = [d for d in rows if d.pmid not in outside]
     counts = Counter(d.decision for d in rows)
     if dual:  # how many, not which way: the votes of unresolved records stay blind
         counts = Counter("votes" if d.kind == "vote" else "resolutions" for d in rows)
@@ -351,6 +355,9 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
     verdict: a vote waiting for its second assessor is blind."""
     rows, new_last = _rows_since(session, FullTextAssessment, previous,
                                  prev_summary.get("last_fulltext_id"))
+    # Judgements of the reports not sought (the previous version's) count nowhere.
+    outside = previous_report_pmids(session)
+    rows = [row for row in rows if row.pmid not in outside]
     period = {row.id for row in rows}
     settled = outcomes(session, {row.pmid for row in rows})
     records = {r.pmid: r for r in session.exec(
@@ -359,8 +366,8 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
     for pmid, o in sorted(settled.items()):
         record = records.get(pmid)
         if o.row is None or o.row.id not in period or o.verdict not in listed \
-                or record is None or record.decision not in PASSED:
-            continue  # unsettled, settled earlier, or on a record no longer included
+                or record is None or not is_sought(record, outside):
+            continue  # unsettled, settled earlier, or on a record no longer sought
         listed[o.verdict].append({**_record_view(record), "reason": reason_label(o.reason)
                                   if o.reason else None})
     counts = Counter("votes" if r.kind == VOTE else r.verdict for r in rows)

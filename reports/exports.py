@@ -8,9 +8,10 @@
   such as "e0227333" when there is no pagination; empty online first); ``screening`` is where the
   record stands in the review (deleted, included, excluded, maybe, flagged, not flagged,
   unscored); ``fulltext`` is the full-text verdict of a record included (or marked maybe)
-  at title/abstract screening (``eligible``, ``excluded``, ``not_retrieved``) or, until it
-  is settled, its state (``awaiting``, and with two assessors ``awaiting_second`` or
-  ``conflict``); empty for the others; and
+  at title/abstract screening, a report sought for retrieval (not one of the previous
+  version's reports: :func:`store.fulltext.is_sought`) (``eligible``, ``excluded``,
+  ``not_retrieved``) or, until it is settled, its state (``awaiting``, and with two
+  assessors ``awaiting_second`` or ``conflict``); empty for the others; and
   ``fulltext_reason`` the reason of an exclusion (its text, as PRISMA reports it; for
   "other reason" the assessor's note saying which, ``other reason: …``): filtered
   on ``excluded``, the list of reports excluded with reasons. Under dual screening two more
@@ -78,6 +79,7 @@ from store.fulltext import (
     link_problem,
     outcomes,
     reason_label,
+    sought_conditions,
     sought_pmids,
     verdict_words,
 )
@@ -115,8 +117,9 @@ _VOTE = "vote"
 
 #: ``--only`` of the record exports (ris, csv): which records, in words for the help and docs.
 SUBSETS: dict[str, str] = {
-    "included": "passed title/abstract screening (include or maybe), not deleted: the reports "
-                "sought for retrieval",
+    "included": "passed title/abstract screening (include or maybe), not deleted, not a "
+                "report of the previous version of the review: the reports sought for "
+                "retrieval",
     "eligible": "full text settled as eligible",
     "reports": "linked to a trial of the review (its reports: the included studies' "
                "references)",
@@ -271,6 +274,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
     and number of screeners; ``pmids`` keeps those records only (``--only``)."""
     writer = csv.writer(fh)  # QUOTE_MINIMAL: commas, quotes and newlines are quoted
     writer.writerow(DUAL_CSV_COLUMNS if dual else CSV_COLUMNS)
+    previous = previous_report_pmids(session)
     # Plain column rows, not ORM objects: building entities cost ~4x the whole export.
     last = -1
     while True:
@@ -286,7 +290,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
                 continue
         screeners = _screeners_between(session, page[0].pmid, page[-1].pmid) if dual else {}
         verdicts = outcomes(
-            session, [r.pmid for r in page if is_sought(r)])
+            session, [r.pmid for r in page if is_sought(r, previous)])
         for r in page:
             row = [
                 r.pmid, r.title, r.journal or "", "" if r.year is None else r.year,
@@ -294,7 +298,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
                 screening_state(r), _bool(r.flagged), _bool(r.deleted), _bool(r.retracted),
                 r.doi or "", "; ".join(r.publication_types or []), "; ".join(r.nct_ids or []),
                 r.first_seen_at.isoformat() if r.first_seen_at else "",
-                *_fulltext_cells(r, verdicts.get(r.pmid)),
+                *_fulltext_cells(is_sought(r, previous), verdicts.get(r.pmid)),
                 r.volume or "", r.issue or "",
                 article_location(r.pages, r.elocation, r.volume) or "",
             ]
@@ -306,9 +310,9 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
             writer.writerow(spreadsheet_row(row))
 
 
-def _fulltext_cells(r: Any, verdict: Outcome | None) -> list[str]:
+def _fulltext_cells(sought: bool, verdict: Outcome | None) -> list[str]:
     """``fulltext`` and ``fulltext_reason`` of one records-CSV row."""
-    state, reason = fulltext_state(r.decision, r.deleted, verdict)
+    state, reason = fulltext_state(sought, verdict)
     return [state or "", (reason_words(verdict) if verdict is not None else
                           reason_label(reason)) if reason else ""]
 
@@ -343,8 +347,6 @@ def write_screening_csv(session: Session, fh: IO[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- ris
-#: The records sought for retrieval (store.fulltext.is_sought, as SQL conditions).
-_SOUGHT = (col(Record.decision).in_(PASSED), col(Record.deleted).is_(False))
 #: The RIS specification (Research Information Systems, Reference Manager) ends every line
 #: with a carriage return and a line feed; Zotero and EndNote read either, older importers
 #: only this.
@@ -442,14 +444,16 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False,
     """RIS entries (tags per the RIS specification; one value per line); ``pmids`` keeps
     those records only (``--only``)."""
     verdicts: dict[int, Outcome] = {}
+    previous = previous_report_pmids(session)
     for r in _records(session):
         if (r.deleted and not include_deleted) or (pmids is not None and r.pmid not in pmids):
             continue
-        if r.pmid not in verdicts and is_sought(r):
+        sought = is_sought(r, previous)
+        if r.pmid not in verdicts and sought:
             # The full-text verdicts of the records sought from here on, a page at a time
             # (the records come in PMID order).
             verdicts = outcomes(session, session.exec(
-                select(Record.pmid).where(col(Record.pmid) >= r.pmid, *_SOUGHT)
+                select(Record.pmid).where(col(Record.pmid) >= r.pmid, *sought_conditions())
                 .order_by(col(Record.pmid)).limit(_BATCH)).all())
         kind = ris_type(r)
         lines: list[tuple[str, object]] = [("TY", kind), ("TI", r.title)]
@@ -470,7 +474,7 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False,
         lines += [("KW", k) for k in [*(r.keywords or []), *mesh]]
         lines += [("M3", pt) for pt in (r.publication_types or [])]
         notes = [f"mmlr screening: {screening_state(r)}"]
-        if is_sought(r):
+        if sought:
             # "included" is the title/abstract decision: the full text may have excluded it.
             notes.append(f"full text: {fulltext_words(verdicts.get(r.pmid, AWAITING))}")
         if r.retracted:
@@ -805,10 +809,9 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
     without any row (imports) have no date and are not counted. A record whose decision was
     changed after ``at`` counts in its new box but is not taken out of its old one: these
     are additions, not net changes."""
-    previous = previous_report_pmids(session)
     in_flow = in_screening_pool()
     live = col(Record.deleted).is_(False), in_flow
-    recent = fulltext_counts(session, since=at, exclude=previous)
+    recent = fulltext_counts(session, since=at)  # the reports sought: the flow's, as here
     decided_after = col(Record.pmid).in_(
         select(Decision.pmid).group_by(col(Decision.pmid))
         .having(func.max(Decision.created_at) > at))

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from screening.agreement import VOTE, Vote, blind_pair, latest_votes
 from store.batches import in_chunks
 from store.models import Decision, Record, User
+from store.screening_pool import previous_reports_query
 
 
 def _is_vote() -> Any:
@@ -108,7 +109,11 @@ def user_votes(session: Session, user_id: int, pmids: Iterable[int]) -> dict[int
 
 
 def blind_pairs(session: Session) -> list[tuple[str, str]]:
-    """The blind vote pairs of every record screened by two or more people."""
-    pmids = [int(p) for p in session.exec(screened_twice()).all()]
+    """The blind vote pairs of every record of the screening pool screened by two or more
+    people: votes on a previous version's report screen nothing (``store.screening_pool``),
+    so they are not part of the review's screening agreement either. A record deleted from
+    PubMed since keeps its pair: it was screened blind like any other."""
+    pmids = [int(p) for p in session.exec(
+        screened_twice().where(col(Decision.pmid).not_in(previous_reports_query()))).all()]
     return [pair for votes in votes_on(session, pmids).values()
             if (pair := blind_pair(votes)) is not None]

@@ -28,12 +28,15 @@ Who settles a report (:func:`outcome`, the one rule every page, count and export
   vote for a vote — is not stored twice (:func:`repeated_assessment`, ``store.repeats``): a
   client retrying after a timeout gets the first one back.
 
-Only records that passed title/abstract screening — current decision *include*, or *maybe*
-(the abstract cannot decide, so the full text must) — and that PubMed has not deleted take
-part: a verdict on a record whose title/abstract decision later changed to exclude stays in
-the history but counts nowhere. The rules live here (store) so the pages, the API, the PRISMA
-counts and the digest share them; who may resolve (roles) is the web app's
-(``screening.web.fulltext``).
+Only records of the screening pool (``store.screening_pool``) that passed title/abstract
+screening — current decision *include*, or *maybe* (the abstract cannot decide, so the full
+text must) — and that PubMed has not deleted take part: a verdict on a record whose
+title/abstract decision later changed to exclude stays in the history but counts nowhere. A
+report of the previous version of the review is not sought again, whatever decision a
+curator recorded on it: that review included it, and the PRISMA flow removes it as a
+duplicate before screening, so neither its decision nor a full-text verdict on it counts.
+The rules live here (store) so the pages, the API, the PRISMA counts and the digest share
+them; who may resolve (roles) is the web app's (``screening.web.fulltext``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from store.errors import StateError, ValidationError
 from store.models import FullTextAssessment, Record, TrialReport, User
 from store.record_lock import locked_record
 from store.repeats import Recorded
+from store.screening_pool import in_screening_pool, previous_report_trials
 from store.settings import is_dual_screening
 from store.vote_rule import vote_bar
 
@@ -262,6 +266,13 @@ def assessable_record(session: Session, pmid: int) -> Record:
     if record.deleted:
         raise ValidationError(f"PMID {pmid} was deleted from PubMed; it is not assessed in "
                               "full text")
+    previous_of = previous_report_trials(session, pmid)
+    if previous_of:
+        names = ", ".join(t.name for t in previous_of)
+        raise ValidationError(
+            f"PMID {pmid} is a report of {names} in the previous version of the review: "
+            "already included, it is not sought for retrieval again",
+            hint="its trial's numbers are entered on the trial's page")
     if record.decision not in PASSED:
         raise ValidationError(
             f"PMID {pmid} is not included at title/abstract screening (current decision: "
@@ -270,19 +281,23 @@ def assessable_record(session: Session, pmid: int) -> Record:
     return record
 
 
-def is_sought(record: Record) -> bool:
-    """Whether ``record`` takes part in the full-text stage (:func:`_sought`, for one row)."""
-    return record.decision in PASSED and not record.deleted
+def is_sought(record: Record, previous: Collection[int]) -> bool:
+    """Whether ``record`` takes part in the full-text stage (:func:`sought_conditions`, for
+    one row). ``previous`` is ``store.screening_pool.previous_report_pmids``, which a caller
+    asking of many records reads once rather than once a record."""
+    return record.decision in PASSED and not record.deleted and record.pmid not in previous
 
 
-def _sought() -> Any:
-    """Conditions of the reports sought for retrieval: passed screening, not deleted."""
-    return (col(Record.decision).in_(PASSED), col(Record.deleted).is_(False))
+def sought_conditions() -> tuple[Any, ...]:
+    """Conditions on ``Record`` of the reports sought for retrieval: in the screening pool,
+    passed screening, not deleted."""
+    return (col(Record.decision).in_(PASSED), col(Record.deleted).is_(False),
+            in_screening_pool())
 
 
 def sought_pmids(session: Session) -> list[int]:
-    """The reports sought for retrieval (included or maybe, not deleted), by PMID."""
-    return [int(p) for p in session.exec(select(Record.pmid).where(*_sought())
+    """The reports sought for retrieval (:func:`sought_conditions`), by PMID."""
+    return [int(p) for p in session.exec(select(Record.pmid).where(*sought_conditions())
                                          .order_by(col(Record.pmid)))]
 
 
@@ -338,15 +353,13 @@ class FullTextCounts:
                 "excluded_by_reason": dict(self.excluded)}
 
 
-def fulltext_counts(session: Session, *, since: datetime | None = None,
-                    exclude: Collection[int] = frozenset()) -> FullTextCounts:
-    """The full-text stage in numbers (see :class:`FullTextCounts`). With ``since``, only
-    reports settled after it count as eligible / excluded / not retrieved (``sought`` and
-    the unsettled ones are states, reported as they are now). The PMIDs of ``exclude`` take
-    no part (the PRISMA flow's records removed as duplicates of the previous version's
-    reports)."""
-    pmids = [p for p in sought_pmids(session) if p not in exclude]
-    return count_outcomes(outcomes(session, pmids), since=since)
+def fulltext_counts(session: Session, *, since: datetime | None = None) -> FullTextCounts:
+    """The full-text stage in numbers (see :class:`FullTextCounts`) over the reports sought
+    (:func:`sought_pmids`: the previous version's reports are not among them, as the PRISMA
+    flow removes them). With ``since``, only reports settled after it count as eligible /
+    excluded / not retrieved (``sought`` and the unsettled ones are states, reported as they
+    are now)."""
+    return count_outcomes(outcomes(session, sought_pmids(session)), since=since)
 
 
 def count_outcomes(found: Mapping[int, Outcome], *,
@@ -397,12 +410,11 @@ def linked_though_ruled_out(session: Session) -> list[Record]:
                              .order_by(col(Record.pmid)))) if pmids else []
 
 
-def fulltext_state(decision: str | None, deleted: bool, o: Outcome | None,
-                   ) -> tuple[str | None, str | None]:
+def fulltext_state(sought: bool, o: Outcome | None) -> tuple[str | None, str | None]:
     """A record's place in the full-text stage and, for an excluded report, its reason code:
-    (None, None) when it takes no part (not passed screening, or deleted), else its settled
+    (None, None) when it takes no part (not ``sought``: :func:`is_sought`), else its settled
     verdict or its state (``awaiting``, ``awaiting_second``, ``conflict``)."""
-    if decision not in PASSED or deleted:
+    if not sought:
         return None, None
     o = o or AWAITING
     return o.verdict, o.reason
@@ -454,6 +466,7 @@ __all__ = [
     "reason_label",
     "repeated_assessment",
     "row_words",
+    "sought_conditions",
     "sought_pmids",
     "verdict_words",
 ]

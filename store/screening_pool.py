@@ -6,10 +6,12 @@ its trials were included by that review, and the monitor re-fetches them from Pu
 (``monitor.poll.watched_pmids``), so they are stored as records too. They are not screened
 again: the PRISMA 2020 flow removes them as duplicates (``reports.exports.prisma_counts``), and
 the queue, the screening counts, the stopping tests, the audit sample, the digest and the
-status leave them out the same way, through :func:`in_screening_pool`. A report a curator
-linked later (to a new trial, or as a later report of a seed trial) carries no source key and
-stays in the pool: it was found and screened here. The classifier still learns from them as
-known includes (``screening.service.build_training_set``).
+status leave them out the same way, through :func:`in_screening_pool`; so do the later
+stages: the conflicts to resolve and the screeners' agreement (``screening.votes``,
+``screening.web.conflicts``) and the reports sought for retrieval (``store.fulltext``). A
+report a curator linked later (to a new trial, or as a later report of a seed trial) carries
+no source key and stays in the pool: it was found and screened here. The classifier still
+learns from them as known includes (``screening.service.build_training_set``).
 """
 
 from __future__ import annotations

@@ -66,8 +66,16 @@ from screening.service import screen
 from screening.web.decisions import record_decision
 from screening.web.queue_view import queue_counts
 from store.context import AppContext, make_context
-from store.fulltext import REASONS, assess
-from store.models import PollRun, Record, RecordRevision, Trial, TrialReport, User
+from store.fulltext import REASONS, assess, fulltext_counts
+from store.models import (
+    FullTextAssessment,
+    PollRun,
+    Record,
+    RecordRevision,
+    Trial,
+    TrialReport,
+    User,
+)
 from store.screening_pool import previous_report_pmids
 from store.settings import parse_poll_start
 
@@ -146,10 +154,13 @@ def build_review(ctx: AppContext, corpus: Path, server: ReplayServer) -> dict[st
         s.commit()
     with ctx.sessions() as s:
         # a curator includes a seed report found again: it is still a duplicate of the
-        # previous version's report, whatever was decided on it
+        # previous version's report, whatever was decided on it; a full-text verdict on it
+        # (stored as before the rule: it is refused now, the report is not sought again)
+        # counts nowhere either
         curator = s.exec(select(User).where(User.email == "curator@example.org")).one()
         record_decision(s, user=curator, pmid=seed_pmids[0], decision="include")
-        assess(s, user=curator, pmid=seed_pmids[0], verdict="eligible", screeners_per_record=1)
+        s.add(FullTextAssessment(pmid=seed_pmids[0], user_id=curator.id, kind="verdict",
+                                 verdict="eligible"))
         s.commit()
     screen(ctx)  # trains on the decisions, scores and flags the rest
     with ctx.sessions() as s:
@@ -265,6 +276,13 @@ def test_the_flow_closes_on_a_realistic_review(review: Any, tmp_path: Path) -> N
         - plain[DUPLICATES_STAGE] - plain[DELETED_STAGE]
     assert counts["previous_reports"] == plain[DUPLICATES_STAGE] == 2
     assert not listed & previous
+    # and so does the full-text stage (its page, API and digest): the seed report a curator
+    # included, with its old verdict, is not sought again
+    with ctx.sessions() as s:
+        stage = fulltext_counts(s)
+    assert (stage.sought, stage.assessed, stage.eligible, stage.awaiting) == (
+        plain[INCLUDED_STAGE], plain[ASSESSED_STAGE], plain[ELIGIBLE_STAGE],
+        plain[FULLTEXT_AWAITING_STAGE])
     # the CSV, the Markdown and the diagram are drawn from the same counts
     written = export(ctx, "prisma", tmp_path / "out.csv", stopping=stopping_supported)
     csv_text = written[0].read_text(encoding="utf-8")

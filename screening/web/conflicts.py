@@ -53,6 +53,7 @@ from store.audit import audit
 from store.errors import PermissionDeniedError, ValidationError
 from store.models import Decision, Record, User
 from store.repeats import Recorded
+from store.screening_pool import in_screening_pool
 from store.settings import is_dual_screening
 
 log = logging.getLogger(__name__)
@@ -220,16 +221,23 @@ class ConflictView:
                 "may_resolve": self.may_resolve}
 
 
+def _open_conflict() -> tuple[Any, ...]:
+    """Conditions on ``Record`` of a conflict that waits for a resolution: live, in the
+    screening pool (a previous version's report is not screened again, so a conflict on it
+    decides nothing and counts nowhere, as in the queue's and the health's counts)."""
+    return col(Record.deleted).is_(False), in_screening_pool(), in_conflict()
+
+
 def conflict_count(session: Session) -> int:
-    return int(session.exec(select(func.count()).select_from(Record).where(
-        col(Record.deleted).is_(False), in_conflict())).one())
+    return int(session.exec(select(func.count()).select_from(Record)
+                            .where(*_open_conflict())).one())
 
 
 def list_conflicts(session: Session, user: User, *, limit: int = CONFLICTS_PAGE_SIZE,
                    offset: int = 0) -> list[ConflictView]:
-    """Live records in conflict, highest score first (then by PMID, so pages never overlap),
-    ``limit`` from ``offset``, with every screener's latest vote."""
-    records = session.exec(select(Record).where(col(Record.deleted).is_(False), in_conflict())
+    """Live records of the screening pool in conflict, highest score first (then by PMID, so
+    pages never overlap), ``limit`` from ``offset``, with every screener's latest vote."""
+    records = session.exec(select(Record).where(*_open_conflict())
                            .order_by(col(Record.score).desc().nulls_last(),
                                      col(Record.pmid).desc())
                            .offset(offset).limit(limit)).all()
@@ -245,5 +253,6 @@ def list_conflicts(session: Session, user: User, *, limit: int = CONFLICTS_PAGE_
 
 
 def agreement(session: Session) -> ScreeningAgreement:
-    """Cohen's kappa and raw agreement of the blind votes of every record screened twice."""
+    """Cohen's kappa and raw agreement of the blind votes of every record of the screening
+    pool screened twice (``screening.votes.blind_pairs``)."""
     return screening_agreement(blind_pairs(session))

@@ -1,4 +1,4 @@
-"""Fetching records from PubMed by PMID from the web app (``/records/fetch``).
+"""Fetching records from PubMed by PMID from the web app (``/fetch``).
 
 A curator who finds a trial report the searches did not (a reference list, a conference
 abstract's full paper, a registry entry's publication) adds it by PMID instead of asking an
@@ -8,14 +8,17 @@ lock, so it never runs beside a scheduled poll; the page shows its state.
 
 The web package may not import ``monitor`` (which imports it), so the function that polls
 is given to ``create_app`` by the service that starts the web app (``monitor.service``); an
-app built without one (``fetch=None``) says that fetching is not available here.
+app built without one (``fetch=None``) says that fetching is not available here. What the
+page reads of the poll's summary is :class:`FetchSummary`, a protocol that
+``monitor.poll.PollSummary`` satisfies: mypy checks it where ``monitor.service`` passes the
+poll to ``create_app``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Protocol
 
 from screening.web.background import BackgroundJob
 from store.context import AppContext
@@ -28,8 +31,28 @@ MAX_PMIDS = 200
 #: The longest form field accepted (a PMID is 8 digits; a pasted list has separators).
 MAX_TEXT = 5000
 
-#: ``fetch(ctx, pmids)``: fetch and store these PMIDs (``monitor.poll.poll(ctx, pmids=…)``).
-Fetcher = Callable[[AppContext, list[int]], Any]
+
+
+class FetchSummary(Protocol):
+    """The counts of a finished fetch that the page reports (``monitor.poll.PollSummary``
+    has them among others). Read-only, so a dataclass's plain fields satisfy it."""
+
+    @property
+    def new(self) -> int: ...
+
+    @property
+    def updated(self) -> int: ...
+
+    @property
+    def unchanged(self) -> int: ...
+
+    @property
+    def missing(self) -> int: ...
+
+
+#: ``fetch(ctx, pmids)``: fetch and store these PMIDs (``monitor.poll.poll(ctx, pmids=…)``)
+#: and return the run's counts.
+Fetcher = Callable[[AppContext, list[int]], FetchSummary]
 
 
 def parse_pmid_field(text: str) -> list[int]:
@@ -56,13 +79,16 @@ class PmidFetch:
     def __init__(self, ctx: AppContext, fetch: Fetcher | None) -> None:
         self.available = fetch is not None
         self.pmids: list[int] = []
+        #: The last fetch's counts, once it finished (``job.last_summary``, typed).
+        self.summary: FetchSummary | None = None
         self._fetch = fetch
         self._lock = threading.Lock()
         self.job = BackgroundJob(ctx, self._run, what="fetching from PubMed")
 
-    def _run(self, ctx: AppContext) -> Any:
+    def _run(self, ctx: AppContext) -> FetchSummary:
         assert self._fetch is not None
-        return self._fetch(ctx, list(self.pmids))
+        self.summary = self._fetch(ctx, list(self.pmids))
+        return self.summary
 
     def start(self, pmids: Sequence[int], *, by: str) -> None:
         """Start fetching ``pmids``; StateError when this app cannot fetch or a fetch it
@@ -78,6 +104,7 @@ class PmidFetch:
                     "is still running",
                     hint="wait until it has finished, then ask again")
             self.pmids = list(pmids)
+            self.summary = None  # not the previous fetch's counts if this one fails
             self.job.start(by=by)
 
     def join(self, timeout: float | None = None) -> None:

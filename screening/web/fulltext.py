@@ -39,6 +39,7 @@ from store.fulltext import (
 )
 from store.models import FullTextAssessment, Record, Trial, TrialReport, User
 from store.repeats import Recorded
+from store.screening_pool import previous_report_pmids, previous_reports_query
 from store.vote_rule import may_vote
 
 #: The list's filters: what each shows.
@@ -116,7 +117,7 @@ def _emails(session: Session, ids: set[int]) -> dict[int, str]:
 class RecordFullText:
     """What the record page (and the API) show of a record's full-text stage to one person."""
 
-    applies: bool  # included and not deleted
+    applies: bool  # sought for retrieval (store.fulltext.is_sought)
     dual: bool
     outcome: Outcome
     history: Sequence[tuple[FullTextAssessment, str | None, str]]  # newest first, visible only
@@ -177,7 +178,7 @@ def record_fulltext(session: Session, record: Record, user: User, *,
     hidden = sum(1 for row, _ in history if blind and row.kind == VOTE)
     visible = [(row, email, row_words(row)) for row, email in history
                if not (blind and row.kind == VOTE)]
-    applies = is_sought(record)
+    applies = is_sought(record, previous_report_pmids(session))
     refusal = resolve_refusal(user, o) if dual else None
     resolvable = dual and applies and o.state in ("conflict", "resolved")
     return RecordFullText(
@@ -240,7 +241,8 @@ class SoughtReport:
 
 def sought_reports(session: Session, show: str = "all", *, viewer: User | None = None,
                    offset: int = 0, limit: int = LIST_LIMIT) -> list[SoughtReport]:
-    """The reports sought for retrieval (included, not deleted): conflicts first, then the
+    """The reports sought for retrieval (``store.fulltext.sought_pmids``: included, not
+    deleted, not one of the previous version's reports): conflicts first, then the
     ones awaiting assessment, then those awaiting their second assessor, then the settled
     ones, each by PMID. ``show="awaiting"`` keeps the unsettled ones, ``show="yours"`` those
     of them still needing ``viewer``'s vote (two assessors), ``show="conflict"`` the
@@ -288,11 +290,15 @@ def _trial_links(session: Session, pmids: list[int]) -> dict[int, list[tuple[int
 def fulltext_agreement(session: Session) -> Agreement:
     """Cohen's kappa over the three verdicts (eligible, excluded, not retrieved) of the blind
     votes: each of the first two assessors' *first* vote on a report (as at title/abstract
-    screening: a vote changed after seeing the other one is not independent)."""
+    screening: a vote changed after seeing the other one is not independent). Votes on the
+    previous version's reports are left out: those are not sought, and their votes count
+    nowhere (as the title/abstract agreement leaves out their screening votes)."""
     by_pmid: dict[int, list[Vote]] = {}
     for row_id, pmid, user_id, verdict in session.exec(
             select(FullTextAssessment.id, FullTextAssessment.pmid, FullTextAssessment.user_id,
-                   FullTextAssessment.verdict).where(FullTextAssessment.kind == VOTE)):
+                   FullTextAssessment.verdict)
+            .where(FullTextAssessment.kind == VOTE,
+                   col(FullTextAssessment.pmid).not_in(previous_reports_query()))):
         by_pmid.setdefault(int(pmid), []).append(
             Vote(id=int(row_id or 0), user_id=user_id, decision=verdict))
     pairs = [pair for votes in by_pmid.values() if (pair := blind_pair(votes)) is not None]

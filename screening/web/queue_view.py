@@ -14,7 +14,7 @@ from screening.health import screening_health as _health
 from screening.stopping import TARGET_RECALL
 from screening.votes import hidden_from_queue, in_conflict, screened_once, voted_by
 from store.models import Decision, KeyValue, Record
-from store.screening_pool import in_screening_pool
+from store.screening_pool import in_screening_pool, previous_reports_query
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,11 @@ def queue_counts(session: Session, *, screener_id: int | None = None) -> dict[st
     sense per person: awaiting your vote (and how many of those already have one vote),
     voted by you and awaiting a second screener, conflicts, resolved."""
     undecided = col(Record.decision).is_(None)
-    decisions = session.exec(select(func.count()).select_from(Decision)).one()
+    # Decisions (votes, resolutions) on the previous version's reports count nowhere: the
+    # line counts the screening of the pool, as the other numbers beside it do. Those on a
+    # record deleted since were screening work all the same, and stay.
+    decisions = session.exec(select(func.count()).select_from(Decision).where(
+        col(Decision.pmid).not_in(previous_reports_query()))).one()
     counts = {"records": count_pool(session), "undecided": count_pool(session, undecided),
               "flagged": count_pool(session, undecided, col(Record.flagged).is_(True)),
               "decisions": int(decisions),

@@ -119,19 +119,19 @@ from store.baselines import BaselineError
 from store.bias import assessment_json
 from store.errors import AuthError, NotFoundError, ValidationError
 from store.fulltext import (
-    PASSED,
     REASONS,
     VERDICTS,
     assess,
     fulltext_counts,
     fulltext_state,
+    is_sought,
     outcomes,
 )
 from store.fulltext import assessment_json as fulltext_json
 from store.ids import MAX_ID, parse_id
 from store.models import Record, Trial, TrialReport
 from store.record_lock import locked_trial
-from store.screening_pool import in_screening_pool
+from store.screening_pool import in_screening_pool, previous_report_pmids
 from store.searches import (
     count_runs,
     last_completed_search,
@@ -235,9 +235,11 @@ def records(request: Request, session: DbSession, user: ApiReader,
     for a screener: the previous version's reports are not screened again, so ``all`` (or
     the decision recorded on one earlier) lists them. Under dual screening ``undecided`` is
     the caller's queue (records they have not voted on, conflicts left out), ``conflict``
-    the records whose screeners disagree, and each record says how many people voted and
-    the caller's own vote — never anyone else's. Every record carries its full-text state
-    (``fulltext``: null unless included or maybe, else its settled verdict or ``awaiting``,
+    the records whose screeners disagree (not the previous version's reports), and each
+    record says how many people voted and the caller's own vote — never anyone else's. Every
+    record carries its full-text state (``fulltext``: null unless a report sought for
+    retrieval — included or maybe, not one of the previous version's reports — else its
+    settled verdict or ``awaiting``,
     ``awaiting_second`` or ``conflict``) and, for an excluded report, its reason code
     (``fulltext_reason``). ``q`` keeps the records matching every term of a search, as on
     ``/search`` (``screening.record_search``)."""
@@ -258,7 +260,9 @@ def records(request: Request, session: DbSession, user: ApiReader,
             if dual and user.id is not None:
                 conditions.append(~hidden_from_queue(user.id))
         elif status == "conflict":
-            conditions.append(in_conflict())
+            # A conflict on a previous version's report waits for nobody (its decision
+            # counts nowhere), as on /conflicts.
+            conditions.extend([in_conflict(), in_screening_pool()])
         elif status == "decided":
             conditions.append(col(Record.decision).is_not(None))
         else:
@@ -275,10 +279,12 @@ def records(request: Request, session: DbSession, user: ApiReader,
     rows = session.exec(select(Record).where(*conditions).order_by(
         col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)).all()
     body = [_record_json(r) for r in rows]
-    verdicts = outcomes(session, [r.pmid for r in rows if r.decision in PASSED])
+    previous = previous_report_pmids(session)
+    sought = {r.pmid for r in rows if is_sought(r, previous)}
+    verdicts = outcomes(session, sought)
     for item, r in zip(body, rows, strict=True):
         item["fulltext"], item["fulltext_reason"] = fulltext_state(
-            r.decision, r.deleted, verdicts.get(r.pmid))
+            r.pmid in sought, verdicts.get(r.pmid))
     matches = matches_for_records(session, rows)
     for item, r in zip(body, rows, strict=True):
         item["trial_matches"] = [m.as_dict() for m in matches.get(r.pmid, [])]

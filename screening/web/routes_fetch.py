@@ -14,7 +14,13 @@ from sqlmodel import Session, col, select
 
 from screening.web.csrf import csrf_protect
 from screening.web.deps import Curator, DbSession, flash
-from screening.web.fetch import MAX_PMIDS, MAX_TEXT, PmidFetch, parse_pmid_field
+from screening.web.fetch import (
+    MAX_PMIDS,
+    MAX_TEXT,
+    FetchSummary,
+    PmidFetch,
+    parse_pmid_field,
+)
 from screening.web.templating import render
 from store.audit import audit
 from store.errors import StateError, ValidationError
@@ -74,14 +80,14 @@ def fetch_pmids(request: Request, session: DbSession, user: Curator,
         flash(request, f"Fetching failed: {job.last_error}", "error")
     elif job.last_skipped:
         flash(request, BUSY, "error")
-    else:
-        flash(request, _outcome(job.last_summary), "ok")
+    elif fetcher.summary is not None:
+        flash(request, _outcome(fetcher.summary), "ok")
     return RedirectResponse("/fetch", status_code=303)
 
 
-def _outcome(summary: Any) -> str:
-    """The finished fetch in a curator's words (``monitor.poll.PollSummary``'s counts)."""
-    parts = [f"{getattr(summary, name, 0)} {words}" for name, words in (
-        ("new", "new"), ("updated", "updated"), ("unchanged", "unchanged"),
-        ("missing", "not returned by PubMed")) if getattr(summary, name, 0)]
+def _outcome(summary: FetchSummary) -> str:
+    """The finished fetch in a curator's words."""
+    parts = [f"{n} {words}" for n, words in (
+        (summary.new, "new"), (summary.updated, "updated"), (summary.unchanged, "unchanged"),
+        (summary.missing, "not returned by PubMed")) if n]
     return "Fetched from PubMed: " + (", ".join(parts) if parts else "nothing") + "."

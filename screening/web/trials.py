@@ -19,6 +19,7 @@ from store.citation import locator
 from store.errors import ValidationError
 from store.fulltext import PASSED
 from store.models import Estimate, Record, Trial, TrialReport, User, utcnow
+from store.screening_pool import previous_report_pmids
 from store.trial_match import REGISTRY_ID, TrialIndex, registry_key
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
@@ -101,11 +102,13 @@ def report_screening_note(session: Session, pmid: int | None) -> str | None:
     record in the database that title/abstract screening did not pass (no decision yet, or
     excluded) becomes a report — its numbers are pooled once verified — while the PRISMA flow
     does not count it as included. Not a refusal: the seed evidence's reports were included by
-    the review mmlr continues, not screened here."""
+    the review mmlr continues, not screened here, and one of them stored as a record needs no
+    screening either (``store.screening_pool``: the flow counts it among that version's
+    reports, whatever is decided on it)."""
     if pmid is None:
         return None
     record = session.get(Record, pmid)
-    if record is None or record.decision in PASSED:
+    if record is None or record.decision in PASSED or pmid in previous_report_pmids(session):
         return None
     state = "was excluded at title/abstract screening" if record.decision == "exclude" \
         else "has no title/abstract decision yet"
