@@ -29,7 +29,8 @@ from monitor.replay_server import (
     synthetic_article,
     write_article_set,
 )
-from reports.exports import (
+from reports.exports import export
+from reports.prisma import (
     ASSESSED_STAGE,
     AUTOMATION_STAGE,
     AWAITING_STAGE,
@@ -55,7 +56,6 @@ from reports.exports import (
     REVISED_STAGE,
     SCREENED_STAGE,
     TRIALS_STAGE,
-    export,
     prisma_counts,
     prisma_identities,
 )

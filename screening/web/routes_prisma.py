@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from reports.exports import (
+from reports.prisma import (
     AUTOMATION_STAGE,
     BELOW_THRESHOLD_STAGE,
     NO_SINCE_REASON,
