@@ -1,5 +1,12 @@
 """The PRISMA 2020 flow diagram (Page et al., BMJ 2021;372:n71: the template for new reviews
-with searches of databases) as standalone SVG, drawn from :func:`reports.exports.prisma_counts`.
+with searches of databases, and of databases and other sources when curators added records by
+PMID) as standalone SVG, drawn from :func:`reports.prisma.prisma_counts`.
+
+The other-methods column (records a curator first added by PMID) is drawn to the right of the
+databases column only when it has records: mmlr screens them by title and abstract in the
+same queue, so it has the databases column's boxes, row for row, and an arrow from its last
+box joins the included box both columns share. Without it the drawing is the databases-only
+template, as before the split.
 
 Plain string building, no plotting library: boxes, arrows and the template's phase bars
 (Identification, Screening, Included). Every text goes through

@@ -1,5 +1,5 @@
 """The PRISMA 2020 flow diagram (``reports.prisma_diagram``), the counts since the last digest
-(``reports.exports.prisma_since``), the ``/prisma`` page and ``/prisma.svg``, and the diagram
+(``reports.prisma.prisma_since``), the ``/prisma`` page and ``/prisma.svg``, and the diagram
 written by ``mmlr export prisma``."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ and previous-version trials), and a PubMed record counts once however often it i
 (a revised version re-fetched by the monitor is neither a new record nor a duplicate).
 
 The identities are written out here as arithmetic on the CSV's stage names, not only through
-``reports.exports.prisma_identities``, so a mistake in that function cannot hide one in the
+``reports.prisma.prisma_identities``, so a mistake in that function cannot hide one in the
 counts."""
 
 from __future__ import annotations
