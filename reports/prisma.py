@@ -149,9 +149,10 @@ def prisma_counts(session: Session, *, dual: bool = False,
     included; with ``dual`` the records in conflict (screened twice, the screeners disagree)
     get a line of their own, taken out of the awaiting ones and counted as screened."""
     flow = _Flow(session, dual=dual, automation_stops=automation_stops)
-    other = flow.column(by_pmid=True)
-    other_lines = ([(other_stage(stage), value, note) for stage, value, note in other]
-                   if other[0][1] else
+    # Most reviews add nothing by PMID: their other-methods column costs no query.
+    other_lines = ([(other_stage(stage), value, note)
+                    for stage, value, note in flow.column(by_pmid=True)]
+                   if flow.added_by_pmid else
                    [(OTHER_IDENTIFIED_STAGE, 0, _OTHER_IDENTIFIED_NOTE)])
     return [*flow.column(by_pmid=False), *other_lines, *_included_lines(session)]
 
