@@ -3,7 +3,9 @@
 * ``csv`` — one row per record (RFC 4180 quoting, UTF-8): ``pmid, title, journal, year,
   status, score, decision`` (DESIGN §3) then ``screening, flagged, deleted, retracted, doi,
   publication_types, nct_ids, first_seen_at, fulltext, fulltext_reason, volume, issue,
-  pages``. ``status`` is PubMed's indexing status (Publisher, In-Process, MEDLINE…);
+  pages, identified_via``. ``status`` is PubMed's indexing status (Publisher, In-Process,
+  MEDLINE…); ``identified_via`` how the review first identified the record (``search``,
+  ``pmid``: added by PMID, PRISMA's other methods; ``watched``: a trial report re-fetched);
   ``volume``, ``issue`` and ``pages`` are as PubMed prints them ("3003-15"; an article number
   such as "e0227333" when there is no pagination; empty online first); ``screening`` is where the
   record stands in the review (deleted, included, excluded, maybe, flagged, not flagged,
@@ -93,7 +95,8 @@ log = logging.getLogger(__name__)
 KINDS = ("ris", "csv", "prisma", "metafor", "sof", "screening")
 CSV_COLUMNS = ("pmid", "title", "journal", "year", "status", "score", "decision", "screening",
                "flagged", "deleted", "retracted", "doi", "publication_types", "nct_ids",
-               "first_seen_at", "fulltext", "fulltext_reason", "volume", "issue", "pages")
+               "first_seen_at", "fulltext", "fulltext_reason", "volume", "issue", "pages",
+               "identified_via")
 #: Appended under dual screening (single-screening exports keep exactly ``CSV_COLUMNS``).
 DUAL_CSV_COLUMNS = (*CSV_COLUMNS, "screening_state", "screeners")
 _BATCH = 1000
@@ -226,7 +229,8 @@ def screening_state(record: Any) -> str:
 _CSV_SOURCE = (Record.pmid, Record.title, Record.journal, Record.year, Record.status,
                Record.score, Record.decision, Record.flagged, Record.deleted, Record.retracted,
                Record.doi, Record.publication_types, Record.nct_ids, Record.first_seen_at,
-               Record.volume, Record.issue, Record.pages, Record.elocation)
+               Record.volume, Record.issue, Record.pages, Record.elocation,
+               Record.identified_via)
 
 
 def dual_state(decision: str | None, screeners: int) -> str:
@@ -283,6 +287,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
                 *_fulltext_cells(r, verdicts.get(r.pmid)),
                 r.volume or "", r.issue or "",
                 article_location(r.pages, r.elocation, r.volume) or "",
+                r.identified_via,
             ]
             if dual:
                 n = screeners.get(r.pmid, 0)

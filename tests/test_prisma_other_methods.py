@@ -156,6 +156,7 @@ def test_a_pmid_added_by_pmid_and_later_found_by_a_search_stays_other_methods(
                 after = flow(s)
                 drawn = prisma_svg(prisma_counts(s))
             written = export(ctx, "prisma", tmp_path / "prisma.csv")
+            [listed] = export(ctx, "csv", tmp_path / "records.csv")
             # the flow as it read before the split: every record in the databases column
             with ctx.engine.begin() as conn:
                 conn.execute(text("UPDATE records SET identified_via = 'search'"))
@@ -192,6 +193,10 @@ def test_a_pmid_added_by_pmid_and_later_found_by_a_search_stays_other_methods(
     assert rows[OTHER_IDENTIFIED_STAGE] == 2 and rows[other_stage(ELIGIBLE_STAGE)] == 1
     assert ("Identification via other methods: 2 records a curator added by PMID"
             in written[1].read_text(encoding="utf-8"))
+    # and the records export says which records those are
+    records = {int(r["pmid"]): r["identified_via"] for r in csv.DictReader(io.StringIO(
+        listed.read_text(encoding="utf-8")))}
+    assert records == routes
 
 
 def test_a_pmid_left_out_of_a_pmid_fetch_keeps_that_route_when_a_search_stores_it(
