@@ -363,10 +363,31 @@ def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
         f"{num(SCREENED_STAGE, 'record')} screened; excluded: "
         f"{num(CURATORS_STAGE)} by curators, none by automation tools{conflicts}; "
         f"{num(INCLUDED_STAGE, 'record')} included after title/abstract screening. "
-        f"{fulltext}"
+        f"{fulltext}{_describe_other(n)}"
         f"Included: {num(TRIALS_STAGE, 'study', 'studies')} "
         f"({noun(n[TRIALS_STAGE], 'randomised trial')}) with "
         f"{num(REPORTS_STAGE, 'report')}{previous}.")
+
+
+def _describe_other(n: Mapping[str, int]) -> str:
+    """The other-methods column in words (empty without records added by PMID)."""
+    if not n.get(OTHER_IDENTIFIED_STAGE):
+        return ""
+
+    def of(stage: str) -> int:
+        return n.get(other_stage(stage), 0)
+
+    return (f"Identification via other methods: "
+            f"{plural(n[OTHER_IDENTIFIED_STAGE], 'record')} added by PMID by curators; "
+            f"removed before screening: {of(DUPLICATES_STAGE):,} duplicate, "
+            f"{of(AUTOMATION_STAGE):,} not screened, {of(DELETED_STAGE):,} deleted; "
+            f"{of(AWAITING_STAGE):,} awaiting a screening decision; "
+            f"{of(SCREENED_STAGE):,} screened in the same queue; excluded: "
+            f"{of(CURATORS_STAGE):,} by curators; {of(INCLUDED_STAGE):,} sought for "
+            f"retrieval" + (f"; {of(ASSESSED_STAGE):,} assessed for eligibility: "
+                            f"{of(ELIGIBLE_STAGE):,} eligible, "
+                            f"{of(FULLTEXT_EXCLUDED_STAGE):,} excluded"
+                            if other_stage(ASSESSED_STAGE) in n else "") + ". ")
 
 
 def _day(at: datetime) -> str:

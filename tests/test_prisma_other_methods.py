@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import MetaData, Table, text
 from sqlmodel import col, select
 from test_poll import SINCE, TODAY, make_settings, write_scenario
-from test_prisma_diagram import box_of, boxes
+from test_prisma_diagram import box_of, boxes, parse
 from test_web import as_role, db
 from test_web_fetch import REAL, _post, served  # noqa: F401  (served: the fixture)
 
@@ -106,6 +106,9 @@ def test_records_fetched_by_pmid_on_the_fetch_page_are_identified_via_other_meth
     assert "Records added by PMID by curators" in shown["other-identified"]
     assert "n = 2" in shown["other-identified"] and "n = 1" in shown["other-excluded"]
     assert 'class="arrow join"' in svg  # into the included box both columns share
+    desc = parse(svg).find("{http://www.w3.org/2000/svg}desc")
+    assert desc is not None and ("Identification via other methods: 2 records added by PMID "
+                                 "by curators") in (desc.text or "")
     api = curator.get("/api/prisma").json()
     stages = {row["stage"]: row["count"] for row in api["stages"]}
     assert stages == decided
