@@ -70,7 +70,7 @@ def main() -> None:
     from fastapi.testclient import TestClient
     from sqlmodel import col, select
 
-    from reports.exports import prisma_counts
+    from reports.prisma import prisma_counts
     from screening.health import stopping_supported
     from screening.queue import queue
     from screening.web.app import create_app

@@ -42,17 +42,20 @@ The search only finds records the query matches, so the pass then re-fetches by 
 included (a ``watched`` run; see :func:`watched_pmids`). A back-fill window (``until`` before
 today) skips this: it asks about the past, the watched records are about now.
 
-Upserts: a new PMID is inserted; a changed content hash keeps a ``RecordRevision`` with the
-previous snapshot and the changed fields, and resets the record's score so it is re-scored; an
-unchanged record only gets ``last_fetched_at``. A record stored before migration 0013 (no
-volume, issue, pages) whose hash matches the new content without them gets them filled in as
-unchanged: PubMed did not change it, we only started keeping them. ``DeleteCitation``, or a
-deletion confirmed as in step 3, hides a record (``deleted``), never removes it or its
-decisions. Retractions, errata and expressions of concern raise ``Alert`` rows, from the
-corrected record's links (``RetractionIn``, ``ErratumIn``, ``ExpressionOfConcernIn``) or from
-the notice's (``RetractionOf``, ``ErratumFor``, ``ExpressionOfConcernFor``), ``in_analysis``
-when the PMID is a trial report's or a record a curator included; so does the deletion of such
-a record.
+Upserts: a new PMID is inserted, with the route that first identified it
+(``Record.identified_via``: "search" from a crdt or modified run, "pmid" from a curator's PMID
+list, "watched" from the watched re-fetch; a PMID an earlier run asked for and PubMed left out
+keeps that earlier run's route), which no later fetch changes; a changed content hash keeps a
+``RecordRevision`` with the previous snapshot and the changed fields, and resets the record's
+score so it is re-scored; an unchanged record only gets ``last_fetched_at``. A record stored
+before migration 0013 (no volume, issue, pages) whose hash matches the new content without them
+gets them filled in as unchanged: PubMed did not change it, we only started keeping them.
+``DeleteCitation``, or a deletion confirmed as in step 3, hides a record (``deleted``), never
+removes it or its decisions. Retractions, errata and expressions of concern raise ``Alert``
+rows, from the corrected record's links (``RetractionIn``, ``ErratumIn``,
+``ExpressionOfConcernIn``) or from the notice's (``RetractionOf``, ``ErratumFor``,
+``ExpressionOfConcernFor``), ``in_analysis`` when the PMID is a trial report's or a record a
+curator included; so does the deletion of such a record.
 """
 
 from __future__ import annotations
@@ -86,7 +89,15 @@ from store.batches import in_chunks
 from store.context import AppContext
 from store.errors import EntrezError, ValidationError
 from store.locks import JobLease, job_lock
-from store.models import Alert, PollRun, Record, RecordRevision, TrialReport, utcnow
+from store.models import (
+    IDENTIFIED_VIA,
+    Alert,
+    PollRun,
+    Record,
+    RecordRevision,
+    TrialReport,
+    utcnow,
+)
 from store.settings import parse_poll_start
 from store.text import shorten
 
@@ -269,6 +280,7 @@ class _Poller:
             assert run is not None
             pmids, size, done = list(run.pmids), run.batch_size, run.batches_done
             kind = run.kind
+            routes = _first_routes(session, run)
         self.summary.run_ids.append(run_id)
         total = math.ceil(len(pmids) / size) if pmids else 0
         spent = 0
@@ -293,7 +305,7 @@ class _Poller:
                                retries=self.client.retries - retries0)
                     raise
                 spent += self.client.requests - requests0
-                self._store_batch(run_id, index, batch, answer,
+                self._store_batch(run_id, index, batch, answer, routes,
                                   requests=self.client.requests - requests0,
                                   retries=self.client.retries - retries0)
                 self.lease.renew()
@@ -380,13 +392,13 @@ class _Poller:
         return [p for p in pmids if p in live]
 
     # ------------------------------------------------------------------ storing
-    def _store_batch(self, run_id: int, index: int, batch: list[int], answer: _BatchAnswer, *,
-                     requests: int, retries: int) -> None:
+    def _store_batch(self, run_id: int, index: int, batch: list[int], answer: _BatchAnswer,
+                     routes: _Routes, *, requests: int, retries: int) -> None:
         counts = {"fetched": 0, "new": 0, "updated": 0, "unchanged": 0, "deleted": 0,
                   "retracted": 0}
         returned: set[int] = set()
         with self.ctx.sessions() as session:
-            store = _BatchStore(session, run_id, counts)
+            store = _BatchStore(session, run_id, counts, routes)
             store.load(batch, answer.records)
             for rec in answer.records:
                 returned.add(rec.pmid)
@@ -428,11 +440,39 @@ class _Poller:
                      len(missing), ", ".join(map(str, missing[:10])))
 
 
+@dataclass(frozen=True)
+class _Routes:
+    """How a run's new records were first identified (``Record.identified_via``): by the
+    run's own kind, unless an earlier run already asked for the PMID and PubMed left it out
+    of that answer (``PollRun.missing``; a left-out PMID is asked for again by later polls):
+    the first route wins, as migration 0016's back-fill has it."""
+
+    default: str
+    earlier: dict[int, str] = field(default_factory=dict)
+
+    def of(self, pmid: int) -> str:
+        return self.earlier.get(pmid, self.default)
+
+
+def _first_routes(session: Session, run: PollRun) -> _Routes:
+    """The :class:`_Routes` of ``run``: the earlier runs' left-out PMIDs, oldest run first.
+    ``missing`` lists are short (PMIDs PubMed did not return), so all runs are read."""
+    earlier: dict[int, str] = {}
+    rows = session.exec(select(PollRun.kind, PollRun.missing)
+                        .where(col(PollRun.id) < run.id).order_by(col(PollRun.id)))
+    for kind, missing in rows:
+        for pmid in missing or []:
+            earlier.setdefault(int(pmid), IDENTIFIED_VIA.get(kind, "search"))
+    return _Routes(IDENTIFIED_VIA.get(run.kind, "search"), earlier)
+
+
 class _BatchStore:
     """Upserts of one efetch batch inside one session (one transaction)."""
 
-    def __init__(self, session: Session, run_id: int, counts: dict[str, int]) -> None:
+    def __init__(self, session: Session, run_id: int, counts: dict[str, int],
+                 routes: _Routes) -> None:
         self.session, self.run_id, self.counts = session, run_id, counts
+        self.routes = routes
         self.existing: dict[int, Any] = {}  # Record, or SimpleNamespace rows not yet inserted
         self.in_analysis: set[int] = set()
         self.pending_new: list[SimpleNamespace] = []
@@ -477,6 +517,7 @@ class _BatchStore:
             # flush_new(): building ORM objects costs more than parsing them.
             record = SimpleNamespace(
                 pmid=rec.pmid, **content, content_hash=digest, source="entrez",
+                identified_via=self.routes.of(rec.pmid),
                 first_seen_at=self.now, updated_at=self.now, last_fetched_at=self.now,
                 deleted=False, retracted=False, score=None, score_model_version_id=None,
                 flagged=False, audit_sample=False, decision=None)

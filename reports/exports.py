@@ -3,7 +3,9 @@
 * ``csv`` — one row per record (RFC 4180 quoting, UTF-8): ``pmid, title, journal, year,
   status, score, decision`` (DESIGN §3) then ``screening, flagged, deleted, retracted, doi,
   publication_types, nct_ids, first_seen_at, fulltext, fulltext_reason, volume, issue,
-  pages``. ``status`` is PubMed's indexing status (Publisher, In-Process, MEDLINE…);
+  pages, identified_via``. ``status`` is PubMed's indexing status (Publisher, In-Process,
+  MEDLINE…); ``identified_via`` how the review first identified the record (``search``,
+  ``pmid``: added by PMID, PRISMA's other methods; ``watched``: a trial report re-fetched);
   ``volume``, ``issue`` and ``pages`` are as PubMed prints them ("3003-15"; an article number
   such as "e0227333" when there is no pagination; empty online first); ``screening`` is where the
   record stands in the review (deleted, included, excluded, maybe, flagged, not flagged,
@@ -29,7 +31,8 @@
   summary and the flow diagram beside it (``prisma.csv`` / ``prisma.md`` / ``prisma.svg``,
   drawn by ``reports.prisma_diagram``); under dual screening with a line for the records in
   conflict awaiting resolution. The diagram adds what changed since the last digest where a
-  stored timestamp says so (:func:`prisma_since`).
+  stored timestamp says so (``reports.prisma``, which counts the flow: two identification
+  columns, PubMed searches and records added by PMID).
 * ``metafor`` — delegated to :func:`reports.export_metafor.write_metafor_export`.
 * ``sof`` — the summary of findings, one row per pooled analysis (``reports.export_sof``), as
   CSV plus a Markdown table beside it (``sof.csv`` / ``sof.md``).
@@ -50,10 +53,8 @@ from __future__ import annotations
 import csv
 import logging
 import sys
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -62,21 +63,21 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from reports.outfile import check_target, ensure_folder, open_out
-from reports.words import plural
-from store.audit import seed_trial_ids
+from reports.prisma import (
+    VOTE,
+    prisma_counts,
+    prisma_figure,
+    prisma_markdown,
+    write_prisma_csv,
+)
 from store.citation import article_location, page_range
 from store.context import AppContext
 from store.errors import NotFoundError, ValidationError
 from store.fulltext import (
     AWAITING,
-    PASSED,
-    FullTextCounts,
     Outcome,
-    count_outcomes,
-    fulltext_counts,
     fulltext_state,
     is_sought,
-    link_problem,
     outcomes,
     reason_label,
     sought_conditions,
@@ -85,13 +86,10 @@ from store.fulltext import (
 )
 from store.models import (
     Decision,
-    Digest,
     Record,
-    RecordRevision,
-    Trial,
     TrialReport,
 )
-from store.screening_pool import in_screening_pool, previous_report_pmids
+from store.screening_pool import previous_report_pmids
 from store.spreadsheet import EXCEL_BOM, spreadsheet_row
 
 log = logging.getLogger(__name__)
@@ -99,7 +97,8 @@ log = logging.getLogger(__name__)
 KINDS = ("ris", "csv", "prisma", "metafor", "sof", "screening")
 CSV_COLUMNS = ("pmid", "title", "journal", "year", "status", "score", "decision", "screening",
                "flagged", "deleted", "retracted", "doi", "publication_types", "nct_ids",
-               "first_seen_at", "fulltext", "fulltext_reason", "volume", "issue", "pages")
+               "first_seen_at", "fulltext", "fulltext_reason", "volume", "issue", "pages",
+               "identified_via")
 #: Appended under dual screening (single-screening exports keep exactly ``CSV_COLUMNS``).
 DUAL_CSV_COLUMNS = (*CSV_COLUMNS, "screening_state", "screeners")
 _BATCH = 1000
@@ -111,8 +110,6 @@ _OUT_HINT = ("--out takes a new file, a regular file to replace or a folder; wit
              "the export goes to stdout")
 # Files written beside the CSV (same name, these suffixes).
 _BESIDE = {"prisma": (".md", ".svg"), "sof": (".md",)}
-# Decision.kind of a screener's vote (``screening.agreement.VOTE``; reports import store only).
-_VOTE = "vote"
 
 
 #: ``--only`` of the record exports (ris, csv): which records, in words for the help and docs.
@@ -235,7 +232,8 @@ def screening_state(record: Any) -> str:
 _CSV_SOURCE = (Record.pmid, Record.title, Record.journal, Record.year, Record.status,
                Record.score, Record.decision, Record.flagged, Record.deleted, Record.retracted,
                Record.doi, Record.publication_types, Record.nct_ids, Record.first_seen_at,
-               Record.volume, Record.issue, Record.pages, Record.elocation)
+               Record.volume, Record.issue, Record.pages, Record.elocation,
+               Record.identified_via)
 
 
 def dual_state(decision: str | None, screeners: int) -> str:
@@ -254,18 +252,10 @@ def _screeners_between(session: Session, first: int, last: int) -> dict[int, int
     nobody voted on are left out). A range, not an IN list: one page of the export."""
     rows = session.exec(
         select(Decision.pmid, func.count(func.distinct(Decision.user_id)))
-        .where(col(Decision.kind) == _VOTE, col(Decision.user_id).is_not(None),
+        .where(col(Decision.kind) == VOTE, col(Decision.user_id).is_not(None),
                col(Decision.pmid) >= first, col(Decision.pmid) <= last)
         .group_by(col(Decision.pmid))).all()
     return {int(pmid): int(n) for pmid, n in rows}
-
-
-def _screened_twice() -> Any:
-    """SELECT of the PMIDs that two or more different people voted on."""
-    return (select(Decision.pmid)
-            .where(col(Decision.kind) == _VOTE, col(Decision.user_id).is_not(None))
-            .group_by(col(Decision.pmid))
-            .having(func.count(func.distinct(Decision.user_id)) >= 2))
 
 
 def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
@@ -301,6 +291,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
                 *_fulltext_cells(is_sought(r, previous), verdicts.get(r.pmid)),
                 r.volume or "", r.issue or "",
                 article_location(r.pages, r.elocation, r.volume) or "",
+                r.identified_via,
             ]
             if dual:
                 n = screeners.get(r.pmid, 0)
@@ -485,449 +476,6 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False,
             if text:
                 fh.write(f"{tag}  - {text}{RIS_NEWLINE}")
         fh.write(f"ER  - {RIS_NEWLINE}{RIS_NEWLINE}")
-
-
-# ----------------------------------------------------------------------------- prisma
-# Stage names: the CSV's first column, and the keys the Markdown summary and the diagram
-# (``reports.prisma_diagram``) look the numbers up by. What each one counts is said in
-# docs/curation.md ("The PRISMA flow"); the identities that tie them together are
-# :func:`prisma_identities`.
-IDENTIFIED_STAGE = "records identified (PubMed)"
-#: A note on IDENTIFIED_STAGE, not a box of the flow: nothing is subtracted for it.
-REVISED_STAGE = "of the records identified: revised in PubMed after first retrieval"
-DUPLICATES_STAGE = "duplicate records removed"
-#: PRISMA 2020's "records marked as ineligible by automation tools": the records nobody
-#: screened because the stopping rule let screening stop (0 until it does).
-AUTOMATION_STAGE = "records not screened (screening stopped by the stopping rule)"
-DELETED_STAGE = "records removed for other reasons (deleted from PubMed)"
-SCREENED_STAGE = "records screened"
-CURATORS_STAGE = "records excluded by curators"
-CONFLICT_STAGE = "records in conflict awaiting resolution"
-AWAITING_STAGE = "records awaiting screening"
-#: A part of AWAITING_STAGE (not a further box of the sum): the records the stopping rule
-#: would leave unscreened, while the stopping test does not support stopping.
-BELOW_THRESHOLD_STAGE = "of the records awaiting screening: below the flag threshold"
-INCLUDED_STAGE = "records included"
-TRIALS_STAGE = "trials included"
-REPORTS_STAGE = "reports of included trials"
-# Parts of the two above (PRISMA 2020's flow for updated reviews): the previous version of the
-# review is the seed evidence (docs/seed-evidence.md), the rest came in through this review.
-PREVIOUS_TRIALS_STAGE = "of the trials included: in the previous version of the review"
-NEW_TRIALS_STAGE = "of the trials included: new"
-PREVIOUS_REPORTS_STAGE = "of the reports: in the previous version of the review"
-NEW_REPORTS_STAGE = "of the reports: new"
-#: A part of NEW_REPORTS_STAGE: new reports of trials of the previous version (the rest are
-#: the reports of the new trials).
-NEW_REPORTS_OF_PREVIOUS_STAGE = "of the new reports: of trials in the previous version"
-# The full-text stage (``store.fulltext``): the records included above are the reports sought.
-NOT_RETRIEVED_STAGE = "reports not retrieved"
-FULLTEXT_AWAITING_STAGE = "reports awaiting full-text assessment"
-ASSESSED_STAGE = "reports assessed for eligibility"
-FULLTEXT_EXCLUDED_STAGE = "reports excluded after full-text assessment"
-#: One line per reason of ``store.fulltext.REASONS``: this prefix, then the reason's text
-#: (:func:`prisma_reason`).
-EXCLUDED_REASON_PREFIX = "reports excluded: "
-ELIGIBLE_STAGE = "reports eligible after full-text assessment"
-#: A part of ELIGIBLE_STAGE: eligible reports no trial has yet, so not among the reports of
-#: included studies (``store.fulltext.link_problem``'s "unlinked").
-ELIGIBLE_UNLINKED_STAGE = "of the reports eligible: not linked to a trial yet"
-
-#: The stopping rule that may let curators stop screening (``screening.health``'s
-#: ``may_stop``), as the flow names it.
-STOPPING_RULE = ("the prioritised-order stopping test (Callaghan & Müller-Hansen 2020) on the "
-                 "classifier's ranking")
-
-
-def _automation_note(automation_stops: bool, stopped: int) -> str:
-    """The note of the records-not-screened line. With nothing below the flag threshold left
-    unread (an empty review, or every such record read by a person) the stopping test passes
-    trivially, and saying it "supports stopping" over a count of 0 would read as a finding."""
-    if not automation_stops:
-        return (f"none: {STOPPING_RULE} does not support stopping yet, so the records below "
-                "the flag threshold are awaiting screening (the classifier ranks records, it "
-                "never excludes one)")
-    if not stopped:
-        return "none: no record below the flag threshold is left without a curator decision"
-    return (f"PRISMA 2020's 'marked as ineligible by automation tools': no person read them; "
-            f"screening stopped under {STOPPING_RULE}, which supports stopping, and they rank "
-            "below the classifier's flag threshold")
-
-
-def prisma_counts(session: Session, *, dual: bool = False,
-                  automation_stops: bool = False) -> list[tuple[str, int, str]]:
-    """(stage, count, note) of the PRISMA 2020 flow for database searches; the identities
-    between the counts are :func:`prisma_identities`.
-
-    A PubMed record is one ``Record`` row, keyed by its PMID, so it counts once among the
-    records identified however many searches or polls returned it and however many versions
-    PubMed published of it (those are :data:`REVISED_STAGE`, a note: a newer version of a
-    record held is neither a new record nor a duplicate). PubMed is the only database
-    searched; the one other source of reports is the previous version of the review (the
-    seed evidence), so the duplicates removed are the records whose PMID is one of its
-    reports (:func:`previous_report_pmids`): already included, they take no further part in
-    the flow (every count below leaves them out), and the last box counts them among the
-    previous version's reports.
-
-    Removed before screening: the records deleted from PubMed, and, with
-    ``automation_stops`` (the stopping test supports stopping: the entry points pass
-    ``screening_health(...)["may_stop"]``, since reports import store only), the undecided
-    records scored below the flag threshold that nobody voted on: screening stopped before a
-    person read them (:data:`AUTOMATION_STAGE`). Until then they are awaiting screening, and
-    :data:`BELOW_THRESHOLD_STAGE` says how many of those they are.
-
-    The records awaiting a screening decision (a living review's backlog) branch off before
-    the records screened, which are those a person screened: excluded by curators +
-    included; with ``dual`` the records in conflict (screened twice, the screeners disagree)
-    get a line of their own, taken out of the awaiting ones and counted as screened."""
-    def count(*where: Any, model: Any = Record) -> int:
-        return _count(session, *where, model=model)
-
-    previous = previous_report_pmids(session)
-    # The records in the flow: those not removed as the previous version's reports, which
-    # every count below leaves out (the screening pool, as the queue and health count it).
-    in_flow = in_screening_pool()
-    live = col(Record.deleted).is_(False), in_flow
-    undecided = col(Record.decision).is_(None)
-    identified = count()  # distinct PMIDs: the table's key
-    revised = count(col(Record.pmid).in_(select(RecordRevision.pmid)))
-    versions = count(model=RecordRevision)
-    duplicates = identified - count(in_flow)
-    deleted = count(col(Record.deleted).is_(True), in_flow)
-    included = count(*live, col(Record.decision).in_(PASSED))
-    excluded_curators = count(*live, col(Record.decision) == "exclude")
-    # A low-score record somebody voted on is not left unscreened: under dual screening it
-    # waits for a second vote or a resolution (and a curator may have said include), so it
-    # counts as awaiting screening.
-    voted = col(Record.pmid).in_(select(Decision.pmid))
-    below_threshold = count(*live, undecided, col(Record.score).is_not(None),
-                            col(Record.flagged).is_(False), ~voted)
-    not_screened = below_threshold if automation_stops else 0
-    awaiting = count(*live, undecided) - not_screened
-    awaiting_note = ("flagged or unscored without a decision, records with votes but no "
-                     "resolved decision yet (dual screening): a living review's backlog")
-    conflicts = 0
-    conflict_line: list[tuple[str, int, str]] = []
-    if dual:
-        # Every conflict has votes, so none is left unscreened by the stopping rule: the line
-        # is carved out of the awaiting records and the flow still adds up.
-        conflicts = count(*live, undecided, col(Record.pmid).in_(_screened_twice()))
-        conflict_line = [(CONFLICT_STAGE, conflicts,
-                          "screened by both screeners, who disagree; an admin or a third "
-                          "curator resolves it")]
-        awaiting_note = ("flagged or unscored without a vote, records with one vote awaiting "
-                         "the second screener: a living review's backlog, not screened yet")
-    # The reports sought for retrieval and their full-text outcomes (read once: the full-text
-    # lines and the eligible reports not linked yet both need them).
-    sought = outcomes(session, [p for p in sought_pmids(session) if p not in previous])
-    # Screened: what a person has screened (decided, or in conflict under dual screening);
-    # the records awaiting a decision branch off before it, as those removed do.
-    screened = identified - duplicates - not_screened - deleted - (awaiting - conflicts)
-    return [
-        (IDENTIFIED_STAGE, identified,
-         "distinct PMIDs stored from PubMed searches and fetches: each record once, however "
-         "many searches or polls returned it; PubMed is the only database searched, no "
-         "register is"),
-        (REVISED_STAGE, revised,
-         f"a note, not a box: records PubMed revised after mmlr first stored them "
-         f"({plural(versions, 'earlier version')} kept); each is still one record"),
-        (DUPLICATES_STAGE, duplicates,
-         "records whose PMID is a report of the previous version of the review (the seed "
-         "evidence): the same report, already included, counted in the last box. A PMID "
-         "returned again by PubMed is the same record, merged on retrieval and never counted "
-         "twice; two PMIDs of one report are not detected: both are screened"),
-        (AUTOMATION_STAGE, not_screened, _automation_note(automation_stops, not_screened)),
-        (DELETED_STAGE, deleted, "PubMed DeleteCitation; curator work on them is kept"),
-        (AWAITING_STAGE, awaiting - conflicts, awaiting_note),
-        (BELOW_THRESHOLD_STAGE, 0 if automation_stops else below_threshold,
-         "of the records awaiting screening, those scored below the flag threshold and not "
-         "read by a person; counted as not screened once the stopping test supports stopping"),
-        (SCREENED_STAGE, screened,
-         "records a person screened: identified minus those removed before screening and "
-         "those awaiting; = excluded by curators + " + ("in conflict + " if dual else "")
-         + "included"),
-        (CURATORS_STAGE, excluded_curators,
-         "latest decision: exclude (every exclusion is a person's; none by automation tools)"),
-        *conflict_line,
-        (INCLUDED_STAGE, included,
-         "latest decision: include, or maybe (the full text decides); the reports sought for "
-         "retrieval"),
-        *_fulltext_lines(count_outcomes(sought)),
-        (ELIGIBLE_UNLINKED_STAGE, _eligible_unlinked(session, sought),
-         "a part of the eligible reports: no trial has them yet, so they are not among the "
-         "reports of included studies below (their data await extraction)"),
-        *_included_lines(session),
-    ]
-
-
-#: Each stage made of parts: (whole, parts). Stages named by EXCLUDED_REASON_PREFIX stand
-#: for every reason line.
-_IDENTITIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (IDENTIFIED_STAGE, (DUPLICATES_STAGE, AUTOMATION_STAGE, DELETED_STAGE, AWAITING_STAGE,
-                        SCREENED_STAGE)),
-    (SCREENED_STAGE, (CURATORS_STAGE, CONFLICT_STAGE, INCLUDED_STAGE)),
-    (INCLUDED_STAGE, (NOT_RETRIEVED_STAGE, FULLTEXT_AWAITING_STAGE, ASSESSED_STAGE)),
-    (ASSESSED_STAGE, (FULLTEXT_EXCLUDED_STAGE, ELIGIBLE_STAGE)),
-    (FULLTEXT_EXCLUDED_STAGE, (EXCLUDED_REASON_PREFIX,)),
-    (TRIALS_STAGE, (PREVIOUS_TRIALS_STAGE, NEW_TRIALS_STAGE)),
-    (REPORTS_STAGE, (PREVIOUS_REPORTS_STAGE, NEW_REPORTS_STAGE)),
-)
-
-
-def prisma_identities(counts: Sequence[tuple[str, int, str]]) -> list[tuple[str, int, int]]:
-    """Each box of the flow that is the sum of others, as (the sum in words, the box's
-    count, the sum of its parts): the two numbers are equal in a flow that closes. Stages
-    absent from ``counts`` (no conflicts under single screening, no full-text stage in old
-    counts) count 0; the notes (the "of the …" parts of one box) are in no sum."""
-    n = {stage: value for stage, value, _ in counts}
-    reasons = sum(v for stage, v in n.items() if stage.startswith(EXCLUDED_REASON_PREFIX))
-    out = []
-    for whole, parts in _IDENTITIES:
-        if whole not in n:
-            continue
-        total = sum(reasons if p == EXCLUDED_REASON_PREFIX else n.get(p, 0) for p in parts)
-        words = " + ".join("the reasons" if p == EXCLUDED_REASON_PREFIX else p
-                           for p in parts if p == EXCLUDED_REASON_PREFIX or p in n)
-        out.append((f"{whole} = {words}", n[whole], total))
-    return out
-
-
-def _eligible_unlinked(session: Session, sought: Mapping[int, Outcome]) -> int:
-    """The eligible reports of ``sought`` (PMID -> full-text outcome) no trial has
-    (``store.fulltext.link_problem``: "unlinked")."""
-    linked = {int(p) for p in session.exec(select(TrialReport.pmid)) if p is not None}
-    return sum(1 for pmid, o in sought.items()
-               if link_problem(o, linked=pmid in linked) == "unlinked")
-
-
-def _included_lines(session: Session) -> list[tuple[str, int, str]]:
-    """The included studies and their reports, each split into the previous version's (the
-    seed evidence's trials, and the reports it gave them) and the new ones (trials added
-    since; reports a curator linked, to a new trial or as a later report of an earlier one)."""
-    previous_ids = seed_trial_ids(session)
-    trials = _count(session, model=Trial)
-    reports = _count(session, model=TrialReport)
-    previous_trials = (_count(session, col(Trial.id).in_(previous_ids), model=Trial)
-                       if previous_ids else 0)
-    # Seed reports carry the source key of the reference table; a curator's link has none.
-    previous_reports = (_count(session, col(TrialReport.trial_id).in_(previous_ids),
-                               col(TrialReport.source_key).is_not(None), model=TrialReport)
-                        if previous_ids else 0)
-    of_previous_trials = (_count(session, col(TrialReport.trial_id).in_(previous_ids),
-                                 model=TrialReport) if previous_ids else 0)
-    return [
-        (TRIALS_STAGE, trials, "randomised trials in the evidence base"),
-        (PREVIOUS_TRIALS_STAGE, previous_trials,
-         "the seed evidence the review started from (docs/seed-evidence.md)"),
-        (NEW_TRIALS_STAGE, trials - previous_trials, "trials added since"),
-        (REPORTS_STAGE, reports, "publications linked to those trials"),
-        (PREVIOUS_REPORTS_STAGE, previous_reports, "the seed evidence's reports"),
-        (NEW_REPORTS_STAGE, reports - previous_reports,
-         "reports linked since: of new trials, or later reports of earlier trials"),
-        (NEW_REPORTS_OF_PREVIOUS_STAGE, of_previous_trials - previous_reports,
-         "a part of the new reports: later reports of the previous version's trials (the "
-         "rest are the reports of the new trials)"),
-    ]
-
-
-def _fulltext_lines(ft: FullTextCounts) -> list[tuple[str, int, str]]:
-    """The full-text stage's PRISMA lines; every reason has its line, 0 or not, so the CSV
-    has the same rows from one export to the next."""
-    return [
-        (NOT_RETRIEVED_STAGE, ft.not_retrieved, "full text could not be obtained"),
-        (FULLTEXT_AWAITING_STAGE, ft.awaiting,
-         "included, full-text assessment not settled yet" + (
-             f" ({ft.awaiting_second} awaiting a second assessor, {ft.conflicts} in conflict)"
-             if ft.awaiting_second or ft.conflicts else "")),
-        (ASSESSED_STAGE, ft.assessed, "eligible plus excluded after reading the full text"),
-        (FULLTEXT_EXCLUDED_STAGE, ft.excluded_total, "the sum of the reasons below"),
-        *((f"{EXCLUDED_REASON_PREFIX}{prisma_reason(code)}", n, _reason_note(code))
-          for code, n in ft.excluded.items()),
-        (ELIGIBLE_STAGE, ft.eligible, "settled full-text verdict: eligible"),
-    ]
-
-
-def prisma_reason(code: str) -> str:
-    """A reason for exclusion as the PRISMA flow names it: its words, but "other reasons"
-    for "other reason (see the note)" — a flow diagram in a paper has no note to see."""
-    return "other reasons" if code == "other" else reason_label(code)
-
-
-def _reason_note(code: str) -> str:
-    """The note of one reason's line, in words (the stage already names the reason)."""
-    if code == "other":
-        # The reason itself is in each report's note, which the records export carries.
-        return ("settled full-text verdict: excluded for a reason not listed here; each "
-                "report's note, on its record page and in the records export, says which")
-    return "settled full-text verdict: excluded for this reason"
-
-
-#: What the "since" figure of each stage counts (the stages :func:`prisma_since` covers).
-SINCE_NOTES: dict[str, str] = {
-    IDENTIFIED_STAGE: "records (PMIDs) first stored after that time; a new version of a record "
-                      "held is not a new record",
-    REVISED_STAGE: "records of which PubMed published a new version stored after that time",
-    DELETED_STAGE: "records a poll found deleted from PubMed after that time",
-    CURATORS_STAGE: "records whose current exclude decision was made after that time",
-    INCLUDED_STAGE: "records whose current include (or maybe) decision was made after that "
-                    "time",
-    NOT_RETRIEVED_STAGE: "reports settled as not retrieved after that time",
-    ASSESSED_STAGE: "reports whose full-text verdict was settled after that time",
-    FULLTEXT_EXCLUDED_STAGE: "reports settled as excluded after that time",
-    ELIGIBLE_STAGE: "reports settled as eligible after that time",
-    TRIALS_STAGE: "trials added after that time",
-    REPORTS_STAGE: "trial reports added after that time",
-}
-#: The stages without one, and why: shown on the page so the gap is never silent.
-NO_SINCE_REASON = (
-    "Records screened, records not screened by the stopping rule, conflicts, records awaiting "
-    "screening and reports awaiting full-text assessment have no figure since the last digest: "
-    "records screened is a difference (identified minus those removed before screening), and "
-    "the others are states recomputed by each model, vote or decision, not dated events. "
-    "Duplicate records removed has none either: a match with the previous version's reports, "
-    "not a dated event. "
-    "Deletions are dated from the upgrade that began storing their time on.")
-
-
-@dataclass(frozen=True)
-class PrismaSince:
-    """What the review gained after ``at`` (exclusive), per PRISMA stage; only the stages of
-    :data:`SINCE_NOTES` are in ``counts``: a stage without a stored date is left out rather
-    than estimated."""
-
-    at: datetime
-    counts: Mapping[str, int]
-    what: str = "that time"  # the cut-off in words, e.g. "the last digest"
-
-
-def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> PrismaSince:
-    """Counts of :data:`SINCE_NOTES` stamped strictly after ``at`` (aware; the cut-off of the
-    digests, whose ``period_end`` is the instant they were built).
-
-    A decided record's newest ``Decision`` row is the one that set its current decision: a
-    single-screening decision always does, and under dual screening a resolved record
-    refuses further votes (only a resolution, which sets it, can follow). Records decided
-    without any row (imports) have no date and are not counted. A record whose decision was
-    changed after ``at`` counts in its new box but is not taken out of its old one: these
-    are additions, not net changes."""
-    in_flow = in_screening_pool()
-    live = col(Record.deleted).is_(False), in_flow
-    recent = fulltext_counts(session, since=at)  # the reports sought: the flow's, as here
-    decided_after = col(Record.pmid).in_(
-        select(Decision.pmid).group_by(col(Decision.pmid))
-        .having(func.max(Decision.created_at) > at))
-    revised_after = col(Record.pmid).in_(
-        select(RecordRevision.pmid).where(col(RecordRevision.recorded_at) > at))
-    counts = {
-        # each PMID once, when it was first stored: a new version is not a new record
-        IDENTIFIED_STAGE: _count(session, col(Record.first_seen_at) > at),
-        REVISED_STAGE: _count(session, revised_after),
-        DELETED_STAGE: _count(session, col(Record.deleted).is_(True),
-                              in_flow, col(Record.deleted_at) > at),
-        CURATORS_STAGE: _count(session, *live, col(Record.decision) == "exclude",
-                               decided_after),
-        INCLUDED_STAGE: _count(session, *live, col(Record.decision).in_(PASSED),
-                               decided_after),
-        NOT_RETRIEVED_STAGE: recent.not_retrieved, ASSESSED_STAGE: recent.assessed,
-        FULLTEXT_EXCLUDED_STAGE: recent.excluded_total, ELIGIBLE_STAGE: recent.eligible,
-        TRIALS_STAGE: _count(session, col(Trial.created_at) > at, model=Trial),
-        REPORTS_STAGE: _count(session, col(TrialReport.created_at) > at, model=TrialReport),
-    }
-    return PrismaSince(at=at, counts=counts, what=what)
-
-
-def last_digest_end(session: Session) -> datetime | None:
-    """The ``period_end`` of the newest digest (the living review's last update), or None."""
-    return session.exec(select(Digest.period_end)
-                        .order_by(col(Digest.id).desc()).limit(1)).first()
-
-
-def prisma_since_last_digest(session: Session) -> PrismaSince | None:
-    """:func:`prisma_since` the newest digest's period end; None before the first digest."""
-    end = last_digest_end(session)
-    return None if end is None else prisma_since(session, end, what="the last digest")
-
-
-def prisma_figure(session: Session, *, dual: bool = False, automation_stops: bool = False,
-                  title: str | None = None) -> str:
-    """The PRISMA flow diagram (SVG text) of the review as it stands, with what was added
-    since the last digest when there is one: what ``/prisma`` and ``export prisma`` show."""
-    # Imported here: the diagram module imports this one's stage names.
-    from reports.prisma_diagram import prisma_svg
-
-    return prisma_svg(prisma_counts(session, dual=dual, automation_stops=automation_stops),
-                      title=title,
-                      since=prisma_since_last_digest(session))
-
-
-def _count(session: Session, *where: Any, model: Any = Record) -> int:
-    stmt = select(func.count()).select_from(model)
-    for cond in where:
-        stmt = stmt.where(cond)
-    return int(session.exec(stmt).one())
-
-
-def write_prisma_csv(session: Session, fh: IO[str], *, dual: bool = False,
-                     automation_stops: bool = False) -> None:
-    writer = csv.writer(fh)
-    writer.writerow(("stage", "count", "note"))
-    writer.writerows(spreadsheet_row(row) for row in prisma_counts(
-        session, dual=dual, automation_stops=automation_stops))
-
-
-def prisma_markdown(counts: list[tuple[str, int, str]]) -> str:
-    """The PRISMA counts as a Markdown table, and the flow in sentences below it."""
-    n = {stage: value for stage, value, _ in counts}
-
-    def of(stage: str, one: str, many: str | None = None) -> str:
-        """The stage's count with its noun: "1 trial", "2 trials" (reports.words)."""
-        return plural(n[stage], one, many)
-
-    lines = [
-        "# PRISMA 2020 flow (mmlr)",
-        "",
-        "| stage | n | note |",
-        "| --- | ---: | --- |",
-        *(f"| {stage} | {value} | {note} |" for stage, value, note in counts),
-        "",
-        f"Identification: {of(IDENTIFIED_STAGE, 'record')} from PubMed, each PMID once"
-        + (f" ({n[REVISED_STAGE]:,} of them revised in PubMed after first retrieval: "
-           "counted once, not removed)" if n.get(REVISED_STAGE) else "")
-        + f". Removed before screening: {of(DUPLICATES_STAGE, 'duplicate record')}, "
-        f"{of(AUTOMATION_STAGE, 'record')} not screened (screening stopped by "
-        f"{STOPPING_RULE}), {of(DELETED_STAGE, 'deleted citation')}.",
-        f"Screening: {n[AWAITING_STAGE]:,} awaiting a screening decision"
-        + (f" (of which {n[BELOW_THRESHOLD_STAGE]:,} below the classifier's flag threshold, "
-           "not read by a person: the stopping test does not support stopping yet)"
-           if n.get(BELOW_THRESHOLD_STAGE) else "")
-        + f"; {n[SCREENED_STAGE]:,} screened: "
-        f"{n[CURATORS_STAGE]:,} excluded by curators (none by automation tools)"
-        + (f", {n[CONFLICT_STAGE]:,} in conflict awaiting resolution" if CONFLICT_STAGE in n
-           else "")
-        # the records that passed complete the sum: screened = excluded (+ conflicts) + these
-        + f", {n[INCLUDED_STAGE]:,} included (or marked maybe) for the full text.",
-        *([f"Full text: {of(INCLUDED_STAGE, 'report')} sought; {n[NOT_RETRIEVED_STAGE]:,} "
-           f"not retrieved, {n[FULLTEXT_AWAITING_STAGE]:,} awaiting assessment; "
-           f"{n[ASSESSED_STAGE]:,} assessed: {n[ELIGIBLE_STAGE]:,} eligible"
-           + (f" ({n[ELIGIBLE_UNLINKED_STAGE]:,} not linked to a trial yet)"
-              if n.get(ELIGIBLE_UNLINKED_STAGE) else "") + ", "
-           f"{n[FULLTEXT_EXCLUDED_STAGE]:,} excluded"
-           + "".join(f"; {stage.removeprefix(EXCLUDED_REASON_PREFIX)}: {value:,}"
-                     for stage, value, _ in counts
-                     if stage.startswith(EXCLUDED_REASON_PREFIX) and value)
-           + "."] if ASSESSED_STAGE in n else []),
-        # The studies included are the trials; the records that passed title/abstract
-        # screening are the reports sought above, not the review's included studies.
-        f"Included: {of(TRIALS_STAGE, 'trial')} with {of(REPORTS_STAGE, 'report')}"
-        + (f" ({of(PREVIOUS_TRIALS_STAGE, 'trial')} with "
-           f"{of(PREVIOUS_REPORTS_STAGE, 'report')} from the previous version of the "
-           f"review; {of(NEW_TRIALS_STAGE, 'new trial')} and "
-           f"{of(NEW_REPORTS_STAGE, 'new report')}"
-           + (f", of which {n[NEW_REPORTS_OF_PREVIOUS_STAGE]:,} of trials in the previous "
-              "version" if n.get(NEW_REPORTS_OF_PREVIOUS_STAGE) else "")
-           + ")." if PREVIOUS_TRIALS_STAGE in n else "."),
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- metafor

@@ -1,5 +1,12 @@
 """The PRISMA 2020 flow diagram (Page et al., BMJ 2021;372:n71: the template for new reviews
-with searches of databases) as standalone SVG, drawn from :func:`reports.exports.prisma_counts`.
+with searches of databases, and of databases and other sources when curators added records by
+PMID) as standalone SVG, drawn from :func:`reports.prisma.prisma_counts`.
+
+The other-methods column (records a curator first added by PMID) is drawn to the right of the
+databases column only when it has records: mmlr screens them by title and abstract in the
+same queue, so it has the databases column's boxes, row for row, and an arrow from its last
+box joins the included box both columns share. Without it the drawing is the databases-only
+template, as before the split.
 
 Plain string building, no plotting library: boxes, arrows and the template's phase bars
 (Identification, Screening, Included). Every text goes through
@@ -32,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from reports.exports import (
+from reports.prisma import (
     ASSESSED_STAGE,
     AUTOMATION_STAGE,
     AWAITING_STAGE,
@@ -52,6 +59,7 @@ from reports.exports import (
     NEW_REPORTS_STAGE,
     NEW_TRIALS_STAGE,
     NOT_RETRIEVED_STAGE,
+    OTHER_IDENTIFIED_STAGE,
     PREVIOUS_REPORTS_STAGE,
     PREVIOUS_TRIALS_STAGE,
     REPORTS_STAGE,
@@ -60,6 +68,7 @@ from reports.exports import (
     STOPPING_RULE,
     TRIALS_STAGE,
     PrismaSince,
+    other_stage,
 )
 from reports.svg_text import BOLD_RATIO, EM_RATIO, FONT_FAMILY, xml_text
 from reports.words import noun, plural
@@ -68,10 +77,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TITLE = "PRISMA 2020 flow diagram"
 HEADER = "Identification of studies via databases (PubMed)"
+OTHER_HEADER = "Identification of studies via other methods (records added by PMID)"
 #: Stages every diagram needs (the conflict stage is drawn only when present: dual screening).
 REQUIRED_STAGES = (IDENTIFIED_STAGE, DUPLICATES_STAGE, DELETED_STAGE, SCREENED_STAGE,
                    AUTOMATION_STAGE, CURATORS_STAGE, AWAITING_STAGE, INCLUDED_STAGE,
                    TRIALS_STAGE, REPORTS_STAGE)
+
+#: The stages of the included box, which both columns join in.
+_JOINT_STAGES = (TRIALS_STAGE, REPORTS_STAGE)
 
 FONT_SIZE = 13
 NOTE_SIZE = 11
@@ -89,6 +102,10 @@ RIGHT_X = LEFT_X + LEFT_W + COL_GAP
 RIGHT_W = 330
 WIDTH = RIGHT_X + RIGHT_W + MARGIN
 ROW_GAP = 26
+#: The other-methods column (drawn only with records added by PMID): its two box widths, and
+#: the gap between it and the databases column.
+OTHER_W = 250
+OTHER_GAP = 40
 INK = "#1d2327"
 BOX_STROKE = "#3b4752"
 HEADER_FILL = "#f6d68b"
@@ -124,6 +141,31 @@ class _Row:
     right: _Box | None
     height: float = 0.0
     y: float = 0.0
+    # The other-methods column's boxes of this row (none without records added by PMID).
+    other_left: _Box | None = None
+    other_right: _Box | None = None
+
+    def boxes(self, layout: _Layout) -> list[tuple[_Box, float, float]]:
+        """(box, x, width) of every box of the row."""
+        placed = [(self.left, LEFT_X, LEFT_W), (self.right, RIGHT_X, RIGHT_W),
+                  (self.other_left, layout.other_x, OTHER_W),
+                  (self.other_right, layout.other_x + OTHER_W + COL_GAP, OTHER_W)]
+        return [(box, x, w) for box, x, w in placed if box is not None]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The drawing's width, and where the other-methods column starts (when drawn)."""
+
+    other: bool
+
+    @property
+    def other_x(self) -> float:
+        return RIGHT_X + RIGHT_W + OTHER_GAP
+
+    @property
+    def width(self) -> float:
+        return (self.other_x + 2 * OTHER_W + COL_GAP + MARGIN) if self.other else WIDTH
 
 
 def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = None,
@@ -134,6 +176,9 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
     those figures count and from when."""
     n = {stage: int(value) for stage, value, _ in counts}
     missing = [s for s in REQUIRED_STAGES if s not in n]
+    if n.get(OTHER_IDENTIFIED_STAGE):  # the other-methods column has the same boxes
+        missing += [other_stage(s) for s in REQUIRED_STAGES
+                    if s not in _JOINT_STAGES and other_stage(s) not in n]
     if missing:
         raise ValueError(f"PRISMA counts lack the stages {', '.join(map(repr, missing))}")
     added = dict(since.counts) if since is not None else {}
@@ -142,75 +187,108 @@ def prisma_svg(counts: Sequence[tuple[str, int, str]], *, title: str | None = No
     def count(stage: str) -> _Text:
         return _Text(count_text(n[stage], added.get(stage), day))
 
+    rows = _column_rows(counts, n, count, _same, other=False)
+    if n.get(OTHER_IDENTIFIED_STAGE):
+        # Both columns have the same boxes (mmlr screens every record in one queue), so row i
+        # of one is row i of the other and their boxes share its height.
+        for row, other in zip(rows, _column_rows(counts, n, count, other_stage, other=True),
+                              strict=True):
+            row.other_left, row.other_right = other.left, other.right
+    rows.append(_Row("Included", _Box("included", _included_texts(n, count)), None))
+    name = title or DEFAULT_TITLE
+    note = _since_note(since) if since is not None else ""
+    svg = _draw(rows, _Layout(other=bool(n.get(OTHER_IDENTIFIED_STAGE))), title=title,
+                name=name, desc=describe(n, added, day), note=note)
+    log.debug("PRISMA diagram drawn: %d rows, %d characters", len(rows), len(svg))
+    return svg
+
+
+def _same(stage: str) -> str:
+    return stage
+
+
+def _column_rows(counts: Sequence[tuple[str, int, str]], n: Mapping[str, int],
+                 count: Callable[[str], _Text], name: Callable[[str], str], *,
+                 other: bool) -> list[_Row]:
+    """The rows of one identification column down to its full-text stage (the included box
+    both columns join in is not among them); ``name`` gives the column's name of a stage,
+    and the box names (the SVG classes) of the other-methods column start with "other-"."""
+    def box(box_name: str, texts: list[_Text]) -> _Box:
+        return _Box(f"other-{box_name}" if other else box_name, texts)
+
+    def num(stage: str) -> _Text:
+        return count(name(stage))
+
     # Until the stopping test supports stopping, nothing is left unscreened: the records the
     # stopping rule would leave wait among the records awaiting a decision, and the box says so.
     below_threshold = [_Text("of which below the classifier's flag threshold, not read by a "
                              "person (the stopping test does not support stopping yet)"),
-                       _Text(f"n = {n[BELOW_THRESHOLD_STAGE]:,}")
-                       ] if n.get(BELOW_THRESHOLD_STAGE) else []
+                       _Text(f"n = {n[name(BELOW_THRESHOLD_STAGE)]:,}")
+                       ] if n.get(name(BELOW_THRESHOLD_STAGE)) else []
     # A note, not a box: a newer version of a record held is still that one record.
     revised = [_Text("of which revised in PubMed after first retrieval (counted once, not "
-                     "removed): " + count(REVISED_STAGE).text)] if n.get(REVISED_STAGE) else []
+                     "removed): " + num(REVISED_STAGE).text)
+               ] if n.get(name(REVISED_STAGE)) else []
+    identified = ([_Text("Records identified from:", bold=True),
+                   _Text("Records added by PMID by curators (citation searching, reference "
+                         "lists, conference abstracts; each PMID once)"),
+                   num(IDENTIFIED_STAGE), *revised] if other else
+                  [_Text("Records identified from:", bold=True),
+                   _Text("Databases: PubMed (each PMID once)"),
+                   num(IDENTIFIED_STAGE), *revised, _Text("Registers: none searched")])
     rows = [
         _Row("Identification",
-             _Box("identified", [_Text("Records identified from:", bold=True),
-                                 _Text("Databases: PubMed (each PMID once)"),
-                                 count(IDENTIFIED_STAGE), *revised,
-                                 _Text("Registers: none searched")]),
-             _Box("removed", [_Text("Records removed before screening:", bold=True),
-                              _Text("Duplicate records (reports of the previous version of "
-                                    "the review found again; a PMID found again is one "
-                                    "record)"),
-                              count(DUPLICATES_STAGE),
-                              _Text("Records marked as ineligible by automation tools: not "
-                                    "screened, screening stopped by the stopping rule ("
-                                    f"{STOPPING_RULE})"), count(AUTOMATION_STAGE),
-                              _Text("Records removed for other reasons (deleted from "
-                                    "PubMed)"), count(DELETED_STAGE)])),
+             box("identified", identified),
+             box("removed", [_Text("Records removed before screening:", bold=True),
+                             _Text("Duplicate records (reports of the previous version of "
+                                   "the review found again; a PMID found again is one "
+                                   "record)"),
+                             num(DUPLICATES_STAGE),
+                             _Text("Records marked as ineligible by automation tools: not "
+                                   "screened, screening stopped by the stopping rule ("
+                                   f"{STOPPING_RULE})"), num(AUTOMATION_STAGE),
+                             _Text("Records removed for other reasons (deleted from "
+                                   "PubMed)"), num(DELETED_STAGE)])),
         # A living review's backlog: not screened yet, so not among the records screened.
         _Row("Screening", None,
-             _Box("awaiting", [_Text("Records awaiting a screening decision (not screened "
-                                     "yet)"), count(AWAITING_STAGE), *below_threshold])),
+             box("awaiting", [_Text("Records awaiting a screening decision (not screened "
+                                    "yet)"), num(AWAITING_STAGE), *below_threshold])),
         _Row("Screening",
-             _Box("screened", [_Text("Records screened (title and abstract)"),
-                               count(SCREENED_STAGE)]),
-             _Box("excluded", [_Text("Records excluded:", bold=True),
-                               _Text("by curators"), count(CURATORS_STAGE),
-                               _Text("by automation tools: none (the classifier only ranks "
-                                     "records)")])),
+             box("screened", [_Text("Records screened (title and abstract"
+                                    + (", in the same queue)" if other else ")")),
+                              num(SCREENED_STAGE)]),
+             box("excluded", [_Text("Records excluded:", bold=True),
+                              _Text("by curators"), num(CURATORS_STAGE),
+                              _Text("by automation tools: none (the classifier only ranks "
+                                    "records)")])),
     ]
     if CONFLICT_STAGE in n:  # dual screening
-        rows.append(_Row("Screening", None, _Box("conflicts", [
+        rows.append(_Row("Screening", None, box("conflicts", [
             _Text("Records in conflict awaiting resolution (screened by both screeners, who "
-                  "disagree)"), count(CONFLICT_STAGE)])))
+                  "disagree)"), num(CONFLICT_STAGE)])))
     fulltext = ASSESSED_STAGE in n
-    rows.append(_Row("Screening", _Box("included-records", [
+    rows.append(_Row("Screening", box("included-records", [
         _Text("Reports sought for retrieval (records included, or marked maybe, at "
               "title/abstract screening)" if fulltext
               else "Records included after title/abstract screening"),
-        count(INCLUDED_STAGE)]),
-        _Box("not-retrieved", [_Text("Reports not retrieved"), count(NOT_RETRIEVED_STAGE),
-                               _Text("Reports awaiting full-text assessment"),
-                               count(FULLTEXT_AWAITING_STAGE)]) if fulltext else None))
+        num(INCLUDED_STAGE)]),
+        box("not-retrieved", [_Text("Reports not retrieved"), num(NOT_RETRIEVED_STAGE),
+                              _Text("Reports awaiting full-text assessment"),
+                              num(FULLTEXT_AWAITING_STAGE)]) if fulltext else None))
     if fulltext:
-        reasons = [(stage.removeprefix(EXCLUDED_REASON_PREFIX), value)
-                   for stage, value, _ in counts
-                   if stage.startswith(EXCLUDED_REASON_PREFIX) and value]
-        rows.append(_Row("Screening", _Box("assessed", [
-            _Text("Reports assessed for eligibility"), count(ASSESSED_STAGE),
-            _Text("of which eligible"), count(ELIGIBLE_STAGE),
+        prefix = name(EXCLUDED_REASON_PREFIX)
+        reasons = [(stage.removeprefix(prefix), value) for stage, value, _ in counts
+                   if stage.startswith(prefix) and value]
+        unlinked = n.get(name(ELIGIBLE_UNLINKED_STAGE))
+        rows.append(_Row("Screening", box("assessed", [
+            _Text("Reports assessed for eligibility"), num(ASSESSED_STAGE),
+            _Text("of which eligible"), num(ELIGIBLE_STAGE),
             *([_Text(f"of those, not linked to a study yet (not among the reports of "
-                     f"included studies): n = {n[ELIGIBLE_UNLINKED_STAGE]:,}")]
-              if n.get(ELIGIBLE_UNLINKED_STAGE) else [])]),
-            _Box("fulltext-excluded", [
-                _Text("Reports excluded:", bold=True), count(FULLTEXT_EXCLUDED_STAGE),
+                     f"included studies): n = {unlinked:,}")] if unlinked else [])]),
+            box("fulltext-excluded", [
+                _Text("Reports excluded:", bold=True), num(FULLTEXT_EXCLUDED_STAGE),
                 *(_Text(f"{reason} (n = {value:,})") for reason, value in reasons)])))
-    rows.append(_Row("Included", _Box("included", _included_texts(n, count)), None))
-    name = title or DEFAULT_TITLE
-    note = _since_note(since) if since is not None else ""
-    svg = _draw(rows, title=title, name=name, desc=describe(n, added, day), note=note)
-    log.debug("PRISMA diagram drawn: %d rows, %d characters", len(rows), len(svg))
-    return svg
+    return rows
 
 
 def _included_texts(n: Mapping[str, int], count: Callable[[str], _Text]) -> list[_Text]:
@@ -285,10 +363,31 @@ def describe(n: Mapping[str, int], added: Mapping[str, int], day: str) -> str:
         f"{num(SCREENED_STAGE, 'record')} screened; excluded: "
         f"{num(CURATORS_STAGE)} by curators, none by automation tools{conflicts}; "
         f"{num(INCLUDED_STAGE, 'record')} included after title/abstract screening. "
-        f"{fulltext}"
+        f"{fulltext}{_describe_other(n)}"
         f"Included: {num(TRIALS_STAGE, 'study', 'studies')} "
         f"({noun(n[TRIALS_STAGE], 'randomised trial')}) with "
         f"{num(REPORTS_STAGE, 'report')}{previous}.")
+
+
+def _describe_other(n: Mapping[str, int]) -> str:
+    """The other-methods column in words (empty without records added by PMID)."""
+    if not n.get(OTHER_IDENTIFIED_STAGE):
+        return ""
+
+    def of(stage: str) -> int:
+        return n.get(other_stage(stage), 0)
+
+    return (f"Identification via other methods: "
+            f"{plural(n[OTHER_IDENTIFIED_STAGE], 'record')} added by PMID by curators; "
+            f"removed before screening: {of(DUPLICATES_STAGE):,} duplicate, "
+            f"{of(AUTOMATION_STAGE):,} not screened, {of(DELETED_STAGE):,} deleted; "
+            f"{of(AWAITING_STAGE):,} awaiting a screening decision; "
+            f"{of(SCREENED_STAGE):,} screened in the same queue; excluded: "
+            f"{of(CURATORS_STAGE):,} by curators; {of(INCLUDED_STAGE):,} sought for "
+            f"retrieval" + (f"; {of(ASSESSED_STAGE):,} assessed for eligibility: "
+                            f"{of(ELIGIBLE_STAGE):,} eligible, "
+                            f"{of(FULLTEXT_EXCLUDED_STAGE):,} excluded"
+                            if other_stage(ASSESSED_STAGE) in n else "") + ". ")
 
 
 def _day(at: datetime) -> str:
@@ -309,26 +408,36 @@ def _since_note(since: PrismaSince) -> str:
 
 
 # ----------------------------------------------------------------------------- drawing
-def _draw(rows: list[_Row], *, title: str | None, name: str, desc: str, note: str) -> str:
+def _draw(rows: list[_Row], layout: _Layout, *, title: str | None, name: str, desc: str,
+          note: str) -> str:
+    width = layout.width
     for row in rows:
-        for box, width in ((row.left, LEFT_W), (row.right, RIGHT_W)):
-            if box is not None:
-                box.wrap(width - 2 * PAD)
-        row.height = max(b.height for b in (row.left, row.right) if b is not None)
+        for box, _, w in row.boxes(layout):
+            box.wrap(w - 2 * PAD)
+        row.height = max(b.height for b, _, _ in row.boxes(layout))
     _fit_phase_labels(rows)
 
     body: list[str] = []
     y = float(MARGIN)
     if title:
-        for line in wrap_text(title, WIDTH - 2 * MARGIN, TITLE_SIZE, bold=True):
+        for line in wrap_text(title, width - 2 * MARGIN, TITLE_SIZE, bold=True):
             y += TITLE_LINE
             body.append(_text(MARGIN, y - 5, line, size=TITLE_SIZE, bold=True))
         y += 8
-    header_h = 2 * PAD + LINE
-    body.append(_rect(LEFT_X, y, RIGHT_X + RIGHT_W - LEFT_X, header_h, fill=HEADER_FILL,
-                      cls="header"))
-    body.append(_text((LEFT_X + RIGHT_X + RIGHT_W) / 2, y + PAD + LINE - 4, HEADER,
-                      bold=True, anchor="middle"))
+    headers: list[tuple[str, float, float, str]] = [(HEADER, LEFT_X, RIGHT_X + RIGHT_W,
+                                                     "header")]
+    if layout.other:
+        headers.append((OTHER_HEADER, layout.other_x, width - MARGIN, "header other-header"))
+    # Both headers as tall as the longer one needs (the other column's is narrower).
+    lines = [wrap_text(text, x2 - x1 - 2 * PAD, FONT_SIZE, bold=True)
+             for text, x1, x2, _ in headers]
+    header_h = 2 * PAD + LINE * max(len(wrapped) for wrapped in lines)
+    for (_, x1, x2, cls), wrapped in zip(headers, lines, strict=True):
+        body.append(_rect(x1, y, x2 - x1, header_h, fill=HEADER_FILL, cls=cls))
+        top = y + (header_h - len(wrapped) * LINE) / 2
+        for i, line in enumerate(wrapped):
+            body.append(_text((x1 + x2) / 2, top + (i + 1) * LINE - 4, line, bold=True,
+                              anchor="middle"))
     y += header_h + ROW_GAP
     for row in rows:
         row.y = y
@@ -337,21 +446,22 @@ def _draw(rows: list[_Row], *, title: str | None, name: str, desc: str, note: st
 
     body += _phase_bars(rows)
     body += _arrows(rows)
+    if layout.other:
+        body += _other_arrows(rows, layout)
     for row in rows:
-        for box, x, w in ((row.left, LEFT_X, LEFT_W), (row.right, RIGHT_X, RIGHT_W)):
-            if box is not None:
-                body.append(_box(box, x, row.y, w, row.height))
+        for box, x, w in row.boxes(layout):
+            body.append(_box(box, x, row.y, w, row.height))
     if note:
         y = bottom + 10
-        for line in wrap_text(note, WIDTH - 2 * MARGIN, NOTE_SIZE):
+        for line in wrap_text(note, width - 2 * MARGIN, NOTE_SIZE):
             y += NOTE_LINE
             body.append(_text(MARGIN, y - 4, line, size=NOTE_SIZE, fill=NOTE_INK,
                               cls="since-note"))
         bottom = y
     height = int(bottom + MARGIN)
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" '
-            f'aria-labelledby="prisma-title prisma-desc" width="{WIDTH}" height="{height}" '
-            f'viewBox="0 0 {WIDTH} {height}" font-family="{FONT_FAMILY}" '
+            f'aria-labelledby="prisma-title prisma-desc" width="{width:g}" height="{height}" '
+            f'viewBox="0 0 {width:g} {height}" font-family="{FONT_FAMILY}" '
             f'font-size="{FONT_SIZE}" fill="{INK}">')
     defs = ('<defs><marker id="prisma-arrowhead" viewBox="0 0 10 10" refX="10" refY="5" '
             'markerWidth="7" markerHeight="7" orient="auto">'
@@ -361,7 +471,7 @@ def _draw(rows: list[_Row], *, title: str | None, name: str, desc: str, note: st
         f'<title id="prisma-title">{xml_text(name)}</title>',
         f'<desc id="prisma-desc">{xml_text(desc)}</desc>',
         defs,
-        f'<rect width="{WIDTH}" height="{height}" fill="#ffffff"/>',
+        f'<rect width="{width:g}" height="{height}" fill="#ffffff"/>',
         *body,
         "</svg>",
         "",
@@ -417,6 +527,35 @@ def _arrows(rows: list[_Row]) -> list[str]:
             previous = row
         elif row.right is not None:
             out.append(_arrow(spine, mid, RIGHT_X, mid))
+    return out
+
+
+def _other_arrows(rows: list[_Row], layout: _Layout) -> list[str]:
+    """The other-methods column's arrows, as :func:`_arrows` draws the databases column's,
+    and the one joining it to the included box: down from its last box, then left into the
+    included box's side."""
+    out = []
+    left_x = layout.other_x
+    right_x = left_x + OTHER_W + COL_GAP
+    spine = left_x + OTHER_W / 2
+    previous: _Row | None = None
+    for row in rows:
+        mid = row.y + row.height / 2
+        if row.other_left is not None:
+            if previous is not None:
+                out.append(_arrow(spine, previous.y + previous.height, spine, row.y))
+            if row.other_right is not None:
+                out.append(_arrow(left_x + OTHER_W, mid, right_x, mid))
+            previous = row
+        elif row.other_right is not None:
+            out.append(_arrow(spine, mid, right_x, mid))
+    joined = rows[-1]  # the included box
+    if previous is not None and previous is not joined:
+        mid = joined.y + joined.height / 2
+        out.append(f'<polyline class="arrow join" points="{spine:g},'
+                   f'{previous.y + previous.height:g} {spine:g},{mid:g} '
+                   f'{LEFT_X + LEFT_W:g},{mid:g}" fill="none" stroke="{BOX_STROKE}" '
+                   'stroke-width="1.4" marker-end="url(#prisma-arrowhead)"/>')
     return out
 
 

@@ -206,5 +206,5 @@ def prioritised_order_test(session: Session, *,
 def stopping_supported(session: Session, *, target_recall: float = TARGET_RECALL) -> bool:
     """Whether the stopping test supports stopping (the health's ``may_stop``): what the PRISMA
     flow needs before it counts the records below the flag threshold as not screened, removed
-    before screening (``reports.exports.prisma_counts``)."""
+    before screening (``reports.prisma.prisma_counts``)."""
     return prioritised_order_test(session, target_recall=target_recall).rejects

@@ -71,6 +71,12 @@ class Record(SQLModel, table=True):
     pages: str | None = None  # MedlinePgn, e.g. "3003-15" (end page abbreviated)
     elocation: str | None = None  # non-DOI ELocationID: article number, or pii when online first
     source: str = "entrez"  # entrez | demo | seed
+    # How the review first identified the record (PRISMA 2020's two identification columns):
+    # "search" (a PubMed search: the create- or modification-date pass), "pmid" (a curator's
+    # PMID list: /fetch, `mmlr poll --pmids`; PRISMA's "other methods") or "watched" (a
+    # trial report's PMID re-fetched by the modified pass). Set once, on insert: a later
+    # search returning the PMID does not change it (IDENTIFIED_VIA, monitor.poll).
+    identified_via: str = Field(default="search", sa_column_kwargs={"server_default": "search"})
     content_hash: str = Field(default="", index=True)
     deleted: bool = Field(default=False, index=True)  # DeleteCitation: hidden from the queue
     deleted_at: datetime | None = None  # when a poll hid it (NULL: not deleted, or before 0007)
@@ -101,6 +107,14 @@ class RecordRevision(SQLModel, table=True):
     snapshot: dict[str, Any] = _json({})  # the content *before* the change
     recorded_at: datetime = Field(default_factory=utcnow)
     poll_run_id: int | None = Field(default=None, foreign_key="poll_runs.id")
+
+
+#: Values of ``Record.identified_via``, and the poll run kind each comes from (a kind not
+#: listed — recheck — only re-fetches stored records, so it never inserts one).
+IDENTIFIED_VIA: dict[str, str] = {"crdt": "search", "modified": "search", "pmids": "pmid",
+                                  "watched": "watched"}
+#: The route PRISMA 2020 counts under "identification via other methods".
+BY_PMID = "pmid"
 
 
 class PollRun(SQLModel, table=True):

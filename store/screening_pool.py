@@ -4,7 +4,7 @@ previous version's reports.
 The review continues an earlier one (the seed evidence, ``monitor.bootstrap``): the reports of
 its trials were included by that review, and the monitor re-fetches them from PubMed
 (``monitor.poll.watched_pmids``), so they are stored as records too. They are not screened
-again: the PRISMA 2020 flow removes them as duplicates (``reports.exports.prisma_counts``), and
+again: the PRISMA 2020 flow removes them as duplicates (``reports.prisma.prisma_counts``), and
 the queue, the screening counts, the stopping tests, the audit sample, the digest and the
 status leave them out the same way, through :func:`in_screening_pool`; so do the later
 stages: the conflicts to resolve and the screeners' agreement (``screening.votes``,

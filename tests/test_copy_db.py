@@ -84,8 +84,12 @@ def _fill(ctx: AppContext) -> AppContext:
         model = ModelVersion(config={"C": 0.11}, artifact=bytes(range(256)) * 4)
         s.add(model)
         s.flush()
+        # identified by a search, by PMID (PRISMA's other methods) and as a watched trial
+        # report: the route that first identified a record is the review's, and moves with it
+        routes = {31000001: "search", 31000002: "pmid", 31000003: "watched"}
         for pmid in (31000001, 31000002, 31000003):
-            s.add(Record(pmid=pmid, title=f"{NASTY} {pmid}", abstract=NASTY * 3,
+            s.add(Record(pmid=pmid, identified_via=routes[pmid],
+                         title=f"{NASTY} {pmid}", abstract=NASTY * 3,
                          authors=["Müller H", "Ødegård K"], mesh=[{"descriptor": "Multiple "
                          "Myeloma", "major": True, "qualifiers": ["therapy"]}],
                          year=2024, score=0.123456789012345, score_model_version_id=model.id))
@@ -153,6 +157,10 @@ def test_the_copy_holds_every_row_and_works_as_the_review(
                 assert nulls == {"plain": False, "json-null": False}  # JSON null kept
                 assert conn.execute(text("SELECT COUNT(*) FROM estimates "
                                          "WHERE printed IS NULL")).scalar_one() >= 1
+                routes = dict(conn.execute(text(
+                    "SELECT pmid, identified_via FROM records")).all())
+                assert routes == {31000001: "search", 31000002: "pmid", 31000003: "watched",
+                                  31000004: "search"}
             with Session(engine) as s:
                 s.add(User(email="new@example.org", role="viewer", password_hash="x"))
                 s.add(Decision(pmid=31000002, decision="exclude"))

@@ -12,7 +12,8 @@ import pytest
 from conftest import assert_one_line_error, cli_env, run_cli
 from sqlmodel import select
 
-from reports.exports import CSV_COLUMNS, export, prisma_counts
+from reports.exports import CSV_COLUMNS, export
+from reports.prisma import prisma_counts
 from screening.health import stopping_supported
 from store.errors import ValidationError
 from store.models import PooledResult, Record, RecordRevision, Trial, TrialReport
@@ -50,7 +51,7 @@ def seed(ctx) -> None:  # type: ignore[no-untyped-def]
 def fulltext_rows(awaiting: int) -> dict[str, int]:
     """The full-text stage's PRISMA lines when nobody has assessed a full text yet: every
     report sought is awaiting, every reason has its line at 0."""
-    from reports.exports import prisma_reason
+    from reports.prisma import prisma_reason
     from store.fulltext import REASONS
 
     return {"reports not retrieved": 0, "reports awaiting full-text assessment": awaiting,
@@ -363,6 +364,8 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
         "of the records awaiting screening: below the flag threshold": 1,  # pmid 2
         "records included": 2,  # pmid 1 (include) + pmid 6 (maybe: the full text decides)
         **fulltext_rows(awaiting=2),
+        # the other-methods column: no record was added by PMID, so it is this 0 line alone
+        "other methods: records identified by PMID": 0,
         "trials included": 1,
         "of the trials included: in the previous version of the review": 0,
         "of the trials included: new": 1,
@@ -764,7 +767,7 @@ def _flow_adds_up(rows: dict[str, int]) -> bool:
     """Every box that is a sum of others equals it (``prisma_identities``), and records
     screened is what a person screened or has still to: curators' exclusions, conflicts,
     the awaiting records and the records included."""
-    from reports.exports import prisma_identities
+    from reports.prisma import prisma_identities
 
     identities = prisma_identities([(stage, n, "") for stage, n in rows.items()])
     return all(whole == parts for _, whole, parts in identities) and rows[
@@ -793,6 +796,8 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
         "of the records awaiting screening: below the flag threshold": 0,  # pmid 2 has votes
         "records included": 2,  # pmid 1 + pmid 6 (maybe: on to the full text)
         **fulltext_rows(awaiting=2),
+        # the other-methods column: no record was added by PMID, so it is this 0 line alone
+        "other methods: records identified by PMID": 0,
         "trials included": 1,
         "of the trials included: in the previous version of the review": 0,
         "of the trials included: new": 1,

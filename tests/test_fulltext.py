@@ -15,7 +15,8 @@ from sqlmodel import func, select
 from test_prisma_diagram import boxes
 from test_web import api_as, as_role, csrf_from, db
 
-from reports.exports import (
+from reports.exports import export
+from reports.prisma import (
     ASSESSED_STAGE,
     ELIGIBLE_STAGE,
     EXCLUDED_REASON_PREFIX,
@@ -23,7 +24,6 @@ from reports.exports import (
     FULLTEXT_EXCLUDED_STAGE,
     INCLUDED_STAGE,
     NOT_RETRIEVED_STAGE,
-    export,
     prisma_counts,
     prisma_since,
 )

@@ -20,7 +20,7 @@ from test_web_api import _token
 from test_web_dual_screening import FIRST, SECOND, THIRD
 
 from reports.digest import build_digest
-from reports.exports import FULLTEXT_AWAITING_STAGE, prisma_counts
+from reports.prisma import FULLTEXT_AWAITING_STAGE, prisma_counts
 from store.errors import StateError
 from store.fulltext import (
     REASONS,

@@ -1,5 +1,5 @@
 """The PRISMA 2020 flow diagram (``reports.prisma_diagram``), the counts since the last digest
-(``reports.exports.prisma_since``), the ``/prisma`` page and ``/prisma.svg``, and the diagram
+(``reports.prisma.prisma_since``), the ``/prisma`` page and ``/prisma.svg``, and the diagram
 written by ``mmlr export prisma``."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from sqlmodel import select
 from test_exports import seed, seed_votes
 from test_web import as_role
 
-from reports.exports import (
+from reports.exports import export
+from reports.prisma import (
     ASSESSED_STAGE,
     AUTOMATION_STAGE,
     AWAITING_STAGE,
@@ -39,6 +40,8 @@ from reports.exports import (
     NEW_REPORTS_STAGE,
     NEW_TRIALS_STAGE,
     NOT_RETRIEVED_STAGE,
+    OTHER_IDENTIFIED_STAGE,
+    OTHER_PREFIX,
     PREVIOUS_REPORTS_STAGE,
     PREVIOUS_TRIALS_STAGE,
     REPORTS_STAGE,
@@ -46,7 +49,6 @@ from reports.exports import (
     SCREENED_STAGE,
     TRIALS_STAGE,
     PrismaSince,
-    export,
     prisma_counts,
     prisma_since,
     prisma_since_last_digest,
@@ -94,7 +96,12 @@ BOX_OF = {IDENTIFIED_STAGE: "identified", DUPLICATES_STAGE: "removed",
 
 
 def box_of(stage: str) -> str:
-    """The box of a stage; every reason of a full-text exclusion is in the excluded box."""
+    """The box of a stage; every reason of a full-text exclusion is in the excluded box; the
+    other-methods column's boxes are named "other-" and the databases column's box."""
+    if stage == OTHER_IDENTIFIED_STAGE:
+        return "other-identified"
+    if stage.startswith(OTHER_PREFIX):
+        return "other-" + box_of(stage.removeprefix(OTHER_PREFIX))
     return "fulltext-excluded" if stage.startswith(EXCLUDED_REASON_PREFIX) else BOX_OF[stage]
 EXTRA_LOW_SCORES = 1500  # enough records for thousands separators
 
@@ -205,9 +212,12 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     shown = boxes(svg)
     assert CONFLICT_STAGE not in n and "conflicts" not in shown
     for stage, value, _ in counts:
-        # parts of a box, shown when not 0
-        if stage not in (BELOW_THRESHOLD_STAGE, ELIGIBLE_UNLINKED_STAGE):
+        # parts of a box, shown when not 0; without records added by PMID the other-methods
+        # column is its 0 line, and not drawn
+        if stage not in (BELOW_THRESHOLD_STAGE, ELIGIBLE_UNLINKED_STAGE,
+                         OTHER_IDENTIFIED_STAGE):
             assert f"n = {value:,}" in shown[box_of(stage)], stage
+    assert n[OTHER_IDENTIFIED_STAGE] == 0 and not any(b.startswith("other-") for b in shown)
     assert "n = 1,506" in shown["identified"] and "n = 1,501" in shown["removed"]
     assert ("of which revised in PubMed after first retrieval (counted once, not removed): "
             "n = 1") in shown["identified"]

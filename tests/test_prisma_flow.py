@@ -5,7 +5,7 @@ and previous-version trials), and a PubMed record counts once however often it i
 (a revised version re-fetched by the monitor is neither a new record nor a duplicate).
 
 The identities are written out here as arithmetic on the CSV's stage names, not only through
-``reports.exports.prisma_identities``, so a mistake in that function cannot hide one in the
+``reports.prisma.prisma_identities``, so a mistake in that function cannot hide one in the
 counts."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from monitor.replay_server import (
     synthetic_article,
     write_article_set,
 )
-from reports.exports import (
+from reports.exports import export
+from reports.prisma import (
     ASSESSED_STAGE,
     AUTOMATION_STAGE,
     AWAITING_STAGE,
@@ -55,7 +56,6 @@ from reports.exports import (
     REVISED_STAGE,
     SCREENED_STAGE,
     TRIALS_STAGE,
-    export,
     prisma_counts,
     prisma_identities,
 )

@@ -210,7 +210,10 @@ def _record_json(r: Record) -> dict[str, Any]:
             "doi": r.doi, "pubmed_status": r.status, "publication_types": r.publication_types,
             "nct_ids": r.nct_ids, "score": r.score, "model_version_id": r.score_model_version_id,
             "flagged": r.flagged, "audit_sample": r.audit_sample, "decision": r.decision,
-            "deleted": r.deleted, "retracted": r.retracted}
+            "deleted": r.deleted, "retracted": r.retracted,
+            # how the review first identified it: "search", "pmid" (added by PMID: PRISMA's
+            # other methods) or "watched" (a trial report's PMID re-fetched)
+            "identified_via": r.identified_via}
 
 
 def _parse_bool(name: str, value: str | None) -> bool | None:

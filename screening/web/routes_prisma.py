@@ -1,6 +1,6 @@
 """The PRISMA 2020 flow of the review in the browser: the diagram (``reports.prisma_diagram``)
 inline, the counts with their notes, and what was added since the last digest; the diagram
-alone as ``/prisma.svg``.
+alone as ``/prisma.svg``, and the counts as data at ``GET /api/prisma``.
 
 Read-only and for every signed-in role. The counts follow the app's screening setting, as
 ``mmlr export prisma`` does: under dual screening the records in conflict have a line (and a
@@ -9,24 +9,29 @@ box) of their own.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from reports.exports import (
+from reports.prisma import (
     AUTOMATION_STAGE,
     BELOW_THRESHOLD_STAGE,
     NO_SINCE_REASON,
+    OTHER_IDENTIFIED_STAGE,
     REVISED_STAGE,
     SINCE_NOTES,
     STOPPING_RULE,
     prisma_counts,
     prisma_figure,
+    prisma_identities,
     prisma_since_last_digest,
 )
 from reports.prisma_diagram import prisma_svg
 from screening.health import stopping_supported
-from screening.web.deps import DbSession, Viewer, dual_screening
+from screening.web.api_schema import READ
+from screening.web.deps import ApiReader, DbSession, Viewer, dual_screening
 from screening.web.queue_view import screening_health
 from screening.web.routes_estimates import SVG_HEADERS
 from screening.web.templating import render
@@ -56,6 +61,7 @@ def prisma_page(request: Request, session: DbSession, user: Viewer) -> Response:
         "target_recall": request.app.state.settings.target_recall,
         "automation": n[AUTOMATION_STAGE], "below_threshold": n[BELOW_THRESHOLD_STAGE],
         "revised": n[REVISED_STAGE], "stopping_rule": STOPPING_RULE,
+        "other_methods": n[OTHER_IDENTIFIED_STAGE],
         "search": search_summary(session, request.app.state.settings.query)})
 
 
@@ -66,3 +72,23 @@ def prisma_image(request: Request, session: DbSession, user: Viewer) -> Response
         stopping_supported(session, target_recall=settings.stopping_recall)))
     return Response(svg, media_type="image/svg+xml", headers={
         **SVG_HEADERS, "Content-Disposition": f'inline; filename="{_SVG_NAME}"'})
+
+
+@router.get("/api/prisma", responses=READ)
+def prisma_json(request: Request, session: DbSession, user: ApiReader) -> dict[str, Any]:
+    """The PRISMA 2020 flow as data, as ``/prisma`` and ``mmlr export prisma`` count it: each
+    stage with its count and note (the databases column, the other-methods column of the
+    records added by PMID — one line, 0, without any — then the included studies both join
+    in), each identity between them, and what was added since the last digest."""
+    settings = request.app.state.settings
+    counts = prisma_counts(session, dual=dual_screening(request), automation_stops=(
+        stopping_supported(session, target_recall=settings.stopping_recall)))
+    since = prisma_since_last_digest(session)
+    return {
+        "stages": [{"stage": stage, "count": value, "note": note,
+                    "since": since.counts.get(stage) if since is not None else None}
+                   for stage, value, note in counts],
+        "identities": [{"sum": words, "count": whole, "parts": parts}
+                       for words, whole, parts in prisma_identities(counts)],
+        "since": since.at.isoformat() if since is not None else None,
+    }
