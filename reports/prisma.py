@@ -133,9 +133,10 @@ def prisma_counts(session: Session, *, dual: bool = False,
     the route that first identified it (``Record.identified_via``), which a later search
     returning it does not change. PubMed is the only database searched; the one other source
     of reports is the previous version of the review (the seed evidence), so the duplicates
-    removed are the records whose PMID is one of its reports (``store.screening_pool.previous_report_pmids``):
-    already included, they take no further part in the flow (every count below leaves them
-    out), and the last box counts them among the previous version's reports.
+    removed are the records whose PMID is one of its reports
+    (``store.screening_pool.previous_report_pmids``): already included, they take no further
+    part in the flow (every count below leaves them out), and the last box counts them among
+    the previous version's reports.
 
     Removed before screening: the records deleted from PubMed, and, with
     ``automation_stops`` (the stopping test supports stopping: the entry points pass
