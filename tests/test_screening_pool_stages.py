@@ -22,7 +22,8 @@ from sqlmodel import Session, func, select
 from test_web import api_as, as_role, csrf_from, db, make_user
 
 from reports.digest import build_digest
-from reports.exports import (
+from reports.exports import subset_pmids, write_records_csv, write_ris
+from reports.prisma import (
     ASSESSED_STAGE,
     ELIGIBLE_STAGE,
     FULLTEXT_AWAITING_STAGE,
@@ -30,9 +31,6 @@ from reports.exports import (
     INCLUDED_STAGE,
     NOT_RETRIEVED_STAGE,
     prisma_counts,
-    subset_pmids,
-    write_records_csv,
-    write_ris,
 )
 from screening.web.fulltext import fulltext_agreement
 from store.models import Decision, FullTextAssessment, Record, Trial, User
