@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import MetaData, Table, text
 from sqlmodel import col, select
 from test_poll import SINCE, TODAY, make_settings, write_scenario
@@ -240,6 +241,7 @@ def _config(engine: Any) -> Any:
     return cfg
 
 
+@pytest.mark.empty_database
 def test_migration_0016_back_fills_the_route_from_the_poll_runs(db_url: str) -> None:
     from alembic import command
 
