@@ -31,8 +31,10 @@ new strong matches, and the web app shows all of them.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -222,6 +224,14 @@ class TrialIndex:
         for part, ids in sorted(parts.items(), key=lambda item: -len(item[0].split())):
             sequence = tuple(part.split())
             self._by_first[sequence[0]].append((sequence, ids))
+        # Everything a match depends on, as a digest: an index built from the same trials,
+        # reports and links matches every record the same way (MatchMemo).
+        depends_on = (sorted(self.names.items()),
+                      sorted((rid, sorted(ids)) for rid, ids in self.by_registry.items()),
+                      sorted((pmid, sorted(ids)) for pmid, ids in self.linked.items()),
+                      sorted((pmid, sorted(found)) for pmid, found in self.backlinked.items()))
+        self.signature = hashlib.blake2b(repr(depends_on).encode("utf-8", "surrogatepass"),
+                                         digest_size=16).digest()
 
     @classmethod
     def load(cls, session: Session) -> TrialIndex:
@@ -242,16 +252,19 @@ class TrialIndex:
         if not self._by_first or not text:
             return set()
         words = _words(text)  # name_tokens, as a list
+        by_first = self._by_first
         found: set[int] = set()
-        i = 0
-        while i < len(words):
-            step = 1
-            for part, ids in self._by_first.get(words[i], ()):
+        # Only the places where some name starts are read (an abstract has a few among its
+        # hundreds of words); the comprehension runs in C, the loop over every word did not.
+        after = 0  # the words of a name found are not read again
+        for i in [i for i, word in enumerate(words) if word in by_first]:
+            if i < after:
+                continue
+            for part, ids in by_first[words[i]]:
                 if tuple(words[i:i + len(part)]) == part:
                     found |= ids
-                    step = len(part)  # the words of a name found are not read again
+                    after = i + len(part)
                     break
-            i += step
         return found
 
     def match(self, *, pmid: int, title: str | None, abstract: str | None,
@@ -302,13 +315,63 @@ class TrialIndex:
                           comments_corrections=record.comments_corrections)
 
 
+class MatchMemo:
+    """The trial matches of records already matched, kept between requests: the queue page
+    and ``GET /api/records`` show the same records again and again, and reading a record's
+    abstract for trial names and registrations is most of their cost.
+
+    A remembered answer is used only for a record whose PMID, title, abstract, registrations
+    and PubMed links are all as they were (a digest of them is the key) and for the same
+    trials, reports and links (``TrialIndex.signature``): a new trial, report or link empties
+    the memo, a changed record is matched again. At most ``size`` records are kept, the least
+    recently shown dropped first. ``hits`` and ``misses`` count lookups (for tests)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = max(1, size)
+        self.hits = self.misses = 0
+        self._signature = b""
+        self._found: OrderedDict[bytes, tuple[TrialMatch, ...]] = OrderedDict()
+        # Request handlers run in a thread pool.
+        self._lock = threading.Lock()
+
+    def matches(self, index: TrialIndex, record: Record) -> list[TrialMatch]:
+        """``index.match_record(record)``, remembered."""
+        key = _record_key(record)
+        with self._lock:
+            if self._signature != index.signature:
+                self._found.clear()
+                self._signature = index.signature
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+                self.hits += 1
+                return list(found)
+            self.misses += 1
+        computed = index.match_record(record)
+        with self._lock:
+            if self._signature == index.signature:
+                self._found[key] = tuple(computed)
+                while len(self._found) > self.size:
+                    self._found.popitem(last=False)
+        return computed
+
+
+def _record_key(record: Record) -> bytes:
+    """A digest of what ``TrialIndex.match_record`` reads of a record."""
+    read = (record.pmid, record.title, record.abstract, record.nct_ids,
+            record.comments_corrections)
+    return hashlib.blake2b(repr(read).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 def matches_for_records(session: Session, records: Iterable[Record],
-                        index: TrialIndex | None = None) -> dict[int, list[TrialMatch]]:
-    """PMID -> its trial matches, for the records that have any (one index for all)."""
+                        index: TrialIndex | None = None,
+                        memo: MatchMemo | None = None) -> dict[int, list[TrialMatch]]:
+    """PMID -> its trial matches, for the records that have any (one index for all; with a
+    ``memo``, records matched before against the same trials are not read again)."""
     index = index or TrialIndex.load(session)
     out: dict[int, list[TrialMatch]] = {}
     for record in records:
-        matches = index.match_record(record)
+        matches = memo.matches(index, record) if memo is not None else index.match_record(record)
         if matches:
             out[record.pmid] = matches
     return out

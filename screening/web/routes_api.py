@@ -27,6 +27,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, text
+from sqlalchemy.orm import load_only
 from sqlmodel import Session, col, select
 
 from reports.absolute import absolute_or_reason
@@ -130,6 +131,7 @@ from store.fulltext import (
 from store.fulltext import assessment_json as fulltext_json
 from store.ids import MAX_ID, parse_id
 from store.models import Record, Trial, TrialReport
+from store.planner import likely
 from store.record_lock import locked_trial
 from store.screening_pool import in_screening_pool
 from store.searches import (
@@ -202,6 +204,15 @@ def health(request: Request) -> JSONResponse:
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
+#: The columns of a record that ``records`` answers with or matches trials on: only these are
+#: read (a record's authors, MeSH terms and keywords are JSON to decode and are not shown;
+#: reading any other attribute of these rows raises instead of querying once per record).
+_RECORD_COLUMNS = ("pmid", "title", "abstract", "journal", "year", "volume", "issue", "pages",
+                   "elocation", "doi", "status", "publication_types", "nct_ids",
+                   "comments_corrections", "score", "score_model_version_id", "flagged",
+                   "audit_sample", "decision", "deleted", "retracted")
+
+
 def _record_json(r: Record) -> dict[str, Any]:
     return {"pmid": r.pmid, "title": r.title, "journal": r.journal, "year": r.year,
             # as PubMed prints them ("3003-15"); null when it has none (online first) or
@@ -224,13 +235,13 @@ def _parse_bool(name: str, value: str | None) -> bool | None:
     raise ValidationError(f"{name}={value!r} is not a boolean", hint="use true or false")
 
 
-@router.get("/records", responses=READ)
+@router.get("/records", responses=READ, response_model=dict[str, Any])
 def records(request: Request, session: DbSession, user: ApiReader,
             status: Annotated[str, Query(max_length=20)] = "all",
             flagged: Annotated[str | None, Query(max_length=10)] = None,
             q: str | None = None,  # parse_terms says what is too long, in the API's words
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-            offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
+            offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> JSONResponse:
     """Records by screening status, highest score first. ``undecided`` is the records waiting
     for a screener: the previous version's reports are not screened again, so ``all`` (or
     the decision recorded on one earlier) lists them. Under dual screening ``undecided`` is
@@ -250,11 +261,13 @@ def records(request: Request, session: DbSession, user: ApiReader,
     if status == "deleted":
         conditions.append(col(Record.deleted).is_(True))
     elif status != "all":
-        conditions.append(col(Record.deleted).is_(False))
+        # Nearly every record is live, and most wait for a decision: marked so, SQLite
+        # walks the score index for the page instead of sorting every matching row.
+        conditions.append(likely(col(Record.deleted).is_(False)))
         if status == "undecided":
             # Waiting for a screener: the previous version's reports wait for nobody (still
             # listed with status=all, and by their other statuses).
-            conditions.extend([col(Record.decision).is_(None), in_screening_pool()])
+            conditions.extend([likely(col(Record.decision).is_(None)), in_screening_pool()])
             if dual and user.id is not None:
                 conditions.append(~hidden_from_queue(user.id))
         elif status == "conflict":
@@ -273,13 +286,15 @@ def records(request: Request, session: DbSession, user: ApiReader,
         conditions.append(records_matching(terms))
     total = session.exec(select(func.count()).select_from(Record).where(*conditions)).one()
     rows = session.exec(select(Record).where(*conditions).order_by(
-        col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)).all()
+        col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)
+        .options(load_only(*(getattr(Record, name) for name in _RECORD_COLUMNS), raiseload=True))
+    ).all()
     body = [_record_json(r) for r in rows]
     verdicts = outcomes(session, [r.pmid for r in rows if r.decision in PASSED])
     for item, r in zip(body, rows, strict=True):
         item["fulltext"], item["fulltext_reason"] = fulltext_state(
             r.decision, r.deleted, verdicts.get(r.pmid))
-    matches = matches_for_records(session, rows)
+    matches = matches_for_records(session, rows, memo=request.app.state.trial_matches)
     for item, r in zip(body, rows, strict=True):
         item["trial_matches"] = [m.as_dict() for m in matches.get(r.pmid, [])]
     if dual:
@@ -290,7 +305,10 @@ def records(request: Request, session: DbSession, user: ApiReader,
             item["screening"] = record_state(r.decision, screeners[r.pmid])
             item["screeners"] = screeners[r.pmid]
             item["your_vote"] = mine.get(r.pmid)
-    return {"total": int(total), "limit": limit, "offset": offset, "records": body}
+    # Rendered here: FastAPI would first validate the whole answer against the declared
+    # dict[str, Any] (about 2 ms for 100 records) to produce the same JSON.
+    return JSONResponse({"total": int(total), "limit": limit, "offset": offset,
+                         "records": body})
 
 
 @router.get("/records/{pmid}/decisions", responses=READ_ONE)
