@@ -10,9 +10,11 @@ database on that PostgreSQL server, dropped at the end), then times, in the same
   middleware add;
 - matching one page of 50 records against the trials (``matches_for_records``, part of
   ``queue``) against the queue;
-- GET /api/records?limit=100 against a plain SQLAlchemy ``SELECT … LIMIT 100``, and the same
-  request with ``status=undecided`` (the screening pool's subquery) and with ``q=`` against
-  the same baseline;
+- GET /api/records?limit=100 against a plain SQLAlchemy ``SELECT … LIMIT 100``, also with an
+  empty ``MatchMemo`` before each request (every record's trial matches computed, as for a
+  page nobody has asked for since the trials last changed), and the request with
+  ``status=undecided`` (the screening pool's subquery) and with ``q=`` against the same
+  baseline;
 - the digest's pass for possible reports of trials in the review
   (``store.trial_match.unlinked_strong_matches``, every live record against ``--trials``
   trials) against loading the columns it reads of the same records;
@@ -281,6 +283,12 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
         with ctx.sessions() as session:
             search(session, '"record 1234 on"', limit=51)
 
+    from store.trial_match import MatchMemo
+
+    def api_records_cold() -> None:  # every record's trial matches computed again
+        app.state.trial_matches = MatchMemo()
+        client.get("/api/records?limit=100")
+
     with ctx.sessions() as session:
         print(f"{len(pending_changes(session))} analyses with pending changes")
         found = len(unlinked_strong_matches(session))
@@ -289,6 +297,7 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
         ("queue page vs queue queries", query_only, lambda: client.get("/")),
         ("queue page vs queries + health", queries_and_health, lambda: client.get("/")),
         ("GET /api/records?limit=100", plain_select, lambda: client.get("/api/records?limit=100")),
+        ("GET /api/records?limit=100, matches not kept", plain_select, api_records_cold),
         ("GET /api/records?status=undecided", plain_select,
          lambda: client.get("/api/records?status=undecided&limit=100")),
         ("GET /api/records?q=lenalidomide", plain_select,

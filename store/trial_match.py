@@ -37,7 +37,7 @@ import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -180,6 +180,14 @@ class TrialMatch:
                 "reasons": list(self.reasons), "strong": self.strong}
 
 
+class TrialNames(NamedTuple):
+    """What a :class:`TrialIndex` reads of a trial."""
+
+    id: int | None
+    name: str
+    registry_ids: list[str]
+
+
 @dataclass
 class _Found:
     strong: list[str] = field(default_factory=list)
@@ -191,10 +199,11 @@ class TrialIndex:
     Build it once (``load``) and match many records: the queue page matches 50, the digest
     every live record."""
 
-    def __init__(self, trials: Sequence[Trial], reports: Sequence[tuple[int, int]],
+    def __init__(self, trials: Sequence[Trial | TrialNames], reports: Sequence[tuple[int, int]],
                  backlinks: Sequence[tuple[int, dict[str, Any]]] = ()) -> None:
-        """``reports``: (trial id, PMID) of every report with a PMID; ``backlinks``: (PMID of a
-        report, one of its ``comments_corrections`` links)."""
+        """``trials``: the trials (or just their names and registrations); ``reports``: (trial
+        id, PMID) of every report with a PMID; ``backlinks``: (PMID of a report, one of its
+        ``comments_corrections`` links)."""
         self.names = {int(t.id): t.name for t in trials if t.id is not None}
         self.by_registry: dict[str, set[int]] = defaultdict(set)
         for t in trials:
@@ -235,7 +244,9 @@ class TrialIndex:
 
     @classmethod
     def load(cls, session: Session) -> TrialIndex:
-        trials = session.exec(select(Trial).order_by(col(Trial.id))).all()
+        # The three columns read, not whole trials: this runs on every queue page and API call.
+        trials = [TrialNames(*row) for row in session.exec(
+            select(Trial.id, Trial.name, Trial.registry_ids).order_by(col(Trial.id))).all()]
         reports = [(int(t), int(p)) for t, p in session.exec(
             select(TrialReport.trial_id, TrialReport.pmid)
             .where(col(TrialReport.pmid).is_not(None))).all() if p is not None]
@@ -321,16 +332,17 @@ class MatchMemo:
     abstract for trial names and registrations is most of their cost.
 
     A remembered answer is used only for a record whose PMID, title, abstract, registrations
-    and PubMed links are all as they were (a digest of them is the key) and for the same
-    trials, reports and links (``TrialIndex.signature``): a new trial, report or link empties
-    the memo, a changed record is matched again. At most ``size`` records are kept, the least
-    recently shown dropped first. ``hits`` and ``misses`` count lookups (for tests)."""
+    and PubMed links are all as they were (they are the key) and for the same trials, reports
+    and links (``TrialIndex.signature``): a new trial, report or link empties the memo, a
+    changed record is matched again. At most ``size`` records are kept (the default, about
+    4 MB with abstracts of 2,000 characters: some 40 queue pages), the least recently shown
+    dropped first. ``hits`` and ``misses`` count lookups (for tests)."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 2048) -> None:
         self.size = max(1, size)
         self.hits = self.misses = 0
         self._signature = b""
-        self._found: OrderedDict[bytes, tuple[TrialMatch, ...]] = OrderedDict()
+        self._found: OrderedDict[tuple[Any, ...], tuple[TrialMatch, ...]] = OrderedDict()
         # Request handlers run in a thread pool.
         self._lock = threading.Lock()
 
@@ -356,11 +368,12 @@ class MatchMemo:
         return computed
 
 
-def _record_key(record: Record) -> bytes:
-    """A digest of what ``TrialIndex.match_record`` reads of a record."""
-    read = (record.pmid, record.title, record.abstract, record.nct_ids,
-            record.comments_corrections)
-    return hashlib.blake2b(repr(read).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+def _record_key(record: Record) -> tuple[Any, ...]:
+    """What ``TrialIndex.match_record`` reads of a record, hashable. The texts themselves, not
+    a digest of them: a dictionary compares keys that hash alike, so no two records can share
+    an answer, and hashing the texts costs less than digesting them."""
+    return (record.pmid, record.title, record.abstract, tuple(record.nct_ids or ()),
+            repr(record.comments_corrections))
 
 
 def matches_for_records(session: Session, records: Iterable[Record],
