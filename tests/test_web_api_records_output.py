@@ -6,8 +6,9 @@ The expected bodies (``api_records_expected.json``) were written by the handler 
 may be reworked for speed, and this file says its answers did not change. The review holds a
 trial with a registration, a previous-version report of it linked forward by PubMed, and
 records that match it by registration, by name in the title or abstract and by a comment link;
-records at both screening stages, full-text verdicts, votes, a deleted record, non-ASCII text
-and a score that has no short decimal form.
+records at both screening stages, full-text verdicts, votes, a deleted record, unscored
+records (pages that end, start or lie among them), non-ASCII text and a score that has no
+short decimal form.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ records = test_web.records
 EXPECTED = Path(__file__).with_name("api_records_expected.json")
 SINGLE = ("status=all", "status=undecided", "status=decided", "status=include",
           "status=maybe", "status=exclude", "status=deleted", "status=all&flagged=true",
-          "status=all&limit=3&offset=2", "q=calgb", "q=myeloma&status=undecided",
-          "q=nothing-holds-this")
+          "status=all&limit=3&offset=2", "status=all&limit=3&offset=9",
+          "status=all&limit=2&offset=11", "status=all&limit=5&offset=12",
+          "status=all&offset=20", "status=undecided&limit=4&offset=3",
+          "status=decided&limit=2&offset=4", "status=all&flagged=true&offset=3", "q=calgb",
+          "q=myeloma&status=undecided", "q=nothing-holds-this")
 DUAL = ("status=all", "status=undecided", "status=conflict", "status=decided")
 
 
@@ -76,6 +80,9 @@ def review(app: Any, users: dict[str, str], records: int) -> None:
         s.add(Record(pmid=90000014, title="Excluded after reading", score=0.7, flagged=True,
                      decision="include", retracted=True))
         s.add(Record(pmid=90000015, title="Voted on, in conflict", score=0.55))
+        # unscored records come last, by PMID (the fixture has 90000004)
+        s.add(Record(pmid=90000016, title="Unscored, found later", flagged=True))
+        s.add(Record(pmid=90000009, title="Unscored, decided", decision="exclude"))
         for pmid, decision in ((90000012, "include"), (90000013, "maybe"),
                                (90000014, "include"), (90000003, "exclude")):
             s.add(Decision(pmid=pmid, user_id=curator.id, decision=decision))

@@ -213,6 +213,33 @@ _RECORD_COLUMNS = ("pmid", "title", "abstract", "journal", "year", "volume", "is
                    "audit_sample", "decision", "deleted", "retracted")
 
 
+def _page_of_records(session: Session, conditions: list[Any], *, offset: int,
+                     limit: int) -> list[Record]:
+    """The records meeting ``conditions`` from ``offset``, highest score first, then the
+    unscored ones, each by PMID on a tie; only :data:`_RECORD_COLUMNS` loaded.
+
+    The scored records are read first, then as many unscored ones as the page still needs.
+    One ``ORDER BY score DESC NULLS LAST`` gives the same order, but PostgreSQL walks its
+    score index (ascending, NULLs last) backwards only as ``DESC NULLS FIRST``, so it sorted
+    every record instead, 60 ms over 20,000; SQLite walks the index either way."""
+    def read(*where: Any) -> Any:
+        return select(Record).where(*conditions, *where).options(
+            load_only(*(getattr(Record, name) for name in _RECORD_COLUMNS), raiseload=True))
+
+    scored = list(session.exec(read(col(Record.score).is_not(None)).order_by(
+        col(Record.score).desc(), col(Record.pmid)).offset(offset).limit(limit)))
+    if len(scored) == limit:
+        return scored
+    if scored or offset == 0:
+        skip = 0  # the scored records end on this page
+    else:  # the page starts among the unscored records, after every scored one
+        skip = offset - session.exec(select(func.count()).select_from(Record).where(
+            *conditions, col(Record.score).is_not(None))).one()
+    unscored = session.exec(read(col(Record.score).is_(None)).order_by(col(Record.pmid))
+                            .offset(skip).limit(limit - len(scored)))
+    return scored + list(unscored)
+
+
 def _record_json(r: Record) -> dict[str, Any]:
     return {"pmid": r.pmid, "title": r.title, "journal": r.journal, "year": r.year,
             # as PubMed prints them ("3003-15"); null when it has none (online first) or
@@ -285,10 +312,7 @@ def records(request: Request, session: DbSession, user: ApiReader,
                                   "registration number, or leave q out")
         conditions.append(records_matching(terms))
     total = session.exec(select(func.count()).select_from(Record).where(*conditions)).one()
-    rows = session.exec(select(Record).where(*conditions).order_by(
-        col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)
-        .options(load_only(*(getattr(Record, name) for name in _RECORD_COLUMNS), raiseload=True))
-    ).all()
+    rows = _page_of_records(session, conditions, offset=offset, limit=limit)
     body = [_record_json(r) for r in rows]
     verdicts = outcomes(session, [r.pmid for r in rows if r.decision in PASSED])
     for item, r in zip(body, rows, strict=True):
