@@ -1,14 +1,20 @@
 """Benchmark of the curator web app: request latency against the database work it wraps.
 
-    python bench/web.py [--records 20000] [--requests 30]
+    python bench/web.py [--records 20000] [--requests 30] [--only TEXT …] [--pg ADMIN_URL]
 
-Builds a throw-away SQLite database with N scored records, then times, in the same process:
+Builds a throw-away SQLite database with N scored records (or, with ``--pg``, a throw-away
+database on that PostgreSQL server, dropped at the end), then times, in the same process
+(``--only`` keeps the tasks whose name holds one of the texts, e.g. ``--only api/records``):
 - the queue page (GET /, 50 rows) against its baseline, the queue alone
   (``screening.queue.queue`` + ``queue_counts``), to show what templating, sessions and
   middleware add;
 - matching one page of 50 records against the trials (``matches_for_records``, part of
   ``queue``) against the queue;
-- GET /api/records?limit=100 against a plain SQLAlchemy ``SELECT … LIMIT 100``;
+- GET /api/records?limit=100 against a plain SQLAlchemy ``SELECT … LIMIT 100``, also with an
+  empty ``MatchMemo`` before each request (every record's trial matches computed, as for a
+  page nobody has asked for since the trials last changed), and the request with
+  ``status=undecided`` (the screening pool's subquery) and with ``q=`` against the same
+  baseline;
 - the digest's pass for possible reports of trials in the review
   (``store.trial_match.unlinked_strong_matches``, every live record against ``--trials``
   trials) against loading the columns it reads of the same records;
@@ -63,7 +69,25 @@ def main() -> None:
                         help="rows in the audit trail (a busy review's decisions and logins)")
     parser.add_argument("--logins", type=int, default=1000,
                         help="rows in login_sessions (a day's logins of a busy team, at most)")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="time only the tasks whose name holds TEXT (repeatable)")
+    parser.add_argument("--pg", default=None, metavar="ADMIN_URL",
+                        help="PostgreSQL admin URL: the bench creates its database there")
     args = parser.parse_args()
+    if args.pg:
+        from ingest import _drop, _pg_database
+
+        database_url, pg_name = _pg_database(args.pg)
+        try:
+            run(args, database_url)
+        finally:
+            _drop(args.pg, pg_name)
+    else:
+        run(args, None)
+
+
+def run(args: argparse.Namespace, database_url: str | None) -> None:
+    """Build the database (SQLite in a temporary folder unless ``database_url``) and time."""
 
     import random
 
@@ -87,7 +111,8 @@ def main() -> None:
     from store.trial_match import matches_for_records, unlinked_strong_matches
 
     tmp = Path(tempfile.mkdtemp(prefix="mmlr-bench-web-"))
-    settings = Settings(env="test", data_dir=tmp, secret_key="b" * 48)
+    settings = Settings(env="test", data_dir=tmp, secret_key="b" * 48,
+                        **({"database_url": database_url} if database_url else {}))
     app = create_app(settings)
     ctx = app.state.ctx
     rng = random.Random(0)
@@ -258,6 +283,12 @@ def main() -> None:
         with ctx.sessions() as session:
             search(session, '"record 1234 on"', limit=51)
 
+    from store.trial_match import MatchMemo
+
+    def api_records_cold() -> None:  # every record's trial matches computed again
+        app.state.trial_matches = MatchMemo()
+        client.get("/api/records?limit=100")
+
     with ctx.sessions() as session:
         print(f"{len(pending_changes(session))} analyses with pending changes")
         found = len(unlinked_strong_matches(session))
@@ -266,6 +297,11 @@ def main() -> None:
         ("queue page vs queue queries", query_only, lambda: client.get("/")),
         ("queue page vs queries + health", queries_and_health, lambda: client.get("/")),
         ("GET /api/records?limit=100", plain_select, lambda: client.get("/api/records?limit=100")),
+        ("GET /api/records?limit=100, matches not kept", plain_select, api_records_cold),
+        ("GET /api/records?status=undecided", plain_select,
+         lambda: client.get("/api/records?status=undecided&limit=100")),
+        ("GET /api/records?q=lenalidomide", plain_select,
+         lambda: client.get("/api/records?q=lenalidomide&limit=100")),
         ("match 50 records vs queue()", queue_only, page_matches),
         ("digest trial matches vs loading", load_records, digest_matches),
         ("cookie login check vs user only", user_lookup, login_check),
@@ -278,7 +314,10 @@ def main() -> None:
         ("GET /search vs GET /", lambda: client.get("/"),
          lambda: client.get("/search?q=lenalidomide+survival")),
     ]
-    print(f"{args.records} records ({args.decided} screened, {args.audit} audit rows), SQLite, "
+    rows = [row for row in rows
+            if not args.only or any(text.lower() in row[0].lower() for text in args.only)]
+    engine = "PostgreSQL" if database_url else "SQLite"
+    print(f"{args.records} records ({args.decided} screened, {args.audit} audit rows), {engine}, "
           f"median of {args.requests} requests")
     print(f"{'task':32} {'baseline ms':>12} {'ours ms':>9} {'ratio':>7}")
     for name, base, ours in rows:

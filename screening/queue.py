@@ -22,8 +22,9 @@ from sqlmodel import Session, col, select
 
 from screening.votes import hidden_from_queue, screener_counts
 from store.models import Record
+from store.planner import likely
 from store.screening_pool import in_screening_pool
-from store.trial_match import TrialMatch, matches_for_records
+from store.trial_match import MatchMemo, TrialMatch, matches_for_records
 
 AUDIT_EVERY = 10
 #: Records on one page of the queue (the web page; the stopping test's "top of the queue").
@@ -72,16 +73,21 @@ def _item(r: Record, rank: int, votes: int, trials: list[TrialMatch]) -> QueueIt
 
 
 def queue(session: Session, *, limit: int = 50, offset: int = 0,
-          include_decided: bool = False, screener_id: int | None = None) -> list[QueueItem]:
+          include_decided: bool = False, screener_id: int | None = None,
+          memo: MatchMemo | None = None) -> list[QueueItem]:
     """One page of the queue (ranks are 1-based positions in the whole queue); with
-    ``screener_id``, that person's dual-screening queue (module docstring)."""
+    ``screener_id``, that person's dual-screening queue (module docstring); ``memo`` keeps
+    the records' trial matches between pages (``store.trial_match.MatchMemo``)."""
     limit, offset = max(0, int(limit)), max(0, int(offset))
     need = offset + limit
     if need == 0:
         return []
     # The previous version's reports are already included: never screened again, whatever
     # their score (the classifier learns from them, so they would lead the queue).
-    live = col(Record.deleted).is_(False) & in_screening_pool()
+    # likely(): nearly every record is live and most await a decision; marked so, SQLite
+    # walks the score index and stops at the page instead of sorting every waiting record
+    # (store.planner).
+    live = likely(col(Record.deleted).is_(False)) & in_screening_pool()
     by_score = (col(Record.score).desc().nulls_last(), col(Record.pmid).desc())
     pending_audit = col(Record.audit_sample).is_(True) & col(Record.decision).is_(None)
     if screener_id is not None:
@@ -90,7 +96,7 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
                               .order_by(*by_score).limit(need)))
     main_stmt = select(Record).where(live, ~pending_audit)
     if not include_decided:
-        main_stmt = main_stmt.where(col(Record.decision).is_(None))
+        main_stmt = main_stmt.where(likely(col(Record.decision).is_(None)))
         if screener_id is not None:
             main_stmt = main_stmt.where(~hidden_from_queue(screener_id))
     main = list(session.exec(main_stmt.order_by(*by_score).limit(need)))
@@ -98,6 +104,6 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
     votes = screener_counts(session, [r.pmid for r in page]) if screener_id is not None else {}
     # A new report of a trial already in the review is marked wherever it ranks: it may
     # carry a new data cut, whatever its score.
-    matches = matches_for_records(session, page)
+    matches = matches_for_records(session, page, memo=memo)
     return [_item(r, offset + i + 1, votes.get(r.pmid, 0), matches.get(r.pmid, []))
             for i, r in enumerate(page)]

@@ -31,11 +31,13 @@ new strong matches, and the web app shows all of them.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
@@ -178,6 +180,14 @@ class TrialMatch:
                 "reasons": list(self.reasons), "strong": self.strong}
 
 
+class TrialNames(NamedTuple):
+    """What a :class:`TrialIndex` reads of a trial."""
+
+    id: int | None
+    name: str
+    registry_ids: list[str]
+
+
 @dataclass
 class _Found:
     strong: list[str] = field(default_factory=list)
@@ -189,10 +199,11 @@ class TrialIndex:
     Build it once (``load``) and match many records: the queue page matches 50, the digest
     every live record."""
 
-    def __init__(self, trials: Sequence[Trial], reports: Sequence[tuple[int, int]],
+    def __init__(self, trials: Sequence[Trial | TrialNames], reports: Sequence[tuple[int, int]],
                  backlinks: Sequence[tuple[int, dict[str, Any]]] = ()) -> None:
-        """``reports``: (trial id, PMID) of every report with a PMID; ``backlinks``: (PMID of a
-        report, one of its ``comments_corrections`` links)."""
+        """``trials``: the trials (or just their names and registrations); ``reports``: (trial
+        id, PMID) of every report with a PMID; ``backlinks``: (PMID of a report, one of its
+        ``comments_corrections`` links)."""
         self.names = {int(t.id): t.name for t in trials if t.id is not None}
         self.by_registry: dict[str, set[int]] = defaultdict(set)
         for t in trials:
@@ -222,10 +233,20 @@ class TrialIndex:
         for part, ids in sorted(parts.items(), key=lambda item: -len(item[0].split())):
             sequence = tuple(part.split())
             self._by_first[sequence[0]].append((sequence, ids))
+        # Everything a match depends on, as a digest: an index built from the same trials,
+        # reports and links matches every record the same way (MatchMemo).
+        depends_on = (sorted(self.names.items()),
+                      sorted((rid, sorted(ids)) for rid, ids in self.by_registry.items()),
+                      sorted((pmid, sorted(ids)) for pmid, ids in self.linked.items()),
+                      sorted((pmid, sorted(found)) for pmid, found in self.backlinked.items()))
+        self.signature = hashlib.blake2b(repr(depends_on).encode("utf-8", "surrogatepass"),
+                                         digest_size=16).digest()
 
     @classmethod
     def load(cls, session: Session) -> TrialIndex:
-        trials = session.exec(select(Trial).order_by(col(Trial.id))).all()
+        # The three columns read, not whole trials: this runs on every queue page and API call.
+        trials = [TrialNames(*row) for row in session.exec(
+            select(Trial.id, Trial.name, Trial.registry_ids).order_by(col(Trial.id))).all()]
         reports = [(int(t), int(p)) for t, p in session.exec(
             select(TrialReport.trial_id, TrialReport.pmid)
             .where(col(TrialReport.pmid).is_not(None))).all() if p is not None]
@@ -242,16 +263,19 @@ class TrialIndex:
         if not self._by_first or not text:
             return set()
         words = _words(text)  # name_tokens, as a list
+        by_first = self._by_first
         found: set[int] = set()
-        i = 0
-        while i < len(words):
-            step = 1
-            for part, ids in self._by_first.get(words[i], ()):
+        # Only the places where some name starts are read (an abstract has a few among its
+        # hundreds of words); the comprehension runs in C, the loop over every word did not.
+        after = 0  # the words of a name found are not read again
+        for i in [i for i, word in enumerate(words) if word in by_first]:
+            if i < after:
+                continue
+            for part, ids in by_first[words[i]]:
                 if tuple(words[i:i + len(part)]) == part:
                     found |= ids
-                    step = len(part)  # the words of a name found are not read again
+                    after = i + len(part)
                     break
-            i += step
         return found
 
     def match(self, *, pmid: int, title: str | None, abstract: str | None,
@@ -302,13 +326,65 @@ class TrialIndex:
                           comments_corrections=record.comments_corrections)
 
 
+class MatchMemo:
+    """The trial matches of records already matched, kept between requests: the queue page
+    and ``GET /api/records`` show the same records again and again, and reading a record's
+    abstract for trial names and registrations is most of their cost.
+
+    A remembered answer is used only for a record whose PMID, title, abstract, registrations
+    and PubMed links are all as they were (they are the key) and for the same trials, reports
+    and links (``TrialIndex.signature``): a new trial, report or link empties the memo, a
+    changed record is matched again. At most ``size`` records are kept (the default, about
+    4 MB with abstracts of 2,000 characters: some 40 queue pages), the least recently shown
+    dropped first. ``hits`` and ``misses`` count lookups (for tests)."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = max(1, size)
+        self.hits = self.misses = 0
+        self._signature = b""
+        self._found: OrderedDict[tuple[Any, ...], tuple[TrialMatch, ...]] = OrderedDict()
+        # Request handlers run in a thread pool.
+        self._lock = threading.Lock()
+
+    def matches(self, index: TrialIndex, record: Record) -> list[TrialMatch]:
+        """``index.match_record(record)``, remembered."""
+        key = _record_key(record)
+        with self._lock:
+            if self._signature != index.signature:
+                self._found.clear()
+                self._signature = index.signature
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+                self.hits += 1
+                return list(found)
+            self.misses += 1
+        computed = index.match_record(record)
+        with self._lock:
+            if self._signature == index.signature:
+                self._found[key] = tuple(computed)
+                while len(self._found) > self.size:
+                    self._found.popitem(last=False)
+        return computed
+
+
+def _record_key(record: Record) -> tuple[Any, ...]:
+    """What ``TrialIndex.match_record`` reads of a record, hashable. The texts themselves, not
+    a digest of them: a dictionary compares keys that hash alike, so no two records can share
+    an answer, and hashing the texts costs less than digesting them."""
+    return (record.pmid, record.title, record.abstract, tuple(record.nct_ids or ()),
+            repr(record.comments_corrections))
+
+
 def matches_for_records(session: Session, records: Iterable[Record],
-                        index: TrialIndex | None = None) -> dict[int, list[TrialMatch]]:
-    """PMID -> its trial matches, for the records that have any (one index for all)."""
+                        index: TrialIndex | None = None,
+                        memo: MatchMemo | None = None) -> dict[int, list[TrialMatch]]:
+    """PMID -> its trial matches, for the records that have any (one index for all; with a
+    ``memo``, records matched before against the same trials are not read again)."""
     index = index or TrialIndex.load(session)
     out: dict[int, list[TrialMatch]] = {}
     for record in records:
-        matches = index.match_record(record)
+        matches = memo.matches(index, record) if memo is not None else index.match_record(record)
         if matches:
             out[record.pmid] = matches
     return out

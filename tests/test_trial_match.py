@@ -17,6 +17,7 @@ from test_web import as_role, csrf_from, db
 from reports.digest import build_digest
 from store.models import AuditLog, Decision, Record, Trial, TrialReport
 from store.trial_match import (
+    MatchMemo,
     TrialIndex,
     name_parts,
     name_tokens,
@@ -212,6 +213,54 @@ def test_longest_name_wins_where_two_names_overlap() -> None:
     assert set(_match(index, title="In the Myeloma IX study")) == {"Myeloma IX"}
 
 
+def test_the_words_of_a_name_found_are_not_read_again() -> None:
+    index = _index(_trial(1, "ABC 12"), _trial(2, "12 XYZ"))
+    assert set(_match(index, title="ABC 12 XYZ")) == {"ABC 12"}
+    assert set(_match(index, title="ABC 12 and 12 XYZ, ABC-12")) == {"ABC 12", "12 XYZ"}
+    assert set(_match(index, abstract="the 12 XYZ trial")) == {"12 XYZ"}
+
+
+def test_the_memo_answers_as_the_index_and_forgets_what_changed() -> None:
+    index = _index(_trial(1, "CALGB 100104", [NCT]), _trial(2, "IFM 2005-02"))
+    memo = MatchMemo(size=2)
+    first = Record(pmid=1, title="CALGB 100104 at 10 years", abstract="Unlike IFM 2005-02")
+    listed = Record(pmid=2, title="A trial", nct_ids=[NCT])
+    for record in (first, listed, first, listed):
+        assert memo.matches(index, record) == index.match_record(record)
+    assert (memo.hits, memo.misses) == (2, 2)
+    # a record whose text changed is read again; the answer is the new text's
+    first.abstract = "Nothing else"
+    assert [m.reasons for m in memo.matches(index, first)] == [("trial name in the title",)]
+    assert memo.misses == 3
+    # other trials: nothing remembered counts (the same record is read again)
+    bigger = _index(_trial(1, "CALGB 100104", [NCT]), _trial(3, "A TRIAL 7"))
+    assert memo.matches(bigger, listed) == bigger.match_record(listed)
+    assert memo.misses == 4
+    # at most `size` records are kept, the least recently shown dropped first
+    third = Record(pmid=3, title="Third")
+    memo.matches(bigger, first)
+    memo.matches(bigger, third)
+    memo.matches(bigger, listed)
+    assert (memo.hits, memo.misses) == (2, 7)
+    # the lists handed out are the caller's: changing one changes nothing remembered
+    memo.matches(bigger, listed).clear()
+    assert memo.matches(bigger, listed) == bigger.match_record(listed) != []
+
+
+def test_an_index_of_the_same_trials_has_the_same_signature() -> None:
+    one = _index(_trial(1, "CALGB 100104", [NCT]), reports=[(1, 42)],
+                 backlinks=[(42, {"ref_type": "UpdateIn", "pmid": 43})])
+    same = _index(_trial(1, "CALGB 100104", [NCT]), reports=[(1, 42)],
+                  backlinks=[(42, {"ref_type": "UpdateIn", "pmid": 43})])
+    assert one.signature == same.signature
+    for other in (_index(_trial(1, "CALGB 100104", [NCT]), reports=[(1, 42)]),
+                  _index(_trial(1, "CALGB 100104", [NCT])),
+                  _index(_trial(1, "CALGB 100104")),
+                  _index(_trial(1, "CALGB 100105", [NCT]), reports=[(1, 42)],
+                         backlinks=[(42, {"ref_type": "UpdateIn", "pmid": 43})])):
+        assert other.signature != one.signature
+
+
 def test_unlinked_strong_matches_skip_excluded_deleted_and_linked(ctx: Any) -> None:
     with ctx.sessions() as s:
         trial = _stored_calgb(s)
@@ -368,6 +417,11 @@ def test_queue_badge_and_api_field(app: Any, users: dict[str, str],
                                   "strong": True}]
     assert [m["strong"] for m in by_pmid[90000012]] == [False, False]
     assert by_pmid[90000013] == []
+    # the queue page and the API keep the matches of the records they showed (MatchMemo)
+    memo = app.state.trial_matches
+    hits = memo.hits
+    again = test_web.api_as(app, users, "viewer").get("/api/records").json()
+    assert again == api and memo.hits == hits + len(api["records"])
 
 
 # ----------------------------------------------------------------------------- digest

@@ -52,6 +52,7 @@ from screening.web.security import SecurityHeadersMiddleware
 from screening.web.templating import make_templates
 from store.context import AppContext, make_context
 from store.settings import Settings
+from store.trial_match import MatchMemo
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None,
     app.state.fetcher = PmidFetch(context, fetch)
     # Loaded models for the record page's "Why this score" (keyed by version id).
     app.state.model_cache = ModelCache()
+    # Trial matches of the records shown, between requests (the queue page, GET /api/records).
+    app.state.trial_matches = MatchMemo()
 
     install_error_handlers(app)
     for module in (routes_auth, routes_account, routes_records, routes_fulltext,

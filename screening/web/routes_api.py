@@ -27,6 +27,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, text
+from sqlalchemy.orm import load_only
 from sqlmodel import Session, col, select
 
 from reports.absolute import absolute_or_reason
@@ -130,6 +131,7 @@ from store.fulltext import (
 from store.fulltext import assessment_json as fulltext_json
 from store.ids import MAX_ID, parse_id
 from store.models import Record, Trial, TrialReport
+from store.planner import likely
 from store.record_lock import locked_trial
 from store.screening_pool import in_screening_pool, previous_report_pmids
 from store.searches import (
@@ -202,6 +204,42 @@ def health(request: Request) -> JSONResponse:
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
+#: The columns of a record that ``records`` answers with or matches trials on: only these are
+#: read (a record's authors, MeSH terms and keywords are JSON to decode and are not shown;
+#: reading any other attribute of these rows raises instead of querying once per record).
+_RECORD_COLUMNS = ("pmid", "title", "abstract", "journal", "year", "volume", "issue", "pages",
+                   "elocation", "doi", "status", "publication_types", "nct_ids",
+                   "comments_corrections", "score", "score_model_version_id", "flagged",
+                   "audit_sample", "decision", "deleted", "retracted", "identified_via")
+
+
+def _page_of_records(session: Session, conditions: list[Any], *, offset: int,
+                     limit: int) -> list[Record]:
+    """The records meeting ``conditions`` from ``offset``, highest score first, then the
+    unscored ones, each by PMID on a tie; only :data:`_RECORD_COLUMNS` loaded.
+
+    The scored records are read first, then as many unscored ones as the page still needs.
+    One ``ORDER BY score DESC NULLS LAST`` gives the same order, but PostgreSQL walks its
+    score index (ascending, NULLs last) backwards only as ``DESC NULLS FIRST``, so it sorted
+    every record instead, 68 ms over 20,000; SQLite walks the index either way."""
+    def read(*where: Any) -> Any:
+        return select(Record).where(*conditions, *where).options(
+            load_only(*(getattr(Record, name) for name in _RECORD_COLUMNS), raiseload=True))
+
+    scored = list(session.exec(read(col(Record.score).is_not(None)).order_by(
+        col(Record.score).desc(), col(Record.pmid)).offset(offset).limit(limit)))
+    if len(scored) == limit:
+        return scored
+    if scored or offset == 0:
+        skip = 0  # the scored records end on this page
+    else:  # the page starts among the unscored records, after every scored one
+        skip = offset - session.exec(select(func.count()).select_from(Record).where(
+            *conditions, col(Record.score).is_not(None))).one()
+    unscored = session.exec(read(col(Record.score).is_(None)).order_by(col(Record.pmid))
+                            .offset(skip).limit(limit - len(scored)))
+    return scored + list(unscored)
+
+
 def _record_json(r: Record) -> dict[str, Any]:
     return {"pmid": r.pmid, "title": r.title, "journal": r.journal, "year": r.year,
             # as PubMed prints them ("3003-15"); null when it has none (online first) or
@@ -227,13 +265,13 @@ def _parse_bool(name: str, value: str | None) -> bool | None:
     raise ValidationError(f"{name}={value!r} is not a boolean", hint="use true or false")
 
 
-@router.get("/records", responses=READ)
+@router.get("/records", responses=READ, response_model=dict[str, Any])
 def records(request: Request, session: DbSession, user: ApiReader,
             status: Annotated[str, Query(max_length=20)] = "all",
             flagged: Annotated[str | None, Query(max_length=10)] = None,
             q: str | None = None,  # parse_terms says what is too long, in the API's words
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-            offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
+            offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> JSONResponse:
     """Records by screening status, highest score first. ``undecided`` is the records waiting
     for a screener: the previous version's reports are not screened again, so ``all`` (or
     the decision recorded on one earlier) lists them. Under dual screening ``undecided`` is
@@ -242,10 +280,9 @@ def records(request: Request, session: DbSession, user: ApiReader,
     record says how many people voted and the caller's own vote — never anyone else's. Every
     record carries its full-text state (``fulltext``: null unless a report sought for
     retrieval — included or maybe, not one of the previous version's reports — else its
-    settled verdict or ``awaiting``,
-    ``awaiting_second`` or ``conflict``) and, for an excluded report, its reason code
-    (``fulltext_reason``). ``q`` keeps the records matching every term of a search, as on
-    ``/search`` (``screening.record_search``)."""
+    settled verdict or ``awaiting``, ``awaiting_second`` or ``conflict``) and, for an
+    excluded report, its reason code (``fulltext_reason``). ``q`` keeps the records matching
+    every term of a search, as on ``/search`` (``screening.record_search``)."""
     if status not in STATUSES:
         raise ValidationError(f"status={status!r} is not valid",
                               hint=f"use one of {', '.join(STATUSES)}")
@@ -255,11 +292,13 @@ def records(request: Request, session: DbSession, user: ApiReader,
     if status == "deleted":
         conditions.append(col(Record.deleted).is_(True))
     elif status != "all":
-        conditions.append(col(Record.deleted).is_(False))
+        # Nearly every record is live, and most wait for a decision: marked so, SQLite
+        # walks the score index for the page instead of sorting every matching row.
+        conditions.append(likely(col(Record.deleted).is_(False)))
         if status == "undecided":
             # Waiting for a screener: the previous version's reports wait for nobody (still
             # listed with status=all, and by their other statuses).
-            conditions.extend([col(Record.decision).is_(None), in_screening_pool()])
+            conditions.extend([likely(col(Record.decision).is_(None)), in_screening_pool()])
             if dual and user.id is not None:
                 conditions.append(~hidden_from_queue(user.id))
         elif status == "conflict":
@@ -279,8 +318,7 @@ def records(request: Request, session: DbSession, user: ApiReader,
                                   "registration number, or leave q out")
         conditions.append(records_matching(terms))
     total = session.exec(select(func.count()).select_from(Record).where(*conditions)).one()
-    rows = session.exec(select(Record).where(*conditions).order_by(
-        col(Record.score).desc().nulls_last(), col(Record.pmid)).offset(offset).limit(limit)).all()
+    rows = _page_of_records(session, conditions, offset=offset, limit=limit)
     body = [_record_json(r) for r in rows]
     previous = previous_report_pmids(session)
     sought = {r.pmid for r in rows if is_sought(r, previous)}
@@ -288,7 +326,7 @@ def records(request: Request, session: DbSession, user: ApiReader,
     for item, r in zip(body, rows, strict=True):
         item["fulltext"], item["fulltext_reason"] = fulltext_state(
             r.pmid in sought, verdicts.get(r.pmid))
-    matches = matches_for_records(session, rows)
+    matches = matches_for_records(session, rows, memo=request.app.state.trial_matches)
     for item, r in zip(body, rows, strict=True):
         item["trial_matches"] = [m.as_dict() for m in matches.get(r.pmid, [])]
     if dual:
@@ -299,7 +337,10 @@ def records(request: Request, session: DbSession, user: ApiReader,
             item["screening"] = record_state(r.decision, screeners[r.pmid])
             item["screeners"] = screeners[r.pmid]
             item["your_vote"] = mine.get(r.pmid)
-    return {"total": int(total), "limit": limit, "offset": offset, "records": body}
+    # Rendered here: FastAPI would first validate the whole answer against the declared
+    # dict[str, Any] (about 2 ms for 100 records) to produce the same JSON.
+    return JSONResponse({"total": int(total), "limit": limit, "offset": offset,
+                         "records": body})
 
 
 @router.get("/records/{pmid}/decisions", responses=READ_ONE)

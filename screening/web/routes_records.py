@@ -75,7 +75,7 @@ def queue_page(request: Request, session: DbSession, user: Viewer,
     dual = dual_screening(request)
     screener_id = user.id if dual else None
     rows = queue(session, limit=PAGE_SIZE + 1, offset=offset, include_decided=show == "all",
-                 screener_id=screener_id)
+                 screener_id=screener_id, memo=request.app.state.trial_matches)
     health = screening_health(session, dual=dual,
                               target_recall=request.app.state.settings.stopping_recall)
     items, texts = _health_items(health) if health else ([], [])
