@@ -38,6 +38,7 @@ import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from reports.prisma import (
     ASSESSED_STAGE,
@@ -511,44 +512,43 @@ def _phase_bars(rows: list[_Row]) -> list[str]:
     return out
 
 
-def _arrows(rows: list[_Row]) -> list[str]:
-    """Down the left column from box to box; right from a left box to its right box, and
-    from the vertical line to the boxes that branch off it."""
+def _column_arrows(rows: list[_Row], boxes: Callable[[_Row], tuple[Any, Any]], *,
+                   left_x: float, width: float, right_x: float) -> tuple[list[str], _Row | None]:
+    """One column's arrows: down from box to box of its left boxes, right from a left box to
+    its right box, and from the vertical line to the right boxes that branch off it.
+    ``boxes`` gives a row's (left, right) box of this column. Also the column's last row
+    with a left box, where an arrow leaving the column starts."""
     out = []
-    spine = LEFT_X + LEFT_W / 2
+    spine = left_x + width / 2
     previous: _Row | None = None
     for row in rows:
+        left, right = boxes(row)
         mid = row.y + row.height / 2
-        if row.left is not None:
+        if left is not None:
             if previous is not None:
                 out.append(_arrow(spine, previous.y + previous.height, spine, row.y))
-            if row.right is not None:
-                out.append(_arrow(LEFT_X + LEFT_W, mid, RIGHT_X, mid))
+            if right is not None:
+                out.append(_arrow(left_x + width, mid, right_x, mid))
             previous = row
-        elif row.right is not None:
-            out.append(_arrow(spine, mid, RIGHT_X, mid))
-    return out
+        elif right is not None:
+            out.append(_arrow(spine, mid, right_x, mid))
+    return out, previous
+
+
+def _arrows(rows: list[_Row]) -> list[str]:
+    """The databases column's arrows (:func:`_column_arrows`)."""
+    return _column_arrows(rows, lambda row: (row.left, row.right), left_x=LEFT_X,
+                          width=LEFT_W, right_x=RIGHT_X)[0]
 
 
 def _other_arrows(rows: list[_Row], layout: _Layout) -> list[str]:
     """The other-methods column's arrows, as :func:`_arrows` draws the databases column's,
     and the one joining it to the included box: down from its last box, then left into the
     included box's side."""
-    out = []
-    left_x = layout.other_x
-    right_x = left_x + OTHER_W + COL_GAP
-    spine = left_x + OTHER_W / 2
-    previous: _Row | None = None
-    for row in rows:
-        mid = row.y + row.height / 2
-        if row.other_left is not None:
-            if previous is not None:
-                out.append(_arrow(spine, previous.y + previous.height, spine, row.y))
-            if row.other_right is not None:
-                out.append(_arrow(left_x + OTHER_W, mid, right_x, mid))
-            previous = row
-        elif row.other_right is not None:
-            out.append(_arrow(spine, mid, right_x, mid))
+    spine = layout.other_x + OTHER_W / 2
+    out, previous = _column_arrows(
+        rows, lambda row: (row.other_left, row.other_right), left_x=layout.other_x,
+        width=OTHER_W, right_x=layout.other_x + OTHER_W + COL_GAP)
     joined = rows[-1]  # the included box
     if previous is not None and previous is not joined:
         mid = joined.y + joined.height / 2
