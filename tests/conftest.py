@@ -206,6 +206,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{path}"
 
 
+def records_before_0016() -> Any:
+    """The ``records`` table as migrations before 0016 left it (without ``identified_via``),
+    for tests that fill a database at an old revision through today's model."""
+    from sqlalchemy import MetaData, Table
+
+    from store.models import Record
+
+    columns = Record.__table__.columns  # type: ignore[attr-defined]
+    return Table("records", MetaData(), *(c._copy() for c in columns
+                                          if c.name != "identified_via"))
+
+
 @pytest.fixture
 def pg_admin_url() -> str:
     """The PostgreSQL server of the PostgreSQL run. A test that needs it is the PostgreSQL

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, Table, text
+from conftest import records_before_0016
+from sqlalchemy import text
 from sqlmodel import col, select
 from test_poll import SINCE, TODAY, make_settings, write_scenario
 from test_prisma_diagram import box_of, boxes, parse
@@ -250,8 +251,7 @@ def test_migration_0016_back_fills_the_route_from_the_poll_runs(db_url: str) -> 
     engine = make_engine(db_url)
     cfg = _config(engine)
     # The records table as it was at 0015: without the column the migration adds.
-    at_0015 = Table("records", MetaData(), *(c._copy() for c in Record.__table__.columns  # type: ignore[attr-defined]
-                                             if c.name != "identified_via"))
+    at_0015 = records_before_0016()
     t0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
     def at(hours: float) -> datetime:
