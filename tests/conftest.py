@@ -26,6 +26,35 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("MMLR_TEST_DATABASE_URL", "")
 
 
+#: Set by .ci/run for its PostgreSQL run: only the tests that use the run's database run there.
+DATABASE_TESTS_ONLY = os.environ.get("MMLR_TEST_DATABASE_TESTS_ONLY", "") == "1"
+
+
+def uses_the_run_database(item: pytest.Item) -> bool:
+    """Whether a test touches the database of the run: through ``db_url`` (which ``settings``,
+    ``ctx`` and every app fixture depend on), the server itself (``pg_admin_url``), or a module
+    that makes PostgreSQL databases of its own from ``PG_URL``. The others (pure computation,
+    parsers, R comparisons, CLI runs on their own SQLite file) run the same code whatever
+    ``MMLR_TEST_DATABASE_URL`` says."""
+    if {"db_url", "pg_admin_url"} & set(getattr(item, "fixturenames", ())):
+        return True
+    module = vars(getattr(item, "module", None) or object)
+    return "PG_URL" in module or "_fresh_pg_database" in module
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With PostgreSQL and ``MMLR_TEST_DATABASE_TESTS_ONLY=1`` (CI's PostgreSQL run, beside
+    its SQLite run of the whole suite), deselect the tests that do not use the run's
+    database: they would run the very same code a second time. pytest reports them as
+    deselected."""
+    if not (PG_URL and DATABASE_TESTS_ONLY):
+        return
+    kept = [item for item in items if uses_the_run_database(item)]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if not uses_the_run_database(i)])
+        items[:] = kept
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip when a prerequisite is missing; in CI the prerequisite is required."""
     if condition:
