@@ -32,14 +32,15 @@ DATABASE_TESTS_ONLY = os.environ.get("MMLR_TEST_DATABASE_TESTS_ONLY", "") == "1"
 
 def uses_the_run_database(item: pytest.Item) -> bool:
     """Whether a test touches the database of the run: through ``db_url`` (which ``settings``,
-    ``ctx`` and every app fixture depend on), the server itself (``pg_admin_url``), or a module
-    that makes PostgreSQL databases of its own from ``PG_URL``. The others (pure computation,
-    parsers, R comparisons, CLI runs on their own SQLite file) run the same code whatever
-    ``MMLR_TEST_DATABASE_URL`` says."""
+    ``ctx`` and every app fixture depend on), the server itself (``pg_admin_url``), or, marked
+    ``own_databases``, by making PostgreSQL databases of its own from ``PG_URL``. The others
+    (pure computation, parsers, R comparisons, CLI runs on their own SQLite file) run the same
+    code whatever ``MMLR_TEST_DATABASE_URL`` says. The marker is explicit, not guessed from a
+    module's names: ``test_suite_split`` checks that every module reaching the server another
+    way carries it."""
     if {"db_url", "pg_admin_url"} & set(getattr(item, "fixturenames", ())):
         return True
-    module = vars(getattr(item, "module", None) or object)
-    return "PG_URL" in module or "_fresh_pg_database" in module
+    return item.get_closest_marker("own_databases") is not None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

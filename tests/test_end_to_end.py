@@ -86,6 +86,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
         _drop_pg_database(PG_URL, name)
 
 
+@pytest.mark.own_databases
 def test_demo_ends_with_a_digest_of_flagged_records_and_pooled_estimates(demo_run) -> None:  # type: ignore[no-untyped-def]
     _data_dir, db_url, proc = demo_run
     match = re.search(r"^digest: (.+\.html)$", proc.stdout, re.M)
@@ -106,6 +107,7 @@ def test_demo_ends_with_a_digest_of_flagged_records_and_pooled_estimates(demo_ru
     assert c["digests"] == 1 and c["deliveries"] >= 1
 
 
+@pytest.mark.own_databases
 def test_run_twice_changes_nothing_the_second_time(demo_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from monitor.replay_server import start_replay_server
 
@@ -122,6 +124,7 @@ def test_run_twice_changes_nothing_the_second_time(demo_run, tmp_path: Path) -> 
         assert sorted(p.name for p in (data_dir / "outbox").iterdir()) == outbox_before
 
 
+@pytest.mark.own_databases
 def test_pool_json_and_csv_export_have_the_documented_shapes(demo_run) -> None:  # type: ignore[no-untyped-def]
     data_dir, db_url, _ = demo_run
     env = _env(data_dir, db_url)
@@ -159,6 +162,7 @@ def test_pool_json_and_csv_export_have_the_documented_shapes(demo_run) -> None: 
     assert len(rows) >= 150
 
 
+@pytest.mark.own_databases
 def test_web_app_answers_health(demo_run) -> None:  # type: ignore[no-untyped-def]
     data_dir, db_url, _ = demo_run
     port = free_port()
@@ -251,6 +255,7 @@ def _wait_for_line(proc: subprocess.Popen[str], fragment: str, timeout: float = 
     raise AssertionError(f"{fragment!r} never printed; got:\n{''.join(lines)}")
 
 
+@pytest.mark.own_databases
 def test_worker_registers_its_jobs_and_stops_on_sigterm(demo_run) -> None:  # type: ignore[no-untyped-def]
     data_dir, db_url, _ = demo_run
     proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker"],
