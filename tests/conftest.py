@@ -236,16 +236,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{path}"
 
 
-def records_before_0016() -> Any:
-    """The ``records`` table as migrations before 0016 left it (without ``identified_via``),
-    for tests that fill a database at an old revision through today's model."""
+def table_without(model: Any, *later_columns: str) -> Any:
+    """``model``'s table without the columns migrations added after the revision a test fills
+    (e.g. ``table_without(Record, "identified_via")`` is ``records`` before 0016), so that a
+    test can insert rows into an old schema through today's column types. Each name must be
+    a column of today's table: a misspelt one would silently leave the column in."""
     from sqlalchemy import MetaData, Table
 
-    from store.models import Record
-
-    columns = Record.__table__.columns  # type: ignore[attr-defined]
-    return Table("records", MetaData(), *(c._copy() for c in columns
-                                          if c.name != "identified_via"))
+    columns = model.__table__.columns
+    unknown = set(later_columns) - {c.name for c in columns}
+    assert not unknown, f"{model.__tablename__} has no column {sorted(unknown)}"
+    return Table(model.__tablename__, MetaData(),
+                 *(c._copy() for c in columns if c.name not in later_columns))
 
 
 @pytest.fixture

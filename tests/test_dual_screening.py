@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import records_before_0016
+from conftest import table_without
 from sqlalchemy import column, inspect, table, text
 from sqlmodel import Session, col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -311,7 +311,7 @@ def test_database_at_0002_upgrades_with_decisions_intact(db_url: str) -> None:
             assert "kind" not in [c["name"] for c in inspect(conn).get_columns("decisions")]
             # records did not change in 0003: the model's table is the old one, but for the
             # column 0016 added
-            conn.execute(records_before_0016().insert().values(
+            conn.execute(table_without(Record, "identified_via").insert().values(
                 pmid=1, title="Old", decision="include", first_seen_at=utcnow(),
                 updated_at=utcnow(), last_fetched_at=utcnow(),
                 **{key: [] for key in ("authors", "language", "publication_types", "mesh",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import records_before_0016
+from conftest import table_without
 from sqlalchemy import text
 from sqlmodel import col, select
 from test_poll import SINCE, TODAY, make_settings, write_scenario
@@ -251,7 +251,7 @@ def test_migration_0016_back_fills_the_route_from_the_poll_runs(db_url: str) -> 
     engine = make_engine(db_url)
     cfg = _config(engine)
     # The records table as it was at 0015: without the column the migration adds.
-    at_0015 = records_before_0016()
+    at_0015 = table_without(Record, "identified_via")
     t0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
     def at(hours: float) -> datetime:
