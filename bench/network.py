@@ -11,7 +11,7 @@ the database work it wraps.
    networks; the largest difference in the effects is printed as a check.
 2. A throw-away SQLite database with the first network's trials stored as trials and verified
    estimates: ``GET /network`` (every network of the review fitted, plot and league table
-   rendered) against its baseline ``reports.pool.load_candidates`` (reading the evidence).
+   rendered) against its baseline ``reports.selection.load_candidates`` (reading the evidence).
 Prints median or best times and the ratios. Uses the in-process TestClient (no network).
 """
 
@@ -129,7 +129,7 @@ def main() -> None:
 def _page(rows: list[tuple], requests: int, tmp: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from reports.pool import load_candidates
+    from reports.selection import load_candidates
     from screening.web.app import create_app
     from screening.web.auth import add_user
     from store.models import Estimate, Trial

@@ -40,13 +40,8 @@ sys.path.insert(0, str(ROOT))
 from reports.export_metafor import write_metafor_export  # noqa: E402
 from reports.figures import DPI, figure_bytes  # noqa: E402
 from reports.forest import _draw, forest_data, render_forest  # noqa: E402
-from reports.pool import (  # noqa: E402
-    all_analyses,
-    compute_analysis,
-    latest_results,
-    load_candidates,
-    pool_all,
-)
+from reports.pool import compute_analysis, pool_all  # noqa: E402
+from reports.selection import all_analyses, latest_results, load_candidates  # noqa: E402
 from reports.sequential import MonitoringPlan  # noqa: E402
 from reports.small_study import small_study_effects  # noqa: E402
 from store.context import AppContext, make_context  # noqa: E402

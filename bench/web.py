@@ -27,7 +27,7 @@ database on that PostgreSQL server, dropped at the end), then times, in the same
   ``mmlr export prisma`` compute since 2026-12-01) against the counts alone, with
   ``--decided`` records screened in queue order;
 - what /estimates adds since 2026-12-01 to say which analyses the next pool run changes
-  (``reports.pool.pending_changes``: every analysis' selection rules run on the stored
+  (``reports.selection.pending_changes``: every analysis' selection rules run on the stored
   estimates, compared with its newest snapshot) against reading those snapshots alone
   (``latest_results``), on the seed evidence pooled once and one estimate verified since;
 - ``/search`` (``screening.record_search.search``, a case-insensitive substring scan of every
@@ -152,7 +152,8 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
     from sqlalchemy import insert
 
     from monitor.bootstrap import load_seed_evidence
-    from reports.pool import latest_results, pending_changes, pool_all
+    from reports.pool import pool_all
+    from reports.selection import latest_results, pending_changes
     from store.models import AuditLog, Estimate
 
     with ctx.sessions() as session:

@@ -304,7 +304,7 @@ def _screening(session: Session, settings: Settings, report: StatusReport) -> No
 
 
 def _pooling(session: Session, settings: Settings, report: StatusReport) -> None:
-    from reports.pool import pending_changes
+    from reports.selection import pending_changes
     from store.models import PooledResult
 
     last = session.exec(select(func.max(PooledResult.computed_at))).one()

@@ -384,7 +384,7 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
 def _latest_pooled(session: Session) -> dict[str, PooledResult]:
     """The newest pooled result of every analysis, keyed by analysis key."""
     try:
-        from reports.pool import latest_results
+        from reports.selection import latest_results
     except ImportError:
         rows = _latest_pooled_query(session)
     else:

@@ -42,9 +42,9 @@ from reports.export_network import write_network_export
 from reports.meta import METAFOR_TEST
 from reports.network_inputs import current_networks
 from reports.outfile import FOLDER_HINT, ensure_folder, open_out
-from reports.pool import latest_results
 from reports.presentation import ci_used
 from reports.r_script import r_prologue
+from reports.selection import latest_results
 from store.bias import current_assessments
 from store.context import AppContext
 from store.errors import ValidationError

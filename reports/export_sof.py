@@ -6,7 +6,7 @@ empty until a curator enters one), Egger's test and trim-and-fill (from three
 trials; flagged as not interpretable below ten), the sequential-monitoring status, and the
 suggested certainty with the reason for every domain rated down.
 
-Read from the newest snapshot of each analysis (``reports.pool.latest_results``), so every
+Read from the newest snapshot of each analysis (``reports.selection.latest_results``), so every
 number is one the estimates page and the digests show and can be audited (``snapshot_id``,
 ``code_version``). The absolute effect is the one exception: it combines the snapshot's HR with
 the assumed control risk current at export time, named by ``baseline_id`` (entries are never
@@ -28,8 +28,8 @@ from reports.absolute import absolute_or_reason
 from reports.meta import hr_of
 from reports.monitoring_view import status_label
 from reports.network_inputs import Fitted, node_sizes
-from reports.pool import latest_results
 from reports.presentation import has_heterogeneity, shown_hr_of
+from reports.selection import latest_results
 from reports.small_study import short_text
 from reports.words import hr_ci_text, hr_number, interval_text, rounded
 from store.baselines import baseline_for, current_baselines

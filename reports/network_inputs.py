@@ -56,7 +56,7 @@ from reports.analyses import (
 )
 from reports.network import Contrast, NetworkResult, network_meta_analysis
 from reports.network_plot import PlotEdge, PlotNode, render_network_svg
-from reports.pool import load_candidates
+from reports.selection import load_candidates
 from store.errors import PoolingError
 
 log = logging.getLogger(__name__)

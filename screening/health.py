@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta
+from scipy.special import betaincinv
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -110,7 +110,8 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
         })
     else:
         rate = audit_k / audit_n
-        upper = float(beta.ppf(1 - ALPHA, audit_k + 1, audit_n - audit_k)) if audit_k < audit_n \
+        # Clopper-Pearson's upper bound: the 1 - ALPHA quantile of Beta(k + 1, n - k).
+        upper = float(betaincinv(audit_k + 1, audit_n - audit_k, 1 - ALPHA)) if audit_k < audit_n \
             else 1.0
         est_low, est_low_hi = rate * low_left, upper * low_left
         est_total = est_low + est_flagged

@@ -30,7 +30,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import hypergeom
+
+from screening.hypergeometric import hypergeom_cdf
 
 #: The recall the tests speak about by default (Callaghan & Müller-Hansen's usual target).
 TARGET_RECALL = 0.95
@@ -50,7 +51,7 @@ def null_p_values(k: np.ndarray, unsampled: int, n: np.ndarray, m: int) -> np.nd
     urn, urn_includes = unsampled + n, k + m
     p = np.zeros(np.shape(n))
     possible = urn_includes <= urn
-    p[possible] = hypergeom.cdf(k[possible], urn[possible], urn_includes[possible], n[possible])
+    p[possible] = hypergeom_cdf(k[possible], urn[possible], urn_includes[possible], n[possible])
     return p
 
 

@@ -135,7 +135,7 @@ def test_analysis_equality_keeps_old_keys() -> None:
 
 
 def test_an_analysis_taken_out_of_the_file_is_no_longer_pooled(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
-    from reports.pool import latest_results
+    from reports.selection import latest_results
 
     path = _write(tmp_path, IMID)
     ctx = make_context(settings.model_copy(update={"analyses_file": path}))

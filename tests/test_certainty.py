@@ -8,7 +8,8 @@ from datetime import date
 import pytest
 
 from reports.certainty import suggest_certainty
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from tests.test_pool import add_estimate, add_trial
 from tests.test_pool_bias import assess
 

@@ -12,7 +12,8 @@ from sqlmodel import select
 from test_pool import add_estimate, add_trial
 
 from reports.digest import build_digest, is_unchanged
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from store.models import Digest, PooledResult
 
 KEY = "thalidomide/PFS/post_asct"

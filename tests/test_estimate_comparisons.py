@@ -12,7 +12,8 @@ from test_web import as_role, db
 from test_web_api import _token, verify_as_admin
 from test_web_evidence import _estimates, _post_estimate, _trial, verified_by_second_person
 
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 
 app = test_web.app
 users = test_web.users

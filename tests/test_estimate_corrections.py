@@ -326,7 +326,8 @@ def test_selection_drops_a_withdrawn_estimate_with_its_reason() -> None:
 def test_withdrawn_estimate_leaves_the_pooled_result_and_the_digest_says_so(
         app: Any, users: dict[str, str]) -> None:
     from reports.digest import build_digest
-    from reports.pool import latest_results, pool_all
+    from reports.pool import pool_all
+    from reports.selection import latest_results
 
     ctx = app.state.ctx
     curator = as_role(app, users, "curator")

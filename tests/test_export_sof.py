@@ -11,7 +11,8 @@ from pathlib import Path
 
 from reports.export_sof import SOF_COLUMNS
 from reports.exports import export
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from reports.small_study import p_text
 from store.baselines import add_baseline, validate_baseline
 from store.models import User

@@ -14,7 +14,8 @@ from PIL import Image
 from reports.forest import forest_data, render_forest
 from reports.meta import meta_analysis
 from reports.meta_cli import meta_from_csv
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from store.errors import PoolingError
 from tests.test_pool import add_estimate, add_trial
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from reports.export_metafor import write_metafor_export
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from store.errors import ValidationError
 from tests.test_pool import add_estimate, add_trial
 

@@ -30,7 +30,7 @@ from reports.network_inputs import (
     networks_for,
     read_arms,
 )
-from reports.pool import load_candidates
+from reports.selection import load_candidates
 from reports.words import hr_ci_text
 from store.errors import ConfigError, PoolingError
 

@@ -12,7 +12,8 @@ from sqlmodel import select
 
 from reports.derive import from_ci
 from reports.meta import meta_analysis
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from store.context import make_context
 from store.models import AuditLog, Estimate, PooledResult, Trial, TrialReport
 
@@ -415,7 +416,7 @@ def test_a_snapshot_with_an_unreadable_key_is_skipped_not_fatal(evidence, caplog
 
 
 def test_pending_changes_name_what_the_next_pool_run_changes(ctx) -> None:
-    from reports.pool import pending_changes
+    from reports.selection import pending_changes
 
     with ctx.sessions() as s:
         a, b = add_trial(s, "Trial A"), add_trial(s, "Trial B")

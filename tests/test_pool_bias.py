@@ -10,7 +10,8 @@ import pytest
 
 from reports.forest import render_forest
 from reports.meta import meta_analysis
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from store.bias import DOMAINS, add_assessment, validate_assessment
 from store.models import Trial, User
 from tests.test_pool import add_estimate, add_trial

@@ -17,7 +17,8 @@ from test_pool import add_estimate, add_trial
 
 from reports.analyses import Analysis, Candidate
 from reports.meta import METAFOR_TEST, meta_analysis
-from reports.pool import compute_analysis, latest_results, pool_all
+from reports.pool import compute_analysis, pool_all
+from reports.selection import latest_results
 from store.models import Estimate
 
 KEY = "thalidomide/PFS/post_asct"

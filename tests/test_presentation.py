@@ -18,8 +18,9 @@ from reports.derive import from_ci, from_medians
 from reports.digest import _pooled_view, format_hr
 from reports.export_sof import sof_markdown, sof_rows
 from reports.forest import forest_data
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
 from reports.presentation import has_heterogeneity, is_one_trial, shown_hr, shown_hr_of
+from reports.selection import latest_results
 from reports.words import as_entered, hr_ci_text, hr_number, interval_text, rounded
 from store.models import Estimate, PooledResult, Trial
 from tests.test_pool import add_trial
@@ -287,7 +288,8 @@ def test_the_one_trial_rule_lives_in_one_place() -> None:
 def test_the_printed_text_does_not_change_the_inputs_hash(ctx: Any) -> None:
     """A snapshot stored before the printed text was kept must not look "updated" (a digest
     would announce every analysis) only because its rows now carry it."""
-    from reports.pool import _hash_inputs, compute_analysis, load_candidates
+    from reports.pool import _hash_inputs, compute_analysis
+    from reports.selection import load_candidates
 
     with ctx.sessions() as s:
         add_printed(s, add_trial(s, "Solo"), "0.55", "0.36", "0.86")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from reports.sequential import (
     MonitoringPlan,
     monitor,

@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from screening.config import ScreeningConfig
 from screening.health import prioritised_order_test, screening_health
+from screening.hypergeometric import hypergeom_cdf
 from screening.simulate import (
     StopPoint,
     choose_priors,
@@ -41,6 +42,26 @@ def _missed_by_definition(found: int, target: float) -> int:
     while found + missed == 0 or found / (found + missed) >= target:
         missed += 1
     return missed
+
+
+@pytest.mark.parametrize("total", [1, 7, 60, 1_100, 20_000, 250_000])
+def test_our_hypergeometric_cdf_agrees_with_scipy_stats(total: int) -> None:
+    """``screening.hypergeometric`` replaces ``scipy.stats.hypergeom.cdf`` (a second's import);
+    random arguments over the whole support and beyond it, and the upper tail far above the
+    mode, where summing downwards from k would start from a term that underflows."""
+    rng = np.random.default_rng(total)
+    successes = rng.integers(0, total + 1, 3_000)
+    draws = rng.integers(0, total + 1, 3_000)
+    k = rng.integers(-2, np.minimum(draws, successes) + 3)
+    want = hypergeom.cdf(k, total, successes, draws)
+    got = hypergeom_cdf(k, np.full(3_000, total), successes, draws)
+    # The first term's log-beta functions are of the order of the urn's size: about 1e-15
+    # relative each, so 1e-9 of the probability at 250,000 records (shown to 4 decimals).
+    assert got == pytest.approx(want, rel=1e-8, abs=1e-300)
+    far_above = hypergeom_cdf(np.array([900]), np.array([total]), np.array([total // 2]),
+                              np.array([min(total, 1_000)]))
+    assert far_above[0] == pytest.approx(hypergeom.cdf(900, total, total // 2,
+                                                       min(total, 1_000)), rel=1e-12)
 
 
 @pytest.mark.parametrize("found", [0, 1, 5, 18, 19, 20, 95, 96, 190, 1000])

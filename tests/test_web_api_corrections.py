@@ -56,7 +56,8 @@ def _user_id(app: Any, email: str) -> int:
 # ----------------------------------------------------------------------------- withdraw
 def test_api_withdraw_takes_the_estimate_out_of_the_analysis(app: Any, api: TestClient,
                                                              users: dict[str, str]) -> None:
-    from reports.pool import latest_results, pool_all
+    from reports.pool import pool_all
+    from reports.selection import latest_results
 
     ctx = app.state.ctx
     headers = _token(app, users["curator"])
@@ -188,7 +189,8 @@ def test_api_correct_of_the_number_alone_keeps_the_data_cut(app: Any, api: TestC
     """A correction that sends only the number keeps what the estimate is (report, data cut,
     arm sizes, notes…), as the Correct form does: an undated copy would count as the trial's
     oldest cut, and the analysis would go back to the earlier cut."""
-    from reports.pool import latest_results, pool_all
+    from reports.pool import pool_all
+    from reports.selection import latest_results
 
     headers = _token(app, users["curator"])
     trial_id = _trial(app)

@@ -19,7 +19,8 @@ from test_pool import add_estimate, add_trial
 from test_web import api_as, as_role, csrf_from, db
 
 from reports.absolute import absolute_effect
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from store.models import AuditLog, BaselineRisk, PooledResult, User
 
 app = test_web.app

@@ -17,7 +17,8 @@ from test_web import as_role, db
 
 from reports.certainty import LEVELS
 from reports.digest import build_digest
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from store.models import PooledResult, Trial
 
 app = test_web.app

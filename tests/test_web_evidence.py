@@ -391,7 +391,8 @@ def test_verify_toggles_and_is_audited(app: Any, users: dict[str, str]) -> None:
 @pytest.fixture
 def pooled(app: Any) -> list[PooledResult]:
     from monitor.bootstrap import load_seed_evidence
-    from reports.pool import latest_results, pool_all
+    from reports.pool import pool_all
+    from reports.selection import latest_results
 
     with db(app) as session:
         load_seed_evidence(session)

@@ -16,7 +16,8 @@ from test_pool import add_estimate, add_trial
 from test_web import api_as, as_role, db
 from test_web_monitoring import svg_behind_login
 
-from reports.pool import latest_results, pool_all
+from reports.pool import pool_all
+from reports.selection import latest_results
 from store.models import PooledResult
 
 app = test_web.app

@@ -204,7 +204,8 @@ def test_a_renamed_seed_trial_is_not_seeded_again(app: Any, users: dict[str, str
 # ----------------------------------------------------------------------------- analyses
 def test_the_next_pool_run_follows_the_edited_drug_and_strategy_flag(
         app: Any, users: dict[str, str]) -> None:
-    from reports.pool import latest_results, pool_all
+    from reports.pool import pool_all
+    from reports.selection import latest_results
 
     curator = as_role(app, users, "curator")
     moved = _trial(app, name="TRIAL-A")

@@ -16,7 +16,7 @@ from store.models import Estimate, PooledResult, Trial, TrialReport
 
 
 def latest_pooled(session: Session) -> list[PooledResult]:
-    """Newest snapshot per analysis: ``reports.pool.latest_results`` when it exists."""
+    """Newest snapshot per analysis: ``reports.selection.latest_results`` when it exists."""
     try:
         module = importlib.import_module("reports.pool")
         latest = module.latest_results

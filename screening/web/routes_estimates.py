@@ -14,7 +14,7 @@ from reports.forest import render_forest
 from reports.funnel_plot import render_funnel
 from reports.monitoring_plot import render_monitoring
 from reports.monitoring_view import STATUS_LABELS
-from reports.pool import pending_changes
+from reports.selection import pending_changes
 from reports.small_study import SIDE_WORDS
 from reports.words import plural
 from screening.web.absolute_effects import (

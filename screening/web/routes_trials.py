@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
-from reports.pool import latest_results, uses_of_estimates
+from reports.selection import latest_results, uses_of_estimates
 from reports.words import hr_ci_text
 from screening.web.corrections import (
     correct_estimate,
@@ -180,7 +180,7 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
 def _analysis_uses(request: Request, session: Session,
                    estimates: Sequence[Estimate]) -> dict[str, Any]:
     """Per current estimate: the analyses it is pooled in, and those it is left out of grouped
-    by reason (``reports.pool.uses_of_estimates``), for the Status column."""
+    by reason (``reports.selection.uses_of_estimates``), for the Status column."""
     ids = {e.id for e in estimates if e.id is not None and e.withdrawn_at is None}
     try:
         uses = uses_of_estimates(session, ids, request.app.state.settings.analyses_file)

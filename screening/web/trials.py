@@ -205,7 +205,7 @@ def edit_trial(session: Session, trial: Trial, data: Mapping[str, Any], *,
     old and new values (the caller commits). Raises FieldErrors naming each bad field.
 
     The trial's estimates are not touched: the next pool run reads the trial's drug, name and
-    strategy flag afresh (``reports.pool.load_candidates``). Each estimate keeps the setting
+    strategy flag afresh (``reports.selection.load_candidates``). Each estimate keeps the setting
     it was entered with (a trial reported by stratum has several); ``Trial.setting`` is the
     default of new estimates.
     """
