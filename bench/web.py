@@ -1,9 +1,10 @@
 """Benchmark of the curator web app: request latency against the database work it wraps.
 
-    python bench/web.py [--records 20000] [--requests 30] [--only TEXT …] [--pg ADMIN_URL]
+    python bench/web.py [--records 20000] [--requests 30] [--only TEXT …] [--pg ADMIN_URL] [--keep]
 
 Builds a throw-away SQLite database with N scored records (or, with ``--pg``, a throw-away
-database on that PostgreSQL server, dropped at the end), then times, in the same process
+database on that PostgreSQL server, dropped at the end; the working folder is removed at
+the end too, unless ``--keep``), then times, in the same process
 (``--only`` keeps the tasks whose name holds one of the texts, e.g. ``--only api/records``):
 - the queue page (GET /, 50 rows) against its baseline, the queue alone
   (``screening.queue.queue`` + ``queue_counts``), to show what templating, sessions and
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -73,21 +75,33 @@ def main() -> None:
                         help="time only the tasks whose name holds TEXT (repeatable)")
     parser.add_argument("--pg", default=None, metavar="ADMIN_URL",
                         help="PostgreSQL admin URL: the bench creates its database there")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the working folder (the SQLite database, ~40 MB at the "
+                             "default size) for inspection, and print where it is")
     args = parser.parse_args()
-    if args.pg:
-        from ingest import _drop, _pg_database
+    # Removed however the run ends (an error, Ctrl-C): each run left ~40 MB in /tmp.
+    tmp = Path(tempfile.mkdtemp(prefix="mmlr-bench-web-"))
+    try:
+        if args.pg:
+            from ingest import _drop, _pg_database
 
-        database_url, pg_name = _pg_database(args.pg)
-        try:
-            run(args, database_url)
-        finally:
-            _drop(args.pg, pg_name)
-    else:
-        run(args, None)
+            database_url, pg_name = _pg_database(args.pg)
+            try:
+                run(args, database_url, tmp)
+            finally:
+                _drop(args.pg, pg_name)
+        else:
+            run(args, None, tmp)
+    finally:
+        if args.keep:
+            print(f"working folder kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, database_url: str | None) -> None:
-    """Build the database (SQLite in a temporary folder unless ``database_url``) and time."""
+def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:
+    """Build the database (SQLite in the working folder ``tmp`` unless ``database_url``) and
+    time."""
 
     import random
 
@@ -110,7 +124,6 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
     from store.settings import Settings
     from store.trial_match import matches_for_records, unlinked_strong_matches
 
-    tmp = Path(tempfile.mkdtemp(prefix="mmlr-bench-web-"))
     settings = Settings(env="test", data_dir=tmp, secret_key="b" * 48,
                         **({"database_url": database_url} if database_url else {}))
     app = create_app(settings)

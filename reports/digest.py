@@ -75,8 +75,8 @@ from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
 from store.fulltext import (
     VOTE,
+    SoughtRule,
     fulltext_counts,
-    is_sought,
     linked_though_ruled_out,
     outcomes,
     reason_label,
@@ -356,8 +356,8 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
     rows, new_last = _rows_since(session, FullTextAssessment, previous,
                                  prev_summary.get("last_fulltext_id"))
     # Judgements of the reports not sought (the previous version's) count nowhere.
-    outside = previous_report_pmids(session)
-    rows = [row for row in rows if row.pmid not in outside]
+    rule = SoughtRule.for_session(session)
+    rows = [row for row in rows if not rule.is_previous_report(row.pmid)]
     period = {row.id for row in rows}
     settled = outcomes(session, {row.pmid for row in rows})
     records = {r.pmid: r for r in session.exec(
@@ -366,7 +366,7 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
     for pmid, o in sorted(settled.items()):
         record = records.get(pmid)
         if o.row is None or o.row.id not in period or o.verdict not in listed \
-                or record is None or not is_sought(record, outside):
+                or record is None or not rule.is_sought(record):
             continue  # unsettled, settled earlier, or on a record no longer sought
         listed[o.verdict].append({**_record_view(record), "reason": reason_label(o.reason)
                                   if o.reason else None})

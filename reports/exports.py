@@ -11,7 +11,7 @@
   record stands in the review (deleted, included, excluded, maybe, flagged, not flagged,
   unscored); ``fulltext`` is the full-text verdict of a record included (or marked maybe)
   at title/abstract screening, a report sought for retrieval (not one of the previous
-  version's reports: :func:`store.fulltext.is_sought`) (``eligible``, ``excluded``,
+  version's reports: :class:`store.fulltext.SoughtRule`) (``eligible``, ``excluded``,
   ``not_retrieved``) or, until it is settled, its state (``awaiting``, and with two
   assessors ``awaiting_second`` or ``conflict``); empty for the others; and
   ``fulltext_reason`` the reason of an exclusion (its text, as PRISMA reports it; for
@@ -76,8 +76,8 @@ from store.errors import NotFoundError, ValidationError
 from store.fulltext import (
     AWAITING,
     Outcome,
+    SoughtRule,
     fulltext_state,
-    is_sought,
     outcomes,
     reason_label,
     sought_conditions,
@@ -89,7 +89,6 @@ from store.models import (
     Record,
     TrialReport,
 )
-from store.screening_pool import previous_report_pmids
 from store.spreadsheet import EXCEL_BOM, spreadsheet_row
 
 log = logging.getLogger(__name__)
@@ -264,7 +263,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
     and number of screeners; ``pmids`` keeps those records only (``--only``)."""
     writer = csv.writer(fh)  # QUOTE_MINIMAL: commas, quotes and newlines are quoted
     writer.writerow(DUAL_CSV_COLUMNS if dual else CSV_COLUMNS)
-    previous = previous_report_pmids(session)
+    rule = SoughtRule.for_session(session)
     # Plain column rows, not ORM objects: building entities cost ~4x the whole export.
     last = -1
     while True:
@@ -280,7 +279,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
                 continue
         screeners = _screeners_between(session, page[0].pmid, page[-1].pmid) if dual else {}
         verdicts = outcomes(
-            session, [r.pmid for r in page if is_sought(r, previous)])
+            session, [r.pmid for r in page if rule.is_sought(r)])
         for r in page:
             row = [
                 r.pmid, r.title, r.journal or "", "" if r.year is None else r.year,
@@ -288,7 +287,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
                 screening_state(r), _bool(r.flagged), _bool(r.deleted), _bool(r.retracted),
                 r.doi or "", "; ".join(r.publication_types or []), "; ".join(r.nct_ids or []),
                 r.first_seen_at.isoformat() if r.first_seen_at else "",
-                *_fulltext_cells(is_sought(r, previous), verdicts.get(r.pmid)),
+                *_fulltext_cells(rule.is_sought(r), verdicts.get(r.pmid)),
                 r.volume or "", r.issue or "",
                 article_location(r.pages, r.elocation, r.volume) or "",
                 r.identified_via,
@@ -435,11 +434,11 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False,
     """RIS entries (tags per the RIS specification; one value per line); ``pmids`` keeps
     those records only (``--only``)."""
     verdicts: dict[int, Outcome] = {}
-    previous = previous_report_pmids(session)
+    rule = SoughtRule.for_session(session)
     for r in _records(session):
         if (r.deleted and not include_deleted) or (pmids is not None and r.pmid not in pmids):
             continue
-        sought = is_sought(r, previous)
+        sought = rule.is_sought(r)
         if r.pmid not in verdicts and sought:
             # The full-text verdicts of the records sought from here on, a page at a time
             # (the records come in PMID order).

@@ -153,7 +153,7 @@ def prisma_counts(session: Session, *, dual: bool = False,
     # Most reviews add nothing by PMID: their other-methods column costs no query.
     other_lines = ([(other_stage(stage), value, note)
                     for stage, value, note in flow.column(by_pmid=True)]
-                   if flow.added_by_pmid else
+                   if flow.sought.added_by_pmid else
                    [(OTHER_IDENTIFIED_STAGE, 0, _OTHER_IDENTIFIED_NOTE)])
     return [*flow.column(by_pmid=False), *other_lines, *_included_lines(session)]
 
@@ -187,15 +187,37 @@ def by_pmid_condition(by_pmid: bool) -> Any:
     return via == BY_PMID if by_pmid else via != BY_PMID
 
 
+@dataclass(frozen=True)
+class _SoughtByColumn:
+    """The reports sought for retrieval, split by identification column, and the records
+    added by PMID that decide the split: what the flow and its "since" figures both read."""
+
+    added_by_pmid: frozenset[int]
+    databases: list[int]
+    other_methods: list[int]
+
+    def column(self, *, by_pmid: bool) -> list[int]:
+        """The reports sought of one column: the other-methods one with ``by_pmid``."""
+        return self.other_methods if by_pmid else self.databases
+
+
+def _sought_by_column(session: Session) -> _SoughtByColumn:
+    """Read the records added by PMID and the reports sought once, and split the latter by
+    the column each one's record was first identified in."""
+    added_by_pmid = frozenset(session.exec(select(Record.pmid).where(by_pmid_condition(True))))
+    # sought_pmids leaves the previous version's reports out (the screening pool)
+    sought = sought_pmids(session)
+    return _SoughtByColumn(added_by_pmid=added_by_pmid,
+                           databases=[p for p in sought if p not in added_by_pmid],
+                           other_methods=[p for p in sought if p in added_by_pmid])
+
+
 class _Flow:
     """The counts of one identification column at a time, sharing what both columns read."""
 
     def __init__(self, session: Session, *, dual: bool, automation_stops: bool) -> None:
         self.session, self.dual, self.automation_stops = session, dual, automation_stops
-        self.added_by_pmid = set(session.exec(select(Record.pmid).where(
-            by_pmid_condition(True))))
-        # sought_pmids leaves the previous version's reports out (the screening pool)
-        self.sought = sought_pmids(session)
+        self.sought = _sought_by_column(session)
 
     def column(self, *, by_pmid: bool) -> list[tuple[str, int, str]]:
         """The lines of one column, named as the databases column's boxes."""
@@ -242,8 +264,7 @@ class _Flow:
                              "screened yet")
         # The reports sought for retrieval and their full-text outcomes (read once: the
         # full-text lines and the eligible reports not linked yet both need them).
-        sought = outcomes(session, [p for p in self.sought
-                                    if (p in self.added_by_pmid) == by_pmid])
+        sought = outcomes(session, self.sought.column(by_pmid=by_pmid))
         # Screened: what a person has screened (decided, or in conflict under dual
         # screening); the records awaiting a decision branch off before it, as those removed
         # do.
@@ -462,14 +483,11 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
     without any row (imports) have no date and are not counted. A record whose decision was
     changed after ``at`` counts in its new box but is not taken out of its old one: these
     are additions, not net changes."""
-    added_by_pmid = set(session.exec(select(Record.pmid).where(by_pmid_condition(True))))
-    sought = sought_pmids(session)
-    counts = _since_column(session, at, by_pmid=False, sought=[
-        p for p in sought if p not in added_by_pmid])
-    if added_by_pmid:  # the other-methods column has its boxes only then (prisma_counts)
+    sought = _sought_by_column(session)
+    counts = _since_column(session, at, by_pmid=False, sought=sought.column(by_pmid=False))
+    if sought.added_by_pmid:  # the other-methods column has its boxes only then (prisma_counts)
         counts.update({other_stage(stage): value for stage, value in _since_column(
-            session, at, by_pmid=True, sought=[p for p in sought if p in added_by_pmid]
-        ).items()})
+            session, at, by_pmid=True, sought=sought.column(by_pmid=True)).items()})
     counts[TRIALS_STAGE] = _count(session, col(Trial.created_at) > at, model=Trial)
     counts[REPORTS_STAGE] = _count(session, col(TrialReport.created_at) > at,
                                    model=TrialReport)

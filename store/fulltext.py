@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -56,7 +56,11 @@ from store.errors import StateError, ValidationError
 from store.models import FullTextAssessment, Record, TrialReport, User
 from store.record_lock import locked_record
 from store.repeats import Recorded
-from store.screening_pool import in_screening_pool, previous_report_trials
+from store.screening_pool import (
+    in_screening_pool,
+    previous_report_pmids,
+    previous_report_trials,
+)
 from store.settings import is_dual_screening
 from store.vote_rule import vote_bar
 
@@ -281,11 +285,29 @@ def assessable_record(session: Session, pmid: int) -> Record:
     return record
 
 
-def is_sought(record: Record, previous: Collection[int]) -> bool:
-    """Whether ``record`` takes part in the full-text stage (:func:`sought_conditions`, for
-    one row). ``previous`` is ``store.screening_pool.previous_report_pmids``, which a caller
-    asking of many records reads once rather than once a record."""
-    return record.decision in PASSED and not record.deleted and record.pmid not in previous
+@dataclass(frozen=True)
+class SoughtRule:
+    """Whether a record takes part in the full-text stage: :func:`sought_conditions`, for
+    records already loaded. Build it once per request or export (:meth:`for_session`): it
+    reads the previous version's report PMIDs once, then answers for any number of records
+    without another query."""
+
+    previous: frozenset[int]  # store.screening_pool.previous_report_pmids
+
+    @classmethod
+    def for_session(cls, session: Session) -> SoughtRule:
+        return cls(previous=frozenset(previous_report_pmids(session)))
+
+    def is_sought(self, record: Record) -> bool:
+        """Passed title/abstract screening, not deleted, and not a previous version's report
+        (taken as a row of ``Record``'s columns too: the exports read plain rows)."""
+        return (record.decision in PASSED and not record.deleted
+                and not self.is_previous_report(record.pmid))
+
+    def is_previous_report(self, pmid: int) -> bool:
+        """A report of the previous version of the review: never sought, whatever decision a
+        curator recorded on it (the module docstring)."""
+        return pmid in self.previous
 
 
 def sought_conditions() -> tuple[Any, ...]:
@@ -412,7 +434,7 @@ def linked_though_ruled_out(session: Session) -> list[Record]:
 
 def fulltext_state(sought: bool, o: Outcome | None) -> tuple[str | None, str | None]:
     """A record's place in the full-text stage and, for an excluded report, its reason code:
-    (None, None) when it takes no part (not ``sought``: :func:`is_sought`), else its settled
+    (None, None) when it takes no part (not ``sought``: :class:`SoughtRule`), else its settled
     verdict or its state (``awaiting``, ``awaiting_second``, ``conflict``)."""
     if not sought:
         return None, None
@@ -450,6 +472,7 @@ __all__ = [
     "VOTE",
     "FullTextCounts",
     "Outcome",
+    "SoughtRule",
     "append",
     "assess",
     "assessable_record",
@@ -458,7 +481,6 @@ __all__ = [
     "count_outcomes",
     "fulltext_counts",
     "fulltext_state",
-    "is_sought",
     "link_problem",
     "linked_though_ruled_out",
     "outcome",

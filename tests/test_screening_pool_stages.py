@@ -33,6 +33,7 @@ from reports.prisma import (
     prisma_counts,
 )
 from screening.web.fulltext import fulltext_agreement
+from store.fulltext import SoughtRule, sought_pmids
 from store.models import Decision, FullTextAssessment, Record, Trial, User
 
 app = test_web.app
@@ -125,6 +126,24 @@ def test_the_full_text_stage_counts_the_reports_prisma_counts(
     assert [r["pmid"] for r in fulltext["linked_though_ruled_out"]] == []
     assert [r["pmid"] for r in fulltext["eligible"]] == [SOUGHT]
     assert fulltext["excluded"] == []  # the old verdict on the seed report is not news
+
+
+def test_the_sought_rule_on_loaded_records_agrees_with_the_sql_conditions(
+        app: Any, review: list[int]) -> None:
+    """``SoughtRule`` (the pages, the API and the exports, on records already loaded) and
+    ``sought_pmids`` (the counts, in SQL) pick the same reports: not the seed report a curator
+    included, not a deleted include."""
+    with db(app) as session:
+        deleted = session.get(Record, ORDINARY[1])
+        assert deleted is not None
+        deleted.decision, deleted.deleted = "include", True
+        session.add(deleted)
+        session.commit()
+        rule = SoughtRule.for_session(session)
+        records = session.exec(select(Record)).all()
+        assert {r.pmid for r in records if rule.is_sought(r)} == set(sought_pmids(session)) \
+            == {SOUGHT}
+        assert rule.is_previous_report(review[1]) and not rule.is_previous_report(SOUGHT)
 
 
 def test_a_previous_report_takes_no_full_text_verdict(

@@ -19,6 +19,7 @@ from store.models import AuditLog, Decision, Record, Trial, TrialReport
 from store.trial_match import (
     MatchMemo,
     TrialIndex,
+    _record_key,
     name_parts,
     name_tokens,
     registry_ids_in_text,
@@ -245,6 +246,32 @@ def test_the_memo_answers_as_the_index_and_forgets_what_changed() -> None:
     # the lists handed out are the caller's: changing one changes nothing remembered
     memo.matches(bigger, listed).clear()
     assert memo.matches(bigger, listed) == bigger.match_record(listed) != []
+
+
+def test_the_memo_keys_records_apart_wherever_their_fields_end() -> None:
+    """The memo keeps a digest of a record's fields, not the fields: records whose texts run
+    the same once joined, whichever separator one might pick, are still different keys, and
+    a record matched again is a hit."""
+    index = _index(_trial(1, "CALGB 100104", [NCT]))
+    alike = [
+        Record(pmid=1, title="a|b", abstract="c"),
+        Record(pmid=1, title="a", abstract="b|c"),
+        Record(pmid=1, title="ab", abstract="c"),
+        Record(pmid=1, title="a", abstract="bc"),
+        Record(pmid=1, title="a", abstract=None),
+        Record(pmid=1, title="a", abstract=""),
+        Record(pmid=1, title="a", nct_ids=["NCT1", "NCT2"]),
+        Record(pmid=1, title="a", nct_ids=["NCT1NCT2"]),
+        Record(pmid=11, title="1a"),
+        Record(pmid=1, title="1a"),
+    ]
+    assert len({_record_key(r) for r in alike}) == len(alike)
+    memo = MatchMemo()
+    for record in alike:
+        memo.matches(index, record)
+    assert (memo.hits, memo.misses) == (0, len(alike))
+    memo.matches(index, Record(pmid=1, title="a", abstract="b|c"))
+    assert (memo.hits, memo.misses) == (1, len(alike))
 
 
 def test_an_index_of_the_same_trials_has_the_same_signature() -> None:

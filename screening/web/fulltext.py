@@ -24,10 +24,10 @@ from store.fulltext import (
     VERDICTS,
     VOTE,
     Outcome,
+    SoughtRule,
     append,
     assessable_record,
     check_assessment,
-    is_sought,
     link_problem,
     outcome,
     outcomes,
@@ -39,7 +39,7 @@ from store.fulltext import (
 )
 from store.models import FullTextAssessment, Record, Trial, TrialReport, User
 from store.repeats import Recorded
-from store.screening_pool import previous_report_pmids, previous_reports_query
+from store.screening_pool import previous_reports_query
 from store.vote_rule import may_vote
 
 #: The list's filters: what each shows.
@@ -117,7 +117,7 @@ def _emails(session: Session, ids: set[int]) -> dict[int, str]:
 class RecordFullText:
     """What the record page (and the API) show of a record's full-text stage to one person."""
 
-    applies: bool  # sought for retrieval (store.fulltext.is_sought)
+    applies: bool  # sought for retrieval (store.fulltext.SoughtRule)
     dual: bool
     outcome: Outcome
     history: Sequence[tuple[FullTextAssessment, str | None, str]]  # newest first, visible only
@@ -178,7 +178,7 @@ def record_fulltext(session: Session, record: Record, user: User, *,
     hidden = sum(1 for row, _ in history if blind and row.kind == VOTE)
     visible = [(row, email, row_words(row)) for row, email in history
                if not (blind and row.kind == VOTE)]
-    applies = is_sought(record, previous_report_pmids(session))
+    applies = SoughtRule.for_session(session).is_sought(record)
     refusal = resolve_refusal(user, o) if dual else None
     resolvable = dual and applies and o.state in ("conflict", "resolved")
     return RecordFullText(

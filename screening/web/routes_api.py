@@ -122,10 +122,10 @@ from store.errors import AuthError, NotFoundError, ValidationError
 from store.fulltext import (
     REASONS,
     VERDICTS,
+    SoughtRule,
     assess,
     fulltext_counts,
     fulltext_state,
-    is_sought,
     outcomes,
 )
 from store.fulltext import assessment_json as fulltext_json
@@ -133,7 +133,7 @@ from store.ids import MAX_ID, parse_id
 from store.models import Record, Trial, TrialReport
 from store.planner import likely
 from store.record_lock import locked_trial
-from store.screening_pool import in_screening_pool, previous_report_pmids
+from store.screening_pool import in_screening_pool
 from store.searches import (
     count_runs,
     last_completed_search,
@@ -320,8 +320,8 @@ def records(request: Request, session: DbSession, user: ApiReader,
     total = session.exec(select(func.count()).select_from(Record).where(*conditions)).one()
     rows = _page_of_records(session, conditions, offset=offset, limit=limit)
     body = [_record_json(r) for r in rows]
-    previous = previous_report_pmids(session)
-    sought = {r.pmid for r in rows if is_sought(r, previous)}
+    rule = SoughtRule.for_session(session)
+    sought = {r.pmid for r in rows if rule.is_sought(r)}
     verdicts = outcomes(session, sought)
     for item, r in zip(body, rows, strict=True):
         item["fulltext"], item["fulltext_reason"] = fulltext_state(

@@ -36,14 +36,13 @@ from store.errors import StateError, ValidationError
 from store.fulltext import (
     STATE_WORDS,
     VOTE,
+    SoughtRule,
     assess,
     fulltext_counts,
-    is_sought,
     outcomes,
     row_words,
 )
 from store.models import Record, User
-from store.screening_pool import previous_report_pmids
 
 router = APIRouter(dependencies=[Depends(csrf_protect)])
 
@@ -81,7 +80,7 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
     except ValidationError as exc:
         session.rollback()
         record = session.get(Record, pmid)
-        if record is None or not is_sought(record, previous_report_pmids(session)) or back:
+        if record is None or not SoughtRule.for_session(session).is_sought(record) or back:
             raise  # no form on the record page to show it in: the error page says it
         # The form comes back with the error next to it and what was chosen and typed kept.
         return record_page_response(

@@ -17,9 +17,8 @@ from screening.web.extraction import SETTINGS, FieldErrors, _Reader
 from store.audit import audit
 from store.citation import locator
 from store.errors import ValidationError
-from store.fulltext import PASSED
+from store.fulltext import PASSED, SoughtRule
 from store.models import Estimate, Record, Trial, TrialReport, User, utcnow
-from store.screening_pool import previous_report_pmids
 from store.trial_match import REGISTRY_ID, TrialIndex, registry_key
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
@@ -108,7 +107,8 @@ def report_screening_note(session: Session, pmid: int | None) -> str | None:
     if pmid is None:
         return None
     record = session.get(Record, pmid)
-    if record is None or record.decision in PASSED or pmid in previous_report_pmids(session):
+    if record is None or record.decision in PASSED \
+            or SoughtRule.for_session(session).is_previous_report(pmid):
         return None
     state = "was excluded at title/abstract screening" if record.decision == "exclude" \
         else "has no title/abstract decision yet"
