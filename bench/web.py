@@ -38,6 +38,9 @@ the end too, unless ``--keep``), then times, in the same process
   record but the previous version's reports, found through the seed trials' audit rows, since
   2026-12-02) against the same counts of every live record (``count_live``), with ``--audit``
   rows in the audit trail;
+- with ``--pg``, the queue alone, the queue page and GET /api/records?limit=100 without
+  migration 0017's index (``ix_records_queue_order``, dropped) against the same with it
+  (created again) on the same database, three blocks each way, alternately;
 - a login (scrypt, deliberately slow) for scale.
 Records carry a ~1,000-character abstract; one in 50 names a trial in its title and one in
 50 lists a trial's registration, so the matcher finds something.
@@ -49,9 +52,12 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from timing import median_ms
 
@@ -337,8 +343,38 @@ def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:
     for name, base, ours in rows:
         b, o = median_ms(base, args.requests), median_ms(ours, args.requests)
         print(f"{name:32} {b:12.1f} {o:9.1f} {o / b:6.1f}x")
+    index_rows = [("queue()", queue_only), ("GET /", lambda: client.get("/")),
+                  ("GET /api/records?limit=100", lambda: client.get("/api/records?limit=100"))]
+    if database_url:  # migration 0017's index exists on PostgreSQL only
+        for name, task in index_rows:
+            name = f"{name}, 0017 index off vs on"
+            if args.only and not any(text.lower() in name.lower() for text in args.only):
+                continue
+            b, o = _index_off_on(ctx.engine, task, args.requests)
+            print(f"{name:32} {b:12.1f} {o:9.1f} {o / b:6.1f}x")
     print(f"{'password check (scrypt n=2^14)':32} {'':12} {scrypt_ms:9.1f}")
     ctx.dispose()
+
+
+def _index_off_on(engine: Any, task: Callable[[], object], n: int,
+                  rounds: int = 3) -> tuple[float, float]:
+    """Medians of ``task`` without and with migration 0017's index (``ix_records_queue_order``,
+    dropped and created again, the table analysed after each), on the same database: ``rounds``
+    blocks of ``n`` calls each way, alternately, so a shared machine's load drifting during
+    the run weighs on both; the median of each way's block medians."""
+    off, on = [], []
+    for _ in range(rounds):
+        for present, times in ((False, off), (True, on)):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(_QUEUE_INDEX_DDL if present
+                                     else "DROP INDEX IF EXISTS ix_records_queue_order")
+                conn.exec_driver_sql("ANALYZE records")
+            times.append(median_ms(task, n))
+    return statistics.median(off), statistics.median(on)
+
+
+_QUEUE_INDEX_DDL = ("CREATE INDEX IF NOT EXISTS ix_records_queue_order "
+                    "ON records (score DESC NULLS LAST, pmid DESC)")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 
 def utcnow() -> datetime:
@@ -90,6 +90,13 @@ class Record(SQLModel, table=True):
     flagged: bool = Field(default=False, index=True)
     audit_sample: bool = False  # chosen for the random low-score audit
     decision: str | None = Field(default=None, index=True)  # latest: include | exclude | maybe
+
+
+#: The queue's order as an index: PostgreSQL walks it and stops after one page instead of
+#: sorting every waiting record (migration 0017). PostgreSQL only: SQLite cannot say NULLS LAST
+#: in an index and walks ``ix_records_score`` for this order (the migration says why).
+QUEUE_ORDER_INDEX = Index("ix_records_queue_order", col(Record.score).desc().nulls_last(),
+                          col(Record.pmid).desc()).ddl_if(dialect="postgresql")
 
 
 class RecordRevision(SQLModel, table=True):

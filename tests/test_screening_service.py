@@ -304,3 +304,22 @@ def test_the_previous_versions_reports_are_not_screened_again(ctx) -> None:
             col(Record.audit_sample).is_(True))).all())
     assert drawn == set(ORDINARY[5:])
     assert {i.pmid for i in _queue(ctx, limit=100) if i.audit_sample} == set(ORDINARY[5:])
+
+
+def test_the_queue_puts_the_unscored_last_and_breaks_ties_by_the_newest_pmid(ctx) -> None:
+    """The queue's order, which migration 0017's index serves on PostgreSQL as it is written:
+    highest score first, unscored records last, records of one score newest PMID first; pages
+    follow one another without a gap or an overlap. The search page orders the same way."""
+    from screening.record_search import search
+
+    scores = {101: 0.5, 102: None, 103: 0.9, 104: 0.5, 105: None, 106: 0.5, 107: 0.1}
+    with ctx.sessions() as session:
+        for pmid, score in scores.items():
+            session.add(Record(pmid=pmid, title=f"Myeloma record {pmid}", score=score))
+        session.commit()
+    expected = [103, 106, 104, 101, 107, 105, 102]
+    assert [i.pmid for i in _queue(ctx, limit=10)] == expected
+    assert [i.pmid for i in _queue(ctx, limit=3)] + [i.pmid for i in _queue(
+        ctx, limit=3, offset=3)] + [i.pmid for i in _queue(ctx, limit=3, offset=6)] == expected
+    with ctx.sessions() as session:
+        assert [r.pmid for r in search(session, "myeloma record", limit=10).records] == expected

@@ -8,16 +8,10 @@ from sqlmodel import SQLModel
 
 import store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from store.locks import migration_lock
+from store.schema_objects import compared_on
 
 config = context.config
 target_metadata = SQLModel.metadata
-
-# APScheduler creates and owns its job table; Alembic must not try to drop it.
-_FOREIGN_TABLES = {"apscheduler_jobs"}
-
-
-def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
-    return not (type_ == "table" and name in _FOREIGN_TABLES)
 
 
 def run_migrations_online() -> None:
@@ -44,7 +38,7 @@ def run_migrations_online() -> None:
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
-                include_object=include_object,
+                include_object=compared_on(connection.dialect.name),
                 render_as_batch=sqlite,
                 compare_type=True,
             )
