@@ -278,3 +278,35 @@ def test_a_conflict_on_a_previous_report_is_not_one_to_resolve(
     # the record's own page still shows both votes: they are kept, and count nowhere
     page = viewer.get(f"/records/{previous}").text
     assert "previous-report" in page and "curator2@example.org" in page
+
+
+def test_the_pools_counts_in_one_pass_are_the_counts_one_at_a_time(
+        app: Any, review: list[int]) -> None:
+    """``count_pool_by`` (the health banner's and the queue's counts in one statement) gives
+    what ``count_pool`` gives condition by condition, with the previous version's reports,
+    a deleted record and a flagged, an audited and an undecided record in the table."""
+    from sqlalchemy import and_
+    from sqlmodel import col
+
+    from screening.health import count_pool, count_pool_by
+    from screening.votes import in_conflict
+
+    with db(app) as session:
+        first, second = (session.get(Record, pmid) for pmid in ORDINARY[:2])
+        assert first is not None and second is not None
+        first.flagged, first.audit_sample = True, True
+        second.deleted = True
+        session.add_all([first, second])
+        session.commit()
+        undecided = col(Record.decision).is_(None)
+        named = {"all": None, "undecided": undecided,
+                 "flagged_left": and_(undecided, col(Record.flagged).is_(True)),
+                 "audit": col(Record.audit_sample).is_(True),
+                 "included": col(Record.decision).in_(["include", "maybe"]),
+                 "conflicts": in_conflict()}
+        one_pass = count_pool_by(session, named)
+        one_at_a_time = {name: count_pool(session, *(() if cond is None else (cond,)))
+                         for name, cond in named.items()}
+        assert one_pass == one_at_a_time
+        assert one_pass["all"] > one_pass["undecided"] > one_pass["flagged_left"] > 0
+        assert one_pass["included"] >= 1 and one_pass["audit"] >= 1

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func
 from sqlmodel import Session, col, select
 
-from screening.health import count_live, count_pool
+from screening.health import count_live, count_pool_by
 from screening.health import screening_health as _health
 from screening.stopping import TARGET_RECALL
 from screening.votes import hidden_from_queue, in_conflict, screened_once, voted_by
@@ -29,27 +29,27 @@ def queue_counts(session: Session, *, screener_id: int | None = None) -> dict[st
     # record deleted since were screening work all the same, and stay.
     decisions = session.exec(select(func.count()).select_from(Decision).where(
         col(Decision.pmid).not_in(previous_reports_query()))).one()
-    counts = {"records": count_pool(session), "undecided": count_pool(session, undecided),
-              "flagged": count_pool(session, undecided, col(Record.flagged).is_(True)),
-              "decisions": int(decisions),
+    flagged = col(Record.flagged).is_(True)
+    named: dict[str, Any] = {"records": None, "undecided": undecided,
+                             "flagged": and_(undecided, flagged)}
+    if screener_id is not None:
+        yours = ~hidden_from_queue(screener_id)
+        named.update({
+            "awaiting_you": and_(undecided, yours),
+            "awaiting_you_flagged": and_(undecided, yours, flagged),
+            "awaiting_you_second": and_(undecided, yours, col(Record.pmid).in_(screened_once())),
+            "yours_awaiting_second": and_(undecided,
+                                          col(Record.pmid).in_(voted_by(screener_id)),
+                                          col(Record.pmid).in_(screened_once())),
+            "conflicts": in_conflict(),
+            "resolved": col(Record.decision).is_not(None),
+        })
+    pool = count_pool_by(session, named)
+    counts = {"records": pool.pop("records"), "undecided": pool.pop("undecided"),
+              "flagged": pool.pop("flagged"), "decisions": int(decisions),
               # Stored but not screened again: said on the page so the numbers add up.
               "previous_reports": count_live(session, ~in_screening_pool())}
-    if screener_id is None:
-        return counts
-    yours = ~hidden_from_queue(screener_id)
-    counts.update({
-        "awaiting_you": count_pool(session, undecided, yours),
-        "awaiting_you_flagged": count_pool(session, undecided, yours,
-                                       col(Record.flagged).is_(True)),
-        "awaiting_you_second": count_pool(session, undecided, yours,
-                                      col(Record.pmid).in_(screened_once())),
-        "yours_awaiting_second": count_pool(session, undecided,
-                                        col(Record.pmid).in_(voted_by(screener_id)),
-                                        col(Record.pmid).in_(screened_once())),
-        "conflicts": count_pool(session, in_conflict()),
-        "resolved": count_pool(session, col(Record.decision).is_not(None)),
-    })
-    return counts
+    return counts | pool  # the per-person counts of dual screening, in the order above
 
 
 def screening_health(session: Session, *, dual: bool = False,
