@@ -111,7 +111,7 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
         out["awaiting_second_vote"] = count_pool(session, undecided,
                                                  col(Record.pmid).in_(screened_once()))
         out["conflicts_awaiting_resolution"] = count_pool(session, in_conflict())
-    order = screening_order(session)
+    order = screening_order(session, unscreened=remaining)
     ranked = order.test(target_recall)
     warning = order.order_warning(ranked.sample)
     out.update({"flagged_remaining": flagged_left,
@@ -187,8 +187,9 @@ class ScreeningOrder:
         return None
 
 
-def screening_order(session: Session) -> ScreeningOrder:
-    """Read the screened records in order (``ScreeningOrder``) for the prioritised-order test."""
+def screening_order(session: Session, *, unscreened: int | None = None) -> ScreeningOrder:
+    """Read the screened records in order (``ScreeningOrder``) for the prioritised-order test;
+    ``unscreened``: the pool's undecided records, when the caller has counted them."""
     # The screening pool only: the previous version's reports were never screened here, and
     # a decision recorded on one earlier is kept but is no screening (as in the PRISMA flow).
     live = col(Record.deleted).is_(False) & in_screening_pool()
@@ -199,18 +200,20 @@ def screening_order(session: Session) -> ScreeningOrder:
                                        isouter=True)
              .where(live, col(Record.decision).is_not(None))
              .group_by(col(Record.pmid), col(Record.decision)).subquery())
-    rows = session.exec(select(looks.c.decision, looks.c.place)
+    rows = session.exec(select(looks.c.decision, looks.c.place, looks.c.first_look)
                         .order_by(looks.c.first_look.asc().nulls_first(), looks.c.pmid)).all()
-    unscreened = count_pool(session, col(Record.decision).is_(None))
-    newest = (select(func.max(Record.first_seen_at))
-              .where(live, col(Record.decision).is_(None)).scalar_subquery())
+    if unscreened is None:
+        unscreened = count_pool(session, col(Record.decision).is_(None))
+    newest = session.exec(select(func.max(Record.first_seen_at))
+                          .where(live, col(Record.decision).is_(None))).one()
     # Screenings before the newest unscreened record arrived were drawn from an urn without it
-    # (no decision row: screened before anything was recorded, so before it too).
-    start = int(session.exec(select(func.count()).select_from(looks).where(
-        looks.c.first_look.is_(None) | (looks.c.first_look <= newest))).one())
-    labels = np.fromiter((d in ("include", "maybe") for d, _ in rows), dtype=np.int64,
+    # (no decision row: screened before anything was recorded, so before it too). Counted
+    # here from the rows read anyway, not by grouping the decisions a second time in SQL.
+    start = sum(1 for _, _, first in rows
+                if first is None or (newest is not None and first <= newest))
+    labels = np.fromiter((d in ("include", "maybe") for d, _, _ in rows), dtype=np.int64,
                          count=len(rows))
-    return ScreeningOrder(labels, [None if p is None else int(p) for _, p in rows], start,
+    return ScreeningOrder(labels, [None if p is None else int(p) for _, p, _ in rows], start,
                           unscreened)
 
 
