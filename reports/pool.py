@@ -55,8 +55,8 @@ from store.settings import monitoring_hrs
 
 log = logging.getLogger(__name__)
 
-_CODE_FILES = ("meta.py", "analyses.py", "pool.py", "sequential.py", "certainty.py",
-               "small_study.py")
+_CODE_FILES = ("meta.py", "analyses.py", "pool.py", "selection.py", "sequential.py",
+               "certainty.py", "small_study.py")
 
 
 def code_version() -> str:

@@ -2,10 +2,12 @@
 the analyses they form, where each estimate stands in them, what the next ``pool_all`` will
 change, and the newest snapshot of each analysis.
 
-Kept apart from :mod:`reports.pool` because pages and commands that only *show* the choice
-(``mmlr status``, /estimates, the trials pages, the exports) should not load the statistics
-(``reports.meta``, ``reports.sequential``, ``reports.small_study``: scipy.stats, about half a
-second at every start of ``mmlr status``, the container's health check).
+Kept apart from :mod:`reports.pool` so that a command that only *shows* the choice (``mmlr
+status``, also the worker container's health check) need not load the statistics
+(``reports.meta``, ``reports.sequential``, ``reports.small_study``: ``scipy.stats``, about half
+a second at every start); the pages and exports that show it read it from here too. Its code
+is part of the pooling code's version (``reports.pool.code_version``): the candidates it loads
+are the pooled inputs.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The hypergeometric distribution function the stopping tests need, from ``scipy.special``.
 
 ``scipy.stats`` would give it too, but importing ``scipy.stats`` takes about a second (its
-hundred distributions load at once), and ``mmlr status`` (the container's health check, run
-every few seconds) and every page that shows the stopping test need just this one function.
+hundred distributions load at once), and ``mmlr status`` (also the worker container's health
+check in docker-compose.yml) and every page that shows the stopping test need just this one
+function. It is also about a hundred times faster on the prioritised-order test's thousands
+of candidate samples (bench/hypergeom.py).
 """
 
 from __future__ import annotations

@@ -435,3 +435,14 @@ def test_pending_changes_name_what_the_next_pool_run_changes(ctx) -> None:
         s.commit()
         assert [p.describe() for p in pending_changes(s)] == [
             "Trial A with another estimate; Trial B leaves"] * 2
+
+
+def test_the_code_version_covers_the_selection_of_the_inputs() -> None:
+    """A snapshot names the code that made it: the candidates ``reports.selection`` loads are
+    the pooled inputs, so a change to it must change the version as a change to the pooling
+    itself does."""
+    from pathlib import Path
+
+    from reports import pool, selection
+    assert Path(selection.__file__).name in pool._CODE_FILES
+    assert Path(pool.__file__).parent == Path(selection.__file__).parent
