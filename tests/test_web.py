@@ -20,14 +20,10 @@ from sqlmodel import Session, col, func, select
 from screening.web.app import create_app
 from screening.web.auth import (
     add_user,
-    check_password_strength,
-    check_role,
     hash_password,
     issue_api_token,
     verify_password,
 )
-from store.addresses import check_email
-from store.audit import audit
 from store.errors import ValidationError
 from store.models import (
     AuditLog,
@@ -52,26 +48,16 @@ def db(app: Any) -> Session:
     return app.state.ctx.sessions()  # type: ignore[no-any-return]
 
 
-@functools.cache
-def _password_hash(password: str) -> str:
-    """The real scrypt hash of ``password`` at the cost that ships, made once per run. Each
-    user the fixtures add would otherwise spend one scrypt (50-150 ms, a third of a typical
-    web test's time) on the same password again. Logins still verify at the full cost, and
-    ``add_user``'s own hashing is tested below; only the salt is shared between test users."""
-    return hash_password(password)
+#: The real scrypt hash at the cost that ships, made once per password and run: each user
+#: the fixtures add would otherwise spend one scrypt (50-150 ms, a third of a typical web
+#: test's time) on the same password again. Logins still verify at the full cost, and
+#: ``add_user``'s own hashing is tested below; only the salt is shared between test users.
+_password_hash = functools.cache(hash_password)
 
 
 def make_user(app: Any, email: str, role: str, password: str = PASSWORD) -> None:
-    """A user as ``add_user`` stores one (the checks, the row, the audit entry), with the
-    password's hash made once per run (:func:`_password_hash`)."""
     with db(app) as session:
-        address = check_email(email)
-        check_role(role)
-        check_password_strength(password)
-        assert session.exec(select(User).where(User.email == address)).first() is None
-        session.add(User(email=address, role=role, password_hash=_password_hash(password)))
-        audit(session, "user.add", actor="system", object_type="user", object_id=address,
-              role=role)
+        add_user(session, email, role=role, password=password, hasher=_password_hash)
         session.commit()
 
 

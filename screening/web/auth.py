@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -218,11 +219,14 @@ def has_role(user: User, role: str) -> bool:
 
 
 def add_user(session: Session, email: str, *, role: str, password: str | None = None,
-             actor: str = "system") -> str | None:
+             actor: str = "system",
+             hasher: Callable[[str], str] = hash_password) -> str | None:
     """Create a user; return the generated password when none was given (else None).
 
     Raises ValidationError on a malformed e-mail, an unknown role, a short password or an
-    e-mail that already has an account. The caller commits.
+    e-mail that already has an account. The caller commits. ``hasher`` makes the stored hash
+    (the test fixtures pass a memo of :func:`hash_password`, so that their many users with one
+    password cost one scrypt, not one each).
     """
     address = check_email(email)
     check_role(role)
@@ -232,7 +236,7 @@ def add_user(session: Session, email: str, *, role: str, password: str | None = 
                               hint="change their role on the admin page instead")
     password, generated = password_or_generated(password)
     check_password_strength(password)
-    session.add(User(email=address, role=role, password_hash=hash_password(password)))
+    session.add(User(email=address, role=role, password_hash=hasher(password)))
     session.flush()
     audit(session, "user.add", actor=actor, object_type="user", object_id=address, role=role)
     log.info("user %s added with role %s", address, role)
