@@ -87,12 +87,18 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
     undecided = col(Record.decision).is_(None)
     is_include = col(Record.decision).in_(["include", "maybe"])
     flagged, audit = col(Record.flagged).is_(True), col(Record.audit_sample).is_(True)
-    n = count_pool_by(session, {
+    named: dict[str, Any] = {
         "records": None, "screened": decided, "found": is_include,
         "flagged_left": and_(undecided, flagged),
         "low_left": and_(undecided, col(Record.flagged).is_(False)),
         "audit_n": and_(decided, audit), "audit_k": and_(is_include, audit),
-        "flagged_decided": and_(decided, flagged), "flagged_inc": and_(is_include, flagged)})
+        "flagged_decided": and_(decided, flagged), "flagged_inc": and_(is_include, flagged)}
+    if dual:
+        # Parts of records_remaining that no longer wait for a first look: a methodologist
+        # tells "not screened yet" from "screened once" and "screeners disagree" (MECIR C40).
+        named["awaiting_second_vote"] = and_(undecided, col(Record.pmid).in_(screened_once()))
+        named["conflicts_awaiting_resolution"] = in_conflict()
+    n = count_pool_by(session, named)
     n_records, screened, found = n["records"], n["screened"], n["found"]
     remaining = n_records - screened
     flagged_left, low_left = n["flagged_left"], n["low_left"]
@@ -106,11 +112,8 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
         "records_remaining": remaining,
     }
     if dual:
-        # Parts of records_remaining that no longer wait for a first look: a methodologist
-        # tells "not screened yet" from "screened once" and "screeners disagree" (MECIR C40).
-        out["awaiting_second_vote"] = count_pool(session, undecided,
-                                                 col(Record.pmid).in_(screened_once()))
-        out["conflicts_awaiting_resolution"] = count_pool(session, in_conflict())
+        out["awaiting_second_vote"] = n["awaiting_second_vote"]
+        out["conflicts_awaiting_resolution"] = n["conflicts_awaiting_resolution"]
     order = screening_order(session, unscreened=remaining)
     ranked = order.test(target_recall)
     warning = order.order_warning(ranked.sample)
