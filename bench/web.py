@@ -362,19 +362,20 @@ def _index_off_on(engine: Any, task: Callable[[], object], n: int,
     dropped and created again, the table analysed after each), on the same database: ``rounds``
     blocks of ``n`` calls each way, alternately, so a shared machine's load drifting during
     the run weighs on both; the median of each way's block medians."""
+    from store.models import QUEUE_ORDER_INDEX
+
     off, on = [], []
     for _ in range(rounds):
         for present, times in ((False, off), (True, on)):
             with engine.begin() as conn:
-                conn.exec_driver_sql(_QUEUE_INDEX_DDL if present
-                                     else "DROP INDEX IF EXISTS ix_records_queue_order")
+                # The models' declaration of the index, as migration 0017 creates it.
+                if present:
+                    QUEUE_ORDER_INDEX.create(conn, checkfirst=True)
+                else:
+                    QUEUE_ORDER_INDEX.drop(conn, checkfirst=True)
                 conn.exec_driver_sql("ANALYZE records")
             times.append(median_ms(task, n))
     return statistics.median(off), statistics.median(on)
-
-
-_QUEUE_INDEX_DDL = ("CREATE INDEX IF NOT EXISTS ix_records_queue_order "
-                    "ON records (score DESC NULLS LAST, pmid DESC)")
 
 
 if __name__ == "__main__":
