@@ -66,6 +66,7 @@ from reports.network_digest import changes as network_changes
 from reports.network_digest import snapshot as network_snapshot
 from reports.network_inputs import current_networks
 from reports.presentation import has_heterogeneity, is_one_trial, shown_hr_of, trial_hr
+from reports.selection import latest_results
 from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
 from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
 from store.audit import audit
@@ -382,22 +383,9 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
 
 
 def _latest_pooled(session: Session) -> dict[str, PooledResult]:
-    """The newest pooled result of every analysis, keyed by analysis key."""
-    try:
-        from reports.selection import latest_results
-    except ImportError:
-        rows = _latest_pooled_query(session)
-    else:
-        rows = list(latest_results(session))
-    return {r.analysis_key: r for r in sorted(rows, key=lambda r: (r.analysis_key, r.id or 0))}
-
-
-def _latest_pooled_query(session: Session) -> list[PooledResult]:
-    newest = (select(PooledResult.analysis_key, func.max(PooledResult.id).label("id"))
-              .group_by(PooledResult.analysis_key).subquery())
-    return list(session.exec(
-        select(PooledResult).join(newest, col(PooledResult.id) == newest.c.id)
-    ).all())
+    """The newest pooled result of every analysis, keyed by analysis key (in key order)."""
+    return {r.analysis_key: r for r in sorted(latest_results(session),
+                                              key=lambda r: r.analysis_key)}
 
 
 def _pooled_by_ids(session: Session, ids: Sequence[int]) -> dict[str, PooledResult]:
