@@ -23,26 +23,32 @@ import argparse
 import random
 import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from timing import working_folder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--pg", default=None, help="an empty PostgreSQL database to copy into")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the working folder (the SQLite files) for inspection")
     args = parser.parse_args()
+    with working_folder("copy", keep=args.keep) as tmp:
+        run(args, tmp)
 
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
     from sqlalchemy import text
 
     from store.copy_db import copy_database, copy_tables, target_engine
     from store.models import Decision, ModelVersion, Record, Score
     from store.settings import Settings
 
-    tmp = Path(tempfile.mkdtemp(prefix="mmlr-bench-copy-"))
     settings = Settings(env="test", data_dir=tmp, secret_key="b" * 48)
     from store.context import make_context
 

@@ -1,11 +1,31 @@
-"""Timing helper shared by the benchmark scripts (imported as ``timing``: each script runs
-as ``python bench/<name>.py``, so this folder is first on ``sys.path``)."""
+"""Helpers shared by the benchmark scripts (imported as ``timing``: each script runs as
+``python bench/<name>.py``, so this folder is first on ``sys.path``): the median timer and
+the throw-away working folder."""
 
 from __future__ import annotations
 
+import shutil
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def working_folder(name: str, *, keep: bool = False) -> Iterator[Path]:
+    """A new folder under the system's temporary directory (``mmlr-bench-<name>-…``), removed
+    however the run ends (an error, Ctrl-C) unless ``keep``: a benchmark's database is tens
+    of megabytes, and every run used to leave one behind."""
+    folder = Path(tempfile.mkdtemp(prefix=f"mmlr-bench-{name}-"))
+    try:
+        yield folder
+    finally:
+        if keep:
+            print(f"working folder kept: {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def median_ms(fn: Callable[[], object], n: int) -> float:

@@ -51,15 +51,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from timing import median_ms
+from timing import median_ms, working_folder
 
 # The project first: this folder's own screening/ (the screening benchmark) must not stand in
 # for the package when a module imports screening.stopping.
@@ -86,8 +84,7 @@ def main() -> None:
                              "default size) for inspection, and print where it is")
     args = parser.parse_args()
     # Removed however the run ends (an error, Ctrl-C): each run left ~40 MB in /tmp.
-    tmp = Path(tempfile.mkdtemp(prefix="mmlr-bench-web-"))
-    try:
+    with working_folder("web", keep=args.keep) as tmp:
         if args.pg:
             from ingest import _drop, _pg_database
 
@@ -98,11 +95,6 @@ def main() -> None:
                 _drop(args.pg, pg_name)
         else:
             run(args, None, tmp)
-    finally:
-        if args.keep:
-            print(f"working folder kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:

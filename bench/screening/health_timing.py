@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from timing import median_ms  # noqa: E402
+from timing import median_ms, working_folder  # noqa: E402
 
 
 def main() -> None:
@@ -33,8 +32,14 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--screened", type=int, default=10000)
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the working folder (the SQLite database) for inspection")
     args = parser.parse_args()
+    with working_folder("health", keep=args.keep) as tmp:
+        run(args, tmp)
 
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
     from sqlmodel import col
 
     from screening.health import count_live, prioritised_order_test, screening_health
@@ -42,7 +47,6 @@ def main() -> None:
     from store.models import Decision, Record, utcnow
     from store.settings import Settings
 
-    tmp = Path(tempfile.mkdtemp(prefix="mmlr-bench-health-"))
     ctx = make_context(Settings(env="test", data_dir=tmp, secret_key="b" * 48))
     rng = random.Random(0)
     arrived = utcnow() - timedelta(days=60)
