@@ -84,6 +84,7 @@ from store.fulltext import (
 )
 from store.locks import JobLease, job_lock
 from store.models import (
+    BY_SCORE,
     Alert,
     Decision,
     Delivery,
@@ -272,7 +273,7 @@ def _flagged_records(session: Session) -> list[Record]:
     stmt = (select(Record)
             .where(col(Record.flagged).is_(True), col(Record.deleted).is_(False),
                    in_screening_pool())
-            .order_by(col(Record.score).desc(), col(Record.pmid)))
+            .order_by(*BY_SCORE))
     return list(session.exec(stmt).all())
 
 

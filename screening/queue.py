@@ -21,7 +21,7 @@ from typing import TypeVar
 from sqlmodel import Session, col, select
 
 from screening.votes import hidden_from_queue, screener_counts
-from store.models import Record
+from store.models import BY_SCORE, Record
 from store.planner import likely
 from store.screening_pool import in_screening_pool
 from store.trial_match import MatchMemo, TrialMatch, matches_for_records
@@ -88,18 +88,17 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
     # walks the score index and stops at the page instead of sorting every waiting record
     # (store.planner).
     live = likely(col(Record.deleted).is_(False)) & in_screening_pool()
-    by_score = (col(Record.score).desc().nulls_last(), col(Record.pmid).desc())
     pending_audit = col(Record.audit_sample).is_(True) & col(Record.decision).is_(None)
     if screener_id is not None:
         pending_audit = pending_audit & ~hidden_from_queue(screener_id)
     audit = list(session.exec(select(Record).where(live, pending_audit)
-                              .order_by(*by_score).limit(need)))
+                              .order_by(*BY_SCORE).limit(need)))
     main_stmt = select(Record).where(live, ~pending_audit)
     if not include_decided:
         main_stmt = main_stmt.where(likely(col(Record.decision).is_(None)))
         if screener_id is not None:
             main_stmt = main_stmt.where(~hidden_from_queue(screener_id))
-    main = list(session.exec(main_stmt.order_by(*by_score).limit(need)))
+    main = list(session.exec(main_stmt.order_by(*BY_SCORE).limit(need)))
     page = interleave(main, audit, need)[offset:need]
     votes = screener_counts(session, [r.pmid for r in page]) if screener_id is not None else {}
     # A new report of a trial already in the review is marked wherever it ranks: it may

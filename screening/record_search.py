@@ -19,7 +19,7 @@ from sqlalchemy import String, and_, cast, func, or_
 from sqlmodel import Session, col, select
 
 from store.errors import ValidationError
-from store.models import Record, Trial
+from store.models import BY_SCORE, Record, Trial
 
 MAX_QUERY_CHARS = 300
 MAX_TERMS = 10
@@ -106,7 +106,7 @@ def search(session: Session, text: str, *, limit: int = 50, offset: int = 0) -> 
     total = int(session.exec(select(func.count()).select_from(Record).where(where)).one())
     records = list(session.exec(
         select(Record).where(where)
-        .order_by(col(Record.score).desc().nulls_last(), col(Record.pmid).desc())
+        .order_by(*BY_SCORE)
         .offset(max(0, offset)).limit(max(0, limit))))
     trials = list(session.exec(select(Trial).where(and_(*(_trial_matches(t) for t in terms)))
                                .order_by(col(Trial.name))))

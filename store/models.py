@@ -92,11 +92,16 @@ class Record(SQLModel, table=True):
     decision: str | None = Field(default=None, index=True)  # latest: include | exclude | maybe
 
 
-#: The queue's order as an index: PostgreSQL walks it and stops after one page instead of
-#: sorting every waiting record (migration 0017). PostgreSQL only: SQLite cannot say NULLS LAST
-#: in an index and walks ``ix_records_score`` for this order (the migration says why).
-QUEUE_ORDER_INDEX = Index("ix_records_queue_order", col(Record.score).desc().nulls_last(),
-                          col(Record.pmid).desc()).ddl_if(dialect="postgresql")
+#: The one order of records by score, wherever records are listed by it (the queue, the
+#: conflicts, a search, ``GET /api/records``, the digest's likely trials): highest score
+#: first, unscored last on every engine, and a tie broken by the newest PMID, so pages never
+#: overlap and a curator sees the same order in the app, the API and the e-mail.
+BY_SCORE = (col(Record.score).desc().nulls_last(), col(Record.pmid).desc())
+
+#: That order as an index: PostgreSQL walks it and stops after one page instead of sorting
+#: every waiting record (migration 0017). PostgreSQL only: SQLite cannot say NULLS LAST in an
+#: index and walks ``ix_records_score`` for this order (the migration says why).
+QUEUE_ORDER_INDEX = Index("ix_records_queue_order", *BY_SCORE).ddl_if(dialect="postgresql")
 
 
 class RecordRevision(SQLModel, table=True):

@@ -5,12 +5,16 @@ The expected bodies (``api_records_expected.json``) were written by the handler 
 2026-12-02 before its speed-up (commit 312b85b), from the database built here; the handler
 may be reworked for speed, and this file says its answers did not change. Since then each
 record also says how it was first identified (``identified_via``, migration 0016); the file
-was written again with that field added and compared: nothing else differed. The review holds a
-trial with a registration, a previous-version report of it linked forward by PubMed, and
-records that match it by registration, by name in the title or abstract and by a comment link;
-records at both screening stages, full-text verdicts, votes, a deleted record, unscored
-records (pages that end, start or lie among them), non-ASCII text and a score that has no
-short decimal form.
+was written again with that field added and compared: nothing else differed. On 2026-12-02 a
+score tie started to go to the newest PMID, as in the queue (``store.models.BY_SCORE``; it
+went to the oldest): the file was written again, and a comparison showed every answer with
+the same records, each byte for byte, in that order, each page a slice of its full list.
+
+The review holds a trial with a registration, a previous-version report of it linked forward
+by PubMed, and records that match it by registration, by name in the title or abstract and by
+a comment link; records at both screening stages, full-text verdicts, votes, a deleted record,
+unscored records (pages that end, start or lie among them), non-ASCII text and a score that
+has no short decimal form.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def review(app: Any, users: dict[str, str], records: int) -> None:
         s.add(Record(pmid=90000014, title="Excluded after reading", score=0.7, flagged=True,
                      decision="include", retracted=True))
         s.add(Record(pmid=90000015, title="Voted on, in conflict", score=0.55))
-        # unscored records come last, by PMID (the fixture has 90000004)
+        # unscored records come last, the newest PMID first (the fixture has 90000004)
         s.add(Record(pmid=90000016, title="Unscored, found later", flagged=True))
         s.add(Record(pmid=90000009, title="Unscored, decided", decision="exclude"))
         for pmid, decision in ((90000012, "include"), (90000013, "maybe"),

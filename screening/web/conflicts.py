@@ -51,7 +51,7 @@ from screening.web.decisions import (
 from store import vote_rule
 from store.audit import audit
 from store.errors import PermissionDeniedError, ValidationError
-from store.models import Decision, Record, User
+from store.models import BY_SCORE, Decision, Record, User
 from store.repeats import Recorded
 from store.screening_pool import in_screening_pool
 from store.settings import is_dual_screening
@@ -238,8 +238,7 @@ def list_conflicts(session: Session, user: User, *, limit: int = CONFLICTS_PAGE_
     """Live records of the screening pool in conflict, highest score first (then by PMID, so
     pages never overlap), ``limit`` from ``offset``, with every screener's latest vote."""
     records = session.exec(select(Record).where(*_open_conflict())
-                           .order_by(col(Record.score).desc().nulls_last(),
-                                     col(Record.pmid).desc())
+                           .order_by(*BY_SCORE)
                            .offset(offset).limit(limit)).all()
     rows = latest_vote_rows(session, [r.pmid for r in records])
     out = []

@@ -130,7 +130,7 @@ from store.fulltext import (
 )
 from store.fulltext import assessment_json as fulltext_json
 from store.ids import MAX_ID, parse_id
-from store.models import Record, Trial, TrialReport
+from store.models import BY_SCORE, Record, Trial, TrialReport
 from store.planner import likely
 from store.record_lock import locked_trial
 from store.screening_pool import in_screening_pool
@@ -215,29 +215,15 @@ _RECORD_COLUMNS = ("pmid", "title", "abstract", "journal", "year", "volume", "is
 
 def _page_of_records(session: Session, conditions: list[Any], *, offset: int,
                      limit: int) -> list[Record]:
-    """The records meeting ``conditions`` from ``offset``, highest score first, then the
-    unscored ones, each by PMID on a tie; only :data:`_RECORD_COLUMNS` loaded.
-
-    The scored records are read first, then as many unscored ones as the page still needs.
-    One ``ORDER BY score DESC NULLS LAST`` gives the same order, but PostgreSQL walks its
-    score index (ascending, NULLs last) backwards only as ``DESC NULLS FIRST``, so it sorted
-    every record instead, 68 ms over 20,000; SQLite walks the index either way."""
-    def read(*where: Any) -> Any:
-        return select(Record).where(*conditions, *where).options(
-            load_only(*(getattr(Record, name) for name in _RECORD_COLUMNS), raiseload=True))
-
-    scored = list(session.exec(read(col(Record.score).is_not(None)).order_by(
-        col(Record.score).desc(), col(Record.pmid)).offset(offset).limit(limit)))
-    if len(scored) == limit:
-        return scored
-    if scored or offset == 0:
-        skip = 0  # the scored records end on this page
-    else:  # the page starts among the unscored records, after every scored one
-        skip = offset - session.exec(select(func.count()).select_from(Record).where(
-            *conditions, col(Record.score).is_not(None))).one()
-    unscored = session.exec(read(col(Record.score).is_(None)).order_by(col(Record.pmid))
-                            .offset(skip).limit(limit - len(scored)))
-    return scored + list(unscored)
+    """The records meeting ``conditions`` from ``offset`` in the queue's order
+    (``store.models.BY_SCORE``: highest score first, unscored last, the newest PMID first on
+    a tie); only :data:`_RECORD_COLUMNS` loaded. PostgreSQL walks migration 0017's index for
+    this order and SQLite its score index, so neither sorts every matching record."""
+    return list(session.exec(
+        select(Record).where(*conditions)
+        .options(load_only(*(getattr(Record, name) for name in _RECORD_COLUMNS),
+                           raiseload=True))
+        .order_by(*BY_SCORE).offset(offset).limit(limit)))
 
 
 def _record_json(r: Record) -> dict[str, Any]:
