@@ -13,17 +13,20 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from datetime import date
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reports.exports import KINDS as EXPORT_KINDS
 from reports.exports import SUBSETS as EXPORT_SUBSETS
 from store.errors import ConfigError, MmlrError, ValidationError
 from store.settings import EARLIEST_POLL_DATE, PORT_RANGE, Settings, load_settings
+
+if TYPE_CHECKING:
+    from store.context import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +76,26 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def _context(settings: Settings):  # type: ignore[no-untyped-def]
+@contextmanager
+def _context(settings: Settings) -> Iterator[AppContext]:
+    """The command's context, disposed however the command ends: on PostgreSQL an undisposed
+    engine keeps its connections open until the process exits, and in a process that runs
+    more than one command (the test suite runs them in its own) they pile up."""
     from store.context import make_context
 
-    return make_context(settings)
+    ctx = make_context(settings)
+    try:
+        yield ctx
+    finally:
+        ctx.dispose()
 
 
 # ----------------------------------------------------------------------------- commands
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.bootstrap import initialise
 
-    ctx = _context(settings)
-    report = initialise(ctx)
+    with _context(settings) as ctx:
+        report = initialise(ctx)
     print(report.describe())
     return 0
 
@@ -93,9 +104,9 @@ def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
     pmids = _read_pmid_file(Path(args.pmids)) if args.pmids else None
     from monitor.poll import poll
 
-    ctx = _context(settings)
-    summary = poll(ctx, since=args.since, until=args.until, pmids=pmids, progress=True,
-                   modified=args.modified)
+    with _context(settings) as ctx:
+        summary = poll(ctx, since=args.since, until=args.until, pmids=pmids, progress=True,
+                       modified=args.modified)
     print(summary.describe())
     return 0
 
@@ -128,8 +139,8 @@ def _read_pmid_file(path: Path) -> list[int]:
 def cmd_screen(args: argparse.Namespace, settings: Settings) -> int:
     from screening.service import screen
 
-    ctx = _context(settings)
-    summary = screen(ctx, force_retrain=args.retrain, progress=True)
+    with _context(settings) as ctx:
+        summary = screen(ctx, force_retrain=args.retrain, progress=True)
     print(summary.describe())
     return 0
 
@@ -137,11 +148,8 @@ def cmd_screen(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_pool(args: argparse.Namespace, settings: Settings) -> int:
     from reports.pool import pool_all
 
-    ctx = _context(settings)
-    try:  # dispose: an undisposed PostgreSQL pool leaks its connection (ResourceWarning)
+    with _context(settings) as ctx:
         run = pool_all(ctx)
-    finally:
-        ctx.dispose()
     if args.json:
         _print_json(run.to_json())
     else:
@@ -168,13 +176,9 @@ def cmd_network(args: argparse.Namespace, settings: Settings) -> int:
         summary_json,
     )
 
-    ctx = _context(settings)
-    try:
-        with ctx.sessions() as session:
-            items = current_networks(session, settings.analyses_file, settings.pool_method,
-                                     without_high_rob=args.without_high_rob)
-    finally:
-        ctx.dispose()
+    with _context(settings) as ctx, ctx.sessions() as session:
+        items = current_networks(session, settings.analyses_file, settings.pool_method,
+                                 without_high_rob=args.without_high_rob)
     if args.key:
         items = [item for item in items if item[0].key == args.key]
         if not items:
@@ -198,23 +202,23 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     hint = "--out takes the name of an HTML file: a new one, or a regular file to replace"
     if out is not None:  # before the digest is built and stored: a wrong path changes nothing
         check_target(out, what="the digest", hint=hint)
-    ctx = _context(settings)
-    digest = build_digest(ctx, health=screening_health)
-    if out is not None:
-        with open_out(out, what="the digest", hint=hint) as fh:
-            fh.write(digest.html)
-        print(f"digest written to {out}")
-    if args.send or not args.out:
-        for line in deliver_digest(ctx, digest):
-            print(line)
+    with _context(settings) as ctx:
+        digest = build_digest(ctx, health=screening_health)
+        if out is not None:
+            with open_out(out, what="the digest", hint=hint) as fh:
+                fh.write(digest.html)
+            print(f"digest written to {out}")
+        if args.send or not args.out:
+            for line in deliver_digest(ctx, digest):
+                print(line)
     return 0
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.cycle import run_cycle
 
-    ctx = _context(settings)
-    summary = run_cycle(ctx, progress=True)
+    with _context(settings) as ctx:
+        summary = run_cycle(ctx, progress=True)
     print(summary.describe())
     return 0
 
@@ -274,13 +278,13 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from reports.exports import export
     from screening.health import stopping_supported
 
-    ctx = _context(settings)
     # Path() drops a trailing slash, which is how a new folder is asked for ("--out new/").
     folder = bool(args.out) and args.out.endswith(("/", os.sep))
-    written = export(ctx, args.kind, Path(args.out) if args.out else None,
-                     stopping=partial(stopping_supported,
-                                      target_recall=settings.stopping_recall), folder=folder,
-                     only=args.only, excel=args.excel)
+    with _context(settings) as ctx:
+        written = export(ctx, args.kind, Path(args.out) if args.out else None,
+                         stopping=partial(stopping_supported,
+                                          target_recall=settings.stopping_recall),
+                         folder=folder, only=args.only, excel=args.excel)
     if written:
         print("\n".join(str(p) for p in written), file=sys.stderr)
     return 0
@@ -289,8 +293,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     from screening.web.auth import add_user
 
-    ctx = _context(settings)
-    with ctx.sessions() as session:
+    with _context(settings) as ctx, ctx.sessions() as session:
         password = add_user(session, args.email, role=args.role, password=args.password)
         session.commit()
     print(f"user {args.email} ({args.role}) created")
@@ -302,13 +305,9 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_users_password(args: argparse.Namespace, settings: Settings) -> int:
     from screening.web.auth import reset_password
 
-    ctx = _context(settings)
-    try:
-        with ctx.sessions() as session:
-            reset = reset_password(session, args.email, password=args.password)
-            session.commit()
-    finally:
-        ctx.dispose()
+    with _context(settings) as ctx, ctx.sessions() as session:
+        reset = reset_password(session, args.email, password=args.password)
+        session.commit()
     revoked = "; their API token was revoked" if reset.token_revoked else ""
     print(f"password of {args.email} changed; their sessions are logged out{revoked}")
     if reset.generated:
@@ -319,14 +318,9 @@ def cmd_users_password(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_subscribers_add(args: argparse.Namespace, settings: Settings) -> int:
     from store.subscribers import add_subscriber
 
-    ctx = _context(settings)
-    try:
-        with ctx.sessions() as session:
-            row = add_subscriber(session, args.email, actor="cli",
-                                 resubscribe=args.resubscribe)
-            session.commit()
-    finally:
-        ctx.dispose()
+    with _context(settings) as ctx, ctx.sessions() as session:
+        row = add_subscriber(session, args.email, actor="cli", resubscribe=args.resubscribe)
+        session.commit()
     print(f"{row.email} subscribed to the digest")
     return 0
 
@@ -335,12 +329,8 @@ def cmd_subscribers_list(args: argparse.Namespace, settings: Settings) -> int:
     from store.addresses import normalise_email
     from store.subscribers import list_subscribers
 
-    ctx = _context(settings)
-    try:
-        with ctx.sessions() as session:
-            rows = list_subscribers(session)
-    finally:
-        ctx.dispose()
+    with _context(settings) as ctx, ctx.sessions() as session:
+        rows = list_subscribers(session)
     fixed = list(dict.fromkeys(a for a in map(normalise_email, settings.digest_recipients) if a))
     fixed_state = "fixed (MMLR_DIGEST_TO: always receives, no unsubscribe link)"
     for row in rows:
@@ -365,17 +355,13 @@ def cmd_subscribers_remove(args: argparse.Namespace, settings: Settings) -> int:
     from store.errors import NotFoundError
     from store.subscribers import find_subscriber, set_active
 
-    ctx = _context(settings)
-    try:
-        with ctx.sessions() as session:
-            row = find_subscriber(session, args.email)
-            if row is None:
-                raise NotFoundError(f"{args.email.strip()} is not a subscriber",
-                                    hint="`mmlr subscribers list` shows who is")
-            changed = set_active(session, row, False, actor="cli", via="cli")
-            session.commit()
-    finally:
-        ctx.dispose()
+    with _context(settings) as ctx, ctx.sessions() as session:
+        row = find_subscriber(session, args.email)
+        if row is None:
+            raise NotFoundError(f"{args.email.strip()} is not a subscriber",
+                                hint="`mmlr subscribers list` shows who is")
+        changed = set_active(session, row, False, actor="cli", via="cli")
+        session.commit()
     print(f"{row.email} unsubscribed" if changed else f"{row.email} was already unsubscribed")
     return 0
 

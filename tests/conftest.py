@@ -2,7 +2,7 @@
 when ``MMLR_TEST_DATABASE_URL`` points at a server), at the head schema unless the test is
 marked ``empty_database``, settings in a temporary data dir, the
 shared third-party data, and a guard that keeps a developer's ``MMLR_*`` environment out;
-plus ``cli_env``/``run_cli`` for tests that run ``python -m monitor.cli`` in a subprocess.
+plus ``cli_env``/``run_cli`` for tests that run ``mmlr`` commands.
 
 ``CI=true`` turns "skip because a service or ../shared is missing" into a failure.
 """
@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,21 +79,91 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+#: Commands that serve until stopped (a web server, the scheduler, the demo's app, the
+#: replay server): they install signal handlers and bind ports, so they always run in a
+#: process of their own. ``run_cli`` runs every other command in this process.
+SERVICE_COMMANDS = frozenset({"serve", "web", "worker", "demo", "replay-server"})
+
+# The interpreter's own warning filters, before pytest's ``error``: what a command run as
+# ``python -m monitor.cli`` lives with (pytest applies its filters per test, later).
+_PROCESS_WARNING_FILTERS = list(warnings.filters)
+
+
+def _command_of(args: tuple[str, ...]) -> str | None:
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kwargs: Any
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120,
+    process: bool = False, **kwargs: Any,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m monitor.cli *args`` from the repository root and capture its output.
-    ``env`` is the complete environment (build it with :func:`cli_env`); the default is
-    ``cli_env()``. ``kwargs`` go to :func:`subprocess.run` (e.g. ``check=True``)."""
-    return subprocess.run(
-        [sys.executable, "-m", "monitor.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env if env is not None else cli_env(),
-        timeout=timeout,
-        **kwargs,
-    )
+    """Run ``mmlr *args`` from the repository root and capture its output, as
+    ``python -m monitor.cli *args`` would: exit code, stdout and stderr as text. ``env`` is
+    the command's complete environment (build it with :func:`cli_env`); the default is
+    ``cli_env()``.
+
+    The command runs in this process (``monitor.cli.main`` with that environment, that folder,
+    the interpreter's warning filters, its own stdout and stderr, and the root logger and
+    signal handlers put back afterwards): a new interpreter costs 0.6-2 s of imports per call,
+    a third of the suite's time when every call paid it. ``process=True``, and the commands
+    of :data:`SERVICE_COMMANDS`, run in a real subprocess (``timeout`` and ``kwargs`` go to
+    :func:`subprocess.run`; in this process only ``check`` applies); tests of what only a
+    process shows (the modules a command imports, signals) ask for it."""
+    env = env if env is not None else cli_env()
+    if process or _command_of(args) in SERVICE_COMMANDS:
+        return subprocess.run(
+            [sys.executable, "-m", "monitor.cli", *args],
+            capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, **kwargs)
+    check = kwargs.pop("check", False)
+    if kwargs:
+        raise TypeError(f"run_cli in this process takes no {sorted(kwargs)}; pass process=True")
+    proc = _run_in_this_process(list(args), env)
+    if check:
+        proc.check_returncode()
+    return proc
+
+
+def _run_in_this_process(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import io
+    import logging
+    import signal
+
+    from monitor import cli
+
+    out, err = io.BytesIO(), io.BytesIO()
+    streams = (io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+               io.TextIOWrapper(err, encoding="utf-8", write_through=True))
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_streams = sys.stdout, sys.stderr
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    saved_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(ROOT)
+    sys.stdout, sys.stderr = streams
+    try:
+        with warnings.catch_warnings():
+            warnings.filters[:] = _PROCESS_WARNING_FILTERS
+            try:
+                code = cli.main(args)
+            except SystemExit as exc:  # argparse: a usage error (2) or --help (0)
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.stdout, sys.stderr = saved_streams
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        _restore_logger(root, saved_handlers, saved_level)
+        for sig, handler in saved_signals.items():
+            signal.signal(sig, handler)
+
+    def text(buffer: io.BytesIO) -> str:  # as subprocess.run(text=True) reads a pipe
+        return io.TextIOWrapper(io.BytesIO(buffer.getvalue()), encoding="utf-8").read()
+
+    return subprocess.CompletedProcess(["mmlr", *args], code, text(out), text(err))
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -129,14 +200,20 @@ def _restore_root_logging() -> Iterator[None]:
     root = logging.getLogger()
     before, level = list(root.handlers), root.level
     yield
-    for handler in list(root.handlers):
-        if handler not in before:
-            root.removeHandler(handler)
+    _restore_logger(root, before, level)
+
+
+def _restore_logger(logger: Any, handlers: list[Any], level: int) -> None:
+    """Give ``logger`` back exactly ``handlers`` and ``level``, closing the handlers added
+    since (``monitor.cli.main`` replaces the root logger's handlers with its own)."""
+    for handler in list(logger.handlers):
+        if handler not in handlers:
+            logger.removeHandler(handler)
             handler.close()
-    for handler in before:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
+    for handler in handlers:
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture

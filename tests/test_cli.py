@@ -342,9 +342,9 @@ def test_an_unusable_data_dir_is_one_clear_line(tmp_path: Path, where: str) -> N
 
 def test_a_setting_that_is_not_utf8_is_one_clear_line(tmp_path: Path) -> None:
     # Bytes that are not UTF-8 reach os.environ surrogate-escaped; subprocess writes them back
-    # as the raw bytes, as a shell would have set them.
+    # as the raw bytes, as a shell would have set them (so a process of its own).
     proc = run_cli("init", env=cli_env(MMLR_DATA_DIR=str(tmp_path),
-                                       MMLR_ENTREZ_API_KEY="key\udcff"))
+                                       MMLR_ENTREZ_API_KEY="key\udcff"), process=True)
     assert_one_line_error(proc, "MMLR_ENTREZ_API_KEY: contains bytes that are not UTF-8")
 
 

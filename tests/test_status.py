@@ -286,12 +286,13 @@ def test_a_failed_delivery_needs_attention_until_retried(polled: Any) -> None:
 
 
 def test_a_held_lock_is_reported_with_its_holder(polled: Any) -> None:
-    """A lock this test process holds, read by the status subprocess: reported, not a
-    problem (a job at work)."""
+    """A lock this test process holds, read by `mmlr status` in a process of its own (as an
+    operator runs it beside the worker): reported, not a problem (a job at work)."""
     ctx, _ = polled
     with job_lock(ctx.engine, "pool"):
-        proc = status(ctx.settings)
-        _, report, _ = status_json(ctx.settings)
+        proc = run_cli("status", env=_env(ctx.settings), process=True)
+        report = json.loads(run_cli("status", "--json", env=_env(ctx.settings),
+                                    process=True).stdout)
     assert proc.returncode == 0, proc.stderr
     assert [lock["name"] for lock in report["locks"]] == ["pool"]
     lock = report["locks"][0]
