@@ -40,12 +40,16 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
                    **extra)
 
 
-def status(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("status", *args, env=_env(settings, **extra))
+def status(settings: Settings, *args: str, process: bool = False,
+           **extra: str) -> subprocess.CompletedProcess[str]:
+    """`mmlr status *args` (``process``: in a process of its own, see ``run_cli``);
+    ``extra``: more settings for its environment."""
+    return run_cli("status", *args, env=_env(settings, **extra), process=process)
 
 
-def status_json(settings: Settings, **extra: str) -> tuple[int, dict[str, Any], str]:
-    proc = status(settings, "--json", **extra)
+def status_json(settings: Settings, *, process: bool = False,
+                **extra: str) -> tuple[int, dict[str, Any], str]:
+    proc = status(settings, "--json", process=process, **extra)
     assert "Traceback" not in proc.stderr
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 
@@ -290,9 +294,8 @@ def test_a_held_lock_is_reported_with_its_holder(polled: Any) -> None:
     operator runs it beside the worker): reported, not a problem (a job at work)."""
     ctx, _ = polled
     with job_lock(ctx.engine, "pool"):
-        proc = run_cli("status", env=_env(ctx.settings), process=True)
-        report = json.loads(run_cli("status", "--json", env=_env(ctx.settings),
-                                    process=True).stdout)
+        proc = status(ctx.settings, process=True)
+        _, report, _ = status_json(ctx.settings, process=True)
     assert proc.returncode == 0, proc.stderr
     assert [lock["name"] for lock in report["locks"]] == ["pool"]
     lock = report["locks"][0]
