@@ -9,6 +9,8 @@ the end too, unless ``--keep``), then times, in the same process
 - the queue page (GET /, 50 rows) against its baseline, the queue alone
   (``screening.queue.queue`` + ``queue_counts``), to show what templating, sessions and
   middleware add;
+- the queue's counts and the health banner's figures read in one pass over the screening
+  pool (``queue_page_figures``, since 2026-12-02) against each reading the pool itself;
 - matching one page of 50 records against the trials (``matches_for_records``, part of
   ``queue``) against the queue;
 - GET /api/records?limit=100 against a plain SQLAlchemy ``SELECT … LIMIT 100``, also with an
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:
         SESSION_VERSION_KEY,
         session_user,
     )
-    from screening.web.queue_view import queue_counts, screening_health
+    from screening.web.queue_view import queue_counts, queue_page_figures, screening_health
     from store.models import Decision, LoginSession, Record, Trial, TrialReport, User
     from store.settings import Settings
     from store.trial_match import matches_for_records, unlinked_strong_matches
@@ -220,11 +222,23 @@ def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:
             queue(session, limit=51)
             queue_counts(session)
 
-    def queries_and_health() -> None:
+    def queries_and_health() -> None:  # what the page reads, as it reads it
         with ctx.sessions() as session:
             queue(session, limit=51)
+            figures = queue_page_figures(session, dual=False, screener_id=None)
+            queue_counts(session, figures=figures)
+            screening_health(session, figures=figures)
+
+    def counts_and_health_apart() -> None:  # each reads the pool itself (before 2026-12-02)
+        with ctx.sessions() as session:
             queue_counts(session)
             screening_health(session)
+
+    def counts_and_health_one_pass() -> None:
+        with ctx.sessions() as session:
+            figures = queue_page_figures(session, dual=False, screener_id=None)
+            queue_counts(session, figures=figures)
+            screening_health(session, figures=figures)
 
     def plain_select() -> None:
         with ctx.sessions() as session:
@@ -308,6 +322,8 @@ def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:
     rows = [
         ("queue page vs queue queries", query_only, lambda: client.get("/")),
         ("queue page vs queries + health", queries_and_health, lambda: client.get("/")),
+        ("queue figures: one pass vs apart", counts_and_health_apart,
+         counts_and_health_one_pass),
         ("GET /api/records?limit=100", plain_select, lambda: client.get("/api/records?limit=100")),
         ("GET /api/records?limit=100, matches not kept", plain_select, api_records_cold),
         ("GET /api/records?status=undecided", plain_select,

@@ -280,33 +280,77 @@ def test_a_conflict_on_a_previous_report_is_not_one_to_resolve(
     assert "previous-report" in page and "curator2@example.org" in page
 
 
-def test_the_pools_counts_in_one_pass_are_the_counts_one_at_a_time(
+def test_the_pools_figures_in_one_pass_are_the_figures_one_at_a_time(
         app: Any, review: list[int]) -> None:
-    """``count_pool_by`` (the health banner's and the queue's counts in one statement) gives
-    what ``count_pool`` gives condition by condition, with the previous version's reports,
-    a deleted record and a flagged, an audited and an undecided record in the table."""
+    """``pool_figures`` (the health banner's and the queue's figures in one statement) gives
+    what ``count_pool`` gives condition by condition, and the newest unscreened arrival what
+    a query of its own gives, with the previous version's reports, a deleted record and a
+    flagged, an audited and an undecided record in the table; one figure alone works too."""
+    from datetime import UTC, datetime
+
     from sqlalchemy import and_
     from sqlmodel import col
 
-    from screening.health import count_pool, count_pool_by
+    from screening.health import Newest, count_pool, pool_figures
     from screening.votes import in_conflict
+    from store.screening_pool import in_screening_pool
 
     with db(app) as session:
         first, second = (session.get(Record, pmid) for pmid in ORDINARY[:2])
         assert first is not None and second is not None
         first.flagged, first.audit_sample = True, True
         second.deleted = True
+        # the newest arrival of the table is deleted: the newest unscreened one is another
+        second.first_seen_at = datetime(2031, 1, 1, tzinfo=UTC)
         session.add_all([first, second])
         session.commit()
         undecided = col(Record.decision).is_(None)
+        waiting = session.exec(select(Record).where(
+            undecided, col(Record.deleted).is_(False), in_screening_pool())).first()
+        assert waiting is not None
+        waiting.first_seen_at = datetime(2030, 6, 1, 12, 30, tzinfo=UTC)
+        session.add(waiting)
+        session.commit()
         named = {"all": None, "undecided": undecided,
                  "flagged_left": and_(undecided, col(Record.flagged).is_(True)),
                  "audit": col(Record.audit_sample).is_(True),
                  "included": col(Record.decision).in_(["include", "maybe"]),
                  "conflicts": in_conflict()}
-        one_pass = count_pool_by(session, named)
-        one_at_a_time = {name: count_pool(session, *(() if cond is None else (cond,)))
-                         for name, cond in named.items()}
+        one_pass = pool_figures(session, named | {
+            "newest": Newest(col(Record.first_seen_at), undecided)})
+        one_at_a_time: dict[str, Any] = {
+            name: count_pool(session, *(() if cond is None else (cond,)))
+            for name, cond in named.items()}
+        one_at_a_time["newest"] = session.exec(select(func.max(Record.first_seen_at)).where(
+            col(Record.deleted).is_(False), in_screening_pool(), undecided)).one()
         assert one_pass == one_at_a_time
+        assert one_pass["newest"] == datetime(2030, 6, 1, 12, 30, tzinfo=UTC)
         assert one_pass["all"] > one_pass["undecided"] > one_pass["flagged_left"] > 0
         assert one_pass["included"] >= 1 and one_pass["audit"] >= 1
+        assert pool_figures(session, {"all": None}) == {"all": one_pass["all"]}
+        assert pool_figures(session, {"none": Newest(col(Record.first_seen_at),
+                                                     col(Record.pmid) < 0)}) == {"none": None}
+
+
+def test_the_queue_page_reads_the_pool_once_for_the_same_figures(
+        app: Any, review: list[int]) -> None:
+    """The queue page reads its counts and the health banner's in one pass
+    (``queue_page_figures``); both come out as when each reads the pool itself, for one
+    screener and under dual screening."""
+    from screening.web.queue_view import queue_counts, queue_page_figures, screening_health
+
+    with db(app) as session:
+        first = session.get(Record, ORDINARY[0])
+        assert first is not None
+        first.flagged = True
+        session.add(first)
+        session.commit()
+        screener = _user_id(session, "curator@example.org")
+        for dual, screener_id in ((False, None), (True, screener)):
+            figures = queue_page_figures(session, dual=dual, screener_id=screener_id)
+            alone = screening_health(session, dual=dual)
+            assert alone is not None and alone["records"] > alone["records_remaining"] > 0
+            assert screening_health(session, dual=dual, figures=figures) == alone
+            assert queue_counts(session, screener_id=screener_id, figures=figures) \
+                == queue_counts(session, screener_id=screener_id)
+

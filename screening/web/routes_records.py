@@ -28,7 +28,12 @@ from screening.web.deps import (
 from screening.web.explanations import record_explanation
 from screening.web.extraction import FieldErrors
 from screening.web.fulltext import record_fulltext
-from screening.web.queue_view import queue_counts, screening_health, screening_progress
+from screening.web.queue_view import (
+    queue_counts,
+    queue_page_figures,
+    screening_health,
+    screening_progress,
+)
 from screening.web.templating import render, utc_text
 from screening.web.trials import (
     REPORT_KINDS,
@@ -76,14 +81,15 @@ def queue_page(request: Request, session: DbSession, user: Viewer,
     screener_id = user.id if dual else None
     rows = queue(session, limit=PAGE_SIZE + 1, offset=offset, include_decided=show == "all",
                  screener_id=screener_id, memo=request.app.state.trial_matches)
-    health = screening_health(session, dual=dual,
+    figures = queue_page_figures(session, dual=dual, screener_id=screener_id)
+    health = screening_health(session, dual=dual, figures=figures,
                               target_recall=request.app.state.settings.stopping_recall)
     items, texts = _health_items(health) if health else ([], [])
     retrainer = request.app.state.retrainer
     return render(request, "queue.html", {
         "rows": rows[:PAGE_SIZE], "has_next": len(rows) > PAGE_SIZE, "offset": offset,
         "limit": PAGE_SIZE, "show": show,
-        "counts": queue_counts(session, screener_id=screener_id),
+        "counts": queue_counts(session, screener_id=screener_id, figures=figures),
         "health": health, "health_items": items, "health_texts": texts,
         "progress": screening_progress(session), "retrain_running": retrainer.running,
         "retrain_error": retrainer.last_error,
