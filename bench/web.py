@@ -43,6 +43,10 @@ the end too, unless ``--keep``), then times, in the same process
 - with ``--pg``, the queue alone, the queue page and GET /api/records?limit=100 without
   migration 0017's index (``ix_records_queue_order``, dropped) against the same with it
   (created again) on the same database, three blocks each way, alternately;
+- on either engine, the queue alone and the queue page without and with migration 0018's
+  partial index of the waiting audit sample (``ix_records_audit_queue``), the same way
+  (``--audit-sample`` puts a share of the low-score records in the sample; by default none
+  waits, as once the audit is screened);
 - a login (scrypt, deliberately slow) for scale.
 Records carry a ~1,000-character abstract; one in 50 names a trial in its title and one in
 50 lists a trial's registration, so the matcher finds something.
@@ -75,6 +79,9 @@ def main() -> None:
                         help="records screened, highest scores first (1 in 20 included)")
     parser.add_argument("--audit", type=int, default=60000,
                         help="rows in the audit trail (a busy review's decisions and logins)")
+    parser.add_argument("--audit-sample", type=float, default=0.0, metavar="SHARE",
+                        help="share of the records below the flag threshold in the random "
+                             "audit sample (default 0: none waiting, as once it is screened)")
     parser.add_argument("--logins", type=int, default=1000,
                         help="rows in login_sessions (a day's logins of a busy team, at most)")
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
@@ -139,6 +146,8 @@ def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:
             session.add(trial)
             session.flush()
             session.add(TrialReport(trial_id=trial.id, pmid=80_000_000 + t, citation="bench"))
+        # Its own generator: the records' other fields stay as without an audit sample.
+        audit_rng = random.Random(1)
         for i in range(args.records):
             score = rng.random()
             named = f" in BENCH-MM{i % args.trials:02d}" if args.trials and i % 50 == 0 else ""
@@ -147,7 +156,9 @@ def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:
                                title=f"Record {i} on myeloma maintenance{named}",
                                abstract=" ".join(rng.choice(words) for _ in range(120)),
                                nct_ids=listed, journal="Blood", year=2000 + i % 25, score=score,
-                               flagged=score > 0.7, authors=["Doe J", "Roe R"]))
+                               flagged=score > 0.7, authors=["Doe J", "Roe R"],
+                               audit_sample=score <= 0.7
+                               and audit_rng.random() < args.audit_sample))
         add_user(session, "bench@example.org", role="curator", password="bench-password")
         session.commit()
         # Screened from the top of the queue, as curators do: what the stopping test reads.
@@ -353,35 +364,42 @@ def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:
         print(f"{name:32} {b:12.1f} {o:9.1f} {o / b:6.1f}x")
     index_rows = [("queue()", queue_only), ("GET /", lambda: client.get("/")),
                   ("GET /api/records?limit=100", lambda: client.get("/api/records?limit=100"))]
-    if database_url:  # migration 0017's index exists on PostgreSQL only
-        for name, task in index_rows:
-            name = f"{name}, 0017 index off vs on"
+    from store.models import AUDIT_QUEUE_INDEXES, QUEUE_ORDER_INDEX
+    from store.schema_objects import exists_on
+
+    # Migration 0017's index exists on PostgreSQL only; 0018's on both engines.
+    toggled = [("0017", QUEUE_ORDER_INDEX, index_rows)] if database_url else []
+    toggled += [("0018", index, index_rows[:2]) for index in AUDIT_QUEUE_INDEXES
+                if exists_on(index, ctx.engine.dialect.name)]
+    for migration, index, tasks in toggled:
+        for name, task in tasks:
+            name = f"{name}, {migration} index off vs on"
             if args.only and not any(text.lower() in name.lower() for text in args.only):
                 continue
-            b, o = _index_off_on(ctx.engine, task, args.requests)
+            b, o = _index_off_on(ctx.engine, index, task, args.requests)
             print(f"{name:32} {b:12.1f} {o:9.1f} {o / b:6.1f}x")
     print(f"{'password check (scrypt n=2^14)':32} {'':12} {scrypt_ms:9.1f}")
     ctx.dispose()
 
 
-def _index_off_on(engine: Any, task: Callable[[], object], n: int,
+def _index_off_on(engine: Any, index: Any, task: Callable[[], object], n: int,
                   rounds: int = 3) -> tuple[float, float]:
-    """Medians of ``task`` without and with migration 0017's index (``ix_records_queue_order``,
-    dropped and created again, the table analysed after each), on the same database: ``rounds``
-    blocks of ``n`` calls each way, alternately, so a shared machine's load drifting during
-    the run weighs on both; the median of each way's block medians."""
-    from store.models import QUEUE_ORDER_INDEX
-
+    """Medians of ``task`` without and with ``index`` (the models' declaration of a
+    migration's index, dropped and created again; on PostgreSQL the table analysed after
+    each, while SQLite, which the app never analyses, keeps planning without statistics), on
+    the same database: ``rounds`` blocks of ``n`` calls each way, alternately, so a shared
+    machine's load drifting during the run weighs on both; the median of each way's block
+    medians."""
     off, on = [], []
     for _ in range(rounds):
         for present, times in ((False, off), (True, on)):
             with engine.begin() as conn:
-                # The models' declaration of the index, as migration 0017 creates it.
                 if present:
-                    QUEUE_ORDER_INDEX.create(conn, checkfirst=True)
+                    index.create(conn, checkfirst=True)
                 else:
-                    QUEUE_ORDER_INDEX.drop(conn, checkfirst=True)
-                conn.exec_driver_sql("ANALYZE records")
+                    index.drop(conn, checkfirst=True)
+                if engine.dialect.name == "postgresql":
+                    conn.exec_driver_sql("ANALYZE records")
             times.append(median_ms(task, n))
     return statistics.median(off), statistics.median(on)
 

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy import and_
 from sqlmodel import Session, col, select
 
 from screening.votes import hidden_from_queue, screener_counts
-from store.models import BY_SCORE, Record
+from store.models import BY_SCORE, PENDING_AUDIT, Record
 from store.planner import likely
 from store.screening_pool import in_screening_pool
 from store.trial_match import MatchMemo, TrialMatch, matches_for_records
@@ -88,10 +89,13 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
     # walks the score index and stops at the page instead of sorting every waiting record
     # (store.planner).
     live = likely(col(Record.deleted).is_(False)) & in_screening_pool()
-    pending_audit = col(Record.audit_sample).is_(True) & col(Record.decision).is_(None)
-    if screener_id is not None:
-        pending_audit = pending_audit & ~hidden_from_queue(screener_id)
-    audit = list(session.exec(select(Record).where(live, pending_audit)
+    audit_sample, undecided = PENDING_AUDIT
+    yours = () if screener_id is None else (~hidden_from_queue(screener_id),)
+    pending_audit = and_(audit_sample, undecided, *yours)
+    # Served by migration 0018's partial index of the waiting audit records. SQLite picks it
+    # only once told that the pending condition is common (likely()): it would otherwise
+    # read every undecided record through the ``decision`` index and sort them.
+    audit = list(session.exec(select(Record).where(live, audit_sample, likely(undecided), *yours)
                               .order_by(*BY_SCORE).limit(need)))
     main_stmt = select(Record).where(live, ~pending_audit)
     if not include_decided:

@@ -14,7 +14,16 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    and_,
+)
 from sqlmodel import Field, SQLModel, col
 
 
@@ -102,6 +111,22 @@ BY_SCORE = (col(Record.score).desc().nulls_last(), col(Record.pmid).desc())
 #: every waiting record (migration 0017). PostgreSQL only: SQLite cannot say NULLS LAST in an
 #: index and walks ``ix_records_score`` for this order (the migration says why).
 QUEUE_ORDER_INDEX = Index("ix_records_queue_order", *BY_SCORE).ddl_if(dialect="postgresql")
+
+#: A record of the random audit sample still waiting for its decision: the queue reads these
+#: first, in ``BY_SCORE`` order, on every page (``screening.queue``).
+PENDING_AUDIT = (col(Record.audit_sample).is_(True), col(Record.decision).is_(None))
+
+#: Those records in that order, a partial index (migration 0018): the audit sample is a few
+#: percent of the low-score records, so without it both engines read every waiting record to
+#: find a page of them, and all of them once the audit is screened. The same name on both
+#: engines, declared twice because SQLite cannot say NULLS LAST in an index (its DESC already
+#: puts NULL last).
+AUDIT_QUEUE_INDEXES = (
+    Index("ix_records_audit_queue", *BY_SCORE,
+          postgresql_where=and_(*PENDING_AUDIT)).ddl_if(dialect="postgresql"),
+    Index("ix_records_audit_queue", col(Record.score).desc(), col(Record.pmid).desc(),
+          sqlite_where=and_(*PENDING_AUDIT)).ddl_if(dialect="sqlite"),
+)
 
 
 class RecordRevision(SQLModel, table=True):
