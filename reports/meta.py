@@ -424,6 +424,13 @@ def meta_analysis(
     pval = float(2 * (stats.t.sf(abs(stat), df) if df else stats.norm.sf(abs(stat))))
     # metafor's predict() gives no prediction interval for a fixed-effect model.
     pi_half = math.nan if method == "FE" else crit * math.sqrt(var + tau2)
+    if k == 2 and method != "FE":
+        # Computed as metafor does, but a reader should not take it at face value: τ² from
+        # two trials is barely estimable, and the usual t(k−2) interval does not exist.
+        notes.append("k = 2: τ² and the prediction interval rest on two trials; the interval "
+                     "is metafor's predict() (t with 1 df under HKSJ, critical value 12.7), "
+                     "Higgins–Thompson–Spiegelhalter's t(k−2) interval is undefined; read "
+                     "the two trials' own estimates")
 
     # Heterogeneity uses the fixed-effect weights whatever the model (metafor).
     if k > 1:

@@ -61,6 +61,17 @@ def test_k2_is_wide_under_hksj() -> None:
     assert r.ci_high - r.ci_low > 2 * 12.7 * 0.1  # t(1) = 12.7
 
 
+def test_k2_says_its_heterogeneity_rests_on_two_trials() -> None:
+    """Two trials give τ² and a prediction interval (metafor's numbers, unchanged) with a
+    note saying what they rest on; three trials, and a fixed-effect fit, have no such note."""
+    two = meta_analysis([-0.4, -0.1], [0.15, 0.2], method="REML", ci="hksj")
+    assert math.isfinite(two.pi_low) and two.pi_high > two.ci_high
+    assert any(n.startswith("k = 2: τ² and the prediction interval") for n in two.notes)
+    three = meta_analysis([-0.4, -0.1, -0.3], [0.15, 0.2, 0.1], method="REML", ci="hksj")
+    fixed = meta_analysis([-0.4, -0.1], [0.15, 0.2], method="FE", ci="wald")
+    assert not any(n.startswith("k = 2") for n in three.notes + fixed.notes)
+
+
 def test_tau2_zero_at_the_boundary() -> None:
     yi, sei = [-0.30, -0.31, -0.29, -0.305], [0.2, 0.25, 0.3, 0.15]
     for method in ("REML", "DL", "PM"):

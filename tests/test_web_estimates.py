@@ -142,3 +142,30 @@ def test_the_overview_names_the_method_and_a_single_trial_in_words(
     alone = pooled["lenalidomide/PFS/post_asct"]
     (alt,) = page.xpath(f'//section[@id="analysis-{alone.id}"]/img[@class="forest"]/@alt')
     assert alt.endswith(", 1 trial")
+
+
+def test_each_analysis_says_what_its_fit_rests_on(
+        app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
+    """The fit's own notes (``reports.meta``) under each analysis, on the page and in the API:
+    two trials say that τ² and the prediction interval rest on them; three trials do not."""
+    with db(app) as s:
+        second = add_trial(s, "Second", drug="lenalidomide")
+        add_estimate(s, second, "0.75", "0.60", "0.94", year=2014)
+        s.commit()
+    pool_all(app.state.ctx)
+    with db(app) as s:
+        rows = {r.analysis_key: r for r in latest_results(s) if r.k > 0}
+    two, three = rows["lenalidomide/PFS/post_asct"], rows["thalidomide/PFS/post_asct"]
+    assert (two.k, three.k) == (2, 3)
+    html = as_role(app, users, "viewer").get("/estimates").text
+
+    def notes(row: PooledResult) -> list[str]:
+        return [" ".join(li.text_content().split())
+                for li in _section(html, row).xpath('.//ul[@class="hint fit-notes"]/li')]
+
+    assert any(n.startswith("k = 2: τ² and the prediction interval rest on two trials")
+               for n in notes(two))
+    assert not any(n.startswith("k = 2") for n in notes(three))
+    api = {a["analysis"]: a for a in api_as(app, users, "viewer").get("/api/estimates").json()[
+        "analyses"]}
+    assert api[two.analysis_key]["notes"] == two.result["notes"] and api[two.analysis_key]["notes"]

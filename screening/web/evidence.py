@@ -53,6 +53,7 @@ def pooled_json(row: PooledResult, *, baselines: Baselines) -> dict[str, Any]:
         # (reports.presentation); the numbers above stay the computed ones.
         "shown": shown_hr_of(row).to_json(),
         "heterogeneity": several,
+        "notes": fit_notes(row),
         "hr_pi_low": hr_of(row.pi_low) if several else None,
         "hr_pi_high": hr_of(row.pi_high) if several else None,
         "tau2": row.tau2, "i2": row.i2, "q": row.q, "q_p": row.q_p,
@@ -69,6 +70,14 @@ def pooled_json(row: PooledResult, *, baselines: Baselines) -> dict[str, Any]:
         else None,
         **absolute_json(row, baselines),
     }
+
+
+def fit_notes(row: PooledResult) -> list[str]:
+    """What the fit said about itself (``reports.meta``: one trial, two trials, an HKSJ
+    interval narrower than Wald's, ...); empty for snapshots stored before it was kept."""
+    result = row.result if isinstance(row.result, dict) else {}
+    notes = result.get("notes")
+    return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 def _result_dict(row: PooledResult, key: str) -> dict[str, Any] | None:
