@@ -4,24 +4,12 @@ the database refuses a second report of a PMID for one trial (SQLite or PostgreS
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from migration_steps import alembic_config
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from store.models import Estimate, Trial, TrialReport, utcnow
-
-
-def _config(engine):  # type: ignore[no-untyped-def]
-    from alembic.config import Config
-
-    import store.engine
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(store.engine.__file__).parent / "migrations"))
-    cfg.attributes["connection_engine"] = engine
-    return cfg
 
 
 def _report(conn, id_: int, trial_id: int, pmid: int | None, citation: str) -> None:  # type: ignore[no-untyped-def]
@@ -37,7 +25,7 @@ def test_duplicates_are_merged_and_then_refused(db_url: str) -> None:
     from store.engine import make_engine
 
     engine = make_engine(db_url)
-    cfg = _config(engine)
+    cfg = alembic_config(engine)
     try:
         command.upgrade(cfg, "0007")
         with engine.begin() as conn:

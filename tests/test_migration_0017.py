@@ -4,26 +4,15 @@ PostgreSQL the queue's own statements walk the index."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
+from migration_steps import alembic_config, insert_records
 from sqlalchemy import event, inspect, text
 
-from store.models import Record, utcnow
+from store.models import Record
 
 SCORES = {11: 0.8, 12: None, 13: 0.8, 14: 0.2, 15: None}
-
-
-def _config(engine):  # type: ignore[no-untyped-def]
-    from alembic.config import Config
-
-    import store.engine
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(store.engine.__file__).parent / "migrations"))
-    cfg.attributes["connection_engine"] = engine
-    return cfg
 
 
 def _indexes(engine: Any) -> dict[str, str]:
@@ -49,16 +38,11 @@ def test_the_index_is_added_on_postgresql_only_and_dropped_by_the_downgrade(db_u
     from store.engine import make_engine
 
     engine = make_engine(db_url)
-    cfg = _config(engine)
+    cfg = alembic_config(engine)
     postgresql = engine.dialect.name == "postgresql"
     try:
         command.upgrade(cfg, "0016")
-        with engine.begin() as conn:
-            now = utcnow()
-            conn.execute(Record.__table__.insert(), [  # type: ignore[attr-defined]
-                Record(pmid=pmid, title=f"record {pmid}", score=score, first_seen_at=now,
-                       updated_at=now, last_fetched_at=now).model_dump()
-                for pmid, score in SCORES.items()])
+        insert_records(engine, {pmid: {"score": score} for pmid, score in SCORES.items()})
         before = _indexes(engine)
         assert "ix_records_queue_order" not in before
         command.upgrade(cfg, "0017")

@@ -4,28 +4,17 @@ downgrade, and the queue's audit statement reads the index instead of every wait
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
+from migration_steps import alembic_config, insert_records
 from sqlalchemy import event, text
 
-from store.models import Record, utcnow
+from store.models import Record
 
 #: pmid -> (score, audit sample, decision)
 RECORDS = {21: (0.1, True, None), 22: (0.3, True, "exclude"), 23: (None, True, None),
            24: (0.9, False, None), 25: (0.1, True, None), 26: (0.05, False, None)}
-
-
-def _config(engine):  # type: ignore[no-untyped-def]
-    from alembic.config import Config
-
-    import store.engine
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(store.engine.__file__).parent / "migrations"))
-    cfg.attributes["connection_engine"] = engine
-    return cfg
 
 
 def _index_sql(engine: Any) -> str | None:
@@ -52,16 +41,12 @@ def test_the_partial_index_is_added_on_both_engines_and_dropped_by_the_downgrade
     from store.engine import make_engine
 
     engine = make_engine(db_url)
-    cfg = _config(engine)
+    cfg = alembic_config(engine)
     try:
         command.upgrade(cfg, "0017")
-        with engine.begin() as conn:
-            now = utcnow()
-            conn.execute(Record.__table__.insert(), [  # type: ignore[attr-defined]
-                Record(pmid=pmid, title=f"record {pmid}", score=score, audit_sample=audit,
-                       decision=decision, first_seen_at=now, updated_at=now,
-                       last_fetched_at=now).model_dump()
-                for pmid, (score, audit, decision) in RECORDS.items()])
+        insert_records(engine, {pmid: {"score": score, "audit_sample": audit,
+                                        "decision": decision}
+                                for pmid, (score, audit, decision) in RECORDS.items()})
         assert _index_sql(engine) is None
         command.upgrade(cfg, "0018")
         if engine.dialect.name == "postgresql":
