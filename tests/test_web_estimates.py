@@ -147,7 +147,13 @@ def test_the_overview_names_the_method_and_a_single_trial_in_words(
 def test_each_analysis_says_what_its_fit_rests_on(
         app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
     """The fit's own notes (``reports.meta``) under each analysis, on the page and in the API:
-    two trials say that τ² and the prediction interval rest on them; three trials do not."""
+    two trials say that τ² and the prediction interval rest on them; three trials do not;
+    one trial has its line saying its HR and CI are the paper's instead of its fit's note."""
+    alone = pooled["lenalidomide/PFS/post_asct"]
+    before = as_role(app, users, "viewer").get("/estimates").text
+    assert alone.k == 1 and alone.result["notes"]
+    assert not _section(before, alone).xpath('.//ul[@class="hint fit-notes"]')
+    assert _section(before, alone).xpath('.//p[@class="hint one-trial"]')
     with db(app) as s:
         second = add_trial(s, "Second", drug="lenalidomide")
         add_estimate(s, second, "0.75", "0.60", "0.94", year=2014)
@@ -166,6 +172,7 @@ def test_each_analysis_says_what_its_fit_rests_on(
     assert any(n.startswith("k = 2: τ² and the prediction interval rest on two trials")
                for n in notes(two))
     assert not any(n.startswith("k = 2") for n in notes(three))
+    # one trial: the line saying its HR and CI are the paper's, not the fit's Wald note
     api = {a["analysis"]: a for a in api_as(app, users, "viewer").get("/api/estimates").json()[
         "analyses"]}
     assert api[two.analysis_key]["notes"] == two.result["notes"] and api[two.analysis_key]["notes"]
