@@ -11,15 +11,17 @@ from typing import Any
 from store.models import Record, utcnow
 
 
-def alembic_config(engine: Any) -> Any:
-    """Alembic's ``Config`` that runs the project's migrations on ``engine``."""
+def alembic_config(engine: Any = None) -> Any:
+    """Alembic's ``Config`` of the project's migrations, run on ``engine`` when one is given
+    (without one, for reading the scripts: the head revision)."""
     from alembic.config import Config
 
     import store.engine
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(store.engine.__file__).parent / "migrations"))
-    cfg.attributes["connection_engine"] = engine
+    if engine is not None:
+        cfg.attributes["connection_engine"] = engine
     return cfg
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import ROOT
 from lxml import etree
+from migration_steps import alembic_config
 from sqlalchemy import inspect
 from sqlmodel import select
 
@@ -177,17 +178,6 @@ def _old_hash(content: dict[str, Any]) -> str:
                                      ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def _alembic(engine: Any) -> Any:
-    from alembic.config import Config
-
-    import store.engine
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(store.engine.__file__).parent / "migrations"))
-    cfg.attributes["connection_engine"] = engine
-    return cfg
-
-
 def test_records_stored_before_0013_are_filled_on_the_next_fetch_without_a_revision(
         tmp_path: Path, db_url: str, pubmed_dir: Path) -> None:
     """No PubMed XML is kept, so 0013 cannot back-fill: the next fetch does. Filling in the
@@ -211,7 +201,7 @@ def test_records_stored_before_0013_are_filled_on_the_next_fetch_without_a_revis
                 s.add(Record(pmid=pmid, **content, content_hash=_old_hash(
                     {**content, **dict.fromkeys(LOCATOR_FIELDS)}), score=0.8, flagged=True))
             s.commit()
-        command.downgrade(_alembic(ctx.engine), "0012")
+        command.downgrade(alembic_config(ctx.engine), "0012")
         assert "volume" not in {c["name"] for c in inspect(ctx.engine).get_columns("records")}
         ctx.dispose()
 

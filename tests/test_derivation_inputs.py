@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import test_web
 from fastapi.testclient import TestClient
+from migration_steps import alembic_config
 from sqlalchemy import text
 from sqlmodel import col, select
 from test_web import as_role, db
@@ -455,15 +456,11 @@ def test_r_rederives_every_derived_row(ctx: Any, tmp_path: Path, rscript: str) -
 @pytest.mark.empty_database
 def test_database_at_0001_upgrades_with_rows_intact(db_url: str) -> None:
     from alembic import command
-    from alembic.config import Config
 
-    import store.engine
     from store.engine import make_engine
 
     engine = make_engine(db_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(store.engine.__file__).parent / "migrations"))
-    cfg.attributes["connection_engine"] = engine
+    cfg = alembic_config(engine)
     try:
         command.upgrade(cfg, "0001")
         with engine.begin() as conn:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import table_without
+from migration_steps import alembic_config
 from sqlalchemy import column, inspect, table, text
 from sqlmodel import Session, col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -292,15 +292,11 @@ def test_digest_health_counts_second_votes_and_conflicts_only_under_dual(ctx: An
 @pytest.mark.empty_database
 def test_database_at_0002_upgrades_with_decisions_intact(db_url: str) -> None:
     from alembic import command
-    from alembic.config import Config
 
-    import store.engine
     from store.engine import make_engine
 
     engine = make_engine(db_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(store.engine.__file__).parent / "migrations"))
-    cfg.attributes["connection_engine"] = engine
+    cfg = alembic_config(engine)
     # the decisions table as revision 0002 knows it (the model has a column more now)
     old_decisions = table("decisions", column("pmid"), column("user_id"), column("decision"),
                           column("reason"), column("stage"), column("audit_sample"),

@@ -12,9 +12,9 @@ import pytest
 import test_web
 import test_web_dual_screening
 from fastapi.testclient import TestClient
+from migration_steps import alembic_config
 from sqlalchemy import text
 from sqlmodel import func, select
-from test_migration_0008 import _config
 from test_web import as_role, csrf_from, db
 from test_web_api import _token
 from test_web_dual_screening import FIRST, SECOND, THIRD
@@ -398,7 +398,7 @@ def test_migration_0010_keeps_every_verdict_settling(db_url: str) -> None:
     from store.engine import make_engine
 
     engine = make_engine(db_url)
-    cfg = _config(engine)
+    cfg = alembic_config(engine)
     try:
         command.upgrade(cfg, "0009")
         with engine.begin() as conn:

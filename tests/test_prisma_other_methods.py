@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import table_without
+from migration_steps import alembic_config
 from sqlalchemy import text
 from sqlmodel import col, select
 from test_poll import SINCE, TODAY, make_settings, write_scenario
@@ -230,18 +231,6 @@ def test_a_pmid_left_out_of_a_pmid_fetch_keeps_that_route_when_a_search_stores_i
 
 
 # ----------------------------------------------------------------------------- migration
-def _config(engine: Any) -> Any:
-    from alembic.config import Config
-
-    import store.engine
-
-    cfg = Config()
-    cfg.set_main_option("script_location",
-                        str(Path(store.engine.__file__).parent / "migrations"))
-    cfg.attributes["connection_engine"] = engine
-    return cfg
-
-
 @pytest.mark.empty_database
 def test_migration_0016_back_fills_the_route_from_the_poll_runs(db_url: str) -> None:
     from alembic import command
@@ -249,7 +238,7 @@ def test_migration_0016_back_fills_the_route_from_the_poll_runs(db_url: str) -> 
     from store.engine import make_engine
 
     engine = make_engine(db_url)
-    cfg = _config(engine)
+    cfg = alembic_config(engine)
     # The records table as it was at 0015: without the column the migration adds.
     at_0015 = table_without(Record, "identified_via")
     t0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)

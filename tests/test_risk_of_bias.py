@@ -14,6 +14,7 @@ import pytest
 import test_meta_export
 import test_web
 from fastapi.testclient import TestClient
+from migration_steps import alembic_config
 from sqlalchemy import inspect, text
 from sqlmodel import Session, col, select
 from test_web import as_role, csrf_from, db
@@ -595,15 +596,11 @@ def test_metafor_export_has_the_current_overall_judgment(pooled: Any, tmp_path: 
 @pytest.mark.empty_database
 def test_database_at_0003_upgrades_to_0004_and_back(db_url: str) -> None:
     from alembic import command
-    from alembic.config import Config
 
-    import store.engine
     from store.engine import make_engine
 
     engine = make_engine(db_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(store.engine.__file__).parent / "migrations"))
-    cfg.attributes["connection_engine"] = engine
+    cfg = alembic_config(engine)
     try:
         command.upgrade(cfg, "0003")
         with engine.begin() as conn:

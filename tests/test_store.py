@@ -12,6 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from conftest import ROOT, cli_env
+from migration_steps import alembic_config
 from sqlalchemy import text
 from sqlmodel import SQLModel, select
 
@@ -31,18 +32,11 @@ def test_migrations_create_exactly_the_models(ctx) -> None:  # type: ignore[no-u
 
 
 def test_migrate_twice_is_a_no_op(ctx) -> None:  # type: ignore[no-untyped-def]
-    from pathlib import Path
-
-    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    import store.engine
     from store.engine import migrate
 
-    cfg = Config()
-    cfg.set_main_option("script_location",
-                        str(Path(store.engine.__file__).parent / "migrations"))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     migrate(ctx.engine)
     with ctx.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
@@ -67,17 +61,9 @@ def test_threads_of_one_process_migrate_at_once(ctx) -> None:  # type: ignore[no
 
 
 def _head() -> str:
-    from pathlib import Path
-
-    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    import store.engine
-
-    cfg = Config()
-    cfg.set_main_option("script_location",
-                        str(Path(store.engine.__file__).parent / "migrations"))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 

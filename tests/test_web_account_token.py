@@ -9,12 +9,12 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import test_web
 from fastapi.testclient import TestClient
+from migration_steps import alembic_config
 from sqlmodel import Session, select
 from test_web import PASSWORD, as_role, csrf_from, db, login, update_user
 from test_web_account import NEW_PASSWORD, _audit, _user, change
@@ -371,17 +371,6 @@ def test_admin_users_page_shows_each_tokens_expiry(app: Any, users: dict[str, st
     assert expires > utcnow() + timedelta(days=TOKEN_DAYS - 1)
 
 
-def _alembic(engine: Any) -> Any:
-    from alembic.config import Config
-
-    import store.engine
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(store.engine.__file__).parent / "migrations"))
-    cfg.attributes["connection_engine"] = engine
-    return cfg
-
-
 @pytest.mark.empty_database
 def test_tokens_from_before_0014_work_for_90_days_after_the_upgrade(db_url: str) -> None:
     """Tokens had no lifetime before 0014: they get 90 days from the upgrade rather than
@@ -392,7 +381,7 @@ def test_tokens_from_before_0014_work_for_90_days_after_the_upgrade(db_url: str)
     from store.engine import make_engine
 
     engine = make_engine(db_url)
-    cfg = _alembic(engine)
+    cfg = alembic_config(engine)
     try:
         command.upgrade(cfg, "0013")
         users_table = User.__table__  # type: ignore[attr-defined]
