@@ -11,6 +11,7 @@ from conftest import assert_one_line_error, cli_env, run_cli
 from sqlmodel import func, select
 
 from reports.digest import (
+    TWO_TRIALS_PI_NOTE,
     build_digest,
     crosses_one,
     deliver_digest,
@@ -669,8 +670,13 @@ def test_one_trial_has_no_prediction_interval_or_i2(ctx) -> None:  # type: ignor
     assert single["pi_text"] is None and single["i2_text"] == "—"  # a missing number
     assert by_key["len_pfs_post_asct"]["new"]["i2_text"] == "12%"
     assert by_key["len_pfs_post_asct"]["new"]["pi_text"] is not None
-    # the HTML has one prediction-interval row: the two-trial analysis'
+    # the HTML has one prediction-interval row: the two-trial analysis', saying what two
+    # trials' interval is worth
     assert digest.html.count("95% prediction interval") == 1
+    assert single["pi_note"] is None
+    assert by_key["len_pfs_post_asct"]["new"]["pi_note"] == TWO_TRIALS_PI_NOTE
+    assert digest.html.count(f'<span class="pi-note" style="color:#555;">{TWO_TRIALS_PI_NOTE}'
+                             "</span>") == 1
     # I² of one trial is said not to apply, in words, not left as a dash beside a hyphen
     assert "I²: - -> not applicable (one trial); k: - -> 1" in digest.text
     assert "I²: - -> 12%; k: - -> 2" in digest.text
