@@ -65,7 +65,13 @@ from reports.monitoring_view import number, plan_text, status_change, status_lab
 from reports.network_digest import changes as network_changes
 from reports.network_digest import snapshot as network_snapshot
 from reports.network_inputs import current_networks
-from reports.presentation import has_heterogeneity, is_one_trial, shown_hr_of, trial_hr
+from reports.presentation import (
+    has_heterogeneity,
+    is_one_trial,
+    is_two_trials,
+    shown_hr_of,
+    trial_hr,
+)
 from reports.selection import latest_results
 from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
 from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
@@ -707,7 +713,7 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
                     else None),
         # Two trials: metafor's interval on t with 1 df, which a panel should not read as a
         # range for the next trial (reports.meta's note; the t(k-2) interval does not exist).
-        "pi_note": TWO_TRIALS_PI_NOTE if row.k == 2 else None,
+        "pi_note": TWO_TRIALS_PI_NOTE if is_two_trials(row.k) else None,
         "i2": row.i2,
         "i2_text": f"{rounded(row.i2, 0)}%" if several and row.i2 is not None else "—",
         "tau2": row.tau2,

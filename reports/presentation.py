@@ -48,6 +48,12 @@ def is_one_trial(k: int | None) -> bool:
     return k == 1
 
 
+def is_two_trials(k: int | None) -> bool:
+    """Whether an analysis rests on exactly two trials: its τ² and prediction interval are
+    computed (metafor's t with 1 df) but say little, which a reader is told."""
+    return k == 2
+
+
 def ci_used(k: int | None, requested: str, stored: str | None = None) -> str:
     """The CI method mmlr computed: Wald for one trial (t with 0 df does not exist, as in
     metafor), else the stored one (``PooledResult.ci_method``, what the fit reported) or the
