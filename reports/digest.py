@@ -679,7 +679,7 @@ def _monitoring_view(row: PooledResult) -> dict[str, Any] | None:
     }
 
 
-TWO_TRIALS_PI_NOTE = "from two trials (t with 1 df): says little about a next trial"
+TWO_TRIALS_PI_NOTE = "from two trials: says little about the effect in a next trial"
 
 
 def _pooled_view(row: PooledResult) -> dict[str, Any]:
@@ -711,8 +711,8 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
                                   hr_number(_hr_value(row.pi_high)))
                     if several and row.pi_low is not None and row.pi_high is not None
                     else None),
-        # Two trials: metafor's interval on t with 1 df, which a panel should not read as a
-        # range for the next trial (reports.meta's note; the t(k-2) interval does not exist).
+        # Two trials: metafor's interval (t with 1 df under HKSJ), which a panel should not
+        # read as a range for the next trial (reports.meta's note; no t(k-2) interval exists).
         "pi_note": TWO_TRIALS_PI_NOTE if is_two_trials(row.k) else None,
         "i2": row.i2,
         "i2_text": f"{rounded(row.i2, 0)}%" if several and row.i2 is not None else "—",
