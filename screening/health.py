@@ -99,6 +99,27 @@ def pool_figures(session: Session, named: Mapping[str, Any]) -> dict[str, Any]:
             for (name, cond), value in zip(named.items(), row, strict=True)}
 
 
+@dataclass(frozen=True)
+class Unscreened:
+    """The pool's undecided records: how many, and when the newest of them arrived (None:
+    there is none)."""
+
+    count: int
+    newest: datetime | None
+
+    @staticmethod
+    def figures() -> dict[str, Any]:
+        """What to read of the pool for it (for :func:`pool_figures`)."""
+        undecided = col(Record.decision).is_(None)
+        return {"unscreened": undecided,
+                "newest_unscreened": Newest(col(Record.first_seen_at), undecided)}
+
+    @classmethod
+    def of(cls, figures: Mapping[str, Any]) -> Unscreened:
+        """From figures that include :meth:`figures`."""
+        return cls(int(figures["unscreened"]), figures["newest_unscreened"])
+
+
 def health_figures(*, dual: bool = False) -> dict[str, Any]:
     """What :func:`screening_health` reads of the pool (for :func:`pool_figures`): a page that
     shows other counts of the pool beside the banner asks for both in one pass."""
@@ -112,8 +133,8 @@ def health_figures(*, dual: bool = False) -> dict[str, Any]:
         "low_left": and_(undecided, col(Record.flagged).is_(False)),
         "audit_n": and_(decided, audit), "audit_k": and_(is_include, audit),
         "flagged_decided": and_(decided, flagged), "flagged_inc": and_(is_include, flagged),
-        # for the prioritised-order test's start (``screening_order``)
-        "newest_unscreened": Newest(col(Record.first_seen_at), undecided)}
+        # how many remain, and the prioritised-order test's start (``screening_order``)
+        **Unscreened.figures()}
     if dual:
         # Parts of records_remaining that no longer wait for a first look: a methodologist
         # tells "not screened yet" from "screened once" and "screeners disagree" (MECIR C40).
@@ -129,7 +150,8 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
     ``figures``: the pool's :func:`health_figures`, when the caller has read them."""
     n = figures if figures is not None else pool_figures(session, health_figures(dual=dual))
     n_records, screened, found = n["records"], n["screened"], n["found"]
-    remaining = n_records - screened
+    unscreened = Unscreened.of(n)
+    remaining = unscreened.count  # n_records - screened: every record is one or the other
     flagged_left, low_left = n["flagged_left"], n["low_left"]
     audit_n, audit_k = n["audit_n"], n["audit_k"]
     flagged_decided, flagged_inc = n["flagged_decided"], n["flagged_inc"]
@@ -143,7 +165,7 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
     if dual:
         out["awaiting_second_vote"] = n["awaiting_second_vote"]
         out["conflicts_awaiting_resolution"] = n["conflicts_awaiting_resolution"]
-    order = screening_order(session, unscreened=Unscreened(remaining, n["newest_unscreened"]))
+    order = screening_order(session, unscreened=unscreened)
     ranked = order.test(target_recall)
     warning = order.order_warning(ranked.sample)
     out.update({"flagged_remaining": flagged_left,
@@ -219,15 +241,6 @@ class ScreeningOrder:
         return None
 
 
-@dataclass(frozen=True)
-class Unscreened:
-    """The pool's undecided records: how many, and when the newest of them arrived (None:
-    there is none)."""
-
-    count: int
-    newest: datetime | None
-
-
 def screening_order(session: Session, *, unscreened: Unscreened | None = None) -> ScreeningOrder:
     """Read the screened records in order (``ScreeningOrder``) for the prioritised-order test;
     ``unscreened``: the pool's undecided records, when the caller has read them."""
@@ -244,10 +257,7 @@ def screening_order(session: Session, *, unscreened: Unscreened | None = None) -
     rows = session.exec(select(looks.c.decision, looks.c.place, looks.c.first_look)
                         .order_by(looks.c.first_look.asc().nulls_first(), looks.c.pmid)).all()
     if unscreened is None:
-        figures = pool_figures(session, {
-            "count": col(Record.decision).is_(None),
-            "newest": Newest(col(Record.first_seen_at), col(Record.decision).is_(None))})
-        unscreened = Unscreened(figures["count"], figures["newest"])
+        unscreened = Unscreened.of(pool_figures(session, Unscreened.figures()))
     newest = unscreened.newest
     # Screenings before the newest unscreened record arrived were drawn from an urn without it
     # (no decision row: screened before anything was recorded, so before it too). Counted
