@@ -119,7 +119,15 @@ def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:
     from screening.health import stopping_supported
     from screening.queue import queue
     from screening.web.app import create_app
-    from screening.web.auth import add_user, hash_password, hash_token, verify_password
+    from screening.web.auth import (
+        _SCRYPT_N,
+        _SCRYPT_P,
+        _SCRYPT_R,
+        add_user,
+        hash_password,
+        hash_token,
+        verify_password,
+    )
     from screening.web.deps import (
         SESSION_TOKEN_KEY,
         SESSION_USER_KEY,
@@ -378,7 +386,8 @@ def run(args: argparse.Namespace, database_url: str | None, tmp: Path) -> None:
                 continue
             b, o = _index_off_on(ctx.engine, index, task, args.requests)
             print(f"{name:32} {b:12.1f} {o:9.1f} {o / b:6.1f}x")
-    print(f"{'password check (scrypt n=2^14)':32} {'':12} {scrypt_ms:9.1f}")
+    cost = f"2^{_SCRYPT_N.bit_length() - 1}x{_SCRYPT_R}x{_SCRYPT_P}"
+    print(f"{f'password check (scrypt {cost})':32} {'':12} {scrypt_ms:9.1f}")
     ctx.dispose()
 
 

@@ -49,8 +49,8 @@ def db(app: Any) -> Session:
 
 
 #: The real scrypt hash at the cost that ships, made once per password and run: each user
-#: the fixtures add would otherwise spend one scrypt (50-150 ms, a third of a typical web
-#: test's time) on the same password again. Logins still verify at the full cost, and
+#: the fixtures add would otherwise spend one scrypt (about 0.2 s, more than a typical web
+#: test's other work) on the same password again. Logins still verify at the full cost, and
 #: ``add_user``'s own hashing is tested below; only the salt is shared between test users.
 _password_hash = functools.cache(hash_password)
 

@@ -12,6 +12,7 @@ import hashlib
 import re
 from typing import Any
 
+import pytest
 import test_web
 import test_web_funnel
 from fastapi.routing import APIRoute
@@ -256,27 +257,47 @@ def test_a_known_address_ages_out(app: Any, users: dict[str, str]) -> None:
 
 
 # ----------------------------------------------------------------------------- password hash
-def test_a_hash_of_a_lower_cost_is_redone_at_the_next_login(app: Any,
-                                                            users: dict[str, str]) -> None:
+def test_the_password_hash_costs_at_least_owasps_minimum() -> None:
+    """OWASP's Password Storage Cheat Sheet sets scrypt's minimum as a table of forms it rates
+    alike, each with block size 8, trading memory (N) for passes (p): 2**17 x 1, 2**16 x 2,
+    2**15 x 3, 2**14 x 5, 2**13 x 10. A hash is made at the constants' cost and says so, and
+    a login at that cost fits under the ceilings verify_password allows."""
+    n, r, p = auth._SCRYPT_N, auth._SCRYPT_R, auth._SCRYPT_P
+    owasp_p = {2**17: 1, 2**16: 2, 2**15: 3, 2**14: 5, 2**13: 10}
+    assert r >= 8 and n >= 2**13 and p >= owasp_p[min(n, 2**17)], (n, r, p)
+    assert 128 * n * r < auth._SCRYPT_MAXMEM and n * r * p <= auth._SCRYPT_MAX_WORK
+    stored = auth.hash_password(PASSWORD)
+    assert stored.startswith(f"scrypt${n}${r}${p}$")
+    assert auth.verify_password(PASSWORD, stored) and not auth.needs_rehash(stored)
+    assert not auth.verify_password(PASSWORD + "!", stored)
+
+
+@pytest.mark.parametrize("n", [2**10, 2**14], ids=["weak", "before-2026-12"])
+def test_a_hash_of_a_lower_cost_is_redone_at_the_next_login(app: Any, users: dict[str, str],
+                                                            n: int) -> None:
     """Raising the scrypt cost must reach the passwords already stored: the one time the
-    password is known is a successful login."""
+    password is known is a successful login. 2**14 x 8 x 1 is the cost mmlr shipped before it
+    moved to OWASP's minimum: every account made before then takes this path."""
     salt = b"\x01" * 16
-    weak = hashlib.scrypt(PASSWORD.encode(), salt=salt, n=2**10, r=8, p=1, dklen=32)
+    weak = hashlib.scrypt(PASSWORD.encode(), salt=salt, n=n, r=8, p=1, dklen=32)
+    stored_weak = f"scrypt${n}$8$1${salt.hex()}${weak.hex()}"
     with db(app) as session:
         user = session.exec(select(User).where(User.email == users["viewer"])).one()
-        user.password_hash = f"scrypt$1024$8$1${salt.hex()}${weak.hex()}"
+        user.password_hash = stored_weak
         session.add(user)
         session.commit()
-    assert auth.needs_rehash(f"scrypt$1024$8$1${salt.hex()}${weak.hex()}")
+    assert auth.needs_rehash(stored_weak)
     refused = login(TestClient(app), users["viewer"], "wrong password!")
     assert refused.status_code == 401
     with db(app) as session:  # a failed login changes nothing
         stored = session.exec(select(User).where(User.email == users["viewer"])).one()
-        assert stored.password_hash.startswith("scrypt$1024$")
+        assert stored.password_hash == stored_weak
     assert login(TestClient(app), users["viewer"]).status_code == 303
     with db(app) as session:
         stored = session.exec(select(User).where(User.email == users["viewer"])).one()
         assert not auth.needs_rehash(stored.password_hash)
+        assert stored.password_hash.startswith(
+            f"scrypt${auth._SCRYPT_N}${auth._SCRYPT_R}${auth._SCRYPT_P}$")
         assert auth.verify_password(PASSWORD, stored.password_hash)
     assert login(TestClient(app), users["viewer"]).status_code == 303  # and it still works
 
@@ -538,8 +559,8 @@ def _store_hash(app: Any, email: str, stored: str) -> None:
 
 def test_a_hash_of_owasps_cost_logs_in_and_one_beyond_any_is_refused(
         app: Any, users: dict[str, str]) -> None:
-    """Raising the cost to OWASP's (2**17 x 8, 128 MiB) must work once the constants say so:
-    Python's own 32 MiB ceiling would turn every such login into "wrong password". A stored
+    """OWASP's 2**17 x 8 form (128 MiB) must work if the constants ever move to it: Python's own
+    32 MiB ceiling would turn every such login into "wrong password". A stored
     hash asking for more than one login should ever get (1 GiB) is a failed login, not a
     crash or an exhausted machine."""
     salt = b"\x02" * 16
@@ -550,3 +571,27 @@ def test_a_hash_of_owasps_cost_logs_in_and_one_beyond_any_is_refused(
     _store_hash(app, users["curator"], f"scrypt${2**20}$8$1${salt.hex()}${'00' * 32}")
     refused = login(TestClient(app, raise_server_exceptions=False), users["curator"])
     assert refused.status_code == 401 and "wrong e-mail or password" in refused.text
+
+
+def test_a_stored_hash_asking_for_endless_work_is_refused_without_computing_it(
+        app: Any, users: dict[str, str], monkeypatch: Any, caplog: Any) -> None:
+    """The memory ceiling does not bound p: a hash of 2**14 x 8 x 10**6 fits in 16 MiB and
+    would hold a login thread for hours. It is a failed login, decided before any scrypt, and
+    the log says why (the cost, not the hash or the password)."""
+    salt = b"\x03" * 16
+    _store_hash(app, users["curator"], f"scrypt${2**14}$8${10**6}${salt.hex()}${'00' * 32}")
+    browser = TestClient(app, raise_server_exceptions=False)
+    token = csrf_from(browser.get("/login").text)
+    real, calls = hashlib.scrypt, []
+
+    def counting(password: bytes, **kwargs: Any) -> bytes:
+        calls.append((kwargs["n"], kwargs["r"], kwargs["p"]))
+        return real(password, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", counting)
+    with caplog.at_level("WARNING", logger="screening.web.auth"):
+        refused = browser.post("/login", data={"email": users["curator"], "password": PASSWORD,
+                                               "csrf_token": token, "next": "/"})
+    assert refused.status_code == 401 and "wrong e-mail or password" in refused.text
+    assert calls == []
+    assert "n=16384 r=8 p=1000000" in caplog.text and PASSWORD not in caplog.text
