@@ -287,6 +287,8 @@ def test_a_hash_of_a_lower_cost_is_redone_at_the_next_login(app: Any, users: dic
         session.add(user)
         session.commit()
     assert auth.needs_rehash(stored_weak)
+    admin = as_role(app, users, "admin")
+    assert _old_hash_marked(admin) == {users["viewer"]}  # the admin's own hash is current
     refused = login(TestClient(app), users["viewer"], "wrong password!")
     assert refused.status_code == 401
     with db(app) as session:  # a failed login changes nothing
@@ -299,6 +301,16 @@ def test_a_hash_of_a_lower_cost_is_redone_at_the_next_login(app: Any, users: dic
         assert stored.password_hash.startswith(
             f"scrypt${auth._SCRYPT_N}${auth._SCRYPT_R}${auth._SCRYPT_P}$")
         assert auth.verify_password(PASSWORD, stored.password_hash)
+    assert _old_hash_marked(admin) == set()
+
+
+def _old_hash_marked(admin: TestClient) -> set[str]:
+    """The users /admin/users marks as stored at an older hash cost."""
+    page = admin.get("/admin/users")
+    assert page.status_code == 200
+    rows = re.findall(r'<tr data-email="([^"]+)">(.*?)</tr>', page.text, re.S)
+    assert rows
+    return {email for email, row in rows if "older, weaker hash cost" in row}
     assert login(TestClient(app), users["viewer"]).status_code == 303  # and it still works
 
 

@@ -14,6 +14,7 @@ from screening.web.auth import (
     check_password_strength,
     check_role,
     issue_api_token,
+    needs_rehash,
     revoke_api_token,
 )
 from screening.web.csrf import csrf_protect
@@ -44,8 +45,12 @@ def _keep_an_admin(session: Session, target: User) -> None:
 def _page(request: Request, session: Session, *, status_code: int = 200,
           **extra: object) -> Response:
     users = session.exec(select(User).order_by(col(User.email))).all()
+    # Whose password is still stored at an older hash cost (it is redone only when they next
+    # log in): an admin sees which dormant accounts to reset or deactivate.
+    old_hash = {u.id for u in users if u.password_hash and needs_rehash(u.password_hash)}
     context: dict[str, object] = {"users": users, "roles": ROLES, "error": None, "values": {},
-                                  "secret": None, "error_field": None, "now": utcnow()}
+                                  "secret": None, "error_field": None, "now": utcnow(),
+                                  "old_hash": old_hash}
     context.update(extra)
     return render(request, "admin_users.html", context, status_code=status_code)
 
