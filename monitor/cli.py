@@ -315,6 +315,54 @@ def cmd_users_password(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlmodel import col, select
+
+    from screening.web.auth import needs_rehash, token_expired
+    from store.models import User, utcnow
+
+    now = utcnow()
+    with _context(settings) as ctx, ctx.sessions() as session:
+        users = session.exec(select(User).order_by(col(User.email))).all()
+    rows = []
+    for user in users:
+        expires = user.api_token_expires_at
+        token = ("none" if not user.api_token_hash else
+                 "expired" if token_expired(user, now) else "active")
+        rows.append({"email": user.email, "role": user.role, "active": user.active,
+                     "last_login_at": _iso(user.last_login_at), "api_token": token,
+                     "api_token_expires_at": _iso(expires) if user.api_token_hash else None,
+                     # never the hash itself: only whether the next login redoes it
+                     "password_hash_current": bool(user.password_hash)
+                     and not needs_rehash(user.password_hash)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        seen = f"last login {_utc(row['last_login_at'])}" if row["last_login_at"] else \
+            "never logged in"
+        token = {"none": "no API token", "active": "API token until {}",
+                 "expired": "API token expired {}"}[str(row["api_token"])]
+        line = [str(row["email"]), str(row["role"]),
+                "active" if row["active"] else "deactivated", seen,
+                token.format(_utc(row["api_token_expires_at"]))]
+        if not row["password_hash_current"]:
+            line.append("password stored at an older hash cost (redone at the next login; "
+                        "or reset it with `mmlr users password`)")
+        print("\t".join(line))
+    if not rows:
+        print("no users: `mmlr users add EMAIL --role admin` creates the first", file=sys.stderr)
+    return 0
+
+
+def _iso(moment: Any) -> str | None:
+    return None if moment is None else f"{moment:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _utc(iso: Any) -> str:
+    return "" if iso is None else f"{str(iso)[:10]} {str(iso)[11:16]} UTC"
+
+
 def cmd_subscribers_add(args: argparse.Namespace, settings: Settings) -> int:
     from store.subscribers import add_subscriber
 
@@ -547,6 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("email")
     pp.add_argument("--password", default=None, help="default: generated and printed once")
     pp.set_defaults(func=cmd_users_password)
+    pl = usub.add_parser("list", help="every user: role, active, last login, API token, "
+                         "whether the password hash is of the current cost")
+    pl.add_argument("--json", action="store_true", help="a JSON list of objects")
+    pl.set_defaults(func=cmd_users_list)
 
     p = sub.add_parser("subscribers", help="digest subscribers")
     ssub = p.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")

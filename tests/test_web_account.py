@@ -1,5 +1,6 @@
-"""The account page (own password change), `mmlr users password` and the per-address login
-throttle, over the real app and database (SQLite, or PostgreSQL with MMLR_TEST_DATABASE_URL)."""
+"""The account page (own password change), `mmlr users password` and `list`, and the
+per-address login throttle, over the real app and database (SQLite, or PostgreSQL with
+MMLR_TEST_DATABASE_URL)."""
 
 from __future__ import annotations
 
@@ -270,3 +271,53 @@ def test_cli_users_password(app: Any, users: dict[str, str], settings: Any,
     assert cli.main(["users", "password", users["viewer"], "--password", "short"]) == 1
     assert "too short" in capsys.readouterr().err
     assert login(TestClient(app), users["viewer"], generated).status_code == 303
+
+
+def test_cli_users_list(app: Any, users: dict[str, str], settings: Any,
+                        monkeypatch: pytest.MonkeyPatch,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`mmlr users list`: who may log in, as what, when they last did, their API token, and
+    whose password is still stored at an older hash cost; never a hash or a token."""
+    from datetime import timedelta
+
+    from monitor import cli
+    from screening.web.auth import issue_api_token
+    from store.models import utcnow
+
+    _cli_env(monkeypatch, settings)
+    assert login(TestClient(app), users["curator"]).status_code == 303
+    with db(app) as session:
+        by_email = {u.email: u for u in session.exec(select(User)).all()}
+        issue_api_token(session, by_email[users["curator"]], actor="test", days=30)
+        issue_api_token(session, by_email[users["admin"]], actor="test", days=30)
+        by_email[users["admin"]].api_token_expires_at = utcnow() - timedelta(days=1)
+        by_email[users["viewer"]].password_hash = "scrypt$1024$8$1$" + "00" * 16 + "$" + "00" * 32
+        by_email[users["viewer"]].active = False
+        session.add_all(by_email.values())
+        session.commit()
+        secrets = {u.password_hash for u in by_email.values()} | {
+            u.api_token_hash for u in by_email.values() if u.api_token_hash}
+
+    assert cli.main(["users", "list", "--json"]) == 0
+    listed = capsys.readouterr().out
+    assert not any(secret in listed for secret in secrets)
+    rows = {row["email"]: row for row in json.loads(listed)}
+    assert set(rows) == set(users.values())
+    curator, admin, viewer = (rows[users[r]] for r in ("curator", "admin", "viewer"))
+    assert (curator["role"], curator["active"], curator["api_token"]) == ("curator", True,
+                                                                         "active")
+    assert curator["last_login_at"] and curator["password_hash_current"] is True
+    assert admin["api_token"] == "expired" and admin["last_login_at"] is None
+    assert (viewer["active"], viewer["api_token"], viewer["password_hash_current"]) == (
+        False, "none", False)
+
+    assert cli.main(["users", "list"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split("\t")[0]: line for line in out.splitlines()}
+    assert "older hash cost" in lines[users["viewer"]] and "deactivated" in lines[users["viewer"]]
+    assert "older hash cost" not in lines[users["curator"]]
+    assert "API token until" in lines[users["curator"]]
+    assert "last login" in lines[users["curator"]]
+    assert "API token expired" in lines[users["admin"]]
+    assert "never logged in" in lines[users["admin"]]
+    assert not any(secret in out for secret in secrets)
