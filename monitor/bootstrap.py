@@ -227,12 +227,18 @@ def seed_pmids(session: Session) -> set[int]:
 
 def ensure_admin(ctx: AppContext, session: Session) -> tuple[str | None, str | None]:
     """Create the first admin when there is none. Returns (email, generated password)."""
-    from screening.web.auth import add_user
+    from screening.web.auth import add_user, check_password_strength
 
     if session.exec(select(User).where(User.role == "admin")).first() is not None:
         return None, None
     settings = ctx.settings
     given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    if given is not None:
+        try:  # checked here too, so that the error names the setting it came from
+            check_password_strength(given, settings.admin_email)
+        except ValidationError as exc:
+            hint = f"{exc.hint or 'choose another'}; or leave it unset to have one generated"
+            raise ValidationError(f"MMLR_ADMIN_PASSWORD: {exc.message}", hint=hint) from None
     generated = add_user(session, settings.admin_email, role="admin", password=given)
     return settings.admin_email, (None if given else generated)
 

@@ -299,7 +299,9 @@ class Settings(BaseSettings):
         "admin@localhost", description="First admin, created by `init`/`demo`."
     )
     admin_password: SecretStr | None = Field(
-        None, description="Password of the first admin; unset: generated and printed once."
+        None, description="Password of the first admin, checked by `init`/`demo` when they "
+        "create it (at least 15 characters, not naming the address: docs/operations.md, "
+        "\"Security\"); unset: generated and printed once."
     )
     secret_key: SecretStr | None = Field(
         None,

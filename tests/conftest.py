@@ -348,7 +348,7 @@ def settings(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
         entrez_url="http://127.0.0.1:9/entrez/eutils/",  # overridden by tests that poll
         entrez_email="tests@example.org",
         secret_key="test-secret-key-that-is-long-enough-0123456789",
-        admin_password="admin-password-for-tests",
+        admin_password="first-login-passphrase-for-tests",
     )
 
 

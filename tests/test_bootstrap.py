@@ -90,3 +90,21 @@ def test_generated_admin_password_is_returned_once(ctx) -> None:  # type: ignore
     report = initialise(ctx)
     assert report.admin_password and len(report.admin_password) >= 12
     assert report.admin_password in report.describe()
+
+
+def test_an_admin_password_against_the_policy_names_its_setting(ctx) -> None:  # type: ignore[no-untyped-def]
+    """MMLR_ADMIN_PASSWORD is checked like any chosen password; the refusal says which setting
+    to change, and nothing is created."""
+    from pydantic import SecretStr
+
+    from store.errors import ValidationError
+
+    for given, fragment in [("short one", "is too short"),
+                            ("admin of this review, first", "contains the account's e-mail")]:
+        ctx.settings = ctx.settings.model_copy(update={"admin_password": SecretStr(given)})
+        with pytest.raises(ValidationError, match=f"MMLR_ADMIN_PASSWORD: the password {fragment}"
+                           ) as caught:
+            initialise(ctx)
+        assert "leave it unset" in (caught.value.hint or "") and given not in str(caught.value)
+        with ctx.sessions() as s:
+            assert s.exec(select(User)).all() == []

@@ -41,7 +41,7 @@ def _env(data_dir: Path, db_url: str, **extra: str) -> dict[str, str]:
     defaults = {
         "MMLR_DATA_DIR": str(data_dir),
         "MMLR_DATABASE_URL": db_url,
-        "MMLR_ADMIN_PASSWORD": "demo-admin-password",
+        "MMLR_ADMIN_PASSWORD": "demo-first-login-passphrase",
         "MMLR_ENTREZ_EMAIL": "tests@example.org",
     }
     return cli_env(**(defaults | extra))

@@ -213,7 +213,7 @@ def review(tmp_path: Path, db_url: str) -> Any:
     with start_replay_server(corpus, rate_limit=None) as srv:
         ctx = make_context(make_settings(tmp_path, db_url, srv.url,
                                          poll_start=DEMO_POLL_START, recheck_days=30,
-                                         admin_password="admin-password-for-tests"))
+                                         admin_password="first-login-passphrase-for-tests"))
         try:
             facts = build_review(ctx, corpus, srv)
             yield ctx, facts

@@ -178,17 +178,28 @@ def test_add_user_validates_and_generates(app: Any) -> None:
         assert generated and len(generated) >= 12
         user = session.exec(select(User).where(User.email == "new.user@example.org")).one()
         assert verify_password(generated, user.password_hash)
-        assert add_user(session, "given@example.org", role="viewer", password="long-enough") is None
+        assert add_user(session, "given@example.org", role="viewer",
+                        password="long enough, in words") is None
         for email, role, password, fragment in [
             ("not-an-email", "viewer", None, "is not an e-mail address"),
             ("x@example.org", "superuser", None, "unknown role"),
             ("new.user@example.org", "viewer", None, "already exists"),
             ("short@example.org", "viewer", "abc", "too short"),
+            ("short@example.org", "viewer", "x" * 14, "too short: 14 characters"),
+            # NIST SP 800-63B-4's context-specific words and repetitive or sequential runs
+            ("ann.smith@example.org", "viewer", "I am Ann.Smith, really", "e-mail address"),
+            ("al@example.org", "viewer", "AL@example.org forever", "e-mail address"),
+            ("rep@example.org", "viewer", "z" * 20, "one character repeated"),
+            ("run@example.org", "viewer", "abcdefghijklmnopq", "consecutive characters"),
+            ("run@example.org", "viewer", "9876543210/.-,+*", "consecutive characters"),
             ("<script>@example.org", "viewer", None, "is not an e-mail address"),
         ]:
             with pytest.raises(ValidationError, match=fragment):
                 add_user(session, email, role=role, password=password)
             session.rollback()
+        # a short name part ("al") occurs in ordinary words: only the whole address counts
+        assert add_user(session, "al@example.org", role="viewer",
+                        password="totally normal words") is None
 
 
 def test_pages_need_login(client: TestClient, records: int) -> None:

@@ -112,12 +112,17 @@ def test_password_change_happy_path(app: Any, users: dict[str, str]) -> None:
     ("", NEW_PASSWORD, NEW_PASSWORD, "current_password", "current password: enter it"),
     (PASSWORD, "x" * (MIN_PASSWORD_LENGTH - 1), "x" * (MIN_PASSWORD_LENGTH - 1), "new_password",
      f"new password: the password is too short: {MIN_PASSWORD_LENGTH - 1} characters "
-     f"(use at least {MIN_PASSWORD_LENGTH} characters)"),
+     f"(use at least {MIN_PASSWORD_LENGTH} characters; a few words make one)"),
+    (PASSWORD, "i am the curator@example.org", "i am the curator@example.org", "new_password",
+     "new password: the password contains the account&#39;s e-mail address"),
+    (PASSWORD, "abcdefghijklmnopq", "abcdefghijklmnopq", "new_password",
+     "new password: the password is one character repeated or a run of consecutive"),
     (PASSWORD, NEW_PASSWORD, NEW_PASSWORD + "!", "confirm_password",
      "confirm password: it does not match the new password"),
     (PASSWORD, PASSWORD, PASSWORD, "new_password",
      "new password: it is the same as the current one"),
-], ids=["wrong-current", "empty-current", "policy", "mismatch", "same"])
+], ids=["wrong-current", "empty-current", "policy", "names-account", "run", "mismatch",
+          "same"])
 def test_password_change_refusals_change_nothing(app: Any, users: dict[str, str], current: str,
                                                  new: str, confirm: str, field: str,
                                                  fragment: str) -> None:
@@ -151,7 +156,7 @@ def test_password_change_policy_is_the_one_used_for_new_users(app: Any,
                                                               users: dict[str, str]) -> None:
     """Exactly MIN_PASSWORD_LENGTH characters passes: the same rule as `add_user`."""
     here = as_role(app, users, "viewer")
-    fits = "y" * MIN_PASSWORD_LENGTH
+    fits = ("plain words " * 3)[:MIN_PASSWORD_LENGTH]
     assert change(here, PASSWORD, fits, fits).status_code == 303
     assert verify_password(fits, _user(app, users["viewer"]).password_hash)
 

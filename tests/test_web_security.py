@@ -338,7 +338,7 @@ def test_a_typed_link_in_the_markdown_download_stays_text(
 SMTP_PASSWORD = "smtp-Pa55-q7x"
 ENTREZ_KEY = "entrezkey0123456789abcdef"
 SECRET_KEY = "secret-key-for-the-log-test-0123456789-abcdefgh"
-ADMIN_PASSWORD = "admin-Pa55-zz9-plural"
+ADMIN_PASSWORD = "first-Pa55-zz9-plural-key"
 NEW_PASSWORD = "new-Pa55-for-the-log-test"
 WRONG_PASSWORD = "wrong-Pa55-for-the-log-test"
 DB_PASSWORD = "db-Pa55-for-the-log-test"

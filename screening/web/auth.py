@@ -30,6 +30,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import func
@@ -63,7 +64,13 @@ _SCRYPT_MAXMEM = 256 * 1024 * 1024
 # login thread for hours. A hash asking for more than 16 times the work of OWASP's 2**17 x 8 x 1
 # is a failed login.
 _SCRYPT_MAX_WORK = 16 * 2**17 * 8
-MIN_PASSWORD_LENGTH = 8
+# NIST SP 800-63B-4 (2025), section 3.1.1.2: a password that is the only factor, as here, is
+# at least 15 characters; no composition rules; a password is compared with context-specific
+# words (the account's name) and repetitive or sequential characters. Long passphrases pass.
+MIN_PASSWORD_LENGTH = 15
+#: The shortest name part of an e-mail address a password may not contain (shorter ones,
+#: "al@…", occur by chance in ordinary words).
+MIN_NAME_IN_PASSWORD = 4
 MAX_FAILED_LOGINS = 5  # per account within THROTTLE_WINDOW
 MAX_FAILED_LOGINS_PER_CLIENT = 20  # per client address, across all accounts, same window
 THROTTLE_WINDOW = timedelta(minutes=15)
@@ -139,12 +146,25 @@ def password_or_generated(password: str | None) -> tuple[str, str | None]:
     return password, None
 
 
-def check_password_strength(password: str) -> None:
+def check_password_strength(password: str, email: str = "") -> None:
+    """Refuse a chosen password that is too short, contains the account's e-mail address or
+    its name part, or is one character repeated or a run such as "abcdef…" or "98765…".
+    Generated passwords are not checked: they are random and long enough by construction."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(
             f"the password is too short: {plural(len(password), 'character')}",
-            hint=f"use at least {MIN_PASSWORD_LENGTH} characters",
+            hint=f"use at least {MIN_PASSWORD_LENGTH} characters; a few words make one",
         )
+    folded, address = password.casefold(), email.strip().casefold()
+    name = address.partition("@")[0]
+    if address and (address in folded or (len(name) >= MIN_NAME_IN_PASSWORD
+                                          and name in folded)):
+        raise ValidationError("the password contains the account's e-mail address",
+                              hint="choose one that does not name the account")
+    steps = {ord(b) - ord(a) for a, b in pairwise(folded)}
+    if steps in ({0}, {1}, {-1}):
+        raise ValidationError("the password is one character repeated or a run of "
+                              "consecutive characters", hint="choose a few words instead")
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -247,7 +267,8 @@ def add_user(session: Session, email: str, *, role: str, password: str | None = 
         raise ValidationError(f"a user {address} already exists",
                               hint="change their role on the admin page instead")
     password, generated = password_or_generated(password)
-    check_password_strength(password)
+    if generated is None:
+        check_password_strength(password, address)
     session.add(User(email=address, role=role, password_hash=hasher(password)))
     session.flush()
     audit(session, "user.add", actor=actor, object_type="user", object_id=address, role=role)
@@ -336,7 +357,7 @@ def authenticate(session: Session, email: str, password: str, *, client: str = "
 
 
 def set_password(session: Session, user: User, password: str, *, actor: str,
-                 client: str = "") -> bool:
+                 client: str = "", generated: bool = False) -> bool:
     """Store a new password (policy-checked), end every other session of the user and revoke
     their API token; return True when there was a token to revoke.
 
@@ -345,7 +366,8 @@ def set_password(session: Session, user: User, password: str, *, actor: str,
     a user does when they think the account is compromised, and a token issued under the old
     password must not outlive it. The caller commits.
     """
-    check_password_strength(password)
+    if not generated:
+        check_password_strength(password, user.email)
     user.password_hash = hash_password(password)
     user.session_version = (user.session_version or 0) + 1
     session.add(user)
@@ -384,7 +406,7 @@ def change_own_password(session: Session, user: User, *, current: str, new: str,
     """
     confirm_current_password(session, user, current, client=client, via="password_change")
     try:
-        check_password_strength(new)
+        check_password_strength(new, user.email)
     except ValidationError as exc:
         raise PasswordFieldError("new_password", f"new password: {exc.message}",
                                  hint=exc.hint) from None
@@ -419,5 +441,6 @@ def reset_password(session: Session, email: str, *, password: str | None = None,
         raise NotFoundError(f"no user {address}", hint="list users on the admin page, or add "
                             "one with `mmlr users add EMAIL --role ROLE`")
     password, generated = password_or_generated(password)
-    revoked = set_password(session, user, password, actor=actor)
+    revoked = set_password(session, user, password, actor=actor,
+                           generated=generated is not None)
     return PasswordReset(generated=generated, token_revoked=revoked)

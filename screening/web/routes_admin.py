@@ -71,7 +71,7 @@ def create_user(request: Request, session: DbSession, admin: Admin,
     field = "password"
     try:
         if password:
-            check_password_strength(password)
+            check_password_strength(password, email)
         field = "role" if role not in ROLES else "email"
         generated = add_user(session, email, role=role, password=password or None,
                              actor=admin.email)
