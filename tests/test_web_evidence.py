@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, func, select
 from test_web import PASSWORD, as_role, csrf_from, db, login, make_user
 
-from screening.web.auth import issue_api_token
+from screening.web.auth import MIN_PASSWORD_LENGTH, issue_api_token
 from store.models import (
     AuditLog,
     Delivery,
@@ -474,6 +474,10 @@ def test_admin_manages_users(app: Any, users: dict[str, str]) -> None:
     assert 'aria-describedby="new-password-error new-password-hint" aria-invalid="true"' \
         in short.text
     assert 'value="other@example.org"' in short.text and 'id="new-email-error"' not in short.text
+    # The form says the rule before anyone trips on it, and the browser checks the length.
+    field = re.search(r'<input id="new-password"[^>]*>', short.text)
+    assert field is not None and f'minlength="{MIN_PASSWORD_LENGTH}"' in field.group(0)
+    assert f"at least {MIN_PASSWORD_LENGTH} characters" in short.text
     with db(app) as session:
         assert session.exec(select(User).where(User.email == "other@example.org")).first() is None
 

@@ -9,6 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
 from screening.web.auth import (
+    MIN_PASSWORD_LENGTH,
     ROLES,
     add_user,
     check_password_strength,
@@ -50,7 +51,7 @@ def _page(request: Request, session: Session, *, status_code: int = 200,
     old_hash = {u.id for u in users if u.password_hash and needs_rehash(u.password_hash)}
     context: dict[str, object] = {"users": users, "roles": ROLES, "error": None, "values": {},
                                   "secret": None, "error_field": None, "now": utcnow(),
-                                  "old_hash": old_hash}
+                                  "old_hash": old_hash, "min_length": MIN_PASSWORD_LENGTH}
     context.update(extra)
     return render(request, "admin_users.html", context, status_code=status_code)
 
