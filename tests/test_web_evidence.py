@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -440,6 +441,25 @@ def test_digest_html_is_sandboxed(app: Any, users: dict[str, str]) -> None:
     page = viewer.get(f"/digests/{digest_id}").text
     assert f'<iframe class="digest" sandbox="" src="/digests/{digest_id}/html"' in page
     assert "New records: 3 &lt;script&gt;" in page and "/tmp/outbox/d.eml" in page
+    # A digest written to the outbox was mailed to nobody: the page does not call it sent.
+    assert "written to the outbox (mailed to nobody)" in page and "<td>sent</td>" not in page
+    # The first digest has no start: it covers everything up to its end, said in words.
+    assert "covers everything up to" in page and "(the first digest)" in page
+    assert "<td>up to " in listing and "— –" not in listing
+    with db(app) as session:
+        later = Digest(subject="Second", html="<p>x</p>", text="x",
+                       period_start=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
+                       period_end=datetime(2026, 11, 9, 9, 30, tzinfo=UTC))
+        session.add(later)
+        session.flush()
+        session.add(Delivery(digest_id=later.id, channel="smtp", recipient="a@example.org",
+                             status="sent"))
+        session.commit()
+        later_id = later.id
+    second = viewer.get(f"/digests/{later_id}").text
+    assert "covers 2026-11-02 09:30 UTC – 2026-11-09 09:30 UTC" in second
+    assert "<td>sent</td>" in second and "first digest" not in second
+    assert "<td>2026-11-02 09:30 UTC – 2026-11-09 09:30 UTC</td>" in viewer.get("/digests").text
     raw = viewer.get(f"/digests/{digest_id}/html")
     assert raw.headers["content-security-policy"].startswith("sandbox;")
     assert raw.headers["x-frame-options"] == "SAMEORIGIN"

@@ -150,6 +150,9 @@ def test_a_query_too_long_or_with_too_many_terms_is_refused_beside_the_box(
     assert answer.status_code == 400
     assert lxml.html.fromstring(answer.text).xpath("string(//p[@id='search-error'])") == (
         f"the search is 5,000 characters long (use at most {MAX_QUERY_CHARS} characters)")
+    # the window's title (a tab, the history) names the search, shortened
+    title = lxml.html.fromstring(answer.text).findtext(".//title")
+    assert title.startswith("Search: bbb") and "…" in title and len(title) < 100
     many = " ".join(f"w{i}" for i in range(MAX_TERMS + 1))
     answer = _search(viewer, many)
     assert answer.status_code == 400 and f"has {MAX_TERMS + 1} terms" in answer.text

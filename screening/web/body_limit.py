@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from screening.web.deps import get_ctx, session_user
 from screening.web.errors import error_response, is_api, status_for
-from store.errors import TooLargeError
+from store.errors import MmlrError, TooLargeError
 from store.models import User
 
 log = logging.getLogger(__name__)
@@ -92,21 +92,26 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = TooLargeError(
+        await refuse(scope, receive, send, TooLargeError(
             f"the request is larger than {MAX_BODY_BYTES // 1024 // 1024} MiB, the most this "
             "server accepts: nothing was saved",
             hint="send less at once: a form or a JSON body filled in by hand is far smaller "
-                 "than this")
-        request = Request(scope, receive)
-        if not is_api(request):  # the JSON body has no header to fill in
-            request.state.user = await run_in_threadpool(_page_user, request)
-        response = error_response(request, status_for(error), error.message, hint=error.hint)
-        await response(scope, receive, send)
+                 "than this"))
+
+
+async def refuse(scope: Scope, receive: Receive, send: Send, error: MmlrError) -> None:
+    """Answer a request no route will see with ``error`` in the app's error shapes: JSON
+    under ``/api/``, else the error page with the signed-in user's header."""
+    request = Request(scope, receive)
+    if not is_api(request):  # the JSON body has no header to fill in
+        request.state.user = await run_in_threadpool(_page_user, request)
+    response = error_response(request, status_for(error), error.message, hint=error.hint)
+    await response(scope, receive, send)
 
 
 def _page_user(request: Request) -> User | None:
-    """The logged-in user of the refused form's cookie, for the error page's header; None
-    when there is none or the database cannot say (the 413 is answered all the same)."""
+    """The logged-in user of the refused request's cookie, for the error page's header; None
+    when there is none or the database cannot say (the refusal is answered all the same)."""
     try:
         with get_ctx(request).sessions() as session:
             user = session_user(request, session)
@@ -114,8 +119,9 @@ def _page_user(request: Request) -> User | None:
                 session.expunge(user)  # the template reads it after the session closes
             return user
     except Exception as exc:  # the refusal must not become a 500 over a header
-        log.warning("413 page: could not look up the logged-in user: %s", type(exc).__name__)
+        log.warning("refusal page: could not look up the logged-in user: %s",
+                    type(exc).__name__)
         return None
 
 
-__all__ = ["MAX_BODY_BYTES", "BodyLimitMiddleware"]
+__all__ = ["MAX_BODY_BYTES", "BodyLimitMiddleware", "refuse"]
