@@ -67,7 +67,8 @@ _OVERFLOW = """() => {
 }"""
 
 
-@pytest.mark.parametrize("width", [375, 1280])
+# a phone, a tablet upright, a small laptop's window, a desktop
+@pytest.mark.parametrize("width", [375, 800, 1024, 1280])
 def test_no_page_scrolls_sideways_and_long_strings_wrap(
         network_evidence: Any, app: Any, users: dict[str, str], records: int, server: str,
         browser: Any, width: int) -> None:
@@ -80,7 +81,8 @@ def test_no_page_scrolls_sideways_and_long_strings_wrap(
     for path in ["/", "/?show=all", "/records/90000010", "/records/90000002", "/trials",
                  f"/trials/{trial_id}", "/admin/users", "/fulltext", "/account",
                  "/network?key=PFS/post_asct", "/search?q=lenalidomide", "/admin/audit",
-                 "/prisma", "/summary", "/searches", "/fetch", "/search?q=99999998"]:
+                 "/prisma", "/summary", "/searches", "/fetch", "/search?q=99999998",
+                 "/estimates", "/digests"]:
         page.goto(server + path)
         assert page.evaluate(_OVERFLOW) == [], f"{path} at {width} px scrolls sideways"
     assert problems == []
@@ -280,4 +282,50 @@ def test_an_email_address_in_a_table_stays_readable_on_a_phone(
     cell = page.locator(f"tr[data-email='{users['curator']}'] td.who")
     box = cell.bounding_box()
     assert box and box["width"] >= 120, box  # not a column of four-letter fragments
+    assert page.evaluate(_OVERFLOW) == []
+
+
+_PAIRS_ON_ONE_LINE = """dl => [...dl.querySelectorAll('dt')].filter(dt => {
+  const dd = dt.nextElementSibling, label = [...dt.getClientRects()].pop();
+  const value = dd.getClientRects()[0];
+  return Math.abs(label.top - value.top) > 2 || Math.abs(label.bottom - value.bottom) > 2;
+}).map(dt => dt.textContent)"""
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_a_figure_stays_on_the_line_of_its_label(
+        app: Any, users: dict[str, str], records: int, server: str, browser: Any,
+        width: int) -> None:
+    """The queue's screening-health figures: each value on its label's line and baseline
+    (as flex items, "stopping p value:" ended a line and "1" began the next, 4 px higher)."""
+    page = _page(browser, [])
+    page.set_viewport_size({"width": width, "height": 800})
+    _log_in(page, server, users["curator"])
+    health = page.locator("section[aria-label='Screening health'] dl")
+    assert health.locator("dt").count() >= 8
+    assert health.evaluate(_PAIRS_ON_ONE_LINE) == []
+    if width == 375:  # a phone: one figure a line
+        tops = health.locator("dd").evaluate_all("dds => dds.map(d => d.getClientRects()[0].top)")
+        assert len(set(round(t) for t in tops)) == len(tops)
+
+
+def test_the_network_reads_on_a_phone(network_evidence: Any, app: Any, users: dict[str, str],
+                                      server: str, browser: Any) -> None:
+    """At 375 px the network and its forest plot keep 3/4 of their drawn size (~10 px text)
+    and scroll in their box, rather than shrink to 4 px text; a table's caption stays in view
+    while its table scrolls."""
+    page = _page(browser, [])
+    page.set_viewport_size({"width": 375, "height": 800})
+    _log_in(page, server, users["viewer"])
+    page.goto(f"{server}/network?key=PFS/post_asct")
+    plots = page.locator("figure.network-plot svg")
+    assert plots.count() == 2
+    for i in range(2):
+        drawn = plots.nth(i).evaluate(
+            "s => [s.getBoundingClientRect().width, s.width.baseVal.value]")
+        assert drawn[0] >= 0.7 * drawn[1], drawn
+    assert page.locator("figure.network-plot").first.evaluate(
+        "f => f.scrollWidth > f.clientWidth")
+    caption = page.locator("table.league caption").bounding_box()
+    assert caption and caption["x"] >= 0 and caption["x"] + caption["width"] <= 375, caption
     assert page.evaluate(_OVERFLOW) == []
