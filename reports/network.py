@@ -56,7 +56,7 @@ import numpy as np
 from scipy import stats
 
 from reports.meta import clean_json, hr_of, reml_maximum
-from reports.words import hr_ci_text
+from reports.words import hr_ci_text, plural
 from store.errors import PoolingError
 
 log = logging.getLogger(__name__)
@@ -492,7 +492,8 @@ def network_meta_analysis(contrasts: Sequence[Contrast], *, reference: str | Non
                      "taken as 0")
     if disconnected:
         names = sorted({c.study for c in disconnected})
-        notes.append(f"{len(names)} trial(s) not connected to {reference}: {', '.join(names)}")
+        notes.append(f"{plural(len(names), 'trial')} not connected to {reference}: "
+                     f"{', '.join(names)}")
 
     result = NetworkResult(
         method=method, reference=reference, treatments=treatments, contrasts=kept,

@@ -57,6 +57,7 @@ from reports.analyses import (
 from reports.network import Contrast, NetworkResult, network_meta_analysis
 from reports.network_plot import PlotEdge, PlotNode, render_network_svg
 from reports.selection import load_candidates
+from reports.words import plural
 from store.errors import PoolingError
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ def networks_for(candidates: Sequence[Candidate], analyses_file: Path | None,
                               without_high_rob=without_high_rob):
         treatments = net.treatments
         if len(treatments) < 3:
-            out.append((net, None, f"{len(treatments)} treatment(s): nothing beyond the "
+            out.append((net, None, f"{plural(len(treatments), 'treatment')}: nothing beyond the "
                                    "pairwise analyses"))
             continue
         reference = NO_MAINTENANCE if NO_MAINTENANCE in treatments else None

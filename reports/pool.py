@@ -45,7 +45,7 @@ from reports.presentation import has_heterogeneity, shown_hr
 from reports.selection import all_analyses, latest_results, load_candidates
 from reports.sequential import MonitoringPlan, monitor
 from reports.small_study import short_text, small_study_effects
-from reports.words import hr_number, interval_text, rounded
+from reports.words import hr_number, interval_text, plural, rounded
 from store.audit import audit
 from store.bias import JUDGMENTS
 from store.context import AppContext
@@ -145,7 +145,7 @@ class PoolRun:
 
     def describe(self) -> str:
         lines = [f"Pooled with {self.method} + {self.ci} (code {self.code_version}); "
-                 f"{len(self.changed)} new snapshot(s)."]
+                 f"{plural(len(self.changed), 'new snapshot')}."]
         header = (f"{'analysis':44} {'k':>2}  {'HR':>5} {'95% CI':>13} {'95% PI':>13} "
                   f"{'I²':>5} {'p(Q)':>6}")
         lines += [header, "-" * len(header)]

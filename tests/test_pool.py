@@ -350,7 +350,7 @@ def test_mmlr_pool_json_via_cli(evidence, db_url, monkeypatch, capsys) -> None:
     assert doc["method"] == "REML" and len(doc["analyses"]) == 7
     assert _run_cli(["pool"]) == 0
     out = capsys.readouterr().out
-    assert "0 new snapshot(s)" in out and "thalidomide/PFS/all" in out
+    assert "0 new snapshots" in out and "thalidomide/PFS/all" in out
 
 
 def test_analysis_order_puts_imwg_first_and_sensitivity_last() -> None:

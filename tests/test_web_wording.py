@@ -7,11 +7,13 @@ import html
 import re
 from typing import Any
 
+import test_network
 import test_web
 from test_web import add_records, as_role, csrf_from
 
 app = test_web.app
 users = test_web.users
+network_evidence = test_network.network_evidence
 
 
 def _text(page: str) -> str:
@@ -97,3 +99,14 @@ def test_an_alert_links_the_notice_it_names(app: Any, users: dict[str, str]) -> 
     assert links == {"PMID 90000001": "/records/90000001", "PMID 90000186": "/records/90000186",
                      "PMID 90000777": "https://pubmed.ncbi.nlm.nih.gov/90000777/"}
     assert page.xpath('//section[@aria-label="Alerts"]//b') == []  # shown as text
+
+
+def test_no_page_counts_with_an_s_in_parentheses(network_evidence: Any, app: Any,
+                                                 users: dict[str, str]) -> None:
+    """"3 trial row(s)" reads as a form, not a sentence: counts take their plural."""
+    viewer = as_role(app, users, "viewer")
+    for path in ["/", "/network", "/network?key=PFS/post_asct", "/trials", "/estimates",
+                 "/summary", "/prisma", "/fulltext", "/searches"]:
+        assert "(s)" not in _text(viewer.get(path).text), path
+    networks = _text(viewer.get("/network").text)
+    assert re.search(r"— \d+ trial rows\b", networks), networks[:400]

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from reports.words import plural
 from screening.web.background import BackgroundJob
 from store.context import AppContext
 from store.errors import StateError, ValidationError
@@ -100,8 +101,8 @@ class PmidFetch:
         with self._lock:
             if self.job.running:
                 raise StateError(
-                    f"a fetch of {len(self.pmids)} PMID(s) started by {self.job.started_by} "
-                    "is still running",
+                    f"a fetch of {plural(len(self.pmids), 'PMID')} started by "
+                    f"{self.job.started_by} is still running",
                     hint="wait until it has finished, then ask again")
             self.pmids = list(pmids)
             self.summary = None  # not the previous fetch's counts if this one fails
