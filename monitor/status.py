@@ -40,6 +40,10 @@ from store.settings import Settings
 MIN_STALE = timedelta(days=1)
 #: Newest alerts listed by name (the count covers all of them).
 ALERTS_LISTED = 5
+#: A poll run's kind in words for the report (the JSON keeps the code).
+_RUN_KINDS = {"crdt": "search by create date, crdt", "modified": "modified records, mdat",
+              "pmids": "PMIDs asked for", "recheck": "left-out PMIDs asked for again",
+              "watched": "trial reports re-fetched"}
 
 
 def stale_after(poll_cron: str, now: datetime) -> timedelta:
@@ -363,7 +367,8 @@ def _text_rows(report: StatusReport) -> list[tuple[str, str]]:
                 " (the first is due at the next MMLR_POLL_CRON slot)"
                 if poll.get("first_search_pending") and not report.problems else "")))
         if (run := poll["newest_run"]) is not None:
-            rows.append(("newest poll run", f"#{run['id']} {run['kind']} {run['status']}, "
+            kind = _RUN_KINDS.get(run["kind"], run["kind"])
+            rows.append(("newest poll run", f"#{run['id']} ({kind}) {run['status']}, "
                          f"started {_when(run['started_at'])}"))
         if poll["stale_after_hours"] is not None:
             rows.append(("poll stale after", _span(timedelta(hours=poll["stale_after_hours"]))))
@@ -386,8 +391,9 @@ def _text_rows(report: StatusReport) -> list[tuple[str, str]]:
                                                  if lk["since"] else "")
             + (" (orphaned)" if lk["orphaned"] else "") for lk in locks) or "none held"))
     if (al := s["alerts"]) is not None:
-        rows.append(("alerts in use", f"{al['in_use']}, {al['in_use_not_in_a_digest']} not "
-                     "yet in a digest" + "".join(
-                         f"; {a['kind']} PMID {a['pmid']}" for a in al["newest"])))
+        rows.append(("alerts in use", "none" if not al["in_use"] else (
+            f"{al['in_use']} on records in the evidence, {al['in_use_not_in_a_digest']} not "
+            "yet in a digest" + "".join(f"; {a['kind']} PMID {a['pmid']}"
+                                        for a in al["newest"]))))
     rows.append(("status", "ok" if report.healthy else "attention: " + report.reason()))
     return rows

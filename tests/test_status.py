@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import PG_URL, ROOT, assert_one_line_error, cli_env, run_cli
 from sqlalchemy import inspect
-from sqlmodel import select
+from sqlmodel import delete, select
 from test_poll import SINCE, make_settings, write_scenario
 
 from monitor.cli import build_parser
@@ -28,7 +28,7 @@ from store.context import AppContext, make_context
 from store.engine import make_engine, schema_revisions
 from store.errors import EntrezError
 from store.locks import job_lock
-from store.models import Delivery, Digest, JobLock, PollRun, utcnow
+from store.models import Alert, Delivery, Digest, JobLock, PollRun, utcnow
 from store.settings import Settings
 
 TOP_KEYS = {"healthy", "problems", "checked_at", "database", "schema", "poll", "digest",
@@ -152,6 +152,21 @@ def test_a_completed_poll_and_delivered_digest_are_healthy(polled: Any) -> None:
     lines = proc.stdout.splitlines()
     column = lines[-1].index("ok")
     assert all(line[column - 2:column] == "  " and line[column] != " " for line in lines)
+    # In words: the run's kind (its code for whoever knows PubMed's fields), no bare zero.
+    run_line = next(line for line in lines if line.startswith("newest poll run"))
+    assert "(search by create date, crdt) completed, started" in run_line
+    assert [line.split(None, 3)[3] for line in lines if line.startswith("alerts in use")] \
+        == ["none"]
+    with ctx.sessions() as session:
+        session.add(Alert(kind="retraction", pmid=12345678, message="retracted",
+                          in_analysis=True))
+        session.commit()
+    alerted = status(ctx.settings).stdout.splitlines()
+    assert [line.split(None, 3)[3] for line in alerted if line.startswith("alerts in use")] \
+        == ["1 on records in the evidence, 1 not yet in a digest; retraction PMID 12345678"]
+    with ctx.sessions() as session:  # the healthy report below is about the poll and digest
+        session.execute(delete(Alert))
+        session.commit()
     code, report, _ = status_json(ctx.settings)
     assert code == 0 and report["healthy"] is True and report["problems"] == []
     assert set(report) == TOP_KEYS
