@@ -169,6 +169,7 @@ def migrate(engine: Engine) -> None:
     cfg = _alembic_config(engine)
     check_connection(engine)
     _refuse_newer_schema(engine, ScriptDirectory.from_config(cfg))
+    _refuse_foreign_tables(engine)
     try:
         with _MIGRATING:
             command.upgrade(cfg, "head")
@@ -185,6 +186,40 @@ def migrate(engine: Engine) -> None:
             hint=f"make {user} the database's owner, or GRANT CREATE ON SCHEMA public TO {user}",
         ) from None
     log.info("schema at head on %s", shown_url(engine))
+
+
+def _mmlr_table_names() -> set[str]:
+    from sqlmodel import SQLModel
+
+    import store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+    return set(SQLModel.metadata.tables) | {"alembic_version"}
+
+
+def _refuse_foreign_tables(engine: Engine) -> None:
+    """ConfigError when the database has tables but no mmlr schema at all.
+
+    That is another program's database (a mistyped MMLR_DATABASE_URL or MMLR_DATA_DIR):
+    creating mmlr's tables beside its own would alter a file or schema that is not ours, and
+    the command would then report an empty review as if all were well. Nothing is changed.
+    """
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    with engine.connect() as conn:
+        if MigrationContext.configure(conn).get_current_heads():
+            return  # an mmlr database, at any revision
+        found = set(inspect(conn).get_table_names())
+    # mmlr's own names are not foreign: a first migration stopped half-way leaves some.
+    tables = sorted(found - _mmlr_table_names())
+    if tables:
+        listed = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+        raise ConfigError(
+            f"the database {shown_url(engine)} is not an mmlr database: it has other tables "
+            f"({listed}) and no mmlr schema",
+            hint="point MMLR_DATABASE_URL at an mmlr database or a new, empty one; nothing "
+                 "was changed",
+        )
 
 
 def _refuse_newer_schema(engine: Engine, script: Any) -> None:

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import ROOT, cli_env
+from conftest import ROOT, assert_one_line_error, cli_env, run_cli
 from migration_steps import alembic_config
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlmodel import SQLModel, select
 
 from store.errors import ConfigError
@@ -127,6 +127,44 @@ def test_a_database_from_a_newer_mmlr_is_refused_unchanged(ctx) -> None:  # type
         migrate(ctx.engine)
     with ctx.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("9999",)]
+
+
+@pytest.mark.empty_database
+def test_another_programs_database_is_refused_unchanged(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A mistyped MMLR_DATABASE_URL: mmlr's tables were created beside the other program's,
+    # and `mmlr pool` then reported an empty review with exit 0.
+    from store.engine import make_engine, migrate
+
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE lab_samples (id INTEGER PRIMARY KEY, tube TEXT)"))
+        with pytest.raises(ConfigError, match=r"is not an mmlr database: it has other tables "
+                                              r"\(lab_samples\) and no mmlr schema"):
+            migrate(engine)
+        with engine.connect() as conn:
+            assert sorted(inspect(conn).get_table_names()) == ["lab_samples"]  # unchanged
+    finally:
+        engine.dispose()
+    pooled = run_cli("pool", env=cli_env(MMLR_DATABASE_URL=db_url,
+                                          MMLR_DATA_DIR=str(tmp_path / "data")))
+    assert_one_line_error(pooled, "is not an mmlr database", "(lab_samples)",
+                          "nothing was changed")
+
+
+@pytest.mark.empty_database
+def test_a_first_migration_stopped_half_way_is_not_foreign(db_url: str) -> None:
+    # mmlr's own tables without a revision (the first migration failed part-way on an engine
+    # without transactional DDL): not another program's data, so not refused for it.
+    from store.engine import _refuse_foreign_tables, make_engine
+
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE records (pmid BIGINT PRIMARY KEY)"))
+        _refuse_foreign_tables(engine)
+    finally:
+        engine.dispose()
 
 
 def test_sqlite_runs_in_wal_mode(ctx) -> None:  # type: ignore[no-untyped-def]
