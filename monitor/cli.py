@@ -708,7 +708,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mmlr: interrupted", file=sys.stderr)
         code = 130
     except Exception as exc:  # the one place an unexpected error becomes a line, not a traceback
-        from store.engine import database_unreachable, unreachable_reason
+        from store.engine import (
+            database_read_only,
+            database_unreachable,
+            read_only_hint,
+            unreachable_reason,
+        )
 
         if database_unreachable(exc):  # an outage (PostgreSQL restarting), not a bug
             log.warning("`mmlr %s`: the database is unreachable: %s", args.command,
@@ -716,6 +721,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mmlr: error: the database is unreachable: {unreachable_reason(exc)} "
                   "(run the command again once it is back; an interrupted poll resumes)",
                   file=sys.stderr)
+            return 1
+        if database_read_only(exc) and settings is not None:  # set-up, not a bug
+            log.warning("`mmlr %s`: the database is read-only: %s", args.command,
+                        unreachable_reason(exc), extra={_FILE_ONLY: True})
+            print(f"mmlr: error: the database cannot be written: {unreachable_reason(exc)}; "
+                  f"nothing was changed ({read_only_hint(settings.db_url)})", file=sys.stderr)
             return 1
         # To the log file only: on the terminal it was a second line ("ERROR monitor.cli:
         # unexpected error…") before the one that says where the details are.

@@ -11,7 +11,13 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DBAPIError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlmodel import Session, create_engine
 
 from store.errors import ConfigError
@@ -109,6 +115,37 @@ def database_unreachable(exc: BaseException) -> bool:
         return False
     sqlstate = getattr(exc.orig, "sqlstate", None)
     return sqlstate is None or sqlstate.startswith(_UNREACHABLE_SQLSTATES)
+
+
+#: SQLite's primary result code for a write refused because the file (or its folder, or the
+#: -wal/-shm files beside it) may not be written; the extended codes share its low byte.
+_SQLITE_READONLY = 8
+#: SQLSTATE of a write sent to a PostgreSQL server that only reads (a standby replica, or
+#: default_transaction_read_only).
+_PG_READ_ONLY = "25006"
+
+
+def database_read_only(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write the database refused because it is read-only: a file the
+    user running mmlr may not write, or a standby server. A setup problem to name in one
+    line, not a bug with a traceback."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == _SQLITE_READONLY
+    return getattr(orig, "sqlstate", None) == _PG_READ_ONLY
+
+
+def read_only_hint(engine_url: str | URL) -> str:
+    """What to do about :func:`database_read_only`, for the engine at ``engine_url``."""
+    url = make_url(engine_url) if isinstance(engine_url, str) else engine_url
+    if url.get_backend_name() == "sqlite" and url.database:
+        path = url.database.removeprefix("file:")  # a URI filename (?mode=ro&uri=true)
+        return (f"give the user running mmlr write access to {path} and its folder: "
+                "SQLite writes -wal and -shm files beside it")
+    return "point MMLR_DATABASE_URL at the primary server, not a read-only standby"
 
 
 def unreachable_reason(exc: BaseException) -> str:

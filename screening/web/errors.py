@@ -25,13 +25,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from store.engine import database_unreachable, unreachable_reason
+from store.engine import database_read_only, database_unreachable, unreachable_reason
 from store.errors import AuthError, MmlrError
 
 log = logging.getLogger(__name__)
 
 GENERIC_500 = "internal error; the details are in the server log"
 UNAVAILABLE_503 = "the database is unreachable; try again in a minute"
+READ_ONLY_503 = ("the database may only be read, so nothing was saved; an administrator must "
+                 "give the server write access to it (the server log says more)")
 #: Seconds a client is asked to wait while the database is unreachable (a restart takes
 #: seconds; a load balancer's health check, /api/health, says when it is back).
 UNAVAILABLE_RETRY_AFTER = 30
@@ -235,14 +237,20 @@ class CatchAllMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            if not database_unreachable(exc):
+            read_only = database_read_only(exc)
+            if read_only:  # set-up (permissions, a standby server), not a bug: one line
+                log.error("the database refused a write on %s %s: %s", scope.get("method"),
+                          scope.get("path"), unreachable_reason(exc))
+            elif not database_unreachable(exc):
                 log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             else:  # an outage (PostgreSQL restarting): one line, and over when it is back
                 log.warning("database unreachable on %s %s: %s", scope.get("method"),
                             scope.get("path"), unreachable_reason(exc))
             if started:  # too late for a clean error page; the server closes the connection
                 raise
-            if database_unreachable(exc):
+            if read_only:
+                await _send_plain_error(scope, send, 503, "Database read-only", READ_ONLY_503)
+            elif database_unreachable(exc):
                 await _send_unavailable(scope, send)
             else:
                 await _send_generic_500(scope, send)
