@@ -170,6 +170,7 @@ def cmd_meta(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_network(args: argparse.Namespace, settings: Settings) -> int:
     from reports.network_inputs import (
+        arms_naming_no_trial,
         current_networks,
         describe,
         network_method,
@@ -179,6 +180,11 @@ def cmd_network(args: argparse.Namespace, settings: Settings) -> int:
     with _context(settings) as ctx, ctx.sessions() as session:
         items = current_networks(session, settings.analyses_file, settings.pool_method,
                                  without_high_rob=args.without_high_rob)
+        unmatched = arms_naming_no_trial(session, settings.analyses_file)
+    if unmatched:  # the networks are right without them, but a misspelt entry is no entry
+        print(f"mmlr: warning: [[arms]] in MMLR_ANALYSES_FILE name no stored trial: "
+              f"{', '.join(map(repr, unmatched))} (check the spelling against the trials' "
+              "names on /trials; those entries change nothing)", file=sys.stderr)
     if args.key:
         items = [item for item in items if item[0].key == args.key]
         if not items:
@@ -187,6 +193,7 @@ def cmd_network(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json({"method": network_method(settings.pool_method),
                      "without_high_rob": args.without_high_rob,
+                     "arms_naming_no_trial": unmatched,
                      "networks": [summary_json(*item) for item in items]})
     else:
         print(describe(items))

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from reports.analyses import (
     ENDPOINTS,
@@ -59,6 +59,7 @@ from reports.network_plot import PlotEdge, PlotNode, render_network_svg
 from reports.selection import load_candidates
 from reports.words import plural
 from store.errors import PoolingError
+from store.models import Trial
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +354,18 @@ def network_method(pool_method: str) -> str:
     """The network's model for ``MMLR_POOL_METHOD``: common effect for FE, else random
     effects with REML τ² (the one multivariate estimator we fit; see ``reports.network``)."""
     return "FE" if pool_method == "FE" else "REML"
+
+
+def arms_naming_no_trial(session: Session, analyses_file: Path | None) -> list[str]:
+    """The trials named by ``[[arms]]`` entries that no stored trial has (as the entries
+    compare names: without case or surrounding spaces), e.g. a misspelt name. Such an entry
+    changes nothing; said on the network page and by ``mmlr network`` rather than ignored.
+    A trial without verified estimates yet is stored, so its entry is not listed."""
+    overrides = load_arm_overrides(analyses_file)
+    if not overrides:
+        return []
+    stored = {" ".join(name.split()).lower() for name in session.exec(select(Trial.name))}
+    return sorted(name for name in overrides if name not in stored)
 
 
 def current_networks(session: Session, analyses_file: Path | None, pool_method: str, *,

@@ -452,6 +452,39 @@ def test_a_broken_arms_file_is_one_line_on_the_cli(ctx: Any, settings: Any,
     assert_one_line_error(run_cli("network", env=env), "arms 1: missing control, treatment")
 
 
+def test_an_arms_entry_naming_no_stored_trial_is_said_not_ignored(
+        network_evidence: Any, app: Any, users: dict[str, str], settings: Any,
+        tmp_path: Path) -> None:
+    """A misspelt trial in [[arms]] is an entry that changes nothing: the networks stand as
+    they are, and the command and the page name it (a trial stored without verified estimates
+    yet is not misspelt)."""
+    with network_evidence.sessions() as s:
+        _trial(s, "NEW-TRIAL", "lenalidomide", "placebo")  # stored, no estimate yet
+        s.commit()
+    path = _arms_file(tmp_path, "".join(
+        f'[[arms]]\ntrial = "{name}"\ntreatment = "thalidomide"\ncontrol = "placebo"\n'
+        for name in ("THAL-1", "THAL-l", "NEW-TRIAL", "Thal 2")))
+    env = cli_env(MMLR_DATA_DIR=str(settings.data_dir), MMLR_DATABASE_URL=settings.database_url,
+                  MMLR_ANALYSES_FILE=str(path))
+    text = run_cli("network", env=env)
+    assert text.returncode == 0 and "HR vs no maintenance" in text.stdout
+    assert text.stderr.splitlines() == [
+        "mmlr: warning: [[arms]] in MMLR_ANALYSES_FILE name no stored trial: 'thal 2', "
+        "'thal-l' (check the spelling against the trials' names on /trials; those entries "
+        "change nothing)"]
+    data = json.loads(run_cli("network", "--json", env=env).stdout)
+    assert data["arms_naming_no_trial"] == ["thal 2", "thal-l"]
+    app.state.settings = app.state.settings.model_copy(update={"analyses_file": path})
+    page = as_role(app, users, "viewer").get("/network")
+    assert page.status_code == 200
+    assert "name no stored trial: “thal 2”, “thal-l”." in page.text
+    app.state.settings = app.state.settings.model_copy(update={"analyses_file": None})
+    assert "no stored trial" not in as_role(app, users, "viewer").get("/network").text
+    assert json.loads(run_cli("network", "--json", env=cli_env(
+        MMLR_DATA_DIR=str(settings.data_dir),
+        MMLR_DATABASE_URL=settings.database_url)).stdout)["arms_naming_no_trial"] == []
+
+
 # ----------------------------------------------------------------------------- digest
 def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> None:
     ctx = network_evidence

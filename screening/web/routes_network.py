@@ -25,6 +25,7 @@ from reports.network_forest import render_network_forest_svg
 from reports.network_inputs import (
     Fitted,
     NetworkInput,
+    arms_naming_no_trial,
     current_networks,
     network_method,
     network_svg,
@@ -62,8 +63,11 @@ def network_page(request: Request, session: DbSession, user: Viewer,
                  key: str | None = None, without_high_rob: bool = False) -> Response:
     networks = _networks(request, session, without_high_rob)
     chosen = _chosen(networks, key)
+    settings = request.app.state.settings
     context: dict[str, Any] = {"networks": networks, "chosen": chosen,
                                "without_high_rob": without_high_rob,
+                               "unmatched_arms": arms_naming_no_trial(
+                                   session, settings.analyses_file),
                                "method": network_method(request.app.state.settings.pool_method)}
     if chosen is not None and chosen[1] is not None:
         net, res = chosen[0], chosen[1]
