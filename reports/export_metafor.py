@@ -38,10 +38,10 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from reports.export_network import write_network_export
+from reports.export_network import network_export_paths, write_network_export
 from reports.meta import METAFOR_TEST
 from reports.network_inputs import current_networks
-from reports.outfile import FOLDER_HINT, ensure_folder, open_out
+from reports.outfile import FOLDER_HINT, check_target, ensure_folder, open_out
 from reports.presentation import ci_used
 from reports.r_script import r_prologue
 from reports.selection import latest_results
@@ -197,7 +197,14 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
             key: row.overall for key, row in current_assessments(session).items()}
     if not snapshots:
         raise ValidationError("no pooled analyses to export", hint="run `mmlr pool` first")
+    with ctx.sessions() as session:
+        networks = current_networks(session, ctx.settings.analyses_file,
+                                    ctx.settings.pool_method)
     csv_path, r_path = folder / CSV_NAME, folder / R_NAME
+    # Every file this export writes is checked before the first is: one that cannot be
+    # replaced (a folder, a link of that name) left the others written beside the old one.
+    for target in (csv_path, r_path, *network_export_paths(folder, networks)):
+        check_target(target, what="the metafor export", hint=FOLDER_HINT)
     with open_out(csv_path, what="the metafor export", hint=FOLDER_HINT) as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
@@ -218,9 +225,6 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
     with open_out(r_path, what="the metafor export", hint=FOLDER_HINT) as fh:
         fh.write(R_SCRIPT)
     log.info("metafor export of %d analyses written to %s", len(snapshots), folder)
-    with ctx.sessions() as session:
-        networks = current_networks(session, ctx.settings.analyses_file,
-                                    ctx.settings.pool_method)
     return [csv_path, r_path, *write_network_export(folder, networks)]
 
 

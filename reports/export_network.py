@@ -164,13 +164,22 @@ def write_network_csv(path: Path, items: Sequence[Fitted]) -> int:
     return len(fitted)
 
 
+def network_export_paths(folder: Path, items: Sequence[Fitted]) -> list[Path]:
+    """The files :func:`write_network_export` writes for ``items``: none when no network
+    could be fitted."""
+    if not any(res is not None for _, res, _ in items):
+        return []
+    return [folder / CSV_NAME, folder / R_NAME]
+
+
 def write_network_export(folder: Path, items: Sequence[Fitted]) -> list[Path]:
     """``mmlr-network.csv`` and ``mmlr-network.R`` in ``folder``; nothing when no network
     could be fitted (logged)."""
-    if not any(res is not None for _, res, _ in items):
+    paths = network_export_paths(folder, items)
+    if not paths:
         log.info("no network meta-analysis to export")
         return []
-    csv_path, r_path = folder / CSV_NAME, folder / R_NAME
+    csv_path, r_path = paths
     count = write_network_csv(csv_path, items)
     with open_out(r_path, what="the network export", hint=FOLDER_HINT) as fh:
         fh.write(R_SCRIPT)

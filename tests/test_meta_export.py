@@ -131,6 +131,16 @@ def test_export_errors(ctx, tmp_path: Path) -> None:
         write_metafor_export(ctx, target)
 
 
+def test_a_file_that_cannot_be_replaced_leaves_the_folder_as_it_was(pooled,
+                                                                   tmp_path: Path) -> None:
+    # The script's name taken by a folder: the CSV was written before the script failed.
+    out = tmp_path / "out"
+    (out / "mmlr-metafor.R").mkdir(parents=True)
+    with pytest.raises(ValidationError, match=r"mmlr-metafor.R: it is a folder, not a regular"):
+        write_metafor_export(pooled, out)
+    assert sorted(p.name for p in out.iterdir()) == ["mmlr-metafor.R"]
+
+
 def test_default_folder_is_in_the_data_dir(pooled) -> None:
     paths = write_metafor_export(pooled, None)
     assert paths[0].parent == pooled.settings.data_dir / "exports"

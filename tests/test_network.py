@@ -32,7 +32,7 @@ from reports.network_inputs import (
 )
 from reports.selection import load_candidates
 from reports.words import hr_ci_text
-from store.errors import ConfigError, PoolingError
+from store.errors import ConfigError, MmlrError, PoolingError
 
 app = test_web.app
 client = test_web.client
@@ -483,6 +483,22 @@ def test_an_arms_entry_naming_no_stored_trial_is_said_not_ignored(
     assert json.loads(run_cli("network", "--json", env=cli_env(
         MMLR_DATA_DIR=str(settings.data_dir),
         MMLR_DATABASE_URL=settings.database_url)).stdout)["arms_naming_no_trial"] == []
+
+
+def test_the_network_files_are_checked_before_the_metafor_export_writes_any(
+        network_evidence: Any, tmp_path: Path) -> None:
+    from reports.export_metafor import write_metafor_export
+    from reports.pool import pool_all
+
+    pool_all(network_evidence)
+    out = tmp_path / "out"
+    (out / "mmlr-network.R").mkdir(parents=True)
+    with pytest.raises(MmlrError, match=r"mmlr-network.R: it is a folder, not a regular file"):
+        write_metafor_export(network_evidence, out)
+    assert sorted(p.name for p in out.iterdir()) == ["mmlr-network.R"]  # nothing half-written
+    (out / "mmlr-network.R").rmdir()
+    assert [p.name for p in write_metafor_export(network_evidence, out)] == [
+        "mmlr-metafor.csv", "mmlr-metafor.R", "mmlr-network.csv", "mmlr-network.R"]
 
 
 # ----------------------------------------------------------------------------- digest
