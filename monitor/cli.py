@@ -111,6 +111,11 @@ def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: What a PMID file holds, as README's `mmlr poll --pmids` row says.
+PMID_FILE_HINT = ("UTF-8 text, PMIDs as digits, one or more a line separated by spaces or "
+                  "commas; # starts a comment")
+
+
 def _read_pmid_file(path: Path) -> list[int]:
     """The PMIDs of a file, one or more a line (``#`` starts a comment), all checked before
     anything is fetched: a bad line must not leave a half-done poll run behind."""
@@ -124,7 +129,7 @@ def _read_pmid_file(path: Path) -> list[int]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ValidationError(f"PMID file {path} is not UTF-8 text",
-                              hint="one PMID per line, digits only") from None
+                              hint=PMID_FILE_HINT) from None
     except OSError as exc:
         raise ValidationError(f"PMID file {path} cannot be read: {exc.strerror}") from None
     pmids = pmids_in(text, lambda lineno: f"{path}:{lineno}")
@@ -132,7 +137,7 @@ def _read_pmid_file(path: Path) -> list[int]:
         # Most likely the wrong file or an export that failed upstream: a run of nothing would
         # be stored and reported as a successful poll.
         raise ValidationError(f"PMID file {path} lists no PMID",
-                              hint="one PMID per line, digits only (# starts a comment)")
+                              hint=PMID_FILE_HINT)
     return pmids
 
 

@@ -699,6 +699,14 @@ def start_replay_server(
     return ReplayServer(httpd, directory).start()
 
 
+def skipped_text(names: list[str]) -> str:
+    """The banner's words for the files the corpus skipped (empty when none)."""
+    if not names:
+        return ""
+    return (f"; skipped {plural(len(names), 'file')} that {'is' if len(names) == 1 else 'are'} "
+            "not PubMed XML: " + ", ".join(names[:3]) + (", …" if len(names) > 3 else ""))
+
+
 def serve_forever(directory: Path | str, *, host: str = "127.0.0.1", port: int = 8765,
                   faults: str | None = None, seed: int = 0) -> None:
     """``mmlr replay-server``: serve until interrupted."""
@@ -706,9 +714,7 @@ def serve_forever(directory: Path | str, *, host: str = "127.0.0.1", port: int =
     corpus = server.corpus
     # Unreadable files are skipped (test corpora hold some on purpose), but the operator
     # must hear of them: "0 records from 0 files" alone hid a folder of broken files.
-    names = [Path(p).name for p in corpus.skipped_files]
-    skipped = (f"; skipped {plural(len(names), 'file')} that are not PubMed XML: "
-               + ", ".join(names[:3]) + (", …" if len(names) > 3 else "")) if names else ""
+    skipped = skipped_text([Path(p).name for p in corpus.skipped_files])
     print(f"replay server: {len(corpus.records)} records from {corpus.files} files{skipped}; "
           f"MMLR_ENTREZ_URL={server.url}" + (f" (faults: {faults})" if faults else ""), flush=True)
     try:

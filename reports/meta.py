@@ -412,7 +412,9 @@ def meta_analysis(
             notes.append("studies agree exactly: HKSJ variance is 0, so the CI has zero width "
                          "(use --ci hksj-adhoc)")
         elif s2w < 1.0:
-            notes.append(f"HKSJ multiplier s²w = {s2w:.3g} < 1 narrows the CI below Wald's; "
+            # Four decimals at most: "{:.3g}" wrote 0.9996 as "1 < 1".
+            shown = f"{s2w:.3g}" if s2w < 0.9995 else f"{s2w:.6f}".rstrip("0")
+            notes.append(f"HKSJ multiplier s²w = {shown} < 1 narrows the CI below Wald's; "
                          "hksj-adhoc would not")
         var *= s2w
         df = k - 1

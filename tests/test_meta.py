@@ -80,6 +80,17 @@ def test_tau2_zero_at_the_boundary() -> None:
         assert r.tau2_ci == (0.0, 0.0)
 
 
+def test_a_multiplier_just_below_one_is_not_written_as_one() -> None:
+    # Two studies at ±d with equal SEs under a common effect: s²w = 2d²/s² = 0.9997, which
+    # "{:.3g}" wrote as "s²w = 1 < 1".
+    d = 0.1 * math.sqrt(0.9997 / 2)
+    fe = meta_analysis([-d, d], [0.1, 0.1], method="FE", ci="hksj")
+    assert [n for n in fe.notes if "s²w" in n] == [
+        "HKSJ multiplier s²w = 0.9997 < 1 narrows the CI below Wald's; hksj-adhoc would not"]
+    wider = meta_analysis([-0.05, 0.05], [0.1, 0.1], method="FE", ci="hksj")  # s²w = 0.5
+    assert any(n.startswith("HKSJ multiplier s²w = 0.5 < 1") for n in wider.notes)
+
+
 def test_identical_studies() -> None:
     hk = meta_analysis([-0.3] * 3, [0.1, 0.2, 0.05], ci="hksj")
     assert hk.se == 0.0 and hk.ci_low == hk.ci_high == pytest.approx(-0.3)

@@ -30,7 +30,8 @@ def _no_runs(data_dir: Path) -> None:
     ("28826616\n\u00b2\n".encode(), "'\u00b2' is not a PMID"),  # isdigit() is True for it
     (b"0\n", "'0' is not a PMID"),
     (b"28826616\n\xff\xfe\n", "is not UTF-8 text"),
-    (b"", "lists no PMID"),
+    (b"", "lists no PMID (UTF-8 text, PMIDs as digits, one or more a line separated by "
+          "spaces or commas; # starts a comment)"),
     (b"# the trials of 2026\n\n   \n", "lists no PMID"),  # comments and blanks only
 ])
 def test_a_bad_pmid_file_is_refused_before_anything_is_stored(

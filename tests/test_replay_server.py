@@ -383,6 +383,15 @@ def test_the_command_names_the_files_it_skipped(tmp_path: Path) -> None:
                              "not PubMed XML: broken.xml, notgzip.xml.gz; MMLR_ENTREZ_URL="), banner
 
 
+def test_the_banner_counts_skipped_files_in_words() -> None:
+    from monitor.replay_server import skipped_text
+
+    assert skipped_text([]) == ""
+    assert skipped_text(["a.xml"]) == "; skipped 1 file that is not PubMed XML: a.xml"
+    assert skipped_text([f"{c}.xml" for c in "abcd"]) == (
+        "; skipped 4 files that are not PubMed XML: a.xml, b.xml, c.xml, …")
+
+
 def test_gzip_file_is_served(tmp_path: Path) -> None:
     path = write_article_set(tmp_path / "g" / "x.xml.gz",
                              [synthetic_article(7, created=date(2025, 5, 5))])
