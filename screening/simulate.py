@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import logging
 import time
 import zlib
@@ -35,6 +34,7 @@ from screening.stopping import first_stop
 from store.errors import ValidationError
 from store.ids import is_ascii_number
 from store.settings import share_problem
+from store.spreadsheet import CsvLines
 
 log = logging.getLogger(__name__)
 
@@ -105,21 +105,20 @@ def load_dataset(path: Path) -> LabelledDataset:
     except UnicodeDecodeError:
         raise ValidationError(f"dataset {path} is not UTF-8 text",
                               hint="save it as UTF-8 CSV") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    records = CsvLines(text)
     try:
-        return _read_rows(path, reader)
+        return _read_rows(path, records)
     except csv.Error as exc:
         # Python's csv refuses a field over csv.field_size_limit() (131072 characters): in a
         # screening dataset that is an unclosed quote swallowing the rows after it, not an
-        # abstract, so the limit stays and the line is named.
-        # reader.reader: DictReader's own line_num is only updated after a row it returned.
+        # abstract, so the limit stays and the line where that row starts is named.
         raise ValidationError(
-            f"dataset {path}, line {reader.reader.line_num}: not valid CSV ({exc})",
-            hint="look for an unclosed quote at or before that line") from None
+            f"dataset {path}, line {records.start}: not valid CSV ({exc})",
+            hint="look for an unclosed quote in the record starting on that line") from None
 
 
-def _read_rows(path: Path, reader: csv.DictReader[str]) -> LabelledDataset:
-    columns = reader.fieldnames or []
+def _read_rows(path: Path, records: CsvLines) -> LabelledDataset:
+    columns = next(records, [])
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise ValidationError(
@@ -129,7 +128,13 @@ def _read_rows(path: Path, reader: csv.DictReader[str]) -> LabelledDataset:
     docs: list[Document] = []
     labels: list[int] = []
     seen: set[int] = set()
-    for lineno, row in enumerate(reader, start=2):
+    for cells in records:
+        # The file line the record starts on, as an editor numbers it: an abstract with
+        # newlines makes a record span several lines, so counting records would name the
+        # wrong one.
+        lineno = records.start
+        # As csv.DictReader read them: a short record's missing cells are None to .get.
+        row = dict(zip(columns, cells, strict=False))
         rid, label = (row.get("record_id") or "").strip(), (row.get("label_included") or "").strip()
         if not is_ascii_number(rid):
             raise ValidationError(f"{path}:{lineno}: record_id {rid!r} is not a whole number")

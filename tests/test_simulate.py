@@ -238,3 +238,38 @@ def test_cli_damaged_gzip_and_negative_seed_are_one_line(tmp_path: Path) -> None
     assert_one_line_error(_cli(tmp_path, str(damaged)), "damaged gzip data")
     rows = _write(tmp_path / "rows.csv", ROWS)
     assert_one_line_error(_cli(tmp_path, str(rows), "--seed", "-1"), "seed -1 is negative")
+
+
+def _multiline(labels: list[str]) -> str:
+    """A dataset whose abstracts span 7 lines each: record k starts on line 2 + 7·(k − 1)."""
+    abstract = '"' + "\n".join(f"sentence {j}" for j in range(7)) + '"'
+    return "record_id,title,abstract,label_included\n" + "".join(
+        f"{k},title {k},{abstract},{label}\n" for k, label in enumerate(labels, start=1))
+
+
+def test_a_bad_record_is_named_by_the_file_line_it_starts_on(tmp_path: Path) -> None:
+    # The fifth record starts on line 30; the message said "multiline.csv:6" (records counted).
+    path = _write(tmp_path / "multiline.csv", _multiline(["1", "0", "1", "0", "x", "1"]))
+    with pytest.raises(ValidationError) as err:
+        load_dataset(path)
+    assert err.value.one_line() == (f"{path}:30: label_included 'x' for record_id 5 is not 0 "
+                                    "or 1 (every record needs a label for a simulation)")
+    path = _write(tmp_path / "twice.csv", _multiline(["1", "0", "1"]) + "2,again,,1\n")
+    with pytest.raises(ValidationError) as err:
+        load_dataset(path)
+    assert err.value.one_line() == f"{path}:23: record_id 2 appears twice"
+    assert len(load_dataset(_write(tmp_path / "ok.csv", _multiline(["1", "0", "1"]))).docs) == 3
+
+
+def test_a_field_beyond_the_limit_names_the_line_its_record_starts_on(tmp_path: Path) -> None:
+    import csv
+
+    # The record starts on line 3, its title on line 4 is too long: line 4 was named.
+    long = "x" * (csv.field_size_limit() + 1)
+    path = _write(tmp_path / "long.csv", "record_id,title,abstract,label_included\n1,a,b,1\n"
+                                         f'2,"two\n{long}",c,0\n')
+    proc = run_cli("simulate", str(path), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert_one_line_error(proc)
+    assert proc.stderr.strip() == (
+        f"mmlr: error: dataset {path}, line 3: not valid CSV (field larger than field limit "
+        "(131072)) (look for an unclosed quote in the record starting on that line)")
