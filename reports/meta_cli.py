@@ -4,9 +4,11 @@ The CSV has a header and one row per study: ``study, yi, sei`` (log HR and its S
 ``study, hr, ci_low, ci_high`` (HR with a 95% CI, maintenance vs control), optionally
 ``subgroup`` and ``date`` (YYYY, YYYY-MM or YYYY-MM-DD, for the cumulative analysis). Each
 subgroup is pooled on its own, then all rows together, followed by the test for subgroup
-differences. Any bad cell stops the run with a ValidationError naming file, line and column,
-and so does a number no trial reports (an HR or CI limit outside 1e-4–1e4, a log HR beyond
-±9.21, an SE of the log HR outside 1e-4–10: see ``HR_MIN`` and the bounds below it).
+differences. Any bad cell stops the run with a ValidationError naming file, line (the line a
+row starts on) and column, and so does a number no trial reports (an HR or CI limit outside
+1e-4–1e4, a log HR beyond ±9.21, an SE of the log HR outside 1e-4–10: see ``HR_MIN`` and the
+bounds below it). Broken CSV (an unclosed quote, a cell over the csv module's 131072
+characters) is named by its line.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, su
 from reports.presentation import has_heterogeneity
 from reports.words import interval_text, rounded
 from store.errors import ValidationError
+from store.spreadsheet import CsvLines
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 
@@ -148,6 +152,41 @@ def _plausible_se(path: Path, line: int, column: str, se: float, shown: str) -> 
             hint="a log HR's standard error is about 2/√(events)")
 
 
+def _not_csv(path: Path, line: int, exc: csv.Error) -> ValidationError:
+    """``exc`` of the row starting on ``line`` in words: the csv module's own are for a
+    programmer ("unexpected end of data")."""
+    detail = str(exc)
+    if detail == "unexpected end of data":  # strict: the text ended inside a quoted cell
+        return ValidationError(
+            f"{path}, line {line}: unterminated quote (a quoted cell in the row starting here "
+            "runs to the end of the file)", hint="close the quote, or remove it")
+    if "field limit" in detail:  # csv.field_size_limit(), 131072 characters
+        # No study name or number is that long: the limit stays, and it is most likely a
+        # quote opened in this row and closed much later, swallowing the rows between.
+        hint = "no cell of a study is that long: look for a quote opened in that row and not closed"
+    else:
+        hint = "quote a cell whole, and double a quote inside it (\"\")"
+    return ValidationError(f"{path}, line {line}: not valid CSV ({detail})", hint=hint)
+
+
+def _rows(path: Path, records: CsvLines) -> Iterator[list[str]]:
+    """The rows of ``records``, a ``csv.Error`` as a ValidationError naming the line."""
+    while True:
+        try:
+            cells = next(records)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _not_csv(path, records.start, exc) from None
+        yield cells
+
+
+def _label(text: str) -> str:
+    """A study or subgroup name on one line: a quoted cell may span lines (the name pasted
+    from a paper), and the table and forest plot show one line per row."""
+    return " ".join(text.split())
+
+
 def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
     """Parse and validate the rows (see the module docstring); return them and warnings."""
     if not path.exists():
@@ -160,13 +199,18 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
         raise ValidationError(f"{path}: not UTF-8 text", hint="save it as UTF-8 CSV") from None
     except OSError as exc:
         raise ValidationError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    reader = csv.DictReader(text.splitlines())
-    if not reader.fieldnames:
+    # strict: an unclosed quote is refused where it starts, instead of its cell taking the
+    # rest of the file and the row being reported as missing a number.
+    records = CsvLines(text, strict=True)
+    rows = _rows(path, records)
+    header = next(rows, None)
+    if header is None:
         raise ValidationError(f"{path}: empty file", hint="the first line must be a header")
-    reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
-    cols = set(reader.fieldnames)
+    at = records.start  # the header's line: 1 unless blank lines come first
+    names = [cell.strip().lower() for cell in header]
+    cols = set(names)
     if "study" not in cols:
-        raise ValidationError(f"{path}, line 1: no 'study' column",
+        raise ValidationError(f"{path}, line {at}: no 'study' column",
                               hint="header must be study,yi,sei or study,hr,ci_low,ci_high")
     if {"yi", "sei"} <= cols:
         kind = "yi"
@@ -174,17 +218,20 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
         kind = "hr"
     else:
         raise ValidationError(
-            f"{path}, line 1: needs columns yi and sei, or hr, ci_low and ci_high "
-            f"(found {', '.join(reader.fieldnames)})")
+            f"{path}, line {at}: needs columns yi and sei, or hr, ci_low and ci_high "
+            f"(found {', '.join(names)})")
     studies: list[CsvStudy] = []
     warnings: list[str] = []
-    for row in reader:
-        n = reader.line_num  # physical line (blank lines and quoted newlines counted)
-        if None in row:
+    for cells in rows:
+        n = records.start  # the row's first line (blank lines and quoted newlines counted)
+        if len(cells) > len(names):
             raise ValidationError(f"{path}, line {n}: more cells than header columns")
-        if all(not (v or "").strip() for v in row.values()):
+        if all(not v.strip() for v in cells):
             continue
-        study = (row.get("study") or "").strip()
+        # As csv.DictReader read them (a short row's missing cells empty, a column named
+        # twice the last one's).
+        row = dict(zip(names, cells + [""] * (len(names) - len(cells)), strict=True))
+        study = _label(row["study"])
         if not study:
             raise ValidationError(f"{path}, line {n}, column study: empty study name")
         if kind == "yi":
@@ -228,7 +275,7 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
             warnings += [f"line {n} ({study}): {w}" for w in derived.warnings]
         subgroup = None
         if "subgroup" in cols:
-            subgroup = (row.get("subgroup") or "").strip()
+            subgroup = _label(row["subgroup"])
             if not subgroup:
                 raise ValidationError(
                     f"{path}, line {n}, column subgroup: empty",

@@ -210,3 +210,52 @@ def test_table_has_one_precision_per_kind_of_number(tmp_path: Path) -> None:
                                       "0.0000", "—", "—"]
     assert lines["all"].split()[5:7] == ["0.389–1.506", "0.227–2.578"]
     assert lines["Test"].endswith("Q = 7.34, df = 1, p = 0.007")
+
+
+def _cli_error(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """Run ``mmlr meta`` on ``text``; the one line it printed on stderr (exit 1), with the
+    file's path and the prefix taken off for an exact comparison."""
+    path = write(tmp_path, text)
+    proc = run_cli("meta", str(path), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert_one_line_error(proc)
+    assert proc.stdout == ""
+    line = proc.stderr.strip()
+    assert line.startswith(f"mmlr: error: {path}, line "), line
+    return path, line.removeprefix(f"mmlr: error: {path}, ")
+
+
+@pytest.mark.parametrize("name", ["a" * 200_000, '"' + "a" * 200_000 + '"'])
+def test_a_cell_beyond_the_csv_field_limit_names_its_line(tmp_path: Path, name: str) -> None:
+    # Was "internal error in `meta`": the csv module's "field larger than field limit".
+    _, line = _cli_error(tmp_path, f"study,yi,sei\na,0.1,0.1\n{name},0.2,0.1\n")
+    assert line == ("line 3: not valid CSV (field larger than field limit (131072)) (no cell of "
+                    "a study is that long: look for a quote opened in that row and not closed)")
+
+
+def test_an_unterminated_quote_is_named_where_it_opens(tmp_path: Path) -> None:
+    # Was "line 3, column yi: empty cell": the quoted cell took the rest of the file.
+    _, line = _cli_error(tmp_path, 'study,yi,sei\na,0.1,0.1\n"b,0.2,0.1\nc,0.3,0.1\n')
+    assert line == ("line 3: unterminated quote (a quoted cell in the row starting here runs "
+                    "to the end of the file) (close the quote, or remove it)")
+    # Long enough for the field limit to come first: still the row where the quote opened.
+    _, line = _cli_error(tmp_path, 'study,yi,sei\na,0.1,0.1\n"b,0.2,0.1\n'
+                         + "c,0.3,0.1\n" * 20_000)
+    assert line.startswith("line 3: not valid CSV (field larger than field limit")
+
+
+def test_text_after_a_closing_quote_is_refused(tmp_path: Path) -> None:
+    # Was read as the study "a et al" (the csv module's default drops the quotes).
+    _, line = _cli_error(tmp_path, 'study,yi,sei\nb,0.2,0.1\n"a" et al,0.1,0.1\n')
+    assert line == ("line 3: not valid CSV (',' expected after '\"') (quote a cell whole, and "
+                    "double a quote inside it (\"\"))")
+
+
+def test_rows_spanning_lines_are_named_by_their_first_line(tmp_path: Path) -> None:
+    # A quoted study name over two lines: the rows start on lines 2 and 4; the line of their
+    # end (reader.line_num) was named instead.
+    rows = 'study,hr,ci_low,ci_high\n"a\nlong name",0.50,0.45,0.90\n"b\nname",0.6,0.5,0.72\n'
+    result = meta_from_csv(write(tmp_path, rows))
+    assert [(s.line, s.study) for s in result.studies] == [(2, "a long name"), (4, "b name")]
+    assert result.warnings[0].startswith("line 2 (a long name): ")
+    _, line = _cli_error(tmp_path, 'study,yi,sei\n"a\nb",0.1,0.1\n\n"c\nd",zero,0.1\n')
+    assert line == "line 5, column yi: 'zero' is not a number"
