@@ -7,13 +7,17 @@ subgroup is pooled on its own, then all rows together, followed by the test for 
 differences. Any bad cell stops the run with a ValidationError naming file, line (the line a
 row starts on) and column, and so does a number no trial reports (an HR or CI limit outside
 1e-4–1e4, a log HR beyond ±9.21, an SE of the log HR outside 1e-4–10: see ``HR_MIN`` and the
-bounds below it). Broken CSV (an unclosed quote, a cell over the csv module's 131072
+bounds below it). So does a header that leaves unsaid which numbers to pool: a column given
+twice (case and surrounding spaces do not count), one not listed above (one without a name
+must be empty), or columns of both scales (refused, not checked for agreement: the user says
+which numbers are meant). Broken CSV (an unclosed quote, a cell over the csv module's 131072
 characters) is named by its line.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import math
 import re
 from collections.abc import Iterator
@@ -29,6 +33,11 @@ from store.errors import ValidationError
 from store.spreadsheet import CsvLines
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+#: The columns read, of the two scales and in all; any other in the header is refused.
+LOG_COLUMNS = ("yi", "sei")
+HR_COLUMNS = ("hr", "ci_low", "ci_high")
+COLUMNS = ("study", *LOG_COLUMNS, *HR_COLUMNS, "subgroup", "date")
 
 # What no real trial reports, so a row beyond it is a typo or a unit mix-up (a percentage, a
 # log taken twice) and is refused rather than pooled; beyond these bounds the arithmetic of
@@ -181,6 +190,54 @@ def _rows(path: Path, records: CsvLines) -> Iterator[list[str]]:
         yield cells
 
 
+def _columns(path: Path, line: int, header: list[str]) -> list[str]:
+    """The header's column names as the rows are read (case and surrounding spaces do not
+    count); refuse what would make a row mean something other than the user meant."""
+    names = [cell.strip().lower() for cell in header]
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if not name:  # checked on each row: only an empty column may go without a name
+            continue
+        if name in first:
+            # Reading on would take one of the two silently (csv.DictReader takes the last).
+            j = first[name]
+            spelt = f" ({header[j]!r} and {header[i]!r})" if header[j] != header[i] else ""
+            raise ValidationError(
+                f"{path}, line {line}: column {name!r} is given twice, as columns {j + 1} "
+                f"and {i + 1}{spelt}", hint="keep one: which to pool cannot be guessed")
+        first[name] = i
+    # A file saved with ';' between cells (a spreadsheet in a locale with decimal commas) has
+    # one column, "study;yi;sei".
+    separator = "the separator must be a comma; this header has ';'"
+    if "study" not in first:
+        raise ValidationError(
+            f"{path}, line {line}: no 'study' column",
+            hint=separator if any(";" in name for name in names)
+            else "header must be study,yi,sei or study,hr,ci_low,ci_high")
+    for i, name in enumerate(names):
+        if name and name not in COLUMNS:
+            # An unknown column would be ignored with all it holds: a misspelt "subgroup"
+            # pooled every row together.
+            if ";" in name:
+                hint = separator
+            else:
+                close = difflib.get_close_matches(name, COLUMNS, n=1)
+                known = f"the columns are {', '.join(COLUMNS)}"
+                hint = f"did you mean {close[0]!r}? {known}" if close else known
+            raise ValidationError(
+                f"{path}, line {line}, column {i + 1}: unknown column {header[i].strip()!r}",
+                hint=hint)
+    log = [c for c in LOG_COLUMNS if c in first]
+    hr = [c for c in HR_COLUMNS if c in first]
+    if log and hr:
+        # Two numbers for one study and no way to tell which the user meant to pool.
+        raise ValidationError(
+            f"{path}, line {line}: both the log scale ({', '.join(log)}) and the HR scale "
+            f"({', '.join(hr)}) are given",
+            hint="keep the columns of one scale: study,yi,sei or study,hr,ci_low,ci_high")
+    return names
+
+
 def _label(text: str) -> str:
     """A study or subgroup name on one line: a quoted cell may span lines (the name pasted
     from a paper), and the table and forest plot show one line per row."""
@@ -207,11 +264,8 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
     if header is None:
         raise ValidationError(f"{path}: empty file", hint="the first line must be a header")
     at = records.start  # the header's line: 1 unless blank lines come first
-    names = [cell.strip().lower() for cell in header]
+    names = _columns(path, at, header)
     cols = set(names)
-    if "study" not in cols:
-        raise ValidationError(f"{path}, line {at}: no 'study' column",
-                              hint="header must be study,yi,sei or study,hr,ci_low,ci_high")
     if {"yi", "sei"} <= cols:
         kind = "yi"
     elif {"hr", "ci_low", "ci_high"} <= cols:
@@ -220,6 +274,7 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
         raise ValidationError(
             f"{path}, line {at}: needs columns yi and sei, or hr, ci_low and ci_high "
             f"(found {', '.join(names)})")
+    unnamed = [i for i, name in enumerate(names) if not name]
     studies: list[CsvStudy] = []
     warnings: list[str] = []
     for cells in rows:
@@ -228,8 +283,12 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
             raise ValidationError(f"{path}, line {n}: more cells than header columns")
         if all(not v.strip() for v in cells):
             continue
-        # As csv.DictReader read them (a short row's missing cells empty, a column named
-        # twice the last one's).
+        for i in unnamed:
+            if i < len(cells) and cells[i].strip():
+                raise ValidationError(
+                    f"{path}, line {n}, column {i + 1}: {cells[i].strip()!r} is in a column "
+                    "with no name in the header", hint="name the column, or empty it")
+        # A short row's missing cells are empty (every named column is unique by now).
         row = dict(zip(names, cells + [""] * (len(names) - len(cells)), strict=True))
         study = _label(row["study"])
         if not study:

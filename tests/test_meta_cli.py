@@ -259,3 +259,43 @@ def test_rows_spanning_lines_are_named_by_their_first_line(tmp_path: Path) -> No
     assert result.warnings[0].startswith("line 2 (a long name): ")
     _, line = _cli_error(tmp_path, 'study,yi,sei\n"a\nb",0.1,0.1\n\n"c\nd",zero,0.1\n')
     assert line == "line 5, column yi: 'zero' is not a number"
+
+
+@pytest.mark.parametrize(("header", "message"), [
+    # the second "yi" was pooled, silently
+    ("study,yi,sei,yi", "line 1: column 'yi' is given twice, as columns 2 and 4 (keep one: "
+                        "which to pool cannot be guessed)"),
+    ("study,yi,sei,YI ", "line 1: column 'yi' is given twice, as columns 2 and 4 ('yi' and "
+                         "'YI ') (keep one: which to pool cannot be guessed)"),
+    # ignored, so the rows were pooled without their subgroups
+    ("study,yi,sei,subgrup", "line 1, column 4: unknown column 'subgrup' (did you mean "
+                             "'subgroup'? the columns are study, yi, sei, hr, ci_low, "
+                             "ci_high, subgroup, date)"),
+    ("study,yi,sei,notes", "line 1, column 4: unknown column 'notes' (the columns are study, "
+                           "yi, sei, hr, ci_low, ci_high, subgroup, date)"),
+    # yi and sei were pooled, the HR and CI ignored
+    ("study,yi,sei,hr,ci_low,ci_high", "line 1: both the log scale (yi, sei) and the HR scale "
+     "(hr, ci_low, ci_high) are given (keep the columns of one scale: study,yi,sei or "
+     "study,hr,ci_low,ci_high)"),
+    ("study,hr,ci_low,ci_high,sei", "line 1: both the log scale (sei) and the HR scale (hr, "
+     "ci_low, ci_high) are given (keep the columns of one scale: study,yi,sei or "
+     "study,hr,ci_low,ci_high)"),
+    # was "no 'study' column" with no word of the separator
+    ("study;yi;sei", "line 1: no 'study' column (the separator must be a comma; this header "
+                     "has ';')"),
+    ("study,yi;sei", "line 1, column 2: unknown column 'yi;sei' (the separator must be a "
+                     "comma; this header has ';')"),
+])
+def test_a_header_that_does_not_say_which_numbers_to_pool_is_refused(
+        tmp_path: Path, header: str, message: str) -> None:
+    _, line = _cli_error(tmp_path, f"{header}\na,0.1,0.1,0.1,0.2,0.3\n")
+    assert line == message
+
+
+def test_a_column_without_a_name_must_be_empty(tmp_path: Path) -> None:
+    # A spreadsheet's trailing commas are no data to lose.
+    result = meta_from_csv(write(tmp_path, "study,yi,sei,\na,0.1,0.1,\nb,0.2,0.1\n"))
+    assert [s.study for s in result.studies] == ["a", "b"]
+    _, line = _cli_error(tmp_path, "study,yi,sei,\na,0.1,0.1,\nb,0.2,0.1, x\n")
+    assert line == ("line 3, column 4: 'x' is in a column with no name in the header (name "
+                    "the column, or empty it)")
