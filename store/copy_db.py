@@ -92,6 +92,12 @@ def target_engine(url: str) -> Engine:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    from store.settings import supported_database_url
+
+    try:  # the rule of MMLR_DATABASE_URL: a driver mmlr does not ship was an internal error
+        url = supported_database_url(url)
+    except ValueError as exc:
+        raise ValidationError(f"the target: {exc}", hint="check TARGET_URL") from None
     try:
         parsed = make_url(url)
     except ArgumentError:

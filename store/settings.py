@@ -205,6 +205,41 @@ def _check_address(address: str) -> None:
         raise ValueError(exc.one_line()) from None
 
 
+#: The database URL forms mmlr can open, in words, for the error messages.
+DATABASE_URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB"
+
+#: The database URL schemes mmlr opens, and the one each becomes. They are the drivers mmlr
+#: installs: Python's sqlite3 and psycopg 3. SQLAlchemy knows many more (psycopg2, asyncpg,
+#: pg8000, aiosqlite, …) that are not installed, or not synchronous, and those failed only at
+#: the first connection, as an internal error. A plain ``postgresql://`` would mean psycopg2
+#: to SQLAlchemy: it gets psycopg 3.
+_DATABASE_SCHEMES = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+
+
+def supported_database_url(value: str) -> str:
+    """``value`` as the URL mmlr opens (``postgresql://`` as ``postgresql+psycopg://``); a
+    ValueError naming the accepted forms when its scheme or driver is not one mmlr ships. The
+    one rule for ``MMLR_DATABASE_URL`` and the target of ``mmlr copy-db``. Only the scheme is
+    ever shown: the rest of the URL may hold a password."""
+    scheme, separator, rest = value.partition(":")
+    if not separator:
+        return value  # no scheme at all: SQLAlchemy's parser refuses it, without echoing it
+    if scheme in _DATABASE_SCHEMES:
+        return _DATABASE_SCHEMES[scheme] + separator + rest
+    backend, plus, driver = scheme.partition("+")
+    if plus and backend in ("sqlite", "postgresql"):
+        raise ValueError(
+            f"unsupported database driver {driver!r} in {scheme}://: mmlr ships Python's "
+            "sqlite3 and psycopg 3 and opens only sqlite://, sqlite+pysqlite://, "
+            f"postgresql:// and postgresql+psycopg:// URLs, e.g. {DATABASE_URL_FORMS}")
+    raise ValueError(f"unsupported database URL scheme {scheme!r}: use {DATABASE_URL_FORMS}")
+
+
 #: The level names ``MMLR_LOG_LEVEL`` accepts (any case): the standard ones of ``logging``.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -227,8 +262,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         description="SQLAlchemy URL. Default: `sqlite:///<data dir>/mmlr.sqlite3`. For "
-        "PostgreSQL: `postgresql+psycopg://user:pass@host:5432/db`. An in-memory SQLite "
-        "database (`sqlite://`) is refused: nothing would be kept.",
+        "PostgreSQL: `postgresql+psycopg://user:pass@host:5432/db` (psycopg 3; `postgresql://` "
+        "means the same). Drivers mmlr does not ship (`+psycopg2`, `+asyncpg`, `+aiosqlite`, "
+        "…) are refused, and so is an in-memory SQLite database (`sqlite://`): nothing would "
+        "be kept.",
     )
     entrez_url: str = Field(
         NCBI_EUTILS_URL, description="Base URL of NCBI E-utilities, without `user:password@` "
@@ -482,22 +519,15 @@ class Settings(BaseSettings):
     def _check_db_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
+        value = supported_database_url(value)  # raises ValueError naming the accepted forms
         scheme = value.split(":", 1)[0]
-        if not scheme.startswith(("sqlite", "postgresql")):
-            raise ValueError(
-                f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or "
-                "postgresql+psycopg://USER:PASS@HOST/DB"
-            )
-        if scheme in ("postgresql", "postgres"):
-            value = "postgresql+psycopg" + value[len(scheme) :]
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
         try:
             url = make_url(value)
         except ArgumentError:  # the value may hold a password: not echoed
-            raise ValueError("is not a database URL: use sqlite:///PATH or "
-                             "postgresql+psycopg://USER:PASS@HOST/DB") from None
+            raise ValueError(f"is not a database URL: use {DATABASE_URL_FORMS}") from None
         # An in-memory SQLite database lives as long as one connection: every command would
         # "succeed" and leave nothing behind.
         if scheme.startswith("sqlite") and (

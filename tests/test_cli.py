@@ -340,6 +340,23 @@ def test_an_unusable_data_dir_is_one_clear_line(tmp_path: Path, where: str) -> N
         assert "(it is a file)" in proc.stderr
 
 
+@pytest.mark.parametrize("command", ["status", "pool"])
+@pytest.mark.parametrize("url", ["postgresql+psycopg2://u@h/db", "postgresql+asyncpg://u@h/db",
+                                 "sqlite+aiosqlite:///x.db"])
+def test_a_database_driver_mmlr_does_not_ship_is_one_clear_line(
+        tmp_path: Path, command: str, url: str) -> None:
+    # The settings checked only the part before '+': the command died at its first
+    # connection with an internal error (ModuleNotFoundError).
+    proc = run_cli(command, env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_DATABASE_URL=url))
+    scheme = url.split(":")[0]
+    assert_one_line_error(
+        proc, f"mmlr: error: invalid setting MMLR_DATABASE_URL: unsupported database driver "
+              f"{scheme.split('+')[1]!r} in {scheme}://: mmlr ships Python's sqlite3 and "
+              "psycopg 3 and opens only sqlite://, sqlite+pysqlite://, postgresql:// and "
+              "postgresql+psycopg:// URLs, e.g. sqlite:///PATH or "
+              "postgresql+psycopg://USER:PASS@HOST/DB")
+
+
 def test_a_setting_that_is_not_utf8_is_one_clear_line(tmp_path: Path) -> None:
     # Bytes that are not UTF-8 reach os.environ surrogate-escaped; subprocess writes them back
     # as the raw bytes, as a shell would have set them (so a process of its own).

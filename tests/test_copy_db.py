@@ -230,11 +230,36 @@ def test_a_source_behind_the_schema_is_refused(tmp_path: Path) -> None:
     ("sqlite://", "in-memory SQLite database: the copy would be thrown away"),
     ("sqlite:///:memory:", "in-memory SQLite database"),
     ("not a url", "the target 'not a url' is not a database URL"),
-    ("mysql://u@h/db", "the target database: unsupported database backend 'mysql'"),
+    ("mysql://u@h/db", "the target: unsupported database URL scheme 'mysql'"),
+    # drivers mmlr does not ship (plain postgresql:// meant psycopg2): an internal error
+    ("postgresql+psycopg2://u@h/db", "the target: unsupported database driver 'psycopg2' in "
+                                     "postgresql[+]psycopg2://"),
+    ("sqlite+aiosqlite:///x.db", "unsupported database driver 'aiosqlite'"),
 ])
 def test_targets_that_cannot_hold_the_copy(url: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         target_engine(url)
+
+
+def test_a_plain_postgresql_target_is_opened_with_psycopg_3() -> None:
+    # SQLAlchemy reads postgresql:// as psycopg2, which mmlr does not ship
+    engine = target_engine("postgresql://u@h/db")
+    try:
+        assert engine.url.drivername == "postgresql+psycopg"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg2://u@h/db", "sqlite+aiosqlite:///x.db"])
+def test_cli_copy_db_to_a_driver_mmlr_does_not_ship(url: str, tmp_path: Path) -> None:
+    proc = run_cli("copy-db", url, env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    driver = url.split(":")[0]
+    assert_one_line_error(
+        proc, f"mmlr: error: the target: unsupported database driver "
+              f"{driver.split('+')[1]!r} in {driver}://: mmlr ships Python's sqlite3 and "
+              "psycopg 3 and opens only sqlite://, sqlite+pysqlite://, postgresql:// and "
+              "postgresql+psycopg:// URLs, e.g. sqlite:///PATH or "
+              "postgresql+psycopg://USER:PASS@HOST/DB (check TARGET_URL)")
 
 
 def test_a_row_the_target_refuses_leaves_it_empty(sqlite_review: AppContext,

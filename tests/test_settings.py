@@ -117,6 +117,17 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         ("MMLR_DATABASE_URL", "sqlite+pysqlite:///file:db?mode=memory&uri=true",
          "is an in-memory SQLite database"),
         ("MMLR_DATABASE_URL", "sqlite:", "MMLR_DATABASE_URL: is not a database URL"),
+        # a driver mmlr does not ship loaded, and every command then failed as an internal
+        # error (ModuleNotFoundError) at its first connection
+        ("MMLR_DATABASE_URL", "postgresql+psycopg2://u:hunter2@h/db",
+         "MMLR_DATABASE_URL: unsupported database driver 'psycopg2' in postgresql+psycopg2://: "
+         "mmlr ships Python's sqlite3 and psycopg 3 and opens only sqlite://, "
+         "sqlite+pysqlite://, postgresql:// and postgresql+psycopg:// URLs, e.g. "
+         "sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB"),
+        ("MMLR_DATABASE_URL", "postgresql+asyncpg://u@h/db",
+         "unsupported database driver 'asyncpg' in postgresql+asyncpg://"),
+        ("MMLR_DATABASE_URL", "sqlite+aiosqlite:///x.db",
+         "unsupported database driver 'aiosqlite' in sqlite+aiosqlite://"),
         ("MMLR_DIGEST_TO", "not-an-email", "MMLR_DIGEST_TO: 'not-an-email' is not an e-mail "
          "address: it has no @"),
         ("MMLR_DIGEST_TO", "team@example.org, a b@example.org",
@@ -189,6 +200,12 @@ def test_bad_values_give_one_clear_error(
          ["team@example.org", "ops@localhost"]),
         ("MMLR_DATABASE_URL", "sqlite:///relative.sqlite3", "db_url",
          "sqlite:///relative.sqlite3"),
+        # the drivers mmlr ships: plain postgresql:// is psycopg 3, not SQLAlchemy's psycopg2
+        ("MMLR_DATABASE_URL", "sqlite+pysqlite:///relative.sqlite3", "db_url",
+         "sqlite+pysqlite:///relative.sqlite3"),
+        ("MMLR_DATABASE_URL", "postgresql://u@h/db", "db_url", "postgresql+psycopg://u@h/db"),
+        ("MMLR_DATABASE_URL", "postgresql+psycopg://u@h/db", "db_url",
+         "postgresql+psycopg://u@h/db"),
         ("MMLR_QUERY", "myéloma[tiab]", "query", "myéloma[tiab]"),  # UTF-8 is fine
     ],
 )
