@@ -151,6 +151,26 @@ def share_problem(value: float, example: str) -> str | None:
 #: The ports ``MMLR_PORT`` and every ``--port`` accept.
 PORT_RANGE = (1, 65_535)
 
+def url_port_problem(url: str) -> str | None:
+    """Why the port written in ``url`` is not one to connect to, naming it and the allowed
+    range; None when it has none (the scheme's default) or one from 1 to 65535.
+
+    The one rule for the URL settings (E-utilities, SMTP). ``urlsplit`` admits a port 0 (the
+    SMTP client then took the default, 25, without a word) and raises only when ``.port`` is
+    read, far from the settings (httpx stopped the first poll with "Invalid port"). Only the
+    port is shown: the rest of the URL may hold a password."""
+    host_port = urlsplit(url).netloc.rpartition("@")[2]
+    if host_port.startswith("["):  # an IPv6 address: its colons are not the port's
+        host_port = host_port.rpartition("]")[2]
+    _, colon, port = host_port.partition(":")
+    if not colon or not port:  # "host:" is the default port, as urlsplit reads it
+        return None
+    low, high = PORT_RANGE
+    if port.isascii() and port.isdigit() and low <= int(port) <= high:
+        return None
+    return f"has an invalid port {port!r}: a port is a whole number from {low} to {high}"
+
+
 #: The whole-number settings' allowed range (lowest, highest or None for no limit), checked at
 #: load: each bound is where the code stops doing what the setting says.
 _INT_RANGES: dict[str, tuple[int, int | None]] = {
@@ -600,6 +620,13 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"MMLR_ENTREZ_URL must be an http(s) URL, got {value!r}")
+        # A bad port loaded and stopped the first poll as an internal error (httpx: "Invalid
+        # port"); a missing host ("http://:8080/") failed there too.
+        port_problem = url_port_problem(value)
+        if port_problem:
+            raise ValueError(f"{port_problem}, e.g. http://127.0.0.1:8080/ or {NCBI_EUTILS_URL}")
+        if not parts.hostname:
+            raise ValueError(f"has no host name, e.g. {NCBI_EUTILS_URL}")
         # NCBI needs no login (the API key has its own setting), and the URL is printed in
         # errors and on /searches: a password in it would be shown. Not echoed here either.
         if parts.username is not None or parts.password is not None:

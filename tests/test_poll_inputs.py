@@ -46,6 +46,25 @@ def test_a_bad_pmid_file_is_refused_before_anything_is_stored(
     _no_runs(data)
 
 
+@pytest.mark.parametrize(("url", "port"), [
+    ("http://127.0.0.1:abc/", "abc"),  # httpx: "Invalid port", an internal error
+    ("http://127.0.0.1:99999/", "99999"),  # both loaded: the first poll failed
+    ("http://127.0.0.1:0/", "0"),
+])
+def test_an_entrez_url_with_a_bad_port_is_refused_before_the_poll(
+        tmp_path: Path, url: str, port: str) -> None:
+    pmids = tmp_path / "pmids.txt"
+    pmids.write_text("28826616\n")
+    data = tmp_path / "d"
+    proc = run_cli("poll", "--pmids", str(pmids),
+                   env=cli_env(MMLR_DATA_DIR=str(data), MMLR_ENTREZ_URL=url))
+    assert_one_line_error(
+        proc, f"mmlr: error: invalid setting MMLR_ENTREZ_URL: has an invalid port {port!r}: "
+              "a port is a whole number from 1 to 65535, e.g. http://127.0.0.1:8080/ or "
+              "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/")
+    _no_runs(data)
+
+
 def test_a_pmid_file_that_is_a_folder_is_named(tmp_path: Path) -> None:
     proc = run_cli("poll", "--pmids", str(tmp_path), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
     assert_one_line_error(proc, f"PMID file {tmp_path} is not a file")

@@ -146,6 +146,14 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         ("MMLR_DATA_DIR", "/tmp/\udcff", "MMLR_DATA_DIR: contains bytes that are not UTF-8"),
         ("MMLR_ENTREZ_URL", "https://me:hunter2@eutils.ncbi.nlm.nih.gov/entrez/eutils/",
          "MMLR_ENTREZ_URL: must not contain a user name or password"),
+        # a port that is no port loaded, and the first poll stopped with an internal error
+        ("MMLR_ENTREZ_URL", "http://127.0.0.1:abc/", "MMLR_ENTREZ_URL: has an invalid port "
+         "'abc': a port is a whole number from 1 to 65535, e.g. http://127.0.0.1:8080/"),
+        ("MMLR_ENTREZ_URL", "http://x:99999/", "has an invalid port '99999': a port is a whole "
+         "number from 1 to 65535"),
+        ("MMLR_ENTREZ_URL", "http://x:0/", "has an invalid port '0'"),
+        ("MMLR_ENTREZ_URL", "https://me:hunter2@x:-1/", "has an invalid port '-1'"),
+        ("MMLR_ENTREZ_URL", "http://:8080/", "MMLR_ENTREZ_URL: has no host name"),
         # Each of these loaded, and failed only where it was used (the first poll, `init`,
         # the first delivery) or, for the host, listened on every interface.
         ("MMLR_POLL_START", "2024-01-01", "MMLR_POLL_START: must be a date YYYY/MM/DD, e.g. "
@@ -207,6 +215,8 @@ def test_bad_values_give_one_clear_error(
         ("MMLR_DATABASE_URL", "postgresql+psycopg://u@h/db", "db_url",
          "postgresql+psycopg://u@h/db"),
         ("MMLR_QUERY", "myéloma[tiab]", "query", "myéloma[tiab]"),  # UTF-8 is fine
+        ("MMLR_ENTREZ_URL", "http://127.0.0.1:65535", "entrez_url", "http://127.0.0.1:65535/"),
+        ("MMLR_ENTREZ_URL", "http://[::1]:1/e/", "entrez_url", "http://[::1]:1/e/"),
     ],
 )
 def test_values_at_the_ends_of_their_range_load(
