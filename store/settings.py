@@ -762,10 +762,11 @@ def parse_smtp_url(url: str) -> SmtpTarget:
             "MMLR_SMTP_URL must start with smtp:// or smtps://, "
             f"got {parts.scheme or 'no scheme'!r}"
         )
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError("MMLR_SMTP_URL has an invalid port") from exc
+    # A port 0 was taken as "none" (the default, 25) without a word.
+    port_problem = url_port_problem(url)
+    if port_problem:
+        raise ConfigError(f"MMLR_SMTP_URL {port_problem}", hint="e.g. smtp://mail.example.org:587")
+    port = parts.port
     if not parts.hostname:
         raise ConfigError("MMLR_SMTP_URL has no host", hint="e.g. smtp://mail.example.org:587")
     query = {k: v[-1].lower() for k, v in parse_qs(parts.query, keep_blank_values=True).items()}

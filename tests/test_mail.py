@@ -534,6 +534,19 @@ def test_cli_digest_send_never_shows_or_stores_an_echoed_password(db_url: str,
     assert ECHOED not in (row.error or "")
 
 
+@pytest.mark.parametrize("port", ["0", "99999"])
+def test_cli_digest_with_an_smtp_port_that_is_no_port(tmp_path, port: str) -> None:  # type: ignore[no-untyped-def]
+    from conftest import assert_one_line_error, cli_env, run_cli
+
+    # Port 0 was read as "no port": the digest went to port 25 without a word.
+    proc = run_cli("digest", "--send", env=cli_env(
+        MMLR_DATA_DIR=str(tmp_path / "cli"), MMLR_DIGEST_TO="a@example.org",
+        MMLR_SMTP_URL=f"smtp://127.0.0.1:{port}"))
+    assert_one_line_error(
+        proc, f"mmlr: error: MMLR_SMTP_URL has an invalid port {port!r}: a port is a whole "
+              "number from 1 to 65535 (e.g. smtp://mail.example.org:587)")
+
+
 class XOAuth2Only(Capture):
     """A server whose only login is OAuth 2 (as big providers are heading)."""
 

@@ -137,6 +137,13 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         ("MMLR_SMTP_URL", "smtp://mail.example.org?timeout=-1", "above 0, got '-1'"),
         ("MMLR_SMTP_URL", "smtp://mail.example.org?timeout=nan", "above 0, got 'nan'"),
         ("MMLR_SMTP_URL", "smtp://mail.example.org?timeout=soon", "above 0, got 'soon'"),
+        # port 0 became the default, 25, without a word; 99999 did not say why it was refused
+        ("MMLR_SMTP_URL", "smtp://127.0.0.1:0", "MMLR_SMTP_URL has an invalid port '0': a port "
+         "is a whole number from 1 to 65535 (e.g. smtp://mail.example.org:587)"),
+        ("MMLR_SMTP_URL", "smtp://127.0.0.1:99999", "MMLR_SMTP_URL has an invalid port '99999': "
+         "a port is a whole number from 1 to 65535 (e.g. smtp://mail.example.org:587)"),
+        ("MMLR_SMTP_URL", "smtps://me:hunter2@[::1]:25x", "MMLR_SMTP_URL has an invalid port "
+         "'25x'"),
         # surrogate-escaped bytes (not UTF-8 in the environment) broke far from here
         ("MMLR_QUERY", "myeloma\udcff", "MMLR_QUERY: contains bytes that are not UTF-8"),
         ("MMLR_ENTREZ_API_KEY", "abc\udcff", "MMLR_ENTREZ_API_KEY: contains bytes that are not "
