@@ -33,6 +33,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from sqlmodel import col, select
 from reports.export_network import network_export_paths, write_network_export
 from reports.meta import METAFOR_TEST
 from reports.network_inputs import current_networks
-from reports.outfile import FOLDER_HINT, check_target, ensure_folder, open_out
+from reports.outfile import FOLDER_HINT, check_target, ensure_folder, is_folder, open_out
 from reports.presentation import ci_used
 from reports.r_script import r_prologue
 from reports.selection import latest_results
@@ -184,7 +185,9 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
     """Write ``mmlr-metafor.csv`` and ``mmlr-metafor.R`` into ``out`` (a folder; default
     ``<data dir>/exports``) and return their paths."""
     folder = Path(out) if out is not None else ctx.settings.data_dir / "exports"
-    if folder.exists() and not folder.is_dir():
+    # os.path.exists: a name the system cannot look up is named by ensure_folder below
+    if os.path.exists(folder) and not is_folder(folder, what="the metafor export",
+                                                hint=FOLDER_HINT):
         raise ValidationError(f"{folder} is a file; `mmlr export metafor --out` takes a folder")
     # Before the database is read: a folder that cannot be made fails at once, in one line.
     ensure_folder(folder, what="the metafor export", hint=FOLDER_HINT)

@@ -62,7 +62,7 @@ from typing import IO, Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from reports.outfile import check_target, ensure_folder, open_out
+from reports.outfile import check_target, ensure_folder, is_folder, open_out
 from reports.prisma import (
     VOTE,
     prisma_counts,
@@ -187,7 +187,7 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
             return []
         if folder and out is not None:
             ensure_folder(out, what="the export", hint=_OUT_HINT)
-        if out.is_dir():
+        if is_folder(out, what="the export", hint=_OUT_HINT):
             out = out / f"{_STEM.get(kind, 'records')}.{_ext(kind)}"
         # Every file of the export is judged before the first is written: a link where the
         # .md should go must not leave a new CSV beside an old summary.

@@ -9,6 +9,7 @@ file; anything else is refused with one line naming it, and never replaced.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -32,6 +33,25 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "special file")
 
 
+#: What ``Path.is_dir`` takes for "not a folder" (nothing there, a file on the way, a loop of
+#: links); it raises every other error.
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+
+
+def is_folder(path: Path, *, what: str, hint: str, target: Path | None = None) -> bool:
+    """Whether ``path`` is a folder (following links, as ``Path.is_dir``), or one line naming
+    ``target`` (else ``path``) when the system cannot even look it up: a name longer than the
+    file system allows, a folder on the way that may not be searched. ``Path.is_dir`` raised
+    those, and a 300-character ``--out`` was an internal error."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError as exc:
+        if exc.errno in _ABSENT:
+            return False
+        raise ValidationError(f"cannot write {what} to {target or path}: "
+                              f"{exc.strerror or exc}", hint=hint) from None
+
+
 def check_target(path: Path, *, what: str, hint: str) -> None:
     """Refuse ``path`` when it exists and is not a regular file, or when the folder it would
     go in cannot be one (a file where a folder is needed); nothing is created."""
@@ -53,7 +73,7 @@ def _check_folders(folder: Path, *, what: str, target: Path, hint: str) -> None:
     # The nearest existing one of ``folder`` and its parents must be a folder (mkdir would
     # say "File exists" or "Not a directory", which does not say which part is wrong).
     for part in (folder, *folder.parents):
-        if part.is_dir():
+        if is_folder(part, what=what, hint=hint, target=target):
             return
         if os.path.lexists(part):
             raise ValidationError(f"cannot write {what} to {target}: {part} is not a folder",
@@ -64,7 +84,7 @@ def ensure_folder(folder: Path, *, what: str, hint: str, target: Path | None = N
     """Create ``folder`` (and its parents) or raise one line saying why it cannot be; the
     line names ``target`` (the file that was to go there), else the folder."""
     named = target or folder
-    if os.path.lexists(folder) and not folder.is_dir():
+    if os.path.lexists(folder) and not is_folder(folder, what=what, hint=hint, target=named):
         raise ValidationError(f"cannot write {what} to {named}: {folder} is not a folder",
                               hint=hint)
     _check_folders(folder, what=what, target=named, hint=hint)

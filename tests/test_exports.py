@@ -582,6 +582,26 @@ def test_cli_export_csv(db_url: str, tmp_path: Path) -> None:
     assert bad.stderr.startswith("mmlr: error: cannot write the export to /proc/nope/records.csv")
 
 
+@pytest.mark.parametrize(("kind", "name"), [
+    ("csv", "{long}.csv"), ("csv", "{long}/records.csv"), ("prisma", "{long}.csv"),
+    ("metafor", "{long}")])
+def test_cli_export_to_a_name_too_long_is_one_line(db_url: str, tmp_path: Path, kind: str,
+                                                   name: str) -> None:
+    # Path.is_dir() raised ENAMETOOLONG where other errors of --out were one line: an
+    # internal error
+    out = tmp_path / name.format(long="a" * 300)
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    proc = run_cli("export", kind, "--out", str(out), env=env)
+    what, hint = {"metafor": ("metafor export", "--out takes a folder that mmlr can create or "
+                                                "write to")}.get(kind, (
+        "export", "--out takes a new file, a regular file to replace or a folder; without "
+                  "--out the export goes to stdout"))
+    assert_one_line_error(
+        proc, f"mmlr: error: cannot write the {what} to {out}: File name too long ({hint})")
+    # nothing written, no temporary file left
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("a", ".a"))]
+
+
 def test_cli_export_for_excel_starts_with_a_byte_order_mark(db_url: str,
                                                             tmp_path: Path) -> None:
     """--excel: the CSV starts with U+FEFF (Excel then reads UTF-8, "Müller" not "MÃ¼ller"),
