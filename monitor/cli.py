@@ -657,6 +657,10 @@ class _OneLineFormatter(logging.Formatter):
             text = super().format(record)
         finally:
             record.exc_info, record.exc_text, record.stack_info = saved
+        # A name given as bytes that are not UTF-8 (``--out $'x\xff.csv'``) reaches Python
+        # as a lone surrogate, which no stream can encode: logging then printed its own
+        # "--- Logging error ---" traceback. Shown escaped (\udcff), whatever the stream.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
         return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
@@ -677,7 +681,10 @@ def configure_logging(settings: Settings | None, verbose: bool) -> None:
     if settings is not None:
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(settings.data_dir / "mmlr.log", encoding="utf-8")
+            # backslashreplace: a lone surrogate (a path or argument that is not UTF-8) is
+            # written escaped instead of failing the record with a traceback on the terminal.
+            fh = logging.FileHandler(settings.data_dir / "mmlr.log", encoding="utf-8",
+                                     errors="backslashreplace")
             fh.setLevel(level)
             fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             handlers.append(fh)

@@ -365,6 +365,44 @@ def test_a_setting_that_is_not_utf8_is_one_clear_line(tmp_path: Path) -> None:
     assert_one_line_error(proc, "MMLR_ENTREZ_API_KEY: contains bytes that are not UTF-8")
 
 
+def test_a_password_that_is_not_utf8_is_one_clear_line(db_url: str, tmp_path: Path) -> None:
+    # Bytes that are not UTF-8 in argv reach Python surrogate-escaped: hashing the password
+    # was an internal error (UnicodeEncodeError). A process of its own, as a shell runs it.
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    proc = run_cli("users", "add", "f@example.org", "--role", "viewer", "--password",
+                   "\udcffabcdefghijklmnopqrstuvwxyz-long", env=env, process=True)
+    assert_one_line_error(proc, "mmlr: error: the password is not valid UTF-8 text (type it "
+                                "in a UTF-8 terminal, or leave it out to have one generated)")
+    listed = run_cli("users", "list", env=env)
+    assert listed.returncode == 0 and "f@example.org" not in listed.stdout
+
+
+@pytest.mark.parametrize("verbose", [(), ("-v",)])
+def test_a_path_that_is_not_utf8_is_logged_without_a_traceback(
+        db_url: str, tmp_path: Path, verbose: tuple[str, ...]) -> None:
+    # The log handlers could not encode the lone surrogate of a name given as bytes that are
+    # not UTF-8: logging printed "--- Logging error ---" and a traceback on the terminal.
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    out = tmp_path / "ex" / "x\udcff.csv"
+    proc = run_cli(*verbose, "export", "csv", "--out", str(out), env=env, process=True,
+                   errors="surrogateescape")
+    assert proc.returncode == 0, proc.stderr
+    assert "Logging error" not in proc.stderr and "Traceback" not in proc.stderr
+    shown = str(out).replace("\udcff", "\\udcff")  # escaped, in the log as on the terminal
+    assert proc.stderr.splitlines()[-1] == shown
+    if verbose:
+        assert f"INFO reports.exports: export csv written to {shown}" in proc.stderr
+    assert os.path.isfile(out)
+    log = (tmp_path / "d" / "mmlr.log").read_text(encoding="utf-8")
+    assert f"export csv written to {shown}" in log
+    copy = tmp_path / "copy" / "\udcff.sqlite3"
+    proc = run_cli(*verbose, "copy-db", f"sqlite:///{copy}", env=env, process=True,
+                   errors="surrogateescape")
+    assert proc.returncode == 0, proc.stderr
+    assert "Logging error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout.startswith("copied ") and os.path.isfile(copy)
+
+
 def test_a_bogus_log_level_is_refused_and_a_lower_case_one_is_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -150,6 +150,14 @@ def check_password_strength(password: str, email: str = "") -> None:
     """Refuse a chosen password that is too short, contains the account's e-mail address or
     its name part, or is one character repeated or a run such as "abcdef…" or "98765…".
     Generated passwords are not checked: they are random and long enough by construction."""
+    # Bytes that are not UTF-8 (typed in a terminal of another encoding) reach Python as lone
+    # surrogates, which cannot be hashed (an internal error) nor typed again at the login.
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("the password is not valid UTF-8 text",
+                              hint="type it in a UTF-8 terminal, or leave it out to have one "
+                                   "generated") from None
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(
             f"the password is too short: {plural(len(password), 'character')}",
