@@ -198,8 +198,10 @@ def _send_with_retries(
                     hint="check that the server of MMLR_SMTP_URL is running and reachable",
                 ) from None
             delay = delays.pop(0)
-            # Logged before send_message sees it, so masked here too.
-            log.warning("SMTP %s:%s attempt %s failed (%s); retrying in %.1fs",
+            # Logged before send_message sees it, so masked here too. INFO, as a poll's
+            # retries: in mmlr.log (and with -v), not three lines on the terminal before the
+            # one that says whether the digest went out.
+            log.info("SMTP %s:%s attempt %s failed (%s); retrying in %.1fs",
                         target.host, target.port, attempts, _scrub(exc.reason, target), delay)
             time.sleep(delay)
             continue

@@ -244,6 +244,7 @@ def test_forest_images_travel_as_cid(ctx, smtp) -> None:  # type: ignore[no-unty
 
 
 def test_server_down_fails_clearly_and_the_digest_can_be_resent(ctx, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level("INFO", logger="reports.mail")  # the retries are logged at INFO
     port = free_port()  # nothing listens here yet
     sctx = with_settings(ctx, smtp_url=f"smtp://digest:s3cret-pa55@127.0.0.1:{port}",
                          digest_to="ana@example.org")
@@ -275,6 +276,7 @@ def test_server_down_fails_clearly_and_the_digest_can_be_resent(ctx, caplog) -> 
 
 
 def test_server_down_is_tried_once_not_once_per_recipient(ctx, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level("INFO", logger="reports.mail")
     sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{free_port()}",
                          digest_to="a@example.org,b@example.org,c@example.org")
     with pytest.raises(DeliveryError, match="reached 0 of 3 recipients"):
@@ -532,6 +534,27 @@ def test_cli_digest_send_never_shows_or_stores_an_echoed_password(db_url: str,
         engine.dispose()
     assert row.status == "failed" and "user ***" in (row.error or "")
     assert ECHOED not in (row.error or "")
+
+
+def test_cli_digest_to_a_server_that_is_down_is_one_line(db_url: str, tmp_path,
+                                                         monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from conftest import assert_one_line_error, cli_env, run_cli
+
+    # The three retries were WARNING lines on the terminal before the error: four lines.
+    monkeypatch.setattr("reports.mail.DEFAULT_RETRY_DELAYS", (0.01,) * 3)  # run_cli: in-process
+    port = free_port()
+    data = tmp_path / "cli"
+    proc = run_cli("digest", "--send", env=cli_env(
+        MMLR_DATA_DIR=str(data), MMLR_DATABASE_URL=db_url, MMLR_DIGEST_TO="a@example.org",
+        MMLR_SMTP_URL=f"smtp://127.0.0.1:{port}"))
+    assert_one_line_error(
+        proc, f"mmlr: error: digest #1 reached 0 of 1 recipients; a@example.org: SMTP server "
+              f"127.0.0.1:{port} failed after 4 attempts: connection refused (is the SMTP "
+              "server running?) (check that the server of MMLR_SMTP_URL is running and "
+              "reachable) (the digest is kept; run `mmlr digest --send` again to retry the "
+              "failed ones)")
+    log = (data / "mmlr.log").read_text(encoding="utf-8")
+    assert log.count(f"INFO reports.mail: SMTP 127.0.0.1:{port} attempt ") == 3  # kept there
 
 
 @pytest.mark.parametrize("port", ["0", "99999"])
