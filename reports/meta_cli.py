@@ -20,6 +20,7 @@ import csv
 import difflib
 import math
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,9 +247,13 @@ def _label(text: str) -> str:
 
 def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
     """Parse and validate the rows (see the module docstring); return them and warnings."""
-    if not path.exists():
-        raise ValidationError(f"{path}: file not found")
-    if not path.is_file():  # a folder used to be reported as "cannot be read as UTF-8 text"
+    try:  # not Path.exists(): it raised for a name too long, an internal error
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ValidationError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ValidationError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):  # a folder used to be reported as "cannot be read as UTF-8 text"
         raise ValidationError(f"{path}: not a file", hint="give the path of a CSV file")
     try:
         text = path.read_text(encoding="utf-8-sig")

@@ -131,6 +131,13 @@ def test_a_folder_or_a_binary_file_is_named_as_such(tmp_path: Path) -> None:
     assert "Error" not in proc.stderr  # no Python exception names
 
 
+def test_a_file_name_too_long_is_one_line(tmp_path: Path) -> None:
+    # Path.exists() raised ENAMETOOLONG: an internal error
+    path = tmp_path / f"{'a' * 300}.csv"
+    proc = run_cli("meta", str(path), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert_one_line_error(proc, f"mmlr: error: {path}: cannot be read: File name too long")
+
+
 def test_cli_error_is_one_line_exit_1(tmp_path: Path) -> None:
     path = write(tmp_path, "study,yi,sei\na,0.1,0.1\nb,x,0.1\n")
     proc = run_cli("meta", str(path), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))

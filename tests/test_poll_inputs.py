@@ -70,6 +70,16 @@ def test_a_pmid_file_that_is_a_folder_is_named(tmp_path: Path) -> None:
     assert_one_line_error(proc, f"PMID file {tmp_path} is not a file")
 
 
+def test_a_pmid_file_name_too_long_is_one_line(tmp_path: Path) -> None:
+    # Path.exists() raised ENAMETOOLONG: an internal error
+    pmids = tmp_path / f"{'a' * 300}.txt"
+    data = tmp_path / "d"
+    proc = run_cli("poll", "--pmids", str(pmids), env=cli_env(MMLR_DATA_DIR=str(data)))
+    assert_one_line_error(proc, f"mmlr: error: PMID file {pmids} cannot be read: File name too "
+                                "long")
+    _no_runs(data)
+
+
 def test_until_after_today_is_refused_before_the_poll(tmp_path: Path) -> None:
     data = tmp_path / "d"
     env = cli_env(MMLR_DATA_DIR=str(data), MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/")
