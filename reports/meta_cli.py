@@ -6,8 +6,8 @@ The CSV has a header and one row per study: ``study, yi, sei`` (log HR and its S
 subgroup is pooled on its own, then all rows together, followed by the test for subgroup
 differences. Any bad cell stops the run with a ValidationError naming file, line (the line a
 row starts on) and column, and so does a number no trial reports (an HR or CI limit outside
-1e-4–1e4, a log HR beyond ±9.21, an SE of the log HR outside 1e-4–10: see ``HR_MIN`` and the
-bounds below it). So does a header that leaves unsaid which numbers to pool: a column given
+1e-4–1e4, a log HR beyond ±9.21, an SE of the log HR outside 1e-4–10: see
+``reports.bounds``). So does a header that leaves unsaid which numbers to pool: a column given
 twice (case and surrounding spaces do not count), one not listed above (one without a name
 must be empty), or columns of both scales (refused, not checked for agreement: the user says
 which numbers are meant). Broken CSV (an unclosed quote, a cell over the csv module's 131072
@@ -26,6 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reports.bounds import (
+    HR_RANGE,
+    LOG_HR_MAX,
+    SE_RANGE,
+    plausible_hr,
+    plausible_log_hr,
+    plausible_se,
+)
 from reports.derive import from_ci
 from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
 from reports.presentation import has_heterogeneity
@@ -40,19 +48,8 @@ LOG_COLUMNS = ("yi", "sei")
 HR_COLUMNS = ("hr", "ci_low", "ci_high")
 COLUMNS = ("study", *LOG_COLUMNS, *HR_COLUMNS, "subgroup", "date")
 
-# What no real trial reports, so a row beyond it is a typo or a unit mix-up (a percentage, a
-# log taken twice) and is refused rather than pooled; beyond these bounds the arithmetic of
-# the pooling also overflows or divides by zero (a 1e-300 SE, a 1e308 log HR).
-# - A hazard ratio and its CI limits lie in 1e-4..1e4: the most extreme HRs randomised trials
-#   report are around 0.01 and 100, and a limit two orders of magnitude further out would take
-#   a fraction of an event.
-# - A log HR given as ``yi`` lies within the same bounds, ±ln(1e4) ≈ ±9.21.
-# - The SE of a log HR is about 2/√(events): 1e-4 would take 4·10⁸ events (more patients than
-#   any trial has had), and one event per arm already gives only 1.4, so 10 is a hundredth of
-#   an event. A CI from which a smaller or larger SE follows is refused the same way.
-HR_MIN, HR_MAX = 1e-4, 1e4
-LOG_HR_MAX = math.log(HR_MAX)
-SE_MIN, SE_MAX = 1e-4, 10.0
+# The bounds are reports.bounds': the trial page's form and the API refuse the same numbers,
+# so an estimate stored there is one this command would read.
 
 
 @dataclass
@@ -154,11 +151,11 @@ def _number(path: Path, line: int, column: str, text: str) -> float:
 
 
 def _plausible_se(path: Path, line: int, column: str, se: float, shown: str) -> None:
-    if not SE_MIN <= se <= SE_MAX:
+    if not plausible_se(se):
         plural = "s" if " and " in column else ""
         raise ValidationError(
             f"{path}, line {line}, column{plural} {column}: standard error {shown} of the log "
-            f"HR is implausible (outside {SE_MIN:g}–{SE_MAX:g})",
+            f"HR is implausible (outside {SE_RANGE})",
             hint="a log HR's standard error is about 2/√(events)")
 
 
@@ -305,10 +302,10 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
                 raise ValidationError(
                     f"{path}, line {n}, column sei: standard error {row['sei'].strip()} "
                     "must be positive")
-            if abs(yi) > LOG_HR_MAX:
+            if not plausible_log_hr(yi):
                 raise ValidationError(
                     f"{path}, line {n}, column yi: log HR {row['yi'].strip()} is implausible "
-                    f"(outside ±{LOG_HR_MAX:.2f}, an HR outside {HR_MIN:g}–{HR_MAX:g})",
+                    f"(outside ±{LOG_HR_MAX:.2f}, an HR outside {HR_RANGE})",
                     hint="yi is the natural log of the hazard ratio")
             _plausible_se(path, n, "sei", sei, row["sei"].strip())
         else:
@@ -318,10 +315,10 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
                     raise ValidationError(
                         f"{path}, line {n}, column {c}: {row[c].strip()} must be > 0 "
                         "(hazard ratios and their limits are positive)")
-                if not HR_MIN <= v <= HR_MAX:
+                if not plausible_hr(v):
                     raise ValidationError(
                         f"{path}, line {n}, column {c}: {row[c].strip()} is implausible for a "
-                        f"hazard ratio (outside {HR_MIN:g}–{HR_MAX:g})")
+                        f"hazard ratio (outside {HR_RANGE})")
             h, lo, hi = values["hr"], values["ci_low"], values["ci_high"]
             if not lo < hi:
                 raise ValidationError(

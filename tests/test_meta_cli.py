@@ -183,7 +183,7 @@ def test_cli_implausible_rows_are_one_line_without_numpy_warnings(
 def test_rows_at_the_bounds_pool_without_a_numpy_warning(tmp_path: Path) -> None:
     # The most extreme rows allowed, together: the bounds are tight enough for the pooling's
     # arithmetic (an overflow would print numpy's RuntimeWarning with its source line).
-    from reports.meta_cli import HR_MAX, HR_MIN, LOG_HR_MAX, SE_MAX, SE_MIN
+    from reports.bounds import HR_MAX, HR_MIN, LOG_HR_MAX, SE_MAX, SE_MIN
 
     path = write(tmp_path, f"study,yi,sei\na,{-LOG_HR_MAX!r},{SE_MIN!r}\n"
                            f"b,{LOG_HR_MAX!r},{SE_MIN!r}\nc,0,{SE_MAX!r}\nd,{LOG_HR_MAX!r},{SE_MAX!r}\n")

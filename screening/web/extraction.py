@@ -25,6 +25,14 @@ from reports.analyses import (
     comparison_key,
     is_named_comparison,
 )
+from reports.bounds import (
+    HR_RANGE,
+    LOG_HR_MAX,
+    SE_RANGE,
+    plausible_hr,
+    plausible_log_hr,
+    plausible_se,
+)
 from reports.words import hr_ci_text
 from store.audit import audit
 from store.errors import MmlrError, ValidationError
@@ -196,6 +204,31 @@ class _Reader:
             return None
 
 
+#: The field a derivation's own complaint goes beside (``_derive``): the method's first input.
+LEADING_FIELD: dict[str, str] = {
+    "reported_ci": "hr", "p_value_events": "p_value", "o_minus_e": "o_minus_e",
+    "medians": "median_maintenance", "km_curves": "curve_maintenance",
+}
+
+
+def _implausible(r: _Reader, method: str, derived: Any, inputs: Mapping[str, Any]) -> bool:
+    """Refuse an HR or SE no trial reports (``reports.bounds``, the bounds of ``mmlr meta``),
+    beside the method's leading field and naming the fields it came from. Checked before the
+    CI is computed from it: exp() of a log HR of 1e6 overflows."""
+    names = [n for n in inputs if n != "orientation"]
+    source = " and ".join(names) if len(names) < 3 else (", ".join(names[:-1])
+                                                           + " and " + names[-1])
+    field_name = LEADING_FIELD[method]
+    if not plausible_log_hr(derived.log_hr):
+        r.errors[field_name] = (
+            f"the HR derived from {source} is implausible: its log is {derived.log_hr:.3g} "
+            f"(outside ±{LOG_HR_MAX:.2f}, an HR outside {HR_RANGE}); check the numbers entered")
+    elif not plausible_se(derived.se):
+        r.errors[field_name] = (
+            f"the standard error of the log HR derived from {source} is {derived.se:.3g}, "
+            f"implausible (outside {SE_RANGE}; it is about 2/√(events)); check the numbers "
+            "entered")
+    return field_name in r.errors
 
 
 def setting_problem(trial: Trial, setting: str) -> str | None:
@@ -272,6 +305,8 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     printed: tuple[float, float, float] | None = None
     if isinstance(derived, tuple):
         derived, printed = derived
+    elif _implausible(r, str(method), derived, inputs):  # (a reported CI is checked in _from_ci)
+        raise FieldErrors(r.errors)
     hr, ci_low, ci_high = printed if printed else (math.exp(derived.log_hr), derived.ci_low,
                                                    derived.ci_high)
     notes = "\n".join(n for n in (values["notes"], getattr(derived, "notes", "")) if n) or None
@@ -318,10 +353,23 @@ def _raw(r: _Reader, name: str) -> str:
     return str(r.data.get(name)).strip()
 
 
+def _plausible_hr(r: _Reader, name: str, value: float | None) -> float | None:
+    """``value`` unless it is an HR no trial reports (``reports.bounds``): then None, and the
+    field's error. mmlr meta refuses such a row, so storing it would only postpone the refusal
+    to the pooling (and a 1e-320 limit gives an SE of 188, a 1e30 one of 18)."""
+    if value is None or plausible_hr(value):
+        return value
+    r.errors[name] = (f"{_raw(r, name)[:30]} is implausible for a hazard ratio (outside "
+                      f"{HR_RANGE}): no trial reports one; check for a typo or a percentage")
+    return None
+
+
 def _from_ci(r: _Reader, orientation: str | None) -> Any:
     hr = r.number("hr", required=True, positive=True)
     lo = r.number("ci_low", required=True, positive=True)
     hi = r.number("ci_high", required=True, positive=True)
+    hr, lo, hi = (_plausible_hr(r, name, value) for name, value in
+                  (("hr", hr), ("ci_low", lo), ("ci_high", hi)))
     if lo is not None and hi is not None and lo >= hi:
         # Said after the field's name on the form ("95% CI lower 0.89 must be …") and after
         # "ci_low:" in the API: the message itself names the value, not the field again.
@@ -332,6 +380,14 @@ def _from_ci(r: _Reader, orientation: str | None) -> Any:
         return None
     derived = _derive(r, "hr", "from_ci", _raw(r, "hr"), _raw(r, "ci_low"), _raw(r, "ci_high"),
                       orientation=orientation)
+    if derived is not None and not plausible_se(derived.se):
+        # Limits each within the bounds can still give an SE no trial has (1.0000–1.0001)
+        width = "narrow" if derived.se < 1 else "wide"
+        r.errors["ci_low"] = (
+            f"the CI {_raw(r, 'ci_low')[:30]}–{_raw(r, 'ci_high')[:30]} gives a standard error "
+            f"of the log HR of {derived.se:.3g}, implausible (outside {SE_RANGE}): no trial's "
+            f"CI is that {width}; check both limits")
+        return None
     # Keep the HR and CI as printed (inverted when entered the other way round) rather than
     # exp(log HR), which gives 0.3499999999999999 for a printed 0.35, and the symmetric CI
     # implied by log HR ± 1.96 SE.
