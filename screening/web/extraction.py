@@ -10,6 +10,7 @@ a correction pre-filled (``derivation_inputs.py``).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,9 +98,17 @@ class _Reader:
         self.data = data
         self.errors: dict[str, str] = {}
 
-    def text(self, name: str, *, max_len: int = 500) -> str | None:
+    def text(self, name: str, *, max_len: int = 500, numbers: bool = False) -> str | None:
+        """The stripped text of ``name``, None when it is left out, null or blank. A JSON body
+        may carry anything: ``true``, ``[]`` or ``{}`` are refused rather than stored as the
+        words "True", "[]" or "{}" (the form only ever sends text). ``numbers``: a JSON
+        number is taken as the text it is (a P value sent as 0.03)."""
         raw = self.data.get(name)
         if raw is None:
+            return None
+        number = isinstance(raw, int | float) and not isinstance(raw, bool)
+        if not isinstance(raw, str) and not (numbers and number):
+            self.errors[name] = f"must be a string, not {_json_text(raw)}"
             return None
         value = str(raw).strip()
         if len(value) > max_len:
@@ -134,6 +143,8 @@ class _Reader:
 
     def choice(self, name: str, options: Any, default: str | None = None) -> str | None:
         value = self.text(name) or default
+        if name in self.errors:  # not text: said already, and "is required" would hide it
+            return None
         if value is None:
             self.errors[name] = "is required"
         elif value not in options:
@@ -202,6 +213,15 @@ class _Reader:
         except ValueError:
             self.errors[name] = f"{text!r} is not a date (YYYY-MM-DD)"
             return None
+
+
+def _json_text(raw: Any) -> str:
+    """A value as the client wrote it in JSON (``true``, not Python's ``True``), shortened."""
+    try:
+        shown = json.dumps(raw, ensure_ascii=False)
+    except (TypeError, ValueError):  # (only JSON reaches here; any other value, by its type)
+        shown = type(raw).__name__
+    return shown if len(shown) <= 30 else shown[:29] + "…"
 
 
 #: The field a derivation's own complaint goes beside (``_derive``): the method's first input.
@@ -399,6 +419,8 @@ def _favours(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> str
     from reports.derive import favours_from_hr
 
     chosen = r.text("favours", max_len=20)
+    if "favours" in r.errors:  # not text: said, rather than "is required"
+        return None
     if chosen:
         if chosen not in ("maintenance", "control"):
             r.errors["favours"] = "must be maintenance or control"
@@ -418,8 +440,8 @@ def _favours(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> str
 def _from_p_value(r: _Reader, orientation: str | None, values: dict[str, Any],
                   inputs: dict[str, Any]) -> Any:
     favours = _favours(r, orientation, inputs)
-    p_value = r.text("p_value", max_len=30)
-    if p_value is None:
+    p_value = r.text("p_value", max_len=30, numbers=True)
+    if p_value is None and "p_value" not in r.errors:
         r.errors["p_value"] = "is required"
     if values.get("events") is None and "events" not in r.errors:
         r.errors["events"] = "is required to derive an HR from a P value"

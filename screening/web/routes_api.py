@@ -744,6 +744,10 @@ def _find_trial(session: Session, data: dict[str, Any]) -> Trial:
             raise ValidationError(f"trial_id {json.dumps(data['trial_id'])} is not a trial's id",
                                   hint="a whole number, as in GET /api/trials")
         return get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
+    if data.get("trial") is not None and not isinstance(data["trial"], str):
+        # (str() would look up a trial named "True")
+        raise ValidationError(f"trial must be a string (the trial's name), not "
+                              f"{json.dumps(data['trial'])}", hint="or give trial_id")
     if isinstance(data.get("trial"), str):
         trial = session.exec(select(Trial).where(Trial.name == data["trial"])).first()
         if trial is None:
