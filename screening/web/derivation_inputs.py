@@ -213,6 +213,10 @@ def merge_derivation_inputs(data: Mapping[str, Any]) -> tuple[dict[str, Any], li
     if str(data.get("method") or "reported_ci") == "reported_ci":
         return merged, ["derivation_inputs not used: method reported_ci takes hr, ci_low and "
                         "ci_high"] if nested else []
+    # The top-level HR and CI of a derived estimate's JSON are its results, not inputs: left
+    # in, parse_estimate would refuse them as fields of the reported-CI method (a typed HR
+    # that gave a P value its direction comes back inside derivation_inputs).
+    merged = {k: v for k, v in merged.items() if k not in _DERIVED_OUTPUTS}
     for key, value in nested.items():
         if key == "favours" and nested.get("hr") is not None and "favours" not in merged:
             continue  # the direction came from the typed HR: derive it again (as form_fields)

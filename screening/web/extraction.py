@@ -224,11 +224,42 @@ def _json_text(raw: Any) -> str:
     return shown if len(shown) <= 30 else shown[:29] + "…"
 
 
+#: The fields each method reads for its number (besides the arm sizes and total events, which
+#: every estimate keeps). ``hr`` is also the P-value method's: the direction when *favours*
+#: is left blank.
+METHOD_FIELDS: dict[str, tuple[str, ...]] = {
+    "reported_ci": ("hr", "ci_low", "ci_high"),
+    "p_value_events": ("p_value", "favours", "hr"),
+    "o_minus_e": ("o_minus_e", "variance"),
+    "medians": ("median_maintenance", "median_control", "events_maintenance", "events_control"),
+    "km_curves": (*KM_TEXT_FIELDS, "events_maintenance", "events_control"),
+}
 #: The field a derivation's own complaint goes beside (``_derive``): the method's first input.
 LEADING_FIELD: dict[str, str] = {
     "reported_ci": "hr", "p_value_events": "p_value", "o_minus_e": "o_minus_e",
     "medians": "median_maintenance", "km_curves": "curve_maintenance",
 }
+
+
+def _given(raw: Any) -> bool:
+    return raw is not None and not (isinstance(raw, str) and not raw.strip())
+
+
+def _other_methods_fields(r: _Reader, method: str) -> None:
+    """Refuse a field of another method that is filled in. The form shows every method's
+    fields at once (no script hides them), so a number typed into one the chosen method does
+    not read would be dropped without a word: a P value typed with the reported-CI method, a
+    median whose method was never switched to, or garbage (``abc``, ``NaN``) no check ever
+    looked at. Refused, the curator either clears it or picks the method that uses it; what
+    was typed is kept in the form shown again."""
+    used = set(METHOD_FIELDS[method])
+    for name in dict.fromkeys(f for fields in METHOD_FIELDS.values() for f in fields):
+        if name in used or name in r.errors or not _given(r.data.get(name)):
+            continue
+        users = " or ".join(repr(METHOD_WORDS[m]) for m, fields in METHOD_FIELDS.items()
+                            if name in fields)
+        r.errors[name] = (f"is given but the method is {METHOD_WORDS[method]!r}: clear it, or "
+                          f"choose the method that uses it ({users})")
 
 
 def _implausible(r: _Reader, method: str, derived: Any, inputs: Mapping[str, Any]) -> bool:
@@ -307,6 +338,8 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     method = r.choice("method", METHODS, default="reported_ci")
     orientation = r.choice("orientation", ORIENTATIONS, default="maint_vs_control")
     values["orientation_entered"] = orientation
+    if method is not None:
+        _other_methods_fields(r, method)
     derived: Any = None
     # What the chosen derivation used, as typed: kept with the estimate (derivation_inputs).
     inputs: dict[str, Any] = {"orientation": orientation}
