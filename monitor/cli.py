@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import os
-import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -121,15 +120,10 @@ def _read_pmid_file(path: Path) -> list[int]:
     """The PMIDs of a file, one or more a line (``#`` starts a comment), all checked before
     anything is fetched: a bad line must not leave a half-done poll run behind."""
     from store.ids import pmids_in
+    from store.infile import input_file_problem
 
-    try:  # not Path.exists(): it raised for a name too long, an internal error
-        mode = path.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        raise ValidationError(f"PMID file {path} does not exist") from None
-    except OSError as exc:
-        raise ValidationError(f"PMID file {path} cannot be read: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(mode):
-        raise ValidationError(f"PMID file {path} is not a file")
+    if (problem := input_file_problem(path)) is not None:
+        raise ValidationError(f"PMID file {path} {problem}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

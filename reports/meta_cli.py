@@ -20,7 +20,6 @@ import csv
 import difflib
 import math
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, su
 from reports.presentation import has_heterogeneity
 from reports.words import interval_text, rounded
 from store.errors import ValidationError
+from store.infile import input_file_problem
 from store.spreadsheet import CsvLines
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
@@ -244,14 +244,9 @@ def _label(text: str) -> str:
 
 def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
     """Parse and validate the rows (see the module docstring); return them and warnings."""
-    try:  # not Path.exists(): it raised for a name too long, an internal error
-        mode = path.stat().st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        raise ValidationError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise ValidationError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(mode):  # a folder used to be reported as "cannot be read as UTF-8 text"
-        raise ValidationError(f"{path}: not a file", hint="give the path of a CSV file")
+    # (a folder used to be reported as "cannot be read as UTF-8 text")
+    if (problem := input_file_problem(path)) is not None:
+        raise ValidationError(f"{path}: {problem}", hint="give the path of a CSV file")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:

@@ -116,14 +116,14 @@ def test_bad_csv(tmp_path: Path, text: str, match: str) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="file not found"):
+    with pytest.raises(ValidationError, match="does not exist"):
         meta_from_csv(tmp_path / "nope.csv")
 
 
 def test_a_folder_or_a_binary_file_is_named_as_such(tmp_path: Path) -> None:
     # A folder was "cannot be read as UTF-8 text (IsADirectoryError)".
     env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"))
-    assert_one_line_error(run_cli("meta", str(tmp_path), env=env), f"{tmp_path}: not a file")
+    assert_one_line_error(run_cli("meta", str(tmp_path), env=env), f"{tmp_path}: is not a file")
     binary = tmp_path / "rows.csv"
     binary.write_bytes(b"study,yi,sei\n\xff\xfe,0.1,0.1\n")
     proc = run_cli("meta", str(binary), env=env)
