@@ -190,6 +190,26 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MMLR_DATA_DIR", str(tmp_path / "data"))
 
 
+#: The scrypt cost (N, r, p) of the suite's passwords. Hundreds of tests log in, and at the
+#: shipped cost (about 0.2 s of CPU each here) those logins were a fifth of the suite's time.
+#: The same code runs at this cost; the tests marked ``shipped_password_cost`` (the cost
+#: against OWASP's table, the rehash of older costs, the dummy hash of a missing account)
+#: keep the real one. Unlike every cost the tests store by hand (2**10 and 2**14 x 8 x 1),
+#: it is not a cost mmlr ever shipped.
+TEST_SCRYPT_COST = (2**8, 8, 1)
+
+
+@pytest.fixture(autouse=True)
+def _test_password_cost(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("shipped_password_cost"):
+        return
+    from screening.web import auth
+
+    for name, value in zip(("_SCRYPT_N", "_SCRYPT_R", "_SCRYPT_P"), TEST_SCRYPT_COST,
+                           strict=True):
+        monkeypatch.setattr(auth, name, value)
+
+
 @pytest.fixture(autouse=True)
 def _restore_root_logging() -> Iterator[None]:
     """Tests that call ``monitor.cli.main()`` in-process get its log handlers (a file in the

@@ -5,7 +5,6 @@ Helpers at the top are reused by the other test_web*/test_browser* modules.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -48,16 +47,9 @@ def db(app: Any) -> Session:
     return app.state.ctx.sessions()  # type: ignore[no-any-return]
 
 
-#: The real scrypt hash at the cost that ships, made once per password and run: each user
-#: the fixtures add would otherwise spend one scrypt (about 0.2 s, more than a typical web
-#: test's other work) on the same password again. Logins still verify at the full cost, and
-#: ``add_user``'s own hashing is tested below; only the salt is shared between test users.
-_password_hash = functools.cache(hash_password)
-
-
 def make_user(app: Any, email: str, role: str, password: str = PASSWORD) -> None:
     with db(app) as session:
-        add_user(session, email, role=role, password=password, hasher=_password_hash)
+        add_user(session, email, role=role, password=password)
         session.commit()
 
 

@@ -257,6 +257,7 @@ def test_a_known_address_ages_out(app: Any, users: dict[str, str]) -> None:
 
 
 # ----------------------------------------------------------------------------- password hash
+@pytest.mark.shipped_password_cost
 def test_the_password_hash_costs_at_least_owasps_minimum() -> None:
     """OWASP's Password Storage Cheat Sheet sets scrypt's minimum as a table of forms it rates
     alike, each with block size 8, trading memory (N) for passes (p): 2**17 x 1, 2**16 x 2,
@@ -272,6 +273,7 @@ def test_the_password_hash_costs_at_least_owasps_minimum() -> None:
     assert not auth.verify_password(PASSWORD + "!", stored)
 
 
+@pytest.mark.shipped_password_cost
 @pytest.mark.parametrize("n", [2**10, 2**14], ids=["weak", "before-2026-12"])
 def test_a_hash_of_a_lower_cost_is_redone_at_the_next_login(app: Any, users: dict[str, str],
                                                             n: int) -> None:
@@ -470,6 +472,7 @@ def test_no_next_sends_a_browser_to_another_site(app: Any, users: dict[str, str]
 
 
 # ----------------------------------------------------------------------------- enumeration
+@pytest.mark.shipped_password_cost
 def test_a_login_says_and_does_the_same_for_an_unknown_address(
         app: Any, users: dict[str, str], monkeypatch: Any) -> None:
     """No account, a deactivated one, a wrong password: the same answer, and the same scrypt

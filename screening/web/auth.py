@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -128,9 +127,12 @@ def needs_rehash(stored: str) -> bool:
     return not stored.startswith(prefix)
 
 
-# A hash of nothing in particular, at the current cost, checked when the account does not
-# exist so that the response time does not tell an attacker which addresses have accounts.
-_DUMMY_HASH = f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}$" + "00" * 16 + "$" + "00" * 32
+def _dummy_hash() -> str:
+    """A hash of nothing in particular, checked when the account does not exist so that the
+    response time does not tell an attacker which addresses have accounts. Made at each use from
+    the constants, so it costs what a real login costs whatever cost is in force (the test suite
+    lowers it: tests/conftest.py)."""
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}$" + "00" * 16 + "$" + "00" * 32
 
 
 def generate_password() -> str:
@@ -259,14 +261,11 @@ def has_role(user: User, role: str) -> bool:
 
 
 def add_user(session: Session, email: str, *, role: str, password: str | None = None,
-             actor: str = "system",
-             hasher: Callable[[str], str] = hash_password) -> str | None:
+             actor: str = "system") -> str | None:
     """Create a user; return the generated password when none was given (else None).
 
     Raises ValidationError on a malformed e-mail, an unknown role, a short password or an
-    e-mail that already has an account. The caller commits. ``hasher`` makes the stored hash
-    (the test fixtures pass a memo of :func:`hash_password`, so that their many users with one
-    password cost one scrypt, not one each).
+    e-mail that already has an account. The caller commits.
     """
     address = check_email(email)
     check_role(role)
@@ -277,7 +276,7 @@ def add_user(session: Session, email: str, *, role: str, password: str | None = 
     password, generated = password_or_generated(password)
     if generated is None:
         check_password_strength(password, address)
-    session.add(User(email=address, role=role, password_hash=hasher(password)))
+    session.add(User(email=address, role=role, password_hash=hash_password(password)))
     session.flush()
     audit(session, "user.add", actor=actor, object_type="user", object_id=address, role=role)
     log.info("user %s added with role %s", address, role)
@@ -351,7 +350,7 @@ def authenticate(session: Session, email: str, password: str, *, client: str = "
     address = normalise_email(email)
     check_throttle(session, address, client)
     user = session.exec(select(User).where(User.email == address)).first()
-    ok = verify_password(password, user.password_hash if user else _DUMMY_HASH)
+    ok = verify_password(password, user.password_hash if user else _dummy_hash())
     if user is None or not ok or not user.active:
         record_failed_login(session, address, client)
         raise AuthError("wrong e-mail or password")
