@@ -9,6 +9,7 @@ user sees one line pointing there, never the traceback itself.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -70,6 +71,44 @@ def _host(value: str) -> str:
     if not value.strip() or any(ch.isspace() for ch in value.strip()):
         raise argparse.ArgumentTypeError(f"not an address or host name: {value!r}")
     return value.strip()
+
+
+def _address(value: str) -> str:
+    """An e-mail address argument: bytes that are not UTF-8 (typed in a terminal of another
+    encoding) reach Python as lone surrogates, which no database lookup can take (an internal
+    error in `mmlr users password`, `mmlr subscribers remove`). A usage error (exit 2)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise argparse.ArgumentTypeError(f"'{shown}' is not UTF-8 text") from None
+    return value
+
+
+def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A usage error (exit 2) for an argument given as "" (an unset shell variable:
+    ``--out "$FILE"``). The commands read "" as "not given": ``digest --out ''`` delivered the
+    digest to every subscriber instead of writing a file, ``poll --pmids ''`` ran the whole
+    PubMed search, ``export --out ''`` wrote to the terminal. One check for every command and
+    option, read from the parser, so a new option cannot bring the mistake back."""
+    named: dict[str, argparse.Action] = {}
+
+    def collect(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    collect(sub)
+            else:
+                named.setdefault(action.dest, action)
+
+    collect(parser)
+    for dest, value in vars(args).items():
+        if isinstance(value, str) and not value.strip() and dest in named:
+            action = named[dest]
+            if action.option_strings:
+                parser.error(f"argument {action.option_strings[-1]}: an empty value (give one, "
+                             "or leave the option out)")
+            parser.error(f"argument {action.metavar or dest}: an empty value")
 
 
 def _print_json(data: Any) -> None:
@@ -597,13 +636,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("users", help="user administration")
     usub = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
     pa = usub.add_parser("add", help="add a user")
-    pa.add_argument("email")
+    pa.add_argument("email", type=_address)
     pa.add_argument("--role", choices=["admin", "curator", "viewer"], required=True)
     pa.add_argument("--password", default=None, help="default: generated and printed once")
     pa.set_defaults(func=cmd_users)
     pp = usub.add_parser("password",
                          help="set a user's password; ends their sessions, revokes their API token")
-    pp.add_argument("email")
+    pp.add_argument("email", type=_address)
     pp.add_argument("--password", default=None, help="default: generated and printed once")
     pp.set_defaults(func=cmd_users_password)
     pl = usub.add_parser("list", help="every user: role, active, last login, API token, "
@@ -614,14 +653,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("subscribers", help="digest subscribers")
     ssub = p.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")
     ps = ssub.add_parser("add", help="subscribe an address to the digest")
-    ps.add_argument("email")
+    ps.add_argument("email", type=_address)
     ps.add_argument("--resubscribe", action="store_true",
                     help="subscribe again an address that unsubscribed (only if they asked)")
     ps.set_defaults(func=cmd_subscribers_add)
     ps = ssub.add_parser("list", help="subscribers and the fixed MMLR_DIGEST_TO addresses")
     ps.set_defaults(func=cmd_subscribers_list)
     ps = ssub.add_parser("remove", help="unsubscribe an address (kept, marked unsubscribed)")
-    ps.add_argument("email")
+    ps.add_argument("email", type=_address)
     ps.set_defaults(func=cmd_subscribers_remove)
 
     p = sub.add_parser("copy-db", help="copy the whole review into another, empty database "
@@ -710,8 +749,14 @@ def configure_logging(settings: Settings | None, verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A path or argument that is not UTF-8 reaches Python as a lone surrogate; printed back on
+    # stdout ("digest written to …") it failed the command after its work was done. Shown
+    # escaped (\udcff), as stderr and the log file show it.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors
+    _refuse_empty_values(parser, args)
     settings: Settings | None = None
     try:
         settings = load_settings()

@@ -33,6 +33,7 @@ from screening.model import make_classifier, make_query
 from screening.stopping import first_stop
 from store.errors import ValidationError
 from store.ids import is_ascii_number
+from store.infile import input_file_problem
 from store.settings import share_problem
 from store.spreadsheet import CsvLines
 
@@ -77,10 +78,10 @@ def dataset_name(path: Path) -> str:
 def load_dataset(path: Path) -> LabelledDataset:
     """Read a screening CSV (optionally gzipped); raise ValidationError naming what is wrong."""
     path = Path(path)
-    if not path.exists():
-        raise ValidationError(f"dataset {path} does not exist")
-    if not path.is_file():  # a folder used to be reported as missing
-        raise ValidationError(f"dataset {path} is not a file",
+    # (a folder used to be reported as missing, a name too long for the file system was an
+    # internal error)
+    if (problem := input_file_problem(path)) is not None:
+        raise ValidationError(f"dataset {path} {problem}",
                               hint="give the path of a CSV (or .csv.gz) file")
     try:
         raw = path.read_bytes()

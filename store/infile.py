@@ -1,4 +1,5 @@
-"""Input files named on the command line (``mmlr meta FILE``, ``mmlr poll --pmids FILE``):
+"""Input files named on the command line (``mmlr meta FILE``, ``mmlr poll --pmids FILE``,
+``mmlr simulate DATASET``):
 what stops one being read, in words, before it is opened."""
 
 from __future__ import annotations

@@ -95,9 +95,9 @@ def _command_of(args: tuple[str, ...]) -> str | None:
 
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120,
-    process: bool = False, **kwargs: Any,
+    process: bool = False, cwd: Path = ROOT, **kwargs: Any,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``mmlr *args`` from the repository root and capture its output, as
+    """Run ``mmlr *args`` from the repository root (or ``cwd``) and capture its output, as
     ``python -m monitor.cli *args`` would: exit code, stdout and stderr as text. ``env`` is
     the command's complete environment (build it with :func:`cli_env`); the default is
     ``cli_env()``.
@@ -113,17 +113,18 @@ def run_cli(
     if process or _command_of(args) in SERVICE_COMMANDS:
         return subprocess.run(
             [sys.executable, "-m", "monitor.cli", *args],
-            capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, **kwargs)
+            capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, **kwargs)
     check = kwargs.pop("check", False)
     if kwargs:
         raise TypeError(f"run_cli in this process takes no {sorted(kwargs)}; pass process=True")
-    proc = _run_in_this_process(list(args), env)
+    proc = _run_in_this_process(list(args), env, cwd)
     if check:
         proc.check_returncode()
     return proc
 
 
-def _run_in_this_process(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run_in_this_process(args: list[str], env: dict[str, str],
+                         cwd: Path) -> subprocess.CompletedProcess[str]:
     import io
     import logging
     import signal
@@ -131,8 +132,11 @@ def _run_in_this_process(args: list[str], env: dict[str, str]) -> subprocess.Com
     from monitor import cli
 
     out, err = io.BytesIO(), io.BytesIO()
+    # as the interpreter opens them under a UTF-8 locale: stderr never fails on a character
+    # it cannot encode (a surrogate from an argument that is not UTF-8), stdout does
     streams = (io.TextIOWrapper(out, encoding="utf-8", write_through=True),
-               io.TextIOWrapper(err, encoding="utf-8", write_through=True))
+               io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace",
+                                write_through=True))
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     saved_streams = sys.stdout, sys.stderr
     root = logging.getLogger()
@@ -140,7 +144,7 @@ def _run_in_this_process(args: list[str], env: dict[str, str]) -> subprocess.Com
     saved_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     os.environ.clear()
     os.environ.update(env)
-    os.chdir(ROOT)
+    os.chdir(cwd)
     sys.stdout, sys.stderr = streams
     try:
         with warnings.catch_warnings():

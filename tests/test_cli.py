@@ -403,6 +403,60 @@ def test_a_path_that_is_not_utf8_is_logged_without_a_traceback(
     assert proc.stdout.startswith("copied ") and os.path.isfile(copy)
 
 
+def test_a_digest_written_to_a_name_that_is_not_utf8_says_where(db_url: str,
+                                                                tmp_path: Path) -> None:
+    # The digest was written, then printing "digest written to …" with the name's lone
+    # surrogate failed: an internal error after the work was done. A process of its own, with
+    # the stdout of a UTF-8 locale such as en_US.UTF-8, which (unlike stderr) refuses what it
+    # cannot encode (under C and C.UTF-8, this machine's, Python writes the raw byte instead).
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url,
+                  PYTHONIOENCODING="utf-8")
+    out = tmp_path / "x\udcff.html"
+    proc = run_cli("digest", "--out", str(out), env=env, process=True, errors="surrogateescape")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "digest written to " + str(out).replace(
+        "\udcff", "\\udcff")
+    assert os.path.isfile(out)
+
+
+@pytest.mark.parametrize("command", [("users", "add"), ("users", "password"),
+                                     ("subscribers", "add"), ("subscribers", "remove")])
+def test_an_address_that_is_not_utf8_is_a_usage_error(db_url: str, tmp_path: Path,
+                                                       command: tuple[str, ...]) -> None:
+    # `users password` and `subscribers remove` looked the address up as it came: the
+    # database could not take its lone surrogate (an internal error). Now every address
+    # argument is refused before the command runs, as the others' usage errors are.
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    extra = ("--role", "viewer") if command == ("users", "add") else ()
+    proc = run_cli(*command, "a\udcff@example.org", *extra, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[-1].endswith(
+        "error: argument email: 'a\\udcff@example.org' is not UTF-8 text")
+    assert not (tmp_path / "d" / "mmlr.log").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("args", [("digest", "--out", ""), ("poll", "--pmids", ""),
+                                  ("export", "csv", "--out", " "), ("network", "--key", ""),
+                                  ("simulate", "rows.csv", "--prior-ids", "")])
+def test_an_empty_value_is_refused_not_read_as_the_option_left_out(
+        db_url: str, tmp_path: Path, args: tuple[str, ...]) -> None:
+    # An unset shell variable (--out "$FILE") gives "", which the commands read as "not
+    # given": the digest went to every subscriber instead of a file, poll --pmids ran the
+    # whole PubMed search, the export went to the terminal.
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    proc = run_cli(*args, env=env)
+    assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+    assert proc.stderr.splitlines()[-1] == (f"mmlr: error: argument {args[-2]}: an empty value "
+                                            "(give one, or leave the option out)")
+    assert not (tmp_path / "d").exists()  # nothing ran: no log, no outbox, no poll run
+
+
+def test_an_empty_positional_is_refused(tmp_path: Path) -> None:
+    proc = run_cli("meta", "", env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert proc.returncode == 2  # it was ".: is not a file": Path("") is "."
+    assert proc.stderr.splitlines()[-1] == "mmlr: error: argument file: an empty value"
+
+
 def test_a_bogus_log_level_is_refused_and_a_lower_case_one_is_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -217,13 +217,18 @@ def test_a_record_id_of_non_ascii_digits_is_not_a_number(tmp_path: Path) -> None
         load_dataset(path)
 
 
-def test_a_folder_is_not_called_missing(tmp_path: Path) -> None:
+def test_a_folder_or_an_impossible_name_is_not_called_missing(tmp_path: Path) -> None:
     # It was "dataset … does not exist", of a folder that does.
     proc = run_cli("simulate", str(tmp_path), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
     assert_one_line_error(proc, f"dataset {tmp_path} is not a file")
     proc = run_cli("simulate", str(tmp_path / "nope.csv"),
                    env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
     assert_one_line_error(proc, f"dataset {tmp_path / 'nope.csv'} does not exist")
+    # Path.exists() raised ENAMETOOLONG: an internal error, where mmlr meta and poll --pmids
+    # said it in one line (store/infile.py, now for all three)
+    long = tmp_path / f"{'a' * 300}.csv"
+    proc = run_cli("simulate", str(long), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert_one_line_error(proc, f"dataset {long} cannot be read: File name too long")
 
 
 def test_a_negative_seed_is_refused(tmp_path: Path) -> None:
