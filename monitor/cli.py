@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -730,8 +731,11 @@ def configure_logging(settings: Settings | None, verbose: bool) -> None:
             # Without its log file a command would run blind, and an internal error would
             # point at a log that does not exist: refuse now, naming the setting.
             folder = settings.data_dir
-            why = ("it is a file" if folder.exists() and not folder.is_dir()
-                   else exc.strerror or str(exc))
+            try:  # (not Path.exists/is_dir: they raise for a name too long to look up)
+                is_file = not stat.S_ISDIR(folder.stat().st_mode)
+            except OSError:
+                is_file = False
+            why = "it is a file" if is_file else exc.strerror or str(exc)
             raise ConfigError(
                 f"MMLR_DATA_DIR {folder} is not a writable folder ({why})",
                 hint="set MMLR_DATA_DIR to a folder mmlr may create and write to") from None
