@@ -24,6 +24,7 @@ import random
 import threading
 
 from store.errors import ValidationError
+from store.ids import is_ascii_number
 
 KINDS = ("429", "500", "502", "503", "timeout", "reset", "truncate", "error200", "slow", "omit")
 #: Kinds drawn by ``random:P`` plans. "slow" is left out: it is not a failure. "omit" is left
@@ -84,7 +85,7 @@ def parse_fault_spec(spec: str | None, *, seed: int = 0) -> FaultPlan:
         if not part:
             continue
         kind, sep, number = part.partition("@")
-        if not sep or not number.strip().isdigit() or int(number) < 1:
+        if not sep or not is_ascii_number(number.strip()) or int(number) < 1:
             raise ValidationError(
                 f"fault spec part {part!r} is not KIND@N",
                 hint=f"e.g. 429@3,500@7; kinds: {', '.join(KINDS)}",

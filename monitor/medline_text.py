@@ -21,6 +21,7 @@ from Bio import Medline
 from monitor.pubmed_xml import NCT_RE
 from monitor.records import ParsedRecord
 from store.errors import ParseError
+from store.ids import parse_id
 
 TextSource = str | Path | bytes | IO[str]
 
@@ -108,7 +109,7 @@ def _comments(record: dict[str, Any]) -> list[dict[str, Any]]:
             source = _PMID_IN_REF.sub("", ref).strip() or None
             links.append({
                 "ref_type": ref_type,
-                "pmid": int(match.group(1)) if match else None,
+                "pmid": parse_id(match.group(1)) if match else None,
                 "source": source,
             })
     return links
@@ -127,7 +128,10 @@ def _nct_ids(record: dict[str, Any], title: str, abstract: str | None) -> list[s
 def medline_to_record(record: dict[str, Any], *, where: str = "record") -> ParsedRecord:
     """Map one Bio.Medline record onto ParsedRecord (ParseError when it has no PMID)."""
     raw_pmid = _one(record, "PMID")
-    if raw_pmid is None or not raw_pmid.isdigit():
+    # parse_id: ASCII digits from 1 to MAX_ID, as in the XML parser ("²" passed isdigit and
+    # failed int(); twenty digits failed the database's insert)
+    pmid = parse_id(raw_pmid) if raw_pmid is not None else None
+    if pmid is None:
         raise ParseError(
             f"{where} has no usable PMID (found {raw_pmid!r})",
             hint="expected MEDLINE text from efetch rettype=medline retmode=text",
@@ -138,7 +142,7 @@ def medline_to_record(record: dict[str, Any], *, where: str = "record") -> Parse
     year_match = _YEAR_RE.search(pub_date or "")
     ids = _list(record, "LID") + _list(record, "AID")
     return ParsedRecord(
-        pmid=int(raw_pmid),
+        pmid=pmid,
         title=title,
         abstract=abstract,
         journal=_one(record, "JT"),

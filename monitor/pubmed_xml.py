@@ -38,6 +38,7 @@ from lxml import etree
 
 from monitor.records import DeletedCitation, ParsedRecord
 from store.errors import ParseError
+from store.ids import is_ascii_number, parse_id
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,25 @@ def _gather(elem: Any, parts: list[str], in_math: bool) -> None:
 
 
 def _int_or_none(value: str | None) -> int | None:
+    # ASCII digits only: str.isdigit also takes "²", which int() refuses (a whole batch failed
+    # on one such character)
     if value is None:
         return None
     value = value.strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if is_ascii_number(value) else None
+
+
+def _id_or_none(value: str | None) -> int | None:
+    """A PMID or version: 1 to MAX_ID, the range of every id mmlr reads, else None (a number
+    past the database's integer columns failed the poll's whole batch at the insert)."""
+    return None if value is None else parse_id(value)
+
+
+def _year(value: str | None) -> int | None:
+    """A four-digit year, else None (a year of twenty digits overflowed the ``year`` column
+    and the date functions)."""
+    year = _int_or_none(value)
+    return year if year is not None and 1000 <= year <= 9999 else None
 
 
 def _month_number(value: str | None) -> int | None:
@@ -99,7 +115,7 @@ def _month_number(value: str | None) -> int | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if is_ascii_number(value):
         number = int(value)
         return number if 1 <= number <= 12 else None
     return _MONTHS.get(value[:3].lower())
@@ -109,14 +125,14 @@ def _ymd(elem: Any) -> date | None:
     """A ``<Year><Month><Day>`` element as a date (None when incomplete or impossible)."""
     if elem is None:
         return None
-    year = _int_or_none(elem.findtext("Year"))
+    year = _year(elem.findtext("Year"))
     month = _month_number(elem.findtext("Month"))
     day = _int_or_none(elem.findtext("Day"))
     if year is None or month is None or day is None:
         return None
     try:
         return date(year, month, day)
-    except ValueError:
+    except (ValueError, OverflowError):  # day 31 of April; a day of twenty digits
         return None
 
 
@@ -130,8 +146,8 @@ def _pmid(cit: Any) -> tuple[int | None, int]:
     elem = cit.find("PMID")
     if elem is None:
         return None, 1
-    version = _int_or_none(elem.get("Version")) or 1
-    return _int_or_none(elem.text), version
+    version = _id_or_none(elem.get("Version")) or 1
+    return _id_or_none(elem.text), version
 
 
 def _title(art: Any, *, book: Any = None) -> str:
@@ -216,7 +232,7 @@ def _pub_date(pub_date: Any) -> tuple[int | None, str | None]:
         (pub_date.findtext(tag) or "").strip() for tag in ("Year", "Season", "Month", "Day")
     ]
     text = " ".join(p for p in pieces if p) or None
-    return _int_or_none(pieces[0]), text
+    return _year(pieces[0]), text
 
 
 def _article_pub_date(art: Any) -> tuple[int | None, str | None]:
@@ -225,7 +241,7 @@ def _article_pub_date(art: Any) -> tuple[int | None, str | None]:
         # No PubDate year (rare): the electronic publication date is the next best thing.
         electronic = art.find("ArticleDate")
         if electronic is not None:
-            year = _int_or_none(electronic.findtext("Year"))
+            year = _year(electronic.findtext("Year"))
     return year, text
 
 
@@ -385,7 +401,7 @@ def _comments_corrections(cit: Any) -> list[dict[str, Any]]:
     for link in cit.iterfind("CommentsCorrectionsList/CommentsCorrections"):
         links.append({
             "ref_type": link.get("RefType"),
-            "pmid": _int_or_none(link.findtext("PMID")),
+            "pmid": _id_or_none(link.findtext("PMID")),
             "source": " ".join((link.findtext("RefSource") or "").split()) or None,
         })
     return links
@@ -583,7 +599,7 @@ def iter_records(source: Source, *, name: str | None = None) -> Iterator[Item]:
                     continue  # handled with its PubmedArticle
                 if tag == "DeleteCitation":
                     for pmid_elem in elem.iterfind("PMID"):
-                        pmid = _int_or_none(pmid_elem.text)
+                        pmid = _id_or_none(pmid_elem.text)
                         if pmid is None:
                             bad_records.append(
                                 f"DeleteCitation at line {pmid_elem.sourceline} has an invalid "

@@ -74,6 +74,7 @@ from lxml import etree
 from monitor.faults import FaultPlan, parse_fault_spec
 from reports.words import plural
 from store.errors import ValidationError
+from store.ids import is_ascii_number
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def _index_file(path: Path, corpus: Corpus) -> None:
             if elem.tag in ("PubmedArticle", "PubmedBookArticle"):
                 pmid_text = elem.findtext("MedlineCitation/PMID") or elem.findtext(
                     "BookDocument/PMID")
-                if pmid_text and pmid_text.strip().isdigit():
+                if pmid_text and is_ascii_number(pmid_text.strip()):
                     pmid = int(pmid_text)
                     crdt = _history_date(elem, "entrez")
                     edat = _history_date(elem, "pubmed") or crdt
@@ -191,7 +192,7 @@ def _index_file(path: Path, corpus: Corpus) -> None:
                 elem.clear(keep_tail=False)
             elif elem.tag == "DeleteCitation":
                 for node in elem.iterfind("PMID"):
-                    if node.text and node.text.strip().isdigit():
+                    if node.text and is_ascii_number(node.text.strip()):
                         corpus.deleted.add(int(node.text))
                         corpus.records.pop(int(node.text), None)
                 elem.clear(keep_tail=False)
@@ -399,7 +400,7 @@ def _ids(params: dict[str, list[str]]) -> list[int]:
     for value in params.get("id", []):
         for token in value.split(","):
             token = token.strip()
-            if token.isdigit():
+            if is_ascii_number(token):
                 out.append(int(token))
     return out
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from store.errors import ConfigError
+from store.ids import is_ascii_number
 from store.settings import Settings
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def _crontab_days(field: str) -> str:
     through unchanged, so "0 7 * * 1" (Monday in crontab) would fire on Tuesday.
     """
     def name(token: str) -> str:
-        if not token.isdigit():
+        if not is_ascii_number(token):
             return token
         number = int(token)
         if number > 7:

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from store.errors import LockedError, MmlrError
+from store.ids import parse_id
 from store.models import JobLock
 
 log = logging.getLogger(__name__)
@@ -118,11 +119,11 @@ def _holder_dead(holder: str) -> bool:
     alone."""
     host, _, rest = holder.partition(":")
     parts = rest.split(":")
-    pid_text = parts[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    pid = parse_id(parts[0])  # ASCII digits in an int's range: os.kill took "²" and 20 digits
+    if host != socket.gethostname() or pid is None:
         return False
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
@@ -130,7 +131,7 @@ def _holder_dead(holder: str) -> bool:
     recorded = parts[1] if len(parts) == 3 else ""
     if not recorded:
         return False
-    current = _process_start(int(pid_text))
+    current = _process_start(pid)
     return current is not None and current != recorded
 
 

@@ -3,9 +3,11 @@ focused checks on nasty real records, malformed input, and Bio.Entrez.read as an
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
+import random
 import re
 from datetime import date
 from pathlib import Path
@@ -434,6 +436,58 @@ def test_doi_sources_in_either_order_and_never_from_references() -> None:
     assert (nothing.doi, nothing.pmc) == (None, None)  # not the reference's DOI or PMC
 
 
+def test_numbers_no_column_holds_or_not_in_ascii_are_no_numbers() -> None:
+    # "²" passed str.isdigit and failed int(); twenty digits failed date() (OverflowError) or,
+    # as a PMID or year, the database's insert: each stopped the whole batch. Now a PMID is
+    # read as mmlr reads every id (1 to 2**31 - 1), a year has four digits.
+    huge = "9" * 20
+    dated = _article("21", extra=(
+        f"<ArticleDate><Year>{huge}</Year></ArticleDate>"
+        f"<Journal><JournalIssue><PubDate><Year>{huge}</Year></PubDate></JournalIssue></Journal>"
+    )).replace("<Day>7</Day>", f"<Day>{huge}</Day>")
+    linked = _article("22", extra="").replace(
+        "</Article>", "</Article><CommentsCorrectionsList><CommentsCorrections RefType="
+        f'"ErratumIn"><RefSource>x</RefSource><PMID>{huge}</PMID></CommentsCorrections>'
+        "</CommentsCorrectionsList>")
+    body = _document(_article("²"), _article(huge), _article("2147483648"), dated, linked,
+                     f"<DeleteCitation><PMID>{huge}</PMID><PMID>23</PMID></DeleteCitation>")
+    outcome = parse_all(body, on_error="keep")
+    first, second = outcome.records
+    assert (first.pmid, first.year, first.create_date) == (21, None, None)
+    assert second.pmid == 22 and second.comments_corrections[0]["pmid"] is None
+    assert [d.pmid for d in outcome.deleted] == [23]
+    assert outcome.error is not None
+    message = outcome.error.message
+    for n, pmid in ((1, "²"), (2, huge), (3, "2147483648")):
+        assert f"record {n} at line {n + 2} (<PubmedArticle>) has a bad PMID '{pmid}'" in message
+    assert f"DeleteCitation at line 8 has an invalid PMID '{huge}'" in message
+
+
+def test_real_records_with_hostile_field_values_parse_or_fail_in_words(pubmed_dir: Path) -> None:
+    """Each real efetch file, with field texts replaced by values of the kinds that broke the
+    parser (numbers past any column, digits that are not ASCII, impossible dates) and with
+    elements cut: every document is read, or refused with a ParseError; no other exception."""
+    values = (b"", b"abc", b"-1", b"0", b"13", b"9" * 20, b"\xc2\xb2", b"2024-13-45", b"1e309",
+              b"Spring", b"31")
+    rng = random.Random(20261204)
+    files = sorted((pubmed_dir / "efetch_xml").rglob("*.xml"))
+    assert len(files) > 100
+    parsed = 0
+    for path in files:
+        raw = path.read_bytes()
+        fields = list(re.finditer(rb">([^<>]{1,40})</", raw))
+        elements = list(re.finditer(rb"<([A-Za-z]+)[ >][^<]*</\1>", raw))
+        variants = [raw[:m.start(1)] + rng.choice(values) + raw[m.end(1):]
+                    for m in rng.sample(fields, min(6, len(fields)))]
+        variants += [raw[:m.start()] + raw[m.end():]
+                     for m in rng.sample(elements, min(2, len(elements)))]
+        for variant in variants:
+            with contextlib.suppress(ParseError):  # refused in words: fine
+                parse_all(variant, name=path.name, on_error="keep")
+            parsed += 1
+    assert parsed > 1000
+
+
 def test_create_date_falls_back_to_pubmed_status() -> None:
     (record,) = parse_all(_document(_article("5"))).records
     assert record.create_date == date(2025, 3, 7)
@@ -546,6 +600,20 @@ def test_medline_text_bad_record_keeps_the_others() -> None:
     ]
     assert seen[0].is_retraction_notice
     assert seen[1].authors == ["Some Study Group"]
+
+
+def test_medline_text_pmids_no_column_holds_are_no_pmids() -> None:
+    # "²" passed str.isdigit and failed int(); twenty digits failed the database's insert
+    huge = "9" * 20
+    text = (f"PMID- ²\nTI  - A\n\nPMID- {huge}\nTI  - B\n\n"
+            f"PMID- 103\nTI  - C\nCIN - J. 2020. PMID: {huge}\n")
+    outcome = []
+    with pytest.raises(ParseError, match=r"2 MEDLINE record\(s\) unusable: record 1 has no "
+                                         r"usable PMID \(found '²'\); record 2"):
+        for record in iter_medline_records(text):
+            outcome.append(record)
+    assert [r.pmid for r in outcome] == [103]
+    assert outcome[0].comments_corrections[0]["pmid"] is None
 
 
 def test_medline_text_unreadable_path(tmp_path: Path) -> None:

@@ -169,7 +169,9 @@ def test_history_efetch_and_epost(corpus: Path) -> None:
 
 def test_efetch_id_lists_get_and_post(corpus: Path) -> None:
     with start_replay_server(corpus, rate_limit=None) as srv:
-        get = httpx.get(srv.url + "efetch.fcgi", params={"db": "pubmed", "id": "101,999,105"})
+        # "²" is no id (it passed str.isdigit and failed int(): the server answered 500)
+        get = httpx.get(srv.url + "efetch.fcgi", params={"db": "pubmed", "id": "101,999,²,105"})
+        assert get.status_code == 200
         items = list(iter_records(get.content))
         assert [i.pmid for i in items if isinstance(i, ParsedRecord)] == [101]
         assert [i.pmid for i in items if isinstance(i, DeletedCitation)] == [105]
@@ -253,7 +255,9 @@ def test_fault_spec_parsing() -> None:
     assert plan.fixed == {3: "429", 7: "500", 9: "timeout", 11: "truncate", 13: "error200",
                           15: "reset", 2: "slow"}
     assert [plan.next()[1] for _ in range(4)] == [None, "slow", "429", None]
-    for bad in ("429", "boom@2", "500@0", "500@x", "random:2", "random:x", "500@1,429@1"):
+    # "500@²": str.isdigit took it and int() did not, a ValueError instead of the message
+    for bad in ("429", "boom@2", "500@0", "500@x", "500@²", "random:2", "random:x",
+                "500@1,429@1"):
         with pytest.raises(ValidationError):
             parse_fault_spec(bad)
     a, b = parse_fault_spec("random:0.5", seed=4), parse_fault_spec("random:0.5", seed=4)

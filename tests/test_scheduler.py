@@ -135,6 +135,11 @@ def test_custom_jobs_and_bad_cron(ctx: AppContext, settings: Settings) -> None:
     with pytest.raises(ConfigError, match="MMLR_POLL_CRON 'every day' is not a valid crontab"):
         build_scheduler(settings, blocking=True, jobs={"poll": JobSpec(scheduled_noop,
                                                                        "every day")})
+    # a day of week written with a digit that is not ASCII: APScheduler's own words, not
+    # "invalid literal for int()" from our translation of crontab's day numbers
+    with pytest.raises(ConfigError, match="Unrecognized expression \"²\" for field"):
+        build_scheduler(settings, blocking=True, jobs={"poll": JobSpec(scheduled_noop,
+                                                                       "0 7 * * ²")})
 
 
 def test_lock_is_exclusive_and_released(ctx: AppContext) -> None:
@@ -188,6 +193,16 @@ def test_sqlite_lease_takeover(ctx: AppContext) -> None:
         pass
     for name in ("b", "c"):
         with job_lock(ctx.engine, name):
+            pass
+    # a pid no process can have (digits not ASCII, twenty of them) is not known dead: its
+    # lease blocks until it expires, where it was a ValueError or OverflowError in os.kill
+    with ctx.sessions() as session:
+        for name, pid in (("d", "²"), ("e", "9" * 20)):
+            session.add(JobLock(name=name, holder=f"{socket.gethostname()}:{pid}:x",
+                                expires_at=utcnow() + timedelta(minutes=5)))
+        session.commit()
+    for name in ("d", "e"):
+        with pytest.raises(LockedError), job_lock(ctx.engine, name):
             pass
 
 
