@@ -29,10 +29,9 @@ trail = test_web_audit.trail
 
 #: Identifiers: none such, negative, past a 32-bit and a 64-bit integer column, not a number.
 IDS = ("0", "-1", "2147483648", "9223372036854775808", "abc")
-QUERY_VALUES = ("", "-1", "9223372036854775808", "abc", "x" * 3000, "nan", "[]")
-FORM_VALUES = (" ", "-1", "0", "9223372036854775808", "1e309", "nan", "abc", "x" * 20000,
-               "\u202e\u200b", "0.5", "2026-13-45")
-JSON_VALUES: tuple[Any, ...] = ([], {}, "x", -1, 10**30, None, "x" * 20000)
+QUERY_VALUES = ("-1", "9223372036854775808", "abc", "x" * 3000, "nan")
+FORM_VALUES = (" ", "-1", "9223372036854775808", "1e309", "nan", "x" * 20000, "2026-13-45")
+JSON_VALUES: tuple[Any, ...] = ([], {}, -1, 10**30, "x" * 20000)
 JUNK_BODIES = ("[]", "null", '"x"', "{", "[" * 100_000, '{"a": NaN}')
 #: Routes that end the admin's session or replace its credentials mid-sweep; each has tests of
 #: its own refusals (tests/test_web_account*.py, tests/test_web_security.py).
