@@ -465,7 +465,7 @@ def _defined(entry: Any, where: str, names: set[tuple[str, str]]) -> list[Analys
         raise ConfigError(f"{where} ({name}): drugs must be a non-empty list of drug names, "
                           "as the trials name them")
     endpoint = entry.get("endpoint")
-    if endpoint not in ENDPOINTS:
+    if not isinstance(endpoint, str) or endpoint not in ENDPOINTS:  # (a list is unhashable)
         raise ConfigError(f"{where} ({name}): endpoint {endpoint!r} must be one of "
                           f"{', '.join(ENDPOINTS)}")
     settings = entry.get("settings", list(SETTINGS))

@@ -54,6 +54,12 @@ def test_a_class_is_read_as_one_analysis_per_setting(tmp_path: Path) -> None:
      "analysis 1 (imid): endpoint 'QOL' must be one of PFS, OS"),
     ('[[analysis]]\nname = "imid"\ndrugs = ["a", "b"]\nendpoint = "OS"\nsettings = ["mixed"]\n',
      "analysis 1 (imid): settings ['mixed'] must be a list of post_asct, non_transplant, all"),
+    # a list where a word belongs: for the endpoint, `in` on the names raised TypeError
+    # (unhashable), an internal error at every command's start
+    ('[[analysis]]\nname = "imid"\ndrugs = ["a", "b"]\nendpoint = ["PFS"]\n',
+     "analysis 1 (imid): endpoint ['PFS'] must be one of PFS, OS"),
+    ('[[analysis]]\nname = "imid"\ndrugs = ["a", "b"]\nendpoint = "OS"\nsettings = [["all"]]\n',
+     "analysis 1 (imid): settings [['all']] must be a list of post_asct"),
     ('[[analysis]]\nname = "len"\ndrugs = ["len"]\nendpoint = "OS"\n',
      "analysis 1 (len): a single drug is pooled already"),
     (IMID + IMID, "analysis 2: analysis imid PFS is defined twice"),
