@@ -273,11 +273,21 @@ def tokenize(query: str) -> list[Token]:
 
 
 # ----------------------------------------------------------------------------- parser
+#: How deep a query may nest: parentheses inside parentheses, and terms joined in one chain
+#: (a chain is a left-deep tree, each operator one level). The parser and the evaluation
+#: recurse once per level, and past Python's recursion limit (1,000 frames) a query was a
+#: RecursionError, an internal error at every start. Real protocol queries nest a few levels
+#: and join tens of terms. (``label`` takes two frames a level: 250 levels stay far below it.)
+MAX_PARENTHESES = 100
+MAX_DEPTH = 250
+
+
 class _Parser:
     def __init__(self, query: str) -> None:
         self.query = query
         self.tokens = tokenize(query)
         self.i = 0
+        self.open = 0  # parentheses open around the current token
 
     def peek(self) -> Token | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -295,6 +305,11 @@ class _Parser:
         extra = self.peek()
         if extra is not None:  # only a stray ')' can be left over
             raise _error("')' without '('", extra.position, extra.text)
+        if (depth := _depth(node)) > MAX_DEPTH:
+            raise ValidationError(
+                f"cannot evaluate the PubMed query: it nests {depth} levels deep (terms joined "
+                f"in one chain, and parentheses), more than the {MAX_DEPTH} mmlr evaluates",
+                hint="group the terms of long OR lists in parentheses")
         return node
 
     def expression(self) -> Node:
@@ -326,7 +341,12 @@ class _Parser:
     def unit(self) -> Node:
         token = self.take()
         if token.kind == "(":
+            self.open += 1
+            if self.open > MAX_PARENTHESES:
+                raise _error(f"parentheses nested more than {MAX_PARENTHESES} deep",
+                             token.position, self.query[token.position - 1:token.position + 9])
             node = self.expression()
+            self.open -= 1
             close = self.peek()
             if close is None or close.kind != ")":
                 raise _error("'(' is never closed", token.position,
@@ -421,6 +441,17 @@ def _term(text: str, scope: Scope, *, quoted: bool, position: int, written: str)
     # Words are single-space separated and fields newline separated (RecordText).
     pattern = re.compile(r"(?<!\S)" + " ".join(parts) + r"(?!\S)")
     return Term(" ".join(text.split()), scope, quoted, position, pattern)
+
+
+def _depth(node: Node) -> int:
+    """The tree's depth, without recursion (what it guards against)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(current, Operation):
+            stack += [(current.left, level + 1), (current.right, level + 1)]
+    return deepest
 
 
 def parse_query(query: str) -> Node:

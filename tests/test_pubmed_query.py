@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from screening.features import Document
-from screening.pubmed_query import matches, parse_query
+from screening.pubmed_query import Node, matches, parse_query
 from screening.query_gates import derive_gates, query_gates
 from store.errors import ValidationError
 from store.settings import PROTOCOL_QUERY
@@ -193,6 +193,11 @@ def test_not_excludes() -> None:
     ("[tiab]", ["field tag without a term before it", "character 1"]),
     ("(myeloma[tiab][ti])", ["a term takes one field tag", "character 15"]),
     ("   ", ["it is empty"]),
+    # past Python's recursion limit these were a RecursionError, an internal error
+    ("(" * 5000 + "myeloma" + ")" * 5000, ["parentheses nested more than 100 deep",
+                                            "character 101"]),
+    ("myeloma AND " * 5000 + "maintenance", ["it nests 5001 levels deep",
+                                             "more than the 250 mmlr evaluates"]),
 ])
 def test_what_cannot_be_evaluated_is_refused_with_its_position(
         query: str, fragments: list[str]) -> None:
@@ -202,6 +207,20 @@ def test_what_cannot_be_evaluated_is_refused_with_its_position(
     assert message.startswith("cannot evaluate the PubMed query: ")
     for fragment in fragments:
         assert fragment in message, message
+
+
+def test_the_deepest_query_allowed_is_evaluated_and_written_back() -> None:
+    # 250 levels (a chain of 250 terms; 100 parentheses inside each other) are read,
+    # matched, labelled and written back within the recursion limit, from a deep caller
+    chain = " OR ".join(f"word{i}[tiab]" for i in range(249)) + " OR myeloma[tiab]"
+    nested = "(" * 100 + "myeloma" + ")" * 100
+    def from_depth(n: int, node: Node) -> tuple[bool, str, str]:
+        return ((matches(node, _doc("myeloma")), node.label(), node.to_query()) if n == 0
+                else from_depth(n - 1, node))
+
+    for query in (chain, nested):
+        hit, label, written = from_depth(300, parse_query(query))
+        assert hit and "myeloma" in label and parse_query(written).to_query() == written
 
 
 def test_unsupported_tag_error_lists_the_supported_ones() -> None:
