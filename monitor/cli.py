@@ -26,6 +26,7 @@ from reports.exports import KINDS as EXPORT_KINDS
 from reports.exports import SUBSETS as EXPORT_SUBSETS
 from store.errors import ConfigError, MmlrError, ValidationError
 from store.settings import EARLIEST_POLL_DATE, PORT_RANGE, Settings, load_settings
+from store.utf8 import escaped, is_utf8
 
 if TYPE_CHECKING:
     from store.context import AppContext
@@ -78,11 +79,8 @@ def _address(value: str) -> str:
     """An e-mail address argument: bytes that are not UTF-8 (typed in a terminal of another
     encoding) reach Python as lone surrogates, which no database lookup can take (an internal
     error in `mmlr users password`, `mmlr subscribers remove`). A usage error (exit 2)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
-        raise argparse.ArgumentTypeError(f"'{shown}' is not UTF-8 text") from None
+    if not is_utf8(value):
+        raise argparse.ArgumentTypeError(f"'{escaped(value)}' is not UTF-8 text")
     return value
 
 
@@ -699,7 +697,7 @@ class _OneLineFormatter(logging.Formatter):
         # A name given as bytes that are not UTF-8 (``--out $'x\xff.csv'``) reaches Python
         # as a lone surrogate, which no stream can encode: logging then printed its own
         # "--- Logging error ---" traceback. Shown escaped (\udcff), whatever the stream.
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = escaped(text)
         return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 

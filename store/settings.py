@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from store.errors import ConfigError
+from store.utf8 import is_utf8
 
 NCBI_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 
@@ -656,12 +657,8 @@ class Settings(BaseSettings):
         # (PEP 383); such a value cannot be sent to NCBI, logged or stored, and would fail
         # far from here. Declared after the other validators: pydantic runs
         # the last-declared "before" validator first.
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("contains bytes that are not UTF-8 text; write the value "
-                                 "in UTF-8") from None
+        if isinstance(value, str) and not is_utf8(value):
+            raise ValueError("contains bytes that are not UTF-8 text; write the value in UTF-8")
         return value
 
     # ---- derived values -------------------------------------------------------------

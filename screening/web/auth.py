@@ -40,6 +40,7 @@ from store.addresses import check_email, normalise_email
 from store.audit import audit
 from store.errors import AuthError, NotFoundError, ValidationError
 from store.models import AuditLog, User, utcnow
+from store.utf8 import is_utf8
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +155,10 @@ def check_password_strength(password: str, email: str = "") -> None:
     Generated passwords are not checked: they are random and long enough by construction."""
     # Bytes that are not UTF-8 (typed in a terminal of another encoding) reach Python as lone
     # surrogates, which cannot be hashed (an internal error) nor typed again at the login.
-    try:
-        password.encode("utf-8")
-    except UnicodeEncodeError:
+    if not is_utf8(password):
         raise ValidationError("the password is not valid UTF-8 text",
                               hint="type it in a UTF-8 terminal, or leave it out to have one "
-                                   "generated") from None
+                                   "generated")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(
             f"the password is too short: {plural(len(password), 'character')}",
