@@ -710,21 +710,23 @@ def skipped_text(names: list[str]) -> str:
 
 def serve_forever(directory: Path | str, *, host: str = "127.0.0.1", port: int = 8765,
                   faults: str | None = None, seed: int = 0) -> None:
-    """``mmlr replay-server``: serve until interrupted."""
-    server = start_replay_server(directory, faults=faults, seed=seed, host=host, port=port)
-    corpus = server.corpus
-    # Unreadable files are skipped (test corpora hold some on purpose), but the operator
-    # must hear of them: "0 records from 0 files" alone hid a folder of broken files.
-    skipped = skipped_text([Path(p).name for p in corpus.skipped_files])
-    print(f"replay server: {len(corpus.records)} records from {corpus.files} files{skipped}; "
-          f"MMLR_ENTREZ_URL={server.url}" + (f" (faults: {faults})" if faults else ""), flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    """``mmlr replay-server``: serve until SIGTERM or SIGINT (Ctrl-C)."""
+    from monitor.signals import stop_signals
+
+    with stop_signals() as wait:
+        server = start_replay_server(directory, faults=faults, seed=seed, host=host, port=port)
+        try:
+            corpus = server.corpus
+            # Unreadable files are skipped (test corpora hold some on purpose), but the
+            # operator must hear of them: "0 records from 0 files" alone hid a folder of
+            # broken files.
+            skipped = skipped_text([Path(p).name for p in corpus.skipped_files])
+            print(f"replay server: {len(corpus.records)} records from {corpus.files} files"
+                  f"{skipped}; MMLR_ENTREZ_URL={server.url}"
+                  + (f" (faults: {faults})" if faults else ""), flush=True)
+            wait()  # the server's threads answer meanwhile
+        finally:
+            server.stop()
 
 
 def iter_indexed(directory: Path) -> Iterator[IndexedRecord]:

@@ -127,19 +127,19 @@ def longest_gap(job_id: str, cron: str, after: datetime, *, fires: int = 12) -> 
     return gap
 
 
-def build_scheduler(settings: Settings, *, blocking: bool,
+def build_scheduler(settings: Settings, *,
                     jobs: Mapping[str, JobSpec | str | Callable[[], Any]] | None = None) -> Any:
-    """A configured (not yet started) Blocking- or BackgroundScheduler with its jobs added."""
+    """A configured (not yet started) BackgroundScheduler with its jobs added. Its loop runs
+    in a thread of its own: `mmlr worker` waits for a stop signal in the main thread
+    (monitor/signals.py), `mmlr serve` runs the web app there."""
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.schedulers.blocking import BlockingScheduler
     from sqlalchemy.pool import NullPool
 
     from monitor.job_store import MmlrJobStore, quiet_outages
 
     quiet_outages()
-    cls = BlockingScheduler if blocking else BackgroundScheduler
-    scheduler = cls(
+    scheduler = BackgroundScheduler(
         # NullPool: the job store touches the database once a minute at most; pooled
         # connections would outlive the scheduler's shutdown (psycopg warns about them).
         jobstores={"default": MmlrJobStore(

@@ -12,7 +12,6 @@ import errno
 import logging
 import signal
 import socket
-import threading
 from typing import TYPE_CHECKING, Any
 
 from store.errors import ConfigError
@@ -118,7 +117,9 @@ def serve(
     finally:
         ctx.dispose()
     if not web:
-        sched = build_scheduler(settings, blocking=True)
+        from monitor.signals import stop_signals
+
+        sched = build_scheduler(settings)
         specs = default_jobs(settings).items()
         jobs = ", ".join(f"{job_id} ({spec.cron})" for job_id, spec in specs)
 
@@ -126,21 +127,14 @@ def serve(
             log.info("worker started: %s", jobs)
             print(f"mmlr worker running, jobs: {jobs} (UTC); Ctrl-C to stop", flush=True)
 
-        # The signal handler only starts the shutdown: raising from it could land inside an
-        # APScheduler listener, which swallows exceptions, and the worker would never stop.
-        stopper: list[threading.Thread] = []
-
-        def _stop(_signum: int, _frame: Any) -> None:
-            if not stopper:
-                stopper.append(threading.Thread(target=stop_scheduler, args=(sched,)))
-                stopper[0].start()
-
         sched.add_listener(_started, EVENT_SCHEDULER_STARTED)
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-        sched.start()  # returns once shutdown() has stopped the main loop
-        for thread in stopper:
-            thread.join()  # a running job finishes its batch first
+        # The scheduler runs in its own thread; this one sleeps until SIGTERM or SIGINT,
+        # whichever thread receives it (monitor/signals.py says why that matters).
+        with stop_signals() as wait:
+            sched.start()
+            received = wait()
+            log.info("%s: stopping once the running job ends", received.name)
+            stop_scheduler(sched)  # a running poll finishes its batch first
         log.info("worker stopped")
         print("mmlr worker stopped", flush=True)
         return
@@ -149,7 +143,7 @@ def serve(
 
     from screening.web.app import create_app
 
-    sched = build_scheduler(settings, blocking=False) if scheduler else None
+    sched = build_scheduler(settings) if scheduler else None
     app = create_app(settings, fetch=fetch_pmids)
     config = uvicorn.Config(
         app,

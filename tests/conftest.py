@@ -75,8 +75,67 @@ def cli_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith("MMLR_") or k.startswith("MMLR_TEST_")
     }
+    # A subprocess that hangs is made to dump its threads' stacks (``stopped``, SIGABRT).
+    env["PYTHONFAULTHANDLER"] = "1"
     env.update(extra)
     return env
+
+
+#: ``mmlr ARGS…`` with a thread that, once the file ``argv[1]`` exists and the main thread is
+#: asleep (at one line for 0.3 s), sends the signal ``argv[2]`` to itself: what the kernel may
+#: do with a signal sent to the process (it picks any thread that does not block it, e.g. one
+#: of numpy's OpenBLAS threads). A main thread still running would handle it at once.
+_SIGNAL_FROM_ANOTHER_THREAD = """
+import signal, sys, threading, time
+from pathlib import Path
+
+def main_thread_asleep():
+    seen, since = None, time.monotonic()
+    while time.monotonic() - since < 0.3:
+        frame = sys._current_frames().get(threading.main_thread().ident)
+        here = (frame.f_code, frame.f_lineno) if frame else None
+        if here != seen:
+            seen, since = here, time.monotonic()
+        time.sleep(0.02)
+
+def signal_from_here():
+    while not Path(sys.argv[1]).exists():
+        time.sleep(0.05)
+    main_thread_asleep()
+    signal.pthread_kill(threading.get_ident(), int(sys.argv[2]))
+
+threading.Thread(target=signal_from_here, daemon=True).start()
+from monitor.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def mmlr_signalled_from_another_thread(
+        args: list[str], *, signum: int, go: Path, env: dict[str, str],
+) -> subprocess.Popen[str]:
+    """``mmlr *args`` in a process of its own whose thread other than the main one sends
+    itself ``signum`` once the test creates ``go``. The caller reads the output."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _SIGNAL_FROM_ANOTHER_THREAD, str(go), str(signum), *args],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stopped(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    """Wait for ``proc`` to end on its own, its stdout and stderr. One that is still running
+    after ``timeout`` is made to dump every thread's stack (faulthandler, on SIGABRT) and the
+    test fails with it: a hang in CI is then diagnosed from the log alone."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        import signal
+
+        proc.send_signal(signal.SIGABRT)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        raise AssertionError(f"still running after {timeout:.0f} s:\n{err}") from None
 
 
 #: Commands that serve until stopped (a web server, the scheduler, the demo's app, the

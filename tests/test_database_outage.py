@@ -222,7 +222,7 @@ def test_the_scheduler_logs_its_job_store_outage_once_and_its_end(
     from monitor.scheduler import build_scheduler
 
     settings, relay = relayed
-    scheduler = build_scheduler(settings, blocking=False, jobs={})
+    scheduler = build_scheduler(settings, jobs={})
     scheduler.jobstore_retry_interval = 0.05  # APScheduler's 10 s between tries, shortened
     store = scheduler._jobstores["default"]
     scheduler.start(paused=True)  # its thread reads the store only once resumed
@@ -256,7 +256,7 @@ def test_an_outage_after_the_due_jobs_were_read_does_not_end_the_scheduler(
     from monitor.scheduler import build_scheduler
 
     settings, relay = relayed
-    scheduler = build_scheduler(settings, blocking=False, jobs={})
+    scheduler = build_scheduler(settings, jobs={})
     store = scheduler._jobstores["default"]
     scheduler.start(paused=True)
     try:

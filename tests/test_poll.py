@@ -369,7 +369,7 @@ def test_stopping_the_worker_stops_its_poll_after_the_batch(
         ctx = make_context(make_settings(tmp_path, db_url, srv.url, entrez_batch_size=4,
                                          entrez_timeout=5.0))
         try:
-            sched = build_scheduler(ctx.settings, blocking=False, jobs={})
+            sched = build_scheduler(ctx.settings, jobs={})
             sched.add_job(scheduled_poll, args=[str(tmp_path), db_url, srv.url], id="poll-now")
             sched.start()
             _wait_for(lambda: _batches_done(ctx) >= 2)

@@ -6,6 +6,7 @@ import gzip
 import json
 import logging
 import re
+import signal
 import socket
 import struct
 import time
@@ -15,7 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import assert_one_line_error, cli_env, run_cli
+from conftest import (
+    assert_one_line_error,
+    cli_env,
+    mmlr_signalled_from_another_thread,
+    run_cli,
+    stopped,
+)
 
 from monitor.faults import parse_fault_spec
 from monitor.pubmed_xml import iter_records
@@ -385,6 +392,28 @@ def test_the_command_names_the_files_it_skipped(tmp_path: Path) -> None:
             proc.terminate()
     assert banner.startswith("replay server: 0 records from 0 files; skipped 2 files that are "
                              "not PubMed XML: broken.xml, notgzip.xml.gz; MMLR_ENTREZ_URL="), banner
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
+def test_the_command_stops_on_a_signal_landing_on_another_thread(
+        tmp_path: Path, signum: int) -> None:
+    """The kernel may hand a signal to any thread of the process (the server answers on
+    threads of its own). The main thread slept an hour at a time: Ctrl-C waited for the hour
+    to end, and SIGTERM ended the process without stopping the server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    go = tmp_path / "go"
+    proc = mmlr_signalled_from_another_thread(
+        ["replay-server", "--dir", str(tmp_path), "--port", str(port)], signum=signum, go=go,
+        env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("replay server: 0 records")
+        go.touch()
+    finally:
+        _, err = stopped(proc)
+    assert proc.returncode == 0 and "Traceback" not in err, err
 
 
 def test_the_banner_counts_skipped_files_in_words() -> None:

@@ -33,7 +33,7 @@ def scheduled_noop() -> None:  # a module-level job function (picklable by refer
 
 def test_jobs_with_ids_in_the_database(ctx: AppContext, settings: Settings) -> None:
     for _ in range(2):  # a restart replaces the jobs instead of duplicating them
-        scheduler = build_scheduler(settings, blocking=False)
+        scheduler = build_scheduler(settings)
         scheduler.start(paused=True)
         jobs = {job.id: job for job in scheduler.get_jobs()}
         assert set(jobs) == {"poll-cycle", "digest", "modified-pass"}
@@ -66,7 +66,7 @@ def test_a_slot_missed_while_no_worker_ran_still_runs(ctx: AppContext,
     """Every worker replaces its jobs at start. Before, that computed the next run from the
     start: a restart across 06:00 skipped that day's poll (and one across Monday 07:00 the
     week's digest), although missed runs were documented to be coalesced into one."""
-    scheduler = build_scheduler(settings, blocking=False)
+    scheduler = build_scheduler(settings)
     scheduler.start(paused=True)
     scheduler.shutdown(wait=False)
     # The state the last worker left: its next poll was due at the latest 06:00, which passed
@@ -76,7 +76,7 @@ def test_a_slot_missed_while_no_worker_ran_still_runs(ctx: AppContext,
     with ctx.engine.begin() as conn:
         conn.execute(text("UPDATE apscheduler_jobs SET next_run_time = :t WHERE id = :id"),
                      {"t": missed.timestamp(), "id": "poll-cycle"})
-    restarted = build_scheduler(settings, blocking=False)
+    restarted = build_scheduler(settings)
     restarted.start(paused=True)
     try:
         assert restarted.get_job("poll-cycle").next_run_time == missed  # runs late, once
@@ -87,8 +87,7 @@ def test_a_slot_missed_while_no_worker_ran_still_runs(ctx: AppContext,
     with ctx.engine.begin() as conn:
         conn.execute(text("UPDATE apscheduler_jobs SET next_run_time = :t WHERE id = :id"),
                      {"t": missed.timestamp(), "id": "poll-cycle"})
-    changed = build_scheduler(settings.model_copy(update={"poll_cron": "30 5 * * *"}),
-                              blocking=False)
+    changed = build_scheduler(settings.model_copy(update={"poll_cron": "30 5 * * *"}))
     changed.start(paused=True)
     try:
         assert changed.get_job("poll-cycle").next_run_time > datetime.now(UTC)
@@ -105,7 +104,7 @@ def test_modified_cron_setting(ctx: AppContext, settings: Settings,
     monkeypatch.setenv("MMLR_MODIFIED_CRON", "30 4 * * 3")
     custom = load_settings().model_copy(update={"database_url": settings.database_url})
     assert custom.modified_cron == "30 4 * * 3"
-    scheduler = build_scheduler(custom, blocking=False)
+    scheduler = build_scheduler(custom)
     scheduler.start(paused=True)
     job = scheduler.get_job("modified-pass")
     assert job.trigger.get_next_fire_time(None, datetime(2026, 11, 24, tzinfo=UTC)) == \
@@ -113,7 +112,7 @@ def test_modified_cron_setting(ctx: AppContext, settings: Settings,
     scheduler.shutdown(wait=False)
     bad = settings.model_copy(update={"modified_cron": "weekly"})
     with pytest.raises(ConfigError, match="MMLR_MODIFIED_CRON 'weekly' is not a valid crontab"):
-        build_scheduler(bad, blocking=True)
+        build_scheduler(bad)
 
 
 def test_crontab_days_are_translated() -> None:
@@ -126,19 +125,19 @@ def test_crontab_days_are_translated() -> None:
 
 
 def test_custom_jobs_and_bad_cron(ctx: AppContext, settings: Settings) -> None:
-    scheduler = build_scheduler(settings, blocking=False, jobs={
+    scheduler = build_scheduler(settings, jobs={
         "nightly": JobSpec(f"{__name__}:scheduled_noop", "30 2 * * *"),
         "digest-extra": scheduled_noop})
     scheduler.start(paused=True)
     assert {j.id for j in scheduler.get_jobs()} >= {"nightly", "digest-extra"}
     scheduler.shutdown(wait=False)
     with pytest.raises(ConfigError, match="MMLR_POLL_CRON 'every day' is not a valid crontab"):
-        build_scheduler(settings, blocking=True, jobs={"poll": JobSpec(scheduled_noop,
+        build_scheduler(settings, jobs={"poll": JobSpec(scheduled_noop,
                                                                        "every day")})
     # a day of week written with a digit that is not ASCII: APScheduler's own words, not
     # "invalid literal for int()" from our translation of crontab's day numbers
     with pytest.raises(ConfigError, match="Unrecognized expression \"²\" for field"):
-        build_scheduler(settings, blocking=True, jobs={"poll": JobSpec(scheduled_noop,
+        build_scheduler(settings, jobs={"poll": JobSpec(scheduled_noop,
                                                                        "0 7 * * ²")})
 
 
@@ -262,7 +261,7 @@ def test_the_scheduler_builds_before_any_database_file_exists(tmp_path: Path) ->
     assert stored_next_runs(f"sqlite:///{missing}") == {}
     assert not missing.parent.exists()
     settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{missing}")
-    assert build_scheduler(settings, blocking=False).get_jobs()
+    assert build_scheduler(settings).get_jobs()
 
 
 def test_an_error_of_the_job_store_that_is_no_outage_keeps_apschedulers_line(
@@ -271,7 +270,7 @@ def test_an_error_of_the_job_store_that_is_no_outage_keeps_apschedulers_line(
     scheduler (a bug, not the server going away) is still APScheduler's WARNING."""
     import time
 
-    scheduler = build_scheduler(settings, blocking=False, jobs={})
+    scheduler = build_scheduler(settings, jobs={})
     scheduler.jobstore_retry_interval = 0.05
     # Paused, its thread does not read the store: the table goes between two of its passes,
     # not in the middle of one (which APScheduler does not survive, outage or not).

@@ -245,10 +245,10 @@ def test_a_cron_that_never_fires_is_refused(monkeypatch: pytest.MonkeyPatch, var
 
     monkeypatch.setenv(var, "0 6 31 2 *")
     with pytest.raises(ConfigError) as err:
-        build_scheduler(load_settings(), blocking=False)
+        build_scheduler(load_settings())
     assert err.value.one_line().startswith(f"{var} '0 6 31 2 *' never fires")
     monkeypatch.setenv(var, "0 6 29 2 *")  # leap days come
-    assert build_scheduler(load_settings(), blocking=False).get_jobs()
+    assert build_scheduler(load_settings()).get_jobs()
 
 
 @pytest.mark.parametrize("url", ["https://mmlr.example.org", "http://127.0.0.1:8000",
