@@ -25,11 +25,15 @@ from monitor.pubmed_xml import check_eutils_error
 from monitor.ratelimit import RateLimiter, shared_limiter
 from reports.words import plural
 from store.errors import EntrezError
+from store.ids import is_ascii_number, parse_id
 from store.settings import Settings, is_ncbi
+from store.text import quoted
 
 log = logging.getLogger(__name__)
 
 PUBMED_SEARCH_CAP = 9999
+#: The hint of an answer that parsed but does not hold what E-utilities promises.
+_MALFORMED_HINT = "NCBI, or a proxy before it, answered in error; the next poll asks again"
 _PARSER_OPTIONS = {"resolve_entities": False, "no_network": True, "load_dtd": False,
                    "huge_tree": True}
 
@@ -211,11 +215,19 @@ class EntrezClient:
         if usehistory:
             params["usehistory"] = "y"
         root, _ = self._request("esearch", params, "eSearchResult")
-        try:
-            count = int(root.findtext("Count") or "")
-        except ValueError:
-            raise EntrezError("E-utilities esearch answer has no <Count>") from None
-        ids = [int(t.text) for t in root.iterfind("IdList/Id") if t.text and t.text.isdigit()]
+        count_text = (root.findtext("Count") or "").strip()
+        if not is_ascii_number(count_text):
+            raise EntrezError("E-utilities esearch answer has no <Count>"
+                              + (f" (it reads {quoted(count_text)})" if count_text else ""),
+                              hint=_MALFORMED_HINT)
+        count = int(count_text)
+        ids = []
+        for node in root.iterfind("IdList/Id"):
+            pmid = parse_id(node.text or "")
+            if pmid is None:  # dropped, the record would never be fetched, and nobody told
+                raise EntrezError(f"E-utilities esearch answer has an <Id> that is not a PMID: "
+                                  f"{quoted(node.text or '')}", hint=_MALFORMED_HINT)
+            ids.append(pmid)
         warnings = [" ".join((w.text or "").split()) for w in root.iterfind("WarningList/*")]
         errors = [" ".join((e.text or "").split()) for e in root.iterfind("ErrorList/*")]
         return SearchResult(count=count, ids=ids, warnings=warnings, errors=errors,

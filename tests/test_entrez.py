@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -215,3 +219,72 @@ def test_missing_contact_address_is_warned_for_ncbi_only(
                                entrez_rate=None)).close()
         EntrezClient(_settings(tmp_path, "http://127.0.0.1:1/", entrez_email=None)).close()
     assert caplog.records == []  # an address given, or not NCBI (a mirror, the replay server)
+
+
+@contextmanager
+def _answering(body: bytes) -> Iterator[str]:
+    """An E-utilities stand-in on loopback that answers every request with ``body`` (200,
+    XML): for answers the replay server never gives, because real PubMed data cannot hold
+    them. Yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml; charset=UTF-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *_args: object) -> None:  # not on the test's stderr
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/entrez/eutils/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _search_answer(count: str, *ids: str) -> bytes:
+    id_list = "".join(f"<Id>{pmid}</Id>" for pmid in ids)
+    return (f'<?xml version="1.0" encoding="UTF-8" ?><eSearchResult><Count>{count}</Count>'
+            f"<RetMax>{len(ids)}</RetMax><RetStart>0</RetStart><IdList>{id_list}</IdList>"
+            "</eSearchResult>").encode()
+
+
+def test_a_search_answer_of_pmids_is_read(tmp_path: Path) -> None:
+    """Guards the refusals below: the stand-in's answer, well formed, is read as it says."""
+    with _answering(_search_answer("3", "12", " 7 ", "2147483647")) as url, \
+            EntrezClient(_settings(tmp_path, url)) as client:
+        found = client.esearch("myeloma")
+    assert (found.count, found.ids) == (3, [12, 7, 2147483647])
+
+
+@pytest.mark.parametrize(("count", "pmid", "words"), [
+    ("2", "²", "has an <Id> that is not a PMID: '²'"),  # str.isdigit says yes, int() says no
+    ("2", "٣", "has an <Id> that is not a PMID: '٣'"),  # int() reads it as 3
+    ("2", "abc", "has an <Id> that is not a PMID: 'abc'"),
+    ("2", "", "has an <Id> that is not a PMID: ''"),
+    ("2", "0", "has an <Id> that is not a PMID: '0'"),
+    ("2", "2147483648", "has an <Id> that is not a PMID: '2147483648'"),
+    ("", "12", "has no <Count>"),
+    ("two", "12", "has no <Count> (it reads 'two')"),
+    ("٢", "12", "has no <Count> (it reads '٢')"),
+])
+def test_a_search_answer_that_is_not_pmids_is_refused_in_words(
+        tmp_path: Path, count: str, pmid: str, words: str) -> None:
+    """An id that was not a PMID used to be dropped without a word, and with it the record it
+    stood for: the poll fails in one line instead, and the next poll asks again."""
+    with _answering(_search_answer(count, "11", pmid)) as url, \
+            EntrezClient(_settings(tmp_path, url)) as client, \
+            pytest.raises(EntrezError) as caught:
+        client.esearch("myeloma")
+    line = caught.value.one_line()
+    assert f"E-utilities esearch answer {words}" in line and "next poll asks again" in line
