@@ -8,12 +8,11 @@ lands on it. ``mmlr worker`` slept in APScheduler's wait for the next cron slot,
 CI once saw it ignore SIGTERM for 60 s, and a loop of worker starts did so about once in 300.
 
 ``signal.set_wakeup_fd`` makes the C-level handler, on whichever thread it runs, write the
-signal's number to a socket. The main thread sleeps in ``select`` on that socket instead.
+signal's number to a socket. The main thread sleeps reading that socket instead.
 """
 
 from __future__ import annotations
 
-import select
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -35,7 +34,6 @@ def stop_signals() -> Iterator[Callable[[], signal.Signals]]:
     began. A second signal while the block finishes its work (a job ending its batch) is
     ignored. The previous handlers and wakeup fd are put back at the end."""
     reader, writer = socket.socketpair()
-    reader.setblocking(False)
     writer.setblocking(False)  # set_wakeup_fd requires it: a handler must never block
     # The socket first: a signal between the two steps still finds a handler that is not ours
     # (the default one ends the process, as before the block), never ours without the socket.
@@ -43,13 +41,8 @@ def stop_signals() -> Iterator[Callable[[], signal.Signals]]:
     previous = {sig: signal.signal(sig, _noted) for sig in STOP_SIGNALS}
 
     def wait() -> signal.Signals:
-        while True:
-            select.select([reader], [], [])
-            try:
-                numbers = reader.recv(64)
-            except BlockingIOError:  # woken, but the byte was read by an earlier loop
-                continue
-            for number in numbers:
+        while True:  # other signals with a Python handler write their numbers too
+            for number in reader.recv(64):
                 if number in STOP_SIGNALS:
                     return signal.Signals(number)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -127,8 +128,6 @@ def stopped(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]
     try:
         return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        import signal
-
         proc.send_signal(signal.SIGABRT)
         try:
             _, err = proc.communicate(timeout=10)
@@ -186,7 +185,6 @@ def _run_in_this_process(args: list[str], env: dict[str, str],
                          cwd: Path) -> subprocess.CompletedProcess[str]:
     import io
     import logging
-    import signal
 
     from monitor import cli
 
