@@ -1,9 +1,9 @@
 """Long-running entry points: `mmlr serve` (web + scheduler), `worker`, `web`.
 
-SIGTERM and SIGINT stop both the same way: the web server stops accepting requests and the
-scheduler shuts down waiting for a running job, a poll stopping after its current efetch batch.
-A poll checkpoints after every batch, so even a hard kill loses at most the batch in flight,
-and the next run resumes it.
+SIGTERM and SIGINT stop all three the same way, with exit 0: the web server stops accepting
+requests and the scheduler shuts down waiting for a running job, a poll stopping after its
+current efetch batch. A poll checkpoints after every batch, so even a hard kill loses at most
+the batch in flight, and the next run resumes it.
 """
 
 from __future__ import annotations
@@ -116,9 +116,9 @@ def serve(
             check_analyses_file(settings.analyses_file)
     finally:
         ctx.dispose()
-    if not web:
-        from monitor.signals import stop_signals
+    from monitor.signals import stop_signals
 
+    if not web:
         sched = build_scheduler(settings)
         specs = default_jobs(settings).items()
         jobs = ", ".join(f"{job_id} ({spec.cron})" for job_id, spec in specs)
@@ -153,8 +153,12 @@ def serve(
         access_log=False,
     )
     sock = listening_socket(config.host, config.port)  # before the scheduler and the banner
-    with sock:  # closed however the server ends (closing it twice is harmless)
-        server = uvicorn.Server(config)  # handles SIGINT/SIGTERM itself: finishes open requests
+    # uvicorn handles SIGINT/SIGTERM itself (it finishes open requests), then raises the signal
+    # again for the handler it found. The default one ended the process right there, exit -15,
+    # before the scheduler below could wait for its running job (a poll stopped mid-batch);
+    # stop_signals' handler lets the shutdown go on, and a second signal does not cut it short.
+    with sock, stop_signals():  # the socket is closed however the server ends
+        server = uvicorn.Server(config)
         if sched is not None:
             sched.start()
         print(f"{banner(config.host, config.port)} (Ctrl-C to stop)", flush=True)

@@ -72,3 +72,14 @@ def test_compose_publishes_plain_http_on_loopback_only() -> None:
     for name, service in _compose()["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_a_stopped_worker_has_time_to_end_its_batch() -> None:
+    """SIGTERM lets a running poll end its efetch batch: one request (``entrez_timeout``) and
+    a retry. Docker's default grace of 10 s is shorter than one request may take."""
+    from store.settings import Settings
+
+    grace = _compose()["services"]["worker"]["stop_grace_period"]
+    assert grace.endswith("s") and grace[:-1].isdigit(), grace
+    timeout = Settings.model_fields["entrez_timeout"].default
+    assert int(grace[:-1]) >= 2 * timeout + 10

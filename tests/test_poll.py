@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, cli_env
+from conftest import ROOT, cli_env, stopped
+from sqlalchemy import text
 from sqlmodel import delete, select
 
 from monitor.entrez import EntrezClient
@@ -380,6 +382,46 @@ def test_stopping_the_worker_stops_its_poll_after_the_batch(
             srv.set_delay(0)
             summary = poll(ctx, backoff_base=0.001)  # the next run resumes it
             assert summary.resumed == 1 and not summary.interrupted
+        finally:
+            ctx.dispose()
+
+
+@pytest.mark.parametrize("command", ["worker", "serve"])
+def test_sigterm_to_a_service_stops_its_scheduled_poll_after_the_batch(
+        tmp_path: Path, db_url: str, corpus: Path, command: str) -> None:
+    """The whole service, as systemd or Docker stops it. `serve` used to end at the SIGTERM
+    uvicorn raises again after its own shutdown (exit -15), before its scheduler could wait:
+    a scheduled poll was cut mid-batch and left "running"."""
+    from monitor.scheduler import build_scheduler
+
+    with start_replay_server(corpus, rate_limit=None, delay=0.3) as srv:
+        settings = make_settings(tmp_path, db_url, srv.url, entrez_batch_size=4,
+                                 poll_cron="* * * * *")
+        ctx = make_context(settings)
+        try:
+            # The job store as a stopped worker left it, its poll due at the minute that has
+            # just begun: a service that starts runs it at once (late, within the grace).
+            stored = build_scheduler(settings)
+            stored.start(paused=True)
+            stored.shutdown(wait=False)
+            due = datetime.now(UTC).replace(second=0, microsecond=0)
+            with ctx.engine.begin() as conn:
+                conn.execute(text("UPDATE apscheduler_jobs SET next_run_time = :t "
+                                  "WHERE id = 'poll-cycle'"), {"t": due.timestamp()})
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            args = [command] + (["--port", str(port)] if command == "serve" else [])
+            proc = _mmlr(args, _cli_env(tmp_path, settings) | {"MMLR_POLL_CRON": "* * * * *"})
+            try:
+                _wait_for(lambda: _batches_done(ctx) >= 1, timeout=120)
+            finally:
+                proc.terminate()
+                out, err = stopped(proc)
+            assert proc.returncode == 0, err
+            with ctx.sessions() as session:
+                run = session.exec(select(PollRun)).one()
+            assert run.status == "interrupted" and 1 <= run.batches_done < 7, (out, err)
         finally:
             ctx.dispose()
 
