@@ -12,6 +12,7 @@ import errno
 import logging
 import signal
 import socket
+import threading
 from typing import TYPE_CHECKING, Any
 
 from store.errors import ConfigError
@@ -82,12 +83,13 @@ def served_at(settings: Settings, host: str | None, port: int | None) -> Setting
     return settings.model_copy(update={"base_url": f"http://{shown}:{port}"})
 
 
-def fetch_pmids(ctx: AppContext, pmids: list[int]) -> PollSummary:
-    """The web app's "Fetch from PubMed" (``screening.web.fetch``): `mmlr poll --pmids`.
-    Typed, so that mypy checks ``PollSummary`` against the page's ``FetchSummary``."""
+def fetch_pmids(ctx: AppContext, pmids: list[int], stop: threading.Event) -> PollSummary:
+    """The web app's "Fetch from PubMed" (``screening.web.fetch``): `mmlr poll --pmids`,
+    ending after the current batch once ``stop`` is set (the app shutting down). Typed, so
+    that mypy checks ``PollSummary`` against the page's ``FetchSummary``."""
     from monitor.poll import poll
 
-    return poll(ctx, pmids=pmids)
+    return poll(ctx, pmids=pmids, stop=stop)
 
 
 def serve(

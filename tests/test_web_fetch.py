@@ -4,6 +4,7 @@ from ../shared/data/pubmed, in a background thread under the poll's database loc
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from markupsafe import escape
 from sqlmodel import select
 from test_web import as_role, csrf_from, db, make_user
 
-from monitor.replay_server import start_replay_server
+from monitor.replay_server import iter_indexed, start_replay_server
 from monitor.service import fetch_pmids
 from screening.web.app import create_app
 from screening.web.fetch import MAX_PMIDS, parse_pmid_field
@@ -167,3 +168,36 @@ def test_the_field_takes_lines_commas_and_comments_each_pmid_once() -> None:
     assert parse_pmid_field("3, 1;2\n# a comment\n 1 2 # again\n") == [3, 1, 2]
     with pytest.raises(ValidationError, match="longer than"):
         parse_pmid_field("1 " * 3000)
+
+
+def test_a_fetch_ends_after_its_batch_when_the_app_shuts_down(
+        settings: Any, pubmed_dir: Path) -> None:
+    """`mmlr web`/`serve` stopping (SIGTERM) used to wait up to a minute while a curator's
+    fetch went on asking PubMed, batch after batch; the process then ended it wherever it
+    was. It now ends after the current batch, checkpointed, and the next poll resumes it."""
+    folder = pubmed_dir / "efetch_xml" / "metapub" / "pmid_xml"
+    pmids = sorted(record.pmid for record in iter_indexed(folder))[:8]
+    with start_replay_server(folder, rate_limit=None, delay=0.3) as srv:
+        app = create_app(settings.model_copy(update={"entrez_url": srv.url,
+                                                     "entrez_batch_size": 1}),
+                         fetch=fetch_pmids)
+        try:
+            with TestClient(app):  # the app's lifespan: its shutdown comes at the block's end
+                app.state.fetcher.start(pmids, by="curator@example.org")
+                deadline = time.monotonic() + 60
+                while _batches_done(app) < 1:
+                    assert time.monotonic() < deadline, "the fetch never stored a batch"
+                    time.sleep(0.05)
+            assert not app.state.fetcher.job.running
+            with db(app) as s:
+                run = s.exec(select(PollRun)).one()
+            assert run.status == "interrupted" and 1 <= run.batches_done < len(pmids)
+        finally:
+            app.state.fetcher.join(timeout=30)
+            app.state.ctx.dispose()
+
+
+def _batches_done(app: Any) -> int:
+    with db(app) as s:
+        run = s.exec(select(PollRun)).first()
+        return run.batches_done if run else 0

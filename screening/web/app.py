@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.fetcher.stop()  # a fetch of many batches ends after the current one
         app.state.retrainer.join(timeout=60)
         app.state.pooler.join(timeout=60)
         app.state.fetcher.join(timeout=60)

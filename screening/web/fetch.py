@@ -51,9 +51,10 @@ class FetchSummary(Protocol):
     def missing(self) -> int: ...
 
 
-#: ``fetch(ctx, pmids)``: fetch and store these PMIDs (``monitor.poll.poll(ctx, pmids=…)``)
-#: and return the run's counts.
-Fetcher = Callable[[AppContext, list[int]], FetchSummary]
+#: ``fetch(ctx, pmids, stop)``: fetch and store these PMIDs (``monitor.poll.poll(ctx,
+#: pmids=…, stop=stop)``) and return the run's counts. ``stop`` is set when the app shuts
+#: down: the fetch ends after its current batch (checkpointed; the next poll resumes it).
+Fetcher = Callable[[AppContext, list[int], threading.Event], FetchSummary]
 
 
 def parse_pmid_field(text: str) -> list[int]:
@@ -84,11 +85,12 @@ class PmidFetch:
         self.summary: FetchSummary | None = None
         self._fetch = fetch
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self.job = BackgroundJob(ctx, self._run, what="fetching from PubMed")
 
     def _run(self, ctx: AppContext) -> FetchSummary:
         assert self._fetch is not None
-        self.summary = self._fetch(ctx, list(self.pmids))
+        self.summary = self._fetch(ctx, list(self.pmids), self._stopping)
         return self.summary
 
     def start(self, pmids: Sequence[int], *, by: str) -> None:
@@ -106,7 +108,12 @@ class PmidFetch:
                     hint="wait until it has finished, then ask again")
             self.pmids = list(pmids)
             self.summary = None  # not the previous fetch's counts if this one fails
+            self._stopping = threading.Event()  # an app a test serves again fetches again
             self.job.start(by=by)
+
+    def stop(self) -> None:
+        """The app is shutting down: a running fetch ends after its current batch."""
+        self._stopping.set()
 
     def join(self, timeout: float | None = None) -> None:
         self.job.join(timeout)
