@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 from sqlmodel import select
+from test_poll import _batches_done
 from test_web import as_role, csrf_from, db, make_user
 
 from monitor.replay_server import iter_indexed, start_replay_server
@@ -185,7 +186,7 @@ def test_a_fetch_ends_after_its_batch_when_the_app_shuts_down(
             with TestClient(app):  # the app's lifespan: its shutdown comes at the block's end
                 app.state.fetcher.start(pmids, by="curator@example.org")
                 deadline = time.monotonic() + 60
-                while _batches_done(app) < 1:
+                while _batches_done(app.state.ctx) < 1:
                     assert time.monotonic() < deadline, "the fetch never stored a batch"
                     time.sleep(0.05)
             assert not app.state.fetcher.job.running
@@ -196,8 +197,3 @@ def test_a_fetch_ends_after_its_batch_when_the_app_shuts_down(
             app.state.fetcher.join(timeout=30)
             app.state.ctx.dispose()
 
-
-def _batches_done(app: Any) -> int:
-    with db(app) as s:
-        run = s.exec(select(PollRun)).first()
-        return run.batches_done if run else 0
