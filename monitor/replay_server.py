@@ -74,7 +74,7 @@ from lxml import etree
 from monitor.faults import FaultPlan, parse_fault_spec
 from reports.words import plural
 from store.errors import ValidationError
-from store.ids import is_ascii_number
+from store.ids import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,8 @@ def _index_file(path: Path, corpus: Corpus) -> None:
             if elem.tag in ("PubmedArticle", "PubmedBookArticle"):
                 pmid_text = elem.findtext("MedlineCitation/PMID") or elem.findtext(
                     "BookDocument/PMID")
-                if pmid_text and is_ascii_number(pmid_text.strip()):
-                    pmid = int(pmid_text)
+                pmid = parse_id(pmid_text or "")
+                if pmid is not None:
                     crdt = _history_date(elem, "entrez")
                     edat = _history_date(elem, "pubmed") or crdt
                     mdat = (_citation_date(elem, "DateRevised")
@@ -192,9 +192,9 @@ def _index_file(path: Path, corpus: Corpus) -> None:
                 elem.clear(keep_tail=False)
             elif elem.tag == "DeleteCitation":
                 for node in elem.iterfind("PMID"):
-                    if node.text and is_ascii_number(node.text.strip()):
-                        corpus.deleted.add(int(node.text))
-                        corpus.records.pop(int(node.text), None)
+                    if (deleted := parse_id(node.text or "")) is not None:
+                        corpus.deleted.add(deleted)
+                        corpus.records.pop(deleted, None)
                 elem.clear(keep_tail=False)
     if not root_seen:
         corpus.skipped_files.append(str(path))
@@ -399,9 +399,8 @@ def _ids(params: dict[str, list[str]]) -> list[int]:
     out: list[int] = []
     for value in params.get("id", []):
         for token in value.split(","):
-            token = token.strip()
-            if is_ascii_number(token):
-                out.append(int(token))
+            if (pmid := parse_id(token)) is not None:
+                out.append(pmid)
     return out
 
 

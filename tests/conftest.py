@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -109,6 +110,13 @@ threading.Thread(target=signal_from_here, daemon=True).start()
 from monitor.cli import main
 sys.exit(main(sys.argv[3:]))
 """
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def mmlr_signalled_from_another_thread(

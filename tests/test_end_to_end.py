@@ -9,7 +9,6 @@ import io
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from conftest import (
     _drop_pg_database,
     _fresh_pg_database,
     cli_env,
+    free_port,
     mmlr_signalled_from_another_thread,
     run_cli,
     stopped,
@@ -67,12 +67,6 @@ def counts(db_url: str) -> dict[str, int]:
             }
     finally:
         engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 #: The port the demo is told to serve on (it does not serve here: --no-serve).

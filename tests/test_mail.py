@@ -8,7 +8,6 @@ import dataclasses
 import email
 import io
 import math
-import socket
 import threading
 from collections.abc import Iterator
 from email import policy
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import free_port
 from sqlmodel import select
 
 from reports.digest import build_digest, deliver_digest
@@ -28,12 +28,6 @@ from store.settings import Settings, parse_smtp_url
 
 FAST = (0.01, 0.01)  # retry delays for tests: the behaviour is the same, only shorter
 XSS_TITLE = 'Maintenance <script>alert(1)</script> <img src=x onerror="alert(2)"> trial'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Capture:

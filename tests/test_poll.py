@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, cli_env, stopped
+from conftest import ROOT, cli_env, free_port, stopped
 from sqlalchemy import text
 from sqlmodel import delete, select
 
@@ -408,10 +407,7 @@ def test_sigterm_to_a_service_stops_its_scheduled_poll_after_the_batch(
             with ctx.engine.begin() as conn:
                 conn.execute(text("UPDATE apscheduler_jobs SET next_run_time = :t "
                                   "WHERE id = 'poll-cycle'"), {"t": due.timestamp()})
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-            args = [command] + (["--port", str(port)] if command == "serve" else [])
+            args = [command] + (["--port", str(free_port())] if command == "serve" else [])
             proc = _mmlr(args, _cli_env(tmp_path, settings) | {"MMLR_POLL_CRON": "* * * * *"})
             try:
                 _wait_for(lambda: _batches_done(ctx) >= 1, timeout=120)

@@ -19,6 +19,7 @@ import pytest
 from conftest import (
     assert_one_line_error,
     cli_env,
+    free_port,
     mmlr_signalled_from_another_thread,
     run_cli,
     stopped,
@@ -378,9 +379,7 @@ def test_the_command_names_the_files_it_skipped(tmp_path: Path) -> None:
     # It said "0 records from 0 files" of a folder of broken files, and nothing else.
     (tmp_path / "broken.xml").write_text("<PubmedArticleSet><PubmedArticle><broken")
     (tmp_path / "notgzip.xml.gz").write_bytes(b"garbage")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     with subprocess.Popen([sys.executable, "-m", "monitor.cli", "replay-server", "--dir",
                            str(tmp_path), "--port", str(port)], cwd=ROOT, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -400,9 +399,7 @@ def test_the_command_stops_on_a_signal_landing_on_another_thread(
     """The kernel may hand a signal to any thread of the process (the server answers on
     threads of its own). The main thread slept an hour at a time: Ctrl-C waited for the hour
     to end, and SIGTERM ended the process without stopping the server."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     go = tmp_path / "go"
     proc = mmlr_signalled_from_another_thread(
         ["replay-server", "--dir", str(tmp_path), "--port", str(port)], signum=signum, go=go,
