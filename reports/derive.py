@@ -34,6 +34,7 @@ from scipy import stats
 
 from reports.km import ArmInput, hr_from_curves, read_arm
 from store.errors import ValidationError
+from store.numbers import parse_decimal
 
 Z95 = 1.959964
 ORIENTATIONS = ("maint_vs_control", "control_vs_maint")
@@ -70,7 +71,7 @@ class DerivedEstimate:
 # ----------------------------------------------------------------------------- helpers
 def _positive(name: str, value: float | str | None) -> float:
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = parse_decimal(value) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValidationError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number) or number <= 0:
@@ -170,7 +171,7 @@ def from_p_value(
         raise ValidationError(f"P value {text!r} is a bound, not a value",
                               hint="the method needs the exact P value")
     try:
-        p = float(text)
+        p = parse_decimal(text)
     except ValueError:
         raise ValidationError(f"P value must be a number, got {p_value!r}") from None
     if not 0 < p < 1:
@@ -331,7 +332,7 @@ def _text(value: Any) -> str:
 def _count(value: Any) -> int | None:
     if value is None:
         return None
-    number = float(value)
+    number = parse_decimal(value) if isinstance(value, str) else float(value)
     if number != int(number):
         raise ValueError(f"{value!r} is not a whole number")
     return int(number)

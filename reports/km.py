@@ -47,6 +47,7 @@ from functools import partial
 import numpy as np
 
 from store.errors import ValidationError
+from store.numbers import parse_decimal
 
 ARMS: tuple[str, ...] = ("maintenance", "control")
 #: Digitising noise tolerated on a survival proportion: a point may lie this far above the
@@ -156,7 +157,7 @@ def line_fields(line: str) -> list[str]:
 
 def _number(text: str) -> float | None:
     try:
-        value = float(text)
+        value = parse_decimal(text)
     except ValueError:
         return None
     return value if math.isfinite(value) else None

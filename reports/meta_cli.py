@@ -39,6 +39,7 @@ from reports.presentation import has_heterogeneity
 from reports.words import interval_text, rounded
 from store.errors import ValidationError
 from store.infile import input_file_problem
+from store.numbers import parse_decimal
 from store.spreadsheet import CsvLines
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
@@ -141,10 +142,9 @@ def _number(path: Path, line: int, column: str, text: str) -> float:
         raise ValidationError(f"{path}, line {line}, column {column}: empty cell",
                               hint="every row needs a number here")
     try:
-        number = float(value)
-    except ValueError:
-        raise ValidationError(
-            f"{path}, line {line}, column {column}: {value!r} is not a number") from None
+        number = parse_decimal(value)
+    except ValueError as exc:
+        raise ValidationError(f"{path}, line {line}, column {column}: {exc}") from None
     if not math.isfinite(number):
         raise ValidationError(f"{path}, line {line}, column {column}: {value!r} is not finite")
     return number

@@ -28,6 +28,7 @@ from sqlmodel import Session, col, func, select
 from store.audit import audit
 from store.errors import ValidationError
 from store.models import BaselineRisk, User
+from store.numbers import parse_decimal
 from store.settings import MONITORING_ENDPOINTS
 from store.text import quoted
 
@@ -101,7 +102,7 @@ def _read_number(value: Any, name: str, errors: dict[str, str]) -> float | None:
         number = float(value)
     elif isinstance(value, str) and value.strip():
         try:
-            number = float(value.strip().replace(",", "."))
+            number = parse_decimal(value.replace(",", "."))
         except ValueError:
             errors[name] = f"{quoted(value)} is not a number"
             return None

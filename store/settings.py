@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from store.errors import ConfigError
+from store.numbers import parse_decimal
 from store.utf8 import is_utf8
 
 NCBI_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
@@ -91,9 +92,9 @@ def monitoring_hrs(value: str | float) -> dict[str, float]:
         name, _, number = part.rpartition("=")
         name = name.strip().upper()
         try:
-            hr = float(number)
-        except ValueError:
-            raise ValueError(f"{number.strip()!r} is not a number (in {value!r})") from None
+            hr = parse_decimal(number)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (in {value!r})") from None
         if not is_monitorable_hr(hr):
             raise ValueError(f"must be {MONITORING_HR_RULE}, got {hr:g}")
         if not name:
@@ -780,7 +781,7 @@ def parse_smtp_url(url: str) -> SmtpTarget:
                           hint="e.g. ?starttls=true")
     starttls = starttls_word in _TRUE_WORDS
     try:
-        timeout = float(query.get("timeout", "30"))
+        timeout = parse_decimal(query.get("timeout", "30"))
     except ValueError:
         timeout = math.nan  # refused just below, with the same message
     # smtplib takes 0 as "non-blocking" (the send fails at once) and refuses a negative one.

@@ -8,6 +8,8 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from store.numbers import is_decimal
+
 #: Written first in a CSV meant for Excel: without it Excel on Windows reads a UTF-8 file
 #: as the local code page ("MÃ¼ller" for "Müller"). Only on request, because pandas keeps
 #: it in the first column's name and other tools show it as a stray character.
@@ -18,11 +20,8 @@ def spreadsheet_safe(text: str) -> str:
     """Text a spreadsheet would run as a formula (=, +, -, @, tab, CR first: OWASP's "CSV
     injection") gets a leading apostrophe, which spreadsheets show as text; a number is
     left alone. mmlr's CSVs are for review panels, who open them in Excel."""
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            float(text)
-        except ValueError:
-            return "'" + text
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not is_decimal(text):
+        return "'" + text
     return text
 
 

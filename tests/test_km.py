@@ -270,6 +270,10 @@ BAD_INPUTS = [
     ("0,1\n5;0,9", "0,10", None, C, "line 2 ('5;0,9') is not two numbers (use a decimal point"),
     ("0,1\n5,0,9", "0,10", None, C, "line 2 ('5,0,9') is not two numbers (use a decimal point"),
     ("0,1\nfive,0.9", "0,10", None, C, "line 2 ('five,0.9') is not two numbers (one 'time, "),
+    # float() would read these as 12 and 0.9 (an underscore, Arabic-Indic digits)
+    ("0,1\n1_2,0.9", "0,10", None, C, "line 2 ('1_2,0.9') is not two numbers (one 'time, "),
+    ("0,1\n5,\u0660.\u0669", "0,10", None, C, "line 2 ('5,\u0660.\u0669') is not two numbers"),
+    ("0,1\n5,0.9", "0,10\n2,\u0668", None, R, "line 2 ('2,\u0668') is not two numbers"),
     ("0,1\n5,0.9", "", None, R, "no rows given"),
     ("0,1\n5,0.9", "0,10\n2,8\n4,9", None, R, "line 3: 9 at risk at 4 is more than 8 at 2"),
     ("0,1\n5,0.9", "1,10", None, R, "the first row is at time 1, not 0"),

@@ -104,6 +104,10 @@ def test_cli_table_and_yi_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str
     ("study,yi,sei\na,0.1,1e300\n", r"line 2, column sei: standard error 1e300 .*implausible"),
     ("study,yi,sei\na,0.1,10.5\n", r"line 2, column sei: standard error 10\.5 .*\(outside"),
     ("study,yi,sei\na,0.1,inf\n", r"line 2, column sei: 'inf' is not finite"),
+    ("study,yi,sei\na,0.1,0.1_0\n", r"line 2, column sei: '0.1_0' is not a number \(write it "
+     r"without underscores\)"),
+    ("study,yi,sei\na,\u0660.1,0.1\n", r"line 2, column yi: '\u0660.1' is not a number \(write "
+     r"it with the digits 0-9\)"),
     ("study,yi,sei\na,1e308,0.1\n", r"line 2, column yi: log HR 1e308 is implausible \(outside "
      r"±9\.21, an HR outside 0\.0001–10000\)"),
     ("study,yi,sei\na,-9.22,0.1\n", r"line 2, column yi: log HR -9\.22 is implausible"),

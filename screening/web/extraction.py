@@ -39,6 +39,7 @@ from store.audit import audit
 from store.errors import MmlrError, ValidationError
 from store.ids import MAX_ID
 from store.models import Estimate, Trial, TrialReport, User, utcnow
+from store.numbers import parse_decimal
 
 ENDPOINTS: tuple[str, ...] = ("PFS", "EFS", "TTP", "OS")
 SETTINGS: tuple[str, ...] = ("post_asct", "non_transplant", "mixed")
@@ -162,12 +163,10 @@ class _Reader:
         if isinstance(raw, bool):
             self.errors[name] = "must be a number"
             return None
-        text = str(raw).strip()
         try:
-            value = float(text)
-        except ValueError:
-            hint = " (use a decimal point, not a comma)" if "," in text else ""
-            self.errors[name] = f"{text[:30]!r} is not a number{hint}"
+            value = parse_decimal(str(raw))
+        except ValueError as exc:
+            self.errors[name] = str(exc)
             return None
         if not math.isfinite(value):
             self.errors[name] = "must be a finite number"
