@@ -72,7 +72,10 @@ class ParsedRecord:
 
     @property
     def is_retraction_notice(self) -> bool:
-        return "Retraction Notice" in self.publication_types or any(
+        # PubMed's 2026 files say "Retraction Notice" (real baseline sample 41578200); older
+        # records keep "Retraction of Publication".
+        return not {"Retraction Notice", "Retraction of Publication"}.isdisjoint(
+            self.publication_types) or any(
             c.get("ref_type") == "RetractionOf" for c in self.comments_corrections
         )
 

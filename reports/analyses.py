@@ -21,12 +21,15 @@ plain :class:`Candidate` rows (no database here, so the rules are tested on thei
    control arm or the maintenance arm) are dropped, and so are its unnamed estimates (which
    contrast they are cannot be told);
 5. one estimate per trial per analysis: the latest data cut. The cut date is
-   ``Estimate.data_cut``, else 31 December of the report year, else undated (oldest). Ties
+   ``Estimate.data_cut``; an estimate with only its report's year has a cut some time
+   before that report appeared, so against a dated cut in or before that year the later
+   report counts as the later cut (``cut_order``); no date at all is oldest. Ties
    on the same cut: PFS before EFS before TTP, then the most recently entered estimate
    (highest id). Earlier cuts stay in the database for the cumulative view;
 6. exception for ``all``: a trial reported only by stratum (e.g. MRC Myeloma IX intensive /
    non-intensive) has disjoint patients in each stratum, so each setting's latest estimate
-   enters as its own row; when a whole-trial (``mixed``) estimate exists, it is used instead.
+   enters as its own row; when a whole-trial (``mixed``) estimate exists, it is used instead,
+   unless both strata have later cuts than it (then the strata enter).
 
 Every dropped candidate is returned with its reason, so a snapshot explains itself.
 """
@@ -40,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from store.errors import ConfigError
 from store.settings import MONITORING_HR_RULE, is_monitorable_hr
@@ -225,10 +228,105 @@ def _one_comparison(cands: list[Candidate]) -> tuple[list[Candidate], list[tuple
     return keep, dropped
 
 
+def _sign(x: int) -> int:
+    return (x > 0) - (x < 0)
+
+
+class Dated(Protocol):
+    """What the order of two data cuts rests on (a :class:`Candidate`, or an estimate being
+    entered)."""
+
+    @property
+    def data_cut(self) -> date | None: ...
+
+    @property
+    def report_year(self) -> int | None: ...
+
+
+DatedT = TypeVar("DatedT", bound=Dated)
+
+
+def cut_order(a: DatedT, b: DatedT) -> tuple[int, DatedT | None]:
+    """Whether ``a``'s data cut is later (1) or earlier (−1) than ``b``'s, or 0 when nothing
+    tells; and the estimate with only its report's year when that made the call uncertain.
+
+    A report's year bounds its cut from above, nothing more: a cut precedes its publication,
+    often by a year or two. So a dated cut in or before that year may lie on either side of
+    it. The later *publication* is then taken as the later cut (a follow-up paper reports a
+    later cut), and with no publication year to tell, nothing does (0: the tie-breaks decide).
+    Treating the year as 31 December would let a 2017 paper whose undated cut was in 2016 hide
+    a 2018 paper's cut of mid-2017."""
+    if a.data_cut is not None and b.data_cut is not None:
+        return _sign((a.data_cut - b.data_cut).days), None
+    if a.data_cut is None and b.data_cut is None:
+        return _sign((a.report_year or 0) - (b.report_year or 0)), None
+    dated, undated, flip = (a, b, 1) if a.data_cut is not None else (b, a, -1)
+    assert dated.data_cut is not None
+    if undated.report_year is None or dated.data_cut > date(undated.report_year, 12, 31):
+        return flip, None  # no date at all is oldest; a cut after that year is later
+    if dated.report_year is not None:
+        return flip * _sign(dated.report_year - undated.report_year), undated
+    return 0, undated
+
+
+def _later(a: Candidate, b: Candidate) -> bool:
+    """``a`` comes after ``b``: the later cut; on the same or an unknown order, PFS before EFS
+    before TTP, then the estimate entered last."""
+    order, _ = cut_order(a, b)
+    if order:
+        return order > 0
+    rank_a, rank_b = (-_ENDPOINT_RANK.get(c.endpoint.upper(), 9) for c in (a, b))
+    return (rank_a, a.estimate_id) > (rank_b, b.estimate_id)
+
+
 def _latest(cands: list[Candidate]) -> Candidate:
+    """The candidate later than every other (:func:`_later`). Report years make that order
+    a judgment, which three estimates can make circular (a dated 2015 cut published in 2018, a
+    2016 cut published in 2016, an undated one published in 2017): then the dates as bounds
+    decide, the year as 31 December, as for the evidence over time."""
+    for c in cands:
+        if all(_later(c, other) for other in cands if other is not c):
+            return c
     return max(cands, key=lambda c: (c.cut_date or date.min,
                                      -_ENDPOINT_RANK.get(c.endpoint.upper(), 9),
                                      c.estimate_id))
+
+
+def _superseded(c: Candidate, best: Candidate) -> str:
+    """The reason ``c`` is dropped for ``best``, saying when the order is a judgment."""
+    text = f"superseded by estimate {best.estimate_id} (latest verified data cut"
+    order, uncertain = cut_order(best, c)
+    if uncertain is None:
+        return text + ")"
+    how = {1: ", judged by the report years", 0: ", as far as can be told",
+           -1: ", each report's year read as 31 December"}[order]
+    return (f"{text}{how}: estimate {uncertain.estimate_id} has no data cut date, only its "
+            f"report's year {uncertain.report_year}; enter its data cut to be sure)")
+
+
+_STRATA = ("post_asct", "non_transplant")
+
+
+def _whole_or_strata(groups: dict[str, list[Candidate]]
+                     ) -> tuple[dict[str, list[Candidate]], list[tuple[Candidate, str]]]:
+    """Rule 6 for one trial with a whole-trial (``mixed``) estimate in an ``all`` analysis:
+    the groups to pool and the candidates left out. The whole trial, unless both strata have
+    a later cut than its latest: the strata together are then the trial's latest data, and
+    pooling the older whole-trial estimate instead would put an outdated cut beside the
+    by-setting analyses that pool the strata. One later stratum alone cannot replace the
+    whole trial (the other stratum's patients would be lost)."""
+    whole = _latest(groups["mixed"])
+    strata = {s: _latest(groups[s]) for s in _STRATA if groups.get(s)}
+    if len(strata) == len(_STRATA) and all(_later(b, whole) for b in strata.values()):
+        ids = " and ".join(str(b.estimate_id) for b in strata.values())
+        return ({s: groups[s] for s in _STRATA},
+                [(c, f"the strata's later cuts (estimates {ids}) used instead of the "
+                     "whole-trial estimate") for c in groups["mixed"]])
+    left_out = [(c, "whole-trial estimate used instead of the stratum"
+                    + (" (a later cut of one stratum alone cannot replace the whole trial)"
+                       if c is strata.get(c.setting) and _later(c, whole) else ""))
+                for s, group in groups.items() if s != "mixed" for c in group]
+    return {"mixed": groups["mixed"]}, left_out
 
 
 def select_inputs(analysis: Analysis, candidates: Iterable[Candidate]) -> Selection:
@@ -250,22 +348,18 @@ def select_inputs(analysis: Analysis, candidates: Iterable[Candidate]) -> Select
     for trial_cands in by_trial.values():
         same, other = _one_comparison(trial_cands)
         dropped.extend(other)
-        if analysis.setting == "all" and any(c.setting == "mixed" for c in same):
-            groups = {"mixed": [c for c in same if c.setting == "mixed"]}
-            for c in same:
-                if c.setting != "mixed":
-                    dropped.append((c, "whole-trial estimate used instead of the stratum"))
-        else:
-            groups = defaultdict(list)
-            for c in same:
-                groups[c.setting].append(c)
+        groups: dict[str, list[Candidate]] = defaultdict(list)
+        for c in same:
+            groups[c.setting].append(c)
+        if analysis.setting == "all" and "mixed" in groups:
+            groups, left_out = _whole_or_strata(groups)
+            dropped.extend(left_out)
         for group in groups.values():
             best = _latest(group)
             chosen.append(best)
             for c in group:
                 if c is not best:
-                    dropped.append((c, f"superseded by estimate {best.estimate_id} "
-                                       "(latest verified data cut)"))
+                    dropped.append((c, _superseded(c, best)))
     chosen.sort(key=lambda c: (c.cut_date or date.min, c.trial_name, c.estimate_id))
     return Selection(chosen=chosen, dropped=dropped)
 

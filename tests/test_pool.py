@@ -233,6 +233,22 @@ def test_latest_verified_data_cut_wins(ctx) -> None:
     assert reasons[ids[0]].startswith("superseded by estimate")
 
 
+def test_a_dated_cut_of_a_later_report_replaces_the_report_year_of_an_earlier_one(ctx) -> None:
+    # CALGB 100104 is seeded from its 2017 report, without a data cut date; a 2018 report
+    # with a cut of mid-2017 is the later cut (read as 31 December 2017, it was left out).
+    with ctx.sessions() as s:
+        t = add_trial(s, "CALGB-like")
+        seeded = add_estimate(s, t, "0.57", "0.46", "0.71", year=2017)
+        update = add_estimate(s, t, "0.61", "0.50", "0.74", endpoint="TTP",
+                              cut=date(2017, 6, 30), year=2018)
+        s.commit()
+        ids = seeded.id, update.id
+    out = _by_key(pool_all(ctx))["thalidomide/PFS/post_asct"]
+    assert [r["estimate_id"] for r in out.inputs] == [ids[1]]
+    (reason,) = [d["reason"] for d in out.extras["dropped"] if d["estimate_id"] == ids[0]]
+    assert "judged by the report years" in reason
+
+
 def test_same_cut_prefers_pfs_over_efs(ctx) -> None:
     with ctx.sessions() as s:
         t = add_trial(s, "Both")

@@ -619,3 +619,16 @@ def test_medline_text_pmids_no_column_holds_are_no_pmids() -> None:
 def test_medline_text_unreadable_path(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match=r"cannot read MEDLINE file .*absent\.txt"):
         list(iter_medline_records(tmp_path / "absent.txt"))
+
+
+@pytest.mark.parametrize(("types", "links", "notice"), [
+    (["Retraction Notice"], [], True),  # PubMed's name since 2026 (the baseline sample above)
+    (["Journal Article", "Retraction of Publication"], [], True),  # the older name
+    (["Journal Article"], [{"ref_type": "RetractionOf", "pmid": 1}], True),
+    (["Retracted Publication"], [{"ref_type": "RetractionIn", "pmid": 2}], False),
+])
+def test_a_retraction_notice_is_known_by_either_name_or_its_link(
+        types: list[str], links: list[dict[str, object]], notice: bool) -> None:
+    record = ParsedRecord(pmid=3, title="Notice", publication_types=types,
+                          comments_corrections=links)
+    assert record.is_retraction_notice is notice

@@ -307,10 +307,43 @@ def test_an_undated_new_cut_of_a_dated_trial_is_pointed_out(app: Any,
     assert f"Check: {said}" in page
     undated = _estimates(app)[-1]
     assert (undated.notes or "").startswith("Check at entry: no data cut date and no report")
-    # with a date it is placed in time, and nothing is said
+    # with a date it is placed in time, and nothing is said (after the dated estimate's report
+    # year: in 2024 its order against that report's undated cut would be a judgment, below)
     assert _post_estimate(curator, trial_id, endpoint="EFS", hr="0.71", ci_low="0.56",
-                          ci_high="0.89", data_cut="2024-06-30").status_code == 303
+                          ci_high="0.89", data_cut="2025-06-30").status_code == 303
     assert 'class="flash flash-warn' not in curator.get(f"/trials/{trial_id}").text
+
+
+def test_a_cut_whose_order_rests_on_report_years_is_pointed_out(app: Any,
+                                                                users: dict[str, str]) -> None:
+    """An estimate with only its report's year (2024) against a new one cut in 2024 with no
+    report: which is later is judged, not known; the curator is told which data cut would
+    settle it, and a correction that enters it is not warned about itself."""
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    assert _post_estimate(curator, trial_id, hr="0.60", ci_low="0.45", ci_high="0.80",
+                          report_id=str(_report_id(app, trial_id))).status_code == 303
+    (yearly,) = _estimates(app)
+    assert _post_estimate(curator, trial_id, hr="0.62", ci_low="0.50", ci_high="0.77",
+                          data_cut="2024-03-31").status_code == 303
+    said = (f"Check: estimate {yearly.id} of TEST-1 has no data cut date, only a report&#39;s "
+            "year: whether this cut is later is judged from the report years, not known; enter "
+            "its data cut (Correct) to be sure")
+    assert said in curator.get(f"/trials/{trial_id}").text
+    dated = _estimates(app)[-1]
+    assert (dated.notes or "").startswith("Check at entry: estimate ")
+    # a cut after the report's year is later for certain: nothing to say
+    assert _post_estimate(curator, trial_id, endpoint="EFS", hr="0.63", ci_low="0.50",
+                          ci_high="0.79", data_cut="2025-01-31").status_code == 303
+    assert 'class="flash flash-warn' not in curator.get(f"/trials/{trial_id}").text
+    # the correction that enters the missing cut is not compared with what it replaces
+    token = csrf_from(curator.get(f"/estimates/{yearly.id}/edit").text)
+    assert curator.post(f"/estimates/{yearly.id}/edit", follow_redirects=False, data={
+        "endpoint": "PFS", "method": "reported_ci", "orientation": "maint_vs_control",
+        "hr": "0.60", "ci_low": "0.45", "ci_high": "0.80", "data_cut": "2023-06-30",
+        "report_id": str(_report_id(app, trial_id)), "csrf_token": token}).status_code == 303
+    page = curator.get(f"/trials/{trial_id}").text
+    assert "corrected by estimate" in page and "judged from the report years" not in page
 
 
 def _report_id(app: Any, trial_id: int) -> int:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlmodel import Session, col, select
 
@@ -24,6 +24,7 @@ from reports.analyses import (
     GENERIC_COMPARISON,
     SETTING_LABELS,
     comparison_key,
+    cut_order,
     is_named_comparison,
 )
 from reports.bounds import (
@@ -616,26 +617,60 @@ def refuse_repeat(session: Session, *, trial: Trial, draft: EstimateDraft) -> No
                 f"(to change estimate {old.id}, use its Correct button)")})
 
 
-def _undated_warning(session: Session, trial: Trial, values: Mapping[str, Any]) -> str | None:
-    """A warning when the estimate cannot be placed in time (no data cut date, and no report
-    with a year) while the trial has dated estimates of the same endpoint and setting: the
-    analyses pool a trial's latest cut, and an undated one ranks below every dated one, so a
-    new data cut entered this way would silently leave the older one pooled."""
-    if values.get("data_cut") is not None:
-        return None
+class _Cut(NamedTuple):
+    estimate_id: int | None  # None: the estimate being entered
+    data_cut: date | None
+    report_year: int | None
+
+
+def _cuts(session: Session, trial: Trial, values: Mapping[str, Any]) -> tuple[_Cut, list[_Cut]]:
+    """The estimate being entered and the trial's current ones that compete with it for
+    being the latest cut (same setting, same endpoint family; not the one a correction
+    replaces)."""
     report_id = values.get("report_id")
     report = session.get(TrialReport, report_id) if report_id is not None else None
-    if report is not None and report.year is not None:
-        return None
     family = next((names for names in ANALYSIS_ENDPOINTS.values()
                    if str(values.get("endpoint") or "").upper() in names), ())
     rows = session.exec(
         select(col(Estimate.id), col(Estimate.data_cut), col(TrialReport.year))
         .join(TrialReport, col(Estimate.report_id) == col(TrialReport.id), isouter=True)
         .where(Estimate.trial_id == trial.id, col(Estimate.withdrawn_at).is_(None),
-               Estimate.setting == values.get("setting"), col(Estimate.endpoint).in_(family))
+               Estimate.setting == values.get("setting"), col(Estimate.endpoint).in_(family),
+               col(Estimate.id) != (values.get("supersedes_id") or 0))
         .order_by(col(Estimate.id))).all()
-    dated = [str(eid) for eid, cut, year in rows if cut is not None or year is not None]
+    new = _Cut(None, values.get("data_cut"), report.year if report is not None else None)
+    return new, [_Cut(*row) for row in rows]
+
+
+def _judged_order_warning(trial: Trial, new: _Cut, others: list[_Cut]) -> str | None:
+    """A warning when whether this estimate's cut is later than another of the trial's rests on
+    report years (``reports.analyses.cut_order``): one of the two has no data cut date, and
+    the other's cut falls in or before its report's year. The analyses then judge the order
+    by the reports; a data cut date makes it certain."""
+    judged = [o for o in others if cut_order(new, o)[1] is not None]
+    if not judged:
+        return None
+    ids = ", ".join(str(o.estimate_id) for o in judged)
+    several = len(judged) > 1
+    if new.data_cut is None:  # then this estimate is the one without a date
+        return (f"no data cut date, only the report's year {new.report_year}: whether this cut "
+                f"is later than that of estimate{'s' if several else ''} {ids} of {trial.name} "
+                "is judged from the report years, not known; enter the data cut date to be sure")
+    return (f"estimate{'s' if several else ''} {ids} of {trial.name} "
+            f"{'have' if several else 'has'} no data cut date, only a report's year: whether "
+            "this cut is later is judged from the report years, not known; enter "
+            f"{'their' if several else 'its'} data cut (Correct) to be sure")
+
+
+def _undated_warning(trial: Trial, new: _Cut, others: list[_Cut]) -> str | None:
+    """A warning when the estimate cannot be placed in time (no data cut date, and no report
+    with a year) while the trial has dated estimates of the same endpoint and setting: the
+    analyses pool a trial's latest cut, and an undated one ranks below every dated one, so a
+    new data cut entered this way would silently leave the older one pooled."""
+    if new.data_cut is not None or new.report_year is not None:
+        return None
+    dated = [str(o.estimate_id) for o in others
+             if o.data_cut is not None or o.report_year is not None]
     if not dated:
         return None
     which = (f"estimate {dated[0]} of {trial.name} (dated) stays" if len(dated) == 1 else
@@ -653,8 +688,10 @@ def save_estimate(session: Session, *, trial: Trial, draft: EstimateDraft, user:
     """Store the estimate (the caller commits)."""
     values = dict(draft.values)
     values["comparison"] = _comparison(session, trial, values.get("comparison"), draft.warnings)
-    if (undated := _undated_warning(session, trial, values)) is not None:
-        draft.warnings.append(undated)
+    new, others = _cuts(session, trial, values)
+    for check in (_undated_warning, _judged_order_warning):
+        if (warning := check(trial, new, others)) is not None:
+            draft.warnings.append(warning)
     # The checks' warnings stay with the estimate (its notes), so that the second person who
     # verifies it sees them too, not only the one who saw the message after saving.
     # A correction carries its predecessor's notes: their checks are replaced by its own.
