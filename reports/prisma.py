@@ -375,9 +375,13 @@ def _included_lines(session: Session) -> list[tuple[str, int, str]]:
     seed evidence's trials, and the reports it gave them) and the new ones (trials added
     since; reports a curator linked, to a new trial or as a later report of an earlier one)."""
     previous_ids = seed_trial_ids(session)
-    trials = _count(session, model=Trial)
+    # A study is included through its reports: a trial created with none yet (from the
+    # trials page, its paper to be linked) is not one, and counted it would be an included
+    # study with no report and no full text assessed behind it.
+    reported = col(Trial.id).in_(select(TrialReport.trial_id))
+    trials = _count(session, reported, model=Trial)
     reports = _count(session, model=TrialReport)
-    previous_trials = (_count(session, col(Trial.id).in_(previous_ids), model=Trial)
+    previous_trials = (_count(session, col(Trial.id).in_(previous_ids), reported, model=Trial)
                        if previous_ids else 0)
     # Seed reports carry the source key of the reference table; a curator's link has none.
     previous_reports = (_count(session, col(TrialReport.trial_id).in_(previous_ids),

@@ -14,6 +14,7 @@ from typing import IO, Any
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, func, select
 
+from store.days import parse_day
 from store.errors import ValidationError
 from store.ids import parse_id
 from store.models import AuditLog
@@ -125,7 +126,7 @@ def _date(name: str, value: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        return parse_day(value)
     except ValueError:
         raise ValidationError(f"{name} {value[:40]!r} is not a date",
                               hint="write it as YYYY-MM-DD") from None
@@ -145,7 +146,7 @@ def _where(session: Session, q: AuditQuery) -> list[Any]:
         conditions.append(col(AuditLog.object_id) == q.object_id)
     if q.since is not None:
         conditions.append(col(AuditLog.at) >= datetime.combine(q.since, time(), UTC))
-    if q.until is not None:
+    if q.until is not None and q.until < date.max:  # until the last day there is: no bound
         conditions.append(col(AuditLog.at) < datetime.combine(q.until + timedelta(days=1),
                                                               time(), UTC))
     if q.trial_id is not None:

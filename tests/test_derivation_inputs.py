@@ -50,8 +50,8 @@ CASES: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
     ),
     "p_value_arms_and_hr": (
         {"method": "p_value_events", "orientation": "control_vs_maint", "p_value": " 1e-4 ",
-         "events": "301", "hr": "1.45", "n_maintenance": "200", "n_control": "100"},
-        {"orientation": "control_vs_maint", "p_value": "1e-4", "events": 301, "hr": 1.45,
+         "events": "251", "hr": "1.45", "n_maintenance": "200", "n_control": "100"},
+        {"orientation": "control_vs_maint", "p_value": "1e-4", "events": 251, "hr": 1.45,
          "favours": "maintenance", "n_maintenance": 200, "n_control": 100},
     ),
     "o_minus_e": (
@@ -261,14 +261,14 @@ def test_correction_form_is_prefilled_with_the_inputs(app: Any, users: dict[str,
     (estimate,) = _estimates(app)
     html, fields = _edit_form(curator, estimate.id)
     assert 'name="p_value" type="text" value="1e-4"' in html
-    assert 'name="events" type="text" value="301"' in html
+    assert 'name="events" type="text" value="251"' in html
     assert 'name="hr" type="text" value="1.45"' in html  # the typed HR, not the derived one
     assert 'name="ci_low" type="text" value=""' in html  # a derived CI is no input
     assert 'name="n_maintenance" type="text" value="200"' in html
     assert '<option value="control_vs_maint" selected>' in html
     assert '<option value="p_value_events" selected>' in html
     assert "were not stored" not in html
-    assert "derived from P = 1e-4 and 301 events" in html
+    assert "derived from P = 1e-4 and 251 events" in html
     # the curator's note, escaped, without the derivation's own line (added again on saving)
     assert "Table 3 &lt;script&gt;x&lt;/script&gt;</textarea>" in html
     assert fields["favours"] == ""  # the direction came from the HR, as typed
@@ -321,7 +321,10 @@ def test_unchanged_correction_rederives_the_same_number(app: Any, users: dict[st
         assert _post_estimate(curator, trial_id, **CASES[case][0]).status_code == 303
     for old in _estimates(app):
         _, form = _edit_form(curator, old.id)
-        assert curator.post(f"/estimates/{old.id}/edit", data=form,
+        # untouched, the inputs give back the very estimate (so there is nothing to correct)
+        refused = curator.post(f"/estimates/{old.id}/edit", data=form, follow_redirects=False)
+        assert refused.status_code == 400 and "already says" in refused.text, old.method
+        assert curator.post(f"/estimates/{old.id}/edit", data={**form, "notes": "re-checked"},
                             follow_redirects=False).status_code == 303
     by_old = {e.supersedes_id: e for e in _estimates(app) if e.supersedes_id is not None}
     assert len(by_old) == len(CASES)
@@ -408,7 +411,7 @@ def test_metafor_export_carries_the_inputs(ctx: Any, tmp_path: Path) -> None:
     p = by_study["Trial p_value_arms_and_hr"]
     assert (p["derivation"], p["approximate"], p["p_value"], p["events"], p["favours"],
             p["n_maintenance"], p["n_control"], p["orientation"]) == (
-        "p_value_events", "TRUE", "1e-4", "301", "maintenance", "200", "100",
+        "p_value_events", "TRUE", "1e-4", "251", "maintenance", "200", "100",
         "control_vs_maint")
     o = by_study["Trial o_minus_e_control_arm"]
     assert (o["o_minus_e"], o["variance"], o["approximate"]) == ("9.75", "33.0", "FALSE")

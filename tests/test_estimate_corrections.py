@@ -215,7 +215,8 @@ def test_edit_form_is_prefilled_as_printed(app: Any, users: dict[str, str], orie
                                            typed: tuple[str, str, str]) -> None:
     """The Correct form gives back the HR and CI as they were typed from the paper — "0.50",
     not the stored float's "0.5" — in the orientation they were typed in, so a corrector
-    compares like with like; saving it unchanged stores the same numbers."""
+    compares like with like; saved unchanged it is the same estimate (refused: nothing to
+    correct), and with a note added it stores the same numbers."""
     curator = as_role(app, users, "curator")
     hr, lo, hi = typed
     _, estimate = _one_estimate(app, curator, orientation=orientation, hr=hr,
@@ -229,8 +230,15 @@ def test_edit_form_is_prefilled_as_printed(app: Any, users: dict[str, str], orie
     hint = " ".join(lxml.html.fromstring(page.text).xpath("string(//p[@class='hint'])").split())
     assert "The form shows the HR and CI as they were typed from the paper" in hint
     assert "stored numbers as maintenance vs control" not in hint
-    # saved unchanged: the same stored numbers, typed the same way
+    # saved unchanged: the same estimate in every field, so no correction (the verified one
+    # would be withdrawn for an unverified copy)
     data = {name: value for name, value in form.form_values()}
+    refused = curator.post(f"/estimates/{estimate.id}/edit", data=data, follow_redirects=False)
+    assert refused.status_code == 400
+    assert f"HR is what estimate {estimate.id} already says, with everything else" in refused.text
+    assert len(_estimates(app)) == 1 and _estimates(app)[0].withdrawn_at is None
+    # a note is a change: the same stored numbers, typed the same way
+    data["notes"] = "checked against the paper"
     assert curator.post(f"/estimates/{estimate.id}/edit", data=data,
                         follow_redirects=False).status_code == 303
     old, new = _estimates(app)

@@ -343,3 +343,20 @@ def test_a_revised_record_refetched_is_neither_identified_again_nor_a_duplicate(
             assert_flow_closes(after)
         finally:
             ctx.dispose()
+
+
+def test_a_trial_without_a_report_is_not_an_included_study(ctx: AppContext) -> None:
+    # A trial created on /trials/new before its paper is linked: PRISMA includes studies
+    # through their reports, so it waits outside the box until one is linked.
+    with ctx.sessions() as s:
+        waiting = Trial(name="Paper to come", drug="lenalidomide", setting="post_asct")
+        reported = Trial(name="Reported", drug="lenalidomide", setting="post_asct")
+        s.add_all([waiting, reported])
+        s.flush()
+        s.add(TrialReport(trial_id=reported.id, citation="Doe J. Blood 2024", year=2024))
+        s.commit()
+        n = flow(s)
+        assert (n[TRIALS_STAGE], n[NEW_TRIALS_STAGE], n[REPORTS_STAGE]) == (1, 1, 1)
+        s.add(TrialReport(trial_id=waiting.id, citation="Roe R. Lancet 2025", year=2025))
+        s.commit()
+        assert flow(s)[TRIALS_STAGE] == 2

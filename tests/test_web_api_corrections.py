@@ -310,8 +310,12 @@ def test_api_correct_takes_a_derived_estimate_back_with_edited_inputs(
     assert old["log_hr"] < new["log_hr"] < 0
     assert new["supersedes_id"] == old["id"] and new["warnings"] == []
 
-    # sent back unchanged, the same inputs give the same number again
-    again = api.post(f"/api/estimates/{new['id']}/correct", headers=headers, json=new)
+    # sent back unchanged, the same inputs give the very estimate: nothing to correct
+    same = api.post(f"/api/estimates/{new['id']}/correct", headers=headers, json=new)
+    assert same.status_code == 400 and "already says" in same.text, same.text
+    # with a note, the same inputs give the same number again
+    again = api.post(f"/api/estimates/{new['id']}/correct", headers=headers,
+                     json={**new, "notes": "re-checked against the full text"})
     assert again.status_code == 201, again.text
     third = again.json()
     assert third["derivation_inputs"] == new["derivation_inputs"]

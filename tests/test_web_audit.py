@@ -103,6 +103,10 @@ def test_filters_narrow_the_trail(app: Any, users: dict[str, str],
     assert actions("object_type=login&object_id=someone@example.org") == ["auth.login_failed"]
     assert sorted(actions("since=2026-11-02&until=2026-11-03")) == [
         "estimate.add", "estimate.add", "report.add", "report.add"]
+    # the last day a date picker offers is a bound like any other (the day after overflowed)
+    assert sorted(actions("since=2026-11-02&until=9999-12-31")) == sorted(
+        actions("since=2026-11-02"))
+    assert admin.get("/admin/audit.csv?until=9999-12-31").status_code == 200
     # a trial's history: its own rows and its report's and estimate's, not the other trial's
     alpha = admin.get(f"/admin/audit?trial={trail['ALPHA']}")
     assert "<h1>Audit trail: ALPHA</h1>" in alpha.text
@@ -138,6 +142,7 @@ def test_details_are_escaped_and_the_csv_is_spreadsheet_safe(
 
 @pytest.mark.parametrize(("query", "message"), [
     ("since=2026-13-01", "since &#39;2026-13-01&#39; is not a date"),
+    ("until=2026W48", "until &#39;2026W48&#39; is not a date"),  # an ISO week
     ("since=2026-11-05&until=2026-11-01", "since 2026-11-05 is after until 2026-11-01"),
     ("action=drop%20table", "action &#39;drop table&#39; is not an action name"),
     ("trial=abc", "trial &#39;abc&#39; is not a trial id"),

@@ -217,6 +217,18 @@ def test_estimate_in_inverse_orientation_is_converted(app: Any, users: dict[str,
      ["Orientation of the numbers entered must be one of"]),
     ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "data_cut": "31/12/2020"},
      ["&#39;31/12/2020&#39; is not a date (YYYY-MM-DD)"]),
+    # an ISO week and a basic-format date, which date.fromisoformat reads since Python 3.11
+    ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "data_cut": "2016W05"},
+     ["&#39;2016W05&#39; is not a date (YYYY-MM-DD)"]),
+    ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "data_cut": "20160201"},
+     ["&#39;20160201&#39; is not a date (YYYY-MM-DD)"]),
+    ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "data_cut": "0001-01-01"},
+     ["Data cut date 0001-01-01 is before 1900 (check the year)"]),
+    ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "events": "500", "n_maintenance": "10",
+      "n_control": "10"}, ["500 events is more than the 20 patients of both arms"]),
+    ({"method": "p_value_events", "p_value": "0.01", "events": "100", "favours": "maintenance",
+      "hr": "1.5"},
+     ["HR 1.5 says the control arm did better, but Arm that did better is maintenance"]),
     ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "n_control": "12.5"},
      ["Patients, control must be a whole number"]),
     ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.6", "report_id": "999"},
@@ -344,6 +356,28 @@ def test_a_cut_whose_order_rests_on_report_years_is_pointed_out(app: Any,
         "report_id": str(_report_id(app, trial_id)), "csrf_token": token}).status_code == 303
     page = curator.get(f"/trials/{trial_id}").text
     assert "corrected by estimate" in page and "judged from the report years" not in page
+
+
+def test_too_long_notes_are_marked_beside_the_field(app: Any, users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    response = _post_estimate(curator, trial_id, hr="0.5", ci_low="0.4", ci_high="0.6",
+                              notes="x" * 4001)
+    assert response.status_code == 400
+    assert 'id="notes-error">Notes is longer than 4000 characters' in response.text
+    assert _estimates(app) == []
+
+
+def test_an_hr_typed_with_the_arm_that_did_better_is_kept_when_they_agree(
+        app: Any, users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    curator = as_role(app, users, "curator")
+    assert _post_estimate(curator, trial_id, method="p_value_events", p_value="0.01",
+                          events="100", favours="maintenance", hr="0.6").status_code == 303
+    (estimate,) = _estimates(app)
+    assert estimate.derivation_inputs is not None
+    assert estimate.derivation_inputs["hr"] == 0.6
+    assert estimate.derivation_inputs["favours"] == "maintenance"
 
 
 def _report_id(app: Any, trial_id: int) -> int:

@@ -101,6 +101,22 @@ def test_curator_edits_a_trial_and_the_change_is_audited(app: Any,
     assert _stored(app, trial_id).is_strategy is False
 
 
+@pytest.mark.parametrize("typed", ["calgb 100104", "CALGB-100104", "Calgb 100104 "])
+def test_a_trial_name_differing_only_in_case_or_punctuation_is_the_same_trial(
+        app: Any, users: dict[str, str], typed: str) -> None:
+    _trial(app, name="CALGB 100104")
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/trials/new").text)
+    response = curator.post("/trials/new", follow_redirects=False, data={
+        "csrf_token": token, "name": typed, "drug": "lenalidomide", "setting": "post_asct",
+        "comparator": "placebo"})
+    assert response.status_code == 400
+    assert (f"trial &#39;CALGB 100104&#39; already exists, and &#39;{typed.strip()}&#39; "
+            "differs from it only in case, spacing or punctuation") in response.text
+    with db(app) as session:
+        assert len(session.exec(select(Trial)).all()) == 1
+
+
 def test_bad_trial_edit_names_each_field_and_keeps_the_values(app: Any,
                                                               users: dict[str, str]) -> None:
     _trial(app, name="Existing")

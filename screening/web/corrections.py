@@ -8,15 +8,18 @@ reason "corrected by estimate N". Analyses skip withdrawn estimates (``reports.a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col
 
+from reports.analyses import comparison_key
 from screening.web.deps import get_or_404
 from screening.web.derivation_inputs import curator_notes, form_fields
 from screening.web.extraction import (
+    CHECK_PREFIX,
     PRINTED_FIELDS,
     EstimateDraft,
     FieldErrors,
@@ -95,6 +98,7 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
     """Save ``draft`` as a new unverified estimate superseding ``old`` and withdraw ``old``
     (the caller commits). Returns the new estimate."""
     ensure_current(old)
+    _refuse_unchanged(old, draft.values)
     values = dict(draft.values)
     # A correction must be checked again by someone: whatever the form said, it starts
     # unverified.
@@ -115,6 +119,30 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
                "method": new.method, "derivation_inputs": new.derivation_inputs,
                "printed": new.printed})
     return new
+
+
+#: What a correction may change: any of these differing makes it one.
+_SAME_FIELDS = ("report_id", "endpoint", "setting", "data_cut", "data_cut_label",
+                "n_maintenance", "n_control", "events", "method", "approximate",
+                "orientation_entered", "derivation_inputs", "printed")
+
+
+def _refuse_unchanged(old: Estimate, values: Mapping[str, Any]) -> None:
+    """FieldErrors for a correction that changes nothing (a Correct form sent untouched, an
+    API call with the same numbers): it would only withdraw a verified estimate for an
+    unverified copy and take the trial out of its analyses until someone verifies it."""
+    def own_notes(text: str | None) -> list[str]:
+        return [line for line in (text or "").splitlines() if not line.startswith(CHECK_PREFIX)]
+
+    typed = values.get("comparison")
+    if (all(getattr(old, name) == values.get(name) for name in _SAME_FIELDS)
+            and (typed is None or comparison_key(typed) == comparison_key(old.comparison))
+            and math.isclose(old.log_hr, values["log_hr"], abs_tol=1e-12)
+            and math.isclose(old.se, values["se"], abs_tol=1e-12)
+            and own_notes(old.notes) == own_notes(values.get("notes"))):
+        raise FieldErrors({"hr": f"is what estimate {old.id} already says, with everything "
+                                 "else: a correction changes a field (or leave the estimate "
+                                 "as it is)"})
 
 
 def _num(value: float | None) -> str:

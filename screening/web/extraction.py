@@ -37,12 +37,15 @@ from reports.bounds import (
 )
 from reports.words import hr_ci_text
 from store.audit import audit
+from store.days import parse_day
 from store.errors import MmlrError, ValidationError
 from store.ids import MAX_ID
 from store.models import Estimate, Trial, TrialReport, User, utcnow
 from store.numbers import parse_decimal
 
 ENDPOINTS: tuple[str, ...] = ("PFS", "EFS", "TTP", "OS")
+#: The earliest year of a report or a data cut.
+MIN_YEAR = 1900
 SETTINGS: tuple[str, ...] = ("post_asct", "non_transplant", "mixed")
 ORIENTATIONS: dict[str, str] = {
     "maint_vs_control": "maintenance vs control (HR < 1 favours maintenance)",
@@ -209,7 +212,7 @@ class _Reader:
         if text is None:
             return None
         try:
-            return date.fromisoformat(text)
+            return parse_day(text)
         except ValueError:
             self.errors[name] = f"{text!r} is not a date (YYYY-MM-DD)"
             return None
@@ -317,8 +320,18 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         "notes": r.text("notes", max_len=4000),
         "citation": r.line("citation", max_len=1000),
     }
+    n_total = (values["n_maintenance"] or 0) + (values["n_control"] or 0)
+    if values["events"] is not None and values["n_maintenance"] and values["n_control"] \
+            and values["events"] > n_total:
+        # Each patient has at most one event of an endpoint: more is a typo, and the P-value
+        # method would derive an SE from it.
+        r.errors["events"] = (f"{values['events']} events is more than the {n_total} patients "
+                              "of both arms")
     cut = values["data_cut"]
-    if cut is not None and cut > utcnow().date():
+    if cut is not None and cut.year < MIN_YEAR:
+        # 0001-01-01 is a slip or a script's placeholder, not a cut; reports share the bound.
+        r.errors["data_cut"] = f"{cut.isoformat()} is before {MIN_YEAR} (check the year)"
+    elif cut is not None and cut > utcnow().date():
         # The latest cut of a trial is the one pooled: a date typed a century ahead would
         # replace every real later cut, for good.
         r.errors["data_cut"] = (f"{cut.isoformat()} is in the future: a data cut is the day "
@@ -459,6 +472,15 @@ def _favours(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> str
             r.errors["favours"] = "must be maintenance or control"
             return None
         inputs["favours"] = chosen
+        # A typed HR is this method's field too: kept when it agrees, refused when it says
+        # the other arm did better (never dropped: one of the two is a typing slip).
+        typed = r.number("hr", positive=True)
+        if typed is not None and orientation is not None and typed != 1:
+            if favours_from_hr(typed, orientation) != chosen:
+                r.errors["hr"] = (f"{_raw(r, 'hr')[:30]} says the {_other_arm(chosen)} arm did "
+                                  f"better, but Arm that did better is {chosen}: check both")
+                return None
+            inputs["hr"] = typed
         return chosen
     hr = r.number("hr", positive=True)
     if hr is None or hr == 1 or orientation is None:
@@ -468,6 +490,10 @@ def _favours(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> str
     # Keep the HR the direction came from, and the direction it implies, so a reader sees both.
     inputs.update(hr=hr, favours=favours_from_hr(hr, orientation))
     return str(inputs["favours"])
+
+
+def _other_arm(arm: str) -> str:
+    return "control" if arm == "maintenance" else "maintenance"
 
 
 def _from_p_value(r: _Reader, orientation: str | None, values: dict[str, Any],

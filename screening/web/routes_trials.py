@@ -430,9 +430,10 @@ async def edit_estimate(request: Request, estimate_id: int, session: DbSession,
     try:
         note = read_reason(data, "correction_note", required=False)
         draft = parse_estimate(data, trial=trial, reports=reports)
+        new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
     except FieldErrors as exc:
+        session.rollback()
         return _edit_page(request, session, old, data, exc.fields, status_code=400)
-    new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
     session.commit()
     flash(request, f"Estimate {old.id} corrected by estimate {new.id} (HR {_hr_said(new)}); "
                    f"estimate {old.id} is withdrawn. The correction is unverified until "

@@ -13,13 +13,13 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from screening.web.extraction import SETTINGS, FieldErrors, _Reader
+from screening.web.extraction import MIN_YEAR, SETTINGS, FieldErrors, _Reader
 from store.audit import audit
 from store.citation import locator
 from store.errors import ValidationError
 from store.fulltext import PASSED, SoughtRule
 from store.models import Estimate, Record, Trial, TrialReport, User, utcnow
-from store.trial_match import REGISTRY_ID, TrialIndex, registry_key
+from store.trial_match import REGISTRY_ID, TrialIndex, name_tokens, registry_key
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
 
@@ -55,8 +55,11 @@ def read_trial(session: Session, data: Mapping[str, Any], *,
     name = r.line("name", max_len=200)
     if name is None and "name" not in r.errors:
         r.errors["name"] = "is required"
-    elif name and _name_taken(session, name, trial):
-        r.errors["name"] = f"a trial named {name!r} already exists"
+    elif name and (taken := _name_taken(session, name, trial)) is not None:
+        r.errors["name"] = (f"a trial named {name!r} already exists" if taken == name else
+                            f"trial {taken!r} already exists, and {name!r} differs from it "
+                            "only in case, spacing or punctuation: the same trial entered "
+                            "twice would be pooled twice")
     drug = r.line("drug", max_len=100)
     if drug is None and "drug" not in r.errors:
         r.errors["drug"] = "is required (the maintenance drug as pooled, e.g. lenalidomide)"
@@ -123,11 +126,15 @@ def primary_report_of(session: Session, pmid: int) -> str | None:
         TrialReport.pmid == pmid, TrialReport.kind == "primary")).first()
 
 
-def _name_taken(session: Session, name: str, trial: Trial | None) -> bool:
-    query = select(Trial.id).where(Trial.name == name)
+def _name_taken(session: Session, name: str, trial: Trial | None) -> str | None:
+    """The name of another trial that ``name`` is, compared as names are matched in records
+    (``name_tokens``: "calgb-100104" is "CALGB 100104"), or None."""
+    query = select(Trial.name)
     if trial is not None:
         query = query.where(Trial.id != trial.id)
-    return session.exec(query).first() is not None
+    key = name_tokens(name)
+    return next((other for other in session.exec(query)
+                 if other == name or (key and name_tokens(other) == key)), None)
 
 
 def create_trial(session: Session, data: Mapping[str, Any], *, user: User) -> Trial:
@@ -293,7 +300,7 @@ def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
     citation = r.line("citation", max_len=1000)
     if citation is None and "citation" not in r.errors:
         r.errors["citation"] = "is required (authors, journal, year)"
-    year = r.integer("year", minimum=1900)
+    year = r.integer("year", minimum=MIN_YEAR)
     # An estimate without a data cut date is dated by its report's year, and a trial's latest
     # cut is the one pooled: a typo (2031 for 2013) would replace every real later cut. An
     # issue dated next year is real (online in December, in print in January).
