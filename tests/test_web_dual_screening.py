@@ -591,3 +591,55 @@ def test_a_resolution_without_a_reason_comes_back_to_its_form(
     assert form.xpath('.//textarea/@aria-invalid') == ["true"]
     assert ("Decision history" in refused.text) == (back == "record")  # the page it came from
     assert _decision(app, 90000002) is None
+
+
+# ----------------------------------------------------------------------------- audit blinding
+def test_the_audit_trail_hides_a_blind_vote_from_admins_until_the_second_vote(
+        app: Any, team: dict[str, str], records: Any) -> None:
+    """docs/curation.md, "Blinding": votes are hidden from everyone else, admins included
+    (admins screen too). The trail showed the first vote's decision and full-text verdict."""
+    from screening.web.audit_blinding import HIDDEN
+    from store.fulltext import assess
+    from store.models import User
+
+    blind, passed = 90000002, 90000003
+    assert _api_vote(app, FIRST, blind, "exclude", "not an RCT").status_code == 201
+    for email in (FIRST, SECOND):  # both agree: title/abstract settled, full text next
+        assert _api_vote(app, email, passed, "include").status_code == 201
+    with db(app) as session:
+        first = session.exec(select(User).where(User.email == FIRST)).one()
+        assess(session, user=first, pmid=passed, verdict="excluded", reason="population",
+               screeners_per_record=2)
+        session.commit()
+    admin = as_role(app, team, "admin")
+    api = TestClient(app)
+    headers = _token(app, team["admin"])
+
+    def judgements() -> dict[tuple[str, int], list[dict[str, Any]]]:
+        rows = api.get("/api/audit?object_type=record", headers=headers).json()["rows"]
+        out: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for row in rows:
+            out.setdefault((row["action"], int(row["object_id"])), []).append(row["details"])
+        return out
+
+    seen = judgements()
+    (vote,) = seen[("decision.add", blind)]
+    assert vote["decision"] == HIDDEN and vote["kind"] == "vote"
+    (verdict,) = seen[("fulltext.assess", passed)]
+    assert verdict["verdict"] == verdict["reason"] == HIDDEN
+    # the votes of the settled record are no secret any more
+    assert sorted(d["decision"] for d in seen[("decision.add", passed)]) == ["include"] * 2
+    page = admin.get(f"/admin/audit?object_id={blind}").text
+    assert HIDDEN in page and "not an RCT" not in page and "exclude" not in page
+    csv_text = admin.get("/admin/audit.csv?object_type=record").text
+    assert "population" not in csv_text and csv_text.count(HIDDEN) == 3
+    # the screener reads their own vote (were they an admin: the trail is admins')
+    with db(app) as session:
+        session.exec(select(User).where(User.email == FIRST)).one().role = "admin"
+        session.commit()
+    mine = TestClient(app).get("/api/audit?object_type=record",
+                               headers=_token(app, FIRST)).json()["rows"]
+    assert HIDDEN not in str(mine)
+    # once the second vote is in, the trail shows the first whole
+    assert _api_vote(app, SECOND, blind, "exclude").status_code == 201
+    assert [d["decision"] for d in judgements()[("decision.add", blind)]] == ["exclude"] * 2

@@ -51,6 +51,7 @@ from screening.web.api_schema import (
     closed_body,
     json_body,
 )
+from screening.web.audit_blinding import blinded
 from screening.web.conflicts import (
     CONFLICTS_PAGE_SIZE,
     agreement,
@@ -439,8 +440,8 @@ def audit(session: DbSession, admin: ApiAdmin, values: AuditForm,
     q = parse_audit_query(**values)
     trial_named(session, q)  # 404 for a trial id no trial has
     return {"total": count_audit_rows(session, q), "limit": limit, "offset": offset,
-            "rows": [audit_json(r) for r in audit_rows(session, q, limit=limit,
-                                                         offset=offset)]}
+            "rows": [audit_json(r) for r in blinded(
+                session, audit_rows(session, q, limit=limit, offset=offset), admin)]}
 
 
 @router.patch("/trials/{trial_id}", responses={

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlmodel import Session, col, select
 
+from screening.web.audit_blinding import blinded
 from screening.web.deps import Admin, DbSession
 from screening.web.downloads import csv_download
 from screening.web.templating import render
@@ -64,7 +65,7 @@ def audit_page(request: Request, session: DbSession, admin: Admin, values: Audit
         context["error"] = exc.one_line()
         return render(request, "admin_audit.html", context, status_code=404)
     filled = {k: v.strip() for k, v in values.items() if v.strip()}
-    rows = audit_rows(session, q, limit=PAGE_SIZE, offset=offset)
+    rows = blinded(session, audit_rows(session, q, limit=PAGE_SIZE, offset=offset), admin)
     context.update(rows=rows, total=count_audit_rows(session, q), filters=urlencode(filled),
                    trial_names=_trial_names(session, rows))
     return render(request, "admin_audit.html", context)
@@ -98,5 +99,5 @@ def audit_csv(session: DbSession, admin: Admin, values: AuditForm,
               excel: bool = False) -> Response:
     q = parse_audit_query(**values)
     trial_named(session, q)
-    rows = audit_rows(session, q)
+    rows = blinded(session, audit_rows(session, q), admin)
     return csv_download(lambda fh: write_audit_csv(rows, fh), _CSV_NAME, excel=excel)
