@@ -16,7 +16,7 @@ import ipaddress
 import math
 import os
 import secrets
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -202,6 +202,10 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
 EARLIEST_POLL_DATE = date(1900, 1, 1)
 
 
+#: The slowest request rate taken: one request every 100 s.
+MIN_ENTREZ_RATE = 0.01
+
+
 def parse_poll_start(value: str) -> date:
     """``MMLR_POLL_START`` (``YYYY/MM/DD``, PubMed's own date form) as a date; ValueError
     saying what it allows otherwise."""
@@ -212,6 +216,11 @@ def parse_poll_start(value: str) -> date:
     if day < EARLIEST_POLL_DATE:
         raise ValueError(f"must not be before {EARLIEST_POLL_DATE:%Y/%m/%d}: PubMed has no "
                          f"records created then, got {value!r}")
+    if day > datetime.now(UTC).date():
+        # The first poll's window would end before it starts (and the error would then
+        # blame --since/--until, which nobody typed).
+        raise ValueError(f"must not be in the future: the first poll starts there and ends "
+                         f"today, got {value!r}")
     return day
 
 
@@ -315,8 +324,8 @@ class Settings(BaseSettings):
     )
     entrez_rate: float | None = Field(
         None,
-        description="Requests per second (above 0). Default 2.7 without an API key, 9 with one "
-        "(below NCBI's 3 and 10, as NCBI advises); above 3 (10 with a key) it is refused for "
+        description="Requests per second (0.01 or more). Default 2.7 without an API key, 9 with "
+        "one (below NCBI's 3 and 10, as NCBI advises); above 3 (10 with a key) it is refused for "
         "NCBI's own host.",
     )
     poll_overlap_days: int = Field(
@@ -326,7 +335,7 @@ class Settings(BaseSettings):
     poll_start: str = Field(
         "2024/01/01",
         description="Create-date (`[crdt]`) start of the very first poll, `YYYY/MM/DD` "
-        "(from 1900/01/01).",
+        "(from 1900/01/01, not after today).",
     )
     recheck_days: int = Field(
         120,
@@ -594,6 +603,12 @@ class Settings(BaseSettings):
             return None
         if not (math.isfinite(value) and value > 0):  # nan > limit is False: refused here
             raise ValueError(f"must be a positive number of requests per second, got {value}")
+        if value < MIN_ENTREZ_RATE:
+            # Slower is no rate but a stall: 1e-9 waited decades before each request (and a
+            # SIGTERM with it), 1e-300 overflowed the clock.
+            raise ValueError(f"{value:g} requests/s is one request every {1 / value:.3g} s: "
+                             f"at least {MIN_ENTREZ_RATE:g} (one every "
+                             f"{1 / MIN_ENTREZ_RATE:g} s)")
         limit = 10.0 if info.data.get("entrez_api_key") else 3.0
         if is_ncbi(str(info.data.get("entrez_url") or "")) and value > limit:
             key = "with" if limit == 10.0 else "without"

@@ -73,6 +73,10 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         # nan > NCBI's limit is False: the rate guard let it through and nothing ever slept
         ("MMLR_ENTREZ_RATE", "nan", "MMLR_ENTREZ_RATE: must be a positive number"),
         ("MMLR_ENTREZ_RATE", "-1", "MMLR_ENTREZ_RATE: must be a positive number"),
+        # a stall, not a rate (1e-300 overflowed the clock; 1e-9 waited decades per request)
+        ("MMLR_ENTREZ_RATE", "1e-300", "MMLR_ENTREZ_RATE: 1e-300 requests/s is one request "
+                                       "every 1e+300 s: at least 0.01 (one every 100 s)"),
+        ("MMLR_ENTREZ_RATE", "0.009", "MMLR_ENTREZ_RATE: 0.009 requests/s is one request every"),
         ("MMLR_ENTREZ_TIMEOUT", "-1", "MMLR_ENTREZ_TIMEOUT: must be a number of seconds above 0"),
         ("MMLR_ENTREZ_TIMEOUT", "nan", "MMLR_ENTREZ_TIMEOUT: must be a number of seconds above 0"),
         ("MMLR_ENTREZ_TIMEOUT", "0", "MMLR_ENTREZ_TIMEOUT: must be a number of seconds above 0"),
@@ -167,6 +171,7 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
          "2024/01/01, got '2024-01-01'"),
         ("MMLR_POLL_START", "2024/02/30", "MMLR_POLL_START: must be a date YYYY/MM/DD"),
         ("MMLR_POLL_START", "1800/01/01", "MMLR_POLL_START: must not be before 1900/01/01"),
+        ("MMLR_POLL_START", "9999/12/31", "MMLR_POLL_START: must not be in the future"),
         ("MMLR_HOST", "", "MMLR_HOST: must be one address or host name to listen on"),
         ("MMLR_HOST", "127.0.0.1 ::1", "MMLR_HOST: must be one address or host name"),
         ("MMLR_ADMIN_EMAIL", "admin", "MMLR_ADMIN_EMAIL: 'admin' is not an e-mail address"),
