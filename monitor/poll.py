@@ -290,7 +290,7 @@ class _Poller:
             from rich.progress import Progress
 
             progress_cm = Progress(console=Console(stderr=True), transient=True)
-        with progress_cm as bar:
+        with progress_cm as bar, self._marked_on_ctrl_c(run_id):
             task = bar.add_task(f"poll {kind} run {run_id}", total=total,
                                 completed=done) if bar else None
             for index in range(done, total):
@@ -317,6 +317,16 @@ class _Poller:
                     return spent
         self._mark(run_id, "completed", None)
         return spent
+
+    @contextmanager
+    def _marked_on_ctrl_c(self, run_id: int) -> Iterator[None]:
+        """Ctrl-C ends the poll at once (unlike SIGTERM, after the batch), but the run says
+        so: left "running", `mmlr status` took it for a process that died."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self._mark(run_id, "interrupted", "stopped by Ctrl-C (SIGINT)")
+            raise
 
     def _mark(self, run_id: int, status: str, error: str | None, *, requests: int = 0,
               retries: int = 0) -> None:

@@ -308,7 +308,7 @@ def _batches_done(ctx: AppContext) -> int:
         return run.batches_done if run else 0
 
 
-@pytest.mark.parametrize("how", ["sigkill", "sigterm"])
+@pytest.mark.parametrize("how", ["sigkill", "sigterm", "sigint"])
 def test_crash_then_resume_gives_the_same_database(
         tmp_path: Path, clean_reference: Any, corpus: Path, how: str) -> None:
     ctx, _ = clean_reference
@@ -324,7 +324,8 @@ def test_crash_then_resume_gives_the_same_database(
             srv.set_delay(0.3)
             proc = _mmlr(["poll"], _cli_env(tmp_path, settings))
             _wait_for(lambda: _batches_done(run_ctx) >= 2)
-            proc.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGTERM)
+            proc.send_signal({"sigkill": signal.SIGKILL, "sigterm": signal.SIGTERM,
+                              "sigint": signal.SIGINT}[how])
             out, err = proc.communicate(timeout=30)
             with run_ctx.sessions() as session:
                 run = session.exec(select(PollRun)).one()
@@ -332,6 +333,10 @@ def test_crash_then_resume_gives_the_same_database(
                 if how == "sigterm":
                     assert proc.returncode == 0, err
                     assert run.status == "interrupted" and "interrupted" in out
+                elif how == "sigint":  # Ctrl-C: at once, but the run says so (not "died")
+                    assert proc.returncode == 130, err
+                    assert run.status == "interrupted", (out, err)
+                    assert run.error == "stopped by Ctrl-C (SIGINT)"
                 else:
                     assert proc.returncode == -signal.SIGKILL and run.status == "running"
             srv.set_delay(0)
