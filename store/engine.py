@@ -89,6 +89,11 @@ def check_connection(engine: Engine) -> None:
             conn.execute(text("SELECT 1"))
     except DatabaseError as exc:  # OperationalError, or SQLite's "file is not a database"
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        if database_read_only(exc):
+            # A SQLite file in WAL mode is not even read without writing its -wal/-shm files
+            # (a read-only folder): the URL is right, the permissions are not.
+            raise ConfigError(f"cannot open the database {shown_url(engine)}: {reason}",
+                              hint=read_only_hint(engine.url)) from None
         raise ConfigError(
             f"cannot connect to the database {shown_url(engine)}: "
             f"{reason}",

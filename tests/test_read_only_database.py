@@ -9,8 +9,11 @@ the test's database is set to ``default_transaction_read_only``, as a standby be
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import PG_URL, assert_one_line_error, cli_env, run_cli
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
@@ -20,7 +23,8 @@ from test_web import csrf_from
 
 from screening.web.app import create_app
 from store.context import make_context
-from store.engine import database_read_only
+from store.engine import check_connection, database_read_only, make_engine
+from store.errors import ConfigError
 from store.models import User
 
 
@@ -97,3 +101,24 @@ def test_only_a_refused_write_counts_as_read_only(settings: Any) -> None:
             assert len(session.exec(select(User)).all()) == 1
     finally:
         ctx.dispose()
+
+
+def test_a_sqlite_file_that_cannot_switch_to_wal_is_named_as_read_only_not_a_bad_url(
+        tmp_path: Path) -> None:
+    # What a read-only folder does (as root the tests cannot take write access away): the
+    # connection's first write, the switch to WAL, is refused. It said "check
+    # MMLR_DATABASE_URL", which is right.
+    path = tmp_path / "review.sqlite3"
+    plain = sqlite3.connect(path)
+    plain.execute("CREATE TABLE t (x)")
+    plain.commit()
+    plain.close()
+    engine = make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        with pytest.raises(ConfigError) as caught:
+            check_connection(engine)
+    finally:
+        engine.dispose()
+    line = caught.value.one_line()
+    assert "attempt to write a readonly database" in line and "MMLR_DATABASE_URL" not in line
+    assert f"give the user running mmlr write access to {path} and its folder" in line
