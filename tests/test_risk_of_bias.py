@@ -348,6 +348,15 @@ def test_curator_assesses_on_the_trial_page_and_history_is_kept(app: Any,
     assert [(a.actor, a.details["replaces"]) for a in audits] == [
         (users["curator"], None), (users["curator"], first.id)]
 
+    # the same form sent again is the current assessment: no third row, no audit entry
+    assert _assess(curator, trial_id, domains__missing_data__judgment="some_concerns",
+                   domains__deviations__judgment="some_concerns", overall="high",
+                   overall_note="Open-label, & concerns add up").status_code == 303
+    assert ("Risk of bias for PFS: your assessment of " in
+            (html := curator.get(f"/trials/{trial_id}").text) and "says the same; nothing "
+            "changed." in html)
+    assert len(_stored(app)) == 2 and len(_audits(app)) == 2
+
 
 def _audits(app: Any) -> list[AuditLog]:
     with db(app) as session:

@@ -224,6 +224,14 @@ def test_a_new_entry_replaces_the_current_one_which_stays_in_the_history(
                                                            SOURCE]
     assert SOURCE not in _one(block, './/p[@class="absolute-source"]')
     assert (new.months, new.event_free) == (24, 0.29) and old.months == 36
+    # the same form sent again is the entry already current: nothing is added
+    assert _post(curator, months="24", event_free_percent="29",
+                 source="median of the control arms").status_code == 303
+    flash = _one(lxml.html.fromstring(curator.get("/estimates").text),
+                 '//p[contains(@class, "flash")]')
+    assert flash.startswith(f"Assumed control risk for {row.analysis_label}: your entry of ")
+    assert flash.endswith(" says the same; nothing changed.")
+    assert len(_stored(app)) == 2
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

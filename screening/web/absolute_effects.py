@@ -209,6 +209,7 @@ class Saved:
     row: BaselineRisk
     previous: BaselineRisk | None
     message: str
+    created: bool = True
 
 
 def save_baseline(session: Session, *, entry: CheckedBaseline, user: User,
@@ -217,6 +218,13 @@ def save_baseline(session: Session, *, entry: CheckedBaseline, user: User,
     form and the API both do, so they replace and say it the same way."""
     current = current_baselines(session)
     previous = current.get(entry.analysis_key)
+    if previous is not None and previous.entered_by == user.id \
+            and (previous.months, previous.event_free, previous.source) \
+            == (entry.months, entry.event_free, entry.source):
+        # A form sent twice (or an API call retried): the entry already current.
+        return Saved(previous, None, f"Assumed control risk for {label}: your entry of "
+                                     f"{utc_text(previous.created_at)} says the same; nothing "
+                                     "changed.", created=False)
     primary = baseline_for(entry.analysis_key, current) if previous is None else None
     row = add_baseline(session, entry=entry, user=user)
     text = (f"Assumed control risk for {label} saved: "

@@ -165,6 +165,7 @@ class Saved:
     row: BiasAssessment
     previous: BiasAssessment | None
     message: str
+    created: bool = True
 
 
 def save_assessment(session: Session, *, trial: Trial, assessment: CheckedAssessment,
@@ -173,6 +174,14 @@ def save_assessment(session: Session, *, trial: Trial, assessment: CheckedAssess
     both do, so they replace and say it the same way."""
     assert trial.id is not None
     previous = current_assessment(session, trial.id, assessment.endpoint)
+    if previous is not None and previous.assessed_by == user.id \
+            and previous.domains == assessment.domains and previous.overall == assessment.overall \
+            and previous.overall_note == assessment.overall_note:
+        # A form sent twice (or an API call retried) is the assessment already current: a
+        # second row would only repeat it in the history and the audit trail.
+        return Saved(previous, None, f"Risk of bias for {previous.endpoint}: your assessment "
+                                     f"of {utc_text(previous.created_at)} says the same; "
+                                     "nothing changed.", created=False)
     row = add_assessment(session, trial=trial, assessment=assessment, user=user)
     return Saved(row, previous, saved_message(row, assessment, previous))
 

@@ -503,7 +503,7 @@ async def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
     saved = save_assessment(session, trial=trial, assessment=checked, user=user)
     session.commit()
     row = saved.row
-    return JSONResponse(status_code=201, content={
+    return JSONResponse(status_code=201 if saved.created else 200, content={
         "id": row.id, "trial_id": row.trial_id, "endpoint": row.endpoint,
         **assessment_json(row), "suggested_overall": checked.suggested,
         "replaces": saved.previous.id if saved.previous is not None else None,
@@ -538,7 +538,7 @@ async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -
                           label=row.analysis_label or row.analysis_key)
     session.commit()
     view, _ = absolute_or_reason(row, saved.row)
-    return JSONResponse(status_code=201, content={
+    return JSONResponse(status_code=201 if saved.created else 200, content={
         "baseline": baseline_json(saved.row, {saved.row.entered_by: user.email}),
         "absolute_effect": view, "snapshot_id": row.id,
         "replaces": saved.previous.id if saved.previous is not None else None,
