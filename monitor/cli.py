@@ -163,7 +163,9 @@ def _read_pmid_file(path: Path) -> list[int]:
     if (problem := input_file_problem(path)) is not None:
         raise ValidationError(f"PMID file {path} {problem}")
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Notepad and Excel start the file with a byte order mark, which made the
+        # first PMID '\ufeff20099675' and refused it.
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise ValidationError(f"PMID file {path} is not UTF-8 text",
                               hint=PMID_FILE_HINT) from None

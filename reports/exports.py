@@ -189,6 +189,7 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
             ensure_folder(out, what="the export", hint=_OUT_HINT)
         if is_folder(out, what="the export", hint=_OUT_HINT):
             out = out / f"{_STEM.get(kind, 'records')}.{_ext(kind)}"
+        _refuse_side_file_clash(kind, out)
         # Every file of the export is judged before the first is written: a link where the
         # .md should go must not leave a new CSV beside an old summary.
         for path in (out, *(out.with_suffix(s) for s in _BESIDE.get(kind, ()))):
@@ -507,6 +508,20 @@ def _with_bom(writer: Callable[[Session, IO[str]], None], session: Session,
               fh: IO[str]) -> None:
     fh.write(EXCEL_BOM)
     writer(session, fh)
+
+
+def _refuse_side_file_clash(kind: str, out: Path) -> None:
+    """Refuse an ``out`` whose .md or .svg side file would be ``out`` itself: the side file
+    is written second, so it would silently replace the CSV (``--out sof.md``)."""
+    for suffix in _BESIDE.get(kind, ()):
+        # Compared without case: on a case-insensitive file system (macOS, Windows) sof.MD
+        # and sof.md are one file.
+        if out.suffix.lower() == suffix:
+            side = {".md": "Markdown summary", ".svg": "flow diagram"}[suffix]
+            raise ValidationError(
+                f"--out {out}: the {kind} export writes its {side} to "
+                f"{out.with_suffix(suffix)}, which would replace the CSV",
+                hint=f"give the CSV a .csv name, e.g. --out {out.with_suffix('.csv')}")
 
 
 def _open_out(path: Path) -> AbstractContextManager[IO[str]]:

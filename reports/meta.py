@@ -355,6 +355,18 @@ def _tau2_qprofile(y: np.ndarray, v: np.ndarray, tau2: float) -> tuple[float, fl
 
 
 # ----------------------------------------------------------------------------- the model
+def _below_one(value: float) -> str:
+    """``value`` (0 < value < 1) with three significant digits, or as many more as it takes
+    to read below 1: "{:.3g}" wrote 0.9996 as "1", and six fixed decimals with the zeros
+    stripped wrote 0.9999995 as "1." — either way "s²w = 1 < 1"."""
+    # 17 significant digits give back the float itself, which is below 1: the loop ends there.
+    for digits in range(3, 18):
+        shown = f"{value:.{digits}g}"
+        if float(shown) < 1.0:
+            return shown
+    return repr(value)
+
+
 def meta_analysis(
     yi: Sequence[float],
     sei: Sequence[float],
@@ -411,11 +423,11 @@ def meta_analysis(
         elif s2w == 0.0:
             notes.append("studies agree exactly: HKSJ variance is 0, so the CI has zero width "
                          "(use --ci hksj-adhoc)")
-        elif s2w < 1.0:
-            # Four decimals at most: "{:.3g}" wrote 0.9996 as "1 < 1".
-            shown = f"{s2w:.3g}" if s2w < 0.9995 else f"{s2w:.6f}".rstrip("0")
-            notes.append(f"HKSJ multiplier s²w = {shown} < 1 narrows the CI below Wald's; "
-                         "hksj-adhoc would not")
+        elif s2w < 1.0 - 1e-9:
+            # Not below 1 by rounding error alone (REML's τ² at the boundary leaves 1 − 2e-16):
+            # such a CI is Wald's to every printed digit, and the note would say otherwise.
+            notes.append(f"HKSJ multiplier s²w = {_below_one(s2w)} < 1 narrows the CI below "
+                         "Wald's; hksj-adhoc would not")
         var *= s2w
         df = k - 1
     se = math.sqrt(var)

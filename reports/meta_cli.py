@@ -16,6 +16,7 @@ characters) is named by its line.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import difflib
 import math
@@ -42,7 +43,9 @@ from store.infile import input_file_problem
 from store.numbers import parse_decimal
 from store.spreadsheet import CsvLines
 
-_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+# [0-9], not \d: other scripts' digits (Arabic-Indic ٢٠١٠) matched \d and then sorted
+# wrongly in the cumulative view, which orders the dates as text.
+_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?")
 
 #: The columns read, of the two scales and in all; any other in the header is refused.
 LOG_COLUMNS = ("yi", "sei")
@@ -342,13 +345,31 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
         when = None
         if "date" in cols and (row.get("date") or "").strip():
             when = row["date"].strip()
-            if not _DATE.match(when):
-                raise ValidationError(
-                    f"{path}, line {n}, column date: {when!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
+            if (problem := _date_problem(when)) is not None:
+                raise ValidationError(f"{path}, line {n}, column date: {when!r} {problem}",
+                                      hint="write it as YYYY, YYYY-MM or YYYY-MM-DD with the "
+                                           "digits 0-9, e.g. 2023-02-28")
         studies.append(CsvStudy(n, study, yi, sei, subgroup, when))
     if not studies:
         raise ValidationError(f"{path}: no data rows after the header")
     return studies, warnings
+
+
+def _date_problem(when: str) -> str | None:
+    """Why ``when`` is not a date of the ``date`` column (YYYY, YYYY-MM or YYYY-MM-DD, a real
+    day of the calendar), or None when it is one."""
+    match = _DATE.fullmatch(when)
+    if match is None:
+        return "is not YYYY, YYYY-MM or YYYY-MM-DD"
+    year, month, day = match.groups()
+    if month is not None and not 1 <= int(month) <= 12:
+        return f"has month {month}, not one of 01-12"
+    if month is not None and day is not None:
+        # monthrange knows the leap years: 2024-02-29 is a day, 2023-02-29 is not
+        days = calendar.monthrange(int(year), int(month))[1]
+        if not 1 <= int(day) <= days:
+            return f"has day {day}, not one of 01-{days} of {year}-{month}"
+    return None
 
 
 def meta_from_csv(path: Path, *, method: str = "REML", ci: str = "hksj") -> MetaCsvResult:

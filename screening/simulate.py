@@ -40,6 +40,8 @@ from store.spreadsheet import CsvLines
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("record_id", "title", "abstract", "label_included")
+#: The columns a record's features are read from (``_read_rows``), in the order errors name them.
+TEXT_COLUMNS = ("title", "abstract", "keywords", "mesh", "publication_types", "journal")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -49,6 +51,10 @@ class LabelledDataset:
     record_ids: list[int]
     docs: list[Document]
     labels: np.ndarray
+    # Where the records came from, for errors about the dataset as a whole (unknown when a
+    # dataset is built in code, e.g. the benchmark's replicates).
+    path: Path | None = None
+    text_columns: tuple[str, ...] = ()
 
     @property
     def n_included(self) -> int:
@@ -160,7 +166,8 @@ def _read_rows(path: Path, records: CsvLines) -> LabelledDataset:
         raise ValidationError(
             f"dataset {path} has {int(y.sum())} includes and {int((y == 0).sum())} excludes in "
             "label_included", hint="a simulation needs at least 2 includes and 1 exclude")
-    return LabelledDataset(dataset_name(path), ids, docs, y)
+    return LabelledDataset(dataset_name(path), ids, docs, y, path=path,
+                           text_columns=tuple(c for c in TEXT_COLUMNS if c in columns))
 
 
 @dataclass
@@ -268,6 +275,8 @@ def run_active_learning(data: LabelledDataset, priors: tuple[int, int],
                         config: ScreeningConfig, *, progress: bool = False) -> list[int]:
     """Indices of the records in the order the learner screens them (priors excluded)."""
     X = FeatureSet.from_config(config.features).fit_transform(data.docs)
+    # Checked before the progress bar starts, whose exit would print a blank line first.
+    _require_features(data, X.shape[1])
     y = data.labels
     labelled = np.zeros(len(y), dtype=bool)
     labelled[list(priors)] = True
@@ -297,6 +306,19 @@ def run_active_learning(data: LabelledDataset, priors: tuple[int, int],
             if bar is not None and task is not None:
                 bar.update(task, completed=found)
     return order
+
+
+def _require_features(data: LabelledDataset, n_features: int) -> None:
+    """Refuse a dataset whose text yields no feature: sklearn's "Found array with 0
+    feature(s)" from the first fit was an internal error."""
+    if n_features:
+        return
+    where = f"dataset {data.path}" if data.path is not None else f"dataset {data.name}"
+    read = f" (columns read: {', '.join(data.text_columns)})" if data.text_columns else ""
+    raise ValidationError(
+        f"{where} gives no words to learn from{read}: every record's text is empty or "
+        "has only one-letter words",
+        hint="fill title and abstract with the records' text")
 
 
 def screening_sequence(n_records: int, priors: tuple[int, int], order: list[int]) -> list[int]:

@@ -940,3 +940,29 @@ def test_cli_export_to_a_device_or_a_link_is_one_line_and_replaces_nothing(
     proc = run_cli("export", "csv", "--out", str(link), env=env)
     assert_one_line_error(proc, f"{link}: it is a symbolic link, not a regular file")
     assert link.is_symlink() and link.read_text() == "the link's target\n"
+
+
+@pytest.mark.parametrize(("kind", "name", "side"), [
+    ("sof", "sof.md", "Markdown summary"), ("sof", "sof.MD", "Markdown summary"),
+    ("prisma", "flow.md", "Markdown summary"), ("prisma", "flow.svg", "flow diagram")])
+def test_an_out_named_like_a_side_file_is_refused_before_anything_is_written(
+        ctx, tmp_path: Path, kind: str, name: str, side: str) -> None:  # type: ignore[no-untyped-def]
+    # The side file was written second under the same name: the CSV was lost, exit 0
+    out = tmp_path / "out" / name
+    out.parent.mkdir()
+    with pytest.raises(ValidationError) as err:
+        export(ctx, kind, out)
+    line = err.value.one_line()
+    assert f"--out {out}: the {kind} export writes its {side} to " in line
+    assert f"e.g. --out {out.with_suffix('.csv')}" in line
+    assert not list(out.parent.iterdir())
+
+
+def test_cli_export_sof_to_a_markdown_name_is_one_line(db_url: str, tmp_path: Path) -> None:
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    out = tmp_path / "sof.md"
+    proc = run_cli("export", "sof", "--out", str(out), env=env)
+    assert_one_line_error(proc, f"--out {out}: the sof export writes its Markdown summary to "
+                                f"{out}, which would replace the CSV",
+                          f"give the CSV a .csv name, e.g. --out {tmp_path / 'sof.csv'}")
+    assert not out.exists()

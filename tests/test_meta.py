@@ -91,6 +91,24 @@ def test_a_multiplier_just_below_one_is_not_written_as_one() -> None:
     assert any(n.startswith("HKSJ multiplier s²w = 0.5 < 1") for n in wider.notes)
 
 
+@pytest.mark.parametrize(("s2w", "shown"), [
+    (0.9999995, "0.9999995"), (0.99999951, "0.9999995"), (0.9996, "0.9996"), (0.9994, "0.999")])
+def test_a_multiplier_a_hair_below_one_reads_below_one(s2w: float, shown: str) -> None:
+    # Six decimals with the zeros stripped wrote 0.9999995 as "s²w = 1. < 1"
+    d = 0.1 * math.sqrt(s2w / 2)
+    fe = meta_analysis([-d, d], [0.1, 0.1], method="FE", ci="hksj")
+    assert [n for n in fe.notes if "s²w" in n] == [
+        f"HKSJ multiplier s²w = {shown} < 1 narrows the CI below Wald's; hksj-adhoc would not"]
+
+
+def test_a_multiplier_below_one_by_rounding_error_alone_gets_no_note() -> None:
+    # A,0,0.1 and B,-0.2,0.15: REML leaves s²w a rounding error below 1, and the note said
+    # "s²w = 1. < 1 narrows the CI below Wald's", which it does not, to any printed digit
+    r = meta_analysis([0.0, -0.2], [0.1, 0.15], method="REML", ci="hksj")
+    assert 1.0 - 1e-12 < r.s2w < 1.0
+    assert [n for n in r.notes if "s²w" in n] == []
+
+
 def test_identical_studies() -> None:
     hk = meta_analysis([-0.3] * 3, [0.1, 0.2, 0.05], ci="hksj")
     assert hk.se == 0.0 and hk.ci_low == hk.ci_high == pytest.approx(-0.3)

@@ -44,6 +44,17 @@ def test_hr_rows_with_subgroups(tmp_path: Path) -> None:
                                                          "CALGB 100104", "TOURMALINE-MM4"]
 
 
+def test_dates_of_every_precision_and_a_leap_day_are_accepted(tmp_path: Path) -> None:
+    text = ("study,yi,sei,date\na,0.1,0.1,2024-02-29\nb,0.2,0.1,2023\nc,0.3,0.1,2023-12\n"
+            "d,0.4,0.1,2000-02-29\n")
+    result = meta_from_csv(write(tmp_path, text))
+    assert [name for name, _ in result.cumulative()] == ["d", "b", "c", "a"]
+    with pytest.raises(ValidationError) as info:
+        meta_from_csv(write(tmp_path, "study,yi,sei,date\na,0.1,0.1,2023-02-30\n"))
+    assert info.value.one_line().endswith(
+        "(write it as YYYY, YYYY-MM or YYYY-MM-DD with the digits 0-9, e.g. 2023-02-28)")
+
+
 def test_cli_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, ROWS)
     assert main(["meta", str(path), "--method", "DL", "--ci", "wald", "--json"]) == 0
@@ -90,6 +101,16 @@ def test_cli_table_and_yi_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str
     ("study,yi,sei\n,0.1,0.1\n", r"line 2, column study: empty"),
     ("study,yi,sei,subgroup\na,0.1,0.1,\n", r"line 2, column subgroup: empty"),
     ("study,yi,sei,date\na,0.1,0.1,last year\n", r"line 2, column date"),
+    # \d took other scripts' digits (then sorted as text) and no calendar was checked
+    ("study,yi,sei,date\na,0.1,0.1,2010\nb,0.2,0.1,\u0662\u0660\u0661\u0660\n",
+     r"line 3, column date: '\u0662\u0660\u0661\u0660' is not YYYY, YYYY-MM or YYYY-MM-DD$"),
+    ("study,yi,sei,date\na,0.1,0.1,2024-13-45\n",
+     r"line 2, column date: '2024-13-45' has month 13, not one of 01-12"),
+    ("study,yi,sei,date\na,0.1,0.1,2024-00\n", r"line 2, column date: '2024-00' has month 00"),
+    ("study,yi,sei,date\na,0.1,0.1,2023-02-30\n",
+     r"line 2, column date: '2023-02-30' has day 30, not one of 01-28 of 2023-02"),
+    ("study,yi,sei,date\na,0.1,0.1,2023-02-29\n", r"'2023-02-29' has day 29, not one of 01-28"),
+    ("study,yi,sei,date\na,0.1,0.1,2023-04-00\n", r"'2023-04-00' has day 00, not one of 01-30"),
     ("study,yi,sei\na,0.1,0.1,extra\n", r"line 2: more cells"),
     # implausible for any trial (and beyond them the pooling overflows or divides by zero)
     ("study,hr,ci_low,ci_high\nb,0.5,0.4,0.6\na,1e-320,1e-321,1e-319\n",

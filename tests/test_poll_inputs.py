@@ -121,3 +121,16 @@ def test_dates_before_pubmed_are_a_usage_error(tmp_path: Path) -> None:
                    env=cli_env(MMLR_DATA_DIR=str(tmp_path)))
     assert proc.returncode == 2
     assert "is before 1900-01-01: PubMed has no records created then" in proc.stderr
+
+
+def test_a_pmid_file_starting_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # As Notepad and Excel save UTF-8: the mark made the first PMID '\ufeff20099675', refused
+    from monitor.cli import _read_pmid_file
+
+    pmids = tmp_path / "pmids.txt"
+    pmids.write_bytes(b"\xef\xbb\xbf20099675\r\n28826616\r\n")
+    assert _read_pmid_file(pmids) == [20099675, 28826616]
+    # only a leading mark is one: elsewhere U+FEFF is still not part of a PMID
+    pmids.write_bytes("20099675\n\ufeff28826616\n".encode())
+    proc = run_cli("poll", "--pmids", str(pmids), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    assert_one_line_error(proc, f"{pmids}:2", "is not a PMID")

@@ -278,3 +278,26 @@ def test_a_field_beyond_the_limit_names_the_line_its_record_starts_on(tmp_path: 
     assert proc.stderr.strip() == (
         f"mmlr: error: dataset {path}, line 3: not valid CSV (field larger than field limit "
         "(131072)) (look for an unclosed quote in the record starting on that line)")
+
+
+def _textless(titles: str) -> str:
+    # 100 labelled records whose title and abstract give no word of two letters or more
+    rows = [f"{i},{titles},,{1 if i < 5 else 0}" for i in range(100)]
+    return "record_id,title,abstract,label_included\n" + "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("titles", ["", "a b c"])
+def test_a_dataset_without_words_is_refused_by_name(tmp_path: Path, titles: str) -> None:
+    # sklearn's "Found array with 0 feature(s)" at the first fit was an internal error
+    path = _write(tmp_path / "textless.csv", _textless(titles))
+    with pytest.raises(ValidationError) as err:
+        simulate(path)
+    assert err.value.one_line().startswith(
+        f"dataset {path} gives no words to learn from (columns read: title, abstract)")
+
+
+def test_cli_dataset_without_words_is_one_line_and_prints_nothing(tmp_path: Path) -> None:
+    path = _write(tmp_path / "textless.csv", _textless(""))
+    proc = _cli(tmp_path, str(path))
+    assert_one_line_error(proc, f"dataset {path} gives no words to learn from")
+    assert proc.stdout == ""  # no blank line left by the progress bar
