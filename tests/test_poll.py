@@ -285,9 +285,13 @@ def _cli_env(tmp_path: Path, settings: Settings) -> dict[str, str]:
 
 
 def _mmlr(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    # SIGINT back to its default first: a suite started in the background (`.ci/run` under
+    # nohup, `&`) ignores it, the child inherits that, and Python then installs no Ctrl-C
+    # handler, so the SIGINT case would poll on to the end.
     return subprocess.Popen([sys.executable, "-c", "from monitor.cli import entrypoint; "
                              "entrypoint()", *args], env=env, cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _advisory_lock_held(ctx: AppContext) -> bool:
