@@ -61,7 +61,11 @@ def make_engine(settings: Settings | str, *, echo: bool = False) -> Engine:
     except ArgumentError as exc:
         raise ConfigError(f"MMLR_DATABASE_URL is not a valid database URL: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        # A URI filename (``file:...?uri=true``) is SQLite's to read, and ``mode=ro`` or
+        # ``mode=memory`` must create nothing: taking it for a path made a folder named
+        # "file:" in the working folder.
+        uri = str(parsed.query.get("uri", "")).lower() in ("true", "1", "yes", "on")
+        if parsed.database and parsed.database != ":memory:" and not uri:
             folder = Path(parsed.database).parent
             try:
                 folder.mkdir(parents=True, exist_ok=True)

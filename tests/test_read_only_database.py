@@ -122,3 +122,25 @@ def test_a_sqlite_file_that_cannot_switch_to_wal_is_named_as_read_only_not_a_bad
     line = caught.value.one_line()
     assert "attempt to write a readonly database" in line and "MMLR_DATABASE_URL" not in line
     assert f"give the user running mmlr write access to {path} and its folder" in line
+
+
+def test_a_sqlite_uri_filename_creates_no_folder_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite reads "file:...?uri=true" itself; taken for a path, it made a folder named
+    # "file:" (and the whole path below it) in the working folder.
+    path = tmp_path / "review.sqlite3"
+    plain = sqlite3.connect(path)
+    plain.execute("CREATE TABLE t (x)")
+    plain.execute("INSERT INTO t VALUES (7)")
+    plain.commit()
+    plain.close()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    engine = make_engine(f"sqlite:///file:{path}?mode=rw&uri=true")
+    try:
+        with engine.connect() as conn:  # it still opens the file the URI names
+            assert conn.execute(text("SELECT x FROM t")).scalar() == 7
+    finally:
+        engine.dispose()
+    assert list(cwd.iterdir()) == []
