@@ -236,6 +236,13 @@ def _check_address(address: str) -> None:
         raise ValueError(exc.one_line()) from None
 
 
+def _number_kinds(annotation: object) -> set[type]:
+    """The number types (int, float) a setting's annotation allows: ``float | None`` gives
+    {float}, ``str | float`` {float}, ``str`` nothing."""
+    args = getattr(annotation, "__args__", None) or (annotation,)
+    return {arg for arg in args if arg in (int, float)}
+
+
 #: The database URL forms mmlr can open, in words, for the error messages.
 DATABASE_URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB"
 
@@ -526,6 +533,15 @@ class Settings(BaseSettings):
         _check_address(value)
         return value.strip()
 
+    @field_validator("entrez_email")
+    @classmethod
+    def _check_entrez_email(cls, value: str | None) -> str | None:
+        # NCBI blocks a tool it cannot reach; a typo here was sent with every request
+        if value is None or not value.strip():
+            return None
+        _check_address(value.strip())
+        return value.strip()
+
     @field_validator("mail_from")
     @classmethod
     def _check_mail_from(cls, value: str) -> str:
@@ -664,6 +680,22 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None
         parse_smtp_url(value.get_secret_value())
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _check_number_text(cls, value: object, info: ValidationInfo) -> object:
+        # pydantic reads "1_0" as 10 (a Python literal): MMLR_PORT=80_80 or a timeout of
+        # "3_0" would start with a number nobody wrote. A number setting takes what a
+        # person writes: ASCII digits, for a whole number nothing after the point but zeros.
+        if not isinstance(value, str) or not value.strip() or info.field_name is None:
+            return value
+        kinds = _number_kinds(cls.model_fields[info.field_name].annotation)
+        if not kinds:
+            return value
+        number = parse_decimal(value)  # ValueError naming the value, with a hint
+        if float not in kinds and not (number.is_integer() and "e" not in value.lower()):
+            raise ValueError(f"{value.strip()[:30]!r} is not a whole number")
         return value
 
     @field_validator("*", mode="before")

@@ -173,6 +173,19 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         ("MMLR_POLL_START", "1800/01/01", "MMLR_POLL_START: must not be before 1900/01/01"),
         ("MMLR_POLL_START", "9999/12/31", "MMLR_POLL_START: must not be in the future"),
         ("MMLR_HOST", "", "MMLR_HOST: must be one address or host name to listen on"),
+        # pydantic read "8_080" as 8080 and "80.5" as an error in its own words
+        ("MMLR_PORT", "8_080", "MMLR_PORT: '8_080' is not a number (write it without "
+         "underscores)"),
+        ("MMLR_PORT", "80.5", "MMLR_PORT: '80.5' is not a whole number"),
+        ("MMLR_PORT", "1e3", "MMLR_PORT: '1e3' is not a whole number"),
+        ("MMLR_ENTREZ_TIMEOUT", "3_0", "MMLR_ENTREZ_TIMEOUT: '3_0' is not a number (write it "
+         "without underscores)"),
+        ("MMLR_ENTREZ_RATE", "2,5", "MMLR_ENTREZ_RATE: '2,5' is not a number (use a decimal "
+         "point, not a comma)"),
+        ("MMLR_RETRAIN_MIN_DECISIONS", "\u0663", "MMLR_RETRAIN_MIN_DECISIONS: '\u0663' is not a "
+         "number (write it with the digits 0-9)"),
+        ("MMLR_ENTREZ_EMAIL", "me at example.org", "MMLR_ENTREZ_EMAIL: 'me at example.org' is "
+         "not an e-mail address"),
         ("MMLR_HOST", "127.0.0.1 ::1", "MMLR_HOST: must be one address or host name"),
         ("MMLR_ADMIN_EMAIL", "admin", "MMLR_ADMIN_EMAIL: 'admin' is not an e-mail address"),
         ("MMLR_MAIL_FROM", "Living review", "MMLR_MAIL_FROM: 'Living review' is not an e-mail "
