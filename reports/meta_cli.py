@@ -352,7 +352,25 @@ def read_meta_csv(path: Path) -> tuple[list[CsvStudy], list[str]]:
         studies.append(CsvStudy(n, study, yi, sei, subgroup, when))
     if not studies:
         raise ValidationError(f"{path}: no data rows after the header")
-    return studies, warnings
+    return studies, warnings + _repeated_names(studies)
+
+
+def _repeated_names(studies: list[CsvStudy]) -> list[str]:
+    """A warning for each study name met before (case and spacing aside): one trial on two
+    rows counts its patients twice in the pooled total, and two different comparisons with
+    one name cannot be told apart in the table and plot. Warned, not refused: a row may be
+    meant, e.g. the same trial's two comparisons in different subgroups."""
+    first: dict[str, CsvStudy] = {}
+    out: list[str] = []
+    for study in studies:
+        key = study.study.casefold()
+        if key in first:
+            out.append(f"line {study.line} ({study.study}): the same study name as line "
+                       f"{first[key].line}: one trial on two rows counts its patients twice "
+                       "in the pooled total (different comparisons need different names)")
+        else:
+            first[key] = study
+    return out
 
 
 def _date_problem(when: str) -> str | None:

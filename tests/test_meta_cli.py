@@ -187,6 +187,20 @@ def test_asymmetric_ci_is_reported_not_hidden(tmp_path: Path) -> None:
     assert "warning: line 2 (a)" in result.describe()
 
 
+def test_a_study_name_on_two_rows_is_warned_and_both_rows_pool(tmp_path: Path) -> None:
+    # The same trial pasted twice counted its patients twice without a word.
+    path = write(tmp_path, "study,yi,sei\nCALGB 100104,-0.5,0.2\nIFM 2005-02,-0.3,0.15\n"
+                           "calgb  100104,-0.5,0.2\n")
+    result = meta_from_csv(path)
+    assert result.warnings == [
+        "line 4 (calgb 100104): the same study name as line 2: one trial on two rows counts "
+        "its patients twice in the pooled total (different comparisons need different names)"]
+    assert result.overall.k == 3  # warned, not dropped: the rows may be meant
+    assert "warning: line 4 (calgb 100104): the same study name as line 2" in result.describe()
+    distinct = meta_from_csv(write(tmp_path, "study,yi,sei\nA,-0.5,0.2\nB,-0.5,0.2\n"))
+    assert distinct.warnings == []
+
+
 @pytest.mark.parametrize(("rows", "method", "fragment"), [
     ("study,hr,ci_low,ci_high\na,1e-320,1e-321,1e-319\nb,0.5,0.4,0.6\n", "REML",
      "line 2, column hr: 1e-320 is implausible"),
