@@ -473,12 +473,12 @@ def cmd_copy_db(args: argparse.Namespace, settings: Settings) -> int:
     try:
         bar: Any = None
         if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
-            bar = Progress(TextColumn("copying {task.description}"), BarColumn(),
-                           MofNCompleteColumn(), console=Console(stderr=True),
-                           transient=True)
+            from store.progress import progress_bar
+
+            bar = progress_bar(TextColumn("copying {task.description}"), BarColumn(),
+                               MofNCompleteColumn())
         tasks: dict[str, Any] = {}
 
         def advance(table: str, rows: int) -> None:

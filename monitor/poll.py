@@ -286,10 +286,9 @@ class _Poller:
         spent = 0
         progress_cm: Any = nullcontext()
         if self.progress and total - done > 1:
-            from rich.console import Console
-            from rich.progress import Progress
+            from store.progress import progress_bar
 
-            progress_cm = Progress(console=Console(stderr=True), transient=True)
+            progress_cm = progress_bar()
         with progress_cm as bar, self._marked_on_ctrl_c(run_id):
             task = bar.add_task(f"poll {kind} run {run_id}", total=total,
                                 completed=done) if bar else None

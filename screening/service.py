@@ -362,10 +362,11 @@ def _choose_audit(ctx: AppContext, fraction: float) -> int:
 def _progress_bar(enabled: bool, total: int) -> Any:
     if not enabled or total == 0:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
-    bar = Progress(TextColumn("scoring records"), BarColumn(), MofNCompleteColumn(),
-                   transient=True)
+    from store.progress import progress_bar
+
+    bar = progress_bar(TextColumn("scoring records"), BarColumn(), MofNCompleteColumn())
     bar.add_task("score", total=total)
     return bar
 

@@ -332,10 +332,12 @@ def screening_sequence(n_records: int, priors: tuple[int, int], order: list[int]
 def _progress_bar(enabled: bool, name: str, total: int) -> Any:
     if not enabled:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
-    return Progress(TextColumn(f"simulating {name}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("includes"), transient=True)
+    from store.progress import progress_bar
+
+    return progress_bar(TextColumn(f"simulating {name}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("includes"))
 
 
 class _nullcontext:

@@ -145,6 +145,8 @@ def test_cli_reports_the_stopping_test_only_when_asked(screening_dir: Path,
     proc = _cli(tmp_path, str(path), "--stop-recall", "0.9")
     assert proc.returncode == 0, proc.stderr
     assert f"stop after {out['n_stop']} records" in proc.stdout
+    # the answer alone on stdout: the progress bar drew a blank line in front of it
+    assert proc.stdout.startswith("cohen2006_NSAIDS: "), proc.stdout[:80]
     for bad in ("1", "0.3"):
         proc = _cli(tmp_path, str(path), "--stop-recall", bad)
         assert_one_line_error(proc, "stopping recall target", "below 1")
