@@ -251,6 +251,9 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
 
     out = Path(args.out) if args.out else None
     hint = "--out takes the name of an HTML file: a new one, or a regular file to replace"
+    if args.out == "-":  # was a file named "-" in the working folder
+        raise ValidationError("--out - (standard output) is not taken by mmlr digest: its "
+                              "output says what was written and delivered", hint=hint)
     if out is not None:  # before the digest is built and stored: a wrong path changes nothing
         check_target(out, what="the digest", hint=hint)
     with _context(settings) as ctx:
@@ -331,8 +334,13 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
     # Path() drops a trailing slash, which is how a new folder is asked for ("--out new/").
     folder = bool(args.out) and args.out.endswith(("/", os.sep))
+    out = None if args.out == "-" else args.out  # "-": standard output, as the default
+    if args.out == "-" and args.kind == "metafor":
+        raise ValidationError("--out - is standard output, and the metafor export is a "
+                              "folder of files", hint="name a folder, or leave --out out for "
+                              "the exports/ folder of MMLR_DATA_DIR")
     with _context(settings) as ctx:
-        written = export(ctx, args.kind, Path(args.out) if args.out else None,
+        written = export(ctx, args.kind, Path(out) if out else None,
                          stopping=partial(stopping_supported,
                                           target_recall=settings.stopping_recall),
                          folder=folder, only=args.only, excel=args.excel)
@@ -624,8 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export records or evidence")
     p.add_argument("kind", choices=EXPORT_KINDS)
-    p.add_argument("--out", help="file (or folder for metafor); default stdout, for metafor "
-                   "the exports/ folder of MMLR_DATA_DIR")
+    p.add_argument("--out", help="file (or folder for metafor); default, or -, stdout; for "
+                   "metafor the exports/ folder of MMLR_DATA_DIR")
     p.add_argument("--only", choices=EXPORT_SUBSETS,
                    help="ris and csv: only these records: " + "; ".join(
                        f"{name}: {words}" for name, words in EXPORT_SUBSETS.items()))

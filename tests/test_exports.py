@@ -966,3 +966,20 @@ def test_cli_export_sof_to_a_markdown_name_is_one_line(db_url: str, tmp_path: Pa
                                 f"{out}, which would replace the CSV",
                           f"give the CSV a .csv name, e.g. --out {tmp_path / 'sof.csv'}")
     assert not out.exists()
+
+
+def test_cli_export_out_dash_is_standard_output(db_url: str, tmp_path: Path) -> None:
+    # "--out -" wrote a file named "-" in the working folder, and nothing to stdout
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    work = tmp_path / "work"
+    work.mkdir()
+    plain = run_cli("export", "csv", env=env, cwd=work)
+    dashed = run_cli("export", "csv", "--out", "-", env=env, cwd=work)
+    assert dashed.returncode == 0, dashed.stderr
+    assert dashed.stdout == plain.stdout and dashed.stdout.startswith("pmid,title,")
+    folder = run_cli("export", "metafor", "--out", "-", env=env, cwd=work)
+    assert_one_line_error(folder, "--out - is standard output, and the metafor export is a "
+                                  "folder of files", "name a folder")
+    digest = run_cli("digest", "--out", "-", env=env, cwd=work)
+    assert_one_line_error(digest, "--out - (standard output) is not taken by mmlr digest")
+    assert list(work.iterdir()) == []
