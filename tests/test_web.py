@@ -179,8 +179,13 @@ def test_add_user_validates_and_generates(app: Any) -> None:
             ("short@example.org", "viewer", "abc", "too short"),
             ("short@example.org", "viewer", "x" * 14, "too short: 14 characters"),
             # NIST SP 800-63B-4's context-specific words and repetitive or sequential runs
-            ("ann.smith@example.org", "viewer", "I am Ann.Smith, really", "e-mail address"),
-            ("al@example.org", "viewer", "AL@example.org forever", "e-mail address"),
+            ("ann.smith@example.org", "viewer", "I am Ann.Smith, really",
+             "contains 'ann.smith', the name part of the account's e-mail address"),
+            # the name part alone was called "the e-mail address"
+            ("mark@example.org", "viewer", "my bookmarks are all gone now",
+             "contains 'mark', the name part of the account's e-mail address"),
+            ("al@example.org", "viewer", "AL@example.org forever",
+             "contains the account's e-mail address"),
             ("rep@example.org", "viewer", "z" * 20, "one character repeated"),
             ("run@example.org", "viewer", "abcdefghijklmnopq", "consecutive characters"),
             ("run@example.org", "viewer", "9876543210/.-,+*", "consecutive characters"),
