@@ -157,7 +157,9 @@ class RecordScreening:
     def hidden_message(self) -> str:
         n = self.hidden_votes
         votes = "1 vote" if n == 1 else f"{n} votes"
-        return f"{votes} recorded, hidden until you vote."
+        # a viewer (who may not vote) was told to vote
+        until = "you vote" if self.may_vote else "a second screener votes"
+        return f"{votes} recorded, hidden until {until}."
 
     def to_json(self) -> dict[str, Any]:
         return {"screeners_per_record": 2 if self.dual else 1, "state": self.state,
