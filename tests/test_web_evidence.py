@@ -355,7 +355,8 @@ def test_a_cut_whose_order_rests_on_report_years_is_pointed_out(app: Any,
         "hr": "0.60", "ci_low": "0.45", "ci_high": "0.80", "data_cut": "2023-06-30",
         "report_id": str(_report_id(app, trial_id)), "csrf_token": token}).status_code == 303
     page = curator.get(f"/trials/{trial_id}").text
-    assert "corrected by estimate" in page and "judged from the report years" not in page
+    # (the dated estimate's own note from its entry stays on the page: "Check at entry: ...")
+    assert "corrected by estimate" in page and "Check: estimate" not in page
 
 
 def test_too_long_notes_are_marked_beside_the_field(app: Any, users: dict[str, str]) -> None:
@@ -397,6 +398,18 @@ def test_asymmetric_ci_is_saved_with_a_warning(app: Any, users: dict[str, str]) 
     # ... and it stays with the estimate, for the person who verifies it
     (first,) = _estimates(app)
     assert (first.notes or "").startswith("Check at entry: the CI 0.45–0.90 is not symmetric")
+    # ... which sees it on the trial page and in the API (it was on the Correct form only)
+    other = as_role(app, users, "admin").get(f"/trials/{trial_id}").text
+    assert ('class="estimate-notes">Check at entry: the CI 0.45–0.90 is not symmetric'
+            in other)
+    with db(app) as session:
+        admin = session.exec(select(User).where(User.email == users["admin"])).one()
+        token = issue_api_token(session, admin, actor="test", days=90)
+        session.commit()
+    body = TestClient(app).get(f"/api/trials/{trial_id}",
+                               headers={"Authorization": f"Bearer {token}"}).json()
+    (listed,) = body["estimates"]
+    assert listed["entry_notes"] == first.notes
     # a CI symmetric up to rounding of the printed digits does not warn
     assert _post_estimate(curator, trial_id, hr="0.57", ci_low="0.46",
                           ci_high="0.71").status_code == 303

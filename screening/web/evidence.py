@@ -149,6 +149,10 @@ def estimate_json(e: Estimate) -> dict[str, Any]:
         "withdrawn_at": e.withdrawn_at.isoformat() if e.withdrawn_at else None,
         "withdrawn_by": e.withdrawn_by, "withdrawn_reason": e.withdrawn_reason,
         "supersedes_id": e.supersedes_id, "derivation_inputs": e.derivation_inputs,
+        # The stored notes, its "Check at entry" warnings and derivation lines among them,
+        # for whoever verifies it (they were on the Correct form only). Read only, under a
+        # name of its own: sent back as "notes" they would add the generated lines again.
+        "entry_notes": e.notes,
         # user ids (not e-mail addresses): who entered and who verified, for double extraction
         "created_by": e.created_by, "verified_by": e.verified_by,
     }

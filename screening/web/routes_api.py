@@ -768,7 +768,7 @@ _ESTIMATE_FIELDS: frozenset[str] = frozenset((
 _ESTIMATEREAD_ONLY: frozenset[str] = frozenset((
     "id", "log_hr", "se", "approximate", "orientation_entered", "withdrawn_at",
     "withdrawn_by", "withdrawn_reason", "supersedes_id", "created_by", "verified_by",
-    "warnings"))
+    "warnings", "entry_notes"))
 
 
 def _estimate_fields(data: dict[str, Any], *extra: str) -> None:
