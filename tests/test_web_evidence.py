@@ -275,7 +275,11 @@ def test_the_same_extraction_entered_twice_is_refused(app: Any, users: dict[str,
     assert (f"HR 0.68 (0.52–0.89) is already estimate {first.id} of TEST-1, with the same "
             "report, endpoint, setting, comparison and data cut: an extraction is entered "
             f"once (to change estimate {first.id}, use its Correct button)") in again.text
-    assert "nothing was saved" in again.text and "typed by hand</textarea>" in again.text
+    # said as what it is: "Please correct the marked fields" led to a changed number, a copy
+    assert (f'This extraction is saved already, as <a href="#estimate-{first.id}">estimate '
+            f"{first.id}</a>: it was not stored a second time.") in again.text
+    assert "Please correct the marked fields" not in again.text
+    assert "typed by hand</textarea>" in again.text
     assert len(_estimates(app)) == 1
     # a derived HR repeated is named on the method
     derived = {"method": "o_minus_e", "o_minus_e": "-12", "variance": "40", "endpoint": "OS"}

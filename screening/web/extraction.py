@@ -90,6 +90,15 @@ class FieldErrors(ValidationError):
                          hint="correct the marked fields")
 
 
+class RepeatedExtraction(FieldErrors):
+    """A new estimate that is a current one again (:func:`refuse_repeat`): a form sent twice
+    (Back, then Save; a double click) as well as a second person's identical extraction."""
+
+    def __init__(self, fields: dict[str, str], *, estimate_id: int) -> None:
+        self.estimate_id = estimate_id
+        super().__init__(fields)
+
+
 @dataclass
 class EstimateDraft:
     values: dict[str, Any]
@@ -637,10 +646,11 @@ def refuse_repeat(session: Session, *, trial: Trial, draft: EstimateDraft) -> No
                     values["method"] == "reported_ci" else
                     f"gives HR {hr_ci_text(old.hr, old.ci_low, old.ci_high)}, which is")
             field_name = "hr" if values["method"] == "reported_ci" else "method"
-            raise FieldErrors({field_name: (
+            assert old.id is not None
+            raise RepeatedExtraction({field_name: (
                 f"{said} already estimate {old.id} of {trial.name}, with the same report, "
                 f"endpoint, setting, comparison and data cut: an extraction is entered once "
-                f"(to change estimate {old.id}, use its Correct button)")})
+                f"(to change estimate {old.id}, use its Correct button)")}, estimate_id=old.id)
 
 
 class _Cut(NamedTuple):

@@ -166,7 +166,8 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
     context = {"trial": trial, "reports": reports, "stored_pmids": stored_pmids,
                "estimates": estimates,
                "inputs_text": inputs_text, **_analysis_uses(request, session, estimates),
-               "values": {"setting": trial.setting}, "errors": {}, "report_values": {},
+               "values": {"setting": trial.setting}, "errors": {}, "saved_already": None,
+               "report_values": {},
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
                "withdraw_errors": {}, "withdraw_values": {},
                "trial_values": trial_form_values(trial), "trial_errors": {},
@@ -309,8 +310,11 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
                                    second_person=verify_second_person(request))
         refuse_repeat(session, trial=trial, draft=draft)
     except FieldErrors as exc:
+        # A repeat is not a typing error: the headline says it is saved already, and where
+        # ("correct the marked fields" led a curator to change a number and store a copy).
         return _trial_page(request, session, trial, status_code=400, values=data,
-                           errors=exc.fields)
+                           errors=exc.fields,
+                           saved_already=getattr(exc, "estimate_id", None))
     estimate = save_estimate(session, trial=trial, draft=draft, user=user)
     session.commit()
     converted = (" (entered as control vs maintenance; stored inverted as maintenance vs "
