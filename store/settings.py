@@ -289,8 +289,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production", "test"] = Field(
         "development",
-        description="`production` refuses generated or placeholder secrets and an unset "
-        "`MMLR_SECRET_KEY`.",
+        description="`development`, `test` or `production`; `production` refuses generated or "
+        "placeholder secrets and an unset `MMLR_SECRET_KEY`.",
     )
     data_dir: Path = Field(
         Path("./mmlr-data"),
@@ -438,10 +438,13 @@ class Settings(BaseSettings):
                       "interface).")
     port: int = Field(8000, description="Port `serve`/`web` listen on (1 to 65535).")
     pool_method: Literal["REML", "DL", "PM", "FE"] = Field(
-        "REML", description="τ² estimator of the primary analyses."
+        "REML", description="τ² estimator of the primary analyses: `REML`, `DL` "
+        "(DerSimonian–Laird), `PM` (Paule–Mandel) or `FE` (fixed effect, no τ²)."
     )
     pool_ci: Literal["hksj", "hksj-adhoc", "wald"] = Field(
-        "hksj", description="Confidence interval of the primary analyses."
+        "hksj", description="Confidence interval of the primary analyses: `hksj` "
+        "(Hartung–Knapp–Sidik–Jonkman), `hksj-adhoc` (the same, never narrower than `wald`: "
+        "Knapp–Hartung's ad hoc correction) or `wald` (normal quantiles)."
     )
     analyses_file: Path | None = Field(
         None, description="TOML file of extra analyses, e.g. a drug class pooled together "
@@ -456,7 +459,8 @@ class Settings(BaseSettings):
         "them). See docs/curation.md, \"Sequential monitoring\".",
     )
     monitoring_power: float = Field(
-        0.80, description="Power of the sequential monitoring plan (two-sided α 0.05).",
+        0.80, description="Power of the sequential monitoring plan (two-sided α 0.05): at least "
+        "0.5 and below 1.",
     )
     log_level: str = Field(
         "INFO", description="Logging level of the entry points: DEBUG, INFO, WARNING, ERROR or "
@@ -856,6 +860,8 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
         msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        if first.get("type") == "bool_parsing":  # pydantic's words do not say what is allowed
+            msg = f"must be true or false, got {first.get('input')!r}"
         raise ConfigError(f"invalid setting MMLR_{field.upper()}: {msg}") from None
     if settings.env == "production":
         # Checked by every command at start, not only by the web app: the worker signs the

@@ -173,6 +173,9 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         ("MMLR_POLL_START", "1800/01/01", "MMLR_POLL_START: must not be before 1900/01/01"),
         ("MMLR_POLL_START", "9999/12/31", "MMLR_POLL_START: must not be in the future"),
         ("MMLR_HOST", "", "MMLR_HOST: must be one address or host name to listen on"),
+        # pydantic said "Input should be a valid boolean", not what is allowed
+        ("MMLR_VERIFY_SECOND_PERSON", "maybe", "MMLR_VERIFY_SECOND_PERSON: must be true or "
+         "false, got 'maybe'"),
         # pydantic read "8_080" as 8080 and "80.5" as an error in its own words
         ("MMLR_PORT", "8_080", "MMLR_PORT: '8_080' is not a number (write it without "
          "underscores)"),
