@@ -466,6 +466,36 @@ def test_a_nul_character_anywhere_in_a_request_is_refused_and_saves_nothing(
                                             "reason": "off topic"}).status_code in (200, 201)
 
 
+def test_a_bidirectional_override_in_a_request_is_refused(app: Any,
+                                                         users: dict[str, str]) -> None:
+    # A trial named "GBRAM \u202e0001" showed the digest's "HR 0.41 (0.19–0.91)" after it as
+    # "(19.0–91.0) 14.0 RH": refused wherever it comes, as NUL is.
+    curator = as_role(app, users, "curator")
+    form = curator.get("/trials/new").text
+    fields = {"drug": "thalidomide", "setting": "post_asct", "csrf_token": csrf_from(form)}
+    page = curator.post("/trials/new", follow_redirects=False,
+                        data={"name": "GBRAM \u202d0001", **fields})
+    assert page.status_code == 400 and "the form field &#39;name&#39; contains a bidirectional "\
+        "control (U+202D)" in page.text
+    assert curator.post("/trials/new", follow_redirects=False,
+                        data={"name": "GBRAM 0001", **fields}).status_code == 303
+    with db(app) as session:
+        trial = session.exec(select(Trial).where(Trial.name == "GBRAM 0001")).one()
+    api = api_as(app, users, "curator")
+    renamed = api.patch(f"/api/trials/{trial.id}", json={"name": "GBRAM \u202e0001"})
+    assert renamed.status_code == 400
+    assert renamed.json()["error"] == (
+        "the JSON field 'name' contains a bidirectional control (U+202E), which shows the text "
+        "after it reordered, numbers reversed: nothing was saved (remove it and send again; "
+        "text in a right-to-left script needs no such control)")
+    # right-to-left letters, and the isolates that cannot reorder what follows, are stored
+    hebrew = "\u05de\u05d7\u05e7\u05e8 \u2067GBRAM\u2069 0001"
+    assert api.patch(f"/api/trials/{trial.id}", json={"name": hebrew}).status_code == 200
+    with db(app) as session:
+        assert [t.name for t in session.exec(select(Trial).where(Trial.id == trial.id))] == [
+            hebrew]
+
+
 def test_the_openapi_schema_needs_a_login(app: Any, client: TestClient,
                                           users: dict[str, str]) -> None:
     assert client.get("/api/openapi.json").status_code == 401

@@ -3,8 +3,8 @@
 Everything the app needs is built here from the settings (no import-time globals): its own
 AppContext (engine + session factory), the templates, the background retrainer and pooler.
 Middleware, outermost first: security headers → catch-all 500 → signed session cookie →
-request body limit (1 MiB, ``body_limit.py``) → no NUL character anywhere in the request
-(``nul_text.py``) → routes (whose MmlrError/HTTP errors are mapped by
+request body limit (1 MiB, ``body_limit.py``) → no NUL or bidi override anywhere in the request
+(``refused_text.py``) → routes (whose MmlrError/HTTP errors are mapped by
 ``screening.web.errors``).
 """
 
@@ -48,7 +48,7 @@ from screening.web.deps import SESSION_MAX_AGE, check_path_ids
 from screening.web.errors import CatchAllMiddleware, install_error_handlers
 from screening.web.explanations import ModelCache
 from screening.web.fetch import Fetcher, PmidFetch
-from screening.web.nul_text import NulTextMiddleware
+from screening.web.refused_text import RefusedTextMiddleware
 from screening.web.retrain import Retrainer
 from screening.web.security import SecurityHeadersMiddleware
 from screening.web.templating import make_templates
@@ -115,7 +115,7 @@ def create_app(settings: Settings, *, ctx: AppContext | None = None,
         return Response(status_code=204)
 
     # add_middleware puts each new one outermost: add innermost first.
-    app.add_middleware(NulTextMiddleware)
+    app.add_middleware(RefusedTextMiddleware)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(SessionMiddleware, secret_key=settings.secret(),
                        session_cookie="mmlr_session", max_age=SESSION_MAX_AGE,
