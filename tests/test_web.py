@@ -759,7 +759,7 @@ def test_security_headers_and_error_pages(client: TestClient) -> None:
     csp = page.headers["content-security-policy"]
     assert "script-src 'none'" in csp and "frame-ancestors 'none'" in csp
     assert page.headers["x-frame-options"] == "DENY"
-    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["referrer-policy"] == "same-origin"  # the log-in-again link uses it
     assert page.headers["x-content-type-options"] == "nosniff"
     assert "<script" not in page.text  # no inline (or any) scripts
     missing = client.get("/no/such/page")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 from typing import Any
 
 import test_web
 from sqlmodel import select
 from test_web import add_records, as_role, csrf_from, db
 
-from store.models import Decision
+from screening.web.deps import SESSION_MAX_AGE
+from store.models import Decision, LoginSession, utcnow
 
 app = test_web.app
 users = test_web.users
@@ -35,6 +37,35 @@ def test_a_form_sent_after_logging_out_elsewhere_says_so_and_leads_back(
     assert "you are no longer logged in" in response.text
     assert "nothing was saved" in response.text
     assert 'href="/login?next=/records/90000001%3Frank%3D1"' in response.text
+    # Back does not bring the filled-in form back (pages are no-store, and the page itself
+    # now asks for a login): what was typed is given back, for copying
+    assert "What you sent (not saved)" in response.text
+    assert "<dt>reason</dt><dd><pre>typed with care</pre></dd>" in response.text
+    assert token not in response.text  # not the old form token
+    assert "your browser&#39;s Back button" not in response.text
+    with db(app) as session:
+        assert session.exec(select(Decision)).first() is None
+
+
+def test_a_form_sent_after_the_session_expired_says_nothing_was_saved_and_gives_it_back(
+        app: Any, users: dict[str, str]) -> None:
+    add_records(app, [{"pmid": 90000001, "title": "A record", "score": 0.9}])
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/records/90000001").text)
+    with db(app) as session:  # the login is older than 12 hours
+        for row in session.exec(select(LoginSession)).all():
+            row.created_at = utcnow() - timedelta(seconds=SESSION_MAX_AGE + 60)
+            session.add(row)
+        session.commit()
+    response = curator.post(
+        "/records/90000001/decision", follow_redirects=False,
+        headers={"Referer": "http://testserver/records/90000001"},
+        data={"decision": "exclude", "reason": "<b>not</b> an RCT", "csrf_token": token})
+    assert response.status_code == 401
+    assert "your session ended (after 12 hours, or logged out in another window): nothing " \
+        "was saved" in response.text
+    assert "<dt>reason</dt><dd><pre>&lt;b&gt;not&lt;/b&gt; an RCT</pre></dd>" in response.text
+    assert 'href="/login?next=/records/90000001"' in response.text
     with db(app) as session:
         assert session.exec(select(Decision)).first() is None
 

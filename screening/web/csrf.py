@@ -48,6 +48,11 @@ async def csrf_protect(request: Request) -> None:
             form = await request.form()
             value = form.get(FIELD)
             sent = value if isinstance(value, str) else None
+            # What was typed, for the "log in again" page to give back: the page before it
+            # is not kept (no-store), so Back does not return the form as it was filled in.
+            request.state.sent_form = [(k, v) for k, v in form.multi_items()
+                                       if isinstance(v, str) and k != FIELD
+                                       and "password" not in k and v.strip()]
     if not expected or not sent or not hmac.compare_digest(str(expected), sent):
         logged_out = request.session.get(SESSION_USER_KEY) is None
         if logged_out and request.url.path not in _ANONYMOUS_FORMS:
@@ -56,8 +61,7 @@ async def csrf_protect(request: Request) -> None:
             raise AuthError(
                 "you are no longer logged in (your session ended, or you logged out in another "
                 "window): nothing was saved",
-                hint="log in again and send the form again; your browser's Back button returns "
-                     "to the form as you filled it in")
+                hint="log in again, then enter it again: what you typed is listed below")
         raise PermissionDeniedError(
             "the form's security token is missing or does not match this session",
             hint="reload the page and submit the form again",

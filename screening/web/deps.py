@@ -167,9 +167,15 @@ def require_page_role(role: str) -> Callable[..., User]:
     """Dependency for HTML pages: logged in via the session cookie with at least ``role``."""
 
     def dependency(request: Request, session: DbSession) -> User:
+        had_login = request.session.get(SESSION_USER_KEY) is not None  # before it is cleared
         user = session_user(request, session)
         request.state.user = user
         if user is None:
+            if had_login and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+                raise AuthError("your session ended (after 12 hours, or logged out in another "
+                                "window): nothing was saved",
+                                hint="log in again, then enter it again: what you typed is "
+                                     "listed below")
             raise AuthError("please log in", hint="your session ended or you are not logged in")
         if not has_role(user, role):
             raise _denied(user, role)

@@ -90,8 +90,10 @@ def error_response(request: Request, status: int, message: str, *,
     from screening.web.templating import render
 
     try:
+        sent = getattr(request.state, "sent_form", None) if status == 401 else None
         return render(request, "error.html", {"status": status, "message": message,
-                                              "hint": hint, "login_next": _back_to(request)},
+                                              "hint": hint, "login_next": _back_to(request),
+                                              "sent_form": sent or []},
                       status_code=status)
     except Exception:  # a broken template must not hide the original error
         log.exception("could not render the error page")

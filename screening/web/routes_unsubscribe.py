@@ -48,10 +48,17 @@ def _page(request: Request, *, state: str, subscriber: Subscriber | None = None,
           token: str = "", status_code: int = 200) -> Response:
     fixed = subscriber is not None and subscriber.email in {
         normalise_email(a) for a in request.app.state.settings.digest_recipients}
-    return render(request, "unsubscribe.html",
-                  {"state": state, "token": token, "path": UNSUBSCRIBE_PATH,
-                   "masked": mask_email(subscriber.email) if subscriber else "",
-                   "fixed": fixed}, status_code=status_code)
+    return _no_referrer(render(request, "unsubscribe.html",
+                               {"state": state, "token": token, "path": UNSUBSCRIBE_PATH,
+                                "masked": mask_email(subscriber.email) if subscriber else "",
+                                "fixed": fixed}, status_code=status_code))
+
+
+def _no_referrer(response: Response) -> Response:
+    # The token is in this page's address: not even the app's own stylesheet request may
+    # carry it (the other pages say "same-origin", security.py).
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def _subscriber(request: Request, session: Session, token: str | None) -> Subscriber:
@@ -61,9 +68,10 @@ def _subscriber(request: Request, session: Session, token: str | None) -> Subscr
 def _invalid(request: Request, exc: UnsubscribeLinkError) -> Response:
     # Logged without the token: it is a capability, and logs travel further than mail.
     log.info("unsubscribe link refused: %s", exc.message)
-    return render(request, "unsubscribe.html",
-                  {"state": "invalid", "token": "", "path": UNSUBSCRIBE_PATH, "masked": "",
-                   "fixed": False, "message": exc.message, "hint": exc.hint}, status_code=400)
+    return _no_referrer(render(
+        request, "unsubscribe.html",
+        {"state": "invalid", "token": "", "path": UNSUBSCRIBE_PATH, "masked": "",
+         "fixed": False, "message": exc.message, "hint": exc.hint}, status_code=400))
 
 
 @router.get(UNSUBSCRIBE_PATH)

@@ -18,7 +18,9 @@ CSP = (
 DEFAULT_HEADERS: dict[str, str] = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin: the app's own pages say where a form was sent from (the "log in again"
+    # link returns there); no address ever goes to another site. /unsubscribe sends none.
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "Cross-Origin-Opener-Policy": "same-origin",
     # Another site may not embed our plots, JSON or downloads (the browser refuses to load
