@@ -26,7 +26,7 @@ from typing import Any
 from sqlmodel import Session, col, func, select
 
 from store.audit import audit
-from store.errors import ValidationError
+from store.errors import FieldsError
 from store.models import BaselineRisk, User
 from store.numbers import parse_decimal
 from store.settings import MONITORING_ENDPOINTS
@@ -38,14 +38,8 @@ SOURCE_MAX = 1000
 STRATEGY_SUFFIX = "/with_strategy"
 
 
-class BaselineError(ValidationError):
-    """Bad fields of an entry; ``fields`` maps each (``months``, ``event_free_percent``,
-    ``source``, ``analysis``) to its message, named as in the form and the JSON body."""
-
-    def __init__(self, fields: Mapping[str, str]) -> None:
-        self.fields = dict(fields)
-        super().__init__("; ".join(f"{name}: {text}" for name, text in self.fields.items()),
-                         hint="correct the marked fields")
+class BaselineError(FieldsError):
+    """Bad fields of an entry: ``months``, ``event_free_percent``, ``source``, ``analysis``."""
 
 
 @dataclass(frozen=True)

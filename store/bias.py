@@ -37,7 +37,7 @@ from typing import Any
 from sqlmodel import Session, col, func, select
 
 from store.audit import audit
-from store.errors import ValidationError
+from store.errors import FieldsError
 from store.models import BiasAssessment, Trial, User
 from store.text import quoted
 
@@ -67,15 +67,9 @@ _ONE_OF = "low, some_concerns or high"
 _CHOOSE = "choose low, some concerns or high"
 
 
-class AssessmentError(ValidationError):
-    """Bad fields of an assessment. ``fields`` maps each field to its message; fields are
-    named as in the JSON body and the form: ``endpoint``, ``domains``, ``domains.<key>``,
+class AssessmentError(FieldsError):
+    """Bad fields of an assessment: ``endpoint``, ``domains``, ``domains.<key>``,
     ``domains.<key>.judgment``, ``domains.<key>.support``, ``overall``, ``overall_note``."""
-
-    def __init__(self, fields: Mapping[str, str]) -> None:
-        self.fields = dict(fields)
-        super().__init__("; ".join(f"{name}: {text}" for name, text in self.fields.items()),
-                         hint="correct the marked fields")
 
 
 @dataclass(frozen=True)

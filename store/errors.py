@@ -23,6 +23,8 @@ codes in ``monitor.cli``. Messages name the object and the fix, never a tracebac
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class MmlrError(Exception):
     """Base class: ``message`` is shown to the user as one line; ``hint`` says what to do."""
@@ -71,6 +73,16 @@ class DeliveryError(MmlrError):
 
 class ValidationError(MmlrError):
     http_status = 400
+
+
+class FieldsError(ValidationError):
+    """Bad values in named fields of a form or JSON body; ``fields`` maps each field, named
+    as in both, to its message. No hint: a form marks the fields under "Please correct the
+    marked fields", and an API answer names each one (and lists them as ``fields``)."""
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self.fields = dict(fields)
+        super().__init__("; ".join(f"{name}: {text}" for name, text in self.fields.items()))
 
 
 class StateError(ValidationError):

@@ -318,7 +318,7 @@ def test_post_estimate_converts_and_validates(app: Any, api: TestClient,
         "trial": "API-TRIAL", "endpoint": "OS", "hr": 0, "ci_low": 0.5, "ci_high": 0.4})
     assert bad.status_code == 400
     assert bad.json()["error"] == ("hr: must be greater than 0; ci_low: 0.5 must be below "
-                                   "the upper limit 0.4 (correct the marked fields)")
+                                   "the upper limit 0.4")
     # the same extraction sent again (a client retrying after a timeout) stores no copy
     repeat = api.post("/api/estimates", headers=headers, json={
         "trial": "API-TRIAL", "endpoint": "OS", "hr": 1.25, "ci_low": 1.0, "ci_high": 1.5625,

@@ -440,7 +440,7 @@ def test_api_refuses_viewers_bad_fields_and_unknown_keys(
               "source": "is required: name where the control-arm risk comes from (GRADE asks "
                         "for it)"}
     assert bad.json() == {"code": "invalid", "fields": fields, "error": "; ".join(
-        f"{k}: {v}" for k, v in fields.items()) + " (correct the marked fields)"}
+        f"{k}: {v}" for k, v in fields.items())}
     typo = api.post(url, json={**body, "event_free": 0.35})
     assert typo.status_code == 400
     assert typo.json()["fields"] == {"body": (

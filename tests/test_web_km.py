@@ -164,7 +164,7 @@ def test_mistakes_in_both_arms_are_named_at_once(app: Any, users: dict[str, str]
     assert response.json()["error"] == (
         "curve_maintenance: line 2: survival 1.5 is outside 0–1; at_risk_control: line 2: 150 "
         "at risk at 12 is more than 140 at 0 (numbers at risk never increase: check the row "
-        "and its arm) (correct the marked fields)")
+        "and its arm)")
     assert _estimates(app) == []
 
 

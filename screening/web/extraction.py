@@ -38,7 +38,7 @@ from reports.bounds import (
 from reports.words import hr_ci_text
 from store.audit import audit
 from store.days import parse_day
-from store.errors import MmlrError, ValidationError
+from store.errors import FieldsError, MmlrError
 from store.ids import MAX_ID
 from store.models import Estimate, Trial, TrialReport, User, utcnow
 from store.numbers import parse_decimal
@@ -81,13 +81,8 @@ KM_TEXT_FIELDS: tuple[str, ...] = ("curve_maintenance", "at_risk_maintenance", "
 KM_TEXT_MAX = 100_000
 
 
-class FieldErrors(ValidationError):
-    """Bad values in named fields; ``fields`` maps each field to its message."""
-
-    def __init__(self, fields: dict[str, str]) -> None:
-        self.fields = dict(fields)
-        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()),
-                         hint="correct the marked fields")
+class FieldErrors(FieldsError):
+    """Bad values in named fields of an estimate or trial form."""
 
 
 class RepeatedExtraction(FieldErrors):
