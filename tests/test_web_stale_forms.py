@@ -66,6 +66,10 @@ def test_a_form_sent_after_the_session_expired_says_nothing_was_saved_and_gives_
         "was saved" in response.text
     assert "<dt>reason</dt><dd><pre>&lt;b&gt;not&lt;/b&gt; an RCT</pre></dd>" in response.text
     assert 'href="/login?next=/records/90000001"' in response.text
+    # without a Referer, the page the form's target belongs to (it was "/")
+    bare = curator.post("/records/90000001/decision", follow_redirects=False,
+                        data={"decision": "exclude", "csrf_token": token})
+    assert bare.status_code == 401 and 'href="/login?next=/records/90000001"' in bare.text
     with db(app) as session:
         assert session.exec(select(Decision)).first() is None
 

@@ -102,13 +102,15 @@ def error_response(request: Request, status: int, message: str, *,
 
 def _back_to(request: Request) -> str:
     """The local page to return to after logging in again: this one for a GET, the page the
-    form was on (its Referer, when it is this site) for a POST; "/" otherwise."""
+    form was on for a POST (its Referer, when it is this site, else the page its target
+    belongs to); "/" otherwise."""
     if request.method == "GET":
         return request.url.path + ("?" + request.url.query if request.url.query else "")
     referer = urlsplit(request.headers.get("referer", ""))
     if referer.netloc and referer.netloc == request.url.netloc and referer.path.startswith("/"):
         return referer.path + ("?" + referer.query if referer.query else "")
-    return "/"
+    # no Referer (a browser or proxy that drops it): the page the form's target belongs to
+    return _page_of_form(request) or "/"
 
 
 def _login_redirect(request: Request) -> Response:
