@@ -139,9 +139,11 @@ def _mark_off_scale(ax: Axes, bounded: Iterable[tuple[float, float]], top: float
         for sign, va, marker in ((1, "top", "^"), (-1, "bottom", "v")):
             ax.plot([x], [sign * top], marker=marker, ms=4, color=_BOUND_COLOUR, lw=0,
                     clip_on=False, zorder=5)
+            # Beneath the boundary and the Z-curve (zorder 3 and 4): its white box hid the
+            # next look's boundary point when that look came soon after.
             ax.annotate(f"boundary ±{b:.1f}", xy=(x, sign * top), xytext=(5, -4 * sign),
                         textcoords="offset points", ha="left", va=va, fontsize=6,
-                        color=_BOUND_COLOUR, annotation_clip=False, zorder=6,
+                        color=_BOUND_COLOUR, annotation_clip=False, zorder=1.5,
                         bbox={"boxstyle": "square,pad=0.15", "fc": "white", "ec": "none"})
 
 

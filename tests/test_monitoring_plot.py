@@ -90,6 +90,12 @@ def test_absurd_early_boundary_is_off_the_scale_and_said(crossing: dict[str, Any
         BOUNDARY_CAP, max(abs(lk["z"]) for lk in crossing["looks"]))
     svg = render_monitoring(crossing, fmt="svg").decode()
     assert svg.count(f"boundary ±{first:.1f}") == 2  # printed at the top and bottom edges
+    # its white box lies beneath every boundary and Z point: it hid the next look's boundary
+    ax = monitoring_figure(crossing).axes[0]
+    labels = [t for t in ax.texts if t.get_text().startswith("boundary ±")]
+    marks = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert labels and marks
+    assert max(t.get_zorder() for t in labels) < min(m.get_zorder() for m in marks)
 
 
 def test_missing_values_of_stored_json_are_skipped(crossing: dict[str, Any]) -> None:
