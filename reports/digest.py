@@ -31,9 +31,17 @@ and stores a new one holding
 Every digest freezes the ids of the pooled results it reports (``Digest.pooled_result_ids``)
 and keeps the whole change set as JSON in ``Digest.summary``, so each number can be audited.
 
+**The previous digest** is the newest one that reached somebody (``previous_digest``), or
+is still waiting for its first delivery: a digest whose every delivery failed, or a preview
+(``mmlr digest --out`` alone) never delivered, is passed over, so the next digest covers its
+changes too (``summary["since_digest"]`` names the digest compared with) and takes over its
+alerts. A recipient is told what changed since the last digest that went out, not since the
+last one stored.
+
 **Idempotency.** When nothing changed since the previous digest no row is written:
 ``build_digest`` returns the previous digest and marks it *unchanged* in its SQLAlchemy
-instance info (``is_unchanged(digest)`` reads the mark). ``deliver_digest`` never sends a
+instance info (``is_unchanged(digest)`` reads the mark); so does a newer digest not
+delivered yet that says the same (it is the one to deliver). ``deliver_digest`` never sends a
 digest twice to the same recipient (nor writes it twice to the outbox), so ``mmlr run`` twice
 in a row changes nothing the second time.
 """
@@ -117,7 +125,7 @@ _SUMMARY_VERSION = 1
 DELIVERY_LOCK_TTL = 1800.0
 # Keys of the summary that change with every build and say nothing about the evidence.
 _VOLATILE_KEYS = ("period_start", "period_end", "first", "screening_health",
-                  "screening_health_change", "searches")
+                  "screening_health_change", "searches", "preview")
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -160,23 +168,76 @@ def is_unchanged(digest: Digest) -> bool:
 HealthProvider = Callable[..., dict[str, Any]]
 
 
-def build_digest(ctx: AppContext, *, health: HealthProvider | None = None) -> Digest:
+def build_digest(ctx: AppContext, *, health: HealthProvider | None = None,
+                 preview: bool = False) -> Digest:
     """Store and return the digest of what changed since the previous one (see module doc).
 
     ``health`` computes the screening health shown in the digest (the entry points pass
     ``screening.health.screening_health``); without it the digest says it was not computed.
+    ``preview`` (``mmlr digest --out`` without ``--send``): the digest is stored but, until it
+    is delivered, the next one still counts from the digest before it.
     Runs under the database lock "digest": two workers building at the same moment would each
     see the same previous digest and store the same changes twice. The second one gets
     ``LockedError`` instead.
     """
     with job_lock(ctx.engine, "digest", ttl=1800):
-        return _build_digest(ctx, health)
+        return _build_digest(ctx, health, preview=preview)
 
 
-def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
+def delivered_digest_ids(session: Session) -> set[int]:
+    """Ids of the digests sent to someone (an SMTP recipient, or the outbox when that is the
+    delivery)."""
+    return {int(i) for i in session.exec(
+        select(Delivery.digest_id).where(Delivery.status == "sent").distinct())}
+
+
+def is_preview(digest: Digest) -> bool:
+    """Whether ``digest`` was built by ``mmlr digest --out`` alone (a preview)."""
+    return bool((digest.summary or {}).get("preview"))
+
+
+def since_digest_id(digest: Digest) -> int | None:
+    """The digest whose snapshot ``digest`` was compared with (None: the first digest, or one
+    stored before this was kept — then the digest before it)."""
+    value = (digest.summary or {}).get("since_digest")
+    return value if isinstance(value, int) else None
+
+
+def previous_digest(session: Session) -> Digest | None:
+    """The digest the next one is compared with: the newest one that was delivered, or that
+    is still waiting for its first delivery (built, never tried: the digest being delivered
+    right after it was built, or by a caller that delivers later).
+
+    Skipped are digests whose every delivery attempt failed and previews never delivered:
+    their changes reached nobody, so the next digest must say them again (it counts from the
+    digest before them), or subscribers never hear of them."""
+    delivered = delivered_digest_ids(session)
+    tried = {int(i) for i in session.exec(select(Delivery.digest_id).distinct())}
+    for digest in session.exec(select(Digest).order_by(col(Digest.id).desc())):
+        if digest.id in delivered or (digest.id not in tried and not is_preview(digest)):
+            return digest
+    return None
+
+
+def carried_by(session: Session, digest: Digest) -> Digest | None:
+    """The first later digest that was delivered and compared with a digest before
+    ``digest``, so its changes went out there; None when none did (yet)."""
+    delivered = delivered_digest_ids(session)
+    for later in session.exec(select(Digest).where(col(Digest.id) > digest.id)
+                              .order_by(col(Digest.id))):
+        since = since_digest_id(later)
+        if later.id in delivered and "since_digest" in (later.summary or {}) \
+                and (since is None or since < int(digest.id or 0)):
+            return later
+    return None
+
+
+def _build_digest(ctx: AppContext, health: HealthProvider | None, *,
+                  preview: bool = False) -> Digest:
     now = utcnow()
     with ctx.sessions() as session:
-        previous = session.exec(select(Digest).order_by(col(Digest.id).desc()).limit(1)).first()
+        newest = session.exec(select(Digest).order_by(col(Digest.id).desc()).limit(1)).first()
+        previous = previous_digest(session)
         prev_summary: dict[str, Any] = dict(previous.summary or {}) if previous else {}
         first = previous is None
 
@@ -189,9 +250,12 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         decisions, last_decision_id = _decisions_since(
             session, previous, prev_summary, dual=ctx.settings.dual_screening)
         fulltext, last_fulltext_id = _fulltext_since(session, previous, prev_summary)
-        alerts = list(session.exec(
-            select(Alert).where(col(Alert.digest_id).is_(None)).order_by(col(Alert.id))
-        ).all())
+        # An alert listed by an undelivered digest after the previous one reached nobody.
+        stmt = select(Alert).order_by(col(Alert.id))
+        if previous is not None:
+            stmt = stmt.where(col(Alert.digest_id).is_(None)
+                              | (col(Alert.digest_id) > previous.id))
+        alerts = list(session.exec(stmt).all())
         current = _latest_pooled(session)
         old = _pooled_by_ids(session, previous.pooled_result_ids if previous else [])
         analyses = _compare_analyses(old, current, prev_summary)
@@ -219,6 +283,9 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
             "first": first,
             "period_start": previous.period_end.isoformat() if previous else None,
             "period_end": now.isoformat(),
+            # The digest compared with: a digest never delivered in between is not it.
+            "since_digest": previous.id if previous else None,
+            "preview": preview,
             "flagged_pmids": flagged_pmids,
             "last_decision_id": last_decision_id,
             "new_flagged_total": len(new_flagged),
@@ -245,12 +312,25 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
             session, previous.period_end if previous else None, now)
         images = _forest_images(current, analyses)  # before storing: it adds forest notes
         monitoring_images = _monitoring_images(current, analyses)
+        content_hash = _content_hash(summary)
+        if newest is not None and newest is not previous \
+                and newest.content_hash == content_hash:
+            # The newest digest, not delivered yet (a preview, or its delivery failed), says
+            # exactly this: it is the one to deliver, not a copy of it under a new number.
+            if is_preview(newest) and not preview:
+                newest.summary = {**newest.summary, "preview": False}
+                session.add(newest)
+                session.commit()
+                session.refresh(newest)
+            log.info("digest: nothing changed since digest #%s, not delivered yet", newest.id)
+            _state(newest).info[_UNCHANGED_MARK] = True
+            return newest
         digest = Digest(
             period_start=previous.period_end if previous else None,
             period_end=now,
             summary=summary,
             pooled_result_ids=sorted(int(r.id) for r in current.values() if r.id is not None),
-            content_hash=_content_hash(summary),
+            content_hash=content_hash,
             html="",
             text="",
         )

@@ -618,3 +618,86 @@ def test_a_failed_starttls_handshake_is_a_clear_error() -> None:
     finally:
         controller.stop()
     assert "?starttls=" in err.value.one_line()
+
+
+# ----------------------------------------------------------------------------- undelivered
+def _repool(ctx, hr: float) -> int:  # type: ignore[no-untyped-def]
+    """A new snapshot of the seed's analysis with another HR (as `mmlr pool` stores one)."""
+    with ctx.sessions() as s:
+        row = PooledResult(analysis_key="len", analysis_label="Lenalidomide, PFS", k=1,
+                           estimate=math.log(hr), ci_low=math.log(hr) - 0.2,
+                           ci_high=math.log(hr) + 0.2,
+                           inputs=[{"trial": "CALGB 100104", "yi": math.log(hr), "sei": 0.1,
+                                    "hr": hr, "ci_low": hr * 0.8, "ci_high": hr * 1.2,
+                                    "weight": 100.0}])
+        s.add(row)
+        s.commit()
+        return int(row.id or 0)
+
+
+def test_a_digest_nobody_received_is_covered_by_the_next(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
+    # Digest #2 failed for every recipient (server down); #3 was compared with #2, listed #2's
+    # new analysis as "Unchanged" and its alert not at all: subscribers never heard of them.
+    from store.models import Alert, Digest
+
+    handler, port = smtp
+    up = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}", digest_to="ana@example.org")
+    down = with_settings(up, smtp_url=f"smtp://127.0.0.1:{free_port()}")
+    seed(ctx)
+    first = build_digest(up)
+    deliver_digest(up, first, retry_delays=FAST)
+    old_id = first.pooled_result_ids[0]
+    _repool(ctx, 0.7)
+    with ctx.sessions() as s:
+        s.add(Alert(kind="retraction", pmid=90000001, message="Retracted: the seed trial",
+                    in_analysis=True))
+        s.commit()
+    failed = build_digest(down)
+    with pytest.raises(DeliveryError, match="reached 0 of 1"):
+        deliver_digest(down, failed, retry_delays=FAST)
+    # Built again before anything changed: the undelivered digest itself, to deliver.
+    assert build_digest(down).id == failed.id
+    newest = _repool(ctx, 0.8)
+    again = build_digest(up)
+    assert again.id not in (first.id, failed.id)
+    [entry] = again.summary["analyses"]
+    assert entry["status"] == "updated"
+    assert (entry["old"]["id"], entry["new"]["id"]) == (old_id, newest)
+    assert [a["message"] for a in again.summary["alerts"]] == ["Retracted: the seed trial"]
+    assert again.summary["since_digest"] == first.id
+    deliver_digest(up, again, retry_delays=FAST)
+    assert len(handler.messages) == 2
+    assert "Retracted: the seed trial" in parts(handler.messages[1][1])[0]
+    with ctx.sessions() as s:
+        [alert] = s.exec(select(Alert)).all()
+        assert alert.digest_id == again.id
+        assert s.get(Digest, failed.id) is not None  # kept, for the audit trail
+    # and the next one counts from the digest that went out
+    _repool(ctx, 0.9)
+    assert build_digest(up).summary["since_digest"] == again.id
+
+
+def test_a_preview_does_not_use_up_the_changes(ctx) -> None:  # type: ignore[no-untyped-def]
+    # `mmlr digest --out FILE` stored digest #2 and moved "since the last digest": the next
+    # delivered one said "no changes" and #2's changes were never sent.
+    from conftest import cli_env, run_cli
+
+    sctx = ctx  # no MMLR_SMTP_URL: the outbox is the delivery
+    seed(sctx)
+    first = build_digest(sctx)
+    deliver_digest(sctx, first)
+    changed = _repool(sctx, 0.7)
+    out = sctx.settings.data_dir / "preview.html"
+    proc = run_cli("digest", "--out", str(out), env=cli_env(
+        MMLR_DATA_DIR=str(sctx.settings.data_dir),
+        MMLR_DATABASE_URL=str(sctx.settings.database_url)))
+    assert proc.returncode == 0, proc.stderr
+    assert "Lenalidomide, PFS" in out.read_text(encoding="utf-8")
+    later = _repool(sctx, 0.8)
+    digest = build_digest(sctx)
+    [entry] = digest.summary["analyses"]
+    assert entry["status"] == "updated" and entry["new"]["id"] == later != changed
+    assert entry["old"]["id"] == first.pooled_result_ids[0]  # not the preview's
+    assert digest.summary["since_digest"] == 1 and not digest.summary["preview"]
+    assert "written to" in deliver_digest(sctx, digest)[0]
+    assert build_digest(sctx).id == digest.id  # delivered: nothing new since
