@@ -1326,14 +1326,21 @@ def _deliver_smtp(
             msg = build_message(subject=digest.subject, text=text, html=html,
                                 sender=settings.mail_from, recipients=[rcpt], images=images,
                                 headers=headers)
+            if server_error is not None:
+                # The server itself failed (down, login refused): do not hammer it once per
+                # recipient; the others are recorded as failed with the same reason, as not
+                # tried (their attempts stay as they were).
+                row.status, row.error = "failed", f"not tried: {server_error.one_line()}"
+                failures.append(f"{rcpt}: not tried")
+                session.add(row)
+                session.commit()
+                continue
             try:
-                if server_error is not None:
-                    # The server itself failed (down, login refused): do not hammer it once
-                    # per recipient; the others are recorded as failed with the same reason.
-                    raise server_error
                 result = send_message(target, msg, [rcpt], retry_delays=DEFAULT_RETRY_DELAYS
                                       if retry_delays is None else retry_delays)
             except DeliveryError as exc:
+                # send_message raises only for the server or the connection (a recipient's
+                # own refusal or deferral comes back in result.refused).
                 server_error = exc
                 row.attempts += 1
                 row.status, row.error = "failed", exc.one_line()
@@ -1342,8 +1349,13 @@ def _deliver_smtp(
                 row.attempts += result.attempts
                 row.message_id = result.message_id
                 if rcpt in result.refused:
-                    row.status, row.error = "failed", f"recipient refused: {result.refused[rcpt]}"
-                    failures.append(f"{rcpt}: refused ({result.refused[rcpt]})")
+                    # A bare reply ("550 …") is a refused mailbox; mail words the rest
+                    # ("deferred after 3 attempts: 450 …", "message rejected (554 …)").
+                    reason = result.refused[rcpt]
+                    bare = reason[:1].isdigit()
+                    row.status = "failed"
+                    row.error = f"recipient refused: {reason}" if bare else reason
+                    failures.append(f"{rcpt}: refused ({reason})" if bare else f"{rcpt}: {reason}")
                 else:
                     row.status, row.error, row.sent_at = "sent", None, utcnow()
                     lines.append(f"digest #{digest.id} sent to {rcpt} ({result.message_id})")

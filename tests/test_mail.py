@@ -298,9 +298,13 @@ def test_persistent_4xx_gives_up_after_the_retries(smtp) -> None:  # type: ignor
     handler.defer_data = 10
     msg = build_message(subject="s", text="t", html="<p>h</p>", sender="m@example.org",
                         recipients=["a@example.org"])
-    with pytest.raises(DeliveryError, match=r"failed after 3 attempts: 451 4\.3\.0 try again"):
-        send_message(parse_smtp_url(f"smtp://127.0.0.1:{port}"), msg, ["a@example.org"],
-                     retry_delays=FAST)
+    # A deferral of this message is its recipient's failure, not the server's: the caller
+    # goes on to the next recipient (it raised DeliveryError, which stopped the whole run).
+    result = send_message(parse_smtp_url(f"smtp://127.0.0.1:{port}"), msg, ["a@example.org"],
+                          retry_delays=FAST)
+    assert result.refused == {"a@example.org": "deferred after 3 attempts: 451 4.3.0 try again "
+                                               "later"}
+    assert result.attempts == 3 and result.accepted == []
     assert handler.defer_data == 7 and handler.messages == []
 
 
@@ -323,6 +327,65 @@ def test_refused_recipient_does_not_stop_the_others(ctx, smtp) -> None:  # type:
     assert [r for rcpts, _ in handler.messages for r in rcpts] == ["ok@example.org",
                                                                    "refused@example.org"]
     assert any("already sent to ok@example.org" in x for x in lines)
+
+
+class Picky(Capture):
+    """Defers one mailbox (greylisting) and rejects the content sent to another at DATA."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if address.startswith("grey@"):
+            return "450 4.2.0 greylisted, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if envelope.rcpt_tos == ["spamtrap@example.org"]:
+            return "554 5.7.1 message content rejected"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_one_recipients_deferral_or_rejection_does_not_fail_the_others(ctx) -> None:  # type: ignore[no-untyped-def]
+    # The first recipient greylisted (450 at RCPT): every later one was marked failed without
+    # being tried, with "every recipient was deferred ... <grey@…>" and an attempt counted;
+    # a 554 at DATA for one recipient was read as the server failing, with the same effect.
+    handler = Picky()
+    controller, port = _serve(handler)
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
+                         digest_to="grey@example.org,spamtrap@example.org,ok@example.org")
+    try:
+        with pytest.raises(DeliveryError) as err:
+            deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    finally:
+        controller.stop()
+    line = err.value.one_line()
+    assert "reached 1 of 3 recipients" in line
+    assert "grey@example.org: deferred after 3 attempts: 450 4.2.0 greylisted" in line
+    assert "spamtrap@example.org: message rejected (554 5.7.1 message content rejected)" \
+        in line
+    assert "every recipient" not in line
+    assert [rcpts for rcpts, _ in handler.messages] == [["ok@example.org"]]
+    with ctx.sessions() as s:
+        rows = {r.recipient: (r.status, r.attempts, r.error)
+                for r in s.exec(select(Delivery)).all()}
+    assert rows["ok@example.org"] == ("sent", 1, None)
+    assert rows["grey@example.org"][:2] == ("failed", 3)
+    assert "greylisted" in (rows["grey@example.org"][2] or "")
+    assert rows["spamtrap@example.org"] == (
+        "failed", 1, "message rejected (554 5.7.1 message content rejected)")
+
+
+def test_after_the_server_fails_the_rest_are_not_tried_nor_counted(ctx) -> None:  # type: ignore[no-untyped-def]
+    # A recipient not tried because the server was down got an attempt counted all the same.
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{free_port()}",
+                         digest_to="a@example.org,b@example.org")
+    with pytest.raises(DeliveryError, match=r"b@example\.org: not tried"):
+        deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    with ctx.sessions() as s:
+        rows = {r.recipient: (r.attempts, r.error) for r in s.exec(select(Delivery)).all()}
+    assert rows["a@example.org"][0] == 1 and "connection refused" in (rows["a@example.org"][1]
+                                                                      or "")
+    assert rows["b@example.org"][0] == 0
+    assert (rows["b@example.org"][1] or "").startswith("not tried: SMTP server")
 
 
 def test_login_with_credentials(ctx, smtp_auth) -> None:  # type: ignore[no-untyped-def]
