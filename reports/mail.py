@@ -208,7 +208,8 @@ def _send_with_retries(
                 raise DeliveryError(
                     f"SMTP server {target.host}:{target.port} failed after {attempts} attempts: "
                     f"{exc.reason}",
-                    hint="check that the server of MMLR_SMTP_URL is running and reachable",
+                    hint=exc.hint
+                    or "check that the server of MMLR_SMTP_URL is running and reachable",
                 ) from None
             delay = delays.pop(0)
             # Logged before send_message sees it, so masked here too. INFO, as a poll's
@@ -230,10 +231,12 @@ class _Transient(Exception):
     """Worth another try; ``recipients``: the server deferred this message's recipients or
     content (4xx to RCPT or DATA), not the connection."""
 
-    def __init__(self, reason: str, *, recipients: bool = False) -> None:
+    def __init__(self, reason: str, *, recipients: bool = False,
+                 hint: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.recipients = recipients
+        self.hint = hint
 
 
 class _Refused(Exception):
@@ -249,7 +252,7 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
         smtp = _connect(target)
     except (ConnectionError, TimeoutError, smtplib.SMTPConnectError,
             smtplib.SMTPServerDisconnected) as exc:
-        raise _Transient(_describe_os_error(exc)) from None
+        raise _connection_failed(exc, target) from None
     except ssl.SSLError as exc:
         raise DeliveryError(
             f"TLS handshake with SMTP server {target.host}:{target.port} failed: "
@@ -311,7 +314,7 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
         raise DeliveryError(f"SMTP server {target.host}:{target.port} rejected the digest "
                             f"({reason})") from None
     except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
-        raise _Transient(_describe_os_error(exc)) from None
+        raise _connection_failed(exc, target) from None
     except ssl.SSLError as exc:  # STARTTLS accepted, then the handshake failed
         raise DeliveryError(
             f"TLS handshake with SMTP server {target.host}:{target.port} failed: "
@@ -379,6 +382,24 @@ def _reply_text(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return f"{code} {' '.join(str(text).split())}".strip()
+
+
+def _connection_failed(exc: BaseException, target: SmtpTarget) -> _Transient:
+    """A lost or refused connection, worth another try; a timeout says how long was waited
+    and which setting sets it (a slow server needs a longer one, not a running check)."""
+    if _timed_out(exc):
+        return _Transient(
+            f"timed out after {target.timeout:g} s waiting for the server's reply",
+            hint="the server is slow or stalled; raise timeout= in MMLR_SMTP_URL "
+                 f"(now {target.timeout:g} s) if it is just slow")
+    return _Transient(_describe_os_error(exc))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # smtplib turns a read timeout into SMTPServerDisconnected("Connection unexpectedly
+    # closed: timed out"): the text is all that is left of the TimeoutError.
+    return isinstance(exc, TimeoutError) or (
+        isinstance(exc, smtplib.SMTPServerDisconnected) and str(exc).endswith("timed out"))
 
 
 def _describe_os_error(exc: BaseException) -> str:

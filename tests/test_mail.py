@@ -388,6 +388,31 @@ def test_after_the_server_fails_the_rest_are_not_tried_nor_counted(ctx) -> None:
     assert (rows["b@example.org"][1] or "").startswith("not tried: SMTP server")
 
 
+class Slow(Capture):
+    """Takes longer to answer DATA than the client waits."""
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(3)
+        return "250 OK queued"
+
+
+def test_a_slow_server_is_a_timeout_not_a_closed_connection(ctx) -> None:  # type: ignore[no-untyped-def]
+    # smtplib's "Connection unexpectedly closed: timed out" was read as "server closed the
+    # connection (check that the server ... is running and reachable)".
+    controller, port = _serve(Slow())
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}?timeout=1",
+                         digest_to="a@example.org")
+    try:
+        with pytest.raises(DeliveryError) as err:
+            deliver_digest(sctx, build_digest(sctx), retry_delays=())
+    finally:
+        controller.stop()
+    line = err.value.one_line()
+    assert "failed after 1 attempts: timed out after 1 s waiting for the server's reply" in line
+    assert "raise timeout= in MMLR_SMTP_URL (now 1 s)" in line
+    assert "closed the connection" not in line and "is running and reachable" not in line
+
+
 def test_login_with_credentials(ctx, smtp_auth) -> None:  # type: ignore[no-untyped-def]
     handler, port = smtp_auth
     sctx = with_settings(ctx, smtp_url=f"smtp://digest:s3cret-pa55@127.0.0.1:{port}",
