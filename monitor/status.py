@@ -280,6 +280,7 @@ def _digest(session: Session, report: StatusReport) -> None:
         key = (row.channel, row.recipient.lower() if row.recipient else None)
         if key not in latest or latest[key].status != "sent":
             latest[key] = row
+    latest = _people(latest)
     counts = {status: sum(r.status == status for r in latest.values())
               for status in ("sent", "failed", "pending")}
     errors = sorted({" ".join((r.error or "no reason recorded").split())
@@ -291,6 +292,16 @@ def _digest(session: Session, report: StatusReport) -> None:
             f"the newest digest #{digest.id} was not delivered to {counts['failed']} of "
             f"{len(latest)} recipients: {errors[0]} (`mmlr digest --send` retries them)")
     _older_digests(session, int(digest.id or 0), report)
+
+
+def _people(latest: dict[Any, Any]) -> dict[Any, Any]:
+    """The deliveries that are recipients: the outbox copy is nobody (it is written beside
+    SMTP deliveries when the digest went to the outbox before MMLR_SMTP_URL was set) and
+    counts only where it is the delivery, a digest with no SMTP recipient. Keys end with
+    (channel, recipient)."""
+    if any(key[-2] == "smtp" for key in latest):
+        return {key: row for key, row in latest.items() if key[-2] != "outbox"}
+    return latest
 
 
 def _older_digests(session: Session, newest: int, report: StatusReport) -> None:
@@ -306,6 +317,10 @@ def _older_digests(session: Session, newest: int, report: StatusReport) -> None:
         key = (row.digest_id, row.channel, row.recipient.lower() if row.recipient else None)
         if key not in latest or latest[key].status != "sent":
             latest[key] = row
+    by_digest: dict[int, dict[tuple[int, str, str | None], Delivery]] = {}
+    for key, row in latest.items():
+        by_digest.setdefault(key[0], {})[key] = row
+    latest = {k: r for rows_of in by_digest.values() for k, r in _people(rows_of).items()}
     missed = sorted(k for k, r in latest.items() if r.status == "failed" and k[0] < newest)
     if not missed:
         return

@@ -304,6 +304,20 @@ def test_a_failed_delivery_needs_attention_until_retried(polled: Any) -> None:
     assert status(ctx.settings).returncode == 0
 
 
+def test_the_outbox_copy_is_not_counted_as_a_recipient(polled: Any) -> None:
+    # `--send` said "reached 2 of 3 recipients"; status said "1 of 4 ... 3 delivered": the
+    # outbox copy written before MMLR_SMTP_URL was set counted as a person.
+    ctx, _ = polled
+    digest_id = _digest_with(
+        ctx, Delivery(channel="outbox", status="sent", path="/tmp/outbox/d.html"),
+        _sent("a@example.org"), _sent("b@example.org"), _failed("c@example.org"))
+    line = attention_line(status(ctx.settings))
+    assert f"the newest digest #{digest_id} was not delivered to 1 of 3 recipients" in line
+    _, report, _ = status_json(ctx.settings)
+    assert (report["digest"]["sent"], report["digest"]["failed"]) == (2, 1)
+    assert "2 delivered, 1 failed" in status(ctx.settings).stdout
+
+
 def _sent(rcpt: str) -> Delivery:
     return Delivery(channel="smtp", recipient=rcpt, status="sent", sent_at=utcnow())
 
