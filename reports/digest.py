@@ -260,6 +260,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None, *,
         old = _pooled_by_ids(session, previous.pooled_result_ids if previous else [])
         analyses = _compare_analyses(old, current, prev_summary)
         _add_absolute_effects(session, analyses, current)
+        _absolute_changes(analyses, prev_summary)
         networks = network_snapshot(current_networks(
             session, ctx.settings.analyses_file, ctx.settings.pool_method))
         network_list, networks_unchanged = network_changes(prev_summary.get("networks"),
@@ -271,7 +272,8 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None, *,
         changed = bool(new_flagged or decisions["total"] or fulltext["total"] or alerts
                        or trial_matches
                        or network_list or any(a["status"] != "unchanged" or a["monitoring_change"]
-                              or a["small_study_change"] for a in analyses))
+                              or a["small_study_change"] or a.get("absolute_change")
+                              for a in analyses))
         if previous is not None and not changed:
             log.info("digest: nothing changed since digest #%s; not building a new one",
                      previous.id)
@@ -717,6 +719,27 @@ def _add_absolute_effects(session: Session, analyses: list[dict[str, Any]],
             entry["absolute_unavailable"] = why
 
 
+def _absolute_changes(analyses: list[dict[str, Any]], previous: dict[str, Any]) -> None:
+    """Marks each analysis whose assumed control risk changed since the previous digest (a
+    first entry, or a newer one) with ``absolute_change``, the absolute effect then and now
+    in words: the absolute effect per 1000 moves with it while the pooled snapshot does not,
+    and a panel reads the absolute effect. Nothing is claimed against a digest stored before
+    absolute effects were kept."""
+    then = {a["key"]: a for a in previous.get("analyses", []) if "absolute" in a}
+    for entry in analyses:
+        before = then.get(entry["key"])
+        if before is None or entry["new"] is None:
+            continue
+        old, new = before.get("absolute"), entry.get("absolute")
+        if (old or {}).get("baseline_id") == (new or {}).get("baseline_id"):
+            continue
+        was = (f"{old['text']} Assumed control risk: {old['source']}." if old
+               else "no assumed control risk entered.")
+        now = (f"{new['text']} Assumed control risk: {new['source']}." if new
+               else f"not available: {entry.get('absolute_unavailable') or 'no estimate'}.")
+        entry["absolute_change"] = f"{now} Before: {was}"
+
+
 def _small_study_view(row: PooledResult) -> dict[str, Any] | None:
     """What the digest keeps of a snapshot's funnel assessment (rounded, so that the summary
     and its content hash do not depend on the last bits of a float); None when the snapshot has
@@ -1063,6 +1086,12 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     if funnel_only:
         parts.append(plural(funnel_only, "funnel assessment changed",
                              "funnel assessments changed"))
+    # Likewise an absolute effect moved by a new assumed control risk alone.
+    absolute_only = sum(a["status"] == "unchanged" and bool(a.get("absolute_change"))
+                        for a in summary["analyses"])
+    if absolute_only:
+        parts.append(plural(absolute_only, "absolute effect changed",
+                             "absolute effects changed"))
     # Networks move with the pooled analyses' inputs; named only when no analysis changed
     # (an [[arms]] correction, say), so the subject never says "no changes" over them.
     if summary.get("network_changes") and not changed:
@@ -1168,6 +1197,8 @@ def render_digest(
                             if a["status"] == "unchanged" and a.get("monitoring_change")],
         "small_study_only": [a for a in summary["analyses"]
                              if a["status"] == "unchanged" and a.get("small_study_change")],
+        "absolute_only": [a for a in summary["analyses"]
+                          if a["status"] == "unchanged" and a.get("absolute_change")],
         "more_flagged": summary["new_flagged_total"] - len(summary["new_flagged"]),
         "trial_reports": summary.get("new_trial_reports", []),
         "more_trial_reports": (summary.get("new_trial_reports_total", 0)
