@@ -257,7 +257,10 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     if out is not None:  # before the digest is built and stored: a wrong path changes nothing
         check_target(out, what="the digest", hint=hint)
     with _context(settings) as ctx:
-        digest = build_digest(ctx, health=screening_health)
+        # --out alone is a preview: stored, but the next digest still counts from the last
+        # one delivered, so the changes it shows are not used up before anyone got them.
+        digest = build_digest(ctx, health=screening_health,
+                              preview=out is not None and not args.send)
         if out is not None:
             with open_out(out, what="the digest", hint=hint) as fh:
                 fh.write(digest.html)

@@ -15,7 +15,8 @@ whether something needs attention. The rules (docs/operations.md, "Health: mmlr 
   least a day (default daily cron: 2 days) — one missed slot (NCBI down for a morning) is
   forgiven, two in a row are not;
 - ``MMLR_POLL_CRON`` is not a cron ``serve``/``worker`` would start with;
-- the newest digest did not reach a recipient (its latest delivery to them failed).
+- the newest digest did not reach a recipient (its latest delivery to them failed), or an
+  older one did not and no later digest they received carried its changes.
 
 Everything else (screening backlog, pending pool changes, locks, alerts) is reported, never a
 reason to fail: those are curators' work or normal operation, not an operator's alarm.
@@ -279,6 +280,7 @@ def _digest(session: Session, report: StatusReport) -> None:
         key = (row.channel, row.recipient.lower() if row.recipient else None)
         if key not in latest or latest[key].status != "sent":
             latest[key] = row
+    latest = _people(latest)
     counts = {status: sum(r.status == status for r in latest.values())
               for status in ("sent", "failed", "pending")}
     errors = sorted({" ".join((r.error or "no reason recorded").split())
@@ -289,6 +291,64 @@ def _digest(session: Session, report: StatusReport) -> None:
         report.problems.append(
             f"the newest digest #{digest.id} was not delivered to {counts['failed']} of "
             f"{len(latest)} recipients: {errors[0]} (`mmlr digest --send` retries them)")
+    _older_digests(session, int(digest.id or 0), report)
+
+
+def _people(latest: dict[Any, Any]) -> dict[Any, Any]:
+    """The deliveries that are recipients: the outbox copy is nobody (it is written beside
+    SMTP deliveries when the digest went to the outbox before MMLR_SMTP_URL was set) and
+    counts only where it is the delivery, a digest with no SMTP recipient. Keys end with
+    (channel, recipient)."""
+    if any(key[-2] == "smtp" for key in latest):
+        return {key: row for key, row in latest.items() if key[-2] != "outbox"}
+    return latest
+
+
+def _older_digests(session: Session, newest: int, report: StatusReport) -> None:
+    """An older digest that did not reach a recipient is a problem only when no later digest
+    they received carried its changes: a digest counts from the last one delivered
+    (``reports.digest.previous_digest``), so one that reached nobody is covered by the next,
+    while one that reached others but not them is not (its changes are not said again)."""
+    from store.models import Delivery, Digest
+
+    rows = session.exec(select(Delivery).order_by(col(Delivery.id))).all()
+    latest: dict[tuple[int, str, str | None], Delivery] = {}
+    for row in rows:
+        key = (row.digest_id, row.channel, row.recipient.lower() if row.recipient else None)
+        if key not in latest or latest[key].status != "sent":
+            latest[key] = row
+    by_digest: dict[int, dict[tuple[int, str, str | None], Delivery]] = {}
+    for key, row in latest.items():
+        by_digest.setdefault(key[0], {})[key] = row
+    latest = {k: r for rows_of in by_digest.values() for k, r in _people(rows_of).items()}
+    missed = sorted(k for k, r in latest.items() if r.status == "failed" and k[0] < newest)
+    if not missed:
+        return
+    # What each later digest was compared with; one stored before that was kept counts
+    # from the digest just before it.
+    since: dict[int, int | None] = {}
+    before: int | None = None
+    for digest_id, summary in session.exec(
+            select(Digest.id, Digest.summary).where(col(Digest.id) >= missed[0][0])
+            .order_by(col(Digest.id))):
+        value = (summary or {}).get("since_digest") if isinstance(summary, dict) else None
+        since[int(digest_id or 0)] = value if isinstance(value, int) else \
+            (None if "since_digest" in (summary or {}) else before)
+        before = int(digest_id or 0)
+    uncovered: dict[int, list[Delivery]] = {}
+    for digest_id, channel, rcpt in missed:
+        carried = any(
+            later > digest_id and (base is None or base < digest_id)
+            and (got := latest.get((later, channel, rcpt))) is not None and got.status == "sent"
+            for later, base in since.items())
+        if not carried:
+            uncovered.setdefault(digest_id, []).append(latest[(digest_id, channel, rcpt)])
+    for digest_id, failed in sorted(uncovered.items()):
+        error = " ".join((failed[0].error or "no reason recorded").split())
+        report.problems.append(
+            f"digest #{digest_id} was not delivered to {len(failed)} "
+            f"recipient{'' if len(failed) == 1 else 's'} and no later digest they received "
+            f"carried its changes: {error} (it is kept: /digests/{digest_id} shows it)")
 
 
 def _screening(session: Session, settings: Settings, report: StatusReport) -> None:

@@ -31,9 +31,17 @@ and stores a new one holding
 Every digest freezes the ids of the pooled results it reports (``Digest.pooled_result_ids``)
 and keeps the whole change set as JSON in ``Digest.summary``, so each number can be audited.
 
+**The previous digest** is the newest one that reached somebody (``previous_digest``), or
+is still waiting for its first delivery: a digest whose every delivery failed, or a preview
+(``mmlr digest --out`` alone) never delivered, is passed over, so the next digest covers its
+changes too (``summary["since_digest"]`` names the digest compared with) and takes over its
+alerts. A recipient is told what changed since the last digest that went out, not since the
+last one stored.
+
 **Idempotency.** When nothing changed since the previous digest no row is written:
 ``build_digest`` returns the previous digest and marks it *unchanged* in its SQLAlchemy
-instance info (``is_unchanged(digest)`` reads the mark). ``deliver_digest`` never sends a
+instance info (``is_unchanged(digest)`` reads the mark); so does a newer digest not
+delivered yet that says the same (it is the one to deliver). ``deliver_digest`` never sends a
 digest twice to the same recipient (nor writes it twice to the outbox), so ``mmlr run`` twice
 in a row changes nothing the second time.
 """
@@ -117,7 +125,7 @@ _SUMMARY_VERSION = 1
 DELIVERY_LOCK_TTL = 1800.0
 # Keys of the summary that change with every build and say nothing about the evidence.
 _VOLATILE_KEYS = ("period_start", "period_end", "first", "screening_health",
-                  "screening_health_change", "searches")
+                  "screening_health_change", "searches", "preview")
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -160,23 +168,76 @@ def is_unchanged(digest: Digest) -> bool:
 HealthProvider = Callable[..., dict[str, Any]]
 
 
-def build_digest(ctx: AppContext, *, health: HealthProvider | None = None) -> Digest:
+def build_digest(ctx: AppContext, *, health: HealthProvider | None = None,
+                 preview: bool = False) -> Digest:
     """Store and return the digest of what changed since the previous one (see module doc).
 
     ``health`` computes the screening health shown in the digest (the entry points pass
     ``screening.health.screening_health``); without it the digest says it was not computed.
+    ``preview`` (``mmlr digest --out`` without ``--send``): the digest is stored but, until it
+    is delivered, the next one still counts from the digest before it.
     Runs under the database lock "digest": two workers building at the same moment would each
     see the same previous digest and store the same changes twice. The second one gets
     ``LockedError`` instead.
     """
     with job_lock(ctx.engine, "digest", ttl=1800):
-        return _build_digest(ctx, health)
+        return _build_digest(ctx, health, preview=preview)
 
 
-def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
+def delivered_digest_ids(session: Session) -> set[int]:
+    """Ids of the digests sent to someone (an SMTP recipient, or the outbox when that is the
+    delivery)."""
+    return {int(i) for i in session.exec(
+        select(Delivery.digest_id).where(Delivery.status == "sent").distinct())}
+
+
+def is_preview(digest: Digest) -> bool:
+    """Whether ``digest`` was built by ``mmlr digest --out`` alone (a preview)."""
+    return bool((digest.summary or {}).get("preview"))
+
+
+def since_digest_id(digest: Digest) -> int | None:
+    """The digest whose snapshot ``digest`` was compared with (None: the first digest, or one
+    stored before this was kept — then the digest before it)."""
+    value = (digest.summary or {}).get("since_digest")
+    return value if isinstance(value, int) else None
+
+
+def previous_digest(session: Session) -> Digest | None:
+    """The digest the next one is compared with: the newest one that was delivered, or that
+    is still waiting for its first delivery (built, never tried: the digest being delivered
+    right after it was built, or by a caller that delivers later).
+
+    Skipped are digests whose every delivery attempt failed and previews never delivered:
+    their changes reached nobody, so the next digest must say them again (it counts from the
+    digest before them), or subscribers never hear of them."""
+    delivered = delivered_digest_ids(session)
+    tried = {int(i) for i in session.exec(select(Delivery.digest_id).distinct())}
+    for digest in session.exec(select(Digest).order_by(col(Digest.id).desc())):
+        if digest.id in delivered or (digest.id not in tried and not is_preview(digest)):
+            return digest
+    return None
+
+
+def carried_by(session: Session, digest: Digest) -> Digest | None:
+    """The first later digest that was delivered and compared with a digest before
+    ``digest``, so its changes went out there; None when none did (yet)."""
+    delivered = delivered_digest_ids(session)
+    for later in session.exec(select(Digest).where(col(Digest.id) > digest.id)
+                              .order_by(col(Digest.id))):
+        since = since_digest_id(later)
+        if later.id in delivered and "since_digest" in (later.summary or {}) \
+                and (since is None or since < int(digest.id or 0)):
+            return later
+    return None
+
+
+def _build_digest(ctx: AppContext, health: HealthProvider | None, *,
+                  preview: bool = False) -> Digest:
     now = utcnow()
     with ctx.sessions() as session:
-        previous = session.exec(select(Digest).order_by(col(Digest.id).desc()).limit(1)).first()
+        newest = session.exec(select(Digest).order_by(col(Digest.id).desc()).limit(1)).first()
+        previous = previous_digest(session)
         prev_summary: dict[str, Any] = dict(previous.summary or {}) if previous else {}
         first = previous is None
 
@@ -189,13 +250,17 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         decisions, last_decision_id = _decisions_since(
             session, previous, prev_summary, dual=ctx.settings.dual_screening)
         fulltext, last_fulltext_id = _fulltext_since(session, previous, prev_summary)
-        alerts = list(session.exec(
-            select(Alert).where(col(Alert.digest_id).is_(None)).order_by(col(Alert.id))
-        ).all())
+        # An alert listed by an undelivered digest after the previous one reached nobody.
+        stmt = select(Alert).order_by(col(Alert.id))
+        if previous is not None:
+            stmt = stmt.where(col(Alert.digest_id).is_(None)
+                              | (col(Alert.digest_id) > previous.id))
+        alerts = list(session.exec(stmt).all())
         current = _latest_pooled(session)
         old = _pooled_by_ids(session, previous.pooled_result_ids if previous else [])
         analyses = _compare_analyses(old, current, prev_summary)
         _add_absolute_effects(session, analyses, current)
+        _absolute_changes(analyses, prev_summary)
         networks = network_snapshot(current_networks(
             session, ctx.settings.analyses_file, ctx.settings.pool_method))
         network_list, networks_unchanged = network_changes(prev_summary.get("networks"),
@@ -207,7 +272,8 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
         changed = bool(new_flagged or decisions["total"] or fulltext["total"] or alerts
                        or trial_matches
                        or network_list or any(a["status"] != "unchanged" or a["monitoring_change"]
-                              or a["small_study_change"] for a in analyses))
+                              or a["small_study_change"] or a.get("absolute_change")
+                              for a in analyses))
         if previous is not None and not changed:
             log.info("digest: nothing changed since digest #%s; not building a new one",
                      previous.id)
@@ -219,6 +285,9 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
             "first": first,
             "period_start": previous.period_end.isoformat() if previous else None,
             "period_end": now.isoformat(),
+            # The digest compared with: a digest never delivered in between is not it.
+            "since_digest": previous.id if previous else None,
+            "preview": preview,
             "flagged_pmids": flagged_pmids,
             "last_decision_id": last_decision_id,
             "new_flagged_total": len(new_flagged),
@@ -245,12 +314,25 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None) -> Digest:
             session, previous.period_end if previous else None, now)
         images = _forest_images(current, analyses)  # before storing: it adds forest notes
         monitoring_images = _monitoring_images(current, analyses)
+        content_hash = _content_hash(summary)
+        if newest is not None and newest is not previous \
+                and newest.content_hash == content_hash:
+            # The newest digest, not delivered yet (a preview, or its delivery failed), says
+            # exactly this: it is the one to deliver, not a copy of it under a new number.
+            if is_preview(newest) and not preview:
+                newest.summary = {**newest.summary, "preview": False}
+                session.add(newest)
+                session.commit()
+                session.refresh(newest)
+            log.info("digest: nothing changed since digest #%s, not delivered yet", newest.id)
+            _state(newest).info[_UNCHANGED_MARK] = True
+            return newest
         digest = Digest(
             period_start=previous.period_end if previous else None,
             period_end=now,
             summary=summary,
             pooled_result_ids=sorted(int(r.id) for r in current.values() if r.id is not None),
-            content_hash=_content_hash(summary),
+            content_hash=content_hash,
             html="",
             text="",
         )
@@ -637,6 +719,27 @@ def _add_absolute_effects(session: Session, analyses: list[dict[str, Any]],
             entry["absolute_unavailable"] = why
 
 
+def _absolute_changes(analyses: list[dict[str, Any]], previous: dict[str, Any]) -> None:
+    """Marks each analysis whose assumed control risk changed since the previous digest (a
+    first entry, or a newer one) with ``absolute_change``, the absolute effect then and now
+    in words: the absolute effect per 1000 moves with it while the pooled snapshot does not,
+    and a panel reads the absolute effect. Nothing is claimed against a digest stored before
+    absolute effects were kept."""
+    then = {a["key"]: a for a in previous.get("analyses", []) if "absolute" in a}
+    for entry in analyses:
+        before = then.get(entry["key"])
+        if before is None or entry["new"] is None:
+            continue
+        old, new = before.get("absolute"), entry.get("absolute")
+        if (old or {}).get("baseline_id") == (new or {}).get("baseline_id"):
+            continue
+        was = (f"{old['text']} Assumed control risk: {old['source']}." if old
+               else "no assumed control risk entered.")
+        now = (f"{new['text']} Assumed control risk: {new['source']}." if new
+               else f"not available: {entry.get('absolute_unavailable') or 'no estimate'}.")
+        entry["absolute_change"] = f"{now} Before: {was}"
+
+
 def _small_study_view(row: PooledResult) -> dict[str, Any] | None:
     """What the digest keeps of a snapshot's funnel assessment (rounded, so that the summary
     and its content hash do not depend on the last bits of a float); None when the snapshot has
@@ -983,6 +1086,12 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     if funnel_only:
         parts.append(plural(funnel_only, "funnel assessment changed",
                              "funnel assessments changed"))
+    # Likewise an absolute effect moved by a new assumed control risk alone.
+    absolute_only = sum(a["status"] == "unchanged" and bool(a.get("absolute_change"))
+                        for a in summary["analyses"])
+    if absolute_only:
+        parts.append(plural(absolute_only, "absolute effect changed",
+                             "absolute effects changed"))
     # Networks move with the pooled analyses' inputs; named only when no analysis changed
     # (an [[arms]] correction, say), so the subject never says "no changes" over them.
     if summary.get("network_changes") and not changed:
@@ -1088,6 +1197,8 @@ def render_digest(
                             if a["status"] == "unchanged" and a.get("monitoring_change")],
         "small_study_only": [a for a in summary["analyses"]
                              if a["status"] == "unchanged" and a.get("small_study_change")],
+        "absolute_only": [a for a in summary["analyses"]
+                          if a["status"] == "unchanged" and a.get("absolute_change")],
         "more_flagged": summary["new_flagged_total"] - len(summary["new_flagged"]),
         "trial_reports": summary.get("new_trial_reports", []),
         "more_trial_reports": (summary.get("new_trial_reports_total", 0)
@@ -1246,14 +1357,21 @@ def _deliver_smtp(
             msg = build_message(subject=digest.subject, text=text, html=html,
                                 sender=settings.mail_from, recipients=[rcpt], images=images,
                                 headers=headers)
+            if server_error is not None:
+                # The server itself failed (down, login refused): do not hammer it once per
+                # recipient; the others are recorded as failed with the same reason, as not
+                # tried (their attempts stay as they were).
+                row.status, row.error = "failed", f"not tried: {server_error.one_line()}"
+                failures.append(f"{rcpt}: not tried")
+                session.add(row)
+                session.commit()
+                continue
             try:
-                if server_error is not None:
-                    # The server itself failed (down, login refused): do not hammer it once
-                    # per recipient; the others are recorded as failed with the same reason.
-                    raise server_error
                 result = send_message(target, msg, [rcpt], retry_delays=DEFAULT_RETRY_DELAYS
                                       if retry_delays is None else retry_delays)
             except DeliveryError as exc:
+                # send_message raises only for the server or the connection (a recipient's
+                # own refusal or deferral comes back in result.refused).
                 server_error = exc
                 row.attempts += 1
                 row.status, row.error = "failed", exc.one_line()
@@ -1262,8 +1380,13 @@ def _deliver_smtp(
                 row.attempts += result.attempts
                 row.message_id = result.message_id
                 if rcpt in result.refused:
-                    row.status, row.error = "failed", f"recipient refused: {result.refused[rcpt]}"
-                    failures.append(f"{rcpt}: refused ({result.refused[rcpt]})")
+                    # A bare reply ("550 …") is a refused mailbox; mail words the rest
+                    # ("deferred after 3 attempts: 450 …", "message rejected (554 …)").
+                    reason = result.refused[rcpt]
+                    bare = reason[:1].isdigit()
+                    row.status = "failed"
+                    row.error = f"recipient refused: {reason}" if bare else reason
+                    failures.append(f"{rcpt}: refused ({reason})" if bare else f"{rcpt}: {reason}")
                 else:
                     row.status, row.error, row.sent_at = "sent", None, utcnow()
                     lines.append(f"digest #{digest.id} sent to {rcpt} ({result.message_id})")

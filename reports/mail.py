@@ -163,7 +163,11 @@ def send_message(
     """Send ``msg`` to ``recipients``; retry transient failures; raise DeliveryError otherwise.
 
     Recipients the server refuses (5xx to ``RCPT``) do not abort the others: they come back in
-    ``SendResult.refused``. When every recipient is refused that is a DeliveryError.
+    ``SendResult.refused``. So does what the server says about this message and these
+    recipients only, once the retries are spent: every recipient deferred (4xx to ``RCPT``,
+    greylisting) or the message refused at ``DATA`` (a content filter's 554). A
+    DeliveryError is the server or the connection failing (down, timeout, login, sender),
+    which the next message would meet too.
 
     This is the one way out of the module for text that came from the server, so it is the
     one place the password is masked: servers echo what they received (a ``535`` quoting
@@ -190,12 +194,22 @@ def _send_with_retries(
         attempts += 1
         try:
             refused = _send_once(target, msg, recipients)
+        except _Refused as exc:
+            return SendResult(message_id=message_id, refused=dict.fromkeys(recipients, exc.reason),
+                              attempts=attempts)
         except _Transient as exc:
             if not delays:
+                if exc.recipients:
+                    # Deferred to the end: this message and its recipients, not the server.
+                    return SendResult(
+                        message_id=message_id, attempts=attempts,
+                        refused=dict.fromkeys(recipients, f"deferred after {attempts} "
+                                              f"attempts: {exc.reason}"))
                 raise DeliveryError(
                     f"SMTP server {target.host}:{target.port} failed after {attempts} attempts: "
                     f"{exc.reason}",
-                    hint="check that the server of MMLR_SMTP_URL is running and reachable",
+                    hint=exc.hint
+                    or "check that the server of MMLR_SMTP_URL is running and reachable",
                 ) from None
             delay = delays.pop(0)
             # Logged before send_message sees it, so masked here too. INFO, as a poll's
@@ -214,6 +228,20 @@ def _send_with_retries(
 
 # ----------------------------------------------------------------------------- internals
 class _Transient(Exception):
+    """Worth another try; ``recipients``: the server deferred this message's recipients or
+    content (4xx to RCPT or DATA), not the connection."""
+
+    def __init__(self, reason: str, *, recipients: bool = False,
+                 hint: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.recipients = recipients
+        self.hint = hint
+
+
+class _Refused(Exception):
+    """The server refused this message for good (5xx to DATA): its recipients' failure."""
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -224,7 +252,7 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
         smtp = _connect(target)
     except (ConnectionError, TimeoutError, smtplib.SMTPConnectError,
             smtplib.SMTPServerDisconnected) as exc:
-        raise _Transient(_describe_os_error(exc)) from None
+        raise _connection_failed(exc, target) from None
     except ssl.SSLError as exc:
         raise DeliveryError(
             f"TLS handshake with SMTP server {target.host}:{target.port} failed: "
@@ -272,6 +300,13 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
             f"({_reply_text(exc.smtp_code, exc.smtp_error)})",
             hint="set MMLR_MAIL_FROM to an address the server accepts",
         ) from None
+    except smtplib.SMTPDataError as exc:
+        # The reply to the message itself: a content filter's verdict on this copy (one per
+        # recipient), not the server failing — the next recipient's copy is still tried.
+        reason = _reply_text(exc.smtp_code, exc.smtp_error)
+        if 400 <= exc.smtp_code < 500:
+            raise _Transient(reason, recipients=True) from None
+        raise _Refused(f"message rejected ({reason})") from None
     except smtplib.SMTPResponseException as exc:
         reason = _reply_text(exc.smtp_code, exc.smtp_error)
         if 400 <= exc.smtp_code < 500:
@@ -279,7 +314,7 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
         raise DeliveryError(f"SMTP server {target.host}:{target.port} rejected the digest "
                             f"({reason})") from None
     except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
-        raise _Transient(_describe_os_error(exc)) from None
+        raise _connection_failed(exc, target) from None
     except ssl.SSLError as exc:  # STARTTLS accepted, then the handshake failed
         raise DeliveryError(
             f"TLS handshake with SMTP server {target.host}:{target.port} failed: "
@@ -338,7 +373,8 @@ def _all_refused(
     refused = {addr: _reply_text(code, text) for addr, (code, text) in exc.recipients.items()}
     codes = [code for code, _ in exc.recipients.values()]
     if codes and all(400 <= c < 500 for c in codes):
-        raise _Transient("every recipient was deferred: " + "; ".join(refused.values())) from None
+        # Greylisting and full mailboxes pass: retried, then these recipients' failure.
+        raise _Transient("; ".join(refused.values()), recipients=True) from None
     return refused or {r: "refused" for r in recipients}
 
 
@@ -346,6 +382,24 @@ def _reply_text(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return f"{code} {' '.join(str(text).split())}".strip()
+
+
+def _connection_failed(exc: BaseException, target: SmtpTarget) -> _Transient:
+    """A lost or refused connection, worth another try; a timeout says how long was waited
+    and which setting sets it (a slow server needs a longer one, not a running check)."""
+    if _timed_out(exc):
+        return _Transient(
+            f"timed out after {target.timeout:g} s waiting for the server's reply",
+            hint="the server is slow or stalled; raise timeout= in MMLR_SMTP_URL "
+                 f"(now {target.timeout:g} s) if it is just slow")
+    return _Transient(_describe_os_error(exc))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # smtplib turns a read timeout into SMTPServerDisconnected("Connection unexpectedly
+    # closed: timed out"): the text is all that is left of the TimeoutError.
+    return isinstance(exc, TimeoutError) or (
+        isinstance(exc, smtplib.SMTPServerDisconnected) and str(exc).endswith("timed out"))
 
 
 def _describe_os_error(exc: BaseException) -> str:

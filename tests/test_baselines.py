@@ -199,6 +199,43 @@ def test_the_digest_states_the_absolute_effect(ctx) -> None:  # type: ignore[no-
     assert digest.html.count(NO_ABSOLUTE_EFFECT) == len(digest.summary["analyses"]) - 1
 
 
+def test_a_new_control_risk_is_a_change_of_the_digest(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Entering or changing an assumed control risk moves the absolute effect per 1000 while
+    the pooled snapshot stays: the digest listed the analysis as "Unchanged" and built
+    nothing new."""
+    from reports.digest import build_digest, is_unchanged
+
+    with ctx.sessions() as s:
+        s.add(PooledResult(analysis_key=KEY, analysis_label="Thal", k=2,
+                           estimate=math.log(0.7), ci_low=math.log(0.55),
+                           ci_high=math.log(0.9), inputs=[], result={}))
+        s.commit()
+    first = build_digest(ctx)
+    with ctx.sessions() as s:
+        user_id = _user(s).id
+        add_baseline(s, entry=validate_baseline(**_entry(source="arm of T0")),
+                     user=s.get(User, user_id))
+        s.commit()
+    second = build_digest(ctx)
+    assert second.id != first.id and not is_unchanged(second)
+    (entry,) = second.summary["analyses"]
+    assert entry["status"] == "unchanged"
+    text = entry["absolute"]["text"]
+    assert entry["absolute_change"] == (f"{text} Assumed control risk: arm of T0. Before: no "
+                                        "assumed control risk entered.")
+    assert "1 absolute effect changed" in second.subject
+    assert f"* Thal: {entry['absolute_change']}" in second.text
+    assert "Absolute effect changed with the assumed control risk" in second.html
+    with ctx.sessions() as s:
+        add_baseline(s, entry=validate_baseline(**_entry(event_free_percent=50,
+                                                         source="registry")),
+                     user=s.get(User, user_id))
+        s.commit()
+    (entry,) = build_digest(ctx).summary["analyses"]
+    assert entry["absolute_change"].endswith(f"Before: {text} Assumed control risk: arm of T0.")
+    assert is_unchanged(build_digest(ctx))  # said once
+
+
 def test_the_digest_says_when_an_entered_control_risk_gives_no_absolute_effect(ctx) -> None:  # type: ignore[no-untyped-def]
     """A control risk is entered but the snapshot's HR cannot be used: the digest gives the
     reason, not "no assumed control risk entered", which would send a curator to enter one."""

@@ -298,9 +298,13 @@ def test_persistent_4xx_gives_up_after_the_retries(smtp) -> None:  # type: ignor
     handler.defer_data = 10
     msg = build_message(subject="s", text="t", html="<p>h</p>", sender="m@example.org",
                         recipients=["a@example.org"])
-    with pytest.raises(DeliveryError, match=r"failed after 3 attempts: 451 4\.3\.0 try again"):
-        send_message(parse_smtp_url(f"smtp://127.0.0.1:{port}"), msg, ["a@example.org"],
-                     retry_delays=FAST)
+    # A deferral of this message is its recipient's failure, not the server's: the caller
+    # goes on to the next recipient (it raised DeliveryError, which stopped the whole run).
+    result = send_message(parse_smtp_url(f"smtp://127.0.0.1:{port}"), msg, ["a@example.org"],
+                          retry_delays=FAST)
+    assert result.refused == {"a@example.org": "deferred after 3 attempts: 451 4.3.0 try again "
+                                               "later"}
+    assert result.attempts == 3 and result.accepted == []
     assert handler.defer_data == 7 and handler.messages == []
 
 
@@ -323,6 +327,90 @@ def test_refused_recipient_does_not_stop_the_others(ctx, smtp) -> None:  # type:
     assert [r for rcpts, _ in handler.messages for r in rcpts] == ["ok@example.org",
                                                                    "refused@example.org"]
     assert any("already sent to ok@example.org" in x for x in lines)
+
+
+class Picky(Capture):
+    """Defers one mailbox (greylisting) and rejects the content sent to another at DATA."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if address.startswith("grey@"):
+            return "450 4.2.0 greylisted, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if envelope.rcpt_tos == ["spamtrap@example.org"]:
+            return "554 5.7.1 message content rejected"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_one_recipients_deferral_or_rejection_does_not_fail_the_others(ctx) -> None:  # type: ignore[no-untyped-def]
+    # The first recipient greylisted (450 at RCPT): every later one was marked failed without
+    # being tried, with "every recipient was deferred ... <grey@…>" and an attempt counted;
+    # a 554 at DATA for one recipient was read as the server failing, with the same effect.
+    handler = Picky()
+    controller, port = _serve(handler)
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
+                         digest_to="grey@example.org,spamtrap@example.org,ok@example.org")
+    try:
+        with pytest.raises(DeliveryError) as err:
+            deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    finally:
+        controller.stop()
+    line = err.value.one_line()
+    assert "reached 1 of 3 recipients" in line
+    assert "grey@example.org: deferred after 3 attempts: 450 4.2.0 greylisted" in line
+    assert "spamtrap@example.org: message rejected (554 5.7.1 message content rejected)" \
+        in line
+    assert "every recipient" not in line
+    assert [rcpts for rcpts, _ in handler.messages] == [["ok@example.org"]]
+    with ctx.sessions() as s:
+        rows = {r.recipient: (r.status, r.attempts, r.error)
+                for r in s.exec(select(Delivery)).all()}
+    assert rows["ok@example.org"] == ("sent", 1, None)
+    assert rows["grey@example.org"][:2] == ("failed", 3)
+    assert "greylisted" in (rows["grey@example.org"][2] or "")
+    assert rows["spamtrap@example.org"] == (
+        "failed", 1, "message rejected (554 5.7.1 message content rejected)")
+
+
+def test_after_the_server_fails_the_rest_are_not_tried_nor_counted(ctx) -> None:  # type: ignore[no-untyped-def]
+    # A recipient not tried because the server was down got an attempt counted all the same.
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{free_port()}",
+                         digest_to="a@example.org,b@example.org")
+    with pytest.raises(DeliveryError, match=r"b@example\.org: not tried"):
+        deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    with ctx.sessions() as s:
+        rows = {r.recipient: (r.attempts, r.error) for r in s.exec(select(Delivery)).all()}
+    assert rows["a@example.org"][0] == 1 and "connection refused" in (rows["a@example.org"][1]
+                                                                      or "")
+    assert rows["b@example.org"][0] == 0
+    assert (rows["b@example.org"][1] or "").startswith("not tried: SMTP server")
+
+
+class Slow(Capture):
+    """Takes longer to answer DATA than the client waits."""
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(3)
+        return "250 OK queued"
+
+
+def test_a_slow_server_is_a_timeout_not_a_closed_connection(ctx) -> None:  # type: ignore[no-untyped-def]
+    # smtplib's "Connection unexpectedly closed: timed out" was read as "server closed the
+    # connection (check that the server ... is running and reachable)".
+    controller, port = _serve(Slow())
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}?timeout=1",
+                         digest_to="a@example.org")
+    try:
+        with pytest.raises(DeliveryError) as err:
+            deliver_digest(sctx, build_digest(sctx), retry_delays=())
+    finally:
+        controller.stop()
+    line = err.value.one_line()
+    assert "failed after 1 attempts: timed out after 1 s waiting for the server's reply" in line
+    assert "raise timeout= in MMLR_SMTP_URL (now 1 s)" in line
+    assert "closed the connection" not in line and "is running and reachable" not in line
 
 
 def test_login_with_credentials(ctx, smtp_auth) -> None:  # type: ignore[no-untyped-def]
@@ -618,3 +706,86 @@ def test_a_failed_starttls_handshake_is_a_clear_error() -> None:
     finally:
         controller.stop()
     assert "?starttls=" in err.value.one_line()
+
+
+# ----------------------------------------------------------------------------- undelivered
+def _repool(ctx, hr: float) -> int:  # type: ignore[no-untyped-def]
+    """A new snapshot of the seed's analysis with another HR (as `mmlr pool` stores one)."""
+    with ctx.sessions() as s:
+        row = PooledResult(analysis_key="len", analysis_label="Lenalidomide, PFS", k=1,
+                           estimate=math.log(hr), ci_low=math.log(hr) - 0.2,
+                           ci_high=math.log(hr) + 0.2,
+                           inputs=[{"trial": "CALGB 100104", "yi": math.log(hr), "sei": 0.1,
+                                    "hr": hr, "ci_low": hr * 0.8, "ci_high": hr * 1.2,
+                                    "weight": 100.0}])
+        s.add(row)
+        s.commit()
+        return int(row.id or 0)
+
+
+def test_a_digest_nobody_received_is_covered_by_the_next(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
+    # Digest #2 failed for every recipient (server down); #3 was compared with #2, listed #2's
+    # new analysis as "Unchanged" and its alert not at all: subscribers never heard of them.
+    from store.models import Alert, Digest
+
+    handler, port = smtp
+    up = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}", digest_to="ana@example.org")
+    down = with_settings(up, smtp_url=f"smtp://127.0.0.1:{free_port()}")
+    seed(ctx)
+    first = build_digest(up)
+    deliver_digest(up, first, retry_delays=FAST)
+    old_id = first.pooled_result_ids[0]
+    _repool(ctx, 0.7)
+    with ctx.sessions() as s:
+        s.add(Alert(kind="retraction", pmid=90000001, message="Retracted: the seed trial",
+                    in_analysis=True))
+        s.commit()
+    failed = build_digest(down)
+    with pytest.raises(DeliveryError, match="reached 0 of 1"):
+        deliver_digest(down, failed, retry_delays=FAST)
+    # Built again before anything changed: the undelivered digest itself, to deliver.
+    assert build_digest(down).id == failed.id
+    newest = _repool(ctx, 0.8)
+    again = build_digest(up)
+    assert again.id not in (first.id, failed.id)
+    [entry] = again.summary["analyses"]
+    assert entry["status"] == "updated"
+    assert (entry["old"]["id"], entry["new"]["id"]) == (old_id, newest)
+    assert [a["message"] for a in again.summary["alerts"]] == ["Retracted: the seed trial"]
+    assert again.summary["since_digest"] == first.id
+    deliver_digest(up, again, retry_delays=FAST)
+    assert len(handler.messages) == 2
+    assert "Retracted: the seed trial" in parts(handler.messages[1][1])[0]
+    with ctx.sessions() as s:
+        [alert] = s.exec(select(Alert)).all()
+        assert alert.digest_id == again.id
+        assert s.get(Digest, failed.id) is not None  # kept, for the audit trail
+    # and the next one counts from the digest that went out
+    _repool(ctx, 0.9)
+    assert build_digest(up).summary["since_digest"] == again.id
+
+
+def test_a_preview_does_not_use_up_the_changes(ctx) -> None:  # type: ignore[no-untyped-def]
+    # `mmlr digest --out FILE` stored digest #2 and moved "since the last digest": the next
+    # delivered one said "no changes" and #2's changes were never sent.
+    from conftest import cli_env, run_cli
+
+    sctx = ctx  # no MMLR_SMTP_URL: the outbox is the delivery
+    seed(sctx)
+    first = build_digest(sctx)
+    deliver_digest(sctx, first)
+    changed = _repool(sctx, 0.7)
+    out = sctx.settings.data_dir / "preview.html"
+    proc = run_cli("digest", "--out", str(out), env=cli_env(
+        MMLR_DATA_DIR=str(sctx.settings.data_dir),
+        MMLR_DATABASE_URL=str(sctx.settings.database_url)))
+    assert proc.returncode == 0, proc.stderr
+    assert "Lenalidomide, PFS" in out.read_text(encoding="utf-8")
+    later = _repool(sctx, 0.8)
+    digest = build_digest(sctx)
+    [entry] = digest.summary["analyses"]
+    assert entry["status"] == "updated" and entry["new"]["id"] == later != changed
+    assert entry["old"]["id"] == first.pooled_result_ids[0]  # not the preview's
+    assert digest.summary["since_digest"] == 1 and not digest.summary["preview"]
+    assert "written to" in deliver_digest(sctx, digest)[0]
+    assert build_digest(sctx).id == digest.id  # delivered: nothing new since

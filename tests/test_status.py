@@ -304,6 +304,59 @@ def test_a_failed_delivery_needs_attention_until_retried(polled: Any) -> None:
     assert status(ctx.settings).returncode == 0
 
 
+def test_the_outbox_copy_is_not_counted_as_a_recipient(polled: Any) -> None:
+    # `--send` said "reached 2 of 3 recipients"; status said "1 of 4 ... 3 delivered": the
+    # outbox copy written before MMLR_SMTP_URL was set counted as a person.
+    ctx, _ = polled
+    digest_id = _digest_with(
+        ctx, Delivery(channel="outbox", status="sent", path="/tmp/outbox/d.html"),
+        _sent("a@example.org"), _sent("b@example.org"), _failed("c@example.org"))
+    line = attention_line(status(ctx.settings))
+    assert f"the newest digest #{digest_id} was not delivered to 1 of 3 recipients" in line
+    _, report, _ = status_json(ctx.settings)
+    assert (report["digest"]["sent"], report["digest"]["failed"]) == (2, 1)
+    assert "2 delivered, 1 failed" in status(ctx.settings).stdout
+
+
+def _sent(rcpt: str) -> Delivery:
+    return Delivery(channel="smtp", recipient=rcpt, status="sent", sent_at=utcnow())
+
+
+def _failed(rcpt: str) -> Delivery:
+    return Delivery(channel="smtp", recipient=rcpt, status="failed", attempts=1,
+                    error="SMTP server mail.example.org:587 failed after 3 attempts: refused")
+
+
+def _since(ctx: AppContext, digest_id: int, since: int | None) -> None:
+    with ctx.sessions() as session:
+        digest = session.get(Digest, digest_id)
+        assert digest is not None
+        digest.summary = {"since_digest": since}
+        session.add(digest)
+        session.commit()
+
+
+def test_an_older_undelivered_digest_counts_only_if_no_later_one_carried_it(
+        polled: Any) -> None:
+    # A digest that reached nobody is covered by the next one delivered (it counts from the
+    # digest before it); one that reached a but not b is not, and b never hears of it. The
+    # status looked at the newest digest only and said "ok".
+    ctx, _ = polled
+    nobody = _digest_with(ctx, _failed("a@example.org"), _failed("b@example.org"))
+    _since(ctx, nobody, None)
+    covering = _digest_with(ctx, _sent("a@example.org"), _sent("b@example.org"))
+    _since(ctx, covering, None)
+    assert status(ctx.settings).returncode == 0
+    partly = _digest_with(ctx, _sent("a@example.org"), _failed("b@example.org"))
+    _since(ctx, partly, covering)
+    newest = _digest_with(ctx, _sent("a@example.org"), _sent("b@example.org"))
+    _since(ctx, newest, partly)
+    line = attention_line(status(ctx.settings))
+    assert f"digest #{partly} was not delivered to 1 recipient and no later digest they " \
+        "received carried its changes: SMTP server mail.example.org:587" in line
+    assert f"#{nobody}" not in line
+
+
 def test_a_held_lock_is_reported_with_its_holder(polled: Any) -> None:
     """A lock this test process holds, read by `mmlr status` in a process of its own (as an
     operator runs it beside the worker): reported, not a problem (a job at work)."""

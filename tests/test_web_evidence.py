@@ -559,6 +559,42 @@ def test_digest_html_is_sandboxed(app: Any, users: dict[str, str]) -> None:
     assert viewer.get("/digests/999").status_code == 404
 
 
+def test_a_digest_nobody_received_names_the_digest_that_carried_it(
+        app: Any, users: dict[str, str]) -> None:
+    # Its page said "Not delivered yet" after a later digest had carried its changes: an
+    # admin retrying it would send subscribers an outdated digest.
+    with db(app) as session:
+        delivered = Digest(subject="First", html="<p>x</p>", text="x", summary={})
+        failed = Digest(subject="Failed", html="<p>x</p>", text="x", summary={})
+        preview = Digest(subject="Preview", html="<p>x</p>", text="x",
+                         summary={"preview": True})
+        session.add_all([delivered, failed, preview])
+        session.flush()
+        session.add(Delivery(digest_id=delivered.id, channel="smtp", recipient="a@example.org",
+                             status="sent"))
+        session.add(Delivery(digest_id=failed.id, channel="smtp", recipient="a@example.org",
+                             status="failed", error="connection refused"))
+        session.commit()
+        ids = (delivered.id, failed.id, preview.id)
+    viewer = as_role(app, users, "viewer")
+    assert "went out in" not in viewer.get(f"/digests/{ids[1]}").text
+    assert "A preview (<code>mmlr digest --out</code>)" in viewer.get(f"/digests/{ids[2]}").text
+    with db(app) as session:
+        covering = Digest(subject="Covering", html="<p>x</p>", text="x",
+                          summary={"since_digest": ids[0]})
+        session.add(covering)
+        session.flush()
+        session.add(Delivery(digest_id=covering.id, channel="smtp", recipient="a@example.org",
+                             status="sent"))
+        session.commit()
+        covering_id = covering.id
+    for digest_id in ids[1:]:
+        page = viewer.get(f"/digests/{digest_id}").text
+        assert f'its changes went out in <a href="/digests/{covering_id}">digest ' \
+            f"#{covering_id}</a>" in page
+    assert "went out in" not in viewer.get(f"/digests/{ids[0]}").text
+
+
 # ----------------------------------------------------------------------------- admin
 def test_admin_manages_users(app: Any, users: dict[str, str]) -> None:
     admin = as_role(app, users, "admin")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 
+from reports.digest import carried_by, is_preview
 from screening.web.deps import DbSession, Viewer, get_or_404
 from screening.web.templating import render
 from store.models import Delivery, Digest
@@ -37,7 +38,12 @@ def digest_page(request: Request, digest_id: int, session: DbSession, user: View
     digest = _digest(session, digest_id)
     deliveries = session.exec(select(Delivery).where(Delivery.digest_id == digest_id)
                               .order_by(col(Delivery.id))).all()
-    return render(request, "digest.html", {"digest": digest, "deliveries": deliveries})
+    # A digest nobody received is not lost when a later one carried its changes: said, so
+    # that "Not delivered yet" does not send anyone to deliver an outdated digest.
+    delivered = any(d.status == "sent" for d in deliveries)
+    return render(request, "digest.html", {
+        "digest": digest, "deliveries": deliveries, "preview": is_preview(digest),
+        "carried_by": None if delivered else carried_by(session, digest)})
 
 
 @router.get("/digests/{digest_id}/html")
