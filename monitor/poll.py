@@ -275,12 +275,18 @@ class _Poller:
 
     def fetch_run(self, run_id: int) -> int:
         """Fetch the remaining batches of a run; return the requests it spent."""
-        with self.ctx.sessions() as session:
+        with self.lease.writing() as session:
             run = session.get(PollRun, run_id)
             assert run is not None
             pmids, size, done = list(run.pmids), run.batch_size, run.batches_done
             kind = run.kind
             routes = _first_routes(session, run)
+            if run.status != "running" or run.error is not None:
+                # A resumed run is running again: left "interrupted" with its old error,
+                # `mmlr status` reported a live poll's run as stopped by SIGTERM.
+                run.status, run.error, run.heartbeat_at = "running", None, utcnow()
+                session.add(run)
+                session.commit()
         self.summary.run_ids.append(run_id)
         total = math.ceil(len(pmids) / size) if pmids else 0
         spent = 0

@@ -534,6 +534,42 @@ def test_a_poll_that_lost_its_lock_stores_no_further_batch(
             other.dispose()
 
 
+def test_a_resumed_run_is_running_again_while_it_is_fetched(
+        tmp_path: Path, db_url: str, corpus: Path) -> None:
+    """Before: a run stopped by SIGTERM kept status "interrupted" and its error while the
+    next poll resumed it, so `mmlr status` said it had been interrupted (exit 1) while a live
+    poll holding the lock fetched it. Resuming sets it running with no error."""
+    from monitor.status import gather_status
+
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        settings = make_settings(tmp_path, db_url, srv.url, entrez_batch_size=4,
+                                 entrez_timeout=5.0)
+        ctx = make_context(settings)
+        thread = threading.Thread(target=poll, args=(ctx,), kwargs={"backoff_base": 0.001})
+        try:
+            stopped_early = threading.Event()
+            stopped_early.set()  # as SIGTERM does: stop after the first batch
+            assert poll(ctx, backoff_base=0.001, stop=stopped_early).interrupted
+            with ctx.sessions() as session:
+                run = session.exec(select(PollRun)).one()
+            assert (run.status, run.error, run.batches_done) == (
+                "interrupted", "stopped by SIGTERM", 1)
+            srv.set_delay(0.5)
+            thread.start()
+            _wait_for(lambda: _batches_done(ctx) >= 2)
+            with ctx.sessions() as session:
+                run = session.exec(select(PollRun)).one()
+            assert (run.status, run.error) == ("running", None)
+            report = gather_status(settings)
+            assert report.sections["poll"]["newest_run"]["status"] == "running"
+            assert not [p for p in report.problems if "poll run" in p], report.problems
+        finally:
+            srv.set_delay(0)
+            if thread.is_alive():
+                thread.join(timeout=60)
+            ctx.dispose()
+
+
 def test_cli_unreachable_entrez_is_one_line(tmp_path: Path, settings: Settings) -> None:
     make_context(settings).dispose()
     env = _cli_env(tmp_path, settings)
