@@ -94,15 +94,17 @@ def target_engine(url: str) -> Engine:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from store.settings import supported_database_url
+    from store.settings import UNENCODED_AT, supported_database_url, unencoded_at_in_userinfo
 
     try:  # the rule of MMLR_DATABASE_URL: a driver mmlr does not ship was an internal error
         url = supported_database_url(url)
     except ValueError as exc:
         raise ValidationError(f"the target: {exc}", hint="check TARGET_URL") from None
+    if unencoded_at_in_userinfo(url):
+        raise ValidationError(f"the target {UNENCODED_AT}")
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: int() of a port, quoting the password
         raise ValidationError(f"the target {url.split('@')[-1]!r} is not a database URL",
                               hint="e.g. postgresql+psycopg://mmlr@db:5432/mmlr or "
                                    "sqlite:////srv/mmlr/mmlr.sqlite3") from None

@@ -299,6 +299,25 @@ def test_cli_copy_db_to_a_driver_mmlr_does_not_ship(url: str, tmp_path: Path) ->
               "postgresql+psycopg://USER:PASS@HOST/DB (check TARGET_URL)")
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://mm:Ab@cd:Secr3tTail@127.0.0.1:54400/mmpw",
+    "postgresql+psycopg://mm:Ab@cdSecr3tTail@127.0.0.1:54400/mmpw",
+    "postgresql+psycopg://mm:Secr3tTail@127.0.0.1:5x4400/mmpw",
+])
+def test_cli_copy_db_to_a_url_with_a_bad_password_part_says_so_in_one_line(
+        url: str, tmp_path: Path) -> None:
+    """Before: an '@' in the password, read at SQLAlchemy's first '@', made a port of the
+    password's tail and copy-db stopped with "internal error in copy-db" and a traceback
+    (make_url's ValueError); the message of such an error quotes the password."""
+    proc = run_cli("copy-db", url, env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    if "5x4400" in url:
+        assert_one_line_error(proc, "is not a database URL")
+    else:
+        assert_one_line_error(proc, "the target has an '@' in its user name or password: "
+                                    "write each '@' there percent-encoded, as %40")
+    assert "Secr3tTail" not in proc.stderr + proc.stdout
+
+
 def test_a_row_the_target_refuses_leaves_it_empty(sqlite_review: AppContext,
                                                   pg_admin_url: str) -> None:
     """PostgreSQL refuses a NUL character that SQLite stores: the copy stops naming the
