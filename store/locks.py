@@ -11,7 +11,8 @@ holding the advisory lock broke and the lock with it (PostgreSQL restarted); a j
 write nothing once its lock is lost writes through ``JobLease.writing()``, whose commit is
 made only under the lock.
 
-Migrations have their own lock, held for the migration's transaction (:func:`migration_lock`).
+Migrations have their own lock, held for the migration's transaction (:func:`migration_lock`),
+and so does ``mmlr init`` (:func:`transaction_lock`).
 :func:`claim_once` records a one-off claim (a scheduler tick run) in the same table.
 """
 
@@ -245,8 +246,17 @@ def migration_lock(conn: Connection) -> None:
     head. PostgreSQL: a transaction-level advisory lock. SQLite: ``BEGIN IMMEDIATE`` takes the
     database's write lock (the busy timeout waits for it), and SQLite's DDL is transactional.
     """
+    transaction_lock(conn, "migrate")
+
+
+def transaction_lock(conn: Connection, name: str) -> None:
+    """Begin ``conn``'s transaction holding the lock ``name`` until it ends, waiting for
+    another process's transaction under it to end first (so that this one then reads what
+    that one committed). PostgreSQL: a transaction-level advisory lock. SQLite: ``BEGIN
+    IMMEDIATE``, the database's write lock (the busy timeout waits for it), whatever the
+    name."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _advisory_key("migrate")})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _advisory_key(name)})
     else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
