@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 from store.audit import SEED_TRIAL, audit
 from store.context import AppContext
 from store.errors import ValidationError
+from store.locks import transaction_lock
 from store.models import AuditLog, Estimate, Trial, TrialReport, User
 
 log = logging.getLogger(__name__)
@@ -244,10 +245,18 @@ def ensure_admin(ctx: AppContext, session: Session) -> tuple[str | None, str | N
 
 
 def initialise(ctx: AppContext) -> InitReport:
-    """Everything `mmlr init` does (the schema is already at head: make_context migrated it)."""
-    with ctx.sessions() as session:
-        seed = load_seed_evidence(session)
-        email, password = ensure_admin(ctx, session)
-        session.commit()
+    """Everything `mmlr init` does (the schema is already at head: make_context migrated it).
+
+    One init at a time, in one transaction under the lock ``init``: two containers starting
+    together on a new database both found no seed and inserted it, and all but one stopped
+    with an internal error (the trials' unique name). A later init waits, then finds the
+    seed and the admin the first committed, and adds nothing."""
+    with ctx.engine.connect() as conn:
+        transaction_lock(conn, "init")
+        with Session(bind=conn, expire_on_commit=False) as session:
+            seed = load_seed_evidence(session)
+            email, password = ensure_admin(ctx, session)
+            session.commit()  # the flush: the transaction is the connection's, begun above
+        conn.commit()
     log.info("init: %s trials, %s estimates added", seed.trials_added, seed.estimates_added)
     return InitReport(seed=seed, admin_email=email, admin_password=password)

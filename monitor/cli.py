@@ -477,10 +477,14 @@ def cmd_subscribers_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_copy_db(args: argparse.Namespace, settings: Settings) -> int:
-    from store.copy_db import copy_database, target_engine
-    from store.engine import make_engine
+    from store.copy_db import copy_database, source_engine, target_engine
 
-    source, target = make_engine(settings), target_engine(args.target)
+    target = target_engine(args.target)  # the argument typed is judged first
+    try:
+        source = source_engine(settings.db_url)
+    except BaseException:
+        target.dispose()
+        raise
     try:
         bar: Any = None
         if sys.stderr.isatty():

@@ -42,15 +42,21 @@ class OutageLog:
 
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.clock = clock
-        self.since: datetime | None = None  # when the current outage began (None: no outage)
+        self.since: datetime | None = None  # the current outage's first failed read
         self._told: datetime | None = None  # when it was last logged
         self.failures = 0  # failed reads in the current outage
+        # The last read that was answered. The scheduler reads only when a job is due or a
+        # retry comes, so an outage began somewhere between this and ``since``: counted from
+        # ``since`` alone, a 50 s outage was reported as 20 s.
+        self._last_answer: datetime | None = None
+        self._answered_before: datetime | None = None  # _last_answer when this outage began
 
     def failed(self, exc: BaseException) -> None:
         now = self.clock()
         self.failures += 1
         if self.since is None:
             self.since = self._told = now
+            self._answered_before = self._last_answer
             log.warning("the scheduler cannot read its jobs, the database is unreachable: %s "
                         "(a job whose time comes meanwhile runs once it is back)",
                         unreachable_reason(exc))
@@ -60,11 +66,19 @@ class OutageLog:
                         _duration(now - self.since), unreachable_reason(exc))
 
     def answered(self) -> None:
+        now = self.clock()
+        self._last_answer = now
         if self.since is None:
             return
+        shortest = _duration(now - self.since)
+        if self._answered_before is None:  # nothing read before it: no upper bound
+            span = f"at least {shortest}"
+        else:
+            longest = _duration(now - self._answered_before)
+            span = shortest if longest == shortest else f"{shortest} to {longest}"
         log.warning("the scheduler reads its jobs again: the database was unreachable for %s",
-                    _duration(self.clock() - self.since))
-        self.since = self._told = None
+                    span)
+        self.since = self._told = self._answered_before = None
         self.failures = 0
 
 

@@ -275,12 +275,18 @@ class _Poller:
 
     def fetch_run(self, run_id: int) -> int:
         """Fetch the remaining batches of a run; return the requests it spent."""
-        with self.ctx.sessions() as session:
+        with self.lease.writing() as session:
             run = session.get(PollRun, run_id)
             assert run is not None
             pmids, size, done = list(run.pmids), run.batch_size, run.batches_done
             kind = run.kind
             routes = _first_routes(session, run)
+            if run.status != "running" or run.error is not None:
+                # A resumed run is running again: left "interrupted" with its old error,
+                # `mmlr status` reported a live poll's run as stopped by SIGTERM.
+                run.status, run.error, run.heartbeat_at = "running", None, utcnow()
+                session.add(run)
+                session.commit()
         self.summary.run_ids.append(run_id)
         total = math.ceil(len(pmids) / size) if pmids else 0
         spent = 0
@@ -304,10 +310,11 @@ class _Poller:
                                retries=self.client.retries - retries0)
                     raise
                 spent += self.client.requests - requests0
+                # Stored only under the lock (checked in the batch's own transaction): a
+                # worker that lost it while fetching must not store what another now fetches.
                 self._store_batch(run_id, index, batch, answer, routes,
                                   requests=self.client.requests - requests0,
                                   retries=self.client.retries - retries0)
-                self.lease.renew()
                 if bar is not None:
                     bar.update(task, completed=index + 1)
                 if (self.stop.is_set() or SHUTDOWN.is_set()) and index + 1 < total:
@@ -329,7 +336,7 @@ class _Poller:
 
     def _mark(self, run_id: int, status: str, error: str | None, *, requests: int = 0,
               retries: int = 0) -> None:
-        with self.ctx.sessions() as session:
+        with self.lease.writing() as session:
             run = session.get(PollRun, run_id)
             assert run is not None
             run.status = status
@@ -406,7 +413,7 @@ class _Poller:
         counts = {"fetched": 0, "new": 0, "updated": 0, "unchanged": 0, "deleted": 0,
                   "retracted": 0}
         returned: set[int] = set()
-        with self.ctx.sessions() as session:
+        with self.lease.writing() as session:
             store = _BatchStore(session, run_id, counts, routes)
             store.load(batch, answer.records)
             for rec in answer.records:

@@ -8,8 +8,9 @@ whether something needs attention. The rules (docs/operations.md, "Health: mmlr 
 - the database cannot be opened, or its schema is not the one this mmlr expects;
 - the newest poll run (any kind) ended ``failed`` or ``interrupted``, or says ``running`` but
   no live process holds the poll lock, or it has not checkpointed for longer than the poll's
-  lock lease (:data:`monitor.poll.LOCK_TTL`): its process died, and nothing is being
-  monitored until the next poll resumes it;
+  lock lease (:data:`monitor.poll.LOCK_TTL`): its poll stopped without ending it (its
+  process died, or the database went away under it), and nothing is being monitored until
+  the next poll resumes it;
 - no search of new records (``crdt``) has completed yet, or none for longer than
   :func:`stale_after`: twice the longest gap between two firings of ``MMLR_POLL_CRON``, at
   least a day (default daily cron: 2 days) — one missed slot (NCBI down for a morning) is
@@ -161,6 +162,13 @@ def gather_status(settings: Settings, *, now: datetime | None = None) -> StatusR
     return report
 
 
+#: What a run left "running" with nobody at it means. Not "its process died": a poll that
+#: lost the database (a restart, an outage) cannot mark its run either, and its worker lives
+#: on to resume it at the next tick.
+_ENDED_UNRECORDED = ("the poll running it stopped without recording why (its process died, "
+                     "or the database went away under it); the next poll resumes it")
+
+
 def _poll_lock_held(engine: Engine) -> bool:
     """Whether a live process holds the poll lock (an orphaned SQLite lease is no holder)."""
     from store.locks import held_locks
@@ -213,12 +221,11 @@ def _poll(session: Session, settings: Settings, now: datetime, report: StatusRep
         elif hung:
             report.problems.append(
                 f"poll run #{newest.id} ({newest.kind}) says running but has not progressed "
-                f"since {heartbeat:%Y-%m-%d %H:%M} UTC: its process died (the next poll "
-                "resumes it)")
+                f"since {heartbeat:%Y-%m-%d %H:%M} UTC: {_ENDED_UNRECORDED}")
         elif orphaned:
             report.problems.append(
                 f"poll run #{newest.id} ({newest.kind}) says running but no process holds "
-                "the poll lock: its process died (the next poll resumes it)")
+                f"the poll lock: {_ENDED_UNRECORDED}")
     if last is None or last.finished_at is None:
         # A new installation waits for its first MMLR_POLL_CRON slot (up to a day with the
         # default cron): only past the stale limit, counted from when it was set up (its

@@ -7,7 +7,9 @@ with it, to the row. This copies every table of the schema from the configured d
 
 * the source must be at the schema this mmlr expects (``mmlr init`` upgrades it first), and
   no job may be running on it (a poll or a pool writing during the copy would be lost);
-* the target gets the schema (Alembic, as ``mmlr init`` does) and must hold no rows;
+* the target must hold no rows in any table (an ``alembic_version`` row included), judged
+  before anything is changed in it; then it gets the schema (Alembic, as ``mmlr init`` does);
+* a SQLite source file that does not exist is refused, not created;
 * the source is read in one snapshot (a read transaction on SQLite, REPEATABLE READ on
   PostgreSQL) and the target written in one transaction: a failure leaves it empty;
 * tables in foreign-key order, rows in primary-key order (a superseding estimate comes after
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, Integer, MetaData, Table, func, select, text
+from sqlalchemy import JSON, Column, Integer, MetaData, Table, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
@@ -92,15 +94,17 @@ def target_engine(url: str) -> Engine:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from store.settings import supported_database_url
+    from store.settings import UNENCODED_AT, supported_database_url, unencoded_at_in_userinfo
 
     try:  # the rule of MMLR_DATABASE_URL: a driver mmlr does not ship was an internal error
         url = supported_database_url(url)
     except ValueError as exc:
         raise ValidationError(f"the target: {exc}", hint="check TARGET_URL") from None
+    if unencoded_at_in_userinfo(url):
+        raise ValidationError(f"the target {UNENCODED_AT}")
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: int() of a port, quoting the password
         raise ValidationError(f"the target {url.split('@')[-1]!r} is not a database URL",
                               hint="e.g. postgresql+psycopg://mmlr@db:5432/mmlr or "
                                    "sqlite:////srv/mmlr/mmlr.sqlite3") from None
@@ -141,16 +145,16 @@ def copy_database(source: Engine, target: Engine, *,
                           hint="stop `mmlr serve`, `mmlr worker` and `mmlr web` first, so "
                                "that nothing is written during the copy")
     tables = copy_tables()
-    migrate(target)
-    with target.connect() as conn:
-        filled = {t.name: n for t in tables
-                  if (n := conn.execute(select(func.count()).select_from(t)).scalar_one())}
+    # Judged before the schema is touched: migrating first upgraded another review's
+    # database to this mmlr's schema, and only then refused it.
+    filled = _rows_held(target)
     if filled:
         held = ", ".join(f"{name}: {n}" for name, n in filled.items())
         raise ValidationError(
             f"the target database {shown_url(target)} already holds data ({held}); copy-db "
             "fills an empty database only, it never merges two reviews",
             hint="create a new, empty database for the copy")
+    migrate(target)
     report = CopyReport(source=shown_url(source), target=shown_url(target), revision=head or "")
     with _snapshot(source) as src, target.begin() as dst:
         for table in tables:
@@ -163,6 +167,41 @@ def copy_database(source: Engine, target: Engine, *,
     log.info("copied %d rows in %d tables from %s to %s", report.total, len(report.rows),
              report.source, report.target)
     return report
+
+
+def _rows_held(target: Engine) -> dict[str, int]:
+    """The rows of every table the target holds, by table, empty ones left out: any table
+    (not only mmlr's), and ``alembic_version``, whose row alone says a schema is there."""
+    names = sorted(inspect(target).get_table_names())
+    found: dict[str, int] = {}
+    with target.connect() as conn:
+        for name in names:
+            n = conn.execute(select(func.count()).select_from(
+                Table(name, MetaData()))).scalar_one()
+            if n:
+                found[name] = n
+    return found
+
+
+def source_engine(url: str) -> Engine:
+    """The engine of the database to copy from, which is only read: a SQLite file that does
+    not exist is refused rather than created (with its folder), which a wrong
+    ``MMLR_DATA_DIR`` did, leaving an empty mmlr.sqlite3 behind."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        parsed = None  # make_engine says what is wrong with it
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        uri = str(parsed.query.get("uri", "")).lower() in ("true", "1", "yes", "on")
+        path = parsed.database
+        if path and path != ":memory:" and not uri and not Path(path).is_file():
+            raise ConfigError(f"the source database {path} does not exist",
+                              hint="check MMLR_DATA_DIR and MMLR_DATABASE_URL: copy-db "
+                                   "copies the configured database")
+    return make_engine(url)
 
 
 def _check_source_unchanged(source: Engine, target: Engine, tables: Sequence[Table],

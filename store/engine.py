@@ -36,10 +36,21 @@ _MIGRATING = threading.Lock()
 
 def shown_url(url: str | URL | Engine) -> str:
     """A database URL as messages, logs and reports name it: never with its password (the
-    URL may carry one; ``***`` takes its place)."""
+    URL may carry one; ``***`` takes its place, and the user name too when the URL cannot be
+    read as it stands)."""
+    from store.settings import masked_database_url, unencoded_at_in_userinfo
+
     if isinstance(url, Engine):
         url = url.url
-    return make_url(url).render_as_string(hide_password=True)
+    raw = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    if unencoded_at_in_userinfo(raw):
+        # Parsed at the first '@', a password holding one ends up partly in the host:
+        # everything before the last '@' goes.
+        return masked_database_url(raw)
+    try:
+        return make_url(raw).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # ValueError: int() of a port, quoting the URL
+        return masked_database_url(raw)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

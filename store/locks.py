@@ -7,9 +7,12 @@ stale lock. SQLite has no advisory locks: a lease row in ``job_locks`` is taken 
 whose holder process on this host is gone (SIGKILL; or its pid now names another process, as
 after a container restart), may be taken over. Long jobs call
 ``renew()`` after every step to extend their lease (SQLite) or to stop when the connection
-holding the advisory lock broke and the lock with it (PostgreSQL restarted).
+holding the advisory lock broke and the lock with it (PostgreSQL restarted); a job that must
+write nothing once its lock is lost writes through ``JobLease.writing()``, whose commit is
+made only under the lock.
 
-Migrations have their own lock, held for the migration's transaction (:func:`migration_lock`).
+Migrations have their own lock, held for the migration's transaction (:func:`migration_lock`),
+and so does ``mmlr init`` (:func:`transaction_lock`).
 :func:`claim_once` records a one-off claim (a scheduler tick run) in the same table.
 """
 
@@ -28,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session
 
 from store.errors import LockedError, MmlrError
 from store.ids import parse_id
@@ -73,10 +77,7 @@ class JobLease:
         same poll run. Long jobs renew after every step, so they stop at the next one."""
         if self.engine.dialect.name != "sqlite":
             if self.conn is not None and not _pg_still_held(self.conn, self.name):
-                raise MmlrError(
-                    f"lost the lock {self.name!r}: the database connection holding it broke "
-                    "(PostgreSQL restarted?), and another worker may now hold it; stopping",
-                    hint="the next run resumes from the last checkpoint")
+                raise self._lost()
             return
         table = _LOCK_TABLE
         with self.engine.begin() as conn:
@@ -84,6 +85,59 @@ class JobLease:
                                              table.c.holder == self.holder)
                          .values(expires_at=datetime.now(UTC)
                                  + timedelta(seconds=self.ttl)))
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session whose writes commit only while the lock is held: the check and the
+        commit are one step. MmlrError (nothing written) when the lock was lost.
+
+        Checking first and committing on another connection leaves a gap: a poll renewed
+        after storing its batch, so the batch it fetched while another worker took the lock
+        over was stored by both. PostgreSQL: the session's transaction runs on the very
+        connection that holds the session-level advisory lock and first asks it whether it
+        still does; that lock lives as long as the connection, so a commit made on it was
+        made under the lock (a broken connection cannot commit). SQLite: the transaction's
+        first statement extends this holder's lease row; it matches no row once another
+        process took the lease over, and it holds the database's write lock from then until
+        the commit, so nobody can take the lease over in between."""
+        if self.engine.dialect.name != "sqlite":
+            conn = self.conn
+            if conn is None:
+                raise MmlrError(f"lock {self.name!r} has no connection to write on")
+            if conn.invalidated:  # a Connection reconnects on next use, without the lock
+                raise self._lost()
+            session = Session(bind=conn, expire_on_commit=False)
+            try:
+                if not _pg_holds(session.connection(), self.name):
+                    raise self._lost()
+                yield session
+            except OperationalError as exc:
+                from store.engine import database_unreachable
+
+                if database_unreachable(exc):
+                    raise self._lost() from None
+                raise
+            finally:
+                session.close()  # rolls back what was not committed
+            return
+        table = _LOCK_TABLE
+        with Session(self.engine, expire_on_commit=False) as session:
+            renewed = session.connection().execute(
+                update(table).where(table.c.name == self.name, table.c.holder == self.holder)
+                .values(expires_at=datetime.now(UTC) + timedelta(seconds=self.ttl)))
+            if renewed.rowcount != 1:
+                session.rollback()
+                raise self._lost()
+            yield session
+
+    def _lost(self) -> MmlrError:
+        if self.engine.dialect.name == "sqlite":
+            why = "its lease expired and another process took it over"
+        else:
+            why = "the database connection holding it broke (PostgreSQL restarted?)"
+        return MmlrError(f"lost the lock {self.name!r}: {why}, and another worker may now "
+                         "hold it; stopping",
+                         hint="the next run resumes from the last checkpoint")
 
 
 def _process_start(pid: int) -> str | None:
@@ -192,8 +246,17 @@ def migration_lock(conn: Connection) -> None:
     head. PostgreSQL: a transaction-level advisory lock. SQLite: ``BEGIN IMMEDIATE`` takes the
     database's write lock (the busy timeout waits for it), and SQLite's DDL is transactional.
     """
+    transaction_lock(conn, "migrate")
+
+
+def transaction_lock(conn: Connection, name: str) -> None:
+    """Begin ``conn``'s transaction holding the lock ``name`` until it ends, waiting for
+    another process's transaction under it to end first (so that this one then reads what
+    that one committed). PostgreSQL: a transaction-level advisory lock. SQLite: ``BEGIN
+    IMMEDIATE``, the database's write lock (the busy timeout waits for it), whatever the
+    name."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _advisory_key("migrate")})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _advisory_key(name)})
     else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -236,19 +299,25 @@ def _pg_still_held(conn: Connection, name: str) -> bool:
 
     if conn.invalidated:
         return False
-    unsigned = _advisory_key(name) & ((1 << 64) - 1)  # pg_locks splits it: see _pg_held_locks
-    query = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-                 "AND granted AND objsubid = 1 AND pid = pg_backend_pid() "
-                 "AND classid::bigint = :hi AND objid::bigint = :lo)")
     try:
-        held = bool(conn.execute(query, {"hi": unsigned >> 32,
-                                         "lo": unsigned & 0xFFFFFFFF}).scalar())
+        held = _pg_holds(conn, name)
         conn.commit()
     except OperationalError as exc:
         if not database_unreachable(exc):
             raise
         return False
     return held
+
+
+def _pg_holds(conn: Connection, name: str) -> bool:
+    """Whether ``conn``'s backend holds the advisory lock ``name`` (in its transaction, if
+    one is open: nothing is committed)."""
+    unsigned = _advisory_key(name) & ((1 << 64) - 1)  # pg_locks splits it: see _pg_held_locks
+    query = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                 "AND granted AND objsubid = 1 AND pid = pg_backend_pid() "
+                 "AND classid::bigint = :hi AND objid::bigint = :lo)")
+    return bool(conn.execute(query, {"hi": unsigned >> 32,
+                                     "lo": unsigned & 0xFFFFFFFF}).scalar())
 
 
 def _pg_unlock(conn: Connection, name: str, key: int) -> None:

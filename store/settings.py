@@ -259,6 +259,41 @@ _DATABASE_SCHEMES = {
 }
 
 
+def _userinfo_end(value: str) -> tuple[int, int] | None:
+    """Where a URL's user name and password are (start, end: the position of the LAST '@'
+    of the authority, before any query), or None when it names none. The last '@', not the
+    first: SQLAlchemy's parser stops at the first, so an unencoded '@' in a password left the
+    rest of the password in the host, shown beside the mask."""
+    start = value.find("://")
+    if start < 0:
+        return None
+    start += 3
+    if value.startswith("/", start):  # sqlite:///PATH: no authority, a path may hold '@'
+        return None
+    query = value.find("?", start)
+    at = value.rfind("@", start, len(value) if query < 0 else query)
+    return (start, at) if at >= 0 else None
+
+
+def masked_database_url(value: str) -> str:
+    """``value`` with everything before the last '@' of its authority (user and password,
+    however they are written) as ``***``: for a URL that cannot be parsed as it stands."""
+    span = _userinfo_end(value)
+    return value if span is None else value[:span[0]] + "***" + value[span[1]:]
+
+
+def unencoded_at_in_userinfo(value: str) -> bool:
+    """Whether the user name or password holds a '@' not written as %40 (ambiguous: no
+    parser can tell where the password ends)."""
+    span = _userinfo_end(value)
+    return span is not None and "@" in value[span[0]:span[1]]
+
+
+#: The one-line refusal of :func:`unencoded_at_in_userinfo` (the URL itself is never quoted).
+UNENCODED_AT = ("has an '@' in its user name or password: write each '@' there "
+                "percent-encoded, as %40 (e.g. postgresql+psycopg://mm:Ab%40cd@HOST/DB)")
+
+
 def supported_database_url(value: str) -> str:
     """``value`` as the URL mmlr opens (``postgresql://`` as ``postgresql+psycopg://``); a
     ValueError naming the accepted forms when its scheme or driver is not one mmlr ships. The
@@ -303,7 +338,8 @@ class Settings(BaseSettings):
         "PostgreSQL: `postgresql+psycopg://user:pass@host:5432/db` (psycopg 3; `postgresql://` "
         "means the same). Drivers mmlr does not ship (`+psycopg2`, `+asyncpg`, `+aiosqlite`, "
         "…) are refused, and so is an in-memory SQLite database (`sqlite://`): nothing would "
-        "be kept.",
+        "be kept. An `@` in the user name or password must be written `%40` (an unencoded one "
+        "is refused: no parser can tell where the password ends).",
     )
     entrez_url: str = Field(
         NCBI_EUTILS_URL, description="Base URL of NCBI E-utilities, without `user:password@` "
@@ -575,9 +611,12 @@ class Settings(BaseSettings):
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
+        if unencoded_at_in_userinfo(value):
+            raise ValueError(UNENCODED_AT)
         try:
             url = make_url(value)
-        except ArgumentError:  # the value may hold a password: not echoed
+        except (ArgumentError, ValueError):  # ValueError: a port not a number, its text
+            # quoting the URL, which may hold a password: neither is echoed
             raise ValueError(f"is not a database URL: use {DATABASE_URL_FORMS}") from None
         # An in-memory SQLite database lives as long as one connection: every command would
         # "succeed" and leave nothing behind.

@@ -108,3 +108,44 @@ def test_an_admin_password_against_the_policy_names_its_setting(ctx) -> None:  #
         assert "leave it unset" in (caught.value.hint or "") and given not in str(caught.value)
         with ctx.sessions() as s:
             assert s.exec(select(User)).all() == []
+
+
+def test_inits_started_together_seed_once_and_all_succeed(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Two `mmlr init` at once on a new database (two containers starting): the migration
+    was serialised, seed loading and the first admin were not, and all but one stopped with
+    an internal error (a unique index on the trial's name). Now init runs under a lock and
+    the later ones find the seed and the admin there."""
+    import threading
+
+    from store.context import make_context
+
+    contexts = [make_context(ctx.settings) for _ in range(4)]
+    barrier = threading.Barrier(len(contexts))
+    outcomes: list[object] = []
+
+    def init(context) -> None:  # type: ignore[no-untyped-def]
+        barrier.wait()
+        try:
+            outcomes.append(initialise(context))
+        except Exception as exc:  # the failure is the finding
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=init, args=(c,)) for c in contexts]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        for c in contexts:
+            c.dispose()
+    failures = [o for o in outcomes if isinstance(o, Exception)]
+    assert not failures, failures
+    reports = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(reports) == 4
+    assert sorted(r.seed.trials_added for r in reports)[:3] == [0, 0, 0]  # type: ignore[attr-defined]
+    assert [r.admin_email for r in reports].count("admin@localhost") == 1  # type: ignore[attr-defined]
+    with ctx.sessions() as s:
+        names = [t.name for t in s.exec(select(Trial)).all()]
+        assert len(names) == len(set(names)) >= 15
+        assert len(s.exec(select(User).where(User.role == "admin")).all()) == 1

@@ -187,6 +187,43 @@ def test_a_target_with_data_is_refused_and_left_as_it_was(
     assert _dump(target_url) == before
 
 
+def test_an_older_reviews_database_is_refused_without_being_upgraded(
+        review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
+    """Before: the target was migrated to this mmlr's schema first and judged empty after,
+    so another review's database at revision 0013 was upgraded to head, then refused. Now
+    its ``alembic_version`` row alone refuses it, before anything in it changes."""
+    from alembic import command
+
+    from store.engine import _alembic_config
+
+    _, target = sqlite_target
+    command.upgrade(_alembic_config(target), "0013")
+    tables = sorted(inspect(target).get_table_names())
+    with pytest.raises(ValidationError, match=r"already holds data \(alembic_version: 1\)"):
+        copy_database(review.engine, target)
+    assert schema_revisions(target)[0] == ("0013",)
+    assert sorted(inspect(target).get_table_names()) == tables
+    with target.begin() as conn:  # a table of some other application's, with a row
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("CREATE TABLE notes (body TEXT)"))
+        conn.execute(text("INSERT INTO notes VALUES ('theirs')"))
+    with pytest.raises(ValidationError, match=r"already holds data \(notes: 1\)"):
+        copy_database(review.engine, target)
+    assert schema_revisions(target)[0] == ()
+
+
+def test_cli_copy_db_from_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    """A wrong MMLR_DATA_DIR: the source is only read, so a file that is not there is named
+    in one line; before, an empty mmlr.sqlite3 (and its folder) was created there."""
+    wrong = tmp_path / "wrong-data-dir"
+    proc = run_cli("copy-db", f"sqlite:///{tmp_path / 'copy.sqlite3'}",
+                   env=cli_env(MMLR_DATA_DIR=str(wrong)))
+    assert_one_line_error(proc, f"the source database {wrong / 'mmlr.sqlite3'} does not exist",
+                          "check MMLR_DATA_DIR")
+    assert not (wrong / "mmlr.sqlite3").exists()
+    assert not (tmp_path / "copy.sqlite3").exists()
+
+
 def test_the_source_itself_is_refused(review: AppContext) -> None:
     with pytest.raises(ValidationError, match="the target is the source database"):
         copy_database(review.engine, review.engine)
@@ -260,6 +297,25 @@ def test_cli_copy_db_to_a_driver_mmlr_does_not_ship(url: str, tmp_path: Path) ->
               "psycopg 3 and opens only sqlite://, sqlite+pysqlite://, postgresql:// and "
               "postgresql+psycopg:// URLs, e.g. sqlite:///PATH or "
               "postgresql+psycopg://USER:PASS@HOST/DB (check TARGET_URL)")
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://mm:Ab@cd:Secr3tTail@127.0.0.1:54400/mmpw",
+    "postgresql+psycopg://mm:Ab@cdSecr3tTail@127.0.0.1:54400/mmpw",
+    "postgresql+psycopg://mm:Secr3tTail@127.0.0.1:5x4400/mmpw",
+])
+def test_cli_copy_db_to_a_url_with_a_bad_password_part_says_so_in_one_line(
+        url: str, tmp_path: Path) -> None:
+    """Before: an '@' in the password, read at SQLAlchemy's first '@', made a port of the
+    password's tail and copy-db stopped with "internal error in copy-db" and a traceback
+    (make_url's ValueError); the message of such an error quotes the password."""
+    proc = run_cli("copy-db", url, env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
+    if "5x4400" in url:
+        assert_one_line_error(proc, "is not a database URL")
+    else:
+        assert_one_line_error(proc, "the target has an '@' in its user name or password: "
+                                    "write each '@' there percent-encoded, as %40")
+    assert "Secr3tTail" not in proc.stderr + proc.stdout
 
 
 def test_a_row_the_target_refuses_leaves_it_empty(sqlite_review: AppContext,

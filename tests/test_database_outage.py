@@ -274,3 +274,52 @@ def test_an_outage_after_the_due_jobs_were_read_does_not_end_the_scheduler(
         assert "the scheduler reads its jobs again" in caplog.text
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_a_poll_cut_off_by_an_outage_is_not_said_to_have_died(
+        relayed: tuple[Any, Relay], settings: Any, tmp_path: Any) -> None:
+    """PostgreSQL went away while a poll ran: the poll could not mark its run, which stays
+    "running", and the lock went with the connection. Its worker lives on (here: this
+    process). Before, `mmlr status` said "its process died"; it now says what it knows."""
+    from sqlmodel import select
+    from test_poll import _batches_done, _wait_for, make_settings, write_scenario
+
+    from monitor.poll import poll
+    from monitor.replay_server import start_replay_server
+    from monitor.status import gather_status
+    from store.context import AppContext, make_context
+    from store.models import PollRun
+
+    via, relay = relayed
+    write_scenario(tmp_path / "corpus", 1)
+    with start_replay_server(tmp_path / "corpus", rate_limit=None, delay=0.5) as srv:
+        cut_off = make_context(make_settings(tmp_path, via.database_url, srv.url,
+                                             entrez_batch_size=4, entrez_timeout=5.0))
+        direct = make_context(make_settings(tmp_path, settings.db_url, srv.url))
+        failures: list[BaseException] = []
+
+        def worker(ctx: AppContext) -> None:
+            try:
+                poll(ctx, backoff_base=0.001)
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=worker, args=(cut_off,))
+        try:
+            thread.start()
+            _wait_for(lambda: _batches_done(direct) >= 1)
+            relay.cut()
+            thread.join(timeout=60)
+            assert failures, "the poll went on without its database"
+            relay.restore()
+            with direct.sessions() as session:
+                assert session.exec(select(PollRun)).one().status == "running"
+            report = gather_status(direct.settings)
+            (line,) = [p for p in report.problems if "poll run" in p]
+            assert "says running but no process holds the poll lock" in line
+            assert "its process died (the next poll resumes it)" not in line
+            assert "or the database went away under it" in line
+        finally:
+            thread.join(timeout=60)
+            cut_off.dispose()
+            direct.dispose()

@@ -462,6 +462,114 @@ def test_two_workers_poll_once(tmp_path: Path, db_url: str, corpus: Path) -> Non
             c.dispose()
 
 
+def _take_the_poll_lock_over(ctx: AppContext, other: AppContext) -> Any:
+    """Make another worker the poll lock's holder while the first still runs, as after a
+    PostgreSQL restart (the advisory lock ended with its connection) or, on SQLite, an
+    expired lease taken over. Returns what holds it (closed by the caller)."""
+    if ctx.engine.dialect.name != "postgresql":
+        with ctx.engine.begin() as conn:
+            conn.execute(text("UPDATE job_locks SET holder = 'elsewhere:1::other', "
+                              "expires_at = :until WHERE name = 'poll'"),
+                         {"until": datetime.now(UTC) + timedelta(hours=1)})
+        return None
+    with ctx.engine.connect() as conn:
+        conn.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND "
+            "granted AND database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database())"))
+    _wait_for(lambda: not _advisory_lock_held(ctx))
+    from store.locks import job_lock
+
+    holder = job_lock(other.engine, "poll")
+    holder.__enter__()
+    return holder
+
+
+def test_a_poll_that_lost_its_lock_stores_no_further_batch(
+        tmp_path: Path, db_url: str, corpus: Path) -> None:
+    """Before: the lock was checked after each batch was stored, so the batch fetched while
+    another worker took the lock over was stored all the same (and by that worker too, which
+    resumed the run): the run's counters counted it twice. Now the batch's own transaction
+    checks the lock, and a poll that lost it writes nothing more."""
+    from store.errors import MmlrError
+
+    with start_replay_server(corpus, rate_limit=None, delay=1.0) as srv:
+        settings = make_settings(tmp_path, db_url, srv.url, entrez_batch_size=4,
+                                 entrez_timeout=5.0)
+        ctx, other = make_context(settings), make_context(settings)
+        outcome: list[BaseException | None] = []
+
+        def first_worker() -> None:
+            try:
+                poll(ctx, backoff_base=0.001)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=first_worker)
+        holder = None
+        try:
+            thread.start()
+            _wait_for(lambda: _batches_done(ctx) >= 1)
+            time.sleep(0.3)  # the first worker is fetching its next batch (1 s per answer)
+            holder = _take_the_poll_lock_over(ctx, other)
+            with ctx.sessions() as session:
+                before = session.exec(select(PollRun)).one()
+            thread.join(timeout=60)
+            assert not thread.is_alive()
+            assert isinstance(outcome[0], MmlrError), outcome
+            assert "lost the lock 'poll'" in outcome[0].one_line()
+            with ctx.sessions() as session:
+                after = session.exec(select(PollRun)).one()
+                stored = len(session.exec(select(Record)).all())
+            assert after.batches_done == before.batches_done
+            assert (after.fetched, after.new, after.status) == (
+                before.fetched, before.new, before.status)
+            assert stored == before.new
+        finally:
+            if holder is not None:
+                holder.__exit__(None, None, None)
+            thread.join(timeout=60)
+            ctx.dispose()
+            other.dispose()
+
+
+def test_a_resumed_run_is_running_again_while_it_is_fetched(
+        tmp_path: Path, db_url: str, corpus: Path) -> None:
+    """Before: a run stopped by SIGTERM kept status "interrupted" and its error while the
+    next poll resumed it, so `mmlr status` said it had been interrupted (exit 1) while a live
+    poll holding the lock fetched it. Resuming sets it running with no error."""
+    from monitor.status import gather_status
+
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        settings = make_settings(tmp_path, db_url, srv.url, entrez_batch_size=4,
+                                 entrez_timeout=5.0)
+        ctx = make_context(settings)
+        thread = threading.Thread(target=poll, args=(ctx,), kwargs={"backoff_base": 0.001})
+        try:
+            stopped_early = threading.Event()
+            stopped_early.set()  # as SIGTERM does: stop after the first batch
+            assert poll(ctx, backoff_base=0.001, stop=stopped_early).interrupted
+            with ctx.sessions() as session:
+                run = session.exec(select(PollRun)).one()
+            assert (run.status, run.error, run.batches_done) == (
+                "interrupted", "stopped by SIGTERM", 1)
+            srv.set_delay(0.5)
+            thread.start()
+            _wait_for(lambda: _batches_done(ctx) >= 2)
+            with ctx.sessions() as session:
+                run = session.exec(select(PollRun)).one()
+            assert (run.status, run.error) == ("running", None)
+            report = gather_status(settings)
+            assert report.sections["poll"]["newest_run"]["status"] == "running"
+            assert not [p for p in report.problems if "poll run" in p], report.problems
+        finally:
+            srv.set_delay(0)
+            if thread.is_alive():
+                thread.join(timeout=60)
+            ctx.dispose()
+
+
 def test_cli_unreachable_entrez_is_one_line(tmp_path: Path, settings: Settings) -> None:
     make_context(settings).dispose()
     env = _cli_env(tmp_path, settings)

@@ -310,6 +310,34 @@ def test_an_outage_is_logged_when_it_begins_every_ten_minutes_and_when_it_ends(
         "(a job whose time comes meanwhile runs once it is back)",
         "the database is still unreachable after 10 min: connection refused",
         "the database is still unreachable after 21 min: connection refused",
-        "the scheduler reads its jobs again: the database was unreachable for 23 min",
+        # nothing was read before the outage: it may have begun any time before
+        "the scheduler reads its jobs again: the database was unreachable for at least 23 min",
     ]
     assert outage.since is None and outage.failures == 0
+
+
+def test_an_outage_is_bounded_by_the_last_read_answered_before_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The scheduler reads its jobs only when one is due or a retry comes: PostgreSQL down
+    for 50 s was first noticed 30 s in, and the end said "unreachable for 20 s". The outage
+    began after the last answered read: both ends are said."""
+    from monitor.job_store import OutageLog
+
+    start = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+    now = [start]
+    outage = OutageLog(clock=lambda: now[0])
+    outage.answered()  # a read before the outage: nothing to say
+    with caplog.at_level(logging.WARNING, logger="monitor.job_store"):
+        now[0] = start + timedelta(seconds=30)
+        outage.failed(OSError("connection refused"))
+        now[0] = start + timedelta(seconds=50)
+        outage.answered()
+        now[0] = start + timedelta(minutes=9)
+        outage.failed(OSError("connection refused"))
+        now[0] = start + timedelta(minutes=12)
+        outage.answered()
+    ends = [r.getMessage() for r in caplog.records if "reads its jobs again" in r.getMessage()]
+    assert ends == [
+        "the scheduler reads its jobs again: the database was unreachable for 20 s to 50 s",
+        "the scheduler reads its jobs again: the database was unreachable for 3 min to 11 min",
+    ]

@@ -211,6 +211,52 @@ def test_bad_values_give_one_clear_error(
     assert "hunter2" not in err.value.one_line()  # a password is never echoed
 
 
+@pytest.mark.parametrize("value", [
+    "postgresql+psycopg://mm:Ab@cdSecr3tTail@127.0.0.1:54400/mmpw",
+    "postgresql+psycopg://mm:k9@Vq:Zt7Lx2@127.0.0.1:54400/mmpw",
+    "postgresql://m@m:Secr3tTail@127.0.0.1/mmpw",  # in the user name
+])
+def test_an_unencoded_at_in_the_database_password_is_refused_unquoted(
+        monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """SQLAlchemy ends the password at its first '@': the rest of it was shown as the host
+    beside the mask ("mm:***@cdSecr3tTail@127.0.0.1"), or quoted by int() as the port."""
+    monkeypatch.setenv("MMLR_DATABASE_URL", value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    line = err.value.one_line()
+    assert line.startswith("invalid setting MMLR_DATABASE_URL: has an '@' in its user name "
+                           "or password: write each '@' there percent-encoded, as %40"), line
+    for secret in ("Secr3tTail", "Zt7Lx2", "cd", "k9", "Vq", "127.0.0.1"):
+        assert secret not in line.replace("Ab%40cd", "")
+
+
+def test_a_database_port_that_is_no_number_is_not_quoted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMLR_DATABASE_URL", "postgresql+psycopg://mm:Secr3t@h:5x432/db")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "MMLR_DATABASE_URL: is not a database URL" in err.value.one_line()
+    assert "Secr3t" not in err.value.one_line()
+
+
+def test_a_database_url_is_shown_without_any_of_its_user_part() -> None:
+    """Whatever a URL holds, nothing before the last '@' of its authority is shown."""
+    from sqlalchemy.engine import make_url
+
+    from store.engine import shown_url
+
+    plain = "postgresql+psycopg://mm:Secr3t@127.0.0.1:54400/mmpw"
+    assert shown_url(plain) == "postgresql+psycopg://mm:***@127.0.0.1:54400/mmpw"
+    assert shown_url(make_url("postgresql+psycopg://mm:Ab%40cd@h/db")) == \
+        "postgresql+psycopg://mm:***@h/db"
+    for raw in ("postgresql+psycopg://mm:Ab@cdSecr3tTail@127.0.0.1:54400/mmpw",
+                "postgresql+psycopg://mm:k9@Vq:Zt7Lx2@127.0.0.1:54400/mmpw"):
+        assert shown_url(raw) == "postgresql+psycopg://***@127.0.0.1:54400/mmpw"
+    parsed = make_url("postgresql+psycopg://mm:Ab@cdSecr3tTail@127.0.0.1:54400/mmpw")
+    assert shown_url(parsed) == "postgresql+psycopg://***@127.0.0.1:54400/mmpw"
+    assert shown_url("sqlite:////srv/a@b/mmlr.sqlite3") == "sqlite:////srv/a@b/mmlr.sqlite3"
+
+
 @pytest.mark.parametrize(
     ("var", "value", "attribute", "expected"),
     [  # the ends of each allowed range load (the bounds are not off by one)
