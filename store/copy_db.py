@@ -38,7 +38,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
-from store.engine import check_connection, make_engine, migrate, schema_revisions, shown_url
+from store.engine import (
+    check_connection,
+    is_sqlite_uri,
+    make_engine,
+    migrate,
+    schema_revisions,
+    shown_url,
+)
 from store.errors import ConfigError, LockedError, StateError, ValidationError
 from store.locks import held_locks
 
@@ -195,9 +202,9 @@ def source_engine(url: str) -> Engine:
     except ArgumentError:
         parsed = None  # make_engine says what is wrong with it
     if parsed is not None and parsed.get_backend_name() == "sqlite":
-        uri = str(parsed.query.get("uri", "")).lower() in ("true", "1", "yes", "on")
         path = parsed.database
-        if path and path != ":memory:" and not uri and not Path(path).is_file():
+        if path and path != ":memory:" and not is_sqlite_uri(parsed) \
+                and not Path(path).is_file():
             raise ConfigError(f"the source database {path} does not exist",
                               hint="check MMLR_DATA_DIR and MMLR_DATABASE_URL: copy-db "
                                    "copies the configured database")

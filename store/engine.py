@@ -64,6 +64,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def is_sqlite_uri(url: URL) -> bool:
+    """Whether a SQLite URL names its file as a URI (``sqlite:///file:PATH?uri=true``), which
+    SQLite reads itself: its database is no path."""
+    return str(url.query.get("uri", "")).lower() in ("true", "1", "yes", "on")
+
+
 def make_engine(settings: Settings | str, *, echo: bool = False) -> Engine:
     """Build an engine for the settings' database (SQLite in WAL mode, or PostgreSQL)."""
     url = settings if isinstance(settings, str) else settings.db_url
@@ -72,11 +78,9 @@ def make_engine(settings: Settings | str, *, echo: bool = False) -> Engine:
     except ArgumentError as exc:
         raise ConfigError(f"MMLR_DATABASE_URL is not a valid database URL: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
-        # A URI filename (``file:...?uri=true``) is SQLite's to read, and ``mode=ro`` or
-        # ``mode=memory`` must create nothing: taking it for a path made a folder named
-        # "file:" in the working folder.
-        uri = str(parsed.query.get("uri", "")).lower() in ("true", "1", "yes", "on")
-        if parsed.database and parsed.database != ":memory:" and not uri:
+        # A URI filename is SQLite's to read, and ``mode=ro`` or ``mode=memory`` must create
+        # nothing: taking it for a path made a folder named "file:" in the working folder.
+        if parsed.database and parsed.database != ":memory:" and not is_sqlite_uri(parsed):
             folder = Path(parsed.database).parent
             try:
                 folder.mkdir(parents=True, exist_ok=True)

@@ -244,9 +244,7 @@ def test_server_down_fails_clearly_and_the_digest_can_be_resent(ctx, caplog) -> 
                          digest_to="ana@example.org")
     seed(ctx)
     digest = build_digest(sctx)
-    with pytest.raises(DeliveryError) as err:
-        deliver_digest(sctx, digest, retry_delays=FAST)
-    line = err.value.one_line()
+    line = _failed_delivery(sctx, digest)
     assert "connection refused" in line and "after 3 attempts" in line
     assert "reached 0 of 1 recipients" in line and "\n" not in line
     assert "s3cret-pa55" not in line and "s3cret-pa55" not in caplog.text
@@ -313,9 +311,7 @@ def test_refused_recipient_does_not_stop_the_others(ctx, smtp) -> None:  # type:
     sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
                          digest_to="refused@example.org,ok@example.org")
     digest = build_digest(sctx)
-    with pytest.raises(DeliveryError) as err:
-        deliver_digest(sctx, digest, retry_delays=FAST)
-    line = err.value.one_line()
+    line = _failed_delivery(sctx, digest)
     assert "reached 1 of 2 recipients" in line
     assert "refused@example.org: refused (550 5.1.1 mailbox unavailable)" in line
     assert [r for rcpts, _ in handler.messages for r in rcpts] == ["ok@example.org"]
@@ -353,11 +349,9 @@ def test_one_recipients_deferral_or_rejection_does_not_fail_the_others(ctx) -> N
     sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
                          digest_to="grey@example.org,spamtrap@example.org,ok@example.org")
     try:
-        with pytest.raises(DeliveryError) as err:
-            deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+        line = _failed_delivery(sctx)
     finally:
         controller.stop()
-    line = err.value.one_line()
     assert "reached 1 of 3 recipients" in line
     assert "grey@example.org: deferred after 3 attempts: 450 4.2.0 greylisted" in line
     assert "spamtrap@example.org: message rejected (554 5.7.1 message content rejected)" \
@@ -403,11 +397,9 @@ def test_a_slow_server_is_a_timeout_not_a_closed_connection(ctx) -> None:  # typ
     sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}?timeout=1",
                          digest_to="a@example.org")
     try:
-        with pytest.raises(DeliveryError) as err:
-            deliver_digest(sctx, build_digest(sctx), retry_delays=())
+        line = _failed_delivery(sctx, retry_delays=())
     finally:
         controller.stop()
-    line = err.value.one_line()
     assert "failed after 1 attempts: timed out after 1 s waiting for the server's reply" in line
     assert "raise timeout= in MMLR_SMTP_URL (now 1 s)" in line
     assert "closed the connection" not in line and "is running and reachable" not in line
@@ -425,9 +417,7 @@ def test_wrong_password_is_one_line_without_the_password(ctx, smtp_auth, caplog)
     handler, port = smtp_auth
     sctx = with_settings(ctx, smtp_url=f"smtp://digest:wrong-pa55word@127.0.0.1:{port}",
                          digest_to="a@example.org")
-    with pytest.raises(DeliveryError) as err:
-        deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
-    line = err.value.one_line()
+    line = _failed_delivery(sctx)
     assert "SMTP login to 127.0.0.1" in line and "as 'digest' failed (535" in line
     assert "MMLR_SMTP_URL" in line
     assert "wrong-pa55word" not in line and "wrong-pa55word" not in caplog.text
@@ -541,6 +531,15 @@ class Echo(Capture):
         return await super().handle_DATA(server, session, envelope)
 
 
+def _failed_delivery(sctx: Any, digest: Any = None, *,
+                     retry_delays: tuple[float, ...] = FAST) -> str:
+    """Deliver ``digest`` (else a new one) expecting a DeliveryError; its one line."""
+    with pytest.raises(DeliveryError) as err:
+        deliver_digest(sctx, digest if digest is not None else build_digest(sctx),
+                       retry_delays=retry_delays)
+    return err.value.one_line()
+
+
 def _serve(handler: Any, **kwargs: Any) -> tuple[Controller, int]:
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
@@ -571,11 +570,9 @@ def test_a_password_the_server_echoes_goes_no_further(ctx, caplog, where: str, c
     sctx = with_settings(ctx, smtp_url=f"smtp://user:{ECHOED}@127.0.0.1:{port}",
                          digest_to="a@example.org")
     try:
-        with pytest.raises(DeliveryError) as err:
-            deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+        line = _failed_delivery(sctx)
     finally:
         controller.stop()
-    line = err.value.one_line()
     # The reply is quoted (so the echo did reach mmlr), with the password masked.
     assert "credentials: user ***" in line and str(code) in line, line
     assert ECHOED not in line and ECHOED not in _ours(caplog)
@@ -667,11 +664,9 @@ def test_a_server_without_a_login_mmlr_can_do_is_a_clear_error(ctx, caplog) -> N
                          digest_to="a@example.org")
     digest = build_digest(sctx)
     try:
-        with pytest.raises(DeliveryError) as err:
-            deliver_digest(sctx, digest, retry_delays=FAST)
+        line = _failed_delivery(sctx, digest)
     finally:
         controller.stop()
-    line = err.value.one_line()
     assert "No suitable authentication method found" in line and "AUTH XOAUTH2" in line
     assert "PLAIN, LOGIN or CRAM-MD5" in line and "MMLR_SMTP_URL" in line
     assert "s3cret-pa55" not in line
