@@ -100,7 +100,8 @@ def test_an_admin_password_against_the_policy_names_its_setting(ctx) -> None:  #
     from store.errors import ValidationError
 
     for given, fragment in [("short one", "is too short"),
-                            ("admin of this review, first", "contains the account's e-mail")]:
+                            ("admin of this review, first",
+                             "contains 'admin', the name part of the account's e-mail")]:
         ctx.settings = ctx.settings.model_copy(update={"admin_password": SecretStr(given)})
         with pytest.raises(ValidationError, match=f"MMLR_ADMIN_PASSWORD: the password {fragment}"
                            ) as caught:
