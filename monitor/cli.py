@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from reports.exports import KINDS as EXPORT_KINDS
 from reports.exports import SUBSETS as EXPORT_SUBSETS
-from store.errors import ConfigError, MmlrError, ValidationError
+from store.errors import ConfigError, MmlrError, UsageError, ValidationError
 from store.settings import EARLIEST_POLL_DATE, PORT_RANGE, Settings, load_settings
 from store.utf8 import escaped, is_utf8
 
@@ -252,7 +252,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     out = Path(args.out) if args.out else None
     hint = "--out takes the name of an HTML file: a new one, or a regular file to replace"
     if args.out == "-":  # was a file named "-" in the working folder
-        raise ValidationError("--out - (standard output) is not taken by mmlr digest: its "
+        raise UsageError("--out - (standard output) is not taken by mmlr digest: its "
                               "output says what was written and delivered", hint=hint)
     if out is not None:  # before the digest is built and stored: a wrong path changes nothing
         check_target(out, what="the digest", hint=hint)
@@ -307,7 +307,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         try:
             pos, neg = (int(x) for x in args.prior_ids.split(","))
         except ValueError:
-            raise ValidationError(
+            raise UsageError(
                 f"--prior-ids takes two record_id values POS,NEG, got {args.prior_ids!r}"
             ) from None
         prior_ids = (pos, neg)
@@ -339,7 +339,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     folder = bool(args.out) and args.out.endswith(("/", os.sep))
     out = None if args.out == "-" else args.out  # "-": standard output, as the default
     if args.out == "-" and args.kind == "metafor":
-        raise ValidationError("--out - is standard output, and the metafor export is a "
+        raise UsageError("--out - is standard output, and the metafor export is a "
                               "folder of files", hint="name a folder, or leave --out out for "
                               "the exports/ folder of MMLR_DATA_DIR")
     with _context(settings) as ctx:
@@ -783,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args, settings))
     except MmlrError as exc:
         print(f"mmlr: error: {exc.one_line()}", file=sys.stderr)
-        code = 1
+        code = exc.exit_code
     except BrokenPipeError:  # `mmlr … | head`
         code = 0
     except KeyboardInterrupt:

@@ -72,7 +72,7 @@ from reports.prisma import (
 )
 from store.citation import article_location, page_range
 from store.context import AppContext
-from store.errors import NotFoundError, ValidationError
+from store.errors import NotFoundError, UsageError, ValidationError
 from store.fulltext import (
     AWAITING,
     Outcome,
@@ -133,8 +133,8 @@ def subset_pmids(session: Session, only: str) -> set[int]:
     if only == "reports":
         return {int(p) for p in session.exec(select(TrialReport.pmid).where(
             col(TrialReport.pmid).is_not(None)).distinct()) if p is not None}
-    raise ValidationError(f"--only {only!r} is not a subset of records",
-                          hint=f"choose one of {', '.join(SUBSETS)}")
+    raise UsageError(f"--only {only!r} is not a subset of records",
+                     hint=f"choose one of {', '.join(SUBSETS)}")
 
 
 #: Whether the stopping test supports stopping (``screening.health.stopping_supported``):
@@ -152,16 +152,16 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
     never a file of that name; ``only`` keeps the record exports to one of :data:`SUBSETS`;
     ``excel`` starts each CSV with a byte order mark (:data:`store.spreadsheet.EXCEL_BOM`)."""
     if kind not in KINDS:
-        raise ValidationError(f"unknown export {kind!r}", hint=f"choose one of {', '.join(KINDS)}")
+        raise UsageError(f"unknown export {kind!r}", hint=f"choose one of {', '.join(KINDS)}")
     if only is not None and kind not in _SUBSET_KINDS:
-        raise ValidationError(f"--only applies to the record exports, not to {kind!r}",
-                              hint=f"use it with {' or '.join(_SUBSET_KINDS)}")
+        raise UsageError(f"--only applies to the record exports, not to {kind!r}",
+                         hint=f"use it with {' or '.join(_SUBSET_KINDS)}")
     if only is not None and only not in SUBSETS:
-        raise ValidationError(f"--only {only!r} is not a subset of records",
-                              hint=f"choose one of {', '.join(SUBSETS)}")
+        raise UsageError(f"--only {only!r} is not a subset of records",
+                         hint=f"choose one of {', '.join(SUBSETS)}")
     if excel and (kind == "metafor" or _ext(kind) != "csv"):
-        raise ValidationError(f"--excel applies to the CSV exports, not to {kind!r}",
-                              hint="use it with csv, prisma, sof or screening")
+        raise UsageError(f"--excel applies to the CSV exports, not to {kind!r}",
+                         hint="use it with csv, prisma, sof or screening")
     if kind == "metafor":
         return _export_metafor(ctx, out)
     dual = ctx.settings.dual_screening

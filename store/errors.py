@@ -30,6 +30,8 @@ class MmlrError(Exception):
     """Base class: ``message`` is shown to the user as one line; ``hint`` says what to do."""
 
     http_status: int = 500
+    #: The exit code of a command that stops with it (``monitor.cli.main``).
+    exit_code: int = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -73,6 +75,13 @@ class DeliveryError(MmlrError):
 
 class ValidationError(MmlrError):
     http_status = 400
+
+
+class UsageError(ValidationError):
+    """Options of a command that do not go together (``export ris --excel``): a usage error,
+    exit 2 as argparse's own, though only the command can tell."""
+
+    exit_code = 2
 
 
 class FieldsError(ValidationError):

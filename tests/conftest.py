@@ -235,10 +235,12 @@ def _run_in_this_process(args: list[str], env: dict[str, str],
     return subprocess.CompletedProcess(["mmlr", *args], code, text(out), text(err))
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    """The CLI failed the way users should see it: exit 1 and one ``mmlr: error: ...`` line on
-    stderr (no traceback) containing every fragment."""
-    assert proc.returncode == 1, proc.stderr
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str,
+                          code: int = 1) -> None:
+    """The CLI failed the way users should see it: exit ``code`` (1; 2 for options that do
+    not go together) and one ``mmlr: error: ...`` line on stderr (no traceback) containing
+    every fragment."""
+    assert proc.returncode == code, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("mmlr: error: "), proc.stderr

@@ -566,7 +566,7 @@ def test_cli_export_only(db_url: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [",".join(CSV_COLUMNS)]  # nothing assessed yet
     bad = run_cli("export", "sof", "--only", "reports", env=env)
-    assert_one_line_error(bad)
+    assert_one_line_error(bad, code=2)  # a usage error, as argparse's own (it was 1)
     assert "--only applies to the record exports, not to 'sof'" in bad.stderr
     usage = run_cli("export", "ris", "--only", "everything", env=env)
     assert usage.returncode == 2 and "invalid choice: 'everything'" in usage.stderr
@@ -619,7 +619,7 @@ def test_cli_export_for_excel_starts_with_a_byte_order_mark(db_url: str,
     assert piped.stdout.startswith("\ufeff" + ",".join(CSV_COLUMNS))
     for kind in ("ris", "metafor"):
         bad = run_cli("export", kind, "--excel", env=env)
-        assert_one_line_error(bad)
+        assert_one_line_error(bad, code=2)
         assert f"--excel applies to the CSV exports, not to '{kind}'" in bad.stderr
 
 
@@ -979,7 +979,8 @@ def test_cli_export_out_dash_is_standard_output(db_url: str, tmp_path: Path) -> 
     assert dashed.stdout == plain.stdout and dashed.stdout.startswith("pmid,title,")
     folder = run_cli("export", "metafor", "--out", "-", env=env, cwd=work)
     assert_one_line_error(folder, "--out - is standard output, and the metafor export is a "
-                                  "folder of files", "name a folder")
+                                  "folder of files", "name a folder", code=2)
     digest = run_cli("digest", "--out", "-", env=env, cwd=work)
-    assert_one_line_error(digest, "--out - (standard output) is not taken by mmlr digest")
+    assert_one_line_error(digest, "--out - (standard output) is not taken by mmlr digest",
+                          code=2)
     assert list(work.iterdir()) == []

@@ -303,3 +303,10 @@ def test_cli_dataset_without_words_is_one_line_and_prints_nothing(tmp_path: Path
     proc = _cli(tmp_path, str(path))
     assert_one_line_error(proc, f"dataset {path} gives no words to learn from")
     assert proc.stdout == ""  # no blank line left by the progress bar
+
+
+def test_cli_prior_ids_not_two_ids_is_a_usage_error(tmp_path: Path) -> None:
+    # read before the dataset: a malformed option, exit 2 as argparse's own (it was 1)
+    proc = _cli(tmp_path, str(tmp_path / "any.csv"), "--prior-ids", "12")
+    assert_one_line_error(proc, "--prior-ids takes two record_id values POS,NEG, got '12'",
+                          code=2)
