@@ -264,7 +264,10 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
         if out is not None:
             with open_out(out, what="the digest", hint=hint) as fh:
                 fh.write(digest.html)
-            print(f"digest written to {out}")
+            # said on the line itself: a preview goes to nobody and counts for nothing
+            preview = "" if args.send else (" (a preview: delivered to nobody; the next digest "
+                                            "still counts from the last one delivered)")
+            print(f"digest #{digest.id} written to {out}{preview}")
         if args.send or not args.out:
             for line in deliver_digest(ctx, digest):
                 print(line)

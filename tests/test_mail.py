@@ -775,6 +775,9 @@ def test_a_preview_does_not_use_up_the_changes(ctx) -> None:  # type: ignore[no-
         MMLR_DATA_DIR=str(sctx.settings.data_dir),
         MMLR_DATABASE_URL=str(sctx.settings.database_url)))
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (f"digest #2 written to {out} (a preview: delivered to "
+                                   "nobody; the next digest still counts from the last one "
+                                   "delivered)")
     assert "Lenalidomide, PFS" in out.read_text(encoding="utf-8")
     later = _repool(sctx, 0.8)
     digest = build_digest(sctx)
