@@ -253,7 +253,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     hint = "--out takes the name of an HTML file: a new one, or a regular file to replace"
     if args.out == "-":  # was a file named "-" in the working folder
         raise UsageError("--out - (standard output) is not taken by mmlr digest: its "
-                              "output says what was written and delivered", hint=hint)
+                         "output says what was written and delivered", hint=hint)
     if out is not None:  # before the digest is built and stored: a wrong path changes nothing
         check_target(out, what="the digest", hint=hint)
     with _context(settings) as ctx:
@@ -343,8 +343,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     out = None if args.out == "-" else args.out  # "-": standard output, as the default
     if args.out == "-" and args.kind == "metafor":
         raise UsageError("--out - is standard output, and the metafor export is a "
-                              "folder of files", hint="name a folder, or leave --out out for "
-                              "the exports/ folder of MMLR_DATA_DIR")
+                         "folder of files", hint="name a folder, or leave --out out for "
+                         "the exports/ folder of MMLR_DATA_DIR")
     with _context(settings) as ctx:
         written = export(ctx, args.kind, Path(out) if out else None,
                          stopping=partial(stopping_supported,

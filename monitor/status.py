@@ -25,17 +25,20 @@ reason to fail: those are curators' work or normal operation, not an operator's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, col, func, select
 
 from store.errors import ConfigError
 from store.settings import Settings
+
+if TYPE_CHECKING:  # the models are imported where used: `mmlr status` starts fast
+    from store.models import Delivery
 
 #: The shortest staleness window: a cron firing every few minutes must not turn a slow
 #: PubMed morning into an alarm.
@@ -278,16 +281,8 @@ def _digest(session: Session, report: StatusReport) -> None:
         report.sections["digest"] = {"id": None, "built_at": None, "sent": 0, "failed": 0,
                                      "pending": 0, "errors": []}
         return
-    rows = session.exec(select(Delivery).where(Delivery.digest_id == digest.id)
-                        .order_by(col(Delivery.id))).all()
-    # A recipient's latest row decides, but one sent copy settles it: a retry that sent it
-    # after a failure is a delivery (as reports.digest counts "already sent").
-    latest: dict[tuple[str, str | None], Delivery] = {}
-    for row in rows:
-        key = (row.channel, row.recipient.lower() if row.recipient else None)
-        if key not in latest or latest[key].status != "sent":
-            latest[key] = row
-    latest = _people(latest)
+    latest = _recipients(session.exec(select(Delivery).where(
+        Delivery.digest_id == digest.id).order_by(col(Delivery.id))).all())
     counts = {status: sum(r.status == status for r in latest.values())
               for status in ("sent", "failed", "pending")}
     errors = sorted({" ".join((r.error or "no reason recorded").split())
@@ -301,14 +296,24 @@ def _digest(session: Session, report: StatusReport) -> None:
     _older_digests(session, int(digest.id or 0), report)
 
 
-def _people(latest: dict[Any, Any]) -> dict[Any, Any]:
-    """The deliveries that are recipients: the outbox copy is nobody (it is written beside
+#: A recipient of a digest: (digest id, channel, address in lower case; None for the outbox).
+_Recipient = tuple[int, str, str | None]
+
+
+def _recipients(rows: Sequence[Delivery]) -> dict[_Recipient, Delivery]:
+    """Each recipient's delivery of each digest in ``rows`` (in id order). The latest row
+    decides, but one sent copy settles it: a retry that sent it after a failure is a delivery
+    (as reports.digest counts "already sent"). The outbox copy is nobody (it is written beside
     SMTP deliveries when the digest went to the outbox before MMLR_SMTP_URL was set) and
-    counts only where it is the delivery, a digest with no SMTP recipient. Keys end with
-    (channel, recipient)."""
-    if any(key[-2] == "smtp" for key in latest):
-        return {key: row for key, row in latest.items() if key[-2] != "outbox"}
-    return latest
+    counts only where it is the delivery, a digest with no SMTP recipient."""
+    latest: dict[_Recipient, Delivery] = {}
+    for row in rows:
+        key = (row.digest_id, row.channel, row.recipient.lower() if row.recipient else None)
+        if key not in latest or latest[key].status != "sent":
+            latest[key] = row
+    by_smtp = {key[0] for key in latest if key[1] == "smtp"}
+    return {key: row for key, row in latest.items()
+            if not (key[1] == "outbox" and key[0] in by_smtp)}
 
 
 def _older_digests(session: Session, newest: int, report: StatusReport) -> None:
@@ -318,16 +323,7 @@ def _older_digests(session: Session, newest: int, report: StatusReport) -> None:
     while one that reached others but not them is not (its changes are not said again)."""
     from store.models import Delivery, Digest
 
-    rows = session.exec(select(Delivery).order_by(col(Delivery.id))).all()
-    latest: dict[tuple[int, str, str | None], Delivery] = {}
-    for row in rows:
-        key = (row.digest_id, row.channel, row.recipient.lower() if row.recipient else None)
-        if key not in latest or latest[key].status != "sent":
-            latest[key] = row
-    by_digest: dict[int, dict[tuple[int, str, str | None], Delivery]] = {}
-    for key, row in latest.items():
-        by_digest.setdefault(key[0], {})[key] = row
-    latest = {k: r for rows_of in by_digest.values() for k, r in _people(rows_of).items()}
+    latest = _recipients(session.exec(select(Delivery).order_by(col(Delivery.id))).all())
     missed = sorted(k for k, r in latest.items() if r.status == "failed" and k[0] < newest)
     if not missed:
         return

@@ -79,12 +79,18 @@ class JobLease:
             if self.conn is not None and not _pg_still_held(self.conn, self.name):
                 raise self._lost()
             return
-        table = _LOCK_TABLE
         with self.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.name == self.name,
-                                             table.c.holder == self.holder)
-                         .values(expires_at=datetime.now(UTC)
-                                 + timedelta(seconds=self.ttl)))
+            if not self._extend(conn):
+                raise self._lost()
+
+    def _extend(self, conn: Connection) -> bool:
+        """Extend this holder's SQLite lease by its ttl; False when the row is no longer its
+        own (the lease expired and another process took it over)."""
+        table = _LOCK_TABLE
+        renewed = conn.execute(update(table).where(
+            table.c.name == self.name, table.c.holder == self.holder).values(
+            expires_at=datetime.now(UTC) + timedelta(seconds=self.ttl)))
+        return renewed.rowcount == 1
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
@@ -120,12 +126,8 @@ class JobLease:
             finally:
                 session.close()  # rolls back what was not committed
             return
-        table = _LOCK_TABLE
         with Session(self.engine, expire_on_commit=False) as session:
-            renewed = session.connection().execute(
-                update(table).where(table.c.name == self.name, table.c.holder == self.holder)
-                .values(expires_at=datetime.now(UTC) + timedelta(seconds=self.ttl)))
-            if renewed.rowcount != 1:
+            if not self._extend(session.connection()):
                 session.rollback()
                 raise self._lost()
             yield session

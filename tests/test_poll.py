@@ -534,6 +534,28 @@ def test_a_poll_that_lost_its_lock_stores_no_further_batch(
             other.dispose()
 
 
+def test_renewing_a_lock_taken_over_says_it_is_lost(tmp_path: Path, db_url: str) -> None:
+    """A digest delivery renews its lease between recipients: on SQLite renew() extended a
+    lease another process had taken over without a word (only PostgreSQL said so)."""
+    from store.errors import MmlrError
+    from store.locks import job_lock
+
+    settings = make_settings(tmp_path, db_url, "http://127.0.0.1:9/")
+    ctx, other = make_context(settings), make_context(settings)
+    holder = None
+    try:
+        with job_lock(ctx.engine, "poll") as lease:
+            lease.renew()  # held: nothing to say
+            holder = _take_the_poll_lock_over(ctx, other)
+            with pytest.raises(MmlrError, match="lost the lock 'poll'"):
+                lease.renew()
+    finally:
+        if holder is not None:
+            holder.__exit__(None, None, None)
+        ctx.dispose()
+        other.dispose()
+
+
 def test_a_resumed_run_is_running_again_while_it_is_fetched(
         tmp_path: Path, db_url: str, corpus: Path) -> None:
     """Before: a run stopped by SIGTERM kept status "interrupted" and its error while the
