@@ -1081,14 +1081,12 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     # A funnel change is a sensitivity signal, not a conclusion: it stays in the body, and an
     # analysis whose estimate changed is counted above already. Only one whose estimate did
     # not (new small_study.py code) is named, or the subject would say "no changes".
-    funnel_only = sum(a["status"] == "unchanged" and bool(a.get("small_study_change"))
-                      for a in summary["analyses"])
+    funnel_only = len(_unchanged_but(summary, "small_study_change"))
     if funnel_only:
         parts.append(plural(funnel_only, "funnel assessment changed",
                              "funnel assessments changed"))
     # Likewise an absolute effect moved by a new assumed control risk alone.
-    absolute_only = sum(a["status"] == "unchanged" and bool(a.get("absolute_change"))
-                        for a in summary["analyses"])
+    absolute_only = len(_unchanged_but(summary, "absolute_change"))
     if absolute_only:
         parts.append(plural(absolute_only, "absolute effect changed",
                              "absolute effects changed"))
@@ -1107,6 +1105,12 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
         parts.append(plural(summary["decisions"]["total"], "decision"))
     what = ", ".join(parts) if parts else "no changes"
     return f"mmlr digest #{digest.id} ({digest.period_end:%Y-%m-%d}): {what}"
+
+
+def _unchanged_but(summary: dict[str, Any], change: str) -> list[dict[str, Any]]:
+    """The analyses whose estimate did not change but whose ``change`` (a monitoring, funnel
+    or absolute-effect change) did: said apart, as the estimate's changes say them already."""
+    return [a for a in summary["analyses"] if a["status"] == "unchanged" and a.get(change)]
 
 
 def _content_hash(summary: dict[str, Any]) -> str:
@@ -1193,12 +1197,9 @@ def render_digest(
         "changed": [a for a in summary["analyses"] if a["status"] != "unchanged"],
         "unchanged": [a for a in summary["analyses"] if a["status"] == "unchanged"],
         # .get: entries of digests stored before monitoring existed have no such key
-        "monitoring_only": [a for a in summary["analyses"]
-                            if a["status"] == "unchanged" and a.get("monitoring_change")],
-        "small_study_only": [a for a in summary["analyses"]
-                             if a["status"] == "unchanged" and a.get("small_study_change")],
-        "absolute_only": [a for a in summary["analyses"]
-                          if a["status"] == "unchanged" and a.get("absolute_change")],
+        "monitoring_only": _unchanged_but(summary, "monitoring_change"),
+        "small_study_only": _unchanged_but(summary, "small_study_change"),
+        "absolute_only": _unchanged_but(summary, "absolute_change"),
         "more_flagged": summary["new_flagged_total"] - len(summary["new_flagged"]),
         "trial_reports": summary.get("new_trial_reports", []),
         "more_trial_reports": (summary.get("new_trial_reports_total", 0)
