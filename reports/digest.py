@@ -111,6 +111,7 @@ from store.models import (
 from store.screening_pool import in_screening_pool, previous_report_pmids
 from store.searches import searches_between
 from store.settings import parse_smtp_url
+from store.text import closed_bidi_value
 from store.trial_match import unlinked_strong_matches
 
 log = logging.getLogger(__name__)
@@ -1160,6 +1161,9 @@ def _environment(html: bool) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # A PubMed title's unclosed bidirectional override reversed the rest of its line in
+        # the mail (store.text.closed_bidi); every value printed has its levels closed.
+        finalize=closed_bidi_value,
     )
     env.filters["pct"] = lambda w: "—" if w is None else f"{rounded(w, 1)}%"
     env.filters["plural"] = lambda n, one, many=None: plural(int(n), one, many)

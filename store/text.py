@@ -92,3 +92,53 @@ def quoted(value: Any, limit: int = 40) -> str:
     """A bad value quoted for an error message (``repr``), cut short: it may be anything a
     client sent, a whole document included."""
     return shorten(repr(value), limit)
+
+
+#: The bidirectional controls that open a level and what closes each: an embedding or an
+#: override (LRE, RLE, LRO, RLO) ends at POP DIRECTIONAL FORMATTING, an isolate (LRI, RLI,
+#: FSI) at POP DIRECTIONAL ISOLATE.
+_PDF, _PDI = "\u202c", "\u2069"
+_OPENS_EMBEDDING = frozenset("\u202a\u202b\u202d\u202e")
+_OPENS_ISOLATE = frozenset("\u2066\u2067\u2068")
+_BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def closed_bidi(text: str) -> str:
+    """``text`` with every bidirectional embedding, override or isolate it leaves open closed
+    at its end, so that it reorders nothing shown after it.
+
+    A PubMed title ending in an unclosed RIGHT-TO-LEFT OVERRIDE showed the rest of its line
+    (the journal, a trial's HR beside it) reversed, until the end of the paragraph, which in
+    a page or an e-mail can be far beyond the title. The web app refuses these characters
+    in what people send (``screening.web.refused_text``), but PubMed text is stored as PubMed
+    wrote it; closing the levels at display keeps it whole and harmless. The closing follows
+    the Unicode bidirectional algorithm (UAX #9, X6a): a PDF inside an open isolate closes
+    nothing, a PDI closes its isolate and every embedding opened inside it."""
+    if not _BIDI_RE.search(text):
+        return text
+    stack: list[str] = []
+    for match in _BIDI_RE.finditer(text):
+        char = match.group()
+        if char in _OPENS_EMBEDDING:
+            stack.append(_PDF)
+        elif char in _OPENS_ISOLATE:
+            stack.append(_PDI)
+        elif char == _PDF:
+            if stack and stack[-1] == _PDF:
+                stack.pop()
+        elif _PDI in stack:  # a PDI with an isolate open
+            while stack.pop() != _PDI:
+                pass
+    return text + "".join(reversed(stack))
+
+
+def closed_bidi_value(value: Any) -> Any:
+    """A template value with its bidirectional levels closed (:func:`closed_bidi`), for
+    Jinja's ``finalize``: text (escaped markup included) gets its closers, anything else
+    passes through for Jinja to print."""
+    if isinstance(value, str):
+        closed = closed_bidi(value)
+        # Markup + str escapes the str: the closers hold nothing to escape, and the result
+        # stays Markup, so autoescape does not escape the markup a second time.
+        return value if closed is value else value + closed[len(value):]
+    return value

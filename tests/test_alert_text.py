@@ -17,7 +17,7 @@ from reports.digest import build_digest
 from store.context import make_context
 from store.models import Alert
 from store.settings import Settings
-from store.text import ELLIPSIS, shorten
+from store.text import ELLIPSIS, closed_bidi, shorten
 
 # A real title (PMID 39382274) with non-ASCII letters around where a 120-character cut falls.
 REAL = ("efetch_xml/metapub/pmid_xml/39382274.xml", 39382274)
@@ -111,3 +111,19 @@ def test_an_erratum_alert_quotes_a_real_title_whole_words_and_the_digest_escapes
         assert "&lt;i&gt;In vitro&lt;/i&gt; &amp; " in html  # escaped once, when shown
         assert "<i>In vitro" not in html
         ctx.dispose()
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("no controls at all", "no controls at all"),
+    ("Maintenance \u202eABC", "Maintenance \u202eABC\u202c"),  # an override left open
+    ("\u202aa\u202bb\u202cc", "\u202aa\u202bb\u202cc\u202c"),  # two open, one closed
+    ("x \u202ey\u202c z", "x \u202ey\u202c z"),  # closed already: unchanged
+    ("\u2067x\u202ey", "\u2067x\u202ey\u202c\u2069"),  # closed innermost first
+    ("\u2067x\u202ey\u2069 z", "\u2067x\u202ey\u2069 z"),  # a PDI closes what it holds
+    ("\u202ex\u2068y\u202c", "\u202ex\u2068y\u202c\u2069\u202c"),  # PDF in an isolate
+    ("\u2069\u202c stray closers", "\u2069\u202c stray closers"),  # nothing to close
+])
+def test_bidirectional_levels_left_open_are_closed(text: str, shown: str) -> None:
+    # UAX #9 (X6a, X7): a PDF inside an open isolate closes nothing; a PDI closes its
+    # isolate and every embedding opened inside it.
+    assert closed_bidi(text) == shown

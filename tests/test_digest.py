@@ -784,3 +784,41 @@ def test_the_previous_versions_reports_are_not_news(ctx) -> None:  # type: ignor
     assert "A new maintenance RCT" in flagged_section
     assert not any(f"Seed report {p}" in flagged_section for p in pool.previous)
     assert d.summary["screening_health"]["records"] == len(ORDINARY) + 1
+
+
+@pytest.mark.browser
+def test_an_unclosed_override_in_a_title_reverses_nothing_after_it(ctx, chromium_path) -> None:  # type: ignore[no-untyped-def]
+    # PubMed text is stored as written. A title ending inside a RIGHT-TO-LEFT OVERRIDE showed
+    # the citation after it on the same line ("— Lancet. 2019;…") mirrored; each value the
+    # digest prints has its levels closed (store.text.closed_bidi).
+    from playwright.sync_api import sync_playwright
+
+    seed(ctx)
+    with ctx.sessions() as s:
+        s.add(Record(pmid=90000011, title="Maintenance \u202eABC", journal="Lancet", year=2019,
+                     flagged=True, score=0.9))
+        s.add(Decision(pmid=90000011, decision="include"))
+        s.commit()
+    d = build_digest(ctx)
+    assert "Maintenance \u202eABC\u202c</a>" in d.html
+    assert "Maintenance \u202eABC\u202c" in d.text
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path,
+                                    args=["--no-sandbox", "--headless", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.set_content(d.html)
+            item = page.locator("li.include", has_text="ABC")
+            assert item.count() == 1
+            # x of the first and the last letter of "Lancet": left to right, L before t
+            first, last = item.evaluate("""li => {
+                const node = [...li.childNodes].find(n => n.nodeType === 3
+                                                         && n.textContent.includes('Lancet'));
+                const at = node.textContent.indexOf('Lancet'), range = document.createRange();
+                const x = i => { range.setStart(node, at + i); range.setEnd(node, at + i + 1);
+                                 return range.getBoundingClientRect().x; };
+                return [x(0), x(5)];
+            }""")
+            assert first < last
+        finally:
+            browser.close()

@@ -494,6 +494,12 @@ def test_a_bidirectional_override_in_a_request_is_refused(app: Any,
     with db(app) as session:
         assert [t.name for t in session.exec(select(Trial).where(Trial.id == trial.id))] == [
             hebrew]
+    # an isolate left open is stored as sent, and closed where it is shown, so that it
+    # reorders nothing after it on the page
+    assert api.patch(f"/api/trials/{trial.id}", json={"name": "\u2067GBRAM 0001"}).status_code \
+        == 200
+    assert "\u2067GBRAM 0001\u2069" in curator.get(f"/trials/{trial.id}").text
+    assert api.get(f"/api/trials/{trial.id}").json()["name"] == "\u2067GBRAM 0001"
 
 
 def test_the_openapi_schema_needs_a_login(app: Any, client: TestClient,

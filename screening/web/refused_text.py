@@ -9,7 +9,8 @@ or key), the characters no field of mmlr may hold:
   showed the digest's "HR 0.41 (0.19–0.91)" after it as "(19.0–91.0) 14.0 RH": numbers a
   reader takes for the result. Right-to-left text needs none of them (the letters carry
   their direction), and the isolates (U+2066-U+2069) and marks (U+200E, U+200F), which
-  cannot reorder the text around them, are kept.
+  cannot reorder the text around them, are kept: an isolate left open is closed where the
+  text is shown (``store.text.closed_bidi``, as for PubMed's text, stored as written).
 
 One check before any route, rather than one in each of the app's forms and the API's bodies,
 so that a new field cannot forget it; the answer is 400 naming where the character was, and

@@ -21,7 +21,7 @@ from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
 from screening.web.deps import dual_screening, pop_flashes, verify_second_person
 from screening.web.extraction import METHOD_WORDS, ORIENTATION_WORDS, SETTING_WORDS
-from store.text import shorten
+from store.text import closed_bidi_value, shorten
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -143,6 +143,9 @@ def make_templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Every value printed has the bidirectional levels it opens closed: PubMed text is
+        # stored as written, and an unclosed override in a title reversed the page after it.
+        finalize=closed_bidi_value,
     )
     env.filters["dt"] = utc_text
     env.filters["num"] = _fmt_num
