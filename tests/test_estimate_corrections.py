@@ -290,6 +290,32 @@ def test_correction_is_a_new_unverified_estimate_and_withdraws_the_old(
     assert f"/estimates/{new.id}/edit" in page and f"/estimates/{old.id}/edit" not in page
 
 
+def test_the_correct_form_sent_twice_is_saved_once_and_said_saved(
+        app: Any, users: dict[str, str]) -> None:
+    # A double click or Back then Save sent the form again to the estimate the first one
+    # withdrew: a 409 "already withdrawn" for a curator who had done nothing wrong.
+    curator = as_role(app, users, "curator")
+    trial_id, old = _one_estimate(app, curator)
+    token = csrf_from(curator.get(f"/estimates/{old.id}/edit").text)
+    form = {"csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
+            "method": "reported_ci", "orientation": "maint_vs_control",
+            "hr": "0.55", "ci_low": "0.45", "ci_high": "0.67", "correction_note": "CI misread"}
+    assert curator.post(f"/estimates/{old.id}/edit", data=form,
+                        follow_redirects=False).status_code == 303
+    again = curator.post(f"/estimates/{old.id}/edit", data=form, follow_redirects=False)
+    _, new = _estimates(app)  # one correction, not two
+    assert again.status_code == 303
+    assert again.headers["location"] == f"/trials/{trial_id}#estimate-{new.id}"
+    assert (f"This correction is saved already: estimate {old.id} was corrected by estimate "
+            f"{new.id} (HR 0.55 (0.45–0.67)). Nothing was saved again.") in curator.get(
+        f"/trials/{trial_id}").text
+    assert len(_audits(app, "estimate.correct")) == 1
+    # another number sent to the withdrawn estimate is still refused: it is no repeat
+    other = curator.post(f"/estimates/{old.id}/edit", data={**form, "hr": "0.56"})
+    assert other.status_code == 409 and "already withdrawn" in other.text
+    assert len(_estimates(app)) == 2
+
+
 def test_bad_correction_names_the_field_and_changes_nothing(app: Any,
                                                             users: dict[str, str]) -> None:
     curator = as_role(app, users, "curator")

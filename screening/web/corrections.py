@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from reports.analyses import comparison_key
 from screening.web.deps import get_or_404
@@ -22,7 +22,9 @@ from screening.web.extraction import (
     CHECK_PREFIX,
     PRINTED_FIELDS,
     EstimateDraft,
+    RepeatedExtraction,
     FieldErrors,
+    refuse_repeat,
     save_estimate,
 )
 from store.audit import audit
@@ -119,6 +121,25 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
                "method": new.method, "derivation_inputs": new.derivation_inputs,
                "printed": new.printed})
     return new
+
+
+def correction_sent_again(session: Session, old: Estimate, *, trial: Trial,
+                          draft: EstimateDraft) -> Estimate | None:
+    """The current estimate that corrected ``old`` when ``draft`` is that correction again
+    (the same report, endpoint, setting, comparison, data cut, method and numbers), else None.
+
+    The Correct form sent twice (a double click, Back then Save) found its estimate withdrawn
+    by the first and answered 409 "already withdrawn": the curator, told of a conflict, had
+    done nothing wrong and had nothing to redo."""
+    successor = session.exec(select(Estimate).where(
+        Estimate.supersedes_id == old.id, col(Estimate.withdrawn_at).is_(None))).first()
+    if successor is None:
+        return None
+    try:
+        refuse_repeat(session, trial=trial, draft=draft)
+    except RepeatedExtraction as exc:
+        return successor if exc.estimate_id == successor.id else None
+    return None
 
 
 #: What a correction may change: any of these differing makes it one.

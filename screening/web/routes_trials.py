@@ -13,6 +13,7 @@ from reports.selection import latest_results, uses_of_estimates
 from reports.words import hr_ci_text
 from screening.web.corrections import (
     correct_estimate,
+    correction_sent_again,
     ensure_current,
     form_values,
     load_estimate,
@@ -415,6 +416,17 @@ def _edit_page(request: Request, session: Session, estimate: Estimate, values: d
                   status_code=status_code)
 
 
+def _correction_sent_again(session: Session, old: Estimate, trial: Trial,
+                           data: dict[str, str], reports: list[TrialReport]) -> Estimate | None:
+    """The estimate that corrected ``old``, when the Correct form sent is that correction
+    again; None for any other form (a different number, or one that does not read)."""
+    try:
+        draft = parse_estimate(data, trial=trial, reports=reports)
+    except FieldErrors:
+        return None
+    return correction_sent_again(session, old, trial=trial, draft=draft)
+
+
 @router.get("/estimates/{estimate_id}/edit")
 def edit_estimate_form(request: Request, estimate_id: int, session: DbSession,
                        user: Curator) -> Response:
@@ -427,10 +439,17 @@ def edit_estimate_form(request: Request, estimate_id: int, session: DbSession,
 async def edit_estimate(request: Request, estimate_id: int, session: DbSession,
                         user: Curator) -> Response:
     old = load_estimate(session, estimate_id)
-    ensure_current(old)
     trial = _trial(session, old.trial_id)
     data = await _form(request)
     reports = _reports(session, trial)
+    if old.withdrawn_at is not None:
+        again = _correction_sent_again(session, old, trial, data, reports)
+        if again is not None:
+            flash(request, f"This correction is saved already: estimate {old.id} was "
+                           f"corrected by estimate {again.id} (HR {_hr_said(again)}). Nothing "
+                           "was saved again.", "ok")
+            return RedirectResponse(f"/trials/{trial.id}#estimate-{again.id}", status_code=303)
+    ensure_current(old)
     try:
         note = read_reason(data, "correction_note", required=False)
         draft = parse_estimate(data, trial=trial, reports=reports)
