@@ -586,10 +586,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pool)
 
     p = sub.add_parser("meta", help="pool the rows of a CSV (study, yi, sei | hr, ci_low, ci_high)")
-    p.add_argument("file")
-    p.add_argument("--method", choices=["REML", "DL", "PM", "FE"], default="REML")
-    p.add_argument("--ci", choices=["hksj", "hksj-adhoc", "wald"], default="hksj")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("file", metavar="FILE.csv",
+                   help="UTF-8 CSV, comma-separated: study and yi,sei (log HR and its SE) or "
+                        "hr,ci_low,ci_high; optionally subgroup and date")
+    p.add_argument("--method", choices=["REML", "DL", "PM", "FE"], default="REML",
+                   help="estimator of tau2 (default REML; FE: fixed effect)")
+    p.add_argument("--ci", choices=["hksj", "hksj-adhoc", "wald"], default="hksj",
+                   help="confidence interval: Hartung-Knapp-Sidik-Jonkman (default), the same "
+                        "never narrower than wald, or normal quantiles")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_meta)
 
     p = sub.add_parser("network", help="network meta-analysis: every treatment against every "
@@ -624,18 +629,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="replay a labelled screening dataset")
     p.add_argument("dataset", metavar="DATASET.csv[.gz]")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prior-ids", metavar="POS_ID,NEG_ID")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the prior records' draw (default 0)")
+    p.add_argument("--prior-ids", metavar="POS_ID,NEG_ID",
+                   help="the record_id of one include and one exclude to start from, instead "
+                        "of drawing them")
     p.add_argument("--stop-recall", type=float, metavar="R",
                    help="also report where the queue's stopping test at recall target R "
                         "(e.g. 0.95) would have stopped, and the recall reached there")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("replay-server", help="E-utilities-compatible server over PubMed XML")
     p.add_argument("--dir", required=True, help="folder of PubMed XML files (searched recursively)")
-    p.add_argument("--host", type=_host, default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8765)
+    p.add_argument("--host", type=_host, default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8765, help="port to listen on (default 8765)")
     p.add_argument("--faults", default=None, help="e.g. 429@3,500@7,timeout@9 or random:0.1")
     p.add_argument("--seed", type=int, default=0, help="seed of random faults")
     p.set_defaults(func=cmd_replay_server)
@@ -697,7 +706,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("config", help="list every setting with its default")
-    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--markdown", action="store_true",
+                   help="the README's configuration table, in Markdown")
     p.set_defaults(func=cmd_config)
     return parser
 
