@@ -455,7 +455,7 @@ def test_an_empty_value_is_refused_not_read_as_the_option_left_out(
 def test_an_empty_positional_is_refused(tmp_path: Path) -> None:
     proc = run_cli("meta", "", env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
     assert proc.returncode == 2  # it was ".: is not a file": Path("") is "."
-    assert proc.stderr.splitlines()[-1] == "mmlr: error: argument file: an empty value"
+    assert proc.stderr.splitlines()[-1] == "mmlr: error: argument FILE.csv: an empty value"
 
 
 def test_a_bogus_log_level_is_refused_and_a_lower_case_one_is_used(
