@@ -22,8 +22,8 @@ from screening.web.extraction import (
     CHECK_PREFIX,
     PRINTED_FIELDS,
     EstimateDraft,
-    RepeatedExtraction,
     FieldErrors,
+    RepeatedExtraction,
     refuse_repeat,
     save_estimate,
 )
