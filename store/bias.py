@@ -9,7 +9,8 @@ trial's hazard ratio for one endpoint — in five domains (``DOMAINS``), each ``
 - high when any domain is high;
 - otherwise some concerns — which the reviewers may raise to high when concerns in several
   domains together lower their confidence in the result substantially. That is a judgment,
-  not arithmetic, so mmlr accepts it only with ``overall_note`` saying why.
+  not arithmetic, so mmlr accepts it only with ``overall_note`` saying why, and only when
+  more than one domain has some concerns.
 
 An overall judgment *below* the worst domain, or above "low" when every domain is low, is not
 RoB 2 and is refused (``validate_assessment``). Assessments are append-only
@@ -214,6 +215,17 @@ def _check_overall(overall: str, domains: Mapping[str, Mapping[str, str]], note:
     elif worst == "low" and overall != "low":
         errors["overall"] = (f"“{JUDGMENT_LABELS[overall]}” is higher than the domains allow: "
                              "every domain is low, and RoB 2 judges such a result low overall")
+    elif overall == "high" and worst == "some_concerns" and len(
+            concerned := [key for key, d in domains.items()
+                          if d["judgment"] == "some_concerns"]) < 2:
+        # RoB 2 raises some concerns to high only for concerns "in multiple domains" that
+        # together lower confidence substantially (Sterne et al. 2019, Table 2); one domain's
+        # concerns make "some concerns", however serious the note says they are.
+        errors["overall"] = (f"“{JUDGMENT_LABELS['high']}” needs a domain at high risk or "
+                             "some concerns in several domains, and only "
+                             f"{DOMAINS[concerned[0]].lower()} has some concerns: RoB 2 "
+                             "judges such a result “Some concerns” overall (or judge that "
+                             "domain high, if its concerns are that serious)")
     elif overall == "high" and worst == "some_concerns" and not note:
         # RoB 2 allows "high" when some concerns in several domains together lower confidence
         # substantially; that is the reviewer's judgment, so it must be written down.

@@ -137,6 +137,13 @@ def test_some_concerns_may_be_raised_to_high_only_with_a_note() -> None:
                                  overall_note="Open-label and 20% lost to follow-up.")
     assert (raised.overall, raised.suggested) == ("high", "some_concerns")
     assert raised.overall_note == "Open-label and 20% lost to follow-up."
+    # one domain's concerns are not "several domains": never high, note or no note
+    one = _domains(deviations="some_concerns")
+    assert _fields(domains=one, overall="high", overall_note="Open-label.") == {"overall": (
+        "“High” needs a domain at high risk or some concerns in several domains, and only "
+        "bias due to deviations from intended interventions has some concerns: RoB 2 judges "
+        "such a result “Some concerns” overall (or judge that domain high, if its concerns "
+        "are that serious)")}
     # "high" that the domains give needs no note
     assert validate_assessment(endpoint="PFS", domains=_domains(deviations="high"),
                                overall="high").overall_note is None
@@ -422,7 +429,7 @@ def test_a_refused_form_names_the_field_and_keeps_what_was_typed(app: Any,
             "concerns” for bias arising from the randomization process): RoB 2&#39;s overall "
             "judgment is at least the worst domain&#39;s") in low.text
     raised = _assess(curator, trial_id, domains__randomization__judgment="some_concerns",
-                     overall="high")
+                     domains__missing_data__judgment="some_concerns", overall="high")
     assert raised.status_code == 400
     assert "Note: is required to judge overall &#39;high&#39; when no domain is high" in (
         raised.text)
@@ -535,7 +542,8 @@ def test_api_refuses_bad_input_viewers_and_unknown_trials(app: Any, api: TestCli
         (_body(domains=_domains(missing_data="some_concerns"), overall="low"),
          "overall: “Low” is lower than the worst domain judgment (“Some concerns” for bias due "
          "to missing outcome data): RoB 2's overall judgment is at least the worst domain's"),
-        (_body(domains=_domains(missing_data="some_concerns"), overall="high"),
+        (_body(domains=_domains(missing_data="some_concerns", reporting="some_concerns"),
+               overall="high"),
          "overall_note: is required to judge overall 'high' when no domain is high: say why "
          "the concerns together put the result at high risk"),
         (_body(domains={k: v for k, v in _domains().items() if k != "randomization"}),
