@@ -78,11 +78,12 @@ LOW_ROB_ONLY_EMPTY = {
 def sof_rows(session: Session) -> list[dict[str, Any]]:
     """One dict per analysis with a pooled estimate (k ≥ 1), in reading order."""
     baselines = current_baselines(session)
-    return [_row(p, absolute_or_reason(p, baseline_for(p.analysis_key, baselines))[0])
+    return [_row(p, *absolute_or_reason(p, baseline_for(p.analysis_key, baselines)))
             for p in latest_results(session) if p.k > 0 and p.estimate is not None]
 
 
-def _row(p: PooledResult, absolute: dict[str, Any] | None) -> dict[str, Any]:
+def _row(p: PooledResult, absolute: dict[str, Any] | None,
+         absolute_reason: str | None = None) -> dict[str, Any]:
     result = p.result if isinstance(p.result, dict) else {}
     rob = result.get("risk_of_bias") or {}
     weight = rob.get("weight_percent") or {}
@@ -131,6 +132,9 @@ def _row(p: PooledResult, absolute: dict[str, Any] | None) -> dict[str, Any]:
                                       else "true" if funnel.get("k_sufficient") else "false"),
         "small_study_text": short_text(funnel),
         **_absolute_cells(absolute),
+        # Why an entered control risk gave no absolute effect (for the Markdown, not a CSV
+        # column): "no assumed control risk entered" was said of an entry that exists.
+        "absolute_reason": absolute_reason,
         "monitoring_status": monitoring.get("status"),
         "information_fraction": monitoring.get("fraction"),
         "required_events": monitoring.get("required_events"),
@@ -240,7 +244,12 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
              "With one trial there is no prediction interval or I² to speak of, and with fewer "
              "than three no small-study assessment (—); its HR and CI are the trial's as "
              "printed in the paper (a derived HR has no printed CI: its CI is computed from its "
-             "standard error). The "
+             "standard error). An absolute effect is per 1000 patients at the time point of "
+             "the assumed control risk a curator entered (its source is named in the cell), "
+             "not estimated from the pooled trials: with maintenance the event-free "
+             "proportion is the control's raised to the HR, which assumes proportional "
+             "hazards up to that time, and its 95% CI carries the HR's uncertainty only, not "
+             "the control risk's. The "
              "monitoring column is sequential monitoring, for monitoring only: the primary "
              "result is the pooled HR and its 95% CI.", "",
              "| analysis | trials (k) | HR (95% CI) | absolute effect | 95% PI | I² "
@@ -269,7 +278,8 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
         lines.append("| " + " | ".join(_cell(x) for x in (
             r["label"] or r["analysis"], f"{r['trials']} ({r['k']})", hr,
             (f"{r['absolute_text']} Assumed control risk: {r['baseline_source']}"
-             if r["absolute_text"] else "— (no assumed control risk entered)"), pi, i2, low,
+             if r["absolute_text"] else f"— (not computed: {r['absolute_reason']})"
+             if r["absolute_reason"] else "— (no assumed control risk entered)"), pi, i2, low,
             r["small_study_text"] or "—", monitoring, certainty)) + " |")
     lines += _network_markdown(networks)
     return "\n".join(lines) + "\n"

@@ -110,6 +110,32 @@ def test_absolute_effect_columns(ctx, tmp_path: Path) -> None:
                 and "post-ASCT" in ln and "PFS" in ln)
     assert "per 1000 with maintenance" in line
     assert "Assumed control risk: CALGB \\| 100104 control arm" in line
+    # the assumptions behind every absolute effect, said to whoever reads the file alone
+    assert ("assumes proportional hazards up to that time, and its 95% CI carries the HR's "
+            "uncertainty only, not the control risk's") in md_path.read_text()
+
+
+def test_an_entered_control_risk_that_gives_no_absolute_effect_is_not_said_missing(
+        ctx, tmp_path: Path) -> None:
+    # An entry stored before the checks refused it (a proportion of 0) gives no absolute
+    # effect; the table said "no assumed control risk entered" of an entry that exists.
+    _evidence(ctx)
+    with ctx.sessions() as s:
+        user = User(email="c@example.org", role="curator", password_hash="x")
+        s.add(user)
+        s.commit()
+        entry = add_baseline(s, entry=validate_baseline(
+            analysis_key=KEY, months=36, event_free_percent=35, source="CALGB"), user=user)
+        s.commit()
+        entry.event_free = 0.0
+        s.add(entry)
+        s.commit()
+    _, md_path = export(ctx, "sof", tmp_path)
+    line = next(ln for ln in md_path.read_text().splitlines() if ln.startswith("| Thal")
+                and "post-ASCT" in ln and "PFS" in ln)
+    assert ("— (not computed: control event-free proportion 0.0 must be in (0, 1))"
+            in line), line
+    assert "no assumed control risk entered" not in line
 
 
 def test_small_study_columns(ctx, tmp_path: Path) -> None:
