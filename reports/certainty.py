@@ -70,6 +70,10 @@ def _risk_of_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                         f"{100 * (1 - concerns - unassessed):.0f}% of the weight")
     if unassessed > 0:
         why += f"; {100 * unassessed:.0f}% of the weight not assessed yet"
+        if not down:
+            # "not rated down" must not read as "judged fine": nothing rates down what
+            # nobody assessed, and a reader of the reason alone must see that.
+            why += ", which rates nothing down until it is assessed"
     if disputed > 0:
         why += f"; the assessors disagree on results carrying {100 * disputed:.0f}%"
     return {"domain": "risk_of_bias", "label": "Risk of bias", "downgrade": down,

@@ -141,6 +141,11 @@ def _row(p: PooledResult, absolute: dict[str, Any] | None,
         "certainty": certainty.get("level"),
         "certainty_provisional": (None if not certainty
                                   else "true" if certainty.get("provisional") else "false"),
+        # Why the suggestion is provisional, for the Markdown (not a CSV column): "high
+        # (provisional)" alone hid that nobody had assessed the risk of bias.
+        "certainty_provisional_reason": "; ".join(
+            str(d.get("provisional_reason")) for d in certainty.get("domains") or []
+            if d.get("provisional")),
         "rated_down": "; ".join(f"{d['label'].lower()} −{d['downgrade']}" for d in rated),
         "certainty_reasons": " | ".join(f"{d.get('label')}: {d.get('reason')}"
                                         for d in certainty.get("domains") or []),
@@ -273,7 +278,8 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
                       "(monitoring only)"
                       if r["monitoring_status"] else "—")
         certainty = (r["certainty"] or "—") + (
-            " (provisional)" if r["certainty_provisional"] == "true" else "") + (
+            f" (provisional: {r['certainty_provisional_reason']})"
+            if r["certainty_provisional"] == "true" else "") + (
             f"; {r['rated_down']}" if r["rated_down"] else "")
         lines.append("| " + " | ".join(_cell(x) for x in (
             r["label"] or r["analysis"], f"{r['trials']} ({r['k']})", hr,

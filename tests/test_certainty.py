@@ -57,7 +57,9 @@ def test_risk_of_bias_by_weight(specs, down: int) -> None:
 def test_unassessed_weight_makes_it_provisional() -> None:
     result = suggest(rows=rows((60, None, False), (40, "low", False)))
     rob = domain(result, "risk_of_bias")
-    assert rob["provisional"] and "60% of the weight not assessed yet" in rob["reason"]
+    assert rob["provisional"] and rob["reason"] == (
+        "results at low risk carry 40% of the weight; 60% of the weight not assessed yet, "
+        "which rates nothing down until it is assessed")
     assert result["provisional"]
     assert "provisional: most of the weight has no agreed risk-of-bias assessment" in (
         result["text"])

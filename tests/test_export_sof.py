@@ -80,6 +80,14 @@ def test_csv_and_markdown_from_the_snapshots(ctx, tmp_path: Path) -> None:
     assert row["i2"] != ""
     single = [r for r in rows if r["k"] == "1"]
     assert single and all(r["i2"] == r["hr_pi_low"] == r["hr_pi_high"] == "" for r in single)
+    # nobody assessed its risk of bias: the certainty says so, not "(provisional)" alone
+    unassessed = next(r for r in rows if r["trials"] == "Single")
+    assert unassessed["certainty_provisional"] == "true"
+    assert "not assessed yet, which rates nothing down until it is assessed" in (
+        unassessed["certainty_reasons"])
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {unassessed['label']} |"))
+    assert line.endswith(f"| {unassessed['certainty']} (provisional: most of the weight has no "
+                         "agreed risk-of-bias assessment) |"), line
 
 
 def test_absolute_effect_columns(ctx, tmp_path: Path) -> None:
