@@ -443,8 +443,15 @@ def test_a_nul_character_anywhere_in_a_request_is_refused_and_saves_nothing(
     assert search.status_code == 400 and f"the query parameter &#39;q&#39; {said}" in search.text
     assert curator.get("/search", params={"q": "lenalidomide"}).status_code == 200
     decision = curator.post("/records/90000002/decision", follow_redirects=False, data={
-        "decision": "exclude", "reason": "not a trial\x00", "csrf_token": csrf_from(page)})
+        "decision": "exclude", "reason": "not a trial\x00", "note": "a careful <note>",
+        "csrf_token": csrf_from(page)})
     assert decision.status_code == 400 and "the form field &#39;reason&#39;" in decision.text
+    # what was typed is given back, without the refused character, the token or a password
+    sent = lxml.html.fromstring(decision.text).xpath("//section[@class='sent-form']")[0]
+    assert "without the characters refused above" in sent.text_content()
+    assert [(dt.text_content(), dd.text_content()) for dt, dd in zip(
+        sent.xpath(".//dt"), sent.xpath(".//dd"), strict=True)] == [
+        ("decision", "exclude"), ("reason", "not a trial"), ("note", "a careful <note>")]
     assert 'href="/static/style.css"' in decision.text and users["curator"] in decision.text
     api = api_as(app, users, "curator")
     listed = api.get("/api/records", params={"q": "a\x00b"})

@@ -90,7 +90,10 @@ def error_response(request: Request, status: int, message: str, *,
     from screening.web.templating import render
 
     try:
-        sent = getattr(request.state, "sent_form", None) if status == 401 else None
+        # What a refused form held, set by the check that refused it: a lost login (401,
+        # csrf) or a refused character (400, refused_text).
+        sent = getattr(request.state, "sent_form" if status == 401 else "refused_form", None) \
+            if status in (400, 401) else None
         return render(request, "error.html", {"status": status, "message": message,
                                               "hint": hint, "login_next": _back_to(request),
                                               "sent_form": sent or []},

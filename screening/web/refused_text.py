@@ -28,6 +28,8 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from screening.web.body_limit import refuse
+from screening.web.csrf import FIELD as CSRF_FIELD_NAME
+from screening.web.errors import is_api
 from store.errors import ValidationError
 
 #: Each refused character and why, in the words of the answer.
@@ -105,6 +107,19 @@ def refused_at(scope: Scope, body: bytes) -> tuple[str, str] | None:
     return ("the request body", char) if char else None
 
 
+def sent_form_fields(scope: Scope, body: bytes) -> list[tuple[str, str]]:
+    """The fields of a refused form as the error page lists them: the refused characters
+    taken out, without the CSRF token, passwords or empty fields; none for another body."""
+    content_type = next((value.decode("latin-1").lower() for name, value in
+                         scope.get("headers", ()) if name == b"content-type"), "")
+    if not content_type.startswith("application/x-www-form-urlencoded"):
+        return []
+    return [(_clean(name), _clean(value)) for name, value in
+            parse_qsl(body.decode("latin-1"), keep_blank_values=True, errors="replace",
+                      encoding="utf-8")
+            if name != CSRF_FIELD_NAME and "password" not in name and value.strip()]
+
+
 class RefusedTextMiddleware:
     """Answer 400 for a request holding a refused character (see the module's docstring)
     before any route.
@@ -124,6 +139,10 @@ class RefusedTextMiddleware:
         found = refused_at(scope, body)
         if found is not None:
             where, char = found
+            if not is_api(scope):
+                # What was typed, for the error page to give back (without the refused
+                # characters): a note or five support texts lost over one pasted NUL.
+                scope.setdefault("state", {})["refused_form"] = sent_form_fields(scope, body)
             await refuse(scope, receive, send, ValidationError(
                 f"{where} contains {REFUSED[char]}: nothing was saved",
                 hint="remove it and send again; it usually comes from pasting binary content"
