@@ -28,7 +28,7 @@ from sqlmodel import Session, col, func, select
 from store.audit import audit
 from store.errors import FieldsError
 from store.models import BaselineRisk, User
-from store.numbers import parse_decimal
+from store.numbers import as_float, parse_decimal
 from store.settings import MONITORING_ENDPOINTS
 from store.text import quoted
 
@@ -93,7 +93,7 @@ def _read_number(value: Any, name: str, errors: dict[str, str]) -> float | None:
         errors[name] = "must be a number"
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        number = as_float(value)  # a JSON integer of 400 digits is infinite, as 1e999 is
     elif isinstance(value, str) and value.strip():
         try:
             number = parse_decimal(value.replace(",", "."))

@@ -54,6 +54,10 @@ def test_a_valid_entry_is_read_as_typed() -> None:
     ("months", None, "is required"),
     ("months", True, "must be a number"),
     ("months", float("nan"), "finite"),
+    # a JSON integer too large for a float: as 1e999 is, not an OverflowError (a 500)
+    pytest.param("months", -(10**400), "must be a finite number", id="months--10**400"),
+    pytest.param("event_free_percent", 10**400, "must be a finite number",
+                 id="event_free_percent-10**400"),
     ("event_free_percent", 0, "more than 0 and less than 100"),
     ("event_free_percent", 100, "more than 0 and less than 100"),
     ("event_free_percent", "", "is required"),

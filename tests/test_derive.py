@@ -108,6 +108,11 @@ def test_o_minus_e() -> None:
         from_o_minus_e(-1, 0)
     with pytest.raises(ValidationError, match="O−E"):
         from_o_minus_e("x", 3)  # type: ignore[arg-type]
+    # integers too large for a float (a JSON body's) are refused as numbers, not OverflowError
+    with pytest.raises(ValidationError, match="O−E must be finite"):
+        from_o_minus_e(10**400, 3)
+    with pytest.raises(ValidationError, match="log-rank variance V must be a positive"):
+        from_o_minus_e(-1, 10**400)
 
 
 def test_medians_exponential() -> None:

@@ -450,6 +450,14 @@ def test_api_refuses_viewers_bad_fields_and_unknown_keys(
     assert no_key.status_code == 400
     assert no_key.json()["fields"] == {"analysis": (
         "None is not an analysis key (drug/endpoint/setting, e.g. thalidomide/PFS/post_asct)")}
+    # A 401-digit integer is a JSON number too large for a float: refused as 1e999 is (it was
+    # an OverflowError, a 500).
+    for huge in (b"1" + b"0" * 400, b"1e999"):
+        raw = (b'{"analysis": "%s", "months": 36, "event_free_percent": %s, "source": "s"}'
+               % (PRIMARY.encode(), huge))
+        answer = api.post(url, content=raw, headers={"content-type": "application/json"})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["fields"] == {"event_free_percent": "must be a finite number"}
     for raw in (b"[1]", b"not json"):
         assert api.post(url, content=raw,
                         headers={"content-type": "application/json"}).status_code == 400
