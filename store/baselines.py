@@ -19,6 +19,7 @@ only ``store`` and ``reports``) read the same rows with the same rules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ from store.text import quoted
 MAX_MONTHS = 240.0
 SOURCE_MAX = 1000
 STRATEGY_SUFFIX = "/with_strategy"
+#: A comma followed by exactly three digits: "1,000" may be a thousand or one, so it is not
+#: read as a decimal comma (four digits after it, "35,5000", cannot be a thousands separator).
+_THOUSANDS = re.compile(r",[0-9]{3}(?![0-9])")
 
 
 class BaselineError(FieldsError):
@@ -55,7 +59,8 @@ class CheckedBaseline:
 def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any,
                       source: Any) -> CheckedBaseline:
     """Check an entry as typed in the form or sent as JSON (numbers may be text; a decimal
-    comma is accepted); every bad field is reported at once (:class:`BaselineError`)."""
+    comma is accepted, but not before exactly three digits, where it may separate thousands);
+    every bad field is reported at once (:class:`BaselineError`)."""
     errors: dict[str, str] = {}
     key = _read_key(analysis_key, errors)
     m = _read_number(months, "months", errors)
@@ -95,6 +100,12 @@ def _read_number(value: Any, name: str, errors: dict[str, str]) -> float | None:
     if isinstance(value, int | float):
         number = as_float(value)  # a JSON integer of 400 digits is infinite, as 1e999 is
     elif isinstance(value, str) and value.strip():
+        if _THOUSANDS.search(value):
+            text = value.strip()
+            errors[name] = (f"{quoted(value)} is ambiguous: {text.replace(',', '')} with a "
+                            f"thousands separator, or {text.replace(',', '.')} with a decimal "
+                            "comma; type it without the comma, or with a decimal point")
+            return None
         try:
             number = parse_decimal(value.replace(",", "."))
         except ValueError:

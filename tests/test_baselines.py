@@ -43,6 +43,9 @@ def test_a_valid_entry_is_read_as_typed() -> None:
                                        source="  CALGB 100104 control arm\r\n"))
     assert (entry.months, entry.event_free, entry.source) == (36.0, 0.355,
                                                              "CALGB 100104 control arm")
+    # a decimal comma that cannot separate thousands: not three digits after it
+    assert [validate_baseline(**_entry(months=m)).months for m in ("1,5", "12,25", "1,0005")] \
+        == [1.5, 12.25, 1.0005]
     twin = validate_baseline(**_entry(analysis_key=KEY + "/with_strategy"))
     assert twin.analysis_key == KEY + "/with_strategy"
 
@@ -52,6 +55,11 @@ def test_a_valid_entry_is_read_as_typed() -> None:
     ("months", 241, "more than 0 and at most 240"),
     ("months", "abc", "'abc' is not a number"),
     ("months", None, "is required"),
+    # a comma before exactly three digits may separate thousands: "1,000" was stored as 1
+    ("months", "1,000", "'1,000' is ambiguous: 1000 with a thousands separator, or 1.000 with "
+                        "a decimal comma; type it without the comma, or with a decimal point"),
+    ("months", "12,500", "'12,500' is ambiguous: 12500 with a thousands separator, or 12.500"),
+    ("event_free_percent", "35,000", "'35,000' is ambiguous"),
     ("months", True, "must be a number"),
     ("months", float("nan"), "finite"),
     # a JSON integer too large for a float: as 1e999 is, not an OverflowError (a 500)

@@ -238,6 +238,9 @@ def test_a_new_entry_replaces_the_current_one_which_stays_in_the_history(
     ("months", "0", "Months: must be more than 0 and at most 240 months"),
     ("months", "300", "Months: must be more than 0 and at most 240 months"),
     ("months", "abc", "Months: 'abc' is not a number"),
+    ("months", "1,000", "Months: '1,000' is ambiguous: 1000 with a thousands separator, or "
+                        "1.000 with a decimal comma; type it without the comma, or with a "
+                        "decimal point"),
     ("event_free_percent", "0", "Event-free: must be more than 0 and less than 100 (percent)"),
     ("event_free_percent", "100",
      "Event-free: must be more than 0 and less than 100 (percent)"),
@@ -441,6 +444,11 @@ def test_api_refuses_viewers_bad_fields_and_unknown_keys(
                         "for it)"}
     assert bad.json() == {"code": "invalid", "fields": fields, "error": "; ".join(
         f"{k}: {v}" for k, v in fields.items())}
+    thousands = api.post(url, json={**body, "months": "1,000"})  # it was stored as 1 month
+    assert thousands.status_code == 400
+    assert thousands.json()["fields"] == {"months": (
+        "'1,000' is ambiguous: 1000 with a thousands separator, or 1.000 with a decimal comma; "
+        "type it without the comma, or with a decimal point")}
     typo = api.post(url, json={**body, "event_free": 0.35})
     assert typo.status_code == 400
     assert typo.json()["fields"] == {"body": (
