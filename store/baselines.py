@@ -70,6 +70,12 @@ def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any
     if pct is not None and not 0 < pct < 100:
         # 0% or 100% event-free leaves nothing for a hazard ratio to change.
         errors["event_free_percent"] = "must be more than 0 and less than 100 (percent)"
+    elif pct is not None and not 0 < pct / 100 < 1:
+        # What is stored is the proportion: 5e-324 (percent) passes the check above, but a
+        # hundredth of it is 0.0, which would be stored as 0% event-free.
+        errors["event_free_percent"] = (f"{pct!r}% is too close to 0 to be stored as a "
+                                        "proportion: must be more than 0 and less than 100 "
+                                        "(percent)")
     text = source.replace("\r\n", "\n").strip() if isinstance(source, str) else None
     if not text:
         errors["source"] = ("is required: name where the control-arm risk comes from "
@@ -79,7 +85,7 @@ def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any
     if errors:
         raise BaselineError(errors)
     assert key is not None and m is not None and pct is not None and text
-    return CheckedBaseline(analysis_key=key, months=m, event_free=pct / 100.0, source=text)
+    return CheckedBaseline(analysis_key=key, months=m, event_free=pct / 100, source=text)
 
 
 def _read_key(value: Any, errors: dict[str, str]) -> str | None:

@@ -69,6 +69,10 @@ def test_a_valid_entry_is_read_as_typed() -> None:
     ("event_free_percent", 0, "more than 0 and less than 100"),
     ("event_free_percent", 100, "more than 0 and less than 100"),
     ("event_free_percent", "", "is required"),
+    # more than 0, but a hundredth of it is 0.0: it was stored as 0% event-free
+    ("event_free_percent", "5e-324", "5e-324% is too close to 0 to be stored as a proportion: "
+                                     "must be more than 0 and less than 100 (percent)"),
+    ("event_free_percent", 1e-322, "is too close to 0 to be stored as a proportion"),
     ("source", "  ", "is required: name where the control-arm risk comes from"),
     ("source", "x" * 1001, "longer than 1000"),
     ("analysis_key", "thalidomide/QOL/post_asct", "is not an analysis key"),

@@ -245,6 +245,9 @@ def test_a_new_entry_replaces_the_current_one_which_stays_in_the_history(
     ("event_free_percent", "100",
      "Event-free: must be more than 0 and less than 100 (percent)"),
     ("event_free_percent", "", "Event-free: is required"),
+    ("event_free_percent", "5e-324", "Event-free: 5e-324% is too close to 0 to be stored as a "
+                                     "proportion: must be more than 0 and less than 100 "
+                                     "(percent)"),
     ("source", "", "Source: is required: name where the control-arm risk comes from (GRADE "
                    "asks for it)"),
 ])
