@@ -48,12 +48,14 @@ class BaselineError(FieldsError):
 
 @dataclass(frozen=True)
 class CheckedBaseline:
-    """An entry that passed ``validate_baseline``: ``event_free`` as a proportion (0, 1)."""
+    """An entry that passed ``validate_baseline``: ``event_free`` as a proportion (0, 1);
+    ``warnings``, what the curator should check although it was accepted."""
 
     analysis_key: str
     months: float
     event_free: float
     source: str
+    warnings: tuple[str, ...] = ()
 
 
 def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any,
@@ -85,7 +87,15 @@ def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any
     if errors:
         raise BaselineError(errors)
     assert key is not None and m is not None and pct is not None and text
-    return CheckedBaseline(analysis_key=key, months=m, event_free=pct / 100, source=text)
+    warnings: list[str] = []
+    if pct < 1:
+        # A proportion typed into the percent field (0.35 for 35%) is a valid percent too:
+        # accepted, but said, since it changes the absolute effect a hundredfold.
+        warnings.append(f"Event-free {pct:.10g} is read as a percent: {pct:.10g}% of control "
+                        f"patients event-free at {m:.10g} months. If you meant the proportion "
+                        f"{pct:.10g}, type {pct * 100:.10g} for {pct * 100:.10g}%.")
+    return CheckedBaseline(analysis_key=key, months=m, event_free=pct / 100, source=text,
+                           warnings=tuple(warnings))
 
 
 def _read_key(value: Any, errors: dict[str, str]) -> str | None:

@@ -46,6 +46,7 @@ def test_a_valid_entry_is_read_as_typed() -> None:
     # a decimal comma that cannot separate thousands: not three digits after it
     assert [validate_baseline(**_entry(months=m)).months for m in ("1,5", "12,25", "1,0005")] \
         == [1.5, 12.25, 1.0005]
+    assert entry.warnings == ()
     twin = validate_baseline(**_entry(analysis_key=KEY + "/with_strategy"))
     assert twin.analysis_key == KEY + "/with_strategy"
 
@@ -83,6 +84,17 @@ def test_each_bad_field_is_named(field: str, value: Any, message: str) -> None:
     fields = _fields(**{field: value})
     name = "analysis" if field == "analysis_key" else field
     assert list(fields) == [name] and message in fields[name]
+
+
+def test_a_percent_below_1_is_read_as_a_percent_and_said() -> None:
+    """0.35 may be a proportion typed for 35%: read as 0.35%, a hundredfold smaller risk, it
+    was accepted without a word."""
+    entry = validate_baseline(**_entry(event_free_percent="0.35"))
+    assert entry.event_free == pytest.approx(0.0035)
+    assert entry.warnings == (
+        "Event-free 0.35 is read as a percent: 0.35% of control patients event-free at 36 "
+        "months. If you meant the proportion 0.35, type 35 for 35%.",)
+    assert validate_baseline(**_entry(event_free_percent=1)).warnings == ()
 
 
 def test_every_bad_field_at_once() -> None:

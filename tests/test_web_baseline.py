@@ -191,6 +191,29 @@ def test_curator_enters_a_risk_and_sees_the_absolute_effect(
     assert _post(as_role(app, users, "admin"), analysis="thalidomide/PFS/all").status_code == 303
 
 
+def test_a_percent_below_1_is_saved_with_a_warning_on_the_page_and_in_the_api(
+        app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
+    """A proportion typed into the percent field (0.35 for 35%) is a valid percent: saved as
+    0.35%, which it was without a word; the curator is now told how it was read."""
+    curator = as_role(app, users, "curator")
+    row = pooled[PRIMARY]
+    warning = ("Event-free 0.35 is read as a percent: 0.35% of control patients event-free at "
+               "36 months. If you meant the proportion 0.35, type 35 for 35%.")
+    assert _post(curator, event_free_percent="0.35").status_code == 303
+    flashes = [_text(p) for p in lxml.html.fromstring(curator.get("/estimates").text).xpath(
+        '//p[contains(@class, "flash")]')]
+    assert flashes == [f"Assumed control risk for {row.analysis_label} saved: 0.35% event-free "
+                       "at 36 months.", f"Check: {warning}"]
+    api = api_as(app, users, "curator")
+    body = {"analysis": PRIMARY, "months": 36, "event_free_percent": 0.35, "source": "API"}
+    answer = api.post("/api/estimates/baseline", json=body)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["warnings"] == [warning]
+    plain = api.post("/api/estimates/baseline", json={**body, "event_free_percent": 35})
+    assert plain.status_code == 201 and plain.json()["warnings"] == []
+    assert [b.event_free for b in _stored(app)] == pytest.approx([0.0035, 0.0035, 0.35])
+
+
 def test_a_new_entry_replaces_the_current_one_which_stays_in_the_history(
         app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
     curator = as_role(app, users, "curator")
