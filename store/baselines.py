@@ -79,7 +79,10 @@ def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any
                                         "proportion: must be more than 0 and less than 100 "
                                         "(percent)")
     text = source.replace("\r\n", "\n").strip() if isinstance(source, str) else None
-    if not text:
+    if source is not None and not isinstance(source, str):  # a JSON number, list or object
+        errors["source"] = ("must be text: name where the control-arm risk comes from (GRADE "
+                            "asks for it)")
+    elif not text:
         errors["source"] = ("is required: name where the control-arm risk comes from "
                             "(GRADE asks for it)")
     elif len(text) > SOURCE_MAX:
@@ -127,8 +130,11 @@ def _read_number(value: Any, name: str, errors: dict[str, str]) -> float | None:
         except ValueError:
             errors[name] = f"{quoted(value)} is not a number"
             return None
-    else:
+    elif value is None or isinstance(value, str):
         errors[name] = "is required"
+        return None
+    else:  # a JSON list or object: not missing, the wrong kind of value
+        errors[name] = "must be a number"
         return None
     if number != number or number in (float("inf"), float("-inf")):
         errors[name] = "must be a finite number"

@@ -76,6 +76,11 @@ def test_a_valid_entry_is_read_as_typed() -> None:
     ("event_free_percent", 1e-322, "is too close to 0 to be stored as a proportion"),
     ("source", "  ", "is required: name where the control-arm risk comes from"),
     ("source", "x" * 1001, "longer than 1000"),
+    # sent, but not a number or not text: they were said to be missing ("is required")
+    ("event_free_percent", [35], "must be a number"),
+    ("months", {"value": 36}, "must be a number"),
+    ("source", 5, "must be text: name where the control-arm risk comes from"),
+    ("source", ["CALGB"], "must be text"),
     ("analysis_key", "thalidomide/QOL/post_asct", "is not an analysis key"),
     ("analysis_key", "thalidomide/PFS/post_asct/extra", "is not an analysis key"),
     ("analysis_key", 7, "is not an analysis key"),

@@ -475,6 +475,11 @@ def test_api_refuses_viewers_bad_fields_and_unknown_keys(
     assert thousands.json()["fields"] == {"months": (
         "'1,000' is ambiguous: 1000 with a thousands separator, or 1.000 with a decimal comma; "
         "type it without the comma, or with a decimal point")}
+    wrong_kind = api.post(url, json={**body, "event_free_percent": [35], "source": 5})
+    assert wrong_kind.status_code == 400  # it said "is required" for both
+    assert wrong_kind.json()["fields"] == {
+        "event_free_percent": "must be a number",
+        "source": "must be text: name where the control-arm risk comes from (GRADE asks for it)"}
     typo = api.post(url, json={**body, "event_free": 0.35})
     assert typo.status_code == 400
     assert typo.json()["fields"] == {"body": (
