@@ -242,6 +242,16 @@ def test_estimate_in_inverse_orientation_is_converted(app: Any, users: dict[str,
      ["V (variance of O − E) must be greater than 0"]),
     ({"method": "medians", "median_maintenance": "40", "median_control": "20",
       "events_maintenance": "50"}, ["Events, control arm is required when the other arm"]),
+    # one arm's events above its size: only the total was checked, and 900 in 100 was saved
+    ({"method": "medians", "median_maintenance": "40", "median_control": "30",
+      "events_maintenance": "900", "events_control": "50", "n_maintenance": "100",
+      "n_control": "100"},
+     ["Events, maintenance arm 900 events is more than the 100 patients of the maintenance "
+      "arm"]),
+    ({"method": "medians", "median_maintenance": "40", "median_control": "30",
+      "events_maintenance": "50", "events_control": "81", "n_maintenance": "100",
+      "n_control": "80"},
+     ["Events, control arm 81 events is more than the 80 patients of the control arm"]),
 ])
 def test_bad_numbers_get_field_errors_and_save_nothing(app: Any, users: dict[str, str],
                                                        fields: dict[str, str],

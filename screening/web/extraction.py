@@ -369,7 +369,7 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     elif method == "medians":
         derived = _from_medians(r, values, inputs)
     elif method == "km_curves":
-        derived = _from_km_curves(r, inputs)
+        derived = _from_km_curves(r, values, inputs)
     if r.errors or derived is None:
         raise FieldErrors(r.errors or {"method": "choose how the HR was reported"})
     printed: tuple[float, float, float] | None = None
@@ -541,6 +541,7 @@ def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) ->
         r.errors[missing] = "is required when the other arm's events are given"
     if e_maint is None and values.get("events") is None and not r.errors:
         r.errors["events_maintenance"] = "(or the total events) is required for the SE"
+    _arm_events_within_sizes(r, values, e_maint, e_control)
     if r.errors:
         return None
     inputs.update(median_maintenance=m_maint, median_control=m_control)
@@ -553,7 +554,19 @@ def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) ->
                    events=None if e_maint is not None else values.get("events"))
 
 
-def _from_km_curves(r: _Reader, inputs: dict[str, Any]) -> Any:
+def _arm_events_within_sizes(r: _Reader, values: Mapping[str, Any], e_maint: int | None,
+                             e_control: int | None) -> None:
+    """Refuse an arm's events above its size, when both are given: each patient has at most
+    one event of an endpoint, so more is a typo, and the medians method takes its SE from
+    the events (900 events in an arm of 100 was accepted: only the total was checked)."""
+    for arm, events in (("maintenance", e_maint), ("control", e_control)):
+        size = values.get(f"n_{arm}")
+        if events is not None and size and events > size and f"events_{arm}" not in r.errors:
+            r.errors[f"events_{arm}"] = (f"{events} events is more than the {size} patients "
+                                         f"of the {arm} arm")
+
+
+def _from_km_curves(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) -> Any:
     texts = {name: r.lines(name, max_len=KM_TEXT_MAX) for name in KM_TEXT_FIELDS}
     for name, text in texts.items():
         if text is None and name not in r.errors:
@@ -564,6 +577,7 @@ def _from_km_curves(r: _Reader, inputs: dict[str, Any]) -> Any:
     # uses its own)
     e_maint = r.integer("events_maintenance", minimum=0)
     e_control = r.integer("events_control", minimum=0)
+    _arm_events_within_sizes(r, values, e_maint, e_control)
     if r.errors:
         return None
     inputs.update(texts)
