@@ -38,7 +38,7 @@ from reports.bounds import (
 from reports.words import hr_ci_text
 from store.audit import audit
 from store.days import parse_day
-from store.errors import FieldsError, MmlrError
+from store.errors import FieldsError, MmlrError, Sentence
 from store.ids import MAX_ID
 from store.models import Estimate, Trial, TrialReport, User, utcnow
 from store.numbers import parse_decimal
@@ -277,12 +277,13 @@ def _implausible(r: _Reader, method: str, derived: Any, inputs: Mapping[str, Any
     source = " and ".join(names) if len(names) < 3 else (", ".join(names[:-1])
                                                            + " and " + names[-1])
     field_name = LEADING_FIELD[method]
+    # Sentences: they name the fields the HR came from, so the form shows no label before them.
     if not plausible_log_hr(derived.log_hr):
-        r.errors[field_name] = (
+        r.errors[field_name] = Sentence(
             f"the HR derived from {source} is implausible: its log is {derived.log_hr:.3g} "
             f"(outside ±{LOG_HR_MAX:.2f}, an HR outside {HR_RANGE}); check the numbers entered")
     elif not plausible_se(derived.se):
-        r.errors[field_name] = (
+        r.errors[field_name] = Sentence(
             f"the standard error of the log HR derived from {source} is {derived.se:.3g}, "
             f"implausible (outside {SE_RANGE}; it is about 2/√(events)); check the numbers "
             "entered")
@@ -308,7 +309,8 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     r = _Reader(data)
     report_id = r.integer("report_id", minimum=1)
     if report_id is not None and report_id not in {rep.id for rep in reports}:
-        r.errors["report_id"] = f"report {report_id} does not belong to trial {trial.name}"
+        r.errors["report_id"] = Sentence(f"report {report_id} does not belong to trial "
+                                          f"{trial.name}")
     values: dict[str, Any] = {
         "report_id": report_id,
         "endpoint": r.choice("endpoint", ENDPOINTS),
@@ -413,7 +415,8 @@ def _derive(r: _Reader, field_name: str, fn_name: str, *args: Any, **kwargs: Any
     try:
         return getattr(derive, fn_name)(*args, **kwargs)
     except MmlrError as exc:  # the derivation's own check, attached to the leading field
-        r.errors[field_name] = exc.one_line()
+        # (its sentence names the field itself: "two-sided P value must be …")
+        r.errors[field_name] = Sentence(exc.one_line())
         return None
 
 
@@ -453,7 +456,7 @@ def _from_ci(r: _Reader, orientation: str | None) -> Any:
     if derived is not None and not plausible_se(derived.se):
         # Limits each within the bounds can still give an SE no trial has (1.0000–1.0001)
         width = "narrow" if derived.se < 1 else "wide"
-        r.errors["ci_low"] = (
+        r.errors["ci_low"] = Sentence(
             f"the CI {_raw(r, 'ci_low')[:30]}–{_raw(r, 'ci_high')[:30]} gives a standard error "
             f"of the log HR of {derived.se:.3g}, implausible (outside {SE_RANGE}): no trial's "
             f"CI is that {width}; check both limits")
@@ -604,8 +607,8 @@ def _from_km_curves(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) 
         return from_km_arms(*arms)
     except KmInputError as exc:  # an arm whose curve never drops
         km_error(exc)
-    except MmlrError as exc:  # the model itself (it did not converge)
-        r.errors["curve_maintenance"] = exc.one_line()
+    except MmlrError as exc:  # the model itself (it did not converge): not the field's fault
+        r.errors["curve_maintenance"] = Sentence(exc.one_line())
     return None
 
 
