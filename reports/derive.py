@@ -164,7 +164,8 @@ def from_p_value(
     """Parmar/Tierney: log HR and SE from a two-sided (log-rank) P value and total events.
 
     ``favours`` is the arm with the better outcome (the sign of the log HR); a P value
-    printed as a bound ("<0.001") cannot be used — give the exact value.
+    printed as a bound ("<0.001") cannot be used — give the exact value. P = 1 gives
+    ln HR = 0 (z = 0); the SE, 1/√V, does not depend on P, so it is accepted.
     """
     text = str(p_value).strip()
     if text[:1] in "<>≤≥":
@@ -174,8 +175,9 @@ def from_p_value(
         p = parse_decimal(text)
     except ValueError:
         raise ValidationError(f"P value must be a number, got {p_value!r}") from None
-    if not 0 < p < 1:
-        raise ValidationError(f"two-sided P value must be strictly between 0 and 1, got {p}")
+    if not 0 < p <= 1:
+        # P = 1 (printed "1.00") is z = 0, ln HR = 0: the SE comes from the events, not from z
+        raise ValidationError(f"two-sided P value must be more than 0 and at most 1, got {p:g}")
     if favours not in ("maintenance", "control"):
         raise ValidationError(f"favours must be 'maintenance' or 'control', got {favours!r}")
     e = _positive("number of events", events)
@@ -184,7 +186,9 @@ def from_p_value(
     z = float(stats.norm.isf(p / 2))
     o_minus_e = (-1.0 if favours == "maintenance" else 1.0) * z * math.sqrt(v)
     return DerivedEstimate(
-        log_hr=o_minus_e / v, se=1 / math.sqrt(v), method="p_value_events", approximate=True,
+        # (+ 0.0: P = 1 gives -0.0 when maintenance did better; stored as 0)
+        log_hr=o_minus_e / v + 0.0, se=1 / math.sqrt(v), method="p_value_events",
+        approximate=True,
         notes=f"Parmar/Tierney from P = {p:g}, {e:g} events; {how}",
     )
 

@@ -125,7 +125,7 @@ def test_a_derived_hr_or_se_no_trial_reports_is_refused(
 
 @pytest.mark.parametrize(("fields", "name", "shown"), [
     ({"method": "p_value_events", "p_value": "0", "events": "100", "favours": "maintenance"},
-     "p_value", "Two-sided P value must be strictly between 0 and 1, got 0.0"),
+     "p_value", "Two-sided P value must be more than 0 and at most 1, got 0"),
     ({"method": "p_value_events", "p_value": "1e-30", "events": "4",
       "favours": "maintenance"},
      "p_value", "The HR derived from favours, p_value and events is implausible: its log is "
@@ -160,6 +160,20 @@ def test_a_message_that_names_its_field_is_shown_without_the_label_before_it(
         '//p[contains(@class, "field-error")]')
     assert " ".join(error.text_content().split()) == shown
     assert _estimates(app) == []
+
+
+def test_a_printed_p_of_1_gives_an_hr_of_1(app: Any, users: dict[str, str]) -> None:
+    """P = 1.00 (z = 0) was refused; the P-value method's SE comes from the events alone."""
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    response = _post_estimate(curator, trial_id, method="p_value_events", p_value="1.00",
+                              events="100", favours="control")
+    assert response.status_code == 303, response.text
+    (estimate,) = _estimates(app)
+    assert (estimate.log_hr, estimate.hr) == (0.0, 1.0)
+    assert estimate.se == pytest.approx(0.2)  # 1/√(100/4)
+    assert estimate.derivation_inputs is not None
+    assert estimate.derivation_inputs["p_value"] == "1.00"
 
 
 def test_a_log_hr_of_a_million_is_refused_not_a_server_error(
