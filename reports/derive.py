@@ -34,7 +34,7 @@ from scipy import stats
 
 from reports.km import ArmInput, hr_from_curves, read_arm
 from store.errors import ValidationError
-from store.numbers import parse_decimal
+from store.numbers import as_float, parse_decimal
 
 Z95 = 1.959964
 ORIENTATIONS = ("maint_vs_control", "control_vs_maint")
@@ -71,7 +71,7 @@ class DerivedEstimate:
 # ----------------------------------------------------------------------------- helpers
 def _positive(name: str, value: float | str | None) -> float:
     try:
-        number = parse_decimal(value) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
+        number = parse_decimal(value) if isinstance(value, str) else as_float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValidationError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number) or number <= 0:
@@ -164,7 +164,8 @@ def from_p_value(
     """Parmar/Tierney: log HR and SE from a two-sided (log-rank) P value and total events.
 
     ``favours`` is the arm with the better outcome (the sign of the log HR); a P value
-    printed as a bound ("<0.001") cannot be used — give the exact value.
+    printed as a bound ("<0.001") cannot be used — give the exact value. P = 1 gives
+    ln HR = 0 (z = 0); the SE, 1/√V, does not depend on P, so it is accepted.
     """
     text = str(p_value).strip()
     if text[:1] in "<>≤≥":
@@ -174,8 +175,9 @@ def from_p_value(
         p = parse_decimal(text)
     except ValueError:
         raise ValidationError(f"P value must be a number, got {p_value!r}") from None
-    if not 0 < p < 1:
-        raise ValidationError(f"two-sided P value must be strictly between 0 and 1, got {p}")
+    if not 0 < p <= 1:
+        # P = 1 (printed "1.00") is z = 0, ln HR = 0: the SE comes from the events, not from z
+        raise ValidationError(f"two-sided P value must be more than 0 and at most 1, got {p:g}")
     if favours not in ("maintenance", "control"):
         raise ValidationError(f"favours must be 'maintenance' or 'control', got {favours!r}")
     e = _positive("number of events", events)
@@ -184,7 +186,9 @@ def from_p_value(
     z = float(stats.norm.isf(p / 2))
     o_minus_e = (-1.0 if favours == "maintenance" else 1.0) * z * math.sqrt(v)
     return DerivedEstimate(
-        log_hr=o_minus_e / v, se=1 / math.sqrt(v), method="p_value_events", approximate=True,
+        # (+ 0.0: P = 1 gives -0.0 when maintenance did better; stored as 0)
+        log_hr=o_minus_e / v + 0.0, se=1 / math.sqrt(v), method="p_value_events",
+        approximate=True,
         notes=f"Parmar/Tierney from P = {p:g}, {e:g} events; {how}",
     )
 
@@ -192,7 +196,7 @@ def from_p_value(
 def from_o_minus_e(o_minus_e: float, variance: float) -> DerivedEstimate:
     """Peto: ln HR = (O−E)/V, SE = 1/√V, O−E for the maintenance arm."""
     try:
-        oe = float(o_minus_e)
+        oe = parse_decimal(o_minus_e) if isinstance(o_minus_e, str) else as_float(o_minus_e)
     except (TypeError, ValueError):
         raise ValidationError(f"O−E must be a number, got {o_minus_e!r}") from None
     if not math.isfinite(oe):
@@ -299,13 +303,13 @@ def _derive_from(method: str, data: dict[str, Any], orientation: str) -> Derived
     if method == "p_value_events":
         favours = data.get("favours")
         if favours is None and data.get("hr") is not None:
-            favours = favours_from_hr(float(data["hr"]), orientation)
+            favours = favours_from_hr(_float(data["hr"]), orientation)
         if favours not in ("maintenance", "control"):
             raise KeyError("favours")  # reported as "the inputs lack 'favours'"
         return from_p_value(data["p_value"], data["events"], favours=favours,
                             n_maint=data.get("n_maintenance"), n_control=data.get("n_control"))
     if method == "o_minus_e":
-        return from_o_minus_e(o_minus_e_of_maintenance(float(data["o_minus_e"]), orientation),
+        return from_o_minus_e(o_minus_e_of_maintenance(_float(data["o_minus_e"]), orientation),
                               data["variance"])
     if method == "medians":
         return from_medians(data["median_maintenance"], data["median_control"],
@@ -329,10 +333,14 @@ def _text(value: Any) -> str:
     return value
 
 
+def _float(value: Any) -> float:
+    return parse_decimal(value) if isinstance(value, str) else as_float(value)
+
+
 def _count(value: Any) -> int | None:
     if value is None:
         return None
-    number = parse_decimal(value) if isinstance(value, str) else float(value)
-    if number != int(number):
+    number = _float(value)
+    if not math.isfinite(number) or number != int(number):
         raise ValueError(f"{value!r} is not a whole number")
     return int(number)

@@ -19,6 +19,7 @@ only ``store`` and ``reports``) read the same rows with the same rules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from sqlmodel import Session, col, func, select
 from store.audit import audit
 from store.errors import FieldsError
 from store.models import BaselineRisk, User
-from store.numbers import parse_decimal
+from store.numbers import as_float, parse_decimal
 from store.settings import MONITORING_ENDPOINTS
 from store.text import quoted
 
@@ -36,6 +37,9 @@ from store.text import quoted
 MAX_MONTHS = 240.0
 SOURCE_MAX = 1000
 STRATEGY_SUFFIX = "/with_strategy"
+#: A comma followed by exactly three digits: "1,000" may be a thousand or one, so it is not
+#: read as a decimal comma (four digits after it, "35,5000", cannot be a thousands separator).
+_THOUSANDS = re.compile(r",[0-9]{3}(?![0-9])")
 
 
 class BaselineError(FieldsError):
@@ -44,18 +48,21 @@ class BaselineError(FieldsError):
 
 @dataclass(frozen=True)
 class CheckedBaseline:
-    """An entry that passed ``validate_baseline``: ``event_free`` as a proportion (0, 1)."""
+    """An entry that passed ``validate_baseline``: ``event_free`` as a proportion (0, 1);
+    ``warnings``, what the curator should check although it was accepted."""
 
     analysis_key: str
     months: float
     event_free: float
     source: str
+    warnings: tuple[str, ...] = ()
 
 
 def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any,
                       source: Any) -> CheckedBaseline:
     """Check an entry as typed in the form or sent as JSON (numbers may be text; a decimal
-    comma is accepted); every bad field is reported at once (:class:`BaselineError`)."""
+    comma is accepted, but not before exactly three digits, where it may separate thousands);
+    every bad field is reported at once (:class:`BaselineError`)."""
     errors: dict[str, str] = {}
     key = _read_key(analysis_key, errors)
     m = _read_number(months, "months", errors)
@@ -65,8 +72,17 @@ def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any
     if pct is not None and not 0 < pct < 100:
         # 0% or 100% event-free leaves nothing for a hazard ratio to change.
         errors["event_free_percent"] = "must be more than 0 and less than 100 (percent)"
+    elif pct is not None and not 0 < pct / 100 < 1:
+        # What is stored is the proportion: 5e-324 (percent) passes the check above, but a
+        # hundredth of it is 0.0, which would be stored as 0% event-free.
+        errors["event_free_percent"] = (f"{pct!r}% is too close to 0 to be stored as a "
+                                        "proportion: must be more than 0 and less than 100 "
+                                        "(percent)")
     text = source.replace("\r\n", "\n").strip() if isinstance(source, str) else None
-    if not text:
+    if source is not None and not isinstance(source, str):  # a JSON number, list or object
+        errors["source"] = ("must be text: name where the control-arm risk comes from (GRADE "
+                            "asks for it)")
+    elif not text:
         errors["source"] = ("is required: name where the control-arm risk comes from "
                             "(GRADE asks for it)")
     elif len(text) > SOURCE_MAX:
@@ -74,7 +90,15 @@ def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any
     if errors:
         raise BaselineError(errors)
     assert key is not None and m is not None and pct is not None and text
-    return CheckedBaseline(analysis_key=key, months=m, event_free=pct / 100.0, source=text)
+    warnings: list[str] = []
+    if pct < 1:
+        # A proportion typed into the percent field (0.35 for 35%) is a valid percent too:
+        # accepted, but said, since it changes the absolute effect a hundredfold.
+        warnings.append(f"Event-free {pct:.10g} is read as a percent: {pct:.10g}% of control "
+                        f"patients event-free at {m:.10g} months. If you meant the proportion "
+                        f"{pct:.10g}, type {pct * 100:.10g} for {pct * 100:.10g}%.")
+    return CheckedBaseline(analysis_key=key, months=m, event_free=pct / 100, source=text,
+                           warnings=tuple(warnings))
 
 
 def _read_key(value: Any, errors: dict[str, str]) -> str | None:
@@ -93,15 +117,24 @@ def _read_number(value: Any, name: str, errors: dict[str, str]) -> float | None:
         errors[name] = "must be a number"
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        number = as_float(value)  # a JSON integer of 400 digits is infinite, as 1e999 is
     elif isinstance(value, str) and value.strip():
+        if _THOUSANDS.search(value):
+            text = value.strip()
+            errors[name] = (f"{quoted(value)} is ambiguous: {text.replace(',', '')} with a "
+                            f"thousands separator, or {text.replace(',', '.')} with a decimal "
+                            "comma; type it without the comma, or with a decimal point")
+            return None
         try:
             number = parse_decimal(value.replace(",", "."))
         except ValueError:
             errors[name] = f"{quoted(value)} is not a number"
             return None
-    else:
+    elif value is None or isinstance(value, str):
         errors[name] = "is required"
+        return None
+    else:  # a JSON list or object: not missing, the wrong kind of value
+        errors[name] = "must be a number"
         return None
     if number != number or number in (float("inf"), float("-inf")):
         errors[name] = "must be a finite number"

@@ -94,6 +94,13 @@ class FieldsError(ValidationError):
         super().__init__("; ".join(f"{name}: {text}" for name, text in self.fields.items()))
 
 
+class Sentence(str):
+    """A field's message that names the field in its own words ("two-sided P value must be …",
+    "the HR derived from p_value and events is …"): a form shows it alone, not after the
+    field's label as it shows "is required", which would name the field twice ("Two-sided P
+    two-sided P value …"). Anywhere else (an API's ``fields``) it is the text it is."""
+
+
 class StateError(ValidationError):
     """Well-formed, but not now: a vote on a record already resolved, a resolution of one
     that two people have not assessed yet, …"""

@@ -6,10 +6,14 @@ and the typing error never seen. What mmlr reads instead: ASCII digits, an optio
 decimal point, an optional exponent ("1.2e-5", as P values are printed). The words ``inf`` and
 ``nan`` (any case) are read too, so the callers that refuse them can say *not finite*, which
 is more useful than *not a number*.
+
+A number that comes already parsed (a JSON body's) goes through :func:`as_float`: ``float()``
+of an integer beyond a float's range raises OverflowError, which no caller expects.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -32,6 +36,16 @@ def parse_decimal(text: str) -> float:
     raise ValueError(f"{value[:30]!r} is not a number" + (f" ({hint})" if hint else ""))
 
 
+def as_float(value: float) -> float:
+    """A parsed number (a JSON integer or float) as a float. An integer too large for one is
+    infinite, as ``1e999`` is read, so the caller says *not finite*: ``float(10**400)`` raises
+    OverflowError, which reached the API as a 500."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _hint(value: str) -> str:
     if "," in value:
         return "use a decimal point, not a comma"
@@ -42,4 +56,4 @@ def _hint(value: str) -> str:
     return ""
 
 
-__all__ = ["is_decimal", "parse_decimal"]
+__all__ = ["as_float", "is_decimal", "parse_decimal"]

@@ -43,6 +43,10 @@ def test_a_valid_entry_is_read_as_typed() -> None:
                                        source="  CALGB 100104 control arm\r\n"))
     assert (entry.months, entry.event_free, entry.source) == (36.0, 0.355,
                                                              "CALGB 100104 control arm")
+    # a decimal comma that cannot separate thousands: not three digits after it
+    assert [validate_baseline(**_entry(months=m)).months for m in ("1,5", "12,25", "1,0005")] \
+        == [1.5, 12.25, 1.0005]
+    assert entry.warnings == ()
     twin = validate_baseline(**_entry(analysis_key=KEY + "/with_strategy"))
     assert twin.analysis_key == KEY + "/with_strategy"
 
@@ -52,13 +56,31 @@ def test_a_valid_entry_is_read_as_typed() -> None:
     ("months", 241, "more than 0 and at most 240"),
     ("months", "abc", "'abc' is not a number"),
     ("months", None, "is required"),
+    # a comma before exactly three digits may separate thousands: "1,000" was stored as 1
+    ("months", "1,000", "'1,000' is ambiguous: 1000 with a thousands separator, or 1.000 with "
+                        "a decimal comma; type it without the comma, or with a decimal point"),
+    ("months", "12,500", "'12,500' is ambiguous: 12500 with a thousands separator, or 12.500"),
+    ("event_free_percent", "35,000", "'35,000' is ambiguous"),
     ("months", True, "must be a number"),
     ("months", float("nan"), "finite"),
+    # a JSON integer too large for a float: as 1e999 is, not an OverflowError (a 500)
+    pytest.param("months", -(10**400), "must be a finite number", id="months--10**400"),
+    pytest.param("event_free_percent", 10**400, "must be a finite number",
+                 id="event_free_percent-10**400"),
     ("event_free_percent", 0, "more than 0 and less than 100"),
     ("event_free_percent", 100, "more than 0 and less than 100"),
     ("event_free_percent", "", "is required"),
+    # more than 0, but a hundredth of it is 0.0: it was stored as 0% event-free
+    ("event_free_percent", "5e-324", "5e-324% is too close to 0 to be stored as a proportion: "
+                                     "must be more than 0 and less than 100 (percent)"),
+    ("event_free_percent", 1e-322, "is too close to 0 to be stored as a proportion"),
     ("source", "  ", "is required: name where the control-arm risk comes from"),
     ("source", "x" * 1001, "longer than 1000"),
+    # sent, but not a number or not text: they were said to be missing ("is required")
+    ("event_free_percent", [35], "must be a number"),
+    ("months", {"value": 36}, "must be a number"),
+    ("source", 5, "must be text: name where the control-arm risk comes from"),
+    ("source", ["CALGB"], "must be text"),
     ("analysis_key", "thalidomide/QOL/post_asct", "is not an analysis key"),
     ("analysis_key", "thalidomide/PFS/post_asct/extra", "is not an analysis key"),
     ("analysis_key", 7, "is not an analysis key"),
@@ -67,6 +89,17 @@ def test_each_bad_field_is_named(field: str, value: Any, message: str) -> None:
     fields = _fields(**{field: value})
     name = "analysis" if field == "analysis_key" else field
     assert list(fields) == [name] and message in fields[name]
+
+
+def test_a_percent_below_1_is_read_as_a_percent_and_said() -> None:
+    """0.35 may be a proportion typed for 35%: read as 0.35%, a hundredfold smaller risk, it
+    was accepted without a word."""
+    entry = validate_baseline(**_entry(event_free_percent="0.35"))
+    assert entry.event_free == pytest.approx(0.0035)
+    assert entry.warnings == (
+        "Event-free 0.35 is read as a percent: 0.35% of control patients event-free at 36 "
+        "months. If you meant the proportion 0.35, type 35 for 35%.",)
+    assert validate_baseline(**_entry(event_free_percent=1)).warnings == ()
 
 
 def test_every_bad_field_at_once() -> None:

@@ -79,6 +79,18 @@ def test_p_value_events_one_to_one() -> None:
     assert from_p_value(0.2, 100, favours="control").log_hr > 0
 
 
+@pytest.mark.parametrize("p", ["1", "1.00", 1.0])
+def test_a_p_value_of_1_gives_a_log_hr_of_0_with_the_se_of_the_events(p: object) -> None:
+    """P = 1 is z = 0, so O−E = 0 and ln HR = 0; the SE, 1/√V with V = events·r(1−r), never
+    used z (Tierney 2007): it was refused as not strictly between 0 and 1."""
+    for favours in ("maintenance", "control"):
+        d = from_p_value(p, 100, favours=favours)  # type: ignore[arg-type]
+        assert d.log_hr == 0.0 and math.copysign(1, d.log_hr) == 1  # not -0.0
+        assert d.se == pytest.approx(1 / math.sqrt(100 / 4)) and d.hr == 1.0
+    arms = from_p_value(p, 120, favours="maintenance", n_maint=425, n_control=281)  # type: ignore[arg-type]
+    assert arms.se == pytest.approx(1 / math.sqrt(120 * (425 / 706) * (281 / 706)))
+
+
 def test_p_value_events_with_arm_sizes() -> None:
     d = from_p_value(0.01, 120, favours="maintenance", n_maint=425, n_control=281)
     r = 425 / 706
@@ -87,8 +99,9 @@ def test_p_value_events_with_arm_sizes() -> None:
 
 @pytest.mark.parametrize(("p", "kwargs", "match"), [
     ("<0.001", {}, "bound"),
-    ("1.2", {}, "between 0 and 1"),
-    ("0", {}, "between 0 and 1"),
+    ("1.2", {}, "more than 0 and at most 1, got 1.2"),
+    ("0", {}, "more than 0 and at most 1, got 0"),
+    ("1e-400", {}, "more than 0 and at most 1, got 0"),
     ("0.01", {"n_maint": 100}, "both arm sizes"),
 ])
 def test_p_value_rejects(p, kwargs, match) -> None:
@@ -108,6 +121,11 @@ def test_o_minus_e() -> None:
         from_o_minus_e(-1, 0)
     with pytest.raises(ValidationError, match="O−E"):
         from_o_minus_e("x", 3)  # type: ignore[arg-type]
+    # integers too large for a float (a JSON body's) are refused as numbers, not OverflowError
+    with pytest.raises(ValidationError, match="O−E must be finite"):
+        from_o_minus_e(10**400, 3)
+    with pytest.raises(ValidationError, match="log-rank variance V must be a positive"):
+        from_o_minus_e(-1, 10**400)
 
 
 def test_medians_exponential() -> None:

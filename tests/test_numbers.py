@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from store.numbers import is_decimal, parse_decimal
+from store.numbers import as_float, is_decimal, parse_decimal
 from store.spreadsheet import spreadsheet_safe
 
 
@@ -24,6 +24,12 @@ def test_numbers_as_papers_print_them_are_read(text: str, value: float) -> None:
 def test_inf_and_nan_are_read_so_that_callers_can_say_not_finite(text: str) -> None:
     assert not math.isfinite(parse_decimal(text))
     assert not is_decimal(text)
+
+
+def test_a_parsed_integer_too_large_for_a_float_is_infinite_not_an_overflow() -> None:
+    """float(10**400) raises OverflowError: a JSON body's 400-digit integer was a 500."""
+    assert as_float(10**400) == math.inf and as_float(-(10**400)) == -math.inf
+    assert as_float(3) == 3.0 and as_float(0.5) == 0.5
 
 
 # float() reads the first four as numbers: each would have been stored.

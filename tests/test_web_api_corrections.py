@@ -332,6 +332,8 @@ def test_api_derivation_inputs_refusals_change_nothing(app: Any, api: TestClient
     cases: list[tuple[dict[str, Any], str]] = [
         ({**old, "events": 250}, "events is given twice with different values (250 at the top "
                                  "level, 210 in derivation_inputs)"),
+        # an integer too large for a float was an OverflowError (a 500) in the comparison
+        ({**old, "events": 10**400}, "events is given twice with different values (1000"),
         ({**old, "derivation_inputs": "p=0.003"}, "derivation_inputs must be an object"),
         ({**old, "derivation_inputs": {**old["derivation_inputs"], "p_value": "0,03"}},
          "p_value"),

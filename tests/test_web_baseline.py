@@ -191,6 +191,29 @@ def test_curator_enters_a_risk_and_sees_the_absolute_effect(
     assert _post(as_role(app, users, "admin"), analysis="thalidomide/PFS/all").status_code == 303
 
 
+def test_a_percent_below_1_is_saved_with_a_warning_on_the_page_and_in_the_api(
+        app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
+    """A proportion typed into the percent field (0.35 for 35%) is a valid percent: saved as
+    0.35%, which it was without a word; the curator is now told how it was read."""
+    curator = as_role(app, users, "curator")
+    row = pooled[PRIMARY]
+    warning = ("Event-free 0.35 is read as a percent: 0.35% of control patients event-free at "
+               "36 months. If you meant the proportion 0.35, type 35 for 35%.")
+    assert _post(curator, event_free_percent="0.35").status_code == 303
+    flashes = [_text(p) for p in lxml.html.fromstring(curator.get("/estimates").text).xpath(
+        '//p[contains(@class, "flash")]')]
+    assert flashes == [f"Assumed control risk for {row.analysis_label} saved: 0.35% event-free "
+                       "at 36 months.", f"Check: {warning}"]
+    api = api_as(app, users, "curator")
+    body = {"analysis": PRIMARY, "months": 36, "event_free_percent": 0.35, "source": "API"}
+    answer = api.post("/api/estimates/baseline", json=body)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["warnings"] == [warning]
+    plain = api.post("/api/estimates/baseline", json={**body, "event_free_percent": 35})
+    assert plain.status_code == 201 and plain.json()["warnings"] == []
+    assert [b.event_free for b in _stored(app)] == pytest.approx([0.0035, 0.0035, 0.35])
+
+
 def test_a_new_entry_replaces_the_current_one_which_stays_in_the_history(
         app: Any, users: dict[str, str], pooled: dict[str, PooledResult]) -> None:
     curator = as_role(app, users, "curator")
@@ -238,10 +261,16 @@ def test_a_new_entry_replaces_the_current_one_which_stays_in_the_history(
     ("months", "0", "Months: must be more than 0 and at most 240 months"),
     ("months", "300", "Months: must be more than 0 and at most 240 months"),
     ("months", "abc", "Months: 'abc' is not a number"),
+    ("months", "1,000", "Months: '1,000' is ambiguous: 1000 with a thousands separator, or "
+                        "1.000 with a decimal comma; type it without the comma, or with a "
+                        "decimal point"),
     ("event_free_percent", "0", "Event-free: must be more than 0 and less than 100 (percent)"),
     ("event_free_percent", "100",
      "Event-free: must be more than 0 and less than 100 (percent)"),
     ("event_free_percent", "", "Event-free: is required"),
+    ("event_free_percent", "5e-324", "Event-free: 5e-324% is too close to 0 to be stored as a "
+                                     "proportion: must be more than 0 and less than 100 "
+                                     "(percent)"),
     ("source", "", "Source: is required: name where the control-arm risk comes from (GRADE "
                    "asks for it)"),
 ])
@@ -441,6 +470,16 @@ def test_api_refuses_viewers_bad_fields_and_unknown_keys(
                         "for it)"}
     assert bad.json() == {"code": "invalid", "fields": fields, "error": "; ".join(
         f"{k}: {v}" for k, v in fields.items())}
+    thousands = api.post(url, json={**body, "months": "1,000"})  # it was stored as 1 month
+    assert thousands.status_code == 400
+    assert thousands.json()["fields"] == {"months": (
+        "'1,000' is ambiguous: 1000 with a thousands separator, or 1.000 with a decimal comma; "
+        "type it without the comma, or with a decimal point")}
+    wrong_kind = api.post(url, json={**body, "event_free_percent": [35], "source": 5})
+    assert wrong_kind.status_code == 400  # it said "is required" for both
+    assert wrong_kind.json()["fields"] == {
+        "event_free_percent": "must be a number",
+        "source": "must be text: name where the control-arm risk comes from (GRADE asks for it)"}
     typo = api.post(url, json={**body, "event_free": 0.35})
     assert typo.status_code == 400
     assert typo.json()["fields"] == {"body": (
@@ -450,6 +489,14 @@ def test_api_refuses_viewers_bad_fields_and_unknown_keys(
     assert no_key.status_code == 400
     assert no_key.json()["fields"] == {"analysis": (
         "None is not an analysis key (drug/endpoint/setting, e.g. thalidomide/PFS/post_asct)")}
+    # A 401-digit integer is a JSON number too large for a float: refused as 1e999 is (it was
+    # an OverflowError, a 500).
+    for huge in (b"1" + b"0" * 400, b"1e999"):
+        raw = (b'{"analysis": "%s", "months": 36, "event_free_percent": %s, "source": "s"}'
+               % (PRIMARY.encode(), huge))
+        answer = api.post(url, content=raw, headers={"content-type": "application/json"})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["fields"] == {"event_free_percent": "must be a finite number"}
     for raw in (b"[1]", b"not json"):
         assert api.post(url, content=raw,
                         headers={"content-type": "application/json"}).status_code == 400

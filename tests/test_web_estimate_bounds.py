@@ -123,6 +123,59 @@ def test_a_derived_hr_or_se_no_trial_reports_is_refused(
     assert _estimates(app) == []
 
 
+@pytest.mark.parametrize(("fields", "name", "shown"), [
+    ({"method": "p_value_events", "p_value": "0", "events": "100", "favours": "maintenance"},
+     "p_value", "Two-sided P value must be more than 0 and at most 1, got 0"),
+    ({"method": "p_value_events", "p_value": "1e-30", "events": "4",
+      "favours": "maintenance"},
+     "p_value", "The HR derived from favours, p_value and events is implausible: its log is "
+                "-11.5 (outside ±9.21, an HR outside 0.0001–10000); check the numbers entered"),
+    ({"method": "o_minus_e", "o_minus_e": "-10", "variance": "1e-9"},
+     "o_minus_e", "The HR derived from o_minus_e and variance is implausible: its log is "
+                  "-1e+10 (outside ±9.21, an HR outside 0.0001–10000); check the numbers "
+                  "entered"),
+    ({"method": "medians", "median_maintenance": "1e-300", "median_control": "30",
+      "events": "100"},
+     "median_maintenance", "The HR derived from median_maintenance, median_control and events "
+                           "is implausible: its log is 694 (outside ±9.21, an HR outside "
+                           "0.0001–10000); check the numbers entered"),
+    ({"hr": "1.00005", "ci_low": "1.0000", "ci_high": "1.0001"},
+     "ci_low", "The CI 1.0000–1.0001 gives a standard error of the log HR of 2.55e-05, "
+               "implausible (outside 0.0001–10): no trial's CI is that narrow; check both "
+               "limits"),
+    ({"hr": "0.5", "ci_low": "0.4", "ci_high": "0.625", "report_id": "999"},
+     "report_id", "Report 999 does not belong to trial TEST-1"),
+])
+def test_a_message_that_names_its_field_is_shown_without_the_label_before_it(
+        app: Any, users: dict[str, str], fields: dict[str, str], name: str,
+        shown: str) -> None:
+    """The form puts a field's label before its message ("Events (both arms) must be at
+    least 1"); a derivation's sentence names the field itself, and the label before it said
+    it twice: "Two-sided P two-sided P value must be …", "O − E the HR derived from …"."""
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    response = _post_estimate(curator, trial_id, **fields)
+    assert response.status_code == 400
+    (error,) = lxml.html.fromstring(response.text).xpath(
+        '//p[contains(@class, "field-error")]')
+    assert " ".join(error.text_content().split()) == shown
+    assert _estimates(app) == []
+
+
+def test_a_printed_p_of_1_gives_an_hr_of_1(app: Any, users: dict[str, str]) -> None:
+    """P = 1.00 (z = 0) was refused; the P-value method's SE comes from the events alone."""
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    response = _post_estimate(curator, trial_id, method="p_value_events", p_value="1.00",
+                              events="100", favours="control")
+    assert response.status_code == 303, response.text
+    (estimate,) = _estimates(app)
+    assert (estimate.log_hr, estimate.hr) == (0.0, 1.0)
+    assert estimate.se == pytest.approx(0.2)  # 1/√(100/4)
+    assert estimate.derivation_inputs is not None
+    assert estimate.derivation_inputs["p_value"] == "1.00"
+
+
 def test_a_log_hr_of_a_million_is_refused_not_a_server_error(
         app: Any, api: TestClient, users: dict[str, str]) -> None:
     _trial(app)

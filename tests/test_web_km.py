@@ -127,6 +127,33 @@ def test_each_bad_km_input_is_named_on_the_form(app: Any, users: dict[str, str],
     assert message in html.unescape(page)
 
 
+def test_an_arms_events_above_the_arm_size_typed_are_refused(
+        app: Any, users: dict[str, str]) -> None:
+    """The at-risk table's first row bounds an arm's events; so do the arm sizes typed in
+    Patients, maintenance/control, which the events were not checked against."""
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    fields = {**KM_TEXTS, "events_maintenance": "120", "n_maintenance": "100",
+              "n_control": "140"}
+    response = _post_estimate(curator, trial_id, method="km_curves", **fields)
+    assert response.status_code == 400
+    assert _estimates(app) == []
+    page = html.unescape(response.text)
+    assert ("Events, maintenance arm 120 events is more than the 100 patients of the "
+            "maintenance arm") in page
+    assert response.text.count('aria-invalid="true"') == 1
+    # the API too, and for the medians method (its SE is 1/E_maint + 1/E_control)
+    api = TestClient(app, raise_server_exceptions=False)
+    refused = api.post("/api/estimates", headers=_token(app, users["curator"]), json={
+        "trial_id": trial_id, "endpoint": "PFS", "method": "medians", "median_maintenance": 40,
+        "median_control": 30, "events_maintenance": 900, "events_control": 50,
+        "n_maintenance": 100, "n_control": 100})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == ("events_maintenance: 900 events is more than the 100 "
+                                       "patients of the maintenance arm")
+    assert _estimates(app) == []
+
+
 def test_a_bad_line_is_kept_and_shown_escaped(app: Any, users: dict[str, str]) -> None:
     curator = as_role(app, users, "curator")
     trial_id = _trial(app)

@@ -16,6 +16,7 @@ from typing import Any
 
 from store.errors import ValidationError
 from store.models import Estimate
+from store.numbers import as_float
 
 #: Form fields a derivation may use, in the order a reader meets them on the form.
 INPUT_FIELDS: tuple[str, ...] = (
@@ -65,7 +66,7 @@ def input_text(inputs: Mapping[str, Any], name: str) -> str:
     text = typed.get(name) if isinstance(typed, Mapping) else None
     if isinstance(text, str):
         try:
-            if value is not None and float(text) == float(value):
+            if value is not None and float(text) == as_float(value):
                 return text
         except (TypeError, ValueError):
             pass
@@ -187,7 +188,9 @@ _DERIVED_OUTPUTS = frozenset({"hr", "ci_low", "ci_high", "log_hr", "se"})
 
 def _same(a: Any, b: Any) -> bool:
     try:
-        return float(a) == float(b)
+        # (as_float: a JSON integer of 400 digits is infinite, not an OverflowError)
+        return (float(a) if isinstance(a, str) else as_float(a)) == (
+            float(b) if isinstance(b, str) else as_float(b))
     except (TypeError, ValueError):
         return field_text(a).strip() == field_text(b).strip()
 

@@ -38,7 +38,7 @@ from reports.bounds import (
 from reports.words import hr_ci_text
 from store.audit import audit
 from store.days import parse_day
-from store.errors import FieldsError, MmlrError
+from store.errors import FieldsError, MmlrError, Sentence
 from store.ids import MAX_ID
 from store.models import Estimate, Trial, TrialReport, User, utcnow
 from store.numbers import parse_decimal
@@ -277,12 +277,13 @@ def _implausible(r: _Reader, method: str, derived: Any, inputs: Mapping[str, Any
     source = " and ".join(names) if len(names) < 3 else (", ".join(names[:-1])
                                                            + " and " + names[-1])
     field_name = LEADING_FIELD[method]
+    # Sentences: they name the fields the HR came from, so the form shows no label before them.
     if not plausible_log_hr(derived.log_hr):
-        r.errors[field_name] = (
+        r.errors[field_name] = Sentence(
             f"the HR derived from {source} is implausible: its log is {derived.log_hr:.3g} "
             f"(outside ±{LOG_HR_MAX:.2f}, an HR outside {HR_RANGE}); check the numbers entered")
     elif not plausible_se(derived.se):
-        r.errors[field_name] = (
+        r.errors[field_name] = Sentence(
             f"the standard error of the log HR derived from {source} is {derived.se:.3g}, "
             f"implausible (outside {SE_RANGE}; it is about 2/√(events)); check the numbers "
             "entered")
@@ -308,7 +309,8 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     r = _Reader(data)
     report_id = r.integer("report_id", minimum=1)
     if report_id is not None and report_id not in {rep.id for rep in reports}:
-        r.errors["report_id"] = f"report {report_id} does not belong to trial {trial.name}"
+        r.errors["report_id"] = Sentence(f"report {report_id} does not belong to trial "
+                                          f"{trial.name}")
     values: dict[str, Any] = {
         "report_id": report_id,
         "endpoint": r.choice("endpoint", ENDPOINTS),
@@ -369,7 +371,7 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
     elif method == "medians":
         derived = _from_medians(r, values, inputs)
     elif method == "km_curves":
-        derived = _from_km_curves(r, inputs)
+        derived = _from_km_curves(r, values, inputs)
     if r.errors or derived is None:
         raise FieldErrors(r.errors or {"method": "choose how the HR was reported"})
     printed: tuple[float, float, float] | None = None
@@ -413,7 +415,8 @@ def _derive(r: _Reader, field_name: str, fn_name: str, *args: Any, **kwargs: Any
     try:
         return getattr(derive, fn_name)(*args, **kwargs)
     except MmlrError as exc:  # the derivation's own check, attached to the leading field
-        r.errors[field_name] = exc.one_line()
+        # (its sentence names the field itself: "two-sided P value must be …")
+        r.errors[field_name] = Sentence(exc.one_line())
         return None
 
 
@@ -453,7 +456,7 @@ def _from_ci(r: _Reader, orientation: str | None) -> Any:
     if derived is not None and not plausible_se(derived.se):
         # Limits each within the bounds can still give an SE no trial has (1.0000–1.0001)
         width = "narrow" if derived.se < 1 else "wide"
-        r.errors["ci_low"] = (
+        r.errors["ci_low"] = Sentence(
             f"the CI {_raw(r, 'ci_low')[:30]}–{_raw(r, 'ci_high')[:30]} gives a standard error "
             f"of the log HR of {derived.se:.3g}, implausible (outside {SE_RANGE}): no trial's "
             f"CI is that {width}; check both limits")
@@ -541,6 +544,7 @@ def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) ->
         r.errors[missing] = "is required when the other arm's events are given"
     if e_maint is None and values.get("events") is None and not r.errors:
         r.errors["events_maintenance"] = "(or the total events) is required for the SE"
+    _arm_events_within_sizes(r, values, e_maint, e_control)
     if r.errors:
         return None
     inputs.update(median_maintenance=m_maint, median_control=m_control)
@@ -553,7 +557,19 @@ def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) ->
                    events=None if e_maint is not None else values.get("events"))
 
 
-def _from_km_curves(r: _Reader, inputs: dict[str, Any]) -> Any:
+def _arm_events_within_sizes(r: _Reader, values: Mapping[str, Any], e_maint: int | None,
+                             e_control: int | None) -> None:
+    """Refuse an arm's events above its size, when both are given: each patient has at most
+    one event of an endpoint, so more is a typo, and the medians method takes its SE from
+    the events (900 events in an arm of 100 was accepted: only the total was checked)."""
+    for arm, events in (("maintenance", e_maint), ("control", e_control)):
+        size = values.get(f"n_{arm}")
+        if events is not None and size and events > size and f"events_{arm}" not in r.errors:
+            r.errors[f"events_{arm}"] = (f"{events} events is more than the {size} patients "
+                                         f"of the {arm} arm")
+
+
+def _from_km_curves(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) -> Any:
     texts = {name: r.lines(name, max_len=KM_TEXT_MAX) for name in KM_TEXT_FIELDS}
     for name, text in texts.items():
         if text is None and name not in r.errors:
@@ -564,6 +580,7 @@ def _from_km_curves(r: _Reader, inputs: dict[str, Any]) -> Any:
     # uses its own)
     e_maint = r.integer("events_maintenance", minimum=0)
     e_control = r.integer("events_control", minimum=0)
+    _arm_events_within_sizes(r, values, e_maint, e_control)
     if r.errors:
         return None
     inputs.update(texts)
@@ -590,8 +607,8 @@ def _from_km_curves(r: _Reader, inputs: dict[str, Any]) -> Any:
         return from_km_arms(*arms)
     except KmInputError as exc:  # an arm whose curve never drops
         km_error(exc)
-    except MmlrError as exc:  # the model itself (it did not converge)
-        r.errors["curve_maintenance"] = exc.one_line()
+    except MmlrError as exc:  # the model itself (it did not converge): not the field's fault
+        r.errors["curve_maintenance"] = Sentence(exc.one_line())
     return None
 
 

@@ -522,7 +522,8 @@ async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -
     """Enter the assumed control risk of an analysis: ``{"analysis", "months",
     "event_free_percent", "source"}``, the same checks and messages as the form on
     /estimates (``store.baselines``). Answers the entry, the analysis' absolute effect
-    recomputed with it, ``replaces`` and ``message``. A refused entry answers 400 with
+    recomputed with it, ``replaces``, ``message`` and ``warnings`` (what to check, as the
+    form's "Check: …" lines). A refused entry answers 400 with
     ``fields`` (field → message, as next to the form's fields) beside ``error``."""
     body = await _json_object(request)
     rows = latest_pooled(session)
@@ -542,7 +543,7 @@ async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -
         "baseline": baseline_json(saved.row, {saved.row.entered_by: user.email}),
         "absolute_effect": view, "snapshot_id": row.id,
         "replaces": saved.previous.id if saved.previous is not None else None,
-        "message": saved.message})
+        "message": saved.message, "warnings": list(checked.warnings)})
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

@@ -138,6 +138,8 @@ async def estimates_baseline(request: Request, session: DbSession, user: Curator
                           label=row.analysis_label or row.analysis_key)
     session.commit()
     flash(request, saved.message, "ok")
+    for warning in checked.warnings:
+        flash(request, f"Check: {warning}", "warn")
     return RedirectResponse(f"/estimates#analysis-{row.id}", status_code=303)
 
 

@@ -21,6 +21,7 @@ from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
 from screening.web.deps import dual_screening, pop_flashes, verify_second_person
 from screening.web.extraction import METHOD_WORDS, ORIENTATION_WORDS, SETTING_WORDS
+from store.errors import Sentence
 from store.text import closed_bidi_value, shorten
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -163,7 +164,16 @@ def make_templates() -> Jinja2Templates:
     env.globals["has_heterogeneity"] = has_heterogeneity
     env.filters["plural"] = plural
     env.filters["audit_value"] = _audit_value
+    env.globals["field_message"] = field_message
     return Jinja2Templates(env=env, context_processors=[_context])
+
+
+def field_message(label: str, message: str) -> str:
+    """A field's error as the form shows it: after the field's label ("Events (both arms) must
+    be at least 1"), unless the message names the field itself (:class:`Sentence`)."""
+    if isinstance(message, Sentence):
+        return message[:1].upper() + message[1:]
+    return f"{label} {message}"
 
 
 def render(request: Request, name: str, context: dict[str, Any] | None = None, *,
