@@ -27,6 +27,8 @@ and every domain says what it looked at:
   sequential monitoring (``reports.sequential``), unless the Z-curve has crossed its
   monitoring boundary (and is not back inside it), which is the stricter test the information
   size stands in for.
+  With two trials and a Hartung–Knapp interval (t with 1 degree of freedom) the reason says
+  that the interval is wide by construction, whatever the trials show.
 * **Publication bias** — never rated down by rule: with fewer than 10 trials a funnel plot or
   an asymmetry test cannot detect it (Sterne et al., BMJ 2011), and with more an asymmetric
   funnel has other causes too (heterogeneity, chance, small trials done differently). The
@@ -222,21 +224,31 @@ def suggest_certainty(*, k: int, hr_ci_low: float, hr_ci_high: float, i2: float 
                       q_p: float | None, rows: Sequence[dict[str, Any]],
                       monitoring: dict[str, Any] | None,
                       small_study: dict[str, Any] | None = None,
-                      shown_ci: tuple[str, str] | None = None) -> dict[str, Any]:
+                      shown_ci: tuple[str, str] | None = None,
+                      ci_used: str | None = None) -> dict[str, Any]:
     """The suggested certainty of one pooled analysis.
 
     ``rows`` are the pooled inputs as ``reports.pool`` stores them (``weight`` in percent,
     ``risk_of_bias``, ``efs_ttp``); ``monitoring`` the sequential-monitoring view or None;
     ``small_study`` the funnel-plot view (``reports.small_study``) or None; ``shown_ci`` the
     CI limits as the analysis shows them when they are not the computed ones (one trial, as
-    printed), for the imprecision reason's words.
+    printed), for the imprecision reason's words; ``ci_used`` the CI method the pooled
+    result used (``MetaResult.ci``), for the imprecision reason of two trials.
     Returns ``level`` (one of ``LEVELS``), ``downgrades`` (the sum, the level never going
     below "very low"), ``provisional`` (a domain could not be judged on most of the
     evidence), ``domains`` (each with ``downgrade`` and a ``reason`` in words) and ``text``.
     """
+    imprecision = _imprecision(hr_ci_low, hr_ci_high, monitoring, shown_ci)
+    if k == 2 and ci_used in ("hksj", "hksj-adhoc") and imprecision["downgrade"]:
+        # The rule reads the interval as computed; with two trials Hartung-Knapp's t has one
+        # degree of freedom and the interval is wide whatever the trials say (two concordant
+        # trials, I² 0%, were rated down twice): the panel must see why before it agrees.
+        imprecision["reason"] += (
+            "; with two trials the Hartung–Knapp interval uses t with 1 degree of freedom "
+            "(critical value 12.7) and is wide by construction (Röver et al., BMC Med Res "
+            "Methodol 2015;15:99): weigh the two trials' own CIs")
     domains = [_risk_of_bias(rows), _inconsistency(k, i2, q_p), _indirectness(rows),
-               _imprecision(hr_ci_low, hr_ci_high, monitoring, shown_ci),
-               _publication_bias(k, small_study)]
+               imprecision, _publication_bias(k, small_study)]
     total = sum(d["downgrade"] for d in domains)
     level = LEVELS[max(0, len(LEVELS) - 1 - total)]
     provisional = [d["provisional_reason"] for d in domains if d["provisional"]]

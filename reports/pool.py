@@ -330,7 +330,8 @@ def compute_analysis(
                                        rows=rows,
                                        monitoring=monitoring, small_study=small_study,
                                        shown_ci=shown_hr(res.k, res.estimate, res.ci_low,
-                                                         res.ci_high, rows).own_ci),
+                                                         res.ci_high, rows).own_ci,
+                                       ci_used=res.ci),
         "dropped": dropped,
     }
     return AnalysisOutcome(analysis, res, rows, clean_json(extras), subgroup_test=test)

@@ -180,6 +180,21 @@ def test_imprecision_without_a_plan_is_provisional() -> None:
     assert domain(result, "imprecision")["provisional"] and result["provisional"]
 
 
+def test_two_trials_rated_down_on_a_hartung_knapp_interval_are_told_why_it_is_wide() -> None:
+    # GIMEMA 0.47 and CALGB 0.57, I² 0%: HKSJ with k = 2 gives 0.18–1.64 (t, 1 df), rated
+    # down twice; the reason must say the interval is wide by construction.
+    wide = "with two trials the Hartung–Knapp interval uses t with 1 degree of freedom"
+    rated = domain(suggest(hr_ci_low=0.18, hr_ci_high=1.64, ci_used="hksj"), "imprecision")
+    assert rated["downgrade"] == 2 and wide in rated["reason"]
+    assert wide in domain(suggest(hr_ci_low=0.18, hr_ci_high=1.64, ci_used="hksj-adhoc"),
+                          "imprecision")["reason"]
+    # not for a Wald interval, three trials, or an interval that rates nothing down
+    for kw in ({"ci_used": "wald"}, {"ci_used": "hksj", "k": 3}, {"ci_used": None}):
+        assert wide not in domain(suggest(hr_ci_low=0.18, hr_ci_high=1.64, **kw),
+                                  "imprecision")["reason"]
+    assert wide not in domain(suggest(ci_used="hksj"), "imprecision")["reason"]
+
+
 def test_publication_bias_is_never_rated_by_rule() -> None:
     assert "fewer than 10 trials" in domain(suggest(k=4), "publication_bias")["reason"]
     assert "funnel plot" in domain(suggest(k=12), "publication_bias")["reason"]
