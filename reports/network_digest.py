@@ -1,11 +1,13 @@
 """What the digest says about the network meta-analysis: a compact snapshot of each fitted
 network, kept in the digest's summary, the changes since the previous digest's snapshot, and
-a network's history over the digests (the network page's "over time" table).
+a network's history over the digests (the network page's "over time" tables, one per
+reference).
 
 A digest says what changed (DESIGN §4). For a network that is: it was fitted for the first
 time or can no longer be; trials or treatments joined; a treatment's HR against the reference
 moved (as shown: two decimals, half-up, as the page writes it) or its CI now includes or
-excludes 1;
+excludes 1; the reference itself changed (no maintenance joined a network that was expressed
+against its most compared treatment), when HRs against two references are not compared;
 another treatment now ranks first; direct and indirect evidence started or stopped
 disagreeing (p < 0.05 between designs). Networks without such a change are counted, not
 listed.
@@ -19,6 +21,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from reports.network import NetworkResult
 from reports.network_inputs import Fitted
 from reports.words import hr_ci_text, rounded
 from store.models import Digest
@@ -108,18 +111,14 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
         lines.append(f"Joined the network: {', '.join(joined)}.")
     if left:
         lines.append(f"Left the network: {', '.join(left)}.")
-    for t, hr in now["vs_reference"].items():
-        old = was["vs_reference"].get(t)
-        # Moved as the reader sees it: digits that print the same are no change (snapshots
-        # before 2026-12-02 kept two decimals, and compare the same way).
-        if old is None or (_text(old) == _text(hr) and _crosses(old) == _crosses(hr)):
-            continue
-        text = f"{t} vs {now['reference']}: HR {_text(old)} → {_text(hr)}"
-        if _crosses(old) and not _crosses(hr):
-            text += "; the CI now excludes 1"
-        elif _crosses(hr) and not _crosses(old):
-            text += "; the CI now includes 1"
-        lines.append(text + ".")
+    # An HR against thalidomide and one against no maintenance are different comparisons:
+    # when the reference changed (``reports.network_inputs`` takes no maintenance once the
+    # network has it), a move between them would be no move at all.
+    if was["reference"] != now["reference"]:
+        lines.append(f"The reference is now {now['reference']}, was {was['reference']}: "
+                     "HRs are not compared.")
+    else:
+        lines.extend(_moves(was["vs_reference"], now["vs_reference"], now["reference"]))
     if now["best"] != was["best"]:
         lines.append(f"Highest P-score: {was['best']} → {now['best']} "
                      f"({rounded(now['best_p_score'])}).")
@@ -130,6 +129,25 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
     elif p_was is not None and p_was < INCONSISTENCY_P and not (
             p_now is not None and p_now < INCONSISTENCY_P):
         lines.append("Direct and indirect evidence no longer disagree.")
+    return lines
+
+
+def _moves(was: dict[str, list[float]], now: dict[str, list[float]], reference: str
+           ) -> list[str]:
+    """Each treatment's HR against the same ``reference`` that moved between two snapshots."""
+    lines: list[str] = []
+    for t, hr in now.items():
+        old = was.get(t)
+        # Moved as the reader sees it: digits that print the same are no change (snapshots
+        # before 2026-12-02 kept two decimals, and compare the same way).
+        if old is None or (_text(old) == _text(hr) and _crosses(old) == _crosses(hr)):
+            continue
+        text = f"{t} vs {reference}: HR {_text(old)} → {_text(hr)}"
+        if _crosses(old) and not _crosses(hr):
+            text += "; the CI now excludes 1"
+        elif _crosses(hr) and not _crosses(old):
+            text += "; the CI now includes 1"
+        lines.append(text + ".")
     return lines
 
 
@@ -151,3 +169,27 @@ def history(session: Session, key: str) -> list[dict[str, Any]]:
                      "reference": snap["reference"], "best": snap["best"],
                      "vs_reference": {t: _text(hr) for t, hr in snap["vs_reference"].items()}})
     return rows
+
+
+def history_tables(rows: Sequence[dict[str, Any]], res: NetworkResult) -> list[dict[str, Any]]:
+    """The ``history`` rows and today's fit (the last row, ``now`` true) as the page's
+    over-time tables: one per run of rows with the same reference, with the treatments that
+    have an HR in it (latest order first). The reference is no maintenance only once the
+    network has that arm (``reports.network_inputs``): a column mixing HRs against thalidomide
+    with HRs against no maintenance would read as a change that is none. No digest kept the
+    network yet: no tables."""
+    if not rows:
+        return []
+    now = {"digest_id": None, "date": None, "studies": res.studies, "now": True,
+           "reference": res.reference, "best": res.ranking()[0][0],
+           "vs_reference": {t: res.relative(t, res.reference).hr_text
+                            for t in res.treatments[1:]}}
+    tables: list[dict[str, Any]] = []
+    for row in [*rows, now]:
+        if not tables or tables[-1]["reference"] != row["reference"]:
+            tables.append({"reference": row["reference"], "rows": []})
+        tables[-1]["rows"].append(row)
+    for table in tables:
+        table["treatments"] = list(dict.fromkeys(
+            t for row in reversed(table["rows"]) for t in row["vs_reference"]))
+    return tables

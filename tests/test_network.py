@@ -625,6 +625,52 @@ def test_the_page_shows_the_network_over_the_digests(
     assert rows[0]["vs_reference"]["lenalidomide"] in over_time
 
 
+def test_hrs_against_another_reference_are_not_compared(
+        ctx: Any, app: Any, users: dict[str, str]) -> None:
+    """Without a no-maintenance arm the reference is the treatment in most contrasts
+    (thalidomide); once a placebo-controlled trial joins it is no maintenance. The digest and
+    the over-time tables never set an HR against thalidomide beside one against no
+    maintenance as if one had moved to the other."""
+    from reports.network_digest import changes
+
+    with ctx.sessions() as s:
+        add_estimate(s, _trial(s, "BORT-THAL", "bortezomib", "thalidomide"),
+                     "0.75", "0.62", "0.91")
+        add_estimate(s, _trial(s, "THAL-IFN", "thalidomide", "interferon"),
+                     "0.80", "0.63", "1.02")
+        s.commit()
+    first = build_digest(ctx)
+    with ctx.sessions() as s:
+        add_estimate(s, _trial(s, "THAL-PBO", "thalidomide", "placebo"), "0.60", "0.45", "0.80")
+        s.commit()
+    second = build_digest(ctx)
+    before = first.summary["networks"]["PFS/post_asct"]
+    after = second.summary["networks"]["PFS/post_asct"]
+    assert (before["reference"], after["reference"]) == ("thalidomide", NO_MAINTENANCE)
+    listed = next(n for n in second.summary["network_changes"] if n["key"] == "PFS/post_asct")
+    assert "The reference is now no maintenance, was thalidomide: HRs are not compared." \
+        in listed["lines"]
+    assert not any(" → " in line and line.startswith("bortezomib vs")
+                   for line in listed["lines"])
+    # The same references compare as before.
+    (same,), _ = changes({"k": before}, {"k": {**before, "vs_reference": {
+        "bortezomib": [0.5, 0.4, 0.6], "interferon": before["vs_reference"]["interferon"]}}})
+    assert same["lines"] == ["bortezomib vs thalidomide: HR 0.75 (0.62–0.91) → "
+                             "0.50 (0.40–0.60)."]
+    page = as_role(app, users, "viewer").get("/network?key=PFS/post_asct").text
+    tables = lxml.html.fromstring(page).xpath("//table[contains(@class, 'network-history')]")
+    assert [t.get("data-reference") for t in tables] == ["thalidomide", NO_MAINTENANCE]
+    old, new = (" ".join(t.xpath(".//caption")[0].text_content().split()) for t in tables)
+    assert old.startswith("HR (95% CI) against thalidomide")
+    assert new.startswith(f"HR (95% CI) against {NO_MAINTENANCE}")
+    heads = [[th.text_content() for th in t.xpath(".//thead//th")] for t in tables]
+    assert "thalidomide" not in heads[0] and "thalidomide" in heads[1]
+    assert f"#{first.id}" in tables[0].text_content()
+    assert f"#{second.id}" in tables[1].text_content()
+    assert "0.75 (0.62–0.91)" in tables[0].text_content()
+    assert "0.75 (0.62–0.91)" not in tables[1].text_content()
+
+
 def test_the_cycle_names_the_networks(network_evidence: Any) -> None:
     from reports.network_inputs import brief
 

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 
 from reports.network import NetworkResult
-from reports.network_digest import history
+from reports.network_digest import history, history_tables
 from reports.network_forest import render_network_forest_svg
 from reports.network_inputs import (
     Fitted,
@@ -75,7 +75,8 @@ def network_page(request: Request, session: DbSession, user: Viewer,
         context["svg"] = Markup(network_svg(net, res))  # noqa: S704
         context["forest"] = Markup(_forest(net, res))  # noqa: S704  (escaped, as above)
         # The digests keep the primary networks only.
-        context["history"] = [] if without_high_rob else history(session, net.key)
+        context["history"] = [] if without_high_rob else history_tables(
+            history(session, net.key), res)
         context["league"] = {(r.treat, r.control): r for r in res.league()}
     return render(request, "network.html", context)
 
