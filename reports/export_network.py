@@ -8,10 +8,11 @@ estimate's id, the reference treatment and the model (REML or FE). ``mmlr-networ
 everything model-specific from the treatment names itself — a multi-arm trial's contrasts
 turned against their common arm, the design matrix, the within-trial covariance (correlation
 ½), ``rma.mv(yi, V, mods = X, random = ~ comp | study, rho = 1/2)`` and the common-effect fit,
-the design-by-treatment interaction model (Q within designs) and each pair's direct pool with
-the network's τ² — prints each treatment's HR against the reference and writes the numbers in
-long form (network, what, name, value). ``tests/test_network_metafor.py`` runs this same
-script as its oracle.
+the design-by-treatment interaction model (Q within designs) and the direct pool, with the
+network's τ², of every pair of arms a trial randomised (a multi-arm trial's pairs of
+non-common arms from its contrasts and their covariance) — prints each treatment's HR against
+the reference and writes the numbers in long form (network, what, name, value).
+``tests/test_network_metafor.py`` runs this same script as its oracle.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ R_SCRIPT = r"""# Refits every network meta-analysis of mmlr with R metafor.
 # (+1 treatment arm, -1 control arm, no column for the reference) and V the within-trial
 # covariance: two contrasts of one multi-arm trial share their control arm, correlation 1/2.
 # Also: the common-effect fit's Q, the design-by-treatment interaction model's Q (Q within
-# designs; Q - Q within is the inconsistency), and each pair's direct pool with the network's
-# tau^2, and each treatment's 95% prediction interval (random effects). The results file is
-# long: network, what, name, value.
+# designs; Q - Q within is the inconsistency), the direct pool, with the network's tau^2, of
+# each pair of arms some trial randomised (a multi-arm trial's too), and each treatment's 95%
+# prediction interval (random effects). The results file is long: network, what, name, value.
 """ + r_prologue("mmlr-network.csv", "mmlr-network-results.csv") + r"""
 put <- function(net, what, name, value) {
   rows[[length(rows) + 1]] <<- data.frame(network = net, what = what, name = name,
@@ -134,13 +135,23 @@ for (net in unique(dat$network)) {
   put(net, "q_within", "", q_within)
   cat(sprintf("  Q = %.3f on %d df; within designs %.3f; between designs %.3f\n", fe$QE,
               fe$k - fe$p, q_within, fe$QE - q_within))
-  # direct pools with the network's tau^2; a pair is named "later|earlier" alphabetically
-  key <- ifelse(d$treat > d$control, paste(d$treat, d$control, sep = "|"),
-                paste(d$control, d$treat, sep = "|"))
-  yk <- ifelse(d$treat > d$control, d$yi, -d$yi)
+  # direct pools with the network's tau^2, over every pair of arms a trial randomised: a
+  # multi-arm trial's two contrasts against its common arm also give their difference, with
+  # variance from V (v_i + v_j - 2 cov); a pair is named "later|earlier" alphabetically
+  pa <- data.frame(treat = d$treat, control = d$control, yi = d$yi, vi = diag(V))
+  for (st in unique(d$study[duplicated(d$study)])) {
+    s <- which(d$study == st)
+    for (i in s) for (j in s) if (i < j) {
+      pa <- rbind(pa, data.frame(treat = d$treat[i], control = d$treat[j],
+                                 yi = d$yi[i] - d$yi[j], vi = V[i, i] + V[j, j] - 2 * V[i, j]))
+    }
+  }
+  key <- ifelse(pa$treat > pa$control, paste(pa$treat, pa$control, sep = "|"),
+                paste(pa$control, pa$treat, sep = "|"))
+  yk <- ifelse(pa$treat > pa$control, pa$yi, -pa$yi)
   for (k in unique(key)) {
     s <- key == k
-    dp <- rma(yk[s], sei = d$sei[s], tau2 = re$tau2, test = "z")
+    dp <- rma(yk[s], vi = pa$vi[s], tau2 = re$tau2, test = "z")
     put(net, "direct", k, dp$beta[1])
     put(net, "direct_se", k, dp$se)
   }

@@ -37,10 +37,15 @@ by ``tests/test_network_metafor.py``. Conventions, and why:
   the other treatments of the probability that a treatment's HR is lower (better), from the
   network's normal approximation. A ranking is only as sure as its CIs; the page says so.
 - **Direct and indirect evidence** (the SIDE back-calculation of netmeta's ``netsplit``;
-  König et al., Stat Med 2013;32:5414-29): for each pair with direct trials, the direct
+  König et al., Stat Med 2013;32:5414-29): for each pair some trial randomised, the direct
   estimate pools those trials (weights 1/(v + τ²) with the network's τ²), the indirect
   estimate is what the network estimate implies besides it, and z tests their difference.
-  Exact for two-arm trials, an approximation where multi-arm trials are involved (noted).
+  A multi-arm trial is direct evidence for every pair of its arms: A vs B of an A/B/P trial,
+  entered as A vs P and B vs P, is their difference with variance v_A + v_B − 2·cov (the
+  covariance assumed above), so it rests on that approximation. R netmeta instead weights a
+  multi-arm trial's pairs with variances back-calculated from the whole trial (Rücker 2012),
+  so its direct estimates can differ here. The back-calculation is exact for two-arm trials,
+  an approximation where multi-arm trials are involved (noted).
 """
 
 from __future__ import annotations
@@ -523,13 +528,39 @@ def _p_scores(res: NetworkResult) -> dict[str, float]:
     return out
 
 
+def _pairwise(kept: Sequence[Contrast]) -> list[Contrast]:
+    """Every pair of arms each trial randomised, as one contrast per pair: a two-arm trial's
+    contrast as fitted, and for a multi-arm trial also each pair of its non-common arms. A
+    trial of A, B and P gives A vs P and B vs P; A vs B, randomised in it too, is their
+    difference y_A − y_B with variance v_A + v_B − 2·cov(A, B), the covariance the model
+    itself assumes for the trial (``_within_cov``). Its between-trial variance is τ² as for
+    any contrast (τ² + τ² − 2·τ²/2 under the model's ``P``)."""
+    by_study: dict[str, list[Contrast]] = defaultdict(list)
+    for c in kept:
+        by_study[c.study].append(c)
+    out: list[Contrast] = []
+    for rows in by_study.values():
+        out.extend(rows)
+        if len(rows) < 2:
+            continue
+        se = np.array([c.se for c in rows])
+        v = _within_cov(se, 1.0 - np.eye(len(rows)))
+        for i, a in enumerate(rows):
+            for j in range(i + 1, len(rows)):
+                b = rows[j]  # both against the trial's common arm (``_star``)
+                var = float(v[i, i] + v[j, j] - 2.0 * v[i, j])
+                out.append(Contrast(a.study, a.treat, b.treat, a.log_hr - b.log_hr,
+                                    math.sqrt(var), None, a.n_treat, b.n_treat, a.label))
+    return out
+
+
 def _splits(res: NetworkResult, kept: Sequence[Contrast], tau2: float) -> list[Split]:
-    """Direct and back-calculated indirect evidence for every directly compared pair."""
+    """Direct and back-calculated indirect evidence for every pair some trial randomised."""
     # Back-calculation is exact only when every trial has two arms (König et al. 2013).
     multi = any(n > 1 for n in Counter(c.study for c in kept).values())
     pairs: dict[tuple[str, str], list[Contrast]] = defaultdict(list)
     order = {t: i for i, t in enumerate(res.treatments)}
-    for c in kept:
+    for c in _pairwise(kept):
         # one orientation per pair: the later treatment versus the earlier one
         row = c if order[c.treat] > order[c.control] else c.flipped()
         pairs[(row.treat, row.control)].append(row)

@@ -146,6 +146,38 @@ def test_a_loop_of_single_trials_gives_bucher_and_a_consistency_test() -> None:
     assert res.q_between.q == pytest.approx(z * z)
 
 
+def test_every_pair_a_multi_arm_trial_randomised_is_direct_evidence() -> None:
+    """A trial of a, b and p enters as a vs p and b vs p, but randomised a against b too: its
+    a vs b (the difference, variance v_a + v_b − 2·cov with the model's correlation ½) is
+    direct evidence beside the two a-vs-b trials, three trials in all."""
+    rows = [Contrast("T1", "a", "p", math.log(0.6), 0.15),
+            Contrast("T1", "b", "p", math.log(0.8), 0.2),
+            Contrast("T2", "a", "p", math.log(0.7), 0.12),
+            Contrast("T3", "b", "p", math.log(0.9), 0.18),
+            Contrast("T4", "a", "b", math.log(0.5), 0.2),
+            Contrast("T5", "a", "b", math.log(1.2), 0.25)]
+    for method in ("FE", "REML"):
+        res = network_meta_analysis(rows, reference="p", method=method)
+        splits = {(s.treat, s.control): s for s in res.splits}
+        assert {k: s.k_direct for k, s in splits.items()} == {
+            ("a", "p"): 2, ("b", "p"): 2, ("b", "a"): 3}
+        # b vs a, as the split orients it: T1's b − a, then the two trials flipped
+        y = [math.log(0.8) - math.log(0.6), -math.log(0.5), -math.log(1.2)]
+        v = [0.15**2 + 0.2**2 - 2 * 0.5 * 0.15 * 0.2, 0.2**2, 0.25**2]
+        w = [1 / (vi + res.tau2) for vi in v]
+        ba = splits[("b", "a")]
+        pooled = sum(wi * yi for wi, yi in zip(w, y, strict=True)) / sum(w)
+        assert ba.direct == pytest.approx(pooled)
+        assert ba.direct_se == pytest.approx(1 / math.sqrt(sum(w)))
+        assert ba.approximate and ba.indirect is not None
+    # one three-arm trial alone: its third pair is direct, with no other path
+    res = network_meta_analysis(rows[:2], reference="p")
+    ba = {(s.treat, s.control): s for s in res.splits}[("b", "a")]
+    assert ba.k_direct == 1 and ba.indirect is None
+    assert ba.direct == pytest.approx(res.relative("b", "a").log_hr)
+    assert ba.direct_se == pytest.approx(res.relative("b", "a").se)
+
+
 def test_a_star_network_has_no_indirect_check_and_a_disconnected_trial_is_named() -> None:
     rows = [Contrast("A1", "a", "c", -0.5, 0.2), Contrast("B1", "b", "c", -0.2, 0.25),
             Contrast("X1", "x", "y", -0.1, 0.3)]

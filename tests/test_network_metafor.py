@@ -6,8 +6,9 @@ covariance of multi-arm trials, the design-by-treatment interaction model and th
 pools from the treatment names on its own (contrasts are written as generated, some the
 other way round). Compared: the common-effect and random-effects (REML, ``random = ~ comp |
 study, rho = 1/2``) effects and SEs against the reference with their prediction intervals,
-τ², Q, Q within designs and the direct estimates of each pair. ``test_network.py`` runs the
-same script on a real export.
+τ², Q, Q within designs and the direct estimates of each pair of arms a trial randomised
+(a multi-arm trial's pairs of non-common arms derived in R from its contrasts and V).
+``test_network.py`` runs the same script on a real export.
 """
 
 from __future__ import annotations
@@ -126,6 +127,11 @@ def test_effects_tau2_and_q_match_metafor(oracle: dict) -> None:
             if not _close(ours, ref[(name, what, "")]):
                 bad.append(f"{name} {what} {ours} vs {ref[(name, what, '')]}")
         assert fe.q_total.df == ref[(name, "qe_df", "")]
+        # every pair of arms a trial randomised, a multi-arm trial's pairs among them
+        pooled = {key for (net, what, key) in ref if net == name and what == "direct"}
+        if {"|".join(sorted((s.treat, s.control), reverse=True)) for s in re.splits} != pooled:
+            bad.append(f"{name} direct pairs {[(s.treat, s.control) for s in re.splits]} vs "
+                       f"{sorted(pooled)}")
         for split in re.splits:
             a, b = sorted((split.treat, split.control), reverse=True)
             sign = 1.0 if split.treat == a else -1.0
