@@ -113,7 +113,9 @@ class Relative:
     """The network's estimate of ``treat`` versus ``control`` (log scale, Wald CI) and, for a
     random-effects network, the 95% prediction interval: where the true contrast of a new
     trial is expected, log HR ± z·√(SE² + τ²) (metafor's ``predict()`` for ``rma.mv``).
-    ``tau2`` None: a common-effect network, which has none."""
+    ``tau2`` None: a common-effect network, which has none, or a random-effects one whose τ²
+    could not be estimated (``NetworkResult.tau2_estimable``): its interval would be the CI
+    with τ² taken as 0, which says nothing about a new trial."""
 
     treat: str
     control: str
@@ -246,7 +248,8 @@ class NetworkResult:
     def tau2_estimable(self) -> bool:
         """Whether τ² was estimated: a random-effects network with more contrasts than
         treatment effects (Q has degrees of freedom). Without, τ² is taken as 0 (``notes``)
-        and a prediction interval is the CI, which says nothing about a new trial."""
+        and no prediction interval is given: it would be the CI, which says nothing about a
+        new trial."""
         return self.method == "REML" and self.q_total.df > 0
 
     @property
@@ -268,8 +271,10 @@ class NetworkResult:
             a[index[control] - 1] -= 1.0
         est = float(a @ self.basic)
         var = float(a @ self.cov @ a)
+        # No prediction interval without an estimated τ²: the page says "not estimable", and
+        # the JSON, sof.md and the digest read it from here.
         return Relative(treat, control, est, math.sqrt(max(var, 0.0)),
-                        self.tau2 if self.method == "REML" else None)
+                        self.tau2 if self.tau2_estimable else None)
 
     def league(self) -> list[Relative]:
         """Every ordered pair of different treatments, row treatment versus column."""
@@ -285,7 +290,8 @@ class NetworkResult:
         return clean_json({
             "method": self.method, "ci": "wald", "reference": self.reference,
             "treatments": self.treatments, "studies": self.studies,
-            "contrasts": len(self.contrasts), "tau2": self.tau2, "i2": self.i2,
+            "contrasts": len(self.contrasts), "tau2": self.tau2,
+            "tau2_estimable": self.tau2_estimable, "i2": self.i2,
             "q_total": self.q_total.to_json(), "q_within_designs": self.q_within.to_json(),
             "q_between_designs": self.q_between.to_json(),
             "versus_reference": [self.relative(t, self.reference).to_json()

@@ -835,7 +835,12 @@ def test_summary_says_a_prediction_interval_without_tau2_is_not_estimable(
     assert primary and all(r.method == "REML" and not r.tau2_estimable for r in primary)
     fitted = primary[0]
     rel = fitted.relative("lenalidomide", fitted.reference)
-    assert (rel.pi_low, rel.pi_high) == pytest.approx((rel.ci_low, rel.ci_high))  # the defect
+    assert (rel.pi_low, rel.pi_high) == (None, None)  # not the CI again, as it was
+    data = api_as(app, users, "viewer").get("/api/network").json()
+    fitted_json = [n for n in data["networks"] if n["fitted"]]
+    assert fitted_json and all(not n["tau2_estimable"] for n in fitted_json)
+    assert all(r[k] is None for n in fitted_json for r in n["versus_reference"] + n["league"]
+               for k in ("pi_low", "pi_high", "hr_pi_low", "hr_pi_high"))
     rows = network_rows(items)
     assert rows and all(r["hr_pi_low"] is None and r["pi_not_estimable"] for r in rows)
     assert f"| {NOT_ESTIMABLE} |" in markdown
