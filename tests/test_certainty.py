@@ -193,6 +193,9 @@ def test_two_trials_rated_down_on_a_hartung_knapp_interval_are_told_why_it_is_wi
         assert wide not in domain(suggest(hr_ci_low=0.18, hr_ci_high=1.64, **kw),
                                   "imprecision")["reason"]
     assert wide not in domain(suggest(ci_used="hksj"), "imprecision")["reason"]
+    # rated down for the information size, not the width: nothing to say about the width
+    short = domain(suggest(ci_used="hksj", monitoring=SHORT), "imprecision")
+    assert short["downgrade"] == 1 and wide not in short["reason"]
 
 
 def test_publication_bias_is_never_rated_by_rule() -> None:
