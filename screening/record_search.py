@@ -4,20 +4,26 @@ registration number, a trial's name, words of the title or abstract, an author.
 Every term must match (AND), each in any of the searched fields (OR); a "quoted phrase" is
 one term. Matching is a case-insensitive substring test (``lower(field) LIKE '%term%'``),
 the same on SQLite and PostgreSQL, so no search index has to be built or kept in step with
-the polls. SQLite's ``lower`` folds ASCII letters only, so there an accented capital matches
-only as typed.
+the polls. SQLite's own ``lower`` folds ASCII letters only ("Çelik" stayed "Çelik" and no
+spelling found it), so there the fold is Python's (``store.engine.SQLITE_LOWER``). The JSON
+lists (authors, keywords, registrations) are searched item by item as decoded text: their
+stored form escapes non-ASCII letters ("\\u00c7"), whose hex digits matched a search for a
+year ("2019" in the apostrophe of "O\\u2019Brien").
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, or_
+from sqlalchemy import Boolean, String, and_, func, literal_column, or_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
 
+from store.engine import SQLITE_LOWER
 from store.errors import ValidationError
 from store.models import BY_SCORE, Record, Trial
 
@@ -62,16 +68,60 @@ def _like(term: str) -> str:
     return f"%{escaped}%"
 
 
+class _Folded(FunctionElement[str]):
+    """Text lower-cased, every letter of it (not only ASCII's, as SQLite's ``lower``)."""
+
+    type = String()
+    name = "folded"
+    inherit_cache = True
+
+
+@compiles(_Folded)
+def _folded(element: _Folded, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Folded, "sqlite")
+def _folded_sqlite(element: _Folded, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{SQLITE_LOWER}({compiler.process(element.clauses, **kw)})"
+
+
+class _ItemLike(FunctionElement[bool]):
+    """Whether an item of a JSON list column, as decoded text lower-cased, is LIKE a pattern
+    (``_ItemLike(column, pattern)``)."""
+
+    type = Boolean()
+    name = "item_like"
+    inherit_cache = True
+
+
+def _item_condition(element: _ItemLike, compiler: SQLCompiler, **kw: Any) -> tuple[str, str]:
+    column, pattern = list(element.clauses)
+    like = _Folded(literal_column("item.value")).like(pattern, escape="\\")
+    return compiler.process(column, **kw), compiler.process(like, **kw)
+
+
+@compiles(_ItemLike, "sqlite")
+def _item_like_sqlite(element: _ItemLike, compiler: SQLCompiler, **kw: Any) -> str:
+    column, like = _item_condition(element, compiler, **kw)
+    return f"EXISTS (SELECT 1 FROM json_each({column}) AS item WHERE {like})"
+
+
+@compiles(_ItemLike, "postgresql")
+def _item_like_postgresql(element: _ItemLike, compiler: SQLCompiler, **kw: Any) -> str:
+    column, like = _item_condition(element, compiler, **kw)
+    # json_array_elements_text refuses anything but an array (a JSON null included)
+    array = f"CASE WHEN json_typeof({column}) = 'array' THEN {column} ELSE '[]'::json END"
+    return f"EXISTS (SELECT 1 FROM json_array_elements_text({array}) AS item(value) WHERE {like})"
+
+
 def _contains(column: Any, term: str) -> Any:
-    return func.lower(column).like(_like(term), escape="\\")
+    return _Folded(column).like(_like(term), escape="\\")
 
 
 def _json_contains(column: Any, term: str) -> Any:
-    """A term in a JSON list column. The lists are stored as JSON text with non-ASCII letters
-    escaped (``"M\\u00fcller"``), so the term is compared in that form too."""
-    text = cast(column, String)
-    forms = dict.fromkeys((term, json.dumps(term)[1:-1]))  # one form when all ASCII
-    return or_(*(_contains(text, form) for form in forms))
+    """A term in an item of a JSON list column, compared with the item's decoded text."""
+    return _ItemLike(column, _like(term))
 
 
 def _record_matches(term: str) -> Any:

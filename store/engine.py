@@ -53,6 +53,15 @@ def shown_url(url: str | URL | Engine) -> str:
         return masked_database_url(raw)
 
 
+#: The SQL function, on every SQLite connection, that lower-cases text as Python does: every
+#: letter, where SQLite's own ``lower`` folds ASCII only (``screening.record_search``).
+SQLITE_LOWER = "mmlr_lower"
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the web app read while the worker writes; busy_timeout waits for the writer
     # instead of failing at once; foreign keys are off by default in SQLite.
@@ -62,6 +71,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+    dbapi_conn.create_function(SQLITE_LOWER, 1, _lower, deterministic=True)
 
 
 def is_sqlite_uri(url: URL) -> bool:

@@ -71,6 +71,28 @@ def test_identifiers_and_authors_are_found(viewer: TestClient) -> None:
     assert _found(viewer, "MÜLLER") == [1002]
 
 
+def test_accented_capitals_match_in_any_case_and_escapes_match_nothing(
+        app: Any, users: dict[str, str]) -> None:
+    # SQLite's lower() folds ASCII only, and the JSON lists keep "\u00c7" for "Ç": no
+    # spelling found "Çelik"; and the hex digits of those escapes matched a year ("2019" in
+    # the apostrophe of "O’Brien", "\u2019").
+    add_records(app, [
+        {"pmid": 2001, "title": "Étude ÉLAN de maintenance", "journal": "Blood", "year": 2020,
+         "authors": ["Çelik A", "O\u2019Brien P"], "keywords": ["myeloma \u2013 maintenance"]},
+        {"pmid": 2002, "title": "Observation after transplant, 2019 update", "year": 2019,
+         "authors": ["Yılmaz B"]},
+    ])
+    viewer = as_role(app, users, "viewer")
+    for q in ("Çelik", "çelik", "ÇELIK", "étude", "ÉTUDE", "élan", "o’brien", "yılmaz"):
+        assert _found(viewer, q) == ([2002] if q == "yılmaz" else [2001]), q
+    assert _found(viewer, "2019") == [2002]  # not the escaped apostrophe of 2001
+    for q in ("2013", "u00c7", "0131", "\\"):  # what the stored escapes are made of
+        assert _found(viewer, q) == [], q
+    api = test_web.api_as(app, users, "viewer")
+    assert [r["pmid"] for r in api.get("/api/records", params={"q": "ÇELIK"}).json()[
+        "records"]] == [2001]
+
+
 def test_like_wildcards_are_taken_literally(viewer: TestClient) -> None:
     assert _found(viewer, "100%") == [1003]
     assert _found(viewer, "maintenance_therapy") == [1003]
