@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from store.engine import SQLITE_LOWER
 from store.errors import ValidationError
+from store.ids import parse_id
 from store.models import BY_SCORE, Record, Trial
 
 MAX_QUERY_CHARS = 300
@@ -32,8 +33,6 @@ MAX_TERMS = 10
 # An opening quote never closed (a slip, or a paste cut short) makes a phrase to the end of
 # the query: kept as a word it would carry the quote mark and silently match nothing.
 _TERM = re.compile(r'"([^"]*)"?|(\S+)')
-#: PubMed's PMIDs are at most 8 digits today; a longer number is still searched as words.
-_PMID = re.compile(r"\d{1,10}")
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,9 @@ def _record_matches(term: str) -> Any:
               _contains(col(Record.doi), term), _json_contains(col(Record.authors), term),
               _json_contains(col(Record.nct_ids), term),
               _json_contains(col(Record.keywords), term)]
-    if _PMID.fullmatch(term):
-        fields.append(col(Record.pmid) == int(term))
+    pmid = parse_id(term)  # a number no PMID can be is still searched as words
+    if pmid is not None:
+        fields.append(col(Record.pmid) == pmid)
     return or_(*fields)
 
 
@@ -168,4 +168,6 @@ def exact_pmid(text: str) -> int | None:
     stripped = text.strip()
     if stripped.lower().startswith("pmid"):
         stripped = stripped[4:].lstrip(" :")
-    return int(stripped) if _PMID.fullmatch(stripped) else None
+    # One rule with the fetch form's (store.ids): offering to fetch 9999999999, a number no
+    # PMID can be, led to that form's refusal.
+    return parse_id(stripped) if stripped.strip() == stripped else None

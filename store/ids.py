@@ -45,8 +45,8 @@ def pmids_in(text: str, place: Callable[[int], str]) -> list[int]:
             pmid = parse_id(token)
             if pmid is None:
                 raise ValidationError(f"{place(lineno)}: {token!r} is not a PMID",
-                                      hint="a PMID is a whole number from 1; one or more a "
-                                           "line, separated by spaces or commas")
+                                      hint=f"a PMID is a whole number from 1 to {MAX_ID:,}; "
+                                           "one or more a line, separated by spaces or commas")
             pmids.append(pmid)
     return pmids
 
