@@ -318,15 +318,23 @@ def networks_for(candidates: Sequence[Candidate], analyses_file: Path | None,
 
 def node_sizes(res: NetworkResult) -> dict[str, tuple[int, int | None]]:
     """Trials and randomised patients per treatment (patients None when any arm size is
-    missing: a partial count would draw a misleading node)."""
-    trials: dict[str, set[str]] = defaultdict(set)
-    patients: dict[str, int | None] = {t: 0 for t in res.treatments}
+    missing: a partial count would draw a misleading node). Each trial's arm counts once:
+    a multi-arm trial's contrasts all carry its common arm, which adding them up would count
+    once per contrast (a 120-patient placebo arm of a six-arm trial as 600)."""
+    arms: dict[tuple[str, str], int | None] = {}
     for c in res.contrasts:
         for arm, n in ((c.treat, c.n_treat), (c.control, c.n_control)):
-            trials[arm].add(c.study)
-            have = patients.get(arm)
-            patients[arm] = None if have is None or n is None else have + n
-    return {t: (len(trials[t]), patients[t]) for t in res.treatments}
+            # The contrasts should agree on a shared arm's size; one that leaves it out does
+            # not make it unknown, and of two that disagree the larger is the arm randomised.
+            have = arms.get((c.study, arm))
+            arms[(c.study, arm)] = n if have is None else have if n is None else max(have, n)
+    trials: dict[str, int] = {t: 0 for t in res.treatments}
+    patients: dict[str, int | None] = {t: 0 for t in res.treatments}
+    for (_, arm), n in arms.items():
+        trials[arm] = trials.get(arm, 0) + 1
+        have = patients.get(arm, 0)
+        patients[arm] = None if have is None or n is None else have + n
+    return {t: (trials[t], patients[t]) for t in res.treatments}
 
 
 def summary_json(net: NetworkInput, res: NetworkResult | None, reason: str) -> dict[str, Any]:

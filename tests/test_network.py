@@ -28,6 +28,7 @@ from reports.network_inputs import (
     NO_MAINTENANCE,
     build_networks,
     networks_for,
+    node_sizes,
     read_arms,
 )
 from reports.selection import load_candidates
@@ -225,6 +226,22 @@ def test_a_three_arm_trial_enters_as_two_correlated_contrasts() -> None:
     assert joint.log_hr == pytest.approx(apart.log_hr) == pytest.approx(-0.3)
     # var(a−b) = 0.04 + 0.04 − 2·cov, cov = 0.5·0.2·0.2 = 0.02 → 0.04
     assert joint.se == pytest.approx(0.2) and apart.se == pytest.approx(math.sqrt(0.08))
+
+
+def test_a_multi_arm_trial_counts_each_of_its_arms_once_in_the_node_sizes() -> None:
+    """A's and B's contrasts both carry the trial's placebo arm: 100 patients, not 200; and
+    a six-arm trial's 120-patient control is 120, not five times it."""
+    rows = [Contrast("T1", "a", "p", math.log(0.6), 0.15, n_treat=100, n_control=100),
+            Contrast("T1", "b", "p", math.log(0.8), 0.2, n_treat=100, n_control=100),
+            Contrast("T2", "a", "p", math.log(0.7), 0.2, n_treat=90, n_control=None)]
+    sizes = node_sizes(network_meta_analysis(rows, reference="p"))
+    # T2's placebo arm size is missing: the count is unknown, the trials still two
+    assert sizes == {"p": (2, None), "a": (2, 190), "b": (1, 100)}
+    assert node_sizes(network_meta_analysis(rows[:2], reference="p"))["p"] == (1, 100)
+    six = [Contrast("SIX", f"arm{i}", "p", -0.1 * (i + 1), 0.2, n_treat=80, n_control=120)
+           for i in range(5)]
+    sizes = node_sizes(network_meta_analysis(six, reference="p"))
+    assert sizes["p"] == (1, 120) and sizes["arm0"] == (1, 80)
 
 
 # ----------------------------------------------------------------------------- stored evidence
