@@ -38,6 +38,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -385,14 +386,20 @@ def current_networks(session: Session, analyses_file: Path | None, pool_method: 
 
 
 def plot_parts(res: NetworkResult) -> tuple[list[PlotNode], list[PlotEdge]]:
-    """The network plot's nodes (trials, patients) and edges (direct comparisons)."""
+    """The network plot's nodes (trials, patients) and edges (direct comparisons). A
+    multi-arm trial randomised every pair of its arms, so it draws (and counts on) a line
+    for each: A vs B of an A/B/P trial entered as A vs P and B vs P is direct evidence, as
+    the direct-evidence table counts it, not an indirect comparison through P."""
     sizes = node_sizes(res)
     nodes = [PlotNode(t, sizes[t][0], sizes[t][1]) for t in res.treatments]
-    pairs: dict[tuple[str, str], list[str]] = defaultdict(list)
     order = {t: i for i, t in enumerate(res.treatments)}
+    arms: dict[str, set[str]] = defaultdict(set)
     for c in res.contrasts:
-        a, b = sorted((c.treat, c.control), key=lambda t: order[t])
-        pairs[(a, b)].append(c.study)
+        arms[c.study].update((c.treat, c.control))
+    pairs: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for study, names in arms.items():
+        for a, b in combinations(sorted(names, key=lambda t: order[t]), 2):
+            pairs[(a, b)].append(study)
     edges = [PlotEdge(a, b, len(names), tuple(names)) for (a, b), names in pairs.items()]
     return nodes, edges
 

@@ -29,8 +29,10 @@ from reports.network_inputs import (
     build_networks,
     networks_for,
     node_sizes,
+    plot_parts,
     read_arms,
 )
+from reports.network_plot import render_network_svg
 from reports.selection import load_candidates
 from reports.words import hr_ci_text
 from store.errors import ConfigError, MmlrError, PoolingError
@@ -242,6 +244,26 @@ def test_a_multi_arm_trial_counts_each_of_its_arms_once_in_the_node_sizes() -> N
            for i in range(5)]
     sizes = node_sizes(network_meta_analysis(six, reference="p"))
     assert sizes["p"] == (1, 120) and sizes["arm0"] == (1, 80)
+
+
+def test_the_plot_draws_every_pair_a_multi_arm_trial_randomised() -> None:
+    """An a/b/p trial entered as a vs p and b vs p randomised a against b too: the plot has
+    that line (with the a-vs-b trial beside it: 2 trials), not an indirect-looking gap."""
+    rows = [Contrast("T1", "a", "p", math.log(0.6), 0.15, n_treat=100, n_control=100),
+            Contrast("T1", "b", "p", math.log(0.8), 0.2, n_treat=100, n_control=100),
+            Contrast("T2", "a", "b", math.log(0.9), 0.2)]
+    res = network_meta_analysis(rows, reference="p")
+    nodes, edges = plot_parts(res)
+    assert {frozenset((e.a, e.b)): (e.trials, e.names) for e in edges} == {
+        frozenset(("p", "a")): (1, ("T1",)), frozenset(("p", "b")): (1, ("T1",)),
+        frozenset(("a", "b")): (2, ("T1", "T2"))}
+    # as many trials per pair as the direct-evidence table counts
+    assert sorted(e.trials for e in edges) == sorted(s.k_direct for s in res.splits)
+    svg = render_network_svg(nodes, edges, title="t", reference="p")
+    desc = re.search(r"<desc[^>]*>(.*?)</desc>", svg, re.S)
+    assert desc is not None
+    assert ("3 direct comparisons from 2 trials (4 trial comparisons: a multi-arm trial "
+            "counts once for each pair of its arms)") in desc.group(1)
 
 
 # ----------------------------------------------------------------------------- stored evidence
