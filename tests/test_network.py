@@ -126,10 +126,17 @@ def test_arm_overrides_are_read(tmp_path: Path) -> None:
      "entries with and without a comparison"),
     ('[[arms]]\ntrial = "A"\ncomparison = "maintenance vs control"\ntreatment = "b"\n'
      'control = "c"\n', "must name a contrast as the trial's estimates do"),
+    # "evil" shown as "live" in rankings, tables and the SVG: refused as the web app does
+    ('[[arms]]\ntrial = "A"\ntreatment = "x \\u202e evil"\ncontrol = "y"\n',
+     "arms 1: treatment has a bidirectional control (U+202E), which shows the text after "
+     "it reordered"),
+    ('[[arms]]\ntrial = "A\\u202a"\ntreatment = "x"\ncontrol = "y"\n',
+     "arms 1: trial has a bidirectional control (U+202A)"),
+    ('[[arms]]\ntrial = "A"\ncomparison = "B vs C\\u202d"\ntreatment = "b"\ncontrol = "c"\n',
+     "arms 1: comparison has a bidirectional control (U+202D)"),
 ])
 def test_arm_override_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")
-                       .replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_arm_overrides(_arms_file(tmp_path, text))
 
 
