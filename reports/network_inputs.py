@@ -241,6 +241,32 @@ def _arms_of(c: Candidate, vocab: dict[str, tuple[str, ...]], overrides: ArmOver
                 c.risk_of_bias_disputed)
 
 
+def _reversed_entry(c: Candidate, arms: Arms, vocab: dict[str, tuple[str, ...]]
+                    ) -> str | None:
+    """Why an ``[[arms]]`` entry would enter the trial's HR the wrong way round, or None.
+
+    The stored HR is always the maintenance arm against its control, and an entry only names
+    the two arms: it cannot turn the number round. "treatment = no maintenance, control =
+    thalidomide" for a thalidomide trial entered its 0.55 as no maintenance against
+    thalidomide, i.e. as thalidomide's HR of 1.82, without a word. Refused, as the other
+    [[arms]] problems are, rather than guessed at: the entry is the curator's to swap."""
+    if arms.source != "MMLR_ANALYSES_FILE [[arms]]":
+        return None
+    treated = _names(arms.treatment, vocab)
+    if not treated and _names(arms.control, vocab):
+        return (f"its [[arms]] entry gives treatment {arms.treatment!r} (no maintenance "
+                f"agent) and control {arms.control!r}, but the stored HR is the maintenance "
+                "arm's against its control, so it would enter reversed: swap them in "
+                "MMLR_ANALYSES_FILE")
+    # A multi-arm trial's comparisons name their own arms; a two-arm trial's maintenance
+    # arm receives its drug.
+    if arms.comparison is None and not treated & _names(c.drug, vocab):
+        return (f"its [[arms]] treatment {arms.treatment!r} does not name the trial's drug "
+                f"({c.drug}), and the stored HR is the maintenance arm's against its "
+                "control: name the maintenance arm as treatment in MMLR_ANALYSES_FILE")
+    return None
+
+
 def _network(analysis: Analysis, candidates: Sequence[Candidate],
              unmapped: Sequence[Candidate], vocab: dict[str, tuple[str, ...]],
              overrides: ArmOverrides, without_high_rob: bool = False) -> NetworkInput:
@@ -267,6 +293,12 @@ def _network(analysis: Analysis, candidates: Sequence[Candidate],
         study = c.trial_name if len(settings_of[c.trial_name]) == 1 else \
             f"{c.trial_name} ({SETTING_LABELS.get(c.setting, c.setting)})"
         arms = _arms_of(c, vocab, overrides, study)
+        reversed_why = _reversed_entry(c, arms, vocab)
+        if reversed_why:
+            log.warning("network %s: %s left out: %s", net.key, c.trial_name,
+                        reversed_why)
+            net.dropped.append((c.trial_name, reversed_why))
+            continue
         if arms.treatment == arms.control:
             net.dropped.append((c.trial_name, f"both arms read as {arms.treatment!r} (a dose "
                                 "or schedule comparison?): name them with [[arms]] in "

@@ -362,6 +362,36 @@ def test_an_arms_entry_overrides_the_reading(network_evidence: Any, tmp_path: Pa
     assert split.k_direct == 2
 
 
+def test_an_arms_entry_that_would_reverse_the_hr_is_refused(network_evidence: Any,
+                                                            tmp_path: Path) -> None:
+    """The stored HR is the maintenance arm's against its control. "treatment = no
+    maintenance, control = thalidomide" entered THAL-1's 0.60 as thalidomide's 1.67 without
+    a word; an entry whose treatment is not the trial's drug is refused the same way."""
+    path = _arms_file(tmp_path, '[[arms]]\ntrial = "THAL-1"\ntreatment = "no maintenance"\n'
+                                'control = "thalidomide"\n'
+                                '[[arms]]\ntrial = "THAL-2"\ntreatment = "placebo"\n'
+                                'control = "thalidomide"\n'
+                                '[[arms]]\ntrial = "LEN-1"\ntreatment = "thalidomide"\n'
+                                'control = "no maintenance"\n')
+    net, res, _ = _fit(network_evidence, "PFS/post_asct", path)
+    assert not {"THAL-1", "THAL-2", "LEN-1"} & {c.study for c in res.contrasts}
+    dropped = dict(net.dropped)
+    assert dropped["THAL-1"] == (
+        "its [[arms]] entry gives treatment 'no maintenance' (no maintenance agent) and "
+        "control 'thalidomide', but the stored HR is the maintenance arm's against its "
+        "control, so it would enter reversed: swap them in MMLR_ANALYSES_FILE")
+    assert "treatment 'placebo' (no maintenance agent)" in dropped["THAL-2"]
+    assert dropped["LEN-1"].startswith("its [[arms]] treatment 'thalidomide' does not name "
+                                       "the trial's drug (lenalidomide)")
+    # the right way round, the entry stands
+    path.write_text('[[arms]]\ntrial = "THAL-1"\ntreatment = "thalidomide"\n'
+                    'control = "no maintenance"\n', encoding="utf-8")
+    _, res, _ = _fit(network_evidence, "PFS/post_asct", path)
+    (row,) = [c for c in res.contrasts if c.study == "THAL-1"]
+    assert (row.treat, row.control) == ("thalidomide", NO_MAINTENANCE)
+    assert row.log_hr == pytest.approx(math.log(0.60))
+
+
 THREE_ARMS = """
 [[arms]]
 trial = "GEM-3"
