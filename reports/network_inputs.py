@@ -11,7 +11,9 @@ review's own vocabulary, so the network's nodes are the pairwise analyses' drugs
 control arm is read from ``Trial.comparator``:
 
 - maintenance agents named in the comparator (the review's drugs, interferon, steroids and
-  the other agents of ``AGENTS``; "no X"/"without X" does not name X) that the maintenance
+  the other agents of ``AGENTS``; "no X"/"without X or Y" does not name X or Y, nor does an
+  agent of induction, one given at relapse or progression, or the drug a placebo matches;
+  a hyphen does not join two names: "thalidomide-interferon", "IFN-α2b") that the maintenance
   arm also receives besides its pooled drug (``Trial.regimen``) are background of an add-on
   design and drop out: "thalidomide + interferon-alpha vs interferon-alpha" is thalidomide
   vs no maintenance, as the pairwise analysis pools it;
@@ -83,7 +85,22 @@ AGENTS: dict[str, tuple[str, ...]] = {
     "isatuximab": ("isatuximab",),
     "elotuzumab": ("elotuzumab",),
 }
-_NEGATED = re.compile(r"\b(?:no|without|non)[\s-]+[\w-]+", re.IGNORECASE)
+# "no X", "without X or Y": a negation takes the words it lists ("without thalidomide or
+# interferon" named interferon when only its first word was negated).
+_NEGATED = re.compile(r"\b(?:no|without|non)[\s-]+[\w-]+(?:\s+(?:or|nor)\s+[\w-]+)*",
+                      re.IGNORECASE)
+# A placebo matching a drug is no maintenance ("placebo (matching ixazomib)" read as
+# ixazomib, both arms the same, and the trial was left out as a dose comparison).
+_MATCHING = re.compile(r"\bmatching\s+[\w-]+|[\w-]+[\s-]matched\b", re.IGNORECASE)
+# Induction is not maintenance: what a clause names up to "induction", never past the word
+# "maintenance" or "then" ("VAD induction + thalidomide maintenance" keeps thalidomide;
+# "melphalan + prednisone induction only (no maintenance)" named prednisone).
+_INDUCTION = re.compile(r"(?:(?!maintenance|then)[^;,()])*\binduction\b", re.IGNORECASE)
+# Nor is treatment at relapse or progression: a clause saying so names no maintenance
+# ("observation; dex allowed at progression" read as dexamethasone). "Until progression"
+# is how maintenance runs, and stays.
+_AT_RELAPSE = re.compile(r"[^;,()]*\b(?:at|on|upon|after)\s+(?:relapse|progression)\b"
+                         r"[^;,()]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -144,10 +161,15 @@ Fitted = tuple[NetworkInput, NetworkResult | None, str]
 
 def _names(text: str, vocabulary: dict[str, tuple[str, ...]]) -> set[str]:
     """The agents ``text`` names (not negated ones), by their vocabulary key."""
-    text = _NEGATED.sub(" ", text.lower())
+    text = text.lower()
+    for pattern in (_AT_RELAPSE, _INDUCTION, _MATCHING, _NEGATED):
+        text = pattern.sub(" ", text)
     found = set()
     for agent, spellings in vocabulary.items():
-        if any(re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", text) for s in spellings):
+        # A spelling stands alone: no letter or digit before it, no letter after it. A hyphen
+        # is a boundary ("α-interferon", "thalidomide-interferon") and so is a digit after
+        # it ("IFN-α2b"): both read as no maintenance when either defeated the match.
+        if any(re.search(rf"(?<!\w){re.escape(s)}(?![^\W\d])", text) for s in spellings):
             found.add(agent)
     return found
 

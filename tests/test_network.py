@@ -74,6 +74,26 @@ def _cand(drug: str, regimen: str | None, comparator: str | None, **kw: Any) -> 
     # two agents left: a combination control
     ("daratumumab", "daratumumab", "lenalidomide + dexamethasone",
      ("daratumumab", "dexamethasone+lenalidomide")),
+    # a hyphen or a digit after a name is a boundary: these read as no maintenance
+    ("thalidomide", "thalidomide", "interferon-α", ("thalidomide", "interferon")),
+    ("thalidomide", "thalidomide", "IFN-α2b", ("thalidomide", "interferon")),
+    ("thalidomide", "thalidomide", "α-interferon", ("thalidomide", "interferon")),
+    ("bortezomib", "bortezomib", "thalidomide-interferon",
+     ("bortezomib", "interferon+thalidomide")),
+    # induction, and treatment at relapse or progression, are not maintenance
+    ("lenalidomide", "lenalidomide", "melphalan + prednisone induction only (no maintenance)",
+     ("lenalidomide", NO_MAINTENANCE)),
+    ("lenalidomide", "lenalidomide", "observation; dex allowed at progression",
+     ("lenalidomide", NO_MAINTENANCE)),
+    ("lenalidomide", "lenalidomide", "no maintenance; lenalidomide at relapse",
+     ("lenalidomide", NO_MAINTENANCE)),
+    ("thalidomide", "thalidomide", "interferon until progression",
+     ("thalidomide", "interferon")),
+    # a negation takes the list it names; a matching placebo is a placebo
+    ("thalidomide", "thalidomide", "without thalidomide or interferon",
+     ("thalidomide", NO_MAINTENANCE)),
+    ("ixazomib", "ixazomib", "placebo (matching ixazomib)", ("ixazomib", NO_MAINTENANCE)),
+    ("ixazomib", "ixazomib", "ixazomib-matched placebo", ("ixazomib", NO_MAINTENANCE)),
 ])
 def test_arms_are_read_from_drug_regimen_and_comparator(
         drug: str, regimen: str | None, comparator: str | None, arms: tuple[str, str]) -> None:
