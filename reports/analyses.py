@@ -47,6 +47,7 @@ from typing import Any, Protocol, TypeVar
 
 from store.errors import ConfigError
 from store.settings import MONITORING_HR_RULE, is_monitorable_hr
+from store.text import bidi_override
 
 SETTINGS = ("post_asct", "non_transplant", "all")
 SETTING_LABELS = {"post_asct": "post-ASCT", "non_transplant": "non-transplant",
@@ -525,6 +526,17 @@ def load_arm_overrides(path: Path | None) -> ArmOverrides:
                                            and is_named_comparison(comparison)):
             raise ConfigError(f"{at}: comparison {comparison!r} must name a contrast as the "
                               "trial's estimates do, e.g. \"VT vs IFN\"")
+        # The web app refuses these in what people type (screening.web.refused_text); a name
+        # carrying one would show reordered on the page, in the SVG and the digest ("evil"
+        # as "live"), numbers after it reversed.
+        for name in ("trial", "treatment", "control", "comparison"):
+            value = entry.get(name)
+            code = bidi_override(value) if isinstance(value, str) else None
+            if code:
+                raise ConfigError(f"{at}: {name} has a bidirectional control ({code}), which "
+                                  "shows the text after it reordered, numbers reversed",
+                                  hint="type the name without it; right-to-left letters need "
+                                       "none")
         trial, treatment, control = (" ".join(v.split()) for v in values)
         if _norm(treatment) == _norm(control):
             raise ConfigError(f"{at} ({trial}): treatment and control are both {treatment!r}",

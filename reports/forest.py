@@ -224,6 +224,11 @@ def _layout(data: ForestData) -> list[tuple[str, Any]]:
     return lines
 
 
+def _onto(value: float, lo: float, hi: float) -> float:
+    """``value`` clamped onto the axis from ``lo`` to ``hi``."""
+    return min(max(value, lo), hi)
+
+
 def _draw(data: ForestData) -> Figure:
     lines = _layout(data)
     footer = [t for t in (data.heterogeneity, data.subgroup_test, data.method_line) if t]
@@ -302,8 +307,10 @@ def _draw(data: ForestData) -> Figure:
                     bbox={"boxstyle": "circle,pad=0.15", "fc": colour, "ec": "none"})
             if r.weight is not None:
                 put(0.985, y, f"{rounded(r.weight, 1)}%", ha="right")
-            ax.plot([max(r.lo, lo), min(r.hi, hi)], [y, y], color="black", lw=0.9, zorder=2,
-                    solid_capstyle="butt")
+            # Both ends onto the axis: a CI wholly beyond an edge is then only its arrow
+            # there (matplotlib clips to the axes, but the data should not rely on it).
+            ax.plot([_onto(r.lo, lo, hi), _onto(r.hi, lo, hi)], [y, y], color="black",
+                    lw=0.9, zorder=2, solid_capstyle="butt")
             for end, limit, sign in ((r.lo, lo, -1), (r.hi, hi, 1)):
                 if (end < limit) if sign < 0 else (end > limit):  # clipped: draw an arrow
                     ax.annotate("", xy=(limit, y), xytext=(limit * (1.25 ** -sign), y),
@@ -331,8 +338,8 @@ def _draw(data: ForestData) -> Figure:
             assert d.pi is not None
             put(0.69, y, interval_text(hr_number(d.pi[0]), hr_number(d.pi[1]), "bracket"),
                 style="italic")
-            ax.plot([max(d.pi[0], lo), min(d.pi[1], hi)], [y, y], color="#b22222", lw=2.2,
-                    zorder=2, solid_capstyle="butt", alpha=0.55)
+            ax.plot([_onto(d.pi[0], lo, hi), _onto(d.pi[1], lo, hi)], [y, y],
+                    color="#b22222", lw=2.2, zorder=2, solid_capstyle="butt", alpha=0.55)
 
     # Favours labels under the tick labels, either side of HR = 1 (offsets in points, so
     # they sit at the same distance whatever the number of rows).

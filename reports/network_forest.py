@@ -22,7 +22,8 @@ How it is drawn:
   ``AXIS_MIN``–``AXIS_MAX`` (0.1–10: maintenance HRs, even indirect ones, lie well inside,
   and a wider cap, such as the 0.02–50 of :mod:`reports.forest`, still squashes the other
   rows into a few pixels when one trial is tiny): a CI running further is cut at the edge and
-  ends in an arrow; an estimate beyond the edge has no square (its numbers are in the row);
+  ends in an arrow; a CI lying wholly beyond an edge is that arrow alone, at the edge; an
+  estimate beyond the edge has no square (its numbers are in the row);
 * under the axis its caption "Hazard ratio vs <reference> (log scale)" and the directions,
   "favours treatment" left of HR = 1 and "favours <reference>" right of it; under those a key
   (the model, the reference's own P-score, what squares, P-scores and arrows mean).
@@ -225,7 +226,8 @@ def describe(result: NetworkResult, order: str = "p_score") -> str:
              f"scale; a hazard ratio below 1 favours the treatment. Rows {how}."]
     lo, hi = math.log(ticks[0]), math.log(ticks[-1])
     for row in rows:
-        clipped = (" (the interval runs beyond the axis)"
+        clipped = (" (the interval lies beyond the axis)" if row.ci_low > hi or row.ci_high < lo
+                   else " (the interval runs beyond the axis)"
                    if row.ci_low < lo or row.ci_high > hi else "")
         parts.append(f"{row.treatment}: HR {row.hr_text}{clipped}, P-score "
                      f"{_p_text(row.p_score)}.")
@@ -349,7 +351,11 @@ def _draw(result: NetworkResult, rows: list[_Row], ticks: tuple[float, ...], *, 
         items.append(_text_item(SvgText(row.hr_text, hr_right, base, anchor="end"), "hr"))
         items.append(_text_item(SvgText(_p_text(row.p_score), p_right, base, anchor="end"),
                                 "p-score"))
-        x1, x2 = x_of(max(row.ci_low, lo)), x_of(min(row.ci_high, hi))
+        # Both ends inside the axis: an interval lying wholly beyond one edge would otherwise
+        # run from the other end across the names or the HR column, its arrow pointing back.
+        # Clamped, it is an arrow at the edge it lies beyond, as the pairwise forest draws it.
+        x1 = x_of(min(max(row.ci_low, lo), hi))
+        x2 = x_of(max(min(row.ci_high, hi), lo))
         ink = f'fill="{INK}"'
         items.append(_line_item(x1, cy, x2, cy, f'class="ci" stroke="{INK}" '
                                 f'stroke-width="{coord(CI_WIDTH)}"'))

@@ -11,7 +11,9 @@ review's own vocabulary, so the network's nodes are the pairwise analyses' drugs
 control arm is read from ``Trial.comparator``:
 
 - maintenance agents named in the comparator (the review's drugs, interferon, steroids and
-  the other agents of ``AGENTS``; "no X"/"without X" does not name X) that the maintenance
+  the other agents of ``AGENTS``; "no X"/"without X or Y" does not name X or Y, nor does an
+  agent of induction, one given at relapse or progression, or the drug a placebo matches;
+  a hyphen does not join two names: "thalidomide-interferon", "IFN-α2b") that the maintenance
   arm also receives besides its pooled drug (``Trial.regimen``) are background of an add-on
   design and drop out: "thalidomide + interferon-alpha vs interferon-alpha" is thalidomide
   vs no maintenance, as the pairwise analysis pools it;
@@ -38,6 +40,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +85,22 @@ AGENTS: dict[str, tuple[str, ...]] = {
     "isatuximab": ("isatuximab",),
     "elotuzumab": ("elotuzumab",),
 }
-_NEGATED = re.compile(r"\b(?:no|without|non)[\s-]+[\w-]+", re.IGNORECASE)
+# "no X", "without X or Y": a negation takes the words it lists ("without thalidomide or
+# interferon" named interferon when only its first word was negated).
+_NEGATED = re.compile(r"\b(?:no|without|non)[\s-]+[\w-]+(?:\s+(?:or|nor)\s+[\w-]+)*",
+                      re.IGNORECASE)
+# A placebo matching a drug is no maintenance ("placebo (matching ixazomib)" read as
+# ixazomib, both arms the same, and the trial was left out as a dose comparison).
+_MATCHING = re.compile(r"\bmatching\s+[\w-]+|[\w-]+[\s-]matched\b", re.IGNORECASE)
+# Induction is not maintenance: what a clause names up to "induction", never past the word
+# "maintenance" or "then" ("VAD induction + thalidomide maintenance" keeps thalidomide;
+# "melphalan + prednisone induction only (no maintenance)" named prednisone).
+_INDUCTION = re.compile(r"(?:(?!maintenance|then)[^;,()])*\binduction\b", re.IGNORECASE)
+# Nor is treatment at relapse or progression: a clause saying so names no maintenance
+# ("observation; dex allowed at progression" read as dexamethasone). "Until progression"
+# is how maintenance runs, and stays.
+_AT_RELAPSE = re.compile(r"[^;,()]*\b(?:at|on|upon|after)\s+(?:relapse|progression)\b"
+                         r"[^;,()]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -143,10 +161,15 @@ Fitted = tuple[NetworkInput, NetworkResult | None, str]
 
 def _names(text: str, vocabulary: dict[str, tuple[str, ...]]) -> set[str]:
     """The agents ``text`` names (not negated ones), by their vocabulary key."""
-    text = _NEGATED.sub(" ", text.lower())
+    text = text.lower()
+    for pattern in (_AT_RELAPSE, _INDUCTION, _MATCHING, _NEGATED):
+        text = pattern.sub(" ", text)
     found = set()
     for agent, spellings in vocabulary.items():
-        if any(re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", text) for s in spellings):
+        # A spelling stands alone: no letter or digit before it, no letter after it. A hyphen
+        # is a boundary ("α-interferon", "thalidomide-interferon") and so is a digit after
+        # it ("IFN-α2b"): both read as no maintenance when either defeated the match.
+        if any(re.search(rf"(?<!\w){re.escape(s)}(?![^\W\d])", text) for s in spellings):
             found.add(agent)
     return found
 
@@ -240,6 +263,32 @@ def _arms_of(c: Candidate, vocab: dict[str, tuple[str, ...]], overrides: ArmOver
                 c.risk_of_bias_disputed)
 
 
+def _reversed_entry(c: Candidate, arms: Arms, vocab: dict[str, tuple[str, ...]]
+                    ) -> str | None:
+    """Why an ``[[arms]]`` entry would enter the trial's HR the wrong way round, or None.
+
+    The stored HR is always the maintenance arm against its control, and an entry only names
+    the two arms: it cannot turn the number round. "treatment = no maintenance, control =
+    thalidomide" for a thalidomide trial entered its 0.55 as no maintenance against
+    thalidomide, i.e. as thalidomide's HR of 1.82, without a word. Refused, as the other
+    [[arms]] problems are, rather than guessed at: the entry is the curator's to swap."""
+    if arms.source != "MMLR_ANALYSES_FILE [[arms]]":
+        return None
+    treated = _names(arms.treatment, vocab)
+    if not treated and _names(arms.control, vocab):
+        return (f"its [[arms]] entry gives treatment {arms.treatment!r} (no maintenance "
+                f"agent) and control {arms.control!r}, but the stored HR is the maintenance "
+                "arm's against its control, so it would enter reversed: swap them in "
+                "MMLR_ANALYSES_FILE")
+    # A multi-arm trial's comparisons name their own arms; a two-arm trial's maintenance
+    # arm receives its drug.
+    if arms.comparison is None and not treated & _names(c.drug, vocab):
+        return (f"its [[arms]] treatment {arms.treatment!r} does not name the trial's drug "
+                f"({c.drug}), and the stored HR is the maintenance arm's against its "
+                "control: name the maintenance arm as treatment in MMLR_ANALYSES_FILE")
+    return None
+
+
 def _network(analysis: Analysis, candidates: Sequence[Candidate],
              unmapped: Sequence[Candidate], vocab: dict[str, tuple[str, ...]],
              overrides: ArmOverrides, without_high_rob: bool = False) -> NetworkInput:
@@ -266,6 +315,12 @@ def _network(analysis: Analysis, candidates: Sequence[Candidate],
         study = c.trial_name if len(settings_of[c.trial_name]) == 1 else \
             f"{c.trial_name} ({SETTING_LABELS.get(c.setting, c.setting)})"
         arms = _arms_of(c, vocab, overrides, study)
+        reversed_why = _reversed_entry(c, arms, vocab)
+        if reversed_why:
+            log.warning("network %s: %s left out: %s", net.key, c.trial_name,
+                        reversed_why)
+            net.dropped.append((c.trial_name, reversed_why))
+            continue
         if arms.treatment == arms.control:
             net.dropped.append((c.trial_name, f"both arms read as {arms.treatment!r} (a dose "
                                 "or schedule comparison?): name them with [[arms]] in "
@@ -318,15 +373,23 @@ def networks_for(candidates: Sequence[Candidate], analyses_file: Path | None,
 
 def node_sizes(res: NetworkResult) -> dict[str, tuple[int, int | None]]:
     """Trials and randomised patients per treatment (patients None when any arm size is
-    missing: a partial count would draw a misleading node)."""
-    trials: dict[str, set[str]] = defaultdict(set)
-    patients: dict[str, int | None] = {t: 0 for t in res.treatments}
+    missing: a partial count would draw a misleading node). Each trial's arm counts once:
+    a multi-arm trial's contrasts all carry its common arm, which adding them up would count
+    once per contrast (a 120-patient placebo arm of a six-arm trial as 600)."""
+    arms: dict[tuple[str, str], int | None] = {}
     for c in res.contrasts:
         for arm, n in ((c.treat, c.n_treat), (c.control, c.n_control)):
-            trials[arm].add(c.study)
-            have = patients.get(arm)
-            patients[arm] = None if have is None or n is None else have + n
-    return {t: (len(trials[t]), patients[t]) for t in res.treatments}
+            # The contrasts should agree on a shared arm's size; one that leaves it out does
+            # not make it unknown, and of two that disagree the larger is the arm randomised.
+            have = arms.get((c.study, arm))
+            arms[(c.study, arm)] = n if have is None else have if n is None else max(have, n)
+    trials: dict[str, int] = {t: 0 for t in res.treatments}
+    patients: dict[str, int | None] = {t: 0 for t in res.treatments}
+    for (_, arm), n in arms.items():
+        trials[arm] = trials.get(arm, 0) + 1
+        have = patients.get(arm, 0)
+        patients[arm] = None if have is None or n is None else have + n
+    return {t: (trials[t], patients[t]) for t in res.treatments}
 
 
 def summary_json(net: NetworkInput, res: NetworkResult | None, reason: str) -> dict[str, Any]:
@@ -377,14 +440,20 @@ def current_networks(session: Session, analyses_file: Path | None, pool_method: 
 
 
 def plot_parts(res: NetworkResult) -> tuple[list[PlotNode], list[PlotEdge]]:
-    """The network plot's nodes (trials, patients) and edges (direct comparisons)."""
+    """The network plot's nodes (trials, patients) and edges (direct comparisons). A
+    multi-arm trial randomised every pair of its arms, so it draws (and counts on) a line
+    for each: A vs B of an A/B/P trial entered as A vs P and B vs P is direct evidence, as
+    the direct-evidence table counts it, not an indirect comparison through P."""
     sizes = node_sizes(res)
     nodes = [PlotNode(t, sizes[t][0], sizes[t][1]) for t in res.treatments]
-    pairs: dict[tuple[str, str], list[str]] = defaultdict(list)
     order = {t: i for i, t in enumerate(res.treatments)}
+    arms: dict[str, set[str]] = defaultdict(set)
     for c in res.contrasts:
-        a, b = sorted((c.treat, c.control), key=lambda t: order[t])
-        pairs[(a, b)].append(c.study)
+        arms[c.study].update((c.treat, c.control))
+    pairs: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for study, names in arms.items():
+        for a, b in combinations(sorted(names, key=lambda t: order[t]), 2):
+            pairs[(a, b)].append(study)
     edges = [PlotEdge(a, b, len(names), tuple(names)) for (a, b), names in pairs.items()]
     return nodes, edges
 

@@ -17,7 +17,10 @@ How it is drawn:
   is written at (or, where labels would collide, near) its middle on a white patch;
 * the reference treatment has a thick outline and says "(reference)"; a treatment no trial
   compares with another has a dashed outline (it is still drawn);
-* labels sit outside the circles, placed radially, long names wrapped onto two lines. Text
+* labels sit outside the circles, placed radially, long names wrapped onto two lines and cut
+  with "…" beyond ``LABEL_MAX`` characters a line (the circle's ``<title>`` and the
+  description keep the whole name: one unbroken 100-character name drew a canvas over
+  2,000 px wide, and the page scrolled sideways). Text
   widths are estimated (a sans-serif rarely averages more than ``EM_RATIO`` em per character,
   the approach of :mod:`reports.prisma_diagram`), the circle grows until no label overlaps
   another label or a circle, and the canvas is sized to the estimated bounds, so no text is
@@ -44,6 +47,7 @@ from dataclasses import dataclass
 from reports.network import connected_parts
 from reports.svg_text import BOLD_RATIO, EM_RATIO, FONT_FAMILY, xml_text
 from reports.words import plural
+from store.text import shorten
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ TITLE_LINE = 21
 ASCENT = 0.95
 DESCENT = 0.25
 LABEL_CHARS = 22  # a name longer than this is wrapped onto two lines
+LABEL_MAX = 34  # characters on a line of a drawn name, beyond which it is cut with "…"
 MIN_RADIUS = 8.0
 MAX_RADIUS = 28.0
 MIN_EDGE_WIDTH = 1.5
@@ -261,6 +266,13 @@ def label_lines(name: str) -> list[str]:
     return best[1] if best is not None else [name]
 
 
+def node_label_lines(name: str) -> list[str]:
+    """A treatment's name as drawn beside its circle: ``label_lines`` of the name cut to what
+    two lines hold, each line at most ``LABEL_MAX`` characters (a word longer than that, as
+    an unbroken name, is cut inside it), cuts marked with "…" (``store.text.shorten``)."""
+    return [shorten(line, LABEL_MAX) for line in label_lines(shorten(name, 2 * LABEL_MAX))]
+
+
 def wrap_text(text: str, width: float, size: float, *, bold: bool = False) -> list[str]:
     """``text`` in lines no wider than ``width`` pixels at font ``size`` (estimated; a single
     word longer than that keeps its own line)."""
@@ -379,7 +391,7 @@ def _label(node: PlotNode, is_ref: bool, x: float, y: float, r: float, cos: floa
     """The name (one or two lines), "(reference)", and the trials and patients, outside the
     circle in the direction pointing away from the centre of the network."""
     lines: list[tuple[str, float, float, bool, str]] = [
-        (line, FONT_SIZE, LINE, False, "") for line in label_lines(node.name)]
+        (line, FONT_SIZE, LINE, False, "") for line in node_label_lines(node.name)]
     if is_ref:
         lines.append(("(reference)", NOTE_SIZE, NOTE_LINE, True, ""))
     lines.append((_node_detail(node), NOTE_SIZE, NOTE_LINE, False, NOTE_INK))

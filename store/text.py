@@ -103,6 +103,19 @@ _OPENS_ISOLATE = frozenset("\u2066\u2067\u2068")
 _BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
+#: The bidirectional embeddings and overrides (U+202A-U+202E): they reorder the text after
+#: them, numbers included ("HR 0.41" shown as "14.0 RH"), and right-to-left text needs none
+#: of them. What people type is refused with them, in the web app
+#: (``screening.web.refused_text``) and in ``MMLR_ANALYSES_FILE`` (``reports.analyses``).
+_OVERRIDE_RE = re.compile("[\u202a-\u202e]")
+
+
+def bidi_override(text: str) -> str | None:
+    """The first bidirectional embedding or override in ``text`` as "U+202E", or None."""
+    match = _OVERRIDE_RE.search(text)
+    return f"U+{ord(match.group()):04X}" if match else None
+
+
 def closed_bidi(text: str) -> str:
     """``text`` with every bidirectional embedding, override or isolate it leaves open closed
     at its end, so that it reorders nothing shown after it.

@@ -4,6 +4,7 @@ SVG with real text, no pyplot state, and the elements a reader needs."""
 from __future__ import annotations
 
 import io
+import math
 import sys
 from datetime import date
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from reports.forest import forest_data, render_forest
+from reports.forest import _draw, forest_data, render_forest
 from reports.meta import meta_analysis
 from reports.meta_cli import meta_from_csv
 from reports.pool import pool_all
@@ -91,6 +92,18 @@ def test_a_long_trial_name_is_cut_between_words() -> None:
     svg = render_forest(res, fmt="svg").decode()
     assert "Myeloma IX thalidomide…" in svg
     assert "Myeloma IX thalidomide mainte" not in svg  # the slice it used to be
+
+
+def test_an_interval_wholly_beyond_the_axis_stays_on_it() -> None:
+    """HR 80 (54–118) lies beyond the axis's cap of 50: its line is clamped at both ends
+    (only the far end was), so it is the arrow at the edge, as in the network forest."""
+    res = meta_analysis([math.log(80), -0.2], [0.2, 0.2], labels=["far", "near"])
+    fig = _draw(forest_data(res))
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    assert hi == 50.0
+    for line in ax.get_lines():
+        assert all(lo <= x <= hi for x in line.get_xdata()), line.get_xdata()
 
 
 def test_errors(ctx) -> None:

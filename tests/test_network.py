@@ -28,8 +28,11 @@ from reports.network_inputs import (
     NO_MAINTENANCE,
     build_networks,
     networks_for,
+    node_sizes,
+    plot_parts,
     read_arms,
 )
+from reports.network_plot import render_network_svg
 from reports.selection import load_candidates
 from reports.words import hr_ci_text
 from store.errors import ConfigError, MmlrError, PoolingError
@@ -71,6 +74,26 @@ def _cand(drug: str, regimen: str | None, comparator: str | None, **kw: Any) -> 
     # two agents left: a combination control
     ("daratumumab", "daratumumab", "lenalidomide + dexamethasone",
      ("daratumumab", "dexamethasone+lenalidomide")),
+    # a hyphen or a digit after a name is a boundary: these read as no maintenance
+    ("thalidomide", "thalidomide", "interferon-α", ("thalidomide", "interferon")),
+    ("thalidomide", "thalidomide", "IFN-α2b", ("thalidomide", "interferon")),
+    ("thalidomide", "thalidomide", "α-interferon", ("thalidomide", "interferon")),
+    ("bortezomib", "bortezomib", "thalidomide-interferon",
+     ("bortezomib", "interferon+thalidomide")),
+    # induction, and treatment at relapse or progression, are not maintenance
+    ("lenalidomide", "lenalidomide", "melphalan + prednisone induction only (no maintenance)",
+     ("lenalidomide", NO_MAINTENANCE)),
+    ("lenalidomide", "lenalidomide", "observation; dex allowed at progression",
+     ("lenalidomide", NO_MAINTENANCE)),
+    ("lenalidomide", "lenalidomide", "no maintenance; lenalidomide at relapse",
+     ("lenalidomide", NO_MAINTENANCE)),
+    ("thalidomide", "thalidomide", "interferon until progression",
+     ("thalidomide", "interferon")),
+    # a negation takes the list it names; a matching placebo is a placebo
+    ("thalidomide", "thalidomide", "without thalidomide or interferon",
+     ("thalidomide", NO_MAINTENANCE)),
+    ("ixazomib", "ixazomib", "placebo (matching ixazomib)", ("ixazomib", NO_MAINTENANCE)),
+    ("ixazomib", "ixazomib", "ixazomib-matched placebo", ("ixazomib", NO_MAINTENANCE)),
 ])
 def test_arms_are_read_from_drug_regimen_and_comparator(
         drug: str, regimen: str | None, comparator: str | None, arms: tuple[str, str]) -> None:
@@ -123,10 +146,17 @@ def test_arm_overrides_are_read(tmp_path: Path) -> None:
      "entries with and without a comparison"),
     ('[[arms]]\ntrial = "A"\ncomparison = "maintenance vs control"\ntreatment = "b"\n'
      'control = "c"\n', "must name a contrast as the trial's estimates do"),
+    # "evil" shown as "live" in rankings, tables and the SVG: refused as the web app does
+    ('[[arms]]\ntrial = "A"\ntreatment = "x \\u202e evil"\ncontrol = "y"\n',
+     "arms 1: treatment has a bidirectional control (U+202E), which shows the text after "
+     "it reordered"),
+    ('[[arms]]\ntrial = "A\\u202a"\ntreatment = "x"\ncontrol = "y"\n',
+     "arms 1: trial has a bidirectional control (U+202A)"),
+    ('[[arms]]\ntrial = "A"\ncomparison = "B vs C\\u202d"\ntreatment = "b"\ncontrol = "c"\n',
+     "arms 1: comparison has a bidirectional control (U+202D)"),
 ])
 def test_arm_override_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")
-                       .replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_arm_overrides(_arms_file(tmp_path, text))
 
 
@@ -227,6 +257,42 @@ def test_a_three_arm_trial_enters_as_two_correlated_contrasts() -> None:
     assert joint.se == pytest.approx(0.2) and apart.se == pytest.approx(math.sqrt(0.08))
 
 
+def test_a_multi_arm_trial_counts_each_of_its_arms_once_in_the_node_sizes() -> None:
+    """A's and B's contrasts both carry the trial's placebo arm: 100 patients, not 200; and
+    a six-arm trial's 120-patient control is 120, not five times it."""
+    rows = [Contrast("T1", "a", "p", math.log(0.6), 0.15, n_treat=100, n_control=100),
+            Contrast("T1", "b", "p", math.log(0.8), 0.2, n_treat=100, n_control=100),
+            Contrast("T2", "a", "p", math.log(0.7), 0.2, n_treat=90, n_control=None)]
+    sizes = node_sizes(network_meta_analysis(rows, reference="p"))
+    # T2's placebo arm size is missing: the count is unknown, the trials still two
+    assert sizes == {"p": (2, None), "a": (2, 190), "b": (1, 100)}
+    assert node_sizes(network_meta_analysis(rows[:2], reference="p"))["p"] == (1, 100)
+    six = [Contrast("SIX", f"arm{i}", "p", -0.1 * (i + 1), 0.2, n_treat=80, n_control=120)
+           for i in range(5)]
+    sizes = node_sizes(network_meta_analysis(six, reference="p"))
+    assert sizes["p"] == (1, 120) and sizes["arm0"] == (1, 80)
+
+
+def test_the_plot_draws_every_pair_a_multi_arm_trial_randomised() -> None:
+    """An a/b/p trial entered as a vs p and b vs p randomised a against b too: the plot has
+    that line (with the a-vs-b trial beside it: 2 trials), not an indirect-looking gap."""
+    rows = [Contrast("T1", "a", "p", math.log(0.6), 0.15, n_treat=100, n_control=100),
+            Contrast("T1", "b", "p", math.log(0.8), 0.2, n_treat=100, n_control=100),
+            Contrast("T2", "a", "b", math.log(0.9), 0.2)]
+    res = network_meta_analysis(rows, reference="p")
+    nodes, edges = plot_parts(res)
+    assert {frozenset((e.a, e.b)): (e.trials, e.names) for e in edges} == {
+        frozenset(("p", "a")): (1, ("T1",)), frozenset(("p", "b")): (1, ("T1",)),
+        frozenset(("a", "b")): (2, ("T1", "T2"))}
+    # as many trials per pair as the direct-evidence table counts
+    assert sorted(e.trials for e in edges) == sorted(s.k_direct for s in res.splits)
+    svg = render_network_svg(nodes, edges, title="t", reference="p")
+    desc = re.search(r"<desc[^>]*>(.*?)</desc>", svg, re.S)
+    assert desc is not None
+    assert ("3 direct comparisons from 2 trials (4 trial comparisons: a multi-arm trial "
+            "counts once for each pair of its arms)") in desc.group(1)
+
+
 # ----------------------------------------------------------------------------- stored evidence
 def _trial(s: Any, name: str, drug: str, comparator: str, regimen: str | None = None,
            **kw: Any) -> Any:
@@ -314,6 +380,36 @@ def test_an_arms_entry_overrides_the_reading(network_evidence: Any, tmp_path: Pa
     # HOVON-X and THAL-2 now both compare thalidomide with interferon
     split = next(x for x in res.splits if {x.treat, x.control} == {"thalidomide", "interferon"})
     assert split.k_direct == 2
+
+
+def test_an_arms_entry_that_would_reverse_the_hr_is_refused(network_evidence: Any,
+                                                            tmp_path: Path) -> None:
+    """The stored HR is the maintenance arm's against its control. "treatment = no
+    maintenance, control = thalidomide" entered THAL-1's 0.60 as thalidomide's 1.67 without
+    a word; an entry whose treatment is not the trial's drug is refused the same way."""
+    path = _arms_file(tmp_path, '[[arms]]\ntrial = "THAL-1"\ntreatment = "no maintenance"\n'
+                                'control = "thalidomide"\n'
+                                '[[arms]]\ntrial = "THAL-2"\ntreatment = "placebo"\n'
+                                'control = "thalidomide"\n'
+                                '[[arms]]\ntrial = "LEN-1"\ntreatment = "thalidomide"\n'
+                                'control = "no maintenance"\n')
+    net, res, _ = _fit(network_evidence, "PFS/post_asct", path)
+    assert not {"THAL-1", "THAL-2", "LEN-1"} & {c.study for c in res.contrasts}
+    dropped = dict(net.dropped)
+    assert dropped["THAL-1"] == (
+        "its [[arms]] entry gives treatment 'no maintenance' (no maintenance agent) and "
+        "control 'thalidomide', but the stored HR is the maintenance arm's against its "
+        "control, so it would enter reversed: swap them in MMLR_ANALYSES_FILE")
+    assert "treatment 'placebo' (no maintenance agent)" in dropped["THAL-2"]
+    assert dropped["LEN-1"].startswith("its [[arms]] treatment 'thalidomide' does not name "
+                                       "the trial's drug (lenalidomide)")
+    # the right way round, the entry stands
+    path.write_text('[[arms]]\ntrial = "THAL-1"\ntreatment = "thalidomide"\n'
+                    'control = "no maintenance"\n', encoding="utf-8")
+    _, res, _ = _fit(network_evidence, "PFS/post_asct", path)
+    (row,) = [c for c in res.contrasts if c.study == "THAL-1"]
+    assert (row.treat, row.control) == ("thalidomide", NO_MAINTENANCE)
+    assert row.log_hr == pytest.approx(math.log(0.60))
 
 
 THREE_ARMS = """

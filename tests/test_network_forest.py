@@ -299,6 +299,31 @@ def test_only_the_clipped_end_gets_an_arrow() -> None:
     assert hi == pytest.approx(ticks(root)[-1][1])
 
 
+def test_an_interval_wholly_beyond_the_axis_is_an_arrow_at_its_edge() -> None:
+    """HR 50 (20–120) and HR 0.02 (0.01–0.05) lie wholly beyond 0.1–10: each is an arrow at
+    the edge it lies beyond, inside the plot; no line runs across the names or the HR
+    column (only the far end used to be clamped)."""
+    res = fit([*BASE, Contrast("HUGE", "huge", NONE, math.log(50), 0.45),
+               Contrast("TINY", "tiny", NONE, math.log(0.02), 0.42)])
+    svg = render_network_forest_svg(res, title="t")
+    root = parse(svg)
+    left, right = ticks(root)[0][1], ticks(root)[-1][1]
+    assert (ticks(root)[0][0], ticks(root)[-1][0]) == (AXIS_MIN, AXIS_MAX)
+    for name, edge, direction in (("huge", right, 1), ("tiny", left, -1)):
+        row = next(r for r in rows(root) if row_name(r) == name)
+        x1, x2 = ci_ends(row)
+        assert x1 == pytest.approx(edge) and x2 == pytest.approx(edge)
+        (arrow,) = by_class(row, "polygon", "ci-arrow")
+        xs = [float(p.split(",")[0]) for p in arrow.get("points", "").split()]
+        assert xs[0] == pytest.approx(edge)  # the tip, pointing away from the plot
+        assert all(left - 0.05 <= x <= right + 0.05 for x in xs)
+        assert (xs[0] - xs[1]) * direction > 0
+        assert not by_class(row, "rect", "estimate")
+    desc = root.find(f"{SVG}desc").text or ""  # type: ignore[union-attr]
+    assert "(the interval lies beyond the axis), P-score" in desc
+    assert_inside(svg)
+
+
 def test_estimate_beyond_the_axis_has_no_square() -> None:
     # HR 40 (CI about 5.5 to 290): beyond the cap of the axis; the row keeps its numbers
     res = fit([*BASE, Contrast("FAR", "far-right", NONE, math.log(40), 1.0)])

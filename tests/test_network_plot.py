@@ -18,12 +18,14 @@ from reports.network_plot import (
     DESCENT,
     EM_RATIO,
     FONT_SIZE,
+    LABEL_MAX,
     MAX_EDGE_WIDTH,
     MAX_RADIUS,
     MIN_RADIUS,
     PlotEdge,
     PlotNode,
     label_lines,
+    node_label_lines,
     render_network_svg,
 )
 
@@ -473,3 +475,27 @@ def test_label_lines() -> None:
         "carfilzomib-lenalidomide-", "dexamethasone"]  # the longer line shortest
     assert label_lines("y" * 40) == ["y" * 40]  # nowhere to break: one line
     assert all(len(label_lines(name)) <= 2 for name in LONG)
+
+
+def test_a_long_name_is_cut_in_the_drawing_and_whole_in_its_title() -> None:
+    """One unbroken 100-character name drew a canvas over 2,000 px wide (the page scrolled
+    sideways); the drawn label is cut with "…", the circle's title and the description keep
+    every character."""
+    unbroken = "pembrolizumab" + "x" * 87
+    sentence = ("a very long treatment name that goes on and on describing the full regimen "
+                "of the maintenance arm including dose schedules and durations")
+    nodes = [PlotNode(NONE, 2, 200), PlotNode(unbroken, 1, 100), PlotNode(sentence, 1, 100)]
+    edges = [PlotEdge(NONE, unbroken, 1, ("T1",)), PlotEdge(NONE, sentence, 1, ("T2",))]
+    svg = render_network_svg(nodes, edges, title="t", reference=NONE)
+    root = parse(svg)
+    assert int(root.get("width", "0")) < 1000
+    assert_inside(svg)
+    for g, name in zip(groups(root, "node")[1:], (unbroken, sentence), strict=True):
+        drawn = node_label(g)[:-1]  # the last line is the trials and patients
+        assert 1 <= len(drawn) <= 2 and all(len(line) <= LABEL_MAX for line in drawn)
+        assert drawn[-1].endswith("…")
+        assert g.find(f"{SVG}title").text == f"{name}: 1 trial, 100 patients"  # type: ignore[union-attr]
+        assert name in (root.find(f"{SVG}desc").text or "")  # type: ignore[union-attr]
+    assert node_label_lines("lenalidomide") == ["lenalidomide"]
+    assert node_label_lines("bortezomib, lenalidomide and dexamethasone") == label_lines(
+        "bortezomib, lenalidomide and dexamethasone")
