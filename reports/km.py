@@ -556,9 +556,18 @@ def cox_two_groups(time: Sequence[float] | np.ndarray, event: Sequence[bool] | n
         p = w / (n0 + w)
         return float(np.sum(s1 - d * p)), float(np.sum(d * p * (1 - p)))
 
+    def separated() -> ValidationError:
+        return ValidationError("the Cox model did not converge",
+                               hint="the reconstructed arms may separate completely")
+
     beta, current, iterations = 0.0, loglik(0.0), 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (reported in the fit)
         u, info = score_info(beta)
+        # Arms that separate completely send β off without bound and the information to 0:
+        # the step was a ZeroDivisionError (a 500 that lost the curves typed), or e^β an
+        # OverflowError. No HR estimates such data; |log HR| > 20 is beyond any trial's.
+        if not info > 0 or abs(beta) > 20:
+            raise separated()
         step = u / info
         new = beta + step
         value = loglik(new)
@@ -570,9 +579,10 @@ def cox_two_groups(time: Sequence[float] | np.ndarray, event: Sequence[bool] | n
         if abs(step) < tol:
             break
     else:
-        raise ValidationError("the Cox model did not converge",
-                              hint="the reconstructed arms may separate completely")
+        raise separated()
     _, info = score_info(beta)
+    if not info > 0:
+        raise separated()
     return CoxFit(log_hr=beta, se=1 / math.sqrt(info), loglik=current, iterations=iterations)
 
 

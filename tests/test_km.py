@@ -214,6 +214,15 @@ cat(sprintf("%.17g", km$surv[km$n.event > 0]), "\\n")
     assert ours == pytest.approx([float(x) for x in second.split()], abs=1e-12)
 
 
+def test_arms_that_separate_completely_are_refused_not_a_crash() -> None:
+    # One patient an arm, the maintenance one dying first: β runs off and the information
+    # reaches 0 (a ZeroDivisionError, a 500 that lost the curves typed).
+    with pytest.raises(ValidationError, match="the Cox model did not converge"):
+        km.cox_two_groups([5.05, 8.05], [True, True], [1, 0])
+    with pytest.raises(ValidationError, match="did not converge"):
+        derive.from_km_curves("0,1\n5,1\n5.1,0\n", "0,1", "0,1\n8,1\n8.1,0", "0,1")
+
+
 def test_cox_refuses_an_arm_without_events() -> None:
     with pytest.raises(ValidationError, match="no events in the control arm"):
         km.cox_two_groups([1, 2, 3, 4], [True, True, False, False], [1, 1, 0, 0])
