@@ -184,6 +184,17 @@ def from_p_value(
     r, how = _allocation(n_maint, n_control)
     v = e * r * (1 - r)
     z = float(stats.norm.isf(p / 2))
+    # The log-rank O − E of the maintenance arm lies between −E·r (every event in control)
+    # and E·(1 − r): a P value beyond what the events allow is a typing error ("3" for 300
+    # events), which made HR 1750 from P = 1e-10 and 3 events.
+    reach = e * (r if favours == "maintenance" else 1 - r)
+    if z * math.sqrt(v) > reach * (1 + 1e-9):
+        smallest = float(2 * stats.norm.sf(reach / math.sqrt(v)))
+        raise ValidationError(
+            f"two-sided P value {p:g} is smaller than {e:g} events can give: even with every "
+            f"event in the {'control' if favours == 'maintenance' else 'maintenance'} arm "
+            f"the log-rank test gives P = {smallest:.2g}",
+            hint="check the P value and the events, those of both arms together")
     o_minus_e = (-1.0 if favours == "maintenance" else 1.0) * z * math.sqrt(v)
     return DerivedEstimate(
         # (+ 0.0: P = 1 gives -0.0 when maintenance did better; stored as 0)

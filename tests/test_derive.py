@@ -97,6 +97,21 @@ def test_p_value_events_with_arm_sizes() -> None:
     assert d.se == pytest.approx(1 / math.sqrt(120 * r * (1 - r)))
 
 
+def test_a_p_value_the_events_cannot_give_is_refused() -> None:
+    # 3 events, all in one arm of two equal ones: |z| at most √3, P at least 0.083 (R's
+    # survdiff says 0.08); P = 1e-10 made HR 1750 (182–16824)
+    with pytest.raises(ValidationError, match=r"two-sided P value 1e-10 is smaller than 3 "
+                       r"events can give: even with every event in the maintenance arm the "
+                       r"log-rank test gives P = 0.083"):
+        from_p_value("1e-10", 3, favours="control")
+    assert from_p_value("0.084", 3, favours="control").hr > 1  # what 3 events can give
+    # unequal arms: the bound follows the allocation (every event in control, r = 0.8)
+    with pytest.raises(ValidationError, match="every event in the control arm"):
+        from_p_value("1e-6", 4, favours="maintenance", n_maint=400, n_control=100)
+    assert from_p_value("0.001", 40, favours="maintenance", n_maint=400,
+                        n_control=100).hr < 1
+
+
 @pytest.mark.parametrize(("p", "kwargs", "match"), [
     ("<0.001", {}, "bound"),
     ("1.2", {}, "more than 0 and at most 1, got 1.2"),

@@ -106,8 +106,15 @@ def test_a_ci_too_narrow_for_any_trial_is_refused(app: Any, api: TestClient,
      "1e+06, implausible (outside 0.0001–10; it is about 2/√(events)); check the numbers "
      "entered"),
     ({"method": "p_value_events", "p_value": "1e-300", "events": 4, "favours": "maintenance"},
-     "p_value: the HR derived from favours, p_value and events is implausible: its log is "
-     "-37.1 (outside ±9.21, an HR outside 0.0001–10000); check the numbers entered"),
+     "p_value: two-sided P value 1e-300 is smaller than 4 events can give: even with every "
+     "event in the control arm the log-rank test gives P = 0.046 (check the P value and the "
+     "events, those of both arms together)"),
+    # what 4 events can give, with arms of 9999 and 1, is still no HR any trial reports
+    ({"method": "p_value_events", "p_value": "1e-300", "events": 4, "favours": "maintenance",
+      "n_maintenance": 9999, "n_control": 1},
+     "p_value: the HR derived from favours, p_value, events, n_maintenance and n_control is "
+     "implausible: its log is -1.85e+03 (outside ±9.21, an HR outside 0.0001–10000); check the "
+     "numbers entered"),
     ({"method": "medians", "median_maintenance": "0.000000001", "median_control": 10,
       "events": 100},
      "median_maintenance: the HR derived from median_maintenance, median_control and events "
@@ -128,8 +135,9 @@ def test_a_derived_hr_or_se_no_trial_reports_is_refused(
      "p_value", "Two-sided P value must be more than 0 and at most 1, got 0"),
     ({"method": "p_value_events", "p_value": "1e-30", "events": "4",
       "favours": "maintenance"},
-     "p_value", "The HR derived from favours, p_value and events is implausible: its log is "
-                "-11.5 (outside ±9.21, an HR outside 0.0001–10000); check the numbers entered"),
+     "p_value", "Two-sided P value 1e-30 is smaller than 4 events can give: even with every "
+                "event in the control arm the log-rank test gives P = 0.046 (check the P "
+                "value and the events, those of both arms together)"),
     ({"method": "o_minus_e", "o_minus_e": "-10", "variance": "1e-9"},
      "o_minus_e", "The HR derived from o_minus_e and variance is implausible: its log is "
                   "-1e+10 (outside ±9.21, an HR outside 0.0001–10000); check the numbers "
