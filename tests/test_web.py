@@ -473,6 +473,25 @@ def test_a_nul_character_anywhere_in_a_request_is_refused_and_saves_nothing(
                                             "reason": "off topic"}).status_code in (200, 201)
 
 
+def test_half_a_surrogate_pair_in_a_json_string_is_refused(app: Any, users: dict[str, str],
+                                                           records: int) -> None:
+    # "\\ud83d" alone is valid JSON (half an emoji, from a client cutting by UTF-16 length)
+    # but no text: it was a UnicodeEncodeError at the database, a 500.
+    api = api_as(app, users, "curator")
+    for body in ('{"pmid": 90000002, "decision": "exclude", "reason": "pasted \\ud83d text"}',
+                 '{"pmid": 90000002, "decision": "exclude", "reason": "x\\udc00"}'):
+        answer = api.post("/api/decisions", content=body.encode(),
+                          headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400 and answer.json()["code"] == "invalid", answer.text
+        assert answer.json()["error"].startswith(
+            "the JSON field 'reason' contains half of a UTF-16 surrogate pair (U+D")
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Decision)).one() == 0
+    whole = '{"pmid": 90000002, "decision": "exclude", "reason": "pasted \\ud83d\\ude00"}'
+    assert api.post("/api/decisions", content=whole.encode(),
+                    headers={"Content-Type": "application/json"}).status_code in (200, 201)
+
+
 def test_a_bidirectional_override_in_a_request_is_refused(app: Any,
                                                          users: dict[str, str]) -> None:
     # A trial named "GBRAM \u202e0001" showed the digest's "HR 0.41 (0.19–0.91)" after it as

@@ -38,7 +38,17 @@ REFUSED: dict[str, str] = {
     **{chr(code): f"a bidirectional control (U+{code:04X}), which shows the text after it "
                   "reordered, numbers reversed" for code in range(0x202A, 0x202F)},
 }
-_REFUSED = re.compile("[" + "".join(map(re.escape, REFUSED)) + "]")
+#: Half of a UTF-16 surrogate pair (U+D800-U+DFFF), which JSON's "\\ud83d" escapes can
+#: carry alone (a client that cut a string by UTF-16 length, halving an emoji): no text can
+#: be stored with one, and it was a UnicodeEncodeError at the database, a 500.
+_SURROGATES = "\ud800-\udfff"
+_REFUSED = re.compile("[" + "".join(map(re.escape, REFUSED)) + _SURROGATES + "]")
+
+
+def _why(char: str) -> str:
+    """What is wrong with a refused character, in the words of the answer."""
+    return REFUSED.get(char) or (f"half of a UTF-16 surrogate pair (U+{ord(char):04X}), "
+                                 "which is no character and cannot be stored as text")
 
 
 def _bad(text: str) -> str | None:
@@ -144,10 +154,11 @@ class RefusedTextMiddleware:
                 # characters): a note or five support texts lost over one pasted NUL.
                 scope.setdefault("state", {})["refused_form"] = sent_form_fields(scope, body)
             await refuse(scope, receive, send, ValidationError(
-                f"{where} contains {REFUSED[char]}: nothing was saved",
+                f"{where} contains {_why(char)}: nothing was saved",
                 hint="remove it and send again; it usually comes from pasting binary content"
-                if char == "\x00" else "remove it and send again; text in a right-to-left "
-                "script needs no such control"))
+                if char == "\x00" else "send the whole character (both halves of the pair), "
+                "or none of it" if char not in REFUSED else "remove it and send again; text "
+                "in a right-to-left script needs no such control"))
             return
         delivered = False
 
