@@ -18,6 +18,7 @@ import logging
 import math
 from typing import Any
 
+from reports.words import rounded
 from store.errors import PoolingError
 from store.models import BaselineRisk, PooledResult
 
@@ -66,11 +67,19 @@ def absolute_effect(*, hr: float, hr_ci_low: float, hr_ci_high: float, event_fre
     return view
 
 
+def per_1000(value: float) -> int:
+    """A number per 1000 as the summary of findings writes it: a whole number, rounded half
+    up as clinical reports do (``reports.words.rounded``). Python's ``round`` rounds half to
+    even: a control risk of exactly 876.5 was "876", and "876 … 883 … 6 more" did not add
+    up."""
+    return int(rounded(value, 0))
+
+
 def _count(diff: float) -> str:
     """A difference per 1000 in GRADE's words: "170 fewer", "20 more", "0 fewer". The word
     follows the unrounded difference: 0.4 more per 1000 (an HR above 1 at a low risk) is
     "0 more", not "0 fewer", which would turn a harm into a benefit."""
-    n = abs(round(diff))
+    n = per_1000(abs(diff))
     return f"{n} more" if diff > 0 else f"{n} fewer"
 
 
@@ -81,11 +90,11 @@ def _months(months: float) -> str:
 def effect_text(view: dict[str, Any]) -> str:
     """The absolute effect as one sentence of a summary of findings."""
     words = EVENT_WORDS[view["endpoint"]]
-    return (f"At {_months(view['months'])} months, {round(view['control_per_1000'])} per "
+    return (f"At {_months(view['months'])} months, {per_1000(view['control_per_1000'])} per "
             f"{PER} {words} without maintenance (assumed) and "
-            f"{round(view['maintenance_per_1000'])} per {PER} with maintenance (95% CI "
-            f"{round(view['maintenance_per_1000_ci_low'])} to "
-            f"{round(view['maintenance_per_1000_ci_high'])}): "
+            f"{per_1000(view['maintenance_per_1000'])} per {PER} with maintenance (95% CI "
+            f"{per_1000(view['maintenance_per_1000_ci_low'])} to "
+            f"{per_1000(view['maintenance_per_1000_ci_high'])}): "
             f"{_count(view['difference_per_1000'])} per {PER} (from "
             f"{_count(view['difference_per_1000_ci_low'])} to "
             f"{_count(view['difference_per_1000_ci_high'])}).")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from reports.absolute import absolute_effect, absolute_view
+from reports.absolute import absolute_effect, absolute_view, per_1000
 from reports.digest import NO_ABSOLUTE_EFFECT
 from store.baselines import (
     BaselineError,
@@ -165,6 +165,13 @@ def test_absolute_effect_follows_proportional_hazards() -> None:
                             months=12, endpoint="OS")
     assert 0 < small["difference_per_1000"] < 0.5
     assert "0 more per 1000 (from 2 fewer to 3 more)" in small["text"]
+    # half up, as clinical reports round: a control risk of exactly 876.5 per 1000 (12.35%
+    # event-free) was "876" (Python's round is half to even), beside "883 … 6 more"
+    half = absolute_effect(hr=1.06, hr_ci_low=0.8, hr_ci_high=1.4, event_free=0.1235,
+                           months=60, endpoint="OS")
+    assert half["control_per_1000"] == pytest.approx(876.5)
+    assert half["text"].startswith("At 60 months, 877 per 1000 died without maintenance")
+    assert per_1000(876.5) == 877 and per_1000(-6.5) == -7 and per_1000(0.49) == 0
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
