@@ -114,7 +114,9 @@ def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any
     base = {"domain": "inconsistency", "label": "Inconsistency", "provisional": False}
     if not has_heterogeneity(k) or i2 is None:
         return {**base, "downgrade": 0, "reason": "not applicable: one trial"}
-    q_text = f"Q p = {_beside(q_p, 0.10, 2)}" if q_p is not None else "Q p n/a"
+    # below 0.001 in words, as every p value mmlr prints: "Q p = 0.00" read as a p of 0
+    q_text = ("Q p n/a" if q_p is None else "Q p < 0.001" if q_p < 0.001
+              else f"Q p = {_beside(q_p, 0.10, 2 if q_p >= 0.01 else 3)}")
     reason = f"I² = {_beside(i2, 50, 0)}%, {q_text}"
     if i2 >= 50 and q_p is not None and q_p < 0.10:
         return {**base, "downgrade": 1, "reason": reason}

@@ -83,6 +83,8 @@ def test_disputed_judgments_count_as_unsettled() -> None:
     (50.0, 0.0996, 1, "I² = 50%, Q p = 0.0996"),    # not "0.10": p < 0.10 is rated down
     (49.96, 0.1004, 0, "I² = 49.96%, Q p = 0.10"),  # 0.10 is not < 0.10: no contradiction
     (72.4, 0.03, 1, "I² = 72%, Q p = 0.03"),
+    (85.0, 0.0004, 1, "I² = 85%, Q p < 0.001"),  # not "0.00"
+    (85.0, 0.004, 1, "I² = 85%, Q p = 0.004"),
 ])
 def test_inconsistency_reason_never_contradicts_its_rule(i2: float, q_p: float, down: int,
                                                         shown: str) -> None:
