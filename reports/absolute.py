@@ -18,6 +18,7 @@ import logging
 import math
 from typing import Any
 
+from reports.presentation import one_trial_numbers
 from reports.words import rounded
 from store.errors import PoolingError
 from store.models import BaselineRisk, PooledResult
@@ -111,8 +112,12 @@ def absolute_view(row: PooledResult, baseline: BaselineRisk | None) -> dict[str,
     if baseline is None or row.estimate is None or row.ci_low is None or row.ci_high is None:
         return None
     endpoint = row.analysis_key.split("/")[1]
+    # One trial shows its HR and CI as printed: the absolute effect is computed from those,
+    # not from the limits rebuilt from its SE (383 to 525 beside a CI that gives 382).
+    shown = one_trial_numbers(row)
     try:
-        hrs = [math.exp(x) for x in (row.estimate, row.ci_low, row.ci_high)]
+        hrs = list(shown) if shown else [math.exp(x) for x in (row.estimate, row.ci_low,
+                                                               row.ci_high)]
     except OverflowError:  # a log HR beyond ~709: no proportion can be computed from it
         raise PoolingError(f"snapshot {row.id}: the HR or its CI is too large for an "
                            "absolute effect") from None

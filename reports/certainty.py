@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Any
 
-from reports.presentation import has_heterogeneity
+from reports.presentation import has_heterogeneity, t_with_one_df
 from reports.small_study import ASYMMETRY_P, p_text
 from reports.words import hr_number, interval_text, plural
 
@@ -241,7 +241,7 @@ def suggest_certainty(*, k: int, hr_ci_low: float, hr_ci_high: float, i2: float 
     evidence), ``domains`` (each with ``downgrade`` and a ``reason`` in words) and ``text``.
     """
     imprecision = _imprecision(hr_ci_low, hr_ci_high, monitoring, shown_ci)
-    if (k == 2 and ci_used in ("hksj", "hksj-adhoc") and imprecision["downgrade"]
+    if (t_with_one_df(k, ci_used) and imprecision["downgrade"]
             and hr_ci_low <= 1.0 <= hr_ci_high):  # rated down for the width, not the OIS
         # The rule reads the interval as computed; with two trials Hartung-Knapp's t has one
         # degree of freedom and the interval is wide whatever the trials say (two concordant

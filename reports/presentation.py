@@ -158,6 +158,32 @@ def shown_hr(k: int | None, estimate: float | None, ci_low: float | None,
                    hr_number(_exp(ci_high)) if has_ci else None, "pooled")
 
 
+def t_with_one_df(k: int | None, ci_used: str | None) -> bool:
+    """Whether an analysis' CI is Hartung–Knapp's with two trials: t with 1 degree of freedom
+    (critical value 12.7), wide by construction whatever the trials show."""
+    return k == 2 and ci_used in ("hksj", "hksj-adhoc")
+
+
+def one_trial_numbers(row: Any) -> tuple[float, float, float] | None:
+    """The HR and CI limits one trial's analysis shows (printed, or reported), as numbers, for
+    what is computed from the shown values (the absolute effect); None for a pooled or a
+    derived HR, whose shown values are the computed ones."""
+    rows = [r for r in row.inputs or [] if isinstance(r, dict)]
+    if not (is_one_trial(row.k) and len(rows) == 1):
+        return None
+    printed = printed_of(rows[0])
+    source: dict[str, Any] | None = printed if printed else (
+        rows[0] if str(rows[0].get("method") or "reported_ci") == "reported_ci" else None)
+    try:
+        numbers = tuple(float(source[name]) for name in ("hr", "ci_low", "ci_high")) \
+            if source else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    if numbers is None or not all(math.isfinite(x) and x > 0 for x in numbers):
+        return None
+    return numbers[0], numbers[1], numbers[2]
+
+
 def shown_hr_of(row: Any) -> ShownHR:
     """:func:`shown_hr` of a stored snapshot (``store.models.PooledResult``)."""
     return shown_hr(row.k, row.estimate, row.ci_low, row.ci_high, row.inputs)

@@ -198,6 +198,21 @@ def test_absolute_view_of_a_snapshot() -> None:
     assert view["maintenance_per_1000"] == pytest.approx(1000 * (1 - 0.4 ** 0.7))
     assert (view["baseline_id"], view["baseline_analysis"], view["snapshot_id"]) == (4, KEY, 9)
     assert view["source"] == "<b>registry</b>"  # escaping is the page's job
+    # one trial shows its CI as printed (0.36–0.86): the absolute effect is computed from it,
+    # not from the limits rebuilt from its SE (0.3558–0.8501), which disagreed in the units
+    se = (math.log(0.86) - math.log(0.36)) / (2 * 1.959964)
+    log_hr = (math.log(0.86) + math.log(0.36)) / 2
+    one = PooledResult(id=10, analysis_key=KEY, k=1, estimate=log_hr,
+                       ci_low=log_hr - 1.96 * se - 0.01, ci_high=log_hr + 1.96 * se - 0.01,
+                       inputs=[{"trial": "T", "yi": log_hr, "sei": se, "hr": 0.55,
+                                "ci_low": 0.36, "ci_high": 0.86, "method": "reported_ci",
+                                "printed": {"hr": "0.55", "ci_low": "0.36",
+                                            "ci_high": "0.86"}}])
+    shown = absolute_view(one, baseline)
+    assert shown is not None
+    assert shown["maintenance_per_1000"] == pytest.approx(1000 * (1 - 0.4 ** 0.55))
+    assert shown["maintenance_per_1000_ci_low"] == pytest.approx(1000 * (1 - 0.4 ** 0.36))
+    assert shown["maintenance_per_1000_ci_high"] == pytest.approx(1000 * (1 - 0.4 ** 0.86))
     assert absolute_view(row, None) is None
     assert absolute_view(PooledResult(analysis_key=KEY, k=0), baseline) is None
 
