@@ -256,11 +256,25 @@ def _arms_of(c: Candidate, vocab: dict[str, tuple[str, ...]], overrides: ArmOver
     key = None if None in mapped else comparison_key(c.comparison)
     if key in mapped:
         (treatment, control), source = mapped[key], "MMLR_ANALYSES_FILE [[arms]]"
+        control = _no_maintenance_named(control)
     else:
         (treatment, control), source = read_arms(c, vocab), "read from the trial"
     return Arms(study, treatment, control, source, c.comparator,
                 c.comparison if key in mapped and key else None, c.risk_of_bias,
                 c.risk_of_bias_disputed)
+
+
+#: What an [[arms]] control arm may be called that is no maintenance: read from a trial's
+#: comparator, placebo and observation are ``NO_MAINTENANCE``, and an entry naming them was
+#: taken literally, a node of its own that disconnected its trials from the network.
+_NONE_WORDS = frozenset(("placebo", "observation", "no maintenance", "none", "no treatment",
+                         "no therapy", "untreated", "observation only", "placebo/observation",
+                         "observation/placebo"))
+
+
+def _no_maintenance_named(control: str) -> str:
+    """An [[arms]] control as the network names it: ``NO_MAINTENANCE`` for its synonyms."""
+    return NO_MAINTENANCE if " ".join(control.lower().split()) in _NONE_WORDS else control
 
 
 def _reversed_entry(c: Candidate, arms: Arms, vocab: dict[str, tuple[str, ...]]

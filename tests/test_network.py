@@ -382,6 +382,19 @@ def test_an_arms_entry_overrides_the_reading(network_evidence: Any, tmp_path: Pa
     assert split.k_direct == 2
 
 
+@pytest.mark.parametrize("control", ["placebo", "Observation", "no  maintenance"])
+def test_an_arms_entry_naming_placebo_or_observation_is_no_maintenance(
+        network_evidence: Any, tmp_path: Path, control: str) -> None:
+    # Read from a comparator they are no maintenance; an [[arms]] entry naming them made a
+    # node of its own, which left its trials unconnected to the network.
+    path = _arms_file(tmp_path, f'[[arms]]\ntrial = "THAL-1"\ntreatment = "thalidomide"\n'
+                                f'control = "{control}"\n')
+    net, res, _ = _fit(network_evidence, "PFS/post_asct", path)
+    (row,) = [c for c in res.contrasts if c.study == "THAL-1"]
+    assert (row.treat, row.control) == ("thalidomide", NO_MAINTENANCE)
+    assert control not in res.treatments and "THAL-1" not in dict(net.dropped)
+
+
 def test_an_arms_entry_that_would_reverse_the_hr_is_refused(network_evidence: Any,
                                                             tmp_path: Path) -> None:
     """The stored HR is the maintenance arm's against its control. "treatment = no
