@@ -50,11 +50,13 @@ fit in memory.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import logging
 import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -143,6 +145,26 @@ def subset_pmids(session: Session, only: str) -> set[int]:
 StoppingCheck = Callable[[Session], bool]
 
 
+@contextmanager
+def _utf8_stdout() -> Iterator[IO[str]]:
+    """Standard output as UTF-8 text, whatever the locale says: an export is a file for
+    another program, and under a Windows code page (``PYTHONIOENCODING=cp1252``, what a
+    redirected stdout gets there) "Zielińska" came out as ``Zieli\\u0144ska`` and the byte
+    order mark of ``--excel`` as six letters, exit 0."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None or codecs.lookup(sys.stdout.encoding or "ascii").name == "utf-8":
+        yield sys.stdout  # already UTF-8, or a stream without bytes beneath (a test's)
+        sys.stdout.flush()
+        return
+    stream = io.TextIOWrapper(buffer, encoding="utf-8", newline="")
+    try:
+        yield stream
+    finally:
+        stream.flush()
+        stream.detach()  # the wrapper must not close the process's stdout when collected
+
+
 def export(ctx: AppContext, kind: str, out: Path | None, *,
            stopping: StoppingCheck | None = None, folder: bool = False,
            only: str | None = None, excel: bool = False) -> list[Path]:
@@ -182,8 +204,8 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
         if excel:
             writer = partial(_with_bom, writer)
         if out is None:
-            writer(session, sys.stdout)
-            sys.stdout.flush()
+            with _utf8_stdout() as stream:
+                writer(session, stream)
             return []
         if folder and out is not None:
             ensure_folder(out, what="the export", hint=_OUT_HINT)

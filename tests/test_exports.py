@@ -984,3 +984,30 @@ def test_cli_export_out_dash_is_standard_output(db_url: str, tmp_path: Path) -> 
     assert_one_line_error(digest, "--out - (standard output) is not taken by mmlr digest",
                           code=2)
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize(("kind", "flags"), [("ris", []), ("csv", ["--excel"])])
+def test_an_export_to_stdout_is_utf8_whatever_the_locale(ctx, settings, kind: str,  # type: ignore[no-untyped-def]
+                                                         flags: list[str]) -> None:
+    """Under a Windows code page (PYTHONIOENCODING=cp1252, a redirected stdout there) the
+    RIS wrote "Zieli\\u0144ska" as eleven letters and --excel's byte order mark as six, exit
+    0: an export is a file for another program, UTF-8 always."""
+    import os
+    import subprocess
+    import sys
+
+    seed(ctx)
+    with ctx.sessions() as s:
+        s.add(Record(pmid=7, title="Zielińska maintenance", authors=["Zielińska A"],
+                     score=0.8, flagged=True))
+        s.commit()
+    env = {**cli_env(MMLR_DATA_DIR=str(settings.data_dir),
+                     MMLR_DATABASE_URL=settings.database_url or ""),
+           "PYTHONIOENCODING": "cp1252"}
+    proc = subprocess.run([sys.executable, "-m", "monitor.cli", "export", kind, *flags],
+                          env=env, capture_output=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.decode("utf-8")  # raises on the cp1252 bytes it was
+    assert "Zielińska" in text and "\\u0144" not in text and "Ødegård" in text
+    assert proc.stdout.startswith(b"\xef\xbb\xbf") == (flags == ["--excel"])
