@@ -688,6 +688,34 @@ def test_the_network_files_are_checked_before_the_metafor_export_writes_any(
 
 
 # ----------------------------------------------------------------------------- digest
+def test_a_network_inconsistent_from_its_first_fit_says_so_in_its_first_digest(
+        ctx: Any) -> None:
+    """Lenalidomide and thalidomide against no maintenance and head to head, the head-to-head
+    trials far from what the others imply: the network disagrees from its first fit, so it
+    never "starts" disagreeing; its first digest said only "Fitted for the first time". And a
+    p below 0.001 reads "p < 0.001" there and in ``mmlr network``, as on the page."""
+    from reports.network_inputs import describe
+
+    with ctx.sessions() as s:
+        for i, ci in enumerate([("0.50", "0.42", "0.60"), ("0.55", "0.45", "0.67")]):
+            add_estimate(s, _trial(s, f"LEN-{i}", "lenalidomide", "placebo"), *ci)
+        for i, ci in enumerate([("0.95", "0.80", "1.13"), ("1.00", "0.84", "1.19")]):
+            add_estimate(s, _trial(s, f"THAL-{i}", "thalidomide", "observation"), *ci)
+        for i, ci in enumerate([("1.60", "1.30", "1.97"), ("1.50", "1.20", "1.88")]):
+            add_estimate(s, _trial(s, f"HEAD-{i}", "lenalidomide", "thalidomide"), *ci)
+        s.commit()
+        items = networks_for(load_candidates(s), None)
+    res = next(r for net, r, _ in items if net.key == "PFS/post_asct")
+    assert res is not None and res.q_between.p is not None and res.q_between.p < 0.001
+    digest = build_digest(ctx)
+    lines = {n["key"]: n["lines"] for n in digest.summary["network_changes"]}
+    assert lines["PFS/post_asct"][0].startswith("Fitted for the first time: 6 trials")
+    assert "Direct and indirect evidence disagree (p < 0.001)." in lines["PFS/post_asct"]
+    assert "Direct and indirect evidence disagree (p &lt; 0.001)." in digest.html
+    assert "p = 0.000" not in digest.text and "p = 0.000" not in describe(items)
+    assert ", p < 0.001" in describe(items)
+
+
 def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> None:
     ctx = network_evidence
     first = build_digest(ctx)
