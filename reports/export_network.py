@@ -9,9 +9,10 @@ everything model-specific from the treatment names itself — a multi-arm trial'
 turned against their common arm, the design matrix, the within-trial covariance (correlation
 ½), ``rma.mv(yi, V, mods = X, random = ~ comp | study, rho = 1/2)`` and the common-effect fit,
 the design-by-treatment interaction model (Q within designs) and the direct pool, with the
-network's τ², of every pair of arms a trial randomised (a multi-arm trial's pairs of
-non-common arms from its contrasts and their covariance) — prints each treatment's HR against
-the reference and writes the numbers in long form (network, what, name, value).
+network's τ², of every pair of arms a trial randomised (a multi-arm trial's pairs weighted
+by Rücker's method from its contrasts and their covariance, as netmeta's ``netsplit``) —
+prints each treatment's HR against the reference and writes the numbers in long form
+(network, what, name, value).
 ``tests/test_network_metafor.py`` runs this same script as its oracle.
 """
 
@@ -42,8 +43,9 @@ R_SCRIPT = r"""# Refits every network meta-analysis of mmlr with R metafor.
 # covariance: two contrasts of one multi-arm trial share their control arm, correlation 1/2.
 # Also: the common-effect fit's Q, the design-by-treatment interaction model's Q (Q within
 # designs; Q - Q within is the inconsistency), the direct pool, with the network's tau^2, of
-# each pair of arms some trial randomised (a multi-arm trial's too), and each treatment's 95%
-# prediction interval (random effects). The results file is long: network, what, name, value.
+# each pair of arms some trial randomised (a multi-arm trial's pairs weighted by Ruecker's
+# method, as netmeta's netsplit), and each treatment's 95% prediction interval (random
+# effects). The results file is long: network, what, name, value.
 """ + r_prologue("mmlr-network.csv", "mmlr-network-results.csv") + r"""
 put <- function(net, what, name, value) {
   rows[[length(rows) + 1]] <<- data.frame(network = net, what = what, name = name,
@@ -135,15 +137,38 @@ for (net in unique(dat$network)) {
   put(net, "q_within", "", q_within)
   cat(sprintf("  Q = %.3f on %d df; within designs %.3f; between designs %.3f\n", fe$QE,
               fe$k - fe$p, q_within, fe$QE - q_within))
-  # direct pools with the network's tau^2, over every pair of arms a trial randomised: a
-  # multi-arm trial's two contrasts against its common arm also give their difference, with
-  # variance from V (v_i + v_j - 2 cov); a pair is named "later|earlier" alphabetically
-  pa <- data.frame(treat = d$treat, control = d$control, yi = d$yi, vi = diag(V))
-  for (st in unique(d$study[duplicated(d$study)])) {
+  # direct pools with the network's tau^2, over every pair of arms a trial randomised. A
+  # two-arm trial's contrast has variance v + tau^2. A multi-arm trial's arms are its common
+  # arm and its contrasts' treatments; the variance of arms i vs j is (v_i + v_j - 2 cov)
+  # from V, plus tau^2, and Ruecker's method (Res Synth Methods 2012;3:312-24; netmeta's
+  # netsplit) turns them into independent pairs: with R those variances (0 on the diagonal)
+  # and C = I - J/a, Lt = -C R C / 2, L = (Lt + J/a)^-1 - J/a its pseudo-inverse, and pair
+  # ij has weight -L[i, j], so variance -1/L[i, j] (a pair of weight <= 0 is left out).
+  # A pair is named "later|earlier" alphabetically.
+  pa <- data.frame(treat = character(0), control = character(0), yi = numeric(0),
+                   vi = numeric(0))
+  for (st in unique(d$study)) {
     s <- which(d$study == st)
-    for (i in s) for (j in s) if (i < j) {
-      pa <- rbind(pa, data.frame(treat = d$treat[i], control = d$treat[j],
-                                 yi = d$yi[i] - d$yi[j], vi = V[i, i] + V[j, j] - 2 * V[i, j]))
+    if (length(s) == 1) {
+      pa <- rbind(pa, data.frame(treat = d$treat[s], control = d$control[s], yi = d$yi[s],
+                                 vi = V[s, s] + re$tau2))
+      next
+    }
+    arm <- c(d$control[s[1]], d$treat[s])
+    ya <- c(0, d$yi[s])
+    va <- matrix(0, length(arm), length(arm))
+    va[-1, -1] <- V[s, s]
+    a <- length(arm)
+    r <- outer(diag(va), diag(va), "+") - 2 * va + re$tau2
+    diag(r) <- 0
+    cm <- diag(a) - matrix(1 / a, a, a)
+    lt <- -cm %*% r %*% cm / 2
+    lap <- solve(lt + matrix(1 / a, a, a)) - matrix(1 / a, a, a)
+    for (i in 1:(a - 1)) for (j in (i + 1):a) {
+      if (-lap[i, j] > 1e-12 * max(abs(lap))) {
+        pa <- rbind(pa, data.frame(treat = arm[j], control = arm[i], yi = ya[j] - ya[i],
+                                   vi = -1 / lap[i, j]))
+      }
     }
   }
   key <- ifelse(pa$treat > pa$control, paste(pa$treat, pa$control, sep = "|"),
@@ -151,7 +176,7 @@ for (net in unique(dat$network)) {
   yk <- ifelse(pa$treat > pa$control, pa$yi, -pa$yi)
   for (k in unique(key)) {
     s <- key == k
-    dp <- rma(yk[s], vi = pa$vi[s], tau2 = re$tau2, test = "z")
+    dp <- rma(yk[s], vi = pa$vi[s], method = "FE", test = "z")  # tau^2 is in vi
     put(net, "direct", k, dp$beta[1])
     put(net, "direct_se", k, dp$se)
   }

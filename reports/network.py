@@ -36,16 +36,18 @@ by ``tests/test_network_metafor.py``. Conventions, and why:
 - **Ranking.** P-scores (Rücker & Schwarzer, BMC Med Res Methodol 2015;15:58): the mean over
   the other treatments of the probability that a treatment's HR is lower (better), from the
   network's normal approximation. A ranking is only as sure as its CIs; the page says so.
-- **Direct and indirect evidence** (the SIDE back-calculation of netmeta's ``netsplit``;
+- **Direct and indirect evidence** (the back-calculation of netmeta's ``netsplit``, SIDE;
   König et al., Stat Med 2013;32:5414-29): for each pair some trial randomised, the direct
   estimate pools those trials (weights 1/(v + τ²) with the network's τ²), the indirect
   estimate is what the network estimate implies besides it, and z tests their difference.
-  A multi-arm trial is direct evidence for every pair of its arms: A vs B of an A/B/P trial,
-  entered as A vs P and B vs P, is their difference with variance v_A + v_B − 2·cov (the
-  covariance assumed above), so it rests on that approximation. R netmeta instead weights a
-  multi-arm trial's pairs with variances back-calculated from the whole trial (Rücker 2012),
-  so its direct estimates can differ here. The back-calculation is exact for two-arm trials,
-  an approximation where multi-arm trials are involved (noted).
+  A multi-arm trial is direct evidence for every pair of its arms, but its pairs are not
+  independent trials: as netmeta does, each pair is weighted by Rücker's method (Res Synth
+  Methods 2012;3:312-24), which turns the trial's pairwise variances (v_A + v_B − 2·cov for
+  A vs B of an A/B/P trial, from the covariance assumed above, plus τ²) into independent
+  pairs that together carry the trial's information once. With a arms of equal variance
+  each pair's variance is multiplied by a/2 (×1.5 for three arms); a two-arm trial is
+  unchanged. The back-calculation is exact for two-arm trials, an approximation where
+  multi-arm trials are involved (noted).
 """
 
 from __future__ import annotations
@@ -534,29 +536,65 @@ def _p_scores(res: NetworkResult) -> dict[str, float]:
     return out
 
 
-def _pairwise(kept: Sequence[Contrast]) -> list[Contrast]:
-    """Every pair of arms each trial randomised, as one contrast per pair: a two-arm trial's
-    contrast as fitted, and for a multi-arm trial also each pair of its non-common arms. A
-    trial of A, B and P gives A vs P and B vs P; A vs B, randomised in it too, is their
-    difference y_A − y_B with variance v_A + v_B − 2·cov(A, B), the covariance the model
-    itself assumes for the trial (``_within_cov``). Its between-trial variance is τ² as for
-    any contrast (τ² + τ² − 2·τ²/2 under the model's ``P``)."""
+def rucker_variances(pair_var: np.ndarray) -> np.ndarray:
+    """Rücker's (2012) variances for a multi-arm trial's pairs taken as independent.
+
+    ``pair_var`` is the a × a matrix of var(y_i − y_j) between the trial's arms (0 on the
+    diagonal). Read as effective resistances of an electrical network on the arms, it gives
+    the network's Laplacian pseudo-inverse L⁺ = −½·C·V·C (C = I − J/a, J all ones); the
+    Laplacian L is its pseudo-inverse, and −L_ij is the weight (conductance) of pair ij, so
+    its variance is 1/(−L_ij). Pairs weighted so reproduce the trial's own pairwise variances
+    as a whole, instead of counting it once per pair. A weight that comes out zero or
+    negative (possible when the trial's variances are far apart, since the assumed
+    correlation ½ is then not exact) is returned as infinity: that pair takes nothing from
+    the trial (netmeta sets small negative weights to 0 and warns about the others)."""
+    a = pair_var.shape[0]
+    centre = np.eye(a) - np.ones((a, a)) / a
+    laplacian = np.linalg.pinv(-0.5 * centre @ pair_var @ centre)
+    weight = -laplacian
+    out = np.full((a, a), math.inf)
+    positive = weight > 1e-12 * np.max(np.abs(weight))
+    out[positive] = 1.0 / weight[positive]
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def _pairwise(kept: Sequence[Contrast], tau2: float) -> list[tuple[Contrast, float]]:
+    """Every pair of arms each trial randomised, with the variance its direct pool weights
+    it by (τ² included). A two-arm trial's contrast is as fitted, variance v + τ². A trial of
+    A, B and P enters as A vs P and B vs P; A vs B, randomised in it too, is their difference
+    y_A − y_B. Its pairwise variances are the model's own: v_A + v_B − 2·cov(A, B) within the
+    trial (``_within_cov``) and τ² between trials for every pair (τ² + τ² − 2·τ²/2 under
+    ``P``); Rücker's method (``rucker_variances``) then makes them independent pairs that
+    count the trial once, as netmeta's ``netsplit`` does. A pair whose weight is not positive
+    is left out (its variance would be infinite)."""
     by_study: dict[str, list[Contrast]] = defaultdict(list)
     for c in kept:
         by_study[c.study].append(c)
-    out: list[Contrast] = []
+    out: list[tuple[Contrast, float]] = []
     for rows in by_study.values():
-        out.extend(rows)
         if len(rows) < 2:
+            out.extend((c, c.se**2 + tau2) for c in rows)
             continue
+        # arm 0 is the common arm (``_star``), arm i + 1 the treatment of rows[i]
         se = np.array([c.se for c in rows])
         v = _within_cov(se, 1.0 - np.eye(len(rows)))
-        for i, a in enumerate(rows):
-            for j in range(i + 1, len(rows)):
-                b = rows[j]  # both against the trial's common arm (``_star``)
-                var = float(v[i, i] + v[j, j] - 2.0 * v[i, j])
-                out.append(Contrast(a.study, a.treat, b.treat, a.log_hr - b.log_hr,
-                                    math.sqrt(var), None, a.n_treat, b.n_treat, a.label))
+        v0 = np.zeros((len(rows) + 1, len(rows) + 1))
+        v0[1:, 1:] = v  # covariance of each arm's contrast against the common arm
+        d = np.diag(v0)
+        pair_var = d[:, None] + d[None, :] - 2.0 * v0 + tau2
+        np.fill_diagonal(pair_var, 0.0)
+        var = rucker_variances(pair_var)
+        common = rows[0].control
+        arms = [common] + [c.treat for c in rows]
+        y = [0.0] + [c.log_hr for c in rows]
+        n = [rows[0].n_control] + [c.n_treat for c in rows]
+        for i in range(1, len(arms)):
+            for j in range(i):
+                if math.isfinite(var[i, j]):
+                    out.append((Contrast(rows[0].study, arms[i], arms[j], y[i] - y[j],
+                                         math.sqrt(var[i, j]), None, n[i], n[j],
+                                         rows[0].label), float(var[i, j])))
     return out
 
 
@@ -564,22 +602,25 @@ def _splits(res: NetworkResult, kept: Sequence[Contrast], tau2: float) -> list[S
     """Direct and back-calculated indirect evidence for every pair some trial randomised."""
     # Back-calculation is exact only when every trial has two arms (König et al. 2013).
     multi = any(n > 1 for n in Counter(c.study for c in kept).values())
-    pairs: dict[tuple[str, str], list[Contrast]] = defaultdict(list)
     order = {t: i for i, t in enumerate(res.treatments)}
-    for c in _pairwise(kept):
+    pairs: dict[tuple[str, str], list[tuple[Contrast, float]]] = defaultdict(list)
+    for c, var in _pairwise(kept, tau2):
         # one orientation per pair: the later treatment versus the earlier one
         row = c if order[c.treat] > order[c.control] else c.flipped()
-        pairs[(row.treat, row.control)].append(row)
+        pairs[(row.treat, row.control)].append((row, var))
     out: list[Split] = []
     for (a, b), rows in sorted(pairs.items(), key=lambda kv: (order[kv[0][1]], order[kv[0][0]])):
-        w = np.array([1.0 / (r.se**2 + tau2) for r in rows])
-        direct = float(np.sum(w * np.array([r.log_hr for r in rows])) / np.sum(w))
+        w = np.array([1.0 / var for _, var in rows])
+        direct = float(np.sum(w * np.array([r.log_hr for r, _ in rows])) / np.sum(w))
         direct_var = 1.0 / float(np.sum(w))
         net = res.relative(a, b)
         net_var = net.se**2
         gain = 1.0 / net_var - 1.0 / direct_var
         indirect = indirect_se = None
         # Precision the network adds beyond the direct trials; ~0 when there is no other path.
+        # Rücker's weights leave part of a multi-arm trial's information on A vs B in its other
+        # pairs (A vs P, P vs B), which netsplit counts as indirect, as we do: a lone A/B/P
+        # trial has an indirect A vs B through P that agrees with its direct one (p = 1).
         if gain > 1e-9 / net_var:
             ind_var = 1.0 / gain
             indirect = ind_var * (net.log_hr / net_var - direct / direct_var)

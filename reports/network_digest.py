@@ -4,13 +4,14 @@ a network's history over the digests (the network page's "over time" tables, one
 reference).
 
 A digest says what changed (DESIGN §4). For a network that is: it was fitted for the first
-time or can no longer be; trials or treatments joined; a treatment's HR against the reference
-moved (as shown: two decimals, half-up, as the page writes it) or its CI now includes or
-excludes 1; the reference itself changed (no maintenance joined a network that was expressed
-against its most compared treatment), when HRs against two references are not compared;
-another treatment now ranks first; direct and indirect evidence started or stopped
-disagreeing (p < 0.05 between designs). Networks without such a change are counted, not
-listed.
+time (saying too whether its direct and indirect evidence disagree, p < 0.05 between designs,
+for it cannot "start" disagreeing later) or can no longer be; trials or treatments joined; a
+treatment's HR against the reference moved (as shown: two decimals, half-up, as the page
+writes it) or its CI now includes or excludes 1; the reference itself changed (no
+maintenance joined a network that was expressed against its most compared treatment), when
+HRs against two references are not compared; another treatment now ranks first; direct and
+indirect evidence started or stopped disagreeing. Networks without such a change are
+counted, not listed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from reports.network import NetworkResult
 from reports.network_inputs import Fitted
+from reports.small_study import p_text
 from reports.words import hr_ci_text, rounded
 from store.models import Digest
 
@@ -99,9 +101,15 @@ def changes(before: dict[str, dict[str, Any]] | None, after: dict[str, dict[str,
 
 
 def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    p_now = now.get("inconsistency_p")
     if was is None:
-        return [f"Fitted for the first time: {now['studies']} trials, "
-                f"{len(now['treatments'])} treatments."]
+        first = [f"Fitted for the first time: {now['studies']} trials, "
+                 f"{len(now['treatments'])} treatments."]
+        # A network that disagrees from its first fit never "starts" disagreeing: without
+        # this, its first digest, the one a reader sees it in, would not say so at all.
+        if p_now is not None and p_now < INCONSISTENCY_P:
+            first.append(f"Direct and indirect evidence disagree ({p_text(p_now)}).")
+        return first
     lines: list[str] = []
     if now["studies"] != was["studies"]:
         lines.append(f"Trials: {was['studies']} → {now['studies']}.")
@@ -122,10 +130,10 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
     if now["best"] != was["best"]:
         lines.append(f"Highest P-score: {was['best']} → {now['best']} "
                      f"({rounded(now['best_p_score'])}).")
-    p_was, p_now = was.get("inconsistency_p"), now.get("inconsistency_p")
+    p_was = was.get("inconsistency_p")
     if p_now is not None and p_now < INCONSISTENCY_P and not (
             p_was is not None and p_was < INCONSISTENCY_P):
-        lines.append(f"Direct and indirect evidence now disagree (p = {p_now:.3f}).")
+        lines.append(f"Direct and indirect evidence now disagree ({p_text(p_now)}).")
     elif p_was is not None and p_was < INCONSISTENCY_P and not (
             p_now is not None and p_now < INCONSISTENCY_P):
         lines.append("Direct and indirect evidence no longer disagree.")

@@ -60,6 +60,7 @@ from reports.analyses import (
 from reports.network import Contrast, NetworkResult, network_meta_analysis
 from reports.network_plot import PlotEdge, PlotNode, render_network_svg
 from reports.selection import load_candidates
+from reports.small_study import p_text
 from reports.words import plural
 from store.errors import PoolingError
 from store.models import Trial
@@ -498,7 +499,7 @@ def describe(items: Sequence[Fitted]) -> str:
                          f"{rel.hr_text}  P-score {res.p_scores[t]:.2f}")
         inc = res.q_between
         lines.append(f"  inconsistency (between designs): Q = {inc.q:.2f} on {inc.df} df"
-                     + (f", p = {inc.p:.3f}" if inc.p is not None else " (no closed loop)"))
+                     + (f", {p_text(inc.p)}" if inc.p is not None else " (no closed loop)"))
         lines.extend(f"  note: {note}" for note in res.notes)
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lxml.html
+import numpy as np
 import pytest
 import test_web
 from conftest import assert_one_line_error, cli_env, run_cli
@@ -22,7 +23,7 @@ from test_web import api_as, as_role, make_user
 
 from reports.analyses import Candidate, load_arm_overrides
 from reports.digest import build_digest
-from reports.network import Contrast, network_meta_analysis
+from reports.network import Contrast, network_meta_analysis, rucker_variances
 from reports.network_inputs import (
     AGENTS,
     NO_MAINTENANCE,
@@ -176,10 +177,20 @@ def test_a_loop_of_single_trials_gives_bucher_and_a_consistency_test() -> None:
     assert res.q_between.q == pytest.approx(z * z)
 
 
+def _triangle_weights(r_ap: float, r_bp: float, r_ab: float) -> dict[str, float]:
+    """Rücker's weights of a three-arm trial's pairs in closed form (the conductances of a
+    triangle whose effective resistances are the pairwise variances)."""
+    d = (2 * (r_ap * r_bp + r_ap * r_ab + r_bp * r_ab) - r_ap**2 - r_bp**2 - r_ab**2) / 2
+    return {"ab": (r_ap + r_bp - r_ab) / d, "ap": (r_ab + r_bp - r_ap) / d,
+            "bp": (r_ab + r_ap - r_bp) / d}
+
+
 def test_every_pair_a_multi_arm_trial_randomised_is_direct_evidence() -> None:
     """A trial of a, b and p enters as a vs p and b vs p, but randomised a against b too: its
-    a vs b (the difference, variance v_a + v_b − 2·cov with the model's correlation ½) is
-    direct evidence beside the two a-vs-b trials, three trials in all."""
+    a vs b (the difference) is direct evidence beside the two a-vs-b trials, three trials in
+    all. Its three pairs are not three independent trials: as netmeta's netsplit, each is
+    weighted by Rücker's method from the trial's pairwise variances (v_a + v_b − 2·cov with
+    the model's correlation ½ for a vs b, plus τ² each), not at full weight."""
     rows = [Contrast("T1", "a", "p", math.log(0.6), 0.15),
             Contrast("T1", "b", "p", math.log(0.8), 0.2),
             Contrast("T2", "a", "p", math.log(0.7), 0.12),
@@ -191,21 +202,68 @@ def test_every_pair_a_multi_arm_trial_randomised_is_direct_evidence() -> None:
         splits = {(s.treat, s.control): s for s in res.splits}
         assert {k: s.k_direct for k, s in splits.items()} == {
             ("a", "p"): 2, ("b", "p"): 2, ("b", "a"): 3}
+        t1 = _triangle_weights(0.15**2 + res.tau2, 0.2**2 + res.tau2,
+                               0.15**2 + 0.2**2 - 0.15 * 0.2 + res.tau2)
         # b vs a, as the split orients it: T1's b − a, then the two trials flipped
         y = [math.log(0.8) - math.log(0.6), -math.log(0.5), -math.log(1.2)]
-        v = [0.15**2 + 0.2**2 - 2 * 0.5 * 0.15 * 0.2, 0.2**2, 0.25**2]
-        w = [1 / (vi + res.tau2) for vi in v]
+        w = [t1["ab"], 1 / (0.2**2 + res.tau2), 1 / (0.25**2 + res.tau2)]
         ba = splits[("b", "a")]
         pooled = sum(wi * yi for wi, yi in zip(w, y, strict=True)) / sum(w)
         assert ba.direct == pytest.approx(pooled)
         assert ba.direct_se == pytest.approx(1 / math.sqrt(sum(w)))
         assert ba.approximate and ba.indirect is not None
-    # one three-arm trial alone: its third pair is direct, with no other path
-    res = network_meta_analysis(rows[:2], reference="p")
+        # a vs p: T1's own contrast, Rücker-weighted too, beside T2 at full weight
+        w = [t1["ap"], 1 / (0.12**2 + res.tau2)]
+        ap = splits[("a", "p")]
+        assert ap.direct_se == pytest.approx(1 / math.sqrt(sum(w)))
+    # one three-arm trial alone, of equal SEs: each pair's variance is 1.5 times its own
+    # (a/2 for a arms), so the trial counts once; netsplit then back-calculates the rest of
+    # it, through p, as an indirect a vs b that agrees with the direct one
+    alone = [Contrast("T1", "a", "p", math.log(0.6), 0.2),
+             Contrast("T1", "b", "p", math.log(0.8), 0.2)]
+    res = network_meta_analysis(alone, reference="p")
     ba = {(s.treat, s.control): s for s in res.splits}[("b", "a")]
-    assert ba.k_direct == 1 and ba.indirect is None
-    assert ba.direct == pytest.approx(res.relative("b", "a").log_hr)
-    assert ba.direct_se == pytest.approx(res.relative("b", "a").se)
+    assert ba.k_direct == 1
+    assert ba.direct == pytest.approx(math.log(0.8) - math.log(0.6))
+    assert ba.direct_se == pytest.approx(math.sqrt(1.5 * 0.2**2))
+    assert ba.direct_share == pytest.approx(2 / 3)
+    assert ba.indirect == pytest.approx(ba.direct) and ba.p == pytest.approx(1.0)
+
+
+def test_rucker_variances_count_a_trial_once() -> None:
+    """a arms of equal pairwise variance v: each pair's variance is v·a/2; two arms: v."""
+    for arms in (2, 3, 4, 6):
+        v = 0.09 * (np.ones((arms, arms)) - np.eye(arms))
+        out = rucker_variances(v)
+        assert out[0, 1] == pytest.approx(0.09 * arms / 2)
+        assert out[arms - 1, 0] == pytest.approx(0.09 * arms / 2)
+    # unequal variances: the triangle's closed form
+    r = {"ap": 0.04, "bp": 0.06, "ab": 0.07}
+    w = _triangle_weights(r["ap"], r["bp"], r["ab"])
+    out = rucker_variances(np.array([[0, r["ap"], r["bp"]], [r["ap"], 0, r["ab"]],
+                                     [r["bp"], r["ab"], 0]]))
+    assert (out[0, 1], out[0, 2], out[1, 2]) == pytest.approx(
+        (1 / w["ap"], 1 / w["bp"], 1 / w["ab"]))
+    # far-apart variances give a negative weight: that pair takes nothing from the trial
+    out = rucker_variances(np.array([[0, 1.0, 0.0625], [1.0, 0, 0.8125],
+                                     [0.0625, 0.8125, 0]]))
+    assert out[0, 1] == math.inf and math.isfinite(out[0, 2])
+
+
+def test_a_multi_arm_pair_is_not_counted_as_an_independent_trial() -> None:
+    """A reviewer's network (netmeta-style split, Rücker's weights): trial M randomised r, a
+    and b; b vs a is also in no other trial. Counted as an independent pair it gave direct
+    SE 0.200, indirect HR 0.91, share 51%, p 0.166; netsplit's weighting gives 0.300,
+    1.05, 23%, 0.461."""
+    rows = [Contrast("M", "r", "a", 0.4, 0.15), Contrast("M", "b", "a", 0.3, 0.2),
+            Contrast("X", "b", "r", -0.3, 0.2), Contrast("Y", "a", "r", -0.2, 0.1),
+            Contrast("Z", "c", "b", 0.1, 0.3), Contrast("Z2", "c", "r", -0.1, 0.3)]
+    res = network_meta_analysis(rows, reference="r", method="FE")
+    ba = {(s.treat, s.control): s for s in res.splits}[("b", "a")]
+    assert ba.direct_se == pytest.approx(0.300, abs=5e-4)
+    assert ba.indirect is not None and math.exp(ba.indirect) == pytest.approx(1.05, abs=5e-3)
+    assert ba.direct_share == pytest.approx(0.23, abs=5e-3)
+    assert ba.p == pytest.approx(0.461, abs=5e-4)
 
 
 def test_a_star_network_has_no_indirect_check_and_a_disconnected_trial_is_named() -> None:
@@ -643,6 +701,34 @@ def test_the_network_files_are_checked_before_the_metafor_export_writes_any(
 
 
 # ----------------------------------------------------------------------------- digest
+def test_a_network_inconsistent_from_its_first_fit_says_so_in_its_first_digest(
+        ctx: Any) -> None:
+    """Lenalidomide and thalidomide against no maintenance and head to head, the head-to-head
+    trials far from what the others imply: the network disagrees from its first fit, so it
+    never "starts" disagreeing; its first digest said only "Fitted for the first time". And a
+    p below 0.001 reads "p < 0.001" there and in ``mmlr network``, as on the page."""
+    from reports.network_inputs import describe
+
+    with ctx.sessions() as s:
+        for i, ci in enumerate([("0.50", "0.42", "0.60"), ("0.55", "0.45", "0.67")]):
+            add_estimate(s, _trial(s, f"LEN-{i}", "lenalidomide", "placebo"), *ci)
+        for i, ci in enumerate([("0.95", "0.80", "1.13"), ("1.00", "0.84", "1.19")]):
+            add_estimate(s, _trial(s, f"THAL-{i}", "thalidomide", "observation"), *ci)
+        for i, ci in enumerate([("1.60", "1.30", "1.97"), ("1.50", "1.20", "1.88")]):
+            add_estimate(s, _trial(s, f"HEAD-{i}", "lenalidomide", "thalidomide"), *ci)
+        s.commit()
+        items = networks_for(load_candidates(s), None)
+    res = next(r for net, r, _ in items if net.key == "PFS/post_asct")
+    assert res is not None and res.q_between.p is not None and res.q_between.p < 0.001
+    digest = build_digest(ctx)
+    lines = {n["key"]: n["lines"] for n in digest.summary["network_changes"]}
+    assert lines["PFS/post_asct"][0].startswith("Fitted for the first time: 6 trials")
+    assert "Direct and indirect evidence disagree (p < 0.001)." in lines["PFS/post_asct"]
+    assert "Direct and indirect evidence disagree (p &lt; 0.001)." in digest.html
+    assert "p = 0.000" not in digest.text and "p = 0.000" not in describe(items)
+    assert ", p < 0.001" in describe(items)
+
+
 def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> None:
     ctx = network_evidence
     first = build_digest(ctx)
