@@ -400,10 +400,35 @@ def ris_author(name: str) -> str:
     or a surname alone — keeps its words and ends with a comma: the whole text is the
     surname (EndNote's mark of a corporate author), never split into first and last."""
     name = " ".join(name.split())
+    if "," in name:  # "Smith, J" already in RIS's order: "Smith,, J." doubled the comma
+        last, _, given = name.partition(",")
+        given = given.strip()
+        if given.isalpha() and given.isupper() and len(given) <= 3:
+            given = ".".join(given) + "."
+        return f"{last.strip()}, {given}" if given else f"{last.strip()},"
     last, _, initials = name.rpartition(" ")
-    if last and initials.isalpha() and initials.isupper() and len(initials) <= 3:
+    if (last and initials.isalpha() and initials.isupper() and len(initials) <= 3
+            and not _collective(last)):
         return f"{last}, {'.'.join(initials)}."
     return f"{name},"
+
+
+#: Words no person's surname holds and group names do: "Cancer and Leukemia Group B",
+#: "Myeloma XI", "Intergroupe Francophone du Myélome IFM" ended in what looked like initials
+#: and were split into "Cancer and Leukemia Group, B.".
+_GROUP_WORDS = frozenset((
+    "and", "of", "for", "the", "du", "de", "group", "groups", "study", "studies", "trial",
+    "trials", "investigators", "consortium", "network", "society", "committee", "collaborative",
+    "collaboration", "myeloma", "cancer", "leukemia", "leukaemia", "intergroupe", "francophone",
+    "research", "council", "working", "party", "foundation", "institute", "center", "centre"))
+
+
+def _collective(words: str) -> bool:
+    """Whether the words before a name's last word are a group's (a surname's never are): a
+    group word, or an acronym ("NCIC" of "NCIC CTG")."""
+    parts = words.split(" ")
+    return (any(part.lower() in _GROUP_WORDS for part in parts)
+            or any(len(part) >= 3 and part.isalpha() and part.isupper() for part in parts))
 
 
 def ris_date(pub_date: str | None) -> str | None:

@@ -1011,3 +1011,18 @@ def test_an_export_to_stdout_is_utf8_whatever_the_locale(ctx, settings, kind: st
     text = proc.stdout.decode("utf-8")  # raises on the cp1252 bytes it was
     assert "Zielińska" in text and "\\u0144" not in text and "Ødegård" in text
     assert proc.stdout.startswith(b"\xef\xbb\xbf") == (flags == ["--excel"])
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    ("Ludwig H", "Ludwig, H."), ("McCarthy PL", "McCarthy, P.L."),
+    ("van der Holt B", "van der Holt, B."), ("Ludwig", "Ludwig,"),
+    ("Smith, J", "Smith, J."), ("Smith, John", "Smith, John"),  # no doubled comma
+    # a group's name ending in what looks like initials stays whole
+    ("Cancer and Leukemia Group B", "Cancer and Leukemia Group B,"),
+    ("Myeloma XI", "Myeloma XI,"), ("NCIC CTG", "NCIC CTG,"), ("Myeloma UK", "Myeloma UK,"),
+    ("Intergroupe Francophone du Myélome IFM", "Intergroupe Francophone du Myélome IFM,"),
+])
+def test_ris_authors_and_groups(name: str, shown: str) -> None:
+    from reports.exports import ris_author
+
+    assert ris_author(name) == shown
