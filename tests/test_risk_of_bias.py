@@ -305,6 +305,24 @@ def _section(html: str) -> str:
     return html.split('id="risk-of-bias"')[1]
 
 
+def test_an_assessment_of_an_endpoint_the_trial_has_no_estimate_of_says_so(
+        app: Any, users: dict[str, str]) -> None:
+    # CALGB 100104's result is TTP: an assessment saved under PFS was used by no analysis,
+    # which went on calling the trial not assessed, and nothing said so.
+    trial_id = _with_estimate(app, endpoint="TTP")
+    curator = as_role(app, users, "curator")
+    assert _assess(curator, trial_id).status_code == 303
+    html = curator.get(f"/trials/{trial_id}").text
+    assert ("Risk of bias for PFS saved: overall Low (the judgment the domains give). TEST-1 "
+            "has no current PFS estimate: the analyses use its TTP result, which this "
+            "assessment does not cover (RoB 2 judges one result: assess TTP too).") in (
+        html.replace("&#39;", "'")), html
+    assert _assess(curator, trial_id, endpoint="TTP").status_code == 303
+    html = curator.get(f"/trials/{trial_id}").text
+    assert "Risk of bias for TTP saved: overall Low" in html
+    assert "has no current TTP estimate" not in html
+
+
 def test_curator_assesses_on_the_trial_page_and_history_is_kept(app: Any,
                                                                  users: dict[str, str]) -> None:
     trial_id = _with_estimate(app)

@@ -183,7 +183,22 @@ def save_assessment(session: Session, *, trial: Trial, assessment: CheckedAssess
                                      f"of {utc_text(previous.created_at)} says the same; "
                                      "nothing changed.", created=False)
     row = add_assessment(session, trial=trial, assessment=assessment, user=user)
-    return Saved(row, previous, saved_message(row, assessment, previous))
+    return Saved(row, previous, saved_message(row, assessment, previous)
+                 + _unused_note(session, trial, assessment.endpoint))
+
+
+def _unused_note(session: Session, trial: Trial, endpoint: str) -> str:
+    """What to say when the trial has estimates, none of ``endpoint``: an assessment of PFS
+    for a trial whose result is its TTP (pooled in "PFS (EFS/TTP accepted)") was saved with
+    no word, and the analysis went on calling the trial not assessed."""
+    endpoints = sorted(set(session.exec(select(Estimate.endpoint).where(
+        Estimate.trial_id == trial.id, col(Estimate.withdrawn_at).is_(None)))))
+    if not endpoints or endpoint in endpoints:
+        return ""
+    return (f" {trial.name} has no current {endpoint} estimate: the analyses use its "
+            f"{' and '.join(endpoints)} result{'s' if len(endpoints) > 1 else ''}, which this "
+            f"assessment does not cover (RoB 2 judges one result: assess "
+            f"{' and '.join(endpoints)} too).")
 
 
 def saved_message(row: BiasAssessment, assessment: CheckedAssessment,
