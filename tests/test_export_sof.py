@@ -90,16 +90,24 @@ def test_csv_and_markdown_from_the_snapshots(ctx, tmp_path: Path) -> None:
                          "agreed risk-of-bias assessment) |"), line
 
 
-def test_absolute_effect_columns(ctx, tmp_path: Path) -> None:
-    _evidence(ctx)
+def _control_risk(ctx, source: str):  # type: ignore[no-untyped-def]
+    """A curator's assumed control risk for KEY: 35% event-free at 36 months."""
     with ctx.sessions() as s:
         user = User(email="c@example.org", role="curator", password_hash="x")
         s.add(user)
         s.commit()
         entry = add_baseline(s, entry=validate_baseline(
-            analysis_key=KEY, months=36, event_free_percent=35,
-            source="CALGB | 100104 control arm"), user=user)
+            analysis_key=KEY, months=36, event_free_percent=35, source=source), user=user)
         s.commit()
+        s.refresh(entry)
+        s.expunge(entry)
+        return entry
+
+
+def test_absolute_effect_columns(ctx, tmp_path: Path) -> None:
+    _evidence(ctx)
+    entry = _control_risk(ctx, "CALGB | 100104 control arm")
+    with ctx.sessions() as s:
         snap = next(p for p in latest_results(s) if p.analysis_key == KEY)
     csv_path, md_path = export(ctx, "sof", tmp_path)
     rows = {r["analysis"]: r for r in csv.DictReader(io.StringIO(csv_path.read_text()))}
@@ -128,13 +136,8 @@ def test_an_entered_control_risk_that_gives_no_absolute_effect_is_not_said_missi
     # An entry stored before the checks refused it (a proportion of 0) gives no absolute
     # effect; the table said "no assumed control risk entered" of an entry that exists.
     _evidence(ctx)
+    entry = _control_risk(ctx, "CALGB")
     with ctx.sessions() as s:
-        user = User(email="c@example.org", role="curator", password_hash="x")
-        s.add(user)
-        s.commit()
-        entry = add_baseline(s, entry=validate_baseline(
-            analysis_key=KEY, months=36, event_free_percent=35, source="CALGB"), user=user)
-        s.commit()
         entry.event_free = 0.0
         s.add(entry)
         s.commit()
