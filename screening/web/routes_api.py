@@ -166,11 +166,14 @@ def openapi_schema(request: Request, user: ApiReader) -> dict[str, Any]:
     return api_schema(request.app)
 
 
-@router.get("/health", responses={
+_HEALTH_ANSWERS: dict[int | str, dict[str, Any]] = {
     **api_errors(401),
     401: {"model": ApiError,
           "description": "a Bearer token was sent and is malformed, unknown or expired"},
-    503: {"description": "the database is unreachable (body: status and database only)"}})
+    503: {"description": "the database is unreachable (body: status and database only)"}}
+
+
+@router.get("/health", responses=_HEALTH_ANSWERS)
 def health(request: Request) -> JSONResponse:
     """Liveness and database reachability, for load balancers: no authentication needed.
     ``{"status": "ok", "database": "ok"}`` with 200, or ``"error"``/``"unreachable"`` with 503.
@@ -206,6 +209,14 @@ def health(request: Request) -> JSONResponse:
     if refused is not None:
         raise refused
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+@router.head("/health", responses=_HEALTH_ANSWERS)
+def health_head(request: Request) -> JSONResponse:
+    """GET's answer (status and headers) without the body, for the health checkers that ask
+    with HEAD: a 405 would read as "down". The server leaves the body out of any answer to
+    HEAD, so ``Content-Length`` stays the length GET's body would have, as HTTP asks."""
+    return health(request)
 
 
 #: The columns of a record that ``records`` answers with or matches trials on: only these are
