@@ -560,9 +560,23 @@ async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -
         "message": saved.message, "warnings": list(checked.warnings)})
 
 
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, refusing a key given twice: json.loads would keep the
+    last one without a word (``{"pmid": 1, "pmid": 2}`` decides PMID 2), and which one the
+    client meant cannot be known; refused rather than guessed, as an unknown field is."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValidationError(f"the key {json.dumps(key)} is given twice in the request body",
+                                  hint="send each field once")
+        data[key] = value
+    return data
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
-        data = json.loads(await request.body() or b"null")
+        data = json.loads(await request.body() or b"null",
+                          object_pairs_hook=_refuse_repeated_keys)
     except (ValueError, UnicodeDecodeError):
         raise ValidationError("the request body is not valid JSON") from None
     except RecursionError:  # thousands of nested brackets: the parser gives up, not the app
