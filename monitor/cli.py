@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from reports.exports import KINDS as EXPORT_KINDS
 from reports.exports import SUBSETS as EXPORT_SUBSETS
+from reports.words import plural
 from store.errors import ConfigError, MmlrError, UsageError, ValidationError
 from store.settings import EARLIEST_POLL_DATE, PORT_RANGE, Settings, load_settings
 from store.utf8 import escaped, is_utf8
@@ -350,7 +351,14 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
                          stopping=partial(stopping_supported,
                                           target_recall=settings.stopping_recall),
                          folder=folder, only=args.only, excel=args.excel)
-    if written:
+    if written.records is not None:
+        # A record export of nothing is an empty file (a header line for CSV): said, so that
+        # an empty records.ris is not taken for a failed export, or the review for a finished one.
+        where = "" if written else " to standard output"
+        empty = (": nothing matched" + (f" --only {args.only}" if args.only else "")
+                 if written.records == 0 else "")
+        print(f"{plural(written.records, 'record')} written{where}{empty}", file=sys.stderr)
+    if written:  # the files last, one a line, as for every export
         print("\n".join(str(p) for p in written), file=sys.stderr)
     return 0
 

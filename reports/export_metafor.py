@@ -42,7 +42,14 @@ from sqlmodel import col, select
 from reports.export_network import network_export_paths, write_network_export
 from reports.meta import METAFOR_TEST
 from reports.network_inputs import current_networks
-from reports.outfile import FOLDER_HINT, check_target, ensure_folder, is_folder, open_out
+from reports.outfile import (
+    FOLDER_HINT,
+    check_folder,
+    check_target,
+    ensure_folder,
+    is_folder,
+    open_out,
+)
 from reports.presentation import ci_used
 from reports.r_script import r_prologue
 from reports.selection import latest_results
@@ -190,7 +197,9 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
                                                 hint=FOLDER_HINT):
         raise ValidationError(f"{folder} is a file; `mmlr export metafor --out` takes a folder")
     # Before the database is read: a folder that cannot be made fails at once, in one line.
-    ensure_folder(folder, what="the metafor export", hint=FOLDER_HINT)
+    # It is made only once there is something to write: refused for want of pooled analyses,
+    # the export left an empty --out folder behind.
+    check_folder(folder, what="the metafor export", hint=FOLDER_HINT)
     with ctx.sessions() as session:
         snapshots = [s for s in latest_results(session) if s.k > 0]
         ids = {row["estimate_id"] for snap in snapshots for row in snap.inputs}
@@ -200,6 +209,7 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
             key: row.overall for key, row in current_assessments(session).items()}
     if not snapshots:
         raise ValidationError("no pooled analyses to export", hint="run `mmlr pool` first")
+    ensure_folder(folder, what="the metafor export", hint=FOLDER_HINT)
     with ctx.sessions() as session:
         networks = current_networks(session, ctx.settings.analyses_file,
                                     ctx.settings.pool_method)

@@ -44,8 +44,8 @@
   --stop-recall 0.95`` to see how the classifier and the stopping test did on it.
 
 ``out=None`` writes csv/ris/prisma (CSV) to stdout and returns ``[]``; otherwise the written
-files are returned. Rows are streamed from the database, so a large review does not have to
-fit in memory.
+files are returned, with the number of records a record export wrote (:class:`Exported`).
+Rows are streamed from the database, so a large review does not have to fit in memory.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ from reports.prisma import (
     prisma_markdown,
     write_prisma_csv,
 )
+from reports.words import plural
 from store.citation import article_location, page_range
 from store.context import AppContext
 from store.errors import NotFoundError, UsageError, ValidationError
@@ -165,10 +166,21 @@ def _utf8_stdout() -> Iterator[IO[str]]:
         stream.detach()  # the wrapper must not close the process's stdout when collected
 
 
+class Exported(list[Path]):
+    """The files an export wrote (none for stdout) and, for the record exports (csv, ris,
+    screening), how many records it wrote: ``records``, None for the others. A file of no
+    records is a header line or nothing at all, and was written without a word."""
+
+    def __init__(self, paths: list[Path], records: int | None = None) -> None:
+        super().__init__(paths)
+        self.records = records
+
+
 def export(ctx: AppContext, kind: str, out: Path | None, *,
            stopping: StoppingCheck | None = None, folder: bool = False,
-           only: str | None = None, excel: bool = False) -> list[Path]:
-    """Write the ``kind`` export to ``out`` (stdout when None); return the files written.
+           only: str | None = None, excel: bool = False) -> Exported:
+    """Write the ``kind`` export to ``out`` (stdout when None); return the files written
+    (:class:`Exported`, with the number of records of a record export).
     ``stopping`` decides the PRISMA flow's exclusions by automation (:func:`prisma_counts`);
     ``folder``: ``out`` names a folder (typed with a trailing slash), created if need be,
     never a file of that name; ``only`` keeps the record exports to one of :data:`SUBSETS`;
@@ -185,7 +197,7 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
         raise UsageError(f"--excel applies to the CSV exports, not to {kind!r}",
                          hint="use it with csv, prisma, sof or screening")
     if kind == "metafor":
-        return _export_metafor(ctx, out)
+        return Exported(_export_metafor(ctx, out))
     dual = ctx.settings.dual_screening
     # Imported here: the summary of findings reads pooled snapshots (numpy, scipy behind it),
     # which the record exports do not need to load.
@@ -195,7 +207,7 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
     with ctx.sessions() as session:
         stops = kind == "prisma" and stopping is not None and stopping(session)
         pmids = None if only is None else subset_pmids(session, only)
-        writers: dict[str, Callable[[Session, IO[str]], None]] = {
+        writers: dict[str, Callable[[Session, IO[str]], int | None]] = {
             "csv": partial(write_records_csv, dual=dual, pmids=pmids),
             "ris": partial(write_ris, pmids=pmids),
             "prisma": partial(write_prisma_csv, dual=dual, automation_stops=stops),
@@ -205,8 +217,8 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
             writer = partial(_with_bom, writer)
         if out is None:
             with _utf8_stdout() as stream:
-                writer(session, stream)
-            return []
+                records = writer(session, stream)
+            return Exported([], records)
         if folder and out is not None:
             ensure_folder(out, what="the export", hint=_OUT_HINT)
         if is_folder(out, what="the export", hint=_OUT_HINT):
@@ -217,8 +229,8 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
         for path in (out, *(out.with_suffix(s) for s in _BESIDE.get(kind, ()))):
             check_target(path, what="the export", hint=_OUT_HINT)
         with _open_out(out) as fh:
-            writer(session, fh)
-        written = [out]
+            records = writer(session, fh)
+        written = Exported([out], records)
         markdown = {"prisma": lambda: prisma_markdown(prisma_counts(
                         session, dual=dual, automation_stops=stops)),
                     "sof": lambda: sof_markdown(session, current_networks(
@@ -234,7 +246,8 @@ def export(ctx: AppContext, kind: str, out: Path | None, *,
             with _open_out(diagram) as fh:
                 fh.write(prisma_figure(session, dual=dual, automation_stops=stops))
             written.append(diagram)
-    log.info("export %s written to %s", kind, ", ".join(str(p) for p in written))
+    log.info("export %s written to %s%s", kind, ", ".join(str(p) for p in written),
+             "" if records is None else f" ({plural(records, 'record')})")
     return written
 
 
@@ -281,20 +294,22 @@ def _screeners_between(session: Session, first: int, last: int) -> dict[int, int
 
 
 def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
-                      pmids: Collection[int] | None = None) -> None:
+                      pmids: Collection[int] | None = None) -> int:
     """One row per record, ordered by PMID; ``dual`` adds each record's dual-screening state
-    and number of screeners; ``pmids`` keeps those records only (``--only``)."""
+    and number of screeners; ``pmids`` keeps those records only (``--only``). Returns how
+    many records were written."""
     writer = csv.writer(fh)  # QUOTE_MINIMAL: commas, quotes and newlines are quoted
     writer.writerow(DUAL_CSV_COLUMNS if dual else CSV_COLUMNS)
     rule = SoughtRule.for_session(session)
     # Plain column rows, not ORM objects: building entities cost ~4x the whole export.
     last = -1
+    written = 0
     while True:
         page: Sequence[Any] = session.exec(  # Rows of the selected columns
             select(*_CSV_SOURCE).where(col(Record.pmid) > last)  # type: ignore[call-overload]
             .order_by(col(Record.pmid)).limit(_BATCH)).all()
         if not page:
-            return
+            return written
         last = page[-1].pmid
         if pmids is not None:
             page = [r for r in page if r.pmid in pmids]
@@ -321,6 +336,7 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
             # Titles, journals and DOIs come from PubMed: a cell starting with "=" must
             # reach a panel's spreadsheet as text, not as a formula.
             writer.writerow(spreadsheet_row(row))
+            written += 1
 
 
 def _fulltext_cells(sought: bool, verdict: Outcome | None) -> list[str]:
@@ -343,12 +359,14 @@ def reason_words(o: Outcome) -> str:
 _LABELS = {"include": 1, "exclude": 0}
 
 
-def write_screening_csv(session: Session, fh: IO[str]) -> None:
+def write_screening_csv(session: Session, fh: IO[str]) -> int:
     """The decided records as a labelled screening dataset (module docstring), by PMID. The
     text columns are what the live classifier reads (``screening.service.record_document``),
-    so a replay sees the same features; multi-valued columns are joined with "; "."""
+    so a replay sees the same features; multi-valued columns are joined with "; ". Returns
+    how many records were written."""
     writer = csv.writer(fh)
     writer.writerow(SCREENING_COLUMNS)
+    written = 0
     for r in _records(session):
         label = _LABELS.get(r.decision or "")
         if r.deleted or label is None:
@@ -357,6 +375,8 @@ def write_screening_csv(session: Session, fh: IO[str]) -> None:
         writer.writerow(spreadsheet_row([
             r.pmid, r.pmid, r.doi, r.title, r.abstract, r.year, "; ".join(r.keywords or []),
             "; ".join(mesh), "; ".join(r.publication_types or []), r.journal, label]))
+        written += 1
+    return written
 
 
 # ----------------------------------------------------------------------------- ris
@@ -478,10 +498,11 @@ def fulltext_words(o: Outcome) -> str:
 
 
 def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False,
-              pmids: Collection[int] | None = None) -> None:
+              pmids: Collection[int] | None = None) -> int:
     """RIS entries (tags per the RIS specification; one value per line); ``pmids`` keeps
-    those records only (``--only``)."""
+    those records only (``--only``). Returns how many records were written."""
     verdicts: dict[int, Outcome] = {}
+    written = 0
     rule = SoughtRule.for_session(session)
     for r in _records(session):
         if (r.deleted and not include_deleted) or (pmids is not None and r.pmid not in pmids):
@@ -523,6 +544,8 @@ def write_ris(session: Session, fh: IO[str], *, include_deleted: bool = False,
             if text:
                 fh.write(f"{tag}  - {text}{RIS_NEWLINE}")
         fh.write(f"ER  - {RIS_NEWLINE}{RIS_NEWLINE}")
+        written += 1
+    return written
 
 
 # ----------------------------------------------------------------------------- metafor
@@ -551,10 +574,10 @@ def _records(session: Session) -> Iterator[Record]:
         session.expunge_all()
 
 
-def _with_bom(writer: Callable[[Session, IO[str]], None], session: Session,
-              fh: IO[str]) -> None:
+def _with_bom(writer: Callable[[Session, IO[str]], int | None], session: Session,
+              fh: IO[str]) -> int | None:
     fh.write(EXCEL_BOM)
-    writer(session, fh)
+    return writer(session, fh)
 
 
 def _refuse_side_file_clash(kind: str, out: Path) -> None:

@@ -80,14 +80,22 @@ def _check_folders(folder: Path, *, what: str, target: Path, hint: str) -> None:
                                   hint=hint)
 
 
-def ensure_folder(folder: Path, *, what: str, hint: str, target: Path | None = None) -> None:
-    """Create ``folder`` (and its parents) or raise one line saying why it cannot be; the
-    line names ``target`` (the file that was to go there), else the folder."""
+def check_folder(folder: Path, *, what: str, hint: str, target: Path | None = None) -> None:
+    """Raise the line :func:`ensure_folder` would for a ``folder`` that cannot be made (a
+    file in its place or on its path), without making it: an export that may still refuse
+    for want of something to write checks first and creates the folder only to write."""
     named = target or folder
     if os.path.lexists(folder) and not is_folder(folder, what=what, hint=hint, target=named):
         raise ValidationError(f"cannot write {what} to {named}: {folder} is not a folder",
                               hint=hint)
     _check_folders(folder, what=what, target=named, hint=hint)
+
+
+def ensure_folder(folder: Path, *, what: str, hint: str, target: Path | None = None) -> None:
+    """Create ``folder`` (and its parents) or raise one line saying why it cannot be; the
+    line names ``target`` (the file that was to go there), else the folder."""
+    named = target or folder
+    check_folder(folder, what=what, hint=hint, target=target)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -1,5 +1,6 @@
 """Finding records and trials by what a curator remembers of them: a PMID, a DOI, a
-registration number, a trial's name, words of the title or abstract, an author.
+registration number, a trial's name, words of the title or abstract, an author. A DOI may be
+pasted as its link (``https://doi.org/10.…``) or with ``doi:``: the prefix is left out.
 
 Every term must match (AND), each in any of the searched fields (OR); a "quoted phrase" is
 one term. Matching is a case-insensitive substring test (``lower(field) LIKE '%term%'``),
@@ -16,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import Boolean, String, and_, func, literal_column, or_
 from sqlalchemy.ext.compiler import compiles
@@ -33,6 +35,10 @@ MAX_TERMS = 10
 # An opening quote never closed (a slip, or a paste cut short) makes a phrase to the end of
 # the query: kept as a word it would carry the quote mark and silently match nothing.
 _TERM = re.compile(r'"([^"]*)"?|(\S+)')
+# A DOI as pasted from a paper or a reference manager: its link (https://doi.org/…, the older
+# dx.doi.org) or "doi:" in front. Records store the bare DOI ("10.…"), so the prefix made a
+# pasted link find nothing; a link may also carry the DOI percent-encoded ("%2F" for "/").
+_DOI_PREFIX = re.compile(r"(?:(?P<link>(?:https?://)?(?:dx\.|www\.)?doi\.org/)|doi:)\s*")
 
 
 @dataclass(frozen=True)
@@ -53,13 +59,23 @@ def parse_terms(text: str) -> tuple[str, ...]:
                               hint=f"use at most {MAX_QUERY_CHARS} characters")
     terms: list[str] = []
     for phrase, word in _TERM.findall(text):
-        term = " ".join((phrase or word).split()).lower()
+        term = _bare_doi(" ".join((phrase or word).split()).lower())
         if term and term not in terms:
             terms.append(term)
     if len(terms) > MAX_TERMS:
         raise ValidationError(f"the search has {len(terms)} terms",
                               hint=f"use at most {MAX_TERMS}; every term must match")
     return tuple(terms)
+
+
+def _bare_doi(term: str) -> str:
+    """``term`` without a DOI's link or "doi:" prefix at its start ("doi:" alone, as in
+    "DOI: 10.…", leaves nothing: the DOI is the next term)."""
+    prefix = _DOI_PREFIX.match(term)
+    if prefix is None:
+        return term
+    rest = term[prefix.end():]
+    return unquote(rest) if prefix.group("link") else rest
 
 
 def _like(term: str) -> str:

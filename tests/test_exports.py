@@ -1026,3 +1026,51 @@ def test_ris_authors_and_groups(name: str, shown: str) -> None:
     from reports.exports import ris_author
 
     assert ris_author(name) == shown
+
+
+def test_cli_export_says_how_many_records_it_wrote(ctx, db_url: str,  # type: ignore[no-untyped-def]
+                                                   tmp_path: Path) -> None:
+    """On a database with no records `mmlr export ris --out eo/` wrote a 0-byte records.ris
+    without a word, as if it had failed or the review held nothing by design; a record export
+    now says how many records it wrote, the file still the last line."""
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    proc = run_cli("export", "ris", "--out", f"{tmp_path / 'eo'}/", env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "eo" / "records.ris"
+    assert proc.stderr.splitlines() == ["0 records written: nothing matched", str(out)]
+    assert out.read_bytes() == b""
+    only = run_cli("export", "csv", "--only", "included", "--out", str(tmp_path / "i.csv"),
+                   env=env)
+    assert only.stderr.splitlines()[0] == "0 records written: nothing matched --only included"
+    piped = run_cli("export", "screening", env=env)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr.splitlines() == [
+        "0 records written to standard output: nothing matched"]
+    assert piped.stdout.startswith("record_id,pmid,")
+
+    seed(ctx)  # six records, one of them deleted from PubMed (not in RIS)
+    for kind, said in (("ris", "5 records written"), ("csv", "6 records written"),
+                       ("screening", "2 records written")):
+        proc = run_cli("export", kind, "--out", str(tmp_path / f"x.{kind}"), env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.splitlines() == [said, str(tmp_path / f"x.{kind}")], kind
+    one = run_cli("export", "csv", "--only", "reports", env=env)
+    assert one.stderr.splitlines() == ["1 record written to standard output"]
+    # the exports of no records keep their lines as they were: the files written
+    prisma = run_cli("export", "prisma", "--out", str(tmp_path / "p.csv"), env=env)
+    assert prisma.stderr.splitlines() == [str(tmp_path / f"p.{s}") for s in ("csv", "md", "svg")]
+
+
+def test_cli_metafor_export_of_nothing_pooled_leaves_no_folder(db_url: str,
+                                                               tmp_path: Path) -> None:
+    """Refused for want of pooled analyses, the metafor export had already made its --out
+    folder (and its parents), and left them empty."""
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"), MMLR_DATABASE_URL=db_url)
+    out = tmp_path / "new" / "metafor"
+    proc = run_cli("export", "metafor", "--out", str(out), env=env)
+    assert_one_line_error(proc, "no pooled analyses to export", "run `mmlr pool` first")
+    assert not (tmp_path / "new").exists()
+    # a folder that cannot be made is still named first, before the database is read
+    (tmp_path / "file").write_text("x")
+    bad = run_cli("export", "metafor", "--out", str(tmp_path / "file" / "m"), env=env)
+    assert_one_line_error(bad, f"{tmp_path / 'file'} is not a folder")

@@ -68,6 +68,20 @@ def test_health_shape(app: Any, api: TestClient, users: dict[str, str], records:
         assert body["last_poll"].startswith(str(utcnow().year))
 
 
+def test_health_answers_head_like_get(app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """Some health checkers ask with HEAD: it was a 405, which reads as "down". It is answered
+    as GET is (status and headers), without the body."""
+    public = api.head("/api/health")
+    assert public.status_code == 200, public.text
+    assert public.content == b"" and public.headers["cache-control"] == "no-store"
+    assert public.headers["content-type"] == "application/json"
+    assert api.head("/api/health", headers=_token(app, users["viewer"])).status_code == 200
+    refused = api.head("/api/health", headers={"Authorization": "Bearer mmlr_unknown"})
+    assert refused.status_code == 401 and refused.content == b""
+    # only the health check: every other route still answers HEAD with 405
+    assert api.head("/api/records", headers=_token(app, users["viewer"])).status_code == 405
+
+
 def test_health_and_status_name_the_same_last_poll(
         app: Any, api: TestClient, users: dict[str, str]) -> None:
     """"The last poll" is the last completed search of new records in both places: a re-fetch

@@ -282,6 +282,47 @@ def test_api_correcting_a_withdrawn_estimate_is_a_conflict(app: Any, api: TestCl
     assert _audits(app, "estimate.correct") == []
 
 
+def test_api_the_same_correction_sent_again_is_already_recorded(app: Any, api: TestClient,
+                                                                  users: dict[str, str]) -> None:
+    """A correction retried after a timeout found its estimate withdrawn by the first attempt
+    and was told "already withdrawn … enter a new estimate on the trial page instead": it is
+    answered 200 with the estimate the first attempt made, as decisions are. A different
+    correction of the withdrawn estimate is still refused."""
+    headers = _token(app, users["curator"])
+    old = _post(api, headers, _trial(app), data_cut="2017-02-28")
+    url = f"/api/estimates/{old['id']}/correct"
+    fix = {"hr": 0.55, "ci_low": 0.45, "ci_high": 0.67, "correction_note": "typo"}
+    first = api.post(url, headers=headers, json=fix)
+    assert first.status_code == 201, first.text
+    assert first.json()["already_recorded"] is False
+    before = _state(app)
+
+    again = api.post(url, headers=headers, json=fix)
+    assert again.status_code == 200, again.text
+    assert again.json() == {**first.json(), "already_recorded": True}
+    assert _state(app) == before  # nothing stored twice, the note not changed
+    assert len(_audits(app, "estimate.correct")) == 1
+    # the kept fields filled from the old estimate are the same whether sent or left out
+    assert api.post(url, headers=headers,
+                    json={**fix, "data_cut": "2017-02-28"}).status_code == 200
+
+    for other in ({**fix, "hr": 0.56}, {**fix, "data_cut": "2018-01-01"}, {**fix, "hr": "x"}):
+        refused = api.post(url, headers=headers, json=other)
+        assert refused.status_code == 409, (other, refused.text)
+        assert refused.json()["error"].startswith(
+            f"estimate {old['id']} was already withdrawn (corrected by estimate "
+            f"{first.json()['id']}: typo)")
+    assert _state(app) == before
+
+    # the answer, sent back as a correction of the new estimate, is read as an estimate's JSON
+    third = api.post(f"/api/estimates/{first.json()['id']}/correct", headers=headers,
+                     json={**again.json(), "hr": 0.6, "ci_low": 0.5, "ci_high": 0.72})
+    assert third.status_code == 201, third.text
+    # once the correction is itself corrected, it is no longer what the first one made
+    stale = api.post(url, headers=headers, json=fix)
+    assert stale.status_code == 409, stale.text
+
+
 # ------------------------------------------------------------- a derived estimate's JSON, back
 def _derived(api: TestClient, headers: dict[str, str], trial_id: int) -> dict[str, Any]:
     """A P-value derivation whose direction came from an HR typed for control vs maintenance."""

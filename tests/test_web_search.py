@@ -65,6 +65,13 @@ def test_every_term_must_match_in_any_field(viewer: TestClient) -> None:
 def test_identifiers_and_authors_are_found(viewer: TestClient) -> None:
     assert _found(viewer, "nct00114101") == [1001]
     assert _found(viewer, "10.1056/nejmoa1114083") == [1001]
+    # a DOI as it is pasted from a paper or a reference manager: its link or "doi:" form
+    for pasted in ("https://doi.org/10.1056/NEJMoa1114083",
+                   "http://dx.doi.org/10.1056/NEJMoa1114083", "doi:10.1056/NEJMoa1114083",
+                   "DOI: 10.1056/NEJMoa1114083",
+                   "https://doi.org/10.1056%2FNEJMoa1114083", "doi.org/10.1056/NEJMoa1114083",
+                   "lenalidomide https://doi.org/10.1056/NEJMoa1114083"):
+        assert _found(viewer, pasted) == [1001], pasted
     assert _found(viewer, "attal") == [1001]
     # Authors are stored as JSON text with non-ASCII letters escaped: found as typed.
     assert _found(viewer, "Müller") == [1002]
@@ -199,6 +206,11 @@ def test_terms_are_parsed_as_words_and_phrases() -> None:
     assert parse_terms('lenalidomide "Maintenance therapy') == (
         "lenalidomide", "maintenance therapy")
     assert parse_terms('"progression-free') == ("progression-free",)
+    # a DOI's link or "doi:" prefix is not part of it; only a whole term's start is one
+    assert parse_terms("https://doi.org/10.1056/NEJMoa1114083 doi:10.1/X") == (
+        "10.1056/nejmoa1114083", "10.1/x")
+    assert parse_terms("doi: 10.1/X") == ("10.1/x",)
+    assert parse_terms('"see https://doi.org/10.1/x"') == ("see https://doi.org/10.1/x",)
     with pytest.raises(ValidationError):
         parse_terms("x" * (MAX_QUERY_CHARS + 1))
     assert exact_pmid("PMID: 22571200") == 22571200

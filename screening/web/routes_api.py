@@ -12,8 +12,9 @@ resolutions and blinding the same as the record and conflicts pages (``decisions
 
 A judgement sent again while it still counts (a retry after a timeout) is answered 200 with
 the stored row and ``already_recorded: true`` instead of being stored twice
-(``store.repeats``); a trial edit may name the version it was made from (``If-Match``, or
-``version`` in the body) and is refused with 412 when it is stale (``preconditions.py``).
+(``store.repeats``), and so is a correction sent again (with the estimate it made); a trial
+edit may name the version it was made from (``If-Match``, or ``version`` in the body) and is
+refused with 412 when it is stale (``preconditions.py``).
 Bodies over 1 MiB never reach these handlers (``body_limit.py``); the OpenAPI schema is
 ``api_schema.py``'s.
 """
@@ -65,6 +66,7 @@ from screening.web.conflicts import (
 )
 from screening.web.corrections import (
     correct_estimate,
+    correction_sent_again,
     ensure_current,
     load_estimate,
     read_reason,
@@ -91,6 +93,7 @@ from screening.web.evidence import estimate_json, latest_pooled, pooled_json, tr
 from screening.web.explanations import record_explanation
 from screening.web.extraction import (
     KM_TEXT_FIELDS,
+    EstimateDraft,
     parse_estimate,
     refuse_repeat,
     save_estimate,
@@ -131,7 +134,7 @@ from store.fulltext import (
 )
 from store.fulltext import assessment_json as fulltext_json
 from store.ids import MAX_ID, parse_id
-from store.models import BY_SCORE, Record, Trial, TrialReport
+from store.models import BY_SCORE, Estimate, Record, Trial, TrialReport
 from store.planner import likely
 from store.record_lock import locked_trial
 from store.screening_pool import in_screening_pool
@@ -163,11 +166,14 @@ def openapi_schema(request: Request, user: ApiReader) -> dict[str, Any]:
     return api_schema(request.app)
 
 
-@router.get("/health", responses={
+_HEALTH_ANSWERS: dict[int | str, dict[str, Any]] = {
     **api_errors(401),
     401: {"model": ApiError,
           "description": "a Bearer token was sent and is malformed, unknown or expired"},
-    503: {"description": "the database is unreachable (body: status and database only)"}})
+    503: {"description": "the database is unreachable (body: status and database only)"}}
+
+
+@router.get("/health", responses=_HEALTH_ANSWERS)
 def health(request: Request) -> JSONResponse:
     """Liveness and database reachability, for load balancers: no authentication needed.
     ``{"status": "ok", "database": "ok"}`` with 200, or ``"error"``/``"unreachable"`` with 503.
@@ -203,6 +209,14 @@ def health(request: Request) -> JSONResponse:
     if refused is not None:
         raise refused
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+@router.head("/health", responses=_HEALTH_ANSWERS)
+def health_head(request: Request) -> JSONResponse:
+    """GET's answer (status and headers) without the body, for the health checkers that ask
+    with HEAD: a 405 would read as "down". The server leaves the body out of any answer to
+    HEAD, so ``Content-Length`` stays the length GET's body would have, as HTTP asks."""
+    return health(request)
 
 
 #: The columns of a record that ``records`` answers with or matches trials on: only these are
@@ -546,9 +560,23 @@ async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -
         "message": saved.message, "warnings": list(checked.warnings)})
 
 
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, refusing a key given twice: json.loads would keep the
+    last one without a word (``{"pmid": 1, "pmid": 2}`` decides PMID 2), and which one the
+    client meant cannot be known; refused rather than guessed, as an unknown field is."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValidationError(f"the key {json.dumps(key)} is given twice in the request body",
+                                  hint="send each field once")
+        data[key] = value
+    return data
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
-        data = json.loads(await request.body() or b"null")
+        data = json.loads(await request.body() or b"null",
+                          object_pairs_hook=_refuse_repeated_keys)
     except (ValueError, UnicodeDecodeError):
         raise ValidationError("the request body is not valid JSON") from None
     except RecursionError:  # thousands of nested brackets: the parser gives up, not the app
@@ -769,7 +797,7 @@ _ESTIMATE_FIELDS: frozenset[str] = frozenset((
 _ESTIMATEREAD_ONLY: frozenset[str] = frozenset((
     "id", "log_hr", "se", "approximate", "orientation_entered", "withdrawn_at",
     "withdrawn_by", "withdrawn_reason", "supersedes_id", "created_by", "verified_by",
-    "warnings", "entry_notes"))
+    "warnings", "entry_notes", "already_recorded"))
 
 
 def _estimate_fields(data: dict[str, Any], *extra: str) -> None:
@@ -866,20 +894,46 @@ def _same_trial(session: Session, data: dict[str, Any], trial: Trial) -> None:
 
 
 @router.post("/estimates/{estimate_id}/correct", status_code=201,
-             responses=api_errors(400, 401, 403, 404, 409), openapi_extra=json_body({
+             responses=_repeatable(400, 401, 403, 404, 409), openapi_extra=json_body({
                  "type": "object",
                  "description": "the extraction fields; those left out keep the old "
                                 "estimate's values (docs/curation.md, Extraction), and an "
-                                "optional correction_note",
+                                "optional correction_note. The same correction sent again "
+                                "(a retry) answers 200 with the estimate it made",
                  "properties": {"correction_note": _OPEN_TEXT}}))
 async def post_correction(request: Request, estimate_id: int, session: DbSession,
                           user: ApiWriter) -> JSONResponse:
     """Save a corrected copy of an estimate (unverified, ``supersedes_id`` set) and withdraw
-    the old one with the reason "corrected by estimate N[: correction_note]"."""
+    the old one with the reason "corrected by estimate N[: correction_note]". The same
+    correction sent again answers 200 with the estimate it made and ``already_recorded``."""
     old = load_estimate(session, estimate_id)
-    ensure_current(old)
     trial = get_or_404(session, Trial, old.trial_id, missing=f"trial {old.trial_id} does not exist")
     body = await _json_object(request)
+    if old.withdrawn_at is not None:
+        # The same correction sent again (a retry after a timeout) is answered with the
+        # estimate it made, as the Correct form says it saved already: told "already
+        # withdrawn … enter a new estimate instead", the client would enter it twice. Any
+        # other body (a different number, one that does not read) is refused below (409).
+        try:
+            draft, notices, _ = _read_correction(session, old, trial, body)
+        except (ValidationError, NotFoundError):
+            pass
+        else:
+            again = correction_sent_again(session, old, trial=trial, draft=draft)
+            if again is not None:
+                return _recorded(False, {**estimate_json(again),
+                                         "warnings": [*draft.warnings, *notices]})
+    ensure_current(old)
+    draft, notices, note = _read_correction(session, old, trial, body)
+    new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
+    session.commit()
+    return _recorded(True, {**estimate_json(new), "warnings": [*draft.warnings, *notices]})
+
+
+def _read_correction(session: Session, old: Estimate, trial: Trial,
+                     body: dict[str, Any]) -> tuple[EstimateDraft, list[str], str]:
+    """The correction ``body`` asks for (its draft, the notices of its derivation inputs and
+    its note); ValidationError (or NotFoundError, a trial named) when it does not read."""
     _estimate_fields(body, "correction_note")
     data, notices = merge_derivation_inputs(body)
     _same_trial(session, data, trial)
@@ -889,7 +943,4 @@ async def post_correction(request: Request, estimate_id: int, session: DbSession
     # Fields left out keep the old estimate's values, as in the Correct form: a correction
     # of the number alone must not lose the data cut (and with it the trial's latest cut).
     draft = parse_estimate(with_kept_fields(old, data), trial=trial, reports=reports)
-    new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
-    session.commit()
-    return JSONResponse(status_code=201,
-                        content={**estimate_json(new), "warnings": [*draft.warnings, *notices]})
+    return draft, notices, note
