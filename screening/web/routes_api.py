@@ -497,8 +497,16 @@ async def patch_trial(request: Request, trial_id: int, session: DbSession,
     return JSONResponse(content=content, headers={"ETag": etag(content["version"])})
 
 
+#: The 200 of a write whose repeat stores nothing and says so in ``message`` (an assessment
+#: or a control risk the same as the current one): answered, but not in the schema, which
+#: declared 201 only, so a client generated from it took the repeat for an error.
+_SAME_AS_CURRENT = {200: {"description": "the same as your current one (a repeated request): "
+                                         "nothing new was stored; `message` says so"}}
+
+
 @router.post("/trials/{trial_id}/risk-of-bias", status_code=201,
-             responses=api_errors(400, 401, 403, 404), openapi_extra=json_body({
+             responses={**_SAME_AS_CURRENT, **api_errors(400, 401, 403, 404)},
+             openapi_extra=json_body({
                  "type": "object", "required": ["endpoint", "domains"],
                  "description": "RoB 2 for one endpoint (docs/curation.md, Risk of bias)",
                  "properties": {"endpoint": _TEXT, "domains": {
@@ -524,7 +532,8 @@ async def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
         "message": saved.message})
 
 
-@router.post("/estimates/baseline", status_code=201, responses=api_errors(400, 401, 403, 404),
+@router.post("/estimates/baseline", status_code=201,
+             responses={**_SAME_AS_CURRENT, **api_errors(400, 401, 403, 404)},
              openapi_extra=json_body({
                  "type": "object", "required": ["analysis", "months", "event_free_percent",
                                                 "source"],
