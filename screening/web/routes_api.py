@@ -500,8 +500,9 @@ async def patch_trial(request: Request, trial_id: int, session: DbSession,
 #: The 200 of a write whose repeat stores nothing and says so in ``message`` (an assessment
 #: or a control risk the same as the current one): answered, but not in the schema, which
 #: declared 201 only, so a client generated from it took the repeat for an error.
-_SAME_AS_CURRENT = {200: {"description": "the same as your current one (a repeated request): "
-                                         "nothing new was stored; `message` says so"}}
+_SAME_AS_CURRENT: dict[int | str, dict[str, Any]] = {200: {
+    "description": "the same as your current one (a repeated request): nothing new was stored; "
+                   "`message` says so"}}
 
 
 @router.post("/trials/{trial_id}/risk-of-bias", status_code=201,
