@@ -186,4 +186,4 @@ def exact_pmid(text: str) -> int | None:
         stripped = stripped[4:].lstrip(" :")
     # One rule with the fetch form's (store.ids): offering to fetch 9999999999, a number no
     # PMID can be, led to that form's refusal.
-    return parse_id(stripped) if stripped.strip() == stripped else None
+    return parse_id(stripped)

@@ -107,7 +107,8 @@ _BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069]")
 #: them, numbers included ("HR 0.41" shown as "14.0 RH"), and right-to-left text needs none
 #: of them. What people type is refused with them, in the web app
 #: (``screening.web.refused_text``) and in ``MMLR_ANALYSES_FILE`` (``reports.analyses``).
-_OVERRIDE_RE = re.compile("[\u202a-\u202e]")
+BIDI_OVERRIDES = "".join(chr(code) for code in range(0x202A, 0x202F))
+_OVERRIDE_RE = re.compile(f"[{BIDI_OVERRIDES}]")
 
 
 def bidi_override(text: str) -> str | None:

@@ -31,12 +31,13 @@ from screening.web.body_limit import refuse
 from screening.web.csrf import FIELD as CSRF_FIELD_NAME
 from screening.web.errors import is_api
 from store.errors import ValidationError
+from store.text import BIDI_OVERRIDES
 
 #: Each refused character and why, in the words of the answer.
 REFUSED: dict[str, str] = {
     "\x00": "a NUL character (U+0000), which cannot be stored as text",
-    **{chr(code): f"a bidirectional control (U+{code:04X}), which shows the text after it "
-                  "reordered, numbers reversed" for code in range(0x202A, 0x202F)},
+    **{char: f"a bidirectional control (U+{ord(char):04X}), which shows the text after it "
+             "reordered, numbers reversed" for char in BIDI_OVERRIDES},
 }
 #: Half of a UTF-16 surrogate pair (U+D800-U+DFFF), which JSON's "\\ud83d" escapes can
 #: carry alone (a client that cut a string by UTF-16 length, halving an emoji): no text can
