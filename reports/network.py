@@ -100,9 +100,15 @@ class Contrast:
     n_treat: int | None = None
     n_control: int | None = None
     label: str = ""  # what a page shows for the row (trial and data cut)
+    # The trial's HR and CI as the pairwise analyses show them (its printed digits:
+    # reports.presentation.trial_hr), not the Wald interval rebuilt from its SE, which can
+    # differ from the paper in the last digit; None: rebuilt (a derived HR, a flipped row).
+    shown: str | None = None
 
     @property
     def hr_text(self) -> str:
+        if self.shown is not None:
+            return self.shown
         return hr_text(self.log_hr, *wald_ci(self.log_hr, self.se))
 
     def flipped(self) -> Contrast:

@@ -59,9 +59,10 @@ from reports.analyses import (
 )
 from reports.network import Contrast, NetworkResult, network_meta_analysis
 from reports.network_plot import PlotEdge, PlotNode, render_network_svg
+from reports.presentation import trial_hr
 from reports.selection import load_candidates
 from reports.small_study import p_text
-from reports.words import plural
+from reports.words import estimate_text, plural
 from store.errors import PoolingError
 from store.models import Trial
 
@@ -304,6 +305,14 @@ def _reversed_entry(c: Candidate, arms: Arms, vocab: dict[str, tuple[str, ...]]
     return None
 
 
+def _shown_hr(c: Candidate) -> str | None:
+    """The trial's HR and CI as its pairwise analysis shows them ("0.50 (0.38–0.66)", the
+    printed digits when kept), or None for an HR with no CI of its own (derived)."""
+    hr, low, high = trial_hr({"printed": c.printed, "hr": c.hr, "ci_low": c.ci_low,
+                              "ci_high": c.ci_high, "yi": c.log_hr})
+    return estimate_text(hr, low, high) if low is not None and high is not None else None
+
+
 def _network(analysis: Analysis, candidates: Sequence[Candidate],
              unmapped: Sequence[Candidate], vocab: dict[str, tuple[str, ...]],
              overrides: ArmOverrides, without_high_rob: bool = False) -> NetworkInput:
@@ -344,7 +353,7 @@ def _network(analysis: Analysis, candidates: Sequence[Candidate],
         rows[study].append((arms, Contrast(study, arms.treatment, arms.control, c.log_hr,
                                            c.se, estimate_id=c.estimate_id,
                                            n_treat=c.n_maintenance, n_control=c.n_control,
-                                           label=study)))
+                                           label=study, shown=_shown_hr(c))))
     for study, entries in rows.items():
         pairs = [frozenset((a.treatment, a.control)) for a, _ in entries]
         shared = set.intersection(*(set(p) for p in pairs))

@@ -611,6 +611,24 @@ def test_the_page_shows_the_network_escaped_for_every_role(
     assert viewer.get("/network-forest.svg?key=nope").status_code == 404
 
 
+def test_the_trials_table_shows_each_hr_as_printed_not_rebuilt_from_its_se(
+        network_evidence: Any, app: Any, users: dict[str, str]) -> None:
+    """A printed CI is seldom symmetric on the log scale once rounded: rebuilt from the SE,
+    0.60 (0.45–0.85) read 0.60 (0.44–0.82) here while every other page printed the paper's."""
+    with network_evidence.sessions() as s:
+        add_estimate(s, _trial(s, "ASYM-1", "lenalidomide", "placebo"), "0.60", "0.45", "0.85")
+        s.commit()
+    net, _, _ = _fit(network_evidence, "PFS/post_asct")
+    row = next(c for c in net.contrasts if c.study == "ASYM-1")
+    assert row.hr_text == "0.60 (0.45–0.85)"
+    assert row.flipped().hr_text == hr_ci_text(1 / 0.6, *sorted(  # a flipped row is rebuilt
+        math.exp(-row.log_hr + z * 1.959963984540054 * row.se) for z in (-1, 1)))
+    html = as_role(app, users, "viewer").get("/network?key=PFS/post_asct").text
+    arms = html[html.index('class="network-arms"'):]
+    arms = arms[arms.index("ASYM-1"):]
+    assert '<td class="num">0.60 (0.45–0.85)</td>' in arms[:arms.index("</tr>")]
+
+
 def test_the_page_needs_a_login(network_evidence: Any, client: Any) -> None:
     response = client.get("/network", follow_redirects=False)
     assert response.status_code in (302, 303) and "/login" in response.headers["location"]
