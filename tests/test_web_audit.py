@@ -245,3 +245,65 @@ def test_the_api_gives_admins_the_trail_with_the_pages_filters(
     missing = api.get("/api/audit?trial=999999", headers=admin)
     assert missing.status_code == 404 and "there is no trial 999999" in missing.json()["error"]
     assert api.get("/api/audit?limit=0", headers=admin).status_code == 400
+
+
+def test_the_csv_reads_the_trail_in_batches_and_loses_no_row_where_many_share_a_second(
+        app: Any, users: dict[str, str], trail: dict[str, int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole trail did not fit in memory (the file and every row at once); the CSV now
+    reads it a batch at a time, each after the last row of the one before, where rows
+    sharing a timestamp straddle a batch's end."""
+    from sqlalchemy import event
+
+    import screening.web.routes_audit as routes_audit
+
+    same = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    with db(app) as s:
+        for n in range(7):
+            s.add(AuditLog(at=same, actor=users["curator"], action="pool.requested",
+                           details={"n": n}))
+        s.commit()
+    admin = as_role(app, users, "admin")
+    whole = list(csv.DictReader(io.StringIO(admin.get("/admin/audit.csv").text)))
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM audit_log" in statement:
+            reads.append(statement)
+
+    engine = app.state.ctx.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        monkeypatch.setattr(routes_audit, "CSV_BATCH", 2)
+        batched = list(csv.DictReader(io.StringIO(admin.get("/admin/audit.csv").text)))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [r["action"] for r in whole].count("pool.requested") == 7
+    assert batched == whole  # the same rows, once each, in the same order
+    assert len({r["id"] for r in batched}) == len(batched)
+    assert len(reads) >= len(whole) // 2  # one statement per batch of two
+    page_ids = [r.id for r in _page_rows(app)]
+    assert [int(r["id"]) for r in batched] == page_ids  # newest first, as the page
+
+
+def test_rows_written_while_the_csv_downloads_are_left_for_the_next_one(
+        app: Any, users: dict[str, str], trail: dict[str, int]) -> None:
+    from store.audit import AuditQuery, audit_row_batches
+
+    batches = audit_row_batches(app.state.ctx.sessions, AuditQuery(), size=3)
+    first = next(batches)
+    with db(app) as s:
+        audit(s, "pool.requested", actor=users["curator"])
+        s.commit()
+    rest = [row for batch in batches for row in batch]
+    got = [row.id for row in first + rest]
+    assert got == [r.id for r in _page_rows(app)][1:]  # all but the new row, once each
+    empty = audit_row_batches(app.state.ctx.sessions, AuditQuery(actor="nobody@x.org"))
+    assert list(empty) == []
+
+
+def _page_rows(app: Any) -> list[AuditLog]:
+    from store.audit import AuditQuery, audit_rows
+
+    with db(app) as s:
+        return audit_rows(s, AuditQuery())

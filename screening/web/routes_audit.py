@@ -15,15 +15,16 @@ from fastapi.responses import Response
 from sqlmodel import Session, col, select
 
 from screening.web.audit_blinding import blinded
-from screening.web.deps import Admin, DbSession
-from screening.web.downloads import csv_download
+from screening.web.deps import Admin, DbSession, get_ctx
+from screening.web.downloads import csv_stream
 from screening.web.templating import render
 from store.audit import (
     AuditQuery,
+    audit_csv_chunks,
+    audit_row_batches,
     audit_rows,
     count_audit_rows,
     parse_audit_query,
-    write_audit_csv,
 )
 from store.errors import NotFoundError, ValidationError
 from store.ids import parse_id
@@ -94,10 +95,16 @@ def _trial_names(session: Session, rows: list[AuditLog]) -> dict[str, str]:
     return {str(trial_id): name for trial_id, name in found}
 
 
+#: Rows of the trail read and written at a time by its CSV.
+CSV_BATCH = 1000
+
+
 @router.get("/audit.csv")
-def audit_csv(session: DbSession, admin: Admin, values: AuditForm,
+def audit_csv(request: Request, session: DbSession, admin: Admin, values: AuditForm,
               excel: bool = False) -> Response:
+    """Every row the filters select, streamed: a whole trail does not fit in memory."""
     q = parse_audit_query(**values)
     trial_named(session, q)
-    rows = blinded(session, audit_rows(session, q), admin)
-    return csv_download(lambda fh: write_audit_csv(rows, fh), _CSV_NAME, excel=excel)
+    batches = audit_row_batches(get_ctx(request).sessions, q, size=CSV_BATCH,
+                                blind=lambda s, rows: blinded(s, rows, admin))
+    return csv_stream(audit_csv_chunks(batches), _CSV_NAME, excel=excel)
