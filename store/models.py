@@ -269,6 +269,27 @@ class LoginSession(SQLModel, table=True):
     ended_at: datetime | None = None
 
 
+class LoginAttempt(SQLModel, table=True):
+    """A password being checked now (a login, or the password asked again before a sensitive
+    change): the login throttle counts it as a failure until the check ends.
+
+    The row is written under the throttle's lock before the slow scrypt check and deleted
+    when the check is done (a wrong password is then an ``auth.login_failed`` audit row).
+    Counting the audit rows alone let a burst of parallel attempts all pass the count before
+    any of them was recorded. Not an audit row: nothing of it outlives the check, except when
+    the process dies during it; then the row counts as a failure until the throttle's window
+    has passed, and the next attempt deletes it."""
+
+    __tablename__ = "login_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    #: The normalised e-mail address; None when the login name typed is not an address (no
+    #: account can have it, and what was typed may be a password).
+    account: str | None = None
+    client: str = ""
+
+
 class Decision(SQLModel, table=True):
     """A curator's screening decision. Append-only.
 

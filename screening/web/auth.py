@@ -14,7 +14,9 @@ independent limits: per account (guessing one password) and per client address (
 few guesses over many accounts). The account limit must not let anyone lock the real user out
 for good by failing five times every quarter of an hour: from an address the user has logged
 in from within ``KNOWN_ADDRESS_AGE``, only the failures from that address count against the
-account; from any other address, all of them do.
+account; from any other address, all of them do. A password check in progress counts as a
+failure until it ends (``login_attempts``, charged under a lock before the check:
+``start_attempt``), so parallel attempts cannot pass the count together.
 
 The address is ``request.client.host``: behind a reverse proxy uvicorn already rewrites it
 from ``X-Forwarded-For``, but only for proxies listed in its ``FORWARDED_ALLOW_IPS`` (default
@@ -32,14 +34,15 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import delete, func
+from sqlmodel import Session, col, select
 
 from reports.words import plural
 from store.addresses import check_email, normalise_email
 from store.audit import audit
 from store.errors import AuthError, NotFoundError, ValidationError
-from store.models import AuditLog, User, utcnow
+from store.locks import transaction_lock
+from store.models import AuditLog, LoginAttempt, User, utcnow
 from store.utf8 import is_utf8
 
 log = logging.getLogger(__name__)
@@ -286,22 +289,41 @@ def add_user(session: Session, email: str, *, role: str, password: str | None = 
     return generated
 
 
-def _failures_since() -> Any:
+#: The lock (``store.locks.transaction_lock``) under which the throttle counts and an attempt
+#: is charged: one step across threads, processes and web instances.
+THROTTLE_LOCK = "login-throttle"
+
+
+def _failures(session: Session, *, account: str | None = None,
+              client: str | None = None) -> int:
+    """Failed logins within the window, of ``account`` and/or from ``client``: the audited
+    ones (``auth.login_failed``; the address is in the row's details, JSON) and the password
+    checks still running (``login_attempts``), each of which may yet fail.
+
+    One statement, so one snapshot: an attempt ending between two statements (its charge
+    deleted and its failure audited in one commit) would be in neither count under
+    PostgreSQL's READ COMMITTED, which gives each statement its own."""
     since = utcnow() - THROTTLE_WINDOW
-    return select(func.count()).select_from(AuditLog).where(
+    audited = select(func.count()).select_from(AuditLog).where(
         AuditLog.action == "auth.login_failed", AuditLog.at >= since)
+    running = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= since)
+    if account is not None:
+        audited = audited.where(AuditLog.object_id == account)
+        running = running.where(LoginAttempt.account == account)
+    if client is not None:
+        audited = audited.where(AuditLog.details["client"].as_string() == client)
+        running = running.where(LoginAttempt.client == client)
+    both = select(audited.scalar_subquery() + running.scalar_subquery())
+    return int(session.exec(both).one())
 
 
 def recent_failures(session: Session, email: str) -> int:
-    stmt = _failures_since().where(AuditLog.object_id == email)
-    return int(session.exec(stmt).one())
+    return _failures(session, account=email)
 
 
 def recent_client_failures(session: Session, client: str) -> int:
-    """Failed logins from ``client`` (any account) within the window; the address is in the
-    audit row's details (JSON: ``json_extract`` on SQLite, ``->>`` on PostgreSQL)."""
-    stmt = _failures_since().where(AuditLog.details["client"].as_string() == client)
-    return int(session.exec(stmt).one())
+    """Failed logins from ``client`` (any account) within the window."""
+    return _failures(session, client=client)
 
 
 def known_address(session: Session, email: str, client: str) -> bool:
@@ -323,9 +345,7 @@ def check_throttle(session: Session, email: str, client: str = "") -> None:
     out indefinitely with five wrong passwords per window."""
     hint = f"wait {int(THROTTLE_WINDOW.total_seconds() // 60)} minutes and try again"
     if known_address(session, email, client):
-        failures = int(session.exec(_failures_since().where(
-            AuditLog.object_id == email,
-            AuditLog.details["client"].as_string() == client)).one())
+        failures = _failures(session, account=email, client=client)
     else:
         failures = recent_failures(session, email)
     if failures >= MAX_FAILED_LOGINS:
@@ -334,6 +354,41 @@ def check_throttle(session: Session, email: str, client: str = "") -> None:
     # rather than lump every such request into one bucket that anyone could fill.
     if client and recent_client_failures(session, client) >= MAX_FAILED_LOGINS_PER_CLIENT:
         raise ThrottledError(f"too many failed logins from {client}", hint=hint)
+
+
+def start_attempt(session: Session, email: str, client: str = "") -> int:
+    """Check the throttle and charge one password check to it, as one step; return the
+    charge's id, for :func:`end_attempt`. The charge is committed here, before the caller
+    checks the password.
+
+    Counting the failures, then spending a quarter of a second on scrypt, then recording a
+    failure let twelve parallel attempts all find fewer than five failures, and the right
+    password among them log in. Now the count and the charge happen under one lock
+    (:data:`THROTTLE_LOCK`: a PostgreSQL advisory lock, SQLite's write lock), and a charged
+    attempt counts as a failure until it ends; the slow check itself runs outside the lock,
+    so logins do not queue behind each other. The session must have written nothing yet."""
+    transaction_lock(session.connection(), THROTTLE_LOCK)
+    try:
+        check_throttle(session, email, client)
+        # Charges of processes that died during a check: past the window they count no more.
+        session.execute(delete(LoginAttempt).where(
+            col(LoginAttempt.at) < utcnow() - THROTTLE_WINDOW))
+        attempt = LoginAttempt(account=email, client=client)
+        session.add(attempt)
+        session.commit()  # the charge is seen by every attempt after this one; lock released
+    except BaseException:
+        session.rollback()  # releases the lock
+        raise
+    if attempt.id is None:  # pragma: no cover - the commit gave it one
+        raise AuthError("the login attempt was not recorded")
+    return attempt.id
+
+
+def end_attempt(session: Session, attempt_id: int) -> None:
+    """The check charged as ``attempt_id`` is done: the charge goes (a failure is audited
+    instead, in the same transaction). The caller commits; until then, and for good if it
+    never does, the charge counts as a failure."""
+    session.execute(delete(LoginAttempt).where(col(LoginAttempt.id) == attempt_id))
 
 
 def record_failed_login(session: Session, email: str, client: str = "", **details: Any) -> None:
@@ -348,12 +403,14 @@ def authenticate(session: Session, email: str, password: str, *, client: str = "
 
     Every failure is audited (and committed by the caller); the throttle refuses even a correct
     password while the account or the address has too many recent failures, so guessing cannot
-    continue.
+    continue. The attempt is charged to the throttle before the password is checked
+    (:func:`start_attempt`), which commits.
     """
     address = normalise_email(email)
-    check_throttle(session, address, client)
+    attempt = start_attempt(session, address, client)
     user = session.exec(select(User).where(User.email == address)).first()
     ok = verify_password(password, user.password_hash if user else _dummy_hash())
+    end_attempt(session, attempt)
     if user is None or not ok or not user.active:
         record_failed_login(session, address, client)
         raise AuthError("wrong e-mail or password")
@@ -393,13 +450,18 @@ def confirm_current_password(session: Session, user: User, current: str, *, clie
 
     Throttled and audited like a login: a wrong password is recorded as a failed login, so a
     stolen session cookie is neither an unthrottled password oracle nor enough on its own to
-    mint a long-lived credential. The caller commits, also on failure.
+    mint a long-lived credential. The check is charged to the throttle before it is made
+    (:func:`start_attempt`, which commits), as a login's is. The caller commits, also on
+    failure.
     """
-    check_throttle(session, user.email, client)
     if not current:
+        check_throttle(session, user.email, client)
         raise PasswordFieldError("current_password", "current password: enter it",
                                  hint="type the password you log in with now")
-    if not verify_password(current, user.password_hash):
+    attempt = start_attempt(session, user.email, client)
+    ok = verify_password(current, user.password_hash)
+    end_attempt(session, attempt)
+    if not ok:
         record_failed_login(session, user.email, client, via=via)
         raise PasswordFieldError("current_password", "current password: it is wrong",
                                  hint="type the password you log in with now")
