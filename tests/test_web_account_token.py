@@ -16,7 +16,7 @@ import test_web
 from fastapi.testclient import TestClient
 from migration_steps import alembic_config
 from sqlmodel import Session, select
-from test_web import PASSWORD, as_role, csrf_from, db, login, update_user
+from test_web import PASSWORD, as_role, csrf_from, db, login, make_user, update_user
 from test_web_account import NEW_PASSWORD, _audit, _user, change
 
 from screening.web.app import create_app
@@ -364,7 +364,8 @@ def test_admin_users_page_shows_each_tokens_expiry(app: Any, users: dict[str, st
     token = csrf_from(page)
     with db(app) as session:
         uid = session.exec(select(User).where(User.email == users["curator"])).one().id
-    issued = admin.post(f"/admin/users/{uid}/token", data={"csrf_token": token})
+    issued = admin.post(f"/admin/users/{uid}/token",
+                        data={"csrf_token": token, "current_password": PASSWORD})
     assert issued.status_code == 200
     expires = _user(app, users["curator"]).api_token_expires_at
     assert expires is not None and utc_text(expires) in issued.text
@@ -409,3 +410,71 @@ def test_tokens_from_before_0014_work_for_90_days_after_the_upgrade(db_url: str)
         command.upgrade(cfg, "head")
     finally:
         engine.dispose()
+
+
+def test_an_admin_session_alone_mints_neither_a_token_nor_an_account(
+        app: Any, users: dict[str, str]) -> None:
+    """docs/curation.md: a stolen session alone must not be able to mint a token. An admin's
+    was: POST /admin/users/<id>/token with only the CSRF token issued one for anyone, the
+    admin's own account included, and POST /admin/users made an admin with a chosen password.
+    Both ask for the acting admin's password again, as /account does."""
+    make_user(app, "second-admin@example.org", "admin")
+    admin = as_role(app, users, "admin")
+    with db(app) as session:
+        ids = {u.email: u.id for u in session.exec(select(User))}
+    token = csrf_from(admin.get("/admin/users").text)
+    for email in (users["curator"], users["admin"], "second-admin@example.org"):
+        bare = admin.post(f"/admin/users/{ids[email]}/token", data={"csrf_token": token})
+        assert bare.status_code == 400, bare.text
+        assert "current password: enter it" in bare.text
+        assert "mmlr_" not in bare.text
+        assert _user(app, email).api_token_hash is None
+    made = admin.post("/admin/users", data={"csrf_token": token, "email": "mallory@example.org",
+                                            "role": "admin",
+                                            "password": "a chosen long passphrase"})
+    assert made.status_code == 400 and "current password: enter it" in made.text
+    assert 'id="new-current-password-error"' in made.text
+    assert 'value="mallory@example.org"' in made.text  # what was typed stays
+    wrong = admin.post("/admin/users", data={"csrf_token": token, "email": "mallory@example.org",
+                                             "role": "admin", "current_password": "not it at all",
+                                             "password": "a chosen long passphrase"})
+    assert wrong.status_code == 400 and "current password: it is wrong" in wrong.text
+    with db(app) as session:
+        assert session.exec(select(User).where(User.email == "mallory@example.org")).first() \
+            is None
+    failed = _audit(app, "auth.login_failed")
+    assert [(a.actor, a.details.get("via")) for a in failed] == [(users["admin"], "user_add")]
+
+    # the row's button leads to a form that asks for the password; with it, the token is made
+    form = admin.get(f"/admin/users/{ids[users['curator']]}/token")
+    assert form.status_code == 200
+    assert f'action="/admin/users/{ids[users["curator"]]}/token"' in form.text
+    assert 'name="current_password" type="password" autocomplete="current-password"' in form.text
+    issued = admin.post(f"/admin/users/{ids[users['curator']]}/token",
+                        data={"csrf_token": token, "current_password": PASSWORD})
+    assert issued.status_code == 200 and re.search(r"mmlr_[A-Za-z0-9_-]{43}", issued.text)
+    (row,) = _audit(app, "user.token_issued")
+    assert (row.actor, row.object_id) == (users["admin"], users["curator"])
+    added = admin.post("/admin/users", data={"csrf_token": token, "email": "new@example.org",
+                                             "role": "viewer", "current_password": PASSWORD})
+    assert added.status_code == 200 and "shown once" in added.text
+    (row,) = _audit(app, "user.add")[-1:]
+    assert (row.actor, row.object_id) == (users["admin"], "new@example.org")
+
+
+def test_the_admin_password_recheck_is_throttled(app: Any, users: dict[str, str]) -> None:
+    """Wrong passwords on the admin page count as failed logins of that admin: after the
+    limit even the right one is refused, 429 with Retry-After."""
+    admin = as_role(app, users, "admin")
+    with db(app) as session:
+        uid = session.exec(select(User).where(User.email == users["viewer"])).one().id
+    token = csrf_from(admin.get("/admin/users").text)
+    for i in range(5):
+        wrong = admin.post(f"/admin/users/{uid}/token",
+                           data={"csrf_token": token, "current_password": f"guess {i} xyz"})
+        assert wrong.status_code == 400
+    held = admin.post(f"/admin/users/{uid}/token",
+                      data={"csrf_token": token, "current_password": PASSWORD})
+    assert held.status_code == 429 and held.headers["Retry-After"] == "900"
+    assert "too many failed logins" in held.text and "mmlr_" not in held.text
+    assert _user(app, users["viewer"]).api_token_hash is None

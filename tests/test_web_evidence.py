@@ -611,6 +611,7 @@ def test_admin_manages_users(app: Any, users: dict[str, str]) -> None:
     page = admin.get("/admin/users")
     assert page.status_code == 200 and users["viewer"] in page.text
     added = admin.post("/admin/users", data={"email": "new@example.org", "role": "curator",
+                                             "current_password": PASSWORD,
                                              "csrf_token": csrf_from(page.text)})
     assert added.status_code == 200 and "shown once" in added.text
     generated = re.search(r'<code class="secret">([^<]+)</code>', added.text)
@@ -618,6 +619,7 @@ def test_admin_manages_users(app: Any, users: dict[str, str]) -> None:
     assert login(TestClient(app), "new@example.org", generated.group(1)).status_code == 303
 
     dup = admin.post("/admin/users", data={"email": "new@example.org", "role": "viewer",
+                                           "current_password": PASSWORD,
                                            "csrf_token": csrf_from(added.text)})
     assert dup.status_code == 400 and "a user new@example.org already exists" in dup.text
     # The reason stands beside the field it is about, which is marked, and what was typed
@@ -626,7 +628,8 @@ def test_admin_manages_users(app: Any, users: dict[str, str]) -> None:
            'aria-invalid="true" aria-describedby="new-email-error"' in dup.text
     assert 'id="new-email-error"' in dup.text and 'id="new-password-error"' not in dup.text
     short = admin.post("/admin/users", data={"email": "other@example.org", "role": "viewer",
-                                             "password": "abc", "csrf_token": csrf_from(dup.text)})
+                                             "password": "abc", "current_password": PASSWORD,
+                                             "csrf_token": csrf_from(dup.text)})
     assert short.status_code == 400
     assert ('<p class="field-error" id="new-password-error" role="alert" tabindex="-1" autofocus>'
             'the password is too short: 3 characters (use at least') in short.text
@@ -697,7 +700,8 @@ def test_admin_issues_api_token(app: Any, users: dict[str, str]) -> None:
     with db(app) as session:
         curator_id = session.exec(select(User.id).where(User.email == users["curator"])).one()
     page = admin.post(f"/admin/users/{curator_id}/token",
-                      data={"csrf_token": csrf_from(admin.get("/admin/users").text)})
+                      data={"csrf_token": csrf_from(admin.get("/admin/users").text),
+                            "current_password": PASSWORD})
     token = re.search(r'<code class="secret">(mmlr_[^<]+)</code>', page.text)
     assert token
     api = TestClient(app)

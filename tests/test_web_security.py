@@ -389,7 +389,8 @@ def test_no_secret_reaches_the_log_or_the_audit_trail(settings: Any,
             assert login(admin, "admin@example.org", ADMIN_PASSWORD).status_code == 303
             made = admin.post("/admin/users", data={
                 "csrf_token": csrf_from(admin.get("/admin/users").text),
-                "email": "new@example.org", "role": "viewer"})
+                "email": "new@example.org", "role": "viewer",
+                "current_password": ADMIN_PASSWORD})
             assert made.status_code == 200, made.text
             generated = re.findall(r'<code class="secret">([^<]+)</code>', made.text)
             assert len(generated) == 1, made.text  # shown once, on this page
