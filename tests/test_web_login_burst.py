@@ -30,10 +30,10 @@ ATTACKER = "203.0.113.9"
 
 
 @contextmanager
-def writes_held(app: Any) -> Iterator[None]:
-    """Hold back every write of failed logins until the block ends (reads go on): SQLite's
-    write lock (WAL: readers are not blocked), or on PostgreSQL a lock on the audit trail
-    that lets SELECTs through and makes INSERTs wait."""
+def writes_held(app: Any, table: str = "audit_log") -> Iterator[None]:
+    """Hold back every write to ``table`` (by default: of failed logins) until the block ends
+    (reads go on): SQLite's write lock (WAL: readers are not blocked), or on PostgreSQL a lock
+    on the table that lets SELECTs through and makes writes wait."""
     engine = app.state.ctx.engine
     if engine.dialect.name == "sqlite":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -44,17 +44,17 @@ def writes_held(app: Any) -> Iterator[None]:
                 conn.exec_driver_sql("COMMIT")
         return
     with engine.connect() as conn:
-        conn.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
+        conn.execute(text(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
         try:
             yield
         finally:
             conn.commit()
 
 
-def burst(app: Any, sends: list[Any]) -> list[int]:
+def burst(app: Any, sends: list[Any], table: str = "audit_log") -> list[int]:
     """Run every ``send`` (a no-argument callable returning a response) in its own thread at
-    once while writes are held back; release them after all have had the time to read the
-    throttle, and return the status codes in the order of ``sends``."""
+    once while writes (to ``table``) are held back; release them after all have had the time
+    to read what they count, and return the status codes in the order of ``sends``."""
     statuses: list[int] = [0] * len(sends)
     start = threading.Barrier(len(sends) + 1)
 
@@ -63,7 +63,7 @@ def burst(app: Any, sends: list[Any]) -> list[int]:
         statuses[i] = sends[i]().status_code
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(sends))]
-    with writes_held(app):
+    with writes_held(app, table):
         for thread in threads:
             thread.start()
         start.wait()

@@ -27,6 +27,7 @@ from screening.web.routes_auth import retry_after
 from screening.web.templating import render
 from store.audit import audit
 from store.errors import ValidationError
+from store.locks import transaction_lock
 from store.models import User, utcnow
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(csrf_protect)])
@@ -39,7 +40,14 @@ def _user(session: Session, user_id: int) -> User:
 
 
 def _keep_an_admin(session: Session, target: User) -> None:
-    """Refuse to demote or deactivate the last active admin: nobody could undo it."""
+    """Refuse to demote or deactivate the last active admin: nobody could undo it.
+
+    The count and the caller's write are one step, under the lock ``admins`` (held until the
+    caller's transaction ends): two admins deactivating each other at the same moment both
+    counted two active admins, and both went. Now the second waits for the first to commit,
+    counts again and is refused. The session must have written nothing yet."""
+    transaction_lock(session.connection(), "admins")
+    session.refresh(target)  # as the other request may have just left it
     if target.role != "admin" or not target.active:
         return
     admins = session.exec(select(func.count()).select_from(User).where(
