@@ -256,6 +256,33 @@ def test_a_known_address_ages_out(app: Any, users: dict[str, str]) -> None:
     assert login(owner, users["viewer"]).status_code == 429
 
 
+def test_a_password_typed_as_the_login_name_is_written_nowhere(
+        app: Any, users: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """Someone types their password into the e-mail field: it was logged ("failed login for
+    another secret phrase 77 from ...") and kept in the audit trail as the actor and object
+    of the failed login. A login name that is not an e-mail address is written as "a login
+    name that is not an e-mail address"; it still counts against the client address."""
+    typed = "Another Secret Phrase 77"
+    caplog.set_level("INFO", logger="screening.web.auth")
+    here = TestClient(app, raise_server_exceptions=False, client=("198.51.100.40", 40000))
+    assert login(here, typed, "whatever it was").status_code == 401
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "failed login for a login name that is not an e-mail address from 198.51.100.40" \
+        in logged
+    with db(app) as session:
+        (row,) = session.exec(select(AuditLog).where(
+            AuditLog.action == "auth.login_failed")).all()
+    assert (row.actor, row.object_type, row.object_id) == ("anonymous", "login", None)
+    assert row.details == {"client": "198.51.100.40",
+                           "login": "a login name that is not an e-mail address"}
+    for where in (logged, f"{row.actor} {row.object_id} {row.details}"):
+        assert typed.lower() not in where.lower()
+    # the address's limit counts such logins: then even a real account's right password waits
+    for i in range(auth.MAX_FAILED_LOGINS_PER_CLIENT - 1):
+        assert login(here, f"not an address {i}", "x").status_code == 401
+    assert login(here, users["curator"]).status_code == 429
+
+
 # ----------------------------------------------------------------------------- password hash
 @pytest.mark.shipped_password_cost
 def test_the_password_hash_costs_at_least_owasps_minimum() -> None:

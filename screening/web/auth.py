@@ -294,6 +294,17 @@ def add_user(session: Session, email: str, *, role: str, password: str | None = 
 THROTTLE_LOCK = "login-throttle"
 
 
+def login_account(name: str) -> str | None:
+    """The account a login name can name: the normalised e-mail address, or None when what
+    was typed is not an e-mail address. No account has such a name (``add_user`` takes
+    addresses only), and it is often a password typed into the wrong field: it is neither
+    logged nor audited as typed."""
+    try:
+        return check_email(name)
+    except ValidationError:
+        return None
+
+
 def _failures(session: Session, *, account: str | None = None,
               client: str | None = None) -> int:
     """Failed logins within the window, of ``account`` and/or from ``client``: the audited
@@ -337,26 +348,29 @@ def known_address(session: Session, email: str, client: str) -> bool:
     return int(session.exec(stmt).one()) > 0
 
 
-def check_throttle(session: Session, email: str, client: str = "") -> None:
+def check_throttle(session: Session, email: str | None, client: str = "") -> None:
     """Raise ThrottledError while the account or the client address has too many failures.
 
     From an address the user is known to log in from, only that address's failures count
     against the account: otherwise anyone knowing the e-mail address could keep its owner
-    out indefinitely with five wrong passwords per window."""
+    out indefinitely with five wrong passwords per window. ``email`` None (a login name that
+    is not an address: :func:`login_account`) has no account to hold back, only the
+    address's limit."""
     hint = f"wait {int(THROTTLE_WINDOW.total_seconds() // 60)} minutes and try again"
-    if known_address(session, email, client):
-        failures = _failures(session, account=email, client=client)
-    else:
-        failures = recent_failures(session, email)
-    if failures >= MAX_FAILED_LOGINS:
-        raise ThrottledError(f"too many failed logins for {email}", hint=hint)
+    if email is not None:
+        if known_address(session, email, client):
+            failures = _failures(session, account=email, client=client)
+        else:
+            failures = recent_failures(session, email)
+        if failures >= MAX_FAILED_LOGINS:
+            raise ThrottledError(f"too many failed logins for {email}", hint=hint)
     # An unknown address (no peer information) cannot be told apart from others: skip it
     # rather than lump every such request into one bucket that anyone could fill.
     if client and recent_client_failures(session, client) >= MAX_FAILED_LOGINS_PER_CLIENT:
         raise ThrottledError(f"too many failed logins from {client}", hint=hint)
 
 
-def start_attempt(session: Session, email: str, client: str = "") -> int:
+def start_attempt(session: Session, email: str | None, client: str = "") -> int:
     """Check the throttle and charge one password check to it, as one step; return the
     charge's id, for :func:`end_attempt`. The charge is committed here, before the caller
     checks the password.
@@ -391,9 +405,24 @@ def end_attempt(session: Session, attempt_id: int) -> None:
     session.execute(delete(LoginAttempt).where(col(LoginAttempt.id) == attempt_id))
 
 
-def record_failed_login(session: Session, email: str, client: str = "", **details: Any) -> None:
-    """Audit one failed login (the caller commits it even though the request fails)."""
-    audit(session, "auth.login_failed", actor=email or "anonymous", object_type="login",
+#: What the log and the audit trail say instead of a login name that is not an e-mail address.
+NOT_AN_ADDRESS = "a login name that is not an e-mail address"
+
+
+def record_failed_login(session: Session, email: str | None, client: str = "",
+                        **details: Any) -> None:
+    """Audit one failed login (the caller commits it even though the request fails).
+
+    ``email`` None: what was typed is not an e-mail address (:func:`login_account`). A
+    password typed into the e-mail field was logged and audited as the login name; such a
+    name is now written nowhere: the row's actor is ``anonymous``, it has no object id, and
+    it still counts against the client address."""
+    if email is None:
+        audit(session, "auth.login_failed", actor="anonymous", object_type="login",
+              client=client, login=NOT_AN_ADDRESS, **details)
+        log.info("failed login for %s from %s", NOT_AN_ADDRESS, client or "?")
+        return
+    audit(session, "auth.login_failed", actor=email, object_type="login",
           object_id=email, client=client, **details)
     log.info("failed login for %s from %s", email, client or "?")
 
@@ -406,9 +435,10 @@ def authenticate(session: Session, email: str, password: str, *, client: str = "
     continue. The attempt is charged to the throttle before the password is checked
     (:func:`start_attempt`), which commits.
     """
-    address = normalise_email(email)
+    address = login_account(email)
     attempt = start_attempt(session, address, client)
-    user = session.exec(select(User).where(User.email == address)).first()
+    user = None if address is None else \
+        session.exec(select(User).where(User.email == address)).first()
     ok = verify_password(password, user.password_hash if user else _dummy_hash())
     end_attempt(session, attempt)
     if user is None or not ok or not user.active:
@@ -418,7 +448,7 @@ def authenticate(session: Session, email: str, password: str, *, client: str = "
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)  # a raised cost reaches old hashes
     session.add(user)
-    audit(session, "auth.login", actor=address, object_type="user", object_id=address,
+    audit(session, "auth.login", actor=user.email, object_type="user", object_id=user.email,
           client=client)
     return user
 
