@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import test_browser_web
 import test_web
+from sqlmodel import select
 from test_web import db
 
-from store.models import Digest
+from store.models import Decision, Digest
 
 pytestmark = pytest.mark.browser
 
@@ -66,4 +67,32 @@ def test_hostile_text_and_a_hostile_digest_run_nothing(app: Any, users: dict[str
     assert "mmlr_session" not in page.evaluate("document.cookie")
     [cookie] = [c for c in context.cookies() if c["name"] == "mmlr_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    context.close()
+
+
+def test_a_form_posted_by_another_site_is_refused_without_echoing_it(
+        app: Any, users: dict[str, str], records: int, server: str, browser: Any) -> None:
+    """A logged-in curator visits another site whose page posts a form to mmlr. Chromium
+    sends no login cookie with it (SameSite=Lax): mmlr answered that the curator was logged
+    out and listed the other site's fields. It now says the form came from another site,
+    shows none of it, and the curator's login is untouched."""
+    evil_text = "Your session expired: call +1 555 0100 to restore it"
+    attack = (f'<html><body><form id=f method=post action="{server}/records/90000001/decision">'
+              f'<input name=decision value=include><input name=reason value="{evil_text}">'
+              "</form><script>document.getElementById('f').submit()</script></body></html>")
+    context = browser.new_context()
+    page = context.new_page()
+    test_browser_web._log_in(page, server, users["curator"])
+    page.route("http://evil.example/**", lambda route: route.fulfill(
+        status=200, content_type="text/html", body=attack))
+    with page.expect_navigation(url=f"{server}/records/90000001/decision"):
+        page.goto("http://evil.example/")
+    text = page.content()
+    assert "this form was sent from another site, not from mmlr's own pages: nothing was " \
+        "saved" in page.locator("body").inner_text()
+    assert evil_text not in text and "no longer logged in" not in text
+    page.goto(f"{server}/account")  # still logged in
+    assert page.url == f"{server}/account"
+    with db(app) as session:
+        assert session.exec(select(Decision)).first() is None
     context.close()

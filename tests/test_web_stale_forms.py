@@ -8,7 +8,9 @@ import re
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import test_web
+from fastapi.testclient import TestClient
 from sqlmodel import select
 from test_web import add_records, as_role, csrf_from, db
 
@@ -82,6 +84,71 @@ def test_a_wrong_token_while_logged_in_is_still_refused_as_before(
                             data={"decision": "include", "csrf_token": "x" * 40})
     assert response.status_code == 403
     assert "security token is missing or does not match" in response.text
+
+
+EVIL_TEXT = "Your session expired: call +1 555 0100 to restore it"
+CROSS_SITE = [{"Origin": "https://evil.example"},
+              {"Origin": "null"},
+              {"Referer": "https://evil.example/page"},
+              {"Sec-Fetch-Site": "cross-site"},
+              {"Origin": "http://testserver.evil.example"},
+              {"Origin": "http://testserver:8080"}]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE, ids=lambda h: " ".join(
+    f"{k}={v}" for k, v in h.items()))
+def test_a_form_another_site_sends_is_refused_without_its_text(
+        app: Any, users: dict[str, str], headers: dict[str, str]) -> None:
+    """A page elsewhere posting to mmlr: the browser sends no login cookie (SameSite=Lax), so
+    mmlr answered 401, told the (logged-in) curator they were logged out, and listed the other
+    site's fields under "What you sent (not saved)". Now it says the form came from another
+    site and shows none of it."""
+    add_records(app, [{"pmid": 90000001, "title": "A record", "score": 0.9}])
+    elsewhere = TestClient(app, raise_server_exceptions=False)  # no cookie: cross-site
+    response = elsewhere.post("/records/90000001/decision", follow_redirects=False,
+                              headers=headers,
+                              data={"decision": "include", "reason": EVIL_TEXT})
+    assert response.status_code == 403, response.text
+    assert "this form was sent from another site, not from mmlr&#39;s own pages: nothing " \
+        "was saved" in response.text
+    assert "no longer logged in" not in response.text
+    assert "What you sent" not in response.text and EVIL_TEXT not in response.text
+    # no new session cookie: in a browser it would replace the login cookie the other site's
+    # request went without, and log the curator out
+    assert "set-cookie" not in response.headers
+    # a character mmlr refuses does not make it give the text back either
+    refused = elsewhere.post("/records/90000001/decision", follow_redirects=False,
+                             headers=headers,
+                             data={"decision": "include", "reason": EVIL_TEXT + "\u202e"})
+    assert refused.status_code == 400
+    assert "What you sent" not in refused.text and EVIL_TEXT not in refused.text
+    assert "set-cookie" not in refused.headers
+    with db(app) as session:
+        assert session.exec(select(Decision)).first() is None
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://testserver"},
+                                     {"Origin": "http://127.0.0.1:8000"},  # MMLR_BASE_URL
+                                     {"Referer": "http://testserver/records/90000001"},
+                                     {"Sec-Fetch-Site": "same-origin"}, {}],
+                         ids=["origin", "base-url", "referer", "sec-fetch-site", "none"])
+def test_mmlrs_own_forms_after_the_login_ended_still_get_their_text_back(
+        app: Any, users: dict[str, str], headers: dict[str, str]) -> None:
+    """The same request from mmlr's own page (its Origin, or its Referer, is mmlr's address:
+    the request's or MMLR_BASE_URL's), or saying nothing of where it came from: the login
+    ended, and what was typed is given back, as before."""
+    add_records(app, [{"pmid": 90000001, "title": "A record", "score": 0.9}])
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/records/90000001").text)
+    assert curator.post("/logout", data={"csrf_token": token},
+                        follow_redirects=False).status_code == 303
+    response = curator.post("/records/90000001/decision", follow_redirects=False,
+                            headers=headers,
+                            data={"decision": "include", "reason": "typed with care",
+                                  "csrf_token": token})
+    assert response.status_code == 401
+    assert "you are no longer logged in" in response.text
+    assert "<dt>reason</dt><dd><pre>typed with care</pre></dd>" in response.text
 
 
 def _flashes(page: str) -> list[str]:

@@ -25,10 +25,12 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from screening.web.body_limit import refuse
 from screening.web.csrf import FIELD as CSRF_FIELD_NAME
+from screening.web.csrf import from_another_site
 from screening.web.errors import is_api
 from store.errors import ValidationError
 from store.text import BIDI_OVERRIDES
@@ -150,9 +152,10 @@ class RefusedTextMiddleware:
         found = refused_at(scope, body)
         if found is not None:
             where, char = found
-            if not is_api(scope):
+            if not is_api(scope) and not from_another_site(Request(scope)):
                 # What was typed, for the error page to give back (without the refused
-                # characters): a note or five support texts lost over one pasted NUL.
+                # characters): a note or five support texts lost over one pasted NUL. Not
+                # for a form another site sent: mmlr would show that site's text.
                 scope.setdefault("state", {})["refused_form"] = sent_form_fields(scope, body)
             await refuse(scope, receive, send, ValidationError(
                 f"{where} contains {_why(char)}: nothing was saved",
