@@ -2,9 +2,13 @@
 
 Undecided records of the random audit sample are interleaved — one every ``AUDIT_EVERY``
 positions — so low-score records reach curators without waiting for the queue to drain;
-each is marked ``audit_sample`` so the page can say why it is there. Deleted records and the
-previous version's reports (outside the screening pool, ``store.screening_pool``) never
-appear; decided records only with ``include_decided``.
+each is marked ``audit_sample`` so the page can say why it is there. The one-click flow
+("Exclude, next", ``next_record``) keeps that rate for each person: after ``AUDIT_EVERY - 1``
+of their decisions since their last on an audit record it serves a waiting audit record
+instead of the top of the queue (the top is always a main record while any remain, so
+"open the top" alone would serve the audit sample only once everything else is decided).
+Deleted records and the previous version's reports (outside the screening pool,
+``store.screening_pool``) never appear; decided records only with ``include_decided``.
 
 Under dual screening the queue is per screener (``screener_id``): it leaves out the records
 that person has voted on and the conflicts (they wait for a resolution, not another vote),
@@ -18,11 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import and_
+from sqlalchemy import and_, func
 from sqlmodel import Session, col, select
 
+from screening.agreement import VOTE
 from screening.votes import hidden_from_queue, screener_counts
-from store.models import BY_SCORE, PENDING_AUDIT, Record
+from store.models import BY_SCORE, PENDING_AUDIT, Decision, Record
 from store.planner import likely
 from store.screening_pool import in_screening_pool
 from store.trial_match import MatchMemo, TrialMatch, matches_for_records
@@ -110,3 +115,31 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
     matches = matches_for_records(session, page, memo=memo)
     return [_item(r, offset + i + 1, votes.get(r.pmid, 0), matches.get(r.pmid, []))
             for i, r in enumerate(page)]
+
+
+def decided_since_audit(session: Session, user_id: int) -> int:
+    """``user_id``'s screening decisions (votes) since their latest decision on a record of the
+    audit sample (all of them when there is none): read from the stored decisions, so the
+    count holds across requests, processes and restarts, and is each person's own."""
+    last = session.exec(select(func.max(Decision.id)).where(
+        Decision.user_id == user_id, col(Decision.audit_sample).is_(True))).one()
+    stmt = select(func.count()).select_from(Decision).where(Decision.user_id == user_id,
+                                                            Decision.kind == VOTE)
+    if last is not None:
+        stmt = stmt.where(col(Decision.id) > last)
+    return int(session.exec(stmt).one())
+
+
+def next_record(session: Session, user_id: int, *,
+                screener_id: int | None = None) -> QueueItem | None:
+    """The record the one-click flow opens next for ``user_id`` (None: nothing waits): the
+    first waiting audit record once they decided ``AUDIT_EVERY - 1`` records since their last
+    audit record, else the top of the queue (``screener_id``: their dual-screening queue). So
+    one record in ``AUDIT_EVERY`` decided through the flow is from the audit sample, as on the
+    queue page, and the recall estimate grows as the screening goes."""
+    if decided_since_audit(session, user_id) < AUDIT_EVERY - 1:
+        rows = queue(session, limit=1, screener_id=screener_id)
+        return rows[0] if rows else None
+    # The first AUDIT_EVERY places hold the first waiting audit record when there is one.
+    rows = queue(session, limit=AUDIT_EVERY, screener_id=screener_id)
+    return next((r for r in rows if r.audit_sample), rows[0] if rows else None)
