@@ -30,7 +30,7 @@ from screening.config import ScreeningConfig
 from screening.features import Document, FeatureSet
 from screening.metrics import order_metrics
 from screening.model import make_classifier, make_query
-from screening.stopping import first_stop
+from screening.stopping import first_stop, recall_text
 from store.errors import ValidationError
 from store.ids import is_ascii_number
 from store.infile import input_file_problem
@@ -229,10 +229,11 @@ class StopPoint:
 
     def describe(self, n: int) -> str:
         if not self.stopped:
-            return (f"stopping test ({self.target:.0%} target): never allowed stopping "
-                    "before the last record")
+            return (f"stopping test ({recall_text(self.target)} target): never allowed "
+                    "stopping before the last record")
         verdict = "met" if self.recall >= self.target - 1e-12 else "MISSED"
-        return (f"stopping test ({self.target:.0%} target): stop after {self.n_stop} records "
+        return (f"stopping test ({recall_text(self.target)} target): stop after "
+                f"{self.n_stop} records "
                 f"({self.n_stop / n:.1%} of {n}); recall there {self.recall:.3f} "
                 f"(target {verdict})")
 
