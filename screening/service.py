@@ -4,7 +4,9 @@ One call, under the job lock "screen":
 1. decide whether to train: no model yet, ``force_retrain``, at least
    ``settings.retrain_min_decisions`` decisions newer than the active model, or the active
    model is the keyword prior and a classifier can now be trained, or the keyword prior
-   scored with another query than ``settings.query`` (its gates come from the query);
+   scored with another query than ``settings.query`` (its gates come from the query), or the
+   active classifier's threshold was calibrated to another recall than
+   ``settings.target_recall``;
 2. build the training set — curator decisions (include/maybe = 1, exclude = 0; under dual
    screening the resolved decision, else the recall-first rule of ``latest_decisions``)
    override everything; seed PMIDs (``TrialReport.pmid``) are known includes; undecided
@@ -239,11 +241,15 @@ def load_model(mv: ModelVersion) -> ScreeningModel | None:
 
 
 def _needs_training(session: Session, ctx: AppContext, mv: ModelVersion | None,
-                    force: bool, trainable: bool) -> bool:
+                    force: bool, trainable: bool, config: ScreeningConfig) -> bool:
     if mv is None or force:
         return True
     if mv.name == PRIOR_NAME:  # a changed MMLR_QUERY means new gates: a new prior version
         return trainable or (mv.config or {}).get("query") != ctx.settings.query
+    # A changed MMLR_TARGET_RECALL means another flag threshold: the version's was calibrated
+    # to the recall it stores, and the pages state that one.
+    if (mv.config or {}).get("target_recall") != config.target_recall:
+        return True
     newer = session.exec(select(func.count()).select_from(Decision)
                          .where(Decision.created_at > mv.created_at)).one()
     return int(newer) >= ctx.settings.retrain_min_decisions
@@ -384,7 +390,7 @@ def screen(ctx: AppContext, *, force_retrain: bool = False, progress: bool = Fal
             mv = active_model(session)
             ts = build_training_set(session, records, config,
                                     screeners=ctx.settings.screeners_per_record)
-            train = _needs_training(session, ctx, mv, force_retrain, ts.trainable)
+            train = _needs_training(session, ctx, mv, force_retrain, ts.trainable, config)
         if train:
             if not ts.trainable:  # the keyword prior stands in: it must read MMLR_QUERY
                 prior_gates(ctx.settings.query)

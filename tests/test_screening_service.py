@@ -205,6 +205,22 @@ def test_changed_content_is_rescored_and_deleted_records_leave_the_queue(ctx, co
     assert first.model_version_id == again.model_version_id
 
 
+def test_a_changed_target_recall_recalibrates_the_threshold(ctx, corpus) -> None:
+    """MMLR_TARGET_RECALL changed after a classifier was trained: `mmlr screen` kept the
+    version calibrated to the old target, while the pages named the new one."""
+    eligible = sorted(p for p, e in corpus.items() if e)
+    _add_seeds(ctx, eligible[:5])
+    first = screen(ctx)
+    assert first.trained and first.model_name == "mmlr-default"
+    lower = replace(ctx, settings=ctx.settings.model_copy(update={"target_recall": 0.9}))
+    again = screen(lower)
+    assert again.trained and again.model_version_id != first.model_version_id
+    with ctx.sessions() as session:
+        mv = session.get(ModelVersion, again.model_version_id)
+        assert mv is not None and mv.active and mv.config["target_recall"] == 0.9
+    assert not screen(lower).trained  # calibrated to it now: nothing to do
+
+
 def test_queue_interleaves_the_audit_sample_and_health_estimates_recall(ctx, corpus) -> None:
     ctx = replace(ctx, settings=ctx.settings.model_copy(update={"audit_fraction": 0.3}))
     eligible = sorted(p for p, e in corpus.items() if e)

@@ -18,7 +18,6 @@ from reports.absolute import per_1000
 from reports.presentation import has_heterogeneity, trial_hr
 from reports.small_study import p_text
 from reports.words import interval_text, noun, plural, rounded
-from screening.stopping import recall_text
 from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
 from screening.web.deps import dual_screening, pop_flashes, verify_second_person
@@ -159,7 +158,6 @@ def make_templates() -> Jinja2Templates:
     env.filters["mesh_heading"] = mesh_heading
     env.filters["words"] = _words
     env.filters["noun"] = noun
-    env.filters["recall"] = recall_text
     # One pooled trial's HR and CI as printed (reports.presentation.trial_hr), an interval
     # in the pages' convention ("0.18–1.64", reports.words), and the one-trial rule.
     env.globals["trial_hr"] = trial_hr
