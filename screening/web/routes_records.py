@@ -91,7 +91,8 @@ def queue_page(request: Request, session: DbSession, user: Viewer,
         "limit": PAGE_SIZE, "show": show,
         "counts": queue_counts(session, screener_id=screener_id, figures=figures),
         "health": health, "health_items": items, "health_texts": texts,
-        "progress": screening_progress(session), "retrain_running": retrainer.running,
+        "progress": screening_progress(session, request.app.state.ctx.engine),
+        "retrain_running": retrainer.running,
         "retrain_error": retrainer.last_error,
     })
 
