@@ -221,6 +221,41 @@ def test_a_changed_target_recall_recalibrates_the_threshold(ctx, corpus) -> None
     assert not screen(lower).trained  # calibrated to it now: nothing to do
 
 
+def test_could_train_agrees_with_the_training_set(ctx, corpus) -> None:
+    """The web app's check before a background run (``could_train``) answers as the training
+    set it stands for: includes from decisions and seeds, excludes from decisions and weak
+    negatives."""
+    from screening.config import ScreeningConfig
+    from screening.service import build_training_set, could_train
+
+    config = ScreeningConfig()
+    eligible = sorted(p for p, e in corpus.items() if e)
+    others = sorted(p for p, e in corpus.items() if not e)
+
+    def agree() -> bool:
+        with ctx.sessions() as session:
+            records = session.exec(select(Record).where(col(Record.deleted).is_(False))).all()
+            full = build_training_set(session, records, config).trainable
+            assert could_train(session, config) == full
+            return full
+
+    assert not agree()  # nothing known
+    user = _curator(ctx)
+    for pmid in others[:3]:
+        _decide(ctx, user, pmid, "exclude")
+    assert not agree()  # excludes only
+    _add_seeds(ctx, eligible[:1])
+    assert not agree()  # one include
+    _decide(ctx, user, eligible[1], "maybe")
+    assert agree()  # two
+    with ctx.sessions() as session:  # a deleted record's decision leaves the set
+        dead = session.get(Record, eligible[1])
+        dead.deleted = True
+        session.add(dead)
+        session.commit()
+    assert not agree()
+
+
 def test_queue_interleaves_the_audit_sample_and_health_estimates_recall(ctx, corpus) -> None:
     ctx = replace(ctx, settings=ctx.settings.model_copy(update={"audit_fraction": 0.3}))
     eligible = sorted(p for p, e in corpus.items() if e)
