@@ -24,7 +24,6 @@ app keeps serving while this runs in a background thread.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from sqlmodel import Session, col, select
 
 from screening.agreement import VOTE, latest_votes, provisional_label
 from screening.config import ScreeningConfig
+from screening.draw import audit_draw
 from screening.features import Document
 from screening.model import ScreeningModel, train_model
 from screening.prior import (
@@ -107,13 +107,6 @@ def record_document(r: Record) -> Document:
         keywords=tuple(r.keywords or ()), publication_types=tuple(r.publication_types or ()),
         journal=r.journal or "",
     )
-
-
-def audit_draw(pmid: int, salt: str = "mmlr-audit") -> float:
-    """A fixed pseudo-random number in [0, 1) per PMID: the audit sample is reproducible and
-    independent of the record's content and score."""
-    digest = hashlib.sha256(f"{salt}:{pmid}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 # ----------------------------------------------------------------------------- progress

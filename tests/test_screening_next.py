@@ -109,3 +109,22 @@ def test_under_dual_screening_the_audit_record_served_is_from_your_own_queue(
     decided, _ = _next_flow(curator, MAIN[0], AUDIT_EVERY)
     assert [p in AUDIT for p in decided] == [False] * (AUDIT_EVERY - 1) + [True]
     assert decided[-1] != AUDIT[-1]
+
+
+def test_audit_records_are_served_in_the_order_of_their_draw_not_by_score(
+        app: Any, users: dict[str, str], queue_records: None) -> None:
+    """Served by score, a partly screened audit sample leant toward its higher scores, while
+    the recall estimate takes it as a random sample."""
+    from screening.draw import audit_draw
+    from screening.queue import queue
+
+    by_draw = sorted(AUDIT, key=audit_draw)
+    by_score = sorted(AUDIT, reverse=True)  # the scores rise with the PMID
+    assert by_draw != by_score  # (the test means something)
+    with app.state.ctx.sessions() as session:
+        listed = [i.pmid for i in queue(session, limit=100) if i.audit_sample]
+        assert [i.rank for i in queue(session, limit=100) if i.audit_sample][:3] == [
+            AUDIT_EVERY, 2 * AUDIT_EVERY, 3 * AUDIT_EVERY]
+    assert listed == by_draw
+    decided, _ = _next_flow(as_role(app, users, "curator"), MAIN[0], AUDIT_EVERY)
+    assert decided[-1] == by_draw[0]
