@@ -194,6 +194,8 @@ class SimulationResult:
             "recall_at_25": round(self.recall_at_25, 6), "wss_95": round(self.wss_95, 6),
             "wss_100": round(self.wss_100, 6), "n_95": self.n_95, "n_100": self.n_100,
             "seconds": round(self.seconds, 3),
+            # what replays the run: `mmlr simulate --seed S --prior-ids POS,NEG`
+            "seed": self.seed, "prior_ids": [int(self.prior_ids[0]), int(self.prior_ids[1])],
         }
         if self.stop is not None:  # only when asked: the keys above are a fixed interface
             out.update(self.stop.to_json())
