@@ -17,7 +17,9 @@ whether something needs attention. The rules (docs/operations.md, "Health: mmlr 
   forgiven, two in a row are not;
 - ``MMLR_POLL_CRON`` is not a cron ``serve``/``worker`` would start with;
 - the newest digest did not reach a recipient (its latest delivery to them failed), or an
-  older one did not and no later digest they received carried its changes.
+  older one did not and no later digest they received carried its changes;
+- records still carry an older model's score and no live process holds the screen lock: a
+  killed `mmlr screen` left the queue ordered by two models.
 
 Everything else (screening backlog, pending pool changes, locks, alerts) is reported, never a
 reason to fail: those are curators' work or normal operation, not an operator's alarm.
@@ -104,6 +106,7 @@ def gather_status(settings: Settings, *, now: datetime | None = None) -> StatusR
     """Read the installation's state (module docstring); never raises for a database that
     cannot be opened: that is the report's first problem."""
     from store.engine import check_connection, make_engine, schema_revisions, shown_url
+    from store.locks import held_by_a_live_process
 
     now = now or datetime.now(UTC)
     report = StatusReport(checked_at=now)
@@ -152,11 +155,13 @@ def gather_status(settings: Settings, *, now: datetime | None = None) -> StatusR
                 "upgraded it)")
             return report
         poll_lock_free = not _poll_lock_held(engine)  # read before the run: see _poll
+        screen_lock_free = not held_by_a_live_process(engine, "screen")  # see _screening
         with Session(engine) as session:
             _poll(session, settings, now, report,
                   died=lambda: poll_lock_free and not _poll_lock_held(engine))
             _digest(session, report)
-            _screening(session, settings, report)
+            _screening(session, settings, report, died=lambda: screen_lock_free
+                       and not held_by_a_live_process(engine, "screen"))
             _pooling(session, settings, report)
             _alerts(session, report)
         _locks(engine, report)
@@ -354,17 +359,32 @@ def _older_digests(session: Session, newest: int, report: StatusReport) -> None:
             f"carried its changes: {error} (it is kept: /digests/{digest_id} shows it)")
 
 
-def _screening(session: Session, settings: Settings, report: StatusReport) -> None:
+def _screening(session: Session, settings: Settings, report: StatusReport, *,
+               died: Callable[[], bool] = lambda: False) -> None:
+    """``died``: whether no live process held the screen lock before the counts were read, nor
+    after (as ``_poll``'s): `mmlr screen` holds it from training until every record is scored,
+    so records still scored by an older model then are a killed run's."""
     from screening.health import count_live, count_pool, prioritised_order_test
     from store.models import ModelVersion, Record
 
     model = session.exec(select(ModelVersion).where(col(ModelVersion.active).is_(True))
                          .order_by(col(ModelVersion.id).desc())).first()
     test = prioritised_order_test(session, target_recall=settings.stopping_recall)
+    version = col(Record.score_model_version_id)
+    older = count_live(session, col(Record.score).is_not(None),
+                       version.is_(None) | (version != model.id)) if model else 0
+    if older and died():
+        report.problems.append(
+            f"{older} record{' still carries' if older == 1 else 's still carry'} the score of "
+            f"an older model "
+            f"than the active v{model.id if model else '?'}: the `mmlr screen` that trained it "
+            "stopped before scoring them, so the queue mixes two models' orders; run "
+            "`mmlr screen`")
     report.sections["screening"] = {
         "model_version": model.id if model else None,
         "model_trained_at": _iso(model.created_at) if model else None,
-        "unscored": count_live(session, col(Record.score).is_(None)),
+        # scored by an older model than the active one: as much in need of scoring
+        "unscored": count_live(session, col(Record.score).is_(None)) + older,
         "awaiting_screening": count_pool(session, col(Record.decision).is_(None)),
         "may_stop": test.rejects, "stopping_test": test.describe(),
     }

@@ -37,7 +37,14 @@ from sqlalchemy import and_, func
 from sqlmodel import Session, col, select
 
 from screening.queue import PAGE_SIZE
-from screening.stopping import ALPHA, TARGET_RECALL, RankedTest, audit_p_value, ranked_p_value
+from screening.stopping import (
+    ALPHA,
+    TARGET_RECALL,
+    RankedTest,
+    audit_p_value,
+    ranked_p_value,
+    recall_text,
+)
 from screening.votes import in_conflict, screened_once
 from store.models import Decision, Record
 from store.planner import likely
@@ -195,8 +202,10 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
                           sample_includes=audit_k, target_recall=target_recall)
         out["audit_p_value"] = round(p, 4)
         out["audit_test"] = (
-            f"recall ≥ {target_recall:.0%} with 95% confidence (p = {p:.3f})" if p < ALPHA
-            else f"cannot yet claim recall ≥ {target_recall:.0%} (p = {p:.3f}); screen more "
+            f"recall ≥ {recall_text(target_recall)} with 95% confidence (p = {p:.3f})"
+            if p < ALPHA
+            else f"cannot yet claim recall ≥ {recall_text(target_recall)} (p = {p:.3f}); "
+                 "screen more "
                  "audit-sample records")
     out["method"] = ("hypergeometric stopping tests (Callaghan & Müller-Hansen 2020) on the "
                      "records screened last in queue order and on a random audit sample of "

@@ -4,7 +4,9 @@ One call, under the job lock "screen":
 1. decide whether to train: no model yet, ``force_retrain``, at least
    ``settings.retrain_min_decisions`` decisions newer than the active model, or the active
    model is the keyword prior and a classifier can now be trained, or the keyword prior
-   scored with another query than ``settings.query`` (its gates come from the query);
+   scored with another query than ``settings.query`` (its gates come from the query), or the
+   active classifier's threshold was calibrated to another recall than
+   ``settings.target_recall``;
 2. build the training set — curator decisions (include/maybe = 1, exclude = 0; under dual
    screening the resolved decision, else the recall-first rule of ``latest_decisions``)
    override everything; seed PMIDs (``TrialReport.pmid``) are known includes; undecided
@@ -22,7 +24,6 @@ app keeps serving while this runs in a background thread.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from sqlmodel import Session, col, select
 
 from screening.agreement import VOTE, latest_votes, provisional_label
 from screening.config import ScreeningConfig
+from screening.draw import audit_draw
 from screening.features import Document
 from screening.model import ScreeningModel, train_model
 from screening.prior import (
@@ -107,13 +109,6 @@ def record_document(r: Record) -> Document:
     )
 
 
-def audit_draw(pmid: int, salt: str = "mmlr-audit") -> float:
-    """A fixed pseudo-random number in [0, 1) per PMID: the audit sample is reproducible and
-    independent of the record's content and score."""
-    digest = hashlib.sha256(f"{salt}:{pmid}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 # ----------------------------------------------------------------------------- progress
 def write_progress(ctx: AppContext, phase: str, done: int, total: int) -> None:
     with ctx.sessions() as session:
@@ -179,6 +174,45 @@ def latest_decisions(session: Session, *, screeners: int = 1) -> dict[int, str]:
     return resolved
 
 
+def _weak_negative(r: Record, weak_types: set[str]) -> bool:
+    """An undecided record that can never be a trial report (its publication type) or never
+    mentions myeloma: a weak negative of the training set."""
+    return (any(t.lower() in weak_types for t in (r.publication_types or []))
+            or not _MYELOMA.search(" ".join([r.title or "", r.abstract or "", *[
+                str(m.get("descriptor", "")) for m in (r.mesh or []) if isinstance(m, dict)]])))
+
+
+def could_train(session: Session, config: ScreeningConfig, *, screeners: int = 1) -> bool:
+    """Whether ``build_training_set`` would now give a trainable set (2 includes and 2
+    excludes), without reading every record when the labels tell sooner: the web app asks
+    before it starts a background run (``screening.web.retrain``). Labels as there: the
+    decisions of live records, then the seed PMIDs, then weak negatives up to their cap."""
+    decided = latest_decisions(session, screeners=screeners)
+    dead = {int(p) for p in session.exec(select(Record.pmid).where(
+        col(Record.deleted).is_(True))).all()}
+    labels = {p: d != "exclude" for p, d in decided.items() if p not in dead}
+    seeds = {int(p) for p in session.exec(select(TrialReport.pmid).where(
+        col(TrialReport.pmid).is_not(None))).all() if p is not None} - set(labels) - dead
+    if seeds:  # a seed PMID counts once its record is stored
+        labels.update({int(p): True for p in session.exec(select(Record.pmid).where(
+            col(Record.pmid).in_(sorted(seeds)))).all()})
+    positives = sum(labels.values())
+    need = 2 - (len(labels) - positives)  # weak negatives still needed
+    if positives < 2 or need <= 0:
+        return positives >= 2
+    if int(max(1, positives) * config.weak_negative_ratio) < need:
+        return False
+    weak_types = {t.lower() for t in config.weak_negative_types}
+    stmt = select(Record).where(col(Record.deleted).is_(False)).execution_options(
+        yield_per=SCORE_BATCH)
+    for r in session.exec(stmt):
+        if r.pmid not in labels and _weak_negative(r, weak_types):
+            need -= 1
+            if need == 0:
+                return True
+    return False
+
+
 def build_training_set(session: Session, records: Sequence[Record],
                        config: ScreeningConfig, *, screeners: int = 1) -> TrainingSet:
     snapshot_at = utcnow()
@@ -197,10 +231,7 @@ def build_training_set(session: Session, records: Sequence[Record],
             labels[pmid] = 1
             n_seed += 1
     weak_types = {t.lower() for t in config.weak_negative_types}
-    weak = [r.pmid for r in records if r.pmid not in labels and (
-        any(t.lower() in weak_types for t in (r.publication_types or []))
-        or not _MYELOMA.search(" ".join([r.title or "", r.abstract or "", *[
-            str(m.get("descriptor", "")) for m in (r.mesh or []) if isinstance(m, dict)]])))]
+    weak = [r.pmid for r in records if r.pmid not in labels and _weak_negative(r, weak_types)]
     n_pos = sum(labels.values())
     cap = int(max(1, n_pos) * config.weak_negative_ratio)
     weak.sort(key=lambda p: audit_draw(p, salt="mmlr-weak"))  # deterministic, content-blind
@@ -239,14 +270,29 @@ def load_model(mv: ModelVersion) -> ScreeningModel | None:
 
 
 def _needs_training(session: Session, ctx: AppContext, mv: ModelVersion | None,
-                    force: bool, trainable: bool) -> bool:
+                    force: bool, trainable: bool, config: ScreeningConfig) -> bool:
     if mv is None or force:
         return True
     if mv.name == PRIOR_NAME:  # a changed MMLR_QUERY means new gates: a new prior version
         return trainable or (mv.config or {}).get("query") != ctx.settings.query
+    # A changed MMLR_TARGET_RECALL means another flag threshold: the version's was calibrated
+    # to the recall it stores, and the pages state that one.
+    if (mv.config or {}).get("target_recall") != config.target_recall:
+        return True
     newer = session.exec(select(func.count()).select_from(Decision)
                          .where(Decision.created_at > mv.created_at)).one()
     return int(newer) >= ctx.settings.retrain_min_decisions
+
+
+def would_change_model(session: Session, ctx: AppContext) -> bool:
+    """Whether ``screen`` would now train a new version (enough new decisions assumed): false
+    while the keyword prior stands in for a classifier that the labels cannot train yet and
+    for the query it was built from — a run then scores nothing and trains nothing."""
+    mv = active_model(session)
+    if mv is None or mv.name != PRIOR_NAME or (mv.config or {}).get("query") != ctx.settings.query:
+        return True
+    return could_train(session, ScreeningConfig(target_recall=ctx.settings.target_recall),
+                       screeners=ctx.settings.screeners_per_record)
 
 
 def _train(ctx: AppContext, records: Sequence[Record], ts: TrainingSet,
@@ -384,7 +430,7 @@ def screen(ctx: AppContext, *, force_retrain: bool = False, progress: bool = Fal
             mv = active_model(session)
             ts = build_training_set(session, records, config,
                                     screeners=ctx.settings.screeners_per_record)
-            train = _needs_training(session, ctx, mv, force_retrain, ts.trainable)
+            train = _needs_training(session, ctx, mv, force_retrain, ts.trainable, config)
         if train:
             if not ts.trainable:  # the keyword prior stands in: it must read MMLR_QUERY
                 prior_gates(ctx.settings.query)

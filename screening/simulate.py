@@ -30,7 +30,7 @@ from screening.config import ScreeningConfig
 from screening.features import Document, FeatureSet
 from screening.metrics import order_metrics
 from screening.model import make_classifier, make_query
-from screening.stopping import first_stop
+from screening.stopping import first_stop, recall_text
 from store.errors import ValidationError
 from store.ids import is_ascii_number
 from store.infile import input_file_problem
@@ -194,6 +194,8 @@ class SimulationResult:
             "recall_at_25": round(self.recall_at_25, 6), "wss_95": round(self.wss_95, 6),
             "wss_100": round(self.wss_100, 6), "n_95": self.n_95, "n_100": self.n_100,
             "seconds": round(self.seconds, 3),
+            # what replays the run: `mmlr simulate --seed S --prior-ids POS,NEG`
+            "seed": self.seed, "prior_ids": [int(self.prior_ids[0]), int(self.prior_ids[1])],
         }
         if self.stop is not None:  # only when asked: the keys above are a fixed interface
             out.update(self.stop.to_json())
@@ -229,10 +231,11 @@ class StopPoint:
 
     def describe(self, n: int) -> str:
         if not self.stopped:
-            return (f"stopping test ({self.target:.0%} target): never allowed stopping "
-                    "before the last record")
+            return (f"stopping test ({recall_text(self.target)} target): never allowed "
+                    "stopping before the last record")
         verdict = "met" if self.recall >= self.target - 1e-12 else "MISSED"
-        return (f"stopping test ({self.target:.0%} target): stop after {self.n_stop} records "
+        return (f"stopping test ({recall_text(self.target)} target): stop after "
+                f"{self.n_stop} records "
                 f"({self.n_stop / n:.1%} of {n}); recall there {self.recall:.3f} "
                 f"(target {verdict})")
 

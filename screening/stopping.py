@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -36,6 +37,16 @@ from screening.hypergeometric import hypergeom_cdf
 #: The recall the tests speak about by default (Callaghan & Müller-Hansen's usual target).
 TARGET_RECALL = 0.95
 ALPHA = 0.05
+
+
+def recall_text(value: float) -> str:
+    """A recall (target) as a percentage with the digits it has: 0.995 is "99.5%", 0.95
+    "95%". Never rounded: "≥ 100%" for a 99.5% target claimed more than the test shows, and a
+    target below 1 must not read as "100%". The shortest decimal that reads back as the same
+    float (``repr``) is the value the setting was given as."""
+    percent = Decimal(repr(float(value))) * 100
+    text = format(percent.normalize(), "f")
+    return f"{text}%"
 
 
 def missed_for_failure(found: int, target_recall: float) -> int:
@@ -82,7 +93,7 @@ class RankedTest:
         return self.p_value < ALPHA
 
     def describe(self) -> str:
-        r = f"{self.target_recall:.0%}"
+        r = recall_text(self.target_recall)
         if self.unscreened == 0:
             return "every record has been screened"
         if self.screened == 0:

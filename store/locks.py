@@ -376,6 +376,12 @@ def held_locks(engine: Engine) -> list[HeldLock]:
             for r in rows]
 
 
+def held_by_a_live_process(engine: Engine, name: str) -> bool:
+    """Whether a live process holds the job lock ``name`` now (an orphaned SQLite lease, of a
+    process that died or whose lease expired, is no holder)."""
+    return any(lock.name == name and not lock.orphaned for lock in held_locks(engine))
+
+
 def _pg_held_locks(engine: Engine) -> list[HeldLock]:
     names = {_advisory_key(name): name for name in JOB_NAMES}
     # A bigint advisory key is split in pg_locks: classid the high 32 bits, objid the low 32,

@@ -435,7 +435,8 @@ class Settings(BaseSettings):
     )
     target_recall: float = Field(
         0.99, description="Recall the flag threshold is calibrated to by cross-validation (at "
-        "least 0.5, below 1)."
+        "least 0.5, below 1). A change retrains the classifier at the next `mmlr screen`; the "
+        "keyword prior's threshold is a fixed score of 0.5, not calibrated."
     )
     audit_fraction: float = Field(
         0.05, description="Share of low-score records routed to curators as a random audit "

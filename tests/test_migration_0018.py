@@ -69,10 +69,10 @@ def test_the_partial_index_is_added_on_both_engines_and_dropped_by_the_downgrade
 
 
 def test_the_queues_audit_statement_reads_the_partial_index(ctx) -> None:  # type: ignore[no-untyped-def]
-    """The audit statement as ``screening.queue`` writes it: the waiting audit records come
-    first in the queue's order from the partial index, which the plan reads without sorting
-    (on PostgreSQL with sequential scans and sorts made prohibitively expensive, since on a
-    table this small a scan would win whatever the indexes)."""
+    """The audit statement as ``screening.queue`` writes it: the waiting audit records' PMIDs
+    from the partial index, which the plan reads without sorting (on PostgreSQL with
+    sequential scans and sorts made prohibitively expensive, since on a table this small a
+    scan would win whatever the indexes); the queue puts them in the order of their draw."""
     from screening.queue import queue
 
     with ctx.sessions() as session:
@@ -93,9 +93,9 @@ def test_the_queues_audit_statement_reads_the_partial_index(ctx) -> None:  # typ
     finally:
         event.remove(ctx.engine, "before_cursor_execute", keep)
     # the main list (24, 26) runs out before the tenth place, so the waiting audit records
-    # follow it in the queue's order, the unscored one last; the decided one is not listed
+    # follow it in the order of their draw; the decided one is not listed
     assert [(i.pmid, i.audit_sample) for i in items] == [
-        (24, False), (26, False), (25, True), (21, True), (23, True)]
+        (24, False), (26, False), (23, True), (25, True), (21, True)]
     audit_statement = [s for s in statements if "NOT (records.audit_sample" not in s[0]]
     assert len(audit_statement) == 1 and len(statements) == 2, statements
     statement, parameters = audit_statement[0]

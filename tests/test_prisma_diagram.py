@@ -68,6 +68,7 @@ from store.models import (
     Decision,
     Digest,
     FullTextAssessment,
+    ModelVersion,
     Record,
     RecordRevision,
     Trial,
@@ -432,11 +433,9 @@ def test_page_shows_the_counts_and_the_diagram(app: Any, users: dict[str, str]) 
     assert nav[nav.index("Summary of findings") + 1] == "PRISMA"
 
 
-def test_page_says_when_the_stopping_test_supports_the_classifiers_exclusions(
-        app: Any, users: dict[str, str]) -> None:
-    """Screened in queue order, every include early and a long run of excludes after the
-    last one: the stopping test supports stopping, and the page says the exclusions rest on
-    it (no caution)."""
+def _stopped_screening(app: Any) -> None:
+    """Screened in queue order, every include early and a long run of excludes after the last
+    one: the stopping test supports stopping; 10 records below the threshold left."""
     with app.state.ctx.sessions() as s:
         start = datetime(2026, 1, 1, tzinfo=UTC)
         for i in range(400):
@@ -449,6 +448,13 @@ def test_page_says_when_the_stopping_test_supports_the_classifiers_exclusions(
                 s.add(Decision(pmid=5000 + i, decision=decision or "", rank_shown=1,
                                created_at=start + timedelta(minutes=i)))
         s.commit()
+
+
+def test_page_says_when_the_stopping_test_supports_the_classifiers_exclusions(
+        app: Any, users: dict[str, str]) -> None:
+    """The stopping test supports stopping, and the page says the exclusions rest on it (no
+    caution)."""
+    _stopped_screening(app)
     page = as_role(app, users, "viewer").get("/prisma").text
     note = lxml.html.fromstring(page).xpath('string(//p[@id="automation-note"])')
     assert "10 records were not screened by a person" in note, note
@@ -461,6 +467,43 @@ def test_page_says_when_the_stopping_test_supports_the_classifiers_exclusions(
     # the diagram alone counts them as the page does
     svg = as_role(app, users, "viewer").get("/prisma.svg").text
     assert "n = 10" in boxes(svg)["removed"] and "n = 10" not in boxes(svg)["excluded"]
+
+
+def test_the_threshold_is_described_as_the_active_model_made_it(settings: Any) -> None:
+    """The page stated MMLR_TARGET_RECALL as the calibration ("calibrated to a recall of 90%")
+    although the active classifier was calibrated to another target (a changed setting takes
+    effect at the next training), and called the keyword prior's fixed 0.5 calibrated too."""
+    app = create_app(settings.model_copy(update={"target_recall": 0.9}))
+    try:
+        _threshold_words(app)
+    finally:
+        app.state.ctx.dispose()
+
+
+def _threshold_words(app: Any) -> None:
+    _stopped_screening(app)
+    test_web.make_user(app, "viewer@example.org", "viewer")
+    viewer = as_role(app, {"viewer": "viewer@example.org"}, "viewer")
+    with app.state.ctx.sessions() as s:
+        s.add(ModelVersion(name="mmlr-default", config={"target_recall": 0.975},
+                           threshold=0.4, active=True))
+        s.commit()
+    note = lxml.html.fromstring(viewer.get("/prisma").text).xpath(
+        'string(//p[@id="automation-note"])')
+    assert "flag threshold (calibrated by cross-validation to a recall of 97.5%)" in note
+    assert "90%" not in note
+    with app.state.ctx.sessions() as s:
+        for mv in s.exec(select(ModelVersion)).all():
+            mv.active = False
+            s.add(mv)
+        s.add(ModelVersion(name="keyword-prior", config={"query": "q"}, threshold=0.5,
+                           active=True))
+        s.commit()
+    note = lxml.html.fromstring(viewer.get("/prisma").text).xpath(
+        'string(//p[@id="automation-note"])')
+    assert ("below the keyword prior's flag threshold (a fixed score of 0.5, not calibrated: "
+            "no classifier has been trained yet)") in note
+    assert "calibrated to" not in note
 
 
 def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> None:

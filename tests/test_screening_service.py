@@ -205,6 +205,57 @@ def test_changed_content_is_rescored_and_deleted_records_leave_the_queue(ctx, co
     assert first.model_version_id == again.model_version_id
 
 
+def test_a_changed_target_recall_recalibrates_the_threshold(ctx, corpus) -> None:
+    """MMLR_TARGET_RECALL changed after a classifier was trained: `mmlr screen` kept the
+    version calibrated to the old target, while the pages named the new one."""
+    eligible = sorted(p for p, e in corpus.items() if e)
+    _add_seeds(ctx, eligible[:5])
+    first = screen(ctx)
+    assert first.trained and first.model_name == "mmlr-default"
+    lower = replace(ctx, settings=ctx.settings.model_copy(update={"target_recall": 0.9}))
+    again = screen(lower)
+    assert again.trained and again.model_version_id != first.model_version_id
+    with ctx.sessions() as session:
+        mv = session.get(ModelVersion, again.model_version_id)
+        assert mv is not None and mv.active and mv.config["target_recall"] == 0.9
+    assert not screen(lower).trained  # calibrated to it now: nothing to do
+
+
+def test_could_train_agrees_with_the_training_set(ctx, corpus) -> None:
+    """The web app's check before a background run (``could_train``) answers as the training
+    set it stands for: includes from decisions and seeds, excludes from decisions and weak
+    negatives."""
+    from screening.config import ScreeningConfig
+    from screening.service import build_training_set, could_train
+
+    config = ScreeningConfig()
+    eligible = sorted(p for p, e in corpus.items() if e)
+    others = sorted(p for p, e in corpus.items() if not e)
+
+    def agree() -> bool:
+        with ctx.sessions() as session:
+            records = session.exec(select(Record).where(col(Record.deleted).is_(False))).all()
+            full = build_training_set(session, records, config).trainable
+            assert could_train(session, config) == full
+            return full
+
+    assert not agree()  # nothing known
+    user = _curator(ctx)
+    for pmid in others[:3]:
+        _decide(ctx, user, pmid, "exclude")
+    assert not agree()  # excludes only
+    _add_seeds(ctx, eligible[:1])
+    assert not agree()  # one include
+    _decide(ctx, user, eligible[1], "maybe")
+    assert agree()  # two
+    with ctx.sessions() as session:  # a deleted record's decision leaves the set
+        dead = session.get(Record, eligible[1])
+        dead.deleted = True
+        session.add(dead)
+        session.commit()
+    assert not agree()
+
+
 def test_queue_interleaves_the_audit_sample_and_health_estimates_recall(ctx, corpus) -> None:
     ctx = replace(ctx, settings=ctx.settings.model_copy(update={"audit_fraction": 0.3}))
     eligible = sorted(p for p, e in corpus.items() if e)

@@ -16,7 +16,7 @@ from screening.simulate import load_dataset, simulate
 from store.errors import ValidationError
 
 KEYS = ["dataset", "n_records", "n_included", "recall_at_10", "recall_at_25", "wss_95",
-        "wss_100", "n_95", "n_100", "seconds"]
+        "wss_100", "n_95", "n_100", "seconds", "seed", "prior_ids"]
 
 
 def test_metrics_follow_the_issue_definitions() -> None:
@@ -127,6 +127,12 @@ def test_cli_json_and_error(screening_dir: Path, tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     assert list(out) == KEYS
     assert out == {**simulate(path, seed=1).to_json(), "seconds": out["seconds"]}
+    # the JSON names what replays it (it left out the seed and the drawn priors)
+    assert out["seed"] == 1 and len(out["prior_ids"]) == 2
+    pos, neg = out["prior_ids"]
+    again = _cli(tmp_path, str(path), "--seed", "1", "--prior-ids", f"{pos},{neg}", "--json")
+    assert again.returncode == 0, again.stderr
+    assert {**json.loads(again.stdout), "seconds": 0} == {**out, "seconds": 0}
     bad = _write(tmp_path / "bad.csv", "record_id,title\n1,a\n")
     proc = _cli(tmp_path, str(bad))
     assert_one_line_error(proc, "bad.csv", "label_included")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.stats import hypergeom
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from screening.config import ScreeningConfig
 from screening.health import prioritised_order_test, screening_health
@@ -31,6 +31,7 @@ from screening.stopping import (
     missed_for_failure,
     ranked_p_value,
     ranked_p_values,
+    recall_text,
 )
 from store.models import Record, User, utcnow
 
@@ -254,6 +255,35 @@ def test_first_stop_is_none_when_the_test_never_allows_stopping() -> None:
     assert t is not None and 20 < t < len(y)
     assert ranked_p_value(y[:t], len(y) - t).rejects
     assert not ranked_p_value(y[:t - 1], len(y) - t + 1).rejects
+
+
+@pytest.mark.parametrize(("target", "shown"), [
+    (0.95, "95%"), (0.99, "99%"), (0.995, "99.5%"), (0.975, "97.5%"), (0.9, "90%"),
+    (0.9999999999, "99.99999999%")])
+def test_a_recall_target_is_printed_with_its_own_digits(ctx, target: float,  # type: ignore[no-untyped-def]
+                                                        shown: str) -> None:
+    """A target printed to the whole percent read "recall ≥ 100% with 95% confidence" for
+    MMLR_STOPPING_RECALL=0.995 (a claim the test never made) and "98%" for 0.975."""
+    from screening.web.decisions import record_decision
+
+    assert recall_text(target) == shown
+    with ctx.sessions() as session:
+        _screen_in_order(session)
+        for pmid in range(321, 331):  # audit records, screened: the audit test has a verdict
+            record = session.get(Record, pmid)
+            assert record is not None
+            record.audit_sample = True
+            session.add(record)
+        session.commit()
+        user = session.exec(select(User)).one()
+        for pmid in range(321, 331):
+            record_decision(session, user=user, pmid=pmid, decision="exclude")
+        session.commit()
+        health = screening_health(session, target_recall=target)
+    assert f"recall ≥ {shown} " in health["stopping_test"]
+    assert f"recall ≥ {shown} " in health["audit_test"]
+    assert f"({shown} target)" in StopPoint(target, 4, 1.0, True).describe(4)
+    assert f"({shown} target)" in StopPoint(target, 4, 1.0, False).describe(4)
 
 
 @pytest.mark.parametrize(("place", "caution"), [

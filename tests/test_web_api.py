@@ -391,6 +391,42 @@ def test_enough_decisions_retrain_in_the_background(retrain_app: Any) -> None:
     assert progress.value["updated_at"] not in viewer_page.text
 
 
+def test_no_background_run_starts_while_the_keyword_prior_cannot_be_replaced(
+        retrain_app: Any) -> None:
+    """With excludes only, every decision past the threshold started a run that trained and
+    scored nothing ("finished: model v1 (keyword prior) / scored 0"), and the banner said the
+    classifier was retraining: the decisions since the prior never stop counting."""
+    from screening.service import PRIOR_NAME, screen
+    from store.models import ModelVersion
+
+    app = retrain_app
+    test_web.make_user(app, "cur@example.org", "curator")
+    test_web.add_records(app, [{"pmid": 300 + i, "title": (
+        "Randomised trial of lenalidomide maintenance after transplant in myeloma" if i in (5, 6)
+        else "Retrospective cohort of induction outcomes in myeloma")} for i in range(10)])
+    assert screen(app.state.ctx).model_name == PRIOR_NAME
+    api = TestClient(app)
+    headers = _token(app, "cur@example.org")
+    retrainer = app.state.retrainer
+    curator = test_web.as_role(app, {"curator": "cur@example.org"}, "curator")
+    for pmid in range(300, 305):
+        assert api.post("/api/decisions", headers=headers,
+                        json={"pmid": pmid, "decision": "exclude"}).status_code == 201
+        assert not retrainer.running
+        assert "Retraining the classifier" not in curator.get("/").text
+    assert retrainer.runs == 0
+    # one include: still fewer than 2; the second makes a classifier possible, and it runs
+    for pmid in (305, 306):
+        assert api.post("/api/decisions", headers=headers,
+                        json={"pmid": pmid, "decision": "include"}).status_code == 201
+    retrainer.join(timeout=120)
+    assert retrainer.runs == 1 and retrainer.last_error is None, retrainer.last_error
+    with db(app) as session:
+        active = session.exec(select(ModelVersion).where(ModelVersion.active == True)  # noqa: E712
+                              ).one()
+        assert active.name != PRIOR_NAME and active.n_positive == 2
+
+
 def test_retraining_never_blocks_and_runs_one_at_a_time(retrain_app: Any) -> None:
     import threading
 

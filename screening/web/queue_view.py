@@ -8,12 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import and_, func
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from screening.health import count_live, health_figures, pool_figures
 from screening.health import screening_health as _health
 from screening.stopping import TARGET_RECALL
 from screening.votes import hidden_from_queue, in_conflict, screened_once, voted_by
+from store.locks import held_by_a_live_process
 from store.models import Decision, KeyValue, Record
 from store.screening_pool import in_screening_pool, previous_reports_query
 
@@ -83,6 +85,22 @@ def queue_page_figures(session: Session, *, dual: bool,
                         | queue_figures(screener_id=screener_id))
 
 
-def screening_progress(session: Session) -> dict[str, Any] | None:
+def _progress(session: Session) -> dict[str, Any] | None:
     row = session.get(KeyValue, "screening.progress")
     return dict(row.value) if row is not None and row.value else None
+
+
+def screening_progress(session: Session, engine: Engine) -> dict[str, Any] | None:
+    """The newest screening run's progress as it wrote it; ``stopped`` when it never reached
+    "done" and no live process holds the screen lock (a killed run: its "scoring 6000 /
+    20646" is not live progress). A run writes "done" before it releases the lock, so progress
+    read fresh while the lock is free, before and after, is a dead run's."""
+    value = _progress(session)
+    if value is None or value.get("phase") == "done" or held_by_a_live_process(engine, "screen"):
+        return value
+    with Session(engine) as fresh:  # this request's snapshot may predate the lock's release
+        value = _progress(fresh)
+    if value is not None and value.get("phase") != "done" \
+            and not held_by_a_live_process(engine, "screen"):
+        value["stopped"] = True
+    return value

@@ -3,7 +3,8 @@
 A request never waits for the classifier: when the decisions made since the active model
 reach ``settings.retrain_min_decisions`` the web app starts ``screening.service.screen`` in a
 daemon thread (``screening.web.background``: one run at a time per process; across processes
-``screen`` takes the job lock).
+``screen`` takes the job lock) — unless the run could change nothing: the keyword prior is
+active and the labels cannot train a classifier yet (``screening.service.would_change_model``).
 Progress is read from KeyValue "screening.progress", which ``screen`` writes.
 """
 
@@ -47,9 +48,20 @@ class Retrainer(BackgroundJob):
         super().__init__(ctx, screen or _default_screen, what="screening")
 
     def maybe_start(self, session: Session) -> bool:
-        """Start a run when enough new decisions exist and none is running. Never blocks."""
+        """Start a run when enough new decisions exist, it could train a new model and none is
+        running. Never blocks."""
         threshold = self.ctx.settings.retrain_min_decisions  # at least 1 (store.settings)
         if self.running or decisions_since_model(session) < threshold:
+            return False
+        # While the keyword prior cannot be replaced (fewer than 2 includes or 2 excludes), no
+        # run changes anything, and the count of decisions since the model never resets: every
+        # decision would start a no-op run (and the banner say it retrains).
+        try:
+            service = importlib.import_module("screening.service")
+        except ModuleNotFoundError:
+            return self.start()  # which says the classifier is not installed
+        if not service.would_change_model(session, self.ctx):
+            log.debug("no background screening: the keyword prior cannot be replaced yet")
             return False
         return self.start()
 

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
+from sqlmodel import Session
 
 from reports.prisma import (
     AUTOMATION_STAGE,
@@ -30,6 +31,9 @@ from reports.prisma import (
 )
 from reports.prisma_diagram import prisma_svg
 from screening.health import stopping_supported
+from screening.prior import PRIOR_THRESHOLD
+from screening.service import PRIOR_NAME, active_model
+from screening.stopping import recall_text
 from screening.web.api_schema import READ
 from screening.web.deps import ApiReader, DbSession, Viewer, dual_screening
 from screening.web.queue_view import screening_health
@@ -38,6 +42,26 @@ from screening.web.templating import render
 from store.searches import search_summary
 
 router = APIRouter()
+
+
+def flag_threshold_words(session: Session) -> str:
+    """The flag threshold the records were ranked against, as the active model version made
+    it: a classifier's is calibrated to the recall stored with it (MMLR_TARGET_RECALL when it
+    was trained: a changed setting counts from the next ``mmlr screen``), the keyword prior's
+    is a fixed score."""
+    mv = active_model(session)
+    if mv is None:
+        return "the classifier's flag threshold (no model has scored the records yet)"
+    if mv.name == PRIOR_NAME:
+        fixed = mv.threshold if mv.threshold is not None else PRIOR_THRESHOLD
+        return (f"the keyword prior's flag threshold (a fixed score of {fixed:g}, not "
+                "calibrated: no classifier has been trained yet)")
+    target = (mv.config or {}).get("target_recall")
+    if mv.threshold is None or not isinstance(target, int | float):
+        return ("the classifier's flag threshold (not calibrated: too few decisions to "
+                "cross-validate)")
+    return (f"the classifier's flag threshold (calibrated by cross-validation to a recall of "
+            f"{recall_text(float(target))})")
 
 _SVG_NAME = "mmlr-prisma.svg"
 
@@ -58,7 +82,7 @@ def prisma_page(request: Request, session: DbSession, user: Viewer) -> Response:
     return render(request, "prisma.html", {
         "counts": counts, "since": since, "svg": svg, "since_notes": SINCE_NOTES,
         "no_since_reason": NO_SINCE_REASON, "health": health,
-        "target_recall": request.app.state.settings.target_recall,
+        "threshold_words": flag_threshold_words(session),
         "automation": n[AUTOMATION_STAGE], "below_threshold": n[BELOW_THRESHOLD_STAGE],
         "revised": n[REVISED_STAGE], "stopping_rule": STOPPING_RULE,
         "other_methods": n[OTHER_IDENTIFIED_STAGE],

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
 from reports.words import noun
-from screening.queue import PAGE_SIZE, queue
+from screening.queue import PAGE_SIZE, next_record, queue
 from screening.web.conflicts import current_state, record_screening, visible_history
 from screening.web.csrf import csrf_protect
 from screening.web.decisions import DECISIONS, parse_rank, record_decision
@@ -91,7 +91,8 @@ def queue_page(request: Request, session: DbSession, user: Viewer,
         "limit": PAGE_SIZE, "show": show,
         "counts": queue_counts(session, screener_id=screener_id, figures=figures),
         "health": health, "health_items": items, "health_texts": texts,
-        "progress": screening_progress(session), "retrain_running": retrainer.running,
+        "progress": screening_progress(session, request.app.state.ctx.engine),
+        "retrain_running": retrainer.running,
         "retrain_error": retrainer.last_error,
     })
 
@@ -291,12 +292,14 @@ def _decided_meanwhile(session: Session, pmid: int, seen: str, mine: Decision) -
 def next_in_queue(request: Request, session: Session, user: User) -> RedirectResponse:
     """The top of this person's queue as it stands after their decision (the model's current
     order, so the screening stays certainty-ordered; with two screeners the records they have
-    not voted on yet), or the queue page with a word when nothing is left."""
-    rows = queue(session, limit=1, screener_id=user.id if dual_screening(request) else None)
-    if not rows:
+    not voted on yet) or, every ``AUDIT_EVERY``-th, a waiting audit record
+    (``screening.queue.next_record``); the queue page with a word when nothing is left."""
+    item = next_record(session, int(user.id or 0),
+                       screener_id=user.id if dual_screening(request) else None)
+    if item is None:
         flash(request, "Your queue is empty: no record awaits your decision.", "ok")
         return RedirectResponse("/", status_code=303)
-    return RedirectResponse(f"/records/{rows[0].pmid}?rank={rows[0].rank}", status_code=303)
+    return RedirectResponse(f"/records/{item.pmid}?rank={item.rank}", status_code=303)
 
 
 def vote_outcome(session: Session, pmid: int, vote: str, *, repeated: bool = False) -> str:
