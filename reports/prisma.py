@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from reports.words import plural
 from store.audit import seed_trial_ids
+from store.citation import publication_key
 from store.fulltext import (
     PASSED,
     FullTextCounts,
@@ -380,25 +381,36 @@ def _included_lines(session: Session) -> list[tuple[str, int, str]]:
     # study with no report and no full text assessed behind it.
     reported = col(Trial.id).in_(select(TrialReport.trial_id))
     trials = _count(session, reported, model=Trial)
-    reports = _count(session, model=TrialReport)
     previous_trials = (_count(session, col(Trial.id).in_(previous_ids), reported, model=Trial)
                        if previous_ids else 0)
     # Seed reports carry the source key of the reference table; a curator's link has none.
-    previous_reports = (_count(session, col(TrialReport.trial_id).in_(previous_ids),
-                               col(TrialReport.source_key).is_not(None), model=TrialReport)
-                        if previous_ids else 0)
-    of_previous_trials = (_count(session, col(TrialReport.trial_id).in_(previous_ids),
-                                 model=TrialReport) if previous_ids else 0)
+    # A report is a publication (PRISMA 2020): one cited by two seed trials (TOURMALINE-MM3
+    # and -MM4's joint final analysis) counts once.
+    previous_reports = len({
+        publication_key(pmid, citation) for pmid, citation in session.exec(
+            select(TrialReport.pmid, TrialReport.citation).where(
+                col(TrialReport.trial_id).in_(previous_ids),
+                col(TrialReport.source_key).is_not(None)))}) if previous_ids else 0
+    seed_report = (col(TrialReport.trial_id).in_(previous_ids)
+                   & col(TrialReport.source_key).is_not(None))
+    new_reports = _count(session, ~seed_report, model=TrialReport) if previous_ids \
+        else _count(session, model=TrialReport)
+    reports = previous_reports + new_reports
+    new_of_previous = (_count(session, col(TrialReport.trial_id).in_(previous_ids),
+                              col(TrialReport.source_key).is_(None), model=TrialReport)
+                       if previous_ids else 0)
     return [
         (TRIALS_STAGE, trials, "randomised trials in the evidence base"),
         (PREVIOUS_TRIALS_STAGE, previous_trials,
          "the seed evidence the review started from (docs/seed-evidence.md)"),
         (NEW_TRIALS_STAGE, trials - previous_trials, "trials added since"),
         (REPORTS_STAGE, reports, "publications linked to those trials"),
-        (PREVIOUS_REPORTS_STAGE, previous_reports, "the seed evidence's reports"),
-        (NEW_REPORTS_STAGE, reports - previous_reports,
+        (PREVIOUS_REPORTS_STAGE, previous_reports,
+         "the seed evidence's reports: distinct publications (PMID, else DOI, else "
+         "citation), one cited for two trials counted once"),
+        (NEW_REPORTS_STAGE, new_reports,
          "reports linked since: of new trials, or later reports of earlier trials"),
-        (NEW_REPORTS_OF_PREVIOUS_STAGE, of_previous_trials - previous_reports,
+        (NEW_REPORTS_OF_PREVIOUS_STAGE, new_of_previous,
          "a part of the new reports: later reports of the previous version's trials (the "
          "rest are the reports of the new trials)"),
     ]
