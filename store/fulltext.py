@@ -146,6 +146,20 @@ class Outcome:
         return self.row.reason if self.row is not None and self.row.verdict == "excluded" \
             else None
 
+    @property
+    def note(self) -> str | None:
+        """The settled outcome's note. Two assessors agree on the verdict and the reason, not
+        on their words: when their agreeing votes carry different notes (both excluded for
+        "other", one saying "single-arm study", the other "conference abstract only"), the
+        note keeps each, in the order the votes were cast, joined by " / "; a verdict or a
+        resolution has its own note."""
+        if self.row is None:
+            return None
+        if self.row.kind != VOTE:
+            return self.row.note
+        notes = list(dict.fromkeys(v.note for v in self.votes if v.note))
+        return " / ".join(notes) if notes else None
+
     def voted(self, user_id: int | None) -> FullTextAssessment | None:
         """``user_id``'s latest vote, if they voted."""
         return next((v for v in self.votes if v.user_id is not None and v.user_id == user_id),

@@ -258,7 +258,7 @@ class SoughtReport:
                 "verdict": self.verdict, "reason": self.outcome.reason,
                 "reason_label": reason_label(self.outcome.reason)
                 if self.outcome.reason else None,
-                "note": a.note if a else None,
+                "note": self.outcome.note if a else None,
                 "assessed_at": a.created_at.isoformat() if a else None,
                 "assessors": len(self.outcome.votes),
                 "your_vote": self.yours.verdict if self.yours else None,
