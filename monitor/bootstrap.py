@@ -71,11 +71,59 @@ def _flag(value: str) -> bool:
     return value.strip().lower() in ("true", "1", "yes")
 
 
+#: Seed citations an earlier version of the seed files worded differently for the same
+#: publication: (source key, old wording) -> the wording the seed uses now. ``mmlr init``
+#: before 2026-12-02 made GBRAM0001 two reports of its one ASH abstract (the trial's row said
+#: "(ASH abstract, interim)", the estimate's "(ASH abstract)"), which the PRISMA flow counted
+#: as two publications of the previous version.
+SUPERSEDED_CITATIONS: dict[tuple[str, str], str] = {
+    ("MAIOLINO2008ASH", "Maiolino A et al. Blood 2008;112(11):3703 (ASH abstract)"):
+        "Maiolino A et al. Blood 2008;112(11):3703 (ASH abstract, interim)",
+}
+
+
+def merge_superseded_reports(session: Session) -> int:
+    """Correct a database an earlier seed loaded: a seed report under a superseded wording
+    (:data:`SUPERSEDED_CITATIONS`) is merged into the trial's report under the current one
+    (its estimates point there, the old row is deleted), or reworded when the trial has no
+    such report. Returns how many reports were merged; each change is audited. A curator's
+    report (no source key) is never touched."""
+    merged = 0
+    for (source_key, old), new in SUPERSEDED_CITATIONS.items():
+        stale = session.exec(select(TrialReport).where(
+            TrialReport.source_key == source_key, TrialReport.citation == old)).all()
+        for report in stale:
+            keep = session.exec(select(TrialReport).where(
+                TrialReport.trial_id == report.trial_id, TrialReport.source_key == source_key,
+                TrialReport.citation == new)).first()
+            if keep is None:
+                report.citation = new
+                session.add(report)
+                audit(session, "seed.report_reworded", object_type="trial_report",
+                      object_id=report.id, source_key=source_key)
+                continue
+            for estimate in session.exec(select(Estimate).where(
+                    Estimate.report_id == report.id)):
+                estimate.report_id = keep.id
+                session.add(estimate)
+            session.flush()
+            session.delete(report)
+            session.flush()
+            merged += 1
+            log.info("seed: merged report %s (%s) into report %s, the same publication",
+                     report.id, old, keep.id)
+            audit(session, "seed.report_merged", object_type="trial_report",
+                  object_id=keep.id, merged_id=report.id, source_key=source_key)
+    return merged
+
+
 def load_seed_evidence(session: Session) -> SeedSummary:
-    """Add the seed trials, their reports and estimates that are not stored yet."""
+    """Add the seed trials, their reports and estimates that are not stored yet (after
+    :func:`merge_superseded_reports` corrected what an earlier seed loaded)."""
     from reports.derive import from_ci
 
     summary = SeedSummary()
+    merge_superseded_reports(session)
     stored = session.exec(select(Trial)).all()
     trials: dict[str, Trial] = {t.name: t for t in stored}
     # A seed trial is found by its source key (kept in its "seed.trial" audit row), not only

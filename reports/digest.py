@@ -89,10 +89,11 @@ from store.citation import citation_line
 from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError
 from store.fulltext import (
+    LINK_PROBLEMS,
     VOTE,
     SoughtRule,
     fulltext_counts,
-    linked_though_ruled_out,
+    linked_not_included,
     outcomes,
     reason_label,
 )
@@ -464,11 +465,18 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
     counts = Counter("votes" if r.kind == VOTE else r.verdict for r in rows)
     # Not a change of the period but a standing inconsistency: said in every digest until a
     # curator fixes the trial's reports or the verdict.
-    check = [_record_view(r) for r in linked_though_ruled_out(session)]
+    problems = linked_not_included(session)
+    check = [_record_view(r) for r, problem in problems if problem == "ruled_out"]
+    # The other trials' reports the PRISMA flow does not count as included (unscreened,
+    # excluded at title/abstract screening, deleted, full text not settled): pooled once
+    # verified, but outside the flow's included box until a curator settles them.
+    not_counted = [{**_record_view(r), "problem": LINK_PROBLEMS[problem]}
+                   for r, problem in problems if problem != "ruled_out"]
     return ({"total": len(rows), "counts": dict(sorted(counts.items())),
              "eligible": listed["eligible"][:MAX_LISTED_RECORDS],
              "excluded": listed["excluded"][:MAX_LISTED_RECORDS],
              "linked_though_ruled_out": check[:MAX_LISTED_RECORDS],
+             "linked_not_included": not_counted[:MAX_LISTED_RECORDS],
              "now": fulltext_counts(session).to_json()}, new_last)
 
 

@@ -350,8 +350,8 @@ def reason_words(o: Outcome) -> str:
     """The reason of a settled exclusion in words. "other reason (see the note)" would point
     at a note an export does not carry: for that one the reason is the assessor's note, on
     one line ("other reason: single-arm phase 2")."""
-    if o.reason == "other" and o.row is not None and o.row.note:
-        return f"other reason: {_one_line(o.row.note)}"
+    if o.reason == "other" and o.note:
+        return f"other reason: {_one_line(o.note)}"
     return reason_label(o.reason)
 
 

@@ -27,12 +27,15 @@ from sqlmodel import Session, col, select
 
 from reports.words import plural
 from store.audit import seed_trial_ids
+from store.batches import in_chunks
+from store.citation import publication_key
 from store.fulltext import (
     PASSED,
     FullTextCounts,
     Outcome,
     count_outcomes,
     link_problem,
+    linked_pmids,
     outcomes,
     reason_label,
     sought_pmids,
@@ -370,35 +373,95 @@ def _eligible_unlinked(session: Session, sought: Mapping[int, Outcome]) -> int:
                if link_problem(o, linked=pmid in linked) == "unlinked")
 
 
+@dataclass(frozen=True)
+class _Included:
+    """The last box's parts: the previous version's trials and reports (the seed evidence,
+    taken as that review included them) and the new ones, which came through this review's
+    flow. ``entered`` dates each new report (PMID) and new trial (id) by when it entered the
+    box: the later of its link to a trial and its settled eligible verdict."""
+
+    previous_trials: set[int]
+    previous_reports: int  # distinct publications
+    new_reports: dict[int, datetime]  # PMID -> when it entered
+    new_trials: dict[int, datetime]  # trial id -> when its first new report entered
+    new_of_previous: int  # new reports a previous version's trial has
+
+    @property
+    def trials(self) -> int:
+        return len(self.previous_trials) + len(self.new_trials)
+
+    @property
+    def reports(self) -> int:
+        return self.previous_reports + len(self.new_reports)
+
+
+def _included(session: Session) -> _Included:
+    """What the last box counts. A study is included through its reports: a trial created
+    with none yet (from the trials page, its paper to be linked) is not one. A new report is
+    a record the flow above carries there — sought for retrieval (passed title/abstract
+    screening, not deleted) and settled eligible at full text — that a trial has as a report
+    (``store.fulltext.included_report_pmids``), each PMID once however many trials have it; a
+    trial's report that is not (unscreened, excluded at either stage, deleted, awaiting its
+    full-text verdict, or without a PMID) is pooled once verified but is not counted here
+    (``store.fulltext.linked_not_included`` lists the records, for curators to settle)."""
+    previous_ids = seed_trial_ids(session)
+    reported = set(session.exec(select(TrialReport.trial_id).distinct()))
+    previous_trials = {t for t in previous_ids if t in reported}
+    # Seed reports carry the source key of the reference table; a curator's link has none.
+    # A report is a publication (PRISMA 2020): one cited by two seed trials (TOURMALINE-MM3
+    # and -MM4's joint final analysis) counts once.
+    previous_reports = len({
+        publication_key(pmid, citation) for pmid, citation in session.exec(
+            select(TrialReport.pmid, TrialReport.citation).where(
+                col(TrialReport.trial_id).in_(previous_ids),
+                col(TrialReport.source_key).is_not(None)))}) if previous_ids else 0
+    linked = linked_pmids(session)
+    eligible = {p: o.row.created_at for p, o in outcomes(
+        session, [p for p in sought_pmids(session) if p in linked]).items()
+        if o.state == "resolved" and o.verdict == "eligible" and o.row is not None}
+    new_reports: dict[int, datetime] = {}
+    new_trials: dict[int, datetime] = {}
+    of_previous: set[int] = set()
+    for part in in_chunks(sorted(eligible)):
+        for trial_id, pmid, linked_at in session.exec(
+                select(TrialReport.trial_id, TrialReport.pmid, TrialReport.created_at)
+                .where(col(TrialReport.pmid).in_(part))):
+            if pmid is None:  # the IN filter leaves none
+                continue
+            entered = max(linked_at, eligible[pmid])
+            new_reports[pmid] = min(entered, new_reports.get(pmid, entered))
+            if trial_id in previous_ids:
+                of_previous.add(pmid)
+            else:
+                new_trials[trial_id] = min(entered, new_trials.get(trial_id, entered))
+    return _Included(previous_trials=previous_trials, previous_reports=previous_reports,
+                     new_reports=new_reports, new_trials=new_trials,
+                     new_of_previous=len(of_previous))
+
+
 def _included_lines(session: Session) -> list[tuple[str, int, str]]:
     """The included studies and their reports, each split into the previous version's (the
-    seed evidence's trials, and the reports it gave them) and the new ones (trials added
-    since; reports a curator linked, to a new trial or as a later report of an earlier one)."""
-    previous_ids = seed_trial_ids(session)
-    # A study is included through its reports: a trial created with none yet (from the
-    # trials page, its paper to be linked) is not one, and counted it would be an included
-    # study with no report and no full text assessed behind it.
-    reported = col(Trial.id).in_(select(TrialReport.trial_id))
-    trials = _count(session, reported, model=Trial)
-    reports = _count(session, model=TrialReport)
-    previous_trials = (_count(session, col(Trial.id).in_(previous_ids), reported, model=Trial)
-                       if previous_ids else 0)
-    # Seed reports carry the source key of the reference table; a curator's link has none.
-    previous_reports = (_count(session, col(TrialReport.trial_id).in_(previous_ids),
-                               col(TrialReport.source_key).is_not(None), model=TrialReport)
-                        if previous_ids else 0)
-    of_previous_trials = (_count(session, col(TrialReport.trial_id).in_(previous_ids),
-                                 model=TrialReport) if previous_ids else 0)
+    seed evidence's trials, and the reports it gave them) and the new ones (:func:`_included`:
+    trials with a report that passed both screening stages; such reports a curator linked, to
+    a new trial or as a later report of an earlier one)."""
+    inc = _included(session)
     return [
-        (TRIALS_STAGE, trials, "randomised trials in the evidence base"),
-        (PREVIOUS_TRIALS_STAGE, previous_trials,
+        (TRIALS_STAGE, inc.trials, "randomised trials in the evidence base with a report "
+                                   "counted below"),
+        (PREVIOUS_TRIALS_STAGE, len(inc.previous_trials),
          "the seed evidence the review started from (docs/seed-evidence.md)"),
-        (NEW_TRIALS_STAGE, trials - previous_trials, "trials added since"),
-        (REPORTS_STAGE, reports, "publications linked to those trials"),
-        (PREVIOUS_REPORTS_STAGE, previous_reports, "the seed evidence's reports"),
-        (NEW_REPORTS_STAGE, reports - previous_reports,
-         "reports linked since: of new trials, or later reports of earlier trials"),
-        (NEW_REPORTS_OF_PREVIOUS_STAGE, of_previous_trials - previous_reports,
+        (NEW_TRIALS_STAGE, len(inc.new_trials),
+         "trials added since with at least one new report below"),
+        (REPORTS_STAGE, inc.reports, "publications linked to those trials"),
+        (PREVIOUS_REPORTS_STAGE, inc.previous_reports,
+         "the seed evidence's reports: distinct publications (PMID, else DOI, else "
+         "citation), one cited for two trials counted once"),
+        (NEW_REPORTS_STAGE, len(inc.new_reports),
+         "records settled eligible at full text (passed title/abstract screening, not "
+         "deleted) that a trial has as a report, each PMID once: of new trials, or later "
+         "reports of earlier trials; a trial's report that is not (unscreened, excluded, "
+         "deleted, awaiting its verdict, no PMID) is not counted"),
+        (NEW_REPORTS_OF_PREVIOUS_STAGE, inc.new_of_previous,
          "a part of the new reports: later reports of the previous version's trials (the "
          "rest are the reports of the new trials)"),
     ]
@@ -449,8 +512,10 @@ SINCE_NOTES: dict[str, str] = {
     ASSESSED_STAGE: "reports whose full-text verdict was settled after that time",
     FULLTEXT_EXCLUDED_STAGE: "reports settled as excluded after that time",
     ELIGIBLE_STAGE: "reports settled as eligible after that time",
-    TRIALS_STAGE: "trials added after that time",
-    REPORTS_STAGE: "trial reports added after that time",
+    TRIALS_STAGE: "trials that entered the box after that time (a new trial when its first "
+                  "counted report did)",
+    REPORTS_STAGE: "reports that entered the box after that time: linked to a trial and "
+                   "settled eligible, the later of the two after it",
 }
 # The other-methods column's boxes count the same events among the records added by PMID.
 SINCE_NOTES.update({other_stage(stage): note for stage, note in list(SINCE_NOTES.items())
@@ -492,9 +557,19 @@ def prisma_since(session: Session, at: datetime, *, what: str = "that time") -> 
     if sought.added_by_pmid:  # the other-methods column has its boxes only then (prisma_counts)
         counts.update({other_stage(stage): value for stage, value in _since_column(
             session, at, by_pmid=True, sought=sought.column(by_pmid=True)).items()})
-    counts[TRIALS_STAGE] = _count(session, col(Trial.created_at) > at, model=Trial)
-    counts[REPORTS_STAGE] = _count(session, col(TrialReport.created_at) > at,
-                                   model=TrialReport)
+    # The last box's: what entered it after ``at`` (:class:`_Included`); the seed evidence's
+    # trials and reports are dated by when they were loaded.
+    inc = _included(session)
+    seed_after = seed_trial_ids(session) & set(session.exec(
+        select(Trial.id).where(col(Trial.created_at) > at)))
+    counts[TRIALS_STAGE] = (len(inc.previous_trials & seed_after)
+                            + sum(1 for t in inc.new_trials.values() if t > at))
+    counts[REPORTS_STAGE] = (len({
+        publication_key(pmid, citation) for pmid, citation in session.exec(
+            select(TrialReport.pmid, TrialReport.citation).where(
+                col(TrialReport.trial_id).in_(seed_after),
+                col(TrialReport.source_key).is_not(None)))}) if seed_after else 0) \
+        + sum(1 for t in inc.new_reports.values() if t > at)
     return PrismaSince(at=at, counts=counts, what=what)
 
 

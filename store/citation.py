@@ -102,3 +102,23 @@ def citation_line(journal: str | None, year: int | None, volume: str | None,
     if not where:
         return f"{journal}."
     return f"{journal}. {where}" + ("" if where.endswith(".") else ".")
+
+
+#: A DOI in a citation's text ("doi:10.1038/s41408-025-01411-9", "https://doi.org/10.…"):
+#: the prefix "10." and a registrant code, a slash, then anything up to a space, or to a
+#: ";" "," ")" that ends the citation's part (DOIs themselves rarely hold those).
+_DOI_RE = re.compile(r"\b(10\.\d{4,9}/[^\s;,)]+)")
+
+
+def publication_key(pmid: int | None, citation: str | None) -> str:
+    """What one publication is, for counting reports as PRISMA 2020 does (a report is a
+    publication, however many trials or rows cite it): its PMID, else the DOI its citation
+    gives, else the citation's letters and digits in lower case (spaces and punctuation
+    differ between two typings of one reference)."""
+    if pmid is not None:
+        return f"pmid:{pmid}"
+    text = citation or ""
+    found = _DOI_RE.search(text)
+    if found:
+        return "doi:" + found.group(1).rstrip(".").casefold()
+    return "text:" + " ".join(re.findall(r"[^\W_]+", text.casefold()))

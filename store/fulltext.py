@@ -146,6 +146,20 @@ class Outcome:
         return self.row.reason if self.row is not None and self.row.verdict == "excluded" \
             else None
 
+    @property
+    def note(self) -> str | None:
+        """The settled outcome's note. Two assessors agree on the verdict and the reason, not
+        on their words: when their agreeing votes carry different notes (both excluded for
+        "other", one saying "single-arm study", the other "conference abstract only"), the
+        note keeps each, in the order the votes were cast, joined by " / "; a verdict or a
+        resolution has its own note."""
+        if self.row is None:
+            return None
+        if self.row.kind != VOTE:
+            return self.row.note
+        notes = list(dict.fromkeys(v.note for v in self.votes if v.note))
+        return " / ".join(notes) if notes else None
+
     def voted(self, user_id: int | None) -> FullTextAssessment | None:
         """``user_id``'s latest vote, if they voted."""
         return next((v for v in self.votes if v.user_id is not None and v.user_id == user_id),
@@ -408,11 +422,29 @@ def count_outcomes(found: Mapping[int, Outcome], *,
         conflicts=states["conflict"])
 
 
+#: Where a record's trial links and its place in the flow disagree (:func:`link_problem`,
+#: :func:`record_link_problem`), in words. A trial's report counts among the PRISMA flow's
+#: included reports only once its record passed title/abstract screening and was settled
+#: eligible at full text, and is not deleted; each other linked record has its problem.
+LINK_PROBLEMS: dict[str, str] = {
+    "unlinked": "eligible, not linked to a trial",
+    "ruled_out": "a trial's report, though excluded or not retrieved at full text",
+    "awaiting": "a trial's report whose full-text assessment is not settled",
+    "unscreened": "a trial's report with no title/abstract decision",
+    "excluded_at_screening": "a trial's report excluded at title/abstract screening",
+    "deleted": "a trial's report deleted from PubMed",
+}
+
+
 def link_problem(o: Outcome, linked: bool) -> str | None:
-    """Where a report's settled verdict and its trial links disagree (None when they agree,
-    or it is not settled): ``"unlinked"`` — eligible, but no trial has the report, so its
-    numbers are not in the analyses yet; ``"ruled_out"`` — excluded or not retrieved, yet a
-    trial's report, so its numbers may be in the analyses although the review ruled it out."""
+    """Where a report sought's full-text outcome and its trial links disagree (None when they
+    agree, or it is linked to no trial and not settled): ``"unlinked"`` — eligible, but no
+    trial has the report, so its numbers are not in the analyses yet; ``"ruled_out"`` —
+    excluded or not retrieved, yet a trial's report, so its numbers may be in the analyses
+    although the review ruled it out; ``"awaiting"`` — a trial's report whose full text is
+    not settled yet, so the PRISMA flow does not count it as included yet."""
+    if linked and o.state != "resolved":
+        return "awaiting"
     if o.state != "resolved":
         return None
     if o.verdict == "eligible" and not linked:
@@ -422,14 +454,60 @@ def link_problem(o: Outcome, linked: bool) -> str | None:
     return None
 
 
+def record_link_problem(record: Record, o: Outcome, *, linked: bool,
+                        rule: SoughtRule) -> str | None:
+    """:func:`link_problem` of any record (a key of :data:`LINK_PROBLEMS`, or None): a trial's
+    report not sought for retrieval is ``"deleted"``, ``"unscreened"`` or
+    ``"excluded_at_screening"`` — its numbers are pooled once verified while the PRISMA flow
+    does not count it as included. A previous version's report has none: that review
+    included it."""
+    if rule.is_previous_report(record.pmid):
+        return None
+    if rule.is_sought(record):
+        return link_problem(o, linked)
+    if not linked:
+        return None
+    if record.deleted:
+        return "deleted"
+    return "excluded_at_screening" if record.decision == "exclude" else "unscreened"
+
+
+def linked_pmids(session: Session) -> set[int]:
+    """Every PMID some trial has as a report."""
+    return {int(p) for p in session.exec(select(TrialReport.pmid).distinct())
+            if p is not None}
+
+
+def included_report_pmids(session: Session) -> set[int]:
+    """The reports the PRISMA flow counts as included through this review (its last box's
+    new reports): PMIDs a trial has as a report whose record is sought for retrieval (passed
+    title/abstract screening, not deleted, not a previous version's report) and settled
+    eligible at full text. Each PMID once, however many trials have it."""
+    linked = linked_pmids(session)
+    return {p for p, o in outcomes(session, [p for p in sought_pmids(session)
+                                             if p in linked]).items()
+            if o.state == "resolved" and o.verdict == "eligible"}
+
+
+def linked_not_included(session: Session) -> list[tuple[Record, str]]:
+    """The records some trial has as a report that the PRISMA flow does not count as included
+    (:func:`record_link_problem`), by PMID, each with its problem."""
+    linked = sorted(linked_pmids(session))
+    rule = SoughtRule.for_session(session)
+    found = outcomes(session, linked)
+    out: list[tuple[Record, str]] = []
+    for part in in_chunks(linked):
+        for record in session.exec(select(Record).where(col(Record.pmid).in_(part))):
+            problem = record_link_problem(record, found[record.pmid], linked=True, rule=rule)
+            if problem is not None:
+                out.append((record, problem))
+    return sorted(out, key=lambda pair: pair[0].pmid)
+
+
 def linked_though_ruled_out(session: Session) -> list[Record]:
     """The reports whose :func:`link_problem` is ``"ruled_out"``, by PMID."""
-    linked = {int(p) for p in session.exec(select(TrialReport.pmid)) if p is not None}
-    pmids = [p for p, o in outcomes(session, [p for p in sought_pmids(session)
-                                              if p in linked]).items()
-             if link_problem(o, linked=True) == "ruled_out"]
-    return list(session.exec(select(Record).where(col(Record.pmid).in_(pmids))
-                             .order_by(col(Record.pmid)))) if pmids else []
+    return [record for record, problem in linked_not_included(session)
+            if problem == "ruled_out"]
 
 
 def fulltext_state(sought: bool, o: Outcome | None) -> tuple[str | None, str | None]:
@@ -460,6 +538,7 @@ def assessment_json(row: FullTextAssessment, email: str | None) -> dict[str, Any
 
 __all__ = [
     "AWAITING",
+    "LINK_PROBLEMS",
     "MAX_NOTE",
     "PASSED",
     "REASONS",
@@ -481,11 +560,15 @@ __all__ = [
     "count_outcomes",
     "fulltext_counts",
     "fulltext_state",
+    "included_report_pmids",
     "link_problem",
+    "linked_not_included",
+    "linked_pmids",
     "linked_though_ruled_out",
     "outcome",
     "outcomes",
     "reason_label",
+    "record_link_problem",
     "repeated_assessment",
     "row_words",
     "sought_conditions",

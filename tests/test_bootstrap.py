@@ -150,3 +150,47 @@ def test_inits_started_together_seed_once_and_all_succeed(ctx) -> None:  # type:
         names = [t.name for t in s.exec(select(Trial)).all()]
         assert len(names) == len(set(names)) >= 15
         assert len(s.exec(select(User).where(User.role == "admin")).all()) == 1
+
+
+def test_one_publication_is_one_report_in_the_seed_and_in_the_prisma_flow(ctx) -> None:  # type: ignore[no-untyped-def]
+    """GBRAM0001's ASH abstract was two reports (the trial's row and the estimate's worded it
+    differently), and the joint TOURMALINE-MM3/-MM4 final analysis (one DOI) counted as two
+    publications: the previous version's box said 23 reports for 21 publications."""
+    from reports.prisma import PREVIOUS_REPORTS_STAGE, prisma_counts
+
+    initialise(ctx)
+    with ctx.sessions() as s:
+        gbram = s.exec(select(Trial).where(Trial.name == "GBRAM0001")).one()
+        (report,) = s.exec(select(TrialReport).where(TrialReport.trial_id == gbram.id)).all()
+        (est,) = s.exec(select(Estimate).where(Estimate.trial_id == gbram.id)).all()
+        assert est.report_id == report.id
+        n = {stage: v for stage, v, _ in prisma_counts(s)}
+        assert len(s.exec(select(TrialReport)).all()) == 22
+        assert n[PREVIOUS_REPORTS_STAGE] == 21
+
+
+def test_init_merges_the_duplicate_report_an_earlier_seed_made(ctx) -> None:  # type: ignore[no-untyped-def]
+    """A database an earlier `mmlr init` loaded holds GBRAM0001's abstract twice, its estimate
+    on the second row: the next init merges it into the first, the estimate with it."""
+    initialise(ctx)
+    with ctx.sessions() as s:
+        gbram = s.exec(select(Trial).where(Trial.name == "GBRAM0001")).one()
+        first = s.exec(select(TrialReport).where(TrialReport.trial_id == gbram.id)).one()
+        old = TrialReport(trial_id=gbram.id, citation="Maiolino A et al. Blood 2008;112(11):3703 "
+                          "(ASH abstract)", year=2008, source_key="MAIOLINO2008ASH",
+                          kind="secondary")
+        s.add(old)
+        s.flush()
+        est = s.exec(select(Estimate).where(Estimate.trial_id == gbram.id)).one()
+        est.report_id = old.id
+        s.add(est)
+        s.commit()
+        first_id = first.id
+    again = initialise(ctx)
+    assert again.seed.reports_added == 0
+    with ctx.sessions() as s:
+        reports = s.exec(select(TrialReport).where(TrialReport.trial_id == gbram.id)).all()
+        assert [r.id for r in reports] == [first_id]
+        assert s.exec(select(Estimate).where(Estimate.trial_id == gbram.id)).one().report_id \
+            == first_id
+        assert s.exec(select(AuditLog).where(AuditLog.action == "seed.report_merged")).all()

@@ -15,8 +15,17 @@ from sqlmodel import select
 from reports.exports import CSV_COLUMNS, export
 from reports.prisma import prisma_counts
 from screening.health import stopping_supported
+from store.citation import publication_key
 from store.errors import ValidationError
-from store.models import PooledResult, Record, RecordRevision, Trial, TrialReport
+from store.models import (
+    FullTextAssessment,
+    PooledResult,
+    Record,
+    RecordRevision,
+    Trial,
+    TrialReport,
+    User,
+)
 
 NASTY_TITLE = 'Lenalidomide, "maintenance"\nafter ASCT: Müller–Ødegård ≥ 65 years'
 
@@ -366,12 +375,14 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
         **fulltext_rows(awaiting=2),
         # the other-methods column: no record was added by PMID, so it is this 0 line alone
         "other methods: records identified by PMID": 0,
-        "trials included": 1,
+        # pmid 3 is the trial's report, but its full text is not settled; the report
+        # without a PMID never went through the flow: neither is an included report yet
+        "trials included": 0,
         "of the trials included: in the previous version of the review": 0,
-        "of the trials included: new": 1,
-        "reports of included trials": 2,
+        "of the trials included: new": 0,
+        "reports of included trials": 0,
         "of the reports: in the previous version of the review": 0,
-        "of the reports: new": 2,
+        "of the reports: new": 0,
         "of the new reports: of trials in the previous version": 0,
     }
     # the flow adds up: identified = duplicates + not screened + deleted + awaiting +
@@ -398,8 +409,8 @@ def test_prisma_counts_and_summary(ctx, tmp_path: Path) -> None:  # type: ignore
             "included (or marked maybe) for the full text.") in md
     assert ("2 awaiting a screening decision (of which 1 below the classifier's flag "
             "threshold, not read by a person)") in svg_desc(written[2])
-    assert ("Included: 1 trial with 2 reports (0 trials with 0 reports from the previous "
-            "version of the review; 1 new trial and 2 new reports).") in md
+    assert ("Included: 0 trials with 0 reports (0 trials with 0 reports from the previous "
+            "version of the review; 0 new trials and 0 new reports).") in md
     assert "Included: 2 records" not in md
     assert ("Full text: 2 reports sought; 0 not retrieved, 2 awaiting assessment; 0 assessed: "
             "0 eligible, 0 excluded.") in md
@@ -414,13 +425,21 @@ _ONE_PLURAL = re.compile(
 def test_prisma_summaries_count_one_thing_in_the_singular(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A flow with one deleted citation and one trial, said in words in prisma.md and in
     the diagram's description (what a screen reader reads), has no "1 trials"."""
+    from store.fulltext import assess
+
     seed(ctx)
+    with ctx.sessions() as s:  # the trial's report with a PMID is found eligible
+        user = User(email="ft@example.org", role="curator")
+        s.add(user)
+        s.flush()
+        assess(s, user=user, pmid=3, verdict="eligible", screeners_per_record=1)
+        s.commit()
     written = export(ctx, "prisma", tmp_path / "prisma.csv", stopping=STOPPING)
     md, desc = written[1].read_text(), svg_desc(written[2])
     assert "1 deleted citation." in md
-    assert "Included: 1 trial with 2 reports" in md
+    assert "Included: 1 trial with 1 report (" in md
     assert "1 record deleted from PubMed" in desc
-    assert "Included: 1 study (randomised trial) with 2 reports" in desc
+    assert "Included: 1 study (randomised trial) with 1 report (" in desc
     assert not _ONE_PLURAL.findall(md), _ONE_PLURAL.findall(md)
     assert not _ONE_PLURAL.findall(desc), _ONE_PLURAL.findall(desc)
 
@@ -435,7 +454,10 @@ def test_prisma_splits_the_included_trials_into_the_previous_version_and_new(
         load_seed_evidence(s)
         s.commit()
         seeded_trials = len(s.exec(select(Trial)).all())
-        seeded_reports = len(s.exec(select(TrialReport)).all())
+        rows_of_reports = s.exec(select(TrialReport)).all()
+        # a report is a publication: TOURMALINE-MM3 and -MM4 share one (its DOI)
+        seeded_reports = len({publication_key(r.pmid, r.citation) for r in rows_of_reports})
+        assert seeded_reports == len(rows_of_reports) - 1
         assert seeded_trials > 10
         first = s.exec(select(Trial).order_by(Trial.id)).first()
         assert first is not None
@@ -445,8 +467,13 @@ def test_prisma_splits_the_included_trials_into_the_previous_version_and_new(
         s.flush()
         s.add(TrialReport(trial_id=new.id, pmid=90000001, citation="New 2026"))
         s.add(TrialReport(trial_id=first.id, pmid=90000002, citation="Update 2026"))
+        # both screened here and found eligible: the flow carries them to the last box
+        for pmid in (90000001, 90000002):
+            s.add(Record(pmid=pmid, title=f"report {pmid}", decision="include"))
+            s.add(FullTextAssessment(pmid=pmid, kind="verdict", verdict="eligible"))
         s.commit()
         rows = {stage: n for stage, n, _ in prisma_counts(s)}
+    assert rows["of the new reports: of trials in the previous version"] == 1
     assert rows["trials included"] == seeded_trials + 1
     assert rows["of the trials included: in the previous version of the review"] \
         == seeded_trials
@@ -818,12 +845,14 @@ def test_prisma_under_dual_screening_has_a_conflict_line(ctx, dual, tmp_path: Pa
         **fulltext_rows(awaiting=2),
         # the other-methods column: no record was added by PMID, so it is this 0 line alone
         "other methods: records identified by PMID": 0,
-        "trials included": 1,
+        # pmid 3 is the trial's report, but its full text is not settled; the report
+        # without a PMID never went through the flow: neither is an included report yet
+        "trials included": 0,
         "of the trials included: in the previous version of the review": 0,
-        "of the trials included: new": 1,
-        "reports of included trials": 2,
+        "of the trials included: new": 0,
+        "reports of included trials": 0,
         "of the reports: in the previous version of the review": 0,
-        "of the reports: new": 2,
+        "of the reports: new": 0,
         "of the new reports: of trials in the previous version": 0,
     }
     assert _flow_adds_up(rows)

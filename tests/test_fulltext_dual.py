@@ -153,6 +153,31 @@ def test_counts_and_prisma_count_settled_reports_only(ctx: Any) -> None:
                "assessor, 1 in conflict)")
 
 
+def test_two_assessors_agreeing_on_other_keep_both_notes(ctx: Any, tmp_path: Any) -> None:
+    """Both exclude for "other" in their own words: that is agreement (the reason is the
+    same), but the settled outcome keeps both notes; it showed the last vote's only, in the
+    API and the records export, and the first assessor's reason was lost."""
+    import csv
+    import io
+
+    from reports.exports import export
+
+    with ctx.sessions() as s:
+        a, b, _ = _seed(s)
+        for user, note in ((a, "single-arm study"), (b, "conference abstract only")):
+            assess(s, user=user, pmid=1, verdict="excluded", reason="other", note=note,
+                   screeners_per_record=2)
+            s.commit()
+    out = export(ctx, "csv", tmp_path / "records.csv")[0]
+    rows = {int(r["pmid"]): r["fulltext_reason"]
+            for r in csv.DictReader(io.StringIO(out.read_text(), newline=""))}
+    assert rows[1] == "other reason: single-arm study / conference abstract only"
+    with ctx.sessions() as s:
+        (o,) = outcomes(s, [1]).values()
+        assert o.state == "resolved" and o.reason == "other"
+        assert o.note == "single-arm study / conference abstract only"
+
+
 def test_switching_the_setting_never_unsettles_a_report(ctx: Any) -> None:
     with ctx.sessions() as s:
         a, b, c = _seed(s)

@@ -179,9 +179,17 @@ def seed_since(ctx: Any) -> None:
         new = Trial(name="New trial", drug="lenalidomide", setting="post_asct", created_at=AFTER)
         s.add_all([old, new])
         s.flush()
-        s.add_all([TrialReport(trial_id=old.id, citation="old 1", created_at=BEFORE),
-                   TrialReport(trial_id=old.id, citation="old update", created_at=AFTER),
-                   TrialReport(trial_id=new.id, citation="new 1", created_at=AFTER)])
+        # a report enters the included box when it is both a trial's and settled eligible
+        s.add_all([TrialReport(trial_id=old.id, pmid=10, citation="old 1", created_at=BEFORE),
+                   TrialReport(trial_id=old.id, pmid=12, citation="old update",
+                               created_at=AFTER),
+                   TrialReport(trial_id=new.id, pmid=19, citation="new 1", created_at=AFTER)])
+        s.add_all([FullTextAssessment(pmid=10, user_id=a.id, verdict="eligible",
+                                      created_at=BEFORE),
+                   FullTextAssessment(pmid=12, user_id=a.id, verdict="eligible",
+                                      created_at=AFTER),
+                   FullTextAssessment(pmid=19, user_id=a.id, verdict="eligible",
+                                      created_at=AFTER)])
         s.commit()
 
 
@@ -191,9 +199,9 @@ SINCE_EXPECTED = {
     DELETED_STAGE: 1,  # 15
     CURATORS_STAGE: 1,  # 13
     INCLUDED_STAGE: 4,  # 11, 12, 18, and 19 (maybe: on to the full text)
-    NOT_RETRIEVED_STAGE: 0, ASSESSED_STAGE: 0, FULLTEXT_EXCLUDED_STAGE: 0, ELIGIBLE_STAGE: 0,
-    TRIALS_STAGE: 1,
-    REPORTS_STAGE: 2,
+    NOT_RETRIEVED_STAGE: 0, ASSESSED_STAGE: 2, FULLTEXT_EXCLUDED_STAGE: 0, ELIGIBLE_STAGE: 2,
+    TRIALS_STAGE: 1,  # the new trial; the old one's first report entered before the cut
+    REPORTS_STAGE: 2,  # 12 and 19
 }
 
 
@@ -228,7 +236,9 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
     assert shown["removed"].count("n = ") == 3 and "n = 0" in shown["removed"]
     assert "stopping rule (the prioritised-order stopping test" in shown["removed"]
     assert "by curators n = 1 by automation tools: none" in shown["excluded"]
-    assert "Reports of total included studies n = 2" in shown["included"]
+    # the trial's report with a PMID awaits its full text; the other has no PMID: neither is
+    # an included report yet
+    assert "Reports of total included studies n = 0" in shown["included"]
     # the template's phase bars, and the accessible name and description
     texts = [t.text for t in root.iter(f"{SVG}text")]
     assert {"Identification", "Screening", "Included"} <= set(texts)
@@ -243,14 +253,14 @@ def test_every_count_is_in_its_box(ctx: Any) -> None:
         "Screening: 1 awaiting a screening decision; 3 records screened; excluded: 1 by "
         "curators, none by automation tools; 2 records included after title/abstract "
         "screening. Full text: 0 reports not retrieved, 2 awaiting assessment; 0 assessed "
-        "for eligibility: 0 eligible, 0 excluded. Included: 1 study (randomised trial) with "
-        "2 reports (0 studies with 0 reports from the previous version of the review; 1 new "
-        "study and 2 new reports).")
+        "for eligibility: 0 eligible, 0 excluded. Included: 0 studies (randomised trials) "
+        "with 0 reports (0 studies with 0 reports from the previous version of the review; 0 "
+        "new studies and 0 new reports).")
     assert shown["included"] == (
-        "New studies included in review n = 1 Reports of new included studies n = 2 "
+        "New studies included in review n = 0 Reports of new included studies n = 0 "
         "Studies included in previous version of review n = 0 Reports of studies included "
         "in previous version of review n = 0 Total studies included in review (randomised "
-        "trials) n = 1 Reports of total included studies n = 2")
+        "trials) n = 0 Reports of total included studies n = 0")
     assert "since" not in svg  # no cut-off given: no since figures, no note
 
 
@@ -350,8 +360,8 @@ def test_since_counts_dated_additions_only(ctx: Any) -> None:
     assert dict(everything.counts) == {IDENTIFIED_STAGE: 11, REVISED_STAGE: 2,
                                        DELETED_STAGE: 1, CURATORS_STAGE: 2, INCLUDED_STAGE: 5,
                                        TRIALS_STAGE: 2, REPORTS_STAGE: 3,
-                                       NOT_RETRIEVED_STAGE: 0, ASSESSED_STAGE: 0,
-                                       FULLTEXT_EXCLUDED_STAGE: 0, ELIGIBLE_STAGE: 0}
+                                       NOT_RETRIEVED_STAGE: 0, ASSESSED_STAGE: 3,
+                                       FULLTEXT_EXCLUDED_STAGE: 0, ELIGIBLE_STAGE: 3}
 
 
 def test_since_the_newest_digest(ctx: Any) -> None:

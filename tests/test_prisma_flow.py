@@ -353,10 +353,16 @@ def test_a_trial_without_a_report_is_not_an_included_study(ctx: AppContext) -> N
         reported = Trial(name="Reported", drug="lenalidomide", setting="post_asct")
         s.add_all([waiting, reported])
         s.flush()
-        s.add(TrialReport(trial_id=reported.id, citation="Doe J. Blood 2024", year=2024))
+        # (reports screened here and found eligible at full text: those the box counts)
+        for pmid in (101, 102):
+            s.add(Record(pmid=pmid, title=f"report {pmid}", decision="include"))
+            s.add(FullTextAssessment(pmid=pmid, kind="verdict", verdict="eligible"))
+        s.add(TrialReport(trial_id=reported.id, pmid=101, citation="Doe J. Blood 2024",
+                          year=2024))
         s.commit()
         n = flow(s)
         assert (n[TRIALS_STAGE], n[NEW_TRIALS_STAGE], n[REPORTS_STAGE]) == (1, 1, 1)
-        s.add(TrialReport(trial_id=waiting.id, citation="Roe R. Lancet 2025", year=2025))
+        s.add(TrialReport(trial_id=waiting.id, pmid=102, citation="Roe R. Lancet 2025",
+                          year=2025))
         s.commit()
         assert flow(s)[TRIALS_STAGE] == 2

@@ -657,10 +657,14 @@ def test_adding_a_report_that_screening_did_not_pass_says_so(
         return curator.get(done.headers["location"]).text
 
     assert ("PMID 90000013 has no title/abstract decision yet: screen it on its record page "
-            "(/records/90000013) so that the PRISMA flow counts it as included.") in add(90000013)
+            "(/records/90000013), then assess its full text, so that the PRISMA flow counts it "
+            "as included.") in add(90000013)
     assert "PMID 90000012 was excluded at title/abstract screening" in add(90000012)
     page = add(90000014)
     assert "Report added." in page and "title/abstract" not in page
+    # included at title/abstract, its full text not assessed yet: not counted either
+    assert ("PMID 90000014 has no settled full-text verdict yet: the PRISMA flow counts it "
+            "as included only once its full text is settled eligible") in page
     # the record page's link says the same
     linked = curator.post("/records/90000011/reports", data={
         "csrf_token": token, "trial_id": str(review["calgb"]), "kind": "update",

@@ -19,6 +19,8 @@ from screening.web.conflicts import third_person_refusal
 from store.batches import in_chunks
 from store.errors import PermissionDeniedError, StateError, ValidationError
 from store.fulltext import (
+    AWAITING,
+    LINK_PROBLEMS,
     REASONS,
     RESOLUTION,
     VERDICTS,
@@ -29,9 +31,11 @@ from store.fulltext import (
     assessable_record,
     check_assessment,
     link_problem,
+    linked_pmids,
     outcome,
     outcomes,
     reason_label,
+    record_link_problem,
     repeated_assessment,
     row_words,
     sought_pmids,
@@ -193,24 +197,50 @@ def record_fulltext(session: Session, record: Record, user: User, *,
 # ----------------------------------------------------------------------------- the list
 @dataclass(frozen=True)
 class SoughtReport:
+    """A report sought for retrieval as the list shows it; or (``sought`` false, only in the
+    mismatch list) a trial's report that is not sought — unscreened, excluded at
+    title/abstract screening, or deleted — which the PRISMA flow does not count as included."""
+
     record: Record
     outcome: Outcome
     trials: list[tuple[int, str]]
     yours: FullTextAssessment | None = None  # the viewer's own vote
     votes: list[tuple[FullTextAssessment, str]] = field(default_factory=list)  # conflicts
+    sought: bool = True
 
     @property
     def assessment(self) -> FullTextAssessment | None:
-        """The judgement that settled the report (None until settled)."""
-        return self.outcome.row
+        """The judgement that settled the report (None until settled, or not sought)."""
+        return self.outcome.row if self.sought else None
 
     @property
     def verdict(self) -> str:
-        return self.outcome.verdict
+        return self.outcome.verdict if self.sought else "not_sought"
 
     @property
     def text(self) -> str:
+        if not self.sought:
+            return "not sought for retrieval"
         return verdict_words(self.outcome)
+
+    @property
+    def problem(self) -> str | None:
+        """Where the trial links and the flow disagree (a key of
+        ``store.fulltext.LINK_PROBLEMS``), or None."""
+        if not self.sought:
+            return record_link_problem(self.record, AWAITING, linked=bool(self.trials),
+                                       rule=_NOT_PREVIOUS)
+        return link_problem(self.outcome, bool(self.trials))
+
+    @property
+    def problem_text(self) -> str | None:
+        return LINK_PROBLEMS[self.problem] if self.problem else None
+
+    @property
+    def not_counted(self) -> bool:
+        """A trial's report the PRISMA flow does not count as included, for a reason other
+        than the two the list has badges of their own for."""
+        return self.problem not in (None, "unlinked", "ruled_out")
 
     @property
     def unlinked(self) -> bool:
@@ -228,7 +258,7 @@ class SoughtReport:
                 "verdict": self.verdict, "reason": self.outcome.reason,
                 "reason_label": reason_label(self.outcome.reason)
                 if self.outcome.reason else None,
-                "note": a.note if a else None,
+                "note": self.outcome.note if a else None,
                 "assessed_at": a.created_at.isoformat() if a else None,
                 "assessors": len(self.outcome.votes),
                 "your_vote": self.yours.verdict if self.yours else None,
@@ -236,7 +266,13 @@ class SoughtReport:
                           for v, e in self.votes],
                 "trials": [{"id": i, "name": n} for i, n in self.trials],
                 "eligible_not_linked": self.unlinked,
-                "linked_though_excluded": self.linked_though_excluded}
+                "linked_though_excluded": self.linked_though_excluded,
+                "sought": self.sought, "link_problem": self.problem,
+                "link_problem_text": self.problem_text}
+
+
+#: The list's rows not sought are never previous-version reports (those are left out before).
+_NOT_PREVIOUS = SoughtRule(previous=frozenset())
 
 
 def sought_reports(session: Session, show: str = "all", *, viewer: User | None = None,
@@ -246,8 +282,10 @@ def sought_reports(session: Session, show: str = "all", *, viewer: User | None =
     ones awaiting assessment, then those awaiting their second assessor, then the settled
     ones, each by PMID. ``show="awaiting"`` keeps the unsettled ones, ``show="yours"`` those
     of them still needing ``viewer``'s vote (two assessors), ``show="conflict"`` the
-    conflicts, ``show="mismatch"`` the settled reports whose verdict and trial links disagree
-    (eligible but linked to no trial; excluded or not retrieved but linked to one). A conflict
+    conflicts, ``show="mismatch"`` the reports whose verdict and trial links disagree (eligible
+    but linked to no trial; excluded, not retrieved or not settled but linked to one) and,
+    first, the trials' reports not sought at all (unscreened, excluded at title/abstract
+    screening, deleted): the reports the PRISMA flow does not count as included. A conflict
     carries its votes (no longer blind); ``viewer`` sees their own vote. At most ``limit``,
     from the ``offset``-th on (a page of the list)."""
     pmids = sought_pmids(session)
@@ -260,14 +298,29 @@ def sought_reports(session: Session, show: str = "all", *, viewer: User | None =
         pmids = [p for p in pmids if states[p].state in ("awaiting", "awaiting_second")
                  and (viewer is None or states[p].voted(viewer.id) is None)]
     links = _trial_links(session, pmids)
+    not_sought: set[int] = set()
     if show == "mismatch":
         pmids = [p for p in pmids if link_problem(states[p], bool(links.get(p))) is not None]
-    pmids = sorted(pmids, key=lambda p: (_ORDER[states[p].state], p))[offset:offset + limit]
+        # The trials' reports whose records are not sought (unscreened, excluded at
+        # title/abstract screening, deleted): pooled, yet not included in the PRISMA flow.
+        rule = SoughtRule.for_session(session)
+        others = sorted(linked_pmids(session) - set(states) - rule.previous)
+        for part in in_chunks(others):
+            for record in session.exec(select(Record).where(col(Record.pmid).in_(part))):
+                if record_link_problem(record, AWAITING, linked=True, rule=rule):
+                    not_sought.add(record.pmid)
+        links.update(_trial_links(session, sorted(not_sought)))
+        pmids = [*pmids, *not_sought]
+    # Not sought first (nobody will meet them elsewhere), then what needs a person first.
+    pmids = sorted(pmids, key=lambda p: (-1 if p in not_sought else _ORDER[states[p].state],
+                                         p))[offset:offset + limit]
     records = {r.pmid: r for r in session.exec(select(Record)
                                                .where(col(Record.pmid).in_(pmids)))}
-    emails = _emails(session, {v.user_id for p in pmids if states[p].state == "conflict"
+    emails = _emails(session, {v.user_id for p in pmids
+                               if p not in not_sought and states[p].state == "conflict"
                                for v in states[p].votes if v.user_id is not None})
-    return [SoughtReport(
+    return [SoughtReport(records[p], AWAITING, links.get(p, []), sought=False)
+            if p in not_sought else SoughtReport(
         records[p], states[p], links.get(p, []),
         yours=states[p].voted(viewer.id) if viewer is not None else None,
         votes=[(v, emails.get(v.user_id or -1, "?")) for v in states[p].votes]

@@ -138,6 +138,8 @@ async def new_trial(request: Request, session: DbSession, user: Curator) -> Resp
     if record is not None:
         text += f" PMID {record.pmid} is its primary report: complete its citation below."
     flash(request, text, "ok")
+    if record is not None and (note := report_screening_note(session, record.pmid)):
+        flash(request, note, "info")
     return RedirectResponse(f"/trials/{trial.id}", status_code=303)
 
 

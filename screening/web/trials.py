@@ -17,7 +17,7 @@ from screening.web.extraction import MIN_YEAR, SETTINGS, FieldErrors, _Reader
 from store.audit import audit
 from store.citation import locator
 from store.errors import ValidationError
-from store.fulltext import PASSED, SoughtRule
+from store.fulltext import SoughtRule, outcomes, record_link_problem
 from store.models import Estimate, Record, Trial, TrialReport, User, utcnow
 from store.trial_match import REGISTRY_ID, TrialIndex, name_tokens, registry_key
 
@@ -100,23 +100,38 @@ def registrations_taken(session: Session, registry_ids: Sequence[str],
 
 
 def report_screening_note(session: Session, pmid: int | None) -> str | None:
-    """What a curator adding ``pmid`` as a trial's report should know about its screening: a
-    record in the database that title/abstract screening did not pass (no decision yet, or
-    excluded) becomes a report — its numbers are pooled once verified — while the PRISMA flow
-    does not count it as included. Not a refusal: the seed evidence's reports were included by
-    the review mmlr continues, not screened here, and one of them stored as a record needs no
-    screening either (``store.screening_pool``: the flow counts it among that version's
-    reports, whatever is decided on it)."""
+    """What a curator adding ``pmid`` as a trial's report should know about its place in the
+    PRISMA flow: the flow counts a trial's report as included only once its record passed
+    title/abstract screening and was settled eligible at full text, and is not deleted
+    (``store.fulltext.record_link_problem``); any other becomes a report — its numbers are
+    pooled once verified — that the flow does not count. Not a refusal: the seed evidence's
+    reports were included by the review mmlr continues, not screened here, and one of them
+    stored as a record needs no screening either (``store.screening_pool``: the flow counts
+    it among that version's reports, whatever is decided on it). None when nothing is
+    missing, or the PMID is not stored (nothing to screen yet)."""
     if pmid is None:
         return None
     record = session.get(Record, pmid)
-    if record is None or record.decision in PASSED \
-            or SoughtRule.for_session(session).is_previous_report(pmid):
+    if record is None:
         return None
-    state = "was excluded at title/abstract screening" if record.decision == "exclude" \
+    linked = session.exec(select(TrialReport.id).where(TrialReport.pmid == pmid)).first()
+    problem = record_link_problem(record, outcomes(session, [pmid])[pmid],
+                                  linked=linked is not None,
+                                  rule=SoughtRule.for_session(session))
+    if problem is None:
+        return None
+    if problem == "deleted":
+        return (f"PMID {pmid} was deleted from PubMed: the PRISMA flow does not count it as "
+                "included; check that the trial's report is the right one.")
+    if problem in ("awaiting", "ruled_out"):
+        state = ("is settled as excluded or not retrieved at full text" if problem == "ruled_out"
+                 else "has no settled full-text verdict yet")
+        return (f"PMID {pmid} {state}: the PRISMA flow counts it as included only once its "
+                f"full text is settled eligible (/records/{pmid}#fulltext).")
+    state = "was excluded at title/abstract screening" if problem == "excluded_at_screening" \
         else "has no title/abstract decision yet"
-    return (f"PMID {pmid} {state}: screen it on its record page (/records/{pmid}) so that the "
-            "PRISMA flow counts it as included.")
+    return (f"PMID {pmid} {state}: screen it on its record page (/records/{pmid}), then assess "
+            "its full text, so that the PRISMA flow counts it as included.")
 
 
 def primary_report_of(session: Session, pmid: int) -> str | None:
