@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-#: The password of the user a benchmark logs in as: long enough for the password rule
+#: The password of the user a benchmark logs in as, one the password rule accepts
 #: (screening.web.auth.check_password_strength: at least 15 characters, not naming the
-#: address, bench@example.org), which
-#: refused the one the scripts had ("bench-password"), so they stopped before measuring.
+#: address, bench@example.org); it refused the one the scripts had ("bench-password"), so
+#: they stopped before measuring.
 BENCH_PASSWORD = "a curator passphrase for timing 2026"
 
 
