@@ -1378,7 +1378,7 @@ def _deliver_smtp(
                 # send_message raises only for the server or the connection (a recipient's
                 # own refusal or deferral comes back in result.refused).
                 server_error = exc
-                row.attempts += 1
+                row.attempts += exc.attempts  # as many as its error says were made
                 row.status, row.error = "failed", exc.one_line()
                 failures.append(f"{rcpt}: {exc.one_line()}")
             else:

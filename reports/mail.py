@@ -178,7 +178,7 @@ def send_message(
         result = _send_with_retries(target, msg, recipients, retry_delays)
     except DeliveryError as exc:
         raise DeliveryError(_scrub(exc.message, target), hint=None if exc.hint is None
-                            else _scrub(exc.hint, target)) from None
+                            else _scrub(exc.hint, target), attempts=exc.attempts) from None
     result.refused = {addr: _scrub(reason, target) for addr, reason in result.refused.items()}
     return result
 
@@ -194,6 +194,9 @@ def _send_with_retries(
         attempts += 1
         try:
             refused = _send_once(target, msg, recipients)
+        except DeliveryError as exc:
+            exc.attempts = attempts  # the tries before this one failed too (retried)
+            raise
         except _Refused as exc:
             return SendResult(message_id=message_id, refused=dict.fromkeys(recipients, exc.reason),
                               attempts=attempts)
@@ -210,6 +213,7 @@ def _send_with_retries(
                     f"{exc.reason}",
                     hint=exc.hint
                     or "check that the server of MMLR_SMTP_URL is running and reachable",
+                    attempts=attempts,
                 ) from None
             delay = delays.pop(0)
             # Logged before send_message sees it, so masked here too. INFO, as a poll's

@@ -250,7 +250,7 @@ def test_server_down_fails_clearly_and_the_digest_can_be_resent(ctx, caplog) -> 
     assert "s3cret-pa55" not in line and "s3cret-pa55" not in caplog.text
     with ctx.sessions() as s:
         [row] = s.exec(select(Delivery)).all()
-    assert (row.status, row.recipient, row.attempts) == ("failed", "ana@example.org", 1)
+    assert (row.status, row.recipient, row.attempts) == ("failed", "ana@example.org", 3)
     assert "connection refused" in (row.error or "")
     # the server comes up: the kept digest goes out, and the same row records it
     handler = Capture()
@@ -264,7 +264,18 @@ def test_server_down_fails_clearly_and_the_digest_can_be_resent(ctx, caplog) -> 
     assert "sent to ana@example.org" in sent and len(handler.messages) == 1
     with ctx.sessions() as s:
         [row] = s.exec(select(Delivery)).all()
-    assert (row.status, row.attempts, row.error) == ("sent", 2, None)
+    assert (row.status, row.attempts, row.error) == ("sent", 4, None)
+
+
+def test_the_attempts_recorded_are_the_attempts_its_error_speaks_of(ctx) -> None:  # type: ignore[no-untyped-def]
+    # The row said attempts=1 while its error said "failed after 4 attempts".
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{free_port()}",
+                         digest_to="a@example.org")
+    line = _failed_delivery(sctx, retry_delays=(0.01, 0.01, 0.01))
+    assert "failed after 4 attempts" in line
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+    assert row.attempts == 4 and "failed after 4 attempts" in (row.error or "")
 
 
 def test_server_down_is_tried_once_not_once_per_recipient(ctx, caplog) -> None:  # type: ignore[no-untyped-def]
@@ -376,7 +387,7 @@ def test_after_the_server_fails_the_rest_are_not_tried_nor_counted(ctx) -> None:
         deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
     with ctx.sessions() as s:
         rows = {r.recipient: (r.attempts, r.error) for r in s.exec(select(Delivery)).all()}
-    assert rows["a@example.org"][0] == 1 and "connection refused" in (rows["a@example.org"][1]
+    assert rows["a@example.org"][0] == 3 and "connection refused" in (rows["a@example.org"][1]
                                                                       or "")
     assert rows["b@example.org"][0] == 0
     assert (rows["b@example.org"][1] or "").startswith("not tried: SMTP server")
