@@ -57,6 +57,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from email.message import EmailMessage
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
@@ -83,11 +84,12 @@ from reports.presentation import (
 from reports.selection import latest_results
 from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
 from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
+from store.addresses import check_email
 from store.audit import audit
 from store.baselines import baseline_for, current_baselines
 from store.citation import citation_line
 from store.context import AppContext
-from store.errors import ConfigError, DeliveryError, MmlrError
+from store.errors import ConfigError, DeliveryError, MmlrError, ValidationError
 from store.fulltext import (
     VOTE,
     SoughtRule,
@@ -1332,14 +1334,7 @@ def _deliver_smtp(
     retry_delays: Sequence[float] | None, lease: JobLease,
 ) -> list[str]:
     """Send to each (address, unsubscribe URL or None) in turn, one message each."""
-    from reports.mail import (
-        DEFAULT_RETRY_DELAYS,
-        build_message,
-        inline_images,
-        send_message,
-        unsubscribe_headers,
-        with_unsubscribe_footer,
-    )
+    from reports.mail import DEFAULT_RETRY_DELAYS, inline_images, send_message
 
     settings = ctx.settings
     lines: list[str] = []
@@ -1355,19 +1350,28 @@ def _deliver_smtp(
                              f"on {row.sent_at:%Y-%m-%d %H:%M} UTC (not resent)")
                 continue
             row = row or Delivery(digest_id=int(digest.id or 0), channel="smtp", recipient=rcpt)
-            html, text, headers = cid_html, digest.text, None
-            if unsubscribe is not None:
-                html, text = with_unsubscribe_footer(cid_html, digest.text, unsubscribe)
-                headers = unsubscribe_headers(unsubscribe)
-            msg = build_message(subject=digest.subject, text=text, html=html,
-                                sender=settings.mail_from, recipients=[rcpt], images=images,
-                                headers=headers)
             if server_error is not None:
                 # The server itself failed (down, login refused): do not hammer it once per
                 # recipient; the others are recorded as failed with the same reason, as not
                 # tried (their attempts stay as they were).
                 row.status, row.error = "failed", f"not tried: {server_error.one_line()}"
                 failures.append(f"{rcpt}: not tried")
+                session.add(row)
+                session.commit()
+                continue
+            try:
+                msg = _recipient_message(digest, settings.mail_from, rcpt, cid_html, images,
+                                         unsubscribe)
+            except (ValidationError, ValueError) as exc:
+                # One address no message can be built for (a subscriber stored before the
+                # address rule refused it) fails alone: it ended the whole delivery, and
+                # sorted first, nobody ever got a digest.
+                why = exc.message if isinstance(exc, ValidationError) else \
+                    f"the e-mail package refuses it ({' '.join(str(exc).split())})"
+                row.status = "failed"
+                row.error = (f"no message built: {why}; remove the address (`mmlr subscribers "
+                             "remove`, /admin/subscribers) and subscribe the right one")
+                failures.append(f"{rcpt}: {row.error}")
                 session.add(row)
                 session.commit()
                 continue
@@ -1412,6 +1416,24 @@ def _deliver_smtp(
             hint="the digest is kept; run `mmlr digest --send` again to retry the failed ones",
         )
     return lines
+
+
+def _recipient_message(
+    digest: Digest, sender: str, rcpt: str, cid_html: str, images: Sequence[Any],
+    unsubscribe: str | None,
+) -> EmailMessage:
+    """The copy of ``digest`` for ``rcpt`` (with their unsubscribe link, if any). Raises
+    ValidationError for an address mmlr's rule refuses, ValueError for one the e-mail
+    package cannot put in a header."""
+    from reports.mail import build_message, unsubscribe_headers, with_unsubscribe_footer
+
+    check_email(rcpt)  # the rule may be stricter than when the address was stored
+    html, text, headers = cid_html, digest.text, None
+    if unsubscribe is not None:
+        html, text = with_unsubscribe_footer(cid_html, digest.text, unsubscribe)
+        headers = unsubscribe_headers(unsubscribe)
+    return build_message(subject=digest.subject, text=text, html=html, sender=sender,
+                         recipients=[rcpt], images=images, headers=headers)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -12,10 +12,15 @@ EMAIL_MAX = 254
 
 # Deliberately permissive (e-mail syntax is a swamp) but it must have one @, no spaces and no
 # characters that would break HTML or a mail header (no quotes, commas, angle brackets, CR/LF).
-# "admin@localhost" is valid: it is the default first admin.
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
-)
+# The local part is dot-separated atoms (no leading, trailing or doubled dot: RFC 5321's
+# dot-string, which servers refuse otherwise); the domain is labels of letters, digits and
+# inner hyphens. "admin@localhost" is valid: it is the default first admin.
+_ATOM = r"[A-Za-z0-9!#$%&*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*$")
+# An RFC 2047 encoded word ("=?utf-8?q?a=0D=0Ab?=") passes the atoms above, but the e-mail
+# package decodes it when it builds the To header, CR/LF and all: the message cannot be built.
+_ENCODED_WORD = re.compile(r"=\?.*\?=")
 _EXAMPLE = "e.g. jane@example.org"
 
 
@@ -40,6 +45,16 @@ def check_email(email: object) -> str:
         raise ValidationError(f"{shown!r} is not an e-mail address: it contains a space",
                               hint=_EXAMPLE)
     address = normalise_email(text)
-    if not _EMAIL.match(address):
-        raise ValidationError(f"{shown!r} is not an e-mail address", hint=_EXAMPLE)
+    if _ENCODED_WORD.search(address):
+        raise ValidationError(f"{shown!r} is not an e-mail address: it contains an encoded "
+                              "word (=?…?=)", hint=_EXAMPLE)
+    if not _EMAIL.fullmatch(address):
+        local, _, domain = address.partition("@")
+        what = ""
+        if local.startswith(".") or local.endswith(".") or ".." in local:
+            what = ": a dot begins or ends the part before @, or two dots follow each other"
+        elif any(not part or part.startswith("-") or part.endswith("-")
+                 for part in domain.split(".")):
+            what = ": a part of the domain is empty or begins or ends with a hyphen"
+        raise ValidationError(f"{shown!r} is not an e-mail address{what}", hint=_EXAMPLE)
     return address
