@@ -26,12 +26,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy, Policy
 from email.utils import format_datetime, make_msgid
 from html import escape
 
+from store.addresses import parse_sender
 from store.errors import DeliveryError
 from store.settings import SmtpTarget
 
@@ -113,13 +114,14 @@ def build_message(
     ``headers`` are added as given (e.g. :func:`unsubscribe_headers`); a value with a line
     break is refused by the e-mail package, so none can inject another header.
     """
+    name, address = parse_sender(sender)  # the one address of From, envelope, Message-ID
     msg = EmailMessage(policy=_POLICY)
     msg["Subject"] = subject
-    msg["From"] = sender
+    msg["From"] = Address(display_name=name, addr_spec=address)
     # The outbox copy has no recipients yet; RFC 5322's empty group keeps the header valid.
     msg["To"] = ", ".join(recipients) if recipients else "undisclosed-recipients:;"
     msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(domain=domain or _domain_of(sender))
+    msg["Message-ID"] = make_msgid(domain=domain or address.rsplit("@", 1)[1])
     for name, value in (headers or {}).items():
         msg[name] = value
     msg.set_content(text, subtype="plain", charset="utf-8")
@@ -272,7 +274,8 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
         with smtp:
             _handshake(smtp, target)
             try:
-                refused = smtp.send_message(msg, to_addrs=list(recipients))
+                refused = smtp.send_message(msg, from_addr=_envelope_sender(msg),
+                                            to_addrs=list(recipients))
             except smtplib.SMTPRecipientsRefused as exc:
                 return _all_refused(exc, recipients, target)
             return {addr: _reply_text(code, text) for addr, (code, text) in refused.items()}
@@ -438,9 +441,10 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _domain_of(address: str) -> str:
-    domain = address.rsplit("@", 1)[-1].strip(" >")
-    return domain if domain and "@" in address else "mmlr.localhost"
+def _envelope_sender(msg: EmailMessage) -> str:
+    """``MAIL FROM``: the address of the one From mailbox build_message wrote."""
+    [mailbox] = msg["From"].addresses
+    return str(mailbox.addr_spec)
 
 
 def _ext(subtype: str) -> str:

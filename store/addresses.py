@@ -58,3 +58,55 @@ def check_email(email: object) -> str:
             what = ": a part of the domain is empty or begins or ends with a hyphen"
         raise ValidationError(f"{shown!r} is not an e-mail address{what}", hint=_EXAMPLE)
     return address
+
+
+# "Name <address>" or a bare address, nothing before or after: a comma, a second <…> or a
+# trailing word would be a second mailbox or a sender other than the one checked.
+_SENDER = re.compile(r'(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]*)>|(?P<bare>[^<>]*)')
+_SENDER_EXAMPLE = "e.g. review@example.org or Living review <review@example.org>"
+
+
+def parse_sender(value: str) -> tuple[str, str]:
+    """(display name, address) of a sender (``MMLR_MAIL_FROM``): ``address`` or
+    ``Name <address>``; ValidationError for anything else.
+
+    The one parse every use of the sender goes through (the From header, the envelope's
+    ``MAIL FROM``, the Message-ID's domain): ``parseaddr`` alone checked one address while
+    the message went out with another — ``a@x.org <b@y.org>`` was checked as b@y.org and
+    sent as a@x.org, ``"Evil" <r@x.org>, other@y.org`` had two From mailboxes, and a line
+    break ended the first delivery with an internal error.
+    """
+    from email.utils import getaddresses
+
+    text = value.strip()
+    if not text:
+        raise ValidationError("a sender address is required", hint=_SENDER_EXAMPLE)
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValidationError(f"{shown!r} is not a sender: it contains a line break or another "
+                              "control character", hint=_SENDER_EXAMPLE)
+    match = _SENDER.fullmatch(text)
+    several = ValidationError(f"{shown!r} is not one sender: it names more than one mailbox "
+                              "or has text outside <…>", hint=_SENDER_EXAMPLE)
+    if match is None:
+        raise several
+    if match["bare"] is not None:
+        if "," in text or ";" in text:
+            raise several
+        check_email(text)
+        return "", text
+    name = match["name"].strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1]
+    if '"' in name or "\\" in name:
+        raise ValidationError(f"{shown!r} is not a sender: its name has a quote or a "
+                              "backslash inside", hint=_SENDER_EXAMPLE)
+    if "@" in name:
+        # "a@x.org <b@y.org>" reads as from a@x.org in a mail client, but is sent by b@y.org
+        raise ValidationError(f"{shown!r} is not a sender: its name has an @, so it would "
+                              "read as the address", hint=_SENDER_EXAMPLE)
+    if len(getaddresses([text])) != 1:  # an unquoted comma in the name: two mailboxes
+        raise several
+    address = match["addr"].strip()
+    check_email(address)
+    return name, address

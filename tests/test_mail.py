@@ -35,6 +35,7 @@ class Capture:
 
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.senders: list[str] = []  # MAIL FROM of each accepted message
         self.defer_data = 0  # answer 451 to DATA this many times
         self.refuse = "refused"  # recipients containing this get 550
         self.hold_first = False  # keep the first DATA waiting until ``release`` is set
@@ -58,6 +59,7 @@ class Capture:
                 await asyncio.sleep(0.01)
         msg = email.message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append((list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+        self.senders.append(envelope.mail_from)
         return "250 OK queued"
 
 
@@ -189,6 +191,18 @@ def test_digest_sent_to_each_recipient_once(ctx, smtp) -> None:  # type: ignore[
     again = deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
     assert all("already sent" in line for line in again) and len(again) == 2
     assert len(handler.messages) == 2
+
+
+def test_from_envelope_and_message_id_use_the_one_sender_address(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
+    handler, port = smtp
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}", digest_to="a@example.org",
+                         mail_from='"Review, team" <review@lab.example.org>')
+    deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    [(_, msg)] = handler.messages
+    assert handler.senders == ["review@lab.example.org"]
+    [mailbox] = msg["From"].addresses
+    assert (mailbox.display_name, mailbox.addr_spec) == ("Review, team", "review@lab.example.org")
+    assert msg["Message-ID"].endswith("@lab.example.org>")
 
 
 def test_a_digest_being_delivered_elsewhere_is_not_sent_twice(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
