@@ -279,12 +279,12 @@ def _digest(session: Session, report: StatusReport) -> None:
                                                   col(Digest.id).desc())).first()
     if digest is None:
         report.sections["digest"] = {"id": None, "built_at": None, "sent": 0, "failed": 0,
-                                     "pending": 0, "errors": []}
+                                     "unknown": 0, "pending": 0, "errors": []}
         return
     latest = _recipients(session.exec(select(Delivery).where(
         Delivery.digest_id == digest.id).order_by(col(Delivery.id))).all())
     counts = {status: sum(r.status == status for r in latest.values())
-              for status in ("sent", "failed", "pending")}
+              for status in ("sent", "failed", "unknown", "pending")}
     errors = sorted({" ".join((r.error or "no reason recorded").split())
                      for r in latest.values() if r.status == "failed"})
     report.sections["digest"] = {"id": digest.id, "built_at": _iso(digest.created_at),
@@ -293,6 +293,15 @@ def _digest(session: Session, report: StatusReport) -> None:
         report.problems.append(
             f"the newest digest #{digest.id} was not delivered to {counts['failed']} of "
             f"{len(latest)} recipients: {errors[0]} (`mmlr digest --send` retries them)")
+    if counts["unknown"]:
+        # The server did not answer after the message went out: it may have arrived, so
+        # nothing resends it by itself (reports.mail); a person has to ask.
+        unsure = sorted(" ".join((r.error or "").split())
+                        for r in latest.values() if r.status == "unknown")
+        report.problems.append(
+            f"the newest digest #{digest.id} may not have reached {counts['unknown']} of "
+            f"{len(latest)} recipients: {unsure[0]} (not resent by itself: ask them; "
+            "`mmlr digest --send --resend-unknown` sends it to them again)")
     _older_digests(session, int(digest.id or 0), report)
 
 
@@ -438,7 +447,9 @@ def _text_rows(report: StatusReport) -> list[tuple[str, str]]:
     if (dg := s["digest"]) is not None:
         rows.append(("last digest", "none built" if dg["id"] is None else
                      f"#{dg['id']} built {_when(dg['built_at'])}: {dg['sent']} delivered, "
-                     f"{dg['failed']} failed, {dg['pending']} pending"))
+                     f"{dg['failed']} failed, "
+                     + (f"{dg['unknown']} perhaps delivered, " if dg["unknown"] else "")
+                     + f"{dg['pending']} pending"))
     if (sc := s["screening"]) is not None:
         rows.append(("model", f"#{sc['model_version']} trained {_when(sc['model_trained_at'])}"
                      if sc["model_version"] is not None else "none trained"))

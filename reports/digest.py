@@ -1237,6 +1237,7 @@ def _fmt_time(value: str | None) -> str | None:
 # ----------------------------------------------------------------------------- delivery
 def deliver_digest(
     ctx: AppContext, digest: Digest, *, retry_delays: Sequence[float] | None = None,
+    resend_unknown: bool = False,
 ) -> list[str]:
     """Deliver ``digest`` (outbox folder, or SMTP when ``MMLR_SMTP_URL`` is set).
 
@@ -1244,6 +1245,11 @@ def deliver_digest(
     recipient (nor written twice to the outbox): those get an "already …" line instead.
     Raises DeliveryError after recording a failed Delivery row when anything failed; the
     digest stays and a later call retries the failed recipients only.
+
+    A copy whose outcome is unknown (the message was sent, then the server did not answer:
+    it may have arrived) is recorded ``unknown`` and is not resent by a later call, unless
+    ``resend_unknown`` (``mmlr digest --send --resend-unknown``: the recipient said it did
+    not arrive).
 
     SMTP recipients are the ``MMLR_DIGEST_TO`` addresses and the active subscribers, each
     once (``store.subscribers.digest_recipients``). A subscriber's copy carries a personal
@@ -1274,7 +1280,8 @@ def deliver_digest(
             )
         recipients = [(r.address, None if r.token is None
                        else unsubscribe_url(settings.base_url, r.token)) for r in found]
-        return _deliver_smtp(ctx, digest, target, recipients, retry_delays, lease)
+        return _deliver_smtp(ctx, digest, target, recipients, retry_delays, lease,
+                             resend_unknown=resend_unknown)
 
 
 def _existing(session: Session, digest: Digest, channel: str) -> dict[str | None, Delivery]:
@@ -1331,7 +1338,7 @@ def _deliver_outbox(ctx: AppContext, digest: Digest) -> list[str]:
 
 def _deliver_smtp(
     ctx: AppContext, digest: Digest, target: Any, recipients: list[tuple[str, str | None]],
-    retry_delays: Sequence[float] | None, lease: JobLease,
+    retry_delays: Sequence[float] | None, lease: JobLease, *, resend_unknown: bool = False,
 ) -> list[str]:
     """Send to each (address, unsubscribe URL or None) in turn, one message each."""
     from reports.mail import DEFAULT_RETRY_DELAYS, inline_images, send_message
@@ -1339,6 +1346,7 @@ def _deliver_smtp(
     settings = ctx.settings
     lines: list[str] = []
     failures: list[str] = []
+    unknown = 0
     cid_html, images = inline_images(digest.html)
     server_error: DeliveryError | None = None
     with ctx.sessions() as session:
@@ -1348,6 +1356,12 @@ def _deliver_smtp(
             if row is not None and row.status == "sent":
                 lines.append(f"digest #{digest.id} already sent to {rcpt} "
                              f"on {row.sent_at:%Y-%m-%d %H:%M} UTC (not resent)")
+                continue
+            if row is not None and row.status == "unknown" and not resend_unknown:
+                # It may have arrived: a second copy is worse than asking (RFC 5321 §6.1).
+                lines.append(f"digest #{digest.id} may already have reached {rcpt} (the server "
+                             "did not answer after the message was sent): not resent; "
+                             "`mmlr digest --send --resend-unknown` sends it again")
                 continue
             row = row or Delivery(digest_id=int(digest.id or 0), channel="smtp", recipient=rcpt)
             if server_error is not None:
@@ -1388,7 +1402,11 @@ def _deliver_smtp(
             else:
                 row.attempts += result.attempts
                 row.message_id = result.message_id
-                if rcpt in result.refused:
+                if rcpt in result.unknown:
+                    row.status, row.error = "unknown", result.unknown[rcpt]
+                    unknown += 1
+                    failures.append(f"{rcpt}: {result.unknown[rcpt]}")
+                elif rcpt in result.refused:
                     # A bare reply ("550 …") is a refused mailbox; mail words the rest
                     # ("deferred after 3 attempts: 450 …", "message rejected (554 …)").
                     reason = result.refused[rcpt]
@@ -1410,10 +1428,14 @@ def _deliver_smtp(
         log.info("%s", line)
     if failures:
         sent = len(recipients) - len(failures)
+        hint = "the digest is kept; run `mmlr digest --send` again to retry the failed ones"
+        if unknown:
+            hint += (" (not those it may have reached: ask them, and "
+                     "`mmlr digest --send --resend-unknown` sends it to them again)")
         raise DeliveryError(
-            f"digest #{digest.id} reached {sent} of {len(recipients)} recipients; "
-            + "; ".join(failures),
-            hint="the digest is kept; run `mmlr digest --send` again to retry the failed ones",
+            f"digest #{digest.id} reached {sent} of {len(recipients)} recipients"
+            f"{f' (perhaps {sent + unknown})' if unknown else ''}; " + "; ".join(failures),
+            hint=hint,
         )
     return lines
 

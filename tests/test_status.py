@@ -192,7 +192,8 @@ def test_json_keys_are_stable(polled: Any) -> None:
                                    "first_search_pending", "newest_run"}
     assert set(report["poll"]["newest_run"]) == {"id", "kind", "status", "started_at",
                                                  "heartbeat_at", "error"}
-    assert set(report["digest"]) == {"id", "built_at", "sent", "failed", "pending", "errors"}
+    assert set(report["digest"]) == {"id", "built_at", "sent", "failed", "unknown", "pending",
+                                     "errors"}
     assert set(report["screening"]) == {"model_version", "model_trained_at", "unscored",
                                         "awaiting_screening", "may_stop", "stopping_test"}
     assert set(report["pooling"]) == {"last_pooled_at", "analyses_with_pending_changes"}
