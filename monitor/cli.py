@@ -255,6 +255,9 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     if args.out == "-":  # was a file named "-" in the working folder
         raise UsageError("--out - (standard output) is not taken by mmlr digest: its "
                          "output says what was written and delivered", hint=hint)
+    if args.resend_unknown and out is not None and not args.send:
+        raise UsageError("--resend-unknown sends, while --out alone is a preview",
+                         hint="add --send, or leave out --out")
     if out is not None:  # before the digest is built and stored: a wrong path changes nothing
         check_target(out, what="the digest", hint=hint)
     with _context(settings) as ctx:
@@ -270,7 +273,7 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
                                             "still counts from the last one delivered)")
             print(f"digest #{digest.id} written to {out}{preview}")
         if args.send or not args.out:
-            for line in deliver_digest(ctx, digest):
+            for line in deliver_digest(ctx, digest, resend_unknown=args.resend_unknown):
                 print(line)
     return 0
 
@@ -618,6 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE.html", help="write the HTML here instead of "
                    "delivering it (deliver too with --send)")
     p.add_argument("--send", action="store_true", help="deliver (SMTP or outbox)")
+    p.add_argument("--resend-unknown", action="store_true", help="send again to the "
+                   "recipients the digest may have reached (the server did not answer after "
+                   "the message was sent); only when they say it did not arrive")
     p.set_defaults(func=cmd_digest)
 
     p = sub.add_parser("run", help="poll → screen → pool → digest, once")

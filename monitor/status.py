@@ -159,7 +159,7 @@ def gather_status(settings: Settings, *, now: datetime | None = None) -> StatusR
         with Session(engine) as session:
             _poll(session, settings, now, report,
                   died=lambda: poll_lock_free and not _poll_lock_held(engine))
-            _digest(session, report)
+            _digest(session, settings, report)
             _screening(session, settings, report, died=lambda: screen_lock_free
                        and not held_by_a_live_process(engine, "screen"))
             _pooling(session, settings, report)
@@ -277,28 +277,48 @@ def _span(value: timedelta) -> str:
     return f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} hours"
 
 
-def _digest(session: Session, report: StatusReport) -> None:
+def _digest(session: Session, settings: Settings, report: StatusReport) -> None:
     from store.models import Delivery, Digest
+    from store.subscribers import recipient_addresses
 
     digest = session.exec(select(Digest).order_by(col(Digest.created_at).desc(),
                                                   col(Digest.id).desc())).first()
     if digest is None:
         report.sections["digest"] = {"id": None, "built_at": None, "sent": 0, "failed": 0,
-                                     "pending": 0, "errors": []}
+                                     "unknown": 0, "pending": 0, "no_longer_recipients": 0,
+                                     "errors": []}
         return
     latest = _recipients(session.exec(select(Delivery).where(
         Delivery.digest_id == digest.id).order_by(col(Delivery.id))).all())
     counts = {status: sum(r.status == status for r in latest.values())
-              for status in ("sent", "failed", "pending")}
+              for status in ("sent", "failed", "unknown", "pending")}
     errors = sorted({" ".join((r.error or "no reason recorded").split())
                      for r in latest.values() if r.status == "failed"})
+    # A failure for an address that is no longer a recipient (removed, unsubscribed, taken
+    # out of MMLR_DIGEST_TO) needs nobody to act: no delivery will ever go to it again, so
+    # it is told (no_longer_recipients) but is no problem. It kept status at 1 forever.
+    current = recipient_addresses(session, settings.digest_recipients)
+    gone = {k for k, r in latest.items()
+            if r.status in ("failed", "unknown") and not _still_recipient(k, current)}
     report.sections["digest"] = {"id": digest.id, "built_at": _iso(digest.created_at),
-                                 **counts, "errors": errors}
-    if counts["failed"]:
+                                 **counts, "no_longer_recipients": len(gone), "errors": errors}
+    failed = sorted(" ".join((r.error or "no reason recorded").split())
+                    for k, r in latest.items() if r.status == "failed" and k not in gone)
+    if failed:
         report.problems.append(
-            f"the newest digest #{digest.id} was not delivered to {counts['failed']} of "
-            f"{len(latest)} recipients: {errors[0]} (`mmlr digest --send` retries them)")
-    _older_digests(session, int(digest.id or 0), report)
+            f"the newest digest #{digest.id} was not delivered to {len(failed)} of "
+            f"{len(latest)} recipients: {failed[0]} (`mmlr digest --send` sends it again to "
+            "the current recipients it missed)")
+    unsure = sorted(" ".join((r.error or "").split())
+                    for k, r in latest.items() if r.status == "unknown" and k not in gone)
+    if unsure:
+        # The server did not answer after the message went out: it may have arrived, so
+        # nothing resends it by itself (reports.mail); a person has to ask.
+        report.problems.append(
+            f"the newest digest #{digest.id} may not have reached {len(unsure)} of "
+            f"{len(latest)} recipients: {unsure[0]} (not resent by itself: ask them; "
+            "`mmlr digest --send --resend-unknown` sends it to them again)")
+    _older_digests(session, int(digest.id or 0), current, report)
 
 
 #: A recipient of a digest: (digest id, channel, address in lower case; None for the outbox).
@@ -321,15 +341,23 @@ def _recipients(rows: Sequence[Delivery]) -> dict[_Recipient, Delivery]:
             if not (key[1] == "outbox" and key[0] in by_smtp)}
 
 
-def _older_digests(session: Session, newest: int, report: StatusReport) -> None:
+def _still_recipient(key: _Recipient, current: set[str]) -> bool:
+    """Whether the next digest still goes to this recipient (the outbox is no address)."""
+    return key[2] is None or key[2] in current
+
+
+def _older_digests(session: Session, newest: int, current: set[str],
+                   report: StatusReport) -> None:
     """An older digest that did not reach a recipient is a problem only when no later digest
     they received carried its changes: a digest counts from the last one delivered
     (``reports.digest.previous_digest``), so one that reached nobody is covered by the next,
-    while one that reached others but not them is not (its changes are not said again)."""
+    while one that reached others but not them is not (its changes are not said again).
+    Only for a recipient still in ``current``: nothing can reach one who left."""
     from store.models import Delivery, Digest
 
     latest = _recipients(session.exec(select(Delivery).order_by(col(Delivery.id))).all())
-    missed = sorted(k for k, r in latest.items() if r.status == "failed" and k[0] < newest)
+    missed = sorted(k for k, r in latest.items() if r.status == "failed" and k[0] < newest
+                    and _still_recipient(k, current))
     if not missed:
         return
     # What each later digest was compared with; one stored before that was kept counts
@@ -458,7 +486,11 @@ def _text_rows(report: StatusReport) -> list[tuple[str, str]]:
     if (dg := s["digest"]) is not None:
         rows.append(("last digest", "none built" if dg["id"] is None else
                      f"#{dg['id']} built {_when(dg['built_at'])}: {dg['sent']} delivered, "
-                     f"{dg['failed']} failed, {dg['pending']} pending"))
+                     f"{dg['failed']} failed, "
+                     + (f"{dg['unknown']} perhaps delivered, " if dg["unknown"] else "")
+                     + f"{dg['pending']} pending"
+                     + (f" ({dg['no_longer_recipients']} of those not delivered are no longer "
+                        "recipients)" if dg["no_longer_recipients"] else "")))
     if (sc := s["screening"]) is not None:
         rows.append(("model", f"#{sc['model_version']} trained {_when(sc['model_trained_at'])}"
                      if sc["model_version"] is not None else "none trained"))

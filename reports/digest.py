@@ -57,6 +57,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from email.message import EmailMessage
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
@@ -83,11 +84,12 @@ from reports.presentation import (
 from reports.selection import latest_results
 from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
 from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
+from store.addresses import check_email
 from store.audit import audit
 from store.baselines import baseline_for, current_baselines
 from store.citation import citation_line
 from store.context import AppContext
-from store.errors import ConfigError, DeliveryError, MmlrError
+from store.errors import ConfigError, DeliveryError, MmlrError, ValidationError
 from store.fulltext import (
     LINK_PROBLEMS,
     VOTE,
@@ -1243,6 +1245,7 @@ def _fmt_time(value: str | None) -> str | None:
 # ----------------------------------------------------------------------------- delivery
 def deliver_digest(
     ctx: AppContext, digest: Digest, *, retry_delays: Sequence[float] | None = None,
+    resend_unknown: bool = False,
 ) -> list[str]:
     """Deliver ``digest`` (outbox folder, or SMTP when ``MMLR_SMTP_URL`` is set).
 
@@ -1250,6 +1253,11 @@ def deliver_digest(
     recipient (nor written twice to the outbox): those get an "already …" line instead.
     Raises DeliveryError after recording a failed Delivery row when anything failed; the
     digest stays and a later call retries the failed recipients only.
+
+    A copy whose outcome is unknown (the message was sent, then the server did not answer:
+    it may have arrived) is recorded ``unknown`` and is not resent by a later call, unless
+    ``resend_unknown`` (``mmlr digest --send --resend-unknown``: the recipient said it did
+    not arrive).
 
     SMTP recipients are the ``MMLR_DIGEST_TO`` addresses and the active subscribers, each
     once (``store.subscribers.digest_recipients``). A subscriber's copy carries a personal
@@ -1280,7 +1288,8 @@ def deliver_digest(
             )
         recipients = [(r.address, None if r.token is None
                        else unsubscribe_url(settings.base_url, r.token)) for r in found]
-        return _deliver_smtp(ctx, digest, target, recipients, retry_delays, lease)
+        return _deliver_smtp(ctx, digest, target, recipients, retry_delays, lease,
+                             resend_unknown=resend_unknown)
 
 
 def _existing(session: Session, digest: Digest, channel: str) -> dict[str | None, Delivery]:
@@ -1337,21 +1346,15 @@ def _deliver_outbox(ctx: AppContext, digest: Digest) -> list[str]:
 
 def _deliver_smtp(
     ctx: AppContext, digest: Digest, target: Any, recipients: list[tuple[str, str | None]],
-    retry_delays: Sequence[float] | None, lease: JobLease,
+    retry_delays: Sequence[float] | None, lease: JobLease, *, resend_unknown: bool = False,
 ) -> list[str]:
     """Send to each (address, unsubscribe URL or None) in turn, one message each."""
-    from reports.mail import (
-        DEFAULT_RETRY_DELAYS,
-        build_message,
-        inline_images,
-        send_message,
-        unsubscribe_headers,
-        with_unsubscribe_footer,
-    )
+    from reports.mail import DEFAULT_RETRY_DELAYS, inline_images, send_message
 
     settings = ctx.settings
     lines: list[str] = []
     failures: list[str] = []
+    unknown = 0
     cid_html, images = inline_images(digest.html)
     server_error: DeliveryError | None = None
     with ctx.sessions() as session:
@@ -1362,14 +1365,13 @@ def _deliver_smtp(
                 lines.append(f"digest #{digest.id} already sent to {rcpt} "
                              f"on {row.sent_at:%Y-%m-%d %H:%M} UTC (not resent)")
                 continue
+            if row is not None and row.status == "unknown" and not resend_unknown:
+                # It may have arrived: a second copy is worse than asking (RFC 5321 §6.1).
+                lines.append(f"digest #{digest.id} may already have reached {rcpt} (the server "
+                             "did not answer after the message was sent): not resent; "
+                             "`mmlr digest --send --resend-unknown` sends it again")
+                continue
             row = row or Delivery(digest_id=int(digest.id or 0), channel="smtp", recipient=rcpt)
-            html, text, headers = cid_html, digest.text, None
-            if unsubscribe is not None:
-                html, text = with_unsubscribe_footer(cid_html, digest.text, unsubscribe)
-                headers = unsubscribe_headers(unsubscribe)
-            msg = build_message(subject=digest.subject, text=text, html=html,
-                                sender=settings.mail_from, recipients=[rcpt], images=images,
-                                headers=headers)
             if server_error is not None:
                 # The server itself failed (down, login refused): do not hammer it once per
                 # recipient; the others are recorded as failed with the same reason, as not
@@ -1380,19 +1382,39 @@ def _deliver_smtp(
                 session.commit()
                 continue
             try:
+                msg = _recipient_message(digest, settings.mail_from, rcpt, cid_html, images,
+                                         unsubscribe)
+            except (ValidationError, ValueError) as exc:
+                # One address no message can be built for (a subscriber stored before the
+                # address rule refused it) fails alone: it ended the whole delivery, and
+                # sorted first, nobody ever got a digest.
+                why = exc.message if isinstance(exc, ValidationError) else \
+                    f"the e-mail package refuses it ({' '.join(str(exc).split())})"
+                row.status = "failed"
+                row.error = (f"no message built: {why}; remove the address (`mmlr subscribers "
+                             "remove`, /admin/subscribers) and subscribe the right one")
+                failures.append(f"{rcpt}: {row.error}")
+                session.add(row)
+                session.commit()
+                continue
+            try:
                 result = send_message(target, msg, [rcpt], retry_delays=DEFAULT_RETRY_DELAYS
                                       if retry_delays is None else retry_delays)
             except DeliveryError as exc:
                 # send_message raises only for the server or the connection (a recipient's
                 # own refusal or deferral comes back in result.refused).
                 server_error = exc
-                row.attempts += 1
+                row.attempts += exc.attempts  # as many as its error says were made
                 row.status, row.error = "failed", exc.one_line()
                 failures.append(f"{rcpt}: {exc.one_line()}")
             else:
                 row.attempts += result.attempts
                 row.message_id = result.message_id
-                if rcpt in result.refused:
+                if rcpt in result.unknown:
+                    row.status, row.error = "unknown", result.unknown[rcpt]
+                    unknown += 1
+                    failures.append(f"{rcpt}: {result.unknown[rcpt]}")
+                elif rcpt in result.refused:
                     # A bare reply ("550 …") is a refused mailbox; mail words the rest
                     # ("deferred after 3 attempts: 450 …", "message rejected (554 …)").
                     reason = result.refused[rcpt]
@@ -1414,12 +1436,34 @@ def _deliver_smtp(
         log.info("%s", line)
     if failures:
         sent = len(recipients) - len(failures)
+        hint = "the digest is kept; run `mmlr digest --send` again to retry the failed ones"
+        if unknown:
+            hint += (" (not those it may have reached: ask them, and "
+                     "`mmlr digest --send --resend-unknown` sends it to them again)")
         raise DeliveryError(
-            f"digest #{digest.id} reached {sent} of {len(recipients)} recipients; "
-            + "; ".join(failures),
-            hint="the digest is kept; run `mmlr digest --send` again to retry the failed ones",
+            f"digest #{digest.id} reached {sent} of {len(recipients)} recipients"
+            f"{f' (perhaps {sent + unknown})' if unknown else ''}; " + "; ".join(failures),
+            hint=hint,
         )
     return lines
+
+
+def _recipient_message(
+    digest: Digest, sender: str, rcpt: str, cid_html: str, images: Sequence[Any],
+    unsubscribe: str | None,
+) -> EmailMessage:
+    """The copy of ``digest`` for ``rcpt`` (with their unsubscribe link, if any). Raises
+    ValidationError for an address mmlr's rule refuses, ValueError for one the e-mail
+    package cannot put in a header."""
+    from reports.mail import build_message, unsubscribe_headers, with_unsubscribe_footer
+
+    check_email(rcpt)  # the rule may be stricter than when the address was stored
+    html, text, headers = cid_html, digest.text, None
+    if unsubscribe is not None:
+        html, text = with_unsubscribe_footer(cid_html, digest.text, unsubscribe)
+        headers = unsubscribe_headers(unsubscribe)
+    return build_message(subject=digest.subject, text=text, html=html, sender=sender,
+                         recipients=[rcpt], images=images, headers=headers)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

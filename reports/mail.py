@@ -12,6 +12,12 @@ upgrades a plain connection, credentials in the URL trigger ``LOGIN``. Transient
 (connection refused or reset, timeouts, 4xx replies) are retried with backoff; everything else
 becomes a one-line :class:`~store.errors.DeliveryError`. The password never appears in a log
 line or an error message.
+
+Once the message data has gone out, a timeout or a closed connection no longer says it was
+not delivered: the server may have stored it and failed only to answer. That is never retried
+(four copies went out to a server that stored each one and answered late); the recipient's
+outcome is *unknown* (``SendResult.unknown``), and the reply to the end of the data is waited
+for up to :data:`DATA_END_TIMEOUT`, as RFC 5321 §4.5.3.2.6 asks of a client.
 """
 
 from __future__ import annotations
@@ -26,19 +32,29 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy, Policy
 from email.utils import format_datetime, make_msgid
 from html import escape
+from typing import TYPE_CHECKING
 
+from store.addresses import parse_sender
 from store.errors import DeliveryError
 from store.settings import SmtpTarget
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 log = logging.getLogger(__name__)
 
 #: Seconds to wait before each retry of a transient failure (so 1 + 3 attempts in all).
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 3.0, 9.0)
+
+#: Seconds to wait at least for the reply to the end of the message data (RFC 5321
+#: §4.5.3.2.6: 10 minutes; the server may be filtering or storing it). A longer
+#: ``timeout=`` of MMLR_SMTP_URL is used when it is longer.
+DATA_END_TIMEOUT = 600.0
 
 # Only our own template writes ``src="data:…"``: user text is autoescaped, so a quote inside a
 # PubMed title can never open an attribute that this pattern would match.
@@ -88,6 +104,9 @@ class SendResult:
     accepted: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> one-line reason
     attempts: int = 1
+    #: recipient -> why the outcome is unknown: the message data went out, then no reply
+    #: came (a timeout, a closed connection). It may have arrived: never resent here.
+    unknown: dict[str, str] = field(default_factory=dict)
 
 
 def inline_images(html: str, *, domain: str = "mmlr") -> tuple[str, list[InlineImage]]:
@@ -113,13 +132,14 @@ def build_message(
     ``headers`` are added as given (e.g. :func:`unsubscribe_headers`); a value with a line
     break is refused by the e-mail package, so none can inject another header.
     """
+    name, address = parse_sender(sender)  # the one address of From, envelope, Message-ID
     msg = EmailMessage(policy=_POLICY)
     msg["Subject"] = subject
-    msg["From"] = sender
+    msg["From"] = Address(display_name=name, addr_spec=address)
     # The outbox copy has no recipients yet; RFC 5322's empty group keeps the header valid.
     msg["To"] = ", ".join(recipients) if recipients else "undisclosed-recipients:;"
     msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(domain=domain or _domain_of(sender))
+    msg["Message-ID"] = make_msgid(domain=domain or address.rsplit("@", 1)[1])
     for name, value in (headers or {}).items():
         msg[name] = value
     msg.set_content(text, subtype="plain", charset="utf-8")
@@ -159,6 +179,7 @@ def with_unsubscribe_footer(html: str, text: str, url: str) -> tuple[str, str]:
 def send_message(
     target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str], *,
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    data_end_timeout: float | None = None,
 ) -> SendResult:
     """Send ``msg`` to ``recipients``; retry transient failures; raise DeliveryError otherwise.
 
@@ -167,7 +188,10 @@ def send_message(
     recipients only, once the retries are spent: every recipient deferred (4xx to ``RCPT``,
     greylisting) or the message refused at ``DATA`` (a content filter's 554). A
     DeliveryError is the server or the connection failing (down, timeout, login, sender),
-    which the next message would meet too.
+    which the next message would meet too. A timeout or lost connection after the message
+    data was sent comes back in ``SendResult.unknown``, not retried: the server may have
+    stored the message. ``data_end_timeout``: the wait for the reply to the end of the data
+    (default: the longer of MMLR_SMTP_URL's timeout and :data:`DATA_END_TIMEOUT`).
 
     This is the one way out of the module for text that came from the server, so it is the
     one place the password is masked: servers echo what they received (a ``535`` quoting
@@ -175,17 +199,20 @@ def send_message(
     branch added later cannot forget it.
     """
     try:
-        result = _send_with_retries(target, msg, recipients, retry_delays)
+        end_wait = data_end_timeout if data_end_timeout is not None else \
+            max(target.timeout, DATA_END_TIMEOUT)
+        result = _send_with_retries(target, msg, recipients, retry_delays, end_wait)
     except DeliveryError as exc:
         raise DeliveryError(_scrub(exc.message, target), hint=None if exc.hint is None
-                            else _scrub(exc.hint, target)) from None
+                            else _scrub(exc.hint, target), attempts=exc.attempts) from None
     result.refused = {addr: _scrub(reason, target) for addr, reason in result.refused.items()}
+    result.unknown = {addr: _scrub(reason, target) for addr, reason in result.unknown.items()}
     return result
 
 
 def _send_with_retries(
     target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str],
-    retry_delays: Sequence[float],
+    retry_delays: Sequence[float], data_end_timeout: float,
 ) -> SendResult:
     message_id = str(msg["Message-ID"])
     attempts = 0
@@ -193,7 +220,15 @@ def _send_with_retries(
     while True:
         attempts += 1
         try:
-            refused = _send_once(target, msg, recipients)
+            refused = _send_once(target, msg, recipients, data_end_timeout)
+        except _Unknown as exc:
+            log.warning("SMTP %s:%s: %s (Message-ID %s)", target.host, target.port,
+                        _scrub(exc.reason, target), message_id)
+            return SendResult(message_id=message_id, unknown=dict.fromkeys(recipients, exc.reason),
+                              attempts=attempts)
+        except DeliveryError as exc:
+            exc.attempts = attempts  # the tries before this one failed too (retried)
+            raise
         except _Refused as exc:
             return SendResult(message_id=message_id, refused=dict.fromkeys(recipients, exc.reason),
                               attempts=attempts)
@@ -210,6 +245,7 @@ def _send_with_retries(
                     f"{exc.reason}",
                     hint=exc.hint
                     or "check that the server of MMLR_SMTP_URL is running and reachable",
+                    attempts=attempts,
                 ) from None
             delay = delays.pop(0)
             # Logged before send_message sees it, so masked here too. INFO, as a poll's
@@ -239,6 +275,45 @@ class _Transient(Exception):
         self.hint = hint
 
 
+class _Unknown(Exception):
+    """The message data went out, then no reply came: it may have arrived (not retried)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Client(smtplib.SMTP):
+    """smtplib's client that knows whether the message data went out (``data_sent``) and
+    waits ``data_end_timeout`` seconds for the reply to its end, not the usual timeout."""
+
+    data_end_timeout: float = DATA_END_TIMEOUT
+    data_sent = False
+    _data_replies: int | None = None
+
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+        # smtplib.data reads two replies: to DATA (354), then to the end of the data,
+        # after the whole message was sent. The second is the one that may come late.
+        self._data_replies = 0
+        try:
+            return super().data(msg)
+        finally:
+            self._data_replies = None
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self._data_replies is not None:
+            self._data_replies += 1
+            if self._data_replies == 2:
+                self.data_sent = True
+                if self.sock is not None:
+                    self.sock.settimeout(self.data_end_timeout)
+        return super().getreply()
+
+
+class _ClientSSL(_Client, smtplib.SMTP_SSL):
+    """:class:`_Client` over implicit TLS (``smtps://``)."""
+
+
 class _Refused(Exception):
     """The server refused this message for good (5xx to DATA): its recipients' failure."""
 
@@ -247,9 +322,11 @@ class _Refused(Exception):
         self.reason = reason
 
 
-def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str]) -> dict[str, str]:
+def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str],
+               data_end_timeout: float) -> dict[str, str]:
     try:
         smtp = _connect(target)
+        smtp.data_end_timeout = data_end_timeout
     except (ConnectionError, TimeoutError, smtplib.SMTPConnectError,
             smtplib.SMTPServerDisconnected) as exc:
         raise _connection_failed(exc, target) from None
@@ -265,13 +342,27 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
             hint="check the host and port in MMLR_SMTP_URL",
         ) from None
     try:
-        with smtp:
+        try:
             _handshake(smtp, target)
             try:
-                refused = smtp.send_message(msg, to_addrs=list(recipients))
+                refused = smtp.send_message(msg, from_addr=_envelope_sender(msg),
+                                            to_addrs=list(recipients))
             except smtplib.SMTPRecipientsRefused as exc:
                 return _all_refused(exc, recipients, target)
             return {addr: _reply_text(code, text) for addr, (code, text) in refused.items()}
+        finally:
+            _quit(smtp, target)
+    except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError,
+            ssl.SSLError) as exc:
+        if smtp.data_sent:  # the server may have stored it: another copy would be a second
+            raise _unknown(exc, smtp) from None
+        if isinstance(exc, ssl.SSLError):  # STARTTLS accepted, then the handshake failed
+            raise DeliveryError(
+                f"TLS handshake with SMTP server {target.host}:{target.port} failed: "
+                f"{exc.reason or exc.__class__.__name__}",
+                hint="check smtps:// versus ?starttls=true in MMLR_SMTP_URL",
+            ) from None
+        raise _connection_failed(exc, target) from None
     except smtplib.SMTPAuthenticationError as exc:
         raise DeliveryError(
             f"SMTP login to {target.host}:{target.port} as {target.username!r} failed "
@@ -313,14 +404,6 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
             raise _Transient(reason) from None
         raise DeliveryError(f"SMTP server {target.host}:{target.port} rejected the digest "
                             f"({reason})") from None
-    except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
-        raise _connection_failed(exc, target) from None
-    except ssl.SSLError as exc:  # STARTTLS accepted, then the handshake failed
-        raise DeliveryError(
-            f"TLS handshake with SMTP server {target.host}:{target.port} failed: "
-            f"{exc.reason or exc.__class__.__name__}",
-            hint="check smtps:// versus ?starttls=true in MMLR_SMTP_URL",
-        ) from None
     except smtplib.SMTPException as exc:
         # What else smtplib raises says that the server and MMLR_SMTP_URL do not fit together:
         # its bare SMTPExceptions both come from login ("No suitable authentication method
@@ -335,11 +418,32 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str])
         ) from None
 
 
-def _connect(target: SmtpTarget) -> smtplib.SMTP:
+def _connect(target: SmtpTarget) -> _Client:
     if target.ssl:
-        return smtplib.SMTP_SSL(target.host, target.port, timeout=target.timeout,
-                                context=ssl.create_default_context())
-    return smtplib.SMTP(target.host, target.port, timeout=target.timeout)
+        return _ClientSSL(target.host, target.port, timeout=target.timeout,
+                          context=ssl.create_default_context())
+    return _Client(target.host, target.port, timeout=target.timeout)
+
+
+def _quit(smtp: _Client, target: SmtpTarget) -> None:
+    """End the session; what QUIT meets changes nothing (the message's fate is known by
+    now: a reply to QUIT other than 221 once read as the message failing, and was retried)."""
+    try:
+        if smtp.sock is not None:
+            smtp.sock.settimeout(target.timeout)
+            smtp.docmd("QUIT")  # not quit(): it forgets what the server offered (_auth_offer)
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        smtp.close()
+
+
+def _unknown(exc: BaseException, smtp: _Client) -> _Unknown:
+    what = (f"timed out after {smtp.data_end_timeout:g} s waiting for the server's reply to "
+            "the message" if _timed_out(exc) else
+            f"the connection was lost waiting for the server's reply to the message "
+            f"({_describe_os_error(exc)})")
+    return _Unknown(f"unknown whether it arrived: the message was sent, then {what}")
 
 
 def _handshake(smtp: smtplib.SMTP, target: SmtpTarget) -> None:
@@ -434,9 +538,10 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _domain_of(address: str) -> str:
-    domain = address.rsplit("@", 1)[-1].strip(" >")
-    return domain if domain and "@" in address else "mmlr.localhost"
+def _envelope_sender(msg: EmailMessage) -> str:
+    """``MAIL FROM``: the address of the one From mailbox build_message wrote."""
+    [mailbox] = msg["From"].addresses
+    return str(mailbox.addr_spec)
 
 
 def _ext(subtype: str) -> str:

@@ -70,7 +70,15 @@ class PoolingError(MmlrError):
 
 
 class DeliveryError(MmlrError):
+    """The mail server or the connection failed; ``attempts``: how many times the message
+    was tried before giving up (each connection counts), so the delivery row records the
+    attempts its error speaks of."""
+
     http_status = 502
+
+    def __init__(self, message: str, *, hint: str | None = None, attempts: int = 1) -> None:
+        super().__init__(message, hint=hint)
+        self.attempts = attempts
 
 
 class ValidationError(MmlrError):

@@ -516,7 +516,7 @@ class Delivery(SQLModel, table=True):
     digest_id: int = Field(foreign_key="digests.id", index=True)
     channel: str = "outbox"  # outbox | smtp
     recipient: str | None = None
-    status: str = "pending"  # pending | sent | failed
+    status: str = "pending"  # pending | sent | failed | unknown (sent, no reply: may have arrived)
     attempts: int = 0
     error: str | None = _text()
     path: str | None = None

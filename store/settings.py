@@ -398,7 +398,8 @@ class Settings(BaseSettings):
         "parameters are refused; unset: digests go to the outbox folder.",
     )
     mail_from: str = Field("mmlr@localhost", description="Sender of digest e-mails: an "
-                           "address, or `Name <address>`.")
+                           "address, or `Name <address>` (one mailbox; a name with a comma "
+                           "is quoted, `\"Name, Team\" <address>`, and has no @).")
     digest_to: str = Field(
         "",
         description="Comma-separated fixed digest recipients (each an e-mail address, as "
@@ -586,12 +587,17 @@ class Settings(BaseSettings):
     @field_validator("mail_from")
     @classmethod
     def _check_mail_from(cls, value: str) -> str:
-        from email.utils import parseaddr
+        from store.addresses import parse_sender
+        from store.errors import ValidationError
 
         # "Living review <review@example.org>" is a valid sender; its address part follows
         # the rule of every address mmlr accepts (a server would refuse a malformed sender
-        # only at the first delivery).
-        _check_address(parseaddr(value)[1] if "<" in value else value)
+        # only at the first delivery), and it is one mailbox, parsed as the From header,
+        # the envelope and the Message-ID use it (store.addresses.parse_sender).
+        try:
+            parse_sender(value)
+        except ValidationError as exc:
+            raise ValueError(exc.one_line()) from None
         return value.strip()
 
     @field_validator("digest_to")

@@ -175,6 +175,13 @@ def mask_email(address: str) -> str:
 
 
 # ----------------------------------------------------------------------------- recipients
+def recipient_addresses(session: Session, fixed: Iterable[str]) -> set[str]:
+    """The addresses the next digest goes to (as :func:`digest_recipients`, lower-case),
+    without their tokens: for asking whether someone is still a recipient."""
+    return {normalise_email(a) for a in fixed if normalise_email(a)} | {
+        row.email for row in list_subscribers(session, active_only=True)}
+
+
 def digest_recipients(session: Session, fixed: Iterable[str],
                       secret: Callable[[], str]) -> list[Recipient]:
     """Who gets the next digest: ``fixed`` (``MMLR_DIGEST_TO``, no link) then the active

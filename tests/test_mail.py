@@ -35,6 +35,7 @@ class Capture:
 
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.senders: list[str] = []  # MAIL FROM of each accepted message
         self.defer_data = 0  # answer 451 to DATA this many times
         self.refuse = "refused"  # recipients containing this get 550
         self.hold_first = False  # keep the first DATA waiting until ``release`` is set
@@ -58,6 +59,7 @@ class Capture:
                 await asyncio.sleep(0.01)
         msg = email.message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append((list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+        self.senders.append(envelope.mail_from)
         return "250 OK queued"
 
 
@@ -191,6 +193,18 @@ def test_digest_sent_to_each_recipient_once(ctx, smtp) -> None:  # type: ignore[
     assert len(handler.messages) == 2
 
 
+def test_from_envelope_and_message_id_use_the_one_sender_address(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
+    handler, port = smtp
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}", digest_to="a@example.org",
+                         mail_from='"Review, team" <review@lab.example.org>')
+    deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    [(_, msg)] = handler.messages
+    assert handler.senders == ["review@lab.example.org"]
+    [mailbox] = msg["From"].addresses
+    assert (mailbox.display_name, mailbox.addr_spec) == ("Review, team", "review@lab.example.org")
+    assert msg["Message-ID"].endswith("@lab.example.org>")
+
+
 def test_a_digest_being_delivered_elsewhere_is_not_sent_twice(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
     # Two workers (or the worker and `mmlr digest --send`) delivering the same digest at
     # once: the second must not send to a recipient whose copy is still in flight.
@@ -250,7 +264,7 @@ def test_server_down_fails_clearly_and_the_digest_can_be_resent(ctx, caplog) -> 
     assert "s3cret-pa55" not in line and "s3cret-pa55" not in caplog.text
     with ctx.sessions() as s:
         [row] = s.exec(select(Delivery)).all()
-    assert (row.status, row.recipient, row.attempts) == ("failed", "ana@example.org", 1)
+    assert (row.status, row.recipient, row.attempts) == ("failed", "ana@example.org", 3)
     assert "connection refused" in (row.error or "")
     # the server comes up: the kept digest goes out, and the same row records it
     handler = Capture()
@@ -264,7 +278,18 @@ def test_server_down_fails_clearly_and_the_digest_can_be_resent(ctx, caplog) -> 
     assert "sent to ana@example.org" in sent and len(handler.messages) == 1
     with ctx.sessions() as s:
         [row] = s.exec(select(Delivery)).all()
-    assert (row.status, row.attempts, row.error) == ("sent", 2, None)
+    assert (row.status, row.attempts, row.error) == ("sent", 4, None)
+
+
+def test_the_attempts_recorded_are_the_attempts_its_error_speaks_of(ctx) -> None:  # type: ignore[no-untyped-def]
+    # The row said attempts=1 while its error said "failed after 4 attempts".
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{free_port()}",
+                         digest_to="a@example.org")
+    line = _failed_delivery(sctx, retry_delays=(0.01, 0.01, 0.01))
+    assert "failed after 4 attempts" in line
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+    assert row.attempts == 4 and "failed after 4 attempts" in (row.error or "")
 
 
 def test_server_down_is_tried_once_not_once_per_recipient(ctx, caplog) -> None:  # type: ignore[no-untyped-def]
@@ -376,18 +401,18 @@ def test_after_the_server_fails_the_rest_are_not_tried_nor_counted(ctx) -> None:
         deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
     with ctx.sessions() as s:
         rows = {r.recipient: (r.attempts, r.error) for r in s.exec(select(Delivery)).all()}
-    assert rows["a@example.org"][0] == 1 and "connection refused" in (rows["a@example.org"][1]
+    assert rows["a@example.org"][0] == 3 and "connection refused" in (rows["a@example.org"][1]
                                                                       or "")
     assert rows["b@example.org"][0] == 0
     assert (rows["b@example.org"][1] or "").startswith("not tried: SMTP server")
 
 
 class Slow(Capture):
-    """Takes longer to answer DATA than the client waits."""
+    """Takes longer to answer RCPT than the client waits."""
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
         await asyncio.sleep(3)
-        return "250 OK queued"
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
 
 
 def test_a_slow_server_is_a_timeout_not_a_closed_connection(ctx) -> None:  # type: ignore[no-untyped-def]
@@ -403,6 +428,99 @@ def test_a_slow_server_is_a_timeout_not_a_closed_connection(ctx) -> None:  # typ
     assert "failed after 1 attempts: timed out after 1 s waiting for the server's reply" in line
     assert "raise timeout= in MMLR_SMTP_URL (now 1 s)" in line
     assert "closed the connection" not in line and "is running and reachable" not in line
+
+
+class SlowToConfirm(Capture):
+    """Stores each message, then answers the end of its data after ``delay`` seconds."""
+
+    delay = 2.0
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        reply = await super().handle_DATA(server, session, envelope)
+        await asyncio.sleep(self.delay)
+        return reply
+
+
+class HangsUpAfterData(Capture):
+    """Stores each message, then closes the connection without a reply."""
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        await super().handle_DATA(server, session, envelope)
+        server.transport.close()
+        return "250 OK queued"
+
+
+def test_a_slow_reply_to_the_message_is_waited_for_not_resent(ctx) -> None:  # type: ignore[no-untyped-def]
+    # The server stored the message and answered after the timeout: each attempt delivered
+    # a copy (4 a run, 4 more on the next --send) and the row said failed.
+    handler = SlowToConfirm()
+    controller, port = _serve(handler)
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}?timeout=1",
+                         digest_to="a@example.org")
+    try:
+        [line] = deliver_digest(sctx, build_digest(sctx), retry_delays=FAST)
+    finally:
+        controller.stop()
+    assert "sent to a@example.org" in line and len(handler.messages) == 1
+    with ctx.sessions() as s:
+        [row] = s.exec(select(Delivery)).all()
+    assert (row.status, row.attempts, row.error) == ("sent", 1, None)
+
+
+def test_no_reply_after_the_message_is_unknown_not_retried() -> None:
+    handler = SlowToConfirm()
+    controller, port = _serve(handler)
+    msg = build_message(subject="s", text="t", html="<p>h</p>", sender="m@example.org",
+                        recipients=["a@example.org"])
+    try:
+        result = send_message(parse_smtp_url(f"smtp://127.0.0.1:{port}?timeout=5"), msg,
+                              ["a@example.org"], retry_delays=FAST, data_end_timeout=0.2)
+    finally:
+        controller.stop()
+    assert len(handler.messages) == 1 and result.attempts == 1
+    assert result.accepted == [] and result.refused == {}
+    assert result.unknown == {"a@example.org": "unknown whether it arrived: the message was "
+                              "sent, then timed out after 0.2 s waiting for the server's reply "
+                              "to the message"}
+
+
+def test_a_copy_that_may_have_arrived_is_not_resent_unless_asked(ctx) -> None:  # type: ignore[no-untyped-def]
+    from monitor.status import gather_status
+
+    handler = HangsUpAfterData()
+    controller, port = _serve(handler)
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
+                         digest_to="a@example.org,b@example.org")
+    try:
+        digest = build_digest(sctx)
+        line = _failed_delivery(sctx, digest)
+        assert "reached 0 of 2 recipients (perhaps 2)" in line
+        assert "unknown whether it arrived: the message was sent, then the connection was " \
+            "lost" in line
+        assert "--resend-unknown" in line
+        assert sorted(r for rcpts, _ in handler.messages for r in rcpts) == [
+            "a@example.org", "b@example.org"]  # one copy each, no retry
+        with ctx.sessions() as s:
+            rows = {r.recipient: (r.status, r.attempts) for r in s.exec(select(Delivery)).all()}
+        assert rows == {"a@example.org": ("unknown", 1), "b@example.org": ("unknown", 1)}
+        status = gather_status(sctx.settings)
+        assert status.sections["digest"]["unknown"] == 2 and not status.healthy
+        assert any(f"the newest digest #{digest.id} may not have reached 2 of 2 recipients"
+                   in p and "--resend-unknown" in p for p in status.problems)
+        # the next --send sends nothing to them and says so
+        again = deliver_digest(sctx, digest, retry_delays=FAST)
+        assert len(again) == 2 and all("may already have reached" in x for x in again)
+        assert len(handler.messages) == 2
+        # they said it did not arrive: sent again on request
+        handler.__class__ = Capture  # the server answers now
+        sent = deliver_digest(sctx, digest, retry_delays=FAST, resend_unknown=True)
+        assert all("sent to" in x for x in sent) and len(handler.messages) == 4
+    finally:
+        controller.stop()
+    with ctx.sessions() as s:
+        rows = {r.recipient: (r.status, r.attempts) for r in s.exec(select(Delivery)).all()}
+    assert rows == {"a@example.org": ("sent", 2), "b@example.org": ("sent", 2)}
+    assert gather_status(sctx.settings).sections["digest"]["unknown"] == 0
 
 
 def test_login_with_credentials(ctx, smtp_auth) -> None:  # type: ignore[no-untyped-def]

@@ -193,6 +193,18 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
         ("MMLR_ADMIN_EMAIL", "admin", "MMLR_ADMIN_EMAIL: 'admin' is not an e-mail address"),
         ("MMLR_MAIL_FROM", "Living review", "MMLR_MAIL_FROM: 'Living review' is not an e-mail "
          "address"),
+        # Each loaded: a line break ended the first delivery with an internal error, the
+        # others sent as someone other than the address checked (envelope a@x.org; two From
+        # mailboxes and a Message-ID under @y.org).
+        ("MMLR_MAIL_FROM", "Review <r@x.org>\r\nBcc: evil@x.org", "MMLR_MAIL_FROM: 'Review "
+         "<r@x.org>\\r\\nBcc: evil@x.org' is not a sender: it contains a line break"),
+        ("MMLR_MAIL_FROM", "a@x.org <b@y.org>", "MMLR_MAIL_FROM: 'a@x.org <b@y.org>' is not a "
+         "sender: its name has an @"),
+        ("MMLR_MAIL_FROM", '"Evil" <r@x.org>, other@y.org', "is not one sender: it names more "
+         "than one mailbox"),
+        ("MMLR_MAIL_FROM", "r@x.org, other@y.org", "is not one sender"),
+        ("MMLR_MAIL_FROM", "Review <r@x.org> other@y.org", "is not one sender"),
+        ("MMLR_MAIL_FROM", "Review\x07 <r@x.org>", "another control character"),
         # A typo in STARTTLS sent the password in clear, without a word.
         ("MMLR_SMTP_URL", "smtp://me:hunter2@mail.example.org:587?starttls=ture",
          "MMLR_SMTP_URL starttls must be true or false, got 'ture'"),
@@ -363,6 +375,8 @@ def test_production_refuses_missing_or_placeholder_secret(tmp_path: Path, key: s
     ("MMLR_POLL_START", " 2024/01/01 ", "poll_start", "2024/01/01"),
     ("MMLR_MAIL_FROM", "Living review <review@example.org>", "mail_from",
      "Living review <review@example.org>"),
+    ("MMLR_MAIL_FROM", '"Review, team" <review@example.org>', "mail_from",
+     '"Review, team" <review@example.org>'),
     ("MMLR_HOST", "::1", "host", "::1"),
     ("MMLR_ADMIN_EMAIL", "admin@localhost", "admin_email", "admin@localhost"),
 ])

@@ -77,6 +77,10 @@ def polled(tmp_path: Path, db_url: str) -> Any:
 
 
 def _digest_with(ctx: AppContext, *deliveries: Delivery) -> int:
+    """A digest with these deliveries; their recipients are subscribed (if not already):
+    a failure counts only for someone the next digest still goes to."""
+    from store.subscribers import add_subscriber, find_subscriber
+
     with ctx.sessions() as session:
         digest = Digest(html="<p>x</p>", text="x", subject="digest")
         session.add(digest)
@@ -84,6 +88,8 @@ def _digest_with(ctx: AppContext, *deliveries: Delivery) -> int:
         for row in deliveries:
             row.digest_id = int(digest.id or 0)
             session.add(row)
+            if row.recipient and find_subscriber(session, row.recipient) is None:
+                add_subscriber(session, row.recipient, actor="test")
         session.commit()
         return int(digest.id or 0)
 
@@ -192,7 +198,8 @@ def test_json_keys_are_stable(polled: Any) -> None:
                                    "first_search_pending", "newest_run"}
     assert set(report["poll"]["newest_run"]) == {"id", "kind", "status", "started_at",
                                                  "heartbeat_at", "error"}
-    assert set(report["digest"]) == {"id", "built_at", "sent", "failed", "pending", "errors"}
+    assert set(report["digest"]) == {"id", "built_at", "sent", "failed", "unknown", "pending",
+                                     "no_longer_recipients", "errors"}
     assert set(report["screening"]) == {"model_version", "model_trained_at", "unscored",
                                         "awaiting_screening", "may_stop", "stopping_test"}
     assert set(report["pooling"]) == {"last_pooled_at", "analyses_with_pending_changes"}
@@ -316,6 +323,51 @@ def test_the_outbox_copy_is_not_counted_as_a_recipient(polled: Any) -> None:
     _, report, _ = status_json(ctx.settings)
     assert (report["digest"]["sent"], report["digest"]["failed"]) == (2, 1)
     assert "2 delivered, 1 failed" in status(ctx.settings).stdout
+
+
+def _leaves(ctx: AppContext, rcpt: str) -> None:
+    from store.subscribers import find_subscriber, set_active
+
+    with ctx.sessions() as session:
+        row = find_subscriber(session, rcpt)
+        assert row is not None
+        set_active(session, row, False, actor="test", via="cli")
+        session.commit()
+
+
+def test_a_failure_for_someone_no_longer_a_recipient_needs_no_attention(polled: Any) -> None:
+    # bob's mailbox refused digest #1; he was removed. Status said "was not delivered to 1 of
+    # 2 recipients ... (`mmlr digest --send` retries them)" — it sends to current recipients
+    # only — and, after later digests reached everyone, "digest #1 was not delivered to 1
+    # recipient and no later digest they received carried its changes", for ever.
+    ctx, _ = polled
+    refused = _failed("bob@example.org")
+    refused.error = "recipient refused: 550 5.1.1 no such user"
+    first = _digest_with(ctx, refused, _sent("ann@example.org"))
+    _since(ctx, first, None)
+    line = attention_line(status(ctx.settings))
+    assert f"the newest digest #{first} was not delivered to 1 of 2 recipients: recipient " \
+        "refused: 550 5.1.1 no such user (`mmlr digest --send` sends it again to the current " \
+        "recipients it missed)" in line
+    _leaves(ctx, "bob@example.org")
+    proc = status(ctx.settings)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 failed, 0 pending (1 of those not delivered are no longer recipients)" \
+        in proc.stdout
+    _, report, _ = status_json(ctx.settings)
+    assert (report["digest"]["failed"], report["digest"]["no_longer_recipients"]) == (1, 1)
+    later = _digest_with(ctx, _sent("ann@example.org"))
+    _since(ctx, later, first)
+    assert status(ctx.settings).returncode == 0  # the older digest: nothing to carry to bob
+    # an address taken out of MMLR_DIGEST_TO is no recipient either; one still in it is
+    fixed = _digest_with(ctx, _sent("ann@example.org"),
+                         Delivery(channel="smtp", recipient="team@example.org",
+                                  status="failed", error="recipient refused: 550 no"))
+    _since(ctx, fixed, later)
+    _leaves(ctx, "team@example.org")  # _digest_with subscribed it: make it fixed only
+    assert status(ctx.settings).returncode == 0
+    line = attention_line(status(ctx.settings, MMLR_DIGEST_TO="team@example.org"))
+    assert f"the newest digest #{fixed} was not delivered to 1 of 2 recipients" in line
 
 
 def _sent(rcpt: str) -> Delivery:

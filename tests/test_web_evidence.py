@@ -543,7 +543,8 @@ def test_digest_html_is_sandboxed(app: Any, users: dict[str, str]) -> None:
     assert "Weekly &lt;b&gt;digest&lt;/b&gt;" in listing
     page = viewer.get(f"/digests/{digest_id}").text
     assert f'<iframe class="digest" sandbox="" src="/digests/{digest_id}/html"' in page
-    assert "New records: 3 &lt;script&gt;" in page and "/tmp/outbox/d.eml" in page
+    assert "New records: 3 &lt;script&gt;" in page and "/tmp/outbox/d.eml" not in page
+    assert "/tmp/outbox/d.eml" in as_role(app, users, "admin").get(f"/digests/{digest_id}").text
     # A digest written to the outbox was mailed to nobody: the page does not call it sent.
     assert "written to the outbox (mailed to nobody)" in page and "<td>sent</td>" not in page
     # The first digest has no start: it covers everything up to its end, said in words.
@@ -567,6 +568,39 @@ def test_digest_html_is_sandboxed(app: Any, users: dict[str, str]) -> None:
     assert raw.headers["content-security-policy"].startswith("sandbox;")
     assert raw.headers["x-frame-options"] == "SAMEORIGIN"
     assert viewer.get("/digests/999").status_code == 404
+
+
+def test_only_admins_see_who_a_digest_went_to(app: Any, users: dict[str, str]) -> None:
+    # Any viewer read every subscriber's address (and the errors quoting them) on
+    # /digests/N, while /admin/subscribers is for admins only.
+    with db(app) as session:
+        digest = Digest(subject="Weekly", html="<p>x</p>", text="x", summary={})
+        session.add(digest)
+        session.flush()
+        session.add_all([
+            Delivery(digest_id=digest.id, channel="smtp", recipient="ana@example.org",
+                     status="sent", attempts=1),
+            Delivery(digest_id=digest.id, channel="smtp", recipient="bo@example.org",
+                     status="sent", attempts=1),
+            Delivery(digest_id=digest.id, channel="smtp", recipient="cy@example.org",
+                     status="failed", attempts=1,
+                     error="recipient refused: 550 5.1.1 <cy@example.org> unknown"),
+            Delivery(digest_id=digest.id, channel="smtp", recipient="di@example.org",
+                     status="unknown", attempts=1, error="unknown whether it arrived")])
+        session.commit()
+        digest_id = digest.id
+    for role in ("viewer", "curator"):
+        page = as_role(app, users, role).get(f"/digests/{digest_id}").text
+        assert not any(a in page for a in ("ana@", "bo@", "cy@", "di@")) and "550" not in page
+        assert "<td>smtp</td><td>sent</td><td>2</td>" in page
+        assert "<td>smtp</td><td>failed</td><td>1</td>" in page
+        assert "may have arrived)</td><td>1</td>" in page
+        assert "shown to admins only" in page
+    page = as_role(app, users, "admin").get(f"/digests/{digest_id}").text
+    for address in ("ana@", "bo@", "cy@", "di@"):
+        assert f"<td>{address}example.org</td>" in page
+    assert "550 5.1.1 &lt;cy@example.org&gt; unknown" in page
+    assert "shown to admins only" not in page
 
 
 def test_a_digest_nobody_received_names_the_digest_that_carried_it(

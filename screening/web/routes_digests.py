@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
@@ -41,8 +43,14 @@ def digest_page(request: Request, digest_id: int, session: DbSession, user: View
     # A digest nobody received is not lost when a later one carried its changes: said, so
     # that "Not delivered yet" does not send anyone to deliver an outdated digest.
     delivered = any(d.status == "sent" for d in deliveries)
+    # Who the digest went to is the subscriber list (admin-only on /admin/subscribers), and
+    # the errors quote addresses too: others see how many copies went out or failed.
+    admin = user.role == "admin"
+    counts = Counter((d.channel, d.status) for d in deliveries)
     return render(request, "digest.html", {
-        "digest": digest, "deliveries": deliveries, "preview": is_preview(digest),
+        "digest": digest, "deliveries": deliveries if admin else [],
+        "delivery_counts": sorted((c, st, n) for (c, st), n in counts.items()),
+        "show_recipients": admin, "preview": is_preview(digest),
         "carried_by": None if delivered else carried_by(session, digest)})
 
 
