@@ -17,8 +17,9 @@ two people who vote without seeing each other's vote (Cochrane MECIR C39/C40). T
   cannot be shown for them.
 - **Training label of an unresolved record** (``provisional_label``): include when any
   screener's latest vote is include or maybe, exclude only when every vote is exclude.
-- **Agreement statistics** use each of the first two screeners' *first* vote on a record —
-  the votes cast blind. A vote changed after seeing the other one is not independent. Kappa
+- **Agreement statistics** use the votes cast blind (``blind_pair``): the first screener's
+  latest vote before the second screener's first, and that first vote. A vote changed after
+  seeing the other one is not independent. Kappa
   is left undefined (None), never shown as a number, with fewer than ``MIN_KAPPA_PAIRS``
   pairs or when chance agreement is 1 (both screeners always chose one and the same
   category).
@@ -91,15 +92,24 @@ def provisional_label(decisions: Iterable[str]) -> int:
 
 
 def blind_pair(votes: Iterable[Vote]) -> tuple[str, str] | None:
-    """The first votes of the first two screeners of a record (in the order they voted), or
-    None when fewer than two people voted."""
-    first: dict[int, Vote] = {}
-    for vote in sorted(votes, key=lambda v: v.id):
-        if vote.user_id is not None and vote.user_id not in first:
-            first[vote.user_id] = vote
-            if len(first) == 2:
-                a, b = first.values()
-                return a.decision, b.decision
+    """The blind judgements of the first two screeners of a record (in the order they voted),
+    or None when fewer than two people voted: the first screener's *latest* vote cast before
+    the second screener's first, and that first vote of the second.
+
+    Both are blind: nothing of a record shows its votes before a second person votes, so a
+    first screener correcting a misclick then is still judging alone (taking their first
+    vote counted a disagreement on records that never conflicted: κ 0 where both screeners
+    agreed on all four records). Every vote after the second screener's first is cast seeing
+    the other and is not independent."""
+    ordered = sorted((v for v in votes if v.user_id is not None), key=lambda v: v.id)
+    if not ordered:
+        return None
+    first = ordered[0]
+    for vote in ordered[1:]:
+        if vote.user_id == first.user_id:
+            first = vote  # still blind: the second screener has not voted yet
+        else:
+            return first.decision, vote.decision
     return None
 
 

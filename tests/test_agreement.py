@@ -74,15 +74,27 @@ def test_provisional_label_is_recall_first() -> None:
     assert provisional_label(["exclude", "exclude"]) == 0
 
 
-def test_blind_pair_is_the_first_vote_of_the_first_two_screeners() -> None:
+def test_blind_pair_is_the_first_two_screeners_votes_cast_blind() -> None:
     votes = [Vote(id=5, user_id=20, decision="exclude"),
              Vote(id=3, user_id=10, decision="include"),
              Vote(id=7, user_id=10, decision="exclude"),  # changed after seeing the other
+             Vote(id=8, user_id=20, decision="include"),  # so was this one
              Vote(id=9, user_id=30, decision="maybe")]  # a third person
     assert blind_pair(votes) == ("include", "exclude")
     assert blind_pair(votes[:1]) is None
     assert blind_pair([Vote(id=1, user_id=10, decision="include"),
                        Vote(id=2, user_id=10, decision="exclude")]) is None
+
+
+def test_a_vote_corrected_before_the_second_screener_voted_is_still_blind() -> None:
+    """A misclick corrected while nobody else had voted was counted as the judgement (its
+    first vote): a disagreement on a record both screeners excluded."""
+    votes = [Vote(id=1, user_id=10, decision="include"),
+             Vote(id=2, user_id=10, decision="exclude"),  # corrected, still alone
+             Vote(id=3, user_id=20, decision="exclude"),
+             Vote(id=4, user_id=20, decision="include")]  # after seeing the other
+    assert blind_pair(votes) == ("exclude", "exclude")
+    assert blind_pair([Vote(id=1, user_id=None, decision="include"), *votes[2:]]) is None
 
 
 # ----------------------------------------------------------------------------- kappa

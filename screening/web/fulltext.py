@@ -342,8 +342,9 @@ def _trial_links(session: Session, pmids: list[int]) -> dict[int, list[tuple[int
 # ----------------------------------------------------------------------------- agreement
 def fulltext_agreement(session: Session) -> Agreement:
     """Cohen's kappa over the three verdicts (eligible, excluded, not retrieved) of the blind
-    votes: each of the first two assessors' *first* vote on a report (as at title/abstract
-    screening: a vote changed after seeing the other one is not independent). Votes on the
+    votes of the first two assessors of a report (``screening.agreement.blind_pair``, as at
+    title/abstract screening: a vote changed after seeing the other one is not independent,
+    one corrected before the other voted still is). Votes on the
     previous version's reports are left out: those are not sought, and their votes count
     nowhere (as the title/abstract agreement leaves out their screening votes)."""
     by_pmid: dict[int, list[Vote]] = {}
