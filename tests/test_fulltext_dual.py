@@ -222,6 +222,8 @@ def _section(html: str) -> str:
 def test_the_second_assessor_cannot_see_the_first_vote(
         app: Any, team: dict[str, str], included: None) -> None:
     first, second = as_role(app, team, "curator"), as_role(app, team, "curator2")
+    # A verdict changed while alone is still one assessor's ("2 votes recorded" said two).
+    assert _post(first, f"/records/{PMID}/fulltext", verdict="eligible").status_code == 303
     saved = _post(first, f"/records/{PMID}/fulltext", verdict="excluded",
                   reason="not_maintenance", note=XSS)
     assert saved.status_code == 303
@@ -239,7 +241,7 @@ def test_the_second_assessor_cannot_see_the_first_vote(
     assert (blind["state"], blind["hidden_votes"], blind["history"], blind["votes"]) == (
         "awaiting_second", 1, [], [])
     own = _api(app, FIRST).get(f"/api/records/{PMID}/fulltext").json()
-    assert own["your_vote"] == "excluded" and len(own["history"]) == 1
+    assert own["your_vote"] == "excluded" and len(own["history"]) == 2
     listing = second.get("/fulltext").text
     row = listing.split(f'data-pmid="{PMID}"')[1].split("</tr>")[0]
     assert "awaiting a second assessor" in row and "excluded" not in row

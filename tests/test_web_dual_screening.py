@@ -196,6 +196,9 @@ def test_the_same_person_twice_is_not_two_screeners(app: Any, team: dict[str, st
 def test_a_second_screener_cannot_see_the_first_vote(app: Any, team: dict[str, str],
                                                      records: int) -> None:
     first = as_role(app, team, "curator")
+    _vote(first, 90000002, "exclude", "SECRET-FIRST-THOUGHT")
+    # Changed while alone: still one screener's vote ("2 votes recorded" told the second
+    # screener that two people had voted, or that the first hesitated).
     _vote(first, 90000002, "include", "SECRET-REASON maintenance RCT")
     for role in ("curator2", "admin", "viewer"):  # nobody who has not voted, admins included
         page = as_role(app, team, role).get("/records/90000002").text
@@ -205,7 +208,7 @@ def test_a_second_screener_cannot_see_the_first_vote(app: Any, team: dict[str, s
                    else "1 vote recorded, hidden until you vote.")
         assert message in history, role
         assert "curator@example.org" not in history and "decision-row" not in history
-        assert "SECRET-REASON" not in page
+        assert "SECRET-REASON" not in page and "SECRET-FIRST" not in page
         assert 'class="current-decision">none<' in page
         api = TestClient(app).get("/api/records/90000002/decisions",
                                   headers=_token(app, team[role]))
@@ -220,7 +223,7 @@ def test_a_second_screener_cannot_see_the_first_vote(app: Any, team: dict[str, s
     own = TestClient(app).get("/api/records/90000002/decisions",
                               headers=_token(app, FIRST)).json()
     assert [(d["decision"], d["user"], d["kind"]) for d in own["decisions"]] == [
-        ("include", FIRST, "vote")]
+        ("include", FIRST, "vote"), ("exclude", FIRST, "vote")]
     # once the second screener has voted, both see both votes
     second = as_role(app, team, "curator2")
     _vote(second, 90000002, "exclude", "induction trial")

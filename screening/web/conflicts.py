@@ -177,7 +177,10 @@ def record_screening(session: Session, record: Record, user: User, *,
     mine = latest.get(user.id) if user.id is not None else None
     hidden = 0
     if dual and state in ("unscreened", "awaiting_second") and mine is None:
-        hidden = len(votes)
+        # Screeners, not vote rows: a first screener who changed their vote is still one
+        # ("2 votes recorded" suggested two people, or told of the hesitation). Votes
+        # without a user are no screener, but hidden all the same.
+        hidden = len(latest) or len(votes)
     may_vote = vote_rule.may_vote(curator=has_role(user, "curator"), dual=dual, state=state,
                                   voted=mine is not None)
     # Under single screening a decided record changes by a new decision, not a resolution.

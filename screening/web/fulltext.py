@@ -179,7 +179,8 @@ def record_fulltext(session: Session, record: Record, user: User, *,
         .order_by(col(FullTextAssessment.id).desc())).all()
     o = outcome(row for row, _ in history)
     blind = o.state == "awaiting_second" and o.voted(user.id) is None
-    hidden = sum(1 for row, _ in history if blind and row.kind == VOTE)
+    # Assessors, not vote rows: one who changed their verdict while alone is still one.
+    hidden = len({row.user_id for row, _ in history if blind and row.kind == VOTE})
     visible = [(row, email, row_words(row)) for row, email in history
                if not (blind and row.kind == VOTE)]
     applies = SoughtRule.for_session(session).is_sought(record)
