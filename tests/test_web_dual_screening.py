@@ -148,6 +148,23 @@ def test_both_screeners_agreeing_resolves_the_record(app: Any, team: dict[str, s
     assert _decision(app, 90000003) == "exclude"
 
 
+def test_a_vote_sent_again_after_a_resolution_does_not_say_the_screeners_agree(
+        app: Any, team: dict[str, str], records: int) -> None:
+    """Back, then the vote form sent again, after a third person resolved the conflict: the
+    flash said "Both screeners agree: resolved as exclude" of votes include and exclude."""
+    _conflict(app)
+    third = as_role(app, team, "curator3")
+    assert third.post("/records/90000002/resolution", follow_redirects=False, data={
+        "decision": "exclude", "reason": "induction trial",
+        "csrf_token": csrf_from(third.get("/conflicts").text)}).status_code == 303
+    second = as_role(app, team, "curator2")
+    again = _vote(second, 90000002, "exclude", "induction, not maintenance")
+    assert again.status_code == 303
+    page = second.get("/records/90000002").text
+    assert "Vote already saved: exclude (PMID 90000002)." in page
+    assert "resolved as exclude by a resolution" in page and "Both screeners agree" not in page
+
+
 def test_a_resolved_include_goes_to_two_full_text_assessors(
         app: Any, team: dict[str, str], records: int) -> None:
     """Dual screening extends to the full text: the form asks for a vote and says two people

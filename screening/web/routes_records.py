@@ -11,7 +11,9 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
 from reports.words import noun
+from screening.agreement import latest_votes
 from screening.queue import PAGE_SIZE, next_record, queue
+from screening.votes import votes_on
 from screening.web.conflicts import current_state, record_screening, visible_history
 from screening.web.csrf import csrf_protect
 from screening.web.decisions import DECISIONS, parse_rank, record_decision
@@ -310,7 +312,13 @@ def vote_outcome(session: Session, pmid: int, vote: str, *, repeated: bool = Fal
     state = current_state(session, record)
     text = f"Vote {'already ' if repeated else ''}saved: {vote} (PMID {pmid})."
     if state == "resolved":
-        return f"{text} Both screeners agree: resolved as {record.decision}."
+        # A vote sent again after a resolution (Back, then submit) reaches here too: the
+        # screeners agreeing is then not what settled it, and said so it was false.
+        latest = latest_votes(votes_on(session, [pmid])[pmid])
+        if len(latest) >= 2 and {v.decision for v in latest.values()} == {record.decision}:
+            return f"{text} Both screeners agree: resolved as {record.decision}."
+        return (f"{text} The record is resolved as {record.decision} by a resolution, which "
+                "settles it whatever the votes.")
     if state == "conflict":
         return f"{text} The votes differ: the record is now on the conflicts page."
     return f"{text} It now awaits a second screener."
