@@ -98,6 +98,12 @@ def test_first_vote_leaves_the_record_open_for_a_second_screener(
     assert "badge second" not in first_queue  # no such mark there, so no such line
     assert re.search(r'class="count-awaiting-you">4<', second_queue)
     assert re.search(r'class="count-awaiting-you-second">1<', second_queue)
+    # of the records awaiting you, not of the flagged ones ("of them" followed the flagged
+    # count, and the records with one vote were often not flagged)
+    summary = " ".join(re.sub(r"<[^>]+>", " ", second_queue.split('class="summary"')[1]
+                              .split("</p>")[0]).split())
+    assert "RCT); 1 of the 4, flagged or not, has one vote and needs a second screener;" \
+        in summary, summary
     assert re.search(r'class="count-yours-awaiting-second">1<', first_queue)
     assert re.search(r'class="count-awaiting-you">3<', first_queue)
     # the JSON API's undecided list is the same per-person queue
