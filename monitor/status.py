@@ -393,7 +393,9 @@ def _screening(session: Session, settings: Settings, report: StatusReport, *,
     after (as ``_poll``'s): `mmlr screen` holds it from training until every record is scored,
     so records still scored by an older model then are a killed run's."""
     from screening.health import count_live, count_pool, prioritised_order_test
+    from screening.votes import in_conflict, screened_once
     from store.models import ModelVersion, Record
+    from store.settings import is_dual_screening
 
     model = session.exec(select(ModelVersion).where(col(ModelVersion.active).is_(True))
                          .order_by(col(ModelVersion.id).desc())).first()
@@ -408,12 +410,21 @@ def _screening(session: Session, settings: Settings, report: StatusReport, *,
             f"than the active v{model.id if model else '?'}: the `mmlr screen` that trained it "
             "stopped before scoring them, so the queue mixes two models' orders; run "
             "`mmlr screen`")
+    undecided = count_pool(session, col(Record.decision).is_(None))
+    # Under dual screening, as the PRISMA flow counts them: a conflict waits for a resolution,
+    # not for screening ("awaiting screening 186" beside PRISMA's 185 and 1 in conflict).
+    conflicts = second = None
+    if is_dual_screening(settings.screeners_per_record):
+        conflicts = count_pool(session, in_conflict())
+        second = count_pool(session, col(Record.decision).is_(None),
+                            col(Record.pmid).in_(screened_once()))
     report.sections["screening"] = {
         "model_version": model.id if model else None,
         "model_trained_at": _iso(model.created_at) if model else None,
         # scored by an older model than the active one: as much in need of scoring
         "unscored": count_live(session, col(Record.score).is_(None)) + older,
-        "awaiting_screening": count_pool(session, col(Record.decision).is_(None)),
+        "awaiting_screening": undecided - (conflicts or 0),
+        "awaiting_second_vote": second, "in_conflict": conflicts,
         "may_stop": test.rejects, "stopping_test": test.describe(),
     }
 
@@ -495,7 +506,11 @@ def _text_rows(report: StatusReport) -> list[tuple[str, str]]:
         rows.append(("model", f"#{sc['model_version']} trained {_when(sc['model_trained_at'])}"
                      if sc["model_version"] is not None else "none trained"))
         rows.append(("unscored", str(sc["unscored"])))
-        rows.append(("awaiting screening", str(sc["awaiting_screening"])))
+        rows.append(("awaiting screening", str(sc["awaiting_screening"])
+                     + (f" ({sc['awaiting_second_vote']} of them with one vote, awaiting the "
+                        "second screener)" if sc["awaiting_second_vote"] else "")))
+        if sc["in_conflict"] is not None:
+            rows.append(("conflicts", f"{sc['in_conflict']} awaiting resolution"))
         rows.append(("stopping test", sc["stopping_test"]))
     if (pl := s["pooling"]) is not None:
         rows.append(("last pool", f"{_when(pl['last_pooled_at'])}; "

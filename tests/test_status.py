@@ -28,7 +28,17 @@ from store.context import AppContext, make_context
 from store.engine import make_engine, schema_revisions
 from store.errors import EntrezError
 from store.locks import job_lock
-from store.models import Alert, Delivery, Digest, JobLock, PollRun, utcnow
+from store.models import (
+    Alert,
+    Decision,
+    Delivery,
+    Digest,
+    JobLock,
+    PollRun,
+    Record,
+    User,
+    utcnow,
+)
 from store.settings import Settings
 
 TOP_KEYS = {"healthy", "problems", "checked_at", "database", "schema", "poll", "digest",
@@ -201,7 +211,8 @@ def test_json_keys_are_stable(polled: Any) -> None:
     assert set(report["digest"]) == {"id", "built_at", "sent", "failed", "unknown", "pending",
                                      "no_longer_recipients", "errors"}
     assert set(report["screening"]) == {"model_version", "model_trained_at", "unscored",
-                                        "awaiting_screening", "may_stop", "stopping_test"}
+                                        "awaiting_screening", "awaiting_second_vote",
+                                        "in_conflict", "may_stop", "stopping_test"}
     assert set(report["pooling"]) == {"last_pooled_at", "analyses_with_pending_changes"}
     assert set(report["alerts"]) == {"in_use", "in_use_not_in_a_digest", "newest"}
     assert report["database"]["engine"] == ("postgresql" if PG_URL else "sqlite")
@@ -544,3 +555,34 @@ def test_the_previous_versions_reports_do_not_await_screening(ctx: AppContext) -
         store_previous_reports(session)
     _, report, _ = status_json(ctx.settings)
     assert report["screening"]["awaiting_screening"] == len(ORDINARY) + 1
+
+
+def test_under_dual_screening_conflicts_do_not_await_screening(polled: Any) -> None:
+    """As the PRISMA flow counts them: status said "awaiting screening 186" where PRISMA said
+    185 and 1 in conflict, and named neither the conflicts nor the records with one vote."""
+    from reports.prisma import AWAITING_STAGE, CONFLICT_STAGE, prisma_counts
+
+    ctx, _ = polled
+    with ctx.sessions() as session:
+        users = [User(email=f"s{n}@example.org", role="curator", password_hash="-")
+                 for n in (1, 2)]
+        session.add_all(users)
+        session.flush()
+        first, second = (u.id for u in users)
+        pmids = sorted(session.exec(select(Record.pmid)))[:2]
+        session.add(Decision(pmid=pmids[0], decision="include", user_id=first, kind="vote"))
+        session.add(Decision(pmid=pmids[0], decision="exclude", user_id=second, kind="vote"))
+        session.add(Decision(pmid=pmids[1], decision="include", user_id=first, kind="vote"))
+        session.commit()
+        counts = {stage: n for stage, n, _ in prisma_counts(session, dual=True)}
+    _, report, _ = status_json(ctx.settings, MMLR_SCREENERS_PER_RECORD="2")
+    sc = report["screening"]
+    assert (sc["in_conflict"], sc["awaiting_second_vote"]) == (1, 1)
+    assert sc["awaiting_screening"] == counts[AWAITING_STAGE] and counts[CONFLICT_STAGE] == 1
+    text = status(ctx.settings, MMLR_SCREENERS_PER_RECORD="2").stdout
+    assert "1 of them with one vote, awaiting the second screener" in text
+    assert "1 awaiting resolution" in text
+    _, single, _ = status_json(ctx.settings)
+    assert (single["screening"]["in_conflict"], single["screening"]["awaiting_second_vote"]) \
+        == (None, None)
+    assert single["screening"]["awaiting_screening"] == sc["awaiting_screening"] + 1
