@@ -5,11 +5,13 @@ One poll, under the database lock ``poll`` (so two workers never poll at once):
 1. **Resume** every unfinished run first (a crash, SIGKILL or SIGTERM left it ``running`` or
    ``interrupted``): its PMID list is fixed in the ``PollRun`` row and ``batches_done`` says how
    far it got, so it continues with the next batch.
-2. **Search** ``(<query>) AND start:end[crdt]``: start = the last completed run's window end
-   minus ``poll_overlap_days`` (first run: ``poll_start``, or ``--since``), end = ``--until`` or
-   today (UTC). A window whose count reaches PubMed's 9,999 cap is split in halves, recursively.
-   PMIDs already stored with status MEDLINE are final and skipped, so a poll with nothing new
-   costs one esearch per window.
+2. **Search** ``(<query>) AND start:end[crdt]``: start = ``--since``, else the end of the
+   unbroken stretch of create dates, from ``poll_start``, that completed crdt runs cover
+   (windows that overlap or touch merged) minus ``poll_overlap_days`` (nothing covered yet:
+   ``poll_start``); end = ``--until`` or today (UTC). So an ad-hoc window past a gap is a
+   back-fill: the next default poll still searches the gap. A window whose count reaches
+   PubMed's 9,999 cap is split in halves, recursively. PMIDs already stored with status
+   MEDLINE are final and skipped, so a poll with nothing new costs one esearch per window.
 3. **Fetch** the PMID list by POST in batches of ``entrez_batch_size``. Each batch is parsed and
    upserted *in the same transaction* that advances ``batches_done``, so a batch is stored
    exactly once whatever happens to the process. A PMID the answer leaves out is what real
@@ -652,7 +654,12 @@ class _BatchStore:
 def _window(ctx: AppContext, since: date | None, until: date | None,
             kind: str = "crdt") -> tuple[date, date]:
     end = until or datetime.now(UTC).date()
-    if since is None:
+    if since is None and kind == "crdt":
+        origin = _parse_poll_start(ctx.settings.poll_start)
+        covered = _covered_until(ctx, origin)
+        since = (origin if covered is None
+                 else covered - timedelta(days=ctx.settings.poll_overlap_days))
+    elif since is None:
         with ctx.sessions() as session:
             last = session.exec(
                 select(PollRun).where(PollRun.kind == kind, PollRun.status == "completed",
@@ -660,16 +667,39 @@ def _window(ctx: AppContext, since: date | None, until: date | None,
                 .order_by(col(PollRun.window_end).desc(), col(PollRun.id).desc())).first()
         if last is not None and last.window_end is not None:
             since = last.window_end - timedelta(days=ctx.settings.poll_overlap_days)
-        elif kind == "modified":
+        else:
             # Older changes were seen when those records were first fetched (or are
             # MEDLINE-final history the review started from).
             since = end - timedelta(days=ctx.settings.recheck_days)
-        else:
-            since = _parse_poll_start(ctx.settings.poll_start)
     if since > end:
         raise ValidationError(f"poll window starts {since} after it ends {end}",
                               hint="check --since/--until")
     return since, end
+
+
+def _covered_until(ctx: AppContext, origin: date) -> date | None:
+    """The last create date of the unbroken stretch, from ``origin`` (``MMLR_POLL_START``),
+    that completed create-date searches cover; None when nothing from ``origin`` on is.
+
+    Windows that overlap or touch are merged; one past an unsearched gap does not count. The
+    newest window's end was taken before: an ad-hoc ``--since`` past the last poll moved the
+    next poll's start over the days between, which no poll then ever searched (a back-fill
+    ``--until``, then ``--since`` a week later, left that week's records out for good).
+    """
+    with ctx.sessions() as session:
+        windows = [(run.window_start, run.window_end) for run in session.exec(
+            select(PollRun).where(
+                PollRun.kind == "crdt", PollRun.status == "completed",
+                col(PollRun.window_start).is_not(None), col(PollRun.window_end).is_not(None))
+            .order_by(col(PollRun.window_start)))]
+    reach = origin  # the first create date not yet covered
+    for start, stop in windows:
+        if start is None or stop is None:
+            continue  # excluded by the query; says so to the type checker
+        if start > reach:
+            break  # an unsearched gap: the windows past it were ad-hoc ones
+        reach = max(reach, stop + timedelta(days=1))
+    return None if reach == origin else reach - timedelta(days=1)
 
 
 def _final_pmids(ctx: AppContext, pmids: list[int]) -> set[int]:
