@@ -38,6 +38,14 @@ _PARSER_OPTIONS = {"resolve_entities": False, "no_network": True, "load_dtd": Fa
                    "huge_tree": True}
 
 
+#: ErrorList/WarningList entries by which esearch says it left part of the term out and
+#: searched the rest (ENTREZ.md §2.1: a 200 answer, not an error). ``OutputMessage`` ("No items
+#: found.", "Restrictions achieved...") says nothing about the term and is not one of them.
+_DROPPED_WHY = {"PhraseNotFound": "phrase not found", "FieldNotFound": "field not found",
+                "QuotedPhraseNotFound": "quoted phrase not found",
+                "PhraseIgnored": "phrase ignored"}
+
+
 @dataclass
 class SearchResult:
     count: int
@@ -46,6 +54,8 @@ class SearchResult:
     errors: list[str] = field(default_factory=list)  # ErrorList (e.g. PhraseNotFound)
     webenv: str | None = None
     query_key: str | None = None
+    #: What NCBI left out of the term, each as "<term> (<why>)": the search ran without them.
+    dropped: list[str] = field(default_factory=list)
 
 
 class _Retryable(Exception):
@@ -230,8 +240,18 @@ class EntrezClient:
             ids.append(pmid)
         warnings = [" ".join((w.text or "").split()) for w in root.iterfind("WarningList/*")]
         errors = [" ".join((e.text or "").split()) for e in root.iterfind("ErrorList/*")]
+        dropped = []
+        for parent in ("ErrorList", "WarningList"):
+            for node in root.iterfind(f"{parent}/*"):
+                tag = node.tag if isinstance(node.tag, str) else ""
+                # Every ErrorList entry is about the term; of the warnings, the known ones.
+                why = _DROPPED_WHY.get(tag, tag if parent == "ErrorList" else "")
+                text = " ".join((node.text or "").split())
+                if why and text:
+                    dropped.append(f"{text} ({why})")
         return SearchResult(count=count, ids=ids, warnings=warnings, errors=errors,
-                            webenv=root.findtext("WebEnv"), query_key=root.findtext("QueryKey"))
+                            webenv=root.findtext("WebEnv"), query_key=root.findtext("QueryKey"),
+                            dropped=dropped)
 
     def efetch_xml(self, pmids: list[int]) -> bytes:
         """PubmedArticleSet XML for an explicit PMID list (POST; missing PMIDs are absent)."""

@@ -148,6 +148,8 @@ class PollSummary:
     resumed: int = 0
     interrupted: bool = False
     run_ids: list[int] = field(default_factory=list)
+    #: What PubMed left out of the query as unknown (``SearchResult.dropped``), once each.
+    dropped_terms: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         line = (f"found {self.found} / fetched {self.fetched} / new {self.new} / updated "
@@ -165,6 +167,10 @@ class PollSummary:
             extra.append(f"{self.deletion_checks} left-out stored PMID(s) asked for again")
         if self.resumed:
             extra.append(f"resumed {self.resumed} unfinished run(s)")
+        if self.dropped_terms:
+            extra.append("PubMed searched without what it does not know in MMLR_QUERY: "
+                         + ", ".join(self.dropped_terms) + " (a wider search than the "
+                         "protocol's may find more; correct MMLR_QUERY)")
         if self.interrupted:
             extra.append("interrupted: the next poll resumes where this one stopped")
         return line + "; " + "; ".join(extra)
@@ -207,10 +213,20 @@ def _sigterm_sets(event: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@dataclass
+class WindowSearch:
+    """What :func:`search_window` found: the PMIDs, the esearch windows used, and the parts of
+    the query PubMed did not know and left out (``SearchResult.dropped``, once each)."""
+
+    ids: list[int]
+    windows: int
+    dropped: list[str] = field(default_factory=list)
+
+
 def search_window(client: EntrezClient, query: str, start: date, end: date, *,
-                  tag: str = "crdt") -> tuple[list[int], int]:
+                  tag: str = "crdt") -> WindowSearch:
     """PMIDs whose ``tag`` date (crdt: created, mdat: modified) is in [start, end] matching
-    ``query``, and the number of esearch windows used.
+    ``query``, with the number of esearch windows used.
 
     A window whose count reaches PubMed's 9,999 cap is split in halves, recursively.
     """
@@ -225,16 +241,17 @@ def search_window(client: EntrezClient, query: str, start: date, end: date, *,
             )
         middle = start + (end - start) // 2
         log.info("window %s..%s has %d records: splitting", start, end, result.count)
-        left, n_left = search_window(client, query, start, middle, tag=tag)
-        right, n_right = search_window(client, query, middle + timedelta(days=1), end, tag=tag)
-        return left + right, 1 + n_left + n_right
+        left = search_window(client, query, start, middle, tag=tag)
+        right = search_window(client, query, middle + timedelta(days=1), end, tag=tag)
+        return WindowSearch(left.ids + right.ids, 1 + left.windows + right.windows,
+                            list(dict.fromkeys(result.dropped + left.dropped + right.dropped)))
     if len(result.ids) < result.count:
         raise EntrezError(
             f"esearch for {start:%Y/%m/%d}:{end:%Y/%m/%d}[{tag}] listed {len(result.ids)} of "
             f"{result.count} PMIDs",
             hint="E-utilities answered inconsistently; the next poll searches again",
         )
-    return result.ids, 1
+    return WindowSearch(result.ids, 1, list(dict.fromkeys(result.dropped)))
 
 
 @dataclass
@@ -255,21 +272,33 @@ class _Poller:
         self.fetched_now: set[int] = set()
 
     # ------------------------------------------------------------------ search
-    def search(self, start: date, end: date, *, tag: str = "crdt") -> list[int]:
-        ids, windows = search_window(self.client, self.ctx.settings.query, start, end, tag=tag)
-        self.summary.windows += windows
-        return ids
+    def search(self, start: date, end: date, *, tag: str = "crdt") -> WindowSearch:
+        found = search_window(self.client, self.ctx.settings.query, start, end, tag=tag)
+        self.summary.windows += found.windows
+        if found.dropped:
+            # NCBI does not fail a query with a term it does not know: it leaves the term out
+            # and searches the rest (ENTREZ.md §2.1), which may be a wider search than the
+            # protocol's. Not a stop: see docs/operations.md, "The protocol query".
+            self.summary.dropped_terms.extend(
+                t for t in found.dropped if t not in self.summary.dropped_terms)
+            log.warning("the [%s] search of %s..%s ran without what PubMed does not know in "
+                        "MMLR_QUERY: %s (PubMed searched the rest, which may find more than "
+                        "the protocol's query; correct MMLR_QUERY)", tag, start, end,
+                        "; ".join(found.dropped))
+        return found
 
     # ------------------------------------------------------------------ runs
     def create_run(self, kind: str, pmids: list[int], *, found: int, requests: int = 0,
-                   window: tuple[date, date] | None = None) -> int:
+                   window: tuple[date, date] | None = None,
+                   dropped_terms: list[str] | None = None) -> int:
         with self.ctx.sessions() as session:
             searched = kind in ("crdt", "modified")
             run = PollRun(kind=kind, query=self.ctx.settings.query if searched else kind,
                           pmids=pmids, batch_size=self.ctx.settings.entrez_batch_size,
                           found=found, requests=requests,
                           window_start=window[0] if window else None,
-                          window_end=window[1] if window else None)
+                          window_end=window[1] if window else None,
+                          dropped_terms=list(dropped_terms or []))
             session.add(run)
             session.commit()
             assert run.id is not None
@@ -809,7 +838,8 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
         else:
             start, end = _window(ctx, since, until)
             requests0, retries0 = client.requests, client.retries
-            found = sorted(set(poller.search(start, end)))
+            searched = poller.search(start, end)
+            found = sorted(set(searched.ids))
             search_requests = client.requests - requests0
             summary.requests += search_requests
             summary.retries += client.retries - retries0
@@ -821,7 +851,8 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
                      "earlier answers, asked again)", start, end, len(found), len(final),
                      len(todo), len(left_out))
             poller.fetch_run(poller.create_run("crdt", todo, found=len(found),
-                                               requests=search_requests, window=(start, end)))
+                                               requests=search_requests, window=(start, end),
+                                               dropped_terms=searched.dropped))
             if summary.interrupted:
                 return summary
             recheck = _recheck_pmids(ctx, poller.fetched_now | set(found))
@@ -837,7 +868,8 @@ def _modified_pass(ctx: AppContext, poller: _Poller, since: date | None,
     summary, client = poller.summary, poller.client
     start, end = _window(ctx, since, until, kind="modified")
     requests0, retries0 = client.requests, client.retries
-    found = sorted(set(poller.search(start, end, tag="mdat")))
+    searched = poller.search(start, end, tag="mdat")
+    found = sorted(set(searched.ids))
     search_requests = client.requests - requests0
     summary.requests += search_requests
     summary.retries += client.retries - retries0
@@ -847,7 +879,8 @@ def _modified_pass(ctx: AppContext, poller: _Poller, since: date | None,
     log.info("modified window %s..%s: %d PMIDs, %d fetched since the window closed, %d to "
              "fetch", start, end, len(found), len(found) - len(todo), len(todo))
     poller.fetch_run(poller.create_run("modified", todo, found=len(found),
-                                       requests=search_requests, window=(start, end)))
+                                       requests=search_requests, window=(start, end),
+                                       dropped_terms=searched.dropped))
     if summary.interrupted or end < datetime.now(UTC).date():
         return  # a back-fill asks about its past window; the watched PMIDs are about now
     watched = [p for p in watched_pmids(ctx) if p not in poller.fetched_now]

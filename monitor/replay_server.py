@@ -36,6 +36,10 @@ Test hooks that survive :meth:`ReplayServer.reload`:
 - :meth:`ReplayServer.set_outside_query`: PMIDs the protocol query does not match (the server
   otherwise ignores the query's words): esearch leaves them out, efetch serves them.
 - :meth:`ReplayServer.set_modified`: per-PMID ``[mdat]`` dates.
+- :meth:`ReplayServer.set_unknown_phrases`: parts of a query PubMed does not know; a term
+  holding one is answered as NCBI answers it (ENTREZ.md §2.1, the recorded
+  ``eutilsjson_esearch.error.xml``): the search runs without it, and the answer names it in
+  ``<ErrorList><PhraseNotFound>`` (a quoted phrase: ``<WarningList><QuotedPhraseNotFound>``).
 
 No ``esummary.fcgi``: the poller does not use it, and neither ENTREZ.md nor the recorded
 answers say how it answers for a deleted PMID, so the server does not invent that answer.
@@ -439,6 +443,7 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         self.mdat_overrides: dict[int, date] = {}
         self.removed: set[int] = set()  # deleted by NLM: left out of every answer
         self.outside_query: set[int] = set()  # served by efetch, never found by esearch
+        self.unknown_phrases: tuple[str, ...] = ()  # named in ErrorList when searched
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Called by socketserver inside the ``except`` around a request; its default prints
@@ -525,10 +530,19 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         parts.append(b"<IdList>" + b"".join(b"<Id>%d</Id>" % p for p in page) + b"</IdList>")
         parts.append(b"<TranslationSet/><QueryTranslation>" + _esc(term).encode("utf-8")
                      + b"</QueryTranslation>")
+        unknown = [p for p in self.unknown_phrases if p.lower() in term.lower()]
+        not_found = [p for p in unknown if not p.startswith('"')]
+        if not_found:  # after QueryTranslation, as in the recorded answer
+            parts.append(b"<ErrorList>" + b"".join(
+                b"<PhraseNotFound>" + _esc(p).encode() + b"</PhraseNotFound>"
+                for p in not_found) + b"</ErrorList>")
         if not matches:
             warnings.append("No items found.")
-        if warnings:
+        quoted = [p for p in unknown if p.startswith('"')]
+        if warnings or quoted:
             parts.append(b"<WarningList>" + b"".join(
+                b"<QuotedPhraseNotFound>" + _esc(p).encode() + b"</QuotedPhraseNotFound>"
+                for p in quoted) + b"".join(
                 b"<OutputMessage>" + _esc(w).encode() + b"</OutputMessage>" for w in warnings)
                 + b"</WarningList>")
         parts.append(b"</eSearchResult>\n")
@@ -646,6 +660,14 @@ class ReplayServer:
         out of every result, efetch still serves them; survives :meth:`reload`."""
         with self._httpd.lock:
             self._httpd.outside_query = set(pmids or ())
+
+    def set_unknown_phrases(self, phrases: list[str] | None) -> None:
+        """Parts of a query PubMed does not know (None clears): a search term holding one
+        (compared case-insensitively) is answered with it in ``<ErrorList><PhraseNotFound>``,
+        or, quoted, ``<WarningList><QuotedPhraseNotFound>``, as NCBI does, and searched as
+        usual (the server ignores the query's words); survives :meth:`reload`."""
+        with self._httpd.lock:
+            self._httpd.unknown_phrases = tuple(phrases or ())
 
     def reset_stats(self) -> None:
         with self._httpd.lock:

@@ -288,3 +288,20 @@ def test_a_search_answer_that_is_not_pmids_is_refused_in_words(
         client.esearch("myeloma")
     line = caught.value.one_line()
     assert f"E-utilities esearch answer {words}" in line and "next poll asks again" in line
+
+
+@pytest.mark.parametrize(("name", "count", "dropped"), [
+    # hits, and a MeSH heading PubMed does not know left out of the search
+    ("eutilsjson_esearch.error.xml", 5163, ["fleegle[MeSH Terms] (phrase not found)"]),
+    # no hits: "No items found." (an OutputMessage) says nothing about the term
+    ("biopython_esearch8.xml", 0, ["abcXYZ (phrase not found)"]),
+    ("eutilsjson_esearch.pubmed.xml", None, []),
+])
+def test_the_terms_pubmed_left_out_are_read_from_real_answers(
+        tmp_path: Path, pubmed_dir: Path, name: str, count: int | None,
+        dropped: list[str]) -> None:
+    body = (pubmed_dir / "esearch" / name).read_bytes()
+    with _answering(body) as url, EntrezClient(_settings(tmp_path, url)) as client:
+        found = client.esearch("fleegle[MeSH Terms] OR obstetrics[MeSH Terms]")
+    assert found.dropped == dropped
+    assert count is None or found.count == count
