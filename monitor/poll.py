@@ -757,11 +757,13 @@ def _left_out_pmids(ctx: AppContext) -> set[int]:
     """PMIDs an efetch answer of the last ``recheck_days`` left out and that were never stored:
     asked for again by every create-date poll until they arrive (a transiently incomplete
     answer must not lose a record) or the window passes (PubMed dropped them before we ever
-    saw them: they were counted, and are named in the log, each time)."""
+    saw them: they were counted, and are named in the log, each time).
+
+    Whatever kind of run the answer belonged to: a new PMID the modified pass found and PubMed
+    left out was never asked again, although the summary said it would be."""
     since = utcnow() - timedelta(days=ctx.settings.recheck_days)
     with ctx.sessions() as session:
-        runs = session.exec(select(PollRun).where(col(PollRun.kind).in_(("crdt", "pmids")),
-                                                  col(PollRun.started_at) >= since))
+        runs = session.exec(select(PollRun).where(col(PollRun.started_at) >= since))
         left: set[int] = {int(p) for run in runs for p in run.missing or []}
         for part in in_chunks(sorted(left)):
             stored: list[int] = list(session.exec(

@@ -250,3 +250,33 @@ def test_failed_confirmation_is_one_line_on_the_cli(tmp_path: Path, db_url: str)
                                "the request that would confirm its deletion failed: "
                                "E-utilities efetch failed after 2 attempts: HTTP 503")
     assert "nothing was marked deleted" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_a_new_pmid_left_out_of_a_modified_pass_is_asked_for_by_the_next_poll(
+        tmp_path: Path, db_url: str) -> None:
+    """The summary of every kind of run says a PMID not returned is "asked again by the next
+    polls": one the modified pass found, never stored, was never asked for again."""
+    from test_poll import mod_settings, modified_setup, write_modified_scenario
+
+    corpus = tmp_path / "mod"
+    write_modified_scenario(corpus, 1)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(mod_settings(tmp_path, db_url, srv.url))
+        modified_setup(ctx)
+        write_modified_scenario(corpus, 2)  # 2050, new to us, modified yesterday
+        srv.reload()
+        # Request 1 is the [mdat] esearch, 2 the efetch of 2000, 2001, 2003 and 2050, whose
+        # answer leaves out its last record: 2050, never stored (no deletion check).
+        srv.set_faults("omit@2")
+        modified = poll(ctx, modified=True, backoff_base=0.001)
+        assert modified.missing == 1 and modified.deletion_checks == 0
+        assert "1 PMID not returned (asked again by the next polls)" in modified.describe()
+        assert _left_out_pmids(ctx) == {2050}
+        srv.set_faults(None)
+        srv.reset_stats()
+        # The create-date poll's window does not hold 2050 (created two months ago)...
+        later = poll(ctx, backoff_base=0.001)
+        assert "2050" in ",".join(efetch_ids(srv))  # ...yet it asks for it
+        assert later.new == 1 and 2050 in state(ctx)
+        assert _left_out_pmids(ctx) == set()
+        ctx.dispose()
