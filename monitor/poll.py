@@ -22,9 +22,10 @@ One poll, under the database lock ``poll`` (so two workers never poll at once):
    that request fails, the batch is not stored and the run stops as ``interrupted`` (nothing is
    marked deleted; the next poll resumes the batch and asks again). A left-out PMID that was
    never stored costs no request now: it is counted (``PollRun.missing``) and every later
-   create-date poll asks for it again with its batch, until it arrives or ``recheck_days`` have
-   passed (an answer may be incomplete for a day; a record PubMed dropped before we saw it is
-   not asked for forever).
+   create-date poll asks for it again with its batch (whatever kind of run left it out), until
+   it arrives or ``recheck_days`` have passed since the first answer that left it out (an
+   answer may be incomplete for a day; a record PubMed dropped before we saw it is not asked
+   for forever).
 4. **Recheck** stored records that are not yet MEDLINE-indexed and younger than
    ``recheck_days`` (their MeSH and publication types arrive later), as a separate ``recheck``
    run whose requests are counted separately.
@@ -754,17 +755,26 @@ def _settled_pmids(ctx: AppContext, pmids: list[int], end: date) -> set[int]:
 
 
 def _left_out_pmids(ctx: AppContext) -> set[int]:
-    """PMIDs an efetch answer of the last ``recheck_days`` left out and that were never stored:
-    asked for again by every create-date poll until they arrive (a transiently incomplete
-    answer must not lose a record) or the window passes (PubMed dropped them before we ever
-    saw them: they were counted, and are named in the log, each time).
+    """PMIDs an efetch answer left out, never stored, and first left out less than
+    ``recheck_days`` ago: asked for again by every create-date poll until they arrive (a
+    transiently incomplete answer must not lose a record) or the window passes (PubMed dropped
+    them before we ever saw them: they were counted, and are named in the log, each time).
 
     Whatever kind of run the answer belonged to: a new PMID the modified pass found and PubMed
-    left out was never asked again, although the summary said it would be."""
+    left out was never asked again, although the summary said it would be. The window counts
+    from the *first* run that left the PMID out: every run that asks again and is left out
+    again lists it in its own ``missing`` too, which restarted the window, so a PMID PubMed
+    never serves was asked for forever. ``missing`` lists are short, so all runs are read.
+    """
     since = utcnow() - timedelta(days=ctx.settings.recheck_days)
+    first: dict[int, datetime] = {}
     with ctx.sessions() as session:
-        runs = session.exec(select(PollRun).where(col(PollRun.started_at) >= since))
-        left: set[int] = {int(p) for run in runs for p in run.missing or []}
+        rows = session.exec(select(PollRun.started_at, PollRun.missing)
+                            .order_by(col(PollRun.started_at), col(PollRun.id)))
+        for started, missing in rows:
+            for pmid in missing or []:
+                first.setdefault(int(pmid), started)
+        left = {pmid for pmid, started in first.items() if started >= since}
         for part in in_chunks(sorted(left)):
             stored: list[int] = list(session.exec(
                 select(Record.pmid).where(col(Record.pmid).in_(part))))

@@ -280,3 +280,32 @@ def test_a_new_pmid_left_out_of_a_modified_pass_is_asked_for_by_the_next_poll(
         assert later.new == 1 and 2050 in state(ctx)
         assert _left_out_pmids(ctx) == set()
         ctx.dispose()
+
+
+def test_a_pmid_never_served_is_asked_for_recheck_days_from_the_first_miss(
+        tmp_path: Path, db_url: str) -> None:
+    """Each poll that asks again and is left out again lists the PMID in its own run's
+    ``missing``: that restarted the window, so a PMID PubMed never serves was asked forever."""
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url))  # recheck_days 120
+        wipe(ctx)
+        poll(ctx, pmids=[99999], backoff_base=0.001)  # PubMed has no such record
+        again = poll(ctx, backoff_base=0.001)  # asks for it again, is left out again
+        assert again.missing == 1
+        with ctx.sessions() as session:
+            runs = {r.kind: r for r in session.exec(select(PollRun).where(
+                col(PollRun.kind).in_(("pmids", "crdt"))))}
+            assert runs["pmids"].missing == runs["crdt"].missing == [99999]
+            # As if the first miss was 121 days ago, and the poll that asked again 60.
+            now = runs["crdt"].started_at
+            runs["pmids"].started_at = now - timedelta(days=121)
+            runs["crdt"].started_at = now - timedelta(days=60)
+            session.add_all(runs.values())
+            session.commit()
+        assert _left_out_pmids(ctx) == set()
+        srv.reset_stats()
+        poll(ctx, backoff_base=0.001)
+        assert "99999" not in ",".join(efetch_ids(srv))
+        ctx.dispose()
