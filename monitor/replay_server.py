@@ -425,7 +425,7 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], corpus: Corpus, *, faults: FaultPlan,
                  rate_limit: int | None, key_rate_limit: int | None, hold_seconds: float,
-                 slow_seconds: float, retry_after: float | None, delay: float) -> None:
+                 slow_seconds: float, retry_after: float | str | None, delay: float) -> None:
         super().__init__(address, _Handler)
         self.corpus = corpus
         self.faults = faults
@@ -694,13 +694,15 @@ def start_replay_server(
     directory: Path | str, *, faults: str | FaultPlan | None = None, seed: int = 0,
     host: str = "127.0.0.1", port: int = 0, rate_limit: int | None = 3,
     key_rate_limit: int | None = 10, hold_seconds: float = 35.0, slow_seconds: float = 0.5,
-    retry_after: float | None = 1, delay: float = 0.0,
+    retry_after: float | str | None = 1, delay: float = 0.0,
 ) -> ReplayServer:
     """Index ``directory`` and serve it in a background thread.
 
     ``hold_seconds`` is how long a ``timeout`` fault holds the connection (longer than the
     client's timeout; tests make both small), ``delay`` slows every answer (crash tests),
-    ``rate_limit``/``key_rate_limit`` are NCBI's 3 and 10 requests/s (None: unlimited).
+    ``rate_limit``/``key_rate_limit`` are NCBI's 3 and 10 requests/s (None: unlimited);
+    ``retry_after`` is the ``Retry-After`` of a ``429`` fault, seconds or an HTTP-date string
+    (None: no header).
     """
     directory = Path(directory)
     if not directory.is_dir():
