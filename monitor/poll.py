@@ -42,8 +42,9 @@ The overlap days are searched again on purpose (NCBI's day boundaries are US tim
 indexing lags), so records modified in them are fetched once more and stored as unchanged.
 The search only finds records the query matches, so the pass then re-fetches by PMID every
 **watched** PMID it has not just fetched: each trial report's and each record a curator
-included (a ``watched`` run; see :func:`watched_pmids`). A back-fill window (``until`` before
-today) skips this: it asks about the past, the watched records are about now.
+included, marked deleted or not (a ``watched`` run; see :func:`watched_pmids`). A back-fill
+window (``until`` before today) skips this: it asks about the past, the watched records are
+about now.
 
 Upserts: a new PMID is inserted, with the route that first identified it
 (``Record.identified_via``: "search" from a crdt or modified run, "pmid" from a curator's PMID
@@ -262,6 +263,9 @@ class _BatchAnswer:
     records: list[ParsedRecord] = field(default_factory=list)
     cited_deleted: list[int] = field(default_factory=list)  # <DeleteCitation> (replay, FTP)
     confirmed_deleted: list[int] = field(default_factory=list)  # left out, twice
+    # stored, already marked deleted, left out again: still deleted, neither asked for again
+    # nor "not returned" (the watched pass asks for the deleted records curators used)
+    still_deleted: list[int] = field(default_factory=list)
     checks: int = 0
 
 
@@ -399,7 +403,10 @@ class _Poller:
         answer = _BatchAnswer(records=list(outcome.records),
                               cited_deleted=[d.pmid for d in outcome.deleted])
         returned = {r.pmid for r in answer.records} | set(answer.cited_deleted)
-        for pmid in self._stored_live([p for p in batch if p not in returned]):
+        left_out = [p for p in batch if p not in returned]
+        stored = self._stored_deleted(left_out)
+        answer.still_deleted = [p for p in left_out if stored.get(p) is True]
+        for pmid in [p for p in left_out if stored.get(p) is False]:
             answer.checks += 1
             try:
                 single = self.client.efetch_xml([pmid])
@@ -428,16 +435,17 @@ class _Poller:
                             "either; not marked deleted", run_id, index + 1, pmid)
         return answer
 
-    def _stored_live(self, pmids: list[int]) -> list[int]:
-        """The PMIDs of ``pmids`` stored and not deleted, in order (one query per chunk)."""
+    def _stored_deleted(self, pmids: list[int]) -> dict[int, bool]:
+        """Whether each stored PMID of ``pmids`` is marked deleted (one query per chunk);
+        PMIDs never stored are absent."""
+        stored: dict[int, bool] = {}
         if not pmids:
-            return []
-        live: set[int] = set()
+            return stored
         with self.ctx.sessions() as session:
             for part in in_chunks(sorted(set(pmids))):
-                live.update(session.exec(select(Record.pmid).where(
-                    col(Record.pmid).in_(part), col(Record.deleted).is_(False))))
-        return [p for p in pmids if p in live]
+                stored.update((pmid, bool(deleted)) for pmid, deleted in session.exec(
+                    select(Record.pmid, Record.deleted).where(col(Record.pmid).in_(part))))
+        return stored
 
     # ------------------------------------------------------------------ storing
     def _store_batch(self, run_id: int, index: int, batch: list[int], answer: _BatchAnswer,
@@ -459,7 +467,8 @@ class _Poller:
                 store.delete(pmid)
             store.flush_new()
             counts["fetched"] = len(returned)
-            missing = [p for p in batch if p not in returned]
+            still = set(answer.still_deleted)
+            missing = [p for p in batch if p not in returned and p not in still]
             run = session.get(PollRun, run_id)
             assert run is not None
             run.batches_done = index + 1
@@ -905,7 +914,13 @@ def _modified_pass(ctx: AppContext, poller: _Poller, since: date | None,
 
 def watched_pmids(ctx: AppContext) -> list[int]:
     """PMIDs the modified pass re-fetches by PMID: every trial report's, every record a
-    curator included; not the records already marked deleted.
+    curator included, those marked deleted too.
+
+    Deleted ones too because a deletion is only PubMed leaving a PMID out of two answers in a
+    row, which an incomplete answer can also do: left out of this list, such a record stayed
+    deleted for good, since no other pass fetches it again. Asked for weekly, a record PubMed
+    serves again is no longer deleted, and one still left out stays deleted without a further
+    request (``_BatchAnswer.still_deleted``).
 
     The ``[mdat]`` search only finds what matches the query, and the seed reports are older
     than ``poll_start``, so a retraction, erratum or deletion of a report in an analysis could
@@ -921,12 +936,7 @@ def watched_pmids(ctx: AppContext) -> list[int]:
         reports = {p for p in session.exec(select(TrialReport.pmid).where(
             col(TrialReport.pmid).is_not(None))) if p}
         included = set(session.exec(select(Record.pmid).where(Record.decision == "include")))
-        wanted = sorted(reports | included)
-        deleted: set[int] = set()
-        for part in in_chunks(wanted):
-            deleted.update(session.exec(select(Record.pmid).where(
-                col(Record.pmid).in_(part), col(Record.deleted).is_(True))))
-    return [p for p in wanted if p not in deleted]
+    return sorted(reports | included)
 
 
 def scheduled_modified_pass() -> None:

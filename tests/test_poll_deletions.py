@@ -109,10 +109,11 @@ def test_left_out_and_confirmed_is_deleted_with_alerts_and_decisions_kept(
         assert "2 left-out stored PMID(s) asked for again" in summary.describe()
 
         # Deleted records are not rechecked, and asking for one explicitly costs no second
-        # request: it is already deleted. A PMID never stored is only counted, as before.
+        # request: it is already deleted, and stays so (not "not returned"). A PMID never
+        # stored is only counted, as before.
         srv.reset_stats()
         again = poll(ctx, pmids=[1102, 99999], backoff_base=0.001)
-        assert (again.deletion_checks, again.missing, again.deleted) == (0, 2, 0)
+        assert (again.deletion_checks, again.missing, again.deleted) == (0, 1, 0)
         assert efetch_ids(srv) == ["1102,99999"]
         assert len(alerts(ctx)) == 2
 
@@ -308,4 +309,39 @@ def test_a_pmid_never_served_is_asked_for_recheck_days_from_the_first_miss(
         srv.reset_stats()
         poll(ctx, backoff_base=0.001)
         assert "99999" not in ",".join(efetch_ids(srv))
+        ctx.dispose()
+
+
+def test_an_included_record_deleted_by_two_transient_misses_heals_in_the_watched_pass(
+        tmp_path: Path, db_url: str) -> None:
+    """Left out of the watched batch, then out of the answer for it alone (a transiently
+    incomplete answer, twice): marked deleted. The watched pass left deleted records out, and
+    no other pass fetched it again: deleted for good. It asks for them now."""
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url))
+        setup_stored(ctx)  # 1101 a trial report's, 1102 included
+        srv.set_outside_query(PMIDS)  # only the watched re-fetch asks for them
+        # Request 1 is the [mdat] esearch, 2 the watched efetch of 1101 and 1102 (1102, last,
+        # left out), 3 the request for 1102 alone (left out too: the empty answer).
+        srv.set_faults("omit@2,omit@3")
+        poll(ctx, modified=True, backoff_base=0.001)
+        assert state(ctx)[1102] == (True, "include", "Publisher")
+        srv.set_faults(None)
+        srv.reset_stats()
+        healed = poll(ctx, modified=True, backoff_base=0.001)
+        assert efetch_ids(srv) == ["1101,1102"]
+        assert state(ctx)[1102] == (False, "include", "Publisher")
+        assert (healed.deleted, healed.missing) == (0, 0)
+
+        # A real deletion stays deleted, week after week, at no extra request.
+        srv.set_removed({1102})
+        poll(ctx, modified=True, backoff_base=0.001)
+        assert state(ctx)[1102][0] is True
+        srv.reset_stats()
+        later = poll(ctx, modified=True, backoff_base=0.001)
+        assert efetch_ids(srv) == ["1101,1102"]
+        assert (later.deleted, later.deletion_checks, later.missing) == (0, 0, 0)
+        assert state(ctx)[1102] == (True, "include", "Publisher")
         ctx.dispose()
