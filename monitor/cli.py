@@ -794,6 +794,11 @@ def configure_logging(settings: Settings | None, verbose: bool) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
+#: The line for a database another process holds locked (store.engine.database_locked).
+LOCKED_LINE = ("the database is locked by another process ({reason}); run the command again "
+               "once that process is done (an interrupted poll: the next poll resumes it)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # A path or argument that is not UTF-8 reaches Python as a lone surrogate; printed back on
     # stdout ("digest written to …") it failed the command after its work was done. Shown
@@ -818,6 +823,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 130
     except Exception as exc:  # the one place an unexpected error becomes a line, not a traceback
         from store.engine import (
+            database_locked,
             database_read_only,
             database_unreachable,
             read_only_hint,
@@ -829,6 +835,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         unreachable_reason(exc), extra={_FILE_ONLY: True})
             print(f"mmlr: error: the database is unreachable: {unreachable_reason(exc)} "
                   "(run the command again once it is back; an interrupted poll resumes)",
+                  file=sys.stderr)
+            return 1
+        if database_locked(exc):  # another process's transaction, not a bug
+            log.warning("`mmlr %s`: the database is locked by another process: %s",
+                        args.command, unreachable_reason(exc), extra={_FILE_ONLY: True})
+            print(f"mmlr: error: {LOCKED_LINE.format(reason=unreachable_reason(exc))}",
                   file=sys.stderr)
             return 1
         if database_read_only(exc) and settings is not None:  # set-up, not a bug

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from store.context import AppContext, make_context
-from store.engine import database_unreachable, unreachable_reason
+from store.engine import database_locked, database_unreachable, unreachable_reason
 from store.errors import LockedError, MmlrError
 from store.settings import load_settings
 
@@ -147,7 +147,10 @@ def scheduled_job(what: str) -> Iterator[Callable[[], AppContext]]:
     except MmlrError as exc:
         log.error("scheduled %s failed: %s", what, exc.one_line())
     except Exception as exc:
-        if not database_unreachable(exc):
+        if database_locked(exc):  # another process's transaction: over when it ends
+            log.error("scheduled %s failed: the database is locked by another process: %s "
+                      "(the next run resumes)", what, unreachable_reason(exc))
+        elif not database_unreachable(exc):
             log.exception("scheduled %s failed", what)
         else:  # an outage, not a bug: the next run resumes what this one left (checkpoints)
             log.error("scheduled %s failed: the database is unreachable: %s (the next run "

@@ -3,8 +3,9 @@
 Every request goes through one process-wide rate limiter, carries ``tool``, ``email`` and (when
 configured) ``api_key``, and is sent as a form POST so the key never appears in a URL (httpx
 logs URLs). Failures NCBI produces under load are retried with exponential backoff and full
-jitter: HTTP 429 (honouring ``Retry-After``), 5xx, timeouts, connection errors, truncated or
-non-XML bodies and ``<ERROR>`` answers inside a 200 (NCBI sends transient bogus errors that way).
+jitter: HTTP 429 (honouring ``Retry-After``, seconds or an HTTP-date), 5xx, timeouts,
+connection errors, truncated or non-XML bodies and ``<ERROR>`` answers inside a 200 (NCBI
+sends transient bogus errors that way).
 Other 4xx fail at once. Retries are bounded per request (``entrez_max_retries``) and per run
 (``entrez_retry_budget``). Every message that could carry the key is redacted.
 """
@@ -16,6 +17,8 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -38,6 +41,14 @@ _PARSER_OPTIONS = {"resolve_entities": False, "no_network": True, "load_dtd": Fa
                    "huge_tree": True}
 
 
+#: ErrorList/WarningList entries by which esearch says it left part of the term out and
+#: searched the rest (ENTREZ.md §2.1: a 200 answer, not an error). ``OutputMessage`` ("No items
+#: found.", "Restrictions achieved...") says nothing about the term and is not one of them.
+_DROPPED_WHY = {"PhraseNotFound": "phrase not found", "FieldNotFound": "field not found",
+                "QuotedPhraseNotFound": "quoted phrase not found",
+                "PhraseIgnored": "phrase ignored"}
+
+
 @dataclass
 class SearchResult:
     count: int
@@ -46,6 +57,8 @@ class SearchResult:
     errors: list[str] = field(default_factory=list)  # ErrorList (e.g. PhraseNotFound)
     webenv: str | None = None
     query_key: str | None = None
+    #: What NCBI left out of the term, each as "<term> (<why>)": the search ran without them.
+    dropped: list[str] = field(default_factory=list)
 
 
 class _Retryable(Exception):
@@ -57,13 +70,24 @@ class _Retryable(Exception):
         self.unreachable = unreachable
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
+def _retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait, in either form RFC 9110 §10.2.3 allows:
+    delay-seconds or an HTTP-date (a date already past: 0). None when absent or unreadable
+    (our own backoff applies). The caller clamps it to ``retry_after_max``. A date was read as
+    nothing before, and the request retried within about a second."""
+    if not value or not value.strip():
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP-date: rare from NCBI; our own backoff applies
+        pass
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": an HTTP-date is always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class EntrezClient:
@@ -230,8 +254,18 @@ class EntrezClient:
             ids.append(pmid)
         warnings = [" ".join((w.text or "").split()) for w in root.iterfind("WarningList/*")]
         errors = [" ".join((e.text or "").split()) for e in root.iterfind("ErrorList/*")]
+        dropped = []
+        for parent in ("ErrorList", "WarningList"):
+            for node in root.iterfind(f"{parent}/*"):
+                tag = node.tag if isinstance(node.tag, str) else ""
+                # Every ErrorList entry is about the term; of the warnings, the known ones.
+                why = _DROPPED_WHY.get(tag, tag if parent == "ErrorList" else "")
+                text = " ".join((node.text or "").split())
+                if why and text:
+                    dropped.append(f"{text} ({why})")
         return SearchResult(count=count, ids=ids, warnings=warnings, errors=errors,
-                            webenv=root.findtext("WebEnv"), query_key=root.findtext("QueryKey"))
+                            webenv=root.findtext("WebEnv"), query_key=root.findtext("QueryKey"),
+                            dropped=dropped)
 
     def efetch_xml(self, pmids: list[int]) -> bytes:
         """PubmedArticleSet XML for an explicit PMID list (POST; missing PMIDs are absent)."""

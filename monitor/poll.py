@@ -5,11 +5,13 @@ One poll, under the database lock ``poll`` (so two workers never poll at once):
 1. **Resume** every unfinished run first (a crash, SIGKILL or SIGTERM left it ``running`` or
    ``interrupted``): its PMID list is fixed in the ``PollRun`` row and ``batches_done`` says how
    far it got, so it continues with the next batch.
-2. **Search** ``(<query>) AND start:end[crdt]``: start = the last completed run's window end
-   minus ``poll_overlap_days`` (first run: ``poll_start``, or ``--since``), end = ``--until`` or
-   today (UTC). A window whose count reaches PubMed's 9,999 cap is split in halves, recursively.
-   PMIDs already stored with status MEDLINE are final and skipped, so a poll with nothing new
-   costs one esearch per window.
+2. **Search** ``(<query>) AND start:end[crdt]``: start = ``--since``, else the end of the
+   unbroken stretch of create dates, from ``poll_start``, that completed crdt runs cover
+   (windows that overlap or touch merged) minus ``poll_overlap_days`` (nothing covered yet:
+   ``poll_start``); end = ``--until`` or today (UTC). So an ad-hoc window past a gap is a
+   back-fill: the next default poll still searches the gap. A window whose count reaches
+   PubMed's 9,999 cap is split in halves, recursively. PMIDs already stored with status
+   MEDLINE are final and skipped, so a poll with nothing new costs one esearch per window.
 3. **Fetch** the PMID list by POST in batches of ``entrez_batch_size``. Each batch is parsed and
    upserted *in the same transaction* that advances ``batches_done``, so a batch is stored
    exactly once whatever happens to the process. A PMID the answer leaves out is what real
@@ -20,9 +22,10 @@ One poll, under the database lock ``poll`` (so two workers never poll at once):
    that request fails, the batch is not stored and the run stops as ``interrupted`` (nothing is
    marked deleted; the next poll resumes the batch and asks again). A left-out PMID that was
    never stored costs no request now: it is counted (``PollRun.missing``) and every later
-   create-date poll asks for it again with its batch, until it arrives or ``recheck_days`` have
-   passed (an answer may be incomplete for a day; a record PubMed dropped before we saw it is
-   not asked for forever).
+   create-date poll asks for it again with its batch (whatever kind of run left it out), until
+   it arrives or ``recheck_days`` have passed since the first answer that left it out (an
+   answer may be incomplete for a day; a record PubMed dropped before we saw it is not asked
+   for forever).
 4. **Recheck** stored records that are not yet MEDLINE-indexed and younger than
    ``recheck_days`` (their MeSH and publication types arrive later), as a separate ``recheck``
    run whose requests are counted separately.
@@ -39,8 +42,9 @@ The overlap days are searched again on purpose (NCBI's day boundaries are US tim
 indexing lags), so records modified in them are fetched once more and stored as unchanged.
 The search only finds records the query matches, so the pass then re-fetches by PMID every
 **watched** PMID it has not just fetched: each trial report's and each record a curator
-included (a ``watched`` run; see :func:`watched_pmids`). A back-fill window (``until`` before
-today) skips this: it asks about the past, the watched records are about now.
+included, marked deleted or not (a ``watched`` run; see :func:`watched_pmids`). A back-fill
+window (``until`` before today) skips this: it asks about the past, the watched records are
+about now.
 
 Upserts: a new PMID is inserted, with the route that first identified it
 (``Record.identified_via``: "search" from a crdt or modified run, "pmid" from a curator's PMID
@@ -146,6 +150,8 @@ class PollSummary:
     resumed: int = 0
     interrupted: bool = False
     run_ids: list[int] = field(default_factory=list)
+    #: What PubMed left out of the query as unknown (``SearchResult.dropped``), once each.
+    dropped_terms: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         line = (f"found {self.found} / fetched {self.fetched} / new {self.new} / updated "
@@ -163,6 +169,10 @@ class PollSummary:
             extra.append(f"{self.deletion_checks} left-out stored PMID(s) asked for again")
         if self.resumed:
             extra.append(f"resumed {self.resumed} unfinished run(s)")
+        if self.dropped_terms:
+            extra.append("PubMed searched without what it does not know in MMLR_QUERY: "
+                         + ", ".join(self.dropped_terms) + " (a wider search than the "
+                         "protocol's may find more; correct MMLR_QUERY)")
         if self.interrupted:
             extra.append("interrupted: the next poll resumes where this one stopped")
         return line + "; " + "; ".join(extra)
@@ -205,10 +215,20 @@ def _sigterm_sets(event: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@dataclass
+class WindowSearch:
+    """What :func:`search_window` found: the PMIDs, the esearch windows used, and the parts of
+    the query PubMed did not know and left out (``SearchResult.dropped``, once each)."""
+
+    ids: list[int]
+    windows: int
+    dropped: list[str] = field(default_factory=list)
+
+
 def search_window(client: EntrezClient, query: str, start: date, end: date, *,
-                  tag: str = "crdt") -> tuple[list[int], int]:
+                  tag: str = "crdt") -> WindowSearch:
     """PMIDs whose ``tag`` date (crdt: created, mdat: modified) is in [start, end] matching
-    ``query``, and the number of esearch windows used.
+    ``query``, with the number of esearch windows used.
 
     A window whose count reaches PubMed's 9,999 cap is split in halves, recursively.
     """
@@ -223,16 +243,17 @@ def search_window(client: EntrezClient, query: str, start: date, end: date, *,
             )
         middle = start + (end - start) // 2
         log.info("window %s..%s has %d records: splitting", start, end, result.count)
-        left, n_left = search_window(client, query, start, middle, tag=tag)
-        right, n_right = search_window(client, query, middle + timedelta(days=1), end, tag=tag)
-        return left + right, 1 + n_left + n_right
+        left = search_window(client, query, start, middle, tag=tag)
+        right = search_window(client, query, middle + timedelta(days=1), end, tag=tag)
+        return WindowSearch(left.ids + right.ids, 1 + left.windows + right.windows,
+                            list(dict.fromkeys(result.dropped + left.dropped + right.dropped)))
     if len(result.ids) < result.count:
         raise EntrezError(
             f"esearch for {start:%Y/%m/%d}:{end:%Y/%m/%d}[{tag}] listed {len(result.ids)} of "
             f"{result.count} PMIDs",
             hint="E-utilities answered inconsistently; the next poll searches again",
         )
-    return result.ids, 1
+    return WindowSearch(result.ids, 1, list(dict.fromkeys(result.dropped)))
 
 
 @dataclass
@@ -242,6 +263,9 @@ class _BatchAnswer:
     records: list[ParsedRecord] = field(default_factory=list)
     cited_deleted: list[int] = field(default_factory=list)  # <DeleteCitation> (replay, FTP)
     confirmed_deleted: list[int] = field(default_factory=list)  # left out, twice
+    # stored, already marked deleted, left out again: still deleted, neither asked for again
+    # nor "not returned" (the watched pass asks for the deleted records curators used)
+    still_deleted: list[int] = field(default_factory=list)
     checks: int = 0
 
 
@@ -253,21 +277,33 @@ class _Poller:
         self.fetched_now: set[int] = set()
 
     # ------------------------------------------------------------------ search
-    def search(self, start: date, end: date, *, tag: str = "crdt") -> list[int]:
-        ids, windows = search_window(self.client, self.ctx.settings.query, start, end, tag=tag)
-        self.summary.windows += windows
-        return ids
+    def search(self, start: date, end: date, *, tag: str = "crdt") -> WindowSearch:
+        found = search_window(self.client, self.ctx.settings.query, start, end, tag=tag)
+        self.summary.windows += found.windows
+        if found.dropped:
+            # NCBI does not fail a query with a term it does not know: it leaves the term out
+            # and searches the rest (ENTREZ.md §2.1), which may be a wider search than the
+            # protocol's. Not a stop: see docs/operations.md, "The protocol query".
+            self.summary.dropped_terms.extend(
+                t for t in found.dropped if t not in self.summary.dropped_terms)
+            log.warning("the [%s] search of %s..%s ran without what PubMed does not know in "
+                        "MMLR_QUERY: %s (PubMed searched the rest, which may find more than "
+                        "the protocol's query; correct MMLR_QUERY)", tag, start, end,
+                        "; ".join(found.dropped))
+        return found
 
     # ------------------------------------------------------------------ runs
     def create_run(self, kind: str, pmids: list[int], *, found: int, requests: int = 0,
-                   window: tuple[date, date] | None = None) -> int:
+                   window: tuple[date, date] | None = None,
+                   dropped_terms: list[str] | None = None) -> int:
         with self.ctx.sessions() as session:
             searched = kind in ("crdt", "modified")
             run = PollRun(kind=kind, query=self.ctx.settings.query if searched else kind,
                           pmids=pmids, batch_size=self.ctx.settings.entrez_batch_size,
                           found=found, requests=requests,
                           window_start=window[0] if window else None,
-                          window_end=window[1] if window else None)
+                          window_end=window[1] if window else None,
+                          dropped_terms=list(dropped_terms or []))
             session.add(run)
             session.commit()
             assert run.id is not None
@@ -367,7 +403,10 @@ class _Poller:
         answer = _BatchAnswer(records=list(outcome.records),
                               cited_deleted=[d.pmid for d in outcome.deleted])
         returned = {r.pmid for r in answer.records} | set(answer.cited_deleted)
-        for pmid in self._stored_live([p for p in batch if p not in returned]):
+        left_out = [p for p in batch if p not in returned]
+        stored = self._stored_deleted(left_out)
+        answer.still_deleted = [p for p in left_out if stored.get(p) is True]
+        for pmid in [p for p in left_out if stored.get(p) is False]:
             answer.checks += 1
             try:
                 single = self.client.efetch_xml([pmid])
@@ -396,16 +435,17 @@ class _Poller:
                             "either; not marked deleted", run_id, index + 1, pmid)
         return answer
 
-    def _stored_live(self, pmids: list[int]) -> list[int]:
-        """The PMIDs of ``pmids`` stored and not deleted, in order (one query per chunk)."""
+    def _stored_deleted(self, pmids: list[int]) -> dict[int, bool]:
+        """Whether each stored PMID of ``pmids`` is marked deleted (one query per chunk);
+        PMIDs never stored are absent."""
+        stored: dict[int, bool] = {}
         if not pmids:
-            return []
-        live: set[int] = set()
+            return stored
         with self.ctx.sessions() as session:
             for part in in_chunks(sorted(set(pmids))):
-                live.update(session.exec(select(Record.pmid).where(
-                    col(Record.pmid).in_(part), col(Record.deleted).is_(False))))
-        return [p for p in pmids if p in live]
+                stored.update((pmid, bool(deleted)) for pmid, deleted in session.exec(
+                    select(Record.pmid, Record.deleted).where(col(Record.pmid).in_(part))))
+        return stored
 
     # ------------------------------------------------------------------ storing
     def _store_batch(self, run_id: int, index: int, batch: list[int], answer: _BatchAnswer,
@@ -427,7 +467,8 @@ class _Poller:
                 store.delete(pmid)
             store.flush_new()
             counts["fetched"] = len(returned)
-            missing = [p for p in batch if p not in returned]
+            still = set(answer.still_deleted)
+            missing = [p for p in batch if p not in returned and p not in still]
             run = session.get(PollRun, run_id)
             assert run is not None
             run.batches_done = index + 1
@@ -652,7 +693,12 @@ class _BatchStore:
 def _window(ctx: AppContext, since: date | None, until: date | None,
             kind: str = "crdt") -> tuple[date, date]:
     end = until or datetime.now(UTC).date()
-    if since is None:
+    if since is None and kind == "crdt":
+        origin = _parse_poll_start(ctx.settings.poll_start)
+        covered = _covered_until(ctx, origin)
+        since = (origin if covered is None
+                 else covered - timedelta(days=ctx.settings.poll_overlap_days))
+    elif since is None:
         with ctx.sessions() as session:
             last = session.exec(
                 select(PollRun).where(PollRun.kind == kind, PollRun.status == "completed",
@@ -660,16 +706,39 @@ def _window(ctx: AppContext, since: date | None, until: date | None,
                 .order_by(col(PollRun.window_end).desc(), col(PollRun.id).desc())).first()
         if last is not None and last.window_end is not None:
             since = last.window_end - timedelta(days=ctx.settings.poll_overlap_days)
-        elif kind == "modified":
+        else:
             # Older changes were seen when those records were first fetched (or are
             # MEDLINE-final history the review started from).
             since = end - timedelta(days=ctx.settings.recheck_days)
-        else:
-            since = _parse_poll_start(ctx.settings.poll_start)
     if since > end:
         raise ValidationError(f"poll window starts {since} after it ends {end}",
                               hint="check --since/--until")
     return since, end
+
+
+def _covered_until(ctx: AppContext, origin: date) -> date | None:
+    """The last create date of the unbroken stretch, from ``origin`` (``MMLR_POLL_START``),
+    that completed create-date searches cover; None when nothing from ``origin`` on is.
+
+    Windows that overlap or touch are merged; one past an unsearched gap does not count. The
+    newest window's end was taken before: an ad-hoc ``--since`` past the last poll moved the
+    next poll's start over the days between, which no poll then ever searched (a back-fill
+    ``--until``, then ``--since`` a week later, left that week's records out for good).
+    """
+    with ctx.sessions() as session:
+        windows = [(run.window_start, run.window_end) for run in session.exec(
+            select(PollRun).where(
+                PollRun.kind == "crdt", PollRun.status == "completed",
+                col(PollRun.window_start).is_not(None), col(PollRun.window_end).is_not(None))
+            .order_by(col(PollRun.window_start)))]
+    reach = origin  # the first create date not yet covered
+    for start, stop in windows:
+        if start is None or stop is None:
+            continue  # excluded by the query; says so to the type checker
+        if start > reach:
+            break  # an unsearched gap: the windows past it were ad-hoc ones
+        reach = max(reach, stop + timedelta(days=1))
+    return None if reach == origin else reach - timedelta(days=1)
 
 
 def _final_pmids(ctx: AppContext, pmids: list[int]) -> set[int]:
@@ -695,15 +764,26 @@ def _settled_pmids(ctx: AppContext, pmids: list[int], end: date) -> set[int]:
 
 
 def _left_out_pmids(ctx: AppContext) -> set[int]:
-    """PMIDs an efetch answer of the last ``recheck_days`` left out and that were never stored:
-    asked for again by every create-date poll until they arrive (a transiently incomplete
-    answer must not lose a record) or the window passes (PubMed dropped them before we ever
-    saw them: they were counted, and are named in the log, each time)."""
+    """PMIDs an efetch answer left out, never stored, and first left out less than
+    ``recheck_days`` ago: asked for again by every create-date poll until they arrive (a
+    transiently incomplete answer must not lose a record) or the window passes (PubMed dropped
+    them before we ever saw them: they were counted, and are named in the log, each time).
+
+    Whatever kind of run the answer belonged to: a new PMID the modified pass found and PubMed
+    left out was never asked again, although the summary said it would be. The window counts
+    from the *first* run that left the PMID out: every run that asks again and is left out
+    again lists it in its own ``missing`` too, which restarted the window, so a PMID PubMed
+    never serves was asked for forever. ``missing`` lists are short, so all runs are read.
+    """
     since = utcnow() - timedelta(days=ctx.settings.recheck_days)
+    first: dict[int, datetime] = {}
     with ctx.sessions() as session:
-        runs = session.exec(select(PollRun).where(col(PollRun.kind).in_(("crdt", "pmids")),
-                                                  col(PollRun.started_at) >= since))
-        left: set[int] = {int(p) for run in runs for p in run.missing or []}
+        rows = session.exec(select(PollRun.started_at, PollRun.missing)
+                            .order_by(col(PollRun.started_at), col(PollRun.id)))
+        for started, missing in rows:
+            for pmid in missing or []:
+                first.setdefault(int(pmid), started)
+        left = {pmid for pmid, started in first.items() if started >= since}
         for part in in_chunks(sorted(left)):
             stored: list[int] = list(session.exec(
                 select(Record.pmid).where(col(Record.pmid).in_(part))))
@@ -779,7 +859,8 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
         else:
             start, end = _window(ctx, since, until)
             requests0, retries0 = client.requests, client.retries
-            found = sorted(set(poller.search(start, end)))
+            searched = poller.search(start, end)
+            found = sorted(set(searched.ids))
             search_requests = client.requests - requests0
             summary.requests += search_requests
             summary.retries += client.retries - retries0
@@ -791,7 +872,8 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
                      "earlier answers, asked again)", start, end, len(found), len(final),
                      len(todo), len(left_out))
             poller.fetch_run(poller.create_run("crdt", todo, found=len(found),
-                                               requests=search_requests, window=(start, end)))
+                                               requests=search_requests, window=(start, end),
+                                               dropped_terms=searched.dropped))
             if summary.interrupted:
                 return summary
             recheck = _recheck_pmids(ctx, poller.fetched_now | set(found))
@@ -807,7 +889,8 @@ def _modified_pass(ctx: AppContext, poller: _Poller, since: date | None,
     summary, client = poller.summary, poller.client
     start, end = _window(ctx, since, until, kind="modified")
     requests0, retries0 = client.requests, client.retries
-    found = sorted(set(poller.search(start, end, tag="mdat")))
+    searched = poller.search(start, end, tag="mdat")
+    found = sorted(set(searched.ids))
     search_requests = client.requests - requests0
     summary.requests += search_requests
     summary.retries += client.retries - retries0
@@ -817,7 +900,8 @@ def _modified_pass(ctx: AppContext, poller: _Poller, since: date | None,
     log.info("modified window %s..%s: %d PMIDs, %d fetched since the window closed, %d to "
              "fetch", start, end, len(found), len(found) - len(todo), len(todo))
     poller.fetch_run(poller.create_run("modified", todo, found=len(found),
-                                       requests=search_requests, window=(start, end)))
+                                       requests=search_requests, window=(start, end),
+                                       dropped_terms=searched.dropped))
     if summary.interrupted or end < datetime.now(UTC).date():
         return  # a back-fill asks about its past window; the watched PMIDs are about now
     watched = [p for p in watched_pmids(ctx) if p not in poller.fetched_now]
@@ -830,7 +914,13 @@ def _modified_pass(ctx: AppContext, poller: _Poller, since: date | None,
 
 def watched_pmids(ctx: AppContext) -> list[int]:
     """PMIDs the modified pass re-fetches by PMID: every trial report's, every record a
-    curator included; not the records already marked deleted.
+    curator included, those marked deleted too.
+
+    Deleted ones too because a deletion is only PubMed leaving a PMID out of two answers in a
+    row, which an incomplete answer can also do: left out of this list, such a record stayed
+    deleted for good, since no other pass fetches it again. Asked for weekly, a record PubMed
+    serves again is no longer deleted, and one still left out stays deleted without a further
+    request (``_BatchAnswer.still_deleted``).
 
     The ``[mdat]`` search only finds what matches the query, and the seed reports are older
     than ``poll_start``, so a retraction, erratum or deletion of a report in an analysis could
@@ -846,12 +936,7 @@ def watched_pmids(ctx: AppContext) -> list[int]:
         reports = {p for p in session.exec(select(TrialReport.pmid).where(
             col(TrialReport.pmid).is_not(None))) if p}
         included = set(session.exec(select(Record.pmid).where(Record.decision == "include")))
-        wanted = sorted(reports | included)
-        deleted: set[int] = set()
-        for part in in_chunks(wanted):
-            deleted.update(session.exec(select(Record.pmid).where(
-                col(Record.pmid).in_(part), col(Record.deleted).is_(True))))
-    return [p for p in wanted if p not in deleted]
+    return sorted(reports | included)
 
 
 def scheduled_modified_pass() -> None:

@@ -78,11 +78,28 @@ def _text(elem: Any) -> str:
 
 def _gather(elem: Any, parts: list[str], in_math: bool) -> None:
     """Text in document order; inside MathML the pretty-printing whitespace between tokens is
-    dropped, so "<mi>V</mi> <mi>O</mi><mn>2</mn>" reads "VO2" and not "V O 2"."""
-    math = in_math or (isinstance(elem.tag, str) and elem.tag.startswith(_MATHML))
-    if elem.text:
-        parts.append(elem.text.strip() if math else elem.text)
-    for child in elem:
+    dropped, so "<mi>V</mi> <mi>O</mi><mn>2</mn>" reads "VO2" and not "V O 2".
+
+    Two MathML elements are read as they are shown rather than in document order: an
+    ``<mtext>`` keeps its whitespace (``<mtext> </mtext>`` is the space between "¹H" and
+    "MRI"), and an ``<mmultiscripts>`` puts its prescripts before its base, as isotopes are
+    written ("3He", not "He3": the base comes first in the markup)."""
+    tag = elem.tag if isinstance(elem.tag, str) else ""
+    math = in_math or tag.startswith(_MATHML)
+    if tag == f"{_MATHML}mtext":
+        parts.append(elem.text or "")  # its text is the point, whitespace included
+        children = list(elem)
+    elif tag == f"{_MATHML}mmultiscripts":
+        children = list(elem)
+        split = next((i for i, c in enumerate(children) if c.tag == f"{_MATHML}mprescripts"),
+                     len(children))
+        # base, post-scripts, <mprescripts/>, prescripts -> prescripts, base, post-scripts
+        children = children[split + 1:] + children[:split]
+    else:
+        if elem.text:
+            parts.append(elem.text.strip() if math else elem.text)
+        children = list(elem)
+    for child in children:
         _gather(child, parts, math)
         if child.tail:
             parts.append(child.tail.strip() if math else child.tail)

@@ -36,6 +36,10 @@ Test hooks that survive :meth:`ReplayServer.reload`:
 - :meth:`ReplayServer.set_outside_query`: PMIDs the protocol query does not match (the server
   otherwise ignores the query's words): esearch leaves them out, efetch serves them.
 - :meth:`ReplayServer.set_modified`: per-PMID ``[mdat]`` dates.
+- :meth:`ReplayServer.set_unknown_phrases`: parts of a query PubMed does not know; a term
+  holding one is answered as NCBI answers it (ENTREZ.md §2.1, the recorded
+  ``eutilsjson_esearch.error.xml``): the search runs without it, and the answer names it in
+  ``<ErrorList><PhraseNotFound>`` (a quoted phrase: ``<WarningList><QuotedPhraseNotFound>``).
 
 No ``esummary.fcgi``: the poller does not use it, and neither ENTREZ.md nor the recorded
 answers say how it answers for a deleted PMID, so the server does not invent that answer.
@@ -421,7 +425,7 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], corpus: Corpus, *, faults: FaultPlan,
                  rate_limit: int | None, key_rate_limit: int | None, hold_seconds: float,
-                 slow_seconds: float, retry_after: float | None, delay: float) -> None:
+                 slow_seconds: float, retry_after: float | str | None, delay: float) -> None:
         super().__init__(address, _Handler)
         self.corpus = corpus
         self.faults = faults
@@ -439,6 +443,7 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         self.mdat_overrides: dict[int, date] = {}
         self.removed: set[int] = set()  # deleted by NLM: left out of every answer
         self.outside_query: set[int] = set()  # served by efetch, never found by esearch
+        self.unknown_phrases: tuple[str, ...] = ()  # named in ErrorList when searched
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Called by socketserver inside the ``except`` around a request; its default prints
@@ -525,10 +530,19 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         parts.append(b"<IdList>" + b"".join(b"<Id>%d</Id>" % p for p in page) + b"</IdList>")
         parts.append(b"<TranslationSet/><QueryTranslation>" + _esc(term).encode("utf-8")
                      + b"</QueryTranslation>")
+        unknown = [p for p in self.unknown_phrases if p.lower() in term.lower()]
+        not_found = [p for p in unknown if not p.startswith('"')]
+        if not_found:  # after QueryTranslation, as in the recorded answer
+            parts.append(b"<ErrorList>" + b"".join(
+                b"<PhraseNotFound>" + _esc(p).encode() + b"</PhraseNotFound>"
+                for p in not_found) + b"</ErrorList>")
         if not matches:
             warnings.append("No items found.")
-        if warnings:
+        quoted = [p for p in unknown if p.startswith('"')]
+        if warnings or quoted:
             parts.append(b"<WarningList>" + b"".join(
+                b"<QuotedPhraseNotFound>" + _esc(p).encode() + b"</QuotedPhraseNotFound>"
+                for p in quoted) + b"".join(
                 b"<OutputMessage>" + _esc(w).encode() + b"</OutputMessage>" for w in warnings)
                 + b"</WarningList>")
         parts.append(b"</eSearchResult>\n")
@@ -647,6 +661,14 @@ class ReplayServer:
         with self._httpd.lock:
             self._httpd.outside_query = set(pmids or ())
 
+    def set_unknown_phrases(self, phrases: list[str] | None) -> None:
+        """Parts of a query PubMed does not know (None clears): a search term holding one
+        (compared case-insensitively) is answered with it in ``<ErrorList><PhraseNotFound>``,
+        or, quoted, ``<WarningList><QuotedPhraseNotFound>``, as NCBI does, and searched as
+        usual (the server ignores the query's words); survives :meth:`reload`."""
+        with self._httpd.lock:
+            self._httpd.unknown_phrases = tuple(phrases or ())
+
     def reset_stats(self) -> None:
         with self._httpd.lock:
             self._httpd.stats = ReplayStats()
@@ -672,13 +694,15 @@ def start_replay_server(
     directory: Path | str, *, faults: str | FaultPlan | None = None, seed: int = 0,
     host: str = "127.0.0.1", port: int = 0, rate_limit: int | None = 3,
     key_rate_limit: int | None = 10, hold_seconds: float = 35.0, slow_seconds: float = 0.5,
-    retry_after: float | None = 1, delay: float = 0.0,
+    retry_after: float | str | None = 1, delay: float = 0.0,
 ) -> ReplayServer:
     """Index ``directory`` and serve it in a background thread.
 
     ``hold_seconds`` is how long a ``timeout`` fault holds the connection (longer than the
     client's timeout; tests make both small), ``delay`` slows every answer (crash tests),
-    ``rate_limit``/``key_rate_limit`` are NCBI's 3 and 10 requests/s (None: unlimited).
+    ``rate_limit``/``key_rate_limit`` are NCBI's 3 and 10 requests/s (None: unlimited);
+    ``retry_after`` is the ``Retry-After`` of a ``429`` fault, seconds or an HTTP-date string
+    (None: no header).
     """
     directory = Path(directory)
     if not directory.is_dir():

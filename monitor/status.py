@@ -205,7 +205,7 @@ def _poll(session: Session, settings: Settings, now: datetime, report: StatusRep
         report.problems.append(f"{exc.one_line()}: `mmlr serve`/`mmlr worker` will not start")
     section: dict[str, Any] = {
         "last_completed_at": None, "window_start": None, "window_end": None, "found": None,
-        "new": None, "updated": None, "stale_after_hours": (
+        "new": None, "updated": None, "dropped_terms": [], "stale_after_hours": (
             round(limit.total_seconds() / 3600, 1) if limit is not None else None),
         "stale": False, "first_search_pending": False, "newest_run": None}
     report.sections["poll"] = section
@@ -252,7 +252,8 @@ def _poll(session: Session, settings: Settings, now: datetime, report: StatusRep
         "last_completed_at": _iso(finished),
         "window_start": last.window_start.isoformat() if last.window_start else None,
         "window_end": last.window_end.isoformat() if last.window_end else None,
-        "found": last.found, "new": last.new, "updated": last.updated})
+        "found": last.found, "new": last.new, "updated": last.updated,
+        "dropped_terms": list(last.dropped_terms or [])})
     if limit is not None and now - finished > limit:
         section["stale"] = True
         report.problems.append(
@@ -483,7 +484,9 @@ def _text_rows(report: StatusReport) -> list[tuple[str, str]]:
             rows.append(("last poll", f"{_when(poll['last_completed_at'])}, create dates "
                          f"{poll['window_start']} to {poll['window_end']}: found "
                          f"{poll['found']}, {poll['new']} new, {poll['updated']} updated"
-                         + (" (stale)" if poll["stale"] else "")))
+                         + (" (stale)" if poll["stale"] else "")
+                         + ("; searched without what PubMed does not know in MMLR_QUERY: "
+                            + ", ".join(poll["dropped_terms"]) if poll["dropped_terms"] else "")))
         else:
             rows.append(("last poll", "none completed" + (
                 " (the first is due at the next MMLR_POLL_CRON slot)"

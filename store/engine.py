@@ -172,6 +172,27 @@ def database_read_only(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == _PG_READ_ONLY
 
 
+#: SQLite's primary result codes for a database another connection holds: SQLITE_BUSY (the
+#: busy timeout ran out while another process kept its write lock, e.g. ``BEGIN EXCLUSIVE``)
+#: and SQLITE_LOCKED; the extended codes share the low byte.
+_SQLITE_BUSY = (5, 6)
+#: SQLSTATE lock_not_available (a ``lock_timeout`` or ``NOWAIT`` gave up on another's lock).
+_PG_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def database_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` is a statement that gave up waiting for a lock another process holds on
+    the database ("database is locked"): nothing wrong with mmlr or its set-up, over when that
+    process ends, so one line rather than an internal error with a traceback."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_BUSY
+    return getattr(orig, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE
+
+
 def read_only_hint(engine_url: str | URL) -> str:
     """What to do about :func:`database_read_only`, for the engine at ``engine_url``."""
     url = make_url(engine_url) if isinstance(engine_url, str) else engine_url

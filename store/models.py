@@ -176,6 +176,9 @@ class PollRun(SQLModel, table=True):
     deleted: int = 0
     retracted: int = 0
     missing: list[int] = _json([])  # requested but not returned by efetch
+    #: What PubMed left out of the searched query as unknown ("<term> (<why>)", from the
+    #: esearch ErrorList/WarningList): the search ran without it (migration 0020).
+    dropped_terms: list[str] = _json([])
     requests: int = 0
     retries: int = 0
     error: str | None = _text()

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -288,3 +288,47 @@ def test_a_search_answer_that_is_not_pmids_is_refused_in_words(
         client.esearch("myeloma")
     line = caught.value.one_line()
     assert f"E-utilities esearch answer {words}" in line and "next poll asks again" in line
+
+
+@pytest.mark.parametrize(("name", "count", "dropped"), [
+    # hits, and a MeSH heading PubMed does not know left out of the search
+    ("eutilsjson_esearch.error.xml", 5163, ["fleegle[MeSH Terms] (phrase not found)"]),
+    # no hits: "No items found." (an OutputMessage) says nothing about the term
+    ("biopython_esearch8.xml", 0, ["abcXYZ (phrase not found)"]),
+    ("eutilsjson_esearch.pubmed.xml", None, []),
+])
+def test_the_terms_pubmed_left_out_are_read_from_real_answers(
+        tmp_path: Path, pubmed_dir: Path, name: str, count: int | None,
+        dropped: list[str]) -> None:
+    body = (pubmed_dir / "esearch" / name).read_bytes()
+    with _answering(body) as url, EntrezClient(_settings(tmp_path, url)) as client:
+        found = client.esearch("fleegle[MeSH Terms] OR obstetrics[MeSH Terms]")
+    assert found.dropped == dropped
+    assert count is None or found.count == count
+
+
+def test_retry_after_as_an_http_date_is_honoured(
+        tmp_path: Path, corpus: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 9110 allows an HTTP-date as well as seconds: a date was read as nothing, and the
+    request retried at once. A date an hour ahead waits as long as the client allows
+    (``retry_after_max``, small here), read from the retry's log line, not the clock."""
+    from email.utils import format_datetime
+
+    from monitor.entrez import _retry_after
+
+    ahead = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    with start_replay_server(corpus, faults="429@1", rate_limit=None,
+                             retry_after=ahead) as srv, \
+            EntrezClient(_settings(tmp_path, srv.url), backoff_base=0.001,
+                         retry_after_max=0.25) as client, \
+            caplog.at_level(logging.INFO, logger="monitor.entrez"):
+        assert client.esearch("x").count == 6 and client.retries == 1
+    waits = [r.getMessage() for r in caplog.records if "retry 1/" in r.getMessage()]
+    assert len(waits) == 1 and waits[0].endswith("retry 1/6 in 0.25 s"), waits
+    # Both forms, as RFC 9110 §10.2.3 writes them; a date past is no wait; nonsense is none.
+    now = datetime(2015, 10, 21, 7, 27, 30, tzinfo=UTC)
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=now) == 30.0
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
+                        now=now + timedelta(minutes=5)) == 0.0
+    assert _retry_after("120") == 120.0 and _retry_after("") is None
+    assert _retry_after("soon") is None

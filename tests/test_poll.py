@@ -263,8 +263,8 @@ def test_window_over_9999_is_split(tmp_path: Path) -> None:
     with start_replay_server(tmp_path / "big", rate_limit=None) as srv:
         settings = make_settings(tmp_path, "sqlite:///unused.db", srv.url)
         with EntrezClient(settings) as client:
-            ids, windows = search_window(client, "q", date(2025, 1, 1), date(2025, 1, 2))
-        assert windows == 3 and len(set(ids)) == 10_000
+            found = search_window(client, "q", date(2025, 1, 1), date(2025, 1, 2))
+        assert found.windows == 3 and len(set(found.ids)) == 10_000 and found.dropped == []
         assert srv.stats.requests["esearch"] == 3
 
 

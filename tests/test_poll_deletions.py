@@ -109,10 +109,11 @@ def test_left_out_and_confirmed_is_deleted_with_alerts_and_decisions_kept(
         assert "2 left-out stored PMID(s) asked for again" in summary.describe()
 
         # Deleted records are not rechecked, and asking for one explicitly costs no second
-        # request: it is already deleted. A PMID never stored is only counted, as before.
+        # request: it is already deleted, and stays so (not "not returned"). A PMID never
+        # stored is only counted, as before.
         srv.reset_stats()
         again = poll(ctx, pmids=[1102, 99999], backoff_base=0.001)
-        assert (again.deletion_checks, again.missing, again.deleted) == (0, 2, 0)
+        assert (again.deletion_checks, again.missing, again.deleted) == (0, 1, 0)
         assert efetch_ids(srv) == ["1102,99999"]
         assert len(alerts(ctx)) == 2
 
@@ -250,3 +251,97 @@ def test_failed_confirmation_is_one_line_on_the_cli(tmp_path: Path, db_url: str)
                                "the request that would confirm its deletion failed: "
                                "E-utilities efetch failed after 2 attempts: HTTP 503")
     assert "nothing was marked deleted" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_a_new_pmid_left_out_of_a_modified_pass_is_asked_for_by_the_next_poll(
+        tmp_path: Path, db_url: str) -> None:
+    """The summary of every kind of run says a PMID not returned is "asked again by the next
+    polls": one the modified pass found, never stored, was never asked for again."""
+    from test_poll import mod_settings, modified_setup, write_modified_scenario
+
+    corpus = tmp_path / "mod"
+    write_modified_scenario(corpus, 1)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(mod_settings(tmp_path, db_url, srv.url))
+        modified_setup(ctx)
+        write_modified_scenario(corpus, 2)  # 2050, new to us, modified yesterday
+        srv.reload()
+        # Request 1 is the [mdat] esearch, 2 the efetch of 2000, 2001, 2003 and 2050, whose
+        # answer leaves out its last record: 2050, never stored (no deletion check).
+        srv.set_faults("omit@2")
+        modified = poll(ctx, modified=True, backoff_base=0.001)
+        assert modified.missing == 1 and modified.deletion_checks == 0
+        assert "1 PMID not returned (asked again by the next polls)" in modified.describe()
+        assert _left_out_pmids(ctx) == {2050}
+        srv.set_faults(None)
+        srv.reset_stats()
+        # The create-date poll's window does not hold 2050 (created two months ago)...
+        later = poll(ctx, backoff_base=0.001)
+        assert "2050" in ",".join(efetch_ids(srv))  # ...yet it asks for it
+        assert later.new == 1 and 2050 in state(ctx)
+        assert _left_out_pmids(ctx) == set()
+        ctx.dispose()
+
+
+def test_a_pmid_never_served_is_asked_for_recheck_days_from_the_first_miss(
+        tmp_path: Path, db_url: str) -> None:
+    """Each poll that asks again and is left out again lists the PMID in its own run's
+    ``missing``: that restarted the window, so a PMID PubMed never serves was asked forever."""
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url))  # recheck_days 120
+        wipe(ctx)
+        poll(ctx, pmids=[99999], backoff_base=0.001)  # PubMed has no such record
+        again = poll(ctx, backoff_base=0.001)  # asks for it again, is left out again
+        assert again.missing == 1
+        with ctx.sessions() as session:
+            runs = {r.kind: r for r in session.exec(select(PollRun).where(
+                col(PollRun.kind).in_(("pmids", "crdt"))))}
+            assert runs["pmids"].missing == runs["crdt"].missing == [99999]
+            # As if the first miss was 121 days ago, and the poll that asked again 60.
+            now = runs["crdt"].started_at
+            runs["pmids"].started_at = now - timedelta(days=121)
+            runs["crdt"].started_at = now - timedelta(days=60)
+            session.add_all(runs.values())
+            session.commit()
+        assert _left_out_pmids(ctx) == set()
+        srv.reset_stats()
+        poll(ctx, backoff_base=0.001)
+        assert "99999" not in ",".join(efetch_ids(srv))
+        ctx.dispose()
+
+
+def test_an_included_record_deleted_by_two_transient_misses_heals_in_the_watched_pass(
+        tmp_path: Path, db_url: str) -> None:
+    """Left out of the watched batch, then out of the answer for it alone (a transiently
+    incomplete answer, twice): marked deleted. The watched pass left deleted records out, and
+    no other pass fetched it again: deleted for good. It asks for them now."""
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url))
+        setup_stored(ctx)  # 1101 a trial report's, 1102 included
+        srv.set_outside_query(PMIDS)  # only the watched re-fetch asks for them
+        # Request 1 is the [mdat] esearch, 2 the watched efetch of 1101 and 1102 (1102, last,
+        # left out), 3 the request for 1102 alone (left out too: the empty answer).
+        srv.set_faults("omit@2,omit@3")
+        poll(ctx, modified=True, backoff_base=0.001)
+        assert state(ctx)[1102] == (True, "include", "Publisher")
+        srv.set_faults(None)
+        srv.reset_stats()
+        healed = poll(ctx, modified=True, backoff_base=0.001)
+        assert efetch_ids(srv) == ["1101,1102"]
+        assert state(ctx)[1102] == (False, "include", "Publisher")
+        assert (healed.deleted, healed.missing) == (0, 0)
+
+        # A real deletion stays deleted, week after week, at no extra request.
+        srv.set_removed({1102})
+        poll(ctx, modified=True, backoff_base=0.001)
+        assert state(ctx)[1102][0] is True
+        srv.reset_stats()
+        later = poll(ctx, modified=True, backoff_base=0.001)
+        assert efetch_ids(srv) == ["1101,1102"]
+        assert (later.deleted, later.deletion_checks, later.missing) == (0, 0, 0)
+        assert state(ctx)[1102] == (True, "include", "Publisher")
+        ctx.dispose()

@@ -197,6 +197,21 @@ def test_inline_markup_and_mathml_become_plain_text(pubmed_dir: Path) -> None:
     assert book[20301577].title == "CACNA1C-Related Disorders"  # <i>CACNA1C</i>
 
 
+def test_mathml_isotopes_and_spaces_read_as_shown(pubmed_dir: Path) -> None:
+    """<mmultiscripts> puts the base before its prescripts in the markup, and <mtext> </mtext>
+    is a space: flattened in document order with whitespace dropped, "³He/¹²⁹Xe MRI" read
+    "He3/Xe129MRI" and "¹H MRI" "H1MRI"."""
+    record = _by_pmid(pubmed_dir / "efetch_xml/biopython/pubmed7.xml")[29963580]
+    assert record.abstract is not None
+    assert "(1) inhaled 3He/129Xe MRI ventilation and apparent diffusion" in record.abstract
+    assert "ultrashort echo-time 1H MRI proton density" in record.abstract
+    assert "free-breathing 1H MRI specific ventilation" in record.abstract
+    assert "He3" not in record.abstract and "H1MRI" not in record.abstract
+    # MathML that is not a multiscript or text keeps reading as before
+    table = _by_pmid(pubmed_dir / "efetch_xml/biopython/pubmed6.xml")[30108519]
+    assert table.abstract is not None and "( V.O2max ) 67.6" in table.abstract
+
+
 def test_book_article(pubmed_dir: Path) -> None:
     record = _by_pmid(pubmed_dir / "efetch_xml/metapub/other/sample_article_20301577_book.xml")[
         20301577]
@@ -273,9 +288,16 @@ def test_fields_agree_with_bio_entrez(pubmed_dir: Path) -> None:
 
     # Entrez keeps inline markup (<i>, <sup>, MathML) as literal text: strip it for comparing.
     inline = re.compile(r"</?[A-Za-z][\w:.-]*(?:\s[^<>]*)?/?>")
+    # MathML prescripts are read before their base, as shown ("3He"; the markup has the base
+    # first): the oracle's literal markup is put in that order before its tags are stripped.
+    # (Entrez writes the elements without their prefix, <mprescripts></mprescripts>.)
+    multiscripts = re.compile(r"<(?:mml:)?mmultiscripts>(.*?)"
+                              r"<(?:mml:)?mprescripts\s*(?:/>|></(?:mml:)?mprescripts>)"
+                              r"(.*?)</(?:mml:)?mmultiscripts>", re.S)
 
     def plain(value: object) -> str:
-        return " ".join(inline.sub("", str(value)).split())
+        shown = multiscripts.sub(lambda m: m.group(2) + m.group(1), str(value))
+        return " ".join(inline.sub("", shown).split())
 
     compared = 0
     problems = []

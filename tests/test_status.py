@@ -204,7 +204,8 @@ def test_json_keys_are_stable(polled: Any) -> None:
     assert set(report["database"]) == {"engine", "url", "reachable", "error"}
     assert set(report["schema"]) == {"current", "expected", "at_head"}
     assert set(report["poll"]) == {"last_completed_at", "window_start", "window_end", "found",
-                                   "new", "updated", "stale_after_hours", "stale",
+                                   "new", "updated", "dropped_terms", "stale_after_hours",
+                                   "stale",
                                    "first_search_pending", "newest_run"}
     assert set(report["poll"]["newest_run"]) == {"id", "kind", "status", "started_at",
                                                  "heartbeat_at", "error"}
