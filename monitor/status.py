@@ -303,15 +303,19 @@ def _digest(session: Session, settings: Settings, report: StatusReport) -> None:
             if r.status in ("failed", "unknown") and not _still_recipient(k, current)}
     report.sections["digest"] = {"id": digest.id, "built_at": _iso(digest.created_at),
                                  **counts, "no_longer_recipients": len(gone), "errors": errors}
-    failed = sorted(" ".join((r.error or "no reason recorded").split())
-                    for k, r in latest.items() if r.status == "failed" and k not in gone)
+
+    def errors_of(status: str, unknown: str) -> list[str]:
+        """The errors of the current recipients whose latest delivery has ``status``."""
+        return sorted(" ".join((r.error or unknown).split())
+                      for k, r in latest.items() if r.status == status and k not in gone)
+
+    failed = errors_of("failed", "no reason recorded")
     if failed:
         report.problems.append(
             f"the newest digest #{digest.id} was not delivered to {len(failed)} of "
             f"{len(latest)} recipients: {failed[0]} (`mmlr digest --send` sends it again to "
             "the current recipients it missed)")
-    unsure = sorted(" ".join((r.error or "").split())
-                    for k, r in latest.items() if r.status == "unknown" and k not in gone)
+    unsure = errors_of("unknown", "")
     if unsure:
         # The server did not answer after the message went out: it may have arrived, so
         # nothing resends it by itself (reports.mail); a person has to ask.
