@@ -26,7 +26,9 @@ The plan (:class:`MonitoringPlan`) is the effect the review wants to be able to 
   and Rowe (1969) on the Brownian-motion scale. Checked against R rpact in the tests.
 
 Once the required information is reached the boundary there spends what α is left; later
-steps have no boundary (the plan is complete: a new plan needs a smaller anticipated effect).
+steps are held to that final boundary (the plan is complete: a new plan needs a smaller
+anticipated effect; but evidence that goes past the final boundary is said, not hidden behind
+the look that completed the plan).
 Nothing here changes the primary estimate; the words say "monitoring only".
 """
 
@@ -109,7 +111,10 @@ def monitoring_boundaries(fractions: Sequence[float], alpha: float = 0.05,
 
     Look k rejects when ``|Z_k| ≥ b_k``; under H0 the probability of first crossing at look k
     is ``spending(t_k) − spending(t_{k−1})``. Fractions above 1 are information beyond the
-    plan: the first of them spends what is left of α; any after it gets ``None``.
+    plan: the first of them spends what is left of α; any after it is held to that final
+    boundary. (Those later looks had none, and the verdict kept saying "an effect as large as
+    the plan's is unlikely" from the look that completed the plan while the evidence since
+    went far past it: Z −4.77 against a final boundary of 1.96.)
     """
     ts = [float(t) for t in fractions]
     if any(not math.isfinite(t) or t <= 0 for t in ts) or any(
@@ -123,9 +128,13 @@ def monitoring_boundaries(fractions: Sequence[float], alpha: float = 0.05,
     grid: np.ndarray | None = None
     density: np.ndarray | None = None
     t_prev = 0.0
+    final: float | None = None  # the boundary of the look that completed the plan
     for t in ts:
+        if t_prev >= 1.0:  # the plan is complete: its final boundary holds from here on
+            bounds.append(final)
+            continue
         target = spending(t, alpha) - spent
-        if t_prev >= 1.0 or target <= 0:  # the plan is complete, or nothing to spend yet
+        if target <= 0:  # nothing to spend yet
             bounds.append(None)
             continue
         delta = t - t_prev
@@ -138,6 +147,7 @@ def monitoring_boundaries(fractions: Sequence[float], alpha: float = 0.05,
                 lambda bz: _crossing(bz, t, delta, grid, density) - target,  # noqa: B023
                 1e-6, float(stats.norm.isf(target / 2)) + 1.0, xtol=1e-10))
         bounds.append(b)
+        final = b
         spent += target
         # Carry the density of S over the continuation region (-c, c) to this look.
         c = b * math.sqrt(t)
@@ -225,6 +235,10 @@ def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
         text = (f"The Z-curve crossed the monitoring boundary with {_evidence_of(crossed)} "
                 f"(Z = {rounded(crossed['z'])}, boundary "
                 f"±{rounded(crossed['boundary'])}): firm evidence favouring {side}.")
+        if reached is not None and reached is not crossed and reached["date"] != crossed["date"]:
+            text += (f" The required information had been reached with {_evidence_of(reached)} "
+                     "without a crossing; the later evidence went past the plan's final "
+                     "boundary.")
         # Later evidence can pull the curve back; a living review must say so rather than
         # keep repeating a crossing that no longer holds.
         if last is not crossed and abs(last["z"]) < (last["boundary"] or z_conv):

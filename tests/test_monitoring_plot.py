@@ -68,7 +68,8 @@ def test_upper_and_lower_boundaries_through_the_looks_that_have_one(
     ax = fig.axes[0]
     bounded = [(lk["events_equivalent"], lk["boundary"]) for lk in crossing["looks"]
                if lk["boundary"] is not None]
-    assert 2 <= len(bounded) < len(crossing["looks"])  # the last look is past the plan
+    assert 2 <= len(bounded) == len(crossing["looks"])
+    assert bounded[-1][1] == bounded[-2][1]  # past the plan: held to its final boundary
     red = [line for line in ax.get_lines() if line.get_color() == "#b22222"
            and len(line.get_xdata()) == len(bounded)]
     assert sorted(round(float(line.get_ydata()[-1]), 6) for line in red) == [

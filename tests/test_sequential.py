@@ -130,7 +130,7 @@ def test_boundaries_keep_the_type_one_error_by_simulation(fractions: list[float]
 
 def test_information_beyond_the_plan() -> None:
     bounds = monitoring_boundaries([0.4, 0.9, 1.3, 1.6])
-    assert bounds[3] is None  # the plan was complete at 1.3
+    assert bounds[3] == bounds[2]  # the plan was complete at 1.3: its final boundary holds
     # The overshooting look spends what is left of α (the simulation test checks the total).
     assert bounds[2] is not None and 1.96 < bounds[2] < 3
 
@@ -261,6 +261,19 @@ def test_required_information_reached_without_crossing() -> None:
     assert view is not None and view["fraction"] >= 1
     assert view["status"] == "required_information_reached"
     assert "as large as HR 0.7 is unlikely" in view["text"]
+
+
+def test_evidence_past_the_final_boundary_after_the_plan_is_complete_is_said() -> None:
+    """The plan completed at a look without a crossing; the looks after it had no boundary, so
+    the verdict kept "an effect as large as HR 0.8 is unlikely" while the pooled HR was
+    0.83 (0.74–0.94) and Z −4.77 (a reviewer's three thalidomide trials)."""
+    studies = [(math.log(0.88), 0.0687), (math.log(0.82), 0.0655), (math.log(0.80), 0.0672)]
+    view = monitor(steps_of(studies), MonitoringPlan(anticipated_hr=0.8), method="REML")
+    assert view is not None and view["looks"][0]["fraction"] >= 1
+    assert abs(view["looks"][0]["z"]) < view["looks"][0]["boundary"]  # the plan completed
+    assert view["status"] == "firm_evidence" and "unlikely" not in view["text"]
+    assert view["boundary"] == view["looks"][0]["boundary"]  # held to the final boundary
+    assert "went past the plan's final boundary" in view["text"]
 
 
 def test_heterogeneity_raises_the_required_information() -> None:
