@@ -476,18 +476,25 @@ def meta_analysis(
     )
 
 
-def subgroup_test(results: Sequence[tuple[str, MetaResult]]) -> SubgroupTest | None:
-    """Test for subgroup differences across ≥ 2 subgroup fits (see the module docstring).
+def subgroup_test_undefined(results: Sequence[tuple[str, MetaResult]]) -> str | None:
+    """Why the test for subgroup differences across ``results`` is undefined, or None.
 
-    Subgroups whose SE is 0 (HKSJ on identical studies) cannot be weighted and make the test
-    undefined: PoolingError says which.
-    """
-    if len(results) < 2:
+    A subgroup whose SE is 0 (HKSJ on trials with identical results: two entries of one
+    trial, say) cannot be weighted. That raised, and one such subgroup stopped every analysis
+    of a pool run and the cycle's digest; it is now said beside the analysis instead."""
+    zero = [name for name, res in results if not res.se > 0]
+    if len(results) < 2 or not zero:
         return None
-    for name, res in results:
-        if not res.se > 0:
-            raise PoolingError(f"subgroup {name!r} has a zero standard error; the test for "
-                               "subgroup differences is undefined", hint="use --ci hksj-adhoc")
+    return (f"no test for subgroup differences: subgroup {zero[0]!r} has a zero standard "
+            "error (HKSJ on trials with identical results), which cannot be weighted; the "
+            "hksj-adhoc interval (MMLR_POOL_CI, or mmlr meta --ci) gives it one")
+
+
+def subgroup_test(results: Sequence[tuple[str, MetaResult]]) -> SubgroupTest | None:
+    """Test for subgroup differences across ≥ 2 subgroup fits (see the module docstring);
+    None with fewer, or when it is undefined (:func:`subgroup_test_undefined`)."""
+    if len(results) < 2 or subgroup_test_undefined(results):
+        return None
     est = np.array([r.estimate for _, r in results])
     w = np.array([1.0 / r.se**2 for _, r in results])
     mu = float(np.sum(w * est) / np.sum(w))

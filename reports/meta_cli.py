@@ -35,7 +35,14 @@ from reports.bounds import (
     plausible_se,
 )
 from reports.derive import from_ci
-from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
+from reports.meta import (
+    MetaResult,
+    SubgroupTest,
+    clean_json,
+    meta_analysis,
+    subgroup_test,
+    subgroup_test_undefined,
+)
 from reports.presentation import has_heterogeneity
 from reports.words import interval_text, rounded
 from store.errors import ValidationError
@@ -77,6 +84,7 @@ class MetaCsvResult:
     ci: str
     analyses: list[tuple[str, MetaResult]]  # subgroups in order of appearance, then "all"
     subgroup_test: SubgroupTest | None
+    subgroup_test_note: str | None
     studies: list[CsvStudy]
     warnings: list[str] = field(default_factory=list)
 
@@ -100,6 +108,7 @@ class MetaCsvResult:
             "ci": self.ci,
             "analyses": [res.to_json(name) for name, res in self.analyses],
             "subgroup_test": self.subgroup_test.to_json() if self.subgroup_test else None,
+            "subgroup_test_note": self.subgroup_test_note,
             "warnings": self.warnings,
         }
         cumulative = self.cumulative()
@@ -133,6 +142,8 @@ class MetaCsvResult:
             t = self.subgroup_test
             lines.append(f"Test for subgroup differences: Q = {rounded(t.q, 2)}, df = {t.df}, "
                          f"p = {rounded(t.p, 3)}")
+        if self.subgroup_test_note:
+            lines.append(f"note: {self.subgroup_test_note}")
         for name, r in self.analyses:
             lines += [f"note ({name}): {n}" for n in r.notes]
         lines += [f"warning: {w}" for w in self.warnings]
@@ -406,4 +417,6 @@ def meta_from_csv(path: Path, *, method: str = "REML", ci: str = "hksj") -> Meta
                                           labels=[s.study for s in studies])))
     test = subgroup_test(analyses[:-1]) if len(groups) > 1 else None
     return MetaCsvResult(path=path, method=method, ci=ci, analyses=analyses,
-                         subgroup_test=test, studies=studies, warnings=warnings)
+                         subgroup_test=test, subgroup_test_note=subgroup_test_undefined(
+                             analyses[:-1]) if len(groups) > 1 else None,
+                         studies=studies, warnings=warnings)

@@ -39,7 +39,14 @@ from reports.analyses import (
     select_inputs,
 )
 from reports.certainty import suggest_certainty
-from reports.meta import MetaResult, SubgroupTest, clean_json, meta_analysis, subgroup_test
+from reports.meta import (
+    MetaResult,
+    SubgroupTest,
+    clean_json,
+    meta_analysis,
+    subgroup_test,
+    subgroup_test_undefined,
+)
 from reports.monitoring_view import status_label
 from reports.presentation import has_heterogeneity, shown_hr
 from reports.selection import all_analyses, latest_results, load_candidates
@@ -288,6 +295,7 @@ def compute_analysis(
         row["weight"] = weight
     subgroups: list[tuple[str, MetaResult]] = []
     test = None
+    undefined: str | None = None
     if analysis.setting == "all":
         order = list(dict.fromkeys(r["subgroup"] for r in rows))
         if len(order) > 1:
@@ -297,6 +305,7 @@ def compute_analysis(
                     [r["yi"] for r in part], [r["sei"] for r in part], method=method, ci=ci,
                     labels=[r["trial"] for r in part])))
             test = subgroup_test(subgroups)
+            undefined = subgroup_test_undefined(subgroups)
     cumulative = cumulative_by_publication(analysis, candidates, method=method, ci=ci)
     monitoring = (monitor(cumulative, plan, method=method, primary_ci=(res.ci_low, res.ci_high))
                   if plan else None)
@@ -308,7 +317,7 @@ def compute_analysis(
         "endpoint": analysis.endpoint, "sensitivity": analysis.include_strategy,
         "pval": res.pval, "df": res.df, "h2": res.h2, "s2w": res.s2w,
         "tau2_ci": list(res.tau2_ci) if res.tau2_ci else None, "ci_used": res.ci,
-        "notes": res.notes,
+        "notes": [*res.notes, *([undefined] if undefined else [])],
         "hr": res.hr, "hr_ci_low": res.hr_ci_low, "hr_ci_high": res.hr_ci_high,
         "hr_pi_low": res.hr_pi_low, "hr_pi_high": res.hr_pi_high,
         "flags": {"efs_ttp": [r["trial"] for r in rows if r["efs_ttp"]],

@@ -8,7 +8,7 @@ import math
 import pytest
 from scipy import stats
 
-from reports.meta import meta_analysis, subgroup_test
+from reports.meta import meta_analysis, subgroup_test, subgroup_test_undefined
 from store.errors import PoolingError
 
 
@@ -170,8 +170,10 @@ def test_subgroup_test_by_hand() -> None:
     assert t.p == pytest.approx(stats.chi2.sf(0.5, 1))
     assert subgroup_test([("a", a)]) is None
     zero = meta_analysis([-0.3] * 2, [0.1, 0.1], ci="hksj")
-    with pytest.raises(PoolingError, match="subgroup 'z'"):
-        subgroup_test([("a", a), ("z", zero)])
+    assert subgroup_test([("a", a), ("z", zero)]) is None  # undefined, and said why:
+    assert "subgroup 'z' has a zero standard error" in str(
+        subgroup_test_undefined([("a", a), ("z", zero)]))
+    assert subgroup_test_undefined([("a", a), ("b", b)]) is None
 
 
 def test_to_json_has_no_nan() -> None:

@@ -55,6 +55,21 @@ def test_dates_of_every_precision_and_a_leap_day_are_accepted(tmp_path: Path) ->
         "(write it as YYYY, YYYY-MM or YYYY-MM-DD with the digits 0-9, e.g. 2023-02-28)")
 
 
+def test_a_subgroup_of_identical_rows_has_no_subgroup_test_and_says_why(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It raised: exit 1, and none of the file's analyses shown."""
+    path = write(tmp_path, "study,hr,ci_low,ci_high,subgroup\na,0.60,0.45,0.80,x\n"
+                           "b,0.60,0.45,0.80,x\nc,0.75,0.60,0.94,y\nd,0.70,0.50,0.98,y\n")
+    assert main(["meta", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [a["name"] for a in doc["analyses"]] == ["x", "y", "all"]
+    assert doc["subgroup_test"] is None
+    assert doc["subgroup_test_note"].startswith("no test for subgroup differences: subgroup "
+                                                "'x' has a zero standard error")
+    assert main(["meta", str(path)]) == 0
+    assert "note: no test for subgroup differences" in capsys.readouterr().out
+
+
 def test_cli_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, ROWS)
     assert main(["meta", str(path), "--method", "DL", "--ci", "wald", "--json"]) == 0

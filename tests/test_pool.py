@@ -153,6 +153,26 @@ def test_stored_numbers_are_the_estimator_on_the_selected_inputs(evidence) -> No
     assert snap.code_version and len(snap.inputs_hash) == 64
 
 
+def test_a_subgroup_of_identical_trials_leaves_the_run_pooling(ctx) -> None:
+    """Two trials with the same HR and CI (one trial entered twice, say) in one setting: HKSJ
+    gives that subgroup SE 0, and the test for subgroup differences raised, so the pool run
+    stored no analysis at all and the cycle sent no digest."""
+    with ctx.sessions() as s:
+        for name in ("TWIN-A", "TWIN-B"):
+            add_estimate(s, add_trial(s, name), "0.60", "0.45", "0.80")
+        add_estimate(s, add_trial(s, "NT-1", setting="non_transplant"), "0.75", "0.60", "0.94")
+        add_estimate(s, add_trial(s, "LEN-1", "lenalidomide"), "0.50", "0.40", "0.63")
+        s.commit()
+    run = pool_all(ctx)
+    out = _by_key(run)
+    assert out["thalidomide/PFS/post_asct"].k == 2  # its zero-width interval, as before
+    assert out["lenalidomide/PFS/post_asct"].k == 1  # the other analyses pool
+    every = out["thalidomide/PFS/all"]
+    assert every.k == 3 and every.subgroup_test is None
+    assert any("no test for subgroup differences: subgroup 'post_asct' has a zero standard "
+               "error" in n for n in every.extras["notes"])
+
+
 def test_efs_ttp_flagged_and_subgroups_in_all(evidence) -> None:
     run = pool_all(evidence)
     out = _by_key(run)["thalidomide/PFS/all"]
