@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,18 @@ from store.numbers import parse_decimal
 from store.spreadsheet import CsvLines
 
 # [0-9], not \d: other scripts' digits (Arabic-Indic ٢٠١٠) matched \d and then sorted
-# wrongly in the cumulative view, which orders the dates as text.
+# wrongly in the cumulative view.
 _DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?")
+
+def _last_day(text: str) -> date:
+    """The last day a checked ``date`` cell (``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``) can mean."""
+    found = _DATE.fullmatch(text)
+    if found is None:  # read_meta_csv refused it already
+        raise ValueError(f"not a date cell: {text!r}")
+    year, month, day = found.groups()
+    y, m = int(year), int(month or 12)
+    return date(y, m, int(day) if day else calendar.monthrange(y, m)[1])
+
 
 #: The columns read, of the two scales and in all; any other in the header is refused.
 LOG_COLUMNS = ("yi", "sei")
@@ -97,10 +108,12 @@ class MetaCsvResult:
         return dict(self.analyses)["all"]
 
     def cumulative(self) -> list[tuple[str, MetaResult]]:
-        """All rows added by date (only when every row has one)."""
+        """All rows added by date (only when every row has one), a year or a month read as
+        its last day, as the pool reads a report year (31 December: the evidence was not
+        public before): sorted as text, "2005" came before "2005-03-01"."""
         if not self.studies or any(s.date is None for s in self.studies):
             return []
-        return self.overall.cumulative([s.date for s in self.studies])
+        return self.overall.cumulative([_last_day(str(s.date)) for s in self.studies])
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {

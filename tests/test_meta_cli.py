@@ -49,6 +49,11 @@ def test_dates_of_every_precision_and_a_leap_day_are_accepted(tmp_path: Path) ->
             "d,0.4,0.1,2000-02-29\n")
     result = meta_from_csv(write(tmp_path, text))
     assert [name for name, _ in result.cumulative()] == ["d", "b", "c", "a"]
+    # a year is its last day, as the pool reads a report year: sorted as text, 2005 came
+    # before 2005-03-01
+    year = meta_from_csv(write(tmp_path, "study,yi,sei,date\nA,0.1,0.1,2005\n"
+                                         "B,0.2,0.1,2005-03-01\nC,0.3,0.1,2004-06\n"))
+    assert [name for name, _ in year.cumulative()] == ["C", "B", "A"]
     with pytest.raises(ValidationError) as info:
         meta_from_csv(write(tmp_path, "study,yi,sei,date\na,0.1,0.1,2023-02-30\n"))
     assert info.value.one_line().endswith(
