@@ -106,3 +106,38 @@ def test_poll_on_a_locked_database_is_one_line_then_the_next_poll_runs(
         assert set(session.exec(select(Record.pmid))) == {1000, 1001}
         assert all(r.status == "completed" for r in session.exec(select(PollRun)))
     ctx.dispose()
+
+
+def test_a_page_that_writes_to_a_locked_database_answers_503_saying_so(
+        settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """It was the generic 500 ("internal error") with a traceback in the log."""
+    need(not PG_URL, "SQLite's file lock")
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event
+    from test_web import csrf_from, make_user
+
+    from screening.web.app import create_app
+
+    app = create_app(settings)
+    engine = app.state.ctx.engine
+
+    @event.listens_for(engine, "connect")
+    def no_wait(dbapi_conn: Any, _record: Any) -> None:  # the test need not wait out 30 s
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
+
+    try:
+        make_user(app, "curator@example.org", "curator")
+        engine.dispose()  # the connections made from here on do not wait
+        with TestClient(app, raise_server_exceptions=False) as client:
+            form = client.get("/login")
+            with held_exclusively(settings.db_url), caplog.at_level(logging.WARNING):
+                login = client.post("/login", data={
+                    "email": "curator@example.org", "password": "x" * 20,
+                    "csrf_token": csrf_from(form.text)})
+            assert login.status_code == 503 and login.headers["retry-after"] == "30"
+            assert "Database busy" in login.text
+            assert "another process holds the database locked" in login.text
+            assert "Traceback" not in caplog.text
+            assert "the database was locked by another process on POST /login" in caplog.text
+    finally:
+        app.state.ctx.dispose()

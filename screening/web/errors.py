@@ -5,8 +5,9 @@
   (``ERROR_CODES``). A page that needs a login redirects to the login form instead.
 - Starlette/FastAPI's own errors (unknown route, wrong method, malformed parameters) get the
   same two shapes.
-- The database unreachable (PostgreSQL restarting, the network gone) is a 503 saying so, with
-  one log line: an outage, not a bug.
+- The database unreachable (PostgreSQL restarting, the network gone), read-only, or held
+  locked by another process (SQLite's write lock past the busy timeout: a backup, a
+  ``sqlite3`` shell mid-write) is a 503 saying so, with one log line: not a bug.
 - Anything unexpected becomes a 500 with a generic message; the traceback goes to the log only.
   ``str()`` of an unexpected exception is never shown: it can carry SQL, paths or secrets.
 """
@@ -25,13 +26,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from store.engine import database_read_only, database_unreachable, unreachable_reason
+from store.engine import (
+    database_locked,
+    database_read_only,
+    database_unreachable,
+    unreachable_reason,
+)
 from store.errors import AuthError, MmlrError
 
 log = logging.getLogger(__name__)
 
 GENERIC_500 = "internal error; the details are in the server log"
 UNAVAILABLE_503 = "the database is unreachable; try again in a minute"
+LOCKED_503 = ("another process holds the database locked (a backup, a command writing to "
+              "it), so nothing was saved; try again in a minute")
 READ_ONLY_503 = ("the database may only be read, so nothing was saved; an administrator must "
                  "give the server write access to it (the server log says more)")
 #: Seconds a client is asked to wait while the database is unreachable (a restart takes
@@ -245,9 +253,13 @@ class CatchAllMiddleware:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             read_only = database_read_only(exc)
+            locked = not read_only and database_locked(exc)
             if read_only:  # set-up (permissions, a standby server), not a bug: one line
                 log.error("the database refused a write on %s %s: %s", scope.get("method"),
                           scope.get("path"), unreachable_reason(exc))
+            elif locked:  # another process's write lock: over when it ends (was a 500)
+                log.warning("the database was locked by another process on %s %s",
+                            scope.get("method"), scope.get("path"))
             elif not database_unreachable(exc):
                 log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             else:  # an outage (PostgreSQL restarting): one line, and over when it is back
@@ -257,6 +269,9 @@ class CatchAllMiddleware:
                 raise
             if read_only:
                 await _send_plain_error(scope, send, 503, "Database read-only", READ_ONLY_503)
+            elif locked:
+                await _send_plain_error(scope, send, 503, "Database busy", LOCKED_503,
+                                        retry_after=UNAVAILABLE_RETRY_AFTER)
             elif database_unreachable(exc):
                 await _send_unavailable(scope, send)
             else:
