@@ -102,6 +102,7 @@ from store.models import (
     TrialReport,
     utcnow,
 )
+from store.searches import completed_windows, merged_windows
 from store.settings import parse_poll_start
 from store.text import shorten
 
@@ -726,19 +727,11 @@ def _covered_until(ctx: AppContext, origin: date) -> date | None:
     ``--until``, then ``--since`` a week later, left that week's records out for good).
     """
     with ctx.sessions() as session:
-        windows = [(run.window_start, run.window_end) for run in session.exec(
-            select(PollRun).where(
-                PollRun.kind == "crdt", PollRun.status == "completed",
-                col(PollRun.window_start).is_not(None), col(PollRun.window_end).is_not(None))
-            .order_by(col(PollRun.window_start)))]
-    reach = origin  # the first create date not yet covered
+        windows = merged_windows(completed_windows(session))
     for start, stop in windows:
-        if start is None or stop is None:
-            continue  # excluded by the query; says so to the type checker
-        if start > reach:
-            break  # an unsearched gap: the windows past it were ad-hoc ones
-        reach = max(reach, stop + timedelta(days=1))
-    return None if reach == origin else reach - timedelta(days=1)
+        if start <= origin <= stop + timedelta(days=1):
+            return stop if stop >= origin else None
+    return None
 
 
 def _final_pmids(ctx: AppContext, pmids: list[int]) -> set[int]:

@@ -17,9 +17,10 @@ It lives in ``store`` because the reports (which may import only ``store``) read
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import IO, Any
 
 from sqlmodel import Session, col, func, select
@@ -65,6 +66,10 @@ class SearchSummary:
     runs: int
     failed: int  # runs that ended failed or interrupted (resumed by the next poll)
     queries: tuple[QueryPeriod, ...]  # oldest first
+    # Create dates between covered_from and covered_to that no completed search covered
+    # (first, last day), oldest first: an ad-hoc window past an unsearched stretch, or a
+    # failed back-fill. "Create dates A to B" alone claimed they were all searched.
+    gaps: tuple[tuple[date, date], ...] = ()
 
     @property
     def query_changed(self) -> bool:
@@ -86,9 +91,34 @@ def search_summary(session: Session, current_query: str) -> SearchSummary:
         (QueryPeriod(query=q, first_used=a, last_used=b, runs=int(n),
                      current=q == current_query) for q, a, b, n in periods),
         key=lambda p: p.first_used))
+    covered = merged_windows(completed_windows(session))
+    gaps = tuple((a_end + timedelta(days=1), b_start - timedelta(days=1))
+                 for (_, a_end), (b_start, _) in itertools.pairwise(covered))
     return SearchSummary(query=current_query, first_search=first, last_search=last,
                          covered_from=start, covered_to=end, runs=int(runs or 0),
-                         failed=int(failed or 0), queries=queries)
+                         failed=int(failed or 0), queries=queries, gaps=gaps)
+
+
+def completed_windows(session: Session) -> list[tuple[date, date]]:
+    """The create-date windows (first, last day) of the completed searches of new records."""
+    runs = session.exec(select(PollRun).where(
+        PollRun.kind == "crdt", PollRun.status == "completed",
+        col(PollRun.window_start).is_not(None), col(PollRun.window_end).is_not(None)))
+    return [(r.window_start, r.window_end) for r in runs
+            if r.window_start is not None and r.window_end is not None]
+
+
+def merged_windows(windows: Sequence[tuple[date, date]]) -> list[tuple[date, date]]:
+    """``windows`` (first, last day) merged where they overlap or touch, oldest first: the
+    stretches of days searched without a gap (the one rule for the next poll's start,
+    ``monitor.poll``, and the gaps the search log reports)."""
+    merged: list[tuple[date, date]] = []
+    for start, stop in sorted(windows):
+        if merged and start <= merged[-1][1] + timedelta(days=1):
+            merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+        else:
+            merged.append((start, stop))
+    return merged
 
 
 def last_completed_search(session: Session) -> PollRun | None:

@@ -80,6 +80,45 @@ def test_summary_says_what_a_methods_section_needs(app: Any, runs: str) -> None:
         assert not search_summary(s, OLD_QUERY).queries[-1].current  # the newer one is not
 
 
+def test_create_dates_no_completed_search_covered_are_named(
+        app: Any, users: dict[str, str], runs: str) -> None:
+    """An ad-hoc window past an unsearched stretch: "create dates A to B" claimed every day
+    between was searched (the poll now searches the gap next; the log says it is open)."""
+    with db(app) as s:
+        s.add(PollRun(kind="crdt", status="completed", query=runs,
+                      window_start=date(2026, 11, 26), window_end=date(2026, 11, 28),
+                      started_at=_at(28), finished_at=_at(28, 7)))
+        s.add(PollRun(kind="crdt", status="completed", query=runs,
+                      window_start=date(2026, 11, 30), window_end=date(2026, 11, 30),
+                      started_at=_at(30), finished_at=_at(30, 7)))
+        s.commit()
+        summary = search_summary(s, runs)
+    assert summary.gaps == ((date(2026, 11, 23), date(2026, 11, 25)),
+                            (date(2026, 11, 29), date(2026, 11, 29)))
+    viewer = as_role(app, users, "viewer")
+    doc = lxml.html.fromstring(viewer.get("/searches").text)
+    assert " ".join(doc.xpath('string(//dd[@id="coverage"])').split()) == (
+        "create dates 2024-01-01 to 2026-11-30 except 2026-11-23 to 2026-11-25, 2026-11-29, "
+        "which no completed search covered; last completed 2026-11-30 07:00 UTC")
+    prisma = " ".join(lxml.html.fromstring(viewer.get("/prisma").text).xpath(
+        'string(//p[@id="searched"])').split())
+    assert "to 2026-11-30 except 2026-11-23 to 2026-11-25, 2026-11-29 (not searched yet)" \
+        in prisma
+    api = api_as(app, users, "viewer").get("/api/searches").json()
+    assert api["summary"]["gaps"] == [{"from": "2026-11-23", "to": "2026-11-25"},
+                                      {"from": "2026-11-29", "to": "2026-11-29"}]
+
+
+def test_merged_windows_join_what_overlaps_or_touches() -> None:
+    from store.searches import merged_windows
+
+    d = date
+    assert merged_windows([(d(2026, 1, 5), d(2026, 1, 9)), (d(2026, 1, 1), d(2026, 1, 4)),
+                           (d(2026, 1, 7), d(2026, 1, 8)), (d(2026, 1, 11), d(2026, 1, 12))]
+                          ) == [(d(2026, 1, 1), d(2026, 1, 9)), (d(2026, 1, 11), d(2026, 1, 12))]
+    assert merged_windows([]) == []
+
+
 def test_page_lists_searches_and_says_when_the_query_changed(
         app: Any, users: dict[str, str], runs: str) -> None:
     viewer = as_role(app, users, "viewer")
