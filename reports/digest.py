@@ -92,12 +92,13 @@ from store.context import AppContext
 from store.errors import ConfigError, DeliveryError, MmlrError, ValidationError
 from store.fulltext import (
     LINK_PROBLEMS,
+    NOTE_SHOWN,
     VOTE,
     SoughtRule,
     fulltext_counts,
     linked_not_included,
     outcomes,
-    reason_label,
+    reason_words,
 )
 from store.locks import JobLease, job_lock
 from store.models import (
@@ -462,8 +463,8 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
         if o.row is None or o.row.id not in period or o.verdict not in listed \
                 or record is None or not rule.is_sought(record):
             continue  # unsettled, settled earlier, or on a record no longer sought
-        listed[o.verdict].append({**_record_view(record), "reason": reason_label(o.reason)
-                                  if o.reason else None})
+        listed[o.verdict].append({**_record_view(record), "reason": reason_words(
+            o.reason, o.note, limit=NOTE_SHOWN) if o.reason else None})
     counts = Counter("votes" if r.kind == VOTE else r.verdict for r in rows)
     # Not a change of the period but a standing inconsistency: said in every digest until a
     # curator fixes the trial's reports or the verdict.

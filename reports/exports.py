@@ -83,6 +83,7 @@ from store.fulltext import (
     fulltext_state,
     outcomes,
     reason_label,
+    reason_words,
     sought_conditions,
     sought_pmids,
     verdict_words,
@@ -342,17 +343,9 @@ def write_records_csv(session: Session, fh: IO[str], *, dual: bool = False,
 def _fulltext_cells(sought: bool, verdict: Outcome | None) -> list[str]:
     """``fulltext`` and ``fulltext_reason`` of one records-CSV row."""
     state, reason = fulltext_state(sought, verdict)
-    return [state or "", (reason_words(verdict) if verdict is not None else
-                          reason_label(reason)) if reason else ""]
-
-
-def reason_words(o: Outcome) -> str:
-    """The reason of a settled exclusion in words. "other reason (see the note)" would point
-    at a note an export does not carry: for that one the reason is the assessor's note, on
-    one line ("other reason: single-arm phase 2")."""
-    if o.reason == "other" and o.note:
-        return f"other reason: {_one_line(o.note)}"
-    return reason_label(o.reason)
+    # An "other" exclusion's reason is its note, whole (store.fulltext.reason_words).
+    return [state or "", (reason_words(verdict.reason, verdict.note) if verdict is not None
+                          else reason_label(reason)) if reason else ""]
 
 
 # ----------------------------------------------------------------------------- screening
@@ -490,9 +483,10 @@ def ris_locators(record: Record) -> list[tuple[str, object]]:
 
 def fulltext_words(o: Outcome) -> str:
     """Where the full text left a report, in words: "eligible", "excluded: not a randomised
-    trial", "awaiting assessment"…, an exclusion's reason as :func:`reason_words` gives it."""
+    trial", "awaiting assessment"…, an exclusion's reason as
+    :func:`store.fulltext.reason_words` gives it (an "other" one's note whole)."""
     if o.reason:
-        return f"excluded: {reason_words(o)}"
+        return f"excluded: {reason_words(o.reason, o.note)}"
     # VERDICTS says "full text not retrieved", which after "full text:" would say it twice
     return "not retrieved" if o.verdict == "not_retrieved" else verdict_words(o)
 

@@ -62,6 +62,7 @@ from store.screening_pool import (
     previous_report_trials,
 )
 from store.settings import is_dual_screening
+from store.text import shorten
 from store.vote_rule import vote_bar
 
 log = logging.getLogger(__name__)
@@ -337,18 +338,35 @@ def sought_pmids(session: Session) -> list[int]:
                                          .order_by(col(Record.pmid)))]
 
 
+#: Characters of an "other" reason's note kept where a list shows it on one line.
+NOTE_SHOWN = 120
+
+
 def verdict_words(o: Outcome) -> str:
     """An outcome in words: "eligible", "excluded: not a randomised trial", "conflict: …"."""
     if o.row is not None:
+        if o.row.verdict == "excluded":
+            return f"excluded: {reason_words(o.reason, o.note, limit=NOTE_SHOWN)}"
         return row_words(o.row)
     return STATE_WORDS[o.state]
 
 
 def row_words(row: FullTextAssessment) -> str:
-    """One judgement in words: "eligible", "excluded: not a randomised trial"."""
+    """One judgement in words: "eligible", "excluded: not a randomised trial", "excluded:
+    other reason: single-arm phase 2"."""
     if row.verdict == "excluded":
-        return f"excluded: {reason_label(row.reason)}"
+        return f"excluded: {reason_words(row.reason, row.note, limit=NOTE_SHOWN)}"
     return VERDICTS.get(row.verdict, row.verdict)
+
+
+def reason_words(reason: str | None, note: str | None, *, limit: int | None = None) -> str:
+    """A reason for exclusion in words. For "other" the reason is the assessor's note, on one
+    line (shortened to ``limit`` characters at a word boundary when given): "other reason
+    (see the note)" pointed at a note that lists, digests and exports do not show."""
+    if reason == "other" and note and note.strip():
+        text = " ".join(note.split())
+        return f"other reason: {shorten(text, limit) if limit else text}"
+    return reason_label(reason)
 
 
 STATE_WORDS: dict[str, str] = {
@@ -568,6 +586,7 @@ __all__ = [
     "outcome",
     "outcomes",
     "reason_label",
+    "reason_words",
     "record_link_problem",
     "repeated_assessment",
     "row_words",
