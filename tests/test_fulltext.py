@@ -192,6 +192,26 @@ def test_an_other_reason_is_its_note_in_the_list_and_the_digest(
     assert "see the note" not in digest.html and "see the note" not in digest.text
 
 
+def test_a_retracted_report_is_marked_in_the_list(
+        app: Any, users: dict[str, str], included: None) -> None:
+    """Only its record page said so; the list showed it as any eligible report."""
+    with db(app) as s:
+        record = s.get(Record, 90000011)
+        assert record is not None
+        record.retracted = True
+        s.add(record)
+        s.commit()
+    curator = as_role(app, users, "curator")
+    listing = curator.get("/fulltext?show=all").text
+    rows = {p: listing.split(f'data-pmid="{p}"')[1].split("</tr>")[0]
+            for p in (90000011, 90000012)}
+    assert '<span class="badge warn retracted">retracted</span>' in rows[90000011]
+    assert "retracted" not in rows[90000012]
+    items = {i["pmid"]: i for i in api_as(app, users, "curator").get(
+        "/api/fulltext").json()["reports"]}
+    assert items[90000011]["retracted"] is True and items[90000012]["retracted"] is False
+
+
 def test_a_curator_records_a_verdict_on_the_record_page(app: Any, users: dict[str, str],
                                                         included: None) -> None:
     curator = as_role(app, users, "curator")

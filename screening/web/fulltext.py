@@ -269,7 +269,10 @@ class SoughtReport:
                 "eligible_not_linked": self.unlinked,
                 "linked_though_excluded": self.linked_though_excluded,
                 "sought": self.sought, "link_problem": self.problem,
-                "link_problem_text": self.problem_text}
+                "link_problem_text": self.problem_text,
+                # PubMed marked it retracted: said beside the verdict (it was only on the
+                # record page), since an eligible report may be pooled
+                "retracted": bool(self.record.retracted)}
 
 
 #: The list's rows not sought are never previous-version reports (those are left out before).
