@@ -458,14 +458,24 @@ def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dic
     records = {r.pmid: r for r in session.exec(
         select(Record).where(col(Record.pmid).in_(list(settled))))} if settled else {}
     listed: dict[str, list[dict[str, Any]]] = {"eligible": [], "excluded": []}
+    # Reports, each once, by the verdict that settles them now, among those settled in the
+    # period (as /prisma's since-figures count them): counting the period's judgements said
+    # "eligible: 1 · excluded: 1" of one report judged twice, beside "Now: 0 eligible".
+    counts: Counter[str] = Counter()
     for pmid, o in sorted(settled.items()):
         record = records.get(pmid)
-        if o.row is None or o.row.id not in period or o.verdict not in listed \
-                or record is None or not rule.is_sought(record):
+        if o.row is None or o.row.id not in period or record is None \
+                or not rule.is_sought(record):
             continue  # unsettled, settled earlier, or on a record no longer sought
-        listed[o.verdict].append({**_record_view(record), "reason": reason_words(
-            o.reason, o.note, limit=NOTE_SHOWN) if o.reason else None})
-    counts = Counter("votes" if r.kind == VOTE else r.verdict for r in rows)
+        counts[o.verdict] += 1
+        if o.verdict in listed:
+            listed[o.verdict].append({**_record_view(record), "reason": reason_words(
+                o.reason, o.note, limit=NOTE_SHOWN) if o.reason else None})
+    # Under dual screening how many votes, never which way: a vote waiting for its second
+    # assessor is blind.
+    votes = sum(1 for r in rows if r.kind == VOTE)
+    if votes:
+        counts["votes"] = votes
     # Not a change of the period but a standing inconsistency: said in every digest until a
     # curator fixes the trial's reports or the verdict.
     problems = linked_not_included(session)

@@ -323,6 +323,19 @@ def test_full_text_verdicts_of_the_period_are_reported(ctx) -> None:  # type: ig
     assert "FULL-TEXT ASSESSMENT (1)" in second.text
     assert second.summary["fulltext"]["linked_though_ruled_out"] == [] and "CHECK:" not in \
         second.text
+    # One report judged twice in a period is one report, counted by its verdict now: the
+    # judgements were counted ("eligible: 1 · excluded: 1" beside "Now: 0 eligible").
+    with ctx.sessions() as s:
+        user = s.exec(select(User)).one()
+        for verdict, reason in (("not_retrieved", None), ("excluded", "population")):
+            assess(s, screeners_per_record=1, user=user, pmid=90000001, verdict=verdict,
+                   reason=reason)
+            s.commit()
+    third = build_digest(ctx)
+    ft = third.summary["fulltext"]
+    assert ft["total"] == 2 and ft["counts"] == {"excluded": 1} and ft["eligible"] == []
+    assert "2 judgements recorded; reports settled: excluded 1" in third.text
+    assert "reports settled: excluded <strong>1</strong>" in third.html
 
 
 def test_an_excluded_report_still_linked_to_a_trial_is_flagged(ctx) -> None:  # type: ignore[no-untyped-def]

@@ -412,7 +412,8 @@ def test_the_digest_lists_settled_reports_and_counts_votes_only(
     b.post(f"/api/records/{PMID}/fulltext", json={"verdict": "eligible"})
     digest = build_digest(app.state.ctx)
     ft = digest.summary["fulltext"]
-    assert ft["counts"] == {"votes": 3}  # how many, never which way
+    # votes: how many, never which way; the report their agreement settled, by its verdict
+    assert ft["counts"] == {"eligible": 1, "votes": 3}
     assert [r["pmid"] for r in ft["eligible"]] == [PMID] and ft["excluded"] == []
     assert ft["now"]["awaiting_second"] == 1
     assert "other" not in digest.html.split('id="fulltext"')[1].split("</div>")[0]
