@@ -48,8 +48,14 @@ from store.models import (
 )
 from store.settings import Settings
 
-TODAY = date.today()
+TODAY = date.today()  # the scenario's dates count from here (fixed when the module loads)
 SINCE = TODAY - timedelta(days=100)
+
+
+def today() -> date:
+    """Today in UTC now, as a poll's window ends: a run crossing midnight polled into the
+    next day while TODAY stayed the day the module loaded, and every window check failed."""
+    return datetime.now(UTC).date()
 MEDLINE_PMIDS = list(range(1000, 1024))
 
 
@@ -202,8 +208,8 @@ def test_scenario_outcome_and_rate(tmp_path: Path, db_url: str, corpus: Path) ->
         assert rev.snapshot["status"] == "In-Process" and rev.snapshot["mesh"] == []
         runs = session.exec(select(PollRun).order_by(PollRun.id)).all()
         assert [r.kind for r in runs] == ["crdt", "crdt", "recheck", "crdt"]
-        assert runs[0].window_start == SINCE and runs[0].window_end == TODAY
-        assert runs[1].window_start == TODAY - timedelta(days=3)
+        assert runs[0].window_start == SINCE and runs[0].window_end == runs[0].started_at.date()
+        assert runs[1].window_start == runs[0].window_end - timedelta(days=3)
         assert all(r.status == "completed" for r in runs)
     alerts = {(a[0], a[1], a[2]): a[3] for a in snap["alerts"]}
     # 1005 carries a curator's include decision: its deletion concerns the analysis
@@ -681,7 +687,8 @@ def test_modified_pass_sees_retraction_erratum_and_concern(tmp_path: Path, db_ur
         assert quiet.watched_requests == 1
         assert srv.stats.requests == {"esearch": 1, "efetch": 1}
         term = srv.stats.params[0]["term"][0]
-        assert term.endswith(f"{_day(30):%Y/%m/%d}:{TODAY:%Y/%m/%d}[mdat]")
+        end = today()
+        assert term.endswith(f"{end - timedelta(days=30):%Y/%m/%d}:{end:%Y/%m/%d}[mdat]")
         assert srv.stats.params[1]["id"] == ["2000,2001"]
 
         write_modified_scenario(corpus, 2)
@@ -709,7 +716,8 @@ def test_modified_pass_sees_retraction_erratum_and_concern(tmp_path: Path, db_ur
             run = session.exec(select(PollRun).where(PollRun.kind == "modified")
                                .order_by(col_id_desc())).first()
             assert run is not None and run.status == "completed"
-            assert run.window_start == TODAY - timedelta(days=3) and run.window_end == TODAY
+            assert run.window_end == run.started_at.date()
+            assert run.window_start == run.window_end - timedelta(days=3)
             assert run.pmids == [2000, 2001, 2003, 2050] and run.query == ctx.settings.query
             retracted = session.get(Record, 2000)
             assert retracted is not None and retracted.retracted is True

@@ -7,11 +7,11 @@ poll starts from the end of the unbroken stretch the completed create-date searc
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from sqlmodel import col, select
-from test_poll import SINCE, TODAY, _day, make_settings, wipe, write_scenario
+from test_poll import SINCE, _day, make_settings, today, wipe, write_scenario
 
 from monitor.poll import poll
 from monitor.replay_server import start_replay_server
@@ -40,13 +40,14 @@ def test_an_ad_hoc_since_does_not_move_the_next_poll_over_a_gap(
         summary = poll(ctx, backoff_base=0.001)
         # the scheduled poll starts at the end of the covered stretch (85 days ago) minus
         # the overlap, so the fortnight between the two windows is searched
-        assert _windows(ctx)[-1] == ("crdt", _day(85 + 3), TODAY)
+        assert _windows(ctx)[-1] == ("crdt", _day(85 + 3), today())
         with ctx.sessions() as session:
             stored = set(session.exec(select(Record.pmid)))
         assert {p for p in range(1000, 1024) if p != 1005} <= stored
         assert summary.new == len(stored - before) > 0
         # Now the coverage is unbroken: the next poll starts from today, as before.
         poll(ctx, backoff_base=0.001)
-        assert _windows(ctx)[-1] == ("crdt", _day(3), TODAY)
+        end = _windows(ctx)[-2][2]  # the previous poll's end: today, when it ran
+        assert _windows(ctx)[-1] == ("crdt", end - timedelta(days=3), today())
         assert _windows(ctx)[0] == ("crdt", SINCE, _day(85))
         ctx.dispose()

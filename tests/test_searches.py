@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import lxml.html
 import pytest
 import test_web
-from test_poll import make_settings, write_scenario
+from test_poll import SINCE, make_settings, write_scenario
 from test_web import api_as, as_role, db
 
 from monitor.poll import poll
@@ -205,8 +205,9 @@ def test_real_polls_fill_the_log(tmp_path: Path, db_url: str) -> None:
     kinds = sorted(r.kind for r in runs)
     assert kinds == ["crdt", "crdt", "recheck"]
     assert summary.runs == 2 and summary.failed == 0 and not summary.query_changed
-    assert summary.covered_from == date.today() - timedelta(days=100)
-    assert summary.covered_to == date.today()
+    assert summary.covered_from == SINCE  # MMLR_POLL_START of make_settings
+    # to the day the last search ran (a run crossing midnight: not the day the test began)
+    assert summary.covered_to == max(r.started_at for r in runs if r.kind == "crdt").date()
     assert summary.last_search is not None
 
 
