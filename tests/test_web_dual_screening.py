@@ -511,6 +511,28 @@ def test_agreement_statistics_on_the_conflicts_page(app: Any, team: dict[str, st
     assert stats["binary"]["n"] == 4 and stats["binary"]["kappa"] == pytest.approx(0.5)
 
 
+def test_a_vote_corrected_before_the_second_screener_voted_counts_as_agreement(
+        app: Any, team: dict[str, str], records: int) -> None:
+    """The reviewer's records: on 90000001 curator clicks include, corrects it to exclude
+    while still alone, then curator2 excludes; the other three both include. Taking each
+    screener's first vote gave raw agreement 0.75 and κ 0 on four records that never
+    conflicted. Blind judgements: exclude/exclude and three include/include, so p_o 1,
+    p_e = .75·.75 + .25·.25 = .625, κ 1 (binary and three categories alike)."""
+    assert _api_vote(app, FIRST, 90000001, "include").status_code == 201
+    assert _api_vote(app, FIRST, 90000001, "exclude").status_code == 201
+    assert _api_vote(app, SECOND, 90000001, "exclude").json()["screening"] == "resolved"
+    for pmid in (90000002, 90000003, 90000004):
+        _api_vote(app, FIRST, pmid, "include")
+        assert _api_vote(app, SECOND, pmid, "include").json()["screening"] == "resolved"
+    stats = TestClient(app).get("/api/conflicts", headers=_token(app, THIRD)).json()["agreement"]
+    for name in ("binary", "three_way"):
+        assert stats[name] == {"n": 4, "raw_agreement": 1.0, "expected": pytest.approx(0.625),
+                               "kappa": pytest.approx(1.0)}, name
+    values = _agreement_values(app)
+    assert (values["raw-binary"], values["kappa-binary"], values["kappa-three"]) == (
+        "1.000", "1.000", "1.000")
+
+
 def _agreement_values(app: Any) -> dict[str, str]:
     page = as_role(app, {"curator3": THIRD}, "curator3").get("/conflicts").text
     return dict(re.findall(r'<dd class="([a-z-]+)">([^<]*)</dd>', page))
