@@ -339,6 +339,25 @@ def test_a_conflict_is_resolved_by_a_third_person_with_a_note(
                       .where(AuditLog.action == "fulltext.resolve")).one() == 2
 
 
+def test_a_vote_sent_again_after_a_resolution_does_not_say_the_assessors_agree(
+        app: Any, team: dict[str, str], included: None) -> None:
+    """Back, then the vote form sent again, after a third person resolved the conflict: the
+    flash said "the two assessors agree: settled" of votes eligible and excluded."""
+    first, second = as_role(app, team, "curator"), as_role(app, team, "curator2")
+    third = as_role(app, team, "curator3")
+    _post(first, f"/records/{PMID}/fulltext", verdict="eligible")
+    _post(second, f"/records/{PMID}/fulltext", verdict="excluded", reason="population")
+    assert _post(third, f"/records/{PMID}/fulltext/resolve", verdict="excluded",
+                 reason="population", note="read the methods").status_code == 303
+    again = _post(first, f"/records/{PMID}/fulltext", verdict="eligible")
+    assert again.status_code == 303
+    page = first.get(f"/records/{PMID}").text
+    assert (f"Full-text vote already saved: eligible (PMID {PMID}); settled as excluded: not "
+            f"multiple myeloma, or not the review's population by a resolution by {THIRD}, "
+            "whatever the votes.") in page.replace("&#39;", "'")
+    assert "the two assessors agree" not in page
+
+
 def test_resolving_needs_a_conflict_and_two_assessors(
         app: Any, team: dict[str, str], included: None) -> None:
     admin = as_role(app, team, "admin")

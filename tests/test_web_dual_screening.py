@@ -14,7 +14,7 @@ from sqlmodel import col, func, select
 from test_web import as_role, csrf_from, db, make_user
 from test_web_api import _token
 
-from store.models import AuditLog, Decision, Record
+from store.models import AuditLog, Decision, Record, User
 
 app = test_web.app
 users = test_web.users
@@ -168,7 +168,29 @@ def test_a_vote_sent_again_after_a_resolution_does_not_say_the_screeners_agree(
     assert again.status_code == 303
     page = second.get("/records/90000002").text
     assert "Vote already saved: exclude (PMID 90000002)." in page
-    assert "resolved as exclude by a resolution" in page and "Both screeners agree" not in page
+    assert f"resolved as exclude by a resolution by {THIRD}, which settles it" in page
+    assert "Both screeners agree" not in page
+
+
+def test_a_vote_sent_again_on_a_record_decided_under_single_screening(
+        app: Any, team: dict[str, str], records: int) -> None:
+    """Decided by one curator before dual screening was switched on, then the same vote sent
+    again: neither agreement nor a resolution settled it, and the flash says neither."""
+    with db(app) as session:
+        curator = session.exec(select(User).where(User.email == FIRST)).one()
+        session.add(Decision(pmid=90000003, user_id=curator.id, decision="exclude",
+                             kind="vote"))
+        record = session.get(Record, 90000003)
+        assert record is not None
+        record.decision = "exclude"
+        session.add(record)
+        session.commit()
+    first = as_role(app, team, "curator")
+    assert _vote(first, 90000003, "exclude").status_code == 303
+    page = first.get("/records/90000003").text
+    assert ("Vote already saved: exclude (PMID 90000003). The record is already resolved as "
+            "exclude; votes no longer change it.") in page
+    assert "Both screeners agree" not in page and "by a resolution" not in page
 
 
 def test_a_resolved_include_goes_to_two_full_text_assessors(
