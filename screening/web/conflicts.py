@@ -148,7 +148,9 @@ class RecordScreening:
     dual: bool
     state: State
     screeners: int  # people who voted
-    hidden_votes: int  # votes this person may not see yet (blinding)
+    # screeners (each counted once, however often they changed their vote) whose votes this
+    # person may not see yet (blinding)
+    hidden_votes: int
     your_vote: str | None
     may_vote: bool
     may_resolve: bool
