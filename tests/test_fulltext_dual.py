@@ -422,6 +422,25 @@ def test_the_list_puts_conflicts_first_and_reports_agreement(
     assert records == {PMID: "conflict", OTHER: "eligible"}
 
 
+def test_a_verdict_corrected_before_the_second_assessor_voted_counts_as_agreement(
+        app: Any, team: dict[str, str], included: None) -> None:
+    """As at title/abstract screening: the first assessor's latest vote before the second's
+    first is their blind judgement. Counting the first vote (not_retrieved, corrected to
+    eligible while alone) made one of two agreeing reports a disagreement: raw 0.5."""
+    a, b = _api(app, FIRST), _api(app, SECOND)
+    a.post(f"/api/records/{PMID}/fulltext", json={"verdict": "not_retrieved"})
+    a.post(f"/api/records/{PMID}/fulltext", json={"verdict": "eligible"})
+    assert b.post(f"/api/records/{PMID}/fulltext", json={"verdict": "eligible"}).json()[
+        "state"] == "resolved"
+    a.post(f"/api/records/{OTHER}/fulltext", json={"verdict": "excluded", "reason": "population"})
+    assert b.post(f"/api/records/{OTHER}/fulltext",
+                  json={"verdict": "excluded", "reason": "population"}).json()[
+        "state"] == "resolved"
+    agreement = _api(app, team["viewer"]).get("/api/fulltext").json()["agreement"]
+    assert agreement["n"] == 2 and agreement["raw_agreement"] == 1.0
+    assert agreement["kappa"] == pytest.approx(1.0)  # p_e = .5·.5 + .5·.5 = .5
+
+
 def test_the_digest_lists_settled_reports_and_counts_votes_only(
         app: Any, team: dict[str, str], included: None) -> None:
     a, b = _api(app, FIRST), _api(app, SECOND)
