@@ -339,6 +339,25 @@ def test_a_conflict_is_resolved_by_a_third_person_with_a_note(
                       .where(AuditLog.action == "fulltext.resolve")).one() == 2
 
 
+def test_a_vote_sent_again_after_a_resolution_does_not_say_the_assessors_agree(
+        app: Any, team: dict[str, str], included: None) -> None:
+    """Back, then the vote form sent again, after a third person resolved the conflict: the
+    flash said "the two assessors agree: settled" of votes eligible and excluded."""
+    first, second = as_role(app, team, "curator"), as_role(app, team, "curator2")
+    third = as_role(app, team, "curator3")
+    _post(first, f"/records/{PMID}/fulltext", verdict="eligible")
+    _post(second, f"/records/{PMID}/fulltext", verdict="excluded", reason="population")
+    assert _post(third, f"/records/{PMID}/fulltext/resolve", verdict="excluded",
+                 reason="population", note="read the methods").status_code == 303
+    again = _post(first, f"/records/{PMID}/fulltext", verdict="eligible")
+    assert again.status_code == 303
+    page = first.get(f"/records/{PMID}").text
+    assert (f"Full-text vote already saved: eligible (PMID {PMID}); settled as excluded: not "
+            f"multiple myeloma, or not the review's population by a resolution by {THIRD}, "
+            "whatever the votes.") in page.replace("&#39;", "'")
+    assert "the two assessors agree" not in page
+
+
 def test_resolving_needs_a_conflict_and_two_assessors(
         app: Any, team: dict[str, str], included: None) -> None:
     admin = as_role(app, team, "admin")
@@ -401,6 +420,25 @@ def test_the_list_puts_conflicts_first_and_reports_agreement(
     records = {r["pmid"]: r["fulltext"] for r in
                _api(app, team["viewer"]).get("/api/records").json()["records"]}
     assert records == {PMID: "conflict", OTHER: "eligible"}
+
+
+def test_a_verdict_corrected_before_the_second_assessor_voted_counts_as_agreement(
+        app: Any, team: dict[str, str], included: None) -> None:
+    """As at title/abstract screening: the first assessor's latest vote before the second's
+    first is their blind judgement. Counting the first vote (not_retrieved, corrected to
+    eligible while alone) made one of two agreeing reports a disagreement: raw 0.5."""
+    a, b = _api(app, FIRST), _api(app, SECOND)
+    a.post(f"/api/records/{PMID}/fulltext", json={"verdict": "not_retrieved"})
+    a.post(f"/api/records/{PMID}/fulltext", json={"verdict": "eligible"})
+    assert b.post(f"/api/records/{PMID}/fulltext", json={"verdict": "eligible"}).json()[
+        "state"] == "resolved"
+    a.post(f"/api/records/{OTHER}/fulltext", json={"verdict": "excluded", "reason": "population"})
+    assert b.post(f"/api/records/{OTHER}/fulltext",
+                  json={"verdict": "excluded", "reason": "population"}).json()[
+        "state"] == "resolved"
+    agreement = _api(app, team["viewer"]).get("/api/fulltext").json()["agreement"]
+    assert agreement["n"] == 2 and agreement["raw_agreement"] == 1.0
+    assert agreement["kappa"] == pytest.approx(1.0)  # p_e = .5·.5 + .5·.5 = .5
 
 
 def test_the_digest_lists_settled_reports_and_counts_votes_only(

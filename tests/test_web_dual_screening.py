@@ -14,7 +14,7 @@ from sqlmodel import col, func, select
 from test_web import as_role, csrf_from, db, make_user
 from test_web_api import _token
 
-from store.models import AuditLog, Decision, Record
+from store.models import AuditLog, Decision, Record, User
 
 app = test_web.app
 users = test_web.users
@@ -168,7 +168,29 @@ def test_a_vote_sent_again_after_a_resolution_does_not_say_the_screeners_agree(
     assert again.status_code == 303
     page = second.get("/records/90000002").text
     assert "Vote already saved: exclude (PMID 90000002)." in page
-    assert "resolved as exclude by a resolution" in page and "Both screeners agree" not in page
+    assert f"resolved as exclude by a resolution by {THIRD}, which settles it" in page
+    assert "Both screeners agree" not in page
+
+
+def test_a_vote_sent_again_on_a_record_decided_under_single_screening(
+        app: Any, team: dict[str, str], records: int) -> None:
+    """Decided by one curator before dual screening was switched on, then the same vote sent
+    again: neither agreement nor a resolution settled it, and the flash says neither."""
+    with db(app) as session:
+        curator = session.exec(select(User).where(User.email == FIRST)).one()
+        session.add(Decision(pmid=90000003, user_id=curator.id, decision="exclude",
+                             kind="vote"))
+        record = session.get(Record, 90000003)
+        assert record is not None
+        record.decision = "exclude"
+        session.add(record)
+        session.commit()
+    first = as_role(app, team, "curator")
+    assert _vote(first, 90000003, "exclude").status_code == 303
+    page = first.get("/records/90000003").text
+    assert ("Vote already saved: exclude (PMID 90000003). The record is already resolved as "
+            "exclude; votes no longer change it.") in page
+    assert "Both screeners agree" not in page and "by a resolution" not in page
 
 
 def test_a_resolved_include_goes_to_two_full_text_assessors(
@@ -509,6 +531,28 @@ def test_agreement_statistics_on_the_conflicts_page(app: Any, team: dict[str, st
     stats = TestClient(app).get("/api/conflicts", headers=_token(app, THIRD)).json()["agreement"]
     assert stats["three_way"]["kappa"] == pytest.approx(0.4375 / 0.6875)
     assert stats["binary"]["n"] == 4 and stats["binary"]["kappa"] == pytest.approx(0.5)
+
+
+def test_a_vote_corrected_before_the_second_screener_voted_counts_as_agreement(
+        app: Any, team: dict[str, str], records: int) -> None:
+    """The reviewer's records: on 90000001 curator clicks include, corrects it to exclude
+    while still alone, then curator2 excludes; the other three both include. Taking each
+    screener's first vote gave raw agreement 0.75 and κ 0 on four records that never
+    conflicted. Blind judgements: exclude/exclude and three include/include, so p_o 1,
+    p_e = .75·.75 + .25·.25 = .625, κ 1 (binary and three categories alike)."""
+    assert _api_vote(app, FIRST, 90000001, "include").status_code == 201
+    assert _api_vote(app, FIRST, 90000001, "exclude").status_code == 201
+    assert _api_vote(app, SECOND, 90000001, "exclude").json()["screening"] == "resolved"
+    for pmid in (90000002, 90000003, 90000004):
+        _api_vote(app, FIRST, pmid, "include")
+        assert _api_vote(app, SECOND, pmid, "include").json()["screening"] == "resolved"
+    stats = TestClient(app).get("/api/conflicts", headers=_token(app, THIRD)).json()["agreement"]
+    for name in ("binary", "three_way"):
+        assert stats[name] == {"n": 4, "raw_agreement": 1.0, "expected": pytest.approx(0.625),
+                               "kappa": pytest.approx(1.0)}, name
+    values = _agreement_values(app)
+    assert (values["raw-binary"], values["kappa-binary"], values["kappa-three"]) == (
+        "1.000", "1.000", "1.000")
 
 
 def _agreement_values(app: Any) -> dict[str, str]:

@@ -148,7 +148,9 @@ class RecordScreening:
     dual: bool
     state: State
     screeners: int  # people who voted
-    hidden_votes: int  # votes this person may not see yet (blinding)
+    # screeners (each counted once, however often they changed their vote) whose votes this
+    # person may not see yet (blinding)
+    hidden_votes: int
     your_vote: str | None
     may_vote: bool
     may_resolve: bool
@@ -194,6 +196,28 @@ def record_screening(session: Session, record: Record, user: User, *,
 def current_state(session: Session, record: Record) -> State:
     """Where ``record`` stands now (after a vote, say), from its decision and its screeners."""
     return record_state(record.decision, screener_counts(session, [record.pmid])[record.pmid])
+
+
+def settled_words(session: Session, record: Record) -> str:
+    """How a resolved ``record`` came to be resolved, as a sentence for the flash after a
+    vote on it: the newest resolution that gave its decision (who made it), else both
+    screeners' agreeing votes, else (decided under single screening, or by a vote after a
+    switch to it) that it is resolved. A vote sent again after a third person's resolution
+    was told "Both screeners agree: resolved as exclude" of votes maybe and include."""
+    decision = record.decision
+    resolution = session.exec(
+        select(Decision, User.email).join(User, col(Decision.user_id) == col(User.id),
+                                          isouter=True)
+        .where(Decision.pmid == record.pmid, Decision.kind == RESOLUTION)
+        .order_by(col(Decision.id).desc())).first()
+    if resolution is not None and resolution[0].decision == decision:
+        by = f" by {resolution[1]}" if resolution[1] else ""
+        return (f"The record was resolved as {decision} by a resolution{by}, which settles it "
+                "whatever the votes.")
+    latest = latest_votes(votes_on(session, [record.pmid])[record.pmid])
+    if len(latest) >= 2 and {v.decision for v in latest.values()} == {decision}:
+        return f"Both screeners agree: resolved as {decision}."
+    return f"The record is already resolved as {decision}; votes no longer change it."
 
 
 def visible_history(session: Session, pmid: int,

@@ -125,7 +125,8 @@ class RecordFullText:
     dual: bool
     outcome: Outcome
     history: Sequence[tuple[FullTextAssessment, str | None, str]]  # newest first, visible only
-    hidden_votes: int  # votes this person may not see yet (blinding)
+    # assessors (each counted once) whose votes this person may not see yet (blinding)
+    hidden_votes: int
     may_assess: bool
     may_resolve: bool
     refusal: str | None

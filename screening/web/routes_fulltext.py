@@ -34,13 +34,16 @@ from screening.web.routes_records import record_page_response
 from screening.web.templating import render
 from store.errors import StateError, ValidationError
 from store.fulltext import (
+    RESOLUTION,
     STATE_WORDS,
     VOTE,
+    Outcome,
     SoughtRule,
     assess,
     fulltext_counts,
     outcomes,
     row_words,
+    verdict_words,
 )
 from store.models import Record, User
 
@@ -94,7 +97,7 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
         now = outcomes(session, [pmid])[pmid]
         # (STATE_WORDS has no "resolved": a settled report is worded by its verdict)
         if now.state == "resolved":
-            after = "the two assessors agree: settled"
+            after = _settled_words(session, now)
         elif now.state == "conflict":
             after = "the two assessors disagree: a conflict to resolve"
         else:
@@ -108,6 +111,21 @@ def record_verdict(request: Request, pmid: int, session: DbSession, user: Curato
     if then == "next":
         return _next_report(request, session, user)
     return _back(pmid, back)
+
+
+def _settled_words(session: Session, now: Outcome) -> str:
+    """What settled a report, after a vote on it: the vote that made two assessors agree, or
+    (a vote sent again once settled) a resolution, naming who made it, or one assessor's
+    verdict under single screening. A vote sent again after a third person's resolution was
+    told "the two assessors agree" of two differing votes."""
+    row = now.row
+    if row is None or row.kind == VOTE:
+        return "the two assessors agree: settled"
+    if row.kind == RESOLUTION:
+        person = session.get(User, row.user_id) if row.user_id is not None else None
+        by = f" by {person.email}" if person is not None else ""
+        return f"settled as {verdict_words(now)} by a resolution{by}, whatever the votes"
+    return f"already settled as {verdict_words(now)} by one assessor's verdict"
 
 
 def _next_report(request: Request, session: Session, user: User) -> RedirectResponse:

@@ -11,10 +11,13 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 
 from reports.words import noun
-from screening.agreement import latest_votes
 from screening.queue import PAGE_SIZE, next_record, queue
-from screening.votes import votes_on
-from screening.web.conflicts import current_state, record_screening, visible_history
+from screening.web.conflicts import (
+    current_state,
+    record_screening,
+    settled_words,
+    visible_history,
+)
 from screening.web.csrf import csrf_protect
 from screening.web.decisions import DECISIONS, parse_rank, record_decision
 from screening.web.deps import (
@@ -312,13 +315,9 @@ def vote_outcome(session: Session, pmid: int, vote: str, *, repeated: bool = Fal
     state = current_state(session, record)
     text = f"Vote {'already ' if repeated else ''}saved: {vote} (PMID {pmid})."
     if state == "resolved":
-        # A vote sent again after a resolution (Back, then submit) reaches here too: the
-        # screeners agreeing is then not what settled it, and said so it was false.
-        latest = latest_votes(votes_on(session, [pmid])[pmid])
-        if len(latest) >= 2 and {v.decision for v in latest.values()} == {record.decision}:
-            return f"{text} Both screeners agree: resolved as {record.decision}."
-        return (f"{text} The record is resolved as {record.decision} by a resolution, which "
-                "settles it whatever the votes.")
+        # A vote sent again after a resolution (Back, then submit) reaches here too: then
+        # not the screeners' agreement settled the record (``settled_words`` says what did).
+        return f"{text} {settled_words(session, record)}"
     if state == "conflict":
         return f"{text} The votes differ: the record is now on the conflicts page."
     return f"{text} It now awaits a second screener."
