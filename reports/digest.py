@@ -438,7 +438,34 @@ def _decisions_since(
                                                                 "url": PUBMED_URL.format(pmid=p)}
                 for p in include_pmids]
     return ({"total": len(rows), "counts": dict(sorted(counts.items())),
-             "records": len(latest), "includes": includes}, new_last)
+             "records": len(latest), "includes": includes,
+             "no_longer_included": _reversed_includes(
+                 session, [p for p in latest if p not in set(include_pmids)])}, new_last)
+
+
+def _reversed_includes(session: Session, pmids: Sequence[int]) -> list[dict[str, Any]]:
+    """The records among ``pmids`` (decided this period, not included now) that an earlier
+    digest announced as included and no digest since has withdrawn: a subscriber who read
+    "included: <title>" must read that it no longer is, not infer it from "exclude: 1"."""
+    if not pmids:
+        return []
+    wanted = set(pmids)
+    announced: dict[int, int] = {}  # pmid -> the digest that last announced it included
+    for digest_id, summary in session.exec(
+            select(Digest.id, Digest.summary).order_by(col(Digest.id))).all():
+        decided = (summary or {}).get("decisions") or {}
+        for view in decided.get("includes") or []:
+            if view.get("pmid") in wanted:
+                announced[int(view["pmid"])] = int(digest_id)
+        for view in decided.get("no_longer_included") or []:
+            announced.pop(int(view.get("pmid", 0)), None)
+    if not announced:
+        return []
+    records = {r.pmid: r for r in session.exec(
+        select(Record).where(col(Record.pmid).in_(list(announced)))).all()}
+    return [{**(_record_view(records[p]) if p in records else
+                {"pmid": p, "title": "", "url": PUBMED_URL.format(pmid=p)}),
+             "announced_in": announced[p]} for p in sorted(announced)]
 
 
 def _fulltext_since(session: Session, previous: Digest | None, prev_summary: dict[str, Any],
@@ -1123,6 +1150,10 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
                              "possible reports of trials in the review"))
     if summary["new_flagged_total"]:
         parts.append(plural(summary["new_flagged_total"], "new flagged record"))
+    # A withdrawn inclusion corrects what subscribers were told: named, not only counted.
+    withdrawn = len(summary["decisions"].get("no_longer_included") or [])
+    if withdrawn:
+        parts.append(plural(withdrawn, "inclusion withdrawn", "inclusions withdrawn"))
     if summary["decisions"]["total"]:
         parts.append(plural(summary["decisions"]["total"], "decision"))
     what = ", ".join(parts) if parts else "no changes"

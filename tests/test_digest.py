@@ -835,3 +835,41 @@ def test_an_unclosed_override_in_a_title_reverses_nothing_after_it(ctx, chromium
             assert first < last
         finally:
             browser.close()
+
+
+def test_an_inclusion_a_digest_announced_is_withdrawn_by_name(ctx) -> None:  # type: ignore[no-untyped-def]
+    """A subscriber read "included: <title>"; when a curator reverses it the next digest names
+    the record and the digest that announced it, once; a record included and excluded within
+    one period was never announced and is only counted."""
+    seed(ctx)
+    first = build_digest(ctx)
+    assert [r["pmid"] for r in first.summary["decisions"]["includes"]] == [90000001]
+    with ctx.sessions() as s:
+        s.add(Decision(pmid=90000001, decision="exclude"))
+        s.add(Decision(pmid=90000002, decision="include"))  # never announced: only counted
+        s.add(Decision(pmid=90000002, decision="exclude"))
+        s.commit()
+    second = build_digest(ctx)
+    withdrawn = second.summary["decisions"]["no_longer_included"]
+    assert [(r["pmid"], r["announced_in"]) for r in withdrawn] == [(90000001, first.id)]
+    assert (f"- no longer included: {' '.join(XSS_TITLE.split())} "
+            f"(https://pubmed.ncbi.nlm.nih.gov/90000001/), announced as included in digest "
+            f"#{first.id}") in second.text
+    assert "No longer included" in second.html and "<script>alert" not in second.html
+    assert "1 inclusion withdrawn" in second.subject
+    with ctx.sessions() as s:  # excluded again: already withdrawn, not said twice
+        s.add(Decision(pmid=90000001, decision="exclude"))
+        s.commit()
+    third = build_digest(ctx)
+    assert third.summary["decisions"]["no_longer_included"] == []
+    assert "withdrawn" not in third.subject and "no longer included" not in third.text
+    with ctx.sessions() as s:  # included again, announced, then reversed again
+        s.add(Decision(pmid=90000001, decision="include"))
+        s.commit()
+    fourth = build_digest(ctx)
+    with ctx.sessions() as s:
+        s.add(Decision(pmid=90000001, decision="exclude"))
+        s.commit()
+    fifth = build_digest(ctx)
+    assert [(r["pmid"], r["announced_in"]) for r in
+            fifth.summary["decisions"]["no_longer_included"]] == [(90000001, fourth.id)]

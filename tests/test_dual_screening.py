@@ -233,6 +233,16 @@ def test_digest_under_dual_screening_lists_only_resolved_includes(dual: Any) -> 
     second = build_digest(dual).summary["decisions"]
     assert second["counts"] == {"votes": 1}
     assert [r["pmid"] for r in second["includes"]] == [30]
+    # an admin's resolution reverses the announced inclusion: withdrawn by name, once
+    _resolve(dual, people["admin"], 30, "exclude")
+    third = build_digest(dual)
+    assert _decision(dual, 30) == "exclude"
+    assert [r["pmid"] for r in third.summary["decisions"]["no_longer_included"]] == [30]
+    assert "no longer included: Record 30" in third.text
+    _records(dual, [31])  # a later period with a vote on another record: not said again
+    _vote(dual, people["a"], 31, "exclude")
+    fourth = build_digest(dual).summary["decisions"]
+    assert fourth["total"] == 1 and fourth["no_longer_included"] == []
 
 
 # ----------------------------------------------------------------------------- health
