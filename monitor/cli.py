@@ -246,10 +246,19 @@ def cmd_network(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
-    from reports.digest import build_digest, deliver_digest
+    from reports.digest import build_digest, confirm_received, deliver_digest
     from reports.outfile import check_target, open_out
     from screening.health import screening_health
 
+    if args.confirm_received is not None:
+        if args.out or args.send or args.resend_unknown:
+            raise UsageError("--confirm-received records what a recipient said; it builds and "
+                             "sends nothing", hint="run it alone: mmlr digest "
+                             "--confirm-received EMAIL")
+        with _context(settings) as ctx:
+            for line in confirm_received(ctx, args.confirm_received):
+                print(line)
+        return 0
     out = Path(args.out) if args.out else None
     hint = "--out takes the name of an HTML file: a new one, or a regular file to replace"
     if args.out == "-":  # was a file named "-" in the working folder
@@ -624,6 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resend-unknown", action="store_true", help="send again to the "
                    "recipients the digest may have reached (the server did not answer after "
                    "the message was sent); only when they say it did not arrive")
+    p.add_argument("--confirm-received", metavar="EMAIL", help="record that EMAIL says the "
+                   "digests it may have received (delivery unknown) did arrive; builds and "
+                   "sends nothing")
     p.set_defaults(func=cmd_digest)
 
     p = sub.add_parser("run", help="poll → screen → pool → digest, once")

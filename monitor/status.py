@@ -322,7 +322,8 @@ def _digest(session: Session, settings: Settings, report: StatusReport) -> None:
         report.problems.append(
             f"the newest digest #{digest.id} may not have reached {len(unsure)} of "
             f"{len(latest)} recipients: {unsure[0]} (not resent by itself: ask them; "
-            "`mmlr digest --send --resend-unknown` sends it to them again)")
+            "`mmlr digest --send --resend-unknown` sends it to them again, "
+            "`mmlr digest --confirm-received EMAIL` records that it arrived)")
     _older_digests(session, int(digest.id or 0), current, report)
 
 

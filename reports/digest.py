@@ -89,7 +89,7 @@ from store.audit import audit
 from store.baselines import baseline_for, current_baselines
 from store.citation import citation_line
 from store.context import AppContext
-from store.errors import ConfigError, DeliveryError, MmlrError, ValidationError
+from store.errors import ConfigError, DeliveryError, MmlrError, StateError, ValidationError
 from store.fulltext import (
     LINK_PROBLEMS,
     NOTE_SHOWN,
@@ -1334,6 +1334,46 @@ def deliver_digest(
                              resend_unknown=resend_unknown)
 
 
+def confirm_received(ctx: AppContext, address: str, *, actor: str = "cli") -> list[str]:
+    """Record that ``address`` says the digests it may have received (their delivery
+    ``unknown``: the server did not answer after the message went out) did arrive: each such
+    delivery becomes ``sent``, so `mmlr status` stops asking and ``--resend-unknown`` no
+    longer sends it. The row keeps what happened in its error text; the audit trail says who
+    confirmed it. Under the delivery lock: a delivery running now decides on these rows."""
+    key = check_email(address).lower()  # a stored recipient is one that passed this rule
+    lines: list[str] = []
+    with job_lock(ctx.engine, "digest-delivery", ttl=DELIVERY_LOCK_TTL), \
+            ctx.sessions() as session:
+        rows = session.exec(select(Delivery).where(
+            Delivery.channel == "smtp", func.lower(col(Delivery.recipient)) == key)
+            .order_by(col(Delivery.id))).all()
+        latest: dict[int, Delivery] = {}
+        for row in rows:  # as _existing decides: the latest row, but one sent copy settles it
+            if row.digest_id not in latest or latest[row.digest_id].status != "sent":
+                latest[row.digest_id] = row
+        unsure = [row for _, row in sorted(latest.items()) if row.status == "unknown"]
+        if not unsure:
+            found = ", ".join(f"#{d} {r.status}" for d, r in sorted(latest.items()))
+            raise StateError(
+                f"no digest's delivery to {key} is unknown"
+                + (f" (its deliveries: {found})" if found else " (no digest was sent to it)"),
+                hint="only a delivery the server did not answer after the message went out "
+                     "can be confirmed; `mmlr status` names them")
+        for row in unsure:
+            was = " ".join((row.error or "").split())
+            row.status = "sent"
+            row.error = (f"{was}; " if was else "") + "confirmed received by the recipient"
+            row.sent_at = row.sent_at or row.created_at
+            session.add(row)
+            audit(session, "delivery.confirmed", actor=actor, object_type="digest",
+                  object_id=row.digest_id, recipient=key, delivery_id=row.id)
+            lines.append(f"digest #{row.digest_id} to {key}: recorded as received (it was "
+                         "unknown: the server did not answer after the message was sent)")
+        session.commit()
+    log.info("digest deliveries confirmed received: %d", len(lines))
+    return lines
+
+
 def _existing(session: Session, digest: Digest, channel: str) -> dict[str | None, Delivery]:
     """The digest's Delivery rows by lower-case recipient (None: the outbox). Keyed
     lower-case because recipients are compared that way: a row written for "Ana@X.org"
@@ -1411,7 +1451,8 @@ def _deliver_smtp(
                 # It may have arrived: a second copy is worse than asking (RFC 5321 §6.1).
                 lines.append(f"digest #{digest.id} may already have reached {rcpt} (the server "
                              "did not answer after the message was sent): not resent; "
-                             "`mmlr digest --send --resend-unknown` sends it again")
+                             "`mmlr digest --send --resend-unknown` sends it again, "
+                             f"`mmlr digest --confirm-received {rcpt}` records it arrived")
                 continue
             row = row or Delivery(digest_id=int(digest.id or 0), channel="smtp", recipient=rcpt)
             if server_error is not None:
@@ -1480,8 +1521,9 @@ def _deliver_smtp(
         sent = len(recipients) - len(failures)
         hint = "the digest is kept; run `mmlr digest --send` again to retry the failed ones"
         if unknown:
-            hint += (" (not those it may have reached: ask them, and "
-                     "`mmlr digest --send --resend-unknown` sends it to them again)")
+            hint += (" (not those it may have reached: ask them; "
+                     "`mmlr digest --send --resend-unknown` sends it to them again, "
+                     "`mmlr digest --confirm-received EMAIL` records that it arrived)")
         raise DeliveryError(
             f"digest #{digest.id} reached {sent} of {len(recipients)} recipients"
             f"{f' (perhaps {sent + unknown})' if unknown else ''}; " + "; ".join(failures),

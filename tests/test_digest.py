@@ -619,6 +619,16 @@ def test_cli_digest_send_with_bad_smtp_url_is_one_line(db_url: str, tmp_path: Pa
     assert "hunter2" not in proc.stderr
 
 
+def test_cli_confirm_received_is_alone_and_says_what_it_found(db_url: str,
+                                                              tmp_path: Path) -> None:
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "cli"), MMLR_DATABASE_URL=db_url)
+    proc = run_cli("digest", "--confirm-received", "a@example.org", "--send", env=env)
+    assert_one_line_error(proc, "--confirm-received", "builds and sends nothing", code=2)
+    proc = run_cli("digest", "--confirm-received", "a@example.org", env=env)
+    assert_one_line_error(proc, "no digest's delivery to a@example.org is unknown",
+                          "no digest was sent to it")
+
+
 def test_a_digest_being_built_elsewhere_is_not_built_twice(ctx) -> None:  # type: ignore[no-untyped-def]
     from sqlmodel import select
 

@@ -523,6 +523,49 @@ def test_a_copy_that_may_have_arrived_is_not_resent_unless_asked(ctx) -> None:  
     assert gather_status(sctx.settings).sections["digest"]["unknown"] == 0
 
 
+def test_a_recipient_who_says_it_arrived_is_confirmed_not_resent(ctx) -> None:  # type: ignore[no-untyped-def]
+    from monitor.status import gather_status
+    from reports.digest import confirm_received
+    from store.errors import StateError
+    from store.models import AuditLog
+
+    handler = HangsUpAfterData()
+    controller, port = _serve(handler)
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
+                         digest_to="a@example.org,b@example.org")
+    try:
+        digest = build_digest(sctx)
+        _failed_delivery(sctx, digest)
+        # a said it arrived (typed as they wrote it): recorded, audited, asked about no more
+        [line] = confirm_received(sctx, "  A@Example.org ")
+        assert line == (f"digest #{digest.id} to a@example.org: recorded as received (it was "
+                        "unknown: the server did not answer after the message was sent)")
+        status = gather_status(sctx.settings)
+        assert status.sections["digest"]["unknown"] == 1
+        assert any("may not have reached 1 of 2 recipients" in p for p in status.problems)
+        # b said it did not: --resend-unknown sends to b only
+        handler.__class__ = Capture
+        sent = deliver_digest(sctx, digest, retry_delays=FAST, resend_unknown=True)
+        assert len(handler.messages) == 3 and handler.messages[-1][0] == ["b@example.org"]
+        assert any("sent to b@example.org" in x for x in sent)
+        with pytest.raises(StateError) as err:  # nothing left to confirm: said, not a no-op
+            confirm_received(sctx, "a@example.org")
+        assert str(err.value) == (f"no digest's delivery to a@example.org is unknown (its "
+                                  f"deliveries: #{digest.id} sent)")
+        with pytest.raises(StateError, match=r"\(no digest was sent to it\)"):
+            confirm_received(sctx, "nobody@example.org")
+    finally:
+        controller.stop()
+    assert gather_status(sctx.settings).sections["digest"]["unknown"] == 0
+    with ctx.sessions() as s:
+        row = s.exec(select(Delivery).where(Delivery.recipient == "a@example.org")).one()
+        assert row.status == "sent" and row.error is not None
+        assert row.error.startswith("unknown whether it arrived")
+        assert row.error.endswith("; confirmed received by the recipient")
+        [entry] = s.exec(select(AuditLog).where(AuditLog.action == "delivery.confirmed")).all()
+        assert (entry.actor, entry.object_id) == ("cli", str(digest.id))
+
+
 def test_login_with_credentials(ctx, smtp_auth) -> None:  # type: ignore[no-untyped-def]
     handler, port = smtp_auth
     sctx = with_settings(ctx, smtp_url=f"smtp://digest:s3cret-pa55@127.0.0.1:{port}",
