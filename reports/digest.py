@@ -456,7 +456,7 @@ def _reversed_includes(session: Session, pmids: Sequence[int]) -> list[dict[str,
         decided = (summary or {}).get("decisions") or {}
         for view in decided.get("includes") or []:
             if view.get("pmid") in wanted:
-                announced[int(view["pmid"])] = int(digest_id)
+                announced[int(view["pmid"])] = int(digest_id or 0)
         for view in decided.get("no_longer_included") or []:
             announced.pop(int(view.get("pmid", 0)), None)
     if not announced:
