@@ -104,9 +104,16 @@ for (key in unique(dat$analysis)) {
     l1 <- suppressWarnings(leave1out(res, control = list(threshold = 1e-12, tol = 1e-12,
                                                            maxiter = 10000)))
     print(l1)
+    # A common-effect fit (MMLR_POOL_METHOD=FE) has no tau2 or I2 in leave1out: tau2 is 0
+    # by the model, I2 follows from Q on k - 2 df as metafor's own rma reports it (NA where
+    # Q is 0 on 0 df); without this the empty columns stopped the script at the first table.
+    l1.tau2 <- if (is.null(l1$tau2)) rep(0, length(l1$Q)) else l1$tau2
+    l1.i2 <- if (is.null(l1$I2)) {
+      ifelse(l1$Q > 0, pmax(0, 100 * (l1$Q - (res$k - 2)) / l1$Q), NA)
+    } else l1$I2
     loo[[length(loo) + 1]] <- data.frame(
       analysis = key, omitted = l1$slab, estimate = l1$estimate, se = l1$se,
-      ci_low = l1$ci.lb, ci_high = l1$ci.ub, tau2 = l1$tau2, i2 = l1$I2, q = l1$Q,
+      ci_low = l1$ci.lb, ci_high = l1$ci.ub, tau2 = l1.tau2, i2 = l1.i2, q = l1$Q,
       q_p = l1$Qp)
   }
   # Small-study effects (mmlr's funnel-plot view), from 3 trials with different SEs:

@@ -11,8 +11,16 @@ def r_prologue(input_csv: str, results_csv: str) -> str:
     return (
         "suppressMessages(library(metafor))\n"
         "args <- commandArgs(trailingOnly = TRUE)\n"
-        'here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), '
-        'value = TRUE)[1]))\n'
+        # The folder of the script: Rscript passes it as --file=, writing a space as "~+~"
+        # (a folder "My Exports" was not found); source() (RStudio's Source button) passes
+        # none: the file being sourced, else the working folder.
+        'script <- grep("^--file=", commandArgs(FALSE), value = TRUE)\n'
+        "here <- if (length(script) > 0) {\n"
+        '  dirname(gsub("~+~", " ", sub("^--file=", "", script[1]), fixed = TRUE))\n'
+        "} else {\n"
+        "  sourced <- tryCatch(sys.frame(1)$ofile, error = function(e) NULL)\n"
+        "  if (is.null(sourced)) getwd() else dirname(sourced)\n"
+        "}\n"
         f'input <- if (length(args) >= 1) args[1] else file.path(here, "{input_csv}")\n'
         f'output <- if (length(args) >= 2) args[2] else file.path(here, "{results_csv}")\n'
         "dat <- read.csv(input, stringsAsFactors = FALSE)\n"

@@ -17,8 +17,13 @@ from store.errors import ValidationError
 from tests.test_pool import add_estimate, add_trial
 
 
-@pytest.fixture
-def pooled(ctx):
+@pytest.fixture(name="pooled")
+def pooled_fixture(ctx):  # type: ignore[no-untyped-def]
+    return pooled(ctx)
+
+
+def pooled(ctx):  # type: ignore[no-untyped-def]
+    """Five trials' estimates in five analyses, pooled with ``ctx``'s settings."""
     with ctx.sessions() as s:
         rows = [("A", "0.60", "0.45", "0.80", "post_asct", "PFS"),
                 ("B", "0.72", "0.55", "0.94", "post_asct", "EFS"),
@@ -68,7 +73,18 @@ def test_a_trial_name_like_a_formula_is_exported_as_text(ctx, tmp_path: Path) ->
     assert all(float(r["yi"]) < 0 and not r["yi"].startswith("'") for r in rows)
 
 
-def test_r_reproduces_every_stored_analysis(pooled, tmp_path: Path, rscript: str) -> None:
+@pytest.fixture(params=["REML", "FE"])
+def pooled_by_method(ctx, request):  # type: ignore[no-untyped-def]
+    """The ``pooled`` review under each τ² estimator's family: random effects (the default)
+    and a common effect (MMLR_POOL_METHOD=FE, whose leave1out has no τ² or I² column)."""
+    from dataclasses import replace
+    return pooled(replace(ctx, settings=ctx.settings.model_copy(
+        update={"pool_method": request.param})))
+
+
+def test_r_reproduces_every_stored_analysis(pooled_by_method, tmp_path: Path,
+                                            rscript: str) -> None:
+    pooled = pooled_by_method
     csv_path, r_path = write_metafor_export(pooled, tmp_path)
     out = tmp_path / "results.csv"
     proc = subprocess.run([rscript, str(r_path), str(csv_path), str(out)], capture_output=True,
@@ -87,9 +103,7 @@ def test_r_reproduces_every_stored_analysis(pooled, tmp_path: Path, rscript: str
             p.ci_method], p.analysis_key
         for field in ("estimate", "se", "ci_low", "ci_high", "tau2", "i2", "q", "q_p",
                       "pi_low", "pi_high"):
-            ours = getattr(p, field)
-            assert ours == pytest.approx(float(ref[field]), abs=1e-6, rel=1e-6), (
-                p.analysis_key, field)
+            assert _same(getattr(p, field), ref[field]), (p.analysis_key, field)
         assert p.result["hr"] == pytest.approx(math.exp(float(ref["estimate"])), rel=1e-6)
         funnel = p.result["small_study"]
         if p.k < 3:
@@ -116,10 +130,36 @@ def test_r_reproduces_every_stored_analysis(pooled, tmp_path: Path, rscript: str
         for entry in ours:
             ref = refs[entry["omitted"]]
             for field in ("estimate", "se", "ci_low", "ci_high", "tau2", "i2", "q", "q_p"):
-                assert entry[field] == pytest.approx(float(ref[field]), abs=1e-6, rel=1e-6), (
-                    p.analysis_key, entry["omitted"], field)
+                assert _same(entry[field], ref[field]), (p.analysis_key, entry["omitted"], field)
             compared += 1
     assert compared == 3 + 4  # post-ASCT PFS (3 trials) and all-settings PFS (4)
+
+
+@pytest.mark.parametrize("how", ["rscript", "source"])
+def test_the_script_finds_its_files_in_a_folder_with_a_space(pooled, tmp_path: Path,
+                                                             rscript: str, how: str) -> None:
+    """Run without arguments, the script reads and writes beside itself: by Rscript from
+    another folder (which writes the space as "~+~" in --file=) and by source() (RStudio's
+    Source button: no --file= at all)."""
+    folder = tmp_path / "My Exports"
+    r_path = write_metafor_export(pooled, folder)[1]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = [rscript, str(r_path)] if how == "rscript" else [
+        rscript, "-e", f'source("{r_path.as_posix()}")']
+    proc = subprocess.run(command, cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with (folder / "mmlr-metafor-results.csv").open(encoding="utf-8") as fh:
+        assert len(list(csv.DictReader(fh))) == 5
+    assert not list(elsewhere.iterdir())
+
+
+def _same(ours: float | None, theirs: str) -> bool:
+    """Our number and R's (as written to its CSV) agree to 1e-6; R's NA is our None (no
+    prediction interval under a common effect, no I² from one trial's Q)."""
+    if theirs == "NA":
+        return ours is None or math.isnan(ours)
+    return ours is not None and ours == pytest.approx(float(theirs), abs=1e-6, rel=1e-6)
 
 
 def test_export_errors(ctx, tmp_path: Path) -> None:
