@@ -416,11 +416,11 @@ def ris_author(name: str) -> str:
     if "," in name:  # "Smith, J" already in RIS's order: "Smith,, J." doubled the comma
         last, _, given = name.partition(",")
         given = given.strip()
-        if given.isalpha() and given.isupper() and len(given) <= 3:
+        if given.isalpha() and given.isupper() and len(given) <= MAX_INITIALS:
             given = ".".join(given) + "."
         return f"{last.strip()}, {given}" if given else f"{last.strip()},"
     last, _, initials = name.rpartition(" ")
-    if (last and initials.isalpha() and initials.isupper() and len(initials) <= 3
+    if (last and initials.isalpha() and initials.isupper() and len(initials) <= MAX_INITIALS
             and not _collective(last)):
         return f"{last}, {'.'.join(initials)}."
     return f"{name},"
@@ -430,15 +430,22 @@ def ris_author(name: str) -> str:
 #: "Myeloma XI", "Intergroupe Francophone du Myélome IFM" ended in what looked like initials
 #: and were split into "Cancer and Leukemia Group, B.".
 _GROUP_WORDS = frozenset((
-    "and", "of", "for", "the", "du", "de", "group", "groups", "study", "studies", "trial",
+    "and", "of", "for", "the", "group", "groups", "study", "studies", "trial",
     "trials", "investigators", "consortium", "network", "society", "committee", "collaborative",
     "collaboration", "myeloma", "cancer", "leukemia", "leukaemia", "intergroupe", "francophone",
     "research", "council", "working", "party", "foundation", "institute", "center", "centre"))
 
 
+#: Up to five initials: "van de Donk NWCJ" is a person (four), as PubMed writes him.
+MAX_INITIALS = 5
+
+
 def _collective(words: str) -> bool:
     """Whether the words before a name's last word are a group's (a surname's never are): a
-    group word, or an acronym ("NCIC" of "NCIC CTG")."""
+    group word, or an acronym ("NCIC" of "NCIC CTG"). "de" and "du" are not group words on
+    their own: they are the particles of surnames ("de la Rubia J", "Fernández de Larrea C",
+    "Du S"), which written with a trailing comma were filed as corporate authors; a group's
+    name with them ("Intergroupe Francophone du Myélome") has group words besides."""
     parts = words.split(" ")
     return (any(part.lower() in _GROUP_WORDS for part in parts)
             or any(len(part) >= 3 and part.isalpha() and part.isupper() for part in parts))

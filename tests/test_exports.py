@@ -1050,6 +1050,11 @@ def test_an_export_to_stdout_is_utf8_whatever_the_locale(ctx, settings, kind: st
     ("Cancer and Leukemia Group B", "Cancer and Leukemia Group B,"),
     ("Myeloma XI", "Myeloma XI,"), ("NCIC CTG", "NCIC CTG,"), ("Myeloma UK", "Myeloma UK,"),
     ("Intergroupe Francophone du Myélome IFM", "Intergroupe Francophone du Myélome IFM,"),
+    # surname particles are people's, not groups' (PubMed records of myeloma authors)
+    ("de la Rubia J", "de la Rubia, J."), ("Fernández de Larrea C", "Fernández de Larrea, C."),
+    ("de Groot TM", "de Groot, T.M."), ("Du S", "Du, S."), ("du Bois A", "du Bois, A."),
+    ("De Luca F", "De Luca, F."), ("Caron de Fromentel C", "Caron de Fromentel, C."),
+    ("van de Donk NWCJ", "van de Donk, N.W.C.J."), ("van de Donk, NWCJ", "van de Donk, N.W.C.J."),
 ])
 def test_ris_authors_and_groups(name: str, shown: str) -> None:
     from reports.exports import ris_author
