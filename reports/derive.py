@@ -246,7 +246,10 @@ def from_medians(
         raise ValidationError("events are needed for the variance",
                               hint="give events per arm or the total")
     return DerivedEstimate(
-        log_hr=math.log(m_c / m_t), se=math.sqrt(variance), method="medians", approximate=True,
+        # The difference of logs, not the log of the ratio: 1e-300/1e300 underflows to 0 and
+        # was a math domain error (a 500); this way the plausibility check sees the log HR.
+        log_hr=math.log(m_c) - math.log(m_t), se=math.sqrt(variance), method="medians",
+        approximate=True,
         notes=f"exponential survival assumed: medians {m_t:g} vs {m_c:g} months; {how}",
     )
 

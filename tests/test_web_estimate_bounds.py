@@ -120,6 +120,12 @@ def test_a_ci_too_narrow_for_any_trial_is_refused(app: Any, api: TestClient,
      "median_maintenance: the HR derived from median_maintenance, median_control and events "
      "is implausible: its log is 23 (outside ±9.21, an HR outside 0.0001–10000); check the "
      "numbers entered"),
+    # the ratio of these underflows to 0: its log was a math domain error and a 500
+    ({"method": "medians", "median_maintenance": "1e300", "median_control": "1e-300",
+      "events": 100},
+     "median_maintenance: the HR derived from median_maintenance, median_control and events "
+     "is implausible: its log is -1.38e+03 (outside ±9.21, an HR outside 0.0001–10000); check "
+     "the numbers entered"),
 ])
 def test_a_derived_hr_or_se_no_trial_reports_is_refused(
         app: Any, api: TestClient, users: dict[str, str], body: dict[str, Any],
