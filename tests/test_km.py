@@ -289,6 +289,11 @@ BAD_INPUTS = [
     ("0,1\n5,0.9", "0,10\n2,8\n2,7", None, R, "line 3: time 2 does not come after 2"),
     ("0,1\n5,0.9", "0,10.5", None, R, "line 1: 10.5 is not a whole number of patients"),
     ("0,1\n5,0.9", "0,0", None, R, "the number at risk at time 0 (the arm size) is 0"),
+    # one entry per patient: 10^12 asked numpy for terabytes (a 500), 1e30 overflowed the cast
+    ("0,1\n5,0.9", "0,1000000000000", None, R,
+     "line 1: 1e+12 at risk is more patients than any trial's arm (at most 100,000)"),
+    ("0,1\n5,0.9", "0,1e30", None, R,
+     "line 1: 1e+30 at risk is more patients than any trial's arm (at most 100,000)"),
     ("0,1\n5,0.9", "0,10\n6,3", None, R, "line 2: 3 at risk at 6, after the curve's last point"),
     ("0,1\n5,0.9", "0,10", 11, E, "11 events is more than the arm's 10 patients"),
     ("0,1\n5,0.9", "0,10", -1, E, "-1 is negative"),
@@ -339,3 +344,17 @@ def test_derive_from_inputs_names_missing_or_damaged_km_inputs() -> None:
         derive.derive_from_inputs("km_curves", {**SMALL_TRIAL, "curve_control": [[0, 1]]})
     with pytest.raises(ValidationError, match="control arm, numbers at risk: line 1"):
         derive.derive_from_inputs("km_curves", {**SMALL_TRIAL, "at_risk_control": "0;x"})
+
+
+def test_a_total_the_tail_cannot_reach_is_said_as_the_reconstructions_limit() -> None:
+    """A curve falling to 0.8 after the table's only row cannot hold 50 events of 100: the
+    warning says what would help (more points on the curve's end) rather than only that the
+    inputs disagree, which exact inputs digitised at even steps also met."""
+    arm = km.read_arm("control", "0,1\n5,0.9\n10,0.8", "0,100", 50)
+    ipd = km.reconstruct_arm(arm)
+    [warning] = ipd.warnings
+    assert warning.startswith("control arm: ") and ", 50 reported: after the at-risk " \
+        "table's last time the curve's points allow no closer number (digitise more points " \
+        "on the end of the curve, at its steps, or check the curve, the table and the " \
+        "events)" in warning
+    assert int(ipd.event.sum()) < 40  # the reconstruction keeps to the curve
