@@ -76,29 +76,46 @@ def per_1000(value: float) -> int:
     return int(rounded(value, 0))
 
 
-def _count(diff: float) -> str:
-    """A difference per 1000 in GRADE's words: "170 fewer", "20 more", "0 fewer". The word
-    follows the unrounded difference: 0.4 more per 1000 (an HR above 1 at a low risk) is
-    "0 more", not "0 fewer", which would turn a harm into a benefit."""
-    n = per_1000(abs(diff))
-    return f"{n} more" if diff > 0 else f"{n} fewer"
+_RISKS = ("control_per_1000", "maintenance_per_1000", "maintenance_per_1000_ci_low",
+          "maintenance_per_1000_ci_high")
+
+
+def written_per_1000(view: dict[str, Any]) -> dict[str, int]:
+    """The view's numbers per 1000 as written: each risk rounded, and each difference that of
+    the rounded risks, so that what a reader sees adds up. Rounding the difference on its own
+    wrote "648 … 465 …: 182 fewer" (648 − 465 = 183) for a control risk with two decimals."""
+    out = {name: per_1000(view[name]) for name in _RISKS}
+    control = out["control_per_1000"]
+    for suffix in ("", "_ci_low", "_ci_high"):
+        out[f"difference_per_1000{suffix}"] = out[f"maintenance_per_1000{suffix}"] - control
+    return out
+
+
+def _count(diff: float, written: int) -> str:
+    """A difference per 1000 in GRADE's words: "170 fewer", "20 more", "0 fewer". ``written``
+    is the difference of the rounded risks; the word follows the unrounded ``diff``: 0.4 more
+    per 1000 (an HR above 1 at a low risk) is "0 more", not "0 fewer", which would turn a harm
+    into a benefit (rounding keeps the order, so the two never point different ways)."""
+    return f"{abs(written)} more" if diff > 0 else f"{abs(written)} fewer"
 
 
 def _months(months: float) -> str:
-    return f"{months:.0f}" if float(months).is_integer() else f"{months:.1f}"
+    """The time point as the table's caption writes it (2.25 months was "2.2" here)."""
+    return f"{months:.6g}"
 
 
 def effect_text(view: dict[str, Any]) -> str:
     """The absolute effect as one sentence of a summary of findings."""
     words = EVENT_WORDS[view["endpoint"]]
-    return (f"At {_months(view['months'])} months, {per_1000(view['control_per_1000'])} per "
+    n = written_per_1000(view)
+    return (f"At {_months(view['months'])} months, {n['control_per_1000']} per "
             f"{PER} {words} without maintenance (assumed) and "
-            f"{per_1000(view['maintenance_per_1000'])} per {PER} with maintenance (95% CI "
-            f"{per_1000(view['maintenance_per_1000_ci_low'])} to "
-            f"{per_1000(view['maintenance_per_1000_ci_high'])}): "
-            f"{_count(view['difference_per_1000'])} per {PER} (from "
-            f"{_count(view['difference_per_1000_ci_low'])} to "
-            f"{_count(view['difference_per_1000_ci_high'])}).")
+            f"{n['maintenance_per_1000']} per {PER} with maintenance (95% CI "
+            f"{n['maintenance_per_1000_ci_low']} to "
+            f"{n['maintenance_per_1000_ci_high']}): "
+            f"{_count(view['difference_per_1000'], n['difference_per_1000'])} per {PER} (from "
+            f"{_count(view['difference_per_1000_ci_low'], n['difference_per_1000_ci_low'])} to "
+            f"{_count(view['difference_per_1000_ci_high'], n['difference_per_1000_ci_high'])}).")
 
 
 def absolute_view(row: PooledResult, baseline: BaselineRisk | None) -> dict[str, Any] | None:

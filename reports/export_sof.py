@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from sqlmodel import Session
 
-from reports.absolute import absolute_or_reason, per_1000
+from reports.absolute import absolute_or_reason, written_per_1000
 from reports.meta import hr_of
 from reports.monitoring_view import status_label
 from reports.network_inputs import Fitted, node_sizes
@@ -157,10 +157,12 @@ def _row(p: PooledResult, absolute: dict[str, Any] | None,
 def _absolute_cells(view: dict[str, Any] | None) -> dict[str, Any]:
     """The absolute-effect columns: empty until an assumed control risk is entered."""
     v = view or {}
-    rounded = {name: per_1000(v[name]) if name in v else None for name in (
+    rounded: dict[str, int | None] = dict.fromkeys((
         "control_per_1000", "maintenance_per_1000", "maintenance_per_1000_ci_low",
         "maintenance_per_1000_ci_high", "difference_per_1000", "difference_per_1000_ci_low",
-        "difference_per_1000_ci_high")}
+        "difference_per_1000_ci_high"))
+    if view:  # as the sentence writes them: the differences those of the rounded risks
+        rounded.update(written_per_1000(view))
     return {"baseline_months": v.get("months"),
             "control_event_free_pct": (100 * v["event_free_control"] if view else None),
             **rounded, "baseline_source": v.get("source"), "baseline_id": v.get("baseline_id"),

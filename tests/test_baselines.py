@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from reports.absolute import absolute_effect, absolute_view, per_1000
+from reports.absolute import absolute_effect, absolute_view, per_1000, written_per_1000
 from reports.digest import NO_ABSOLUTE_EFFECT
 from store.baselines import (
     BaselineError,
@@ -172,6 +172,23 @@ def test_absolute_effect_follows_proportional_hazards() -> None:
     assert half["control_per_1000"] == pytest.approx(876.5)
     assert half["text"].startswith("At 60 months, 877 per 1000 died without maintenance")
     assert per_1000(876.5) == 877 and per_1000(-6.5) == -7 and per_1000(0.49) == 0
+
+
+def test_the_written_numbers_add_up_and_the_time_is_as_entered() -> None:
+    """Control 647.5 and maintenance 464.6 per 1000 round to 648 and 465; the difference
+    (−182.9) rounded on its own was "182 fewer" beside them. Written: 183 fewer. And a time of
+    2.25 months was "At 2.2 months" under a table captioned 2.25."""
+    view = absolute_effect(hr=0.6, hr_ci_low=0.48, hr_ci_high=0.72, event_free=0.3525,
+                           months=2.25, endpoint="PFS")
+    assert per_1000(view["difference_per_1000"]) == -183 + 1  # the old, separate rounding
+    written = written_per_1000(view)
+    assert (written["control_per_1000"], written["maintenance_per_1000"],
+            written["difference_per_1000"]) == (648, 465, -183)
+    for suffix in ("", "_ci_low", "_ci_high"):
+        assert written[f"difference_per_1000{suffix}"] == (
+            written[f"maintenance_per_1000{suffix}"] - written["control_per_1000"])
+    assert view["text"].startswith("At 2.25 months, 648 per 1000 progressed or died")
+    assert ": 183 fewer per 1000 (from " in view["text"]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from reports.absolute import per_1000
+from reports.absolute import written_per_1000
 from reports.presentation import has_heterogeneity, trial_hr
 from reports.small_study import p_text
 from reports.words import interval_text, noun, plural, rounded
@@ -163,7 +163,8 @@ def make_templates() -> Jinja2Templates:
     env.globals["trial_hr"] = trial_hr
     env.globals["interval"] = _interval
     env.globals["has_heterogeneity"] = has_heterogeneity
-    env.globals["per_1000"] = per_1000  # half up, as the summary of findings rounds
+    # Half up, as the summary of findings rounds; the differences those of the rounded risks.
+    env.globals["written_per_1000"] = written_per_1000
     env.filters["plural"] = plural
     env.filters["audit_value"] = _audit_value
     env.globals["field_message"] = field_message
