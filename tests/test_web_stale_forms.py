@@ -33,7 +33,8 @@ def test_a_form_sent_after_logging_out_elsewhere_says_so_and_leads_back(
     response = curator.post(
         "/records/90000001/decision", follow_redirects=False,
         headers={"Referer": "http://testserver/records/90000001?rank=1"},
-        data={"decision": "include", "reason": "typed with care", "csrf_token": token})
+        data={"decision": "include", "reason": "typed with care", "csrf_token": token,
+              "seen_decision": "0", "rank_shown": "1"})
     assert response.status_code == 401
     assert "Please log in" in response.text and "Not allowed" not in response.text
     assert "you are no longer logged in" in response.text
@@ -43,6 +44,9 @@ def test_a_form_sent_after_logging_out_elsewhere_says_so_and_leads_back(
     # now asks for a login): what was typed is given back, for copying
     assert "What you sent (not saved)" in response.text
     assert "<dt>reason</dt><dd><pre>typed with care</pre></dd>" in response.text
+    # the form's hidden bookkeeping is not what anyone typed: not listed
+    assert "<dt>seen_decision</dt>" not in response.text
+    assert "<dt>rank_shown</dt>" not in response.text
     assert token not in response.text  # not the old form token
     assert "your browser&#39;s Back button" not in response.text
     with db(app) as session:

@@ -19,6 +19,11 @@ from store.errors import AuthError, PermissionDeniedError
 
 log = logging.getLogger(__name__)
 
+#: The hidden fields of mmlr's forms, which the pages fill in and a person never saw: left out
+#: of "What you sent (not saved)", which lists what to copy back ("seen_decision 0" led it).
+_BOOKKEEPING = frozenset(("seen_decision", "rank_shown", "next", "back", "shown", "t",
+                          "verified", "active", "analysis", "username"))
+
 SESSION_KEY = "csrf"
 FIELD = "csrf_token"
 #: Forms sent without a login: a missing token there is a stale page, not an ended session.
@@ -115,6 +120,7 @@ async def csrf_protect(request: Request) -> None:
             if not from_another_site(request):
                 request.state.sent_form = [(k, v) for k, v in form.multi_items()
                                            if isinstance(v, str) and k != FIELD
+                                           and k not in _BOOKKEEPING
                                            and "password" not in k and v.strip()]
     if not expected or not sent or not hmac.compare_digest(str(expected), sent):
         if from_another_site(request):
