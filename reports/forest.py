@@ -25,7 +25,7 @@ from reports.figures import DPI, WIDTH_IN, figure_bytes
 from reports.presentation import has_heterogeneity, is_one_trial, shown_hr_of, trial_hr
 from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
 from store.errors import PoolingError
-from store.text import shorten
+from store.text import shorten_to_width
 
 Z95 = 1.959964
 ROW_IN = 0.22
@@ -299,7 +299,7 @@ def _draw(data: ForestData) -> Figure:
             r: ForestRow = item
             mark = (_MARK_EFS if {"EFS", "TTP"} & set(r.flags) else "") + (
                 _MARK_APPROX if "approximate" in r.flags else "")
-            put(0.03 if data.subgroups else 0.015, y, shorten(r.label, 30) + mark)
+            put(0.03 if data.subgroups else 0.015, y, shorten_to_width(r.label, 30) + mark)
             put(0.69, y, r.text or hr_ci_text(r.hr, r.lo, r.hi, "bracket"))
             if show_rob:
                 rob_mark, colour = _ROB.get(r.risk_of_bias, _ROB[None])

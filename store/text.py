@@ -88,6 +88,24 @@ def shorten(text: str, limit: int) -> str:
     return head + ELLIPSIS
 
 
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a proportional Latin font, roughly: a wide or full-width
+    character (CJK, East Asian Wide/Fullwidth) as two, a combining one as none."""
+    return sum(0 if _joins_previous(ch) else 2 if unicodedata.east_asian_width(ch) in "WF"
+               else 1 for ch in text)
+
+
+def shorten_to_width(text: str, width: int) -> str:
+    """:func:`shorten`, to at most ``width`` columns (:func:`display_width`) rather than
+    characters: 30 CJK characters took the room of 60 and ran into a figure's next column."""
+    limit = width
+    out = shorten(text, limit)
+    while limit > 2 and display_width(out) > width:
+        limit -= 1
+        out = shorten(text, limit)
+    return out
+
+
 def quoted(value: Any, limit: int = 40) -> str:
     """A bad value quoted for an error message (``repr``), cut short: it may be anything a
     client sent, a whole document included."""

@@ -94,6 +94,23 @@ def test_a_long_trial_name_is_cut_between_words() -> None:
     assert "Myeloma IX thalidomide mainte" not in svg  # the slice it used to be
 
 
+# The machine's fonts may lack CJK glyphs: matplotlib says so while measuring the text, which
+# the SVG keeps as text for the browser's fonts to draw.
+@pytest.mark.filterwarnings("ignore:Glyph .* missing from font")
+def test_a_name_in_wide_characters_is_cut_to_the_column_not_to_30_characters() -> None:
+    """30 CJK characters take the room of 60 Latin ones: the label ran into the CI and the
+    RoB column. Cut to 30 columns, a wide character counting two."""
+    from store.text import display_width
+
+    name = "日本骨髄腫研究会維持療法ランダム化比較試験JMSG"  # 21 wide + 4 narrow: 46 columns
+    res = meta_analysis([-0.5, -0.2], [0.1, 0.2], labels=[name, "b"])
+    svg = render_forest(res, fmt="svg").decode()
+    shown = next(t for t in svg.split(">") if t.startswith("日本"))
+    shown = shown.split("<")[0]
+    assert shown.endswith("…") and display_width(shown) <= 30
+    assert display_width(name) == 46 and "日本骨髄腫研究会維持療法ランダム" not in svg
+
+
 def test_an_interval_wholly_beyond_the_axis_stays_on_it() -> None:
     """HR 80 (54–118) lies beyond the axis's cap of 50: its line is clamped at both ends
     (only the far end was), so it is the arrow at the edge, as in the network forest."""
