@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from reports.network import connected_parts
 from reports.svg_text import BOLD_RATIO, EM_RATIO, FONT_FAMILY, xml_text
 from reports.words import plural
-from store.text import shorten
+from store.text import shorten_to_width
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +269,10 @@ def label_lines(name: str) -> list[str]:
 def node_label_lines(name: str) -> list[str]:
     """A treatment's name as drawn beside its circle: ``label_lines`` of the name cut to what
     two lines hold, each line at most ``LABEL_MAX`` characters (a word longer than that, as
-    an unbroken name, is cut inside it), cuts marked with "…" (``store.text.shorten``)."""
-    return [shorten(line, LABEL_MAX) for line in label_lines(shorten(name, 2 * LABEL_MAX))]
+    an unbroken name, is cut inside it), cuts marked with "…" (``store.text.shorten``); a
+    wide (CJK) character counts two, as it takes the room of two."""
+    return [shorten_to_width(line, LABEL_MAX)
+            for line in label_lines(shorten_to_width(name, 2 * LABEL_MAX))]
 
 
 def wrap_text(text: str, width: float, size: float, *, bold: bool = False) -> list[str]:

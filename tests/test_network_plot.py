@@ -499,3 +499,7 @@ def test_a_long_name_is_cut_in_the_drawing_and_whole_in_its_title() -> None:
     assert node_label_lines("lenalidomide") == ["lenalidomide"]
     assert node_label_lines("bortezomib, lenalidomide and dexamethasone") == label_lines(
         "bortezomib, lenalidomide and dexamethasone")
+    # a wide character takes the room of two: the line holds half as many
+    from store.text import display_width
+    wide = node_label_lines("レナリドミド維持療法レナリドミド維持療法レナリドミド維持療法")
+    assert all(display_width(line) <= LABEL_MAX for line in wide) and wide[-1].endswith("…")
