@@ -160,9 +160,12 @@ def build_scheduler(settings: Settings, *,
         # Replacing the stored job would compute its next run from now: a slot that passed
         # while no worker ran (a restart across 06:00, a deploy across Monday's digest) would
         # be skipped to the next day or week. Keep a slot this cron fires at, so the
-        # scheduler runs it late, once (coalesce), within the misfire grace.
+        # scheduler runs it late, once (coalesce), within the misfire grace. Only a slot
+        # that has passed: a future one is the old cron's, and keeping it delayed a new,
+        # more frequent cron to it (hourly waiting for 06:00, daily digests for Monday).
         keep = {"next_run_time": due} if (
-            due is not None and trigger.get_next_fire_time(None, due) == due) else {}
+            due is not None and due <= datetime.now(UTC)
+            and trigger.get_next_fire_time(None, due) == due) else {}
         scheduler.add_job(spec.func, trigger=trigger, id=job_id,
                           name=job_id, replace_existing=True, coalesce=True, max_instances=1,
                           misfire_grace_time=MISFIRE_GRACE_SECONDS, **keep)

@@ -95,6 +95,29 @@ def test_a_slot_missed_while_no_worker_ran_still_runs(ctx: AppContext,
         changed.shutdown(wait=False)
 
 
+
+def test_a_more_frequent_cron_is_not_held_to_the_old_crons_next_slot(
+        ctx: AppContext, settings: Settings) -> None:
+    """Daily changed to hourly: the stored next slot (hours away) is one the
+    hourly cron fires at too, and was kept: no poll until then. A future slot comes from the
+    new cron; only a passed one is kept (the test above)."""
+    later = (datetime.now(UTC).hour + 3) % 24  # the daily slot is 2 to 3 hours away
+    daily = settings.model_copy(update={"poll_cron": f"0 {later} * * *"})
+    scheduler = build_scheduler(daily)
+    scheduler.start(paused=True)
+    old_slot = scheduler.get_job("poll-cycle").next_run_time
+    scheduler.shutdown(wait=False)
+    now = datetime.now(UTC)
+    hourly = build_scheduler(settings.model_copy(update={"poll_cron": "0 * * * *"}))
+    hourly.start(paused=True)
+    try:
+        next_hour = hourly.get_job("poll-cycle").next_run_time
+        assert next_hour == _trigger("poll-cycle", "0 * * * *").get_next_fire_time(None, now)
+        assert old_slot - next_hour >= timedelta(hours=1)
+    finally:
+        hourly.shutdown(wait=False)
+
+
 def test_modified_cron_setting(ctx: AppContext, settings: Settings,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     from monitor.scheduler import default_jobs
