@@ -115,6 +115,9 @@ _UNFINISHED = ("running", "interrupted")
 #: no signal handler can be installed, then stops after its current batch as one in the main
 #: thread does on SIGTERM, instead of holding the shutdown until every batch is fetched.
 SHUTDOWN = threading.Event()
+#: What a run stopped between batches says (it was "stopped by SIGTERM" after a Ctrl-C too).
+STOPPED_ON_REQUEST = ("stopped when the process was asked to stop (SIGTERM or Ctrl-C); "
+                      "the next poll resumes it")
 #: A record fetched this long after a modification day ends is sure to hold that day's changes
 #: (NCBI dates are US Eastern, up to 5 h behind UTC, and indexing lags by hours).
 _MDAT_SETTLE = timedelta(days=1)
@@ -355,7 +358,8 @@ class _Poller:
                 if bar is not None:
                     bar.update(task, completed=index + 1)
                 if (self.stop.is_set() or SHUTDOWN.is_set()) and index + 1 < total:
-                    self._mark(run_id, "interrupted", "stopped by SIGTERM")
+                    # Ctrl-C (SIGINT) stops it the same way: the signal is not known here.
+                    self._mark(run_id, "interrupted", STOPPED_ON_REQUEST)
                     self.summary.interrupted = True
                     return spent
         self._mark(run_id, "completed", None)

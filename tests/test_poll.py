@@ -581,7 +581,8 @@ def test_a_resumed_run_is_running_again_while_it_is_fetched(
             with ctx.sessions() as session:
                 run = session.exec(select(PollRun)).one()
             assert (run.status, run.error, run.batches_done) == (
-                "interrupted", "stopped by SIGTERM", 1)
+                "interrupted", "stopped when the process was asked to stop (SIGTERM or Ctrl-C); "
+                "the next poll resumes it", 1)
             srv.set_delay(0.5)
             thread.start()
             _wait_for(lambda: _batches_done(ctx) >= 2)
