@@ -41,7 +41,7 @@ from store.models import AuditLog, BiasAssessment, Estimate, Trial, User, utcnow
 
 app = test_web.app
 users = test_web.users
-pooled = test_meta_export.pooled
+pooled = test_meta_export.pooled_fixture
 
 KEYS = ("randomization", "deviations", "missing_data", "measurement", "reporting")
 ONE_OF = "low, some_concerns or high"

@@ -109,13 +109,17 @@ def test_parallel_logins_check_no_more_passwords_than_the_account_limit(
              for i, (b, t) in enumerate(forms[:-1])]
     sends.append(_post_login(*forms[-1], email, PASSWORD))
     statuses = burst(app, sends)
-    assert statuses.count(401) == MAX_FAILED_LOGINS, statuses
-    assert _failures(app, account=email) == MAX_FAILED_LOGINS
     assert statuses[-1] in (303, 429), statuses
-    assert statuses[:-1].count(429) == 11 - MAX_FAILED_LOGINS, statuses
-    # the limit is reached: the right password is refused
-    browser, token = _login_form(app, ATTACKER)
-    assert _post_login(browser, token, email, PASSWORD)().status_code == 429
+    # Five checks in all. The right password is one of them when it drew one of the five
+    # slots (then four wrong ones are checked, and it gets in); otherwise five wrong ones.
+    right_checked = statuses[-1] == 303
+    wrong_checked = MAX_FAILED_LOGINS - right_checked
+    assert statuses.count(401) == wrong_checked, statuses
+    assert _failures(app, account=email) == wrong_checked
+    assert statuses[:-1].count(429) == 11 - wrong_checked, statuses
+    if not right_checked:  # the limit is reached: the right password is refused
+        browser, token = _login_form(app, ATTACKER)
+        assert _post_login(browser, token, email, PASSWORD)().status_code == 429
     with db(app) as session:  # every check ended: no charge is left counting
         assert session.exec(select(func.count()).select_from(LoginAttempt)).one() == 0
 
