@@ -101,8 +101,9 @@ def test_parallel_logins_check_no_more_passwords_than_the_account_limit(
     """Eleven wrong passwords and the right one at the same moment from one address: five
     wrong ones are checked and fail, the rest are refused with 429 without a check, and so is
     the right one once the limit is reached (it gets in only if it was checked while fewer
-    than five were charged). Counting first and recording after the scrypt check let all
-    twelve through: eleven failures, and the right password logged in."""
+    than five were charged; its slot is then freed, and a fifth wrong one may be checked).
+    Counting first and recording after the scrypt check let all twelve through: eleven
+    failures, and the right password logged in."""
     email = users["curator"]
     forms = [_login_form(app, ATTACKER) for _ in range(12)]
     sends = [_post_login(b, t, email, f"wrong guess number {i} xyz")
@@ -110,11 +111,13 @@ def test_parallel_logins_check_no_more_passwords_than_the_account_limit(
     sends.append(_post_login(*forms[-1], email, PASSWORD))
     statuses = burst(app, sends)
     assert statuses[-1] in (303, 429), statuses
-    # Five checks in all. The right password is one of them when it drew one of the five
-    # slots (then four wrong ones are checked, and it gets in); otherwise five wrong ones.
+    # Five failures at most. The right password may draw one of the five slots while they are
+    # all held (then four wrong ones are checked beside it); a success frees its slot, so a
+    # wrong guess still waiting may take it (five). Otherwise exactly five wrong ones.
     right_checked = statuses[-1] == 303
-    wrong_checked = MAX_FAILED_LOGINS - right_checked
-    assert statuses.count(401) == wrong_checked, statuses
+    wrong_checked = statuses.count(401)
+    allowed = (MAX_FAILED_LOGINS - 1, MAX_FAILED_LOGINS) if right_checked else (MAX_FAILED_LOGINS,)
+    assert wrong_checked in allowed, statuses
     assert _failures(app, account=email) == wrong_checked
     assert statuses[:-1].count(429) == 11 - wrong_checked, statuses
     if not right_checked:  # the limit is reached: the right password is refused
