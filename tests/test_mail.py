@@ -10,6 +10,7 @@ import io
 import math
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email import policy
 from email.message import EmailMessage
 from typing import Any
@@ -484,16 +485,25 @@ def test_no_reply_after_the_message_is_unknown_not_retried() -> None:
                               "to the message"}
 
 
-def test_a_copy_that_may_have_arrived_is_not_resent_unless_asked(ctx) -> None:  # type: ignore[no-untyped-def]
-    from monitor.status import gather_status
-
+@contextmanager
+def _unknown_delivery(ctx: Any) -> Iterator[tuple[Capture, Any, Any, str]]:
+    """A digest to a@ and b@ whose server hangs up after each message was sent (its arrival
+    unknown): yields the handler, the context, the digest and the failed delivery's line."""
     handler = HangsUpAfterData()
     controller, port = _serve(handler)
     sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
                          digest_to="a@example.org,b@example.org")
     try:
         digest = build_digest(sctx)
-        line = _failed_delivery(sctx, digest)
+        yield handler, sctx, digest, _failed_delivery(sctx, digest)
+    finally:
+        controller.stop()
+
+
+def test_a_copy_that_may_have_arrived_is_not_resent_unless_asked(ctx) -> None:  # type: ignore[no-untyped-def]
+    from monitor.status import gather_status
+
+    with _unknown_delivery(ctx) as (handler, sctx, digest, line):
         assert "reached 0 of 2 recipients (perhaps 2)" in line
         assert "unknown whether it arrived: the message was sent, then the connection was " \
             "lost" in line
@@ -515,8 +525,6 @@ def test_a_copy_that_may_have_arrived_is_not_resent_unless_asked(ctx) -> None:  
         handler.__class__ = Capture  # the server answers now
         sent = deliver_digest(sctx, digest, retry_delays=FAST, resend_unknown=True)
         assert all("sent to" in x for x in sent) and len(handler.messages) == 4
-    finally:
-        controller.stop()
     with ctx.sessions() as s:
         rows = {r.recipient: (r.status, r.attempts) for r in s.exec(select(Delivery)).all()}
     assert rows == {"a@example.org": ("sent", 2), "b@example.org": ("sent", 2)}
@@ -529,13 +537,7 @@ def test_a_recipient_who_says_it_arrived_is_confirmed_not_resent(ctx) -> None:  
     from store.errors import StateError
     from store.models import AuditLog
 
-    handler = HangsUpAfterData()
-    controller, port = _serve(handler)
-    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
-                         digest_to="a@example.org,b@example.org")
-    try:
-        digest = build_digest(sctx)
-        _failed_delivery(sctx, digest)
+    with _unknown_delivery(ctx) as (handler, sctx, digest, _line):
         # a said it arrived (typed as they wrote it): recorded, audited, asked about no more
         [line] = confirm_received(sctx, "  A@Example.org ")
         assert line == (f"digest #{digest.id} to a@example.org: recorded as received (it was "
@@ -554,8 +556,6 @@ def test_a_recipient_who_says_it_arrived_is_confirmed_not_resent(ctx) -> None:  
                                   f"deliveries: #{digest.id} sent)")
         with pytest.raises(StateError, match=r"\(no digest was sent to it\)"):
             confirm_received(sctx, "nobody@example.org")
-    finally:
-        controller.stop()
     assert gather_status(sctx.settings).sections["digest"]["unknown"] == 0
     with ctx.sessions() as s:
         row = s.exec(select(Delivery).where(Delivery.recipient == "a@example.org")).one()
