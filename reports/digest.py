@@ -152,7 +152,9 @@ def _hr_value(log_hr: float | None) -> float:
 
 
 def crosses_one(ci_low: float | None, ci_high: float | None) -> bool | None:
-    """Whether a log-scale CI includes HR = 1 (None when there is no CI)."""
+    """Whether a log-scale CI includes HR = 1 (None when there is no CI), on the computed
+    limits. The digest decides on the CI as shown instead (``ShownHR.includes_one``: a limit
+    printed 1.00 includes 1), as every sentence beside the printed digits must."""
     if ci_low is None or ci_high is None:
         return None
     return ci_low <= 0.0 <= ci_high
@@ -869,7 +871,8 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "i2": row.i2,
         "i2_text": f"{rounded(row.i2, 0)}%" if several and row.i2 is not None else "—",
         "tau2": row.tau2,
-        "crosses_one": crosses_one(row.ci_low, row.ci_high),
+        # As the CI is shown (hr_text): "0.62–1.00" includes 1 whatever digits follow.
+        "crosses_one": shown.includes_one,
         "inputs_hash": row.inputs_hash,
         "trials": [t["label"] for t in _studies(row)],
         "trial_keys": _trial_keys(row),

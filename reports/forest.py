@@ -22,12 +22,12 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 from reports.figures import DPI, WIDTH_IN, figure_bytes
+from reports.meta import Z95
 from reports.presentation import has_heterogeneity, is_one_trial, shown_hr_of, trial_hr
 from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
 from store.errors import PoolingError
 from store.text import shorten_to_width
 
-Z95 = 1.959964
 ROW_IN = 0.22
 _MARK_EFS = "†"
 _MARK_APPROX = "‡"

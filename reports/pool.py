@@ -40,6 +40,7 @@ from reports.analyses import (
 )
 from reports.certainty import suggest_certainty
 from reports.meta import (
+    Z95,
     MetaResult,
     SubgroupTest,
     clean_json,
@@ -232,8 +233,8 @@ def _input_rows(analysis: Analysis, chosen: list[Candidate]) -> list[dict[str, A
             "trial_id": c.trial_id, "estimate_id": c.estimate_id,
             "yi": c.log_hr, "sei": c.se,
             "hr": c.hr if c.hr else math.exp(c.log_hr),
-            "ci_low": c.ci_low if c.ci_low else math.exp(c.log_hr - 1.959964 * c.se),
-            "ci_high": c.ci_high if c.ci_high else math.exp(c.log_hr + 1.959964 * c.se),
+            "ci_low": c.ci_low if c.ci_low else math.exp(c.log_hr - Z95 * c.se),
+            "ci_high": c.ci_high if c.ci_high else math.exp(c.log_hr + Z95 * c.se),
             "endpoint": c.endpoint.upper(), "setting": c.setting, "subgroup": c.setting,
             "comparison": c.comparison, "method": c.method, "approximate": c.approximate,
             "efs_ttp": c.efs_ttp, "is_strategy": c.is_strategy, "flags": flags,

@@ -86,9 +86,39 @@ class ShownHR:
             return self.ci_low, self.ci_high
         return None
 
+    @property
+    def ci_values(self) -> tuple[float, float] | None:
+        """The CI limits as shown, as numbers ("1.00" is 1.0, "∞" is inf), or None without a
+        CI: every decision about the CI a reader sees (does it include HR 1, reach 0.75 or
+        1.25) is taken on these, so that the words never contradict the digits beside them."""
+        low, high = shown_limit(self.ci_low), shown_limit(self.ci_high)
+        return None if low is None or high is None else (low, high)
+
+    @property
+    def includes_one(self) -> bool | None:
+        """Whether the CI as shown includes HR 1 (a limit shown as 1.00 does); None without
+        a CI."""
+        values = self.ci_values
+        return None if values is None else values[0] <= 1.0 <= values[1]
+
     def to_json(self) -> dict[str, Any]:
         return {"hr": self.hr, "ci_low": self.ci_low, "ci_high": self.ci_high,
                 "text": self.text(), "source": self.source, "note": self.note}
+
+
+def shown_limit(text: str | None) -> float | None:
+    """A limit as written by ``reports.words.hr_number`` ("0.86", "0.0042", "1e-05", "∞")
+    as a number; None for a missing one ("—") or text that is not a number."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text in ("∞", "-∞"):
+        return math.inf if text == "∞" else -math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if not math.isnan(value) else None
 
 
 def _exp(log_value: float | None) -> float | None:
