@@ -42,13 +42,18 @@ and every domain says what it looked at:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from statistics import NormalDist
 from typing import Any
 
-from reports.presentation import has_heterogeneity, shown_limit, t_with_one_df
+from reports.presentation import (
+    I2_INCONSISTENT,
+    has_heterogeneity,
+    i2_text,
+    shown_limit,
+    t_with_one_df,
+)
 from reports.small_study import ASYMMETRY_P, p_text
-from reports.words import hr_number, interval_text, plural, rounded
+from reports.words import hr_number, interval_text, plural, rounded_beside
 
 LEVELS: tuple[str, ...] = ("very low", "low", "moderate", "high")
 APPRECIABLE_BENEFIT = 0.75  # HR; GRADE's default 25% relative change
@@ -87,34 +92,15 @@ def _risk_of_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "provisional_reason": "most of the weight has no agreed risk-of-bias assessment"}
 
 
-def _beside(value: float, threshold: float, digits: int) -> str:
-    """``value`` rounded half-up to ``digits`` decimals as every page prints it, or to more
-    where that rounding would put it on the other side of ``threshold`` (of ``value >=
-    threshold``): I² 49.6% is not "50%" when 50% rates down — the reason must not contradict
-    the rule it applies. Past ``digits`` + 5 decimals the value is cut towards its own side
-    (49.9999999 → "49.99999"), never printed with all of a float's digits."""
-    def side(x: float) -> bool:
-        return x >= threshold
-
-    for d in range(digits, digits + 6):
-        text = rounded(value, d)
-        if side(float(text)) == side(value):
-            return text
-    step = Decimal(1).scaleb(-(digits + 5))
-    cut = Decimal(repr(value)).quantize(
-        step, rounding=ROUND_FLOOR if value < threshold else ROUND_CEILING)
-    return f"{cut:f}"
-
-
 def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any]:
     base = {"domain": "inconsistency", "label": "Inconsistency", "provisional": False}
     if not has_heterogeneity(k) or i2 is None:
         return {**base, "downgrade": 0, "reason": "not applicable: one trial"}
     # below 0.001 in words, as every p value mmlr prints: "Q p = 0.00" read as a p of 0
     q_text = ("Q p n/a" if q_p is None else "Q p < 0.001" if q_p < 0.001
-              else f"Q p = {_beside(q_p, 0.10, 2 if q_p >= 0.01 else 3)}")
-    reason = f"I² = {_beside(i2, 50, 0)}%, {q_text}"
-    if i2 >= 50 and q_p is not None and q_p < 0.10:
+              else f"Q p = {rounded_beside(q_p, 0.10, 2 if q_p >= 0.01 else 3)}")
+    reason = f"I² = {i2_text(i2)}, {q_text}"
+    if i2 >= I2_INCONSISTENT and q_p is not None and q_p < 0.10:
         return {**base, "downgrade": 1, "reason": reason}
     return {**base, "downgrade": 0, "reason": reason}
 
@@ -130,8 +116,9 @@ def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     strategy = _share(rows, lambda r: r.get("is_strategy"))
     notes = []
     if strategy:
+        share = rounded_beside(100 * strategy, 50, 0)
         notes.append(f"strategy trials (induction differs too, so the contrast is not "
-                     f"maintenance alone) carry {_beside(100 * strategy, 50, 0)}% of the weight")
+                     f"maintenance alone) carry {share}% of the weight")
     if surrogate:
         notes.append(f"EFS or TTP in place of PFS carry {100 * surrogate:.0f}% of the weight")
     down = 1 if strategy >= 0.5 else 0

@@ -76,6 +76,7 @@ from reports.network_digest import snapshot as network_snapshot
 from reports.network_inputs import current_networks
 from reports.presentation import (
     has_heterogeneity,
+    i2_text,
     is_one_trial,
     is_two_trials,
     shown_hr_of,
@@ -869,7 +870,7 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         # read as a range for the next trial (reports.meta's note; no t(k-2) interval exists).
         "pi_note": TWO_TRIALS_PI_NOTE if is_two_trials(row.k) else None,
         "i2": row.i2,
-        "i2_text": f"{rounded(row.i2, 0)}%" if several and row.i2 is not None else "—",
+        "i2_text": i2_text(row.i2) if several else "—",
         "tau2": row.tau2,
         # As the CI is shown (hr_text): "0.62–1.00" includes 1 whatever digits follow.
         "crosses_one": shown.includes_one,

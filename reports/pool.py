@@ -49,7 +49,7 @@ from reports.meta import (
     subgroup_test_undefined,
 )
 from reports.monitoring_view import status_label
-from reports.presentation import has_heterogeneity, shown_hr
+from reports.presentation import has_heterogeneity, i2_text, shown_hr
 from reports.selection import all_analyses, latest_results, load_candidates
 from reports.sequential import MonitoringPlan, monitor
 from reports.small_study import short_text, small_study_effects
@@ -168,7 +168,7 @@ class PoolRun:
             several = has_heterogeneity(r.k)
             pi = (interval_text(hr_number(r.hr_pi_low), hr_number(r.hr_pi_high))
                   if several and math.isfinite(r.pi_low) else "—")
-            heterogeneity = (f"{rounded(r.i2, 0) + '%':>5} {rounded(r.q_p, 3):>6}" if several
+            heterogeneity = (f"{i2_text(r.i2):>5} {rounded(r.q_p, 3):>6}" if several
                              else f"{'—':>5} {'—':>6}")
             mark = " *" if o.changed else ""
             shown = shown_hr(r.k, r.estimate, r.ci_low, r.ci_high, o.inputs)

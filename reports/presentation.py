@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from reports.words import IntervalStyle, estimate_text, hr_number
+from reports.words import IntervalStyle, estimate_text, hr_number, rounded_beside
 
 #: Where a shown HR comes from.
 Source = Literal["pooled", "printed", "trial", "derived"]
@@ -35,6 +35,21 @@ Source = Literal["pooled", "printed", "trial", "derived"]
 #: How a derived HR came about, in a few words (the note of a one-trial analysis).
 _DERIVED_WORDS = {"p_value_events": "a P value and events", "o_minus_e": "O−E and its variance",
                   "medians": "median survival times", "km_curves": "Kaplan–Meier curves"}
+
+
+#: I² at or above which the suggested certainty rates down for inconsistency (with Q's p <
+#: 0.10; reports.certainty): the line every I² shown must not be rounded across.
+I2_INCONSISTENT = 50.0
+
+
+def i2_text(i2: float | None, *, missing: str = "—") -> str:
+    """I² as every page, export, digest and figure writes it: a whole percent, half up ("72%"),
+    or with a decimal where the whole percent would cross :data:`I2_INCONSISTENT` (49.7% is
+    "49.7%", not "50%", since it is not rated down; 49.96% is "49.96%"). The rule decides on
+    the unrounded value; the digits shown keep its side. ``missing`` for None."""
+    if i2 is None or not math.isfinite(i2):
+        return missing
+    return f"{rounded_beside(i2, I2_INCONSISTENT, 0)}%"
 
 
 def has_heterogeneity(k: int | None) -> bool:

@@ -118,10 +118,10 @@ def test_imprecision_reads_the_ci_as_printed() -> None:
 def test_beside_never_prints_all_of_a_floats_digits() -> None:
     """I² a hair below 50 kept 16 digits ("49.999999999999"): cut towards its side at
     five more decimals."""
-    from reports.certainty import _beside
-    assert _beside(49.9999999999, 50, 0) == "49.99999"
-    assert _beside(0.09999999999, 0.10, 2) == "0.0999999"
-    assert _beside(49.6, 50, 0) == "49.6" and _beside(50.0, 50, 0) == "50"
+    from reports.words import rounded_beside
+    assert rounded_beside(49.9999999999, 50, 0) == "49.99999"
+    assert rounded_beside(0.09999999999, 0.10, 2) == "0.0999999"
+    assert rounded_beside(49.6, 50, 0) == "49.6" and rounded_beside(50.0, 50, 0) == "50"
     d = domain(suggest(k=3, i2=49.9999999999, q_p=0.01), "inconsistency")
     assert (d["downgrade"], d["reason"]) == (0, "I² = 49.99999%, Q p = 0.01")
 
