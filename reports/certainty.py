@@ -11,7 +11,9 @@ and every domain says what it looked at:
 * **Risk of bias** — the pooled weight at each RoB 2 overall judgment (``store.bias``): rate
   down twice when results at high risk carry at least half the weight, once when results at
   high risk or with some concerns do. Results nobody assessed, or whose assessors disagree,
-  make the suggestion *provisional* when together they carry half the weight or more.
+  make the suggestion *provisional* when together they carry half the weight or more. A
+  judgment carried over from an earlier data cut of the trial (saved before the estimate now
+  pooled was entered) counts as it is, and the reason says how much weight rests on it.
 * **Inconsistency** — rate down once when I² ≥ 50% and Cochran's Q has p < 0.10 (one trial:
   not applicable).
 * **Indirectness** — rate down once when strategy trials (the arms differ in induction too,
@@ -87,6 +89,12 @@ def _risk_of_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             why += ", which rates nothing down until it is assessed"
     if disputed > 0:
         why += f"; the assessors disagree on results carrying {100 * disputed:.0f}%"
+    # A new data cut keeps the judgment of the one before until someone re-assesses it: it
+    # still counts, but the panel is told which part of the weight rests on it.
+    carried = _share(rows, lambda r: r.get("risk_of_bias") and r.get("risk_of_bias_carried_over"))
+    if carried > 0:
+        why += (f"; results carrying {100 * carried:.0f}% of the weight keep the judgment of an "
+                "earlier data cut (not re-assessed yet)")
     return {"domain": "risk_of_bias", "label": "Risk of bias", "downgrade": down,
             "reason": why, "provisional": unassessed + disputed >= 0.5,
             "provisional_reason": "most of the weight has no agreed risk-of-bias assessment"}

@@ -242,6 +242,7 @@ def _input_rows(analysis: Analysis, chosen: list[Candidate]) -> list[dict[str, A
             "data_cut_label": c.data_cut_label,
             "date": cut.isoformat() if cut else None, "year": c.report_year, "pmid": c.pmid,
             "risk_of_bias": c.risk_of_bias, "risk_of_bias_disputed": c.risk_of_bias_disputed,
+            "risk_of_bias_carried_over": c.risk_of_bias_carried_over,
             "printed": c.printed,
         })
     return rows
@@ -253,9 +254,17 @@ def _input_rows(analysis: Analysis, chosen: list[Candidate]) -> list[dict[str, A
 _DISPLAY_ONLY = ("printed",)
 
 
+#: Input-row keys added later whose usual value is left out of the hash, so that a snapshot
+#: stored before them is not "updated" by them alone; any other value is hashed (a result
+#: re-assessed on its new data cut, with the same judgment, is a new snapshot).
+_HASHED_UNLESS = {"risk_of_bias_carried_over": False}
+
+
 def _hash_inputs(analysis: Analysis, rows: list[dict[str, Any]]) -> str:
     payload = {"analysis": analysis.key,
-               "rows": [{k: v for k, v in r.items() if k not in _DISPLAY_ONLY} for r in rows]}
+               "rows": [{k: v for k, v in r.items() if k not in _DISPLAY_ONLY
+                         and not (k in _HASHED_UNLESS and v == _HASHED_UNLESS[k])}
+                        for r in rows]}
     text = json.dumps(clean_json(payload), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
