@@ -4,8 +4,8 @@ Every function returns a :class:`DerivedEstimate` on the *maintenance vs control
 (HR < 1 favours maintenance) with ``method`` (the value stored in ``Estimate.method``) and
 ``approximate`` (the number rests on an assumption a reader should know about):
 
-- :func:`from_ci` — HR with a 95% CI (``reported_ci``): SE = (ln hi − ln lo)/(2·1.959964)
-  (``reports.meta.Z95``, the quantile the pooled CI is rebuilt with);
+- :func:`from_ci` — HR with a 95% CI (``reported_ci``): SE = (ln hi − ln lo)/(2·z), z = 1.95996…
+  (``reports.meta.Z95``, R's qnorm(0.975), the quantile the pooled CI is rebuilt with);
   HRs printed as control vs maintenance are inverted; a CI that is asymmetric on the log
   scale beyond what rounding of the printed digits explains gets a warning.
 - :func:`from_p_value` — two-sided P and the number of events (``p_value_events``; Parmar
