@@ -155,6 +155,10 @@ class Candidate:
     # Whether the people who assessed it disagree (store.bias.assessor_agreement): the
     # judgment above is then the newest one, not an agreed one.
     risk_of_bias_disputed: bool = False
+    # Whether that judgment was saved before this estimate was entered, while an earlier one
+    # of the trial's endpoint existed: made on an earlier data cut (or report) and carried
+    # over to this one, which nobody has judged yet (reports.selection.load_candidates).
+    risk_of_bias_carried_over: bool = False
     # The trial's arms as entered (Trial.regimen / Trial.comparator) and the estimate's arm
     # sizes: the network meta-analysis maps arms to treatments and sizes its nodes with them.
     regimen: str | None = None

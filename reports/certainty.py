@@ -11,7 +11,9 @@ and every domain says what it looked at:
 * **Risk of bias** — the pooled weight at each RoB 2 overall judgment (``store.bias``): rate
   down twice when results at high risk carry at least half the weight, once when results at
   high risk or with some concerns do. Results nobody assessed, or whose assessors disagree,
-  make the suggestion *provisional* when together they carry half the weight or more.
+  make the suggestion *provisional* when together they carry half the weight or more. A
+  judgment carried over from an earlier data cut of the trial (saved before the estimate now
+  pooled was entered) counts as it is, and the reason says how much weight rests on it.
 * **Inconsistency** — rate down once when I² ≥ 50% and Cochran's Q has p < 0.10 (one trial:
   not applicable).
 * **Indirectness** — rate down once when strategy trials (the arms differ in induction too,
@@ -26,7 +28,10 @@ and every domain says what it looked at:
   size is not reached — taken as the heterogeneity-adjusted required information of the
   sequential monitoring (``reports.sequential``), unless the Z-curve has crossed its
   monitoring boundary (and is not back inside it), which is the stricter test the information
-  size stands in for.
+  size stands in for. The rule reads the CI as every page shows it (two decimals half-up; one
+  trial: as printed in the paper), so a limit shown as 1.00 includes HR 1 — the reason never
+  says "excludes HR 1" beside a printed 1.00 (a computed 0.997, or a trial's printed 1.00
+  rebuilt from its SE as 0.99999999).
   With two trials and a Hartung–Knapp interval (t with 1 degree of freedom) the reason says
   that the interval is wide by construction, whatever the trials show.
 * **Publication bias** — never rated down by rule: with fewer than 10 trials a funnel plot or
@@ -42,9 +47,15 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Any
 
-from reports.presentation import has_heterogeneity, t_with_one_df
+from reports.presentation import (
+    I2_INCONSISTENT,
+    has_heterogeneity,
+    i2_text,
+    shown_limit,
+    t_with_one_df,
+)
 from reports.small_study import ASYMMETRY_P, p_text
-from reports.words import hr_number, interval_text, plural
+from reports.words import hr_number, interval_text, plural, rounded_beside
 
 LEVELS: tuple[str, ...] = ("very low", "low", "moderate", "high")
 APPRECIABLE_BENEFIT = 0.75  # HR; GRADE's default 25% relative change
@@ -78,36 +89,15 @@ def _risk_of_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             why += ", which rates nothing down until it is assessed"
     if disputed > 0:
         why += f"; the assessors disagree on results carrying {100 * disputed:.0f}%"
+    # A new data cut keeps the judgment of the one before until someone re-assesses it: it
+    # still counts, but the panel is told which part of the weight rests on it.
+    carried = _share(rows, lambda r: r.get("risk_of_bias") and r.get("risk_of_bias_carried_over"))
+    if carried > 0:
+        why += (f"; results carrying {100 * carried:.0f}% of the weight keep the judgment of an "
+                "earlier data cut (not re-assessed yet)")
     return {"domain": "risk_of_bias", "label": "Risk of bias", "downgrade": down,
             "reason": why, "provisional": unassessed + disputed >= 0.5,
             "provisional_reason": "most of the weight has no agreed risk-of-bias assessment"}
-
-
-def _same_sides(shown: tuple[str, str], hr_low: float, hr_high: float) -> bool:
-    """Whether the shown limits fall on the same side of the imprecision rule's thresholds
-    as the computed ones (the lower of 0.75 and 1, the upper of 1 and 1.25)."""
-    try:
-        low, high = float(shown[0]), float(shown[1])
-    except (TypeError, ValueError):
-        return False
-    return all((low <= t) == (hr_low <= t) for t in (APPRECIABLE_BENEFIT, 1.0)) and all(
-        (high >= t) == (hr_high >= t) for t in (1.0, APPRECIABLE_HARM))
-
-
-def _beside(value: float, threshold: float, digits: int, *, at_or_below: bool = False) -> str:
-    """``value`` rounded to ``digits`` decimals, or to more where that rounding would put it on
-    the other side of ``threshold`` — of ``value >= threshold``, or with ``at_or_below`` of
-    ``value <= threshold`` — (I² 49.6% is not "50%" when 50% rates down, a CI limit of 0.997
-    is not "1.00" when the CI is said to exclude 1): the reason must not contradict the rule
-    it applies."""
-    def side(x: float) -> bool:
-        return x <= threshold if at_or_below else x >= threshold
-
-    for d in range(digits, digits + 6):
-        text = f"{value:.{d}f}"
-        if side(float(text)) == side(value):
-            return text
-    return repr(value)
 
 
 def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any]:
@@ -116,9 +106,9 @@ def _inconsistency(k: int, i2: float | None, q_p: float | None) -> dict[str, Any
         return {**base, "downgrade": 0, "reason": "not applicable: one trial"}
     # below 0.001 in words, as every p value mmlr prints: "Q p = 0.00" read as a p of 0
     q_text = ("Q p n/a" if q_p is None else "Q p < 0.001" if q_p < 0.001
-              else f"Q p = {_beside(q_p, 0.10, 2 if q_p >= 0.01 else 3)}")
-    reason = f"I² = {_beside(i2, 50, 0)}%, {q_text}"
-    if i2 >= 50 and q_p is not None and q_p < 0.10:
+              else f"Q p = {rounded_beside(q_p, 0.10, 2 if q_p >= 0.01 else 3)}")
+    reason = f"I² = {i2_text(i2)}, {q_text}"
+    if i2 >= I2_INCONSISTENT and q_p is not None and q_p < 0.10:
         return {**base, "downgrade": 1, "reason": reason}
     return {**base, "downgrade": 0, "reason": reason}
 
@@ -134,8 +124,9 @@ def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     strategy = _share(rows, lambda r: r.get("is_strategy"))
     notes = []
     if strategy:
+        share = rounded_beside(100 * strategy, 50, 0)
         notes.append(f"strategy trials (induction differs too, so the contrast is not "
-                     f"maintenance alone) carry {_beside(100 * strategy, 50, 0)}% of the weight")
+                     f"maintenance alone) carry {share}% of the weight")
     if surrogate:
         notes.append(f"EFS or TTP in place of PFS carry {100 * surrogate:.0f}% of the weight")
     down = 1 if strategy >= 0.5 else 0
@@ -147,21 +138,14 @@ def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "reason": lead + "population, drug and comparator are the panel's to judge"}
 
 
-def _imprecision(hr_low: float, hr_high: float,
-                 monitoring: dict[str, Any] | None,
-                 shown: tuple[str, str] | None = None) -> dict[str, Any]:
+def _imprecision(shown: tuple[str, str], limits: tuple[float, float],
+                 monitoring: dict[str, Any] | None) -> dict[str, Any]:
+    """The imprecision domain on the CI as shown (``shown``, its digits; ``limits``, those
+    digits as numbers): a limit shown as 1.00 includes HR 1, one shown as 0.75 or 1.25 an
+    appreciable effect, whatever digits beyond the second the computation had."""
     base = {"domain": "imprecision", "label": "Imprecision", "provisional": False}
-    # Each limit keeps, in the text, its side of the thresholds the rules below compare it
-    # with: the lower one of HR ≤ 0.75 and HR ≤ 1, the upper one of HR ≥ 1 and HR ≥ 1.25.
-    low = max((_beside(hr_low, t, 2, at_or_below=True) for t in (APPRECIABLE_BENEFIT, 1.0)),
-              key=len)
-    high = max((_beside(hr_high, t, 2) for t in (1.0, APPRECIABLE_HARM)), key=len)
-    if shown is not None and _same_sides(shown, hr_low, hr_high):
-        # One trial shows its CI as printed (reports.presentation); the reason quotes those
-        # digits rather than the rebuilt ones one line below them (0.86, not 0.85), as long
-        # as they sit on the same side of every threshold the rule compares.
-        low, high = shown
-    ci = f"95% CI {low}–{high}"
+    hr_low, hr_high = limits
+    ci = f"95% CI {interval_text(*shown)}"
     if hr_low <= APPRECIABLE_BENEFIT and hr_high >= APPRECIABLE_HARM:
         return {**base, "downgrade": 2,
                 "reason": f"{ci} includes appreciable benefit and appreciable harm"}
@@ -185,6 +169,18 @@ def _imprecision(hr_low: float, hr_high: float,
                              "inside it" if firm else "")}
     return {**base, "downgrade": 0,
             "reason": f"{ci} excludes HR 1 (no effect); the optimal information size is reached"}
+
+
+def shown_limits(hr_ci_low: float, hr_ci_high: float,
+                 shown_ci: tuple[str, str] | None = None) -> tuple[tuple[str, str],
+                                                                   tuple[float, float]]:
+    """The CI the imprecision rule reads: ``shown_ci`` (one trial's printed digits) or the
+    computed limits as every page prints them (``hr_number``: two decimals half-up), as text
+    and as numbers (a limit that is not a number keeps the computed value)."""
+    if shown_ci is None or any(shown_limit(t) is None for t in shown_ci):
+        shown_ci = (hr_number(hr_ci_low), hr_number(hr_ci_high))
+    low, high = shown_limit(shown_ci[0]), shown_limit(shown_ci[1])
+    return shown_ci, (hr_ci_low if low is None else low, hr_ci_high if high is None else high)
 
 
 def _back_inside(monitoring: dict[str, Any]) -> bool:
@@ -234,15 +230,17 @@ def suggest_certainty(*, k: int, hr_ci_low: float, hr_ci_high: float, i2: float 
     ``risk_of_bias``, ``efs_ttp``); ``monitoring`` the sequential-monitoring view or None;
     ``small_study`` the funnel-plot view (``reports.small_study``) or None; ``shown_ci`` the
     CI limits as the analysis shows them when they are not the computed ones (one trial, as
-    printed), for the imprecision reason's words; ``ci_used`` the CI method the pooled
-    result used (``MetaResult.ci``), for the imprecision reason of two trials.
+    printed): the imprecision rule reads the CI as shown (:func:`shown_limits`); ``ci_used``
+    the CI method the pooled result used (``MetaResult.ci``), for the imprecision reason of
+    two trials.
     Returns ``level`` (one of ``LEVELS``), ``downgrades`` (the sum, the level never going
     below "very low"), ``provisional`` (a domain could not be judged on most of the
     evidence), ``domains`` (each with ``downgrade`` and a ``reason`` in words) and ``text``.
     """
-    imprecision = _imprecision(hr_ci_low, hr_ci_high, monitoring, shown_ci)
+    shown, (low, high) = shown_limits(hr_ci_low, hr_ci_high, shown_ci)
+    imprecision = _imprecision(shown, (low, high), monitoring)
     if (t_with_one_df(k, ci_used) and imprecision["downgrade"]
-            and hr_ci_low <= 1.0 <= hr_ci_high):  # rated down for the width, not the OIS
+            and low <= 1.0 <= high):  # rated down for the width, not the OIS
         # The rule reads the interval as computed; with two trials Hartung-Knapp's t has one
         # degree of freedom and the interval is wide whatever the trials say (two concordant
         # trials, I² 0%, were rated down twice): the panel must see why before it agrees.

@@ -4,7 +4,8 @@ Every function returns a :class:`DerivedEstimate` on the *maintenance vs control
 (HR < 1 favours maintenance) with ``method`` (the value stored in ``Estimate.method``) and
 ``approximate`` (the number rests on an assumption a reader should know about):
 
-- :func:`from_ci` — HR with a 95% CI (``reported_ci``): SE = (ln hi − ln lo)/(2·1.959964);
+- :func:`from_ci` — HR with a 95% CI (``reported_ci``): SE = (ln hi − ln lo)/(2·z), z = 1.95996…
+  (``reports.meta.Z95``, R's qnorm(0.975), the quantile the pooled CI is rebuilt with);
   HRs printed as control vs maintenance are inverted; a CI that is asymmetric on the log
   scale beyond what rounding of the printed digits explains gets a warning.
 - :func:`from_p_value` — two-sided P and the number of events (``p_value_events``; Parmar
@@ -33,10 +34,10 @@ from typing import Any, Literal
 from scipy import stats
 
 from reports.km import ArmInput, hr_from_curves, read_arm
+from reports.meta import Z95
 from store.errors import ValidationError
 from store.numbers import as_float, parse_decimal
 
-Z95 = 1.959964
 ORIENTATIONS = ("maint_vs_control", "control_vs_maint")
 Orientation = Literal["maint_vs_control", "control_vs_maint"]
 #: Slack on top of the rounding bound, so 1e-12 float noise never warns.

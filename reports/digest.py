@@ -76,6 +76,7 @@ from reports.network_digest import snapshot as network_snapshot
 from reports.network_inputs import current_networks
 from reports.presentation import (
     has_heterogeneity,
+    i2_text,
     is_one_trial,
     is_two_trials,
     shown_hr_of,
@@ -152,7 +153,9 @@ def _hr_value(log_hr: float | None) -> float:
 
 
 def crosses_one(ci_low: float | None, ci_high: float | None) -> bool | None:
-    """Whether a log-scale CI includes HR = 1 (None when there is no CI)."""
+    """Whether a log-scale CI includes HR = 1 (None when there is no CI), on the computed
+    limits. The digest decides on the CI as shown instead (``ShownHR.includes_one``: a limit
+    printed 1.00 includes 1), as every sentence beside the printed digits must."""
     if ci_low is None or ci_high is None:
         return None
     return ci_low <= 0.0 <= ci_high
@@ -278,7 +281,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None, *,
                        or trial_matches
                        or network_list or any(a["status"] != "unchanged" or a["monitoring_change"]
                               or a["small_study_change"] or a.get("absolute_change")
-                              for a in analyses))
+                              or a["certainty_change"] for a in analyses))
         if previous is not None and not changed:
             log.info("digest: nothing changed since digest #%s; not building a new one",
                      previous.id)
@@ -570,6 +573,7 @@ def _compare_analyses(
             "crossing": _crossing_change(before, now),
             "monitoring_change": _monitoring_change(before, now),
             "small_study_change": _small_study_change(before, now),
+            "certainty_change": _certainty_change(before, now),
             "bias_changes": _bias_changes(before, now, renamed),
             "renamed_trials": [{"old": o, "new": n} for o, n in renamed.items()],
             # Updated with the same numbers (a risk-of-bias judgment or a flag of an input
@@ -710,6 +714,27 @@ def _trim_fill_words(tf: dict[str, Any] | None, was: int | None = None) -> str:
         if tf["hr"] is not None:
             words += f", adjusted HR {hr_ci_text(tf['hr'], tf['hr_ci_low'], tf['hr_ci_high'])}"
     return words
+
+
+def _certainty_level(view: dict[str, Any] | None) -> str | None:
+    """The suggested certainty's level of a pooled view ("moderate"), from the text the view
+    keeps ("moderate (provisional)"); None without one."""
+    text = (view or {}).get("certainty_text")
+    if not isinstance(text, str) or not text:
+        return None
+    return text.removesuffix(" (provisional)")
+
+
+def _certainty_change(before: dict[str, Any] | None,
+                      after: dict[str, Any] | None) -> str | None:
+    """"moderate → low" when the suggested GRADE level of an analysis changed (with
+    "(provisional)" where it applies), else None: a new trial, a new judgment of risk of bias,
+    a monitoring plan or new rules can move it while the estimate stays. A view without a
+    certainty (a snapshot from before it existed, a new analysis) claims no change."""
+    then, now = _certainty_level(before), _certainty_level(after)
+    if then is None or now is None or then == now:
+        return None
+    return f"{(before or {})['certainty_text']} → {(after or {})['certainty_text']}"
 
 
 def _small_study_change(before: dict[str, Any] | None,
@@ -867,9 +892,10 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         # read as a range for the next trial (reports.meta's note; no t(k-2) interval exists).
         "pi_note": TWO_TRIALS_PI_NOTE if is_two_trials(row.k) else None,
         "i2": row.i2,
-        "i2_text": f"{rounded(row.i2, 0)}%" if several and row.i2 is not None else "—",
+        "i2_text": i2_text(row.i2) if several else "—",
         "tau2": row.tau2,
-        "crosses_one": crosses_one(row.ci_low, row.ci_high),
+        # As the CI is shown (hr_text): "0.62–1.00" includes 1 whatever digits follow.
+        "crosses_one": shown.includes_one,
         "inputs_hash": row.inputs_hash,
         "trials": [t["label"] for t in _studies(row)],
         "trial_keys": _trial_keys(row),
@@ -1134,7 +1160,13 @@ def _subject(digest: Digest, summary: dict[str, Any]) -> str:
     if funnel_only:
         parts.append(plural(funnel_only, "funnel assessment changed",
                              "funnel assessments changed"))
-    # Likewise an absolute effect moved by a new assumed control risk alone.
+    # Likewise a suggested certainty that moved while the estimate did not (new rules, a
+    # monitoring plan) …
+    certainty_only = len(_unchanged_but(summary, "certainty_change"))
+    if certainty_only:
+        parts.append(plural(certainty_only, "suggested certainty changed",
+                             "suggested certainties changed"))
+    # … and an absolute effect moved by a new assumed control risk alone.
     absolute_only = len(_unchanged_but(summary, "absolute_change"))
     if absolute_only:
         parts.append(plural(absolute_only, "absolute effect changed",
@@ -1255,6 +1287,7 @@ def render_digest(
         # .get: entries of digests stored before monitoring existed have no such key
         "monitoring_only": _unchanged_but(summary, "monitoring_change"),
         "small_study_only": _unchanged_but(summary, "small_study_change"),
+        "certainty_only": _unchanged_but(summary, "certainty_change"),
         "absolute_only": _unchanged_but(summary, "absolute_change"),
         "more_flagged": summary["new_flagged_total"] - len(summary["new_flagged"]),
         "trial_reports": summary.get("new_trial_reports", []),

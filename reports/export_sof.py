@@ -28,7 +28,7 @@ from reports.absolute import absolute_or_reason, written_per_1000
 from reports.meta import hr_of
 from reports.monitoring_view import status_label
 from reports.network_inputs import Fitted, node_sizes
-from reports.presentation import has_heterogeneity, shown_hr_of
+from reports.presentation import has_heterogeneity, i2_text, shown_hr_of
 from reports.selection import latest_results
 from reports.small_study import short_text
 from reports.words import hr_ci_text, hr_number, interval_text, rounded
@@ -268,8 +268,7 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
         hr = r["hr_text"] + (f" ({r['hr_note']})" if r["hr_note"] else "")
         pi = (interval_text(hr_number(r["hr_pi_low"]), hr_number(r["hr_pi_high"]))
               if r["hr_pi_low"] is not None else "—")
-        i2 = f"{rounded(r['i2'], 0)}%" if r["i2"] is not None and has_heterogeneity(r["k"]) \
-            else "—"
+        i2 = i2_text(r["i2"]) if has_heterogeneity(r["k"]) else "—"
         low = (hr_ci_text(r["hr_low_rob_only"], r["hr_low_rob_only_ci_low"],
                           r["hr_low_rob_only_ci_high"]) if r["hr_low_rob_only"] is not None
                else LOW_ROB_ONLY_EMPTY.get(r["low_rob_only_empty"] or "", "—"))

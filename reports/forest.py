@@ -22,12 +22,12 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 from reports.figures import DPI, WIDTH_IN, figure_bytes
-from reports.presentation import has_heterogeneity, is_one_trial, shown_hr_of, trial_hr
+from reports.meta import Z95
+from reports.presentation import has_heterogeneity, i2_text, is_one_trial, shown_hr_of, trial_hr
 from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
 from store.errors import PoolingError
 from store.text import shorten_to_width
 
-Z95 = 1.959964
 ROW_IN = 0.22
 _MARK_EFS = "†"
 _MARK_APPROX = "‡"
@@ -88,7 +88,7 @@ def _het_line(tau2: float | None, i2: float | None, q: float | None, df: int,
     if not has_heterogeneity(df + 1) or q is None:  # df = k − 1
         return "Heterogeneity: not applicable (one study)"
     tau = f"τ² = {rounded(tau2, 3)}; " if tau2 is not None else ""
-    return (f"Heterogeneity: {tau}I² = {rounded(i2 or 0, 0)}%; Q = {rounded(q)}, df = {df}, "
+    return (f"Heterogeneity: {tau}I² = {i2_text(i2 or 0.0)}; Q = {rounded(q)}, df = {df}, "
             f"{_fmt_p(q_p)}")
 
 
@@ -130,7 +130,7 @@ def _from_pooled(p: Any) -> ForestData:
         rows[0].text = overall.text  # the trial's row and the result say the same digits
     subgroups = [
         Diamond(_LABELS.get(s["name"], s["name"]), s["hr"], s["hr_ci_low"], s["hr_ci_high"],
-                s["k"], note=f"I² = {rounded(s['i2'], 0)}%" if has_heterogeneity(s["k"]) else "")
+                s["k"], note=f"I² = {i2_text(s['i2'])}" if has_heterogeneity(s["k"]) else "")
         for s in extras.get("subgroups") or []
     ]
     test = extras.get("subgroup_test")

@@ -37,7 +37,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from reports.figures import DPI, WIDTH_IN, figure_bytes
-from reports.forest import Z95
+from reports.meta import Z95
 from reports.monitoring_view import number
 from store.errors import PoolingError
 from store.text import shorten

@@ -60,7 +60,10 @@ CI_METHODS: tuple[str, ...] = ("hksj", "hksj-adhoc", "wald")
 METAFOR_TEST = {"hksj": "knha", "hksj-adhoc": "adhoc", "wald": "z"}
 
 _LEVEL = 0.95
-_Z = float(stats.norm.ppf(1 - (1 - _LEVEL) / 2))  # 1.959964…
+#: The normal quantile of every 95% interval mmlr computes or takes apart (1.95996398…, R's
+#: qnorm(0.975)): a pooled Wald CI, an SE from a printed CI (reports.derive), forest and funnel
+#: plots, the network. One value, so that a CI rebuilt from the SE it gave is the CI entered.
+Z95 = float(stats.norm.ppf(1 - (1 - _LEVEL) / 2))
 
 
 # ----------------------------------------------------------------------------- results
@@ -431,7 +434,7 @@ def meta_analysis(
         var *= s2w
         df = k - 1
     se = math.sqrt(var)
-    crit = float(stats.t.ppf(1 - (1 - _LEVEL) / 2, df)) if df else _Z
+    crit = float(stats.t.ppf(1 - (1 - _LEVEL) / 2, df)) if df else Z95
     # HKSJ on identical studies gives SE 0: metafor reports z = ±Inf (p = 0), or NaN for 0/0.
     zero_se_stat = math.copysign(math.inf, mu) if mu != 0 else math.nan
     stat = mu / se if se > 0 else zero_se_stat

@@ -44,7 +44,7 @@ from reports.meta import (
     subgroup_test,
     subgroup_test_undefined,
 )
-from reports.presentation import has_heterogeneity
+from reports.presentation import has_heterogeneity, i2_text
 from reports.words import interval_text, rounded
 from store.errors import ValidationError
 from store.infile import input_file_problem
@@ -144,7 +144,7 @@ class MetaCsvResult:
             pi = (interval_text(rounded(r.hr_pi_low, _HR), rounded(r.hr_pi_high, _HR))
                   if several and math.isfinite(r.pi_low) else "—")
             ci = interval_text(rounded(r.hr_ci_low, _HR), rounded(r.hr_ci_high, _HR))
-            i2 = f"{rounded(r.i2, 0)}%" if several else "—"
+            i2 = i2_text(r.i2) if several else "—"
             q_p = rounded(r.q_p, 3) if several else "—"
             lines.append(
                 f"{name[:20]:20} {r.k:>3} {rounded(r.estimate, _LOG):>8} "

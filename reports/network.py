@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from reports.meta import clean_json, hr_of, reml_maximum
+from reports.meta import Z95, clean_json, hr_of, reml_maximum
 from reports.words import hr_ci_text, plural
 from store.errors import PoolingError
 
@@ -70,7 +70,6 @@ log = logging.getLogger(__name__)
 
 NETWORK_METHODS: tuple[str, ...] = ("REML", "FE")
 _LEVEL = 0.95
-_Z = float(stats.norm.ppf(1 - (1 - _LEVEL) / 2))
 #: Correlation of two contrasts of one trial sharing an arm (see the module docstring).
 SHARED_ARM_CORRELATION = 0.5
 
@@ -84,7 +83,7 @@ def hr_text(log_hr: float, ci_low: float, ci_high: float) -> str:
 
 def wald_ci(log_hr: float, se: float) -> tuple[float, float]:
     """The 95% Wald interval of a log HR."""
-    return log_hr - _Z * se, log_hr + _Z * se
+    return log_hr - Z95 * se, log_hr + Z95 * se
 
 
 @dataclass(frozen=True)
@@ -133,12 +132,12 @@ class Relative:
 
     @property
     def pi_low(self) -> float | None:
-        return None if self.tau2 is None else self.log_hr - _Z * math.hypot(
+        return None if self.tau2 is None else self.log_hr - Z95 * math.hypot(
             self.se, math.sqrt(self.tau2))
 
     @property
     def pi_high(self) -> float | None:
-        return None if self.tau2 is None else self.log_hr + _Z * math.hypot(
+        return None if self.tau2 is None else self.log_hr + Z95 * math.hypot(
             self.se, math.sqrt(self.tau2))
 
     @property

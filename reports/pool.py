@@ -40,6 +40,7 @@ from reports.analyses import (
 )
 from reports.certainty import suggest_certainty
 from reports.meta import (
+    Z95,
     MetaResult,
     SubgroupTest,
     clean_json,
@@ -48,7 +49,7 @@ from reports.meta import (
     subgroup_test_undefined,
 )
 from reports.monitoring_view import status_label
-from reports.presentation import has_heterogeneity, shown_hr
+from reports.presentation import has_heterogeneity, i2_text, shown_hr
 from reports.selection import all_analyses, latest_results, load_candidates
 from reports.sequential import MonitoringPlan, monitor
 from reports.small_study import short_text, small_study_effects
@@ -167,7 +168,7 @@ class PoolRun:
             several = has_heterogeneity(r.k)
             pi = (interval_text(hr_number(r.hr_pi_low), hr_number(r.hr_pi_high))
                   if several and math.isfinite(r.pi_low) else "—")
-            heterogeneity = (f"{rounded(r.i2, 0) + '%':>5} {rounded(r.q_p, 3):>6}" if several
+            heterogeneity = (f"{i2_text(r.i2):>5} {rounded(r.q_p, 3):>6}" if several
                              else f"{'—':>5} {'—':>6}")
             mark = " *" if o.changed else ""
             shown = shown_hr(r.k, r.estimate, r.ci_low, r.ci_high, o.inputs)
@@ -232,8 +233,8 @@ def _input_rows(analysis: Analysis, chosen: list[Candidate]) -> list[dict[str, A
             "trial_id": c.trial_id, "estimate_id": c.estimate_id,
             "yi": c.log_hr, "sei": c.se,
             "hr": c.hr if c.hr else math.exp(c.log_hr),
-            "ci_low": c.ci_low if c.ci_low else math.exp(c.log_hr - 1.959964 * c.se),
-            "ci_high": c.ci_high if c.ci_high else math.exp(c.log_hr + 1.959964 * c.se),
+            "ci_low": c.ci_low if c.ci_low else math.exp(c.log_hr - Z95 * c.se),
+            "ci_high": c.ci_high if c.ci_high else math.exp(c.log_hr + Z95 * c.se),
             "endpoint": c.endpoint.upper(), "setting": c.setting, "subgroup": c.setting,
             "comparison": c.comparison, "method": c.method, "approximate": c.approximate,
             "efs_ttp": c.efs_ttp, "is_strategy": c.is_strategy, "flags": flags,
@@ -241,6 +242,7 @@ def _input_rows(analysis: Analysis, chosen: list[Candidate]) -> list[dict[str, A
             "data_cut_label": c.data_cut_label,
             "date": cut.isoformat() if cut else None, "year": c.report_year, "pmid": c.pmid,
             "risk_of_bias": c.risk_of_bias, "risk_of_bias_disputed": c.risk_of_bias_disputed,
+            "risk_of_bias_carried_over": c.risk_of_bias_carried_over,
             "printed": c.printed,
         })
     return rows
@@ -252,9 +254,17 @@ def _input_rows(analysis: Analysis, chosen: list[Candidate]) -> list[dict[str, A
 _DISPLAY_ONLY = ("printed",)
 
 
+#: Input-row keys added later whose usual value is left out of the hash, so that a snapshot
+#: stored before them is not "updated" by them alone; any other value is hashed (a result
+#: re-assessed on its new data cut, with the same judgment, is a new snapshot).
+_HASHED_UNLESS = {"risk_of_bias_carried_over": False}
+
+
 def _hash_inputs(analysis: Analysis, rows: list[dict[str, Any]]) -> str:
     payload = {"analysis": analysis.key,
-               "rows": [{k: v for k, v in r.items() if k not in _DISPLAY_ONLY} for r in rows]}
+               "rows": [{k: v for k, v in r.items() if k not in _DISPLAY_ONLY
+                         and not (k in _HASHED_UNLESS and v == _HASHED_UNLESS[k])}
+                        for r in rows]}
     text = json.dumps(clean_json(payload), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from reports.words import IntervalStyle, estimate_text, hr_number
+from reports.words import IntervalStyle, estimate_text, hr_number, rounded_beside
 
 #: Where a shown HR comes from.
 Source = Literal["pooled", "printed", "trial", "derived"]
@@ -35,6 +35,21 @@ Source = Literal["pooled", "printed", "trial", "derived"]
 #: How a derived HR came about, in a few words (the note of a one-trial analysis).
 _DERIVED_WORDS = {"p_value_events": "a P value and events", "o_minus_e": "O−E and its variance",
                   "medians": "median survival times", "km_curves": "Kaplan–Meier curves"}
+
+
+#: I² at or above which the suggested certainty rates down for inconsistency (with Q's p <
+#: 0.10; reports.certainty): the line every I² shown must not be rounded across.
+I2_INCONSISTENT = 50.0
+
+
+def i2_text(i2: float | None, *, missing: str = "—") -> str:
+    """I² as every page, export, digest and figure writes it: a whole percent, half up ("72%"),
+    or with a decimal where the whole percent would cross :data:`I2_INCONSISTENT` (49.7% is
+    "49.7%", not "50%", since it is not rated down; 49.96% is "49.96%"). The rule decides on
+    the unrounded value; the digits shown keep its side. ``missing`` for None."""
+    if i2 is None or not math.isfinite(i2):
+        return missing
+    return f"{rounded_beside(i2, I2_INCONSISTENT, 0)}%"
 
 
 def has_heterogeneity(k: int | None) -> bool:
@@ -86,9 +101,39 @@ class ShownHR:
             return self.ci_low, self.ci_high
         return None
 
+    @property
+    def ci_values(self) -> tuple[float, float] | None:
+        """The CI limits as shown, as numbers ("1.00" is 1.0, "∞" is inf), or None without a
+        CI: every decision about the CI a reader sees (does it include HR 1, reach 0.75 or
+        1.25) is taken on these, so that the words never contradict the digits beside them."""
+        low, high = shown_limit(self.ci_low), shown_limit(self.ci_high)
+        return None if low is None or high is None else (low, high)
+
+    @property
+    def includes_one(self) -> bool | None:
+        """Whether the CI as shown includes HR 1 (a limit shown as 1.00 does); None without
+        a CI."""
+        values = self.ci_values
+        return None if values is None else values[0] <= 1.0 <= values[1]
+
     def to_json(self) -> dict[str, Any]:
         return {"hr": self.hr, "ci_low": self.ci_low, "ci_high": self.ci_high,
                 "text": self.text(), "source": self.source, "note": self.note}
+
+
+def shown_limit(text: str | None) -> float | None:
+    """A limit as written by ``reports.words.hr_number`` ("0.86", "0.0042", "1e-05", "∞")
+    as a number; None for a missing one ("—") or text that is not a number."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text in ("∞", "-∞"):
+        return math.inf if text == "∞" else -math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if not math.isnan(value) else None
 
 
 def _exp(log_value: float | None) -> float | None:

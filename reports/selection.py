@@ -13,6 +13,7 @@ are the pooled inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func
@@ -43,10 +44,16 @@ def load_candidates(session: Session) -> list[Candidate]:
     bias = current_assessments(session)
     disputed = {key for key, rows in history_by_endpoint(session).items()
                 if assessor_agreement(rows).agree is False}
+    entered: dict[tuple[int, str], list[tuple[int, datetime]]] = {}
+    for est, _, _ in rows:
+        assert est.id is not None
+        entered.setdefault((est.trial_id, est.endpoint), []).append((est.id, est.created_at))
     out = []
     for est, trial, report in rows:
         assert est.id is not None and trial.id is not None
         assessed = bias.get((trial.id, est.endpoint))
+        carried = assessed is not None and _carried_over(
+            est.id, est.created_at, assessed.created_at, entered[(trial.id, est.endpoint)])
         out.append(Candidate(
             estimate_id=est.id, trial_id=trial.id, trial_name=trial.name, drug=trial.drug,
             is_strategy=trial.is_strategy, endpoint=est.endpoint, setting=est.setting,
@@ -58,11 +65,24 @@ def load_candidates(session: Session) -> list[Candidate]:
             approximate=est.approximate, withdrawn=est.withdrawn_at is not None,
             risk_of_bias=assessed.overall if assessed else None,
             risk_of_bias_disputed=(trial.id, est.endpoint) in disputed,
+            risk_of_bias_carried_over=carried,
             regimen=trial.regimen, comparator=trial.comparator,
             n_maintenance=est.n_maintenance, n_control=est.n_control,
             printed=_printed_maint_vs_control(est),
         ))
     return out
+
+
+def _carried_over(estimate_id: int, entered_at: datetime, assessed_at: datetime,
+                  siblings: list[tuple[int, datetime]]) -> bool:
+    """Whether the current RoB 2 judgment of a trial's endpoint was made on an earlier
+    estimate than this one: saved before this estimate was entered, while another estimate
+    of the same trial and endpoint (an earlier data cut or report) already existed. An
+    assessment saved before any estimate of the endpoint (a curator who judged the paper
+    first) is not carried over: nothing else was there to judge."""
+    if assessed_at >= entered_at:
+        return False
+    return any(other != estimate_id and at <= assessed_at for other, at in siblings)
 
 
 def _printed_maint_vs_control(est: Estimate) -> dict[str, str] | None:

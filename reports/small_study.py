@@ -57,6 +57,8 @@ ASYMMETRY_P = 0.10
 MIN_TRIALS = 3
 _LEVEL = 0.95
 _MAX_ITERATIONS = 100
+#: The largest |log HR| whose HR is a finite, normal float (exp(709.78) overflows).
+_MAX_LOG_HR = 700.0
 #: Where trim-and-fill imputes the missing trials, in words: left of the pooled estimate is a
 #: smaller HR, i.e. more benefit from maintenance.
 SIDE_WORDS = {"left": "on the side of more benefit (left)",
@@ -174,20 +176,40 @@ def _egger_design(sei: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the tests
+def _hr_or_none(log_hr: float) -> float | None:
+    """exp(log_hr), or None where it is not a positive finite float (|log HR| past ~709)."""
+    if not math.isfinite(log_hr) or abs(log_hr) > _MAX_LOG_HR:
+        return None
+    return math.exp(log_hr)
+
+
 def egger_test(yi: Sequence[float], sei: Sequence[float]) -> dict[str, Any]:
     """Egger's test (metafor ``regtest(res, model = "lm")``): ``bias`` is the slope on the SE
     (its t statistic ``stat``, ``df`` = k − 2, two-sided ``p``), ``limit`` the intercept, with
-    its CI, on the log scale and as an HR."""
+    its CI, on the log scale and as an HR.
+
+    The limit is an extrapolation to SE = 0. When the trials' standard errors span a very
+    narrow range (three trials of about the same size) it runs off to hundreds on the log
+    scale — metafor prints an HR of ``Inf`` — so ``limit_hr`` and its CI are None and
+    ``limit_note`` says why; the test itself (slope, t, p) is still reported, as metafor does.
+    """
     s = np.asarray(sei, dtype=float)
     # Egger's weighted least squares = FE weights with the residual variance estimated.
     reg = meta_regression(yi, sei, _egger_design(s), method="FE", ci="hksj")
+    limit = [float(reg.coef[0]), float(reg.ci_low[0]), float(reg.ci_high[0])]
+    hrs = [_hr_or_none(v) for v in limit]
+    note = None
+    if any(h is None for h in hrs):
+        hrs = [None, None, None]
+        note = (f"not estimable: the trials' standard errors span too narrow a range "
+                f"({float(s.min()):.4g} to {float(s.max()):.4g}) to extrapolate to a trial "
+                "of infinite size")
     return {
         "bias": float(reg.coef[1]), "bias_se": float(reg.se[1]), "stat": float(reg.stat[1]),
         "df": reg.df, "p": float(reg.pval[1]),
-        "limit": float(reg.coef[0]), "limit_ci_low": float(reg.ci_low[0]),
-        "limit_ci_high": float(reg.ci_high[0]),
-        "limit_hr": math.exp(reg.coef[0]), "limit_hr_ci_low": math.exp(reg.ci_low[0]),
-        "limit_hr_ci_high": math.exp(reg.ci_high[0]),
+        "limit": limit[0], "limit_ci_low": limit[1], "limit_ci_high": limit[2],
+        "limit_hr": hrs[0], "limit_hr_ci_low": hrs[1], "limit_hr_ci_high": hrs[2],
+        "limit_note": note,
     }
 
 
@@ -267,14 +289,20 @@ def small_study_effects(yi: Sequence[float], sei: Sequence[float], *, method: st
     if k < MIN_TRIALS:
         out["reason"] = f"{plural(k, 'trial')}: a funnel plot needs at least {MIN_TRIALS}"
         return out
+    # A view beside the estimate: whatever goes wrong in it is said there, and never stops the
+    # pool run (an overflow here once left every analysis unpublished).
     try:
         out["egger"] = egger_test(yi, sei)
     except PoolingError as exc:
         out["errors"]["egger"] = str(exc)
+    except (ArithmeticError, np.linalg.LinAlgError) as exc:
+        out["errors"]["egger"] = f"numerical failure ({exc})"
     try:
         out["trim_fill"] = trim_and_fill(yi, sei, method=method, ci=ci)
     except PoolingError as exc:
         out["errors"]["trim_fill"] = str(exc)
+    except (ArithmeticError, np.linalg.LinAlgError) as exc:
+        out["errors"]["trim_fill"] = f"numerical failure ({exc})"
     out["summary"] = summary_text(out)
     return out
 

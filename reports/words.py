@@ -7,7 +7,7 @@ differently, round 1.025 two ways or write one interval as "0.18–1.64" here an
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Literal
 
 
@@ -60,6 +60,26 @@ def rounded(value: Number | None, digits: int = 2, *, missing: str = "—") -> s
     context = Context(prec=max(28, number.adjusted() + digits + 2))
     result = number.quantize(step, rounding=ROUND_HALF_UP, context=context)
     return f"{abs(result) if result.is_zero() else result:f}"  # never "-0.000"
+
+
+def rounded_beside(value: float, threshold: float, digits: int) -> str:
+    """``value`` as :func:`rounded` writes it to ``digits`` decimals, or with more decimals
+    where that rounding would put it on the other side of ``threshold`` (of ``value >=
+    threshold``): I² 49.7% is "49.7", not "50", where 50% is the line a rule draws, so the
+    number shown and the words of the rule beside it agree. Past ``digits`` + 5 decimals the
+    value is cut towards its own side (49.9999999 → "49.99999"), never written with all of a
+    float's digits."""
+    def side(x: float) -> bool:
+        return x >= threshold
+
+    for d in range(digits, digits + 6):
+        text = rounded(value, d)
+        if side(float(text)) == side(value):
+            return text
+    step = Decimal(1).scaleb(-(digits + 5))
+    cut = Decimal(repr(float(value))).quantize(
+        step, rounding=ROUND_FLOOR if value < threshold else ROUND_CEILING)
+    return f"{cut:f}"
 
 
 def hr_number(value: Number | None, *, missing: str = "—") -> str:

@@ -92,18 +92,38 @@ def test_inconsistency_reason_never_contradicts_its_rule(i2: float, q_p: float, 
     assert (d["downgrade"], d["reason"]) == (down, shown)
 
 
-def test_a_ci_limit_is_never_rounded_across_1() -> None:
-    """0.997 printed "1.00" would read as a CI touching 1 while it is said to exclude it."""
+def test_imprecision_reads_the_ci_as_printed() -> None:
+    """A computed 0.997 is printed "1.00" on every page: the reason beside it said "95% CI
+    0.62–0.997 excludes HR 1". The rule reads the printed digits, which include HR 1."""
     d = domain(suggest(hr_ci_low=0.62, hr_ci_high=0.997, monitoring=FIRM), "imprecision")
-    assert d["downgrade"] == 0 and d["reason"].startswith("95% CI 0.62–0.997 excludes HR 1")
-    d = domain(suggest(hr_ci_low=0.752, hr_ci_high=1.30), "imprecision")
-    assert d["downgrade"] == 1 and d["reason"].startswith("95% CI 0.752–1.30 includes no")
+    assert (d["downgrade"], d["reason"]) == (1, "95% CI 0.62–1.00 includes no effect")
     d = domain(suggest(hr_ci_low=1.0004, hr_ci_high=1.5), "imprecision")
-    assert d["reason"].startswith("95% CI 1.0004–1.50 excludes HR 1")
+    assert (d["downgrade"], d["reason"]) == (1, "95% CI 1.00–1.50 includes no effect")
+    # 0.752 and 1.2496 are printed 0.75 and 1.25: appreciable benefit and harm as shown.
+    d = domain(suggest(hr_ci_low=0.752, hr_ci_high=1.30), "imprecision")
+    assert d["downgrade"] == 2 and d["reason"].startswith("95% CI 0.75–1.30 includes "
+                                                          "appreciable benefit")
     d = domain(suggest(hr_ci_low=0.70, hr_ci_high=1.2496), "imprecision")
-    assert d["downgrade"] == 1 and d["reason"].startswith("95% CI 0.70–1.2496 includes no")
+    assert d["downgrade"] == 2 and d["reason"].startswith("95% CI 0.70–1.25 includes "
+                                                          "appreciable benefit")
+    # Only digits that round to the threshold count: 0.9949 is printed 0.99.
+    d = domain(suggest(hr_ci_low=0.62, hr_ci_high=0.9949, monitoring=FIRM), "imprecision")
+    assert (d["downgrade"], d["reason"]) == (
+        0, "95% CI 0.62–0.99 excludes HR 1 (no effect) and the Z-curve crossed its monitoring "
+           "boundary")
     plain = domain(suggest(hr_ci_low=0.61, hr_ci_high=0.79, monitoring=FIRM), "imprecision")
     assert plain["reason"].startswith("95% CI 0.61–0.79 excludes")
+
+
+def test_beside_never_prints_all_of_a_floats_digits() -> None:
+    """I² a hair below 50 kept 16 digits ("49.999999999999"): cut towards its side at
+    five more decimals."""
+    from reports.words import rounded_beside
+    assert rounded_beside(49.9999999999, 50, 0) == "49.99999"
+    assert rounded_beside(0.09999999999, 0.10, 2) == "0.0999999"
+    assert rounded_beside(49.6, 50, 0) == "49.6" and rounded_beside(50.0, 50, 0) == "50"
+    d = domain(suggest(k=3, i2=49.9999999999, q_p=0.01), "inconsistency")
+    assert (d["downgrade"], d["reason"]) == (0, "I² = 49.99999%, Q p = 0.01")
 
 
 @pytest.mark.parametrize("k, i2, q_p, down", [

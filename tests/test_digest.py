@@ -883,3 +883,46 @@ def test_an_inclusion_a_digest_announced_is_withdrawn_by_name(ctx) -> None:  # t
     fifth = build_digest(ctx)
     assert [(r["pmid"], r["announced_in"]) for r in
             fifth.summary["decisions"]["no_longer_included"]] == [(90000001, fourth.id)]
+
+
+# ----------------------------------------------------------------------------- certainty
+def _with_certainty(row: PooledResult, level: str, provisional: bool = False) -> PooledResult:
+    row.result = {**row.result, "certainty": {"level": level, "provisional": provisional,
+                                              "downgrades": 0, "domains": [], "text": ""}}
+    return row
+
+
+def test_a_certainty_change_without_a_new_estimate_is_said_once(ctx) -> None:  # type: ignore[no-untyped-def]
+    """The same inputs re-pooled under new rules (a printed CI limit of 1.00 now includes HR
+    1): the estimate is unchanged, the suggested certainty moderate → low. The digest said
+    "no changes", or nothing at all."""
+    from test_digest_small_study import KEY, LABEL, snapshot, two_digests
+
+    _, second = two_digests(ctx, _with_certainty(snapshot(3, None), "moderate"),
+                            _with_certainty(snapshot(3, None), "low", provisional=True))
+    entry = next(a for a in second.summary["analyses"] if a["key"] == KEY)
+    assert entry["status"] == "unchanged"
+    assert entry["certainty_change"] == "moderate → low (provisional)"
+    assert ("Suggested certainty (GRADE starting point) changed while the pooled estimate did "
+            f"not:\n* {LABEL}: certainty moderate → low (provisional).") in second.text
+    assert 'class="certainty-only"' in second.html
+    assert "certainty moderate → low (provisional)" in second.html
+    assert "1 suggested certainty changed" in second.subject
+    again = build_digest(ctx)
+    assert again.id == second.id and is_unchanged(again)
+
+
+def test_only_a_change_of_level_is_a_certainty_change(ctx) -> None:  # type: ignore[no-untyped-def]
+    from test_digest_small_study import KEY, snapshot, two_digests
+
+    _, second = two_digests(ctx, _with_certainty(snapshot(3, None), "moderate"),
+                            _with_certainty(snapshot(3, None, shift=0.2), "moderate", True))
+    entry = next(a for a in second.summary["analyses"] if a["key"] == KEY)
+    assert entry["status"] == "updated" and entry["certainty_change"] is None
+    # the changed analysis' own row says old and new as before
+    assert "Suggested certainty (GRADE starting point): moderate -> moderate (provisional)" \
+        in second.text
+    # no certainty before (a snapshot from before it existed): no change claimed
+    from reports.digest import _certainty_change
+    assert _certainty_change({"certainty_text": None}, {"certainty_text": "low"}) is None
+    assert _certainty_change(None, {"certainty_text": "low"}) is None

@@ -132,9 +132,9 @@ def test_one_trial_shows_its_printed_ci_everywhere(ctx: Any) -> None:
     assert imprecision["reason"].startswith("95% CI 0.36–0.86 excludes HR 1"), imprecision
 
 
-def test_a_printed_limit_across_a_threshold_from_the_computed_one_is_not_quoted() -> None:
-    """The reason must not contradict its rule: a printed 1.00 beside a computed 0.997 that
-    excludes HR 1 keeps the computed digits."""
+def test_a_printed_limit_decides_the_imprecision_rule() -> None:
+    """A trial's printed 1.00 is its CI: beside a computed 0.997 the reason said "excludes HR
+    1" under the paper's "0.50–1.00" (and quoted the computed digits)."""
     from reports.certainty import suggest_certainty
 
     def reason(shown: tuple[str, str]) -> str:
@@ -143,8 +143,31 @@ def test_a_printed_limit_across_a_threshold_from_the_computed_one_is_not_quoted(
         (imprecision,) = [d for d in result["domains"] if d["domain"] == "imprecision"]
         return str(imprecision["reason"])
 
-    assert reason(("0.50", "1.00")).startswith("95% CI 0.50–0.997 excludes HR 1")
+    assert reason(("0.50", "1.00")) == "95% CI 0.50–1.00 includes no effect"
     assert reason(("0.50", "0.99")).startswith("95% CI 0.50–0.99 excludes HR 1")
+
+
+def test_a_printed_ci_reaching_1_is_never_said_to_exclude_it(ctx: Any) -> None:
+    """HR 0.80 (0.64–1.00) as printed: its SE came from 1.959964 and the CI was rebuilt with
+    metafor's 1.95996398…, so the upper limit came back as 0.9999999982 and the reason read
+    "95% CI 0.64–0.9999999982398722 excludes HR 1 (no effect)"."""
+    from reports.meta import Z95
+
+    with ctx.sessions() as s:
+        add_printed(s, add_trial(s, "Solo"), "0.80", "0.64", "1.00")
+        s.commit()
+    snap = _snapshots(ctx)[ONE]
+    # One quantile both ways: the rebuilt CI is the CI entered.
+    assert math.exp(snap.ci_high) == pytest.approx(1.0, abs=1e-12)
+    assert (math.log(1.0) - math.log(0.64)) / (2 * Z95) == pytest.approx(
+        snap.inputs[0]["sei"], rel=1e-12)
+    (imprecision,) = [d for d in snap.result["certainty"]["domains"]
+                      if d["domain"] == "imprecision"]
+    assert imprecision["downgrade"] == 1
+    assert imprecision["reason"] == "95% CI 0.64–1.00 includes no effect"
+    shown = shown_hr_of(snap)
+    assert shown.text() == "0.80 (0.64–1.00)" and shown.includes_one is True
+    assert _pooled_view(snap)["crosses_one"] is True
 
 
 def test_only_a_trials_own_limits_are_quoted_as_shown() -> None:

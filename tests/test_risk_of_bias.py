@@ -671,3 +671,20 @@ def test_database_at_0003_upgrades_to_0004_and_back(db_url: str) -> None:
             assert conn.execute(text("SELECT count(*) FROM bias_assessments")).scalar() == 0
     finally:
         engine.dispose()
+
+
+def test_the_documented_api_error_is_the_one_the_api_gives(app: Any, api: TestClient,
+                                                            users: dict[str, str]) -> None:
+    """docs/curation.md showed `overall: 'low' is lower than the worst domain judgment
+    ('some_concerns' in missing_data): …`, a message the API never gave."""
+    from conftest import ROOT
+
+    trial_id = _with_estimate(app)
+    response = api.post(f"/api/trials/{trial_id}/risk-of-bias",
+                        headers=_token(app, users["curator"]),
+                        json=_body(domains=_domains(missing_data="some_concerns"), overall="low"))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    docs = " ".join((ROOT / "docs" / "curation.md").read_text().split())
+    assert f"(e.g. `{error}`)" in docs
+    assert "signalling questions" in docs  # and says they are not recorded

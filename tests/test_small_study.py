@@ -162,3 +162,24 @@ def test_p_values_are_never_printed_as_zero() -> None:
     assert p_text(0.0004) == "p < 0.001"
     assert p_text(0.001) == "p = 0.001"
     assert p_text(0.2346) == "p = 0.235"
+
+
+def test_egger_limit_beyond_a_float_is_not_estimable_but_the_test_is_reported() -> None:
+    """HR 1.00 (0.89–1.13), 0.83 (0.74–0.94), 0.96 (0.85–1.08): SEs within 0.3% of each
+    other put the intercept's CI at −719 to 767 on the log scale; exp() overflowed."""
+    yi = [0.0, math.log(0.83), math.log(0.96)]
+    sei = [(math.log(hi) - math.log(lo)) / (2 * 1.959964)
+           for lo, hi in ((0.89, 1.13), (0.74, 0.94), (0.85, 1.08))]
+    view = small_study_effects(yi, sei, method="REML", ci="hksj")
+    assert view["errors"] == {} and view["trim_fill"]["k0"] == 0
+    egger = view["egger"]
+    assert egger["df"] == 1 and 0.7 < egger["p"] < 0.8
+    assert egger["limit_ci_high"] > 709  # what exp() cannot represent
+    assert egger["limit_hr"] is egger["limit_hr_ci_low"] is egger["limit_hr_ci_high"] is None
+    assert egger["limit_note"].startswith("not estimable: the trials' standard errors span "
+                                          "too narrow a range")
+    assert view["summary"].startswith("Egger's test p = 0.75")
+    # An ordinary funnel keeps its limit HR and has no note.
+    ordinary = egger_test(ASYMMETRIC_Y, ASYMMETRIC_SE)
+    assert ordinary["limit_note"] is None
+    assert ordinary["limit_hr"] == pytest.approx(math.exp(ordinary["limit"]))

@@ -176,3 +176,64 @@ def test_each_analysis_says_what_its_fit_rests_on(
     api = {a["analysis"]: a for a in api_as(app, users, "viewer").get("/api/estimates").json()[
         "analyses"]}
     assert api[two.analysis_key]["notes"] == two.result["notes"] and api[two.analysis_key]["notes"]
+
+
+def _at(row: Any, when: str) -> None:
+    """Give a stored row its creation time (explicit, so the test never reads a clock)."""
+    from datetime import datetime
+    row.created_at = datetime.fromisoformat(when + "T00:00:00+00:00")
+
+
+def test_a_new_data_cut_shows_its_risk_of_bias_as_carried_over(
+        app: Any, users: dict[str, str]) -> None:
+    """The RoB 2 judgment is per trial and endpoint: a 2014 cut entered after the 2010 cut was
+    assessed showed the 2010 judgment as its own, with nothing to say so."""
+    from sqlmodel import select
+    from test_pool_bias import assess
+
+    from store.models import BiasAssessment
+
+    key = "thalidomide/PFS/post_asct"
+    with db(app) as s:
+        cuts, fresh = add_trial(s, "Two cuts"), add_trial(s, "Fresh")
+        first = add_trial(s, "First")
+        _at(add_estimate(s, cuts, "0.60", "0.45", "0.80", cut=date(2010, 6, 1)), "2011-01-01")
+        _at(add_estimate(s, fresh, "0.70", "0.50", "0.98", cut=date(2012, 1, 1)), "2012-06-01")
+        for trial in (cuts, fresh, first):
+            assess(s, trial, "some_concerns")
+        for row in s.exec(select(BiasAssessment)).all():
+            _at(row, "2013-01-01")
+        # Entered after the assessments: Two cuts' new cut (it had one before), and First's
+        # only estimate (its paper was judged first: nothing is carried over).
+        _at(add_estimate(s, cuts, "0.66", "0.52", "0.84", cut=date(2014, 6, 1)), "2015-01-01")
+        _at(add_estimate(s, first, "0.80", "0.60", "1.07", cut=date(2014, 1, 1)), "2015-01-01")
+        s.commit()
+    pool_all(app.state.ctx)
+    with db(app) as s:
+        row = {r.analysis_key: r for r in latest_results(s)}[key]
+    inputs = {r["trial"]: r for r in row.inputs}
+    assert inputs["Two cuts"]["data_cut"] == "2014-06-01"
+    assert {t: r["risk_of_bias_carried_over"] for t, r in inputs.items()} == {
+        "Two cuts": True, "Fresh": False, "First": False}
+    assert all(r["risk_of_bias"] == "some_concerns" for r in inputs.values())  # still counts
+    (rob,) = [d for d in row.result["certainty"]["domains"] if d["domain"] == "risk_of_bias"]
+    share = round(inputs["Two cuts"]["weight"])
+    assert rob["reason"].endswith(f"; results carrying {share}% of the weight keep the "
+                                  "judgment of an earlier data cut (not re-assessed yet)")
+    page = as_role(app, users, "viewer").get("/estimates").text
+    (section,) = lxml.html.fromstring(page).xpath(f'//section[@id="analysis-{row.id}"]')
+    marks = {tr.xpath("td")[0].text_content(): tr.xpath("td")[4].text_content()
+             for tr in section.xpath("(.//table)[1]/tbody/tr")}
+    assert marks["Two cuts"] == ("Some concerns (carried over: assessed on an earlier data cut; "
+                                 "re-assess for this one)")
+    assert marks["Fresh"] == marks["First"] == "Some concerns"
+    # Re-assessing on the new cut, with the same judgment, clears the mark.
+    with db(app) as s:
+        assess(s, s.get(type(cuts), cuts.id), "some_concerns")
+        _at(max(s.exec(select(BiasAssessment)).all(), key=lambda r: r.id or 0), "2016-01-01")
+        s.commit()
+    run = pool_all(app.state.ctx)
+    assert key in {o.analysis.key for o in run.changed}
+    with db(app) as s:
+        row = {r.analysis_key: r for r in latest_results(s)}[key]
+    assert not any(r["risk_of_bias_carried_over"] for r in row.inputs)

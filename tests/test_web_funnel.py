@@ -230,3 +230,37 @@ def test_a_failing_plot_is_logged_and_a_clear_404(
     assert "could not be drawn" in response.text and "secret detail" not in response.text
     assert any(f"funnel plot of pooled result {row.id} failed" in r.getMessage()
                and r.exc_info for r in caplog.records)
+
+
+#: Three trials of about the same size (the SEs of their CIs differ in the fourth digit):
+#: Egger's limit estimate runs off to exp(767), which overflowed and aborted the whole pool run.
+NEARLY_EQUAL_SE = [("Equal 1", "1.00", "0.89", "1.13"), ("Equal 2", "0.83", "0.74", "0.94"),
+                   ("Equal 3", "0.96", "0.85", "1.08")]
+
+
+def test_nearly_equal_standard_errors_pool_and_say_why_there_is_no_limit_hr(
+        app: Any, users: dict[str, str]) -> None:
+    with db(app) as s:
+        for name, hr, lo, hi in NEARLY_EQUAL_SE:
+            add_estimate(s, add_trial(s, name, "thalidomide"), hr, lo, hi, cut=date(2012, 1, 1))
+        s.commit()
+    run = pool_all(app.state.ctx)
+    assert MANY in {o.analysis.key for o in run.outcomes}
+    with db(app) as s:
+        row = {r.analysis_key: r for r in latest_results(s)}[MANY]
+    assert row.k == 3 and row.estimate is not None
+    egger = row.result["small_study"]["egger"]
+    # The test itself is metafor's (regtest(model = "lm"): t = -0.4114, p = 0.7515, df = 1)…
+    assert egger["stat"] == pytest.approx(-0.411403066057731, abs=1e-6)
+    assert egger["p"] == pytest.approx(0.751528708766725, abs=1e-6)
+    # …its limit HR (metafor: 2.6e10, CI 3.7e-313 to Inf) is not estimable, and says why.
+    assert egger["limit_hr"] is None and egger["limit_hr_ci_high"] is None
+    assert egger["limit"] == pytest.approx(23.994209212229801, rel=1e-6)
+    assert "standard errors span too narrow a range (0.06091 to 0.06109)" in egger["limit_note"]
+    html = as_role(app, users, "viewer").get("/estimates").text
+    (block,) = _section(html, row).xpath('.//div[@class="small-study"]')
+    rows = _rows(block)
+    assert rows["Egger's test"].endswith("df = 1, p = 0.752")
+    assert rows["Limit HR (a trial of infinite size)"] == (
+        "not estimable: the trials' standard errors span too narrow a range (0.06091 to "
+        "0.06109) to extrapolate to a trial of infinite size")

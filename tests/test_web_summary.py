@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 import lxml.html
+import pytest
 import test_web
 import test_web_funnel
 from fastapi.testclient import TestClient
@@ -159,3 +160,46 @@ def test_monitoring_is_named_in_words_and_marked_monitoring_only(
     assert "provisional</em> means" in page.text and "*provisional* means" in markdown
     for said in (page.text, markdown):  # why the small-study cell of k < 3 is "—"
         assert "with fewer than three no small-study assessment" in " ".join(said.split())
+
+
+def test_an_i2_just_below_50_is_not_shown_as_50(app: Any, users: dict[str, str]) -> None:
+    """HR 0.58 (0.43–0.77) and 0.78 (0.58–1.04): I² = 49.55% (metafor, REML), below the 50%
+    the certainty rates down at. The page, the Markdown and the digest showed "50%" beside a
+    certainty reason reading "I² = 49.6%"; every place now writes 49.6%."""
+    from datetime import date
+
+    from test_pool import add_estimate, add_trial
+
+    from reports.digest import _pooled_view
+    from reports.pool import pool_all
+    from reports.selection import latest_results
+
+    with db(app) as s:
+        for name, hr, lo, hi in (("Near A", "0.58", "0.43", "0.77"),
+                                 ("Near B", "0.78", "0.58", "1.04")):
+            add_estimate(s, add_trial(s, name), hr, lo, hi, cut=date(2012, 1, 1))
+        s.commit()
+    pool_all(app.state.ctx)
+    with db(app) as s:
+        row = {r.analysis_key: r for r in latest_results(s)}[MANY]
+        md = sof_markdown(s)
+    assert row.i2 == pytest.approx(49.550088107002, abs=1e-6)  # metafor rma(), REML
+    (inconsistency,) = [d for d in row.result["certainty"]["domains"]
+                        if d["domain"] == "inconsistency"]
+    assert inconsistency["downgrade"] == 0
+    assert inconsistency["reason"].startswith("I² = 49.6%, ")
+    cells = [c.text_content().strip()
+             for c in _rows(as_role(app, users, "viewer").get("/summary").text)[MANY].xpath("td")]
+    assert cells[5] == "49.6%"
+    line = next(x for x in md.splitlines() if x.startswith(f"| {row.analysis_label}"))
+    assert "| 49.6% |" in line and "| 50% |" not in line
+    assert _pooled_view(row)["i2_text"] == "49.6%"
+    page = as_role(app, users, "viewer").get("/estimates").text
+    (tr,) = lxml.html.fromstring(page).xpath(
+        f'//table[@class="pooled"]/tbody/tr[td/a[@href="#analysis-{row.id}"]]')
+    assert tr.xpath("td")[5].text_content().strip() == "49.6%"
+    # Whole percents stay whole; a value that rounds across 50 keeps the decimals it needs.
+    from reports.presentation import i2_text
+    assert (i2_text(72.4), i2_text(49.4), i2_text(49.55), i2_text(49.96), i2_text(50.2)) == (
+        "72%", "49%", "49.6%", "49.96%", "50%")
+    assert i2_text(None) == "—"

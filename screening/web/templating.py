@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from reports.absolute import written_per_1000
-from reports.presentation import has_heterogeneity, trial_hr
+from reports.presentation import has_heterogeneity, i2_text, trial_hr
 from reports.small_study import p_text
 from reports.words import interval_text, noun, plural, rounded
 from screening.web.auth import has_role
@@ -151,6 +151,8 @@ def make_templates() -> Jinja2Templates:
     )
     env.filters["dt"] = utc_text
     env.filters["num"] = _fmt_num
+    # I² in whole percent, unless that crosses the 50% the certainty rates down at (49.7%)
+    env.filters["i2"] = i2_text
     env.filters["exp"] = _exp
     env.filters["pvalue"] = _pvalue
     env.filters["p_text"] = p_text
