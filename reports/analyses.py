@@ -17,9 +17,10 @@ plain :class:`Candidate` rows (no database here, so the rules are tested on thei
    without case, spacing or "versus"/"vs." differences (``comparison_key``), and the generic
    "maintenance vs control" (what the form stores when a curator names none) stands for the
    trial's one named comparison. A trial with two or more named comparisons uses the one of
-   its first entered estimate (lowest id) among them; other contrasts (which would re-use a
-   control arm or the maintenance arm) are dropped, and so are its unnamed estimates (which
-   contrast they are cannot be told);
+   its first entered estimate among them (lowest id; a correction counts as the estimate it
+   corrects, ``Candidate.origin``, so correcting a number never switches the comparison);
+   other contrasts (which would re-use a control arm or the maintenance arm) are dropped,
+   and so are its unnamed estimates (which contrast they are cannot be told);
 5. one estimate per trial per analysis: the latest data cut. The cut date is
    ``Estimate.data_cut``; an estimate with only its report's year has a cut some time
    before that report appeared, so against a dated cut in or before that year the later
@@ -165,6 +166,15 @@ class Candidate:
     # None when entered the other way round, derived, or stored before 0012): what a
     # one-trial analysis shows (reports.presentation).
     printed: dict[str, str] | None = None
+    # The id of the estimate this one's supersedes chain starts from (a correction is a new
+    # row pointing at the one it replaces): the original extraction's id, which rule 4 ranks
+    # comparisons by. None: the estimate corrects none (its own id).
+    origin_id: int | None = None
+
+    @property
+    def origin(self) -> int:
+        """The original extraction's id (``origin_id``, else the estimate's own)."""
+        return self.origin_id if self.origin_id is not None else self.estimate_id
 
     @property
     def cut_date(self) -> date | None:
@@ -210,8 +220,11 @@ def _one_comparison(cands: list[Candidate]) -> tuple[list[Candidate], list[tuple
     named = sorted({comparison_key(c.comparison) for c in cands} - _UNNAMED)
     if len(named) <= 1:
         return cands, []
+    # By the original extraction (the root of a correction's supersedes chain): a corrected
+    # estimate is a new row with a larger id, and ranking by it switched the pool to the
+    # trial's other comparison.
     first = min((c for c in cands if comparison_key(c.comparison) not in _UNNAMED),
-                key=lambda c: c.estimate_id)
+                key=lambda c: (c.origin, c.estimate_id))
     primary = comparison_key(first.comparison)
     keep: list[Candidate] = []
     dropped: list[tuple[Candidate, str]] = []

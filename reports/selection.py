@@ -40,6 +40,8 @@ def load_candidates(session: Session) -> list[Candidate]:
         .outerjoin(TrialReport, TrialReport.id == Estimate.report_id)  # type: ignore[arg-type]
         .order_by(Estimate.id)  # type: ignore[arg-type]
     ).all()
+    # Each correction's chain back to the estimate first extracted (rule 4 ranks by it).
+    supersedes = {est.id: est.supersedes_id for est, _, _ in rows}
     bias = current_assessments(session)
     disputed = {key for key, rows in history_by_endpoint(session).items()
                 if assessor_agreement(rows).agree is False}
@@ -61,8 +63,18 @@ def load_candidates(session: Session) -> list[Candidate]:
             regimen=trial.regimen, comparator=trial.comparator,
             n_maintenance=est.n_maintenance, n_control=est.n_control,
             printed=_printed_maint_vs_control(est),
+            origin_id=_origin(est.id, supersedes),
         ))
     return out
+
+
+def _origin(estimate_id: int, supersedes: dict[int | None, int | None]) -> int:
+    """The root of ``estimate_id``'s supersedes chain: the estimate first extracted."""
+    seen = {estimate_id}
+    while (parent := supersedes.get(estimate_id)) is not None and parent not in seen:
+        seen.add(parent)
+        estimate_id = parent
+    return estimate_id
 
 
 def _printed_maint_vs_control(est: Estimate) -> dict[str, str] | None:
