@@ -12,7 +12,12 @@ plain :class:`Candidate` rows (no database here, so the rules are tested on thei
 2. only verified estimates count (``Estimate.verified``), and never a withdrawn one
    (``Estimate.withdrawn_at``: retracted by a curator or replaced by a correction);
 3. strategy trials (``Trial.is_strategy``: induction differs too) are left out of the primary
-   analysis and included in its ``with_strategy`` sensitivity twin;
+   analysis and included in its ``with_strategy`` sensitivity twin. Head-to-head trials,
+   whose control arm receives maintenance too (HOVON-50: thalidomide vs interferon; the
+   arms as ``reports.arms`` reads them, ``[[arms]]`` entries included), are left out of
+   every analysis, the twins too: an analysis pools maintenance against no maintenance, and
+   such a trial enters the network meta-analysis only (``keep_head_to_head``). An add-on
+   design is not head-to-head (thalidomide + interferon vs interferon);
 4. multi-arm trials contribute one comparison. Comparisons are compared as written but
    without case, spacing or "versus"/"vs." differences (``comparison_key``), and the generic
    "maintenance vs control" (what the form stores when a curator names none) stands for the
@@ -46,6 +51,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from reports.arms import ENTRY_SOURCE, ArmOverrides, ArmReading, comparison_key
 from store.errors import ConfigError
 from store.settings import MONITORING_HR_RULE, is_monitorable_hr
 from store.text import bidi_override
@@ -199,14 +205,6 @@ def _norm(text: str) -> str:
     return text.strip().lower()
 
 
-def comparison_key(text: str | None) -> str:
-    """A comparison as selection compares it: lower case, single spaces, "versus"/"vs."/"v."
-    written "vs" (a new data cut typed "Lenalidomide versus placebo" is the same contrast as
-    the seed's "lenalidomide vs placebo")."""
-    words = " ".join((text or "").lower().split())
-    return re.sub(r"(?<![\w-])(?:versus|vs\.?|v\.)(?=\s)", "vs", words)
-
-
 _UNNAMED = {comparison_key(GENERIC_COMPARISON), ""}
 
 
@@ -343,8 +341,26 @@ def _whole_or_strata(groups: dict[str, list[Candidate]]
     return {"mixed": groups["mixed"]}, left_out
 
 
-def select_inputs(analysis: Analysis, candidates: Iterable[Candidate]) -> Selection:
-    """Apply the selection rules of the module docstring to ``candidates``."""
+def _head_to_head(c: Candidate, control: str, source: str) -> str:
+    """Why a head-to-head contrast is left out of a drug-vs-control analysis."""
+    where = ("its [[arms]] entry in MMLR_ANALYSES_FILE" if source == ENTRY_SOURCE else
+             f"read from the comparator {c.comparator!r}; an [[arms]] entry in "
+             "MMLR_ANALYSES_FILE corrects the reading")
+    return (f"head-to-head trial: the control arm receives maintenance too ({control}, "
+            f"{where}), so it is not maintenance vs control; it enters the network "
+            "meta-analysis only")
+
+
+def select_inputs(analysis: Analysis, candidates: Iterable[Candidate], *,
+                  arms: ArmReading | None = None,
+                  keep_head_to_head: bool = False) -> Selection:
+    """Apply the selection rules of the module docstring to ``candidates``.
+
+    ``arms`` reads each trial's control arm (rule 4's head-to-head trials): built from
+    ``candidates`` without ``[[arms]]`` entries when not given. ``keep_head_to_head``: the
+    network meta-analysis, which compares active treatments too."""
+    candidates = list(candidates)
+    reading = None if keep_head_to_head else arms or ArmReading.of(candidates)
     chosen: list[Candidate] = []
     dropped: list[tuple[Candidate, str]] = []
     by_trial: dict[int, list[Candidate]] = defaultdict(list)
@@ -357,6 +373,8 @@ def select_inputs(analysis: Analysis, candidates: Iterable[Candidate]) -> Select
             dropped.append((c, "not verified"))
         elif c.is_strategy and not analysis.include_strategy:
             dropped.append((c, "strategy trial (sensitivity analysis only)"))
+        elif reading is not None and (active := reading.active_control(c)) is not None:
+            dropped.append((c, _head_to_head(c, *active)))
         else:
             by_trial[c.trial_id].append(c)
     for trial_cands in by_trial.values():
@@ -500,9 +518,6 @@ def _read_file(path: Path | None) -> tuple[dict[str, Any], str]:
 
 _ARMS_KEYS = {"trial", "treatment", "control"}
 _ARMS_OPTIONAL = {"comparison"}
-#: ``load_arm_overrides``: trial (normalised) → comparison key (None: the trial's one
-#: comparison) → (treatment, control).
-ArmOverrides = dict[str, dict[str | None, tuple[str, str]]]
 
 
 def load_arm_overrides(path: Path | None) -> ArmOverrides:

@@ -24,8 +24,10 @@ from reports.analyses import (
     analysis_order,
     default_analyses,
     load_analyses,
+    load_arm_overrides,
     select_inputs,
 )
+from reports.arms import ArmReading
 from store.bias import assessor_agreement, current_assessments, history_by_endpoint
 from store.models import Estimate, PooledResult, Trial, TrialReport
 
@@ -114,10 +116,11 @@ def uses_of_estimates(session: Session, estimate_ids: set[int],
     out: dict[int, list[Use]] = {i: [] for i in estimate_ids}
     if not estimate_ids:
         return out
+    arms = ArmReading.of(candidates, load_arm_overrides(analyses_file))
     for analysis in all_analyses(candidates, analyses_file):
         if not any(c.estimate_id in estimate_ids and analysis.accepts(c) for c in candidates):
             continue
-        selection = select_inputs(analysis, candidates)
+        selection = select_inputs(analysis, candidates, arms=arms)
         for c in selection.chosen:
             if c.estimate_id in estimate_ids:
                 out[c.estimate_id].append(Use(analysis.key, analysis.short_label, None))
@@ -185,9 +188,10 @@ def pending_changes(session: Session, analyses_file: Path | None = None) -> list
         out.append(PendingChange(key, label, not then, joins, replaced, leaves))
 
     seen = set()
+    arms = ArmReading.of(candidates, load_arm_overrides(analyses_file))
     for analysis in all_analyses(candidates, analyses_file):
         seen.add(analysis.key)
-        chosen = select_inputs(analysis, candidates).chosen
+        chosen = select_inputs(analysis, candidates, arms=arms).chosen
         change(analysis.key, analysis.label,
                {c.estimate_id: (c.trial_id, c.trial_name) for c in chosen})
     # An analysis whose last estimate left is no longer among the analyses to compute: the

@@ -1091,3 +1091,54 @@ def test_a_network_hr_moves_in_the_digest_as_the_reader_sees_it() -> None:
     ranked, _ = changes({"PFS": _net({"x": [0.5, 0.4, 0.6]})},
                         {"PFS": _net({"ixazomib": [0.5, 0.4, 0.6], "x": [0.5, 0.4, 0.6]})})
     assert "Highest P-score: x → ixazomib (0.13)." in ranked[0]["lines"]
+
+
+def test_a_head_to_head_trial_is_in_the_network_only(network_evidence: Any,
+                                                     tmp_path: Path) -> None:
+    """HOVON-X compares thalidomide with interferon maintenance: not thalidomide vs control.
+    The pairwise thalidomide analysis leaves it out with the reason (it pooled its 0.80 as
+    if against no maintenance), the dose comparison too; the network keeps it. An add-on
+    design stays in; an [[arms]] entry that reads the control as placebo puts it back."""
+    from reports.pool import pool_all
+    from reports.selection import uses_of_estimates
+    from store.context import make_context
+
+    with network_evidence.sessions() as s:
+        add_estimate(s, _trial(s, "ADD-ON", "thalidomide", "interferon-alpha",
+                               regimen="thalidomide + interferon-alpha"),
+                     "0.55", "0.36", "0.86")
+        s.commit()
+    key = "thalidomide/PFS/post_asct"
+    outcome = next(o for o in pool_all(network_evidence).outcomes if o.analysis.key == key)
+    assert [r["trial"] for r in outcome.inputs] == ["ADD-ON", "THAL-1", "THAL-2"]
+    dropped = {d["trial"]: d["reason"] for d in outcome.extras["dropped"]}
+    assert dropped["HOVON-X"] == (
+        "head-to-head trial: the control arm receives maintenance too (interferon, read "
+        "from the comparator 'interferon-alpha'; an [[arms]] entry in MMLR_ANALYSES_FILE "
+        "corrects the reading), so it is not maintenance vs control; it enters the network "
+        "meta-analysis only")
+    assert "(thalidomide, read from the comparator 'thalidomide 50 mg'" in dropped["DOSE-1"]
+    # the strategy twin of bortezomib: STRAT-1 is bortezomib vs thalidomide maintenance
+    twin = next(o for o in pool_all(network_evidence).outcomes
+                if o.analysis.key == "bortezomib/PFS/post_asct/with_strategy")
+    assert twin.inputs == [] and "head-to-head" in twin.extras["dropped"][0]["reason"]
+    net, _, _ = _fit(network_evidence, "PFS/post_asct")
+    assert "HOVON-X" in [a.trial for a in net.arms]
+    with network_evidence.sessions() as s:
+        hovon = next(c for c in load_candidates(s) if c.trial_name == "HOVON-X")
+        uses = uses_of_estimates(s, {hovon.estimate_id})[hovon.estimate_id]
+    assert [u.label for u in uses] == ["PFS post-ASCT", "PFS all settings"]
+    assert all((u.reason or "").startswith("head-to-head trial") for u in uses)
+
+    path = tmp_path / "arms.toml"
+    path.write_text('[[arms]]\ntrial = "HOVON-X"\ntreatment = "thalidomide"\n'
+                    'control = "placebo"\n', encoding="utf-8")
+    ctx = make_context(network_evidence.settings.model_copy(update={"analyses_file": path}))
+    try:
+        outcome = next(o for o in pool_all(ctx).outcomes if o.analysis.key == key)
+        assert "HOVON-X" in [r["trial"] for r in outcome.inputs]
+        with ctx.sessions() as s:
+            uses = uses_of_estimates(s, {hovon.estimate_id}, path)[hovon.estimate_id]
+        assert [u.reason for u in uses] == [None, None]
+    finally:
+        ctx.dispose()
