@@ -51,7 +51,12 @@ from reports.meta import (
 )
 from reports.monitoring_view import status_label
 from reports.presentation import has_heterogeneity, shown_hr
-from reports.selection import all_analyses, latest_results, load_candidates
+from reports.selection import (
+    all_analyses,
+    analyses_naming_no_drug,
+    latest_results,
+    load_candidates,
+)
 from reports.sequential import MonitoringPlan, monitor
 from reports.small_study import short_text, small_study_effects
 from reports.words import hr_number, interval_text, plural, rounded
@@ -130,6 +135,9 @@ class PoolRun:
     ci: str
     code_version: str
     outcomes: list[AnalysisOutcome] = field(default_factory=list)
+    # Drugs of MMLR_ANALYSES_FILE's [[analysis]] entries that no stored trial has, in words
+    # (``reports.selection.analyses_naming_no_drug``): a misspelling selects nothing.
+    unknown_drugs: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> list[AnalysisOutcome]:
@@ -150,6 +158,7 @@ class PoolRun:
             },
             "no_data": [o.analysis.key for o in self.outcomes if o.result is None],
             "snapshots_written": len(self.changed),
+            "analyses_naming_no_drug": self.unknown_drugs,
         }
 
     def describe(self) -> str:
@@ -562,6 +571,9 @@ def _pool_all(ctx: AppContext) -> PoolRun:
         candidates = load_candidates(session)
         previous = {p.analysis_key: p for p in latest_results(session)}
         analyses = all_analyses(candidates, ctx.settings.analyses_file)
+        run.unknown_drugs = analyses_naming_no_drug(session, ctx.settings.analyses_file)
+        for text in run.unknown_drugs:
+            log.warning("MMLR_ANALYSES_FILE: %s", text)
         arms = ArmReading.of(candidates, load_arm_overrides(ctx.settings.analyses_file))
         known = {a.key for a in analyses}
         # An analysis that had data once stays listed even when its inputs vanish.

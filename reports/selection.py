@@ -12,6 +12,7 @@ are the pooled inputs.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,37 @@ def _printed_maint_vs_control(est: Estimate) -> dict[str, str] | None:
 def all_analyses(candidates: list[Candidate], analyses_file: Path | None) -> list[Analysis]:
     """Every analysis to compute: the default ones and those of ``MMLR_ANALYSES_FILE``."""
     return default_analyses(candidates, load_analyses(analyses_file))
+
+
+def analyses_naming_no_drug(session: Session, analyses_file: Path | None) -> list[str]:
+    """One sentence per drug that an ``[[analysis]]`` entry of ``MMLR_ANALYSES_FILE`` names
+    and no stored trial has (compared as the analyses compare them: without case or
+    surrounding spaces), with the nearest trial drug or, without one, every trial drug. A
+    misspelt drug ("lenalidomde") selects no trial, and its analysis is pooled without that
+    drug's trials and without a word; said by ``mmlr pool``, the pool run's log and
+    /estimates, as ``reports.network_inputs.arms_naming_no_trial`` says it of ``[[arms]]``.
+    Nothing while no trial is stored (every name would be listed). A drug whose trials are
+    still to come is listed too: the sentence says the entry selects nothing yet."""
+    defined = load_analyses(analyses_file)
+    if not defined:
+        return []
+    known = sorted({drug.strip().lower() for drug in session.exec(select(Trial.drug))})
+    if not known:
+        return []
+    out: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for analysis in defined:
+        for drug in analysis.members:
+            if drug in known or (analysis.drug, drug) in seen:
+                continue
+            seen.add((analysis.drug, drug))
+            # A typo, not another drug of the class ("pomalidomide" is not "lenalidomide").
+            near = difflib.get_close_matches(drug, known, n=1, cutoff=0.8)
+            hint = (f"did you mean {near[0]!r}?" if near
+                    else f"the trials' drugs are {', '.join(map(repr, known))}")
+            out.append(f"[[analysis]] {analysis.drug!r} names drug {drug!r}, which no stored "
+                       f"trial has, so it selects none of its trials ({hint})")
+    return out
 
 
 # ----------------------------------------------------------------------------- per estimate
@@ -214,5 +246,5 @@ def latest_results(session: Session) -> list[PooledResult]:
     return sorted(rows, key=lambda r: analysis_order(r.analysis_key))
 
 
-__all__ = ["PendingChange", "Use", "all_analyses", "latest_results", "load_candidates",
-           "pending_changes", "uses_of_estimates"]
+__all__ = ["PendingChange", "Use", "all_analyses", "analyses_naming_no_drug", "latest_results",
+           "load_candidates", "pending_changes", "uses_of_estimates"]

@@ -204,3 +204,64 @@ def test_run_and_worker_check_the_file_at_start(tmp_path: Path, command: str) ->
                                         MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/",
                                         MMLR_ENTREZ_MAX_RETRIES="0"), timeout=60)
     assert_one_line_error(proc, f"MMLR_ANALYSES_FILE {missing} does not exist")
+
+
+MISSPELT = '''
+[[analysis]]
+name = "imid"
+title = "IMiD"
+drugs = ["thalidomide", "Lenalidomde", "iberdomide"]
+endpoint = "PFS"
+settings = ["all"]
+'''
+
+
+def test_a_drug_no_trial_has_is_said_not_silently_pooled_without(
+        tmp_path: Path, settings, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """A misspelt drug of an [[analysis]] entry selects no trial: its class was pooled from
+    thalidomide alone without a word. `mmlr pool` warns (stderr, `--json`), naming the drug
+    and the nearest trial drug, or every trial drug when none is near; /estimates says it."""
+    import test_web
+    from test_web import as_role, make_user
+
+    path = _write(tmp_path, MISSPELT)
+    ctx = make_context(settings.model_copy(update={"analyses_file": path}))
+    try:
+        with ctx.sessions() as s:
+            add_estimate(s, add_trial(s, "THAL-A"), "0.60", "0.45", "0.80")
+            add_estimate(s, add_trial(s, "LEN-B", drug="Lenalidomide"), "0.50", "0.40", "0.625")
+            s.commit()
+        run = pool_all(ctx)
+    finally:
+        ctx.dispose()
+    assert [r["trial"] for r in {o.analysis.key: o for o in run.outcomes}[
+        "imid/PFS/all"].inputs] == ["THAL-A"]
+    assert run.unknown_drugs == [
+        "[[analysis]] 'imid' names drug 'lenalidomde', which no stored trial has, so it "
+        "selects none of its trials (did you mean 'lenalidomide'?)",
+        "[[analysis]] 'imid' names drug 'iberdomide', which no stored trial has, so it "
+        "selects none of its trials (the trials' drugs are 'lenalidomide', 'thalidomide')"]
+    assert run.to_json()["analyses_naming_no_drug"] == run.unknown_drugs
+
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "data"), MMLR_DATABASE_URL=db_url,
+                  MMLR_ANALYSES_FILE=str(path))
+    result = run_cli("pool", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "mmlr: warning: MMLR_ANALYSES_FILE: [[analysis]] 'imid' names drug 'lenalidomde'" \
+        in result.stderr and "did you mean 'lenalidomide'?" in result.stderr
+
+    app = test_web.create_app(settings.model_copy(update={"analyses_file": path}))
+    try:
+        make_user(app, "viewer@example.org", "viewer")
+        page = as_role(app, {"viewer": "viewer@example.org"}, "viewer").get("/estimates").text
+        assert "names drug &#39;lenalidomde&#39;" in page and "did you mean" in page
+    finally:
+        app.state.ctx.dispose()
+
+    fixed = _write(tmp_path, MISSPELT.replace("Lenalidomde", "lenalidomide")
+                   .replace(', "iberdomide"', ""))
+    ctx = make_context(settings.model_copy(update={"analyses_file": fixed}))
+    try:
+        assert pool_all(ctx).unknown_drugs == []
+    finally:
+        ctx.dispose()
