@@ -21,9 +21,11 @@ plain :class:`Candidate` rows (no database here, so the rules are tested on thei
 4. multi-arm trials contribute one comparison. Comparisons are compared as written but
    without case, spacing or "versus"/"vs." differences (``comparison_key``), and the generic
    "maintenance vs control" (what the form stores when a curator names none) stands for the
-   trial's one named comparison. A trial with two or more named comparisons uses the one of
-   its first entered estimate among them (lowest id; a correction counts as the estimate it
-   corrects, ``Candidate.origin``, so correcting a number never switches the comparison);
+   trial's one named comparison. A trial with two or more named comparisons uses one
+   comparison for every endpoint: the first that has estimates for both PFS and OS, else the
+   first, in the order of their first entered estimate (lowest id; a correction counts as
+   the estimate it corrects, ``Candidate.origin``, so correcting a number never switches
+   the comparison);
    other contrasts (which would re-use a control arm or the maintenance arm) are dropped,
    and so are its unnamed estimates (which contrast they are cannot be told);
 5. one estimate per trial per analysis: the latest data cut. The cut date is
@@ -213,8 +215,37 @@ def is_named_comparison(text: str | None) -> bool:
     return comparison_key(text) not in _UNNAMED
 
 
-def _one_comparison(cands: list[Candidate]) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
-    """Rule 4: the candidates of the trial's pooled comparison, and the others with reasons."""
+#: A comparison's rank among its trial's (rule 4): (−the endpoints it has, its first
+#: extraction's id); the lowest is pooled.
+Rank = tuple[int, int]
+
+
+def _comparison_ranks(candidates: Sequence[Candidate], reading: ArmReading | None
+                      ) -> dict[int, dict[str, Rank]]:
+    """Rule 4's order of each trial's named comparisons, over every endpoint: those with
+    verified, current estimates for both PFS and OS first, then by their first extraction
+    (``Candidate.origin``). Ranked per endpoint, a multi-arm trial could pool its PFS
+    against one control arm and its OS against the other."""
+    endpoints: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    first: dict[int, dict[str, int]] = defaultdict(dict)
+    for c in candidates:
+        key = comparison_key(c.comparison)
+        endpoint = next((e for e, accepted in ENDPOINTS.items()
+                         if c.endpoint.upper() in accepted), None)
+        if (c.withdrawn or not c.verified or key in _UNNAMED or endpoint is None
+                or (reading is not None and reading.active_control(c) is not None)):
+            continue
+        endpoints[c.trial_id][key].add(endpoint)
+        have = first[c.trial_id].get(key)
+        first[c.trial_id][key] = c.origin if have is None else min(have, c.origin)
+    return {trial: {key: (-len(found), first[trial][key]) for key, found in keys.items()}
+            for trial, keys in endpoints.items()}
+
+
+def _one_comparison(cands: list[Candidate], ranks: dict[str, Rank]
+                    ) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
+    """Rule 4: the candidates of the trial's pooled comparison, and the others with reasons.
+    ``ranks``: the trial's comparisons in order (:func:`_comparison_ranks`)."""
     named = sorted({comparison_key(c.comparison) for c in cands} - _UNNAMED)
     if len(named) <= 1:
         return cands, []
@@ -222,7 +253,8 @@ def _one_comparison(cands: list[Candidate]) -> tuple[list[Candidate], list[tuple
     # estimate is a new row with a larger id, and ranking by it switched the pool to the
     # trial's other comparison.
     first = min((c for c in cands if comparison_key(c.comparison) not in _UNNAMED),
-                key=lambda c: (c.origin, c.estimate_id))
+                key=lambda c: (ranks.get(comparison_key(c.comparison), (0, c.origin)),
+                               c.origin, c.estimate_id))
     primary = comparison_key(first.comparison)
     keep: list[Candidate] = []
     dropped: list[tuple[Candidate, str]] = []
@@ -377,8 +409,9 @@ def select_inputs(analysis: Analysis, candidates: Iterable[Candidate], *,
             dropped.append((c, _head_to_head(c, *active)))
         else:
             by_trial[c.trial_id].append(c)
-    for trial_cands in by_trial.values():
-        same, other = _one_comparison(trial_cands)
+    ranks = _comparison_ranks(candidates, reading) if by_trial else {}
+    for trial_id, trial_cands in by_trial.items():
+        same, other = _one_comparison(trial_cands, ranks.get(trial_id, {}))
         dropped.extend(other)
         groups: dict[str, list[Candidate]] = defaultdict(list)
         for c in same:

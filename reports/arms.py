@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 #: ``reports.analyses.load_arm_overrides``: trial (normalised) → comparison key (None: the
@@ -158,6 +158,10 @@ class ArmReading:
 
     vocab: dict[str, tuple[str, ...]]
     overrides: ArmOverrides
+    # (trial, drug, regimen, comparator, comparison) → arms: the selection asks for every
+    # estimate of every analysis at every step of the evidence over time.
+    _read: dict[tuple[str, str, str | None, str | None, str], tuple[str, str, str]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, candidates: Sequence[TrialArms],
@@ -167,6 +171,12 @@ class ArmReading:
     def arms(self, c: ComparisonArms) -> tuple[str, str, str]:
         """(treatment, control, source) of ``c``'s contrast: its ``[[arms]]`` entry (the one
         of its comparison for a multi-arm trial's entries), else read from the trial."""
+        ident = (c.trial_name, c.drug, c.regimen, c.comparator, c.comparison)
+        if ident not in self._read:
+            self._read[ident] = self._arms(c)
+        return self._read[ident]
+
+    def _arms(self, c: ComparisonArms) -> tuple[str, str, str]:
         mapped = self.overrides.get(trial_key(c.trial_name), {})
         key = None if None in mapped else comparison_key(c.comparison)
         if key in mapped:
