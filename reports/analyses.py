@@ -53,7 +53,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from reports.arms import ENTRY_SOURCE, ArmOverrides, ArmReading, comparison_key
+from reports.arms import ENTRY_SOURCE, UNNAMED_KEYS, ArmOverrides, ArmReading
+from reports.arms import GENERIC_COMPARISON as GENERIC_COMPARISON  # the form stores it
+from reports.arms import comparison_key as comparison_key
+from reports.arms import is_named_comparison as is_named_comparison
 from store.errors import ConfigError
 from store.settings import MONITORING_HR_RULE, is_monitorable_hr
 from store.text import bidi_override
@@ -64,8 +67,6 @@ SETTING_LABELS = {"post_asct": "post-ASCT", "non_transplant": "non-transplant",
 ENDPOINTS: dict[str, tuple[str, ...]] = {"PFS": ("PFS", "EFS", "TTP"), "OS": ("OS",)}
 _ENDPOINT_RANK = {"PFS": 0, "EFS": 1, "TTP": 2, "OS": 0}
 
-#: The comparison stored when none is named: "the trial's comparison" (``Estimate.comparison``).
-GENERIC_COMPARISON = "maintenance vs control"
 
 #: IMWG 2012 Figure 1: (A) thalidomide PFS/EFS, (B) thalidomide OS, (C) lenalidomide PFS.
 IMWG_2012 = (("thalidomide", "PFS"), ("thalidomide", "OS"), ("lenalidomide", "PFS"))
@@ -207,14 +208,6 @@ def _norm(text: str) -> str:
     return text.strip().lower()
 
 
-_UNNAMED = {comparison_key(GENERIC_COMPARISON), ""}
-
-
-def is_named_comparison(text: str | None) -> bool:
-    """False for a blank comparison and the generic "maintenance vs control"."""
-    return comparison_key(text) not in _UNNAMED
-
-
 #: A comparison's rank among its trial's (rule 4): (−the endpoints it has, its first
 #: extraction's id); the lowest is pooled.
 Rank = tuple[int, int]
@@ -232,7 +225,7 @@ def _comparison_ranks(candidates: Sequence[Candidate], reading: ArmReading | Non
         key = comparison_key(c.comparison)
         endpoint = next((e for e, accepted in ENDPOINTS.items()
                          if c.endpoint.upper() in accepted), None)
-        if (c.withdrawn or not c.verified or key in _UNNAMED or endpoint is None
+        if (c.withdrawn or not c.verified or key in UNNAMED_KEYS or endpoint is None
                 or (reading is not None and reading.active_control(c) is not None)):
             continue
         endpoints[c.trial_id][key].add(endpoint)
@@ -246,13 +239,13 @@ def _one_comparison(cands: list[Candidate], ranks: dict[str, Rank]
                     ) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
     """Rule 4: the candidates of the trial's pooled comparison, and the others with reasons.
     ``ranks``: the trial's comparisons in order (:func:`_comparison_ranks`)."""
-    named = sorted({comparison_key(c.comparison) for c in cands} - _UNNAMED)
+    named = sorted({comparison_key(c.comparison) for c in cands} - UNNAMED_KEYS)
     if len(named) <= 1:
         return cands, []
     # By the original extraction (the root of a correction's supersedes chain): a corrected
     # estimate is a new row with a larger id, and ranking by it switched the pool to the
     # trial's other comparison.
-    first = min((c for c in cands if comparison_key(c.comparison) not in _UNNAMED),
+    first = min((c for c in cands if comparison_key(c.comparison) not in UNNAMED_KEYS),
                 key=lambda c: (ranks.get(comparison_key(c.comparison), (0, c.origin)),
                                c.origin, c.estimate_id))
     primary = comparison_key(first.comparison)
@@ -262,7 +255,7 @@ def _one_comparison(cands: list[Candidate], ranks: dict[str, Rank]
         key = comparison_key(c.comparison)
         if key == primary:
             keep.append(c)
-        elif key in _UNNAMED:
+        elif key in UNNAMED_KEYS:
             dropped.append((c, f"comparison not named, and this multi-arm trial has "
                                f"{len(named)} ({', '.join(repr(n) for n in named)}): name it "
                                "to pool this estimate"))

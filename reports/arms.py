@@ -47,10 +47,23 @@ class ComparisonArms(TrialArms, Protocol):
     """A trial's estimate of one comparison (a ``reports.analyses.Candidate``)."""
 
     @property
+    def trial_id(self) -> int: ...
+
+    @property
     def trial_name(self) -> str: ...
 
     @property
     def comparison(self) -> str: ...
+
+
+class Extracted(ComparisonArms, Protocol):
+    """An estimate as the selection sees it (a ``reports.analyses.Candidate``)."""
+
+    @property
+    def verified(self) -> bool: ...
+
+    @property
+    def withdrawn(self) -> bool: ...
 
 
 def comparison_key(text: str | None) -> str:
@@ -59,6 +72,16 @@ def comparison_key(text: str | None) -> str:
     the seed's "lenalidomide vs placebo")."""
     words = " ".join((text or "").lower().split())
     return re.sub(r"(?<![\w-])(?:versus|vs\.?|v\.)(?=\s)", "vs", words)
+
+
+#: The comparison stored when none is named: "the trial's comparison" (``Estimate.comparison``).
+GENERIC_COMPARISON = "maintenance vs control"
+UNNAMED_KEYS = {comparison_key(GENERIC_COMPARISON), ""}
+
+
+def is_named_comparison(text: str | None) -> bool:
+    """False for a blank comparison and the generic "maintenance vs control"."""
+    return comparison_key(text) not in UNNAMED_KEYS
 
 
 NO_MAINTENANCE = "no maintenance"
@@ -158,27 +181,44 @@ class ArmReading:
 
     vocab: dict[str, tuple[str, ...]]
     overrides: ArmOverrides
+    # Trial id → its one named comparison, where its verified current estimates name exactly
+    # one: what its unnamed estimates stand for (``comparison_of``).
+    named: dict[int, str] = field(default_factory=dict)
     # (trial, drug, regimen, comparator, comparison) → arms: the selection asks for every
     # estimate of every analysis at every step of the evidence over time.
-    _read: dict[tuple[str, str, str | None, str | None, str], tuple[str, str, str]] = field(
-        default_factory=dict, compare=False, repr=False)
+    _read: dict[tuple[int, str, str, str | None, str | None, str], tuple[str, str, str]] = \
+        field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def of(cls, candidates: Sequence[TrialArms],
+    def of(cls, candidates: Sequence[Extracted],
            overrides: ArmOverrides | None = None) -> ArmReading:
-        return cls(vocabulary_of(candidates), overrides or {})
+        names: dict[int, dict[str, str]] = {}
+        for c in candidates:
+            if c.verified and not c.withdrawn and is_named_comparison(c.comparison):
+                names.setdefault(c.trial_id, {}).setdefault(comparison_key(c.comparison),
+                                                            c.comparison)
+        return cls(vocabulary_of(candidates), overrides or {},
+                   {trial: next(iter(found.values())) for trial, found in names.items()
+                    if len(found) == 1})
+
+    def comparison_of(self, c: ComparisonArms) -> str:
+        """``c``'s comparison as the selection's rule 4 reads it: an unnamed one (a new data
+        cut entered with the comparison blank) is the trial's one named comparison."""
+        if is_named_comparison(c.comparison):
+            return c.comparison
+        return self.named.get(c.trial_id, c.comparison)
 
     def arms(self, c: ComparisonArms) -> tuple[str, str, str]:
         """(treatment, control, source) of ``c``'s contrast: its ``[[arms]]`` entry (the one
         of its comparison for a multi-arm trial's entries), else read from the trial."""
-        ident = (c.trial_name, c.drug, c.regimen, c.comparator, c.comparison)
+        ident = (c.trial_id, c.trial_name, c.drug, c.regimen, c.comparator, c.comparison)
         if ident not in self._read:
             self._read[ident] = self._arms(c)
         return self._read[ident]
 
     def _arms(self, c: ComparisonArms) -> tuple[str, str, str]:
         mapped = self.overrides.get(trial_key(c.trial_name), {})
-        key = None if None in mapped else comparison_key(c.comparison)
+        key = None if None in mapped else comparison_key(self.comparison_of(c))
         if key in mapped:
             treatment, control = mapped[key]
             return treatment, _no_maintenance_named(control), ENTRY_SOURCE

@@ -146,7 +146,7 @@ def build_networks(candidates: Sequence[Candidate], overrides: ArmOverrides | No
     out: list[NetworkInput] = []
     if not drugs:
         return out
-    split, unmapped = _split_multi_arm(candidates, overrides)
+    split, unmapped = _split_multi_arm(candidates, ArmReading.of(candidates, overrides))
     for endpoint in ENDPOINTS:
         for setting in SETTINGS:
             for strategy in (False, True):
@@ -163,26 +163,30 @@ def build_networks(candidates: Sequence[Candidate], overrides: ArmOverrides | No
     return out
 
 
-def _split_multi_arm(candidates: Sequence[Candidate], overrides: ArmOverrides
+def _split_multi_arm(candidates: Sequence[Candidate], reading: ArmReading
                      ) -> tuple[list[Candidate], list[Candidate]]:
     """Candidates with each comparison that ``[[arms]]`` maps as a trial of its own for the
     selection rules (so each keeps its latest cut instead of rule 4 keeping one comparison);
-    and the candidates of such trials whose comparison no entry maps."""
+    and the candidates of such trials whose comparison no entry maps. An unnamed estimate
+    stands for its trial's one named comparison, as rule 4 reads it: a new data cut entered
+    with the comparison blank was left out here as unmapped, and the network used the cut it
+    supersedes, where the pooled analysis used the new one."""
     pseudo: dict[tuple[int, str], int] = {}
     out: list[Candidate] = []
     unmapped: list[Candidate] = []
     for c in candidates:
-        mapped = overrides.get(trial_key(c.trial_name), {})
+        mapped = reading.overrides.get(trial_key(c.trial_name), {})
         if None in mapped or not mapped:
             out.append(c)
             continue
-        key = comparison_key(c.comparison)
+        comparison = reading.comparison_of(c)
+        key = comparison_key(comparison)
         if key not in mapped:
             unmapped.append(c)
             continue
         # A negative id no stored trial has: one per (trial, comparison).
         ident = pseudo.setdefault((c.trial_id, key), -1 - len(pseudo))
-        out.append(replace(c, trial_id=ident))
+        out.append(replace(c, trial_id=ident, comparison=comparison))
     return out, unmapped
 
 

@@ -1142,3 +1142,42 @@ def test_a_head_to_head_trial_is_in_the_network_only(network_evidence: Any,
         assert [u.reason for u in uses] == [None, None]
     finally:
         ctx.dispose()
+
+
+def test_a_new_cut_left_unnamed_replaces_the_named_one_in_the_network_too(
+        ctx: Any, tmp_path: Path) -> None:
+    """A new data cut entered with the comparison left blank takes the trial's one named
+    comparison (rule 4): the pooled analysis uses it. The network, where an [[arms]] entry
+    maps that comparison, left it out as unmapped and used the superseded cut."""
+    from datetime import date
+
+    from reports.pool import pool_all
+    from store.context import make_context
+
+    with ctx.sessions() as s:
+        trial = _trial(s, "MULTI", "thalidomide", "placebo; interferon")
+        old = add_estimate(s, trial, "0.80", "0.64", "1.00", comparison="T vs placebo",
+                           cut=date(2010, 1, 1))
+        new = add_estimate(s, trial, "0.70", "0.56", "0.88", cut=date(2015, 1, 1))
+        add_estimate(s, _trial(s, "LEN-1", "lenalidomide", "placebo"), "0.50", "0.40", "0.63")
+        add_estimate(s, _trial(s, "IFN-1", "interferon", "no maintenance"),
+                     "0.85", "0.70", "1.03")
+        s.commit()
+    path = tmp_path / "arms.toml"
+    path.write_text('[[arms]]\ntrial = "MULTI"\ncomparison = "T versus placebo"\n'
+                    'treatment = "thalidomide"\ncontrol = "placebo"\n', encoding="utf-8")
+    net, _, _ = _fit(ctx, "PFS/post_asct", path)
+    used = {c.study: c.estimate_id for c in net.contrasts}
+    assert used["MULTI"] == new.id
+    assert (f"MULTI, estimate {old.id}", f"superseded by estimate {new.id} (latest verified "
+            "data cut)") in net.dropped
+    (arms,) = [a for a in net.arms if a.trial == "MULTI"]
+    assert (arms.treatment, arms.control, arms.comparison) == (
+        "thalidomide", NO_MAINTENANCE, "T vs placebo")
+    # the pooled analysis chooses the same estimate
+    pooled = make_context(ctx.settings.model_copy(update={"analyses_file": path}))
+    try:
+        out = {o.analysis.key: o for o in pool_all(pooled).outcomes}
+        assert [r["estimate_id"] for r in out["thalidomide/PFS/post_asct"].inputs] == [new.id]
+    finally:
+        pooled.dispose()
