@@ -26,7 +26,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from importlib import metadata
 from pathlib import Path
@@ -576,12 +576,20 @@ def _pool_all(ctx: AppContext) -> PoolRun:
             log.warning("MMLR_ANALYSES_FILE: %s", text)
         arms = ArmReading.of(candidates, load_arm_overrides(ctx.settings.analyses_file))
         known = {a.key for a in analyses}
+        # A sensitivity twin whose strategy trials left is rebuilt from its primary analysis,
+        # which carries a defined class's drugs and title: rebuilt from its key alone, "imid"
+        # pooled no trial of its drugs and was labelled "Imid" without the title.
+        primaries = {(a.drug, a.endpoint, a.setting): a for a in analyses
+                     if not a.include_strategy}
         # An analysis that had data once stays listed even when its inputs vanish.
         for key, snap in previous.items():
             if key not in known:
                 try:  # a key of another version, or of an analysis no longer in the file
                     drug, endpoint, setting, *rest = key.split("/")
-                    analyses.append(Analysis(drug, setting, endpoint, include_strategy=bool(rest)))
+                    primary = primaries.get((drug, endpoint, setting))
+                    analyses.append(
+                        replace(primary, include_strategy=bool(rest)) if primary is not None
+                        else Analysis(drug, setting, endpoint, include_strategy=bool(rest)))
                 except ValueError:
                     log.warning("ignoring snapshot %s with an unknown analysis key", snap.id)
         new_rows: list[tuple[AnalysisOutcome, PooledResult]] = []

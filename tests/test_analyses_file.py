@@ -265,3 +265,48 @@ def test_a_drug_no_trial_has_is_said_not_silently_pooled_without(
         assert pool_all(ctx).unknown_drugs == []
     finally:
         ctx.dispose()
+
+
+def test_a_class_twin_whose_strategy_trial_left_keeps_its_drugs_and_title(
+        tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+    """The sensitivity twin of a class stays listed once its strategy trial leaves (an
+    analysis that had data stays); it was rebuilt from its key alone: no drugs (it pooled no
+    trial of the class) and "Imid maintenance" for the title. Now it is its primary's twin,
+    like a drug's: the class's trials, the class's title."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import select
+
+    from reports.selection import latest_results
+    from store.models import Estimate
+
+    ctx = make_context(settings.model_copy(update={"analyses_file": _write(tmp_path, IMID)}))
+    twin_key = "imid/PFS/all/with_strategy"
+    title = "IMiD (thalidomide or lenalidomide) maintenance — PFS (EFS/TTP accepted) — all " \
+            "settings (sensitivity: strategy trials included)"
+    try:
+        with ctx.sessions() as s:
+            add_estimate(s, add_trial(s, "THAL-A"), "0.60", "0.45", "0.80")
+            add_estimate(s, add_trial(s, "LEN-B", drug="lenalidomide"), "0.50", "0.40", "0.625")
+            strategy = add_estimate(s, add_trial(s, "STRATEGY-D", is_strategy=True),
+                                    "0.80", "0.65", "0.98")
+            s.commit()
+        twin = {o.analysis.key: o for o in pool_all(ctx).outcomes}[twin_key]
+        assert sorted(r["trial"] for r in twin.inputs) == ["LEN-B", "STRATEGY-D", "THAL-A"]
+        with ctx.sessions() as s:
+            row = s.exec(select(Estimate).where(Estimate.id == strategy.id)).one()
+            row.withdrawn_at = datetime.now(UTC)
+            s.add(row)
+            s.commit()
+        twin = {o.analysis.key: o for o in pool_all(ctx).outcomes}[twin_key]
+        assert twin.analysis.members == ("thalidomide", "lenalidomide")
+        assert twin.analysis.label == title
+        assert twin.analysis.short_label == \
+            "IMiD (thalidomide or lenalidomide): PFS all settings, with strategy trials"
+        assert sorted(r["trial"] for r in twin.inputs) == ["LEN-B", "THAL-A"]
+        with ctx.sessions() as s:
+            snap = {r.analysis_key: r for r in latest_results(s)}[twin_key]
+        assert snap.analysis_label == title and snap.k == 2
+        assert snap.result["drugs"] == ["thalidomide", "lenalidomide"]
+    finally:
+        ctx.dispose()
