@@ -195,6 +195,8 @@ def cmd_pool(args: argparse.Namespace, settings: Settings) -> int:
 
     with _context(settings) as ctx:
         run = pool_all(ctx)
+    for text in run.unknown_drugs:  # pooled without them; a misspelt drug is no drug
+        print(f"mmlr: warning: MMLR_ANALYSES_FILE: {text}", file=sys.stderr)
     if args.json:
         _print_json(run.to_json())
     else:

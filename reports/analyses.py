@@ -12,14 +12,22 @@ plain :class:`Candidate` rows (no database here, so the rules are tested on thei
 2. only verified estimates count (``Estimate.verified``), and never a withdrawn one
    (``Estimate.withdrawn_at``: retracted by a curator or replaced by a correction);
 3. strategy trials (``Trial.is_strategy``: induction differs too) are left out of the primary
-   analysis and included in its ``with_strategy`` sensitivity twin;
+   analysis and included in its ``with_strategy`` sensitivity twin. Head-to-head trials,
+   whose control arm receives maintenance too (HOVON-50: thalidomide vs interferon; the
+   arms as ``reports.arms`` reads them, ``[[arms]]`` entries included), are left out of
+   every analysis, the twins too: an analysis pools maintenance against no maintenance, and
+   such a trial enters the network meta-analysis only (``keep_head_to_head``). An add-on
+   design is not head-to-head (thalidomide + interferon vs interferon);
 4. multi-arm trials contribute one comparison. Comparisons are compared as written but
    without case, spacing or "versus"/"vs." differences (``comparison_key``), and the generic
    "maintenance vs control" (what the form stores when a curator names none) stands for the
-   trial's one named comparison. A trial with two or more named comparisons uses the one of
-   its first entered estimate (lowest id) among them; other contrasts (which would re-use a
-   control arm or the maintenance arm) are dropped, and so are its unnamed estimates (which
-   contrast they are cannot be told);
+   trial's one named comparison. A trial with two or more named comparisons uses one
+   comparison for every endpoint: the first that has estimates for both PFS and OS, else the
+   first, in the order of their first entered estimate (lowest id; a correction counts as
+   the estimate it corrects, ``Candidate.origin``, so correcting a number never switches
+   the comparison);
+   other contrasts (which would re-use a control arm or the maintenance arm) are dropped,
+   and so are its unnamed estimates (which contrast they are cannot be told);
 5. one estimate per trial per analysis: the latest data cut. The cut date is
    ``Estimate.data_cut``; an estimate with only its report's year has a cut some time
    before that report appeared, so against a dated cut in or before that year the later
@@ -45,6 +53,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from reports.arms import ENTRY_SOURCE, UNNAMED_KEYS, ArmOverrides, ArmReading
+from reports.arms import GENERIC_COMPARISON as GENERIC_COMPARISON  # the form stores it
+from reports.arms import comparison_key as comparison_key
+from reports.arms import is_named_comparison as is_named_comparison
 from store.errors import ConfigError
 from store.settings import MONITORING_HR_RULE, is_monitorable_hr
 from store.text import bidi_override
@@ -55,8 +67,6 @@ SETTING_LABELS = {"post_asct": "post-ASCT", "non_transplant": "non-transplant",
 ENDPOINTS: dict[str, tuple[str, ...]] = {"PFS": ("PFS", "EFS", "TTP"), "OS": ("OS",)}
 _ENDPOINT_RANK = {"PFS": 0, "EFS": 1, "TTP": 2, "OS": 0}
 
-#: The comparison stored when none is named: "the trial's comparison" (``Estimate.comparison``).
-GENERIC_COMPARISON = "maintenance vs control"
 
 #: IMWG 2012 Figure 1: (A) thalidomide PFS/EFS, (B) thalidomide OS, (C) lenalidomide PFS.
 IMWG_2012 = (("thalidomide", "PFS"), ("thalidomide", "OS"), ("lenalidomide", "PFS"))
@@ -169,6 +179,15 @@ class Candidate:
     # None when entered the other way round, derived, or stored before 0012): what a
     # one-trial analysis shows (reports.presentation).
     printed: dict[str, str] | None = None
+    # The id of the estimate this one's supersedes chain starts from (a correction is a new
+    # row pointing at the one it replaces): the original extraction's id, which rule 4 ranks
+    # comparisons by. None: the estimate corrects none (its own id).
+    origin_id: int | None = None
+
+    @property
+    def origin(self) -> int:
+        """The original extraction's id (``origin_id``, else the estimate's own)."""
+        return self.origin_id if self.origin_id is not None else self.estimate_id
 
     @property
     def cut_date(self) -> date | None:
@@ -193,29 +212,46 @@ def _norm(text: str) -> str:
     return text.strip().lower()
 
 
-def comparison_key(text: str | None) -> str:
-    """A comparison as selection compares it: lower case, single spaces, "versus"/"vs."/"v."
-    written "vs" (a new data cut typed "Lenalidomide versus placebo" is the same contrast as
-    the seed's "lenalidomide vs placebo")."""
-    words = " ".join((text or "").lower().split())
-    return re.sub(r"(?<![\w-])(?:versus|vs\.?|v\.)(?=\s)", "vs", words)
+#: A comparison's rank among its trial's (rule 4): (−the endpoints it has, its first
+#: extraction's id); the lowest is pooled.
+Rank = tuple[int, int]
 
 
-_UNNAMED = {comparison_key(GENERIC_COMPARISON), ""}
+def _comparison_ranks(candidates: Sequence[Candidate], reading: ArmReading | None
+                      ) -> dict[int, dict[str, Rank]]:
+    """Rule 4's order of each trial's named comparisons, over every endpoint: those with
+    verified, current estimates for both PFS and OS first, then by their first extraction
+    (``Candidate.origin``). Ranked per endpoint, a multi-arm trial could pool its PFS
+    against one control arm and its OS against the other."""
+    endpoints: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    first: dict[int, dict[str, int]] = defaultdict(dict)
+    for c in candidates:
+        key = comparison_key(c.comparison)
+        endpoint = next((e for e, accepted in ENDPOINTS.items()
+                         if c.endpoint.upper() in accepted), None)
+        if (c.withdrawn or not c.verified or key in UNNAMED_KEYS or endpoint is None
+                or (reading is not None and reading.active_control(c) is not None)):
+            continue
+        endpoints[c.trial_id][key].add(endpoint)
+        have = first[c.trial_id].get(key)
+        first[c.trial_id][key] = c.origin if have is None else min(have, c.origin)
+    return {trial: {key: (-len(found), first[trial][key]) for key, found in keys.items()}
+            for trial, keys in endpoints.items()}
 
 
-def is_named_comparison(text: str | None) -> bool:
-    """False for a blank comparison and the generic "maintenance vs control"."""
-    return comparison_key(text) not in _UNNAMED
-
-
-def _one_comparison(cands: list[Candidate]) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
-    """Rule 4: the candidates of the trial's pooled comparison, and the others with reasons."""
-    named = sorted({comparison_key(c.comparison) for c in cands} - _UNNAMED)
+def _one_comparison(cands: list[Candidate], ranks: dict[str, Rank]
+                    ) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
+    """Rule 4: the candidates of the trial's pooled comparison, and the others with reasons.
+    ``ranks``: the trial's comparisons in order (:func:`_comparison_ranks`)."""
+    named = sorted({comparison_key(c.comparison) for c in cands} - UNNAMED_KEYS)
     if len(named) <= 1:
         return cands, []
-    first = min((c for c in cands if comparison_key(c.comparison) not in _UNNAMED),
-                key=lambda c: c.estimate_id)
+    # By the original extraction (the root of a correction's supersedes chain): a corrected
+    # estimate is a new row with a larger id, and ranking by it switched the pool to the
+    # trial's other comparison.
+    first = min((c for c in cands if comparison_key(c.comparison) not in UNNAMED_KEYS),
+                key=lambda c: (ranks.get(comparison_key(c.comparison), (0, c.origin)),
+                               c.origin, c.estimate_id))
     primary = comparison_key(first.comparison)
     keep: list[Candidate] = []
     dropped: list[tuple[Candidate, str]] = []
@@ -223,7 +259,7 @@ def _one_comparison(cands: list[Candidate]) -> tuple[list[Candidate], list[tuple
         key = comparison_key(c.comparison)
         if key == primary:
             keep.append(c)
-        elif key in _UNNAMED:
+        elif key in UNNAMED_KEYS:
             dropped.append((c, f"comparison not named, and this multi-arm trial has "
                                f"{len(named)} ({', '.join(repr(n) for n in named)}): name it "
                                "to pool this estimate"))
@@ -334,8 +370,26 @@ def _whole_or_strata(groups: dict[str, list[Candidate]]
     return {"mixed": groups["mixed"]}, left_out
 
 
-def select_inputs(analysis: Analysis, candidates: Iterable[Candidate]) -> Selection:
-    """Apply the selection rules of the module docstring to ``candidates``."""
+def _head_to_head(c: Candidate, control: str, source: str) -> str:
+    """Why a head-to-head contrast is left out of a drug-vs-control analysis."""
+    where = ("its [[arms]] entry in MMLR_ANALYSES_FILE" if source == ENTRY_SOURCE else
+             f"read from the comparator {c.comparator!r}; an [[arms]] entry in "
+             "MMLR_ANALYSES_FILE corrects the reading")
+    return (f"head-to-head trial: the control arm receives maintenance too ({control}, "
+            f"{where}), so it is not maintenance vs control; it enters the network "
+            "meta-analysis only")
+
+
+def select_inputs(analysis: Analysis, candidates: Iterable[Candidate], *,
+                  arms: ArmReading | None = None,
+                  keep_head_to_head: bool = False) -> Selection:
+    """Apply the selection rules of the module docstring to ``candidates``.
+
+    ``arms`` reads each trial's control arm (rule 4's head-to-head trials): built from
+    ``candidates`` without ``[[arms]]`` entries when not given. ``keep_head_to_head``: the
+    network meta-analysis, which compares active treatments too."""
+    candidates = list(candidates)
+    reading = None if keep_head_to_head else arms or ArmReading.of(candidates)
     chosen: list[Candidate] = []
     dropped: list[tuple[Candidate, str]] = []
     by_trial: dict[int, list[Candidate]] = defaultdict(list)
@@ -348,10 +402,13 @@ def select_inputs(analysis: Analysis, candidates: Iterable[Candidate]) -> Select
             dropped.append((c, "not verified"))
         elif c.is_strategy and not analysis.include_strategy:
             dropped.append((c, "strategy trial (sensitivity analysis only)"))
+        elif reading is not None and (active := reading.active_control(c)) is not None:
+            dropped.append((c, _head_to_head(c, *active)))
         else:
             by_trial[c.trial_id].append(c)
-    for trial_cands in by_trial.values():
-        same, other = _one_comparison(trial_cands)
+    ranks = _comparison_ranks(candidates, reading) if by_trial else {}
+    for trial_id, trial_cands in by_trial.items():
+        same, other = _one_comparison(trial_cands, ranks.get(trial_id, {}))
         dropped.extend(other)
         groups: dict[str, list[Candidate]] = defaultdict(list)
         for c in same:
@@ -491,9 +548,6 @@ def _read_file(path: Path | None) -> tuple[dict[str, Any], str]:
 
 _ARMS_KEYS = {"trial", "treatment", "control"}
 _ARMS_OPTIONAL = {"comparison"}
-#: ``load_arm_overrides``: trial (normalised) → comparison key (None: the trial's one
-#: comparison) → (treatment, control).
-ArmOverrides = dict[str, dict[str | None, tuple[str, str]]]
 
 
 def load_arm_overrides(path: Path | None) -> ArmOverrides:

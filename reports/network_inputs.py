@@ -4,9 +4,11 @@ One network per endpoint (PFS, accepting EFS/TTP as the pairwise analyses do, an
 setting (post-ASCT, non-transplant, all settings), plus a sensitivity network with strategy
 trials wherever a strategy trial has data. The trials and estimates are the pairwise
 analyses' (``reports.analyses.select_inputs`` over every drug): verified, not withdrawn, one
-comparison per trial, its latest data cut, strata as separate rows in "all settings".
+comparison per trial, its latest data cut, strata as separate rows in "all settings"; and
+the head-to-head trials the pairwise analyses leave out, which only a network can use.
 
-**Arms to treatments.** Each trial's maintenance arm is its pooled drug (``Trial.drug``, the
+**Arms to treatments** (``reports.arms``, which the pairwise analyses read them with too).
+Each trial's maintenance arm is its pooled drug (``Trial.drug``, the
 review's own vocabulary, so the network's nodes are the pairwise analyses' drugs). Its
 control arm is read from ``Trial.comparator``:
 
@@ -36,9 +38,8 @@ high risk of bias (RoB 2), keeping those not assessed, as the pooled analyses' v
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
@@ -51,12 +52,22 @@ from reports.analyses import (
     SETTING_LABELS,
     SETTINGS,
     Analysis,
-    ArmOverrides,
     Candidate,
-    comparison_key,
     load_arm_overrides,
     select_inputs,
 )
+from reports.arms import AGENTS as AGENTS  # re-exported: the reading lives in reports.arms
+from reports.arms import (
+    ENTRY_SOURCE,
+    NO_MAINTENANCE,
+    ArmOverrides,
+    ArmReading,
+    agents_named,
+    comparison_key,
+    trial_key,
+    vocabulary_of,
+)
+from reports.arms import read_arms as read_arms
 from reports.network import Contrast, NetworkResult, network_meta_analysis
 from reports.network_plot import PlotEdge, PlotNode, render_network_svg
 from reports.presentation import trial_hr
@@ -67,43 +78,6 @@ from store.errors import PoolingError
 from store.models import Trial
 
 log = logging.getLogger(__name__)
-
-NO_MAINTENANCE = "no maintenance"
-#: Maintenance agents recognised in a comparator besides the review's own drugs, with the
-#: spellings trials use. Steroids count: alone they were maintenance in older trials.
-AGENTS: dict[str, tuple[str, ...]] = {
-    "interferon": ("interferon", "interferon-alpha", "interferon alfa", "ifn", "ifn-alpha",
-                   "ifn-α", "ifn alpha", "ifn-a"),
-    "prednisone": ("prednisone",),
-    "prednisolone": ("prednisolone",),
-    "dexamethasone": ("dexamethasone", "dex"),
-    "thalidomide": ("thalidomide", "thal"),
-    "lenalidomide": ("lenalidomide", "len"),
-    "pomalidomide": ("pomalidomide",),
-    "bortezomib": ("bortezomib",),
-    "ixazomib": ("ixazomib",),
-    "carfilzomib": ("carfilzomib",),
-    "daratumumab": ("daratumumab",),
-    "isatuximab": ("isatuximab",),
-    "elotuzumab": ("elotuzumab",),
-}
-# "no X", "without X or Y": a negation takes the words it lists ("without thalidomide or
-# interferon" named interferon when only its first word was negated).
-_NEGATED = re.compile(r"\b(?:no|without|non)[\s-]+[\w-]+(?:\s+(?:or|nor)\s+[\w-]+)*",
-                      re.IGNORECASE)
-# A placebo matching a drug is no maintenance ("placebo (matching ixazomib)" read as
-# ixazomib, both arms the same, and the trial was left out as a dose comparison).
-_MATCHING = re.compile(r"\bmatching\s+[\w-]+|[\w-]+[\s-]matched\b", re.IGNORECASE)
-# Induction is not maintenance: what a clause names up to "induction", never past the word
-# "maintenance" or "then" ("VAD induction + thalidomide maintenance" keeps thalidomide;
-# "melphalan + prednisone induction only (no maintenance)" named prednisone).
-_INDUCTION = re.compile(r"(?:(?!maintenance|then)[^;,()])*\binduction\b", re.IGNORECASE)
-# Nor is treatment at relapse or progression: a clause saying so names no maintenance
-# ("observation; dex allowed at progression" read as dexamethasone). "Until progression"
-# is how maintenance runs, and stays.
-_AT_RELAPSE = re.compile(r"[^;,()]*\b(?:at|on|upon|after)\s+(?:relapse|progression)\b"
-                         r"[^;,()]*", re.IGNORECASE)
-
 
 @dataclass(frozen=True)
 class Arms:
@@ -161,42 +135,6 @@ class NetworkInput:
 Fitted = tuple[NetworkInput, NetworkResult | None, str]
 
 
-def _names(text: str, vocabulary: dict[str, tuple[str, ...]]) -> set[str]:
-    """The agents ``text`` names (not negated ones), by their vocabulary key."""
-    text = text.lower()
-    for pattern in (_AT_RELAPSE, _INDUCTION, _MATCHING, _NEGATED):
-        text = pattern.sub(" ", text)
-    found = set()
-    for agent, spellings in vocabulary.items():
-        # A spelling stands alone: no letter or digit before it, no letter after it. A hyphen
-        # is a boundary ("α-interferon", "thalidomide-interferon") and so is a digit after
-        # it ("IFN-α2b"): both read as no maintenance when either defeated the match.
-        if any(re.search(rf"(?<!\w){re.escape(s)}(?![^\W\d])", text) for s in spellings):
-            found.add(agent)
-    return found
-
-
-def read_arms(c: Candidate, vocabulary: dict[str, tuple[str, ...]]) -> tuple[str, str]:
-    """(treatment, control) of a trial, read as the module docstring says."""
-    treatment = " ".join(c.drug.lower().split())
-    # Background: what the maintenance arm receives besides the pooled drug. The pooled drug
-    # itself never is, so "thalidomide 200 mg vs thalidomide 50 mg" reads as thalidomide on
-    # both arms (a dose comparison, left out), not as thalidomide vs no maintenance.
-    background = _names(c.regimen or "", vocabulary) - _names(c.drug, vocabulary)
-    control = sorted(_names(c.comparator or "", vocabulary) - background)
-    return treatment, "+".join(control) if control else NO_MAINTENANCE
-
-
-def vocabulary_of(candidates: Iterable[Candidate]) -> dict[str, tuple[str, ...]]:
-    """``AGENTS`` plus every drug the review pools (a new agent is known once a trial of it
-    is entered)."""
-    vocab = dict(AGENTS)
-    for c in candidates:
-        drug = " ".join(c.drug.lower().split())
-        vocab.setdefault(drug, (drug,))
-    return vocab
-
-
 def build_networks(candidates: Sequence[Candidate], overrides: ArmOverrides | None = None,
                    *, without_high_rob: bool = False) -> list[NetworkInput]:
     """Every network with at least one trial, in a stable order (PFS before OS; post-ASCT,
@@ -208,7 +146,7 @@ def build_networks(candidates: Sequence[Candidate], overrides: ArmOverrides | No
     out: list[NetworkInput] = []
     if not drugs:
         return out
-    split, unmapped = _split_multi_arm(candidates, overrides)
+    split, unmapped = _split_multi_arm(candidates, ArmReading.of(candidates, overrides))
     for endpoint in ENDPOINTS:
         for setting in SETTINGS:
             for strategy in (False, True):
@@ -225,58 +163,40 @@ def build_networks(candidates: Sequence[Candidate], overrides: ArmOverrides | No
     return out
 
 
-def _trial_key(name: str) -> str:
-    return " ".join(name.lower().split())
-
-
-def _split_multi_arm(candidates: Sequence[Candidate], overrides: ArmOverrides
+def _split_multi_arm(candidates: Sequence[Candidate], reading: ArmReading
                      ) -> tuple[list[Candidate], list[Candidate]]:
     """Candidates with each comparison that ``[[arms]]`` maps as a trial of its own for the
     selection rules (so each keeps its latest cut instead of rule 4 keeping one comparison);
-    and the candidates of such trials whose comparison no entry maps."""
+    and the candidates of such trials whose comparison no entry maps. An unnamed estimate
+    stands for its trial's one named comparison, as rule 4 reads it: a new data cut entered
+    with the comparison blank was left out here as unmapped, and the network used the cut it
+    supersedes, where the pooled analysis used the new one."""
     pseudo: dict[tuple[int, str], int] = {}
     out: list[Candidate] = []
     unmapped: list[Candidate] = []
     for c in candidates:
-        mapped = overrides.get(_trial_key(c.trial_name), {})
+        mapped = reading.overrides.get(trial_key(c.trial_name), {})
         if None in mapped or not mapped:
             out.append(c)
             continue
-        key = comparison_key(c.comparison)
+        comparison = reading.comparison_of(c)
+        key = comparison_key(comparison)
         if key not in mapped:
             unmapped.append(c)
             continue
         # A negative id no stored trial has: one per (trial, comparison).
         ident = pseudo.setdefault((c.trial_id, key), -1 - len(pseudo))
-        out.append(replace(c, trial_id=ident))
+        out.append(replace(c, trial_id=ident, comparison=comparison))
     return out, unmapped
 
 
 def _arms_of(c: Candidate, vocab: dict[str, tuple[str, ...]], overrides: ArmOverrides,
              study: str) -> Arms:
-    mapped = overrides.get(_trial_key(c.trial_name), {})
-    key = None if None in mapped else comparison_key(c.comparison)
-    if key in mapped:
-        (treatment, control), source = mapped[key], "MMLR_ANALYSES_FILE [[arms]]"
-        control = _no_maintenance_named(control)
-    else:
-        (treatment, control), source = read_arms(c, vocab), "read from the trial"
+    treatment, control, source = ArmReading(vocab, overrides).arms(c)
+    mapped = overrides.get(trial_key(c.trial_name), {})
+    named = source == ENTRY_SOURCE and None not in mapped
     return Arms(study, treatment, control, source, c.comparator,
-                c.comparison if key in mapped and key else None, c.risk_of_bias,
-                c.risk_of_bias_disputed)
-
-
-#: What an [[arms]] control arm may be called that is no maintenance: read from a trial's
-#: comparator, placebo and observation are ``NO_MAINTENANCE``, and an entry naming them was
-#: taken literally, a node of its own that disconnected its trials from the network.
-_NONE_WORDS = frozenset(("placebo", "observation", "no maintenance", "none", "no treatment",
-                         "no therapy", "untreated", "observation only", "placebo/observation",
-                         "observation/placebo"))
-
-
-def _no_maintenance_named(control: str) -> str:
-    """An [[arms]] control as the network names it: ``NO_MAINTENANCE`` for its synonyms."""
-    return NO_MAINTENANCE if " ".join(control.lower().split()) in _NONE_WORDS else control
+                c.comparison if named else None, c.risk_of_bias, c.risk_of_bias_disputed)
 
 
 def _reversed_entry(c: Candidate, arms: Arms, vocab: dict[str, tuple[str, ...]]
@@ -288,17 +208,17 @@ def _reversed_entry(c: Candidate, arms: Arms, vocab: dict[str, tuple[str, ...]]
     thalidomide" for a thalidomide trial entered its 0.55 as no maintenance against
     thalidomide, i.e. as thalidomide's HR of 1.82, without a word. Refused, as the other
     [[arms]] problems are, rather than guessed at: the entry is the curator's to swap."""
-    if arms.source != "MMLR_ANALYSES_FILE [[arms]]":
+    if arms.source != ENTRY_SOURCE:
         return None
-    treated = _names(arms.treatment, vocab)
-    if not treated and _names(arms.control, vocab):
+    treated = agents_named(arms.treatment, vocab)
+    if not treated and agents_named(arms.control, vocab):
         return (f"its [[arms]] entry gives treatment {arms.treatment!r} (no maintenance "
                 f"agent) and control {arms.control!r}, but the stored HR is the maintenance "
                 "arm's against its control, so it would enter reversed: swap them in "
                 "MMLR_ANALYSES_FILE")
     # A multi-arm trial's comparisons name their own arms; a two-arm trial's maintenance
     # arm receives its drug.
-    if arms.comparison is None and not treated & _names(c.drug, vocab):
+    if arms.comparison is None and not treated & agents_named(c.drug, vocab):
         return (f"its [[arms]] treatment {arms.treatment!r} does not name the trial's drug "
                 f"({c.drug}), and the stored HR is the maintenance arm's against its "
                 "control: name the maintenance arm as treatment in MMLR_ANALYSES_FILE")
@@ -323,7 +243,7 @@ def _network(analysis: Analysis, candidates: Sequence[Candidate],
             net.dropped.append((f"{c.trial_name}, estimate {c.estimate_id}",
                                 f"comparison {c.comparison!r} has no [[arms]] entry, and "
                                 "this trial's other comparisons have"))
-    selection = select_inputs(analysis, candidates)
+    selection = select_inputs(analysis, candidates, keep_head_to_head=True)
     for c, why in selection.dropped:
         net.dropped.append((f"{c.trial_name}, estimate {c.estimate_id}", why))
     settings_of: dict[str, set[str]] = defaultdict(set)

@@ -26,7 +26,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from importlib import metadata
 from pathlib import Path
@@ -36,8 +36,10 @@ from reports.analyses import (
     SETTING_LABELS,
     Analysis,
     Candidate,
+    load_arm_overrides,
     select_inputs,
 )
+from reports.arms import ArmReading
 from reports.certainty import suggest_certainty
 from reports.meta import (
     Z95,
@@ -50,7 +52,12 @@ from reports.meta import (
 )
 from reports.monitoring_view import status_label
 from reports.presentation import has_heterogeneity, i2_text, shown_hr
-from reports.selection import all_analyses, latest_results, load_candidates
+from reports.selection import (
+    all_analyses,
+    analyses_naming_no_drug,
+    latest_results,
+    load_candidates,
+)
 from reports.sequential import MonitoringPlan, monitor
 from reports.small_study import short_text, small_study_effects
 from reports.words import hr_number, interval_text, plural, rounded
@@ -63,7 +70,7 @@ from store.settings import monitoring_hrs
 
 log = logging.getLogger(__name__)
 
-_CODE_FILES = ("meta.py", "analyses.py", "pool.py", "selection.py", "sequential.py",
+_CODE_FILES = ("meta.py", "analyses.py", "arms.py", "pool.py", "selection.py", "sequential.py",
                "certainty.py", "small_study.py")
 
 
@@ -129,6 +136,9 @@ class PoolRun:
     ci: str
     code_version: str
     outcomes: list[AnalysisOutcome] = field(default_factory=list)
+    # Drugs of MMLR_ANALYSES_FILE's [[analysis]] entries that no stored trial has, in words
+    # (``reports.selection.analyses_naming_no_drug``): a misspelling selects nothing.
+    unknown_drugs: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> list[AnalysisOutcome]:
@@ -149,6 +159,7 @@ class PoolRun:
             },
             "no_data": [o.analysis.key for o in self.outcomes if o.result is None],
             "snapshots_written": len(self.changed),
+            "analyses_naming_no_drug": self.unknown_drugs,
         }
 
     def describe(self) -> str:
@@ -287,14 +298,17 @@ def _pool_rows(rows: list[dict[str, Any]], *, method: str, ci: str,
 
 def compute_analysis(
     analysis: Analysis, candidates: list[Candidate], *, method: str, ci: str,
-    plan: MonitoringPlan | None = None,
+    plan: MonitoringPlan | None = None, arms: ArmReading | None = None,
 ) -> AnalysisOutcome:
     """Select the inputs of one analysis and pool them (no database access).
 
     With a monitoring ``plan`` the extras carry the sequential-monitoring view of the evidence
     over time (``monitoring``, :func:`reports.sequential.monitor`); without, it is None.
+    ``arms`` reads the trials' control arms (``[[arms]]`` entries included), which leave
+    head-to-head trials out; without, they are read from ``candidates`` alone.
     """
-    selection = select_inputs(analysis, candidates)
+    arms = arms or ArmReading.of(candidates)
+    selection = select_inputs(analysis, candidates, arms=arms)
     rows = _input_rows(analysis, selection.chosen)
     dropped = [{"estimate_id": c.estimate_id, "trial": c.trial_name, "reason": reason}
                for c, reason in selection.dropped]
@@ -316,7 +330,8 @@ def compute_analysis(
                     labels=[r["trial"] for r in part])))
             test = subgroup_test(subgroups)
             undefined = subgroup_test_undefined(subgroups)
-    cumulative = cumulative_by_publication(analysis, candidates, method=method, ci=ci)
+    cumulative = cumulative_by_publication(analysis, candidates, method=method, ci=ci,
+                                           arms=arms)
     monitoring = (monitor(cumulative, plan, method=method, primary_ci=(res.ci_low, res.ci_high))
                   if plan else None)
     small_study = small_study_effects([r["yi"] for r in rows], [r["sei"] for r in rows],
@@ -421,7 +436,8 @@ def publication_date(c: Candidate) -> tuple[date | None, str]:
 
 
 def cumulative_by_publication(
-    analysis: Analysis, candidates: list[Candidate], *, method: str, ci: str
+    analysis: Analysis, candidates: list[Candidate], *, method: str, ci: str,
+    arms: ArmReading | None = None,
 ) -> list[dict[str, Any]]:
     """The pooled estimate of ``analysis`` on each date on which new evidence was published.
 
@@ -433,8 +449,10 @@ def cumulative_by_publication(
     data) is not a step. The database is read as it is now: an estimate withdrawn or not yet
     verified today is absent from every date. Each step pools with ``method``/``ci`` like the
     main estimate, and says which trials entered, were updated or left (``changes``, and in
-    words ``change``), and which estimates it pooled (``studies``).
+    words ``change``), and which estimates it pooled (``studies``). Every date reads the
+    trials' arms as they read now (``arms``, of all ``candidates``).
     """
+    arms = arms or ArmReading.of(candidates)
     published = [(publication_date(c), c) for c in candidates]
     # None (the undated estimates alone) comes first: the selection treats them as oldest.
     points: list[date | None] = [None] if any(w is None for (w, _), _ in published) else []
@@ -444,7 +462,7 @@ def cumulative_by_publication(
     for point in points:
         available = [c for (when, _), c in published
                      if when is None or (point is not None and when <= point)]
-        chosen = select_inputs(analysis, available).chosen
+        chosen = select_inputs(analysis, available, arms=arms).chosen
         if {c.estimate_id for c in chosen} == {c.estimate_id for c in before}:
             continue
         changes = _changes(before, chosen)
@@ -563,13 +581,25 @@ def _pool_all(ctx: AppContext) -> PoolRun:
         candidates = load_candidates(session)
         previous = {p.analysis_key: p for p in latest_results(session)}
         analyses = all_analyses(candidates, ctx.settings.analyses_file)
+        run.unknown_drugs = analyses_naming_no_drug(session, ctx.settings.analyses_file)
+        for text in run.unknown_drugs:
+            log.warning("MMLR_ANALYSES_FILE: %s", text)
+        arms = ArmReading.of(candidates, load_arm_overrides(ctx.settings.analyses_file))
         known = {a.key for a in analyses}
+        # A sensitivity twin whose strategy trials left is rebuilt from its primary analysis,
+        # which carries a defined class's drugs and title: rebuilt from its key alone, "imid"
+        # pooled no trial of its drugs and was labelled "Imid" without the title.
+        primaries = {(a.drug, a.endpoint, a.setting): a for a in analyses
+                     if not a.include_strategy}
         # An analysis that had data once stays listed even when its inputs vanish.
         for key, snap in previous.items():
             if key not in known:
                 try:  # a key of another version, or of an analysis no longer in the file
                     drug, endpoint, setting, *rest = key.split("/")
-                    analyses.append(Analysis(drug, setting, endpoint, include_strategy=bool(rest)))
+                    primary = primaries.get((drug, endpoint, setting))
+                    analyses.append(
+                        replace(primary, include_strategy=bool(rest)) if primary is not None
+                        else Analysis(drug, setting, endpoint, include_strategy=bool(rest)))
                 except ValueError:
                     log.warning("ignoring snapshot %s with an unknown analysis key", snap.id)
         new_rows: list[tuple[AnalysisOutcome, PooledResult]] = []
@@ -577,7 +607,8 @@ def _pool_all(ctx: AppContext) -> PoolRun:
             plan = plan_of(analysis)
             # What a snapshot freezes: the estimator, the CI and this analysis' own plan.
             settings_doc = {"method": method, "ci": ci, "monitoring": plan.to_json()}
-            outcome = compute_analysis(analysis, candidates, method=method, ci=ci, plan=plan)
+            outcome = compute_analysis(analysis, candidates, method=method, ci=ci, plan=plan,
+                                       arms=arms)
             run.outcomes.append(outcome)
             prev = previous.get(analysis.key)
             inputs_hash = _hash_inputs(analysis, outcome.inputs)

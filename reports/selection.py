@@ -12,6 +12,7 @@ are the pooled inputs.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +26,10 @@ from reports.analyses import (
     analysis_order,
     default_analyses,
     load_analyses,
+    load_arm_overrides,
     select_inputs,
 )
+from reports.arms import ArmReading
 from store.bias import assessor_agreement, current_assessments, history_by_endpoint
 from store.models import Estimate, PooledResult, Trial, TrialReport
 
@@ -41,6 +44,8 @@ def load_candidates(session: Session) -> list[Candidate]:
         .outerjoin(TrialReport, TrialReport.id == Estimate.report_id)  # type: ignore[arg-type]
         .order_by(Estimate.id)  # type: ignore[arg-type]
     ).all()
+    # Each correction's chain back to the estimate first extracted (rule 4 ranks by it).
+    supersedes = {est.id: est.supersedes_id for est, _, _ in rows}
     bias = current_assessments(session)
     disputed = {key for key, rows in history_by_endpoint(session).items()
                 if assessor_agreement(rows).agree is False}
@@ -69,6 +74,7 @@ def load_candidates(session: Session) -> list[Candidate]:
             regimen=trial.regimen, comparator=trial.comparator,
             n_maintenance=est.n_maintenance, n_control=est.n_control,
             printed=_printed_maint_vs_control(est),
+            origin_id=_origin(est.id, supersedes),
         ))
     return out
 
@@ -85,6 +91,15 @@ def _carried_over(estimate_id: int, entered_at: datetime, assessed_at: datetime,
     return any(other != estimate_id and at <= assessed_at for other, at in siblings)
 
 
+def _origin(estimate_id: int, supersedes: dict[int | None, int | None]) -> int:
+    """The root of ``estimate_id``'s supersedes chain: the estimate first extracted."""
+    seen = {estimate_id}
+    while (parent := supersedes.get(estimate_id)) is not None and parent not in seen:
+        seen.add(parent)
+        estimate_id = parent
+    return estimate_id
+
+
 def _printed_maint_vs_control(est: Estimate) -> dict[str, str] | None:
     """The estimate's HR and CI as printed, when printed maintenance vs control: printed
     the other way round, the digits are those of the inverse, which nobody printed."""
@@ -98,6 +113,37 @@ def _printed_maint_vs_control(est: Estimate) -> dict[str, str] | None:
 def all_analyses(candidates: list[Candidate], analyses_file: Path | None) -> list[Analysis]:
     """Every analysis to compute: the default ones and those of ``MMLR_ANALYSES_FILE``."""
     return default_analyses(candidates, load_analyses(analyses_file))
+
+
+def analyses_naming_no_drug(session: Session, analyses_file: Path | None) -> list[str]:
+    """One sentence per drug that an ``[[analysis]]`` entry of ``MMLR_ANALYSES_FILE`` names
+    and no stored trial has (compared as the analyses compare them: without case or
+    surrounding spaces), with the nearest trial drug or, without one, every trial drug. A
+    misspelt drug ("lenalidomde") selects no trial, and its analysis is pooled without that
+    drug's trials and without a word; said by ``mmlr pool``, the pool run's log and
+    /estimates, as ``reports.network_inputs.arms_naming_no_trial`` says it of ``[[arms]]``.
+    Nothing while no trial is stored (every name would be listed). A drug whose trials are
+    still to come is listed too: the sentence says the entry selects nothing yet."""
+    defined = load_analyses(analyses_file)
+    if not defined:
+        return []
+    known = sorted({drug.strip().lower() for drug in session.exec(select(Trial.drug))})
+    if not known:
+        return []
+    out: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for analysis in defined:
+        for drug in analysis.members:
+            if drug in known or (analysis.drug, drug) in seen:
+                continue
+            seen.add((analysis.drug, drug))
+            # A typo, not another drug of the class ("pomalidomide" is not "lenalidomide").
+            near = difflib.get_close_matches(drug, known, n=1, cutoff=0.8)
+            hint = (f"did you mean {near[0]!r}?" if near
+                    else f"the trials' drugs are {', '.join(map(repr, known))}")
+            out.append(f"[[analysis]] {analysis.drug!r} names drug {drug!r}, which no stored "
+                       f"trial has, so it selects none of its trials ({hint})")
+    return out
 
 
 # ----------------------------------------------------------------------------- per estimate
@@ -122,10 +168,11 @@ def uses_of_estimates(session: Session, estimate_ids: set[int],
     out: dict[int, list[Use]] = {i: [] for i in estimate_ids}
     if not estimate_ids:
         return out
+    arms = ArmReading.of(candidates, load_arm_overrides(analyses_file))
     for analysis in all_analyses(candidates, analyses_file):
         if not any(c.estimate_id in estimate_ids and analysis.accepts(c) for c in candidates):
             continue
-        selection = select_inputs(analysis, candidates)
+        selection = select_inputs(analysis, candidates, arms=arms)
         for c in selection.chosen:
             if c.estimate_id in estimate_ids:
                 out[c.estimate_id].append(Use(analysis.key, analysis.short_label, None))
@@ -193,9 +240,10 @@ def pending_changes(session: Session, analyses_file: Path | None = None) -> list
         out.append(PendingChange(key, label, not then, joins, replaced, leaves))
 
     seen = set()
+    arms = ArmReading.of(candidates, load_arm_overrides(analyses_file))
     for analysis in all_analyses(candidates, analyses_file):
         seen.add(analysis.key)
-        chosen = select_inputs(analysis, candidates).chosen
+        chosen = select_inputs(analysis, candidates, arms=arms).chosen
         change(analysis.key, analysis.label,
                {c.estimate_id: (c.trial_id, c.trial_name) for c in chosen})
     # An analysis whose last estimate left is no longer among the analyses to compute: the
@@ -218,5 +266,5 @@ def latest_results(session: Session) -> list[PooledResult]:
     return sorted(rows, key=lambda r: analysis_order(r.analysis_key))
 
 
-__all__ = ["PendingChange", "Use", "all_analyses", "latest_results", "load_candidates",
-           "pending_changes", "uses_of_estimates"]
+__all__ = ["PendingChange", "Use", "all_analyses", "analyses_naming_no_drug", "latest_results",
+           "load_candidates", "pending_changes", "uses_of_estimates"]

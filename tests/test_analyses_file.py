@@ -204,3 +204,109 @@ def test_run_and_worker_check_the_file_at_start(tmp_path: Path, command: str) ->
                                         MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/",
                                         MMLR_ENTREZ_MAX_RETRIES="0"), timeout=60)
     assert_one_line_error(proc, f"MMLR_ANALYSES_FILE {missing} does not exist")
+
+
+MISSPELT = '''
+[[analysis]]
+name = "imid"
+title = "IMiD"
+drugs = ["thalidomide", "Lenalidomde", "iberdomide"]
+endpoint = "PFS"
+settings = ["all"]
+'''
+
+
+def test_a_drug_no_trial_has_is_said_not_silently_pooled_without(
+        tmp_path: Path, settings, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """A misspelt drug of an [[analysis]] entry selects no trial: its class was pooled from
+    thalidomide alone without a word. `mmlr pool` warns (stderr, `--json`), naming the drug
+    and the nearest trial drug, or every trial drug when none is near; /estimates says it."""
+    import test_web
+    from test_web import as_role, make_user
+
+    path = _write(tmp_path, MISSPELT)
+    ctx = make_context(settings.model_copy(update={"analyses_file": path}))
+    try:
+        with ctx.sessions() as s:
+            add_estimate(s, add_trial(s, "THAL-A"), "0.60", "0.45", "0.80")
+            add_estimate(s, add_trial(s, "LEN-B", drug="Lenalidomide"), "0.50", "0.40", "0.625")
+            s.commit()
+        run = pool_all(ctx)
+    finally:
+        ctx.dispose()
+    assert [r["trial"] for r in {o.analysis.key: o for o in run.outcomes}[
+        "imid/PFS/all"].inputs] == ["THAL-A"]
+    assert run.unknown_drugs == [
+        "[[analysis]] 'imid' names drug 'lenalidomde', which no stored trial has, so it "
+        "selects none of its trials (did you mean 'lenalidomide'?)",
+        "[[analysis]] 'imid' names drug 'iberdomide', which no stored trial has, so it "
+        "selects none of its trials (the trials' drugs are 'lenalidomide', 'thalidomide')"]
+    assert run.to_json()["analyses_naming_no_drug"] == run.unknown_drugs
+
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "data"), MMLR_DATABASE_URL=db_url,
+                  MMLR_ANALYSES_FILE=str(path))
+    result = run_cli("pool", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "mmlr: warning: MMLR_ANALYSES_FILE: [[analysis]] 'imid' names drug 'lenalidomde'" \
+        in result.stderr and "did you mean 'lenalidomide'?" in result.stderr
+
+    app = test_web.create_app(settings.model_copy(update={"analyses_file": path}))
+    try:
+        make_user(app, "viewer@example.org", "viewer")
+        page = as_role(app, {"viewer": "viewer@example.org"}, "viewer").get("/estimates").text
+        assert "names drug &#39;lenalidomde&#39;" in page and "did you mean" in page
+    finally:
+        app.state.ctx.dispose()
+
+    fixed = _write(tmp_path, MISSPELT.replace("Lenalidomde", "lenalidomide")
+                   .replace(', "iberdomide"', ""))
+    ctx = make_context(settings.model_copy(update={"analyses_file": fixed}))
+    try:
+        assert pool_all(ctx).unknown_drugs == []
+    finally:
+        ctx.dispose()
+
+
+def test_a_class_twin_whose_strategy_trial_left_keeps_its_drugs_and_title(
+        tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+    """The sensitivity twin of a class stays listed once its strategy trial leaves (an
+    analysis that had data stays); it was rebuilt from its key alone: no drugs (it pooled no
+    trial of the class) and "Imid maintenance" for the title. Now it is its primary's twin,
+    like a drug's: the class's trials, the class's title."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import select
+
+    from reports.selection import latest_results
+    from store.models import Estimate
+
+    ctx = make_context(settings.model_copy(update={"analyses_file": _write(tmp_path, IMID)}))
+    twin_key = "imid/PFS/all/with_strategy"
+    title = "IMiD (thalidomide or lenalidomide) maintenance — PFS (EFS/TTP accepted) — all " \
+            "settings (sensitivity: strategy trials included)"
+    try:
+        with ctx.sessions() as s:
+            add_estimate(s, add_trial(s, "THAL-A"), "0.60", "0.45", "0.80")
+            add_estimate(s, add_trial(s, "LEN-B", drug="lenalidomide"), "0.50", "0.40", "0.625")
+            strategy = add_estimate(s, add_trial(s, "STRATEGY-D", is_strategy=True),
+                                    "0.80", "0.65", "0.98")
+            s.commit()
+        twin = {o.analysis.key: o for o in pool_all(ctx).outcomes}[twin_key]
+        assert sorted(r["trial"] for r in twin.inputs) == ["LEN-B", "STRATEGY-D", "THAL-A"]
+        with ctx.sessions() as s:
+            row = s.exec(select(Estimate).where(Estimate.id == strategy.id)).one()
+            row.withdrawn_at = datetime.now(UTC)
+            s.add(row)
+            s.commit()
+        twin = {o.analysis.key: o for o in pool_all(ctx).outcomes}[twin_key]
+        assert twin.analysis.members == ("thalidomide", "lenalidomide")
+        assert twin.analysis.label == title
+        assert twin.analysis.short_label == \
+            "IMiD (thalidomide or lenalidomide): PFS all settings, with strategy trials"
+        assert sorted(r["trial"] for r in twin.inputs) == ["LEN-B", "THAL-A"]
+        with ctx.sessions() as s:
+            snap = {r.analysis_key: r for r in latest_results(s)}[twin_key]
+        assert snap.analysis_label == title and snap.k == 2
+        assert snap.result["drugs"] == ["thalidomide", "lenalidomide"]
+    finally:
+        ctx.dispose()

@@ -12,7 +12,14 @@ import test_web
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 from test_web import as_role, csrf_from, db
-from test_web_evidence import _estimates, _post_estimate, _trial, verified_by_second_person
+from test_web_evidence import (
+    _estimates,
+    _post_estimate,
+    _trial,
+    _verify,
+    second_curator,
+    verified_by_second_person,
+)
 
 from reports.analyses import Analysis, Candidate, select_inputs
 from screening.web.corrections import EstimateWithdrawnError, withdraw_estimate
@@ -410,3 +417,62 @@ def test_api_lists_the_withdrawal_fields(app: Any, users: dict[str, str]) -> Non
     (row,) = [e for t in body["trials"] for e in t["estimates"]]
     assert row["withdrawn_reason"] == "retracted paper" and row["withdrawn_at"]
     assert row["supersedes_id"] is None
+
+
+def test_correcting_a_multi_arm_trials_pooled_comparison_keeps_that_comparison(
+        app: Any, users: dict[str, str]) -> None:
+    """A three-arm trial (lenalidomide, lenalidomide + prednisone, observation) pools the
+    comparison entered first. Correcting its HR makes a new estimate with a larger id: the
+    pool keeps that comparison, with the corrected HR, instead of switching to the other arm
+    (rule 4 ranked comparisons by the lowest current id)."""
+    from reports.pool import pool_all
+    from reports.selection import latest_results
+
+    ctx = app.state.ctx
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app, name="THREE-ARM")
+    for comparison, hr, lo, hi in (("lenalidomide vs observation", "0.50", "0.40", "0.625"),
+                                   ("lenalidomide + prednisone vs observation", "0.80", "0.64",
+                                    "1.00")):
+        assert _post_estimate(curator, trial_id, comparison=comparison, setting="post_asct",
+                              hr=hr, ci_low=lo, ci_high=hi).status_code == 303
+    checker = second_curator(app)
+
+    def verify_all() -> None:
+        for estimate in _estimates(app):
+            if not estimate.verified and estimate.withdrawn_at is None:
+                assert _verify(checker, estimate).status_code == 303
+
+    verify_all()
+    first, other = _estimates(app)
+
+    def pooled() -> dict[str, Any]:
+        pool_all(ctx)
+        with db(app) as session:
+            snap = next(r for r in latest_results(session) if r.analysis_key == LEN_PFS)
+            (row,) = snap.inputs
+            return row
+
+    assert pooled()["estimate_id"] == first.id
+    token = csrf_from(curator.get(f"/estimates/{first.id}/edit").text)
+    assert curator.post(f"/estimates/{first.id}/edit", follow_redirects=False, data={
+        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
+        "comparison": "lenalidomide vs observation", "method": "reported_ci",
+        "orientation": "maint_vs_control", "hr": "0.55", "ci_low": "0.45", "ci_high": "0.67",
+        "correction_note": "CI misread"}).status_code == 303
+    verify_all()
+    corrected = _estimates(app)[-1]
+    assert corrected.supersedes_id == first.id and corrected.id > other.id
+    row = pooled()
+    assert row["estimate_id"] == corrected.id
+    assert row["hr"] == pytest.approx(0.55)
+    # and a correction of the correction still ranks as the first extraction
+    token = csrf_from(curator.get(f"/estimates/{corrected.id}/edit").text)
+    assert curator.post(f"/estimates/{corrected.id}/edit", follow_redirects=False, data={
+        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
+        "comparison": "lenalidomide vs observation", "method": "reported_ci",
+        "orientation": "maint_vs_control", "hr": "0.56", "ci_low": "0.46", "ci_high": "0.68",
+        "correction_note": "HR misread"}).status_code == 303
+    verify_all()
+    row = pooled()
+    assert row["estimate_id"] == _estimates(app)[-1].id and row["hr"] == pytest.approx(0.56)

@@ -1091,3 +1091,93 @@ def test_a_network_hr_moves_in_the_digest_as_the_reader_sees_it() -> None:
     ranked, _ = changes({"PFS": _net({"x": [0.5, 0.4, 0.6]})},
                         {"PFS": _net({"ixazomib": [0.5, 0.4, 0.6], "x": [0.5, 0.4, 0.6]})})
     assert "Highest P-score: x → ixazomib (0.13)." in ranked[0]["lines"]
+
+
+def test_a_head_to_head_trial_is_in_the_network_only(network_evidence: Any,
+                                                     tmp_path: Path) -> None:
+    """HOVON-X compares thalidomide with interferon maintenance: not thalidomide vs control.
+    The pairwise thalidomide analysis leaves it out with the reason (it pooled its 0.80 as
+    if against no maintenance), the dose comparison too; the network keeps it. An add-on
+    design stays in; an [[arms]] entry that reads the control as placebo puts it back."""
+    from reports.pool import pool_all
+    from reports.selection import uses_of_estimates
+    from store.context import make_context
+
+    with network_evidence.sessions() as s:
+        add_estimate(s, _trial(s, "ADD-ON", "thalidomide", "interferon-alpha",
+                               regimen="thalidomide + interferon-alpha"),
+                     "0.55", "0.36", "0.86")
+        s.commit()
+    key = "thalidomide/PFS/post_asct"
+    outcome = next(o for o in pool_all(network_evidence).outcomes if o.analysis.key == key)
+    assert [r["trial"] for r in outcome.inputs] == ["ADD-ON", "THAL-1", "THAL-2"]
+    dropped = {d["trial"]: d["reason"] for d in outcome.extras["dropped"]}
+    assert dropped["HOVON-X"] == (
+        "head-to-head trial: the control arm receives maintenance too (interferon, read "
+        "from the comparator 'interferon-alpha'; an [[arms]] entry in MMLR_ANALYSES_FILE "
+        "corrects the reading), so it is not maintenance vs control; it enters the network "
+        "meta-analysis only")
+    assert "(thalidomide, read from the comparator 'thalidomide 50 mg'" in dropped["DOSE-1"]
+    # the strategy twin of bortezomib: STRAT-1 is bortezomib vs thalidomide maintenance
+    twin = next(o for o in pool_all(network_evidence).outcomes
+                if o.analysis.key == "bortezomib/PFS/post_asct/with_strategy")
+    assert twin.inputs == [] and "head-to-head" in twin.extras["dropped"][0]["reason"]
+    net, _, _ = _fit(network_evidence, "PFS/post_asct")
+    assert "HOVON-X" in [a.trial for a in net.arms]
+    with network_evidence.sessions() as s:
+        hovon = next(c for c in load_candidates(s) if c.trial_name == "HOVON-X")
+        uses = uses_of_estimates(s, {hovon.estimate_id})[hovon.estimate_id]
+    assert [u.label for u in uses] == ["PFS post-ASCT", "PFS all settings"]
+    assert all((u.reason or "").startswith("head-to-head trial") for u in uses)
+
+    path = tmp_path / "arms.toml"
+    path.write_text('[[arms]]\ntrial = "HOVON-X"\ntreatment = "thalidomide"\n'
+                    'control = "placebo"\n', encoding="utf-8")
+    ctx = make_context(network_evidence.settings.model_copy(update={"analyses_file": path}))
+    try:
+        outcome = next(o for o in pool_all(ctx).outcomes if o.analysis.key == key)
+        assert "HOVON-X" in [r["trial"] for r in outcome.inputs]
+        with ctx.sessions() as s:
+            uses = uses_of_estimates(s, {hovon.estimate_id}, path)[hovon.estimate_id]
+        assert [u.reason for u in uses] == [None, None]
+    finally:
+        ctx.dispose()
+
+
+def test_a_new_cut_left_unnamed_replaces_the_named_one_in_the_network_too(
+        ctx: Any, tmp_path: Path) -> None:
+    """A new data cut entered with the comparison left blank takes the trial's one named
+    comparison (rule 4): the pooled analysis uses it. The network, where an [[arms]] entry
+    maps that comparison, left it out as unmapped and used the superseded cut."""
+    from datetime import date
+
+    from reports.pool import pool_all
+    from store.context import make_context
+
+    with ctx.sessions() as s:
+        trial = _trial(s, "MULTI", "thalidomide", "placebo; interferon")
+        old = add_estimate(s, trial, "0.80", "0.64", "1.00", comparison="T vs placebo",
+                           cut=date(2010, 1, 1))
+        new = add_estimate(s, trial, "0.70", "0.56", "0.88", cut=date(2015, 1, 1))
+        add_estimate(s, _trial(s, "LEN-1", "lenalidomide", "placebo"), "0.50", "0.40", "0.63")
+        add_estimate(s, _trial(s, "IFN-1", "interferon", "no maintenance"),
+                     "0.85", "0.70", "1.03")
+        s.commit()
+    path = tmp_path / "arms.toml"
+    path.write_text('[[arms]]\ntrial = "MULTI"\ncomparison = "T versus placebo"\n'
+                    'treatment = "thalidomide"\ncontrol = "placebo"\n', encoding="utf-8")
+    net, _, _ = _fit(ctx, "PFS/post_asct", path)
+    used = {c.study: c.estimate_id for c in net.contrasts}
+    assert used["MULTI"] == new.id
+    assert (f"MULTI, estimate {old.id}", f"superseded by estimate {new.id} (latest verified "
+            "data cut)") in net.dropped
+    (arms,) = [a for a in net.arms if a.trial == "MULTI"]
+    assert (arms.treatment, arms.control, arms.comparison) == (
+        "thalidomide", NO_MAINTENANCE, "T vs placebo")
+    # the pooled analysis chooses the same estimate
+    pooled = make_context(ctx.settings.model_copy(update={"analyses_file": path}))
+    try:
+        out = {o.analysis.key: o for o in pool_all(pooled).outcomes}
+        assert [r["estimate_id"] for r in out["thalidomide/PFS/post_asct"].inputs] == [new.id]
+    finally:
+        pooled.dispose()

@@ -482,3 +482,35 @@ def test_the_code_version_covers_the_selection_of_the_inputs() -> None:
     from reports import pool, selection
     assert Path(selection.__file__).name in pool._CODE_FILES
     assert Path(pool.__file__).parent == Path(selection.__file__).parent
+
+
+def test_a_multi_arm_trial_pools_one_comparison_for_pfs_and_os(ctx) -> None:
+    """Two maintenance arms against one observation arm. The comparison was picked per
+    endpoint (lowest id among that endpoint's estimates): OS entered in the other order
+    pooled its OS against the other arm than its PFS. Now one comparison for both: the one
+    with PFS and OS estimates, first entered; a comparison with only PFS gives way to one
+    with both."""
+    r_obs, rp_obs = "lenalidomide vs observation", "lenalidomide + prednisone vs observation"
+    with ctx.sessions() as s:
+        both = add_trial(s, "THREE-ARM", drug="lenalidomide")
+        pfs_r = add_estimate(s, both, "0.50", "0.40", "0.625", comparison=r_obs)
+        add_estimate(s, both, "0.60", "0.48", "0.75", comparison=rp_obs)
+        add_estimate(s, both, "0.90", "0.70", "1.16", endpoint="OS", comparison=rp_obs)
+        os_r = add_estimate(s, both, "0.80", "0.64", "1.00", endpoint="OS", comparison=r_obs)
+        one = add_trial(s, "THREE-ARM-2", drug="lenalidomide")
+        add_estimate(s, one, "0.55", "0.44", "0.69", comparison=r_obs)
+        pfs_rp = add_estimate(s, one, "0.65", "0.52", "0.81", comparison=rp_obs)
+        os_rp = add_estimate(s, one, "0.85", "0.68", "1.06", endpoint="OS", comparison=rp_obs)
+        unverified = add_estimate(s, one, "0.70", "0.56", "0.88", endpoint="OS",
+                                  comparison=r_obs, verified=False)
+        s.commit()
+    out = _by_key(pool_all(ctx))
+    pfs = {r["trial"]: r["estimate_id"] for r in out["lenalidomide/PFS/post_asct"].inputs}
+    os_ = {r["trial"]: r["estimate_id"] for r in out["lenalidomide/OS/post_asct"].inputs}
+    assert (pfs["THREE-ARM"], os_["THREE-ARM"]) == (pfs_r.id, os_r.id)
+    # THREE-ARM-2 has OS for RP only (its R vs observation OS is not verified): RP for both
+    assert (pfs["THREE-ARM-2"], os_["THREE-ARM-2"]) == (pfs_rp.id, os_rp.id)
+    dropped = {d["estimate_id"]: d["reason"]
+               for d in out["lenalidomide/PFS/post_asct"].extras["dropped"]}
+    assert dropped[pfs_rp.id - 1] == f"other comparison of a multi-arm trial ({rp_obs!r} used)"
+    assert unverified.id not in os_.values()

@@ -14,7 +14,7 @@ from reports.forest import render_forest
 from reports.funnel_plot import render_funnel
 from reports.monitoring_plot import render_monitoring
 from reports.monitoring_view import STATUS_LABELS
-from reports.selection import pending_changes
+from reports.selection import analyses_naming_no_drug, pending_changes
 from reports.small_study import SIDE_WORDS
 from reports.words import plural
 from screening.web.absolute_effects import (
@@ -69,9 +69,14 @@ def _estimates_page(request: Request, session: Session, *, status_code: int = 20
         # pool run fails on the same file.
         log.warning("estimates page: changes awaiting the next pool run unknown: %s", exc)
         pending, pending_error = [], exc.one_line()
+    try:
+        unknown_drugs = analyses_naming_no_drug(session, request.app.state.settings.analyses_file)
+    except ConfigError:
+        unknown_drugs = []  # the file's own mistake is shown above
     return render(request, "estimates.html",
                   {"results": [(r, pooled_json(r, baselines=baselines)) for r in rows],
                    "pending": pending, "pending_error": pending_error,
+                   "unknown_drugs": unknown_drugs,
                    "status_labels": STATUS_LABELS, "rob_labels": JUDGMENT_LABELS,
                    "side_words": SIDE_WORDS, "absolute": blocks, "entered_by": emails,
                    "labels": labels, "pooler": request.app.state.pooler},
