@@ -45,6 +45,7 @@ from screening.web.trials import (
     link_record,
     record_citation,
     report_screening_note,
+    retraction_warning,
 )
 from store.citation import citation_line
 from store.fulltext import VOTE, assess
@@ -227,6 +228,8 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
         text += f" {noun(len(added), 'Registration')} added to the trial: " \
                 f"{', '.join(added)}."
     flash(request, text + " Enter its hazard ratios below.", "ok")
+    if warning := retraction_warning(session, pmid):
+        flash(request, warning, "warn")
     if note := report_screening_note(session, pmid):
         flash(request, note, "info")
     return RedirectResponse(f"/trials/{trial.id}?report={report.id}#add-estimate",

@@ -56,6 +56,8 @@ from screening.web.trials import (
     primary_report_of,
     record_citation,
     report_screening_note,
+    retracted_pmids,
+    retraction_warning,
     trial_fingerprint,
     trial_form_values,
 )
@@ -138,6 +140,8 @@ async def new_trial(request: Request, session: DbSession, user: Curator) -> Resp
     if record is not None:
         text += f" PMID {record.pmid} is its primary report: complete its citation below."
     flash(request, text, "ok")
+    if record is not None and (warning := retraction_warning(session, record.pmid)):
+        flash(request, warning, "warn")
     if record is not None and (note := report_screening_note(session, record.pmid)):
         flash(request, note, "info")
     return RedirectResponse(f"/trials/{trial.id}", status_code=303)
@@ -167,6 +171,7 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
     not_yours_to_verify = {e.id for e in estimates if user is not None
                            and not may_verify(e, user, second_person=second_person)}
     context = {"trial": trial, "reports": reports, "stored_pmids": stored_pmids,
+               "retracted": retracted_pmids(session, pmids),
                "estimates": estimates,
                "inputs_text": inputs_text, **_analysis_uses(request, session, estimates),
                "values": {"setting": trial.setting}, "errors": {}, "saved_already": None,
@@ -291,6 +296,8 @@ async def trial_add_report(request: Request, trial_id: int, session: DbSession,
                            report_errors=exc.fields)
     session.commit()
     flash(request, "Report added.", "ok")
+    if warning := retraction_warning(session, report.pmid):
+        flash(request, warning, "warn")
     if note := report_screening_note(session, report.pmid):
         flash(request, note, "info")
     return RedirectResponse(f"/trials/{trial.id}", status_code=303)
@@ -414,6 +421,7 @@ def _edit_page(request: Request, session: Session, estimate: Estimate, values: d
     return render(request, "estimate_edit.html",
                   {"trial": trial, "estimate": estimate, "reports": reports, "values": values,
                    "errors": errors, **CHOICES,
+                   "retracted": retracted_pmids(session, (r.pmid for r in reports)),
                    "inputs_text": describe(estimate.method, estimate.derivation_inputs)},
                   status_code=status_code)
 

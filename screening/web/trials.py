@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +132,32 @@ def report_screening_note(session: Session, pmid: int | None) -> str | None:
         else "has no title/abstract decision yet"
     return (f"PMID {pmid} {state}: screen it on its record page (/records/{pmid}), then assess "
             "its full text, so that the PRISMA flow counts it as included.")
+
+
+def retraction_warning(session: Session, pmid: int | None) -> str | None:
+    """The warning for a curator who has just made ``pmid`` a trial's report while PubMed
+    marks it retracted (``Record.retracted``, set by the monitor): a retracted paper's numbers
+    are not evidence, and linking one used to pass without a word. Not a refusal: a trial's
+    retracted report stays on record, flagged wherever the trial's reports are listed. None
+    when the record is not stored or not retracted."""
+    if pmid is None:
+        return None
+    record = session.get(Record, pmid)
+    if record is None or not record.retracted:
+        return None
+    return (f"PMID {pmid} is marked retracted in PubMed: a retracted report's numbers are "
+            "not evidence. Check the retraction notice on its record page "
+            f"(/records/{pmid}) before entering or verifying any hazard ratio from it; its "
+            "row among the trial's reports is marked retracted.")
+
+
+def retracted_pmids(session: Session, pmids: Iterable[int | None]) -> set[int]:
+    """Which of ``pmids`` PubMed marks retracted (the stored records' flag)."""
+    wanted = {p for p in pmids if p is not None}
+    if not wanted:
+        return set()
+    return set(session.exec(select(Record.pmid).where(
+        col(Record.pmid).in_(wanted), col(Record.retracted).is_(True))).all())
 
 
 def primary_report_of(session: Session, pmid: int) -> str | None:
