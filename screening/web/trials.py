@@ -18,8 +18,9 @@ from store.audit import audit
 from store.citation import locator
 from store.errors import ValidationError
 from store.fulltext import SoughtRule, outcomes, record_link_problem
+from store.locks import session_transaction_lock
 from store.models import Estimate, Record, Trial, TrialReport, User, utcnow
-from store.trial_match import REGISTRY_ID, TrialIndex, name_tokens, registry_key
+from store.trial_match import REGISTRY_ID, TrialIndex, name_key, registry_key
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
 
@@ -52,13 +53,18 @@ def read_trial(session: Session, data: Mapping[str, Any], *,
     excepted). Seed trials may be renamed too: ``mmlr init`` finds them by their source key.
     """
     r = _Reader(data)
+    # Two curators creating (or renaming to) one name at once: the second waits for the first
+    # to commit, then finds its name taken (without the lock both checks passed, and names
+    # differing in case or spacing are not caught by the column's unique index).
+    session_transaction_lock(session, TRIAL_NAMES_LOCK)
     name = r.line("name", max_len=200)
     if name is None and "name" not in r.errors:
         r.errors["name"] = "is required"
     elif name and (taken := _name_taken(session, name, trial)) is not None:
         r.errors["name"] = (f"a trial named {name!r} already exists" if taken == name else
                             f"trial {taken!r} already exists, and {name!r} differs from it "
-                            "only in case, spacing or punctuation: the same trial entered "
+                            "only in case, spacing, punctuation or Unicode form (full-width "
+                            "letters, roman or arabic numerals): the same trial entered "
                             "twice would be pooled twice")
     drug = r.line("drug", max_len=100)
     if drug is None and "drug" not in r.errors:
@@ -167,15 +173,19 @@ def primary_report_of(session: Session, pmid: int) -> str | None:
         TrialReport.pmid == pmid, TrialReport.kind == "primary")).first()
 
 
+#: The lock a new or renamed trial's name is checked and written under.
+TRIAL_NAMES_LOCK = "trial-names"
+
+
 def _name_taken(session: Session, name: str, trial: Trial | None) -> str | None:
-    """The name of another trial that ``name`` is, compared as names are matched in records
-    (``name_tokens``: "calgb-100104" is "CALGB 100104"), or None."""
+    """The name of another trial that ``name`` is, compared by ``name_key`` ("calgb-100104"
+    is "CALGB 100104", "ＭＹＥＬＯＭＡ XI" is "Myeloma XI"), or None."""
     query = select(Trial.name)
     if trial is not None:
         query = query.where(Trial.id != trial.id)
-    key = name_tokens(name)
+    key = name_key(name)
     return next((other for other in session.exec(query)
-                 if other == name or (key and name_tokens(other) == key)), None)
+                 if other == name or (key and name_key(other) == key)), None)
 
 
 def create_trial(session: Session, data: Mapping[str, Any], *, user: User) -> Trial:
