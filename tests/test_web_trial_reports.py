@@ -4,14 +4,16 @@ database."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import lxml.html
 import pytest
 import test_web
+from sqlmodel import col, select
 from test_web import as_role, csrf_from, db
 
-from store.models import Record, Trial
+from store.models import AuditLog, Record, Trial, TrialReport
 
 app = test_web.app
 users = test_web.users
@@ -94,3 +96,72 @@ def test_adding_a_retracted_pmid_on_the_trial_page_warns(
     page = curator.get(response.headers["location"]).text
     assert any(kind == "flash-warn" and f"PMID {RETRACTED} is marked retracted" in text
                for kind, text in _flashes(page))
+
+
+# ----------------------------------------------------------------------------- second trial
+def test_linking_a_report_of_one_trial_to_another_needs_a_confirmation(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    curator = as_role(app, users, "curator")
+    assert _link(curator, PLAIN, review["calgb"]).status_code == 303
+    # the record page offers the confirmation, naming the trial it reports now
+    page = lxml.html.fromstring(curator.get(f"/records/{PLAIN}").text)
+    (box,) = page.xpath('//form[@id="link-trial-form"]//input[@name="confirm_other_trial"]')
+    assert " ".join(box.getparent().text_content().split()) == (
+        "It reports the chosen trial too: link it although it is already a report of "
+        "CALGB 100104")
+    # without it: refused, next to the box, and nothing linked
+    refused = _link(curator, PLAIN, review["ifm"])
+    assert refused.status_code == 400
+    doc = lxml.html.fromstring(refused.text)
+    (error,) = doc.xpath('//p[@id="link-confirm_other_trial-error"]')
+    assert " ".join(error.text_content().split()) == (
+        f"PMID {PLAIN} is already a report of CALGB 100104. Tick the box to link it to "
+        "IFM 2005-02 as well (a publication that reports two trials is a report of each); if "
+        "it was linked to the wrong trial, correct that report on CALGB 100104's trial page "
+        "instead")
+    with db(app) as s:
+        assert [r.trial_id for r in s.exec(select(TrialReport).where(
+            TrialReport.pmid == PLAIN))] == [review["calgb"]]
+    # confirmed: linked, and the message says to which other trial it belongs
+    confirmed = _link(curator, PLAIN, review["ifm"], confirm_other_trial="1")
+    assert confirmed.status_code == 303
+    page = curator.get(confirmed.headers["location"]).text
+    assert (f"PMID {PLAIN} added to IFM 2005-02 as its update report. It is also a report of "
+            "CALGB 100104. Enter its hazard ratios below.") in html.unescape(page)
+    with db(app) as s:
+        row = s.exec(select(AuditLog).where(AuditLog.action == "report.add")
+                     .order_by(col(AuditLog.id).desc())).first()
+        assert row is not None and row.details["also_report_of"] == ["CALGB 100104"]
+
+
+def test_the_trial_page_form_needs_the_confirmation_too(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    curator = as_role(app, users, "curator")
+    assert _link(curator, PLAIN, review["calgb"]).status_code == 303
+    url = f"/trials/{review['ifm']}"
+    form = {"csrf_token": csrf_from(curator.get(url).text), "pmid": str(PLAIN),
+            "citation": "Roe R. Blood 2026", "year": "2026", "kind": "secondary"}
+    assert 'name="confirm_other_trial"' not in curator.get(url).text  # only when needed
+    refused = curator.post(f"{url}/reports", data=form, follow_redirects=False)
+    assert refused.status_code == 400
+    assert 'id="rep-confirm_other_trial-error"' in refused.text
+    assert 'name="confirm_other_trial"' in refused.text
+    done = curator.post(f"{url}/reports", data={**form, "confirm_other_trial": "1"},
+                        follow_redirects=False)
+    assert done.status_code == 303
+    assert "Report added. It is also a report of CALGB 100104." in html.unescape(
+        curator.get(url).text)
+    # a new trial made from it asks as well
+    token = csrf_from(curator.get(f"/trials/new?from_pmid={PLAIN}").text)
+    new = {"csrf_token": token, "name": "GIMEMA X", "drug": "lenalidomide",
+           "setting": "post_asct", "from_pmid": str(PLAIN)}
+    refused = curator.post("/trials/new", data=new, follow_redirects=False)
+    assert refused.status_code == 400
+    assert (f"PMID {PLAIN} is already a report of CALGB 100104 and IFM 2005-02"
+            in html.unescape(refused.text))
+    assert 'name="confirm_other_trial"' in refused.text
+    made = curator.post("/trials/new", data={**new, "confirm_other_trial": "1"},
+                        follow_redirects=False)
+    assert made.status_code == 303
+    assert ("It is also a report of CALGB 100104 and IFM 2005-02." in
+            html.unescape(curator.get(made.headers["location"]).text))

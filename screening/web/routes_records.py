@@ -42,6 +42,7 @@ from screening.web.queue_view import (
 from screening.web.templating import render, utc_text
 from screening.web.trials import (
     REPORT_KINDS,
+    also_reported_words,
     link_record,
     record_citation,
     report_screening_note,
@@ -221,7 +222,8 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
         judged = assess(session, user=user, pmid=pmid, verdict="eligible",
                         screeners_per_record=screeners_per_record(request)).row
     session.commit()
-    text = f"PMID {pmid} added to {trial.name} as its {report.kind} report."
+    text = (f"PMID {pmid} added to {trial.name} as its {report.kind} report."
+            + also_reported_words(session, report))
     if judged is not None:
         text += f" Full-text {'vote' if judged.kind == VOTE else 'verdict'} recorded: eligible."
     if added:

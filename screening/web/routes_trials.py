@@ -47,8 +47,10 @@ from screening.web.risk_of_bias import read_form as read_bias_form
 from screening.web.risk_of_bias import save_assessment
 from screening.web.templating import render
 from screening.web.trials import (
+    CONFIRM_OTHER_TRIAL,
     REPORT_KINDS,
     add_report,
+    also_reported_words,
     create_trial,
     edit_message,
     edit_trial,
@@ -129,7 +131,9 @@ async def new_trial(request: Request, session: DbSession, user: Curator) -> Resp
         if record is not None:
             add_report(session, trial, {"pmid": str(record.pmid), "kind": "primary",
                                         "citation": record_citation(record),
-                                        "year": str(record.year or "")}, user=user)
+                                        "year": str(record.year or ""),
+                                        CONFIRM_OTHER_TRIAL: data.get(CONFIRM_OTHER_TRIAL)},
+                       user=user)
     except FieldErrors as exc:
         session.rollback()
         return render(request, "trial_new.html", {"values": data, "errors": exc.fields,
@@ -139,6 +143,8 @@ async def new_trial(request: Request, session: DbSession, user: Curator) -> Resp
     text = f"Trial {trial.name} created."
     if record is not None:
         text += f" PMID {record.pmid} is its primary report: complete its citation below."
+        text += also_reported_words(session, session.exec(select(TrialReport).where(
+            TrialReport.trial_id == trial.id, TrialReport.pmid == record.pmid)).one())
     flash(request, text, "ok")
     if record is not None and (warning := retraction_warning(session, record.pmid)):
         flash(request, warning, "warn")
@@ -295,7 +301,7 @@ async def trial_add_report(request: Request, trial_id: int, session: DbSession,
         return _trial_page(request, session, trial, status_code=400, report_values=data,
                            report_errors=exc.fields)
     session.commit()
-    flash(request, "Report added.", "ok")
+    flash(request, "Report added." + also_reported_words(session, report), "ok")
     if warning := retraction_warning(session, report.pmid):
         flash(request, warning, "warn")
     if note := report_screening_note(session, report.pmid):

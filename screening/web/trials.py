@@ -363,15 +363,47 @@ def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
     if pmid is not None and session.exec(select(TrialReport.id).where(
             TrialReport.trial_id == trial.id, TrialReport.pmid == pmid)).first():
         r.errors["pmid"] = f"{pmid} is already a report of {trial.name}"
+    others = other_trials_of(session, pmid, trial) if "pmid" not in r.errors else []
+    if others and not r.flag(CONFIRM_OTHER_TRIAL):
+        # A record linked to a second trial is pooled under both: only on purpose (a paper
+        # reporting two trials), never by a slip of the trial list.
+        r.errors[CONFIRM_OTHER_TRIAL] = (
+            f"PMID {pmid} is already a report of {' and '.join(others)}. Tick the box to link "
+            f"it to {trial.name} as well (a publication that reports two trials is a report "
+            f"of each); if it was linked to the wrong trial, correct that report on "
+            f"{others[0]}'s trial page instead")
     if r.errors:
         raise FieldErrors(r.errors)
     report = TrialReport(trial_id=trial.id, pmid=pmid, citation=citation or "",  # type: ignore[arg-type]
                          year=year, kind=kind or "primary")
     session.add(report)
     session.flush()
+    extra = {"also_report_of": others} if others else {}
     audit(session, "report.add", actor=user.email, object_type="trial_report",
-          object_id=report.id, trial=trial.name, pmid=pmid)
+          object_id=report.id, trial=trial.name, pmid=pmid, **extra)
     return report
+
+
+#: The form field that confirms linking a PMID that is already another trial's report.
+CONFIRM_OTHER_TRIAL = "confirm_other_trial"
+
+
+def other_trials_of(session: Session, pmid: int | None, trial: Trial | None) -> list[str]:
+    """The names of the trials other than ``trial`` that ``pmid`` is a report of."""
+    if pmid is None:
+        return []
+    query = select(Trial.name).join(TrialReport).where(TrialReport.pmid == pmid)
+    if trial is not None and trial.id is not None:
+        query = query.where(TrialReport.trial_id != trial.id)
+    return list(session.exec(query.order_by(col(Trial.name))).all())
+
+
+def also_reported_words(session: Session, report: TrialReport) -> str:
+    """" It is also a report of …" after a link, naming the other trials the PMID reports
+    ("" when none)."""
+    trial = session.get(Trial, report.trial_id)
+    others = other_trials_of(session, report.pmid, trial)
+    return f" It is also a report of {' and '.join(others)}." if others else ""
 
 
 # A trial's short name in a title's parentheses: "(CALGB 100104)", "(TOURMALINE-MM3)",
