@@ -13,7 +13,7 @@ import test_web
 from sqlmodel import col, select
 from test_web import as_role, csrf_from, db
 
-from store.models import AuditLog, Record, Trial, TrialReport
+from store.models import AuditLog, Estimate, Record, Trial, TrialReport
 
 app = test_web.app
 users = test_web.users
@@ -165,3 +165,153 @@ def test_the_trial_page_form_needs_the_confirmation_too(
     assert made.status_code == 303
     assert ("It is also a report of CALGB 100104 and IFM 2005-02." in
             html.unescape(curator.get(made.headers["location"]).text))
+
+
+# ----------------------------------------------------------------------------- correct, unlink
+def _report_of(app: Any, pmid: int) -> TrialReport:
+    with db(app) as s:
+        return s.exec(select(TrialReport).where(TrialReport.pmid == pmid)).one()
+
+
+def _audit(app: Any, action: str) -> list[AuditLog]:
+    with db(app) as s:
+        return list(s.exec(select(AuditLog).where(AuditLog.action == action)
+                           .order_by(col(AuditLog.id))))
+
+
+def test_a_report_linked_to_the_wrong_trial_is_moved_then_unlinked(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    curator = as_role(app, users, "curator")
+    assert _link(curator, PLAIN, review["calgb"]).status_code == 303  # the wrong trial
+    report = _report_of(app, PLAIN)
+    calgb, ifm = f"/trials/{review['calgb']}", f"/trials/{review['ifm']}"
+    # an estimate entered from it, before the mistake was seen
+    token = csrf_from(curator.get(calgb).text)
+    assert curator.post(f"{calgb}/estimates", follow_redirects=False, data={
+        "csrf_token": token, "endpoint": "PFS", "method": "reported_ci",
+        "orientation": "maint_vs_control", "hr": "0.50", "ci_low": "0.40", "ci_high": "0.62",
+        "report_id": str(report.id), "setting": "post_asct"}).status_code == 303
+    with db(app) as s:
+        (estimate,) = s.exec(select(Estimate)).all()
+    form = {"csrf_token": token, "trial_id": str(review["ifm"]), "kind": "secondary",
+            "citation": "Roe R et al. Blood 2026;147:1-9", "year": "2026",
+            "reason": "reports IFM 2005-02, not CALGB"}
+    # its current estimate keeps it where it is
+    refused = curator.post(f"/reports/{report.id}/edit", data=form, follow_redirects=False)
+    assert refused.status_code == 400
+    (error,) = lxml.html.fromstring(refused.text).xpath(
+        f'//tr[@id="report-{report.id}"]//span[@class="report-error"]')
+    assert " ".join(error.text_content().split()) == (
+        f"1 current estimate of CALGB 100104 (estimate {estimate.id}) comes from this "
+        "report: withdraw or correct it first (their numbers are pooled under CALGB 100104), "
+        "then move the report")
+    assert _report_of(app, PLAIN).trial_id == review["calgb"]
+    assert curator.post(f"/estimates/{estimate.id}/withdraw", follow_redirects=False, data={
+        "reason": "wrong trial", "csrf_token": token}).status_code == 303
+    # moved, with its kind, citation and year corrected
+    moved = curator.post(f"/reports/{report.id}/edit", data=form, follow_redirects=False)
+    assert moved.status_code == 303
+    assert moved.headers["location"] == f"{ifm}#report-{report.id}"
+    page = html.unescape(curator.get(moved.headers["location"]).text)
+    assert (f"Report {report.id} corrected: trial CALGB 100104 → IFM 2005-02; kind update → "
+            "secondary; citation PMID 90000032 citation → Roe R et al. Blood 2026;147:1-9; "
+            f"year 2025 → 2026. Withdrawn estimates {estimate.id} stay with CALGB 100104 and "
+            "no longer name it.") in page
+    after = _report_of(app, PLAIN)
+    assert (after.id, after.trial_id, after.kind, after.citation, after.year) == (
+        report.id, review["ifm"], "secondary", form["citation"], 2026)
+    with db(app) as s:
+        kept = s.get(Estimate, estimate.id)
+        assert kept is not None and (kept.trial_id, kept.report_id) == (review["calgb"], None)
+    (edit,) = _audit(app, "report.edit")
+    assert (edit.actor, edit.object_type, edit.object_id) == (
+        users["curator"], "trial_report", str(report.id))
+    assert edit.details["old"] == {"trial": "CALGB 100104", "kind": "update",
+                                   "citation": "PMID 90000032 citation", "year": 2025}
+    assert edit.details["new"]["trial"] == "IFM 2005-02"
+    assert edit.details["detached_estimates"] == [estimate.id]
+    assert edit.details["reason"] == "reports IFM 2005-02, not CALGB"
+    # the same form again changes nothing
+    again = curator.post(f"/reports/{report.id}/edit", data=form, follow_redirects=False)
+    assert again.status_code == 303
+    assert f"Report {report.id}: nothing changed." in curator.get(again.headers["location"]).text
+    assert len(_audit(app, "report.edit")) == 1
+    # unlinked: no longer a report of any trial; the record stays
+    token = csrf_from(curator.get(ifm).text)
+    gone = curator.post(f"/reports/{report.id}/unlink", follow_redirects=False,
+                        data={"csrf_token": token, "reason": "not a trial report"})
+    assert gone.status_code == 303 and gone.headers["location"] == ifm
+    assert (f"PMID {PLAIN} unlinked from IFM 2005-02: it is no longer one of its reports."
+            in html.unescape(curator.get(ifm).text))
+    with db(app) as s:
+        assert s.exec(select(TrialReport).where(TrialReport.pmid == PLAIN)).all() == []
+        assert s.get(Record, PLAIN) is not None
+    (unlink,) = _audit(app, "report.unlink")
+    assert unlink.details["trial"] == "IFM 2005-02" and unlink.details["pmid"] == PLAIN
+    assert unlink.details["citation"] == form["citation"]
+    assert unlink.details["reason"] == "not a trial report"
+    assert _report_page_404(curator, report.id)
+
+
+def _report_page_404(client: Any, report_id: int) -> bool:
+    token = csrf_from(client.get("/trials").text)
+    response = client.post(f"/reports/{report_id}/unlink", data={"csrf_token": token})
+    return response.status_code == 404 and f"report {report_id} does not exist" in response.text
+
+
+def test_unlinking_a_report_with_a_current_estimate_is_refused(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    curator = as_role(app, users, "curator")
+    assert _link(curator, PLAIN, review["calgb"]).status_code == 303
+    report = _report_of(app, PLAIN)
+    url = f"/trials/{review['calgb']}"
+    token = csrf_from(curator.get(url).text)
+    assert curator.post(f"{url}/estimates", follow_redirects=False, data={
+        "csrf_token": token, "endpoint": "OS", "method": "reported_ci",
+        "orientation": "maint_vs_control", "hr": "0.80", "ci_low": "0.60", "ci_high": "1.05",
+        "report_id": str(report.id), "setting": "post_asct"}).status_code == 303
+    refused = curator.post(f"/reports/{report.id}/unlink", data={"csrf_token": token})
+    assert refused.status_code == 400
+    assert "withdraw or correct it first" in refused.text
+    assert _report_of(app, PLAIN).trial_id == review["calgb"]
+    # bad fields are named, and the form keeps what was typed
+    bad = curator.post(f"/reports/{report.id}/edit", data={
+        "csrf_token": token, "trial_id": "999", "kind": "sequel", "citation": "",
+        "year": "2099"})
+    assert bad.status_code == 400
+    text = " ".join(lxml.html.fromstring(bad.text).text_content().split())
+    for message in ("Trial 999 does not exist", "must be one of primary, update",
+                    "Citation is required", "2099 is in the future"):
+        assert message in text
+    assert _audit(app, "report.edit") == [] and _audit(app, "report.unlink") == []
+
+
+def test_correcting_a_report_needs_a_curator_and_the_form_token(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    curator = as_role(app, users, "curator")
+    assert _link(curator, PLAIN, review["calgb"]).status_code == 303
+    report = _report_of(app, PLAIN)
+    url = f"/trials/{review['calgb']}"
+    viewer = as_role(app, users, "viewer")
+    page = viewer.get(url).text
+    assert f"/reports/{report.id}/edit" not in page and "Correct or unlink" not in page
+    assert f'action="/reports/{report.id}/edit"' in curator.get(url).text
+    token = csrf_from(page)
+    form = {"csrf_token": token, "trial_id": str(review["ifm"]), "kind": "update",
+            "citation": "X", "year": "2025"}
+    assert viewer.post(f"/reports/{report.id}/edit", data=form).status_code == 403
+    assert viewer.post(f"/reports/{report.id}/unlink", data=form).status_code == 403
+    for bad in (None, "y" * 43):
+        data = {k: v for k, v in form.items() if k != "csrf_token"}
+        if bad is not None:
+            data["csrf_token"] = bad
+        for action in ("edit", "unlink"):
+            response = curator.post(f"/reports/{report.id}/{action}", data=data)
+            assert response.status_code == 403
+            assert "security token is missing or does not match" in response.text
+    anonymous = test_web.TestClient(app, raise_server_exceptions=False)
+    response = anonymous.post(f"/reports/{report.id}/unlink", data=form,
+                              follow_redirects=False)
+    assert response.status_code == 401  # not logged in
+    assert _report_of(app, PLAIN).trial_id == review["calgb"]
+    assert _audit(app, "report.edit") == [] and _audit(app, "report.unlink") == []

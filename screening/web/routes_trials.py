@@ -51,22 +51,25 @@ from screening.web.trials import (
     REPORT_KINDS,
     add_report,
     also_reported_words,
+    correct_report,
     create_trial,
     edit_message,
     edit_trial,
     new_trial_values,
     primary_report_of,
     record_citation,
+    report_change_words,
     report_screening_note,
     retracted_pmids,
     retraction_warning,
     trial_fingerprint,
     trial_form_values,
+    unlink_report,
 )
 from screening.web.verification import may_verify, parse_new_estimate, set_verified
 from store.bias import ENDPOINTS as BIAS_ENDPOINTS
 from store.bias import AssessmentError, current_assessment
-from store.errors import ConfigError, ValidationError
+from store.errors import ConfigError, NotFoundError, ValidationError
 from store.models import Estimate, Record, Trial, TrialReport, User
 from store.record_lock import locked_trial
 
@@ -184,6 +187,9 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
                "report_values": {},
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
                "withdraw_errors": {}, "withdraw_values": {},
+               "report_edit_errors": {}, "report_edit_values": {},
+               "trial_choices": {str(i): n for i, n in session.exec(
+                   select(Trial.id, Trial.name).order_by(col(Trial.name))).all()},
                "trial_values": trial_form_values(trial), "trial_errors": {},
                "trial_shown": trial_fingerprint(trial), "trial_stale": False,
                "not_yours_to_verify": not_yours_to_verify, **CHOICES,
@@ -306,6 +312,69 @@ async def trial_add_report(request: Request, trial_id: int, session: DbSession,
         flash(request, warning, "warn")
     if note := report_screening_note(session, report.pmid):
         flash(request, note, "info")
+    return RedirectResponse(f"/trials/{trial.id}", status_code=303)
+
+
+def _report(session: Session, report_id: int) -> tuple[TrialReport, Trial]:
+    """The report and its trial, the trial write-locked until the transaction ends (two
+    corrections of its reports are taken one after the other), the report read again after
+    the lock (another correction may have moved or unlinked it meanwhile)."""
+    missing = f"report {report_id} does not exist"
+    report = get_or_404(session, TrialReport, report_id, missing=missing)
+    trial = locked_trial(session, report.trial_id)
+    fresh = session.get(TrialReport, report_id, populate_existing=True)
+    if fresh is None:
+        raise NotFoundError(missing)
+    return fresh, trial
+
+
+@router.post("/reports/{report_id}/edit")
+async def report_edit(request: Request, report_id: int, session: DbSession,
+                      user: Curator) -> Response:
+    """Correct a report linked wrongly: move it to another trial, change its kind, citation
+    or year (``screening.web.trials.correct_report``); audited as ``report.edit``."""
+    data = await _form(request)
+    report, trial = _report(session, report_id)
+    try:
+        change = correct_report(session, report, data, user=user)
+    except FieldErrors as exc:
+        session.rollback()
+        return _trial_page(request, session, _trial(session, trial.id or 0), status_code=400,
+                           report_edit_errors={report_id: exc.fields},
+                           report_edit_values={report_id: data})
+    session.commit()
+    if not change.new:
+        flash(request, f"Report {report_id}: nothing changed.", "info")
+        return RedirectResponse(f"/trials/{trial.id}#report-{report_id}", status_code=303)
+    text = f"Report {report_id} corrected: {report_change_words(change)}."
+    if change.detached:
+        text += (f" Withdrawn estimates {', '.join(map(str, change.detached))} stay with "
+                 f"{change.old['trial']} and no longer name it.")
+    flash(request, text, "ok")
+    return RedirectResponse(f"/trials/{report.trial_id}#report-{report_id}", status_code=303)
+
+
+@router.post("/reports/{report_id}/unlink")
+async def report_unlink(request: Request, report_id: int, session: DbSession,
+                        user: Curator) -> Response:
+    """Remove a report from its trial (``screening.web.trials.unlink_report``); audited as
+    ``report.unlink``. The record, when stored, stays with its screening."""
+    data = await _form(request)
+    report, trial = _report(session, report_id)
+    pmid = report.pmid
+    try:
+        detached = unlink_report(session, report, data, user=user)
+    except FieldErrors as exc:
+        session.rollback()
+        return _trial_page(request, session, _trial(session, trial.id or 0), status_code=400,
+                           report_edit_errors={report_id: exc.fields},
+                           report_edit_values={report_id: data})
+    session.commit()
+    what = f"PMID {pmid}" if pmid is not None else f"Report {report_id}"
+    text = f"{what} unlinked from {trial.name}: it is no longer one of its reports."
+    if detached:
+        text += (f" Withdrawn estimates {', '.join(map(str, detached))} no longer name it.")
+    flash(request, text, "ok")
     return RedirectResponse(f"/trials/{trial.id}", status_code=303)
 
 

@@ -384,6 +384,148 @@ def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
     return report
 
 
+@dataclass(frozen=True)
+class ReportChange:
+    """What a correction of a report changed (old and new value of each field), and the
+    withdrawn estimates that no longer name it (moved to another trial)."""
+
+    old: dict[str, Any] = field(default_factory=dict)
+    new: dict[str, Any] = field(default_factory=dict)
+    detached: tuple[int, ...] = ()
+
+
+def _estimates_from(session: Session, report: TrialReport) -> tuple[list[Estimate],
+                                                                     list[Estimate]]:
+    """The current and the withdrawn estimates taken from ``report``."""
+    rows = session.exec(select(Estimate).where(Estimate.report_id == report.id)
+                        .order_by(col(Estimate.id))).all()
+    return ([e for e in rows if e.withdrawn_at is None],
+            [e for e in rows if e.withdrawn_at is not None])
+
+
+def _current_estimates_problem(current: Sequence[Estimate], trial: Trial, what: str) -> str:
+    ids = ", ".join(str(e.id) for e in current)
+    return (f"{_count(len(current), 'current estimate')} of {trial.name} "
+            f"({'estimate' if len(current) == 1 else 'estimates'} {ids}) "
+            f"{'comes' if len(current) == 1 else 'come'} from this report: withdraw or correct "
+            f"{'it' if len(current) == 1 else 'them'} first (their numbers are pooled under "
+            f"{trial.name}), then {what} the report")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def correct_report(session: Session, report: TrialReport, data: Mapping[str, Any], *,
+                   user: User) -> ReportChange:
+    """Correct a report linked wrongly: move it to another trial (``trial_id``), change its
+    kind, citation or year; audited as ``report.edit`` with old and new values (the caller
+    commits). Raises FieldErrors naming each bad field.
+
+    A report some current estimate comes from is not moved: the estimate's numbers are
+    pooled under the trial it was entered for (withdraw or correct it first). Withdrawn
+    estimates from a moved report stay with their trial and no longer name it (the audit
+    row lists them). Moving a PMID to a trial that has it already is refused, and to one
+    while it is a report of a third trial needs the same confirmation as a new link."""
+    r = _Reader(data)
+    source = session.get(Trial, report.trial_id)
+    assert source is not None  # a foreign key
+    trial_id = r.integer("trial_id", minimum=1)
+    target = source if trial_id is None and "trial_id" not in r.errors else (
+        session.get(Trial, trial_id) if trial_id is not None else None)
+    if target is None and "trial_id" not in r.errors:
+        r.errors["trial_id"] = f"{trial_id} does not exist"
+    kind = r.choice("kind", REPORT_KINDS, default=report.kind)
+    citation = r.line("citation", max_len=1000)
+    if citation is None and "citation" not in r.errors:
+        r.errors["citation"] = "is required (authors, journal, year)"
+    year = r.integer("year", minimum=MIN_YEAR)
+    latest = utcnow().year + 1
+    if year is not None and year > latest:
+        r.errors["year"] = (f"{year} is in the future: a report is published already (in an "
+                            f"issue dated {latest} at the latest); check the year")
+    reason = r.text("reason", max_len=2000)
+    current, withdrawn = _estimates_from(session, report)
+    moving = target is not None and target.id != source.id
+    if moving and target is not None and "trial_id" not in r.errors:
+        if report.pmid is not None and session.exec(select(TrialReport.id).where(
+                TrialReport.trial_id == target.id, TrialReport.pmid == report.pmid)).first():
+            r.errors["trial_id"] = (f"PMID {report.pmid} is already a report of {target.name}: "
+                                    f"unlink this report of {source.name} instead")
+        elif current:
+            r.errors["report"] = _current_estimates_problem(current, source, "move")
+        elif (others := [n for n in other_trials_of(session, report.pmid, source)
+                         if n != target.name]) and not r.flag(CONFIRM_OTHER_TRIAL):
+            r.errors[CONFIRM_OTHER_TRIAL] = (
+                f"PMID {report.pmid} is also a report of {' and '.join(others)}. Tick the box "
+                f"to move it to {target.name} all the same")
+    if r.errors or target is None:
+        raise FieldErrors(r.errors)
+    values: dict[str, Any] = {"trial": target.name, "kind": kind or report.kind,
+                              "citation": citation or "", "year": year}
+    old = {"trial": source.name, "kind": report.kind, "citation": report.citation,
+           "year": report.year}
+    changed = [name for name in values if values[name] != old[name]]
+    if not changed:
+        return ReportChange()
+    report.trial_id = int(target.id or 0)
+    report.kind, report.citation, report.year = values["kind"], values["citation"], year
+    detached: tuple[int, ...] = ()
+    if moving:
+        detached = tuple(int(e.id or 0) for e in withdrawn)
+        for estimate in withdrawn:
+            estimate.report_id = None
+            session.add(estimate)
+    session.add(report)
+    session.flush()
+    change = ReportChange(old={n: old[n] for n in changed}, new={n: values[n] for n in changed},
+                          detached=detached)
+    extra: dict[str, Any] = {"detached_estimates": list(detached)} if detached else {}
+    if reason:
+        extra["reason"] = reason
+    audit(session, "report.edit", actor=user.email, object_type="trial_report",
+          object_id=report.id, trial=target.name, pmid=report.pmid, old=change.old,
+          new=change.new, **extra)
+    return change
+
+
+def unlink_report(session: Session, report: TrialReport, data: Mapping[str, Any], *,
+                  user: User) -> tuple[int, ...]:
+    """Remove a report from its trial (the record, if stored, stays, with its screening);
+    audited as ``report.unlink`` with what the report was. Refused (FieldErrors on
+    ``report``) while a current estimate comes from it; withdrawn ones no longer name it.
+    Returns the ids of those withdrawn estimates."""
+    r = _Reader(data)
+    reason = r.text("reason", max_len=2000)
+    trial = session.get(Trial, report.trial_id)
+    assert trial is not None
+    current, withdrawn = _estimates_from(session, report)
+    if current:
+        r.errors["report"] = _current_estimates_problem(current, trial, "unlink")
+    if r.errors:
+        raise FieldErrors(r.errors)
+    for estimate in withdrawn:
+        estimate.report_id = None
+        session.add(estimate)
+    session.flush()
+    detached = tuple(int(e.id or 0) for e in withdrawn)
+    extra: dict[str, Any] = {"detached_estimates": list(detached)} if detached else {}
+    if reason:
+        extra["reason"] = reason
+    audit(session, "report.unlink", actor=user.email, object_type="trial_report",
+          object_id=report.id, trial=trial.name, pmid=report.pmid, kind=report.kind,
+          citation=report.citation, year=report.year, **extra)
+    session.delete(report)
+    session.flush()
+    return detached
+
+
+def report_change_words(change: ReportChange) -> str:
+    """E.g. "trial CALGB 100104 → IFM 2005-02; kind primary → update"."""
+    return "; ".join(f"{name} {_shown(change.old[name])} → {_shown(change.new[name])}"
+                     for name in change.new)
+
+
 #: The form field that confirms linking a PMID that is already another trial's report.
 CONFIRM_OTHER_TRIAL = "confirm_other_trial"
 
