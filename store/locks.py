@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, false, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
@@ -261,6 +261,19 @@ def transaction_lock(conn: Connection, name: str) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _advisory_key(name)})
     else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_transaction_lock(session: Session, name: str) -> None:
+    """Hold the lock ``name`` until ``session``'s transaction ends, waiting for another
+    transaction under it to end first (every read after it sees what that one committed).
+    PostgreSQL: a transaction-level advisory lock. SQLite: a write that matches no row, which
+    starts the write transaction (the database's one write lock, whatever the name; the busy
+    timeout waits for it), as ``store.record_lock`` does."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _advisory_key(name)})
+    else:
+        table = _LOCK_TABLE
+        session.execute(update(table).where(false()).values(name=table.c.name))
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import unicodedata
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -112,9 +113,9 @@ _DURATION = re.compile(r"\d+(?=[\s-]*(?:year|month|week|day)s?\b)")
 
 
 def _words(text: str) -> list[str]:
-    """``text``'s lower-case letter and digit runs, roman numerals as arabic, durations
-    left out."""
-    text = _ROMAN_RUN.sub(_roman_to_arabic, text.lower())
+    """``text``'s lower-case letter and digit runs (in Unicode's compatibility form, NFKC:
+    full-width "ＸＩ" is "XI"), roman numerals as arabic, durations left out."""
+    text = _ROMAN_RUN.sub(_roman_to_arabic, unicodedata.normalize("NFKC", text).lower())
     return _TOKEN.findall(_DURATION.sub(" ", text))
 
 
@@ -141,6 +142,21 @@ def name_tokens(text: str | None) -> str:
     numeral from II to XXXIX as its arabic value: the form in which trial names are compared
     ("MY.10" → "my 10", "GBRAM0001" → "gbram 0001", "Myeloma XI" → "myeloma 11")."""
     return " ".join(_words(text or ""))
+
+
+#: A letter run (any script) or a digit run, for ``name_key``.
+_KEY_TOKEN = re.compile(r"[^\W\d_]+|\d+")
+
+
+def name_key(name: str | None) -> str:
+    """The form in which two trial names are the same trial: ``name_tokens``' letter and digit
+    runs and roman numerals, but letters of every script kept (``name_tokens`` keeps a-z only:
+    "Étude 1" and "Ütude 1" are both "tude 1" there), in NFKC form and case-folded ("Myeloma XI",
+    "MYELOMA  XI", "Myeloma-XI", "ＭＹＥＬＯＭＡ ＸＩ" and "Myeloma 11" are "myeloma 11"). Durations
+    are kept: a name is not prose."""
+    text = _ROMAN_RUN.sub(_roman_to_arabic,
+                          unicodedata.normalize("NFKC", name or "").casefold())
+    return " ".join(_KEY_TOKEN.findall(text))
 
 
 def name_parts(name: str) -> list[str]:

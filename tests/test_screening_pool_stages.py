@@ -220,7 +220,8 @@ def test_linking_a_previous_report_asks_for_no_screening(
     curator = as_role(app, users, "curator")
     token = csrf_from(curator.get(f"/trials/{new_trial}").text)
     done = curator.post(f"/trials/{new_trial}/reports", data={
-        "csrf_token": token, "pmid": str(previous), "kind": "update", "citation": "X 2026"},
+        "csrf_token": token, "pmid": str(previous), "kind": "update", "citation": "X 2026",
+        "confirm_other_trial": "1"},  # a report of a seed trial already
         follow_redirects=False)
     assert done.status_code == 303
     page = html.unescape(curator.get(done.headers["location"]).text)

@@ -625,7 +625,8 @@ def test_the_same_trial_cannot_be_entered_twice(
     # adding a record's registration to a trial is refused when another trial has it
     link = curator.post("/records/90000011/reports", data={
         "csrf_token": token, "trial_id": str(third_id), "kind": "update",
-        "citation": "X 2026", "add_registry": "1"}, follow_redirects=False)
+        "citation": "X 2026", "add_registry": "1", "confirm_other_trial": "1"},
+        follow_redirects=False)
     assert link.status_code == 400 and "already the registration of CALGB 100104" in link.text
     with db(app) as s:
         assert len(s.exec(select(Trial)).all()) == 3
@@ -685,11 +686,14 @@ def test_trial_page_refuses_a_pmid_the_trial_has_already(
     assert again.status_code == 400
     text = " ".join(lxml.html.fromstring(again.text).text_content().split())
     assert "PMID 90000011 is already a report of CALGB 100104" in text
-    # the seed report's PMID too; another trial may still cite the same PMID
+    # the seed report's PMID too; another trial may still cite the same PMID, when the
+    # curator confirms it reports that trial too
     form["pmid"] = "28826616"
     assert curator.post(url + "/reports", data=form).status_code == 400
     other = f"/trials/{review['ifm']}/reports"
-    assert curator.post(other, data=form, follow_redirects=False).status_code == 303
+    assert curator.post(other, data=form, follow_redirects=False).status_code == 400
+    assert curator.post(other, data={**form, "confirm_other_trial": "1"},
+                        follow_redirects=False).status_code == 303
     with db(app) as s:
         rows = s.exec(select(TrialReport.trial_id, TrialReport.pmid)).all()
     assert sorted(rows) == sorted([(review["calgb"], 28826616), (review["calgb"], 90000011),

@@ -325,7 +325,7 @@ def test_every_form_route_refuses_a_missing_or_wrong_csrf_token(app: Any, users:
     page_routes = [(m, p) for m, p in routes if not p.startswith("/api/") and (m, p) not in exempt]
     assert len(page_routes) >= 10, page_routes  # the enumeration really found the forms
     params = {"pmid": "90000002", "trial_id": "1", "estimate_id": "1", "user_id": "1",
-              "subscriber_id": "1"}
+              "subscriber_id": "1", "report_id": "1"}
     for method, path in page_routes:
         url = re.sub(r"\{(\w+)\}", lambda m: params[m.group(1)], path)
         for data in ({"decision": "include"}, {"decision": "include", "csrf_token": "x" * 43}):

@@ -44,7 +44,7 @@ CURATOR_PAGES = {("GET", "/trials/new"), ("GET", "/estimates/{estimate_id}/edit"
 ADMIN_API = {("GET", "/api/audit")}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 _IDS = {"pmid": "90000002", "trial_id": "1", "estimate_id": "1", "user_id": "1",
-        "subscriber_id": "1", "result_id": "1", "digest_id": "1"}
+        "subscriber_id": "1", "result_id": "1", "digest_id": "1", "report_id": "1"}
 
 
 def all_routes(app: Any) -> list[tuple[str, str]]:

@@ -112,9 +112,78 @@ def test_a_trial_name_differing_only_in_case_or_punctuation_is_the_same_trial(
         "comparator": "placebo"})
     assert response.status_code == 400
     assert (f"trial &#39;CALGB 100104&#39; already exists, and &#39;{typed.strip()}&#39; "
-            "differs from it only in case, spacing or punctuation") in response.text
+            "differs from it only in case, spacing, punctuation or Unicode form") \
+        in response.text
     with db(app) as session:
         assert len(session.exec(select(Trial)).all()) == 1
+
+
+def _new_trial(c: TestClient, name: str) -> Any:
+    token = csrf_from(c.get("/trials/new").text)
+    return c.post("/trials/new", follow_redirects=False, data={
+        "csrf_token": token, "name": name, "drug": "lenalidomide", "setting": "post_asct",
+        "comparator": "placebo"})
+
+
+@pytest.mark.parametrize("typed", [
+    "MYELOMA  XI", "Myeloma-XI", "myeloma xi.", "Myeloma 11",
+    "\uff2d\uff59\uff45\uff4c\uff4f\uff4d\uff41 \uff38\uff29",  # full-width letters
+    "\uff2d\uff39\uff25\uff2c\uff2f\uff2d\uff21\u3000\u216a",  # ideographic space, Ⅺ
+], ids=["upper-two-spaces", "hyphen", "full-stop", "arabic", "full-width", "numeral-sign"])
+def test_a_trial_name_differing_only_in_unicode_form_is_the_same_trial(
+        app: Any, users: dict[str, str], typed: str) -> None:
+    """The name is compared in Unicode's compatibility form (NFKC), case-folded: full-width
+    letters (a CJK input method's) and the roman numeral sign Ⅺ are "Myeloma XI"."""
+    _trial(app, name="Myeloma XI")
+    response = _new_trial(as_role(app, users, "curator"), typed)
+    assert response.status_code == 400
+    text = html.unescape(response.text)
+    assert "Name trial 'Myeloma XI' already exists, and '" in text
+    assert "differs from it only in case, spacing, punctuation or Unicode form" in text
+    with db(app) as session:
+        assert [t.name for t in session.exec(select(Trial))] == ["Myeloma XI"]
+
+
+def test_names_of_other_scripts_are_not_one_name(app: Any, users: dict[str, str]) -> None:
+    """Letters outside a-z count: "Étude 1" and "Ütude 1" are two names (compared on a-z
+    only, both were "tude 1")."""
+    _trial(app, name="\u00c9tude 1")
+    assert _new_trial(as_role(app, users, "curator"), "\u00dctude 1").status_code == 303
+
+
+def test_two_new_trials_of_one_name_at_once_make_one_trial(
+        app: Any, users: dict[str, str]) -> None:
+    """The second creation arrives while the first is being saved: it waits for the first
+    one's lock on trial names, then finds the name taken (both checks passed before, and
+    "Myeloma XI" beside "MYELOMA  XI" is no duplicate to the column's unique index)."""
+    from screening.web.trials import create_trial
+    from store.models import User
+
+    curator = as_role(app, users, "curator")
+    token = csrf_from(curator.get("/trials/new").text)
+    answers: list[Any] = []
+
+    def second() -> None:
+        answers.append(curator.post("/trials/new", follow_redirects=False, data={
+            "csrf_token": token, "name": "MYELOMA  XI", "drug": "lenalidomide",
+            "setting": "post_asct"}))
+
+    first = app.state.ctx.sessions()
+    try:
+        admin = first.exec(select(User).where(User.email == users["admin"])).one()
+        create_trial(first, {**FORM, "name": "Myeloma XI"}, user=admin)
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)
+        assert thread.is_alive(), "the second creation should wait for the first one's lock"
+        first.commit()
+    finally:
+        first.close()
+    thread.join(timeout=60)
+    assert [a.status_code for a in answers] == [400], [a.text for a in answers]
+    assert "trial &#39;Myeloma XI&#39; already exists" in answers[0].text
+    with db(app) as session:
+        assert [t.name for t in session.exec(select(Trial))] == ["Myeloma XI"]
 
 
 def test_bad_trial_edit_names_each_field_and_keeps_the_values(app: Any,

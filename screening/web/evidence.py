@@ -12,7 +12,7 @@ from reports.presentation import has_heterogeneity, shown_hr_of
 from screening.web.absolute_effects import Baselines, absolute_json
 from screening.web.risk_of_bias import risk_of_bias_json
 from screening.web.trials import trial_fingerprint
-from store.models import Estimate, PooledResult, Trial, TrialReport
+from store.models import Estimate, PooledResult, Record, Trial, TrialReport
 
 
 def latest_pooled(session: Session) -> list[PooledResult]:
@@ -167,10 +167,15 @@ def trials_json(session: Session, trial_id: int | None = None) -> list[dict[str,
         query = query.where(Trial.id == trial_id)
     trials = session.exec(query).all()
     reports: dict[int, list[dict[str, Any]]] = {}
+    # PubMed's retraction flag of the stored records among the reports (a report whose PMID
+    # is not stored, or that has none, is not known to be retracted: false).
+    retracted = set(session.exec(select(Record.pmid).join(
+        TrialReport, col(TrialReport.pmid) == col(Record.pmid)).where(
+        col(Record.retracted).is_(True))).all())
     for rep in session.exec(select(TrialReport).order_by(col(TrialReport.id))).all():
         reports.setdefault(rep.trial_id, []).append(
             {"id": rep.id, "pmid": rep.pmid, "citation": rep.citation, "year": rep.year,
-             "kind": rep.kind})
+             "kind": rep.kind, "retracted": rep.pmid in retracted})
     estimates: dict[int, list[dict[str, Any]]] = {}
     for est in session.exec(select(Estimate).order_by(col(Estimate.id))).all():
         estimates.setdefault(est.trial_id, []).append(estimate_json(est))

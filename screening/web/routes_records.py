@@ -42,9 +42,11 @@ from screening.web.queue_view import (
 from screening.web.templating import render, utc_text
 from screening.web.trials import (
     REPORT_KINDS,
+    also_reported_words,
     link_record,
     record_citation,
     report_screening_note,
+    retraction_warning,
 )
 from store.citation import citation_line
 from store.fulltext import VOTE, assess
@@ -220,13 +222,16 @@ async def link_to_trial(request: Request, pmid: int, session: DbSession,
         judged = assess(session, user=user, pmid=pmid, verdict="eligible",
                         screeners_per_record=screeners_per_record(request)).row
     session.commit()
-    text = f"PMID {pmid} added to {trial.name} as its {report.kind} report."
+    text = (f"PMID {pmid} added to {trial.name} as its {report.kind} report."
+            + also_reported_words(session, report))
     if judged is not None:
         text += f" Full-text {'vote' if judged.kind == VOTE else 'verdict'} recorded: eligible."
     if added:
         text += f" {noun(len(added), 'Registration')} added to the trial: " \
                 f"{', '.join(added)}."
     flash(request, text + " Enter its hazard ratios below.", "ok")
+    if warning := retraction_warning(session, pmid):
+        flash(request, warning, "warn")
     if note := report_screening_note(session, pmid):
         flash(request, note, "info")
     return RedirectResponse(f"/trials/{trial.id}?report={report.id}#add-estimate",

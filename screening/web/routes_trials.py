@@ -47,22 +47,29 @@ from screening.web.risk_of_bias import read_form as read_bias_form
 from screening.web.risk_of_bias import save_assessment
 from screening.web.templating import render
 from screening.web.trials import (
+    CONFIRM_OTHER_TRIAL,
     REPORT_KINDS,
     add_report,
+    also_reported_words,
+    correct_report,
     create_trial,
     edit_message,
     edit_trial,
     new_trial_values,
     primary_report_of,
     record_citation,
+    report_change_words,
     report_screening_note,
+    retracted_pmids,
+    retraction_warning,
     trial_fingerprint,
     trial_form_values,
+    unlink_report,
 )
 from screening.web.verification import may_verify, parse_new_estimate, set_verified
 from store.bias import ENDPOINTS as BIAS_ENDPOINTS
 from store.bias import AssessmentError, current_assessment
-from store.errors import ConfigError, ValidationError
+from store.errors import ConfigError, NotFoundError, ValidationError
 from store.models import Estimate, Record, Trial, TrialReport, User
 from store.record_lock import locked_trial
 
@@ -127,7 +134,9 @@ async def new_trial(request: Request, session: DbSession, user: Curator) -> Resp
         if record is not None:
             add_report(session, trial, {"pmid": str(record.pmid), "kind": "primary",
                                         "citation": record_citation(record),
-                                        "year": str(record.year or "")}, user=user)
+                                        "year": str(record.year or ""),
+                                        CONFIRM_OTHER_TRIAL: data.get(CONFIRM_OTHER_TRIAL)},
+                       user=user)
     except FieldErrors as exc:
         session.rollback()
         return render(request, "trial_new.html", {"values": data, "errors": exc.fields,
@@ -137,7 +146,11 @@ async def new_trial(request: Request, session: DbSession, user: Curator) -> Resp
     text = f"Trial {trial.name} created."
     if record is not None:
         text += f" PMID {record.pmid} is its primary report: complete its citation below."
+        text += also_reported_words(session, session.exec(select(TrialReport).where(
+            TrialReport.trial_id == trial.id, TrialReport.pmid == record.pmid)).one())
     flash(request, text, "ok")
+    if record is not None and (warning := retraction_warning(session, record.pmid)):
+        flash(request, warning, "warn")
     if record is not None and (note := report_screening_note(session, record.pmid)):
         flash(request, note, "info")
     return RedirectResponse(f"/trials/{trial.id}", status_code=303)
@@ -167,12 +180,16 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
     not_yours_to_verify = {e.id for e in estimates if user is not None
                            and not may_verify(e, user, second_person=second_person)}
     context = {"trial": trial, "reports": reports, "stored_pmids": stored_pmids,
+               "retracted": retracted_pmids(session, pmids),
                "estimates": estimates,
                "inputs_text": inputs_text, **_analysis_uses(request, session, estimates),
                "values": {"setting": trial.setting}, "errors": {}, "saved_already": None,
                "report_values": {},
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
                "withdraw_errors": {}, "withdraw_values": {},
+               "report_edit_errors": {}, "report_edit_values": {},
+               "trial_choices": {str(i): n for i, n in session.exec(
+                   select(Trial.id, Trial.name).order_by(col(Trial.name))).all()},
                "trial_values": trial_form_values(trial), "trial_errors": {},
                "trial_shown": trial_fingerprint(trial), "trial_stale": False,
                "not_yours_to_verify": not_yours_to_verify, **CHOICES,
@@ -290,9 +307,74 @@ async def trial_add_report(request: Request, trial_id: int, session: DbSession,
         return _trial_page(request, session, trial, status_code=400, report_values=data,
                            report_errors=exc.fields)
     session.commit()
-    flash(request, "Report added.", "ok")
+    flash(request, "Report added." + also_reported_words(session, report), "ok")
+    if warning := retraction_warning(session, report.pmid):
+        flash(request, warning, "warn")
     if note := report_screening_note(session, report.pmid):
         flash(request, note, "info")
+    return RedirectResponse(f"/trials/{trial.id}", status_code=303)
+
+
+def _report(session: Session, report_id: int) -> tuple[TrialReport, Trial]:
+    """The report and its trial, the trial write-locked until the transaction ends (two
+    corrections of its reports are taken one after the other), the report read again after
+    the lock (another correction may have moved or unlinked it meanwhile)."""
+    missing = f"report {report_id} does not exist"
+    report = get_or_404(session, TrialReport, report_id, missing=missing)
+    trial = locked_trial(session, report.trial_id)
+    fresh = session.get(TrialReport, report_id, populate_existing=True)
+    if fresh is None:
+        raise NotFoundError(missing)
+    return fresh, trial
+
+
+@router.post("/reports/{report_id}/edit")
+async def report_edit(request: Request, report_id: int, session: DbSession,
+                      user: Curator) -> Response:
+    """Correct a report linked wrongly: move it to another trial, change its kind, citation
+    or year (``screening.web.trials.correct_report``); audited as ``report.edit``."""
+    data = await _form(request)
+    report, trial = _report(session, report_id)
+    try:
+        change = correct_report(session, report, data, user=user)
+    except FieldErrors as exc:
+        session.rollback()
+        return _trial_page(request, session, _trial(session, trial.id or 0), status_code=400,
+                           report_edit_errors={report_id: exc.fields},
+                           report_edit_values={report_id: data})
+    session.commit()
+    if not change.new:
+        flash(request, f"Report {report_id}: nothing changed.", "info")
+        return RedirectResponse(f"/trials/{trial.id}#report-{report_id}", status_code=303)
+    text = f"Report {report_id} corrected: {report_change_words(change)}."
+    if change.detached:
+        text += (f" Withdrawn estimates {', '.join(map(str, change.detached))} stay with "
+                 f"{change.old['trial']} and no longer name it.")
+    flash(request, text, "ok")
+    return RedirectResponse(f"/trials/{report.trial_id}#report-{report_id}", status_code=303)
+
+
+@router.post("/reports/{report_id}/unlink")
+async def report_unlink(request: Request, report_id: int, session: DbSession,
+                        user: Curator) -> Response:
+    """Remove a report from its trial (``screening.web.trials.unlink_report``); audited as
+    ``report.unlink``. The record, when stored, stays with its screening."""
+    data = await _form(request)
+    report, trial = _report(session, report_id)
+    pmid = report.pmid
+    try:
+        detached = unlink_report(session, report, data, user=user)
+    except FieldErrors as exc:
+        session.rollback()
+        return _trial_page(request, session, _trial(session, trial.id or 0), status_code=400,
+                           report_edit_errors={report_id: exc.fields},
+                           report_edit_values={report_id: data})
+    session.commit()
+    what = f"PMID {pmid}" if pmid is not None else f"Report {report_id}"
+    text = f"{what} unlinked from {trial.name}: it is no longer one of its reports."
+    if detached:
+        text += (f" Withdrawn estimates {', '.join(map(str, detached))} no longer name it.")
+    flash(request, text, "ok")
     return RedirectResponse(f"/trials/{trial.id}", status_code=303)
 
 
@@ -414,6 +496,7 @@ def _edit_page(request: Request, session: Session, estimate: Estimate, values: d
     return render(request, "estimate_edit.html",
                   {"trial": trial, "estimate": estimate, "reports": reports, "values": values,
                    "errors": errors, **CHOICES,
+                   "retracted": retracted_pmids(session, (r.pmid for r in reports)),
                    "inputs_text": describe(estimate.method, estimate.derivation_inputs)},
                   status_code=status_code)
 

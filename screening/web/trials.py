@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +18,9 @@ from store.audit import audit
 from store.citation import locator
 from store.errors import ValidationError
 from store.fulltext import SoughtRule, outcomes, record_link_problem
+from store.locks import session_transaction_lock
 from store.models import Estimate, Record, Trial, TrialReport, User, utcnow
-from store.trial_match import REGISTRY_ID, TrialIndex, name_tokens, registry_key
+from store.trial_match import REGISTRY_ID, TrialIndex, name_key, registry_key
 
 REPORT_KINDS: tuple[str, ...] = ("primary", "update", "abstract", "secondary")
 
@@ -52,13 +53,18 @@ def read_trial(session: Session, data: Mapping[str, Any], *,
     excepted). Seed trials may be renamed too: ``mmlr init`` finds them by their source key.
     """
     r = _Reader(data)
+    # Two curators creating (or renaming to) one name at once: the second waits for the first
+    # to commit, then finds its name taken (without the lock both checks passed, and names
+    # differing in case or spacing are not caught by the column's unique index).
+    session_transaction_lock(session, TRIAL_NAMES_LOCK)
     name = r.line("name", max_len=200)
     if name is None and "name" not in r.errors:
         r.errors["name"] = "is required"
     elif name and (taken := _name_taken(session, name, trial)) is not None:
         r.errors["name"] = (f"a trial named {name!r} already exists" if taken == name else
                             f"trial {taken!r} already exists, and {name!r} differs from it "
-                            "only in case, spacing or punctuation: the same trial entered "
+                            "only in case, spacing, punctuation or Unicode form (full-width "
+                            "letters, roman or arabic numerals): the same trial entered "
                             "twice would be pooled twice")
     drug = r.line("drug", max_len=100)
     if drug is None and "drug" not in r.errors:
@@ -134,6 +140,32 @@ def report_screening_note(session: Session, pmid: int | None) -> str | None:
             "its full text, so that the PRISMA flow counts it as included.")
 
 
+def retraction_warning(session: Session, pmid: int | None) -> str | None:
+    """The warning for a curator who has just made ``pmid`` a trial's report while PubMed
+    marks it retracted (``Record.retracted``, set by the monitor): a retracted paper's numbers
+    are not evidence, and linking one used to pass without a word. Not a refusal: a trial's
+    retracted report stays on record, flagged wherever the trial's reports are listed. None
+    when the record is not stored or not retracted."""
+    if pmid is None:
+        return None
+    record = session.get(Record, pmid)
+    if record is None or not record.retracted:
+        return None
+    return (f"PMID {pmid} is marked retracted in PubMed: a retracted report's numbers are "
+            "not evidence. Check the retraction notice on its record page "
+            f"(/records/{pmid}) before entering or verifying any hazard ratio from it; its "
+            "row among the trial's reports is marked retracted.")
+
+
+def retracted_pmids(session: Session, pmids: Iterable[int | None]) -> set[int]:
+    """Which of ``pmids`` PubMed marks retracted (the stored records' flag)."""
+    wanted = {p for p in pmids if p is not None}
+    if not wanted:
+        return set()
+    return set(session.exec(select(Record.pmid).where(
+        col(Record.pmid).in_(wanted), col(Record.retracted).is_(True))).all())
+
+
 def primary_report_of(session: Session, pmid: int) -> str | None:
     """The trial whose primary report this PMID is already, by name (None: none). A new
     trial created from such a record would most likely be the same trial entered twice."""
@@ -141,15 +173,19 @@ def primary_report_of(session: Session, pmid: int) -> str | None:
         TrialReport.pmid == pmid, TrialReport.kind == "primary")).first()
 
 
+#: The lock a new or renamed trial's name is checked and written under.
+TRIAL_NAMES_LOCK = "trial-names"
+
+
 def _name_taken(session: Session, name: str, trial: Trial | None) -> str | None:
-    """The name of another trial that ``name`` is, compared as names are matched in records
-    (``name_tokens``: "calgb-100104" is "CALGB 100104"), or None."""
+    """The name of another trial that ``name`` is, compared by ``name_key`` ("calgb-100104"
+    is "CALGB 100104", "ＭＹＥＬＯＭＡ XI" is "Myeloma XI"), or None."""
     query = select(Trial.name)
     if trial is not None:
         query = query.where(Trial.id != trial.id)
-    key = name_tokens(name)
+    key = name_key(name)
     return next((other for other in session.exec(query)
-                 if other == name or (key and name_tokens(other) == key)), None)
+                 if other == name or (key and name_key(other) == key)), None)
 
 
 def create_trial(session: Session, data: Mapping[str, Any], *, user: User) -> Trial:
@@ -327,15 +363,189 @@ def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
     if pmid is not None and session.exec(select(TrialReport.id).where(
             TrialReport.trial_id == trial.id, TrialReport.pmid == pmid)).first():
         r.errors["pmid"] = f"{pmid} is already a report of {trial.name}"
+    others = other_trials_of(session, pmid, trial) if "pmid" not in r.errors else []
+    if others and not r.flag(CONFIRM_OTHER_TRIAL):
+        # A record linked to a second trial is pooled under both: only on purpose (a paper
+        # reporting two trials), never by a slip of the trial list.
+        r.errors[CONFIRM_OTHER_TRIAL] = (
+            f"PMID {pmid} is already a report of {' and '.join(others)}. Tick the box to link "
+            f"it to {trial.name} as well (a publication that reports two trials is a report "
+            f"of each); if it was linked to the wrong trial, correct that report on "
+            f"{others[0]}'s trial page instead")
     if r.errors:
         raise FieldErrors(r.errors)
     report = TrialReport(trial_id=trial.id, pmid=pmid, citation=citation or "",  # type: ignore[arg-type]
                          year=year, kind=kind or "primary")
     session.add(report)
     session.flush()
+    extra = {"also_report_of": others} if others else {}
     audit(session, "report.add", actor=user.email, object_type="trial_report",
-          object_id=report.id, trial=trial.name, pmid=pmid)
+          object_id=report.id, trial=trial.name, pmid=pmid, **extra)
     return report
+
+
+@dataclass(frozen=True)
+class ReportChange:
+    """What a correction of a report changed (old and new value of each field), and the
+    withdrawn estimates that no longer name it (moved to another trial)."""
+
+    old: dict[str, Any] = field(default_factory=dict)
+    new: dict[str, Any] = field(default_factory=dict)
+    detached: tuple[int, ...] = ()
+
+
+def _estimates_from(session: Session, report: TrialReport) -> tuple[list[Estimate],
+                                                                     list[Estimate]]:
+    """The current and the withdrawn estimates taken from ``report``."""
+    rows = session.exec(select(Estimate).where(Estimate.report_id == report.id)
+                        .order_by(col(Estimate.id))).all()
+    return ([e for e in rows if e.withdrawn_at is None],
+            [e for e in rows if e.withdrawn_at is not None])
+
+
+def _current_estimates_problem(current: Sequence[Estimate], trial: Trial, what: str) -> str:
+    ids = ", ".join(str(e.id) for e in current)
+    return (f"{_count(len(current), 'current estimate')} of {trial.name} "
+            f"({'estimate' if len(current) == 1 else 'estimates'} {ids}) "
+            f"{'comes' if len(current) == 1 else 'come'} from this report: withdraw or correct "
+            f"{'it' if len(current) == 1 else 'them'} first (their numbers are pooled under "
+            f"{trial.name}), then {what} the report")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def correct_report(session: Session, report: TrialReport, data: Mapping[str, Any], *,
+                   user: User) -> ReportChange:
+    """Correct a report linked wrongly: move it to another trial (``trial_id``), change its
+    kind, citation or year; audited as ``report.edit`` with old and new values (the caller
+    commits). Raises FieldErrors naming each bad field.
+
+    A report some current estimate comes from is not moved: the estimate's numbers are
+    pooled under the trial it was entered for (withdraw or correct it first). Withdrawn
+    estimates from a moved report stay with their trial and no longer name it (the audit
+    row lists them). Moving a PMID to a trial that has it already is refused, and to one
+    while it is a report of a third trial needs the same confirmation as a new link."""
+    r = _Reader(data)
+    source = session.get(Trial, report.trial_id)
+    assert source is not None  # a foreign key
+    trial_id = r.integer("trial_id", minimum=1)
+    target = source if trial_id is None and "trial_id" not in r.errors else (
+        session.get(Trial, trial_id) if trial_id is not None else None)
+    if target is None and "trial_id" not in r.errors:
+        r.errors["trial_id"] = f"{trial_id} does not exist"
+    kind = r.choice("kind", REPORT_KINDS, default=report.kind)
+    citation = r.line("citation", max_len=1000)
+    if citation is None and "citation" not in r.errors:
+        r.errors["citation"] = "is required (authors, journal, year)"
+    year = r.integer("year", minimum=MIN_YEAR)
+    latest = utcnow().year + 1
+    if year is not None and year > latest:
+        r.errors["year"] = (f"{year} is in the future: a report is published already (in an "
+                            f"issue dated {latest} at the latest); check the year")
+    reason = r.text("reason", max_len=2000)
+    current, withdrawn = _estimates_from(session, report)
+    moving = target is not None and target.id != source.id
+    if moving and target is not None and "trial_id" not in r.errors:
+        if report.pmid is not None and session.exec(select(TrialReport.id).where(
+                TrialReport.trial_id == target.id, TrialReport.pmid == report.pmid)).first():
+            r.errors["trial_id"] = (f"PMID {report.pmid} is already a report of {target.name}: "
+                                    f"unlink this report of {source.name} instead")
+        elif current:
+            r.errors["report"] = _current_estimates_problem(current, source, "move")
+        elif (others := [n for n in other_trials_of(session, report.pmid, source)
+                         if n != target.name]) and not r.flag(CONFIRM_OTHER_TRIAL):
+            r.errors[CONFIRM_OTHER_TRIAL] = (
+                f"PMID {report.pmid} is also a report of {' and '.join(others)}. Tick the box "
+                f"to move it to {target.name} all the same")
+    if r.errors or target is None:
+        raise FieldErrors(r.errors)
+    values: dict[str, Any] = {"trial": target.name, "kind": kind or report.kind,
+                              "citation": citation or "", "year": year}
+    old = {"trial": source.name, "kind": report.kind, "citation": report.citation,
+           "year": report.year}
+    changed = [name for name in values if values[name] != old[name]]
+    if not changed:
+        return ReportChange()
+    report.trial_id = int(target.id or 0)
+    report.kind, report.citation, report.year = values["kind"], values["citation"], year
+    detached: tuple[int, ...] = ()
+    if moving:
+        detached = tuple(int(e.id or 0) for e in withdrawn)
+        for estimate in withdrawn:
+            estimate.report_id = None
+            session.add(estimate)
+    session.add(report)
+    session.flush()
+    change = ReportChange(old={n: old[n] for n in changed}, new={n: values[n] for n in changed},
+                          detached=detached)
+    extra: dict[str, Any] = {"detached_estimates": list(detached)} if detached else {}
+    if reason:
+        extra["reason"] = reason
+    audit(session, "report.edit", actor=user.email, object_type="trial_report",
+          object_id=report.id, trial=target.name, pmid=report.pmid, old=change.old,
+          new=change.new, **extra)
+    return change
+
+
+def unlink_report(session: Session, report: TrialReport, data: Mapping[str, Any], *,
+                  user: User) -> tuple[int, ...]:
+    """Remove a report from its trial (the record, if stored, stays, with its screening);
+    audited as ``report.unlink`` with what the report was. Refused (FieldErrors on
+    ``report``) while a current estimate comes from it; withdrawn ones no longer name it.
+    Returns the ids of those withdrawn estimates."""
+    r = _Reader(data)
+    reason = r.text("reason", max_len=2000)
+    trial = session.get(Trial, report.trial_id)
+    assert trial is not None
+    current, withdrawn = _estimates_from(session, report)
+    if current:
+        r.errors["report"] = _current_estimates_problem(current, trial, "unlink")
+    if r.errors:
+        raise FieldErrors(r.errors)
+    for estimate in withdrawn:
+        estimate.report_id = None
+        session.add(estimate)
+    session.flush()
+    detached = tuple(int(e.id or 0) for e in withdrawn)
+    extra: dict[str, Any] = {"detached_estimates": list(detached)} if detached else {}
+    if reason:
+        extra["reason"] = reason
+    audit(session, "report.unlink", actor=user.email, object_type="trial_report",
+          object_id=report.id, trial=trial.name, pmid=report.pmid, kind=report.kind,
+          citation=report.citation, year=report.year, **extra)
+    session.delete(report)
+    session.flush()
+    return detached
+
+
+def report_change_words(change: ReportChange) -> str:
+    """E.g. "trial CALGB 100104 → IFM 2005-02; kind primary → update"."""
+    return "; ".join(f"{name} {_shown(change.old[name])} → {_shown(change.new[name])}"
+                     for name in change.new)
+
+
+#: The form field that confirms linking a PMID that is already another trial's report.
+CONFIRM_OTHER_TRIAL = "confirm_other_trial"
+
+
+def other_trials_of(session: Session, pmid: int | None, trial: Trial | None) -> list[str]:
+    """The names of the trials other than ``trial`` that ``pmid`` is a report of."""
+    if pmid is None:
+        return []
+    query = select(Trial.name).join(TrialReport).where(TrialReport.pmid == pmid)
+    if trial is not None and trial.id is not None:
+        query = query.where(TrialReport.trial_id != trial.id)
+    return list(session.exec(query.order_by(col(Trial.name))).all())
+
+
+def also_reported_words(session: Session, report: TrialReport) -> str:
+    """" It is also a report of …" after a link, naming the other trials the PMID reports
+    ("" when none)."""
+    trial = session.get(Trial, report.trial_id)
+    others = other_trials_of(session, report.pmid, trial)
+    return f" It is also a report of {' and '.join(others)}." if others else ""
 
 
 # A trial's short name in a title's parentheses: "(CALGB 100104)", "(TOURMALINE-MM3)",
