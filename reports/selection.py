@@ -49,16 +49,22 @@ def load_candidates(session: Session) -> list[Candidate]:
     bias = current_assessments(session)
     disputed = {key for key, rows in history_by_endpoint(session).items()
                 if assessor_agreement(rows).agree is False}
+    # A correction is the same estimate as the one it corrects (one chain, entered when its
+    # origin was), not an earlier one that a judgment was made on: keyed by the origin.
+    first_entered = {est.id: est.created_at for est, _, _ in rows}
     entered: dict[tuple[int, str], list[tuple[int, datetime]]] = {}
     for est, _, _ in rows:
         assert est.id is not None
-        entered.setdefault((est.trial_id, est.endpoint), []).append((est.id, est.created_at))
+        if _origin(est.id, supersedes) == est.id:
+            entered.setdefault((est.trial_id, est.endpoint), []).append((est.id, est.created_at))
     out = []
     for est, trial, report in rows:
         assert est.id is not None and trial.id is not None
         assessed = bias.get((trial.id, est.endpoint))
+        origin = _origin(est.id, supersedes)
         carried = assessed is not None and _carried_over(
-            est.id, est.created_at, assessed.created_at, entered[(trial.id, est.endpoint)])
+            origin, first_entered[origin], assessed.created_at,
+            entered.get((trial.id, est.endpoint), []))
         out.append(Candidate(
             estimate_id=est.id, trial_id=trial.id, trial_name=trial.name, drug=trial.drug,
             is_strategy=trial.is_strategy, endpoint=est.endpoint, setting=est.setting,

@@ -4,7 +4,7 @@ each analysis, escaped, and shown only when they have something to say."""
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import lxml.html
@@ -178,10 +178,10 @@ def test_each_analysis_says_what_its_fit_rests_on(
     assert api[two.analysis_key]["notes"] == two.result["notes"] and api[two.analysis_key]["notes"]
 
 
-def _at(row: Any, when: str) -> None:
+def _at(row: Any, when: str) -> Any:
     """Give a stored row its creation time (explicit, so the test never reads a clock)."""
-    from datetime import datetime
     row.created_at = datetime.fromisoformat(when + "T00:00:00+00:00")
+    return row
 
 
 def test_a_new_data_cut_shows_its_risk_of_bias_as_carried_over(
@@ -198,7 +198,8 @@ def test_a_new_data_cut_shows_its_risk_of_bias_as_carried_over(
         cuts, fresh = add_trial(s, "Two cuts"), add_trial(s, "Fresh")
         first = add_trial(s, "First")
         _at(add_estimate(s, cuts, "0.60", "0.45", "0.80", cut=date(2010, 6, 1)), "2011-01-01")
-        _at(add_estimate(s, fresh, "0.70", "0.50", "0.98", cut=date(2012, 1, 1)), "2012-06-01")
+        typo = _at(add_estimate(s, fresh, "0.07", "0.05", "0.10", cut=date(2012, 1, 1)),
+                   "2012-06-01")
         for trial in (cuts, fresh, first):
             assess(s, trial, "some_concerns")
         for row in s.exec(select(BiasAssessment)).all():
@@ -207,6 +208,12 @@ def test_a_new_data_cut_shows_its_risk_of_bias_as_carried_over(
         # only estimate (its paper was judged first: nothing is carried over).
         _at(add_estimate(s, cuts, "0.66", "0.52", "0.84", cut=date(2014, 6, 1)), "2015-01-01")
         _at(add_estimate(s, first, "0.80", "0.60", "1.07", cut=date(2014, 1, 1)), "2015-01-01")
+        # Fresh's typo corrected after the assessment: the same estimate, judged already (a
+        # correction of the estimate assessed is not an earlier cut's judgment carried over).
+        fixed = _at(add_estimate(s, fresh, "0.70", "0.50", "0.98", cut=date(2012, 1, 1)),
+                    "2015-01-01")
+        fixed.supersedes_id = typo.id
+        typo.withdrawn_at = datetime.fromisoformat("2015-01-01T00:00:00+00:00")
         s.commit()
     pool_all(app.state.ctx)
     with db(app) as s:
