@@ -28,10 +28,9 @@ and every domain says what it looked at:
   size is not reached — taken as the heterogeneity-adjusted required information of the
   sequential monitoring (``reports.sequential``), unless the Z-curve has crossed its
   monitoring boundary (and is not back inside it), which is the stricter test the information
-  size stands in for. The rule reads the CI as every page shows it (two decimals half-up; one
-  trial: as printed in the paper), so a limit shown as 1.00 includes HR 1 — the reason never
-  says "excludes HR 1" beside a printed 1.00 (a computed 0.997, or a trial's printed 1.00
-  rebuilt from its SE as 0.99999999).
+  size stands in for. One trial's CI is read as printed in the paper (a printed 1.00 includes
+  HR 1, though rebuilt from its SE it may come back as 0.99999999); a pooled CI on its
+  computed limits, quoted with the digits that keep each on its side (0.997, not 1.00).
   With two trials and a Hartung–Knapp interval (t with 1 degree of freedom) the reason says
   that the interval is wide by construction, whatever the trials show.
 * **Publication bias** — never rated down by rule: with fewer than 10 trials a funnel plot or
@@ -140,9 +139,8 @@ def _indirectness(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _imprecision(shown: tuple[str, str], limits: tuple[float, float],
                  monitoring: dict[str, Any] | None) -> dict[str, Any]:
-    """The imprecision domain on the CI as shown (``shown``, its digits; ``limits``, those
-    digits as numbers): a limit shown as 1.00 includes HR 1, one shown as 0.75 or 1.25 an
-    appreciable effect, whatever digits beyond the second the computation had."""
+    """The imprecision domain on the CI of :func:`shown_limits` (``shown``, its digits;
+    ``limits``, the numbers the rule compares)."""
     base = {"domain": "imprecision", "label": "Imprecision", "provisional": False}
     hr_low, hr_high = limits
     ci = f"95% CI {interval_text(*shown)}"
@@ -174,13 +172,21 @@ def _imprecision(shown: tuple[str, str], limits: tuple[float, float],
 def shown_limits(hr_ci_low: float, hr_ci_high: float,
                  shown_ci: tuple[str, str] | None = None) -> tuple[tuple[str, str],
                                                                    tuple[float, float]]:
-    """The CI the imprecision rule reads: ``shown_ci`` (one trial's printed digits) or the
-    computed limits as every page prints them (``hr_number``: two decimals half-up), as text
-    and as numbers (a limit that is not a number keeps the computed value)."""
-    if shown_ci is None or any(shown_limit(t) is None for t in shown_ci):
-        shown_ci = (hr_number(hr_ci_low), hr_number(hr_ci_high))
-    low, high = shown_limit(shown_ci[0]), shown_limit(shown_ci[1])
-    return shown_ci, (hr_ci_low if low is None else low, hr_ci_high if high is None else high)
+    """The CI the imprecision rule reads, as text and as numbers. One trial's printed digits
+    (``shown_ci``) are its data: a printed 1.00 includes HR 1, whatever a CI rebuilt from
+    its SE gives (0.99999999). A computed (pooled) CI is judged on the computed limits, each
+    written with the digits that keep it on its side of the thresholds the rule compares it
+    with — the lower one of HR ≤ 0.75 and HR ≤ 1, the upper one of HR ≥ 1 and HR ≥ 1.25 —
+    so a pooled 0.997 that excludes 1 reads "0.997", never "1.00"."""
+    if shown_ci is not None:
+        low, high = shown_limit(shown_ci[0]), shown_limit(shown_ci[1])
+        if low is not None and high is not None:
+            return shown_ci, (low, high)
+    low_text = max((rounded_beside(hr_ci_low, t, 2, at_or_below=True)
+                    for t in (APPRECIABLE_BENEFIT, 1.0)), key=len)
+    high_text = max((rounded_beside(hr_ci_high, t, 2) for t in (1.0, APPRECIABLE_HARM)),
+                    key=len)
+    return (low_text, high_text), (hr_ci_low, hr_ci_high)
 
 
 def _back_inside(monitoring: dict[str, Any]) -> bool:
@@ -230,7 +236,7 @@ def suggest_certainty(*, k: int, hr_ci_low: float, hr_ci_high: float, i2: float 
     ``risk_of_bias``, ``efs_ttp``); ``monitoring`` the sequential-monitoring view or None;
     ``small_study`` the funnel-plot view (``reports.small_study``) or None; ``shown_ci`` the
     CI limits as the analysis shows them when they are not the computed ones (one trial, as
-    printed): the imprecision rule reads the CI as shown (:func:`shown_limits`); ``ci_used``
+    printed), which the imprecision rule then reads (:func:`shown_limits`); ``ci_used``
     the CI method the pooled result used (``MetaResult.ci``), for the imprecision reason of
     two trials.
     Returns ``level`` (one of ``LEVELS``), ``downgrades`` (the sum, the level never going

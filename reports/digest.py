@@ -154,8 +154,7 @@ def _hr_value(log_hr: float | None) -> float:
 
 def crosses_one(ci_low: float | None, ci_high: float | None) -> bool | None:
     """Whether a log-scale CI includes HR = 1 (None when there is no CI), on the computed
-    limits. The digest decides on the CI as shown instead (``ShownHR.includes_one``: a limit
-    printed 1.00 includes 1), as every sentence beside the printed digits must."""
+    limits (a pooled CI; one trial's is read as printed: ``ShownHR.includes_one``)."""
     if ci_low is None or ci_high is None:
         return None
     return ci_low <= 0.0 <= ci_high
@@ -894,8 +893,10 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "i2": row.i2,
         "i2_text": i2_text(row.i2) if several else "—",
         "tau2": row.tau2,
-        # As the CI is shown (hr_text): "0.62–1.00" includes 1 whatever digits follow.
-        "crosses_one": shown.includes_one,
+        # One trial: as printed in the paper (its 1.00 includes 1, rebuilt it is 0.99999999);
+        # pooled: on the computed limits, as the certainty's imprecision rule reads them.
+        "crosses_one": (shown.includes_one if shown.own_ci is not None
+                        else crosses_one(row.ci_low, row.ci_high)),
         "inputs_hash": row.inputs_hash,
         "trials": [t["label"] for t in _studies(row)],
         "trial_keys": _trial_keys(row),

@@ -104,8 +104,8 @@ class ShownHR:
     @property
     def ci_values(self) -> tuple[float, float] | None:
         """The CI limits as shown, as numbers ("1.00" is 1.0, "∞" is inf), or None without a
-        CI: every decision about the CI a reader sees (does it include HR 1, reach 0.75 or
-        1.25) is taken on these, so that the words never contradict the digits beside them."""
+        CI: one trial's printed limits are its data, and decisions about its CI (does it
+        include HR 1) are taken on them (a pooled CI's on its computed limits)."""
         low, high = shown_limit(self.ci_low), shown_limit(self.ci_high)
         return None if low is None or high is None else (low, high)
 

@@ -62,21 +62,25 @@ def rounded(value: Number | None, digits: int = 2, *, missing: str = "—") -> s
     return f"{abs(result) if result.is_zero() else result:f}"  # never "-0.000"
 
 
-def rounded_beside(value: float, threshold: float, digits: int) -> str:
+def rounded_beside(value: float, threshold: float, digits: int, *,
+                   at_or_below: bool = False) -> str:
     """``value`` as :func:`rounded` writes it to ``digits`` decimals, or with more decimals
     where that rounding would put it on the other side of ``threshold`` (of ``value >=
-    threshold``): I² 49.7% is "49.7", not "50", where 50% is the line a rule draws, so the
-    number shown and the words of the rule beside it agree. Past ``digits`` + 5 decimals the
+    threshold``, or with ``at_or_below`` of ``value <= threshold``): I² 49.7% is "49.7", not
+    "50", where 50% is the line a rule draws, and a pooled CI limit of 0.997 is not "1.00"
+    where the CI is said to exclude 1, so the number shown and the words of the rule beside
+    it agree. Past ``digits`` + 5 decimals the
     value is cut towards its own side (49.9999999 → "49.99999"), never written with all of a
     float's digits."""
     def side(x: float) -> bool:
-        return x >= threshold
+        return x <= threshold if at_or_below else x >= threshold
 
     for d in range(digits, digits + 6):
         text = rounded(value, d)
         if side(float(text)) == side(value):
             return text
     step = Decimal(1).scaleb(-(digits + 5))
+    # towards its own side: down when below the threshold, up when above
     cut = Decimal(repr(float(value))).quantize(
         step, rounding=ROUND_FLOOR if value < threshold else ROUND_CEILING)
     return f"{cut:f}"

@@ -92,27 +92,37 @@ def test_inconsistency_reason_never_contradicts_its_rule(i2: float, q_p: float, 
     assert (d["downgrade"], d["reason"]) == (down, shown)
 
 
-def test_imprecision_reads_the_ci_as_printed() -> None:
-    """A computed 0.997 is printed "1.00" on every page: the reason beside it said "95% CI
-    0.62–0.997 excludes HR 1". The rule reads the printed digits, which include HR 1."""
+def test_a_pooled_ci_limit_is_never_rounded_across_1() -> None:
+    """A pooled CI is judged on its computed limits, and its reason writes each limit with the
+    digits that keep it on its side: 0.997 printed "1.00" would read as a CI touching 1 while
+    it is said to exclude it (rounded to two decimals, 0.62–0.997 was rated down as "0.62–1.00
+    includes no effect" for a difference in the third decimal)."""
     d = domain(suggest(hr_ci_low=0.62, hr_ci_high=0.997, monitoring=FIRM), "imprecision")
-    assert (d["downgrade"], d["reason"]) == (1, "95% CI 0.62–1.00 includes no effect")
-    d = domain(suggest(hr_ci_low=1.0004, hr_ci_high=1.5), "imprecision")
-    assert (d["downgrade"], d["reason"]) == (1, "95% CI 1.00–1.50 includes no effect")
-    # 0.752 and 1.2496 are printed 0.75 and 1.25: appreciable benefit and harm as shown.
+    assert d["downgrade"] == 0 and d["reason"].startswith("95% CI 0.62–0.997 excludes HR 1")
     d = domain(suggest(hr_ci_low=0.752, hr_ci_high=1.30), "imprecision")
-    assert d["downgrade"] == 2 and d["reason"].startswith("95% CI 0.75–1.30 includes "
-                                                          "appreciable benefit")
+    assert d["downgrade"] == 1 and d["reason"].startswith("95% CI 0.752–1.30 includes no")
+    d = domain(suggest(hr_ci_low=1.0004, hr_ci_high=1.5), "imprecision")
+    assert d["reason"].startswith("95% CI 1.0004–1.50 excludes HR 1")
     d = domain(suggest(hr_ci_low=0.70, hr_ci_high=1.2496), "imprecision")
-    assert d["downgrade"] == 2 and d["reason"].startswith("95% CI 0.70–1.25 includes "
-                                                          "appreciable benefit")
-    # Only digits that round to the threshold count: 0.9949 is printed 0.99.
+    assert d["downgrade"] == 1 and d["reason"].startswith("95% CI 0.70–1.2496 includes no")
     d = domain(suggest(hr_ci_low=0.62, hr_ci_high=0.9949, monitoring=FIRM), "imprecision")
     assert (d["downgrade"], d["reason"]) == (
         0, "95% CI 0.62–0.99 excludes HR 1 (no effect) and the Z-curve crossed its monitoring "
            "boundary")
+    # A limit a hair from 1 is cut towards its side, never written with a float's 16 digits.
+    d = domain(suggest(hr_ci_low=0.62, hr_ci_high=0.9999999982398722, monitoring=FIRM),
+               "imprecision")
+    assert d["reason"].startswith("95% CI 0.62–0.9999999 excludes HR 1"), d
     plain = domain(suggest(hr_ci_low=0.61, hr_ci_high=0.79, monitoring=FIRM), "imprecision")
     assert plain["reason"].startswith("95% CI 0.61–0.79 excludes")
+
+
+def test_one_trials_printed_ci_decides_its_imprecision() -> None:
+    """One trial's printed CI is its data: a printed 0.64–1.00 includes HR 1 whatever the
+    CI rebuilt from its SE gives."""
+    d = domain(suggest(k=1, hr_ci_low=0.64, hr_ci_high=0.9999999982, monitoring=FIRM,
+                       shown_ci=("0.64", "1.00")), "imprecision")
+    assert (d["downgrade"], d["reason"]) == (1, "95% CI 0.64–1.00 includes no effect")
 
 
 def test_beside_never_prints_all_of_a_floats_digits() -> None:
