@@ -7,11 +7,15 @@ with it, to the row. This copies every table of the schema from the configured d
 
 * the source must be at the schema this mmlr expects (``mmlr init`` upgrades it first), and
   no job may be running on it (a poll or a pool writing during the copy would be lost);
-* the target must hold no rows in any table (an ``alembic_version`` row included), judged
-  before anything is changed in it; then it gets the schema (Alembic, as ``mmlr init`` does);
+* the target must hold no rows in any table (an ``alembic_version`` row included, unless it
+  is this mmlr's head and no other table holds a row: an empty schema is what the copy
+  makes), judged before anything is changed in it; then it gets the schema (Alembic, as
+  ``mmlr init`` does);
 * a SQLite source file that does not exist is refused, not created;
 * the source is read in one snapshot (a read transaction on SQLite, REPEATABLE READ on
-  PostgreSQL) and the target written in one transaction: a failure leaves it empty;
+  PostgreSQL) and the target's schema and rows written in one transaction (``BEGIN
+  IMMEDIATE`` on SQLite, whose DDL is transactional as PostgreSQL's is): a failure leaves
+  the target as it was;
 * tables in foreign-key order, rows in primary-key order (a superseding estimate comes after
   the one it supersedes), in batches; SQL NULL and JSON ``null`` stay distinct;
 * PostgreSQL's id sequences continue after the copied rows, so the next insert does not
@@ -42,18 +46,20 @@ from store.engine import (
     check_connection,
     is_sqlite_uri,
     make_engine,
-    migrate,
+    migrate_within,
     schema_revisions,
     shown_url,
 )
 from store.errors import ConfigError, LockedError, StateError, ValidationError
-from store.locks import held_locks
+from store.locks import held_locks, migration_lock
 
 log = logging.getLogger(__name__)
 
 #: Rows read, written and compared at a time: the records table carries abstracts, so a
 #: batch of this size stays a few megabytes.
 BATCH = 500
+#: APScheduler's job table, which it creates itself, outside Alembic.
+JOBS_TABLE = "apscheduler_jobs"
 
 Progress = Callable[[str, int], None]
 
@@ -152,42 +158,68 @@ def copy_database(source: Engine, target: Engine, *,
                           hint="stop `mmlr serve`, `mmlr worker` and `mmlr web` first, so "
                                "that nothing is written during the copy")
     tables = copy_tables()
-    # Judged before the schema is touched: migrating first upgraded another review's
-    # database to this mmlr's schema, and only then refused it.
-    filled = _rows_held(target)
-    if filled:
-        held = ", ".join(f"{name}: {n}" for name, n in filled.items())
-        raise ValidationError(
-            f"the target database {shown_url(target)} already holds data ({held}); copy-db "
-            "fills an empty database only, it never merges two reviews",
-            hint="create a new, empty database for the copy")
-    migrate(target)
     report = CopyReport(source=shown_url(source), target=shown_url(target), revision=head or "")
-    with _snapshot(source) as src, target.begin() as dst:
-        for table in tables:
-            report.rows[table.name] = _copy_table(src, dst, table, progress)
-        if dst.dialect.name == "postgresql":
-            _continue_sequences(dst, tables)
-        for table in tables:
-            _compare_table(src, dst, table)
+    with _snapshot(source) as src, target.connect() as dst:
+        # One transaction for the schema and the rows (PostgreSQL's DDL is transactional;
+        # SQLite's too, inside BEGIN IMMEDIATE), under the migration lock: the schema made in
+        # a transaction of its own stayed behind when the copy failed, and the retry refused
+        # the half-made target.
+        migration_lock(dst)
+        try:
+            # Judged before the schema is touched: migrating first upgraded another review's
+            # database to this mmlr's schema, and only then refused it.
+            _refuse_unfit_target(dst, target, head)
+            migrate_within(dst)
+            for table in tables:
+                report.rows[table.name] = _copy_table(src, dst, table, progress)
+            if dst.dialect.name == "postgresql":
+                _continue_sequences(dst, tables)
+            for table in tables:
+                _compare_table(src, dst, table)
+            dst.commit()
+        except BaseException:
+            dst.rollback()
+            raise
     _check_source_unchanged(source, target, tables, report)
     log.info("copied %d rows in %d tables from %s to %s", report.total, len(report.rows),
              report.source, report.target)
     return report
 
 
-def _rows_held(target: Engine) -> dict[str, int]:
-    """The rows of every table the target holds, by table, empty ones left out: any table
-    (not only mmlr's), and ``alembic_version``, whose row alone says a schema is there."""
-    names = sorted(inspect(target).get_table_names())
-    found: dict[str, int] = {}
-    with target.connect() as conn:
-        for name in names:
-            n = conn.execute(select(func.count()).select_from(
-                Table(name, MetaData()))).scalar_one()
-            if n:
-                found[name] = n
-    return found
+def _refuse_unfit_target(conn: Connection, target: Engine, head: str | None) -> None:
+    """ValidationError unless the target is empty: no rows in any table (not only mmlr's),
+    ``alembic_version`` included, whose row alone says another review's schema is there —
+    except a schema at this mmlr's head with no rows at all, which is what the copy would
+    make (an earlier copy's that failed, before copy-db made the schema in the copy's own
+    transaction; or one an ``mmlr web`` made, started on the new database too soon). Nor may
+    the target have tables of another application beside no mmlr schema."""
+    from alembic.migration import MigrationContext
+
+    from store.engine import _mmlr_table_names
+
+    names = sorted(inspect(conn).get_table_names())
+    filled: dict[str, int] = {}
+    for name in names:
+        n = conn.execute(select(func.count()).select_from(Table(name, MetaData()))).scalar_one()
+        if n:
+            filled[name] = n
+    current = MigrationContext.configure(conn).get_current_heads()
+    if filled.get("alembic_version") == 1 and tuple(current) == (head,):
+        del filled["alembic_version"]  # an empty schema at head
+    if filled:
+        held = ", ".join(f"{name}: {n}" for name, n in filled.items())
+        raise ValidationError(
+            f"the target database {shown_url(target)} already holds data ({held}); copy-db "
+            "fills an empty database only, it never merges two reviews",
+            hint="create a new, empty database for the copy")
+    foreign = sorted(set(names) - _mmlr_table_names() - {JOBS_TABLE})
+    if foreign and not current:
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more"
+                                           if len(foreign) > 5 else "")
+        raise ValidationError(
+            f"the target database {shown_url(target)} has tables of another application "
+            f"({listed}) and no mmlr schema; copy-db creates mmlr's tables in an mmlr or a "
+            "new database only", hint="create a new, empty database for the copy")
 
 
 def source_engine(url: str) -> Engine:
@@ -331,7 +363,7 @@ def _compare_table(src: Connection, dst: Connection, table: Table) -> None:
             raise ValidationError(
                 f"the copy of {table.name} differs from the source at key {where!r}; "
                 "nothing was committed to the target",
-                hint="report this with the table and key: the target is left empty")
+                hint="report this with the table and key: the target is left as it was")
     if next(theirs, None) is not None:
         raise ValidationError(f"the copy of {table.name} has more rows than the source; "
                               "nothing was committed to the target")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DatabaseError,
@@ -255,13 +255,31 @@ def schema_revisions(engine: Engine) -> tuple[tuple[str, ...], str | None]:
 
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest Alembic revision."""
-    from alembic import command
     from alembic.script import ScriptDirectory
 
     cfg = _alembic_config(engine)
     check_connection(engine)
     _refuse_newer_schema(engine, ScriptDirectory.from_config(cfg))
     _refuse_foreign_tables(engine)
+    _upgrade(cfg, engine)
+    log.info("schema at head on %s", shown_url(engine))
+
+
+def migrate_within(conn: Connection) -> None:
+    """Create or upgrade the schema to the newest Alembic revision inside ``conn``'s
+    transaction, which the caller has begun (under :func:`store.locks.migration_lock`) and
+    ends: its rollback undoes the schema too (PostgreSQL's DDL is transactional, and
+    SQLite's inside ``BEGIN IMMEDIATE``). ``mmlr copy-db`` creates the target's schema and
+    copies the rows in one transaction, so a failed copy leaves no half-made target. The
+    caller judges the database first (:func:`migrate` refuses a newer or a foreign one)."""
+    cfg = _alembic_config(conn.engine)
+    cfg.attributes["connection"] = conn
+    _upgrade(cfg, conn.engine)
+
+
+def _upgrade(cfg: Any, engine: Engine) -> None:
+    from alembic import command
+
     try:
         with _MIGRATING:
             command.upgrade(cfg, "head")
@@ -277,7 +295,6 @@ def migrate(engine: Engine) -> None:
             f"{shown_url(engine)}: {reason}",
             hint=f"make {user} the database's owner, or GRANT CREATE ON SCHEMA public TO {user}",
         ) from None
-    log.info("schema at head on %s", shown_url(engine))
 
 
 def _mmlr_table_names() -> set[str]:

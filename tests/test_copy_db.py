@@ -321,7 +321,7 @@ def test_cli_copy_db_to_a_url_with_a_bad_password_part_says_so_in_one_line(
 def test_a_row_the_target_refuses_leaves_it_empty(sqlite_review: AppContext,
                                                   pg_admin_url: str) -> None:
     """PostgreSQL refuses a NUL character that SQLite stores: the copy stops naming the
-    table and keys, and the target keeps nothing (one transaction)."""
+    table and keys, and the target keeps nothing, not even the schema (one transaction)."""
     review = sqlite_review
     with review.sessions() as s:
         s.add(Record(pmid=31000005, title="a NUL \x00 in a title"))
@@ -333,10 +333,60 @@ def test_a_row_the_target_refuses_leaves_it_empty(sqlite_review: AppContext,
                                                   r"\(keys 31000001 to 31000005\).*nothing "
                                                   "was committed"):
             copy_database(review.engine, target)
-        assert all(not rows for rows in _dump(url).values())
+        assert inspect(target).get_table_names() == []
     finally:
         target.dispose()
         _drop_pg_database(pg_admin_url, name)
+
+
+def _orphan_decision(review: AppContext) -> None:
+    """A decision whose user is not there, as a SQLite database written without foreign
+    keys enforced (an older release, a hand edit) can hold: a target enforcing them refuses
+    it."""
+    with review.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # outside a transaction, or ignored
+        conn.execute(text("UPDATE decisions SET user_id = 999999 WHERE pmid = 31000001"))
+        conn.commit()
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def test_a_failed_copy_leaves_no_schema_and_a_retry_copies(
+        sqlite_review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
+    """Before: the target's schema was made in a transaction of its own, before the copy's;
+    a copy that failed left it behind, and the retry refused the target as holding data
+    (alembic_version: 1). Now the schema and the rows are one transaction."""
+    target_url, target = sqlite_target
+    _orphan_decision(sqlite_review)
+    with pytest.raises(ValidationError, match="the target refused a row of decisions"):
+        copy_database(sqlite_review.engine, target)
+    assert inspect(target).get_table_names() == []
+    with sqlite_review.engine.begin() as conn:  # the source put right
+        conn.execute(text("DELETE FROM decisions WHERE user_id = 999999"))
+    report = copy_database(sqlite_review.engine, target)
+    assert _dump(target_url) == _dump(sqlite_review.settings.db_url)
+    assert report.rows["records"] == 4
+
+
+def test_an_empty_schema_at_head_is_a_target(
+        review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
+    """A schema with no rows, at this mmlr's head (an earlier copy's that failed, or one
+    `mmlr web` made when started on the new database first), is what the copy makes: it is
+    copied into, where it was refused as holding data (alembic_version: 1)."""
+    target_url, target = sqlite_target
+    migrate(target)
+    copy_database(review.engine, target)
+    assert _dump(target_url) == _dump(review.settings.db_url)
+
+
+def test_a_target_with_another_applications_empty_tables_is_refused(
+        review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
+    _, target = sqlite_target
+    with target.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (body TEXT)"))
+    with pytest.raises(ValidationError, match=r"has tables of another application \(notes\) "
+                                              "and no mmlr schema"):
+        copy_database(review.engine, target)
+    assert inspect(target).get_table_names() == ["notes"]
 
 
 def test_a_difference_read_back_names_the_table_and_key(
