@@ -20,6 +20,8 @@ with it, to the row. This copies every table of the schema from the configured d
   the one it supersedes), in batches; SQL NULL and JSON ``null`` stay distinct;
 * PostgreSQL's id sequences continue after the copied rows, so the next insert does not
   collide with one;
+* a row the target refuses (a NUL in PostgreSQL text, a foreign key pointing nowhere) is
+  named by its table and key, and nothing is committed;
 * before the commit every table is read back and compared, row by row and value by value,
   with the source: a difference names the table and the key, and nothing is committed;
 * after it, the source is counted again: a row written there during the copy (a web app
@@ -323,19 +325,44 @@ def _values(table: Table, row: Sequence[Any]) -> dict[str, Any]:
 def _copy_table(src: Connection, dst: Connection, table: Table,
                 progress: Progress | None) -> int:
     copied = 0
-    key = list(table.columns).index(_key(table))
     for page in _batches(src, table):
+        rows = [_values(table, row) for row in page]
         try:
-            dst.execute(table.insert(), [_values(table, row) for row in page])
+            # A savepoint per batch: after a refusal PostgreSQL's transaction takes no more
+            # statements until rolled back to one, and the rows are then tried one by one.
+            with dst.begin_nested():
+                dst.execute(table.insert(), rows)
         except DBAPIError as exc:  # a value the target refuses (e.g. NUL in PostgreSQL text)
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise ValidationError(
-                f"the target refused a row of {table.name} (keys {page[0][key]!r} to "
-                f"{page[-1][key]!r}): {reason}; nothing was committed to the target") from None
+            raise _refusal(dst, table, rows, exc) from None
         copied += len(page)
         if progress is not None:
             progress(table.name, len(page))
     return copied
+
+
+def _reason(exc: DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+
+
+def _refusal(dst: Connection, table: Table, rows: Sequence[dict[str, Any]],
+             exc: DBAPIError) -> ValidationError:
+    """The error naming the row of a refused batch that the target refuses, found by
+    writing the batch's rows one at a time (each in a savepoint; the whole transaction is
+    rolled back after): a batch's key range left a person to search 500 rows."""
+    key = _key(table).name
+    for values in rows:
+        try:
+            with dst.begin_nested():
+                dst.execute(table.insert(), values)
+        except DBAPIError as refused:
+            return ValidationError(
+                f"the target refused the row of {table.name} with {key} {values[key]!r}: "
+                f"{_reason(refused)}; nothing was committed to the target",
+                hint="put that row right in the source, then copy again")
+    # Each row taken alone (the batch failed as a whole): its range, at least.
+    return ValidationError(
+        f"the target refused a row of {table.name} ({key} {rows[0][key]!r} to "
+        f"{rows[-1][key]!r}): {_reason(exc)}; nothing was committed to the target")
 
 
 def _continue_sequences(dst: Connection, tables: Sequence[Table]) -> None:

@@ -329,10 +329,11 @@ def test_a_row_the_target_refuses_leaves_it_empty(sqlite_review: AppContext,
     url, name = _fresh_pg_database(pg_admin_url)
     target = target_engine(url)
     try:
-        with pytest.raises(ValidationError, match=r"the target refused a row of records "
-                                                  r"\(keys 31000001 to 31000005\).*nothing "
-                                                  "was committed"):
+        with pytest.raises(ValidationError, match=r"^the target refused the row of records "
+                                                  r"with pmid 31000005: .*nothing was "
+                                                  "committed") as refused:
             copy_database(review.engine, target)
+        assert "put that row right in the source" in refused.value.one_line()
         assert inspect(target).get_table_names() == []
     finally:
         target.dispose()
@@ -357,7 +358,7 @@ def test_a_failed_copy_leaves_no_schema_and_a_retry_copies(
     (alembic_version: 1). Now the schema and the rows are one transaction."""
     target_url, target = sqlite_target
     _orphan_decision(sqlite_review)
-    with pytest.raises(ValidationError, match="the target refused a row of decisions"):
+    with pytest.raises(ValidationError, match="the target refused the row of decisions"):
         copy_database(sqlite_review.engine, target)
     assert inspect(target).get_table_names() == []
     with sqlite_review.engine.begin() as conn:  # the source put right
@@ -365,6 +366,29 @@ def test_a_failed_copy_leaves_no_schema_and_a_retry_copies(
     report = copy_database(sqlite_review.engine, target)
     assert _dump(target_url) == _dump(sqlite_review.settings.db_url)
     assert report.rows["records"] == 4
+
+
+def test_a_refused_row_is_named_by_its_key(
+        sqlite_review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
+    """Before: the batch's range of keys (decisions 1 to 2, up to 500 rows), not the row."""
+    _, target = sqlite_target
+    with sqlite_review.sessions() as s:
+        s.add(Decision(pmid=31000002, decision="exclude"))
+        s.add(Decision(pmid=31000003, decision="exclude"))
+        s.commit()
+    _orphan_decision(sqlite_review)  # the first of the three, in one batch
+    with sqlite_review.engine.connect() as conn:
+        ids = [row[0] for row in conn.execute(text("SELECT id FROM decisions ORDER BY id"))]
+        (orphan,) = conn.execute(text("SELECT id FROM decisions "
+                                      "WHERE user_id = 999999")).one()
+    assert len(ids) == 3 and orphan == ids[0]
+    with pytest.raises(ValidationError, match=rf"^the target refused the row of decisions "
+                                              rf"with id {orphan}: FOREIGN KEY constraint "
+                                              "failed; nothing was committed to the "
+                                              "target$") as refused:
+        copy_database(sqlite_review.engine, target)
+    assert refused.value.hint == "put that row right in the source, then copy again"
+    assert inspect(target).get_table_names() == []
 
 
 def test_an_empty_schema_at_head_is_a_target(
