@@ -5,8 +5,9 @@ weeks before it moves to PostgreSQL for production; the curation is the review a
 with it, to the row. This copies every table of the schema from the configured database
 (``MMLR_DATABASE_URL``) into ``TARGET`` — SQLite to PostgreSQL, or back — and then proves it:
 
-* the source must be at the schema this mmlr expects (``mmlr init`` upgrades it first), and
-  no job may be running on it (a poll or a pool writing during the copy would be lost);
+* the source must be at the schema this mmlr expects (``mmlr init`` upgrades an older one
+  first; a newer one needs a newer mmlr), and no job may be running on it (a poll or a pool
+  writing during the copy would be lost): all judged before the target is touched;
 * the target must hold no rows in any table (an ``alembic_version`` row included, unless it
   is this mmlr's head and no other table holds a row: an empty schema is what the copy
   makes), judged before anything is changed in it; then it gets the schema (Alembic, as
@@ -47,10 +48,12 @@ from sqlmodel import SQLModel
 from store.engine import (
     check_connection,
     is_sqlite_uri,
+    known_revision,
     make_engine,
     migrate_within,
     schema_revisions,
     shown_url,
+    sqlite_folder,
 )
 from store.errors import ConfigError, LockedError, StateError, ValidationError
 from store.locks import held_locks, migration_lock
@@ -127,7 +130,8 @@ def target_engine(url: str) -> Engine:
         raise ValidationError("the target is an in-memory SQLite database: the copy would "
                               "be thrown away", hint="name a file: sqlite:////path/mmlr.sqlite3")
     try:
-        return make_engine(url)
+        # The folder of a SQLite file is made once the source is judged (copy_database).
+        return make_engine(url, create_folder=False)
     except ConfigError as exc:  # it speaks of MMLR_DATABASE_URL, which is the source
         raise ValidationError(f"the target database: {exc.message}") from None
 
@@ -136,18 +140,24 @@ def copy_database(source: Engine, target: Engine, *,
                   progress: Progress | None = None) -> CopyReport:
     """Copy every table of ``source`` into the empty ``target`` (module docstring).
     ``progress(table, rows)`` is called after each batch written."""
-    check_connection(source)
-    try:
-        check_connection(target)
-    except ConfigError as exc:  # its hint names MMLR_DATABASE_URL, which is the source
-        raise ValidationError(f"the target: {exc.message}", hint="check TARGET_URL") from None
+    # The source is judged whole before the target is touched (a SQLite target's file and
+    # folder were created, then a source at another schema refused).
     if _same_database(source, target):
         raise ValidationError(f"the target is the source database ({shown_url(source)})",
                               hint="name another, empty database")
+    check_connection(source)
     current, head = schema_revisions(source)
     if not current:
         raise ConfigError(f"the source database {shown_url(source)} has no mmlr schema",
                           hint="check MMLR_DATABASE_URL")
+    newer = [revision for revision in current if not known_revision(revision)]
+    if newer:
+        raise ConfigError(
+            f"the source database {shown_url(source)} is at schema revision "
+            f"{', '.join(newer)}, newer than this mmlr knows (up to {head}): a newer mmlr "
+            "upgraded it",
+            hint="upgrade mmlr here to that version (or run copy-db with the newer mmlr), "
+                 "then copy")
     if tuple(current) != (head,):
         raise ConfigError(
             f"the source database {shown_url(source)} is at schema revision "
@@ -159,6 +169,11 @@ def copy_database(source: Engine, target: Engine, *,
         raise LockedError(f"a job is running on the source database: {names}",
                           hint="stop `mmlr serve`, `mmlr worker` and `mmlr web` first, so "
                                "that nothing is written during the copy")
+    try:
+        sqlite_folder(target.url)
+        check_connection(target)
+    except ConfigError as exc:  # its hint names MMLR_DATABASE_URL, which is the source
+        raise ValidationError(f"the target: {exc.message}", hint="check TARGET_URL") from None
     tables = copy_tables()
     report = CopyReport(source=shown_url(source), target=shown_url(target), revision=head or "")
     with _snapshot(source) as src, target.connect() as dst:

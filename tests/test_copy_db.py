@@ -245,7 +245,7 @@ def test_a_source_behind_the_schema_is_refused(tmp_path: Path) -> None:
     from store.engine import _alembic_config
 
     old = make_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
-    target = target_engine(f"sqlite:///{tmp_path / 'copy.sqlite3'}")
+    target = target_engine(f"sqlite:///{tmp_path / 'new' / 'copy.sqlite3'}")
     try:
         migrate(old)
         command.downgrade(_alembic_config(old), "-1")
@@ -258,9 +258,56 @@ def test_a_source_behind_the_schema_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="has no mmlr schema"):
             copy_database(empty, target)
         empty.dispose()
+        assert not (tmp_path / "new").exists()  # the target not even created
     finally:
         old.dispose()
         target.dispose()
+
+
+def _newer(url: str) -> None:
+    """The database at a revision this mmlr does not know, as a newer mmlr leaves it."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    finally:
+        engine.dispose()
+
+
+def test_a_source_a_newer_mmlr_upgraded_is_refused_before_the_target_is_made(
+        tmp_path: Path) -> None:
+    """Before: "is at schema revision 0999, this mmlr writes …" with the hint to run
+    `mmlr init`, which refuses such a database, and the target file already created."""
+    source_url = f"sqlite:///{tmp_path / 'newer.sqlite3'}"
+    source = make_engine(source_url)
+    migrate(source)
+    head = schema_revisions(source)[1]
+    _newer(source_url)
+    target = target_engine(f"sqlite:///{tmp_path / 'moved' / 'copy.sqlite3'}")
+    try:
+        with pytest.raises(ConfigError, match=rf"^the source database sqlite:///\S+ is at "
+                                              rf"schema revision 0999, newer than this mmlr "
+                                              rf"knows \(up to {head}\): a newer mmlr "
+                                              "upgraded it$") as newer:
+            copy_database(source, target)
+        assert newer.value.hint is not None and "upgrade mmlr" in newer.value.hint
+        assert not (tmp_path / "moved").exists()
+    finally:
+        source.dispose()
+        target.dispose()
+
+
+def test_cli_copy_db_from_a_newer_source_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    source = make_engine(f"sqlite:///{data / 'mmlr.sqlite3'}")
+    migrate(source)
+    source.dispose()
+    _newer(f"sqlite:///{data / 'mmlr.sqlite3'}")
+    proc = run_cli("copy-db", f"sqlite:///{tmp_path / 'moved' / 'copy.sqlite3'}",
+                   env=cli_env(MMLR_DATA_DIR=str(data)))
+    assert_one_line_error(proc, "is at schema revision 0999, newer than this mmlr knows",
+                          "upgrade mmlr here")
+    assert not (tmp_path / "moved").exists()
 
 
 @pytest.mark.parametrize(("url", "message"), [
