@@ -18,7 +18,8 @@ with it, to the row. This copies every table of the schema from the configured d
   IMMEDIATE`` on SQLite, whose DDL is transactional as PostgreSQL's is): a failure leaves
   the target as it was;
 * tables in foreign-key order, rows in primary-key order (a superseding estimate comes after
-  the one it supersedes), in batches; SQL NULL and JSON ``null`` stay distinct;
+  the one it supersedes; a text key in byte order on both engines, which the comparison
+  relies on), in batches; SQL NULL and JSON ``null`` stay distinct;
 * PostgreSQL's id sequences continue after the copied rows, so the next insert does not
   collide with one;
 * a row the target refuses (a NUL in PostgreSQL text, a foreign key pointing nowhere) is
@@ -43,6 +44,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Integer, MetaData, Table, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import SQLModel
 
 from store.engine import (
@@ -311,10 +313,23 @@ def _key(table: Table) -> Column[Any]:
     return key
 
 
-def _batches(conn: Connection, table: Table) -> Iterator[Sequence[Any]]:
-    """The table's rows in key order, a batch at a time (keyset paging), each row with one
-    more value per JSON column: whether it is SQL NULL."""
+def _ordered_key(conn: Connection, table: Table) -> ColumnElement[Any]:
+    """The key as rows are ordered and paged by, the same on both engines: a text key in
+    byte order (``COLLATE "C"`` on PostgreSQL, SQLite's own BINARY), where a PostgreSQL
+    database's collation (en_US.UTF-8, ICU) put 'a' before 'B' and SQLite after, so that
+    the comparison of a copy between them found a difference at the first such key."""
     key = _key(table)
+    if conn.dialect.name == "postgresql" and not isinstance(key.type, Integer):
+        return key.collate("C")
+    return key
+
+
+def _batches(conn: Connection, table: Table) -> Iterator[Sequence[Any]]:
+    """The table's rows in key order (byte order for text: :func:`_ordered_key`), a batch
+    at a time (keyset paging), each row with one more value per JSON column: whether it is
+    SQL NULL."""
+    key = _ordered_key(conn, table)
+    key_index = list(table.columns).index(_key(table))
     json_columns = [c for c in table.columns if isinstance(c.type, JSON)]
     query = select(*table.columns, *(c.is_(None) for c in json_columns)).order_by(key)
     last: Any = None
@@ -324,7 +339,7 @@ def _batches(conn: Connection, table: Table) -> Iterator[Sequence[Any]]:
         if not page:
             return
         yield page
-        last = page[-1][list(table.columns).index(key)]
+        last = page[-1][key_index]
 
 
 def _values(table: Table, row: Sequence[Any]) -> dict[str, Any]:

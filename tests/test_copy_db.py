@@ -3,6 +3,7 @@ back) whole, proven row by row, or not at all; the copy then works as the review
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,7 @@ from conftest import (
     PG_URL,
     _drop_pg_database,
     _fresh_pg_database,
+    _pg_admin,
     assert_one_line_error,
     cli_env,
     run_cli,
@@ -531,3 +533,49 @@ def test_a_write_to_the_source_during_the_copy_fails_it(
                                          r"\(decisions: \+1 rows\)"):
         copy_database(review.engine, sqlite_target[1], progress=a_curator_decides)
     assert written
+
+
+def test_text_keys_in_a_postgresql_database_of_a_language_collation(
+        sqlite_review: AppContext, pg_admin_url: str, tmp_path: Path) -> None:
+    """A production PostgreSQL database is often made with a language's collation (en_US,
+    ICU), in which 'a' sorts before 'B'; SQLite compares bytes. Before, the rows read back
+    came in another order than the source's, and the copy failed ("the copy of key_values
+    differs from the source at key ..."), both ways. Now text keys are compared in byte
+    order on both: SQLite to PostgreSQL and back, over more than a batch of keys."""
+    from store.copy_db import BATCH
+
+    with sqlite_review.engine.begin() as conn:
+        conn.execute(text("INSERT INTO key_values (key, value, updated_at) VALUES "
+                          "(:key, '1', :at)"),
+                     [{"key": f"{'aB'[i % 2]}{i:04d}", "at": utcnow()}
+                      for i in range(BATCH + 100)] + [{"key": k, "at": utcnow()}
+                                                      for k in ("Zeta", "ä", "_x", "é")])
+    name = f"mmlr_test_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin(pg_admin_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0 '
+                              "LOCALE_PROVIDER icu ICU_LOCALE 'en'"))
+    finally:
+        admin.dispose()
+    from sqlalchemy.engine import make_url
+
+    pg_url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    back_url = f"sqlite:///{tmp_path / 'back.sqlite3'}"
+    try:
+        to_pg = target_engine(pg_url)
+        try:
+            with to_pg.connect() as conn:  # the database orders text as English does
+                assert conn.execute(text("SELECT 'a' < 'B'")).scalar_one() is True
+            copy_database(sqlite_review.engine, to_pg)
+        finally:
+            to_pg.dispose()
+        source, back = make_engine(pg_url), target_engine(back_url)
+        try:
+            copy_database(source, back)
+        finally:
+            source.dispose()
+            back.dispose()
+        assert _dump(back_url) == _dump(sqlite_review.settings.db_url)
+    finally:
+        _drop_pg_database(pg_admin_url, name)
