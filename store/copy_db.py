@@ -20,6 +20,9 @@ with it, to the row. This copies every table of the schema from the configured d
 * tables in foreign-key order, rows in primary-key order (a superseding estimate comes after
   the one it supersedes; a text key in byte order on both engines, which the comparison
   relies on), in batches; SQL NULL and JSON ``null`` stay distinct;
+* the scheduler's jobs (``apscheduler_jobs``, APScheduler's own table, outside Alembic) are
+  copied too, when a worker made the table: a slot missed while the processes were stopped
+  for the move still runs late, once, as after any restart;
 * PostgreSQL's id sequences continue after the copied rows, so the next insert does not
   collide with one;
 * a row the target refuses (a NUL in PostgreSQL text, a foreign key pointing nowhere) is
@@ -109,6 +112,21 @@ def copy_tables() -> list[Table]:
     return tables
 
 
+def jobs_table() -> Table:
+    """The scheduler's job table as APScheduler defines it (and creates it when a worker
+    starts): its jobs' next run times move with the review. Left behind, a slot that passed
+    while the processes were stopped for the move (the daily poll, Monday's digest) was not
+    run late once, as after any restart (``monitor.scheduler.build_scheduler``), but skipped
+    to the next day or week."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+    # No connection is made: the store keeps the URL and defines its table.
+    store = SQLAlchemyJobStore(url="sqlite://", tablename=JOBS_TABLE, metadata=MetaData())
+    table: Table = store.jobs_t
+    store.engine.dispose()
+    return table
+
+
 def target_engine(url: str) -> Engine:
     """The engine of the database to copy into, refusing one that would keep nothing."""
     from sqlalchemy.engine import make_url
@@ -189,6 +207,10 @@ def copy_database(source: Engine, target: Engine, *,
             # database to this mmlr's schema, and only then refused it.
             _refuse_unfit_target(dst, target, head)
             migrate_within(dst)
+            if JOBS_TABLE in inspect(src).get_table_names():
+                jobs = jobs_table()
+                jobs.create(dst, checkfirst=True)
+                tables.append(jobs)
             for table in tables:
                 report.rows[table.name] = _copy_table(src, dst, table, progress)
             if dst.dialect.name == "postgresql":

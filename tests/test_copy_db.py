@@ -579,3 +579,43 @@ def test_text_keys_in_a_postgresql_database_of_a_language_collation(
         assert _dump(back_url) == _dump(sqlite_review.settings.db_url)
     finally:
         _drop_pg_database(pg_admin_url, name)
+
+
+def test_the_schedule_moves_with_the_review(review: AppContext, sqlite_review: AppContext,
+                                            tmp_path: Path) -> None:
+    """The scheduler's jobs (APScheduler's apscheduler_jobs) are copied. Before, they stayed
+    behind: a worker started on the copy found no stored jobs, and the daily poll whose
+    slot passed while the processes were stopped for the move was skipped to the next day
+    (the weekly digest to the next week), where after any restart it runs late, once."""
+    from datetime import UTC, datetime
+
+    from monitor.scheduler import _trigger, build_scheduler, current_tick
+
+    for source, target_url in _pairs(review, sqlite_review, tmp_path):
+        scheduler = build_scheduler(source.settings)
+        scheduler.start(paused=True)
+        scheduler.shutdown(wait=False)
+        missed = current_tick(_trigger("poll-cycle", source.settings.poll_cron),
+                              datetime.now(UTC))
+        assert missed is not None
+        with source.engine.begin() as conn:  # the slot that passed during the move
+            conn.execute(text("UPDATE apscheduler_jobs SET next_run_time = :t WHERE id = :id"),
+                         {"t": missed.timestamp(), "id": "poll-cycle"})
+            jobs = conn.execute(text("SELECT id, next_run_time, job_state FROM "
+                                     "apscheduler_jobs ORDER BY id")).all()
+        target = target_engine(target_url)
+        try:
+            report = copy_database(source.engine, target)
+            with target.connect() as conn:
+                assert conn.execute(text("SELECT id, next_run_time, job_state FROM "
+                                         "apscheduler_jobs ORDER BY id")).all() == jobs
+        finally:
+            target.dispose()
+        assert report.rows["apscheduler_jobs"] == 3
+        moved = build_scheduler(source.settings.model_copy(
+            update={"database_url": target_url}))
+        moved.start(paused=True)
+        try:
+            assert moved.get_job("poll-cycle").next_run_time == missed  # runs late, once
+        finally:
+            moved.shutdown(wait=False)
