@@ -5,9 +5,9 @@ them instead of duplicating them; ``coalesce`` runs a job once after downtime ra
 per missed slot; ``max_instances=1`` stops a slow cycle from overlapping the next one inside a
 process (across processes the database lock in :mod:`store.locks`, taken by ``poll()``, does
 that). Jobs live in the application database (``apscheduler_jobs``, owned by APScheduler and
-excluded from Alembic), so they survive restarts. Functions are stored as textual references
-(``"monitor.cycle:scheduled_cycle"``) that read their settings from the environment, so nothing
-un-picklable goes into the job store.
+excluded from Alembic), so they survive restarts, and ``mmlr copy-db`` moves them with the
+review. Functions are stored as textual references (``"monitor.cycle:scheduled_cycle"``) that
+read their settings from the environment, so nothing un-picklable goes into the job store.
 """
 
 from __future__ import annotations

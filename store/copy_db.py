@@ -5,17 +5,28 @@ weeks before it moves to PostgreSQL for production; the curation is the review a
 with it, to the row. This copies every table of the schema from the configured database
 (``MMLR_DATABASE_URL``) into ``TARGET`` — SQLite to PostgreSQL, or back — and then proves it:
 
-* the source must be at the schema this mmlr expects (``mmlr init`` upgrades it first), and
-  no job may be running on it (a poll or a pool writing during the copy would be lost);
-* the target must hold no rows in any table (an ``alembic_version`` row included), judged
-  before anything is changed in it; then it gets the schema (Alembic, as ``mmlr init`` does);
+* the source must be at the schema this mmlr expects (``mmlr init`` upgrades an older one
+  first; a newer one needs a newer mmlr), and no job may be running on it (a poll or a pool
+  writing during the copy would be lost): all judged before the target is touched;
+* the target must hold no rows in any table (an ``alembic_version`` row included, unless it
+  is this mmlr's head and no other table holds a row: an empty schema is what the copy
+  makes), judged before anything is changed in it; then it gets the schema (Alembic, as
+  ``mmlr init`` does);
 * a SQLite source file that does not exist is refused, not created;
 * the source is read in one snapshot (a read transaction on SQLite, REPEATABLE READ on
-  PostgreSQL) and the target written in one transaction: a failure leaves it empty;
+  PostgreSQL) and the target's schema and rows written in one transaction (``BEGIN
+  IMMEDIATE`` on SQLite, whose DDL is transactional as PostgreSQL's is): a failure leaves
+  the target as it was;
 * tables in foreign-key order, rows in primary-key order (a superseding estimate comes after
-  the one it supersedes), in batches; SQL NULL and JSON ``null`` stay distinct;
+  the one it supersedes; a text key in byte order on both engines, which the comparison
+  relies on), in batches; SQL NULL and JSON ``null`` stay distinct;
+* the scheduler's jobs (``apscheduler_jobs``, APScheduler's own table, outside Alembic) are
+  copied too, when a worker made the table: a slot missed while the processes were stopped
+  for the move still runs late, once, as after any restart;
 * PostgreSQL's id sequences continue after the copied rows, so the next insert does not
   collide with one;
+* a row the target refuses (a NUL in PostgreSQL text, a foreign key pointing nowhere) is
+  named by its table and key, and nothing is committed;
 * before the commit every table is read back and compared, row by row and value by value,
   with the source: a difference names the table and the key, and nothing is committed;
 * after it, the source is counted again: a row written there during the copy (a web app
@@ -36,24 +47,29 @@ from typing import Any
 from sqlalchemy import JSON, Column, Integer, MetaData, Table, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import SQLModel
 
 from store.engine import (
     check_connection,
     is_sqlite_uri,
+    known_revision,
     make_engine,
-    migrate,
+    migrate_within,
     schema_revisions,
     shown_url,
+    sqlite_folder,
 )
 from store.errors import ConfigError, LockedError, StateError, ValidationError
-from store.locks import held_locks
+from store.locks import held_locks, migration_lock
 
 log = logging.getLogger(__name__)
 
 #: Rows read, written and compared at a time: the records table carries abstracts, so a
 #: batch of this size stays a few megabytes.
 BATCH = 500
+#: APScheduler's job table, which it creates itself, outside Alembic.
+JOBS_TABLE = "apscheduler_jobs"
 
 Progress = Callable[[str, int], None]
 
@@ -96,6 +112,21 @@ def copy_tables() -> list[Table]:
     return tables
 
 
+def jobs_table() -> Table:
+    """The scheduler's job table as APScheduler defines it (and creates it when a worker
+    starts): its jobs' next run times move with the review. Left behind, a slot that passed
+    while the processes were stopped for the move (the daily poll, Monday's digest) was not
+    run late once, as after any restart (``monitor.scheduler.build_scheduler``), but skipped
+    to the next day or week."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+    # No connection is made: the store keeps the URL and defines its table.
+    store = SQLAlchemyJobStore(url="sqlite://", tablename=JOBS_TABLE, metadata=MetaData())
+    table: Table = store.jobs_t
+    store.engine.dispose()
+    return table
+
+
 def target_engine(url: str) -> Engine:
     """The engine of the database to copy into, refusing one that would keep nothing."""
     from sqlalchemy.engine import make_url
@@ -119,7 +150,8 @@ def target_engine(url: str) -> Engine:
         raise ValidationError("the target is an in-memory SQLite database: the copy would "
                               "be thrown away", hint="name a file: sqlite:////path/mmlr.sqlite3")
     try:
-        return make_engine(url)
+        # The folder of a SQLite file is made once the source is judged (copy_database).
+        return make_engine(url, create_folder=False)
     except ConfigError as exc:  # it speaks of MMLR_DATABASE_URL, which is the source
         raise ValidationError(f"the target database: {exc.message}") from None
 
@@ -128,18 +160,24 @@ def copy_database(source: Engine, target: Engine, *,
                   progress: Progress | None = None) -> CopyReport:
     """Copy every table of ``source`` into the empty ``target`` (module docstring).
     ``progress(table, rows)`` is called after each batch written."""
-    check_connection(source)
-    try:
-        check_connection(target)
-    except ConfigError as exc:  # its hint names MMLR_DATABASE_URL, which is the source
-        raise ValidationError(f"the target: {exc.message}", hint="check TARGET_URL") from None
+    # The source is judged whole before the target is touched (a SQLite target's file and
+    # folder were created, then a source at another schema refused).
     if _same_database(source, target):
         raise ValidationError(f"the target is the source database ({shown_url(source)})",
                               hint="name another, empty database")
+    check_connection(source)
     current, head = schema_revisions(source)
     if not current:
         raise ConfigError(f"the source database {shown_url(source)} has no mmlr schema",
                           hint="check MMLR_DATABASE_URL")
+    newer = [revision for revision in current if not known_revision(revision)]
+    if newer:
+        raise ConfigError(
+            f"the source database {shown_url(source)} is at schema revision "
+            f"{', '.join(newer)}, newer than this mmlr knows (up to {head}): a newer mmlr "
+            "upgraded it",
+            hint="upgrade mmlr here to that version (or run copy-db with the newer mmlr), "
+                 "then copy")
     if tuple(current) != (head,):
         raise ConfigError(
             f"the source database {shown_url(source)} is at schema revision "
@@ -151,43 +189,78 @@ def copy_database(source: Engine, target: Engine, *,
         raise LockedError(f"a job is running on the source database: {names}",
                           hint="stop `mmlr serve`, `mmlr worker` and `mmlr web` first, so "
                                "that nothing is written during the copy")
+    try:
+        sqlite_folder(target.url)
+        check_connection(target)
+    except ConfigError as exc:  # its hint names MMLR_DATABASE_URL, which is the source
+        raise ValidationError(f"the target: {exc.message}", hint="check TARGET_URL") from None
     tables = copy_tables()
-    # Judged before the schema is touched: migrating first upgraded another review's
-    # database to this mmlr's schema, and only then refused it.
-    filled = _rows_held(target)
-    if filled:
-        held = ", ".join(f"{name}: {n}" for name, n in filled.items())
-        raise ValidationError(
-            f"the target database {shown_url(target)} already holds data ({held}); copy-db "
-            "fills an empty database only, it never merges two reviews",
-            hint="create a new, empty database for the copy")
-    migrate(target)
     report = CopyReport(source=shown_url(source), target=shown_url(target), revision=head or "")
-    with _snapshot(source) as src, target.begin() as dst:
-        for table in tables:
-            report.rows[table.name] = _copy_table(src, dst, table, progress)
-        if dst.dialect.name == "postgresql":
-            _continue_sequences(dst, tables)
-        for table in tables:
-            _compare_table(src, dst, table)
+    with _snapshot(source) as src, target.connect() as dst:
+        # One transaction for the schema and the rows (PostgreSQL's DDL is transactional;
+        # SQLite's too, inside BEGIN IMMEDIATE), under the migration lock: the schema made in
+        # a transaction of its own stayed behind when the copy failed, and the retry refused
+        # the half-made target.
+        migration_lock(dst)
+        try:
+            # Judged before the schema is touched: migrating first upgraded another review's
+            # database to this mmlr's schema, and only then refused it.
+            _refuse_unfit_target(dst, target, head)
+            migrate_within(dst)
+            if JOBS_TABLE in inspect(src).get_table_names():
+                jobs = jobs_table()
+                jobs.create(dst, checkfirst=True)
+                tables.append(jobs)
+            for table in tables:
+                report.rows[table.name] = _copy_table(src, dst, table, progress)
+            if dst.dialect.name == "postgresql":
+                _continue_sequences(dst, tables)
+            for table in tables:
+                _compare_table(src, dst, table)
+            dst.commit()
+        except BaseException:
+            dst.rollback()
+            raise
     _check_source_unchanged(source, target, tables, report)
     log.info("copied %d rows in %d tables from %s to %s", report.total, len(report.rows),
              report.source, report.target)
     return report
 
 
-def _rows_held(target: Engine) -> dict[str, int]:
-    """The rows of every table the target holds, by table, empty ones left out: any table
-    (not only mmlr's), and ``alembic_version``, whose row alone says a schema is there."""
-    names = sorted(inspect(target).get_table_names())
-    found: dict[str, int] = {}
-    with target.connect() as conn:
-        for name in names:
-            n = conn.execute(select(func.count()).select_from(
-                Table(name, MetaData()))).scalar_one()
-            if n:
-                found[name] = n
-    return found
+def _refuse_unfit_target(conn: Connection, target: Engine, head: str | None) -> None:
+    """ValidationError unless the target is empty: no rows in any table (not only mmlr's),
+    ``alembic_version`` included, whose row alone says another review's schema is there —
+    except a schema at this mmlr's head with no rows at all, which is what the copy would
+    make (an earlier copy's that failed, before copy-db made the schema in the copy's own
+    transaction; or one an ``mmlr web`` made, started on the new database too soon). Nor may
+    the target have tables of another application beside no mmlr schema."""
+    from alembic.migration import MigrationContext
+
+    from store.engine import _mmlr_table_names
+
+    names = sorted(inspect(conn).get_table_names())
+    filled: dict[str, int] = {}
+    for name in names:
+        n = conn.execute(select(func.count()).select_from(Table(name, MetaData()))).scalar_one()
+        if n:
+            filled[name] = n
+    current = MigrationContext.configure(conn).get_current_heads()
+    if filled.get("alembic_version") == 1 and tuple(current) == (head,):
+        del filled["alembic_version"]  # an empty schema at head
+    if filled:
+        held = ", ".join(f"{name}: {n}" for name, n in filled.items())
+        raise ValidationError(
+            f"the target database {shown_url(target)} already holds data ({held}); copy-db "
+            "fills an empty database only, it never merges two reviews",
+            hint="create a new, empty database for the copy")
+    foreign = sorted(set(names) - _mmlr_table_names() - {JOBS_TABLE})
+    if foreign and not current:
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more"
+                                           if len(foreign) > 5 else "")
+        raise ValidationError(
+            f"the target database {shown_url(target)} has tables of another application "
+            f"({listed}) and no mmlr schema; copy-db creates mmlr's tables in an mmlr or a "
+            "new database only", hint="create a new, empty database for the copy")
 
 
 def source_engine(url: str) -> Engine:
@@ -262,10 +335,23 @@ def _key(table: Table) -> Column[Any]:
     return key
 
 
-def _batches(conn: Connection, table: Table) -> Iterator[Sequence[Any]]:
-    """The table's rows in key order, a batch at a time (keyset paging), each row with one
-    more value per JSON column: whether it is SQL NULL."""
+def _ordered_key(conn: Connection, table: Table) -> ColumnElement[Any]:
+    """The key as rows are ordered and paged by, the same on both engines: a text key in
+    byte order (``COLLATE "C"`` on PostgreSQL, SQLite's own BINARY), where a PostgreSQL
+    database's collation (en_US.UTF-8, ICU) put 'a' before 'B' and SQLite after, so that
+    the comparison of a copy between them found a difference at the first such key."""
     key = _key(table)
+    if conn.dialect.name == "postgresql" and not isinstance(key.type, Integer):
+        return key.collate("C")
+    return key
+
+
+def _batches(conn: Connection, table: Table) -> Iterator[Sequence[Any]]:
+    """The table's rows in key order (byte order for text: :func:`_ordered_key`), a batch
+    at a time (keyset paging), each row with one more value per JSON column: whether it is
+    SQL NULL."""
+    key = _ordered_key(conn, table)
+    key_index = list(table.columns).index(_key(table))
     json_columns = [c for c in table.columns if isinstance(c.type, JSON)]
     query = select(*table.columns, *(c.is_(None) for c in json_columns)).order_by(key)
     last: Any = None
@@ -275,7 +361,7 @@ def _batches(conn: Connection, table: Table) -> Iterator[Sequence[Any]]:
         if not page:
             return
         yield page
-        last = page[-1][list(table.columns).index(key)]
+        last = page[-1][key_index]
 
 
 def _values(table: Table, row: Sequence[Any]) -> dict[str, Any]:
@@ -291,19 +377,44 @@ def _values(table: Table, row: Sequence[Any]) -> dict[str, Any]:
 def _copy_table(src: Connection, dst: Connection, table: Table,
                 progress: Progress | None) -> int:
     copied = 0
-    key = list(table.columns).index(_key(table))
     for page in _batches(src, table):
+        rows = [_values(table, row) for row in page]
         try:
-            dst.execute(table.insert(), [_values(table, row) for row in page])
+            # A savepoint per batch: after a refusal PostgreSQL's transaction takes no more
+            # statements until rolled back to one, and the rows are then tried one by one.
+            with dst.begin_nested():
+                dst.execute(table.insert(), rows)
         except DBAPIError as exc:  # a value the target refuses (e.g. NUL in PostgreSQL text)
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise ValidationError(
-                f"the target refused a row of {table.name} (keys {page[0][key]!r} to "
-                f"{page[-1][key]!r}): {reason}; nothing was committed to the target") from None
+            raise _refusal(dst, table, rows, exc) from None
         copied += len(page)
         if progress is not None:
             progress(table.name, len(page))
     return copied
+
+
+def _reason(exc: DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+
+
+def _refusal(dst: Connection, table: Table, rows: Sequence[dict[str, Any]],
+             exc: DBAPIError) -> ValidationError:
+    """The error naming the row of a refused batch that the target refuses, found by
+    writing the batch's rows one at a time (each in a savepoint; the whole transaction is
+    rolled back after): a batch's key range left a person to search 500 rows."""
+    key = _key(table).name
+    for values in rows:
+        try:
+            with dst.begin_nested():
+                dst.execute(table.insert(), values)
+        except DBAPIError as refused:
+            return ValidationError(
+                f"the target refused the row of {table.name} with {key} {values[key]!r}: "
+                f"{_reason(refused)}; nothing was committed to the target",
+                hint="put that row right in the source, then copy again")
+    # Each row taken alone (the batch failed as a whole): its range, at least.
+    return ValidationError(
+        f"the target refused a row of {table.name} ({key} {rows[0][key]!r} to "
+        f"{rows[-1][key]!r}): {_reason(exc)}; nothing was committed to the target")
 
 
 def _continue_sequences(dst: Connection, tables: Sequence[Table]) -> None:
@@ -331,7 +442,7 @@ def _compare_table(src: Connection, dst: Connection, table: Table) -> None:
             raise ValidationError(
                 f"the copy of {table.name} differs from the source at key {where!r}; "
                 "nothing was committed to the target",
-                hint="report this with the table and key: the target is left empty")
+                hint="report this with the table and key: the target is left as it was")
     if next(theirs, None) is not None:
         raise ValidationError(f"the copy of {table.name} has more rows than the source; "
                               "nothing was committed to the target")

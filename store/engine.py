@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DatabaseError,
@@ -80,24 +80,35 @@ def is_sqlite_uri(url: URL) -> bool:
     return str(url.query.get("uri", "")).lower() in ("true", "1", "yes", "on")
 
 
-def make_engine(settings: Settings | str, *, echo: bool = False) -> Engine:
-    """Build an engine for the settings' database (SQLite in WAL mode, or PostgreSQL)."""
+def sqlite_folder(url: URL) -> None:
+    """Create the folder of a SQLite database file (ConfigError when it cannot be made)."""
+    # A URI filename is SQLite's to read, and ``mode=ro`` or ``mode=memory`` must create
+    # nothing: taking it for a path made a folder named "file:" in the working folder.
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
+            or is_sqlite_uri(url):
+        return
+    folder = Path(url.database).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file on the way, a read-only or virtual place
+        raise ConfigError(
+            f"cannot create the folder {folder} of the SQLite database: "
+            f"{exc.strerror or exc}", hint="check MMLR_DATABASE_URL") from None
+
+
+def make_engine(settings: Settings | str, *, echo: bool = False,
+                create_folder: bool = True) -> Engine:
+    """Build an engine for the settings' database (SQLite in WAL mode, or PostgreSQL), and
+    the folder of a SQLite file unless ``create_folder`` is False (:func:`sqlite_folder`
+    later, or the first connection fails)."""
     url = settings if isinstance(settings, str) else settings.db_url
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise ConfigError(f"MMLR_DATABASE_URL is not a valid database URL: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
-        # A URI filename is SQLite's to read, and ``mode=ro`` or ``mode=memory`` must create
-        # nothing: taking it for a path made a folder named "file:" in the working folder.
-        if parsed.database and parsed.database != ":memory:" and not is_sqlite_uri(parsed):
-            folder = Path(parsed.database).parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:  # a file on the way, a read-only or virtual place
-                raise ConfigError(
-                    f"cannot create the folder {folder} of the SQLite database: "
-                    f"{exc.strerror or exc}", hint="check MMLR_DATABASE_URL") from None
+        if create_folder:
+            sqlite_folder(parsed)
         engine = create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
         )
@@ -253,15 +264,45 @@ def schema_revisions(engine: Engine) -> tuple[tuple[str, ...], str | None]:
     return tuple(current), script.get_current_head()
 
 
+def known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this code's migrations (not one a newer mmlr wrote)."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        ScriptDirectory(str(Path(__file__).parent / "migrations")).get_revision(revision)
+    except CommandError:
+        return False
+    return True
+
+
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest Alembic revision."""
-    from alembic import command
     from alembic.script import ScriptDirectory
 
     cfg = _alembic_config(engine)
     check_connection(engine)
     _refuse_newer_schema(engine, ScriptDirectory.from_config(cfg))
     _refuse_foreign_tables(engine)
+    _upgrade(cfg, engine)
+    log.info("schema at head on %s", shown_url(engine))
+
+
+def migrate_within(conn: Connection) -> None:
+    """Create or upgrade the schema to the newest Alembic revision inside ``conn``'s
+    transaction, which the caller has begun (under :func:`store.locks.migration_lock`) and
+    ends: its rollback undoes the schema too (PostgreSQL's DDL is transactional, and
+    SQLite's inside ``BEGIN IMMEDIATE``). ``mmlr copy-db`` creates the target's schema and
+    copies the rows in one transaction, so a failed copy leaves no half-made target. The
+    caller judges the database first (:func:`migrate` refuses a newer or a foreign one)."""
+    cfg = _alembic_config(conn.engine)
+    cfg.attributes["connection"] = conn
+    _upgrade(cfg, conn.engine)
+
+
+def _upgrade(cfg: Any, engine: Engine) -> None:
+    from alembic import command
+
     try:
         with _MIGRATING:
             command.upgrade(cfg, "head")
@@ -277,7 +318,6 @@ def migrate(engine: Engine) -> None:
             f"{shown_url(engine)}: {reason}",
             hint=f"make {user} the database's owner, or GRANT CREATE ON SCHEMA public TO {user}",
         ) from None
-    log.info("schema at head on %s", shown_url(engine))
 
 
 def _mmlr_table_names() -> set[str]:

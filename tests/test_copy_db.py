@@ -3,6 +3,7 @@ back) whole, proven row by row, or not at all; the copy then works as the review
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,7 @@ from conftest import (
     PG_URL,
     _drop_pg_database,
     _fresh_pg_database,
+    _pg_admin,
     assert_one_line_error,
     cli_env,
     run_cli,
@@ -245,7 +247,7 @@ def test_a_source_behind_the_schema_is_refused(tmp_path: Path) -> None:
     from store.engine import _alembic_config
 
     old = make_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
-    target = target_engine(f"sqlite:///{tmp_path / 'copy.sqlite3'}")
+    target = target_engine(f"sqlite:///{tmp_path / 'new' / 'copy.sqlite3'}")
     try:
         migrate(old)
         command.downgrade(_alembic_config(old), "-1")
@@ -258,9 +260,56 @@ def test_a_source_behind_the_schema_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="has no mmlr schema"):
             copy_database(empty, target)
         empty.dispose()
+        assert not (tmp_path / "new").exists()  # the target not even created
     finally:
         old.dispose()
         target.dispose()
+
+
+def _newer(url: str) -> None:
+    """The database at a revision this mmlr does not know, as a newer mmlr leaves it."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    finally:
+        engine.dispose()
+
+
+def test_a_source_a_newer_mmlr_upgraded_is_refused_before_the_target_is_made(
+        tmp_path: Path) -> None:
+    """Before: "is at schema revision 0999, this mmlr writes …" with the hint to run
+    `mmlr init`, which refuses such a database, and the target file already created."""
+    source_url = f"sqlite:///{tmp_path / 'newer.sqlite3'}"
+    source = make_engine(source_url)
+    migrate(source)
+    head = schema_revisions(source)[1]
+    _newer(source_url)
+    target = target_engine(f"sqlite:///{tmp_path / 'moved' / 'copy.sqlite3'}")
+    try:
+        with pytest.raises(ConfigError, match=rf"^the source database sqlite:///\S+ is at "
+                                              rf"schema revision 0999, newer than this mmlr "
+                                              rf"knows \(up to {head}\): a newer mmlr "
+                                              "upgraded it$") as newer:
+            copy_database(source, target)
+        assert newer.value.hint is not None and "upgrade mmlr" in newer.value.hint
+        assert not (tmp_path / "moved").exists()
+    finally:
+        source.dispose()
+        target.dispose()
+
+
+def test_cli_copy_db_from_a_newer_source_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    source = make_engine(f"sqlite:///{data / 'mmlr.sqlite3'}")
+    migrate(source)
+    source.dispose()
+    _newer(f"sqlite:///{data / 'mmlr.sqlite3'}")
+    proc = run_cli("copy-db", f"sqlite:///{tmp_path / 'moved' / 'copy.sqlite3'}",
+                   env=cli_env(MMLR_DATA_DIR=str(data)))
+    assert_one_line_error(proc, "is at schema revision 0999, newer than this mmlr knows",
+                          "upgrade mmlr here")
+    assert not (tmp_path / "moved").exists()
 
 
 @pytest.mark.parametrize(("url", "message"), [
@@ -321,7 +370,7 @@ def test_cli_copy_db_to_a_url_with_a_bad_password_part_says_so_in_one_line(
 def test_a_row_the_target_refuses_leaves_it_empty(sqlite_review: AppContext,
                                                   pg_admin_url: str) -> None:
     """PostgreSQL refuses a NUL character that SQLite stores: the copy stops naming the
-    table and keys, and the target keeps nothing (one transaction)."""
+    table and keys, and the target keeps nothing, not even the schema (one transaction)."""
     review = sqlite_review
     with review.sessions() as s:
         s.add(Record(pmid=31000005, title="a NUL \x00 in a title"))
@@ -329,14 +378,88 @@ def test_a_row_the_target_refuses_leaves_it_empty(sqlite_review: AppContext,
     url, name = _fresh_pg_database(pg_admin_url)
     target = target_engine(url)
     try:
-        with pytest.raises(ValidationError, match=r"the target refused a row of records "
-                                                  r"\(keys 31000001 to 31000005\).*nothing "
-                                                  "was committed"):
+        with pytest.raises(ValidationError, match=r"^the target refused the row of records "
+                                                  r"with pmid 31000005: .*nothing was "
+                                                  "committed") as refused:
             copy_database(review.engine, target)
-        assert all(not rows for rows in _dump(url).values())
+        assert "put that row right in the source" in refused.value.one_line()
+        assert inspect(target).get_table_names() == []
     finally:
         target.dispose()
         _drop_pg_database(pg_admin_url, name)
+
+
+def _orphan_decision(review: AppContext) -> None:
+    """A decision whose user is not there, as a SQLite database written without foreign
+    keys enforced (an older release, a hand edit) can hold: a target enforcing them refuses
+    it."""
+    with review.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # outside a transaction, or ignored
+        conn.execute(text("UPDATE decisions SET user_id = 999999 WHERE pmid = 31000001"))
+        conn.commit()
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def test_a_failed_copy_leaves_no_schema_and_a_retry_copies(
+        sqlite_review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
+    """Before: the target's schema was made in a transaction of its own, before the copy's;
+    a copy that failed left it behind, and the retry refused the target as holding data
+    (alembic_version: 1). Now the schema and the rows are one transaction."""
+    target_url, target = sqlite_target
+    _orphan_decision(sqlite_review)
+    with pytest.raises(ValidationError, match="the target refused the row of decisions"):
+        copy_database(sqlite_review.engine, target)
+    assert inspect(target).get_table_names() == []
+    with sqlite_review.engine.begin() as conn:  # the source put right
+        conn.execute(text("DELETE FROM decisions WHERE user_id = 999999"))
+    report = copy_database(sqlite_review.engine, target)
+    assert _dump(target_url) == _dump(sqlite_review.settings.db_url)
+    assert report.rows["records"] == 4
+
+
+def test_a_refused_row_is_named_by_its_key(
+        sqlite_review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
+    """Before: the batch's range of keys (decisions 1 to 2, up to 500 rows), not the row."""
+    _, target = sqlite_target
+    with sqlite_review.sessions() as s:
+        s.add(Decision(pmid=31000002, decision="exclude"))
+        s.add(Decision(pmid=31000003, decision="exclude"))
+        s.commit()
+    _orphan_decision(sqlite_review)  # the first of the three, in one batch
+    with sqlite_review.engine.connect() as conn:
+        ids = [row[0] for row in conn.execute(text("SELECT id FROM decisions ORDER BY id"))]
+        (orphan,) = conn.execute(text("SELECT id FROM decisions "
+                                      "WHERE user_id = 999999")).one()
+    assert len(ids) == 3 and orphan == ids[0]
+    with pytest.raises(ValidationError, match=rf"^the target refused the row of decisions "
+                                              rf"with id {orphan}: FOREIGN KEY constraint "
+                                              "failed; nothing was committed to the "
+                                              "target$") as refused:
+        copy_database(sqlite_review.engine, target)
+    assert refused.value.hint == "put that row right in the source, then copy again"
+    assert inspect(target).get_table_names() == []
+
+
+def test_an_empty_schema_at_head_is_a_target(
+        review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
+    """A schema with no rows, at this mmlr's head (an earlier copy's that failed, or one
+    `mmlr web` made when started on the new database first), is what the copy makes: it is
+    copied into, where it was refused as holding data (alembic_version: 1)."""
+    target_url, target = sqlite_target
+    migrate(target)
+    copy_database(review.engine, target)
+    assert _dump(target_url) == _dump(review.settings.db_url)
+
+
+def test_a_target_with_another_applications_empty_tables_is_refused(
+        review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
+    _, target = sqlite_target
+    with target.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (body TEXT)"))
+    with pytest.raises(ValidationError, match=r"has tables of another application \(notes\) "
+                                              "and no mmlr schema"):
+        copy_database(review.engine, target)
+    assert inspect(target).get_table_names() == ["notes"]
 
 
 def test_a_difference_read_back_names_the_table_and_key(
@@ -410,3 +533,89 @@ def test_a_write_to_the_source_during_the_copy_fails_it(
                                          r"\(decisions: \+1 rows\)"):
         copy_database(review.engine, sqlite_target[1], progress=a_curator_decides)
     assert written
+
+
+def test_text_keys_in_a_postgresql_database_of_a_language_collation(
+        sqlite_review: AppContext, pg_admin_url: str, tmp_path: Path) -> None:
+    """A production PostgreSQL database is often made with a language's collation (en_US,
+    ICU), in which 'a' sorts before 'B'; SQLite compares bytes. Before, the rows read back
+    came in another order than the source's, and the copy failed ("the copy of key_values
+    differs from the source at key ..."), both ways. Now text keys are compared in byte
+    order on both: SQLite to PostgreSQL and back, over more than a batch of keys."""
+    from store.copy_db import BATCH
+
+    with sqlite_review.engine.begin() as conn:
+        conn.execute(text("INSERT INTO key_values (key, value, updated_at) VALUES "
+                          "(:key, '1', :at)"),
+                     [{"key": f"{'aB'[i % 2]}{i:04d}", "at": utcnow()}
+                      for i in range(BATCH + 100)] + [{"key": k, "at": utcnow()}
+                                                      for k in ("Zeta", "ä", "_x", "é")])
+    name = f"mmlr_test_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin(pg_admin_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0 '
+                              "LOCALE_PROVIDER icu ICU_LOCALE 'en'"))
+    finally:
+        admin.dispose()
+    from sqlalchemy.engine import make_url
+
+    pg_url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    back_url = f"sqlite:///{tmp_path / 'back.sqlite3'}"
+    try:
+        to_pg = target_engine(pg_url)
+        try:
+            with to_pg.connect() as conn:  # the database orders text as English does
+                assert conn.execute(text("SELECT 'a' < 'B'")).scalar_one() is True
+            copy_database(sqlite_review.engine, to_pg)
+        finally:
+            to_pg.dispose()
+        source, back = make_engine(pg_url), target_engine(back_url)
+        try:
+            copy_database(source, back)
+        finally:
+            source.dispose()
+            back.dispose()
+        assert _dump(back_url) == _dump(sqlite_review.settings.db_url)
+    finally:
+        _drop_pg_database(pg_admin_url, name)
+
+
+def test_the_schedule_moves_with_the_review(review: AppContext, sqlite_review: AppContext,
+                                            tmp_path: Path) -> None:
+    """The scheduler's jobs (APScheduler's apscheduler_jobs) are copied. Before, they stayed
+    behind: a worker started on the copy found no stored jobs, and the daily poll whose
+    slot passed while the processes were stopped for the move was skipped to the next day
+    (the weekly digest to the next week), where after any restart it runs late, once."""
+    from datetime import UTC, datetime
+
+    from monitor.scheduler import _trigger, build_scheduler, current_tick
+
+    for source, target_url in _pairs(review, sqlite_review, tmp_path):
+        scheduler = build_scheduler(source.settings)
+        scheduler.start(paused=True)
+        scheduler.shutdown(wait=False)
+        missed = current_tick(_trigger("poll-cycle", source.settings.poll_cron),
+                              datetime.now(UTC))
+        assert missed is not None
+        with source.engine.begin() as conn:  # the slot that passed during the move
+            conn.execute(text("UPDATE apscheduler_jobs SET next_run_time = :t WHERE id = :id"),
+                         {"t": missed.timestamp(), "id": "poll-cycle"})
+            jobs = conn.execute(text("SELECT id, next_run_time, job_state FROM "
+                                     "apscheduler_jobs ORDER BY id")).all()
+        target = target_engine(target_url)
+        try:
+            report = copy_database(source.engine, target)
+            with target.connect() as conn:
+                assert conn.execute(text("SELECT id, next_run_time, job_state FROM "
+                                         "apscheduler_jobs ORDER BY id")).all() == jobs
+        finally:
+            target.dispose()
+        assert report.rows["apscheduler_jobs"] == 3
+        moved = build_scheduler(source.settings.model_copy(
+            update={"database_url": target_url}))
+        moved.start(paused=True)
+        try:
+            assert moved.get_job("poll-cycle").next_run_time == missed  # runs late, once
+        finally:
+            moved.shutdown(wait=False)

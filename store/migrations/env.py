@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -14,7 +15,32 @@ config = context.config
 target_metadata = SQLModel.metadata
 
 
+def _run(connection: Connection) -> None:
+    """Alembic's upgrade inside ``connection``'s transaction, which it did not begin."""
+    sqlite = connection.dialect.name == "sqlite"
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        include_object=compared_on(connection.dialect.name),
+        render_as_batch=sqlite,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+        if sqlite:
+            dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if dangling:
+                raise RuntimeError(f"the migration left rows pointing nowhere: {dangling}")
+
+
 def run_migrations_online() -> None:
+    given = config.attributes.get("connection")
+    if given is not None:
+        # The caller's transaction (store.engine.migrate_within: copy-db creates the target's
+        # schema and copies the rows in one), begun under the migration lock and ended by the
+        # caller. Only a new, empty schema is made this way, so foreign keys stay enforced.
+        _run(given)
+        return
     engine = config.attributes.get("connection_engine")
     if engine is None:
         from store.engine import make_engine
@@ -35,19 +61,7 @@ def run_migrations_online() -> None:
             # whole upgrade's (Alembic runs inside a transaction it did not begin), so a
             # process that waited reads the version the other committed.
             migration_lock(connection)
-            context.configure(
-                connection=connection,
-                target_metadata=target_metadata,
-                include_object=compared_on(connection.dialect.name),
-                render_as_batch=sqlite,
-                compare_type=True,
-            )
-            with context.begin_transaction():
-                context.run_migrations()
-                if sqlite:
-                    dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if dangling:
-                        raise RuntimeError(f"the migration left rows pointing nowhere: {dangling}")
+            _run(connection)
             connection.commit()
         finally:
             if sqlite:
