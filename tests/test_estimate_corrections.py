@@ -410,3 +410,33 @@ def test_api_lists_the_withdrawal_fields(app: Any, users: dict[str, str]) -> Non
     (row,) = [e for t in body["trials"] for e in t["estimates"]]
     assert row["withdrawn_reason"] == "retracted paper" and row["withdrawn_at"]
     assert row["supersedes_id"] is None
+
+
+def test_a_correction_across_1_asks_to_confirm_the_direction(app: Any,
+                                                             users: dict[str, str]) -> None:
+    """The Correct form switched to the other orientation by mistake stores the HR inverted:
+    the saved correction says it now favours the other arm and asks to confirm."""
+    curator = as_role(app, users, "curator")
+    trial_id, old = _one_estimate(app, curator)
+    token = csrf_from(curator.get(f"/estimates/{old.id}/edit").text)
+    response = curator.post(f"/estimates/{old.id}/edit", follow_redirects=False, data={
+        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
+        "method": "reported_ci", "orientation": "control_vs_maint",
+        "hr": "0.55", "ci_low": "0.45", "ci_high": "0.67"})
+    assert response.status_code == 303
+    _, new = _estimates(app)
+    assert new.hr == pytest.approx(1 / 0.55)
+    page = " ".join(curator.get(f"/trials/{trial_id}").text.split())
+    assert (f"Check: the corrected HR 1.82 (1.49–2.22) favours control, where estimate "
+            f"{old.id} (0.50 (0.40–0.63)) favoured maintenance (both as maintenance vs "
+            "control): confirm the direction; the numbers were read as typed for control vs "
+            "maintenance") in page
+    # a correction on the same side of 1 says nothing of the kind
+    token = csrf_from(curator.get(f"/estimates/{new.id}/edit").text)
+    assert curator.post(f"/estimates/{new.id}/edit", follow_redirects=False, data={
+        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
+        "method": "reported_ci", "orientation": "maint_vs_control",
+        "hr": "1.80", "ci_low": "1.48", "ci_high": "2.19"}).status_code == 303
+    _, _, third = _estimates(app)
+    assert "Check: the corrected HR" not in curator.get(f"/trials/{trial_id}").text
+    assert "confirm the direction" not in (third.notes or "")

@@ -400,3 +400,47 @@ def test_api_reported_ci_says_the_inputs_were_not_used(app: Any, api: TestClient
     assert new["hr"] == pytest.approx(0.62)
     assert new["warnings"] == ["derivation_inputs not used: method reported_ci takes hr, "
                                "ci_low and ci_high"]
+
+
+# ------------------------------------------------------------------- the orientation entered
+def test_api_correct_keeps_the_orientation_the_hr_was_entered_in(app: Any, api: TestClient,
+                                                                 users: dict[str, str]) -> None:
+    """An HR typed from the paper for control vs maintenance, corrected by sending the paper's
+    corrected number alone, was read as maintenance vs control: 1.40 stored as 1.40, where the
+    estimate said 0.70, with no word. The orientation left out is the stored one; a
+    correction that moves the HR across 1 says so and asks to confirm the direction."""
+    headers = _token(app, users["curator"])
+    old = _post(api, headers, _trial(app), "1.43", "1.20", "1.70",
+                orientation="control_vs_maint")
+    assert old["hr"] == pytest.approx(1 / 1.43)
+    url = f"/api/estimates/{old['id']}/correct"
+    response = api.post(url, headers=headers,
+                        json={"hr": "1.40", "ci_low": "1.18", "ci_high": "1.66"})
+    assert response.status_code == 201, response.text
+    new = response.json()
+    assert new["orientation_entered"] == "control_vs_maint"
+    assert new["hr"] == pytest.approx(1 / 1.40) and new["ci_low"] == pytest.approx(1 / 1.66)
+    assert not any("confirm the direction" in w for w in new["warnings"]), new["warnings"]
+
+    # an estimate's JSON sent back gives its numbers as GET does: maintenance vs control
+    echoed = api.post(f"/api/estimates/{new['id']}/correct", headers=headers,
+                      json={**new, "hr": 0.72, "ci_low": 0.61, "ci_high": 0.85})
+    assert echoed.status_code == 201, echoed.text
+    third = echoed.json()
+    assert third["hr"] == pytest.approx(0.72) and third["ci_high"] == pytest.approx(0.85)
+    assert third["orientation_entered"] == "maint_vs_control"
+    assert not any("confirm the direction" in w for w in third["warnings"])
+
+    # the other orientation said outright is the client's; across 1, the answer asks
+    flipped = api.post(f"/api/estimates/{third['id']}/correct", headers=headers, json={
+        "orientation": "maint_vs_control", "hr": "1.40", "ci_low": "1.18", "ci_high": "1.66"})
+    assert flipped.status_code == 201, flipped.text
+    fourth = flipped.json()
+    assert fourth["hr"] == pytest.approx(1.40)
+    (warning,) = [w for w in fourth["warnings"] if "confirm the direction" in w]
+    assert warning.startswith(
+        f"the corrected HR 1.40 (1.18–1.66) favours control, where estimate {third['id']} "
+        "(0.72 (0.61–0.85)) favoured maintenance (both as maintenance vs control): confirm "
+        "the direction; the numbers were read as typed for maintenance vs control"), warning
+    # kept with the estimate for whoever verifies it
+    assert f"Check at entry: {warning}" in fourth["entry_notes"]

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from reports.analyses import comparison_key
+from reports.words import hr_ci_text
 from screening.web.deps import get_or_404
 from screening.web.derivation_inputs import curator_notes, form_fields
 from screening.web.extraction import (
@@ -101,6 +102,8 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
     (the caller commits). Returns the new estimate."""
     ensure_current(old)
     _refuse_unchanged(old, draft.values)
+    if (warning := direction_warning(old, draft.values)) is not None:
+        draft.warnings.append(warning)
     values = dict(draft.values)
     # A correction must be checked again by someone: whatever the form said, it starts
     # unverified.
@@ -121,6 +124,35 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
                "method": new.method, "derivation_inputs": new.derivation_inputs,
                "printed": new.printed})
     return new
+
+
+#: The orientation of typed numbers, in the words of a warning.
+_ARMS = {"maint_vs_control": "maintenance vs control", "control_vs_maint": "control vs maintenance"}
+
+
+def direction_warning(old: Estimate, values: Mapping[str, Any]) -> str | None:
+    """A warning when the correction puts the HR on the other side of 1 from the estimate it
+    corrects: a correction fixes a digit far more often than it reverses which arm did better,
+    while numbers read in the wrong orientation (typed for control vs maintenance, read as
+    maintenance vs control) do exactly that. The curator is asked to confirm the direction;
+    the warning stays in the estimate's notes for whoever verifies it."""
+    new_log = float(values["log_hr"])
+    if not (old.log_hr < 0 < new_log or new_log < 0 < old.log_hr):
+        return None
+
+    def favours(log_hr: float) -> str:
+        return "maintenance" if log_hr < 0 else "control"
+
+    new = hr_ci_text(values.get("hr"), values.get("ci_low"), values.get("ci_high"))
+    said = (f"the corrected HR {new} favours {favours(new_log)}, where estimate {old.id} "
+            f"({hr_ci_text(old.hr, old.ci_low, old.ci_high)}) favoured {favours(old.log_hr)} "
+            "(both as maintenance vs control): confirm the direction")
+    orientation = str(values.get("orientation_entered") or "maint_vs_control")
+    if values.get("method") in ("medians", "km_curves"):
+        return said + "; check that each arm's numbers were entered for that arm"
+    return (f"{said}; the numbers were read as typed for {_ARMS.get(orientation, orientation)}, "
+            "and if the paper gives them the other way round, correct it again with the other "
+            "orientation")
 
 
 def correction_sent_again(session: Session, old: Estimate, *, trial: Trial,
@@ -227,6 +259,18 @@ KEPT_BY_CORRECTION = ("report_id", "endpoint", "setting", "comparison", "data_cu
 
 def with_kept_fields(old: Estimate, data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` (a correction request) with each field of :data:`KEPT_BY_CORRECTION` it leaves
-    out taken from ``old``, in the form's words; a field sent, null included, is the client's."""
+    out taken from ``old``, in the form's words; a field sent, null included, is the client's.
+
+    The ``orientation`` of the numbers, left out, is the one ``old`` was entered in
+    (``orientation_entered``): a client correcting an HR typed from the paper for control vs
+    maintenance sends the paper's number again, and read as maintenance vs control it was
+    stored inverted (1/HR). An estimate's JSON sent back (it carries ``orientation_entered``,
+    read only) gives its ``hr``, ``ci_low`` and ``ci_high`` as maintenance vs control, as GET
+    returns them, so its numbers are read that way; a derived estimate's JSON carries its
+    ``orientation`` in ``derivation_inputs``."""
     stored = form_values(old)
-    return {**{name: stored[name] for name in KEPT_BY_CORRECTION if name not in data}, **data}
+    kept = {name: stored[name] for name in KEPT_BY_CORRECTION if name not in data}
+    if "orientation" not in data:
+        kept["orientation"] = ("maint_vs_control" if "orientation_entered" in data
+                               else old.orientation_entered or "maint_vs_control")
+    return {**kept, **data}
