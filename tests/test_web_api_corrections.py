@@ -444,3 +444,57 @@ def test_api_correct_keeps_the_orientation_the_hr_was_entered_in(app: Any, api: 
         "the direction; the numbers were read as typed for maintenance vs control"), warning
     # kept with the estimate for whoever verifies it
     assert f"Check at entry: {warning}" in fourth["entry_notes"]
+
+
+# ------------------------------------------------------------ one number per report and cut
+def test_api_a_second_extraction_of_the_same_report_and_cut_is_refused(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """Other numbers for a report and data cut that have an estimate were saved beside it:
+    two HRs for one trial and cut, the later entered silently pooled. Refused, naming the
+    estimate to correct; another cut (date, label or report) is a new extraction."""
+    headers = _token(app, users["curator"])
+    trial_id = _trial(app)
+    with db(app) as session:
+        (report,) = session.exec(select(TrialReport).where(TrialReport.trial_id == trial_id))
+        report_id = report.id
+    first = _post(api, headers, trial_id, "0.50", "0.40", "0.625", report_id=report_id,
+                  data_cut="2017-02-28")
+    before = _state(app)
+    for body in ({"hr": "0.52", "ci_low": "0.42", "ci_high": "0.64"},
+                 # another method is no way round it
+                 {"method": "p_value_events", "p_value": "0.001", "events": 300,
+                  "favours": "maintenance"}):
+        response = api.post("/api/estimates", headers=headers, json={
+            "trial_id": trial_id, "endpoint": "PFS", "report_id": report_id,
+            "data_cut": "2017-02-28", **body})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == (
+            f"data_cut: estimate {first['id']} of TEST-1 already gives PFS (post-ASCT, "
+            f"maintenance vs control) for the same report and data cut (report {report_id}, "
+            "data cut 2017-02-28): HR 0.50 (0.40–0.63), reported HR and 95% CI. A trial's data "
+            f"cut has one number: to change it, correct estimate {first['id']} (its Correct "
+            f"button, or POST /api/estimates/{first['id']}/correct); if this is another data "
+            "cut, give its date or label (or its report)")
+    assert _state(app) == before
+    # the same numbers again are still said to be that estimate (a repeat, not a conflict)
+    repeat = api.post("/api/estimates", headers=headers, json={
+        "trial_id": trial_id, "endpoint": "PFS", "report_id": report_id,
+        "data_cut": "2017-02-28", "hr": "0.50", "ci_low": "0.40", "ci_high": "0.625"})
+    assert repeat.status_code == 400 and "hr: 0.50 (0.40–0.63) is already estimate" in \
+        repeat.json()["error"]
+    # another cut of the same report, another endpoint: new extractions
+    later = _post(api, headers, trial_id, "0.52", "0.42", "0.64", report_id=report_id,
+                  data_cut="2018-06-30")
+    _post(api, headers, trial_id, "0.52", "0.42", "0.64", report_id=report_id,
+          data_cut="2017-02-28", endpoint="OS")
+    # a correction may not move an estimate onto a cut that has one either
+    moved = api.post(f"/api/estimates/{later['id']}/correct", headers=headers,
+                     json={"hr": "0.52", "ci_low": "0.42", "ci_high": "0.64",
+                           "data_cut": "2017-02-28"})
+    assert moved.status_code == 400, moved.text
+    assert moved.json()["error"].startswith(
+        f"data_cut: estimate {first['id']} of TEST-1 already gives PFS")
+    # but correcting the estimate of that cut itself is what the message asks for
+    fixed = api.post(f"/api/estimates/{first['id']}/correct", headers=headers,
+                     json={"hr": "0.52", "ci_low": "0.42", "ci_high": "0.64"})
+    assert fixed.status_code == 201, fixed.text

@@ -26,6 +26,7 @@ from screening.web.extraction import (
     FieldErrors,
     RepeatedExtraction,
     refuse_repeat,
+    refuse_second_extraction,
     save_estimate,
 )
 from store.audit import audit
@@ -102,6 +103,7 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
     (the caller commits). Returns the new estimate."""
     ensure_current(old)
     _refuse_unchanged(old, draft.values)
+    refuse_second_extraction(session, trial=trial, values=draft.values, replacing=old.id)
     if (warning := direction_warning(old, draft.values)) is not None:
         draft.warnings.append(warning)
     values = dict(draft.values)

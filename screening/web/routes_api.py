@@ -96,6 +96,7 @@ from screening.web.extraction import (
     EstimateDraft,
     parse_estimate,
     refuse_repeat,
+    refuse_second_extraction,
     save_estimate,
 )
 from screening.web.fulltext import (
@@ -840,6 +841,7 @@ async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -
     draft = parse_new_estimate(data, trial=trial, reports=reports,
                                second_person=verify_second_person(request))
     refuse_repeat(session, trial=trial, draft=draft)
+    refuse_second_extraction(session, trial=trial, values=draft.values)
     estimate = save_estimate(session, trial=trial, draft=draft, user=user)
     session.commit()
     return JSONResponse(status_code=201, content={**estimate_json(estimate),

@@ -39,6 +39,7 @@ from screening.web.extraction import (
     FieldErrors,
     parse_estimate,
     refuse_repeat,
+    refuse_second_extraction,
     save_estimate,
 )
 from screening.web.risk_of_bias import form_values as bias_form_values
@@ -170,6 +171,7 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
                "estimates": estimates,
                "inputs_text": inputs_text, **_analysis_uses(request, session, estimates),
                "values": {"setting": trial.setting}, "errors": {}, "saved_already": None,
+               "conflicts_with": None,
                "report_values": {},
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
                "withdraw_errors": {}, "withdraw_values": {},
@@ -312,12 +314,15 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
         draft = parse_new_estimate(data, trial=trial, reports=reports,
                                    second_person=verify_second_person(request))
         refuse_repeat(session, trial=trial, draft=draft)
+        refuse_second_extraction(session, trial=trial, values=draft.values)
     except FieldErrors as exc:
         # A repeat is not a typing error: the headline says it is saved already, and where
-        # ("correct the marked fields" led a curator to change a number and store a copy).
+        # ("correct the marked fields" led a curator to change a number and store a copy);
+        # other numbers for a cut that has one say which estimate to correct instead.
         return _trial_page(request, session, trial, status_code=400, values=data,
                            errors=exc.fields,
-                           saved_already=getattr(exc, "estimate_id", None))
+                           saved_already=getattr(exc, "estimate_id", None),
+                           conflicts_with=getattr(exc, "conflicts_with", None))
     estimate = save_estimate(session, trial=trial, draft=draft, user=user)
     session.commit()
     converted = (" (entered as control vs maintenance; stored inverted as maintenance vs "
