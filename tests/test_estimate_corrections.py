@@ -440,3 +440,25 @@ def test_a_correction_across_1_asks_to_confirm_the_direction(app: Any,
     _, _, third = _estimates(app)
     assert "Check: the corrected HR" not in curator.get(f"/trials/{trial_id}").text
     assert "confirm the direction" not in (third.notes or "")
+
+
+def test_the_correct_form_with_the_same_numbers_written_otherwise_corrects_nothing(
+        app: Any, users: dict[str, str]) -> None:
+    """"0.5" for the "0.50" typed, or the HR typed as control vs maintenance given as its
+    inverse: the same estimate, so no correction (the text compared differed: one was made)."""
+    curator = as_role(app, users, "curator")
+    _, estimate = _one_estimate(app, curator, orientation="control_vs_maint", hr="2.00",
+                                ci_low="1.60", ci_high="2.50")
+    token = csrf_from(curator.get(f"/estimates/{estimate.id}/edit").text)
+    form = {"csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
+            "method": "reported_ci"}
+    for typed in ({"orientation": "control_vs_maint", "hr": "2", "ci_low": "1.6",
+                   "ci_high": "2.5"},
+                  {"orientation": "maint_vs_control", "hr": "0.5", "ci_low": "0.4",
+                   "ci_high": "0.625"}):
+        refused = curator.post(f"/estimates/{estimate.id}/edit", data={**form, **typed},
+                               follow_redirects=False)
+        assert refused.status_code == 400, typed
+        assert (f"HR is what estimate {estimate.id} already says, with everything else: "
+                "nothing changed, so nothing was saved") in " ".join(refused.text.split())
+    assert len(_estimates(app)) == 1 and _estimates(app)[0].withdrawn_at is None

@@ -498,3 +498,42 @@ def test_api_a_second_extraction_of_the_same_report_and_cut_is_refused(
     fixed = api.post(f"/api/estimates/{first['id']}/correct", headers=headers,
                      json={"hr": "0.52", "ci_low": "0.42", "ci_high": "0.64"})
     assert fixed.status_code == 201, fixed.text
+
+
+# ------------------------------------------------------------------ sent back unchanged
+@pytest.mark.parametrize(("typed", "orientation"), [
+    (("0.70", "0.50", "0.98"), "maint_vs_control"),
+    # typed for control vs maintenance: GET gives the inverse, maintenance vs control
+    (("1.43", "1.20", "1.70"), "control_vs_maint"),
+])
+def test_api_an_estimates_json_sent_back_unchanged_corrects_nothing(
+        app: Any, api: TestClient, users: dict[str, str], typed: tuple[str, str, str],
+        orientation: str) -> None:
+    """GET an estimate, send it back as a correction: the JSON's 0.7 is not the "0.70" typed
+    (nor 0.699 the 1.43 typed for control vs maintenance), so the text compared differed and a
+    correction was stored, withdrawing the verified estimate for an unverified copy of it.
+    The numbers are compared: nothing changed, nothing is saved, and the answer says so."""
+    headers = _token(app, users["curator"])
+    trial_id = _trial(app)
+    hr, lo, hi = typed
+    _post(api, headers, trial_id, hr, lo, hi, orientation=orientation, data_cut="2017-02-28")
+    (stored,) = [e for t in api.get("/api/trials", headers=headers).json()["trials"]
+                 for e in t["estimates"]]
+    before = _state(app)
+    as_text = {**stored, "hr": str(stored["hr"]), "ci_low": str(stored["ci_low"])}
+    for body in (stored, as_text,
+                 {"hr": hr, "ci_low": lo, "ci_high": hi},  # the orientation kept
+                 {"hr": hr + "0", "ci_low": lo, "ci_high": hi + "0"}):
+        response = api.post(f"/api/estimates/{stored['id']}/correct", headers=headers,
+                            json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"] == (
+            f"hr: is what estimate {stored['id']} already says, with everything else: nothing "
+            "changed, so nothing was saved (a correction changes a field, or leave the estimate "
+            "as it is)")
+    assert _state(app) == before
+    assert _audits(app, "estimate.correct") == [] and _audits(app, "estimate.withdraw") == []
+    # a changed number is a correction
+    changed = api.post(f"/api/estimates/{stored['id']}/correct", headers=headers,
+                       json={**stored, "ci_low": stored["ci_low"] * 1.01})
+    assert changed.status_code == 201, changed.text

@@ -32,6 +32,7 @@ from screening.web.extraction import (
 from store.audit import audit
 from store.errors import ValidationError
 from store.models import Estimate, Trial, User, utcnow
+from store.numbers import as_float, parse_decimal
 
 REASON_MAX = 1000
 
@@ -176,28 +177,58 @@ def correction_sent_again(session: Session, old: Estimate, *, trial: Trial,
     return None
 
 
-#: What a correction may change: any of these differing makes it one.
+#: What a correction may change: any of these differing makes it one. The numbers (stored as
+#: maintenance vs control) and a derived HR's inputs are compared as numbers besides.
 _SAME_FIELDS = ("report_id", "endpoint", "setting", "data_cut", "data_cut_label",
-                "n_maintenance", "n_control", "events", "method", "approximate",
-                "orientation_entered", "derivation_inputs", "printed")
+                "n_maintenance", "n_control", "events", "method", "approximate")
+
+
+def _parsed(value: Any) -> Any:
+    """``value`` as compared by :func:`_refuse_unchanged`: a number, or text that reads as
+    one, as a float ("0.70", "0.7" and 0.7 are one number); other text with its runs of white
+    space made one space; objects and lists value by value."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return as_float(value)
+    if isinstance(value, str):
+        try:
+            return parse_decimal(value)
+        except ValueError:
+            return " ".join(value.split())
+    if isinstance(value, Mapping):
+        return {str(k): _parsed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_parsed(v) for v in value]
+    return value
+
+
+def _same_number(a: float | None, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, float(b), rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _refuse_unchanged(old: Estimate, values: Mapping[str, Any]) -> None:
     """FieldErrors for a correction that changes nothing (a Correct form sent untouched, an
-    API call with the same numbers): it would only withdraw a verified estimate for an
-    unverified copy and take the trial out of its analyses until someone verifies it."""
+    API call with the same numbers, an estimate's JSON sent back as GET gave it): it would
+    only withdraw a verified estimate for an unverified copy and take the trial out of its
+    analyses until someone verifies it. What the numbers say is compared, not how they were
+    written: "0.70" is 0.7, and an HR typed as control vs maintenance (2.00) is the same
+    estimate as its inverse sent back as maintenance vs control (0.5)."""
     def own_notes(text: str | None) -> list[str]:
         return [line for line in (text or "").splitlines() if not line.startswith(CHECK_PREFIX)]
 
     typed = values.get("comparison")
     if (all(getattr(old, name) == values.get(name) for name in _SAME_FIELDS)
             and (typed is None or comparison_key(typed) == comparison_key(old.comparison))
-            and math.isclose(old.log_hr, values["log_hr"], abs_tol=1e-12)
-            and math.isclose(old.se, values["se"], abs_tol=1e-12)
+            and all(_same_number(getattr(old, name), values.get(name))
+                    for name in ("hr", "ci_low", "ci_high", "log_hr", "se"))
+            and _parsed(old.derivation_inputs) == _parsed(values.get("derivation_inputs"))
             and own_notes(old.notes) == own_notes(values.get("notes"))):
         raise FieldErrors({"hr": f"is what estimate {old.id} already says, with everything "
-                                 "else: a correction changes a field (or leave the estimate "
-                                 "as it is)"})
+                                 "else: nothing changed, so nothing was saved (a correction "
+                                 "changes a field, or leave the estimate as it is)"})
 
 
 def _num(value: float | None) -> str:
