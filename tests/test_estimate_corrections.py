@@ -462,3 +462,71 @@ def test_the_correct_form_with_the_same_numbers_written_otherwise_corrects_nothi
         assert (f"HR is what estimate {estimate.id} already says, with everything else: "
                 "nothing changed, so nothing was saved") in " ".join(refused.text.split())
     assert len(_estimates(app)) == 1 and _estimates(app)[0].withdrawn_at is None
+
+
+def test_a_correction_that_lost_the_race_gives_back_what_was_typed(
+        app: Any, users: dict[str, str]) -> None:
+    """Two curators open the Correct form of one estimate; the second to save was shown a
+    bare 409 "already withdrawn" and lost what they had typed. The page names who corrected
+    it and what is stored now, lists what was sent (not saved) and links to the estimate to
+    correct now."""
+    curator = as_role(app, users, "curator")
+    admin = as_role(app, users, "admin")
+    _, old = _one_estimate(app, curator)
+    form = {"endpoint": "PFS", "setting": "post_asct", "method": "reported_ci",
+            "orientation": "maint_vs_control", "hr": "0.55", "ci_low": "0.45",
+            "ci_high": "0.67"}
+    mine_token = csrf_from(curator.get(f"/estimates/{old.id}/edit").text)  # opened first
+    token = csrf_from(admin.get(f"/estimates/{old.id}/edit").text)
+    assert admin.post(f"/estimates/{old.id}/edit", follow_redirects=False,
+                      data={**form, "csrf_token": token}).status_code == 303
+    _, won = _estimates(app)
+    lost = curator.post(f"/estimates/{old.id}/edit", follow_redirects=False, data={
+        **form, "csrf_token": mine_token, "hr": "0.56", "ci_low": "0.46", "ci_high": "0.68",
+        "correction_note": "Table 2, <ITT>"})
+    assert lost.status_code == 409
+    page = lxml.html.fromstring(lost.text)
+    message = " ".join(page.xpath("string(//p[@class='error-message'])").split())
+    assert message.startswith(f"estimate {old.id} was already withdrawn (corrected by estimate "
+                              f"{won.id}) by admin@example.org at ")
+    assert message.endswith(f"estimate {won.id} now says PFS HR 0.55 (0.45–0.67) (unverified)")
+    sent = dict(zip(page.xpath("//section[@class='sent-form']//dt/text()"),
+                    page.xpath("//section[@class='sent-form']//dd/pre/text()"), strict=True))
+    assert sent == {**form, "hr": "0.56", "ci_low": "0.46", "ci_high": "0.68",
+                    "correction_note": "Table 2, <ITT>"}
+    assert page.xpath(f"//a[@href='/estimates/{won.id}/edit']/text()") == [
+        f"Correct estimate {won.id}, stored now"]
+    assert len(_estimates(app)) == 2 and len(_audits(app, "estimate.correct")) == 1
+
+
+def test_concurrent_corrections_the_loser_is_told_who_won(app: Any,
+                                                          users: dict[str, str]) -> None:
+    """The race itself: both read the estimate current, the second's conditional withdrawal
+    finds it withdrawn. Its new row is rolled back and the error says who corrected it and
+    what is stored now (it said only "already withdrawn")."""
+    from screening.web.corrections import correct_estimate
+    from screening.web.extraction import parse_estimate
+    from store.models import Trial
+
+    curator = as_role(app, users, "curator")
+    _, estimate = _one_estimate(app, curator)
+    with db(app) as first, db(app) as second:
+        trial = first.get(Trial, estimate.trial_id)
+        user = first.exec(select(User).where(User.email == users["curator"])).one()
+        stale = first.get(Estimate, estimate.id)  # read before the other correction
+        assert trial is not None and stale is not None and stale.withdrawn_at is None
+        admin = second.exec(select(User).where(User.email == "admin@example.org")).one()
+        fresh = second.get(Estimate, estimate.id)
+        assert fresh is not None
+        typed = {"endpoint": "PFS", "hr": "0.55", "ci_low": "0.45", "ci_high": "0.67"}
+        won = correct_estimate(second, fresh, trial=trial,
+                               draft=parse_estimate(typed, trial=trial, reports=[]), user=admin)
+        second.commit()
+        with pytest.raises(EstimateWithdrawnError) as lost:
+            correct_estimate(first, stale, trial=trial, draft=parse_estimate(
+                {**typed, "hr": "0.56", "ci_low": "0.46", "ci_high": "0.68"}, trial=trial,
+                reports=[]), user=user)
+        assert lost.value.by == "admin@example.org"
+        assert lost.value.current is not None and lost.value.current.id == won.id
+        assert f"estimate {won.id} now says PFS HR 0.55 (0.45–0.67)" in lost.value.message
+    assert len(_estimates(app)) == 2  # the loser's copy was rolled back

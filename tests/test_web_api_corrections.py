@@ -537,3 +537,35 @@ def test_api_an_estimates_json_sent_back_unchanged_corrects_nothing(
     changed = api.post(f"/api/estimates/{stored['id']}/correct", headers=headers,
                        json={**stored, "ci_low": stored["ci_low"] * 1.01})
     assert changed.status_code == 201, changed.text
+
+
+# ------------------------------------------------------------------ two correctors, one wins
+def test_api_a_correction_that_lost_to_another_says_who_and_what_is_stored(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """Two curators correct one estimate; the second was answered a bare 409 "already
+    withdrawn (corrected by estimate N)". It now names who corrected it, what is stored now
+    and what was sent, to check against it."""
+    curator = _token(app, users["curator"])
+    old = _post(api, curator, _trial(app), data_cut="2017-02-28")
+    admin = _token(app, "admin@example.org")  # (after _post's, which replaces it)
+    url = f"/api/estimates/{old['id']}/correct"
+    won = api.post(url, headers=admin, json={"hr": 0.55, "ci_low": 0.45, "ci_high": 0.67})
+    assert won.status_code == 201, won.text
+    before = _state(app)
+    mine = {"hr": "0.56", "ci_low": "0.46", "ci_high": "0.68", "correction_note": "Table 2"}
+    lost = api.post(url, headers=curator, json=mine)
+    assert lost.status_code == 409, lost.text
+    body = lost.json()
+    assert body["code"] == "conflict"
+    assert body["error"].startswith(
+        f"estimate {old['id']} was already withdrawn (corrected by estimate {won.json()['id']})"
+        " by admin@example.org at ")
+    assert (f"; estimate {won.json()['id']} now says PFS HR 0.55 (0.45–0.67), data cut "
+            f"2017-02-28 (unverified) (nothing you sent was saved; check your numbers against "
+            f"estimate {won.json()['id']} and correct that one if they are still needed)"
+            ) in body["error"]
+    assert body["withdrawn_by"] == "admin@example.org"
+    assert body["current"]["id"] == won.json()["id"]
+    assert body["current"]["hr"] == pytest.approx(0.55)
+    assert body["not_saved"] == mine
+    assert _state(app) == before and len(_audits(app, "estimate.correct")) == 1

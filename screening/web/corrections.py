@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
 from reports.analyses import comparison_key
@@ -39,17 +40,61 @@ REASON_MAX = 1000
 
 class EstimateWithdrawnError(ValidationError):
     """The estimate was withdrawn already: it can be neither withdrawn again, corrected nor
-    verified (HTTP 409: the request conflicts with the estimate's state)."""
+    verified (HTTP 409: the request conflicts with the estimate's state).
+
+    It says who withdrew it and when, and for a corrected estimate what is stored now (the
+    current estimate of its corrections, ``current``): a curator who lost a race to correct
+    it learns what to check their numbers against (a bare "already withdrawn" told neither).
+    """
 
     http_status = 409
 
     def __init__(self, estimate: Estimate) -> None:
+        self.estimate = estimate
+        self.by: str | None = None
+        self.current: Estimate | None = None
+        session = object_session(estimate)
+        if isinstance(session, Session):
+            if estimate.withdrawn_by is not None:
+                user = session.get(User, estimate.withdrawn_by)
+                self.by = user.email if user is not None else None
+            self.current = current_successor(session, estimate)
         reason = f" ({estimate.withdrawn_reason})" if estimate.withdrawn_reason else ""
+        who = f" by {self.by}" if self.by else ""
+        when = (f" at {estimate.withdrawn_at:%Y-%m-%d %H:%M} UTC"
+                if estimate.withdrawn_at is not None else "")
+        now = ""
+        if self.current is not None:
+            c = self.current
+            now = (f"; estimate {c.id} now says {c.endpoint} HR "
+                   f"{hr_ci_text(c.hr, c.ci_low, c.ci_high)}"
+                   + (f", data cut {c.data_cut.isoformat()}" if c.data_cut else "")
+                   + ("" if c.verified else " (unverified)"))
         super().__init__(
-            f"estimate {estimate.id} was already withdrawn{reason}",
-            hint="withdrawn estimates stay on record as they were; "
-                 "enter a new estimate on the trial page instead",
+            f"estimate {estimate.id} was already withdrawn{reason}{who}{when}{now}",
+            hint=(f"nothing you sent was saved; check your numbers against estimate "
+                  f"{self.current.id} and correct that one if they are still needed"
+                  if self.current is not None else
+                  "withdrawn estimates stay on record as they were; "
+                  "enter a new estimate on the trial page instead"),
         )
+
+
+def current_successor(session: Session, estimate: Estimate) -> Estimate | None:
+    """The current estimate that replaced ``estimate`` through one correction or a chain of
+    them; None when it was withdrawn without one (or its last correction was withdrawn)."""
+    seen: set[int] = set()
+    step = estimate
+    while step.id is not None and step.id not in seen:
+        seen.add(step.id)
+        nxt = session.exec(select(Estimate).where(Estimate.supersedes_id == step.id)
+                           .order_by(col(Estimate.id))).first()
+        if nxt is None:
+            return None
+        if nxt.withdrawn_at is None:
+            return nxt
+        step = nxt
+    return None
 
 
 def load_estimate(session: Session, estimate_id: int) -> Estimate:
