@@ -334,9 +334,23 @@ def _latest(cands: list[Candidate]) -> Candidate:
 
 
 def _superseded(c: Candidate, best: Candidate) -> str:
-    """The reason ``c`` is dropped for ``best``, saying when the order is a judgment."""
+    """The reason ``c`` is dropped for ``best``, saying when the order is a judgment, and when
+    nothing orders the two cuts (the same date; no dates and the same report year) what
+    decided instead: "latest data cut" there was untrue."""
     text = f"superseded by estimate {best.estimate_id} (latest verified data cut"
     order, uncertain = cut_order(best, c)
+    if uncertain is None and order == 0:
+        tie = (f"{best.endpoint} preferred to {c.endpoint}"
+               if _ENDPOINT_RANK.get(best.endpoint.upper(), 9)
+               != _ENDPOINT_RANK.get(c.endpoint.upper(), 9) else "the estimate entered later")
+        if best.data_cut is not None:
+            same = f"the same data cut as estimate {c.estimate_id}, {best.data_cut.isoformat()}"
+        elif best.report_year is not None:
+            same = (f"no data cut date on either it or estimate {c.estimate_id}, and the same "
+                    f"report year {best.report_year}")
+        else:
+            same = f"no data cut date nor report year on either it or estimate {c.estimate_id}"
+        return f"superseded by estimate {best.estimate_id} ({same}: {tie})"
     if uncertain is None:
         return text + ")"
     how = {1: ", judged by the report years", 0: ", as far as can be told",

@@ -83,9 +83,24 @@ def test_report_years_that_contradict_the_dates_fall_back_to_the_years_as_bounds
 
 
 def test_same_cut_keeps_pfs_before_efs_then_the_estimate_entered_last() -> None:
+    """Nothing orders two cuts of the same date: the reason says what decided instead, not
+    "latest data cut" (which of the two is the later was never known)."""
     cut = date(2014, 3, 1)
-    assert chosen_and_reasons(POST, cand(2, cut, endpoint="EFS"), cand(1, cut))[0] == [1]
-    assert chosen_and_reasons(POST, cand(1, cut), cand(2, cut))[0] == [2]
+    chosen, reasons = chosen_and_reasons(POST, cand(2, cut, endpoint="EFS"), cand(1, cut))
+    assert chosen == [1]
+    assert reasons[2] == ("superseded by estimate 1 (the same data cut as estimate 2, "
+                          "2014-03-01: PFS preferred to EFS)")
+    chosen, reasons = chosen_and_reasons(POST, cand(1, cut), cand(2, cut))
+    assert chosen == [2]
+    assert reasons[1] == ("superseded by estimate 2 (the same data cut as estimate 1, "
+                          "2014-03-01: the estimate entered later)")
+    # no dates, the same report year (or none): the same words of what decided
+    assert chosen_and_reasons(POST, cand(1, year=2017), cand(2, year=2017))[1][1] == (
+        "superseded by estimate 2 (no data cut date on either it or estimate 1, and the same "
+        "report year 2017: the estimate entered later)")
+    assert chosen_and_reasons(POST, cand(1), cand(2))[1][1] == (
+        "superseded by estimate 2 (no data cut date nor report year on either it or estimate 1: "
+        "the estimate entered later)")
 
 
 def test_both_strata_cut_later_than_the_whole_trial_replace_it_in_all_settings() -> None:

@@ -476,3 +476,123 @@ def test_correcting_a_multi_arm_trials_pooled_comparison_keeps_that_comparison(
     verify_all()
     row = pooled()
     assert row["estimate_id"] == _estimates(app)[-1].id and row["hr"] == pytest.approx(0.56)
+
+
+def test_a_correction_across_1_asks_to_confirm_the_direction(app: Any,
+                                                             users: dict[str, str]) -> None:
+    """The Correct form switched to the other orientation by mistake stores the HR inverted:
+    the saved correction says it now favours the other arm and asks to confirm."""
+    curator = as_role(app, users, "curator")
+    trial_id, old = _one_estimate(app, curator)
+    token = csrf_from(curator.get(f"/estimates/{old.id}/edit").text)
+    response = curator.post(f"/estimates/{old.id}/edit", follow_redirects=False, data={
+        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
+        "method": "reported_ci", "orientation": "control_vs_maint",
+        "hr": "0.55", "ci_low": "0.45", "ci_high": "0.67"})
+    assert response.status_code == 303
+    _, new = _estimates(app)
+    assert new.hr == pytest.approx(1 / 0.55)
+    page = " ".join(curator.get(f"/trials/{trial_id}").text.split())
+    assert (f"Check: the corrected HR 1.82 (1.49–2.22) favours control, where estimate "
+            f"{old.id} (0.50 (0.40–0.63)) favoured maintenance (both as maintenance vs "
+            "control): confirm the direction; the numbers were read as typed for control vs "
+            "maintenance") in page
+    # a correction on the same side of 1 says nothing of the kind
+    token = csrf_from(curator.get(f"/estimates/{new.id}/edit").text)
+    assert curator.post(f"/estimates/{new.id}/edit", follow_redirects=False, data={
+        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
+        "method": "reported_ci", "orientation": "maint_vs_control",
+        "hr": "1.80", "ci_low": "1.48", "ci_high": "2.19"}).status_code == 303
+    _, _, third = _estimates(app)
+    assert "Check: the corrected HR" not in curator.get(f"/trials/{trial_id}").text
+    assert "confirm the direction" not in (third.notes or "")
+
+
+def test_the_correct_form_with_the_same_numbers_written_otherwise_corrects_nothing(
+        app: Any, users: dict[str, str]) -> None:
+    """"0.5" for the "0.50" typed, or the HR typed as control vs maintenance given as its
+    inverse: the same estimate, so no correction (the text compared differed: one was made)."""
+    curator = as_role(app, users, "curator")
+    _, estimate = _one_estimate(app, curator, orientation="control_vs_maint", hr="2.00",
+                                ci_low="1.60", ci_high="2.50")
+    token = csrf_from(curator.get(f"/estimates/{estimate.id}/edit").text)
+    form = {"csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
+            "method": "reported_ci"}
+    for typed in ({"orientation": "control_vs_maint", "hr": "2", "ci_low": "1.6",
+                   "ci_high": "2.5"},
+                  {"orientation": "maint_vs_control", "hr": "0.5", "ci_low": "0.4",
+                   "ci_high": "0.625"}):
+        refused = curator.post(f"/estimates/{estimate.id}/edit", data={**form, **typed},
+                               follow_redirects=False)
+        assert refused.status_code == 400, typed
+        assert (f"HR is what estimate {estimate.id} already says, with everything else: "
+                "nothing changed, so nothing was saved") in " ".join(refused.text.split())
+    assert len(_estimates(app)) == 1 and _estimates(app)[0].withdrawn_at is None
+
+
+def test_a_correction_that_lost_the_race_gives_back_what_was_typed(
+        app: Any, users: dict[str, str]) -> None:
+    """Two curators open the Correct form of one estimate; the second to save was shown a
+    bare 409 "already withdrawn" and lost what they had typed. The page names who corrected
+    it and what is stored now, lists what was sent (not saved) and links to the estimate to
+    correct now."""
+    curator = as_role(app, users, "curator")
+    admin = as_role(app, users, "admin")
+    _, old = _one_estimate(app, curator)
+    form = {"endpoint": "PFS", "setting": "post_asct", "method": "reported_ci",
+            "orientation": "maint_vs_control", "hr": "0.55", "ci_low": "0.45",
+            "ci_high": "0.67"}
+    mine_token = csrf_from(curator.get(f"/estimates/{old.id}/edit").text)  # opened first
+    token = csrf_from(admin.get(f"/estimates/{old.id}/edit").text)
+    assert admin.post(f"/estimates/{old.id}/edit", follow_redirects=False,
+                      data={**form, "csrf_token": token}).status_code == 303
+    _, won = _estimates(app)
+    lost = curator.post(f"/estimates/{old.id}/edit", follow_redirects=False, data={
+        **form, "csrf_token": mine_token, "hr": "0.56", "ci_low": "0.46", "ci_high": "0.68",
+        "correction_note": "Table 2, <ITT>"})
+    assert lost.status_code == 409
+    page = lxml.html.fromstring(lost.text)
+    message = " ".join(page.xpath("string(//p[@class='error-message'])").split())
+    assert message.startswith(f"estimate {old.id} was already withdrawn (corrected by estimate "
+                              f"{won.id}) by admin@example.org at ")
+    assert message.endswith(f"estimate {won.id} now says PFS HR 0.55 (0.45–0.67) (unverified)")
+    sent = dict(zip(page.xpath("//section[@class='sent-form']//dt/text()"),
+                    page.xpath("//section[@class='sent-form']//dd/pre/text()"), strict=True))
+    assert sent == {**form, "hr": "0.56", "ci_low": "0.46", "ci_high": "0.68",
+                    "correction_note": "Table 2, <ITT>"}
+    assert page.xpath(f"//a[@href='/estimates/{won.id}/edit']/text()") == [
+        f"Correct estimate {won.id}, stored now"]
+    assert len(_estimates(app)) == 2 and len(_audits(app, "estimate.correct")) == 1
+
+
+def test_concurrent_corrections_the_loser_is_told_who_won(app: Any,
+                                                          users: dict[str, str]) -> None:
+    """The race itself: both read the estimate current, the second's conditional withdrawal
+    finds it withdrawn. Its new row is rolled back and the error says who corrected it and
+    what is stored now (it said only "already withdrawn")."""
+    from screening.web.corrections import correct_estimate
+    from screening.web.extraction import parse_estimate
+    from store.models import Trial
+
+    curator = as_role(app, users, "curator")
+    _, estimate = _one_estimate(app, curator)
+    with db(app) as first, db(app) as second:
+        trial = first.get(Trial, estimate.trial_id)
+        user = first.exec(select(User).where(User.email == users["curator"])).one()
+        stale = first.get(Estimate, estimate.id)  # read before the other correction
+        assert trial is not None and stale is not None and stale.withdrawn_at is None
+        admin = second.exec(select(User).where(User.email == "admin@example.org")).one()
+        fresh = second.get(Estimate, estimate.id)
+        assert fresh is not None
+        typed = {"endpoint": "PFS", "hr": "0.55", "ci_low": "0.45", "ci_high": "0.67"}
+        won = correct_estimate(second, fresh, trial=trial,
+                               draft=parse_estimate(typed, trial=trial, reports=[]), user=admin)
+        second.commit()
+        with pytest.raises(EstimateWithdrawnError) as lost:
+            correct_estimate(first, stale, trial=trial, draft=parse_estimate(
+                {**typed, "hr": "0.56", "ci_low": "0.46", "ci_high": "0.68"}, trial=trial,
+                reports=[]), user=user)
+        assert lost.value.by == "admin@example.org"
+        assert lost.value.current is not None and lost.value.current.id == won.id
+        assert f"estimate {won.id} now says PFS HR 0.55 (0.45–0.67)" in lost.value.message
+    assert len(_estimates(app)) == 2  # the loser's copy was rolled back

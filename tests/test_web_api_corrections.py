@@ -400,3 +400,172 @@ def test_api_reported_ci_says_the_inputs_were_not_used(app: Any, api: TestClient
     assert new["hr"] == pytest.approx(0.62)
     assert new["warnings"] == ["derivation_inputs not used: method reported_ci takes hr, "
                                "ci_low and ci_high"]
+
+
+# ------------------------------------------------------------------- the orientation entered
+def test_api_correct_keeps_the_orientation_the_hr_was_entered_in(app: Any, api: TestClient,
+                                                                 users: dict[str, str]) -> None:
+    """An HR typed from the paper for control vs maintenance, corrected by sending the paper's
+    corrected number alone, was read as maintenance vs control: 1.40 stored as 1.40, where the
+    estimate said 0.70, with no word. The orientation left out is the stored one; a
+    correction that moves the HR across 1 says so and asks to confirm the direction."""
+    headers = _token(app, users["curator"])
+    old = _post(api, headers, _trial(app), "1.43", "1.20", "1.70",
+                orientation="control_vs_maint")
+    assert old["hr"] == pytest.approx(1 / 1.43)
+    url = f"/api/estimates/{old['id']}/correct"
+    response = api.post(url, headers=headers,
+                        json={"hr": "1.40", "ci_low": "1.18", "ci_high": "1.66"})
+    assert response.status_code == 201, response.text
+    new = response.json()
+    assert new["orientation_entered"] == "control_vs_maint"
+    assert new["hr"] == pytest.approx(1 / 1.40) and new["ci_low"] == pytest.approx(1 / 1.66)
+    assert not any("confirm the direction" in w for w in new["warnings"]), new["warnings"]
+
+    # an estimate's JSON sent back gives its numbers as GET does: maintenance vs control
+    echoed = api.post(f"/api/estimates/{new['id']}/correct", headers=headers,
+                      json={**new, "hr": 0.72, "ci_low": 0.61, "ci_high": 0.85})
+    assert echoed.status_code == 201, echoed.text
+    third = echoed.json()
+    assert third["hr"] == pytest.approx(0.72) and third["ci_high"] == pytest.approx(0.85)
+    assert third["orientation_entered"] == "maint_vs_control"
+    assert not any("confirm the direction" in w for w in third["warnings"])
+
+    # the other orientation said outright is the client's; across 1, the answer asks
+    flipped = api.post(f"/api/estimates/{third['id']}/correct", headers=headers, json={
+        "orientation": "maint_vs_control", "hr": "1.40", "ci_low": "1.18", "ci_high": "1.66"})
+    assert flipped.status_code == 201, flipped.text
+    fourth = flipped.json()
+    assert fourth["hr"] == pytest.approx(1.40)
+    (warning,) = [w for w in fourth["warnings"] if "confirm the direction" in w]
+    assert warning.startswith(
+        f"the corrected HR 1.40 (1.18–1.66) favours control, where estimate {third['id']} "
+        "(0.72 (0.61–0.85)) favoured maintenance (both as maintenance vs control): confirm "
+        "the direction; the numbers were read as typed for maintenance vs control"), warning
+    # kept with the estimate for whoever verifies it
+    assert f"Check at entry: {warning}" in fourth["entry_notes"]
+
+
+# ------------------------------------------------------------ one number per report and cut
+def test_api_a_second_extraction_of_the_same_report_and_cut_is_refused(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """Other numbers for a report and data cut that have an estimate were saved beside it:
+    two HRs for one trial and cut, the later entered silently pooled. Refused, naming the
+    estimate to correct; another cut (date, label or report) is a new extraction."""
+    headers = _token(app, users["curator"])
+    trial_id = _trial(app)
+    with db(app) as session:
+        (report,) = session.exec(select(TrialReport).where(TrialReport.trial_id == trial_id))
+        report_id = report.id
+    first = _post(api, headers, trial_id, "0.50", "0.40", "0.625", report_id=report_id,
+                  data_cut="2017-02-28")
+    before = _state(app)
+    for body in ({"hr": "0.52", "ci_low": "0.42", "ci_high": "0.64"},
+                 # another method is no way round it
+                 {"method": "p_value_events", "p_value": "0.001", "events": 300,
+                  "favours": "maintenance"}):
+        response = api.post("/api/estimates", headers=headers, json={
+            "trial_id": trial_id, "endpoint": "PFS", "report_id": report_id,
+            "data_cut": "2017-02-28", **body})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == (
+            f"data_cut: estimate {first['id']} of TEST-1 already gives PFS (post-ASCT, "
+            f"maintenance vs control) for the same report and data cut (report {report_id}, "
+            "data cut 2017-02-28): HR 0.50 (0.40–0.63), reported HR and 95% CI. A trial's data "
+            f"cut has one number: to change it, correct estimate {first['id']} (its Correct "
+            f"button, or POST /api/estimates/{first['id']}/correct); if this is another data "
+            "cut, give its date or label (or its report)")
+    assert _state(app) == before
+    # the same numbers again are still said to be that estimate (a repeat, not a conflict)
+    repeat = api.post("/api/estimates", headers=headers, json={
+        "trial_id": trial_id, "endpoint": "PFS", "report_id": report_id,
+        "data_cut": "2017-02-28", "hr": "0.50", "ci_low": "0.40", "ci_high": "0.625"})
+    assert repeat.status_code == 400 and "hr: 0.50 (0.40–0.63) is already estimate" in \
+        repeat.json()["error"]
+    # another cut of the same report, another endpoint: new extractions
+    later = _post(api, headers, trial_id, "0.52", "0.42", "0.64", report_id=report_id,
+                  data_cut="2018-06-30")
+    _post(api, headers, trial_id, "0.52", "0.42", "0.64", report_id=report_id,
+          data_cut="2017-02-28", endpoint="OS")
+    # a correction may not move an estimate onto a cut that has one either
+    moved = api.post(f"/api/estimates/{later['id']}/correct", headers=headers,
+                     json={"hr": "0.52", "ci_low": "0.42", "ci_high": "0.64",
+                           "data_cut": "2017-02-28"})
+    assert moved.status_code == 400, moved.text
+    assert moved.json()["error"].startswith(
+        f"data_cut: estimate {first['id']} of TEST-1 already gives PFS")
+    # but correcting the estimate of that cut itself is what the message asks for
+    fixed = api.post(f"/api/estimates/{first['id']}/correct", headers=headers,
+                     json={"hr": "0.52", "ci_low": "0.42", "ci_high": "0.64"})
+    assert fixed.status_code == 201, fixed.text
+
+
+# ------------------------------------------------------------------ sent back unchanged
+@pytest.mark.parametrize(("typed", "orientation"), [
+    (("0.70", "0.50", "0.98"), "maint_vs_control"),
+    # typed for control vs maintenance: GET gives the inverse, maintenance vs control
+    (("1.43", "1.20", "1.70"), "control_vs_maint"),
+])
+def test_api_an_estimates_json_sent_back_unchanged_corrects_nothing(
+        app: Any, api: TestClient, users: dict[str, str], typed: tuple[str, str, str],
+        orientation: str) -> None:
+    """GET an estimate, send it back as a correction: the JSON's 0.7 is not the "0.70" typed
+    (nor 0.699 the 1.43 typed for control vs maintenance), so the text compared differed and a
+    correction was stored, withdrawing the verified estimate for an unverified copy of it.
+    The numbers are compared: nothing changed, nothing is saved, and the answer says so."""
+    headers = _token(app, users["curator"])
+    trial_id = _trial(app)
+    hr, lo, hi = typed
+    _post(api, headers, trial_id, hr, lo, hi, orientation=orientation, data_cut="2017-02-28")
+    (stored,) = [e for t in api.get("/api/trials", headers=headers).json()["trials"]
+                 for e in t["estimates"]]
+    before = _state(app)
+    as_text = {**stored, "hr": str(stored["hr"]), "ci_low": str(stored["ci_low"])}
+    for body in (stored, as_text,
+                 {"hr": hr, "ci_low": lo, "ci_high": hi},  # the orientation kept
+                 {"hr": hr + "0", "ci_low": lo, "ci_high": hi + "0"}):
+        response = api.post(f"/api/estimates/{stored['id']}/correct", headers=headers,
+                            json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"] == (
+            f"hr: is what estimate {stored['id']} already says, with everything else: nothing "
+            "changed, so nothing was saved (a correction changes a field, or leave the estimate "
+            "as it is)")
+    assert _state(app) == before
+    assert _audits(app, "estimate.correct") == [] and _audits(app, "estimate.withdraw") == []
+    # a changed number is a correction
+    changed = api.post(f"/api/estimates/{stored['id']}/correct", headers=headers,
+                       json={**stored, "ci_low": stored["ci_low"] * 1.01})
+    assert changed.status_code == 201, changed.text
+
+
+# ------------------------------------------------------------------ two correctors, one wins
+def test_api_a_correction_that_lost_to_another_says_who_and_what_is_stored(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """Two curators correct one estimate; the second was answered a bare 409 "already
+    withdrawn (corrected by estimate N)". It now names who corrected it, what is stored now
+    and what was sent, to check against it."""
+    curator = _token(app, users["curator"])
+    old = _post(api, curator, _trial(app), data_cut="2017-02-28")
+    admin = _token(app, "admin@example.org")  # (after _post's, which replaces it)
+    url = f"/api/estimates/{old['id']}/correct"
+    won = api.post(url, headers=admin, json={"hr": 0.55, "ci_low": 0.45, "ci_high": 0.67})
+    assert won.status_code == 201, won.text
+    before = _state(app)
+    mine = {"hr": "0.56", "ci_low": "0.46", "ci_high": "0.68", "correction_note": "Table 2"}
+    lost = api.post(url, headers=curator, json=mine)
+    assert lost.status_code == 409, lost.text
+    body = lost.json()
+    assert body["code"] == "conflict"
+    assert body["error"].startswith(
+        f"estimate {old['id']} was already withdrawn (corrected by estimate {won.json()['id']})"
+        " by admin@example.org at ")
+    assert (f"; estimate {won.json()['id']} now says PFS HR 0.55 (0.45–0.67), data cut "
+            f"2017-02-28 (unverified) (nothing you sent was saved; check your numbers against "
+            f"estimate {won.json()['id']} and correct that one if they are still needed)"
+            ) in body["error"]
+    assert body["withdrawn_by"] == "admin@example.org"
+    assert body["current"]["id"] == won.json()["id"]
+    assert body["current"]["hr"] == pytest.approx(0.55)
+    assert body["not_saved"] == mine
+    assert _state(app) == before and len(_audits(app, "estimate.correct")) == 1

@@ -297,17 +297,29 @@ def test_the_same_extraction_entered_twice_is_refused(app: Any, users: dict[str,
     repeat = _post_estimate(curator, trial_id, **derived)
     assert repeat.status_code == 400
     assert "gives HR 0.74 (0.54–1.01), which is already estimate" in repeat.text
-    # not repeats: a later data cut, another endpoint, other numbers
+    # not repeats: a later data cut, another endpoint
     assert _post_estimate(curator, trial_id, **{**typed, "data_cut": "2024-01-31"}
                           ).status_code == 303
     assert _post_estimate(curator, trial_id, **{**typed, "endpoint": "EFS"}).status_code == 303
-    assert _post_estimate(curator, trial_id, **{**typed, "hr": "0.69"}).status_code == 303
+    # other numbers for the same report and cut are no second estimate beside the first (the
+    # later entered silently replaced it in the analyses): correct the first instead
+    other = _post_estimate(curator, trial_id, **{**typed, "hr": "0.69"})
+    assert other.status_code == 400
+    text = " ".join(other.text.split())
+    assert (f'This report and data cut have an estimate already, <a href="#estimate-{first.id}">'
+            f"estimate {first.id}</a>: nothing was saved. To change its number, use its Correct "
+            "button") in text
+    assert (f"Estimate {first.id} of TEST-1 already gives PFS (post-ASCT, Lenalidomide versus "
+            f"placebo) for the same report and data cut (report {typed['report_id']}, no data "
+            "cut date, label “38 months”): HR 0.68 (0.52–0.89)") in text
+    assert "Please correct the marked fields" not in text
+    assert len(_estimates(app)) == 4
     # once the first is withdrawn, entering it again is how it comes back
     token = csrf_from(curator.get(f"/trials/{trial_id}").text)
     assert curator.post(f"/estimates/{first.id}/withdraw", follow_redirects=False,
                         data={"reason": "wrong", "csrf_token": token}).status_code == 303
     assert _post_estimate(curator, trial_id, **typed).status_code == 303
-    assert len(_estimates(app)) == 6
+    assert len(_estimates(app)) == 5
 
 
 def test_an_undated_new_cut_of_a_dated_trial_is_pointed_out(app: Any,

@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
 from reports.analyses import comparison_key
+from reports.words import hr_ci_text
 from screening.web.deps import get_or_404
 from screening.web.derivation_inputs import curator_notes, form_fields
 from screening.web.extraction import (
@@ -25,28 +27,74 @@ from screening.web.extraction import (
     FieldErrors,
     RepeatedExtraction,
     refuse_repeat,
+    refuse_second_extraction,
     save_estimate,
 )
 from store.audit import audit
 from store.errors import ValidationError
 from store.models import Estimate, Trial, User, utcnow
+from store.numbers import as_float, parse_decimal
 
 REASON_MAX = 1000
 
 
 class EstimateWithdrawnError(ValidationError):
     """The estimate was withdrawn already: it can be neither withdrawn again, corrected nor
-    verified (HTTP 409: the request conflicts with the estimate's state)."""
+    verified (HTTP 409: the request conflicts with the estimate's state).
+
+    It says who withdrew it and when, and for a corrected estimate what is stored now (the
+    current estimate of its corrections, ``current``): a curator who lost a race to correct
+    it learns what to check their numbers against (a bare "already withdrawn" told neither).
+    """
 
     http_status = 409
 
     def __init__(self, estimate: Estimate) -> None:
+        self.estimate = estimate
+        self.by: str | None = None
+        self.current: Estimate | None = None
+        session = object_session(estimate)
+        if isinstance(session, Session):
+            if estimate.withdrawn_by is not None:
+                user = session.get(User, estimate.withdrawn_by)
+                self.by = user.email if user is not None else None
+            self.current = current_successor(session, estimate)
         reason = f" ({estimate.withdrawn_reason})" if estimate.withdrawn_reason else ""
+        who = f" by {self.by}" if self.by else ""
+        when = (f" at {estimate.withdrawn_at:%Y-%m-%d %H:%M} UTC"
+                if estimate.withdrawn_at is not None else "")
+        now = ""
+        if self.current is not None:
+            c = self.current
+            now = (f"; estimate {c.id} now says {c.endpoint} HR "
+                   f"{hr_ci_text(c.hr, c.ci_low, c.ci_high)}"
+                   + (f", data cut {c.data_cut.isoformat()}" if c.data_cut else "")
+                   + ("" if c.verified else " (unverified)"))
         super().__init__(
-            f"estimate {estimate.id} was already withdrawn{reason}",
-            hint="withdrawn estimates stay on record as they were; "
-                 "enter a new estimate on the trial page instead",
+            f"estimate {estimate.id} was already withdrawn{reason}{who}{when}{now}",
+            hint=(f"nothing you sent was saved; check your numbers against estimate "
+                  f"{self.current.id} and correct that one if they are still needed"
+                  if self.current is not None else
+                  "withdrawn estimates stay on record as they were; "
+                  "enter a new estimate on the trial page instead"),
         )
+
+
+def current_successor(session: Session, estimate: Estimate) -> Estimate | None:
+    """The current estimate that replaced ``estimate`` through one correction or a chain of
+    them; None when it was withdrawn without one (or its last correction was withdrawn)."""
+    seen: set[int] = set()
+    step = estimate
+    while step.id is not None and step.id not in seen:
+        seen.add(step.id)
+        nxt = session.exec(select(Estimate).where(Estimate.supersedes_id == step.id)
+                           .order_by(col(Estimate.id))).first()
+        if nxt is None:
+            return None
+        if nxt.withdrawn_at is None:
+            return nxt
+        step = nxt
+    return None
 
 
 def load_estimate(session: Session, estimate_id: int) -> Estimate:
@@ -101,6 +149,9 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
     (the caller commits). Returns the new estimate."""
     ensure_current(old)
     _refuse_unchanged(old, draft.values)
+    refuse_second_extraction(session, trial=trial, values=draft.values, replacing=old.id)
+    if (warning := direction_warning(old, draft.values)) is not None:
+        draft.warnings.append(warning)
     values = dict(draft.values)
     # A correction must be checked again by someone: whatever the form said, it starts
     # unverified.
@@ -123,6 +174,35 @@ def correct_estimate(session: Session, old: Estimate, *, trial: Trial, draft: Es
     return new
 
 
+#: The orientation of typed numbers, in the words of a warning.
+_ARMS = {"maint_vs_control": "maintenance vs control", "control_vs_maint": "control vs maintenance"}
+
+
+def direction_warning(old: Estimate, values: Mapping[str, Any]) -> str | None:
+    """A warning when the correction puts the HR on the other side of 1 from the estimate it
+    corrects: a correction fixes a digit far more often than it reverses which arm did better,
+    while numbers read in the wrong orientation (typed for control vs maintenance, read as
+    maintenance vs control) do exactly that. The curator is asked to confirm the direction;
+    the warning stays in the estimate's notes for whoever verifies it."""
+    new_log = float(values["log_hr"])
+    if not (old.log_hr < 0 < new_log or new_log < 0 < old.log_hr):
+        return None
+
+    def favours(log_hr: float) -> str:
+        return "maintenance" if log_hr < 0 else "control"
+
+    new = hr_ci_text(values.get("hr"), values.get("ci_low"), values.get("ci_high"))
+    said = (f"the corrected HR {new} favours {favours(new_log)}, where estimate {old.id} "
+            f"({hr_ci_text(old.hr, old.ci_low, old.ci_high)}) favoured {favours(old.log_hr)} "
+            "(both as maintenance vs control): confirm the direction")
+    orientation = str(values.get("orientation_entered") or "maint_vs_control")
+    if values.get("method") in ("medians", "km_curves"):
+        return said + "; check that each arm's numbers were entered for that arm"
+    return (f"{said}; the numbers were read as typed for {_ARMS.get(orientation, orientation)}, "
+            "and if the paper gives them the other way round, correct it again with the other "
+            "orientation")
+
+
 def correction_sent_again(session: Session, old: Estimate, *, trial: Trial,
                           draft: EstimateDraft) -> Estimate | None:
     """The current estimate that corrected ``old`` when ``draft`` is that correction again
@@ -142,28 +222,58 @@ def correction_sent_again(session: Session, old: Estimate, *, trial: Trial,
     return None
 
 
-#: What a correction may change: any of these differing makes it one.
+#: What a correction may change: any of these differing makes it one. The numbers (stored as
+#: maintenance vs control) and a derived HR's inputs are compared as numbers besides.
 _SAME_FIELDS = ("report_id", "endpoint", "setting", "data_cut", "data_cut_label",
-                "n_maintenance", "n_control", "events", "method", "approximate",
-                "orientation_entered", "derivation_inputs", "printed")
+                "n_maintenance", "n_control", "events", "method", "approximate")
+
+
+def _parsed(value: Any) -> Any:
+    """``value`` as compared by :func:`_refuse_unchanged`: a number, or text that reads as
+    one, as a float ("0.70", "0.7" and 0.7 are one number); other text with its runs of white
+    space made one space; objects and lists value by value."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return as_float(value)
+    if isinstance(value, str):
+        try:
+            return parse_decimal(value)
+        except ValueError:
+            return " ".join(value.split())
+    if isinstance(value, Mapping):
+        return {str(k): _parsed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_parsed(v) for v in value]
+    return value
+
+
+def _same_number(a: float | None, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, float(b), rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _refuse_unchanged(old: Estimate, values: Mapping[str, Any]) -> None:
     """FieldErrors for a correction that changes nothing (a Correct form sent untouched, an
-    API call with the same numbers): it would only withdraw a verified estimate for an
-    unverified copy and take the trial out of its analyses until someone verifies it."""
+    API call with the same numbers, an estimate's JSON sent back as GET gave it): it would
+    only withdraw a verified estimate for an unverified copy and take the trial out of its
+    analyses until someone verifies it. What the numbers say is compared, not how they were
+    written: "0.70" is 0.7, and an HR typed as control vs maintenance (2.00) is the same
+    estimate as its inverse sent back as maintenance vs control (0.5)."""
     def own_notes(text: str | None) -> list[str]:
         return [line for line in (text or "").splitlines() if not line.startswith(CHECK_PREFIX)]
 
     typed = values.get("comparison")
     if (all(getattr(old, name) == values.get(name) for name in _SAME_FIELDS)
             and (typed is None or comparison_key(typed) == comparison_key(old.comparison))
-            and math.isclose(old.log_hr, values["log_hr"], abs_tol=1e-12)
-            and math.isclose(old.se, values["se"], abs_tol=1e-12)
+            and all(_same_number(getattr(old, name), values.get(name))
+                    for name in ("hr", "ci_low", "ci_high", "log_hr", "se"))
+            and _parsed(old.derivation_inputs) == _parsed(values.get("derivation_inputs"))
             and own_notes(old.notes) == own_notes(values.get("notes"))):
         raise FieldErrors({"hr": f"is what estimate {old.id} already says, with everything "
-                                 "else: a correction changes a field (or leave the estimate "
-                                 "as it is)"})
+                                 "else: nothing changed, so nothing was saved (a correction "
+                                 "changes a field, or leave the estimate as it is)"})
 
 
 def _num(value: float | None) -> str:
@@ -227,6 +337,18 @@ KEPT_BY_CORRECTION = ("report_id", "endpoint", "setting", "comparison", "data_cu
 
 def with_kept_fields(old: Estimate, data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` (a correction request) with each field of :data:`KEPT_BY_CORRECTION` it leaves
-    out taken from ``old``, in the form's words; a field sent, null included, is the client's."""
+    out taken from ``old``, in the form's words; a field sent, null included, is the client's.
+
+    The ``orientation`` of the numbers, left out, is the one ``old`` was entered in
+    (``orientation_entered``): a client correcting an HR typed from the paper for control vs
+    maintenance sends the paper's number again, and read as maintenance vs control it was
+    stored inverted (1/HR). An estimate's JSON sent back (it carries ``orientation_entered``,
+    read only) gives its ``hr``, ``ci_low`` and ``ci_high`` as maintenance vs control, as GET
+    returns them, so its numbers are read that way; a derived estimate's JSON carries its
+    ``orientation`` in ``derivation_inputs``."""
     stored = form_values(old)
-    return {**{name: stored[name] for name in KEPT_BY_CORRECTION if name not in data}, **data}
+    kept = {name: stored[name] for name in KEPT_BY_CORRECTION if name not in data}
+    if "orientation" not in data:
+        kept["orientation"] = ("maint_vs_control" if "orientation_entered" in data
+                               else old.orientation_entered or "maint_vs_control")
+    return {**kept, **data}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -29,6 +30,14 @@ FIELD = "csrf_token"
 #: Forms sent without a login: a missing token there is a stale page, not an ended session.
 _ANONYMOUS_FORMS = frozenset({"/login", "/logout"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def typed_fields(pairs: Iterable[tuple[str, object]]) -> list[tuple[str, str]]:
+    """What a person typed into a form, for "What you sent (not saved)": its text fields but
+    the token, the hidden bookkeeping, passwords and blanks."""
+    return [(k, v) for k, v in pairs
+            if isinstance(v, str) and k != FIELD and k not in _BOOKKEEPING
+            and "password" not in k and v.strip()]
 
 
 def csrf_token(request: Request) -> str:
@@ -118,10 +127,7 @@ async def csrf_protect(request: Request) -> None:
             # it) to give back: the page before it is not kept (no-store), so Back does not
             # return the form as it was filled in.
             if not from_another_site(request):
-                request.state.sent_form = [(k, v) for k, v in form.multi_items()
-                                           if isinstance(v, str) and k != FIELD
-                                           and k not in _BOOKKEEPING
-                                           and "password" not in k and v.strip()]
+                request.state.sent_form = typed_fields(form.multi_items())
     if not expected or not sent or not hmac.compare_digest(str(expected), sent):
         if from_another_site(request):
             # Its origin is not named on the page: a site's name is words its owner chose.

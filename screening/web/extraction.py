@@ -94,6 +94,15 @@ class RepeatedExtraction(FieldErrors):
         super().__init__(fields)
 
 
+class SecondExtraction(FieldErrors):
+    """A new estimate with other numbers for a data cut the trial has a current estimate of
+    already (:func:`refuse_second_extraction`): two numbers for one trial, report and cut."""
+
+    def __init__(self, fields: dict[str, str], *, estimate_id: int) -> None:
+        self.conflicts_with = estimate_id
+        super().__init__(fields)
+
+
 @dataclass
 class EstimateDraft:
     values: dict[str, Any]
@@ -663,6 +672,51 @@ def refuse_repeat(session: Session, *, trial: Trial, draft: EstimateDraft) -> No
                 f"{said} already estimate {old.id} of {trial.name}, with the same report, "
                 f"endpoint, setting, comparison and data cut: an extraction is entered once "
                 f"(to change estimate {old.id}, use its Correct button)")}, estimate_id=old.id)
+
+
+def _cut_words(report_id: int | None, cut: date | None, label: str | None) -> str:
+    """The report and data cut of an estimate, as a message names them."""
+    parts = [f"report {report_id}" if report_id is not None else "no report",
+             f"data cut {cut.isoformat()}" if cut is not None else "no data cut date"]
+    if label:
+        parts.append(f"label “{label}”")
+    return ", ".join(parts)
+
+
+def refuse_second_extraction(session: Session, *, trial: Trial, values: Mapping[str, Any],
+                             replacing: int | None = None) -> None:
+    """Refuse an estimate whose report, endpoint, setting, comparison and data cut (date and
+    label) are those of a current estimate of the trial (but for ``replacing``, the one a
+    correction withdraws) with other numbers or another method: the analyses pool one
+    number per trial and cut, so the later one entered would silently replace the first. Its
+    number is changed by correcting it; another cut is told apart by its date, label or
+    report. FieldErrors on the data cut (:class:`SecondExtraction`), naming the estimate.
+
+    An estimate with no report, no data cut date and no label names no cut to compare: it
+    is left to the warnings of :func:`save_estimate` (an undated cut of a dated trial)."""
+    label = " ".join(str(values.get("data_cut_label") or "").lower().split())
+    if values.get("report_id") is None and values.get("data_cut") is None and not label:
+        return
+    comparison = comparison_key(_comparison(session, trial, values.get("comparison"), []))
+    rows = session.exec(select(Estimate).where(
+        Estimate.trial_id == trial.id, col(Estimate.withdrawn_at).is_(None),
+        Estimate.endpoint == values["endpoint"], Estimate.setting == values["setting"],
+        col(Estimate.id) != (replacing or 0)).order_by(col(Estimate.id))).all()
+    for old in rows:
+        if (old.report_id == values.get("report_id") and old.data_cut == values.get("data_cut")
+                and " ".join((old.data_cut_label or "").lower().split()) == label
+                and comparison_key(old.comparison) == comparison):
+            assert old.id is not None
+            cut = _cut_words(old.report_id, old.data_cut, old.data_cut_label)
+            raise SecondExtraction({"data_cut": Sentence(
+                f"estimate {old.id} of {trial.name} already gives {old.endpoint} "
+                f"({SETTING_WORDS.get(old.setting, old.setting)}, {old.comparison}) for the "
+                f"same report and data cut ({cut}): HR "
+                f"{hr_ci_text(old.hr, old.ci_low, old.ci_high)}, "
+                f"{METHOD_WORDS.get(old.method, old.method)}. A trial's data cut has one "
+                f"number: to change it, correct estimate {old.id} (its Correct button, or "
+                f"POST /api/estimates/{old.id}/correct); if this is another data cut, give "
+                "its date or label (or its report)")}, estimate_id=old.id)
 
 
 class _Cut(NamedTuple):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -65,6 +66,7 @@ from screening.web.conflicts import (
     visible_history,
 )
 from screening.web.corrections import (
+    EstimateWithdrawnError,
     correct_estimate,
     correction_sent_again,
     ensure_current,
@@ -96,6 +98,7 @@ from screening.web.extraction import (
     EstimateDraft,
     parse_estimate,
     refuse_repeat,
+    refuse_second_extraction,
     save_estimate,
 )
 from screening.web.fulltext import (
@@ -840,6 +843,7 @@ async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -
     draft = parse_new_estimate(data, trial=trial, reports=reports,
                                second_person=verify_second_person(request))
     refuse_repeat(session, trial=trial, draft=draft)
+    refuse_second_extraction(session, trial=trial, values=draft.values)
     estimate = save_estimate(session, trial=trial, draft=draft, user=user)
     session.commit()
     return JSONResponse(status_code=201, content={**estimate_json(estimate),
@@ -934,11 +938,38 @@ async def post_correction(request: Request, estimate_id: int, session: DbSession
             if again is not None:
                 return _recorded(False, {**estimate_json(again),
                                          "warnings": [*draft.warnings, *notices]})
-    ensure_current(old)
-    draft, notices, note = _read_correction(session, old, trial, body)
-    new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
+    try:
+        ensure_current(old)
+        draft, notices, note = _read_correction(session, old, trial, body)
+        new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
+    except EstimateWithdrawnError as exc:
+        return _correction_lost(exc, body)
     session.commit()
     return _recorded(True, {**estimate_json(new), "warnings": [*draft.warnings, *notices]})
+
+
+def _correction_lost(exc: EstimateWithdrawnError, body: dict[str, Any]) -> JSONResponse:
+    """409 for a correction of an estimate someone withdrew or corrected first (before this
+    one was sent, or while it was being saved): who did, what is stored now (``current``, the
+    estimate that replaced it, or null) and what was sent (``not_saved``), to check against
+    it and send again as a correction of ``current``."""
+    text = exc.message if not exc.hint else f"{exc.message} ({exc.hint})"
+    return JSONResponse(status_code=409, content={
+        **api_error_body(409, " ".join(text.split())), "withdrawn_by": exc.by,
+        "current": estimate_json(exc.current) if exc.current is not None else None,
+        "not_saved": _as_sent(body)})
+
+
+def _as_sent(value: Any) -> Any:
+    """``value`` (a parsed request body) as JSON can answer it: a NaN or an infinity sent
+    (Python's json reads them) is given back as its word, not as a 500 on the way out."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _as_sent(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_sent(v) for v in value]
+    return value
 
 
 def _read_correction(session: Session, old: Estimate, trial: Trial,

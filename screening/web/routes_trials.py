@@ -12,6 +12,7 @@ from sqlmodel import Session, col, func, select
 from reports.selection import latest_results, uses_of_estimates
 from reports.words import hr_ci_text
 from screening.web.corrections import (
+    EstimateWithdrawnError,
     correct_estimate,
     correction_sent_again,
     ensure_current,
@@ -20,7 +21,7 @@ from screening.web.corrections import (
     read_reason,
     withdraw_estimate,
 )
-from screening.web.csrf import csrf_protect
+from screening.web.csrf import csrf_protect, typed_fields
 from screening.web.decisions import parse_pmid
 from screening.web.deps import (
     Curator,
@@ -39,6 +40,7 @@ from screening.web.extraction import (
     FieldErrors,
     parse_estimate,
     refuse_repeat,
+    refuse_second_extraction,
     save_estimate,
 )
 from screening.web.risk_of_bias import form_values as bias_form_values
@@ -184,6 +186,7 @@ def _trial_page(request: Request, session: Session, trial: Trial, *, status_code
                "estimates": estimates,
                "inputs_text": inputs_text, **_analysis_uses(request, session, estimates),
                "values": {"setting": trial.setting}, "errors": {}, "saved_already": None,
+               "conflicts_with": None,
                "report_values": {},
                "report_errors": {}, "emails": emails, "corrected_by": corrected_by,
                "withdraw_errors": {}, "withdraw_values": {},
@@ -394,12 +397,15 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
         draft = parse_new_estimate(data, trial=trial, reports=reports,
                                    second_person=verify_second_person(request))
         refuse_repeat(session, trial=trial, draft=draft)
+        refuse_second_extraction(session, trial=trial, values=draft.values)
     except FieldErrors as exc:
         # A repeat is not a typing error: the headline says it is saved already, and where
-        # ("correct the marked fields" led a curator to change a number and store a copy).
+        # ("correct the marked fields" led a curator to change a number and store a copy);
+        # other numbers for a cut that has one say which estimate to correct instead.
         return _trial_page(request, session, trial, status_code=400, values=data,
                            errors=exc.fields,
-                           saved_already=getattr(exc, "estimate_id", None))
+                           saved_already=getattr(exc, "estimate_id", None),
+                           conflicts_with=getattr(exc, "conflicts_with", None))
     estimate = save_estimate(session, trial=trial, draft=draft, user=user)
     session.commit()
     converted = (" (entered as control vs maintenance; stored inverted as maintenance vs "
@@ -512,6 +518,23 @@ def _correction_sent_again(session: Session, old: Estimate, trial: Trial,
     return correction_sent_again(session, old, trial=trial, draft=draft)
 
 
+def _correction_lost(request: Request, trial: Trial, exc: EstimateWithdrawnError,
+                     data: dict[str, str]) -> Response:
+    """409 for a correction of an estimate someone withdrew or corrected first (before the
+    form was sent, or while it was being saved): who did and what is stored now, with what
+    this curator typed (not saved) to check against it, and a link to correct the estimate
+    that is current now. A bare "already withdrawn" lost what they had typed."""
+    current = exc.current
+    link = (f"/estimates/{current.id}/edit" if current is not None
+            else f"/trials/{trial.id}#estimate-{exc.estimate.id}")
+    text = (f"Correct estimate {current.id}, stored now" if current is not None
+            else f"Back to {trial.name}")
+    return render(request, "error.html", {
+        "status": 409, "message": " ".join(exc.message.split()), "hint": exc.hint,
+        "sent_form": typed_fields(data.items()), "next_href": link, "next_text": text,
+        "login_next": "/"}, status_code=409)
+
+
 @router.get("/estimates/{estimate_id}/edit")
 def edit_estimate_form(request: Request, estimate_id: int, session: DbSession,
                        user: Curator) -> Response:
@@ -534,14 +557,16 @@ async def edit_estimate(request: Request, estimate_id: int, session: DbSession,
                            f"corrected by estimate {again.id} (HR {_hr_said(again)}). Nothing "
                            "was saved again.", "ok")
             return RedirectResponse(f"/trials/{trial.id}#estimate-{again.id}", status_code=303)
-    ensure_current(old)
     try:
+        ensure_current(old)
         note = read_reason(data, "correction_note", required=False)
         draft = parse_estimate(data, trial=trial, reports=reports)
         new = correct_estimate(session, old, trial=trial, draft=draft, user=user, note=note)
     except FieldErrors as exc:
         session.rollback()
         return _edit_page(request, session, old, data, exc.fields, status_code=400)
+    except EstimateWithdrawnError as exc:
+        return _correction_lost(request, trial, exc, data)
     session.commit()
     flash(request, f"Estimate {old.id} corrected by estimate {new.id} (HR {_hr_said(new)}); "
                    f"estimate {old.id} is withdrawn. The correction is unverified until "
