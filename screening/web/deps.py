@@ -91,6 +91,28 @@ def get_session(request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_session)]
 
 
+async def _request_body(request: Request) -> bytes:
+    """The request's body, read on the event loop so that the route taking it can be a plain
+    function, which FastAPI runs in a worker thread. A route that awaited the body itself ran
+    on the event loop, and its database calls with it: one write waiting out SQLite's busy
+    timeout behind another process's lock froze every request, ``/api/health`` too, for up to
+    30 s."""
+    return await request.body()
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    """A form's text fields but the CSRF token (checked already), read on the event loop for
+    the reason :func:`_request_body` gives."""
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+
+
+#: A route's raw request body (JSON routes parse it themselves, to say what is wrong with it).
+RequestBody = Annotated[bytes, Depends(_request_body)]
+#: A route's form fields, as text.
+FormFields = Annotated[dict[str, str], Depends(_form_fields)]
+
+
 def session_user(request: Request, session: Session) -> User | None:
     """The logged-in (cookie) user, re-read from the database on every request so that a
     deactivation, role change, password change or logout takes effect at once."""

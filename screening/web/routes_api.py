@@ -81,6 +81,7 @@ from screening.web.deps import (
     ApiReader,
     ApiWriter,
     DbSession,
+    RequestBody,
     api_caller,
     dual_screening,
     get_ctx,
@@ -481,14 +482,14 @@ def audit(session: DbSession, admin: ApiAdmin, values: AuditForm,
                     "schema": {"type": "string"},
                     "description": "the trial's ETag (or version, quoted) as read: the edit is "
                                    "refused with 412 if the trial has changed since"}]})
-async def patch_trial(request: Request, trial_id: int, session: DbSession,
-                      user: ApiWriter) -> JSONResponse:
+def patch_trial(request: Request, trial_id: int, session: DbSession,
+                user: ApiWriter, raw: RequestBody) -> JSONResponse:
     """Edit a trial: any of its fields (those left out keep their values), the same checks
     and messages as the trial page's form. Answers the trial, ``changed`` (old and new value
     of each changed field) and ``message`` (the page's flash). Optimistic concurrency: with
     ``If-Match`` (or a ``version`` in the body) naming another version than the trial's, 412
     and nothing saved (``screening.web.preconditions`` says why it is optional)."""
-    body = await _json_object(request)
+    body = _json_object(raw)
     # Locked before the version is compared: no other edit between the check and the write.
     trial = locked_trial(session, trial_id)
     check_version(f"trial {trial_id} ({trial.name})", trial_fingerprint(trial),
@@ -519,14 +520,14 @@ _SAME_AS_CURRENT: dict[int | str, dict[str, Any]] = {200: {
                          "type": "object", "properties": {"judgment": _TEXT,
                                                           "support": _OPEN_TEXT}}},
                      "overall": _OPEN_TEXT, "overall_note": _OPEN_TEXT}}))
-async def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
-                            user: ApiWriter) -> JSONResponse:
+def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
+                      user: ApiWriter, raw: RequestBody) -> JSONResponse:
     """Assess a trial's risk of bias (RoB 2) for one endpoint: ``{"endpoint", "domains":
     {key: {"judgment", "support"}}, "overall", "overall_note"}``, ``overall`` optional (the
     judgment the domains give). The same checks and messages as the trial page's form
     (``store.bias``); the new assessment becomes the endpoint's current one."""
     trial = get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
-    checked = read_bias_json(await _json_object(request))
+    checked = read_bias_json(_json_object(raw))
     saved = save_assessment(session, trial=trial, assessment=checked, user=user)
     session.commit()
     row = saved.row
@@ -546,14 +547,15 @@ async def post_risk_of_bias(request: Request, trial_id: int, session: DbSession,
                                 "months": {"type": ["number", "string"]},
                                 "event_free_percent": {"type": ["number", "string"]},
                                 "source": _TEXT}}))
-async def post_baseline(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
+def post_baseline(request: Request, session: DbSession,
+                  user: ApiWriter, raw: RequestBody) -> JSONResponse:
     """Enter the assumed control risk of an analysis: ``{"analysis", "months",
     "event_free_percent", "source"}``, the same checks and messages as the form on
     /estimates (``store.baselines``). Answers the entry, the analysis' absolute effect
     recomputed with it, ``replaces``, ``message`` and ``warnings`` (what to check, as the
     form's "Check: …" lines). A refused entry answers 400 with
     ``fields`` (field → message, as next to the form's fields) beside ``error``."""
-    body = await _json_object(request)
+    body = _json_object(raw)
     rows = latest_pooled(session)
     try:
         checked = read_baseline_json(body)
@@ -587,9 +589,9 @@ def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+def _json_object(raw: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(await request.body() or b"null",
+        data = json.loads(raw or b"null",
                           object_pairs_hook=_refuse_repeated_keys)
     except (ValueError, UnicodeDecodeError):
         raise ValidationError("the request body is not valid JSON") from None
@@ -633,10 +635,11 @@ def _recorded(created: bool, content: dict[str, Any]) -> JSONResponse:
                  "pmid": _ID, "decision": {"enum": list(DECISIONS)},
                  "reason": _OPEN_TEXT, "rank_shown": {"type": ["integer", "null"], "minimum": 1},
              }, "pmid", "decision")))
-async def post_decision(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
+def post_decision(request: Request, session: DbSession,
+                  user: ApiWriter, raw: RequestBody) -> JSONResponse:
     """A decision (a vote under dual screening): 201 when stored; 200 with the stored one when
     the same decision and reason by you already counts (a retry), nothing stored twice."""
-    data = await _json_object(request)
+    data = _json_object(raw)
     _only_fields(data, _DECISION_FIELDS, "a decision")
     if "pmid" not in data:
         raise ValidationError("pmid is required")
@@ -670,11 +673,11 @@ async def post_decision(request: Request, session: DbSession, user: ApiWriter) -
              responses=_repeatable(400, 401, 403, 404, 409), openapi_extra=json_body(closed_body({
                  "decision": {"enum": list(DECISIONS)}, "reason": _TEXT},
                  "decision", "reason")))
-async def post_resolution(request: Request, pmid: int, session: DbSession,
-                          user: ApiWriter) -> JSONResponse:
+def post_resolution(request: Request, pmid: int, session: DbSession,
+                    user: ApiWriter, raw: RequestBody) -> JSONResponse:
     """Resolve a conflict (or, for an admin, change a resolved record): ``{"decision",
     "reason"}``, the same rules as the conflicts page."""
-    data = await _json_object(request)
+    data = _json_object(raw)
     _only_fields(data, ("decision", "reason"), "a resolution")
     decision = data.get("decision")
     if not isinstance(decision, str):
@@ -723,9 +726,9 @@ def record_fulltext_json(request: Request, pmid: int, session: DbSession,
             "history": [fulltext_json(row, email) for row, email, _ in ft.history]}
 
 
-async def _fulltext_fields(request: Request) -> dict[str, Any]:
+def _fulltext_fields(raw: bytes) -> dict[str, Any]:
     """``{"verdict", "reason", "note"}`` of a full-text request body, type-checked."""
-    data = await _json_object(request)
+    data = _json_object(raw)
     _only_fields(data, ("verdict", "reason", "note"), "a full-text judgement")
     if not isinstance(data.get("verdict"), str):
         raise ValidationError("verdict is required", hint=f"one of {', '.join(VERDICTS)}")
@@ -739,13 +742,13 @@ async def _fulltext_fields(request: Request) -> dict[str, Any]:
              openapi_extra=json_body(closed_body({"verdict": {"enum": list(VERDICTS)},
                                                   "reason": {"enum": [*REASONS, None]},
                                                   "note": _OPEN_TEXT}, "verdict")))
-async def post_fulltext(request: Request, pmid: int, session: DbSession,
-                        user: ApiWriter) -> JSONResponse:
+def post_fulltext(request: Request, pmid: int, session: DbSession,
+                  user: ApiWriter, raw: RequestBody) -> JSONResponse:
     """A full-text judgement on an included record: ``{"verdict", "reason", "note"}``, the
     same rules as the record page (``store.fulltext``): a verdict with one assessor, a vote
     with two, answered with the report's state (never the other vote). 201 when stored; 200
     with the stored one when the same judgement by you still counts (a retry)."""
-    fields = await _fulltext_fields(request)
+    fields = _fulltext_fields(raw)
     saved = assess(session, user=user, pmid=pmid, screeners_per_record=screeners_per_record(
         request), **fields)
     session.commit()
@@ -758,11 +761,11 @@ async def post_fulltext(request: Request, pmid: int, session: DbSession,
              openapi_extra=json_body(closed_body({"verdict": {"enum": list(VERDICTS)},
                                                   "reason": {"enum": [*REASONS, None]},
                                                   "note": _OPEN_TEXT}, "verdict", "note")))
-async def post_fulltext_resolution(request: Request, pmid: int, session: DbSession,
-                                   user: ApiWriter) -> JSONResponse:
+def post_fulltext_resolution(request: Request, pmid: int, session: DbSession,
+                             user: ApiWriter, raw: RequestBody) -> JSONResponse:
     """Resolve a full-text conflict (or, for an admin, change a settled report):
     ``{"verdict", "reason", "note"}`` with the note required, the record page's rules."""
-    fields = await _fulltext_fields(request)
+    fields = _fulltext_fields(raw)
     saved = resolve(session, user=user, pmid=pmid, dual=dual_screening(request), **fields)
     session.commit()
     return _recorded(saved.created, {**fulltext_json(saved.row, user.email),
@@ -834,8 +837,9 @@ def _estimate_fields(data: dict[str, Any], *extra: str) -> None:
                                 "fields of the trial page's form (docs/curation.md, "
                                 "Extraction)",
                  "properties": {"trial_id": _ID, "trial": _TEXT}}))
-async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -> JSONResponse:
-    body = await _json_object(request)
+def post_estimate(request: Request, session: DbSession,
+                  user: ApiWriter, raw: RequestBody) -> JSONResponse:
+    body = _json_object(raw)
     _estimate_fields(body)
     data, notices = merge_derivation_inputs(body)
     trial = _find_trial(session, data)
@@ -854,12 +858,12 @@ async def post_estimate(request: Request, session: DbSession, user: ApiWriter) -
              openapi_extra=json_body(closed_body({"verified": {"type": "boolean",
                                                                "default": True}}),
                                      required=False))
-async def post_verify(request: Request, estimate_id: int, session: DbSession,
-                      user: ApiWriter) -> JSONResponse:
+def post_verify(request: Request, estimate_id: int, session: DbSession,
+                user: ApiWriter, raw: RequestBody) -> JSONResponse:
     """Verify an estimate (``{"verified": true}``, also an empty body) or un-verify it
     (``false``). Under MMLR_VERIFY_SECOND_PERSON not by the person who entered it (403)."""
     estimate = load_estimate(session, estimate_id)
-    data = await _json_object(request) if (await request.body()).strip() else {}
+    data = _json_object(raw) if raw.strip() else {}
     _only_fields(data, ("verified",), "a verification")
     verified = data.get("verified", True)
     if not isinstance(verified, bool):
@@ -879,12 +883,12 @@ def _text_field(data: dict[str, Any], name: str) -> None:
 
 @router.post("/estimates/{estimate_id}/withdraw", responses=api_errors(400, 401, 403, 404, 409),
              openapi_extra=json_body(closed_body({"reason": _TEXT}, "reason")))
-async def post_withdraw(request: Request, estimate_id: int, session: DbSession,
-                        user: ApiWriter) -> JSONResponse:
+def post_withdraw(request: Request, estimate_id: int, session: DbSession,
+                  user: ApiWriter, raw: RequestBody) -> JSONResponse:
     """Withdraw an estimate with a reason: it stays on record and leaves every analysis."""
     estimate = load_estimate(session, estimate_id)
     ensure_current(estimate)
-    data = await _json_object(request)
+    data = _json_object(raw)
     _only_fields(data, ("reason",), "a withdrawal")
     _text_field(data, "reason")
     reason = read_reason(data)
@@ -916,14 +920,14 @@ def _same_trial(session: Session, data: dict[str, Any], trial: Trial) -> None:
                                 "optional correction_note. The same correction sent again "
                                 "(a retry) answers 200 with the estimate it made",
                  "properties": {"correction_note": _OPEN_TEXT}}))
-async def post_correction(request: Request, estimate_id: int, session: DbSession,
-                          user: ApiWriter) -> JSONResponse:
+def post_correction(request: Request, estimate_id: int, session: DbSession,
+                    user: ApiWriter, raw: RequestBody) -> JSONResponse:
     """Save a corrected copy of an estimate (unverified, ``supersedes_id`` set) and withdraw
     the old one with the reason "corrected by estimate N[: correction_note]". The same
     correction sent again answers 200 with the estimate it made and ``already_recorded``."""
     old = load_estimate(session, estimate_id)
     trial = get_or_404(session, Trial, old.trial_id, missing=f"trial {old.trial_id} does not exist")
-    body = await _json_object(request)
+    body = _json_object(raw)
     if old.withdrawn_at is not None:
         # The same correction sent again (a retry after a timeout) is answered with the
         # estimate it made, as the Correct form says it saved already: told "already

@@ -27,7 +27,7 @@ from screening.web.absolute_effects import (
 )
 from screening.web.background import BackgroundJob
 from screening.web.csrf import csrf_protect
-from screening.web.deps import Curator, DbSession, Viewer, flash, get_or_404
+from screening.web.deps import Curator, DbSession, FormFields, Viewer, flash, get_or_404
 from screening.web.evidence import (
     funnel_available,
     latest_pooled,
@@ -128,11 +128,10 @@ def pool_outcome(pooler: BackgroundJob) -> tuple[str, str]:
 
 
 @router.post("/estimates/baseline")
-async def estimates_baseline(request: Request, session: DbSession, user: Curator) -> Response:
+def estimates_baseline(request: Request, session: DbSession,
+                       user: Curator, data: FormFields) -> Response:
     """Enter an analysis' assumed control risk (the form under its absolute effect): a new
     entry, current from now on; the earlier ones stay in its history (``store.baselines``)."""
-    form = await request.form()
-    data = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
     row = snapshot_for(latest_pooled(session), data.get("analysis"))
     try:
         checked = read_form(data)

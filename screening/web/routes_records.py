@@ -24,6 +24,7 @@ from screening.web.deps import (
     THEN_PATTERN,
     Curator,
     DbSession,
+    FormFields,
     Viewer,
     dual_screening,
     flash,
@@ -205,11 +206,10 @@ def record_page_response(request: Request, session: Session, record: Record, use
 
 
 @router.post("/records/{pmid}/reports")
-async def link_to_trial(request: Request, pmid: int, session: DbSession,
-                        user: Curator) -> Response:
+def link_to_trial(request: Request, pmid: int, session: DbSession,
+                  user: Curator, data: FormFields) -> Response:
     record = get_or_404(session, Record, pmid,
                         missing=f"record PMID {pmid} is not in the database")
-    data = {k: str(v) for k, v in (await request.form()).items()}
     try:
         trial, report, added = link_record(session, record, data, user=user)
     except FieldErrors as exc:

@@ -26,6 +26,7 @@ from screening.web.decisions import parse_pmid
 from screening.web.deps import (
     Curator,
     DbSession,
+    FormFields,
     Viewer,
     flash,
     get_or_404,
@@ -82,11 +83,6 @@ CHOICES = {"endpoints": ENDPOINTS, "settings": SETTING_WORDS, "orientations": OR
            "methods": METHODS, "report_kinds": REPORT_KINDS}
 
 
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
-
-
 def _trial(session: Session, trial_id: int) -> Trial:
     return get_or_404(session, Trial, trial_id, missing=f"trial {trial_id} does not exist")
 
@@ -118,8 +114,7 @@ def new_trial_form(request: Request, session: DbSession, user: Curator,
 
 
 @router.post("/trials/new")
-async def new_trial(request: Request, session: DbSession, user: Curator) -> Response:
-    data = await _form(request)
+def new_trial(request: Request, session: DbSession, user: Curator, data: FormFields) -> Response:
     record = None
     if data.get("from_pmid"):
         pmid = parse_pmid(data["from_pmid"])
@@ -256,12 +251,11 @@ def trial_page(request: Request, trial_id: int, session: DbSession, user: Viewer
 
 
 @router.post("/trials/{trial_id}/bias")
-async def trial_assess_bias(request: Request, trial_id: int, session: DbSession,
-                            user: Curator) -> Response:
+def trial_assess_bias(request: Request, trial_id: int, session: DbSession,
+                      user: Curator, data: FormFields) -> Response:
     """Save a risk-of-bias (RoB 2) assessment of one endpoint: a new row, the endpoint's
     current one from now on; the earlier ones stay in the history (``store.bias``)."""
     trial = _trial(session, trial_id)
-    data = await _form(request)
     try:
         checked = read_bias_form(data)
     except AssessmentError as exc:
@@ -274,13 +268,12 @@ async def trial_assess_bias(request: Request, trial_id: int, session: DbSession,
 
 
 @router.post("/trials/{trial_id}/edit")
-async def trial_edit(request: Request, trial_id: int, session: DbSession,
-                     user: Curator) -> Response:
+def trial_edit(request: Request, trial_id: int, session: DbSession,
+               user: Curator, data: FormFields) -> Response:
     """Change a trial's fields (the same checks as a new trial); audited with old and new.
     The form carries the fingerprint of the trial it was filled from (``shown``); the trial
     is locked before it is compared, so no other edit slips in between the check and the
     write (the JSON API's If-Match uses the same fingerprint)."""
-    data = await _form(request)
     trial = locked_trial(session, trial_id)
     shown = data.get("shown")
     if shown and shown != trial_fingerprint(trial):
@@ -300,10 +293,9 @@ async def trial_edit(request: Request, trial_id: int, session: DbSession,
 
 
 @router.post("/trials/{trial_id}/reports")
-async def trial_add_report(request: Request, trial_id: int, session: DbSession,
-                           user: Curator) -> Response:
+def trial_add_report(request: Request, trial_id: int, session: DbSession,
+                     user: Curator, data: FormFields) -> Response:
     trial = _trial(session, trial_id)
-    data = await _form(request)
     try:
         report = add_report(session, trial, data, user=user)
     except FieldErrors as exc:
@@ -332,11 +324,10 @@ def _report(session: Session, report_id: int) -> tuple[TrialReport, Trial]:
 
 
 @router.post("/reports/{report_id}/edit")
-async def report_edit(request: Request, report_id: int, session: DbSession,
-                      user: Curator) -> Response:
+def report_edit(request: Request, report_id: int, session: DbSession,
+                user: Curator, data: FormFields) -> Response:
     """Correct a report linked wrongly: move it to another trial, change its kind, citation
     or year (``screening.web.trials.correct_report``); audited as ``report.edit``."""
-    data = await _form(request)
     report, trial = _report(session, report_id)
     try:
         change = correct_report(session, report, data, user=user)
@@ -358,11 +349,10 @@ async def report_edit(request: Request, report_id: int, session: DbSession,
 
 
 @router.post("/reports/{report_id}/unlink")
-async def report_unlink(request: Request, report_id: int, session: DbSession,
-                        user: Curator) -> Response:
+def report_unlink(request: Request, report_id: int, session: DbSession,
+                  user: Curator, data: FormFields) -> Response:
     """Remove a report from its trial (``screening.web.trials.unlink_report``); audited as
     ``report.unlink``. The record, when stored, stays with its screening."""
-    data = await _form(request)
     report, trial = _report(session, report_id)
     pmid = report.pmid
     try:
@@ -388,10 +378,9 @@ def _hr_said(estimate: Estimate) -> str:
 
 
 @router.post("/trials/{trial_id}/estimates")
-async def trial_add_estimate(request: Request, trial_id: int, session: DbSession,
-                             user: Curator) -> Response:
+def trial_add_estimate(request: Request, trial_id: int, session: DbSession,
+                       user: Curator, data: FormFields) -> Response:
     trial = _trial(session, trial_id)
-    data = await _form(request)
     reports = _reports(session, trial)
     try:
         draft = parse_new_estimate(data, trial=trial, reports=reports,
@@ -418,12 +407,12 @@ async def trial_add_estimate(request: Request, trial_id: int, session: DbSession
 
 
 @router.post("/estimates/{estimate_id}/verify")
-async def verify_estimate(request: Request, estimate_id: int, session: DbSession,
-                          user: Curator) -> Response:
+def verify_estimate(request: Request, estimate_id: int, session: DbSession,
+                    user: Curator, data: FormFields) -> Response:
     """Verify or un-verify. The button sends the state it asks for (``verified`` 1 or 0), so a
     second click on a stale page does not undo the first; without it the state toggles."""
     estimate = load_estimate(session, estimate_id)
-    wanted = (await _form(request)).get("verified")
+    wanted = data.get("verified")
     if wanted not in (None, "1", "0"):
         raise ValidationError(f"verified={wanted[:20]!r} is not valid", hint="send 1 or 0")
     verified = not estimate.verified if wanted is None else wanted == "1"
@@ -476,11 +465,10 @@ def _reports(session: Session, trial: Trial) -> list[TrialReport]:
 
 
 @router.post("/estimates/{estimate_id}/withdraw")
-async def withdraw(request: Request, estimate_id: int, session: DbSession,
-                   user: Curator) -> Response:
+def withdraw(request: Request, estimate_id: int, session: DbSession,
+             user: Curator, data: FormFields) -> Response:
     estimate = load_estimate(session, estimate_id)
     ensure_current(estimate)
-    data = await _form(request)
     try:
         reason = read_reason(data)
     except FieldErrors as exc:
@@ -544,11 +532,10 @@ def edit_estimate_form(request: Request, estimate_id: int, session: DbSession,
 
 
 @router.post("/estimates/{estimate_id}/edit")
-async def edit_estimate(request: Request, estimate_id: int, session: DbSession,
-                        user: Curator) -> Response:
+def edit_estimate(request: Request, estimate_id: int, session: DbSession,
+                  user: Curator, data: FormFields) -> Response:
     old = load_estimate(session, estimate_id)
     trial = _trial(session, old.trial_id)
-    data = await _form(request)
     reports = _reports(session, trial)
     if old.withdrawn_at is not None:
         again = _correction_sent_again(session, old, trial, data, reports)
