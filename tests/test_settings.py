@@ -269,6 +269,24 @@ def test_a_database_url_is_shown_without_any_of_its_user_part() -> None:
     assert shown_url("sqlite:////srv/a@b/mmlr.sqlite3") == "sqlite:////srv/a@b/mmlr.sqlite3"
 
 
+def test_a_password_in_the_query_of_a_database_url_is_not_shown() -> None:
+    """Before: ``?password=`` and ``?sslpassword=`` (which libpq reads) were shown in clear."""
+    from sqlalchemy.engine import make_url
+
+    from store.engine import shown_url
+
+    assert shown_url("postgresql+psycopg://mm@h/db?password=Secr3t&sslmode=require") == \
+        "postgresql+psycopg://mm@h/db?password=***&sslmode=require"
+    assert shown_url(make_url("postgresql+psycopg://mm:pw@h/db?sslpassword=Secr3t")) == \
+        "postgresql+psycopg://mm:***@h/db?sslpassword=***"
+    assert shown_url("postgresql+psycopg://mm:Ab@cd@h/db?Password=Secr3t") == \
+        "postgresql+psycopg://***@h/db?Password=***"
+    assert shown_url("postgresql+psycopg://mm@h:5x4/db?pass%77ord=Secr3t") == \
+        "postgresql+psycopg://***@h:5x4/db?pass%77ord=***"
+    assert shown_url("sqlite:///file:db?mode=ro&uri=true") == \
+        "sqlite:///file:db?mode=ro&uri=true"
+
+
 @pytest.mark.parametrize(
     ("var", "value", "attribute", "expected"),
     [  # the ends of each allowed range load (the bounds are not off by one)
