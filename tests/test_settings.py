@@ -356,6 +356,22 @@ def test_base_url_is_https_or_this_machine(monkeypatch: pytest.MonkeyPatch, url:
     assert load_settings().base_url == url
 
 
+@pytest.mark.parametrize("url", ["https://digest:S3cretPw@mmlr.example.org",
+                                 "https://digest@mmlr.example.org",
+                                 "http://u:S3cretPw@10.0.0.5:8000", "ftp://u:S3cretPw@h"])
+def test_base_url_with_a_user_or_password_is_refused_without_echoing_it(
+        monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Before: loaded, and the credentials went into every digest's unsubscribe links,
+    its List-Unsubscribe header and a log line."""
+    monkeypatch.setenv("MMLR_BASE_URL", url)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    line = err.value.one_line()
+    assert line.startswith("invalid setting MMLR_BASE_URL: must not contain a user name or "
+                           "password (user:pass@)"), line
+    assert "S3cretPw" not in line and "digest@" not in line
+
+
 def test_postgres_scheme_is_normalised_to_psycopg() -> None:
     s = Settings(database_url="postgresql://u@h/db")
     assert s.db_url == "postgresql+psycopg://u@h/db"
