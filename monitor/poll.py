@@ -91,7 +91,7 @@ from monitor.records import (
 from reports.words import plural
 from store.batches import in_chunks
 from store.context import AppContext
-from store.errors import EntrezError, ValidationError
+from store.errors import EntrezError, UsageError, ValidationError
 from store.locks import JobLease, job_lock
 from store.models import (
     IDENTIFIED_VIA,
@@ -716,7 +716,7 @@ def _window(ctx: AppContext, since: date | None, until: date | None,
             # MEDLINE-final history the review started from).
             since = end - timedelta(days=ctx.settings.recheck_days)
     if since > end:
-        raise ValidationError(f"poll window starts {since} after it ends {end}",
+        raise UsageError(f"poll window starts {since} after it ends {end}",
                               hint="check --since/--until")
     return since, end
 
@@ -814,11 +814,11 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
     poll cleanly after the current batch.
     """
     if modified and pmids is not None:
-        raise ValidationError("a PMID list and the modified pass cannot be combined",
+        raise UsageError("a PMID list and the modified pass cannot be combined",
                               hint="use either --pmids FILE or --modified")
     if pmids is not None and (since is not None or until is not None):
         # A PMID list is fetched whole: the dates were silently ignored.
-        raise ValidationError("--since/--until do not apply to a PMID list (--pmids)",
+        raise UsageError("--since/--until do not apply to a PMID list (--pmids)",
                               hint="a PMID list is fetched whole; leave the dates out")
     today = datetime.now(UTC).date()
     if until is not None and until > today:
@@ -829,7 +829,7 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
     if since is not None and since > (until or today):
         # Also before anything is fetched: an unfinished run would otherwise be resumed (and
         # NCBI asked) before the window was found wrong.
-        raise ValidationError(f"poll window starts {since} after it ends {until or today}",
+        raise UsageError(f"poll window starts {since} after it ends {until or today}",
                               hint="check --since/--until")
     summary = PollSummary()
     stop_event = stop or threading.Event()

@@ -110,12 +110,14 @@ def serve(
 
     ctx = make_context(settings)  # fail fast (one line) on a bad database, migrate once
     try:
-        if scheduler:  # the scheduled cycle screens and pools: fail now, not at its first run
-            from reports.analyses import check_analyses_file
-            from screening.service import check_prior_query
+        # The scheduled cycle screens and pools, and the web app's /summary, /network and
+        # /api/network read the analyses file and the prior: fail now, in one line, not at
+        # the first run or with a 500 on each of those pages (`mmlr web` checked neither).
+        from reports.analyses import check_analyses_file
+        from screening.service import check_prior_query
 
-            check_prior_query(ctx)
-            check_analyses_file(settings.analyses_file)
+        check_prior_query(ctx)
+        check_analyses_file(settings.analyses_file)
     finally:
         ctx.dispose()
     from monitor.signals import stop_signals

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -46,11 +47,26 @@ def shown_url(url: str | URL | Engine) -> str:
     if unencoded_at_in_userinfo(raw):
         # Parsed at the first '@', a password holding one ends up partly in the host:
         # everything before the last '@' goes.
-        return masked_database_url(raw)
+        return _masked_query(masked_database_url(raw))
     try:
-        return make_url(raw).render_as_string(hide_password=True)
+        return _masked_query(make_url(raw).render_as_string(hide_password=True))
     except (ArgumentError, ValueError):  # ValueError: int() of a port, quoting the URL
-        return masked_database_url(raw)
+        return _masked_query(masked_database_url(raw))
+
+
+def _masked_query(url: str) -> str:
+    """``url`` with the value of each query parameter whose name holds "password"
+    (``?password=``, ``?sslpassword=``: libpq reads them there too) as ``***``."""
+    base, question, query = url.partition("?")
+    if not question:
+        return url
+    shown = []
+    for item in query.split("&"):
+        key, equals, _value = item.partition("=")
+        if equals and "password" in unquote_plus(key).lower():
+            item = f"{key}=***"
+        shown.append(item)
+    return base + question + "&".join(shown)
 
 
 #: The SQL function, on every SQLite connection, that lower-cases text as Python does: every

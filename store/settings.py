@@ -686,6 +686,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_base_url(cls, value: str) -> str:
         parts = urlsplit(value.strip())
+        # The address goes into every digest's links and List-Unsubscribe header and into a
+        # log line: credentials in it would be sent to every recipient. Checked first, so no
+        # message below echoes them.
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not contain a user name or password (user:pass@): it is "
+                             "put in every digest's links; give the web app's address, e.g. "
+                             "https://mmlr.example.org")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be the web app's http(s) address, got {value!r}")
         # The session cookie is marked Secure only under https, and the login form posts a

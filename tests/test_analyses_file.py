@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, cli_env, run_cli
+from conftest import assert_one_line_error, cli_env, free_port, run_cli
 from test_pool import add_estimate, add_trial
 
 from reports.analyses import Analysis, load_analyses
@@ -194,13 +194,15 @@ def test_an_entry_sets_its_own_monitoring_plan(tmp_path: Path, settings) -> None
 
 
 
-@pytest.mark.parametrize("command", ["run", "worker"])
-def test_run_and_worker_check_the_file_at_start(tmp_path: Path, command: str) -> None:
+@pytest.mark.parametrize("command", ["run", "worker", "web"])
+def test_run_worker_and_web_check_the_file_at_start(tmp_path: Path, command: str) -> None:
     # `run` polled first and failed at the pooling; the worker started and failed at every
-    # scheduled cycle. A closed E-utilities port: were anything polled, the error would differ.
+    # scheduled cycle; `web` started and answered /summary, /network and /api/network with a
+    # 500. A closed E-utilities port: were anything polled, the error would differ.
     missing = tmp_path / "analyses.toml"
     proc = run_cli(command, env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d"),
                                         MMLR_ANALYSES_FILE=str(missing),
+                                        MMLR_PORT=str(free_port()),
                                         MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/",
                                         MMLR_ENTREZ_MAX_RETRIES="0"), timeout=60)
     assert_one_line_error(proc, f"MMLR_ANALYSES_FILE {missing} does not exist")

@@ -103,7 +103,7 @@ def test_a_window_after_today_is_refused_before_an_unfinished_run_is_resumed(
     # The wrong window is what the user must hear of, not NCBI being out of reach.
     proc = run_cli("poll", "--since", "2062-12-01", env=env)
     assert_one_line_error(proc, "poll window starts 2062-12-01 after it ends",
-                          "check --since/--until")
+                          "check --since/--until", code=2)
 
 
 def test_dates_with_a_pmid_list_are_refused_not_ignored(tmp_path: Path) -> None:
@@ -112,7 +112,19 @@ def test_dates_with_a_pmid_list_are_refused_not_ignored(tmp_path: Path) -> None:
     data = tmp_path / "d"
     env = cli_env(MMLR_DATA_DIR=str(data), MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/")
     proc = run_cli("poll", "--pmids", str(pmids), "--since", "2025-01-01", env=env)
-    assert_one_line_error(proc, "--since/--until do not apply to a PMID list (--pmids)")
+    # options that do not go together: a usage error, exit 2 (it was 1, as for a failure)
+    assert_one_line_error(proc, "--since/--until do not apply to a PMID list (--pmids)",
+                          code=2)
+    _no_runs(data)
+
+
+def test_a_window_that_ends_before_it_starts_is_a_usage_error(tmp_path: Path) -> None:
+    """--since after --until: options that do not go together, exit 2 (it was 1)."""
+    data = tmp_path / "d"
+    env = cli_env(MMLR_DATA_DIR=str(data), MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/")
+    proc = run_cli("poll", "--since", "2025-06-01", "--until", "2025-01-01", env=env)
+    assert_one_line_error(proc, "poll window starts 2025-06-01 after it ends 2025-01-01",
+                          "check --since/--until", code=2)
     _no_runs(data)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_one_line_error, cli_env, run_cli
+from conftest import assert_one_line_error, cli_env, free_port, run_cli
 from sqlmodel import select
 from test_screening_service import _add_seeds, _load_corpus
 
@@ -40,10 +40,13 @@ def test_cli_run_checks_the_query_before_polling(tmp_path: Path) -> None:
     assert "cannot reach E-utilities" not in proc.stderr
 
 
-def test_cli_worker_refuses_to_start_with_an_unreadable_query(tmp_path: Path) -> None:
-    # without the start-up check the worker would run (and fail at every scheduled cycle)
-    proc = run_cli("worker", env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_QUERY=UNREADABLE),
-                   timeout=60)
+@pytest.mark.parametrize("command", ["worker", "web"])
+def test_cli_worker_and_web_refuse_to_start_with_an_unreadable_query(
+        tmp_path: Path, command: str) -> None:
+    # without the start-up check the worker would run (and fail at every scheduled cycle), and
+    # `web` served, with a 500 on /summary, /network and /api/network
+    proc = run_cli(command, env=cli_env(MMLR_DATA_DIR=str(tmp_path), MMLR_QUERY=UNREADABLE,
+                                        MMLR_PORT=str(free_port())), timeout=60)
     assert_one_line_error(proc, "MMLR_QUERY", "[au]")
 
 

@@ -269,6 +269,24 @@ def test_a_database_url_is_shown_without_any_of_its_user_part() -> None:
     assert shown_url("sqlite:////srv/a@b/mmlr.sqlite3") == "sqlite:////srv/a@b/mmlr.sqlite3"
 
 
+def test_a_password_in_the_query_of_a_database_url_is_not_shown() -> None:
+    """Before: ``?password=`` and ``?sslpassword=`` (which libpq reads) were shown in clear."""
+    from sqlalchemy.engine import make_url
+
+    from store.engine import shown_url
+
+    assert shown_url("postgresql+psycopg://mm@h/db?password=Secr3t&sslmode=require") == \
+        "postgresql+psycopg://mm@h/db?password=***&sslmode=require"
+    assert shown_url(make_url("postgresql+psycopg://mm:pw@h/db?sslpassword=Secr3t")) == \
+        "postgresql+psycopg://mm:***@h/db?sslpassword=***"
+    assert shown_url("postgresql+psycopg://mm:Ab@cd@h/db?Password=Secr3t") == \
+        "postgresql+psycopg://***@h/db?Password=***"
+    assert shown_url("postgresql+psycopg://mm@h:5x4/db?pass%77ord=Secr3t") == \
+        "postgresql+psycopg://***@h:5x4/db?pass%77ord=***"
+    assert shown_url("sqlite:///file:db?mode=ro&uri=true") == \
+        "sqlite:///file:db?mode=ro&uri=true"
+
+
 @pytest.mark.parametrize(
     ("var", "value", "attribute", "expected"),
     [  # the ends of each allowed range load (the bounds are not off by one)
@@ -336,6 +354,22 @@ def test_a_cron_that_never_fires_is_refused(monkeypatch: pytest.MonkeyPatch, var
 def test_base_url_is_https_or_this_machine(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("MMLR_BASE_URL", url)
     assert load_settings().base_url == url
+
+
+@pytest.mark.parametrize("url", ["https://digest:S3cretPw@mmlr.example.org",
+                                 "https://digest@mmlr.example.org",
+                                 "http://u:S3cretPw@10.0.0.5:8000", "ftp://u:S3cretPw@h"])
+def test_base_url_with_a_user_or_password_is_refused_without_echoing_it(
+        monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Before: loaded, and the credentials went into every digest's unsubscribe links,
+    its List-Unsubscribe header and a log line."""
+    monkeypatch.setenv("MMLR_BASE_URL", url)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    line = err.value.one_line()
+    assert line.startswith("invalid setting MMLR_BASE_URL: must not contain a user name or "
+                           "password (user:pass@)"), line
+    assert "S3cretPw" not in line and "digest@" not in line
 
 
 def test_postgres_scheme_is_normalised_to_psycopg() -> None:

@@ -505,6 +505,27 @@ def test_the_password_in_the_database_url_is_masked(tmp_path: Path) -> None:
         assert secret not in text
 
 
+@pytest.mark.parametrize("query", ["password=S3CRETPW", "sslmode=prefer&sslpassword=S3CRETPW",
+                                   "PASSWORD=S3CRETPW&password=S3CRETPW"])
+def test_a_password_in_the_query_of_the_database_url_is_masked(
+        tmp_path: Path, query: str) -> None:
+    """libpq reads ``?password=`` (and ``?sslpassword=``) from the query too. Before, only
+    the ``user:pass@`` part was masked: status, --json and the connection error printed the
+    query's password in clear."""
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "data"),
+                  MMLR_DATABASE_URL=f"postgresql://mmlr@127.0.0.1:9/mmlr?{query}")
+    proc = run_cli("status", env=env)
+    line = attention_line(proc)
+    assert "cannot connect to the database postgresql+psycopg://mmlr@127.0.0.1:9/mmlr?" in line
+    assert "=***" in line
+    proc_json = run_cli("status", "--json", env=env)
+    report = json.loads(proc_json.stdout)
+    assert report["database"]["url"].startswith("postgresql+psycopg://mmlr@127.0.0.1:9/mmlr?")
+    assert report["database"]["reachable"] is False
+    for text in (proc.stdout, proc.stderr, proc_json.stdout, proc_json.stderr):
+        assert "S3CRETPW" not in text
+
+
 def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "broken.sqlite3"
     path.write_bytes(b"this is not an SQLite database, just text" * 100)
