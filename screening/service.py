@@ -15,7 +15,10 @@ One call, under the job lock "screen":
    threshold by cross-validation; with fewer than 2 includes or 2 excludes the transparent
    keyword prior (``screening.prior``) stands in;
 3. score every live record whose score is missing, from another model, or from older content,
-   reusing a Score row when one exists for (pmid, model, content hash);
+   reusing a Score row when one exists for (pmid, model, content hash); the active model's
+   artifact is loaded only when some record needs scoring, and one that no longer loads
+   (unpickling after a library upgrade) is replaced by a version trained on the current
+   labels, as in step 2;
 4. choose the random audit sample among low-score undecided records.
 
 Progress is written to KeyValue "screening.progress"; every transaction is short so the web
@@ -437,9 +440,30 @@ def screen(ctx: AppContext, *, force_retrain: bool = False, progress: bool = Fal
             write_progress(ctx, "training", 0, len(ts.pmids))
             mv = _train(ctx, records, ts, config)
         assert mv is not None
-        model = load_model(mv)
         with ctx.sessions() as session:
             stale = _stale(session, records, mv)
+        # The artifact is read only when something needs scoring: a run with nothing to score
+        # never depends on it.
+        model = None
+        if stale:
+            try:
+                model = load_model(mv)
+            except ScreeningError as exc:
+                if train:  # the version just trained: retraining would fail the same way
+                    raise
+                # Unpickling after a library upgrade can fail: the labels are all here, so a
+                # new version takes its place rather than every run failing until someone
+                # runs `mmlr screen --retrain`.
+                log.warning("screen: %s: training a new version from the current labels",
+                            exc.message)
+                if not ts.trainable:
+                    prior_gates(ctx.settings.query)
+                write_progress(ctx, "training", 0, len(ts.pmids))
+                mv = _train(ctx, records, ts, config)
+                train = True
+                model = load_model(mv)
+                with ctx.sessions() as session:
+                    stale = _stale(session, records, mv)
         write_progress(ctx, "scoring", 0, len(stale))
         bar = _progress_bar(progress, len(stale))
         if bar is not None:

@@ -205,6 +205,57 @@ def test_changed_content_is_rescored_and_deleted_records_leave_the_queue(ctx, co
     assert first.model_version_id == again.model_version_id
 
 
+def _break_artifact(ctx, version_id: int) -> None:
+    """What a library upgrade does to a stored model: the bytes are intact (the checksum
+    matches) but no longer unpickle."""
+    import hashlib
+
+    payload = b"not a pickle any more"
+    with ctx.sessions() as session:
+        mv = session.get(ModelVersion, version_id)
+        mv.artifact = hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+        session.add(mv)
+        session.commit()
+
+
+def test_an_artifact_that_no_longer_loads_is_replaced_by_a_new_version(ctx, corpus,
+                                                                        caplog) -> None:
+    """The active classifier's artifact stopped unpickling (a library upgrade): every
+    `mmlr screen`, and so every cycle with its pooling and digest, failed with 'artifact
+    cannot be loaded', even with nothing to score, until someone ran `--retrain`."""
+    eligible = sorted(p for p, e in corpus.items() if e)
+    _add_seeds(ctx, eligible[:5])
+    first = screen(ctx)
+    assert first.trained and first.model_name == "mmlr-default"
+    _break_artifact(ctx, first.model_version_id)
+    # nothing to score: the artifact is not read
+    idle = screen(ctx)
+    assert not idle.trained and idle.scored == 0
+    assert idle.model_version_id == first.model_version_id
+    # a record to score: a new version from the current labels takes over and scores all
+    victim = eligible[10]
+    with ctx.sessions() as session:
+        rec = session.get(Record, victim)
+        rec.content_hash = "changed-" + rec.content_hash
+        rec.score = None
+        session.add(rec)
+        session.commit()
+    with caplog.at_level("WARNING", logger="screening.service"):
+        again = screen(ctx)
+    assert again.trained and again.model_name == "mmlr-default"
+    assert again.model_version_id != first.model_version_id
+    assert again.scored == len(corpus) and again.n_positive == 5
+    assert any(f"model version {first.model_version_id} artifact cannot be loaded"
+               in r.getMessage() and "training a new version" in r.getMessage()
+               for r in caplog.records)
+    with ctx.sessions() as session:
+        assert not session.get(ModelVersion, first.model_version_id).active
+        mv = session.get(ModelVersion, again.model_version_id)
+        assert mv.active and load_model(mv) is not None
+        assert {r.score_model_version_id for r in session.exec(select(Record))} == {mv.id}
+    assert not screen(ctx).trained  # the new version loads: nothing more to do
+
+
 def test_a_changed_target_recall_recalibrates_the_threshold(ctx, corpus) -> None:
     """MMLR_TARGET_RECALL changed after a classifier was trained: `mmlr screen` kept the
     version calibrated to the old target, while the pages named the new one."""
