@@ -13,9 +13,14 @@ One call, under the job lock "screen":
    records whose publication type can never be a trial report, or that never mention
    myeloma, are weak negatives (capped per include) — and train, calibrating the flag
    threshold by cross-validation; with fewer than 2 includes or 2 excludes the transparent
-   keyword prior (``screening.prior``) stands in;
+   keyword prior (``screening.prior``) stands in; the new version stays inactive until it
+   has scored every record, then becomes active and its scores and flags go onto the records
+   in one transaction (the queue and the digest never mix two versions' scores);
 3. score every live record whose score is missing, from another model, or from older content,
-   reusing a Score row when one exists for (pmid, model, content hash);
+   reusing a Score row when one exists for (pmid, model, content hash); the active model's
+   artifact is loaded only when some record needs scoring, and one that no longer loads
+   (unpickling after a library upgrade) is replaced by a version trained on the current
+   labels, as in step 2;
 4. choose the random audit sample among low-score undecided records.
 
 Progress is written to KeyValue "screening.progress"; every transaction is short so the web
@@ -33,7 +38,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func
+from sqlalchemy import exists, func, update
 from sqlmodel import Session, col, select
 
 from screening.agreement import VOTE, latest_votes, provisional_label
@@ -297,6 +302,8 @@ def would_change_model(session: Session, ctx: AppContext) -> bool:
 
 def _train(ctx: AppContext, records: Sequence[Record], ts: TrainingSet,
            config: ScreeningConfig) -> ModelVersion:
+    """Train and store a new version, not yet active: ``_activate`` makes it so once it has
+    scored every record (the queue and the digest never mix two versions' scores)."""
     if not ts.trainable:
         mv = ModelVersion(name=PRIOR_NAME, config=prior_config(prior_gates(ctx.settings.query)),
                           n_train=len(ts.pmids),
@@ -304,7 +311,7 @@ def _train(ctx: AppContext, records: Sequence[Record], ts: TrainingSet,
                           cv_metrics={"note": "keyword prior: fewer than 2 includes or 2 "
                                               "excludes to train on"},
                           threshold=PRIOR_THRESHOLD, code_version=code_version(),
-                          created_at=ts.snapshot_at)
+                          created_at=ts.snapshot_at, active=False)
     else:
         by_pmid = {r.pmid: r for r in records}
         docs = [record_document(by_pmid[p]) for p in ts.pmids]
@@ -316,11 +323,8 @@ def _train(ctx: AppContext, records: Sequence[Record], ts: TrainingSet,
                           n_positive=ts.n_positive, n_decisions=ts.n_decisions,
                           cv_metrics=metrics, threshold=model.threshold,
                           artifact=model.to_bytes(), code_version=code_version(),
-                          created_at=ts.snapshot_at)
+                          created_at=ts.snapshot_at, active=False)
     with ctx.sessions() as session:
-        for old in session.exec(select(ModelVersion).where(col(ModelVersion.active).is_(True))):
-            old.active = False
-            session.add(old)
         session.add(mv)
         session.flush()
         audit(session, "model.train", object_type="model_version", object_id=mv.id,
@@ -332,6 +336,31 @@ def _train(ctx: AppContext, records: Sequence[Record], ts: TrainingSet,
     return mv
 
 
+def _activate(ctx: AppContext, mv: ModelVersion) -> None:
+    """In one transaction: make ``mv`` the active version and copy its scores and flags onto
+    every live record it scored (its Score row for the record's current content). A record
+    whose content changed meanwhile keeps the old score and is stale for the next run."""
+    match = ((col(Score.pmid) == col(Record.pmid)) & (col(Score.model_version_id) == mv.id)
+             & (col(Score.content_hash) == col(Record.content_hash)))
+    with ctx.sessions() as session:
+        for old in session.exec(select(ModelVersion).where(col(ModelVersion.active).is_(True))):
+            old.active = False
+            session.add(old)
+        row = session.get(ModelVersion, mv.id)
+        assert row is not None
+        row.active = True
+        session.add(row)
+        session.flush()
+        session.execute(update(Record).where(col(Record.deleted).is_(False), exists().where(match))
+                        .values(score=select(Score.score).where(match).limit(1)
+                                .scalar_subquery(),
+                                flagged=select(Score.flagged).where(match).limit(1)
+                                .scalar_subquery(),
+                                score_model_version_id=mv.id))
+        session.commit()
+    mv.active = True
+
+
 # ----------------------------------------------------------------------------- scoring
 def _stale(session: Session, records: Sequence[Record], mv: ModelVersion) -> list[Record]:
     have = {(int(p), h) for p, h in session.exec(
@@ -341,7 +370,10 @@ def _stale(session: Session, records: Sequence[Record], mv: ModelVersion) -> lis
 
 
 def _score_records(ctx: AppContext, mv: ModelVersion, model: ScreeningModel | None,
-                   stale: Sequence[Record], progress: Any) -> int:
+                   stale: Sequence[Record], progress: Any, *, apply: bool = True) -> int:
+    """Score ``stale`` in batches, writing the Score rows; with ``apply`` (``mv`` is the
+    active version) each batch's scores also go onto the records, else ``_activate`` copies
+    them all at once."""
     threshold = mv.threshold if mv.threshold is not None else 1.0
     new_rows = 0
     for start in range(0, len(stale), SCORE_BATCH):
@@ -371,6 +403,8 @@ def _score_records(ctx: AppContext, mv: ModelVersion, model: ScreeningModel | No
                                 flagged=bool(value >= threshold))
                     session.add(row)
                     new_rows += 1
+                if not apply:
+                    continue
                 rec.score, rec.flagged = row.score, row.flagged
                 rec.score_model_version_id = mv.id
                 session.add(rec)
@@ -437,16 +471,39 @@ def screen(ctx: AppContext, *, force_retrain: bool = False, progress: bool = Fal
             write_progress(ctx, "training", 0, len(ts.pmids))
             mv = _train(ctx, records, ts, config)
         assert mv is not None
-        model = load_model(mv)
         with ctx.sessions() as session:
             stale = _stale(session, records, mv)
+        # The artifact is read only when something needs scoring: a run with nothing to score
+        # never depends on it.
+        model = None
+        if stale:
+            try:
+                model = load_model(mv)
+            except ScreeningError as exc:
+                if train:  # the version just trained: retraining would fail the same way
+                    raise
+                # Unpickling after a library upgrade can fail: the labels are all here, so a
+                # new version takes its place rather than every run failing until someone
+                # runs `mmlr screen --retrain`.
+                log.warning("screen: %s: training a new version from the current labels",
+                            exc.message)
+                if not ts.trainable:
+                    prior_gates(ctx.settings.query)
+                write_progress(ctx, "training", 0, len(ts.pmids))
+                mv = _train(ctx, records, ts, config)
+                train = True
+                model = load_model(mv)
+                with ctx.sessions() as session:
+                    stale = _stale(session, records, mv)
         write_progress(ctx, "scoring", 0, len(stale))
         bar = _progress_bar(progress, len(stale))
         if bar is not None:
             with bar:
-                scored = _score_records(ctx, mv, model, stale, bar)
+                scored = _score_records(ctx, mv, model, stale, bar, apply=not train)
         else:
-            scored = _score_records(ctx, mv, model, stale, None)
+            scored = _score_records(ctx, mv, model, stale, None, apply=not train)
+        if train:  # the new version's scores replace the old one's all at once
+            _activate(ctx, mv)
         n_audit = _choose_audit(ctx, ctx.settings.audit_fraction)
         with ctx.sessions() as session:
             flagged = session.exec(select(func.count()).select_from(Record).where(

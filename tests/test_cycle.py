@@ -97,6 +97,39 @@ def test_mmlr_run_always_ends_with_a_digest(cycle: tuple[Any, Any, Path]) -> Non
     assert summary.digest_id == digest.id and urgent_alerts(ctx) == 0
 
 
+def test_a_model_that_no_longer_loads_does_not_stop_the_cycle(
+        cycle: tuple[Any, Any, Path]) -> None:
+    """The active classifier's artifact stopped unpickling (a library upgrade): the cycle
+    raised 'model version N artifact cannot be loaded' at the screening step, with no
+    pooling and no digest, every cycle until someone ran `mmlr screen --retrain`."""
+    import hashlib
+
+    from screening.service import screen
+    from store.models import ModelVersion
+
+    ctx, _, _ = cycle
+    run_cycle(ctx)
+    with ctx.sessions() as session:
+        pmids = sorted(session.exec(select(Record.pmid)).all())
+        for pmid, decision in zip(pmids, ["include", "include", "exclude", "exclude"],
+                                  strict=False):
+            session.add(Decision(pmid=pmid, decision=decision))
+        session.commit()
+    trained = screen(ctx, force_retrain=True)
+    assert trained.model_name == "mmlr-default"
+    payload = b"not a pickle any more"
+    with ctx.sessions() as session:
+        mv = session.get(ModelVersion, trained.model_version_id)
+        assert mv is not None
+        mv.artifact = hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+        session.add(mv)
+        session.commit()
+    summary = run_cycle(ctx)  # nothing new polled: nothing to score
+    steps = dict(summary.steps)
+    assert {"screen", "pool", "network"} <= set(steps) and summary.digest_id is not None
+    assert len(_digests(ctx)) == 2
+
+
 @pytest.mark.parametrize("step", ["screen", "pool"])
 def test_a_step_running_elsewhere_does_not_skip_the_rest(cycle: tuple[Any, Any, Path],
                                                          step: str) -> None:

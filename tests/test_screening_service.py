@@ -205,6 +205,106 @@ def test_changed_content_is_rescored_and_deleted_records_leave_the_queue(ctx, co
     assert first.model_version_id == again.model_version_id
 
 
+def _break_artifact(ctx, version_id: int) -> None:
+    """What a library upgrade does to a stored model: the bytes are intact (the checksum
+    matches) but no longer unpickle."""
+    import hashlib
+
+    payload = b"not a pickle any more"
+    with ctx.sessions() as session:
+        mv = session.get(ModelVersion, version_id)
+        mv.artifact = hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+        session.add(mv)
+        session.commit()
+
+
+def test_an_artifact_that_no_longer_loads_is_replaced_by_a_new_version(ctx, corpus,
+                                                                        caplog) -> None:
+    """The active classifier's artifact stopped unpickling (a library upgrade): every
+    `mmlr screen`, and so every cycle with its pooling and digest, failed with 'artifact
+    cannot be loaded', even with nothing to score, until someone ran `--retrain`."""
+    eligible = sorted(p for p, e in corpus.items() if e)
+    _add_seeds(ctx, eligible[:5])
+    first = screen(ctx)
+    assert first.trained and first.model_name == "mmlr-default"
+    _break_artifact(ctx, first.model_version_id)
+    # nothing to score: the artifact is not read
+    idle = screen(ctx)
+    assert not idle.trained and idle.scored == 0
+    assert idle.model_version_id == first.model_version_id
+    # a record to score: a new version from the current labels takes over and scores all
+    victim = eligible[10]
+    with ctx.sessions() as session:
+        rec = session.get(Record, victim)
+        rec.content_hash = "changed-" + rec.content_hash
+        rec.score = None
+        session.add(rec)
+        session.commit()
+    with caplog.at_level("WARNING", logger="screening.service"):
+        again = screen(ctx)
+    assert again.trained and again.model_name == "mmlr-default"
+    assert again.model_version_id != first.model_version_id
+    assert again.scored == len(corpus) and again.n_positive == 5
+    assert any(f"model version {first.model_version_id} artifact cannot be loaded"
+               in r.getMessage() and "training a new version" in r.getMessage()
+               for r in caplog.records)
+    with ctx.sessions() as session:
+        assert not session.get(ModelVersion, first.model_version_id).active
+        mv = session.get(ModelVersion, again.model_version_id)
+        assert mv.active and load_model(mv) is not None
+        assert {r.score_model_version_id for r in session.exec(select(Record))} == {mv.id}
+    assert not screen(ctx).trained  # the new version loads: nothing more to do
+
+
+def test_a_retrain_replaces_the_scores_all_at_once(ctx, corpus, monkeypatch) -> None:
+    """A new version was made active before it rescored the records in batches: mid-run the
+    queue (ordered by Record.score) and the digest's flagged list mixed both versions."""
+    import screening.service as service
+    from reports.digest import _flagged_records
+
+    first = screen(ctx)  # the keyword prior
+    eligible = sorted(p for p, e in corpus.items() if e)
+    _add_seeds(ctx, eligible[:5])
+    with ctx.sessions() as session:
+        before = {r.pmid: (r.score_model_version_id, r.score, r.flagged)
+                  for r in session.exec(select(Record))}
+    assert {v for v, _, _ in before.values()} == {first.model_version_id}
+    seen: list[tuple[int, int]] = []
+    real = service.write_progress
+
+    def pause(ctx_, phase: str, done: int, total: int) -> None:
+        real(ctx_, phase, done, total)
+        if phase != "scoring" or not 0 < done < total or seen:
+            return
+        seen.append((done, total))
+        with ctx.sessions() as session:  # what the queue and the digest read now
+            now = {r.pmid: (r.score_model_version_id, r.score, r.flagged)
+                   for r in session.exec(select(Record))}
+            active = session.exec(select(ModelVersion).where(
+                col(ModelVersion.active).is_(True))).all()
+            flagged = {r.score_model_version_id for r in _flagged_records(session)}
+        assert now == before
+        assert [m.id for m in active] == [first.model_version_id]
+        assert flagged == {first.model_version_id}
+        assert {i.model_version_id for i in _queue(ctx, limit=500)} == {first.model_version_id}
+
+    monkeypatch.setattr(service, "SCORE_BATCH", 50)
+    monkeypatch.setattr(service, "write_progress", pause)
+    second = screen(ctx)
+    assert seen and second.trained and second.model_name == "mmlr-default"
+    with ctx.sessions() as session:
+        recs = session.exec(select(Record)).all()
+        assert {r.score_model_version_id for r in recs} == {second.model_version_id}
+        scores = {(s.pmid, s.content_hash): s for s in session.exec(
+            select(Score).where(Score.model_version_id == second.model_version_id))}
+        assert all((r.score, r.flagged) == (scores[r.pmid, r.content_hash].score,
+                                            scores[r.pmid, r.content_hash].flagged)
+                   for r in recs)
+        assert [m.id for m in session.exec(select(ModelVersion).where(
+            col(ModelVersion.active).is_(True)))] == [second.model_version_id]
+    assert second.flagged == sum(r.flagged for r in recs) > 0
+
+
 def test_a_changed_target_recall_recalibrates_the_threshold(ctx, corpus) -> None:
     """MMLR_TARGET_RECALL changed after a classifier was trained: `mmlr screen` kept the
     version calibrated to the old target, while the pages named the new one."""
