@@ -323,6 +323,16 @@ def _report(session: Session, report_id: int) -> tuple[TrialReport, Trial]:
     return fresh, trial
 
 
+def _report_form_refused(request: Request, session: Session, trial: Trial, report_id: int,
+                         exc: FieldErrors, data: dict[str, str]) -> Response:
+    """The trial page again (400) with a report's Correct or Unlink form as it was sent and
+    its errors; nothing of it was saved."""
+    session.rollback()
+    return _trial_page(request, session, _trial(session, trial.id or 0), status_code=400,
+                       report_edit_errors={report_id: exc.fields},
+                       report_edit_values={report_id: data})
+
+
 @router.post("/reports/{report_id}/edit")
 def report_edit(request: Request, report_id: int, session: DbSession,
                 user: Curator, data: FormFields) -> Response:
@@ -332,10 +342,7 @@ def report_edit(request: Request, report_id: int, session: DbSession,
     try:
         change = correct_report(session, report, data, user=user)
     except FieldErrors as exc:
-        session.rollback()
-        return _trial_page(request, session, _trial(session, trial.id or 0), status_code=400,
-                           report_edit_errors={report_id: exc.fields},
-                           report_edit_values={report_id: data})
+        return _report_form_refused(request, session, trial, report_id, exc, data)
     session.commit()
     if not change.new:
         flash(request, f"Report {report_id}: nothing changed.", "info")
@@ -358,10 +365,7 @@ def report_unlink(request: Request, report_id: int, session: DbSession,
     try:
         detached = unlink_report(session, report, data, user=user)
     except FieldErrors as exc:
-        session.rollback()
-        return _trial_page(request, session, _trial(session, trial.id or 0), status_code=400,
-                           report_edit_errors={report_id: exc.fields},
-                           report_edit_values={report_id: data})
+        return _report_form_refused(request, session, trial, report_id, exc, data)
     session.commit()
     what = f"PMID {pmid}" if pmid is not None else f"Report {report_id}"
     text = f"{what} unlinked from {trial.name}: it is no longer one of its reports."
