@@ -569,3 +569,82 @@ def test_api_a_correction_that_lost_to_another_says_who_and_what_is_stored(
     assert body["current"]["hr"] == pytest.approx(0.55)
     assert body["not_saved"] == mine
     assert _state(app) == before and len(_audits(app, "estimate.correct")) == 1
+
+
+
+def _saved_first_while_sent(app: Any, email: str, trial_id: int, fields: dict[str, str],
+                            send: Any) -> tuple[int, Any]:
+    """Play the first of two requests for the same extraction: hold the trial's lock, let
+    ``send`` (the second, in a thread) reach its first write, save ``fields`` with mmlr's own
+    functions and commit. Returns the saved estimate's id and ``send``'s response."""
+    import threading
+
+    from sqlalchemy import event
+
+    from screening.web.extraction import save_estimate
+    from screening.web.verification import parse_new_estimate
+    from store.record_lock import locked_trial
+
+    writing = threading.Event()
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            writing.set()
+
+    answer: dict[str, Any] = {}
+    sender = threading.Thread(target=lambda: answer.update(r=send()), daemon=True)
+    engine = app.state.ctx.engine
+    with db(app) as session:
+        trial = locked_trial(session, trial_id)
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            sender.start()
+            # The request reached its first write: the lock (or, unlocked, its insert).
+            assert writing.wait(timeout=60), "the request never wrote"
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        user = session.exec(select(User).where(User.email == email)).one()
+        draft = parse_new_estimate(fields, trial=trial, reports=[], second_person=False)
+        first = save_estimate(session, trial=trial, draft=draft, user=user)
+        session.commit()
+        assert first.id is not None
+        first_id = first.id
+    sender.join(timeout=90)
+    return first_id, answer["r"]
+
+
+def test_api_the_same_estimate_sent_while_the_first_is_saving_is_stored_once(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """A client's retry that arrives while its first request is still saving: both passed the
+    check for a repeat before either was stored, and the extraction was stored twice. The
+    API request must wait for the first and then refuse its repeat. Runs on SQLite (a write
+    transaction) and PostgreSQL (a row lock)."""
+    headers = _token(app, users["curator"])
+    trial_id = _trial(app)
+    fields = {"endpoint": "PFS", "hr": "0.50", "ci_low": "0.40", "ci_high": "0.625"}
+    first_id, response = _saved_first_while_sent(
+        app, users["curator"], trial_id, fields,
+        lambda: api.post("/api/estimates", headers=headers,
+                         json={"trial_id": trial_id, **fields}))
+    assert response.status_code == 400, response.text
+    assert f"already estimate {first_id} of" in response.json()["error"]
+    assert [e.id for e in _estimates(app) if e.withdrawn_at is None] == [first_id]
+
+
+def test_the_extraction_form_sent_while_the_same_is_saving_is_stored_once(
+        app: Any, users: dict[str, str]) -> None:
+    """The trial page's form, sent twice at once (a double click on a slow server)."""
+    from test_web import as_role, csrf_from
+
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    fields = {"endpoint": "PFS", "method": "reported_ci", "orientation": "maint_vs_control",
+              "hr": "0.50", "ci_low": "0.40", "ci_high": "0.625"}
+    token = csrf_from(curator.get(f"/trials/{trial_id}").text)
+    first_id, response = _saved_first_while_sent(
+        app, users["curator"], trial_id, fields,
+        lambda: curator.post(f"/trials/{trial_id}/estimates", follow_redirects=False,
+                             data={"csrf_token": token, **fields}))
+    assert response.status_code == 400, response.text
+    assert "This extraction is saved already" in response.text
+    assert [e.id for e in _estimates(app) if e.withdrawn_at is None] == [first_id]

@@ -846,6 +846,9 @@ def post_estimate(request: Request, session: DbSession,
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
     draft = parse_new_estimate(data, trial=trial, reports=reports,
                                second_person=verify_second_person(request))
+    # The trial is locked before the checks for a repeat: a retry sent while the first
+    # request was saving passed them both, and the same extraction was stored twice.
+    locked_trial(session, trial.id or 0)
     refuse_repeat(session, trial=trial, draft=draft)
     refuse_second_extraction(session, trial=trial, values=draft.values)
     estimate = save_estimate(session, trial=trial, draft=draft, user=user)

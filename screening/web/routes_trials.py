@@ -389,6 +389,8 @@ def trial_add_estimate(request: Request, trial_id: int, session: DbSession,
     try:
         draft = parse_new_estimate(data, trial=trial, reports=reports,
                                    second_person=verify_second_person(request))
+        # Locked before the checks for a repeat (a form sent twice at once was stored twice).
+        locked_trial(session, trial_id)
         refuse_repeat(session, trial=trial, draft=draft)
         refuse_second_extraction(session, trial=trial, values=draft.values)
     except FieldErrors as exc:
