@@ -119,6 +119,13 @@ def open_out(path: Path, *, what: str, hint: str) -> Iterator[IO[str]]:
         raise ValidationError(f"cannot write {what} to {path}: {exc.strerror}",
                               hint=hint) from None
     try:
+        # A file replaced keeps its permissions: an export someone made private (0600)
+        # became world-readable under the umask's 0644. Set before anything is written.
+        if path.is_file():
+            os.fchmod(fd, stat.S_IMODE(path.stat().st_mode))
+    except OSError:
+        pass  # not ours to change (another owner's file): the umask's mode, as for a new one
+    try:
         with open(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
         check_target(path, what=what, hint=hint)  # it may have become a link meanwhile

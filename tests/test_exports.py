@@ -507,6 +507,27 @@ def test_unknown_kind_and_unwritable_path(ctx, tmp_path: Path) -> None:  # type:
     assert "--out" in err.value.one_line()
 
 
+def test_a_replaced_export_keeps_its_permissions(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A private file (0600) replaced by an export stays private (it became 0644, the umask's
+    mode); a new file gets the umask's mode."""
+    import os
+    import stat
+
+    seed(ctx)
+    private = tmp_path / "records.csv"
+    private.write_text("previous export\n")
+    private.chmod(0o600)
+    export(ctx, "csv", private)
+    assert private.read_text() != "previous export\n"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    old_umask = os.umask(0o022)
+    try:
+        export(ctx, "csv", tmp_path / "new.csv")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "new.csv").stat().st_mode) == 0o644
+
+
 def test_a_failed_export_leaves_no_half_file(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     seed(ctx)
     out = tmp_path / "records.csv"
