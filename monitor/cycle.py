@@ -89,7 +89,7 @@ def run_cycle(ctx: AppContext, *, progress: bool = False, digest: bool = True) -
                              "digest; the next run resumes the poll and does them")
         return summary
     try:
-        summary.add("screen", screen(ctx, progress=progress))
+        summary.add("screen", screen(ctx, progress=progress, on_schedule=True))
     except LockedError as exc:
         # Someone else is screening (the web app retraining after curators' decisions): the
         # next screening scores what this poll stored. The pool, and a digest that cannot

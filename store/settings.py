@@ -432,7 +432,8 @@ class Settings(BaseSettings):
     )
     retrain_min_decisions: int = Field(
         10, description="New curator decisions (1 or more) that trigger retraining of the "
-        "classifier."
+        "classifier between scheduled runs; the daily cycle retrains on any change of the "
+        "training set."
     )
     target_recall: float = Field(
         0.99, description="Recall the flag threshold is calibrated to by cross-validation (at "

@@ -177,6 +177,37 @@ def test_cold_start_prior_then_seeds_then_decisions(ctx, corpus) -> None:
     assert progress["phase"] == "done" and {"done", "total", "updated_at"} <= set(progress)
 
 
+def test_the_scheduled_run_learns_what_changed_below_the_decision_threshold(ctx,
+                                                                          corpus) -> None:
+    """Two decisions and two more seed records, fewer than retrain_min_decisions: a run after
+    decisions waits for more, the scheduled run retrains on them (it waited for ever)."""
+    eligible = sorted(p for p, e in corpus.items() if e)
+    first = screen(ctx)
+    _add_seeds(ctx, eligible[:5])
+    classifier = screen(ctx)
+    assert classifier.trained and classifier.model_version_id != first.model_version_id
+    # nothing changed: the scheduled run trains nothing either
+    same = screen(ctx, on_schedule=True)
+    assert not same.trained and same.model_version_id == classifier.model_version_id
+    user = _curator(ctx)
+    for pmid in eligible[5:7]:
+        _decide(ctx, user, pmid, "include")
+    with ctx.sessions() as session:  # two more reports of the seed trial arrive
+        trial_id = session.exec(select(Trial.id)).one()
+        for p in eligible[7:9]:
+            session.add(TrialReport(trial_id=int(trial_id or 0), pmid=p, citation=f"PMID {p}"))
+        session.commit()
+    assert ctx.settings.retrain_min_decisions > 2
+    waiting = screen(ctx)
+    assert not waiting.trained and waiting.model_version_id == classifier.model_version_id
+    learnt = screen(ctx, on_schedule=True)
+    assert learnt.trained and learnt.model_version_id != classifier.model_version_id
+    with ctx.sessions() as session:
+        mv = session.get(ModelVersion, learnt.model_version_id)
+        assert mv is not None and mv.active
+        assert mv.n_decisions == 2 and mv.n_positive == 9
+
+
 def test_changed_content_is_rescored_and_deleted_records_leave_the_queue(ctx, corpus) -> None:
     eligible = sorted(p for p, e in corpus.items() if e)
     _add_seeds(ctx, eligible[:4])
