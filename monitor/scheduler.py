@@ -111,6 +111,11 @@ def _trigger(job_id: str, cron: str) -> Any:
     return trigger
 
 
+def check_cron(job_id: str, cron: str) -> None:
+    """ConfigError, as at start, when the cron of ``job_id`` is malformed or never fires."""
+    _trigger(job_id, cron)
+
+
 def longest_gap(job_id: str, cron: str, after: datetime, *, fires: int = 12) -> timedelta:
     """The longest time between two of the next ``fires`` firings of ``cron`` after ``after``
     (ConfigError, as at start, when the cron is malformed or never fires): how long a job of

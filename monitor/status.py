@@ -203,6 +203,17 @@ def _poll(session: Session, settings: Settings, now: datetime, report: StatusRep
     except ConfigError as exc:
         limit = None
         report.problems.append(f"{exc.one_line()}: `mmlr serve`/`mmlr worker` will not start")
+    # The other scheduled jobs' crons stop serve and worker as well: said here too, or status
+    # called the installation healthy while its worker could not start.
+    from monitor.scheduler import check_cron
+
+    for job_id, cron in (("digest", settings.digest_cron),
+                         ("modified-pass", settings.modified_cron)):
+        try:
+            check_cron(job_id, cron)
+        except ConfigError as exc:
+            report.problems.append(
+                f"{exc.one_line()}: `mmlr serve`/`mmlr worker` will not start")
     section: dict[str, Any] = {
         "last_completed_at": None, "window_start": None, "window_end": None, "found": None,
         "new": None, "updated": None, "dropped_terms": [], "stale_after_hours": (

@@ -484,6 +484,18 @@ def test_an_invalid_poll_cron_needs_attention(polled: Any) -> None:
     assert "MMLR_POLL_CRON" in line and "never fires" in line
 
 
+@pytest.mark.parametrize(("variable", "cron", "said"), [
+    ("MMLR_DIGEST_CRON", "0 6 31 2 *", "never fires"),
+    ("MMLR_MODIFIED_CRON", "bad", "is not a valid crontab"),
+])
+def test_an_invalid_digest_or_modified_cron_needs_attention(polled: Any, variable: str,
+                                                             cron: str, said: str) -> None:
+    """serve and worker refuse to start with it; status said the installation was healthy."""
+    ctx, _ = polled
+    line = attention_line(status(ctx.settings, **{variable: cron}))
+    assert variable in line and said in line and "will not start" in line
+
+
 # ----------------------------------------------------------------------------- the database
 def test_the_password_in_the_database_url_is_masked(tmp_path: Path) -> None:
     """Unreachable PostgreSQL (nothing listens on port 9): one line, exit 1, the report still
