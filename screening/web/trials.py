@@ -344,10 +344,8 @@ def trial_data_from_json(trial: Trial, body: Mapping[str, Any]) -> dict[str, Any
     return data
 
 
-def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
-               user: User) -> TrialReport:
-    r = _Reader(data)
-    pmid = r.integer("pmid", minimum=1)
+def _citation_and_year(r: _Reader) -> tuple[str | None, int | None]:
+    """A report form's citation (required) and year, read into ``r`` (errors included)."""
     citation = r.line("citation", max_len=1000)
     if citation is None and "citation" not in r.errors:
         r.errors["citation"] = "is required (authors, journal, year)"
@@ -359,6 +357,14 @@ def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
     if year is not None and year > latest:
         r.errors["year"] = (f"{year} is in the future: a report is published already (in an "
                             f"issue dated {latest} at the latest); check the year")
+    return citation, year
+
+
+def add_report(session: Session, trial: Trial, data: Mapping[str, Any], *,
+               user: User) -> TrialReport:
+    r = _Reader(data)
+    pmid = r.integer("pmid", minimum=1)
+    citation, year = _citation_and_year(r)
     kind = r.choice("kind", REPORT_KINDS, default="primary")
     if pmid is not None and session.exec(select(TrialReport.id).where(
             TrialReport.trial_id == trial.id, TrialReport.pmid == pmid)).first():
@@ -436,14 +442,7 @@ def correct_report(session: Session, report: TrialReport, data: Mapping[str, Any
     if target is None and "trial_id" not in r.errors:
         r.errors["trial_id"] = f"{trial_id} does not exist"
     kind = r.choice("kind", REPORT_KINDS, default=report.kind)
-    citation = r.line("citation", max_len=1000)
-    if citation is None and "citation" not in r.errors:
-        r.errors["citation"] = "is required (authors, journal, year)"
-    year = r.integer("year", minimum=MIN_YEAR)
-    latest = utcnow().year + 1
-    if year is not None and year > latest:
-        r.errors["year"] = (f"{year} is in the future: a report is published already (in an "
-                            f"issue dated {latest} at the latest); check the year")
+    citation, year = _citation_and_year(r)
     reason = r.text("reason", max_len=2000)
     current, withdrawn = _estimates_from(session, report)
     moving = target is not None and target.id != source.id
