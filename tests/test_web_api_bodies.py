@@ -40,7 +40,7 @@ def test_a_misspelt_key_in_a_decision_is_refused_not_dropped(
         "pmid": 90000002, "decision": "exclude", "reasn": "not maintenance"})
     assert response.status_code == 400, response.text
     assert response.json()["error"] == ("unknown field 'reasn': a decision has pmid, decision, "
-                                        "reason, rank_shown")
+                                        "reason, rank_shown, model_version_shown, score_shown")
     assert _count(app, Decision) == 0
     with db(app) as session:
         assert session.get(Record, 90000002).decision is None  # type: ignore[union-attr]

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 #: The hidden fields of mmlr's forms, which the pages fill in and a person never saw: left out
 #: of "What you sent (not saved)", which lists what to copy back ("seen_decision 0" led it).
-_BOOKKEEPING = frozenset(("seen_decision", "rank_shown", "next", "back", "shown", "t",
+_BOOKKEEPING = frozenset(("seen_decision", "rank_shown", "model_version_shown", "score_shown",
+                          "next", "back", "shown", "t",
                           "verified", "active", "analysis", "username"))
 
 SESSION_KEY = "csrf"

@@ -1,9 +1,12 @@
 """Screening decisions: one append-only Decision row per click, with its provenance.
 
 Provenance is what the curator saw: the model version that produced the score on the page,
-that score, the rank in the queue and whether the record was in the random audit sample. It
-is read from the record on the server (not from the form) so it cannot be forged, except the
-rank, which only the queue page knows.
+that score, the rank in the queue and whether the record was in the random audit sample. The
+page sends back the version, score and rank it showed (a retrain may land between showing and
+saving: the record's current score is then another model's, which the curator never saw); a
+request without them (an older page, an API client that does not send them) gets the
+record's current version and score. The version must exist and the score must be a number in
+[0, 1]; the audit mark is always read from the record.
 
 Single screening (``screeners == 1``): the decision settles the record, the latest counts.
 Dual screening (``screeners == 2``; ``store.settings.is_dual_screening`` tells them apart): the
@@ -19,6 +22,8 @@ the answer says it was there already.
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -28,7 +33,8 @@ from screening.votes import votes_on
 from store.audit import audit
 from store.errors import StateError, ValidationError
 from store.ids import parse_id
-from store.models import Decision, User
+from store.models import Decision, ModelVersion, Record, User
+from store.numbers import as_float, parse_decimal
 from store.record_lock import locked_record
 from store.repeats import Recorded
 from store.settings import is_dual_screening
@@ -55,6 +61,56 @@ def parse_rank(value: Any) -> int | None:
         raise ValidationError(f"rank_shown {value!r} is not a positive whole number",
                               hint="the record's place in the queue, from 1")
     return rank
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The model version and score the page showed when the decision was made."""
+
+    model_version_id: int
+    score: float
+
+
+def parse_shown(session: Session, version: Any, score: Any) -> Shown | None:
+    """``model_version_shown`` and ``score_shown`` as a form or a JSON body sends them; None
+    when neither is given (the record's current ones are stored). Both or neither: a score
+    without the model that produced it is no provenance."""
+    def absent(value: Any) -> bool:
+        return value is None or (isinstance(value, str) and value.strip() == "")
+
+    if absent(version) and absent(score):
+        return None
+    if absent(version):
+        raise ValidationError("score_shown was sent without model_version_shown",
+                              hint="send both, as the page showed them, or neither")
+    if absent(score):
+        raise ValidationError("model_version_shown was sent without score_shown",
+                              hint="send both, as the page showed them, or neither")
+    version_id = None if isinstance(version, bool) else parse_id(str(version))
+    if version_id is None:
+        raise ValidationError(f"model_version_shown {version!r} is not a positive whole number",
+                              hint="the id of the model version whose score was shown")
+    if session.get(ModelVersion, version_id) is None:
+        raise ValidationError(f"model_version_shown {version_id} is not a model version",
+                              hint="the id of the model version whose score was shown")
+    try:
+        if isinstance(score, bool):
+            raise ValueError(f"{score!r} is not a number")
+        value = (as_float(score) if isinstance(score, int | float)
+                 else parse_decimal(str(score)))
+    except ValueError as exc:
+        raise ValidationError(f"score_shown: {exc}",
+                              hint="the score the page showed, from 0 to 1") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValidationError(f"score_shown {value!r} is not a number from 0 to 1",
+                              hint="the score the page showed, from 0 to 1")
+    return Shown(version_id, value)
+
+
+def _provenance(record: Record, shown: Shown | None) -> tuple[int | None, float | None]:
+    if shown is None:
+        return record.score_model_version_id, record.score
+    return shown.model_version_id, shown.score
 
 
 class RecordStateError(StateError):
@@ -102,15 +158,16 @@ def repeated_decision(session: Session, *, user: User, pmid: int, decision: str,
 
 def record_decision(session: Session, *, user: User, pmid: int, decision: str,
                     reason: str | None = None, rank_shown: int | None = None,
-                    screeners: int = 1) -> Recorded[Decision]:
+                    shown: Shown | None = None, screeners: int = 1) -> Recorded[Decision]:
     """Append a decision (a vote under dual screening) and update the record's current
-    decision; the caller commits. A repeat of the decision that counts stores nothing and
-    returns it (``created`` false), with its provenance as first recorded."""
+    decision; the caller commits. ``shown``: the model version and score the page showed
+    (None: the record's current ones). A repeat of the decision that counts stores nothing
+    and returns it (``created`` false), with its provenance as first recorded."""
     check_decision(decision)
     reason = clean_reason(reason)
     if is_dual_screening(screeners):
         return _record_vote(session, user=user, pmid=pmid, decision=decision, reason=reason,
-                            rank_shown=rank_shown)
+                            rank_shown=rank_shown, shown=shown)
     # Locked: a retry that arrives while the first attempt is being saved waits for it and
     # then finds it, instead of both being stored.
     record = locked_record(session, pmid)
@@ -119,9 +176,10 @@ def record_decision(session: Session, *, user: User, pmid: int, decision: str,
     if same is not None and record.decision == decision:
         log.info("PMID %s: %s's decision %s repeated; nothing stored", pmid, user.id, decision)
         return Recorded(same, created=False)
+    version_shown, score_shown = _provenance(record, shown)
     row = Decision(
         pmid=pmid, user_id=user.id, decision=decision, reason=reason,
-        model_version_id=record.score_model_version_id, score_shown=record.score,
+        model_version_id=version_shown, score_shown=score_shown,
         rank_shown=rank_shown, audit_sample=record.audit_sample,
     )
     session.add(row)
@@ -135,7 +193,8 @@ def record_decision(session: Session, *, user: User, pmid: int, decision: str,
 
 
 def _record_vote(session: Session, *, user: User, pmid: int, decision: str,
-                 reason: str | None, rank_shown: int | None) -> Recorded[Decision]:
+                 reason: str | None, rank_shown: int | None,
+                 shown: Shown | None) -> Recorded[Decision]:
     record = locked_record(session, pmid)
     # Before the vote's bar: the retry of the vote that made two screeners agree finds the
     # record resolved, and must hear "already recorded", not "votes no longer change it".
@@ -155,9 +214,10 @@ def _record_vote(session: Session, *, user: User, pmid: int, decision: str,
         raise RecordStateError(
             f"PMID {pmid} is in conflict between its two screeners; a third vote does not "
             "settle it", hint="resolve it on /conflicts instead")
+    version_shown, score_shown = _provenance(record, shown)
     row = Decision(
         pmid=pmid, user_id=user.id, decision=decision, reason=reason, kind=VOTE,
-        model_version_id=record.score_model_version_id, score_shown=record.score,
+        model_version_id=version_shown, score_shown=score_shown,
         rank_shown=rank_shown, audit_sample=record.audit_sample,
     )
     session.add(row)

@@ -75,7 +75,13 @@ from screening.web.corrections import (
     with_kept_fields,
     withdraw_estimate,
 )
-from screening.web.decisions import DECISIONS, parse_pmid, parse_rank, record_decision
+from screening.web.decisions import (
+    DECISIONS,
+    parse_pmid,
+    parse_rank,
+    parse_shown,
+    record_decision,
+)
 from screening.web.deps import (
     ApiAdmin,
     ApiReader,
@@ -612,7 +618,8 @@ def _only_fields(data: dict[str, Any], fields: tuple[str, ...], what: str) -> No
         raise ValidationError(refused)
 
 
-_DECISION_FIELDS = ("pmid", "decision", "reason", "rank_shown")
+_DECISION_FIELDS = ("pmid", "decision", "reason", "rank_shown", "model_version_shown",
+                    "score_shown")
 
 
 def _repeatable(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -634,6 +641,8 @@ def _recorded(created: bool, content: dict[str, Any]) -> JSONResponse:
              openapi_extra=json_body(closed_body({
                  "pmid": _ID, "decision": {"enum": list(DECISIONS)},
                  "reason": _OPEN_TEXT, "rank_shown": {"type": ["integer", "null"], "minimum": 1},
+                 "model_version_shown": {"type": ["integer", "null"], "minimum": 1},
+                 "score_shown": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
              }, "pmid", "decision")))
 def post_decision(request: Request, session: DbSession,
                   user: ApiWriter, raw: RequestBody) -> JSONResponse:
@@ -651,8 +660,10 @@ def post_decision(request: Request, session: DbSession,
     if reason is not None and not isinstance(reason, str):
         raise ValidationError("reason must be a string")
     screeners = screeners_per_record(request)
+    shown = parse_shown(session, data.get("model_version_shown"), data.get("score_shown"))
     saved = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
-                            rank_shown=parse_rank(data.get("rank_shown")), screeners=screeners)
+                            rank_shown=parse_rank(data.get("rank_shown")), shown=shown,
+                            screeners=screeners)
     session.commit()
     if saved.created:
         request.app.state.retrainer.maybe_start(session)

@@ -19,7 +19,7 @@ from screening.web.conflicts import (
     visible_history,
 )
 from screening.web.csrf import csrf_protect
-from screening.web.decisions import DECISIONS, parse_rank, record_decision
+from screening.web.decisions import DECISIONS, parse_rank, parse_shown, record_decision
 from screening.web.deps import (
     THEN_PATTERN,
     Curator,
@@ -243,6 +243,8 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
            decision: Annotated[str, Form(max_length=20)] = "",
            reason: Annotated[str, Form(max_length=4000)] = "",
            rank_shown: Annotated[str, Form(max_length=12)] = "",
+           model_version_shown: Annotated[str, Form(max_length=12)] = "",
+           score_shown: Annotated[str, Form(max_length=40)] = "",
            seen_decision: Annotated[str, Form(max_length=12)] = "",
            then: Annotated[str, Form(pattern=THEN_PATTERN)] = "",
            quick: Annotated[str, Form(max_length=20)] = "") -> Response:
@@ -250,7 +252,9 @@ def decide(request: Request, pmid: int, session: DbSession, user: Curator,
         decision, then = quick, "next"
     screeners = screeners_per_record(request)
     saved = record_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
-                            rank_shown=parse_rank(rank_shown), screeners=screeners)
+                            rank_shown=parse_rank(rank_shown),
+                            shown=parse_shown(session, model_version_shown, score_shown),
+                            screeners=screeners)
     session.commit()
     row = saved.row
     if saved.created:
