@@ -179,6 +179,13 @@ def to_score(decision: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(decision, -30, 30)))
 
 
+#: Below this many includes the calibrated recall cannot be verified: at the default target of
+#: 99% no include may fall below the threshold (⌊0.01 × includes⌋ = 0), so the threshold is the
+#: lowest out-of-fold include score and the cross-validated recall is 1.0 by construction, not
+#: a measurement of what the flag will catch among new records.
+VERIFIABLE_INCLUDES = 100
+
+
 def calibrate_threshold(scores: np.ndarray, y: np.ndarray, target_recall: float) -> float:
     """The highest threshold at which ≥ target_recall of the includes score at or above it."""
     pos = np.sort(scores[y == 1])

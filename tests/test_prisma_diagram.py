@@ -496,7 +496,7 @@ def _threshold_words(app: Any) -> None:
     viewer = as_role(app, {"viewer": "viewer@example.org"}, "viewer")
     with app.state.ctx.sessions() as s:
         s.add(ModelVersion(name="mmlr-default", config={"target_recall": 0.975},
-                           threshold=0.4, active=True))
+                           threshold=0.4, n_positive=100, active=True))
         s.commit()
     note = lxml.html.fromstring(viewer.get("/prisma").text).xpath(
         'string(//p[@id="automation-note"])')
@@ -514,6 +514,34 @@ def _threshold_words(app: Any) -> None:
     assert ("below the keyword prior's flag threshold (a fixed score of 0.5, not calibrated: "
             "no classifier has been trained yet)") in note
     assert "calibrated to" not in note
+
+
+def test_a_threshold_from_fewer_than_100_includes_is_said_to_be_unverified(
+        settings: Any) -> None:
+    """Below 100 includes a 99% target lets no include fall below the threshold: it is the
+    lowest out-of-fold include score, the stored cross-validated recall is 1.0 by
+    construction, and the page stated the target as if it had been met."""
+    app = create_app(settings)
+    try:
+        _stopped_screening(app)
+        test_web.make_user(app, "viewer@example.org", "viewer")
+        viewer = as_role(app, {"viewer": "viewer@example.org"}, "viewer")
+        for n_positive, unverified in ((99, True), (100, False)):
+            with app.state.ctx.sessions() as s:
+                for mv in s.exec(select(ModelVersion)).all():
+                    mv.active = False
+                    s.add(mv)
+                s.add(ModelVersion(name="mmlr-default", config={"target_recall": 0.99},
+                                   threshold=0.4, n_positive=n_positive, active=True))
+                s.commit()
+            note = " ".join(lxml.html.fromstring(viewer.get("/prisma").text).xpath(
+                'string(//p[@id="automation-note"])').split())
+            caveat = ("flag threshold (calibrated by cross-validation to a recall of 99%, "
+                      "which cannot be verified with only 99 includes)")
+            assert (caveat in note) is unverified, note
+            assert "recall of 99%" in note and ("cannot be verified" in note) is unverified
+    finally:
+        app.state.ctx.dispose()
 
 
 def test_page_under_dual_screening_and_since_the_last_digest(settings: Any) -> None:

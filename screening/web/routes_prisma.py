@@ -31,6 +31,7 @@ from reports.prisma import (
 )
 from reports.prisma_diagram import prisma_svg
 from screening.health import stopping_supported
+from screening.model import VERIFIABLE_INCLUDES
 from screening.prior import PRIOR_THRESHOLD
 from screening.service import PRIOR_NAME, active_model
 from screening.stopping import recall_text
@@ -47,7 +48,8 @@ router = APIRouter()
 def flag_threshold_words(session: Session) -> str:
     """The flag threshold the records were ranked against, as the active model version made
     it: a classifier's is calibrated to the recall stored with it (MMLR_TARGET_RECALL when it
-    was trained: a changed setting counts from the next ``mmlr screen``), the keyword prior's
+    was trained: a changed setting counts from the next ``mmlr screen``), which it cannot
+    verify when trained on fewer than ``VERIFIABLE_INCLUDES`` includes; the keyword prior's
     is a fixed score."""
     mv = active_model(session)
     if mv is None:
@@ -60,8 +62,10 @@ def flag_threshold_words(session: Session) -> str:
     if mv.threshold is None or not isinstance(target, int | float):
         return ("the classifier's flag threshold (not calibrated: too few decisions to "
                 "cross-validate)")
+    caveat = (f", which cannot be verified with only {mv.n_positive} includes"
+              if mv.n_positive < VERIFIABLE_INCLUDES else "")
     return (f"the classifier's flag threshold (calibrated by cross-validation to a recall of "
-            f"{recall_text(float(target))})")
+            f"{recall_text(float(target))}{caveat})")
 
 _SVG_NAME = "mmlr-prisma.svg"
 
