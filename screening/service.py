@@ -16,7 +16,9 @@ One call, under the job lock "screen":
    threshold by cross-validation; with fewer than 2 includes or 2 excludes the transparent
    keyword prior (``screening.prior``) stands in; the new version stays inactive until it
    has scored every record, then becomes active and its scores and flags go onto the records
-   in one transaction (the queue and the digest never mix two versions' scores);
+   in one transaction (the queue and the digest never mix two versions' scores); a version
+   a killed run left inactive loses its scores and is marked abandoned at the next run's
+   start;
 3. score every live record whose score is missing, from another model, or from older content,
    reusing a Score row when one exists for (pmid, model, content hash); the active model's
    artifact is loaded only when some record needs scoring, and one that no longer loads
@@ -39,7 +41,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, func, update
+from sqlalchemy import delete, exists, func, update
 from sqlmodel import Session, col, select
 
 from screening.agreement import VOTE, latest_votes, provisional_label
@@ -253,6 +255,40 @@ def build_training_set(session: Session, records: Sequence[Record],
 def active_model(session: Session) -> ModelVersion | None:
     return session.exec(select(ModelVersion).where(col(ModelVersion.active).is_(True))
                         .order_by(col(ModelVersion.id).desc())).first()
+
+
+#: The key of ``ModelVersion.cv_metrics`` that marks a version abandoned (``_abandon_leftovers``).
+ABANDONED = "abandoned_at"
+
+
+def _abandon_leftovers(ctx: AppContext) -> None:
+    """A run killed before ``_activate`` leaves its version inactive with part of its Score
+    rows. Runs hold the "screen" lock and a version becomes active only in the run that built
+    it, so at the start of a run every inactive version newer than the active one (every
+    version, when none is active) is such a leftover: its Score rows go (no other version
+    reads them) and the row is marked abandoned (``ABANDONED`` in its ``cv_metrics``) and kept,
+    so its id, which the audit trail's ``model.train`` names, is never given to another
+    version. Older inactive versions (active once, or left before mmlr marked them) keep
+    everything."""
+    with ctx.sessions() as session:
+        mv = active_model(session)
+        query = select(ModelVersion).where(col(ModelVersion.active).is_(False))
+        if mv is not None:
+            query = query.where(col(ModelVersion.id) > mv.id)
+        for left in session.exec(query.order_by(col(ModelVersion.id))).all():
+            if ABANDONED in (left.cv_metrics or {}):
+                continue
+            scores = int(session.exec(select(func.count()).select_from(Score).where(
+                Score.model_version_id == left.id)).one())
+            session.execute(delete(Score).where(col(Score.model_version_id) == left.id))
+            left.cv_metrics = {**(left.cv_metrics or {}), ABANDONED: utcnow().isoformat()}
+            session.add(left)
+            audit(session, "model.abandon", object_type="model_version", object_id=left.id,
+                  name=left.name, scores_removed=scores)
+            log.warning("screen: model version %s was left by a run stopped before it scored "
+                        "every record: its %s scores removed, the version marked abandoned",
+                        left.id, scores)
+        session.commit()
 
 
 def check_prior_query(ctx: AppContext) -> None:
@@ -470,6 +506,7 @@ def screen(ctx: AppContext, *, force_retrain: bool = False, progress: bool = Fal
     config = config or ScreeningConfig(target_recall=ctx.settings.target_recall)
     config.validate()
     with job_lock(ctx.engine, "screen"):
+        _abandon_leftovers(ctx)  # a killed run's version, before this one builds its own
         with ctx.sessions() as session:
             records = list(session.exec(select(Record).where(col(Record.deleted).is_(False))
                                         .order_by(col(Record.pmid))).all())

@@ -336,6 +336,74 @@ def test_a_retrain_replaces_the_scores_all_at_once(ctx, corpus, monkeypatch) -> 
     assert second.flagged == sum(r.flagged for r in recs) > 0
 
 
+class _Killed(Exception):
+    """Stands in for SIGKILL in the middle of scoring: nothing after it runs."""
+
+
+def _kill_while_scoring(ctx, monkeypatch) -> None:
+    import screening.service as service
+
+    real = service.write_progress
+
+    def die(ctx_, phase: str, done: int, total: int) -> None:
+        real(ctx_, phase, done, total)
+        if phase == "scoring" and 0 < done < total:
+            raise _Killed
+
+    monkeypatch.setattr(service, "SCORE_BATCH", 50)
+    monkeypatch.setattr(service, "write_progress", die)
+    with pytest.raises(_Killed):
+        screen(ctx, force_retrain=True)
+    monkeypatch.setattr(service, "write_progress", real)
+
+
+def _versions(ctx) -> dict[int, tuple[bool, bool, int]]:
+    """Each version: active, marked abandoned, its Score rows."""
+    from screening.service import ABANDONED
+
+    with ctx.sessions() as session:
+        return {int(mv.id or 0): (mv.active, ABANDONED in mv.cv_metrics,
+                                  _count(session, Score, Score.model_version_id == mv.id))
+                for mv in session.exec(select(ModelVersion))}
+
+
+def test_a_version_a_killed_run_left_is_abandoned_by_the_next_run(ctx, corpus,
+                                                                  monkeypatch) -> None:
+    """A retrain killed mid-scoring left its inactive version and part of its Score rows
+    behind for good; the next run now removes the scores and marks the version abandoned,
+    and leaves the versions that were active alone."""
+    from store.models import AuditLog
+
+    n = len(corpus)
+    _kill_while_scoring(ctx, monkeypatch)  # the very first run: no version is active
+    [(first_killed, (active, abandoned, scores))] = _versions(ctx).items()
+    assert not active and not abandoned and 0 < scores < n
+    prior = screen(ctx)
+    assert prior.trained and prior.model_version_id > first_killed
+    assert _versions(ctx) == {first_killed: (False, True, 0),
+                              prior.model_version_id: (True, False, n)}
+
+    _add_seeds(ctx, sorted(p for p, e in corpus.items() if e)[:5])
+    _kill_while_scoring(ctx, monkeypatch)  # a retrain: the keyword prior stays active
+    killed = max(_versions(ctx))
+    assert _versions(ctx)[killed][:2] == (False, False) and 0 < _versions(ctx)[killed][2] < n
+    assert [i.model_version_id for i in _queue(ctx, limit=5)] == [prior.model_version_id] * 5
+    classifier = screen(ctx)
+    assert classifier.trained and classifier.model_version_id > killed
+    assert _versions(ctx) == {first_killed: (False, True, 0),
+                              prior.model_version_id: (False, False, n),  # was active: kept
+                              killed: (False, True, 0),
+                              classifier.model_version_id: (True, False, n)}
+    with ctx.sessions() as session:
+        rows = session.exec(select(AuditLog).where(AuditLog.action == "model.abandon")
+                            .order_by(col(AuditLog.id))).all()
+        assert [r.object_id for r in rows] == [str(first_killed), str(killed)]
+    last = screen(ctx, force_retrain=True)  # not killed: nothing more is abandoned
+    assert [v for v, (_, abandoned, _) in _versions(ctx).items() if abandoned] == [
+        first_killed, killed]
+    assert _versions(ctx)[last.model_version_id] == (True, False, n)
+
+
 def test_a_changed_target_recall_recalibrates_the_threshold(ctx, corpus) -> None:
     """MMLR_TARGET_RECALL changed after a classifier was trained: `mmlr screen` kept the
     version calibrated to the old target, while the pages named the new one."""
