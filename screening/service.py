@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -416,10 +417,11 @@ def _stale(session: Session, records: Sequence[Record], mv: ModelVersion) -> lis
 
 
 def _score_records(ctx: AppContext, mv: ModelVersion, model: ScreeningModel | None,
-                   stale: Sequence[Record], progress: Any, *, apply: bool = True) -> int:
-    """Score ``stale`` in batches, writing the Score rows; with ``apply`` (``mv`` is the
-    active version) each batch's scores also go onto the records, else ``_activate`` copies
-    them all at once."""
+                   stale: Sequence[Record], progress: Any) -> int:
+    """Score ``stale`` in batches, writing the Score rows. The active version's scores also go
+    onto the records batch by batch; a new version's stay off them until ``_activate`` copies
+    them all at once (it is inactive until then, so it can never reach a record here)."""
+    apply = mv.active
     threshold = mv.threshold if mv.threshold is not None else 1.0
     new_rows = 0
     for start in range(0, len(stale), SCORE_BATCH):
@@ -547,12 +549,9 @@ def screen(ctx: AppContext, *, force_retrain: bool = False, progress: bool = Fal
                     stale = _stale(session, records, mv)
         write_progress(ctx, "scoring", 0, len(stale))
         bar = _progress_bar(progress, len(stale))
-        if bar is not None:
-            with bar:
-                scored = _score_records(ctx, mv, model, stale, bar, apply=not train)
-        else:
-            scored = _score_records(ctx, mv, model, stale, None, apply=not train)
-        if train:  # the new version's scores replace the old one's all at once
+        with bar if bar is not None else nullcontext():
+            scored = _score_records(ctx, mv, model, stale, bar)
+        if not mv.active:  # a new version: its scores replace the old one's all at once
             _activate(ctx, mv)
         n_audit = _choose_audit(ctx, ctx.settings.audit_fraction)
         with ctx.sessions() as session:
