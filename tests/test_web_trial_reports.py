@@ -173,6 +173,12 @@ def _report_of(app: Any, pmid: int) -> TrialReport:
         return s.exec(select(TrialReport).where(TrialReport.pmid == pmid)).one()
 
 
+def _linked_to_calgb(app: Any, client: Any, review: dict[str, int]) -> tuple[TrialReport, str]:
+    """PMID PLAIN linked by ``client`` to CALGB 100104: its report and the trial's page."""
+    assert _link(client, PLAIN, review["calgb"]).status_code == 303
+    return _report_of(app, PLAIN), f"/trials/{review['calgb']}"
+
+
 def _audit(app: Any, action: str) -> list[AuditLog]:
     with db(app) as s:
         return list(s.exec(select(AuditLog).where(AuditLog.action == action)
@@ -262,9 +268,7 @@ def _report_page_404(client: Any, report_id: int) -> bool:
 def test_unlinking_a_report_with_a_current_estimate_is_refused(
         app: Any, users: dict[str, str], review: dict[str, int]) -> None:
     curator = as_role(app, users, "curator")
-    assert _link(curator, PLAIN, review["calgb"]).status_code == 303
-    report = _report_of(app, PLAIN)
-    url = f"/trials/{review['calgb']}"
+    report, url = _linked_to_calgb(app, curator, review)
     token = csrf_from(curator.get(url).text)
     assert curator.post(f"{url}/estimates", follow_redirects=False, data={
         "csrf_token": token, "endpoint": "OS", "method": "reported_ci",
@@ -289,9 +293,7 @@ def test_unlinking_a_report_with_a_current_estimate_is_refused(
 def test_correcting_a_report_needs_a_curator_and_the_form_token(
         app: Any, users: dict[str, str], review: dict[str, int]) -> None:
     curator = as_role(app, users, "curator")
-    assert _link(curator, PLAIN, review["calgb"]).status_code == 303
-    report = _report_of(app, PLAIN)
-    url = f"/trials/{review['calgb']}"
+    report, url = _linked_to_calgb(app, curator, review)
     viewer = as_role(app, users, "viewer")
     page = viewer.get(url).text
     assert f"/reports/{report.id}/edit" not in page and "Correct or unlink" not in page
