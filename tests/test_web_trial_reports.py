@@ -13,7 +13,7 @@ import test_web
 from sqlmodel import col, select
 from test_web import as_role, csrf_from, db
 
-from store.models import AuditLog, Estimate, Record, Trial, TrialReport
+from store.models import AuditLog, Estimate, Record, Trial, TrialReport, User
 
 app = test_web.app
 users = test_web.users
@@ -317,3 +317,56 @@ def test_correcting_a_report_needs_a_curator_and_the_form_token(
     assert response.status_code == 401  # not logged in
     assert _report_of(app, PLAIN).trial_id == review["calgb"]
     assert _audit(app, "report.edit") == [] and _audit(app, "report.unlink") == []
+
+
+def _sent_while_the_report_moves(app: Any, review: dict[str, int], report: TrialReport,
+                                 send: Any) -> Any:
+    """Play a report's move to IFM 2005-02 as the report form makes it (CALGB 100104 locked,
+    the report moved, committed) while ``send``, in a thread, has reached its first write.
+    Returns ``send``'s response."""
+    import threading
+
+    from conftest import first_write_seen
+
+    from screening.web.trials import correct_report
+    from store.record_lock import locked_trial
+
+    answer: dict[str, Any] = {}
+    sender = threading.Thread(target=lambda: answer.update(r=send()), daemon=True)
+    with db(app) as s:
+        locked_trial(s, review["calgb"])
+        with first_write_seen(app.state.ctx.engine) as writing:
+            sender.start()
+            assert writing.wait(timeout=60), "the request never wrote"
+        moving = s.get(TrialReport, report.id)
+        assert moving is not None
+        admin = s.exec(select(User).where(User.role == "admin")).first()
+        assert admin is not None
+        correct_report(s, moving, {"trial_id": str(review["ifm"]), "kind": moving.kind,
+                                   "citation": moving.citation, "year": str(moving.year)},
+                       user=admin)
+        s.commit()
+    sender.join(timeout=90)
+    return answer["r"]
+
+
+def test_an_estimate_sent_while_its_report_moves_to_another_trial_is_refused(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    """The estimate form read the trial's reports before it locked the trial: a report moved
+    to another trial meanwhile was still taken, and the estimate, pooled under CALGB 100104,
+    named a report of IFM 2005-02. Now the reports are read under the lock."""
+    curator = as_role(app, users, "curator")
+    report, url = _linked_to_calgb(app, curator, review)
+    form = {"csrf_token": csrf_from(curator.get(url).text), "endpoint": "OS",
+            "method": "reported_ci", "orientation": "maint_vs_control", "hr": "0.80",
+            "ci_low": "0.60", "ci_high": "1.05", "report_id": str(report.id),
+            "setting": "post_asct"}
+    response = _sent_while_the_report_moves(
+        app, review, report,
+        lambda: curator.post(f"{url}/estimates", data=form, follow_redirects=False))
+    assert _report_of(app, PLAIN).trial_id == review["ifm"]
+    assert response.status_code == 400, response.status_code
+    text = " ".join(lxml.html.fromstring(response.text).text_content().split())
+    assert f"Report {report.id} does not belong to trial CALGB 100104" in text
+    with db(app) as s:
+        assert s.exec(select(Estimate)).all() == []

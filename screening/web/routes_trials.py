@@ -384,13 +384,14 @@ def _hr_said(estimate: Estimate) -> str:
 @router.post("/trials/{trial_id}/estimates")
 def trial_add_estimate(request: Request, trial_id: int, session: DbSession,
                        user: Curator, data: FormFields) -> Response:
-    trial = _trial(session, trial_id)
+    # Locked before its reports are read (a report moved to another trial meanwhile was
+    # still taken) and before the checks for a repeat (a form sent twice at once was stored
+    # twice).
+    trial = locked_trial(session, trial_id)
     reports = _reports(session, trial)
     try:
         draft = parse_new_estimate(data, trial=trial, reports=reports,
                                    second_person=verify_second_person(request))
-        # Locked before the checks for a repeat (a form sent twice at once was stored twice).
-        locked_trial(session, trial_id)
         refuse_repeat(session, trial=trial, draft=draft)
         refuse_second_extraction(session, trial=trial, values=draft.values)
     except FieldErrors as exc:
