@@ -370,3 +370,29 @@ def test_an_estimate_sent_while_its_report_moves_to_another_trial_is_refused(
     assert f"Report {report.id} does not belong to trial CALGB 100104" in text
     with db(app) as s:
         assert s.exec(select(Estimate)).all() == []
+
+
+def test_a_correction_naming_a_report_that_moves_meanwhile_is_refused(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    """The Correct form, like the extraction form, read the trial's reports before anything
+    locked the trial: a correction naming a report moved away meanwhile was stored."""
+    curator = as_role(app, users, "curator")
+    report, url = _linked_to_calgb(app, curator, review)
+    form = {"csrf_token": csrf_from(curator.get(url).text), "endpoint": "OS",
+            "method": "reported_ci", "orientation": "maint_vs_control", "hr": "0.80",
+            "ci_low": "0.60", "ci_high": "1.05", "setting": "post_asct"}
+    assert curator.post(f"{url}/estimates", data=form,
+                        follow_redirects=False).status_code == 303
+    with db(app) as s:
+        (old,) = s.exec(select(Estimate)).all()
+    response = _sent_while_the_report_moves(
+        app, review, report,
+        lambda: curator.post(f"/estimates/{old.id}/edit", follow_redirects=False,
+                             data={**form, "report_id": str(report.id)}))
+    assert _report_of(app, PLAIN).trial_id == review["ifm"]
+    assert response.status_code == 400, response.status_code
+    text = " ".join(lxml.html.fromstring(response.text).text_content().split())
+    assert f"Report {report.id} does not belong to trial CALGB 100104" in text
+    with db(app) as s:
+        (after,) = s.exec(select(Estimate)).all()
+        assert after.withdrawn_at is None and after.report_id is None

@@ -542,7 +542,9 @@ def edit_estimate_form(request: Request, estimate_id: int, session: DbSession,
 def edit_estimate(request: Request, estimate_id: int, session: DbSession,
                   user: Curator, data: FormFields) -> Response:
     old = load_estimate(session, estimate_id)
-    trial = _trial(session, old.trial_id)
+    # Locked before its reports are read: a report moved to another trial meanwhile was
+    # still taken, and the correction named another trial's report.
+    trial = locked_trial(session, old.trial_id)
     reports = _reports(session, trial)
     if old.withdrawn_at is not None:
         again = _correction_sent_again(session, old, trial, data, reports)
