@@ -197,23 +197,19 @@ def _poll(session: Session, settings: Settings, now: datetime, report: StatusRep
     newest = session.exec(select(PollRun).order_by(col(PollRun.started_at).desc(),
                                                    col(PollRun.id).desc())).first()
     last = last_completed_search(session)
-    limit: timedelta | None
-    try:
-        limit = stale_after(settings.poll_cron, now)
-    except ConfigError as exc:
-        limit = None
-        report.problems.append(f"{exc.one_line()}: `mmlr serve`/`mmlr worker` will not start")
-    # The other scheduled jobs' crons stop serve and worker as well: said here too, or status
-    # called the installation healthy while its worker could not start.
-    from monitor.scheduler import check_cron
+    # Every scheduled job's cron stops serve and worker when the scheduler refuses it: each is
+    # said here, or status called the installation healthy while its worker could not start.
+    from monitor.scheduler import check_cron, default_jobs
 
-    for job_id, cron in (("digest", settings.digest_cron),
-                         ("modified-pass", settings.modified_cron)):
+    refused: set[str] = set()
+    for job_id, spec in default_jobs(settings).items():
         try:
-            check_cron(job_id, cron)
+            check_cron(job_id, spec.cron)
         except ConfigError as exc:
+            refused.add(job_id)
             report.problems.append(
                 f"{exc.one_line()}: `mmlr serve`/`mmlr worker` will not start")
+    limit = None if "poll-cycle" in refused else stale_after(settings.poll_cron, now)
     section: dict[str, Any] = {
         "last_completed_at": None, "window_start": None, "window_end": None, "found": None,
         "new": None, "updated": None, "dropped_terms": [], "stale_after_hours": (

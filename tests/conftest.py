@@ -18,6 +18,7 @@ import sys
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,28 @@ def mmlr_signalled_from_another_thread(
     return subprocess.Popen(
         [sys.executable, "-c", _SIGNAL_FROM_ANOTHER_THREAD, str(go), str(signum), *args],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextmanager
+def first_write_seen(engine: Any) -> Iterator[Any]:
+    """An event set when ``engine`` is about to run its first INSERT, UPDATE or DELETE: the
+    moment a request, sent from another thread, has got as far as the database, where it then
+    waits for a lock the test holds. Listens only inside the ``with`` block."""
+    import threading
+
+    from sqlalchemy import event
+
+    writing = threading.Event()
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            writing.set()
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield writing
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
 
 
 def stopped(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:

@@ -48,6 +48,15 @@ def _withdraw(c: TestClient, trial_id: int, estimate_id: int, reason: str) -> An
                   data={"reason": reason, "csrf_token": token})
 
 
+def _correct(c: TestClient, estimate_id: int, **fields: str) -> Any:
+    """The Correct form of ``estimate_id`` sent by ``c``: the lenalidomide PFS post-ASCT
+    fields as read from the paper (reported CI, maintenance vs control), ``fields`` over them."""
+    token = csrf_from(c.get(f"/estimates/{estimate_id}/edit").text)
+    return c.post(f"/estimates/{estimate_id}/edit", follow_redirects=False, data={
+        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
+        "method": "reported_ci", "orientation": "maint_vs_control", **fields})
+
+
 def _audits(app: Any, action: str) -> list[AuditLog]:
     with db(app) as session:
         return list(session.exec(select(AuditLog).where(AuditLog.action == action)
@@ -261,12 +270,9 @@ def test_correction_is_a_new_unverified_estimate_and_withdraws_the_old(
         app: Any, users: dict[str, str]) -> None:
     curator = as_role(app, users, "curator")
     trial_id, old = _one_estimate(app, curator, data_cut_label="median follow-up 34 months")
-    token = csrf_from(curator.get(f"/estimates/{old.id}/edit").text)
-    response = curator.post(f"/estimates/{old.id}/edit", follow_redirects=False, data={
-        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
-        "method": "reported_ci", "orientation": "maint_vs_control",
-        "hr": "0.55", "ci_low": "0.45", "ci_high": "0.67", "verified": "1",
-        "data_cut_label": "median follow-up 34 months", "correction_note": "CI misread"})
+    response = _correct(curator, old.id, hr="0.55", ci_low="0.45", ci_high="0.67",
+                        verified="1", data_cut_label="median follow-up 34 months",
+                        correction_note="CI misread")
     assert response.status_code == 303
     old_after, new = _estimates(app)
     assert response.headers["location"] == f"/trials/{trial_id}#estimate-{new.id}"
@@ -454,12 +460,9 @@ def test_correcting_a_multi_arm_trials_pooled_comparison_keeps_that_comparison(
             return row
 
     assert pooled()["estimate_id"] == first.id
-    token = csrf_from(curator.get(f"/estimates/{first.id}/edit").text)
-    assert curator.post(f"/estimates/{first.id}/edit", follow_redirects=False, data={
-        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
-        "comparison": "lenalidomide vs observation", "method": "reported_ci",
-        "orientation": "maint_vs_control", "hr": "0.55", "ci_low": "0.45", "ci_high": "0.67",
-        "correction_note": "CI misread"}).status_code == 303
+    assert _correct(curator, first.id, comparison="lenalidomide vs observation", hr="0.55",
+                    ci_low="0.45", ci_high="0.67",
+                    correction_note="CI misread").status_code == 303
     verify_all()
     corrected = _estimates(app)[-1]
     assert corrected.supersedes_id == first.id and corrected.id > other.id
@@ -467,12 +470,9 @@ def test_correcting_a_multi_arm_trials_pooled_comparison_keeps_that_comparison(
     assert row["estimate_id"] == corrected.id
     assert row["hr"] == pytest.approx(0.55)
     # and a correction of the correction still ranks as the first extraction
-    token = csrf_from(curator.get(f"/estimates/{corrected.id}/edit").text)
-    assert curator.post(f"/estimates/{corrected.id}/edit", follow_redirects=False, data={
-        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
-        "comparison": "lenalidomide vs observation", "method": "reported_ci",
-        "orientation": "maint_vs_control", "hr": "0.56", "ci_low": "0.46", "ci_high": "0.68",
-        "correction_note": "HR misread"}).status_code == 303
+    assert _correct(curator, corrected.id, comparison="lenalidomide vs observation", hr="0.56",
+                    ci_low="0.46", ci_high="0.68",
+                    correction_note="HR misread").status_code == 303
     verify_all()
     row = pooled()
     assert row["estimate_id"] == _estimates(app)[-1].id and row["hr"] == pytest.approx(0.56)
@@ -484,11 +484,8 @@ def test_a_correction_across_1_asks_to_confirm_the_direction(app: Any,
     the saved correction says it now favours the other arm and asks to confirm."""
     curator = as_role(app, users, "curator")
     trial_id, old = _one_estimate(app, curator)
-    token = csrf_from(curator.get(f"/estimates/{old.id}/edit").text)
-    response = curator.post(f"/estimates/{old.id}/edit", follow_redirects=False, data={
-        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
-        "method": "reported_ci", "orientation": "control_vs_maint",
-        "hr": "0.55", "ci_low": "0.45", "ci_high": "0.67"})
+    response = _correct(curator, old.id, orientation="control_vs_maint", hr="0.55",
+                        ci_low="0.45", ci_high="0.67")
     assert response.status_code == 303
     _, new = _estimates(app)
     assert new.hr == pytest.approx(1 / 0.55)
@@ -498,11 +495,8 @@ def test_a_correction_across_1_asks_to_confirm_the_direction(app: Any,
             "control): confirm the direction; the numbers were read as typed for control vs "
             "maintenance") in page
     # a correction on the same side of 1 says nothing of the kind
-    token = csrf_from(curator.get(f"/estimates/{new.id}/edit").text)
-    assert curator.post(f"/estimates/{new.id}/edit", follow_redirects=False, data={
-        "csrf_token": token, "endpoint": "PFS", "setting": "post_asct",
-        "method": "reported_ci", "orientation": "maint_vs_control",
-        "hr": "1.80", "ci_low": "1.48", "ci_high": "2.19"}).status_code == 303
+    assert _correct(curator, new.id, hr="1.80", ci_low="1.48",
+                    ci_high="2.19").status_code == 303
     _, _, third = _estimates(app)
     assert "Check: the corrected HR" not in curator.get(f"/trials/{trial_id}").text
     assert "confirm the direction" not in (third.notes or "")

@@ -579,30 +579,20 @@ def _saved_first_while_sent(app: Any, email: str, trial_id: int, fields: dict[st
     functions and commit. Returns the saved estimate's id and ``send``'s response."""
     import threading
 
-    from sqlalchemy import event
+    from conftest import first_write_seen
 
     from screening.web.extraction import save_estimate
     from screening.web.verification import parse_new_estimate
     from store.record_lock import locked_trial
 
-    writing = threading.Event()
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
-            writing.set()
-
     answer: dict[str, Any] = {}
     sender = threading.Thread(target=lambda: answer.update(r=send()), daemon=True)
-    engine = app.state.ctx.engine
     with db(app) as session:
         trial = locked_trial(session, trial_id)
-        event.listen(engine, "before_cursor_execute", seen)
-        try:
+        with first_write_seen(app.state.ctx.engine) as writing:
             sender.start()
             # The request reached its first write: the lock (or, unlocked, its insert).
             assert writing.wait(timeout=60), "the request never wrote"
-        finally:
-            event.remove(engine, "before_cursor_execute", seen)
         user = session.exec(select(User).where(User.email == email)).one()
         draft = parse_new_estimate(fields, trial=trial, reports=[], second_person=False)
         first = save_estimate(session, trial=trial, draft=draft, user=user)

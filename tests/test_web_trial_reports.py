@@ -13,7 +13,7 @@ import test_web
 from sqlmodel import col, select
 from test_web import as_role, csrf_from, db
 
-from store.models import AuditLog, Estimate, Record, Trial, TrialReport
+from store.models import AuditLog, Estimate, Record, Trial, TrialReport, User
 
 app = test_web.app
 users = test_web.users
@@ -173,6 +173,12 @@ def _report_of(app: Any, pmid: int) -> TrialReport:
         return s.exec(select(TrialReport).where(TrialReport.pmid == pmid)).one()
 
 
+def _linked_to_calgb(app: Any, client: Any, review: dict[str, int]) -> tuple[TrialReport, str]:
+    """PMID PLAIN linked by ``client`` to CALGB 100104: its report and the trial's page."""
+    assert _link(client, PLAIN, review["calgb"]).status_code == 303
+    return _report_of(app, PLAIN), f"/trials/{review['calgb']}"
+
+
 def _audit(app: Any, action: str) -> list[AuditLog]:
     with db(app) as s:
         return list(s.exec(select(AuditLog).where(AuditLog.action == action)
@@ -262,9 +268,7 @@ def _report_page_404(client: Any, report_id: int) -> bool:
 def test_unlinking_a_report_with_a_current_estimate_is_refused(
         app: Any, users: dict[str, str], review: dict[str, int]) -> None:
     curator = as_role(app, users, "curator")
-    assert _link(curator, PLAIN, review["calgb"]).status_code == 303
-    report = _report_of(app, PLAIN)
-    url = f"/trials/{review['calgb']}"
+    report, url = _linked_to_calgb(app, curator, review)
     token = csrf_from(curator.get(url).text)
     assert curator.post(f"{url}/estimates", follow_redirects=False, data={
         "csrf_token": token, "endpoint": "OS", "method": "reported_ci",
@@ -289,9 +293,7 @@ def test_unlinking_a_report_with_a_current_estimate_is_refused(
 def test_correcting_a_report_needs_a_curator_and_the_form_token(
         app: Any, users: dict[str, str], review: dict[str, int]) -> None:
     curator = as_role(app, users, "curator")
-    assert _link(curator, PLAIN, review["calgb"]).status_code == 303
-    report = _report_of(app, PLAIN)
-    url = f"/trials/{review['calgb']}"
+    report, url = _linked_to_calgb(app, curator, review)
     viewer = as_role(app, users, "viewer")
     page = viewer.get(url).text
     assert f"/reports/{report.id}/edit" not in page and "Correct or unlink" not in page
@@ -315,3 +317,82 @@ def test_correcting_a_report_needs_a_curator_and_the_form_token(
     assert response.status_code == 401  # not logged in
     assert _report_of(app, PLAIN).trial_id == review["calgb"]
     assert _audit(app, "report.edit") == [] and _audit(app, "report.unlink") == []
+
+
+def _sent_while_the_report_moves(app: Any, review: dict[str, int], report: TrialReport,
+                                 send: Any) -> Any:
+    """Play a report's move to IFM 2005-02 as the report form makes it (CALGB 100104 locked,
+    the report moved, committed) while ``send``, in a thread, has reached its first write.
+    Returns ``send``'s response."""
+    import threading
+
+    from conftest import first_write_seen
+
+    from screening.web.trials import correct_report
+    from store.record_lock import locked_trial
+
+    answer: dict[str, Any] = {}
+    sender = threading.Thread(target=lambda: answer.update(r=send()), daemon=True)
+    with db(app) as s:
+        locked_trial(s, review["calgb"])
+        with first_write_seen(app.state.ctx.engine) as writing:
+            sender.start()
+            assert writing.wait(timeout=60), "the request never wrote"
+        moving = s.get(TrialReport, report.id)
+        assert moving is not None
+        admin = s.exec(select(User).where(User.role == "admin")).first()
+        assert admin is not None
+        correct_report(s, moving, {"trial_id": str(review["ifm"]), "kind": moving.kind,
+                                   "citation": moving.citation, "year": str(moving.year)},
+                       user=admin)
+        s.commit()
+    sender.join(timeout=90)
+    return answer["r"]
+
+
+def test_an_estimate_sent_while_its_report_moves_to_another_trial_is_refused(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    """The estimate form read the trial's reports before it locked the trial: a report moved
+    to another trial meanwhile was still taken, and the estimate, pooled under CALGB 100104,
+    named a report of IFM 2005-02. Now the reports are read under the lock."""
+    curator = as_role(app, users, "curator")
+    report, url = _linked_to_calgb(app, curator, review)
+    form = {"csrf_token": csrf_from(curator.get(url).text), "endpoint": "OS",
+            "method": "reported_ci", "orientation": "maint_vs_control", "hr": "0.80",
+            "ci_low": "0.60", "ci_high": "1.05", "report_id": str(report.id),
+            "setting": "post_asct"}
+    response = _sent_while_the_report_moves(
+        app, review, report,
+        lambda: curator.post(f"{url}/estimates", data=form, follow_redirects=False))
+    assert _report_of(app, PLAIN).trial_id == review["ifm"]
+    assert response.status_code == 400, response.status_code
+    text = " ".join(lxml.html.fromstring(response.text).text_content().split())
+    assert f"Report {report.id} does not belong to trial CALGB 100104" in text
+    with db(app) as s:
+        assert s.exec(select(Estimate)).all() == []
+
+
+def test_a_correction_naming_a_report_that_moves_meanwhile_is_refused(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    """The Correct form, like the extraction form, read the trial's reports before anything
+    locked the trial: a correction naming a report moved away meanwhile was stored."""
+    curator = as_role(app, users, "curator")
+    report, url = _linked_to_calgb(app, curator, review)
+    form = {"csrf_token": csrf_from(curator.get(url).text), "endpoint": "OS",
+            "method": "reported_ci", "orientation": "maint_vs_control", "hr": "0.80",
+            "ci_low": "0.60", "ci_high": "1.05", "setting": "post_asct"}
+    assert curator.post(f"{url}/estimates", data=form,
+                        follow_redirects=False).status_code == 303
+    with db(app) as s:
+        (old,) = s.exec(select(Estimate)).all()
+    response = _sent_while_the_report_moves(
+        app, review, report,
+        lambda: curator.post(f"/estimates/{old.id}/edit", follow_redirects=False,
+                             data={**form, "report_id": str(report.id)}))
+    assert _report_of(app, PLAIN).trial_id == review["ifm"]
+    assert response.status_code == 400, response.status_code
+    text = " ".join(lxml.html.fromstring(response.text).text_content().split())
+    assert f"Report {report.id} does not belong to trial CALGB 100104" in text
+    with db(app) as s:
+        (after,) = s.exec(select(Estimate)).all()
+        assert after.withdrawn_at is None and after.report_id is None

@@ -11,16 +11,14 @@ connection's write transaction), real HTTP clients.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 import test_browser_web
 import test_web
-from conftest import PG_URL
-from sqlalchemy import event
+from conftest import PG_URL, first_write_seen
 from test_database_locked import held_exclusively
 from test_web import PASSWORD, csrf_from
 from test_web_api import _token
@@ -33,24 +31,6 @@ server = test_browser_web.server  # uvicorn on loopback
 PMID = 90000002
 
 
-@contextmanager
-def write_signalled(app: Any) -> Iterator[threading.Event]:
-    """An event set when the app's engine is about to run its first write statement, which
-    then waits for the lock the test holds (the routes' logins only read)."""
-    writing = threading.Event()
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
-            writing.set()
-
-    engine = app.state.ctx.engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield writing
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-
-
 def _health_answers_while(app: Any, server: str, write: Callable[[], httpx.Response],
                           db_url: str) -> httpx.Response:
     """Send ``write`` while another connection holds the database's write lock; once it is
@@ -58,7 +38,7 @@ def _health_answers_while(app: Any, server: str, write: Callable[[], httpx.Respo
     Returns the write's response, after the lock is let go."""
     answer: dict[str, httpx.Response] = {}
     writer = threading.Thread(target=lambda: answer.update(write=write()), daemon=True)
-    with write_signalled(app) as writing, held_exclusively(db_url):
+    with first_write_seen(app.state.ctx.engine) as writing, held_exclusively(db_url):
         writer.start()
         assert writing.wait(timeout=60), "the write never reached the database"
         health = httpx.get(f"{server}/api/health", timeout=60)

@@ -384,13 +384,14 @@ def _hr_said(estimate: Estimate) -> str:
 @router.post("/trials/{trial_id}/estimates")
 def trial_add_estimate(request: Request, trial_id: int, session: DbSession,
                        user: Curator, data: FormFields) -> Response:
-    trial = _trial(session, trial_id)
+    # Locked before its reports are read (a report moved to another trial meanwhile was
+    # still taken) and before the checks for a repeat (a form sent twice at once was stored
+    # twice).
+    trial = locked_trial(session, trial_id)
     reports = _reports(session, trial)
     try:
         draft = parse_new_estimate(data, trial=trial, reports=reports,
                                    second_person=verify_second_person(request))
-        # Locked before the checks for a repeat (a form sent twice at once was stored twice).
-        locked_trial(session, trial_id)
         refuse_repeat(session, trial=trial, draft=draft)
         refuse_second_extraction(session, trial=trial, values=draft.values)
     except FieldErrors as exc:
@@ -541,7 +542,9 @@ def edit_estimate_form(request: Request, estimate_id: int, session: DbSession,
 def edit_estimate(request: Request, estimate_id: int, session: DbSession,
                   user: Curator, data: FormFields) -> Response:
     old = load_estimate(session, estimate_id)
-    trial = _trial(session, old.trial_id)
+    # Locked before its reports are read: a report moved to another trial meanwhile was
+    # still taken, and the correction named another trial's report.
+    trial = locked_trial(session, old.trial_id)
     reports = _reports(session, trial)
     if old.withdrawn_at is not None:
         again = _correction_sent_again(session, old, trial, data, reports)
