@@ -59,6 +59,7 @@ from store.engine import (
     schema_revisions,
     shown_url,
     sqlite_folder,
+    unreachable_reason,
 )
 from store.errors import ConfigError, LockedError, StateError, ValidationError
 from store.locks import held_locks, migration_lock
@@ -393,7 +394,7 @@ def _copy_table(src: Connection, dst: Connection, table: Table,
 
 
 def _reason(exc: DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    return unreachable_reason(exc) if exc.orig else type(exc).__name__
 
 
 def _refusal(dst: Connection, table: Table, rows: Sequence[dict[str, Any]],

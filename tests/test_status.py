@@ -565,6 +565,25 @@ def test_a_password_in_the_query_of_the_database_url_is_masked(
         assert "S3CRETPW" not in text
 
 
+def test_a_driver_error_quoting_the_password_is_masked(tmp_path: Path) -> None:
+    """psycopg quotes the value it refuses: here the password, typed again into the query.
+    Only the URL's password parts were masked, so the driver's message showed it in the
+    attention line, the report, --json and the log file."""
+    secret = "Zq9-S3CRETPW"
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "data"),
+                  MMLR_DATABASE_URL=f"postgresql+psycopg://mmlr:{secret}@127.0.0.1:9/mmlr"
+                                    f"?sslmode={secret}")
+    proc = run_cli("status", env=env)
+    line = attention_line(proc)
+    assert "cannot connect to the database" in line and 'invalid sslmode value: "***"' in line
+    proc_json = run_cli("status", "--json", env=env)
+    assert json.loads(proc_json.stdout)["database"]["reachable"] is False
+    log = tmp_path / "data" / "mmlr.log"
+    for text in (proc.stdout, proc.stderr, proc_json.stdout, proc_json.stderr,
+                 log.read_text() if log.exists() else ""):
+        assert secret not in text
+
+
 def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "broken.sqlite3"
     path.write_bytes(b"this is not an SQLite database, just text" * 100)
