@@ -26,7 +26,14 @@ from reports.exports import KINDS as EXPORT_KINDS
 from reports.exports import SUBSETS as EXPORT_SUBSETS
 from reports.words import plural
 from store.errors import ConfigError, MmlrError, UsageError, ValidationError
-from store.settings import EARLIEST_POLL_DATE, PORT_RANGE, Settings, load_settings
+from store.settings import (
+    EARLIEST_POLL_DATE,
+    PORT_RANGE,
+    Settings,
+    forget_passwords,
+    load_settings,
+    masked,
+)
 from store.utf8 import escaped, is_utf8
 
 if TYPE_CHECKING:
@@ -740,7 +747,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _OneLineFormatter(logging.Formatter):
+class _MaskingFormatter(logging.Formatter):
+    """Every record, traceback included, without a database password (``store.settings.
+    masked``): a driver's error may quote its connection string, password and all."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return masked(super().format(record))
+
+
+class _OneLineFormatter(_MaskingFormatter):
     """Console lines never carry a traceback (the log file keeps it), and each record is one
     line: a library's multi-line message (APScheduler quoting a driver's error while the
     database is down: the error, "Is the server running…", a link) is joined."""
@@ -781,7 +796,7 @@ def configure_logging(settings: Settings | None, verbose: bool) -> None:
             fh = logging.FileHandler(settings.data_dir / "mmlr.log", encoding="utf-8",
                                      errors="backslashreplace")
             fh.setLevel(level)
-            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            fh.setFormatter(_MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             handlers.append(fh)
         except OSError as exc:
             # Without its log file a command would run blind, and an internal error would
@@ -823,12 +838,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits 2 on usage errors
     _refuse_empty_values(parser, args)
     settings: Settings | None = None
+    forget_passwords()  # this command's database passwords only (the tests run many)
     try:
         settings = load_settings()
         configure_logging(settings, args.verbose)
         code = int(args.func(args, settings))
     except MmlrError as exc:
-        print(f"mmlr: error: {exc.one_line()}", file=sys.stderr)
+        print(f"mmlr: error: {masked(exc.one_line())}", file=sys.stderr)
         code = exc.exit_code
     except BrokenPipeError:  # `mmlr … | head`
         code = 0

@@ -824,8 +824,9 @@ def poll(ctx: AppContext, *, since: date | None = None, until: date | None = Non
     if until is not None and until > today:
         # The window's end is where the next poll starts: a future end would make every poll
         # after it refuse to run until that day came. Checked before anything is fetched.
-        raise ValidationError(f"--until {until} is after today ({today})",
-                              hint="leave --until out to poll up to today")
+        # A usage error (exit 2), as the other wrong windows: it exited 1, as for a failure.
+        raise UsageError(f"--until {until} is after today ({today})",
+                         hint="leave --until out to poll up to today")
     if since is not None and since > (until or today):
         # Also before anything is fetched: an unfinished run would otherwise be resumed (and
         # NCBI asked) before the window was found wrong.

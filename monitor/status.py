@@ -20,6 +20,8 @@ whether something needs attention. The rules (docs/operations.md, "Health: mmlr 
   older one did not and no later digest they received carried its changes;
 - records still carry an older model's score and no live process holds the screen lock: a
   killed `mmlr screen` left the queue ordered by two models.
+- ``MMLR_ANALYSES_FILE`` cannot be read or has a mistake: pooling fails on it, and
+  ``serve``/``worker``/``run`` refuse to start.
 
 Everything else (screening backlog, pending pool changes, locks, alerts) is reported, never a
 reason to fail: those are curators' work or normal operation, not an operator's alarm.
@@ -443,14 +445,25 @@ def _screening(session: Session, settings: Settings, report: StatusReport, *,
 
 
 def _pooling(session: Session, settings: Settings, report: StatusReport) -> None:
+    from reports.analyses import check_analyses_file
     from reports.selection import pending_changes
     from store.models import PooledResult
 
     last = session.exec(select(func.max(PooledResult.computed_at))).one()
-    report.sections["pooling"] = {
-        "last_pooled_at": _iso(last),
-        "analyses_with_pending_changes": len(pending_changes(session, settings.analyses_file)),
-    }
+    pending: int | None = None
+    error: str | None = None
+    try:
+        # Every mistake of the file at once (as serve, worker and run check it at start),
+        # not only those the pending changes happen to read.
+        check_analyses_file(settings.analyses_file)
+        pending = len(pending_changes(session, settings.analyses_file))
+    except ConfigError as exc:
+        # The rest of the report still holds: the file is one more reason for attention.
+        error = exc.one_line()
+        report.problems.append(f"{error}: pooling fails and `mmlr serve`/`mmlr worker`/"
+                               "`mmlr run` will not start")
+    report.sections["pooling"] = {"last_pooled_at": _iso(last),
+                                  "analyses_with_pending_changes": pending, "error": error}
 
 
 def _alerts(session: Session, report: StatusReport) -> None:
@@ -528,8 +541,9 @@ def _text_rows(report: StatusReport) -> list[tuple[str, str]]:
             rows.append(("conflicts", f"{sc['in_conflict']} awaiting resolution"))
         rows.append(("stopping test", sc["stopping_test"]))
     if (pl := s["pooling"]) is not None:
-        rows.append(("last pool", f"{_when(pl['last_pooled_at'])}; "
-                     f"{pl['analyses_with_pending_changes']} analyses with changes waiting"))
+        rows.append(("last pool", f"{_when(pl['last_pooled_at'])}; " + (
+            f"analyses with changes waiting unknown: {pl['error']}" if pl["error"] else
+            f"{pl['analyses_with_pending_changes']} analyses with changes waiting")))
     if (locks := s["locks"]) is not None:
         rows.append(("locks", "; ".join(
             f"{lk['name']} by {lk['holder']}" + (f" since {_when(lk['since'])}"

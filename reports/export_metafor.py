@@ -21,6 +21,10 @@ for every other row), with ``orientation`` and the per-arm events also in their 
 script does not re-derive those rows (that is a reconstruction and a Cox fit, which
 ``reports.derive.derive_from_inputs`` does); it counts them in a printed note.
 
+Labels and trial names are written as typed, quoted where CSV needs it: R's ``read.csv`` reads
+them as they are, and the spreadsheet guard of mmlr's other CSVs (a leading apostrophe before
+``=``, ``+``, ``-``, ``@``) would have reached R as part of the name (``'-``).
+
 The last column, ``risk_of_bias``, is the *current* overall RoB 2 judgment (``low``,
 ``some_concerns``, ``high``; ``store.bias``) of the row's trial for the row's endpoint (an EFS
 estimate pooled in a PFS analysis is judged as EFS), empty when it has not been assessed: a
@@ -57,7 +61,7 @@ from store.bias import current_assessments
 from store.context import AppContext
 from store.errors import ValidationError
 from store.models import Estimate
-from store.spreadsheet import spreadsheet_row
+from store.spreadsheet import r_row
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +240,7 @@ def write_metafor_export(ctx: AppContext, out: Path | None = None) -> list[Path]
                                         snap.ci_method)]
             for row in snap.inputs:
                 estimate = estimates.get(row["estimate_id"])
-                # Trial names and labels are typed by people: text, never a formula.
-                writer.writerow(spreadsheet_row([
+                writer.writerow(r_row([
                     snap.analysis_key, snap.analysis_label, row["trial"], row["estimate_id"],
                     repr(float(row["yi"])), repr(float(row["sei"])), row.get("subgroup") or "",
                     snap.method, test, snap.id, *_derivation_cells(estimate),

@@ -26,7 +26,7 @@ from pathlib import Path
 from reports.network_inputs import Fitted
 from reports.outfile import FOLDER_HINT, open_out
 from reports.r_script import r_prologue
-from store.spreadsheet import spreadsheet_row
+from store.spreadsheet import r_row
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def write_network_csv(path: Path, items: Sequence[Fitted]) -> int:
         writer.writerow(CSV_COLUMNS)
         for net, res in fitted:
             for c in res.contrasts:
-                writer.writerow(spreadsheet_row([
+                writer.writerow(r_row([
                     net.key, net.label, c.study, c.treat, c.control, repr(c.log_hr),
                     repr(c.se), c.estimate_id or "", res.reference, res.method]))
     return len(fitted)

@@ -30,7 +30,9 @@ with it, to the row. This copies every table of the schema from the configured d
 * before the commit every table is read back and compared, row by row and value by value,
   with the source: a difference names the table and the key, and nothing is committed;
 * after it, the source is counted again: a row written there during the copy (a web app
-  left running) is not in the target, and the command fails saying so.
+  left running) is not in the target, and the command fails saying so;
+* a failed copy into a SQLite file that did not exist before removes that file (and the
+  folders made for it), never one that was there.
 
 Nothing in the source is changed.
 """
@@ -38,6 +40,7 @@ Nothing in the source is changed.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,6 +62,7 @@ from store.engine import (
     schema_revisions,
     shown_url,
     sqlite_folder,
+    unreachable_reason,
 )
 from store.errors import ConfigError, LockedError, StateError, ValidationError
 from store.locks import held_locks, migration_lock
@@ -189,6 +193,57 @@ def copy_database(source: Engine, target: Engine, *,
         raise LockedError(f"a job is running on the source database: {names}",
                           hint="stop `mmlr serve`, `mmlr worker` and `mmlr web` first, so "
                                "that nothing is written during the copy")
+    with _removed_if_new(target) as new_file:
+        report = _copy_into(source, target, head, new_file=new_file is not None,
+                            progress=progress)
+    log.info("copied %d rows in %d tables from %s to %s", report.total, len(report.rows),
+             report.source, report.target)
+    return report
+
+
+@contextmanager
+def _removed_if_new(target: Engine) -> Iterator[Path | None]:
+    """The SQLite file of ``target`` when it does not exist yet (None for one that does, or
+    for PostgreSQL): removed, with the files SQLite makes beside it and the folders made for
+    it, if the copy fails. A failed copy into a new file left an empty database there, which
+    a retry had to be told about. A file that was there before is never removed."""
+    url = target.url
+    if url.get_backend_name() != "sqlite" or not url.database or is_sqlite_uri(url) \
+            or url.database == ":memory:":
+        yield None
+        return
+    path = Path(url.database).absolute()
+    if os.path.lexists(path):  # a link, even one to nowhere, is someone's
+        yield None
+        return
+    folders = []  # made by sqlite_folder: the missing ones, innermost first
+    folder = path.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folders.append(folder)
+        folder = folder.parent
+    beside = [path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal")]
+    there = {p for p in beside if os.path.lexists(p)}
+    try:
+        yield path
+    except BaseException:
+        target.dispose()  # SQLite's files are closed before they are removed
+        for made in (path, *(p for p in beside if p not in there)):
+            try:
+                made.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not remove %s after the failed copy: %s", made, exc)
+        for made in folders:
+            try:
+                made.rmdir()  # only when empty
+            except OSError:
+                break
+        raise
+
+
+def _copy_into(source: Engine, target: Engine, head: str | None, *, new_file: bool,
+               progress: Progress | None) -> CopyReport:
+    """The copy itself, once the source is judged (``copy_database``); ``new_file``: the
+    target is a SQLite file the copy made, removed if it fails."""
     try:
         sqlite_folder(target.url)
         check_connection(target)
@@ -221,9 +276,7 @@ def copy_database(source: Engine, target: Engine, *,
         except BaseException:
             dst.rollback()
             raise
-    _check_source_unchanged(source, target, tables, report)
-    log.info("copied %d rows in %d tables from %s to %s", report.total, len(report.rows),
-             report.source, report.target)
+    _check_source_unchanged(source, target, tables, report, new_file=new_file)
     return report
 
 
@@ -285,16 +338,22 @@ def source_engine(url: str) -> Engine:
 
 
 def _check_source_unchanged(source: Engine, target: Engine, tables: Sequence[Table],
-                            report: CopyReport) -> None:
+                            report: CopyReport, *, new_file: bool = False) -> None:
     """The copy is the source as of its snapshot; rows written since (a web app left running,
     a curator's decision) are in the source only. Every such write adds a row somewhere (at
-    least to the audit trail), so more rows now than copied means the target misses some."""
+    least to the audit trail), so more rows now than copied means the target misses some.
+    ``new_file``: the target is a SQLite file the copy made, which is then removed."""
     with source.connect() as conn:
         grown = {t.name: n - report.rows[t.name] for t in tables
                  if (n := conn.execute(select(func.count()).select_from(t)).scalar_one())
                  != report.rows[t.name]}
     if grown:
         changes = ", ".join(f"{name}: {n:+d}" for name, n in grown.items())
+        if new_file:
+            raise StateError(
+                f"the source database changed during the copy ({changes} rows): the copy "
+                f"missed those writes and {shown_url(target)} was removed",
+                hint="stop every mmlr process on the source and copy again")
         raise StateError(
             f"the source database changed during the copy ({changes} rows): the copy in "
             f"{shown_url(target)} misses those writes and must not be used",
@@ -393,7 +452,7 @@ def _copy_table(src: Connection, dst: Connection, table: Table,
 
 
 def _reason(exc: DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    return unreachable_reason(exc) if exc.orig else type(exc).__name__
 
 
 def _refusal(dst: Connection, table: Table, rows: Sequence[dict[str, Any]],

@@ -22,7 +22,7 @@ from sqlalchemy.exc import (
 from sqlmodel import Session, create_engine
 
 from store.errors import ConfigError
-from store.settings import Settings
+from store.settings import Settings, masked, remember_password
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,12 @@ def shown_url(url: str | URL | Engine) -> str:
     if unencoded_at_in_userinfo(raw):
         # Parsed at the first '@', a password holding one ends up partly in the host:
         # everything before the last '@' goes.
-        return _masked_query(masked_database_url(raw))
+        return masked(_masked_query(masked_database_url(raw)), raw)
     try:
-        return _masked_query(make_url(raw).render_as_string(hide_password=True))
+        # masked: the password written again elsewhere in the URL (a query value) goes too
+        return masked(_masked_query(make_url(raw).render_as_string(hide_password=True)), raw)
     except (ArgumentError, ValueError):  # ValueError: int() of a port, quoting the URL
-        return _masked_query(masked_database_url(raw))
+        return masked(_masked_query(masked_database_url(raw)), raw)
 
 
 def _masked_query(url: str) -> str:
@@ -118,10 +119,12 @@ def make_engine(settings: Settings | str, *, echo: bool = False,
     the folder of a SQLite file unless ``create_folder`` is False (:func:`sqlite_folder`
     later, or the first connection fails)."""
     url = settings if isinstance(settings, str) else settings.db_url
+    remember_password(url)
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ConfigError(f"MMLR_DATABASE_URL is not a valid database URL: {exc}") from None
+        raise ConfigError(
+            f"MMLR_DATABASE_URL is not a valid database URL: {masked(str(exc))}") from None
     if parsed.get_backend_name() == "sqlite":
         if create_folder:
             sqlite_folder(parsed)
@@ -144,7 +147,7 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except DatabaseError as exc:  # OperationalError, or SQLite's "file is not a database"
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        reason = unreachable_reason(exc) if exc.orig else "connection failed"
         if database_read_only(exc):
             # A SQLite file in WAL mode is not even read without writing its -wal/-shm files
             # (a read-only folder): the URL is right, the permissions are not.
@@ -232,10 +235,11 @@ def read_only_hint(engine_url: str | URL) -> str:
 
 def unreachable_reason(exc: BaseException) -> str:
     """The first line of the driver's message for :func:`database_unreachable` errors (no SQL,
-    no parameters; psycopg names host and port, never the password)."""
+    no parameters), :func:`masked`: psycopg may quote its connection string, password and
+    all (``invalid connection option`` … ``password=…``)."""
     orig = getattr(exc, "orig", None) or exc
     lines = str(orig).strip().splitlines()
-    return lines[0] if lines else type(orig).__name__
+    return masked(lines[0]) if lines else type(orig).__name__
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:
@@ -327,7 +331,7 @@ def _upgrade(cfg: Any, engine: Engine) -> None:
         # its public schema, so a role that may merely connect failed here as an internal error.
         if getattr(exc.orig, "sqlstate", None) != "42501":
             raise
-        reason = str(exc.orig).strip().splitlines()[0]
+        reason = unreachable_reason(exc)
         user = engine.url.username or "the user"
         raise ConfigError(
             f"the database user cannot create mmlr's tables in "

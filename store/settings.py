@@ -15,11 +15,13 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import secrets
+import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -280,6 +282,62 @@ def masked_database_url(value: str) -> str:
     however they are written) as ``***``: for a URL that cannot be parsed as it stands."""
     span = _userinfo_end(value)
     return value if span is None else value[:span[0]] + "***" + value[span[1]:]
+
+
+#: The passwords of the database URLs this process was given (:func:`remember_password`),
+#: as written and percent-decoded: :func:`masked` hides them wherever a message quotes them.
+_PASSWORDS: set[str] = set()
+_PASSWORDS_LOCK = threading.Lock()
+#: ``password=VALUE`` (``sslpassword``, ``PGPASSWORD``, any case), the value bare or quoted:
+#: libpq's key-value connection strings, a URL's query, an environment listing.
+_PASSWORD_PAIR = re.compile(
+    r"""(\b[\w-]*password\s*=\s*)('(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?|[^\s&'",;)]+)""",
+    re.IGNORECASE)
+
+
+def passwords_of(url: str) -> set[str]:
+    """The password of a database URL (the user part's and the query's ``?password=``,
+    ``?sslpassword=``), as written and percent-decoded; empty without one."""
+    found: list[str] = []
+    span = _userinfo_end(url)
+    if span is not None:
+        _user, colon, password = url[span[0]:span[1]].partition(":")
+        if colon and password:
+            found += [password, unquote(password), unquote_plus(password)]
+    _base, question, query = url.partition("?")
+    for item in query.split("&") if question else ():
+        key, equals, value = item.partition("=")
+        if equals and value and "password" in unquote_plus(key).lower():
+            found += [value, unquote_plus(value)]
+    return {password for password in found if password}
+
+
+def remember_password(url: str) -> None:
+    """Note the password of ``url`` (:func:`passwords_of`), so that :func:`masked` hides it in
+    any message that quotes it."""
+    with _PASSWORDS_LOCK:
+        _PASSWORDS.update(passwords_of(url))
+
+
+def forget_passwords() -> None:
+    """Forget the passwords :func:`remember_password` noted: a new command in this process
+    (``monitor.cli.main``, run again by the tests) masks those it is given."""
+    with _PASSWORDS_LOCK:
+        _PASSWORDS.clear()
+
+
+def masked(text: str, *urls: str) -> str:
+    """``text`` (a driver's error, a log line, a traceback) with every database password
+    as ``***``: the literal password of each database URL this process was given
+    (``store.engine.make_engine`` notes it) and of ``urls``, wherever it appears (libpq
+    quotes parts of its connection string: ``invalid percent-encoded token: "…"``), and the
+    value of every ``password=…`` pair. ``store.engine.shown_url`` masks a URL; this, text
+    that may quote a password."""
+    with _PASSWORDS_LOCK:
+        known = set(_PASSWORDS).union(*(passwords_of(url) for url in urls))
+    for password in sorted(known, key=len, reverse=True):  # a short one may be inside a long
+        text = text.replace(password, "***")
+    return _PASSWORD_PAIR.sub(r"\1***", text)
 
 
 def unencoded_at_in_userinfo(value: str) -> bool:

@@ -32,6 +32,13 @@ def spreadsheet_row(cells: Iterable[Any]) -> list[Any]:
             for c in cells]
 
 
+def r_row(cells: Iterable[Any]) -> list[Any]:
+    """A CSV row for R's ``read.csv`` (the inputs of the exported metafor scripts): text as
+    typed (the csv module quotes what needs it), None empty (NA in a numeric column). Not
+    :func:`spreadsheet_safe`: R would read its apostrophe as part of the name ("'-")."""
+    return ["" if c is None else c for c in cells]
+
+
 class CsvLines:
     """The rows of a CSV text, each with the file line it starts on (``start``).
 

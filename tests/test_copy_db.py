@@ -417,6 +417,44 @@ def test_a_failed_copy_leaves_no_schema_and_a_retry_copies(
     assert report.rows["records"] == 4
 
 
+def test_cli_a_failed_copy_into_a_new_sqlite_file_leaves_no_file(
+        sqlite_review: AppContext, tmp_path: Path) -> None:
+    """Before: the refused copy left an empty mmlr.sqlite3 (and its folder) behind."""
+    _orphan_decision(sqlite_review)
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "d"),
+                  MMLR_DATABASE_URL=sqlite_review.settings.db_url)
+    target = tmp_path / "moved" / "deeper" / "mmlr.sqlite3"
+    proc = run_cli("copy-db", f"sqlite:///{target}", env=env)
+    assert_one_line_error(proc, "the target refused the row of decisions")
+    assert not (tmp_path / "moved").exists()
+    # (tmp_path / "moved" holds another file: only the folder made for the copy goes)
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "notes.txt").write_text("mine")
+    proc = run_cli("copy-db", f"sqlite:///{tmp_path / 'moved' / 'mmlr.sqlite3'}", env=env)
+    assert_one_line_error(proc, "the target refused the row of decisions")
+    assert sorted(p.name for p in (tmp_path / "moved").iterdir()) == ["notes.txt"]
+
+
+def test_a_failed_copy_never_removes_a_file_that_was_there(
+        sqlite_review: AppContext, tmp_path: Path) -> None:
+    """An empty file made beforehand (``touch``, an empty database): it stays, as it was."""
+    _orphan_decision(sqlite_review)
+    target = tmp_path / "prepared.sqlite3"
+    target.write_bytes(b"")
+    engine = target_engine(f"sqlite:///{target}")
+    try:
+        with pytest.raises(ValidationError, match="the target refused the row of decisions"):
+            copy_database(sqlite_review.engine, engine)
+    finally:
+        engine.dispose()
+    assert target.is_file()
+    after = make_engine(f"sqlite:///{target}")
+    try:
+        assert inspect(after).get_table_names() == []
+    finally:
+        after.dispose()
+
+
 def test_a_refused_row_is_named_by_its_key(
         sqlite_review: AppContext, sqlite_target: tuple[str, Engine]) -> None:
     """Before: the batch's range of keys (decisions 1 to 2, up to 500 rows), not the row."""
@@ -530,9 +568,12 @@ def test_a_write_to_the_source_during_the_copy_fails_it(
             written.append(table)
 
     with pytest.raises(StateError, match=r"the source database changed during the copy "
-                                         r"\(decisions: \+1 rows\)"):
+                                         r"\(decisions: \+1 rows\): the copy missed those "
+                                         r"writes and sqlite:///.* was removed"):
         copy_database(review.engine, sqlite_target[1], progress=a_curator_decides)
     assert written
+    # a new file: the copy that must not be used is not left to be used
+    assert not Path(str(sqlite_target[1].url.database)).exists()
 
 
 def test_text_keys_in_a_postgresql_database_of_a_language_collation(

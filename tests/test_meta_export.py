@@ -59,18 +59,43 @@ def test_written_files(pooled, tmp_path: Path) -> None:
     assert "rma(" in paths[1].read_text()
 
 
-def test_a_trial_name_like_a_formula_is_exported_as_text(ctx, tmp_path: Path) -> None:
+#: Trial names a spreadsheet would run as a formula, and one CSV must quote.
+FORMULA_LIKE = ("=cmd|' /C calc'!A0", "-", "+1 arm", "@home", 'Trial "B", 2nd')
+
+
+def _formula_like_trials(ctx):  # type: ignore[no-untyped-def]
     with ctx.sessions() as s:
-        for name, hr in (("=cmd|' /C calc'!A0", "0.60"), ("Trial B", "0.80")):
-            add_estimate(s, add_trial(s, name), hr, "0.45", "0.95", cut=date(2010, 1, 1))
+        for name, hr in zip(FORMULA_LIKE, ("0.60", "0.80", "0.70", "0.90", "0.75"),
+                            strict=True):
+            add_estimate(s, add_trial(s, name), hr, "0.45", "0.99", cut=date(2010, 1, 1))
         s.commit()
     pool_all(ctx)
+
+
+def test_trial_names_reach_r_as_typed(ctx, tmp_path: Path) -> None:
+    """The metafor inputs are R's, not a spreadsheet's: a name is written as typed (quoted
+    where CSV needs it). The spreadsheet guard gave R "'-" and "'=cmd…" as the names."""
+    _formula_like_trials(ctx)
     csv_path = write_metafor_export(ctx, tmp_path / "out")[0]
-    with csv_path.open() as fh:
+    with csv_path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert {r["study"] for r in rows} == {"'=cmd|' /C calc'!A0", "Trial B"}
+    assert {r["study"] for r in rows} == set(FORMULA_LIKE)
     # yi and sei stay numbers R reads as such (negative log hazard ratios)
     assert all(float(r["yi"]) < 0 and not r["yi"].startswith("'") for r in rows)
+
+
+def test_r_reads_the_trial_names_as_typed(ctx, tmp_path: Path, rscript: str) -> None:
+    """The exported script's own read (``read.csv``) and its leave-one-out table, which names
+    each trial left out (metafor's slab), give back the names as typed."""
+    _formula_like_trials(ctx)
+    csv_path, r_path = write_metafor_export(ctx, tmp_path)
+    out = tmp_path / "results.csv"
+    proc = subprocess.run([rscript, str(r_path), str(csv_path), str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with (tmp_path / "results-leave-one-out.csv").open(newline="", encoding="utf-8") as fh:
+        omitted = {r["omitted"] for r in csv.DictReader(fh)}
+    assert omitted == set(FORMULA_LIKE)
 
 
 @pytest.fixture(params=["REML", "FE"])

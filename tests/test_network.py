@@ -718,6 +718,24 @@ def test_the_network_files_are_checked_before_the_metafor_export_writes_any(
         "mmlr-metafor.csv", "mmlr-metafor.R", "mmlr-network.csv", "mmlr-network.R"]
 
 
+def test_the_network_inputs_carry_trial_names_as_typed(ctx: Any, tmp_path: Path) -> None:
+    """mmlr-network.csv is R's input, not a spreadsheet's: a trial named "-1" or "=B" reached
+    R as "'-1" and "'=B" (the apostrophe of the spreadsheet guard)."""
+    from reports.export_metafor import write_metafor_export
+    from reports.pool import pool_all
+
+    with ctx.sessions() as s:
+        add_estimate(s, _trial(s, "-1", "thalidomide", "placebo"), "0.60", "0.45", "0.80")
+        add_estimate(s, _trial(s, "=B", "lenalidomide", "placebo"), "0.50", "0.40", "0.63")
+        add_estimate(s, _trial(s, "@C", "thalidomide", "lenalidomide"), "1.10", "0.80", "1.50")
+        s.commit()
+    pool_all(ctx)
+    write_metafor_export(ctx, tmp_path)
+    with (tmp_path / "mmlr-network.csv").open(newline="", encoding="utf-8") as fh:
+        studies = {row["study"] for row in csv.DictReader(fh)}
+    assert studies == {"-1", "=B", "@C"}
+
+
 # ----------------------------------------------------------------------------- digest
 def test_a_network_inconsistent_from_its_first_fit_says_so_in_its_first_digest(
         ctx: Any) -> None:

@@ -85,7 +85,9 @@ def test_until_after_today_is_refused_before_the_poll(tmp_path: Path) -> None:
     env = cli_env(MMLR_DATA_DIR=str(data), MMLR_ENTREZ_URL="http://127.0.0.1:9/eutils/")
     assert run_cli("init", env=env).returncode == 0
     proc = run_cli("poll", "--until", "2062-12-01", env=env)
-    assert_one_line_error(proc, "--until 2062-12-01 is after today")
+    # a usage error, exit 2 as README says (it was 1, as for a failure), with the fix
+    assert_one_line_error(proc, "--until 2062-12-01 is after today",
+                          "leave --until out to poll up to today", code=2)
     _no_runs(data)
 
 

@@ -287,6 +287,44 @@ def test_a_password_in_the_query_of_a_database_url_is_not_shown() -> None:
         "sqlite:///file:db?mode=ro&uri=true"
 
 
+def test_a_driver_error_that_quotes_the_password_is_masked() -> None:
+    """Only a URL's ``user:password@`` and ``?password=`` were masked: a driver's message
+    quoting the password itself (libpq quotes parts of its connection string) or a
+    ``password=…`` pair of a key-value connection string reached the user and the log."""
+    from sqlalchemy.exc import OperationalError
+
+    from store.engine import make_engine, unreachable_reason
+    from store.settings import forget_passwords, masked
+
+    forget_passwords()
+    engine = make_engine("postgresql+psycopg://mm:Pa%24%24-w0rd_9@127.0.0.1:54400/mmpw")
+    try:
+        for said in ('invalid percent-encoded token: "Pa%24%24-w0rd_9"',
+                     'connection to "Pa$$-w0rd_9" failed',  # decoded, as the driver has it
+                     "host=127.0.0.1 user=mm password=Pa$$-w0rd_9 dbname=mmpw",
+                     "host=h password='two words' dbname=d",
+                     "PGPASSWORD=other-secret sslpassword=also-secret&x=1"):
+            shown = masked(said)
+            for secret in ("Pa%24%24-w0rd_9", "Pa$$-w0rd_9", "two words", "other-secret",
+                           "also-secret"):
+                assert secret not in shown, shown
+            assert "***" in shown
+        # What is not a password stays as it was.
+        assert masked("host=127.0.0.1 user=mm dbname=mmpw: Connection refused") == \
+            "host=127.0.0.1 user=mm dbname=mmpw: Connection refused"
+        assert masked("password=Pa$$-w0rd_9 dbname=mmpw") == "password=*** dbname=mmpw"
+        # The one line every command, the status report and the web app show for it.
+        error = OperationalError("SELECT 1", {}, Exception(
+            'invalid connection option "Pa$$-w0rd_9"\nsecond line'))
+        assert unreachable_reason(error) == 'invalid connection option "***"'
+    finally:
+        engine.dispose()
+        forget_passwords()
+    # A password the URL given to masked() holds, without make_engine.
+    assert masked("bad value Secr3t", "postgresql+psycopg://mm@h/db?password=Secr3t") == \
+        "bad value ***"
+
+
 @pytest.mark.parametrize(
     ("var", "value", "attribute", "expected"),
     [  # the ends of each allowed range load (the bounds are not off by one)

@@ -214,7 +214,8 @@ def test_json_keys_are_stable(polled: Any) -> None:
     assert set(report["screening"]) == {"model_version", "model_trained_at", "unscored",
                                         "awaiting_screening", "awaiting_second_vote",
                                         "in_conflict", "may_stop", "stopping_test"}
-    assert set(report["pooling"]) == {"last_pooled_at", "analyses_with_pending_changes"}
+    assert set(report["pooling"]) == {"last_pooled_at", "analyses_with_pending_changes",
+                                      "error"}
     assert set(report["alerts"]) == {"in_use", "in_use_not_in_a_digest", "newest"}
     assert report["database"]["engine"] == ("postgresql" if PG_URL else "sqlite")
     # The default MMLR_POLL_CRON fires daily: two missed days make a poll stale.
@@ -496,6 +497,32 @@ def test_an_invalid_digest_or_modified_cron_needs_attention(polled: Any, variabl
     assert variable in line and said in line and "will not start" in line
 
 
+@pytest.mark.parametrize(("content", "said"), [
+    ("[[analysis]\nname=", "is not valid TOML"),
+    (None, "does not exist"),
+])
+def test_an_unreadable_analyses_file_needs_attention(polled: Any, content: str | None,
+                                                     said: str) -> None:
+    """The report is printed with the analyses file marked; before, the command stopped with
+    one `mmlr: error:` line and no report."""
+    ctx, corpus = polled
+    path = corpus.parent / "analyses.toml"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    proc = status(ctx.settings, MMLR_ANALYSES_FILE=str(path))
+    line = attention_line(proc)
+    assert f"MMLR_ANALYSES_FILE {path}" in line and said in line
+    assert "last poll" in proc.stdout and "locks" in proc.stdout
+    pool_row = next(row for row in proc.stdout.splitlines() if row.startswith("last pool"))
+    assert f"MMLR_ANALYSES_FILE {path}" in pool_row and said in pool_row
+    code, report, err = status_json(ctx.settings, MMLR_ANALYSES_FILE=str(path))
+    assert code == 1 and err.startswith("mmlr: attention: MMLR_ANALYSES_FILE")
+    assert report["healthy"] is False and said in report["problems"][0]
+    assert report["pooling"]["analyses_with_pending_changes"] is None
+    assert said in report["pooling"]["error"]
+    assert report["screening"] is not None and report["alerts"] is not None
+
+
 # ----------------------------------------------------------------------------- the database
 def test_the_password_in_the_database_url_is_masked(tmp_path: Path) -> None:
     """Unreachable PostgreSQL (nothing listens on port 9): one line, exit 1, the report still
@@ -536,6 +563,25 @@ def test_a_password_in_the_query_of_the_database_url_is_masked(
     assert report["database"]["reachable"] is False
     for text in (proc.stdout, proc.stderr, proc_json.stdout, proc_json.stderr):
         assert "S3CRETPW" not in text
+
+
+def test_a_driver_error_quoting_the_password_is_masked(tmp_path: Path) -> None:
+    """psycopg quotes the value it refuses: here the password, typed again into the query.
+    Only the URL's password parts were masked, so the driver's message showed it in the
+    attention line, the report, --json and the log file."""
+    secret = "Zq9-S3CRETPW"
+    env = cli_env(MMLR_DATA_DIR=str(tmp_path / "data"),
+                  MMLR_DATABASE_URL=f"postgresql+psycopg://mmlr:{secret}@127.0.0.1:9/mmlr"
+                                    f"?sslmode={secret}")
+    proc = run_cli("status", env=env)
+    line = attention_line(proc)
+    assert "cannot connect to the database" in line and 'invalid sslmode value: "***"' in line
+    proc_json = run_cli("status", "--json", env=env)
+    assert json.loads(proc_json.stdout)["database"]["reachable"] is False
+    log = tmp_path / "data" / "mmlr.log"
+    for text in (proc.stdout, proc.stderr, proc_json.stdout, proc_json.stderr,
+                 log.read_text() if log.exists() else ""):
+        assert secret not in text
 
 
 def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
