@@ -337,10 +337,10 @@ def test_post_estimate_converts_and_validates(app: Any, api: TestClient,
     repeat = api.post("/api/estimates", headers=headers, json={
         "trial": "API-TRIAL", "endpoint": "OS", "hr": 1.25, "ci_low": 1.0, "ci_high": 1.5625,
         "orientation": "control_vs_maint"})
-    assert repeat.status_code == 400
-    assert repeat.json()["error"].startswith(
-        f"hr: 0.80 (0.64–1.00) is already estimate {body['id']} of API-TRIAL, with the same "
-        "report, endpoint, setting, comparison and data cut")
+    # (answered with the estimate as it stands: verified since)
+    assert repeat.status_code == 200, repeat.text
+    assert repeat.json()["id"] == body["id"] and repeat.json()["already_recorded"] is True
+    assert repeat.json()["verified"] is True
     missing = api.post("/api/estimates", headers=headers, json={"trial": "NOPE"})
     assert missing.status_code == 404 and "trial 'NOPE' does not exist" in missing.text
     with db(app) as session:
