@@ -133,8 +133,8 @@ def test_api_withdraw_refusals_change_nothing(app: Any, api: TestClient,
     assert _audits(app, "estimate.withdraw") == []
 
 
-def test_api_withdraw_twice_is_a_conflict(app: Any, api: TestClient,
-                                          users: dict[str, str]) -> None:
+def test_api_withdraw_for_another_reason_is_a_conflict(app: Any, api: TestClient,
+                                                       users: dict[str, str]) -> None:
     headers = _token(app, users["curator"])
     estimate = _post(api, headers, _trial(app))
     url = f"/api/estimates/{estimate['id']}/withdraw"
@@ -146,6 +146,39 @@ def test_api_withdraw_twice_is_a_conflict(app: Any, api: TestClient,
     (after,) = _estimates(app)
     assert after.withdrawn_reason == "wrong arm"
     assert len(_audits(app, "estimate.withdraw")) == 1
+
+
+def test_api_the_same_withdrawal_sent_again_is_already_recorded(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """A withdrawal retried after a lost answer was told 409 "already withdrawn": what it asked
+    for is so, so it is answered 200 with the estimate and ``already_recorded: true`` (the
+    same reason, or none), nothing done twice. Another reason, or an estimate a correction
+    withdrew (its numbers are still pooled, as the correction's), stays a 409."""
+    headers = _token(app, users["curator"])
+    trial_id = _trial(app)
+    estimate = _post(api, headers, trial_id)
+    url = f"/api/estimates/{estimate['id']}/withdraw"
+    first = api.post(url, headers=headers, json={"reason": "wrong arm"})
+    assert first.status_code == 200 and first.json()["already_recorded"] is False
+    for body in ({"reason": "wrong arm"}, {"reason": "  wrong   arm "}, {}, {"reason": None},
+                 {"reason": " "}):
+        again = api.post(url, headers=headers, json=body)
+        assert again.status_code == 200, (body, again.text)
+        assert again.json() == {**first.json(), "already_recorded": True}
+    (after,) = _estimates(app)
+    assert after.withdrawn_reason == "wrong arm"
+    assert len(_audits(app, "estimate.withdraw")) == 1
+
+    corrected = _post(api, headers, trial_id, data_cut="2017-02-28")
+    fix = api.post(f"/api/estimates/{corrected['id']}/correct", headers=headers,
+                   json={"hr": 0.55, "ci_low": 0.45, "ci_high": 0.67})
+    assert fix.status_code == 201, fix.text
+    for body in ({}, {"reason": f"corrected by estimate {fix.json()['id']}"}):
+        refused = api.post(f"/api/estimates/{corrected['id']}/withdraw", headers=headers,
+                           json=body)
+        assert refused.status_code == 409, (body, refused.text)
+        assert refused.json()["error"].startswith(
+            f"estimate {corrected['id']} was already withdrawn (corrected by estimate")
 
 
 # ----------------------------------------------------------------------------- correct

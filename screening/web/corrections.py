@@ -119,6 +119,22 @@ def read_reason(data: dict[str, Any], name: str = "reason", *, required: bool = 
     return text
 
 
+def withdrawn_as_asked(session: Session, estimate: Estimate, reason: Any) -> bool:
+    """Whether a request to withdraw ``estimate`` with ``reason`` (as sent: None, blank or
+    text) asks for what is so already (a retry after a lost answer, a double click): the
+    estimate is withdrawn, for that reason or with none given, and not by a correction. A
+    corrected estimate's data are still in the analyses, as its correction's, so a request to
+    take them out is not done and stays refused, as is one giving another reason."""
+    if estimate.withdrawn_at is None:
+        return False
+    corrected = session.exec(select(Estimate.id).where(
+        Estimate.supersedes_id == estimate.id)).first()
+    if corrected is not None:
+        return False
+    sent = " ".join(reason.split()) if isinstance(reason, str) else ""
+    return not sent or sent == estimate.withdrawn_reason
+
+
 def withdraw_estimate(session: Session, estimate: Estimate, *, reason: str, user: User,
                       action: str = "estimate.withdraw", **details: Any) -> None:
     """Mark ``estimate`` withdrawn (the caller commits).

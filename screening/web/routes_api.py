@@ -76,6 +76,7 @@ from screening.web.corrections import (
     read_reason,
     with_kept_fields,
     withdraw_estimate,
+    withdrawn_as_asked,
 )
 from screening.web.decisions import DECISIONS, parse_pmid, parse_rank, record_decision
 from screening.web.deps import (
@@ -906,16 +907,33 @@ def _text_field(data: dict[str, Any], name: str) -> None:
              openapi_extra=json_body(closed_body({"reason": _TEXT}, "reason")))
 def post_withdraw(request: Request, estimate_id: int, session: DbSession,
                   user: ApiWriter, raw: RequestBody) -> JSONResponse:
-    """Withdraw an estimate with a reason: it stays on record and leaves every analysis."""
+    """Withdraw an estimate with a reason: it stays on record and leaves every analysis.
+    Answers the estimate and ``already_recorded: false``. Sent again (a retry after a lost
+    answer) with the same reason or none, it answers 200 with the estimate as withdrawn and
+    ``already_recorded: true``; with another reason, or for an estimate a correction
+    withdrew, 409."""
     estimate = load_estimate(session, estimate_id)
-    ensure_current(estimate)
     data = _json_object(raw)
     _only_fields(data, ("reason",), "a withdrawal")
     _text_field(data, "reason")
+    if withdrawn_as_asked(session, estimate, data.get("reason")):
+        return _withdrawn(estimate, already=True)
+    ensure_current(estimate)
     reason = read_reason(data)
-    withdraw_estimate(session, estimate, reason=reason, user=user)
+    try:
+        withdraw_estimate(session, estimate, reason=reason, user=user)
+    except EstimateWithdrawnError:
+        # withdrawn while this request was on its way: by this request's first attempt?
+        if withdrawn_as_asked(session, estimate, reason):
+            return _withdrawn(estimate, already=True)
+        raise
     session.commit()
-    return JSONResponse(content=estimate_json(estimate))
+    return _withdrawn(estimate, already=False)
+
+
+def _withdrawn(estimate: Estimate, *, already: bool) -> JSONResponse:
+    """200 with a withdrawn estimate, and whether it was so already (a repeat: nothing done)."""
+    return JSONResponse(content={**estimate_json(estimate), "already_recorded": already})
 
 
 def _same_trial(session: Session, data: dict[str, Any], trial: Trial) -> None:
