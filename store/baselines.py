@@ -35,6 +35,14 @@ from store.text import quoted
 
 #: The longest follow-up an entry may name (20 years): beyond it a typo is likelier.
 MAX_MONTHS = 240.0
+#: The earliest time point an entry may name: a summary of findings reports a maintenance
+#: effect at months or years, and 1e-300 months is a slip, not a time point.
+MIN_MONTHS = 1.0
+#: The least and most of the control arm that may be event-free, in percent: closer to 0 or
+#: 100 than one patient in ten thousand is a slip, not a risk a summary of findings reports
+#: (1e-300% was accepted, and 5e-324% stored as 0% event-free).
+MIN_PERCENT = 0.01
+MAX_PERCENT = 99.99
 SOURCE_MAX = 1000
 STRATEGY_SUFFIX = "/with_strategy"
 #: A comma followed by exactly three digits: "1,000" may be a thousand or one, so it is not
@@ -66,18 +74,15 @@ def validate_baseline(*, analysis_key: Any, months: Any, event_free_percent: Any
     errors: dict[str, str] = {}
     key = _read_key(analysis_key, errors)
     m = _read_number(months, "months", errors)
-    if m is not None and not 0 < m <= MAX_MONTHS:
-        errors["months"] = f"must be more than 0 and at most {MAX_MONTHS:.0f} months"
+    if m is not None and not MIN_MONTHS <= m <= MAX_MONTHS:
+        errors["months"] = (f"must be at least {MIN_MONTHS:g} and at most {MAX_MONTHS:g} "
+                            "months")
     pct = _read_number(event_free_percent, "event_free_percent", errors)
-    if pct is not None and not 0 < pct < 100:
-        # 0% or 100% event-free leaves nothing for a hazard ratio to change.
-        errors["event_free_percent"] = "must be more than 0 and less than 100 (percent)"
-    elif pct is not None and not 0 < pct / 100 < 1:
-        # What is stored is the proportion: 5e-324 (percent) passes the check above, but a
-        # hundredth of it is 0.0, which would be stored as 0% event-free.
-        errors["event_free_percent"] = (f"{pct!r}% is too close to 0 to be stored as a "
-                                        "proportion: must be more than 0 and less than 100 "
-                                        "(percent)")
+    if pct is not None and not MIN_PERCENT <= pct <= MAX_PERCENT:
+        # 0% or 100% event-free leaves nothing for a hazard ratio to change; next to them, a
+        # slip (a proportion's digits, an exponent) rather than a risk.
+        errors["event_free_percent"] = (f"must be at least {MIN_PERCENT:g} and at most "
+                                        f"{MAX_PERCENT:g} (percent)")
     text = source.replace("\r\n", "\n").strip() if isinstance(source, str) else None
     if source is not None and not isinstance(source, str):  # a JSON number, list or object
         errors["source"] = ("must be text: name where the control-arm risk comes from (GRADE "

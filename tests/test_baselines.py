@@ -52,8 +52,11 @@ def test_a_valid_entry_is_read_as_typed() -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("months", 0, "more than 0 and at most 240"),
-    ("months", 241, "more than 0 and at most 240"),
+    ("months", 0, "must be at least 1 and at most 240 months"),
+    ("months", 241, "must be at least 1 and at most 240 months"),
+    # more than 0, but no time point a summary of findings reports
+    ("months", 1e-300, "must be at least 1 and at most 240 months"),
+    ("months", "0.99", "must be at least 1 and at most 240 months"),
     ("months", "abc", "'abc' is not a number"),
     ("months", None, "is required"),
     # a comma before exactly three digits may separate thousands: "1,000" was stored as 1
@@ -67,13 +70,16 @@ def test_a_valid_entry_is_read_as_typed() -> None:
     pytest.param("months", -(10**400), "must be a finite number", id="months--10**400"),
     pytest.param("event_free_percent", 10**400, "must be a finite number",
                  id="event_free_percent-10**400"),
-    ("event_free_percent", 0, "more than 0 and less than 100"),
-    ("event_free_percent", 100, "more than 0 and less than 100"),
+    ("event_free_percent", 0, "must be at least 0.01 and at most 99.99 (percent)"),
+    ("event_free_percent", 100, "must be at least 0.01 and at most 99.99 (percent)"),
     ("event_free_percent", "", "is required"),
-    # more than 0, but a hundredth of it is 0.0: it was stored as 0% event-free
-    ("event_free_percent", "5e-324", "5e-324% is too close to 0 to be stored as a proportion: "
-                                     "must be more than 0 and less than 100 (percent)"),
-    ("event_free_percent", 1e-322, "is too close to 0 to be stored as a proportion"),
+    # more than 0 (and less than 100), but no risk a summary of findings can speak of: 1e-300%
+    # was accepted, and 5e-324% (a hundredth of it is 0.0) stored as 0% event-free
+    ("event_free_percent", 1e-300, "must be at least 0.01 and at most 99.99 (percent)"),
+    ("event_free_percent", "5e-324", "must be at least 0.01 and at most 99.99 (percent)"),
+    ("event_free_percent", "0.009", "must be at least 0.01 and at most 99.99 (percent)"),
+    ("event_free_percent", "99.995", "must be at least 0.01 and at most 99.99 (percent)"),
+    ("event_free_percent", "-inf", "must be a finite number"),
     ("source", "  ", "is required: name where the control-arm risk comes from"),
     ("source", "x" * 1001, "longer than 1000"),
     # sent, but not a number or not text: they were said to be missing ("is required")
@@ -100,6 +106,13 @@ def test_a_percent_below_1_is_read_as_a_percent_and_said() -> None:
         "Event-free 0.35 is read as a percent: 0.35% of control patients event-free at 36 "
         "months. If you meant the proportion 0.35, type 35 for 35%.",)
     assert validate_baseline(**_entry(event_free_percent=1)).warnings == ()
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    for months, percent in ((1, 0.01), (240, 99.99), ("1,0", "0,01")):
+        entry = validate_baseline(**_entry(months=months, event_free_percent=percent))
+        assert (entry.months, entry.event_free) == (pytest.approx(float(str(months).replace(
+            ",", "."))), pytest.approx(float(str(percent).replace(",", ".")) / 100))
 
 
 def test_every_bad_field_at_once() -> None:

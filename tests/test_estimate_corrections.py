@@ -173,6 +173,24 @@ def test_a_withdrawn_estimate_cannot_be_withdrawn_verified_or_corrected(
     assert _audits(app, "estimate.correct") == []
 
 
+def test_the_withdraw_form_sent_twice_says_it_is_withdrawn_already(
+        app: Any, users: dict[str, str]) -> None:
+    """A double click on Withdraw (or Back, then Withdraw again) answered the second with a
+    409 "already withdrawn" page for a curator who had done nothing wrong: it lands on the
+    trial page saying so, and nothing is done twice."""
+    curator = as_role(app, users, "curator")
+    trial_id, estimate = _one_estimate(app, curator)
+    assert _withdraw(curator, trial_id, estimate.id, "wrong arm").status_code == 303
+    again = _withdraw(curator, trial_id, estimate.id, " wrong arm")
+    assert again.status_code == 303
+    assert again.headers["location"] == f"/trials/{trial_id}#estimate-{estimate.id}"
+    page = curator.get(again.headers["location"]).text
+    assert f"Estimate {estimate.id} is withdrawn already (wrong arm): nothing changed." in page
+    (after,) = _estimates(app)
+    assert after.withdrawn_reason == "wrong arm"
+    assert len(_audits(app, "estimate.withdraw")) == 1
+
+
 def test_concurrent_withdrawals_cannot_both_succeed(app: Any, users: dict[str, str]) -> None:
     curator = as_role(app, users, "curator")
     _, estimate = _one_estimate(app, curator)

@@ -191,6 +191,52 @@ def test_records_api_filters_and_shapes(app: Any, api: TestClient, users: dict[s
         assert response.json()["error"].startswith(message), response.json()
 
 
+def test_an_unknown_query_parameter_is_refused_not_ignored(
+        app: Any, api: TestClient, users: dict[str, str], records: int) -> None:
+    """``/api/estimates?drug=lenalidomid`` answered every analysis and ``/api/records?flaged=
+    true`` every record, as if the filter had been applied: a parameter the route does not
+    take is a 400 naming it and the ones it takes."""
+    viewer = _token(app, users["viewer"])
+    cases = [
+        ("/api/estimates?drug=lenalidomid",
+         "unknown query parameter 'drug': GET /api/estimates takes no query parameters"),
+        ("/api/records?status=undecided&flaged=true",
+         "unknown query parameter 'flaged': GET /api/records takes status, flagged, q, limit, "
+         "offset"),
+        ("/api/records?flaged=true&ofset=2&flaged=false",
+         "unknown query parameters 'flaged', 'ofset': GET /api/records takes status"),
+        ("/api/searches?kinds=all", "unknown query parameter 'kinds': GET /api/searches takes "
+                                    "kind, limit, offset"),
+    ]
+    for url, message in cases:
+        response = api.get(url, headers=viewer)
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["code"] == "invalid"
+        assert response.json()["error"].startswith(message), response.json()
+    # what a route takes is answered as before; the parameters of a dependency count too
+    assert api.get("/api/records?status=undecided&flagged=true",
+                   headers=viewer).status_code == 200
+    admin = _token(app, users["admin"])
+    assert api.get("/api/audit?actor=x&limit=5", headers=admin).status_code == 200
+    audit = api.get("/api/audit?actr=x", headers=admin)
+    assert audit.status_code == 400 and audit.json()["error"].startswith(
+        "unknown query parameter 'actr': GET /api/audit takes ")
+    assert "actor" in audit.json()["error"] and "offset" in audit.json()["error"]
+    # writes too, once the caller may make them
+    curator = _token(app, users["curator"])
+    vote = api.post("/api/decisions?dry_run=1", headers=curator,
+                    json={"pmid": 90000002, "decision": "include"})
+    assert vote.status_code == 400 and vote.json()["error"].startswith(
+        "unknown query parameter 'dry_run': POST /api/decisions takes no query parameters")
+    with db(app) as session:
+        assert session.exec(select(func.count()).select_from(Decision)).one() == 0
+    # who may not call the route learns nothing about its parameters
+    assert api.get("/api/estimates?drug=x").status_code == 401
+    assert api.get("/api/audit?actr=x", headers=viewer).status_code == 403
+    # the health check, which anyone may call, answers whatever its address carries
+    assert api.get("/api/health?probe=1").status_code == 200
+
+
 def test_browser_session_can_read_the_api(app: Any, users: dict[str, str],
                                           records: int) -> None:
     viewer = test_web.as_role(app, users, "viewer")
@@ -337,10 +383,10 @@ def test_post_estimate_converts_and_validates(app: Any, api: TestClient,
     repeat = api.post("/api/estimates", headers=headers, json={
         "trial": "API-TRIAL", "endpoint": "OS", "hr": 1.25, "ci_low": 1.0, "ci_high": 1.5625,
         "orientation": "control_vs_maint"})
-    assert repeat.status_code == 400
-    assert repeat.json()["error"].startswith(
-        f"hr: 0.80 (0.64–1.00) is already estimate {body['id']} of API-TRIAL, with the same "
-        "report, endpoint, setting, comparison and data cut")
+    # (answered with the estimate as it stands: verified since)
+    assert repeat.status_code == 200, repeat.text
+    assert repeat.json()["id"] == body["id"] and repeat.json()["already_recorded"] is True
+    assert repeat.json()["verified"] is True
     missing = api.post("/api/estimates", headers=headers, json={"trial": "NOPE"})
     assert missing.status_code == 404 and "trial 'NOPE' does not exist" in missing.text
     with db(app) as session:

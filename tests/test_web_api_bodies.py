@@ -15,7 +15,7 @@ from test_web import db
 from test_web_api import _token
 from test_web_evidence import _estimates, _trial
 
-from store.models import AuditLog, Decision, Estimate, Record
+from store.models import AuditLog, Decision, Estimate, Record, TrialReport
 
 app = test_web.app
 users = test_web.users
@@ -151,6 +151,52 @@ def test_a_trial_id_that_is_no_id_is_refused(app: Any, api: TestClient,
     assert response.json()["error"].startswith(
         f"trial_id {json.dumps(trial_id)} is not a trial's id")
     assert _count(app, Estimate) == 0
+
+
+@pytest.mark.parametrize("report_id", [True, 1.0, "1.0", "1e0", " +1", 0, "0", 2**31, [1]])
+def test_a_report_id_that_is_no_id_is_refused(app: Any, api: TestClient,
+                                              users: dict[str, str], report_id: Any) -> None:
+    """``"1.0"`` and ``1.0`` were read as report 1 (``true`` was "must be a number"): an id is
+    a whole number or its digits, nothing that merely reads as one."""
+    trial_id = _trial(app)
+    with db(app) as session:
+        assert session.exec(select(TrialReport.id).where(
+            TrialReport.trial_id == trial_id)).all() == [1]
+    response = api.post("/api/estimates", headers=_token(app, users["curator"]), json={
+        "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+        "ci_high": "0.625", "report_id": report_id})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == (
+        f"report_id: must be a report's id (a whole number from 1), not {json.dumps(report_id)}")
+    assert _count(app, Estimate) == 0
+
+
+def test_a_report_id_as_a_number_or_digits_finds_the_report(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    trial_id = _trial(app)
+    for report_id, cut in ((1, "2017-01-01"), ("1", "2016-01-01"), (" 1 ", "2015-01-01")):
+        response = api.post("/api/estimates", headers=_token(app, users["curator"]), json={
+            "trial_id": trial_id, "endpoint": "PFS", "hr": "0.5", "ci_low": "0.4",
+            "ci_high": "0.625", "report_id": report_id, "data_cut": cut})
+        assert response.status_code == 201, response.text
+        assert response.json()["report_id"] == 1
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("pmid", True, "true is not a PMID"),  # it said "True", Python's word
+    ("pmid", 90000002.0, "90000002.0 is not a PMID"),
+    ("pmid", "90000002.0", "'90000002.0' is not a PMID"),
+    ("rank_shown", True, "rank_shown true is not a positive whole number"),
+    ("rank_shown", "2.0", "rank_shown '2.0' is not a positive whole number"),
+])
+def test_a_pmid_or_rank_that_is_no_whole_number_is_refused_as_sent(
+        app: Any, api: TestClient, users: dict[str, str], records: int, field: str,
+        value: Any, message: str) -> None:
+    body = {"pmid": 90000002, "decision": "include", field: value}
+    response = api.post("/api/decisions", headers=_token(app, users["curator"]), json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(message), response.json()
+    assert _count(app, Decision) == 0
 
 
 def test_a_trial_id_as_digits_still_finds_the_trial(app: Any, api: TestClient,

@@ -133,8 +133,8 @@ def test_api_withdraw_refusals_change_nothing(app: Any, api: TestClient,
     assert _audits(app, "estimate.withdraw") == []
 
 
-def test_api_withdraw_twice_is_a_conflict(app: Any, api: TestClient,
-                                          users: dict[str, str]) -> None:
+def test_api_withdraw_for_another_reason_is_a_conflict(app: Any, api: TestClient,
+                                                       users: dict[str, str]) -> None:
     headers = _token(app, users["curator"])
     estimate = _post(api, headers, _trial(app))
     url = f"/api/estimates/{estimate['id']}/withdraw"
@@ -146,6 +146,39 @@ def test_api_withdraw_twice_is_a_conflict(app: Any, api: TestClient,
     (after,) = _estimates(app)
     assert after.withdrawn_reason == "wrong arm"
     assert len(_audits(app, "estimate.withdraw")) == 1
+
+
+def test_api_the_same_withdrawal_sent_again_is_already_recorded(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """A withdrawal retried after a lost answer was told 409 "already withdrawn": what it asked
+    for is so, so it is answered 200 with the estimate and ``already_recorded: true`` (the
+    same reason, or none), nothing done twice. Another reason, or an estimate a correction
+    withdrew (its numbers are still pooled, as the correction's), stays a 409."""
+    headers = _token(app, users["curator"])
+    trial_id = _trial(app)
+    estimate = _post(api, headers, trial_id)
+    url = f"/api/estimates/{estimate['id']}/withdraw"
+    first = api.post(url, headers=headers, json={"reason": "wrong arm"})
+    assert first.status_code == 200 and first.json()["already_recorded"] is False
+    for body in ({"reason": "wrong arm"}, {"reason": "  wrong   arm "}, {}, {"reason": None},
+                 {"reason": " "}):
+        again = api.post(url, headers=headers, json=body)
+        assert again.status_code == 200, (body, again.text)
+        assert again.json() == {**first.json(), "already_recorded": True}
+    (after,) = _estimates(app)
+    assert after.withdrawn_reason == "wrong arm"
+    assert len(_audits(app, "estimate.withdraw")) == 1
+
+    corrected = _post(api, headers, trial_id, data_cut="2017-02-28")
+    fix = api.post(f"/api/estimates/{corrected['id']}/correct", headers=headers,
+                   json={"hr": 0.55, "ci_low": 0.45, "ci_high": 0.67})
+    assert fix.status_code == 201, fix.text
+    for body in ({}, {"reason": f"corrected by estimate {fix.json()['id']}"}):
+        refused = api.post(f"/api/estimates/{corrected['id']}/withdraw", headers=headers,
+                           json=body)
+        assert refused.status_code == 409, (body, refused.text)
+        assert refused.json()["error"].startswith(
+            f"estimate {corrected['id']} was already withdrawn (corrected by estimate")
 
 
 # ----------------------------------------------------------------------------- correct
@@ -476,10 +509,12 @@ def test_api_a_second_extraction_of_the_same_report_and_cut_is_refused(
             f"button, or POST /api/estimates/{first['id']}/correct); if this is another data "
             "cut, give its date or label (or its report)")
     assert _state(app) == before
-    # the same numbers again are still said to be that estimate (a repeat, not a conflict)
+    # the same numbers again, with another note, are still said to be that estimate (a
+    # repeat, not a conflict)
     repeat = api.post("/api/estimates", headers=headers, json={
         "trial_id": trial_id, "endpoint": "PFS", "report_id": report_id,
-        "data_cut": "2017-02-28", "hr": "0.50", "ci_low": "0.40", "ci_high": "0.625"})
+        "data_cut": "2017-02-28", "hr": "0.50", "ci_low": "0.40", "ci_high": "0.625",
+        "notes": "Table 2"})
     assert repeat.status_code == 400 and "hr: 0.50 (0.40–0.63) is already estimate" in \
         repeat.json()["error"]
     # another cut of the same report, another endpoint: new extractions
@@ -498,6 +533,53 @@ def test_api_a_second_extraction_of_the_same_report_and_cut_is_refused(
     fixed = api.post(f"/api/estimates/{first['id']}/correct", headers=headers,
                      json={"hr": "0.52", "ci_low": "0.42", "ci_high": "0.64"})
     assert fixed.status_code == 201, fixed.text
+
+
+def test_api_the_same_extraction_sent_again_is_already_recorded(
+        app: Any, api: TestClient, users: dict[str, str]) -> None:
+    """A client retrying POST /api/estimates after a lost answer was told 400 "already
+    estimate N … an extraction is entered once", as if it had done something wrong: when
+    every value sent is the stored estimate's, it is answered 200 with that estimate and
+    ``already_recorded: true``, nothing stored twice. A repeat of its report, cut and numbers
+    that differs in anything else is still refused, naming the estimate to correct."""
+    headers = _token(app, users["curator"])
+    trial_id = _trial(app)
+    with db(app) as session:
+        (report,) = session.exec(select(TrialReport).where(TrialReport.trial_id == trial_id))
+        report_id = report.id
+    sent = {"trial_id": trial_id, "endpoint": "PFS", "report_id": report_id,
+            "data_cut": "2017-02-28", "data_cut_label": "median follow-up 34 months",
+            "n_maintenance": 231, "n_control": 229, "events": 300, "notes": "Table 2",
+            "orientation": "control_vs_maint", "hr": "2.00", "ci_low": "1.60", "ci_high": "2.50"}
+    first = api.post("/api/estimates", headers=headers, json=sent)
+    assert first.status_code == 201, first.text
+    assert first.json()["already_recorded"] is False
+    before = _state(app)
+
+    again = api.post("/api/estimates", headers=headers, json=sent)
+    assert again.status_code == 200, again.text
+    assert again.json() == {**first.json(), "already_recorded": True}
+    # the numbers are compared, not how they were written
+    as_numbers = api.post("/api/estimates", headers=headers,
+                          json={**sent, "hr": 2, "ci_low": 1.6, "ci_high": 2.5})
+    assert as_numbers.status_code == 200 and as_numbers.json()["id"] == first.json()["id"]
+    assert _state(app) == before and len(_audits(app, "estimate.add")) == 1
+
+    stored = first.json()["id"]
+    for other in ({**sent, "notes": "Table 3"}, {**sent, "n_control": 230},
+                  {**sent, "citation": "Lancet 2012"}):
+        refused = api.post("/api/estimates", headers=headers, json=other)
+        assert refused.status_code == 400, (other, refused.text)
+        assert refused.json()["error"] == (
+            f"hr: 0.50 (0.40–0.63) is already estimate {stored} of TEST-1, with the same "
+            "report, endpoint, setting, comparison and data cut: an extraction is entered once "
+            f"(to change estimate {stored}, use its Correct button)")
+    assert _state(app) == before and len(_audits(app, "estimate.add")) == 1
+    # withdrawn, it is no longer there to repeat: the same extraction is a new estimate
+    assert api.post(f"/api/estimates/{stored}/withdraw", headers=headers,
+                    json={"reason": "entered on the wrong trial"}).status_code == 200
+    anew = api.post("/api/estimates", headers=headers, json=sent)
+    assert anew.status_code == 201 and anew.json()["id"] != stored
 
 
 # ------------------------------------------------------------------ sent back unchanged
@@ -616,8 +698,9 @@ def test_api_the_same_estimate_sent_while_the_first_is_saving_is_stored_once(
         app, users["curator"], trial_id, fields,
         lambda: api.post("/api/estimates", headers=headers,
                          json={"trial_id": trial_id, **fields}))
-    assert response.status_code == 400, response.text
-    assert f"already estimate {first_id} of" in response.json()["error"]
+    # the retry is answered with the estimate the first request stored
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == first_id and response.json()["already_recorded"] is True
     assert [e.id for e in _estimates(app) if e.withdrawn_at is None] == [first_id]
 
 

@@ -258,19 +258,18 @@ def test_a_new_entry_replaces_the_current_one_which_stays_in_the_history(
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("months", "0", "Months: must be more than 0 and at most 240 months"),
-    ("months", "300", "Months: must be more than 0 and at most 240 months"),
+    ("months", "0", "Months: must be at least 1 and at most 240 months"),
+    ("months", "300", "Months: must be at least 1 and at most 240 months"),
     ("months", "abc", "Months: 'abc' is not a number"),
     ("months", "1,000", "Months: '1,000' is ambiguous: 1000 with a thousands separator, or "
                         "1.000 with a decimal comma; type it without the comma, or with a "
                         "decimal point"),
-    ("event_free_percent", "0", "Event-free: must be more than 0 and less than 100 (percent)"),
+    ("event_free_percent", "0", "Event-free: must be at least 0.01 and at most 99.99 (percent)"),
     ("event_free_percent", "100",
-     "Event-free: must be more than 0 and less than 100 (percent)"),
+     "Event-free: must be at least 0.01 and at most 99.99 (percent)"),
     ("event_free_percent", "", "Event-free: is required"),
-    ("event_free_percent", "5e-324", "Event-free: 5e-324% is too close to 0 to be stored as a "
-                                     "proportion: must be more than 0 and less than 100 "
-                                     "(percent)"),
+    ("event_free_percent", "1e-300",
+     "Event-free: must be at least 0.01 and at most 99.99 (percent)"),
     ("source", "", "Source: is required: name where the control-arm risk comes from (GRADE "
                    "asks for it)"),
 ])
@@ -464,12 +463,18 @@ def test_api_refuses_viewers_bad_fields_and_unknown_keys(
     api = api_as(app, users, "curator")
     bad = api.post(url, json={**body, "months": 0, "event_free_percent": 100, "source": " "})
     assert bad.status_code == 400
-    fields = {"months": "must be more than 0 and at most 240 months",
-              "event_free_percent": "must be more than 0 and less than 100 (percent)",
+    fields = {"months": "must be at least 1 and at most 240 months",
+              "event_free_percent": "must be at least 0.01 and at most 99.99 (percent)",
               "source": "is required: name where the control-arm risk comes from (GRADE asks "
                         "for it)"}
     assert bad.json() == {"code": "invalid", "fields": fields, "error": "; ".join(
         f"{k}: {v}" for k, v in fields.items())}
+    # more than 0 and less than 100, but no risk to speak of: it was accepted
+    tiny = api.post(url, json={**body, "event_free_percent": 1e-300, "months": "1e-300"})
+    assert tiny.status_code == 400, tiny.text
+    assert tiny.json()["fields"] == {
+        "months": "must be at least 1 and at most 240 months",
+        "event_free_percent": "must be at least 0.01 and at most 99.99 (percent)"}
     thousands = api.post(url, json={**body, "months": "1,000"})  # it was stored as 1 month
     assert thousands.status_code == 400
     assert thousands.json()["fields"] == {"months": (

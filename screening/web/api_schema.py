@@ -37,8 +37,8 @@ class ApiError(BaseModel):
 
 
 _MEANING: dict[int | str, str] = {
-    400: "malformed: a parameter, the JSON body (a key given twice included) or one of its "
-         "fields (named in `error`)",
+    400: "malformed: a parameter (or a query parameter the route does not take), the JSON "
+         "body (a key given twice included) or one of its fields (named in `error`)",
     401: "no valid API token (or, for reads, no browser login)",
     403: "the token's role may not do this (a viewer writing; a rule of the review)",
     404: "no such record, trial or estimate",

@@ -119,6 +119,22 @@ def read_reason(data: dict[str, Any], name: str = "reason", *, required: bool = 
     return text
 
 
+def withdrawn_as_asked(session: Session, estimate: Estimate, reason: Any) -> bool:
+    """Whether a request to withdraw ``estimate`` with ``reason`` (as sent: None, blank or
+    text) asks for what is so already (a retry after a lost answer, a double click): the
+    estimate is withdrawn, for that reason or with none given, and not by a correction. A
+    corrected estimate's data are still in the analyses, as its correction's, so a request to
+    take them out is not done and stays refused, as is one giving another reason."""
+    if estimate.withdrawn_at is None:
+        return False
+    corrected = session.exec(select(Estimate.id).where(
+        Estimate.supersedes_id == estimate.id)).first()
+    if corrected is not None:
+        return False
+    sent = " ".join(reason.split()) if isinstance(reason, str) else ""
+    return not sent or sent == estimate.withdrawn_reason
+
+
 def withdraw_estimate(session: Session, estimate: Estimate, *, reason: str, user: User,
                       action: str = "estimate.withdraw", **details: Any) -> None:
     """Mark ``estimate`` withdrawn (the caller commits).
@@ -254,6 +270,42 @@ def _same_number(a: float | None, b: Any) -> bool:
     return math.isclose(a, float(b), rel_tol=1e-9, abs_tol=1e-12)
 
 
+def _says_the_same(old: Estimate, values: Mapping[str, Any]) -> bool:
+    """Whether ``values`` (an extraction as parsed) say everything ``old`` says: its report,
+    endpoint, setting, contrast, data cut, arm sizes, events, method, numbers, a derived HR's
+    inputs and the notes typed (not the *Check at entry* lines the checks add). What the
+    numbers say is compared, not how they were written: "0.70" is 0.7, and an HR typed as
+    control vs maintenance (2.00) is the same estimate as its inverse sent back as
+    maintenance vs control (0.5). A ``comparison`` left out is the estimate's."""
+    def own_notes(text: str | None) -> list[str]:
+        return [line for line in (text or "").splitlines()
+                if line and not line.startswith(CHECK_PREFIX)]
+
+    typed = values.get("comparison")
+    return (all(getattr(old, name) == values.get(name) for name in _SAME_FIELDS)
+            and (typed is None or comparison_key(typed) == comparison_key(old.comparison))
+            and all(_same_number(getattr(old, name), values.get(name))
+                    for name in ("hr", "ci_low", "ci_high", "log_hr", "se"))
+            and _parsed(old.derivation_inputs) == _parsed(values.get("derivation_inputs"))
+            and own_notes(old.notes) == own_notes(values.get("notes")))
+
+
+def extraction_sent_again(session: Session, repeat: RepeatedExtraction,
+                          draft: EstimateDraft) -> Estimate | None:
+    """The current estimate ``repeat`` names when the new estimate ``draft`` is that one
+    again in every field it gives (a client retrying a request whose answer it lost), else
+    None: a repeat of its numbers with another note, arm size or citation is refused as
+    ``repeat`` says, naming the estimate to correct. Whether it is verified, and by whom it was
+    entered, are the estimate's state, not what was sent: they are not compared."""
+    old = session.get(Estimate, repeat.estimate_id)
+    if old is None or old.withdrawn_at is not None:
+        return None
+    values = draft.values
+    if _says_the_same(old, values) and old.citation == values.get("citation"):
+        return old
+    return None
+
+
 def _refuse_unchanged(old: Estimate, values: Mapping[str, Any]) -> None:
     """FieldErrors for a correction that changes nothing (a Correct form sent untouched, an
     API call with the same numbers, an estimate's JSON sent back as GET gave it): it would
@@ -261,16 +313,7 @@ def _refuse_unchanged(old: Estimate, values: Mapping[str, Any]) -> None:
     analyses until someone verifies it. What the numbers say is compared, not how they were
     written: "0.70" is 0.7, and an HR typed as control vs maintenance (2.00) is the same
     estimate as its inverse sent back as maintenance vs control (0.5)."""
-    def own_notes(text: str | None) -> list[str]:
-        return [line for line in (text or "").splitlines() if not line.startswith(CHECK_PREFIX)]
-
-    typed = values.get("comparison")
-    if (all(getattr(old, name) == values.get(name) for name in _SAME_FIELDS)
-            and (typed is None or comparison_key(typed) == comparison_key(old.comparison))
-            and all(_same_number(getattr(old, name), values.get(name))
-                    for name in ("hr", "ci_low", "ci_high", "log_hr", "se"))
-            and _parsed(old.derivation_inputs) == _parsed(values.get("derivation_inputs"))
-            and own_notes(old.notes) == own_notes(values.get("notes"))):
+    if _says_the_same(old, values):
         raise FieldErrors({"hr": f"is what estimate {old.id} already says, with everything "
                                  "else: nothing changed, so nothing was saved (a correction "
                                  "changes a field, or leave the estimate as it is)"})

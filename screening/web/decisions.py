@@ -21,6 +21,7 @@ the answer says it was there already.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -46,19 +47,39 @@ DECISIONS: tuple[str, ...] = ("include", "exclude", "maybe")
 MAX_REASON = 2000
 
 
+def _as_sent(value: Any) -> str:
+    """A value as a message shows it: text quoted, a JSON value as JSON wrote it (``true``,
+    not Python's ``True``)."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return type(value).__name__
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as a positive id: an int (never a bool: ``true`` is 1 to Python) or ASCII
+    digits; 1.0 and "1.0" are not."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    return parse_id(str(value))
+
+
 def parse_pmid(value: Any) -> int:
-    pmid = parse_id(str(value))
+    pmid = _whole(value)
     if pmid is None:
-        raise ValidationError(f"{value!r} is not a PMID", hint="a PMID is a positive whole number")
+        raise ValidationError(f"{_as_sent(value)} is not a PMID",
+                              hint="a PMID is a positive whole number")
     return pmid
 
 
 def parse_rank(value: Any) -> int | None:
     if value is None or str(value).strip() == "":
         return None
-    rank = parse_id(str(value))
+    rank = _whole(value)
     if rank is None:
-        raise ValidationError(f"rank_shown {value!r} is not a positive whole number",
+        raise ValidationError(f"rank_shown {_as_sent(value)} is not a positive whole number",
                               hint="the record's place in the queue, from 1")
     return rank
 

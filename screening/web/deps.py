@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from screening.web.auth import has_role, hash_token, user_for_token
 from store.context import AppContext
-from store.errors import AuthError, NotFoundError, PermissionDeniedError
+from store.errors import AuthError, NotFoundError, PermissionDeniedError, ValidationError
 from store.ids import MAX_ID, is_ascii_number, parse_id
 from store.models import LoginSession, User, utcnow
 
@@ -216,8 +216,7 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
-def require_api_reader(request: Request, session: DbSession) -> User:
-    """API reads: a Bearer token or a logged-in browser session, any role."""
+def _api_reader(request: Request, session: Session) -> User:
     token = _bearer(request)
     user = user_for_token(session, token) if token else session_user(request, session)
     if user is None:
@@ -225,6 +224,45 @@ def require_api_reader(request: Request, session: DbSession) -> User:
                         hint="send Authorization: Bearer <token>; create one at /account")
     request.state.user = user
     return user
+
+
+def require_api_reader(request: Request, session: DbSession) -> User:
+    """API reads: a Bearer token or a logged-in browser session, any role."""
+    user = _api_reader(request, session)
+    refuse_unknown_query(request)
+    return user
+
+
+def query_names(route: Any) -> list[str]:
+    """The query parameters ``route`` (a FastAPI route) declares, its dependencies' included,
+    in the order declared."""
+    names: list[str] = []
+    todo = [getattr(route, "dependant", None)]
+    while todo:
+        dependant = todo.pop(0)
+        if dependant is None:
+            continue
+        names.extend(param.alias for param in dependant.query_params)
+        todo.extend(dependant.dependencies)
+    return list(dict.fromkeys(names))
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """Refuse a query parameter the API route does not take: ignored, a misspelt one
+    (``?flaged=true``, ``?drug=…`` where there is no such filter) answered as if it were not
+    there, and the client took the whole list for the filtered one. Called once the caller is
+    known (an anonymous one learns no parameter names), by every API route's caller check."""
+    accepted = query_names(request.scope.get("route"))
+    unknown = [name for name in dict.fromkeys(request.query_params.keys())
+               if name not in accepted]
+    if not unknown:
+        return
+    which = f"{request.method} {request.url.path}"
+    takes = (f"takes {', '.join(accepted)}" if accepted else "takes no query parameters")
+    raise ValidationError(
+        f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+        f"{', '.join(map(repr, unknown))}: {which} {takes}",
+        hint="a parameter the route does not take is refused, not ignored")
 
 
 def api_caller(request: Request, session: Session) -> User | None:
@@ -248,15 +286,17 @@ def require_api_writer(request: Request, session: DbSession) -> User:
     request.state.user = user
     if not has_role(user, "curator"):
         raise _denied(user, "curator")
+    refuse_unknown_query(request)
     return user
 
 
 def require_api_admin(request: Request, session: DbSession) -> User:
     """API reads only an admin may make (the audit trail): a token or a browser session of an
     admin."""
-    user = require_api_reader(request, session)
+    user = _api_reader(request, session)
     if not has_role(user, "admin"):
         raise _denied(user, "admin")
+    refuse_unknown_query(request)
     return user
 
 

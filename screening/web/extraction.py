@@ -39,7 +39,7 @@ from reports.words import hr_ci_text
 from store.audit import audit
 from store.days import parse_day
 from store.errors import FieldsError, MmlrError, Sentence
-from store.ids import MAX_ID
+from store.ids import MAX_ID, parse_id
 from store.models import Estimate, Trial, TrialReport, User, utcnow
 from store.numbers import parse_decimal
 
@@ -214,6 +214,20 @@ class _Reader:
             return None
         return int(value)
 
+    def identifier(self, name: str, what: str) -> int | None:
+        """An id (of ``what``): a whole JSON number or ASCII digits (the form's text), 1 to
+        MAX_ID; None when left out, null or blank. ``true`` (1 to Python), 1.0 or "1.0" name
+        no row: :meth:`integer` read them as 1 (and ``true`` as "must be a number")."""
+        raw = self.data.get(name)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw <= MAX_ID:
+            return raw
+        if isinstance(raw, str) and (value := parse_id(raw)) is not None:
+            return value
+        self.errors[name] = f"must be {what}'s id (a whole number from 1), not {_json_text(raw)}"
+        return None
+
     def flag(self, name: str) -> bool:
         raw = self.data.get(name)
         if isinstance(raw, bool):
@@ -316,7 +330,7 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
                    reports: list[TrialReport]) -> EstimateDraft:
     """Check every field and derive log HR and SE; raise FieldErrors naming each bad field."""
     r = _Reader(data)
-    report_id = r.integer("report_id", minimum=1)
+    report_id = r.identifier("report_id", "a report")
     if report_id is not None and report_id not in {rep.id for rep in reports}:
         r.errors["report_id"] = Sentence(f"report {report_id} does not belong to trial "
                                           f"{trial.name}")

@@ -12,7 +12,8 @@ resolutions and blinding the same as the record and conflicts pages (``decisions
 
 A judgement sent again while it still counts (a retry after a timeout) is answered 200 with
 the stored row and ``already_recorded: true`` instead of being stored twice
-(``store.repeats``), and so is a correction sent again (with the estimate it made); a trial
+(``store.repeats``), and so are an estimate sent again in every field (with the estimate
+stored) and a correction sent again (with the estimate it made); a trial
 edit may name the version it was made from (``If-Match``, or ``version`` in the body) and is
 refused with 412 when it is stale (``preconditions.py``).
 Bodies over 1 MiB never reach these handlers (``body_limit.py``); the OpenAPI schema is
@@ -70,10 +71,12 @@ from screening.web.corrections import (
     correct_estimate,
     correction_sent_again,
     ensure_current,
+    extraction_sent_again,
     load_estimate,
     read_reason,
     with_kept_fields,
     withdraw_estimate,
+    withdrawn_as_asked,
 )
 from screening.web.decisions import (
     DECISIONS,
@@ -103,6 +106,7 @@ from screening.web.explanations import record_explanation
 from screening.web.extraction import (
     KM_TEXT_FIELDS,
     EstimateDraft,
+    RepeatedExtraction,
     parse_estimate,
     refuse_repeat,
     refuse_second_extraction,
@@ -841,15 +845,21 @@ def _estimate_fields(data: dict[str, Any], *extra: str) -> None:
                  "sent back as it is")
 
 
-@router.post("/estimates", status_code=201, responses=api_errors(400, 401, 403, 404),
+@router.post("/estimates", status_code=201, responses=_repeatable(400, 401, 403, 404),
              openapi_extra=json_body({
                  "type": "object",
                  "description": "trial_id (or trial, the trial's name) and the extraction "
                                 "fields of the trial page's form (docs/curation.md, "
-                                "Extraction)",
+                                "Extraction). The same extraction sent again (a retry) "
+                                "answers 200 with the estimate stored",
                  "properties": {"trial_id": _ID, "trial": _TEXT}}))
 def post_estimate(request: Request, session: DbSession,
                   user: ApiWriter, raw: RequestBody) -> JSONResponse:
+    """Enter an estimate: 201 with it, its ``warnings`` and ``already_recorded: false``. An
+    extraction that is a current estimate again in every field (a retry after a lost answer)
+    stores nothing and answers 200 with that estimate and ``already_recorded: true``; the same
+    report, cut and numbers with anything else different is refused (400), naming the estimate
+    to correct."""
     body = _json_object(raw)
     _estimate_fields(body)
     data, notices = merge_derivation_inputs(body)
@@ -860,12 +870,21 @@ def post_estimate(request: Request, session: DbSession,
     # The trial is locked before the checks for a repeat: a retry sent while the first
     # request was saving passed them both, and the same extraction was stored twice.
     locked_trial(session, trial.id or 0)
-    refuse_repeat(session, trial=trial, draft=draft)
+    try:
+        refuse_repeat(session, trial=trial, draft=draft)
+    except RepeatedExtraction as exc:
+        # The same extraction sent again (a retry after a lost answer) is answered with the
+        # estimate stored, as a repeated decision is; a repeat of its numbers that differs in
+        # anything else is refused, naming the estimate to correct.
+        stored = extraction_sent_again(session, exc, draft)
+        if stored is None:
+            raise
+        return _recorded(False, {**estimate_json(stored),
+                                 "warnings": [*draft.warnings, *notices]})
     refuse_second_extraction(session, trial=trial, values=draft.values)
     estimate = save_estimate(session, trial=trial, draft=draft, user=user)
     session.commit()
-    return JSONResponse(status_code=201, content={**estimate_json(estimate),
-                                                  "warnings": [*draft.warnings, *notices]})
+    return _recorded(True, {**estimate_json(estimate), "warnings": [*draft.warnings, *notices]})
 
 
 @router.post("/estimates/{estimate_id}/verify", responses=api_errors(400, 401, 403, 404, 409),
@@ -899,16 +918,33 @@ def _text_field(data: dict[str, Any], name: str) -> None:
              openapi_extra=json_body(closed_body({"reason": _TEXT}, "reason")))
 def post_withdraw(request: Request, estimate_id: int, session: DbSession,
                   user: ApiWriter, raw: RequestBody) -> JSONResponse:
-    """Withdraw an estimate with a reason: it stays on record and leaves every analysis."""
+    """Withdraw an estimate with a reason: it stays on record and leaves every analysis.
+    Answers the estimate and ``already_recorded: false``. Sent again (a retry after a lost
+    answer) with the same reason or none, it answers 200 with the estimate as withdrawn and
+    ``already_recorded: true``; with another reason, or for an estimate a correction
+    withdrew, 409."""
     estimate = load_estimate(session, estimate_id)
-    ensure_current(estimate)
     data = _json_object(raw)
     _only_fields(data, ("reason",), "a withdrawal")
     _text_field(data, "reason")
+    if withdrawn_as_asked(session, estimate, data.get("reason")):
+        return _withdrawn(estimate, already=True)
+    ensure_current(estimate)
     reason = read_reason(data)
-    withdraw_estimate(session, estimate, reason=reason, user=user)
+    try:
+        withdraw_estimate(session, estimate, reason=reason, user=user)
+    except EstimateWithdrawnError:
+        # withdrawn while this request was on its way: by this request's first attempt?
+        if withdrawn_as_asked(session, estimate, reason):
+            return _withdrawn(estimate, already=True)
+        raise
     session.commit()
-    return JSONResponse(content=estimate_json(estimate))
+    return _withdrawn(estimate, already=False)
+
+
+def _withdrawn(estimate: Estimate, *, already: bool) -> JSONResponse:
+    """200 with a withdrawn estimate, and whether it was so already (a repeat: nothing done)."""
+    return JSONResponse(content={**estimate_json(estimate), "already_recorded": already})
 
 
 def _same_trial(session: Session, data: dict[str, Any], trial: Trial) -> None:

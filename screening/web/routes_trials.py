@@ -20,6 +20,7 @@ from screening.web.corrections import (
     load_estimate,
     read_reason,
     withdraw_estimate,
+    withdrawn_as_asked,
 )
 from screening.web.csrf import csrf_protect, typed_fields
 from screening.web.decisions import parse_pmid
@@ -475,6 +476,8 @@ def _reports(session: Session, trial: Trial) -> list[TrialReport]:
 def withdraw(request: Request, estimate_id: int, session: DbSession,
              user: Curator, data: FormFields) -> Response:
     estimate = load_estimate(session, estimate_id)
+    if withdrawn_as_asked(session, estimate, data.get("reason")):
+        return _withdrawn_already(request, estimate)
     ensure_current(estimate)
     try:
         reason = read_reason(data)
@@ -483,9 +486,23 @@ def withdraw(request: Request, estimate_id: int, session: DbSession,
         return _trial_page(request, session, trial, status_code=400,
                            withdraw_errors={estimate.id: exc.fields["reason"]},
                            withdraw_values={estimate.id: data.get("reason", "")})
-    withdraw_estimate(session, estimate, reason=reason, user=user)
+    try:
+        withdraw_estimate(session, estimate, reason=reason, user=user)
+    except EstimateWithdrawnError:
+        if withdrawn_as_asked(session, estimate, reason):  # by the first of a double click
+            return _withdrawn_already(request, estimate)
+        raise
     session.commit()
     flash(request, f"Estimate {estimate.id} withdrawn: it no longer enters any analysis.", "ok")
+    return RedirectResponse(f"/trials/{estimate.trial_id}#estimate-{estimate.id}",
+                            status_code=303)
+
+
+def _withdrawn_already(request: Request, estimate: Estimate) -> Response:
+    """The Withdraw form sent again (a double click, Back then Withdraw) for an estimate
+    withdrawn so already: done, not a conflict (it was a 409 "already withdrawn")."""
+    flash(request, f"Estimate {estimate.id} is withdrawn already ({estimate.withdrawn_reason}): "
+                   "nothing changed.", "info")
     return RedirectResponse(f"/trials/{estimate.trial_id}#estimate-{estimate.id}",
                             status_code=303)
 
