@@ -75,10 +75,12 @@ from reports.network_digest import changes as network_changes
 from reports.network_digest import snapshot as network_snapshot
 from reports.network_inputs import current_networks
 from reports.presentation import (
+    fit_notes,
     has_heterogeneity,
     i2_text,
     is_one_trial,
     is_two_trials,
+    shown_fit_notes,
     shown_hr_of,
     trial_hr,
 )
@@ -883,6 +885,10 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "hr_ci_high": hr(row.ci_high),
         "hr_text": shown.text(),
         "hr_note": shown.note,
+        # What the fit says about its own CI (an HKSJ interval narrower than Wald's, t with
+        # 1 df for two trials, ...): beside the number, as /estimates has it, so an
+        # implausibly narrow CI is not read at face value.
+        "fit_notes": shown_fit_notes(row.k, fit_notes(row)),
         "pi_text": (interval_text(hr_number(_hr_value(row.pi_low)),
                                   hr_number(_hr_value(row.pi_high)))
                     if several and row.pi_low is not None and row.pi_high is not None

@@ -51,7 +51,7 @@ from reports.meta import (
     subgroup_test_undefined,
 )
 from reports.monitoring_view import status_label
-from reports.presentation import has_heterogeneity, i2_text, shown_hr
+from reports.presentation import has_heterogeneity, i2_text, shown_fit_notes, shown_hr
 from reports.selection import (
     all_analyses,
     analyses_naming_no_drug,
@@ -194,6 +194,10 @@ class PoolRun:
                 lines.append(f"{'':46}subgroup difference (setting): Q = {rounded(t.q)}, "
                              f"df = {t.df}, p = {rounded(t.p, 3)}")
             lines.append(f"{'':46}{_analysis_notes(o.extras)}")
+            # What the fit says about its own CI (an HKSJ interval narrower than Wald's, t with
+            # 1 df for two trials), under the number as /estimates and the digest have it.
+            lines += [f"{'':46}note from the fit: {note}"
+                      for note in shown_fit_notes(r.k, o.extras.get("notes"))]
         if self.changed:
             lines.append("* new snapshot stored")
         return "\n".join(lines)
