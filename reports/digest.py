@@ -572,6 +572,9 @@ def _compare_analyses(
             "old": before,
             "new": now,
             "crossing": _crossing_change(before, now),
+            # The same trials and estimates pooled another way (MMLR_POOL_METHOD/_CI) or by
+            # another version of mmlr: said, so a CI that now crosses 1 is not read as news.
+            "method_change": (_method_change(before, now) if status == "updated" else None),
             "monitoring_change": _monitoring_change(before, now),
             "small_study_change": _small_study_change(before, now),
             "certainty_change": _certainty_change(before, now),
@@ -595,6 +598,35 @@ def _compare_analyses(
                                              - set(renamed))
         out.append(entry)
     return out
+
+
+#: A CI method in the digest's words.
+_CI_WORDS = {"hksj": "HKSJ", "hksj-adhoc": "HKSJ (ad hoc)", "wald": "Wald"}
+
+
+def _method_words(view: dict[str, Any]) -> str:
+    """"REML + HKSJ (ad hoc)": how a view was pooled."""
+    ci = str(view.get("ci_method") or "")
+    return f"{view.get('method') or '?'} + {_CI_WORDS.get(ci, ci or '?')}"
+
+
+def _method_change(before: dict[str, Any] | None, now: dict[str, Any] | None) -> str | None:
+    """What changed when the same inputs (equal ``inputs_hash``) were pooled again with other
+    numbers: the pooling method ("pooling method changed: REML + HKSJ → REML + HKSJ (ad hoc);
+    same trials and estimates") or mmlr's code version; None when the inputs differ (the
+    evidence changed) or either side does not say (a view stored before it was kept)."""
+    if before is None or now is None or not before.get("inputs_hash") \
+            or before["inputs_hash"] != now.get("inputs_hash"):
+        return None
+    then_words, now_words = _method_words(before), _method_words(now)
+    if then_words != now_words:
+        return (f"pooling method changed: {then_words} → {now_words}; "
+                "same trials and estimates")
+    then_code, now_code = before.get("code_version"), now.get("code_version")
+    if then_code and now_code and then_code != now_code:
+        return (f"mmlr's computation changed (code {then_code} → {now_code}); same trials, "
+                "estimates and pooling method")
+    return None
 
 
 def _previous_label(previous: dict[str, Any], key: str) -> str | None:
@@ -904,6 +936,7 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "crosses_one": (shown.includes_one if shown.own_ci is not None
                         else crosses_one(row.ci_low, row.ci_high)),
         "inputs_hash": row.inputs_hash,
+        "code_version": row.code_version,
         "trials": [t["label"] for t in _studies(row)],
         "trial_keys": _trial_keys(row),
         # Which estimate stands for each trial: a new data cut or a correction of a trial

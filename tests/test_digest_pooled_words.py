@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from datetime import date
 
 from test_pool import add_estimate, add_trial
@@ -12,6 +13,8 @@ from test_pool import add_estimate, add_trial
 from reports.digest import build_digest
 from reports.export_sof import sof_markdown, write_sof_csv
 from reports.pool import pool_all
+from store.context import make_context
+from store.models import PooledResult
 
 KEY = "thalidomide/PFS/post_asct"
 NARROW = "HKSJ multiplier s²w = 0.00156 < 1 narrows the CI below Wald's; hksj-adhoc would not"
@@ -84,3 +87,57 @@ def test_two_trials_say_their_t_with_one_df_and_one_trial_says_nothing(ctx) -> N
         markdown = sof_markdown(s)
     solo_line = next(li for li in markdown.splitlines() if "(1) |" in li)
     assert "note from the fit" not in solo_line
+
+
+def test_a_change_of_pooling_method_is_not_reported_as_new_evidence(ctx) -> None:  # type: ignore[no-untyped-def]
+    _agreeing_trials(ctx)
+    pool_all(ctx)
+    build_digest(ctx)
+    adhoc = make_context(ctx.settings.model_copy(update={"pool_ci": "hksj-adhoc"}))
+    pool_all(adhoc)
+    d = build_digest(adhoc)
+    entry = _entry(d)
+    assert entry["status"] == "updated" and entry["crossing"] == "now crosses 1"
+    said = ("pooling method changed: REML + HKSJ → REML + HKSJ (ad hoc); "
+            "same trials and estimates")
+    assert entry["method_change"] == said
+    assert f"Not new evidence: {said}." in d.text
+    assert "The CI now crosses 1 (with the new method, not with new evidence)." in d.text
+    assert f"Not new evidence: {said}" in d.html and "CI now crosses 1 (with the new method)" \
+        in d.html
+    # New evidence pooled with the same method is news again, without the words.
+    with adhoc.sessions() as s:
+        add_estimate(s, add_trial(s, "Trial D"), "0.60", "0.45", "0.80", cut=date(2014, 1, 1))
+        s.commit()
+    pool_all(adhoc)
+    later = build_digest(adhoc)
+    assert _entry(later)["method_change"] is None
+    assert "Not new evidence" not in later.text + later.html
+
+
+def _snapshot(hr: float, low: float, high: float, *, inputs_hash: str = "h1",
+              code_version: str = "0.1.0", ci_method: str = "hksj") -> PooledResult:
+    """A stored snapshot of three trials with the given pooled HR and CI."""
+    return PooledResult(
+        analysis_key=KEY, analysis_label="Thalidomide, PFS, post-ASCT", k=3, method="REML",
+        ci_method=ci_method, estimate=math.log(hr), se=0.1, ci_low=math.log(low),
+        ci_high=math.log(high), pi_low=math.log(low) - 0.2, pi_high=math.log(high) + 0.2,
+        tau2=0.0, i2=0.0, inputs_hash=inputs_hash, settings={}, code_version=code_version,
+        result={}, inputs=[{"trial": t, "trial_id": i, "estimate_id": i, "yi": math.log(hr),
+                            "sei": 0.17, "hr": hr, "ci_low": low, "ci_high": high}
+                           for i, t in enumerate(["A", "B", "C"], 1)])
+
+
+def test_a_new_code_version_with_the_same_inputs_says_so(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        s.add(_snapshot(0.90, 0.80, 1.02))
+        s.commit()
+    build_digest(ctx)
+    with ctx.sessions() as s:
+        s.add(_snapshot(0.90, 0.80, 1.03, code_version="0.2.0"))
+        s.commit()
+    d = build_digest(ctx)
+    assert _entry(d)["method_change"] == (
+        "mmlr's computation changed (code 0.1.0 → 0.2.0); same trials, estimates and "
+        "pooling method")
+    assert "Not new evidence: mmlr's computation changed" in d.text
