@@ -110,6 +110,7 @@ from store.models import (
     Decision,
     Delivery,
     Digest,
+    Estimate,
     FullTextAssessment,
     PooledResult,
     Record,
@@ -269,6 +270,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None, *,
         old = _pooled_by_ids(session, previous.pooled_result_ids if previous else [])
         analyses = _compare_analyses(old, current, prev_summary)
         _add_absolute_effects(session, analyses, current)
+        _add_trial_moves(session, analyses, current)
         _absolute_changes(analyses, prev_summary)
         networks = network_snapshot(current_networks(
             session, ctx.settings.analyses_file, ctx.settings.pool_method))
@@ -806,6 +808,102 @@ def _small_study_change(before: dict[str, Any] | None,
     if tf_then is not None and tf_now is not None and tf_then["k0"] != tf_now["k0"]:
         parts.append(_trim_fill_words(tf_now, was=tf_then["k0"]))
     return "; ".join(parts) or None
+
+
+#: The most of a curator's withdrawal reason the digest quotes.
+_REASON_SHOWN = 160
+
+
+def _add_trial_moves(session: Session, analyses: list[dict[str, Any]],
+                     current: dict[str, PooledResult]) -> None:
+    """Why each trial no longer pooled left (``removed_reasons``, label → words, from the new
+    snapshot's ``dropped`` entries and the estimates they name: "withdrawn: corrected by
+    estimate 4, awaiting verification"), and which added trials were pooled in an earlier
+    snapshot of the analysis (``returns`` on the added trial: "corrected estimate" when its
+    estimate now is a correction, else ""): a corrected estimate read as a trial that left
+    without a reason, then as one "newly added"."""
+    for entry in analyses:
+        row = current.get(entry["key"])
+        if row is None or entry["new"] is None:
+            continue
+        if entry["removed_trials"]:
+            entry["removed_reasons"] = _removed_reasons(session, row, entry["removed_trials"])
+        if entry["added_trials"] and entry["status"] != "new":
+            back = _returning(session, row, entry["added_trials"])
+            if back:
+                entry["returning_trials"] = back
+                entry["added_trials"] = [t for t in entry["added_trials"] if t not in back]
+
+
+def _removed_reasons(session: Session, row: PooledResult,
+                     labels: list[str]) -> dict[str, str]:
+    result = row.result if isinstance(row.result, dict) else {}
+    dropped = [d for d in result.get("dropped") or []
+               if isinstance(d, dict) and str(d.get("trial")) in labels]
+    ids = [d["estimate_id"] for d in dropped if isinstance(d.get("estimate_id"), int)]
+    estimates = {e.id: e for e in session.exec(
+        select(Estimate).where(col(Estimate.id).in_(ids)))} if ids else {}
+    corrections = {e.supersedes_id: e for e in session.exec(
+        select(Estimate).where(col(Estimate.supersedes_id).in_(ids)))} if ids else {}
+    out: dict[str, str] = {}
+    for label in labels:
+        words: list[str] = []
+        named: set[int] = set()  # corrections already said ("corrected by estimate 4")
+        mine = [d for d in dropped if str(d.get("trial")) == label]
+        for d in sorted(mine, key=lambda d: d.get("reason") != "withdrawn"):
+            eid, reason = d.get("estimate_id"), str(d.get("reason") or "")
+            if reason == "withdrawn":
+                text = _withdrawn_words(estimates.get(eid), corrections.get(eid))
+                fix = corrections.get(eid)
+                if fix is not None and fix.id is not None:
+                    named.add(fix.id)
+            elif reason == "not verified":
+                if eid in named:
+                    continue
+                text = f"estimate {eid} awaits verification"
+            else:
+                text = reason
+            if text and text not in words:
+                words.append(text)
+        if words:
+            out[label] = "; ".join(words)
+    return out
+
+
+def _withdrawn_words(estimate: Estimate | None, fix: Estimate | None) -> str:
+    """"withdrawn: corrected by estimate 4, awaiting verification"; "withdrawn: <the
+    curator's reason>"; or "withdrawn"."""
+    why = " ".join((estimate.withdrawn_reason or "").split()) if estimate is not None else ""
+    if len(why) > _REASON_SHOWN:
+        why = why[:_REASON_SHOWN - 1].rstrip() + "…"
+    if fix is not None and not why.startswith("corrected by estimate"):
+        why = f"corrected by estimate {fix.id}" + (f" ({why})" if why else "")
+    if fix is not None and not fix.verified and fix.withdrawn_at is None:
+        why += ", awaiting verification"
+    return f"withdrawn: {why}" if why else "withdrawn"
+
+
+def _returning(session: Session, row: PooledResult,
+               added: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The added trials that an earlier snapshot of ``row``'s analysis pooled, each marked
+    with ``returns``: "corrected estimate" when it returns with a correction, else ""."""
+    ids = {str(i.get("trial")): i for i in row.inputs or [] if isinstance(i, dict)}
+    earlier = session.exec(select(PooledResult.inputs).where(
+        PooledResult.analysis_key == row.analysis_key,
+        col(PooledResult.id) < (row.id or 0))).all()
+    pooled_before = {str(i.get("trial_id")) for inputs in earlier for i in inputs or []
+                     if isinstance(i, dict) and i.get("trial_id") is not None}
+    back = []
+    for trial in added:
+        source = ids.get(trial["label"]) or {}
+        if source.get("trial_id") is None or str(source["trial_id"]) not in pooled_before:
+            continue
+        estimate = session.get(Estimate, source.get("estimate_id")) \
+            if isinstance(source.get("estimate_id"), int) else None
+        trial["returns"] = ("corrected estimate" if estimate is not None
+                            and estimate.supersedes_id is not None else "")
+        back.append(trial)
+    return back
 
 
 def _add_absolute_effects(session: Session, analyses: list[dict[str, Any]],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from datetime import date
+from datetime import UTC, date, datetime
 
 from test_pool import add_estimate, add_trial
 
@@ -14,7 +14,7 @@ from reports.digest import build_digest
 from reports.export_sof import sof_markdown, write_sof_csv
 from reports.pool import pool_all
 from store.context import make_context
-from store.models import PooledResult
+from store.models import Estimate, PooledResult, Trial
 
 KEY = "thalidomide/PFS/post_asct"
 NARROW = "HKSJ multiplier s²w = 0.00156 < 1 narrows the CI below Wald's; hksj-adhoc would not"
@@ -141,3 +141,54 @@ def test_a_new_code_version_with_the_same_inputs_says_so(ctx) -> None:  # type: 
         "mmlr's computation changed (code 0.1.0 → 0.2.0); same trials, estimates and "
         "pooling method")
     assert "Not new evidence: mmlr's computation changed" in d.text
+
+
+def test_a_corrected_estimate_leaves_with_its_reason_and_comes_back_as_corrected(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        add_estimate(s, add_trial(s, "Trial A"), "0.60", "0.45", "0.80", cut=date(2010, 6, 1))
+        b = add_trial(s, "Trial B")
+        old = add_estimate(s, b, "0.72", "0.55", "0.94", cut=date(2011, 1, 1))
+        add_estimate(s, add_trial(s, "Trial C"), "0.90", "0.70", "1.16", cut=date(2012, 1, 1))
+        s.commit()
+        old_id = old.id
+    pool_all(ctx)
+    build_digest(ctx)
+    with ctx.sessions() as s:  # corrected (as the Correct form does): the new one unverified
+        fix = add_estimate(s, s.get(Trial, b.id), "0.70", "0.55", "0.94",
+                           cut=date(2011, 1, 1), verified=False)
+        fix.supersedes_id = old_id
+        was = s.get(Estimate, old_id)
+        was.withdrawn_at = datetime(2024, 1, 2, tzinfo=UTC)
+        was.withdrawn_reason = f"corrected by estimate {fix.id}"
+        s.commit()
+        fix_id = fix.id
+    pool_all(ctx)
+    d = build_digest(ctx)
+    said = f"Trial B (withdrawn: corrected by estimate {fix_id}, awaiting verification)"
+    assert _entry(d)["removed_trials"] == ["Trial B"]
+    assert f"No longer pooled: {said}" in d.text and f"No longer pooled: {said}" in d.html
+    with ctx.sessions() as s:
+        s.get(Estimate, fix_id).verified = True
+        s.commit()
+    pool_all(ctx)
+    back = build_digest(ctx)
+    entry = _entry(back)
+    assert entry["added_trials"] == []
+    assert [t["label"] for t in entry["returning_trials"]] == ["Trial B"]
+    assert "Back in the pool: Trial B (returns with a corrected estimate; weight" in back.text
+    assert "Back in the pool:" in back.html and "returns with a corrected estimate" in back.html
+    assert "Newly added" not in back.text + back.html
+
+
+def test_a_trial_new_to_the_analysis_is_still_newly_added(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        add_estimate(s, add_trial(s, "Trial A"), "0.60", "0.45", "0.80", cut=date(2010, 6, 1))
+        s.commit()
+    pool_all(ctx)
+    build_digest(ctx)
+    with ctx.sessions() as s:
+        add_estimate(s, add_trial(s, "Trial B"), "0.72", "0.55", "0.94", cut=date(2011, 1, 1))
+        s.commit()
+    pool_all(ctx)
+    d = build_digest(ctx)
+    assert "Newly added: Trial B (weight" in d.text and "Back in the pool" not in d.text
