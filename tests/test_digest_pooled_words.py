@@ -192,3 +192,19 @@ def test_a_trial_new_to_the_analysis_is_still_newly_added(ctx) -> None:  # type:
     pool_all(ctx)
     d = build_digest(ctx)
     assert "Newly added: Trial B (weight" in d.text and "Back in the pool" not in d.text
+
+
+def test_a_pooled_limit_next_to_one_keeps_its_side_of_one(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:
+        s.add(_snapshot(0.90, 0.80, 1.02))
+        s.commit()
+    build_digest(ctx)
+    with ctx.sessions() as s:
+        s.add(_snapshot(0.90, 0.80, 0.9996, inputs_hash="h2"))
+        s.commit()
+    d = build_digest(ctx)
+    entry = _entry(d)
+    assert entry["crossing"] == "no longer crosses 1"
+    assert entry["new"]["hr_text"] == "0.90 (0.80–0.9996)"
+    assert "HR (95% CI): 0.90 (0.80–1.02) -> 0.90 (0.80–0.9996)" in d.text
+    assert "0.80–1.00" not in d.text + d.html
