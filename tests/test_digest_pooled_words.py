@@ -208,3 +208,19 @@ def test_a_pooled_limit_next_to_one_keeps_its_side_of_one(ctx) -> None:  # type:
     assert entry["new"]["hr_text"] == "0.90 (0.80–0.9996)"
     assert "HR (95% CI): 0.90 (0.80–1.02) -> 0.90 (0.80–0.9996)" in d.text
     assert "0.80–1.00" not in d.text + d.html
+
+
+def test_text_digest_has_the_prediction_interval_and_pool_writes_small_p(ctx) -> None:  # type: ignore[no-untyped-def]
+    with ctx.sessions() as s:  # three discordant trials: Q's p is 1e-13
+        for name, hr, lo, hi, year in [("Trial A", "0.30", "0.22", "0.41", 2010),
+                                       ("Trial B", "1.10", "0.95", "1.27", 2011),
+                                       ("Trial C", "0.70", "0.60", "0.82", 2012)]:
+            add_estimate(s, add_trial(s, name), hr, lo, hi, cut=date(year, 1, 1))
+        s.commit()
+    run = pool_all(ctx)
+    row = next(li for li in run.describe().splitlines() if li.startswith(KEY))
+    assert "< 0.001" in row and "0.000" not in row
+    d = build_digest(ctx)
+    pi = _entry(d)["new"]["pi_text"]
+    assert pi and f"95% prediction interval: - -> {pi}" in d.text
+    assert pi in d.html
