@@ -75,16 +75,28 @@ from reports.network_digest import changes as network_changes
 from reports.network_digest import snapshot as network_snapshot
 from reports.network_inputs import current_networks
 from reports.presentation import (
+    ShownHR,
+    fit_notes,
     has_heterogeneity,
     i2_text,
     is_one_trial,
     is_two_trials,
+    shown_fit_notes,
     shown_hr_of,
+    shown_limit,
     trial_hr,
 )
 from reports.selection import latest_results
 from reports.small_study import ASYMMETRY_P, MIN_TRIALS_FOR_TESTS, SIDE_WORDS, p_text
-from reports.words import estimate_text, hr_ci_text, hr_number, interval_text, plural, rounded
+from reports.words import (
+    estimate_text,
+    hr_ci_text,
+    hr_number,
+    interval_text,
+    plural,
+    rounded,
+    rounded_beside,
+)
 from store.addresses import check_email
 from store.audit import audit
 from store.baselines import baseline_for, current_baselines
@@ -108,6 +120,7 @@ from store.models import (
     Decision,
     Delivery,
     Digest,
+    Estimate,
     FullTextAssessment,
     PooledResult,
     Record,
@@ -267,6 +280,7 @@ def _build_digest(ctx: AppContext, health: HealthProvider | None, *,
         old = _pooled_by_ids(session, previous.pooled_result_ids if previous else [])
         analyses = _compare_analyses(old, current, prev_summary)
         _add_absolute_effects(session, analyses, current)
+        _add_trial_moves(session, analyses, current)
         _absolute_changes(analyses, prev_summary)
         networks = network_snapshot(current_networks(
             session, ctx.settings.analyses_file, ctx.settings.pool_method))
@@ -570,6 +584,9 @@ def _compare_analyses(
             "old": before,
             "new": now,
             "crossing": _crossing_change(before, now),
+            # The same trials and estimates pooled another way (MMLR_POOL_METHOD/_CI) or by
+            # another version of mmlr: said, so a CI that now crosses 1 is not read as news.
+            "method_change": (_method_change(before, now) if status == "updated" else None),
             "monitoring_change": _monitoring_change(before, now),
             "small_study_change": _small_study_change(before, now),
             "certainty_change": _certainty_change(before, now),
@@ -593,6 +610,35 @@ def _compare_analyses(
                                              - set(renamed))
         out.append(entry)
     return out
+
+
+#: A CI method in the digest's words.
+_CI_WORDS = {"hksj": "HKSJ", "hksj-adhoc": "HKSJ (ad hoc)", "wald": "Wald"}
+
+
+def _method_words(view: dict[str, Any]) -> str:
+    """"REML + HKSJ (ad hoc)": how a view was pooled."""
+    ci = str(view.get("ci_method") or "")
+    return f"{view.get('method') or '?'} + {_CI_WORDS.get(ci, ci or '?')}"
+
+
+def _method_change(before: dict[str, Any] | None, now: dict[str, Any] | None) -> str | None:
+    """What changed when the same inputs (equal ``inputs_hash``) were pooled again with other
+    numbers: the pooling method ("pooling method changed: REML + HKSJ → REML + HKSJ (ad hoc);
+    same trials and estimates") or mmlr's code version; None when the inputs differ (the
+    evidence changed) or either side does not say (a view stored before it was kept)."""
+    if before is None or now is None or not before.get("inputs_hash") \
+            or before["inputs_hash"] != now.get("inputs_hash"):
+        return None
+    then_words, now_words = _method_words(before), _method_words(now)
+    if then_words != now_words:
+        return (f"pooling method changed: {then_words} → {now_words}; "
+                "same trials and estimates")
+    then_code, now_code = before.get("code_version"), now.get("code_version")
+    if then_code and now_code and then_code != now_code:
+        return (f"mmlr's computation changed (code {then_code} → {now_code}); same trials, "
+                "estimates and pooling method")
+    return None
 
 
 def _previous_label(previous: dict[str, Any], key: str) -> str | None:
@@ -774,6 +820,102 @@ def _small_study_change(before: dict[str, Any] | None,
     return "; ".join(parts) or None
 
 
+#: The most of a curator's withdrawal reason the digest quotes.
+_REASON_SHOWN = 160
+
+
+def _add_trial_moves(session: Session, analyses: list[dict[str, Any]],
+                     current: dict[str, PooledResult]) -> None:
+    """Why each trial no longer pooled left (``removed_reasons``, label → words, from the new
+    snapshot's ``dropped`` entries and the estimates they name: "withdrawn: corrected by
+    estimate 4, awaiting verification"), and which added trials were pooled in an earlier
+    snapshot of the analysis (``returns`` on the added trial: "corrected estimate" when its
+    estimate now is a correction, else ""): a corrected estimate read as a trial that left
+    without a reason, then as one "newly added"."""
+    for entry in analyses:
+        row = current.get(entry["key"])
+        if row is None or entry["new"] is None:
+            continue
+        if entry["removed_trials"]:
+            entry["removed_reasons"] = _removed_reasons(session, row, entry["removed_trials"])
+        if entry["added_trials"] and entry["status"] != "new":
+            back = _returning(session, row, entry["added_trials"])
+            if back:
+                entry["returning_trials"] = back
+                entry["added_trials"] = [t for t in entry["added_trials"] if t not in back]
+
+
+def _removed_reasons(session: Session, row: PooledResult,
+                     labels: list[str]) -> dict[str, str]:
+    result = row.result if isinstance(row.result, dict) else {}
+    dropped = [d for d in result.get("dropped") or []
+               if isinstance(d, dict) and str(d.get("trial")) in labels]
+    ids = [d["estimate_id"] for d in dropped if isinstance(d.get("estimate_id"), int)]
+    estimates = {e.id: e for e in session.exec(
+        select(Estimate).where(col(Estimate.id).in_(ids)))} if ids else {}
+    corrections = {e.supersedes_id: e for e in session.exec(
+        select(Estimate).where(col(Estimate.supersedes_id).in_(ids)))} if ids else {}
+    out: dict[str, str] = {}
+    for label in labels:
+        words: list[str] = []
+        named: set[int] = set()  # corrections already said ("corrected by estimate 4")
+        mine = [d for d in dropped if str(d.get("trial")) == label]
+        for d in sorted(mine, key=lambda d: d.get("reason") != "withdrawn"):
+            eid, reason = d.get("estimate_id"), str(d.get("reason") or "")
+            if reason == "withdrawn":
+                text = _withdrawn_words(estimates.get(eid), corrections.get(eid))
+                fix = corrections.get(eid)
+                if fix is not None and fix.id is not None:
+                    named.add(fix.id)
+            elif reason == "not verified":
+                if eid in named:
+                    continue
+                text = f"estimate {eid} awaits verification"
+            else:
+                text = reason
+            if text and text not in words:
+                words.append(text)
+        if words:
+            out[label] = "; ".join(words)
+    return out
+
+
+def _withdrawn_words(estimate: Estimate | None, fix: Estimate | None) -> str:
+    """"withdrawn: corrected by estimate 4, awaiting verification"; "withdrawn: <the
+    curator's reason>"; or "withdrawn"."""
+    why = " ".join((estimate.withdrawn_reason or "").split()) if estimate is not None else ""
+    if len(why) > _REASON_SHOWN:
+        why = why[:_REASON_SHOWN - 1].rstrip() + "…"
+    if fix is not None and not why.startswith("corrected by estimate"):
+        why = f"corrected by estimate {fix.id}" + (f" ({why})" if why else "")
+    if fix is not None and not fix.verified and fix.withdrawn_at is None:
+        why += ", awaiting verification"
+    return f"withdrawn: {why}" if why else "withdrawn"
+
+
+def _returning(session: Session, row: PooledResult,
+               added: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The added trials that an earlier snapshot of ``row``'s analysis pooled, each marked
+    with ``returns``: "corrected estimate" when it returns with a correction, else ""."""
+    ids = {str(i.get("trial")): i for i in row.inputs or [] if isinstance(i, dict)}
+    earlier = session.exec(select(PooledResult.inputs).where(
+        PooledResult.analysis_key == row.analysis_key,
+        col(PooledResult.id) < (row.id or 0))).all()
+    pooled_before = {str(i.get("trial_id")) for inputs in earlier for i in inputs or []
+                     if isinstance(i, dict) and i.get("trial_id") is not None}
+    back = []
+    for trial in added:
+        source = ids.get(trial["label"]) or {}
+        if source.get("trial_id") is None or str(source["trial_id"]) not in pooled_before:
+            continue
+        estimate = session.get(Estimate, source.get("estimate_id")) \
+            if isinstance(source.get("estimate_id"), int) else None
+        trial["returns"] = ("corrected estimate" if estimate is not None
+                            and estimate.supersedes_id is not None else "")
+        back.append(trial)
+    return back
+
+
 def _add_absolute_effects(session: Session, analyses: list[dict[str, Any]],
                           current: dict[str, PooledResult]) -> None:
     """Each analysis' absolute effect per 1000 (``reports.absolute``) with the assumed control
@@ -858,6 +1000,24 @@ def _monitoring_view(row: PooledResult) -> dict[str, Any] | None:
 TWO_TRIALS_PI_NOTE = "from two trials: says little about the effect in a next trial"
 
 
+def _hr_text_beside_one(row: PooledResult, shown: ShownHR) -> str:
+    """The shown HR and CI, a pooled CI's limits written with the digits that keep them on
+    their side of HR 1 (``reports.words.rounded_beside``, as ``reports.certainty``'s
+    ``shown_limits``): "crosses 1" is decided on the computed limits, and "0.80–1.00" beside
+    "The CI no longer crosses 1" (upper limit 0.9996) said the opposite of the words."""
+    if shown.source != "pooled" or shown.ci_low is None or shown.ci_high is None \
+            or row.ci_low is None or row.ci_high is None:
+        return shown.text()
+    low, high = _hr_value(row.ci_low), _hr_value(row.ci_high)
+    ci_low, ci_high = shown.ci_low, shown.ci_high
+    low_shown, high_shown = shown_limit(ci_low), shown_limit(ci_high)
+    if math.isfinite(low) and low_shown is not None and (low <= 1.0) != (low_shown <= 1.0):
+        ci_low = rounded_beside(low, 1.0, 2, at_or_below=True)
+    if math.isfinite(high) and high_shown is not None and (high >= 1.0) != (high_shown >= 1.0):
+        ci_high = rounded_beside(high, 1.0, 2)
+    return estimate_text(shown.hr, ci_low, ci_high)
+
+
 def _pooled_view(row: PooledResult) -> dict[str, Any]:
     def hr(x: float | None) -> float | None:
         # None, as stored JSON has it, for an HR beyond the float range (reports.meta.hr_of)
@@ -881,8 +1041,12 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "hr": hr(row.estimate),
         "hr_ci_low": hr(row.ci_low),
         "hr_ci_high": hr(row.ci_high),
-        "hr_text": shown.text(),
+        "hr_text": _hr_text_beside_one(row, shown),
         "hr_note": shown.note,
+        # What the fit says about its own CI (an HKSJ interval narrower than Wald's, t with
+        # 1 df for two trials, ...): beside the number, as /estimates has it, so an
+        # implausibly narrow CI is not read at face value.
+        "fit_notes": shown_fit_notes(row.k, fit_notes(row)),
         "pi_text": (interval_text(hr_number(_hr_value(row.pi_low)),
                                   hr_number(_hr_value(row.pi_high)))
                     if several and row.pi_low is not None and row.pi_high is not None
@@ -898,6 +1062,7 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "crosses_one": (shown.includes_one if shown.own_ci is not None
                         else crosses_one(row.ci_low, row.ci_high)),
         "inputs_hash": row.inputs_hash,
+        "code_version": row.code_version,
         "trials": [t["label"] for t in _studies(row)],
         "trial_keys": _trial_keys(row),
         # Which estimate stands for each trial: a new data cut or a correction of a trial

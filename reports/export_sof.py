@@ -28,7 +28,13 @@ from reports.absolute import absolute_or_reason, written_per_1000
 from reports.meta import hr_of
 from reports.monitoring_view import status_label
 from reports.network_inputs import Fitted, node_sizes
-from reports.presentation import has_heterogeneity, i2_text, shown_hr_of
+from reports.presentation import (
+    fit_notes,
+    has_heterogeneity,
+    i2_text,
+    shown_fit_notes,
+    shown_hr_of,
+)
 from reports.selection import latest_results
 from reports.small_study import short_text
 from reports.words import hr_ci_text, hr_number, interval_text, rounded
@@ -38,7 +44,7 @@ from store.spreadsheet import spreadsheet_safe
 
 SOF_COLUMNS = (
     "analysis", "label", "k", "trials", "events_equivalent", "hr", "hr_ci_low", "hr_ci_high",
-    "hr_shown", "hr_ci_low_shown", "hr_ci_high_shown", "hr_source",
+    "hr_shown", "hr_ci_low_shown", "hr_ci_high_shown", "hr_source", "fit_notes",
     "hr_pi_low", "hr_pi_high", "i2", "tau2", "method", "ci_method",
     "rob_low_pct", "rob_some_concerns_pct", "rob_high_pct", "rob_not_assessed_pct",
     "hr_low_rob_only", "hr_low_rob_only_ci_low", "hr_low_rob_only_ci_high",
@@ -108,6 +114,10 @@ def _row(p: PooledResult, absolute: dict[str, Any] | None,
         "hr_shown": shown.hr, "hr_ci_low_shown": shown.ci_low,
         "hr_ci_high_shown": shown.ci_high, "hr_source": shown.source,
         "hr_text": shown.text(), "hr_note": _SOURCE_WORDS.get(shown.source),
+        # What the fit says about its own CI (an HKSJ interval narrower than Wald's, t with
+        # 1 df for two trials), beside the HR as /estimates has it: a panel must not take an
+        # implausibly narrow CI at face value.
+        "fit_notes": "; ".join(shown_fit_notes(p.k, fit_notes(p))) or None,
         "hr_pi_low": hr_of(p.pi_low) if several else None,
         "hr_pi_high": hr_of(p.pi_high) if several else None,
         # One trial: no I² (nor a prediction interval) to speak of, as sof.md's "—" says.
@@ -265,7 +275,8 @@ def sof_markdown(session: Session, networks: Sequence[Fitted] = ()) -> str:
     if not rows:
         lines.append("| no pooled analysis yet | | | | | | | | | |")
     for r in rows:
-        hr = r["hr_text"] + (f" ({r['hr_note']})" if r["hr_note"] else "")
+        hr = r["hr_text"] + (f" ({r['hr_note']})" if r["hr_note"] else "") + (
+            f" (note from the fit: {r['fit_notes']})" if r["fit_notes"] else "")
         pi = (interval_text(hr_number(r["hr_pi_low"]), hr_number(r["hr_pi_high"]))
               if r["hr_pi_low"] is not None else "—")
         i2 = i2_text(r["i2"]) if has_heterogeneity(r["k"]) else "—"

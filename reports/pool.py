@@ -51,7 +51,7 @@ from reports.meta import (
     subgroup_test_undefined,
 )
 from reports.monitoring_view import status_label
-from reports.presentation import has_heterogeneity, i2_text, shown_hr
+from reports.presentation import has_heterogeneity, i2_text, shown_fit_notes, shown_hr
 from reports.selection import (
     all_analyses,
     analyses_naming_no_drug,
@@ -59,7 +59,7 @@ from reports.selection import (
     load_candidates,
 )
 from reports.sequential import MonitoringPlan, monitor
-from reports.small_study import short_text, small_study_effects
+from reports.small_study import p_text, short_text, small_study_effects
 from reports.words import hr_number, interval_text, plural, rounded
 from store.audit import audit
 from store.bias import JUDGMENTS
@@ -166,7 +166,7 @@ class PoolRun:
         lines = [f"Pooled with {self.method} + {self.ci} (code {self.code_version}); "
                  f"{plural(len(self.changed), 'new snapshot')}."]
         header = (f"{'analysis':44} {'k':>2}  {'HR':>5} {'95% CI':>13} {'95% PI':>13} "
-                  f"{'I²':>5} {'p(Q)':>6}")
+                  f"{'I²':>5} {'p(Q)':>7}")
         lines += [header, "-" * len(header)]
         for o in self.outcomes:
             if o.result is None:
@@ -179,8 +179,8 @@ class PoolRun:
             several = has_heterogeneity(r.k)
             pi = (interval_text(hr_number(r.hr_pi_low), hr_number(r.hr_pi_high))
                   if several and math.isfinite(r.pi_low) else "—")
-            heterogeneity = (f"{i2_text(r.i2):>5} {rounded(r.q_p, 3):>6}" if several
-                             else f"{'—':>5} {'—':>6}")
+            heterogeneity = (f"{i2_text(r.i2):>5} {_p_cell(r.q_p):>7}" if several
+                             else f"{'—':>5} {'—':>7}")
             mark = " *" if o.changed else ""
             shown = shown_hr(r.k, r.estimate, r.ci_low, r.ci_high, o.inputs)
             ci = (interval_text(shown.ci_low, shown.ci_high)
@@ -192,11 +192,20 @@ class PoolRun:
             if o.subgroup_test is not None:
                 t = o.subgroup_test
                 lines.append(f"{'':46}subgroup difference (setting): Q = {rounded(t.q)}, "
-                             f"df = {t.df}, p = {rounded(t.p, 3)}")
+                             f"df = {t.df}, {p_text(t.p)}")
             lines.append(f"{'':46}{_analysis_notes(o.extras)}")
+            # What the fit says about its own CI (an HKSJ interval narrower than Wald's, t with
+            # 1 df for two trials), under the number as /estimates and the digest have it.
+            lines += [f"{'':46}note from the fit: {note}"
+                      for note in shown_fit_notes(r.k, o.extras.get("notes"))]
         if self.changed:
             lines.append("* new snapshot stored")
         return "\n".join(lines)
+
+
+def _p_cell(p: float | None) -> str:
+    """A p value in the table's p(Q) column: "< 0.001" as elsewhere, never "0.000"."""
+    return "< 0.001" if p is not None and p < 0.001 else rounded(p, 3)
 
 
 def _analysis_notes(extras: dict[str, Any]) -> str:

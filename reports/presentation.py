@@ -232,3 +232,20 @@ def one_trial_numbers(row: Any) -> tuple[float, float, float] | None:
 def shown_hr_of(row: Any) -> ShownHR:
     """:func:`shown_hr` of a stored snapshot (``store.models.PooledResult``)."""
     return shown_hr(row.k, row.estimate, row.ci_low, row.ci_high, row.inputs)
+
+
+def fit_notes(row: Any) -> list[str]:
+    """What the fit said about itself (``reports.meta``: one trial's Wald interval, two trials'
+    t with 1 df, an HKSJ interval narrower than Wald's, ...) as a stored snapshot
+    (``store.models.PooledResult``) keeps it; empty for snapshots stored before it was kept."""
+    result = row.result if isinstance(row.result, dict) else {}
+    notes = result.get("notes")
+    return [str(n) for n in notes] if isinstance(notes, list) else []
+
+
+def shown_fit_notes(k: int | None, notes: list[Any] | None) -> list[str]:
+    """The fit's notes a reader is shown beside the pooled HR (the digest, the summary of
+    findings, ``mmlr pool``'s table, ``/estimates``): all of them from two trials; none for one
+    trial, whose HR and CI are the paper's (its line says so) and whose Wald interval's note
+    adds nothing a reader needs."""
+    return [str(n) for n in notes or []] if has_heterogeneity(k) else []

@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from reports.meta import hr_of
-from reports.presentation import has_heterogeneity, shown_hr_of
+from reports.presentation import fit_notes, has_heterogeneity, shown_hr_of
 from screening.web.absolute_effects import Baselines, absolute_json
 from screening.web.risk_of_bias import risk_of_bias_json
 from screening.web.trials import trial_fingerprint
@@ -70,14 +70,6 @@ def pooled_json(row: PooledResult, *, baselines: Baselines) -> dict[str, Any]:
         else None,
         **absolute_json(row, baselines),
     }
-
-
-def fit_notes(row: PooledResult) -> list[str]:
-    """What the fit said about itself (``reports.meta``: one trial, two trials, an HKSJ
-    interval narrower than Wald's, ...); empty for snapshots stored before it was kept."""
-    result = row.result if isinstance(row.result, dict) else {}
-    notes = result.get("notes")
-    return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 def _result_dict(row: PooledResult, key: str) -> dict[str, Any] | None:
