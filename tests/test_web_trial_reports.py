@@ -396,3 +396,44 @@ def test_a_correction_naming_a_report_that_moves_meanwhile_is_refused(
     with db(app) as s:
         (after,) = s.exec(select(Estimate)).all()
         assert after.withdrawn_at is None and after.report_id is None
+
+
+def test_the_api_refuses_an_estimate_or_correction_naming_a_report_that_moves_meanwhile(
+        app: Any, users: dict[str, str], review: dict[str, int]) -> None:
+    """POST /api/estimates and its corrections read the trial's reports before locking the
+    trial, as the forms did: a report moved to another trial meanwhile was still taken."""
+    from fastapi.testclient import TestClient
+    from test_web_api import _token
+
+    curator = as_role(app, users, "curator")
+    report, _url = _linked_to_calgb(app, curator, review)
+    api = TestClient(app, raise_server_exceptions=False)
+    headers = _token(app, "curator@example.org")
+    fields = {"endpoint": "OS", "method": "reported_ci", "orientation": "maint_vs_control",
+              "hr": "0.80", "ci_low": "0.60", "ci_high": "1.05", "setting": "post_asct"}
+    first = api.post("/api/estimates", headers=headers,
+                     json={"trial_id": review["calgb"], **fields})
+    assert first.status_code == 201, first.text
+    response = _sent_while_the_report_moves(
+        app, review, report,
+        lambda: api.post("/api/estimates", headers=headers, json={
+            "trial_id": review["calgb"], **fields, "endpoint": "PFS",
+            "report_id": report.id}))
+    assert response.status_code == 400, response.text
+    assert f"report {report.id} does not belong to trial CALGB 100104" in response.text
+    # and a correction, once the report is back with CALGB 100104
+    with db(app) as s:
+        back = s.get(TrialReport, report.id)
+        assert back is not None
+        back.trial_id = review["calgb"]
+        s.add(back)
+        s.commit()
+    response = _sent_while_the_report_moves(
+        app, review, report,
+        lambda: api.post(f"/api/estimates/{first.json()['id']}/correct", headers=headers,
+                         json={**fields, "report_id": report.id}))
+    assert response.status_code == 400, response.text
+    assert f"report {report.id} does not belong to trial CALGB 100104" in response.text
+    with db(app) as s:
+        (after,) = s.exec(select(Estimate)).all()
+        assert after.withdrawn_at is None and after.report_id is None

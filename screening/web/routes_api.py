@@ -863,13 +863,13 @@ def post_estimate(request: Request, session: DbSession,
     body = _json_object(raw)
     _estimate_fields(body)
     data, notices = merge_derivation_inputs(body)
-    trial = _find_trial(session, data)
+    # The trial is locked before its reports are read (a report moved to another trial
+    # meanwhile was still taken) and before the checks for a repeat (a retry sent while the
+    # first request was saving passed them both, and the extraction was stored twice).
+    trial = locked_trial(session, _find_trial(session, data).id or 0)
     reports = list(session.exec(select(TrialReport).where(TrialReport.trial_id == trial.id)))
     draft = parse_new_estimate(data, trial=trial, reports=reports,
                                second_person=verify_second_person(request))
-    # The trial is locked before the checks for a repeat: a retry sent while the first
-    # request was saving passed them both, and the same extraction was stored twice.
-    locked_trial(session, trial.id or 0)
     try:
         refuse_repeat(session, trial=trial, draft=draft)
     except RepeatedExtraction as exc:
@@ -976,7 +976,9 @@ def post_correction(request: Request, estimate_id: int, session: DbSession,
     the old one with the reason "corrected by estimate N[: correction_note]". The same
     correction sent again answers 200 with the estimate it made and ``already_recorded``."""
     old = load_estimate(session, estimate_id)
-    trial = get_or_404(session, Trial, old.trial_id, missing=f"trial {old.trial_id} does not exist")
+    # Locked before its reports are read: a report moved to another trial meanwhile was
+    # still taken, and the correction named another trial's report.
+    trial = locked_trial(session, old.trial_id)
     body = _json_object(raw)
     if old.withdrawn_at is not None:
         # The same correction sent again (a retry after a timeout) is answered with the
