@@ -75,7 +75,6 @@ from reports.network_digest import changes as network_changes
 from reports.network_digest import snapshot as network_snapshot
 from reports.network_inputs import current_networks
 from reports.presentation import (
-    ShownHR,
     fit_notes,
     has_heterogeneity,
     i2_text,
@@ -83,7 +82,6 @@ from reports.presentation import (
     is_two_trials,
     shown_fit_notes,
     shown_hr_of,
-    shown_limit,
     trial_hr,
 )
 from reports.selection import latest_results
@@ -95,7 +93,6 @@ from reports.words import (
     interval_text,
     plural,
     rounded,
-    rounded_beside,
 )
 from store.addresses import check_email
 from store.audit import audit
@@ -1000,24 +997,6 @@ def _monitoring_view(row: PooledResult) -> dict[str, Any] | None:
 TWO_TRIALS_PI_NOTE = "from two trials: says little about the effect in a next trial"
 
 
-def _hr_text_beside_one(row: PooledResult, shown: ShownHR) -> str:
-    """The shown HR and CI, a pooled CI's limits written with the digits that keep them on
-    their side of HR 1 (``reports.words.rounded_beside``, as ``reports.certainty``'s
-    ``shown_limits``): "crosses 1" is decided on the computed limits, and "0.80–1.00" beside
-    "The CI no longer crosses 1" (upper limit 0.9996) said the opposite of the words."""
-    if shown.source != "pooled" or shown.ci_low is None or shown.ci_high is None \
-            or row.ci_low is None or row.ci_high is None:
-        return shown.text()
-    low, high = _hr_value(row.ci_low), _hr_value(row.ci_high)
-    ci_low, ci_high = shown.ci_low, shown.ci_high
-    low_shown, high_shown = shown_limit(ci_low), shown_limit(ci_high)
-    if math.isfinite(low) and low_shown is not None and (low <= 1.0) != (low_shown <= 1.0):
-        ci_low = rounded_beside(low, 1.0, 2, at_or_below=True)
-    if math.isfinite(high) and high_shown is not None and (high >= 1.0) != (high_shown >= 1.0):
-        ci_high = rounded_beside(high, 1.0, 2)
-    return estimate_text(shown.hr, ci_low, ci_high)
-
-
 def _pooled_view(row: PooledResult) -> dict[str, Any]:
     def hr(x: float | None) -> float | None:
         # None, as stored JSON has it, for an HR beyond the float range (reports.meta.hr_of)
@@ -1041,7 +1020,7 @@ def _pooled_view(row: PooledResult) -> dict[str, Any]:
         "hr": hr(row.estimate),
         "hr_ci_low": hr(row.ci_low),
         "hr_ci_high": hr(row.ci_high),
-        "hr_text": _hr_text_beside_one(row, shown),
+        "hr_text": shown.text(),
         "hr_note": shown.note,
         # What the fit says about its own CI (an HKSJ interval narrower than Wald's, t with
         # 1 df for two trials, ...): beside the number, as /estimates has it, so an

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from reports.words import IntervalStyle, estimate_text, hr_number, rounded_beside
+from reports.words import IntervalStyle, estimate_text, hr_limit, hr_number, rounded_beside
 
 #: Where a shown HR comes from.
 Source = Literal["pooled", "printed", "trial", "derived"]
@@ -192,15 +192,19 @@ def shown_hr(k: int | None, estimate: float | None, ci_low: float | None,
                            "one trial: its reported HR and CI")
         how = _DERIVED_WORDS.get(method, method.replace("_", " "))
         return ShownHR(hr_number(_exp(estimate), missing="not estimable"),
-                       hr_number(_exp(ci_low)) if ci_low is not None else None,
-                       hr_number(_exp(ci_high)) if ci_high is not None else None, "derived",
+                       hr_limit(_exp(ci_low), lower=True) if ci_low is not None else None,
+                       hr_limit(_exp(ci_high), lower=False) if ci_high is not None else None,
+                       "derived",
                        f"one trial, HR derived from {how}: the paper printed no CI for it, "
                        "so the 95% CI is computed from its standard error")
     if estimate is None or not math.isfinite(estimate):
         return ShownHR("not estimable", None, None, "pooled")
     has_ci = ci_low is not None and ci_high is not None
-    return ShownHR(hr_number(_exp(estimate)), hr_number(_exp(ci_low)) if has_ci else None,
-                   hr_number(_exp(ci_high)) if has_ci else None, "pooled")
+    # Limits computed, not printed: written so that they stay on their side of HR 1
+    # (``hr_limit``), as the words that decide on them ("excludes 1") read them.
+    return ShownHR(hr_number(_exp(estimate)),
+                   hr_limit(_exp(ci_low), lower=True) if has_ci else None,
+                   hr_limit(_exp(ci_high), lower=False) if has_ci else None, "pooled")
 
 
 def t_with_one_df(k: int | None, ci_used: str | None) -> bool:

@@ -101,6 +101,30 @@ def hr_number(value: Number | None, *, missing: str = "—") -> str:
     return rounded(value, 2, missing=missing)
 
 
+def hr_limit(value: Number | None, *, lower: bool, missing: str = "—") -> str:
+    """A limit of an HR's confidence interval as :func:`hr_number` writes it, or with the
+    digits that keep it on its side of HR 1 where two decimals would not (an upper limit of
+    0.9996 is "0.9996", a lower one of 1.004 "1.004"): whether a CI includes 1 is decided on
+    the computed limits, and "0.80–1.00" beside "the CI excludes 1" (or a bold league-table
+    cell) said the opposite. ``lower`` is the side the rule reads: a lower limit includes 1
+    at or below it, an upper one at or above it."""
+    text = hr_number(value, missing=missing)
+    if value is None:
+        return text
+    number = float(value)
+    try:
+        shown = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number) or number == 1.0:
+        return text
+    if lower and (number <= 1.0) != (shown <= 1.0):
+        return rounded_beside(number, 1.0, 2, at_or_below=True)
+    if not lower and (number >= 1.0) != (shown >= 1.0):
+        return rounded_beside(number, 1.0, 2)
+    return text
+
+
 def interval_text(low: str, high: str, style: IntervalStyle = "dash") -> str:
     """Two limits already written as text: "0.18–1.64" or "[0.18, 1.64]"."""
     return f"[{low}, {high}]" if style == "bracket" else f"{low}–{high}"
@@ -119,10 +143,11 @@ def estimate_text(value: str, low: str | None, high: str | None,
 
 def hr_ci_text(hr: Number | None, low: Number | None, high: Number | None,
                style: IntervalStyle = "dash") -> str:
-    """An HR and its 95% CI from numbers: "0.54 (0.18–1.64)" (``hr_number`` each)."""
+    """An HR and its 95% CI from numbers: "0.54 (0.18–1.64)" (``hr_number`` the HR,
+    ``hr_limit`` each limit)."""
     has_ci = low is not None and high is not None
-    return estimate_text(hr_number(hr), hr_number(low) if has_ci else None,
-                         hr_number(high) if has_ci else None, style)
+    return estimate_text(hr_number(hr), hr_limit(low, lower=True) if has_ci else None,
+                         hr_limit(high, lower=False) if has_ci else None, style)
 
 
 def as_entered(value: object) -> str:

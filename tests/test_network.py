@@ -1199,3 +1199,11 @@ def test_a_new_cut_left_unnamed_replaces_the_named_one_in_the_network_too(
         assert [r["estimate_id"] for r in out["thalidomide/PFS/post_asct"].inputs] == [new.id]
     finally:
         pooled.dispose()
+
+
+def test_a_league_cell_next_to_1_keeps_its_side() -> None:
+    """The league table sets a cell in bold on the computed limits (CI excludes 1): an upper
+    limit of 0.9996 was written "1.00" in a bold cell."""
+    from reports.network import hr_text
+
+    assert hr_text(math.log(0.9), math.log(0.8), math.log(0.9996)) == "0.90 (0.80–0.9996)"

@@ -21,7 +21,7 @@ from reports.forest import forest_data
 from reports.pool import pool_all
 from reports.presentation import has_heterogeneity, is_one_trial, shown_hr, shown_hr_of
 from reports.selection import latest_results
-from reports.words import as_entered, hr_ci_text, hr_number, interval_text, rounded
+from reports.words import as_entered, hr_ci_text, hr_limit, hr_number, interval_text, rounded
 from store.models import Estimate, PooledResult, Trial
 from tests.test_pool import add_trial
 
@@ -88,6 +88,21 @@ def test_one_interval_convention_per_medium() -> None:
     assert hr_ci_text(0.54, 0.18, 1.64, "bracket") == "0.54 [0.18, 1.64]"
     assert interval_text("0.18", "1.64") == "0.18–1.64"
     assert hr_ci_text(1.234, None, None) == "1.23"
+
+
+def test_a_computed_limit_next_to_1_keeps_its_side() -> None:
+    """Two decimals wrote an upper limit of 0.9996 as "1.00" beside "excludes 1" (or in bold
+    in the network's league table): the limit keeps the digits that leave it on its side."""
+    assert hr_limit(0.9996, lower=False) == "0.9996"
+    assert hr_limit(1.004, lower=True) == "1.004"
+    assert hr_ci_text(0.9, 0.8, 0.9996) == "0.90 (0.80–0.9996)"
+    assert hr_ci_text(1.2, 1.004, 1.3) == "1.20 (1.004–1.30)"
+    # rounding that keeps the side, and 1 itself, are written as before
+    assert hr_limit(1.004, lower=False) == "1.00" and hr_limit(0.9996, lower=True) == "1.00"
+    assert hr_limit(1.0, lower=False) == "1.00" and hr_limit(None, lower=True) == "—"
+    assert hr_limit(math.inf, lower=False) == hr_number(math.inf)
+    shown = shown_hr(3, math.log(0.9), math.log(0.8), math.log(0.9996), [])
+    assert shown.text() == "0.90 (0.80–0.9996)" and shown.includes_one is False
 
 
 def test_as_entered_keeps_a_trailing_zero() -> None:
