@@ -397,7 +397,7 @@ def test_risk_of_bias_assessed_in_the_browser_reaches_the_estimates_page(
     block.get_by_label("Event-free in the control arm at t (%)").fill("100")
     block.get_by_label("Source").fill("control arm of <i>RoB-A</i>")
     block.get_by_role("button", name="Save assumed control risk").click()
-    page.locator(".field-error", has_text="less than 100").wait_for()
+    page.locator(".field-error", has_text="at most 99.99").wait_for()
     block = page.locator(f"#{anchor} div.absolute-effect")
     assert block.locator("details.baseline-form").get_attribute("open") is not None
     assert block.get_by_label("Source").input_value() == "control arm of <i>RoB-A</i>"
