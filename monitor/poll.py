@@ -33,11 +33,13 @@ One poll, under the database lock ``poll`` (so two workers never poll at once):
 The **modified pass** (``poll(ctx, modified=True)``, ``mmlr poll --modified``, weekly in the
 scheduler) closes the gap step 2 leaves: a MEDLINE record is final for the crdt pass, so a
 retraction, erratum or expression of concern added to it later would never be seen. It searches
-``(<query>) AND start:end[mdat]`` (start = the last completed modified run's window end minus
-``poll_overlap_days``; first time ``recheck_days`` back) and fetches every PMID found, stored or
-not, as a ``modified`` run with the same batches, checkpoints, upserts and alerts. Only a
-stored record last fetched after the whole window had passed (a back-fill ``--until`` in the
-past) is skipped: its stored version already holds every modification the window can hold.
+``(<query>) AND start:end[mdat]`` (start = ``--since``, else the end of the unbroken stretch
+of modification dates, from the first completed modified run's start, that completed modified
+runs cover, minus ``poll_overlap_days``, as for step 2; first time ``recheck_days`` back) and
+fetches every PMID found, stored or not, as a ``modified`` run with the same batches,
+checkpoints, upserts and alerts. Only a stored record last fetched after the whole window had
+passed (a back-fill ``--until`` in the past) is skipped: its stored version already holds
+every modification the window can hold.
 The overlap days are searched again on purpose (NCBI's day boundaries are US time and its
 indexing lags), so records modified in them are fetched once more and stored as unchanged.
 The search only finds records the query matches, so the pass then re-fetches by PMID every
@@ -698,40 +700,53 @@ class _BatchStore:
 def _window(ctx: AppContext, since: date | None, until: date | None,
             kind: str = "crdt") -> tuple[date, date]:
     end = until or datetime.now(UTC).date()
-    if since is None and kind == "crdt":
-        origin = _parse_poll_start(ctx.settings.poll_start)
-        covered = _covered_until(ctx, origin)
-        since = (origin if covered is None
-                 else covered - timedelta(days=ctx.settings.poll_overlap_days))
-    elif since is None:
-        with ctx.sessions() as session:
-            last = session.exec(
-                select(PollRun).where(PollRun.kind == kind, PollRun.status == "completed",
-                                      col(PollRun.window_end).is_not(None))
-                .order_by(col(PollRun.window_end).desc(), col(PollRun.id).desc())).first()
-        if last is not None and last.window_end is not None:
-            since = last.window_end - timedelta(days=ctx.settings.poll_overlap_days)
+    if since is None:
+        origin = _origin(ctx, kind)
+        covered = _covered_until(ctx, origin, kind) if origin is not None else None
+        if covered is not None:
+            since = covered - timedelta(days=ctx.settings.poll_overlap_days)
+        elif kind == "crdt":
+            since = origin
         else:
-            # Older changes were seen when those records were first fetched (or are
-            # MEDLINE-final history the review started from).
+            # The first modified pass: older changes were seen when those records were first
+            # fetched (or are MEDLINE-final history the review started from).
             since = end - timedelta(days=ctx.settings.recheck_days)
+    assert since is not None
     if since > end:
         raise UsageError(f"poll window starts {since} after it ends {end}",
                               hint="check --since/--until")
     return since, end
 
 
-def _covered_until(ctx: AppContext, origin: date) -> date | None:
-    """The last create date of the unbroken stretch, from ``origin`` (``MMLR_POLL_START``),
-    that completed create-date searches cover; None when nothing from ``origin`` on is.
+def _origin(ctx: AppContext, kind: str) -> date | None:
+    """Where the dates a ``kind`` of search must cover start: ``MMLR_POLL_START`` for create
+    dates; for modification dates the start of the first completed modified pass (None before
+    it: the first pass looks ``recheck_days`` back)."""
+    if kind == "crdt":
+        return _parse_poll_start(ctx.settings.poll_start)
+    with ctx.sessions() as session:
+        first = session.exec(
+            select(PollRun).where(
+                PollRun.kind == kind, PollRun.status == "completed",
+                col(PollRun.window_start).is_not(None), col(PollRun.window_end).is_not(None))
+            .order_by(col(PollRun.started_at), col(PollRun.id))).first()
+    return first.window_start if first is not None else None
+
+
+def _covered_until(ctx: AppContext, origin: date, kind: str = "crdt") -> date | None:
+    """The last day of the unbroken stretch, from ``origin``, that completed searches of
+    ``kind`` cover (create dates from ``MMLR_POLL_START``, or modification dates from the first
+    modified pass); None when nothing from ``origin`` on is.
 
     Windows that overlap or touch are merged; one past an unsearched gap does not count. The
     newest window's end was taken before: an ad-hoc ``--since`` past the last poll moved the
     next poll's start over the days between, which no poll then ever searched (a back-fill
-    ``--until``, then ``--since`` a week later, left that week's records out for good).
+    ``--until``, then ``--since`` a week later, left that week's records out for good; an
+    ad-hoc ``--modified --since`` a few days back made the weekly pass skip the days between,
+    and a retraction dated in them was never seen).
     """
     with ctx.sessions() as session:
-        windows = merged_windows(completed_windows(session))
+        windows = merged_windows(completed_windows(session, kind))
     for start, stop in windows:
         if start <= origin <= stop + timedelta(days=1):
             return stop if stop >= origin else None
@@ -941,7 +956,7 @@ def scheduled_modified_pass() -> None:
     """Scheduler entry point (job ``modified-pass``) for the modification-date pass.
 
     A pass skipped because another poll holds the lock loses nothing: the next one starts from
-    the last *completed* modified run's window.
+    the end of what *completed* modified runs cover.
     """
     from monitor.cycle import scheduled_job
     from monitor.scheduler import claim_tick

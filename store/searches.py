@@ -99,10 +99,11 @@ def search_summary(session: Session, current_query: str) -> SearchSummary:
                          failed=int(failed or 0), queries=queries, gaps=gaps)
 
 
-def completed_windows(session: Session) -> list[tuple[date, date]]:
-    """The create-date windows (first, last day) of the completed searches of new records."""
+def completed_windows(session: Session, kind: str = "crdt") -> list[tuple[date, date]]:
+    """The windows (first, last day) of the completed searches of one ``kind``: create dates
+    of the searches of new records (``crdt``), or modification dates (``modified``)."""
     runs = session.exec(select(PollRun).where(
-        PollRun.kind == "crdt", PollRun.status == "completed",
+        PollRun.kind == kind, PollRun.status == "completed",
         col(PollRun.window_start).is_not(None), col(PollRun.window_end).is_not(None)))
     return [(r.window_start, r.window_end) for r in runs
             if r.window_start is not None and r.window_end is not None]
