@@ -23,9 +23,9 @@ One poll, under the database lock ``poll`` (so two workers never poll at once):
    marked deleted; the next poll resumes the batch and asks again). A left-out PMID that was
    never stored costs no request now: it is counted (``PollRun.missing``) and every later
    create-date poll asks for it again with its batch (whatever kind of run left it out), until
-   it arrives or ``recheck_days`` have passed since the first answer that left it out (an
-   answer may be incomplete for a day; a record PubMed dropped before we saw it is not asked
-   for forever).
+   it arrives or :data:`LEFT_OUT_RETRY_DAYS` (30) have passed since the first answer that left
+   it out, whatever ``recheck_days`` is (an answer may be incomplete for a day; a record
+   PubMed dropped before we saw it is not asked for forever).
 4. **Recheck** stored records that are not yet MEDLINE-indexed and younger than
    ``recheck_days`` (their MeSH and publication types arrive later), as a separate ``recheck``
    run whose requests are counted separately.
@@ -123,6 +123,12 @@ STOPPED_ON_REQUEST = ("stopped when the process was asked to stop (SIGTERM or Ct
 #: A record fetched this long after a modification day ends is sure to hold that day's changes
 #: (NCBI dates are US Eastern, up to 5 h behind UTC, and indexing lags by hours).
 _MDAT_SETTLE = timedelta(days=1)
+#: How long every create-date poll asks again for a PMID an efetch answer left out and that was
+#: never stored, counted from the first answer that left it out. Its own window, not
+#: ``recheck_days`` (how long records await MEDLINE indexing): a left-out PMID is a transport
+#: fault, and with MMLR_RECHECK_DAYS=0 one left out once was never asked for again, while the
+#: summary said "asked again by the next polls".
+LEFT_OUT_RETRY_DAYS = 30
 #: CommentsCorrections links on a record that raise an alert of this kind.
 _NOTICE_LINKS = {"ErratumIn": "erratum", "ExpressionOfConcernIn": "expression_of_concern"}
 #: The same links seen from the notice: a new notice record names the record it corrects at
@@ -777,9 +783,10 @@ def _settled_pmids(ctx: AppContext, pmids: list[int], end: date) -> set[int]:
 
 def _left_out_pmids(ctx: AppContext) -> set[int]:
     """PMIDs an efetch answer left out, never stored, and first left out less than
-    ``recheck_days`` ago: asked for again by every create-date poll until they arrive (a
-    transiently incomplete answer must not lose a record) or the window passes (PubMed dropped
-    them before we ever saw them: they were counted, and are named in the log, each time).
+    :data:`LEFT_OUT_RETRY_DAYS` ago: asked for again by every create-date poll until they
+    arrive (a transiently incomplete answer must not lose a record) or the window passes
+    (PubMed dropped them before we ever saw them: they were counted, and are named in the log,
+    each time).
 
     Whatever kind of run the answer belonged to: a new PMID the modified pass found and PubMed
     left out was never asked again, although the summary said it would be. The window counts
@@ -787,7 +794,7 @@ def _left_out_pmids(ctx: AppContext) -> set[int]:
     again lists it in its own ``missing`` too, which restarted the window, so a PMID PubMed
     never serves was asked for forever. ``missing`` lists are short, so all runs are read.
     """
-    since = utcnow() - timedelta(days=ctx.settings.recheck_days)
+    since = utcnow() - timedelta(days=LEFT_OUT_RETRY_DAYS)
     first: dict[int, datetime] = {}
     with ctx.sessions() as session:
         rows = session.exec(select(PollRun.started_at, PollRun.missing)

@@ -22,7 +22,7 @@ from conftest import ROOT, cli_env
 from sqlmodel import col, select
 from test_poll import TODAY, make_settings, wipe
 
-from monitor.poll import _left_out_pmids, poll
+from monitor.poll import LEFT_OUT_RETRY_DAYS, _left_out_pmids, poll
 from monitor.replay_server import start_replay_server, synthetic_article, write_article_set
 from store.context import AppContext, make_context
 from store.errors import EntrezError
@@ -181,6 +181,31 @@ def test_a_new_pmid_left_out_of_an_answer_is_asked_for_by_the_next_poll(
         ctx.dispose()
 
 
+def test_a_new_pmid_left_out_is_asked_for_again_even_with_recheck_days_zero(
+        tmp_path: Path, db_url: str) -> None:
+    """MMLR_RECHECK_DAYS=0 turns off the recheck of records awaiting MEDLINE indexing; it also
+    made the retry window of a left-out PMID zero days long, so a record left out of one
+    answer was lost for good while the summary said "asked again by the next polls"."""
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url, recheck_days=0))
+        wipe(ctx)
+        # Request 1 is the esearch, 2 the efetch of 1100-1102, whose answer leaves out 1102.
+        srv.set_faults("omit@2")
+        first = poll(ctx, backoff_base=0.001)
+        assert (first.missing, first.new) == (1, 2) and 1102 not in state(ctx)
+        assert "1 PMID not returned (asked again by the next polls)" in first.describe()
+        assert _left_out_pmids(ctx) == {1102}
+        srv.set_faults(None)
+        srv.reset_stats()
+        later = poll(ctx, since=TODAY, backoff_base=0.001)  # a window without 1102
+        assert "1102" in ",".join(efetch_ids(srv))
+        assert later.new == 1 and state(ctx)[1102] == (False, None, "Publisher")
+        assert _left_out_pmids(ctx) == set()
+        ctx.dispose()
+
+
 def test_failed_confirmation_deletes_nothing_and_the_next_poll_asks_again(
         tmp_path: Path, db_url: str) -> None:
     corpus = tmp_path / "corpus"
@@ -283,7 +308,7 @@ def test_a_new_pmid_left_out_of_a_modified_pass_is_asked_for_by_the_next_poll(
         ctx.dispose()
 
 
-def test_a_pmid_never_served_is_asked_for_recheck_days_from_the_first_miss(
+def test_a_pmid_never_served_is_asked_for_a_month_from_the_first_miss(
         tmp_path: Path, db_url: str) -> None:
     """Each poll that asks again and is left out again lists the PMID in its own run's
     ``missing``: that restarted the window, so a PMID PubMed never serves was asked forever."""
@@ -299,10 +324,11 @@ def test_a_pmid_never_served_is_asked_for_recheck_days_from_the_first_miss(
             runs = {r.kind: r for r in session.exec(select(PollRun).where(
                 col(PollRun.kind).in_(("pmids", "crdt"))))}
             assert runs["pmids"].missing == runs["crdt"].missing == [99999]
-            # As if the first miss was 121 days ago, and the poll that asked again 60.
+            # As if the first miss was 31 days ago, and the poll that asked again 10: the
+            # window is LEFT_OUT_RETRY_DAYS (30), not MMLR_RECHECK_DAYS (120).
             now = runs["crdt"].started_at
-            runs["pmids"].started_at = now - timedelta(days=121)
-            runs["crdt"].started_at = now - timedelta(days=60)
+            runs["pmids"].started_at = now - timedelta(days=LEFT_OUT_RETRY_DAYS + 1)
+            runs["crdt"].started_at = now - timedelta(days=10)
             session.add_all(runs.values())
             session.commit()
         assert _left_out_pmids(ctx) == set()
