@@ -445,9 +445,9 @@ class Settings(BaseSettings):
     )
     query: str = Field(
         PROTOCOL_QUERY,
-        description="PubMed query of the protocol. Its AND-ed groups are also the keyword "
-        "prior's gates: the commands that need the prior refuse syntax it cannot evaluate "
-        "(docs/curation.md).",
+        description="PubMed query of the protocol (not empty; its parentheses and double "
+        "quotes balanced). Its AND-ed groups are also the keyword prior's gates: the commands "
+        "that need the prior refuse syntax it cannot evaluate (docs/curation.md).",
     )
     smtp_url: SecretStr | None = Field(
         None,
@@ -616,6 +616,17 @@ class Settings(BaseSettings):
         # stop the worker's first scheduled cycle instead.
         parse_poll_start(value)
         return value.strip()
+
+    @field_validator("query")
+    @classmethod
+    def _check_query(cls, value: str) -> str:
+        # An empty query was sent as "() AND <dates>[crdt]"; an unbalanced one is a typo
+        # PubMed reads its own way (an unclosed quote makes the rest one phrase). Kept as
+        # written otherwise: the search log compares it with the queries used before.
+        problem = query_syntax_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("host")
     @classmethod
@@ -960,6 +971,38 @@ def parse_smtp_url(url: str) -> SmtpTarget:
         starttls=starttls,
         timeout=timeout,
     )
+
+
+def query_syntax_problem(query: str) -> str | None:
+    """What makes ``query`` no PubMed query at all (blank; a parenthesis or double quote left
+    open or closed without an opening), or None. Parentheses inside a quoted phrase are
+    text. The rest of PubMed's syntax is PubMed's to read (terms it does not know are
+    reported after each search)."""
+    if not query.strip():
+        return ("is empty: leave MMLR_QUERY unset for the protocol query, or write the "
+                "review's PubMed query")
+    opened: list[int] = []
+    quote = 0
+    for position, ch in enumerate(query, start=1):
+        if quote:
+            if ch == '"':
+                quote = 0
+        elif ch == '"':
+            quote = position
+        elif ch == "(":
+            opened.append(position)
+        elif ch == ")":
+            if not opened:
+                return (f"has a ')' at character {position} with no '(' before it: "
+                        "unbalanced parentheses")
+            opened.pop()
+    if quote:
+        return (f"has a double quote at character {quote} that is never closed: "
+                "unbalanced quotes")
+    if opened:
+        return (f"has a '(' at character {opened[-1]} that is never closed: unbalanced "
+                "parentheses")
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -148,3 +148,44 @@ def test_a_pmid_file_starting_with_a_byte_order_mark_is_read(tmp_path: Path) -> 
     pmids.write_bytes("20099675\n\ufeff28826616\n".encode())
     proc = run_cli("poll", "--pmids", str(pmids), env=cli_env(MMLR_DATA_DIR=str(tmp_path / "d")))
     assert_one_line_error(proc, f"{pmids}:2", "is not a PMID")
+
+
+@pytest.mark.parametrize(("query", "shown"), [
+    # sent as "() AND 2026/08/27:2026/12/05[crdt]" by `mmlr poll` and the modified pass
+    ("", "invalid setting MMLR_QUERY: is empty: leave MMLR_QUERY unset for the protocol query"),
+    ("   ", "invalid setting MMLR_QUERY: is empty"),
+    ('(myeloma[tiab] AND maintenance[tiab]', "invalid setting MMLR_QUERY: has a '(' at "
+     "character 1 that is never closed: unbalanced parentheses"),
+    ('myeloma[tiab]) AND (maintenance[tiab]', "invalid setting MMLR_QUERY: has a ')' at "
+     "character 14 with no '(' before it: unbalanced parentheses"),
+    ('myeloma[tiab] AND "phase III[tiab]', "invalid setting MMLR_QUERY: has a double quote at "
+     "character 19 that is never closed: unbalanced quotes"),
+])
+@pytest.mark.parametrize("modified", [False, True])
+def test_an_empty_or_unbalanced_query_is_refused_before_anything_is_sent(
+        tmp_path: Path, query: str, shown: str, modified: bool) -> None:
+    from monitor.replay_server import start_replay_server
+
+    data = tmp_path / "d"
+    (tmp_path / "corpus").mkdir()
+    with start_replay_server(tmp_path / "corpus", rate_limit=None) as srv:
+        env = cli_env(MMLR_DATA_DIR=str(data), MMLR_ENTREZ_URL=srv.url, MMLR_QUERY=query,
+                      MMLR_ENTREZ_EMAIL="tests@example.org")
+        proc = run_cli("poll", *(["--modified"] if modified else []), env=env)
+        assert_one_line_error(proc, shown)
+        assert srv.stats.total == 0  # nothing asked of E-utilities
+    _no_runs(data)
+
+
+@pytest.mark.parametrize("query", [
+    "myeloma",
+    '("Multiple Myeloma"[Mesh] OR myeloma[tiab]) AND ("phase III"[tiab] OR randomi*[tiab])',
+    '"drug (brand name)"[tiab] AND myeloma[tiab]',  # parentheses in a phrase are its text
+    '(myeloma[tiab] AND maintenence[tiab]) AND ("phase IIII"[tiab] OR randomized[tiab])',
+    'myeloma[tiab] AND smith[au] AND "maintenance therapy"[tiab:~2]',
+])
+def test_balanced_queries_load(query: str) -> None:
+    from store.settings import PROTOCOL_QUERY, Settings
+
+    assert Settings(query=query).query == query  # kept as written (the search log compares)
+    assert Settings().query == PROTOCOL_QUERY
