@@ -61,7 +61,8 @@ removes it or its decisions. Retractions, errata and expressions of concern rais
 rows, from the corrected record's links (``RetractionIn``, ``ErratumIn``,
 ``ExpressionOfConcernIn``) or from the notice's (``RetractionOf``, ``ErratumFor``,
 ``ExpressionOfConcernFor``), ``in_analysis`` when the PMID is a trial report's or a record a
-curator included; so does the deletion of such a record.
+curator included; so does the deletion of such a record. A link cited by its text alone that
+later gets the notice's PMID is the same notice: its alert is given the PMID, not repeated.
 """
 
 from __future__ import annotations
@@ -580,7 +581,7 @@ class _BatchStore:
         content = {name: getattr(rec, name) for name in CONTENT_FIELDS}
         digest = content_digest(content)
         record = self.existing.get(rec.pmid)
-        old_links: set[tuple[str, int | None]] = set()
+        old_links: set[tuple[str | None, int | None, str | None]] = set()
         was_retracted = False
         if record is None:
             # New rows are plain attribute bags inserted with one executemany in
@@ -598,7 +599,8 @@ class _BatchStore:
         else:
             stored_before = True
             was_retracted = record.retracted
-            old_links = {(c.get("ref_type"), c.get("pmid")) for c in record.comments_corrections}
+            old_links = {(c.get("ref_type"), c.get("pmid"), c.get("source"))
+                         for c in record.comments_corrections}
             if record.content_hash != digest and (
                     record.content_hash == legacy_content_hash(content)):
                 # Stored before migration 0013 and otherwise unchanged: only the locators
@@ -649,9 +651,29 @@ class _BatchStore:
             self.session.add(Alert(kind=kind, pmid=pmid, related_pmid=related, message=message,
                                    in_analysis=pmid in self.in_analysis))
 
+    def _number_alert(self, kind: str, pmid: int, related: int, message: str) -> None:
+        """NLM added the notice's PMID to a link it had cited by its text alone: the alert
+        raised then (related PMID None) now names it; no second alert for the same notice."""
+        numbered = self.session.exec(select(Alert.id).where(
+            Alert.kind == kind, Alert.pmid == pmid, Alert.related_pmid == related)).first()
+        if numbered is not None:
+            return
+        alert = self.session.exec(select(Alert).where(
+            Alert.kind == kind, Alert.pmid == pmid, col(Alert.related_pmid).is_(None))
+            .order_by(col(Alert.id))).first()
+        if alert is not None:
+            alert.related_pmid, alert.message = related, message
+            self.session.add(alert)
+
     def _links(self, rec: ParsedRecord, record: Any, *, stored_before: bool,
-               was_retracted: bool, old_links: set[tuple[str, int | None]]) -> None:
+               was_retracted: bool,
+               old_links: set[tuple[str | None, int | None, str | None]]) -> None:
         in_analysis = rec.pmid in self.in_analysis
+        known = {(ref, target) for ref, target, _ in old_links}
+        # Links cited by text alone before: the same link with a PMID now is the same notice.
+        unnumbered = {(ref, source) for ref, target, source in old_links if target is None}
+        unnumbered -= {(c.get("ref_type"), c.get("source")) for c in rec.comments_corrections
+                       if c.get("pmid") is None}  # still cited by text alone
         title = shorten(rec.title, ALERT_TITLE_CHARS)
         if rec.is_retracted and not was_retracted:
             record.retracted = True
@@ -665,10 +687,14 @@ class _BatchStore:
         for link in rec.comments_corrections:
             ref, target = link.get("ref_type"), link.get("pmid")
             kind = _NOTICE_LINKS.get(ref or "")
-            if kind and (ref, target) not in old_links and (stored_before or in_analysis):
-                self._alert(kind, rec.pmid, target,
-                            f"PMID {rec.pmid} ({title}) has {_WHAT[kind]}"
-                            + (f" (PMID {target})" if target else f": {link.get('source')}"))
+            if kind and (ref, target) not in known and (stored_before or in_analysis):
+                message = (f"PMID {rec.pmid} ({title}) has {_WHAT[kind]}"
+                           + (f" (PMID {target})" if target else f": {link.get('source')}"))
+                if target and (ref, link.get("source")) in unnumbered:
+                    unnumbered.discard((ref, link.get("source")))
+                    self._number_alert(kind, rec.pmid, target, message)
+                else:
+                    self._alert(kind, rec.pmid, target, message)
             notice_for = _NOTICE_FOR_LINKS.get(ref or "")
             if notice_for in _WHAT and target and (
                     target in self.existing or target in self.in_analysis):
