@@ -3,8 +3,8 @@
 A plan decides, for the Nth request the server receives (1-based, over all endpoints), whether
 to answer with a fault instead of the real response. Two spellings:
 
-- ``"429@3,500@7,timeout@9,truncate@11,error200@13,reset@15,slow@17,omit@19"``: that exact
-  request gets that fault (one fault per request number);
+- ``"429@3,500@7,timeout@9,truncate@11,error200@13,reset@15,slow@17,omit@19,empty@21"``:
+  that exact request gets that fault (one fault per request number);
 - ``"random:0.2"``: every request gets a fault with probability 0.2, the kind drawn uniformly
   from :data:`RANDOM_KINDS`, from a generator seeded by the server's ``seed`` so a run can be
   replayed exactly.
@@ -15,7 +15,10 @@ HTML error page), ``timeout`` (hold the connection longer than the client waits)
 carrying a transient ``<ERROR>``), ``slow`` (answer correctly, but late), ``omit`` (an efetch
 answer, well-formed, that leaves out the last record it would hold, as a transiently incomplete
 answer would; real NCBI leaves a PMID out the same way when it is deleted, so the poller must
-ask again before it believes a deletion; other endpoints answer normally).
+ask again before it believes a deletion; other endpoints answer normally), ``empty`` (an efetch
+answer that is the empty ``PubmedArticleSet`` whatever it asked for: the answer for PMIDs PubMed
+has no record of, given for records it has, as an NCBI fault may; other endpoints answer
+normally).
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import threading
 from store.errors import ValidationError
 from store.ids import is_ascii_number
 
-KINDS = ("429", "500", "502", "503", "timeout", "reset", "truncate", "error200", "slow", "omit")
+KINDS = ("429", "500", "502", "503", "timeout", "reset", "truncate", "error200", "slow", "omit",
+         "empty")
 #: Kinds drawn by ``random:P`` plans. "slow" is left out: it is not a failure. "omit" is left
 #: out: a poll recovers from it only for PMIDs it had stored (it asks for them again); a new
 #: PMID left out is, by design, only counted as missing (nothing tells it from a bad PMID), so
-#: a soak with omissions could not end in the fault-free database.
+#: a soak with omissions could not end in the fault-free database. "empty" too, for the same
+#: reason.
 RANDOM_KINDS = ("429", "500", "503", "timeout", "reset", "truncate", "error200")
 
 

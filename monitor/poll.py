@@ -20,7 +20,9 @@ One poll, under the database lock ``poll`` (so two workers never poll at once):
    *stored* is asked for again, alone, before that transaction; only the documented answer
    for a PMID PubMed has no record of, an empty ``PubmedArticleSet``, marks it deleted. If
    that request fails, the batch is not stored and the run stops as ``interrupted`` (nothing is
-   marked deleted; the next poll resumes the batch and asks again). A left-out PMID that was
+   marked deleted; the next poll resumes the batch and asks again). So it does when the answer
+   held none of the batch's PMIDs and :data:`MASS_DELETION` or more stored ones each came back
+   empty alone: that is an NCBI fault, not NLM deleting a whole batch. A left-out PMID that was
    never stored costs no request now: it is counted (``PollRun.missing``) and every later
    create-date poll asks for it again with its batch (whatever kind of run left it out), until
    it arrives or :data:`LEFT_OUT_RETRY_DAYS` (30) have passed since the first answer that left
@@ -130,6 +132,10 @@ _MDAT_SETTLE = timedelta(days=1)
 #: fault, and with MMLR_RECHECK_DAYS=0 one left out once was never asked for again, while the
 #: summary said "asked again by the next polls".
 LEFT_OUT_RETRY_DAYS = 30
+#: A batch answered with none of its PMIDs, each stored one of them at least this many
+#: confirmed "deleted" when asked for alone, is an NCBI fault, not NLM deleting them all: the
+#: batch fails (nothing marked deleted) and the next poll asks again.
+MASS_DELETION = 10
 #: CommentsCorrections links on a record that raise an alert of this kind.
 _NOTICE_LINKS = {"ErratumIn": "erratum", "ExpressionOfConcernIn": "expression_of_concern"}
 #: The same links seen from the notice: a new notice record names the record it corrects at
@@ -447,6 +453,17 @@ class _Poller:
                 log.warning("poll run %d batch %d: PMID %d was left out, and asked for alone "
                             "it did not come back as the empty answer of a deleted PMID "
                             "either; not marked deleted", run_id, index + 1, pmid)
+        deleted = len(answer.confirmed_deleted)
+        if deleted >= MASS_DELETION and not answer.records and not answer.cited_deleted:
+            # NLM deletes a few records a year; every record of a batch at once is an answer
+            # that lost its articles (twice), which marked them all deleted unchecked.
+            message = (f"efetch returned none of the {len(batch)} PMIDs of batch {index + 1} "
+                       f"of poll run {run_id}, and each of the {deleted} stored ones came back "
+                       "empty when asked for alone: taken for an E-utilities fault, not "
+                       f"{deleted} deletions")
+            log.error("%s; nothing was marked deleted", message)
+            raise EntrezError(message, hint="nothing was marked deleted; the next poll "
+                              "resumes this batch and asks again")
         return answer
 
     def _stored_deleted(self, pmids: list[int]) -> dict[int, bool]:

@@ -377,6 +377,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return False  # only an article set can leave a record out
             status, body = srv.efetch(params, omit_last=True)
             self._send(status, body, XML_TYPE, headers)
+        elif fault == "empty":
+            if endpoint != "efetch" or (params.get("db") or ["pubmed"])[-1] != "pubmed":
+                return False
+            self._send(200, _EFETCH_EMPTY, XML_TYPE, headers)
         return True
 
     def _answer(self, endpoint: str, params: dict[str, list[str]]) -> tuple[int, bytes]:

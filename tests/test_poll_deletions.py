@@ -371,3 +371,56 @@ def test_an_included_record_deleted_by_two_transient_misses_heals_in_the_watched
         assert (later.deleted, later.deletion_checks, later.missing) == (0, 0, 0)
         assert state(ctx)[1102] == (True, "include", "Publisher")
         ctx.dispose()
+
+
+def test_a_whole_batch_answered_empty_twice_is_an_ncbi_fault_not_deletions(
+        tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """An efetch answer with none of a batch's records, and each of them empty again when
+    asked for alone, marked every stored record of the batch deleted, unchecked. NLM deletes
+    a few records a year: that many at once is a fault, and the next poll asks again."""
+    from monitor.poll import MASS_DELETION
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pmids = list(range(5000, 5000 + MASS_DELETION))
+    write_article_set(corpus / "records.xml", [
+        synthetic_article(p, created=TODAY - timedelta(days=10)) for p in pmids])
+    with start_replay_server(corpus, rate_limit=None) as srv:
+        ctx = make_context(make_settings(tmp_path, db_url, srv.url,
+                                         entrez_batch_size=MASS_DELETION))
+        wipe(ctx)
+        poll(ctx, pmids=pmids, backoff_base=0.001)
+        assert sorted(state(ctx)) == pmids
+        # Request 1 is the batch, 2 to MASS_DELETION + 1 each PMID alone: all answered with
+        # the empty PubmedArticleSet of PMIDs PubMed has no record of.
+        srv.set_faults(",".join(f"empty@{n}" for n in range(1, MASS_DELETION + 2)))
+        srv.reset_stats()
+        with caplog.at_level(logging.ERROR, logger="monitor.poll"), \
+                pytest.raises(EntrezError) as caught:
+            poll(ctx, pmids=pmids, backoff_base=0.001)
+        assert srv.stats.faults == {"empty": MASS_DELETION + 1}
+        with ctx.sessions() as session:
+            run_id = session.exec(select(PollRun.id).where(PollRun.kind == "pmids")
+                                  .order_by(col(PollRun.id).desc())).first()
+        line = caught.value.one_line()
+        assert line.startswith(
+            f"efetch returned none of the {MASS_DELETION} PMIDs of batch 1 of poll run {run_id}, "
+            "and "
+            f"each of the {MASS_DELETION} stored ones came back empty when asked for alone: "
+            f"taken for an E-utilities fault, not {MASS_DELETION} deletions"), line
+        assert "nothing was marked deleted; the next poll resumes this batch" in line
+        assert "taken for an E-utilities fault" in caplog.text
+        assert not any(deleted for deleted, _, _ in state(ctx).values())
+        assert alerts(ctx) == {}
+        with ctx.sessions() as session:
+            run = session.exec(select(PollRun).where(PollRun.id == run_id)).one()
+            assert (run.status, run.batches_done, run.deleted) == ("interrupted", 0, 0)
+        # NCBI recovers: the next poll resumes the batch, and every record is still there.
+        srv.set_faults(None)
+        summary = poll(ctx, backoff_base=0.001)
+        assert summary.resumed == 1 and summary.deleted == 0
+        assert not any(deleted for deleted, _, _ in state(ctx).values())
+        with ctx.sessions() as session:
+            run = session.exec(select(PollRun).where(PollRun.id == run_id)).one()
+            assert (run.status, run.unchanged, run.deleted) == ("completed", MASS_DELETION, 0)
+        ctx.dispose()

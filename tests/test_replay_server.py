@@ -235,6 +235,18 @@ def test_omit_fault_leaves_the_last_record_out_of_one_efetch(corpus: Path) -> No
         assert srv.stats.faults == {"omit": 2}
 
 
+def test_empty_fault_answers_an_efetch_with_no_record(corpus: Path) -> None:
+    with start_replay_server(corpus, rate_limit=None, faults="empty@1,empty@2") as srv:
+        # an esearch is answered whole: only an article set can be empty
+        assert "<Count>4</Count>" in _post(srv.url, "esearch", term="x 2025:2025[crdt]").text
+        empty = _post(srv.url, "efetch", id="101,103,104")
+        assert empty.status_code == 200 and b"<PubmedArticleSet>" in empty.content
+        assert list(iter_records(empty.content)) == []  # well-formed, and empty
+        whole = _post(srv.url, "efetch", id="101,103,104")
+        assert [r.pmid for r in iter_records(whole.content)] == [101, 103, 104]
+        assert srv.stats.faults == {"empty": 2}
+
+
 def test_wrong_db_and_unknown_endpoint(corpus: Path) -> None:
     with start_replay_server(corpus, rate_limit=None) as srv:
         assert "Invalid db name specified: gds" in httpx.get(
