@@ -8,6 +8,7 @@ import dataclasses
 import email
 import io
 import math
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import free_port
+from conftest import PG_URL, free_port
 from sqlmodel import select
 
 from reports.digest import build_digest, deliver_digest
@@ -564,6 +565,79 @@ def test_a_recipient_who_says_it_arrived_is_confirmed_not_resent(ctx) -> None:  
         assert row.error.endswith("; confirmed received by the recipient")
         [entry] = s.exec(select(AuditLog).where(AuditLog.action == "delivery.confirmed")).all()
         assert (entry.actor, entry.object_id) == ("cli", str(digest.id))
+
+
+class LocksTheDatabase(Capture):
+    """Another writer (the web app, a job) takes SQLite's write lock while the first message
+    is being accepted, and keeps it until mmlr has given up waiting for it (``let_go``)."""
+
+    def __init__(self, db_path: str) -> None:
+        super().__init__()
+        self.db_path = db_path
+        self.holder: sqlite3.Connection | None = None
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if self.holder is None:
+            self.holder = sqlite3.connect(self.db_path, isolation_level=None,
+                                          check_same_thread=False)
+            self.holder.execute("BEGIN IMMEDIATE")
+        return await super().handle_DATA(server, session, envelope)
+
+    def let_go(self) -> None:
+        if self.holder is not None and self.holder.in_transaction:
+            self.holder.execute("COMMIT")
+
+
+def test_a_copy_whose_delivery_cannot_be_recorded_is_not_sent_again(ctx, db_url) -> None:  # type: ignore[no-untyped-def]
+    # The Delivery row was written only after the server accepted the message: when that
+    # write failed (the database locked past the busy timeout, or the process killed while
+    # the server answered), no row said it went out, and the next --send sent another copy.
+    from sqlalchemy import event
+
+    from monitor.status import gather_status
+    from store.engine import database_locked
+
+    if PG_URL:
+        pytest.skip("SQLite's database-wide write lock")
+    handler = LocksTheDatabase(db_url.removeprefix("sqlite:///"))
+
+    @event.listens_for(ctx.engine, "connect")
+    def no_wait(dbapi_conn: Any, _record: Any) -> None:  # the test need not wait out 30 s
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
+
+    @event.listens_for(ctx.engine, "handle_error")
+    def gave_up(context: Any) -> None:  # mmlr gave up on the lock: the other writer is done
+        if database_locked(context.sqlalchemy_exception):
+            handler.let_go()
+
+    ctx.engine.dispose()  # the connections made from here on do not wait
+    controller, port = _serve(handler)
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
+                         digest_to="a@example.org,b@example.org")
+    try:
+        digest = build_digest(sctx)
+        line = _failed_delivery(sctx, digest)
+        assert handler.holder is not None and not handler.holder.in_transaction
+        assert line.startswith(f"digest #{digest.id} went to the SMTP server for a@example.org, "
+                               "but what happened could not be recorded (another process holds "
+                               "the database locked: database is locked): its delivery stays "
+                               "`unknown` (it may have arrived) and is not resent by itself; "
+                               "the 1 recipients after it were not tried")
+        assert "`mmlr digest --confirm-received a@example.org`" in line
+        with ctx.sessions() as s:
+            [row] = s.exec(select(Delivery)).all()
+        assert (row.recipient, row.status) == ("a@example.org", "unknown")
+        assert "its outcome was never recorded" in (row.error or "")
+        assert any("may not have reached 1 of 1 recipients" in p and "--resend-unknown" in p
+                   for p in gather_status(sctx.settings).problems)
+        lines = deliver_digest(sctx, digest, retry_delays=FAST)
+    finally:
+        controller.stop()
+        handler.let_go()
+    assert any("may already have reached a@example.org" in x for x in lines)
+    assert any("sent to b@example.org" in x for x in lines)
+    assert [r for rcpts, _ in handler.messages for r in rcpts] == ["a@example.org",
+                                                                   "b@example.org"]
 
 
 def test_login_with_credentials(ctx, smtp_auth) -> None:  # type: ignore[no-untyped-def]
