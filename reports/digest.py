@@ -1615,6 +1615,7 @@ def _deliver_smtp(
     settings = ctx.settings
     lines: list[str] = []
     failures: list[str] = []
+    skipped: list[str] = []  # unsubscribed during the delivery: no copy, no row
     unknown = 0
     cid_html, images = inline_images(digest.html)
     server_error: DeliveryError | None = None
@@ -1633,6 +1634,12 @@ def _deliver_smtp(
                              "recorded): not resent; "
                              "`mmlr digest --send --resend-unknown` sends it again, "
                              f"`mmlr digest --confirm-received {rcpt}` records it arrived")
+                continue
+            if unsubscribe is not None and not _still_subscribed(session, rcpt):
+                # Unsubscribed since the list was read (a long batch, a slow server): the
+                # one-click link was clicked, and this copy went out all the same.
+                skipped.append(f"digest #{digest.id} not sent to {rcpt}: unsubscribed while "
+                               "the digest was being sent")
                 continue
             row = row or Delivery(digest_id=int(digest.id or 0), channel="smtp", recipient=rcpt)
             if server_error is not None:
@@ -1702,24 +1709,38 @@ def _deliver_smtp(
             # Commit per recipient: a crash later must not lose the record of what went out.
             _record(session, digest, rcpt, recipients, sent=True)
             lease.renew()  # a long list of recipients outlasts no lease
+        counts: dict[str, Any] = {"sent": len(lines), "failed": len(failures)}
+        if skipped:
+            counts["unsubscribed"] = len(skipped)
         audit(session, "digest.delivered", object_type="digest", object_id=digest.id,
-              channel="smtp", sent=len(lines), failed=len(failures))
+              channel="smtp", **counts)
         session.commit()
+    lines += skipped
     for line in lines:
         log.info("%s", line)
     if failures:
-        sent = len(recipients) - len(failures)
+        total = len(recipients) - len(skipped)
+        sent = total - len(failures)
         hint = "the digest is kept; run `mmlr digest --send` again to retry the failed ones"
         if unknown:
             hint += (" (not those it may have reached: ask them; "
                      "`mmlr digest --send --resend-unknown` sends it to them again, "
                      "`mmlr digest --confirm-received EMAIL` records that it arrived)")
         raise DeliveryError(
-            f"digest #{digest.id} reached {sent} of {len(recipients)} recipients"
+            f"digest #{digest.id} reached {sent} of {total} recipients"
             f"{f' (perhaps {sent + unknown})' if unknown else ''}; " + "; ".join(failures),
             hint=hint,
         )
     return lines
+
+
+def _still_subscribed(session: Session, address: str) -> bool:
+    """Whether the subscriber ``address`` is active now (read afresh: the column, not a row
+    this session may hold from before)."""
+    from store.models import Subscriber
+
+    return bool(session.exec(select(Subscriber.active).where(
+        Subscriber.email == address)).first())
 
 
 def _record(session: Session, digest: Digest, rcpt: str,
