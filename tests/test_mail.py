@@ -695,6 +695,8 @@ def test_smtps_against_a_plain_server_is_a_clear_error(smtp) -> None:  # type: i
         send_message(parse_smtp_url(f"smtps://127.0.0.1:{port}"), msg, ["a@example.org"],
                      retry_delays=FAST)
     assert "TLS" in err.value.one_line() and "\n" not in err.value.one_line()
+    assert f"the port may speak plain SMTP first: try smtp://127.0.0.1:{port}?starttls=true" \
+        in err.value.one_line()
 
 
 def test_outbox_eml_has_the_same_structure(ctx) -> None:  # type: ignore[no-untyped-def]
@@ -936,6 +938,110 @@ def test_a_failed_starttls_handshake_is_a_clear_error() -> None:
     finally:
         controller.stop()
     assert "?starttls=" in err.value.one_line()
+
+
+def _self_signed(folder: Any, name: str) -> Any:
+    """A server context with a new self-signed certificate for ``name`` (an IP address or a
+    host name); its PEM file is ``folder / "cert.pem"``."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    san = f"IP:{name}" if name[0].isdigit() else f"DNS:{name}"
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName={san}"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _send_one(url: str) -> Any:
+    msg = build_message(subject="s", text="t", html="<p>h</p>", sender="m@example.org",
+                        recipients=["a@example.org"])
+    return send_message(parse_smtp_url(url), msg, ["a@example.org"], retry_delays=FAST)
+
+
+@pytest.mark.parametrize("query", ["?timeout=1", "?starttls=true&timeout=1"])
+def test_a_plain_client_on_a_port_that_speaks_tls_first_is_told_so_at_once(
+        tmp_path, query: str) -> None:  # type: ignore[no-untyped-def]
+    # The client waited for a greeting that never comes, 4 times, then said to raise
+    # timeout= ("the server is slow or stalled").
+    handler = Capture()
+    controller, port = _serve(handler, ssl_context=_self_signed(tmp_path, "127.0.0.1"))
+    try:
+        with pytest.raises(DeliveryError) as err:
+            _send_one(f"smtp://127.0.0.1:{port}{query}")
+    finally:
+        controller.stop()
+    line = err.value.one_line()
+    assert line.startswith(f"SMTP server 127.0.0.1:{port} sent no greeting within 1 s: the "
+                           "port may expect TLS from the first byte (smtps://, usually port "
+                           "465), while MMLR_SMTP_URL"), line
+    assert f"write smtps://127.0.0.1:{port} in MMLR_SMTP_URL" in line
+    assert err.value.attempts == 1 and "attempts" not in line
+    assert handler.messages == []
+
+
+def test_a_plain_client_on_port_465_is_told_to_use_smtps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    controller = Controller(Capture(), hostname="127.0.0.1", port=465,
+                            ssl_context=_self_signed(tmp_path, "127.0.0.1"))
+    try:
+        controller.start()
+    except Exception:  # taken, or not ours to bind (aiosmtpd re-raises its thread's error)
+        pytest.skip("port 465 is not free here")
+    try:
+        with pytest.raises(DeliveryError) as err:
+            _send_one("smtp://127.0.0.1:465?timeout=1")
+    finally:
+        controller.stop()
+    assert err.value.one_line() == (
+        "SMTP server 127.0.0.1:465 sent no greeting within 1 s: port 465 expects TLS from the "
+        "first byte, and MMLR_SMTP_URL (smtp://) starts in plain text (write "
+        "smtps://127.0.0.1:465 in MMLR_SMTP_URL (no ?starttls=))")
+
+
+@pytest.mark.parametrize("scheme", ["smtps", "starttls"])
+def test_a_certificate_not_trusted_says_why_and_how_to_trust_it(
+        tmp_path, monkeypatch, scheme: str) -> None:  # type: ignore[no-untyped-def]
+    # It said "CERTIFICATE_VERIFY_FAILED (check smtps:// versus ?starttls=true ...)"
+    # when both were right: the relay's certificate is signed by a private CA.
+    handler = Capture()
+    context = _self_signed(tmp_path, "127.0.0.1")
+    controller, port = _serve(handler, **({"ssl_context": context} if scheme == "smtps"
+                                          else {"tls_context": context}))
+    url = f"smtps://127.0.0.1:{port}" if scheme == "smtps" else \
+        f"smtp://127.0.0.1:{port}?starttls=true"
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    try:
+        with pytest.raises(DeliveryError) as err:
+            _send_one(url)
+        line = err.value.one_line()
+        assert line.startswith(f"the TLS certificate of SMTP server 127.0.0.1:{port} is not "
+                               "trusted: self-signed certificate ("), line
+        assert "SSL_CERT_FILE" in line and "smtps:// versus" not in line
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))  # as the hint says
+        result = _send_one(url)
+    finally:
+        controller.stop()
+    assert result.accepted == ["a@example.org"] and len(handler.messages) == 1
+
+
+def test_a_certificate_for_another_host_says_which_name_to_use(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    controller, port = _serve(Capture(), ssl_context=_self_signed(tmp_path, "mail.example.org"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+    try:
+        with pytest.raises(DeliveryError) as err:
+            _send_one(f"smtps://127.0.0.1:{port}")
+    finally:
+        controller.stop()
+    line = err.value.one_line()
+    assert f"the TLS certificate of SMTP server 127.0.0.1:{port} is not trusted: IP address " \
+        "mismatch, certificate is not valid for '127.0.0.1'" in line
+    assert "the host name the certificate is for, not '127.0.0.1'" in line
 
 
 # ----------------------------------------------------------------------------- undelivered
