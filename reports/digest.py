@@ -64,6 +64,7 @@ from typing import Any, cast
 
 import jinja2
 from sqlalchemy import func, inspect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstanceState
 from sqlmodel import Session, col, select
 
@@ -1614,6 +1615,7 @@ def _deliver_smtp(
     settings = ctx.settings
     lines: list[str] = []
     failures: list[str] = []
+    skipped: list[str] = []  # unsubscribed during the delivery: no copy, no row
     unknown = 0
     cid_html, images = inline_images(digest.html)
     server_error: DeliveryError | None = None
@@ -1628,9 +1630,16 @@ def _deliver_smtp(
             if row is not None and row.status == "unknown" and not resend_unknown:
                 # It may have arrived: a second copy is worse than asking (RFC 5321 §6.1).
                 lines.append(f"digest #{digest.id} may already have reached {rcpt} (the server "
-                             "did not answer after the message was sent): not resent; "
+                             "did not answer after the message was sent, or its answer was not "
+                             "recorded): not resent; "
                              "`mmlr digest --send --resend-unknown` sends it again, "
                              f"`mmlr digest --confirm-received {rcpt}` records it arrived")
+                continue
+            if unsubscribe is not None and not _still_subscribed(session, rcpt):
+                # Unsubscribed since the list was read (a long batch, a slow server): the
+                # one-click link was clicked, and this copy went out all the same.
+                skipped.append(f"digest #{digest.id} not sent to {rcpt}: unsubscribed while "
+                               "the digest was being sent")
                 continue
             row = row or Delivery(digest_id=int(digest.id or 0), channel="smtp", recipient=rcpt)
             if server_error is not None:
@@ -1640,7 +1649,7 @@ def _deliver_smtp(
                 row.status, row.error = "failed", f"not tried: {server_error.one_line()}"
                 failures.append(f"{rcpt}: not tried")
                 session.add(row)
-                session.commit()
+                _record(session, digest, rcpt, recipients, sent=False)
                 continue
             try:
                 msg = _recipient_message(digest, settings.mail_from, rcpt, cid_html, images,
@@ -1656,8 +1665,18 @@ def _deliver_smtp(
                              "remove`, /admin/subscribers) and subscribe the right one")
                 failures.append(f"{rcpt}: {row.error}")
                 session.add(row)
-                session.commit()
+                _record(session, digest, rcpt, recipients, sent=False)
                 continue
+            # Recorded before the message goes out: if what happened cannot be recorded
+            # after (the process killed while the server answers, the database held by
+            # another writer past its busy timeout), the row says it may have arrived, and
+            # the next --send does not send a second copy. It sent one, finding no row.
+            row.status, row.error = "unknown", (
+                f"being sent since {utcnow():%Y-%m-%d %H:%M} UTC; its outcome was never "
+                "recorded (the delivery stopped or could not write to the database): it may "
+                "have arrived")
+            session.add(row)
+            _record(session, digest, rcpt, recipients, sent=False)
             try:
                 result = send_message(target, msg, [rcpt], retry_delays=DEFAULT_RETRY_DELAYS
                                       if retry_delays is None else retry_delays)
@@ -1688,26 +1707,73 @@ def _deliver_smtp(
                     lines.append(f"digest #{digest.id} sent to {rcpt} ({result.message_id})")
             session.add(row)
             # Commit per recipient: a crash later must not lose the record of what went out.
-            session.commit()
+            _record(session, digest, rcpt, recipients, sent=True)
             lease.renew()  # a long list of recipients outlasts no lease
+        counts: dict[str, Any] = {"sent": len(lines), "failed": len(failures)}
+        if skipped:
+            counts["unsubscribed"] = len(skipped)
         audit(session, "digest.delivered", object_type="digest", object_id=digest.id,
-              channel="smtp", sent=len(lines), failed=len(failures))
+              channel="smtp", **counts)
         session.commit()
+    lines += skipped
     for line in lines:
         log.info("%s", line)
     if failures:
-        sent = len(recipients) - len(failures)
+        total = len(recipients) - len(skipped)
+        sent = total - len(failures)
         hint = "the digest is kept; run `mmlr digest --send` again to retry the failed ones"
         if unknown:
             hint += (" (not those it may have reached: ask them; "
                      "`mmlr digest --send --resend-unknown` sends it to them again, "
                      "`mmlr digest --confirm-received EMAIL` records that it arrived)")
         raise DeliveryError(
-            f"digest #{digest.id} reached {sent} of {len(recipients)} recipients"
+            f"digest #{digest.id} reached {sent} of {total} recipients"
             f"{f' (perhaps {sent + unknown})' if unknown else ''}; " + "; ".join(failures),
             hint=hint,
         )
     return lines
+
+
+def _still_subscribed(session: Session, address: str) -> bool:
+    """Whether the subscriber ``address`` is active now (read afresh: the column, not a row
+    this session may hold from before)."""
+    from store.models import Subscriber
+
+    return bool(session.exec(select(Subscriber.active).where(
+        Subscriber.email == address)).first())
+
+
+def _record(session: Session, digest: Digest, rcpt: str,
+            recipients: list[tuple[str, str | None]], *, sent: bool) -> None:
+    """Commit ``rcpt``'s Delivery row; a database that cannot be written (locked by another
+    process past the busy timeout, gone) ends the delivery with a DeliveryError saying what
+    went out. ``sent``: the SMTP exchange for ``rcpt`` has taken place, and its row, written
+    ``unknown`` before it, stays so."""
+    from store.engine import database_locked, unreachable_reason
+
+    try:
+        session.commit()
+    except DBAPIError as exc:
+        session.rollback()
+        why = ("another process holds the database locked" if database_locked(exc)
+               else "the database cannot be written")
+        why = f"{why}: {unreachable_reason(exc)}"
+        rest = [r for r, _ in recipients]
+        after = len(rest) - rest.index(rcpt) - 1
+        others = f"; the {after} recipients after it were not tried" if after else ""
+        if not sent:
+            raise DeliveryError(
+                f"digest #{digest.id}: its delivery to {rcpt} could not be recorded before "
+                f"sending ({why}), so it was not sent{others}",
+                hint="run `mmlr digest --send` again once the database is free") from None
+        raise DeliveryError(
+            f"digest #{digest.id} went to the SMTP server for {rcpt}, but what happened could "
+            f"not be recorded ({why}): its delivery stays `unknown` (it may have arrived) and "
+            f"is not resent by itself{others}",
+            hint=f"once the database is free: ask {rcpt}; `mmlr digest --confirm-received "
+                 f"{rcpt}` records that it arrived, `mmlr digest --send --resend-unknown` "
+                 "sends it again; `mmlr digest --send` sends it to the recipients not tried"
+        ) from None
 
 
 def _recipient_message(

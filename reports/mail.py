@@ -329,12 +329,22 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str],
         smtp.data_end_timeout = data_end_timeout
     except (ConnectionError, TimeoutError, smtplib.SMTPConnectError,
             smtplib.SMTPServerDisconnected) as exc:
+        # A bare TimeoutError is the TCP connection; smtplib words a timeout reading the
+        # greeting as a disconnection. No greeting is rarely a slow server: a plain client
+        # on a port that speaks TLS first waits for one forever, and retrying it timed out 4
+        # times, then said to raise timeout=.
+        if isinstance(exc, smtplib.SMTPServerDisconnected) and _timed_out(exc):
+            raise _no_greeting(target) from None
         raise _connection_failed(exc, target) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise _untrusted(exc, target) from None
     except ssl.SSLError as exc:
         raise DeliveryError(
             f"TLS handshake with SMTP server {target.host}:{target.port} failed: "
             f"{exc.reason or exc.__class__.__name__}",
-            hint="check smtps:// versus ?starttls=true in MMLR_SMTP_URL",
+            hint=f"the port may speak plain SMTP first: try smtp://{target.host}:"
+                 f"{target.port}?starttls=true (usually port 587) in MMLR_SMTP_URL"
+            if target.ssl else "check smtps:// versus ?starttls=true in MMLR_SMTP_URL",
         ) from None
     except OSError as exc:  # DNS failure, unreachable network: not worth retrying
         raise DeliveryError(
@@ -356,6 +366,8 @@ def _send_once(target: SmtpTarget, msg: EmailMessage, recipients: Sequence[str],
             ssl.SSLError) as exc:
         if smtp.data_sent:  # the server may have stored it: another copy would be a second
             raise _unknown(exc, smtp) from None
+        if isinstance(exc, ssl.SSLCertVerificationError):  # after STARTTLS
+            raise _untrusted(exc, target) from None
         if isinstance(exc, ssl.SSLError):  # STARTTLS accepted, then the handshake failed
             raise DeliveryError(
                 f"TLS handshake with SMTP server {target.host}:{target.port} failed: "
@@ -497,6 +509,48 @@ def _connection_failed(exc: BaseException, target: SmtpTarget) -> _Transient:
             hint="the server is slow or stalled; raise timeout= in MMLR_SMTP_URL "
                  f"(now {target.timeout:g} s) if it is just slow")
     return _Transient(_describe_os_error(exc))
+
+
+def _no_greeting(target: SmtpTarget) -> DeliveryError:
+    """The server accepted the connection and said nothing (not retried: see _send_once)."""
+    where, wait = f"{target.host}:{target.port}", f"{target.timeout:g} s"
+    if target.ssl:
+        return DeliveryError(
+            f"SMTP server {where} sent no greeting within {wait}",
+            hint="the server is slow or stalled; raise timeout= in MMLR_SMTP_URL "
+                 f"(now {wait}) if it is just slow")
+    plain = "smtp://…?starttls=true" if target.starttls else "smtp://"
+    if target.port == 465:
+        return DeliveryError(
+            f"SMTP server {where} sent no greeting within {wait}: port 465 expects TLS from "
+            f"the first byte, and MMLR_SMTP_URL ({plain}) starts in plain text",
+            hint=f"write smtps://{target.host}:465 in MMLR_SMTP_URL (no ?starttls=)")
+    return DeliveryError(
+        f"SMTP server {where} sent no greeting within {wait}: the port may expect TLS from "
+        f"the first byte (smtps://, usually port 465), while MMLR_SMTP_URL ({plain}) starts "
+        "in plain text",
+        hint=f"if it does, write smtps://{target.host}:{target.port} in MMLR_SMTP_URL (no "
+             f"?starttls=); if the server is just slow, raise timeout= (now {wait})")
+
+
+def _untrusted(exc: ssl.SSLCertVerificationError, target: SmtpTarget) -> DeliveryError:
+    """A certificate that does not verify: what OpenSSL says of it, and how to trust it."""
+    why = _one_line(str(exc.verify_message or exc.reason or "verification failed"))
+    if exc.verify_code in _NAME_MISMATCH:
+        hint = (f"write in MMLR_SMTP_URL the host name the certificate is for, not "
+                f"{target.host!r}")
+    else:
+        hint = ("to trust a private CA or a self-signed certificate, set SSL_CERT_FILE in "
+                "mmlr's environment to a PEM file holding it and the public CAs: the system's "
+                "bundle with it appended, as the calls to NCBI read that file too")
+    return DeliveryError(
+        f"the TLS certificate of SMTP server {target.host}:{target.port} is not trusted: {why}",
+        hint=hint)
+
+
+#: OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: the
+#: certificate is valid, for another name.
+_NAME_MISMATCH = (62, 64)
 
 
 def _timed_out(exc: BaseException) -> bool:

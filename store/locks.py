@@ -302,9 +302,25 @@ def job_lock(engine: Engine, name: str, *, ttl: float = 3600.0) -> Iterator[JobL
     try:
         yield JobLease(engine, name, holder, ttl)
     finally:
-        table = _LOCK_TABLE
+        _sqlite_release(engine, name, holder)
+
+
+def _sqlite_release(engine: Engine, name: str, holder: str) -> None:
+    """Delete the lease row. A database another process keeps locked past the busy timeout
+    leaves it: raising then would replace the job's own error (which says what it did and
+    did not record) with one about the lock. The lease is taken over when it expires or
+    once this process has ended."""
+    from store.engine import database_locked
+
+    table = _LOCK_TABLE
+    try:
         with engine.begin() as conn:
             conn.execute(delete(table).where(table.c.name == name, table.c.holder == holder))
+    except OperationalError as exc:
+        if not database_locked(exc):
+            raise
+        log.warning("lock %r: not released, the database is locked by another process; it is "
+                    "taken over once its lease expires or this process has ended", name)
 
 
 def _pg_still_held(conn: Connection, name: str) -> bool:

@@ -453,7 +453,10 @@ class Settings(BaseSettings):
         None,
         description="`smtp://user:pass@host:587?starttls=true` or `smtps://…`, optionally "
         "`timeout=SECONDS` (above 0, default 30); `starttls` is `true` or `false`, other "
-        "parameters are refused; unset: digests go to the outbox folder.",
+        "parameters are refused; a `#`, `/` or `?` in the user name or password must be "
+        "percent-encoded (`%23`, `%2F`, `%3F`: the password `Ab#cd` is written `Ab%23cd`), "
+        "else the URL is refused (an `@` may stay as it is); unset: digests go to the outbox "
+        "folder.",
     )
     mail_from: str = Field("mmlr@localhost", description="Sender of digest e-mails: an "
                            "address, or `Name <address>` (one mailbox; a name with a comma "
@@ -924,6 +927,26 @@ _TRUE_WORDS = {"1", "true", "yes"}
 _FALSE_WORDS = {"0", "false", "no"}
 
 
+#: The one-line refusal of :func:`unencoded_in_smtp_userinfo` (the URL is never quoted).
+UNENCODED_SMTP = ("MMLR_SMTP_URL: percent-encode '#', '/', '?' in the user name or password "
+                  "(e.g. %23 for '#')")
+
+
+def unencoded_in_smtp_userinfo(url: str) -> bool:
+    """Whether the user name or password of an SMTP URL holds a '#', '/' or '?' not
+    percent-encoded. Each ends the authority for a URL parser, which then read the rest of the
+    password as the port ("invalid port 'Xy7'", quoting it), or the user name as the host and
+    the password's first digits as the port, without a word. An SMTP URL has no path and its
+    parameters hold no '@', so the user name and password are all before its last '@'. An
+    '@' there is no trouble: the last '@' ends them, for ``urlsplit`` as here (a user name
+    that is an e-mail address, as many providers' are, works written as it is)."""
+    start = url.find("://")
+    if start < 0:
+        return False
+    at = url.rfind("@", start + 3)
+    return at >= 0 and any(ch in url[start + 3:at] for ch in "#/?")
+
+
 def parse_smtp_url(url: str) -> SmtpTarget:
     """Parse ``smtp://user:pass@host:587?starttls=true`` / ``smtps://…``; raise ConfigError."""
     from urllib.parse import unquote
@@ -934,6 +957,9 @@ def parse_smtp_url(url: str) -> SmtpTarget:
             "MMLR_SMTP_URL must start with smtp:// or smtps://, "
             f"got {parts.scheme or 'no scheme'!r}"
         )
+    if unencoded_in_smtp_userinfo(url):
+        raise ConfigError(UNENCODED_SMTP, hint="'/' is %2F and '?' %3F; the password Ab#cd is "
+                          "written smtp://USER:Ab%23cd@HOST:587")
     # A port 0 was taken as "none" (the default, 25) without a word.
     port_problem = url_port_problem(url)
     if port_problem:

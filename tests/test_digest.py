@@ -115,6 +115,24 @@ def test_first_digest_reports_everything_current(ctx) -> None:  # type: ignore[n
     assert "2 analyses changed" in digest.subject and "2 new flagged records" in digest.subject
 
 
+def test_a_flagged_records_decision_is_in_both_parts(ctx) -> None:  # type: ignore[no-untyped-def]
+    # The HTML part said "decision: exclude" beside a flagged record; the text part left it
+    # out, so a reader of plain-text mail took it for one still to screen.
+    seed(ctx)
+    with ctx.sessions() as s:
+        s.add(Record(pmid=90000005, title="Decided trial", journal="Blood", year=2024,
+                     flagged=True, score=0.8, decision="exclude"))
+        s.commit()
+    digest = build_digest(ctx)
+    assert {r["pmid"]: r["decision"] for r in digest.summary["new_flagged"]}[90000005] == \
+        "exclude"
+    assert "PMID 90000005 · decision: exclude" in digest.html
+    assert "Blood. 2024; PMID 90000005; score 0.80; decision: exclude\n" in digest.text
+    # an undecided one says nothing of a decision, in either part
+    line = next(x for x in digest.text.splitlines() if "PMID 90000002" in x)
+    assert "decision" not in line
+
+
 def test_first_digest_of_an_empty_review_is_still_stored(ctx) -> None:  # type: ignore[no-untyped-def]
     digest = build_digest(ctx)
     assert digest.id is not None and not is_unchanged(digest)

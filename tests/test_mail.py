@@ -8,6 +8,7 @@ import dataclasses
 import email
 import io
 import math
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import free_port
+from conftest import PG_URL, free_port
 from sqlmodel import select
 
 from reports.digest import build_digest, deliver_digest
@@ -566,6 +567,79 @@ def test_a_recipient_who_says_it_arrived_is_confirmed_not_resent(ctx) -> None:  
         assert (entry.actor, entry.object_id) == ("cli", str(digest.id))
 
 
+class LocksTheDatabase(Capture):
+    """Another writer (the web app, a job) takes SQLite's write lock while the first message
+    is being accepted, and keeps it until mmlr has given up waiting for it (``let_go``)."""
+
+    def __init__(self, db_path: str) -> None:
+        super().__init__()
+        self.db_path = db_path
+        self.holder: sqlite3.Connection | None = None
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if self.holder is None:
+            self.holder = sqlite3.connect(self.db_path, isolation_level=None,
+                                          check_same_thread=False)
+            self.holder.execute("BEGIN IMMEDIATE")
+        return await super().handle_DATA(server, session, envelope)
+
+    def let_go(self) -> None:
+        if self.holder is not None and self.holder.in_transaction:
+            self.holder.execute("COMMIT")
+
+
+def test_a_copy_whose_delivery_cannot_be_recorded_is_not_sent_again(ctx, db_url) -> None:  # type: ignore[no-untyped-def]
+    # The Delivery row was written only after the server accepted the message: when that
+    # write failed (the database locked past the busy timeout, or the process killed while
+    # the server answered), no row said it went out, and the next --send sent another copy.
+    from sqlalchemy import event
+
+    from monitor.status import gather_status
+    from store.engine import database_locked
+
+    if PG_URL:
+        pytest.skip("SQLite's database-wide write lock")
+    handler = LocksTheDatabase(db_url.removeprefix("sqlite:///"))
+
+    @event.listens_for(ctx.engine, "connect")
+    def no_wait(dbapi_conn: Any, _record: Any) -> None:  # the test need not wait out 30 s
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
+
+    @event.listens_for(ctx.engine, "handle_error")
+    def gave_up(context: Any) -> None:  # mmlr gave up on the lock: the other writer is done
+        if database_locked(context.sqlalchemy_exception):
+            handler.let_go()
+
+    ctx.engine.dispose()  # the connections made from here on do not wait
+    controller, port = _serve(handler)
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
+                         digest_to="a@example.org,b@example.org")
+    try:
+        digest = build_digest(sctx)
+        line = _failed_delivery(sctx, digest)
+        assert handler.holder is not None and not handler.holder.in_transaction
+        assert line.startswith(f"digest #{digest.id} went to the SMTP server for a@example.org, "
+                               "but what happened could not be recorded (another process holds "
+                               "the database locked: database is locked): its delivery stays "
+                               "`unknown` (it may have arrived) and is not resent by itself; "
+                               "the 1 recipients after it were not tried")
+        assert "`mmlr digest --confirm-received a@example.org`" in line
+        with ctx.sessions() as s:
+            [row] = s.exec(select(Delivery)).all()
+        assert (row.recipient, row.status) == ("a@example.org", "unknown")
+        assert "its outcome was never recorded" in (row.error or "")
+        assert any("may not have reached 1 of 1 recipients" in p and "--resend-unknown" in p
+                   for p in gather_status(sctx.settings).problems)
+        lines = deliver_digest(sctx, digest, retry_delays=FAST)
+    finally:
+        controller.stop()
+        handler.let_go()
+    assert any("may already have reached a@example.org" in x for x in lines)
+    assert any("sent to b@example.org" in x for x in lines)
+    assert [r for rcpts, _ in handler.messages for r in rcpts] == ["a@example.org",
+                                                                   "b@example.org"]
+
+
 def test_login_with_credentials(ctx, smtp_auth) -> None:  # type: ignore[no-untyped-def]
     handler, port = smtp_auth
     sctx = with_settings(ctx, smtp_url=f"smtp://digest:s3cret-pa55@127.0.0.1:{port}",
@@ -621,6 +695,8 @@ def test_smtps_against_a_plain_server_is_a_clear_error(smtp) -> None:  # type: i
         send_message(parse_smtp_url(f"smtps://127.0.0.1:{port}"), msg, ["a@example.org"],
                      retry_delays=FAST)
     assert "TLS" in err.value.one_line() and "\n" not in err.value.one_line()
+    assert f"the port may speak plain SMTP first: try smtp://127.0.0.1:{port}?starttls=true" \
+        in err.value.one_line()
 
 
 def test_outbox_eml_has_the_same_structure(ctx) -> None:  # type: ignore[no-untyped-def]
@@ -862,6 +938,110 @@ def test_a_failed_starttls_handshake_is_a_clear_error() -> None:
     finally:
         controller.stop()
     assert "?starttls=" in err.value.one_line()
+
+
+def _self_signed(folder: Any, name: str) -> Any:
+    """A server context with a new self-signed certificate for ``name`` (an IP address or a
+    host name); its PEM file is ``folder / "cert.pem"``."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    san = f"IP:{name}" if name[0].isdigit() else f"DNS:{name}"
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName={san}"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _send_one(url: str) -> Any:
+    msg = build_message(subject="s", text="t", html="<p>h</p>", sender="m@example.org",
+                        recipients=["a@example.org"])
+    return send_message(parse_smtp_url(url), msg, ["a@example.org"], retry_delays=FAST)
+
+
+@pytest.mark.parametrize("query", ["?timeout=1", "?starttls=true&timeout=1"])
+def test_a_plain_client_on_a_port_that_speaks_tls_first_is_told_so_at_once(
+        tmp_path, query: str) -> None:  # type: ignore[no-untyped-def]
+    # The client waited for a greeting that never comes, 4 times, then said to raise
+    # timeout= ("the server is slow or stalled").
+    handler = Capture()
+    controller, port = _serve(handler, ssl_context=_self_signed(tmp_path, "127.0.0.1"))
+    try:
+        with pytest.raises(DeliveryError) as err:
+            _send_one(f"smtp://127.0.0.1:{port}{query}")
+    finally:
+        controller.stop()
+    line = err.value.one_line()
+    assert line.startswith(f"SMTP server 127.0.0.1:{port} sent no greeting within 1 s: the "
+                           "port may expect TLS from the first byte (smtps://, usually port "
+                           "465), while MMLR_SMTP_URL"), line
+    assert f"write smtps://127.0.0.1:{port} in MMLR_SMTP_URL" in line
+    assert err.value.attempts == 1 and "attempts" not in line
+    assert handler.messages == []
+
+
+def test_a_plain_client_on_port_465_is_told_to_use_smtps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    controller = Controller(Capture(), hostname="127.0.0.1", port=465,
+                            ssl_context=_self_signed(tmp_path, "127.0.0.1"))
+    try:
+        controller.start()
+    except Exception:  # taken, or not ours to bind (aiosmtpd re-raises its thread's error)
+        pytest.skip("port 465 is not free here")
+    try:
+        with pytest.raises(DeliveryError) as err:
+            _send_one("smtp://127.0.0.1:465?timeout=1")
+    finally:
+        controller.stop()
+    assert err.value.one_line() == (
+        "SMTP server 127.0.0.1:465 sent no greeting within 1 s: port 465 expects TLS from the "
+        "first byte, and MMLR_SMTP_URL (smtp://) starts in plain text (write "
+        "smtps://127.0.0.1:465 in MMLR_SMTP_URL (no ?starttls=))")
+
+
+@pytest.mark.parametrize("scheme", ["smtps", "starttls"])
+def test_a_certificate_not_trusted_says_why_and_how_to_trust_it(
+        tmp_path, monkeypatch, scheme: str) -> None:  # type: ignore[no-untyped-def]
+    # It said "CERTIFICATE_VERIFY_FAILED (check smtps:// versus ?starttls=true ...)"
+    # when both were right: the relay's certificate is signed by a private CA.
+    handler = Capture()
+    context = _self_signed(tmp_path, "127.0.0.1")
+    controller, port = _serve(handler, **({"ssl_context": context} if scheme == "smtps"
+                                          else {"tls_context": context}))
+    url = f"smtps://127.0.0.1:{port}" if scheme == "smtps" else \
+        f"smtp://127.0.0.1:{port}?starttls=true"
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    try:
+        with pytest.raises(DeliveryError) as err:
+            _send_one(url)
+        line = err.value.one_line()
+        assert line.startswith(f"the TLS certificate of SMTP server 127.0.0.1:{port} is not "
+                               "trusted: self-signed certificate ("), line
+        assert "SSL_CERT_FILE" in line and "smtps:// versus" not in line
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))  # as the hint says
+        result = _send_one(url)
+    finally:
+        controller.stop()
+    assert result.accepted == ["a@example.org"] and len(handler.messages) == 1
+
+
+def test_a_certificate_for_another_host_says_which_name_to_use(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    controller, port = _serve(Capture(), ssl_context=_self_signed(tmp_path, "mail.example.org"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+    try:
+        with pytest.raises(DeliveryError) as err:
+            _send_one(f"smtps://127.0.0.1:{port}")
+    finally:
+        controller.stop()
+    line = err.value.one_line()
+    assert f"the TLS certificate of SMTP server 127.0.0.1:{port} is not trusted: IP address " \
+        "mismatch, certificate is not valid for '127.0.0.1'" in line
+    assert "the host name the certificate is for, not '127.0.0.1'" in line
 
 
 # ----------------------------------------------------------------------------- undelivered

@@ -410,6 +410,40 @@ def test_base_url_with_a_user_or_password_is_refused_without_echoing_it(
     assert "S3cretPw" not in line and "digest@" not in line
 
 
+@pytest.mark.parametrize("value", [
+    # '#' ended the host part: the rest of the password was quoted as the port
+    "smtp://digest:Xy7#s3cretTail@mail.example.org:587?starttls=true",
+    # … or read, without a word, as host 'digest', port 2024, no login
+    "smtp://digest:2024#s3cretTail@mail.example.org:587",
+    "smtps://digest:Xy7/s3cretTail@mail.example.org",
+    "smtp://digest:Xy7?s3cretTail@mail.example.org:587?starttls=true",
+    "smtp://dig#est:s3cretTail@mail.example.org:587",  # in the user name
+])
+def test_an_unencoded_hash_slash_or_question_mark_in_the_smtp_login_is_refused_unquoted(
+        monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("MMLR_SMTP_URL", value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    line = err.value.one_line()
+    assert "MMLR_SMTP_URL: percent-encode '#', '/', '?' in the user name or password" in line
+    assert "%23" in line and "\n" not in line
+    for part in ("s3cret", "Xy7", "2024", "digest:", "dig#est", "Tail"):
+        assert part not in line, part
+    with pytest.raises(ConfigError, match="percent-encode"):
+        parse_smtp_url(value)
+
+
+def test_an_encoded_or_at_sign_smtp_login_is_read_as_written() -> None:
+    target = parse_smtp_url("smtp://digest:Xy7%23s3cret%2F%3F@mail.example.org:587"
+                            "?starttls=true")
+    assert (target.host, target.port, target.username, target.password, target.starttls) == (
+        "mail.example.org", 587, "digest", "Xy7#s3cret/?", True)
+    # a user name that is an e-mail address needs no encoding: the last '@' ends it
+    target = parse_smtp_url("smtps://me@example.org:pa@ss@mail.example.org")
+    assert (target.host, target.port, target.username, target.password) == (
+        "mail.example.org", 465, "me@example.org", "pa@ss")
+
+
 def test_postgres_scheme_is_normalised_to_psycopg() -> None:
     s = Settings(database_url="postgresql://u@h/db")
     assert s.db_url == "postgresql+psycopg://u@h/db"

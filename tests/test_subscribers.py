@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import re
+import threading
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -315,6 +316,42 @@ def test_an_unsubscribed_person_gets_nothing_on_the_next_digest(ctx, smtp) -> No
     [line] = deliver_digest(sctx, second, retry_delays=FAST)
     assert f"digest #{second.id} sent to cy@example.org" in line
     assert list(by_recipient(handler)) == ["cy@example.org"]
+
+
+def test_who_unsubscribes_during_a_delivery_gets_no_copy_of_it(ctx, smtp, app) -> None:  # type: ignore[no-untyped-def]
+    # The recipients were read once, before the first message: someone who clicked the
+    # one-click link while the batch was going out still got that digest.
+    handler, port = smtp
+    handler.hold_first = True  # the server keeps the first message waiting
+    sctx = with_settings(ctx, smtp_url=f"smtp://127.0.0.1:{port}",
+                         base_url="https://review.example.org/")
+    flag_a_new_record(ctx, 91000003)
+    subscribe(ctx, "aaa@example.org", "bbb@example.org", "ccc@example.org")
+    with ctx.sessions() as s:
+        token = unsubscribe_token(row_of(s, "bbb@example.org"), SECRET)
+    digest = build_digest(sctx)
+    out: dict[str, list[str]] = {}
+    sending = threading.Thread(
+        target=lambda: out.update(lines=deliver_digest(sctx, digest, retry_delays=FAST)))
+    sending.start()
+    try:
+        assert handler.holding.wait(60), "the delivery never reached the server"
+        with TestClient(app) as mail_client:  # bbb's mail client: the one-click POST
+            response = mail_client.post(f"/unsubscribe?t={token}",
+                                        data={"List-Unsubscribe": "One-Click"})
+        assert response.status_code == 200 and "You are unsubscribed" in response.text
+    finally:
+        handler.release.set()
+        sending.join(60)
+    assert sorted(by_recipient(handler)) == ["aaa@example.org", "ccc@example.org"]
+    assert f"digest #{digest.id} not sent to bbb@example.org: unsubscribed while the digest " \
+        "was being sent" in out["lines"]
+    assert sum(f"digest #{digest.id} sent to" in line for line in out["lines"]) == 2
+    with ctx.sessions() as s:
+        assert sorted(r.recipient for r in s.exec(select(Delivery)).all()) == [
+            "aaa@example.org", "ccc@example.org"]
+        [entry] = actions(s, "digest.delivered")
+        assert entry.details["unsubscribed"] == 1
 
 
 def test_a_row_sent_under_another_case_is_not_sent_again(ctx, smtp) -> None:  # type: ignore[no-untyped-def]
