@@ -105,6 +105,15 @@ BAD = [
     (CURVE, "0;1\n6;0,8", "line 2 ('6;0,8') is not two numbers (use a decimal point"),
     (TABLE, "0, 150\n12, 121\n24, 130", "line 3: 130 at risk at 24 is more than 121 at 12"),
     (TABLE, "6, 150", "the first row is at time 6, not 0"),
+    # the first value in percent, the rest proportions: read as percentages, HR 0.22 for 1.7
+    (CURVE, "0;100\n3;0.93\n6;0.85\n12;0.71\n24;0.50\n36;0.39\n42;0.33\n48;0.31",
+     "line 1 gives survival 100 (a percentage) but every later line at most 1 (proportions): "
+     "read as percentages the curve falls to 0.93% by time 3 (line 2); read as proportions "
+     "its first value 100 is above 1"),
+    # a table the curve cannot fit (its drop to 0.71 by 12 leaves about 99 of 140, not 139)
+    ("at_risk_control", "0\t140\n12\t139\n24\t66\n36\t35",
+     "in the reconstruction, 139 in the table: the curve's drop over 0–12 is far from "
+     "fitting the table (more than 25% off, or nobody left)"),
     ("events_control", "141", "141 events is more than the arm's 140 patients"),
     ("events_control", "8.5", "must be a whole number"),
     (CURVE, "0;1\n" * (KM_TEXT_MAX // 4 + 1), f"is longer than {KM_TEXT_MAX} characters"),
