@@ -391,3 +391,23 @@ def test_a_curve_that_does_not_fit_its_table_by_far_is_refused() -> None:
     # so is a tail's 17 for 23 (26%, but 6 patients)
     assert not km._grossly_off(17, 23) and km._grossly_off(0, 3) and km._grossly_off(60, 90)
     assert not km._grossly_off(0, 1)  # one patient: within the noise of a warning
+
+
+def test_a_total_below_the_events_before_the_tables_last_time_is_refused() -> None:
+    """20 events by time 5 (the table's last row: 100 then 80 at risk) and 10 reported in all:
+    no censoring afterwards takes events away, so the total is wrong, not the curve's tail
+    (the warning said to digitise more points on the curve's end)."""
+    curve, table = "0,1\n5,0.8\n10,0.7", "0,100\n5,80"
+    with pytest.raises(KmInputError) as caught:
+        km.reconstruct_arm(km.read_arm("control", curve, table, 10))
+    assert caught.value.field == "events_control"
+    assert caught.value.one_line() == (
+        "control arm, total events: 10 events reported, but the curve and the at-risk table "
+        "already give 20 events before time 5 (the table's last time) (check the events "
+        "(this arm's, this endpoint's) against the curve and the table)")
+    # a few events over (rounding at each point leaves up to 3 on exact curves): a warning
+    # that says so, not the advice to digitise the tail
+    ipd = km.reconstruct_arm(km.read_arm("control", curve, table, 17))
+    assert ipd.warnings == (
+        "control arm: 20 events in the reconstruction before time 5 (the at-risk table's last "
+        "time), 17 reported in all: check the events against the curve and the table",)

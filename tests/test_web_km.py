@@ -116,6 +116,9 @@ BAD = [
      "fitting the table (more than 25% off, or nobody left)"),
     ("events_control", "141", "141 events is more than the arm's 140 patients"),
     ("events_control", "8.5", "must be a whole number"),
+    # the curve and table hold 78 control events by 36 months, the table's last time
+    ("events_control", "40", "40 events reported, but the curve and the at-risk table already "
+     "give 78 events before time 36 (the table's last time)"),
     (CURVE, "0;1\n" * (KM_TEXT_MAX // 4 + 1), f"is longer than {KM_TEXT_MAX} characters"),
 ]
 
