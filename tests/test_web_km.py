@@ -166,6 +166,35 @@ def test_an_arms_events_above_the_arm_size_typed_are_refused(
     assert _estimates(app) == []
 
 
+def test_a_total_that_is_not_the_sum_of_the_arms_events_is_refused(
+        app: Any, users: dict[str, str]) -> None:
+    """Medians with events 100 in all but 300 + 300 by arm took the SE from 600 events and
+    stored 100; a KM estimate kept the same contradiction. Refused on the total, naming the
+    arms' fields; a total that adds up is accepted."""
+    trial_id = _trial(app)
+    api = TestClient(app, raise_server_exceptions=False)
+    medians = {"trial_id": trial_id, "endpoint": "PFS", "method": "medians",
+               "median_maintenance": "40", "median_control": "20",
+               "events_maintenance": "300", "events_control": "300"}
+    refused = api.post("/api/estimates", headers=_token(app, users["curator"]),
+                       json={**medians, "events": "100"})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "events: 100 is not the sum of the arms' events (events_maintenance 300 + "
+        "events_control 300 = 600): check the three, or leave the total blank")
+    curator = as_role(app, users, "curator")
+    response = _post_estimate(curator, trial_id, method="km_curves", **KM_TEXTS,
+                              events_maintenance="70", events_control="82", events="150")
+    assert response.status_code == 400
+    assert ("Events (both arms) 150 is not the sum of the arms' events (events_maintenance "
+            "70 + events_control 82 = 152)") in html.unescape(response.text)
+    assert _estimates(app) == []
+    stored = api.post("/api/estimates", headers=_token(app, users["curator"]),
+                      json={**medians, "events": "600"})
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["se"] == pytest.approx(math.sqrt(1 / 300 + 1 / 300))
+
+
 def test_a_bad_line_is_kept_and_shown_escaped(app: Any, users: dict[str, str]) -> None:
     curator = as_role(app, users, "curator")
     trial_id = _trial(app)

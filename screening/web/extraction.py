@@ -600,6 +600,7 @@ def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) ->
     if e_maint is None and values.get("events") is None and not r.errors:
         r.errors["events_maintenance"] = "(or the total events) is required for the SE"
     _arm_events_within_sizes(r, values, e_maint, e_control)
+    _arm_events_add_up(r, values, e_maint, e_control)
     if r.errors:
         return None
     inputs.update(median_maintenance=m_maint, median_control=m_control)
@@ -610,6 +611,21 @@ def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) ->
     return _derive(r, "median_maintenance", "from_medians", m_maint, m_control,
                    events_maint=e_maint, events_control=e_control,
                    events=None if e_maint is not None else values.get("events"))
+
+
+def _arm_events_add_up(r: _Reader, values: Mapping[str, Any], e_maint: int | None,
+                       e_control: int | None) -> None:
+    """Refuse a total of events that is not the sum of the arms' events, when all three are
+    given: the medians method took its SE from the arms' (300 + 300) while the estimate kept
+    the total (100), and one of the three is a typo."""
+    total = values.get("events")
+    if total is None or e_maint is None or e_control is None or "events" in r.errors:
+        return
+    if e_maint + e_control != total:
+        r.errors["events"] = (f"{total} is not the sum of the arms' events "
+                              f"(events_maintenance {e_maint} + events_control {e_control} = "
+                              f"{e_maint + e_control}): check the three, or leave the total "
+                              "blank")
 
 
 def _arm_events_within_sizes(r: _Reader, values: Mapping[str, Any], e_maint: int | None,
@@ -636,6 +652,7 @@ def _from_km_curves(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) 
     e_maint = r.integer("events_maintenance", minimum=0)
     e_control = r.integer("events_control", minimum=0)
     _arm_events_within_sizes(r, values, e_maint, e_control)
+    _arm_events_add_up(r, values, e_maint, e_control)
     if r.errors:
         return None
     inputs.update(texts)
