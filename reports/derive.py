@@ -12,6 +12,10 @@ Every function returns a :class:`DerivedEstimate` on the *maintenance vs control
   1998, Tierney 2007): V = events·r(1−r) with r the share randomised to maintenance (¼·events
   for 1:1), O−E = ±z·√V, ln HR = (O−E)/V, SE = 1/√V. Approximate: it assumes the log-rank
   statistic and a P value printed to enough digits.
+- :func:`from_hr_p_value` — an HR printed with its two-sided P value but no CI
+  (``hr_p_value``; Tierney 2007): ln HR as printed, SE = |ln HR| / z with z = Φ⁻¹(1 − p/2).
+  Approximate: it assumes the P value is that of the HR (a Wald test) and printed to enough
+  digits. An HR of 1 or P = 1 gives no SE: then only the P-value-and-events method applies.
 - :func:`from_o_minus_e` — log-rank O−E and its variance V (``o_minus_e``; Peto's one-step).
 - :func:`from_medians` — median survival per arm under exponential survival
   (``medians``): HR = median_control / median_maint, Var = 1/E_maint + 1/E_control.
@@ -50,7 +54,7 @@ class DerivedEstimate:
 
     log_hr: float
     se: float
-    method: str  # reported_ci | p_value_events | o_minus_e | medians | km_curves
+    method: str  # reported_ci | p_value_events | hr_p_value | o_minus_e | medians | km_curves
     approximate: bool = False
     orientation_entered: str = "maint_vs_control"
     warnings: list[str] = field(default_factory=list)
@@ -154,6 +158,22 @@ def _allocation(n_maint: int | None, n_control: int | None) -> tuple[float, str]
     return a / (a + b), f"V = events·r(1−r) with r = {a:g}/{a + b:g}"
 
 
+def _two_sided_p(p_value: float | str) -> float:
+    """A two-sided P value as printed: more than 0, at most 1; a bound ("<0.001") is refused."""
+    text = str(p_value).strip()
+    if text[:1] in "<>≤≥":
+        raise ValidationError(f"P value {text!r} is a bound, not a value",
+                              hint="the method needs the exact P value")
+    try:
+        p = parse_decimal(text)
+    except ValueError:
+        raise ValidationError(f"P value must be a number, got {p_value!r}") from None
+    if not 0 < p <= 1:
+        # P = 1 (printed "1.00") is z = 0, ln HR = 0: the SE comes from the events, not from z
+        raise ValidationError(f"two-sided P value must be more than 0 and at most 1, got {p:g}")
+    return p
+
+
 def from_p_value(
     p_value: float | str,
     events: int,
@@ -168,17 +188,7 @@ def from_p_value(
     printed as a bound ("<0.001") cannot be used — give the exact value. P = 1 gives
     ln HR = 0 (z = 0); the SE, 1/√V, does not depend on P, so it is accepted.
     """
-    text = str(p_value).strip()
-    if text[:1] in "<>≤≥":
-        raise ValidationError(f"P value {text!r} is a bound, not a value",
-                              hint="the method needs the exact P value")
-    try:
-        p = parse_decimal(text)
-    except ValueError:
-        raise ValidationError(f"P value must be a number, got {p_value!r}") from None
-    if not 0 < p <= 1:
-        # P = 1 (printed "1.00") is z = 0, ln HR = 0: the SE comes from the events, not from z
-        raise ValidationError(f"two-sided P value must be more than 0 and at most 1, got {p:g}")
+    p = _two_sided_p(p_value)
     if favours not in ("maintenance", "control"):
         raise ValidationError(f"favours must be 'maintenance' or 'control', got {favours!r}")
     e = _positive("number of events", events)
@@ -203,6 +213,70 @@ def from_p_value(
         approximate=True,
         notes=f"Parmar/Tierney from P = {p:g}, {e:g} events; {how}",
     )
+
+
+#: How far (relative, on top of the rounding of its printed digits) the HR derived from a P
+#: value and events may be from an HR the curator typed before the form warns: the derivation
+#: assumes a log-rank P and the allocation, so a few percent is expected; more says the printed
+#: HR and the derived one are not the same number (P 0.01, 210 events, HR 0.80 printed:
+#: derived 0.70), and the printed HR with its P value (``hr_p_value``) keeps it.
+TYPED_HR_TOLERANCE = 0.10
+
+
+def typed_hr_mismatch(typed: float | str, derived: DerivedEstimate,
+                      orientation: str = "maint_vs_control") -> str | None:
+    """A warning when ``derived`` (a P-value-and-events HR) is further from the HR typed
+    beside it (in ``orientation``, as printed) than rounding of the printed digits widened by
+    :data:`TYPED_HR_TOLERANCE` explains: HR outside [(h − ½ulp)/1.1, (h + ½ulp)·1.1]."""
+    h = as_float(parse_decimal(typed) if isinstance(typed, str) else typed)
+    half_ulp = 0.5 * 10.0 ** (-printed_decimals(typed))
+    entered = math.exp(derived.log_hr if _orientation(orientation) == "maint_vs_control"
+                       else -derived.log_hr)
+    low = (h - half_ulp) / (1 + TYPED_HR_TOLERANCE)
+    high = (h + half_ulp) * (1 + TYPED_HR_TOLERANCE)
+    if low <= entered <= high:
+        return None
+    said = (f"the HR derived from the P value and events is {entered:.3g}, but the HR typed "
+            f"is {str(typed).strip()} (more apart than its rounding and "
+            f"{TYPED_HR_TOLERANCE:.0%} explain)")
+    if h == 1:  # no SE follows from an HR of 1 and its P: no other method to suggest
+        return said + ": check the P value, the events and the HR"
+    return (said + "; the typed HR gave only the direction. If the paper prints this HR with "
+            "its P value, choose the method 'reported HR with its P value (SE from P)', which "
+            "keeps the printed HR")
+
+
+def from_hr_p_value(
+    hr: float | str,
+    p_value: float | str,
+    orientation: str = "maint_vs_control",
+) -> DerivedEstimate:
+    """Tierney 2007: an HR printed with its two-sided P value but no CI. ln HR is the printed
+    HR's (inverted when printed as control vs maintenance); SE = |ln HR| / z, z = Φ⁻¹(1 − p/2).
+
+    An HR of exactly 1 or P = 1 gives no SE (0/z, or |ln HR|/0): refused, with the P value and
+    events method suggested (its SE comes from the events).
+    """
+    orientation = _orientation(orientation)
+    h = _positive("HR", hr)
+    p = _two_sided_p(p_value)
+    if h == 1:
+        raise ValidationError(
+            "an HR of 1 with its P value gives no standard error (|ln HR| = 0)",
+            hint="choose the method 'HR from a two-sided P value and the number of events'")
+    if p >= 1:
+        raise ValidationError(
+            "a P value of 1 gives no standard error from the HR (z = 0)",
+            hint="choose the method 'HR from a two-sided P value and the number of events'")
+    z = float(stats.norm.isf(p / 2))
+    log_hr = math.log(h)
+    se = abs(log_hr) / z
+    if orientation == "control_vs_maint":
+        log_hr = -log_hr
+    return DerivedEstimate(
+        log_hr=log_hr, se=se, method="hr_p_value", approximate=True,
+        orientation_entered=orientation,
+        notes=f"Tierney: HR {h:g} as printed, SE = |ln HR| / z from P = {p:g}")
 
 
 def from_o_minus_e(o_minus_e: float, variance: float) -> DerivedEstimate:
@@ -323,6 +397,8 @@ def _derive_from(method: str, data: dict[str, Any], orientation: str) -> Derived
             raise KeyError("favours")  # reported as "the inputs lack 'favours'"
         return from_p_value(data["p_value"], data["events"], favours=favours,
                             n_maint=data.get("n_maintenance"), n_control=data.get("n_control"))
+    if method == "hr_p_value":
+        return from_hr_p_value(data["hr"], data["p_value"], orientation)
     if method == "o_minus_e":
         return from_o_minus_e(o_minus_e_of_maintenance(_float(data["o_minus_e"]), orientation),
                               data["variance"])
@@ -338,8 +414,8 @@ def _derive_from(method: str, data: dict[str, Any], orientation: str) -> Derived
             events_maintenance=_count(data.get("events_maintenance")),
             events_control=_count(data.get("events_control")))
     raise ValidationError(f"method {method!r} has no derivation inputs",
-                          hint="only p_value_events, o_minus_e, medians and km_curves are "
-                               "derived")
+                          hint="only p_value_events, hr_p_value, o_minus_e, medians and "
+                               "km_curves are derived")
 
 
 def _text(value: Any) -> str:

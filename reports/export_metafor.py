@@ -9,10 +9,11 @@ from two trials it also writes the leave-one-out table (``leave1out``) beside it
 three trials it runs Egger's test and trim-and-fill (``reports.small_study``).
 
 Each row also says how its log HR was obtained (``derivation``: reported_ci, p_value_events,
-o_minus_e, medians, km_curves; ``approximate``) and, for a derived one, what the curator typed,
-one column per input (``DERIVATION_COLUMNS``; empty when unused). Plain columns rather than a
-JSON blob, so R reads them with ``read.csv`` alone; the R script re-derives every such row
-(Parmar/Tierney, Peto, exponential medians) and prints the difference from ``yi``/``sei``.
+hr_p_value, o_minus_e, medians, km_curves; ``approximate``) and, for a derived one, what the
+curator typed, one column per input (``DERIVATION_COLUMNS``; empty when unused). Plain columns
+rather than a JSON blob, so R reads them with ``read.csv`` alone; the R script re-derives every
+such row (Parmar/Tierney, Tierney's SE from a printed HR and its P, Peto, exponential medians)
+and prints the difference from ``yi``/``sei``.
 
 A KM-curve row (``km_curves``, Guyot 2012) has its ``yi``/``sei`` like any other, but its
 inputs are lists (the digitised points and at-risk table of each arm), which no scalar column
@@ -71,7 +72,7 @@ R_NAME = "mmlr-metafor.R"
 DERIVATION_COLUMNS = ("derivation", "approximate", "orientation", "p_value", "favours",
                       "events", "n_maintenance", "n_control", "o_minus_e", "variance",
                       "median_maintenance", "median_control", "events_maintenance",
-                      "events_control")
+                      "events_control", "hr")
 #: Methods whose inputs are not scalars: written as JSON in ``derivation_inputs_json``.
 JSON_INPUT_METHODS = ("km_curves",)
 CSV_COLUMNS = ("analysis", "label", "study", "estimate_id", "yi", "sei", "subgroup",
@@ -162,7 +163,7 @@ km_ids <- unique(dat$estimate_id[dat$derivation %in% "km_curves"])
 if (length(km_ids) > 0)
   cat("\n", length(km_ids), " estimate(s) reconstructed from KM curves (km_curves) not ",
       "re-derived here: inputs in derivation_inputs_json\n", sep = "")
-derived <- dat$derivation %in% c("p_value_events", "o_minus_e", "medians")
+derived <- dat$derivation %in% c("p_value_events", "hr_p_value", "o_minus_e", "medians")
 has_inputs <- !is.na(dat$orientation) & dat$orientation != ""
 der <- dat[derived & has_inputs & !duplicated(dat$estimate_id), ]
 missing <- length(unique(dat$estimate_id[derived & !has_inputs]))
@@ -178,6 +179,9 @@ if (nrow(der) > 0) {
       z <- qnorm(as.numeric(r$p_value) / 2, lower.tail = FALSE)
       yi[i] <- ifelse(r$favours == "maintenance", -1, 1) * z * sqrt(v) / v
       sei[i] <- 1 / sqrt(v)
+    } else if (r$derivation == "hr_p_value") {
+      yi[i] <- ifelse(r$orientation == "control_vs_maint", -1, 1) * log(r$hr)
+      sei[i] <- abs(log(r$hr)) / qnorm(as.numeric(r$p_value) / 2, lower.tail = FALSE)
     } else if (r$derivation == "o_minus_e") {
       oe <- ifelse(r$orientation == "control_vs_maint", -1, 1) * r$o_minus_e
       yi[i] <- oe / r$variance

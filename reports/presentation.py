@@ -33,7 +33,8 @@ from reports.words import IntervalStyle, estimate_text, hr_limit, hr_number, rou
 Source = Literal["pooled", "printed", "trial", "derived"]
 
 #: How a derived HR came about, in a few words (the note of a one-trial analysis).
-_DERIVED_WORDS = {"p_value_events": "a P value and events", "o_minus_e": "O−E and its variance",
+_DERIVED_WORDS = {"p_value_events": "a P value and events",
+                  "hr_p_value": "a printed HR and its P value", "o_minus_e": "O−E and its variance",
                   "medians": "median survival times", "km_curves": "Kaplan–Meier curves"}
 
 

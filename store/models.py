@@ -390,7 +390,8 @@ class Estimate(SQLModel, table=True):
     ci_high: float | None = None
     log_hr: float
     se: float
-    method: str = "reported_ci"  # reported_ci | p_value_events | o_minus_e | medians | km_curves
+    # reported_ci | p_value_events | hr_p_value | o_minus_e | medians | km_curves
+    method: str = "reported_ci"
     approximate: bool = False
     orientation_entered: str = "maint_vs_control"
     data_cut: date | None = None

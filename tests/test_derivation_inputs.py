@@ -10,6 +10,7 @@ import math
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import pytest
@@ -54,6 +55,17 @@ CASES: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
         {"orientation": "control_vs_maint", "p_value": "1e-4", "events": 251, "hr": 1.45,
          "favours": "maintenance", "n_maintenance": 200, "n_control": 100},
     ),
+    "p_value_hr_one": (  # an HR of 1 takes no side: kept beside the arm chosen
+        {"method": "p_value_events", "p_value": "0.5", "events": "300", "hr": "1.00",
+         "favours": "control"},
+        {"orientation": "maint_vs_control", "p_value": "0.5", "events": 300, "hr": 1.0,
+         "favours": "control", "as_entered": {"hr": "1.00"}},
+    ),
+    "hr_p_value": (  # an HR printed with its P value, no CI (Tierney 2007)
+        {"method": "hr_p_value", "orientation": "control_vs_maint", "hr": "1.25",
+         "p_value": "0.02"},
+        {"orientation": "control_vs_maint", "hr": 1.25, "p_value": "0.02"},
+    ),
     "o_minus_e": (
         {"method": "o_minus_e", "o_minus_e": "-12.5", "variance": "40.2"},
         {"orientation": "maint_vs_control", "o_minus_e": -12.5, "variance": 40.2},
@@ -90,6 +102,11 @@ def _by_hand(method: str, inputs: dict[str, Any]) -> derive.DerivedEstimate:
         return derive.from_p_value(inputs["p_value"], inputs["events"], favours=inputs["favours"],
                                    n_maint=inputs.get("n_maintenance"),
                                    n_control=inputs.get("n_control"))
+    if method == "hr_p_value":
+        sign = -1 if inputs["orientation"] == "control_vs_maint" else 1
+        z = NormalDist().inv_cdf(1 - float(inputs["p_value"]) / 2)
+        return derive.DerivedEstimate(log_hr=sign * math.log(inputs["hr"]),
+                                      se=abs(math.log(inputs["hr"])) / z, method=method)
     if method == "o_minus_e":
         sign = -1 if inputs["orientation"] == "control_vs_maint" else 1
         return derive.from_o_minus_e(sign * inputs["o_minus_e"], inputs["variance"])
@@ -179,13 +196,18 @@ def test_derive_from_inputs_refuses_incomplete_or_foreign_inputs() -> None:
 def test_trial_page_shows_the_inputs_next_to_the_method(app: Any, users: dict[str, str]) -> None:
     curator = as_role(app, users, "curator")
     trial_id = _trial(app)
-    for case in ("p_value", "o_minus_e_control_arm", "medians_per_arm"):
+    for case in ("p_value", "o_minus_e_control_arm", "medians_per_arm", "hr_p_value",
+                 "p_value_hr_one"):
         assert _post_estimate(curator, trial_id, **CASES[case][0]).status_code == 303
     page = as_role(app, users, "viewer").get(f"/trials/{trial_id}").text
     assert ("derived from P = 0.003 and 210 events; favours maintenance" in page)
+    assert ("HR 1.25 (entered as control vs maintenance) as printed, SE from its two-sided "
+            "P = 0.02 (no CI printed)") in page
+    # an HR of 1 gave no direction: the arm chosen did
+    assert "derived from P = 0.5 and 300 events; favours control; HR 1.00 typed" in page
     assert "derived from O − E = 9.75 and V = 33 (entered for the control arm)" in page
     assert "derived from medians 27.5 vs 15.1 months and 120/140 events" in page
-    assert page.count('class="derivation-inputs"') == 3
+    assert page.count('class="derivation-inputs"') == 5
 
 
 def test_trial_page_escapes_the_inputs(app: Any, users: dict[str, str]) -> None:
@@ -277,6 +299,8 @@ def test_correction_form_is_prefilled_with_the_inputs(app: Any, users: dict[str,
 @pytest.mark.parametrize("case,change", [
     ("p_value", ("events", "220")),
     ("p_value_arms_and_hr", ("p_value", "0.02")),
+    ("p_value_hr_one", ("events", "320")),
+    ("hr_p_value", ("p_value", "0.03")),
     ("o_minus_e_control_arm", ("variance", "35.5")),
     ("medians_per_arm", ("events_control", "150")),
     ("medians_total_events", ("median_control", "18.5")),
@@ -413,6 +437,9 @@ def test_metafor_export_carries_the_inputs(ctx: Any, tmp_path: Path) -> None:
             p["n_maintenance"], p["n_control"], p["orientation"]) == (
         "p_value_events", "TRUE", "1e-4", "251", "maintenance", "200", "100",
         "control_vs_maint")
+    t = by_study["Trial hr_p_value"]
+    assert (t["derivation"], t["approximate"], t["hr"], t["p_value"], t["orientation"],
+            t["events"]) == ("hr_p_value", "TRUE", "1.25", "0.02", "control_vs_maint", "")
     o = by_study["Trial o_minus_e_control_arm"]
     assert (o["o_minus_e"], o["variance"], o["approximate"]) == ("9.75", "33.0", "FALSE")
     m = by_study["Trial medians_total_events"]

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import pytest
 from scipy import stats
 
-from reports.derive import from_ci, from_medians, from_o_minus_e, from_p_value, printed_decimals
+from reports.derive import (
+    derive_from_inputs,
+    from_ci,
+    from_hr_p_value,
+    from_medians,
+    from_o_minus_e,
+    from_p_value,
+    printed_decimals,
+    typed_hr_mismatch,
+)
 from store.errors import ValidationError
 
 
@@ -156,3 +166,64 @@ def test_medians_exponential() -> None:
         from_medians(41.9, 21.6, events_maint=60)
     with pytest.raises(ValidationError, match="maintenance median"):
         from_medians(0, 21.6, events=10)
+
+
+# ----------------------------------------------------------------------------- HR and its P
+def test_hr_with_its_p_value_keeps_the_hr_and_takes_the_se_from_p() -> None:
+    """Tierney 2007: an HR printed with its P value and no CI keeps the HR; SE = |ln HR|/z."""
+    z = NormalDist().inv_cdf(1 - 0.01 / 2)
+    d = from_hr_p_value("0.80", "0.01")
+    assert d.method == "hr_p_value" and d.approximate
+    assert d.log_hr == pytest.approx(math.log(0.80), abs=1e-15)
+    assert d.se == pytest.approx(abs(math.log(0.80)) / z, rel=1e-12)
+    # the stored 95% CI is rebuilt from it, 1.96·SE either side
+    assert math.log(d.ci_high) - d.log_hr == pytest.approx(1.959964 * d.se, rel=1e-6)
+    # printed as control vs maintenance: inverted, the SE unchanged
+    inverted = from_hr_p_value("1.25", "0.01", orientation="control_vs_maint")
+    assert inverted.log_hr == pytest.approx(-math.log(1.25), abs=1e-15)
+    assert inverted.se == pytest.approx(math.log(1.25) / z, rel=1e-12)
+    # an HR above 1 gives the same SE as its inverse
+    assert from_hr_p_value("1.25", "0.01").se == pytest.approx(inverted.se, rel=1e-12)
+    # the same inputs, stored, re-derive the same number
+    again = derive_from_inputs("hr_p_value", {"orientation": "control_vs_maint", "hr": 1.25,
+                                              "p_value": "0.01"})
+    assert (again.log_hr, again.se) == (inverted.log_hr, inverted.se)
+
+
+@pytest.mark.parametrize(("hr", "p", "match"), [
+    ("1", "0.03", "an HR of 1 with its P value gives no standard error"),
+    ("1.00", "0.5", "an HR of 1 with its P value gives no standard error"),
+    ("0.7", "1", "a P value of 1 gives no standard error"),
+    ("0.7", "1.00", "a P value of 1 gives no standard error"),
+    ("0.7", "<0.01", "is a bound"),
+    ("0.7", "0", "more than 0 and at most 1"),
+])
+def test_hr_with_its_p_value_refuses_what_gives_no_se(hr: str, p: str, match: str) -> None:
+    with pytest.raises(ValidationError, match=match) as caught:
+        from_hr_p_value(hr, p)
+    if "no standard error" in match:
+        assert "P value and the number of events" in str(caught.value.hint)
+
+
+def test_a_typed_hr_far_from_the_one_derived_from_p_and_events_warns() -> None:
+    """The P-value-and-events method uses a typed HR only for its direction: P 0.01 with 210
+    events derives 0.70, not the 0.80 printed; the warning names both and the other method."""
+    derived = from_p_value("0.01", 210, favours="maintenance")
+    assert derived.hr == pytest.approx(0.701, abs=5e-4)
+    warning = typed_hr_mismatch("0.80", derived)
+    assert warning is not None
+    assert "0.701" in warning and "0.80" in warning and "(SE from P)" in warning
+    # P = 1 derives HR 1 whatever the HR typed: 0.7 is far from it
+    assert typed_hr_mismatch("0.7", from_p_value("1", 210, favours="maintenance")) is not None
+    # within the typed HR's rounding widened by 10%, [(h − 0.005)/1.1, (h + 0.005)·1.1]:
+    assert typed_hr_mismatch("0.70", derived) is None
+    assert typed_hr_mismatch("0.77", derived) is None  # from 0.765/1.1 = 0.695
+    assert typed_hr_mismatch("0.78", derived) is not None  # from 0.775/1.1 = 0.705
+    assert typed_hr_mismatch("0.64", derived) is None  # up to 0.645·1.1 = 0.710
+    assert typed_hr_mismatch("0.63", derived) is not None  # up to 0.635·1.1 = 0.699
+    # the typed HR read in the orientation entered: 1/0.701 = 1.43
+    assert typed_hr_mismatch("1.43", derived, "control_vs_maint") is None
+    assert typed_hr_mismatch("1.80", derived, "control_vs_maint") is not None
+    # an HR of 1 printed with a small P: no method keeps it, so none is suggested
+    one = typed_hr_mismatch("1.00", derived)
+    assert one is not None and "SE from P" not in one and "check the P value" in one

@@ -295,6 +295,14 @@ BAD_INPUTS = [
     ("0,1\n5,0.9", "0,1e30", None, R,
      "line 1: 1e+30 at risk is more patients than any trial's arm (at most 100,000)"),
     ("0,1\n5,0.9", "0,10\n6,3", None, R, "line 2: 3 at risk at 6, after the curve's last point"),
+    # a first value in percent, the rest in proportions: read as percentages it fell to 0.9%
+    ("0,100\n6,0.9\n12,0.8", "0,10", None, C,
+     "line 1 gives survival 100 (a percentage) but every later line at most 1 (proportions): "
+     "read as percentages the curve falls to 0.9% by time 6 (line 2); read as proportions its "
+     "first value 100 is above 1 (give every survival value in one unit"),
+    ("# x, y\n0, 98.5\n6, 0.9", "0,10", None, C, "line 2 gives survival 98.5 (a percentage)"),
+    # the other way round (proportions, then percentages) rises: refused as such
+    ("0,1\n6,90\n12,80", "0,10", None, C, "line 2: survival rises to 90 from 1"),
     ("0,1\n5,0.9", "0,10", 11, E, "11 events is more than the arm's 10 patients"),
     ("0,1\n5,0.9", "0,10", -1, E, "-1 is negative"),
 ]
@@ -358,3 +366,48 @@ def test_a_total_the_tail_cannot_reach_is_said_as_the_reconstructions_limit() ->
         "on the end of the curve, at its steps, or check the curve, the table and the " \
         "events)" in warning
     assert int(ipd.event.sum()) < 40  # the reconstruction keeps to the curve
+
+
+def test_a_curve_that_does_not_fit_its_table_by_far_is_refused() -> None:
+    """Nobody left at risk where the table has 50, or 30 where it has 90: the curve and the
+    table are not the same arm's (or unit's); the reconstruction was stored with warnings."""
+    for curve, table, said in (
+            ("0,1\n6,0.5\n12,0\n60,0", "0,150\n12,50\n24,40",
+             "0 at risk at 12 in the reconstruction, 50 in the table: the curve's drop over "
+             "0–12 is far from fitting the table"),
+            ("0,1\n6,0.3\n24,0.2", "0,100\n6,90\n24,15",
+             "30 at risk at 6 in the reconstruction, 90 in the table")):
+        arm = km.read_arm("control", curve, table)
+        with pytest.raises(KmInputError) as caught:
+            km.reconstruct_arm(arm)
+        assert caught.value.field == "at_risk_control"
+        assert said in caught.value.one_line()
+        assert "more than 25% off, or nobody left" in caught.value.one_line()
+    # 30 where the table has 35: a few patients, as digitising noise leaves: a warning
+    ipd = km.reconstruct_arm(km.read_arm("control", "0,1\n6,0.3\n24,0.2",
+                                         "0,100\n6,35\n24,15"))
+    assert any("30 at risk at 6 in the reconstruction, 35 in the table" in w
+               for w in ipd.warnings)
+    # so is a tail's 17 for 23 (26%, but 6 patients)
+    assert not km._grossly_off(17, 23) and km._grossly_off(0, 3) and km._grossly_off(60, 90)
+    assert not km._grossly_off(0, 1)  # one patient: within the noise of a warning
+
+
+def test_a_total_below_the_events_before_the_tables_last_time_is_refused() -> None:
+    """20 events by time 5 (the table's last row: 100 then 80 at risk) and 10 reported in all:
+    no censoring afterwards takes events away, so the total is wrong, not the curve's tail
+    (the warning said to digitise more points on the curve's end)."""
+    curve, table = "0,1\n5,0.8\n10,0.7", "0,100\n5,80"
+    with pytest.raises(KmInputError) as caught:
+        km.reconstruct_arm(km.read_arm("control", curve, table, 10))
+    assert caught.value.field == "events_control"
+    assert caught.value.one_line() == (
+        "control arm, total events: 10 events reported, but the curve and the at-risk table "
+        "already give 20 events before time 5 (the table's last time) (check the events "
+        "(this arm's, this endpoint's) against the curve and the table)")
+    # a few events over (rounding at each point leaves up to 3 on exact curves): a warning
+    # that says so, not the advice to digitise the tail
+    ipd = km.reconstruct_arm(km.read_arm("control", curve, table, 17))
+    assert ipd.warnings == (
+        "control arm: 20 events in the reconstruction before time 5 (the at-risk table's last "
+        "time), 17 reported in all: check the events against the curve and the table",)

@@ -382,7 +382,10 @@ def test_api_correct_takes_a_derived_estimate_back_with_edited_inputs(
     assert new["derivation_inputs"] == {**old["derivation_inputs"], "p_value": "0.03"}
     # same direction (maintenance better), weaker evidence: closer to 1, never inverted
     assert old["log_hr"] < new["log_hr"] < 0
-    assert new["supersedes_id"] == old["id"] and new["warnings"] == []
+    assert new["supersedes_id"] == old["id"]
+    # the one warning: P 0.03 derives 1/1.35, no longer the 1.6 typed beside it
+    (warning,) = new["warnings"]
+    assert "is 1.35, but the HR typed is 1.6" in warning
 
     # sent back unchanged, the same inputs give the very estimate: nothing to correct
     same = api.post(f"/api/estimates/{new['id']}/correct", headers=headers, json=new)

@@ -105,8 +105,20 @@ BAD = [
     (CURVE, "0;1\n6;0,8", "line 2 ('6;0,8') is not two numbers (use a decimal point"),
     (TABLE, "0, 150\n12, 121\n24, 130", "line 3: 130 at risk at 24 is more than 121 at 12"),
     (TABLE, "6, 150", "the first row is at time 6, not 0"),
+    # the first value in percent, the rest proportions: read as percentages, HR 0.22 for 1.7
+    (CURVE, "0;100\n3;0.93\n6;0.85\n12;0.71\n24;0.50\n36;0.39\n42;0.33\n48;0.31",
+     "line 1 gives survival 100 (a percentage) but every later line at most 1 (proportions): "
+     "read as percentages the curve falls to 0.93% by time 3 (line 2); read as proportions "
+     "its first value 100 is above 1"),
+    # a table the curve cannot fit (its drop to 0.71 by 12 leaves about 99 of 140, not 139)
+    ("at_risk_control", "0\t140\n12\t139\n24\t66\n36\t35",
+     "in the reconstruction, 139 in the table: the curve's drop over 0–12 is far from "
+     "fitting the table (more than 25% off, or nobody left)"),
     ("events_control", "141", "141 events is more than the arm's 140 patients"),
     ("events_control", "8.5", "must be a whole number"),
+    # the curve and table hold 78 control events by 36 months, the table's last time
+    ("events_control", "40", "40 events reported, but the curve and the at-risk table already "
+     "give 78 events before time 36 (the table's last time)"),
     (CURVE, "0;1\n" * (KM_TEXT_MAX // 4 + 1), f"is longer than {KM_TEXT_MAX} characters"),
 ]
 
@@ -152,6 +164,35 @@ def test_an_arms_events_above_the_arm_size_typed_are_refused(
     assert refused.json()["error"] == ("events_maintenance: 900 events is more than the 100 "
                                        "patients of the maintenance arm")
     assert _estimates(app) == []
+
+
+def test_a_total_that_is_not_the_sum_of_the_arms_events_is_refused(
+        app: Any, users: dict[str, str]) -> None:
+    """Medians with events 100 in all but 300 + 300 by arm took the SE from 600 events and
+    stored 100; a KM estimate kept the same contradiction. Refused on the total, naming the
+    arms' fields; a total that adds up is accepted."""
+    trial_id = _trial(app)
+    api = TestClient(app, raise_server_exceptions=False)
+    medians = {"trial_id": trial_id, "endpoint": "PFS", "method": "medians",
+               "median_maintenance": "40", "median_control": "20",
+               "events_maintenance": "300", "events_control": "300"}
+    refused = api.post("/api/estimates", headers=_token(app, users["curator"]),
+                       json={**medians, "events": "100"})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "events: 100 is not the sum of the arms' events (events_maintenance 300 + "
+        "events_control 300 = 600): check the three, or leave the total blank")
+    curator = as_role(app, users, "curator")
+    response = _post_estimate(curator, trial_id, method="km_curves", **KM_TEXTS,
+                              events_maintenance="70", events_control="82", events="150")
+    assert response.status_code == 400
+    assert ("Events (both arms) 150 is not the sum of the arms' events (events_maintenance "
+            "70 + events_control 82 = 152)") in html.unescape(response.text)
+    assert _estimates(app) == []
+    stored = api.post("/api/estimates", headers=_token(app, users["curator"]),
+                      json={**medians, "events": "600"})
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["se"] == pytest.approx(math.sqrt(1 / 300 + 1 / 300))
 
 
 def test_a_bad_line_is_kept_and_shown_escaped(app: Any, users: dict[str, str]) -> None:

@@ -79,6 +79,16 @@ def _arm_sizes(inputs: Mapping[str, Any]) -> str:
     return f", arms {field_text(inputs['n_maintenance'])}/{field_text(inputs['n_control'])}"
 
 
+def direction_from_hr(inputs: Mapping[str, Any]) -> bool:
+    """Whether a P-value derivation's direction came from (or is implied by) the typed HR: an
+    HR of 1 takes no side, so with it the *Arm that did better* choice is the direction."""
+    hr = inputs.get("hr")
+    try:
+        return hr is not None and as_float(hr) != 1
+    except (TypeError, ValueError):
+        return False
+
+
 def describe(method: str, inputs: Mapping[str, Any] | None) -> str:
     """'derived from P = 0.003 and 210 events …' — plain text (the template escapes it)."""
     if not inputs or method == "reported_ci":
@@ -86,10 +96,17 @@ def describe(method: str, inputs: Mapping[str, Any] | None) -> str:
     get = inputs.get
     if method == "p_value_events":
         favours = f"favours {get('favours')}" if get("favours") else "direction not given"
-        if get("hr") is not None:
+        if direction_from_hr(inputs):
             favours += f" (from HR {input_text(inputs, 'hr')})"
+        elif get("hr") is not None:
+            favours += f"; HR {input_text(inputs, 'hr')} typed"
         return (f"derived from P = {field_text(get('p_value'))} and "
                 f"{field_text(get('events'))} events; {favours}{_arm_sizes(inputs)}")
+    if method == "hr_p_value":
+        entered = (" (entered as control vs maintenance)"
+                   if get("orientation") == "control_vs_maint" else "")
+        return (f"HR {input_text(inputs, 'hr')}{entered} as printed, SE from its two-sided "
+                f"P = {field_text(get('p_value'))} (no CI printed)")
     if method == "o_minus_e":
         arm = " (entered for the control arm)" if get("orientation") == "control_vs_maint" else ""
         return (f"derived from O − E = {input_text(inputs, 'o_minus_e')} and "
@@ -156,7 +173,7 @@ def form_fields(estimate: Estimate) -> dict[str, str]:
     if estimate.method == "reported_ci" or not inputs:
         return {}
     fields = {name: input_text(inputs, name) for name in INPUT_FIELDS if name in inputs}
-    if inputs.get("hr") is not None:
+    if direction_from_hr(inputs):
         fields.pop("favours", None)
     fields["orientation"] = str(inputs.get("orientation") or "maint_vs_control")
     return fields
@@ -164,13 +181,18 @@ def form_fields(estimate: Estimate) -> dict[str, str]:
 
 def curator_notes(estimate: Estimate) -> str:
     """The estimate's notes without the line the derivation appended (``parse_estimate`` adds
-    it again on saving; pre-filling it would repeat it on every correction)."""
+    it again on saving; pre-filling it would repeat it on every correction) and, for a derived
+    HR, without the entry's "Check at entry" lines after it (``save_estimate`` replaces them
+    with the correction's own; left in, they hid the derivation's line from this check)."""
     notes = estimate.notes or ""
     inputs = estimate.derivation_inputs
     if estimate.method == "reported_ci" or not inputs:
         return notes
     from reports.derive import derive_from_inputs
+    from screening.web.extraction import CHECK_PREFIX
     from store.errors import MmlrError
+
+    notes = "\n".join(line for line in notes.splitlines() if not line.startswith(CHECK_PREFIX))
 
     try:
         generated = derive_from_inputs(estimate.method, inputs).notes
@@ -221,7 +243,7 @@ def merge_derivation_inputs(data: Mapping[str, Any]) -> tuple[dict[str, Any], li
     # that gave a P value its direction comes back inside derivation_inputs).
     merged = {k: v for k, v in merged.items() if k not in _DERIVED_OUTPUTS}
     for key, value in nested.items():
-        if key == "favours" and nested.get("hr") is not None and "favours" not in merged:
+        if key == "favours" and direction_from_hr(nested) and "favours" not in merged:
             continue  # the direction came from the typed HR: derive it again (as form_fields)
         if key in merged and merged[key] is not None and key not in _DERIVED_OUTPUTS \
                 and not _same(merged[key], value):

@@ -54,6 +54,7 @@ ORIENTATIONS: dict[str, str] = {
 METHODS: dict[str, str] = {
     "reported_ci": "reported HR with 95% CI",
     "p_value_events": "no CI: HR from a two-sided P value and the number of events",
+    "hr_p_value": "no CI: reported HR with its two-sided P value (SE from P)",
     "o_minus_e": "no CI: HR from O−E and its variance V",
     "medians": "no HR: approximate HR from median times (exponential assumption)",
     "km_curves": "no HR: reconstructed from the Kaplan–Meier curves and numbers at risk "
@@ -65,6 +66,7 @@ SETTING_WORDS = {**{s: SETTING_LABELS[s] for s in SETTINGS}, "mixed": "mixed (bo
 METHOD_WORDS: dict[str, str] = {
     "reported_ci": "reported HR and 95% CI",
     "p_value_events": "from the P value and events",
+    "hr_p_value": "reported HR with its P value (SE from P)",
     "o_minus_e": "from O−E and V",
     "medians": "from median times (approximate)",
     "km_curves": "from the Kaplan–Meier curves",
@@ -260,13 +262,14 @@ def _json_text(raw: Any) -> str:
 METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "reported_ci": ("hr", "ci_low", "ci_high"),
     "p_value_events": ("p_value", "favours", "hr"),
+    "hr_p_value": ("hr", "p_value"),
     "o_minus_e": ("o_minus_e", "variance"),
     "medians": ("median_maintenance", "median_control", "events_maintenance", "events_control"),
     "km_curves": (*KM_TEXT_FIELDS, "events_maintenance", "events_control"),
 }
 #: The field a derivation's own complaint goes beside (``_derive``): the method's first input.
 LEADING_FIELD: dict[str, str] = {
-    "reported_ci": "hr", "p_value_events": "p_value", "o_minus_e": "o_minus_e",
+    "reported_ci": "hr", "p_value_events": "p_value", "hr_p_value": "hr", "o_minus_e": "o_minus_e",
     "medians": "median_maintenance", "km_curves": "curve_maintenance",
 }
 
@@ -389,6 +392,8 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         derived = _from_ci(r, orientation)
     elif method == "p_value_events":
         derived = _from_p_value(r, orientation, values, inputs)
+    elif method == "hr_p_value":
+        derived = _from_hr_p_value(r, orientation, inputs)
     elif method == "o_minus_e":
         derived = _from_o_minus_e(r, orientation, inputs)
     elif method == "medians":
@@ -404,6 +409,8 @@ def parse_estimate(data: Mapping[str, Any], *, trial: Trial,
         raise FieldErrors(r.errors)
     hr, ci_low, ci_high = printed if printed else (math.exp(derived.log_hr), derived.ci_low,
                                                    derived.ci_high)
+    if derived.method == "hr_p_value":  # the HR as printed, not exp(ln HR) (0.8000000000000002)
+        hr = inputs["hr"] if orientation == "maint_vs_control" else 1 / inputs["hr"]
     notes = "\n".join(n for n in (values["notes"], getattr(derived, "notes", "")) if n) or None
     reported = derived.method == "reported_ci"
     values.update(hr=hr, ci_low=ci_low, ci_high=ci_high,
@@ -502,11 +509,12 @@ def _favours(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> str
             r.errors["favours"] = "must be maintenance or control"
             return None
         inputs["favours"] = chosen
-        # A typed HR is this method's field too: kept when it agrees, refused when it says
-        # the other arm did better (never dropped: one of the two is a typing slip).
+        # A typed HR is this method's field too: kept when it agrees (an HR of 1 takes no
+        # side, so it always does), refused when it says the other arm did better (never
+        # dropped: one of the two is a typing slip).
         typed = r.number("hr", positive=True)
-        if typed is not None and orientation is not None and typed != 1:
-            if favours_from_hr(typed, orientation) != chosen:
+        if typed is not None and orientation is not None:
+            if typed != 1 and favours_from_hr(typed, orientation) != chosen:
                 r.errors["hr"] = (f"{_raw(r, 'hr')[:30]} says the {_other_arm(chosen)} arm did "
                                   f"better, but Arm that did better is {chosen}: check both")
                 return None
@@ -540,9 +548,33 @@ def _from_p_value(r: _Reader, orientation: str | None, values: dict[str, Any],
     for arm in ("n_maintenance", "n_control"):
         if values.get(arm) is not None:
             inputs[arm] = values[arm]
-    return _derive(r, "p_value", "from_p_value", _raw(r, "p_value"), values["events"],
-                   favours=favours, n_maint=values.get("n_maintenance"),
-                   n_control=values.get("n_control"))
+    derived = _derive(r, "p_value", "from_p_value", _raw(r, "p_value"), values["events"],
+                      favours=favours, n_maint=values.get("n_maintenance"),
+                      n_control=values.get("n_control"))
+    if derived is not None and inputs.get("hr") is not None and orientation is not None:
+        # The typed HR gave only the direction: say so when the derived one is another number.
+        from reports.derive import typed_hr_mismatch
+
+        if (warning := typed_hr_mismatch(_raw(r, "hr"), derived, orientation)) is not None:
+            derived.warnings.append(warning)
+    return derived
+
+
+def _from_hr_p_value(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> Any:
+    """An HR printed with its P value but no CI (Tierney 2007): the HR kept, SE from P."""
+    hr = _plausible_hr(r, "hr", r.number("hr", required=True, positive=True))
+    p_value = r.text("p_value", max_len=30, numbers=True)
+    if p_value is None and "p_value" not in r.errors:
+        r.errors["p_value"] = "is required"
+    if hr == 1:
+        r.errors["hr"] = ("is 1: with its P value it gives no standard error (|ln HR| = 0); "
+                          "choose the method 'HR from a two-sided P value and the number of "
+                          "events' and give the events")
+    if r.errors or orientation is None or hr is None:
+        return None
+    inputs.update(hr=hr, p_value=p_value)
+    return _derive(r, "p_value", "from_hr_p_value", _raw(r, "hr"), _raw(r, "p_value"),
+                   orientation=orientation)
 
 
 def _from_o_minus_e(r: _Reader, orientation: str | None, inputs: dict[str, Any]) -> Any:
@@ -568,6 +600,7 @@ def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) ->
     if e_maint is None and values.get("events") is None and not r.errors:
         r.errors["events_maintenance"] = "(or the total events) is required for the SE"
     _arm_events_within_sizes(r, values, e_maint, e_control)
+    _arm_events_add_up(r, values, e_maint, e_control)
     if r.errors:
         return None
     inputs.update(median_maintenance=m_maint, median_control=m_control)
@@ -578,6 +611,21 @@ def _from_medians(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) ->
     return _derive(r, "median_maintenance", "from_medians", m_maint, m_control,
                    events_maint=e_maint, events_control=e_control,
                    events=None if e_maint is not None else values.get("events"))
+
+
+def _arm_events_add_up(r: _Reader, values: Mapping[str, Any], e_maint: int | None,
+                       e_control: int | None) -> None:
+    """Refuse a total of events that is not the sum of the arms' events, when all three are
+    given: the medians method took its SE from the arms' (300 + 300) while the estimate kept
+    the total (100), and one of the three is a typo."""
+    total = values.get("events")
+    if total is None or e_maint is None or e_control is None or "events" in r.errors:
+        return
+    if e_maint + e_control != total:
+        r.errors["events"] = (f"{total} is not the sum of the arms' events "
+                              f"(events_maintenance {e_maint} + events_control {e_control} = "
+                              f"{e_maint + e_control}): check the three, or leave the total "
+                              "blank")
 
 
 def _arm_events_within_sizes(r: _Reader, values: Mapping[str, Any], e_maint: int | None,
@@ -604,6 +652,7 @@ def _from_km_curves(r: _Reader, values: dict[str, Any], inputs: dict[str, Any]) 
     e_maint = r.integer("events_maintenance", minimum=0)
     e_control = r.integer("events_control", minimum=0)
     _arm_events_within_sizes(r, values, e_maint, e_control)
+    _arm_events_add_up(r, values, e_maint, e_control)
     if r.errors:
         return None
     inputs.update(texts)
