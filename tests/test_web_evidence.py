@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import lxml.html
 import pytest
 import test_web
 from fastapi.testclient import TestClient
@@ -757,3 +758,21 @@ def test_admin_issues_api_token(app: Any, users: dict[str, str]) -> None:
         stored = session.exec(select(User.api_token_hash).where(User.id == curator_id)).one()
         assert stored and token.group(1) not in stored  # only the hash is stored
     assert PASSWORD not in page.text
+
+
+def test_a_derived_ci_limit_next_to_1_keeps_its_side_on_the_trial_page(
+        app: Any, users: dict[str, str]) -> None:
+    """O−E −12.5 with V 40 gives an upper limit of 0.997: the flash said "0.54–0.997", the
+    trial page's row and the Correct page "0.54–1.00", a CI reaching 1."""
+    curator = as_role(app, users, "curator")
+    trial_id = _trial(app)
+    saved = _post_estimate(curator, trial_id, method="o_minus_e", o_minus_e="-12.5",
+                           variance="40", endpoint="OS")
+    assert saved.status_code == 303
+    (estimate,) = _estimates(app)
+    assert 0.995 < estimate.ci_high < 1.0
+    row = lxml.html.fromstring(curator.get(f"/trials/{trial_id}").text).xpath(
+        f"//tr[@id='estimate-{estimate.id}']/td[contains(@class, 'ci')]")[0]
+    assert row.text_content().strip() == "0.54–0.997"
+    edit = " ".join(curator.get(f"/estimates/{estimate.id}/edit").text.split())
+    assert "HR 0.73 (0.54–0.997)" in edit

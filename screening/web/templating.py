@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from reports.absolute import written_per_1000
 from reports.presentation import has_heterogeneity, i2_text, trial_hr
 from reports.small_study import p_text
-from reports.words import interval_text, noun, plural, rounded
+from reports.words import hr_limit, interval_text, noun, plural, rounded
 from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
 from screening.web.deps import dual_screening, pop_flashes, verify_second_person
@@ -52,11 +52,12 @@ def _fmt_num(value: float | None, digits: int = 2) -> str:
     return rounded(value, digits)
 
 
-def _interval(low: float | None, high: float | None, digits: int = 2) -> str:
-    """"0.18–1.64" (each limit as ``num``); "—" without one of them."""
+def _interval(low: float | None, high: float | None) -> str:
+    """An HR's interval, "0.18–1.64" (each limit as ``reports.words.hr_limit`` writes it: a
+    limit next to 1 keeps its side, a tiny one stays readable); "—" without one of them."""
     if low is None or high is None:
         return "—"
-    return interval_text(_fmt_num(low, digits), _fmt_num(high, digits))
+    return interval_text(hr_limit(low, lower=True), hr_limit(high, lower=False))
 
 
 def _pvalue(value: float | None) -> str:
