@@ -131,15 +131,19 @@ def _snapshot(hr: float, low: float, high: float, *, inputs_hash: str = "h1",
                            for i, t in enumerate(["A", "B", "C"], 1)])
 
 
+def _digest_after(ctx, first: PooledResult, second: PooledResult):  # type: ignore[no-untyped-def]
+    """The digest of ``second``, stored after a digest of ``first``."""
+    for snapshot in (first, second):
+        with ctx.sessions() as s:
+            s.add(snapshot)
+            s.commit()
+        digest = build_digest(ctx)
+    return digest
+
+
 def test_a_new_code_version_with_the_same_inputs_says_so(ctx) -> None:  # type: ignore[no-untyped-def]
-    with ctx.sessions() as s:
-        s.add(_snapshot(0.90, 0.80, 1.02))
-        s.commit()
-    build_digest(ctx)
-    with ctx.sessions() as s:
-        s.add(_snapshot(0.90, 0.80, 1.03, code_version="0.2.0"))
-        s.commit()
-    d = build_digest(ctx)
+    d = _digest_after(ctx, _snapshot(0.90, 0.80, 1.02),
+                      _snapshot(0.90, 0.80, 1.03, code_version="0.2.0"))
     assert _entry(d)["method_change"] == (
         "mmlr's computation changed (code 0.1.0 → 0.2.0); same trials, estimates and "
         "pooling method")
@@ -198,14 +202,8 @@ def test_a_trial_new_to_the_analysis_is_still_newly_added(ctx) -> None:  # type:
 
 
 def test_a_pooled_limit_next_to_one_keeps_its_side_of_one(ctx) -> None:  # type: ignore[no-untyped-def]
-    with ctx.sessions() as s:
-        s.add(_snapshot(0.90, 0.80, 1.02))
-        s.commit()
-    build_digest(ctx)
-    with ctx.sessions() as s:
-        s.add(_snapshot(0.90, 0.80, 0.9996, inputs_hash="h2"))
-        s.commit()
-    d = build_digest(ctx)
+    d = _digest_after(ctx, _snapshot(0.90, 0.80, 1.02),
+                      _snapshot(0.90, 0.80, 0.9996, inputs_hash="h2"))
     entry = _entry(d)
     assert entry["crossing"] == "no longer crosses 1"
     assert entry["new"]["hr_text"] == "0.90 (0.80–0.9996)"
