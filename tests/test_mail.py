@@ -965,6 +965,17 @@ def _send_one(url: str) -> Any:
     return send_message(parse_smtp_url(url), msg, ["a@example.org"], retry_delays=FAST)
 
 
+def _refused(controller: Any, url: str) -> DeliveryError:
+    """The DeliveryError of sending one message to ``url``; ``controller`` (the server) is
+    stopped after."""
+    try:
+        with pytest.raises(DeliveryError) as err:
+            _send_one(url)
+    finally:
+        controller.stop()
+    return err.value
+
+
 @pytest.mark.parametrize("query", ["?timeout=1", "?starttls=true&timeout=1"])
 def test_a_plain_client_on_a_port_that_speaks_tls_first_is_told_so_at_once(
         tmp_path, query: str) -> None:  # type: ignore[no-untyped-def]
@@ -972,17 +983,13 @@ def test_a_plain_client_on_a_port_that_speaks_tls_first_is_told_so_at_once(
     # timeout= ("the server is slow or stalled").
     handler = Capture()
     controller, port = _serve(handler, ssl_context=_self_signed(tmp_path, "127.0.0.1"))
-    try:
-        with pytest.raises(DeliveryError) as err:
-            _send_one(f"smtp://127.0.0.1:{port}{query}")
-    finally:
-        controller.stop()
-    line = err.value.one_line()
+    error = _refused(controller, f"smtp://127.0.0.1:{port}{query}")
+    line = error.one_line()
     assert line.startswith(f"SMTP server 127.0.0.1:{port} sent no greeting within 1 s: the "
                            "port may expect TLS from the first byte (smtps://, usually port "
                            "465), while MMLR_SMTP_URL"), line
     assert f"write smtps://127.0.0.1:{port} in MMLR_SMTP_URL" in line
-    assert err.value.attempts == 1 and "attempts" not in line
+    assert error.attempts == 1 and "attempts" not in line
     assert handler.messages == []
 
 
@@ -993,12 +1000,7 @@ def test_a_plain_client_on_port_465_is_told_to_use_smtps(tmp_path) -> None:  # t
         controller.start()
     except Exception:  # taken, or not ours to bind (aiosmtpd re-raises its thread's error)
         pytest.skip("port 465 is not free here")
-    try:
-        with pytest.raises(DeliveryError) as err:
-            _send_one("smtp://127.0.0.1:465?timeout=1")
-    finally:
-        controller.stop()
-    assert err.value.one_line() == (
+    assert _refused(controller, "smtp://127.0.0.1:465?timeout=1").one_line() == (
         "SMTP server 127.0.0.1:465 sent no greeting within 1 s: port 465 expects TLS from the "
         "first byte, and MMLR_SMTP_URL (smtp://) starts in plain text (write "
         "smtps://127.0.0.1:465 in MMLR_SMTP_URL (no ?starttls=))")
@@ -1033,12 +1035,7 @@ def test_a_certificate_not_trusted_says_why_and_how_to_trust_it(
 def test_a_certificate_for_another_host_says_which_name_to_use(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     controller, port = _serve(Capture(), ssl_context=_self_signed(tmp_path, "mail.example.org"))
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
-    try:
-        with pytest.raises(DeliveryError) as err:
-            _send_one(f"smtps://127.0.0.1:{port}")
-    finally:
-        controller.stop()
-    line = err.value.one_line()
+    line = _refused(controller, f"smtps://127.0.0.1:{port}").one_line()
     assert f"the TLS certificate of SMTP server 127.0.0.1:{port} is not trusted: IP address " \
         "mismatch, certificate is not valid for '127.0.0.1'" in line
     assert "the host name the certificate is for, not '127.0.0.1'" in line
