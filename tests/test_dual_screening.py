@@ -24,8 +24,8 @@ from screening.config import ScreeningConfig
 from screening.health import screening_health, screening_order
 from screening.queue import AUDIT_EVERY, queue
 from screening.service import build_training_set, latest_decisions
-from screening.votes import screener_counts
-from screening.web.conflicts import record_resolution
+from screening.votes import blind_pairs, screener_counts
+from screening.web.conflicts import agreement, record_resolution
 from screening.web.decisions import RecordStateError, record_decision
 from store.errors import PermissionDeniedError
 from store.models import Decision, Record, User, utcnow
@@ -340,6 +340,36 @@ def test_an_unresolved_record_is_an_include_for_the_stopping_test_unless_all_say
     assert list(order.labels) == [0, 1, 1, 0, 0]
     assert order.unscreened == 1  # 6
     assert (health["screened"], health["includes_found"]) == (5, 2)
+
+
+def test_single_screening_decisions_changed_by_a_colleague_are_no_blind_pairs(ctx: Any,
+                                                                            dual: Any) -> None:
+    """Under single screening whoever decides again sees the decision they change on the
+    record's page: not a blind vote, so no agreement statistic counts it (it paired A's and
+    B's decisions, κ from 3 pairs B had seen)."""
+    people = _users(ctx)
+    a, b = people["a"], people["admin"]
+    _records(ctx, range(1, 11))
+    for pmid in range(1, 11):
+        _vote(ctx, a, pmid, "include" if pmid <= 5 else "exclude", screeners=1)
+    for pmid, decision in [(4, "exclude"), (5, "exclude"), (6, "include")]:
+        _vote(ctx, b, pmid, decision, screeners=1)
+    with ctx.sessions() as session:
+        assert blind_pairs(session) == []
+        stats = agreement(session)
+        kinds = set(session.exec(select(Decision.kind)).all())
+        decided = {r.pmid: r.decision for r in session.exec(select(Record)).all()}
+    assert (stats.binary.n, stats.binary.kappa, stats.three_way.kappa) == (0, None, None)
+    assert kinds == {"decision"}
+    assert (decided[4], decided[5], decided[6]) == ("exclude", "exclude", "include")
+    # The review turns to dual screening: the records decided before stay resolved, and the
+    # votes cast from now on pair as before.
+    _records(dual, [11])
+    _vote(dual, a, 11, "include")
+    _vote(dual, people["b"], 11, "exclude")
+    with dual.sessions() as session:
+        assert blind_pairs(session) == [("include", "exclude")]
+    assert _decision(dual, 4) == "exclude"
 
 
 def test_digest_health_counts_second_votes_and_conflicts_only_under_dual(ctx: Any,

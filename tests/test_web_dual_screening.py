@@ -630,7 +630,8 @@ def test_single_screening_pages_are_unchanged(settings: Any, tmp_path: Any) -> N
         viewer_page = as_role(single, emails, "viewer").get("/records/7").text
         assert "reason shown to all" in _history(viewer_page)
         with db(single) as session:
-            assert session.exec(select(Decision.kind)).one() == "vote"
+            # a decision, not a vote: no blind pair for the screeners' agreement
+            assert session.exec(select(Decision.kind)).one() == "decision"
             assert session.exec(select(col(AuditLog.details)).where(
                 AuditLog.action == "decision.add")).one().get("kind") is None
     finally:
