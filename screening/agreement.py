@@ -33,6 +33,9 @@ from typing import Literal
 
 VOTE = "vote"
 RESOLUTION = "resolution"
+#: A decision made under single screening: it settles the record, and is no blind vote (the
+#: record page shows the decision it changes), so no agreement statistic counts it.
+DECISION = "decision"
 INCLUDE_LIKE = frozenset({"include", "maybe"})
 THREE_CATEGORIES: tuple[str, ...] = ("include", "maybe", "exclude")
 BINARY_CATEGORIES: tuple[str, ...] = ("include", "exclude")

@@ -19,8 +19,13 @@ Two stopping tests (``screening.stopping``, Callaghan & Müller-Hansen 2020):
 Every count is of the screening pool (``count_pool``, ``store.screening_pool``): the previous
 version's reports are not screened again, and the PRISMA flow leaves them out of every count.
 
-Under dual screening a record is screened once its two votes agree or a conflict is resolved;
-until then it counts as remaining, and the summary also says how many of the remaining records
+A record is screened once somebody has looked at it: it has a decision, or (dual screening)
+a screener's vote. A record awaiting its second vote or in conflict was screened in its turn,
+in the order the test assumes, so it keeps its place in the sequence and in every count here,
+labelled as the classifier is taught it (``screening.agreement.provisional_label``: include
+when any screener's latest vote is include or maybe, recall first). Counted as unscreened, the
+includes voted on last would drop out of the sequence, leaving a run of excludes that let the
+test claim recall it does not have. The summary also says how many of the screened records
 await a second vote and how many are in conflict awaiting a resolution (``dual=True``).
 """
 
@@ -36,6 +41,7 @@ from scipy.special import betaincinv
 from sqlalchemy import and_, func
 from sqlmodel import Session, col, select
 
+from screening.agreement import INCLUDE_LIKE
 from screening.queue import PAGE_SIZE
 from screening.stopping import (
     ALPHA,
@@ -45,7 +51,7 @@ from screening.stopping import (
     ranked_p_value,
     recall_text,
 )
-from screening.votes import in_conflict, screened_once
+from screening.votes import in_conflict, provisionally_included, screened_by_anyone, screened_once
 from store.models import Decision, Record
 from store.planner import likely
 from store.screening_pool import in_screening_pool
@@ -57,11 +63,25 @@ ASSUMPTIONS = [
     "they were mostly opened below the first page of the queue or not from the queue.",
     "The audit sample is a random sample (fixed hash of the PMID) of records below the flag "
     "threshold; its decided records are representative of the unscreened low-score records.",
-    "Curators' decisions are correct.",
+    "Curators' decisions are correct; under dual screening a record awaiting its second vote "
+    "or in conflict counts as screened, as an include when any screener's latest vote is "
+    "include or maybe.",
     "Every flagged record will be screened; undecided flagged records are counted at the "
     "include rate seen among decided flagged records.",
     "The estimates cover the records in the database only, not studies the search missed.",
 ]
+
+
+def looked_at() -> Any:
+    """WHERE condition on Record: screened (module docstring): decided, or voted on."""
+    return col(Record.decision).is_not(None) | col(Record.pmid).in_(screened_by_anyone())
+
+
+def counts_as_include() -> Any:
+    """WHERE condition on Record: decided include or maybe, or unresolved with a screener's
+    latest vote include or maybe (its provisional label)."""
+    return col(Record.decision).in_(sorted(INCLUDE_LIKE)) | (
+        col(Record.decision).is_(None) & col(Record.pmid).in_(provisionally_included()))
 
 
 def count_live(session: Session, *conds: Any) -> int:
@@ -108,8 +128,8 @@ def pool_figures(session: Session, named: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Unscreened:
-    """The pool's undecided records: how many, and when the newest of them arrived (None:
-    there is none)."""
+    """The pool's records nobody has screened (no decision, no vote): how many, and when the
+    newest of them arrived (None: there is none)."""
 
     count: int
     newest: datetime | None
@@ -117,7 +137,7 @@ class Unscreened:
     @staticmethod
     def figures() -> dict[str, Any]:
         """What to read of the pool for it (for :func:`pool_figures`)."""
-        undecided = col(Record.decision).is_(None)
+        undecided = ~looked_at()
         return {"unscreened": undecided,
                 "newest_unscreened": Newest(col(Record.first_seen_at), undecided)}
 
@@ -130,9 +150,9 @@ class Unscreened:
 def health_figures(*, dual: bool = False) -> dict[str, Any]:
     """What :func:`screening_health` reads of the pool (for :func:`pool_figures`): a page that
     shows other counts of the pool beside the banner asks for both in one pass."""
-    decided = col(Record.decision).is_not(None)
-    undecided = col(Record.decision).is_(None)
-    is_include = col(Record.decision).in_(["include", "maybe"])
+    decided, undecided = looked_at(), ~looked_at()  # screened (module docstring) or not
+    is_include = counts_as_include()
+    resolved_not = col(Record.decision).is_(None)
     flagged, audit = col(Record.flagged).is_(True), col(Record.audit_sample).is_(True)
     named: dict[str, Any] = {
         "records": None, "screened": decided, "found": is_include,
@@ -143,9 +163,10 @@ def health_figures(*, dual: bool = False) -> dict[str, Any]:
         # how many remain, and the prioritised-order test's start (``screening_order``)
         **Unscreened.figures()}
     if dual:
-        # Parts of records_remaining that no longer wait for a first look: a methodologist
-        # tells "not screened yet" from "screened once" and "screeners disagree" (MECIR C40).
-        named["awaiting_second_vote"] = and_(undecided, col(Record.pmid).in_(screened_once()))
+        # Parts of the screened records that are not settled yet: a methodologist tells
+        # "screened once" and "screeners disagree" from agreed (MECIR C40).
+        named["awaiting_second_vote"] = and_(resolved_not,
+                                             col(Record.pmid).in_(screened_once()))
         named["conflicts_awaiting_resolution"] = in_conflict()
     return named
 
@@ -165,13 +186,11 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
     flagged_rate = flagged_inc / flagged_decided if flagged_decided else 1.0
     est_flagged = flagged_left * flagged_rate
 
-    out: dict[str, Any] = {
-        "records": n_records, "screened": screened, "includes_found": found,
-        "records_remaining": remaining,
-    }
-    if dual:
+    out: dict[str, Any] = {"records": n_records, "screened": screened}
+    if dual:  # parts of the screened records, right after them
         out["awaiting_second_vote"] = n["awaiting_second_vote"]
         out["conflicts_awaiting_resolution"] = n["conflicts_awaiting_resolution"]
+    out.update({"includes_found": found, "records_remaining": remaining})
     order = screening_order(session, unscreened=unscreened)
     ranked = order.test(target_recall)
     warning = order.order_warning(ranked.sample)
@@ -216,7 +235,8 @@ def screening_health(session: Session, *, target_recall: float = TARGET_RECALL,
 
 @dataclass(frozen=True)
 class ScreeningOrder:
-    """The screened records in the order they were first decided: their labels, the best
+    """The screened records (module docstring) in the order they were first decided or voted
+    on: their labels (a vote's record: its provisional label), the best
     queue place any screener opened them from (None: via the API without one, a direct link
     or a search), the index of the first screening after the newest unscreened record arrived,
     and how many live records are unscreened."""
@@ -252,7 +272,9 @@ class ScreeningOrder:
 
 def screening_order(session: Session, *, unscreened: Unscreened | None = None) -> ScreeningOrder:
     """Read the screened records in order (``ScreeningOrder``) for the prioritised-order test;
-    ``unscreened``: the pool's undecided records, when the caller has read them."""
+    ``unscreened``: the pool's unscreened records, when the caller has read them. A record
+    with votes but no resolved decision is screened, in the place of its first vote, with its
+    provisional label (module docstring)."""
     # The screening pool only: the previous version's reports were never screened here, and
     # a decision recorded on one earlier is kept but is no screening (as in the PRISMA flow).
     live = col(Record.deleted).is_(False) & in_screening_pool()
@@ -261,9 +283,11 @@ def screening_order(session: Session, *, unscreened: Unscreened | None = None) -
                     func.min(Decision.rank_shown).label("place"))
              .select_from(Record).join(Decision, col(Decision.pmid) == col(Record.pmid),
                                        isouter=True)
-             .where(live, col(Record.decision).is_not(None))
+             .where(live, looked_at())
              .group_by(col(Record.pmid), col(Record.decision)).subquery())
-    rows = session.exec(select(looks.c.decision, looks.c.place, looks.c.first_look)
+    included = looks.c.decision.in_(sorted(INCLUDE_LIKE)) | (
+        looks.c.decision.is_(None) & looks.c.pmid.in_(provisionally_included()))
+    rows = session.exec(select(included, looks.c.place, looks.c.first_look)
                         .order_by(looks.c.first_look.asc().nulls_first(), looks.c.pmid)).all()
     if unscreened is None:
         unscreened = Unscreened.of(pool_figures(session, Unscreened.figures()))
@@ -273,7 +297,7 @@ def screening_order(session: Session, *, unscreened: Unscreened | None = None) -
     # here from the rows read anyway, not by grouping the decisions a second time in SQL.
     start = sum(1 for _, _, first in rows
                 if first is None or (newest is not None and first <= newest))
-    labels = np.fromiter((d in ("include", "maybe") for d, _, _ in rows), dtype=np.int64,
+    labels = np.fromiter((bool(label) for label, _, _ in rows), dtype=np.int64,
                          count=len(rows))
     return ScreeningOrder(labels, [None if p is None else int(p) for _, p, _ in rows], start,
                           unscreened.count)

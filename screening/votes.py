@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from screening.agreement import VOTE, Vote, blind_pair, latest_votes
+from screening.agreement import INCLUDE_LIKE, VOTE, Vote, blind_pair, latest_votes
 from store.batches import in_chunks
 from store.models import Decision, Record, User
 from store.screening_pool import previous_reports_query
@@ -42,6 +42,21 @@ def screened_once() -> Any:
     return (select(Decision.pmid).where(_is_vote(), col(Decision.user_id).is_not(None))
             .group_by(col(Decision.pmid))
             .having(func.count(func.distinct(Decision.user_id)) == 1))
+
+
+def screened_by_anyone() -> Any:
+    """SELECT of the PMIDs with a vote from at least one person."""
+    return select(Decision.pmid).where(_is_vote(), col(Decision.user_id).is_not(None))
+
+
+def provisionally_included() -> Any:
+    """SELECT of the PMIDs where some screener's latest vote is include or maybe: the records
+    an unresolved record's provisional label (``screening.agreement.provisional_label``) calls
+    include (recall first). Only meaningful for records without a resolved decision."""
+    latest = (select(func.max(Decision.id)).where(_is_vote(), col(Decision.user_id).is_not(None))
+              .group_by(col(Decision.pmid), col(Decision.user_id)))
+    return select(Decision.pmid).where(col(Decision.id).in_(latest),
+                                       col(Decision.decision).in_(sorted(INCLUDE_LIKE)))
 
 
 def in_conflict() -> Any:

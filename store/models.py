@@ -296,7 +296,8 @@ class LoginAttempt(SQLModel, table=True):
 class Decision(SQLModel, table=True):
     """A curator's screening decision. Append-only.
 
-    Single screening: the latest row per record counts. Dual screening
+    Single screening: the latest row per record counts (kind ``decision``; rows stored before
+    that kind existed are of kind ``vote``). Dual screening
     (``settings.dual_screening``): rows of kind ``vote`` are each screener's
     independent votes (their latest counts) and rows of kind ``resolution`` settle a conflict
     (rules in ``screening.agreement``); ``Record.decision`` holds the outcome either way.
@@ -309,7 +310,9 @@ class Decision(SQLModel, table=True):
     # Indexed: the dual-screening queue asks "which records has this user voted on?".
     user_id: int | None = Field(default=None, foreign_key="users.id", index=True)
     decision: str  # include | exclude | maybe
-    kind: str = "vote"  # vote | resolution (a third person's or an admin's final decision)
+    # vote | resolution (a third person's or an admin's final decision) | decision (single
+    # screening)
+    kind: str = "vote"
     reason: str | None = _text()
     stage: str = "title_abstract"
     # Provenance: what the curator saw when deciding.

@@ -7,11 +7,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from conftest import table_without
 from migration_steps import alembic_config
+from scipy.stats import hypergeom
 from sqlalchemy import column, inspect, table, text
 from sqlmodel import Session, col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -19,11 +21,11 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from reports.digest import build_digest
 from screening.agreement import record_state
 from screening.config import ScreeningConfig
-from screening.health import screening_health
+from screening.health import screening_health, screening_order
 from screening.queue import AUDIT_EVERY, queue
 from screening.service import build_training_set, latest_decisions
-from screening.votes import screener_counts
-from screening.web.conflicts import record_resolution
+from screening.votes import blind_pairs, screener_counts
+from screening.web.conflicts import agreement, record_resolution
 from screening.web.decisions import RecordStateError, record_decision
 from store.errors import PermissionDeniedError
 from store.models import Decision, Record, User, utcnow
@@ -270,17 +272,104 @@ def test_screening_health_separates_second_votes_and_conflicts(dual: Any) -> Non
     with dual.sessions() as session:
         health = screening_health(session, dual=True)
         single = screening_health(session)
-    assert (health["records"], health["screened"], health["records_remaining"]) == (5, 1, 4)
+    # 1, 2 and 4 were screened (voted on) even though nothing is settled on them yet
+    assert (health["records"], health["screened"], health["records_remaining"]) == (5, 4, 1)
     assert health["awaiting_second_vote"] == 1
     assert health["conflicts_awaiting_resolution"] == 2
-    # right after the remaining records they are part of, for the banner and the digest
+    assert health["includes_found"] == 3  # 1, 2 and 4: an include or maybe vote each
+    # right after the screened records they are part of, for the banner and the digest
     keys = list(health)
-    assert keys[keys.index("records_remaining") + 1:][:2] == [
+    assert keys[keys.index("screened") + 1:][:2] == [
         "awaiting_second_vote", "conflicts_awaiting_resolution"]
     # single screening: the same summary without the two counts, in the same order
     assert single == {k: v for k, v in health.items()
                       if k not in ("awaiting_second_vote", "conflicts_awaiting_resolution")}
     assert list(single) == [k for k in keys if k in single]
+
+
+def test_the_stopping_test_keeps_the_records_voted_on_last(dual: Any) -> None:
+    """20 includes agreed on, then 800 excludes, then 5 conflicts (include / exclude) and 2
+    records with one include vote; 73 nobody looked at. Left out as unscreened, the 7 votes
+    cast last would leave a run of 800 excludes, and the test claimed recall ≥ 95% (p =
+    0.008) with 7 records somebody wants to include screened after them."""
+    people = _users(dual)
+    a, b = people["a"], people["b"]
+    _records(dual, range(1, 901), first_seen_at=utcnow() - timedelta(days=30))
+    with dual.sessions() as session:
+        for pmid in range(1, 821):
+            for user in (a, b):
+                record_decision(session, user=user, pmid=pmid, screeners=2,
+                                decision="include" if pmid <= 20 else "exclude")
+        for pmid in range(821, 826):
+            record_decision(session, user=a, pmid=pmid, decision="include", screeners=2)
+            record_decision(session, user=b, pmid=pmid, decision="exclude", screeners=2)
+        for pmid in (826, 827):
+            record_decision(session, user=a, pmid=pmid, decision="include", screeners=2)
+        session.commit()
+        health = screening_health(session, dual=True)
+        order = screening_order(session)
+    assert list(order.labels) == [1] * 20 + [0] * 800 + [1] * 7
+    assert order.unscreened == 73
+    assert (health["screened"], health["includes_found"], health["records_remaining"]) == (
+        827, 27, 73)
+    assert (health["awaiting_second_vote"], health["conflicts_awaiting_resolution"]) == (2, 5)
+    assert health["may_stop"] is False
+    # the last 807 records screened (800 excludes, then the 7 include votes) out of 880
+    assert health["stopping_p_value"] == pytest.approx(hypergeom.cdf(7, 880, 9, 807), abs=1e-4)
+    assert health["stopping_test"].startswith(
+        "cannot yet claim recall ≥ 95% (p = 0.167; the last 807 records screened held 7 "
+        "includes; 73 unscreened)")
+
+
+def test_an_unresolved_record_is_an_include_for_the_stopping_test_unless_all_say_exclude(
+        dual: Any) -> None:
+    people = _users(dual)
+    a, b, c = people["a"], people["b"], people["c"]
+    _records(dual, range(1, 7), first_seen_at=utcnow() - timedelta(days=30))
+    _vote(dual, a, 1, "exclude")  # one exclude, awaiting a second vote
+    _vote(dual, a, 2, "maybe")  # one maybe, awaiting a second vote
+    _vote(dual, a, 3, "exclude")
+    _vote(dual, b, 3, "maybe")  # conflict: maybe / exclude
+    _vote(dual, a, 4, "include")
+    _vote(dual, a, 4, "exclude")  # changed before anyone else voted: the latest counts
+    _vote(dual, c, 5, "exclude")
+    _vote(dual, b, 5, "exclude")  # agreed exclude
+    with dual.sessions() as session:
+        order = screening_order(session)
+        health = screening_health(session, dual=True)
+    assert list(order.labels) == [0, 1, 1, 0, 0]
+    assert order.unscreened == 1  # 6
+    assert (health["screened"], health["includes_found"]) == (5, 2)
+
+
+def test_single_screening_decisions_changed_by_a_colleague_are_no_blind_pairs(ctx: Any,
+                                                                            dual: Any) -> None:
+    """Under single screening whoever decides again sees the decision they change on the
+    record's page: not a blind vote, so no agreement statistic counts it (it paired A's and
+    B's decisions, κ from 3 pairs B had seen)."""
+    people = _users(ctx)
+    a, b = people["a"], people["admin"]
+    _records(ctx, range(1, 11))
+    for pmid in range(1, 11):
+        _vote(ctx, a, pmid, "include" if pmid <= 5 else "exclude", screeners=1)
+    for pmid, decision in [(4, "exclude"), (5, "exclude"), (6, "include")]:
+        _vote(ctx, b, pmid, decision, screeners=1)
+    with ctx.sessions() as session:
+        assert blind_pairs(session) == []
+        stats = agreement(session)
+        kinds = set(session.exec(select(Decision.kind)).all())
+        decided = {r.pmid: r.decision for r in session.exec(select(Record)).all()}
+    assert (stats.binary.n, stats.binary.kappa, stats.three_way.kappa) == (0, None, None)
+    assert kinds == {"decision"}
+    assert (decided[4], decided[5], decided[6]) == ("exclude", "exclude", "include")
+    # The review turns to dual screening: the records decided before stay resolved, and the
+    # votes cast from now on pair as before.
+    _records(dual, [11])
+    _vote(dual, a, 11, "include")
+    _vote(dual, people["b"], 11, "exclude")
+    with dual.sessions() as session:
+        assert blind_pairs(session) == [("include", "exclude")]
+    assert _decision(dual, 4) == "exclude"
 
 
 def test_digest_health_counts_second_votes_and_conflicts_only_under_dual(ctx: Any,

@@ -597,15 +597,18 @@ def test_health_banner_counts_second_votes_and_conflicts(app: Any, team: dict[st
     page = as_role(app, team, "viewer").get("/").text
     banner = page.split('aria-label="Screening health"')[1].split("</section>")[0]
     items = dict(re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", banner))
-    assert items["records"] == "4" and items["screened"] == "1"
-    assert items["records remaining"] == "3"  # 90000002, 90000003, 90000004
+    # screened: voted on, settled or not (90000001, 90000002, 90000003)
+    assert items["records"] == "4" and items["screened"] == "3"
+    assert items["records remaining"] == "1"  # 90000004: nobody voted on it
     assert items["awaiting second vote"] == "1"  # 90000003
     assert items["conflicts awaiting resolution"] == "1"  # 90000002
-    # The stopping test speaks about decided records only: one exclude, three remaining.
-    assert ("<strong>Stopping test:</strong> cannot yet claim recall ≥ 95% (p = 0.750; the "
-            "last record screened held 0 includes; 3 unscreened)") in banner
+    assert items["includes found"] == "2"  # 90000002 and 90000003 have an include vote
+    # The stopping test counts the records voted on, in the order of their first vote.
+    assert ("<strong>Stopping test:</strong> cannot yet claim recall ≥ 95% (p = 0.500; the "
+            "last record screened held 0 includes; 1 unscreened)") in banner
     assert "<summary>Assumptions</summary>" in banner
-    assert items["audit test"].startswith("not yet possible")  # no audit record decided
+    # 90000003, of the audit sample, has one include vote: screened, an include
+    assert (items["audit screened"], items["audit includes"]) == ("1", "1")
 
 
 def test_single_screening_pages_are_unchanged(settings: Any, tmp_path: Any) -> None:
@@ -627,7 +630,8 @@ def test_single_screening_pages_are_unchanged(settings: Any, tmp_path: Any) -> N
         viewer_page = as_role(single, emails, "viewer").get("/records/7").text
         assert "reason shown to all" in _history(viewer_page)
         with db(single) as session:
-            assert session.exec(select(Decision.kind)).one() == "vote"
+            # a decision, not a vote: no blind pair for the screeners' agreement
+            assert session.exec(select(Decision.kind)).one() == "decision"
             assert session.exec(select(col(AuditLog.details)).where(
                 AuditLog.action == "decision.add")).one().get("kind") is None
     finally:

@@ -8,7 +8,9 @@ request without them (an older page, an API client that does not send them) gets
 record's current version and score. The version must exist and the score must be a number in
 [0, 1]; the audit mark is always read from the record.
 
-Single screening (``screeners == 1``): the decision settles the record, the latest counts.
+Single screening (``screeners == 1``): the decision settles the record, the latest counts;
+its row is of kind ``decision``, not a vote: whoever decides again has seen the decision they
+change, so the screeners' agreement (blind vote pairs) never counts it.
 Dual screening (``screeners == 2``; ``store.settings.is_dual_screening`` tells them apart): the
 row is a vote, and the record is settled only when two people agree (``screening.agreement``);
 a settled record, or a conflict the voter is not part of, refuses further votes (a resolution
@@ -29,7 +31,14 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from screening.agreement import VOTE, Vote, decision_after_vote, latest_votes, record_state
+from screening.agreement import (
+    DECISION,
+    VOTE,
+    Vote,
+    decision_after_vote,
+    latest_votes,
+    record_state,
+)
 from screening.votes import votes_on
 from store.audit import audit
 from store.errors import StateError, ValidationError
@@ -193,13 +202,13 @@ def record_decision(session: Session, *, user: User, pmid: int, decision: str,
     # then finds it, instead of both being stored.
     record = locked_record(session, pmid)
     same = repeated_decision(session, user=user, pmid=pmid, decision=decision, reason=reason,
-                             kind=VOTE, own_latest=False)
+                             kind=DECISION, own_latest=False)
     if same is not None and record.decision == decision:
         log.info("PMID %s: %s's decision %s repeated; nothing stored", pmid, user.id, decision)
         return Recorded(same, created=False)
     version_shown, score_shown = _provenance(record, shown)
     row = Decision(
-        pmid=pmid, user_id=user.id, decision=decision, reason=reason,
+        pmid=pmid, user_id=user.id, decision=decision, reason=reason, kind=DECISION,
         model_version_id=version_shown, score_shown=score_shown,
         rank_shown=rank_shown, audit_sample=record.audit_sample,
     )
