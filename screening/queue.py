@@ -27,7 +27,7 @@ from typing import TypeVar
 from sqlalchemy import and_, func
 from sqlmodel import Session, col, select
 
-from screening.agreement import VOTE
+from screening.agreement import DECISION, VOTE
 from screening.draw import audit_draw
 from screening.votes import hidden_from_queue, screener_counts
 from store.models import BY_SCORE, PENDING_AUDIT, Decision, Record
@@ -138,13 +138,14 @@ def queue(session: Session, *, limit: int = 50, offset: int = 0,
 
 
 def decided_since_audit(session: Session, user_id: int) -> int:
-    """``user_id``'s screening decisions (votes) since their latest decision on a record of the
-    audit sample (all of them when there is none): read from the stored decisions, so the
-    count holds across requests, processes and restarts, and is each person's own."""
+    """``user_id``'s screening decisions (votes, or single screening's decisions) since their
+    latest decision on a record of the audit sample (all of them when there is none): read
+    from the stored decisions, so the count holds across requests, processes and restarts,
+    and is each person's own."""
     last = session.exec(select(func.max(Decision.id)).where(
         Decision.user_id == user_id, col(Decision.audit_sample).is_(True))).one()
-    stmt = select(func.count()).select_from(Decision).where(Decision.user_id == user_id,
-                                                            Decision.kind == VOTE)
+    stmt = select(func.count()).select_from(Decision).where(
+        Decision.user_id == user_id, col(Decision.kind).in_((VOTE, DECISION)))
     if last is not None:
         stmt = stmt.where(col(Decision.id) > last)
     return int(session.exec(stmt).one())
