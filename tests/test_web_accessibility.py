@@ -144,3 +144,6 @@ def test_the_extraction_forms_report_error_is_tied_to_its_select(
     (error,) = page.xpath(f'//*[@id="{select.get("aria-describedby")}"]')
     assert "field-error" in error.get("class")
     assert "Report 999 does not belong to trial TEST-1" in error.text_content()
+    # the summary above the form links to it
+    (summary,) = page.xpath('//div[contains(@class, "error-summary")]')
+    assert summary.xpath(".//a/@href") == ["#report_id"]
