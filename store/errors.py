@@ -109,6 +109,13 @@ class Sentence(str):
     two-sided P value …"). Anywhere else (an API's ``fields``) it is the text it is."""
 
 
+class Statement(str):
+    """A field's message that is a statement of its own ("a trial named 'X' already exists"),
+    not a predicate of the field as "is required" is: a form shows it after the field's label
+    and a colon ("Name: a trial named …"), where it read "Name a trial named …". Anywhere else
+    it is the text it is."""
+
+
 class StateError(ValidationError):
     """Well-formed, but not now: a vote on a record already resolved, a resolution of one
     that two people have not assessed yet, …"""

@@ -32,11 +32,15 @@ def test_a_refused_estimate_form_focuses_its_error_message(
     form.get_by_role("button", name="Save estimate").click()
     page.wait_for_load_state()
     focused = page.evaluate("() => [document.activeElement.className,"
-                            " document.activeElement.textContent]")
-    assert focused == ["error-message", "Please correct the marked fields: nothing was saved."]
+                            " document.activeElement.querySelector('p').textContent]")
+    assert focused == ["error-message error-summary",
+                       "Please correct the marked fields: nothing was saved."]
     top = page.evaluate("() => document.activeElement.getBoundingClientRect().top")
     assert 0 <= top < 700  # in view, not 1,000 px below the top of the page
-    page.keyboard.press("Tab")  # on into the form, to fix the fields
-    assert page.evaluate("() => document.activeElement.closest('form.estimate-form, "
-                         "section.extraction form') !== null")
+    page.keyboard.press("Tab")  # to the summary's link to the bad field
+    link = page.evaluate("() => [document.activeElement.getAttribute('href'),"
+                         " document.activeElement.textContent]")
+    assert link == ["#endpoint", "Endpoint is required"], link
+    page.keyboard.press("Enter")  # the link takes the focus to the field to fix
+    assert page.evaluate("() => document.activeElement.id") == "endpoint"
     assert problems == []

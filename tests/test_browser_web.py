@@ -282,6 +282,18 @@ def test_screening_by_keyboard_alone(app: Any, users: dict[str, str], records: i
     with db(app) as session:
         saved = session.exec(select(Decision).where(Decision.pmid == 90000002)).one()
         assert saved.decision == "exclude"
+    # The next record opens at the top: its first link after the page's own takes the
+    # keyboard to the decision (18 Tab presses away before).
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.className") == "skip-to-decision":
+            break
+    else:
+        pytest.fail("no Skip to the decision link")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("[document.activeElement.name, document.activeElement.value]") == [
+        "decision", "include"]
     assert problems == []
 
 

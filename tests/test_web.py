@@ -605,6 +605,27 @@ def test_record_page_puts_the_record_before_the_decision(app: Any, users: dict[s
     assert order == sorted(order)
 
 
+def test_record_page_links_past_the_record_to_the_decision_and_names_the_access_keys(
+        app: Any, users: dict[str, str], records: int) -> None:
+    """After each "…, next" the page opens at the top: its first link leads the keyboard to
+    the decision (it was 18 Tab presses away), and the one-click buttons' keys are named as
+    what they are, access keys, with the modifiers that press them."""
+    import lxml.html
+
+    page = lxml.html.fromstring(as_role(app, users, "curator").get("/records/90000002").text)
+    (content,) = page.xpath("//main")
+    first = content.xpath(".//a")[:2]
+    assert [a.text_content() for a in first] == ["← Queue", "Skip to the decision"]
+    (fieldset,) = page.xpath(f'//fieldset[@id="{first[1].get("href")[1:]}"]')
+    assert fieldset.xpath(".//input/@name") == ["decision"] * 3
+    assert fieldset.getparent().get("class").startswith("decision-form")
+    label = " ".join(page.xpath('string(//*[@id="quick-decision-label"])').split())
+    assert label == ("Save and open the next (access keys I, E, M: Alt+Shift+key in Chrome and "
+                     "Firefox on Windows and Linux, Ctrl+Option+key on a Mac):")
+    viewer = as_role(app, users, "viewer").get("/records/90000002").text
+    assert "Skip to the decision" not in viewer  # nothing to skip to
+
+
 def test_record_page_cites_journal_year_volume_issue_and_pages(
         app: Any, users: dict[str, str]) -> None:
     """The citation line reads as PubMed's ("Journal. Year;Vol(Issue):pages."), pages as

@@ -125,3 +125,25 @@ def test_the_buttons_of_each_row_are_named_after_it(app: Any, users: dict[str, s
     users_page = button_names(admin.get("/admin/users").text)
     assert {"Change role of viewer@example.org", "Deactivate viewer@example.org",
             "Issue API token for viewer@example.org"} <= set(users_page)
+
+
+def test_the_extraction_forms_report_error_is_tied_to_its_select(
+        app: Any, users: dict[str, str]) -> None:
+    """The Report select got aria-invalid but named no error, and its error had no id: a
+    screen reader on the select did not read why it was refused."""
+    import lxml.html
+    from test_web_evidence import _post_estimate
+
+    trial_id = _trial(app)
+    refused = _post_estimate(as_role(app, users, "curator"), trial_id, report_id="999",
+                             hr="0.5", ci_low="0.4", ci_high="0.6")
+    assert refused.status_code == 400, refused.text
+    page = lxml.html.fromstring(refused.text)
+    (select,) = page.xpath('//select[@id="report_id"]')
+    assert select.get("aria-invalid") == "true"
+    (error,) = page.xpath(f'//*[@id="{select.get("aria-describedby")}"]')
+    assert "field-error" in error.get("class")
+    assert "Report 999 does not belong to trial TEST-1" in error.text_content()
+    # the summary above the form links to it
+    (summary,) = page.xpath('//div[contains(@class, "error-summary")]')
+    assert summary.xpath(".//a/@href") == ["#report_id"]

@@ -22,7 +22,7 @@ from test_web_account import NEW_PASSWORD, _audit, _user, change
 from screening.web.app import create_app
 from screening.web.auth import hash_token, issue_api_token, password_or_generated
 from screening.web.templating import utc_text
-from store.models import AuditLog, Trial, User, utcnow
+from store.models import AuditLog, LoginAttempt, Trial, User, utcnow
 
 #: The token lifetime of this module's app: not the default, so a test fails if it is ignored.
 TOKEN_DAYS = 7
@@ -478,3 +478,25 @@ def test_the_admin_password_recheck_is_throttled(app: Any, users: dict[str, str]
     assert held.status_code == 429 and held.headers["Retry-After"] == "900"
     assert "too many failed logins" in held.text and "mmlr_" not in held.text
     assert _user(app, users["viewer"]).api_token_hash is None
+
+
+def test_a_refused_new_user_does_not_charge_the_admins_right_password(
+        app: Any, users: dict[str, str]) -> None:
+    """The admin's password was right but the new address already existed: the rollback of
+    the refused add also undid the end of the password check's throttle charge, so each try
+    counted as a failed login (without an audit row) and the sixth was refused with "too many
+    failed logins", as was logging in again for 15 minutes."""
+    admin = as_role(app, users, "admin")
+    token = csrf_from(admin.get("/admin/users").text)
+    for _ in range(6):
+        again = admin.post("/admin/users", data={"csrf_token": token,
+                                                 "email": users["curator"], "role": "viewer",
+                                                 "current_password": PASSWORD})
+        assert again.status_code == 400, again.text
+        assert "already exists" in again.text and "too many failed logins" not in again.text
+    with db(app) as session:
+        charges = session.exec(select(LoginAttempt).where(
+            LoginAttempt.account == users["admin"])).all()
+    assert charges == []
+    assert _audit(app, "auth.login_failed") == []
+    assert login(TestClient(app), users["admin"]).status_code == 303

@@ -284,11 +284,14 @@ def test_a_bad_field_is_named_next_to_it_and_what_was_typed_is_kept(
     block = _block(response.text, pooled[PRIMARY])
     (details,) = block.xpath('.//details[@class="baseline-form"]')
     assert details.get("open") is not None  # the form is open on its errors
-    assert _one(details, './/p[@class="error-message"]') == (
+    assert _one(details, './/div[@class="error-message error-summary"]/p') == (
         "Please correct the marked fields: the assumed control risk was not saved.")
     errors = {e.get("id"): _text(e) for e in details.xpath('.//p[@class="field-error"]')}
     prefix = f"baseline-{pooled[PRIMARY].id}-"
     assert errors == {f"{prefix}{field}-error": message}
+    # the summary links to the field
+    (link,) = details.xpath('.//div[@class="error-message error-summary"]//a')
+    assert (link.get("href"), _text(link)) == (f"#{prefix}{field}", message)
     control = details.xpath(f'.//*[@name="{field}"]')[0]
     assert control.get("aria-invalid") == "true"
     described = control.get("aria-describedby").split()

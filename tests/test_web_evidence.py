@@ -141,7 +141,7 @@ def test_bad_trial_fields_are_named_and_kept(app: Any, users: dict[str, str]) ->
         "notes": "keep <me>", "csrf_token": token})
     assert response.status_code == 400
     html = response.text
-    assert "Name a trial named &#39;Existing&#39; already exists" in html
+    assert "Name: a trial named &#39;Existing&#39; already exists" in html
     assert "Maintenance drug is required" in html
     assert "Setting must be one of post_asct, non_transplant, mixed" in html
     assert "&#39;NCT123&#39; is not a registry id" in html

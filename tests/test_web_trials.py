@@ -138,7 +138,7 @@ def test_a_trial_name_differing_only_in_unicode_form_is_the_same_trial(
     response = _new_trial(as_role(app, users, "curator"), typed)
     assert response.status_code == 400
     text = html.unescape(response.text)
-    assert "Name trial 'Myeloma XI' already exists, and '" in text
+    assert "Name: trial 'Myeloma XI' already exists, and '" in text
     assert "differs from it only in case, spacing, punctuation or Unicode form" in text
     with db(app) as session:
         assert [t.name for t in session.exec(select(Trial))] == ["Myeloma XI"]
@@ -196,13 +196,30 @@ def test_bad_trial_edit_names_each_field_and_keeps_the_values(app: Any,
     assert response.status_code == 400
     html = response.text
     assert "Please correct the marked fields: the trial was not changed." in html
-    assert "Name a trial named &#39;Existing&#39; already exists" in html
+    assert "Name: a trial named &#39;Existing&#39; already exists" in html
     assert "Maintenance drug is required" in html
     assert "Setting must be one of post_asct, non_transplant, mixed" in html
     assert "Registry ids &#39;NCT123&#39; is not a registry id" in html
     assert "Regimen is longer than 200 characters" in html
     assert 'id="trial-name" name="name" type="text" value="Existing"' in html  # kept
     assert "keep &lt;me&gt;</textarea>" in html
+    # The summary that takes the focus lists each error as a link to its field.
+    import lxml.html
+    (summary,) = lxml.html.fromstring(html).xpath('//div[contains(@class, "error-summary")]')
+    assert summary.get("autofocus") is not None and summary.get("role") == "alert"
+    links = [(a.get("href"), " ".join(a.text_content().split()))
+             for a in summary.xpath(".//li/a")]
+    expected = [("#trial-name", "Name: a trial named 'Existing' already exists"),
+                ("#trial-drug", "Maintenance drug is required"),
+                ("#trial-regimen", "Regimen is longer than 200 characters"),
+                ("#trial-setting", "Setting must be one of post_asct, non_transplant, mixed"),
+                ("#trial-registry_ids", "Registry ids 'NCT123' is not a registry id")]
+    assert [href for href, _ in links] == [href for href, _ in expected]
+    for (_, text), (_, start) in zip(links, expected, strict=True):
+        assert text.startswith(start), text
+    page = lxml.html.fromstring(html)
+    for href, _ in links:
+        assert page.xpath(f'//form//*[@id="{href[1:]}"][@aria-invalid="true"]'), href
     assert "<details class=\"edit-trial\" open>" in html
     assert _stored(app, trial_id).name == "Mine" and _edits(app) == []
     # its own name is not "taken"

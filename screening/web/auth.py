@@ -481,8 +481,11 @@ def confirm_current_password(session: Session, user: User, current: str, *, clie
     Throttled and audited like a login: a wrong password is recorded as a failed login, so a
     stolen session cookie is neither an unthrottled password oracle nor enough on its own to
     mint a long-lived credential. The check is charged to the throttle before it is made
-    (:func:`start_attempt`, which commits), as a login's is. The caller commits, also on
-    failure.
+    (:func:`start_attempt`, which commits), as a login's is. A right password ends the charge
+    and commits here: the caller may roll back what it does next (a new user's address that
+    already exists), and a charge rolled back with it counted as a failed login for the whole
+    window, so an admin who mistyped an address five times was locked out with the right
+    password. On failure the caller commits (the audited failed login).
     """
     if not current:
         check_throttle(session, user.email, client)
@@ -495,6 +498,7 @@ def confirm_current_password(session: Session, user: User, current: str, *, clie
         record_failed_login(session, user.email, client, via=via)
         raise PasswordFieldError("current_password", "current password: it is wrong",
                                  hint="type the password you log in with now")
+    session.commit()
 
 
 def change_own_password(session: Session, user: User, *, current: str, new: str,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from screening.web.auth import has_role
 from screening.web.csrf import csrf_token
 from screening.web.deps import dual_screening, pop_flashes, verify_second_person
 from screening.web.extraction import METHOD_WORDS, ORIENTATION_WORDS, SETTING_WORDS
-from store.errors import Sentence
+from store.errors import Sentence, Statement
 from store.text import closed_bidi_value, shorten
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -171,14 +173,32 @@ def make_templates() -> Jinja2Templates:
     env.filters["plural"] = plural
     env.filters["audit_value"] = _audit_value
     env.globals["field_message"] = field_message
+    env.filters["field_errors"] = field_errors
     return Jinja2Templates(env=env, context_processors=[_context])
+
+
+#: A field's error as the form macros write it: ``<p class="field-error" id="<field id>-error">``.
+_FIELD_ERROR = re.compile(
+    r'<p class="field-error" id="(?P<field>[^"<>]+)-error"[^>]*>(?P<text>.*?)</p>', re.DOTALL)
+
+
+def field_errors(form: str) -> list[tuple[str, str]]:
+    """Each field error in a form as rendered (the field's id, the error's text as shown
+    beside the field, unescaped: the template escapes it again): the refused-form summary
+    lists them as links to their fields (macros.html ``refused``), read from the form itself
+    so no field's label is written twice."""
+    return [(m["field"], html.unescape(re.sub(r"<[^>]*>", "", m["text"])).strip())
+            for m in _FIELD_ERROR.finditer(str(form))]
 
 
 def field_message(label: str, message: str) -> str:
     """A field's error as the form shows it: after the field's label ("Events (both arms) must
-    be at least 1"), unless the message names the field itself (:class:`Sentence`)."""
+    be at least 1"), unless the message names the field itself (:class:`Sentence`); after the
+    label and a colon when it is a statement of its own (:class:`Statement`)."""
     if isinstance(message, Sentence):
         return message[:1].upper() + message[1:]
+    if isinstance(message, Statement):
+        return f"{label}: {message}"
     return f"{label} {message}"
 
 

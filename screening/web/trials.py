@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from screening.web.extraction import MIN_YEAR, SETTINGS, FieldErrors, _Reader
 from store.audit import audit
 from store.citation import locator
-from store.errors import ValidationError
+from store.errors import Statement, ValidationError
 from store.fulltext import SoughtRule, outcomes, record_link_problem
 from store.locks import session_transaction_lock
 from store.models import Estimate, Record, Trial, TrialReport, User, utcnow
@@ -61,11 +61,11 @@ def read_trial(session: Session, data: Mapping[str, Any], *,
     if name is None and "name" not in r.errors:
         r.errors["name"] = "is required"
     elif name and (taken := _name_taken(session, name, trial)) is not None:
-        r.errors["name"] = (f"a trial named {name!r} already exists" if taken == name else
-                            f"trial {taken!r} already exists, and {name!r} differs from it "
-                            "only in case, spacing, punctuation or Unicode form (full-width "
-                            "letters, roman or arabic numerals): the same trial entered "
-                            "twice would be pooled twice")
+        r.errors["name"] = Statement(
+            f"a trial named {name!r} already exists" if taken == name else
+            f"trial {taken!r} already exists, and {name!r} differs from it only in case, "
+            "spacing, punctuation or Unicode form (full-width letters, roman or arabic "
+            "numerals): the same trial entered twice would be pooled twice")
     drug = r.line("drug", max_len=100)
     if drug is None and "drug" not in r.errors:
         r.errors["drug"] = "is required (the maintenance drug as pooled, e.g. lenalidomide)"
