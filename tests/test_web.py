@@ -620,8 +620,7 @@ def test_record_page_links_past_the_record_to_the_decision_and_names_the_access_
     assert fieldset.xpath(".//input/@name") == ["decision"] * 3
     assert fieldset.getparent().get("class").startswith("decision-form")
     label = " ".join(page.xpath('string(//*[@id="quick-decision-label"])').split())
-    assert label == ("Save and open the next (access keys I, E, M: Alt+Shift+key in Chrome and "
-                     "Firefox on Windows and Linux, Ctrl+Option+key on a Mac):")
+    assert label == "Save and open the next (access keys: Alt+Shift+I, E, M; on a Mac Ctrl+Option):"
     viewer = as_role(app, users, "viewer").get("/records/90000002").text
     assert "Skip to the decision" not in viewer  # nothing to skip to
 
