@@ -25,8 +25,12 @@ by ``tests/test_network_metafor.py``. Conventions, and why:
   arm. Published hazard ratios come without the arm-level variances that give their exact
   covariance; we take the covariance of two contrasts sharing an arm as half the geometric
   mean of their variances (correlation 0.5, exact when the arms' variances are equal: the
-  standard approximation). Contrasts of one trial must share one arm (a "star"); the caller
-  (``reports.network_inputs``) keeps them so.
+  standard approximation). The covariance is the shared arm's variance, which is part of both
+  contrasts' variances, so it can be no larger than the smaller of the two; when one SE is
+  more than twice the other the geometric-mean rule exceeds that, implying a negative
+  variance for the better-informed contrast's other arm, and the covariance is capped at the
+  smaller contrast variance (``_within_cov``; a fit note names the trial). Contrasts of one
+  trial must share one arm (a "star"); the caller (``reports.network_inputs``) keeps them so.
 - **CIs** are Wald (normal) intervals, as metafor's ``rma.mv`` and R netmeta report them.
   Hartung–Knapp has no agreed multivariate form; the pairwise analyses keep HKSJ.
 - **Heterogeneity and inconsistency.** Q of the common-effect model (metafor's ``QE``),
@@ -387,8 +391,51 @@ def _same_study(contrasts: Sequence[Contrast]) -> np.ndarray:
     return same
 
 
+def _shared_arm_cov(se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Covariance of every two contrasts sharing an arm, and where it was capped.
+
+    The covariance of A vs P and B vs P of one trial is the variance of their shared arm P,
+    which is part of each contrast's variance (v_A = var P + var A). Correlation ½ (half the
+    geometric mean, ½·se_A·se_B) is exact when the arms' variances are equal; when se_B is
+    more than twice se_A it exceeds v_A, which would leave arm A a negative variance. There
+    the shared arm's variance is capped at min(v_A, v_B), the largest it can be. Why this
+    cap: it leaves every covariance the geometric-mean rule can give unchanged (so the fit
+    stays metafor's ``rho = 1/2`` wherever that is possible at all), it is continuous in the
+    SEs (at se_B = 2·se_A both rules give v_A), and a smaller cap (say ½·min(v_A, v_B), the
+    equal-arms assumption for the better-informed pair) would change every trial whose SEs
+    differ at all. The capped 2 × 2 block stays positive definite (v_A < √(v_A·v_B) when
+    v_B > 4·v_A); the better-informed contrast's other arm is then taken as exactly known,
+    so in Rücker's weighting B vs P is carried whole by B vs A and A vs P and takes no
+    weight of its own (``_pairwise`` notes that)."""
+    var = se**2
+    geometric = SHARED_ARM_CORRELATION * np.outer(se, se)
+    limit = np.minimum.outer(var, var)
+    return np.minimum(geometric, limit), geometric > limit
+
+
 def _within_cov(se: np.ndarray, same: np.ndarray) -> np.ndarray:
-    return np.diag(se**2) + SHARED_ARM_CORRELATION * same * np.outer(se, se)
+    return np.diag(se**2) + same * _shared_arm_cov(se)[0]
+
+
+def _capped_notes(contrasts: Sequence[Contrast]) -> list[str]:
+    """A fit note per trial whose shared-arm covariance was capped (``_shared_arm_cov``)."""
+    by_study: dict[str, list[Contrast]] = defaultdict(list)
+    for c in contrasts:
+        by_study[c.study].append(c)
+    notes: list[str] = []
+    for study, rows in by_study.items():
+        if len(rows) < 2:
+            continue
+        capped = _shared_arm_cov(np.array([c.se for c in rows]))[1]
+        for i, j in zip(*np.nonzero(np.triu(capped, 1)), strict=True):
+            lo, hi = sorted((rows[int(i)], rows[int(j)]), key=lambda c: c.se)
+            notes.append(
+                f"trial {study}: the SE of {hi.treat} vs {hi.control} ({hi.se:.3g}) is more "
+                f"than twice that of {lo.treat} vs {lo.control} ({lo.se:.3g}), so correlation "
+                f"½ would give their shared arm more variance than {lo.treat} vs "
+                f"{lo.control} has in all; their covariance is capped at that variance "
+                f"({lo.se**2:.3g})")
+    return notes
 
 
 def _gls(y: np.ndarray, x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -508,6 +555,7 @@ def network_meta_analysis(contrasts: Sequence[Contrast], *, reference: str | Non
     if df_total == 0 and method == "REML":
         notes.append("as many contrasts as treatment effects: τ² cannot be estimated and is "
                      "taken as 0")
+    notes.extend(_capped_notes(kept))
     if disconnected:
         names = sorted({c.study for c in disconnected})
         notes.append(f"{plural(len(names), 'trial')} not connected to {reference}: "
@@ -549,22 +597,24 @@ def rucker_variances(pair_var: np.ndarray) -> np.ndarray:
     the network's Laplacian pseudo-inverse L⁺ = −½·C·V·C (C = I − J/a, J all ones); the
     Laplacian L is its pseudo-inverse, and −L_ij is the weight (conductance) of pair ij, so
     its variance is 1/(−L_ij). Pairs weighted so reproduce the trial's own pairwise variances
-    as a whole, instead of counting it once per pair. A weight that comes out zero or
-    negative (possible when the trial's variances are far apart, since the assumed
-    correlation ½ is then not exact) is returned as infinity: that pair takes nothing from
-    the trial (netmeta sets small negative weights to 0 and warns about the others)."""
+    as a whole, instead of counting it once per pair. A weight that comes out zero (a trial
+    whose shared-arm covariance is at its cap, ``_shared_arm_cov``, with no τ²; rounding
+    decides its sign there, hence the relative tolerance) or negative is returned as
+    infinity: that pair takes nothing from the trial (netmeta sets small negative weights to 0
+    and warns about the others)."""
     a = pair_var.shape[0]
     centre = np.eye(a) - np.ones((a, a)) / a
     laplacian = np.linalg.pinv(-0.5 * centre @ pair_var @ centre)
     weight = -laplacian
     out = np.full((a, a), math.inf)
-    positive = weight > 1e-12 * np.max(np.abs(weight))
+    positive = weight > 1e-9 * np.max(np.abs(weight))
     out[positive] = 1.0 / weight[positive]
     np.fill_diagonal(out, 0.0)
     return out
 
 
-def _pairwise(kept: Sequence[Contrast], tau2: float) -> list[tuple[Contrast, float]]:
+def _pairwise(kept: Sequence[Contrast], tau2: float) -> tuple[list[tuple[Contrast, float]],
+                                                               list[tuple[str, str, str]]]:
     """Every pair of arms each trial randomised, with the variance its direct pool weights
     it by (τ² included). A two-arm trial's contrast is as fitted, variance v + τ². A trial of
     A, B and P enters as A vs P and B vs P; A vs B, randomised in it too, is their difference
@@ -572,11 +622,13 @@ def _pairwise(kept: Sequence[Contrast], tau2: float) -> list[tuple[Contrast, flo
     trial (``_within_cov``) and τ² between trials for every pair (τ² + τ² − 2·τ²/2 under
     ``P``); Rücker's method (``rucker_variances``) then makes them independent pairs that
     count the trial once, as netmeta's ``netsplit`` does. A pair whose weight is not positive
-    is left out (its variance would be infinite)."""
+    is left out (its variance would be infinite) and returned, as (trial, arm, arm), in the
+    second list."""
     by_study: dict[str, list[Contrast]] = defaultdict(list)
     for c in kept:
         by_study[c.study].append(c)
     out: list[tuple[Contrast, float]] = []
+    dropped: list[tuple[str, str, str]] = []
     for rows in by_study.values():
         if len(rows) < 2:
             out.extend((c, c.se**2 + tau2) for c in rows)
@@ -600,7 +652,9 @@ def _pairwise(kept: Sequence[Contrast], tau2: float) -> list[tuple[Contrast, flo
                     out.append((Contrast(rows[0].study, arms[i], arms[j], y[i] - y[j],
                                          math.sqrt(var[i, j]), None, n[i], n[j],
                                          rows[0].label), float(var[i, j])))
-    return out
+                else:
+                    dropped.append((rows[0].study, arms[i], arms[j]))
+    return out, dropped
 
 
 def _splits(res: NetworkResult, kept: Sequence[Contrast], tau2: float) -> list[Split]:
@@ -609,7 +663,8 @@ def _splits(res: NetworkResult, kept: Sequence[Contrast], tau2: float) -> list[S
     multi = any(n > 1 for n in Counter(c.study for c in kept).values())
     order = {t: i for i, t in enumerate(res.treatments)}
     pairs: dict[tuple[str, str], list[tuple[Contrast, float]]] = defaultdict(list)
-    for c, var in _pairwise(kept, tau2):
+    weighted, dropped = _pairwise(kept, tau2)
+    for c, var in weighted:
         # one orientation per pair: the later treatment versus the earlier one
         row = c if order[c.treat] > order[c.control] else c.flipped()
         pairs[(row.treat, row.control)].append((row, var))
@@ -633,4 +688,12 @@ def _splits(res: NetworkResult, kept: Sequence[Contrast], tau2: float) -> list[S
         out.append(Split(a, b, len(rows), direct, math.sqrt(direct_var), indirect,
                          indirect_se, net.log_hr, net.se,
                          approximate=multi))
+    for study, a, b in dropped:
+        listed = (a, b) in pairs or (b, a) in pairs
+        res.notes.append(
+            f"trial {study}: its {a} vs {b} takes no weight of its own in the direct and "
+            "indirect evidence (its Rücker weight is not positive: the trial's other pairs "
+            "carry that information)"
+            + ("" if listed else f"; no other trial compares {a} with {b}, so the pair has "
+               "no row there"))
     return out

@@ -1207,3 +1207,46 @@ def test_a_league_cell_next_to_1_keeps_its_side() -> None:
     from reports.network import hr_text
 
     assert hr_text(math.log(0.9), math.log(0.8), math.log(0.9996)) == "0.90 (0.80–0.9996)"
+
+
+def test_a_multi_arm_covariance_is_capped_at_the_smaller_contrast_variance() -> None:
+    """Trial GEM's B vs P has four times the SE of its A vs P: correlation ½ gave them a
+    covariance of 0.02, twice A vs P's whole variance 0.01 (impossible: it is the shared arm's
+    variance, part of both). It is capped at 0.01, the fit notes name the trial, and the fit
+    is the generalised least squares one with that covariance. In the common-effect fit the
+    trial's B vs P then takes no Rücker weight (its A arm is taken as exactly known): the
+    notes say so, and that B vs P has no direct row, instead of it vanishing silently."""
+    rows = [Contrast("GEM", "A", "P", -0.5, 0.10), Contrast("GEM", "B", "P", -0.3, 0.40),
+            Contrast("s2", "A", "P", -0.1, 0.10), Contrast("s3", "C", "P", -0.2, 0.2)]
+    res = network_meta_analysis(rows, reference="P", method="FE")
+    capped = [n for n in res.notes if n.startswith("trial GEM: the SE of B vs P (0.4)")]
+    assert len(capped) == 1 and "capped at that variance (0.01)" in capped[0]
+    # GLS by hand with the capped covariance: B vs P = (B vs A of GEM) + pooled A vs P
+    y = np.array([-0.5, -0.3, -0.1, -0.2])
+    x = np.array([[1.0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]])
+    v = np.diag([0.01, 0.16, 0.01, 0.04])
+    v[0, 1] = v[1, 0] = 0.01
+    w = np.linalg.inv(v)
+    beta = np.linalg.solve(x.T @ w @ x, x.T @ w @ y)
+    assert res.relative("B", "P").log_hr == pytest.approx(beta[1])
+    assert res.relative("B", "P").log_hr == pytest.approx(-0.1)
+    assert ("B", "P") not in {(s.treat, s.control) for s in res.splits}
+    assert any(n.startswith("trial GEM: its B vs P takes no weight of its own")
+               and "no other trial compares B with P, so the pair has no row there" in n
+               for n in res.notes)
+    # SEs within a factor of two: correlation ½ as before, no note
+    rows[1] = Contrast("GEM", "B", "P", -0.3, 0.15)
+    assert not any("capped" in n for n in network_meta_analysis(rows, reference="P").notes)
+
+
+def test_a_pair_dropped_for_its_rucker_weight_is_noted_beside_other_trials_of_it() -> None:
+    """SEs exactly twofold (0.1, 0.2) sit at the cap: GEM's B vs P takes no weight; s4 also
+    compares B with P, so the pair keeps its row (s4 alone) and the note says only the
+    first part."""
+    rows = [Contrast("GEM", "A", "P", -0.5, 0.10), Contrast("GEM", "B", "P", -0.3, 0.20),
+            Contrast("s2", "A", "P", -0.1, 0.10), Contrast("s4", "B", "P", -0.2, 0.3)]
+    res = network_meta_analysis(rows, reference="P", method="FE")
+    bp = {(s.treat, s.control): s for s in res.splits}[("B", "P")]
+    assert bp.k_direct == 1 and bp.direct == pytest.approx(-0.2)
+    note = next(n for n in res.notes if n.startswith("trial GEM: its B vs P takes no weight"))
+    assert "no row there" not in note
