@@ -44,7 +44,8 @@ R_SCRIPT = r"""# Refits every network meta-analysis of mmlr with R metafor.
 # covariance: two contrasts of one multi-arm trial share their control arm, correlation 1/2,
 # the covariance capped at the smaller of the two contrasts' variances.
 # Also: the common-effect fit's Q, the design-by-treatment interaction model's Q (Q within
-# designs; Q - Q within is the inconsistency), the direct pool, with the network's tau^2, of
+# designs; Q - Q within is the inconsistency, and for a random-effects network its version
+# with the interaction model's tau^2), the direct pool, with the network's tau^2, of
 # each pair of arms some trial randomised (a multi-arm trial's pairs weighted by Ruecker's
 # method, as netmeta's netsplit), and each treatment's 95% prediction interval (random
 # effects). The results file is long: network, what, name, value.
@@ -140,6 +141,39 @@ for (net in unique(dat$network)) {
     q_within <- rma.mv(d$yi, V, mods = xi, intercept = FALSE, method = "FE")$QE
   }
   put(net, "q_within", "", q_within)
+  if (d$method[1] == "REML") {
+    # Q between designs of the random-effects network (Krahn et al. 2013; netmeta's
+    # Q.inc.random): tau^2 of the full design-by-treatment interaction model (REML), then
+    # the consistency model's Q minus the interaction model's, both with that tau^2
+    # (marginal covariance M = V + tau^2 P)
+    if (ncol(xi) < nrow(d)) {
+      fit_dbt <- function(control) {
+        rma.mv(d$yi, V, mods = xi, intercept = FALSE, random = ~ comp | study, rho = 1/2,
+               data = d, method = "REML", control = control)
+      }
+      dbt <- NULL
+      for (control in list(ctrl, list(), list(optimizer = "optimize"))) {
+        dbt <- tryCatch(fit_dbt(control), error = function(e) NULL)
+        if (!is.null(dbt)) break
+      }
+      if (is.null(dbt)) {
+        put(net, "tau2_within", "", NA)
+        put(net, "q_between_random", "", NA)
+      } else {
+        cons <- rma.mv(d$yi, V, mods = x, intercept = FALSE, random = ~ comp | study,
+                       rho = 1/2, tau2 = dbt$tau2, data = d, method = "REML")
+        m_inv <- solve(vcov(dbt, type = "obs"))
+        rc <- as.numeric(resid(cons))
+        ri <- as.numeric(resid(dbt))
+        put(net, "tau2_within", "", dbt$tau2)
+        put(net, "q_between_random", "",
+            max(0, sum(rc * (m_inv %*% rc)) - sum(ri * (m_inv %*% ri))))
+      }
+    } else {
+      put(net, "tau2_within", "", 0)
+      put(net, "q_between_random", "", fe$QE)
+    }
+  }
   cat(sprintf("  Q = %.3f on %d df; within designs %.3f; between designs %.3f\n", fe$QE,
               fe$k - fe$p, q_within, fe$QE - q_within))
   # direct pools with the network's tau^2, over every pair of arms a trial randomised. A

@@ -36,7 +36,12 @@ by ``tests/test_network_metafor.py``. Conventions, and why:
 - **Heterogeneity and inconsistency.** Q of the common-effect model (metafor's ``QE``),
   decomposed as Krahn et al. (BMC Med Res Methodol 2013;13:35): Q within designs (the
   design-by-treatment interaction model's residual Q: heterogeneity between trials of the
-  same design) and Q between designs (Q − Q within: inconsistency). I² = (Q − df)/Q.
+  same design) and Q between designs (Q − Q within: inconsistency). I² = (Q − df)/Q. That Q
+  between designs takes every trial as exact, so in a random-effects network heterogeneity
+  within designs reads as inconsistency; there, whether direct and indirect evidence
+  disagree is judged on Krahn's random-effects version (netmeta's ``Q.inc.random``): the
+  consistency model's Q minus the interaction model's, both with τ² of the full
+  design-by-treatment interaction model (REML), ``NetworkResult.inconsistency``.
 - **Ranking.** P-scores (Rücker & Schwarzer, BMC Med Res Methodol 2015;15:58): the mean over
   the other treatments of the probability that a treatment's HR is lower (better), from the
   network's normal approximation. A ranking is only as sure as its CIs; the page says so.
@@ -254,6 +259,17 @@ class NetworkResult:
     splits: list[Split]
     disconnected: list[Contrast] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # A random-effects network's Q between designs with τ² of the design-by-treatment
+    # interaction model (``_q_between_random``) and that τ²; None for a common-effect one.
+    q_between_random: QTest | None = None
+    tau2_within_designs: float | None = None
+
+    @property
+    def inconsistency(self) -> QTest:
+        """The Q between designs that says whether direct and indirect evidence disagree: a
+        random-effects network's with its within-design τ² (heterogeneity is not
+        inconsistency), a common-effect network's common-effect one."""
+        return self.q_between_random if self.q_between_random is not None else self.q_between
 
     @property
     def tau2_estimable(self) -> bool:
@@ -305,6 +321,9 @@ class NetworkResult:
             "tau2_estimable": self.tau2_estimable, "i2": self.i2,
             "q_total": self.q_total.to_json(), "q_within_designs": self.q_within.to_json(),
             "q_between_designs": self.q_between.to_json(),
+            "q_between_designs_random": (self.q_between_random.to_json()
+                                         if self.q_between_random is not None else None),
+            "tau2_within_designs": self.tau2_within_designs,
             "versus_reference": [self.relative(t, self.reference).to_json()
                                  for t in self.treatments[1:]],
             "league": [r.to_json() for r in self.league()],
@@ -448,15 +467,51 @@ def _gls(y: np.ndarray, x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.nd
     return beta, cov, float(r @ w @ r)
 
 
-def _q_within_designs(contrasts: Sequence[Contrast], s: np.ndarray) -> QTest:
-    """Residual Q of the design-by-treatment interaction model: each design (the set of
-    treatments a trial compares) pooled on its own, common effect."""
+def _by_design(contrasts: Sequence[Contrast]) -> dict[tuple[str, ...], list[int]]:
+    """The rows of each design (the set of treatments a trial compares)."""
     by_design: dict[tuple[str, ...], list[int]] = defaultdict(list)
     arms: dict[str, set[str]] = defaultdict(set)
     for c in contrasts:
         arms[c.study] |= {c.treat, c.control}
     for i, c in enumerate(contrasts):
         by_design[tuple(sorted(arms[c.study]))].append(i)
+    return by_design
+
+
+def _interaction_design(contrasts: Sequence[Contrast]) -> np.ndarray:
+    """Design matrix of the full design-by-treatment interaction model: every design has its
+    own treatment effects (a column per arm of the design but its first)."""
+    blocks = []
+    for design, rows in _by_design(contrasts).items():
+        block = np.zeros((len(contrasts), len(design) - 1))
+        block[rows, :] = _design([contrasts[i] for i in rows], design)
+        blocks.append(block)
+    return np.hstack(blocks)
+
+
+def _q_between_random(y: np.ndarray, x: np.ndarray, s: np.ndarray, p: np.ndarray,
+                      contrasts: Sequence[Contrast], df: int) -> tuple[QTest, float]:
+    """Q between designs of a random-effects network (Krahn et al. 2013; netmeta's
+    ``decomp.design`` ``Q.inc.random``) and the τ² it is taken under.
+
+    The common-effect Q between designs (Q − Q within) reads heterogeneity between trials of a
+    design as disagreement between designs. Here τ² is the REML estimate of the full
+    design-by-treatment interaction model (heterogeneity within designs only: each design has
+    its own effects, so inconsistency cannot inflate it); with V = S + τ²·P, Q between designs
+    is the consistency model's Q minus the interaction model's Q, the Wald test of the
+    interaction (inconsistency) parameters, on the same df as the common-effect one."""
+    xi = _interaction_design(contrasts)
+    tau2 = _tau2_reml(y, xi, s, p)
+    v = s + tau2 * p
+    _, _, q_consistent = _gls(y, x, v)
+    _, _, q_interaction = _gls(y, xi, v) if xi.shape[1] < len(y) else (None, None, 0.0)
+    return QTest(max(q_consistent - q_interaction, 0.0), df), tau2
+
+
+def _q_within_designs(contrasts: Sequence[Contrast], s: np.ndarray) -> QTest:
+    """Residual Q of the design-by-treatment interaction model: each design (the set of
+    treatments a trial compares) pooled on its own, common effect."""
+    by_design = _by_design(contrasts)
     q, df = 0.0, 0
     for design, rows in by_design.items():
         sub = [contrasts[i] for i in rows]
@@ -549,6 +604,9 @@ def network_meta_analysis(contrasts: Sequence[Contrast], *, reference: str | Non
     q_within = _q_within_designs(kept, s)
     q_between = QTest(max(q_total.q - q_within.q, 0.0), df_total - q_within.df)
 
+    q_between_random = tau2_within = None
+    if method == "REML":
+        q_between_random, tau2_within = _q_between_random(y, x, s, p, kept, q_between.df)
     tau2 = _tau2_reml(y, x, s, p) if method == "REML" else 0.0
     basic, cov, _ = _gls(y, x, s + tau2 * p)
     notes: list[str] = []
@@ -565,7 +623,8 @@ def network_meta_analysis(contrasts: Sequence[Contrast], *, reference: str | Non
         method=method, reference=reference, treatments=treatments, contrasts=kept,
         studies=len({c.study for c in kept}), tau2=tau2, basic=basic, cov=cov,
         q_total=q_total, q_within=q_within, q_between=q_between, p_scores={}, splits=[],
-        disconnected=disconnected, notes=notes)
+        disconnected=disconnected, notes=notes, q_between_random=q_between_random,
+        tau2_within_designs=tau2_within)
     result.p_scores = _p_scores(result)
     result.splits = _splits(result, kept, tau2)
     log.debug("network of %d trials, %d treatments fitted (%s): tau2 %.4g, Q %.3g on %d df",

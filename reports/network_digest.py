@@ -5,7 +5,8 @@ reference).
 
 A digest says what changed (DESIGN §4). For a network that is: it was fitted for the first
 time (saying too whether its direct and indirect evidence disagree, p < 0.05 between designs,
-for it cannot "start" disagreeing later) or can no longer be; trials or treatments joined; a
+in a random-effects network with the heterogeneity within designs taken into account, for
+it cannot "start" disagreeing later) or can no longer be; trials or treatments joined; a
 treatment's HR against the reference moved (as shown: two decimals, half-up, as the page
 writes it) or its CI now includes or excludes 1; the reference itself changed (no
 maintenance joined a network that was expressed against its most compared treatment), when
@@ -46,7 +47,10 @@ def snapshot(items: Sequence[Fitted]) -> dict[str, dict[str, Any]]:
             "label": net.label, "reference": res.reference, "studies": res.studies,
             "treatments": res.treatments, "vs_reference": vs,
             "best": ranking[0][0], "best_p_score": _kept(ranking[0][1]),
-            "inconsistency_p": res.q_between.p,
+            # Krahn's random-effects Q between designs in a random-effects network
+            # (heterogeneity within designs is not inconsistency), common-effect otherwise.
+            "inconsistency_p": res.inconsistency.p,
+            "inconsistency_model": "random" if res.q_between_random is not None else "common",
             # What was fitted, so the digest's numbers can be audited later (DESIGN §4).
             "method": res.method, "tau2": res.tau2,
             "inputs": [[c.study, c.treat, c.control, c.estimate_id] for c in res.contrasts],
@@ -131,11 +135,15 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
         lines.append(f"Highest P-score: {was['best']} → {now['best']} "
                      f"({rounded(now['best_p_score'])}).")
     p_was = was.get("inconsistency_p")
+    # A snapshot from before random-effects networks were judged on Krahn's random-effects Q
+    # between designs kept the common-effect p: its "disagree" going away is no news.
+    same_measure = (was.get("inconsistency_model", "common")
+                    == now.get("inconsistency_model", "common"))
     if p_now is not None and p_now < INCONSISTENCY_P and not (
             p_was is not None and p_was < INCONSISTENCY_P):
         lines.append(f"Direct and indirect evidence now disagree ({p_text(p_now)}).")
     elif p_was is not None and p_was < INCONSISTENCY_P and not (
-            p_now is not None and p_now < INCONSISTENCY_P):
+            p_now is not None and p_now < INCONSISTENCY_P) and same_measure:
         lines.append("Direct and indirect evidence no longer disagree.")
     return lines
 

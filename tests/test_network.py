@@ -1250,3 +1250,76 @@ def test_a_pair_dropped_for_its_rucker_weight_is_noted_beside_other_trials_of_it
     assert bp.k_direct == 1 and bp.direct == pytest.approx(-0.2)
     note = next(n for n in res.notes if n.startswith("trial GEM: its B vs P takes no weight"))
     assert "no row there" not in note
+
+
+def _heterogeneous_but_consistent() -> list[tuple[str, str, str, float]]:
+    """Trials of lenalidomide and thalidomide against placebo scattered around consistent
+    effects (d_len −0.4, d_thal −0.2) and one head-to-head trial: (trial, drug, comparator,
+    log HR), SE 0.12 (0.15 head to head)."""
+    return [("A1", "lenalidomide", "placebo", -0.9), ("A2", "lenalidomide", "placebo", 0.05),
+            ("A3", "lenalidomide", "placebo", -0.45), ("B1", "thalidomide", "placebo", -0.6),
+            ("B2", "thalidomide", "placebo", 0.25),
+            ("AB1", "lenalidomide", "thalidomide", -0.75)]
+
+
+def test_heterogeneity_within_designs_is_not_read_as_inconsistency() -> None:
+    """The common-effect Q between designs takes every trial as exact: 7.01 (p 0.008) here,
+    though each node-split gives p 0.46. A random-effects network is judged on Krahn's
+    random-effects version, with τ² of the design-by-treatment interaction model (0.2566):
+    Q 0.479, p 0.489 (metafor agrees on random networks: test_network_metafor)."""
+    rows = [Contrast(t, a, b, y, 0.15 if t == "AB1" else 0.12)
+            for t, a, b, y in _heterogeneous_but_consistent()]
+    res = network_meta_analysis(rows, reference="placebo")
+    assert res.q_between.q == pytest.approx(7.007, abs=1e-3) and res.q_between.p < 0.01
+    assert res.q_between_random is not None and res.tau2_within_designs is not None
+    assert res.tau2_within_designs == pytest.approx(0.2566, abs=1e-4)
+    assert res.inconsistency is res.q_between_random
+    assert res.inconsistency.q == pytest.approx(0.479, abs=1e-3)
+    assert res.inconsistency.p == pytest.approx(0.489, abs=1e-3)
+    assert all(s.p is not None and s.p > 0.4 for s in res.splits)
+    assert res.to_json()["q_between_designs_random"]["df"] == 1
+    # a common-effect network keeps the common-effect Q (it has no τ²)
+    fe = network_meta_analysis(rows, reference="placebo", method="FE")
+    assert fe.q_between_random is None and fe.inconsistency is fe.q_between
+
+
+def test_the_page_and_digest_judge_a_random_effects_network_on_its_random_q(
+        ctx: Any, app: Any, users: dict[str, str]) -> None:
+    """The same trials stored: no "disagree" warning on the page and none in the first
+    digest (both read the common-effect p 0.008 before); the page gives the common-effect
+    value beside the random-effects one."""
+    with ctx.sessions() as s:
+        for name, drug, comparator, y in _heterogeneous_but_consistent():
+            se = 0.15 if name == "AB1" else 0.12
+            hr = [f"{math.exp(v):.3f}" for v in (y, y - 1.959964 * se, y + 1.959964 * se)]
+            add_estimate(s, _trial(s, name, drug, comparator), *hr)
+        s.commit()
+    _net, res, _why = _fit(ctx, "PFS/post_asct")
+    assert res is not None and res.q_between.p is not None and res.q_between.p < 0.05
+    assert res.inconsistency.p is not None and res.inconsistency.p > 0.4
+    page = as_role(app, users, "viewer").get("/network?key=PFS/post_asct").text
+    assert 'id="inconsistent"' not in page
+    q = page[page.index("between designs (inconsistency)"):]
+    assert q.startswith(f"between designs (inconsistency) {res.inconsistency.q:.2f} on 1 df")
+    assert "with the heterogeneity within designs taken into account" in q
+    assert f"common-effect {res.q_between.q:.2f}" in q.split("</li>")[0]
+    digest = build_digest(ctx)
+    lines = {n["key"]: n["lines"] for n in digest.summary["network_changes"]}
+    assert not any("disagree" in line for line in lines["PFS/post_asct"])
+    assert digest.summary["networks"]["PFS/post_asct"]["inconsistency_model"] == "random"
+
+
+def test_a_snapshot_judged_on_the_common_effect_q_does_not_stop_disagreeing_by_itself() -> None:
+    """A digest kept before random-effects networks were judged on Krahn's random Q stored
+    the common-effect p (0.008): the next one, on the random-effects p (0.49), must not say
+    "no longer disagree" — nothing changed but the measure. The same measure still does."""
+    from reports.network_digest import changes
+
+    vs = {"lenalidomide": [0.6, 0.5, 0.7]}
+    old = {**_net(vs), "inconsistency_p": 0.008}
+    now = {**_net(vs), "inconsistency_p": 0.49, "inconsistency_model": "random"}
+    listed, _ = changes({"k": old}, {"k": now})
+    assert not any("disagree" in line for n in listed for line in n["lines"])
+    listed, _ = changes({"k": {**old, "inconsistency_model": "random"}}, {"k": now})
+    said = [line for n in listed for line in n["lines"]]
+    assert said == ["Direct and indirect evidence no longer disagree."]
