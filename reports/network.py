@@ -272,6 +272,23 @@ class NetworkResult:
         return self.q_between_random if self.q_between_random is not None else self.q_between
 
     @property
+    def unconnected(self) -> list[str]:
+        """The treatments of the trials left out as not connected to the reference."""
+        arms = {t for c in self.disconnected for t in (c.treat, c.control)}
+        return sorted(arms - set(self.treatments), key=str.casefold)
+
+    @property
+    def disconnection_note(self) -> str | None:
+        """What the summaries say about the trials left out (the page lists them too):
+        which treatments are missing from this network's rows, and through which trials."""
+        if not self.disconnected:
+            return None
+        names = sorted({c.study for c in self.disconnected}, key=str.casefold)
+        return (f"not connected to {self.reference}, so not in this network: "
+                f"{', '.join(self.unconnected)} ({plural(len(names), 'trial')}: "
+                f"{', '.join(names)})")
+
+    @property
     def tau2_estimable(self) -> bool:
         """Whether τ² was estimated: a random-effects network with more contrasts than
         treatment effects (Q has degrees of freedom). Without, τ² is taken as 0 (``notes``)

@@ -4,15 +4,16 @@ a network's history over the digests (the network page's "over time" tables, one
 reference).
 
 A digest says what changed (DESIGN §4). For a network that is: it was fitted for the first
-time (saying too whether its direct and indirect evidence disagree, p < 0.05 between designs,
-in a random-effects network with the heterogeneity within designs taken into account, for
-it cannot "start" disagreeing later) or can no longer be; trials or treatments joined; a
+time (saying too whether its direct and indirect evidence disagree, p < 0.05 between
+designs, in a random-effects network with the heterogeneity within designs taken into
+account, for it cannot "start" disagreeing later, and which treatments are left out as not
+connected to the reference) or can no longer be; trials or treatments joined; a
 treatment's HR against the reference moved (as shown: two decimals, half-up, as the page
 writes it) or its CI now includes or excludes 1; the reference itself changed (no
 maintenance joined a network that was expressed against its most compared treatment), when
 HRs against two references are not compared; another treatment now ranks first; direct and
-indirect evidence started or stopped disagreeing. Networks without such a change are
-counted, not listed.
+indirect evidence started or stopped disagreeing; the treatments not connected to the
+reference changed. Networks without such a change are counted, not listed.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def snapshot(items: Sequence[Fitted]) -> dict[str, dict[str, Any]]:
             # (heterogeneity within designs is not inconsistency), common-effect otherwise.
             "inconsistency_p": res.inconsistency.p,
             "inconsistency_model": "random" if res.q_between_random is not None else "common",
+            # Treatments whose trials are not connected to the reference: not in the HRs.
+            "unconnected": res.unconnected, "unconnected_note": res.disconnection_note,
             # What was fitted, so the digest's numbers can be audited later (DESIGN §4).
             "method": res.method, "tau2": res.tau2,
             "inputs": [[c.study, c.treat, c.control, c.estimate_id] for c in res.contrasts],
@@ -113,6 +116,7 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
         # this, its first digest, the one a reader sees it in, would not say so at all.
         if p_now is not None and p_now < INCONSISTENCY_P:
             first.append(f"Direct and indirect evidence disagree ({p_text(p_now)}).")
+        first.extend(_unconnected(now))
         return first
     lines: list[str] = []
     if now["studies"] != was["studies"]:
@@ -123,6 +127,10 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
         lines.append(f"Joined the network: {', '.join(joined)}.")
     if left:
         lines.append(f"Left the network: {', '.join(left)}.")
+    # (a snapshot from before this was kept has none: a disconnection is said once)
+    if was.get("unconnected", []) != now.get("unconnected", []):
+        lines.extend(_unconnected(now) or [
+            f"Every treatment is now connected to {now['reference']}."])
     # An HR against thalidomide and one against no maintenance are different comparisons:
     # when the reference changed (``reports.network_inputs`` takes no maintenance once the
     # network has it), a move between them would be no move at all.
@@ -146,6 +154,12 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
             p_now is not None and p_now < INCONSISTENCY_P) and same_measure:
         lines.append("Direct and indirect evidence no longer disagree.")
     return lines
+
+
+def _unconnected(now: dict[str, Any]) -> list[str]:
+    """The line naming the treatments left out as not connected to the reference, if any."""
+    note = now.get("unconnected_note")
+    return [f"{note[0].upper()}{note[1:]}."] if note else []
 
 
 def _moves(was: dict[str, list[float]], now: dict[str, list[float]], reference: str

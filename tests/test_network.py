@@ -1323,3 +1323,45 @@ def test_a_snapshot_judged_on_the_common_effect_q_does_not_stop_disagreeing_by_i
     listed, _ = changes({"k": {**old, "inconsistency_model": "random"}}, {"k": now})
     said = [line for n in listed for line in n["lines"]]
     assert said == ["Direct and indirect evidence no longer disagree."]
+
+
+def test_treatments_not_connected_to_the_reference_are_named_in_the_summaries(
+        ctx: Any, app: Any, users: dict[str, str]) -> None:
+    """Bortezomib against interferon joins no trial against no maintenance: the network
+    leaves it out. /summary, sof.md and the digest named none of it (the rows of the
+    connected treatments only); they now say which treatments and trials are left out, and
+    the digest says so again when they get connected."""
+    from reports.export_sof import sof_markdown
+
+    with ctx.sessions() as s:
+        add_estimate(s, _trial(s, "THAL-1", "thalidomide", "placebo"), "0.60", "0.45", "0.80")
+        add_estimate(s, _trial(s, "LEN-1", "lenalidomide", "placebo"), "0.50", "0.40", "0.63")
+        add_estimate(s, _trial(s, "LEN-2", "lenalidomide", "thalidomide"), "0.80", "0.60",
+                     "1.07")
+        add_estimate(s, _trial(s, "HOVON-X", "bortezomib", "interferon"), "0.70", "0.55",
+                     "0.89")
+        s.commit()
+    note = ("not connected to no maintenance, so not in this network: bortezomib, "
+            "interferon (1 trial: HOVON-X)")
+    _net, res, _why = _fit(ctx, "PFS/post_asct")
+    assert res is not None and res.disconnection_note == note
+    with ctx.sessions() as s:
+        markdown = sof_markdown(s, networks_for(load_candidates(s), None))
+    assert f": {note}" in markdown
+    viewer = as_role(app, users, "viewer")
+    page = lxml.html.fromstring(viewer.get("/summary").text)
+    notes = [" ".join(li.text_content().split())
+             for li in page.xpath("//ul[contains(@class, 'network-notes')]/li")]
+    assert any(n.endswith(f": {note}") for n in notes)
+    assert f": {note}" in viewer.get("/summary.md").text
+    first = build_digest(ctx)
+    lines = {n["key"]: n["lines"] for n in first.summary["network_changes"]}
+    assert f"{note[0].upper()}{note[1:]}." in lines["PFS/post_asct"]
+    with ctx.sessions() as s:  # interferon against observation connects both
+        add_estimate(s, _trial(s, "IFN-1", "interferon", "observation"), "0.90", "0.70",
+                     "1.16")
+        s.commit()
+    second = build_digest(ctx)
+    lines = {n["key"]: n["lines"] for n in second.summary["network_changes"]}
+    assert "Every treatment is now connected to no maintenance." in lines["PFS/post_asct"]
+    assert not any("not connected" in line for line in lines["PFS/post_asct"])
