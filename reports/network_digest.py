@@ -13,7 +13,9 @@ writes it) or its CI now includes or excludes 1; the reference itself changed (n
 maintenance joined a network that was expressed against its most compared treatment), when
 HRs against two references are not compared; another treatment now ranks first; direct and
 indirect evidence started or stopped disagreeing; the treatments not connected to the
-reference changed. Networks without such a change are counted, not listed.
+reference changed; trials joined or left (named: a trial swapped for another leaves the count
+as it was) or are fitted with another estimate. Networks without such a change are counted,
+not listed.
 """
 
 from __future__ import annotations
@@ -119,8 +121,7 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
         first.extend(_unconnected(now))
         return first
     lines: list[str] = []
-    if now["studies"] != was["studies"]:
-        lines.append(f"Trials: {was['studies']} → {now['studies']}.")
+    lines.extend(_trials(was, now))
     joined = [t for t in now["treatments"] if t not in was["treatments"]]
     left = [t for t in was["treatments"] if t not in now["treatments"]]
     if joined:
@@ -153,6 +154,32 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
     elif p_was is not None and p_was < INCONSISTENCY_P and not (
             p_now is not None and p_now < INCONSISTENCY_P) and same_measure:
         lines.append("Direct and indirect evidence no longer disagree.")
+    return lines
+
+
+def _trials(was: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The trials that joined or left the network, and those fitted with another estimate
+    (a new data cut): the count alone missed a trial swapped for another. A snapshot from
+    before the inputs were kept is compared on the count."""
+    if "inputs" not in was or "inputs" not in now:
+        return ([f"Trials: {was['studies']} → {now['studies']}."]
+                if now["studies"] != was["studies"] else [])
+    used_was: dict[str, set[Any]] = {}
+    used_now: dict[str, set[Any]] = {}
+    for inputs, used in ((was["inputs"], used_was), (now["inputs"], used_now)):
+        for study, _treat, _control, estimate_id in inputs:
+            used.setdefault(study, set()).add(estimate_id)
+    joined = sorted(set(used_now) - set(used_was), key=str.casefold)
+    left = sorted(set(used_was) - set(used_now), key=str.casefold)
+    other = sorted((t for t in set(used_now) & set(used_was) if used_now[t] != used_was[t]),
+                   key=str.casefold)
+    lines = []
+    if joined or left:
+        which = "; ".join(f"{what}: {', '.join(names)}"
+                          for what, names in (("joined", joined), ("left", left)) if names)
+        lines.append(f"Trials: {was['studies']} → {now['studies']} ({which}).")
+    if other:
+        lines.append(f"Fitted with another estimate: {', '.join(other)}.")
     return lines
 
 

@@ -785,7 +785,7 @@ def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> N
     assert second.id != first.id
     lines = {n["key"]: n["lines"] for n in second.summary["network_changes"]}
     post = lines["PFS/post_asct"]
-    assert "Trials: 6 → 7." in post
+    assert "Trials: 6 → 7 (joined: LEN-THAL)." in post
     def hr(digest: Any) -> str:
         lo_hi = digest.summary["networks"]["PFS/post_asct"]["vs_reference"]["lenalidomide"]
         return hr_ci_text(*lo_hi)
@@ -796,7 +796,7 @@ def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> N
     assert any(line.endswith("the CI now includes 1.") for line in post)
     # the text part: one line each, the label on its own line, no run-together lines
     text = second.text[second.text.index("NETWORK META-ANALYSIS"):]
-    assert "\n* Trials: 6 → 7.\n" in text
+    assert "\n* Trials: 6 → 7 (joined: LEN-THAL).\n" in text
     assert "\n  lenalidomide: HR vs no maintenance " in text
     assert re.search(r"\n\nPFS \(EFS/TTP accepted\) — post-ASCT( \(\S+\))?\n\* ", text)
 
@@ -1365,3 +1365,31 @@ def test_treatments_not_connected_to_the_reference_are_named_in_the_summaries(
     lines = {n["key"]: n["lines"] for n in second.summary["network_changes"]}
     assert "Every treatment is now connected to no maintenance." in lines["PFS/post_asct"]
     assert not any("not connected" in line for line in lines["PFS/post_asct"])
+
+
+def test_a_trial_swapped_for_another_is_told_in_the_digest() -> None:
+    """CALGB leaves and GIMEMA joins: three trials before and after, the same HRs. The digest
+    compared the count and said nothing; it names who joined and left, and a trial fitted
+    with another estimate (a new data cut). A snapshot kept without its inputs is compared
+    on the count, as before."""
+    from reports.network_digest import changes, snapshot
+
+    class Net:
+        key, label = "PFS/post_asct", "PFS, post-ASCT"
+
+    def fitted(rows: list[Contrast]) -> dict[str, Any]:
+        return snapshot([(Net, network_meta_analysis(rows, reference="no maintenance"), "")])
+
+    ifm = Contrast("IFM", "A", "no maintenance", -0.6, 0.1, estimate_id=1)
+    calgb = Contrast("CALGB", "A", "no maintenance", -0.6, 0.1, estimate_id=2)
+    gimema = Contrast("GIMEMA", "A", "no maintenance", -0.6, 0.1, estimate_id=3)
+    mrc = Contrast("MRC", "B", "no maintenance", -0.3, 0.15, estimate_id=4)
+    before, after = fitted([ifm, calgb, mrc]), fitted([ifm, gimema, mrc])
+    (listed,), _ = changes(before, after)
+    assert listed["lines"] == ["Trials: 3 → 3 (joined: GIMEMA; left: CALGB)."]
+    recut = fitted([Contrast("IFM", "A", "no maintenance", -0.6, 0.1, estimate_id=9),
+                    gimema, mrc])
+    (listed,), _ = changes(after, recut)
+    assert listed["lines"] == ["Fitted with another estimate: IFM."]
+    old = {key: {k: v for k, v in net.items() if k != "inputs"} for key, net in before.items()}
+    assert changes(old, after) == ([], 1)
