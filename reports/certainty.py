@@ -191,15 +191,18 @@ def shown_limits(hr_ci_low: float, hr_ci_high: float,
 
 def _back_inside(monitoring: dict[str, Any]) -> bool:
     """Whether a Z-curve that crossed its boundary has since fallen back inside it (the rule of
-    ``reports.sequential``'s sentence: the latest boundary, or the conventional limit where
-    none applies). Later evidence that pulls the curve back undoes the firm evidence the
-    crossing stood for, so it no longer stands in for the optimal information size. A view
-    without a latest Z (stored before it had one) keeps its crossing."""
+    ``reports.sequential``'s sentence: the boundary in force — that of the last look, also
+    when the latest step added no information and so has none of its own — or the
+    conventional limit where none applies). Later evidence that pulls the curve back undoes
+    the firm evidence the crossing stood for, so it no longer stands in for the optimal
+    information size. A view without a latest Z (stored before it had one) keeps its
+    crossing."""
     z = monitoring.get("z")
     if z is None:
         return False
     looks = monitoring.get("looks") or []
-    limit = looks[-1].get("boundary") if looks else monitoring.get("boundary")
+    limit = next((lk["boundary"] for lk in reversed(looks) if lk.get("boundary") is not None),
+                 monitoring.get("boundary"))
     if limit is None:
         alpha = float((monitoring.get("plan") or {}).get("alpha") or 0.05)
         limit = NormalDist().inv_cdf(1 - alpha / 2)

@@ -7,7 +7,8 @@ network's key and label, the trial, its treatment and control arm, the log HR an
 estimate's id, the reference treatment and the model (REML or FE). ``mmlr-network.R`` builds
 everything model-specific from the treatment names itself — a multi-arm trial's contrasts
 turned against their common arm, the design matrix, the within-trial covariance (correlation
-½), ``rma.mv(yi, V, mods = X, random = ~ comp | study, rho = 1/2)`` and the common-effect fit,
+½, capped at the smaller contrast variance),
+``rma.mv(yi, V, mods = X, random = ~ comp | study, rho = 1/2)`` and the common-effect fit,
 the design-by-treatment interaction model (Q within designs) and the direct pool, with the
 network's τ², of every pair of arms a trial randomised (a multi-arm trial's pairs weighted
 by Rücker's method from its contrasts and their covariance, as netmeta's ``netsplit``) —
@@ -40,9 +41,11 @@ R_SCRIPT = r"""# Refits every network meta-analysis of mmlr with R metafor.
 # Per network: rma.mv(yi, V, mods = X, intercept = FALSE, random = ~ comp | study,
 # rho = 1/2, method = "REML") (or method = "FE"), with X built from the treatment names
 # (+1 treatment arm, -1 control arm, no column for the reference) and V the within-trial
-# covariance: two contrasts of one multi-arm trial share their control arm, correlation 1/2.
+# covariance: two contrasts of one multi-arm trial share their control arm, correlation 1/2,
+# the covariance capped at the smaller of the two contrasts' variances.
 # Also: the common-effect fit's Q, the design-by-treatment interaction model's Q (Q within
-# designs; Q - Q within is the inconsistency), the direct pool, with the network's tau^2, of
+# designs; Q - Q within is the inconsistency, and for a random-effects network its version
+# with the interaction model's tau^2), the direct pool, with the network's tau^2, of
 # each pair of arms some trial randomised (a multi-arm trial's pairs weighted by Ruecker's
 # method, as netmeta's netsplit), and each treatment's 95% prediction interval (random
 # effects). The results file is long: network, what, name, value.
@@ -78,7 +81,10 @@ for (net in unique(dat$network)) {
   x <- design_matrix(d, trts)
   same <- outer(d$study, d$study, "==") * 1
   diag(same) <- 0
-  V <- diag(d$sei^2, nrow(d)) + 0.5 * same * outer(d$sei, d$sei)
+  # correlation 1/2, but no covariance above the smaller contrast variance (the shared arm's
+  # variance is part of both; one SE more than twice the other would exceed it)
+  V <- diag(d$sei^2, nrow(d)) +
+    same * pmin(0.5 * outer(d$sei, d$sei), outer(d$sei^2, d$sei^2, pmin))
   d$comp <- paste(d$treat, d$control, sep = ":")
   fe <- rma.mv(d$yi, V, mods = x, intercept = FALSE, method = "FE")
   fit_re <- function(control) {
@@ -135,6 +141,39 @@ for (net in unique(dat$network)) {
     q_within <- rma.mv(d$yi, V, mods = xi, intercept = FALSE, method = "FE")$QE
   }
   put(net, "q_within", "", q_within)
+  if (d$method[1] == "REML") {
+    # Q between designs of the random-effects network (Krahn et al. 2013; netmeta's
+    # Q.inc.random): tau^2 of the full design-by-treatment interaction model (REML), then
+    # the consistency model's Q minus the interaction model's, both with that tau^2
+    # (marginal covariance M = V + tau^2 P)
+    if (ncol(xi) < nrow(d)) {
+      fit_dbt <- function(control) {
+        rma.mv(d$yi, V, mods = xi, intercept = FALSE, random = ~ comp | study, rho = 1/2,
+               data = d, method = "REML", control = control)
+      }
+      dbt <- NULL
+      for (control in list(ctrl, list(), list(optimizer = "optimize"))) {
+        dbt <- tryCatch(fit_dbt(control), error = function(e) NULL)
+        if (!is.null(dbt)) break
+      }
+      if (is.null(dbt)) {
+        put(net, "tau2_within", "", NA)
+        put(net, "q_between_random", "", NA)
+      } else {
+        cons <- rma.mv(d$yi, V, mods = x, intercept = FALSE, random = ~ comp | study,
+                       rho = 1/2, tau2 = dbt$tau2, data = d, method = "REML")
+        m_inv <- solve(vcov(dbt, type = "obs"))
+        rc <- as.numeric(resid(cons))
+        ri <- as.numeric(resid(dbt))
+        put(net, "tau2_within", "", dbt$tau2)
+        put(net, "q_between_random", "",
+            max(0, sum(rc * (m_inv %*% rc)) - sum(ri * (m_inv %*% ri))))
+      }
+    } else {
+      put(net, "tau2_within", "", 0)
+      put(net, "q_between_random", "", fe$QE)
+    }
+  }
   cat(sprintf("  Q = %.3f on %d df; within designs %.3f; between designs %.3f\n", fe$QE,
               fe$k - fe$p, q_within, fe$QE - q_within))
   # direct pools with the network's tau^2, over every pair of arms a trial randomised. A
@@ -165,7 +204,7 @@ for (net in unique(dat$network)) {
     lt <- -cm %*% r %*% cm / 2
     lap <- solve(lt + matrix(1 / a, a, a)) - matrix(1 / a, a, a)
     for (i in 1:(a - 1)) for (j in (i + 1):a) {
-      if (-lap[i, j] > 1e-12 * max(abs(lap))) {
+      if (-lap[i, j] > 1e-9 * max(abs(lap))) {
         pa <- rbind(pa, data.frame(treat = arm[j], control = arm[i], yi = ya[j] - ya[i],
                                    vi = -1 / lap[i, j]))
       }

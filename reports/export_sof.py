@@ -226,6 +226,20 @@ def network_rows(networks: Sequence[Fitted]) -> list[dict[str, Any]]:
     return out
 
 
+def network_notes(networks: Sequence[Fitted]) -> list[dict[str, Any]]:
+    """What the rows of :func:`network_rows` leave out, per primary network: treatments whose
+    trials are not connected to the reference (without this they just vanished from the
+    summary)."""
+    out: list[dict[str, Any]] = []
+    for net, res, _ in networks:
+        if res is None or net.include_strategy or net.without_high_rob:
+            continue
+        note = res.disconnection_note
+        if note is not None:
+            out.append({"network": net.key, "label": net.label, "note": note})
+    return out
+
+
 def _network_markdown(networks: Sequence[Fitted]) -> list[str]:
     rows = network_rows(networks)
     if not rows:
@@ -245,6 +259,10 @@ def _network_markdown(networks: Sequence[Fitted]) -> list[str]:
             r["label"], f"{r['treatment']} vs {r['reference']}", r["trials"],
             hr_ci_text(r["hr"], r["hr_ci_low"], r["hr_ci_high"]), pi,
             rounded(r["p_score"]))) + " |")
+    notes = network_notes(networks)
+    if notes:
+        lines.append("")
+        lines.extend(f"- {_cell(n['label'])}: {_cell(n['note'])}" for n in notes)
     return lines
 
 

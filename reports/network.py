@@ -25,14 +25,23 @@ by ``tests/test_network_metafor.py``. Conventions, and why:
   arm. Published hazard ratios come without the arm-level variances that give their exact
   covariance; we take the covariance of two contrasts sharing an arm as half the geometric
   mean of their variances (correlation 0.5, exact when the arms' variances are equal: the
-  standard approximation). Contrasts of one trial must share one arm (a "star"); the caller
-  (``reports.network_inputs``) keeps them so.
+  standard approximation). The covariance is the shared arm's variance, which is part of both
+  contrasts' variances, so it can be no larger than the smaller of the two; when one SE is
+  more than twice the other the geometric-mean rule exceeds that, implying a negative
+  variance for the better-informed contrast's other arm, and the covariance is capped at the
+  smaller contrast variance (``_within_cov``; a fit note names the trial). Contrasts of one
+  trial must share one arm (a "star"); the caller (``reports.network_inputs``) keeps them so.
 - **CIs** are Wald (normal) intervals, as metafor's ``rma.mv`` and R netmeta report them.
   Hartung–Knapp has no agreed multivariate form; the pairwise analyses keep HKSJ.
 - **Heterogeneity and inconsistency.** Q of the common-effect model (metafor's ``QE``),
   decomposed as Krahn et al. (BMC Med Res Methodol 2013;13:35): Q within designs (the
   design-by-treatment interaction model's residual Q: heterogeneity between trials of the
-  same design) and Q between designs (Q − Q within: inconsistency). I² = (Q − df)/Q.
+  same design) and Q between designs (Q − Q within: inconsistency). I² = (Q − df)/Q. That Q
+  between designs takes every trial as exact, so in a random-effects network heterogeneity
+  within designs reads as inconsistency; there, whether direct and indirect evidence
+  disagree is judged on Krahn's random-effects version (netmeta's ``Q.inc.random``): the
+  consistency model's Q minus the interaction model's, both with τ² of the full
+  design-by-treatment interaction model (REML), ``NetworkResult.inconsistency``.
 - **Ranking.** P-scores (Rücker & Schwarzer, BMC Med Res Methodol 2015;15:58): the mean over
   the other treatments of the probability that a treatment's HR is lower (better), from the
   network's normal approximation. A ranking is only as sure as its CIs; the page says so.
@@ -250,6 +259,34 @@ class NetworkResult:
     splits: list[Split]
     disconnected: list[Contrast] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # A random-effects network's Q between designs with τ² of the design-by-treatment
+    # interaction model (``_q_between_random``) and that τ²; None for a common-effect one.
+    q_between_random: QTest | None = None
+    tau2_within_designs: float | None = None
+
+    @property
+    def inconsistency(self) -> QTest:
+        """The Q between designs that says whether direct and indirect evidence disagree: a
+        random-effects network's with its within-design τ² (heterogeneity is not
+        inconsistency), a common-effect network's common-effect one."""
+        return self.q_between_random if self.q_between_random is not None else self.q_between
+
+    @property
+    def unconnected(self) -> list[str]:
+        """The treatments of the trials left out as not connected to the reference."""
+        arms = {t for c in self.disconnected for t in (c.treat, c.control)}
+        return sorted(arms - set(self.treatments), key=str.casefold)
+
+    @property
+    def disconnection_note(self) -> str | None:
+        """What the summaries say about the trials left out (the page lists them too):
+        which treatments are missing from this network's rows, and through which trials."""
+        if not self.disconnected:
+            return None
+        names = sorted({c.study for c in self.disconnected}, key=str.casefold)
+        return (f"not connected to {self.reference}, so not in this network: "
+                f"{', '.join(self.unconnected)} ({plural(len(names), 'trial')}: "
+                f"{', '.join(names)})")
 
     @property
     def tau2_estimable(self) -> bool:
@@ -301,6 +338,9 @@ class NetworkResult:
             "tau2_estimable": self.tau2_estimable, "i2": self.i2,
             "q_total": self.q_total.to_json(), "q_within_designs": self.q_within.to_json(),
             "q_between_designs": self.q_between.to_json(),
+            "q_between_designs_random": (self.q_between_random.to_json()
+                                         if self.q_between_random is not None else None),
+            "tau2_within_designs": self.tau2_within_designs,
             "versus_reference": [self.relative(t, self.reference).to_json()
                                  for t in self.treatments[1:]],
             "league": [r.to_json() for r in self.league()],
@@ -387,8 +427,51 @@ def _same_study(contrasts: Sequence[Contrast]) -> np.ndarray:
     return same
 
 
+def _shared_arm_cov(se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Covariance of every two contrasts sharing an arm, and where it was capped.
+
+    The covariance of A vs P and B vs P of one trial is the variance of their shared arm P,
+    which is part of each contrast's variance (v_A = var P + var A). Correlation ½ (half the
+    geometric mean, ½·se_A·se_B) is exact when the arms' variances are equal; when se_B is
+    more than twice se_A it exceeds v_A, which would leave arm A a negative variance. There
+    the shared arm's variance is capped at min(v_A, v_B), the largest it can be. Why this
+    cap: it leaves every covariance the geometric-mean rule can give unchanged (so the fit
+    stays metafor's ``rho = 1/2`` wherever that is possible at all), it is continuous in the
+    SEs (at se_B = 2·se_A both rules give v_A), and a smaller cap (say ½·min(v_A, v_B), the
+    equal-arms assumption for the better-informed pair) would change every trial whose SEs
+    differ at all. The capped 2 × 2 block stays positive definite (v_A < √(v_A·v_B) when
+    v_B > 4·v_A); the better-informed contrast's other arm is then taken as exactly known,
+    so in Rücker's weighting B vs P is carried whole by B vs A and A vs P and takes no
+    weight of its own (``_pairwise`` notes that)."""
+    var = se**2
+    geometric = SHARED_ARM_CORRELATION * np.outer(se, se)
+    limit = np.minimum.outer(var, var)
+    return np.minimum(geometric, limit), geometric > limit
+
+
 def _within_cov(se: np.ndarray, same: np.ndarray) -> np.ndarray:
-    return np.diag(se**2) + SHARED_ARM_CORRELATION * same * np.outer(se, se)
+    return np.diag(se**2) + same * _shared_arm_cov(se)[0]
+
+
+def _capped_notes(contrasts: Sequence[Contrast]) -> list[str]:
+    """A fit note per trial whose shared-arm covariance was capped (``_shared_arm_cov``)."""
+    by_study: dict[str, list[Contrast]] = defaultdict(list)
+    for c in contrasts:
+        by_study[c.study].append(c)
+    notes: list[str] = []
+    for study, rows in by_study.items():
+        if len(rows) < 2:
+            continue
+        capped = _shared_arm_cov(np.array([c.se for c in rows]))[1]
+        for i, j in zip(*np.nonzero(np.triu(capped, 1)), strict=True):
+            lo, hi = sorted((rows[int(i)], rows[int(j)]), key=lambda c: c.se)
+            notes.append(
+                f"trial {study}: the SE of {hi.treat} vs {hi.control} ({hi.se:.3g}) is more "
+                f"than twice that of {lo.treat} vs {lo.control} ({lo.se:.3g}), so correlation "
+                f"½ would give their shared arm more variance than {lo.treat} vs "
+                f"{lo.control} has in all; their covariance is capped at that variance "
+                f"({lo.se**2:.3g})")
+    return notes
 
 
 def _gls(y: np.ndarray, x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -401,15 +484,51 @@ def _gls(y: np.ndarray, x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.nd
     return beta, cov, float(r @ w @ r)
 
 
-def _q_within_designs(contrasts: Sequence[Contrast], s: np.ndarray) -> QTest:
-    """Residual Q of the design-by-treatment interaction model: each design (the set of
-    treatments a trial compares) pooled on its own, common effect."""
+def _by_design(contrasts: Sequence[Contrast]) -> dict[tuple[str, ...], list[int]]:
+    """The rows of each design (the set of treatments a trial compares)."""
     by_design: dict[tuple[str, ...], list[int]] = defaultdict(list)
     arms: dict[str, set[str]] = defaultdict(set)
     for c in contrasts:
         arms[c.study] |= {c.treat, c.control}
     for i, c in enumerate(contrasts):
         by_design[tuple(sorted(arms[c.study]))].append(i)
+    return by_design
+
+
+def _interaction_design(contrasts: Sequence[Contrast]) -> np.ndarray:
+    """Design matrix of the full design-by-treatment interaction model: every design has its
+    own treatment effects (a column per arm of the design but its first)."""
+    blocks = []
+    for design, rows in _by_design(contrasts).items():
+        block = np.zeros((len(contrasts), len(design) - 1))
+        block[rows, :] = _design([contrasts[i] for i in rows], design)
+        blocks.append(block)
+    return np.hstack(blocks)
+
+
+def _q_between_random(y: np.ndarray, x: np.ndarray, s: np.ndarray, p: np.ndarray,
+                      contrasts: Sequence[Contrast], df: int) -> tuple[QTest, float]:
+    """Q between designs of a random-effects network (Krahn et al. 2013; netmeta's
+    ``decomp.design`` ``Q.inc.random``) and the τ² it is taken under.
+
+    The common-effect Q between designs (Q − Q within) reads heterogeneity between trials of a
+    design as disagreement between designs. Here τ² is the REML estimate of the full
+    design-by-treatment interaction model (heterogeneity within designs only: each design has
+    its own effects, so inconsistency cannot inflate it); with V = S + τ²·P, Q between designs
+    is the consistency model's Q minus the interaction model's Q, the Wald test of the
+    interaction (inconsistency) parameters, on the same df as the common-effect one."""
+    xi = _interaction_design(contrasts)
+    tau2 = _tau2_reml(y, xi, s, p)
+    v = s + tau2 * p
+    _, _, q_consistent = _gls(y, x, v)
+    _, _, q_interaction = _gls(y, xi, v) if xi.shape[1] < len(y) else (None, None, 0.0)
+    return QTest(max(q_consistent - q_interaction, 0.0), df), tau2
+
+
+def _q_within_designs(contrasts: Sequence[Contrast], s: np.ndarray) -> QTest:
+    """Residual Q of the design-by-treatment interaction model: each design (the set of
+    treatments a trial compares) pooled on its own, common effect."""
+    by_design = _by_design(contrasts)
     q, df = 0.0, 0
     for design, rows in by_design.items():
         sub = [contrasts[i] for i in rows]
@@ -502,12 +621,16 @@ def network_meta_analysis(contrasts: Sequence[Contrast], *, reference: str | Non
     q_within = _q_within_designs(kept, s)
     q_between = QTest(max(q_total.q - q_within.q, 0.0), df_total - q_within.df)
 
+    q_between_random = tau2_within = None
+    if method == "REML":
+        q_between_random, tau2_within = _q_between_random(y, x, s, p, kept, q_between.df)
     tau2 = _tau2_reml(y, x, s, p) if method == "REML" else 0.0
     basic, cov, _ = _gls(y, x, s + tau2 * p)
     notes: list[str] = []
     if df_total == 0 and method == "REML":
         notes.append("as many contrasts as treatment effects: τ² cannot be estimated and is "
                      "taken as 0")
+    notes.extend(_capped_notes(kept))
     if disconnected:
         names = sorted({c.study for c in disconnected})
         notes.append(f"{plural(len(names), 'trial')} not connected to {reference}: "
@@ -517,7 +640,8 @@ def network_meta_analysis(contrasts: Sequence[Contrast], *, reference: str | Non
         method=method, reference=reference, treatments=treatments, contrasts=kept,
         studies=len({c.study for c in kept}), tau2=tau2, basic=basic, cov=cov,
         q_total=q_total, q_within=q_within, q_between=q_between, p_scores={}, splits=[],
-        disconnected=disconnected, notes=notes)
+        disconnected=disconnected, notes=notes, q_between_random=q_between_random,
+        tau2_within_designs=tau2_within)
     result.p_scores = _p_scores(result)
     result.splits = _splits(result, kept, tau2)
     log.debug("network of %d trials, %d treatments fitted (%s): tau2 %.4g, Q %.3g on %d df",
@@ -549,22 +673,24 @@ def rucker_variances(pair_var: np.ndarray) -> np.ndarray:
     the network's Laplacian pseudo-inverse L⁺ = −½·C·V·C (C = I − J/a, J all ones); the
     Laplacian L is its pseudo-inverse, and −L_ij is the weight (conductance) of pair ij, so
     its variance is 1/(−L_ij). Pairs weighted so reproduce the trial's own pairwise variances
-    as a whole, instead of counting it once per pair. A weight that comes out zero or
-    negative (possible when the trial's variances are far apart, since the assumed
-    correlation ½ is then not exact) is returned as infinity: that pair takes nothing from
-    the trial (netmeta sets small negative weights to 0 and warns about the others)."""
+    as a whole, instead of counting it once per pair. A weight that comes out zero (a trial
+    whose shared-arm covariance is at its cap, ``_shared_arm_cov``, with no τ²; rounding
+    decides its sign there, hence the relative tolerance) or negative is returned as
+    infinity: that pair takes nothing from the trial (netmeta sets small negative weights to 0
+    and warns about the others)."""
     a = pair_var.shape[0]
     centre = np.eye(a) - np.ones((a, a)) / a
     laplacian = np.linalg.pinv(-0.5 * centre @ pair_var @ centre)
     weight = -laplacian
     out = np.full((a, a), math.inf)
-    positive = weight > 1e-12 * np.max(np.abs(weight))
+    positive = weight > 1e-9 * np.max(np.abs(weight))
     out[positive] = 1.0 / weight[positive]
     np.fill_diagonal(out, 0.0)
     return out
 
 
-def _pairwise(kept: Sequence[Contrast], tau2: float) -> list[tuple[Contrast, float]]:
+def _pairwise(kept: Sequence[Contrast], tau2: float) -> tuple[list[tuple[Contrast, float]],
+                                                               list[tuple[str, str, str]]]:
     """Every pair of arms each trial randomised, with the variance its direct pool weights
     it by (τ² included). A two-arm trial's contrast is as fitted, variance v + τ². A trial of
     A, B and P enters as A vs P and B vs P; A vs B, randomised in it too, is their difference
@@ -572,11 +698,13 @@ def _pairwise(kept: Sequence[Contrast], tau2: float) -> list[tuple[Contrast, flo
     trial (``_within_cov``) and τ² between trials for every pair (τ² + τ² − 2·τ²/2 under
     ``P``); Rücker's method (``rucker_variances``) then makes them independent pairs that
     count the trial once, as netmeta's ``netsplit`` does. A pair whose weight is not positive
-    is left out (its variance would be infinite)."""
+    is left out (its variance would be infinite) and returned, as (trial, arm, arm), in the
+    second list."""
     by_study: dict[str, list[Contrast]] = defaultdict(list)
     for c in kept:
         by_study[c.study].append(c)
     out: list[tuple[Contrast, float]] = []
+    dropped: list[tuple[str, str, str]] = []
     for rows in by_study.values():
         if len(rows) < 2:
             out.extend((c, c.se**2 + tau2) for c in rows)
@@ -600,7 +728,9 @@ def _pairwise(kept: Sequence[Contrast], tau2: float) -> list[tuple[Contrast, flo
                     out.append((Contrast(rows[0].study, arms[i], arms[j], y[i] - y[j],
                                          math.sqrt(var[i, j]), None, n[i], n[j],
                                          rows[0].label), float(var[i, j])))
-    return out
+                else:
+                    dropped.append((rows[0].study, arms[i], arms[j]))
+    return out, dropped
 
 
 def _splits(res: NetworkResult, kept: Sequence[Contrast], tau2: float) -> list[Split]:
@@ -609,7 +739,8 @@ def _splits(res: NetworkResult, kept: Sequence[Contrast], tau2: float) -> list[S
     multi = any(n > 1 for n in Counter(c.study for c in kept).values())
     order = {t: i for i, t in enumerate(res.treatments)}
     pairs: dict[tuple[str, str], list[tuple[Contrast, float]]] = defaultdict(list)
-    for c, var in _pairwise(kept, tau2):
+    weighted, dropped = _pairwise(kept, tau2)
+    for c, var in weighted:
         # one orientation per pair: the later treatment versus the earlier one
         row = c if order[c.treat] > order[c.control] else c.flipped()
         pairs[(row.treat, row.control)].append((row, var))
@@ -633,4 +764,12 @@ def _splits(res: NetworkResult, kept: Sequence[Contrast], tau2: float) -> list[S
         out.append(Split(a, b, len(rows), direct, math.sqrt(direct_var), indirect,
                          indirect_se, net.log_hr, net.se,
                          approximate=multi))
+    for study, a, b in dropped:
+        listed = (a, b) in pairs or (b, a) in pairs
+        res.notes.append(
+            f"trial {study}: its {a} vs {b} takes no weight of its own in the direct and "
+            "indirect evidence (its Rücker weight is not positive: the trial's other pairs "
+            "carry that information)"
+            + ("" if listed else f"; no other trial compares {a} with {b}, so the pair has "
+               "no row there"))
     return out

@@ -4,14 +4,18 @@ a network's history over the digests (the network page's "over time" tables, one
 reference).
 
 A digest says what changed (DESIGN §4). For a network that is: it was fitted for the first
-time (saying too whether its direct and indirect evidence disagree, p < 0.05 between designs,
-for it cannot "start" disagreeing later) or can no longer be; trials or treatments joined; a
+time (saying too whether its direct and indirect evidence disagree, p < 0.05 between
+designs, in a random-effects network with the heterogeneity within designs taken into
+account, for it cannot "start" disagreeing later, and which treatments are left out as not
+connected to the reference) or can no longer be; trials or treatments joined; a
 treatment's HR against the reference moved (as shown: two decimals, half-up, as the page
 writes it) or its CI now includes or excludes 1; the reference itself changed (no
 maintenance joined a network that was expressed against its most compared treatment), when
 HRs against two references are not compared; another treatment now ranks first; direct and
-indirect evidence started or stopped disagreeing. Networks without such a change are
-counted, not listed.
+indirect evidence started or stopped disagreeing; the treatments not connected to the
+reference changed; trials joined or left (named: a trial swapped for another leaves the count
+as it was) or are fitted with another estimate. Networks without such a change are counted,
+not listed.
 """
 
 from __future__ import annotations
@@ -46,7 +50,12 @@ def snapshot(items: Sequence[Fitted]) -> dict[str, dict[str, Any]]:
             "label": net.label, "reference": res.reference, "studies": res.studies,
             "treatments": res.treatments, "vs_reference": vs,
             "best": ranking[0][0], "best_p_score": _kept(ranking[0][1]),
-            "inconsistency_p": res.q_between.p,
+            # Krahn's random-effects Q between designs in a random-effects network
+            # (heterogeneity within designs is not inconsistency), common-effect otherwise.
+            "inconsistency_p": res.inconsistency.p,
+            "inconsistency_model": "random" if res.q_between_random is not None else "common",
+            # Treatments whose trials are not connected to the reference: not in the HRs.
+            "unconnected": res.unconnected, "unconnected_note": res.disconnection_note,
             # What was fitted, so the digest's numbers can be audited later (DESIGN §4).
             "method": res.method, "tau2": res.tau2,
             "inputs": [[c.study, c.treat, c.control, c.estimate_id] for c in res.contrasts],
@@ -109,16 +118,20 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
         # this, its first digest, the one a reader sees it in, would not say so at all.
         if p_now is not None and p_now < INCONSISTENCY_P:
             first.append(f"Direct and indirect evidence disagree ({p_text(p_now)}).")
+        first.extend(_unconnected(now))
         return first
     lines: list[str] = []
-    if now["studies"] != was["studies"]:
-        lines.append(f"Trials: {was['studies']} → {now['studies']}.")
+    lines.extend(_trials(was, now))
     joined = [t for t in now["treatments"] if t not in was["treatments"]]
     left = [t for t in was["treatments"] if t not in now["treatments"]]
     if joined:
         lines.append(f"Joined the network: {', '.join(joined)}.")
     if left:
         lines.append(f"Left the network: {', '.join(left)}.")
+    # (a snapshot from before this was kept has none: a disconnection is said once)
+    if was.get("unconnected", []) != now.get("unconnected", []):
+        lines.extend(_unconnected(now) or [
+            f"Every treatment is now connected to {now['reference']}."])
     # An HR against thalidomide and one against no maintenance are different comparisons:
     # when the reference changed (``reports.network_inputs`` takes no maintenance once the
     # network has it), a move between them would be no move at all.
@@ -131,13 +144,49 @@ def _lines(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
         lines.append(f"Highest P-score: {was['best']} → {now['best']} "
                      f"({rounded(now['best_p_score'])}).")
     p_was = was.get("inconsistency_p")
+    # A snapshot from before random-effects networks were judged on Krahn's random-effects Q
+    # between designs kept the common-effect p: its "disagree" going away is no news.
+    same_measure = (was.get("inconsistency_model", "common")
+                    == now.get("inconsistency_model", "common"))
     if p_now is not None and p_now < INCONSISTENCY_P and not (
             p_was is not None and p_was < INCONSISTENCY_P):
         lines.append(f"Direct and indirect evidence now disagree ({p_text(p_now)}).")
     elif p_was is not None and p_was < INCONSISTENCY_P and not (
-            p_now is not None and p_now < INCONSISTENCY_P):
+            p_now is not None and p_now < INCONSISTENCY_P) and same_measure:
         lines.append("Direct and indirect evidence no longer disagree.")
     return lines
+
+
+def _trials(was: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The trials that joined or left the network, and those fitted with another estimate
+    (a new data cut): the count alone missed a trial swapped for another. A snapshot from
+    before the inputs were kept is compared on the count."""
+    if "inputs" not in was or "inputs" not in now:
+        return ([f"Trials: {was['studies']} → {now['studies']}."]
+                if now["studies"] != was["studies"] else [])
+    used_was: dict[str, set[Any]] = {}
+    used_now: dict[str, set[Any]] = {}
+    for inputs, used in ((was["inputs"], used_was), (now["inputs"], used_now)):
+        for study, _treat, _control, estimate_id in inputs:
+            used.setdefault(study, set()).add(estimate_id)
+    joined = sorted(set(used_now) - set(used_was), key=str.casefold)
+    left = sorted(set(used_was) - set(used_now), key=str.casefold)
+    other = sorted((t for t in set(used_now) & set(used_was) if used_now[t] != used_was[t]),
+                   key=str.casefold)
+    lines = []
+    if joined or left:
+        which = "; ".join(f"{what}: {', '.join(names)}"
+                          for what, names in (("joined", joined), ("left", left)) if names)
+        lines.append(f"Trials: {was['studies']} → {now['studies']} ({which}).")
+    if other:
+        lines.append(f"Fitted with another estimate: {', '.join(other)}.")
+    return lines
+
+
+def _unconnected(now: dict[str, Any]) -> list[str]:
+    """The line naming the treatments left out as not connected to the reference, if any."""
+    note = now.get("unconnected_note")
+    return [f"{note[0].upper()}{note[1:]}."] if note else []
 
 
 def _moves(was: dict[str, list[float]], now: dict[str, list[float]], reference: str

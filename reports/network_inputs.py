@@ -426,9 +426,12 @@ def describe(items: Sequence[Fitted]) -> str:
             rel = res.relative(t, res.reference)
             lines.append(f"  {t:<{width}}  HR vs {res.reference} "
                          f"{rel.hr_text}  P-score {res.p_scores[t]:.2f}")
-        inc = res.q_between
+        inc = res.inconsistency
         lines.append(f"  inconsistency (between designs): Q = {inc.q:.2f} on {inc.df} df"
-                     + (f", {p_text(inc.p)}" if inc.p is not None else " (no closed loop)"))
+                     + (f", {p_text(inc.p)}" if inc.p is not None else " (no closed loop)")
+                     + (f" with tau2 within designs {res.tau2_within_designs:.4f}; "
+                        f"common-effect Q = {res.q_between.q:.2f}"
+                        if res.q_between_random is not None and inc.p is not None else ""))
         lines.extend(f"  note: {note}" for note in res.notes)
     return "\n".join(lines)
 

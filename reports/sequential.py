@@ -240,10 +240,13 @@ def _verdict(looks: list[dict[str, Any]], plan: MonitoringPlan, required: float,
                      "without a crossing; the later evidence went past the plan's final "
                      "boundary.")
         # Later evidence can pull the curve back; a living review must say so rather than
-        # keep repeating a crossing that no longer holds.
-        if last is not crossed and abs(last["z"]) < (last["boundary"] or z_conv):
+        # keep repeating a crossing that no longer holds. A latest step that adds no
+        # information has no boundary of its own: it is read against the boundary in force,
+        # that of the last look (never the conventional 1.96, which is far lower early on).
+        limit = current if current is not None else z_conv
+        if last is not crossed and abs(last["z"]) < limit:
             text += (f" The latest Z ({rounded(last['z'])}) is back inside "
-                     + (f"the boundary (±{rounded(last['boundary'])})." if last["boundary"]
+                     + (f"the boundary (±{rounded(current)})." if current is not None
                         else f"the conventional ±{rounded(z_conv)}."))
         disagrees = primary_ci is not None and primary_ci[0] <= 0.0 <= primary_ci[1]
         if disagrees:

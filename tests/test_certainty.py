@@ -261,3 +261,28 @@ def test_pool_all_stores_the_suggestion(ctx) -> None:
     with ctx.sessions() as s:
         snap = {p.analysis_key: p for p in latest_results(s)}["thalidomide/PFS/post_asct"]
     assert snap.result["certainty"] == certainty
+
+
+def test_a_latest_step_without_new_information_is_read_against_the_boundary_in_force() -> None:
+    """A later cut of a trial with fewer events adds no information, so the latest step is no
+    new look and has no boundary of its own. Its Z (beyond 1.96 but inside the last look's
+    boundary) is back inside the boundary in force: the sentence says so and imprecision is
+    rated down, as when the curve falls back at a new look (it was read against 1.96, kept
+    the crossing and did not rate down)."""
+    from reports.sequential import MonitoringPlan, monitor
+
+    a = {"trial": "A", "estimate_id": 1, "yi": -0.45, "sei": 0.13}
+    b = {"trial": "B", "estimate_id": 2, "yi": -0.35, "sei": 0.14}
+    b_later_cut = {"trial": "B", "estimate_id": 3, "yi": 0.15, "sei": 0.16}
+    steps = [{"date": "2010-01-01", "date_label": "2010", "k": 1, "studies": [a]},
+             {"date": "2012-01-01", "date_label": "2012", "k": 2, "studies": [a, b]},
+             {"date": "2014-01-01", "date_label": "2014", "k": 2, "studies": [a, b_later_cut]}]
+    view = monitor(steps, MonitoringPlan(0.8, 0.05, 0.8), method="FE")
+    assert view is not None and view["status"] == "firm_evidence"
+    last, previous = view["looks"][-1], view["looks"][-2]
+    assert not last["new_look"] and last["boundary"] is None
+    assert 1.96 < abs(last["z"]) < previous["boundary"] == view["boundary"]
+    assert f"back inside the boundary (±{previous['boundary']:.2f})" in view["text"]
+    d = domain(suggest(hr_ci_low=0.60, hr_ci_high=0.95, monitoring=view), "imprecision")
+    assert d["downgrade"] == 1, d["reason"]
+    assert "back inside" in d["reason"]

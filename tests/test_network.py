@@ -785,7 +785,7 @@ def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> N
     assert second.id != first.id
     lines = {n["key"]: n["lines"] for n in second.summary["network_changes"]}
     post = lines["PFS/post_asct"]
-    assert "Trials: 6 → 7." in post
+    assert "Trials: 6 → 7 (joined: LEN-THAL)." in post
     def hr(digest: Any) -> str:
         lo_hi = digest.summary["networks"]["PFS/post_asct"]["vs_reference"]["lenalidomide"]
         return hr_ci_text(*lo_hi)
@@ -796,7 +796,7 @@ def test_the_digest_says_what_changed_in_the_network(network_evidence: Any) -> N
     assert any(line.endswith("the CI now includes 1.") for line in post)
     # the text part: one line each, the label on its own line, no run-together lines
     text = second.text[second.text.index("NETWORK META-ANALYSIS"):]
-    assert "\n* Trials: 6 → 7.\n" in text
+    assert "\n* Trials: 6 → 7 (joined: LEN-THAL).\n" in text
     assert "\n  lenalidomide: HR vs no maintenance " in text
     assert re.search(r"\n\nPFS \(EFS/TTP accepted\) — post-ASCT( \(\S+\))?\n\* ", text)
 
@@ -1207,3 +1207,189 @@ def test_a_league_cell_next_to_1_keeps_its_side() -> None:
     from reports.network import hr_text
 
     assert hr_text(math.log(0.9), math.log(0.8), math.log(0.9996)) == "0.90 (0.80–0.9996)"
+
+
+def test_a_multi_arm_covariance_is_capped_at_the_smaller_contrast_variance() -> None:
+    """Trial GEM's B vs P has four times the SE of its A vs P: correlation ½ gave them a
+    covariance of 0.02, twice A vs P's whole variance 0.01 (impossible: it is the shared arm's
+    variance, part of both). It is capped at 0.01, the fit notes name the trial, and the fit
+    is the generalised least squares one with that covariance. In the common-effect fit the
+    trial's B vs P then takes no Rücker weight (its A arm is taken as exactly known): the
+    notes say so, and that B vs P has no direct row, instead of it vanishing silently."""
+    rows = [Contrast("GEM", "A", "P", -0.5, 0.10), Contrast("GEM", "B", "P", -0.3, 0.40),
+            Contrast("s2", "A", "P", -0.1, 0.10), Contrast("s3", "C", "P", -0.2, 0.2)]
+    res = network_meta_analysis(rows, reference="P", method="FE")
+    capped = [n for n in res.notes if n.startswith("trial GEM: the SE of B vs P (0.4)")]
+    assert len(capped) == 1 and "capped at that variance (0.01)" in capped[0]
+    # GLS by hand with the capped covariance: B vs P = (B vs A of GEM) + pooled A vs P
+    y = np.array([-0.5, -0.3, -0.1, -0.2])
+    x = np.array([[1.0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]])
+    v = np.diag([0.01, 0.16, 0.01, 0.04])
+    v[0, 1] = v[1, 0] = 0.01
+    w = np.linalg.inv(v)
+    beta = np.linalg.solve(x.T @ w @ x, x.T @ w @ y)
+    assert res.relative("B", "P").log_hr == pytest.approx(beta[1])
+    assert res.relative("B", "P").log_hr == pytest.approx(-0.1)
+    assert ("B", "P") not in {(s.treat, s.control) for s in res.splits}
+    assert any(n.startswith("trial GEM: its B vs P takes no weight of its own")
+               and "no other trial compares B with P, so the pair has no row there" in n
+               for n in res.notes)
+    # SEs within a factor of two: correlation ½ as before, no note
+    rows[1] = Contrast("GEM", "B", "P", -0.3, 0.15)
+    assert not any("capped" in n for n in network_meta_analysis(rows, reference="P").notes)
+
+
+def test_a_pair_dropped_for_its_rucker_weight_is_noted_beside_other_trials_of_it() -> None:
+    """SEs exactly twofold (0.1, 0.2) sit at the cap: GEM's B vs P takes no weight; s4 also
+    compares B with P, so the pair keeps its row (s4 alone) and the note says only the
+    first part."""
+    rows = [Contrast("GEM", "A", "P", -0.5, 0.10), Contrast("GEM", "B", "P", -0.3, 0.20),
+            Contrast("s2", "A", "P", -0.1, 0.10), Contrast("s4", "B", "P", -0.2, 0.3)]
+    res = network_meta_analysis(rows, reference="P", method="FE")
+    bp = {(s.treat, s.control): s for s in res.splits}[("B", "P")]
+    assert bp.k_direct == 1 and bp.direct == pytest.approx(-0.2)
+    note = next(n for n in res.notes if n.startswith("trial GEM: its B vs P takes no weight"))
+    assert "no row there" not in note
+
+
+def _heterogeneous_but_consistent() -> list[tuple[str, str, str, float]]:
+    """Trials of lenalidomide and thalidomide against placebo scattered around consistent
+    effects (d_len −0.4, d_thal −0.2) and one head-to-head trial: (trial, drug, comparator,
+    log HR), SE 0.12 (0.15 head to head)."""
+    return [("A1", "lenalidomide", "placebo", -0.9), ("A2", "lenalidomide", "placebo", 0.05),
+            ("A3", "lenalidomide", "placebo", -0.45), ("B1", "thalidomide", "placebo", -0.6),
+            ("B2", "thalidomide", "placebo", 0.25),
+            ("AB1", "lenalidomide", "thalidomide", -0.75)]
+
+
+def test_heterogeneity_within_designs_is_not_read_as_inconsistency() -> None:
+    """The common-effect Q between designs takes every trial as exact: 7.01 (p 0.008) here,
+    though each node-split gives p 0.46. A random-effects network is judged on Krahn's
+    random-effects version, with τ² of the design-by-treatment interaction model (0.2566):
+    Q 0.479, p 0.489 (metafor agrees on random networks: test_network_metafor)."""
+    rows = [Contrast(t, a, b, y, 0.15 if t == "AB1" else 0.12)
+            for t, a, b, y in _heterogeneous_but_consistent()]
+    res = network_meta_analysis(rows, reference="placebo")
+    assert res.q_between.q == pytest.approx(7.007, abs=1e-3) and res.q_between.p < 0.01
+    assert res.q_between_random is not None and res.tau2_within_designs is not None
+    assert res.tau2_within_designs == pytest.approx(0.2566, abs=1e-4)
+    assert res.inconsistency is res.q_between_random
+    assert res.inconsistency.q == pytest.approx(0.479, abs=1e-3)
+    assert res.inconsistency.p == pytest.approx(0.489, abs=1e-3)
+    assert all(s.p is not None and s.p > 0.4 for s in res.splits)
+    assert res.to_json()["q_between_designs_random"]["df"] == 1
+    # a common-effect network keeps the common-effect Q (it has no τ²)
+    fe = network_meta_analysis(rows, reference="placebo", method="FE")
+    assert fe.q_between_random is None and fe.inconsistency is fe.q_between
+
+
+def test_the_page_and_digest_judge_a_random_effects_network_on_its_random_q(
+        ctx: Any, app: Any, users: dict[str, str]) -> None:
+    """The same trials stored: no "disagree" warning on the page and none in the first
+    digest (both read the common-effect p 0.008 before); the page gives the common-effect
+    value beside the random-effects one."""
+    with ctx.sessions() as s:
+        for name, drug, comparator, y in _heterogeneous_but_consistent():
+            se = 0.15 if name == "AB1" else 0.12
+            hr = [f"{math.exp(v):.3f}" for v in (y, y - 1.959964 * se, y + 1.959964 * se)]
+            add_estimate(s, _trial(s, name, drug, comparator), *hr)
+        s.commit()
+    _net, res, _why = _fit(ctx, "PFS/post_asct")
+    assert res is not None and res.q_between.p is not None and res.q_between.p < 0.05
+    assert res.inconsistency.p is not None and res.inconsistency.p > 0.4
+    page = as_role(app, users, "viewer").get("/network?key=PFS/post_asct").text
+    assert 'id="inconsistent"' not in page
+    q = page[page.index("between designs (inconsistency)"):]
+    assert q.startswith(f"between designs (inconsistency) {res.inconsistency.q:.2f} on 1 df")
+    assert "with the heterogeneity within designs taken into account" in q
+    assert f"common-effect {res.q_between.q:.2f}" in q.split("</li>")[0]
+    digest = build_digest(ctx)
+    lines = {n["key"]: n["lines"] for n in digest.summary["network_changes"]}
+    assert not any("disagree" in line for line in lines["PFS/post_asct"])
+    assert digest.summary["networks"]["PFS/post_asct"]["inconsistency_model"] == "random"
+
+
+def test_a_snapshot_judged_on_the_common_effect_q_does_not_stop_disagreeing_by_itself() -> None:
+    """A digest kept before random-effects networks were judged on Krahn's random Q stored
+    the common-effect p (0.008): the next one, on the random-effects p (0.49), must not say
+    "no longer disagree" — nothing changed but the measure. The same measure still does."""
+    from reports.network_digest import changes
+
+    vs = {"lenalidomide": [0.6, 0.5, 0.7]}
+    old = {**_net(vs), "inconsistency_p": 0.008}
+    now = {**_net(vs), "inconsistency_p": 0.49, "inconsistency_model": "random"}
+    listed, _ = changes({"k": old}, {"k": now})
+    assert not any("disagree" in line for n in listed for line in n["lines"])
+    listed, _ = changes({"k": {**old, "inconsistency_model": "random"}}, {"k": now})
+    said = [line for n in listed for line in n["lines"]]
+    assert said == ["Direct and indirect evidence no longer disagree."]
+
+
+def test_treatments_not_connected_to_the_reference_are_named_in_the_summaries(
+        ctx: Any, app: Any, users: dict[str, str]) -> None:
+    """Bortezomib against interferon joins no trial against no maintenance: the network
+    leaves it out. /summary, sof.md and the digest named none of it (the rows of the
+    connected treatments only); they now say which treatments and trials are left out, and
+    the digest says so again when they get connected."""
+    from reports.export_sof import sof_markdown
+
+    with ctx.sessions() as s:
+        add_estimate(s, _trial(s, "THAL-1", "thalidomide", "placebo"), "0.60", "0.45", "0.80")
+        add_estimate(s, _trial(s, "LEN-1", "lenalidomide", "placebo"), "0.50", "0.40", "0.63")
+        add_estimate(s, _trial(s, "LEN-2", "lenalidomide", "thalidomide"), "0.80", "0.60",
+                     "1.07")
+        add_estimate(s, _trial(s, "HOVON-X", "bortezomib", "interferon"), "0.70", "0.55",
+                     "0.89")
+        s.commit()
+    note = ("not connected to no maintenance, so not in this network: bortezomib, "
+            "interferon (1 trial: HOVON-X)")
+    _net, res, _why = _fit(ctx, "PFS/post_asct")
+    assert res is not None and res.disconnection_note == note
+    with ctx.sessions() as s:
+        markdown = sof_markdown(s, networks_for(load_candidates(s), None))
+    assert f": {note}" in markdown
+    viewer = as_role(app, users, "viewer")
+    page = lxml.html.fromstring(viewer.get("/summary").text)
+    notes = [" ".join(li.text_content().split())
+             for li in page.xpath("//ul[contains(@class, 'network-notes')]/li")]
+    assert any(n.endswith(f": {note}") for n in notes)
+    assert f": {note}" in viewer.get("/summary.md").text
+    first = build_digest(ctx)
+    lines = {n["key"]: n["lines"] for n in first.summary["network_changes"]}
+    assert f"{note[0].upper()}{note[1:]}." in lines["PFS/post_asct"]
+    with ctx.sessions() as s:  # interferon against observation connects both
+        add_estimate(s, _trial(s, "IFN-1", "interferon", "observation"), "0.90", "0.70",
+                     "1.16")
+        s.commit()
+    second = build_digest(ctx)
+    lines = {n["key"]: n["lines"] for n in second.summary["network_changes"]}
+    assert "Every treatment is now connected to no maintenance." in lines["PFS/post_asct"]
+    assert not any("not connected" in line for line in lines["PFS/post_asct"])
+
+
+def test_a_trial_swapped_for_another_is_told_in_the_digest() -> None:
+    """CALGB leaves and GIMEMA joins: three trials before and after, the same HRs. The digest
+    compared the count and said nothing; it names who joined and left, and a trial fitted
+    with another estimate (a new data cut). A snapshot kept without its inputs is compared
+    on the count, as before."""
+    from reports.network_digest import changes, snapshot
+
+    class Net:
+        key, label = "PFS/post_asct", "PFS, post-ASCT"
+
+    def fitted(rows: list[Contrast]) -> dict[str, Any]:
+        return snapshot([(Net, network_meta_analysis(rows, reference="no maintenance"), "")])
+
+    ifm = Contrast("IFM", "A", "no maintenance", -0.6, 0.1, estimate_id=1)
+    calgb = Contrast("CALGB", "A", "no maintenance", -0.6, 0.1, estimate_id=2)
+    gimema = Contrast("GIMEMA", "A", "no maintenance", -0.6, 0.1, estimate_id=3)
+    mrc = Contrast("MRC", "B", "no maintenance", -0.3, 0.15, estimate_id=4)
+    before, after = fitted([ifm, calgb, mrc]), fitted([ifm, gimema, mrc])
+    (listed,), _ = changes(before, after)
+    assert listed["lines"] == ["Trials: 3 → 3 (joined: GIMEMA; left: CALGB)."]
+    recut = fitted([Contrast("IFM", "A", "no maintenance", -0.6, 0.1, estimate_id=9),
+                    gimema, mrc])
+    (listed,), _ = changes(after, recut)
+    assert listed["lines"] == ["Fitted with another estimate: IFM."]
+    old = {key: {k: v for k, v in net.items() if k != "inputs"} for key, net in before.items()}
+    assert changes(old, after) == ([], 1)

@@ -102,7 +102,7 @@ def test_networks_exercise_the_hard_cases() -> None:
 def test_effects_tau2_and_q_match_metafor(oracle: dict) -> None:
     nets, ref = oracle["nets"], oracle["ref"]
     bad: list[str] = []
-    boundary = positive = inconsistent = unidentified = 0
+    boundary = positive = inconsistent = unidentified = dbt_failed = dbt_heterogeneous = 0
     for name, rows in nets.items():
         fe = network_meta_analysis(rows, reference="t0", method="FE")
         re = network_meta_analysis(rows, reference="t0", method="REML")
@@ -129,6 +129,19 @@ def test_effects_tau2_and_q_match_metafor(oracle: dict) -> None:
         for ours, what in ((fe.q_total.q, "qe"), (fe.q_within.q, "q_within")):
             if not _close(ours, ref[(name, what, "")]):
                 bad.append(f"{name} {what} {ours} vs {ref[(name, what, '')]}")
+        # Q between designs with the design-by-treatment interaction model's τ² (Krahn 2013)
+        assert re.q_between_random is not None and re.tau2_within_designs is not None
+        their_within = ref[(name, "tau2_within", "")]
+        if math.isnan(their_within):  # metafor failed on the interaction model
+            dbt_failed += 1
+        else:
+            if not _close(re.tau2_within_designs, their_within, 1e-5):
+                bad.append(f"{name} tau2 within designs {re.tau2_within_designs} vs "
+                           f"{their_within}")
+            if not _close(re.q_between_random.q, ref[(name, "q_between_random", "")], 1e-5):
+                bad.append(f"{name} Q between random {re.q_between_random.q} vs "
+                           f"{ref[(name, 'q_between_random', '')]}")
+            dbt_heterogeneous += re.tau2_within_designs > 0 and re.q_between.df > 0
         assert fe.q_total.df == ref[(name, "qe_df", "")]
         # every pair of arms a trial randomised, a multi-arm trial's pairs among them
         pooled = {key for (net, what, key) in ref if net == name and what == "direct"}
@@ -148,6 +161,7 @@ def test_effects_tau2_and_q_match_metafor(oracle: dict) -> None:
     assert not bad, f"{len(bad)} mismatches, first: " + "\n".join(bad[:12])
     assert boundary > 0 and positive > 0 and inconsistent > 0  # all regimes exercised
     assert unidentified < len(nets) // 5
+    assert dbt_failed < len(nets) // 10 and dbt_heterogeneous >= 5
 
 
 def test_p_scores_match_resampled_ranks() -> None:

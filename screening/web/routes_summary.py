@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from reports.export_sof import (
     LOW_ROB_ONLY_EMPTY,
     NOT_ESTIMABLE,
+    network_notes,
     network_rows,
     sof_markdown,
     sof_rows,
@@ -39,8 +40,10 @@ def _networks(request: Request, session: DbSession) -> list[Fitted]:
 
 @router.get("/summary")
 def summary_page(request: Request, session: DbSession, user: Viewer) -> Response:
+    networks = _networks(request, session)
     return render(request, "summary.html", {
-        "rows": sof_rows(session), "network_rows": network_rows(_networks(request, session)),
+        "rows": sof_rows(session), "network_rows": network_rows(networks),
+        "network_notes": network_notes(networks),
         # The words the digest and /estimates use ("conventionally significant only"), not
         # the stored code with its underscores replaced ("conventional only").
         "monitoring_label": status_label, "low_rob_only_empty": LOW_ROB_ONLY_EMPTY,
