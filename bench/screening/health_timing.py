@@ -7,8 +7,8 @@ Builds a throw-away SQLite database with N records, the first ``--screened`` of 
 the same process:
 - ``screening_health`` (the queue banner, the digest, ``GET /api/screening/health``) against
   its counting part alone (every ``count_live`` query it makes, without the stopping test);
-- ``prioritised_order_test`` alone (decided records in order of their first decision, the
-  newest unscreened arrival, the test) against the same counting part.
+- ``prioritised_order_test`` alone (screened records, decided or voted on, in order of their
+  first look, the newest unscreened arrival, the test) against the same counting part.
 Prints median milliseconds and the ratios.
 """
 
