@@ -29,11 +29,16 @@ def test_rate_with_api_key_stays_below_ten(monkeypatch: pytest.MonkeyPatch) -> N
     assert 3 < load_settings().request_rate < 10
 
 
-def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MMLR_ENTREZ_RATE", "5")
-    with pytest.raises(ConfigError) as exc:
+def _refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> str:
+    """The one-line error of loading the settings with ``name`` set to ``value``."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as err:
         load_settings()
-    assert exc.value.one_line().startswith(
+    return err.value.one_line()
+
+
+def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _refused(monkeypatch, "MMLR_ENTREZ_RATE", "5").startswith(
         "invalid setting MMLR_ENTREZ_RATE: 5 requests/s is above NCBI's limit of 3 without an "
         "API key")
     monkeypatch.setenv("MMLR_ENTREZ_API_KEY", "abc123")
@@ -215,12 +220,10 @@ def test_rate_above_ncbi_limits_is_refused_for_ncbi_only(monkeypatch: pytest.Mon
 def test_bad_values_give_one_clear_error(
     monkeypatch: pytest.MonkeyPatch, var: str, value: str, fragment: str
 ) -> None:
-    monkeypatch.setenv(var, value)
-    with pytest.raises(ConfigError) as err:
-        load_settings()
-    assert fragment in err.value.one_line()
-    assert "\n" not in err.value.one_line()
-    assert "hunter2" not in err.value.one_line()  # a password is never echoed
+    line = _refused(monkeypatch, var, value)
+    assert fragment in line
+    assert "\n" not in line
+    assert "hunter2" not in line  # a password is never echoed
 
 
 @pytest.mark.parametrize("value", [
@@ -232,10 +235,7 @@ def test_an_unencoded_at_in_the_database_password_is_refused_unquoted(
         monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     """SQLAlchemy ends the password at its first '@': the rest of it was shown as the host
     beside the mask ("mm:***@cdSecr3tTail@127.0.0.1"), or quoted by int() as the port."""
-    monkeypatch.setenv("MMLR_DATABASE_URL", value)
-    with pytest.raises(ConfigError) as err:
-        load_settings()
-    line = err.value.one_line()
+    line = _refused(monkeypatch, "MMLR_DATABASE_URL", value)
     assert line.startswith("invalid setting MMLR_DATABASE_URL: has an '@' in its user name "
                            "or password: write each '@' there percent-encoded, as %40"), line
     for secret in ("Secr3tTail", "Zt7Lx2", "cd", "k9", "Vq", "127.0.0.1"):
@@ -244,11 +244,9 @@ def test_an_unencoded_at_in_the_database_password_is_refused_unquoted(
 
 def test_a_database_port_that_is_no_number_is_not_quoted(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MMLR_DATABASE_URL", "postgresql+psycopg://mm:Secr3t@h:5x432/db")
-    with pytest.raises(ConfigError) as err:
-        load_settings()
-    assert "MMLR_DATABASE_URL: is not a database URL" in err.value.one_line()
-    assert "Secr3t" not in err.value.one_line()
+    line = _refused(monkeypatch, "MMLR_DATABASE_URL", "postgresql+psycopg://mm:Secr3t@h:5x432/db")
+    assert "MMLR_DATABASE_URL: is not a database URL" in line
+    assert "Secr3t" not in line
 
 
 def test_a_database_url_is_shown_without_any_of_its_user_part() -> None:
@@ -401,10 +399,7 @@ def test_base_url_with_a_user_or_password_is_refused_without_echoing_it(
         monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     """Before: loaded, and the credentials went into every digest's unsubscribe links,
     its List-Unsubscribe header and a log line."""
-    monkeypatch.setenv("MMLR_BASE_URL", url)
-    with pytest.raises(ConfigError) as err:
-        load_settings()
-    line = err.value.one_line()
+    line = _refused(monkeypatch, "MMLR_BASE_URL", url)
     assert line.startswith("invalid setting MMLR_BASE_URL: must not contain a user name or "
                            "password (user:pass@)"), line
     assert "S3cretPw" not in line and "digest@" not in line
@@ -421,10 +416,7 @@ def test_base_url_with_a_user_or_password_is_refused_without_echoing_it(
 ])
 def test_an_unencoded_hash_slash_or_question_mark_in_the_smtp_login_is_refused_unquoted(
         monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv("MMLR_SMTP_URL", value)
-    with pytest.raises(ConfigError) as err:
-        load_settings()
-    line = err.value.one_line()
+    line = _refused(monkeypatch, "MMLR_SMTP_URL", value)
     assert "MMLR_SMTP_URL: percent-encode '#', '/', '?' in the user name or password" in line
     assert "%23" in line and "\n" not in line
     for part in ("s3cret", "Xy7", "2024", "digest:", "dig#est", "Tail"):
