@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from store.errors import ValidationError
 
@@ -27,6 +28,15 @@ def parse_id(text: str) -> int | None:
         return None
     value = int(text)
     return value if 0 < value <= MAX_ID else None
+
+
+def id_of(value: Any) -> int | None:
+    """A value a form or a JSON body sent as an id: a whole number (never a bool: ``true`` is 1
+    to Python) or ASCII digits, 1 to :data:`MAX_ID`; None for anything else (1.0 and "1.0"
+    name no row)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    return parse_id(str(value))
 
 
 _SEPARATORS = re.compile(r"[\s,;]+")

@@ -42,7 +42,7 @@ from screening.agreement import (
 from screening.votes import votes_on
 from store.audit import audit
 from store.errors import StateError, ValidationError
-from store.ids import parse_id
+from store.ids import id_of
 from store.models import Decision, ModelVersion, Record, User
 from store.numbers import as_float, parse_decimal
 from store.record_lock import locked_record
@@ -67,16 +67,8 @@ def _as_sent(value: Any) -> str:
         return type(value).__name__
 
 
-def _whole(value: Any) -> int | None:
-    """``value`` as a positive id: an int (never a bool: ``true`` is 1 to Python) or ASCII
-    digits; 1.0 and "1.0" are not."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        return None
-    return parse_id(str(value))
-
-
 def parse_pmid(value: Any) -> int:
-    pmid = _whole(value)
+    pmid = id_of(value)
     if pmid is None:
         raise ValidationError(f"{_as_sent(value)} is not a PMID",
                               hint="a PMID is a positive whole number")
@@ -86,7 +78,7 @@ def parse_pmid(value: Any) -> int:
 def parse_rank(value: Any) -> int | None:
     if value is None or str(value).strip() == "":
         return None
-    rank = _whole(value)
+    rank = id_of(value)
     if rank is None:
         raise ValidationError(f"rank_shown {_as_sent(value)} is not a positive whole number",
                               hint="the record's place in the queue, from 1")
@@ -116,7 +108,7 @@ def parse_shown(session: Session, version: Any, score: Any) -> Shown | None:
     if absent(score):
         raise ValidationError("model_version_shown was sent without score_shown",
                               hint="send both, as the page showed them, or neither")
-    version_id = None if isinstance(version, bool) else parse_id(str(version))
+    version_id = id_of(version)
     if version_id is None:
         raise ValidationError(f"model_version_shown {version!r} is not a positive whole number",
                               hint="the id of the model version whose score was shown")

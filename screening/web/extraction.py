@@ -39,7 +39,7 @@ from reports.words import hr_ci_text
 from store.audit import audit
 from store.days import parse_day
 from store.errors import FieldsError, MmlrError, Sentence
-from store.ids import MAX_ID, parse_id
+from store.ids import MAX_ID, id_of
 from store.models import Estimate, Trial, TrialReport, User, utcnow
 from store.numbers import parse_decimal
 
@@ -223,9 +223,7 @@ class _Reader:
         raw = self.data.get(name)
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             return None
-        if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw <= MAX_ID:
-            return raw
-        if isinstance(raw, str) and (value := parse_id(raw)) is not None:
+        if (value := id_of(raw)) is not None:
             return value
         self.errors[name] = f"must be {what}'s id (a whole number from 1), not {_json_text(raw)}"
         return None
